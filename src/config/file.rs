@@ -1,0 +1,192 @@
+//! The shape of `gateway.yaml`, exactly as written: plain serde structs that reject unknown
+//! keys. Nothing here is checked beyond its YAML type; `compile.rs` turns these into the
+//! typed runtime model and reports every problem with its location.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// The whole file. Routes are kept as raw YAML values here so that each one can be
+/// deserialized on its own and every broken route reported, not just the first.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub listeners: Vec<RawListener>,
+    #[serde(default)]
+    pub admin: Option<RawAdmin>,
+    #[serde(default)]
+    pub client_ip: RawClientIp,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub routes: Vec<serde_yaml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    pub addr: String,
+    #[serde(default)]
+    pub tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// PEM file with the certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub addr: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientIp {
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+}
+
+/// Durations are strings such as `10s`, `500ms`, `15m`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_body_bytes: Option<u64>,
+    pub max_header_bytes: Option<u64>,
+    pub max_response_bytes: Option<u64>,
+    pub max_connections: Option<u64>,
+    pub header_read_timeout: Option<String>,
+    pub body_read_timeout: Option<String>,
+    pub upstream_connect_timeout: Option<String>,
+    pub upstream_timeout: Option<String>,
+    pub shutdown_grace: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: String,
+    pub path: String,
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+    pub upstream: String,
+    #[serde(default)]
+    pub allow_ips: Option<Vec<String>>,
+    #[serde(default)]
+    pub verify: Option<RawVerify>,
+}
+
+/// A `verify:` block. Every field is optional so that a preset can supply it and a route can
+/// override any single field of the preset (see [`RawVerify::overlay`]).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVerify {
+    pub preset: Option<String>,
+    pub algorithm: Option<String>,
+    pub signature: Option<RawSignature>,
+    pub message: Option<Vec<RawPart>>,
+    pub timestamp: Option<RawTimestamp>,
+    pub secret: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    pub secrets: Option<Vec<String>>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSignature {
+    pub header: Option<String>,
+    pub prefix: Option<String>,
+    pub encoding: Option<OneOrMany>,
+}
+
+/// `encoding: hex` or `encoding: [hex, base64]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// One message part: `body`, `{ header: NAME }` or `{ literal: TEXT }`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawPart {
+    Body,
+    Header(String),
+    Literal(String),
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimestamp {
+    /// Read the timestamp from this request header ...
+    pub header: Option<String>,
+    /// ... or from this JSON body field (`name` or a JSON pointer such as `/data/ts`).
+    pub json: Option<String>,
+    /// `seconds`, `milliseconds` or `rfc3339`.
+    pub unit: Option<String>,
+    /// How old a timestamp may be; also the future bound unless `future_tolerance` is set.
+    pub tolerance: Option<String>,
+    pub future_tolerance: Option<String>,
+}
+
+impl RawVerify {
+    /// Lays `self` (a route's own fields) over `base` (a preset), field by field; nested
+    /// `signature` and `timestamp` blocks are merged per field too.
+    pub fn overlay(self, base: RawVerify) -> RawVerify {
+        // Secrets are one choice: a route that names any secret source replaces the preset's.
+        let route_has_secret =
+            self.secret.is_some() || self.secret_file.is_some() || self.secrets.is_some();
+        let (secret, secret_file, secrets) = if route_has_secret {
+            (self.secret, self.secret_file, self.secrets)
+        } else {
+            (base.secret, base.secret_file, base.secrets)
+        };
+        RawVerify {
+            preset: self.preset.or(base.preset),
+            algorithm: self.algorithm.or(base.algorithm),
+            signature: merge(self.signature, base.signature, |o, b| RawSignature {
+                header: o.header.or(b.header),
+                prefix: o.prefix.or(b.prefix),
+                encoding: o.encoding.or(b.encoding),
+            }),
+            message: self.message.or(base.message),
+            timestamp: merge(self.timestamp, base.timestamp, |o, b| {
+                // A different source replaces the preset's source entirely.
+                let own_source = o.header.is_some() || o.json.is_some();
+                RawTimestamp {
+                    header: if own_source { o.header } else { b.header },
+                    json: if own_source { o.json } else { b.json },
+                    unit: o.unit.or(b.unit),
+                    tolerance: o.tolerance.or(b.tolerance),
+                    future_tolerance: o.future_tolerance.or(b.future_tolerance),
+                }
+            }),
+            secret,
+            secret_file,
+            secrets,
+        }
+    }
+}
+
+fn merge<T>(over: Option<T>, base: Option<T>, f: impl FnOnce(T, T) -> T) -> Option<T> {
+    match (over, base) {
+        (Some(o), Some(b)) => Some(f(o, b)),
+        (o, b) => o.or(b),
+    }
+}

@@ -1,0 +1,169 @@
+//! Configuration: `gateway.yaml` in two levels.
+//!
+//! - `file.rs`: the file's shape (serde structs, unknown keys rejected).
+//! - `compile.rs`: turns that into the immutable runtime model below ([`Gateway`]): parsed
+//!   addresses, CIDRs, durations, TLS configs, and compiled signature schemes with their
+//!   secrets resolved. Every problem is collected with its location (route name and field)
+//!   and reported together; a gateway with any error never starts.
+//! - `secret.rs`: `${ENV_VAR}`, `secret_file:` and literal secrets.
+//!
+//! The request path reads only the compiled model and never re-checks what load time checked.
+
+pub mod compile;
+pub mod file;
+pub mod secret;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::uri::Authority;
+use http::Method;
+use ipnet::IpNet;
+
+use crate::routes::{PathPattern, RouteTable};
+use crate::scheme::Scheme;
+
+/// The compiled, immutable gateway configuration, shared as `Arc<Gateway>`.
+#[derive(Debug)]
+pub struct Gateway {
+    pub listeners: Vec<Listener>,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    pub admin: SocketAddr,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    pub limits: Limits,
+    pub routes: RouteTable,
+}
+
+/// One address the gateway accepts webhooks on.
+#[derive(Clone)]
+pub struct Listener {
+    pub addr: SocketAddr,
+    /// `Some` for HTTPS (HTTP/1.1 and HTTP/2 by ALPN), `None` for plain HTTP/1.1.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+impl fmt::Debug for Listener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Listener")
+            .field("addr", &self.addr)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+/// Bounds on everything a client or upstream can make the gateway wait for or hold.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest request body read; larger is refused with 413 while reading.
+    pub max_body_bytes: u64,
+    /// Largest request head (HTTP/1.1 read buffer; HTTP/2 header list).
+    pub max_header_bytes: u64,
+    /// Largest upstream response passed back; larger is a 502.
+    pub max_response_bytes: u64,
+    /// Open client connections at once; further accepts wait.
+    pub max_connections: usize,
+    /// Time for a client to send the request head (also the keep-alive idle limit).
+    pub header_read_timeout: Duration,
+    /// Time for a client to send the whole body once the head is in.
+    pub body_read_timeout: Duration,
+    pub upstream_connect_timeout: Duration,
+    /// Time for the upstream to answer in full once the request is sent (else 504).
+    pub upstream_timeout: Duration,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_body_bytes: 1024 * 1024,
+            max_header_bytes: 16 * 1024,
+            max_response_bytes: 1024 * 1024,
+            max_connections: 10_000,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            upstream_connect_timeout: Duration::from_secs(5),
+            upstream_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One route: where matching requests come from, how they are checked, where they go.
+#[derive(Debug)]
+pub struct Route {
+    pub name: String,
+    pub path: PathPattern,
+    pub methods: Vec<Method>,
+    pub upstream: Upstream,
+    /// `Some`: only clients inside these networks may use the route.
+    pub allow_ips: Option<Vec<IpNet>>,
+    /// `Some`: requests must carry a valid signature. A route has a scheme, an allowlist or
+    /// both; never neither.
+    pub scheme: Option<Scheme>,
+}
+
+/// A parsed `http://host:port[/base]` upstream.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    pub authority: Authority,
+    /// Prepended to the request path; empty or starting with `/`, never ending with `/`.
+    pub base_path: String,
+}
+
+/// One configuration problem and where it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// e.g. `routes[2] (lahza).verify.secret` or `line 12 column 3`.
+    pub location: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.location, self.message)
+    }
+}
+
+/// Every problem found in one configuration.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        writeln!(
+            f,
+            "{n} error{} in configuration:",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for e in &self.0 {
+            writeln!(f, "  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A loaded configuration and the warnings it deserves (e.g. a literal secret in the file).
+#[derive(Debug)]
+pub struct Loaded {
+    pub gateway: Gateway,
+    pub warnings: Vec<ConfigError>,
+}
+
+/// Reads and compiles a configuration file, resolving secrets from the process environment.
+/// Relative paths inside it (`secret_file`, TLS files) are relative to the file's directory.
+pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            location: path.display().to_string(),
+            message: format!("cannot read configuration: {e}"),
+        }])
+    })?;
+    let base = path.parent().unwrap_or_else(|| Path::new("."));
+    compile::compile(&text, base, &|name| std::env::var(name).ok())
+}

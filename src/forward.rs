@@ -1,0 +1,222 @@
+//! Forwarding a verified request to the route's upstream and relaying its answer.
+//!
+//! One pooled hyper-util client serves all routes (keep-alive connections per upstream). The
+//! exact body bytes that were verified are sent; hop-by-hop headers (RFC 9110 §7.6.1) are
+//! dropped both ways; `X-Forwarded-For/-Proto/-Host` are set. The upstream's status, headers
+//! and body go back unchanged, so the sender's retry logic sees the app's real answer. An
+//! unreachable upstream is a 502, one that does not answer in time a 504: never a 2xx the app
+//! did not give.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{Response, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::config::{Limits, Route};
+use crate::metrics::{status_class, Metrics};
+use crate::refusal::Refusal;
+
+pub type UpstreamClient = Client<HttpConnector, Full<Bytes>>;
+
+/// How long an idle upstream connection is kept for reuse.
+const POOL_IDLE: Duration = Duration::from_secs(60);
+
+pub fn client(limits: &Limits) -> UpstreamClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(limits.upstream_connect_timeout));
+    connector.enforce_http(true);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(POOL_IDLE)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .build(connector)
+}
+
+/// What the gateway knows about the hop the request arrived on.
+pub struct Hop {
+    /// The TCP peer, appended to `X-Forwarded-For`.
+    pub peer: IpAddr,
+    /// Whether the peer is a trusted proxy, whose `X-Forwarded-*` headers are kept.
+    pub peer_trusted: bool,
+    /// `https` on a TLS listener, else `http`.
+    pub proto: &'static str,
+}
+
+/// Sends the request upstream and returns the upstream's answer, whole, within
+/// `limits.upstream_timeout`.
+pub async fn forward(
+    client: &UpstreamClient,
+    route: &Route,
+    parts: Parts,
+    body: Bytes,
+    hop: &Hop,
+    limits: &Limits,
+    metrics: &Metrics,
+) -> Result<Response<Full<Bytes>>, Refusal> {
+    let request = upstream_request(route, parts, body, hop)?;
+    let started = Instant::now();
+    let exchange = async {
+        let response = client.request(request).await.map_err(|e| {
+            if e.is_connect() {
+                Refusal::UpstreamUnreachable
+            } else {
+                Refusal::UpstreamBadResponse
+            }
+        })?;
+        let (mut head, body) = response.into_parts();
+        let limit = usize::try_from(limits.max_response_bytes).unwrap_or(usize::MAX);
+        let body = Limited::new(body, limit)
+            .collect()
+            .await
+            .map_err(|_| Refusal::UpstreamBadResponse)?
+            .to_bytes();
+        strip_hop_by_hop(&mut head.headers);
+        Ok::<_, Refusal>(Response::from_parts(head, Full::new(body)))
+    };
+    let result = match tokio::time::timeout(limits.upstream_timeout, exchange).await {
+        Ok(r) => r,
+        Err(_) => Err(Refusal::UpstreamTimeout),
+    };
+    metrics
+        .upstream_duration
+        .with_label_values(&[&route.name])
+        .observe(started.elapsed().as_secs_f64());
+    if let Ok(response) = &result {
+        metrics
+            .upstream_responses
+            .with_label_values(&[&route.name, status_class(response.status())])
+            .inc();
+    }
+    result
+}
+
+/// Builds the upstream request from the client's, moving (not copying) its header map.
+fn upstream_request(
+    route: &Route,
+    parts: Parts,
+    body: Bytes,
+    hop: &Hop,
+) -> Result<http::Request<Full<Bytes>>, Refusal> {
+    let Parts {
+        method,
+        uri,
+        mut headers,
+        ..
+    } = parts;
+    let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let target = format!(
+        "http://{}{}{}",
+        route.upstream.authority, route.upstream.base_path, path_and_query
+    );
+    let target: Uri = target.parse().map_err(|_| Refusal::BadPath)?;
+
+    // The original host: Host header (HTTP/1.1) or :authority (HTTP/2).
+    let original_host = headers.get(header::HOST).cloned().or_else(|| {
+        uri.authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+
+    strip_hop_by_hop(&mut headers);
+    // The body has been read already: `Expect: 100-continue` was answered by us.
+    headers.remove(header::EXPECT);
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    if let Some(host) = &original_host {
+        headers.insert(header::HOST, host.clone());
+    }
+
+    let peer = HeaderValue::from_str(&hop.peer.to_string()).map_err(|_| Refusal::BadPath)?;
+    let xff = HeaderName::from_static("x-forwarded-for");
+    let xfp = HeaderName::from_static("x-forwarded-proto");
+    let xfh = HeaderName::from_static("x-forwarded-host");
+    if hop.peer_trusted {
+        // Append our peer to the chain the trusted proxy sent.
+        let chain: Vec<&str> = headers
+            .get_all(&xff)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let value = if chain.is_empty() {
+            peer
+        } else {
+            HeaderValue::from_str(&format!("{}, {}", chain.join(", "), hop.peer))
+                .map_err(|_| Refusal::BadPath)?
+        };
+        headers.insert(&xff, value);
+        if !headers.contains_key(&xfp) {
+            headers.insert(&xfp, HeaderValue::from_static(hop.proto));
+        }
+        if let (false, Some(h)) = (headers.contains_key(&xfh), &original_host) {
+            headers.insert(&xfh, h.clone());
+        }
+    } else {
+        // An untrusted peer's X-Forwarded-* headers are its own claims: replace them.
+        headers.insert(&xff, peer);
+        headers.insert(&xfp, HeaderValue::from_static(hop.proto));
+        match &original_host {
+            Some(h) => headers.insert(&xfh, h.clone()),
+            None => headers.remove(&xfh),
+        };
+    }
+
+    let mut request = http::Request::new(Full::new(body));
+    *request.method_mut() = method;
+    *request.uri_mut() = target;
+    *request.headers_mut() = headers;
+    Ok(request)
+}
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1): `Connection`, every header it names, and the
+/// fixed list of connection-specific fields.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ] {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "keep-alive, x-private".parse().unwrap());
+        h.insert("x-private", "1".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert("transfer-encoding", "chunked".parse().unwrap());
+        h.insert("te", "trailers".parse().unwrap());
+        h.insert("upgrade", "h2c".parse().unwrap());
+        h.insert("x-lahza-signature", "abc".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h.get("x-lahza-signature").unwrap(), "abc");
+    }
+}

@@ -1,0 +1,42 @@
+//! hookgate: a reverse proxy that verifies webhook signatures and forwards only verified
+//! requests to the app behind it.
+//!
+//! # The request pipeline
+//!
+//! ```text
+//! accept         server.rs     TCP or TLS, HTTP/1.1 or HTTP/2, header timeout, conn limit
+//!  -> route      routes.rs     method + normalized path -> &Route        400 / 404 / 405
+//!  -> client IP  client_ip.rs  peer, trusted proxies, X-Forwarded-For
+//!  -> allowlist  route.allow_ips, before any body byte is read           403
+//!  -> body       body.rs       bounded by size and time                  413 / 408
+//!  -> verify     scheme/       signature + timestamp over the raw bytes  401
+//!  -> forward    forward.rs    pooled upstream client, hop-by-hop hygiene 502 / 504
+//!  -> record     gateway.rs    one log line; metrics.rs counters
+//! ```
+//!
+//! `gateway.rs` is that pipeline as one function; every refusal is a [`refusal::Refusal`],
+//! which alone knows its status, metric label and reason.
+//!
+//! # Layout
+//!
+//! - `config/`: `gateway.yaml` schema (`file.rs`), compilation with located errors
+//!   (`compile.rs`), secret resolution (`secret.rs`), the runtime model (`mod.rs`).
+//! - `scheme/`: the generic signature scheme engine and its presets.
+//! - `routes.rs`, `client_ip.rs`, `body.rs`, `forward.rs`: one pipeline step each.
+//! - `gateway.rs`: the pipeline. `refusal.rs`: every refusal.
+//! - `server.rs`, `tls.rs`: listeners, TLS, HTTP versions, graceful shutdown.
+//! - `admin.rs`, `metrics.rs`: `/metrics`, `/healthz`, `/readyz`; every metric.
+//! - `main.rs`: the CLI (`run`, `check`, `sign`), no logic of its own.
+
+pub mod admin;
+pub mod body;
+pub mod client_ip;
+pub mod config;
+pub mod forward;
+pub mod gateway;
+pub mod metrics;
+pub mod refusal;
+pub mod routes;
+pub mod scheme;
+pub mod server;
+pub mod tls;

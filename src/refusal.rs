@@ -1,0 +1,109 @@
+//! `Refusal`: every way the gateway can decline to forward a request. One exhaustive `match`
+//! gives each its HTTP status, metric label and reason text, so adding a check never touches
+//! the metrics or logging code.
+
+use http::Method;
+
+use crate::scheme::VerifyError;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The path is not in normal form (dot segments, encoded slashes, empty segments).
+    BadPath,
+    NoRoute,
+    MethodNotAllowed(Vec<Method>),
+    IpNotAllowed,
+    BodyTooLarge,
+    BodyTimeout,
+    /// The client broke off or sent a malformed body.
+    BodyError,
+    Verify(VerifyError),
+    UpstreamUnreachable,
+    UpstreamTimeout,
+    /// The upstream answered with something we cannot pass on (e.g. over the response limit).
+    UpstreamBadResponse,
+}
+
+impl Refusal {
+    pub fn status(&self) -> http::StatusCode {
+        use http::StatusCode as S;
+        match self {
+            Refusal::BadPath => S::BAD_REQUEST,
+            Refusal::NoRoute => S::NOT_FOUND,
+            Refusal::MethodNotAllowed(_) => S::METHOD_NOT_ALLOWED,
+            Refusal::IpNotAllowed => S::FORBIDDEN,
+            Refusal::BodyTooLarge => S::PAYLOAD_TOO_LARGE,
+            Refusal::BodyTimeout => S::REQUEST_TIMEOUT,
+            Refusal::BodyError => S::BAD_REQUEST,
+            Refusal::Verify(_) => S::UNAUTHORIZED,
+            Refusal::UpstreamUnreachable | Refusal::UpstreamBadResponse => S::BAD_GATEWAY,
+            Refusal::UpstreamTimeout => S::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The `outcome` label on `hookgate_requests_total`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Refusal::BadPath => "bad_path",
+            Refusal::NoRoute => "no_route",
+            Refusal::MethodNotAllowed(_) => "method_not_allowed",
+            Refusal::IpNotAllowed => "ip_not_allowed",
+            Refusal::BodyTooLarge => "body_too_large",
+            Refusal::BodyTimeout => "body_timeout",
+            Refusal::BodyError => "body_error",
+            Refusal::Verify(e) => match e {
+                VerifyError::MissingSignature(_) => "signature_missing",
+                VerifyError::MalformedSignature(_) => "signature_malformed",
+                VerifyError::Mismatch => "signature_mismatch",
+                VerifyError::MissingMessageHeader(_) => "signed_header_missing",
+                VerifyError::MissingTimestamp => "timestamp_missing",
+                VerifyError::MalformedTimestamp => "timestamp_malformed",
+                VerifyError::StaleTimestamp => "timestamp_stale",
+                VerifyError::FutureTimestamp => "timestamp_future",
+            },
+            Refusal::UpstreamUnreachable => "upstream_unreachable",
+            Refusal::UpstreamTimeout => "upstream_timeout",
+            Refusal::UpstreamBadResponse => "upstream_bad_response",
+        }
+    }
+
+    /// Short plain-text reason for the response body and the log line. Never contains the
+    /// body, a secret or the expected signature.
+    pub fn reason(&self) -> String {
+        match self {
+            Refusal::BadPath => "request path is not in normal form".into(),
+            Refusal::NoRoute => "no route for this path".into(),
+            Refusal::MethodNotAllowed(_) => "method not allowed on this route".into(),
+            Refusal::IpNotAllowed => "client address not allowed on this route".into(),
+            Refusal::BodyTooLarge => "request body over the size limit".into(),
+            Refusal::BodyTimeout => "request body not received in time".into(),
+            Refusal::BodyError => "request body could not be read".into(),
+            Refusal::Verify(e) => e.to_string(),
+            Refusal::UpstreamUnreachable => "upstream unreachable".into(),
+            Refusal::UpstreamTimeout => "upstream did not answer in time".into(),
+            Refusal::UpstreamBadResponse => "upstream response could not be relayed".into(),
+        }
+    }
+
+    /// Every outcome label, so metrics can be pre-registered at zero.
+    pub const LABELS: &'static [&'static str] = &[
+        "bad_path",
+        "no_route",
+        "method_not_allowed",
+        "ip_not_allowed",
+        "body_too_large",
+        "body_timeout",
+        "body_error",
+        "signature_missing",
+        "signature_malformed",
+        "signature_mismatch",
+        "signed_header_missing",
+        "timestamp_missing",
+        "timestamp_malformed",
+        "timestamp_stale",
+        "timestamp_future",
+        "upstream_unreachable",
+        "upstream_timeout",
+        "upstream_bad_response",
+    ];
+}

@@ -1,0 +1,201 @@
+//! The route table: which configured route a request belongs to.
+//!
+//! Routes are an ordered list (first match wins). The table is precompiled into two maps,
+//! exact paths and prefixes, so a lookup costs one hash probe per `/` in the request path,
+//! not one comparison per route. Requests whose path could mean something else to the
+//! upstream (dot segments, encoded slashes or dots, empty segments) are refused before
+//! matching, so a prefix route can never be escaped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::Method;
+
+use crate::config::Route;
+
+/// How a route's `path:` matches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathPattern {
+    /// `/webhooks/lahza`: that path only.
+    Exact(String),
+    /// `/webhooks/acme/*`: `/webhooks/acme`, `/webhooks/acme/` and anything below it. Stored
+    /// without the trailing `/*`.
+    Prefix(String),
+}
+
+impl PathPattern {
+    /// Parses a `path:` value; `None` if it is not an absolute, normalized path.
+    pub fn parse(s: &str) -> Option<PathPattern> {
+        if let Some(base) = s.strip_suffix("/*") {
+            let base = if base.is_empty() { "" } else { base };
+            if !base.is_empty() && !is_clean_path(base) {
+                return None;
+            }
+            return Some(PathPattern::Prefix(base.to_owned()));
+        }
+        if is_clean_path(s) {
+            Some(PathPattern::Exact(s.to_owned()))
+        } else {
+            None
+        }
+    }
+}
+
+impl std::fmt::Display for PathPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PathPattern::Exact(p) => f.write_str(p),
+            PathPattern::Prefix(p) => write!(f, "{p}/*"),
+        }
+    }
+}
+
+/// True for an absolute path with no dot segments, no empty segments (other than a single
+/// trailing `/`) and no percent-encoded `/`, `\` or `.`.
+pub fn is_clean_path(path: &str) -> bool {
+    if !path.starts_with('/') || path.contains('\\') {
+        return false;
+    }
+    let lower = path.to_ascii_lowercase();
+    if lower.contains("%2f") || lower.contains("%2e") || lower.contains("%5c") {
+        return false;
+    }
+    let inner = path.strip_suffix('/').unwrap_or(path);
+    inner
+        .split('/')
+        .skip(1)
+        .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+        || path == "/"
+}
+
+/// The outcome of matching one request.
+#[derive(Debug)]
+pub enum Match<'a> {
+    Found(&'a Arc<Route>),
+    /// The path is some route's, but not for this method; carries the allowed methods.
+    MethodNotAllowed(Vec<Method>),
+    NotFound,
+    /// The path is not in normal form (see [`is_clean_path`]).
+    BadPath,
+}
+
+/// Precompiled lookup over the ordered route list.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    routes: Vec<Arc<Route>>,
+    exact: HashMap<String, Vec<usize>>,
+    prefix: HashMap<String, Vec<usize>>,
+}
+
+impl RouteTable {
+    pub fn new(routes: Vec<Route>) -> RouteTable {
+        let mut table = RouteTable::default();
+        for (i, route) in routes.into_iter().enumerate() {
+            let map = match &route.path {
+                PathPattern::Exact(p) => table.exact.entry(p.clone()),
+                PathPattern::Prefix(p) => table.prefix.entry(p.clone()),
+            };
+            map.or_default().push(i);
+            table.routes.push(Arc::new(route));
+        }
+        table
+    }
+
+    pub fn routes(&self) -> &[Arc<Route>] {
+        &self.routes
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|r| r.name == name)
+    }
+
+    /// Finds the first route (in file order) whose path and method match.
+    pub fn lookup(&self, method: &Method, path: &str) -> Match<'_> {
+        if !is_clean_path(path) {
+            return Match::BadPath;
+        }
+        // Candidate route indices, then the earliest that allows the method wins.
+        let mut candidates: Vec<usize> = Vec::new();
+        if let Some(ids) = self.exact.get(path) {
+            candidates.extend(ids);
+        }
+        if !self.prefix.is_empty() {
+            // Every prefix of the path that ends at a segment boundary: "", "/a", "/a/b", ...
+            let trimmed = path.strip_suffix('/').unwrap_or(path);
+            if let Some(ids) = self.prefix.get(trimmed) {
+                candidates.extend(ids);
+            }
+            for (i, b) in trimmed.bytes().enumerate() {
+                if b == b'/' {
+                    if let Some(ids) = self.prefix.get(&trimmed[..i]) {
+                        candidates.extend(ids);
+                    }
+                }
+            }
+        }
+        if candidates.is_empty() {
+            return Match::NotFound;
+        }
+        candidates.sort_unstable();
+        for &i in &candidates {
+            if self.routes[i].methods.contains(method) {
+                return Match::Found(&self.routes[i]);
+            }
+        }
+        let mut allowed: Vec<Method> = Vec::new();
+        for &i in &candidates {
+            for m in &self.routes[i].methods {
+                if !allowed.contains(m) {
+                    allowed.push(m.clone());
+                }
+            }
+        }
+        Match::MethodNotAllowed(allowed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_paths() {
+        for ok in ["/", "/a", "/a/", "/a/b", "/webhooks/lahza", "/a%20b"] {
+            assert!(is_clean_path(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "a",
+            "//",
+            "/a//b",
+            "/a/../b",
+            "/a/./b",
+            "/..",
+            "/a/..",
+            "/a%2fb",
+            "/a%2E%2e/b",
+            "/a\\b",
+            "/a%5cb",
+        ] {
+            assert!(!is_clean_path(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn patterns_parse() {
+        assert_eq!(
+            PathPattern::parse("/a/b"),
+            Some(PathPattern::Exact("/a/b".into()))
+        );
+        assert_eq!(
+            PathPattern::parse("/a/*"),
+            Some(PathPattern::Prefix("/a".into()))
+        );
+        assert_eq!(
+            PathPattern::parse("/*"),
+            Some(PathPattern::Prefix("".into()))
+        );
+        assert_eq!(PathPattern::parse("a/b"), None);
+        assert_eq!(PathPattern::parse("/a/../*"), None);
+    }
+}

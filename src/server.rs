@@ -1,0 +1,262 @@
+//! Listeners and connections: accept loops with a connection limit, TLS handshakes, HTTP/1.1
+//! (plain and TLS) and HTTP/2 (TLS, by ALPN), header read timeouts, and graceful shutdown.
+//!
+//! [`start`] binds everything and returns a [`Running`] handle with the bound addresses
+//! (listeners may ask for port 0), which `main.rs` and the integration tests both use.
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::Gateway;
+use crate::gateway::{self, Clock, Conn, Shared};
+use crate::metrics::Metrics;
+use crate::{admin, forward};
+
+/// A started gateway.
+pub struct Running {
+    /// Bound address of each configured listener, in configuration order.
+    pub listen_addrs: Vec<SocketAddr>,
+    /// Bound address of the admin listener.
+    pub admin_addr: SocketAddr,
+    pub metrics: Arc<Metrics>,
+    shutdown: watch::Sender<bool>,
+    ready: Arc<AtomicBool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish (up to `limits.shutdown_grace`) and
+    /// returns when every listener is closed.
+    pub async fn shutdown(self) {
+        self.ready.store(false, Ordering::SeqCst);
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Binds all listeners and the admin listener and starts serving.
+pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io::Result<Running> {
+    let gateway = Arc::new(gateway);
+    metrics.init_routes(gateway.routes.routes().iter().map(|r| r.name.as_str()));
+    let shared = Arc::new(Shared {
+        client: forward::client(&gateway.limits),
+        gateway: gateway.clone(),
+        metrics: metrics.clone(),
+        clock,
+    });
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let ready = Arc::new(AtomicBool::new(false));
+    // One limit across all listeners: it protects the process, not a port.
+    let connections = Arc::new(Semaphore::new(gateway.limits.max_connections));
+
+    let mut bound = Vec::new();
+    for l in &gateway.listeners {
+        let listener = TcpListener::bind(l.addr)
+            .await
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", l.addr)))?;
+        bound.push((listener, l.tls.clone().map(TlsAcceptor::from)));
+    }
+    let admin_listener = TcpListener::bind(gateway.admin).await.map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot listen on admin {}: {e}", gateway.admin),
+        )
+    })?;
+
+    let mut listen_addrs = Vec::new();
+    let mut tasks = Vec::new();
+    for (listener, tls) in bound {
+        let addr = listener.local_addr()?;
+        listen_addrs.push(addr);
+        tracing::info!(%addr, tls = tls.is_some(), "listening");
+        tasks.push(tokio::spawn(accept_loop(
+            listener,
+            tls,
+            shared.clone(),
+            connections.clone(),
+            shutdown_rx.clone(),
+        )));
+    }
+    let admin_addr = admin_listener.local_addr()?;
+    tracing::info!(addr = %admin_addr, "admin listening (/metrics /healthz /readyz)");
+    tasks.push(tokio::spawn(admin::serve(
+        admin_listener,
+        metrics.clone(),
+        ready.clone(),
+        gateway.limits.header_read_timeout,
+        shutdown_rx,
+    )));
+    ready.store(true, Ordering::SeqCst);
+    Ok(Running {
+        listen_addrs,
+        admin_addr,
+        metrics,
+        shutdown,
+        ready,
+        tasks,
+    })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+    connections: Arc<Semaphore>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let graceful = GracefulShutdown::new();
+    loop {
+        let permit = tokio::select! {
+            p = connections.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = shutdown.changed() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Usually out of file descriptors: back off instead of spinning.
+                    tracing::error!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let watcher = graceful.watcher();
+        let shared = shared.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            serve_connection(stream, peer, tls, shared, watcher).await;
+        });
+    }
+    drop(listener);
+    let grace = shared.gateway.limits.shutdown_grace;
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown grace period over; closing remaining connections");
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+    watcher: Watcher,
+) {
+    let metrics = shared.metrics.clone();
+    metrics.connections.inc();
+    let limits = shared.gateway.limits.clone();
+    match tls {
+        None => {
+            let conn = Conn { peer, tls: false };
+            serve_http1(TokioIo::new(stream), conn, &shared, watcher).await;
+        }
+        Some(acceptor) => {
+            // The handshake gets the same budget as a request head.
+            match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                    let conn = Conn { peer, tls: true };
+                    if h2 {
+                        serve_http2(TokioIo::new(stream), conn, &shared, watcher).await;
+                    } else {
+                        serve_http1(TokioIo::new(stream), conn, &shared, watcher).await;
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    count_error(&metrics, "tls_handshake");
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    count_error(&metrics, "tls_handshake");
+                }
+            }
+        }
+    }
+    metrics.connections.dec();
+}
+
+async fn serve_http1<I>(io: I, conn: Conn, shared: &Arc<Shared>, watcher: Watcher)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let limits = &shared.gateway.limits;
+    let svc_shared = shared.clone();
+    let service = service_fn(move |req| {
+        let shared = svc_shared.clone();
+        async move { Ok::<_, Infallible>(gateway::handle(&shared, conn, req).await) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes as usize)
+        .serve_connection(io, service);
+    if let Err(e) = watcher.watch(connection).await {
+        connection_error(shared, conn.peer, &e);
+    }
+}
+
+async fn serve_http2<I>(io: I, conn: Conn, shared: &Arc<Shared>, watcher: Watcher)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let limits = &shared.gateway.limits;
+    let svc_shared = shared.clone();
+    let service = service_fn(move |req| {
+        let shared = svc_shared.clone();
+        async move { Ok::<_, Infallible>(gateway::handle(&shared, conn, req).await) }
+    });
+    let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256)
+        // Detect dead peers holding a connection open.
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .serve_connection(io, service);
+    if let Err(e) = watcher.watch(connection).await {
+        connection_error(shared, conn.peer, &e);
+    }
+}
+
+/// Logs and counts a connection that ended on an error outside a request handler. A header
+/// read timeout closes the connection, as nginx does for `client_header_timeout`: the sender
+/// sees no response and retries.
+fn connection_error(shared: &Shared, peer: SocketAddr, e: &hyper::Error) {
+    if e.is_timeout() {
+        tracing::warn!(%peer, status = 408, outcome = "header_timeout", "request head not received in time; connection closed");
+        count_error(&shared.metrics, "header_timeout");
+    } else if e.is_parse() || e.is_parse_too_large() {
+        tracing::warn!(%peer, error = %e, "malformed request head");
+        count_error(&shared.metrics, "protocol");
+    } else {
+        tracing::debug!(%peer, error = %e, "connection error");
+    }
+}
+
+fn count_error(metrics: &Metrics, reason: &str) {
+    metrics.connection_errors.with_label_values(&[reason]).inc();
+}
