@@ -127,7 +127,10 @@ async fn pipeline(
     let gateway = &shared.gateway;
     let route = match gateway.routes.lookup(req.method(), req.uri().path()) {
         Match::Found(route) => route.clone(),
-        Match::MethodNotAllowed(allowed) => return Err(Refusal::MethodNotAllowed(allowed)),
+        Match::MethodNotAllowed { route, allowed } => {
+            *matched = Some(route.clone());
+            return Err(Refusal::MethodNotAllowed(allowed));
+        }
         Match::NotFound => return Err(Refusal::NoRoute),
         Match::BadPath => return Err(Refusal::BadPath),
     };

@@ -72,8 +72,12 @@ pub fn is_clean_path(path: &str) -> bool {
 #[derive(Debug)]
 pub enum Match<'a> {
     Found(&'a Arc<Route>),
-    /// The path is some route's, but not for this method; carries the allowed methods.
-    MethodNotAllowed(Vec<Method>),
+    /// The path is some route's, but not for this method: the first route with that path (for
+    /// metrics and logs) and every method allowed on the path.
+    MethodNotAllowed {
+        route: &'a Arc<Route>,
+        allowed: Vec<Method>,
+    },
     NotFound,
     /// The path is not in normal form (see [`is_clean_path`]).
     BadPath,
@@ -150,7 +154,10 @@ impl RouteTable {
                 }
             }
         }
-        Match::MethodNotAllowed(allowed)
+        Match::MethodNotAllowed {
+            route: &self.routes[candidates[0]],
+            allowed,
+        }
     }
 }
 

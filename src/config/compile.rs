@@ -324,6 +324,24 @@ pub fn expand_preset(v: RawVerify, loc: &str, r_errors: &mut Vec<ConfigError>) -
     }
 }
 
+/// Compiles one `verify:` block on its own (used by unit tests and tools); `loc` prefixes
+/// error locations.
+pub fn compile_scheme(
+    v: RawVerify,
+    loc: &str,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Scheme, Vec<ConfigError>> {
+    let mut r = Report {
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    match compile_verify(v, loc, base, env, &mut r) {
+        Some(s) if r.errors.is_empty() => Ok(s),
+        _ => Err(r.errors),
+    }
+}
+
 fn compile_verify(
     v: RawVerify,
     loc: &str,
@@ -622,4 +640,5 @@ fn parse_upstream(s: &str, loc: &str, r: &mut Report) -> Option<Upstream> {
 }
 
 #[cfg(test)]
+#[path = "tests.rs"]
 mod tests;

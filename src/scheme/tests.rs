@@ -1,1 +1,325 @@
+//! The scheme engine against every vector in `tests/vectors/seed-senders.json` (computed
+//! independently with Python's `hmac`), plus the engine's own edge cases.
 
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use serde::Deserialize;
+
+use super::*;
+use crate::config::compile::compile_scheme;
+use crate::config::file::RawVerify;
+
+#[derive(Deserialize)]
+struct Vectors {
+    cases: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    sender: String,
+    name: String,
+    secret: String,
+    body: String,
+    headers: std::collections::BTreeMap<String, String>,
+    now_unix: u64,
+    expect: String,
+}
+
+fn preset_scheme(preset: &str, secret: &str) -> Scheme {
+    let v = RawVerify {
+        preset: Some(preset.into()),
+        secret: Some("${SECRET}".into()),
+        ..RawVerify::default()
+    };
+    let secret = secret.to_owned();
+    compile_scheme(v, "test", Path::new("."), &move |_| Some(secret.clone()))
+        .expect("preset compiles")
+}
+
+fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    h
+}
+
+fn at(unix: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(unix)
+}
+
+#[test]
+fn every_seed_vector_gives_the_expected_verdict() {
+    let vectors: Vectors =
+        serde_json::from_str(include_str!("../../tests/vectors/seed-senders.json")).unwrap();
+    assert!(vectors.cases.len() >= 29, "all vectors loaded");
+    let mut per_sender = std::collections::BTreeMap::<String, usize>::new();
+    for case in &vectors.cases {
+        let scheme = preset_scheme(&case.sender, &case.secret);
+        let pairs: Vec<(&str, &str)> = case
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let verdict = scheme.verify(&headers(&pairs), case.body.as_bytes(), at(case.now_unix));
+        match case.expect.as_str() {
+            "accept" => assert_eq!(
+                verdict,
+                Ok(Verified { key_index: 0 }),
+                "{}/{} should verify",
+                case.sender,
+                case.name
+            ),
+            "reject" => assert!(
+                verdict.is_err(),
+                "{}/{} should be refused",
+                case.sender,
+                case.name
+            ),
+            other => panic!("unknown expectation {other}"),
+        }
+        *per_sender.entry(case.sender.clone()).or_default() += 1;
+    }
+    assert_eq!(
+        per_sender.keys().map(String::as_str).collect::<Vec<_>>(),
+        vec!["lahza", "laso", "listrak", "lomi", "ltvboost"]
+    );
+}
+
+#[test]
+fn refusal_reasons_are_specific() {
+    let body = br#"{"a":1}"#;
+    let laso = preset_scheme("laso", "k");
+    let good = laso.sign(&HeaderMap::new(), body).unwrap();
+    let now = at(1_763_884_800);
+    assert_eq!(
+        laso.verify(&HeaderMap::new(), body, now),
+        Err(VerifyError::MissingSignature(HeaderName::from_static(
+            "x-signature"
+        )))
+    );
+    for bad in [
+        "",
+        "zz",
+        &good[..good.len() - 2],
+        &format!("{good}00"),
+        &format!(" {good}x"),
+    ] {
+        assert_eq!(
+            laso.verify(&headers(&[("x-signature", bad)]), body, now),
+            Err(VerifyError::MalformedSignature(HeaderName::from_static(
+                "x-signature"
+            ))),
+            "{bad:?}"
+        );
+    }
+    let mut flipped = good.clone().into_bytes();
+    flipped[0] = if flipped[0] == b'0' { b'1' } else { b'0' };
+    let flipped = String::from_utf8(flipped).unwrap();
+    assert_eq!(
+        laso.verify(&headers(&[("x-signature", &flipped)]), body, now),
+        Err(VerifyError::Mismatch)
+    );
+    // Two signature headers are ambiguous, not "either may match".
+    assert_eq!(
+        laso.verify(
+            &headers(&[("x-signature", &good), ("x-signature", &good)]),
+            body,
+            now
+        ),
+        Err(VerifyError::MalformedSignature(HeaderName::from_static(
+            "x-signature"
+        )))
+    );
+    assert_eq!(
+        laso.verify(&headers(&[("x-signature", &good)]), body, now),
+        Ok(Verified { key_index: 0 })
+    );
+}
+
+#[test]
+fn listrak_timestamp_window_is_both_ways() {
+    let s = preset_scheme("listrak", "LTK-secret-99");
+    let body = b"{}";
+    let now = 1_763_884_800u64;
+    let sign_at = |ts: u64| {
+        let h = headers(&[("ltk-timestamp", &ts.to_string())]);
+        let sig = s.sign(&h, body).unwrap();
+        headers(&[
+            ("ltk-timestamp", &ts.to_string()),
+            ("ltk-hmacsignature", &sig),
+        ])
+    };
+    assert!(s.verify(&sign_at(now - 899), body, at(now)).is_ok());
+    assert!(s.verify(&sign_at(now + 899), body, at(now)).is_ok());
+    assert_eq!(
+        s.verify(&sign_at(now - 901), body, at(now)),
+        Err(VerifyError::StaleTimestamp)
+    );
+    assert_eq!(
+        s.verify(&sign_at(now + 901), body, at(now)),
+        Err(VerifyError::FutureTimestamp)
+    );
+    let sig = s.sign(&headers(&[("ltk-timestamp", "1")]), body).unwrap();
+    for bad in ["-5", "1e9", "", "17638848OO", "99999999999999999999999"] {
+        assert_eq!(
+            s.verify(
+                &headers(&[("ltk-timestamp", bad), ("ltk-hmacsignature", &sig)]),
+                body,
+                at(now)
+            ),
+            Err(VerifyError::MalformedTimestamp),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(
+        s.verify(&headers(&[("ltk-hmacsignature", &sig)]), body, at(now)),
+        Err(VerifyError::MissingTimestamp)
+    );
+}
+
+#[test]
+fn json_body_timestamps_in_each_unit() {
+    let spec = |pointer: &str, unit| TimestampSpec {
+        source: TimestampSource::JsonField(pointer.into()),
+        unit,
+        past: Duration::from_secs(300),
+        future: Duration::from_secs(60),
+    };
+    let now = at(1_763_884_800);
+    let cases: &[(&str, TimestampSpec, Result<(), VerifyError>)] = &[
+        (
+            r#"{"time":1763884700000}"#,
+            spec("/time", TimestampUnit::Milliseconds),
+            Ok(()),
+        ),
+        (
+            r#"{"time":1763884400000}"#,
+            spec("/time", TimestampUnit::Milliseconds),
+            Err(VerifyError::StaleTimestamp),
+        ),
+        (
+            r#"{"d":{"ts":"1763884790"}}"#,
+            spec("/d/ts", TimestampUnit::Seconds),
+            Ok(()),
+        ),
+        (
+            r#"{"timestamp":"2025-11-23T07:59:30Z"}"#,
+            spec("/timestamp", TimestampUnit::Rfc3339),
+            Ok(()),
+        ),
+        (
+            r#"{"timestamp":"2025-11-23T08:05:00Z"}"#,
+            spec("/timestamp", TimestampUnit::Rfc3339),
+            Err(VerifyError::FutureTimestamp),
+        ),
+        (
+            r#"{"other":1}"#,
+            spec("/time", TimestampUnit::Seconds),
+            Err(VerifyError::MissingTimestamp),
+        ),
+        (
+            r#"{"time":[1]}"#,
+            spec("/time", TimestampUnit::Seconds),
+            Err(VerifyError::MalformedTimestamp),
+        ),
+        (
+            r#"not json"#,
+            spec("/time", TimestampUnit::Seconds),
+            Err(VerifyError::MalformedTimestamp),
+        ),
+    ];
+    for (body, spec, want) in cases {
+        assert_eq!(
+            &check_timestamp(spec, &HeaderMap::new(), body.as_bytes(), now),
+            want,
+            "{body}"
+        );
+    }
+}
+
+#[test]
+fn rotation_reports_which_secret_matched_and_sha_variants_work() {
+    let body = b"payload";
+    for (alg, len) in [
+        (Algorithm::HmacSha1, 20),
+        (Algorithm::HmacSha256, 32),
+        (Algorithm::HmacSha512, 64),
+    ] {
+        let spec = SignatureSpec {
+            header: HeaderName::from_static("x-sig"),
+            prefix: "v1=".into(),
+            encodings: vec![Encoding::Base64, Encoding::Hex],
+        };
+        let old = Scheme::new(
+            alg,
+            spec.clone(),
+            vec![Part::Body],
+            None,
+            &[b"old".to_vec()],
+        );
+        let both = Scheme::new(
+            alg,
+            spec,
+            vec![Part::Literal(b"x.".to_vec()), Part::Body],
+            None,
+            &[b"new".to_vec(), b"old".to_vec()],
+        );
+        let sig = old.sign(&HeaderMap::new(), body).unwrap();
+        let decoded = BASE64.decode(sig.strip_prefix("v1=").unwrap()).unwrap();
+        assert_eq!(decoded.len(), len);
+        // `both` signs "x." + body, so `old`'s signature must not match it...
+        assert_eq!(
+            both.verify(&headers(&[("x-sig", &sig)]), body, SystemTime::now()),
+            Err(VerifyError::Mismatch)
+        );
+        // ... while its own signature under the second secret matches index 1.
+        let rotated = Scheme::new(
+            alg,
+            both.signature.clone(),
+            both.message.clone(),
+            None,
+            &[b"old".to_vec()],
+        )
+        .sign(&HeaderMap::new(), body)
+        .unwrap();
+        assert_eq!(
+            both.verify(&headers(&[("x-sig", &rotated)]), body, SystemTime::now()),
+            Ok(Verified { key_index: 1 })
+        );
+        // Hex of the same MAC is accepted too, in either case.
+        let hex_sig = format!("v1={}", hex::encode_upper(&decoded));
+        assert!(old
+            .verify(&headers(&[("x-sig", &hex_sig)]), body, SystemTime::now())
+            .is_ok());
+    }
+}
+
+#[test]
+fn a_missing_signed_header_is_refused() {
+    let s = preset_scheme("listrak", "k");
+    let sig = s
+        .sign(&headers(&[("ltk-timestamp", "1763884800")]), b"{}")
+        .unwrap();
+    // The timestamp window passes for this header-less check only if the header is there:
+    // its absence is reported as a missing timestamp before any MAC is computed.
+    assert_eq!(
+        s.verify(
+            &headers(&[("ltk-hmacsignature", &sig)]),
+            b"{}",
+            at(1_763_884_800)
+        ),
+        Err(VerifyError::MissingTimestamp)
+    );
+    assert_eq!(
+        s.sign(&HeaderMap::new(), b"{}"),
+        Err(VerifyError::MissingMessageHeader(HeaderName::from_static(
+            "ltk-timestamp"
+        )))
+    );
+}

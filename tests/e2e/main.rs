@@ -1,0 +1,7 @@
+//! End-to-end tests: the real gateway on 127.0.0.1:0 in front of a real recording upstream.
+//! Every refusal test asserts that the upstream received nothing and the right metric moved.
+
+mod support;
+
+mod refusals;
+mod seed_senders;

@@ -1,0 +1,354 @@
+//! Test harness: a recording upstream, the real gateway started from inline YAML on
+//! 127.0.0.1:0, clients (plain, TLS with HTTP/1.1 or HTTP/2, raw TCP), signing exactly as each
+//! seed sender does (written here independently of the gateway's scheme engine), and metric
+//! reading.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use hookgate::config::compile::compile;
+use hookgate::gateway::Clock;
+use hookgate::metrics::Metrics;
+use hookgate::server::{self, Running};
+
+// ---------------------------------------------------------------------------------------------
+// Upstream
+
+/// One request as the upstream app received it.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub method: String,
+    pub path_and_query: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// How the upstream answers.
+#[derive(Clone)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: &'static str,
+    pub delay: Duration,
+}
+
+impl Default for Reply {
+    fn default() -> Self {
+        Reply {
+            status: StatusCode::OK,
+            body: "accepted by app",
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+/// A loopback HTTP/1.1 server that records every request it receives.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Upstream {
+    pub async fn start() -> Upstream {
+        Upstream::start_with(Reply::default()).await
+    }
+
+    pub async fn start_with(reply: Reply) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let rec = received.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let rec = rec.clone();
+                let reply = reply.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: Request<Incoming>| {
+                        let rec = rec.clone();
+                        let reply = reply.clone();
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body.collect().await.unwrap().to_bytes();
+                            rec.lock().unwrap().push(Received {
+                                method: parts.method.to_string(),
+                                path_and_query: parts
+                                    .uri
+                                    .path_and_query()
+                                    .map(|p| p.to_string())
+                                    .unwrap_or_default(),
+                                headers: parts.headers,
+                                body,
+                            });
+                            tokio::time::sleep(reply.delay).await;
+                            let mut resp = Response::new(Full::new(Bytes::from(reply.body)));
+                            *resp.status_mut() = reply.status;
+                            resp.headers_mut()
+                                .insert("x-upstream", "recorded".parse().unwrap());
+                            Ok::<_, Infallible>(resp)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Upstream { addr, received }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.received.lock().unwrap().len()
+    }
+}
+
+/// An address on which nothing listens (bound, then closed).
+pub async fn dead_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gateway
+
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub metrics: Arc<Metrics>,
+    running: Option<Running>,
+}
+
+impl Gateway {
+    /// Starts the real server from YAML; `env` supplies `${VARS}`.
+    pub async fn start(yaml: &str, env: &[(&str, &str)]) -> Gateway {
+        Gateway::start_with_clock(yaml, env, SystemTime::now).await
+    }
+
+    pub async fn start_with_clock(yaml: &str, env: &[(&str, &str)], clock: Clock) -> Gateway {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let loaded = compile(yaml, std::path::Path::new("."), &move |n| {
+            env.get(n).cloned()
+        })
+        .unwrap_or_else(|e| panic!("test config must compile: {e}"));
+        let metrics = Arc::new(Metrics::new());
+        let running = server::start(loaded.gateway, metrics.clone(), clock)
+            .await
+            .unwrap();
+        Gateway {
+            addr: running.listen_addrs[0],
+            admin: running.admin_addr,
+            metrics,
+            running: Some(running),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Value of one series in the gateway's own registry, e.g.
+    /// `counter("hookgate_requests_total", &[("route","lahza"),("outcome","forwarded")])`.
+    pub fn counter(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        metric_value(
+            &String::from_utf8(self.metrics.render()).unwrap(),
+            name,
+            labels,
+        )
+    }
+
+    pub fn outcome(&self, route: &str, outcome: &str) -> f64 {
+        self.counter(
+            "hookgate_requests_total",
+            &[("route", route), ("outcome", outcome)],
+        )
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+    }
+}
+
+/// Reads one sample from Prometheus text: the line for `name` whose labels include all of
+/// `labels`. Panics if absent, so a test cannot pass on a metric that does not exist.
+pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    for line in text.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        let (label_part, value) = match rest.strip_prefix('{') {
+            Some(r) => {
+                let end = r.find('}').unwrap();
+                (&r[..end], r[end + 1..].trim())
+            }
+            None if rest.starts_with(' ') => ("", rest.trim()),
+            None => continue,
+        };
+        if labels
+            .iter()
+            .all(|(k, v)| label_part.split(',').any(|kv| kv == format!("{k}=\"{v}\"")))
+        {
+            return value.parse().unwrap();
+        }
+    }
+    panic!("metric {name} {labels:?} not found in:\n{text}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clients
+
+/// A plain HTTP/1.1 response, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+pub async fn post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+    send("POST", url, headers, body).await
+}
+
+pub async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let mut req = Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = client
+        .request(req.body(Full::new(Bytes::copy_from_slice(body))).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// Writes raw bytes to `addr`, then reads until the server closes or `wait` passes.
+pub async fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    read_until_close(&mut s, wait).await
+}
+
+pub async fn read_until_close(s: &mut TcpStream, wait: Duration) -> String {
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(wait, s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Senders: each signs the way its own docs say (see tests/vectors and ../shared/senders.md).
+
+pub fn hmac_sha256(key: &str, parts: &[&[u8]]) -> Vec<u8> {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().to_vec()
+}
+
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// The headers a seed sender attaches to `body` (listrak at timestamp `ts`).
+pub fn sign_as(sender: &str, secret: &str, body: &[u8], ts: u64) -> Vec<(String, String)> {
+    let mac = hmac_sha256(secret, &[body]);
+    match sender {
+        "laso" => vec![("x-signature".into(), hex::encode(mac))],
+        "lahza" => vec![("x-lahza-signature".into(), hex::encode(mac))],
+        "lomi" => vec![("X-Lomi-Signature".into(), hex::encode(mac))],
+        "ltvboost" => vec![(
+            "x-ltvboost-signature".into(),
+            format!("sha256={}", hex::encode(mac)),
+        )],
+        // Listrak's Python/C# examples: base64(HMAC(body + timestamp)).
+        "listrak" => {
+            let ts = ts.to_string();
+            let mac = hmac_sha256(secret, &[body, ts.as_bytes()]);
+            vec![
+                ("LTK-Timestamp".into(), ts),
+                (
+                    "LTK-HmacSignature".into(),
+                    base64::engine::general_purpose::STANDARD.encode(mac),
+                ),
+            ]
+        }
+        other => panic!("unknown sender {other}"),
+    }
+}
+
+pub fn as_refs(v: &[(String, String)]) -> Vec<(&str, &str)> {
+    v.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+/// Each seed sender's test secret (the values from tests/vectors/seed-senders.json).
+pub const SECRETS: &[(&str, &str, &str)] = &[
+    ("laso", "LASO_SECRET", "laso_whsec_3f1c9a"),
+    ("lahza", "LAHZA_SECRET", "sk_live_lahza_8c2e"),
+    ("lomi", "LOMI_SECRET", "whsec_lomi_51b0"),
+    ("ltvboost", "LTVBOOST_SECRET", "ltv_secret_a7"),
+    ("listrak", "LISTRAK_SECRET", "LTK-secret-99"),
+];
+
+pub fn secret_of(sender: &str) -> &'static str {
+    SECRETS.iter().find(|s| s.0 == sender).unwrap().2
+}
+
+pub fn env_secrets() -> Vec<(&'static str, &'static str)> {
+    SECRETS.iter().map(|(_, var, val)| (*var, *val)).collect()
+}
+
+/// A config with one route per seed sender at `/hooks/<sender>`, all to `upstream`.
+pub fn seed_config(upstream: &str, extra_top: &str) -> String {
+    let mut y = format!(
+        "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\n{extra_top}routes:\n"
+    );
+    for (sender, var, _) in SECRETS {
+        y += &format!(
+            "  - name: {sender}\n    path: /hooks/{sender}\n    upstream: {upstream}\n    verify:\n      preset: {sender}\n      secret: \"${{{var}}}\"\n"
+        );
+    }
+    y
+}
