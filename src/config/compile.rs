@@ -85,10 +85,17 @@ pub fn compile(
             .and_then(|n| n.as_str())
             .map(|n| format!("routes[{i}] ({n})"))
             .unwrap_or_else(|| format!("routes[{i}]"));
-        let raw_route: RawRoute = match serde_yaml::from_value(value) {
+        // serde_path_to_error names the field inside the route that is wrong.
+        let raw_route: RawRoute = match serde_path_to_error::deserialize(value) {
             Ok(rr) => rr,
             Err(e) => {
-                r.error(label, e.to_string());
+                let path = e.path().to_string();
+                let location = if path == "." {
+                    label
+                } else {
+                    format!("{label}.{path}")
+                };
+                r.error(location, e.into_inner().to_string());
                 continue;
             }
         };

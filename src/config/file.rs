@@ -124,11 +124,40 @@ impl OneOrMany {
 
 /// One message part: `body`, `{ header: NAME }` or `{ literal: TEXT }`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(try_from = "serde_yaml::Value")]
 pub enum RawPart {
     Body,
     Header(String),
     Literal(String),
+}
+
+/// serde_yaml reads externally tagged enums only from YAML tags (`!header X`), so the map
+/// forms are read by hand, with an error that says what is allowed.
+impl TryFrom<serde_yaml::Value> for RawPart {
+    type Error = String;
+
+    fn try_from(v: serde_yaml::Value) -> Result<RawPart, String> {
+        use serde_yaml::Value;
+        const ALLOWED: &str = "use body, { header: NAME } or { literal: TEXT }";
+        match &v {
+            Value::String(w) if w == "body" => return Ok(RawPart::Body),
+            Value::Mapping(m) if m.len() == 1 => {
+                if let Some((Value::String(k), Value::String(val))) = m.iter().next() {
+                    match k.as_str() {
+                        "header" => return Ok(RawPart::Header(val.clone())),
+                        "literal" => return Ok(RawPart::Literal(val.clone())),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+        let shown = serde_yaml::to_string(&v).unwrap_or_default();
+        Err(format!(
+            "unknown message part `{}`; {ALLOWED}",
+            shown.trim()
+        ))
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

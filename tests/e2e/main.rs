@@ -3,5 +3,7 @@
 
 mod support;
 
+mod admin;
 mod refusals;
 mod seed_senders;
+mod tls;

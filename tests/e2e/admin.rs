@@ -1,0 +1,104 @@
+//! The admin listener: /metrics shows what the tests caused; /healthz and /readyz answer.
+
+use http::StatusCode;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn metrics_endpoint_shows_the_counts_requests_caused() {
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(&seed_config(&upstream.url(), ""), &env_secrets()).await;
+    let body = b"{\"type\":\"response.created\"}";
+    let signed = sign_as("ltvboost", secret_of("ltvboost"), body, now_unix());
+    for _ in 0..3 {
+        let a = post(&gw.url("/hooks/ltvboost"), &as_refs(&signed), body).await;
+        assert_eq!(a.status, StatusCode::OK);
+    }
+    let a = post(
+        &gw.url("/hooks/ltvboost"),
+        &[("x-ltvboost-signature", "sha256=00")],
+        body,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+
+    let admin = |p: &str| format!("http://{}{}", gw.admin, p);
+    let scrape = send("GET", &admin("/metrics"), &[], b"").await;
+    assert_eq!(scrape.status, StatusCode::OK);
+    assert!(scrape.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = scrape.body;
+    let v = |name: &str, labels: &[(&str, &str)]| metric_value(&text, name, labels);
+    assert_eq!(
+        v(
+            "hookgate_requests_total",
+            &[("route", "ltvboost"), ("outcome", "forwarded")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        v(
+            "hookgate_requests_total",
+            &[("route", "ltvboost"), ("outcome", "signature_malformed")]
+        ),
+        1.0
+    );
+    // Other routes' series exist at zero before their first request.
+    assert_eq!(
+        v(
+            "hookgate_requests_total",
+            &[("route", "listrak"), ("outcome", "forwarded")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        v(
+            "hookgate_upstream_responses_total",
+            &[("route", "ltvboost"), ("class", "2xx")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        v(
+            "hookgate_request_duration_seconds_count",
+            &[("route", "ltvboost")]
+        ),
+        4.0
+    );
+    assert_eq!(
+        v(
+            "hookgate_upstream_duration_seconds_count",
+            &[("route", "ltvboost")]
+        ),
+        3.0
+    );
+    assert_eq!(v("hookgate_requests_in_flight", &[]), 0.0);
+    assert_eq!(
+        v(
+            "hookgate_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        1.0
+    );
+
+    assert_eq!(
+        send("GET", &admin("/healthz"), &[], b"").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send("GET", &admin("/readyz"), &[], b"").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send("GET", &admin("/nope"), &[], b"").await.status,
+        StatusCode::NOT_FOUND
+    );
+    // The admin listener serves no webhooks, and the webhook listener no metrics.
+    assert_eq!(
+        send("GET", &gw.url("/metrics"), &[], b"").await.status,
+        StatusCode::NOT_FOUND
+    );
+    gw.shutdown().await;
+}

@@ -1,0 +1,151 @@
+//! HTTPS listeners: a certificate generated in the test, HTTP/1.1 and HTTP/2 chosen by ALPN.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::support::*;
+
+struct Tls {
+    dir: std::path::PathBuf,
+    cert_der: rustls::pki_types::CertificateDer<'static>,
+}
+
+fn make_cert(tag: &str) -> Tls {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let dir = std::env::temp_dir().join(format!("hookgate-tls-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("cert.pem"), ck.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), ck.key_pair.serialize_pem()).unwrap();
+    Tls {
+        dir,
+        cert_der: ck.cert.der().clone(),
+    }
+}
+
+fn connector(tls: &Tls, alpn: &[u8]) -> TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(tls.cert_der.clone()).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    TlsConnector::from(Arc::new(config))
+}
+
+/// Sends one request over TLS with the given ALPN; returns status, body and negotiated ALPN.
+async fn tls_post(
+    gw: &Gateway,
+    tls: &Tls,
+    alpn: &[u8],
+    headers: &[(&str, &str)],
+    body: &'static [u8],
+) -> (StatusCode, String, Option<Vec<u8>>) {
+    let tcp = TcpStream::connect(gw.addr).await.unwrap();
+    let stream = connector(tls, alpn)
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let negotiated = stream.get_ref().1.alpn_protocol().map(|p| p.to_vec());
+    let mut req = Request::post(format!("https://localhost:{}/hooks/lahza", gw.addr.port()));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(Bytes::from_static(body))).unwrap();
+    let io = TokioIo::new(stream);
+    let resp = if alpn == b"h2" {
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        sender.send_request(req).await.unwrap()
+    } else {
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        tokio::spawn(conn);
+        let mut req = req;
+        req.headers_mut().insert(
+            "host",
+            format!("localhost:{}", gw.addr.port()).parse().unwrap(),
+        );
+        sender.send_request(req).await.unwrap()
+    };
+    let status = resp.status();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        String::from_utf8_lossy(&body).into_owned(),
+        negotiated,
+    )
+}
+
+const BODY: &[u8] = br#"{"event":"charge.success","data":{"id":1}}"#;
+
+#[tokio::test]
+async fn https_with_http1_and_http2_forwards_verified_and_refuses_tampered() {
+    let tls = make_cert("h1h2");
+    let upstream = Upstream::start().await;
+    let yaml = format!(
+        "listeners:\n  - addr: 127.0.0.1:0\n    tls:\n      cert: {}\n      key: {}\nadmin:\n  addr: 127.0.0.1:0\nroutes:\n  - name: lahza\n    path: /hooks/lahza\n    upstream: {}\n    verify: {{ preset: lahza, secret: \"${{LAHZA_SECRET}}\" }}\n",
+        tls.dir.join("cert.pem").display(),
+        tls.dir.join("key.pem").display(),
+        upstream.url()
+    );
+    let gw = Gateway::start(&yaml, &[("LAHZA_SECRET", "sk_live_lahza_8c2e")]).await;
+    let sig = hex::encode(hmac_sha256("sk_live_lahza_8c2e", &[BODY]));
+    let good = [("x-lahza-signature", sig.as_str())];
+    let tampered: &[u8] = br#"{"event":"charge.success","data":{"id":2}}"#;
+
+    for alpn in [&b"http/1.1"[..], &b"h2"[..]] {
+        let before = upstream.count();
+        let (status, body, negotiated) = tls_post(&gw, &tls, alpn, &good, BODY).await;
+        assert_eq!(negotiated.as_deref(), Some(alpn));
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body, "accepted by app");
+        assert_eq!(upstream.count(), before + 1);
+        let got = upstream.received().pop().unwrap();
+        assert_eq!(&got.body[..], BODY);
+        assert_eq!(got.headers["x-lahza-signature"], sig.as_str());
+        assert_eq!(got.headers["x-forwarded-proto"], "https");
+        assert_eq!(
+            got.headers["host"],
+            format!("localhost:{}", gw.addr.port()).as_str()
+        );
+
+        let (status, _, _) = tls_post(&gw, &tls, alpn, &good, tampered).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            upstream.count(),
+            before + 1,
+            "tampered request not forwarded"
+        );
+    }
+    assert_eq!(gw.outcome("lahza", "forwarded"), 2.0);
+    assert_eq!(gw.outcome("lahza", "signature_mismatch"), 2.0);
+
+    // A client that does not speak TLS is counted as a failed handshake.
+    let answer = raw(
+        gw.addr,
+        b"POST /hooks/lahza HTTP/1.1\r\nHost: t\r\n\r\n",
+        std::time::Duration::from_secs(5),
+    )
+    .await;
+    assert!(!answer.contains("200"));
+    assert_eq!(
+        gw.counter(
+            "hookgate_connection_errors_total",
+            &[("reason", "tls_handshake")]
+        ),
+        1.0
+    );
+    gw.shutdown().await;
+}
