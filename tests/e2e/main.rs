@@ -4,6 +4,7 @@
 mod support;
 
 mod admin;
+mod cli;
 mod refusals;
 mod seed_senders;
 mod tls;

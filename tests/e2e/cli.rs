@@ -1,0 +1,208 @@
+//! The real `hookgate` binary: `check` on good and broken files, and `run` + `sign` used the
+//! way the README's walk-through uses them.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use http::StatusCode;
+
+use crate::support::*;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hookgate"))
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("hookgate-cli-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn committed_gateway_yaml_passes_check() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = bin()
+        .args(["check", "--expand", "-c"])
+        .arg(root.join("gateway.yaml"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for sender in ["laso", "lahza", "lomi", "ltvboost", "listrak"] {
+        assert!(stdout.contains(&format!("route {sender} ")), "{stdout}");
+    }
+    assert!(stdout.contains("header: ltk-hmacsignature"), "{stdout}");
+}
+
+#[test]
+fn check_reports_every_error_with_its_location_and_fails() {
+    let dir = temp_dir("check");
+    let file = dir.join("bad.yaml");
+    std::fs::write(
+        &file,
+        "listeners:\n  - addr: 127.0.0.1:0\nroutes:\n  - name: a\n    path: /a\n    upstream: http://127.0.0.1:1\n    verify: { preset: lahzaa, secret: x }\n  - name: b\n    path: /b\n    upstream: http://127.0.0.1:1\n    verify: { preset: lahza, secret: \"${HOOKGATE_TEST_UNSET_VAR}\" }\n  - name: c\n    path: /c\n    upstream: http://127.0.0.1:1\n    verify: { preset: lahza, secret_file: ./nope.secret, bogus: 1 }\n",
+    )
+    .unwrap();
+    let out = bin().arg("check").arg("-c").arg(&file).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("3 errors"), "{stderr}");
+    assert!(
+        stderr.contains("routes[0] (a).verify.preset: unknown preset `lahzaa`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "routes[1] (b).verify.secret: environment variable HOOKGATE_TEST_UNSET_VAR is not set"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("routes[2] (c).verify.bogus: unknown field"),
+        "{stderr}"
+    );
+
+    // YAML syntax errors carry line and column.
+    std::fs::write(&file, "listeners:\n  - addr: [\n").unwrap();
+    let out = bin().arg("check").arg("-c").arg(&file).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line "));
+}
+
+/// Starts `hookgate run` and reads the bound listener address from its log.
+fn spawn_run(config: &Path) -> (std::process::Child, std::net::SocketAddr) {
+    let mut child = bin()
+        .arg("run")
+        .arg("-c")
+        .arg(config)
+        .env("HOOKGATE_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !sent && line.contains("listening") && line.contains("tls=false") {
+                let addr = line
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("addr="))
+                    .unwrap()
+                    .to_string();
+                let _ = tx.send(addr);
+                sent = true;
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("gateway logged its listener");
+    (child, addr.parse().unwrap())
+}
+
+#[tokio::test]
+async fn run_and_sign_work_together_like_the_walkthrough() {
+    let upstream = Upstream::start().await;
+    let dir = temp_dir("run");
+    std::fs::write(dir.join("listrak.secret"), "LTK-secret-99\n").unwrap();
+    let config = dir.join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nroutes:\n  - name: listrak\n    path: /webhooks/listrak\n    upstream: {}\n    verify:\n      preset: listrak\n      secret_file: listrak.secret\n",
+            upstream.url()
+        ),
+    )
+    .unwrap();
+    let body = br#"{"ContactEmail":"a@example.com","CouponCode":"SAVE10"}"#;
+    std::fs::write(dir.join("event.json"), body).unwrap();
+
+    let (mut child, addr) = spawn_run(&config);
+
+    let out = bin()
+        .args(["sign", "--route", "listrak", "--body"])
+        .arg(dir.join("event.json"))
+        .arg("-c")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let headers: Vec<(&str, &str)> = printed
+        .lines()
+        .map(|l| {
+            let (k, v) = l.split_once(": ").unwrap();
+            (k, v)
+        })
+        .collect();
+    let names: Vec<&str> = headers.iter().map(|h| h.0).collect();
+    assert_eq!(names, ["ltk-timestamp", "ltk-hmacsignature"], "{printed}");
+    // The printed signature is what Listrak itself would send (independent HMAC here).
+    let expected = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(hmac_sha256(
+            "LTK-secret-99",
+            &[body, headers[0].1.as_bytes()],
+        ))
+    };
+    assert_eq!(headers[1].1, expected);
+
+    let url = format!("http://{addr}/webhooks/listrak");
+    let answer = post(&url, &headers, body).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(upstream.count(), 1);
+    assert_eq!(&upstream.received()[0].body[..], &body[..]);
+    let answer = post(&url, &headers, b"{\"tampered\":true}").await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(upstream.count(), 1);
+
+    // SIGTERM: graceful shutdown, exit status 0.
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut waited = Duration::ZERO;
+    let exit = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            waited < Duration::from_secs(20),
+            "gateway did not stop on SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += Duration::from_millis(50);
+    };
+    assert!(exit.success());
+}
+
+#[test]
+fn run_refuses_to_start_on_a_broken_config() {
+    let dir = temp_dir("broken");
+    let config = dir.join("gateway.yaml");
+    std::fs::write(
+        &config,
+        "listeners:\n  - addr: 127.0.0.1:0\nroutes:\n  - name: open\n    path: /x\n    upstream: http://127.0.0.1:1\n",
+    )
+    .unwrap();
+    let out = bin().arg("run").arg("-c").arg(&config).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("neither `verify` nor `allow_ips`"),
+        "{stderr}"
+    );
+}
