@@ -169,8 +169,9 @@ async fn run_and_sign_work_together_like_the_walkthrough() {
     assert_eq!(upstream.count(), 1);
 
     // SIGTERM: graceful shutdown, exit status 0.
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+    // The shell's built-in kill: no dependency on a procps binary.
+    let status = Command::new("sh")
+        .args(["-c", &format!("kill -TERM {}", child.id())])
         .status()
         .unwrap();
     assert!(status.success());
