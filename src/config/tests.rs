@@ -1,1 +1,1341 @@
+//! Table-style tests for the configuration compiler: inline YAML in, compiled [`Gateway`] (or
+//! every located error) out. Secrets come from a fake environment passed to [`compile`], so no
+//! test touches the process environment.
 
+use super::*;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use hmac::{Hmac, Mac};
+use http::HeaderMap;
+
+use crate::routes::Match;
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// The fake environment every test compiles against.
+fn env(name: &str) -> Option<String> {
+    match name {
+        "LAHZA_SECRET" => Some("s3cret".into()),
+        "OTHER_SECRET" => Some("other".into()),
+        "EMPTY_SECRET" => Some(String::new()),
+        _ => None,
+    }
+}
+
+fn try_compile(text: &str) -> Result<Loaded, ConfigErrors> {
+    compile(text, Path::new("."), &env)
+}
+
+/// Compiles text that must be valid; a failure prints every error.
+fn ok(text: &str) -> Loaded {
+    try_compile(text).unwrap_or_else(|e| panic!("expected a valid config, got {e}\n{text}"))
+}
+
+/// Compiles text that must be invalid and returns its errors.
+fn errors(text: &str) -> Vec<ConfigError> {
+    match try_compile(text) {
+        Ok(loaded) => panic!("expected errors, got {loaded:?}\n{text}"),
+        Err(ConfigErrors(errors)) => errors,
+    }
+}
+
+/// A config with one plain listener and the given routes, each a YAML flow mapping.
+fn with_routes(routes: &[&str]) -> String {
+    let mut text = String::from("listeners:\n  - addr: 127.0.0.1:0\nroutes:\n");
+    for r in routes {
+        text.push_str("  - ");
+        text.push_str(r);
+        text.push('\n');
+    }
+    text
+}
+
+/// A config with one route named `r` at `/r` whose remaining fields are `fields`
+/// (the inside of a flow mapping, e.g. `verify: { preset: lahza, secret: x }`).
+fn one_route(fields: &str) -> String {
+    with_routes(&[&format!(
+        "{{ name: r, path: /r, upstream: \"http://127.0.0.1:3000\", {fields} }}"
+    )])
+}
+
+/// A route `r` verified by `verify` (the inside of the `verify:` flow mapping).
+fn verified(verify: &str) -> String {
+    one_route(&format!("verify: {{ {verify} }}"))
+}
+
+fn route<'a>(loaded: &'a Loaded, name: &str) -> &'a Arc<Route> {
+    loaded
+        .gateway
+        .routes
+        .get(name)
+        .unwrap_or_else(|| panic!("no route named {name}"))
+}
+
+fn scheme<'a>(loaded: &'a Loaded, name: &str) -> &'a Scheme {
+    route(loaded, name)
+        .scheme
+        .as_ref()
+        .unwrap_or_else(|| panic!("route {name} has no scheme"))
+}
+
+fn header_names(s: &Scheme) -> (&str, &str) {
+    (s.signature.header.as_str(), s.signature.prefix.as_str())
+}
+
+/// Hex HMAC-SHA256, computed independently of the scheme engine.
+fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+    mac.update(message);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// A fresh directory under the system temp dir, unique to this process and test.
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "hookgate-config-tests-{}-{tag}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Asserts that `errors` is exactly one error at `location` whose message contains `needle`.
+fn assert_single_error(case: &str, errors: &[ConfigError], location: &str, needle: &str) {
+    assert_eq!(
+        errors.len(),
+        1,
+        "{case}: expected exactly one error, got {errors:#?}"
+    );
+    assert_eq!(errors[0].location, location, "{case}: {errors:#?}");
+    assert!(
+        errors[0].message.contains(needle),
+        "{case}: message {:?} should contain {needle:?}",
+        errors[0].message
+    );
+}
+
+const LAHZA: &str = "verify: { preset: lahza, secret: \"${LAHZA_SECRET}\" }";
+
+// ---------------------------------------------------------------------------------------------
+// Valid configurations and defaults
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn minimal_config_compiles_with_documented_defaults() {
+    let loaded = ok(r#"
+listeners:
+  - addr: 127.0.0.1:0
+routes:
+  - name: lahza
+    path: /webhooks/lahza
+    upstream: http://127.0.0.1:3000
+    verify: { preset: lahza, secret: "${LAHZA_SECRET}" }
+"#);
+    let g = &loaded.gateway;
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+
+    assert_eq!(g.listeners.len(), 1);
+    assert_eq!(g.listeners[0].addr, "127.0.0.1:0".parse().unwrap());
+    assert!(g.listeners[0].tls.is_none());
+    assert_eq!(g.admin, "127.0.0.1:9090".parse().unwrap());
+    assert!(g.trusted_proxies.is_empty());
+    assert_eq!(
+        format!("{:?}", g.limits),
+        format!("{:?}", Limits::default())
+    );
+
+    assert_eq!(g.routes.routes().len(), 1);
+    let r = route(&loaded, "lahza");
+    assert_eq!(r.path, PathPattern::Exact("/webhooks/lahza".into()));
+    assert_eq!(r.methods, vec![Method::POST]);
+    assert_eq!(r.upstream.authority.as_str(), "127.0.0.1:3000");
+    assert_eq!(r.upstream.base_path, "");
+    assert!(r.allow_ips.is_none());
+    let s = r
+        .scheme
+        .as_ref()
+        .expect("verify block compiles to a scheme");
+    assert_eq!(s.algorithm, Algorithm::HmacSha256);
+    assert_eq!(s.secret_count(), 1);
+}
+
+#[test]
+fn limits_defaults_are_the_documented_values() {
+    let d = Limits::default();
+    assert_eq!(d.max_body_bytes, 1024 * 1024);
+    assert_eq!(d.max_header_bytes, 16 * 1024);
+    assert_eq!(d.max_response_bytes, 1024 * 1024);
+    assert_eq!(d.max_connections, 10_000);
+    assert_eq!(d.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(d.body_read_timeout, Duration::from_secs(30));
+    assert_eq!(d.upstream_connect_timeout, Duration::from_secs(5));
+    assert_eq!(d.upstream_timeout, Duration::from_secs(30));
+    assert_eq!(d.shutdown_grace, Duration::from_secs(30));
+}
+
+#[test]
+fn env_secret_is_the_key_the_scheme_signs_with() {
+    let loaded = ok(&verified("preset: lahza, secret: \"${LAHZA_SECRET}\""));
+    let body = br#"{"event":"charge.success"}"#;
+    let signed = scheme(&loaded, "r").sign(&HeaderMap::new(), body).unwrap();
+    assert_eq!(signed, hmac_sha256_hex(b"s3cret", body));
+}
+
+#[test]
+fn explicit_admin_limits_proxies_methods_and_upstream_base_are_compiled() {
+    let loaded = ok(r#"
+listeners:
+  - addr: 127.0.0.1:0
+  - addr: "[::1]:0"
+admin:
+  addr: 127.0.0.1:0
+client_ip:
+  trusted_proxies: [10.0.0.0/8, "fd00::/8", 192.168.1.7]
+limits:
+  max_body_bytes: 2048
+  max_header_bytes: 8192
+  max_response_bytes: 4096
+  max_connections: 7
+  header_read_timeout: 2s
+  body_read_timeout: 500ms
+  upstream_connect_timeout: 1s
+  upstream_timeout: 1m
+  shutdown_grace: 3s
+routes:
+  - name: r
+    path: /r
+    methods: [post, PUT]
+    upstream: http://127.0.0.1:3000/app/base/
+    verify: { preset: lahza, secret: "${LAHZA_SECRET}" }
+"#);
+    let g = &loaded.gateway;
+    assert_eq!(g.listeners.len(), 2);
+    assert_eq!(g.listeners[1].addr, "[::1]:0".parse().unwrap());
+    assert_eq!(g.admin, "127.0.0.1:0".parse().unwrap());
+    let proxies: Vec<String> = g.trusted_proxies.iter().map(|n| n.to_string()).collect();
+    assert_eq!(proxies, ["10.0.0.0/8", "fd00::/8", "192.168.1.7/32"]);
+
+    let l = &g.limits;
+    assert_eq!(l.max_body_bytes, 2048);
+    assert_eq!(l.max_header_bytes, 8192);
+    assert_eq!(l.max_response_bytes, 4096);
+    assert_eq!(l.max_connections, 7);
+    assert_eq!(l.header_read_timeout, Duration::from_secs(2));
+    assert_eq!(l.body_read_timeout, Duration::from_millis(500));
+    assert_eq!(l.upstream_connect_timeout, Duration::from_secs(1));
+    assert_eq!(l.upstream_timeout, Duration::from_secs(60));
+    assert_eq!(l.shutdown_grace, Duration::from_secs(3));
+
+    let r = route(&loaded, "r");
+    assert_eq!(r.methods, vec![Method::POST, Method::PUT]);
+    assert_eq!(r.upstream.authority.as_str(), "127.0.0.1:3000");
+    assert_eq!(r.upstream.base_path, "/app/base");
+}
+
+#[test]
+fn listeners_on_port_zero_may_repeat() {
+    let loaded = ok(r#"
+listeners:
+  - addr: 127.0.0.1:0
+  - addr: 127.0.0.1:0
+routes:
+  - { name: r, path: /r, upstream: "http://127.0.0.1:3000", allow_ips: [127.0.0.1] }
+"#);
+    assert_eq!(loaded.gateway.listeners.len(), 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Presets
+// ---------------------------------------------------------------------------------------------
+
+/// What each preset must expand to (see ../shared/senders.md).
+struct PresetCase {
+    name: &'static str,
+    header: &'static str,
+    prefix: &'static str,
+    encodings: &'static [Encoding],
+    message: &'static [&'static str],
+    /// (header, unit, tolerance) when the preset checks freshness.
+    timestamp: Option<(&'static str, TimestampUnit, Duration)>,
+}
+
+const PRESETS: &[PresetCase] = &[
+    PresetCase {
+        name: "laso",
+        header: "x-signature",
+        prefix: "",
+        encodings: &[Encoding::Hex],
+        message: &["body"],
+        timestamp: None,
+    },
+    PresetCase {
+        name: "lahza",
+        header: "x-lahza-signature",
+        prefix: "",
+        encodings: &[Encoding::Hex],
+        message: &["body"],
+        timestamp: None,
+    },
+    PresetCase {
+        name: "lomi",
+        header: "x-lomi-signature",
+        prefix: "",
+        encodings: &[Encoding::Hex],
+        message: &["body"],
+        timestamp: None,
+    },
+    PresetCase {
+        name: "ltvboost",
+        header: "x-ltvboost-signature",
+        prefix: "sha256=",
+        encodings: &[Encoding::Hex],
+        message: &["body"],
+        timestamp: None,
+    },
+    PresetCase {
+        name: "listrak",
+        header: "ltk-hmacsignature",
+        prefix: "",
+        encodings: &[Encoding::Base64, Encoding::Hex],
+        message: &["body", "header:ltk-timestamp"],
+        timestamp: Some((
+            "ltk-timestamp",
+            TimestampUnit::Seconds,
+            Duration::from_secs(15 * 60),
+        )),
+    },
+];
+
+fn part_names(parts: &[Part]) -> Vec<String> {
+    parts
+        .iter()
+        .map(|p| match p {
+            Part::Body => "body".to_owned(),
+            Part::Header(h) => format!("header:{h}"),
+            Part::Literal(l) => format!("literal:{}", String::from_utf8_lossy(l)),
+        })
+        .collect()
+}
+
+#[test]
+fn every_preset_name_has_an_expectation() {
+    let tested: Vec<&str> = PRESETS.iter().map(|c| c.name).collect();
+    assert_eq!(tested, presets::NAMES);
+}
+
+#[test]
+fn every_preset_expands_to_its_documented_scheme() {
+    for case in PRESETS {
+        let loaded = ok(&verified(&format!(
+            "preset: {}, secret: \"${{LAHZA_SECRET}}\"",
+            case.name
+        )));
+        let s = scheme(&loaded, "r");
+        let n = case.name;
+        assert_eq!(s.algorithm, Algorithm::HmacSha256, "{n}");
+        assert_eq!(header_names(s), (case.header, case.prefix), "{n}");
+        assert_eq!(s.signature.encodings, case.encodings, "{n}");
+        assert_eq!(part_names(&s.message), case.message, "{n}");
+        match (&s.timestamp, case.timestamp) {
+            (None, None) => {}
+            (Some(t), Some((header, unit, tolerance))) => {
+                assert_eq!(
+                    t.source,
+                    TimestampSource::Header(HeaderName::from_static(header)),
+                    "{n}"
+                );
+                assert_eq!(t.unit, unit, "{n}");
+                assert_eq!(t.past, tolerance, "{n}");
+                assert_eq!(t.future, tolerance, "{n}: future defaults to the tolerance");
+            }
+            (got, want) => panic!("{n}: timestamp {got:?}, expected {want:?}"),
+        }
+        assert_eq!(s.secret_count(), 1, "{n}");
+        assert!(loaded.warnings.is_empty(), "{n}: {:?}", loaded.warnings);
+    }
+}
+
+#[test]
+fn overriding_preset_tolerance_keeps_the_preset_timestamp_source() {
+    let loaded = ok(&verified(
+        "preset: listrak, secret: \"${LAHZA_SECRET}\", timestamp: { tolerance: 5m }",
+    ));
+    let s = scheme(&loaded, "r");
+    let t = s.timestamp.as_ref().expect("listrak keeps its timestamp");
+    assert_eq!(
+        t.source,
+        TimestampSource::Header(HeaderName::from_static("ltk-timestamp"))
+    );
+    assert_eq!(t.unit, TimestampUnit::Seconds);
+    assert_eq!(t.past, Duration::from_secs(300));
+    assert_eq!(t.future, Duration::from_secs(300));
+    // Nothing else of the preset moved.
+    assert_eq!(header_names(s), ("ltk-hmacsignature", ""));
+    assert_eq!(s.signature.encodings, [Encoding::Base64, Encoding::Hex]);
+    assert_eq!(part_names(&s.message), ["body", "header:ltk-timestamp"]);
+}
+
+#[test]
+fn overriding_preset_timestamp_source_replaces_it_and_keeps_the_rest() {
+    let loaded = ok(&verified(
+        "preset: listrak, secret: \"${LAHZA_SECRET}\", \
+         timestamp: { json: sent_at, future_tolerance: 1m }",
+    ));
+    let t = scheme(&loaded, "r").timestamp.clone().unwrap();
+    assert_eq!(t.source, TimestampSource::JsonField("/sent_at".into()));
+    assert_eq!(t.unit, TimestampUnit::Seconds);
+    assert_eq!(t.past, Duration::from_secs(15 * 60));
+    assert_eq!(t.future, Duration::from_secs(60));
+}
+
+#[test]
+fn preset_without_timestamp_can_gain_one() {
+    // As the lomi preset's comment suggests.
+    let loaded = ok(&verified(
+        "preset: lomi, secret: \"${LAHZA_SECRET}\", \
+         timestamp: { json: /timestamp, unit: rfc3339, tolerance: 10m }",
+    ));
+    let t = scheme(&loaded, "r").timestamp.clone().unwrap();
+    assert_eq!(t.source, TimestampSource::JsonField("/timestamp".into()));
+    assert_eq!(t.unit, TimestampUnit::Rfc3339);
+    assert_eq!(t.past, Duration::from_secs(600));
+    assert_eq!(t.future, Duration::from_secs(600));
+}
+
+#[test]
+fn overriding_preset_signature_header_keeps_preset_prefix_and_encodings() {
+    for (preset, prefix, encodings) in [
+        ("ltvboost", "sha256=", &[Encoding::Hex][..]),
+        ("listrak", "", &[Encoding::Base64, Encoding::Hex][..]),
+    ] {
+        let loaded = ok(&verified(&format!(
+            "preset: {preset}, secret: \"${{LAHZA_SECRET}}\", signature: {{ header: x-other }}"
+        )));
+        let s = scheme(&loaded, "r");
+        assert_eq!(header_names(s), ("x-other", prefix), "{preset}");
+        assert_eq!(s.signature.encodings, encodings, "{preset}");
+    }
+}
+
+#[test]
+fn overriding_preset_encoding_and_algorithm_keeps_the_header() {
+    let loaded = ok(&verified(
+        "preset: lahza, secret: \"${LAHZA_SECRET}\", algorithm: hmac-sha1, \
+         signature: { encoding: base64 }",
+    ));
+    let s = scheme(&loaded, "r");
+    assert_eq!(s.algorithm, Algorithm::HmacSha1);
+    assert_eq!(header_names(s), ("x-lahza-signature", ""));
+    assert_eq!(s.signature.encodings, [Encoding::Base64]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The generic scheme
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn fully_spelled_out_generic_scheme_compiles_to_that_scheme() {
+    let loaded = ok(r#"
+listeners:
+  - addr: 127.0.0.1:0
+routes:
+  - name: acme
+    path: /webhooks/acme/*
+    methods: [POST]
+    upstream: http://127.0.0.1:4000
+    verify:
+      algorithm: HMAC-SHA512
+      signature:
+        header: X-Acme-Signature
+        prefix: "v1="
+        encoding: [base64, HEX, base64]
+      message: [{ header: X-Acme-Timestamp }, { literal: "." }, body]
+      timestamp:
+        json: /data/ts
+        unit: milliseconds
+        tolerance: 5m
+        future_tolerance: 30s
+      secrets: ["${LAHZA_SECRET}", "${OTHER_SECRET}"]
+"#);
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let r = route(&loaded, "acme");
+    assert_eq!(r.path, PathPattern::Prefix("/webhooks/acme".into()));
+    let s = r.scheme.as_ref().unwrap();
+    assert_eq!(s.algorithm, Algorithm::HmacSha512);
+    assert_eq!(header_names(s), ("x-acme-signature", "v1="));
+    // Case-insensitive names, duplicates dropped, order kept (the first signs).
+    assert_eq!(s.signature.encodings, [Encoding::Base64, Encoding::Hex]);
+    assert_eq!(
+        s.message,
+        [
+            Part::Header(HeaderName::from_static("x-acme-timestamp")),
+            Part::Literal(b".".to_vec()),
+            Part::Body,
+        ]
+    );
+    let t = s.timestamp.as_ref().unwrap();
+    assert_eq!(t.source, TimestampSource::JsonField("/data/ts".into()));
+    assert_eq!(t.unit, TimestampUnit::Milliseconds);
+    assert_eq!(t.past, Duration::from_secs(300));
+    assert_eq!(t.future, Duration::from_secs(30));
+    assert_eq!(s.secret_count(), 2);
+}
+
+#[test]
+fn generic_scheme_defaults_are_sha256_hex_over_the_body() {
+    let loaded = ok(&verified(
+        "signature: { header: x-sig }, secret: \"${LAHZA_SECRET}\", \
+         timestamp: { header: x-ts, tolerance: 1m }",
+    ));
+    let s = scheme(&loaded, "r");
+    assert_eq!(s.algorithm, Algorithm::HmacSha256);
+    assert_eq!(header_names(s), ("x-sig", ""));
+    assert_eq!(s.signature.encodings, [Encoding::Hex]);
+    assert_eq!(s.message, [Part::Body]);
+    let t = s.timestamp.as_ref().unwrap();
+    assert_eq!(
+        t.source,
+        TimestampSource::Header(HeaderName::from_static("x-ts"))
+    );
+    assert_eq!(t.unit, TimestampUnit::Seconds);
+    assert_eq!(t.past, Duration::from_secs(60));
+    assert_eq!(t.future, Duration::from_secs(60));
+}
+
+#[test]
+fn single_encoding_may_be_written_as_a_scalar() {
+    let loaded = ok(&verified(
+        "signature: { header: x-sig, encoding: base64 }, secret: \"${LAHZA_SECRET}\"",
+    ));
+    assert_eq!(scheme(&loaded, "r").signature.encodings, [Encoding::Base64]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Secrets
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn literal_secret_compiles_with_a_warning_naming_the_field() {
+    let loaded = ok(&verified("preset: lahza, secret: plain-text-secret"));
+    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+    assert_eq!(loaded.warnings[0].location, "routes[0] (r).verify.secret");
+    assert!(loaded.warnings[0].message.contains("literal secret"));
+    let signed = scheme(&loaded, "r").sign(&HeaderMap::new(), b"x").unwrap();
+    assert_eq!(signed, hmac_sha256_hex(b"plain-text-secret", b"x"));
+}
+
+#[test]
+fn literal_in_a_secrets_list_is_warned_at_its_index() {
+    let loaded = ok(&verified(
+        "preset: lahza, secrets: [\"${LAHZA_SECRET}\", old-literal]",
+    ));
+    assert_eq!(scheme(&loaded, "r").secret_count(), 2);
+    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+    assert_eq!(
+        loaded.warnings[0].location,
+        "routes[0] (r).verify.secrets[1]"
+    );
+}
+
+#[test]
+fn relative_secret_file_resolves_against_the_base_dir() {
+    let dir = temp_dir("secret-file");
+    std::fs::write(dir.join("lahza.secret"), "from-file\n").unwrap();
+    let text = verified("preset: lahza, secret_file: lahza.secret");
+
+    let loaded = compile(&text, &dir, &env).unwrap_or_else(|e| panic!("{e}"));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let signed = scheme(&loaded, "r")
+        .sign(&HeaderMap::new(), b"body")
+        .unwrap();
+    assert_eq!(signed, hmac_sha256_hex(b"from-file", b"body"));
+
+    // The same relative path from another base is not found, and the error names the field.
+    let errs = match compile(&text, Path::new("/nonexistent-hookgate-base"), &env) {
+        Ok(_) => panic!("secret file resolved against the wrong base"),
+        Err(ConfigErrors(e)) => e,
+    };
+    assert_single_error(
+        "wrong base",
+        &errs,
+        "routes[0] (r).verify.secret_file",
+        "cannot read secret file /nonexistent-hookgate-base/lahza.secret",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn absolute_secret_file_ignores_the_base_dir() {
+    let dir = temp_dir("secret-file-abs");
+    let file = dir.join("abs.secret");
+    std::fs::write(&file, "absolute").unwrap();
+    let text = verified(&format!(
+        "preset: lahza, secret_file: \"{}\"",
+        file.display()
+    ));
+    let loaded = compile(&text, Path::new("/nonexistent-hookgate-base"), &env)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let signed = scheme(&loaded, "r").sign(&HeaderMap::new(), b"b").unwrap();
+    assert_eq!(signed, hmac_sha256_hex(b"absolute", b"b"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---------------------------------------------------------------------------------------------
+// allow_ips
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn allow_ips_accepts_v4_and_v6_cidrs_and_bare_addresses() {
+    let loaded = ok(&one_route(&format!(
+        "allow_ips: [203.0.113.0/24, \"2001:db8::/32\", 198.51.100.7, \"2001:db8::1\", \
+         10.1.2.3/8], {LAHZA}"
+    )));
+    let r = route(&loaded, "r");
+    let nets: Vec<String> = r
+        .allow_ips
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    assert_eq!(
+        nets,
+        [
+            "203.0.113.0/24",
+            "2001:db8::/32",
+            "198.51.100.7/32",
+            "2001:db8::1/128",
+            // Host bits are dropped so membership is a plain prefix test.
+            "10.0.0.0/8",
+        ]
+    );
+    assert!(r.scheme.is_some());
+}
+
+#[test]
+fn route_with_only_allow_ips_compiles_without_a_scheme() {
+    let loaded = ok(&one_route("allow_ips: [192.0.2.0/24]"));
+    let r = route(&loaded, "r");
+    assert!(r.scheme.is_none());
+    assert_eq!(r.allow_ips.as_ref().unwrap()[0].to_string(), "192.0.2.0/24");
+    assert!(loaded.warnings.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS listeners
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn tls_listener_loads_relative_cert_and_key_from_the_base_dir() {
+    let dir = temp_dir("tls");
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(dir.join("cert.pem"), ck.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), ck.key_pair.serialize_pem()).unwrap();
+    let text = format!(
+        "listeners:\n  - addr: 127.0.0.1:0\n    tls: {{ cert: cert.pem, key: key.pem }}\n\
+         routes:\n  - {{ name: r, path: /r, upstream: \"http://127.0.0.1:3000\", {LAHZA} }}\n"
+    );
+    let loaded = compile(&text, &dir, &env).unwrap_or_else(|e| panic!("{e}"));
+    let tls = loaded.gateway.listeners[0]
+        .tls
+        .as_ref()
+        .expect("TLS config");
+    assert_eq!(tls.alpn_protocols, [b"h2".to_vec(), b"http/1.1".to_vec()]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn tls_listener_with_missing_files_is_an_error_naming_the_listener_and_file() {
+    let dir = temp_dir("tls-missing");
+    let text = format!(
+        "listeners:\n  - addr: 127.0.0.1:0\n  - addr: 127.0.0.1:0\n    \
+         tls: {{ cert: missing-cert.pem, key: missing-key.pem }}\n\
+         routes:\n  - {{ name: r, path: /r, upstream: \"http://127.0.0.1:3000\", {LAHZA} }}\n"
+    );
+    let errs = match compile(&text, &dir, &env) {
+        Ok(_) => panic!("missing TLS files accepted"),
+        Err(ConfigErrors(e)) => e,
+    };
+    assert_single_error(
+        "missing cert",
+        &errs,
+        "listeners[1].tls",
+        "cannot read certificate chain",
+    );
+    assert!(
+        errs[0]
+            .message
+            .contains(&dir.join("missing-cert.pem").display().to_string()),
+        "{errs:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors: each names its location
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn each_broken_verify_block_is_one_error_naming_the_field() {
+    // (case, verify block, location under `routes[0] (r).verify`, message fragment)
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            "unknown preset",
+            "preset: acme, secret: \"${LAHZA_SECRET}\"",
+            ".preset",
+            "unknown preset `acme`; known presets: laso, lahza, lomi, ltvboost, listrak",
+        ),
+        (
+            "unknown algorithm",
+            "algorithm: hmac-md5, signature: { header: x-sig }, secret: \"${LAHZA_SECRET}\"",
+            ".algorithm",
+            "unknown algorithm `hmac-md5`",
+        ),
+        (
+            "unknown encoding",
+            "signature: { header: x-sig, encoding: [hex, base32] }, \
+             secret: \"${LAHZA_SECRET}\"",
+            ".signature.encoding",
+            "unknown encoding `base32`",
+        ),
+        (
+            "empty encoding list",
+            "signature: { header: x-sig, encoding: [] }, secret: \"${LAHZA_SECRET}\"",
+            ".signature.encoding",
+            "empty list",
+        ),
+        (
+            "no signature and no preset",
+            "secret: \"${LAHZA_SECRET}\"",
+            ".signature",
+            "missing",
+        ),
+        (
+            "signature without header",
+            "signature: { prefix: \"v1=\" }, secret: \"${LAHZA_SECRET}\"",
+            ".signature.header",
+            "missing",
+        ),
+        (
+            "invalid signature header name",
+            "signature: { header: \"x sig\" }, secret: \"${LAHZA_SECRET}\"",
+            ".signature.header",
+            "`x sig` is not a valid header name",
+        ),
+        (
+            "unset env var",
+            "preset: lahza, secret: \"${LAHZA_UNSET}\"",
+            ".secret",
+            "environment variable LAHZA_UNSET is not set",
+        ),
+        (
+            "empty env var",
+            "preset: lahza, secret: \"${EMPTY_SECRET}\"",
+            ".secret",
+            "environment variable EMPTY_SECRET is empty",
+        ),
+        (
+            "malformed env reference",
+            "preset: lahza, secret: \"${LAHZA-SECRET}\"",
+            ".secret",
+            "not a valid ${ENV_VAR} reference",
+        ),
+        (
+            "unreadable secret_file",
+            "preset: lahza, secret_file: /nonexistent-hookgate/secret",
+            ".secret_file",
+            "cannot read secret file /nonexistent-hookgate/secret",
+        ),
+        (
+            "two secret sources",
+            "preset: lahza, secret: \"${LAHZA_SECRET}\", secret_file: /etc/hostname",
+            "",
+            "set only one of `secret`, `secret_file` and `secrets`",
+        ),
+        ("no secret", "preset: lahza", "", "no secret"),
+        (
+            "empty secrets list",
+            "preset: lahza, secrets: []",
+            ".secrets",
+            "empty list",
+        ),
+        (
+            "unset env var in a secrets list",
+            "preset: lahza, secrets: [\"${LAHZA_SECRET}\", \"${OLD_UNSET}\"]",
+            ".secrets[1]",
+            "OLD_UNSET is not set",
+        ),
+        (
+            "message without body",
+            "signature: { header: x-sig }, message: [{ header: x-ts }, { literal: \".\" }], \
+             secret: \"${LAHZA_SECRET}\"",
+            ".message",
+            "must include `body`",
+        ),
+        (
+            "message header with an invalid name",
+            "signature: { header: x-sig }, message: [{ header: \"a b\" }, body], \
+             secret: \"${LAHZA_SECRET}\"",
+            ".message[0].header",
+            "not a valid header name",
+        ),
+        (
+            "timestamp with both header and json",
+            "preset: lahza, secret: \"${LAHZA_SECRET}\", \
+             timestamp: { header: x-ts, json: ts, tolerance: 5m }",
+            ".timestamp",
+            "not both",
+        ),
+        (
+            "timestamp with no source",
+            "preset: lahza, secret: \"${LAHZA_SECRET}\", timestamp: { tolerance: 5m }",
+            ".timestamp",
+            "missing `header` or `json`",
+        ),
+        (
+            "timestamp without tolerance",
+            "preset: lahza, secret: \"${LAHZA_SECRET}\", timestamp: { header: x-ts }",
+            ".timestamp.tolerance",
+            "missing",
+        ),
+        (
+            "timestamp with unknown unit",
+            "preset: lahza, secret: \"${LAHZA_SECRET}\", \
+             timestamp: { header: x-ts, unit: minutes, tolerance: 5m }",
+            ".timestamp.unit",
+            "unknown unit `minutes`",
+        ),
+        (
+            "timestamp with a bad tolerance",
+            "preset: listrak, secret: \"${LAHZA_SECRET}\", timestamp: { tolerance: soon }",
+            ".timestamp.tolerance",
+            "`soon` is not a duration",
+        ),
+        (
+            "timestamp with a zero future tolerance",
+            "preset: listrak, secret: \"${LAHZA_SECRET}\", timestamp: { future_tolerance: 0s }",
+            ".timestamp.future_tolerance",
+            "must be greater than zero",
+        ),
+    ];
+    for (case, verify, field, needle) in cases {
+        let errs = errors(&verified(verify));
+        assert_single_error(case, &errs, &format!("routes[0] (r).verify{field}"), needle);
+    }
+}
+
+#[test]
+fn each_broken_route_field_is_one_error_naming_the_field() {
+    // (case, route fields besides name, location, message fragment)
+    let cases: &[(&str, String, &str, &str)] = &[
+        (
+            "neither verify nor allow_ips",
+            one_route("methods: [POST]"),
+            "routes[0] (r)",
+            "neither `verify` nor `allow_ips`",
+        ),
+        (
+            "empty allow_ips",
+            one_route("allow_ips: []"),
+            "routes[0] (r).allow_ips",
+            "empty list",
+        ),
+        (
+            "bad CIDR in allow_ips",
+            one_route("allow_ips: [10.0.0.0/8, 10.0.0.0/33]"),
+            "routes[0] (r).allow_ips[1]",
+            "`10.0.0.0/33` is not an IP network",
+        ),
+        (
+            "hostname in allow_ips",
+            one_route("allow_ips: [lahza.io]"),
+            "routes[0] (r).allow_ips[0]",
+            "not an IP network",
+        ),
+        (
+            "empty methods",
+            one_route(&format!("methods: [], {LAHZA}")),
+            "routes[0] (r).methods",
+            "empty list",
+        ),
+        (
+            "invalid method",
+            one_route(&format!("methods: [POST, \"GE T\"], {LAHZA}")),
+            "routes[0] (r).methods",
+            "`GE T` is not an HTTP method",
+        ),
+        (
+            "relative path",
+            with_routes(&[&format!(
+                "{{ name: r, path: webhooks/x, upstream: \"http://127.0.0.1:3000\", {LAHZA} }}"
+            )]),
+            "routes[0] (r).path",
+            "`webhooks/x` is not a normalized absolute path",
+        ),
+        (
+            "dot-dot path",
+            with_routes(&[&format!(
+                "{{ name: r, path: /a/../b, upstream: \"http://127.0.0.1:3000\", {LAHZA} }}"
+            )]),
+            "routes[0] (r).path",
+            "`/a/../b` is not a normalized absolute path",
+        ),
+        (
+            "empty segment path",
+            with_routes(&[&format!(
+                "{{ name: r, path: /a//b, upstream: \"http://127.0.0.1:3000\", {LAHZA} }}"
+            )]),
+            "routes[0] (r).path",
+            "not a normalized absolute path",
+        ),
+        (
+            "encoded dot-dot in a prefix",
+            with_routes(&[&format!(
+                "{{ name: r, path: \"/a/%2e%2e/*\", upstream: \"http://127.0.0.1:3000\", \
+                 {LAHZA} }}"
+            )]),
+            "routes[0] (r).path",
+            "not a normalized absolute path",
+        ),
+        (
+            "https upstream",
+            with_routes(&[&format!(
+                "{{ name: r, path: /r, upstream: \"https://127.0.0.1:3000\", {LAHZA} }}"
+            )]),
+            "routes[0] (r).upstream",
+            "upstream must be an http:// URL",
+        ),
+        (
+            "upstream without a scheme",
+            with_routes(&[&format!(
+                "{{ name: r, path: /r, upstream: \"127.0.0.1:3000\", {LAHZA} }}"
+            )]),
+            "routes[0] (r).upstream",
+            "upstream must be an http:// URL",
+        ),
+        (
+            "upstream that is not a URL",
+            with_routes(&[&format!(
+                "{{ name: r, path: /r, upstream: \"http://a b\", {LAHZA} }}"
+            )]),
+            "routes[0] (r).upstream",
+            "is not a URL",
+        ),
+        (
+            "upstream with a query",
+            with_routes(&[&format!(
+                "{{ name: r, path: /r, upstream: \"http://127.0.0.1:3000/x?a=1\", {LAHZA} }}"
+            )]),
+            "routes[0] (r).upstream",
+            "must not have a query",
+        ),
+        (
+            "unknown key in a route",
+            one_route(&format!("verfy: {{}}, {LAHZA}")),
+            "routes[0] (r).verfy",
+            "unknown field `verfy`",
+        ),
+        (
+            "unknown key in a verify block",
+            verified("preset: lahza, secert: \"${LAHZA_SECRET}\""),
+            "routes[0] (r).verify.secert",
+            "unknown field `secert`",
+        ),
+        (
+            "unknown key in a signature block",
+            verified("preset: lahza, secret: \"${LAHZA_SECRET}\", signature: { heder: x }"),
+            "routes[0] (r).verify.signature.heder",
+            "unknown field `heder`",
+        ),
+        (
+            "unknown message part",
+            verified(
+                "signature: { header: x-sig }, message: [body, { hedaer: x-ts }], \
+                 secret: \"${LAHZA_SECRET}\"",
+            ),
+            "routes[0] (r).verify.message[1]",
+            "unknown message part",
+        ),
+        (
+            "wrong type for a route field",
+            one_route(&format!("methods: POST, {LAHZA}")),
+            "routes[0] (r).methods",
+            "invalid type",
+        ),
+        (
+            "route without a name",
+            with_routes(&[&format!(
+                "{{ path: /r, upstream: \"http://127.0.0.1:3000\", {LAHZA} }}"
+            )]),
+            "routes[0]",
+            "missing field `name`",
+        ),
+    ];
+    for (case, text, location, needle) in cases {
+        assert_single_error(case, &errors(text), location, needle);
+    }
+}
+
+#[test]
+fn each_broken_top_level_setting_is_one_error_naming_the_setting() {
+    let route = format!("{{ name: r, path: /r, upstream: \"http://127.0.0.1:3000\", {LAHZA} }}");
+    let base =
+        |extra: &str| format!("listeners:\n  - addr: 127.0.0.1:0\n{extra}routes:\n  - {route}\n");
+    let cases: &[(&str, String, &str, &str)] = &[
+        (
+            "no listeners",
+            format!("routes:\n  - {route}\n"),
+            "listeners",
+            "no listeners",
+        ),
+        (
+            "empty listeners",
+            format!("listeners: []\nroutes:\n  - {route}\n"),
+            "listeners",
+            "no listeners",
+        ),
+        (
+            "empty routes",
+            "listeners:\n  - addr: 127.0.0.1:0\nroutes: []\n".into(),
+            "routes",
+            "no routes",
+        ),
+        (
+            "routes absent",
+            "listeners:\n  - addr: 127.0.0.1:0\n".into(),
+            "routes",
+            "no routes",
+        ),
+        (
+            "listener address without a port",
+            format!("listeners:\n  - addr: 127.0.0.1\nroutes:\n  - {route}\n"),
+            "listeners[0].addr",
+            "`127.0.0.1` is not an IP:PORT address",
+        ),
+        (
+            "listener listed twice",
+            format!(
+                "listeners:\n  - addr: 127.0.0.1:8080\n  - addr: 127.0.0.1:8080\n\
+                 routes:\n  - {route}\n"
+            ),
+            "listeners[1].addr",
+            "127.0.0.1:8080 is listed twice",
+        ),
+        (
+            "bad admin address",
+            base("admin: { addr: localhost:9090 }\n"),
+            "admin.addr",
+            "`localhost:9090` is not an IP:PORT address",
+        ),
+        (
+            "bad trusted proxy",
+            base("client_ip: { trusted_proxies: [10.0.0.0/8, 300.0.0.0/8] }\n"),
+            "client_ip.trusted_proxies[1]",
+            "`300.0.0.0/8` is not an IP network",
+        ),
+        (
+            "bad duration",
+            base("limits: { upstream_timeout: 30 }\n"),
+            "limits.upstream_timeout",
+            "`30` is not a duration",
+        ),
+        (
+            "words for a duration",
+            base("limits: { header_read_timeout: ten seconds }\n"),
+            "limits.header_read_timeout",
+            "is not a duration",
+        ),
+        (
+            "zero duration",
+            base("limits: { shutdown_grace: 0s }\n"),
+            "limits.shutdown_grace",
+            "must be greater than zero",
+        ),
+        (
+            "zero body limit",
+            base("limits: { max_body_bytes: 0 }\n"),
+            "limits.max_body_bytes",
+            "must be greater than 0",
+        ),
+        (
+            "zero connection limit",
+            base("limits: { max_connections: 0 }\n"),
+            "limits.max_connections",
+            "must be greater than 0",
+        ),
+        (
+            "header limit below hyper's minimum",
+            base("limits: { max_header_bytes: 4096 }\n"),
+            "limits.max_header_bytes",
+            "at least 8192",
+        ),
+    ];
+    for (case, text, location, needle) in cases {
+        assert_single_error(case, &errors(text), location, needle);
+    }
+}
+
+#[test]
+fn duplicate_route_names_are_an_error_at_the_second_route() {
+    let errs = errors(&with_routes(&[
+        &format!("{{ name: a, path: /a, upstream: \"http://127.0.0.1:3000\", {LAHZA} }}"),
+        &format!("{{ name: b, path: /b, upstream: \"http://127.0.0.1:3000\", {LAHZA} }}"),
+        &format!("{{ name: a, path: /c, upstream: \"http://127.0.0.1:3000\", {LAHZA} }}"),
+    ]));
+    assert_single_error(
+        "duplicate",
+        &errs,
+        "routes[2] (a)",
+        "duplicate route name `a`",
+    );
+}
+
+#[test]
+fn unknown_top_level_key_is_an_error_at_its_line_and_column() {
+    let errs = errors("listeners:\n  - addr: 127.0.0.1:0\nrouts: []\n");
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].location, "line 3 column 1");
+    assert!(
+        errs[0].message.contains("unknown field `routs`"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn unknown_key_in_a_top_level_block_is_an_error_at_its_line_and_column() {
+    let errs = errors("listeners:\n  - addr: 127.0.0.1:0\n    tsl: {}\n");
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].location, "line 3 column 5");
+    assert!(errs[0].message.contains("unknown field `tsl`"), "{errs:?}");
+}
+
+#[test]
+fn every_error_in_a_file_is_reported_together_with_its_location() {
+    let errs = errors(
+        r#"
+listeners:
+  - addr: 127.0.0.1:0
+limits:
+  body_read_timeout: forever
+routes:
+  - name: good
+    path: /good
+    upstream: http://127.0.0.1:3000
+    verify: { preset: lahza, secret: "${LAHZA_SECRET}" }
+  - name: lahza
+    path: /webhooks/lahza
+    upstream: http://127.0.0.1:3000
+    verify: { preset: lahza, secret: "${LAHZA_UNSET}" }
+  - name: acme
+    path: webhooks/acme
+    upstream: https://127.0.0.1:3000
+    verify: { preset: nope, secret: "${LAHZA_SECRET}" }
+  - name: open
+    path: /open
+    upstream: http://127.0.0.1:3000
+  - name: typo
+    path: /typo
+    upstream: http://127.0.0.1:3000
+    verify: { preset: lahza, secret: "${LAHZA_SECRET}" }
+    alow_ips: [10.0.0.0/8]
+  - name: custom
+    path: /custom
+    upstream: http://127.0.0.1:3000
+    allow_ips: [10.0.0.0/8, not-an-ip]
+    verify:
+      algorithm: sha3
+      signature: { header: x-sig, encoding: [hex, base58] }
+      message: [{ literal: "v0:" }]
+      timestamp: { header: x-ts, json: ts, tolerance: 5m }
+      secret: "${LAHZA_SECRET}"
+      secrets: ["${OTHER_SECRET}"]
+"#,
+    );
+    let got: Vec<&str> = errs.iter().map(|e| e.location.as_str()).collect();
+    assert_eq!(
+        got,
+        [
+            "limits.body_read_timeout",
+            "routes[1] (lahza).verify.secret",
+            "routes[2] (acme).path",
+            "routes[2] (acme).upstream",
+            "routes[2] (acme).verify.preset",
+            "routes[3] (open)",
+            "routes[4] (typo).alow_ips",
+            "routes[5] (custom).allow_ips[1]",
+            "routes[5] (custom).verify.algorithm",
+            "routes[5] (custom).verify.signature.encoding",
+            "routes[5] (custom).verify.message",
+            "routes[5] (custom).verify.timestamp",
+            "routes[5] (custom).verify",
+        ],
+        "{errs:#?}"
+    );
+    // The rendered report counts them and gives each on its own line.
+    let report = ConfigErrors(errs.clone()).to_string();
+    assert!(
+        report.starts_with("13 errors in configuration:\n"),
+        "{report}"
+    );
+    assert!(
+        report.contains("\n  routes[4] (typo).alow_ips: unknown field `alow_ips`"),
+        "{report}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Route table lookup
+// ---------------------------------------------------------------------------------------------
+
+/// The name of the route a request finds, or how the lookup refused it (a 405 names the
+/// first route on the path and every allowed method).
+fn lookup(loaded: &Loaded, method: Method, path: &str) -> String {
+    match loaded.gateway.routes.lookup(&method, path) {
+        Match::Found(r) => r.name.clone(),
+        Match::MethodNotAllowed { route, allowed } => {
+            let names: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
+            format!("405 ({}) {}", route.name, names.join(","))
+        }
+        Match::NotFound => "404".into(),
+        Match::BadPath => "400".into(),
+    }
+}
+
+fn table(routes: &[(&str, &str, &str)]) -> Loaded {
+    let lines: Vec<String> = routes
+        .iter()
+        .map(|(name, path, methods)| {
+            format!(
+                "{{ name: {name}, path: \"{path}\", methods: [{methods}], \
+                 upstream: \"http://127.0.0.1:3000\", allow_ips: [127.0.0.1] }}"
+            )
+        })
+        .collect();
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    ok(&with_routes(&refs))
+}
+
+#[test]
+fn route_lookup_matches_exact_prefix_and_refuses_the_rest() {
+    let loaded = table(&[
+        ("exact", "/hooks/a", "POST"),
+        ("prefix", "/x/*", "POST"),
+        ("trailing", "/t/", "POST"),
+    ]);
+    let cases = [
+        // Exact paths match only themselves.
+        (Method::POST, "/hooks/a", "exact"),
+        (Method::POST, "/hooks/a/", "404"),
+        (Method::POST, "/hooks/a/b", "404"),
+        (Method::POST, "/hooks", "404"),
+        (Method::POST, "/t/", "trailing"),
+        (Method::POST, "/t", "404"),
+        // A prefix matches its base, the base with a slash and anything below it ...
+        (Method::POST, "/x", "prefix"),
+        (Method::POST, "/x/", "prefix"),
+        (Method::POST, "/x/a", "prefix"),
+        (Method::POST, "/x/a/b", "prefix"),
+        (Method::POST, "/x/a/b/", "prefix"),
+        // ... but not a sibling sharing its first letters.
+        (Method::POST, "/xy", "404"),
+        (Method::POST, "/xy/a", "404"),
+        (Method::POST, "/", "404"),
+        (Method::POST, "/nope", "404"),
+        // Wrong method on a known path: 405 with what is allowed.
+        (Method::GET, "/hooks/a", "405 (exact) POST"),
+        (Method::PUT, "/x/a", "405 (prefix) POST"),
+        (Method::GET, "/nope", "404"),
+        // Paths that could mean something else upstream are refused before matching.
+        (Method::POST, "/x/../y", "400"),
+        (Method::POST, "/x/./a", "400"),
+        (Method::POST, "/x//a", "400"),
+        (Method::POST, "/x/%2e%2e/y", "400"),
+        (Method::POST, "/x/a%2Fb", "400"),
+        (Method::POST, "x/a", "400"),
+        (Method::POST, "", "400"),
+    ];
+    for (method, path, want) in cases {
+        assert_eq!(
+            lookup(&loaded, method.clone(), path),
+            want,
+            "{method} {path}"
+        );
+    }
+}
+
+#[test]
+fn overlapping_routes_first_in_file_order_wins() {
+    let loaded = table(&[
+        ("o-prefix", "/o/*", "POST"),
+        ("o-special", "/o/special", "POST"),
+        ("p-special", "/p/special", "POST"),
+        ("p-prefix", "/p/*", "POST"),
+        ("deep", "/p/special/deep/*", "POST"),
+        ("catch-all", "/*", "POST"),
+    ]);
+    let cases = [
+        // An earlier prefix shadows a later exact route ...
+        ("/o/special", "o-prefix"),
+        // ... and an earlier exact route shadows a later prefix.
+        ("/p/special", "p-special"),
+        ("/p/other", "p-prefix"),
+        // A longer prefix listed later still loses to the earlier, shorter one.
+        ("/p/special/deep/x", "p-prefix"),
+        // The root prefix catches whatever nothing earlier claims.
+        ("/", "catch-all"),
+        ("/elsewhere/a", "catch-all"),
+        ("/op", "catch-all"),
+    ];
+    for (path, want) in cases {
+        assert_eq!(lookup(&loaded, Method::POST, path), want, "{path}");
+    }
+}
+
+#[test]
+fn method_decides_between_routes_sharing_a_path_and_405_lists_every_allowed_method() {
+    let loaded = table(&[
+        ("m-put", "/m", "PUT"),
+        ("m-post", "/m", "POST, PATCH"),
+        ("m-prefix", "/m/*", "DELETE, PUT"),
+    ]);
+    assert_eq!(lookup(&loaded, Method::POST, "/m"), "m-post");
+    assert_eq!(lookup(&loaded, Method::PUT, "/m"), "m-put");
+    assert_eq!(lookup(&loaded, Method::DELETE, "/m"), "m-prefix");
+    assert_eq!(
+        lookup(&loaded, Method::POST, "/m/x"),
+        "405 (m-prefix) DELETE,PUT"
+    );
+    // Every candidate's methods, in route order, each once.
+    assert_eq!(
+        lookup(&loaded, Method::GET, "/m"),
+        "405 (m-put) PUT,POST,PATCH,DELETE"
+    );
+}
+
+#[test]
+fn lookup_hands_back_the_compiled_route() {
+    let loaded = ok(&with_routes(&[&format!(
+        "{{ name: lahza, path: /webhooks/lahza, upstream: \"http://127.0.0.1:3000/in\", \
+         {LAHZA} }}"
+    )]));
+    match loaded
+        .gateway
+        .routes
+        .lookup(&Method::POST, "/webhooks/lahza")
+    {
+        Match::Found(r) => {
+            assert!(Arc::ptr_eq(r, route(&loaded, "lahza")));
+            assert_eq!(r.upstream.base_path, "/in");
+            assert_eq!(
+                r.scheme.as_ref().unwrap().signature.header.as_str(),
+                "x-lahza-signature"
+            );
+        }
+        other => panic!("expected the lahza route, got {other:?}"),
+    }
+}

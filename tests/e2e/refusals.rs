@@ -29,7 +29,9 @@ async fn bad_signatures_are_refused_with_401_and_never_forwarded() {
     let good = good_sig(BODY);
     let wrong_secret = hex::encode(hmac_sha256("not-the-secret", &[BODY]));
     let tampered = br#"{"event":"charge.success","data":{"id":302961,"amount":1}}"#;
-    let cases: Vec<(&str, Vec<(&str, &str)>, &[u8], &str)> = vec![
+    // (what, headers, body, expected outcome label)
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a [u8], &'a str);
+    let cases: Vec<Case> = vec![
         (
             "tampered body",
             vec![("x-lahza-signature", &good)],
