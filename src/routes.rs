@@ -27,8 +27,9 @@ impl PathPattern {
     /// Parses a `path:` value; `None` if it is not an absolute, normalized path.
     pub fn parse(s: &str) -> Option<PathPattern> {
         if let Some(base) = s.strip_suffix("/*") {
-            let base = if base.is_empty() { "" } else { base };
-            if !base.is_empty() && !is_clean_path(base) {
+            // `/x//*` would be stored as `/x/`, which lookups (that try segment prefixes
+            // without a trailing slash) never reach: refuse it rather than keep a dead route.
+            if !base.is_empty() && (!is_clean_path(base) || base.ends_with('/')) {
                 return None;
             }
             return Some(PathPattern::Prefix(base.to_owned()));
@@ -204,5 +205,7 @@ mod tests {
         );
         assert_eq!(PathPattern::parse("a/b"), None);
         assert_eq!(PathPattern::parse("/a/../*"), None);
+        assert_eq!(PathPattern::parse("/a//*"), None);
+        assert_eq!(PathPattern::parse("//*"), None);
     }
 }

@@ -359,6 +359,9 @@ fn compile_verify(
     let errors_before = r.errors.len();
     let v = expand_preset(v, loc, &mut r.errors);
     if r.errors.len() > errors_before {
+        // The scheme's shape is unknown, but its secrets can still be checked, so that one
+        // run of `check` reports those problems too.
+        let _ = resolve_secrets(&v, loc, base, env, r);
         return None;
     }
 
@@ -455,6 +458,13 @@ fn compile_timestamp(t: &RawTimestamp, loc: &str, r: &mut Report) -> Option<Time
     let source = match (&t.header, &t.json) {
         (Some(h), None) => {
             parse_header(h, &format!("{loc}.header"), r).map(TimestampSource::Header)
+        }
+        (None, Some(field)) if field.is_empty() || field == "/" => {
+            r.error(
+                format!("{loc}.json"),
+                "empty field name; give a name (`timestamp`) or a JSON pointer (`/data/ts`)",
+            );
+            None
         }
         (None, Some(field)) => {
             let pointer = if field.starts_with('/') {
@@ -635,11 +645,28 @@ fn parse_upstream(s: &str, loc: &str, r: &mut Report) -> Option<Upstream> {
         r.error(loc, "upstream URL must not have a query");
         return None;
     }
-    let Some(authority) = uri.authority().cloned() else {
+    let Some(authority) = uri.authority().cloned().filter(|a| !a.host().is_empty()) else {
         r.error(loc, format!("`{s}` has no host"));
         return None;
     };
+    if authority.as_str().contains('@') {
+        r.error(
+            loc,
+            "credentials in the upstream URL are not supported (they would never be sent)",
+        );
+        return None;
+    }
     let base_path = uri.path().trim_end_matches('/').to_owned();
+    if !base_path.is_empty() && !crate::routes::is_clean_path(&base_path) {
+        r.error(
+            loc,
+            format!(
+                "upstream path `{}` is not a normalized absolute path",
+                uri.path()
+            ),
+        );
+        return None;
+    }
     Some(Upstream {
         authority,
         base_path,

@@ -82,7 +82,7 @@ fn scheme<'a>(loaded: &'a Loaded, name: &str) -> &'a Scheme {
         .unwrap_or_else(|| panic!("route {name} has no scheme"))
 }
 
-fn header_names(s: &Scheme) -> (&str, &str) {
+fn header_and_prefix(s: &Scheme) -> (&str, &str) {
     (s.signature.header.as_str(), s.signature.prefix.as_str())
 }
 
@@ -338,7 +338,7 @@ fn every_preset_expands_to_its_documented_scheme() {
         let s = scheme(&loaded, "r");
         let n = case.name;
         assert_eq!(s.algorithm, Algorithm::HmacSha256, "{n}");
-        assert_eq!(header_names(s), (case.header, case.prefix), "{n}");
+        assert_eq!(header_and_prefix(s), (case.header, case.prefix), "{n}");
         assert_eq!(s.signature.encodings, case.encodings, "{n}");
         assert_eq!(part_names(&s.message), case.message, "{n}");
         match (&s.timestamp, case.timestamp) {
@@ -375,7 +375,7 @@ fn overriding_preset_tolerance_keeps_the_preset_timestamp_source() {
     assert_eq!(t.past, Duration::from_secs(300));
     assert_eq!(t.future, Duration::from_secs(300));
     // Nothing else of the preset moved.
-    assert_eq!(header_names(s), ("ltk-hmacsignature", ""));
+    assert_eq!(header_and_prefix(s), ("ltk-hmacsignature", ""));
     assert_eq!(s.signature.encodings, [Encoding::Base64, Encoding::Hex]);
     assert_eq!(part_names(&s.message), ["body", "header:ltk-timestamp"]);
 }
@@ -417,7 +417,7 @@ fn overriding_preset_signature_header_keeps_preset_prefix_and_encodings() {
             "preset: {preset}, secret: \"${{LAHZA_SECRET}}\", signature: {{ header: x-other }}"
         )));
         let s = scheme(&loaded, "r");
-        assert_eq!(header_names(s), ("x-other", prefix), "{preset}");
+        assert_eq!(header_and_prefix(s), ("x-other", prefix), "{preset}");
         assert_eq!(s.signature.encodings, encodings, "{preset}");
     }
 }
@@ -430,7 +430,7 @@ fn overriding_preset_encoding_and_algorithm_keeps_the_header() {
     ));
     let s = scheme(&loaded, "r");
     assert_eq!(s.algorithm, Algorithm::HmacSha1);
-    assert_eq!(header_names(s), ("x-lahza-signature", ""));
+    assert_eq!(header_and_prefix(s), ("x-lahza-signature", ""));
     assert_eq!(s.signature.encodings, [Encoding::Base64]);
 }
 
@@ -467,7 +467,7 @@ routes:
     assert_eq!(r.path, PathPattern::Prefix("/webhooks/acme".into()));
     let s = r.scheme.as_ref().unwrap();
     assert_eq!(s.algorithm, Algorithm::HmacSha512);
-    assert_eq!(header_names(s), ("x-acme-signature", "v1="));
+    assert_eq!(header_and_prefix(s), ("x-acme-signature", "v1="));
     // Case-insensitive names, duplicates dropped, order kept (the first signs).
     assert_eq!(s.signature.encodings, [Encoding::Base64, Encoding::Hex]);
     assert_eq!(
@@ -494,7 +494,7 @@ fn generic_scheme_defaults_are_sha256_hex_over_the_body() {
     ));
     let s = scheme(&loaded, "r");
     assert_eq!(s.algorithm, Algorithm::HmacSha256);
-    assert_eq!(header_names(s), ("x-sig", ""));
+    assert_eq!(header_and_prefix(s), ("x-sig", ""));
     assert_eq!(s.signature.encodings, [Encoding::Hex]);
     assert_eq!(s.message, [Part::Body]);
     let t = s.timestamp.as_ref().unwrap();
@@ -689,6 +689,12 @@ fn each_broken_verify_block_is_one_error_naming_the_field() {
             "preset: acme, secret: \"${LAHZA_SECRET}\"",
             ".preset",
             "unknown preset `acme`; known presets: laso, lahza, lomi, ltvboost, listrak",
+        ),
+        (
+            "empty json timestamp field",
+            "signature: { header: x-sig }, timestamp: { json: \"\", tolerance: 5m }, secret: \"${LAHZA_SECRET}\"",
+            ".timestamp.json",
+            "empty field name",
         ),
         (
             "unknown algorithm",
@@ -900,6 +906,38 @@ fn each_broken_route_field_is_one_error_naming_the_field() {
                  {LAHZA} }}"
             )]),
             "routes[0] (r).path",
+            "not a normalized absolute path",
+        ),
+        (
+            "prefix path ending in //*",
+            with_routes(&[&format!(
+                "{{ name: r, path: \"/x//*\", upstream: \"http://127.0.0.1:3000\", {LAHZA} }}"
+            )]),
+            "routes[0] (r).path",
+            "not a normalized absolute path",
+        ),
+        (
+            "upstream with an empty host",
+            with_routes(&[&format!(
+                "{{ name: r, path: /r, upstream: \"http://:3000\", {LAHZA} }}"
+            )]),
+            "routes[0] (r).upstream",
+            "has no host",
+        ),
+        (
+            "upstream with credentials",
+            with_routes(&[&format!(
+                "{{ name: r, path: /r, upstream: \"http://u:p@127.0.0.1:3000\", {LAHZA} }}"
+            )]),
+            "routes[0] (r).upstream",
+            "credentials",
+        ),
+        (
+            "upstream base path with dot segments",
+            with_routes(&[&format!(
+                "{{ name: r, path: /r, upstream: \"http://127.0.0.1:3000/a/../b\", {LAHZA} }}"
+            )]),
+            "routes[0] (r).upstream",
             "not a normalized absolute path",
         ),
         (
@@ -1338,4 +1376,17 @@ fn lookup_hands_back_the_compiled_route() {
         }
         other => panic!("expected the lahza route, got {other:?}"),
     }
+}
+
+#[test]
+fn unknown_preset_still_reports_secret_problems_in_the_same_run() {
+    let errs = errors(&one_route(
+        "verify: { preset: lahzza, secret: \"${UNSET_VAR}\" }",
+    ));
+    let located: Vec<String> = errs.iter().map(|e| e.location.clone()).collect();
+    assert_eq!(
+        located,
+        ["routes[0] (r).verify.preset", "routes[0] (r).verify.secret"],
+        "{errs:?}"
+    );
 }
