@@ -86,7 +86,7 @@ pub async fn handle(shared: &Shared, conn: Conn, req: Request<Incoming>) -> Resp
                 path = %path,
                 status = refusal.status().as_u16(),
                 outcome = refusal.label(),
-                reason = %reason,
+                reason = reason.as_str(),
                 "refused"
             );
             refusal_response(&refusal, reason)

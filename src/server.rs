@@ -7,7 +7,7 @@
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -205,8 +205,12 @@ where
 {
     let limits = &shared.gateway.limits;
     let svc_shared = shared.clone();
+    // Requests begun on this connection: tells a slow first head from an idle keep-alive.
+    let served = Arc::new(AtomicU64::new(0));
+    let svc_served = served.clone();
     let service = service_fn(move |req| {
         let shared = svc_shared.clone();
+        svc_served.fetch_add(1, Ordering::Relaxed);
         async move { Ok::<_, Infallible>(gateway::handle(&shared, conn, req).await) }
     });
     let connection = hyper::server::conn::http1::Builder::new()
@@ -215,7 +219,13 @@ where
         .max_buf_size(limits.max_header_bytes as usize)
         .serve_connection(io, service);
     if let Err(e) = watcher.watch(connection).await {
-        connection_error(shared, conn.peer, &e);
+        if e.is_timeout() && served.load(Ordering::Relaxed) > 0 {
+            // hyper uses the same timer for the wait between keep-alive requests; closing an
+            // idle connection after a served request is housekeeping, not a client fault.
+            tracing::debug!(peer = %conn.peer, "idle keep-alive connection closed");
+        } else {
+            connection_error(shared, conn.peer, &e);
+        }
     }
 }
 
@@ -242,9 +252,9 @@ where
     }
 }
 
-/// Logs and counts a connection that ended on an error outside a request handler. A header
-/// read timeout closes the connection, as nginx does for `client_header_timeout`: the sender
-/// sees no response and retries.
+/// Logs and counts a connection that ended on an error outside a request handler. A request
+/// head not received in time closes the connection, as nginx does for `client_header_timeout`:
+/// the sender sees no response and retries.
 fn connection_error(shared: &Shared, peer: SocketAddr, e: &hyper::Error) {
     if e.is_timeout() {
         tracing::warn!(%peer, status = 408, outcome = "header_timeout", "request head not received in time; connection closed");

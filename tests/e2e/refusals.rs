@@ -304,6 +304,30 @@ async fn slow_body_gets_408_and_slow_head_is_cut_off() {
         1.0
     );
     assert_eq!(upstream.count(), 0);
+
+    // An idle keep-alive connection after a served request is closed too, but it is not a
+    // client fault and is not counted as one.
+    let mut full = format!(
+        "POST /hooks/lahza HTTP/1.1\r\nHost: t\r\nx-lahza-signature: {sig}\r\nContent-Length: {}\r\n\r\n",
+        BODY.len()
+    )
+    .into_bytes();
+    full.extend(BODY);
+    let started = std::time::Instant::now();
+    let answer = raw(gw.addr, &full, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "idle connection closed"
+    );
+    assert_eq!(upstream.count(), 1);
+    assert_eq!(
+        gw.counter(
+            "hookgate_connection_errors_total",
+            &[("reason", "header_timeout")]
+        ),
+        1.0
+    );
     gw.shutdown().await;
 }
 
