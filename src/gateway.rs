@@ -17,6 +17,7 @@ use crate::forward::{self, Hop, UpstreamClient};
 use crate::metrics::{Metrics, NO_ROUTE};
 use crate::refusal::Refusal;
 use crate::routes::Match;
+use crate::scheme::RequestView;
 
 /// Where "now" comes from; tests pin it to replay recorded vectors.
 pub type Clock = fn() -> SystemTime;
@@ -50,16 +51,20 @@ pub async fn handle(shared: &Shared, conn: Conn, req: Request<Incoming>) -> Resp
         req.headers(),
     );
     let mut route: Option<Arc<Route>> = None;
+    let mut shadowed: Option<Refusal> = None;
 
-    let result = pipeline(shared, conn, client, req, &mut route).await;
+    let result = pipeline(shared, conn, client, req, &mut route, &mut shadowed).await;
 
     let route_name = route.as_ref().map(|r| r.name.as_str()).unwrap_or(NO_ROUTE);
     let elapsed = started.elapsed();
     let response = match result {
         Ok(response) => {
+            // In shadow mode a request that failed a check is counted under the outcome it
+            // would have had, so the numbers match what enforcing would have done.
+            let outcome = shadowed.as_ref().map_or("forwarded", Refusal::label);
             metrics
                 .requests
-                .with_label_values(&[route_name, "forwarded"])
+                .with_label_values(&[route_name, outcome])
                 .inc();
             tracing::info!(
                 route = route_name,
@@ -117,12 +122,16 @@ impl Drop for InFlight<'_> {
 }
 
 /// match route -> allowlist -> read body -> verify -> forward.
+///
+/// On a route in shadow mode (`enforce: false`) a failed allowlist or signature check is
+/// recorded in `shadowed` and the request goes on.
 async fn pipeline(
     shared: &Shared,
     conn: Conn,
     client: ClientIp,
     req: Request<Incoming>,
     matched: &mut Option<Arc<Route>>,
+    shadowed: &mut Option<Refusal>,
 ) -> Result<Response<Full<Bytes>>, Refusal> {
     let gateway = &shared.gateway;
     let route = match gateway.routes.lookup(req.method(), req.uri().path()) {
@@ -138,7 +147,7 @@ async fn pipeline(
 
     // Before a single body byte is read.
     if !client_ip::allowed(client, route.allow_ips.as_deref()) {
-        return Err(Refusal::IpNotAllowed);
+        check_failed(shared, &route, client, Refusal::IpNotAllowed, shadowed)?;
     }
 
     let (parts, body) = req.into_parts();
@@ -153,17 +162,28 @@ async fn pipeline(
 
     if let Some(scheme) = &route.scheme {
         let verify_started = Instant::now();
-        let verdict = scheme.verify(&parts.headers, &body, (shared.clock)());
+        let request = RequestView {
+            headers: &parts.headers,
+            body: &body,
+            path_and_query: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+        };
+        let verdict = scheme.verify(&request, (shared.clock)());
         shared
             .metrics
             .verify_duration
             .observe(verify_started.elapsed().as_secs_f64());
-        let verified = verdict.map_err(Refusal::Verify)?;
-        shared
-            .metrics
-            .verified
-            .with_label_values(&[&route.name, &verified.key_index.to_string()])
-            .inc();
+        match verdict {
+            Ok(verified) => shared
+                .metrics
+                .verified
+                .with_label_values(&[&route.name, &verified.key_index.to_string()])
+                .inc(),
+            Err(e) if shadowed.is_none() => {
+                check_failed(shared, &route, client, Refusal::Verify(e), shadowed)?
+            }
+            // Already forwarding in shadow mode for an earlier failed check.
+            Err(_) => {}
+        }
     }
 
     let peer = client_ip::canonical(conn.peer.ip());
@@ -182,6 +202,34 @@ async fn pipeline(
         &shared.metrics,
     )
     .await
+}
+
+/// A check failed: refuse, or on a shadow-mode route record it, log it and go on.
+fn check_failed(
+    shared: &Shared,
+    route: &Route,
+    client: ClientIp,
+    refusal: Refusal,
+    shadowed: &mut Option<Refusal>,
+) -> Result<(), Refusal> {
+    if route.enforce {
+        return Err(refusal);
+    }
+    shared
+        .metrics
+        .shadow_refusals
+        .with_label_values(&[&route.name, refusal.label()])
+        .inc();
+    tracing::warn!(
+        route = route.name.as_str(),
+        client = %client,
+        status = refusal.status().as_u16(),
+        outcome = refusal.label(),
+        reason = refusal.reason().as_str(),
+        "would refuse; forwarding anyway (shadow mode, enforce: false)"
+    );
+    *shadowed = Some(refusal);
+    Ok(())
 }
 
 /// A refusal as the sender sees it: its status and a one-line plain-text reason.

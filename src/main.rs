@@ -5,14 +5,15 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use hookgate::config::{self, Loaded};
-use hookgate::scheme::{TimestampSource, TimestampUnit};
+use hookgate::routes::PathPattern;
+use hookgate::scheme::{SigningKey, TimestampSource};
 
 #[derive(Parser)]
 #[command(
@@ -46,16 +47,31 @@ enum Command {
     Sign {
         #[arg(short, long, default_value = "gateway.yaml")]
         config: PathBuf,
-        /// Route name, as in the configuration.
-        #[arg(long)]
-        route: String,
-        /// Body file, or `-` for standard input.
-        #[arg(long, default_value = "-")]
-        body: String,
-        /// Extra `NAME: VALUE` headers that are part of the signed message.
-        #[arg(long = "header", value_name = "NAME: VALUE")]
-        headers: Vec<String>,
+        #[command(flatten)]
+        args: SignArgs,
     },
+    /// List every built-in preset with its expanded scheme.
+    Presets,
+}
+
+#[derive(clap::Args)]
+struct SignArgs {
+    /// Route name, as in the configuration.
+    #[arg(long)]
+    route: String,
+    /// Body file, or `-` for standard input.
+    #[arg(long, default_value = "-")]
+    body: String,
+    /// Extra `NAME: VALUE` headers that are part of the signed message (e.g. webhook-id).
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+    /// Request path and query the sender posts to (URL-signed schemes; default: the route's
+    /// exact path).
+    #[arg(long)]
+    path: Option<String>,
+    /// Private key file (32 bytes as hex or base64) for Ed25519 and ECDSA schemes.
+    #[arg(long)]
+    private_key: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -72,12 +88,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config } => run(&config),
         Command::Check { config, expand } => check(&config, expand),
-        Command::Sign {
-            config,
-            route,
-            body,
-            headers,
-        } => sign(&config, &route, &body, &headers),
+        Command::Sign { config, args } => sign(&config, &args),
+        Command::Presets => presets(),
     };
     match result {
         Ok(code) => code,
@@ -174,14 +186,9 @@ fn check(path: &Path, expand: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn sign(
-    path: &Path,
-    route_name: &str,
-    body_arg: &str,
-    extra: &[String],
-) -> anyhow::Result<ExitCode> {
+fn sign(path: &Path, args: &SignArgs) -> anyhow::Result<ExitCode> {
     let loaded = load(path)?;
-    let Some(route) = loaded.gateway.routes.get(route_name) else {
+    let Some(route) = loaded.gateway.routes.get(&args.route) else {
         let names: Vec<&str> = loaded
             .gateway
             .routes
@@ -190,24 +197,48 @@ fn sign(
             .map(|r| r.name.as_str())
             .collect();
         bail!(
-            "no route named `{route_name}`; routes: {}",
+            "no route named `{}`; routes: {}",
+            args.route,
             names.join(", ")
         );
     };
     let Some(scheme) = &route.scheme else {
-        bail!("route `{route_name}` verifies no signature (IP allowlist only): nothing to sign");
+        bail!(
+            "route `{}` verifies no signature (IP allowlist only): nothing to sign",
+            args.route
+        );
     };
     let mut body = Vec::new();
-    if body_arg == "-" {
+    if args.body == "-" {
         std::io::stdin()
             .read_to_end(&mut body)
             .context("reading body from stdin")?;
     } else {
-        body = std::fs::read(body_arg).with_context(|| format!("reading body file {body_arg}"))?;
+        body = std::fs::read(&args.body)
+            .with_context(|| format!("reading body file {}", args.body))?;
     }
+    let private_key = match &args.private_key {
+        None => None,
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading private key {}", file.display()))?;
+            Some(SigningKey::parse(scheme.algorithm, &text).map_err(anyhow::Error::msg)?)
+        }
+    };
+    // The path the sender posts to: given, or the route's own exact path.
+    let target = match (&args.path, &route.path) {
+        (Some(p), _) => p.clone(),
+        (None, PathPattern::Exact(p)) => p.clone(),
+        (None, PathPattern::Prefix(_)) => {
+            bail!(
+                "route `{}` has a prefix path: give the request path with --path",
+                args.route
+            )
+        }
+    };
 
     let mut headers = HeaderMap::new();
-    for h in extra {
+    for h in &args.headers {
         let (name, value) = h
             .split_once(':')
             .with_context(|| format!("`{h}` is not NAME: VALUE"))?;
@@ -218,45 +249,43 @@ fn sign(
                 .with_context(|| format!("bad header value in `{h}`"))?,
         );
     }
-    // A timestamp header is filled in with "now", as the sender would.
-    let mut printed: Vec<HeaderName> = Vec::new();
-    if let Some(ts) = &scheme.timestamp {
-        match &ts.source {
-            TimestampSource::Header(name) if !headers.contains_key(name) => {
-                let now = SystemTime::now().duration_since(UNIX_EPOCH)?;
-                let value = match ts.unit {
-                    TimestampUnit::Seconds => now.as_secs().to_string(),
-                    TimestampUnit::Milliseconds => now.as_millis().to_string(),
-                    TimestampUnit::Rfc3339 => {
-                        humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
-                    }
-                };
-                headers.insert(name.clone(), HeaderValue::from_str(&value)?);
-                printed.push(name.clone());
-            }
-            TimestampSource::JsonField(pointer) => {
-                eprintln!(
-                    "note: the timestamp is read from the body at {pointer}; it must be recent"
-                );
-            }
-            _ => {}
-        }
+    let given: Vec<HeaderName> = headers.keys().cloned().collect();
+    let set = scheme
+        .sign(
+            &mut headers,
+            &body,
+            &target,
+            SystemTime::now(),
+            private_key.as_ref(),
+        )
+        .map_err(anyhow::Error::msg)?;
+    if let Some(TimestampSource::JsonField(pointer)) = scheme.timestamp.as_ref().map(|t| &t.source)
+    {
+        eprintln!("note: the timestamp is read from the body at {pointer}; it must be recent");
     }
-    let signature = scheme
-        .sign(&headers, &body)
-        .map_err(|e| anyhow::anyhow!("{e}: pass it with --header 'NAME: VALUE'"))?;
-    for (name, value) in &headers {
-        if printed.contains(name)
-            || extra.iter().any(|h| {
-                h.split(':')
-                    .next()
-                    .map(str::trim)
-                    .is_some_and(|n| n.eq_ignore_ascii_case(name.as_str()))
-            })
-        {
+    for name in given.iter().chain(&set) {
+        if let Some(value) = headers.get(name) {
             println!("{}: {}", name, value.to_str().unwrap_or_default());
         }
     }
-    println!("{}: {}", scheme.signature.header, signature);
     Ok(ExitCode::SUCCESS)
+}
+
+fn presets() -> anyhow::Result<ExitCode> {
+    let mut out = String::new();
+    for name in hookgate::scheme::presets::NAMES {
+        let scheme = hookgate::config::compile::preset_shape(name).map_err(|errors| {
+            let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            anyhow::anyhow!("preset {name} does not compile: {}", text.join("; "))
+        })?;
+        out += &format!("{name}:\n{}", scheme.describe_shape("  "));
+    }
+    print_all(&out);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes to stdout, quietly stopping when the reader has gone (`hookgate presets | head`).
+fn print_all(text: &str) {
+    use std::io::Write as _;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }

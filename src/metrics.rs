@@ -38,6 +38,9 @@ pub struct Metrics {
     pub connection_errors: IntCounterVec,
     /// Verified requests by route and index of the matching secret (rotation visibility).
     pub verified: IntCounterVec,
+    /// Requests on shadow-mode routes that failed a check and were forwarded anyway, by route
+    /// and the outcome they would have had.
+    pub shadow_refusals: IntCounterVec,
     /// Scrape-time constant 1 with the version label.
     pub build_info: IntGaugeVec,
     /// Time spent verifying signatures, all routes together.
@@ -98,6 +101,14 @@ impl Metrics {
             &["route", "secret_index"],
         )
         .expect("valid metric");
+        let shadow_refusals = IntCounterVec::new(
+            Opts::new(
+                "hookgate_shadow_refusals_total",
+                "Requests that failed a check on a route with enforce: false and were forwarded anyway.",
+            ),
+            &["route", "outcome"],
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new("hookgate_build_info", "Build information; always 1."),
             &["version"],
@@ -123,6 +134,7 @@ impl Metrics {
             Box::new(connections.clone()),
             Box::new(connection_errors.clone()),
             Box::new(verified.clone()),
+            Box::new(shadow_refusals.clone()),
             Box::new(build_info.clone()),
             Box::new(verify_duration.clone()),
         ] {
@@ -141,6 +153,7 @@ impl Metrics {
             connections,
             connection_errors,
             verified,
+            shadow_refusals,
             build_info,
             verify_duration,
         }

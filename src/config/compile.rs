@@ -14,8 +14,8 @@ use super::secret::{self, Origin};
 use super::{ConfigError, ConfigErrors, Gateway, Limits, Listener, Loaded, Route, Upstream};
 use crate::routes::{PathPattern, RouteTable};
 use crate::scheme::{
-    presets, Algorithm, Encoding, Part, Scheme, SignatureSpec, TimestampSource, TimestampSpec,
-    TimestampUnit,
+    presets, Algorithm, Encoding, Entries, KeyEncoding, Keys, Part, Scheme, SignatureSpec,
+    TimestampSource, TimestampSpec, TimestampUnit,
 };
 
 /// Accumulates errors and warnings while compiling.
@@ -286,6 +286,16 @@ fn compile_route(
             .filter_map(|(i, s)| parse_net(s, &format!("{label}.allow_ips[{i}]"), r))
             .collect::<Vec<_>>()
     });
+    let public_url = raw
+        .public_url
+        .as_deref()
+        .and_then(|u| parse_public_url(u, &format!("{label}.public_url"), r));
+    let ctx = Ctx {
+        base,
+        env,
+        public_url: public_url.as_deref(),
+        shape_only: false,
+    };
     let scheme = match raw.verify {
         None => {
             if allow_ips.is_none() {
@@ -296,7 +306,7 @@ fn compile_route(
             }
             None
         }
-        Some(v) => compile_verify(v, &format!("{label}.verify"), base, env, r),
+        Some(v) => compile_verify(v, &format!("{label}.verify"), &ctx, r),
     };
     if r.errors.len() > errors_before {
         return None;
@@ -308,7 +318,19 @@ fn compile_route(
         upstream: upstream?,
         allow_ips,
         scheme,
+        enforce: raw.enforce.unwrap_or(true),
     })
+}
+
+/// What compiling a `verify:` block needs from its surroundings.
+struct Ctx<'a> {
+    /// Relative `secret_file`/`public_key_file` paths are resolved against this.
+    base: &'a Path,
+    env: &'a dyn Fn(&str) -> Option<String>,
+    /// The route's `public_url`, for `url` message parts.
+    public_url: Option<&'a str>,
+    /// Compile the scheme's shape only, without keys (for `hookgate presets`).
+    shape_only: bool,
 }
 
 /// Expands the preset (if any) under the route's own fields, then compiles the result.
@@ -338,30 +360,55 @@ pub fn compile_scheme(
     loc: &str,
     base: &Path,
     env: &dyn Fn(&str) -> Option<String>,
+    public_url: Option<&str>,
 ) -> Result<Scheme, Vec<ConfigError>> {
     let mut r = Report {
         errors: Vec::new(),
         warnings: Vec::new(),
     };
-    match compile_verify(v, loc, base, env, &mut r) {
+    let ctx = Ctx {
+        base,
+        env,
+        public_url,
+        shape_only: false,
+    };
+    match compile_verify(v, loc, &ctx, &mut r) {
         Some(s) if r.errors.is_empty() => Ok(s),
         _ => Err(r.errors),
     }
 }
 
-fn compile_verify(
-    v: RawVerify,
-    loc: &str,
-    base: &Path,
-    env: &dyn Fn(&str) -> Option<String>,
-    r: &mut Report,
-) -> Option<Scheme> {
+/// A preset's scheme without keys, for `hookgate presets`.
+pub fn preset_shape(name: &str) -> Result<Scheme, Vec<ConfigError>> {
+    let mut r = Report {
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let ctx = Ctx {
+        base: Path::new("."),
+        env: &|_| None,
+        public_url: Some("https://hooks.example.com"),
+        shape_only: true,
+    };
+    let v = RawVerify {
+        preset: Some(name.to_owned()),
+        ..RawVerify::default()
+    };
+    match compile_verify(v, name, &ctx, &mut r) {
+        Some(s) if r.errors.is_empty() => Ok(s),
+        _ => Err(r.errors),
+    }
+}
+
+fn compile_verify(v: RawVerify, loc: &str, ctx: &Ctx<'_>, r: &mut Report) -> Option<Scheme> {
     let errors_before = r.errors.len();
     let v = expand_preset(v, loc, &mut r.errors);
     if r.errors.len() > errors_before {
-        // The scheme's shape is unknown, but its secrets can still be checked, so that one
-        // run of `check` reports those problems too.
-        let _ = resolve_secrets(&v, loc, base, env, r);
+        // The scheme's shape is unknown, but its key sources can still be checked, so that
+        // one run of `check` reports those problems too.
+        if !ctx.shape_only {
+            let _ = resolve_key_sources(&v, loc, ctx, r);
+        }
         return None;
     }
 
@@ -370,7 +417,10 @@ fn compile_verify(
         Some(s) => Algorithm::parse(s).or_else(|| {
             r.error(
                 format!("{loc}.algorithm"),
-                format!("unknown algorithm `{s}`; use hmac-sha256, hmac-sha1 or hmac-sha512"),
+                format!(
+                    "unknown algorithm `{s}`; use hmac-sha256, hmac-sha1, hmac-sha512, token, \
+                     ed25519 or ecdsa-p256-sha256"
+                ),
             );
             None
         }),
@@ -408,78 +458,160 @@ fn compile_verify(
             if names.is_empty() {
                 r.error(format!("{loc}.signature.encoding"), "empty list");
             }
+            let prefix = s.prefix.clone().unwrap_or_default();
+            let entries = s.entries.as_ref().and_then(|e| {
+                let eloc = format!("{loc}.signature.entries");
+                if e.separator.is_empty() || e.assign.is_empty() || e.key.is_empty() {
+                    r.error(&eloc, "separator, assign and key must not be empty");
+                    return None;
+                }
+                if !prefix.is_empty() {
+                    r.error(&eloc, "set `prefix` or `entries`, not both");
+                }
+                Some(Entries {
+                    separator: e.separator.clone(),
+                    assign: e.assign.clone(),
+                    key: e.key.clone(),
+                })
+            });
             header.map(|header| SignatureSpec {
                 header,
-                prefix: s.prefix.clone().unwrap_or_default(),
+                prefix,
                 encodings,
+                entries,
             })
         }
     };
+    let has_entries = signature.as_ref().is_some_and(|s| s.entries.is_some())
+        || v.signature.as_ref().is_some_and(|s| s.entries.is_some());
 
     let message: Vec<Part> = match &v.message {
         None => vec![Part::Body],
-        Some(parts) => {
-            if !parts.contains(&RawPart::Body) {
-                r.error(
-                    format!("{loc}.message"),
-                    "the signed message must include `body`, or the body could be swapped",
-                );
-            }
-            parts
-                .iter()
-                .enumerate()
-                .filter_map(|(i, p)| match p {
+        Some(parts) => parts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                let ploc = format!("{loc}.message[{i}]");
+                match p {
                     RawPart::Body => Some(Part::Body),
+                    RawPart::Url => {
+                        if ctx.public_url.is_none() {
+                            r.error(
+                                ploc,
+                                "`url` needs the route's `public_url` (the URL senders call)",
+                            );
+                            return None;
+                        }
+                        Some(Part::Url)
+                    }
+                    RawPart::FormParamsSorted => Some(Part::FormParamsSorted),
                     RawPart::Literal(s) => Some(Part::Literal(s.as_bytes().to_vec())),
                     RawPart::Header(h) => {
-                        parse_header(h, &format!("{loc}.message[{i}].header"), r).map(Part::Header)
+                        parse_header(h, &format!("{ploc}.header"), r).map(Part::Header)
                     }
-                })
-                .collect()
-        }
+                    RawPart::SignatureEntry(e) => {
+                        if !has_entries {
+                            r.error(ploc, "`signature_entry` needs `signature.entries`");
+                            return None;
+                        }
+                        Some(Part::SignatureEntry(e.clone()))
+                    }
+                }
+            })
+            .collect(),
     };
+    // The body must be covered: directly, or (Twilio) by the sorted form parameters plus a
+    // body hash in the URL for other bodies. A token scheme signs nothing.
+    let covers_body = message.contains(&Part::Body)
+        || (message.contains(&Part::FormParamsSorted) && v.body_hash_param.is_some());
+    if algorithm != Some(Algorithm::Token) && !covers_body && v.message.is_some() {
+        r.error(
+            format!("{loc}.message"),
+            "the signed message must include `body` (or `form_params_sorted` with \
+             `body_hash_param`), or the body could be swapped",
+        );
+    }
 
     let timestamp = v
         .timestamp
         .as_ref()
-        .and_then(|t| compile_timestamp(t, &format!("{loc}.timestamp"), r));
+        .and_then(|t| compile_timestamp(t, &format!("{loc}.timestamp"), has_entries, r));
 
-    let secrets = resolve_secrets(&v, loc, base, env, r);
+    let keys = match algorithm {
+        Some(alg) if ctx.shape_only => Some(Keys::new(alg, &[]).expect("no keys to reject")),
+        Some(alg) => compile_keys(&v, alg, loc, ctx, r),
+        None => {
+            let _ = resolve_key_sources(&v, loc, ctx, r);
+            None
+        }
+    };
 
     if r.errors.len() > errors_before {
         return None;
     }
-    Some(Scheme::new(
-        algorithm?, signature?, message, timestamp, &secrets,
-    ))
+    Some(Scheme {
+        algorithm: algorithm?,
+        signature: signature?,
+        message,
+        timestamp,
+        public_url: ctx.public_url.map(str::to_owned),
+        body_hash_param: v.body_hash_param.clone(),
+        keys: keys?,
+    })
 }
 
-fn compile_timestamp(t: &RawTimestamp, loc: &str, r: &mut Report) -> Option<TimestampSpec> {
-    let source = match (&t.header, &t.json) {
-        (Some(h), None) => {
-            parse_header(h, &format!("{loc}.header"), r).map(TimestampSource::Header)
-        }
-        (None, Some(field)) if field.is_empty() || field == "/" => {
+fn compile_timestamp(
+    t: &RawTimestamp,
+    loc: &str,
+    has_entries: bool,
+    r: &mut Report,
+) -> Option<TimestampSpec> {
+    let sources = [
+        t.header.is_some(),
+        t.json.is_some(),
+        t.signature_entry.is_some(),
+    ];
+    let source = match sources.iter().filter(|s| **s).count() {
+        0 => {
             r.error(
-                format!("{loc}.json"),
-                "empty field name; give a name (`timestamp`) or a JSON pointer (`/data/ts`)",
+                loc,
+                "missing `header`, `json` or `signature_entry`: where is the timestamp?",
             );
             None
         }
-        (None, Some(field)) => {
-            let pointer = if field.starts_with('/') {
-                field.clone()
+        1 => {
+            if let Some(h) = &t.header {
+                parse_header(h, &format!("{loc}.header"), r).map(TimestampSource::Header)
+            } else if let Some(field) = &t.json {
+                if field.is_empty() || field == "/" {
+                    r.error(
+                        format!("{loc}.json"),
+                        "empty field name; give a name (`timestamp`) or a JSON pointer (`/data/ts`)",
+                    );
+                    None
+                } else if field.starts_with('/') {
+                    Some(TimestampSource::JsonField(field.clone()))
+                } else {
+                    Some(TimestampSource::JsonField(format!("/{field}")))
+                }
             } else {
-                format!("/{field}")
-            };
-            Some(TimestampSource::JsonField(pointer))
+                let entry = t.signature_entry.clone().unwrap_or_default();
+                if !has_entries {
+                    r.error(
+                        format!("{loc}.signature_entry"),
+                        "needs `signature.entries` (a structured signature header)",
+                    );
+                    None
+                } else {
+                    Some(TimestampSource::SignatureEntry(entry))
+                }
+            }
         }
-        (Some(_), Some(_)) => {
-            r.error(loc, "set one of `header` or `json`, not both");
-            None
-        }
-        (None, None) => {
-            r.error(loc, "missing `header` or `json`: where is the timestamp?");
+        _ => {
+            r.error(
+                loc,
+                "set one of `header`, `json` or `signature_entry`, not several",
+            );
             None
         }
     };
@@ -512,69 +644,184 @@ fn compile_timestamp(t: &RawTimestamp, loc: &str, r: &mut Report) -> Option<Time
     })
 }
 
-fn resolve_secrets(
+/// Resolves the key strings (secrets or public keys, as the algorithm needs), decodes them
+/// with `key_encoding`, and builds the verification keys. Every problem names its field.
+fn compile_keys(
+    v: &RawVerify,
+    algorithm: Algorithm,
+    loc: &str,
+    ctx: &Ctx<'_>,
+    r: &mut Report,
+) -> Option<Keys> {
+    let errors_before = r.errors.len();
+    let wants_public = algorithm.is_asymmetric();
+    let has_secret = v.secret.is_some() || v.secret_file.is_some() || v.secrets.is_some();
+    let has_public =
+        v.public_key.is_some() || v.public_key_file.is_some() || v.public_keys.is_some();
+    if wants_public && has_secret {
+        r.error(
+            loc,
+            format!(
+                "{} verifies with public keys: use `public_key`, `public_key_file` or \
+                 `public_keys`, not a secret",
+                algorithm.name()
+            ),
+        );
+    }
+    if !wants_public && has_public {
+        r.error(
+            loc,
+            format!(
+                "{} uses a shared secret: use `secret`, `secret_file` or `secrets`, not a \
+                 public key",
+                algorithm.name()
+            ),
+        );
+    }
+    let encoding = match v.key_encoding.as_deref() {
+        None if wants_public => Some(KeyEncoding::Base64),
+        None => Some(KeyEncoding::Raw),
+        Some(e) => KeyEncoding::parse(e).or_else(|| {
+            r.error(
+                format!("{loc}.key_encoding"),
+                format!(
+                    "unknown key encoding `{e}`; use raw, base64, hex, whsec_base64 or whpk_base64"
+                ),
+            );
+            None
+        }),
+    };
+    let sources = resolve_key_sources(v, loc, ctx, r);
+    if r.errors.len() > errors_before {
+        return None;
+    }
+    let encoding = encoding?;
+    let mut decoded = Vec::new();
+    for (text, field) in &sources {
+        match encoding.decode(text) {
+            Ok(bytes) if bytes.is_empty() => r.error(field, "key is empty after decoding"),
+            Ok(bytes) => decoded.push(bytes),
+            Err(e) => r.error(field, format!("{e} (key_encoding: {})", encoding.name())),
+        }
+    }
+    if r.errors.len() > errors_before {
+        return None;
+    }
+    match Keys::new(algorithm, &decoded) {
+        Ok(keys) => Some(keys),
+        Err((i, e)) => {
+            r.error(&sources[i].1, e);
+            None
+        }
+    }
+}
+
+/// Reads every configured key string: `secret`/`public_key` (an `${ENV}` or a literal),
+/// `*_file`, or the `secrets`/`public_keys` list. Returns each with its field location.
+fn resolve_key_sources(
     v: &RawVerify,
     loc: &str,
-    base: &Path,
-    env: &dyn Fn(&str) -> Option<String>,
+    ctx: &Ctx<'_>,
     r: &mut Report,
-) -> Vec<Vec<u8>> {
+) -> Vec<(Vec<u8>, String)> {
     let sources = [
         v.secret.is_some(),
         v.secret_file.is_some(),
         v.secrets.is_some(),
+        v.public_key.is_some(),
+        v.public_key_file.is_some(),
+        v.public_keys.is_some(),
     ];
     match sources.iter().filter(|s| **s).count() {
         0 => {
             r.error(
                 loc,
-                "no secret: set `secret: \"${ENV_VAR}\"`, `secret_file: PATH` or `secrets: [...]`",
+                "no key: set `secret: \"${ENV_VAR}\"`, `secret_file: PATH` or `secrets: [...]` \
+                 (or `public_key`/`public_key_file`/`public_keys` for asymmetric schemes)",
             );
             return vec![];
         }
         1 => {}
         _ => {
-            r.error(loc, "set only one of `secret`, `secret_file` and `secrets`");
+            r.error(
+                loc,
+                "set only one of `secret`, `secret_file`, `secrets`, `public_key`, \
+                 `public_key_file` and `public_keys`",
+            );
             return vec![];
         }
     }
     let mut out = Vec::new();
-    let mut take = |res: Result<(Vec<u8>, Origin), String>, field: String, r: &mut Report| match res
-    {
-        Ok((bytes, origin)) => {
-            if origin == Origin::Literal {
-                r.warn(
-                    &field,
-                    "literal secret in the configuration file; prefer \"${ENV_VAR}\" or secret_file",
-                );
+    let mut take = |res: Result<(Vec<u8>, Origin), String>, field: String, r: &mut Report| {
+        match res {
+            Ok((bytes, origin)) => {
+                // Public keys are not secret; only a literal shared secret deserves a warning.
+                if origin == Origin::Literal && !field.contains("public_key") {
+                    r.warn(
+                        &field,
+                        "literal secret in the configuration file; prefer \"${ENV_VAR}\" or secret_file",
+                    );
+                }
+                out.push((bytes, field));
             }
-            out.push(bytes);
+            Err(e) => r.error(field, e),
         }
-        Err(e) => r.error(field, e),
     };
-    if let Some(s) = &v.secret {
-        take(secret::resolve_value(s, env), format!("{loc}.secret"), r);
-    }
-    if let Some(p) = &v.secret_file {
-        take(
-            secret::resolve_file(&base.join(p)),
-            format!("{loc}.secret_file"),
-            r,
-        );
-    }
-    if let Some(list) = &v.secrets {
-        if list.is_empty() {
-            r.error(format!("{loc}.secrets"), "empty list");
-        }
-        for (i, s) in list.iter().enumerate() {
+    for (single, name) in [(&v.secret, "secret"), (&v.public_key, "public_key")] {
+        if let Some(s) = single {
             take(
-                secret::resolve_value(s, env),
-                format!("{loc}.secrets[{i}]"),
+                secret::resolve_value(s, ctx.env),
+                format!("{loc}.{name}"),
                 r,
             );
         }
     }
+    for (file, name) in [
+        (&v.secret_file, "secret_file"),
+        (&v.public_key_file, "public_key_file"),
+    ] {
+        if let Some(p) = file {
+            take(
+                secret::resolve_file(&ctx.base.join(p)),
+                format!("{loc}.{name}"),
+                r,
+            );
+        }
+    }
+    for (list, name) in [(&v.secrets, "secrets"), (&v.public_keys, "public_keys")] {
+        if let Some(list) = list {
+            if list.is_empty() {
+                r.error(format!("{loc}.{name}"), "empty list");
+            }
+            for (i, s) in list.iter().enumerate() {
+                take(
+                    secret::resolve_value(s, ctx.env),
+                    format!("{loc}.{name}[{i}]"),
+                    r,
+                );
+            }
+        }
+    }
     out
+}
+
+/// `https://hooks.example.com[/prefix]`: the scheme, host and any path prefix that senders
+/// use, before a load balancer rewrites anything. Stored without a trailing slash.
+fn parse_public_url(s: &str, loc: &str, r: &mut Report) -> Option<String> {
+    let ok = s
+        .parse::<http::Uri>()
+        .ok()
+        .filter(|u| matches!(u.scheme_str(), Some("http" | "https")))
+        .filter(|u| u.authority().is_some_and(|a| !a.host().is_empty()))
+        .filter(|u| u.query().is_none());
+    if ok.is_none() {
+        r.error(
+            loc,
+            format!("`{s}` is not an http(s) URL without a query (e.g. https://hooks.example.com)"),
+        );
+        return None;
+    }
+    Some(s.trim_end_matches('/').to_owned())
 }
 
 fn parse_addr(s: &str, loc: &str, r: &mut Report) -> Option<SocketAddr> {

@@ -80,6 +80,12 @@ pub struct RawRoute {
     pub allow_ips: Option<Vec<String>>,
     #[serde(default)]
     pub verify: Option<RawVerify>,
+    /// The URL senders call, as they see it (for URL-signed schemes behind a load balancer).
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// `false`: shadow mode. Verify, log and count, but forward even what would be refused.
+    #[serde(default)]
+    pub enforce: Option<bool>,
 }
 
 /// A `verify:` block. Every field is optional so that a preset can supply it and a route can
@@ -92,9 +98,26 @@ pub struct RawVerify {
     pub signature: Option<RawSignature>,
     pub message: Option<Vec<RawPart>>,
     pub timestamp: Option<RawTimestamp>,
+    pub body_hash_param: Option<String>,
+    /// How key strings become key bytes: raw, base64, hex, whsec_base64, whpk_base64.
+    pub key_encoding: Option<String>,
     pub secret: Option<String>,
     pub secret_file: Option<PathBuf>,
     pub secrets: Option<Vec<String>>,
+    pub public_key: Option<String>,
+    pub public_key_file: Option<PathBuf>,
+    pub public_keys: Option<Vec<String>>,
+}
+
+impl RawVerify {
+    fn has_key_source(&self) -> bool {
+        self.secret.is_some()
+            || self.secret_file.is_some()
+            || self.secrets.is_some()
+            || self.public_key.is_some()
+            || self.public_key_file.is_some()
+            || self.public_keys.is_some()
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -103,6 +126,16 @@ pub struct RawSignature {
     pub header: Option<String>,
     pub prefix: Option<String>,
     pub encoding: Option<OneOrMany>,
+    pub entries: Option<RawEntries>,
+}
+
+/// A structured signature header: `{ separator: ",", assign: "=", key: v1 }`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEntries {
+    pub separator: String,
+    pub assign: String,
+    pub key: String,
 }
 
 /// `encoding: hex` or `encoding: [hex, base64]`.
@@ -127,8 +160,11 @@ impl OneOrMany {
 #[serde(try_from = "serde_yaml::Value")]
 pub enum RawPart {
     Body,
+    Url,
+    FormParamsSorted,
     Header(String),
     Literal(String),
+    SignatureEntry(String),
 }
 
 /// serde_yaml reads externally tagged enums only from YAML tags (`!header X`), so the map
@@ -138,14 +174,18 @@ impl TryFrom<serde_yaml::Value> for RawPart {
 
     fn try_from(v: serde_yaml::Value) -> Result<RawPart, String> {
         use serde_yaml::Value;
-        const ALLOWED: &str = "use body, { header: NAME } or { literal: TEXT }";
+        const ALLOWED: &str = "use body, url, form_params_sorted, { header: NAME }, \
+            { literal: TEXT } or { signature_entry: NAME }";
         match &v {
             Value::String(w) if w == "body" => return Ok(RawPart::Body),
+            Value::String(w) if w == "url" => return Ok(RawPart::Url),
+            Value::String(w) if w == "form_params_sorted" => return Ok(RawPart::FormParamsSorted),
             Value::Mapping(m) if m.len() == 1 => {
                 if let Some((Value::String(k), Value::String(val))) = m.iter().next() {
                     match k.as_str() {
                         "header" => return Ok(RawPart::Header(val.clone())),
                         "literal" => return Ok(RawPart::Literal(val.clone())),
+                        "signature_entry" => return Ok(RawPart::SignatureEntry(val.clone())),
                         _ => {}
                     }
                 }
@@ -165,8 +205,10 @@ impl TryFrom<serde_yaml::Value> for RawPart {
 pub struct RawTimestamp {
     /// Read the timestamp from this request header ...
     pub header: Option<String>,
-    /// ... or from this JSON body field (`name` or a JSON pointer such as `/data/ts`).
+    /// ... or from this JSON body field (`name` or a JSON pointer such as `/data/ts`) ...
     pub json: Option<String>,
+    /// ... or from this entry of a structured signature header (Stripe's `t`).
+    pub signature_entry: Option<String>,
     /// `seconds`, `milliseconds` or `rfc3339`.
     pub unit: Option<String>,
     /// How old a timestamp may be; also the future bound unless `future_tolerance` is set.
@@ -178,14 +220,18 @@ impl RawVerify {
     /// Lays `self` (a route's own fields) over `base` (a preset), field by field; nested
     /// `signature` and `timestamp` blocks are merged per field too.
     pub fn overlay(self, base: RawVerify) -> RawVerify {
-        // Secrets are one choice: a route that names any secret source replaces the preset's.
-        let route_has_secret =
-            self.secret.is_some() || self.secret_file.is_some() || self.secrets.is_some();
-        let (secret, secret_file, secrets) = if route_has_secret {
-            (self.secret, self.secret_file, self.secrets)
-        } else {
-            (base.secret, base.secret_file, base.secrets)
-        };
+        // Keys are one choice: a route that names any key source replaces the preset's.
+        let keys_from = if self.has_key_source() { &self } else { &base };
+        let (secret, secret_file, secrets) = (
+            keys_from.secret.clone(),
+            keys_from.secret_file.clone(),
+            keys_from.secrets.clone(),
+        );
+        let (public_key, public_key_file, public_keys) = (
+            keys_from.public_key.clone(),
+            keys_from.public_key_file.clone(),
+            keys_from.public_keys.clone(),
+        );
         RawVerify {
             preset: self.preset.or(base.preset),
             algorithm: self.algorithm.or(base.algorithm),
@@ -193,22 +239,35 @@ impl RawVerify {
                 header: o.header.or(b.header),
                 prefix: o.prefix.or(b.prefix),
                 encoding: o.encoding.or(b.encoding),
+                entries: o.entries.or(b.entries),
             }),
             message: self.message.or(base.message),
             timestamp: merge(self.timestamp, base.timestamp, |o, b| {
                 // A different source replaces the preset's source entirely.
-                let own_source = o.header.is_some() || o.json.is_some();
+                let own_source =
+                    o.header.is_some() || o.json.is_some() || o.signature_entry.is_some();
+                let (o_header, o_json, o_entry) = (o.header, o.json, o.signature_entry);
                 RawTimestamp {
-                    header: if own_source { o.header } else { b.header },
-                    json: if own_source { o.json } else { b.json },
+                    header: if own_source { o_header } else { b.header },
+                    json: if own_source { o_json } else { b.json },
+                    signature_entry: if own_source {
+                        o_entry
+                    } else {
+                        b.signature_entry
+                    },
                     unit: o.unit.or(b.unit),
                     tolerance: o.tolerance.or(b.tolerance),
                     future_tolerance: o.future_tolerance.or(b.future_tolerance),
                 }
             }),
+            body_hash_param: self.body_hash_param.or(base.body_hash_param),
+            key_encoding: self.key_encoding.or(base.key_encoding),
             secret,
             secret_file,
             secrets,
+            public_key,
+            public_key_file,
+            public_keys,
         }
     }
 }

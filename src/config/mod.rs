@@ -105,6 +105,9 @@ pub struct Route {
     /// `Some`: requests must carry a valid signature. A route has a scheme, an allowlist or
     /// both; never neither.
     pub scheme: Option<Scheme>,
+    /// `false`: shadow mode. Checks run and are logged and counted, but the request is
+    /// forwarded even when they fail.
+    pub enforce: bool,
 }
 
 /// A parsed `http://host:port[/base]` upstream.

@@ -1,30 +1,45 @@
 //! The generic signature scheme: one engine that every sender is a configuration of.
 //!
 //! A [`Scheme`] is compiled once from the `verify:` block of a route (see `config/`), with its
-//! secrets already resolved into pre-keyed MAC states. Verifying a request clones a keyed state,
-//! feeds it the message parts in order (body bytes are never copied or re-serialized), and
-//! compares the result with the decoded signature in constant time (`subtle`).
+//! keys already resolved (pre-keyed HMAC states, token digests or parsed public keys). For HMAC,
+//! verifying a request clones a keyed state, feeds it the message parts in order (body bytes are
+//! never copied or re-serialized), and compares the result with each decoded candidate
+//! signature in constant time (`subtle`). Asymmetric schemes (Ed25519, ECDSA P-256) assemble the
+//! message once and verify it with each public key.
+//!
+//! The signature may be a plain header value (with an optional prefix such as `sha256=`) or a
+//! structured header of entries (`t=..,v1=..`, `ts=..;h1=..`, `v1,<sig> v1,<sig>`): then every
+//! entry with the configured key is a candidate (any may match), other entries are ignored,
+//! and other entries (such as `t`) may feed the timestamp and the message.
 //!
 //! Neighbours: `presets.rs` names the built-in senders as values of the raw `verify:` block;
-//! `gateway.rs` calls [`Scheme::verify`] after the body has been read; `main.rs` calls
-//! [`Scheme::sign`] for `hookgate sign`.
+//! `keys.rs` holds key material; `gateway.rs` calls [`Scheme::verify`] after the body has been
+//! read; `main.rs` calls [`Scheme::sign`] for `hookgate sign`.
 
+pub mod keys;
 pub mod presets;
+
+pub use keys::{KeyEncoding, Keys, SigningKey};
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
-use http::{HeaderMap, HeaderName};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use sha2::Digest as _;
 use subtle::ConstantTimeEq;
 
-/// The MAC family a scheme uses.
+/// How a signature is checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Algorithm {
     HmacSha1,
     HmacSha256,
     HmacSha512,
+    /// The header carries a shared token itself (GitLab); compared in constant time.
+    Token,
+    Ed25519,
+    /// ECDSA over P-256 with SHA-256; DER or fixed 64-byte signatures.
+    EcdsaP256Sha256,
 }
 
 impl Algorithm {
@@ -33,6 +48,9 @@ impl Algorithm {
             "hmac-sha1" => Some(Algorithm::HmacSha1),
             "hmac-sha256" => Some(Algorithm::HmacSha256),
             "hmac-sha512" => Some(Algorithm::HmacSha512),
+            "token" => Some(Algorithm::Token),
+            "ed25519" => Some(Algorithm::Ed25519),
+            "ecdsa-p256-sha256" => Some(Algorithm::EcdsaP256Sha256),
             _ => None,
         }
     }
@@ -42,18 +60,36 @@ impl Algorithm {
             Algorithm::HmacSha1 => "hmac-sha1",
             Algorithm::HmacSha256 => "hmac-sha256",
             Algorithm::HmacSha512 => "hmac-sha512",
+            Algorithm::Token => "token",
+            Algorithm::Ed25519 => "ed25519",
+            Algorithm::EcdsaP256Sha256 => "ecdsa-p256-sha256",
         }
     }
 
-    /// Length in bytes of the MAC this algorithm produces; a decoded signature of any other
-    /// length is malformed, never a partial match.
-    pub fn output_len(self) -> usize {
+    /// Shared-secret algorithms take `secret`s; the others take `public_key`s.
+    pub fn is_asymmetric(self) -> bool {
+        matches!(self, Algorithm::Ed25519 | Algorithm::EcdsaP256Sha256)
+    }
+
+    /// Whether decoded signature bytes have a shape this algorithm can produce. Anything else
+    /// (truncated, padded, garbage) is malformed, never a partial match.
+    fn accepts(self, bytes: &[u8]) -> bool {
         match self {
-            Algorithm::HmacSha1 => 20,
-            Algorithm::HmacSha256 => 32,
-            Algorithm::HmacSha512 => 64,
+            Algorithm::HmacSha1 => bytes.len() == 20,
+            Algorithm::HmacSha256 => bytes.len() == 32,
+            Algorithm::HmacSha512 => bytes.len() == 64,
+            Algorithm::Token => !bytes.is_empty(),
+            Algorithm::Ed25519 => bytes.len() == 64,
+            Algorithm::EcdsaP256Sha256 => p256_signature(bytes).is_some(),
         }
     }
+}
+
+/// An ECDSA P-256 signature in DER (SendGrid) or fixed `r || s` form.
+fn p256_signature(bytes: &[u8]) -> Option<p256::ecdsa::Signature> {
+    p256::ecdsa::Signature::from_der(bytes)
+        .or_else(|_| p256::ecdsa::Signature::from_slice(bytes))
+        .ok()
 }
 
 /// How the signature bytes are written in the header.
@@ -98,7 +134,7 @@ impl Encoding {
 
 /// Standard alphabet; senders differ on padding, so accept it present or absent, and always
 /// emit it when signing.
-const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+pub(crate) const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
     &base64::alphabet::STANDARD,
     base64::engine::GeneralPurposeConfig::new()
         .with_encode_padding(true)
@@ -114,16 +150,37 @@ pub enum Part {
     Header(HeaderName),
     /// Fixed bytes, such as a `.` or `:` separator.
     Literal(Vec<u8>),
+    /// The value of an entry of a structured signature header, e.g. Stripe's `t`.
+    SignatureEntry(String),
+    /// The route's public URL followed by the request's path and query (Twilio, Square).
+    Url,
+    /// For a form-encoded body: every parameter, sorted by name, as name then value, with no
+    /// separators (Twilio). Nothing for other bodies.
+    FormParamsSorted,
 }
 
 /// Where the signature is found and how it is written.
 #[derive(Clone, Debug)]
 pub struct SignatureSpec {
     pub header: HeaderName,
-    /// Text that must precede the encoded signature (e.g. `sha256=`); matched exactly.
+    /// Text that must precede the encoded signature (e.g. `sha256=`); matched exactly. Not
+    /// used with `entries`.
     pub prefix: String,
     /// Accepted encodings; the first one is used when signing.
     pub encodings: Vec<Encoding>,
+    /// `Some`: the header is a list of entries rather than one signature.
+    pub entries: Option<Entries>,
+}
+
+/// A structured signature header: entries split by `separator`, each `name<assign>value`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entries {
+    /// Between entries: `,` (Stripe), `;` (Paddle), ` ` (Standard Webhooks).
+    pub separator: String,
+    /// Between an entry's name and value: `=` or `,`.
+    pub assign: String,
+    /// Name of the entries that hold signatures (`v1`, `h1`); others are ignored.
+    pub key: String,
 }
 
 /// Where a timestamp is read from.
@@ -132,6 +189,8 @@ pub enum TimestampSource {
     Header(HeaderName),
     /// A JSON pointer (RFC 6901) into the body, e.g. `/timestamp`.
     JsonField(String),
+    /// An entry of the structured signature header, e.g. `t`.
+    SignatureEntry(String),
 }
 
 /// How the timestamp is written.
@@ -173,56 +232,20 @@ pub struct TimestampSpec {
     pub future: Duration,
 }
 
-/// A secret, pre-keyed: keying HMAC hashes the key once, so each request only clones this.
-#[derive(Clone)]
-enum KeyedMac {
-    Sha1(Hmac<sha1::Sha1>),
-    Sha256(Hmac<sha2::Sha256>),
-    Sha512(Hmac<sha2::Sha512>),
-}
-
-impl KeyedMac {
-    fn new(algorithm: Algorithm, key: &[u8]) -> KeyedMac {
-        // HMAC accepts keys of any length, so `new_from_slice` cannot fail here.
-        match algorithm {
-            Algorithm::HmacSha1 => {
-                KeyedMac::Sha1(Hmac::new_from_slice(key).expect("HMAC takes any key length"))
-            }
-            Algorithm::HmacSha256 => {
-                KeyedMac::Sha256(Hmac::new_from_slice(key).expect("HMAC takes any key length"))
-            }
-            Algorithm::HmacSha512 => {
-                KeyedMac::Sha512(Hmac::new_from_slice(key).expect("HMAC takes any key length"))
-            }
-        }
-    }
-
-    fn update(&mut self, data: &[u8]) {
-        match self {
-            KeyedMac::Sha1(m) => m.update(data),
-            KeyedMac::Sha256(m) => m.update(data),
-            KeyedMac::Sha512(m) => m.update(data),
-        }
-    }
-
-    fn finalize(self) -> Vec<u8> {
-        match self {
-            KeyedMac::Sha1(m) => m.finalize().into_bytes().to_vec(),
-            KeyedMac::Sha256(m) => m.finalize().into_bytes().to_vec(),
-            KeyedMac::Sha512(m) => m.finalize().into_bytes().to_vec(),
-        }
-    }
-}
-
-/// A compiled signature scheme with its resolved secrets.
+/// A compiled signature scheme with its resolved keys.
 #[derive(Clone)]
 pub struct Scheme {
     pub algorithm: Algorithm,
     pub signature: SignatureSpec,
     pub message: Vec<Part>,
     pub timestamp: Option<TimestampSpec>,
-    /// One keyed MAC per configured secret (rotation: any may match).
-    keys: Vec<KeyedMac>,
+    /// The URL the sender calls, as the sender sees it (before any load balancer); the
+    /// request's path and query are appended for `Part::Url`.
+    pub public_url: Option<String>,
+    /// Query parameter holding the hex SHA-256 of the body (Twilio's `bodySHA256`), which then
+    /// must match; a non-form body without it is refused as unsigned.
+    pub body_hash_param: Option<String>,
+    pub keys: Keys,
 }
 
 impl fmt::Debug for Scheme {
@@ -233,7 +256,9 @@ impl fmt::Debug for Scheme {
             .field("signature", &self.signature)
             .field("message", &self.message)
             .field("timestamp", &self.timestamp)
-            .field("secrets", &self.keys.len())
+            .field("public_url", &self.public_url)
+            .field("body_hash_param", &self.body_hash_param)
+            .field("keys", &self.keys.len())
             .finish()
     }
 }
@@ -257,181 +282,430 @@ pub enum VerifyError {
     StaleTimestamp,
     #[error("timestamp too far in the future")]
     FutureTimestamp,
+    #[error("body is not covered by the signature")]
+    UnsignedBody,
 }
 
 /// What a successful verification tells the caller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Verified {
-    /// Index of the secret that matched, in configuration order.
+    /// Index of the key that matched, in configuration order.
     pub key_index: usize,
 }
 
-impl Scheme {
-    /// Builds a scheme; `secrets` must not be empty (the config compiler guarantees it).
-    pub fn new(
-        algorithm: Algorithm,
-        signature: SignatureSpec,
-        message: Vec<Part>,
-        timestamp: Option<TimestampSpec>,
-        secrets: &[Vec<u8>],
-    ) -> Scheme {
-        let keys = secrets
-            .iter()
-            .map(|s| KeyedMac::new(algorithm, s))
-            .collect();
-        Scheme {
-            algorithm,
-            signature,
-            message,
-            timestamp,
-            keys,
-        }
-    }
+/// The parts of a request a scheme can sign over.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestView<'a> {
+    pub headers: &'a HeaderMap,
+    pub body: &'a [u8],
+    /// As received, e.g. `/webhooks/twilio?foo=1`.
+    pub path_and_query: &'a str,
+}
 
+/// The signature header, split: candidate signatures (still encoded) and, for structured
+/// headers, every `name -> value` entry.
+struct SignatureHeader<'a> {
+    candidates: Vec<&'a str>,
+    entries: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> SignatureHeader<'a> {
+    fn entry(&self, name: &str) -> Option<&'a str> {
+        self.entries
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| *v)
+    }
+}
+
+impl Scheme {
     pub fn secret_count(&self) -> usize {
         self.keys.len()
     }
 
-    /// The scheme as YAML-like text for `hookgate check --expand`; secrets shown by count only.
-    pub fn describe(&self, indent: &str) -> String {
-        let encodings: Vec<&str> = self.signature.encodings.iter().map(|e| e.name()).collect();
-        let parts: Vec<String> = self
-            .message
-            .iter()
-            .map(|p| match p {
-                Part::Body => "body".to_owned(),
-                Part::Header(h) => format!("{{ header: {h} }}"),
-                Part::Literal(l) => format!("{{ literal: {:?} }}", String::from_utf8_lossy(l)),
-            })
-            .collect();
-        let mut out = format!(
-            "{indent}algorithm: {}\n{indent}signature: {{ header: {}, prefix: {:?}, encoding: [{}] }}\n{indent}message: [{}]\n",
-            self.algorithm.name(),
-            self.signature.header,
-            self.signature.prefix,
-            encodings.join(", "),
-            parts.join(", "),
-        );
-        match &self.timestamp {
-            None => out += &format!("{indent}timestamp: none\n"),
-            Some(t) => {
-                let source = match &t.source {
-                    TimestampSource::Header(h) => format!("header: {h}"),
-                    TimestampSource::JsonField(p) => format!("json: {p}"),
-                };
-                out += &format!(
-                    "{indent}timestamp: {{ {source}, unit: {}, tolerance: {}, future_tolerance: {} }}\n",
-                    t.unit.name(),
-                    humantime::format_duration(t.past),
-                    humantime::format_duration(t.future),
-                );
-            }
-        }
-        out += &format!("{indent}secrets: {} configured\n", self.keys.len());
-        out
-    }
-
-    /// Verifies a request: signature header well-formed, timestamp (if any) inside its
-    /// window relative to `now`, and the MAC over the message parts equal, in constant time,
-    /// to the signature under one of the secrets.
-    pub fn verify(
-        &self,
-        headers: &HeaderMap,
-        body: &[u8],
-        now: SystemTime,
-    ) -> Result<Verified, VerifyError> {
-        let candidates = self.signature_candidates(headers)?;
+    /// Verifies a request: signature header well-formed, timestamp (if any) inside its window
+    /// relative to `now`, body covered, and the signature valid under one of the keys.
+    pub fn verify(&self, req: &RequestView<'_>, now: SystemTime) -> Result<Verified, VerifyError> {
+        let header = self.read_signature_header(req.headers)?;
+        let candidates = self.decode_candidates(&header)?;
         if let Some(ts) = &self.timestamp {
-            check_timestamp(ts, headers, body, now)?;
+            check_timestamp(ts, req, &header, now)?;
         }
-        for (key_index, key) in self.keys.iter().enumerate() {
-            let tag = self.mac(key, headers, body)?;
-            // Compare every candidate without short-circuiting on the first mismatch.
-            let mut matched = subtle::Choice::from(0u8);
-            for candidate in &candidates {
-                matched |= tag.as_slice().ct_eq(candidate.as_slice());
-            }
-            if bool::from(matched) {
-                return Ok(Verified { key_index });
-            }
-        }
-        Err(VerifyError::Mismatch)
-    }
-
-    /// Computes the header value a sender would send for this message with the first secret.
-    pub fn sign(&self, headers: &HeaderMap, body: &[u8]) -> Result<String, VerifyError> {
-        let tag = self.mac(&self.keys[0], headers, body)?;
-        let encoding = self.signature.encodings[0];
-        Ok(format!(
-            "{}{}",
-            self.signature.prefix,
-            encoding.encode(&tag)
-        ))
-    }
-
-    fn mac(
-        &self,
-        key: &KeyedMac,
-        headers: &HeaderMap,
-        body: &[u8],
-    ) -> Result<Vec<u8>, VerifyError> {
-        let mut mac = key.clone();
-        for part in &self.message {
-            match part {
-                Part::Body => mac.update(body),
-                Part::Literal(bytes) => mac.update(bytes),
-                Part::Header(name) => {
-                    let value = headers
-                        .get(name)
-                        .ok_or_else(|| VerifyError::MissingMessageHeader(name.clone()))?;
-                    mac.update(value.as_bytes());
+        self.check_body_hash(req)?;
+        let found = match &self.keys {
+            Keys::Hmac(keys) => keys.iter().position(|key| {
+                let mut mac = key.clone();
+                if self.feed(req, &header, &mut |b| mac.update(b)).is_err() {
+                    return false;
                 }
+                let tag = mac.finalize();
+                // Compare every candidate without short-circuiting on the first mismatch.
+                let mut matched = subtle::Choice::from(0u8);
+                for candidate in &candidates {
+                    matched |= tag.as_slice().ct_eq(candidate.as_slice());
+                }
+                bool::from(matched)
+            }),
+            Keys::Token(digests) => digests
+                .iter()
+                .position(|d| candidates.iter().any(|c| keys::token_matches(d, c))),
+            Keys::Ed25519(keys) => {
+                let message = self.message_bytes(req, &header)?;
+                keys.iter().position(|key| {
+                    candidates.iter().any(|c| {
+                        ed25519_dalek::Signature::from_slice(c)
+                            .is_ok_and(|sig| key.verify_strict(&message, &sig).is_ok())
+                    })
+                })
             }
+            Keys::P256(keys) => {
+                use p256::ecdsa::signature::Verifier as _;
+                let message = self.message_bytes(req, &header)?;
+                keys.iter().position(|key| {
+                    candidates.iter().any(|c| {
+                        p256_signature(c).is_some_and(|sig| key.verify(&message, &sig).is_ok())
+                    })
+                })
+            }
+        };
+        // A missing signed header is reported as such, not as a mismatch.
+        if found.is_none() {
+            self.feed(req, &header, &mut |_| {})?;
         }
-        Ok(mac.finalize())
+        found
+            .map(|key_index| Verified { key_index })
+            .ok_or(VerifyError::Mismatch)
     }
 
-    /// Decodes the signature header into every byte string it could mean under the accepted
-    /// encodings. Only decodings of exactly the MAC's length count: anything else (truncated,
-    /// stray characters, wrong prefix, empty) is malformed.
-    fn signature_candidates(&self, headers: &HeaderMap) -> Result<Vec<Vec<u8>>, VerifyError> {
+    /// Adds what a sender would send to `headers`: a fresh timestamp header (when the scheme
+    /// reads one and it is absent) and the signature header, signed with the first key or the
+    /// given private key. Returns the names of the headers it set.
+    pub fn sign(
+        &self,
+        headers: &mut HeaderMap,
+        body: &[u8],
+        path_and_query: &str,
+        now: SystemTime,
+        private_key: Option<&SigningKey>,
+    ) -> Result<Vec<HeaderName>, String> {
+        let mut set = Vec::new();
+        let mut entries: Vec<(String, String)> = Vec::new();
+        if let Some(ts) = &self.timestamp {
+            let value = format_timestamp(now, ts.unit);
+            match &ts.source {
+                TimestampSource::Header(name) if !headers.contains_key(name) => {
+                    headers.insert(
+                        name.clone(),
+                        HeaderValue::from_str(&value).map_err(|e| e.to_string())?,
+                    );
+                    set.push(name.clone());
+                }
+                TimestampSource::SignatureEntry(key) => entries.push((key.clone(), value)),
+                _ => {}
+            }
+        }
+        let header = SignatureHeader {
+            candidates: Vec::new(),
+            entries: entries
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect(),
+        };
+        let req = RequestView {
+            headers,
+            body,
+            path_and_query,
+        };
+        let raw = match (&self.keys, private_key) {
+            (Keys::Hmac(keys), _) => {
+                let mut mac = keys[0].clone();
+                self.feed(&req, &header, &mut |b| mac.update(b))
+                    .map_err(|e| format!("{e}: pass it with --header 'NAME: VALUE'"))?;
+                mac.finalize()
+            }
+            (Keys::Token(_), _) => {
+                return Err("a token scheme sends the token itself; nothing to compute".into())
+            }
+            (_, Some(key)) => {
+                let message = self
+                    .message_bytes(&req, &header)
+                    .map_err(|e| format!("{e}: pass it with --header 'NAME: VALUE'"))?;
+                key.sign(&message)
+            }
+            (_, None) => {
+                return Err(format!(
+                    "{} verifies with public keys; signing needs the private key (--private-key)",
+                    self.algorithm.name()
+                ))
+            }
+        };
+        let encoded = self.signature.encodings[0].encode(&raw);
+        let value = match &self.signature.entries {
+            None => format!("{}{}", self.signature.prefix, encoded),
+            Some(e) => {
+                entries.push((e.key.clone(), encoded));
+                entries
+                    .iter()
+                    .map(|(k, v)| format!("{k}{}{v}", e.assign))
+                    .collect::<Vec<_>>()
+                    .join(&e.separator)
+            }
+        };
+        headers.insert(
+            self.signature.header.clone(),
+            HeaderValue::from_str(&value).map_err(|e| e.to_string())?,
+        );
+        set.push(self.signature.header.clone());
+        Ok(set)
+    }
+
+    /// The scheme as YAML-like text for `hookgate check --expand`; keys shown by count only.
+    pub fn describe(&self, indent: &str) -> String {
+        self.describe_shape(indent) + &format!("{indent}keys: {} configured\n", self.keys.len())
+    }
+
+    /// The scheme's shape without its keys (for `hookgate presets`).
+    pub fn describe_shape(&self, indent: &str) -> String {
+        describe(
+            indent,
+            self.algorithm,
+            &self.signature,
+            &self.message,
+            self.timestamp.as_ref(),
+            self.body_hash_param.as_deref(),
+        )
+    }
+
+    fn read_signature_header<'h>(
+        &self,
+        headers: &'h HeaderMap,
+    ) -> Result<SignatureHeader<'h>, VerifyError> {
         let spec = &self.signature;
+        let malformed = || VerifyError::MalformedSignature(spec.header.clone());
         let mut values = headers.get_all(&spec.header).iter();
         let value = values
             .next()
             .ok_or_else(|| VerifyError::MissingSignature(spec.header.clone()))?;
         // Two signature headers are ambiguous; a sender never sends that.
         if values.next().is_some() {
-            return Err(VerifyError::MalformedSignature(spec.header.clone()));
-        }
-        let malformed = || VerifyError::MalformedSignature(spec.header.clone());
-        let text = value.to_str().map_err(|_| malformed())?;
-        let encoded = text
-            .strip_prefix(spec.prefix.as_str())
-            .ok_or_else(malformed)?;
-        let want = self.algorithm.output_len();
-        let candidates: Vec<Vec<u8>> = spec
-            .encodings
-            .iter()
-            .filter_map(|e| e.decode(encoded))
-            .filter(|bytes| bytes.len() == want)
-            .collect();
-        if candidates.is_empty() {
             return Err(malformed());
         }
-        Ok(candidates)
+        let text = value.to_str().map_err(|_| malformed())?;
+        match &spec.entries {
+            None => Ok(SignatureHeader {
+                candidates: vec![text
+                    .strip_prefix(spec.prefix.as_str())
+                    .ok_or_else(malformed)?],
+                entries: Vec::new(),
+            }),
+            Some(e) => {
+                let mut entries = Vec::new();
+                for entry in text.split(e.separator.as_str()).map(str::trim) {
+                    if entry.is_empty() {
+                        continue;
+                    }
+                    let (k, v) = entry.split_once(e.assign.as_str()).ok_or_else(malformed)?;
+                    entries.push((k.trim(), v.trim()));
+                }
+                let candidates = entries
+                    .iter()
+                    .filter(|(k, _)| *k == e.key)
+                    .map(|(_, v)| *v)
+                    .collect();
+                Ok(SignatureHeader {
+                    candidates,
+                    entries,
+                })
+            }
+        }
     }
+
+    /// Decodes every candidate under every accepted encoding, keeping only decodings of a
+    /// shape the algorithm can produce. None left: the header is malformed.
+    fn decode_candidates(&self, header: &SignatureHeader<'_>) -> Result<Vec<Vec<u8>>, VerifyError> {
+        let mut out = Vec::new();
+        for candidate in &header.candidates {
+            if self.algorithm == Algorithm::Token {
+                out.push(candidate.as_bytes().to_vec());
+                continue;
+            }
+            for encoding in &self.signature.encodings {
+                if let Some(bytes) = encoding.decode(candidate) {
+                    if self.algorithm.accepts(&bytes) && !out.contains(&bytes) {
+                        out.push(bytes);
+                    }
+                }
+            }
+        }
+        if out.is_empty() || out.iter().all(|c| c.is_empty()) {
+            return Err(VerifyError::MalformedSignature(
+                self.signature.header.clone(),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Twilio-style body hash: when the URL carries it, it must be the body's SHA-256; a body
+    /// that neither it nor the form parameters cover is refused.
+    fn check_body_hash(&self, req: &RequestView<'_>) -> Result<(), VerifyError> {
+        let Some(param) = &self.body_hash_param else {
+            return Ok(());
+        };
+        let query = req
+            .path_and_query
+            .split_once('?')
+            .map(|(_, q)| q)
+            .unwrap_or("");
+        let given = form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == param)
+            .map(|(_, v)| v.into_owned());
+        match given {
+            Some(hex_hash) => {
+                let given = hex::decode(hex_hash.trim()).map_err(|_| VerifyError::Mismatch)?;
+                let actual = sha2::Sha256::digest(req.body);
+                if bool::from(given.as_slice().ct_eq(actual.as_slice())) {
+                    Ok(())
+                } else {
+                    Err(VerifyError::Mismatch)
+                }
+            }
+            None if req.body.is_empty() || is_form(req.headers) => Ok(()),
+            None => Err(VerifyError::UnsignedBody),
+        }
+    }
+
+    /// Feeds the message parts, in order, to `sink`.
+    fn feed(
+        &self,
+        req: &RequestView<'_>,
+        header: &SignatureHeader<'_>,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), VerifyError> {
+        for part in &self.message {
+            match part {
+                Part::Body => sink(req.body),
+                Part::Literal(bytes) => sink(bytes),
+                Part::Header(name) => {
+                    let value = req
+                        .headers
+                        .get(name)
+                        .ok_or_else(|| VerifyError::MissingMessageHeader(name.clone()))?;
+                    sink(value.as_bytes());
+                }
+                Part::SignatureEntry(name) => {
+                    let value = header.entry(name).ok_or_else(|| {
+                        VerifyError::MalformedSignature(self.signature.header.clone())
+                    })?;
+                    sink(value.as_bytes());
+                }
+                Part::Url => {
+                    sink(self.public_url.as_deref().unwrap_or_default().as_bytes());
+                    sink(req.path_and_query.as_bytes());
+                }
+                Part::FormParamsSorted => {
+                    if is_form(req.headers) {
+                        let mut params: Vec<_> = form_urlencoded::parse(req.body).collect();
+                        params.sort();
+                        for (k, v) in params {
+                            sink(k.as_bytes());
+                            sink(v.as_bytes());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The whole message in one buffer, for algorithms that cannot stream.
+    fn message_bytes(
+        &self,
+        req: &RequestView<'_>,
+        header: &SignatureHeader<'_>,
+    ) -> Result<Vec<u8>, VerifyError> {
+        let mut message = Vec::with_capacity(req.body.len() + 64);
+        self.feed(req, header, &mut |b| message.extend_from_slice(b))?;
+        Ok(message)
+    }
+}
+
+/// Text form of a scheme's shape.
+fn describe(
+    indent: &str,
+    algorithm: Algorithm,
+    signature: &SignatureSpec,
+    message: &[Part],
+    timestamp: Option<&TimestampSpec>,
+    body_hash_param: Option<&str>,
+) -> String {
+    let encodings: Vec<&str> = signature.encodings.iter().map(|e| e.name()).collect();
+    let parts: Vec<String> = message
+        .iter()
+        .map(|p| match p {
+            Part::Body => "body".to_owned(),
+            Part::Header(h) => format!("{{ header: {h} }}"),
+            Part::Literal(l) => format!("{{ literal: {:?} }}", String::from_utf8_lossy(l)),
+            Part::SignatureEntry(e) => format!("{{ signature_entry: {e} }}"),
+            Part::Url => "url".to_owned(),
+            Part::FormParamsSorted => "form_params_sorted".to_owned(),
+        })
+        .collect();
+    let location = match &signature.entries {
+        None => format!("prefix: {:?}", signature.prefix),
+        Some(e) => format!(
+            "entries: {{ separator: {:?}, assign: {:?}, key: {} }}",
+            e.separator, e.assign, e.key
+        ),
+    };
+    let mut out = format!(
+        "{indent}algorithm: {}\n{indent}signature: {{ header: {}, {location}, encoding: [{}] }}\n{indent}message: [{}]\n",
+        algorithm.name(),
+        signature.header,
+        encodings.join(", "),
+        parts.join(", "),
+    );
+    match timestamp {
+        None => out += &format!("{indent}timestamp: none\n"),
+        Some(t) => {
+            let source = match &t.source {
+                TimestampSource::Header(h) => format!("header: {h}"),
+                TimestampSource::JsonField(p) => format!("json: {p}"),
+                TimestampSource::SignatureEntry(e) => format!("signature_entry: {e}"),
+            };
+            out += &format!(
+                "{indent}timestamp: {{ {source}, unit: {}, tolerance: {}, future_tolerance: {} }}\n",
+                t.unit.name(),
+                humantime::format_duration(t.past),
+                humantime::format_duration(t.future),
+            );
+        }
+    }
+    if let Some(p) = body_hash_param {
+        out += &format!("{indent}body_hash_param: {p}\n");
+    }
+    out
+}
+
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
 }
 
 /// Checks the timestamp against `now`: refused when older than `past` or further ahead
 /// than `future`.
 fn check_timestamp(
     spec: &TimestampSpec,
-    headers: &HeaderMap,
-    body: &[u8],
+    req: &RequestView<'_>,
+    header: &SignatureHeader<'_>,
     now: SystemTime,
 ) -> Result<(), VerifyError> {
-    let raw = read_timestamp(&spec.source, headers, body)?;
+    let raw = read_timestamp(&spec.source, req, header)?;
     let ts_ms = parse_timestamp_ms(&raw, spec.unit).ok_or(VerifyError::MalformedTimestamp)?;
     let now_ms = match now.duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_millis() as i128,
@@ -447,24 +721,29 @@ fn check_timestamp(
     Ok(())
 }
 
-/// The timestamp as text: a header value, or a JSON string or number from the body.
+/// The timestamp as text: a header value, a signature-header entry, or a JSON string or
+/// number from the body.
 fn read_timestamp(
     source: &TimestampSource,
-    headers: &HeaderMap,
-    body: &[u8],
+    req: &RequestView<'_>,
+    header: &SignatureHeader<'_>,
 ) -> Result<String, VerifyError> {
     match source {
         TimestampSource::Header(name) => {
-            let value = headers.get(name).ok_or(VerifyError::MissingTimestamp)?;
+            let value = req.headers.get(name).ok_or(VerifyError::MissingTimestamp)?;
             let text = value
                 .to_str()
                 .map_err(|_| VerifyError::MalformedTimestamp)?;
             Ok(text.to_owned())
         }
+        TimestampSource::SignatureEntry(name) => header
+            .entry(name)
+            .map(str::to_owned)
+            .ok_or(VerifyError::MissingTimestamp),
         TimestampSource::JsonField(pointer) => {
-            // Parsed only to read the field; the MAC is always over the raw bytes.
+            // Parsed only to read the field; the signature is always over the raw bytes.
             let doc: serde_json::Value =
-                serde_json::from_slice(body).map_err(|_| VerifyError::MalformedTimestamp)?;
+                serde_json::from_slice(req.body).map_err(|_| VerifyError::MalformedTimestamp)?;
             match doc.pointer(pointer) {
                 None | Some(serde_json::Value::Null) => Err(VerifyError::MissingTimestamp),
                 Some(serde_json::Value::String(s)) => Ok(s.clone()),
@@ -472,6 +751,16 @@ fn read_timestamp(
                 Some(_) => Err(VerifyError::MalformedTimestamp),
             }
         }
+    }
+}
+
+/// `now` written in `unit`, as a sender would.
+fn format_timestamp(now: SystemTime, unit: TimestampUnit) -> String {
+    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    match unit {
+        TimestampUnit::Seconds => since.as_secs().to_string(),
+        TimestampUnit::Milliseconds => since.as_millis().to_string(),
+        TimestampUnit::Rfc3339 => humantime::format_rfc3339_seconds(now).to_string(),
     }
 }
 

@@ -27,6 +27,49 @@ struct Case {
     expect: String,
 }
 
+/// Verifies a request posted to `/`.
+fn check(
+    s: &Scheme,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: SystemTime,
+) -> Result<Verified, VerifyError> {
+    s.verify(
+        &RequestView {
+            headers,
+            body,
+            path_and_query: "/",
+        },
+        now,
+    )
+}
+
+/// The signature header value the scheme computes for these headers and body (any timestamp
+/// header must already be in `headers`).
+fn sig_of(s: &Scheme, headers: &HeaderMap, body: &[u8]) -> Result<String, String> {
+    let mut h = headers.clone();
+    s.sign(&mut h, body, "/", SystemTime::now(), None)?;
+    Ok(h[&s.signature.header].to_str().unwrap().to_owned())
+}
+
+fn hmac_scheme(
+    algorithm: Algorithm,
+    signature: SignatureSpec,
+    message: Vec<Part>,
+    secrets: &[&[u8]],
+) -> Scheme {
+    let keys: Vec<Vec<u8>> = secrets.iter().map(|s| s.to_vec()).collect();
+    Scheme {
+        algorithm,
+        signature,
+        message,
+        timestamp: None,
+        public_url: None,
+        body_hash_param: None,
+        keys: Keys::new(algorithm, &keys).unwrap(),
+    }
+}
+
 fn preset_scheme(preset: &str, secret: &str) -> Scheme {
     let v = RawVerify {
         preset: Some(preset.into()),
@@ -34,8 +77,14 @@ fn preset_scheme(preset: &str, secret: &str) -> Scheme {
         ..RawVerify::default()
     };
     let secret = secret.to_owned();
-    compile_scheme(v, "test", Path::new("."), &move |_| Some(secret.clone()))
-        .expect("preset compiles")
+    compile_scheme(
+        v,
+        "test",
+        Path::new("."),
+        &move |_| Some(secret.clone()),
+        None,
+    )
+    .expect("preset compiles")
 }
 
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -66,7 +115,12 @@ fn every_seed_vector_gives_the_expected_verdict() {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let verdict = scheme.verify(&headers(&pairs), case.body.as_bytes(), at(case.now_unix));
+        let verdict = check(
+            &scheme,
+            &headers(&pairs),
+            case.body.as_bytes(),
+            at(case.now_unix),
+        );
         match case.expect.as_str() {
             "accept" => assert_eq!(
                 verdict,
@@ -95,10 +149,10 @@ fn every_seed_vector_gives_the_expected_verdict() {
 fn refusal_reasons_are_specific() {
     let body = br#"{"a":1}"#;
     let laso = preset_scheme("laso", "k");
-    let good = laso.sign(&HeaderMap::new(), body).unwrap();
+    let good = sig_of(&laso, &HeaderMap::new(), body).unwrap();
     let now = at(1_763_884_800);
     assert_eq!(
-        laso.verify(&HeaderMap::new(), body, now),
+        check(&laso, &HeaderMap::new(), body, now),
         Err(VerifyError::MissingSignature(HeaderName::from_static(
             "x-signature"
         )))
@@ -111,7 +165,7 @@ fn refusal_reasons_are_specific() {
         &format!(" {good}x"),
     ] {
         assert_eq!(
-            laso.verify(&headers(&[("x-signature", bad)]), body, now),
+            check(&laso, &headers(&[("x-signature", bad)]), body, now),
             Err(VerifyError::MalformedSignature(HeaderName::from_static(
                 "x-signature"
             ))),
@@ -122,12 +176,13 @@ fn refusal_reasons_are_specific() {
     flipped[0] = if flipped[0] == b'0' { b'1' } else { b'0' };
     let flipped = String::from_utf8(flipped).unwrap();
     assert_eq!(
-        laso.verify(&headers(&[("x-signature", &flipped)]), body, now),
+        check(&laso, &headers(&[("x-signature", &flipped)]), body, now),
         Err(VerifyError::Mismatch)
     );
     // Two signature headers are ambiguous, not "either may match".
     assert_eq!(
-        laso.verify(
+        check(
+            &laso,
             &headers(&[("x-signature", &good), ("x-signature", &good)]),
             body,
             now
@@ -137,7 +192,7 @@ fn refusal_reasons_are_specific() {
         )))
     );
     assert_eq!(
-        laso.verify(&headers(&[("x-signature", &good)]), body, now),
+        check(&laso, &headers(&[("x-signature", &good)]), body, now),
         Ok(Verified { key_index: 0 })
     );
 }
@@ -149,26 +204,27 @@ fn listrak_timestamp_window_is_both_ways() {
     let now = 1_763_884_800u64;
     let sign_at = |ts: u64| {
         let h = headers(&[("ltk-timestamp", &ts.to_string())]);
-        let sig = s.sign(&h, body).unwrap();
+        let sig = sig_of(&s, &h, body).unwrap();
         headers(&[
             ("ltk-timestamp", &ts.to_string()),
             ("ltk-hmacsignature", &sig),
         ])
     };
-    assert!(s.verify(&sign_at(now - 899), body, at(now)).is_ok());
-    assert!(s.verify(&sign_at(now + 899), body, at(now)).is_ok());
+    assert!(check(&s, &sign_at(now - 899), body, at(now)).is_ok());
+    assert!(check(&s, &sign_at(now + 899), body, at(now)).is_ok());
     assert_eq!(
-        s.verify(&sign_at(now - 901), body, at(now)),
+        check(&s, &sign_at(now - 901), body, at(now)),
         Err(VerifyError::StaleTimestamp)
     );
     assert_eq!(
-        s.verify(&sign_at(now + 901), body, at(now)),
+        check(&s, &sign_at(now + 901), body, at(now)),
         Err(VerifyError::FutureTimestamp)
     );
-    let sig = s.sign(&headers(&[("ltk-timestamp", "1")]), body).unwrap();
+    let sig = sig_of(&s, &headers(&[("ltk-timestamp", "1")]), body).unwrap();
     for bad in ["-5", "1e9", "", "17638848OO", "99999999999999999999999"] {
         assert_eq!(
-            s.verify(
+            check(
+                &s,
                 &headers(&[("ltk-timestamp", bad), ("ltk-hmacsignature", &sig)]),
                 body,
                 at(now)
@@ -178,7 +234,7 @@ fn listrak_timestamp_window_is_both_ways() {
         );
     }
     assert_eq!(
-        s.verify(&headers(&[("ltk-hmacsignature", &sig)]), body, at(now)),
+        check(&s, &headers(&[("ltk-hmacsignature", &sig)]), body, at(now)),
         Err(VerifyError::MissingTimestamp)
     );
 }
@@ -236,7 +292,19 @@ fn json_body_timestamps_in_each_unit() {
     ];
     for (body, spec, want) in cases {
         assert_eq!(
-            &check_timestamp(spec, &HeaderMap::new(), body.as_bytes(), now),
+            &check_timestamp(
+                spec,
+                &RequestView {
+                    headers: &HeaderMap::new(),
+                    body: body.as_bytes(),
+                    path_and_query: "/",
+                },
+                &SignatureHeader {
+                    candidates: vec![],
+                    entries: vec![],
+                },
+                now
+            ),
             want,
             "{body}"
         );
@@ -255,71 +323,91 @@ fn rotation_reports_which_secret_matched_and_sha_variants_work() {
             header: HeaderName::from_static("x-sig"),
             prefix: "v1=".into(),
             encodings: vec![Encoding::Base64, Encoding::Hex],
+            entries: None,
         };
-        let old = Scheme::new(
-            alg,
-            spec.clone(),
-            vec![Part::Body],
-            None,
-            &[b"old".to_vec()],
-        );
-        let both = Scheme::new(
+        let old = hmac_scheme(alg, spec.clone(), vec![Part::Body], &[b"old"]);
+        let both = hmac_scheme(
             alg,
             spec,
             vec![Part::Literal(b"x.".to_vec()), Part::Body],
-            None,
-            &[b"new".to_vec(), b"old".to_vec()],
+            &[b"new", b"old"],
         );
-        let sig = old.sign(&HeaderMap::new(), body).unwrap();
+        let sig = sig_of(&old, &HeaderMap::new(), body).unwrap();
         let decoded = BASE64.decode(sig.strip_prefix("v1=").unwrap()).unwrap();
         assert_eq!(decoded.len(), len);
         // `both` signs "x." + body, so `old`'s signature must not match it...
         assert_eq!(
-            both.verify(&headers(&[("x-sig", &sig)]), body, SystemTime::now()),
+            check(&both, &headers(&[("x-sig", &sig)]), body, SystemTime::now()),
             Err(VerifyError::Mismatch)
         );
         // ... while its own signature under the second secret matches index 1.
-        let rotated = Scheme::new(
-            alg,
-            both.signature.clone(),
-            both.message.clone(),
-            None,
-            &[b"old".to_vec()],
+        let rotated = sig_of(
+            &hmac_scheme(alg, both.signature.clone(), both.message.clone(), &[b"old"]),
+            &HeaderMap::new(),
+            body,
         )
-        .sign(&HeaderMap::new(), body)
         .unwrap();
         assert_eq!(
-            both.verify(&headers(&[("x-sig", &rotated)]), body, SystemTime::now()),
+            check(
+                &both,
+                &headers(&[("x-sig", &rotated)]),
+                body,
+                SystemTime::now()
+            ),
             Ok(Verified { key_index: 1 })
         );
         // Hex of the same MAC is accepted too, in either case.
         let hex_sig = format!("v1={}", hex::encode_upper(&decoded));
-        assert!(old
-            .verify(&headers(&[("x-sig", &hex_sig)]), body, SystemTime::now())
-            .is_ok());
+        assert!(check(
+            &old,
+            &headers(&[("x-sig", &hex_sig)]),
+            body,
+            SystemTime::now()
+        )
+        .is_ok());
     }
 }
 
 #[test]
 fn a_missing_signed_header_is_refused() {
     let s = preset_scheme("listrak", "k");
-    let sig = s
-        .sign(&headers(&[("ltk-timestamp", "1763884800")]), b"{}")
-        .unwrap();
-    // The timestamp window passes for this header-less check only if the header is there:
-    // its absence is reported as a missing timestamp before any MAC is computed.
+    let sig = sig_of(&s, &headers(&[("ltk-timestamp", "1763884800")]), b"{}").unwrap();
+    // The timestamp header is also signed; its absence is reported as a missing timestamp
+    // before any MAC is computed.
     assert_eq!(
-        s.verify(
+        check(
+            &s,
             &headers(&[("ltk-hmacsignature", &sig)]),
             b"{}",
             at(1_763_884_800)
         ),
         Err(VerifyError::MissingTimestamp)
     );
+    // A signed header that is not the timestamp: reported by name.
+    let id_signed = hmac_scheme(
+        Algorithm::HmacSha256,
+        SignatureSpec {
+            header: HeaderName::from_static("x-sig"),
+            prefix: String::new(),
+            encodings: vec![Encoding::Hex],
+            entries: None,
+        },
+        vec![Part::Header(HeaderName::from_static("x-id")), Part::Body],
+        &[b"k"],
+    );
+    let sig = sig_of(&id_signed, &headers(&[("x-id", "1")]), b"{}").unwrap();
     assert_eq!(
-        s.sign(&HeaderMap::new(), b"{}"),
+        check(
+            &id_signed,
+            &headers(&[("x-sig", &sig)]),
+            b"{}",
+            SystemTime::now()
+        ),
         Err(VerifyError::MissingMessageHeader(HeaderName::from_static(
-            "ltk-timestamp"
+            "x-id"
         )))
     );
+    assert!(sig_of(&id_signed, &HeaderMap::new(), b"{}")
+        .unwrap_err()
+        .contains("x-id"));
 }

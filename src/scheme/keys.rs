@@ -1,0 +1,233 @@
+//! Key material, parsed once at load: pre-keyed HMAC states, token digests, and public keys
+//! for asymmetric senders. Also the private keys `hookgate sign` can use for tests.
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::{Algorithm, BASE64};
+
+/// How configured key strings are turned into key bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyEncoding {
+    /// The string's bytes as they are (most HMAC senders, Stripe's whole `whsec_...`).
+    Raw,
+    /// Base64 of the key bytes.
+    Base64,
+    /// Hex of the key bytes (Discord's public keys).
+    Hex,
+    /// `whsec_` + base64 (Standard Webhooks secrets), prefix optional.
+    WhsecBase64,
+    /// `whpk_` + base64 of a raw Ed25519 key (Standard Webhooks public keys), prefix optional.
+    WhpkBase64,
+}
+
+impl KeyEncoding {
+    pub fn parse(s: &str) -> Option<KeyEncoding> {
+        Some(match s {
+            "raw" => KeyEncoding::Raw,
+            "base64" => KeyEncoding::Base64,
+            "hex" => KeyEncoding::Hex,
+            "whsec_base64" => KeyEncoding::WhsecBase64,
+            "whpk_base64" => KeyEncoding::WhpkBase64,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyEncoding::Raw => "raw",
+            KeyEncoding::Base64 => "base64",
+            KeyEncoding::Hex => "hex",
+            KeyEncoding::WhsecBase64 => "whsec_base64",
+            KeyEncoding::WhpkBase64 => "whpk_base64",
+        }
+    }
+
+    /// Decodes configured key text into bytes; the error says what was expected.
+    pub fn decode(self, text: &[u8]) -> Result<Vec<u8>, String> {
+        let as_str = || {
+            std::str::from_utf8(text)
+                .map(str::trim)
+                .map_err(|_| "not UTF-8 text".to_string())
+        };
+        match self {
+            KeyEncoding::Raw => Ok(text.to_vec()),
+            KeyEncoding::Base64 => BASE64
+                .decode(as_str()?)
+                .map_err(|e| format!("not valid base64: {e}")),
+            KeyEncoding::Hex => hex::decode(as_str()?).map_err(|e| format!("not valid hex: {e}")),
+            KeyEncoding::WhsecBase64 => {
+                let s = as_str()?;
+                BASE64
+                    .decode(s.strip_prefix("whsec_").unwrap_or(s))
+                    .map_err(|e| format!("not a whsec_<base64> secret: {e}"))
+            }
+            KeyEncoding::WhpkBase64 => {
+                let s = as_str()?;
+                BASE64
+                    .decode(s.strip_prefix("whpk_").unwrap_or(s))
+                    .map_err(|e| format!("not a whpk_<base64> public key: {e}"))
+            }
+        }
+    }
+}
+
+/// A secret, pre-keyed: keying HMAC hashes the key once, so each request only clones this.
+#[derive(Clone)]
+pub enum KeyedMac {
+    Sha1(Hmac<sha1::Sha1>),
+    Sha256(Hmac<sha2::Sha256>),
+    Sha512(Hmac<sha2::Sha512>),
+}
+
+impl KeyedMac {
+    fn new(algorithm: Algorithm, key: &[u8]) -> Option<KeyedMac> {
+        // HMAC accepts keys of any length, so `new_from_slice` cannot fail.
+        Some(match algorithm {
+            Algorithm::HmacSha1 => KeyedMac::Sha1(Hmac::new_from_slice(key).ok()?),
+            Algorithm::HmacSha256 => KeyedMac::Sha256(Hmac::new_from_slice(key).ok()?),
+            Algorithm::HmacSha512 => KeyedMac::Sha512(Hmac::new_from_slice(key).ok()?),
+            _ => return None,
+        })
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        match self {
+            KeyedMac::Sha1(m) => m.update(data),
+            KeyedMac::Sha256(m) => m.update(data),
+            KeyedMac::Sha512(m) => m.update(data),
+        }
+    }
+
+    pub fn finalize(self) -> Vec<u8> {
+        match self {
+            KeyedMac::Sha1(m) => m.finalize().into_bytes().to_vec(),
+            KeyedMac::Sha256(m) => m.finalize().into_bytes().to_vec(),
+            KeyedMac::Sha512(m) => m.finalize().into_bytes().to_vec(),
+        }
+    }
+}
+
+/// The verification keys of one scheme, in configuration order (rotation: any may match).
+#[derive(Clone)]
+pub enum Keys {
+    Hmac(Vec<KeyedMac>),
+    /// SHA-256 of each accepted token, so comparison time does not depend on token length.
+    Token(Vec<[u8; 32]>),
+    Ed25519(Vec<ed25519_dalek::VerifyingKey>),
+    P256(Vec<p256::ecdsa::VerifyingKey>),
+}
+
+impl Keys {
+    /// Builds keys from decoded key bytes; the error names the index and what is wrong.
+    pub fn new(algorithm: Algorithm, keys: &[Vec<u8>]) -> Result<Keys, (usize, String)> {
+        Ok(match algorithm {
+            Algorithm::HmacSha1 | Algorithm::HmacSha256 | Algorithm::HmacSha512 => Keys::Hmac(
+                keys.iter()
+                    .map(|k| KeyedMac::new(algorithm, k).expect("HMAC algorithm"))
+                    .collect(),
+            ),
+            Algorithm::Token => {
+                Keys::Token(keys.iter().map(|k| Sha256::digest(k).into()).collect())
+            }
+            Algorithm::Ed25519 => Keys::Ed25519(
+                keys.iter()
+                    .enumerate()
+                    .map(|(i, k)| {
+                        let bytes: [u8; 32] = k.as_slice().try_into().map_err(|_| {
+                            (
+                                i,
+                                format!(
+                                    "an Ed25519 public key is 32 bytes, this one is {}",
+                                    k.len()
+                                ),
+                            )
+                        })?;
+                        ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+                            .map_err(|e| (i, format!("not a valid Ed25519 public key: {e}")))
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            Algorithm::EcdsaP256Sha256 => Keys::P256(
+                keys.iter()
+                    .enumerate()
+                    .map(|(i, k)| {
+                        use p256::pkcs8::DecodePublicKey;
+                        p256::ecdsa::VerifyingKey::from_public_key_der(k)
+                            .or_else(|_| p256::ecdsa::VerifyingKey::from_sec1_bytes(k))
+                            .map_err(|_| {
+                                (
+                                    i,
+                                    "not a P-256 public key (DER SubjectPublicKeyInfo or SEC1)"
+                                        .to_string(),
+                                )
+                            })
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Keys::Hmac(k) => k.len(),
+            Keys::Token(k) => k.len(),
+            Keys::Ed25519(k) => k.len(),
+            Keys::P256(k) => k.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Constant-time token check: digests of equal length compared with `subtle`.
+pub fn token_matches(expected_digest: &[u8; 32], presented: &[u8]) -> bool {
+    let presented: [u8; 32] = Sha256::digest(presented).into();
+    bool::from(expected_digest.ct_eq(&presented))
+}
+
+/// A private key for `hookgate sign` with an asymmetric scheme (tests and trials only).
+pub enum SigningKey {
+    Ed25519(ed25519_dalek::SigningKey),
+    P256(p256::ecdsa::SigningKey),
+}
+
+impl SigningKey {
+    /// Parses a 32-byte private key written as hex or base64.
+    pub fn parse(algorithm: Algorithm, text: &str) -> Result<SigningKey, String> {
+        let text = text.trim();
+        let bytes = hex::decode(text)
+            .ok()
+            .or_else(|| BASE64.decode(text).ok())
+            .ok_or("private key must be 32 bytes as hex or base64")?;
+        let bytes: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| format!("private key must be 32 bytes, got {}", bytes.len()))?;
+        match algorithm {
+            Algorithm::Ed25519 => Ok(SigningKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(
+                &bytes,
+            ))),
+            Algorithm::EcdsaP256Sha256 => p256::ecdsa::SigningKey::from_bytes(&bytes.into())
+                .map(SigningKey::P256)
+                .map_err(|_| "not a valid P-256 private scalar".to_string()),
+            _ => Err("this scheme signs with its shared secret; no private key is needed".into()),
+        }
+    }
+
+    /// Signs; ECDSA signatures are DER-encoded, as SendGrid sends them.
+    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+        use ed25519_dalek::Signer as _;
+        match self {
+            SigningKey::Ed25519(k) => k.sign(message).to_bytes().to_vec(),
+            SigningKey::P256(k) => {
+                let sig: p256::ecdsa::Signature = k.sign(message);
+                sig.to_der().as_bytes().to_vec()
+            }
+        }
+    }
+}
