@@ -1400,3 +1400,127 @@ fn unknown_preset_still_reports_secret_problems_in_the_same_run() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn keys_that_cannot_verify_anything_are_load_errors_naming_the_field() {
+    // RFC 8032's first test public key: valid, so only the field it is given in is wrong.
+    const ED25519_HEX: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+    // (case, verify block, location under `routes[0] (r).verify`, message fragment)
+    let cases: &[(&str, String, &str, &str)] = &[
+        (
+            "whsec secret that is not base64",
+            "preset: standard-webhooks, secret: \"whsec_not*base64!\"".into(),
+            ".secret",
+            "not a whsec_<base64> secret",
+        ),
+        (
+            "public key that does not parse (hex of the wrong length)",
+            "preset: discord, public_key: \"abcd\"".into(),
+            ".public_key",
+            "Ed25519 public key is 32 bytes",
+        ),
+        (
+            "public key that is not hex",
+            "preset: discord, public_key: \"zz\"".into(),
+            ".public_key",
+            "not valid hex",
+        ),
+        (
+            "whpk key of the wrong length",
+            "preset: standard-webhooks-ed25519, public_key: \"whpk_aGVsbG8=\"".into(),
+            ".public_key",
+            "Ed25519 public key is 32 bytes",
+        ),
+        (
+            "SendGrid key that is not a P-256 key",
+            "preset: sendgrid, public_key: \"aGVsbG8=\"".into(),
+            ".public_key",
+            "not a P-256 public key",
+        ),
+        (
+            "a secret given to an asymmetric preset",
+            "preset: discord, secret: \"${LAHZA_SECRET}\"".into(),
+            "",
+            "verifies with public keys",
+        ),
+        (
+            "a public key given to an HMAC preset",
+            format!("preset: github, public_key: \"{ED25519_HEX}\""),
+            "",
+            "uses a shared secret",
+        ),
+        (
+            "unknown key encoding",
+            "preset: github, key_encoding: rot13, secret: \"${LAHZA_SECRET}\"".into(),
+            ".key_encoding",
+            "unknown key encoding `rot13`",
+        ),
+        (
+            "twilio without the route's public_url",
+            "preset: twilio, secret: \"${LAHZA_SECRET}\"".into(),
+            ".message[0]",
+            "needs the route's `public_url`",
+        ),
+        (
+            "signature_entry without a structured header",
+            "preset: github, timestamp: { signature_entry: t, tolerance: 5m }, secret: \"${LAHZA_SECRET}\"".into(),
+            ".timestamp.signature_entry",
+            "needs `signature.entries`",
+        ),
+        (
+            "prefix and entries together",
+            "signature: { header: x-sig, prefix: \"v1=\", entries: { separator: \",\", assign: \"=\", key: v1 } }, secret: \"${LAHZA_SECRET}\"".into(),
+            ".signature.entries",
+            "not both",
+        ),
+    ];
+    for (case, verify, location, needle) in cases {
+        let errs = errors(&verified(verify));
+        // The "whpk key that is not a curve point" case: 32 zero-ish bytes may or may not be
+        // a valid point; only require that, if refused, it is refused at the right field.
+        if needle.is_empty() {
+            for e in &errs {
+                assert_eq!(
+                    e.location,
+                    format!("routes[0] (r).verify{location}"),
+                    "{case}"
+                );
+            }
+            continue;
+        }
+        assert_single_error(
+            case,
+            &errs,
+            &format!("routes[0] (r).verify{location}"),
+            needle,
+        );
+    }
+}
+
+#[test]
+fn url_signed_and_asymmetric_presets_compile_with_their_keys() {
+    let ok_cases = [
+        "{ name: t, path: /t, upstream: \"http://127.0.0.1:3000\", public_url: \"https://hooks.example.com/\", verify: { preset: twilio, secret: \"${LAHZA_SECRET}\" } }",
+        "{ name: d, path: /d, upstream: \"http://127.0.0.1:3000\", verify: { preset: discord, public_key: \"d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a\" } }",
+        "{ name: s, path: /s, upstream: \"http://127.0.0.1:3000\", enforce: false, verify: { preset: stripe, secrets: [\"${LAHZA_SECRET}\", \"whsec_old\"] } }",
+    ];
+    let loaded = ok(&with_routes(&ok_cases));
+    let t = route(&loaded, "t");
+    assert_eq!(
+        t.scheme.as_ref().unwrap().public_url.as_deref(),
+        Some("https://hooks.example.com")
+    );
+    assert!(t.enforce);
+    let d = scheme(&loaded, "d");
+    assert_eq!(d.algorithm, crate::scheme::Algorithm::Ed25519);
+    assert_eq!(d.secret_count(), 1);
+    let s = route(&loaded, "s");
+    assert!(!s.enforce, "enforce: false is shadow mode");
+    assert_eq!(s.scheme.as_ref().unwrap().secret_count(), 2);
+    // Public keys are not secrets: no literal-secret warning for them, one for whsec_old.
+    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+    assert_eq!(
+        loaded.warnings[0].location,
+        "routes[2] (s).verify.secrets[1]"
+    );
+}

@@ -5,6 +5,8 @@ mod support;
 
 mod admin;
 mod cli;
+// mod providers;
 mod refusals;
+mod rollout;
 mod seed_senders;
 mod tls;
