@@ -197,9 +197,11 @@ pub enum SigningKey {
 }
 
 impl SigningKey {
-    /// Parses a 32-byte private key written as hex or base64.
+    /// Parses a 32-byte private key (Ed25519 seed or P-256 scalar) written as hex or base64,
+    /// optionally with Standard Webhooks' `whsk_` prefix.
     pub fn parse(algorithm: Algorithm, text: &str) -> Result<SigningKey, String> {
         let text = text.trim();
+        let text = text.strip_prefix("whsk_").unwrap_or(text);
         let bytes = hex::decode(text)
             .ok()
             .or_else(|| BASE64.decode(text).ok())

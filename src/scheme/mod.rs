@@ -38,7 +38,7 @@ pub enum Algorithm {
     /// The header carries a shared token itself (GitLab); compared in constant time.
     Token,
     Ed25519,
-    /// ECDSA over P-256 with SHA-256; DER or fixed 64-byte signatures.
+    /// ECDSA over P-256 with SHA-256; DER-encoded signatures.
     EcdsaP256Sha256,
 }
 
@@ -85,11 +85,9 @@ impl Algorithm {
     }
 }
 
-/// An ECDSA P-256 signature in DER (SendGrid) or fixed `r || s` form.
+/// An ECDSA P-256 signature in DER, the only form SendGrid sends and its SDKs accept.
 fn p256_signature(bytes: &[u8]) -> Option<p256::ecdsa::Signature> {
-    p256::ecdsa::Signature::from_der(bytes)
-        .or_else(|_| p256::ecdsa::Signature::from_slice(bytes))
-        .ok()
+    p256::ecdsa::Signature::from_der(bytes).ok()
 }
 
 /// How the signature bytes are written in the header.
@@ -604,8 +602,11 @@ impl Scheme {
                 }
                 Part::FormParamsSorted => {
                     if is_form(req.headers) {
+                        // Sorted by name then value, repeated identical pairs once, as
+                        // Twilio's own validators do.
                         let mut params: Vec<_> = form_urlencoded::parse(req.body).collect();
                         params.sort();
+                        params.dedup();
                         for (k, v) in params {
                             sink(k.as_bytes());
                             sink(v.as_bytes());

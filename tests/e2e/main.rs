@@ -5,7 +5,7 @@ mod support;
 
 mod admin;
 mod cli;
-// mod providers;
+mod providers;
 mod refusals;
 mod rollout;
 mod seed_senders;

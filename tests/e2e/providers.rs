@@ -40,7 +40,11 @@ pub fn cases() -> Vec<Case> {
 pub fn split_url(url: &str) -> (String, String) {
     let uri: http::Uri = url.parse().unwrap();
     (
-        format!("{}://{}", uri.scheme_str().unwrap(), uri.authority().unwrap()),
+        format!(
+            "{}://{}",
+            uri.scheme_str().unwrap(),
+            uri.authority().unwrap()
+        ),
         uri.path_and_query().unwrap().to_string(),
     )
 }
@@ -70,7 +74,8 @@ fn config(preset: &str, public_url: &str, upstream: &str) -> String {
 async fn every_preset_vector_through_the_gateway() {
     let all = cases();
     let presets: std::collections::BTreeSet<&str> = all.iter().map(|c| c.preset.as_str()).collect();
-    for name in hookgate::scheme::presets::NAMES {
+    // The seed senders have their own vectors (seed-senders.json); every other preset here.
+    for name in &hookgate::scheme::presets::NAMES[5..] {
         assert!(presets.contains(name), "no vectors for preset {name}");
     }
     for case in &all {
@@ -110,7 +115,12 @@ async fn every_preset_vector_through_the_gateway() {
                 );
             }
             "reject" => {
-                assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{label}: {}", answer.body);
+                assert_eq!(
+                    answer.status,
+                    StatusCode::UNAUTHORIZED,
+                    "{label}: {}",
+                    answer.body
+                );
                 assert_eq!(upstream.count(), 0, "{label}: nothing forwarded");
             }
             other => panic!("{label}: unknown expectation {other}"),
