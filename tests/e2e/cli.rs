@@ -207,3 +207,105 @@ fn run_refuses_to_start_on_a_broken_config() {
         "{stderr}"
     );
 }
+
+#[test]
+fn presets_lists_every_preset_with_its_scheme() {
+    let out = bin().arg("presets").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for name in hookgate::scheme::presets::NAMES {
+        assert!(
+            text.contains(&format!("\n{name}:\n")) || text.starts_with(&format!("{name}:\n")),
+            "{name}"
+        );
+    }
+    assert!(
+        text.contains("entries: { separator: \",\", assign: \"=\", key: v1 }"),
+        "{text}"
+    );
+    assert!(text.contains("algorithm: ecdsa-p256-sha256"), "{text}");
+}
+
+/// `sign --private-key` for an asymmetric preset, and `sign` filling Stripe's `t=` entry; both
+/// sent through a running gateway.
+#[tokio::test]
+async fn sign_covers_asymmetric_and_structured_presets() {
+    let cases = crate::providers::cases();
+    let discord = cases
+        .iter()
+        .find(|c| c.preset == "discord" && c.expect == "accept")
+        .unwrap();
+    let private = discord.private_key.clone().unwrap();
+    let upstream = Upstream::start().await;
+    let dir = temp_dir("sign-asym");
+    std::fs::write(dir.join("discord.key"), &private).unwrap();
+    let config = dir.join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nroutes:\n  - name: discord\n    path: /discord\n    upstream: {u}\n    verify: {{ preset: discord, public_key: \"{pk}\" }}\n  - name: stripe\n    path: /stripe\n    upstream: {u}\n    verify: {{ preset: stripe, secret: \"${{STRIPE_KEY}}\" }}\n",
+            u = upstream.url(),
+            pk = discord.secret
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join("body.json"), &discord.body).unwrap();
+    let sign = |route: &str, extra: &[&str]| {
+        let out = bin()
+            .args(["sign", "--route", route, "--body"])
+            .arg(dir.join("body.json"))
+            .arg("-c")
+            .arg(&config)
+            .args(extra)
+            .env("STRIPE_KEY", "whsec_test_secret")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let discord_headers = sign(
+        "discord",
+        &["--private-key", dir.join("discord.key").to_str().unwrap()],
+    );
+    let stripe_headers = sign("stripe", &[]);
+    assert!(
+        stripe_headers.starts_with("stripe-signature: t="),
+        "{stripe_headers}"
+    );
+    assert!(stripe_headers.contains(",v1="), "{stripe_headers}");
+
+    let env = [("STRIPE_KEY", "whsec_test_secret")];
+    let yaml = std::fs::read_to_string(&config).unwrap();
+    let gw = Gateway::start(&yaml, &env).await;
+    for (route, printed) in [("discord", &discord_headers), ("stripe", &stripe_headers)] {
+        let headers: Vec<(&str, &str)> = printed
+            .lines()
+            .map(|l| l.split_once(": ").unwrap())
+            .collect();
+        let answer = post(
+            &gw.url(&format!("/{route}")),
+            &headers,
+            discord.body.as_bytes(),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::OK, "{route}: {printed}");
+    }
+    assert_eq!(upstream.count(), 2);
+
+    // Without the private key, signing an asymmetric route explains what is missing.
+    let out = bin()
+        .args(["sign", "--route", "discord", "--body"])
+        .arg(dir.join("body.json"))
+        .arg("-c")
+        .arg(&config)
+        .env("STRIPE_KEY", "x")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--private-key"));
+    gw.shutdown().await;
+}

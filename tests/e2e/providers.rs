@@ -22,6 +22,8 @@ pub struct Case {
     pub preset: String,
     pub name: String,
     pub secret: String,
+    #[serde(default)]
+    pub private_key: Option<String>,
     pub url: String,
     #[serde(default)]
     pub content_type: Option<String>,
