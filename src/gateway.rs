@@ -16,6 +16,7 @@ use crate::config::{Gateway, Route};
 use crate::forward::{self, Hop, UpstreamClient};
 use crate::metrics::{Metrics, NO_ROUTE};
 use crate::refusal::Refusal;
+use crate::replay::{self, Claim, ClaimGuard, OnStoreError, ReplayPolicy, Store};
 use crate::routes::Match;
 use crate::scheme::RequestView;
 
@@ -28,6 +29,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub client: UpstreamClient,
     pub clock: Clock,
+    /// `Some` when any route has `replay:`.
+    pub replay_store: Option<Arc<Store>>,
 }
 
 /// What is known about the connection a request came in on.
@@ -58,10 +61,10 @@ pub async fn handle(shared: &Shared, conn: Conn, req: Request<Incoming>) -> Resp
     let route_name = route.as_ref().map(|r| r.name.as_str()).unwrap_or(NO_ROUTE);
     let elapsed = started.elapsed();
     let response = match result {
-        Ok(response) => {
+        Ok((response, passed)) => {
             // In shadow mode a request that failed a check is counted under the outcome it
             // would have had, so the numbers match what enforcing would have done.
-            let outcome = shadowed.as_ref().map_or("forwarded", Refusal::label);
+            let outcome = shadowed.as_ref().map_or(passed, Refusal::label);
             metrics
                 .requests
                 .with_label_values(&[route_name, outcome])
@@ -73,7 +76,7 @@ pub async fn handle(shared: &Shared, conn: Conn, req: Request<Incoming>) -> Resp
                 path = %path,
                 status = response.status().as_u16(),
                 elapsed_us = elapsed.as_micros() as u64,
-                "forwarded"
+                "{outcome}"
             );
             response
         }
@@ -132,7 +135,7 @@ async fn pipeline(
     req: Request<Incoming>,
     matched: &mut Option<Arc<Route>>,
     shadowed: &mut Option<Refusal>,
-) -> Result<Response<Full<Bytes>>, Refusal> {
+) -> Result<(Response<Full<Bytes>>, &'static str), Refusal> {
     let gateway = &shared.gateway;
     let route = match gateway.routes.lookup(req.method(), req.uri().path()) {
         Match::Found(route) => route.clone(),
@@ -160,6 +163,7 @@ async fn pipeline(
     )
     .await?;
 
+    let mut signature: Vec<u8> = Vec::new();
     if let Some(scheme) = &route.scheme {
         let verify_started = Instant::now();
         let request = RequestView {
@@ -173,11 +177,14 @@ async fn pipeline(
             .verify_duration
             .observe(verify_started.elapsed().as_secs_f64());
         match verdict {
-            Ok(verified) => shared
-                .metrics
-                .verified
-                .with_label_values(&[&route.name, &verified.key_index.to_string()])
-                .inc(),
+            Ok(verified) => {
+                shared
+                    .metrics
+                    .verified
+                    .with_label_values(&[&route.name, &verified.key_index.to_string()])
+                    .inc();
+                signature = verified.signature;
+            }
             Err(e) if shadowed.is_none() => {
                 check_failed(shared, &route, client, Refusal::Verify(e), shadowed)?
             }
@@ -186,13 +193,37 @@ async fn pipeline(
         }
     }
 
+    // Only requests that passed every check reach the store: unauthenticated requests can
+    // neither fill nor probe it.
+    let claim = match (&route.replay, shadowed.is_none()) {
+        (Some(policy), true) => {
+            match replay_check(
+                shared,
+                &route,
+                policy,
+                client,
+                &parts.headers,
+                &body,
+                &signature,
+                shadowed,
+            )
+            .await?
+            {
+                Replay::Duplicate => return Ok((duplicate_response(), "duplicate")),
+                Replay::Claimed(guard) => Some((guard, policy.ttl)),
+                Replay::Unguarded => None,
+            }
+        }
+        _ => None,
+    };
+
     let peer = client_ip::canonical(conn.peer.ip());
     let hop = Hop {
         peer,
         peer_trusted: client_ip::is_in(peer, &gateway.trusted_proxies),
         proto: if conn.tls { "https" } else { "http" },
     };
-    forward::forward(
+    let result = forward::forward(
         &shared.client,
         &route,
         parts,
@@ -201,7 +232,124 @@ async fn pipeline(
         limits,
         &shared.metrics,
     )
-    .await
+    .await;
+    if let Some((guard, ttl)) = claim {
+        // Remembered only if the app took it; otherwise released so the retry goes through.
+        let delivered = matches!(&result, Ok(r) if r.status().is_success());
+        guard.settle(delivered, ttl).await;
+    }
+    result.map(|r| (r, "forwarded"))
+}
+
+enum Replay {
+    /// First copy: forward, then settle the claim.
+    Claimed(ClaimGuard),
+    /// Already delivered: answer for the app, forward nothing.
+    Duplicate,
+    /// Forward without a claim (store down with `on_store_error: allow`, or shadow mode).
+    Unguarded,
+}
+
+/// Claims the request's event key in the replay store.
+#[allow(clippy::too_many_arguments)]
+async fn replay_check(
+    shared: &Shared,
+    route: &Route,
+    policy: &ReplayPolicy,
+    client: ClientIp,
+    headers: &http::HeaderMap,
+    body: &[u8],
+    signature: &[u8],
+    shadowed: &mut Option<Refusal>,
+) -> Result<Replay, Refusal> {
+    let metrics = &shared.metrics;
+    let Some(store) = &shared.replay_store else {
+        // start() builds a store whenever a route has `replay:`.
+        return Err(Refusal::ReplayStoreUnavailable);
+    };
+    let Some(key) = policy.key_bytes(headers, body, signature) else {
+        check_failed(shared, route, client, Refusal::ReplayKeyMissing, shadowed)?;
+        return Ok(Replay::Unguarded);
+    };
+    let key = replay::store_key(&route.name, &key);
+    // A claim outlives the longest forward, so a crashed gateway's claim lapses on its own.
+    let limits = &shared.gateway.limits;
+    let in_flight_ttl = limits.upstream_connect_timeout
+        + limits.upstream_timeout
+        + std::time::Duration::from_secs(5);
+    let started = Instant::now();
+    let claim = store.claim(&key, in_flight_ttl).await;
+    metrics
+        .replay_store_duration
+        .with_label_values(&["claim"])
+        .observe(started.elapsed().as_secs_f64());
+    match claim {
+        Ok(Claim::New(token)) => Ok(Replay::Claimed(ClaimGuard::new(
+            store.clone(),
+            key,
+            token,
+            &route.name,
+            metrics.clone(),
+        ))),
+        Ok(Claim::Delivered) if route.enforce => {
+            metrics
+                .replay_duplicates
+                .with_label_values(&[&route.name])
+                .inc();
+            Ok(Replay::Duplicate)
+        }
+        Ok(Claim::Delivered) => {
+            metrics
+                .shadow_refusals
+                .with_label_values(&[&route.name, "duplicate"])
+                .inc();
+            tracing::warn!(route = route.name.as_str(), client = %client, "duplicate; forwarding anyway (shadow mode, enforce: false)");
+            Ok(Replay::Unguarded)
+        }
+        Ok(Claim::InFlight) => {
+            metrics
+                .replay_in_flight
+                .with_label_values(&[&route.name])
+                .inc();
+            check_failed(shared, route, client, Refusal::ReplayInFlight, shadowed)?;
+            Ok(Replay::Unguarded)
+        }
+        Err(e) => {
+            let action = match policy.on_store_error {
+                OnStoreError::Reject => "rejected",
+                OnStoreError::Allow => "allowed",
+            };
+            tracing::error!(route = route.name.as_str(), error = %e, action, "replay store unavailable");
+            metrics
+                .replay_store_errors
+                .with_label_values(&[&route.name, action])
+                .inc();
+            if policy.on_store_error == OnStoreError::Reject {
+                check_failed(
+                    shared,
+                    route,
+                    client,
+                    Refusal::ReplayStoreUnavailable,
+                    shadowed,
+                )?;
+            }
+            Ok(Replay::Unguarded)
+        }
+    }
+}
+
+/// What a sender sees for an event the app already took: success, so it stops retrying.
+fn duplicate_response() -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(
+        b"duplicate: this event was already delivered\n",
+    )));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert("x-hookgate-duplicate", HeaderValue::from_static("true"));
+    response
 }
 
 /// A check failed: refuse, or on a shadow-mode route record it, log it and go on.

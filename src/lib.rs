@@ -10,6 +10,7 @@
 //!  -> allowlist  route.allow_ips, before any body byte is read           403
 //!  -> body       body.rs       bounded by size and time                  413 / 408
 //!  -> verify     scheme/       signature + timestamp over the raw bytes  401
+//!  -> replay     replay.rs     claim the event id: duplicate 200, in flight 409, store 503
 //!  -> forward    forward.rs    pooled upstream client, hop-by-hop hygiene 502 / 504
 //!  -> record     gateway.rs    one log line; metrics.rs counters
 //! ```
@@ -22,7 +23,7 @@
 //! - `config/`: `gateway.yaml` schema (`file.rs`), compilation with located errors
 //!   (`compile.rs`), secret resolution (`secret.rs`), the runtime model (`mod.rs`).
 //! - `scheme/`: the generic signature scheme engine and its presets.
-//! - `routes.rs`, `client_ip.rs`, `body.rs`, `forward.rs`: one pipeline step each.
+//! - `routes.rs`, `client_ip.rs`, `body.rs`, `replay.rs`, `forward.rs`: one pipeline step each.
 //! - `gateway.rs`: the pipeline. `refusal.rs`: every refusal.
 //! - `server.rs`, `tls.rs`: listeners, TLS, HTTP versions, graceful shutdown.
 //! - `admin.rs`, `metrics.rs`: `/metrics`, `/healthz`, `/readyz`; every metric.
@@ -36,6 +37,7 @@ pub mod forward;
 pub mod gateway;
 pub mod metrics;
 pub mod refusal;
+pub mod replay;
 pub mod routes;
 pub mod scheme;
 pub mod server;

@@ -41,6 +41,19 @@ pub struct Metrics {
     /// Requests on shadow-mode routes that failed a check and were forwarded anyway, by route
     /// and the outcome they would have had.
     pub shadow_refusals: IntCounterVec,
+    /// Duplicates answered without forwarding, by route.
+    pub replay_duplicates: IntCounterVec,
+    /// Copies refused with 409 while another copy was being forwarded, by route.
+    pub replay_in_flight: IntCounterVec,
+    /// Replay store failures by route and what followed (`rejected`, `allowed`, `delivered`,
+    /// `release`).
+    pub replay_store_errors: IntCounterVec,
+    /// Store round trips by operation (`claim`, `delivered`, `release`).
+    pub replay_store_duration: HistogramVec,
+    /// Keys held by the memory store.
+    pub replay_memory_entries: IntGauge,
+    /// Keys the memory store dropped to stay within `max_entries`.
+    pub replay_memory_evictions: prometheus::IntCounter,
     /// Scrape-time constant 1 with the version label.
     pub build_info: IntGaugeVec,
     /// Time spent verifying signatures, all routes together.
@@ -109,6 +122,49 @@ impl Metrics {
             &["route", "outcome"],
         )
         .expect("valid metric");
+        let replay_duplicates = IntCounterVec::new(
+            Opts::new(
+                "hookgate_replay_duplicates_total",
+                "Requests answered as duplicates of an event already delivered.",
+            ),
+            &["route"],
+        )
+        .expect("valid metric");
+        let replay_in_flight = IntCounterVec::new(
+            Opts::new(
+                "hookgate_replay_in_flight_conflicts_total",
+                "Requests refused (409) while another copy of the event was in flight.",
+            ),
+            &["route"],
+        )
+        .expect("valid metric");
+        let replay_store_errors = IntCounterVec::new(
+            Opts::new(
+                "hookgate_replay_store_errors_total",
+                "Replay store failures by route and what the gateway did.",
+            ),
+            &["route", "action"],
+        )
+        .expect("valid metric");
+        let replay_store_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "hookgate_replay_store_duration_seconds",
+                "Replay store round trips by operation.",
+            )
+            .buckets(BUCKETS.to_vec()),
+            &["op"],
+        )
+        .expect("valid metric");
+        let replay_memory_entries = IntGauge::new(
+            "hookgate_replay_memory_entries",
+            "Event keys held by the in-memory replay store.",
+        )
+        .expect("valid metric");
+        let replay_memory_evictions = prometheus::IntCounter::new(
+            "hookgate_replay_memory_evictions_total",
+            "Event keys dropped by the in-memory replay store to stay within max_entries.",
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new("hookgate_build_info", "Build information; always 1."),
             &["version"],
@@ -135,6 +191,12 @@ impl Metrics {
             Box::new(connection_errors.clone()),
             Box::new(verified.clone()),
             Box::new(shadow_refusals.clone()),
+            Box::new(replay_duplicates.clone()),
+            Box::new(replay_in_flight.clone()),
+            Box::new(replay_store_errors.clone()),
+            Box::new(replay_store_duration.clone()),
+            Box::new(replay_memory_entries.clone()),
+            Box::new(replay_memory_evictions.clone()),
             Box::new(build_info.clone()),
             Box::new(verify_duration.clone()),
         ] {
@@ -154,6 +216,12 @@ impl Metrics {
             connection_errors,
             verified,
             shadow_refusals,
+            replay_duplicates,
+            replay_in_flight,
+            replay_store_errors,
+            replay_store_duration,
+            replay_memory_entries,
+            replay_memory_evictions,
             build_info,
             verify_duration,
         }
@@ -164,6 +232,7 @@ impl Metrics {
     pub fn init_routes<'a>(&self, routes: impl Iterator<Item = &'a str>) {
         for route in routes {
             self.requests.with_label_values(&[route, "forwarded"]);
+            self.requests.with_label_values(&[route, "duplicate"]);
             for label in Refusal::LABELS {
                 self.requests.with_label_values(&[route, label]);
             }

@@ -18,6 +18,12 @@ pub enum Refusal {
     /// The client broke off or sent a malformed body.
     BodyError,
     Verify(VerifyError),
+    /// The route dedups by a key this request does not carry.
+    ReplayKeyMissing,
+    /// Another copy of this event is being forwarded right now: retry later.
+    ReplayInFlight,
+    /// The replay store is unreachable and the route says `on_store_error: reject`.
+    ReplayStoreUnavailable,
     UpstreamUnreachable,
     UpstreamTimeout,
     /// The upstream answered with something we cannot pass on (e.g. over the response limit).
@@ -36,6 +42,9 @@ impl Refusal {
             Refusal::BodyTimeout => S::REQUEST_TIMEOUT,
             Refusal::BodyError => S::BAD_REQUEST,
             Refusal::Verify(_) => S::UNAUTHORIZED,
+            Refusal::ReplayKeyMissing => S::BAD_REQUEST,
+            Refusal::ReplayInFlight => S::CONFLICT,
+            Refusal::ReplayStoreUnavailable => S::SERVICE_UNAVAILABLE,
             Refusal::UpstreamUnreachable | Refusal::UpstreamBadResponse => S::BAD_GATEWAY,
             Refusal::UpstreamTimeout => S::GATEWAY_TIMEOUT,
         }
@@ -62,6 +71,9 @@ impl Refusal {
                 VerifyError::FutureTimestamp => "timestamp_future",
                 VerifyError::UnsignedBody => "body_not_signed",
             },
+            Refusal::ReplayKeyMissing => "replay_key_missing",
+            Refusal::ReplayInFlight => "replay_in_flight",
+            Refusal::ReplayStoreUnavailable => "replay_store_unavailable",
             Refusal::UpstreamUnreachable => "upstream_unreachable",
             Refusal::UpstreamTimeout => "upstream_timeout",
             Refusal::UpstreamBadResponse => "upstream_bad_response",
@@ -80,6 +92,13 @@ impl Refusal {
             Refusal::BodyTimeout => "request body not received in time".into(),
             Refusal::BodyError => "request body could not be read".into(),
             Refusal::Verify(e) => e.to_string(),
+            Refusal::ReplayKeyMissing => {
+                "request lacks the event id this route deduplicates by".into()
+            }
+            Refusal::ReplayInFlight => {
+                "another copy of this event is being delivered; retry later".into()
+            }
+            Refusal::ReplayStoreUnavailable => "duplicate check unavailable; retry later".into(),
             Refusal::UpstreamUnreachable => "upstream unreachable".into(),
             Refusal::UpstreamTimeout => "upstream did not answer in time".into(),
             Refusal::UpstreamBadResponse => "upstream response could not be relayed".into(),
@@ -104,6 +123,9 @@ impl Refusal {
         "timestamp_stale",
         "timestamp_future",
         "body_not_signed",
+        "replay_key_missing",
+        "replay_in_flight",
+        "replay_store_unavailable",
         "upstream_unreachable",
         "upstream_timeout",
         "upstream_bad_response",

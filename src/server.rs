@@ -22,6 +22,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::Gateway;
 use crate::gateway::{self, Clock, Conn, Shared};
 use crate::metrics::Metrics;
+use crate::replay::Store;
 use crate::{admin, forward};
 
 /// A started gateway.
@@ -52,11 +53,20 @@ impl Running {
 pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io::Result<Running> {
     let gateway = Arc::new(gateway);
     metrics.init_routes(gateway.routes.routes().iter().map(|r| r.name.as_str()));
+    let replay_store = if gateway.routes.routes().iter().any(|r| r.replay.is_some()) {
+        let store = Store::new(&gateway.replay_store, metrics.clone())
+            .map_err(|e| io::Error::other(format!("replay store: {e}")))?;
+        tracing::info!(store = store.kind(), "replay protection on");
+        Some(Arc::new(store))
+    } else {
+        None
+    };
     let shared = Arc::new(Shared {
         client: forward::client(&gateway.limits),
         gateway: gateway.clone(),
         metrics: metrics.clone(),
         clock,
+        replay_store,
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let ready = Arc::new(AtomicBool::new(false));

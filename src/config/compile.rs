@@ -9,9 +9,13 @@ use std::time::Duration;
 use http::{HeaderName, Method};
 use ipnet::IpNet;
 
-use super::file::{RawConfig, RawLimits, RawPart, RawRoute, RawTimestamp, RawVerify};
+use super::file::{
+    RawConfig, RawLimits, RawPart, RawReplay, RawReplayKey, RawReplayStore, RawRoute, RawTimestamp,
+    RawVerify,
+};
 use super::secret::{self, Origin};
 use super::{ConfigError, ConfigErrors, Gateway, Limits, Listener, Loaded, Route, Upstream};
+use crate::replay::{KeySource, OnStoreError, ReplayPolicy, StoreConfig};
 use crate::routes::{PathPattern, RouteTable};
 use crate::scheme::{
     presets, Algorithm, Encoding, Entries, KeyEncoding, Keys, Part, Scheme, SignatureSpec,
@@ -70,6 +74,7 @@ pub fn compile(
         .filter_map(|(i, s)| parse_net(s, &format!("client_ip.trusted_proxies[{i}]"), &mut r))
         .collect();
     let limits = compile_limits(&raw.limits, &mut r);
+    let replay_store = compile_replay_store(raw.replay_store.as_ref(), env, &mut r);
 
     let mut routes = Vec::new();
     let mut names = HashSet::new();
@@ -117,6 +122,7 @@ pub fn compile(
             trusted_proxies,
             limits,
             routes: RouteTable::new(routes),
+            replay_store,
         },
         warnings: r.warnings,
     })
@@ -296,6 +302,7 @@ fn compile_route(
         public_url: public_url.as_deref(),
         shape_only: false,
     };
+    let preset = raw.verify.as_ref().and_then(|v| v.preset.clone());
     let scheme = match raw.verify {
         None => {
             if allow_ips.is_none() {
@@ -308,6 +315,15 @@ fn compile_route(
         }
         Some(v) => compile_verify(v, &format!("{label}.verify"), &ctx, r),
     };
+    let replay = raw.replay.as_ref().and_then(|rp| {
+        compile_replay(
+            rp,
+            &format!("{label}.replay"),
+            preset.as_deref(),
+            scheme.as_ref(),
+            r,
+        )
+    });
     if r.errors.len() > errors_before {
         return None;
     }
@@ -319,7 +335,147 @@ fn compile_route(
         allow_ips,
         scheme,
         enforce: raw.enforce.unwrap_or(true),
+        replay,
     })
+}
+
+fn compile_replay(
+    raw: &RawReplay,
+    loc: &str,
+    preset: Option<&str>,
+    scheme: Option<&Scheme>,
+    r: &mut Report,
+) -> Option<ReplayPolicy> {
+    let key = raw
+        .key
+        .clone()
+        .or_else(|| preset.and_then(presets::replay_key))
+        .unwrap_or(RawReplayKey::Signature);
+    let key = match key {
+        RawReplayKey::Header(h) => {
+            KeySource::Header(parse_header(&h, &format!("{loc}.key.header"), r)?)
+        }
+        RawReplayKey::Json(p) if p.is_empty() || p == "/" => {
+            r.error(format!("{loc}.key.json"), "empty JSON pointer");
+            return None;
+        }
+        RawReplayKey::Json(p) if p.starts_with('/') => KeySource::Json(p),
+        RawReplayKey::Json(p) => KeySource::Json(format!("/{p}")),
+        RawReplayKey::Signature => match scheme {
+            None => {
+                r.error(
+                    format!("{loc}.key"),
+                    "`signature` needs a `verify` block; use a header or JSON key on an \
+                     allowlist-only route",
+                );
+                return None;
+            }
+            Some(s) if s.algorithm == Algorithm::Token => {
+                r.error(
+                    format!("{loc}.key"),
+                    "a token is the same on every request: use a header or JSON key",
+                );
+                return None;
+            }
+            Some(_) => KeySource::Signature,
+        },
+    };
+    let ttl = match &raw.ttl {
+        None => Duration::from_secs(72 * 3600),
+        Some(t) => parse_duration(t, &format!("{loc}.ttl"), r)?,
+    };
+    let on_store_error = match raw.on_store_error.as_deref() {
+        None | Some("reject") => OnStoreError::Reject,
+        Some("allow") => OnStoreError::Allow,
+        Some(other) => {
+            r.error(
+                format!("{loc}.on_store_error"),
+                format!("unknown value `{other}`; use reject or allow"),
+            );
+            return None;
+        }
+    };
+    Some(ReplayPolicy {
+        key,
+        ttl,
+        on_store_error,
+    })
+}
+
+fn compile_replay_store(
+    raw: Option<&RawReplayStore>,
+    env: &dyn Fn(&str) -> Option<String>,
+    r: &mut Report,
+) -> StoreConfig {
+    let Some(raw) = raw else {
+        return StoreConfig::default();
+    };
+    let loc = "replay_store";
+    match raw.kind.as_str() {
+        "memory" => {
+            for (set, field) in [
+                (raw.url.is_some(), "url"),
+                (raw.prefix.is_some(), "prefix"),
+                (raw.timeout.is_some(), "timeout"),
+            ] {
+                if set {
+                    r.error(format!("{loc}.{field}"), "only for `type: redis`");
+                }
+            }
+            let max_entries = match raw.max_entries {
+                Some(0) => {
+                    r.error(format!("{loc}.max_entries"), "must be greater than 0");
+                    1
+                }
+                Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+                None => 100_000,
+            };
+            StoreConfig::Memory { max_entries }
+        }
+        "redis" => {
+            if raw.max_entries.is_some() {
+                r.error(format!("{loc}.max_entries"), "only for `type: memory`");
+            }
+            let url = match &raw.url {
+                None => {
+                    r.error(
+                        format!("{loc}.url"),
+                        "missing (e.g. redis://127.0.0.1:6379)",
+                    );
+                    String::new()
+                }
+                Some(u) => match secret::resolve_value(u, env) {
+                    Ok((bytes, _)) => String::from_utf8_lossy(&bytes).into_owned(),
+                    Err(e) => {
+                        r.error(format!("{loc}.url"), e);
+                        String::new()
+                    }
+                },
+            };
+            if !url.is_empty() {
+                if let Err(e) = redis::Client::open(url.as_str()) {
+                    r.error(format!("{loc}.url"), format!("not a Redis URL: {e}"));
+                }
+            }
+            let timeout = match &raw.timeout {
+                None => Duration::from_millis(500),
+                Some(t) => parse_duration(t, &format!("{loc}.timeout"), r)
+                    .unwrap_or(Duration::from_millis(500)),
+            };
+            StoreConfig::Redis {
+                url,
+                prefix: raw.prefix.clone().unwrap_or_else(|| "hookgate:".into()),
+                timeout,
+            }
+        }
+        other => {
+            r.error(
+                format!("{loc}.type"),
+                format!("unknown store `{other}`; use memory or redis"),
+            );
+            StoreConfig::default()
+        }
+    }
 }
 
 /// What compiling a `verify:` block needs from its surroundings.

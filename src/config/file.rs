@@ -20,7 +20,73 @@ pub struct RawConfig {
     #[serde(default)]
     pub limits: RawLimits,
     #[serde(default)]
+    pub replay_store: Option<RawReplayStore>,
+    #[serde(default)]
     pub routes: Vec<serde_yaml::Value>,
+}
+
+/// `replay_store:` — where replay/dedup keys live: `type: memory` (default) or `type: redis`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReplayStore {
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// memory: most keys held (default 100000).
+    pub max_entries: Option<u64>,
+    /// redis: `redis://[user:password@]host:port[/db]` (or `${ENV_VAR}`).
+    pub url: Option<String>,
+    /// redis: prepended to every key (default `hookgate:`).
+    pub prefix: Option<String>,
+    /// redis: bound on each round trip (default 500ms).
+    pub timeout: Option<String>,
+}
+
+/// A route's `replay:` block.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReplay {
+    /// `{ header: NAME }`, `{ json: /pointer }` or `signature`; default: the preset's
+    /// suggestion, else `signature`.
+    pub key: Option<RawReplayKey>,
+    /// How long a delivered event is remembered (default 72h).
+    pub ttl: Option<String>,
+    /// `reject` (default: 503, the sender retries) or `allow` (forward without dedup).
+    pub on_store_error: Option<String>,
+}
+
+/// A dedup key source, read by hand like message parts.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "serde_yaml::Value")]
+pub enum RawReplayKey {
+    Header(String),
+    Json(String),
+    Signature,
+}
+
+impl TryFrom<serde_yaml::Value> for RawReplayKey {
+    type Error = String;
+
+    fn try_from(v: serde_yaml::Value) -> Result<RawReplayKey, String> {
+        use serde_yaml::Value;
+        match &v {
+            Value::String(w) if w == "signature" => return Ok(RawReplayKey::Signature),
+            Value::Mapping(m) if m.len() == 1 => {
+                if let Some((Value::String(k), Value::String(val))) = m.iter().next() {
+                    match k.as_str() {
+                        "header" => return Ok(RawReplayKey::Header(val.clone())),
+                        "json" => return Ok(RawReplayKey::Json(val.clone())),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+        let shown = serde_yaml::to_string(&v).unwrap_or_default();
+        Err(format!(
+            "unknown replay key `{}`; use {{ header: NAME }}, {{ json: /pointer }} or signature",
+            shown.trim()
+        ))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,6 +152,9 @@ pub struct RawRoute {
     /// `false`: shadow mode. Verify, log and count, but forward even what would be refused.
     #[serde(default)]
     pub enforce: Option<bool>,
+    /// Replay and duplicate protection for this route.
+    #[serde(default)]
+    pub replay: Option<RawReplay>,
 }
 
 /// A `verify:` block. Every field is optional so that a preset can supply it and a route can

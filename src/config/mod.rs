@@ -23,6 +23,7 @@ use http::uri::Authority;
 use http::Method;
 use ipnet::IpNet;
 
+use crate::replay::{ReplayPolicy, StoreConfig};
 use crate::routes::{PathPattern, RouteTable};
 use crate::scheme::Scheme;
 
@@ -36,6 +37,8 @@ pub struct Gateway {
     pub trusted_proxies: Vec<IpNet>,
     pub limits: Limits,
     pub routes: RouteTable,
+    /// Where replay keys live (used only if some route has `replay:`).
+    pub replay_store: StoreConfig,
 }
 
 /// One address the gateway accepts webhooks on.
@@ -108,6 +111,8 @@ pub struct Route {
     /// `false`: shadow mode. Checks run and are logged and counted, but the request is
     /// forwarded even when they fail.
     pub enforce: bool,
+    /// `Some`: each event is delivered at most once (see `replay.rs`).
+    pub replay: Option<ReplayPolicy>,
 }
 
 /// A parsed `http://host:port[/base]` upstream.

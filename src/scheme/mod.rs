@@ -285,10 +285,13 @@ pub enum VerifyError {
 }
 
 /// What a successful verification tells the caller.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verified {
     /// Index of the key that matched, in configuration order.
     pub key_index: usize,
+    /// The decoded signature that verified (a replay key that no re-encoding, re-ordering or
+    /// extra entry in the header can change).
+    pub signature: Vec<u8>,
 }
 
 /// The parts of a request a scheme can sign over.
@@ -330,49 +333,56 @@ impl Scheme {
             check_timestamp(ts, req, &header, now)?;
         }
         self.check_body_hash(req)?;
-        let found = match &self.keys {
-            Keys::Hmac(keys) => keys.iter().position(|key| {
+        // (key index, candidate index) of the first match.
+        let found: Option<(usize, usize)> = match &self.keys {
+            Keys::Hmac(keys) => keys.iter().enumerate().find_map(|(k, key)| {
                 let mut mac = key.clone();
-                if self.feed(req, &header, &mut |b| mac.update(b)).is_err() {
-                    return false;
-                }
+                self.feed(req, &header, &mut |b| mac.update(b)).ok()?;
                 let tag = mac.finalize();
                 // Compare every candidate without short-circuiting on the first mismatch.
-                let mut matched = subtle::Choice::from(0u8);
-                for candidate in &candidates {
-                    matched |= tag.as_slice().ct_eq(candidate.as_slice());
+                let mut matched = None;
+                for (c, candidate) in candidates.iter().enumerate() {
+                    if bool::from(tag.as_slice().ct_eq(candidate.as_slice())) && matched.is_none() {
+                        matched = Some((k, c));
+                    }
                 }
-                bool::from(matched)
+                matched
             }),
-            Keys::Token(digests) => digests
-                .iter()
-                .position(|d| candidates.iter().any(|c| keys::token_matches(d, c))),
+            Keys::Token(digests) => digests.iter().enumerate().find_map(|(k, d)| {
+                let c = candidates.iter().position(|c| keys::token_matches(d, c))?;
+                Some((k, c))
+            }),
             Keys::Ed25519(keys) => {
                 let message = self.message_bytes(req, &header)?;
-                keys.iter().position(|key| {
-                    candidates.iter().any(|c| {
+                keys.iter().enumerate().find_map(|(k, key)| {
+                    let c = candidates.iter().position(|c| {
                         ed25519_dalek::Signature::from_slice(c)
                             .is_ok_and(|sig| key.verify_strict(&message, &sig).is_ok())
-                    })
+                    })?;
+                    Some((k, c))
                 })
             }
             Keys::P256(keys) => {
                 use p256::ecdsa::signature::Verifier as _;
                 let message = self.message_bytes(req, &header)?;
-                keys.iter().position(|key| {
-                    candidates.iter().any(|c| {
+                keys.iter().enumerate().find_map(|(k, key)| {
+                    let c = candidates.iter().position(|c| {
                         p256_signature(c).is_some_and(|sig| key.verify(&message, &sig).is_ok())
-                    })
+                    })?;
+                    Some((k, c))
                 })
             }
         };
-        // A missing signed header is reported as such, not as a mismatch.
-        if found.is_none() {
+        let Some((key_index, c)) = found else {
+            // A missing signed header is reported as such, not as a mismatch.
             self.feed(req, &header, &mut |_| {})?;
-        }
-        found
-            .map(|key_index| Verified { key_index })
-            .ok_or(VerifyError::Mismatch)
+            return Err(VerifyError::Mismatch);
+        };
+        let mut candidates = candidates;
+        Ok(Verified {
+            key_index,
+            signature: candidates.swap_remove(c),
+        })
     }
 
     /// Adds what a sender would send to `headers`: a fresh timestamp header (when the scheme

@@ -5,7 +5,9 @@
 //! Sources: `../shared/senders.md` for the seed senders; each provider's webhook docs for the
 //! rest (the README's preset table cites what each one signs).
 
-use crate::config::file::{OneOrMany, RawEntries, RawPart, RawSignature, RawTimestamp, RawVerify};
+use crate::config::file::{
+    OneOrMany, RawEntries, RawPart, RawReplayKey, RawSignature, RawTimestamp, RawVerify,
+};
 
 /// Every preset name, in the order `hookgate presets` and the README list them.
 pub const NAMES: &[&str] = &[
@@ -177,6 +179,24 @@ pub fn preset(name: &str) -> Option<RawVerify> {
         _ => return None,
     };
     Some(v)
+}
+
+/// The dedup key a preset suggests for `replay:` when the route names none: the sender's
+/// own event or delivery id where it sends one. `None`: use the signature.
+pub fn replay_key(name: &str) -> Option<RawReplayKey> {
+    use RawReplayKey::{Header, Json};
+    Some(match name {
+        // lomi.: the body's `id` (evt_...) is the idempotency key (senders.md).
+        "lomi" => Json("/id".into()),
+        "github" | "github-sha1" => Header("x-github-delivery".into()),
+        "stripe" => Json("/id".into()),
+        "standard-webhooks" | "standard-webhooks-ed25519" => Header("webhook-id".into()),
+        "svix" => Header("svix-id".into()),
+        "shopify" => Header("x-shopify-webhook-id".into()),
+        "woocommerce" => Header("x-wc-webhook-delivery-id".into()),
+        "linear" => Header("linear-delivery".into()),
+        _ => return None,
+    })
 }
 
 /// One signature in one header over the raw body.
