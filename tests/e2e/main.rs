@@ -7,6 +7,7 @@ mod admin;
 mod cli;
 mod providers;
 mod refusals;
+mod replay;
 mod rollout;
 mod seed_senders;
 mod tls;

@@ -45,6 +45,8 @@ pub struct Reply {
     pub status: StatusCode,
     pub body: &'static str,
     pub delay: Duration,
+    /// Statuses for the first requests, in order; `status` after they run out.
+    pub script: Arc<Mutex<std::collections::VecDeque<StatusCode>>>,
 }
 
 impl Default for Reply {
@@ -53,6 +55,22 @@ impl Default for Reply {
             status: StatusCode::OK,
             body: "accepted by app",
             delay: Duration::ZERO,
+            script: Arc::default(),
+        }
+    }
+}
+
+impl Reply {
+    /// Answers the first requests with `first`, in order, then 200.
+    pub fn scripted(first: &[u16]) -> Reply {
+        Reply {
+            script: Arc::new(Mutex::new(
+                first
+                    .iter()
+                    .map(|s| StatusCode::from_u16(*s).unwrap())
+                    .collect(),
+            )),
+            ..Reply::default()
         }
     }
 }
@@ -98,8 +116,14 @@ impl Upstream {
                                 body,
                             });
                             tokio::time::sleep(reply.delay).await;
+                            let status = reply
+                                .script
+                                .lock()
+                                .unwrap()
+                                .pop_front()
+                                .unwrap_or(reply.status);
                             let mut resp = Response::new(Full::new(Bytes::from(reply.body)));
-                            *resp.status_mut() = reply.status;
+                            *resp.status_mut() = status;
                             resp.headers_mut()
                                 .insert("x-upstream", "recorded".parse().unwrap());
                             Ok::<_, Infallible>(resp)
@@ -351,4 +375,87 @@ pub fn seed_config(upstream: &str, extra_top: &str) -> String {
         );
     }
     y
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redis: a real redis-server on a loopback port chosen here, started and stopped by the test.
+
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl RedisServer {
+    pub async fn start() -> RedisServer {
+        let port = dead_addr().await.port();
+        let mut r = RedisServer { port, child: None };
+        r.restart().await;
+        r
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// (Re)starts redis-server on the same port and waits until it answers.
+    pub async fn restart(&mut self) {
+        let binary = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .unwrap_or("redis-server");
+        let child = std::process::Command::new(binary)
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "yes",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start redis-server ({e}); install it: apt-get install redis-server")
+            });
+        self.child = Some(child);
+        for _ in 0..100 {
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)).await {
+                let _ = s.write_all(b"PING\r\n").await;
+                let mut buf = [0u8; 7];
+                if s.read_exact(&mut buf).await.is_ok() && &buf == b"+PONG\r\n" {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis-server did not come up on port {}", self.port);
+    }
+
+    /// Kills the server and waits until the port is closed.
+    pub async fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for _ in 0..100 {
+            if TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
