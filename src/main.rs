@@ -181,6 +181,17 @@ fn check(path: &Path, expand: bool) -> anyhow::Result<ExitCode> {
                 Some(s) => print!("{}", s.describe("  ")),
                 None => println!("  verify: none (IP allowlist only)"),
             }
+            if !route.enforce {
+                println!("  enforce: false (shadow mode)");
+            }
+            if let Some(r) = &route.replay {
+                println!(
+                    "  replay: {{ key: {:?}, ttl: {}, on_store_error: {:?} }}",
+                    r.key,
+                    humantime::format_duration(r.ttl),
+                    r.on_store_error
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
