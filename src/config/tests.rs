@@ -1524,3 +1524,114 @@ fn url_signed_and_asymmetric_presets_compile_with_their_keys() {
         "routes[2] (s).verify.secrets[1]"
     );
 }
+
+#[test]
+fn replay_blocks_compile_with_preset_defaults_and_located_errors() {
+    use crate::replay::{KeySource, OnStoreError, StoreConfig};
+    let loaded = ok(&with_routes(&[
+        "{ name: l, path: /l, upstream: \"http://127.0.0.1:3000\", verify: { preset: lomi, secret: \"${LAHZA_SECRET}\" }, replay: {} }",
+        "{ name: g, path: /g, upstream: \"http://127.0.0.1:3000\", verify: { preset: github, secret: \"${LAHZA_SECRET}\" }, replay: { ttl: 1h, on_store_error: allow } }",
+        "{ name: z, path: /z, upstream: \"http://127.0.0.1:3000\", verify: { preset: lahza, secret: \"${LAHZA_SECRET}\" }, replay: { key: { json: id } } }",
+        "{ name: n, path: /n, upstream: \"http://127.0.0.1:3000\", verify: { preset: lahza, secret: \"${LAHZA_SECRET}\" } }",
+    ]));
+    let l = route(&loaded, "l").replay.clone().unwrap();
+    assert_eq!(l.key, KeySource::Json("/id".into()));
+    assert_eq!(l.ttl, std::time::Duration::from_secs(72 * 3600));
+    assert_eq!(l.on_store_error, OnStoreError::Reject);
+    let g = route(&loaded, "g").replay.clone().unwrap();
+    assert_eq!(
+        g.key,
+        KeySource::Header(http::HeaderName::from_static("x-github-delivery"))
+    );
+    assert_eq!(g.on_store_error, OnStoreError::Allow);
+    assert_eq!(
+        route(&loaded, "z").replay.as_ref().unwrap().key,
+        KeySource::Json("/id".into())
+    );
+    assert!(route(&loaded, "n").replay.is_none());
+    assert_eq!(
+        loaded.gateway.replay_store,
+        StoreConfig::Memory {
+            max_entries: 100_000
+        }
+    );
+
+    // (case, config text, location, message fragment)
+    let cases: Vec<(&str, String, &str, &str)> = vec![
+        (
+            "unknown on_store_error",
+            one_route(&format!("{LAHZA}, replay: {{ on_store_error: maybe }}")),
+            "routes[0] (r).replay.on_store_error",
+            "use reject or allow",
+        ),
+        (
+            "signature key on an allowlist-only route",
+            one_route("allow_ips: [127.0.0.1], replay: { key: signature }"),
+            "routes[0] (r).replay.key",
+            "needs a `verify` block",
+        ),
+        (
+            "signature key on a token route",
+            one_route("verify: { preset: gitlab, secret: \"${LAHZA_SECRET}\" }, replay: {}"),
+            "routes[0] (r).replay.key",
+            "same on every request",
+        ),
+        (
+            "unknown key kind",
+            one_route(&format!("{LAHZA}, replay: {{ key: {{ cookie: x }} }}")),
+            "routes[0] (r).replay.key",
+            "unknown replay key",
+        ),
+        (
+            "bad ttl",
+            one_route(&format!("{LAHZA}, replay: {{ ttl: forever }}")),
+            "routes[0] (r).replay.ttl",
+            "not a duration",
+        ),
+        (
+            "redis store without url",
+            format!("replay_store: {{ type: redis }}\n{}", one_route(LAHZA)),
+            "replay_store.url",
+            "missing",
+        ),
+        (
+            "redis url that is not one",
+            format!(
+                "replay_store: {{ type: redis, url: \"http://x\" }}\n{}",
+                one_route(LAHZA)
+            ),
+            "replay_store.url",
+            "not a Redis URL",
+        ),
+        (
+            "unknown store",
+            format!("replay_store: {{ type: etcd }}\n{}", one_route(LAHZA)),
+            "replay_store.type",
+            "use memory or redis",
+        ),
+        (
+            "memory store with a url",
+            format!(
+                "replay_store: {{ type: memory, url: \"redis://x\" }}\n{}",
+                one_route(LAHZA)
+            ),
+            "replay_store.url",
+            "only for `type: redis`",
+        ),
+    ];
+    for (case, text, location, needle) in &cases {
+        assert_single_error(case, &errors(text), location, needle);
+    }
+    let redis = ok(&format!(
+        "replay_store: {{ type: redis, url: \"redis://127.0.0.1:6379/2\", prefix: \"p:\", timeout: 1s }}\n{}",
+        one_route(LAHZA)
+    ));
+    assert_eq!(
+        redis.gateway.replay_store,
+        StoreConfig::Redis {
+            url: "redis://127.0.0.1:6379/2".into(),
+            prefix: "p:".into(),
+            timeout: std::time::Duration::from_secs(1),
+        }
+    );
+}
