@@ -112,6 +112,7 @@ fn load(path: &Path) -> anyhow::Result<Loaded> {
 fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let loaded = load(path)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(loaded.gateway.workers)
         .enable_all()
         .build()
         .context("starting the async runtime")?;

@@ -62,6 +62,14 @@ pub fn compile(
     };
 
     let listeners = compile_listeners(&raw, base, &mut r);
+    let workers = match raw.workers {
+        Some(0) => {
+            r.error("workers", "must be at least 1");
+            1
+        }
+        Some(n) => usize::try_from(n).unwrap_or(usize::MAX).min(1024),
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
     let admin = match &raw.admin {
         None => Some(SocketAddr::from(([127, 0, 0, 1], 9090))),
         Some(a) => parse_addr(&a.addr, "admin.addr", &mut r),
@@ -117,6 +125,7 @@ pub fn compile(
     }
     Ok(Loaded {
         gateway: Gateway {
+            workers,
             listeners,
             admin: admin.expect("admin address error would have been reported"),
             trusted_proxies,

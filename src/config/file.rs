@@ -11,6 +11,9 @@ use serde::Deserialize;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
+    /// Runtime worker threads (default: one per available core).
+    #[serde(default)]
+    pub workers: Option<u64>,
     #[serde(default)]
     pub listeners: Vec<RawListener>,
     #[serde(default)]

@@ -30,6 +30,8 @@ use crate::scheme::Scheme;
 /// The compiled, immutable gateway configuration, shared as `Arc<Gateway>`.
 #[derive(Debug)]
 pub struct Gateway {
+    /// Runtime worker threads for `hookgate run`.
+    pub workers: usize,
     pub listeners: Vec<Listener>,
     /// Where `/metrics`, `/healthz` and `/readyz` are served.
     pub admin: SocketAddr,
