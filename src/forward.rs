@@ -85,15 +85,26 @@ pub async fn forward(
         Ok(r) => r,
         Err(_) => Err(Refusal::UpstreamTimeout),
     };
-    metrics
-        .upstream_duration
-        .with_label_values(&[&route.name])
-        .observe(started.elapsed().as_secs_f64());
-    if let Ok(response) = &result {
-        metrics
-            .upstream_responses
-            .with_label_values(&[&route.name, status_class(response.status())])
-            .inc();
+    let elapsed = started.elapsed().as_secs_f64();
+    match metrics.route(route.index, &route.name) {
+        Some(m) => {
+            m.upstream_duration.observe(elapsed);
+            if let Ok(response) = &result {
+                m.upstream_status(response.status());
+            }
+        }
+        None => {
+            metrics
+                .upstream_duration
+                .with_label_values(&[&route.name])
+                .observe(elapsed);
+            if let Ok(response) = &result {
+                metrics
+                    .upstream_responses
+                    .with_label_values(&[&route.name, status_class(response.status())])
+                    .inc();
+            }
+        }
     }
     result
 }
@@ -111,12 +122,21 @@ fn upstream_request(
         mut headers,
         ..
     } = parts;
-    let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let target = format!(
-        "http://{}{}{}",
-        route.upstream.authority, route.upstream.base_path, path_and_query
-    );
-    let target: Uri = target.parse().map_err(|_| Refusal::BadPath)?;
+    // The request's own path and query, reused as is unless the upstream has a base path.
+    let path_and_query = match (uri.path_and_query(), route.upstream.base_path.is_empty()) {
+        (Some(pq), true) => pq.clone(),
+        (pq, _) => {
+            let pq = pq.map_or("/", |p| p.as_str());
+            http::uri::PathAndQuery::try_from(format!("{}{pq}", route.upstream.base_path))
+                .map_err(|_| Refusal::BadPath)?
+        }
+    };
+    let target = Uri::builder()
+        .scheme(http::uri::Scheme::HTTP)
+        .authority(route.upstream.authority.clone())
+        .path_and_query(path_and_query)
+        .build()
+        .map_err(|_| Refusal::BadPath)?;
 
     // The original host: Host header (HTTP/1.1) or :authority (HTTP/2).
     let original_host = headers.get(header::HOST).cloned().or_else(|| {

@@ -59,16 +59,20 @@ pub async fn handle(shared: &Shared, conn: Conn, req: Request<Incoming>) -> Resp
     let result = pipeline(shared, conn, client, req, &mut route, &mut shadowed).await;
 
     let route_name = route.as_ref().map(|r| r.name.as_str()).unwrap_or(NO_ROUTE);
+    let route_metrics = route.as_ref().and_then(|r| metrics.route(r.index, &r.name));
     let elapsed = started.elapsed();
     let response = match result {
         Ok((response, passed)) => {
             // In shadow mode a request that failed a check is counted under the outcome it
             // would have had, so the numbers match what enforcing would have done.
             let outcome = shadowed.as_ref().map_or(passed, Refusal::label);
-            metrics
-                .requests
-                .with_label_values(&[route_name, outcome])
-                .inc();
+            match (outcome, &route_metrics) {
+                ("forwarded", Some(m)) => m.forwarded.inc(),
+                _ => metrics
+                    .requests
+                    .with_label_values(&[route_name, outcome])
+                    .inc(),
+            }
             tracing::info!(
                 route = route_name,
                 client = %client,
@@ -100,10 +104,13 @@ pub async fn handle(shared: &Shared, conn: Conn, req: Request<Incoming>) -> Resp
             refusal_response(&refusal, reason)
         }
     };
-    metrics
-        .request_duration
-        .with_label_values(&[route_name])
-        .observe(elapsed.as_secs_f64());
+    match &route_metrics {
+        Some(m) => m.request_duration.observe(elapsed.as_secs_f64()),
+        None => metrics
+            .request_duration
+            .with_label_values(&[route_name])
+            .observe(elapsed.as_secs_f64()),
+    }
     response
 }
 
@@ -178,11 +185,18 @@ async fn pipeline(
             .observe(verify_started.elapsed().as_secs_f64());
         match verdict {
             Ok(verified) => {
-                shared
+                match shared
                     .metrics
-                    .verified
-                    .with_label_values(&[&route.name, &verified.key_index.to_string()])
-                    .inc();
+                    .route(route.index, &route.name)
+                    .and_then(|m| m.verified.get(verified.key_index))
+                {
+                    Some(counter) => counter.inc(),
+                    None => shared
+                        .metrics
+                        .verified
+                        .with_label_values(&[&route.name, &verified.key_index.to_string()])
+                        .inc(),
+                }
                 signature = verified.signature;
             }
             Err(e) if shadowed.is_none() => {

@@ -111,11 +111,18 @@ fn load(path: &Path) -> anyhow::Result<Loaded> {
 
 fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let loaded = load(path)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(loaded.gateway.workers)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    // One worker: a current-thread runtime (no work-stealing, no cross-thread wakeups).
+    let runtime = if loaded.gateway.workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(loaded.gateway.workers)
+            .enable_all()
+            .build()
+    }
+    .context("starting the async runtime")?;
     runtime.block_on(async {
         let metrics = Arc::new(hookgate::metrics::Metrics::new());
         let running = hookgate::server::start(loaded.gateway, metrics, SystemTime::now).await?;

@@ -21,6 +21,9 @@ const BUCKETS: &[f64] = &[
 
 pub struct Metrics {
     registry: Registry,
+    /// The hot-path series of each route, resolved once (indexed by `Route::index`) so a
+    /// request does not hash label values or take the family's lock.
+    routes: std::sync::OnceLock<Vec<RouteMetrics>>,
     /// Requests by route and outcome (`forwarded` or a refusal label).
     pub requests: IntCounterVec,
     /// Whole-request latency, first byte of the head to the response, by route.
@@ -207,6 +210,7 @@ impl Metrics {
             .set(1);
         Metrics {
             registry,
+            routes: std::sync::OnceLock::new(),
             requests,
             request_duration,
             upstream_duration,
@@ -228,9 +232,22 @@ impl Metrics {
     }
 
     /// Creates the series for every configured route at zero, so dashboards and alerts see
-    /// them before the first request.
-    pub fn init_routes<'a>(&self, routes: impl Iterator<Item = &'a str>) {
-        for route in routes {
+    /// them before the first request, and resolves each route's hot-path series. `routes` are
+    /// (name, number of keys) in route-table order.
+    pub fn init_routes<'a>(&self, routes: impl Iterator<Item = (&'a str, usize)>) {
+        let mut resolved = Vec::new();
+        for (route, keys) in routes {
+            resolved.push(RouteMetrics {
+                name: route.to_owned(),
+                forwarded: self.requests.with_label_values(&[route, "forwarded"]),
+                request_duration: self.request_duration.with_label_values(&[route]),
+                upstream_duration: self.upstream_duration.with_label_values(&[route]),
+                upstream_class: ["1xx", "2xx", "3xx", "4xx", "5xx"]
+                    .map(|c| self.upstream_responses.with_label_values(&[route, c])),
+                verified: (0..keys)
+                    .map(|i| self.verified.with_label_values(&[route, &i.to_string()]))
+                    .collect(),
+            });
             self.requests.with_label_values(&[route, "forwarded"]);
             self.requests.with_label_values(&[route, "duplicate"]);
             for label in Refusal::LABELS {
@@ -240,6 +257,16 @@ impl Metrics {
         for reason in ["header_timeout", "tls_handshake", "protocol"] {
             self.connection_errors.with_label_values(&[reason]);
         }
+        // Resolved once; a second gateway sharing these metrics falls back to lookups.
+        let _ = self.routes.set(resolved);
+    }
+
+    /// The resolved series of route `name` at `index`, if `init_routes` saw exactly it.
+    pub fn route(&self, index: usize, name: &str) -> Option<&RouteMetrics> {
+        self.routes
+            .get()
+            .and_then(|r| r.get(index))
+            .filter(|m| m.name == name)
     }
 
     /// Text exposition for `/metrics`.
@@ -254,6 +281,25 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+/// One route's per-request series, resolved at start.
+pub struct RouteMetrics {
+    name: String,
+    pub forwarded: prometheus::IntCounter,
+    pub request_duration: Histogram,
+    pub upstream_duration: Histogram,
+    /// `hookgate_upstream_responses_total` for 1xx..5xx.
+    pub upstream_class: [prometheus::IntCounter; 5],
+    /// `hookgate_verified_total` per secret index.
+    pub verified: Vec<prometheus::IntCounter>,
+}
+
+impl RouteMetrics {
+    pub fn upstream_status(&self, status: http::StatusCode) {
+        let i = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
+        self.upstream_class[i].inc();
     }
 }
 

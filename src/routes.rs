@@ -95,7 +95,8 @@ pub struct RouteTable {
 impl RouteTable {
     pub fn new(routes: Vec<Route>) -> RouteTable {
         let mut table = RouteTable::default();
-        for (i, route) in routes.into_iter().enumerate() {
+        for (i, mut route) in routes.into_iter().enumerate() {
+            route.index = i;
             let map = match &route.path {
                 PathPattern::Exact(p) => table.exact.entry(p.clone()),
                 PathPattern::Prefix(p) => table.prefix.entry(p.clone()),

@@ -337,6 +337,7 @@ fn compile_route(
         return None;
     }
     Some(Route {
+        index: 0,
         name: raw.name,
         path: path?,
         methods,

@@ -101,6 +101,8 @@ impl Default for Limits {
 /// One route: where matching requests come from, how they are checked, where they go.
 #[derive(Debug)]
 pub struct Route {
+    /// Position in the route table (set by `RouteTable::new`); indexes per-route metrics.
+    pub index: usize,
     pub name: String,
     pub path: PathPattern,
     pub methods: Vec<Method>,
