@@ -115,39 +115,34 @@ impl RouteTable {
         self.routes.iter().find(|r| r.name == name)
     }
 
-    /// Finds the first route (in file order) whose path and method match.
+    /// Finds the first route (in file order) whose path and method match: one hash probe for
+    /// the exact path and one per segment boundary for prefixes, no allocation on a match.
     pub fn lookup(&self, method: &Method, path: &str) -> Match<'_> {
         if !is_clean_path(path) {
             return Match::BadPath;
         }
-        // Candidate route indices, then the earliest that allows the method wins.
-        let mut candidates: Vec<usize> = Vec::new();
-        if let Some(ids) = self.exact.get(path) {
-            candidates.extend(ids);
-        }
-        if !self.prefix.is_empty() {
-            // Every prefix of the path that ends at a segment boundary: "", "/a", "/a/b", ...
-            let trimmed = path.strip_suffix('/').unwrap_or(path);
-            if let Some(ids) = self.prefix.get(trimmed) {
-                candidates.extend(ids);
+        let mut best: Option<usize> = None;
+        let mut any_path_match = false;
+        self.for_each_candidate(path, |ids| {
+            any_path_match = true;
+            // Ids are in file order; the first that allows the method is this map's best.
+            if let Some(&i) = ids
+                .iter()
+                .find(|&&i| self.routes[i].methods.contains(method))
+            {
+                best = Some(best.map_or(i, |b| b.min(i)));
             }
-            for (i, b) in trimmed.bytes().enumerate() {
-                if b == b'/' {
-                    if let Some(ids) = self.prefix.get(&trimmed[..i]) {
-                        candidates.extend(ids);
-                    }
-                }
-            }
+        });
+        if let Some(i) = best {
+            return Match::Found(&self.routes[i]);
         }
-        if candidates.is_empty() {
+        if !any_path_match {
             return Match::NotFound;
         }
+        // The path is known but not for this method: collect what is allowed (rare path).
+        let mut candidates: Vec<usize> = Vec::new();
+        self.for_each_candidate(path, |ids| candidates.extend(ids));
         candidates.sort_unstable();
-        for &i in &candidates {
-            if self.routes[i].methods.contains(method) {
-                return Match::Found(&self.routes[i]);
-            }
-        }
         let mut allowed: Vec<Method> = Vec::new();
         for &i in &candidates {
             for m in &self.routes[i].methods {
@@ -159,6 +154,28 @@ impl RouteTable {
         Match::MethodNotAllowed {
             route: &self.routes[candidates[0]],
             allowed,
+        }
+    }
+
+    /// Calls `f` with the route ids registered for `path` exactly and for each of its
+    /// prefixes that ends at a segment boundary ("", "/a", "/a/b", ...).
+    fn for_each_candidate(&self, path: &str, mut f: impl FnMut(&[usize])) {
+        if let Some(ids) = self.exact.get(path) {
+            f(ids);
+        }
+        if self.prefix.is_empty() {
+            return;
+        }
+        let trimmed = path.strip_suffix('/').unwrap_or(path);
+        if let Some(ids) = self.prefix.get(trimmed) {
+            f(ids);
+        }
+        for (i, b) in trimmed.bytes().enumerate() {
+            if b == b'/' {
+                if let Some(ids) = self.prefix.get(&trimmed[..i]) {
+                    f(ids);
+                }
+            }
         }
     }
 }

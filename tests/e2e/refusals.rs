@@ -376,3 +376,24 @@ async fn hop_by_hop_headers_do_not_reach_the_app() {
     assert_eq!(&got.body[..], BODY);
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn upstream_base_path_is_prefixed_to_the_request_path() {
+    let upstream = Upstream::start().await;
+    let yaml = lahza_route(&format!("{}/app/", upstream.url()), "")
+        .replace("path: /hooks/lahza", "path: /hooks/*");
+    let gw = Gateway::start(&yaml, ENV).await;
+    let sig = good_sig(BODY);
+    let answer = post(
+        &gw.url("/hooks/lahza/x?attempt=2"),
+        &[("x-lahza-signature", &sig)],
+        BODY,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        upstream.received()[0].path_and_query,
+        "/app/hooks/lahza/x?attempt=2"
+    );
+    gw.shutdown().await;
+}
