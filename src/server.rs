@@ -224,7 +224,7 @@ where
     let service = service_fn(move |req| {
         let shared = svc_shared.clone();
         svc_served.fetch_add(1, Ordering::Relaxed);
-        async move { Ok::<_, Infallible>(gateway::handle(&shared, conn, req).await) }
+        handle_boxed(shared, conn, req)
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -250,7 +250,7 @@ where
     let svc_shared = shared.clone();
     let service = service_fn(move |req| {
         let shared = svc_shared.clone();
-        async move { Ok::<_, Infallible>(gateway::handle(&shared, conn, req).await) }
+        handle_boxed(shared, conn, req)
     });
     let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
@@ -263,6 +263,26 @@ where
     if let Err(e) = watcher.watch(connection).await {
         connection_error(shared, conn.peer, &e);
     }
+}
+
+/// The request future, boxed: hyper keeps a slot the size of the service's future for every
+/// connection, idle or not, so an unboxed pipeline future would cost each idle keep-alive
+/// connection its full size. Boxed, the slot is a pointer and the state exists only while a
+/// request is in flight.
+type HandleFuture = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Result<http::Response<http_body_util::Full<bytes::Bytes>>, Infallible>,
+            > + Send,
+    >,
+>;
+
+fn handle_boxed(
+    shared: Arc<Shared>,
+    conn: Conn,
+    req: http::Request<hyper::body::Incoming>,
+) -> HandleFuture {
+    Box::pin(async move { Ok::<_, Infallible>(gateway::handle(&shared, conn, req).await) })
 }
 
 /// Logs and counts a connection that ended on an error outside a request handler. A request
