@@ -20,7 +20,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::{Limits, Route};
-use crate::metrics::{status_class, Metrics};
+use crate::metrics::Metrics;
 use crate::refusal::Refusal;
 
 pub type UpstreamClient = Client<HttpConnector, Full<Bytes>>;
@@ -85,28 +85,16 @@ pub async fn forward(
         Ok(r) => r,
         Err(_) => Err(Refusal::UpstreamTimeout),
     };
-    let elapsed = started.elapsed().as_secs_f64();
-    match metrics.route(route.index, &route.name) {
-        Some(m) => {
-            m.upstream_duration.observe(elapsed);
-            if let Ok(response) = &result {
-                m.upstream_status(response.status());
-            }
-        }
-        None => {
-            metrics
-                .upstream_duration
-                .with_label_values(&[&route.name])
-                .observe(elapsed);
-            if let Ok(response) = &result {
-                metrics
-                    .upstream_responses
-                    .with_label_values(&[&route.name, status_class(response.status())])
-                    .inc();
-            }
-        }
+    let m = metrics.route(route.index, &route.name, key_count(route));
+    m.upstream_duration.observe(started.elapsed().as_secs_f64());
+    if let Ok(response) = &result {
+        m.upstream_status(response.status());
     }
     result
+}
+
+fn key_count(route: &Route) -> usize {
+    route.scheme.as_ref().map_or(0, |s| s.secret_count())
 }
 
 /// Builds the upstream request from the client's, moving (not copying) its header map.

@@ -59,7 +59,10 @@ pub async fn handle(shared: &Shared, conn: Conn, req: Request<Incoming>) -> Resp
     let result = pipeline(shared, conn, client, req, &mut route, &mut shadowed).await;
 
     let route_name = route.as_ref().map(|r| r.name.as_str()).unwrap_or(NO_ROUTE);
-    let route_metrics = route.as_ref().and_then(|r| metrics.route(r.index, &r.name));
+    let route_metrics = route.as_ref().map(|r| {
+        let keys = r.scheme.as_ref().map_or(0, |s| s.secret_count());
+        metrics.route(r.index, &r.name, keys)
+    });
     let elapsed = started.elapsed();
     let response = match result {
         Ok((response, passed)) => {
@@ -185,18 +188,10 @@ async fn pipeline(
             .observe(verify_started.elapsed().as_secs_f64());
         match verdict {
             Ok(verified) => {
-                match shared
+                shared
                     .metrics
-                    .route(route.index, &route.name)
-                    .and_then(|m| m.verified.get(verified.key_index))
-                {
-                    Some(counter) => counter.inc(),
-                    None => shared
-                        .metrics
-                        .verified
-                        .with_label_values(&[&route.name, &verified.key_index.to_string()])
-                        .inc(),
-                }
+                    .route(route.index, &route.name, scheme.secret_count())
+                    .verified_by(verified.key_index);
                 signature = verified.signature;
             }
             Err(e) if shadowed.is_none() => {

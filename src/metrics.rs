@@ -2,6 +2,8 @@
 //! gateways in one process, as in tests, never share counters). Names follow Prometheus
 //! conventions: `hookgate_` prefix, `_total` for counters, `_seconds` for durations.
 
+use std::borrow::Cow;
+
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -237,17 +239,7 @@ impl Metrics {
     pub fn init_routes<'a>(&self, routes: impl Iterator<Item = (&'a str, usize)>) {
         let mut resolved = Vec::new();
         for (route, keys) in routes {
-            resolved.push(RouteMetrics {
-                name: route.to_owned(),
-                forwarded: self.requests.with_label_values(&[route, "forwarded"]),
-                request_duration: self.request_duration.with_label_values(&[route]),
-                upstream_duration: self.upstream_duration.with_label_values(&[route]),
-                upstream_class: ["1xx", "2xx", "3xx", "4xx", "5xx"]
-                    .map(|c| self.upstream_responses.with_label_values(&[route, c])),
-                verified: (0..keys)
-                    .map(|i| self.verified.with_label_values(&[route, &i.to_string()]))
-                    .collect(),
-            });
+            resolved.push(self.resolve(route, keys));
             self.requests.with_label_values(&[route, "forwarded"]);
             self.requests.with_label_values(&[route, "duplicate"]);
             for label in Refusal::LABELS {
@@ -261,12 +253,32 @@ impl Metrics {
         let _ = self.routes.set(resolved);
     }
 
-    /// The resolved series of route `name` at `index`, if `init_routes` saw exactly it.
-    pub fn route(&self, index: usize, name: &str) -> Option<&RouteMetrics> {
-        self.routes
+    /// The series of route `name` (at `index` in the route table): the ones resolved at start,
+    /// or, for a route `init_routes` did not see, looked up now.
+    pub fn route(&self, index: usize, name: &str, keys: usize) -> Cow<'_, RouteMetrics> {
+        match self
+            .routes
             .get()
             .and_then(|r| r.get(index))
             .filter(|m| m.name == name)
+        {
+            Some(m) => Cow::Borrowed(m),
+            None => Cow::Owned(self.resolve(name, keys)),
+        }
+    }
+
+    fn resolve(&self, route: &str, keys: usize) -> RouteMetrics {
+        RouteMetrics {
+            name: route.to_owned(),
+            forwarded: self.requests.with_label_values(&[route, "forwarded"]),
+            request_duration: self.request_duration.with_label_values(&[route]),
+            upstream_duration: self.upstream_duration.with_label_values(&[route]),
+            upstream_class: ["1xx", "2xx", "3xx", "4xx", "5xx"]
+                .map(|c| self.upstream_responses.with_label_values(&[route, c])),
+            verified: (0..keys)
+                .map(|i| self.verified.with_label_values(&[route, &i.to_string()]))
+                .collect(),
+        }
     }
 
     /// Text exposition for `/metrics`.
@@ -285,6 +297,7 @@ impl Default for Metrics {
 }
 
 /// One route's per-request series, resolved at start.
+#[derive(Clone)]
 pub struct RouteMetrics {
     name: String,
     pub forwarded: prometheus::IntCounter,
@@ -297,19 +310,17 @@ pub struct RouteMetrics {
 }
 
 impl RouteMetrics {
-    pub fn upstream_status(&self, status: http::StatusCode) {
-        let i = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
-        self.upstream_class[i].inc();
+    /// Counts a verification by the key at `index`.
+    pub fn verified_by(&self, index: usize) {
+        if let Some(c) = self.verified.get(index) {
+            c.inc();
+        }
     }
 }
 
-/// `2xx`-style class of a status code.
-pub fn status_class(status: http::StatusCode) -> &'static str {
-    match status.as_u16() / 100 {
-        1 => "1xx",
-        2 => "2xx",
-        3 => "3xx",
-        4 => "4xx",
-        _ => "5xx",
+impl RouteMetrics {
+    pub fn upstream_status(&self, status: http::StatusCode) {
+        let i = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
+        self.upstream_class[i].inc();
     }
 }
