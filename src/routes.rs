@@ -62,11 +62,11 @@ pub fn is_clean_path(path: &str) -> bool {
         return false;
     }
     let inner = path.strip_suffix('/').unwrap_or(path);
-    inner
-        .split('/')
-        .skip(1)
-        .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
-        || path == "/"
+    inner.split('/').skip(1).all(|seg| {
+        // Servlet containers read `..;x` as `..`: judge a segment by what precedes `;`.
+        let name = seg.split(';').next().unwrap_or(seg);
+        !seg.is_empty() && name != "." && name != ".."
+    }) || path == "/"
 }
 
 /// The outcome of matching one request.
@@ -202,6 +202,9 @@ mod tests {
             "/a%2E%2e/b",
             "/a\\b",
             "/a%5cb",
+            "/a/..;/b",
+            "/a/.;x/b",
+            "/..;",
         ] {
             assert!(!is_clean_path(bad), "{bad}");
         }

@@ -108,7 +108,13 @@ pub fn compile(
                 } else {
                     format!("{label}.{path}")
                 };
-                r.error(location, e.into_inner().to_string());
+                // serde quotes the offending value; for a secret that would print it.
+                let message = if path.contains("secret") {
+                    "must be a quoted string (\"${ENV_VAR}\" or a literal)".to_string()
+                } else {
+                    e.into_inner().to_string()
+                };
+                r.error(location, message);
                 continue;
             }
         };
@@ -1023,7 +1029,13 @@ fn parse_header(s: &str, loc: &str, r: &mut Report) -> Option<HeaderName> {
 }
 
 fn parse_duration(s: &str, loc: &str, r: &mut Report) -> Option<Duration> {
+    // Ten years: far beyond any timeout or TTL, and safely inside `Instant` arithmetic.
+    const MAX: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
     match humantime::parse_duration(s) {
+        Ok(d) if d > MAX => {
+            r.error(loc, "longer than ten years; nothing here needs that");
+            None
+        }
         Ok(d) if !d.is_zero() => Some(d),
         Ok(_) => {
             r.error(loc, "must be greater than zero");

@@ -1635,3 +1635,19 @@ fn replay_blocks_compile_with_preset_defaults_and_located_errors() {
         }
     );
 }
+
+#[test]
+fn a_secret_of_the_wrong_type_is_not_echoed_and_durations_are_bounded() {
+    let errs = errors(&one_route("verify: { preset: lahza, secret: 123456789 }"));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].location, "routes[0] (r).verify.secret");
+    assert!(!errs[0].message.contains("123456789"), "{errs:?}");
+    assert!(errs[0].message.contains("quoted string"));
+
+    let errs = errors(&format!(
+        "limits: {{ upstream_timeout: 18446744073709551615s }}\n{}",
+        one_route(LAHZA)
+    ));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].location, "limits.upstream_timeout");
+}

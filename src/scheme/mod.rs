@@ -290,7 +290,7 @@ pub struct Verified {
     /// Index of the key that matched, in configuration order.
     pub key_index: usize,
     /// The decoded signature that verified (a replay key that no re-encoding, re-ordering or
-    /// extra entry in the header can change).
+    /// extra entry in the header can change; ECDSA signatures in their low-s form).
     pub signature: Vec<u8>,
 }
 
@@ -379,9 +379,17 @@ impl Scheme {
             return Err(VerifyError::Mismatch);
         };
         let mut candidates = candidates;
+        let mut signature = candidates.swap_remove(c);
+        if self.algorithm == Algorithm::EcdsaP256Sha256 {
+            // ECDSA signatures are malleable (s and n - s both verify, and DER differs): the
+            // replay key is the low-s form, so a flipped copy is still the same request.
+            if let Some(sig) = p256_signature(&signature) {
+                signature = sig.normalize_s().unwrap_or(sig).to_bytes().to_vec();
+            }
+        }
         Ok(Verified {
             key_index,
-            signature: candidates.swap_remove(c),
+            signature,
         })
     }
 

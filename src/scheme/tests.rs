@@ -597,3 +597,40 @@ fn sendgrid_signature_must_be_der() {
         ))
     );
 }
+
+#[test]
+fn an_ecdsa_signature_and_its_malleable_twin_give_one_replay_key() {
+    use p256::elliptic_curve::ff::PrimeField;
+    let case = provider_cases()
+        .into_iter()
+        .find(|c| c.preset == "sendgrid" && c.expect == "accept")
+        .unwrap();
+    let (scheme, mut headers, pq) = provider_setup(&case);
+    let verify = |h: &HeaderMap| {
+        scheme
+            .verify(
+                &RequestView {
+                    headers: h,
+                    body: case.body.as_bytes(),
+                    path_and_query: &pq,
+                },
+                at(case.now_unix),
+            )
+            .unwrap()
+    };
+    let original = verify(&headers);
+    let der = BASE64
+        .decode(headers[&scheme.signature.header].to_str().unwrap())
+        .unwrap();
+    let sig = p256::ecdsa::Signature::from_der(&der).unwrap();
+    let twin =
+        p256::ecdsa::Signature::from_scalars(sig.r().to_repr(), (-*sig.s()).to_repr()).unwrap();
+    let twin_der = twin.to_der().as_bytes().to_vec();
+    assert_ne!(twin_der, der, "the twin is a different header value");
+    headers.insert(
+        scheme.signature.header.clone(),
+        HeaderValue::from_str(&BASE64.encode(&twin_der)).unwrap(),
+    );
+    let flipped = verify(&headers);
+    assert_eq!(flipped.signature, original.signature);
+}
