@@ -41,6 +41,7 @@ pub fn client(limits: &Limits) -> UpstreamClient {
 }
 
 /// What the gateway knows about the hop the request arrived on.
+#[derive(Clone, Copy)]
 pub struct Hop {
     /// The TCP peer, appended to `X-Forwarded-For`.
     pub peer: IpAddr,
@@ -51,7 +52,8 @@ pub struct Hop {
 }
 
 /// Sends the request upstream and returns the upstream's answer, whole, within
-/// `limits.upstream_timeout`.
+/// `limits.upstream_timeout`, and the status the upstream answered with, if it answered at
+/// all (it may have accepted the event even when relaying its answer then failed).
 pub async fn forward(
     client: &UpstreamClient,
     route: &Route,
@@ -60,9 +62,16 @@ pub async fn forward(
     hop: &Hop,
     limits: &Limits,
     metrics: &Metrics,
-) -> Result<Response<Full<Bytes>>, Refusal> {
-    let request = upstream_request(route, parts, body, hop)?;
+) -> (
+    Result<Response<Full<Bytes>>, Refusal>,
+    Option<http::StatusCode>,
+) {
+    let request = match upstream_request(route, parts, body, hop) {
+        Ok(r) => r,
+        Err(e) => return (Err(e), None),
+    };
     let started = Instant::now();
+    let mut upstream_status = None;
     let exchange = async {
         let response = client.request(request).await.map_err(|e| {
             if e.is_connect() {
@@ -72,6 +81,7 @@ pub async fn forward(
             }
         })?;
         let (mut head, body) = response.into_parts();
+        upstream_status = Some(head.status);
         let limit = usize::try_from(limits.max_response_bytes).unwrap_or(usize::MAX);
         let body = Limited::new(body, limit)
             .collect()
@@ -87,10 +97,10 @@ pub async fn forward(
     };
     let m = metrics.route(route.index, &route.name, key_count(route));
     m.upstream_duration.observe(started.elapsed().as_secs_f64());
-    if let Ok(response) = &result {
-        m.upstream_status(response.status());
+    if let Some(status) = upstream_status {
+        m.upstream_status(status);
     }
-    result
+    (result, upstream_status)
 }
 
 fn key_count(route: &Route) -> usize {

@@ -41,7 +41,11 @@ pub struct Conn {
 }
 
 /// Handles one request end to end. Never fails: every problem is a response.
-pub async fn handle(shared: &Shared, conn: Conn, req: Request<Incoming>) -> Response<Full<Bytes>> {
+pub async fn handle(
+    shared: &Arc<Shared>,
+    conn: Conn,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let started = Instant::now();
     let metrics = &shared.metrics;
     let _in_flight = InFlight::new(&metrics.in_flight);
@@ -139,7 +143,7 @@ impl Drop for InFlight<'_> {
 /// On a route in shadow mode (`enforce: false`) a failed allowlist or signature check is
 /// recorded in `shadowed` and the request goes on.
 async fn pipeline(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     conn: Conn,
     client: ClientIp,
     req: Request<Incoming>,
@@ -232,22 +236,46 @@ async fn pipeline(
         peer_trusted: client_ip::is_in(peer, &gateway.trusted_proxies),
         proto: if conn.tls { "https" } else { "http" },
     };
-    let result = forward::forward(
-        &shared.client,
-        &route,
-        parts,
-        body,
-        &hop,
-        limits,
-        &shared.metrics,
-    )
-    .await;
-    if let Some((guard, ttl)) = claim {
-        // Remembered only if the app took it; otherwise released so the retry goes through.
-        let delivered = matches!(&result, Ok(r) if r.status().is_success());
+    let Some((guard, ttl)) = claim else {
+        let (result, _) = forward::forward(
+            &shared.client,
+            &route,
+            parts,
+            body,
+            &hop,
+            limits,
+            &shared.metrics,
+        )
+        .await;
+        return result.map(|r| (r, "forwarded"));
+    };
+    // A claimed event is forwarded and settled in a task of its own: if the sender hangs up
+    // mid-forward, the app may still take the event, and the claim must record that answer
+    // (or a retry would be delivered a second time).
+    let task_shared = shared.clone();
+    let task = tokio::spawn(async move {
+        let s = &task_shared;
+        let (result, status) = forward::forward(
+            &s.client,
+            &route,
+            parts,
+            body,
+            &hop,
+            &s.gateway.limits,
+            &s.metrics,
+        )
+        .await;
+        // Remembered if the app answered 2xx (even if relaying its answer then failed);
+        // otherwise released so the retry goes through.
+        let delivered = status.is_some_and(|st| st.is_success());
         guard.settle(delivered, ttl).await;
+        result
+    });
+    match task.await {
+        Ok(result) => result.map(|r| (r, "forwarded")),
+        // Only a panic in the task; the claim guard has released the claim on drop.
+        Err(_) => Err(Refusal::UpstreamBadResponse),
     }
-    result.map(|r| (r, "forwarded"))
 }
 
 enum Replay {

@@ -329,3 +329,39 @@ async fn redis_down_rejects_or_allows_as_configured_and_recovers() {
     assert_eq!(upstream.count(), 3);
     gw.shutdown().await;
 }
+
+/// The sender gives up mid-forward; the app still takes the event. The claim must record the
+/// app's answer, so the sender's retry is a duplicate, not a second delivery.
+#[tokio::test]
+async fn a_sender_hanging_up_mid_forward_does_not_cause_a_second_delivery() {
+    use tokio::io::AsyncWriteExt;
+    let upstream = Upstream::start_with(Reply {
+        delay: Duration::from_millis(800),
+        ..Reply::default()
+    })
+    .await;
+    let gw = Gateway::start(&config("", &lomi_route("lomi", &upstream.url(), "")), ENV).await;
+    let (body, headers) = lomi_event("evt_hangup");
+    let mut request = format!(
+        "POST /lomi HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in &headers {
+        request += &format!("{k}: {v}\r\n");
+    }
+    request += "\r\n";
+    let mut bytes = request.into_bytes();
+    bytes.extend(&body);
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(&bytes).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(s); // the sender's timeout
+
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(upstream.count(), 1, "the app took the first copy");
+    let retry = post(&gw.url("/lomi"), &as_refs(&headers), &body).await;
+    assert_eq!(retry.status, StatusCode::OK);
+    assert_eq!(retry.headers["x-hookgate-duplicate"], "true");
+    assert_eq!(upstream.count(), 1, "delivered once");
+    gw.shutdown().await;
+}
