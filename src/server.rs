@@ -156,9 +156,10 @@ async fn accept_loop(
         let watcher = graceful.watcher();
         let shared = shared.clone();
         let tls = tls.clone();
+        let conn_shutdown = shutdown.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            serve_connection(stream, peer, tls, shared, watcher).await;
+            serve_connection(stream, peer, tls, shared, watcher, conn_shutdown).await;
         });
     }
     drop(listener);
@@ -177,6 +178,7 @@ async fn serve_connection(
     tls: Option<TlsAcceptor>,
     shared: Arc<Shared>,
     watcher: Watcher,
+    shutdown: watch::Receiver<bool>,
 ) {
     let metrics = shared.metrics.clone();
     metrics.connections.inc();
@@ -193,7 +195,7 @@ async fn serve_connection(
                     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
                     let conn = Conn { peer, tls: true };
                     if h2 {
-                        serve_http2(TokioIo::new(stream), conn, &shared, watcher).await;
+                        serve_http2(TokioIo::new(stream), conn, &shared, watcher, shutdown).await;
                     } else {
                         serve_http1(TokioIo::new(stream), conn, &shared, watcher).await;
                     }
@@ -242,15 +244,32 @@ where
     }
 }
 
-async fn serve_http2<I>(io: I, conn: Conn, shared: &Arc<Shared>, watcher: Watcher)
-where
+/// HTTP/2 has no header read timeout in hyper, and keep-alive pings start only after the
+/// client's preface, so a client could hold a connection (and a `max_connections` slot)
+/// forever by sending nothing. This loop closes (GOAWAY) a connection that has had no request
+/// in flight for `header_read_timeout`, and on shutdown.
+async fn serve_http2<I>(
+    io: I,
+    conn: Conn,
+    shared: &Arc<Shared>,
+    watcher: Watcher,
+    mut shutdown: watch::Receiver<bool>,
+) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let limits = &shared.gateway.limits;
+    let activity = Arc::new(Activity::new());
     let svc_shared = shared.clone();
+    let svc_activity = activity.clone();
     let service = service_fn(move |req| {
         let shared = svc_shared.clone();
-        handle_boxed(shared, conn, req)
+        let guard = svc_activity.start();
+        let fut = handle_boxed(shared, conn, req);
+        async move {
+            let response = fut.await;
+            drop(guard);
+            response
+        }
     });
     let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
@@ -260,8 +279,76 @@ where
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(10))
         .serve_connection(io, service);
-    if let Err(e) = watcher.watch(connection).await {
+    tokio::pin!(connection);
+    let idle_limit = limits.header_read_timeout;
+    let mut tick = tokio::time::interval((idle_limit / 4).max(Duration::from_millis(50)));
+    // Once closing, the connection gets a bounded time to finish before it is dropped.
+    let mut deadline: Option<tokio::time::Instant> = None;
+    let result = loop {
+        tokio::select! {
+            r = connection.as_mut() => break r,
+            _ = shutdown.changed(), if deadline.is_none() => {
+                connection.as_mut().graceful_shutdown();
+                deadline = Some(tokio::time::Instant::now() + limits.shutdown_grace);
+            }
+            _ = tick.tick() => match deadline {
+                Some(d) if tokio::time::Instant::now() >= d => break Ok(()),
+                Some(_) => {}
+                None if activity.idle_for() >= idle_limit => {
+                    tracing::debug!(peer = %conn.peer, "idle HTTP/2 connection closed");
+                    connection.as_mut().graceful_shutdown();
+                    deadline = Some(tokio::time::Instant::now() + idle_limit);
+                }
+                None => {}
+            },
+        }
+    };
+    // Held until here so that a gateway shutdown waits for this connection too.
+    drop(watcher);
+    if let Err(e) = result {
         connection_error(shared, conn.peer, &e);
+    }
+}
+
+/// Requests in flight on one connection and when the last one ended.
+struct Activity {
+    in_flight: std::sync::atomic::AtomicUsize,
+    idle_since: std::sync::Mutex<std::time::Instant>,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
+            idle_since: std::sync::Mutex::new(std::time::Instant::now()),
+        }
+    }
+
+    fn start(self: &Arc<Self>) -> ActivityGuard {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        ActivityGuard(self.clone())
+    }
+
+    /// Zero while a request is in flight.
+    fn idle_for(&self) -> Duration {
+        if self.in_flight.load(Ordering::SeqCst) > 0 {
+            return Duration::ZERO;
+        }
+        self.idle_since
+            .lock()
+            .map(|t| t.elapsed())
+            .unwrap_or(Duration::ZERO)
+    }
+}
+
+struct ActivityGuard(Arc<Activity>);
+
+impl Drop for ActivityGuard {
+    fn drop(&mut self) {
+        if let Ok(mut t) = self.0.idle_since.lock() {
+            *t = std::time::Instant::now();
+        }
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -149,3 +149,36 @@ async fn https_with_http1_and_http2_forwards_verified_and_refuses_tampered() {
     );
     gw.shutdown().await;
 }
+
+/// A client that negotiates HTTP/2 and then says nothing must not hold a connection slot
+/// forever: with `max_connections: 1`, the next client still gets served.
+#[tokio::test]
+async fn a_silent_http2_connection_gives_its_slot_back() {
+    let tls = make_cert("h2idle");
+    let upstream = Upstream::start().await;
+    let yaml = format!(
+        "listeners:\n  - addr: 127.0.0.1:0\n    tls:\n      cert: {}\n      key: {}\nadmin:\n  addr: 127.0.0.1:0\nlimits:\n  max_connections: 1\n  header_read_timeout: 400ms\nroutes:\n  - name: lahza\n    path: /hooks/lahza\n    upstream: {}\n    verify: {{ preset: lahza, secret: \"${{LAHZA_SECRET}}\" }}\n",
+        tls.dir.join("cert.pem").display(),
+        tls.dir.join("key.pem").display(),
+        upstream.url()
+    );
+    let gw = Gateway::start(&yaml, &[("LAHZA_SECRET", "sk_live_lahza_8c2e")]).await;
+    let tcp = TcpStream::connect(gw.addr).await.unwrap();
+    let silent = connector(&tls, b"h2")
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    assert_eq!(silent.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+
+    let sig = hex::encode(hmac_sha256("sk_live_lahza_8c2e", &[BODY]));
+    let next = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tls_post(&gw, &tls, b"http/1.1", &[("x-lahza-signature", &sig)], BODY),
+    )
+    .await
+    .expect("the silent connection was closed and its slot reused");
+    assert_eq!(next.0, StatusCode::OK);
+    assert_eq!(upstream.count(), 1);
+    drop(silent);
+    gw.shutdown().await;
+}
