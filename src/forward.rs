@@ -88,7 +88,7 @@ pub async fn forward(
             .await
             .map_err(|_| Refusal::UpstreamBadResponse)?
             .to_bytes();
-        strip_hop_by_hop(&mut head.headers);
+        strip_hop_by_hop(&mut head.headers, &[]);
         Ok::<_, Refusal>(Response::from_parts(head, Full::new(body)))
     };
     let result = match tokio::time::timeout(limits.upstream_timeout, exchange).await {
@@ -142,7 +142,7 @@ fn upstream_request(
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
 
-    strip_hop_by_hop(&mut headers);
+    strip_hop_by_hop(&mut headers, &verified_headers(route));
     // The body has been read already: `Expect: 100-continue` was answered by us.
     headers.remove(header::EXPECT);
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
@@ -191,15 +191,46 @@ fn upstream_request(
     Ok(request)
 }
 
-/// Removes hop-by-hop headers (RFC 9110 §7.6.1): `Connection`, every header it names, and the
-/// fixed list of connection-specific fields.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+/// Headers the route verified or deduplicates by: a client must not be able to have them
+/// dropped (by naming them in `Connection`) after they were checked.
+fn verified_headers(route: &Route) -> Vec<HeaderName> {
+    let mut names = Vec::new();
+    if let Some(scheme) = &route.scheme {
+        names.push(scheme.signature.header.clone());
+        for part in &scheme.message {
+            if let crate::scheme::Part::Header(h) = part {
+                names.push(h.clone());
+            }
+        }
+        if let Some(crate::scheme::TimestampSpec {
+            source: crate::scheme::TimestampSource::Header(h),
+            ..
+        }) = &scheme.timestamp
+        {
+            names.push(h.clone());
+        }
+    }
+    if let Some(crate::replay::ReplayPolicy {
+        key: crate::replay::KeySource::Header(h),
+        ..
+    }) = &route.replay
+    {
+        names.push(h.clone());
+    }
+    names
+}
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1): `Connection`, every header it names except
+/// those in `keep` (headers that were verified), and the fixed list of connection-specific
+/// fields.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep: &[HeaderName]) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .filter(|name| !keep.contains(name))
         .collect();
     for name in named {
         headers.remove(name);
@@ -233,7 +264,21 @@ mod tests {
         h.insert("te", "trailers".parse().unwrap());
         h.insert("upgrade", "h2c".parse().unwrap());
         h.insert("x-lahza-signature", "abc".parse().unwrap());
-        strip_hop_by_hop(&mut h);
+        strip_hop_by_hop(&mut h, &[]);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h.get("x-lahza-signature").unwrap(), "abc");
+    }
+
+    #[test]
+    fn verified_headers_survive_being_named_in_connection() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            "x-lahza-signature, x-private".parse().unwrap(),
+        );
+        h.insert("x-private", "1".parse().unwrap());
+        h.insert("x-lahza-signature", "abc".parse().unwrap());
+        strip_hop_by_hop(&mut h, &[HeaderName::from_static("x-lahza-signature")]);
         assert_eq!(h.len(), 1);
         assert_eq!(h.get("x-lahza-signature").unwrap(), "abc");
     }

@@ -361,7 +361,7 @@ async fn hop_by_hop_headers_do_not_reach_the_app() {
     let gw = Gateway::start(&lahza_route(&upstream.url(), ""), ENV).await;
     let sig = good_sig(BODY);
     let req = format!(
-        "POST /hooks/lahza HTTP/1.1\r\nHost: hooks.example\r\nx-lahza-signature: {sig}\r\nConnection: close, x-hop-secret\r\nx-hop-secret: 1\r\nKeep-Alive: timeout=5\r\nContent-Length: {}\r\n\r\n",
+        "POST /hooks/lahza HTTP/1.1\r\nHost: hooks.example\r\nx-lahza-signature: {sig}\r\nConnection: close, x-hop-secret, x-lahza-signature\r\nx-hop-secret: 1\r\nKeep-Alive: timeout=5\r\nContent-Length: {}\r\n\r\n",
         BODY.len()
     );
     let mut bytes = req.into_bytes();
@@ -370,6 +370,8 @@ async fn hop_by_hop_headers_do_not_reach_the_app() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     let got = &upstream.received()[0];
     assert!(got.headers.get("x-hop-secret").is_none());
+    // A verified header named in Connection is still delivered: the app sees what was checked.
+    assert_eq!(got.headers["x-lahza-signature"], sig.as_str());
     assert!(got.headers.get("keep-alive").is_none());
     assert_eq!(got.headers["host"], "hooks.example");
     assert_eq!(got.headers["x-forwarded-host"], "hooks.example");
