@@ -142,7 +142,13 @@ fn upstream_request(
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
 
-    strip_hop_by_hop(&mut headers, &verified_headers(route));
+    // Only a request with a Connection header can name headers to drop.
+    let keep = if headers.contains_key(header::CONNECTION) {
+        verified_headers(route)
+    } else {
+        Vec::new()
+    };
+    strip_hop_by_hop(&mut headers, &keep);
     // The body has been read already: `Expect: 100-continue` was answered by us.
     headers.remove(header::EXPECT);
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
