@@ -438,6 +438,24 @@ fn provider_cases() -> Vec<ProviderCase> {
     f.cases
 }
 
+/// Verifies a provider case's body with `headers`, posted to `path_and_query`, at `now`.
+fn verify_case(
+    scheme: &Scheme,
+    case: &ProviderCase,
+    headers: &HeaderMap,
+    path_and_query: &str,
+    now: SystemTime,
+) -> Result<Verified, VerifyError> {
+    scheme.verify(
+        &RequestView {
+            headers,
+            body: case.body.as_bytes(),
+            path_and_query,
+        },
+        now,
+    )
+}
+
 /// The preset's scheme with the case's key, and the case's request parts.
 fn provider_setup(case: &ProviderCase) -> (Scheme, HeaderMap, String) {
     let asymmetric = matches!(
@@ -498,15 +516,7 @@ fn every_provider_vector_gives_the_expected_verdict() {
     );
     for case in &cases {
         let (scheme, headers, path_and_query) = provider_setup(case);
-        let verdict = scheme
-            .verify(
-                &RequestView {
-                    headers: &headers,
-                    body: case.body.as_bytes(),
-                    path_and_query: &path_and_query,
-                },
-                at(case.now_unix),
-            )
+        let verdict = verify_case(&scheme, case, &headers, &path_and_query, at(case.now_unix))
             .map(|v| v.key_index);
         let label = format!("{}/{}", case.preset, case.name);
         match case.expect.as_str() {
@@ -549,16 +559,8 @@ fn signing_round_trips_for_every_preset() {
             )
             .unwrap_or_else(|e| panic!("{}: {e}", case.preset));
         assert!(set.contains(&scheme.signature.header), "{}", case.preset);
-        let verdict = scheme
-            .verify(
-                &RequestView {
-                    headers: &headers,
-                    body: case.body.as_bytes(),
-                    path_and_query: &path_and_query,
-                },
-                now,
-            )
-            .map(|v| v.key_index);
+        let verdict =
+            verify_case(&scheme, case, &headers, &path_and_query, now).map(|v| v.key_index);
         assert_eq!(verdict, Ok(0), "{}", case.preset);
     }
     // Every non-seed preset except the token one, including sendgrid/discord (private keys).
@@ -582,14 +584,7 @@ fn sendgrid_signature_must_be_der() {
         scheme.signature.header.clone(),
         HeaderValue::from_str(&BASE64.encode(raw)).unwrap(),
     );
-    let verdict = scheme.verify(
-        &RequestView {
-            headers: &headers,
-            body: case.body.as_bytes(),
-            path_and_query: &pq,
-        },
-        at(case.now_unix),
-    );
+    let verdict = verify_case(&scheme, &case, &headers, &pq, at(case.now_unix));
     assert_eq!(
         verdict,
         Err(VerifyError::MalformedSignature(
@@ -606,18 +601,7 @@ fn an_ecdsa_signature_and_its_malleable_twin_give_one_replay_key() {
         .find(|c| c.preset == "sendgrid" && c.expect == "accept")
         .unwrap();
     let (scheme, mut headers, pq) = provider_setup(&case);
-    let verify = |h: &HeaderMap| {
-        scheme
-            .verify(
-                &RequestView {
-                    headers: h,
-                    body: case.body.as_bytes(),
-                    path_and_query: &pq,
-                },
-                at(case.now_unix),
-            )
-            .unwrap()
-    };
+    let verify = |h: &HeaderMap| verify_case(&scheme, &case, h, &pq, at(case.now_unix)).unwrap();
     let original = verify(&headers);
     let der = BASE64
         .decode(headers[&scheme.signature.header].to_str().unwrap())
