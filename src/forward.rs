@@ -95,16 +95,12 @@ pub async fn forward(
         Ok(r) => r,
         Err(_) => Err(Refusal::UpstreamTimeout),
     };
-    let m = metrics.route(route.index, &route.name, key_count(route));
+    let m = metrics.route(route);
     m.upstream_duration.observe(started.elapsed().as_secs_f64());
     if let Some(status) = upstream_status {
         m.upstream_status(status);
     }
     (result, upstream_status)
-}
-
-fn key_count(route: &Route) -> usize {
-    route.scheme.as_ref().map_or(0, |s| s.secret_count())
 }
 
 /// Builds the upstream request from the client's, moving (not copying) its header map.

@@ -63,10 +63,7 @@ pub async fn handle(
     let result = pipeline(shared, conn, client, req, &mut route, &mut shadowed).await;
 
     let route_name = route.as_ref().map(|r| r.name.as_str()).unwrap_or(NO_ROUTE);
-    let route_metrics = route.as_ref().map(|r| {
-        let keys = r.scheme.as_ref().map_or(0, |s| s.secret_count());
-        metrics.route(r.index, &r.name, keys)
-    });
+    let route_metrics = route.as_ref().map(|r| metrics.route(r));
     let elapsed = started.elapsed();
     let response = match result {
         Ok((response, passed)) => {
@@ -192,10 +189,7 @@ async fn pipeline(
             .observe(verify_started.elapsed().as_secs_f64());
         match verdict {
             Ok(verified) => {
-                shared
-                    .metrics
-                    .route(route.index, &route.name, scheme.secret_count())
-                    .verified_by(verified.key_index);
+                shared.metrics.route(&route).verified_by(verified.key_index);
                 signature = verified.signature;
             }
             Err(e) if shadowed.is_none() => {
@@ -236,35 +230,30 @@ async fn pipeline(
         peer_trusted: client_ip::is_in(peer, &gateway.trusted_proxies),
         proto: if conn.tls { "https" } else { "http" },
     };
+    let exchange = {
+        let shared = shared.clone();
+        async move {
+            let s = &shared;
+            forward::forward(
+                &s.client,
+                &route,
+                parts,
+                body,
+                &hop,
+                &s.gateway.limits,
+                &s.metrics,
+            )
+            .await
+        }
+    };
     let Some((guard, ttl)) = claim else {
-        let (result, _) = forward::forward(
-            &shared.client,
-            &route,
-            parts,
-            body,
-            &hop,
-            limits,
-            &shared.metrics,
-        )
-        .await;
-        return result.map(|r| (r, "forwarded"));
+        return exchange.await.0.map(|r| (r, "forwarded"));
     };
     // A claimed event is forwarded and settled in a task of its own: if the sender hangs up
     // mid-forward, the app may still take the event, and the claim must record that answer
     // (or a retry would be delivered a second time).
-    let task_shared = shared.clone();
     let task = tokio::spawn(async move {
-        let s = &task_shared;
-        let (result, status) = forward::forward(
-            &s.client,
-            &route,
-            parts,
-            body,
-            &hop,
-            &s.gateway.limits,
-            &s.metrics,
-        )
-        .await;
+        let (result, status) = exchange.await;
         // Remembered if the app answered 2xx (even if relaying its answer then failed);
         // otherwise released so the retry goes through.
         let delivered = status.is_some_and(|st| st.is_success());

@@ -9,6 +9,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+use crate::config::Route;
 use crate::refusal::Refusal;
 
 /// Route label for requests that matched no route.
@@ -234,12 +235,13 @@ impl Metrics {
     }
 
     /// Creates the series for every configured route at zero, so dashboards and alerts see
-    /// them before the first request, and resolves each route's hot-path series. `routes` are
-    /// (name, number of keys) in route-table order.
-    pub fn init_routes<'a>(&self, routes: impl Iterator<Item = (&'a str, usize)>) {
+    /// them before the first request, and resolves each route's hot-path series. `routes`
+    /// come in route-table order.
+    pub fn init_routes<'a>(&self, routes: impl Iterator<Item = &'a Route>) {
         let mut resolved = Vec::new();
-        for (route, keys) in routes {
-            resolved.push(self.resolve(route, keys));
+        for r in routes {
+            resolved.push(self.resolve(r));
+            let route = r.name.as_str();
             self.requests.with_label_values(&[route, "forwarded"]);
             self.requests.with_label_values(&[route, "duplicate"]);
             for label in Refusal::LABELS {
@@ -253,21 +255,23 @@ impl Metrics {
         let _ = self.routes.set(resolved);
     }
 
-    /// The series of route `name` (at `index` in the route table): the ones resolved at start,
-    /// or, for a route `init_routes` did not see, looked up now.
-    pub fn route(&self, index: usize, name: &str, keys: usize) -> Cow<'_, RouteMetrics> {
+    /// A route's series: the ones resolved at start, or, for a route `init_routes` did not
+    /// see, looked up now.
+    pub fn route(&self, route: &Route) -> Cow<'_, RouteMetrics> {
         match self
             .routes
             .get()
-            .and_then(|r| r.get(index))
-            .filter(|m| m.name == name)
+            .and_then(|r| r.get(route.index))
+            .filter(|m| m.name == route.name)
         {
             Some(m) => Cow::Borrowed(m),
-            None => Cow::Owned(self.resolve(name, keys)),
+            None => Cow::Owned(self.resolve(route)),
         }
     }
 
-    fn resolve(&self, route: &str, keys: usize) -> RouteMetrics {
+    fn resolve(&self, r: &Route) -> RouteMetrics {
+        let route = r.name.as_str();
+        let keys = r.scheme.as_ref().map_or(0, |s| s.secret_count());
         RouteMetrics {
             name: route.to_owned(),
             forwarded: self.requests.with_label_values(&[route, "forwarded"]),

@@ -52,10 +52,7 @@ impl Running {
 /// Binds all listeners and the admin listener and starts serving.
 pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io::Result<Running> {
     let gateway = Arc::new(gateway);
-    metrics.init_routes(gateway.routes.routes().iter().map(|r| {
-        let keys = r.scheme.as_ref().map_or(0, |s| s.secret_count());
-        (r.name.as_str(), keys)
-    }));
+    metrics.init_routes(gateway.routes.routes().iter().map(|r| r.as_ref()));
     let replay_store = if gateway.routes.routes().iter().any(|r| r.replay.is_some()) {
         let store = Store::new(&gateway.replay_store, metrics.clone())
             .map_err(|e| io::Error::other(format!("replay store: {e}")))?;
