@@ -384,12 +384,20 @@ impl RedisStore {
         })
     }
 
-    async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
-        let mut conn = self.manager.clone();
-        match tokio::time::timeout(self.timeout, cmd.query_async(&mut conn)).await {
+    /// One round trip, bounded by the configured timeout.
+    async fn bounded<T>(
+        &self,
+        round_trip: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, round_trip).await {
             Ok(r) => Ok(r?),
             Err(_) => Err(StoreError::Timeout),
         }
+    }
+
+    async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        let mut conn = self.manager.clone();
+        self.bounded(cmd.query_async(&mut conn)).await
     }
 
     async fn claim(&self, key: &str, in_flight_ttl: Duration) -> Result<Claim, StoreError> {
@@ -426,15 +434,9 @@ impl RedisStore {
         let mut conn = self.manager.clone();
         let mut invocation = self.deliver_script.key(key);
         invocation.arg(format!("i:{}", token.0)).arg(millis(ttl));
-        match tokio::time::timeout(
-            self.timeout,
-            invocation.invoke_async::<redis::Value>(&mut conn),
-        )
-        .await
-        {
-            Ok(r) => r.map(|_| ()).map_err(StoreError::from),
-            Err(_) => Err(StoreError::Timeout),
-        }
+        self.bounded(invocation.invoke_async::<redis::Value>(&mut conn))
+            .await
+            .map(|_| ())
     }
 
     async fn release(&self, key: &str, token: &Token) -> Result<(), StoreError> {
@@ -442,10 +444,9 @@ impl RedisStore {
         let mut conn = self.manager.clone();
         let mut invocation = self.release_script.key(key);
         invocation.arg(format!("i:{}", token.0));
-        match tokio::time::timeout(self.timeout, invocation.invoke_async::<i64>(&mut conn)).await {
-            Ok(r) => r.map(|_| ()).map_err(StoreError::from),
-            Err(_) => Err(StoreError::Timeout),
-        }
+        self.bounded(invocation.invoke_async::<i64>(&mut conn))
+            .await
+            .map(|_| ())
     }
 }
 
