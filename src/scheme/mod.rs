@@ -482,14 +482,7 @@ impl Scheme {
 
     /// The scheme's shape without its keys (for `hookgate presets`).
     pub fn describe_shape(&self, indent: &str) -> String {
-        describe(
-            indent,
-            self.algorithm,
-            &self.signature,
-            &self.message,
-            self.timestamp.as_ref(),
-            self.body_hash_param.as_deref(),
-        )
+        describe(self, indent)
     }
 
     fn read_signature_header<'h>(
@@ -649,14 +642,15 @@ impl Scheme {
 }
 
 /// Text form of a scheme's shape.
-fn describe(
-    indent: &str,
-    algorithm: Algorithm,
-    signature: &SignatureSpec,
-    message: &[Part],
-    timestamp: Option<&TimestampSpec>,
-    body_hash_param: Option<&str>,
-) -> String {
+fn describe(scheme: &Scheme, indent: &str) -> String {
+    let Scheme {
+        algorithm,
+        signature,
+        message,
+        timestamp,
+        body_hash_param,
+        ..
+    } = scheme;
     let encodings: Vec<&str> = signature.encodings.iter().map(|e| e.name()).collect();
     let parts: Vec<String> = message
         .iter()
