@@ -35,6 +35,7 @@ pub mod client_ip;
 pub mod config;
 pub mod forward;
 pub mod gateway;
+pub mod logbuf;
 pub mod metrics;
 pub mod refusal;
 pub mod replay;

@@ -80,7 +80,8 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("HOOKGATE_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        // Buffered off the request path; flushed below before the process exits.
+        .with_writer(hookgate::logbuf::BufferedStderr)
         // Colour only for a person at a terminal; log collectors get plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -91,6 +92,7 @@ fn main() -> ExitCode {
         Command::Sign { config, args } => sign(&config, &args),
         Command::Presets => presets(),
     };
+    hookgate::logbuf::flush();
     match result {
         Ok(code) => code,
         Err(e) => {

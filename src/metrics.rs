@@ -64,6 +64,8 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     /// Time spent verifying signatures, all routes together.
     pub verify_duration: Histogram,
+    /// Log lines dropped because stderr was not being drained (see `logbuf`).
+    pub log_lines_dropped: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -187,6 +189,11 @@ impl Metrics {
             ]),
         )
         .expect("valid metric");
+        let log_lines_dropped = prometheus::IntCounter::new(
+            "hookgate_log_lines_dropped_total",
+            "Log lines dropped because stderr was not keeping up.",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -205,6 +212,7 @@ impl Metrics {
             Box::new(replay_memory_evictions.clone()),
             Box::new(build_info.clone()),
             Box::new(verify_duration.clone()),
+            Box::new(log_lines_dropped.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -231,6 +239,7 @@ impl Metrics {
             replay_memory_evictions,
             build_info,
             verify_duration,
+            log_lines_dropped,
         }
     }
 
@@ -287,6 +296,12 @@ impl Metrics {
 
     /// Text exposition for `/metrics`.
     pub fn render(&self) -> Vec<u8> {
+        // The log buffer counts its drops itself; bring the counter up to date.
+        let dropped = crate::logbuf::dropped();
+        let counted = self.log_lines_dropped.get();
+        if dropped > counted {
+            self.log_lines_dropped.inc_by(dropped - counted);
+        }
         let mut out = Vec::new();
         // Encoding our own well-formed families into a Vec cannot fail.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
