@@ -8,37 +8,18 @@
 //! did not give.
 
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Response, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::{Limits, Route};
 use crate::metrics::Metrics;
 use crate::refusal::Refusal;
-
-pub type UpstreamClient = Client<HttpConnector, Full<Bytes>>;
-
-/// How long an idle upstream connection is kept for reuse.
-const POOL_IDLE: Duration = Duration::from_secs(60);
-
-pub fn client(limits: &Limits) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(limits.upstream_connect_timeout));
-    connector.enforce_http(true);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(POOL_IDLE)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .build(connector)
-}
+use crate::upstream::{UpstreamError, Upstreams};
 
 /// What the gateway knows about the hop the request arrived on.
 #[derive(Clone, Copy)]
@@ -55,7 +36,7 @@ pub struct Hop {
 /// `limits.upstream_timeout`, and the status the upstream answered with, if it answered at
 /// all (it may have accepted the event even when relaying its answer then failed).
 pub async fn forward(
-    client: &UpstreamClient,
+    upstreams: &Upstreams,
     route: &Route,
     parts: Parts,
     body: Bytes,
@@ -73,13 +54,20 @@ pub async fn forward(
     let started = Instant::now();
     let mut upstream_status = None;
     let exchange = async {
-        let response = client.request(request).await.map_err(|e| {
-            if e.is_connect() {
-                Refusal::UpstreamUnreachable
-            } else {
-                Refusal::UpstreamBadResponse
-            }
-        })?;
+        let authority = &route.upstream.authority;
+        let (response, lease) = upstreams
+            .send(authority, request)
+            .await
+            .map_err(|e| match e {
+                UpstreamError::Connect(e) => {
+                    tracing::debug!(upstream = %authority, error = %e, "upstream connect failed");
+                    Refusal::UpstreamUnreachable
+                }
+                UpstreamError::Exchange(e) => {
+                    tracing::debug!(upstream = %authority, error = %e, "upstream exchange failed");
+                    Refusal::UpstreamBadResponse
+                }
+            })?;
         let (mut head, body) = response.into_parts();
         upstream_status = Some(head.status);
         let limit = usize::try_from(limits.max_response_bytes).unwrap_or(usize::MAX);
@@ -88,6 +76,8 @@ pub async fn forward(
             .await
             .map_err(|_| Refusal::UpstreamBadResponse)?
             .to_bytes();
+        // Read in full: the connection can carry the next request.
+        upstreams.put_back(authority, lease);
         strip_hop_by_hop(&mut head.headers, &[]);
         Ok::<_, Refusal>(Response::from_parts(head, Full::new(body)))
     };
@@ -125,12 +115,8 @@ fn upstream_request(
                 .map_err(|_| Refusal::BadPath)?
         }
     };
-    let target = Uri::builder()
-        .scheme(http::uri::Scheme::HTTP)
-        .authority(route.upstream.authority.clone())
-        .path_and_query(path_and_query)
-        .build()
-        .map_err(|_| Refusal::BadPath)?;
+    // Origin-form, as sent on an HTTP/1.1 connection to the upstream.
+    let target = Uri::from(path_and_query);
 
     // The original host: Host header (HTTP/1.1) or :authority (HTTP/2).
     let original_host = headers.get(header::HOST).cloned().or_else(|| {
@@ -148,9 +134,14 @@ fn upstream_request(
     // The body has been read already: `Expect: 100-continue` was answered by us.
     headers.remove(header::EXPECT);
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    if let Some(host) = &original_host {
-        headers.insert(header::HOST, host.clone());
-    }
+    let upstream_host =
+        || HeaderValue::from_str(route.upstream.authority.as_str()).map_err(|_| Refusal::BadPath);
+    // The sender's Host is kept (apps may check it); without one, the upstream's own.
+    let host = match &original_host {
+        Some(host) => host.clone(),
+        None => upstream_host()?,
+    };
+    headers.insert(header::HOST, host);
 
     let peer = HeaderValue::from_str(&hop.peer.to_string()).map_err(|_| Refusal::BadPath)?;
     let xff = HeaderName::from_static("x-forwarded-for");

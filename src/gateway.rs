@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use crate::body;
 use crate::client_ip::{self, ClientIp};
 use crate::config::{Gateway, Route};
-use crate::forward::{self, Hop, UpstreamClient};
+use crate::forward::{self, Hop};
 use crate::metrics::{Metrics, NO_ROUTE};
 use crate::refusal::Refusal;
 use crate::replay::{self, Claim, ClaimGuard, OnStoreError, ReplayPolicy, Store};
@@ -27,7 +27,7 @@ pub type Clock = fn() -> SystemTime;
 pub struct Shared {
     pub gateway: Arc<Gateway>,
     pub metrics: Arc<Metrics>,
-    pub client: UpstreamClient,
+    pub upstreams: Arc<crate::upstream::Upstreams>,
     pub clock: Clock,
     /// `Some` when any route has `replay:`.
     pub replay_store: Option<Arc<Store>>,
@@ -235,7 +235,7 @@ async fn pipeline(
         async move {
             let s = &shared;
             forward::forward(
-                &s.client,
+                &s.upstreams,
                 &route,
                 parts,
                 body,

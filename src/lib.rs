@@ -11,7 +11,7 @@
 //!  -> body       body.rs       bounded by size and time                  413 / 408
 //!  -> verify     scheme/       signature + timestamp over the raw bytes  401
 //!  -> replay     replay.rs     claim the event id: duplicate 200, in flight 409, store 503
-//!  -> forward    forward.rs    pooled upstream client, hop-by-hop hygiene 502 / 504
+//!  -> forward    forward.rs    hop-by-hop hygiene; upstream.rs keep-alive pool 502 / 504
 //!  -> record     gateway.rs    one log line; metrics.rs counters
 //! ```
 //!
@@ -23,10 +23,12 @@
 //! - `config/`: `gateway.yaml` schema (`file.rs`), compilation with located errors
 //!   (`compile.rs`), secret resolution (`secret.rs`), the runtime model (`mod.rs`).
 //! - `scheme/`: the generic signature scheme engine and its presets.
-//! - `routes.rs`, `client_ip.rs`, `body.rs`, `replay.rs`, `forward.rs`: one pipeline step each.
+//! - `routes.rs`, `client_ip.rs`, `body.rs`, `replay.rs`, `forward.rs`: one pipeline step each;
+//!   `upstream.rs`: the keep-alive connections to each upstream.
 //! - `gateway.rs`: the pipeline. `refusal.rs`: every refusal.
 //! - `server.rs`, `tls.rs`: listeners, TLS, HTTP versions, graceful shutdown.
 //! - `admin.rs`, `metrics.rs`: `/metrics`, `/healthz`, `/readyz`; every metric.
+//! - `logbuf.rs`: log lines buffered off the request path, written by a background thread.
 //! - `main.rs`: the CLI (`run`, `check`, `sign`), no logic of its own.
 
 pub mod admin;
@@ -43,3 +45,4 @@ pub mod routes;
 pub mod scheme;
 pub mod server;
 pub mod tls;
+pub mod upstream;

@@ -19,11 +19,12 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+use crate::admin;
 use crate::config::Gateway;
 use crate::gateway::{self, Clock, Conn, Shared};
 use crate::metrics::Metrics;
 use crate::replay::Store;
-use crate::{admin, forward};
+use crate::upstream::Upstreams;
 
 /// A started gateway.
 pub struct Running {
@@ -61,8 +62,17 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
     } else {
         None
     };
+    let upstreams = Arc::new(Upstreams::new(
+        gateway
+            .routes
+            .routes()
+            .iter()
+            .map(|r| &r.upstream.authority),
+        gateway.limits.upstream_connect_timeout,
+        gateway.limits.upstream_keepalive,
+    ));
     let shared = Arc::new(Shared {
-        client: forward::client(&gateway.limits),
+        upstreams: upstreams.clone(),
         gateway: gateway.clone(),
         metrics: metrics.clone(),
         clock,
@@ -103,6 +113,7 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
     }
     let admin_addr = admin_listener.local_addr()?;
     tracing::info!(addr = %admin_addr, "admin listening (/metrics /healthz /readyz)");
+    let shutdown_rx_sweep = shutdown_rx.clone();
     tasks.push(tokio::spawn(admin::serve(
         admin_listener,
         metrics.clone(),
@@ -110,6 +121,7 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
         gateway.limits.header_read_timeout,
         shutdown_rx,
     )));
+    tasks.push(tokio::spawn(sweep_upstreams(upstreams, shutdown_rx_sweep)));
     ready.store(true, Ordering::SeqCst);
     Ok(Running {
         listen_addrs,
@@ -119,6 +131,17 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
         ready,
         tasks,
     })
+}
+
+/// Closes upstream connections left idle too long even when no request comes to reuse them.
+async fn sweep_upstreams(upstreams: Arc<Upstreams>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(crate::upstream::IDLE_TIMEOUT / 4);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => upstreams.sweep(),
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 async fn accept_loop(

@@ -247,6 +247,9 @@ fn compile_limits(raw: &RawLimits, r: &mut Report) -> Limits {
             d.upstream_timeout,
             r,
         ),
+        upstream_keepalive: raw
+            .upstream_keepalive
+            .map_or(d.upstream_keepalive, |n| n.min(usize::MAX as u64) as usize),
         shutdown_grace: dur(&raw.shutdown_grace, "shutdown_grace", d.shutdown_grace, r),
     }
 }

@@ -134,6 +134,7 @@ pub struct RawLimits {
     pub body_read_timeout: Option<String>,
     pub upstream_connect_timeout: Option<String>,
     pub upstream_timeout: Option<String>,
+    pub upstream_keepalive: Option<u64>,
     pub shutdown_grace: Option<String>,
 }
 

@@ -78,6 +78,9 @@ pub struct Limits {
     pub upstream_connect_timeout: Duration,
     /// Time for the upstream to answer in full once the request is sent (else 504).
     pub upstream_timeout: Duration,
+    /// Idle keep-alive connections kept per upstream `host:port` (0: a new connection per
+    /// request).
+    pub upstream_keepalive: usize,
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
     pub shutdown_grace: Duration,
 }
@@ -93,6 +96,7 @@ impl Default for Limits {
             body_read_timeout: Duration::from_secs(30),
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_timeout: Duration::from_secs(30),
+            upstream_keepalive: 128,
             shutdown_grace: Duration::from_secs(30),
         }
     }

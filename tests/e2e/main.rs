@@ -11,3 +11,4 @@ mod replay;
 mod rollout;
 mod seed_senders;
 mod tls;
+mod upstream_pool;

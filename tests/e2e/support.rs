@@ -37,6 +37,8 @@ pub struct Received {
     pub path_and_query: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// Which TCP connection it came on: 0 for the first the upstream accepted, and so on.
+    pub conn: usize,
 }
 
 /// How the upstream answers.
@@ -92,7 +94,7 @@ impl Upstream {
         let received = Arc::new(Mutex::new(Vec::new()));
         let rec = received.clone();
         tokio::spawn(async move {
-            loop {
+            for conn in 0.. {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
@@ -114,6 +116,7 @@ impl Upstream {
                                     .unwrap_or_default(),
                                 headers: parts.headers,
                                 body,
+                                conn,
                             });
                             tokio::time::sleep(reply.delay).await;
                             let status = reply

@@ -1,0 +1,229 @@
+//! Keep-alive connections to the upstreams: one pool per upstream `host:port`, built on
+//! hyper's HTTP/1.1 client connections.
+//!
+//! Why not hyper-util's pooled client: it keys its pool by (scheme, authority) through a
+//! hashed, mutex-guarded map, runs a connector service and several boxed and mapped futures
+//! per request, and knows nothing of the gateway's upstreams in advance. The gateway knows
+//! every upstream when it starts, so each route holds its pool directly and a request costs a
+//! `Vec::pop` and a `Vec::push` under an uncontended lock.
+//!
+//! - Idle connections are reused most-recent-first; at most `max_idle` are kept per upstream,
+//!   and one idle for longer than [`IDLE_TIMEOUT`] or closed by the upstream is discarded.
+//! - A request that could not be written to a pooled connection (the upstream closed it while
+//!   idle) is retried on another connection; a request that may have reached the upstream is
+//!   never retried.
+//! - New connections: every address the host resolves to is tried in turn within the connect
+//!   timeout; TCP_NODELAY is set.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::uri::Authority;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// How long an idle upstream connection is kept for reuse.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why an exchange with the upstream failed.
+#[derive(Debug)]
+pub enum UpstreamError {
+    /// No connection could be made: the request was not sent (502).
+    Connect(std::io::Error),
+    /// The connection failed while sending or receiving (502).
+    Exchange(hyper::Error),
+}
+
+/// The pools of all upstreams, one per distinct `host:port`.
+pub struct Upstreams {
+    pools: HashMap<Authority, Pool>,
+    connect_timeout: Duration,
+    max_idle: usize,
+}
+
+struct Pool {
+    idle: Mutex<Idle>,
+}
+
+struct Idle {
+    conns: Vec<IdleConn>,
+    last_sweep: Instant,
+}
+
+struct IdleConn {
+    sender: SendRequest<Full<Bytes>>,
+    since: Instant,
+}
+
+/// A connection checked out for one request; give it back with [`Upstreams::put_back`] once
+/// the response body has been read in full.
+pub struct Lease {
+    sender: SendRequest<Full<Bytes>>,
+}
+
+impl Upstreams {
+    pub fn new<'a>(
+        authorities: impl Iterator<Item = &'a Authority>,
+        connect_timeout: Duration,
+        max_idle: usize,
+    ) -> Upstreams {
+        let pools = authorities
+            .map(|a| {
+                let pool = Pool {
+                    idle: Mutex::new(Idle {
+                        conns: Vec::new(),
+                        last_sweep: Instant::now(),
+                    }),
+                };
+                (a.clone(), pool)
+            })
+            .collect();
+        Upstreams {
+            pools,
+            connect_timeout,
+            max_idle,
+        }
+    }
+
+    /// Sends `request` (origin-form URI, Host header set) to `authority` and returns the
+    /// response head with its body still to be read, and the connection it came on.
+    pub async fn send(
+        &self,
+        authority: &Authority,
+        mut request: Request<Full<Bytes>>,
+    ) -> Result<(Response<Incoming>, Lease), UpstreamError> {
+        let pool = self.pools.get(authority);
+        loop {
+            let (mut sender, reused) = match pool.and_then(Pool::take) {
+                Some(sender) => (sender, true),
+                None => (self.connect(authority).await?, false),
+            };
+            if sender.ready().await.is_err() {
+                if reused {
+                    // Closed while idle: nothing was sent. Try the next one.
+                    continue;
+                }
+                return Err(UpstreamError::Connect(std::io::Error::other(
+                    "upstream closed a new connection",
+                )));
+            }
+            match sender.try_send_request(request).await {
+                Ok(response) => return Ok((response, Lease { sender })),
+                Err(mut e) => match e.take_message() {
+                    // Not written: safe to send on another connection.
+                    Some(r) if reused => request = r,
+                    _ => return Err(UpstreamError::Exchange(e.into_error())),
+                },
+            }
+        }
+    }
+
+    /// Returns a connection whose response was read in full to its pool.
+    pub fn put_back(&self, authority: &Authority, lease: Lease) {
+        if lease.sender.is_closed() {
+            return;
+        }
+        if let Some(pool) = self.pools.get(authority) {
+            pool.put(lease.sender, self.max_idle);
+        }
+    }
+
+    /// Drops idle connections that expired or that the upstream closed.
+    pub fn sweep(&self) {
+        for pool in self.pools.values() {
+            if let Ok(mut idle) = pool.idle.lock() {
+                idle.sweep(Instant::now());
+            }
+        }
+    }
+
+    async fn connect(
+        &self,
+        authority: &Authority,
+    ) -> Result<SendRequest<Full<Bytes>>, UpstreamError> {
+        let stream = tokio::time::timeout(self.connect_timeout, connect_any(authority))
+            .await
+            .map_err(|_| {
+                UpstreamError::Connect(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "connect timed out",
+                ))
+            })?
+            .map_err(UpstreamError::Connect)?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(UpstreamError::Exchange)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream connection ended");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+impl Pool {
+    fn take(&self) -> Option<SendRequest<Full<Bytes>>> {
+        let mut idle = self.idle.lock().ok()?;
+        while let Some(c) = idle.conns.pop() {
+            if !c.sender.is_closed() && c.since.elapsed() < IDLE_TIMEOUT {
+                return Some(c.sender);
+            }
+        }
+        None
+    }
+
+    fn put(&self, sender: SendRequest<Full<Bytes>>, max_idle: usize) {
+        let Ok(mut idle) = self.idle.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        // Connections at the bottom of the stack may sit unused: drop the expired and the
+        // closed ones now and then, so they do not hold sockets.
+        if now.duration_since(idle.last_sweep) >= Duration::from_secs(1) {
+            idle.sweep(now);
+        }
+        if idle.conns.len() < max_idle {
+            idle.conns.push(IdleConn { sender, since: now });
+        }
+    }
+}
+
+impl Idle {
+    fn sweep(&mut self, now: Instant) {
+        self.last_sweep = now;
+        self.conns
+            .retain(|c| !c.sender.is_closed() && now.duration_since(c.since) < IDLE_TIMEOUT);
+    }
+}
+
+/// Connects to the first address of `authority` that accepts.
+async fn connect_any(authority: &Authority) -> std::io::Result<TcpStream> {
+    let port = authority.port_u16().unwrap_or(80);
+    let host = authority.host();
+    // An IPv6 literal comes bracketed in the authority.
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let mut last = None;
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        match TcpStream::connect(addr).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{host} resolved to no address"),
+        )
+    }))
+}
