@@ -114,7 +114,11 @@ fn load(path: &Path) -> anyhow::Result<Loaded> {
 fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let loaded = load(path)?;
     // One worker: a current-thread runtime (no work-stealing, no cross-thread wakeups).
-    let runtime = if loaded.gateway.workers == 1 {
+    // Per-core workers run their own runtimes on their own threads; this one keeps only the
+    // admin listener and signal handling.
+    let single = loaded.gateway.workers == 1
+        || loaded.gateway.runtime == hookgate::config::RuntimeModel::PerCore;
+    let runtime = if single {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::admin;
-use crate::config::Gateway;
+use crate::config::{Gateway, RuntimeModel};
 use crate::gateway::{self, Clock, Conn, Shared};
 use crate::metrics::Metrics;
 use crate::replay::Store;
@@ -36,6 +36,8 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     ready: Arc<AtomicBool>,
     tasks: Vec<JoinHandle<()>>,
+    /// Per-core worker threads, each reporting when its listeners are closed.
+    workers: Vec<tokio::sync::oneshot::Receiver<()>>,
 }
 
 impl Running {
@@ -47,10 +49,18 @@ impl Running {
         for task in self.tasks {
             let _ = task.await;
         }
+        for done in self.workers {
+            let _ = done.await;
+        }
     }
 }
 
 /// Binds all listeners and the admin listener and starts serving.
+///
+/// With `workers > 1` and `runtime: per_core`, each worker is a thread running its own
+/// current-thread runtime with its own SO_REUSEPORT copy of every listener and its own
+/// upstream pool; otherwise the accept loops run on the calling runtime. The admin listener
+/// runs on the calling runtime either way.
 pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io::Result<Running> {
     let gateway = Arc::new(gateway);
     metrics.init_routes(gateway.routes.routes().iter().map(|r| r.as_ref()));
@@ -62,58 +72,101 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
     } else {
         None
     };
-    let upstreams = Arc::new(Upstreams::new(
-        gateway
-            .routes
-            .routes()
-            .iter()
-            .map(|r| &r.upstream.authority),
-        gateway.limits.upstream_connect_timeout,
-        gateway.limits.upstream_keepalive,
-    ));
-    let shared = Arc::new(Shared {
-        upstreams: upstreams.clone(),
-        gateway: gateway.clone(),
-        metrics: metrics.clone(),
-        clock,
-        replay_store,
-    });
+    let per_core = gateway.workers > 1 && gateway.runtime == RuntimeModel::PerCore;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let ready = Arc::new(AtomicBool::new(false));
-    // One limit across all listeners: it protects the process, not a port.
+    // One limit across all listeners and workers: it protects the process, not a port.
     let connections = Arc::new(Semaphore::new(gateway.limits.max_connections));
 
-    let mut bound = Vec::new();
+    // The first set of listeners fixes the ports (a listener may ask for port 0); per-core
+    // workers bind their copies to the same ports.
+    let mut first = Vec::new();
     for l in &gateway.listeners {
-        let listener = TcpListener::bind(l.addr)
-            .await
+        let listener = bind(l.addr, per_core)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", l.addr)))?;
-        bound.push((listener, l.tls.clone().map(TlsAcceptor::from)));
+        first.push(listener);
     }
+    let listen_addrs = first
+        .iter()
+        .map(|l| l.local_addr())
+        .collect::<io::Result<Vec<_>>>()?;
     let admin_listener = TcpListener::bind(gateway.admin).await.map_err(|e| {
         io::Error::new(
             e.kind(),
             format!("cannot listen on admin {}: {e}", gateway.admin),
         )
     })?;
+    let worker_shared = || {
+        Arc::new(Shared {
+            upstreams: Arc::new(Upstreams::new(
+                gateway
+                    .routes
+                    .routes()
+                    .iter()
+                    .map(|r| &r.upstream.authority),
+                gateway.limits.upstream_connect_timeout,
+                gateway.limits.upstream_keepalive,
+            )),
+            gateway: gateway.clone(),
+            metrics: metrics.clone(),
+            clock,
+            replay_store: replay_store.clone(),
+        })
+    };
+    let tls: Vec<Option<TlsAcceptor>> = gateway
+        .listeners
+        .iter()
+        .map(|l| l.tls.clone().map(TlsAcceptor::from))
+        .collect();
+    for (addr, tls) in listen_addrs.iter().zip(&tls) {
+        tracing::info!(%addr, tls = tls.is_some(), workers = gateway.workers, "listening");
+    }
 
-    let mut listen_addrs = Vec::new();
     let mut tasks = Vec::new();
-    for (listener, tls) in bound {
-        let addr = listener.local_addr()?;
-        listen_addrs.push(addr);
-        tracing::info!(%addr, tls = tls.is_some(), "listening");
-        tasks.push(tokio::spawn(accept_loop(
-            listener,
-            tls,
-            shared.clone(),
-            connections.clone(),
+    let mut workers = Vec::new();
+    if per_core {
+        let mut sets = vec![first];
+        for _ in 1..gateway.workers {
+            let mut set = Vec::new();
+            for addr in &listen_addrs {
+                set.push(bind(*addr, true).map_err(|e| {
+                    io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+                })?);
+            }
+            sets.push(set);
+        }
+        for (i, set) in sets.into_iter().enumerate() {
+            let listeners = set.into_iter().zip(tls.iter().cloned()).collect();
+            let shared = worker_shared();
+            let connections = connections.clone();
+            let shutdown_rx = shutdown_rx.clone();
+            let (done, done_rx) = tokio::sync::oneshot::channel();
+            std::thread::Builder::new()
+                .name(format!("hookgate-worker-{i}"))
+                .spawn(move || {
+                    match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt.block_on(serve(listeners, shared, connections, shutdown_rx)),
+                        Err(e) => tracing::error!(error = %e, "worker runtime failed to start"),
+                    }
+                    let _ = done.send(());
+                })?;
+            workers.push(done_rx);
+        }
+    } else {
+        let listeners = first.into_iter().zip(tls).collect();
+        tasks.push(tokio::spawn(serve(
+            listeners,
+            worker_shared(),
+            connections,
             shutdown_rx.clone(),
         )));
     }
+
     let admin_addr = admin_listener.local_addr()?;
     tracing::info!(addr = %admin_addr, "admin listening (/metrics /healthz /readyz)");
-    let shutdown_rx_sweep = shutdown_rx.clone();
     tasks.push(tokio::spawn(admin::serve(
         admin_listener,
         metrics.clone(),
@@ -121,7 +174,6 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
         gateway.limits.header_read_timeout,
         shutdown_rx,
     )));
-    tasks.push(tokio::spawn(sweep_upstreams(upstreams, shutdown_rx_sweep)));
     ready.store(true, Ordering::SeqCst);
     Ok(Running {
         listen_addrs,
@@ -130,7 +182,60 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
         shutdown,
         ready,
         tasks,
+        workers,
     })
+}
+
+/// A listening socket, not yet attached to a runtime. With `reuse_port`, several sockets
+/// (one per worker) share the address and the kernel spreads connections over them.
+fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    #[cfg(unix)]
+    if reuse_port {
+        socket.set_reuseport(true)?;
+    }
+    #[cfg(not(unix))]
+    let _ = reuse_port;
+    socket.bind(addr)?;
+    let listener = socket.listen(1024)?;
+    listener.into_std()
+}
+
+/// One worker's share of the work: an accept loop per listener and the upstream sweeper,
+/// until shutdown has closed every listener and drained their connections.
+async fn serve(
+    listeners: Vec<(std::net::TcpListener, Option<TlsAcceptor>)>,
+    shared: Arc<Shared>,
+    connections: Arc<Semaphore>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let mut loops = Vec::new();
+    for (listener, tls) in listeners {
+        let listener = match TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot attach a listener to its worker");
+                continue;
+            }
+        };
+        loops.push(tokio::spawn(accept_loop(
+            listener,
+            tls,
+            shared.clone(),
+            connections.clone(),
+            shutdown.clone(),
+        )));
+    }
+    let sweeper = tokio::spawn(sweep_upstreams(shared.upstreams.clone(), shutdown));
+    for l in loops {
+        let _ = l.await;
+    }
+    let _ = sweeper.await;
 }
 
 /// Closes upstream connections left idle too long even when no request comes to reuse them.
@@ -153,13 +258,6 @@ async fn accept_loop(
 ) {
     let graceful = GracefulShutdown::new();
     loop {
-        let permit = tokio::select! {
-            p = connections.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            _ = shutdown.changed() => break,
-        };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -169,6 +267,17 @@ async fn accept_loop(
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
+            },
+            _ = shutdown.changed() => break,
+        };
+        // The slot is taken after accepting, not before: a loop must never hold a slot while
+        // waiting on a socket the kernel may not send any connection to (several listeners,
+        // or per-core copies of one, share the limit). At the limit this loop stops
+        // accepting; further connections wait in the kernel's backlog.
+        let permit = tokio::select! {
+            p = connections.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
             },
             _ = shutdown.changed() => break,
         };

@@ -14,7 +14,9 @@ use super::file::{
     RawVerify,
 };
 use super::secret::{self, Origin};
-use super::{ConfigError, ConfigErrors, Gateway, Limits, Listener, Loaded, Route, Upstream};
+use super::{
+    ConfigError, ConfigErrors, Gateway, Limits, Listener, Loaded, Route, RuntimeModel, Upstream,
+};
 use crate::replay::{KeySource, OnStoreError, ReplayPolicy, StoreConfig};
 use crate::routes::{PathPattern, RouteTable};
 use crate::scheme::{
@@ -69,6 +71,22 @@ pub fn compile(
         }
         Some(n) => usize::try_from(n).unwrap_or(usize::MAX).min(1024),
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let runtime = match raw.runtime.as_deref() {
+        None => RuntimeModel::DEFAULT,
+        Some("per_core") if cfg!(unix) => RuntimeModel::PerCore,
+        Some("per_core") => {
+            r.error("runtime", "per_core needs SO_REUSEPORT (unix); use shared");
+            RuntimeModel::Shared
+        }
+        Some("shared") => RuntimeModel::Shared,
+        Some(other) => {
+            r.error(
+                "runtime",
+                format!("unknown runtime {other:?}: use per_core or shared"),
+            );
+            RuntimeModel::DEFAULT
+        }
     };
     let admin = match &raw.admin {
         None => Some(SocketAddr::from(([127, 0, 0, 1], 9090))),
@@ -132,6 +150,7 @@ pub fn compile(
     Ok(Loaded {
         gateway: Gateway {
             workers,
+            runtime,
             listeners,
             admin: admin.expect("admin address error would have been reported"),
             trusted_proxies,

@@ -14,6 +14,9 @@ pub struct RawConfig {
     /// Runtime worker threads (default: one per available core).
     #[serde(default)]
     pub workers: Option<u64>,
+    /// `per_core` or `shared` (see `config::RuntimeModel`).
+    #[serde(default)]
+    pub runtime: Option<String>,
     #[serde(default)]
     pub listeners: Vec<RawListener>,
     #[serde(default)]

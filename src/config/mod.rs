@@ -32,6 +32,8 @@ use crate::scheme::Scheme;
 pub struct Gateway {
     /// Runtime worker threads for `hookgate run`.
     pub workers: usize,
+    /// How the workers share the connections (with more than one worker).
+    pub runtime: RuntimeModel,
     pub listeners: Vec<Listener>,
     /// Where `/metrics`, `/healthz` and `/readyz` are served.
     pub admin: SocketAddr,
@@ -58,6 +60,26 @@ impl fmt::Debug for Listener {
             .field("tls", &self.tls.is_some())
             .finish()
     }
+}
+
+/// How `workers > 1` threads serve connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuntimeModel {
+    /// Each worker is a thread with its own single-threaded runtime, its own listening
+    /// sockets (SO_REUSEPORT: the kernel spreads new connections over them) and its own
+    /// upstream connections. No task ever moves between threads. The default on Linux.
+    PerCore,
+    /// One tokio multi-thread runtime: work-stealing over all workers. Evens out load when a
+    /// few connections carry most of it; the default where SO_REUSEPORT does not balance.
+    Shared,
+}
+
+impl RuntimeModel {
+    pub const DEFAULT: RuntimeModel = if cfg!(target_os = "linux") {
+        RuntimeModel::PerCore
+    } else {
+        RuntimeModel::Shared
+    };
 }
 
 /// Bounds on everything a client or upstream can make the gateway wait for or hold.

@@ -183,7 +183,32 @@ fn limits_defaults_are_the_documented_values() {
     assert_eq!(d.body_read_timeout, Duration::from_secs(30));
     assert_eq!(d.upstream_connect_timeout, Duration::from_secs(5));
     assert_eq!(d.upstream_timeout, Duration::from_secs(30));
+    assert_eq!(d.upstream_keepalive, 128);
     assert_eq!(d.shutdown_grace, Duration::from_secs(30));
+}
+
+#[test]
+fn runtime_model_is_per_core_by_default_and_checked() {
+    let base = one_route("allow_ips: [10.0.0.0/8]");
+    assert_eq!(ok(&base).gateway.runtime, RuntimeModel::DEFAULT);
+    let shared = ok(&format!("runtime: shared\nworkers: 3\n{base}"));
+    assert_eq!(shared.gateway.runtime, RuntimeModel::Shared);
+    assert_eq!(shared.gateway.workers, 3);
+    #[cfg(unix)]
+    assert_eq!(
+        ok(&format!("runtime: per_core\n{base}")).gateway.runtime,
+        RuntimeModel::PerCore
+    );
+    let e = errors(&format!("runtime: fibers\n{base}"));
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].location, "runtime");
+    assert!(
+        e[0].message.contains("per_core or shared"),
+        "{}",
+        e[0].message
+    );
+    let e = errors(&format!("limits:\n  upstream_keepalive: -1\n{base}"));
+    assert_eq!(e.len(), 1, "{e:?}");
 }
 
 #[test]

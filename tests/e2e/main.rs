@@ -12,3 +12,4 @@ mod rollout;
 mod seed_senders;
 mod tls;
 mod upstream_pool;
+mod workers;

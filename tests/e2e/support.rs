@@ -165,6 +165,8 @@ pub async fn dead_addr() -> SocketAddr {
 
 pub struct Gateway {
     pub addr: SocketAddr,
+    /// Every listener's bound address, in configuration order (`addr` is the first).
+    pub listen_addrs: Vec<SocketAddr>,
     pub admin: SocketAddr,
     pub metrics: Arc<Metrics>,
     running: Option<Running>,
@@ -191,6 +193,7 @@ impl Gateway {
             .unwrap();
         Gateway {
             addr: running.listen_addrs[0],
+            listen_addrs: running.listen_addrs.clone(),
             admin: running.admin_addr,
             metrics,
             running: Some(running),

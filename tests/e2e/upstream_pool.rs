@@ -22,7 +22,8 @@ fn config(upstream: &str, limits: &str) -> String {
 #[tokio::test]
 async fn sequential_requests_reuse_one_upstream_connection() {
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(&config(&upstream.url(), ""), &[]).await;
+    // One worker: per-core workers each keep their own pool.
+    let gw = Gateway::start(&format!("workers: 1\n{}", config(&upstream.url(), "")), &[]).await;
     for i in 0..10 {
         let body = format!("{{\"n\":{i}}}");
         let a = post(&gw.url("/hook?x=1"), &[], body.as_bytes()).await;
@@ -55,7 +56,7 @@ async fn keepalive_zero_opens_a_connection_per_request() {
 #[tokio::test]
 async fn concurrent_requests_are_all_delivered_over_bounded_idle_connections() {
     let upstream = Upstream::start().await;
-    let limits = "limits:\n  upstream_keepalive: 2\n";
+    let limits = "workers: 1\nlimits:\n  upstream_keepalive: 2\n";
     let gw = Gateway::start(&config(&upstream.url(), limits), &[]).await;
     let url = gw.url("/hook");
     let tasks: Vec<_> = (0..20)
