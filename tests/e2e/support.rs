@@ -228,6 +228,19 @@ impl Gateway {
     }
 }
 
+/// Waits up to 2 s for `f` to become true. For what the gateway records after the client
+/// has already seen the connection close (workers run on their own threads).
+pub async fn eventually(what: &str, f: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Reads one sample from Prometheus text: the line for `name` whose labels include all of
 /// `labels`. Panics if absent, so a test cannot pass on a metric that does not exist.
 pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {

@@ -140,13 +140,13 @@ async fn https_with_http1_and_http2_forwards_verified_and_refuses_tampered() {
     )
     .await;
     assert!(!answer.contains("200"));
-    assert_eq!(
+    eventually("failed handshake counted", || {
         gw.counter(
             "hookgate_connection_errors_total",
-            &[("reason", "tls_handshake")]
-        ),
-        1.0
-    );
+            &[("reason", "tls_handshake")],
+        ) == 1.0
+    })
+    .await;
     gw.shutdown().await;
 }
 
