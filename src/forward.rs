@@ -16,6 +16,7 @@ use http::request::Parts;
 use http::{Response, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 
+use crate::body::{RawBody, UpstreamBody};
 use crate::config::{Limits, Route};
 use crate::metrics::Metrics;
 use crate::refusal::Refusal;
@@ -39,7 +40,7 @@ pub async fn forward(
     upstreams: &Upstreams,
     route: &Route,
     parts: Parts,
-    body: Bytes,
+    body: RawBody,
     hop: &Hop,
     limits: &Limits,
     metrics: &Metrics,
@@ -97,9 +98,9 @@ pub async fn forward(
 fn upstream_request(
     route: &Route,
     parts: Parts,
-    body: Bytes,
+    body: RawBody,
     hop: &Hop,
-) -> Result<http::Request<Full<Bytes>>, Refusal> {
+) -> Result<http::Request<UpstreamBody>, Refusal> {
     let Parts {
         method,
         uri,
@@ -178,7 +179,7 @@ fn upstream_request(
         };
     }
 
-    let mut request = http::Request::new(Full::new(body));
+    let mut request = http::Request::new(body.into_upstream());
     *request.method_mut() = method;
     *request.uri_mut() = target;
     *request.headers_mut() = headers;

@@ -284,7 +284,7 @@ async fn replay_check(
     policy: &ReplayPolicy,
     client: ClientIp,
     headers: &http::HeaderMap,
-    body: &[u8],
+    body: &body::RawBody,
     signature: &[u8],
     shadowed: &mut Option<Refusal>,
 ) -> Result<Replay, Refusal> {
@@ -292,6 +292,11 @@ async fn replay_check(
     let Some(store) = &shared.replay_store else {
         // start() builds a store whenever a route has `replay:`.
         return Err(Refusal::ReplayStoreUnavailable);
+    };
+    // Only a JSON key needs the body in one piece.
+    let body: &[u8] = match policy.key {
+        replay::KeySource::Json(_) => body.contiguous(),
+        _ => &[],
     };
     let Some(key) = policy.key_bytes(headers, body, signature) else {
         check_failed(shared, route, client, Refusal::ReplayKeyMissing, shadowed)?;

@@ -19,10 +19,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use crate::body::UpstreamBody;
 use http::uri::Authority;
 use http::{Request, Response};
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
@@ -57,14 +56,14 @@ struct Idle {
 }
 
 struct IdleConn {
-    sender: SendRequest<Full<Bytes>>,
+    sender: SendRequest<UpstreamBody>,
     since: Instant,
 }
 
 /// A connection checked out for one request; give it back with [`Upstreams::put_back`] once
 /// the response body has been read in full.
 pub struct Lease {
-    sender: SendRequest<Full<Bytes>>,
+    sender: SendRequest<UpstreamBody>,
 }
 
 impl Upstreams {
@@ -96,7 +95,7 @@ impl Upstreams {
     pub async fn send(
         &self,
         authority: &Authority,
-        mut request: Request<Full<Bytes>>,
+        mut request: Request<UpstreamBody>,
     ) -> Result<(Response<Incoming>, Lease), UpstreamError> {
         let pool = self.pools.get(authority);
         loop {
@@ -146,7 +145,7 @@ impl Upstreams {
     async fn connect(
         &self,
         authority: &Authority,
-    ) -> Result<SendRequest<Full<Bytes>>, UpstreamError> {
+    ) -> Result<SendRequest<UpstreamBody>, UpstreamError> {
         let stream = tokio::time::timeout(self.connect_timeout, connect_any(authority))
             .await
             .map_err(|_| {
@@ -170,7 +169,7 @@ impl Upstreams {
 }
 
 impl Pool {
-    fn take(&self) -> Option<SendRequest<Full<Bytes>>> {
+    fn take(&self) -> Option<SendRequest<UpstreamBody>> {
         let mut idle = self.idle.lock().ok()?;
         while let Some(c) = idle.conns.pop() {
             if !c.sender.is_closed() && c.since.elapsed() < IDLE_TIMEOUT {
@@ -180,7 +179,7 @@ impl Pool {
         None
     }
 
-    fn put(&self, sender: SendRequest<Full<Bytes>>, max_idle: usize) {
+    fn put(&self, sender: SendRequest<UpstreamBody>, max_idle: usize) {
         let Ok(mut idle) = self.idle.lock() else {
             return;
         };

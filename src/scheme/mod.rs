@@ -298,7 +298,8 @@ pub struct Verified {
 #[derive(Clone, Copy, Debug)]
 pub struct RequestView<'a> {
     pub headers: &'a HeaderMap,
-    pub body: &'a [u8],
+    /// The raw body, as the chunks it arrived in.
+    pub body: &'a crate::body::RawBody,
     /// As received, e.g. `/webhooks/twilio?foo=1`.
     pub path_and_query: &'a str,
 }
@@ -427,9 +428,10 @@ impl Scheme {
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect(),
         };
+        let body = crate::body::RawBody::from(bytes::Bytes::copy_from_slice(body));
         let req = RequestView {
             headers,
-            body,
+            body: &body,
             path_and_query,
         };
         let raw = match (&self.keys, private_key) {
@@ -571,7 +573,11 @@ impl Scheme {
         match given {
             Some(hex_hash) => {
                 let given = hex::decode(hex_hash.trim()).map_err(|_| VerifyError::Mismatch)?;
-                let actual = sha2::Sha256::digest(req.body);
+                let mut hasher = sha2::Sha256::new();
+                for chunk in req.body.chunks() {
+                    hasher.update(chunk);
+                }
+                let actual = hasher.finalize();
                 if bool::from(given.as_slice().ct_eq(actual.as_slice())) {
                     Ok(())
                 } else {
@@ -592,7 +598,11 @@ impl Scheme {
     ) -> Result<(), VerifyError> {
         for part in &self.message {
             match part {
-                Part::Body => sink(req.body),
+                Part::Body => {
+                    for chunk in req.body.chunks() {
+                        sink(chunk);
+                    }
+                }
                 Part::Literal(bytes) => sink(bytes),
                 Part::Header(name) => {
                     let value = req
@@ -615,7 +625,8 @@ impl Scheme {
                     if is_form(req.headers) {
                         // Sorted by name then value, repeated identical pairs once, as
                         // Twilio's own validators do.
-                        let mut params: Vec<_> = form_urlencoded::parse(req.body).collect();
+                        let mut params: Vec<_> =
+                            form_urlencoded::parse(req.body.contiguous()).collect();
                         params.sort();
                         params.dedup();
                         for (k, v) in params {
@@ -755,8 +766,8 @@ fn read_timestamp(
             .ok_or(VerifyError::MissingTimestamp),
         TimestampSource::JsonField(pointer) => {
             // Parsed only to read the field; the signature is always over the raw bytes.
-            let doc: serde_json::Value =
-                serde_json::from_slice(req.body).map_err(|_| VerifyError::MalformedTimestamp)?;
+            let doc: serde_json::Value = serde_json::from_slice(req.body.contiguous())
+                .map_err(|_| VerifyError::MalformedTimestamp)?;
             match doc.pointer(pointer) {
                 None | Some(serde_json::Value::Null) => Err(VerifyError::MissingTimestamp),
                 Some(serde_json::Value::String(s)) => Ok(s.clone()),

@@ -8,8 +8,10 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
 use super::*;
+use crate::body::RawBody;
 use crate::config::compile::compile_scheme;
 use crate::config::file::RawVerify;
+use bytes::Bytes;
 
 #[derive(Deserialize)]
 struct Vectors {
@@ -27,6 +29,17 @@ struct Case {
     expect: String,
 }
 
+/// The body as one chunk and split into uneven chunks (as it may arrive): both must give
+/// the same verdict.
+fn both_ways(body: &[u8]) -> [RawBody; 2] {
+    let split = [0, body.len() / 3, body.len() / 3 + 1, body.len()];
+    let chunks = split
+        .windows(2)
+        .map(|w| Bytes::copy_from_slice(&body[w[0]..w[1]]))
+        .collect();
+    [RawBody::from(body.to_vec()), RawBody::from_chunks(chunks)]
+}
+
 /// Verifies a request posted to `/`; on success, the index of the key that matched.
 fn check(
     s: &Scheme,
@@ -34,15 +47,20 @@ fn check(
     body: &[u8],
     now: SystemTime,
 ) -> Result<usize, VerifyError> {
-    s.verify(
-        &RequestView {
-            headers,
-            body,
-            path_and_query: "/",
-        },
-        now,
-    )
-    .map(|v| v.key_index)
+    let [whole, split] = both_ways(body);
+    let verdicts = [&whole, &split].map(|body| {
+        s.verify(
+            &RequestView {
+                headers,
+                body,
+                path_and_query: "/",
+            },
+            now,
+        )
+        .map(|v| v.key_index)
+    });
+    assert_eq!(verdicts[0], verdicts[1], "same verdict whole and in chunks");
+    verdicts[0].clone()
 }
 
 /// The signature header value the scheme computes for these headers and body (any timestamp
@@ -297,7 +315,7 @@ fn json_body_timestamps_in_each_unit() {
                 spec,
                 &RequestView {
                     headers: &HeaderMap::new(),
-                    body: body.as_bytes(),
+                    body: &both_ways(body.as_bytes())[1],
                     path_and_query: "/",
                 },
                 &SignatureHeader {
@@ -446,14 +464,25 @@ fn verify_case(
     path_and_query: &str,
     now: SystemTime,
 ) -> Result<Verified, VerifyError> {
-    scheme.verify(
-        &RequestView {
-            headers,
-            body: case.body.as_bytes(),
-            path_and_query,
-        },
-        now,
-    )
+    let [whole, split] = both_ways(case.body.as_bytes());
+    let verdicts = [&whole, &split].map(|body| {
+        scheme.verify(
+            &RequestView {
+                headers,
+                body,
+                path_and_query,
+            },
+            now,
+        )
+    });
+    let [a, b] = verdicts;
+    assert_eq!(
+        a.as_ref().map(|v| v.key_index).map_err(|e| e.clone()),
+        b.as_ref().map(|v| v.key_index).map_err(|e| e.clone()),
+        "{}: same verdict whole and in chunks",
+        case.name
+    );
+    a
 }
 
 /// The preset's scheme with the case's key, and the case's request parts.

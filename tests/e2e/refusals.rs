@@ -401,3 +401,59 @@ async fn upstream_base_path_is_prefixed_to_the_request_path() {
     );
     gw.shutdown().await;
 }
+
+/// A body that arrives in many pieces (chunked, written with pauses) is verified over the
+/// pieces in order and forwarded byte for byte; a change in the last piece is caught.
+#[tokio::test]
+async fn a_body_arriving_in_pieces_is_verified_and_forwarded_exactly() {
+    use tokio::io::AsyncWriteExt;
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(&lahza_route(&upstream.url(), ""), ENV).await;
+    let body: Vec<u8> = (0..300_000u32)
+        .map(|i| b"0123456789abcdef"[(i % 16) as usize])
+        .collect();
+    let sig = good_sig(&body);
+    let send = |body: Vec<u8>| {
+        let sig = sig.clone();
+        async move {
+            let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+            let head = format!(
+                "POST /hooks/lahza HTTP/1.1\r\nHost: t\r\nx-lahza-signature: {sig}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            );
+            s.write_all(head.as_bytes()).await.unwrap();
+            for piece in body.chunks(70_001) {
+                s.write_all(format!("{:x}\r\n", piece.len()).as_bytes())
+                    .await
+                    .unwrap();
+                s.write_all(piece).await.unwrap();
+                s.write_all(b"\r\n").await.unwrap();
+                s.flush().await.unwrap();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            s.write_all(b"0\r\n\r\n").await.unwrap();
+            read_until_close(&mut s, Duration::from_secs(5)).await
+        }
+    };
+    let answer = send(body.clone()).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "{}",
+        &answer[..answer.len().min(200)]
+    );
+    let got = upstream.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].body.len(), body.len());
+    assert!(got[0].body[..] == body[..], "forwarded byte for byte");
+    assert_eq!(got[0].headers["content-length"], body.len().to_string());
+
+    let mut tampered = body.clone();
+    *tampered.last_mut().unwrap() = b'X';
+    let answer = send(tampered).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 401"),
+        "{}",
+        &answer[..answer.len().min(200)]
+    );
+    assert_eq!(upstream.count(), 1);
+    gw.shutdown().await;
+}
