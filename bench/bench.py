@@ -122,7 +122,8 @@ class Bench:
         self.tmp = tempfile.mkdtemp(prefix="hookgate-bench-")
         self.procs = {}
         self.ports = {name: free_port() for name in
-                      ["upstream", "hookgate", "hookgate_tls", "admin", "nginx", "nginx_tls"]}
+                      ["upstream", "hookgate", "hookgate_tls", "admin", "nginx", "nginx_tls",
+                       "per_core", "per_core_admin", "shared", "shared_admin"]}
 
     # ------------------------------------------------------------------ setup
     def start(self):
@@ -151,6 +152,27 @@ class Bench:
         with open(os.path.join(self.tmp, "secret"), "w") as f:
             f.write(SECRET)
         up = f"http://127.0.0.1:{self.ports['upstream']}"
+        # Runtime shape: two workers on both cores, per-core runtimes against tokio's shared
+        # multi-thread runtime (the `runtime-*` case).
+        for shape in ["per_core", "shared"]:
+            config = f"""
+workers: 2
+runtime: {shape}
+listeners:
+  - addr: 127.0.0.1:{self.ports[shape]}
+admin:
+  addr: 127.0.0.1:{self.ports[shape + '_admin']}
+routes:
+  - name: hook
+    path: /hook
+    upstream: {up}
+    verify: {{ preset: github, secret_file: secret }}
+"""
+            path = os.path.join(self.tmp, f"gateway-{shape}.yaml")
+            with open(path, "w") as f:
+                f.write(config)
+            self.spawn(shape, [HOOKGATE, "run", "-c", path], "0,1", {"HOOKGATE_LOG": "warn"})
+            wait_port(self.ports[shape])
         config = f"""
 workers: 1
 listeners:
@@ -259,7 +281,8 @@ http {{
     def run(self, target, case, script):
         pids = [] if target == "direct" else proc_tree(self.procs[target].pid)
         before = cpu_ticks(pids)
-        cmd = ["taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{case['conns']}",
+        cmd = ["taskset", "-c", case.get("load_cores", LOAD_CORE), "wrk",
+               f"-t{case.get('wrk_threads', 1)}", f"-c{case['conns']}",
                f"-d{self.args.duration}s", "--latency", "-s", script, self.url(target, case)]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=self.args.duration + 60)
         after = cpu_ticks(pids)
@@ -324,6 +347,9 @@ CASES = [
     {"name": "1KiB-https", "body": 1024, "conns": 32, "tls": True},
     {"name": "refused-bad-signature", "body": 1024, "conns": 32, "bad_signature": True, "only": ["hookgate"]},
     {"name": "refused-denied-ip", "body": 1024, "conns": 32, "denied": True, "only": ["hookgate"]},
+    # Runtime shape with 2 workers: nothing pinned, wrk with 2 threads and 64 connections.
+    {"name": "runtime-2-workers", "body": 1024, "conns": 64, "load_cores": "0,1", "wrk_threads": 2,
+     "only": ["per_core", "shared"]},
 ]
 
 
@@ -396,6 +422,8 @@ def main():
              "hookgate CPU us/req | nginx CPU us/req | CPU hookgate/nginx |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for case in cases:
+        if case["name"].startswith("runtime-"):
+            continue
         row = results["cases"][case["name"]]
         d, h, n = row.get("direct", {}), row.get("hookgate", {}), row.get("nginx", {})
         lat = lambda x: "-" if not x else f"{x['p50_us']:.0f} / {x['p99_us']:.0f}"
@@ -404,6 +432,16 @@ def main():
             f"{fmt(ratio(h.get('rps'), d.get('rps')), 2)} | {lat(h)} | {lat(n)} | {lat(d)} | "
             f"{fmt(h.get('cpu_us_per_req'), 2)} | {fmt(n.get('cpu_us_per_req'), 2)} | "
             f"{fmt(ratio(h.get('cpu_us_per_req'), n.get('cpu_us_per_req')), 2)} |")
+    shapes = results["cases"].get("runtime-2-workers")
+    if shapes:
+        lines.append("")
+        lines.append("| runtime shape, `workers: 2`, 1 KiB, 64 connections, nothing pinned | req/s | "
+                     "p50 / p99 us | CPU us/req |")
+        lines.append("|---|---|---|---|")
+        for shape in ["per_core", "shared"]:
+            x = shapes[shape]
+            lines.append(f"| `runtime: {shape}` | {fmt(x['rps'], 0)} | {x['p50_us']:.0f} / {x['p99_us']:.0f} | "
+                         f"{fmt(x['cpu_us_per_req'], 2)} |")
     if memory:
         lines.append("")
         lines.append("| idle keep-alive connections | RSS before | RSS with connections | per connection |")
@@ -420,7 +458,8 @@ def main():
         json.dump(results, f, indent=1)
     with open(os.path.join(RESULTS, "latest.md"), "w") as f:
         f.write(f"{args.rounds} interleaved rounds of {args.duration} s per run; medians. "
-                f"Proxy pinned to core {PROXY_CORE}; wrk (1 thread) and upstream on core {LOAD_CORE}.\n\n")
+                f"Proxy pinned to core {PROXY_CORE}; wrk (1 thread) and upstream on core {LOAD_CORE} "
+                f"(except the runtime-shape case, where nothing is pinned).\n\n")
         f.write(table + "\n")
     print()
     print(table)
