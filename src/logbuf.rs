@@ -26,7 +26,8 @@ pub const MAX_PENDING: usize = 4 * 1024 * 1024;
 struct Shared {
     pending: Mutex<Vec<u8>>,
     wake: Condvar,
-    /// Serialises writes to stderr between the writer thread and [`flush`].
+    /// Held while a batch is taken from `pending` and written: keeps the writer thread and
+    /// [`flush`] in order.
     out: Mutex<()>,
     dropped: AtomicU64,
 }
@@ -42,9 +43,7 @@ impl Shared {
     }
 
     fn append(&self, buf: &[u8]) {
-        let Ok(mut pending) = self.pending.lock() else {
-            return;
-        };
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         if pending.len() + buf.len() > MAX_PENDING {
             // Count a line once, at its end (fmt writes a whole line per call).
             if buf.ends_with(b"\n") {
@@ -81,43 +80,64 @@ fn writer_thread(shared: &'static Shared) {
     let mut batch = Vec::with_capacity(FLUSH_AT);
     loop {
         {
-            let Ok(mut pending) = shared.pending.lock() else {
-                return;
-            };
+            let pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
             if pending.len() < FLUSH_AT {
-                pending = match shared.wake.wait_timeout(pending, FLUSH_EVERY) {
-                    Ok((p, _)) => p,
-                    Err(_) => return,
-                };
+                // Poisoning only means a writer panicked mid-append; the bytes are still there.
+                let _ = shared.wake.wait_timeout(pending, FLUSH_EVERY);
             }
-            std::mem::swap(&mut *pending, &mut batch);
         }
-        write_out(shared, &batch);
+        // The output lock is taken before the lines, and held until they are written: a
+        // `flush` can then neither overtake this batch nor find it gone from `pending` while it
+        // is not yet written (and return, and let the process exit without it).
+        let out = shared.out.lock().unwrap_or_else(|e| e.into_inner());
+        match shared.pending.lock() {
+            Ok(mut pending) => std::mem::swap(&mut *pending, &mut batch),
+            Err(e) => std::mem::swap(&mut *e.into_inner(), &mut batch),
+        }
+        write_out(&batch);
+        drop(out);
         batch.clear();
         // Keep one ordinary-sized buffer, not the largest burst ever seen.
         batch.shrink_to(FLUSH_AT);
     }
 }
 
-fn write_out(shared: &Shared, bytes: &[u8]) {
+fn write_out(bytes: &[u8]) {
     if bytes.is_empty() {
         return;
     }
-    let _out = shared.out.lock();
     let mut stderr = io::stderr().lock();
     // Nowhere to report a failed write to stderr; the lines are gone either way.
     let _ = stderr.write_all(bytes);
     let _ = stderr.flush();
 }
 
-/// Writes out every pending line now.
+/// Writes out every pending line now, after any batch the writer thread is writing.
 pub fn flush() {
     let shared = shared();
+    let _out = shared.out.lock().unwrap_or_else(|e| e.into_inner());
     let batch = match shared.pending.lock() {
         Ok(mut pending) => std::mem::take(&mut *pending),
-        Err(_) => return,
+        Err(e) => std::mem::take(&mut *e.into_inner()),
     };
-    write_out(shared, &batch);
+    write_out(&batch);
+}
+
+/// [`flush`] for a panic hook: it must not wait on a lock the panicking thread may hold, so it
+/// writes nothing if either lock is taken.
+pub fn flush_if_free() {
+    let Some(shared) = SHARED.get() else {
+        return;
+    };
+    let Ok(_out) = shared.out.try_lock() else {
+        return;
+    };
+    let Ok(mut pending) = shared.pending.try_lock() else {
+        return;
+    };
+    let batch = std::mem::take(&mut *pending);
+    drop(pending);
+    write_out(&batch);
 }
 
 /// Lines dropped because stderr was not keeping up.

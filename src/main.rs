@@ -85,6 +85,12 @@ fn main() -> ExitCode {
         // Colour only for a person at a terminal; log collectors get plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // A panic's message goes straight to stderr: write the log lines before it first.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        hookgate::logbuf::flush_if_free();
+        default_hook(info);
+    }));
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config } => run(&config),
