@@ -82,8 +82,19 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
     // workers bind their copies to the same ports.
     let mut first = Vec::new();
     for l in &gateway.listeners {
-        let listener = bind(l.addr, per_core)
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", l.addr)))?;
+        let cannot =
+            |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", l.addr));
+        let listener = if per_core {
+            // SO_REUSEPORT would let this bind succeed next to another process of this user
+            // on the same port (a stale instance), silently splitting its traffic. Bound once
+            // without it first, an address in use is refused as usual.
+            let probe = bind(l.addr, false).map_err(cannot)?;
+            let addr = probe.local_addr()?;
+            drop(probe);
+            bind(addr, true).map_err(cannot)?
+        } else {
+            bind(l.addr, false).map_err(cannot)?
+        };
         first.push(listener);
     }
     let listen_addrs = first
@@ -135,28 +146,37 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
             }
             sets.push(set);
         }
+        // Every worker's runtime keeps running until all workers have drained: a task one of
+        // them started for all (the Redis store's connection) must outlive the others' last
+        // requests.
+        let all_drained = Arc::new(tokio::sync::Barrier::new(sets.len()));
         for (i, set) in sets.into_iter().enumerate() {
-            let listeners = set.into_iter().zip(tls.iter().cloned()).collect();
+            // Built here, so that a worker that cannot start fails `start`.
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let listeners = {
+                let _in_worker = rt.enter();
+                attach(set, &tls)?
+            };
             let shared = worker_shared();
             let connections = connections.clone();
             let shutdown_rx = shutdown_rx.clone();
+            let all_drained = all_drained.clone();
             let (done, done_rx) = tokio::sync::oneshot::channel();
             std::thread::Builder::new()
                 .name(format!("hookgate-worker-{i}"))
                 .spawn(move || {
-                    match tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                    {
-                        Ok(rt) => rt.block_on(serve(listeners, shared, connections, shutdown_rx)),
-                        Err(e) => tracing::error!(error = %e, "worker runtime failed to start"),
-                    }
+                    rt.block_on(async {
+                        serve(listeners, shared, connections, shutdown_rx).await;
+                        all_drained.wait().await;
+                    });
                     let _ = done.send(());
                 })?;
             workers.push(done_rx);
         }
     } else {
-        let listeners = first.into_iter().zip(tls).collect();
+        let listeners = attach(first, &tls)?;
         tasks.push(tokio::spawn(serve(
             listeners,
             worker_shared(),
@@ -208,21 +228,26 @@ fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener>
 
 /// One worker's share of the work: an accept loop per listener and the upstream sweeper,
 /// until shutdown has closed every listener and drained their connections.
+/// Registers listening sockets with the runtime entered (the worker's), paired with their TLS
+/// acceptors.
+fn attach(
+    set: Vec<std::net::TcpListener>,
+    tls: &[Option<TlsAcceptor>],
+) -> io::Result<Vec<(TcpListener, Option<TlsAcceptor>)>> {
+    set.into_iter()
+        .zip(tls.iter().cloned())
+        .map(|(l, tls)| Ok((TcpListener::from_std(l)?, tls)))
+        .collect()
+}
+
 async fn serve(
-    listeners: Vec<(std::net::TcpListener, Option<TlsAcceptor>)>,
+    listeners: Vec<(TcpListener, Option<TlsAcceptor>)>,
     shared: Arc<Shared>,
     connections: Arc<Semaphore>,
     shutdown: watch::Receiver<bool>,
 ) {
     let mut loops = Vec::new();
     for (listener, tls) in listeners {
-        let listener = match TcpListener::from_std(listener) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot attach a listener to its worker");
-                continue;
-            }
-        };
         loops.push(tokio::spawn(accept_loop(
             listener,
             tls,

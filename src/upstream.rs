@@ -30,6 +30,9 @@ use tokio::net::TcpStream;
 /// How long an idle upstream connection is kept for reuse.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long a pooled connection may take to be ready before the next one is tried.
+const REUSE_READY_WAIT: Duration = Duration::from_millis(100);
+
 /// Why an exchange with the upstream failed.
 #[derive(Debug)]
 pub enum UpstreamError {
@@ -103,9 +106,19 @@ impl Upstreams {
                 Some(sender) => (sender, true),
                 None => (self.connect(authority).await?, false),
             };
-            if sender.ready().await.is_err() {
+            // A pooled connection is normally ready at once. One that is not (closed while
+            // idle, or still sending a body the app answered early without reading) is
+            // dropped for the next one: nothing has been sent on it yet.
+            let ready = if reused {
+                matches!(
+                    tokio::time::timeout(REUSE_READY_WAIT, sender.ready()).await,
+                    Ok(Ok(()))
+                )
+            } else {
+                sender.ready().await.is_ok()
+            };
+            if !ready {
                 if reused {
-                    // Closed while idle: nothing was sent. Try the next one.
                     continue;
                 }
                 return Err(UpstreamError::Connect(std::io::Error::other(
@@ -146,15 +159,18 @@ impl Upstreams {
         &self,
         authority: &Authority,
     ) -> Result<SendRequest<UpstreamBody>, UpstreamError> {
-        let stream = tokio::time::timeout(self.connect_timeout, connect_any(authority))
-            .await
-            .map_err(|_| {
-                UpstreamError::Connect(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "connect timed out",
-                ))
-            })?
-            .map_err(UpstreamError::Connect)?;
+        let stream = tokio::time::timeout(
+            self.connect_timeout,
+            connect_any(authority, self.connect_timeout),
+        )
+        .await
+        .map_err(|_| {
+            UpstreamError::Connect(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connect timed out",
+            ))
+        })?
+        .map_err(UpstreamError::Connect)?;
         let _ = stream.set_nodelay(true);
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
@@ -203,8 +219,9 @@ impl Idle {
     }
 }
 
-/// Connects to the first address of `authority` that accepts.
-async fn connect_any(authority: &Authority) -> std::io::Result<TcpStream> {
+/// Connects to the first address of `authority` that accepts. Each address gets an equal
+/// share of `timeout`, so one that drops packets does not use up the time of the others.
+async fn connect_any(authority: &Authority, timeout: Duration) -> std::io::Result<TcpStream> {
     let port = authority.port_u16().unwrap_or(80);
     let host = authority.host();
     // An IPv6 literal comes bracketed in the authority.
@@ -213,10 +230,18 @@ async fn connect_any(authority: &Authority) -> std::io::Result<TcpStream> {
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
     let mut last = None;
-    for addr in tokio::net::lookup_host((host, port)).await? {
-        match TcpStream::connect(addr).await {
-            Ok(s) => return Ok(s),
-            Err(e) => last = Some(e),
+    let addrs: Vec<_> = tokio::net::lookup_host((host, port)).await?.collect();
+    let each = timeout / u32::try_from(addrs.len().max(1)).unwrap_or(u32::MAX);
+    for addr in addrs {
+        match tokio::time::timeout(each, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => return Ok(s),
+            Ok(Err(e)) => last = Some(e),
+            Err(_) => {
+                last = Some(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("connect to {addr} timed out"),
+                ))
+            }
         }
     }
     Err(last.unwrap_or_else(|| {

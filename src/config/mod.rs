@@ -100,8 +100,8 @@ pub struct Limits {
     pub upstream_connect_timeout: Duration,
     /// Time for the upstream to answer in full once the request is sent (else 504).
     pub upstream_timeout: Duration,
-    /// Idle keep-alive connections kept per upstream `host:port` (0: a new connection per
-    /// request).
+    /// Idle keep-alive connections kept per upstream `host:port` and per worker pool (0: a
+    /// new connection per request).
     pub upstream_keepalive: usize,
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
     pub shutdown_grace: Duration,

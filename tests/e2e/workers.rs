@@ -97,3 +97,35 @@ async fn one_connection_limit_is_shared_by_all_workers() {
 fn gw_listen_addr(gw: &Gateway, i: usize) -> std::net::SocketAddr {
     gw.listen_addrs[i]
 }
+
+/// SO_REUSEPORT must not let a per-core gateway start next to another socket already
+/// listening on its port (a stale instance): that would silently split the traffic.
+#[tokio::test]
+async fn a_port_in_use_is_refused_even_with_reuse_port() {
+    let other = tokio::net::TcpSocket::new_v4().unwrap();
+    other.set_reuseport(true).unwrap();
+    other.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let other = other.listen(16).unwrap();
+    let port = other.local_addr().unwrap().port();
+    let yaml = config("http://127.0.0.1:9", "per_core", "").replace(
+        "  - addr: 127.0.0.1:0\n  - addr",
+        &format!("  - addr: 127.0.0.1:{port}\n  - addr"),
+    );
+    let env: std::collections::HashMap<String, String> = ENV
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let loaded = hookgate::config::compile::compile(&yaml, std::path::Path::new("."), &move |n| {
+        env.get(n).cloned()
+    })
+    .unwrap();
+    let metrics = std::sync::Arc::new(hookgate::metrics::Metrics::new());
+    let started =
+        hookgate::server::start(loaded.gateway, metrics, std::time::SystemTime::now).await;
+    let err = started.err().expect("the port is taken");
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
+    drop(other);
+}
