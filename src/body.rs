@@ -58,7 +58,7 @@ impl RawBody {
         }
     }
 
-    /// A body made of these chunks (tests and benchmarks: bodies split as a network might).
+    /// A body made of these chunks, in order (empty ones are dropped).
     pub fn from_chunks(chunks: Vec<Bytes>) -> RawBody {
         RawBody {
             len: chunks.iter().map(Bytes::len).sum(),
@@ -78,12 +78,7 @@ impl RawBody {
 
 impl From<Bytes> for RawBody {
     fn from(b: Bytes) -> RawBody {
-        let len = b.len();
-        RawBody {
-            chunks: if b.is_empty() { Vec::new() } else { vec![b] },
-            len,
-            joined: OnceLock::new(),
-        }
+        RawBody::from_chunks(vec![b])
     }
 }
 
@@ -153,17 +148,14 @@ where
     let limit = usize::try_from(max).unwrap_or(usize::MAX);
     let read = async {
         let mut body = std::pin::pin!(Limited::new(body, limit));
-        let mut raw = RawBody::default();
+        let mut chunks = Vec::new();
         while let Some(frame) = body.frame().await {
             // Trailers (chunked encoding) are not part of the signed bytes and are dropped.
             if let Ok(data) = frame?.into_data() {
-                if !data.is_empty() {
-                    raw.len += data.len();
-                    raw.chunks.push(data);
-                }
+                chunks.push(data);
             }
         }
-        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(raw)
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(RawBody::from_chunks(chunks))
     };
     match tokio::time::timeout(deadline, read).await {
         Err(_) => Err(Refusal::BodyTimeout),

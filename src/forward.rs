@@ -148,11 +148,10 @@ fn upstream_request(
     const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
     const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
     const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
-    let (xff, xfp, xfh) = (XFF, XFP, XFH);
     if hop.peer_trusted {
         // Append our peer to the chain the trusted proxy sent.
         let chain: Vec<&str> = headers
-            .get_all(&xff)
+            .get_all(XFF)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .collect();
@@ -162,20 +161,20 @@ fn upstream_request(
             HeaderValue::from_str(&format!("{}, {}", chain.join(", "), hop.peer))
                 .map_err(|_| Refusal::BadPath)?
         };
-        headers.insert(&xff, value);
-        if !headers.contains_key(&xfp) {
-            headers.insert(&xfp, HeaderValue::from_static(hop.proto));
+        headers.insert(XFF, value);
+        if !headers.contains_key(XFP) {
+            headers.insert(XFP, HeaderValue::from_static(hop.proto));
         }
-        if let (false, Some(h)) = (headers.contains_key(&xfh), &original_host) {
-            headers.insert(&xfh, h.clone());
+        if let (false, Some(h)) = (headers.contains_key(XFH), &original_host) {
+            headers.insert(XFH, h.clone());
         }
     } else {
         // An untrusted peer's X-Forwarded-* headers are its own claims: replace them.
-        headers.insert(&xff, peer);
-        headers.insert(&xfp, HeaderValue::from_static(hop.proto));
+        headers.insert(XFF, peer);
+        headers.insert(XFP, HeaderValue::from_static(hop.proto));
         match &original_host {
-            Some(h) => headers.insert(&xfh, h.clone()),
-            None => headers.remove(&xfh),
+            Some(h) => headers.insert(XFH, h.clone()),
+            None => headers.remove(XFH),
         };
     }
 

@@ -63,6 +63,13 @@ struct IdleConn {
     since: Instant,
 }
 
+impl IdleConn {
+    /// Still open and not idle for too long.
+    fn usable(&self, now: Instant) -> bool {
+        !self.sender.is_closed() && now.duration_since(self.since) < IDLE_TIMEOUT
+    }
+}
+
 /// A connection checked out for one request; give it back with [`Upstreams::put_back`] once
 /// the response body has been read in full.
 pub struct Lease {
@@ -187,8 +194,9 @@ impl Upstreams {
 impl Pool {
     fn take(&self) -> Option<SendRequest<UpstreamBody>> {
         let mut idle = self.idle.lock().ok()?;
+        let now = Instant::now();
         while let Some(c) = idle.conns.pop() {
-            if !c.sender.is_closed() && c.since.elapsed() < IDLE_TIMEOUT {
+            if c.usable(now) {
                 return Some(c.sender);
             }
         }
@@ -214,8 +222,7 @@ impl Pool {
 impl Idle {
     fn sweep(&mut self, now: Instant) {
         self.last_sweep = now;
-        self.conns
-            .retain(|c| !c.sender.is_closed() && now.duration_since(c.since) < IDLE_TIMEOUT);
+        self.conns.retain(|c| c.usable(now));
     }
 }
 
