@@ -82,8 +82,7 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
     // workers bind their copies to the same ports.
     let mut first = Vec::new();
     for l in &gateway.listeners {
-        let cannot =
-            |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", l.addr));
+        let cannot = |e| cannot_listen(l.addr, e);
         let listener = if per_core {
             // SO_REUSEPORT would let this bind succeed next to another process of this user
             // on the same port (a stale instance), silently splitting its traffic. Bound once
@@ -140,9 +139,7 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
         for _ in 1..gateway.workers {
             let mut set = Vec::new();
             for addr in &listen_addrs {
-                set.push(bind(*addr, true).map_err(|e| {
-                    io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
-                })?);
+                set.push(bind(*addr, true).map_err(|e| cannot_listen(*addr, e))?);
             }
             sets.push(set);
         }
@@ -206,6 +203,10 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
     })
 }
 
+fn cannot_listen(addr: SocketAddr, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+}
+
 /// A listening socket, not yet attached to a runtime. With `reuse_port`, several sockets
 /// (one per worker) share the address and the kernel spreads connections over them.
 fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener> {
@@ -226,8 +227,6 @@ fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener>
     listener.into_std()
 }
 
-/// One worker's share of the work: an accept loop per listener and the upstream sweeper,
-/// until shutdown has closed every listener and drained their connections.
 /// Registers listening sockets with the runtime entered (the worker's), paired with their TLS
 /// acceptors.
 fn attach(
@@ -240,6 +239,8 @@ fn attach(
         .collect()
 }
 
+/// One worker's share of the work: an accept loop per listener and the upstream sweeper,
+/// until shutdown has closed every listener and drained their connections.
 async fn serve(
     listeners: Vec<(TcpListener, Option<TlsAcceptor>)>,
     shared: Arc<Shared>,
