@@ -581,8 +581,8 @@ mod tests {
         std::mem::size_of::<Fut>()
     }
 
-    /// Every connection's task holds this future (and its first poll writes all of it) for as
-    /// long as the connection is open, so an idle keep-alive connection costs at least this
+    /// Every connection's task holds this future (spawning copies all of it into the task) for
+    /// as long as the connection is open, so an idle keep-alive connection costs at least this
     /// much. The TLS and HTTP/2 states are boxed out of it; inline, they made it 7 KiB.
     #[test]
     fn a_plain_connection_task_stays_small() {
