@@ -2,7 +2,8 @@
 //!
 //! Every refused request gets a log line, so a flood of forged requests is a flood of lines.
 //! Written one `write(2)` per line on the event loop, each line cost a syscall there and a
-//! stalled stderr (a full pipe nobody reads) would have stalled every connection. Instead each line is appended to an in-memory buffer, and a background
+//! stalled stderr (a full pipe nobody reads) would have stalled every connection. Instead
+//! each line is appended to an in-memory buffer, and a background
 //! thread writes the buffer out at least every [`FLUSH_EVERY`], sooner once it holds
 //! [`FLUSH_AT`] bytes. When more than [`MAX_PENDING`] bytes are waiting (stderr is not being
 //! drained), new lines are dropped and counted in `hookgate_log_lines_dropped_total`, rather
