@@ -21,7 +21,7 @@ use crate::replay::{KeySource, OnStoreError, ReplayPolicy, StoreConfig};
 use crate::routes::{PathPattern, RouteTable};
 use crate::scheme::{
     presets, Algorithm, Encoding, Entries, KeyEncoding, Keys, Part, Scheme, SignatureSpec,
-    TimestampSource, TimestampSpec, TimestampUnit,
+    TimestampSource, TimestampSpec, TimestampUnit, Window,
 };
 
 /// Accumulates errors and warnings while compiling.
@@ -596,6 +596,8 @@ pub fn preset_shape(name: &str) -> Result<Scheme, Vec<ConfigError>> {
 
 fn compile_verify(v: RawVerify, loc: &str, ctx: &Ctx<'_>, r: &mut Report) -> Option<Scheme> {
     let errors_before = r.errors.len();
+    // A message the operator wrote (not a preset's) is checked for ambiguous part pairs.
+    let custom_message = v.preset.is_none() || v.message.is_some();
     let v = expand_preset(v, loc, &mut r.errors);
     if r.errors.len() > errors_before {
         // The scheme's shape is unknown, but its key sources can still be checked, so that
@@ -743,7 +745,7 @@ fn compile_verify(v: RawVerify, loc: &str, ctx: &Ctx<'_>, r: &mut Report) -> Opt
     if r.errors.len() > errors_before {
         return None;
     }
-    Some(Scheme {
+    let scheme = Scheme {
         algorithm: algorithm?,
         signature: signature?,
         message,
@@ -751,7 +753,11 @@ fn compile_verify(v: RawVerify, loc: &str, ctx: &Ctx<'_>, r: &mut Report) -> Opt
         public_url: ctx.public_url.map(str::to_owned),
         body_hash_param: v.body_hash_param.clone(),
         keys: keys?,
-    })
+    };
+    if custom_message {
+        warn_adjacent_parts(&scheme, loc, r);
+    }
+    Some(scheme)
 }
 
 fn compile_timestamp(
@@ -819,23 +825,86 @@ fn compile_timestamp(
             None
         }),
     };
-    let past = match &t.tolerance {
+    // `tolerance: none`: no freshness window, but the timestamp is still read and must be
+    // canonical (it is part of the signed message).
+    let window = match t.tolerance.as_deref() {
         None => {
-            r.error(format!("{loc}.tolerance"), "missing (e.g. `5m`)");
+            r.error(format!("{loc}.tolerance"), "missing (e.g. `5m`, or `none`)");
             None
         }
-        Some(s) => parse_duration(s, &format!("{loc}.tolerance"), r),
-    };
-    let future = match &t.future_tolerance {
-        None => past,
-        Some(s) => parse_duration(s, &format!("{loc}.future_tolerance"), r),
+        Some("none") => {
+            if t.future_tolerance.is_some() {
+                r.error(
+                    format!("{loc}.future_tolerance"),
+                    "set together with `tolerance: none`; give both a duration or neither",
+                );
+            }
+            Some(None)
+        }
+        Some(s) => {
+            let past = parse_duration(s, &format!("{loc}.tolerance"), r);
+            let future = match &t.future_tolerance {
+                None => past,
+                Some(s) => parse_duration(s, &format!("{loc}.future_tolerance"), r),
+            };
+            past.zip(future)
+                .map(|(past, future)| Some(Window { past, future }))
+        }
     };
     Some(TimestampSpec {
         source: source?,
         unit: unit?,
-        past: past?,
-        future: future?,
+        window: window?,
     })
+}
+
+/// Warns about a custom message with two variable parts side by side (no literal between
+/// them): bytes can then move from one part to the other without changing the signed
+/// message, so what the app reads is not pinned by the signature. A timestamp in seconds or
+/// milliseconds is exempt: it is read only in its canonical form, of one fixed length.
+fn warn_adjacent_parts(scheme: &Scheme, loc: &str, r: &mut Report) {
+    let fixed_length = |part: &Part| {
+        let Some(ts) = &scheme.timestamp else {
+            return false;
+        };
+        let integer = matches!(
+            ts.unit,
+            TimestampUnit::Seconds | TimestampUnit::Milliseconds
+        );
+        integer
+            && match (part, &ts.source) {
+                (Part::Header(h), TimestampSource::Header(t)) => h == t,
+                (Part::SignatureEntry(e), TimestampSource::SignatureEntry(t)) => e == t,
+                _ => false,
+            }
+    };
+    for (i, pair) in scheme.message.windows(2).enumerate() {
+        let [a, b] = pair else { continue };
+        let variable = |p: &Part| !matches!(p, Part::Literal(_));
+        if variable(a) && variable(b) && !fixed_length(a) && !fixed_length(b) {
+            r.warn(
+                format!("{loc}.message[{i}..{}]", i + 1),
+                format!(
+                    "{} and {} are signed side by side with no literal between them: bytes \
+                     can move from one to the other under the same signature. If the sender \
+                     signs a separator, add it as {{ literal: ... }}",
+                    part_name(a),
+                    part_name(b)
+                ),
+            );
+        }
+    }
+}
+
+fn part_name(part: &Part) -> String {
+    match part {
+        Part::Body => "body".into(),
+        Part::Url => "url".into(),
+        Part::FormParamsSorted => "form_params_sorted".into(),
+        Part::Header(h) => format!("header {h}"),
+        Part::SignatureEntry(e) => format!("signature entry {e}"),
+        Part::Literal(_) => "a literal".into(),
+    }
 }
 
 /// Resolves the key strings (secrets or public keys, as the algorithm needs), decodes them

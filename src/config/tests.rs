@@ -387,8 +387,9 @@ fn every_preset_expands_to_its_documented_scheme() {
                     "{n}"
                 );
                 assert_eq!(t.unit, unit, "{n}");
-                assert_eq!(t.past, tolerance, "{n}");
-                assert_eq!(t.future, tolerance, "{n}: future defaults to the tolerance");
+                let w = t.window.expect("a window");
+                assert_eq!(w.past, tolerance, "{n}");
+                assert_eq!(w.future, tolerance, "{n}: future defaults to the tolerance");
             }
             (got, want) => panic!("{n}: timestamp {got:?}, expected {want:?}"),
         }
@@ -409,8 +410,8 @@ fn overriding_preset_tolerance_keeps_the_preset_timestamp_source() {
         TimestampSource::Header(HeaderName::from_static("ltk-timestamp"))
     );
     assert_eq!(t.unit, TimestampUnit::Seconds);
-    assert_eq!(t.past, Duration::from_secs(300));
-    assert_eq!(t.future, Duration::from_secs(300));
+    assert_eq!(t.window.unwrap().past, Duration::from_secs(300));
+    assert_eq!(t.window.unwrap().future, Duration::from_secs(300));
     // Nothing else of the preset moved.
     assert_eq!(header_and_prefix(s), ("ltk-hmacsignature", ""));
     assert_eq!(s.signature.encodings, [Encoding::Base64, Encoding::Hex]);
@@ -426,8 +427,8 @@ fn overriding_preset_timestamp_source_replaces_it_and_keeps_the_rest() {
     let t = scheme(&loaded, "r").timestamp.clone().unwrap();
     assert_eq!(t.source, TimestampSource::JsonField("/sent_at".into()));
     assert_eq!(t.unit, TimestampUnit::Seconds);
-    assert_eq!(t.past, Duration::from_secs(15 * 60));
-    assert_eq!(t.future, Duration::from_secs(60));
+    assert_eq!(t.window.unwrap().past, Duration::from_secs(15 * 60));
+    assert_eq!(t.window.unwrap().future, Duration::from_secs(60));
 }
 
 #[test]
@@ -440,8 +441,8 @@ fn preset_without_timestamp_can_gain_one() {
     let t = scheme(&loaded, "r").timestamp.clone().unwrap();
     assert_eq!(t.source, TimestampSource::JsonField("/timestamp".into()));
     assert_eq!(t.unit, TimestampUnit::Rfc3339);
-    assert_eq!(t.past, Duration::from_secs(600));
-    assert_eq!(t.future, Duration::from_secs(600));
+    assert_eq!(t.window.unwrap().past, Duration::from_secs(600));
+    assert_eq!(t.window.unwrap().future, Duration::from_secs(600));
 }
 
 #[test]
@@ -518,8 +519,8 @@ routes:
     let t = s.timestamp.as_ref().unwrap();
     assert_eq!(t.source, TimestampSource::JsonField("/data/ts".into()));
     assert_eq!(t.unit, TimestampUnit::Milliseconds);
-    assert_eq!(t.past, Duration::from_secs(300));
-    assert_eq!(t.future, Duration::from_secs(30));
+    assert_eq!(t.window.unwrap().past, Duration::from_secs(300));
+    assert_eq!(t.window.unwrap().future, Duration::from_secs(30));
     assert_eq!(s.secret_count(), 2);
 }
 
@@ -540,8 +541,8 @@ fn generic_scheme_defaults_are_sha256_hex_over_the_body() {
         TimestampSource::Header(HeaderName::from_static("x-ts"))
     );
     assert_eq!(t.unit, TimestampUnit::Seconds);
-    assert_eq!(t.past, Duration::from_secs(60));
-    assert_eq!(t.future, Duration::from_secs(60));
+    assert_eq!(t.window.unwrap().past, Duration::from_secs(60));
+    assert_eq!(t.window.unwrap().future, Duration::from_secs(60));
 }
 
 #[test]
@@ -1675,4 +1676,59 @@ fn a_secret_of_the_wrong_type_is_not_echoed_and_durations_are_bounded() {
     ));
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert_eq!(errs[0].location, "limits.upstream_timeout");
+}
+
+#[test]
+fn custom_messages_with_adjacent_variable_parts_are_warned() {
+    let secret = "secret: \"${LAHZA_SECRET}\"";
+    let warned = |verify: &str| {
+        ok(&verified(&format!("{verify}, {secret}")))
+            .warnings
+            .into_iter()
+            .map(|w| w.location)
+            .collect::<Vec<_>>()
+    };
+    // A header right before the body: its last bytes and the body's first are exchangeable.
+    assert_eq!(
+        warned("signature: { header: x-sig }, message: [{ header: x-id }, body]"),
+        ["routes[0] (r).verify.message[0..1]"]
+    );
+    // A literal between them, or a timestamp in seconds (one canonical length), is fine.
+    assert!(warned(
+        "signature: { header: x-sig }, message: [{ header: x-id }, { literal: \".\" }, body]"
+    )
+    .is_empty());
+    assert!(warned(
+        "signature: { header: x-sig }, message: [body, { header: x-ts }], \
+         timestamp: { header: x-ts, unit: seconds, tolerance: none }"
+    )
+    .is_empty());
+    // An RFC 3339 timestamp has no single length: warned.
+    assert_eq!(
+        warned(
+            "signature: { header: x-sig }, message: [{ header: x-ts }, body], \
+             timestamp: { header: x-ts, unit: rfc3339, tolerance: 5m }"
+        ),
+        ["routes[0] (r).verify.message[0..1]"]
+    );
+    // Presets are reviewed by hand (README, Security model): not warned.
+    assert!(warned("preset: listrak").is_empty());
+}
+
+#[test]
+fn tolerance_none_keeps_the_timestamp_without_a_window() {
+    let loaded = ok(&verified(
+        "preset: listrak, timestamp: { tolerance: none }, secret: \"${LAHZA_SECRET}\"",
+    ));
+    let t = scheme(&loaded, "r").timestamp.clone().unwrap();
+    assert_eq!(t.window, None);
+    let errs = errors(&verified(
+        "preset: listrak, timestamp: { tolerance: none, future_tolerance: 1m }, secret: \"${LAHZA_SECRET}\"",
+    ));
+    assert_single_error(
+        "none with a future bound",
+        &errs,
+        "routes[0] (r).verify.timestamp.future_tolerance",
+        "tolerance: none",
+    );
 }

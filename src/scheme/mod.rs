@@ -219,11 +219,20 @@ impl TimestampUnit {
     }
 }
 
-/// A freshness window around the gateway's clock.
+/// A timestamp the scheme reads: where, how it is written, and the freshness window around
+/// the gateway's clock, if any. Without a window the timestamp is still parsed and must be
+/// canonical (it is part of the signed message, so it must have one meaning).
 #[derive(Clone, Debug)]
 pub struct TimestampSpec {
     pub source: TimestampSource,
     pub unit: TimestampUnit,
+    /// `None`: `tolerance: none`, the sender re-sends old events with their old timestamp.
+    pub window: Option<Window>,
+}
+
+/// How far a timestamp may be from the gateway's clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
     /// How old a timestamp may be.
     pub past: Duration,
     /// How far ahead of our clock a timestamp may be (sender clock skew).
@@ -282,6 +291,11 @@ pub enum VerifyError {
     FutureTimestamp,
     #[error("body is not covered by the signature")]
     UnsignedBody,
+    /// A header the scheme reads (a signed header, the timestamp, the dedup key, the form's
+    /// Content-Type) came more than once: the gateway would check one copy while the app
+    /// may read another.
+    #[error("header {0} appears more than once; it is read once and must be sent once")]
+    RepeatedHeader(HeaderName),
 }
 
 /// What a successful verification tells the caller.
@@ -325,10 +339,37 @@ impl Scheme {
         self.keys.len()
     }
 
+    /// Every request header this scheme reads besides the signature header: the headers in
+    /// the signed message, the timestamp header, and `Content-Type` when it decides how the
+    /// body is covered (form parameters). Each must come exactly once, and none may be
+    /// dropped on the way to the app (a `Connection` header cannot name them away).
+    pub fn headers_read(&self) -> impl Iterator<Item = &HeaderName> + '_ {
+        let message = self.message.iter().filter_map(|p| match p {
+            Part::Header(h) => Some(h),
+            _ => None,
+        });
+        let timestamp = match &self.timestamp {
+            Some(TimestampSpec {
+                source: TimestampSource::Header(h),
+                ..
+            }) => Some(h),
+            _ => None,
+        };
+        let form = self.message.contains(&Part::FormParamsSorted) || self.body_hash_param.is_some();
+        message
+            .chain(timestamp)
+            .chain(form.then_some(&http::header::CONTENT_TYPE))
+    }
+
     /// Verifies a request: signature header well-formed, timestamp (if any) inside its window
     /// relative to `now`, body covered, and the signature valid under one of the keys.
     pub fn verify(&self, req: &RequestView<'_>, now: SystemTime) -> Result<Verified, VerifyError> {
         let header = self.read_signature_header(req.headers)?;
+        for name in self.headers_read() {
+            if req.headers.get_all(name).iter().nth(1).is_some() {
+                return Err(VerifyError::RepeatedHeader(name.clone()));
+            }
+        }
         let candidates = self.decode_candidates(&header)?;
         if let Some(ts) = &self.timestamp {
             check_timestamp(ts, req, &header, now)?;
@@ -516,7 +557,14 @@ impl Scheme {
                         continue;
                     }
                     let (k, v) = entry.split_once(e.assign.as_str()).ok_or_else(malformed)?;
-                    entries.push((k.trim(), v.trim()));
+                    let k = k.trim();
+                    // Several signatures may be listed (rotation), but any other entry (a
+                    // timestamp, say) read twice could mean one thing here and another to
+                    // the app: `t=NOW,v1=..,t=1` is malformed.
+                    if k != e.key && entries.iter().any(|(seen, _)| *seen == k) {
+                        return Err(malformed());
+                    }
+                    entries.push((k, v.trim()));
                 }
                 let candidates = entries
                     .iter()
@@ -696,11 +744,17 @@ fn describe(scheme: &Scheme, indent: &str) -> String {
                 TimestampSource::JsonField(p) => format!("json: {p}"),
                 TimestampSource::SignatureEntry(e) => format!("signature_entry: {e}"),
             };
+            let window = match &t.window {
+                Some(w) => format!(
+                    "tolerance: {}, future_tolerance: {}",
+                    humantime::format_duration(w.past),
+                    humantime::format_duration(w.future),
+                ),
+                None => "tolerance: none".to_owned(),
+            };
             out += &format!(
-                "{indent}timestamp: {{ {source}, unit: {}, tolerance: {}, future_tolerance: {} }}\n",
+                "{indent}timestamp: {{ {source}, unit: {}, {window} }}\n",
                 t.unit.name(),
-                humantime::format_duration(t.past),
-                humantime::format_duration(t.future),
             );
         }
     }
@@ -721,8 +775,8 @@ fn is_form(headers: &HeaderMap) -> bool {
         })
 }
 
-/// Checks the timestamp against `now`: refused when older than `past` or further ahead
-/// than `future`.
+/// Checks the timestamp: canonical in its unit, and, with a window, no older than `past`
+/// and no further ahead than `future` of `now`.
 fn check_timestamp(
     spec: &TimestampSpec,
     req: &RequestView<'_>,
@@ -731,15 +785,18 @@ fn check_timestamp(
 ) -> Result<(), VerifyError> {
     let raw = read_timestamp(&spec.source, req, header)?;
     let ts_ms = parse_timestamp_ms(&raw, spec.unit).ok_or(VerifyError::MalformedTimestamp)?;
+    let Some(window) = &spec.window else {
+        return Ok(());
+    };
     let now_ms = match now.duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_millis() as i128,
         Err(e) => -(e.duration().as_millis() as i128),
     };
     let age_ms = now_ms - ts_ms;
-    if age_ms > spec.past.as_millis() as i128 {
+    if age_ms > window.past.as_millis() as i128 {
         return Err(VerifyError::StaleTimestamp);
     }
-    if -age_ms > spec.future.as_millis() as i128 {
+    if -age_ms > window.future.as_millis() as i128 {
         return Err(VerifyError::FutureTimestamp);
     }
     Ok(())
@@ -788,22 +845,35 @@ fn format_timestamp(now: SystemTime, unit: TimestampUnit) -> String {
     }
 }
 
-/// Milliseconds since the Unix epoch, or `None` if the text is not a timestamp in `unit`.
-fn parse_timestamp_ms(raw: &str, unit: TimestampUnit) -> Option<i128> {
-    let raw = raw.trim();
+/// Milliseconds since the Unix epoch, or `None` if the text is not a timestamp in `unit`
+/// written in its one canonical form.
+///
+/// A timestamp is often signed next to the body with no separator (Listrak: body then
+/// timestamp; SendGrid and Discord: timestamp then body). If `001796130913` or ` 1796130913`
+/// were read as `1796130913`, a byte could move between the body and the timestamp without
+/// changing the signed bytes. So integers are plain digits with no sign, space or leading
+/// zero, and of the one length every time between 2001-09-09 and 2286-11-20 has: 10 digits
+/// of seconds, 13 of milliseconds. Moving a digit across then always changes the length,
+/// which is refused, even on schemes with no freshness window.
+pub fn parse_timestamp_ms(raw: &str, unit: TimestampUnit) -> Option<i128> {
     match unit {
-        TimestampUnit::Seconds => parse_integer(raw).map(|s| s * 1000),
-        TimestampUnit::Milliseconds => parse_integer(raw),
+        TimestampUnit::Seconds => parse_digits(raw, 10).map(|s| s * 1000),
+        TimestampUnit::Milliseconds => parse_digits(raw, 13),
         TimestampUnit::Rfc3339 => {
+            // humantime's weak form also takes a space for `T`; no other whitespace.
+            if raw.trim() != raw || raw.bytes().filter(|b| b.is_ascii_whitespace()).count() > 1 {
+                return None;
+            }
             let t = humantime::parse_rfc3339_weak(raw).ok()?;
             Some(t.duration_since(UNIX_EPOCH).ok()?.as_millis() as i128)
         }
     }
 }
 
-/// A plain decimal integer of sane size: no sign games, no exponent, no overflow.
-fn parse_integer(raw: &str) -> Option<i128> {
-    if raw.is_empty() || raw.len() > 18 || !raw.bytes().all(|b| b.is_ascii_digit()) {
+/// Exactly `len` ASCII digits, the first not `0`.
+fn parse_digits(raw: &str, len: usize) -> Option<i128> {
+    let b = raw.as_bytes();
+    if b.len() != len || b[0] == b'0' || !b.iter().all(u8::is_ascii_digit) {
         return None;
     }
     raw.parse().ok()

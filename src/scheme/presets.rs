@@ -165,9 +165,15 @@ pub fn preset(name: &str) -> Option<RawVerify> {
         }
         // SendGrid Event Webhook: base64 DER ECDSA P-256 over timestamp + body, base64 DER
         // public key. SendGrid documents no window, and retries for up to 72 h, so none by
-        // default.
+        // default; the timestamp is still read in canonical form only, since it is signed
+        // right before the body with no separator.
         "sendgrid" => RawVerify {
             message: Some(vec![header("x-twilio-email-event-webhook-timestamp"), Body]),
+            timestamp: Some(ts_header(
+                "x-twilio-email-event-webhook-timestamp",
+                "seconds",
+                "none",
+            )),
             key_encoding: Some("base64".into()),
             ..plain(
                 "ecdsa-p256-sha256",

@@ -263,8 +263,10 @@ fn json_body_timestamps_in_each_unit() {
     let spec = |pointer: &str, unit| TimestampSpec {
         source: TimestampSource::JsonField(pointer.into()),
         unit,
-        past: Duration::from_secs(300),
-        future: Duration::from_secs(60),
+        window: Some(Window {
+            past: Duration::from_secs(300),
+            future: Duration::from_secs(60),
+        }),
     };
     let now = at(1_763_884_800);
     let cases: &[(&str, TimestampSpec, Result<(), VerifyError>)] = &[
@@ -646,4 +648,173 @@ fn an_ecdsa_signature_and_its_malleable_twin_give_one_replay_key() {
     );
     let flipped = verify(&headers);
     assert_eq!(flipped.signature, original.signature);
+}
+
+#[test]
+fn a_timestamp_is_read_only_in_its_canonical_form() {
+    use TimestampUnit::*;
+    let cases: &[(&str, TimestampUnit, Option<i128>)] = &[
+        ("1796130913", Seconds, Some(1_796_130_913_000)),
+        ("1796130913000", Milliseconds, Some(1_796_130_913_000)),
+        // The Listrak attack: zeros moved from the body's end to the timestamp's front.
+        ("001796130913", Seconds, None),
+        ("0179613091", Seconds, None),
+        (" 1796130913", Seconds, None),
+        ("1796130913 ", Seconds, None),
+        ("+1796130913", Seconds, None),
+        ("-1796130913", Seconds, None),
+        ("1796130913.0", Seconds, None),
+        // A digit moved across changes the length: refused, window or not.
+        ("179613091", Seconds, None),
+        ("17961309130", Seconds, None),
+        ("179613091300", Milliseconds, None),
+        ("", Seconds, None),
+        ("1e9", Seconds, None),
+        ("2025-11-23T07:59:30Z", Rfc3339, Some(1_763_884_770_000)),
+        (" 2025-11-23T07:59:30Z", Rfc3339, None),
+        ("2025-11-23T07:59:30Z\t", Rfc3339, None),
+    ];
+    for (raw, unit, want) in cases {
+        assert_eq!(parse_timestamp_ms(raw, *unit), *want, "{raw:?} as {unit:?}");
+    }
+}
+
+/// Listrak signs body + timestamp with no separator: a captured request whose body ends in
+/// `0` re-sent with that zero moved to the front of the timestamp has the same MAC input.
+#[test]
+fn moving_body_bytes_into_a_listrak_timestamp_is_refused() {
+    let s = preset_scheme("listrak", "LTK-secret-99");
+    let now = 1_796_130_913u64;
+    let body = b"{\"amount\":100}0";
+    let ts = now.to_string();
+    let sig = sig_of(&s, &headers(&[("ltk-timestamp", &ts)]), body).unwrap();
+    let genuine = headers(&[("ltk-timestamp", &ts), ("ltk-hmacsignature", &sig)]);
+    assert_eq!(check(&s, &genuine, body, at(now)), Ok(0));
+    // Same signed bytes: body one byte shorter, "0" + timestamp.
+    let moved = headers(&[
+        ("ltk-timestamp", &format!("0{ts}")),
+        ("ltk-hmacsignature", &sig),
+    ]);
+    assert_eq!(
+        check(&s, &moved, &body[..body.len() - 1], at(now)),
+        Err(VerifyError::MalformedTimestamp)
+    );
+}
+
+/// SendGrid signs timestamp + body, has no window, and its timestamp is still pinned.
+#[test]
+fn sendgrid_timestamp_is_canonical_without_a_window() {
+    let v = RawVerify {
+        preset: Some("sendgrid".into()),
+        public_key: Some("${KEY}".into()),
+        ..RawVerify::default()
+    };
+    let signing = keys::SigningKey::P256(p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap());
+    let public = match &signing {
+        keys::SigningKey::P256(k) => {
+            use p256::pkcs8::EncodePublicKey as _;
+            BASE64.encode(k.verifying_key().to_public_key_der().unwrap().as_bytes())
+        }
+        _ => unreachable!(),
+    };
+    let s = compile_scheme(v, "t", Path::new("."), &move |_| Some(public.clone()), None)
+        .expect("sendgrid compiles");
+    assert!(s.timestamp.as_ref().is_some_and(|t| t.window.is_none()));
+    let ts_name = "x-twilio-email-event-webhook-timestamp";
+    let body = b"[{\"event\":\"delivered\"}]";
+    let sign = |ts: &str, body: &[u8]| {
+        let mut h = headers(&[(ts_name, ts)]);
+        s.sign(&mut h, body, "/", SystemTime::now(), Some(&signing))
+            .unwrap();
+        h
+    };
+    // Years old: no window, accepted.
+    assert_eq!(
+        check(&s, &sign("1600000000", body), body, at(1_796_130_913)),
+        Ok(0)
+    );
+    // A signature over "1600000000" + "7[...]" re-sent as "16000000007" + "[...]" (or the
+    // reverse): same signed bytes, refused because the timestamp is not canonical.
+    let mut shifted = b"7".to_vec();
+    shifted.extend_from_slice(body);
+    let h = sign("1600000000", &shifted);
+    let sig = h["x-twilio-email-event-webhook-signature"]
+        .to_str()
+        .unwrap();
+    assert_eq!(
+        check(
+            &s,
+            &headers(&[
+                (ts_name, "16000000007"),
+                ("x-twilio-email-event-webhook-signature", sig)
+            ]),
+            body,
+            at(1_796_130_913)
+        ),
+        Err(VerifyError::MalformedTimestamp)
+    );
+}
+
+#[test]
+fn a_header_the_scheme_reads_must_come_once() {
+    let s = preset_scheme(
+        "standard-webhooks",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    );
+    let now = 1_796_130_913u64;
+    let ts = now.to_string();
+    let body = b"{}";
+    let base = headers(&[("webhook-id", "msg_1"), ("webhook-timestamp", &ts)]);
+    let sig = sig_of(&s, &base, body).unwrap();
+    let mut good = base.clone();
+    good.insert("webhook-signature", sig.parse().unwrap());
+    assert_eq!(check(&s, &good, body, at(now)), Ok(0));
+    for name in ["webhook-id", "webhook-timestamp"] {
+        let mut twice = good.clone();
+        twice.append(name, "1".parse().unwrap());
+        assert_eq!(
+            check(&s, &twice, body, at(now)),
+            Err(VerifyError::RepeatedHeader(HeaderName::from_static(name))),
+            "{name}"
+        );
+    }
+
+    // Twilio decides by Content-Type whether the form parameters are the signed message.
+    let v = RawVerify {
+        preset: Some("twilio".into()),
+        secret: Some("${T}".into()),
+        ..RawVerify::default()
+    };
+    let twilio = compile_scheme(
+        v,
+        "t",
+        Path::new("."),
+        &|_| Some("token".into()),
+        Some("https://hooks.example.com"),
+    )
+    .unwrap();
+    let names: Vec<&str> = twilio.headers_read().map(|h| h.as_str()).collect();
+    assert_eq!(names, ["content-type"]);
+}
+
+#[test]
+fn a_repeated_entry_in_a_structured_header_is_malformed() {
+    let s = preset_scheme("stripe", "whsec_test");
+    let now = 1_796_130_913u64;
+    let body = b"{}";
+    let mut h = HeaderMap::new();
+    s.sign(&mut h, body, "/", at(now), None).unwrap();
+    let value = h["stripe-signature"].to_str().unwrap().to_owned();
+    assert_eq!(check(&s, &h, body, at(now)), Ok(0));
+    let twice = headers(&[("stripe-signature", &format!("{value},t=1"))]);
+    assert_eq!(
+        check(&s, &twice, body, at(now)),
+        Err(VerifyError::MalformedSignature(HeaderName::from_static(
+            "stripe-signature"
+        )))
+    );
+    // Several signatures (secret rotation) stay allowed.
+    let v1 = value.split(',').find(|e| e.starts_with("v1=")).unwrap();
+    let two_sigs = headers(&[("stripe-signature", &format!("{value},{v1}"))]);
+    assert_eq!(check(&s, &two_sigs, body, at(now)), Ok(0));
 }
