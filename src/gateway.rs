@@ -18,7 +18,7 @@ use crate::metrics::{Metrics, NO_ROUTE};
 use crate::refusal::Refusal;
 use crate::replay::{self, Claim, ClaimGuard, OnStoreError, ReplayPolicy, Store};
 use crate::routes::Match;
-use crate::scheme::RequestView;
+use crate::scheme::{RequestView, VerifyError};
 
 /// Where "now" comes from; tests pin it to replay recorded vectors.
 pub type Clock = fn() -> SystemTime;
@@ -298,6 +298,14 @@ async fn replay_check(
         replay::KeySource::Json(_) => body.contiguous(),
         _ => &[],
     };
+    if let replay::KeySource::Header(name) = &policy.key {
+        // Deduplicated by one copy, delivered with two: the app could read the other.
+        if headers.get_all(name).iter().nth(1).is_some() {
+            let repeated = VerifyError::RepeatedHeader(name.clone());
+            check_failed(shared, route, client, Refusal::Verify(repeated), shadowed)?;
+            return Ok(Replay::Unguarded);
+        }
+    }
     let Some(key) = policy.key_bytes(headers, body, signature) else {
         check_failed(shared, route, client, Refusal::ReplayKeyMissing, shadowed)?;
         return Ok(Replay::Unguarded);

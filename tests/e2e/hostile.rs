@@ -1,0 +1,277 @@
+//! Hostile requests: what an attacker would send, one test per class. Each asserts what the
+//! upstream app received, byte for byte, or that it received nothing.
+//!
+//! Classes: a signed value moved between parts (signature confusion), a header the scheme
+//! reads sent twice, path encodings, Host, client-address headers, request smuggling and
+//! desync over HTTP/1.1, HTTP/2 field rules, memory floods, and refusals the client can read.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use http::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::*;
+
+const LISTRAK_SECRET: &str = "LTK-secret-99";
+const ACME_SECRET: &str = "acme-secret";
+
+/// One route per scheme under test, all in front of `upstream`.
+fn config(upstream: &str, extra_top: &str) -> String {
+    format!(
+        r#"listeners:
+  - addr: 127.0.0.1:0
+admin:
+  addr: 127.0.0.1:0
+{extra_top}routes:
+  - name: listrak
+    path: /hooks/listrak
+    upstream: {upstream}
+    verify: {{ preset: listrak, secret: "${{LISTRAK}}" }}
+    replay: {{}}
+  - name: acme
+    path: /hooks/acme
+    upstream: {upstream}
+    verify:
+      signature: {{ header: X-Acme-Signature, prefix: "sha256=", encoding: hex }}
+      message: [{{ header: X-Acme-Timestamp }}, {{ literal: "." }}, body]
+      timestamp: {{ header: X-Acme-Timestamp, unit: seconds, tolerance: 5m }}
+      secret: "${{ACME}}"
+  - name: stripe
+    path: /hooks/stripe
+    upstream: {upstream}
+    verify: {{ preset: stripe, secret: "${{STRIPE}}" }}
+  - name: webhooks
+    path: /hooks/standard
+    upstream: {upstream}
+    verify: {{ preset: standard-webhooks, secret: "${{STD}}" }}
+    replay: {{}}
+  - name: github
+    path: /hooks/github
+    upstream: {upstream}
+    verify: {{ preset: github, secret: "${{GITHUB}}" }}
+    replay: {{}}
+  - name: lahza
+    path: /hooks/lahza/*
+    upstream: {upstream}
+    verify: {{ preset: lahza, secret: "${{LAHZA}}" }}
+"#
+    )
+}
+
+const STD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const ENV: &[(&str, &str)] = &[
+    ("LISTRAK", LISTRAK_SECRET),
+    ("ACME", ACME_SECRET),
+    ("STRIPE", "whsec_stripe_test"),
+    ("STD", STD_SECRET),
+    ("GITHUB", "gh-secret"),
+    ("LAHZA", "sk_live_lahza_8c2e"),
+];
+
+async fn start(extra_top: &str) -> (Upstream, Gateway) {
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(&config(&upstream.url(), extra_top), ENV).await;
+    (upstream, gw)
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn lahza_sig(body: &[u8]) -> String {
+    hex::encode(hmac_sha256("sk_live_lahza_8c2e", &[body]))
+}
+
+fn acme_headers(ts: &str, body: &[u8]) -> Vec<(String, String)> {
+    let mac = hmac_sha256(ACME_SECRET, &[ts.as_bytes(), b".", body]);
+    vec![
+        ("X-Acme-Timestamp".into(), ts.into()),
+        (
+            "X-Acme-Signature".into(),
+            format!("sha256={}", hex::encode(mac)),
+        ),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. A signed value has one meaning
+
+/// Listrak signs body + LTK-Timestamp with no separator. A captured request whose body ends in
+/// `0`, re-sent with that zero moved to the front of the timestamp, has the same MAC input; it
+/// must not reach the app, nor take the genuine event's replay key.
+#[tokio::test]
+async fn a_digit_moved_from_the_body_into_a_listrak_timestamp_is_refused() {
+    let (upstream, gw) = start("").await;
+    let url = gw.url("/hooks/listrak");
+    let ts = now_unix().to_string();
+    let body = br#"{"event":"order","amount":100}0"#;
+    let mac = hmac_sha256(LISTRAK_SECRET, &[body, ts.as_bytes()]);
+    let sig = b64(&mac);
+
+    let moved_ts = format!("0{ts}");
+    let shorter = &body[..body.len() - 1];
+    let answer = post(
+        &url,
+        &[("LTK-Timestamp", &moved_ts), ("LTK-HmacSignature", &sig)],
+        shorter,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.body);
+    assert_eq!(gw.outcome("listrak", "timestamp_malformed"), 1.0);
+    assert_eq!(
+        upstream.count(),
+        0,
+        "the altered body never reached the app"
+    );
+
+    // The genuine delivery still goes through: the altered copy did not take its key.
+    let answer = post(
+        &url,
+        &[("LTK-Timestamp", &ts), ("LTK-HmacSignature", &sig)],
+        body,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let got = upstream.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(&got[0].body[..], &body[..]);
+    assert_eq!(got[0].headers["ltk-timestamp"], ts.as_str());
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn non_canonical_timestamps_are_refused_however_they_are_padded() {
+    let (upstream, gw) = start("").await;
+    let url = gw.url("/hooks/acme");
+    let now = now_unix();
+    for ts in [
+        format!("0{now}"),
+        format!(" {now}"),
+        format!("+{now}"),
+        format!("{now}.0"),
+    ] {
+        let headers = acme_headers(&ts, b"{}");
+        let answer = post(&url, &as_refs(&headers), b"{}").await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{ts:?}");
+    }
+    assert_eq!(upstream.count(), 0);
+    gw.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. A header the scheme reads is read once
+
+#[tokio::test]
+async fn a_second_copy_of_a_signed_header_is_refused() {
+    let (upstream, gw) = start("").await;
+    let now = now_unix().to_string();
+    let body = br#"{"id":"evt_1"}"#;
+
+    // The first copy genuine and signed, the second `1`: the app must never get `1`.
+    let mut headers = acme_headers(&now, body);
+    headers.push(("X-Acme-Timestamp".into(), "1".into()));
+    let answer = post(&gw.url("/hooks/acme"), &as_refs(&headers), body).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(gw.outcome("acme", "header_repeated"), 1.0);
+
+    // Listrak's timestamp twice.
+    let mac = hmac_sha256(LISTRAK_SECRET, &[body, now.as_bytes()]);
+    let answer = post(
+        &gw.url("/hooks/listrak"),
+        &[
+            ("LTK-Timestamp", &now),
+            ("LTK-Timestamp", "1"),
+            ("LTK-HmacSignature", &b64(&mac)),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(gw.outcome("listrak", "header_repeated"), 1.0);
+
+    // Standard Webhooks: webhook-id (signed, and the replay key) and webhook-timestamp.
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(STD_SECRET.trim_start_matches("whsec_"))
+        .unwrap();
+    let signed = [b"msg_1" as &[u8], b".", now.as_bytes(), b".", body].concat();
+    let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&key).unwrap();
+    hmac::Mac::update(&mut mac, &signed);
+    let sig = format!("v1,{}", b64(&hmac::Mac::finalize(mac).into_bytes()));
+    for (name, extra) in [("webhook-id", "msg_2"), ("webhook-timestamp", "1")] {
+        let mut h = vec![
+            ("webhook-id", "msg_1"),
+            ("webhook-timestamp", now.as_str()),
+            ("webhook-signature", sig.as_str()),
+        ];
+        h.push((name, extra));
+        let answer = post(&gw.url("/hooks/standard"), &h, body).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{name}");
+    }
+    assert_eq!(gw.outcome("webhooks", "header_repeated"), 2.0);
+
+    // GitHub's X-GitHub-Delivery is not signed but is the replay key: read once too.
+    let gh = format!("sha256={}", hex::encode(hmac_sha256("gh-secret", &[body])));
+    let answer = post(
+        &gw.url("/hooks/github"),
+        &[
+            ("x-hub-signature-256", &gh),
+            ("x-github-delivery", "d-1"),
+            ("x-github-delivery", "d-2"),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(gw.outcome("github", "header_repeated"), 1.0);
+    assert_eq!(upstream.count(), 0);
+
+    // The same requests with each header once are delivered as sent.
+    let answer = post(
+        &gw.url("/hooks/standard"),
+        &[
+            ("webhook-id", "msg_1"),
+            ("webhook-timestamp", &now),
+            ("webhook-signature", &sig),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let got = upstream.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].headers.get_all("webhook-id").iter().count(), 1);
+    assert_eq!(&got[0].body[..], body);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_repeated_entry_in_stripe_signature_is_refused() {
+    let (upstream, gw) = start("").await;
+    let now = now_unix().to_string();
+    let body = br#"{"id":"evt_1"}"#;
+    let mac = hmac_sha256("whsec_stripe_test", &[now.as_bytes(), b".", body]);
+    let good = format!("t={now},v1={}", hex::encode(mac));
+    let answer = post(
+        &gw.url("/hooks/stripe"),
+        &[("stripe-signature", &format!("{good},t=1"))],
+        body,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(gw.outcome("stripe", "signature_malformed"), 1.0);
+    assert_eq!(upstream.count(), 0);
+    let answer = post(
+        &gw.url("/hooks/stripe"),
+        &[("stripe-signature", &good)],
+        body,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        upstream.received()[0].headers["stripe-signature"],
+        good.as_str()
+    );
+    gw.shutdown().await;
+}
