@@ -148,6 +148,7 @@ async fn pipeline(
     shadowed: &mut Option<Refusal>,
 ) -> Result<(Response<Full<Bytes>>, &'static str), Refusal> {
     let gateway = &shared.gateway;
+    crate::host::check(req.version(), req.uri(), req.headers()).map_err(Refusal::BadHost)?;
     let route = match gateway.routes.lookup(req.method(), req.uri().path()) {
         Match::Found(route) => route.clone(),
         Match::MethodNotAllowed { route, allowed } => {

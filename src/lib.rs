@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! accept         server.rs     TCP or TLS, HTTP/1.1 or HTTP/2, header timeout, conn limit
+//!  -> host       host.rs       one valid Host, agreeing with the target        400
 //!  -> route      routes.rs     method + normalized path -> &Route        400 / 404 / 405
 //!  -> client IP  client_ip.rs  peer, trusted proxies, X-Forwarded-For
 //!  -> allowlist  route.allow_ips, before any body byte is read           403
@@ -37,6 +38,7 @@ pub mod client_ip;
 pub mod config;
 pub mod forward;
 pub mod gateway;
+pub mod host;
 pub mod logbuf;
 pub mod metrics;
 pub mod refusal;

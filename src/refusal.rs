@@ -8,6 +8,8 @@ use crate::scheme::VerifyError;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refusal {
+    /// No, several or an invalid Host, or one that disagrees with the target's authority.
+    BadHost(crate::host::HostError),
     /// The path is not in normal form (dot segments, encoded slashes, empty segments).
     BadPath,
     NoRoute,
@@ -34,7 +36,7 @@ impl Refusal {
     pub fn status(&self) -> http::StatusCode {
         use http::StatusCode as S;
         match self {
-            Refusal::BadPath => S::BAD_REQUEST,
+            Refusal::BadHost(_) | Refusal::BadPath => S::BAD_REQUEST,
             Refusal::NoRoute => S::NOT_FOUND,
             Refusal::MethodNotAllowed(_) => S::METHOD_NOT_ALLOWED,
             Refusal::IpNotAllowed => S::FORBIDDEN,
@@ -53,6 +55,7 @@ impl Refusal {
     /// The `outcome` label on `hookgate_requests_total`.
     pub fn label(&self) -> &'static str {
         match self {
+            Refusal::BadHost(_) => "bad_host",
             Refusal::BadPath => "bad_path",
             Refusal::NoRoute => "no_route",
             Refusal::MethodNotAllowed(_) => "method_not_allowed",
@@ -85,6 +88,15 @@ impl Refusal {
     /// body, a secret or the expected signature.
     pub fn reason(&self) -> String {
         match self {
+            Refusal::BadHost(e) => {
+                use crate::host::HostError as H;
+                match e {
+                    H::Missing => "request has no Host".into(),
+                    H::Repeated => "request has more than one Host".into(),
+                    H::Invalid => "Host is not a valid host[:port]".into(),
+                    H::Disagrees => "Host disagrees with the request target's authority".into(),
+                }
+            }
             Refusal::BadPath => "request path is not in normal form".into(),
             Refusal::NoRoute => "no route for this path".into(),
             Refusal::MethodNotAllowed(_) => "method not allowed on this route".into(),
@@ -108,6 +120,7 @@ impl Refusal {
 
     /// Every outcome label, so metrics can be pre-registered at zero.
     pub const LABELS: &'static [&'static str] = &[
+        "bad_host",
         "bad_path",
         "no_route",
         "method_not_allowed",

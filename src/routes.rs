@@ -52,21 +52,63 @@ impl std::fmt::Display for PathPattern {
 }
 
 /// True for an absolute path with no dot segments, no empty segments (other than a single
-/// trailing `/`) and no percent-encoded `/`, `\` or `.`.
+/// trailing `/`), no percent-encoded `/`, `\` or `.`, and percent-encoding that decodes once
+/// to valid UTF-8 (see [`clean_percent_encoding`]).
 pub fn is_clean_path(path: &str) -> bool {
     if !path.starts_with('/') || path.contains('\\') {
         return false;
     }
-    let lower = path.to_ascii_lowercase();
-    if lower.contains("%2f") || lower.contains("%2e") || lower.contains("%5c") {
+    if path.contains('%') && !clean_percent_encoding(path) {
         return false;
     }
     let inner = path.strip_suffix('/').unwrap_or(path);
     inner.split('/').skip(1).all(|seg| {
-        // Servlet containers read `..;x` as `..`: judge a segment by what precedes `;`.
+        // Servlet containers read `..;x` as `..` (and decode `..%3bx` to it first): judge a
+        // segment by what precedes `;` or `%3b`.
         let name = seg.split(';').next().unwrap_or(seg);
+        let name = match name
+            .as_bytes()
+            .windows(3)
+            .position(|w| w.eq_ignore_ascii_case(b"%3b"))
+        {
+            Some(i) => &name[..i],
+            None => name,
+        };
         !seg.is_empty() && name != "." && name != ".."
     }) || path == "/"
+}
+
+/// Percent-encoding an app can only read one way: every `%` starts two hex digits, and the
+/// decoded bytes are valid UTF-8 with no NUL. Refused: encoded `/`, `\` and `.` (a prefix
+/// route could be escaped at an app that decodes them), double encoding (`%25` then hex,
+/// which a second decode turns into anything), overlong UTF-8 (`%c0%ae` is `.` to a lax
+/// decoder) and IIS's `%u002e`.
+fn clean_percent_encoding(path: &str) -> bool {
+    let b = path.as_bytes();
+    let mut decoded = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'%' {
+            decoded.push(b[i]);
+            i += 1;
+            continue;
+        }
+        let Some(byte) = b.get(i + 1..i + 3).and_then(hex_byte) else {
+            return false;
+        };
+        let double = byte == b'%' && b.get(i + 3..i + 5).is_some_and(|h| hex_byte(h).is_some());
+        if matches!(byte, b'/' | b'\\' | b'.' | 0) || double {
+            return false;
+        }
+        decoded.push(byte);
+        i += 3;
+    }
+    std::str::from_utf8(&decoded).is_ok()
+}
+
+fn hex_byte(two: &[u8]) -> Option<u8> {
+    let digit = |c: u8| (c as char).to_digit(16);
+    Some((digit(two[0])? * 16 + digit(two[1])?) as u8)
 }
 
 /// The outcome of matching one request.
@@ -186,7 +228,18 @@ mod tests {
 
     #[test]
     fn clean_paths() {
-        for ok in ["/", "/a", "/a/", "/a/b", "/webhooks/lahza", "/a%20b"] {
+        for ok in [
+            "/",
+            "/a",
+            "/a/",
+            "/a/b",
+            "/webhooks/lahza",
+            "/a%20b",
+            "/a/b;v=1",
+            "/a/x%3by",
+            "/caf%C3%A9",
+            "/a%25zz",
+        ] {
             assert!(is_clean_path(ok), "{ok}");
         }
         for bad in [
@@ -205,6 +258,21 @@ mod tests {
             "/a/..;/b",
             "/a/.;x/b",
             "/..;",
+            // Encoded `;`, as Spring decodes it.
+            "/a/..%3b/b",
+            "/a/..%3Bx/b",
+            "/a/.%3b/b",
+            // Double and legacy encodings.
+            "/a/%252e%252e/b",
+            "/a%252fb",
+            "/a/%c0%ae%c0%ae/b",
+            "/a/%C1%9C",
+            "/a/%e0%80%ae",
+            "/a/%u002e%u002e/b",
+            "/a%",
+            "/a%2",
+            "/a%zz",
+            "/a%00b",
         ] {
             assert!(!is_clean_path(bad), "{bad}");
         }

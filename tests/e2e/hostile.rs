@@ -275,3 +275,99 @@ async fn a_repeated_entry_in_stripe_signature_is_refused() {
     );
     gw.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// 3. Paths an app could read another way
+
+/// A signed request to `/hooks/lahza/<path>`, as raw HTTP/1.1.
+fn lahza_raw(path: &str, host: &str) -> Vec<u8> {
+    let body = b"{}";
+    format!(
+        "POST /hooks/lahza/{path} HTTP/1.1\r\nHost: {host}\r\nx-lahza-signature: {}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}",
+        lahza_sig(body)
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn encoded_semicolons_double_and_legacy_encodings_are_bad_paths() {
+    let (upstream, gw) = start("").await;
+    let paths = [
+        "x/..%3b/admin",
+        "x/..%3Bfoo/admin",
+        "%252e%252e/admin",
+        "x%252fadmin",
+        "%c0%ae%c0%ae/admin",
+        "%C1%9C",
+        "%e0%80%ae%e0%80%ae/admin",
+        "%u002e%u002e/admin",
+        "x%zz",
+        "x%00",
+    ];
+    for path in paths {
+        let answer = raw(
+            gw.addr,
+            &lahza_raw(path, "hooks.example"),
+            Duration::from_secs(5),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
+        assert!(answer.contains("not in normal form"), "{path}: {answer}");
+    }
+    assert_eq!(gw.outcome("", "bad_path"), paths.len() as f64);
+    assert_eq!(upstream.count(), 0);
+    // A plain encoded character in a segment is still fine, and reaches the app as sent.
+    let answer = raw(
+        gw.addr,
+        &lahza_raw("caf%C3%A9;v=1", "hooks.example"),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(
+        upstream.received()[0].path_and_query,
+        "/hooks/lahza/caf%C3%A9;v=1"
+    );
+    gw.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Host (RFC 9112 §3.2)
+
+#[tokio::test]
+async fn http1_host_must_be_one_valid_value_matching_the_target() {
+    let (upstream, gw) = start("").await;
+    let sig = lahza_sig(b"{}");
+    let heads = [
+        // no Host
+        format!("POST /hooks/lahza/a HTTP/1.1\r\nx-lahza-signature: {sig}\r\n"),
+        // two
+        format!("POST /hooks/lahza/a HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\nx-lahza-signature: {sig}\r\n"),
+        // invalid values
+        format!("POST /hooks/lahza/a HTTP/1.1\r\nHost: user@a.example\r\nx-lahza-signature: {sig}\r\n"),
+        format!("POST /hooks/lahza/a HTTP/1.1\r\nHost: a.example/../x\r\nx-lahza-signature: {sig}\r\n"),
+        format!("POST /hooks/lahza/a HTTP/1.1\r\nHost: a.example:80:81\r\nx-lahza-signature: {sig}\r\n"),
+        // absolute-form naming another host
+        format!("POST http://b.example/hooks/lahza/a HTTP/1.1\r\nHost: a.example\r\nx-lahza-signature: {sig}\r\n"),
+    ];
+    for head in &heads {
+        let request = format!("{head}Content-Length: 2\r\nConnection: close\r\n\r\n{{}}");
+        let answer = raw(gw.addr, request.as_bytes(), Duration::from_secs(5)).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{head:?}: {answer}");
+    }
+    assert_eq!(gw.outcome("", "bad_host"), heads.len() as f64);
+    assert_eq!(upstream.count(), 0);
+
+    // Absolute-form with the same authority: forwarded in origin-form with that Host.
+    let request = format!(
+        "POST http://a.example/hooks/lahza/a HTTP/1.1\r\nHost: a.example\r\nx-lahza-signature: {sig}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    );
+    let answer = raw(gw.addr, request.as_bytes(), Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let got = upstream.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].path_and_query, "/hooks/lahza/a");
+    assert_eq!(got[0].headers["host"], "a.example");
+    assert_eq!(got[0].headers.get_all("host").iter().count(), 1);
+    gw.shutdown().await;
+}
