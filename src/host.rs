@@ -101,7 +101,8 @@ mod tests {
     fn decisions() {
         use HostError::*;
         use Version as V;
-        let cases: &[(Version, &str, &[&str], Result<(), HostError>)] = &[
+        type Case<'a> = (Version, &'a str, &'a [&'a str], Result<(), HostError>);
+        let cases: &[Case] = &[
             (V::HTTP_11, "/a", &["hooks.example.com"], Ok(())),
             (V::HTTP_11, "/a", &["hooks.example.com:8443"], Ok(())),
             (V::HTTP_11, "/a", &["127.0.0.1:8080"], Ok(())),
