@@ -165,6 +165,19 @@ where
     }
 }
 
+/// True unless the body has a transfer coding besides chunked. hyper decodes only
+/// `chunked` (and refuses a Transfer-Encoding whose last coding is not chunked); a body sent
+/// `gzip, chunked`, or `identity` then `chunked`, would be verified and forwarded as the
+/// still-coded bytes under a Content-Length, a meaning the sender did not give it.
+pub fn plain_framing(headers: &http::HeaderMap) -> bool {
+    let mut te = headers.get_all(http::header::TRANSFER_ENCODING).iter();
+    match (te.next(), te.next()) {
+        (None, _) => true,
+        (Some(v), None) => v.as_bytes().eq_ignore_ascii_case(b"chunked"),
+        (Some(_), Some(_)) => false,
+    }
+}
+
 /// The declared Content-Length, if present and well-formed.
 pub fn content_length(headers: &http::HeaderMap) -> Option<u64> {
     headers

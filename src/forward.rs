@@ -127,7 +127,7 @@ fn upstream_request(
 
     // Only a request with a Connection header can name headers to drop.
     let keep = if headers.contains_key(header::CONNECTION) {
-        verified_headers(route)
+        kept_when_named(route)
     } else {
         Vec::new()
     };
@@ -145,9 +145,6 @@ fn upstream_request(
     headers.insert(header::HOST, host);
 
     let peer = HeaderValue::from_str(&hop.peer.to_string()).map_err(|_| Refusal::BadPath)?;
-    const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
-    const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
-    const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
     if hop.peer_trusted {
         // Append our peer to the chain the trusted proxy sent.
         let chain: Vec<&str> = headers
@@ -169,7 +166,11 @@ fn upstream_request(
             headers.insert(XFH, h.clone());
         }
     } else {
-        // An untrusted peer's X-Forwarded-* headers are its own claims: replace them.
+        // An untrusted peer's X-Forwarded-* headers are its own claims: replace them. Its
+        // `Forwarded` and `X-Real-IP` are claims too; the app gets the client from
+        // X-Forwarded-For, so they are dropped rather than rewritten in a second syntax.
+        headers.remove(FORWARDED);
+        headers.remove(X_REAL_IP);
         headers.insert(XFF, peer);
         headers.insert(XFP, HeaderValue::from_static(hop.proto));
         match &original_host {
@@ -185,24 +186,15 @@ fn upstream_request(
     Ok(request)
 }
 
-/// Headers the route verified or deduplicates by: a client must not be able to have them
-/// dropped (by naming them in `Connection`) after they were checked.
-fn verified_headers(route: &Route) -> Vec<HeaderName> {
-    let mut names = Vec::new();
+/// Headers a client must not be able to have dropped by naming them in `Connection`: those
+/// the route verified or deduplicates by (checked, so they must reach the app as checked)
+/// and the client-address headers the gateway read or writes (the client IP was decided
+/// from `X-Forwarded-For` before hop-by-hop headers are stripped).
+fn kept_when_named(route: &Route) -> Vec<HeaderName> {
+    let mut names = vec![XFF, XFP, XFH, FORWARDED, X_REAL_IP];
     if let Some(scheme) = &route.scheme {
         names.push(scheme.signature.header.clone());
-        for part in &scheme.message {
-            if let crate::scheme::Part::Header(h) = part {
-                names.push(h.clone());
-            }
-        }
-        if let Some(crate::scheme::TimestampSpec {
-            source: crate::scheme::TimestampSource::Header(h),
-            ..
-        }) = &scheme.timestamp
-        {
-            names.push(h.clone());
-        }
+        names.extend(scheme.headers_read().cloned());
     }
     if let Some(crate::replay::ReplayPolicy {
         key: crate::replay::KeySource::Header(h),
@@ -213,6 +205,14 @@ fn verified_headers(route: &Route) -> Vec<HeaderName> {
     }
     names
 }
+
+const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
+const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// RFC 7239: an app may read the client from it as readily as from `X-Forwarded-For`.
+const FORWARDED: HeaderName = header::FORWARDED;
+/// nginx's convention for the client address.
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// The fixed connection-specific fields (RFC 9110 §7.6.1 and the common non-standard ones),
 /// as parsed names: removing by name costs a hash and a probe, not a parse.

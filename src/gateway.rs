@@ -149,6 +149,9 @@ async fn pipeline(
 ) -> Result<(Response<Full<Bytes>>, &'static str), Refusal> {
     let gateway = &shared.gateway;
     crate::host::check(req.version(), req.uri(), req.headers()).map_err(Refusal::BadHost)?;
+    if !body::plain_framing(req.headers()) {
+        return Err(Refusal::BadFraming);
+    }
     let route = match gateway.routes.lookup(req.method(), req.uri().path()) {
         Match::Found(route) => route.clone(),
         Match::MethodNotAllowed { route, allowed } => {

@@ -10,6 +10,9 @@ use crate::scheme::VerifyError;
 pub enum Refusal {
     /// No, several or an invalid Host, or one that disagrees with the target's authority.
     BadHost(crate::host::HostError),
+    /// A Transfer-Encoding other than a single `chunked`: any other coding would reach the
+    /// app as bytes it cannot tell are coded (the gateway forwards with Content-Length).
+    BadFraming,
     /// The path is not in normal form (dot segments, encoded slashes, empty segments).
     BadPath,
     NoRoute,
@@ -36,7 +39,7 @@ impl Refusal {
     pub fn status(&self) -> http::StatusCode {
         use http::StatusCode as S;
         match self {
-            Refusal::BadHost(_) | Refusal::BadPath => S::BAD_REQUEST,
+            Refusal::BadHost(_) | Refusal::BadFraming | Refusal::BadPath => S::BAD_REQUEST,
             Refusal::NoRoute => S::NOT_FOUND,
             Refusal::MethodNotAllowed(_) => S::METHOD_NOT_ALLOWED,
             Refusal::IpNotAllowed => S::FORBIDDEN,
@@ -56,6 +59,7 @@ impl Refusal {
     pub fn label(&self) -> &'static str {
         match self {
             Refusal::BadHost(_) => "bad_host",
+            Refusal::BadFraming => "bad_framing",
             Refusal::BadPath => "bad_path",
             Refusal::NoRoute => "no_route",
             Refusal::MethodNotAllowed(_) => "method_not_allowed",
@@ -97,6 +101,7 @@ impl Refusal {
                     H::Disagrees => "Host disagrees with the request target's authority".into(),
                 }
             }
+            Refusal::BadFraming => "Transfer-Encoding other than a single chunked".into(),
             Refusal::BadPath => "request path is not in normal form".into(),
             Refusal::NoRoute => "no route for this path".into(),
             Refusal::MethodNotAllowed(_) => "method not allowed on this route".into(),
@@ -121,6 +126,7 @@ impl Refusal {
     /// Every outcome label, so metrics can be pre-registered at zero.
     pub const LABELS: &'static [&'static str] = &[
         "bad_host",
+        "bad_framing",
         "bad_path",
         "no_route",
         "method_not_allowed",

@@ -371,3 +371,176 @@ async fn http1_host_must_be_one_valid_value_matching_the_target() {
     assert_eq!(got[0].headers.get_all("host").iter().count(), 1);
     gw.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// 5. Client-address headers and Connection
+
+#[tokio::test]
+async fn an_untrusted_peers_forwarded_and_x_real_ip_never_reach_the_app() {
+    let (upstream, gw) = start("").await;
+    let body = b"{}";
+    let sig = lahza_sig(body);
+    let answer = post(
+        &gw.url("/hooks/lahza/a"),
+        &[
+            ("x-lahza-signature", &sig),
+            ("forwarded", "for=203.0.113.10;proto=https"),
+            ("x-real-ip", "203.0.113.10"),
+            ("x-forwarded-for", "203.0.113.10"),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let got = &upstream.received()[0];
+    assert!(got.headers.get("forwarded").is_none(), "{:?}", got.headers);
+    assert!(got.headers.get("x-real-ip").is_none(), "{:?}", got.headers);
+    assert_eq!(got.headers["x-forwarded-for"], "127.0.0.1");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn naming_a_relied_on_header_in_connection_changes_nothing() {
+    let upstream = Upstream::start().await;
+    let yaml = config(
+        &upstream.url(),
+        "client_ip:\n  trusted_proxies: [127.0.0.1/32]\n",
+    )
+    .replace(
+        "    verify: { preset: lahza",
+        "    allow_ips: [203.0.113.0/24]\n    verify: { preset: lahza",
+    );
+    let gw = Gateway::start(&yaml, ENV).await;
+    let body = b"{}";
+    let sig = lahza_sig(body);
+    // The allowlist decision used the trusted proxy's X-Forwarded-For; the app must get the
+    // same chain, whatever Connection names.
+    let answer = post(
+        &gw.url("/hooks/lahza/a"),
+        &[
+            ("x-lahza-signature", &sig),
+            ("x-forwarded-for", "203.0.113.10"),
+            ("x-real-ip", "203.0.113.10"),
+            (
+                "connection",
+                "x-forwarded-for, x-real-ip, x-lahza-signature, x-private",
+            ),
+            ("x-private", "1"),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let got = &upstream.received()[0];
+    assert_eq!(got.headers["x-forwarded-for"], "203.0.113.10, 127.0.0.1");
+    assert_eq!(
+        got.headers["x-real-ip"], "203.0.113.10",
+        "a trusted proxy's, kept"
+    );
+    assert_eq!(got.headers["x-lahza-signature"], sig.as_str());
+    assert!(
+        got.headers.get("x-private").is_none(),
+        "other named headers still go"
+    );
+    assert!(got.headers.get("connection").is_none());
+
+    // A signed header named in Connection reaches the app as verified.
+    let now = now_unix().to_string();
+    let mut headers = acme_headers(&now, body);
+    headers.push(("Connection".into(), "X-Acme-Timestamp".into()));
+    let answer = post(&gw.url("/hooks/acme"), &as_refs(&headers), body).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        upstream.received()[1].headers["x-acme-timestamp"],
+        now.as_str()
+    );
+    gw.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request smuggling and desync over HTTP/1.1 (these already held; kept as regressions)
+
+#[tokio::test]
+async fn ambiguous_framing_is_refused_and_nothing_is_smuggled() {
+    let (upstream, gw) = start("").await;
+    let sig = lahza_sig(b"{}");
+    let smuggled = "POST /hooks/lahza/evil HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n";
+    let cases = [
+        // CL.TE
+        format!("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"),
+        // TE.CL
+        format!("Transfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n2\r\n{{}}\r\n0\r\n\r\n{smuggled}"),
+        // obfuscated Transfer-Encoding
+        format!("Transfer-Encoding: xchunked\r\n\r\n2\r\n{{}}\r\n0\r\n\r\n"),
+        format!("Transfer-Encoding: chunked, identity\r\n\r\n2\r\n{{}}\r\n0\r\n\r\n"),
+        // a coding besides chunked: would reach the app still coded, under Content-Length
+        format!("Transfer-Encoding: gzip, chunked\r\n\r\n2\r\n{{}}\r\n0\r\n\r\n"),
+        format!("Transfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{{}}\r\n0\r\n\r\n"),
+        // two different Content-Lengths
+        format!("Content-Length: 2\r\nContent-Length: 3\r\n\r\n{{}}x"),
+        // chunk-size tricks
+        format!("Transfer-Encoding: chunked\r\n\r\n-2\r\n{{}}\r\n0\r\n\r\n"),
+        format!("Transfer-Encoding: chunked\r\n\r\n2\r\n{{}}\r\n0\r\nX: 1{smuggled}"),
+        format!("Transfer-Encoding: chunked\r\n\r\n0x2\r\n{{}}\r\n0\r\n\r\n"),
+    ];
+    for case in &cases {
+        let request = format!(
+            "POST /hooks/lahza/a HTTP/1.1\r\nHost: a\r\nx-lahza-signature: {sig}\r\n{case}"
+        );
+        let answer = raw(gw.addr, request.as_bytes(), Duration::from_millis(800)).await;
+        // Each answer is the only one on its connection: nothing after the first request
+        // is ever read as a second one.
+        assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{case:?}: {answer}");
+        // A 200 is only ever the signed `{}` read as chunks (below); with Content-Length
+        // too, hyper follows Transfer-Encoding (RFC 9112 §6.1) and closes the connection.
+        assert!(
+            answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.1 4"),
+            "{case:?}: {answer}"
+        );
+        let head = case.split("\r\n\r\n").next().unwrap_or_default();
+        if answer.starts_with("HTTP/1.1 200") && head.contains("Content-Length") {
+            assert!(
+                answer.to_ascii_lowercase().contains("connection: close"),
+                "{answer}"
+            );
+        }
+    }
+    // `identity` then `chunked`, and `gzip, chunked`: refused by the gateway itself.
+    assert_eq!(gw.outcome("", "bad_framing"), 2.0);
+    let got = upstream.received();
+    for r in &got {
+        assert_eq!(r.path_and_query, "/hooks/lahza/a");
+        assert_eq!(&r.body[..], b"{}", "only the signed chunked body");
+        assert!(r.headers.get("transfer-encoding").is_none());
+        assert_eq!(r.headers["content-length"], "2");
+    }
+    gw.shutdown().await;
+}
+
+/// A request line inside a body is body: forwarded as bytes, never run as a request.
+#[tokio::test]
+async fn a_request_inside_a_body_stays_body() {
+    let (upstream, gw) = start("").await;
+    let inner = "POST /hooks/lahza/evil HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n";
+    let sig = lahza_sig(inner.as_bytes());
+    let request = format!(
+        "POST /hooks/lahza/a HTTP/1.1\r\nHost: a\r\nx-lahza-signature: {sig}\r\nContent-Length: {}\r\n\r\n{inner}",
+        inner.len()
+    );
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // Nothing more comes back on the connection: there was one request.
+    let more = tokio::time::timeout(Duration::from_millis(300), s.read(&mut buf)).await;
+    assert!(more.is_err() || more.unwrap().unwrap_or(0) == 0);
+    let got = upstream.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].path_and_query, "/hooks/lahza/a");
+    assert_eq!(&got[0].body[..], inner.as_bytes());
+    gw.shutdown().await;
+}
