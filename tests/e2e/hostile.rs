@@ -471,17 +471,17 @@ async fn ambiguous_framing_is_refused_and_nothing_is_smuggled() {
         // TE.CL
         format!("Transfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n2\r\n{{}}\r\n0\r\n\r\n{smuggled}"),
         // obfuscated Transfer-Encoding
-        format!("Transfer-Encoding: xchunked\r\n\r\n2\r\n{{}}\r\n0\r\n\r\n"),
-        format!("Transfer-Encoding: chunked, identity\r\n\r\n2\r\n{{}}\r\n0\r\n\r\n"),
+        "Transfer-Encoding: xchunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n".to_string(),
+        "Transfer-Encoding: chunked, identity\r\n\r\n2\r\n{}\r\n0\r\n\r\n".to_string(),
         // a coding besides chunked: would reach the app still coded, under Content-Length
-        format!("Transfer-Encoding: gzip, chunked\r\n\r\n2\r\n{{}}\r\n0\r\n\r\n"),
-        format!("Transfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{{}}\r\n0\r\n\r\n"),
+        "Transfer-Encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n".to_string(),
+        "Transfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n".to_string(),
         // two different Content-Lengths
-        format!("Content-Length: 2\r\nContent-Length: 3\r\n\r\n{{}}x"),
+        "Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}x".to_string(),
         // chunk-size tricks
-        format!("Transfer-Encoding: chunked\r\n\r\n-2\r\n{{}}\r\n0\r\n\r\n"),
+        "Transfer-Encoding: chunked\r\n\r\n-2\r\n{}\r\n0\r\n\r\n".to_string(),
         format!("Transfer-Encoding: chunked\r\n\r\n2\r\n{{}}\r\n0\r\nX: 1{smuggled}"),
-        format!("Transfer-Encoding: chunked\r\n\r\n0x2\r\n{{}}\r\n0\r\n\r\n"),
+        "Transfer-Encoding: chunked\r\n\r\n0x2\r\n{}\r\n0\r\n\r\n".to_string(),
     ];
     for case in &cases {
         let request = format!(
