@@ -544,3 +544,147 @@ async fn a_request_inside_a_body_stays_body() {
     assert_eq!(&got[0].body[..], inner.as_bytes());
     gw.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// 4b. HTTP/2 field rules (RFC 9113 §8.2.1, §8.3.1), sent as raw frames
+
+/// An HPACK literal header field without indexing, new name, no Huffman coding: the name
+/// goes on the wire exactly as given (upper case included), which no HTTP/2 library sends.
+fn hpack_literal(out: &mut Vec<u8>, name: &str, value: &str) {
+    assert!(name.len() < 127 && value.len() < 127);
+    out.push(0x00);
+    out.push(name.len() as u8);
+    out.extend_from_slice(name.as_bytes());
+    out.push(value.len() as u8);
+    out.extend_from_slice(value.as_bytes());
+}
+
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Sends one HTTP/2 request made of these header fields and a body over TLS; returns the
+/// frame types the server sent back on stream 1 or the connection (HEADERS 1, RST_STREAM 3,
+/// GOAWAY 7) within a second.
+async fn h2_raw(
+    addr: std::net::SocketAddr,
+    tls: &crate::tls::Tls,
+    fields: &[(&str, &str)],
+    body: &[u8],
+) -> Vec<u8> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut s = crate::tls::connector(tls, b"h2")
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let mut block = Vec::new();
+    for (k, v) in fields {
+        hpack_literal(&mut block, k, v);
+    }
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(h2_frame(4, 0, 0, &[])); // SETTINGS
+    out.extend(h2_frame(1, 0x4, 1, &block)); // HEADERS, END_HEADERS
+    out.extend(h2_frame(0, 0x1, 1, body)); // DATA, END_STREAM
+    s.write_all(&out).await.unwrap();
+    let mut seen = Vec::new();
+    let mut buf = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    loop {
+        let mut chunk = [0u8; 4096];
+        let n = match tokio::time::timeout_at(deadline, s.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => break,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        while buf.len() >= 9 {
+            let len = ((buf[0] as usize) << 16) | ((buf[1] as usize) << 8) | buf[2] as usize;
+            if buf.len() < 9 + len {
+                break;
+            }
+            let kind = buf[3];
+            let stream = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]) & 0x7fff_ffff;
+            if (stream == 1 && matches!(kind, 1 | 3)) || kind == 7 {
+                seen.push(kind);
+            }
+            buf.drain(..9 + len);
+        }
+        if seen.iter().any(|k| matches!(k, 3 | 7)) || seen.contains(&1) {
+            break;
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn http2_host_must_agree_with_authority_and_names_must_be_lower_case() {
+    let tls = crate::tls::make_cert("hostile-h2");
+    let upstream = Upstream::start().await;
+    let listener = format!(
+        "listeners:\n  - addr: 127.0.0.1:0\n    tls:\n      cert: {}\n      key: {}\n",
+        tls.dir.join("cert.pem").display(),
+        tls.dir.join("key.pem").display()
+    );
+    let yaml =
+        config(&upstream.url(), "").replacen("listeners:\n  - addr: 127.0.0.1:0\n", &listener, 1);
+    let gw = Gateway::start(&yaml, ENV).await;
+    let body = b"{}";
+    let sig = lahza_sig(body);
+    let request = |extra: &[(&'static str, &'static str)]| {
+        let mut f = vec![
+            (":method", "POST"),
+            (":scheme", "https"),
+            (":path", "/hooks/lahza/a"),
+            (":authority", "localhost"),
+        ];
+        f.extend_from_slice(extra);
+        f
+    };
+    let sig_field: &'static str = Box::leak(sig.clone().into_boxed_str());
+
+    // The control: a well-formed request is answered and forwarded.
+    let seen = h2_raw(
+        gw.addr,
+        &tls,
+        &request(&[("x-lahza-signature", sig_field)]),
+        body,
+    )
+    .await;
+    assert_eq!(seen, [1], "HEADERS back");
+    assert_eq!(upstream.count(), 1);
+    assert_eq!(upstream.received()[0].headers["host"], "localhost");
+
+    // `host` disagreeing with `:authority`: malformed, 400 bad_host.
+    let seen = h2_raw(
+        gw.addr,
+        &tls,
+        &request(&[("host", "evil.example"), ("x-lahza-signature", sig_field)]),
+        body,
+    )
+    .await;
+    assert_eq!(seen, [1]);
+    assert_eq!(gw.outcome("", "bad_host"), 1.0);
+
+    // An upper-case field name: malformed (RFC 9113 §8.2.1); the stream or connection is
+    // reset and no request is made of it.
+    let seen = h2_raw(
+        gw.addr,
+        &tls,
+        &request(&[("X-Lahza-Signature", sig_field)]),
+        body,
+    )
+    .await;
+    assert!(
+        seen.iter().any(|k| matches!(k, 3 | 7)),
+        "reset or GOAWAY, got {seen:?}"
+    );
+    assert!(!seen.contains(&1), "no response: no request was made of it");
+    assert_eq!(upstream.count(), 1, "nothing more reached the app");
+    gw.shutdown().await;
+}

@@ -12,12 +12,12 @@ use tokio_rustls::TlsConnector;
 
 use crate::support::*;
 
-struct Tls {
-    dir: std::path::PathBuf,
+pub struct Tls {
+    pub dir: std::path::PathBuf,
     cert_der: rustls::pki_types::CertificateDer<'static>,
 }
 
-fn make_cert(tag: &str) -> Tls {
+pub fn make_cert(tag: &str) -> Tls {
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
     let dir = std::env::temp_dir().join(format!("hookgate-tls-{}-{tag}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -29,7 +29,7 @@ fn make_cert(tag: &str) -> Tls {
     }
 }
 
-fn connector(tls: &Tls, alpn: &[u8]) -> TlsConnector {
+pub fn connector(tls: &Tls, alpn: &[u8]) -> TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(tls.cert_der.clone()).unwrap();
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
