@@ -31,6 +31,8 @@ pub struct Shared {
     pub clock: Clock,
     /// `Some` when any route has `replay:`.
     pub replay_store: Option<Arc<Store>>,
+    /// Request bodies in memory, across all workers.
+    pub body_budget: Arc<body::BodyBudget>,
 }
 
 /// What is known about the connection a request came in on.
@@ -172,9 +174,12 @@ async fn pipeline(
     let limits = &gateway.limits;
     let body = body::read_body(
         body,
-        body::content_length(&parts.headers),
-        limits.max_body_bytes,
-        limits.body_read_timeout,
+        body::Declared::of(&parts.headers),
+        body::BodyLimits {
+            max: limits.max_body_bytes,
+            deadline: limits.body_read_timeout,
+        },
+        &shared.body_budget,
     )
     .await?;
 
@@ -432,6 +437,10 @@ fn refusal_response(refusal: &Refusal, reason: String) -> Response<Full<Bytes>> 
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    if let Refusal::BodyBudgetFull = refusal {
+        // Bodies in memory drain within body_read_timeout plus a forward.
+        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
     if let Refusal::MethodNotAllowed(methods) = refusal {
         let allow: Vec<&str> = methods.iter().map(|m| m.as_str()).collect();
         if let Ok(v) = HeaderValue::from_str(&allow.join(", ")) {

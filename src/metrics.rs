@@ -39,6 +39,8 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     /// Open client connections right now.
     pub connections: IntGauge,
+    /// Request body bytes held in memory right now (the `max_buffered_body_bytes` budget).
+    pub body_buffered: IntGauge,
     /// Connections that ended in an error before or between requests, by reason
     /// (`header_timeout`, `tls_handshake`, `protocol`).
     pub connection_errors: IntCounterVec,
@@ -106,6 +108,11 @@ impl Metrics {
             .expect("valid metric");
         let connections = IntGauge::new("hookgate_connections_open", "Open client connections.")
             .expect("valid metric");
+        let body_buffered = IntGauge::new(
+            "hookgate_body_buffered_bytes",
+            "Request body bytes held in memory (budget: limits.max_buffered_body_bytes).",
+        )
+        .expect("valid metric");
         let connection_errors = IntCounterVec::new(
             Opts::new(
                 "hookgate_connection_errors_total",
@@ -201,6 +208,7 @@ impl Metrics {
             Box::new(upstream_responses.clone()),
             Box::new(in_flight.clone()),
             Box::new(connections.clone()),
+            Box::new(body_buffered.clone()),
             Box::new(connection_errors.clone()),
             Box::new(verified.clone()),
             Box::new(shadow_refusals.clone()),
@@ -228,6 +236,7 @@ impl Metrics {
             upstream_responses,
             in_flight,
             connections,
+            body_buffered,
             connection_errors,
             verified,
             shadow_refusals,

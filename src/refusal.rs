@@ -20,6 +20,8 @@ pub enum Refusal {
     IpNotAllowed,
     BodyTooLarge,
     BodyTimeout,
+    /// The process-wide budget for request bodies in memory is spent: retry later.
+    BodyBudgetFull,
     /// The client broke off or sent a malformed body.
     BodyError,
     Verify(VerifyError),
@@ -45,6 +47,7 @@ impl Refusal {
             Refusal::IpNotAllowed => S::FORBIDDEN,
             Refusal::BodyTooLarge => S::PAYLOAD_TOO_LARGE,
             Refusal::BodyTimeout => S::REQUEST_TIMEOUT,
+            Refusal::BodyBudgetFull => S::SERVICE_UNAVAILABLE,
             Refusal::BodyError => S::BAD_REQUEST,
             Refusal::Verify(_) => S::UNAUTHORIZED,
             Refusal::ReplayKeyMissing => S::BAD_REQUEST,
@@ -66,6 +69,7 @@ impl Refusal {
             Refusal::IpNotAllowed => "ip_not_allowed",
             Refusal::BodyTooLarge => "body_too_large",
             Refusal::BodyTimeout => "body_timeout",
+            Refusal::BodyBudgetFull => "body_budget_full",
             Refusal::BodyError => "body_error",
             Refusal::Verify(e) => match e {
                 VerifyError::MissingSignature(_) => "signature_missing",
@@ -108,6 +112,9 @@ impl Refusal {
             Refusal::IpNotAllowed => "client address not allowed on this route".into(),
             Refusal::BodyTooLarge => "request body over the size limit".into(),
             Refusal::BodyTimeout => "request body not received in time".into(),
+            Refusal::BodyBudgetFull => {
+                "too many request bodies in memory right now; retry later".into()
+            }
             Refusal::BodyError => "request body could not be read".into(),
             Refusal::Verify(e) => e.to_string(),
             Refusal::ReplayKeyMissing => {
@@ -133,6 +140,7 @@ impl Refusal {
         "ip_not_allowed",
         "body_too_large",
         "body_timeout",
+        "body_budget_full",
         "body_error",
         "signature_missing",
         "signature_malformed",

@@ -4,9 +4,10 @@
 //! [`start`] binds everything and returns a [`Running`] handle with the bound addresses
 //! (listeners may ask for port 0), which `main.rs` and the integration tests both use.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,6 +78,14 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
     let ready = Arc::new(AtomicBool::new(false));
     // One limit across all listeners and workers: it protects the process, not a port.
     let connections = Arc::new(Semaphore::new(gateway.limits.max_connections));
+    let per_ip = Arc::new(PerIp::new(
+        gateway.limits.max_connections_per_ip,
+        gateway.trusted_proxies.clone(),
+    ));
+    let body_budget = crate::body::BodyBudget::new(
+        gateway.limits.max_buffered_body_bytes,
+        metrics.body_buffered.clone(),
+    );
 
     // The first set of listeners fixes the ports (a listener may ask for port 0); per-core
     // workers bind their copies to the same ports.
@@ -121,6 +130,7 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
             metrics: metrics.clone(),
             clock,
             replay_store: replay_store.clone(),
+            body_budget: body_budget.clone(),
         })
     };
     let tls: Vec<Option<TlsAcceptor>> = gateway
@@ -158,6 +168,7 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
             };
             let shared = worker_shared();
             let connections = connections.clone();
+            let per_ip = per_ip.clone();
             let shutdown_rx = shutdown_rx.clone();
             let all_drained = all_drained.clone();
             let (done, done_rx) = tokio::sync::oneshot::channel();
@@ -165,7 +176,7 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
                 .name(format!("hookgate-worker-{i}"))
                 .spawn(move || {
                     rt.block_on(async {
-                        serve(listeners, shared, connections, shutdown_rx).await;
+                        serve(listeners, shared, connections, per_ip, shutdown_rx).await;
                         all_drained.wait().await;
                     });
                     let _ = done.send(());
@@ -178,6 +189,7 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
             listeners,
             worker_shared(),
             connections,
+            per_ip,
             shutdown_rx.clone(),
         )));
     }
@@ -205,6 +217,64 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
 
 fn cannot_listen(addr: SocketAddr, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+}
+
+/// Open connections per client address (`limits.max_connections_per_ip`), shared by every
+/// listener and worker. An IPv6 client is counted by its /64, the block one host usually
+/// has. Trusted proxies are exempt: every client behind a load balancer shares its address.
+pub struct PerIp {
+    limit: usize,
+    exempt: Vec<ipnet::IpNet>,
+    open: std::sync::Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl PerIp {
+    pub fn new(limit: usize, exempt: Vec<ipnet::IpNet>) -> PerIp {
+        PerIp {
+            limit,
+            exempt,
+            open: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A slot for one more connection from `peer`, or `None` at its limit.
+    pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<PerIpSlot> {
+        let peer = crate::client_ip::canonical(peer);
+        if crate::client_ip::is_in(peer, &self.exempt) {
+            return Some(PerIpSlot(None));
+        }
+        let key = match peer {
+            IpAddr::V6(v6) => {
+                let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(bits.into())
+            }
+            v4 => v4,
+        };
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(key).or_insert(0);
+        if *n >= self.limit {
+            return None;
+        }
+        *n += 1;
+        Some(PerIpSlot(Some((self.clone(), key))))
+    }
+}
+
+/// One admitted connection; gives its slot back when dropped.
+pub struct PerIpSlot(Option<(Arc<PerIp>, IpAddr)>);
+
+impl Drop for PerIpSlot {
+    fn drop(&mut self) {
+        if let Some((per_ip, key)) = self.0.take() {
+            let mut open = per_ip.open.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = open.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    open.remove(&key);
+                }
+            }
+        }
+    }
 }
 
 /// A listening socket, not yet attached to a runtime. With `reuse_port`, several sockets
@@ -245,6 +315,7 @@ async fn serve(
     listeners: Vec<(TcpListener, Option<TlsAcceptor>)>,
     shared: Arc<Shared>,
     connections: Arc<Semaphore>,
+    per_ip: Arc<PerIp>,
     shutdown: watch::Receiver<bool>,
 ) {
     let mut loops = Vec::new();
@@ -254,6 +325,7 @@ async fn serve(
             tls,
             shared.clone(),
             connections.clone(),
+            per_ip.clone(),
             shutdown.clone(),
         )));
     }
@@ -280,6 +352,7 @@ async fn accept_loop(
     tls: Option<TlsAcceptor>,
     shared: Arc<Shared>,
     connections: Arc<Semaphore>,
+    per_ip: Arc<PerIp>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
@@ -295,6 +368,14 @@ async fn accept_loop(
                 }
             },
             _ = shutdown.changed() => break,
+        };
+        // One client cannot take every slot: past its share its connections are closed at
+        // once, before they hold a slot or a buffer.
+        let Some(ip_slot) = per_ip.admit(peer.ip()) else {
+            tracing::warn!(%peer, limit = per_ip.limit, "too many connections from this address; closed");
+            count_error(&shared.metrics, "per_ip_limit");
+            drop(stream);
+            continue;
         };
         // The slot is taken after accepting, not before: a loop must never hold a slot while
         // waiting on a socket the kernel may not send any connection to (several listeners,
@@ -313,7 +394,7 @@ async fn accept_loop(
         let tls = tls.clone();
         let conn_shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let _permit = (permit, ip_slot);
             serve_connection(stream, peer, tls, shared, watcher, conn_shutdown).await;
         });
     }
@@ -588,5 +669,37 @@ mod tests {
     fn a_plain_connection_task_stays_small() {
         let size = future_size(serve_connection);
         assert!(size <= 2048, "serve_connection future is {size} bytes");
+    }
+
+    #[test]
+    fn per_ip_limit_counts_each_address_and_ipv6_by_its_64() {
+        let per_ip = Arc::new(PerIp::new(2, vec!["10.0.0.0/8".parse().unwrap()]));
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let a1 = per_ip.admit(ip("192.0.2.1")).unwrap();
+        let _a2 = per_ip.admit(ip("::ffff:192.0.2.1")).unwrap();
+        assert!(
+            per_ip.admit(ip("192.0.2.1")).is_none(),
+            "third from one address"
+        );
+        assert!(
+            per_ip.admit(ip("192.0.2.2")).is_some(),
+            "another address has its own"
+        );
+        let _b1 = per_ip.admit(ip("2001:db8::1")).unwrap();
+        let _b2 = per_ip.admit(ip("2001:db8::ffff:2")).unwrap();
+        assert!(per_ip.admit(ip("2001:db8::3")).is_none(), "same /64");
+        assert!(per_ip.admit(ip("2001:db8:0:1::1")).is_some(), "another /64");
+        let proxies: Vec<_> = (0..5)
+            .map(|_| per_ip.admit(ip("10.1.2.3")).unwrap())
+            .collect();
+        assert_eq!(proxies.len(), 5, "trusted proxies are exempt");
+        drop(a1);
+        assert!(
+            per_ip.admit(ip("192.0.2.1")).is_some(),
+            "a closed connection frees its slot"
+        );
+        drop(proxies);
+        let open = per_ip.open.lock().unwrap();
+        assert!(!open.contains_key(&ip("10.1.2.3")));
     }
 }

@@ -227,8 +227,25 @@ fn compile_limits(raw: &RawLimits, r: &mut Report) -> Limits {
             "must be at least 8192 (the HTTP/1.1 read buffer's minimum)",
         );
     }
+    let max_body_bytes = positive(raw.max_body_bytes, "max_body_bytes", d.max_body_bytes, r);
+    let max_buffered_body_bytes = positive(
+        raw.max_buffered_body_bytes,
+        "max_buffered_body_bytes",
+        d.max_buffered_body_bytes,
+        r,
+    );
+    if max_buffered_body_bytes < max_body_bytes {
+        r.error(
+            "limits.max_buffered_body_bytes",
+            format!(
+                "{max_buffered_body_bytes} is less than max_body_bytes ({max_body_bytes}): a \
+                 body of the largest allowed size could never be read"
+            ),
+        );
+    }
     Limits {
-        max_body_bytes: positive(raw.max_body_bytes, "max_body_bytes", d.max_body_bytes, r),
+        max_body_bytes,
+        max_buffered_body_bytes,
         max_header_bytes,
         max_response_bytes: positive(
             raw.max_response_bytes,
@@ -240,6 +257,12 @@ fn compile_limits(raw: &RawLimits, r: &mut Report) -> Limits {
             raw.max_connections,
             "max_connections",
             d.max_connections as u64,
+            r,
+        ) as usize,
+        max_connections_per_ip: positive(
+            raw.max_connections_per_ip,
+            "max_connections_per_ip",
+            d.max_connections_per_ip as u64,
             r,
         ) as usize,
         header_read_timeout: dur(

@@ -130,9 +130,11 @@ pub struct RawClientIp {
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
     pub max_body_bytes: Option<u64>,
+    pub max_buffered_body_bytes: Option<u64>,
     pub max_header_bytes: Option<u64>,
     pub max_response_bytes: Option<u64>,
     pub max_connections: Option<u64>,
+    pub max_connections_per_ip: Option<u64>,
     pub header_read_timeout: Option<String>,
     pub body_read_timeout: Option<String>,
     pub upstream_connect_timeout: Option<String>,

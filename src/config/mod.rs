@@ -87,12 +87,18 @@ impl RuntimeModel {
 pub struct Limits {
     /// Largest request body read; larger is refused with 413 while reading.
     pub max_body_bytes: u64,
+    /// All request bodies held in memory at once, across every connection; a request whose
+    /// body would go over it is refused with 503 and `Retry-After`.
+    pub max_buffered_body_bytes: u64,
     /// Largest request head (HTTP/1.1 read buffer; HTTP/2 header list).
     pub max_header_bytes: u64,
     /// Largest upstream response passed back; larger is a 502.
     pub max_response_bytes: u64,
     /// Open client connections at once; further accepts wait.
     pub max_connections: usize,
+    /// Open connections from one client address (an IPv6 /64 counts as one address); trusted
+    /// proxies are exempt. Further connections from it are closed at once.
+    pub max_connections_per_ip: usize,
     /// Time for a client to send the request head (also the keep-alive idle limit).
     pub header_read_timeout: Duration,
     /// Time for a client to send the whole body once the head is in.
@@ -111,9 +117,11 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             max_body_bytes: 1024 * 1024,
+            max_buffered_body_bytes: 256 * 1024 * 1024,
             max_header_bytes: 16 * 1024,
             max_response_bytes: 1024 * 1024,
             max_connections: 10_000,
+            max_connections_per_ip: 256,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             upstream_connect_timeout: Duration::from_secs(5),

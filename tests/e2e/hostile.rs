@@ -688,3 +688,201 @@ async fn http2_host_must_agree_with_authority_and_names_must_be_lower_case() {
     assert_eq!(upstream.count(), 1, "nothing more reached the app");
     gw.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// 6. Memory under unauthenticated floods
+
+fn lahza_only(upstream: &str, limits: &str) -> String {
+    format!(
+        "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nlimits:\n{limits}routes:\n  - name: lahza\n    path: /hooks/lahza\n    upstream: {upstream}\n    verify: {{ preset: lahza, secret: \"${{LAHZA}}\" }}\n"
+    )
+}
+
+#[tokio::test]
+async fn bodies_over_the_memory_budget_get_503_with_retry_after_before_being_read() {
+    let upstream = Upstream::start().await;
+    let yaml = lahza_only(
+        &upstream.url(),
+        "  max_body_bytes: 4096\n  max_buffered_body_bytes: 6000\n",
+    );
+    let gw = Gateway::start(&yaml, ENV).await;
+    // A stalled 4000-byte body holds 4000 bytes of the budget.
+    let big = vec![b'x'; 4000];
+    let mut stalled = TcpStream::connect(gw.addr).await.unwrap();
+    let head = format!(
+        "POST /hooks/lahza HTTP/1.1\r\nHost: a\r\nx-lahza-signature: {}\r\nContent-Length: 4000\r\n\r\n",
+        lahza_sig(&big)
+    );
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    stalled.write_all(&big[..3999]).await.unwrap();
+    eventually("the stalled body holds its share", || {
+        gw.counter("hookgate_body_buffered_bytes", &[]) == 4000.0
+    })
+    .await;
+
+    // Another 4000 would go over: 503 with Retry-After, nothing read or forwarded.
+    let answer = post(
+        &gw.url("/hooks/lahza"),
+        &[("x-lahza-signature", &lahza_sig(&big))],
+        &big,
+    )
+    .await;
+    assert_eq!(
+        answer.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        answer.body
+    );
+    assert_eq!(answer.headers["retry-after"], "5");
+    assert_eq!(gw.outcome("lahza", "body_budget_full"), 1.0);
+    // A chunked body is charged as it arrives, and refused the same way.
+    let mut req = format!(
+        "POST /hooks/lahza HTTP/1.1\r\nHost: a\r\nx-lahza-signature: {}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        lahza_sig(&big)
+    )
+    .into_bytes();
+    for c in big.chunks(1000) {
+        req.extend(format!("{:x}\r\n", c.len()).as_bytes());
+        req.extend(c);
+        req.extend(b"\r\n");
+    }
+    req.extend(b"0\r\n\r\n");
+    let answer = raw(gw.addr, &req, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert_eq!(gw.outcome("lahza", "body_budget_full"), 2.0);
+    assert_eq!(upstream.count(), 0);
+
+    // The stalled sender finishes: it is delivered, and the budget is free again.
+    stalled.write_all(&big[3999..]).await.unwrap();
+    let mut buf = [0u8; 12];
+    stalled.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"HTTP/1.1 200");
+    eventually("budget given back", || {
+        gw.counter("hookgate_body_buffered_bytes", &[]) == 0.0
+    })
+    .await;
+    let answer = post(
+        &gw.url("/hooks/lahza"),
+        &[("x-lahza-signature", &lahza_sig(&big))],
+        &big,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let got = upstream.received();
+    assert_eq!(got.len(), 2);
+    assert!(got.iter().all(|r| r.body[..] == big[..]));
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn one_address_cannot_hold_more_than_its_connections() {
+    let upstream = Upstream::start().await;
+    let yaml = lahza_only(&upstream.url(), "  max_connections_per_ip: 2\n");
+    let gw = Gateway::start(&yaml, ENV).await;
+    let first = TcpStream::connect(gw.addr).await.unwrap();
+    let _second = TcpStream::connect(gw.addr).await.unwrap();
+    eventually("two connections open", || {
+        gw.counter("hookgate_connections_open", &[]) == 2.0
+    })
+    .await;
+    // The third is closed at once, without an answer.
+    let answer = raw(
+        gw.addr,
+        b"POST /hooks/lahza HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+        Duration::from_secs(2),
+    )
+    .await;
+    assert_eq!(answer, "");
+    eventually("counted", || {
+        gw.counter(
+            "hookgate_connection_errors_total",
+            &[("reason", "per_ip_limit")],
+        ) == 1.0
+    })
+    .await;
+    // Closing one frees its slot.
+    drop(first);
+    eventually("slot freed", || {
+        gw.counter("hookgate_connections_open", &[]) == 1.0
+    })
+    .await;
+    let body = b"{}";
+    let answer = post(
+        &gw.url("/hooks/lahza"),
+        &[("x-lahza-signature", &lahza_sig(body))],
+        body,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(upstream.count(), 1);
+    gw.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. Refusals the client can read
+
+/// Sends the whole request, then reads the answer's head, as a sender's HTTP library does.
+/// A small send buffer keeps most of the body out of the kernel's buffers, so the client is
+/// still sending when the gateway answers: a reset then fails the write.
+async fn send_all_then_read(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_send_buffer_size(16 * 1024).unwrap();
+    let mut s = socket.connect(addr).await.unwrap();
+    if let Err(e) = s.write_all(request).await {
+        panic!("reset while sending the body: {e}");
+    }
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !out.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => out.extend_from_slice(&buf[..n]),
+            other => panic!("no answer: {other:?}"),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn an_oversized_body_gets_a_413_the_client_can_read() {
+    let upstream = Upstream::start().await;
+    let yaml = lahza_only(&upstream.url(), "  max_body_bytes: 1024\n");
+    let gw = Gateway::start(&yaml, ENV).await;
+    let big = vec![b'a'; 1024 * 1024];
+    let sig = lahza_sig(&big);
+
+    // Chunked, refused while the client is still sending.
+    let mut req = format!(
+        "POST /hooks/lahza HTTP/1.1\r\nHost: a\r\nx-lahza-signature: {sig}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    .into_bytes();
+    for c in big.chunks(16 * 1024) {
+        req.extend(format!("{:x}\r\n", c.len()).as_bytes());
+        req.extend(c);
+        req.extend(b"\r\n");
+    }
+    req.extend(b"0\r\n\r\n");
+    let answer = send_all_then_read(gw.addr, &req).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+
+    // Content-Length over the limit, without Expect: the body comes anyway.
+    let mut req = format!(
+        "POST /hooks/lahza HTTP/1.1\r\nHost: a\r\nx-lahza-signature: {sig}\r\nContent-Length: {}\r\n\r\n",
+        big.len()
+    )
+    .into_bytes();
+    req.extend(&big);
+    let answer = send_all_then_read(gw.addr, &req).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+
+    // With Expect: 100-continue the client waits; it gets the 413 and sends nothing.
+    let req = format!(
+        "POST /hooks/lahza HTTP/1.1\r\nHost: a\r\nx-lahza-signature: {sig}\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        big.len()
+    );
+    let answer = raw(gw.addr, req.as_bytes(), Duration::from_secs(2)).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(!answer.contains("100 Continue"), "{answer}");
+    assert_eq!(gw.outcome("lahza", "body_too_large"), 3.0);
+    assert_eq!(upstream.count(), 0);
+    gw.shutdown().await;
+}
