@@ -109,10 +109,19 @@ def variant_of(preset, url):
     return preset
 
 
+ASYMMETRIC = ("discord", "standard-webhooks-ed25519", "sendgrid")
+
+
 def request(mode, variant, now, path_and_query, headers, body):
     lines = [f"{mode} {variant}", str(now), path_and_query]
     lines += [f"{k}: {v}" for k, v in headers]
-    return ("\n".join(lines) + "\n\n").encode() + body
+    data = ("\n".join(lines) + "\n\n").encode() + body
+    if variant in ASYMMETRIC:
+        # The target runs Ed25519 and ECDSA only for inputs whose length is a multiple of 8;
+        # pad the first line (trailing spaces after the variant name are ignored).
+        pad = -len(data) % 8
+        data = f"{mode} {variant}{' ' * pad}".encode() + data[len(f"{mode} {variant}"):]
+    return data
 
 
 def verify_seeds():
