@@ -5,8 +5,8 @@ Each connection sends a request head with `Content-Length: 1048576` (the default
 max_body_bytes) and 1 MiB - 1 bytes of body, then stalls before the last byte: the gateway
 must hold every such body until body_read_timeout. Connections come from several loopback
 source addresses (127.0.0.1 .. 127.0.0.N) so that max_connections_per_ip does not hide
-the body budget. Prints the gateway's RSS before, at the peak, and after the flood ends,
-and how the connections were answered. Usage:
+the body budget. Prints the gateway's RSS before, at the peak, and 7 s after the flood ends (the senders hang
+up), and how the connections were answered. Usage:
 
     python3 bench/flood.py [--connections 200 400 1000] [--binary target/release/hookgate]
 """
@@ -51,7 +51,7 @@ routes:
 """
 
 
-async def flood_one(i, port, results, stalled):
+async def flood_one(i, port, results, stalled, writers):
     source = f"127.0.0.{1 + i % 50}"
     try:
         reader, writer = await asyncio.open_connection(
@@ -60,6 +60,7 @@ async def flood_one(i, port, results, stalled):
     except OSError as e:
         results["connect_error"] = results.get("connect_error", 0) + 1
         return
+    writers.append(writer)
     head = (
         "POST /hooks/lahza HTTP/1.1\r\nHost: a\r\nx-lahza-signature: "
         + "0" * 64
@@ -84,8 +85,10 @@ async def flood_one(i, port, results, stalled):
 
 
 async def run_flood(n, port, pid):
-    results, stalled = {}, []
-    tasks = [asyncio.create_task(flood_one(i, port, results, stalled)) for i in range(n)]
+    results, stalled, writers = {}, [], []
+    tasks = [
+        asyncio.create_task(flood_one(i, port, results, stalled, writers)) for i in range(n)
+    ]
     # Peak: sample while the bodies are stalled (before body_read_timeout, 30 s).
     peak = 0
     deadline = time.time() + 20
@@ -97,6 +100,13 @@ async def run_flood(n, port, pid):
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    # The flood ends: every stalled sender hangs up.
+    for w in writers:
+        w.close()
+    await asyncio.sleep(0.5)
+    held = n - sum(results.values())
+    if held:
+        results["held to the end, unanswered"] = held
     return peak, results
 
 
@@ -123,7 +133,8 @@ def main():
                         time.sleep(0.05)
                 before = rss_kib(gw.pid)
                 peak, results = asyncio.run(run_flood(n, port, gw.pid))
-                time.sleep(1)
+                # Memory is given back on the gateway's next 5 s check once the bodies are gone.
+                time.sleep(7)
                 after = rss_kib(gw.pid)
                 hwm = rss_kib(gw.pid, "VmHWM")
             finally:

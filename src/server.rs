@@ -196,6 +196,10 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
 
     let admin_addr = admin_listener.local_addr()?;
     tracing::info!(addr = %admin_addr, "admin listening (/metrics /healthz /readyz)");
+    tasks.push(tokio::spawn(trim_after_floods(
+        body_budget.clone(),
+        shutdown_rx.clone(),
+    )));
     tasks.push(tokio::spawn(admin::serve(
         admin_listener,
         metrics.clone(),
@@ -334,6 +338,25 @@ async fn serve(
         let _ = l.await;
     }
     let _ = sweeper.await;
+}
+
+/// Gives memory back to the system once a burst of large bodies has passed (see
+/// `BodyBudget::trim`); the trim itself runs on a blocking thread.
+async fn trim_after_floods(
+    budget: Arc<crate::body::BodyBudget>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => if budget.trim_due() {
+                let budget = budget.clone();
+                let _ = tokio::task::spawn_blocking(move || budget.trim()).await;
+                tracing::debug!("request bodies released; freed memory returned");
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 /// Closes upstream connections left idle too long even when no request comes to reuse them.
