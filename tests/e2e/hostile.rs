@@ -886,3 +886,96 @@ async fn an_oversized_body_gets_a_413_the_client_can_read() {
     assert_eq!(upstream.count(), 0);
     gw.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Signature confusion and protocol upgrades (these already held; kept as regressions)
+
+#[tokio::test]
+async fn a_signature_does_not_transfer_between_routes_entries_or_messages() {
+    let (upstream, gw) = start("").await;
+    let body = br#"{"id":"evt_1"}"#;
+    let now = now_unix().to_string();
+    // A valid Lahza MAC presented to GitHub's route (another secret).
+    let lahza = lahza_sig(body);
+    let answer = post(
+        &gw.url("/hooks/github"),
+        &[("x-hub-signature-256", &format!("sha256={lahza}"))],
+        body,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(gw.outcome("github", "signature_mismatch"), 1.0);
+    // Stripe: a valid MAC under an entry name that is not v1 is no candidate.
+    let mac = hex::encode(hmac_sha256(
+        "whsec_stripe_test",
+        &[now.as_bytes(), b".", body],
+    ));
+    let answer = post(
+        &gw.url("/hooks/stripe"),
+        &[("stripe-signature", &format!("t={now},v0={mac}"))],
+        body,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(gw.outcome("stripe", "signature_malformed"), 1.0);
+    // Stripe: the same MAC with another timestamp.
+    let other = (now_unix() - 1).to_string();
+    let answer = post(
+        &gw.url("/hooks/stripe"),
+        &[("stripe-signature", &format!("t={other},v1={mac}"))],
+        body,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    // Listrak: a MAC over the body alone, without the timestamp it must cover.
+    let body_only = b64(&hmac_sha256(LISTRAK_SECRET, &[body]));
+    let answer = post(
+        &gw.url("/hooks/listrak"),
+        &[("LTK-Timestamp", &now), ("LTK-HmacSignature", &body_only)],
+        body,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    // A truncated MAC (a prefix of the right one) is malformed, never a partial match.
+    let answer = post(
+        &gw.url("/hooks/lahza/a"),
+        &[("x-lahza-signature", &lahza[..32])],
+        body,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(gw.outcome("lahza", "signature_malformed"), 1.0);
+    assert_eq!(upstream.count(), 0);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_upgrade_request_is_forwarded_as_a_plain_request_or_not_at_all() {
+    let (upstream, gw) = start("").await;
+    let body = b"{}";
+    let sig = lahza_sig(body);
+    for upgrade in ["h2c", "websocket"] {
+        let request = format!(
+            "POST /hooks/lahza/a HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: {upgrade}\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nx-lahza-signature: {sig}\r\nContent-Length: 2\r\n\r\n{{}}"
+        );
+        let answer = raw(gw.addr, request.as_bytes(), Duration::from_millis(800)).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{upgrade}: {answer}");
+        assert!(!answer.contains("101"), "{answer}");
+    }
+    // Unsigned, the upgrade reaches nothing.
+    let request = "GET /hooks/lahza/a HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+    let answer = raw(gw.addr, request.as_bytes(), Duration::from_millis(800)).await;
+    assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
+    let got = upstream.received();
+    assert_eq!(got.len(), 2);
+    for r in &got {
+        assert!(r.headers.get("upgrade").is_none(), "{:?}", r.headers);
+        assert!(
+            r.headers.get("http2-settings").is_none(),
+            "named in Connection: dropped"
+        );
+        assert!(r.headers.get("connection").is_none());
+        assert_eq!(&r.body[..], body);
+    }
+    gw.shutdown().await;
+}
