@@ -698,6 +698,18 @@ fn lahza_only(upstream: &str, limits: &str) -> String {
     )
 }
 
+/// A request with `head` (ending in its blank line) and `body` sent in chunks of `size`.
+fn chunked(head: &str, body: &[u8], size: usize) -> Vec<u8> {
+    let mut req = head.as_bytes().to_vec();
+    for c in body.chunks(size) {
+        req.extend(format!("{:x}\r\n", c.len()).as_bytes());
+        req.extend(c);
+        req.extend(b"\r\n");
+    }
+    req.extend(b"0\r\n\r\n");
+    req
+}
+
 #[tokio::test]
 async fn bodies_over_the_memory_budget_get_503_with_retry_after_before_being_read() {
     let upstream = Upstream::start().await;
@@ -736,17 +748,11 @@ async fn bodies_over_the_memory_budget_get_503_with_retry_after_before_being_rea
     assert_eq!(answer.headers["retry-after"], "5");
     assert_eq!(gw.outcome("lahza", "body_budget_full"), 1.0);
     // A chunked body is charged as it arrives, and refused the same way.
-    let mut req = format!(
+    let head = format!(
         "POST /hooks/lahza HTTP/1.1\r\nHost: a\r\nx-lahza-signature: {}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
         lahza_sig(&big)
-    )
-    .into_bytes();
-    for c in big.chunks(1000) {
-        req.extend(format!("{:x}\r\n", c.len()).as_bytes());
-        req.extend(c);
-        req.extend(b"\r\n");
-    }
-    req.extend(b"0\r\n\r\n");
+    );
+    let req = chunked(&head, &big, 1000);
     let answer = raw(gw.addr, &req, Duration::from_secs(5)).await;
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert_eq!(gw.outcome("lahza", "body_budget_full"), 2.0);
@@ -851,16 +857,10 @@ async fn an_oversized_body_gets_a_413_the_client_can_read() {
     let sig = lahza_sig(&big);
 
     // Chunked, refused while the client is still sending.
-    let mut req = format!(
+    let head = format!(
         "POST /hooks/lahza HTTP/1.1\r\nHost: a\r\nx-lahza-signature: {sig}\r\nTransfer-Encoding: chunked\r\n\r\n"
-    )
-    .into_bytes();
-    for c in big.chunks(16 * 1024) {
-        req.extend(format!("{:x}\r\n", c.len()).as_bytes());
-        req.extend(c);
-        req.extend(b"\r\n");
-    }
-    req.extend(b"0\r\n\r\n");
+    );
+    let req = chunked(&head, &big, 16 * 1024);
     let answer = send_all_then_read(gw.addr, &req).await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 
