@@ -34,7 +34,7 @@ pub struct Hop {
 }
 
 /// Sends the request upstream and returns the upstream's answer, whole, within
-/// `limits.upstream_timeout`, and the status the upstream answered with, if it answered at
+/// the route's `upstream_timeout`, and the status the upstream answered with, if it answered at
 /// all (it may have accepted the event even when relaying its answer then failed).
 pub async fn forward(
     upstreams: &Upstreams,
@@ -82,7 +82,7 @@ pub async fn forward(
         strip_hop_by_hop(&mut head.headers, &[]);
         Ok::<_, Refusal>(Response::from_parts(head, Full::new(body)))
     };
-    let result = match tokio::time::timeout(limits.upstream_timeout, exchange).await {
+    let result = match tokio::time::timeout(route.limits.upstream_timeout, exchange).await {
         Ok(r) => r,
         Err(_) => Err(Refusal::UpstreamTimeout),
     };

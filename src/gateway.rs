@@ -171,13 +171,12 @@ async fn pipeline(
     }
 
     let (parts, body) = req.into_parts();
-    let limits = &gateway.limits;
     let body = body::read_body(
         body,
         body::Declared::of(&parts.headers),
         body::BodyLimits {
-            max: limits.max_body_bytes,
-            deadline: limits.body_read_timeout,
+            max: route.limits.max_body_bytes,
+            deadline: route.limits.body_read_timeout,
         },
         &shared.body_budget,
     )
@@ -321,9 +320,8 @@ async fn replay_check(
     };
     let key = replay::store_key(&route.name, &key);
     // A claim outlives the longest forward, so a crashed gateway's claim lapses on its own.
-    let limits = &shared.gateway.limits;
-    let in_flight_ttl = limits.upstream_connect_timeout
-        + limits.upstream_timeout
+    let in_flight_ttl = shared.gateway.limits.upstream_connect_timeout
+        + route.limits.upstream_timeout
         + std::time::Duration::from_secs(5);
     let started = Instant::now();
     let claim = store.claim(&key, in_flight_ttl).await;

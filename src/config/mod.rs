@@ -151,6 +151,27 @@ pub struct Route {
     pub enforce: bool,
     /// `Some`: each event is delivered at most once (see `replay.rs`).
     pub replay: Option<ReplayPolicy>,
+    /// The top-level limits with this route's own `limits:` laid over them.
+    pub limits: RouteLimits,
+}
+
+/// The limits that may differ per route; every other limit protects the whole process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteLimits {
+    pub max_body_bytes: u64,
+    pub body_read_timeout: Duration,
+    pub upstream_timeout: Duration,
+}
+
+impl Limits {
+    /// What a route without its own `limits:` gets.
+    pub fn for_routes(&self) -> RouteLimits {
+        RouteLimits {
+            max_body_bytes: self.max_body_bytes,
+            body_read_timeout: self.body_read_timeout,
+            upstream_timeout: self.upstream_timeout,
+        }
+    }
 }
 
 /// A parsed `http://host:port[/base]` upstream.
