@@ -33,6 +33,8 @@ pub struct Shared {
     pub replay_store: Option<Arc<Store>>,
     /// Request bodies in memory, across all workers.
     pub body_budget: Arc<body::BodyBudget>,
+    /// Whether a shutdown is cutting requests off, and how many it has.
+    pub drain: Arc<crate::server::Drain>,
 }
 
 /// What is known about the connection a request came in on.
@@ -50,10 +52,10 @@ pub async fn handle(
 ) -> Response<Full<Bytes>> {
     let started = Instant::now();
     let metrics = &shared.metrics;
-    let _in_flight = InFlight::new(&metrics.in_flight);
     let method = req.method().clone();
     // The path only: a query string may carry tokens, so it is never logged.
     let path = req.uri().path().to_owned();
+    let mut in_flight = InFlight::new(shared, &method, &path, started);
     let client = client_ip::client_ip(
         conn.peer.ip(),
         &shared.gateway.trusted_proxies,
@@ -117,23 +119,49 @@ pub async fn handle(
             .with_label_values(&[route_name])
             .observe(elapsed.as_secs_f64()),
     }
+    in_flight.answered = true;
     response
 }
 
 /// Counts a request in flight for as long as it lives, including when the client goes away
-/// and hyper drops the handler mid-way.
-struct InFlight<'a>(&'a prometheus::IntGauge);
+/// and hyper drops the handler mid-way. Dropped unanswered while a shutdown is cutting
+/// requests off, it logs the request and counts it as cut off.
+struct InFlight<'a> {
+    shared: &'a Shared,
+    method: &'a http::Method,
+    path: &'a str,
+    started: Instant,
+    answered: bool,
+}
 
 impl<'a> InFlight<'a> {
-    fn new(gauge: &'a prometheus::IntGauge) -> Self {
-        gauge.inc();
-        InFlight(gauge)
+    fn new(shared: &'a Shared, method: &'a http::Method, path: &'a str, started: Instant) -> Self {
+        shared.metrics.in_flight.inc();
+        InFlight {
+            shared,
+            method,
+            path,
+            started,
+            answered: false,
+        }
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.dec();
+        self.shared.metrics.in_flight.dec();
+        let drain = &self.shared.drain;
+        if !self.answered && drain.cutting_off.load(std::sync::atomic::Ordering::SeqCst) {
+            drain
+                .cut_off
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tracing::warn!(
+                method = %self.method,
+                path = self.path,
+                elapsed_ms = self.started.elapsed().as_millis() as u64,
+                "request cut off: still running when shutdown_grace ran out"
+            );
+        }
     }
 }
 

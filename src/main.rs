@@ -135,15 +135,24 @@ fn run(path: &Path) -> anyhow::Result<ExitCode> {
             .build()
     }
     .context("starting the async runtime")?;
-    runtime.block_on(async {
+    let stopped = runtime.block_on(async {
         let metrics = Arc::new(hookgate::metrics::Metrics::new());
         let running = hookgate::server::start(loaded.gateway, metrics, SystemTime::now).await?;
         tracing::info!("hookgate ready");
         wait_for_signal().await;
-        tracing::info!("shutting down: no new connections; finishing in-flight requests");
-        running.shutdown().await;
-        Ok(ExitCode::SUCCESS)
-    })
+        // A second SIGTERM/SIGINT skips the rest of the drain delay.
+        anyhow::Ok(running.drain(wait_for_signal()).await)
+    })?;
+    // Dropping the runtime drops whatever shutdown_grace cut off; each logs itself.
+    drop(runtime);
+    tracing::info!(
+        completed = stopped.completed(),
+        cut_off = stopped.cut_off(),
+        "stopped: {} requests completed since the signal, {} cut off",
+        stopped.completed(),
+        stopped.cut_off()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn wait_for_signal() {

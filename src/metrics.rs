@@ -304,6 +304,17 @@ impl Metrics {
     }
 
     /// Text exposition for `/metrics`.
+    /// Every request answered so far, over all routes and outcomes.
+    pub fn requests_total(&self) -> u64 {
+        use prometheus::core::Collector as _;
+        self.requests
+            .collect()
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .map(|m| m.get_counter().get_value() as u64)
+            .sum()
+    }
+
     pub fn render(&self) -> Vec<u8> {
         // The log buffer counts its drops itself; bring the counter up to date.
         let dropped = crate::logbuf::dropped();

@@ -34,24 +34,92 @@ pub struct Running {
     /// Bound address of the admin listener.
     pub admin_addr: SocketAddr,
     pub metrics: Arc<Metrics>,
+    /// Stops the webhook listeners (the admin listener has its own, sent last).
     shutdown: watch::Sender<bool>,
+    admin_shutdown: watch::Sender<bool>,
     ready: Arc<AtomicBool>,
+    drain: Arc<Drain>,
+    /// How long `/readyz` says 503 before the listeners stop (`limits.drain_delay`).
+    drain_delay: Duration,
     tasks: Vec<JoinHandle<()>>,
-    /// Per-core worker threads, each reporting when its listeners are closed.
+    admin: JoinHandle<()>,
+    /// Per-core worker threads, each reporting when its listeners are closed and whatever
+    /// the grace period cut off has been dropped.
     workers: Vec<tokio::sync::oneshot::Receiver<()>>,
 }
 
+/// What a shutdown cut off, shared by every worker.
+#[derive(Debug, Default)]
+pub struct Drain {
+    /// Set when `shutdown_grace` ran out: a request dropped from now on was cut off.
+    pub cutting_off: AtomicBool,
+    /// Requests cut off so far (each is logged).
+    pub cut_off: AtomicU64,
+}
+
+/// How a shutdown went.
+#[derive(Clone)]
+pub struct Stopped {
+    metrics: Arc<Metrics>,
+    drain: Arc<Drain>,
+    /// `hookgate_requests_total` summed when the shutdown began.
+    requests_at_signal: u64,
+}
+
+impl Stopped {
+    /// Requests answered since the shutdown began.
+    pub fn completed(&self) -> u64 {
+        self.metrics
+            .requests_total()
+            .saturating_sub(self.requests_at_signal)
+    }
+
+    /// Requests still running when `shutdown_grace` ran out. Complete only once the runtime
+    /// that ran them has been dropped (that is what cuts them off).
+    pub fn cut_off(&self) -> u64 {
+        self.drain.cut_off.load(Ordering::SeqCst)
+    }
+}
+
 impl Running {
-    /// Stops accepting, lets in-flight requests finish (up to `limits.shutdown_grace`) and
-    /// returns when every listener is closed.
-    pub async fn shutdown(self) {
+    /// A graceful stop, as on SIGTERM: `/readyz` answers 503 at once while requests are
+    /// still served for `limits.drain_delay` (the time a load balancer needs to stop sending;
+    /// cut short when `skip` completes, e.g. on a second signal), then [`Running::shutdown`].
+    pub async fn drain(self, skip: impl std::future::Future<Output = ()>) -> Stopped {
         self.ready.store(false, Ordering::SeqCst);
+        let at_signal = self.metrics.requests_total();
+        tracing::info!(
+            drain_delay = ?self.drain_delay,
+            "draining: /readyz answers 503; still serving until the load balancer stops sending"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(self.drain_delay) => {}
+            _ = skip => tracing::info!("drain delay cut short"),
+        }
+        let mut stopped = self.shutdown().await;
+        stopped.requests_at_signal = at_signal;
+        stopped
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to `limits.shutdown_grace`) and
+    /// returns when every listener is closed. The admin listener serves until the end.
+    pub async fn shutdown(self) -> Stopped {
+        self.ready.store(false, Ordering::SeqCst);
+        let requests_at_signal = self.metrics.requests_total();
+        tracing::info!("no new connections; finishing in-flight requests");
         let _ = self.shutdown.send(true);
         for task in self.tasks {
             let _ = task.await;
         }
         for done in self.workers {
             let _ = done.await;
+        }
+        let _ = self.admin_shutdown.send(true);
+        let _ = self.admin.await;
+        Stopped {
+            metrics: self.metrics,
+            drain: self.drain,
+            requests_at_signal,
         }
     }
 }
@@ -75,6 +143,8 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
     };
     let per_core = gateway.workers > 1 && gateway.runtime == RuntimeModel::PerCore;
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let (admin_shutdown, admin_shutdown_rx) = watch::channel(false);
+    let drain = Arc::new(Drain::default());
     let ready = Arc::new(AtomicBool::new(false));
     // One limit across all listeners and workers: it protects the process, not a port.
     let connections = Arc::new(Semaphore::new(gateway.limits.max_connections));
@@ -131,6 +201,7 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
             clock,
             replay_store: replay_store.clone(),
             body_budget: body_budget.clone(),
+            drain: drain.clone(),
         })
     };
     let tls: Vec<Option<TlsAcceptor>> = gateway
@@ -179,6 +250,9 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
                         serve(listeners, shared, connections, per_ip, shutdown_rx).await;
                         all_drained.wait().await;
                     });
+                    // Drops what the grace period cut off (each logs itself) before saying
+                    // this worker is done.
+                    drop(rt);
                     let _ = done.send(());
                 })?;
             workers.push(done_rx);
@@ -200,21 +274,25 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
         body_budget.clone(),
         shutdown_rx.clone(),
     )));
-    tasks.push(tokio::spawn(admin::serve(
+    let admin = tokio::spawn(admin::serve(
         admin_listener,
         metrics.clone(),
         ready.clone(),
         gateway.limits.header_read_timeout,
-        shutdown_rx,
-    )));
+        admin_shutdown_rx,
+    ));
     ready.store(true, Ordering::SeqCst);
     Ok(Running {
         listen_addrs,
         admin_addr,
         metrics,
         shutdown,
+        admin_shutdown,
         ready,
+        drain,
+        drain_delay: gateway.limits.drain_delay,
         tasks,
+        admin,
         workers,
     })
 }
@@ -427,7 +505,11 @@ async fn accept_loop(
         .await
         .is_err()
     {
-        tracing::warn!("shutdown grace period over; closing remaining connections");
+        shared.drain.cutting_off.store(true, Ordering::SeqCst);
+        tracing::warn!(
+            in_flight = shared.metrics.in_flight.get(),
+            "shutdown grace period over; cutting off what is still running"
+        );
     }
 }
 

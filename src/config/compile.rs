@@ -293,6 +293,12 @@ fn compile_limits(raw: &RawLimits, r: &mut Report) -> Limits {
         upstream_keepalive: raw
             .upstream_keepalive
             .map_or(d.upstream_keepalive, |n| n.min(usize::MAX as u64) as usize),
+        // Zero is allowed here: no load balancer in front, stop serving at once.
+        drain_delay: match raw.drain_delay.as_deref() {
+            None => d.drain_delay,
+            Some(s) if humantime::parse_duration(s).is_ok_and(|d| d.is_zero()) => Duration::ZERO,
+            Some(s) => parse_duration(s, "limits.drain_delay", r).unwrap_or(d.drain_delay),
+        },
         shutdown_grace: dur(&raw.shutdown_grace, "shutdown_grace", d.shutdown_grace, r),
     }
 }

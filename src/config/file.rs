@@ -140,6 +140,7 @@ pub struct RawLimits {
     pub upstream_connect_timeout: Option<String>,
     pub upstream_timeout: Option<String>,
     pub upstream_keepalive: Option<u64>,
+    pub drain_delay: Option<String>,
     pub shutdown_grace: Option<String>,
 }
 

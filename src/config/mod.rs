@@ -109,6 +109,9 @@ pub struct Limits {
     /// Idle keep-alive connections kept per upstream `host:port` and per worker pool (0: a
     /// new connection per request).
     pub upstream_keepalive: usize,
+    /// On SIGTERM/SIGINT, how long `/readyz` answers 503 while requests are still served,
+    /// before the listeners stop (the time a load balancer needs to stop sending).
+    pub drain_delay: Duration,
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
     pub shutdown_grace: Duration,
 }
@@ -127,6 +130,7 @@ impl Default for Limits {
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_timeout: Duration::from_secs(30),
             upstream_keepalive: 128,
+            drain_delay: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(30),
         }
     }

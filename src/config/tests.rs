@@ -184,6 +184,7 @@ fn limits_defaults_are_the_documented_values() {
     assert_eq!(d.upstream_connect_timeout, Duration::from_secs(5));
     assert_eq!(d.upstream_timeout, Duration::from_secs(30));
     assert_eq!(d.upstream_keepalive, 128);
+    assert_eq!(d.drain_delay, Duration::from_secs(5));
     assert_eq!(d.shutdown_grace, Duration::from_secs(30));
 }
 

@@ -76,7 +76,15 @@ fn check_reports_every_error_with_its_location_and_fails() {
 }
 
 /// Starts `hookgate run` and reads the bound listener address from its log.
-fn spawn_run(config: &Path) -> (std::process::Child, std::net::SocketAddr) {
+/// Starts `hookgate run`; returns the child, its first plain listener's address and every
+/// log line it writes after that one.
+fn spawn_run(
+    config: &Path,
+) -> (
+    std::process::Child,
+    std::net::SocketAddr,
+    std::sync::mpsc::Receiver<String>,
+) {
     let mut child = bin()
         .arg("run")
         .arg("-c")
@@ -88,6 +96,7 @@ fn spawn_run(config: &Path) -> (std::process::Child, std::net::SocketAddr) {
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut sent = false;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -99,13 +108,15 @@ fn spawn_run(config: &Path) -> (std::process::Child, std::net::SocketAddr) {
                     .to_string();
                 let _ = tx.send(addr);
                 sent = true;
+            } else if sent {
+                let _ = lines_tx.send(line);
             }
         }
     });
     let addr = rx
         .recv_timeout(Duration::from_secs(20))
         .expect("gateway logged its listener");
-    (child, addr.parse().unwrap())
+    (child, addr.parse().unwrap(), lines)
 }
 
 #[tokio::test]
@@ -117,7 +128,7 @@ async fn run_and_sign_work_together_like_the_walkthrough() {
     std::fs::write(
         &config,
         format!(
-            "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nroutes:\n  - name: listrak\n    path: /webhooks/listrak\n    upstream: {}\n    verify:\n      preset: listrak\n      secret_file: listrak.secret\n",
+            "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nlimits:\n  drain_delay: 200ms\nroutes:\n  - name: listrak\n    path: /webhooks/listrak\n    upstream: {}\n    verify:\n      preset: listrak\n      secret_file: listrak.secret\n",
             upstream.url()
         ),
     )
@@ -125,7 +136,7 @@ async fn run_and_sign_work_together_like_the_walkthrough() {
     let body = br#"{"ContactEmail":"a@example.com","CouponCode":"SAVE10"}"#;
     std::fs::write(dir.join("event.json"), body).unwrap();
 
-    let (mut child, addr) = spawn_run(&config);
+    let (mut child, addr, log) = spawn_run(&config);
 
     let out = bin()
         .args(["sign", "--route", "listrak", "--body"])
@@ -188,6 +199,16 @@ async fn run_and_sign_work_together_like_the_walkthrough() {
         waited += Duration::from_millis(50);
     };
     assert!(exit.success());
+    // The last line says how the drain went.
+    let lines: Vec<String> = log.try_iter().collect();
+    let last = lines.last().cloned().unwrap_or_default();
+    assert!(
+        last.contains("stopped: 0 requests completed since the signal, 0 cut off"),
+        "{lines:#?}"
+    );
+    assert!(lines
+        .iter()
+        .any(|l| l.contains("draining: /readyz answers 503")));
 }
 
 #[test]

@@ -221,6 +221,12 @@ impl Gateway {
         )
     }
 
+    /// The running server itself, to stop it another way (`drain`); `shutdown` then does
+    /// nothing.
+    pub fn take_running(&mut self) -> Running {
+        self.running.take().expect("still running")
+    }
+
     pub async fn shutdown(mut self) {
         if let Some(r) = self.running.take() {
             r.shutdown().await;
