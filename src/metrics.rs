@@ -303,7 +303,6 @@ impl Metrics {
         }
     }
 
-    /// Text exposition for `/metrics`.
     /// Every request answered so far, over all routes and outcomes.
     pub fn requests_total(&self) -> u64 {
         use prometheus::core::Collector as _;
@@ -315,6 +314,7 @@ impl Metrics {
             .sum()
     }
 
+    /// Text exposition for `/metrics`.
     pub fn render(&self) -> Vec<u8> {
         // The log buffer counts its drops itself; bring the counter up to date.
         let dropped = crate::logbuf::dropped();
