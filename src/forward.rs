@@ -18,7 +18,7 @@ use http_body_util::{BodyExt, Full, Limited};
 
 use crate::body::{RawBody, UpstreamBody};
 use crate::config::{Limits, Route};
-use crate::metrics::Metrics;
+use crate::metrics::RouteMetrics;
 use crate::refusal::Refusal;
 use crate::upstream::{UpstreamError, Upstreams};
 
@@ -43,7 +43,7 @@ pub async fn forward(
     body: RawBody,
     hop: &Hop,
     limits: &Limits,
-    metrics: &Metrics,
+    metrics: &RouteMetrics,
 ) -> (
     Result<Response<Full<Bytes>>, Refusal>,
     Option<http::StatusCode>,
@@ -86,7 +86,7 @@ pub async fn forward(
         Ok(r) => r,
         Err(_) => Err(Refusal::UpstreamTimeout),
     };
-    let m = metrics.route(route);
+    let m = metrics;
     m.upstream_duration.observe(started.elapsed().as_secs_f64());
     if let Some(status) = upstream_status {
         m.upstream_status(status);

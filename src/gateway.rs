@@ -12,10 +12,11 @@ use hyper::body::Incoming;
 
 use crate::body;
 use crate::client_ip::{self, ClientIp};
-use crate::config::{Gateway, Route};
+use crate::config::Route;
 use crate::forward::{self, Hop};
 use crate::metrics::{Metrics, NO_ROUTE};
 use crate::refusal::Refusal;
+use crate::reload::{Current, Live};
 use crate::replay::{self, Claim, ClaimGuard, OnStoreError, ReplayPolicy, Store};
 use crate::routes::Match;
 use crate::scheme::{RequestView, VerifyError};
@@ -25,9 +26,9 @@ pub type Clock = fn() -> SystemTime;
 
 /// Everything a request needs, shared by all connections.
 pub struct Shared {
-    pub gateway: Arc<Gateway>,
+    /// The configuration in force; a request loads it once and keeps it to its end.
+    pub live: Arc<Current>,
     pub metrics: Arc<Metrics>,
-    pub upstreams: Arc<crate::upstream::Upstreams>,
     pub clock: Clock,
     /// `Some` when any route has `replay:`.
     pub replay_store: Option<Arc<Store>>,
@@ -52,22 +53,20 @@ pub async fn handle(
 ) -> Response<Full<Bytes>> {
     let started = Instant::now();
     let metrics = &shared.metrics;
+    // The configuration this request is served by, from start to end, whatever reloads.
+    let live = shared.live.load_full();
     let method = req.method().clone();
     // The path only: a query string may carry tokens, so it is never logged.
     let path = req.uri().path().to_owned();
     let mut in_flight = InFlight::new(shared, &method, &path, started);
-    let client = client_ip::client_ip(
-        conn.peer.ip(),
-        &shared.gateway.trusted_proxies,
-        req.headers(),
-    );
+    let client = client_ip::client_ip(conn.peer.ip(), &live.gateway.trusted_proxies, req.headers());
     let mut route: Option<Arc<Route>> = None;
     let mut shadowed: Option<Refusal> = None;
 
-    let result = pipeline(shared, conn, client, req, &mut route, &mut shadowed).await;
+    let result = pipeline(shared, &live, conn, client, req, &mut route, &mut shadowed).await;
 
     let route_name = route.as_ref().map(|r| r.name.as_str()).unwrap_or(NO_ROUTE);
-    let route_metrics = route.as_ref().map(|r| metrics.route(r));
+    let route_metrics = route.as_ref().map(|r| &live.route_metrics[r.index]);
     let elapsed = started.elapsed();
     let response = match result {
         Ok((response, passed)) => {
@@ -171,13 +170,14 @@ impl Drop for InFlight<'_> {
 /// recorded in `shadowed` and the request goes on.
 async fn pipeline(
     shared: &Arc<Shared>,
+    live: &Arc<Live>,
     conn: Conn,
     client: ClientIp,
     req: Request<Incoming>,
     matched: &mut Option<Arc<Route>>,
     shadowed: &mut Option<Refusal>,
 ) -> Result<(Response<Full<Bytes>>, &'static str), Refusal> {
-    let gateway = &shared.gateway;
+    let gateway = &live.gateway;
     crate::host::check(req.version(), req.uri(), req.headers()).map_err(Refusal::BadHost)?;
     if !body::plain_framing(req.headers()) {
         return Err(Refusal::BadFraming);
@@ -225,7 +225,7 @@ async fn pipeline(
             .observe(verify_started.elapsed().as_secs_f64());
         match verdict {
             Ok(verified) => {
-                shared.metrics.route(&route).verified_by(verified.key_index);
+                live.route_metrics[route.index].verified_by(verified.key_index);
                 signature = verified.signature;
             }
             Err(e) if shadowed.is_none() => {
@@ -267,17 +267,17 @@ async fn pipeline(
         proto: if conn.tls { "https" } else { "http" },
     };
     let exchange = {
-        let shared = shared.clone();
+        let live = live.clone();
         async move {
-            let s = &shared;
+            let route_metrics = &live.route_metrics[route.index];
             forward::forward(
-                &s.upstreams,
+                &live.upstreams,
                 &route,
                 parts,
                 body,
                 &hop,
-                &s.gateway.limits,
-                &s.metrics,
+                &live.gateway.limits,
+                route_metrics,
             )
             .await
         }
@@ -348,7 +348,7 @@ async fn replay_check(
     };
     let key = replay::store_key(&route.name, &key);
     // A claim outlives the longest forward, so a crashed gateway's claim lapses on its own.
-    let in_flight_ttl = shared.gateway.limits.upstream_connect_timeout
+    let in_flight_ttl = shared.live.load().gateway.limits.upstream_connect_timeout
         + route.limits.upstream_timeout
         + std::time::Duration::from_secs(5);
     let started = Instant::now();

@@ -29,6 +29,8 @@
 //!   pipeline step each;
 //!   `upstream.rs`: the keep-alive connections to each upstream.
 //! - `gateway.rs`: the pipeline. `refusal.rs`: every refusal.
+//! - `reload.rs`: the configuration in force (`Live`), loaded once per request and swapped
+//!   whole on reload.
 //! - `server.rs`, `tls.rs`: listeners, TLS, HTTP versions, graceful shutdown.
 //! - `admin.rs`, `metrics.rs`: `/metrics`, `/healthz`, `/readyz`; every metric.
 //! - `logbuf.rs`: log lines buffered off the request path, written by a background thread.
@@ -44,6 +46,7 @@ pub mod host;
 pub mod logbuf;
 pub mod metrics;
 pub mod refusal;
+pub mod reload;
 pub mod replay;
 pub mod routes;
 pub mod scheme;

@@ -2,8 +2,6 @@
 //! gateways in one process, as in tests, never share counters). Names follow Prometheus
 //! conventions: `hookgate_` prefix, `_total` for counters, `_seconds` for durations.
 
-use std::borrow::Cow;
-
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -24,9 +22,6 @@ const BUCKETS: &[f64] = &[
 
 pub struct Metrics {
     registry: Registry,
-    /// The hot-path series of each route, resolved once (indexed by `Route::index`) so a
-    /// request does not hash label values or take the family's lock.
-    routes: std::sync::OnceLock<Vec<RouteMetrics>>,
     /// Requests by route and outcome (`forwarded` or a refusal label).
     pub requests: IntCounterVec,
     /// Whole-request latency, first byte of the head to the response, by route.
@@ -229,7 +224,6 @@ impl Metrics {
             .set(1);
         Metrics {
             registry,
-            routes: std::sync::OnceLock::new(),
             requests,
             request_duration,
             upstream_duration,
@@ -253,9 +247,9 @@ impl Metrics {
     }
 
     /// Creates the series for every configured route at zero, so dashboards and alerts see
-    /// them before the first request, and resolves each route's hot-path series. `routes`
-    /// come in route-table order.
-    pub fn init_routes<'a>(&self, routes: impl Iterator<Item = &'a Route>) {
+    /// them before the first request, and resolves each route's hot-path series (in
+    /// route-table order, so `Route::index` finds a route's own).
+    pub fn init_routes<'a>(&self, routes: impl Iterator<Item = &'a Route>) -> Vec<RouteMetrics> {
         let mut resolved = Vec::new();
         for r in routes {
             resolved.push(self.resolve(r));
@@ -266,32 +260,21 @@ impl Metrics {
                 self.requests.with_label_values(&[route, label]);
             }
         }
-        for reason in ["header_timeout", "tls_handshake", "protocol"] {
+        for reason in [
+            "header_timeout",
+            "tls_handshake",
+            "protocol",
+            "per_ip_limit",
+        ] {
             self.connection_errors.with_label_values(&[reason]);
         }
-        // Resolved once; a second gateway sharing these metrics falls back to lookups.
-        let _ = self.routes.set(resolved);
-    }
-
-    /// A route's series: the ones resolved at start, or, for a route `init_routes` did not
-    /// see, looked up now.
-    pub fn route(&self, route: &Route) -> Cow<'_, RouteMetrics> {
-        match self
-            .routes
-            .get()
-            .and_then(|r| r.get(route.index))
-            .filter(|m| m.name == route.name)
-        {
-            Some(m) => Cow::Borrowed(m),
-            None => Cow::Owned(self.resolve(route)),
-        }
+        resolved
     }
 
     fn resolve(&self, r: &Route) -> RouteMetrics {
         let route = r.name.as_str();
         let keys = r.scheme.as_ref().map_or(0, |s| s.secret_count());
         RouteMetrics {
-            name: route.to_owned(),
             forwarded: self.requests.with_label_values(&[route, "forwarded"]),
             request_duration: self.request_duration.with_label_values(&[route]),
             upstream_duration: self.upstream_duration.with_label_values(&[route]),
@@ -335,10 +318,10 @@ impl Default for Metrics {
     }
 }
 
-/// One route's per-request series, resolved at start.
+/// One route's per-request series, resolved when its configuration is loaded, so a request
+/// does not hash label values or take a family's lock.
 #[derive(Clone)]
 pub struct RouteMetrics {
-    name: String,
     pub forwarded: prometheus::IntCounter,
     pub request_duration: Histogram,
     pub upstream_duration: Histogram,

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
@@ -24,8 +25,8 @@ use crate::admin;
 use crate::config::{Gateway, RuntimeModel};
 use crate::gateway::{self, Clock, Conn, Shared};
 use crate::metrics::Metrics;
+use crate::reload::Live;
 use crate::replay::Store;
-use crate::upstream::Upstreams;
 
 /// A started gateway.
 pub struct Running {
@@ -132,7 +133,6 @@ impl Running {
 /// runs on the calling runtime either way.
 pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io::Result<Running> {
     let gateway = Arc::new(gateway);
-    metrics.init_routes(gateway.routes.routes().iter().map(|r| r.as_ref()));
     let replay_store = if gateway.routes.routes().iter().any(|r| r.replay.is_some()) {
         let store = Store::new(&gateway.replay_store, metrics.clone())
             .map_err(|e| io::Error::other(format!("replay store: {e}")))?;
@@ -187,16 +187,11 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
     })?;
     let worker_shared = || {
         Arc::new(Shared {
-            upstreams: Arc::new(Upstreams::new(
-                gateway
-                    .routes
-                    .routes()
-                    .iter()
-                    .map(|r| &r.upstream.authority),
-                gateway.limits.upstream_connect_timeout,
-                gateway.limits.upstream_keepalive,
-            )),
-            gateway: gateway.clone(),
+            live: Arc::new(ArcSwap::from_pointee(Live::new(
+                gateway.clone(),
+                &metrics,
+                None,
+            ))),
             metrics: metrics.clone(),
             clock,
             replay_store: replay_store.clone(),
@@ -411,7 +406,7 @@ async fn serve(
             shutdown.clone(),
         )));
     }
-    let sweeper = tokio::spawn(sweep_upstreams(shared.upstreams.clone(), shutdown));
+    let sweeper = tokio::spawn(sweep_upstreams(shared.clone(), shutdown));
     for l in loops {
         let _ = l.await;
     }
@@ -438,11 +433,11 @@ async fn trim_after_floods(
 }
 
 /// Closes upstream connections left idle too long even when no request comes to reuse them.
-async fn sweep_upstreams(upstreams: Arc<Upstreams>, mut shutdown: watch::Receiver<bool>) {
+async fn sweep_upstreams(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(crate::upstream::IDLE_TIMEOUT / 4);
     loop {
         tokio::select! {
-            _ = tick.tick() => upstreams.sweep(),
+            _ = tick.tick() => shared.live.load().upstreams.sweep(),
             _ = shutdown.changed() => return,
         }
     }
@@ -500,7 +495,7 @@ async fn accept_loop(
         });
     }
     drop(listener);
-    let grace = shared.gateway.limits.shutdown_grace;
+    let grace = shared.live.load().gateway.limits.shutdown_grace;
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()
@@ -549,7 +544,7 @@ async fn serve_tls(
     shutdown: watch::Receiver<bool>,
 ) {
     // The handshake gets the same budget as a request head.
-    let budget = shared.gateway.limits.header_read_timeout;
+    let budget = shared.live.load().gateway.limits.header_read_timeout;
     match tokio::time::timeout(budget, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => {
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
@@ -575,7 +570,8 @@ async fn serve_http1<I>(io: I, conn: Conn, shared: &Arc<Shared>, watcher: Watche
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let limits = &shared.gateway.limits;
+    // The limits in force when the connection was accepted apply to it for its life.
+    let limits = shared.live.load().gateway.limits.clone();
     let svc_shared = shared.clone();
     // Requests begun on this connection: tells a slow first head from an idle keep-alive.
     let served = Arc::new(AtomicU64::new(0));
@@ -614,7 +610,7 @@ async fn serve_http2<I>(
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let limits = &shared.gateway.limits;
+    let limits = shared.live.load().gateway.limits.clone();
     let activity = Arc::new(Activity::new());
     let svc_shared = shared.clone();
     let svc_activity = activity.clone();
