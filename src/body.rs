@@ -146,7 +146,8 @@ pub struct BodyBudget {
     used: AtomicU64,
     /// The most held at once since memory was last given back (see [`BodyBudget::trim`]).
     peak: AtomicU64,
-    limit: u64,
+    /// Changed by a reload; bodies already held stay.
+    limit: AtomicU64,
     /// Bytes reserved right now (`hookgate_body_buffered_bytes`).
     gauge: prometheus::IntGauge,
 }
@@ -156,9 +157,14 @@ impl BodyBudget {
         Arc::new(BodyBudget {
             used: AtomicU64::new(0),
             peak: AtomicU64::new(0),
-            limit,
+            limit: AtomicU64::new(limit),
             gauge,
         })
+    }
+
+    /// A reload's new `max_buffered_body_bytes`.
+    pub fn set_limit(&self, limit: u64) {
+        self.limit.store(limit, Ordering::Release);
     }
 
     /// After a burst of bodies has come and gone, gives the freed memory back to the system.
@@ -204,7 +210,8 @@ impl Reservation {
         let grown = b
             .used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                used.checked_add(more).filter(|&n| n <= b.limit)
+                used.checked_add(more)
+                    .filter(|&n| n <= b.limit.load(Ordering::Acquire))
             })
             .is_ok();
         if grown {

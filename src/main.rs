@@ -137,9 +137,21 @@ fn run(path: &Path) -> anyhow::Result<ExitCode> {
     .context("starting the async runtime")?;
     let stopped = runtime.block_on(async {
         let metrics = Arc::new(hookgate::metrics::Metrics::new());
+        metrics.config_loaded(&loaded.sha256);
         let running = hookgate::server::start(loaded.gateway, metrics, SystemTime::now).await?;
         tracing::info!("hookgate ready");
-        wait_for_signal().await;
+        // SIGHUP reloads (as `systemctl reload` and nginx operators send it), until a
+        // SIGTERM/SIGINT.
+        let mut hangups = hangups();
+        loop {
+            tokio::select! {
+                _ = wait_for_signal() => break,
+                Some(()) = hangups.recv() => {
+                    tracing::info!(config = %path.display(), "SIGHUP: reloading");
+                    hookgate::reload::reload_file(&running, path);
+                }
+            }
+        }
         // A second SIGTERM/SIGINT skips the rest of the drain delay.
         anyhow::Ok(running.drain(wait_for_signal()).await)
     })?;
@@ -153,6 +165,29 @@ fn run(path: &Path) -> anyhow::Result<ExitCode> {
         stopped.cut_off()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Each SIGHUP, as a message (none where there is no SIGHUP).
+fn hangups() -> tokio::sync::mpsc::Receiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hup) => {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        // A reload already pending covers this one too.
+                        let _ = tx.try_send(());
+                    }
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot listen for SIGHUP; reload disabled"),
+        }
+    }
+    #[cfg(not(unix))]
+    drop(tx);
+    rx
 }
 
 async fn wait_for_signal() {

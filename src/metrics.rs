@@ -55,6 +55,14 @@ pub struct Metrics {
     pub replay_store_duration: HistogramVec,
     /// Keys held by the memory store.
     pub replay_memory_entries: IntGauge,
+    /// Configuration reloads by `result` (`success`, `failure`).
+    pub config_reloads: IntCounterVec,
+    /// 1 if the last reload succeeded (or none was tried), 0 if it failed.
+    pub config_last_reload_successful: IntGauge,
+    /// When the configuration in force was loaded (start or last successful reload).
+    pub config_last_reload_success: prometheus::Gauge,
+    /// 1, labelled with the SHA-256 of the configuration in force.
+    pub config_info: IntGaugeVec,
     /// Keys the memory store dropped to stay within `max_entries`.
     pub replay_memory_evictions: prometheus::IntCounter,
     /// Scrape-time constant 1 with the version label.
@@ -191,6 +199,36 @@ impl Metrics {
             ]),
         )
         .expect("valid metric");
+        let config_reloads = IntCounterVec::new(
+            Opts::new(
+                "hookgate_config_reloads_total",
+                "Configuration reloads (SIGHUP or --watch), by result.",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        for result in ["success", "failure"] {
+            config_reloads.with_label_values(&[result]);
+        }
+        let config_last_reload_successful = IntGauge::new(
+            "hookgate_config_last_reload_successful",
+            "1 if the last configuration reload succeeded (or none was tried), 0 if it failed.",
+        )
+        .expect("valid metric");
+        config_last_reload_successful.set(1);
+        let config_last_reload_success = prometheus::Gauge::new(
+            "hookgate_config_last_reload_success_timestamp_seconds",
+            "When the configuration in force was loaded, in Unix seconds.",
+        )
+        .expect("valid metric");
+        let config_info = IntGaugeVec::new(
+            Opts::new(
+                "hookgate_config_info",
+                "1, labelled with the SHA-256 of the configuration in force.",
+            ),
+            &["sha256"],
+        )
+        .expect("valid metric");
         let log_lines_dropped = prometheus::IntCounter::new(
             "hookgate_log_lines_dropped_total",
             "Log lines dropped because stderr was not keeping up.",
@@ -216,6 +254,10 @@ impl Metrics {
             Box::new(build_info.clone()),
             Box::new(verify_duration.clone()),
             Box::new(log_lines_dropped.clone()),
+            Box::new(config_reloads.clone()),
+            Box::new(config_last_reload_successful.clone()),
+            Box::new(config_last_reload_success.clone()),
+            Box::new(config_info.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -240,6 +282,10 @@ impl Metrics {
             replay_store_duration,
             replay_memory_entries,
             replay_memory_evictions,
+            config_reloads,
+            config_last_reload_successful,
+            config_last_reload_success,
+            config_info,
             build_info,
             verify_duration,
             log_lines_dropped,
@@ -284,6 +330,16 @@ impl Metrics {
                 .map(|i| self.verified.with_label_values(&[route, &i.to_string()]))
                 .collect(),
         }
+    }
+
+    /// Records that the configuration with this SHA-256 is now in force.
+    pub fn config_loaded(&self, sha256: &str) {
+        self.config_info.reset();
+        self.config_info.with_label_values(&[sha256]).set(1);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.config_last_reload_success.set(now);
     }
 
     /// Every request answered so far, over all routes and outcomes.

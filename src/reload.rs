@@ -52,3 +52,43 @@ impl Live {
 
 /// The swappable slot a worker's requests load [`Live`] from.
 pub type Current = ArcSwap<Live>;
+
+/// Reloads the configuration file at `path` into `running` (SIGHUP, `--watch`): compiled
+/// whole first; on any error the running configuration stays, each error is logged as
+/// `hookgate check` prints it and `hookgate_config_reloads_total{result="failure"}` and
+/// `hookgate_config_last_reload_successful` say so. Returns whether it took effect.
+pub fn reload_file(running: &crate::server::Running, path: &std::path::Path) -> bool {
+    let metrics = &running.metrics;
+    let loaded = match crate::config::load(path) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            for e in &errors.0 {
+                tracing::error!("{}: {e}", path.display());
+            }
+            tracing::error!(
+                errors = errors.0.len(),
+                "reload failed; still serving the previous configuration"
+            );
+            metrics.config_reloads.with_label_values(&["failure"]).inc();
+            metrics.config_last_reload_successful.set(0);
+            return false;
+        }
+    };
+    for w in &loaded.warnings {
+        tracing::warn!("{}: {w}", path.display());
+    }
+    let kept = running.reload(loaded.gateway);
+    metrics.config_reloads.with_label_values(&["success"]).inc();
+    metrics.config_last_reload_successful.set(1);
+    metrics.config_loaded(&loaded.sha256);
+    if kept.is_empty() {
+        tracing::info!(sha256 = %loaded.sha256, "configuration reloaded");
+    } else {
+        tracing::warn!(
+            sha256 = %loaded.sha256,
+            "configuration reloaded, except {}: those need a restart and still run as before",
+            kept.join(", ")
+        );
+    }
+    true
+}

@@ -47,6 +47,10 @@ pub struct Running {
     /// Per-core worker threads, each reporting when its listeners are closed and whatever
     /// the grace period cut off has been dropped.
     workers: Vec<tokio::sync::oneshot::Receiver<()>>,
+    /// Each worker's state; a reload swaps the configuration in every one.
+    shared: Vec<Arc<Shared>>,
+    per_ip: Arc<PerIp>,
+    body_budget: Arc<crate::body::BodyBudget>,
 }
 
 /// What a shutdown cut off, shared by every worker.
@@ -83,6 +87,63 @@ impl Stopped {
 }
 
 impl Running {
+    /// Puts a newly compiled configuration in force, in every worker at once: requests
+    /// already in flight finish on the one they started with, new ones get this one. Idle
+    /// upstream connections are kept for every upstream it still uses, the replay store and
+    /// the counters are untouched, and no connection is closed.
+    ///
+    /// What cannot change without a restart (the listener addresses, the admin address,
+    /// `workers`, `runtime`, `max_connections`, the replay store) is kept as it runs, and
+    /// returned by name so the caller can say so. Everything else changes: routes, secrets and
+    /// keys (files were re-read by the compiler), TLS certificates, allowlists, trusted
+    /// proxies, replay settings of routes, and the other limits (a connection's head and
+    /// keep-alive limits from its next accept).
+    pub fn reload(&self, mut next: Gateway) -> Vec<&'static str> {
+        let current = self.shared[0].live.load_full();
+        let running = &current.gateway;
+        let mut kept = Vec::new();
+        let same_listeners = running.listeners.len() == next.listeners.len()
+            && running
+                .listeners
+                .iter()
+                .zip(&next.listeners)
+                .all(|(a, b)| a.addr == b.addr && a.tls.is_some() == b.tls.is_some());
+        if !same_listeners {
+            kept.push("listeners");
+            next.listeners = running.listeners.clone();
+        }
+        if next.admin != running.admin {
+            kept.push("admin");
+            next.admin = running.admin;
+        }
+        if next.workers != running.workers || next.runtime != running.runtime {
+            kept.push("workers/runtime");
+            next.workers = running.workers;
+            next.runtime = running.runtime;
+        }
+        if next.limits.max_connections != running.limits.max_connections {
+            kept.push("limits.max_connections");
+            next.limits.max_connections = running.limits.max_connections;
+        }
+        if next.replay_store != running.replay_store {
+            kept.push("replay_store");
+            next.replay_store = running.replay_store.clone();
+        }
+        self.per_ip.set(
+            next.limits.max_connections_per_ip,
+            next.trusted_proxies.clone(),
+        );
+        self.body_budget
+            .set_limit(next.limits.max_buffered_body_bytes);
+        let next = Arc::new(next);
+        for shared in &self.shared {
+            let previous = shared.live.load_full();
+            let live = Live::new(next.clone(), &self.metrics, Some(&previous.upstreams));
+            shared.live.store(Arc::new(live));
+        }
+        kept
+    }
+
     /// A graceful stop, as on SIGTERM: `/readyz` answers 503 at once while requests are
     /// still served for `limits.drain_delay` (the time a load balancer needs to stop sending;
     /// cut short when `skip` completes, e.g. on a second signal), then [`Running::shutdown`].
@@ -133,13 +194,14 @@ impl Running {
 /// runs on the calling runtime either way.
 pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io::Result<Running> {
     let gateway = Arc::new(gateway);
-    let replay_store = if gateway.routes.routes().iter().any(|r| r.replay.is_some()) {
+    // Built even when no route has `replay:` yet, so that a reload can add one.
+    let replay_store = {
         let store = Store::new(&gateway.replay_store, metrics.clone())
             .map_err(|e| io::Error::other(format!("replay store: {e}")))?;
-        tracing::info!(store = store.kind(), "replay protection on");
+        if gateway.routes.routes().iter().any(|r| r.replay.is_some()) {
+            tracing::info!(store = store.kind(), "replay protection on");
+        }
         Some(Arc::new(store))
-    } else {
-        None
     };
     let per_core = gateway.workers > 1 && gateway.runtime == RuntimeModel::PerCore;
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -199,14 +261,10 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
             drain: drain.clone(),
         })
     };
-    let tls: Vec<Option<TlsAcceptor>> = gateway
-        .listeners
-        .iter()
-        .map(|l| l.tls.clone().map(TlsAcceptor::from))
-        .collect();
-    for (addr, tls) in listen_addrs.iter().zip(&tls) {
-        tracing::info!(%addr, tls = tls.is_some(), workers = gateway.workers, "listening");
+    for (addr, l) in listen_addrs.iter().zip(&gateway.listeners) {
+        tracing::info!(%addr, tls = l.tls.is_some(), workers = gateway.workers, "listening");
     }
+    let mut all_shared = Vec::new();
 
     let mut tasks = Vec::new();
     let mut workers = Vec::new();
@@ -230,9 +288,10 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
                 .build()?;
             let listeners = {
                 let _in_worker = rt.enter();
-                attach(set, &tls)?
+                attach(set)?
             };
             let shared = worker_shared();
+            all_shared.push(shared.clone());
             let connections = connections.clone();
             let per_ip = per_ip.clone();
             let shutdown_rx = shutdown_rx.clone();
@@ -253,12 +312,14 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
             workers.push(done_rx);
         }
     } else {
-        let listeners = attach(first, &tls)?;
+        let listeners = attach(first)?;
+        let shared = worker_shared();
+        all_shared.push(shared.clone());
         tasks.push(tokio::spawn(serve(
             listeners,
-            worker_shared(),
+            shared,
             connections,
-            per_ip,
+            per_ip.clone(),
             shutdown_rx.clone(),
         )));
     }
@@ -289,6 +350,9 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
         tasks,
         admin,
         workers,
+        shared: all_shared,
+        per_ip,
+        body_budget,
     })
 }
 
@@ -300,24 +364,42 @@ fn cannot_listen(addr: SocketAddr, e: io::Error) -> io::Error {
 /// listener and worker. An IPv6 client is counted by its /64, the block one host usually
 /// has. Trusted proxies are exempt: every client behind a load balancer shares its address.
 pub struct PerIp {
+    state: std::sync::Mutex<PerIpState>,
+}
+
+struct PerIpState {
     limit: usize,
     exempt: Vec<ipnet::IpNet>,
-    open: std::sync::Mutex<HashMap<IpAddr, usize>>,
+    open: HashMap<IpAddr, usize>,
 }
 
 impl PerIp {
     pub fn new(limit: usize, exempt: Vec<ipnet::IpNet>) -> PerIp {
         PerIp {
-            limit,
-            exempt,
-            open: std::sync::Mutex::new(HashMap::new()),
+            state: std::sync::Mutex::new(PerIpState {
+                limit,
+                exempt,
+                open: HashMap::new(),
+            }),
         }
+    }
+
+    /// A reload's new limit and trusted proxies; connections already open stay.
+    pub fn set(&self, limit: usize, exempt: Vec<ipnet::IpNet>) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.limit = limit;
+        state.exempt = exempt;
+    }
+
+    fn limit(&self) -> usize {
+        self.state.lock().map_or(0, |s| s.limit)
     }
 
     /// A slot for one more connection from `peer`, or `None` at its limit.
     pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<PerIpSlot> {
         let peer = crate::client_ip::canonical(peer);
-        if crate::client_ip::is_in(peer, &self.exempt) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if crate::client_ip::is_in(peer, &state.exempt) {
             return Some(PerIpSlot(None));
         }
         let key = match peer {
@@ -327,9 +409,9 @@ impl PerIp {
             }
             v4 => v4,
         };
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let n = open.entry(key).or_insert(0);
-        if *n >= self.limit {
+        let limit = state.limit;
+        let n = state.open.entry(key).or_insert(0);
+        if *n >= limit {
             return None;
         }
         *n += 1;
@@ -343,11 +425,11 @@ pub struct PerIpSlot(Option<(Arc<PerIp>, IpAddr)>);
 impl Drop for PerIpSlot {
     fn drop(&mut self) {
         if let Some((per_ip, key)) = self.0.take() {
-            let mut open = per_ip.open.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(n) = open.get_mut(&key) {
+            let mut state = per_ip.state.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = state.open.get_mut(&key) {
                 *n -= 1;
                 if *n == 0 {
-                    open.remove(&key);
+                    state.open.remove(&key);
                 }
             }
         }
@@ -374,32 +456,29 @@ fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener>
     listener.into_std()
 }
 
-/// Registers listening sockets with the runtime entered (the worker's), paired with their TLS
-/// acceptors.
-fn attach(
-    set: Vec<std::net::TcpListener>,
-    tls: &[Option<TlsAcceptor>],
-) -> io::Result<Vec<(TcpListener, Option<TlsAcceptor>)>> {
+/// Registers listening sockets with the runtime entered (the worker's), each with its index
+/// in `listeners:` (which finds its TLS settings in the configuration in force).
+fn attach(set: Vec<std::net::TcpListener>) -> io::Result<Vec<(usize, TcpListener)>> {
     set.into_iter()
-        .zip(tls.iter().cloned())
-        .map(|(l, tls)| Ok((TcpListener::from_std(l)?, tls)))
+        .enumerate()
+        .map(|(i, l)| Ok((i, TcpListener::from_std(l)?)))
         .collect()
 }
 
 /// One worker's share of the work: an accept loop per listener and the upstream sweeper,
 /// until shutdown has closed every listener and drained their connections.
 async fn serve(
-    listeners: Vec<(TcpListener, Option<TlsAcceptor>)>,
+    listeners: Vec<(usize, TcpListener)>,
     shared: Arc<Shared>,
     connections: Arc<Semaphore>,
     per_ip: Arc<PerIp>,
     shutdown: watch::Receiver<bool>,
 ) {
     let mut loops = Vec::new();
-    for (listener, tls) in listeners {
+    for (index, listener) in listeners {
         loops.push(tokio::spawn(accept_loop(
             listener,
-            tls,
+            index,
             shared.clone(),
             connections.clone(),
             per_ip.clone(),
@@ -445,7 +524,7 @@ async fn sweep_upstreams(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool
 
 async fn accept_loop(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    index: usize,
     shared: Arc<Shared>,
     connections: Arc<Semaphore>,
     per_ip: Arc<PerIp>,
@@ -468,7 +547,7 @@ async fn accept_loop(
         // One client cannot take every slot: past its share its connections are closed at
         // once, before they hold a slot or a buffer.
         let Some(ip_slot) = per_ip.admit(peer.ip()) else {
-            tracing::warn!(%peer, limit = per_ip.limit, "too many connections from this address; closed");
+            tracing::warn!(%peer, limit = per_ip.limit(), "too many connections from this address; closed");
             count_error(&shared.metrics, "per_ip_limit");
             drop(stream);
             continue;
@@ -487,7 +566,11 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let watcher = graceful.watcher();
         let shared = shared.clone();
-        let tls = tls.clone();
+        // The certificate in force now: a reload's new one serves the next handshake.
+        let tls = shared.live.load().gateway.listeners[index]
+            .tls
+            .clone()
+            .map(TlsAcceptor::from);
         let conn_shutdown = shutdown.clone();
         tokio::spawn(async move {
             let _permit = (permit, ip_slot);
@@ -800,7 +883,7 @@ mod tests {
             "a closed connection frees its slot"
         );
         drop(proxies);
-        let open = per_ip.open.lock().unwrap();
-        assert!(!open.contains_key(&ip("10.1.2.3")));
+        let state = per_ip.state.lock().unwrap();
+        assert!(!state.open.contains_key(&ip("10.1.2.3")));
     }
 }

@@ -160,6 +160,7 @@ pub fn compile(
             replay_store,
         },
         warnings: r.warnings,
+        sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes())),
     })
 }
 

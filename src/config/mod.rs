@@ -224,6 +224,9 @@ impl fmt::Display for ConfigErrors {
 pub struct Loaded {
     pub gateway: Gateway,
     pub warnings: Vec<ConfigError>,
+    /// Hex SHA-256 of the configuration text (`hookgate_config_info`), to tell which
+    /// version is running.
+    pub sha256: String,
 }
 
 /// Reads and compiles a configuration file, resolving secrets from the process environment.

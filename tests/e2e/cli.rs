@@ -330,3 +330,78 @@ async fn sign_covers_asymmetric_and_structured_presets() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--private-key"));
     gw.shutdown().await;
 }
+
+/// `kill -HUP` (what `systemctl reload` sends) reloads: a rotated secret file takes effect,
+/// the process keeps running, and a broken file changes nothing.
+#[tokio::test]
+async fn sighup_reloads_a_rotated_secret_file_and_keeps_running() {
+    let upstream = Upstream::start().await;
+    let dir = temp_dir("sighup");
+    std::fs::write(dir.join("lahza.secret"), "first-secret\n").unwrap();
+    let config = dir.join("gateway.yaml");
+    let text = format!(
+        "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nlimits:\n  drain_delay: 0s\nroutes:\n  - name: lahza\n    path: /hooks/lahza\n    upstream: {}\n    verify: {{ preset: lahza, secret_file: lahza.secret }}\n",
+        upstream.url()
+    );
+    std::fs::write(&config, &text).unwrap();
+    let (mut child, addr, log) = spawn_run(&config);
+    let url = format!("http://{addr}/hooks/lahza");
+    let body = b"{\"id\":1}";
+    let sig = |secret: &str| hex::encode(hmac_sha256(secret, &[body]));
+    let hup = |child: &std::process::Child| {
+        let status = Command::new("sh")
+            .args(["-c", &format!("kill -HUP {}", child.id())])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    let wait_for = |what: &str| loop {
+        let line = log
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("no log line with {what:?}"));
+        if line.contains(what) {
+            break line;
+        }
+    };
+    assert_eq!(
+        post(&url, &[("x-lahza-signature", &sig("first-secret"))], body)
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    std::fs::write(dir.join("lahza.secret"), "second-secret\n").unwrap();
+    hup(&child);
+    wait_for("configuration reloaded");
+    assert_eq!(
+        post(&url, &[("x-lahza-signature", &sig("second-secret"))], body)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        post(&url, &[("x-lahza-signature", &sig("first-secret"))], body)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // A broken file: logged as check prints it, the running configuration stays.
+    std::fs::write(&config, text.replace("preset: lahza", "preset: nope")).unwrap();
+    hup(&child);
+    let line = wait_for("unknown preset");
+    assert!(line.contains("routes[0] (lahza).verify.preset"), "{line}");
+    wait_for("reload failed");
+    assert_eq!(
+        post(&url, &[("x-lahza-signature", &sig("second-secret"))], body)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert!(child.try_wait().unwrap().is_none(), "still running");
+    let _ = Command::new("sh")
+        .args(["-c", &format!("kill -TERM {}", child.id())])
+        .status();
+    let exit = child.wait().unwrap();
+    assert!(exit.success());
+}

@@ -9,6 +9,7 @@ mod drain;
 mod hostile;
 mod providers;
 mod refusals;
+mod reload;
 mod replay;
 mod rollout;
 mod seed_senders;
