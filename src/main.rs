@@ -33,6 +33,10 @@ enum Command {
         /// Configuration file.
         #[arg(short, long, default_value = "gateway.yaml")]
         config: PathBuf,
+        /// Also reload when the configuration file, or a secret, key or certificate file it
+        /// names, changes (SIGHUP always reloads).
+        #[arg(long)]
+        watch: bool,
     },
     /// Validate the configuration: print every error with its location, exit non-zero on any.
     Check {
@@ -93,7 +97,7 @@ fn main() -> ExitCode {
     }));
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { config } => run(&config),
+        Command::Run { config, watch } => run(&config, watch),
         Command::Check { config, expand } => check(&config, expand),
         Command::Sign { config, args } => sign(&config, &args),
         Command::Presets => presets(),
@@ -117,7 +121,7 @@ fn load(path: &Path) -> anyhow::Result<Loaded> {
     Ok(loaded)
 }
 
-fn run(path: &Path) -> anyhow::Result<ExitCode> {
+fn run(path: &Path, watch: bool) -> anyhow::Result<ExitCode> {
     let loaded = load(path)?;
     // One worker: a current-thread runtime (no work-stealing, no cross-thread wakeups).
     // Per-core workers run their own runtimes on their own threads; this one keeps only the
@@ -140,14 +144,18 @@ fn run(path: &Path) -> anyhow::Result<ExitCode> {
         metrics.config_loaded(&loaded.sha256);
         let running = hookgate::server::start(loaded.gateway, metrics, SystemTime::now).await?;
         tracing::info!("hookgate ready");
-        // SIGHUP reloads (as `systemctl reload` and nginx operators send it), until a
-        // SIGTERM/SIGINT.
-        let mut hangups = hangups();
+        // SIGHUP reloads (as `systemctl reload` and nginx operators send it), and so does a
+        // changed file with --watch, until a SIGTERM/SIGINT.
+        let (reload_tx, mut reloads) = tokio::sync::mpsc::channel(1);
+        forward_hangups(reload_tx.clone());
+        if watch {
+            tokio::spawn(hookgate::reload::watch(path.to_owned(), reload_tx));
+        }
         loop {
             tokio::select! {
                 _ = wait_for_signal() => break,
-                Some(()) = hangups.recv() => {
-                    tracing::info!(config = %path.display(), "SIGHUP: reloading");
+                Some(()) = reloads.recv() => {
+                    tracing::info!(config = %path.display(), "reloading");
                     hookgate::reload::reload_file(&running, path);
                 }
             }
@@ -167,9 +175,8 @@ fn run(path: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Each SIGHUP, as a message (none where there is no SIGHUP).
-fn hangups() -> tokio::sync::mpsc::Receiver<()> {
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
+/// Sends a message for each SIGHUP (none where there is no SIGHUP).
+fn forward_hangups(tx: tokio::sync::mpsc::Sender<()>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -177,6 +184,7 @@ fn hangups() -> tokio::sync::mpsc::Receiver<()> {
             Ok(mut hup) => {
                 tokio::spawn(async move {
                     while hup.recv().await.is_some() {
+                        tracing::info!("SIGHUP");
                         // A reload already pending covers this one too.
                         let _ = tx.try_send(());
                     }
@@ -187,7 +195,6 @@ fn hangups() -> tokio::sync::mpsc::Receiver<()> {
     }
     #[cfg(not(unix))]
     drop(tx);
-    rx
 }
 
 async fn wait_for_signal() {

@@ -85,8 +85,20 @@ fn spawn_run(
     std::net::SocketAddr,
     std::sync::mpsc::Receiver<String>,
 ) {
+    spawn_run_with(config, &[])
+}
+
+fn spawn_run_with(
+    config: &Path,
+    args: &[&str],
+) -> (
+    std::process::Child,
+    std::net::SocketAddr,
+    std::sync::mpsc::Receiver<String>,
+) {
     let mut child = bin()
         .arg("run")
+        .args(args)
         .arg("-c")
         .arg(config)
         .env("HOOKGATE_LOG", "info")
@@ -404,4 +416,64 @@ async fn sighup_reloads_a_rotated_secret_file_and_keeps_running() {
         .status();
     let exit = child.wait().unwrap();
     assert!(exit.success());
+}
+
+/// `run --watch` reloads when a secret file changes the way Kubernetes changes a mounted
+/// Secret: a `..data` symlink swapped to a new directory, the file itself a symlink through it.
+#[cfg(unix)]
+#[tokio::test]
+async fn watch_reloads_a_secret_swapped_like_a_kubernetes_volume() {
+    use std::os::unix::fs::symlink;
+    let upstream = Upstream::start().await;
+    let dir = temp_dir("watch");
+    let _ = std::fs::remove_dir_all(dir.join("v1"));
+    let _ = std::fs::remove_dir_all(dir.join("v2"));
+    for (version, secret) in [("v1", "first-secret"), ("v2", "second-secret")] {
+        std::fs::create_dir_all(dir.join(version)).unwrap();
+        std::fs::write(dir.join(version).join("lahza.secret"), secret).unwrap();
+    }
+    let _ = std::fs::remove_file(dir.join("..data"));
+    let _ = std::fs::remove_file(dir.join("lahza.secret"));
+    symlink("v1", dir.join("..data")).unwrap();
+    symlink("..data/lahza.secret", dir.join("lahza.secret")).unwrap();
+    let config = dir.join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nlimits:\n  drain_delay: 0s\nroutes:\n  - name: lahza\n    path: /hooks/lahza\n    upstream: {}\n    verify: {{ preset: lahza, secret_file: lahza.secret }}\n",
+            upstream.url()
+        ),
+    )
+    .unwrap();
+    let (mut child, addr, log) = spawn_run_with(&config, &["--watch"]);
+    let url = format!("http://{addr}/hooks/lahza");
+    let body = b"{\"id\":1}";
+    let sig = |secret: &str| hex::encode(hmac_sha256(secret, &[body]));
+    assert_eq!(
+        post(&url, &[("x-lahza-signature", &sig("first-secret"))], body)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // The swap: a new symlink renamed over ..data, as the kubelet does.
+    symlink("v2", dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    loop {
+        let line = log
+            .recv_timeout(Duration::from_secs(10))
+            .expect("--watch reloaded within 10 s");
+        if line.contains("configuration reloaded") {
+            break;
+        }
+    }
+    assert_eq!(
+        post(&url, &[("x-lahza-signature", &sig("second-secret"))], body)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let _ = Command::new("sh")
+        .args(["-c", &format!("kill -TERM {}", child.id())])
+        .status();
+    assert!(child.wait().unwrap().success());
 }
