@@ -107,7 +107,7 @@ const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 /// one reload), and a change back to what was last loaded asks for nothing.
 pub async fn watch(path: std::path::PathBuf, reload: tokio::sync::mpsc::Sender<()>) {
     let mut loaded = fingerprint(&path);
-    let mut last_seen = loaded.clone();
+    let mut last_seen = loaded;
     let mut tick = tokio::time::interval(WATCH_EVERY);
     loop {
         tick.tick().await;
@@ -117,7 +117,7 @@ pub async fn watch(path: std::path::PathBuf, reload: tokio::sync::mpsc::Sender<(
         };
         if now != loaded && now == last_seen {
             tracing::info!(config = %path.display(), "--watch: a watched file changed");
-            loaded = now.clone();
+            loaded = now;
             if reload.send(()).await.is_err() {
                 return;
             }
