@@ -144,7 +144,10 @@ impl Body for UpstreamBody {
 #[derive(Debug)]
 pub struct BodyBudget {
     used: AtomicU64,
-    limit: u64,
+    /// The most held at once since memory was last given back (see [`BodyBudget::trim`]).
+    peak: AtomicU64,
+    /// Changed by a reload; bodies already held stay.
+    limit: AtomicU64,
     /// Bytes reserved right now (`hookgate_body_buffered_bytes`).
     gauge: prometheus::IntGauge,
 }
@@ -153,9 +156,34 @@ impl BodyBudget {
     pub fn new(limit: u64, gauge: prometheus::IntGauge) -> Arc<BodyBudget> {
         Arc::new(BodyBudget {
             used: AtomicU64::new(0),
-            limit,
+            peak: AtomicU64::new(0),
+            limit: AtomicU64::new(limit),
             gauge,
         })
+    }
+
+    /// A reload's new `max_buffered_body_bytes`.
+    pub fn set_limit(&self, limit: u64) {
+        self.limit.store(limit, Ordering::Release);
+    }
+
+    /// After a burst of bodies has come and gone, gives the freed memory back to the system.
+    ///
+    /// glibc keeps freed memory in its per-thread arenas: after a flood of large bodies the
+    /// process kept its peak RSS (200 MiB and more) indefinitely. Called periodically (off
+    /// the request path): once at least [`TRIM_AFTER`] was held and at most an eighth of that
+    /// is held now, `malloc_trim` returns the free pages. Blocks for a few milliseconds when
+    /// it trims; `trim_due` says whether it would.
+    pub fn trim(&self) {
+        self.peak
+            .store(self.used.load(Ordering::Acquire), Ordering::Release);
+        release_free_memory();
+    }
+
+    /// Whether a burst has passed since the last [`BodyBudget::trim`].
+    pub fn trim_due(&self) -> bool {
+        let peak = self.peak.load(Ordering::Acquire);
+        peak >= TRIM_AFTER && self.used.load(Ordering::Acquire) <= peak / 8
     }
 
     /// Reserves `bytes`, or `None` if that would go over the budget.
@@ -182,12 +210,17 @@ impl Reservation {
         let grown = b
             .used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                used.checked_add(more).filter(|&n| n <= b.limit)
+                used.checked_add(more)
+                    .filter(|&n| n <= b.limit.load(Ordering::Acquire))
             })
             .is_ok();
         if grown {
             self.bytes += more;
             b.gauge.add(more as i64);
+            let used = b.used.load(Ordering::Relaxed);
+            if used > b.peak.load(Ordering::Relaxed) {
+                b.peak.fetch_max(used, Ordering::AcqRel);
+            }
         }
         grown
     }
@@ -197,6 +230,19 @@ impl Drop for Reservation {
     fn drop(&mut self) {
         self.budget.used.fetch_sub(self.bytes, Ordering::AcqRel);
         self.budget.gauge.sub(self.bytes as i64);
+    }
+}
+
+/// Bodies held at once before a later quiet moment is worth a `malloc_trim`.
+const TRIM_AFTER: u64 = 32 * 1024 * 1024;
+
+/// Returns freed heap pages to the system (glibc only; elsewhere a no-op).
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own arenas, under their locks; it takes no
+    // pointer and is safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -508,5 +554,19 @@ mod tests {
         )
         .await
         .is_ok());
+    }
+
+    #[test]
+    fn memory_is_given_back_once_a_burst_has_passed() {
+        let b = budget(1 << 30);
+        let held: Vec<_> = (0..40).map(|_| b.reserve(1 << 20).unwrap()).collect();
+        assert!(!b.trim_due(), "bodies still held");
+        drop(held);
+        assert!(b.trim_due(), "40 MiB came and went");
+        b.trim();
+        assert!(!b.trim_due(), "once per burst");
+        let small = b.reserve(1 << 20).unwrap();
+        drop(small);
+        assert!(!b.trim_due(), "1 MiB is no burst");
     }
 }

@@ -18,7 +18,7 @@ use http_body_util::{BodyExt, Full, Limited};
 
 use crate::body::{RawBody, UpstreamBody};
 use crate::config::{Limits, Route};
-use crate::metrics::Metrics;
+use crate::metrics::RouteMetrics;
 use crate::refusal::Refusal;
 use crate::upstream::{UpstreamError, Upstreams};
 
@@ -34,7 +34,7 @@ pub struct Hop {
 }
 
 /// Sends the request upstream and returns the upstream's answer, whole, within
-/// `limits.upstream_timeout`, and the status the upstream answered with, if it answered at
+/// the route's `upstream_timeout`, and the status the upstream answered with, if it answered at
 /// all (it may have accepted the event even when relaying its answer then failed).
 pub async fn forward(
     upstreams: &Upstreams,
@@ -43,7 +43,7 @@ pub async fn forward(
     body: RawBody,
     hop: &Hop,
     limits: &Limits,
-    metrics: &Metrics,
+    metrics: &RouteMetrics,
 ) -> (
     Result<Response<Full<Bytes>>, Refusal>,
     Option<http::StatusCode>,
@@ -82,11 +82,11 @@ pub async fn forward(
         strip_hop_by_hop(&mut head.headers, &[]);
         Ok::<_, Refusal>(Response::from_parts(head, Full::new(body)))
     };
-    let result = match tokio::time::timeout(limits.upstream_timeout, exchange).await {
+    let result = match tokio::time::timeout(route.limits.upstream_timeout, exchange).await {
         Ok(r) => r,
         Err(_) => Err(Refusal::UpstreamTimeout),
     };
-    let m = metrics.route(route);
+    let m = metrics;
     m.upstream_duration.observe(started.elapsed().as_secs_f64());
     if let Some(status) = upstream_status {
         m.upstream_status(status);

@@ -12,10 +12,11 @@ use hyper::body::Incoming;
 
 use crate::body;
 use crate::client_ip::{self, ClientIp};
-use crate::config::{Gateway, Route};
+use crate::config::Route;
 use crate::forward::{self, Hop};
 use crate::metrics::{Metrics, NO_ROUTE};
 use crate::refusal::Refusal;
+use crate::reload::{Current, Live};
 use crate::replay::{self, Claim, ClaimGuard, OnStoreError, ReplayPolicy, Store};
 use crate::routes::Match;
 use crate::scheme::{RequestView, VerifyError};
@@ -25,14 +26,16 @@ pub type Clock = fn() -> SystemTime;
 
 /// Everything a request needs, shared by all connections.
 pub struct Shared {
-    pub gateway: Arc<Gateway>,
+    /// The configuration in force; a request loads it once and keeps it to its end.
+    pub live: Arc<Current>,
     pub metrics: Arc<Metrics>,
-    pub upstreams: Arc<crate::upstream::Upstreams>,
     pub clock: Clock,
     /// `Some` when any route has `replay:`.
     pub replay_store: Option<Arc<Store>>,
     /// Request bodies in memory, across all workers.
     pub body_budget: Arc<body::BodyBudget>,
+    /// Whether a shutdown is cutting requests off, and how many it has.
+    pub drain: Arc<crate::server::Drain>,
 }
 
 /// What is known about the connection a request came in on.
@@ -50,22 +53,20 @@ pub async fn handle(
 ) -> Response<Full<Bytes>> {
     let started = Instant::now();
     let metrics = &shared.metrics;
-    let _in_flight = InFlight::new(&metrics.in_flight);
+    // The configuration this request is served by, from start to end, whatever reloads.
+    let live = shared.live.load_full();
     let method = req.method().clone();
     // The path only: a query string may carry tokens, so it is never logged.
     let path = req.uri().path().to_owned();
-    let client = client_ip::client_ip(
-        conn.peer.ip(),
-        &shared.gateway.trusted_proxies,
-        req.headers(),
-    );
+    let mut in_flight = InFlight::new(shared, &method, &path, started);
+    let client = client_ip::client_ip(conn.peer.ip(), &live.gateway.trusted_proxies, req.headers());
     let mut route: Option<Arc<Route>> = None;
     let mut shadowed: Option<Refusal> = None;
 
-    let result = pipeline(shared, conn, client, req, &mut route, &mut shadowed).await;
+    let result = pipeline(shared, &live, conn, client, req, &mut route, &mut shadowed).await;
 
     let route_name = route.as_ref().map(|r| r.name.as_str()).unwrap_or(NO_ROUTE);
-    let route_metrics = route.as_ref().map(|r| metrics.route(r));
+    let route_metrics = route.as_ref().map(|r| &live.route_metrics[r.index]);
     let elapsed = started.elapsed();
     let response = match result {
         Ok((response, passed)) => {
@@ -117,23 +118,49 @@ pub async fn handle(
             .with_label_values(&[route_name])
             .observe(elapsed.as_secs_f64()),
     }
+    in_flight.answered = true;
     response
 }
 
 /// Counts a request in flight for as long as it lives, including when the client goes away
-/// and hyper drops the handler mid-way.
-struct InFlight<'a>(&'a prometheus::IntGauge);
+/// and hyper drops the handler mid-way. Dropped unanswered while a shutdown is cutting
+/// requests off, it logs the request and counts it as cut off.
+struct InFlight<'a> {
+    shared: &'a Shared,
+    method: &'a http::Method,
+    path: &'a str,
+    started: Instant,
+    answered: bool,
+}
 
 impl<'a> InFlight<'a> {
-    fn new(gauge: &'a prometheus::IntGauge) -> Self {
-        gauge.inc();
-        InFlight(gauge)
+    fn new(shared: &'a Shared, method: &'a http::Method, path: &'a str, started: Instant) -> Self {
+        shared.metrics.in_flight.inc();
+        InFlight {
+            shared,
+            method,
+            path,
+            started,
+            answered: false,
+        }
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.dec();
+        self.shared.metrics.in_flight.dec();
+        let drain = &self.shared.drain;
+        if !self.answered && drain.cutting_off.load(std::sync::atomic::Ordering::SeqCst) {
+            drain
+                .cut_off
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tracing::warn!(
+                method = %self.method,
+                path = self.path,
+                elapsed_ms = self.started.elapsed().as_millis() as u64,
+                "request cut off: still running when shutdown_grace ran out"
+            );
+        }
     }
 }
 
@@ -143,13 +170,14 @@ impl Drop for InFlight<'_> {
 /// recorded in `shadowed` and the request goes on.
 async fn pipeline(
     shared: &Arc<Shared>,
+    live: &Arc<Live>,
     conn: Conn,
     client: ClientIp,
     req: Request<Incoming>,
     matched: &mut Option<Arc<Route>>,
     shadowed: &mut Option<Refusal>,
 ) -> Result<(Response<Full<Bytes>>, &'static str), Refusal> {
-    let gateway = &shared.gateway;
+    let gateway = &live.gateway;
     crate::host::check(req.version(), req.uri(), req.headers()).map_err(Refusal::BadHost)?;
     if !body::plain_framing(req.headers()) {
         return Err(Refusal::BadFraming);
@@ -171,13 +199,12 @@ async fn pipeline(
     }
 
     let (parts, body) = req.into_parts();
-    let limits = &gateway.limits;
     let body = body::read_body(
         body,
         body::Declared::of(&parts.headers),
         body::BodyLimits {
-            max: limits.max_body_bytes,
-            deadline: limits.body_read_timeout,
+            max: route.limits.max_body_bytes,
+            deadline: route.limits.body_read_timeout,
         },
         &shared.body_budget,
     )
@@ -198,7 +225,7 @@ async fn pipeline(
             .observe(verify_started.elapsed().as_secs_f64());
         match verdict {
             Ok(verified) => {
-                shared.metrics.route(&route).verified_by(verified.key_index);
+                live.route_metrics[route.index].verified_by(verified.key_index);
                 signature = verified.signature;
             }
             Err(e) if shadowed.is_none() => {
@@ -240,17 +267,17 @@ async fn pipeline(
         proto: if conn.tls { "https" } else { "http" },
     };
     let exchange = {
-        let shared = shared.clone();
+        let live = live.clone();
         async move {
-            let s = &shared;
+            let route_metrics = &live.route_metrics[route.index];
             forward::forward(
-                &s.upstreams,
+                &live.upstreams,
                 &route,
                 parts,
                 body,
                 &hop,
-                &s.gateway.limits,
-                &s.metrics,
+                &live.gateway.limits,
+                route_metrics,
             )
             .await
         }
@@ -321,9 +348,8 @@ async fn replay_check(
     };
     let key = replay::store_key(&route.name, &key);
     // A claim outlives the longest forward, so a crashed gateway's claim lapses on its own.
-    let limits = &shared.gateway.limits;
-    let in_flight_ttl = limits.upstream_connect_timeout
-        + limits.upstream_timeout
+    let in_flight_ttl = shared.live.load().gateway.limits.upstream_connect_timeout
+        + route.limits.upstream_timeout
         + std::time::Duration::from_secs(5);
     let started = Instant::now();
     let claim = store.claim(&key, in_flight_ttl).await;

@@ -4,12 +4,13 @@
 //! # The request pipeline
 //!
 //! ```text
-//! accept         server.rs     TCP or TLS, HTTP/1.1 or HTTP/2, header timeout, conn limit
-//!  -> host       host.rs       one valid Host, agreeing with the target        400
+//! accept         server.rs     TCP or TLS, HTTP/1.1 or HTTP/2, header timeout, conn limits
+//!  -> host       host.rs       one valid Host, agreeing with the target  400
+//!  -> framing    body.rs       no transfer coding but chunked            400
 //!  -> route      routes.rs     method + normalized path -> &Route        400 / 404 / 405
 //!  -> client IP  client_ip.rs  peer, trusted proxies, X-Forwarded-For
 //!  -> allowlist  route.allow_ips, before any body byte is read           403
-//!  -> body       body.rs       bounded by size and time                  413 / 408
+//!  -> body       body.rs       bounded by size, time and a global budget 413 / 408 / 503
 //!  -> verify     scheme/       signature + timestamp over the raw bytes  401
 //!  -> replay     replay.rs     claim the event id: duplicate 200, in flight 409, store 503
 //!  -> forward    forward.rs    hop-by-hop hygiene; upstream.rs keep-alive pool 502 / 504
@@ -24,9 +25,12 @@
 //! - `config/`: `gateway.yaml` schema (`file.rs`), compilation with located errors
 //!   (`compile.rs`), secret resolution (`secret.rs`), the runtime model (`mod.rs`).
 //! - `scheme/`: the generic signature scheme engine and its presets.
-//! - `routes.rs`, `client_ip.rs`, `body.rs`, `replay.rs`, `forward.rs`: one pipeline step each;
+//! - `host.rs`, `routes.rs`, `client_ip.rs`, `body.rs`, `replay.rs`, `forward.rs`: one
+//!   pipeline step each;
 //!   `upstream.rs`: the keep-alive connections to each upstream.
 //! - `gateway.rs`: the pipeline. `refusal.rs`: every refusal.
+//! - `reload.rs`: the configuration in force (`Live`), loaded once per request and swapped
+//!   whole on reload.
 //! - `server.rs`, `tls.rs`: listeners, TLS, HTTP versions, graceful shutdown.
 //! - `admin.rs`, `metrics.rs`: `/metrics`, `/healthz`, `/readyz`; every metric.
 //! - `logbuf.rs`: log lines buffered off the request path, written by a background thread.
@@ -42,6 +46,7 @@ pub mod host;
 pub mod logbuf;
 pub mod metrics;
 pub mod refusal;
+pub mod reload;
 pub mod replay;
 pub mod routes;
 pub mod scheme;

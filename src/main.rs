@@ -33,6 +33,10 @@ enum Command {
         /// Configuration file.
         #[arg(short, long, default_value = "gateway.yaml")]
         config: PathBuf,
+        /// Also reload when the configuration file, or a secret, key or certificate file it
+        /// names, changes (SIGHUP always reloads).
+        #[arg(long)]
+        watch: bool,
     },
     /// Validate the configuration: print every error with its location, exit non-zero on any.
     Check {
@@ -93,7 +97,7 @@ fn main() -> ExitCode {
     }));
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { config } => run(&config),
+        Command::Run { config, watch } => run(&config, watch),
         Command::Check { config, expand } => check(&config, expand),
         Command::Sign { config, args } => sign(&config, &args),
         Command::Presets => presets(),
@@ -117,7 +121,7 @@ fn load(path: &Path) -> anyhow::Result<Loaded> {
     Ok(loaded)
 }
 
-fn run(path: &Path) -> anyhow::Result<ExitCode> {
+fn run(path: &Path, watch: bool) -> anyhow::Result<ExitCode> {
     let loaded = load(path)?;
     // One worker: a current-thread runtime (no work-stealing, no cross-thread wakeups).
     // Per-core workers run their own runtimes on their own threads; this one keeps only the
@@ -135,15 +139,62 @@ fn run(path: &Path) -> anyhow::Result<ExitCode> {
             .build()
     }
     .context("starting the async runtime")?;
-    runtime.block_on(async {
+    let stopped = runtime.block_on(async {
         let metrics = Arc::new(hookgate::metrics::Metrics::new());
+        metrics.config_loaded(&loaded.sha256);
         let running = hookgate::server::start(loaded.gateway, metrics, SystemTime::now).await?;
         tracing::info!("hookgate ready");
-        wait_for_signal().await;
-        tracing::info!("shutting down: no new connections; finishing in-flight requests");
-        running.shutdown().await;
-        Ok(ExitCode::SUCCESS)
-    })
+        // SIGHUP reloads (as `systemctl reload` and nginx operators send it), and so does a
+        // changed file with --watch, until a SIGTERM/SIGINT.
+        let (reload_tx, mut reloads) = tokio::sync::mpsc::channel(1);
+        forward_hangups(reload_tx.clone());
+        if watch {
+            tokio::spawn(hookgate::reload::watch(path.to_owned(), reload_tx));
+        }
+        loop {
+            tokio::select! {
+                _ = wait_for_signal() => break,
+                Some(()) = reloads.recv() => {
+                    tracing::info!(config = %path.display(), "reloading");
+                    hookgate::reload::reload_file(&running, path);
+                }
+            }
+        }
+        // A second SIGTERM/SIGINT skips the rest of the drain delay.
+        anyhow::Ok(running.drain(wait_for_signal()).await)
+    })?;
+    // Dropping the runtime drops whatever shutdown_grace cut off; each logs itself.
+    drop(runtime);
+    tracing::info!(
+        completed = stopped.completed(),
+        cut_off = stopped.cut_off(),
+        "stopped: {} requests completed since the signal, {} cut off",
+        stopped.completed(),
+        stopped.cut_off()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Sends a message for each SIGHUP (none where there is no SIGHUP).
+fn forward_hangups(tx: tokio::sync::mpsc::Sender<()>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hup) => {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        tracing::info!("SIGHUP");
+                        // A reload already pending covers this one too.
+                        let _ = tx.try_send(());
+                    }
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot listen for SIGHUP; reload disabled"),
+        }
+    }
+    #[cfg(not(unix))]
+    drop(tx);
 }
 
 async fn wait_for_signal() {

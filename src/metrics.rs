@@ -2,8 +2,6 @@
 //! gateways in one process, as in tests, never share counters). Names follow Prometheus
 //! conventions: `hookgate_` prefix, `_total` for counters, `_seconds` for durations.
 
-use std::borrow::Cow;
-
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -24,9 +22,6 @@ const BUCKETS: &[f64] = &[
 
 pub struct Metrics {
     registry: Registry,
-    /// The hot-path series of each route, resolved once (indexed by `Route::index`) so a
-    /// request does not hash label values or take the family's lock.
-    routes: std::sync::OnceLock<Vec<RouteMetrics>>,
     /// Requests by route and outcome (`forwarded` or a refusal label).
     pub requests: IntCounterVec,
     /// Whole-request latency, first byte of the head to the response, by route.
@@ -60,6 +55,14 @@ pub struct Metrics {
     pub replay_store_duration: HistogramVec,
     /// Keys held by the memory store.
     pub replay_memory_entries: IntGauge,
+    /// Configuration reloads by `result` (`success`, `failure`).
+    pub config_reloads: IntCounterVec,
+    /// 1 if the last reload succeeded (or none was tried), 0 if it failed.
+    pub config_last_reload_successful: IntGauge,
+    /// When the configuration in force was loaded (start or last successful reload).
+    pub config_last_reload_success: prometheus::Gauge,
+    /// 1, labelled with the SHA-256 of the configuration in force.
+    pub config_info: IntGaugeVec,
     /// Keys the memory store dropped to stay within `max_entries`.
     pub replay_memory_evictions: prometheus::IntCounter,
     /// Scrape-time constant 1 with the version label.
@@ -196,6 +199,36 @@ impl Metrics {
             ]),
         )
         .expect("valid metric");
+        let config_reloads = IntCounterVec::new(
+            Opts::new(
+                "hookgate_config_reloads_total",
+                "Configuration reloads (SIGHUP or --watch), by result.",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        for result in ["success", "failure"] {
+            config_reloads.with_label_values(&[result]);
+        }
+        let config_last_reload_successful = IntGauge::new(
+            "hookgate_config_last_reload_successful",
+            "1 if the last configuration reload succeeded (or none was tried), 0 if it failed.",
+        )
+        .expect("valid metric");
+        config_last_reload_successful.set(1);
+        let config_last_reload_success = prometheus::Gauge::new(
+            "hookgate_config_last_reload_success_timestamp_seconds",
+            "When the configuration in force was loaded, in Unix seconds.",
+        )
+        .expect("valid metric");
+        let config_info = IntGaugeVec::new(
+            Opts::new(
+                "hookgate_config_info",
+                "1, labelled with the SHA-256 of the configuration in force.",
+            ),
+            &["sha256"],
+        )
+        .expect("valid metric");
         let log_lines_dropped = prometheus::IntCounter::new(
             "hookgate_log_lines_dropped_total",
             "Log lines dropped because stderr was not keeping up.",
@@ -221,6 +254,10 @@ impl Metrics {
             Box::new(build_info.clone()),
             Box::new(verify_duration.clone()),
             Box::new(log_lines_dropped.clone()),
+            Box::new(config_reloads.clone()),
+            Box::new(config_last_reload_successful.clone()),
+            Box::new(config_last_reload_success.clone()),
+            Box::new(config_info.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -229,7 +266,6 @@ impl Metrics {
             .set(1);
         Metrics {
             registry,
-            routes: std::sync::OnceLock::new(),
             requests,
             request_duration,
             upstream_duration,
@@ -246,6 +282,10 @@ impl Metrics {
             replay_store_duration,
             replay_memory_entries,
             replay_memory_evictions,
+            config_reloads,
+            config_last_reload_successful,
+            config_last_reload_success,
+            config_info,
             build_info,
             verify_duration,
             log_lines_dropped,
@@ -253,9 +293,9 @@ impl Metrics {
     }
 
     /// Creates the series for every configured route at zero, so dashboards and alerts see
-    /// them before the first request, and resolves each route's hot-path series. `routes`
-    /// come in route-table order.
-    pub fn init_routes<'a>(&self, routes: impl Iterator<Item = &'a Route>) {
+    /// them before the first request, and resolves each route's hot-path series (in
+    /// route-table order, so `Route::index` finds a route's own).
+    pub fn init_routes<'a>(&self, routes: impl Iterator<Item = &'a Route>) -> Vec<RouteMetrics> {
         let mut resolved = Vec::new();
         for r in routes {
             resolved.push(self.resolve(r));
@@ -266,32 +306,21 @@ impl Metrics {
                 self.requests.with_label_values(&[route, label]);
             }
         }
-        for reason in ["header_timeout", "tls_handshake", "protocol"] {
+        for reason in [
+            "header_timeout",
+            "tls_handshake",
+            "protocol",
+            "per_ip_limit",
+        ] {
             self.connection_errors.with_label_values(&[reason]);
         }
-        // Resolved once; a second gateway sharing these metrics falls back to lookups.
-        let _ = self.routes.set(resolved);
-    }
-
-    /// A route's series: the ones resolved at start, or, for a route `init_routes` did not
-    /// see, looked up now.
-    pub fn route(&self, route: &Route) -> Cow<'_, RouteMetrics> {
-        match self
-            .routes
-            .get()
-            .and_then(|r| r.get(route.index))
-            .filter(|m| m.name == route.name)
-        {
-            Some(m) => Cow::Borrowed(m),
-            None => Cow::Owned(self.resolve(route)),
-        }
+        resolved
     }
 
     fn resolve(&self, r: &Route) -> RouteMetrics {
         let route = r.name.as_str();
         let keys = r.scheme.as_ref().map_or(0, |s| s.secret_count());
         RouteMetrics {
-            name: route.to_owned(),
             forwarded: self.requests.with_label_values(&[route, "forwarded"]),
             request_duration: self.request_duration.with_label_values(&[route]),
             upstream_duration: self.upstream_duration.with_label_values(&[route]),
@@ -301,6 +330,27 @@ impl Metrics {
                 .map(|i| self.verified.with_label_values(&[route, &i.to_string()]))
                 .collect(),
         }
+    }
+
+    /// Records that the configuration with this SHA-256 is now in force.
+    pub fn config_loaded(&self, sha256: &str) {
+        self.config_info.reset();
+        self.config_info.with_label_values(&[sha256]).set(1);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.config_last_reload_success.set(now);
+    }
+
+    /// Every request answered so far, over all routes and outcomes.
+    pub fn requests_total(&self) -> u64 {
+        use prometheus::core::Collector as _;
+        self.requests
+            .collect()
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .map(|m| m.get_counter().get_value() as u64)
+            .sum()
     }
 
     /// Text exposition for `/metrics`.
@@ -324,10 +374,10 @@ impl Default for Metrics {
     }
 }
 
-/// One route's per-request series, resolved at start.
+/// One route's per-request series, resolved when its configuration is loaded, so a request
+/// does not hash label values or take a family's lock.
 #[derive(Clone)]
 pub struct RouteMetrics {
-    name: String,
     pub forwarded: prometheus::IntCounter,
     pub request_duration: Histogram,
     pub upstream_duration: Histogram,

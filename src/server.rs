@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
@@ -24,8 +25,8 @@ use crate::admin;
 use crate::config::{Gateway, RuntimeModel};
 use crate::gateway::{self, Clock, Conn, Shared};
 use crate::metrics::Metrics;
+use crate::reload::Live;
 use crate::replay::Store;
-use crate::upstream::Upstreams;
 
 /// A started gateway.
 pub struct Running {
@@ -34,24 +35,153 @@ pub struct Running {
     /// Bound address of the admin listener.
     pub admin_addr: SocketAddr,
     pub metrics: Arc<Metrics>,
+    /// Stops the webhook listeners (the admin listener has its own, sent last).
     shutdown: watch::Sender<bool>,
+    admin_shutdown: watch::Sender<bool>,
     ready: Arc<AtomicBool>,
+    drain: Arc<Drain>,
+    /// How long `/readyz` says 503 before the listeners stop (`limits.drain_delay`).
+    drain_delay: Duration,
     tasks: Vec<JoinHandle<()>>,
-    /// Per-core worker threads, each reporting when its listeners are closed.
+    admin: JoinHandle<()>,
+    /// Per-core worker threads, each reporting when its listeners are closed and whatever
+    /// the grace period cut off has been dropped.
     workers: Vec<tokio::sync::oneshot::Receiver<()>>,
+    /// Each worker's state; a reload swaps the configuration in every one.
+    shared: Vec<Arc<Shared>>,
+    per_ip: Arc<PerIp>,
+    body_budget: Arc<crate::body::BodyBudget>,
+}
+
+/// What a shutdown cut off, shared by every worker.
+#[derive(Debug, Default)]
+pub struct Drain {
+    /// Set when `shutdown_grace` ran out: a request dropped from now on was cut off.
+    pub cutting_off: AtomicBool,
+    /// Requests cut off so far (each is logged).
+    pub cut_off: AtomicU64,
+}
+
+/// How a shutdown went.
+#[derive(Clone)]
+pub struct Stopped {
+    metrics: Arc<Metrics>,
+    drain: Arc<Drain>,
+    /// `hookgate_requests_total` summed when the shutdown began.
+    requests_at_signal: u64,
+}
+
+impl Stopped {
+    /// Requests answered since the shutdown began.
+    pub fn completed(&self) -> u64 {
+        self.metrics
+            .requests_total()
+            .saturating_sub(self.requests_at_signal)
+    }
+
+    /// Requests still running when `shutdown_grace` ran out. Complete only once the runtime
+    /// that ran them has been dropped (that is what cuts them off).
+    pub fn cut_off(&self) -> u64 {
+        self.drain.cut_off.load(Ordering::SeqCst)
+    }
 }
 
 impl Running {
-    /// Stops accepting, lets in-flight requests finish (up to `limits.shutdown_grace`) and
-    /// returns when every listener is closed.
-    pub async fn shutdown(self) {
+    /// Puts a newly compiled configuration in force, in every worker at once: requests
+    /// already in flight finish on the one they started with, new ones get this one. Idle
+    /// upstream connections are kept for every upstream it still uses, the replay store and
+    /// the counters are untouched, and no connection is closed.
+    ///
+    /// What cannot change without a restart (the listener addresses, the admin address,
+    /// `workers`, `runtime`, `max_connections`, the replay store) is kept as it runs, and
+    /// returned by name so the caller can say so. Everything else changes: routes, secrets and
+    /// keys (files were re-read by the compiler), TLS certificates, allowlists, trusted
+    /// proxies, replay settings of routes, and the other limits (a connection's head and
+    /// keep-alive limits from its next accept).
+    pub fn reload(&self, mut next: Gateway) -> Vec<&'static str> {
+        let current = self.shared[0].live.load_full();
+        let running = &current.gateway;
+        let mut kept = Vec::new();
+        let same_listeners = running.listeners.len() == next.listeners.len()
+            && running
+                .listeners
+                .iter()
+                .zip(&next.listeners)
+                .all(|(a, b)| a.addr == b.addr && a.tls.is_some() == b.tls.is_some());
+        if !same_listeners {
+            kept.push("listeners");
+            next.listeners = running.listeners.clone();
+        }
+        if next.admin != running.admin {
+            kept.push("admin");
+            next.admin = running.admin;
+        }
+        if next.workers != running.workers || next.runtime != running.runtime {
+            kept.push("workers/runtime");
+            next.workers = running.workers;
+            next.runtime = running.runtime;
+        }
+        if next.limits.max_connections != running.limits.max_connections {
+            kept.push("limits.max_connections");
+            next.limits.max_connections = running.limits.max_connections;
+        }
+        if next.replay_store != running.replay_store {
+            kept.push("replay_store");
+            next.replay_store = running.replay_store.clone();
+        }
+        self.per_ip.set(
+            next.limits.max_connections_per_ip,
+            next.trusted_proxies.clone(),
+        );
+        self.body_budget
+            .set_limit(next.limits.max_buffered_body_bytes);
+        let next = Arc::new(next);
+        for shared in &self.shared {
+            let previous = shared.live.load_full();
+            let live = Live::new(next.clone(), &self.metrics, Some(&previous.upstreams));
+            shared.live.store(Arc::new(live));
+        }
+        kept
+    }
+
+    /// A graceful stop, as on SIGTERM: `/readyz` answers 503 at once while requests are
+    /// still served for `limits.drain_delay` (the time a load balancer needs to stop sending;
+    /// cut short when `skip` completes, e.g. on a second signal), then [`Running::shutdown`].
+    pub async fn drain(self, skip: impl std::future::Future<Output = ()>) -> Stopped {
         self.ready.store(false, Ordering::SeqCst);
+        let at_signal = self.metrics.requests_total();
+        tracing::info!(
+            drain_delay = ?self.drain_delay,
+            "draining: /readyz answers 503; still serving until the load balancer stops sending"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(self.drain_delay) => {}
+            _ = skip => tracing::info!("drain delay cut short"),
+        }
+        let mut stopped = self.shutdown().await;
+        stopped.requests_at_signal = at_signal;
+        stopped
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to `limits.shutdown_grace`) and
+    /// returns when every listener is closed. The admin listener serves until the end.
+    pub async fn shutdown(self) -> Stopped {
+        self.ready.store(false, Ordering::SeqCst);
+        let requests_at_signal = self.metrics.requests_total();
+        tracing::info!("no new connections; finishing in-flight requests");
         let _ = self.shutdown.send(true);
         for task in self.tasks {
             let _ = task.await;
         }
         for done in self.workers {
             let _ = done.await;
+        }
+        let _ = self.admin_shutdown.send(true);
+        let _ = self.admin.await;
+        Stopped {
+            metrics: self.metrics,
+            drain: self.drain,
+            requests_at_signal,
         }
     }
 }
@@ -64,17 +194,19 @@ impl Running {
 /// runs on the calling runtime either way.
 pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io::Result<Running> {
     let gateway = Arc::new(gateway);
-    metrics.init_routes(gateway.routes.routes().iter().map(|r| r.as_ref()));
-    let replay_store = if gateway.routes.routes().iter().any(|r| r.replay.is_some()) {
+    // Built even when no route has `replay:` yet, so that a reload can add one.
+    let replay_store = {
         let store = Store::new(&gateway.replay_store, metrics.clone())
             .map_err(|e| io::Error::other(format!("replay store: {e}")))?;
-        tracing::info!(store = store.kind(), "replay protection on");
+        if gateway.routes.routes().iter().any(|r| r.replay.is_some()) {
+            tracing::info!(store = store.kind(), "replay protection on");
+        }
         Some(Arc::new(store))
-    } else {
-        None
     };
     let per_core = gateway.workers > 1 && gateway.runtime == RuntimeModel::PerCore;
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let (admin_shutdown, admin_shutdown_rx) = watch::channel(false);
+    let drain = Arc::new(Drain::default());
     let ready = Arc::new(AtomicBool::new(false));
     // One limit across all listeners and workers: it protects the process, not a port.
     let connections = Arc::new(Semaphore::new(gateway.limits.max_connections));
@@ -117,30 +249,22 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
     })?;
     let worker_shared = || {
         Arc::new(Shared {
-            upstreams: Arc::new(Upstreams::new(
-                gateway
-                    .routes
-                    .routes()
-                    .iter()
-                    .map(|r| &r.upstream.authority),
-                gateway.limits.upstream_connect_timeout,
-                gateway.limits.upstream_keepalive,
-            )),
-            gateway: gateway.clone(),
+            live: Arc::new(ArcSwap::from_pointee(Live::new(
+                gateway.clone(),
+                &metrics,
+                None,
+            ))),
             metrics: metrics.clone(),
             clock,
             replay_store: replay_store.clone(),
             body_budget: body_budget.clone(),
+            drain: drain.clone(),
         })
     };
-    let tls: Vec<Option<TlsAcceptor>> = gateway
-        .listeners
-        .iter()
-        .map(|l| l.tls.clone().map(TlsAcceptor::from))
-        .collect();
-    for (addr, tls) in listen_addrs.iter().zip(&tls) {
-        tracing::info!(%addr, tls = tls.is_some(), workers = gateway.workers, "listening");
+    for (addr, l) in listen_addrs.iter().zip(&gateway.listeners) {
+        tracing::info!(%addr, tls = l.tls.is_some(), workers = gateway.workers, "listening");
     }
+    let mut all_shared = Vec::new();
 
     let mut tasks = Vec::new();
     let mut workers = Vec::new();
@@ -164,9 +288,10 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
                 .build()?;
             let listeners = {
                 let _in_worker = rt.enter();
-                attach(set, &tls)?
+                attach(set)?
             };
             let shared = worker_shared();
+            all_shared.push(shared.clone());
             let connections = connections.clone();
             let per_ip = per_ip.clone();
             let shutdown_rx = shutdown_rx.clone();
@@ -179,39 +304,55 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
                         serve(listeners, shared, connections, per_ip, shutdown_rx).await;
                         all_drained.wait().await;
                     });
+                    // Drops what the grace period cut off (each logs itself) before saying
+                    // this worker is done.
+                    drop(rt);
                     let _ = done.send(());
                 })?;
             workers.push(done_rx);
         }
     } else {
-        let listeners = attach(first, &tls)?;
+        let listeners = attach(first)?;
+        let shared = worker_shared();
+        all_shared.push(shared.clone());
         tasks.push(tokio::spawn(serve(
             listeners,
-            worker_shared(),
+            shared,
             connections,
-            per_ip,
+            per_ip.clone(),
             shutdown_rx.clone(),
         )));
     }
 
     let admin_addr = admin_listener.local_addr()?;
     tracing::info!(addr = %admin_addr, "admin listening (/metrics /healthz /readyz)");
-    tasks.push(tokio::spawn(admin::serve(
+    tasks.push(tokio::spawn(trim_after_floods(
+        body_budget.clone(),
+        shutdown_rx.clone(),
+    )));
+    let admin = tokio::spawn(admin::serve(
         admin_listener,
         metrics.clone(),
         ready.clone(),
         gateway.limits.header_read_timeout,
-        shutdown_rx,
-    )));
+        admin_shutdown_rx,
+    ));
     ready.store(true, Ordering::SeqCst);
     Ok(Running {
         listen_addrs,
         admin_addr,
         metrics,
         shutdown,
+        admin_shutdown,
         ready,
+        drain,
+        drain_delay: gateway.limits.drain_delay,
         tasks,
+        admin,
         workers,
+        shared: all_shared,
+        per_ip,
+        body_budget,
     })
 }
 
@@ -223,24 +364,42 @@ fn cannot_listen(addr: SocketAddr, e: io::Error) -> io::Error {
 /// listener and worker. An IPv6 client is counted by its /64, the block one host usually
 /// has. Trusted proxies are exempt: every client behind a load balancer shares its address.
 pub struct PerIp {
+    state: std::sync::Mutex<PerIpState>,
+}
+
+struct PerIpState {
     limit: usize,
     exempt: Vec<ipnet::IpNet>,
-    open: std::sync::Mutex<HashMap<IpAddr, usize>>,
+    open: HashMap<IpAddr, usize>,
 }
 
 impl PerIp {
     pub fn new(limit: usize, exempt: Vec<ipnet::IpNet>) -> PerIp {
         PerIp {
-            limit,
-            exempt,
-            open: std::sync::Mutex::new(HashMap::new()),
+            state: std::sync::Mutex::new(PerIpState {
+                limit,
+                exempt,
+                open: HashMap::new(),
+            }),
         }
+    }
+
+    /// A reload's new limit and trusted proxies; connections already open stay.
+    pub fn set(&self, limit: usize, exempt: Vec<ipnet::IpNet>) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.limit = limit;
+        state.exempt = exempt;
+    }
+
+    fn limit(&self) -> usize {
+        self.state.lock().map_or(0, |s| s.limit)
     }
 
     /// A slot for one more connection from `peer`, or `None` at its limit.
     pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<PerIpSlot> {
         let peer = crate::client_ip::canonical(peer);
-        if crate::client_ip::is_in(peer, &self.exempt) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if crate::client_ip::is_in(peer, &state.exempt) {
             return Some(PerIpSlot(None));
         }
         let key = match peer {
@@ -250,9 +409,9 @@ impl PerIp {
             }
             v4 => v4,
         };
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let n = open.entry(key).or_insert(0);
-        if *n >= self.limit {
+        let limit = state.limit;
+        let n = state.open.entry(key).or_insert(0);
+        if *n >= limit {
             return None;
         }
         *n += 1;
@@ -266,11 +425,11 @@ pub struct PerIpSlot(Option<(Arc<PerIp>, IpAddr)>);
 impl Drop for PerIpSlot {
     fn drop(&mut self) {
         if let Some((per_ip, key)) = self.0.take() {
-            let mut open = per_ip.open.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(n) = open.get_mut(&key) {
+            let mut state = per_ip.state.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = state.open.get_mut(&key) {
                 *n -= 1;
                 if *n == 0 {
-                    open.remove(&key);
+                    state.open.remove(&key);
                 }
             }
         }
@@ -297,51 +456,67 @@ fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener>
     listener.into_std()
 }
 
-/// Registers listening sockets with the runtime entered (the worker's), paired with their TLS
-/// acceptors.
-fn attach(
-    set: Vec<std::net::TcpListener>,
-    tls: &[Option<TlsAcceptor>],
-) -> io::Result<Vec<(TcpListener, Option<TlsAcceptor>)>> {
+/// Registers listening sockets with the runtime entered (the worker's), each with its index
+/// in `listeners:` (which finds its TLS settings in the configuration in force).
+fn attach(set: Vec<std::net::TcpListener>) -> io::Result<Vec<(usize, TcpListener)>> {
     set.into_iter()
-        .zip(tls.iter().cloned())
-        .map(|(l, tls)| Ok((TcpListener::from_std(l)?, tls)))
+        .enumerate()
+        .map(|(i, l)| Ok((i, TcpListener::from_std(l)?)))
         .collect()
 }
 
 /// One worker's share of the work: an accept loop per listener and the upstream sweeper,
 /// until shutdown has closed every listener and drained their connections.
 async fn serve(
-    listeners: Vec<(TcpListener, Option<TlsAcceptor>)>,
+    listeners: Vec<(usize, TcpListener)>,
     shared: Arc<Shared>,
     connections: Arc<Semaphore>,
     per_ip: Arc<PerIp>,
     shutdown: watch::Receiver<bool>,
 ) {
     let mut loops = Vec::new();
-    for (listener, tls) in listeners {
+    for (index, listener) in listeners {
         loops.push(tokio::spawn(accept_loop(
             listener,
-            tls,
+            index,
             shared.clone(),
             connections.clone(),
             per_ip.clone(),
             shutdown.clone(),
         )));
     }
-    let sweeper = tokio::spawn(sweep_upstreams(shared.upstreams.clone(), shutdown));
+    let sweeper = tokio::spawn(sweep_upstreams(shared.clone(), shutdown));
     for l in loops {
         let _ = l.await;
     }
     let _ = sweeper.await;
 }
 
+/// Gives memory back to the system once a burst of large bodies has passed (see
+/// `BodyBudget::trim`); the trim itself runs on a blocking thread.
+async fn trim_after_floods(
+    budget: Arc<crate::body::BodyBudget>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => if budget.trim_due() {
+                let budget = budget.clone();
+                let _ = tokio::task::spawn_blocking(move || budget.trim()).await;
+                tracing::debug!("request bodies released; freed memory returned");
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
 /// Closes upstream connections left idle too long even when no request comes to reuse them.
-async fn sweep_upstreams(upstreams: Arc<Upstreams>, mut shutdown: watch::Receiver<bool>) {
+async fn sweep_upstreams(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(crate::upstream::IDLE_TIMEOUT / 4);
     loop {
         tokio::select! {
-            _ = tick.tick() => upstreams.sweep(),
+            _ = tick.tick() => shared.live.load().upstreams.sweep(),
             _ = shutdown.changed() => return,
         }
     }
@@ -349,7 +524,7 @@ async fn sweep_upstreams(upstreams: Arc<Upstreams>, mut shutdown: watch::Receive
 
 async fn accept_loop(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    index: usize,
     shared: Arc<Shared>,
     connections: Arc<Semaphore>,
     per_ip: Arc<PerIp>,
@@ -372,7 +547,7 @@ async fn accept_loop(
         // One client cannot take every slot: past its share its connections are closed at
         // once, before they hold a slot or a buffer.
         let Some(ip_slot) = per_ip.admit(peer.ip()) else {
-            tracing::warn!(%peer, limit = per_ip.limit, "too many connections from this address; closed");
+            tracing::warn!(%peer, limit = per_ip.limit(), "too many connections from this address; closed");
             count_error(&shared.metrics, "per_ip_limit");
             drop(stream);
             continue;
@@ -391,7 +566,11 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let watcher = graceful.watcher();
         let shared = shared.clone();
-        let tls = tls.clone();
+        // The certificate in force now: a reload's new one serves the next handshake.
+        let tls = shared.live.load().gateway.listeners[index]
+            .tls
+            .clone()
+            .map(TlsAcceptor::from);
         let conn_shutdown = shutdown.clone();
         tokio::spawn(async move {
             let _permit = (permit, ip_slot);
@@ -399,12 +578,16 @@ async fn accept_loop(
         });
     }
     drop(listener);
-    let grace = shared.gateway.limits.shutdown_grace;
+    let grace = shared.live.load().gateway.limits.shutdown_grace;
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()
     {
-        tracing::warn!("shutdown grace period over; closing remaining connections");
+        shared.drain.cutting_off.store(true, Ordering::SeqCst);
+        tracing::warn!(
+            in_flight = shared.metrics.in_flight.get(),
+            "shutdown grace period over; cutting off what is still running"
+        );
     }
 }
 
@@ -444,7 +627,7 @@ async fn serve_tls(
     shutdown: watch::Receiver<bool>,
 ) {
     // The handshake gets the same budget as a request head.
-    let budget = shared.gateway.limits.header_read_timeout;
+    let budget = shared.live.load().gateway.limits.header_read_timeout;
     match tokio::time::timeout(budget, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => {
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
@@ -470,7 +653,8 @@ async fn serve_http1<I>(io: I, conn: Conn, shared: &Arc<Shared>, watcher: Watche
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let limits = &shared.gateway.limits;
+    // The limits in force when the connection was accepted apply to it for its life.
+    let limits = shared.live.load().gateway.limits.clone();
     let svc_shared = shared.clone();
     // Requests begun on this connection: tells a slow first head from an idle keep-alive.
     let served = Arc::new(AtomicU64::new(0));
@@ -509,7 +693,7 @@ async fn serve_http2<I>(
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let limits = &shared.gateway.limits;
+    let limits = shared.live.load().gateway.limits.clone();
     let activity = Arc::new(Activity::new());
     let svc_shared = shared.clone();
     let svc_activity = activity.clone();
@@ -699,7 +883,7 @@ mod tests {
             "a closed connection frees its slot"
         );
         drop(proxies);
-        let open = per_ip.open.lock().unwrap();
-        assert!(!open.contains_key(&ip("10.1.2.3")));
+        let state = per_ip.state.lock().unwrap();
+        assert!(!state.open.contains_key(&ip("10.1.2.3")));
     }
 }

@@ -16,7 +16,7 @@
 //!   timeout; TCP_NODELAY is set.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::body::UpstreamBody;
@@ -44,7 +44,8 @@ pub enum UpstreamError {
 
 /// The pools of all upstreams, one per distinct `host:port`.
 pub struct Upstreams {
-    pools: HashMap<Authority, Pool>,
+    /// Shared with the `Upstreams` of a later configuration that keeps the upstream.
+    pools: HashMap<Authority, Arc<Pool>>,
     connect_timeout: Duration,
     max_idle: usize,
 }
@@ -77,19 +78,26 @@ pub struct Lease {
 }
 
 impl Upstreams {
+    /// Pools for `authorities`; one that `previous` also served keeps its idle connections
+    /// (a reload that leaves an upstream unchanged does not reconnect to it).
     pub fn new<'a>(
         authorities: impl Iterator<Item = &'a Authority>,
         connect_timeout: Duration,
         max_idle: usize,
+        previous: Option<&Upstreams>,
     ) -> Upstreams {
         let pools = authorities
             .map(|a| {
-                let pool = Pool {
-                    idle: Mutex::new(Idle {
-                        conns: Vec::new(),
-                        last_sweep: Instant::now(),
-                    }),
-                };
+                let pool = previous
+                    .and_then(|p| p.pools.get(a).cloned())
+                    .unwrap_or_else(|| {
+                        Arc::new(Pool {
+                            idle: Mutex::new(Idle {
+                                conns: Vec::new(),
+                                last_sweep: Instant::now(),
+                            }),
+                        })
+                    });
                 (a.clone(), pool)
             })
             .collect();
@@ -109,7 +117,7 @@ impl Upstreams {
     ) -> Result<(Response<Incoming>, Lease), UpstreamError> {
         let pool = self.pools.get(authority);
         loop {
-            let (mut sender, reused) = match pool.and_then(Pool::take) {
+            let (mut sender, reused) = match pool.and_then(|p| p.take()) {
                 Some(sender) => (sender, true),
                 None => (self.connect(authority).await?, false),
             };

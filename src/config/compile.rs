@@ -10,12 +10,13 @@ use http::{HeaderName, Method};
 use ipnet::IpNet;
 
 use super::file::{
-    RawConfig, RawLimits, RawPart, RawReplay, RawReplayKey, RawReplayStore, RawRoute, RawTimestamp,
-    RawVerify,
+    RawConfig, RawLimits, RawPart, RawReplay, RawReplayKey, RawReplayStore, RawRoute,
+    RawRouteLimits, RawTimestamp, RawVerify,
 };
 use super::secret::{self, Origin};
 use super::{
-    ConfigError, ConfigErrors, Gateway, Limits, Listener, Loaded, Route, RuntimeModel, Upstream,
+    ConfigError, ConfigErrors, Gateway, Limits, Listener, Loaded, Route, RouteLimits, RuntimeModel,
+    Upstream,
 };
 use crate::replay::{KeySource, OnStoreError, ReplayPolicy, StoreConfig};
 use crate::routes::{PathPattern, RouteTable};
@@ -139,7 +140,7 @@ pub fn compile(
         if !names.insert(raw_route.name.clone()) {
             r.error(&label, format!("duplicate route name `{}`", raw_route.name));
         }
-        if let Some(route) = compile_route(raw_route, &label, base, env, &mut r) {
+        if let Some(route) = compile_route(raw_route, &label, base, env, &limits, &mut r) {
             routes.push(route);
         }
     }
@@ -159,6 +160,7 @@ pub fn compile(
             replay_store,
         },
         warnings: r.warnings,
+        sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes())),
     })
 }
 
@@ -292,6 +294,12 @@ fn compile_limits(raw: &RawLimits, r: &mut Report) -> Limits {
         upstream_keepalive: raw
             .upstream_keepalive
             .map_or(d.upstream_keepalive, |n| n.min(usize::MAX as u64) as usize),
+        // Zero is allowed here: no load balancer in front, stop serving at once.
+        drain_delay: match raw.drain_delay.as_deref() {
+            None => d.drain_delay,
+            Some(s) if humantime::parse_duration(s).is_ok_and(|d| d.is_zero()) => Duration::ZERO,
+            Some(s) => parse_duration(s, "limits.drain_delay", r).unwrap_or(d.drain_delay),
+        },
         shutdown_grace: dur(&raw.shutdown_grace, "shutdown_grace", d.shutdown_grace, r),
     }
 }
@@ -301,9 +309,11 @@ fn compile_route(
     label: &str,
     base: &Path,
     env: &dyn Fn(&str) -> Option<String>,
+    limits: &Limits,
     r: &mut Report,
 ) -> Option<Route> {
     let errors_before = r.errors.len();
+    let route_limits = compile_route_limits(raw.limits.as_ref(), limits, label, r);
     let path = PathPattern::parse(&raw.path);
     if path.is_none() {
         r.error(
@@ -397,7 +407,47 @@ fn compile_route(
         scheme,
         enforce: raw.enforce.unwrap_or(true),
         replay,
+        limits: route_limits,
     })
+}
+
+/// A route's `limits:` over the top-level ones. Its bodies still count against the
+/// process-wide `max_buffered_body_bytes`, so one must fit in it.
+fn compile_route_limits(
+    raw: Option<&RawRouteLimits>,
+    top: &Limits,
+    label: &str,
+    r: &mut Report,
+) -> RouteLimits {
+    let mut out = top.for_routes();
+    let Some(raw) = raw else {
+        return out;
+    };
+    let loc = |field: &str| format!("{label}.limits.{field}");
+    match raw.max_body_bytes {
+        Some(0) => r.error(loc("max_body_bytes"), "must be greater than 0"),
+        Some(n) if n > top.max_buffered_body_bytes => r.error(
+            loc("max_body_bytes"),
+            format!(
+                "{n} is more than limits.max_buffered_body_bytes ({}): such a body could \
+                 never be read; raise that too",
+                top.max_buffered_body_bytes
+            ),
+        ),
+        Some(n) => out.max_body_bytes = n,
+        None => {}
+    }
+    if let Some(s) = &raw.body_read_timeout {
+        if let Some(d) = parse_duration(s, &loc("body_read_timeout"), r) {
+            out.body_read_timeout = d;
+        }
+    }
+    if let Some(s) = &raw.upstream_timeout {
+        if let Some(d) = parse_duration(s, &loc("upstream_timeout"), r) {
+            out.upstream_timeout = d;
+        }
+    }
+    out
 }
 
 fn compile_replay(

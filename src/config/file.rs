@@ -140,6 +140,7 @@ pub struct RawLimits {
     pub upstream_connect_timeout: Option<String>,
     pub upstream_timeout: Option<String>,
     pub upstream_keepalive: Option<u64>,
+    pub drain_delay: Option<String>,
     pub shutdown_grace: Option<String>,
 }
 
@@ -164,6 +165,18 @@ pub struct RawRoute {
     /// Replay and duplicate protection for this route.
     #[serde(default)]
     pub replay: Option<RawReplay>,
+    /// This route's own body and upstream limits, over the top-level ones.
+    #[serde(default)]
+    pub limits: Option<RawRouteLimits>,
+}
+
+/// The limits a route may set for itself (e.g. large bodies on one route only).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouteLimits {
+    pub max_body_bytes: Option<u64>,
+    pub body_read_timeout: Option<String>,
+    pub upstream_timeout: Option<String>,
 }
 
 /// A `verify:` block. Every field is optional so that a preset can supply it and a route can

@@ -109,6 +109,9 @@ pub struct Limits {
     /// Idle keep-alive connections kept per upstream `host:port` and per worker pool (0: a
     /// new connection per request).
     pub upstream_keepalive: usize,
+    /// On SIGTERM/SIGINT, how long `/readyz` answers 503 while requests are still served,
+    /// before the listeners stop (the time a load balancer needs to stop sending).
+    pub drain_delay: Duration,
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
     pub shutdown_grace: Duration,
 }
@@ -127,6 +130,7 @@ impl Default for Limits {
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_timeout: Duration::from_secs(30),
             upstream_keepalive: 128,
+            drain_delay: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(30),
         }
     }
@@ -151,6 +155,27 @@ pub struct Route {
     pub enforce: bool,
     /// `Some`: each event is delivered at most once (see `replay.rs`).
     pub replay: Option<ReplayPolicy>,
+    /// The top-level limits with this route's own `limits:` laid over them.
+    pub limits: RouteLimits,
+}
+
+/// The limits that may differ per route; every other limit protects the whole process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteLimits {
+    pub max_body_bytes: u64,
+    pub body_read_timeout: Duration,
+    pub upstream_timeout: Duration,
+}
+
+impl Limits {
+    /// What a route without its own `limits:` gets.
+    pub fn for_routes(&self) -> RouteLimits {
+        RouteLimits {
+            max_body_bytes: self.max_body_bytes,
+            body_read_timeout: self.body_read_timeout,
+            upstream_timeout: self.upstream_timeout,
+        }
+    }
 }
 
 /// A parsed `http://host:port[/base]` upstream.
@@ -199,6 +224,9 @@ impl fmt::Display for ConfigErrors {
 pub struct Loaded {
     pub gateway: Gateway,
     pub warnings: Vec<ConfigError>,
+    /// Hex SHA-256 of the configuration text (`hookgate_config_info`), to tell which
+    /// version is running.
+    pub sha256: String,
 }
 
 /// Reads and compiles a configuration file, resolving secrets from the process environment.

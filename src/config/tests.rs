@@ -184,6 +184,7 @@ fn limits_defaults_are_the_documented_values() {
     assert_eq!(d.upstream_connect_timeout, Duration::from_secs(5));
     assert_eq!(d.upstream_timeout, Duration::from_secs(30));
     assert_eq!(d.upstream_keepalive, 128);
+    assert_eq!(d.drain_delay, Duration::from_secs(5));
     assert_eq!(d.shutdown_grace, Duration::from_secs(30));
 }
 
@@ -1730,5 +1731,44 @@ fn tolerance_none_keeps_the_timestamp_without_a_window() {
         &errs,
         "routes[0] (r).verify.timestamp.future_tolerance",
         "tolerance: none",
+    );
+}
+
+#[test]
+fn a_route_may_set_its_own_body_and_upstream_limits() {
+    let text = with_routes(&[
+        "{ name: big, path: /big, upstream: \"http://127.0.0.1:3000\", allow_ips: [10.0.0.0/8], \
+         limits: { max_body_bytes: 8388608, body_read_timeout: 2m, upstream_timeout: 90s } }",
+        "{ name: plain, path: /plain, upstream: \"http://127.0.0.1:3000\", allow_ips: [10.0.0.0/8] }",
+    ]);
+    let loaded = ok(&text);
+    let big = route(&loaded, "big").limits;
+    assert_eq!(big.max_body_bytes, 8 * 1024 * 1024);
+    assert_eq!(big.body_read_timeout, Duration::from_secs(120));
+    assert_eq!(big.upstream_timeout, Duration::from_secs(90));
+    let plain = route(&loaded, "plain").limits;
+    assert_eq!(plain, loaded.gateway.limits.for_routes());
+
+    let errs = errors(&with_routes(&[
+        "{ name: r, path: /r, upstream: \"http://127.0.0.1:3000\", allow_ips: [10.0.0.0/8], \
+         limits: { max_body_bytes: 1073741824, upstream_timeout: 0s, max_connections: 1 } }",
+    ]));
+    assert_single_error(
+        "unknown per-route limit",
+        &errs,
+        "routes[0] (r).limits.max_connections",
+        "expected one of `max_body_bytes`, `body_read_timeout`, `upstream_timeout`",
+    );
+    let errs = errors(&with_routes(&[
+        "{ name: r, path: /r, upstream: \"http://127.0.0.1:3000\", allow_ips: [10.0.0.0/8], \
+         limits: { max_body_bytes: 1073741824, upstream_timeout: 0s } }",
+    ]));
+    let locations: Vec<&str> = errs.iter().map(|e| e.location.as_str()).collect();
+    assert_eq!(
+        locations,
+        [
+            "routes[0] (r).limits.max_body_bytes",
+            "routes[0] (r).limits.upstream_timeout"
+        ]
     );
 }

@@ -76,9 +76,29 @@ fn check_reports_every_error_with_its_location_and_fails() {
 }
 
 /// Starts `hookgate run` and reads the bound listener address from its log.
-fn spawn_run(config: &Path) -> (std::process::Child, std::net::SocketAddr) {
+/// Starts `hookgate run`; returns the child, its first plain listener's address and every
+/// log line it writes after that one.
+fn spawn_run(
+    config: &Path,
+) -> (
+    std::process::Child,
+    std::net::SocketAddr,
+    std::sync::mpsc::Receiver<String>,
+) {
+    spawn_run_with(config, &[])
+}
+
+fn spawn_run_with(
+    config: &Path,
+    args: &[&str],
+) -> (
+    std::process::Child,
+    std::net::SocketAddr,
+    std::sync::mpsc::Receiver<String>,
+) {
     let mut child = bin()
         .arg("run")
+        .args(args)
         .arg("-c")
         .arg(config)
         .env("HOOKGATE_LOG", "info")
@@ -88,6 +108,7 @@ fn spawn_run(config: &Path) -> (std::process::Child, std::net::SocketAddr) {
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut sent = false;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -99,13 +120,15 @@ fn spawn_run(config: &Path) -> (std::process::Child, std::net::SocketAddr) {
                     .to_string();
                 let _ = tx.send(addr);
                 sent = true;
+            } else if sent {
+                let _ = lines_tx.send(line);
             }
         }
     });
     let addr = rx
         .recv_timeout(Duration::from_secs(20))
         .expect("gateway logged its listener");
-    (child, addr.parse().unwrap())
+    (child, addr.parse().unwrap(), lines)
 }
 
 #[tokio::test]
@@ -117,7 +140,7 @@ async fn run_and_sign_work_together_like_the_walkthrough() {
     std::fs::write(
         &config,
         format!(
-            "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nroutes:\n  - name: listrak\n    path: /webhooks/listrak\n    upstream: {}\n    verify:\n      preset: listrak\n      secret_file: listrak.secret\n",
+            "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nlimits:\n  drain_delay: 200ms\nroutes:\n  - name: listrak\n    path: /webhooks/listrak\n    upstream: {}\n    verify:\n      preset: listrak\n      secret_file: listrak.secret\n",
             upstream.url()
         ),
     )
@@ -125,7 +148,7 @@ async fn run_and_sign_work_together_like_the_walkthrough() {
     let body = br#"{"ContactEmail":"a@example.com","CouponCode":"SAVE10"}"#;
     std::fs::write(dir.join("event.json"), body).unwrap();
 
-    let (mut child, addr) = spawn_run(&config);
+    let (mut child, addr, log) = spawn_run(&config);
 
     let out = bin()
         .args(["sign", "--route", "listrak", "--body"])
@@ -188,6 +211,16 @@ async fn run_and_sign_work_together_like_the_walkthrough() {
         waited += Duration::from_millis(50);
     };
     assert!(exit.success());
+    // The last line says how the drain went.
+    let lines: Vec<String> = log.try_iter().collect();
+    let last = lines.last().cloned().unwrap_or_default();
+    assert!(
+        last.contains("stopped: 0 requests completed since the signal, 0 cut off"),
+        "{lines:#?}"
+    );
+    assert!(lines
+        .iter()
+        .any(|l| l.contains("draining: /readyz answers 503")));
 }
 
 #[test]
@@ -308,4 +341,139 @@ async fn sign_covers_asymmetric_and_structured_presets() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--private-key"));
     gw.shutdown().await;
+}
+
+/// `kill -HUP` (what `systemctl reload` sends) reloads: a rotated secret file takes effect,
+/// the process keeps running, and a broken file changes nothing.
+#[tokio::test]
+async fn sighup_reloads_a_rotated_secret_file_and_keeps_running() {
+    let upstream = Upstream::start().await;
+    let dir = temp_dir("sighup");
+    std::fs::write(dir.join("lahza.secret"), "first-secret\n").unwrap();
+    let config = dir.join("gateway.yaml");
+    let text = format!(
+        "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nlimits:\n  drain_delay: 0s\nroutes:\n  - name: lahza\n    path: /hooks/lahza\n    upstream: {}\n    verify: {{ preset: lahza, secret_file: lahza.secret }}\n",
+        upstream.url()
+    );
+    std::fs::write(&config, &text).unwrap();
+    let (mut child, addr, log) = spawn_run(&config);
+    let url = format!("http://{addr}/hooks/lahza");
+    let body = b"{\"id\":1}";
+    let sig = |secret: &str| hex::encode(hmac_sha256(secret, &[body]));
+    let hup = |child: &std::process::Child| {
+        let status = Command::new("sh")
+            .args(["-c", &format!("kill -HUP {}", child.id())])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    let wait_for = |what: &str| loop {
+        let line = log
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("no log line with {what:?}"));
+        if line.contains(what) {
+            break line;
+        }
+    };
+    assert_eq!(
+        post(&url, &[("x-lahza-signature", &sig("first-secret"))], body)
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    std::fs::write(dir.join("lahza.secret"), "second-secret\n").unwrap();
+    hup(&child);
+    wait_for("configuration reloaded");
+    assert_eq!(
+        post(&url, &[("x-lahza-signature", &sig("second-secret"))], body)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        post(&url, &[("x-lahza-signature", &sig("first-secret"))], body)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // A broken file: logged as check prints it, the running configuration stays.
+    std::fs::write(&config, text.replace("preset: lahza", "preset: nope")).unwrap();
+    hup(&child);
+    let line = wait_for("unknown preset");
+    assert!(line.contains("routes[0] (lahza).verify.preset"), "{line}");
+    wait_for("reload failed");
+    assert_eq!(
+        post(&url, &[("x-lahza-signature", &sig("second-secret"))], body)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert!(child.try_wait().unwrap().is_none(), "still running");
+    let _ = Command::new("sh")
+        .args(["-c", &format!("kill -TERM {}", child.id())])
+        .status();
+    let exit = child.wait().unwrap();
+    assert!(exit.success());
+}
+
+/// `run --watch` reloads when a secret file changes the way Kubernetes changes a mounted
+/// Secret: a `..data` symlink swapped to a new directory, the file itself a symlink through it.
+#[cfg(unix)]
+#[tokio::test]
+async fn watch_reloads_a_secret_swapped_like_a_kubernetes_volume() {
+    use std::os::unix::fs::symlink;
+    let upstream = Upstream::start().await;
+    let dir = temp_dir("watch");
+    let _ = std::fs::remove_dir_all(dir.join("v1"));
+    let _ = std::fs::remove_dir_all(dir.join("v2"));
+    for (version, secret) in [("v1", "first-secret"), ("v2", "second-secret")] {
+        std::fs::create_dir_all(dir.join(version)).unwrap();
+        std::fs::write(dir.join(version).join("lahza.secret"), secret).unwrap();
+    }
+    let _ = std::fs::remove_file(dir.join("..data"));
+    let _ = std::fs::remove_file(dir.join("lahza.secret"));
+    symlink("v1", dir.join("..data")).unwrap();
+    symlink("..data/lahza.secret", dir.join("lahza.secret")).unwrap();
+    let config = dir.join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nlimits:\n  drain_delay: 0s\nroutes:\n  - name: lahza\n    path: /hooks/lahza\n    upstream: {}\n    verify: {{ preset: lahza, secret_file: lahza.secret }}\n",
+            upstream.url()
+        ),
+    )
+    .unwrap();
+    let (mut child, addr, log) = spawn_run_with(&config, &["--watch"]);
+    let url = format!("http://{addr}/hooks/lahza");
+    let body = b"{\"id\":1}";
+    let sig = |secret: &str| hex::encode(hmac_sha256(secret, &[body]));
+    assert_eq!(
+        post(&url, &[("x-lahza-signature", &sig("first-secret"))], body)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // The swap: a new symlink renamed over ..data, as the kubelet does.
+    symlink("v2", dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    loop {
+        let line = log
+            .recv_timeout(Duration::from_secs(10))
+            .expect("--watch reloaded within 10 s");
+        if line.contains("configuration reloaded") {
+            break;
+        }
+    }
+    assert_eq!(
+        post(&url, &[("x-lahza-signature", &sig("second-secret"))], body)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let _ = Command::new("sh")
+        .args(["-c", &format!("kill -TERM {}", child.id())])
+        .status();
+    assert!(child.wait().unwrap().success());
 }

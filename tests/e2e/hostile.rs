@@ -698,6 +698,18 @@ fn lahza_only(upstream: &str, limits: &str) -> String {
     )
 }
 
+/// A request with `head` (ending in its blank line) and `body` sent in chunks of `size`.
+fn chunked(head: &str, body: &[u8], size: usize) -> Vec<u8> {
+    let mut req = head.as_bytes().to_vec();
+    for c in body.chunks(size) {
+        req.extend(format!("{:x}\r\n", c.len()).as_bytes());
+        req.extend(c);
+        req.extend(b"\r\n");
+    }
+    req.extend(b"0\r\n\r\n");
+    req
+}
+
 #[tokio::test]
 async fn bodies_over_the_memory_budget_get_503_with_retry_after_before_being_read() {
     let upstream = Upstream::start().await;
@@ -736,17 +748,11 @@ async fn bodies_over_the_memory_budget_get_503_with_retry_after_before_being_rea
     assert_eq!(answer.headers["retry-after"], "5");
     assert_eq!(gw.outcome("lahza", "body_budget_full"), 1.0);
     // A chunked body is charged as it arrives, and refused the same way.
-    let mut req = format!(
+    let head = format!(
         "POST /hooks/lahza HTTP/1.1\r\nHost: a\r\nx-lahza-signature: {}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
         lahza_sig(&big)
-    )
-    .into_bytes();
-    for c in big.chunks(1000) {
-        req.extend(format!("{:x}\r\n", c.len()).as_bytes());
-        req.extend(c);
-        req.extend(b"\r\n");
-    }
-    req.extend(b"0\r\n\r\n");
+    );
+    let req = chunked(&head, &big, 1000);
     let answer = raw(gw.addr, &req, Duration::from_secs(5)).await;
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert_eq!(gw.outcome("lahza", "body_budget_full"), 2.0);
@@ -851,16 +857,10 @@ async fn an_oversized_body_gets_a_413_the_client_can_read() {
     let sig = lahza_sig(&big);
 
     // Chunked, refused while the client is still sending.
-    let mut req = format!(
+    let head = format!(
         "POST /hooks/lahza HTTP/1.1\r\nHost: a\r\nx-lahza-signature: {sig}\r\nTransfer-Encoding: chunked\r\n\r\n"
-    )
-    .into_bytes();
-    for c in big.chunks(16 * 1024) {
-        req.extend(format!("{:x}\r\n", c.len()).as_bytes());
-        req.extend(c);
-        req.extend(b"\r\n");
-    }
-    req.extend(b"0\r\n\r\n");
+    );
+    let req = chunked(&head, &big, 16 * 1024);
     let answer = send_all_then_read(gw.addr, &req).await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 
@@ -884,5 +884,98 @@ async fn an_oversized_body_gets_a_413_the_client_can_read() {
     assert!(!answer.contains("100 Continue"), "{answer}");
     assert_eq!(gw.outcome("lahza", "body_too_large"), 3.0);
     assert_eq!(upstream.count(), 0);
+    gw.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Signature confusion and protocol upgrades (these already held; kept as regressions)
+
+#[tokio::test]
+async fn a_signature_does_not_transfer_between_routes_entries_or_messages() {
+    let (upstream, gw) = start("").await;
+    let body = br#"{"id":"evt_1"}"#;
+    let now = now_unix().to_string();
+    // A valid Lahza MAC presented to GitHub's route (another secret).
+    let lahza = lahza_sig(body);
+    let answer = post(
+        &gw.url("/hooks/github"),
+        &[("x-hub-signature-256", &format!("sha256={lahza}"))],
+        body,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(gw.outcome("github", "signature_mismatch"), 1.0);
+    // Stripe: a valid MAC under an entry name that is not v1 is no candidate.
+    let mac = hex::encode(hmac_sha256(
+        "whsec_stripe_test",
+        &[now.as_bytes(), b".", body],
+    ));
+    let answer = post(
+        &gw.url("/hooks/stripe"),
+        &[("stripe-signature", &format!("t={now},v0={mac}"))],
+        body,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(gw.outcome("stripe", "signature_malformed"), 1.0);
+    // Stripe: the same MAC with another timestamp.
+    let other = (now_unix() - 1).to_string();
+    let answer = post(
+        &gw.url("/hooks/stripe"),
+        &[("stripe-signature", &format!("t={other},v1={mac}"))],
+        body,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    // Listrak: a MAC over the body alone, without the timestamp it must cover.
+    let body_only = b64(&hmac_sha256(LISTRAK_SECRET, &[body]));
+    let answer = post(
+        &gw.url("/hooks/listrak"),
+        &[("LTK-Timestamp", &now), ("LTK-HmacSignature", &body_only)],
+        body,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    // A truncated MAC (a prefix of the right one) is malformed, never a partial match.
+    let answer = post(
+        &gw.url("/hooks/lahza/a"),
+        &[("x-lahza-signature", &lahza[..32])],
+        body,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(gw.outcome("lahza", "signature_malformed"), 1.0);
+    assert_eq!(upstream.count(), 0);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_upgrade_request_is_forwarded_as_a_plain_request_or_not_at_all() {
+    let (upstream, gw) = start("").await;
+    let body = b"{}";
+    let sig = lahza_sig(body);
+    for upgrade in ["h2c", "websocket"] {
+        let request = format!(
+            "POST /hooks/lahza/a HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: {upgrade}\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nx-lahza-signature: {sig}\r\nContent-Length: 2\r\n\r\n{{}}"
+        );
+        let answer = raw(gw.addr, request.as_bytes(), Duration::from_millis(800)).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{upgrade}: {answer}");
+        assert!(!answer.contains("101"), "{answer}");
+    }
+    // Unsigned, the upgrade reaches nothing.
+    let request = "GET /hooks/lahza/a HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+    let answer = raw(gw.addr, request.as_bytes(), Duration::from_millis(800)).await;
+    assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
+    let got = upstream.received();
+    assert_eq!(got.len(), 2);
+    for r in &got {
+        assert!(r.headers.get("upgrade").is_none(), "{:?}", r.headers);
+        assert!(
+            r.headers.get("http2-settings").is_none(),
+            "named in Connection: dropped"
+        );
+        assert!(r.headers.get("connection").is_none());
+        assert_eq!(&r.body[..], body);
+    }
     gw.shutdown().await;
 }

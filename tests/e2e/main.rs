@@ -5,9 +5,11 @@ mod support;
 
 mod admin;
 mod cli;
+mod drain;
 mod hostile;
 mod providers;
 mod refusals;
+mod reload;
 mod replay;
 mod rollout;
 mod seed_senders;

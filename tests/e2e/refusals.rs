@@ -457,3 +457,53 @@ async fn a_body_arriving_in_pieces_is_verified_and_forwarded_exactly() {
     assert_eq!(upstream.count(), 1);
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_route_can_have_larger_bodies_and_a_shorter_upstream_timeout_than_the_rest() {
+    let upstream = Upstream::start_with(Reply {
+        delay: Duration::from_millis(400),
+        ..Reply::default()
+    })
+    .await;
+    let route = |name: &str, limits: &str| {
+        format!(
+            "  - name: {name}\n    path: /hooks/{name}\n    upstream: {}\n    verify: {{ preset: lahza, secret: \"${{LAHZA_SECRET}}\" }}\n{limits}",
+            upstream.url()
+        )
+    };
+    let yaml = format!(
+        "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nlimits:\n  max_body_bytes: 1024\nroutes:\n{}{}{}",
+        route("large", "    limits: { max_body_bytes: 8192 }\n"),
+        route("hasty", "    limits: { upstream_timeout: 100ms }\n"),
+        route("plain", ""),
+    );
+    let gw = Gateway::start(&yaml, ENV).await;
+    let body = vec![b'a'; 4096];
+    let h = [("x-lahza-signature", good_sig(&body))];
+    let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(
+        post(&gw.url("/hooks/large"), &h, &body).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        post(&gw.url("/hooks/plain"), &h, &body).await.status,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    let small = b"{}";
+    let h = [("x-lahza-signature", good_sig(small))];
+    let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(
+        post(&gw.url("/hooks/hasty"), &h, small).await.status,
+        StatusCode::GATEWAY_TIMEOUT
+    );
+    assert_eq!(
+        post(&gw.url("/hooks/plain"), &h, small).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(gw.outcome("large", "forwarded"), 1.0);
+    assert_eq!(gw.outcome("plain", "body_too_large"), 1.0);
+    assert_eq!(gw.outcome("hasty", "upstream_timeout"), 1.0);
+    let got = upstream.received();
+    assert_eq!(got.iter().filter(|r| r.body.len() == 4096).count(), 1);
+    gw.shutdown().await;
+}

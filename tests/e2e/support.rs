@@ -200,6 +200,29 @@ impl Gateway {
         }
     }
 
+    /// Starts the real server from a configuration file, as `hookgate run -c FILE` does.
+    pub async fn start_file(path: &std::path::Path) -> Gateway {
+        let loaded = hookgate::config::load(path)
+            .unwrap_or_else(|e| panic!("test config must compile: {e}"));
+        let metrics = Arc::new(Metrics::new());
+        metrics.config_loaded(&loaded.sha256);
+        let running = server::start(loaded.gateway, metrics.clone(), SystemTime::now)
+            .await
+            .unwrap();
+        Gateway {
+            addr: running.listen_addrs[0],
+            listen_addrs: running.listen_addrs.clone(),
+            admin: running.admin_addr,
+            metrics,
+            running: Some(running),
+        }
+    }
+
+    /// Reloads from `path`, as SIGHUP does; whether it took effect.
+    pub fn reload(&self, path: &std::path::Path) -> bool {
+        hookgate::reload::reload_file(self.running.as_ref().expect("running"), path)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
@@ -219,6 +242,12 @@ impl Gateway {
             "hookgate_requests_total",
             &[("route", route), ("outcome", outcome)],
         )
+    }
+
+    /// The running server itself, to stop it another way (`drain`); `shutdown` then does
+    /// nothing.
+    pub fn take_running(&mut self) -> Running {
+        self.running.take().expect("still running")
     }
 
     pub async fn shutdown(mut self) {

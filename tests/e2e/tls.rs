@@ -182,3 +182,47 @@ async fn a_silent_http2_connection_gives_its_slot_back() {
     drop(silent);
     gw.shutdown().await;
 }
+
+/// A certificate replaced on disk (renewed) is served on the next TLS handshake after a
+/// reload, with no restart.
+#[tokio::test]
+async fn a_renewed_certificate_is_served_after_a_reload() {
+    let old = make_cert("renew-old");
+    let new = make_cert("renew-new");
+    let upstream = Upstream::start().await;
+    let dir = old.dir.clone();
+    let config = dir.join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listeners:\n  - addr: 127.0.0.1:0\n    tls: {{ cert: cert.pem, key: key.pem }}\nadmin:\n  addr: 127.0.0.1:0\nroutes:\n  - name: lahza\n    path: /hooks/lahza\n    upstream: {}\n    verify: {{ preset: lahza, secret_file: lahza.secret }}\n",
+            upstream.url()
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join("lahza.secret"), "sk_live_lahza_8c2e").unwrap();
+    let gw = Gateway::start_file(&config).await;
+    let handshake = |tls: &Tls| {
+        let connector = connector(tls, b"http/1.1");
+        let addr = gw.addr;
+        async move {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            connector
+                .connect(ServerName::try_from("localhost").unwrap(), tcp)
+                .await
+                .is_ok()
+        }
+    };
+    assert!(handshake(&old).await);
+    assert!(
+        !handshake(&new).await,
+        "the new certificate is not served yet"
+    );
+
+    std::fs::copy(new.dir.join("cert.pem"), dir.join("cert.pem")).unwrap();
+    std::fs::copy(new.dir.join("key.pem"), dir.join("key.pem")).unwrap();
+    assert!(gw.reload(&config));
+    assert!(handshake(&new).await, "served on the next handshake");
+    assert!(!handshake(&old).await);
+    gw.shutdown().await;
+}

@@ -1,0 +1,231 @@
+//! Reload: a new configuration takes effect whole, for new requests, while requests in
+//! flight finish on the old one; a broken one changes nothing.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+
+use crate::support::*;
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("hookgate-reload-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Writes the configuration: one Stripe-style route with the given secret file and upstream.
+fn write_config(dir: &Path, secret_file: &str, upstream: &str) -> PathBuf {
+    let path = dir.join("gateway.yaml");
+    let text = format!(
+        "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nroutes:\n  - name: stripe\n    path: /hooks/stripe\n    upstream: {upstream}\n    verify: {{ preset: stripe, secret_file: {secret_file} }}\n"
+    );
+    // Written whole then renamed, as editors and ConfigMaps do.
+    let tmp = dir.join("gateway.yaml.tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    path
+}
+
+/// A Stripe signature header carrying one `v1` entry per secret: valid under either.
+fn stripe_sig(secrets: &[&str], body: &[u8]) -> String {
+    let t = now_unix().to_string();
+    let mut v = format!("t={t}");
+    for s in secrets {
+        let mac = hmac_sha256(s, &[t.as_bytes(), b".", body]);
+        v += &format!(",v1={}", hex::encode(mac));
+    }
+    v
+}
+
+#[tokio::test]
+async fn twenty_reloads_under_load_fail_no_request_and_each_takes_effect() {
+    let a = Upstream::start().await;
+    let b = Upstream::start().await;
+    let dir = temp_dir("load");
+    std::fs::write(dir.join("a.secret"), "secret-a\n").unwrap();
+    std::fs::write(dir.join("b.secret"), "secret-b\n").unwrap();
+    let path = write_config(&dir, "a.secret", &a.url());
+    let gw = Gateway::start_file(&path).await;
+    let url = gw.url("/hooks/stripe");
+
+    // Continuous load, signed for both secrets, so that every request verifies whichever
+    // configuration serves it: any failure is the reload's fault.
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (url, stop, sent) = (url.clone(), stop.clone(), sent.clone());
+        load.push(tokio::spawn(async move {
+            let mut failures = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                let body = br#"{"id":"evt_load"}"#;
+                let sig = stripe_sig(&["secret-a", "secret-b"], body);
+                let answer = post(&url, &[("stripe-signature", &sig)], body).await;
+                sent.fetch_add(1, Ordering::SeqCst);
+                if answer.status != StatusCode::OK {
+                    failures.push(format!("{} {}", answer.status, answer.body));
+                }
+            }
+            failures
+        }));
+    }
+
+    for i in 0..20 {
+        let (secret, upstream, other) = if i % 2 == 0 {
+            ("secret-b", &b, "secret-a")
+        } else {
+            ("secret-a", &a, "secret-b")
+        };
+        let file = format!("{}.secret", &secret[7..]);
+        let path = write_config(&dir, &file, &upstream.url());
+        assert!(gw.reload(&path), "reload {i}");
+        // In effect at once: the new secret verifies and reaches the new upstream; the old
+        // one alone no longer verifies.
+        let body = format!("{{\"id\":\"evt_{i}\"}}");
+        let before = upstream.count();
+        let answer = post(
+            &url,
+            &[("stripe-signature", &stripe_sig(&[secret], body.as_bytes()))],
+            body.as_bytes(),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::OK, "reload {i}: {}", answer.body);
+        assert!(upstream.count() > before);
+        assert!(
+            upstream
+                .received()
+                .iter()
+                .any(|r| r.body == body.as_bytes()),
+            "reload {i}"
+        );
+        let answer = post(
+            &url,
+            &[("stripe-signature", &stripe_sig(&[other], body.as_bytes()))],
+            body.as_bytes(),
+        )
+        .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNAUTHORIZED,
+            "reload {i}: old secret"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut failures = Vec::new();
+    for l in load {
+        failures.extend(l.await.unwrap());
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} failed: {failures:?}",
+        failures.len(),
+        sent.load(Ordering::SeqCst)
+    );
+    assert!(sent.load(Ordering::SeqCst) > 100, "the load ran throughout");
+    assert_eq!(
+        gw.counter("hookgate_config_reloads_total", &[("result", "success")]),
+        20.0
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_broken_reload_keeps_the_running_configuration_and_says_so() {
+    let up = Upstream::start().await;
+    let dir = temp_dir("broken");
+    std::fs::write(dir.join("a.secret"), "secret-a\n").unwrap();
+    let path = write_config(&dir, "a.secret", &up.url());
+    let gw = Gateway::start_file(&path).await;
+    let text = std::fs::read_to_string(&path).unwrap();
+    let sha = |t: &str| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(t.as_bytes()));
+    assert_eq!(
+        gw.counter("hookgate_config_info", &[("sha256", &sha(&text))]),
+        1.0
+    );
+
+    // A secret file that does not exist, and an unknown preset: both errors, nothing changes.
+    std::fs::write(
+        &path,
+        text.replace("a.secret", "missing.secret")
+            .replace("preset: stripe", "preset: stripey"),
+    )
+    .unwrap();
+    assert!(!gw.reload(&path));
+    assert_eq!(
+        gw.counter("hookgate_config_reloads_total", &[("result", "failure")]),
+        1.0
+    );
+    assert_eq!(
+        gw.counter("hookgate_config_last_reload_successful", &[]),
+        0.0
+    );
+    assert_eq!(
+        gw.counter("hookgate_config_info", &[("sha256", &sha(&text))]),
+        1.0
+    );
+    let body = b"{}";
+    let answer = post(
+        &gw.url("/hooks/stripe"),
+        &[("stripe-signature", &stripe_sig(&["secret-a"], body))],
+        body,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "still the old configuration");
+
+    // A rotated secret file under the same configuration text: re-read on reload.
+    std::fs::write(&path, &text).unwrap();
+    std::fs::write(dir.join("a.secret"), "secret-rotated\n").unwrap();
+    assert!(gw.reload(&path));
+    assert_eq!(
+        gw.counter("hookgate_config_last_reload_successful", &[]),
+        1.0
+    );
+    let answer = post(
+        &gw.url("/hooks/stripe"),
+        &[("stripe-signature", &stripe_sig(&["secret-rotated"], body))],
+        body,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_request_in_flight_finishes_on_the_configuration_it_started_with() {
+    let slow = Upstream::start_with(Reply {
+        delay: Duration::from_millis(500),
+        ..Reply::default()
+    })
+    .await;
+    let other = Upstream::start().await;
+    let dir = temp_dir("inflight");
+    std::fs::write(dir.join("a.secret"), "secret-a\n").unwrap();
+    let path = write_config(&dir, "a.secret", &slow.url());
+    let gw = Gateway::start_file(&path).await;
+    let url = gw.url("/hooks/stripe");
+    let body = b"{\"id\":1}";
+    let sig = stripe_sig(&["secret-a"], body);
+    let in_flight = {
+        let (url, sig) = (url.clone(), sig.clone());
+        tokio::spawn(async move { post(&url, &[("stripe-signature", &sig)], body).await })
+    };
+    eventually("in flight", || slow.count() == 1).await;
+    let path = write_config(&dir, "a.secret", &other.url());
+    assert!(gw.reload(&path));
+    let answer = in_flight.await.unwrap();
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.body, "accepted by app");
+    // New requests go to the new upstream.
+    assert_eq!(
+        post(&url, &[("stripe-signature", &sig)], body).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(slow.count(), 1);
+    assert_eq!(other.count(), 1);
+    gw.shutdown().await;
+}
