@@ -256,7 +256,8 @@ def timestamp_seeds():
                 for text in texts[unit]:
                     raw = text.encode()
                     if source == 1:
-                        raw = (f'{{"ts":{text}}}' if text and text.lstrip("-").isdigit() else json.dumps({"ts": text})).encode()
+                        # The JSON value of the field: a number or a string.
+                        raw = (text if text and text.lstrip("-").isdigit() else json.dumps(text)).encode()
                     write("timestamp", bytes([case, 0]) + struct.pack("<q", 0) + raw)
                 # Signed at the vectors' clock, verified 30 s, 10 min later and 10 min earlier.
                 for delta in (30_000, 600_000, -600_000):

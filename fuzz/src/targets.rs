@@ -19,7 +19,8 @@
 //! - `client_ip`: byte 0 picks the peer (or makes one from the next 4 or 16 bytes), byte 1 the
 //!   trusted proxy list; the rest is `X-Forwarded-For` values, one per line.
 //! - `timestamp`: byte 0 picks source x unit x window, byte 1 the mode (even: the rest is the
-//!   raw timestamp text; odd: sign at a clock, verify at another), bytes 2..10 a clock.
+//!   raw timestamp text, for a JSON source the field's raw JSON value; odd: sign at a clock,
+//!   verify at another, bytes 10..14 the difference), bytes 2..10 a clock.
 //! - `verify`: text. Line 1 `<mode> <variant>` (modes: `r` raw, `c` raw and re-chunked, `s`
 //!   signed, `k` signed with another key, `t` signed then tampered); line 2 the clock (Unix
 //!   seconds); line 3 the path and query; then `name: value` header lines, a blank line, and
@@ -862,7 +863,11 @@ fn ts_request(case: &TsCase, text: &[u8], signature: &str) -> Option<(HeaderMap,
             headers.insert("x-sig", HeaderValue::from_str(signature).ok()?);
         }
         1 => {
-            body = Bytes::copy_from_slice(text);
+            // The text is the JSON value of the field (a number, a string, or anything).
+            let mut json = b"{\"ts\":".to_vec();
+            json.extend_from_slice(text);
+            json.push(b'}');
+            body = Bytes::from(json);
             headers.insert("x-sig", HeaderValue::from_str(signature).ok()?);
         }
         _ => {
@@ -1205,6 +1210,16 @@ pub fn verify(data: &[u8]) {
     let private_key = setup.private_keys[req.variant].as_ref();
     let pq = req.path_and_query.as_str();
     let whole = || RawBody::from(Bytes::copy_from_slice(&req.body));
+    // `Scheme::sign` panics when it has to write an RFC 3339 timestamp past the year 9999
+    // (humantime cannot; found by this target, reported, not fixed yet): the signing modes
+    // sign only before then. `corpus/verify/regression-sign-past-9999` keeps the input.
+    let can_sign = req
+        .now
+        .duration_since(UNIX_EPOCH)
+        .is_ok_and(|d| d < Duration::from_secs(253_402_300_800));
+    if matches!(req.mode, b's' | b'k' | b't') && !can_sign {
+        return;
+    }
     match req.mode {
         // The request as it came, and again with its body in up to three chunks: the verdict
         // cannot depend on how the body arrived.
