@@ -201,10 +201,17 @@ async fn pipeline(
     let (parts, body) = req.into_parts();
     let body = body::read_body(
         body,
-        body::Declared::of(&parts.headers),
+        body::Declared::of(parts.version, &parts.headers),
         body::BodyLimits {
             max: route.limits.max_body_bytes,
             deadline: route.limits.body_read_timeout,
+            // A trusted proxy (no X-Forwarded-For) stands for many clients: not capped.
+            client: match client {
+                ClientIp::Known(ip) if !client_ip::is_in(ip, &gateway.trusted_proxies) => {
+                    Some(client_ip::limit_key(ip))
+                }
+                _ => None,
+            },
         },
         &shared.body_budget,
     )
