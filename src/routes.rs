@@ -78,7 +78,8 @@ pub fn is_clean_path(path: &str) -> bool {
         // Servlet containers read `..;x` (and `..%3bx`, decoded above) as `..`: judge a
         // segment by what precedes `;`. IIS and Windows read `..%20` and `...` as `..`.
         let name = seg.split(';').next().unwrap_or(seg).trim_matches(' ');
-        !seg.is_empty() && !(!name.is_empty() && name.bytes().all(|b| b == b'.'))
+        let dots_only = !name.is_empty() && name.bytes().all(|b| b == b'.');
+        !seg.is_empty() && !dots_only
     })
 }
 
