@@ -4,8 +4,9 @@
 Each connection sends a request head with `Content-Length: 1048576` (the default
 max_body_bytes) and 1 MiB - 1 bytes of body, then stalls before the last byte: the gateway
 must hold every such body until body_read_timeout. Connections come from several loopback
-source addresses (127.0.0.1 .. 127.0.0.N) so that max_connections_per_ip does not hide
-the body budget. Prints the gateway's RSS before, at the peak, and 7 s after the flood ends (the senders hang
+source addresses (127.0.0.1 .. 127.0.0.N, `--sources`, 50 by default) so that
+max_connections_per_ip and the per-client share do not hide the body budget; `--sources 1`
+shows what one address can hold. Prints the gateway's RSS before, at the peak, and 7 s after the flood ends (the senders hang
 up), and how the connections were answered. Usage:
 
     python3 bench/flood.py [--connections 200 400 1000] [--binary target/release/hookgate]
@@ -51,14 +52,14 @@ routes:
 """
 
 
-async def flood_one(i, port, results, stalled, writers):
-    source = f"127.0.0.{1 + i % 50}"
+async def flood_one(i, port, results, stalled, writers, sources):
+    source = f"127.0.0.{1 + i % sources}"
     try:
         reader, writer = await asyncio.open_connection(
             "127.0.0.1", port, local_addr=(source, 0)
         )
-    except OSError as e:
-        results["connect_error"] = results.get("connect_error", 0) + 1
+    except OSError:
+        results["connect error"] = results.get("connect error", 0) + 1
         return
     writers.append(writer)
     head = (
@@ -79,15 +80,16 @@ async def flood_one(i, port, results, stalled, writers):
         line = await asyncio.wait_for(reader.readline(), timeout=60)
         status = line.decode(errors="replace").split(" ")[1] if line else "closed"
     except (ConnectionError, asyncio.TimeoutError, IndexError):
-        status = "reset"
+        status = "closed or reset"
     results[status] = results.get(status, 0) + 1
     writer.close()
 
 
-async def run_flood(n, port, pid):
+async def run_flood(n, port, pid, sources=50):
     results, stalled, writers = {}, [], []
     tasks = [
-        asyncio.create_task(flood_one(i, port, results, stalled, writers)) for i in range(n)
+        asyncio.create_task(flood_one(i, port, results, stalled, writers, sources))
+        for i in range(n)
     ]
     # Peak: sample while the bodies are stalled (before body_read_timeout, 30 s).
     peak = 0
@@ -114,6 +116,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--connections", type=int, nargs="+", default=[200, 400, 1000])
     ap.add_argument("--binary", default="target/release/hookgate")
+    ap.add_argument("--sources", type=int, default=50, help="loopback source addresses")
     args = ap.parse_args()
     out = []
     for n in args.connections:
@@ -132,7 +135,7 @@ def main():
                     except OSError:
                         time.sleep(0.05)
                 before = rss_kib(gw.pid)
-                peak, results = asyncio.run(run_flood(n, port, gw.pid))
+                peak, results = asyncio.run(run_flood(n, port, gw.pid, args.sources))
                 # Memory is given back on the gateway's next 5 s check once the bodies are gone.
                 time.sleep(7)
                 after = rss_kib(gw.pid)

@@ -7,7 +7,8 @@
 //! order and the same chunks are sent upstream, so a large body is never copied into one
 //! buffer unless a scheme needs to parse it (JSON timestamps, form parameters).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -141,6 +142,11 @@ impl Body for UpstreamBody {
 /// The process-wide budget for request bodies held in memory (`limits.max_buffered_body_bytes`).
 /// Without it, the ceiling would be `max_connections x max_body_bytes` (10 GiB with the
 /// defaults), reachable by anyone who can open connections to a route without `allow_ips`.
+///
+/// Bytes are charged as they arrive, never on a request's word: a `Content-Length` only
+/// decides whether the body is admitted at all. And one client address may hold at most
+/// [`CLIENT_SHARE`] of the budget (at least one largest body), so a single sender, even with
+/// 256 HTTP/2 streams on one connection, cannot starve the others.
 #[derive(Debug)]
 pub struct BodyBudget {
     used: AtomicU64,
@@ -148,9 +154,14 @@ pub struct BodyBudget {
     peak: AtomicU64,
     /// Changed by a reload; bodies already held stay.
     limit: AtomicU64,
-    /// Bytes reserved right now (`hookgate_body_buffered_bytes`).
+    /// Bytes held per client address (an IPv6 /64 as one); trusted proxies are not counted.
+    per_client: std::sync::Mutex<HashMap<IpAddr, u64>>,
+    /// Bytes held right now (`hookgate_body_buffered_bytes`).
     gauge: prometheus::IntGauge,
 }
+
+/// The part of the budget one client address may hold: 1/16.
+pub const CLIENT_SHARE: u64 = 16;
 
 impl BodyBudget {
     pub fn new(limit: u64, gauge: prometheus::IntGauge) -> Arc<BodyBudget> {
@@ -158,6 +169,7 @@ impl BodyBudget {
             used: AtomicU64::new(0),
             peak: AtomicU64::new(0),
             limit: AtomicU64::new(limit),
+            per_client: std::sync::Mutex::new(HashMap::new()),
             gauge,
         })
     }
@@ -186,13 +198,26 @@ impl BodyBudget {
         peak >= TRIM_AFTER && self.used.load(Ordering::Acquire) <= peak / 8
     }
 
-    /// Reserves `bytes`, or `None` if that would go over the budget.
-    fn reserve(self: &Arc<Self>, bytes: u64) -> Option<Reservation> {
-        let mut r = Reservation {
+    /// Admits a body of `declared` bytes (0 if unknown) from `client` (`None`: not counted
+    /// per client), or `None` if it could not fit now. Nothing is charged yet.
+    fn admit(
+        self: &Arc<Self>,
+        client: Option<IpAddr>,
+        declared: u64,
+        max_body: u64,
+    ) -> Option<Reservation> {
+        let limit = self.limit.load(Ordering::Acquire);
+        let share = (limit / CLIENT_SHARE).max(max_body);
+        let r = Reservation {
             budget: self.clone(),
+            client,
+            share,
             bytes: 0,
         };
-        r.grow(bytes).then_some(r)
+        let used = self.used.load(Ordering::Acquire);
+        let held = client.map_or(0, |c| r.held_by(c));
+        let fits = used.saturating_add(declared) <= limit && held.saturating_add(declared) <= share;
+        fits.then_some(r)
     }
 }
 
@@ -201,12 +226,37 @@ impl BodyBudget {
 #[derive(Debug)]
 pub struct Reservation {
     budget: Arc<BodyBudget>,
+    client: Option<IpAddr>,
+    /// What this body's client may hold in all.
+    share: u64,
     bytes: u64,
 }
 
 impl Reservation {
+    fn held_by(&self, client: IpAddr) -> u64 {
+        let map = self
+            .budget
+            .per_client
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        map.get(&client).copied().unwrap_or(0)
+    }
+
+    /// Charges `more` bytes just received, or refuses if the budget or this client's share
+    /// cannot hold them.
     fn grow(&mut self, more: u64) -> bool {
         let b = &self.budget;
+        if let Some(client) = self.client {
+            let mut map = b.per_client.lock().unwrap_or_else(|e| e.into_inner());
+            let held = map.entry(client).or_insert(0);
+            if held.saturating_add(more) > self.share {
+                if *held == 0 {
+                    map.remove(&client);
+                }
+                return false;
+            }
+            *held += more;
+        }
         let grown = b
             .used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
@@ -214,20 +264,41 @@ impl Reservation {
                     .filter(|&n| n <= b.limit.load(Ordering::Acquire))
             })
             .is_ok();
-        if grown {
-            self.bytes += more;
-            b.gauge.add(more as i64);
-            let used = b.used.load(Ordering::Relaxed);
-            if used > b.peak.load(Ordering::Relaxed) {
-                b.peak.fetch_max(used, Ordering::AcqRel);
+        if !grown {
+            self.release_client(more);
+            return false;
+        }
+        self.bytes += more;
+        b.gauge.add(more as i64);
+        let used = b.used.load(Ordering::Relaxed);
+        if used > b.peak.load(Ordering::Relaxed) {
+            b.peak.fetch_max(used, Ordering::AcqRel);
+        }
+        true
+    }
+
+    fn release_client(&self, bytes: u64) {
+        let Some(client) = self.client else { return };
+        let mut map = self
+            .budget
+            .per_client
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(held) = map.get_mut(&client) {
+            *held = held.saturating_sub(bytes);
+            if *held == 0 {
+                map.remove(&client);
             }
         }
-        grown
     }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
+        if self.bytes == 0 {
+            return;
+        }
+        self.release_client(self.bytes);
         self.budget.used.fetch_sub(self.bytes, Ordering::AcqRel);
         self.budget.gauge.sub(self.bytes as i64);
     }
@@ -246,11 +317,13 @@ fn release_free_memory() {
     }
 }
 
-/// How a body is read: the route-independent limits that apply to it.
+/// How a body is read: the route's limits, and whose it is.
 #[derive(Clone, Copy, Debug)]
 pub struct BodyLimits {
     pub max: u64,
     pub deadline: Duration,
+    /// The client address the body counts against (`None`: a trusted proxy, or unknown).
+    pub client: Option<IpAddr>,
 }
 
 /// After a refusal with the body still coming, at most this much more is read and thrown
@@ -265,18 +338,20 @@ const LINGER_TIME: Duration = Duration::from_secs(5);
 pub struct Declared {
     /// `Content-Length`, if given.
     pub length: Option<u64>,
-    /// `Expect: 100-continue`: the client sends nothing until the body is first read, so a
-    /// refusal needs no draining.
-    pub expects_continue: bool,
+    /// Whether a refused body must be read off first (HTTP/1.x without `Expect:
+    /// 100-continue`). An HTTP/2 stream is reset without harm to its connection, and an
+    /// `Expect` client sends nothing until the body is first read.
+    pub lingers: bool,
 }
 
 impl Declared {
-    pub fn of(headers: &http::HeaderMap) -> Declared {
+    pub fn of(version: http::Version, headers: &http::HeaderMap) -> Declared {
+        let expects_continue = headers
+            .get(http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         Declared {
             length: content_length(headers),
-            expects_continue: headers
-                .get(http::header::EXPECT)
-                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue")),
+            lingers: version < http::Version::HTTP_2 && !expects_continue,
         }
     }
 }
@@ -284,9 +359,9 @@ impl Declared {
 /// Reads the whole body, or refuses: 413 over `limits.max`, 503 when the process-wide body
 /// budget cannot hold it, 408 past `limits.deadline`, 400 on a broken body.
 ///
-/// A declared length is reserved from the budget before a byte is read; a chunked body
-/// reserves as it arrives. On 413 or 503 with the client still sending, a bounded amount is
-/// read and discarded first, so the client reads the answer.
+/// A declared length that could not fit the budget now is refused before a byte is read;
+/// bytes are charged as they arrive. On 413 or 503 with an HTTP/1.1 client still sending, a
+/// bounded amount is read and discarded first, so the client reads the answer.
 pub async fn read_body<B>(
     body: B,
     declared: Declared,
@@ -301,10 +376,10 @@ where
     let outcome = if declared.length.is_some_and(|n| n > limits.max) {
         Err((Refusal::BodyTooLarge, 0))
     } else {
-        match budget.reserve(declared.length.unwrap_or(0)) {
+        match budget.admit(limits.client, declared.length.unwrap_or(0), limits.max) {
             None => Err((Refusal::BodyBudgetFull, 0)),
             Some(reservation) => {
-                let read = collect(body.as_mut(), declared, limits.max, reservation);
+                let read = collect(body.as_mut(), limits.max, reservation);
                 match tokio::time::timeout(limits.deadline, read).await {
                     Err(_) => return Err(Refusal::BodyTimeout),
                     Ok(outcome) => outcome,
@@ -316,9 +391,7 @@ where
         Ok(raw) => return Ok(raw),
         Err(e) => e,
     };
-    if matches!(refusal, Refusal::BodyTooLarge | Refusal::BodyBudgetFull)
-        && !declared.expects_continue
-    {
+    if matches!(refusal, Refusal::BodyTooLarge | Refusal::BodyBudgetFull) && declared.lingers {
         let left = declared.length.map(|n| n.saturating_sub(read));
         linger(body, left).await;
     }
@@ -328,7 +401,6 @@ where
 /// Reads frames until the body ends; on a refusal, also how many bytes were read.
 async fn collect<B>(
     mut body: Pin<&mut B>,
-    declared: Declared,
     max: u64,
     mut reservation: Reservation,
 ) -> Result<RawBody, (Refusal, u64)>
@@ -349,8 +421,7 @@ where
         if total > max {
             return Err((Refusal::BodyTooLarge, total));
         }
-        // A declared length was reserved whole up front (hyper never reads past it).
-        if declared.length.is_none() && !reservation.grow(data.len() as u64) {
+        if !reservation.grow(data.len() as u64) {
             return Err((Refusal::BodyBudgetFull, total));
         }
         chunks.push(data);
@@ -461,15 +532,14 @@ mod tests {
     {
         let declared = Declared {
             length,
-            expects_continue: false,
+            lingers: false,
         };
-        read_body(
-            body,
-            declared,
-            BodyLimits { max, deadline },
-            &budget(1 << 20),
-        )
-        .await
+        let limits = BodyLimits {
+            max,
+            deadline,
+            client: None,
+        };
+        read_body(body, declared, limits, &budget(1 << 20)).await
     }
 
     #[tokio::test]
@@ -510,25 +580,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_budget_refuses_what_would_not_fit_and_is_given_back() {
+    async fn the_budget_charges_what_arrives_and_refuses_what_would_not_fit() {
         let b = budget(10);
         let limits = BodyLimits {
             max: 100,
             deadline: SECOND,
+            client: None,
         };
         let declared = |length| Declared {
             length,
-            expects_continue: false,
+            lingers: false,
         };
         let held = read_body(chunks(2, false), declared(None), limits, &b)
             .await
             .unwrap();
-        assert_eq!(
-            b.used.load(Ordering::Acquire),
-            8,
-            "a chunked body reserves what it read"
-        );
-        // Declared: reserved whole before reading, refused unread if it cannot fit.
+        assert_eq!(b.used.load(Ordering::Acquire), 8, "charged what was read");
+        // Declared: refused unread if it cannot fit now.
         let refused = read_body(
             Full::new(Bytes::from_static(b"hello")),
             declared(Some(5)),
@@ -541,7 +608,7 @@ mod tests {
         let refused = read_body(chunks(1, false), declared(None), limits, &b).await;
         assert_eq!(refused, Err(Refusal::BodyBudgetFull));
         assert_eq!(b.used.load(Ordering::Acquire), 8, "refusals hold nothing");
-        // The reservation travels with the body to the upstream and is freed with it.
+        // The charge travels with the body to the upstream and is freed with it.
         let up = held.into_upstream();
         assert_eq!(b.used.load(Ordering::Acquire), 8);
         drop(up);
@@ -556,17 +623,84 @@ mod tests {
         .is_ok());
     }
 
+    /// A declared length holds nothing until its bytes come: a head alone cannot fill the
+    /// budget (the hostile review held all 256 MiB with 256 heads and no body byte).
+    #[tokio::test]
+    async fn a_declared_length_is_charged_only_as_it_arrives() {
+        let b = budget(1000);
+        let limits = BodyLimits {
+            max: 1000,
+            deadline: Duration::from_millis(50),
+            client: None,
+        };
+        let declared = Declared {
+            length: Some(900),
+            lingers: false,
+        };
+        let stalled = {
+            let b = b.clone();
+            tokio::spawn(async move { read_body(chunks(1, true), declared, limits, &b).await })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(
+            b.used.load(Ordering::Acquire),
+            4,
+            "the 4 bytes sent, not the 900 declared"
+        );
+        assert_eq!(stalled.await.unwrap(), Err(Refusal::BodyTimeout));
+        assert_eq!(b.used.load(Ordering::Acquire), 0);
+    }
+
+    #[tokio::test]
+    async fn one_client_holds_at_most_its_share() {
+        // Budget 1600: a client may hold 1600 / 16 = 100, or one largest body if larger.
+        let b = budget(1600);
+        let client = |last: u8| Some(IpAddr::from([192, 0, 2, last]));
+        let limits = |client, max| BodyLimits {
+            max,
+            deadline: SECOND,
+            client,
+        };
+        let declared = Declared {
+            length: None,
+            lingers: false,
+        };
+        let first = read_body(chunks(20, false), declared, limits(client(1), 100), &b)
+            .await
+            .unwrap();
+        assert_eq!(first.len(), 80);
+        let over = read_body(chunks(6, false), declared, limits(client(1), 100), &b).await;
+        assert_eq!(over, Err(Refusal::BodyBudgetFull), "80 + 24 > 100");
+        let other = read_body(chunks(6, false), declared, limits(client(2), 100), &b).await;
+        assert!(other.is_ok(), "another client has its own share");
+        let uncounted = read_body(chunks(6, false), declared, limits(None, 100), &b).await;
+        assert!(
+            uncounted.is_ok(),
+            "a trusted proxy is not capped per client"
+        );
+        // A route with larger bodies: the share is at least one of them.
+        let large = read_body(chunks(30, false), declared, limits(client(1), 400), &b).await;
+        assert!(large.is_ok(), "share raised to the route's max_body_bytes");
+        drop((first, other, uncounted, large));
+        let map = b.per_client.lock().unwrap();
+        assert!(map.is_empty(), "every charge given back: {map:?}");
+    }
+
     #[test]
     fn memory_is_given_back_once_a_burst_has_passed() {
         let b = budget(1 << 30);
-        let held: Vec<_> = (0..40).map(|_| b.reserve(1 << 20).unwrap()).collect();
+        let charge = |n| {
+            let mut r = b.admit(None, 0, 0).unwrap();
+            assert!(r.grow(n));
+            r
+        };
+        let held: Vec<_> = (0..40).map(|_| charge(1 << 20)).collect();
         assert!(!b.trim_due(), "bodies still held");
         drop(held);
         assert!(b.trim_due(), "40 MiB came and went");
         b.trim();
         assert!(!b.trim_due(), "once per burst");
-        let small = b.reserve(1 << 20).unwrap();
-        drop(small);
+        drop(charge(1 << 20));
         assert!(!b.trim_due(), "1 MiB is no burst");
     }
 }

@@ -132,6 +132,7 @@ fn upstream_request(
         Vec::new()
     };
     strip_hop_by_hop(&mut headers, &keep);
+    drop_underscored(&mut headers, route);
     // The body has been read already: `Expect: 100-continue` was answered by us.
     headers.remove(header::EXPECT);
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
@@ -167,10 +168,12 @@ fn upstream_request(
         }
     } else {
         // An untrusted peer's X-Forwarded-* headers are its own claims: replace them. Its
-        // `Forwarded` and `X-Real-IP` are claims too; the app gets the client from
-        // X-Forwarded-For, so they are dropped rather than rewritten in a second syntax.
-        headers.remove(FORWARDED);
-        headers.remove(X_REAL_IP);
+        // `Forwarded`, `X-Real-IP` and the CDNs' client-address headers are claims too; the
+        // app gets the client from X-Forwarded-For, so they are dropped rather than
+        // rewritten in a second syntax.
+        for name in &CLIENT_ADDRESS_CLAIMS {
+            headers.remove(name);
+        }
         headers.insert(XFF, peer);
         headers.insert(XFP, HeaderValue::from_static(hop.proto));
         match &original_host {
@@ -191,7 +194,8 @@ fn upstream_request(
 /// and the client-address headers the gateway read or writes (the client IP was decided
 /// from `X-Forwarded-For` before hop-by-hop headers are stripped).
 fn kept_when_named(route: &Route) -> Vec<HeaderName> {
-    let mut names = vec![XFF, XFP, XFH, FORWARDED, X_REAL_IP];
+    let mut names = vec![XFF, XFP, XFH];
+    names.extend(CLIENT_ADDRESS_CLAIMS);
     if let Some(scheme) = &route.scheme {
         names.push(scheme.signature.header.clone());
         names.extend(scheme.headers_read().cloned());
@@ -213,6 +217,39 @@ const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
 const FORWARDED: HeaderName = header::FORWARDED;
 /// nginx's convention for the client address.
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// Headers an app or framework may take the client address from, besides `X-Forwarded-For`:
+/// dropped when an untrusted peer sends them.
+const CLIENT_ADDRESS_CLAIMS: [HeaderName; 8] = [
+    FORWARDED,
+    X_REAL_IP,
+    HeaderName::from_static("true-client-ip"),
+    HeaderName::from_static("x-client-ip"),
+    HeaderName::from_static("client-ip"),
+    HeaderName::from_static("cf-connecting-ip"),
+    HeaderName::from_static("x-cluster-client-ip"),
+    HeaderName::from_static("fastly-client-ip"),
+];
+
+/// Drops every header whose name has an `_`, as nginx does by default
+/// (`underscores_in_headers off`), unless the route reads that very name. CGI-style servers
+/// (WSGI, PHP, Rack) fold `_` and `-` together, so `X-Acme_Timestamp` would reach such an app
+/// as a second copy of the signed `X-Acme-Timestamp`, and `X_Forwarded_For` as a client
+/// address the gateway never checked.
+fn drop_underscored(headers: &mut HeaderMap, route: &Route) {
+    if !headers.keys().any(|k| k.as_str().contains('_')) {
+        return;
+    }
+    let read = kept_when_named(route);
+    let underscored: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().contains('_') && !read.contains(k))
+        .cloned()
+        .collect();
+    for name in underscored {
+        headers.remove(name);
+    }
+}
 
 /// The fixed connection-specific fields (RFC 9110 §7.6.1 and the common non-standard ones),
 /// as parsed names: removing by name costs a hash and a probe, not a parse.

@@ -68,6 +68,7 @@ pub async fn handle(
     let route_name = route.as_ref().map(|r| r.name.as_str()).unwrap_or(NO_ROUTE);
     let route_metrics = route.as_ref().map(|r| &live.route_metrics[r.index]);
     let elapsed = started.elapsed();
+    let forwarded = matches!(result, Ok((_, "forwarded")));
     let response = match result {
         Ok((response, passed)) => {
             // In shadow mode a request that failed a check is counted under the outcome it
@@ -112,7 +113,12 @@ pub async fn handle(
         }
     };
     match &route_metrics {
-        Some(m) => m.request_duration.observe(elapsed.as_secs_f64()),
+        Some(m) => {
+            m.request_duration.observe(elapsed.as_secs_f64());
+            if forwarded {
+                m.forwarded_duration.observe(elapsed.as_secs_f64());
+            }
+        }
         None => metrics
             .request_duration
             .with_label_values(&[route_name])
@@ -201,10 +207,17 @@ async fn pipeline(
     let (parts, body) = req.into_parts();
     let body = body::read_body(
         body,
-        body::Declared::of(&parts.headers),
+        body::Declared::of(parts.version, &parts.headers),
         body::BodyLimits {
             max: route.limits.max_body_bytes,
             deadline: route.limits.body_read_timeout,
+            // A trusted proxy (no X-Forwarded-For) stands for many clients: not capped.
+            client: match client {
+                ClientIp::Known(ip) if !client_ip::is_in(ip, &gateway.trusted_proxies) => {
+                    Some(client_ip::limit_key(ip))
+                }
+                _ => None,
+            },
         },
         &shared.body_budget,
     )

@@ -49,39 +49,45 @@ pub fn check(version: Version, uri: &Uri, headers: &HeaderMap) -> Result<(), Hos
     }
 }
 
-/// `uri-host [ ":" port ]` (RFC 3986 §3.2.2): a reg-name (unreserved, sub-delims,
-/// pct-encoded) or an IPv6 literal in brackets, then an optional decimal port. No userinfo,
-/// no whitespace. Empty is allowed by RFC 9112 for targets without an authority.
+/// `host [ ":" port ]`, stricter than RFC 3986's reg-name: a DNS name or IPv4 address
+/// (letters, digits, `-`, `.`, `_`) or an IPv6 literal in brackets, then an optional port up
+/// to 65535. No userinfo, whitespace, `%`, `*`, `,` (a list to frameworks that read
+/// X-Forwarded-Host as one) or empty host: no sender needs them, and every one is a value
+/// two parsers could read differently.
 fn valid(value: &[u8]) -> bool {
-    if value.is_empty() {
-        return true;
-    }
-    let (host, port) = if value[0] == b'[' {
+    let (host_ok, port) = if value.first() == Some(&b'[') {
         let Some(end) = value.iter().position(|&b| b == b']') else {
             return false;
         };
         let literal = &value[1..end];
         let ok =
             std::str::from_utf8(literal).is_ok_and(|s| s.parse::<std::net::Ipv6Addr>().is_ok());
-        if !ok {
-            return false;
-        }
-        (&value[..0], &value[end + 1..])
+        (ok, &value[end + 1..])
     } else {
-        match value.iter().position(|&b| b == b':') {
+        let (host, port) = match value.iter().position(|&b| b == b':') {
             Some(i) => (&value[..i], &value[i..]),
             None => (value, &value[value.len()..]),
-        }
+        };
+        let ok = !host.is_empty()
+            && host
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
+        (ok, port)
     };
-    let reg_name = host
-        .iter()
-        .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b));
     let port_ok = match port {
         [] => true,
-        [b':', digits @ ..] => digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit),
+        [b':', digits @ ..] => {
+            !digits.is_empty()
+                && digits.len() <= 5
+                && digits.iter().all(u8::is_ascii_digit)
+                && std::str::from_utf8(digits)
+                    .ok()
+                    .and_then(|d| d.parse::<u32>().ok())
+                    .is_some_and(|p| p <= 65535)
+        }
         _ => false,
     };
-    reg_name && port_ok
+    host_ok && port_ok
 }
 
 #[cfg(test)]
@@ -107,7 +113,20 @@ mod tests {
             (V::HTTP_11, "/a", &["hooks.example.com:8443"], Ok(())),
             (V::HTTP_11, "/a", &["127.0.0.1:8080"], Ok(())),
             (V::HTTP_11, "/a", &["[::1]:8080"], Ok(())),
-            (V::HTTP_11, "/a", &[""], Ok(())),
+            (V::HTTP_11, "/a", &[""], Err(Invalid)),
+            (V::HTTP_11, "/a", &[":"], Err(Invalid)),
+            (V::HTTP_11, "/a", &["*"], Err(Invalid)),
+            (V::HTTP_11, "/a", &["a%2fb"], Err(Invalid)),
+            (
+                V::HTTP_11,
+                "/a",
+                &["evil.example,good.example"],
+                Err(Invalid),
+            ),
+            (V::HTTP_11, "/a", &["a.example:99999"], Err(Invalid)),
+            (V::HTTP_11, "/a", &["a.example:"], Err(Invalid)),
+            (V::HTTP_11, "/a", &["A.Example."], Ok(())),
+            (V::HTTP_11, "/a", &["a.example:65535"], Ok(())),
             (V::HTTP_11, "/a", &[], Err(Missing)),
             (V::HTTP_10, "/a", &[], Ok(())),
             (V::HTTP_11, "/a", &["a.example", "b.example"], Err(Repeated)),

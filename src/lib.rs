@@ -33,7 +33,8 @@
 //!   whole on reload.
 //! - `server.rs`, `tls.rs`: listeners, TLS, HTTP versions, graceful shutdown.
 //! - `admin.rs`, `metrics.rs`: `/metrics`, `/healthz`, `/readyz`; every metric.
-//! - `logbuf.rs`: log lines buffered off the request path, written by a background thread.
+//! - `logbuf.rs`: log lines buffered off the request path, written by a background thread;
+//!   `log_filter.rs`: `HOOKGATE_LOG`, checked.
 //! - `main.rs`: the CLI (`run`, `check`, `sign`), no logic of its own.
 
 pub mod admin;
@@ -43,6 +44,7 @@ pub mod config;
 pub mod forward;
 pub mod gateway;
 pub mod host;
+pub mod log_filter;
 pub mod logbuf;
 pub mod metrics;
 pub mod refusal;

@@ -79,11 +79,18 @@ struct SignArgs {
 }
 
 fn main() -> ExitCode {
+    let filter = match std::env::var("HOOKGATE_LOG") {
+        Err(_) => "info".to_owned(),
+        Ok(value) => match hookgate::log_filter::check(&value) {
+            Ok(f) => f.to_owned(),
+            Err(e) => {
+                eprintln!("hookgate: HOOKGATE_LOG={value:?}: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HOOKGATE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         // Buffered off the request path; flushed below before the process exits.
         .with_writer(hookgate::logbuf::BufferedStderr)
         // Colour only for a person at a terminal; log collectors get plain text.

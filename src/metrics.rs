@@ -55,6 +55,12 @@ pub struct Metrics {
     pub replay_store_duration: HistogramVec,
     /// Keys held by the memory store.
     pub replay_memory_entries: IntGauge,
+    /// 1 while the replay store answers (the memory store always does), 0 after a failed
+    /// round trip until the next good one.
+    pub replay_store_up: IntGauge,
+    /// Latency of forwarded requests only, by route: an SLO on deliveries is not diluted by
+    /// refusals answered in microseconds.
+    pub forwarded_duration: HistogramVec,
     /// Configuration reloads by `result` (`success`, `failure`).
     pub config_reloads: IntCounterVec,
     /// 1 if the last reload succeeded (or none was tried), 0 if it failed.
@@ -199,6 +205,20 @@ impl Metrics {
             ]),
         )
         .expect("valid metric");
+        let replay_store_up = IntGauge::new(
+            "hookgate_replay_store_up",
+            "1 while the replay store answers, 0 after a failed round trip until a good one.",
+        )
+        .expect("valid metric");
+        let forwarded_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "hookgate_forwarded_duration_seconds",
+                "Whole-request latency of forwarded requests only (2xx..5xx from the app), by route.",
+            )
+            .buckets(BUCKETS.to_vec()),
+            &["route"],
+        )
+        .expect("valid metric");
         let config_reloads = IntCounterVec::new(
             Opts::new(
                 "hookgate_config_reloads_total",
@@ -255,6 +275,8 @@ impl Metrics {
             Box::new(verify_duration.clone()),
             Box::new(log_lines_dropped.clone()),
             Box::new(config_reloads.clone()),
+            Box::new(replay_store_up.clone()),
+            Box::new(forwarded_duration.clone()),
             Box::new(config_last_reload_successful.clone()),
             Box::new(config_last_reload_success.clone()),
             Box::new(config_info.clone()),
@@ -282,6 +304,8 @@ impl Metrics {
             replay_store_duration,
             replay_memory_entries,
             replay_memory_evictions,
+            replay_store_up,
+            forwarded_duration,
             config_reloads,
             config_last_reload_successful,
             config_last_reload_success,
@@ -302,9 +326,16 @@ impl Metrics {
             let route = r.name.as_str();
             self.requests.with_label_values(&[route, "forwarded"]);
             self.requests.with_label_values(&[route, "duplicate"]);
+            // Only the outcomes a request that matched this route can have.
             for label in Refusal::LABELS {
-                self.requests.with_label_values(&[route, label]);
+                if !Refusal::BEFORE_ROUTING.contains(label) {
+                    self.requests.with_label_values(&[route, label]);
+                }
             }
+        }
+        // ... and the ones a request that matched no route can.
+        for label in Refusal::BEFORE_ROUTING {
+            self.requests.with_label_values(&[NO_ROUTE, label]);
         }
         for reason in [
             "header_timeout",
@@ -323,6 +354,7 @@ impl Metrics {
         RouteMetrics {
             forwarded: self.requests.with_label_values(&[route, "forwarded"]),
             request_duration: self.request_duration.with_label_values(&[route]),
+            forwarded_duration: self.forwarded_duration.with_label_values(&[route]),
             upstream_duration: self.upstream_duration.with_label_values(&[route]),
             upstream_class: ["1xx", "2xx", "3xx", "4xx", "5xx"]
                 .map(|c| self.upstream_responses.with_label_values(&[route, c])),
@@ -380,6 +412,7 @@ impl Default for Metrics {
 pub struct RouteMetrics {
     pub forwarded: prometheus::IntCounter,
     pub request_duration: Histogram,
+    pub forwarded_duration: Histogram,
     pub upstream_duration: Histogram,
     /// `hookgate_upstream_responses_total` for 1xx..5xx.
     pub upstream_class: [prometheus::IntCounter; 5],

@@ -130,6 +130,10 @@ impl Refusal {
         }
     }
 
+    /// The outcomes decided before a route is matched: counted under `route=""` only.
+    pub const BEFORE_ROUTING: &'static [&'static str] =
+        &["bad_host", "bad_framing", "bad_path", "no_route"];
+
     /// Every outcome label, so metrics can be pre-registered at zero.
     pub const LABELS: &'static [&'static str] = &[
         "bad_host",

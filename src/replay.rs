@@ -153,6 +153,8 @@ impl Store {
     /// Builds the store; a Redis connection is made lazily, so the gateway starts (and refuses
     /// or allows per `on_store_error`) while Redis is down. Needs a Tokio runtime.
     pub fn new(config: &StoreConfig, metrics: Arc<Metrics>) -> Result<Store, StoreError> {
+        // Up until a round trip says otherwise (the memory store always is).
+        metrics.replay_store_up.set(1);
         Ok(match config {
             StoreConfig::Memory { max_entries } => {
                 Store::Memory(MemoryStore::new(*max_entries, metrics))
@@ -161,7 +163,12 @@ impl Store {
                 url,
                 prefix,
                 timeout,
-            } => Store::Redis(RedisStore::new(url, prefix, *timeout)?),
+            } => Store::Redis(RedisStore::new(
+                url,
+                prefix,
+                *timeout,
+                metrics.replay_store_up.clone(),
+            )?),
         })
     }
 
@@ -359,10 +366,17 @@ pub struct RedisStore {
     timeout: Duration,
     release_script: redis::Script,
     deliver_script: redis::Script,
+    /// `hookgate_replay_store_up`: whether the last round trip succeeded.
+    up: prometheus::IntGauge,
 }
 
 impl RedisStore {
-    fn new(url: &str, prefix: &str, timeout: Duration) -> Result<RedisStore, StoreError> {
+    fn new(
+        url: &str,
+        prefix: &str,
+        timeout: Duration,
+        up: prometheus::IntGauge,
+    ) -> Result<RedisStore, StoreError> {
         let client = redis::Client::open(url)?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
@@ -381,6 +395,7 @@ impl RedisStore {
             deliver_script: redis::Script::new(
                 "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('SET', KEYS[1], 'd', 'PX', ARGV[2]) else return 0 end",
             ),
+            up,
         })
     }
 
@@ -389,10 +404,12 @@ impl RedisStore {
         &self,
         round_trip: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.timeout, round_trip).await {
-            Ok(r) => Ok(r?),
+        let result = match tokio::time::timeout(self.timeout, round_trip).await {
+            Ok(r) => r.map_err(StoreError::from),
             Err(_) => Err(StoreError::Timeout),
-        }
+        };
+        self.up.set(i64::from(result.is_ok()));
+        result
     }
 
     async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {

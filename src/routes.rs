@@ -51,39 +51,44 @@ impl std::fmt::Display for PathPattern {
     }
 }
 
-/// True for an absolute path with no dot segments, no empty segments (other than a single
-/// trailing `/`), no percent-encoded `/`, `\` or `.`, and percent-encoding that decodes once
-/// to valid UTF-8 (see [`clean_percent_encoding`]).
+/// True for an absolute path that an app can read only one way: no dot segments, no empty
+/// segments (other than a single trailing `/`), and percent-encoding that decodes once to
+/// something no second decoding or normalization changes (see [`decode_once`]).
 pub fn is_clean_path(path: &str) -> bool {
+    if path == "/" {
+        return true;
+    }
     if !path.starts_with('/') || path.contains('\\') {
         return false;
     }
-    if path.contains('%') && !clean_percent_encoding(path) {
-        return false;
-    }
+    let decoded;
+    let path = if path.contains('%') {
+        match decode_once(path) {
+            Some(d) => {
+                decoded = d;
+                decoded.as_str()
+            }
+            None => return false,
+        }
+    } else {
+        path
+    };
     let inner = path.strip_suffix('/').unwrap_or(path);
     inner.split('/').skip(1).all(|seg| {
-        // Servlet containers read `..;x` as `..` (and decode `..%3bx` to it first): judge a
-        // segment by what precedes `;` or `%3b`.
-        let name = seg.split(';').next().unwrap_or(seg);
-        let name = match name
-            .as_bytes()
-            .windows(3)
-            .position(|w| w.eq_ignore_ascii_case(b"%3b"))
-        {
-            Some(i) => &name[..i],
-            None => name,
-        };
-        !seg.is_empty() && name != "." && name != ".."
-    }) || path == "/"
+        // Servlet containers read `..;x` (and `..%3bx`, decoded above) as `..`: judge a
+        // segment by what precedes `;`. IIS and Windows read `..%20` and `...` as `..`.
+        let name = seg.split(';').next().unwrap_or(seg).trim_matches(' ');
+        let dots_only = !name.is_empty() && name.bytes().all(|b| b == b'.');
+        !seg.is_empty() && !dots_only
+    })
 }
 
-/// Percent-encoding an app can only read one way: every `%` starts two hex digits, and the
-/// decoded bytes are valid UTF-8 with no NUL. Refused: encoded `/`, `\` and `.` (a prefix
-/// route could be escaped at an app that decodes them), double encoding (`%25` then hex,
-/// which a second decode turns into anything), overlong UTF-8 (`%c0%ae` is `.` to a lax
-/// decoder) and IIS's `%u002e`.
-fn clean_percent_encoding(path: &str) -> bool {
+/// The path with its percent-encoding decoded once, if that is the only reading it has:
+/// every `%` starts two hex digits; no encoded `/`, `\` or `.` (a prefix route could be
+/// escaped at an app that decodes them); no control characters; valid UTF-8 (overlong forms
+/// such as `%c0%ae` are `.` to a lax decoder; IIS's `%u002e` is no valid escape); and nothing
+/// in the result that a second decoding would change (`%252e`, `%25%32%65`: double encoding).
+fn decode_once(path: &str) -> Option<String> {
     let b = path.as_bytes();
     let mut decoded = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -93,17 +98,20 @@ fn clean_percent_encoding(path: &str) -> bool {
             i += 1;
             continue;
         }
-        let Some(byte) = b.get(i + 1..i + 3).and_then(hex_byte) else {
-            return false;
-        };
-        let double = byte == b'%' && b.get(i + 3..i + 5).is_some_and(|h| hex_byte(h).is_some());
-        if matches!(byte, b'/' | b'\\' | b'.' | 0) || double {
-            return false;
+        let byte = b.get(i + 1..i + 3).and_then(hex_byte)?;
+        if matches!(byte, b'/' | b'\\' | b'.') || byte < 0x20 || byte == 0x7f {
+            return None;
         }
         decoded.push(byte);
         i += 3;
     }
-    std::str::from_utf8(&decoded).is_ok()
+    let twice = decoded
+        .windows(3)
+        .any(|w| w[0] == b'%' && hex_byte(&w[1..]).is_some());
+    if twice {
+        return None;
+    }
+    String::from_utf8(decoded).ok()
 }
 
 fn hex_byte(two: &[u8]) -> Option<u8> {
@@ -273,6 +281,19 @@ mod tests {
             "/a%2",
             "/a%zz",
             "/a%00b",
+            // Nested double encoding: decoded once, still an escape.
+            "/a/%25%32%65%25%32%65/b",
+            "/a/%25%32e%25%32e/b",
+            "/a/%25%33%62",
+            // Control characters, padded and longer dot segments.
+            "/a/b%0d%0aX-Injected:%201",
+            "/a/%01",
+            "/a/%7f",
+            "/a/b%09",
+            "/a/..%20",
+            "/a/x%20/..%20/b",
+            "/a/...",
+            "/a/.../b",
         ] {
             assert!(!is_clean_path(bad), "{bad}");
         }

@@ -402,13 +402,7 @@ impl PerIp {
         if crate::client_ip::is_in(peer, &state.exempt) {
             return Some(PerIpSlot(None));
         }
-        let key = match peer {
-            IpAddr::V6(v6) => {
-                let bits = u128::from(v6) & !((1u128 << 64) - 1);
-                IpAddr::V6(bits.into())
-            }
-            v4 => v4,
-        };
+        let key = crate::client_ip::limit_key(peer);
         let limit = state.limit;
         let n = state.open.entry(key).or_insert(0);
         if *n >= limit {

@@ -669,8 +669,6 @@ pub fn preset_shape(name: &str) -> Result<Scheme, Vec<ConfigError>> {
 
 fn compile_verify(v: RawVerify, loc: &str, ctx: &Ctx<'_>, r: &mut Report) -> Option<Scheme> {
     let errors_before = r.errors.len();
-    // A message the operator wrote (not a preset's) is checked for ambiguous part pairs.
-    let custom_message = v.preset.is_none() || v.message.is_some();
     let v = expand_preset(v, loc, &mut r.errors);
     if r.errors.len() > errors_before {
         // The scheme's shape is unknown, but its key sources can still be checked, so that
@@ -827,9 +825,9 @@ fn compile_verify(v: RawVerify, loc: &str, ctx: &Ctx<'_>, r: &mut Report) -> Opt
         body_hash_param: v.body_hash_param.clone(),
         keys: keys?,
     };
-    if custom_message {
-        warn_adjacent_parts(&scheme, loc, r);
-    }
+    // Every scheme, a preset's too: a route overriding a preset's timestamp can leave a
+    // signed header unpinned next to the body.
+    warn_adjacent_parts(&scheme, loc, r);
     Some(scheme)
 }
 
@@ -951,12 +949,20 @@ fn warn_adjacent_parts(scheme: &Scheme, loc: &str, r: &mut Report) {
                 _ => false,
             }
     };
-    for (i, pair) in scheme.message.windows(2).enumerate() {
-        let [a, b] = pair else { continue };
+    // An empty literal separates nothing.
+    let parts: Vec<(usize, &Part)> = scheme
+        .message
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| !matches!(p, Part::Literal(l) if l.is_empty()))
+        .collect();
+    for pair in parts.windows(2) {
+        let [(i, a), (j, b)] = pair else { continue };
+        let (i, a, b) = (*i, *a, *b);
         let variable = |p: &Part| !matches!(p, Part::Literal(_));
         if variable(a) && variable(b) && !fixed_length(a) && !fixed_length(b) {
             r.warn(
-                format!("{loc}.message[{i}..{}]", i + 1),
+                format!("{loc}.message[{i}..{j}]"),
                 format!(
                     "{} and {} are signed side by side with no literal between them: bytes \
                      can move from one to the other under the same signature. If the sender \

@@ -339,6 +339,20 @@ impl Scheme {
         self.keys.len()
     }
 
+    /// Whether the scheme reads this entry of its structured signature header (beyond the
+    /// signatures themselves): the timestamp entry or a signed entry.
+    fn reads_entry(&self, name: &str) -> bool {
+        let signed = self
+            .message
+            .iter()
+            .any(|p| matches!(p, Part::SignatureEntry(e) if e == name));
+        let timestamp = matches!(
+            &self.timestamp,
+            Some(TimestampSpec { source: TimestampSource::SignatureEntry(e), .. }) if e == name
+        );
+        signed || timestamp
+    }
+
     /// Every request header this scheme reads besides the signature header: the headers in
     /// the signed message, the timestamp header, and `Content-Type` when it decides how the
     /// body is covered (form parameters). Each must come exactly once, and none may be
@@ -558,10 +572,11 @@ impl Scheme {
                     }
                     let (k, v) = entry.split_once(e.assign.as_str()).ok_or_else(malformed)?;
                     let k = k.trim();
-                    // Several signatures may be listed (rotation), but any other entry (a
-                    // timestamp, say) read twice could mean one thing here and another to
-                    // the app: `t=NOW,v1=..,t=1` is malformed.
-                    if k != e.key && entries.iter().any(|(seen, _)| *seen == k) {
+                    // Several signatures may be listed (rotation, other versions), but an
+                    // entry the scheme reads (a timestamp, a signed entry) given twice could
+                    // mean one thing here and another to the app: `t=NOW,v1=..,t=1` is
+                    // malformed.
+                    if self.reads_entry(k) && entries.iter().any(|(seen, _)| *seen == k) {
                         return Err(malformed());
                     }
                     entries.push((k, v.trim()));

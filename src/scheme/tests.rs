@@ -813,8 +813,28 @@ fn a_repeated_entry_in_a_structured_header_is_malformed() {
             "stripe-signature"
         )))
     );
-    // Several signatures (secret rotation) stay allowed.
+    // Several signatures (secret rotation), and repeated entries the scheme does not read
+    // (other versions), stay allowed.
     let v1 = value.split(',').find(|e| e.starts_with("v1=")).unwrap();
-    let two_sigs = headers(&[("stripe-signature", &format!("{value},{v1}"))]);
+    let two_sigs = headers(&[("stripe-signature", &format!("{value},{v1},v0=aa,v0=bb"))]);
     assert_eq!(check(&s, &two_sigs, body, at(now)), Ok(0));
+}
+
+/// Standard Webhooks lists several signatures per version during key rotation
+/// (`v1,<a> v1a,<x> v1a,<y>`): none of them is read as anything but a candidate.
+#[test]
+fn standard_webhooks_may_list_several_signatures_of_any_version() {
+    let s = preset_scheme(
+        "standard-webhooks",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    );
+    let now = 1_796_130_913u64;
+    let ts = now.to_string();
+    let body = b"{}";
+    let base = headers(&[("webhook-id", "msg_1"), ("webhook-timestamp", &ts)]);
+    let sig = sig_of(&s, &base, body).unwrap();
+    let mut h = base.clone();
+    let listed = format!("{sig} v1a,eA== v1a,eQ== v1,AAAA");
+    h.insert("webhook-signature", listed.parse().unwrap());
+    assert_eq!(check(&s, &h, body, at(now)), Ok(0));
 }

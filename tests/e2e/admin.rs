@@ -45,6 +45,24 @@ async fn metrics_endpoint_shows_the_counts_requests_caused() {
         ),
         1.0
     );
+    // Forwarded requests have their own latency series; refusals stay out of it.
+    assert_eq!(
+        v(
+            "hookgate_forwarded_duration_seconds_count",
+            &[("route", "ltvboost")]
+        ),
+        3.0
+    );
+    // Outcomes decided before routing exist under route="" only.
+    assert_eq!(
+        v(
+            "hookgate_requests_total",
+            &[("route", ""), ("outcome", "no_route")]
+        ),
+        0.0
+    );
+    assert!(!text.contains("route=\"ltvboost\",outcome=\"no_route\""));
+    assert!(!text.contains("outcome=\"no_route\",route=\"ltvboost\""));
     // Other routes' series exist at zero before their first request.
     assert_eq!(
         v(

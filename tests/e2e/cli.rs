@@ -477,3 +477,29 @@ async fn watch_reloads_a_secret_swapped_like_a_kubernetes_volume() {
         .status();
     assert!(child.wait().unwrap().success());
 }
+
+/// `HOOKGATE_LOG=warning` used to be read as a module name and silence every line.
+#[test]
+fn a_log_level_that_names_nothing_is_an_error_not_silence() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = bin()
+        .args(["check", "-c"])
+        .arg(root.join("gateway.yaml"))
+        .env("HOOKGATE_LOG", "warning")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("`warning` is not a level"), "{err}");
+    let out = bin()
+        .args(["check", "-c"])
+        .arg(root.join("gateway.yaml"))
+        .env("HOOKGATE_LOG", "warn,hookgate=debug")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -50,7 +50,7 @@ async fn a_drain_says_503_at_once_keeps_serving_and_lets_requests_finish() {
     let running = gw.take_running();
     let drain = tokio::spawn(running.drain(std::future::pending()));
 
-    // At once (well inside the 400 ms drain delay): not ready, but still serving.
+    // At once (well inside the 1.5 s drain delay): not ready, but still serving.
     let flipped = std::time::Instant::now();
     while send("GET", &readyz, &[], b"").await.status != StatusCode::SERVICE_UNAVAILABLE {
         assert!(
@@ -59,11 +59,19 @@ async fn a_drain_says_503_at_once_keeps_serving_and_lets_requests_finish() {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let during = post(&url, &as_refs(&signed()), BODY).await;
-    assert_eq!(during.status, StatusCode::OK, "served during drain_delay");
+    let during = {
+        let url = url.clone();
+        tokio::spawn(async move { post(&url, &as_refs(&signed()), BODY).await })
+    };
+    eventually("the request sent during the drain is in flight", || {
+        gw.counter("hookgate_requests_in_flight", &[]) == 2.0
+    })
+    .await;
     // The admin listener still answers while in-flight requests finish.
     let scrape = send("GET", &format!("http://{}/metrics", gw.admin), &[], b"").await;
     assert_eq!(scrape.status, StatusCode::OK);
+    let during = during.await.unwrap();
+    assert_eq!(during.status, StatusCode::OK, "served during drain_delay");
 
     assert_eq!(
         slow.await.unwrap().status,

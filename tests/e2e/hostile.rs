@@ -303,6 +303,12 @@ async fn encoded_semicolons_double_and_legacy_encodings_are_bad_paths() {
         "%u002e%u002e/admin",
         "x%zz",
         "x%00",
+        // Nested double encoding, control characters, padded dot segments (review round 2).
+        "%25%32%65%25%32%65/admin",
+        "%25%33%62",
+        "a%0d%0aX-Injected:%201",
+        "x%20/..%20/admin",
+        ".../admin",
     ];
     for path in paths {
         let answer = raw(
@@ -387,15 +393,44 @@ async fn an_untrusted_peers_forwarded_and_x_real_ip_never_reach_the_app() {
             ("forwarded", "for=203.0.113.10;proto=https"),
             ("x-real-ip", "203.0.113.10"),
             ("x-forwarded-for", "203.0.113.10"),
+            ("true-client-ip", "203.0.113.10"),
+            ("cf-connecting-ip", "203.0.113.10"),
+            ("x-client-ip", "203.0.113.10"),
+            // What CGI-style servers fold into X-Forwarded-For and X-Real-IP.
+            ("x_forwarded_for", "203.0.113.10"),
+            ("x-real_ip", "203.0.113.10"),
         ],
         body,
     )
     .await;
     assert_eq!(answer.status, StatusCode::OK);
     let got = &upstream.received()[0];
-    assert!(got.headers.get("forwarded").is_none(), "{:?}", got.headers);
-    assert!(got.headers.get("x-real-ip").is_none(), "{:?}", got.headers);
+    for name in [
+        "forwarded",
+        "x-real-ip",
+        "true-client-ip",
+        "cf-connecting-ip",
+        "x-client-ip",
+        "x_forwarded_for",
+        "x-real_ip",
+    ] {
+        assert!(got.headers.get(name).is_none(), "{name}: {:?}", got.headers);
+    }
     assert_eq!(got.headers["x-forwarded-for"], "127.0.0.1");
+
+    // An underscore twin of a signed header never reaches the app as a second copy.
+    let now = now_unix().to_string();
+    let mut headers = acme_headers(&now, body);
+    headers.push(("X-Acme_Timestamp".into(), "1".into()));
+    let answer = post(&gw.url("/hooks/acme"), &as_refs(&headers), body).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let got = &upstream.received()[1];
+    assert_eq!(got.headers["x-acme-timestamp"], now.as_str());
+    assert!(
+        got.headers.get("x-acme_timestamp").is_none(),
+        "{:?}",
+        got.headers
+    );
     gw.shutdown().await;
 }
 
@@ -710,51 +745,69 @@ fn chunked(head: &str, body: &[u8], size: usize) -> Vec<u8> {
     req
 }
 
+/// A connection from another loopback address, as another sender would have.
+async fn connect_from(addr: std::net::SocketAddr, source: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// Sends a request on a fresh connection from `source` and returns the status line.
+async fn status_from(addr: std::net::SocketAddr, source: &str, request: &[u8]) -> String {
+    let mut s = connect_from(addr, source).await;
+    s.write_all(request).await.unwrap();
+    let answer = read_until_close(&mut s, Duration::from_secs(5)).await;
+    answer.lines().next().unwrap_or_default().to_owned()
+}
+
+fn lahza_post(body: &[u8], framing: &str) -> String {
+    format!(
+        "POST /hooks/lahza HTTP/1.1\r\nHost: a\r\nx-lahza-signature: {}\r\n{framing}Connection: close\r\n\r\n",
+        lahza_sig(body)
+    )
+}
+
 #[tokio::test]
-async fn bodies_over_the_memory_budget_get_503_with_retry_after_before_being_read() {
+async fn bodies_over_the_memory_budget_get_503_with_retry_after() {
     let upstream = Upstream::start().await;
     let yaml = lahza_only(
         &upstream.url(),
         "  max_body_bytes: 4096\n  max_buffered_body_bytes: 6000\n",
     );
     let gw = Gateway::start(&yaml, ENV).await;
-    // A stalled 4000-byte body holds 4000 bytes of the budget.
+    // A stalled 4000-byte body holds the 3999 bytes it sent.
     let big = vec![b'x'; 4000];
-    let mut stalled = TcpStream::connect(gw.addr).await.unwrap();
-    let head = format!(
-        "POST /hooks/lahza HTTP/1.1\r\nHost: a\r\nx-lahza-signature: {}\r\nContent-Length: 4000\r\n\r\n",
-        lahza_sig(&big)
-    );
+    let mut stalled = connect_from(gw.addr, "127.0.0.2").await;
+    let head = lahza_post(&big, "Content-Length: 4000\r\n");
     stalled.write_all(head.as_bytes()).await.unwrap();
     stalled.write_all(&big[..3999]).await.unwrap();
-    eventually("the stalled body holds its share", || {
-        gw.counter("hookgate_body_buffered_bytes", &[]) == 4000.0
+    eventually("the stalled body is charged what it sent", || {
+        gw.counter("hookgate_body_buffered_bytes", &[]) == 3999.0
     })
     .await;
 
-    // Another 4000 would go over: 503 with Retry-After, nothing read or forwarded.
-    let answer = post(
-        &gw.url("/hooks/lahza"),
-        &[("x-lahza-signature", &lahza_sig(&big))],
-        &big,
-    )
-    .await;
-    assert_eq!(
-        answer.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        answer.body
-    );
-    assert_eq!(answer.headers["retry-after"], "5");
-    assert_eq!(gw.outcome("lahza", "body_budget_full"), 1.0);
-    // A chunked body is charged as it arrives, and refused the same way.
-    let head = format!(
-        "POST /hooks/lahza HTTP/1.1\r\nHost: a\r\nx-lahza-signature: {}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
-        lahza_sig(&big)
-    );
-    let req = chunked(&head, &big, 1000);
-    let answer = raw(gw.addr, &req, Duration::from_secs(5)).await;
+    // Another sender's 4000 declared bytes cannot fit: 503 with Retry-After, unread.
+    let mut declared = lahza_post(&big, "Content-Length: 4000\r\n").into_bytes();
+    declared.extend(&big);
+    let mut s = connect_from(gw.addr, "127.0.0.3").await;
+    s.write_all(&declared).await.unwrap();
+    let answer = read_until_close(&mut s, Duration::from_secs(5)).await;
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 5"),
+        "{answer}"
+    );
+    assert_eq!(gw.outcome("lahza", "body_budget_full"), 1.0);
+    // A chunked body is charged as it arrives, and refused when a chunk would go over.
+    let req = chunked(
+        &lahza_post(&big, "Transfer-Encoding: chunked\r\n"),
+        &big,
+        1000,
+    );
+    assert_eq!(
+        status_from(gw.addr, "127.0.0.4", &req).await,
+        "HTTP/1.1 503 Service Unavailable"
+    );
     assert_eq!(gw.outcome("lahza", "body_budget_full"), 2.0);
     assert_eq!(upstream.count(), 0);
 
@@ -767,16 +820,59 @@ async fn bodies_over_the_memory_budget_get_503_with_retry_after_before_being_rea
         gw.counter("hookgate_body_buffered_bytes", &[]) == 0.0
     })
     .await;
-    let answer = post(
-        &gw.url("/hooks/lahza"),
-        &[("x-lahza-signature", &lahza_sig(&big))],
-        &big,
-    )
-    .await;
-    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        status_from(gw.addr, "127.0.0.3", &declared).await,
+        "HTTP/1.1 200 OK"
+    );
     let got = upstream.received();
     assert_eq!(got.len(), 2);
     assert!(got.iter().all(|r| r.body[..] == big[..]));
+    gw.shutdown().await;
+}
+
+/// The hostile review held the whole budget with request heads alone (256 connections, each
+/// declaring 1 MiB and sending nothing): heads hold nothing now, and what one address does
+/// send is capped at its share, so another sender is still served.
+#[tokio::test]
+async fn one_address_cannot_starve_the_budget_with_heads_or_bodies() {
+    let upstream = Upstream::start().await;
+    let yaml = lahza_only(
+        &upstream.url(),
+        "  max_body_bytes: 4096\n  max_buffered_body_bytes: 65536\n",
+    );
+    let gw = Gateway::start(&yaml, ENV).await;
+    let big = vec![b'x'; 4000];
+    let head = lahza_post(&big, "Content-Length: 4000\r\n");
+    let mut attacker = Vec::new();
+    for _ in 0..40 {
+        let mut s = connect_from(gw.addr, "127.0.0.9").await;
+        s.write_all(head.as_bytes()).await.unwrap();
+        attacker.push(s);
+    }
+    eventually("40 heads in", || {
+        gw.counter("hookgate_requests_in_flight", &[]) == 40.0
+    })
+    .await;
+    assert_eq!(
+        gw.counter("hookgate_body_buffered_bytes", &[]),
+        0.0,
+        "heads hold nothing"
+    );
+    // Bodies from the attacker: it gets one share (one 4096-byte body at most), no more.
+    attacker[0].write_all(&big[..3999]).await.unwrap();
+    attacker[1].write_all(&big).await.unwrap();
+    let mut second = [0u8; 12];
+    attacker[1].read_exact(&mut second).await.unwrap();
+    assert_eq!(&second, b"HTTP/1.1 503", "over its share");
+    // Another sender is served meanwhile.
+    let mut request = lahza_post(&big, "Content-Length: 4000\r\n").into_bytes();
+    request.extend(&big);
+    assert_eq!(
+        status_from(gw.addr, "127.0.0.77", &request).await,
+        "HTTP/1.1 200 OK"
+    );
+    assert_eq!(upstream.count(), 1);
+    drop(attacker);
     gw.shutdown().await;
 }
 

@@ -310,6 +310,12 @@ async fn redis_down_rejects_or_allows_as_configured_and_recovers() {
         1.0
     );
 
+    assert_eq!(
+        gw.counter("hookgate_replay_store_up", &[]),
+        0.0,
+        "down, and says so"
+    );
+
     // Redis returns (empty: it kept nothing on disk): the sender's retry now goes through once.
     redis.restart().await;
     let mut recovered = StatusCode::SERVICE_UNAVAILABLE;
@@ -323,6 +329,7 @@ async fn redis_down_rejects_or_allows_as_configured_and_recovers() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(recovered, StatusCode::OK);
+    assert_eq!(gw.counter("hookgate_replay_store_up", &[]), 1.0);
     assert_eq!(upstream.count(), 3);
     let again = post(&gw.url("/strict"), &as_refs(&headers), &body).await;
     assert_eq!(again.headers["x-hookgate-duplicate"], "true");
