@@ -951,7 +951,9 @@ fn timestamp_raw(case: &TsCase, clock: u64, text: &[u8]) {
     // The parser on its own agrees with what verification made of the same header (a header
     // value is text only if it is visible ASCII; anything else is malformed before parsing).
     let parsed = parse_timestamp_ms(text, TS_UNIT_VALUES[case.unit]);
-    let header_text = text.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b));
+    let header_text = text
+        .bytes()
+        .all(|b| b == b'\t' || (0x20..0x7f).contains(&b));
     if case.source == 0 && header_text {
         match parsed {
             None => assert_eq!(
