@@ -18,6 +18,7 @@ use crate::metrics::{Metrics, NO_ROUTE};
 use crate::refusal::Refusal;
 use crate::reload::{Current, Live};
 use crate::replay::{self, Claim, ClaimGuard, OnStoreError, ReplayPolicy, Store};
+use crate::request_id;
 use crate::routes::Match;
 use crate::scheme::{RequestView, VerifyError};
 
@@ -49,7 +50,7 @@ pub struct Conn {
 pub async fn handle(
     shared: &Arc<Shared>,
     conn: Conn,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let started = Instant::now();
     let metrics = &shared.metrics;
@@ -58,64 +59,45 @@ pub async fn handle(
     let method = req.method().clone();
     // The path only: a query string may carry tokens, so it is never logged.
     let path = req.uri().path().to_owned();
+    let version = req.version();
     let mut in_flight = InFlight::new(shared, &method, &path, started);
+    let request_id = request_id::of(req.headers_mut());
     let client = client_ip::client_ip(conn.peer.ip(), &live.gateway.trusted_proxies, req.headers());
-    let mut route: Option<Arc<Route>> = None;
-    let mut shadowed: Option<Refusal> = None;
 
-    let result = pipeline(shared, &live, conn, client, req, &mut route, &mut shadowed).await;
+    let mut trace = Trace::default();
+    let result = pipeline(shared, &live, conn, client, req, &mut trace).await;
 
-    let route_name = route.as_ref().map(|r| r.name.as_str()).unwrap_or(NO_ROUTE);
-    let route_metrics = route.as_ref().map(|r| &live.route_metrics[r.index]);
+    let route_name = trace.route.as_ref().map_or(NO_ROUTE, |r| r.name.as_str());
+    let route_metrics = trace.route.as_ref().map(|r| &live.route_metrics[r.index]);
     let elapsed = started.elapsed();
-    let forwarded = matches!(result, Ok((_, "forwarded")));
-    let response = match result {
-        Ok((response, passed)) => {
-            // In shadow mode a request that failed a check is counted under the outcome it
-            // would have had, so the numbers match what enforcing would have done.
-            let outcome = shadowed.as_ref().map_or(passed, Refusal::label);
-            match (outcome, &route_metrics) {
-                ("forwarded", Some(m)) => m.forwarded.inc(),
-                _ => metrics
-                    .requests
-                    .with_label_values(&[route_name, outcome])
-                    .inc(),
-            }
-            tracing::info!(
-                route = route_name,
-                client = %client,
-                method = %method,
-                path = %path,
-                status = response.status().as_u16(),
-                elapsed_us = elapsed.as_micros() as u64,
-                "{outcome}"
-            );
-            response
-        }
+    let (mut response, outcome, reason) = match result {
+        // In shadow mode a request that failed a check is counted under the outcome it
+        // would have had, so the numbers match what enforcing would have done.
+        Ok((response, passed)) => (
+            response,
+            trace.shadowed.as_ref().map_or(passed, Refusal::label),
+            None,
+        ),
         Err(refusal) => {
-            metrics
-                .requests
-                .with_label_values(&[route_name, refusal.label()])
-                .inc();
             let reason = refusal.reason();
-            tracing::warn!(
-                route = route_name,
-                client = %client,
-                peer = %conn.peer.ip(),
-                method = %method,
-                path = %path,
-                status = refusal.status().as_u16(),
-                outcome = refusal.label(),
-                reason = reason.as_str(),
-                "refused"
-            );
-            refusal_response(&refusal, reason)
+            (
+                refusal_response(&refusal, &reason),
+                refusal.label(),
+                Some(reason),
+            )
         }
     };
+    match (outcome, &route_metrics) {
+        ("forwarded", Some(m)) => m.forwarded.inc(),
+        _ => metrics
+            .requests
+            .with_label_values(&[route_name, outcome])
+            .inc(),
+    }
     match &route_metrics {
         Some(m) => {
             m.request_duration.observe(elapsed.as_secs_f64());
-            if forwarded {
+            if outcome == "forwarded" {
                 m.forwarded_duration.observe(elapsed.as_secs_f64());
             }
         }
@@ -124,8 +106,119 @@ pub async fn handle(
             .with_label_values(&[route_name])
             .observe(elapsed.as_secs_f64()),
     }
+    response
+        .headers_mut()
+        .insert(request_id::X_REQUEST_ID, request_id.clone());
+    AccessLog {
+        request_id: &request_id,
+        route: route_name,
+        client,
+        conn,
+        version,
+        method: &method,
+        path: &path,
+        status: response.status(),
+        outcome,
+        reason: reason.as_deref(),
+        bytes_out: hyper::body::Body::size_hint(response.body())
+            .exact()
+            .unwrap_or(0),
+        trace: &trace,
+        elapsed,
+    }
+    .write();
     in_flight.answered = true;
     response
+}
+
+/// What the pipeline learned about a request on its way, for the access log and the
+/// metrics; each step fills in what it knows.
+#[derive(Default)]
+struct Trace {
+    /// The route it matched, if any.
+    route: Option<Arc<Route>>,
+    /// A check that failed on a shadow-mode route, which forwarded it anyway.
+    shadowed: Option<Refusal>,
+    /// Body bytes read.
+    bytes_in: u64,
+    /// The exchange with the upstream, if it was tried.
+    upstream: Option<UpstreamCall>,
+}
+
+/// The upstream part of a request's log line.
+struct UpstreamCall {
+    status: Option<http::StatusCode>,
+    latency: std::time::Duration,
+    /// For a 502/504: what went wrong.
+    cause: Option<String>,
+}
+
+/// One access-log line per request, the same fields for forwards and refusals. Refusals,
+/// upstream failures (502/504, with their cause) and upstream 5xx answers are warnings.
+struct AccessLog<'a> {
+    request_id: &'a HeaderValue,
+    route: &'a str,
+    client: ClientIp,
+    conn: Conn,
+    version: http::Version,
+    method: &'a http::Method,
+    path: &'a str,
+    status: http::StatusCode,
+    outcome: &'static str,
+    reason: Option<&'a str>,
+    bytes_out: u64,
+    trace: &'a Trace,
+    elapsed: std::time::Duration,
+}
+
+impl AccessLog<'_> {
+    fn write(&self) {
+        let upstream = self.trace.upstream.as_ref();
+        let upstream_addr = match (upstream, &self.trace.route) {
+            (Some(_), Some(r)) => r.upstream.authority.as_str(),
+            _ => "",
+        };
+        let upstream_ms = upstream.map_or(0.0, |u| u.latency.as_secs_f64() * 1000.0);
+        let upstream_status = upstream.and_then(|u| u.status).map_or(0, |s| s.as_u16());
+        let cause = upstream.and_then(|u| u.cause.as_deref()).unwrap_or("");
+        let protocol = match self.version {
+            http::Version::HTTP_2 => "HTTP/2",
+            http::Version::HTTP_10 => "HTTP/1.0",
+            _ => "HTTP/1.1",
+        };
+        let warn = self.reason.is_some() || upstream_status >= 500;
+        macro_rules! line {
+            ($level:ident) => {
+                tracing::$level!(
+                    request_id = self.request_id.to_str().unwrap_or(""),
+                    route = self.route,
+                    client = %self.client,
+                    peer = %self.conn.peer.ip(),
+                    method = %self.method,
+                    path = self.path,
+                    status = self.status.as_u16(),
+                    outcome = self.outcome,
+                    reason = self.reason.unwrap_or(""),
+                    bytes_in = self.trace.bytes_in,
+                    bytes_out = self.bytes_out,
+                    protocol,
+                    tls = self.conn.tls,
+                    upstream = upstream_addr,
+                    upstream_status,
+                    upstream_ms,
+                    cause,
+                    elapsed_us = self.elapsed.as_micros() as u64,
+                    "{}",
+                    self.outcome
+                )
+            };
+        }
+        if warn {
+            line!(warn);
+        } else {
+            line!(info);
+        }
+    }
 }
 
 /// Counts a request in flight for as long as it lives, including when the client goes away
@@ -180,9 +273,9 @@ async fn pipeline(
     conn: Conn,
     client: ClientIp,
     req: Request<Incoming>,
-    matched: &mut Option<Arc<Route>>,
-    shadowed: &mut Option<Refusal>,
+    trace: &mut Trace,
 ) -> Result<(Response<Full<Bytes>>, &'static str), Refusal> {
+    let shadowed = &mut trace.shadowed;
     let gateway = &live.gateway;
     crate::host::check(req.version(), req.uri(), req.headers()).map_err(Refusal::BadHost)?;
     if !body::plain_framing(req.headers()) {
@@ -191,13 +284,13 @@ async fn pipeline(
     let route = match gateway.routes.lookup(req.method(), req.uri().path()) {
         Match::Found(route) => route.clone(),
         Match::MethodNotAllowed { route, allowed } => {
-            *matched = Some(route.clone());
+            trace.route = Some(route.clone());
             return Err(Refusal::MethodNotAllowed(allowed));
         }
         Match::NotFound => return Err(Refusal::NoRoute),
         Match::BadPath => return Err(Refusal::BadPath),
     };
-    *matched = Some(route.clone());
+    trace.route = Some(route.clone());
 
     // Before a single body byte is read.
     if !client_ip::allowed(client, route.allow_ips.as_deref()) {
@@ -222,6 +315,7 @@ async fn pipeline(
         &shared.body_budget,
     )
     .await?;
+    trace.bytes_in = body.len() as u64;
 
     let mut signature: Vec<u8> = Vec::new();
     if let Some(scheme) = &route.scheme {
@@ -295,25 +389,39 @@ async fn pipeline(
             .await
         }
     };
-    let Some((guard, ttl)) = claim else {
-        return exchange.await.0.map(|r| (r, "forwarded"));
+    let exchange = match claim {
+        None => exchange.await,
+        Some((guard, ttl)) => {
+            // A claimed event is forwarded and settled in a task of its own: if the sender
+            // hangs up mid-forward, the app may still take the event, and the claim must
+            // record that answer (or a retry would be delivered a second time).
+            let task = tokio::spawn(async move {
+                let exchange = exchange.await;
+                // Remembered if the app answered 2xx (even if relaying its answer then
+                // failed); otherwise released so the retry goes through.
+                let delivered = exchange.status.is_some_and(|st| st.is_success());
+                guard.settle(delivered, ttl).await;
+                exchange
+            });
+            match task.await {
+                Ok(exchange) => exchange,
+                // Only a panic in the task; the claim guard has released the claim on drop.
+                Err(_) => return Err(Refusal::UpstreamBadResponse),
+            }
+        }
     };
-    // A claimed event is forwarded and settled in a task of its own: if the sender hangs up
-    // mid-forward, the app may still take the event, and the claim must record that answer
-    // (or a retry would be delivered a second time).
-    let task = tokio::spawn(async move {
-        let (result, status) = exchange.await;
-        // Remembered if the app answered 2xx (even if relaying its answer then failed);
-        // otherwise released so the retry goes through.
-        let delivered = status.is_some_and(|st| st.is_success());
-        guard.settle(delivered, ttl).await;
-        result
+    let forward::Exchange {
+        result,
+        status,
+        latency,
+        cause,
+    } = exchange;
+    trace.upstream = Some(UpstreamCall {
+        status,
+        latency,
+        cause,
     });
-    match task.await {
-        Ok(result) => result.map(|r| (r, "forwarded")),
-        // Only a panic in the task; the claim guard has released the claim on drop.
-        Err(_) => Err(Refusal::UpstreamBadResponse),
-    }
+    result.map(|r| (r, "forwarded"))
 }
 
 enum Replay {
@@ -468,8 +576,8 @@ fn check_failed(
 }
 
 /// A refusal as the sender sees it: its status and a one-line plain-text reason.
-fn refusal_response(refusal: &Refusal, reason: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(reason + "\n")));
+fn refusal_response(refusal: &Refusal, reason: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(format!("{reason}\n"))));
     *response.status_mut() = refusal.status();
     let headers = response.headers_mut();
     headers.insert(

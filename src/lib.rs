@@ -50,6 +50,7 @@ pub mod metrics;
 pub mod refusal;
 pub mod reload;
 pub mod replay;
+pub mod request_id;
 pub mod routes;
 pub mod scheme;
 pub mod server;

@@ -503,3 +503,113 @@ fn a_log_level_that_names_nothing_is_an_error_not_silence() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Every request gets an id, sent to the app and returned to the sender, and one access-log
+/// line with the same fields for forwards and refusals; a 502 names its cause at warn.
+#[tokio::test]
+async fn each_request_has_an_id_and_one_access_log_line_with_every_field() {
+    let upstream = Upstream::start().await;
+    let down = dead_addr().await;
+    let dir = temp_dir("access-log");
+    std::fs::write(dir.join("lahza.secret"), "sk_live_lahza_8c2e").unwrap();
+    let config = dir.join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nlimits:\n  drain_delay: 0s\nroutes:\n  - name: lahza\n    path: /hooks/lahza\n    upstream: {}\n    verify: {{ preset: lahza, secret_file: lahza.secret }}\n  - name: down\n    path: /hooks/down\n    upstream: http://{down}\n    verify: {{ preset: lahza, secret_file: lahza.secret }}\n",
+            upstream.url()
+        ),
+    )
+    .unwrap();
+    let (mut child, addr, log) = spawn_run(&config);
+    let body = b"{\"id\":1}";
+    let sig = hex::encode(hmac_sha256("sk_live_lahza_8c2e", &[body]));
+    let next_line = |what: &str| loop {
+        let line = log
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("no log line for {what}"));
+        if line.contains("request_id=") {
+            break line;
+        }
+    };
+
+    // A sane incoming id is kept, sent to the app and returned.
+    let answer = post(
+        &format!("http://{addr}/hooks/lahza?token=secret"),
+        &[
+            ("x-lahza-signature", &sig),
+            ("x-request-id", "sender-abc-1"),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.headers["x-request-id"], "sender-abc-1");
+    assert_eq!(
+        upstream.received()[0].headers["x-request-id"],
+        "sender-abc-1"
+    );
+    let line = next_line("forward");
+    for field in [
+        "request_id=\"sender-abc-1\"",
+        "route=\"lahza\"",
+        "client=127.0.0.1",
+        "peer=127.0.0.1",
+        "method=POST",
+        "path=\"/hooks/lahza\"",
+        "status=200",
+        "outcome=\"forwarded\"",
+        "bytes_in=8",
+        "bytes_out=15",
+        "protocol=\"HTTP/1.1\"",
+        "tls=false",
+        &format!("upstream=\"{}\"", upstream.addr),
+        "upstream_status=200",
+        "upstream_ms=",
+        " INFO ",
+    ] {
+        assert!(line.contains(field), "{field} in {line}");
+    }
+    assert!(!line.contains("token=secret"), "never the query: {line}");
+
+    // A refusal: an id is made up, and the same fields are there.
+    let answer = post(&format!("http://{addr}/hooks/lahza"), &[], body).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    let id = answer.headers["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(id.len(), 32);
+    let line = next_line("refusal");
+    for field in [
+        format!("request_id=\"{id}\""),
+        "status=401".into(),
+        "outcome=\"signature_missing\"".into(),
+        "reason=\"missing signature header x-lahza-signature\"".into(),
+        "bytes_in=8".into(),
+        "upstream=\"\"".into(),
+        " WARN ".into(),
+    ] {
+        assert!(line.contains(&field), "{field} in {line}");
+    }
+
+    // The app is down: 502 at warn, naming the cause and the upstream.
+    let answer = post(
+        &format!("http://{addr}/hooks/down"),
+        &[("x-lahza-signature", &sig)],
+        body,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
+    let line = next_line("502");
+    for field in [
+        "status=502".to_owned(),
+        "outcome=\"upstream_unreachable\"".into(),
+        format!("upstream=\"{down}\""),
+        "cause=\"connect:".into(),
+        " WARN ".into(),
+    ] {
+        assert!(line.contains(&field), "{field} in {line}");
+    }
+    let _ = Command::new("sh")
+        .args(["-c", &format!("kill -TERM {}", child.id())])
+        .status();
+    assert!(child.wait().unwrap().success());
+}
