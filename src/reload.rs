@@ -56,8 +56,12 @@ pub type Current = ArcSwap<Live>;
 /// Reloads the configuration file at `path` into `running` (SIGHUP, `--watch`): compiled
 /// whole first; on any error the running configuration stays, each error is logged as
 /// `hookgate check` prints it and `hookgate_config_reloads_total{result="failure"}` and
-/// `hookgate_config_last_reload_successful` say so. Returns whether it took effect.
-pub fn reload_file(running: &crate::server::Running, path: &std::path::Path) -> bool {
+/// `hookgate_config_last_reload_successful` say so. Returns the log settings now in force
+/// if it took effect (the caller owns the log filter, and applies the level).
+pub fn reload_file(
+    running: &crate::server::Running,
+    path: &std::path::Path,
+) -> Option<crate::config::LogSettings> {
     let metrics = &running.metrics;
     let loaded = match crate::config::load(path) {
         Ok(loaded) => loaded,
@@ -71,12 +75,13 @@ pub fn reload_file(running: &crate::server::Running, path: &std::path::Path) -> 
             );
             metrics.config_reloads.with_label_values(&["failure"]).inc();
             metrics.config_last_reload_successful.set(0);
-            return false;
+            return None;
         }
     };
     for w in &loaded.warnings {
         tracing::warn!("{}: {w}", path.display());
     }
+    let log = loaded.gateway.log.clone();
     let kept = running.reload(loaded.gateway);
     metrics.config_reloads.with_label_values(&["success"]).inc();
     metrics.config_last_reload_successful.set(1);
@@ -90,7 +95,7 @@ pub fn reload_file(running: &crate::server::Running, path: &std::path::Path) -> 
             kept.join(", ")
         );
     }
-    true
+    Some(log)
 }
 
 /// How often `--watch` looks at the files.

@@ -93,7 +93,8 @@ impl Running {
     /// the counters are untouched, and no connection is closed.
     ///
     /// What cannot change without a restart (the listener addresses, the admin address,
-    /// `workers`, `runtime`, `max_connections`, the replay store) is kept as it runs, and
+    /// `workers`, `runtime`, `max_connections`, the replay store, the log format) is kept as
+    /// it runs, and
     /// returned by name so the caller can say so. Everything else changes: routes, secrets and
     /// keys (files were re-read by the compiler), TLS certificates, allowlists, trusted
     /// proxies, replay settings of routes, and the other limits (a connection's head and
@@ -128,6 +129,11 @@ impl Running {
         if next.replay_store != running.replay_store {
             kept.push("replay_store");
             next.replay_store = running.replay_store.clone();
+        }
+        // The level changes live (the caller swaps the filter); the format does not.
+        if next.log.format != running.log.format {
+            kept.push("log.format");
+            next.log.format = running.log.format;
         }
         self.per_ip.set(
             next.limits.max_connections_per_ip,

@@ -10,13 +10,13 @@ use http::{HeaderName, Method};
 use ipnet::IpNet;
 
 use super::file::{
-    RawConfig, RawLimits, RawPart, RawReplay, RawReplayKey, RawReplayStore, RawRoute,
+    RawConfig, RawLimits, RawLog, RawPart, RawReplay, RawReplayKey, RawReplayStore, RawRoute,
     RawRouteLimits, RawTimestamp, RawVerify,
 };
 use super::secret::{self, Origin};
 use super::{
-    ConfigError, ConfigErrors, Gateway, Limits, Listener, Loaded, Route, RouteLimits, RuntimeModel,
-    Upstream,
+    ConfigError, ConfigErrors, Gateway, Limits, Listener, Loaded, LogFormat, LogSettings, Route,
+    RouteLimits, RuntimeModel, Upstream,
 };
 use crate::replay::{KeySource, OnStoreError, ReplayPolicy, StoreConfig};
 use crate::routes::{PathPattern, RouteTable};
@@ -102,6 +102,7 @@ pub fn compile(
         .collect();
     let limits = compile_limits(&raw.limits, &mut r);
     let replay_store = compile_replay_store(raw.replay_store.as_ref(), env, &mut r);
+    let log = compile_log(raw.log.as_ref(), &mut r);
 
     let mut routes = Vec::new();
     let mut names = HashSet::new();
@@ -158,10 +159,31 @@ pub fn compile(
             limits,
             routes: RouteTable::new(routes),
             replay_store,
+            log,
         },
         warnings: r.warnings,
         sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes())),
     })
+}
+
+fn compile_log(raw: Option<&RawLog>, r: &mut Report) -> LogSettings {
+    let mut out = LogSettings::default();
+    let Some(raw) = raw else { return out };
+    match raw.format.as_deref() {
+        None | Some("text") => {}
+        Some("json") => out.format = LogFormat::Json,
+        Some(other) => r.error(
+            "log.format",
+            format!("unknown format `{other}`; use text or json"),
+        ),
+    }
+    if let Some(level) = &raw.level {
+        match crate::log_filter::check(level) {
+            Ok(l) => out.level = l.to_owned(),
+            Err(e) => r.error("log.level", e),
+        }
+    }
+    out
 }
 
 fn yaml_location(e: &serde_yaml::Error) -> String {

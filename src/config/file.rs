@@ -28,7 +28,17 @@ pub struct RawConfig {
     #[serde(default)]
     pub replay_store: Option<RawReplayStore>,
     #[serde(default)]
+    pub log: Option<RawLog>,
+    #[serde(default)]
     pub routes: Vec<serde_yaml::Value>,
+}
+
+/// `log:` — `format: text | json`, `level: info` (or a `target=level` filter).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub format: Option<String>,
+    pub level: Option<String>,
 }
 
 /// `replay_store:` — where replay/dedup keys live: `type: memory` (default) or `type: redis`.

@@ -43,6 +43,33 @@ pub struct Gateway {
     pub routes: RouteTable,
     /// Where replay keys live (used only if some route has `replay:`).
     pub replay_store: StoreConfig,
+    /// How log lines are written.
+    pub log: LogSettings,
+}
+
+/// `log:`: the format of log lines and which are written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A checked filter (`log_filter.rs`); `HOOKGATE_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> LogSettings {
+        LogSettings {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `key=value` pairs after a message, for people.
+    Text,
+    /// One JSON object per line, every field at the top level, for log collectors.
+    Json,
 }
 
 /// One address the gateway accepts webhooks on.

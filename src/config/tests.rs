@@ -1795,3 +1795,26 @@ fn a_route_may_set_its_own_body_and_upstream_limits() {
         ]
     );
 }
+
+#[test]
+fn the_log_block_is_checked_like_hookgate_log() {
+    use crate::config::{LogFormat, LogSettings};
+    let loaded = ok(&format!(
+        "log: {{ format: json, level: \"warn,hookgate=debug\" }}\n{}",
+        verified("preset: lahza, secret: \"${LAHZA_SECRET}\"")
+    ));
+    assert_eq!(
+        loaded.gateway.log,
+        LogSettings {
+            format: LogFormat::Json,
+            level: "warn,hookgate=debug".into()
+        }
+    );
+    let errs = errors(&format!(
+        "log: {{ format: yaml, level: warning }}\n{}",
+        verified("preset: lahza, secret: \"${LAHZA_SECRET}\"")
+    ));
+    let locations: Vec<&str> = errs.iter().map(|e| e.location.as_str()).collect();
+    assert_eq!(locations, ["log.format", "log.level"], "{errs:?}");
+    assert!(errs[1].message.contains("`warning` is not a level"));
+}

@@ -613,3 +613,106 @@ async fn each_request_has_an_id_and_one_access_log_line_with_every_field() {
         .status();
     assert!(child.wait().unwrap().success());
 }
+
+/// `log: { format: json }`: every line is one JSON object with the access-log fields at the
+/// top level; `log.level` changes on reload.
+#[tokio::test]
+async fn json_log_lines_parse_and_a_reload_changes_the_level() {
+    let upstream = Upstream::start().await;
+    let dir = temp_dir("json-log");
+    std::fs::write(dir.join("lahza.secret"), "sk_live_lahza_8c2e").unwrap();
+    let config = dir.join("gateway.yaml");
+    let text = |level: &str| {
+        format!(
+            "log: {{ format: json, level: {level} }}\nlisteners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nlimits:\n  drain_delay: 0s\nroutes:\n  - name: lahza\n    path: /hooks/lahza\n    upstream: {}\n    verify: {{ preset: lahza, secret_file: lahza.secret }}\n",
+            upstream.url()
+        )
+    };
+    std::fs::write(&config, text("info")).unwrap();
+    // spawn_run finds the listener in a text line: read the JSON one here instead.
+    let mut child = bin()
+        .args(["run", "-c"])
+        .arg(&config)
+        .env_remove("HOOKGATE_LOG")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel::<serde_json::Value>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let v: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            let _ = tx.send(v);
+        }
+    });
+    let next = |pred: &dyn Fn(&serde_json::Value) -> bool| loop {
+        let v = lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a log line");
+        if pred(&v) {
+            break v;
+        }
+    };
+    let listening = next(&|v| v["message"] == "listening" && v["tls"] == false);
+    let addr = listening["addr"].as_str().unwrap().to_owned();
+    let url = format!("http://{addr}/hooks/lahza");
+    let body = b"{\"id\":1}";
+    let sig = hex::encode(hmac_sha256("sk_live_lahza_8c2e", &[body]));
+    assert_eq!(
+        post(&url, &[("x-lahza-signature", &sig)], body)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let line = next(&|v| v.get("request_id").is_some());
+    assert_eq!(line["level"], "INFO");
+    assert_eq!(line["route"], "lahza");
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["outcome"], "forwarded");
+    assert_eq!(line["bytes_in"], 8);
+    assert_eq!(line["protocol"], "HTTP/1.1");
+    assert_eq!(line["upstream"], upstream.addr.to_string());
+    for field in [
+        "timestamp",
+        "client",
+        "peer",
+        "method",
+        "path",
+        "bytes_out",
+        "tls",
+        "upstream_ms",
+        "elapsed_us",
+    ] {
+        assert!(line.get(field).is_some(), "{field} in {line}");
+    }
+
+    // Reload with level warn: forwards no longer log, refusals still do.
+    std::fs::write(&config, text("warn")).unwrap();
+    let _ = Command::new("sh")
+        .args(["-c", &format!("kill -HUP {}", child.id())])
+        .status();
+    next(&|v| {
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("configuration reloaded"))
+    });
+    assert_eq!(
+        post(&url, &[("x-lahza-signature", &sig)], body)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(post(&url, &[], body).await.status, StatusCode::UNAUTHORIZED);
+    let line = next(&|v| v.get("request_id").is_some());
+    assert_eq!(
+        line["status"], 401,
+        "the forward's INFO line is filtered out: {line}"
+    );
+    assert_eq!(line["level"], "WARN");
+    let _ = Command::new("sh")
+        .args(["-c", &format!("kill -TERM {}", child.id())])
+        .status();
+    assert!(child.wait().unwrap().success());
+}

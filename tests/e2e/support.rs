@@ -220,7 +220,7 @@ impl Gateway {
 
     /// Reloads from `path`, as SIGHUP does; whether it took effect.
     pub fn reload(&self, path: &std::path::Path) -> bool {
-        hookgate::reload::reload_file(self.running.as_ref().expect("running"), path)
+        hookgate::reload::reload_file(self.running.as_ref().expect("running"), path).is_some()
     }
 
     pub fn url(&self, path: &str) -> String {
