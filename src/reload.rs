@@ -30,6 +30,7 @@ impl Live {
     /// for every upstream both use.
     pub fn new(gateway: Arc<Gateway>, metrics: &Metrics, previous: Option<&Upstreams>) -> Live {
         let route_metrics = metrics.init_routes(gateway.routes.routes().iter().map(|r| r.as_ref()));
+        metrics.listeners_loaded(&gateway.listeners);
         let limits = &gateway.limits;
         let authorities = gateway
             .routes

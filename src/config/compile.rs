@@ -220,7 +220,15 @@ fn compile_listeners(raw: &RawConfig, base: &Path, r: &mut Report) -> Vec<Listen
                 }
             },
         };
-        out.push(Listener { addr, tls });
+        let (tls, cert_expires) = match tls {
+            Some(t) => (Some(t.config), t.expires),
+            None => (None, None),
+        };
+        out.push(Listener {
+            addr,
+            tls,
+            cert_expires,
+        });
     }
     out
 }

@@ -78,6 +78,8 @@ pub struct Listener {
     pub addr: SocketAddr,
     /// `Some` for HTTPS (HTTP/1.1 and HTTP/2 by ALPN), `None` for plain HTTP/1.1.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// When the certificate expires, in Unix seconds (TLS listeners).
+    pub cert_expires: Option<i64>,
 }
 
 impl fmt::Debug for Listener {

@@ -63,6 +63,17 @@ async fn metrics_endpoint_shows_the_counts_requests_caused() {
     );
     assert!(!text.contains("route=\"ltvboost\",outcome=\"no_route\""));
     assert!(!text.contains("outcome=\"no_route\",route=\"ltvboost\""));
+    // The process's own figures, read at the scrape.
+    for name in [
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+        "process_virtual_memory_bytes",
+    ] {
+        assert!(v(name, &[]) > 0.0, "{name}");
+    }
+    assert!(v("process_cpu_seconds_total", &[]) >= 0.0);
     // Other routes' series exist at zero before their first request.
     assert_eq!(
         v(

@@ -224,5 +224,16 @@ async fn a_renewed_certificate_is_served_after_a_reload() {
     assert!(gw.reload(&config));
     assert!(handshake(&new).await, "served on the next handshake");
     assert!(!handshake(&old).await);
+    // The expiry metric follows the certificate in force.
+    let expiry = gw.counter(
+        "hookgate_tls_certificate_expiry_timestamp_seconds",
+        &[(
+            "listener",
+            &gw.addr
+                .to_string()
+                .replace(&gw.addr.port().to_string(), "0"),
+        )],
+    );
+    assert!(expiry > now_unix() as f64, "{expiry}");
     gw.shutdown().await;
 }
