@@ -73,13 +73,17 @@ pub async fn forward(
     let mut upstream_status = None;
     let mut cause = None;
     let exchange = async {
-        let authority = &route.upstream.authority;
+        let upstream = &route.upstream;
         let (response, lease) = upstreams
-            .send(authority, request)
+            .send(upstream, request)
             .await
             .map_err(|e| match e {
                 UpstreamError::Connect(e) => {
                     cause = Some(format!("connect: {e}"));
+                    Refusal::UpstreamUnreachable
+                }
+                UpstreamError::Tls(e) => {
+                    cause = Some(format!("tls: {e}"));
                     Refusal::UpstreamUnreachable
                 }
                 UpstreamError::Exchange(e) => {
@@ -95,7 +99,7 @@ pub async fn forward(
             Refusal::UpstreamBadResponse
         })?;
         // Read in full: the connection can carry the next request.
-        upstreams.put_back(authority, lease);
+        upstreams.put_back(upstream, lease);
         strip_hop_by_hop(&mut head.headers, &[]);
         Ok::<_, Refusal>(Response::from_parts(head, Full::new(body.to_bytes())))
     };

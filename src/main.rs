@@ -307,8 +307,16 @@ fn check(path: &Path, expand: bool) -> anyhow::Result<ExitCode> {
     if expand {
         for route in g.routes.routes() {
             println!(
-                "\nroute {} ({} -> http://{}{})",
-                route.name, route.path, route.upstream.authority, route.upstream.base_path
+                "\nroute {} ({} -> {}://{}{})",
+                route.name,
+                route.path,
+                if route.upstream.tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                },
+                route.upstream.authority,
+                route.upstream.base_path
             );
             if let Some(nets) = &route.allow_ips {
                 let nets: Vec<String> = nets.iter().map(|n| n.to_string()).collect();

@@ -32,13 +32,9 @@ impl Live {
         let route_metrics = metrics.init_routes(gateway.routes.routes().iter().map(|r| r.as_ref()));
         metrics.listeners_loaded(&gateway.listeners);
         let limits = &gateway.limits;
-        let authorities = gateway
-            .routes
-            .routes()
-            .iter()
-            .map(|r| &r.upstream.authority);
+        let upstreams = gateway.routes.routes().iter().map(|r| &r.upstream);
         let upstreams = Arc::new(Upstreams::new(
-            authorities,
+            upstreams,
             limits.upstream_connect_timeout,
             limits.upstream_keepalive,
             previous,
@@ -103,7 +99,7 @@ pub fn reload_file(
 const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// `hookgate run --watch`: asks for a reload (a message on `reload`) when the configuration
-/// file, a `secret_file`/`public_key_file` or a TLS certificate or key it names changes.
+/// file, or a secret, key or certificate file it names (`watched_files`), changes.
 ///
 /// The files are read by path every half second and compared by content, not watched by
 /// inode: editors save by writing a new file and renaming it over the old one, and
@@ -147,7 +143,8 @@ fn fingerprint(path: &std::path::Path) -> [u8; 32] {
 }
 
 /// The files a configuration names: each listener's TLS `cert` and `key`, and each route's
-/// `verify.secret_file` and `verify.public_key_file`, relative to the configuration's
+/// `verify.secret_file`, `verify.public_key_file` and `upstream_tls` files, relative to the
+/// configuration's
 /// directory. Read from the YAML as written, so even a configuration that does not compile
 /// is watched for its fix.
 fn watched_files(path: &std::path::Path, text: &[u8]) -> Vec<std::path::PathBuf> {
@@ -175,6 +172,9 @@ fn watched_files(path: &std::path::Path, text: &[u8]) -> Vec<std::path::PathBuf>
     for r in list("routes") {
         push(r.get("verify").and_then(|v| v.get("secret_file")));
         push(r.get("verify").and_then(|v| v.get("public_key_file")));
+        for file in ["ca_file", "client_cert_file", "client_key_file"] {
+            push(r.get("upstream_tls").and_then(|t| t.get(file)));
+        }
     }
     files
 }
@@ -188,7 +188,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("hookgate-watch-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("gateway.yaml");
-        let text = "listeners:\n  - addr: 127.0.0.1:0\n    tls: { cert: tls/c.pem, key: tls/k.pem }\nroutes:\n  - name: a\n    verify: { preset: lahza, secret_file: a.secret }\n  - name: b\n    verify: { preset: discord, public_key_file: /etc/b.pub }\n";
+        let text = "listeners:\n  - addr: 127.0.0.1:0\n    tls: { cert: tls/c.pem, key: tls/k.pem }\nroutes:\n  - name: a\n    verify: { preset: lahza, secret_file: a.secret }\n  - name: b\n    verify: { preset: discord, public_key_file: /etc/b.pub }\n    upstream_tls: { ca_file: ca.pem }\n";
         std::fs::write(&config, text).unwrap();
         let files = watched_files(&config, text.as_bytes());
         assert_eq!(
@@ -198,6 +198,7 @@ mod tests {
                 dir.join("tls/k.pem"),
                 dir.join("a.secret"),
                 std::path::PathBuf::from("/etc/b.pub"),
+                dir.join("ca.pem"),
             ]
         );
         let before = fingerprint(&config);

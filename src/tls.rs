@@ -1,5 +1,5 @@
 //! TLS for listeners: rustls (ring provider) with TLS 1.2 and 1.3, certificate chain and key
-//! from PEM files, ALPN `h2` and `http/1.1`. Loaded at config compile time, so a bad file is
+//! from PEM files, ALPN `h2` and `http/1.1`; and TLS to `https://` upstreams. Loaded at config compile time, so a bad file is
 //! a configuration error reported by `hookgate check`, not a failure at the first handshake.
 
 use std::path::Path;
@@ -38,6 +38,89 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<ListenerTls, String> {
         config: Arc::new(config),
         expires,
     })
+}
+
+/// TLS to an `https://` upstream: verified against `ca_file`'s certificates, or the system's
+/// trust roots when none is given; with a client certificate when both files are given;
+/// checking `server_name` (default: the URL's host). There is no way to turn verification
+/// off. ALPN offers `http/1.1` (the upstream pool speaks HTTP/1.1).
+pub fn upstream_config(
+    host: &str,
+    server_name: Option<&str>,
+    ca_file: Option<&Path>,
+    client_cert: Option<&Path>,
+    client_key: Option<&Path>,
+) -> Result<crate::config::UpstreamTls, String> {
+    let roots = match ca_file {
+        Some(path) => {
+            let mut roots = rustls::RootCertStore::empty();
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
+            if certs.is_empty() {
+                return Err(format!("no certificate in ca_file {}", path.display()));
+            }
+            for c in certs {
+                roots
+                    .add(c)
+                    .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+            }
+            Arc::new(roots)
+        }
+        None => system_roots()?,
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_root_certificates(roots);
+    let mut config = match (client_cert, client_key) {
+        (None, None) => builder.with_no_client_auth(),
+        (Some(cert), Some(key)) => {
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("cannot read client_cert_file {}: {e}", cert.display()))?;
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| format!("cannot read client_key_file {}: {e}", key.display()))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("client certificate and key do not form a usable pair: {e}"))?
+        }
+        _ => return Err("client_cert_file and client_key_file go together".into()),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let name = server_name.unwrap_or(host);
+    // An IPv6 literal comes bracketed in the URL.
+    let name = name
+        .strip_prefix('[')
+        .and_then(|n| n.strip_suffix(']'))
+        .unwrap_or(name);
+    let server_name = rustls::pki_types::ServerName::try_from(name.to_owned())
+        .map_err(|e| format!("`{name}` is not a DNS name or IP address to verify: {e}"))?;
+    Ok(crate::config::UpstreamTls {
+        config: Arc::new(config),
+        server_name,
+    })
+}
+
+/// The operating system's trust roots, read once.
+fn system_roots() -> Result<Arc<rustls::RootCertStore>, String> {
+    static ROOTS: std::sync::OnceLock<Result<Arc<rustls::RootCertStore>, String>> =
+        std::sync::OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let found = rustls_native_certs::load_native_certs();
+            let mut roots = rustls::RootCertStore::empty();
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                return Err(format!(
+                    "no system trust roots found ({} errors); give upstream_tls.ca_file",
+                    found.errors.len()
+                ));
+            }
+            Ok(Arc::new(roots))
+        })
+        .clone()
 }
 
 /// The certificate's notAfter (RFC 5280 §4.1.2.5) in Unix seconds, read from its DER:

@@ -11,7 +11,7 @@ use ipnet::IpNet;
 
 use super::file::{
     RawConfig, RawLimits, RawLog, RawPart, RawReplay, RawReplayKey, RawReplayStore, RawRoute,
-    RawRouteLimits, RawTimestamp, RawVerify,
+    RawRouteLimits, RawTimestamp, RawUpstreamTls, RawVerify,
 };
 use super::secret::{self, Origin};
 use super::{
@@ -379,7 +379,13 @@ fn compile_route(
             )
             .collect(),
     };
-    let upstream = parse_upstream(&raw.upstream, &format!("{label}.upstream"), r);
+    let upstream = parse_upstream(
+        &raw.upstream,
+        raw.upstream_tls.as_ref(),
+        base,
+        &format!("{label}.upstream"),
+        r,
+    );
     let allow_ips = raw.allow_ips.as_ref().map(|list| {
         if list.is_empty() {
             r.error(
@@ -1251,7 +1257,13 @@ fn parse_duration(s: &str, loc: &str, r: &mut Report) -> Option<Duration> {
     }
 }
 
-fn parse_upstream(s: &str, loc: &str, r: &mut Report) -> Option<Upstream> {
+fn parse_upstream(
+    s: &str,
+    tls: Option<&RawUpstreamTls>,
+    base: &Path,
+    loc: &str,
+    r: &mut Report,
+) -> Option<Upstream> {
     let uri: http::Uri = match s.parse() {
         Ok(u) => u,
         Err(e) => {
@@ -1259,13 +1271,17 @@ fn parse_upstream(s: &str, loc: &str, r: &mut Report) -> Option<Upstream> {
             return None;
         }
     };
-    if uri.scheme_str() != Some("http") {
-        r.error(
-            loc,
-            format!("`{s}`: upstream must be an http:// URL (the app behind the gateway)"),
-        );
-        return None;
-    }
+    let https = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => {
+            r.error(
+                loc,
+                format!("`{s}`: upstream must be an http:// or https:// URL (the app behind the gateway)"),
+            );
+            return None;
+        }
+    };
     if uri.query().is_some() {
         r.error(loc, "upstream URL must not have a query");
         return None;
@@ -1292,9 +1308,53 @@ fn parse_upstream(s: &str, loc: &str, r: &mut Report) -> Option<Upstream> {
         );
         return None;
     }
+    let tls_loc = loc.replace(".upstream", ".upstream_tls");
+    let (tls, pool_key) = match (https, tls) {
+        (false, Some(_)) => {
+            r.error(
+                &tls_loc,
+                "set for an http:// upstream; use https:// to use TLS",
+            );
+            return None;
+        }
+        (false, None) => (None, format!("http://{authority}")),
+        (true, raw) => {
+            let default = RawUpstreamTls::default();
+            let raw = raw.unwrap_or(&default);
+            let tls = crate::tls::upstream_config(
+                authority.host(),
+                raw.server_name.as_deref(),
+                raw.ca_file.as_ref().map(|p| base.join(p)).as_deref(),
+                raw.client_cert_file
+                    .as_ref()
+                    .map(|p| base.join(p))
+                    .as_deref(),
+                raw.client_key_file
+                    .as_ref()
+                    .map(|p| base.join(p))
+                    .as_deref(),
+            );
+            match tls {
+                Ok(tls) => {
+                    // Routes share a pool only with the same TLS settings.
+                    let key = format!(
+                        "https://{authority}#{:?}/{:?}/{:?}/{:?}",
+                        raw.server_name, raw.ca_file, raw.client_cert_file, raw.client_key_file
+                    );
+                    (Some(tls), key)
+                }
+                Err(e) => {
+                    r.error(&tls_loc, e);
+                    return None;
+                }
+            }
+        }
+    };
     Some(Upstream {
         authority,
         base_path,
+        tls,
+        pool_key,
     })
 }
 

@@ -178,6 +178,22 @@ pub struct RawRoute {
     /// This route's own body and upstream limits, over the top-level ones.
     #[serde(default)]
     pub limits: Option<RawRouteLimits>,
+    /// TLS to an `https://` upstream: private CA, client certificate, name to verify.
+    #[serde(default)]
+    pub upstream_tls: Option<RawUpstreamTls>,
+}
+
+/// `upstream_tls:` — for `https://` upstreams. No option turns verification off.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamTls {
+    /// PEM CA certificates to trust instead of the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate chain and key, for an app that requires mTLS.
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+    /// The name the app's certificate must carry (and the SNI sent), if not the URL's host.
+    pub server_name: Option<String>,
 }
 
 /// The limits a route may set for itself (e.g. large bodies on one route only).

@@ -207,12 +207,42 @@ impl Limits {
     }
 }
 
-/// A parsed `http://host:port[/base]` upstream.
+/// A parsed `http(s)://host:port[/base]` upstream.
 #[derive(Clone, Debug)]
 pub struct Upstream {
     pub authority: Authority,
     /// Prepended to the request path; empty or starting with `/`, never ending with `/`.
     pub base_path: String,
+    /// `Some` for `https://`: how the connection to the app is secured.
+    pub tls: Option<UpstreamTls>,
+    /// Names the keep-alive pool: routes share connections only if they share this (same
+    /// scheme, authority and TLS settings).
+    pub pool_key: String,
+}
+
+impl Upstream {
+    /// The default port of the scheme when the URL names none.
+    pub fn port(&self) -> u16 {
+        self.authority
+            .port_u16()
+            .unwrap_or(if self.tls.is_some() { 443 } else { 80 })
+    }
+}
+
+/// TLS to an upstream: the trust roots (the system's, or `ca_file`), an optional client
+/// certificate (mTLS), and the name the certificate must carry.
+#[derive(Clone)]
+pub struct UpstreamTls {
+    pub config: Arc<rustls::ClientConfig>,
+    pub server_name: rustls::pki_types::ServerName<'static>,
+}
+
+impl fmt::Debug for UpstreamTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamTls")
+            .field("server_name", &self.server_name)
+            .finish()
+    }
 }
 
 /// One configuration problem and where it is.

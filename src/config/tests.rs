@@ -978,12 +978,12 @@ fn each_broken_route_field_is_one_error_naming_the_field() {
             "not a normalized absolute path",
         ),
         (
-            "https upstream",
+            "ftp upstream",
             with_routes(&[&format!(
-                "{{ name: r, path: /r, upstream: \"https://127.0.0.1:3000\", {LAHZA} }}"
+                "{{ name: r, path: /r, upstream: \"ftp://127.0.0.1:3000\", {LAHZA} }}"
             )]),
             "routes[0] (r).upstream",
-            "upstream must be an http:// URL",
+            "upstream must be an http:// or https:// URL",
         ),
         (
             "upstream without a scheme",
@@ -991,7 +991,7 @@ fn each_broken_route_field_is_one_error_naming_the_field() {
                 "{{ name: r, path: /r, upstream: \"127.0.0.1:3000\", {LAHZA} }}"
             )]),
             "routes[0] (r).upstream",
-            "upstream must be an http:// URL",
+            "upstream must be an http:// or https:// URL",
         ),
         (
             "upstream that is not a URL",
@@ -1208,7 +1208,7 @@ routes:
     verify: { preset: lahza, secret: "${LAHZA_UNSET}" }
   - name: acme
     path: webhooks/acme
-    upstream: https://127.0.0.1:3000
+    upstream: ftp://127.0.0.1:3000
     verify: { preset: nope, secret: "${LAHZA_SECRET}" }
   - name: open
     path: /open

@@ -7,6 +7,7 @@ mod admin;
 mod cli;
 mod drain;
 mod hostile;
+mod https_upstream;
 mod providers;
 mod refusals;
 mod reload;

@@ -89,6 +89,16 @@ impl Upstream {
     }
 
     pub async fn start_with(reply: Reply) -> Upstream {
+        Upstream::start_inner(reply, None).await
+    }
+
+    /// An HTTPS upstream: every connection goes through `tls` first (a handshake that fails
+    /// records nothing).
+    pub async fn start_tls(tls: tokio_rustls::TlsAcceptor) -> Upstream {
+        Upstream::start_inner(Reply::default(), Some(tls)).await
+    }
+
+    async fn start_inner(reply: Reply, tls: Option<tokio_rustls::TlsAcceptor>) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -100,6 +110,7 @@ impl Upstream {
                 };
                 let rec = rec.clone();
                 let reply = reply.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<Incoming>| {
                         let rec = rec.clone();
@@ -132,9 +143,17 @@ impl Upstream {
                             Ok::<_, Infallible>(resp)
                         }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                        Some(tls) => {
+                            if let Ok(stream) = tls.accept(stream).await {
+                                let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                            }
+                        }
+                    }
                 });
             }
         });
