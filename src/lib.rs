@@ -31,7 +31,8 @@
 //! - `gateway.rs`: the pipeline. `refusal.rs`: every refusal.
 //! - `reload.rs`: the configuration in force (`Live`), loaded once per request and swapped
 //!   whole on reload.
-//! - `server.rs`, `tls.rs`: listeners, TLS, HTTP versions, graceful shutdown.
+//! - `server.rs`, `tls.rs`, `proxy_protocol.rs`: listeners, TLS (also to upstreams), the
+//!   PROXY protocol, HTTP versions, drain and shutdown.
 //! - `admin.rs`, `metrics.rs`: `/metrics`, `/healthz`, `/readyz`; every metric.
 //! - `logbuf.rs`: log lines buffered off the request path, written by a background thread;
 //!   `log_filter.rs`: `HOOKGATE_LOG`, checked.
@@ -47,6 +48,7 @@ pub mod host;
 pub mod log_filter;
 pub mod logbuf;
 pub mod metrics;
+pub mod proxy_protocol;
 pub mod refusal;
 pub mod reload;
 pub mod replay;

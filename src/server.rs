@@ -104,11 +104,11 @@ impl Running {
         let running = &current.gateway;
         let mut kept = Vec::new();
         let same_listeners = running.listeners.len() == next.listeners.len()
-            && running
-                .listeners
-                .iter()
-                .zip(&next.listeners)
-                .all(|(a, b)| a.addr == b.addr && a.tls.is_some() == b.tls.is_some());
+            && running.listeners.iter().zip(&next.listeners).all(|(a, b)| {
+                a.addr == b.addr
+                    && a.tls.is_some() == b.tls.is_some()
+                    && a.proxy_protocol == b.proxy_protocol
+            });
         if !same_listeners {
             kept.push("listeners");
             next.listeners = running.listeners.clone();
@@ -567,13 +567,26 @@ async fn accept_loop(
         let watcher = graceful.watcher();
         let shared = shared.clone();
         // The certificate in force now: a reload's new one serves the next handshake.
-        let tls = shared.live.load().gateway.listeners[index]
-            .tls
-            .clone()
-            .map(TlsAcceptor::from);
+        let (tls, proxy_protocol) = {
+            let live = shared.live.load();
+            let listener = &live.gateway.listeners[index];
+            (
+                listener.tls.clone().map(TlsAcceptor::from),
+                listener.proxy_protocol,
+            )
+        };
         let conn_shutdown = shutdown.clone();
         tokio::spawn(async move {
             let _permit = (permit, ip_slot);
+            let mut stream = stream;
+            let peer = if proxy_protocol {
+                match proxied_peer(&mut stream, peer, &shared).await {
+                    Some(p) => p,
+                    None => return,
+                }
+            } else {
+                peer
+            };
             serve_connection(stream, peer, tls, shared, watcher, conn_shutdown).await;
         });
     }
@@ -588,6 +601,39 @@ async fn accept_loop(
             in_flight = shared.metrics.in_flight.get(),
             "shutdown grace period over; cutting off what is still running"
         );
+    }
+}
+
+/// On a PROXY-protocol listener: the client address the trusted proxy's header carries (or
+/// the proxy itself, for its own health checks), or `None` when the connection must be
+/// closed: a peer that is not a trusted proxy, or no valid header in time. Both are logged
+/// and counted.
+async fn proxied_peer(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+) -> Option<SocketAddr> {
+    let (trusted, timeout) = {
+        let live = shared.live.load();
+        let g = &live.gateway;
+        (
+            crate::client_ip::is_in(crate::client_ip::canonical(peer.ip()), &g.trusted_proxies),
+            g.limits.header_read_timeout,
+        )
+    };
+    if !trusted {
+        tracing::warn!(%peer, "PROXY protocol listener: peer is not a trusted proxy; closed");
+        count_error(&shared.metrics, "proxy_untrusted");
+        return None;
+    }
+    match crate::proxy_protocol::read_header(stream, timeout).await {
+        Ok(Some(client)) => Some(client),
+        Ok(None) => Some(peer),
+        Err(e) => {
+            tracing::warn!(%peer, error = ?e, "no valid PROXY protocol header; closed");
+            count_error(&shared.metrics, "proxy_protocol");
+            None
+        }
     }
 }
 

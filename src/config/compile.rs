@@ -224,10 +224,19 @@ fn compile_listeners(raw: &RawConfig, base: &Path, r: &mut Report) -> Vec<Listen
             Some(t) => (Some(t.config), t.expires),
             None => (None, None),
         };
+        let proxy_protocol = l.proxy_protocol.unwrap_or(false);
+        if proxy_protocol && raw.client_ip.trusted_proxies.is_empty() {
+            r.error(
+                format!("{loc}.proxy_protocol"),
+                "needs client_ip.trusted_proxies: the header is believed only from those \
+                 peers (your load balancer), so no connection could be accepted",
+            );
+        }
         out.push(Listener {
             addr,
             tls,
             cert_expires,
+            proxy_protocol,
         });
     }
     out

@@ -111,6 +111,9 @@ pub struct RawListener {
     pub addr: String,
     #[serde(default)]
     pub tls: Option<RawTls>,
+    /// Every connection starts with a PROXY protocol (v1 or v2) header from a trusted proxy.
+    #[serde(default)]
+    pub proxy_protocol: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

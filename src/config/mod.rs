@@ -80,6 +80,8 @@ pub struct Listener {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// When the certificate expires, in Unix seconds (TLS listeners).
     pub cert_expires: Option<i64>,
+    /// Every connection starts with a PROXY protocol header (from `trusted_proxies` only).
+    pub proxy_protocol: bool,
 }
 
 impl fmt::Debug for Listener {
@@ -87,6 +89,7 @@ impl fmt::Debug for Listener {
         f.debug_struct("Listener")
             .field("addr", &self.addr)
             .field("tls", &self.tls.is_some())
+            .field("proxy_protocol", &self.proxy_protocol)
             .finish()
     }
 }

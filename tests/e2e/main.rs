@@ -9,6 +9,7 @@ mod drain;
 mod hostile;
 mod https_upstream;
 mod providers;
+mod proxy_protocol;
 mod refusals;
 mod reload;
 mod replay;
