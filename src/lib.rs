@@ -28,7 +28,8 @@
 //! - `host.rs`, `routes.rs`, `client_ip.rs`, `body.rs`, `replay.rs`, `forward.rs`: one
 //!   pipeline step each;
 //!   `upstream.rs`: the keep-alive connections to each upstream.
-//! - `gateway.rs`: the pipeline. `refusal.rs`: every refusal.
+//! - `gateway.rs`: the pipeline and its access-log line. `refusal.rs`: every refusal.
+//!   `request_id.rs`: each request's `X-Request-Id`.
 //! - `reload.rs`: the configuration in force (`Live`), loaded once per request and swapped
 //!   whole on reload.
 //! - `server.rs`, `tls.rs`, `proxy_protocol.rs`: listeners, TLS (also to upstreams), the
