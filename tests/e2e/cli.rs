@@ -14,6 +14,15 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hookgate"))
 }
 
+/// Sends `kill -SIG` to the child, with the shell's built-in kill (no procps needed).
+fn signal(child: &std::process::Child, sig: &str) {
+    let status = Command::new("sh")
+        .args(["-c", &format!("kill -{sig} {}", child.id())])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{sig}");
+}
+
 fn temp_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("hookgate-cli-{}-{tag}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
@@ -192,12 +201,7 @@ async fn run_and_sign_work_together_like_the_walkthrough() {
     assert_eq!(upstream.count(), 1);
 
     // SIGTERM: graceful shutdown, exit status 0.
-    // The shell's built-in kill: no dependency on a procps binary.
-    let status = Command::new("sh")
-        .args(["-c", &format!("kill -TERM {}", child.id())])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    signal(&child, "TERM");
     let mut waited = Duration::ZERO;
     let exit = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -360,13 +364,7 @@ async fn sighup_reloads_a_rotated_secret_file_and_keeps_running() {
     let url = format!("http://{addr}/hooks/lahza");
     let body = b"{\"id\":1}";
     let sig = |secret: &str| hex::encode(hmac_sha256(secret, &[body]));
-    let hup = |child: &std::process::Child| {
-        let status = Command::new("sh")
-            .args(["-c", &format!("kill -HUP {}", child.id())])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    };
+    let hup = |child: &std::process::Child| signal(child, "HUP");
     let wait_for = |what: &str| loop {
         let line = log
             .recv_timeout(Duration::from_secs(10))
@@ -411,9 +409,7 @@ async fn sighup_reloads_a_rotated_secret_file_and_keeps_running() {
         StatusCode::OK
     );
     assert!(child.try_wait().unwrap().is_none(), "still running");
-    let _ = Command::new("sh")
-        .args(["-c", &format!("kill -TERM {}", child.id())])
-        .status();
+    signal(&child, "TERM");
     let exit = child.wait().unwrap();
     assert!(exit.success());
 }
@@ -472,9 +468,7 @@ async fn watch_reloads_a_secret_swapped_like_a_kubernetes_volume() {
             .status,
         StatusCode::OK
     );
-    let _ = Command::new("sh")
-        .args(["-c", &format!("kill -TERM {}", child.id())])
-        .status();
+    signal(&child, "TERM");
     assert!(child.wait().unwrap().success());
 }
 
@@ -608,9 +602,7 @@ async fn each_request_has_an_id_and_one_access_log_line_with_every_field() {
     ] {
         assert!(line.contains(&field), "{field} in {line}");
     }
-    let _ = Command::new("sh")
-        .args(["-c", &format!("kill -TERM {}", child.id())])
-        .status();
+    signal(&child, "TERM");
     assert!(child.wait().unwrap().success());
 }
 
@@ -690,9 +682,7 @@ async fn json_log_lines_parse_and_a_reload_changes_the_level() {
 
     // Reload with level warn: forwards no longer log, refusals still do.
     std::fs::write(&config, text("warn")).unwrap();
-    let _ = Command::new("sh")
-        .args(["-c", &format!("kill -HUP {}", child.id())])
-        .status();
+    signal(&child, "HUP");
     next(&|v| {
         v["message"]
             .as_str()
@@ -711,8 +701,6 @@ async fn json_log_lines_parse_and_a_reload_changes_the_level() {
         "the forward's INFO line is filtered out: {line}"
     );
     assert_eq!(line["level"], "WARN");
-    let _ = Command::new("sh")
-        .args(["-c", &format!("kill -TERM {}", child.id())])
-        .status();
+    signal(&child, "TERM");
     assert!(child.wait().unwrap().success());
 }

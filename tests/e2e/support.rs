@@ -206,26 +206,20 @@ impl Gateway {
             env.get(n).cloned()
         })
         .unwrap_or_else(|e| panic!("test config must compile: {e}"));
-        let metrics = Arc::new(Metrics::new());
-        let running = server::start(loaded.gateway, metrics.clone(), clock)
-            .await
-            .unwrap();
-        Gateway {
-            addr: running.listen_addrs[0],
-            listen_addrs: running.listen_addrs.clone(),
-            admin: running.admin_addr,
-            metrics,
-            running: Some(running),
-        }
+        Gateway::serve(loaded, clock).await
     }
 
     /// Starts the real server from a configuration file, as `hookgate run -c FILE` does.
     pub async fn start_file(path: &std::path::Path) -> Gateway {
         let loaded = hookgate::config::load(path)
             .unwrap_or_else(|e| panic!("test config must compile: {e}"));
+        Gateway::serve(loaded, SystemTime::now).await
+    }
+
+    async fn serve(loaded: hookgate::config::Loaded, clock: Clock) -> Gateway {
         let metrics = Arc::new(Metrics::new());
         metrics.config_loaded(&loaded.sha256);
-        let running = server::start(loaded.gateway, metrics.clone(), SystemTime::now)
+        let running = server::start(loaded.gateway, metrics.clone(), clock)
             .await
             .unwrap();
         Gateway {
