@@ -92,7 +92,8 @@ async fn https_upstreams_are_verified_pooled_and_fail_as_502() {
     let port = app.addr.port();
     let mport = mtls_app.addr.port();
     let yaml = format!(
-        "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nroutes:\n{}{}{}{}{}",
+        // One worker: each worker has its own pool, and the reuse below is within one.
+        "workers: 1\nlisteners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nroutes:\n{}{}{}{}{}",
         route(
             "private-ca",
             &format!("https://localhost:{port}"),
