@@ -44,6 +44,10 @@ pub struct Shared {
 pub struct Conn {
     pub peer: SocketAddr,
     pub tls: bool,
+    /// The peer was read from a PROXY protocol header (or is the balancer itself, on its
+    /// own `LOCAL` connections). No `X-Forwarded-For` is believed on such a connection: an
+    /// L4 balancer adds none, so any there came from the client.
+    pub proxied: bool,
 }
 
 /// Handles one request end to end. Never fails: every problem is a response.
@@ -62,7 +66,12 @@ pub async fn handle(
     let version = req.version();
     let mut in_flight = InFlight::new(shared, &method, &path, started);
     let request_id = request_id::of(req.headers_mut());
-    let client = client_ip::client_ip(conn.peer.ip(), &live.gateway.trusted_proxies, req.headers());
+    let trusted: &[ipnet::IpNet] = if conn.proxied {
+        &[]
+    } else {
+        &live.gateway.trusted_proxies
+    };
+    let client = client_ip::client_ip(conn.peer.ip(), trusted, req.headers());
 
     let mut trace = Trace::default();
     let result = pipeline(shared, &live, conn, client, req, &mut trace).await;
@@ -370,7 +379,7 @@ async fn pipeline(
     let peer = client_ip::canonical(conn.peer.ip());
     let hop = Hop {
         peer,
-        peer_trusted: client_ip::is_in(peer, &gateway.trusted_proxies),
+        peer_trusted: !conn.proxied && client_ip::is_in(peer, &gateway.trusted_proxies),
         proto: if conn.tls { "https" } else { "http" },
     };
     let exchange = {

@@ -52,15 +52,20 @@ async fn read(stream: &mut TcpStream) -> Result<Option<SocketAddr>, ProxyError> 
         if n == 0 {
             return Err(ProxyError::Closed);
         }
+        // A v1 line is complete only with its CRLF: parsed earlier, a line cut right after
+        // a port reads as a (final) error rather than as incomplete.
+        let v1_unfinished =
+            buf[..n].starts_with(b"PROXY ") && !buf[..n].windows(2).any(|w| w == b"\r\n");
         let parsed = HeaderResult::parse(&buf[..n]);
-        if parsed.is_incomplete() {
+        if v1_unfinished || parsed.is_incomplete() {
             if n == buf.len() {
                 return Err(ProxyError::Malformed(format!(
                     "header over {MAX_HEADER} bytes"
                 )));
             }
-            // Rare (balancers send the header in one segment): wait for more bytes.
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            // Rare (balancers send the header in one segment): wait for more bytes. Only a
+            // trusted peer gets here, and only until header_read_timeout.
+            tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         }
         let (len, address) = match parsed {

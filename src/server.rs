@@ -576,18 +576,37 @@ async fn accept_loop(
             )
         };
         let conn_shutdown = shutdown.clone();
+        let per_ip_for_proxied = per_ip.clone();
         tokio::spawn(async move {
             let _permit = (permit, ip_slot);
             let mut stream = stream;
-            let peer = if proxy_protocol {
-                match proxied_peer(&mut stream, peer, &shared).await {
-                    Some(p) => p,
-                    None => return,
-                }
-            } else {
-                peer
+            let mut conn = Conn {
+                peer,
+                tls: false,
+                proxied: false,
             };
-            serve_connection(stream, peer, tls, shared, watcher, conn_shutdown).await;
+            // On a PROXY listener the carried client takes a per-address slot of its own (the
+            // balancer's, taken above, is exempt as a trusted proxy).
+            let mut _client_slot = None;
+            if proxy_protocol {
+                let Some(client) = proxied_peer(&mut stream, peer, &shared).await else {
+                    return;
+                };
+                conn = Conn {
+                    peer: client,
+                    tls: false,
+                    proxied: true,
+                };
+                match per_ip_for_proxied.admit(client.ip()) {
+                    Some(slot) => _client_slot = Some(slot),
+                    None => {
+                        tracing::warn!(%client, "too many connections from this address; closed");
+                        count_error(&shared.metrics, "per_ip_limit");
+                        return;
+                    }
+                }
+            }
+            serve_connection(stream, conn, tls, shared, watcher, conn_shutdown).await;
         });
     }
     drop(listener);
@@ -639,7 +658,7 @@ async fn proxied_peer(
 
 async fn serve_connection(
     stream: TcpStream,
-    peer: SocketAddr,
+    conn: Conn,
     tls: Option<TlsAcceptor>,
     shared: Arc<Shared>,
     watcher: Watcher,
@@ -648,15 +667,12 @@ async fn serve_connection(
     let metrics = shared.metrics.clone();
     metrics.connections.inc();
     match tls {
-        None => {
-            let conn = Conn { peer, tls: false };
-            serve_http1(TokioIo::new(stream), conn, &shared, watcher).await;
-        }
+        None => serve_http1(TokioIo::new(stream), conn, &shared, watcher).await,
         // Boxed: the handshake, the TLS stream and an HTTP/2 connection are several KiB that a
         // plain-HTTP connection's task would otherwise carry (and touch) for its whole life.
         Some(acceptor) => {
             Box::pin(serve_tls(
-                stream, peer, acceptor, &shared, watcher, shutdown,
+                stream, conn, acceptor, &shared, watcher, shutdown,
             ))
             .await
         }
@@ -666,7 +682,7 @@ async fn serve_connection(
 
 async fn serve_tls(
     stream: TcpStream,
-    peer: SocketAddr,
+    conn: Conn,
     acceptor: TlsAcceptor,
     shared: &Arc<Shared>,
     watcher: Watcher,
@@ -677,7 +693,7 @@ async fn serve_tls(
     match tokio::time::timeout(budget, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => {
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-            let conn = Conn { peer, tls: true };
+            let conn = Conn { tls: true, ..conn };
             if h2 {
                 serve_http2(TokioIo::new(stream), conn, shared, watcher, shutdown).await;
             } else {
@@ -685,11 +701,11 @@ async fn serve_tls(
             }
         }
         Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            tracing::debug!(peer = %conn.peer, error = %e, "TLS handshake failed");
             count_error(&shared.metrics, "tls_handshake");
         }
         Err(_) => {
-            tracing::debug!(%peer, "TLS handshake timed out");
+            tracing::debug!(peer = %conn.peer, "TLS handshake timed out");
             count_error(&shared.metrics, "tls_handshake");
         }
     }
@@ -882,7 +898,7 @@ mod tests {
     where
         F: FnOnce(
             TcpStream,
-            SocketAddr,
+            Conn,
             Option<TlsAcceptor>,
             Arc<Shared>,
             Watcher,

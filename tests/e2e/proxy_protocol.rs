@@ -67,16 +67,16 @@ async fn the_address_a_trusted_balancer_sends_is_the_client() {
     let mut bytes = b"PROXY TCP4 198.51.100.1 10.0.0.1 51234 443\r\n".to_vec();
     bytes.extend(request());
     assert!(raw(gw.addr, &bytes, wait).await.starts_with("HTTP/1.1 403"));
-    assert_eq!(gw.outcome("lahza", "ip_not_allowed"), 1.0);
-    // The balancer's own connection (LOCAL): the peer is the balancer itself, a trusted
-    // proxy, whose X-Forwarded-For is then believed as from any trusted proxy.
+    // The balancer's own connections (v2 LOCAL, v1 UNKNOWN): the peer is the balancer, and
+    // the X-Forwarded-For on them (which an L4 balancer never writes, so the client did) is
+    // not believed: the allowlist sees the balancer.
     let mut bytes = v2([0, 0, 0, 0], true);
     bytes.extend(request());
-    assert!(raw(gw.addr, &bytes, wait).await.starts_with("HTTP/1.1 200"));
-    assert_eq!(
-        upstream.received()[2].headers["x-forwarded-for"],
-        "203.0.113.99, 127.0.0.1"
-    );
+    assert!(raw(gw.addr, &bytes, wait).await.starts_with("HTTP/1.1 403"));
+    let mut bytes = b"PROXY UNKNOWN\r\n".to_vec();
+    bytes.extend(request());
+    assert!(raw(gw.addr, &bytes, wait).await.starts_with("HTTP/1.1 403"));
+    assert_eq!(gw.outcome("lahza", "ip_not_allowed"), 3.0);
 
     // No header: closed, nothing served.
     assert_eq!(raw(gw.addr, &request(), wait).await, "");
@@ -90,7 +90,55 @@ async fn the_address_a_trusted_balancer_sends_is_the_client() {
         ) == 2.0
     })
     .await;
-    assert_eq!(upstream.count(), 3);
+    assert_eq!(upstream.count(), 2);
+    gw.shutdown().await;
+}
+
+/// A header split after the source port (the v1 line arrives in two segments) is waited
+/// for, not refused; and the carried client, not the balancer, is what
+/// max_connections_per_ip counts.
+#[tokio::test]
+async fn split_headers_are_awaited_and_carried_clients_are_counted_per_address() {
+    use tokio::io::AsyncWriteExt;
+    let upstream = Upstream::start().await;
+    let yaml = config(&upstream.url(), "127.0.0.1/32")
+        .replace("routes:", "limits:\n  max_connections_per_ip: 2\nroutes:");
+    let gw = Gateway::start(&yaml, &[("LAHZA", "lahza-secret")]).await;
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"PROXY TCP4 203.0.113.7 10.0.0.1 5555 ")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut rest = b"443\r\n".to_vec();
+    rest.extend(request());
+    s.write_all(&rest).await.unwrap();
+    let answer = read_until_close(&mut s, Duration::from_secs(3)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // Three connections carrying one client: the third is closed.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        s.write_all(b"PROXY TCP4 198.51.100.1 10.0.0.1 5555 443\r\n")
+            .await
+            .unwrap();
+        held.push(s);
+    }
+    eventually("two carried connections open", || {
+        gw.counter("hookgate_connections_open", &[]) == 2.0
+    })
+    .await;
+    let mut bytes = b"PROXY TCP4 198.51.100.1 10.0.0.1 5555 443\r\n".to_vec();
+    bytes.extend(request());
+    assert_eq!(raw(gw.addr, &bytes, Duration::from_secs(3)).await, "");
+    eventually("counted", || {
+        gw.counter(
+            "hookgate_connection_errors_total",
+            &[("reason", "per_ip_limit")],
+        ) == 1.0
+    })
+    .await;
+    drop(held);
     gw.shutdown().await;
 }
 
