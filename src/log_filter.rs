@@ -56,9 +56,8 @@ mod tests {
             "info",
             "WARN",
             "off",
-            "hookgate=debug",
             "warn,hookgate=debug",
-            "hyper::proto=trace",
+            "info,hyper::proto=trace",
         ] {
             assert_eq!(check(ok), Ok(ok), "{ok}");
         }
