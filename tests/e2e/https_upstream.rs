@@ -204,3 +204,44 @@ fn upstream_tls_settings_are_checked_at_load() {
         "no way to turn verification off: {errs:?}"
     );
 }
+
+/// A CA file replaced in place and reloaded: no connection made under the old CA is used
+/// again (the pool is keyed by the files' contents, not their paths).
+#[tokio::test]
+async fn a_replaced_ca_file_does_not_keep_old_connections_after_a_reload() {
+    let a = pki("reload-a");
+    let b = pki("reload-b");
+    let app = Upstream::start_tls(app_tls(&a, false)).await;
+    let dir = a.dir.join("conf");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(a.dir.join("ca.pem"), dir.join("ca.pem")).unwrap();
+    std::fs::write(dir.join("lahza.secret"), "lahza-secret").unwrap();
+    let config = dir.join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "workers: 1\nlisteners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nroutes:\n  - name: app\n    path: /hooks/app\n    upstream: https://localhost:{}\n    upstream_tls: {{ ca_file: ca.pem }}\n    verify: {{ preset: lahza, secret_file: lahza.secret }}\n",
+            app.addr.port()
+        ),
+    )
+    .unwrap();
+    let gw = Gateway::start_file(&config).await;
+    let body = b"{\"id\":1}";
+    let sig = hex::encode(hmac_sha256("lahza-secret", &[body]));
+    let h = [("x-lahza-signature", sig.as_str())];
+    assert_eq!(
+        post(&gw.url("/hooks/app"), &h, body).await.status,
+        StatusCode::OK
+    );
+
+    std::fs::copy(b.dir.join("ca.pem"), dir.join("ca.pem")).unwrap();
+    assert!(gw.reload(&config));
+    let answer = post(&gw.url("/hooks/app"), &h, body).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::BAD_GATEWAY,
+        "verified anew, under the new CA"
+    );
+    assert_eq!(app.count(), 1);
+    gw.shutdown().await;
+}
