@@ -2,7 +2,7 @@
 //! [`Refusal`]; `handle` turns the outcome into a response, one log line and the metrics.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
@@ -64,8 +64,21 @@ pub async fn handle(
     // The path only: a query string may carry tokens, so it is never logged.
     let path = req.uri().path().to_owned();
     let version = req.version();
-    let mut in_flight = InFlight::new(shared, &method, &path, started);
     let request_id = request_id::of(req.headers_mut());
+    // Set once the route is known: read by the pipeline, and by `InFlight` if the request is
+    // dropped before its answer.
+    let route_seen: OnceLock<Arc<Route>> = OnceLock::new();
+    let mut in_flight = InFlight {
+        shared,
+        live: &live,
+        method: &method,
+        path: &path,
+        request_id: &request_id,
+        route: &route_seen,
+        started,
+        answered: false,
+    };
+    shared.metrics.in_flight.inc();
     let trusted: &[ipnet::IpNet] = if conn.proxied {
         &[]
     } else {
@@ -73,11 +86,16 @@ pub async fn handle(
     };
     let client = client_ip::client_ip(conn.peer.ip(), trusted, req.headers());
 
-    let mut trace = Trace::default();
+    let mut trace = Trace {
+        route: &route_seen,
+        shadowed: None,
+        bytes_in: 0,
+        upstream: None,
+    };
     let result = pipeline(shared, &live, conn, client, req, &mut trace).await;
 
-    let route_name = trace.route.as_ref().map_or(NO_ROUTE, |r| r.name.as_str());
-    let route_metrics = trace.route.as_ref().map(|r| &live.route_metrics[r.index]);
+    let route_name = trace.route.get().map_or(NO_ROUTE, |r| r.name.as_str());
+    let route_metrics = trace.route.get().map(|r| &live.route_metrics[r.index]);
     let elapsed = started.elapsed();
     let (mut response, outcome, reason) = match result {
         // In shadow mode a request that failed a check is counted under the outcome it
@@ -142,10 +160,9 @@ pub async fn handle(
 
 /// What the pipeline learned about a request on its way, for the access log and the
 /// metrics; each step fills in what it knows.
-#[derive(Default)]
-struct Trace {
+struct Trace<'a> {
     /// The route it matched, if any.
-    route: Option<Arc<Route>>,
+    route: &'a OnceLock<Arc<Route>>,
     /// A check that failed on a shadow-mode route, which forwarded it anyway.
     shadowed: Option<Refusal>,
     /// Body bytes read.
@@ -176,14 +193,14 @@ struct AccessLog<'a> {
     outcome: &'static str,
     reason: Option<&'a str>,
     bytes_out: u64,
-    trace: &'a Trace,
+    trace: &'a Trace<'a>,
     elapsed: std::time::Duration,
 }
 
 impl AccessLog<'_> {
     fn write(&self) {
         let upstream = self.trace.upstream.as_ref();
-        let upstream_addr = match (upstream, &self.trace.route) {
+        let upstream_addr = match (upstream, self.trace.route.get()) {
             (Some(_), Some(r)) => r.upstream.authority.as_str(),
             _ => "",
         };
@@ -230,45 +247,66 @@ impl AccessLog<'_> {
     }
 }
 
-/// Counts a request in flight for as long as it lives, including when the client goes away
-/// and hyper drops the handler mid-way. Dropped unanswered while a shutdown is cutting
-/// requests off, it logs the request and counts it as cut off.
+/// Counts a request in flight for as long as it lives, including when hyper drops the
+/// handler mid-way: because the client went away (logged and counted as `client_closed`),
+/// or because a shutdown cut it off (logged and counted as cut off).
 struct InFlight<'a> {
     shared: &'a Shared,
+    live: &'a Live,
     method: &'a http::Method,
     path: &'a str,
+    request_id: &'a HeaderValue,
+    route: &'a OnceLock<Arc<Route>>,
     started: Instant,
     answered: bool,
 }
 
-impl<'a> InFlight<'a> {
-    fn new(shared: &'a Shared, method: &'a http::Method, path: &'a str, started: Instant) -> Self {
-        shared.metrics.in_flight.inc();
-        InFlight {
-            shared,
-            method,
-            path,
-            started,
-            answered: false,
-        }
-    }
-}
-
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.shared.metrics.in_flight.dec();
+        let metrics = &self.shared.metrics;
+        metrics.in_flight.dec();
+        if self.answered {
+            return;
+        }
+        let request_id = self.request_id.to_str().unwrap_or("");
+        let route = self.route.get().map_or(NO_ROUTE, |r| r.name.as_str());
+        let elapsed_ms = self.started.elapsed().as_millis() as u64;
         let drain = &self.shared.drain;
-        if !self.answered && drain.cutting_off.load(std::sync::atomic::Ordering::SeqCst) {
+        if drain.cutting_off.load(std::sync::atomic::Ordering::SeqCst) {
             drain
                 .cut_off
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             tracing::warn!(
+                request_id,
+                route,
                 method = %self.method,
                 path = self.path,
-                elapsed_ms = self.started.elapsed().as_millis() as u64,
+                elapsed_ms,
                 "request cut off: still running when shutdown_grace ran out"
             );
+            return;
         }
+        // The sender hung up first (nginx logs this as 499). A claimed event's forward goes
+        // on in a task of its own, so the app may still receive it.
+        metrics
+            .requests
+            .with_label_values(&[route, "client_closed"])
+            .inc();
+        if let Some(r) = self.route.get() {
+            self.live.route_metrics[r.index]
+                .request_duration
+                .observe(self.started.elapsed().as_secs_f64());
+        }
+        tracing::warn!(
+            request_id,
+            route,
+            method = %self.method,
+            path = self.path,
+            status = 499,
+            outcome = "client_closed",
+            elapsed_ms,
+            "client closed the connection before the answer"
+        );
     }
 }
 
@@ -282,7 +320,7 @@ async fn pipeline(
     conn: Conn,
     client: ClientIp,
     req: Request<Incoming>,
-    trace: &mut Trace,
+    trace: &mut Trace<'_>,
 ) -> Result<(Response<Full<Bytes>>, &'static str), Refusal> {
     let shadowed = &mut trace.shadowed;
     let gateway = &live.gateway;
@@ -293,13 +331,13 @@ async fn pipeline(
     let route = match gateway.routes.lookup(req.method(), req.uri().path()) {
         Match::Found(route) => route.clone(),
         Match::MethodNotAllowed { route, allowed } => {
-            trace.route = Some(route.clone());
+            let _ = trace.route.set(route.clone());
             return Err(Refusal::MethodNotAllowed(allowed));
         }
         Match::NotFound => return Err(Refusal::NoRoute),
         Match::BadPath => return Err(Refusal::BadPath),
     };
-    trace.route = Some(route.clone());
+    let _ = trace.route.set(route.clone());
 
     // Before a single body byte is read.
     if !client_ip::allowed(client, route.allow_ips.as_deref()) {

@@ -348,6 +348,7 @@ impl Metrics {
             let route = r.name.as_str();
             self.requests.with_label_values(&[route, "forwarded"]);
             self.requests.with_label_values(&[route, "duplicate"]);
+            self.requests.with_label_values(&[route, "client_closed"]);
             // Only the outcomes a request that matched this route can have.
             for label in Refusal::LABELS {
                 if !Refusal::BEFORE_ROUTING.contains(label) {
