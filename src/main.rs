@@ -220,7 +220,7 @@ fn run(path: &Path, watch: bool, loaded: Loaded, logging: &Logging) -> anyhow::R
                 _ = wait_for_signal() => break,
                 Some(()) = reloads.recv() => {
                     tracing::info!(config = %path.display(), "reloading");
-                    if let Some(log) = hookgate::reload::reload_file(&running, path) {
+                    if let Some(log) = hookgate::reload::reload_file(&running, path).await {
                         logging.set_level(&log.level);
                     }
                 }

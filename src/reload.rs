@@ -55,25 +55,31 @@ pub type Current = ArcSwap<Live>;
 /// `hookgate check` prints it and `hookgate_config_reloads_total{result="failure"}` and
 /// `hookgate_config_last_reload_successful` say so. Returns the log settings now in force
 /// if it took effect (the caller owns the log filter, and applies the level).
-pub fn reload_file(
+pub async fn reload_file(
     running: &crate::server::Running,
     path: &std::path::Path,
 ) -> Option<crate::config::LogSettings> {
     let metrics = &running.metrics;
-    let loaded = match crate::config::load(path) {
-        Ok(loaded) => loaded,
-        Err(errors) => {
+    let failed = |why: &str| {
+        tracing::error!("reload failed ({why}); still serving the previous configuration");
+        metrics.config_reloads.with_label_values(&["failure"]).inc();
+        metrics.config_last_reload_successful.set(0);
+        None
+    };
+    // Files are read off the runtime's threads, and not forever: a secret on a stalled
+    // network mount must not stop the gateway serving.
+    let owned = path.to_owned();
+    let read = tokio::task::spawn_blocking(move || crate::config::load(&owned));
+    let loaded = match tokio::time::timeout(RELOAD_READ_LIMIT, read).await {
+        Err(_) => return failed("reading the configuration and its files took over 10 s"),
+        Ok(Err(_)) => return failed("the reading thread failed"),
+        Ok(Ok(Err(errors))) => {
             for e in &errors.0 {
                 tracing::error!("{}: {e}", path.display());
             }
-            tracing::error!(
-                errors = errors.0.len(),
-                "reload failed; still serving the previous configuration"
-            );
-            metrics.config_reloads.with_label_values(&["failure"]).inc();
-            metrics.config_last_reload_successful.set(0);
-            return None;
+            return failed(&format!("{} errors", errors.0.len()));
         }
+        Ok(Ok(Ok(loaded))) => loaded,
     };
     for w in &loaded.warnings {
         tracing::warn!("{}: {w}", path.display());
@@ -94,6 +100,9 @@ pub fn reload_file(
     }
     Some(log)
 }
+
+/// How long a reload may take to read the configuration and its files.
+const RELOAD_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How often `--watch` looks at the files.
 const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
@@ -132,12 +141,18 @@ pub async fn watch(path: std::path::PathBuf, reload: tokio::sync::mpsc::Sender<(
 /// counts as empty (its absence is the compiler's to report).
 fn fingerprint(path: &std::path::Path) -> [u8; 32] {
     use sha2::Digest as _;
+    // Only regular files are read: a FIFO would block this thread for good.
+    let read = |p: &std::path::Path| match std::fs::metadata(p) {
+        Ok(m) if m.is_file() => std::fs::read(p).unwrap_or_default(),
+        Ok(_) => b"(not a regular file)".to_vec(),
+        Err(_) => Vec::new(),
+    };
     let mut hash = sha2::Sha256::new();
-    let text = std::fs::read(path).unwrap_or_default();
+    let text = read(path);
     hash.update(&text);
     for file in watched_files(path, &text) {
         hash.update(file.as_os_str().as_encoded_bytes());
-        hash.update(std::fs::read(&file).unwrap_or_default());
+        hash.update(read(&file));
     }
     hash.finalize().into()
 }

@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::config::secret::regular_file;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -17,6 +18,8 @@ pub struct ListenerTls {
 
 /// Builds the server config for one listener; the error names the file and what is wrong.
 pub fn server_config(cert: &Path, key: &Path) -> Result<ListenerTls, String> {
+    regular_file(cert, "certificate chain")?;
+    regular_file(key, "private key")?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .map_err(|e| format!("cannot read certificate chain {}: {e}", cert.display()))?;
@@ -51,6 +54,15 @@ pub fn upstream_config(
     client_cert: Option<&Path>,
     client_key: Option<&Path>,
 ) -> Result<crate::config::UpstreamTls, String> {
+    for (file, what) in [
+        (ca_file, "ca_file"),
+        (client_cert, "client_cert_file"),
+        (client_key, "client_key_file"),
+    ] {
+        if let Some(path) = file {
+            regular_file(path, what)?;
+        }
+    }
     let roots = match ca_file {
         Some(path) => {
             let mut roots = rustls::RootCertStore::empty();

@@ -1818,3 +1818,32 @@ fn the_log_block_is_checked_like_hookgate_log() {
     assert_eq!(locations, ["log.format", "log.level"], "{errs:?}");
     assert!(errs[1].message.contains("`warning` is not a level"));
 }
+
+/// A secret "file" that is a FIFO would block the reader for good (on a reload, the
+/// gateway): only regular files are read.
+#[cfg(unix)]
+#[test]
+fn a_secret_file_that_is_not_a_regular_file_is_an_error_not_a_hang() {
+    let dir = temp_dir("fifo");
+    let fifo = dir.join("secret.fifo");
+    let _ = std::fs::remove_file(&fifo);
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let errs = match compile(
+        &verified("preset: lahza, secret_file: secret.fifo"),
+        &dir,
+        &env,
+    ) {
+        Ok(_) => panic!("a FIFO was read as a secret"),
+        Err(ConfigErrors(e)) => e,
+    };
+    assert_single_error(
+        "fifo",
+        &errs,
+        "routes[0] (r).verify.secret_file",
+        "is not a regular file",
+    );
+}

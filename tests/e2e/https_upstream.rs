@@ -235,7 +235,7 @@ async fn a_replaced_ca_file_does_not_keep_old_connections_after_a_reload() {
     );
 
     std::fs::copy(b.dir.join("ca.pem"), dir.join("ca.pem")).unwrap();
-    assert!(gw.reload(&config));
+    assert!(gw.reload(&config).await);
     let answer = post(&gw.url("/hooks/app"), &h, body).await;
     assert_eq!(
         answer.status,

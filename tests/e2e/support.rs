@@ -232,8 +232,10 @@ impl Gateway {
     }
 
     /// Reloads from `path`, as SIGHUP does; whether it took effect.
-    pub fn reload(&self, path: &std::path::Path) -> bool {
-        hookgate::reload::reload_file(self.running.as_ref().expect("running"), path).is_some()
+    pub async fn reload(&self, path: &std::path::Path) -> bool {
+        hookgate::reload::reload_file(self.running.as_ref().expect("running"), path)
+            .await
+            .is_some()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -221,7 +221,7 @@ async fn a_renewed_certificate_is_served_after_a_reload() {
 
     std::fs::copy(new.dir.join("cert.pem"), dir.join("cert.pem")).unwrap();
     std::fs::copy(new.dir.join("key.pem"), dir.join("key.pem")).unwrap();
-    assert!(gw.reload(&config));
+    assert!(gw.reload(&config).await);
     assert!(handshake(&new).await, "served on the next handshake");
     assert!(!handshake(&old).await);
     // The expiry metric follows the certificate in force.
