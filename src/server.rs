@@ -103,16 +103,32 @@ impl Running {
         let current = self.shared[0].live.load_full();
         let running = &current.gateway;
         let mut kept = Vec::new();
-        let same_listeners = running.listeners.len() == next.listeners.len()
-            && running.listeners.iter().zip(&next.listeners).all(|(a, b)| {
-                a.addr == b.addr
-                    && a.tls.is_some() == b.tls.is_some()
-                    && a.proxy_protocol == b.proxy_protocol
-            });
-        if !same_listeners {
-            kept.push("listeners");
-            next.listeners = running.listeners.clone();
+        // Listeners stay where they are (their accept loops index them by position); each
+        // keeps its place and takes its new settings (a renewed certificate) if the new
+        // configuration has one at the same address, with TLS and proxy_protocol as before.
+        let mut unmatched = running.listeners.len() != next.listeners.len();
+        let listeners = running
+            .listeners
+            .iter()
+            .map(|old| {
+                let same = next.listeners.iter().find(|n| {
+                    n.addr == old.addr
+                        && n.tls.is_some() == old.tls.is_some()
+                        && n.proxy_protocol == old.proxy_protocol
+                });
+                match same {
+                    Some(n) => n.clone(),
+                    None => {
+                        unmatched = true;
+                        old.clone()
+                    }
+                }
+            })
+            .collect();
+        if unmatched {
+            kept.push("listeners (addresses, TLS on or off, proxy_protocol)");
         }
+        next.listeners = listeners;
         if next.admin != running.admin {
             kept.push("admin");
             next.admin = running.admin;

@@ -418,6 +418,7 @@ fn compile_route(
         shape_only: false,
     };
     let preset = raw.verify.as_ref().and_then(|v| v.preset.clone());
+    let raw_had_verify = raw.verify.is_some();
     let scheme = match raw.verify {
         None => {
             if allow_ips.is_none() {
@@ -430,15 +431,22 @@ fn compile_route(
         }
         Some(v) => compile_verify(v, &format!("{label}.verify"), &ctx, r),
     };
-    let replay = raw.replay.as_ref().and_then(|rp| {
-        compile_replay(
-            rp,
-            &format!("{label}.replay"),
-            preset.as_deref(),
-            scheme.as_ref(),
-            r,
-        )
-    });
+    // A verify block that failed has been reported; checking the replay key against the
+    // missing scheme would only add a misleading second error.
+    let verify_failed = raw_had_verify && scheme.is_none();
+    let replay = raw
+        .replay
+        .as_ref()
+        .filter(|_| !verify_failed)
+        .and_then(|rp| {
+            compile_replay(
+                rp,
+                &format!("{label}.replay"),
+                preset.as_deref(),
+                scheme.as_ref(),
+                r,
+            )
+        });
     if r.errors.len() > errors_before {
         return None;
     }
