@@ -475,7 +475,8 @@ impl RouteMetrics {
 /// The standard `process_*` metrics, read from `/proc/self` when `/metrics` is scraped:
 /// nothing on the request path. Elsewhere than Linux they stay at zero.
 struct ProcessMetrics {
-    cpu: prometheus::Gauge,
+    /// A counter, brought up to the kernel's figure at each scrape.
+    cpu: prometheus::Counter,
     resident: IntGauge,
     virtual_memory: IntGauge,
     open_fds: IntGauge,
@@ -487,8 +488,7 @@ impl ProcessMetrics {
     fn new() -> ProcessMetrics {
         let gauge = |name: &str, help: &str| IntGauge::new(name, help).expect("valid metric");
         ProcessMetrics {
-            // A counter by nature; a gauge here because it is set, not added to.
-            cpu: prometheus::Gauge::with_opts(Opts::new(
+            cpu: prometheus::Counter::with_opts(Opts::new(
                 "process_cpu_seconds_total",
                 "User and system CPU time spent, in seconds.",
             ))
@@ -514,7 +514,10 @@ impl ProcessMetrics {
         #[cfg(target_os = "linux")]
         {
             if let Some(stat) = read_stat() {
-                self.cpu.set(stat.cpu_seconds);
+                let behind = stat.cpu_seconds - self.cpu.get();
+                if behind > 0.0 {
+                    self.cpu.inc_by(behind);
+                }
                 self.resident.set(stat.resident_bytes);
                 self.virtual_memory.set(stat.virtual_bytes);
                 self.start_time.set(stat.start_time);
