@@ -123,7 +123,9 @@ class Bench:
         self.procs = {}
         self.ports = {name: free_port() for name in
                       ["upstream", "hookgate", "hookgate_tls", "admin", "nginx", "nginx_tls",
-                       "per_core", "per_core_admin", "shared", "shared_admin"]}
+                       "per_core", "per_core_admin", "shared", "shared_admin",
+                       "hookgate_logs", "hookgate_logs_tls", "admin_logs", "nginx_logs",
+                       "nginx_logs_tls"]}
 
     # ------------------------------------------------------------------ setup
     def start(self):
@@ -133,8 +135,8 @@ class Bench:
         self.start_hookgate()
         self.start_nginx()
 
-    def spawn(self, name, cmd, core, env=None):
-        full_env = dict(os.environ)
+    def spawn(self, name, cmd, core, env=None, env_replace=None):
+        full_env = dict(env_replace if env_replace is not None else os.environ)
         full_env.update(env or {})
         log = open(os.path.join(self.tmp, f"{name}.log"), "w")
         self.procs[name] = subprocess.Popen(
@@ -202,9 +204,29 @@ routes:
         # Per-request info lines off, as nginx runs with access_log off; refusals still log.
         self.spawn("hookgate", [HOOKGATE, "run", "-c", path], PROXY_CORE, {"HOOKGATE_LOG": "warn"})
         wait_port(self.ports["hookgate"])
+        # The same with one JSON access-log line per request (the `1KiB-logs` case), written
+        # to a file as nginx's access log is.
+        logs = (config.replace(str(self.ports["hookgate"]), str(self.ports["hookgate_logs"]))
+                .replace(str(self.ports["hookgate_tls"]), str(self.ports["hookgate_logs_tls"]))
+                .replace(str(self.ports["admin"]), str(self.ports["admin_logs"])))
+        logs = "log: { format: json, level: info }\n" + logs
+        path = os.path.join(self.tmp, "gateway-logs.yaml")
+        with open(path, "w") as f:
+            f.write(logs)
+        env = dict(os.environ)
+        env.pop("HOOKGATE_LOG", None)
+        self.spawn("hookgate_logs", [HOOKGATE, "run", "-c", path], PROXY_CORE, {}, env_replace=env)
+        wait_port(self.ports["hookgate_logs"])
 
     def start_nginx(self):
-        t = self.tmp
+        self.start_one_nginx("nginx", "off", "nginx", "nginx_tls")
+        # With an access log in JSON, to a file (the `1KiB-logs` case).
+        access = f"{self.tmp}/nginx-access.log json"
+        self.start_one_nginx("nginx_logs", access, "nginx_logs", "nginx_logs_tls")
+
+    def start_one_nginx(self, name, access_log, port, tls_port):
+        t = os.path.join(self.tmp, name)
+        os.makedirs(t, exist_ok=True)
         conf = f"""
 worker_processes 1;
 daemon off;
@@ -213,7 +235,10 @@ error_log {t}/nginx-error.log warn;
 worker_rlimit_nofile 65536;
 events {{ worker_connections 20000; }}
 http {{
-  access_log off;
+  log_format json escape=json '{{"time":"$time_iso8601","remote":"$remote_addr","method":"$request_method",'
+    '"uri":"$uri","status":$status,"bytes_in":$request_length,"bytes_out":$bytes_sent,'
+    '"upstream":"$upstream_addr","upstream_ms":"$upstream_response_time","request_time":$request_time}}';
+  access_log {access_log};
   client_body_temp_path {t}/cbt;
   proxy_temp_path {t}/pt;
   fastcgi_temp_path {t}/ft;
@@ -228,8 +253,8 @@ http {{
     keepalive 64;
   }}
   server {{
-    listen 127.0.0.1:{self.ports['nginx']};
-    listen 127.0.0.1:{self.ports['nginx_tls']} ssl;
+    listen 127.0.0.1:{self.ports[port]};
+    listen 127.0.0.1:{self.ports[tls_port]} ssl;
     ssl_certificate {self.cert};
     ssl_certificate_key {self.key};
     location / {{
@@ -243,8 +268,8 @@ http {{
         path = os.path.join(t, "nginx.conf")
         with open(path, "w") as f:
             f.write(conf)
-        self.spawn("nginx", ["nginx", "-c", path], PROXY_CORE)
-        wait_port(self.ports["nginx"])
+        self.spawn(name, ["nginx", "-c", path], PROXY_CORE)
+        wait_port(self.ports[port])
 
     def stop(self):
         for p in self.procs.values():
@@ -278,7 +303,9 @@ http {{
             f.write(LUA.format(body=body_path, headers=headers))
         return path
 
-    def run(self, target, case, script):
+    def run(self, label, case, script):
+        # A case may run other processes under the usual column names (`1KiB-logs`).
+        target = case.get("processes", {}).get(label, label)
         pids = [] if target == "direct" else proc_tree(self.procs[target].pid)
         before = cpu_ticks(pids)
         cmd = ["taskset", "-c", case.get("load_cores", LOAD_CORE), "wrk",
@@ -345,6 +372,10 @@ CASES = [
     {"name": "256KiB", "body": 262144, "conns": 32},
     {"name": "1KiB-1conn", "body": 1024, "conns": 1},
     {"name": "1KiB-https", "body": 1024, "conns": 32, "tls": True},
+    # Access logs on: hookgate one JSON line per request, nginx its access_log in JSON, both
+    # to a file.
+    {"name": "1KiB-logs", "body": 1024, "conns": 32, "only": ["hookgate", "nginx"],
+     "processes": {"hookgate": "hookgate_logs", "nginx": "nginx_logs"}},
     {"name": "refused-bad-signature", "body": 1024, "conns": 32, "bad_signature": True, "only": ["hookgate"]},
     {"name": "refused-denied-ip", "body": 1024, "conns": 32, "denied": True, "only": ["hookgate"]},
     # Runtime shape with 2 workers: nothing pinned, wrk with 2 threads and 64 connections.
@@ -375,6 +406,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--idle-connections", type=int, default=10000)
     ap.add_argument("--cases", default="", help="comma-separated case names (default: all)")
+    ap.add_argument("--results", default=RESULTS,
+                    help="where latest.md and latest.json go (default: bench/results)")
     args = ap.parse_args()
     cases = [c for c in CASES if not args.cases or c["name"] in args.cases.split(",")]
 
@@ -453,10 +486,10 @@ def main():
     lines.append(f"hookgate peak RSS (VmHWM) after the load cases, before the idle test: {load_hwm:,} KiB; "
                  f"after the idle test: {hwm:,} KiB")
     table = "\n".join(lines)
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "latest.json"), "w") as f:
+    os.makedirs(args.results, exist_ok=True)
+    with open(os.path.join(args.results, "latest.json"), "w") as f:
         json.dump(results, f, indent=1)
-    with open(os.path.join(RESULTS, "latest.md"), "w") as f:
+    with open(os.path.join(args.results, "latest.md"), "w") as f:
         f.write(f"{args.rounds} interleaved rounds of {args.duration} s per run; medians. "
                 f"Proxy pinned to core {PROXY_CORE}; wrk (1 thread) and upstream on core {LOAD_CORE} "
                 f"(except the runtime-shape case, where nothing is pinned).\n\n")

@@ -8,7 +8,7 @@
 //! did not give.
 
 use std::net::IpAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -33,9 +33,22 @@ pub struct Hop {
     pub proto: &'static str,
 }
 
-/// Sends the request upstream and returns the upstream's answer, whole, within
-/// the route's `upstream_timeout`, and the status the upstream answered with, if it answered at
-/// all (it may have accepted the event even when relaying its answer then failed).
+/// One exchange with the upstream, as the access log and the replay claim need it.
+#[derive(Debug)]
+pub struct Exchange {
+    /// The upstream's answer, whole, or why there is none.
+    pub result: Result<Response<Full<Bytes>>, Refusal>,
+    /// The status the upstream answered with, if it answered at all (it may have accepted
+    /// the event even when relaying its answer then failed).
+    pub status: Option<http::StatusCode>,
+    /// From sending the request to the whole answer (or the failure).
+    pub latency: Duration,
+    /// For a 502/504: what went wrong, e.g. `connection refused`, for the log line.
+    pub cause: Option<String>,
+}
+
+/// Sends the request upstream and returns the upstream's answer, whole, within the route's
+/// `upstream_timeout`.
 pub async fn forward(
     upstreams: &Upstreams,
     route: &Route,
@@ -44,54 +57,74 @@ pub async fn forward(
     hop: &Hop,
     limits: &Limits,
     metrics: &RouteMetrics,
-) -> (
-    Result<Response<Full<Bytes>>, Refusal>,
-    Option<http::StatusCode>,
-) {
+) -> Exchange {
+    let started = Instant::now();
     let request = match upstream_request(route, parts, body, hop) {
         Ok(r) => r,
-        Err(e) => return (Err(e), None),
+        Err(e) => {
+            return Exchange {
+                result: Err(e),
+                status: None,
+                latency: started.elapsed(),
+                cause: None,
+            }
+        }
     };
-    let started = Instant::now();
     let mut upstream_status = None;
+    let mut cause = None;
     let exchange = async {
-        let authority = &route.upstream.authority;
+        let upstream = &route.upstream;
         let (response, lease) = upstreams
-            .send(authority, request)
+            .send(upstream, request)
             .await
             .map_err(|e| match e {
                 UpstreamError::Connect(e) => {
-                    tracing::debug!(upstream = %authority, error = %e, "upstream connect failed");
+                    cause = Some(format!("connect: {e}"));
+                    Refusal::UpstreamUnreachable
+                }
+                UpstreamError::Tls(e) => {
+                    cause = Some(format!("tls: {e}"));
                     Refusal::UpstreamUnreachable
                 }
                 UpstreamError::Exchange(e) => {
-                    tracing::debug!(upstream = %authority, error = %e, "upstream exchange failed");
+                    cause = Some(format!("exchange: {e}"));
                     Refusal::UpstreamBadResponse
                 }
             })?;
         let (mut head, body) = response.into_parts();
         upstream_status = Some(head.status);
         let limit = usize::try_from(limits.max_response_bytes).unwrap_or(usize::MAX);
-        let body = Limited::new(body, limit)
-            .collect()
-            .await
-            .map_err(|_| Refusal::UpstreamBadResponse)?
-            .to_bytes();
+        let body = Limited::new(body, limit).collect().await.map_err(|e| {
+            cause = Some(format!("answer: {e}"));
+            Refusal::UpstreamBadResponse
+        })?;
         // Read in full: the connection can carry the next request.
-        upstreams.put_back(authority, lease);
+        upstreams.put_back(upstream, lease);
         strip_hop_by_hop(&mut head.headers, &[]);
-        Ok::<_, Refusal>(Response::from_parts(head, Full::new(body)))
+        Ok::<_, Refusal>(Response::from_parts(head, Full::new(body.to_bytes())))
     };
-    let result = match tokio::time::timeout(route.limits.upstream_timeout, exchange).await {
+    let timeout = route.limits.upstream_timeout;
+    let result = match tokio::time::timeout(timeout, exchange).await {
         Ok(r) => r,
-        Err(_) => Err(Refusal::UpstreamTimeout),
+        Err(_) => {
+            cause = Some(format!(
+                "no whole answer within upstream_timeout ({})",
+                humantime::format_duration(timeout)
+            ));
+            Err(Refusal::UpstreamTimeout)
+        }
     };
-    let m = metrics;
-    m.upstream_duration.observe(started.elapsed().as_secs_f64());
+    let latency = started.elapsed();
+    metrics.upstream_duration.observe(latency.as_secs_f64());
     if let Some(status) = upstream_status {
-        m.upstream_status(status);
+        metrics.upstream_status(status);
     }
-    (result, upstream_status)
+    Exchange {
+        result,
+        status: upstream_status,
+        latency,
+        cause,
+    }
 }
 
 /// Builds the upstream request from the client's, moving (not copying) its header map.

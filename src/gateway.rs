@@ -2,7 +2,7 @@
 //! [`Refusal`]; `handle` turns the outcome into a response, one log line and the metrics.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
@@ -18,6 +18,7 @@ use crate::metrics::{Metrics, NO_ROUTE};
 use crate::refusal::Refusal;
 use crate::reload::{Current, Live};
 use crate::replay::{self, Claim, ClaimGuard, OnStoreError, ReplayPolicy, Store};
+use crate::request_id;
 use crate::routes::Match;
 use crate::scheme::{RequestView, VerifyError};
 
@@ -43,13 +44,17 @@ pub struct Shared {
 pub struct Conn {
     pub peer: SocketAddr,
     pub tls: bool,
+    /// The peer was read from a PROXY protocol header (or is the balancer itself, on its
+    /// own `LOCAL` connections). No `X-Forwarded-For` is believed on such a connection: an
+    /// L4 balancer adds none, so any there came from the client.
+    pub proxied: bool,
 }
 
 /// Handles one request end to end. Never fails: every problem is a response.
 pub async fn handle(
     shared: &Arc<Shared>,
     conn: Conn,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let started = Instant::now();
     let metrics = &shared.metrics;
@@ -58,64 +63,68 @@ pub async fn handle(
     let method = req.method().clone();
     // The path only: a query string may carry tokens, so it is never logged.
     let path = req.uri().path().to_owned();
-    let mut in_flight = InFlight::new(shared, &method, &path, started);
-    let client = client_ip::client_ip(conn.peer.ip(), &live.gateway.trusted_proxies, req.headers());
-    let mut route: Option<Arc<Route>> = None;
-    let mut shadowed: Option<Refusal> = None;
+    let version = req.version();
+    let request_id = request_id::of(req.headers_mut());
+    // Set once the route is known: read by the pipeline, and by `InFlight` if the request is
+    // dropped before its answer.
+    let route_seen: OnceLock<Arc<Route>> = OnceLock::new();
+    let mut in_flight = InFlight {
+        shared,
+        live: &live,
+        method: &method,
+        path: &path,
+        request_id: &request_id,
+        route: &route_seen,
+        started,
+        answered: false,
+    };
+    shared.metrics.in_flight.inc();
+    let trusted: &[ipnet::IpNet] = if conn.proxied {
+        &[]
+    } else {
+        &live.gateway.trusted_proxies
+    };
+    let client = client_ip::client_ip(conn.peer.ip(), trusted, req.headers());
 
-    let result = pipeline(shared, &live, conn, client, req, &mut route, &mut shadowed).await;
+    let mut trace = Trace {
+        route: &route_seen,
+        shadowed: None,
+        bytes_in: 0,
+        upstream: None,
+    };
+    let result = pipeline(shared, &live, conn, client, req, &mut trace).await;
 
-    let route_name = route.as_ref().map(|r| r.name.as_str()).unwrap_or(NO_ROUTE);
-    let route_metrics = route.as_ref().map(|r| &live.route_metrics[r.index]);
+    let route_name = trace.route.get().map_or(NO_ROUTE, |r| r.name.as_str());
+    let route_metrics = trace.route.get().map(|r| &live.route_metrics[r.index]);
     let elapsed = started.elapsed();
-    let forwarded = matches!(result, Ok((_, "forwarded")));
-    let response = match result {
-        Ok((response, passed)) => {
-            // In shadow mode a request that failed a check is counted under the outcome it
-            // would have had, so the numbers match what enforcing would have done.
-            let outcome = shadowed.as_ref().map_or(passed, Refusal::label);
-            match (outcome, &route_metrics) {
-                ("forwarded", Some(m)) => m.forwarded.inc(),
-                _ => metrics
-                    .requests
-                    .with_label_values(&[route_name, outcome])
-                    .inc(),
-            }
-            tracing::info!(
-                route = route_name,
-                client = %client,
-                method = %method,
-                path = %path,
-                status = response.status().as_u16(),
-                elapsed_us = elapsed.as_micros() as u64,
-                "{outcome}"
-            );
-            response
-        }
+    let (mut response, outcome, reason) = match result {
+        // In shadow mode a request that failed a check is counted under the outcome it
+        // would have had, so the numbers match what enforcing would have done.
+        Ok((response, passed)) => (
+            response,
+            trace.shadowed.as_ref().map_or(passed, Refusal::label),
+            None,
+        ),
         Err(refusal) => {
-            metrics
-                .requests
-                .with_label_values(&[route_name, refusal.label()])
-                .inc();
             let reason = refusal.reason();
-            tracing::warn!(
-                route = route_name,
-                client = %client,
-                peer = %conn.peer.ip(),
-                method = %method,
-                path = %path,
-                status = refusal.status().as_u16(),
-                outcome = refusal.label(),
-                reason = reason.as_str(),
-                "refused"
-            );
-            refusal_response(&refusal, reason)
+            (
+                refusal_response(&refusal, &reason),
+                refusal.label(),
+                Some(reason),
+            )
         }
     };
+    match (outcome, &route_metrics) {
+        ("forwarded", Some(m)) => m.forwarded.inc(),
+        _ => metrics
+            .requests
+            .with_label_values(&[route_name, outcome])
+            .inc(),
+    }
     match &route_metrics {
         Some(m) => {
             m.request_duration.observe(elapsed.as_secs_f64());
-            if forwarded {
+            if outcome == "forwarded" {
                 m.forwarded_duration.observe(elapsed.as_secs_f64());
             }
         }
@@ -124,49 +133,180 @@ pub async fn handle(
             .with_label_values(&[route_name])
             .observe(elapsed.as_secs_f64()),
     }
+    response
+        .headers_mut()
+        .insert(request_id::X_REQUEST_ID, request_id.clone());
+    AccessLog {
+        request_id: &request_id,
+        route: route_name,
+        client,
+        conn,
+        version,
+        method: &method,
+        path: &path,
+        status: response.status(),
+        outcome,
+        reason: reason.as_deref(),
+        bytes_out: hyper::body::Body::size_hint(response.body())
+            .exact()
+            .unwrap_or(0),
+        trace: &trace,
+        elapsed,
+    }
+    .write();
     in_flight.answered = true;
     response
 }
 
-/// Counts a request in flight for as long as it lives, including when the client goes away
-/// and hyper drops the handler mid-way. Dropped unanswered while a shutdown is cutting
-/// requests off, it logs the request and counts it as cut off.
-struct InFlight<'a> {
-    shared: &'a Shared,
-    method: &'a http::Method,
-    path: &'a str,
-    started: Instant,
-    answered: bool,
+/// What the pipeline learned about a request on its way, for the access log and the
+/// metrics; each step fills in what it knows.
+struct Trace<'a> {
+    /// The route it matched, if any.
+    route: &'a OnceLock<Arc<Route>>,
+    /// A check that failed on a shadow-mode route, which forwarded it anyway.
+    shadowed: Option<Refusal>,
+    /// Body bytes read.
+    bytes_in: u64,
+    /// The exchange with the upstream, if it was tried.
+    upstream: Option<UpstreamCall>,
 }
 
-impl<'a> InFlight<'a> {
-    fn new(shared: &'a Shared, method: &'a http::Method, path: &'a str, started: Instant) -> Self {
-        shared.metrics.in_flight.inc();
-        InFlight {
-            shared,
-            method,
-            path,
-            started,
-            answered: false,
+/// The upstream part of a request's log line.
+struct UpstreamCall {
+    status: Option<http::StatusCode>,
+    latency: std::time::Duration,
+    /// For a 502/504: what went wrong.
+    cause: Option<String>,
+}
+
+/// One access-log line per request, the same fields for forwards and refusals. Refusals,
+/// upstream failures (502/504, with their cause) and upstream 5xx answers are warnings.
+struct AccessLog<'a> {
+    request_id: &'a HeaderValue,
+    route: &'a str,
+    client: ClientIp,
+    conn: Conn,
+    version: http::Version,
+    method: &'a http::Method,
+    path: &'a str,
+    status: http::StatusCode,
+    outcome: &'static str,
+    reason: Option<&'a str>,
+    bytes_out: u64,
+    trace: &'a Trace<'a>,
+    elapsed: std::time::Duration,
+}
+
+impl AccessLog<'_> {
+    fn write(&self) {
+        let upstream = self.trace.upstream.as_ref();
+        let upstream_addr = match (upstream, self.trace.route.get()) {
+            (Some(_), Some(r)) => r.upstream.authority.as_str(),
+            _ => "",
+        };
+        let upstream_ms = upstream.map_or(0.0, |u| u.latency.as_secs_f64() * 1000.0);
+        let upstream_status = upstream.and_then(|u| u.status).map_or(0, |s| s.as_u16());
+        let cause = upstream.and_then(|u| u.cause.as_deref()).unwrap_or("");
+        let protocol = match self.version {
+            http::Version::HTTP_2 => "HTTP/2",
+            http::Version::HTTP_10 => "HTTP/1.0",
+            _ => "HTTP/1.1",
+        };
+        let warn = self.reason.is_some() || upstream_status >= 500;
+        macro_rules! line {
+            ($level:ident) => {
+                tracing::$level!(
+                    request_id = self.request_id.to_str().unwrap_or(""),
+                    route = self.route,
+                    client = %self.client,
+                    peer = %self.conn.peer.ip(),
+                    method = %self.method,
+                    path = self.path,
+                    status = self.status.as_u16(),
+                    outcome = self.outcome,
+                    reason = self.reason.unwrap_or(""),
+                    bytes_in = self.trace.bytes_in,
+                    bytes_out = self.bytes_out,
+                    protocol,
+                    tls = self.conn.tls,
+                    upstream = upstream_addr,
+                    upstream_status,
+                    upstream_ms,
+                    cause,
+                    elapsed_us = self.elapsed.as_micros() as u64,
+                    "{}",
+                    self.outcome
+                )
+            };
+        }
+        if warn {
+            line!(warn);
+        } else {
+            line!(info);
         }
     }
 }
 
+/// Counts a request in flight for as long as it lives, including when hyper drops the
+/// handler mid-way: because the client went away (logged and counted as `client_closed`),
+/// or because a shutdown cut it off (logged and counted as cut off).
+struct InFlight<'a> {
+    shared: &'a Shared,
+    live: &'a Live,
+    method: &'a http::Method,
+    path: &'a str,
+    request_id: &'a HeaderValue,
+    route: &'a OnceLock<Arc<Route>>,
+    started: Instant,
+    answered: bool,
+}
+
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.shared.metrics.in_flight.dec();
+        let metrics = &self.shared.metrics;
+        metrics.in_flight.dec();
+        if self.answered {
+            return;
+        }
+        let request_id = self.request_id.to_str().unwrap_or("");
+        let route = self.route.get().map_or(NO_ROUTE, |r| r.name.as_str());
+        let elapsed_ms = self.started.elapsed().as_millis() as u64;
         let drain = &self.shared.drain;
-        if !self.answered && drain.cutting_off.load(std::sync::atomic::Ordering::SeqCst) {
+        if drain.cutting_off.load(std::sync::atomic::Ordering::SeqCst) {
             drain
                 .cut_off
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             tracing::warn!(
+                request_id,
+                route,
                 method = %self.method,
                 path = self.path,
-                elapsed_ms = self.started.elapsed().as_millis() as u64,
+                elapsed_ms,
                 "request cut off: still running when shutdown_grace ran out"
             );
+            return;
         }
+        // The sender hung up first (nginx logs this as 499). A claimed event's forward goes
+        // on in a task of its own, so the app may still receive it.
+        metrics
+            .requests
+            .with_label_values(&[route, "client_closed"])
+            .inc();
+        if let Some(r) = self.route.get() {
+            self.live.route_metrics[r.index]
+                .request_duration
+                .observe(self.started.elapsed().as_secs_f64());
+        }
+        tracing::warn!(
+            request_id,
+            route,
+            method = %self.method,
+            path = self.path,
+            status = 499,
+            outcome = "client_closed",
+            elapsed_ms,
+            "client closed the connection before the answer"
+        );
     }
 }
 
@@ -180,9 +320,9 @@ async fn pipeline(
     conn: Conn,
     client: ClientIp,
     req: Request<Incoming>,
-    matched: &mut Option<Arc<Route>>,
-    shadowed: &mut Option<Refusal>,
+    trace: &mut Trace<'_>,
 ) -> Result<(Response<Full<Bytes>>, &'static str), Refusal> {
+    let shadowed = &mut trace.shadowed;
     let gateway = &live.gateway;
     crate::host::check(req.version(), req.uri(), req.headers()).map_err(Refusal::BadHost)?;
     if !body::plain_framing(req.headers()) {
@@ -191,13 +331,13 @@ async fn pipeline(
     let route = match gateway.routes.lookup(req.method(), req.uri().path()) {
         Match::Found(route) => route.clone(),
         Match::MethodNotAllowed { route, allowed } => {
-            *matched = Some(route.clone());
+            let _ = trace.route.set(route.clone());
             return Err(Refusal::MethodNotAllowed(allowed));
         }
         Match::NotFound => return Err(Refusal::NoRoute),
         Match::BadPath => return Err(Refusal::BadPath),
     };
-    *matched = Some(route.clone());
+    let _ = trace.route.set(route.clone());
 
     // Before a single body byte is read.
     if !client_ip::allowed(client, route.allow_ips.as_deref()) {
@@ -222,6 +362,7 @@ async fn pipeline(
         &shared.body_budget,
     )
     .await?;
+    trace.bytes_in = body.len() as u64;
 
     let mut signature: Vec<u8> = Vec::new();
     if let Some(scheme) = &route.scheme {
@@ -276,7 +417,7 @@ async fn pipeline(
     let peer = client_ip::canonical(conn.peer.ip());
     let hop = Hop {
         peer,
-        peer_trusted: client_ip::is_in(peer, &gateway.trusted_proxies),
+        peer_trusted: !conn.proxied && client_ip::is_in(peer, &gateway.trusted_proxies),
         proto: if conn.tls { "https" } else { "http" },
     };
     let exchange = {
@@ -295,25 +436,39 @@ async fn pipeline(
             .await
         }
     };
-    let Some((guard, ttl)) = claim else {
-        return exchange.await.0.map(|r| (r, "forwarded"));
+    let exchange = match claim {
+        None => exchange.await,
+        Some((guard, ttl)) => {
+            // A claimed event is forwarded and settled in a task of its own: if the sender
+            // hangs up mid-forward, the app may still take the event, and the claim must
+            // record that answer (or a retry would be delivered a second time).
+            let task = tokio::spawn(async move {
+                let exchange = exchange.await;
+                // Remembered if the app answered 2xx (even if relaying its answer then
+                // failed); otherwise released so the retry goes through.
+                let delivered = exchange.status.is_some_and(|st| st.is_success());
+                guard.settle(delivered, ttl).await;
+                exchange
+            });
+            match task.await {
+                Ok(exchange) => exchange,
+                // Only a panic in the task; the claim guard has released the claim on drop.
+                Err(_) => return Err(Refusal::UpstreamBadResponse),
+            }
+        }
     };
-    // A claimed event is forwarded and settled in a task of its own: if the sender hangs up
-    // mid-forward, the app may still take the event, and the claim must record that answer
-    // (or a retry would be delivered a second time).
-    let task = tokio::spawn(async move {
-        let (result, status) = exchange.await;
-        // Remembered if the app answered 2xx (even if relaying its answer then failed);
-        // otherwise released so the retry goes through.
-        let delivered = status.is_some_and(|st| st.is_success());
-        guard.settle(delivered, ttl).await;
-        result
+    let forward::Exchange {
+        result,
+        status,
+        latency,
+        cause,
+    } = exchange;
+    trace.upstream = Some(UpstreamCall {
+        status,
+        latency,
+        cause,
     });
-    match task.await {
-        Ok(result) => result.map(|r| (r, "forwarded")),
-        // Only a panic in the task; the claim guard has released the claim on drop.
-        Err(_) => Err(Refusal::UpstreamBadResponse),
-    }
+    result.map(|r| (r, "forwarded"))
 }
 
 enum Replay {
@@ -468,8 +623,8 @@ fn check_failed(
 }
 
 /// A refusal as the sender sees it: its status and a one-line plain-text reason.
-fn refusal_response(refusal: &Refusal, reason: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(reason + "\n")));
+fn refusal_response(refusal: &Refusal, reason: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(format!("{reason}\n"))));
     *response.status_mut() = refusal.status();
     let headers = response.headers_mut();
     headers.insert(

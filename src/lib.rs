@@ -28,10 +28,12 @@
 //! - `host.rs`, `routes.rs`, `client_ip.rs`, `body.rs`, `replay.rs`, `forward.rs`: one
 //!   pipeline step each;
 //!   `upstream.rs`: the keep-alive connections to each upstream.
-//! - `gateway.rs`: the pipeline. `refusal.rs`: every refusal.
+//! - `gateway.rs`: the pipeline and its access-log line. `refusal.rs`: every refusal.
+//!   `request_id.rs`: each request's `X-Request-Id`.
 //! - `reload.rs`: the configuration in force (`Live`), loaded once per request and swapped
 //!   whole on reload.
-//! - `server.rs`, `tls.rs`: listeners, TLS, HTTP versions, graceful shutdown.
+//! - `server.rs`, `tls.rs`, `proxy_protocol.rs`: listeners, TLS (also to upstreams), the
+//!   PROXY protocol, HTTP versions, drain and shutdown.
 //! - `admin.rs`, `metrics.rs`: `/metrics`, `/healthz`, `/readyz`; every metric.
 //! - `logbuf.rs`: log lines buffered off the request path, written by a background thread;
 //!   `log_filter.rs`: `HOOKGATE_LOG`, checked.
@@ -47,9 +49,11 @@ pub mod host;
 pub mod log_filter;
 pub mod logbuf;
 pub mod metrics;
+pub mod proxy_protocol;
 pub mod refusal;
 pub mod reload;
 pub mod replay;
+pub mod request_id;
 pub mod routes;
 pub mod scheme;
 pub mod server;

@@ -6,8 +6,8 @@
 const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
 
 /// Checks a filter: comma-separated directives, each a level (`warn`) or `target=level`
-/// (`hookgate=debug`, `hyper=warn`), levels as in [`LEVELS`] in any case. Returns it as is,
-/// or what is wrong and what would be right.
+/// (`hookgate=debug`, `hyper=warn`), levels as in [`LEVELS`] in any case, with at least one
+/// default level. Returns it as is, or what is wrong and what would be right.
 pub fn check(filter: &str) -> Result<&str, String> {
     if filter.trim().is_empty() {
         return Err("empty; use a level: trace, debug, info, warn, error or off".into());
@@ -34,6 +34,15 @@ pub fn check(filter: &str) -> Result<&str, String> {
             ));
         }
     }
+    // Without a default level every target the filter does not name is off: `hyper=warn`
+    // alone, or `Hookgate=warn` (targets are matched case-sensitively), would silence
+    // hookgate's own lines, refusals included.
+    if filter.split(',').all(|d| d.contains('=')) {
+        return Err(format!(
+            "`{filter}` sets no default level, so every other line would be off; add one, \
+             e.g. `warn,{filter}`"
+        ));
+    }
     Ok(filter)
 }
 
@@ -47,9 +56,8 @@ mod tests {
             "info",
             "WARN",
             "off",
-            "hookgate=debug",
             "warn,hookgate=debug",
-            "hyper::proto=trace",
+            "info,hyper::proto=trace",
         ] {
             assert_eq!(check(ok), Ok(ok), "{ok}");
         }

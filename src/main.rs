@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use hookgate::config::{self, Loaded};
+use hookgate::config::{self, Loaded, LogFormat, LogSettings};
 use hookgate::routes::PathPattern;
 use hookgate::scheme::{SigningKey, TimestampSource};
 
@@ -79,35 +79,42 @@ struct SignArgs {
 }
 
 fn main() -> ExitCode {
-    let filter = match std::env::var("HOOKGATE_LOG") {
-        Err(_) => "info".to_owned(),
+    // HOOKGATE_LOG overrides `log.level`; a value that names no level is an error, not silence.
+    let env_level = match std::env::var("HOOKGATE_LOG") {
+        Err(_) => None,
         Ok(value) => match hookgate::log_filter::check(&value) {
-            Ok(f) => f.to_owned(),
+            Ok(f) => Some(f.to_owned()),
             Err(e) => {
                 eprintln!("hookgate: HOOKGATE_LOG={value:?}: {e}");
                 return ExitCode::from(2);
             }
         },
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        // Buffered off the request path; flushed below before the process exits.
-        .with_writer(hookgate::logbuf::BufferedStderr)
-        // Colour only for a person at a terminal; log collectors get plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let cli = Cli::parse();
+    // `run` logs as its configuration's `log:` says; the other commands as text.
+    let (settings, loaded) = match &cli.command {
+        Command::Run { config: path, .. } => match config::load(path) {
+            Ok(loaded) => (loaded.gateway.log.clone(), Some(loaded)),
+            Err(errors) => {
+                eprint!("{}: {errors}", path.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => (LogSettings::default(), None),
+    };
+    let logging = Logging::init(&settings, env_level);
     // A panic's message goes straight to stderr: write the log lines before it first.
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         hookgate::logbuf::flush_if_free();
         default_hook(info);
     }));
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Run { config, watch } => run(&config, watch),
-        Command::Check { config, expand } => check(&config, expand),
-        Command::Sign { config, args } => sign(&config, &args),
-        Command::Presets => presets(),
+    let result = match (cli.command, loaded) {
+        (Command::Run { config, watch }, Some(loaded)) => run(&config, watch, loaded, &logging),
+        (Command::Check { config, expand }, _) => check(&config, expand),
+        (Command::Sign { config, args }, _) => sign(&config, &args),
+        (Command::Presets, _) => presets(),
+        (Command::Run { .. }, None) => unreachable!("run's configuration is loaded above"),
     };
     hookgate::logbuf::flush();
     match result {
@@ -119,17 +126,67 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(path: &Path) -> anyhow::Result<Loaded> {
-    let loaded = config::load(path)
-        .map_err(|e| anyhow::anyhow!("{}{e}", path.display().to_string() + ": "))?;
+/// The log subscriber: lines buffered off the request path (`logbuf`), as text or JSON, with
+/// a level filter a reload can change.
+struct Logging {
+    filter: tracing_subscriber::reload::Handle<
+        tracing_subscriber::EnvFilter,
+        tracing_subscriber::Registry,
+    >,
+    /// `HOOKGATE_LOG` was set: it wins over `log.level`, on reload too.
+    env_override: bool,
+}
+
+impl Logging {
+    fn init(settings: &LogSettings, env_level: Option<String>) -> Logging {
+        use tracing_subscriber::prelude::*;
+        let env_override = env_level.is_some();
+        let level = env_level.unwrap_or_else(|| settings.level.clone());
+        let (filter, handle) =
+            tracing_subscriber::reload::Layer::new(tracing_subscriber::EnvFilter::new(level));
+        let lines = tracing_subscriber::fmt::layer()
+            // Buffered off the request path; flushed before the process exits.
+            .with_writer(hookgate::logbuf::BufferedStderr);
+        let registry = tracing_subscriber::registry().with(filter);
+        match settings.format {
+            // Colour only for a person at a terminal; log collectors get plain text.
+            LogFormat::Text => registry
+                .with(lines.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())))
+                .init(),
+            LogFormat::Json => registry
+                .with(
+                    lines
+                        .json()
+                        .flatten_event(true)
+                        .with_current_span(false)
+                        .with_span_list(false),
+                )
+                .init(),
+        }
+        Logging {
+            filter: handle,
+            env_override,
+        }
+    }
+
+    /// A reload's `log.level`, unless `HOOKGATE_LOG` overrides it.
+    fn set_level(&self, level: &str) {
+        if self.env_override {
+            return;
+        }
+        if let Err(e) = self
+            .filter
+            .reload(tracing_subscriber::EnvFilter::new(level))
+        {
+            tracing::warn!(error = %e, "log level not changed");
+        }
+    }
+}
+
+fn run(path: &Path, watch: bool, loaded: Loaded, logging: &Logging) -> anyhow::Result<ExitCode> {
     for w in &loaded.warnings {
         tracing::warn!("{}: {w}", path.display());
     }
-    Ok(loaded)
-}
-
-fn run(path: &Path, watch: bool) -> anyhow::Result<ExitCode> {
-    let loaded = load(path)?;
     // One worker: a current-thread runtime (no work-stealing, no cross-thread wakeups).
     // Per-core workers run their own runtimes on their own threads; this one keeps only the
     // admin listener and signal handling.
@@ -163,7 +220,9 @@ fn run(path: &Path, watch: bool) -> anyhow::Result<ExitCode> {
                 _ = wait_for_signal() => break,
                 Some(()) = reloads.recv() => {
                     tracing::info!(config = %path.display(), "reloading");
-                    hookgate::reload::reload_file(&running, path);
+                    if let Some(log) = hookgate::reload::reload_file(&running, path).await {
+                        logging.set_level(&log.level);
+                    }
                 }
             }
         }
@@ -248,8 +307,16 @@ fn check(path: &Path, expand: bool) -> anyhow::Result<ExitCode> {
     if expand {
         for route in g.routes.routes() {
             println!(
-                "\nroute {} ({} -> http://{}{})",
-                route.name, route.path, route.upstream.authority, route.upstream.base_path
+                "\nroute {} ({} -> {}://{}{})",
+                route.name,
+                route.path,
+                if route.upstream.tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                },
+                route.upstream.authority,
+                route.upstream.base_path
             );
             if let Some(nets) = &route.allow_ips {
                 let nets: Vec<String> = nets.iter().map(|n| n.to_string()).collect();
@@ -276,7 +343,11 @@ fn check(path: &Path, expand: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn sign(path: &Path, args: &SignArgs) -> anyhow::Result<ExitCode> {
-    let loaded = load(path)?;
+    let loaded = config::load(path)
+        .map_err(|e| anyhow::anyhow!("{}{e}", path.display().to_string() + ": "))?;
+    for w in &loaded.warnings {
+        tracing::warn!("{}: {w}", path.display());
+    }
     let Some(route) = loaded.gateway.routes.get(&args.route) else {
         let names: Vec<&str> = loaded
             .gateway

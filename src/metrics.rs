@@ -69,6 +69,10 @@ pub struct Metrics {
     pub config_last_reload_success: prometheus::Gauge,
     /// 1, labelled with the SHA-256 of the configuration in force.
     pub config_info: IntGaugeVec,
+    /// Each TLS listener's certificate notAfter, by listener address.
+    pub cert_expiry: IntGaugeVec,
+    /// The process's own figures, read from /proc at each scrape (Linux).
+    process: ProcessMetrics,
     /// Keys the memory store dropped to stay within `max_entries`.
     pub replay_memory_evictions: prometheus::IntCounter,
     /// Scrape-time constant 1 with the version label.
@@ -249,6 +253,15 @@ impl Metrics {
             &["sha256"],
         )
         .expect("valid metric");
+        let cert_expiry = IntGaugeVec::new(
+            Opts::new(
+                "hookgate_tls_certificate_expiry_timestamp_seconds",
+                "When each TLS listener's certificate expires (notAfter), in Unix seconds.",
+            ),
+            &["listener"],
+        )
+        .expect("valid metric");
+        let process = ProcessMetrics::new();
         let log_lines_dropped = prometheus::IntCounter::new(
             "hookgate_log_lines_dropped_total",
             "Log lines dropped because stderr was not keeping up.",
@@ -280,6 +293,13 @@ impl Metrics {
             Box::new(config_last_reload_successful.clone()),
             Box::new(config_last_reload_success.clone()),
             Box::new(config_info.clone()),
+            Box::new(cert_expiry.clone()),
+            Box::new(process.cpu.clone()),
+            Box::new(process.resident.clone()),
+            Box::new(process.virtual_memory.clone()),
+            Box::new(process.open_fds.clone()),
+            Box::new(process.max_fds.clone()),
+            Box::new(process.start_time.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -310,6 +330,8 @@ impl Metrics {
             config_last_reload_successful,
             config_last_reload_success,
             config_info,
+            cert_expiry,
+            process,
             build_info,
             verify_duration,
             log_lines_dropped,
@@ -326,6 +348,7 @@ impl Metrics {
             let route = r.name.as_str();
             self.requests.with_label_values(&[route, "forwarded"]);
             self.requests.with_label_values(&[route, "duplicate"]);
+            self.requests.with_label_values(&[route, "client_closed"]);
             // Only the outcomes a request that matched this route can have.
             for label in Refusal::LABELS {
                 if !Refusal::BEFORE_ROUTING.contains(label) {
@@ -386,7 +409,20 @@ impl Metrics {
     }
 
     /// Text exposition for `/metrics`.
+    /// Sets each TLS listener's certificate expiry (at start and on every reload).
+    pub fn listeners_loaded(&self, listeners: &[crate::config::Listener]) {
+        self.cert_expiry.reset();
+        for l in listeners {
+            if let Some(t) = l.cert_expires {
+                self.cert_expiry
+                    .with_label_values(&[&l.addr.to_string()])
+                    .set(t);
+            }
+        }
+    }
+
     pub fn render(&self) -> Vec<u8> {
+        self.process.update();
         // The log buffer counts its drops itself; bring the counter up to date.
         let dropped = crate::logbuf::dropped();
         let counted = self.log_lines_dropped.get();
@@ -434,4 +470,107 @@ impl RouteMetrics {
         let i = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
         self.upstream_class[i].inc();
     }
+}
+
+/// The standard `process_*` metrics, read from `/proc/self` when `/metrics` is scraped:
+/// nothing on the request path. Elsewhere than Linux they stay at zero.
+struct ProcessMetrics {
+    /// A counter, brought up to the kernel's figure at each scrape.
+    cpu: prometheus::Counter,
+    resident: IntGauge,
+    virtual_memory: IntGauge,
+    open_fds: IntGauge,
+    max_fds: IntGauge,
+    start_time: IntGauge,
+}
+
+impl ProcessMetrics {
+    fn new() -> ProcessMetrics {
+        let gauge = |name: &str, help: &str| IntGauge::new(name, help).expect("valid metric");
+        ProcessMetrics {
+            cpu: prometheus::Counter::with_opts(Opts::new(
+                "process_cpu_seconds_total",
+                "User and system CPU time spent, in seconds.",
+            ))
+            .expect("valid metric"),
+            resident: gauge(
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+            ),
+            virtual_memory: gauge(
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes.",
+            ),
+            open_fds: gauge("process_open_fds", "Open file descriptors."),
+            max_fds: gauge("process_max_fds", "Maximum open file descriptors."),
+            start_time: gauge(
+                "process_start_time_seconds",
+                "Start time of the process since the Unix epoch, in seconds.",
+            ),
+        }
+    }
+
+    fn update(&self) {
+        #[cfg(target_os = "linux")]
+        {
+            if let Some(stat) = read_stat() {
+                let behind = stat.cpu_seconds - self.cpu.get();
+                if behind > 0.0 {
+                    self.cpu.inc_by(behind);
+                }
+                self.resident.set(stat.resident_bytes);
+                self.virtual_memory.set(stat.virtual_bytes);
+                self.start_time.set(stat.start_time);
+            }
+            if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+                self.open_fds.set(dir.count() as i64);
+            }
+            if let Ok(limits) = std::fs::read_to_string("/proc/self/limits") {
+                let max = limits
+                    .lines()
+                    .find(|l| l.starts_with("Max open files"))
+                    .and_then(|l| l.split_whitespace().nth(3))
+                    .and_then(|n| n.parse().ok());
+                if let Some(max) = max {
+                    self.max_fds.set(max);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+struct Stat {
+    cpu_seconds: f64,
+    resident_bytes: i64,
+    virtual_bytes: i64,
+    start_time: i64,
+}
+
+/// `/proc/self/stat` (proc(5)): fields after the `)` that ends the command name.
+#[cfg(target_os = "linux")]
+fn read_stat() -> Option<Stat> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // Field n of proc(5) is fields[n - 3] here (fields 1 and 2 are before the `)`).
+    let field = |n: usize| -> Option<f64> { fields.get(n - 3)?.parse().ok() };
+    // SAFETY (both): sysconf only reads a system constant.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as f64;
+    let boot = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse::<f64>()
+        .ok()?;
+    if ticks <= 0.0 || page <= 0.0 {
+        return None;
+    }
+    Some(Stat {
+        cpu_seconds: (field(14)? + field(15)?) / ticks,
+        virtual_bytes: field(23)? as i64,
+        resident_bytes: (field(24)? * page) as i64,
+        start_time: (boot + field(22)? / ticks) as i64,
+    })
 }

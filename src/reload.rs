@@ -30,14 +30,11 @@ impl Live {
     /// for every upstream both use.
     pub fn new(gateway: Arc<Gateway>, metrics: &Metrics, previous: Option<&Upstreams>) -> Live {
         let route_metrics = metrics.init_routes(gateway.routes.routes().iter().map(|r| r.as_ref()));
+        metrics.listeners_loaded(&gateway.listeners);
         let limits = &gateway.limits;
-        let authorities = gateway
-            .routes
-            .routes()
-            .iter()
-            .map(|r| &r.upstream.authority);
+        let upstreams = gateway.routes.routes().iter().map(|r| &r.upstream);
         let upstreams = Arc::new(Upstreams::new(
-            authorities,
+            upstreams,
             limits.upstream_connect_timeout,
             limits.upstream_keepalive,
             previous,
@@ -56,27 +53,38 @@ pub type Current = ArcSwap<Live>;
 /// Reloads the configuration file at `path` into `running` (SIGHUP, `--watch`): compiled
 /// whole first; on any error the running configuration stays, each error is logged as
 /// `hookgate check` prints it and `hookgate_config_reloads_total{result="failure"}` and
-/// `hookgate_config_last_reload_successful` say so. Returns whether it took effect.
-pub fn reload_file(running: &crate::server::Running, path: &std::path::Path) -> bool {
+/// `hookgate_config_last_reload_successful` say so. Returns the log settings now in force
+/// if it took effect (the caller owns the log filter, and applies the level).
+pub async fn reload_file(
+    running: &crate::server::Running,
+    path: &std::path::Path,
+) -> Option<crate::config::LogSettings> {
     let metrics = &running.metrics;
-    let loaded = match crate::config::load(path) {
-        Ok(loaded) => loaded,
-        Err(errors) => {
+    let failed = |why: &str| {
+        tracing::error!("reload failed ({why}); still serving the previous configuration");
+        metrics.config_reloads.with_label_values(&["failure"]).inc();
+        metrics.config_last_reload_successful.set(0);
+        None
+    };
+    // Files are read off the runtime's threads, and not forever: a secret on a stalled
+    // network mount must not stop the gateway serving.
+    let owned = path.to_owned();
+    let read = tokio::task::spawn_blocking(move || crate::config::load(&owned));
+    let loaded = match tokio::time::timeout(RELOAD_READ_LIMIT, read).await {
+        Err(_) => return failed("reading the configuration and its files took over 10 s"),
+        Ok(Err(_)) => return failed("the reading thread failed"),
+        Ok(Ok(Err(errors))) => {
             for e in &errors.0 {
                 tracing::error!("{}: {e}", path.display());
             }
-            tracing::error!(
-                errors = errors.0.len(),
-                "reload failed; still serving the previous configuration"
-            );
-            metrics.config_reloads.with_label_values(&["failure"]).inc();
-            metrics.config_last_reload_successful.set(0);
-            return false;
+            return failed(&format!("{} errors", errors.0.len()));
         }
+        Ok(Ok(Ok(loaded))) => loaded,
     };
     for w in &loaded.warnings {
         tracing::warn!("{}: {w}", path.display());
     }
+    let log = loaded.gateway.log.clone();
     let kept = running.reload(loaded.gateway);
     metrics.config_reloads.with_label_values(&["success"]).inc();
     metrics.config_last_reload_successful.set(1);
@@ -90,14 +98,17 @@ pub fn reload_file(running: &crate::server::Running, path: &std::path::Path) -> 
             kept.join(", ")
         );
     }
-    true
+    Some(log)
 }
+
+/// How long a reload may take to read the configuration and its files.
+const RELOAD_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How often `--watch` looks at the files.
 const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// `hookgate run --watch`: asks for a reload (a message on `reload`) when the configuration
-/// file, a `secret_file`/`public_key_file` or a TLS certificate or key it names changes.
+/// file, or a secret, key or certificate file it names (`watched_files`), changes.
 ///
 /// The files are read by path every half second and compared by content, not watched by
 /// inode: editors save by writing a new file and renaming it over the old one, and
@@ -130,18 +141,25 @@ pub async fn watch(path: std::path::PathBuf, reload: tokio::sync::mpsc::Sender<(
 /// counts as empty (its absence is the compiler's to report).
 fn fingerprint(path: &std::path::Path) -> [u8; 32] {
     use sha2::Digest as _;
+    // Only regular files are read: a FIFO would block this thread for good.
+    let read = |p: &std::path::Path| match std::fs::metadata(p) {
+        Ok(m) if m.is_file() => std::fs::read(p).unwrap_or_default(),
+        Ok(_) => b"(not a regular file)".to_vec(),
+        Err(_) => Vec::new(),
+    };
     let mut hash = sha2::Sha256::new();
-    let text = std::fs::read(path).unwrap_or_default();
+    let text = read(path);
     hash.update(&text);
     for file in watched_files(path, &text) {
         hash.update(file.as_os_str().as_encoded_bytes());
-        hash.update(std::fs::read(&file).unwrap_or_default());
+        hash.update(read(&file));
     }
     hash.finalize().into()
 }
 
 /// The files a configuration names: each listener's TLS `cert` and `key`, and each route's
-/// `verify.secret_file` and `verify.public_key_file`, relative to the configuration's
+/// `verify.secret_file`, `verify.public_key_file` and `upstream_tls` files, relative to the
+/// configuration's
 /// directory. Read from the YAML as written, so even a configuration that does not compile
 /// is watched for its fix.
 fn watched_files(path: &std::path::Path, text: &[u8]) -> Vec<std::path::PathBuf> {
@@ -169,6 +187,9 @@ fn watched_files(path: &std::path::Path, text: &[u8]) -> Vec<std::path::PathBuf>
     for r in list("routes") {
         push(r.get("verify").and_then(|v| v.get("secret_file")));
         push(r.get("verify").and_then(|v| v.get("public_key_file")));
+        for file in ["ca_file", "client_cert_file", "client_key_file"] {
+            push(r.get("upstream_tls").and_then(|t| t.get(file)));
+        }
     }
     files
 }
@@ -182,7 +203,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("hookgate-watch-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("gateway.yaml");
-        let text = "listeners:\n  - addr: 127.0.0.1:0\n    tls: { cert: tls/c.pem, key: tls/k.pem }\nroutes:\n  - name: a\n    verify: { preset: lahza, secret_file: a.secret }\n  - name: b\n    verify: { preset: discord, public_key_file: /etc/b.pub }\n";
+        let text = "listeners:\n  - addr: 127.0.0.1:0\n    tls: { cert: tls/c.pem, key: tls/k.pem }\nroutes:\n  - name: a\n    verify: { preset: lahza, secret_file: a.secret }\n  - name: b\n    verify: { preset: discord, public_key_file: /etc/b.pub }\n    upstream_tls: { ca_file: ca.pem }\n";
         std::fs::write(&config, text).unwrap();
         let files = watched_files(&config, text.as_bytes());
         assert_eq!(
@@ -192,6 +213,7 @@ mod tests {
                 dir.join("tls/k.pem"),
                 dir.join("a.secret"),
                 std::path::PathBuf::from("/etc/b.pub"),
+                dir.join("ca.pem"),
             ]
         );
         let before = fingerprint(&config);

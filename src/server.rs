@@ -93,7 +93,8 @@ impl Running {
     /// the counters are untouched, and no connection is closed.
     ///
     /// What cannot change without a restart (the listener addresses, the admin address,
-    /// `workers`, `runtime`, `max_connections`, the replay store) is kept as it runs, and
+    /// `workers`, `runtime`, `max_connections`, the replay store, the log format) is kept as
+    /// it runs, and
     /// returned by name so the caller can say so. Everything else changes: routes, secrets and
     /// keys (files were re-read by the compiler), TLS certificates, allowlists, trusted
     /// proxies, replay settings of routes, and the other limits (a connection's head and
@@ -102,16 +103,32 @@ impl Running {
         let current = self.shared[0].live.load_full();
         let running = &current.gateway;
         let mut kept = Vec::new();
-        let same_listeners = running.listeners.len() == next.listeners.len()
-            && running
-                .listeners
-                .iter()
-                .zip(&next.listeners)
-                .all(|(a, b)| a.addr == b.addr && a.tls.is_some() == b.tls.is_some());
-        if !same_listeners {
-            kept.push("listeners");
-            next.listeners = running.listeners.clone();
+        // Listeners stay where they are (their accept loops index them by position); each
+        // keeps its place and takes its new settings (a renewed certificate) if the new
+        // configuration has one at the same address, with TLS and proxy_protocol as before.
+        let mut unmatched = running.listeners.len() != next.listeners.len();
+        let listeners = running
+            .listeners
+            .iter()
+            .map(|old| {
+                let same = next.listeners.iter().find(|n| {
+                    n.addr == old.addr
+                        && n.tls.is_some() == old.tls.is_some()
+                        && n.proxy_protocol == old.proxy_protocol
+                });
+                match same {
+                    Some(n) => n.clone(),
+                    None => {
+                        unmatched = true;
+                        old.clone()
+                    }
+                }
+            })
+            .collect();
+        if unmatched {
+            kept.push("listeners (addresses, TLS on or off, proxy_protocol)");
         }
+        next.listeners = listeners;
         if next.admin != running.admin {
             kept.push("admin");
             next.admin = running.admin;
@@ -128,6 +145,11 @@ impl Running {
         if next.replay_store != running.replay_store {
             kept.push("replay_store");
             next.replay_store = running.replay_store.clone();
+        }
+        // The level changes live (the caller swaps the filter); the format does not.
+        if next.log.format != running.log.format {
+            kept.push("log.format");
+            next.log.format = running.log.format;
         }
         self.per_ip.set(
             next.limits.max_connections_per_ip,
@@ -561,14 +583,46 @@ async fn accept_loop(
         let watcher = graceful.watcher();
         let shared = shared.clone();
         // The certificate in force now: a reload's new one serves the next handshake.
-        let tls = shared.live.load().gateway.listeners[index]
-            .tls
-            .clone()
-            .map(TlsAcceptor::from);
+        let (tls, proxy_protocol) = {
+            let live = shared.live.load();
+            let listener = &live.gateway.listeners[index];
+            (
+                listener.tls.clone().map(TlsAcceptor::from),
+                listener.proxy_protocol,
+            )
+        };
         let conn_shutdown = shutdown.clone();
+        let per_ip_for_proxied = per_ip.clone();
         tokio::spawn(async move {
             let _permit = (permit, ip_slot);
-            serve_connection(stream, peer, tls, shared, watcher, conn_shutdown).await;
+            let mut stream = stream;
+            let mut conn = Conn {
+                peer,
+                tls: false,
+                proxied: false,
+            };
+            // On a PROXY listener the carried client takes a per-address slot of its own (the
+            // balancer's, taken above, is exempt as a trusted proxy).
+            let mut _client_slot = None;
+            if proxy_protocol {
+                let Some(client) = proxied_peer(&mut stream, peer, &shared).await else {
+                    return;
+                };
+                conn = Conn {
+                    peer: client,
+                    tls: false,
+                    proxied: true,
+                };
+                match per_ip_for_proxied.admit(client.ip()) {
+                    Some(slot) => _client_slot = Some(slot),
+                    None => {
+                        tracing::warn!(%client, "too many connections from this address; closed");
+                        count_error(&shared.metrics, "per_ip_limit");
+                        return;
+                    }
+                }
+            }
+            serve_connection(stream, conn, tls, shared, watcher, conn_shutdown).await;
         });
     }
     drop(listener);
@@ -585,9 +639,42 @@ async fn accept_loop(
     }
 }
 
+/// On a PROXY-protocol listener: the client address the trusted proxy's header carries (or
+/// the proxy itself, for its own health checks), or `None` when the connection must be
+/// closed: a peer that is not a trusted proxy, or no valid header in time. Both are logged
+/// and counted.
+async fn proxied_peer(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+) -> Option<SocketAddr> {
+    let (trusted, timeout) = {
+        let live = shared.live.load();
+        let g = &live.gateway;
+        (
+            crate::client_ip::is_in(crate::client_ip::canonical(peer.ip()), &g.trusted_proxies),
+            g.limits.header_read_timeout,
+        )
+    };
+    if !trusted {
+        tracing::warn!(%peer, "PROXY protocol listener: peer is not a trusted proxy; closed");
+        count_error(&shared.metrics, "proxy_untrusted");
+        return None;
+    }
+    match crate::proxy_protocol::read_header(stream, timeout).await {
+        Ok(Some(client)) => Some(client),
+        Ok(None) => Some(peer),
+        Err(e) => {
+            tracing::warn!(%peer, error = ?e, "no valid PROXY protocol header; closed");
+            count_error(&shared.metrics, "proxy_protocol");
+            None
+        }
+    }
+}
+
 async fn serve_connection(
     stream: TcpStream,
-    peer: SocketAddr,
+    conn: Conn,
     tls: Option<TlsAcceptor>,
     shared: Arc<Shared>,
     watcher: Watcher,
@@ -596,15 +683,12 @@ async fn serve_connection(
     let metrics = shared.metrics.clone();
     metrics.connections.inc();
     match tls {
-        None => {
-            let conn = Conn { peer, tls: false };
-            serve_http1(TokioIo::new(stream), conn, &shared, watcher).await;
-        }
+        None => serve_http1(TokioIo::new(stream), conn, &shared, watcher).await,
         // Boxed: the handshake, the TLS stream and an HTTP/2 connection are several KiB that a
         // plain-HTTP connection's task would otherwise carry (and touch) for its whole life.
         Some(acceptor) => {
             Box::pin(serve_tls(
-                stream, peer, acceptor, &shared, watcher, shutdown,
+                stream, conn, acceptor, &shared, watcher, shutdown,
             ))
             .await
         }
@@ -614,7 +698,7 @@ async fn serve_connection(
 
 async fn serve_tls(
     stream: TcpStream,
-    peer: SocketAddr,
+    conn: Conn,
     acceptor: TlsAcceptor,
     shared: &Arc<Shared>,
     watcher: Watcher,
@@ -625,7 +709,7 @@ async fn serve_tls(
     match tokio::time::timeout(budget, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => {
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-            let conn = Conn { peer, tls: true };
+            let conn = Conn { tls: true, ..conn };
             if h2 {
                 serve_http2(TokioIo::new(stream), conn, shared, watcher, shutdown).await;
             } else {
@@ -633,11 +717,11 @@ async fn serve_tls(
             }
         }
         Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            tracing::debug!(peer = %conn.peer, error = %e, "TLS handshake failed");
             count_error(&shared.metrics, "tls_handshake");
         }
         Err(_) => {
-            tracing::debug!(%peer, "TLS handshake timed out");
+            tracing::debug!(peer = %conn.peer, "TLS handshake timed out");
             count_error(&shared.metrics, "tls_handshake");
         }
     }
@@ -830,7 +914,7 @@ mod tests {
     where
         F: FnOnce(
             TcpStream,
-            SocketAddr,
+            Conn,
             Option<TlsAcceptor>,
             Arc<Shared>,
             Watcher,

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::body::UpstreamBody;
+use crate::config::Upstream;
 use http::uri::Authority;
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -38,14 +39,18 @@ const REUSE_READY_WAIT: Duration = Duration::from_millis(100);
 pub enum UpstreamError {
     /// No connection could be made: the request was not sent (502).
     Connect(std::io::Error),
+    /// The TLS handshake with an `https://` upstream failed (untrusted or wrong-name
+    /// certificate, mTLS refused): the request was not sent (502).
+    Tls(std::io::Error),
     /// The connection failed while sending or receiving (502).
     Exchange(hyper::Error),
 }
 
 /// The pools of all upstreams, one per distinct `host:port`.
 pub struct Upstreams {
-    /// Shared with the `Upstreams` of a later configuration that keeps the upstream.
-    pools: HashMap<Authority, Arc<Pool>>,
+    /// By `Upstream::pool_key`; shared with the `Upstreams` of a later configuration that
+    /// keeps the upstream.
+    pools: HashMap<String, Arc<Pool>>,
     connect_timeout: Duration,
     max_idle: usize,
 }
@@ -81,13 +86,14 @@ impl Upstreams {
     /// Pools for `authorities`; one that `previous` also served keeps its idle connections
     /// (a reload that leaves an upstream unchanged does not reconnect to it).
     pub fn new<'a>(
-        authorities: impl Iterator<Item = &'a Authority>,
+        upstreams: impl Iterator<Item = &'a Upstream>,
         connect_timeout: Duration,
         max_idle: usize,
         previous: Option<&Upstreams>,
     ) -> Upstreams {
-        let pools = authorities
-            .map(|a| {
+        let pools = upstreams
+            .map(|u| {
+                let a = &u.pool_key;
                 let pool = previous
                     .and_then(|p| p.pools.get(a).cloned())
                     .unwrap_or_else(|| {
@@ -112,14 +118,14 @@ impl Upstreams {
     /// response head with its body still to be read, and the connection it came on.
     pub async fn send(
         &self,
-        authority: &Authority,
+        upstream: &Upstream,
         mut request: Request<UpstreamBody>,
     ) -> Result<(Response<Incoming>, Lease), UpstreamError> {
-        let pool = self.pools.get(authority);
+        let pool = self.pools.get(&upstream.pool_key);
         loop {
             let (mut sender, reused) = match pool.and_then(|p| p.take()) {
                 Some(sender) => (sender, true),
-                None => (self.connect(authority).await?, false),
+                None => (self.connect(upstream).await?, false),
             };
             // A pooled connection is normally ready at once. One that is not (closed while
             // idle, or still sending a body the app answered early without reading) is
@@ -152,11 +158,11 @@ impl Upstreams {
     }
 
     /// Returns a connection whose response was read in full to its pool.
-    pub fn put_back(&self, authority: &Authority, lease: Lease) {
+    pub fn put_back(&self, upstream: &Upstream, lease: Lease) {
         if lease.sender.is_closed() {
             return;
         }
-        if let Some(pool) = self.pools.get(authority) {
+        if let Some(pool) = self.pools.get(&upstream.pool_key) {
             pool.put(lease.sender, self.max_idle);
         }
     }
@@ -172,30 +178,31 @@ impl Upstreams {
 
     async fn connect(
         &self,
-        authority: &Authority,
+        upstream: &Upstream,
     ) -> Result<SendRequest<UpstreamBody>, UpstreamError> {
+        let timed_out = |what: &str| {
+            std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{what} timed out"))
+        };
+        let started = Instant::now();
         let stream = tokio::time::timeout(
             self.connect_timeout,
-            connect_any(authority, self.connect_timeout),
+            connect_any(&upstream.authority, upstream.port(), self.connect_timeout),
         )
         .await
-        .map_err(|_| {
-            UpstreamError::Connect(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "connect timed out",
-            ))
-        })?
+        .map_err(|_| UpstreamError::Connect(timed_out("connect")))?
         .map_err(UpstreamError::Connect)?;
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        let Some(tls) = &upstream.tls else {
+            return handshake(stream).await;
+        };
+        // The TLS handshake gets what is left of the connect timeout.
+        let left = self.connect_timeout.saturating_sub(started.elapsed());
+        let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+        let stream = tokio::time::timeout(left, connector.connect(tls.server_name.clone(), stream))
             .await
-            .map_err(UpstreamError::Exchange)?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "upstream connection ended");
-            }
-        });
-        Ok(sender)
+            .map_err(|_| UpstreamError::Tls(timed_out("TLS handshake")))?
+            .map_err(UpstreamError::Tls)?;
+        handshake(stream).await
     }
 }
 
@@ -234,10 +241,29 @@ impl Idle {
     }
 }
 
+/// An HTTP/1.1 client connection over `io`, driven by a task of its own.
+async fn handshake<I>(io: I) -> Result<SendRequest<UpstreamBody>, UpstreamError>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(UpstreamError::Exchange)?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "upstream connection ended");
+        }
+    });
+    Ok(sender)
+}
+
 /// Connects to the first address of `authority` that accepts. Each address gets an equal
 /// share of `timeout`, so one that drops packets does not use up the time of the others.
-async fn connect_any(authority: &Authority, timeout: Duration) -> std::io::Result<TcpStream> {
-    let port = authority.port_u16().unwrap_or(80);
+async fn connect_any(
+    authority: &Authority,
+    port: u16,
+    timeout: Duration,
+) -> std::io::Result<TcpStream> {
     let host = authority.host();
     // An IPv6 literal comes bracketed in the authority.
     let host = host

@@ -10,13 +10,13 @@ use http::{HeaderName, Method};
 use ipnet::IpNet;
 
 use super::file::{
-    RawConfig, RawLimits, RawPart, RawReplay, RawReplayKey, RawReplayStore, RawRoute,
-    RawRouteLimits, RawTimestamp, RawVerify,
+    RawConfig, RawLimits, RawLog, RawPart, RawReplay, RawReplayKey, RawReplayStore, RawRoute,
+    RawRouteLimits, RawTimestamp, RawUpstreamTls, RawVerify,
 };
 use super::secret::{self, Origin};
 use super::{
-    ConfigError, ConfigErrors, Gateway, Limits, Listener, Loaded, Route, RouteLimits, RuntimeModel,
-    Upstream,
+    ConfigError, ConfigErrors, Gateway, Limits, Listener, Loaded, LogFormat, LogSettings, Route,
+    RouteLimits, RuntimeModel, Upstream,
 };
 use crate::replay::{KeySource, OnStoreError, ReplayPolicy, StoreConfig};
 use crate::routes::{PathPattern, RouteTable};
@@ -102,6 +102,7 @@ pub fn compile(
         .collect();
     let limits = compile_limits(&raw.limits, &mut r);
     let replay_store = compile_replay_store(raw.replay_store.as_ref(), env, &mut r);
+    let log = compile_log(raw.log.as_ref(), &mut r);
 
     let mut routes = Vec::new();
     let mut names = HashSet::new();
@@ -158,10 +159,31 @@ pub fn compile(
             limits,
             routes: RouteTable::new(routes),
             replay_store,
+            log,
         },
         warnings: r.warnings,
         sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes())),
     })
+}
+
+fn compile_log(raw: Option<&RawLog>, r: &mut Report) -> LogSettings {
+    let mut out = LogSettings::default();
+    let Some(raw) = raw else { return out };
+    match raw.format.as_deref() {
+        None | Some("text") => {}
+        Some("json") => out.format = LogFormat::Json,
+        Some(other) => r.error(
+            "log.format",
+            format!("unknown format `{other}`; use text or json"),
+        ),
+    }
+    if let Some(level) = &raw.level {
+        match crate::log_filter::check(level) {
+            Ok(l) => out.level = l.to_owned(),
+            Err(e) => r.error("log.level", e),
+        }
+    }
+    out
 }
 
 fn yaml_location(e: &serde_yaml::Error) -> String {
@@ -198,7 +220,24 @@ fn compile_listeners(raw: &RawConfig, base: &Path, r: &mut Report) -> Vec<Listen
                 }
             },
         };
-        out.push(Listener { addr, tls });
+        let (tls, cert_expires) = match tls {
+            Some(t) => (Some(t.config), t.expires),
+            None => (None, None),
+        };
+        let proxy_protocol = l.proxy_protocol.unwrap_or(false);
+        if proxy_protocol && raw.client_ip.trusted_proxies.is_empty() {
+            r.error(
+                format!("{loc}.proxy_protocol"),
+                "needs client_ip.trusted_proxies: the header is believed only from those \
+                 peers (your load balancer), so no connection could be accepted",
+            );
+        }
+        out.push(Listener {
+            addr,
+            tls,
+            cert_expires,
+            proxy_protocol,
+        });
     }
     out
 }
@@ -349,7 +388,13 @@ fn compile_route(
             )
             .collect(),
     };
-    let upstream = parse_upstream(&raw.upstream, &format!("{label}.upstream"), r);
+    let upstream = parse_upstream(
+        &raw.upstream,
+        raw.upstream_tls.as_ref(),
+        base,
+        &format!("{label}.upstream"),
+        r,
+    );
     let allow_ips = raw.allow_ips.as_ref().map(|list| {
         if list.is_empty() {
             r.error(
@@ -373,6 +418,7 @@ fn compile_route(
         shape_only: false,
     };
     let preset = raw.verify.as_ref().and_then(|v| v.preset.clone());
+    let raw_had_verify = raw.verify.is_some();
     let scheme = match raw.verify {
         None => {
             if allow_ips.is_none() {
@@ -385,15 +431,22 @@ fn compile_route(
         }
         Some(v) => compile_verify(v, &format!("{label}.verify"), &ctx, r),
     };
-    let replay = raw.replay.as_ref().and_then(|rp| {
-        compile_replay(
-            rp,
-            &format!("{label}.replay"),
-            preset.as_deref(),
-            scheme.as_ref(),
-            r,
-        )
-    });
+    // A verify block that failed has been reported; checking the replay key against the
+    // missing scheme would only add a misleading second error.
+    let verify_failed = raw_had_verify && scheme.is_none();
+    let replay = raw
+        .replay
+        .as_ref()
+        .filter(|_| !verify_failed)
+        .and_then(|rp| {
+            compile_replay(
+                rp,
+                &format!("{label}.replay"),
+                preset.as_deref(),
+                scheme.as_ref(),
+                r,
+            )
+        });
     if r.errors.len() > errors_before {
         return None;
     }
@@ -1221,7 +1274,13 @@ fn parse_duration(s: &str, loc: &str, r: &mut Report) -> Option<Duration> {
     }
 }
 
-fn parse_upstream(s: &str, loc: &str, r: &mut Report) -> Option<Upstream> {
+fn parse_upstream(
+    s: &str,
+    tls: Option<&RawUpstreamTls>,
+    base: &Path,
+    loc: &str,
+    r: &mut Report,
+) -> Option<Upstream> {
     let uri: http::Uri = match s.parse() {
         Ok(u) => u,
         Err(e) => {
@@ -1229,13 +1288,17 @@ fn parse_upstream(s: &str, loc: &str, r: &mut Report) -> Option<Upstream> {
             return None;
         }
     };
-    if uri.scheme_str() != Some("http") {
-        r.error(
-            loc,
-            format!("`{s}`: upstream must be an http:// URL (the app behind the gateway)"),
-        );
-        return None;
-    }
+    let https = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => {
+            r.error(
+                loc,
+                format!("`{s}`: upstream must be an http:// or https:// URL (the app behind the gateway)"),
+            );
+            return None;
+        }
+    };
     if uri.query().is_some() {
         r.error(loc, "upstream URL must not have a query");
         return None;
@@ -1262,9 +1325,61 @@ fn parse_upstream(s: &str, loc: &str, r: &mut Report) -> Option<Upstream> {
         );
         return None;
     }
+    let tls_loc = loc.replace(".upstream", ".upstream_tls");
+    let (tls, pool_key) = match (https, tls) {
+        (false, Some(_)) => {
+            r.error(
+                &tls_loc,
+                "set for an http:// upstream; use https:// to use TLS",
+            );
+            return None;
+        }
+        (false, None) => (None, format!("http://{authority}")),
+        (true, raw) => {
+            let default = RawUpstreamTls::default();
+            let raw = raw.unwrap_or(&default);
+            let tls = crate::tls::upstream_config(
+                authority.host(),
+                raw.server_name.as_deref(),
+                raw.ca_file.as_ref().map(|p| base.join(p)).as_deref(),
+                raw.client_cert_file
+                    .as_ref()
+                    .map(|p| base.join(p))
+                    .as_deref(),
+                raw.client_key_file
+                    .as_ref()
+                    .map(|p| base.join(p))
+                    .as_deref(),
+            );
+            match tls {
+                Ok(tls) => {
+                    // Routes share a pool only with the same TLS settings, by content: a CA
+                    // or client certificate replaced in place and reloaded must not keep
+                    // serving connections set up under the old one.
+                    use sha2::Digest as _;
+                    let mut h = sha2::Sha256::new();
+                    h.update(raw.server_name.as_deref().unwrap_or("").as_bytes());
+                    for file in [&raw.ca_file, &raw.client_cert_file, &raw.client_key_file] {
+                        h.update([0u8]);
+                        if let Some(path) = file {
+                            h.update(std::fs::read(base.join(path)).unwrap_or_default());
+                        }
+                    }
+                    let key = format!("https://{authority}#{}", hex::encode(h.finalize()));
+                    (Some(tls), key)
+                }
+                Err(e) => {
+                    r.error(&tls_loc, e);
+                    return None;
+                }
+            }
+        }
+    };
     Some(Upstream {
         authority,
         base_path,
+        tls,
+        pool_key,
     })
 }
 

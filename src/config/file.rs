@@ -28,7 +28,17 @@ pub struct RawConfig {
     #[serde(default)]
     pub replay_store: Option<RawReplayStore>,
     #[serde(default)]
+    pub log: Option<RawLog>,
+    #[serde(default)]
     pub routes: Vec<serde_yaml::Value>,
+}
+
+/// `log:` — `format: text | json`, `level: info` (or a `target=level` filter).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub format: Option<String>,
+    pub level: Option<String>,
 }
 
 /// `replay_store:` — where replay/dedup keys live: `type: memory` (default) or `type: redis`.
@@ -101,6 +111,9 @@ pub struct RawListener {
     pub addr: String,
     #[serde(default)]
     pub tls: Option<RawTls>,
+    /// Every connection starts with a PROXY protocol (v1 or v2) header from a trusted proxy.
+    #[serde(default)]
+    pub proxy_protocol: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -168,6 +181,22 @@ pub struct RawRoute {
     /// This route's own body and upstream limits, over the top-level ones.
     #[serde(default)]
     pub limits: Option<RawRouteLimits>,
+    /// TLS to an `https://` upstream: private CA, client certificate, name to verify.
+    #[serde(default)]
+    pub upstream_tls: Option<RawUpstreamTls>,
+}
+
+/// `upstream_tls:` — for `https://` upstreams. No option turns verification off.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamTls {
+    /// PEM CA certificates to trust instead of the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate chain and key, for an app that requires mTLS.
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+    /// The name the app's certificate must carry (and the SNI sent), if not the URL's host.
+    pub server_name: Option<String>,
 }
 
 /// The limits a route may set for itself (e.g. large bodies on one route only).

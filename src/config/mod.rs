@@ -43,6 +43,33 @@ pub struct Gateway {
     pub routes: RouteTable,
     /// Where replay keys live (used only if some route has `replay:`).
     pub replay_store: StoreConfig,
+    /// How log lines are written.
+    pub log: LogSettings,
+}
+
+/// `log:`: the format of log lines and which are written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A checked filter (`log_filter.rs`); `HOOKGATE_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> LogSettings {
+        LogSettings {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `key=value` pairs after a message, for people.
+    Text,
+    /// One JSON object per line, every field at the top level, for log collectors.
+    Json,
 }
 
 /// One address the gateway accepts webhooks on.
@@ -51,6 +78,10 @@ pub struct Listener {
     pub addr: SocketAddr,
     /// `Some` for HTTPS (HTTP/1.1 and HTTP/2 by ALPN), `None` for plain HTTP/1.1.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// When the certificate expires, in Unix seconds (TLS listeners).
+    pub cert_expires: Option<i64>,
+    /// Every connection starts with a PROXY protocol header (from `trusted_proxies` only).
+    pub proxy_protocol: bool,
 }
 
 impl fmt::Debug for Listener {
@@ -58,6 +89,7 @@ impl fmt::Debug for Listener {
         f.debug_struct("Listener")
             .field("addr", &self.addr)
             .field("tls", &self.tls.is_some())
+            .field("proxy_protocol", &self.proxy_protocol)
             .finish()
     }
 }
@@ -178,12 +210,42 @@ impl Limits {
     }
 }
 
-/// A parsed `http://host:port[/base]` upstream.
+/// A parsed `http(s)://host:port[/base]` upstream.
 #[derive(Clone, Debug)]
 pub struct Upstream {
     pub authority: Authority,
     /// Prepended to the request path; empty or starting with `/`, never ending with `/`.
     pub base_path: String,
+    /// `Some` for `https://`: how the connection to the app is secured.
+    pub tls: Option<UpstreamTls>,
+    /// Names the keep-alive pool: routes share connections only if they share this (same
+    /// scheme, authority and TLS settings).
+    pub pool_key: String,
+}
+
+impl Upstream {
+    /// The default port of the scheme when the URL names none.
+    pub fn port(&self) -> u16 {
+        self.authority
+            .port_u16()
+            .unwrap_or(if self.tls.is_some() { 443 } else { 80 })
+    }
+}
+
+/// TLS to an upstream: the trust roots (the system's, or `ca_file`), an optional client
+/// certificate (mTLS), and the name the certificate must carry.
+#[derive(Clone)]
+pub struct UpstreamTls {
+    pub config: Arc<rustls::ClientConfig>,
+    pub server_name: rustls::pki_types::ServerName<'static>,
+}
+
+impl fmt::Debug for UpstreamTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamTls")
+            .field("server_name", &self.server_name)
+            .finish()
+    }
 }
 
 /// One configuration problem and where it is.

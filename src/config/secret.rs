@@ -41,8 +41,19 @@ pub fn resolve_value(
     Ok((value.as_bytes().to_vec(), Origin::Literal))
 }
 
+/// Refuses anything but a regular file (after symlinks) before it is read: a FIFO or a
+/// device would block the reader (on a reload, the whole gateway) or never end.
+pub fn regular_file(path: &Path, what: &str) -> Result<(), String> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(_) => Err(format!("{what} {} is not a regular file", path.display())),
+        Err(e) => Err(format!("cannot read {what} {}: {e}", path.display())),
+    }
+}
+
 /// Reads a `secret_file:`.
 pub fn resolve_file(path: &Path) -> Result<(Vec<u8>, Origin), String> {
+    regular_file(path, "secret file")?;
     let mut bytes = std::fs::read(path)
         .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
     if bytes.last() == Some(&b'\n') {

@@ -978,12 +978,12 @@ fn each_broken_route_field_is_one_error_naming_the_field() {
             "not a normalized absolute path",
         ),
         (
-            "https upstream",
+            "ftp upstream",
             with_routes(&[&format!(
-                "{{ name: r, path: /r, upstream: \"https://127.0.0.1:3000\", {LAHZA} }}"
+                "{{ name: r, path: /r, upstream: \"ftp://127.0.0.1:3000\", {LAHZA} }}"
             )]),
             "routes[0] (r).upstream",
-            "upstream must be an http:// URL",
+            "upstream must be an http:// or https:// URL",
         ),
         (
             "upstream without a scheme",
@@ -991,7 +991,7 @@ fn each_broken_route_field_is_one_error_naming_the_field() {
                 "{{ name: r, path: /r, upstream: \"127.0.0.1:3000\", {LAHZA} }}"
             )]),
             "routes[0] (r).upstream",
-            "upstream must be an http:// URL",
+            "upstream must be an http:// or https:// URL",
         ),
         (
             "upstream that is not a URL",
@@ -1208,7 +1208,7 @@ routes:
     verify: { preset: lahza, secret: "${LAHZA_UNSET}" }
   - name: acme
     path: webhooks/acme
-    upstream: https://127.0.0.1:3000
+    upstream: ftp://127.0.0.1:3000
     verify: { preset: nope, secret: "${LAHZA_SECRET}" }
   - name: open
     path: /open
@@ -1793,5 +1793,57 @@ fn a_route_may_set_its_own_body_and_upstream_limits() {
             "routes[0] (r).limits.max_body_bytes",
             "routes[0] (r).limits.upstream_timeout"
         ]
+    );
+}
+
+#[test]
+fn the_log_block_is_checked_like_hookgate_log() {
+    use crate::config::{LogFormat, LogSettings};
+    let loaded = ok(&format!(
+        "log: {{ format: json, level: \"warn,hookgate=debug\" }}\n{}",
+        verified("preset: lahza, secret: \"${LAHZA_SECRET}\"")
+    ));
+    assert_eq!(
+        loaded.gateway.log,
+        LogSettings {
+            format: LogFormat::Json,
+            level: "warn,hookgate=debug".into()
+        }
+    );
+    let errs = errors(&format!(
+        "log: {{ format: yaml, level: warning }}\n{}",
+        verified("preset: lahza, secret: \"${LAHZA_SECRET}\"")
+    ));
+    let locations: Vec<&str> = errs.iter().map(|e| e.location.as_str()).collect();
+    assert_eq!(locations, ["log.format", "log.level"], "{errs:?}");
+    assert!(errs[1].message.contains("`warning` is not a level"));
+}
+
+/// A secret "file" that is a FIFO would block the reader for good (on a reload, the
+/// gateway): only regular files are read.
+#[cfg(unix)]
+#[test]
+fn a_secret_file_that_is_not_a_regular_file_is_an_error_not_a_hang() {
+    let dir = temp_dir("fifo");
+    let fifo = dir.join("secret.fifo");
+    let _ = std::fs::remove_file(&fifo);
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let errs = match compile(
+        &verified("preset: lahza, secret_file: secret.fifo"),
+        &dir,
+        &env,
+    ) {
+        Ok(_) => panic!("a FIFO was read as a secret"),
+        Err(ConfigErrors(e)) => e,
+    };
+    assert_single_error(
+        "fifo",
+        &errs,
+        "routes[0] (r).verify.secret_file",
+        "is not a regular file",
     );
 }

@@ -63,6 +63,17 @@ async fn metrics_endpoint_shows_the_counts_requests_caused() {
     );
     assert!(!text.contains("route=\"ltvboost\",outcome=\"no_route\""));
     assert!(!text.contains("outcome=\"no_route\",route=\"ltvboost\""));
+    // The process's own figures, read at the scrape.
+    for name in [
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+        "process_virtual_memory_bytes",
+    ] {
+        assert!(v(name, &[]) > 0.0, "{name}");
+    }
+    assert!(v("process_cpu_seconds_total", &[]) >= 0.0);
     // Other routes' series exist at zero before their first request.
     assert_eq!(
         v(
@@ -118,5 +129,39 @@ async fn metrics_endpoint_shows_the_counts_requests_caused() {
         send("GET", &gw.url("/metrics"), &[], b"").await.status,
         StatusCode::NOT_FOUND
     );
+    gw.shutdown().await;
+}
+
+/// A sender that hangs up before the answer still leaves a trace: counted as
+/// `client_closed` (nginx's 499), with the app's copy delivered all the same.
+#[tokio::test]
+async fn a_sender_hanging_up_mid_request_is_counted() {
+    use tokio::io::AsyncWriteExt;
+    let upstream = Upstream::start_with(Reply {
+        delay: std::time::Duration::from_millis(800),
+        ..Reply::default()
+    })
+    .await;
+    let gw = Gateway::start(&seed_config(&upstream.url(), ""), &env_secrets()).await;
+    let body = b"{\"type\":\"response.created\"}";
+    let signed = sign_as("ltvboost", secret_of("ltvboost"), body, now_unix());
+    let mut request = format!(
+        "POST /hooks/ltvboost HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in &signed {
+        request += &format!("{k}: {v}\r\n");
+    }
+    request += "\r\n";
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    eventually("forwarding", || upstream.count() == 1).await;
+    drop(s);
+    eventually("counted as client_closed", || {
+        gw.outcome("ltvboost", "client_closed") == 1.0
+    })
+    .await;
+    assert_eq!(gw.counter("hookgate_requests_in_flight", &[]), 0.0);
     gw.shutdown().await;
 }

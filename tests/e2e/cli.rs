@@ -14,6 +14,15 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hookgate"))
 }
 
+/// Sends `kill -SIG` to the child, with the shell's built-in kill (no procps needed).
+fn signal(child: &std::process::Child, sig: &str) {
+    let status = Command::new("sh")
+        .args(["-c", &format!("kill -{sig} {}", child.id())])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{sig}");
+}
+
 fn temp_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("hookgate-cli-{}-{tag}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
@@ -192,12 +201,7 @@ async fn run_and_sign_work_together_like_the_walkthrough() {
     assert_eq!(upstream.count(), 1);
 
     // SIGTERM: graceful shutdown, exit status 0.
-    // The shell's built-in kill: no dependency on a procps binary.
-    let status = Command::new("sh")
-        .args(["-c", &format!("kill -TERM {}", child.id())])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    signal(&child, "TERM");
     let mut waited = Duration::ZERO;
     let exit = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -360,13 +364,7 @@ async fn sighup_reloads_a_rotated_secret_file_and_keeps_running() {
     let url = format!("http://{addr}/hooks/lahza");
     let body = b"{\"id\":1}";
     let sig = |secret: &str| hex::encode(hmac_sha256(secret, &[body]));
-    let hup = |child: &std::process::Child| {
-        let status = Command::new("sh")
-            .args(["-c", &format!("kill -HUP {}", child.id())])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    };
+    let hup = |child: &std::process::Child| signal(child, "HUP");
     let wait_for = |what: &str| loop {
         let line = log
             .recv_timeout(Duration::from_secs(10))
@@ -411,9 +409,7 @@ async fn sighup_reloads_a_rotated_secret_file_and_keeps_running() {
         StatusCode::OK
     );
     assert!(child.try_wait().unwrap().is_none(), "still running");
-    let _ = Command::new("sh")
-        .args(["-c", &format!("kill -TERM {}", child.id())])
-        .status();
+    signal(&child, "TERM");
     let exit = child.wait().unwrap();
     assert!(exit.success());
 }
@@ -472,9 +468,7 @@ async fn watch_reloads_a_secret_swapped_like_a_kubernetes_volume() {
             .status,
         StatusCode::OK
     );
-    let _ = Command::new("sh")
-        .args(["-c", &format!("kill -TERM {}", child.id())])
-        .status();
+    signal(&child, "TERM");
     assert!(child.wait().unwrap().success());
 }
 
@@ -502,4 +496,211 @@ fn a_log_level_that_names_nothing_is_an_error_not_silence() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Every request gets an id, sent to the app and returned to the sender, and one access-log
+/// line with the same fields for forwards and refusals; a 502 names its cause at warn.
+#[tokio::test]
+async fn each_request_has_an_id_and_one_access_log_line_with_every_field() {
+    let upstream = Upstream::start().await;
+    let down = dead_addr().await;
+    let dir = temp_dir("access-log");
+    std::fs::write(dir.join("lahza.secret"), "sk_live_lahza_8c2e").unwrap();
+    let config = dir.join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nlimits:\n  drain_delay: 0s\nroutes:\n  - name: lahza\n    path: /hooks/lahza\n    upstream: {}\n    verify: {{ preset: lahza, secret_file: lahza.secret }}\n  - name: down\n    path: /hooks/down\n    upstream: http://{down}\n    verify: {{ preset: lahza, secret_file: lahza.secret }}\n",
+            upstream.url()
+        ),
+    )
+    .unwrap();
+    let (mut child, addr, log) = spawn_run(&config);
+    let body = b"{\"id\":1}";
+    let sig = hex::encode(hmac_sha256("sk_live_lahza_8c2e", &[body]));
+    let next_line = |what: &str| loop {
+        let line = log
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("no log line for {what}"));
+        if line.contains("request_id=") {
+            break line;
+        }
+    };
+
+    // A sane incoming id is kept, sent to the app and returned.
+    let answer = post(
+        &format!("http://{addr}/hooks/lahza?token=secret"),
+        &[
+            ("x-lahza-signature", &sig),
+            ("x-request-id", "sender-abc-1"),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.headers["x-request-id"], "sender-abc-1");
+    assert_eq!(
+        upstream.received()[0].headers["x-request-id"],
+        "sender-abc-1"
+    );
+    let line = next_line("forward");
+    for field in [
+        "request_id=\"sender-abc-1\"",
+        "route=\"lahza\"",
+        "client=127.0.0.1",
+        "peer=127.0.0.1",
+        "method=POST",
+        "path=\"/hooks/lahza\"",
+        "status=200",
+        "outcome=\"forwarded\"",
+        "bytes_in=8",
+        "bytes_out=15",
+        "protocol=\"HTTP/1.1\"",
+        "tls=false",
+        &format!("upstream=\"{}\"", upstream.addr),
+        "upstream_status=200",
+        "upstream_ms=",
+        " INFO ",
+    ] {
+        assert!(line.contains(field), "{field} in {line}");
+    }
+    assert!(!line.contains("token=secret"), "never the query: {line}");
+
+    // A refusal: an id is made up, and the same fields are there.
+    let answer = post(&format!("http://{addr}/hooks/lahza"), &[], body).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    let id = answer.headers["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(id.len(), 32);
+    let line = next_line("refusal");
+    for field in [
+        format!("request_id=\"{id}\""),
+        "status=401".into(),
+        "outcome=\"signature_missing\"".into(),
+        "reason=\"missing signature header x-lahza-signature\"".into(),
+        "bytes_in=8".into(),
+        "upstream=\"\"".into(),
+        " WARN ".into(),
+    ] {
+        assert!(line.contains(&field), "{field} in {line}");
+    }
+
+    // The app is down: 502 at warn, naming the cause and the upstream.
+    let answer = post(
+        &format!("http://{addr}/hooks/down"),
+        &[("x-lahza-signature", &sig)],
+        body,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
+    let line = next_line("502");
+    for field in [
+        "status=502".to_owned(),
+        "outcome=\"upstream_unreachable\"".into(),
+        format!("upstream=\"{down}\""),
+        "cause=\"connect:".into(),
+        " WARN ".into(),
+    ] {
+        assert!(line.contains(&field), "{field} in {line}");
+    }
+    signal(&child, "TERM");
+    assert!(child.wait().unwrap().success());
+}
+
+/// `log: { format: json }`: every line is one JSON object with the access-log fields at the
+/// top level; `log.level` changes on reload.
+#[tokio::test]
+async fn json_log_lines_parse_and_a_reload_changes_the_level() {
+    let upstream = Upstream::start().await;
+    let dir = temp_dir("json-log");
+    std::fs::write(dir.join("lahza.secret"), "sk_live_lahza_8c2e").unwrap();
+    let config = dir.join("gateway.yaml");
+    let text = |level: &str| {
+        format!(
+            "log: {{ format: json, level: {level} }}\nlisteners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nlimits:\n  drain_delay: 0s\nroutes:\n  - name: lahza\n    path: /hooks/lahza\n    upstream: {}\n    verify: {{ preset: lahza, secret_file: lahza.secret }}\n",
+            upstream.url()
+        )
+    };
+    std::fs::write(&config, text("info")).unwrap();
+    // spawn_run finds the listener in a text line: read the JSON one here instead.
+    let mut child = bin()
+        .args(["run", "-c"])
+        .arg(&config)
+        .env_remove("HOOKGATE_LOG")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel::<serde_json::Value>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let v: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            let _ = tx.send(v);
+        }
+    });
+    let next = |pred: &dyn Fn(&serde_json::Value) -> bool| loop {
+        let v = lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a log line");
+        if pred(&v) {
+            break v;
+        }
+    };
+    let listening = next(&|v| v["message"] == "listening" && v["tls"] == false);
+    let addr = listening["addr"].as_str().unwrap().to_owned();
+    let url = format!("http://{addr}/hooks/lahza");
+    let body = b"{\"id\":1}";
+    let sig = hex::encode(hmac_sha256("sk_live_lahza_8c2e", &[body]));
+    assert_eq!(
+        post(&url, &[("x-lahza-signature", &sig)], body)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let line = next(&|v| v.get("request_id").is_some());
+    assert_eq!(line["level"], "INFO");
+    assert_eq!(line["route"], "lahza");
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["outcome"], "forwarded");
+    assert_eq!(line["bytes_in"], 8);
+    assert_eq!(line["protocol"], "HTTP/1.1");
+    assert_eq!(line["upstream"], upstream.addr.to_string());
+    for field in [
+        "timestamp",
+        "client",
+        "peer",
+        "method",
+        "path",
+        "bytes_out",
+        "tls",
+        "upstream_ms",
+        "elapsed_us",
+    ] {
+        assert!(line.get(field).is_some(), "{field} in {line}");
+    }
+
+    // Reload with level warn: forwards no longer log, refusals still do.
+    std::fs::write(&config, text("warn")).unwrap();
+    signal(&child, "HUP");
+    next(&|v| {
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("configuration reloaded"))
+    });
+    assert_eq!(
+        post(&url, &[("x-lahza-signature", &sig)], body)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(post(&url, &[], body).await.status, StatusCode::UNAUTHORIZED);
+    let line = next(&|v| v.get("request_id").is_some());
+    assert_eq!(
+        line["status"], 401,
+        "the forward's INFO line is filtered out: {line}"
+    );
+    assert_eq!(line["level"], "WARN");
+    signal(&child, "TERM");
+    assert!(child.wait().unwrap().success());
 }

@@ -82,7 +82,7 @@ async fn twenty_reloads_under_load_fail_no_request_and_each_takes_effect() {
         };
         let file = format!("{}.secret", &secret[7..]);
         let path = write_config(&dir, &file, &upstream.url());
-        assert!(gw.reload(&path), "reload {i}");
+        assert!(gw.reload(&path).await, "reload {i}");
         // In effect at once: the new secret verifies and reaches the new upstream; the old
         // one alone no longer verifies.
         let body = format!("{{\"id\":\"evt_{i}\"}}");
@@ -155,7 +155,7 @@ async fn a_broken_reload_keeps_the_running_configuration_and_says_so() {
             .replace("preset: stripe", "preset: stripey"),
     )
     .unwrap();
-    assert!(!gw.reload(&path));
+    assert!(!gw.reload(&path).await);
     assert_eq!(
         gw.counter("hookgate_config_reloads_total", &[("result", "failure")]),
         1.0
@@ -180,7 +180,7 @@ async fn a_broken_reload_keeps_the_running_configuration_and_says_so() {
     // A rotated secret file under the same configuration text: re-read on reload.
     std::fs::write(&path, &text).unwrap();
     std::fs::write(dir.join("a.secret"), "secret-rotated\n").unwrap();
-    assert!(gw.reload(&path));
+    assert!(gw.reload(&path).await);
     assert_eq!(
         gw.counter("hookgate_config_last_reload_successful", &[]),
         1.0
@@ -216,7 +216,7 @@ async fn a_request_in_flight_finishes_on_the_configuration_it_started_with() {
     };
     eventually("in flight", || slow.count() == 1).await;
     let path = write_config(&dir, "a.secret", &other.url());
-    assert!(gw.reload(&path));
+    assert!(gw.reload(&path).await);
     let answer = in_flight.await.unwrap();
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.body, "accepted by app");

@@ -89,6 +89,16 @@ impl Upstream {
     }
 
     pub async fn start_with(reply: Reply) -> Upstream {
+        Upstream::start_inner(reply, None).await
+    }
+
+    /// An HTTPS upstream: every connection goes through `tls` first (a handshake that fails
+    /// records nothing).
+    pub async fn start_tls(tls: tokio_rustls::TlsAcceptor) -> Upstream {
+        Upstream::start_inner(Reply::default(), Some(tls)).await
+    }
+
+    async fn start_inner(reply: Reply, tls: Option<tokio_rustls::TlsAcceptor>) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -100,6 +110,7 @@ impl Upstream {
                 };
                 let rec = rec.clone();
                 let reply = reply.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<Incoming>| {
                         let rec = rec.clone();
@@ -132,9 +143,17 @@ impl Upstream {
                             Ok::<_, Infallible>(resp)
                         }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                        Some(tls) => {
+                            if let Ok(stream) = tls.accept(stream).await {
+                                let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                            }
+                        }
+                    }
                 });
             }
         });
@@ -187,7 +206,19 @@ impl Gateway {
             env.get(n).cloned()
         })
         .unwrap_or_else(|e| panic!("test config must compile: {e}"));
+        Gateway::serve(loaded, clock).await
+    }
+
+    /// Starts the real server from a configuration file, as `hookgate run -c FILE` does.
+    pub async fn start_file(path: &std::path::Path) -> Gateway {
+        let loaded = hookgate::config::load(path)
+            .unwrap_or_else(|e| panic!("test config must compile: {e}"));
+        Gateway::serve(loaded, SystemTime::now).await
+    }
+
+    async fn serve(loaded: hookgate::config::Loaded, clock: Clock) -> Gateway {
         let metrics = Arc::new(Metrics::new());
+        metrics.config_loaded(&loaded.sha256);
         let running = server::start(loaded.gateway, metrics.clone(), clock)
             .await
             .unwrap();
@@ -200,27 +231,11 @@ impl Gateway {
         }
     }
 
-    /// Starts the real server from a configuration file, as `hookgate run -c FILE` does.
-    pub async fn start_file(path: &std::path::Path) -> Gateway {
-        let loaded = hookgate::config::load(path)
-            .unwrap_or_else(|e| panic!("test config must compile: {e}"));
-        let metrics = Arc::new(Metrics::new());
-        metrics.config_loaded(&loaded.sha256);
-        let running = server::start(loaded.gateway, metrics.clone(), SystemTime::now)
-            .await
-            .unwrap();
-        Gateway {
-            addr: running.listen_addrs[0],
-            listen_addrs: running.listen_addrs.clone(),
-            admin: running.admin_addr,
-            metrics,
-            running: Some(running),
-        }
-    }
-
     /// Reloads from `path`, as SIGHUP does; whether it took effect.
-    pub fn reload(&self, path: &std::path::Path) -> bool {
+    pub async fn reload(&self, path: &std::path::Path) -> bool {
         hookgate::reload::reload_file(self.running.as_ref().expect("running"), path)
+            .await
+            .is_some()
     }
 
     pub fn url(&self, path: &str) -> String {

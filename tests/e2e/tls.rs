@@ -221,8 +221,31 @@ async fn a_renewed_certificate_is_served_after_a_reload() {
 
     std::fs::copy(new.dir.join("cert.pem"), dir.join("cert.pem")).unwrap();
     std::fs::copy(new.dir.join("key.pem"), dir.join("key.pem")).unwrap();
-    assert!(gw.reload(&config));
+    // The same reload also adds a listener, which needs a restart: the existing listener
+    // still takes its renewed certificate.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(
+            "admin:",
+            "  - addr: 127.0.0.1:0
+admin:",
+        ),
+    )
+    .unwrap();
+    assert!(gw.reload(&config).await);
     assert!(handshake(&new).await, "served on the next handshake");
     assert!(!handshake(&old).await);
+    // The expiry metric follows the certificate in force.
+    let expiry = gw.counter(
+        "hookgate_tls_certificate_expiry_timestamp_seconds",
+        &[(
+            "listener",
+            &gw.addr
+                .to_string()
+                .replace(&gw.addr.port().to_string(), "0"),
+        )],
+    );
+    assert!(expiry > now_unix() as f64, "{expiry}");
     gw.shutdown().await;
 }
