@@ -6,6 +6,7 @@ mod support;
 mod admin;
 mod cli;
 mod drain;
+mod fuzz_corpus;
 mod hostile;
 mod https_upstream;
 mod providers;
