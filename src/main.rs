@@ -220,8 +220,17 @@ fn run(path: &Path, watch: bool, loaded: Loaded, logging: &Logging) -> anyhow::R
                 _ = wait_for_signal() => break,
                 Some(()) = reloads.recv() => {
                     tracing::info!(config = %path.display(), "reloading");
-                    if let Some(log) = hookgate::reload::reload_file(&running, path).await {
-                        logging.set_level(&log.level);
+                    // A reload may take a while to read its files; a SIGTERM meanwhile
+                    // abandons it (nothing is swapped until the files are read) and drains.
+                    let reload = hookgate::reload::reload_file(&running, path);
+                    tokio::select! {
+                        log = reload => if let Some(log) = log {
+                            logging.set_level(&log.level);
+                        },
+                        _ = wait_for_signal() => {
+                            tracing::warn!("reload abandoned: stopping");
+                            break;
+                        }
                     }
                 }
             }
@@ -229,8 +238,9 @@ fn run(path: &Path, watch: bool, loaded: Loaded, logging: &Logging) -> anyhow::R
         // A second SIGTERM/SIGINT skips the rest of the drain delay.
         anyhow::Ok(running.drain(wait_for_signal()).await)
     })?;
-    // Dropping the runtime drops whatever shutdown_grace cut off; each logs itself.
-    drop(runtime);
+    // Shutting the runtime down drops whatever shutdown_grace cut off (each logs itself).
+    // A blocking thread still stuck reading a file (an abandoned reload) is not waited for.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     tracing::info!(
         completed = stopped.completed(),
         cut_off = stopped.cut_off(),

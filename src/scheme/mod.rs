@@ -463,7 +463,7 @@ impl Scheme {
         let mut set = Vec::new();
         let mut entries: Vec<(String, String)> = Vec::new();
         if let Some(ts) = &self.timestamp {
-            let value = format_timestamp(now, ts.unit);
+            let value = format_timestamp(now, ts.unit)?;
             match &ts.source {
                 TimestampSource::Header(name) if !headers.contains_key(name) => {
                     headers.insert(
@@ -850,14 +850,21 @@ fn read_timestamp(
     }
 }
 
-/// `now` written in `unit`, as a sender would.
-fn format_timestamp(now: SystemTime, unit: TimestampUnit) -> String {
+/// `now` written in `unit`, as a sender would; an error for a clock RFC 3339 cannot write
+/// (after the year 9999: `to_string` would panic on humantime's failing `Display`).
+fn format_timestamp(now: SystemTime, unit: TimestampUnit) -> Result<String, String> {
+    use std::fmt::Write as _;
     let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-    match unit {
+    Ok(match unit {
         TimestampUnit::Seconds => since.as_secs().to_string(),
         TimestampUnit::Milliseconds => since.as_millis().to_string(),
-        TimestampUnit::Rfc3339 => humantime::format_rfc3339_seconds(now).to_string(),
-    }
+        TimestampUnit::Rfc3339 => {
+            let mut text = String::new();
+            write!(text, "{}", humantime::format_rfc3339_seconds(now))
+                .map_err(|_| "the clock is past what RFC 3339 can write".to_string())?;
+            text
+        }
+    })
 }
 
 /// Milliseconds since the Unix epoch, or `None` if the text is not a timestamp in `unit`
@@ -875,14 +882,40 @@ pub fn parse_timestamp_ms(raw: &str, unit: TimestampUnit) -> Option<i128> {
         TimestampUnit::Seconds => parse_digits(raw, 10).map(|s| s * 1000),
         TimestampUnit::Milliseconds => parse_digits(raw, 13),
         TimestampUnit::Rfc3339 => {
-            // humantime's weak form also takes a space for `T`; no other whitespace.
-            if raw.trim() != raw || raw.bytes().filter(|b| b.is_ascii_whitespace()).count() > 1 {
+            if !rfc3339_shape(raw.as_bytes()) {
                 return None;
             }
             let t = humantime::parse_rfc3339_weak(raw).ok()?;
             Some(t.duration_since(UNIX_EPOCH).ok()?.as_millis() as i128)
         }
     }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fraction][Z]`, byte by byte (`T` or one space between date and
+/// time, as humantime's weak parser reads it): humantime alone also takes an empty
+/// fraction (`30.Z`) and anything after its `.`, so two texts could name one instant.
+fn rfc3339_shape(b: &[u8]) -> bool {
+    const DATE_TIME: &[u8] = b"dddd-dd-ddTdd:dd:dd";
+    if b.len() < DATE_TIME.len() {
+        return false;
+    }
+    let (head, mut rest) = b.split_at(DATE_TIME.len());
+    let head_ok = head.iter().zip(DATE_TIME).all(|(&c, &p)| match p {
+        b'd' => c.is_ascii_digit(),
+        b'T' => c == b'T' || c == b' ',
+        _ => c == p,
+    });
+    if !head_ok {
+        return false;
+    }
+    if let Some(fraction) = rest.strip_prefix(b".") {
+        let digits = fraction.iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 || digits > 9 {
+            return false;
+        }
+        rest = &fraction[digits..];
+    }
+    rest.is_empty() || rest == b"Z"
 }
 
 /// Exactly `len` ASCII digits, the first not `0`.

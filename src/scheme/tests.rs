@@ -673,6 +673,13 @@ fn a_timestamp_is_read_only_in_its_canonical_form() {
         ("2025-11-23T07:59:30Z", Rfc3339, Some(1_763_884_770_000)),
         (" 2025-11-23T07:59:30Z", Rfc3339, None),
         ("2025-11-23T07:59:30Z\t", Rfc3339, None),
+        ("2025-11-23T07:59:30.250Z", Rfc3339, Some(1_763_884_770_250)),
+        ("2025-11-23 07:59:30", Rfc3339, Some(1_763_884_770_000)),
+        // Found by fuzzing: humantime alone reads these as 07:59:30 too.
+        ("2025-11-23T07:59:30.Z", Rfc3339, None),
+        ("2025-11-23T07:59:30.+\u{349}Z", Rfc3339, None),
+        ("2025-11-23T07:59:30.1234567890Z", Rfc3339, None),
+        ("2025-11-23T07:59:30ZZ", Rfc3339, None),
     ];
     for (raw, unit, want) in cases {
         assert_eq!(parse_timestamp_ms(raw, *unit), *want, "{raw:?} as {unit:?}");
@@ -837,4 +844,25 @@ fn standard_webhooks_may_list_several_signatures_of_any_version() {
     let listed = format!("{sig} v1a,eA== v1a,eQ== v1,AAAA");
     h.insert("webhook-signature", listed.parse().unwrap());
     assert_eq!(check(&s, &h, body, at(now)), Ok(0));
+}
+
+/// Found by fuzzing: signing at a clock past 9999-12-31 with an RFC 3339 timestamp panicked
+/// inside `to_string`; it is an error now.
+#[test]
+fn signing_past_what_rfc3339_can_write_is_an_error_not_a_panic() {
+    let far = UNIX_EPOCH + Duration::from_secs(400_000_000_000);
+    let v = RawVerify {
+        preset: Some("webflow".into()),
+        secret: Some("${S}".into()),
+        timestamp: Some(crate::config::file::RawTimestamp {
+            unit: Some("rfc3339".into()),
+            ..Default::default()
+        }),
+        ..RawVerify::default()
+    };
+    let s = compile_scheme(v, "t", Path::new("."), &|_| Some("k".into()), None).unwrap();
+    let err = s
+        .sign(&mut HeaderMap::new(), b"{}", "/", far, None)
+        .unwrap_err();
+    assert!(err.contains("RFC 3339"), "{err}");
 }

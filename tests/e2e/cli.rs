@@ -704,3 +704,51 @@ async fn json_log_lines_parse_and_a_reload_changes_the_level() {
     signal(&child, "TERM");
     assert!(child.wait().unwrap().success());
 }
+
+/// A reload stuck reading its files (here the configuration is a FIFO nobody writes) does
+/// not keep SIGTERM from draining and stopping the gateway.
+#[cfg(unix)]
+#[tokio::test]
+async fn sigterm_during_a_stuck_reload_still_stops_the_gateway() {
+    let upstream = Upstream::start().await;
+    let dir = temp_dir("stuck-reload");
+    std::fs::write(dir.join("lahza.secret"), "s").unwrap();
+    let config = dir.join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nlimits:\n  drain_delay: 0s\nroutes:\n  - name: lahza\n    path: /hooks/lahza\n    upstream: {}\n    verify: {{ preset: lahza, secret_file: lahza.secret }}\n",
+            upstream.url()
+        ),
+    )
+    .unwrap();
+    let (mut child, _addr, log) = spawn_run(&config);
+    std::fs::remove_file(&config).unwrap();
+    assert!(Command::new("mkfifo")
+        .arg(&config)
+        .status()
+        .unwrap()
+        .success());
+    signal(&child, "HUP");
+    loop {
+        let line = log
+            .recv_timeout(Duration::from_secs(10))
+            .expect("reloading logged");
+        if line.contains("reloading") {
+            break;
+        }
+    }
+    let started = std::time::Instant::now();
+    signal(&child, "TERM");
+    let exit = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "SIGTERM was not handled"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success());
+}
