@@ -33,11 +33,18 @@ pub struct Hop {
     pub proto: &'static str,
 }
 
-/// One exchange with the upstream, as the access log and the replay claim need it.
+/// One exchange with the upstream: the answer, and what the access log and the replay
+/// claim need to know of the call.
 #[derive(Debug)]
 pub struct Exchange {
     /// The upstream's answer, whole, or why there is none.
     pub result: Result<Response<Full<Bytes>>, Refusal>,
+    pub call: UpstreamCall,
+}
+
+/// How the call to the upstream went.
+#[derive(Debug)]
+pub struct UpstreamCall {
     /// The status the upstream answered with, if it answered at all (it may have accepted
     /// the event even when relaying its answer then failed).
     pub status: Option<http::StatusCode>,
@@ -64,9 +71,11 @@ pub async fn forward(
         Err(e) => {
             return Exchange {
                 result: Err(e),
-                status: None,
-                latency: started.elapsed(),
-                cause: None,
+                call: UpstreamCall {
+                    status: None,
+                    latency: started.elapsed(),
+                    cause: None,
+                },
             }
         }
     };
@@ -121,9 +130,11 @@ pub async fn forward(
     }
     Exchange {
         result,
-        status: upstream_status,
-        latency,
-        cause,
+        call: UpstreamCall {
+            status: upstream_status,
+            latency,
+            cause,
+        },
     }
 }
 

@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use crate::body;
 use crate::client_ip::{self, ClientIp};
 use crate::config::Route;
-use crate::forward::{self, Hop};
+use crate::forward::{self, Hop, UpstreamCall};
 use crate::metrics::{Metrics, NO_ROUTE};
 use crate::refusal::Refusal;
 use crate::reload::{Current, Live};
@@ -50,6 +50,18 @@ pub struct Conn {
     pub proxied: bool,
 }
 
+impl Conn {
+    /// The peers whose `X-Forwarded-For` this connection may believe: none on a PROXY
+    /// protocol connection.
+    fn trusted_proxies<'a>(&self, gateway: &'a crate::config::Gateway) -> &'a [ipnet::IpNet] {
+        if self.proxied {
+            &[]
+        } else {
+            &gateway.trusted_proxies
+        }
+    }
+}
+
 /// Handles one request end to end. Never fails: every problem is a response.
 pub async fn handle(
     shared: &Arc<Shared>,
@@ -68,23 +80,20 @@ pub async fn handle(
     // Set once the route is known: read by the pipeline, and by `InFlight` if the request is
     // dropped before its answer.
     let route_seen: OnceLock<Arc<Route>> = OnceLock::new();
-    let mut in_flight = InFlight {
+    let mut in_flight = InFlight::new(
         shared,
-        live: &live,
-        method: &method,
-        path: &path,
-        request_id: &request_id,
-        route: &route_seen,
+        &live,
+        &method,
+        &path,
+        &request_id,
+        &route_seen,
         started,
-        answered: false,
-    };
-    shared.metrics.in_flight.inc();
-    let trusted: &[ipnet::IpNet] = if conn.proxied {
-        &[]
-    } else {
-        &live.gateway.trusted_proxies
-    };
-    let client = client_ip::client_ip(conn.peer.ip(), trusted, req.headers());
+    );
+    let client = client_ip::client_ip(
+        conn.peer.ip(),
+        conn.trusted_proxies(&live.gateway),
+        req.headers(),
+    );
 
     let mut trace = Trace {
         route: &route_seen,
@@ -171,14 +180,6 @@ struct Trace<'a> {
     upstream: Option<UpstreamCall>,
 }
 
-/// The upstream part of a request's log line.
-struct UpstreamCall {
-    status: Option<http::StatusCode>,
-    latency: std::time::Duration,
-    /// For a 502/504: what went wrong.
-    cause: Option<String>,
-}
-
 /// One access-log line per request, the same fields for forwards and refusals. Refusals,
 /// upstream failures (502/504, with their cause) and upstream 5xx answers are warnings.
 struct AccessLog<'a> {
@@ -259,6 +260,31 @@ struct InFlight<'a> {
     route: &'a OnceLock<Arc<Route>>,
     started: Instant,
     answered: bool,
+}
+
+impl<'a> InFlight<'a> {
+    /// Counts the request in flight until this is dropped.
+    fn new(
+        shared: &'a Shared,
+        live: &'a Live,
+        method: &'a http::Method,
+        path: &'a str,
+        request_id: &'a HeaderValue,
+        route: &'a OnceLock<Arc<Route>>,
+        started: Instant,
+    ) -> Self {
+        shared.metrics.in_flight.inc();
+        InFlight {
+            shared,
+            live,
+            method,
+            path,
+            request_id,
+            route,
+            started,
+            answered: false,
+        }
+    }
 }
 
 impl Drop for InFlight<'_> {
@@ -417,7 +443,7 @@ async fn pipeline(
     let peer = client_ip::canonical(conn.peer.ip());
     let hop = Hop {
         peer,
-        peer_trusted: !conn.proxied && client_ip::is_in(peer, &gateway.trusted_proxies),
+        peer_trusted: client_ip::is_in(peer, conn.trusted_proxies(gateway)),
         proto: if conn.tls { "https" } else { "http" },
     };
     let exchange = {
@@ -446,7 +472,7 @@ async fn pipeline(
                 let exchange = exchange.await;
                 // Remembered if the app answered 2xx (even if relaying its answer then
                 // failed); otherwise released so the retry goes through.
-                let delivered = exchange.status.is_some_and(|st| st.is_success());
+                let delivered = exchange.call.status.is_some_and(|st| st.is_success());
                 guard.settle(delivered, ttl).await;
                 exchange
             });
@@ -457,18 +483,8 @@ async fn pipeline(
             }
         }
     };
-    let forward::Exchange {
-        result,
-        status,
-        latency,
-        cause,
-    } = exchange;
-    trace.upstream = Some(UpstreamCall {
-        status,
-        latency,
-        cause,
-    });
-    result.map(|r| (r, "forwarded"))
+    trace.upstream = Some(exchange.call);
+    exchange.result.map(|r| (r, "forwarded"))
 }
 
 enum Replay {

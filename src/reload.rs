@@ -25,12 +25,22 @@ pub struct Live {
     pub upstreams: Arc<Upstreams>,
 }
 
+/// The metric handles of a configuration's routes, made once per configuration (at start,
+/// on each reload) and shared by every worker's [`Live`]; the listeners' certificate expiry
+/// is set at the same time.
+pub fn route_metrics(gateway: &Gateway, metrics: &Metrics) -> Vec<RouteMetrics> {
+    metrics.listeners_loaded(&gateway.listeners);
+    metrics.init_routes(gateway.routes.routes().iter().map(|r| r.as_ref()))
+}
+
 impl Live {
-    /// Builds what serving `gateway` needs; idle connections are taken over from `previous`
-    /// for every upstream both use.
-    pub fn new(gateway: Arc<Gateway>, metrics: &Metrics, previous: Option<&Upstreams>) -> Live {
-        let route_metrics = metrics.init_routes(gateway.routes.routes().iter().map(|r| r.as_ref()));
-        metrics.listeners_loaded(&gateway.listeners);
+    /// Builds what one worker needs to serve `gateway`; idle connections are taken over from
+    /// `previous` for every upstream both use.
+    pub fn new(
+        gateway: Arc<Gateway>,
+        route_metrics: Vec<RouteMetrics>,
+        previous: Option<&Upstreams>,
+    ) -> Live {
         let limits = &gateway.limits;
         let upstreams = gateway.routes.routes().iter().map(|r| &r.upstream);
         let upstreams = Arc::new(Upstreams::new(

@@ -92,10 +92,10 @@ impl Running {
     /// upstream connections are kept for every upstream it still uses, the replay store and
     /// the counters are untouched, and no connection is closed.
     ///
-    /// What cannot change without a restart (the listener addresses, the admin address,
-    /// `workers`, `runtime`, `max_connections`, the replay store, the log format) is kept as
-    /// it runs, and
-    /// returned by name so the caller can say so. Everything else changes: routes, secrets and
+    /// What cannot change without a restart (adding or removing listeners or switching their
+    /// TLS or PROXY protocol, the admin address, `workers`, `runtime`, `max_connections`, the
+    /// replay store, the log format) is kept as it runs, and returned by name so the caller
+    /// can say so. Everything else changes: routes, secrets and
     /// keys (files were re-read by the compiler), TLS certificates, allowlists, trusted
     /// proxies, replay settings of routes, and the other limits (a connection's head and
     /// keep-alive limits from its next accept).
@@ -158,9 +158,14 @@ impl Running {
         self.body_budget
             .set_limit(next.limits.max_buffered_body_bytes);
         let next = Arc::new(next);
+        let route_metrics = crate::reload::route_metrics(&next, &self.metrics);
         for shared in &self.shared {
             let previous = shared.live.load_full();
-            let live = Live::new(next.clone(), &self.metrics, Some(&previous.upstreams));
+            let live = Live::new(
+                next.clone(),
+                route_metrics.clone(),
+                Some(&previous.upstreams),
+            );
             shared.live.store(Arc::new(live));
         }
         kept
@@ -180,16 +185,19 @@ impl Running {
             _ = tokio::time::sleep(self.drain_delay) => {}
             _ = skip => tracing::info!("drain delay cut short"),
         }
-        let mut stopped = self.shutdown().await;
-        stopped.requests_at_signal = at_signal;
-        stopped
+        self.stop(at_signal).await
     }
 
     /// Stops accepting, lets in-flight requests finish (up to `limits.shutdown_grace`) and
     /// returns when every listener is closed. The admin listener serves until the end.
     pub async fn shutdown(self) -> Stopped {
         self.ready.store(false, Ordering::SeqCst);
-        let requests_at_signal = self.metrics.requests_total();
+        let at_signal = self.metrics.requests_total();
+        self.stop(at_signal).await
+    }
+
+    /// The stop itself; requests answered since `requests_at_signal` count as completed.
+    async fn stop(self, requests_at_signal: u64) -> Stopped {
         tracing::info!("no new connections; finishing in-flight requests");
         let _ = self.shutdown.send(true);
         for task in self.tasks {
@@ -269,11 +277,12 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
             format!("cannot listen on admin {}: {e}", gateway.admin),
         )
     })?;
+    let route_metrics = crate::reload::route_metrics(&gateway, &metrics);
     let worker_shared = || {
         Arc::new(Shared {
             live: Arc::new(ArcSwap::from_pointee(Live::new(
                 gateway.clone(),
-                &metrics,
+                route_metrics.clone(),
                 None,
             ))),
             metrics: metrics.clone(),
