@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::config::secret::regular_file;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use sha2::Digest as _;
 
 /// One listener's TLS: the server config and when its certificate expires.
 pub struct ListenerTls {
@@ -54,28 +55,36 @@ pub fn upstream_config(
     client_cert: Option<&Path>,
     client_key: Option<&Path>,
 ) -> Result<crate::config::UpstreamTls, String> {
-    for (file, what) in [
-        (ca_file, "ca_file"),
-        (client_cert, "client_cert_file"),
-        (client_key, "client_key_file"),
-    ] {
-        if let Some(path) = file {
-            regular_file(path, what)?;
-        }
-    }
-    let roots = match ca_file {
-        Some(path) => {
+    // Each file is read once: parsed below, and hashed into the fingerprint that keys the
+    // keep-alive pool (routes share connections only with the same settings, by content).
+    let mut fingerprint = sha2::Sha256::new();
+    fingerprint.update(server_name.unwrap_or("").as_bytes());
+    let mut read = |file: Option<&Path>, what: &str| -> Result<Option<Vec<u8>>, String> {
+        fingerprint.update([0u8]);
+        let Some(path) = file else { return Ok(None) };
+        regular_file(path, what)?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| format!("cannot read {what} {}: {e}", path.display()))?;
+        fingerprint.update(&bytes);
+        Ok(Some(bytes))
+    };
+    let ca = read(ca_file, "ca_file")?;
+    let cert_pem = read(client_cert, "client_cert_file")?;
+    let key_pem = read(client_key, "client_key_file")?;
+    let fingerprint = hex::encode(fingerprint.finalize());
+    let shown = |p: Option<&Path>| p.map(|p| p.display().to_string()).unwrap_or_default();
+    let roots = match &ca {
+        Some(pem) => {
+            let path = shown(ca_file);
             let mut roots = rustls::RootCertStore::empty();
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("cannot read ca_file {path}: {e}"))?;
             if certs.is_empty() {
-                return Err(format!("no certificate in ca_file {}", path.display()));
+                return Err(format!("no certificate in ca_file {path}"));
             }
             for c in certs {
-                roots
-                    .add(c)
-                    .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+                roots.add(c).map_err(|e| format!("ca_file {path}: {e}"))?;
             }
             Arc::new(roots)
         }
@@ -86,14 +95,14 @@ pub fn upstream_config(
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| format!("TLS setup: {e}"))?
         .with_root_certificates(roots);
-    let mut config = match (client_cert, client_key) {
+    let mut config = match (cert_pem, key_pem) {
         (None, None) => builder.with_no_client_auth(),
         (Some(cert), Some(key)) => {
-            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| format!("cannot read client_cert_file {}: {e}", cert.display()))?;
-            let key = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| format!("cannot read client_key_file {}: {e}", key.display()))?;
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("cannot read client_cert_file {}: {e}", shown(client_cert)))?;
+            let key = PrivateKeyDer::from_pem_slice(&key)
+                .map_err(|e| format!("cannot read client_key_file {}: {e}", shown(client_key)))?;
             builder
                 .with_client_auth_cert(chain, key)
                 .map_err(|e| format!("client certificate and key do not form a usable pair: {e}"))?
@@ -112,6 +121,7 @@ pub fn upstream_config(
     Ok(crate::config::UpstreamTls {
         config: Arc::new(config),
         server_name,
+        fingerprint,
     })
 }
 

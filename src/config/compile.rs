@@ -1356,16 +1356,7 @@ fn parse_upstream(
                     // Routes share a pool only with the same TLS settings, by content: a CA
                     // or client certificate replaced in place and reloaded must not keep
                     // serving connections set up under the old one.
-                    use sha2::Digest as _;
-                    let mut h = sha2::Sha256::new();
-                    h.update(raw.server_name.as_deref().unwrap_or("").as_bytes());
-                    for file in [&raw.ca_file, &raw.client_cert_file, &raw.client_key_file] {
-                        h.update([0u8]);
-                        if let Some(path) = file {
-                            h.update(std::fs::read(base.join(path)).unwrap_or_default());
-                        }
-                    }
-                    let key = format!("https://{authority}#{}", hex::encode(h.finalize()));
+                    let key = format!("https://{authority}#{}", tls.fingerprint);
                     (Some(tls), key)
                 }
                 Err(e) => {

@@ -238,6 +238,9 @@ impl Upstream {
 pub struct UpstreamTls {
     pub config: Arc<rustls::ClientConfig>,
     pub server_name: rustls::pki_types::ServerName<'static>,
+    /// Hex SHA-256 of `server_name` and the CA and client files' contents: a file replaced in
+    /// place changes it, so connections made under the old one are not pooled with new ones.
+    pub fingerprint: String,
 }
 
 impl fmt::Debug for UpstreamTls {
