@@ -762,17 +762,26 @@ fn sendgrid_timestamp_is_canonical_without_a_window() {
     );
 }
 
-#[test]
-fn a_header_the_scheme_reads_must_come_once() {
+/// A Standard Webhooks scheme, the clock, the body `{}` and its id and timestamp headers
+/// (unsigned), with the signature (`v1,...`) made for them.
+fn standard_webhooks_request() -> (Scheme, u64, HeaderMap, String) {
     let s = preset_scheme(
         "standard-webhooks",
         "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     );
     let now = 1_796_130_913u64;
-    let ts = now.to_string();
+    let base = headers(&[
+        ("webhook-id", "msg_1"),
+        ("webhook-timestamp", &now.to_string()),
+    ]);
+    let sig = sig_of(&s, &base, b"{}").unwrap();
+    (s, now, base, sig)
+}
+
+#[test]
+fn a_header_the_scheme_reads_must_come_once() {
+    let (s, now, base, sig) = standard_webhooks_request();
     let body = b"{}";
-    let base = headers(&[("webhook-id", "msg_1"), ("webhook-timestamp", &ts)]);
-    let sig = sig_of(&s, &base, body).unwrap();
     let mut good = base.clone();
     good.insert("webhook-signature", sig.parse().unwrap());
     assert_eq!(check(&s, &good, body, at(now)), Ok(0));
@@ -831,15 +840,8 @@ fn a_repeated_entry_in_a_structured_header_is_malformed() {
 /// (`v1,<a> v1a,<x> v1a,<y>`): none of them is read as anything but a candidate.
 #[test]
 fn standard_webhooks_may_list_several_signatures_of_any_version() {
-    let s = preset_scheme(
-        "standard-webhooks",
-        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-    );
-    let now = 1_796_130_913u64;
-    let ts = now.to_string();
+    let (s, now, base, sig) = standard_webhooks_request();
     let body = b"{}";
-    let base = headers(&[("webhook-id", "msg_1"), ("webhook-timestamp", &ts)]);
-    let sig = sig_of(&s, &base, body).unwrap();
     let mut h = base.clone();
     let listed = format!("{sig} v1a,eA== v1a,eQ== v1,AAAA");
     h.insert("webhook-signature", listed.parse().unwrap());

@@ -167,42 +167,32 @@ fn upstream_tls_settings_are_checked_at_load() {
         Err(e) => e.0.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
     };
     let head = "listeners:\n  - addr: 127.0.0.1:0\nroutes:\n";
-    let errs = errors(&format!(
-        "{head}{}",
-        route(
-            "r",
+    // (upstream, upstream_tls, what the error must say)
+    let cases = [
+        (
             "http://127.0.0.1:3000",
-            "    upstream_tls: { ca_file: ca.pem }\n"
-        )
-    ));
-    assert!(
-        errs[0].contains("routes[0] (r).upstream_tls: set for an http:// upstream"),
-        "{errs:?}"
-    );
-    let errs = errors(&format!(
-        "{head}{}",
-        route(
-            "r",
+            "{ ca_file: ca.pem }",
+            "routes[0] (r).upstream_tls: set for an http:// upstream",
+        ),
+        (
             "https://127.0.0.1:3000",
-            "    upstream_tls: { ca_file: /nonexistent/ca.pem }\n"
-        )
-    ));
-    assert!(
-        errs[0].contains("cannot read ca_file /nonexistent/ca.pem"),
-        "{errs:?}"
-    );
-    let errs = errors(&format!(
-        "{head}{}",
-        route(
-            "r",
+            "{ ca_file: /nonexistent/ca.pem }",
+            "cannot read ca_file /nonexistent/ca.pem",
+        ),
+        // No way to turn verification off.
+        (
             "https://127.0.0.1:3000",
-            "    upstream_tls: { insecure: true }\n"
-        )
-    ));
-    assert!(
-        errs[0].contains("unknown field `insecure`"),
-        "no way to turn verification off: {errs:?}"
-    );
+            "{ insecure: true }",
+            "unknown field `insecure`",
+        ),
+    ];
+    for (upstream, tls, needle) in cases {
+        let errs = errors(&format!(
+            "{head}{}",
+            route("r", upstream, &format!("    upstream_tls: {tls}\n"))
+        ));
+        assert!(errs[0].contains(needle), "{needle}: {errs:?}");
+    }
 }
 
 /// A CA file replaced in place and reloaded: no connection made under the old CA is used
