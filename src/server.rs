@@ -426,6 +426,20 @@ impl PerIp {
         self.state.lock().map_or(0, |s| s.limit)
     }
 
+    /// [`PerIp::admit`], with a refusal logged and counted (the connection is to be closed).
+    fn admit_or_count(
+        self: &Arc<Self>,
+        client: SocketAddr,
+        metrics: &Metrics,
+    ) -> Option<PerIpSlot> {
+        let slot = self.admit(client.ip());
+        if slot.is_none() {
+            tracing::warn!(%client, limit = self.limit(), "too many connections from this address; closed");
+            count_error(metrics, "per_ip_limit");
+        }
+        slot
+    }
+
     /// A slot for one more connection from `peer`, or `None` at its limit.
     pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<PerIpSlot> {
         let peer = crate::client_ip::canonical(peer);
@@ -571,9 +585,7 @@ async fn accept_loop(
         };
         // One client cannot take every slot: past its share its connections are closed at
         // once, before they hold a slot or a buffer.
-        let Some(ip_slot) = per_ip.admit(peer.ip()) else {
-            tracing::warn!(%peer, limit = per_ip.limit(), "too many connections from this address; closed");
-            count_error(&shared.metrics, "per_ip_limit");
+        let Some(ip_slot) = per_ip.admit_or_count(peer, &shared.metrics) else {
             drop(stream);
             continue;
         };
@@ -622,13 +634,9 @@ async fn accept_loop(
                     tls: false,
                     proxied: true,
                 };
-                match per_ip_for_proxied.admit(client.ip()) {
+                match per_ip_for_proxied.admit_or_count(client, &shared.metrics) {
                     Some(slot) => _client_slot = Some(slot),
-                    None => {
-                        tracing::warn!(%client, "too many connections from this address; closed");
-                        count_error(&shared.metrics, "per_ip_limit");
-                        return;
-                    }
+                    None => return,
                 }
             }
             serve_connection(stream, conn, tls, shared, watcher, conn_shutdown).await;
