@@ -62,6 +62,18 @@ impl RawBody {
         }
     }
 
+    /// The whole body as one shared buffer (see [`RawBody::contiguous`]).
+    pub fn to_bytes(&self) -> Bytes {
+        match self.chunks.as_slice() {
+            [] => Bytes::new(),
+            [one] => one.clone(),
+            _ => {
+                self.contiguous();
+                self.joined.get().cloned().unwrap_or_default()
+            }
+        }
+    }
+
     /// A body made of these chunks, in order (empty ones are dropped).
     pub fn from_chunks(chunks: Vec<Bytes>) -> RawBody {
         RawBody {

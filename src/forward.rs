@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
-use http::{Response, Uri};
+use http::uri::PathAndQuery;
+use http::{Method, Response, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 
 use crate::body::{RawBody, UpstreamBody};
@@ -54,6 +55,18 @@ pub struct UpstreamCall {
     pub cause: Option<String>,
 }
 
+/// A request as it will be sent upstream, before the body: built from the client's by
+/// [`prepare`], sent by [`send`] now (sync delivery) or stored and sent later (queued).
+#[derive(Debug)]
+pub struct Outgoing {
+    pub method: Method,
+    /// The client's path and query; [`send`] puts the upstream's base path in front.
+    pub target: PathAndQuery,
+    /// After hop-by-hop hygiene, with `Host` and `X-Forwarded-*` set; `Content-Length` is
+    /// set by [`send`].
+    pub headers: HeaderMap,
+}
+
 /// Sends the request upstream and returns the upstream's answer, whole, within the route's
 /// `upstream_timeout`.
 pub async fn forward(
@@ -65,8 +78,31 @@ pub async fn forward(
     limits: &Limits,
     metrics: &RouteMetrics,
 ) -> Exchange {
+    match prepare(route, parts, hop) {
+        Ok(outgoing) => send(upstreams, route, outgoing, body, limits, metrics).await,
+        Err(e) => Exchange {
+            result: Err(e),
+            call: UpstreamCall {
+                status: None,
+                latency: Duration::ZERO,
+                cause: None,
+            },
+        },
+    }
+}
+
+/// Sends a prepared request with `body` to the route's upstream; the answer is read whole
+/// within the route's `upstream_timeout`.
+pub async fn send(
+    upstreams: &Upstreams,
+    route: &Route,
+    outgoing: Outgoing,
+    body: RawBody,
+    limits: &Limits,
+    metrics: &RouteMetrics,
+) -> Exchange {
     let started = Instant::now();
-    let request = match upstream_request(route, parts, body, hop) {
+    let request = match upstream_request(route, outgoing, body) {
         Ok(r) => r,
         Err(e) => {
             return Exchange {
@@ -138,30 +174,46 @@ pub async fn forward(
     }
 }
 
-/// Builds the upstream request from the client's, moving (not copying) its header map.
+/// The request for the upstream: the route's base path before the target, the body's
+/// length, the prepared head moved (not copied) in.
 fn upstream_request(
     route: &Route,
-    parts: Parts,
+    outgoing: Outgoing,
     body: RawBody,
-    hop: &Hop,
 ) -> Result<http::Request<UpstreamBody>, Refusal> {
+    let Outgoing {
+        method,
+        target,
+        mut headers,
+    } = outgoing;
+    // Origin-form, as sent on an HTTP/1.1 connection to the upstream.
+    let target = if route.upstream.base_path.is_empty() {
+        Uri::from(target)
+    } else {
+        let pq = format!("{}{}", route.upstream.base_path, target.as_str());
+        Uri::from(PathAndQuery::try_from(pq).map_err(|_| Refusal::BadPath)?)
+    };
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    let mut request = http::Request::new(body.into_upstream());
+    *request.method_mut() = method;
+    *request.uri_mut() = target;
+    *request.headers_mut() = headers;
+    Ok(request)
+}
+
+/// The client's request head as the upstream will get it: hop-by-hop headers dropped,
+/// `Host` kept (or the upstream's), `X-Forwarded-For/-Proto/-Host` set or extended.
+pub fn prepare(route: &Route, parts: Parts, hop: &Hop) -> Result<Outgoing, Refusal> {
     let Parts {
         method,
         uri,
         mut headers,
         ..
     } = parts;
-    // The request's own path and query, reused as is unless the upstream has a base path.
-    let path_and_query = match (uri.path_and_query(), route.upstream.base_path.is_empty()) {
-        (Some(pq), true) => pq.clone(),
-        (pq, _) => {
-            let pq = pq.map_or("/", |p| p.as_str());
-            http::uri::PathAndQuery::try_from(format!("{}{pq}", route.upstream.base_path))
-                .map_err(|_| Refusal::BadPath)?
-        }
-    };
-    // Origin-form, as sent on an HTTP/1.1 connection to the upstream.
-    let target = Uri::from(path_and_query);
+    let target = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
 
     // The original host: Host header (HTTP/1.1) or :authority (HTTP/2).
     let original_host = headers.get(header::HOST).cloned().or_else(|| {
@@ -179,7 +231,7 @@ fn upstream_request(
     drop_underscored(&mut headers, route);
     // The body has been read already: `Expect: 100-continue` was answered by us.
     headers.remove(header::EXPECT);
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    headers.remove(header::CONTENT_LENGTH);
     let upstream_host =
         || HeaderValue::from_str(route.upstream.authority.as_str()).map_err(|_| Refusal::BadPath);
     // The sender's Host is kept (apps may check it); without one, the upstream's own.
@@ -225,12 +277,11 @@ fn upstream_request(
             None => headers.remove(XFH),
         };
     }
-
-    let mut request = http::Request::new(body.into_upstream());
-    *request.method_mut() = method;
-    *request.uri_mut() = target;
-    *request.headers_mut() = headers;
-    Ok(request)
+    Ok(Outgoing {
+        method,
+        target,
+        headers,
+    })
 }
 
 /// Headers a client must not be able to have dropped by naming them in `Connection`: those

@@ -13,6 +13,8 @@ use hyper::body::Incoming;
 use crate::body;
 use crate::client_ip::{self, ClientIp};
 use crate::config::Route;
+use crate::delivery::store::Ingested;
+use crate::delivery::{Delivery, NewEvent, Queue, QueuePolicy};
 use crate::forward::{self, Hop, UpstreamCall};
 use crate::metrics::{Metrics, NO_ROUTE};
 use crate::refusal::Refusal;
@@ -37,6 +39,8 @@ pub struct Shared {
     pub body_budget: Arc<body::BodyBudget>,
     /// Whether a shutdown is cutting requests off, and how many it has.
     pub drain: Arc<crate::server::Drain>,
+    /// `Some` when `queue_store:` is configured: where queued routes store their events.
+    pub queue: Option<Arc<Queue>>,
 }
 
 /// What is known about the connection a request came in on.
@@ -391,6 +395,7 @@ async fn pipeline(
     trace.bytes_in = body.len() as u64;
 
     let mut signature: Vec<u8> = Vec::new();
+    let mut verified_key = None;
     if let Some(scheme) = &route.scheme {
         let verify_started = Instant::now();
         let request = RequestView {
@@ -407,6 +412,7 @@ async fn pipeline(
             Ok(verified) => {
                 live.route_metrics[route.index].verified_by(verified.key_index);
                 signature = verified.signature;
+                verified_key = u32::try_from(verified.key_index).ok();
             }
             Err(e) if shadowed.is_none() => {
                 check_failed(shared, &route, client, Refusal::Verify(e), shadowed)?
@@ -416,8 +422,25 @@ async fn pipeline(
         }
     }
 
-    // Only requests that passed every check reach the store: unauthenticated requests can
+    let peer = client_ip::canonical(conn.peer.ip());
+    let hop = Hop {
+        peer,
+        peer_trusted: client_ip::is_in(peer, conn.trusted_proxies(gateway)),
+        proto: if conn.tls { "https" } else { "http" },
+    };
+
+    // Only requests that passed every check reach a store: unauthenticated requests can
     // neither fill nor probe it.
+    if let Delivery::Queued(policy) = &route.delivery {
+        // Deduplicated by the queue store itself, in the insert (a queued route is never in
+        // shadow mode).
+        let key = match &route.replay {
+            Some(replay) => Some(event_key(replay, &parts.headers, &body, &signature)?),
+            None => None,
+        };
+        let stored = Stored { key, verified_key };
+        return store_and_answer(shared, &route, policy, stored, parts, body, &hop).await;
+    }
     let claim = match (&route.replay, shadowed.is_none()) {
         (Some(policy), true) => {
             match replay_check(
@@ -440,12 +463,6 @@ async fn pipeline(
         _ => None,
     };
 
-    let peer = client_ip::canonical(conn.peer.ip());
-    let hop = Hop {
-        peer,
-        peer_trusted: client_ip::is_in(peer, conn.trusted_proxies(gateway)),
-        proto: if conn.tls { "https" } else { "http" },
-    };
     let exchange = {
         let live = live.clone();
         async move {
@@ -513,22 +530,12 @@ async fn replay_check(
         // start() builds a store whenever a route has `replay:`.
         return Err(Refusal::ReplayStoreUnavailable);
     };
-    // Only a JSON key needs the body in one piece.
-    let body: &[u8] = match policy.key {
-        replay::KeySource::Json(_) => body.contiguous(),
-        _ => &[],
-    };
-    if let replay::KeySource::Header(name) = &policy.key {
-        // Deduplicated by one copy, delivered with two: the app could read the other.
-        if headers.get_all(name).iter().nth(1).is_some() {
-            let repeated = VerifyError::RepeatedHeader(name.clone());
-            check_failed(shared, route, client, Refusal::Verify(repeated), shadowed)?;
+    let key = match event_key(policy, headers, body, signature) {
+        Ok(key) => key,
+        Err(refusal) => {
+            check_failed(shared, route, client, refusal, shadowed)?;
             return Ok(Replay::Unguarded);
         }
-    }
-    let Some(key) = policy.key_bytes(headers, body, signature) else {
-        check_failed(shared, route, client, Refusal::ReplayKeyMissing, shadowed)?;
-        return Ok(Replay::Unguarded);
     };
     let key = replay::store_key(&route.name, &key);
     // A claim outlives the longest forward, so a crashed gateway's claim lapses on its own.
@@ -596,6 +603,125 @@ async fn replay_check(
     }
 }
 
+/// The event's dedup key: from its one copy of the key header, its JSON body or its
+/// signature.
+fn event_key(
+    policy: &ReplayPolicy,
+    headers: &http::HeaderMap,
+    body: &body::RawBody,
+    signature: &[u8],
+) -> Result<Vec<u8>, Refusal> {
+    // Only a JSON key needs the body in one piece.
+    let body: &[u8] = match policy.key {
+        replay::KeySource::Json(_) => body.contiguous(),
+        _ => &[],
+    };
+    if let replay::KeySource::Header(name) = &policy.key {
+        // Deduplicated by one copy, delivered with two: the app could read the other.
+        if headers.get_all(name).iter().nth(1).is_some() {
+            return Err(Refusal::Verify(VerifyError::RepeatedHeader(name.clone())));
+        }
+    }
+    policy
+        .key_bytes(headers, body, signature)
+        .ok_or(Refusal::ReplayKeyMissing)
+}
+
+/// What the checks learned that a stored event keeps.
+struct Stored {
+    /// The replay key, if the route has `replay:`.
+    key: Option<Vec<u8>>,
+    /// Which of the route's keys verified the signature.
+    verified_key: Option<u32>,
+}
+
+/// Queued delivery: the request exactly as sync mode would forward it, stored durably; the
+/// sender is answered 2xx only once it is on disk, 503 if the store cannot take it.
+async fn store_and_answer(
+    shared: &Shared,
+    route: &Route,
+    policy: &QueuePolicy,
+    stored: Stored,
+    parts: http::request::Parts,
+    body: body::RawBody,
+    hop: &Hop,
+) -> Result<(Response<Full<Bytes>>, &'static str), Refusal> {
+    let Some(queue) = &shared.queue else {
+        // A reload queued this route, but the store opens only at start.
+        return Err(Refusal::QueueStoreUnavailable);
+    };
+    let outgoing = forward::prepare(route, parts, hop)?;
+    let id = request_id::unique_hex();
+    let received_ms = crate::delivery::unix_ms((shared.clock)());
+    let (dedup_key, dedup_until, idempotency_key) = match (&stored.key, &route.replay) {
+        (Some(key), Some(replay)) => (
+            Some(replay::store_key(&route.name, key)),
+            Some(
+                received_ms
+                    .saturating_add(i64::try_from(replay.ttl.as_millis()).unwrap_or(i64::MAX)),
+            ),
+            crate::delivery::idempotency_key(&replay.key, key),
+        ),
+        _ => (None, None, id.clone()),
+    };
+    let event = NewEvent {
+        id: id.clone(),
+        route: route.name.clone(),
+        dedup_key,
+        dedup_until,
+        idempotency_key,
+        received_ms,
+        verified_key: stored.verified_key,
+        method: outgoing.method.as_str().to_owned(),
+        target: outgoing.target.as_str().to_owned(),
+        headers: crate::delivery::event::encode_headers(&outgoing.headers),
+        body: body.to_bytes(),
+    };
+    let ingested = queue.store.ingest(event).await;
+    // Held until now: the body counted against the memory budget until it was on disk.
+    drop(body);
+    match ingested {
+        Ok(Ingested::Stored) => {
+            queue.wake.notify_one();
+            let mut response = Response::new(Full::new(Bytes::from(policy.answer_body.clone())));
+            *response.status_mut() = policy.answer_status;
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            if let Ok(v) = HeaderValue::from_str(&id) {
+                headers.insert(crate::delivery::EVENT_ID_HEADER, v);
+            }
+            Ok((response, "queued"))
+        }
+        Ok(Ingested::Duplicate(first)) => {
+            shared
+                .metrics
+                .replay_duplicates
+                .with_label_values(&[&route.name])
+                .inc();
+            let mut response = duplicate_response();
+            if let Ok(v) = HeaderValue::from_str(&first) {
+                response
+                    .headers_mut()
+                    .insert(crate::delivery::EVENT_ID_HEADER, v);
+            }
+            Ok((response, "duplicate"))
+        }
+        Err(e) => {
+            tracing::error!(route = route.name.as_str(), error = %e, "queue store cannot take the event; answering 503");
+            shared
+                .metrics
+                .queue
+                .store_errors
+                .with_label_values(&["ingest"])
+                .inc();
+            Err(Refusal::QueueStoreUnavailable)
+        }
+    }
+}
+
 /// What a sender sees for an event the app already took: success, so it stops retrying.
 fn duplicate_response() -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from_static(
@@ -647,7 +773,7 @@ fn refusal_response(refusal: &Refusal, reason: &str) -> Response<Full<Bytes>> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    if let Refusal::BodyBudgetFull = refusal {
+    if let Refusal::BodyBudgetFull | Refusal::QueueStoreUnavailable = refusal {
         // Bodies in memory drain within body_read_timeout plus a forward.
         headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
     }

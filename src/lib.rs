@@ -43,6 +43,7 @@ pub mod admin;
 pub mod body;
 pub mod client_ip;
 pub mod config;
+pub mod delivery;
 pub mod forward;
 pub mod gateway;
 pub mod host;

@@ -81,6 +81,115 @@ pub struct Metrics {
     pub verify_duration: Histogram,
     /// Log lines dropped because stderr was not being drained (see `logbuf`).
     pub log_lines_dropped: prometheus::IntCounter,
+    /// Queued delivery: the store and the delivery worker.
+    pub queue: QueueMetrics,
+}
+
+/// The metrics of queued delivery (`delivery/`).
+pub struct QueueMetrics {
+    /// Events in the store by route and state (`queued`, `delivering`, `retrying`,
+    /// `delivered`, `dead`), refreshed every few seconds.
+    pub events: IntGaugeVec,
+    /// Age of the oldest event by route and state, in seconds.
+    pub oldest_age: prometheus::GaugeVec,
+    /// Delivery attempts by route and outcome (`delivered`, `retry`, `dead`).
+    pub attempts: IntCounterVec,
+    /// Events that became dead letters, by route and reason.
+    pub dead_letters: IntCounterVec,
+    /// Time for one store commit (embedded: one transaction with its fsync).
+    pub commit_duration: Histogram,
+    /// Operations per commit (group commit at work).
+    pub commit_batch: Histogram,
+    /// Store failures by operation.
+    pub store_errors: IntCounterVec,
+}
+
+impl QueueMetrics {
+    fn new() -> QueueMetrics {
+        QueueMetrics {
+            events: IntGaugeVec::new(
+                Opts::new(
+                    "hookgate_queue_events",
+                    "Events in the queue store by route and state.",
+                ),
+                &["route", "state"],
+            )
+            .expect("valid metric"),
+            oldest_age: prometheus::GaugeVec::new(
+                Opts::new(
+                    "hookgate_queue_oldest_event_age_seconds",
+                    "Age of the oldest event in the queue store by route and state.",
+                ),
+                &["route", "state"],
+            )
+            .expect("valid metric"),
+            attempts: IntCounterVec::new(
+                Opts::new(
+                    "hookgate_delivery_attempts_total",
+                    "Delivery attempts of queued events by route and outcome.",
+                ),
+                &["route", "outcome"],
+            )
+            .expect("valid metric"),
+            dead_letters: IntCounterVec::new(
+                Opts::new(
+                    "hookgate_dead_letters_total",
+                    "Queued events that became dead letters, by route and reason.",
+                ),
+                &["route", "reason"],
+            )
+            .expect("valid metric"),
+            commit_duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "hookgate_queue_commit_duration_seconds",
+                    "Time for one queue store commit, fsync included.",
+                )
+                .buckets(BUCKETS.to_vec()),
+            )
+            .expect("valid metric"),
+            commit_batch: Histogram::with_opts(
+                HistogramOpts::new(
+                    "hookgate_queue_commit_batch_size",
+                    "Store operations committed together (group commit).",
+                )
+                .buckets(vec![
+                    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0,
+                ]),
+            )
+            .expect("valid metric"),
+            store_errors: IntCounterVec::new(
+                Opts::new(
+                    "hookgate_queue_store_errors_total",
+                    "Queue store failures by operation.",
+                ),
+                &["op"],
+            )
+            .expect("valid metric"),
+        }
+    }
+
+    fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        vec![
+            Box::new(self.events.clone()),
+            Box::new(self.oldest_age.clone()),
+            Box::new(self.attempts.clone()),
+            Box::new(self.dead_letters.clone()),
+            Box::new(self.commit_duration.clone()),
+            Box::new(self.commit_batch.clone()),
+            Box::new(self.store_errors.clone()),
+        ]
+    }
+
+    /// The series of a queued route, at zero, so a dashboard shows them before any event.
+    pub fn init_route(&self, route: &str) {
+        for outcome in ["delivered", "retry", "dead"] {
+            self.attempts.with_label_values(&[route, outcome]);
+        }
+        for reason in crate::delivery::retry::DeadReason::ALL {
+            self.dead_letters
+                .with_label_values(&[route, reason.label()]);
+        }
+    }
 }
 
 impl Metrics {
@@ -262,6 +371,7 @@ impl Metrics {
         )
         .expect("valid metric");
         let process = ProcessMetrics::new();
+        let queue = QueueMetrics::new();
         let log_lines_dropped = prometheus::IntCounter::new(
             "hookgate_log_lines_dropped_total",
             "Log lines dropped because stderr was not keeping up.",
@@ -300,7 +410,10 @@ impl Metrics {
             Box::new(process.open_fds.clone()),
             Box::new(process.max_fds.clone()),
             Box::new(process.start_time.clone()),
-        ] {
+        ]
+        .into_iter()
+        .chain(queue.collectors())
+        {
             registry.register(c).expect("metric names are unique");
         }
         build_info
@@ -335,6 +448,7 @@ impl Metrics {
             build_info,
             verify_duration,
             log_lines_dropped,
+            queue,
         }
     }
 
@@ -349,6 +463,10 @@ impl Metrics {
             self.requests.with_label_values(&[route, "forwarded"]);
             self.requests.with_label_values(&[route, "duplicate"]);
             self.requests.with_label_values(&[route, "client_closed"]);
+            if let crate::delivery::Delivery::Queued(_) = r.delivery {
+                self.requests.with_label_values(&[route, "queued"]);
+                self.queue.init_route(route);
+            }
             // Only the outcomes a request that matched this route can have.
             for label in Refusal::LABELS {
                 if !Refusal::BEFORE_ROUTING.contains(label) {

@@ -31,6 +31,9 @@ pub enum Refusal {
     ReplayInFlight,
     /// The replay store is unreachable and the route says `on_store_error: reject`.
     ReplayStoreUnavailable,
+    /// A queued route's store could not take the event (disk full, store down): the sender
+    /// retries later; nothing was acknowledged.
+    QueueStoreUnavailable,
     UpstreamUnreachable,
     UpstreamTimeout,
     /// The upstream answered with something we cannot pass on (e.g. over the response limit).
@@ -52,7 +55,9 @@ impl Refusal {
             Refusal::Verify(_) => S::UNAUTHORIZED,
             Refusal::ReplayKeyMissing => S::BAD_REQUEST,
             Refusal::ReplayInFlight => S::CONFLICT,
-            Refusal::ReplayStoreUnavailable => S::SERVICE_UNAVAILABLE,
+            Refusal::ReplayStoreUnavailable | Refusal::QueueStoreUnavailable => {
+                S::SERVICE_UNAVAILABLE
+            }
             Refusal::UpstreamUnreachable | Refusal::UpstreamBadResponse => S::BAD_GATEWAY,
             Refusal::UpstreamTimeout => S::GATEWAY_TIMEOUT,
         }
@@ -86,6 +91,7 @@ impl Refusal {
             Refusal::ReplayKeyMissing => "replay_key_missing",
             Refusal::ReplayInFlight => "replay_in_flight",
             Refusal::ReplayStoreUnavailable => "replay_store_unavailable",
+            Refusal::QueueStoreUnavailable => "queue_store_unavailable",
             Refusal::UpstreamUnreachable => "upstream_unreachable",
             Refusal::UpstreamTimeout => "upstream_timeout",
             Refusal::UpstreamBadResponse => "upstream_bad_response",
@@ -124,6 +130,7 @@ impl Refusal {
                 "another copy of this event is being delivered; retry later".into()
             }
             Refusal::ReplayStoreUnavailable => "duplicate check unavailable; retry later".into(),
+            Refusal::QueueStoreUnavailable => "event could not be stored; retry later".into(),
             Refusal::UpstreamUnreachable => "upstream unreachable".into(),
             Refusal::UpstreamTimeout => "upstream did not answer in time".into(),
             Refusal::UpstreamBadResponse => "upstream response could not be relayed".into(),
@@ -159,6 +166,7 @@ impl Refusal {
         "replay_key_missing",
         "replay_in_flight",
         "replay_store_unavailable",
+        "queue_store_unavailable",
         "upstream_unreachable",
         "upstream_timeout",
         "upstream_bad_response",

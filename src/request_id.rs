@@ -22,14 +22,15 @@ pub fn of(headers: &mut HeaderMap) -> HeaderValue {
             return v.clone();
         }
     }
-    let id = generate();
+    let id = HeaderValue::from_str(&unique_hex()).expect("hex is a valid header value");
     headers.insert(X_REQUEST_ID, id.clone());
     id
 }
 
 /// 32 hex digits: a random per-process prefix and a counter. Unique within the process and,
-/// with overwhelming likelihood, across processes; not meant to be unguessable.
-fn generate() -> HeaderValue {
+/// with overwhelming likelihood, across processes; not meant to be unguessable. Also names
+/// queued events (`delivery/`).
+pub fn unique_hex() -> String {
     static PREFIX: OnceLock<u64> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let prefix = *PREFIX.get_or_init(|| {
@@ -44,8 +45,7 @@ fn generate() -> HeaderValue {
         h.finish()
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let text = format!("{prefix:016x}{n:016x}");
-    HeaderValue::from_str(&text).expect("hex is a valid header value")
+    format!("{prefix:016x}{n:016x}")
 }
 
 #[cfg(test)]

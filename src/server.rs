@@ -23,6 +23,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::admin;
 use crate::config::{Gateway, RuntimeModel};
+use crate::delivery::{Queue, QueueStore};
 use crate::gateway::{self, Clock, Conn, Shared};
 use crate::metrics::Metrics;
 use crate::reload::Live;
@@ -49,6 +50,8 @@ pub struct Running {
     workers: Vec<tokio::sync::oneshot::Receiver<()>>,
     /// Each worker's state; a reload swaps the configuration in every one.
     shared: Vec<Arc<Shared>>,
+    /// The delivery worker's configuration, swapped with the others.
+    delivery_live: Arc<crate::reload::Current>,
     per_ip: Arc<PerIp>,
     body_budget: Arc<crate::body::BodyBudget>,
 }
@@ -146,6 +149,10 @@ impl Running {
             kept.push("replay_store");
             next.replay_store = running.replay_store.clone();
         }
+        if next.queue_store != running.queue_store {
+            kept.push("queue_store");
+            next.queue_store = running.queue_store.clone();
+        }
         // The level changes live (the caller swaps the filter); the format does not.
         if next.log.format != running.log.format {
             kept.push("log.format");
@@ -168,6 +175,12 @@ impl Running {
             );
             shared.live.store(Arc::new(live));
         }
+        let previous = self.delivery_live.load_full();
+        self.delivery_live.store(Arc::new(Live::new(
+            next.clone(),
+            route_metrics.clone(),
+            Some(&previous.upstreams),
+        )));
         kept
     }
 
@@ -233,6 +246,19 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
         }
         Some(Arc::new(store))
     };
+    let queue = match &gateway.queue_store {
+        Some(config) => {
+            let store = QueueStore::open(config, metrics.clone())
+                .await
+                .map_err(|e| io::Error::other(e.to_string()))?;
+            tracing::info!(store = store.kind(), "queued delivery on");
+            Some(Arc::new(Queue {
+                store,
+                wake: tokio::sync::Notify::new(),
+            }))
+        }
+        None => None,
+    };
     let per_core = gateway.workers > 1 && gateway.runtime == RuntimeModel::PerCore;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (admin_shutdown, admin_shutdown_rx) = watch::channel(false);
@@ -290,6 +316,7 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
             replay_store: replay_store.clone(),
             body_budget: body_budget.clone(),
             drain: drain.clone(),
+            queue: queue.clone(),
         })
     };
     for (addr, l) in listen_addrs.iter().zip(&gateway.listeners) {
@@ -361,6 +388,21 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
         body_budget.clone(),
         shutdown_rx.clone(),
     )));
+    // The delivery worker runs here, with upstream pools of its own on this runtime.
+    let delivery_live = Arc::new(ArcSwap::from_pointee(Live::new(
+        gateway.clone(),
+        route_metrics.clone(),
+        None,
+    )));
+    if let Some(queue) = &queue {
+        tasks.push(tokio::spawn(crate::delivery::worker::run(
+            queue.clone(),
+            delivery_live.clone(),
+            metrics.clone(),
+            clock,
+            shutdown_rx.clone(),
+        )));
+    }
     let admin = tokio::spawn(admin::serve(
         admin_listener,
         metrics.clone(),
@@ -382,6 +424,7 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
         admin,
         workers,
         shared: all_shared,
+        delivery_live,
         per_ip,
         body_budget,
     })

@@ -10,14 +10,15 @@ use http::{HeaderName, Method};
 use ipnet::IpNet;
 
 use super::file::{
-    RawConfig, RawLimits, RawLog, RawPart, RawReplay, RawReplayKey, RawReplayStore, RawRoute,
-    RawRouteLimits, RawTimestamp, RawUpstreamTls, RawVerify,
+    RawConfig, RawLimits, RawLog, RawPart, RawQueue, RawQueueStore, RawReplay, RawReplayKey,
+    RawReplayStore, RawRoute, RawRouteLimits, RawTimestamp, RawUpstreamTls, RawVerify,
 };
 use super::secret::{self, Origin};
 use super::{
-    ConfigError, ConfigErrors, Gateway, Limits, Listener, Loaded, LogFormat, LogSettings, Route,
-    RouteLimits, RuntimeModel, Upstream,
+    AdminToken, ConfigError, ConfigErrors, Gateway, Limits, Listener, Loaded, LogFormat,
+    LogSettings, Route, RouteLimits, RuntimeModel, Upstream,
 };
+use crate::delivery::{Delivery, QueuePolicy, QueueStoreConfig, Retention};
 use crate::replay::{KeySource, OnStoreError, ReplayPolicy, StoreConfig};
 use crate::routes::{PathPattern, RouteTable};
 use crate::scheme::{
@@ -102,6 +103,23 @@ pub fn compile(
         .collect();
     let limits = compile_limits(&raw.limits, &mut r);
     let replay_store = compile_replay_store(raw.replay_store.as_ref(), env, &mut r);
+    let queue_store = compile_queue_store(raw.queue_store.as_ref(), base, &mut r);
+    let admin_token = raw
+        .admin
+        .as_ref()
+        .and_then(|a| a.token_file.as_deref())
+        .and_then(|f| read_admin_token(&base.join(f), &mut r));
+    if let (Some(addr), None) = (admin, &admin_token) {
+        if !addr.ip().is_loopback() {
+            r.error(
+                "admin.token_file",
+                format!(
+                    "required when the admin listener is not on loopback ({addr}): the queue \
+                     API changes state"
+                ),
+            );
+        }
+    }
     let log = compile_log(raw.log.as_ref(), &mut r);
 
     let mut routes = Vec::new();
@@ -141,7 +159,10 @@ pub fn compile(
         if !names.insert(raw_route.name.clone()) {
             r.error(&label, format!("duplicate route name `{}`", raw_route.name));
         }
-        if let Some(route) = compile_route(raw_route, &label, base, env, &limits, &mut r) {
+        let stores = Stores {
+            queue: queue_store.is_some(),
+        };
+        if let Some(route) = compile_route(raw_route, &label, base, env, &limits, stores, &mut r) {
             routes.push(route);
         }
     }
@@ -159,6 +180,8 @@ pub fn compile(
             limits,
             routes: RouteTable::new(routes),
             replay_store,
+            queue_store,
+            admin_token,
             log,
         },
         warnings: r.warnings,
@@ -343,12 +366,19 @@ fn compile_limits(raw: &RawLimits, r: &mut Report) -> Limits {
     }
 }
 
+/// Which top-level stores a route may use.
+#[derive(Clone, Copy)]
+struct Stores {
+    queue: bool,
+}
+
 fn compile_route(
     raw: RawRoute,
     label: &str,
     base: &Path,
     env: &dyn Fn(&str) -> Option<String>,
     limits: &Limits,
+    stores: Stores,
     r: &mut Report,
 ) -> Option<Route> {
     let errors_before = r.errors.len();
@@ -447,6 +477,16 @@ fn compile_route(
                 r,
             )
         });
+    let enforce = raw.enforce.unwrap_or(true);
+    let delivery = compile_delivery(
+        raw.delivery.as_deref(),
+        raw.queue.as_ref(),
+        label,
+        preset.as_deref(),
+        enforce,
+        stores,
+        r,
+    );
     if r.errors.len() > errors_before {
         return None;
     }
@@ -458,10 +498,197 @@ fn compile_route(
         upstream: upstream?,
         allow_ips,
         scheme,
-        enforce: raw.enforce.unwrap_or(true),
+        enforce,
         replay,
         limits: route_limits,
+        delivery,
     })
+}
+
+/// A route's `delivery:` and `queue:`.
+fn compile_delivery(
+    mode: Option<&str>,
+    queue: Option<&RawQueue>,
+    label: &str,
+    preset: Option<&str>,
+    enforce: bool,
+    stores: Stores,
+    r: &mut Report,
+) -> Delivery {
+    let loc = format!("{label}.delivery");
+    match mode {
+        None | Some("sync") => {
+            if queue.is_some() {
+                r.error(
+                    format!("{label}.queue"),
+                    "only for `delivery: queued`; this route forwards synchronously",
+                );
+            }
+            return Delivery::Sync;
+        }
+        Some("queued") => {}
+        Some(other) => {
+            r.error(
+                loc,
+                format!("unknown delivery `{other}`; use sync or queued"),
+            );
+            return Delivery::Sync;
+        }
+    }
+    if !stores.queue {
+        r.error(
+            &loc,
+            "queued delivery needs a top-level `queue_store:` (e.g. { type: embedded, path: \
+             /var/lib/hookgate/queue })",
+        );
+    }
+    if !enforce {
+        r.error(
+            &loc,
+            "a queued route cannot be in shadow mode (enforce: false): the store would hold \
+             requests that failed their checks; try the route in sync mode first",
+        );
+    }
+    if let Some(why) = preset.and_then(presets::needs_app_answer) {
+        r.warn(
+            &loc,
+            format!("queued, but this sender needs the app's answer ({why}); keep it sync"),
+        );
+    }
+    let mut policy = QueuePolicy::default();
+    let Some(q) = queue else {
+        return Delivery::Queued(policy);
+    };
+    let qloc = |field: &str| format!("{label}.queue.{field}");
+    if let Some(status) = q.status {
+        match http::StatusCode::from_u16(status) {
+            Ok(s) if s.is_success() => policy.answer_status = s,
+            _ => r.error(
+                qloc("status"),
+                format!("{status} is not a 2xx: the sender must see success once it is stored"),
+            ),
+        }
+    }
+    if let Some(body) = &q.body {
+        if body.len() > 4096 {
+            r.error(
+                qloc("body"),
+                "longer than 4096 bytes; keep the answer short",
+            );
+        } else {
+            policy.answer_body = body.clone();
+        }
+    }
+    match q.concurrency {
+        Some(0) => r.error(qloc("concurrency"), "must be at least 1"),
+        Some(n) if n > 4096 => r.error(qloc("concurrency"), "more than 4096"),
+        Some(n) => policy.concurrency = n as usize,
+        None => {}
+    }
+    if let Some(retry) = &q.retry {
+        let rloc = |field: &str| format!("{label}.queue.retry.{field}");
+        let p = &mut policy.retry;
+        let mut set = |raw: &Option<String>, field: &str, out: &mut Duration| {
+            if let Some(d) = raw
+                .as_deref()
+                .and_then(|s| parse_duration(s, &rloc(field), r))
+            {
+                *out = d;
+            }
+        };
+        set(
+            &retry.initial_interval,
+            "initial_interval",
+            &mut p.initial_interval,
+        );
+        set(&retry.max_interval, "max_interval", &mut p.max_interval);
+        set(&retry.max_age, "max_age", &mut p.max_age);
+        if p.max_interval < p.initial_interval {
+            r.error(rloc("max_interval"), "shorter than initial_interval");
+        }
+        match retry.max_attempts {
+            Some(0) => r.error(rloc("max_attempts"), "must be at least 1"),
+            n => p.max_attempts = n,
+        }
+    }
+    Delivery::Queued(policy)
+}
+
+/// `queue_store:`; `None` when absent (no route may be queued then).
+fn compile_queue_store(
+    raw: Option<&RawQueueStore>,
+    base: &Path,
+    r: &mut Report,
+) -> Option<QueueStoreConfig> {
+    let raw = raw?;
+    let loc = "queue_store";
+    let mut retention = Retention::default();
+    if let Some(d) = raw
+        .retention
+        .as_deref()
+        .and_then(|s| parse_duration(s, &format!("{loc}.retention"), r))
+    {
+        retention.delivered = d;
+    }
+    if let Some(d) = raw
+        .dead_retention
+        .as_deref()
+        .and_then(|s| parse_duration(s, &format!("{loc}.dead_retention"), r))
+    {
+        retention.dead = d;
+    }
+    match raw.kind.as_deref() {
+        None | Some("embedded") => {
+            let Some(path) = &raw.path else {
+                r.error(
+                    format!("{loc}.path"),
+                    "missing: the directory the queue lives in (e.g. /var/lib/hookgate/queue)",
+                );
+                return None;
+            };
+            Some(QueueStoreConfig::Embedded {
+                path: base.join(path),
+                retention,
+            })
+        }
+        Some(other) => {
+            r.error(
+                format!("{loc}.type"),
+                format!("unknown store `{other}`; use embedded"),
+            );
+            None
+        }
+    }
+}
+
+/// The admin bearer token: the file's content without surrounding whitespace, at least 16
+/// bytes (a guessable token on a state-changing API is no protection).
+fn read_admin_token(path: &Path, r: &mut Report) -> Option<AdminToken> {
+    let loc = "admin.token_file";
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let token = bytes.trim_ascii();
+            if token.len() < 16 {
+                r.error(
+                    loc,
+                    format!("{}: the token must be at least 16 bytes", path.display()),
+                );
+                return None;
+            }
+            if !token.iter().all(|b| b.is_ascii_graphic()) {
+                r.error(
+                    loc,
+                    format!("{}: the token must be visible ASCII", path.display()),
+                );
+                return None;
+            }
+            Some(AdminToken::new(token.to_vec()))
+        }
+        Err(e) => {
+            r.error(loc, format!("cannot read {}: {e}", path.display()));
+            None
+        }
+    }
 }
 
 /// A route's `limits:` over the top-level ones. Its bodies still count against the

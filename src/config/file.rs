@@ -29,8 +29,48 @@ pub struct RawConfig {
     pub replay_store: Option<RawReplayStore>,
     #[serde(default)]
     pub log: Option<RawLog>,
+    /// Where queued routes keep their events.
+    #[serde(default)]
+    pub queue_store: Option<RawQueueStore>,
     #[serde(default)]
     pub routes: Vec<serde_yaml::Value>,
+}
+
+/// `queue_store:` — `type: embedded` (default) with `path: DIR`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQueueStore {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// embedded: the directory (created 0700).
+    pub path: Option<PathBuf>,
+    /// How long delivered events are kept (default 24h).
+    pub retention: Option<String>,
+    /// How long dead letters are kept (default 30d).
+    pub dead_retention: Option<String>,
+}
+
+/// A queued route's `queue:` block.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQueue {
+    /// The status the sender gets once the event is stored (default 200; a 2xx).
+    pub status: Option<u16>,
+    /// The body the sender gets (default `queued`).
+    pub body: Option<String>,
+    /// Deliveries in flight to the app at once (default 16).
+    pub concurrency: Option<u64>,
+    pub retry: Option<RawRetry>,
+}
+
+/// `queue.retry:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    pub initial_interval: Option<String>,
+    pub max_interval: Option<String>,
+    pub max_age: Option<String>,
+    pub max_attempts: Option<u32>,
 }
 
 /// `log:` — `format: text | json`, `level: info` (or a `target=level` filter).
@@ -129,6 +169,9 @@ pub struct RawTls {
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub addr: String,
+    /// A file holding the bearer token the queue API requires; required when `addr` is not
+    /// loopback.
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -184,6 +227,12 @@ pub struct RawRoute {
     /// TLS to an `https://` upstream: private CA, client certificate, name to verify.
     #[serde(default)]
     pub upstream_tls: Option<RawUpstreamTls>,
+    /// `sync` (default: forward now) or `queued` (store, answer, deliver later).
+    #[serde(default)]
+    pub delivery: Option<String>,
+    /// A queued route's answer, concurrency and retry settings.
+    #[serde(default)]
+    pub queue: Option<RawQueue>,
 }
 
 /// `upstream_tls:` — for `https://` upstreams. No option turns verification off.

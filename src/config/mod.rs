@@ -23,6 +23,7 @@ use http::uri::Authority;
 use http::Method;
 use ipnet::IpNet;
 
+use crate::delivery::{Delivery, QueueStoreConfig};
 use crate::replay::{ReplayPolicy, StoreConfig};
 use crate::routes::{PathPattern, RouteTable};
 use crate::scheme::Scheme;
@@ -43,6 +44,10 @@ pub struct Gateway {
     pub routes: RouteTable,
     /// Where replay keys live (used only if some route has `replay:`).
     pub replay_store: StoreConfig,
+    /// Where queued routes keep their events; `Some` whenever a route is queued.
+    pub queue_store: Option<QueueStoreConfig>,
+    /// The bearer token the admin queue API requires (`admin.token_file`).
+    pub admin_token: Option<AdminToken>,
     /// How log lines are written.
     pub log: LogSettings,
 }
@@ -189,6 +194,33 @@ pub struct Route {
     pub replay: Option<ReplayPolicy>,
     /// The top-level limits with this route's own `limits:` laid over them.
     pub limits: RouteLimits,
+    /// Forward now, or store, answer and deliver later.
+    pub delivery: Delivery,
+}
+
+/// The admin API's bearer token; compared in constant time, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(Vec<u8>);
+
+impl AdminToken {
+    pub fn new(token: Vec<u8>) -> AdminToken {
+        AdminToken(token)
+    }
+
+    /// Whether an `Authorization` header value is `Bearer <this token>`.
+    pub fn admits(&self, authorization: Option<&http::HeaderValue>) -> bool {
+        use subtle::ConstantTimeEq;
+        let Some(given) = authorization.and_then(|v| v.as_bytes().strip_prefix(b"Bearer ")) else {
+            return false;
+        };
+        given.len() == self.0.len() && bool::from(given.ct_eq(&self.0))
+    }
+}
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AdminToken(..)")
+    }
 }
 
 /// The limits that may differ per route; every other limit protects the whole process.

@@ -189,6 +189,18 @@ pub fn preset(name: &str) -> Option<RawVerify> {
 
 /// The dedup key a preset suggests for `replay:` when the route names none: the sender's
 /// own event or delivery id where it sends one. `None`: use the signature.
+/// Why a preset's sender needs the app's own answer, which a queued route cannot give (it
+/// answers before the app has seen the event); `check` warns when such a route is queued.
+pub fn needs_app_answer(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "slack" => "Slack reads the answer to slash commands and interactions, and the url_verification challenge",
+        "twilio" => "Twilio reads TwiML instructions from the answer",
+        "discord" => "Discord interactions (PING included) must be answered by the app",
+        "zoom" => "Zoom's endpoint.url_validation handshake is answered by the app",
+        _ => return None,
+    })
+}
+
 pub fn replay_key(name: &str) -> Option<RawReplayKey> {
     use RawReplayKey::{Header, Json};
     Some(match name {

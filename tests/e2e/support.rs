@@ -39,6 +39,8 @@ pub struct Received {
     pub body: Bytes,
     /// Which TCP connection it came on: 0 for the first the upstream accepted, and so on.
     pub conn: usize,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 /// How the upstream answers.
@@ -49,6 +51,8 @@ pub struct Reply {
     pub delay: Duration,
     /// Statuses for the first requests, in order; `status` after they run out.
     pub script: Arc<Mutex<std::collections::VecDeque<StatusCode>>>,
+    /// A `Retry-After` value sent with every answer that is not 2xx.
+    pub retry_after: Option<&'static str>,
 }
 
 impl Default for Reply {
@@ -58,6 +62,7 @@ impl Default for Reply {
             body: "accepted by app",
             delay: Duration::ZERO,
             script: Arc::default(),
+            retry_after: None,
         }
     }
 }
@@ -98,8 +103,23 @@ impl Upstream {
         Upstream::start_inner(Reply::default(), Some(tls)).await
     }
 
+    /// An upstream on a given address (e.g. one the gateway was already pointed at while
+    /// nothing listened there: the app coming up).
+    pub async fn start_at(addr: SocketAddr, reply: Reply) -> Upstream {
+        let listener = TcpListener::bind(addr).await.unwrap();
+        Upstream::serve(listener, reply, None)
+    }
+
     async fn start_inner(reply: Reply, tls: Option<tokio_rustls::TlsAcceptor>) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Upstream::serve(listener, reply, tls)
+    }
+
+    fn serve(
+        listener: TcpListener,
+        reply: Reply,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Upstream {
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
         let rec = received.clone();
@@ -128,6 +148,7 @@ impl Upstream {
                                 headers: parts.headers,
                                 body,
                                 conn,
+                                at: std::time::Instant::now(),
                             });
                             tokio::time::sleep(reply.delay).await;
                             let status = reply
@@ -140,6 +161,10 @@ impl Upstream {
                             *resp.status_mut() = status;
                             resp.headers_mut()
                                 .insert("x-upstream", "recorded".parse().unwrap());
+                            if let (false, Some(ra)) = (status.is_success(), reply.retry_after) {
+                                resp.headers_mut()
+                                    .insert("retry-after", ra.parse().unwrap());
+                            }
                             Ok::<_, Infallible>(resp)
                         }
                     });
@@ -171,6 +196,14 @@ impl Upstream {
     pub fn count(&self) -> usize {
         self.received.lock().unwrap().len()
     }
+}
+
+/// A fresh, empty directory under the system's temp dir, unique to this process and `tag`.
+pub fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("hookgate-test-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
 }
 
 /// An address on which nothing listens (bound, then closed).

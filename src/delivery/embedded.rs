@@ -1,0 +1,679 @@
+//! The embedded queue store: SQLite in one directory (`queue_store.path`), for a single
+//! gateway process.
+//!
+//! - **Durable before the answer.** WAL journal with `synchronous=FULL`: a commit returns
+//!   after the WAL is fsynced, and only then is the sender answered.
+//! - **Group commit.** One writer thread owns every change (ingest, lease, settle, admin).
+//!   It takes every operation waiting in its channel, applies them in one transaction and
+//!   commits once: under load one fsync covers hundreds of events, so throughput is not one
+//!   fsync per event. If the commit fails (disk full, I/O error), every operation in the
+//!   batch fails and each waiting sender gets a 503; nothing is answered 2xx that was not
+//!   committed.
+//! - **One process per directory.** An exclusive `flock` on `DIR/lock` is held while the
+//!   store is open, so leases left by a process that died (`kill -9`) are known to be dead
+//!   and are released at once on start.
+//! - Reads for operators (list, show, depths) use a second, read-only connection; WAL lets
+//!   them run while the writer commits.
+//!
+//! The table has the same columns and the queries the same shape as the PostgreSQL store.
+//! The directory holds webhook payloads: it is created with mode 0700.
+
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::delivery::event::{Event, NewEvent, State};
+use crate::delivery::store::{Depth, Filter, Ingested, Settle, StoreError};
+use crate::metrics::Metrics;
+
+/// The database file inside the store directory.
+pub const DB_FILE: &str = "queue.sqlite3";
+
+/// Operations waiting for the writer, at most; further callers wait for room.
+const CHANNEL: usize = 8192;
+/// Most operations in one transaction.
+const MAX_BATCH: usize = 2048;
+/// Most body bytes in one transaction (bounds the memory of a batch).
+const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
+/// How long a caller waits for its operation to be committed.
+const OP_TIMEOUT: Duration = Duration::from_secs(10);
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS hookgate_events (
+    id              TEXT PRIMARY KEY,
+    route           TEXT NOT NULL,
+    dedup_key       TEXT,
+    dedup_until     INTEGER,
+    idempotency_key TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    received_at     INTEGER NOT NULL,
+    age_from        INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    lease           TEXT,
+    leased_until    INTEGER,
+    finished_at     INTEGER,
+    last_status     INTEGER,
+    last_error      TEXT,
+    verified_key    INTEGER,
+    method          TEXT NOT NULL,
+    target          TEXT NOT NULL,
+    headers         BLOB NOT NULL,
+    body            BLOB NOT NULL,
+    UNIQUE (route, dedup_key)
+);
+CREATE INDEX IF NOT EXISTS hookgate_events_due ON hookgate_events (route, next_attempt_at)
+    WHERE state IN ('queued', 'retrying', 'delivering');
+CREATE INDEX IF NOT EXISTS hookgate_events_finished ON hookgate_events (state, finished_at)
+    WHERE state IN ('delivered', 'dead');
+";
+
+/// Every column but the body, in the order [`event_from`] reads them.
+const COLUMNS: &str = "id, route, idempotency_key, state, received_at, age_from, \
+    next_attempt_at, attempts, finished_at, last_status, last_error, verified_key, method, \
+    target, headers, length(body), lease";
+
+/// An open embedded store.
+pub struct Embedded {
+    ops: mpsc::Sender<(Op, Reply)>,
+    /// For operators' reads, beside the writer.
+    read: Arc<Mutex<Connection>>,
+    /// Held for as long as the store is open: one process per directory.
+    _lock: std::fs::File,
+}
+
+/// What the writer answers.
+enum Answer {
+    Ingested(Ingested),
+    Events(Vec<Event>),
+    Flag(bool),
+    Count(u64),
+}
+
+type Reply = oneshot::Sender<Result<Answer, StoreError>>;
+
+/// One change for the writer thread.
+enum Op {
+    Ingest(Box<NewEvent>),
+    Lease {
+        route: String,
+        limit: usize,
+        now_ms: i64,
+        until_ms: i64,
+    },
+    Settle {
+        id: String,
+        lease: String,
+        settle: Settle,
+        now_ms: i64,
+    },
+    Retry {
+        /// One event, or every dead event of `route`.
+        id: Option<String>,
+        route: Option<String>,
+        now_ms: i64,
+    },
+    Remove {
+        id: String,
+    },
+    Purge {
+        delivered_before_ms: i64,
+        dead_before_ms: i64,
+        now_ms: i64,
+    },
+}
+
+impl Op {
+    fn body_len(&self) -> usize {
+        match self {
+            Op::Ingest(e) => e.body.len() + e.headers.len(),
+            _ => 0,
+        }
+    }
+}
+
+impl Embedded {
+    /// Opens or creates the store in `dir`: creates the directory (0700), takes its lock,
+    /// sets up the schema, releases leases a dead process left, and starts the writer.
+    pub fn open(dir: &Path, metrics: Arc<Metrics>) -> Result<Embedded, StoreError> {
+        let fail = |what: &str, e: &dyn std::fmt::Display| {
+            StoreError::Open(format!("{what} {}: {e}", dir.display()))
+        };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| fail("cannot create", &e))?;
+        let mode = std::fs::metadata(dir)
+            .map_err(|e| fail("cannot read", &e))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            // The directory holds webhook payloads: its owner's only.
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| fail("cannot restrict to mode 0700:", &e))?;
+            tracing::warn!(
+                path = %dir.display(),
+                was = format!("{:o}", mode & 0o777),
+                "the queue directory holds webhook payloads; its mode is now 700"
+            );
+        }
+        let lock = lock_dir(dir)?;
+        let file = dir.join(DB_FILE);
+        let conn = Connection::open(&file).map_err(|e| fail("cannot open", &e))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA busy_timeout = 5000;
+             PRAGMA journal_size_limit = 67108864;",
+        )
+        .map_err(|e| fail("cannot set up", &e))?;
+        conn.execute_batch(SCHEMA)
+            .map_err(|e| fail("cannot create the schema in", &e))?;
+        // This process holds the lock: no lease can belong to a live worker.
+        let released = conn
+            .execute(
+                "UPDATE hookgate_events SET state = 'retrying', lease = NULL, \
+                 leased_until = NULL WHERE state = 'delivering'",
+                [],
+            )
+            .map_err(|e| fail("cannot release leases in", &e))?;
+        if released > 0 {
+            tracing::warn!(
+                events = released,
+                "events were being delivered when the gateway last stopped; delivering them again"
+            );
+        }
+        let read = Connection::open_with_flags(
+            &file,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| fail("cannot open for reading", &e))?;
+        read.busy_timeout(Duration::from_secs(5))
+            .map_err(|e| fail("cannot set up", &e))?;
+        // The statements on the hot path are compiled once.
+        conn.set_prepared_statement_cache_capacity(32);
+        let (ops, rx) = mpsc::channel(CHANNEL);
+        std::thread::Builder::new()
+            .name("hookgate-queue-writer".into())
+            .spawn(move || writer(conn, rx, &metrics))
+            .map_err(|e| fail("cannot start the writer for", &e))?;
+        Ok(Embedded {
+            ops,
+            read: Arc::new(Mutex::new(read)),
+            _lock: lock,
+        })
+    }
+
+    /// Hands `op` to the writer and waits for its commit.
+    async fn call(&self, op: Op) -> Result<Answer, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let round = async {
+            self.ops
+                .send((op, tx))
+                .await
+                .map_err(|_| StoreError::Closed)?;
+            rx.await.map_err(|_| StoreError::Closed)?
+        };
+        match tokio::time::timeout(OP_TIMEOUT, round).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Timeout),
+        }
+    }
+
+    /// Runs a read on the read-only connection, off the runtime's threads.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = self.read.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&conn)
+        });
+        match tokio::time::timeout(OP_TIMEOUT, task).await {
+            Ok(Ok(r)) => r.map_err(|e| StoreError::Engine(e.to_string())),
+            Ok(Err(e)) => Err(StoreError::Engine(e.to_string())),
+            Err(_) => Err(StoreError::Timeout),
+        }
+    }
+
+    pub async fn ingest(&self, event: NewEvent) -> Result<Ingested, StoreError> {
+        match self.call(Op::Ingest(Box::new(event))).await? {
+            Answer::Ingested(i) => Ok(i),
+            _ => Err(unexpected()),
+        }
+    }
+
+    pub async fn lease(
+        &self,
+        route: &str,
+        limit: usize,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<Vec<Event>, StoreError> {
+        let op = Op::Lease {
+            route: route.to_owned(),
+            limit,
+            now_ms,
+            until_ms,
+        };
+        match self.call(op).await? {
+            Answer::Events(e) => Ok(e),
+            _ => Err(unexpected()),
+        }
+    }
+
+    pub async fn settle(
+        &self,
+        event: &Event,
+        settle: Settle,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let op = Op::Settle {
+            id: event.id.clone(),
+            lease: event.lease.clone().unwrap_or_default(),
+            settle,
+            now_ms,
+        };
+        match self.call(op).await? {
+            Answer::Flag(f) => Ok(f),
+            _ => Err(unexpected()),
+        }
+    }
+
+    pub async fn retry(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let op = Op::Retry {
+            id: Some(id.to_owned()),
+            route: None,
+            now_ms,
+        };
+        match self.call(op).await? {
+            Answer::Count(n) => Ok(n > 0),
+            _ => Err(unexpected()),
+        }
+    }
+
+    pub async fn retry_dead(&self, route: &str, now_ms: i64) -> Result<u64, StoreError> {
+        let op = Op::Retry {
+            id: None,
+            route: Some(route.to_owned()),
+            now_ms,
+        };
+        match self.call(op).await? {
+            Answer::Count(n) => Ok(n),
+            _ => Err(unexpected()),
+        }
+    }
+
+    pub async fn remove(&self, id: &str) -> Result<bool, StoreError> {
+        match self.call(Op::Remove { id: id.to_owned() }).await? {
+            Answer::Flag(f) => Ok(f),
+            _ => Err(unexpected()),
+        }
+    }
+
+    pub async fn purge(
+        &self,
+        delivered_before_ms: i64,
+        dead_before_ms: i64,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let op = Op::Purge {
+            delivered_before_ms,
+            dead_before_ms,
+            now_ms,
+        };
+        match self.call(op).await? {
+            Answer::Count(n) => Ok(n),
+            _ => Err(unexpected()),
+        }
+    }
+
+    pub async fn next_due(&self, route: &str) -> Result<Option<i64>, StoreError> {
+        let route = route.to_owned();
+        self.read(move |c| {
+            c.query_row(
+                "SELECT min(next_attempt_at) FROM hookgate_events \
+                 WHERE route = ?1 AND state IN ('queued', 'retrying', 'delivering')",
+                [route],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+        })
+        .await
+    }
+
+    pub async fn list(&self, filter: Filter) -> Result<Vec<Event>, StoreError> {
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM hookgate_events \
+                 WHERE (?1 IS NULL OR route = ?1) AND (?2 IS NULL OR state = ?2) \
+                 AND (?3 IS NULL OR id > ?3) ORDER BY id LIMIT ?4"
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(
+                params![
+                    filter.route,
+                    filter.state.map(State::as_str),
+                    filter.after,
+                    i64::try_from(filter.limit).unwrap_or(i64::MAX)
+                ],
+                |r| event_from(r, None),
+            )?;
+            rows.collect()
+        })
+        .await
+    }
+
+    pub async fn get(&self, id: &str, with_body: bool) -> Result<Option<Event>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            let sql = format!("SELECT {COLUMNS}, body FROM hookgate_events WHERE id = ?1");
+            c.query_row(&sql, [id], |r| {
+                let body = if with_body {
+                    Some(bytes::Bytes::from(r.get::<_, Vec<u8>>(17)?))
+                } else {
+                    None
+                };
+                event_from(r, body)
+            })
+            .optional()
+        })
+        .await
+    }
+
+    pub async fn depths(&self) -> Result<Vec<Depth>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT route, state, count(*), min(received_at) FROM hookgate_events \
+                 GROUP BY route, state",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (route, state, count, oldest) = row?;
+                if let Some(state) = State::parse(&state) {
+                    out.push(Depth {
+                        route,
+                        state,
+                        count: u64::try_from(count).unwrap_or(0),
+                        oldest_received_ms: oldest,
+                    });
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+fn unexpected() -> StoreError {
+    StoreError::Engine("writer answered another operation".into())
+}
+
+/// Takes `DIR/lock` exclusively, or says which process has it.
+fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
+    use std::os::fd::AsRawFd;
+    let path: PathBuf = dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StoreError::Open(format!("cannot open {}: {e}", path.display())))?;
+    // SAFETY: flock on a file descriptor this function owns.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(StoreError::Open(format!(
+            "{} is in use by another hookgate process (an embedded queue belongs to one \
+             process; use a PostgreSQL queue_store for replicas)",
+            dir.display()
+        )));
+    }
+    Ok(file)
+}
+
+/// Reads a row selected with [`COLUMNS`].
+fn event_from(r: &Row<'_>, body: Option<bytes::Bytes>) -> rusqlite::Result<Event> {
+    let state: String = r.get(3)?;
+    Ok(Event {
+        id: r.get(0)?,
+        route: r.get(1)?,
+        idempotency_key: r.get(2)?,
+        state: State::parse(&state).unwrap_or(State::Dead),
+        received_ms: r.get(4)?,
+        age_from_ms: r.get(5)?,
+        next_attempt_ms: r.get(6)?,
+        attempts: r.get::<_, i64>(7)?.clamp(0, i64::from(u32::MAX)) as u32,
+        finished_ms: r.get(8)?,
+        last_status: r
+            .get::<_, Option<i64>>(9)?
+            .and_then(|s| u16::try_from(s).ok()),
+        last_error: r.get(10)?,
+        verified_key: r
+            .get::<_, Option<i64>>(11)?
+            .and_then(|k| u32::try_from(k).ok()),
+        method: r.get(12)?,
+        target: r.get(13)?,
+        headers: r.get(14)?,
+        body_len: u64::try_from(r.get::<_, i64>(15)?).unwrap_or(0),
+        body,
+        lease: r.get(16)?,
+    })
+}
+
+/// The writer thread: takes what is waiting, applies it in one transaction, commits once,
+/// answers everyone. Ends when every sender is gone.
+fn writer(mut conn: Connection, mut rx: mpsc::Receiver<(Op, Reply)>, metrics: &Metrics) {
+    let mut lease_counter: u64 = 0;
+    while let Some(first) = rx.blocking_recv() {
+        let mut bytes = first.0.body_len();
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(op) => {
+                    bytes += op.0.body_len();
+                    batch.push(op);
+                }
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let applied = apply(&mut conn, &batch, &mut lease_counter);
+        metrics
+            .queue
+            .commit_duration
+            .observe(started.elapsed().as_secs_f64());
+        metrics.queue.commit_batch.observe(batch.len() as f64);
+        match applied {
+            Ok(answers) => {
+                for ((_, reply), answer) in batch.into_iter().zip(answers) {
+                    let _ = reply.send(Ok(answer));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, operations = batch.len(), "queue store commit failed");
+                metrics
+                    .queue
+                    .store_errors
+                    .with_label_values(&["commit"])
+                    .inc();
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(StoreError::Engine(e.to_string())));
+                }
+            }
+        }
+    }
+}
+
+/// Applies a batch in one transaction; all or nothing.
+fn apply(
+    conn: &mut Connection,
+    batch: &[(Op, Reply)],
+    lease_counter: &mut u64,
+) -> rusqlite::Result<Vec<Answer>> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut answers = Vec::with_capacity(batch.len());
+    for (op, _) in batch {
+        answers.push(apply_one(&tx, op, lease_counter)?);
+    }
+    tx.commit()?;
+    Ok(answers)
+}
+
+fn apply_one(
+    tx: &rusqlite::Transaction<'_>,
+    op: &Op,
+    lease_counter: &mut u64,
+) -> rusqlite::Result<Answer> {
+    match op {
+        Op::Ingest(e) => {
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT INTO hookgate_events (id, route, dedup_key, dedup_until, \
+                     idempotency_key, state, received_at, age_from, next_attempt_at, \
+                     verified_key, method, target, headers, body) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6, ?6, ?7, ?8, ?9, ?10, ?11) \
+                     ON CONFLICT (route, dedup_key) DO NOTHING",
+                )?
+                .execute(params![
+                    e.id,
+                    e.route,
+                    e.dedup_key,
+                    e.dedup_until,
+                    e.idempotency_key,
+                    e.received_ms,
+                    e.verified_key,
+                    e.method,
+                    e.target,
+                    e.headers,
+                    &e.body[..],
+                ])?;
+            if inserted == 1 {
+                return Ok(Answer::Ingested(Ingested::Stored));
+            }
+            let first: String = tx
+                .prepare_cached(
+                    "SELECT id FROM hookgate_events WHERE route = ?1 AND dedup_key = ?2",
+                )?
+                .query_row(params![e.route, e.dedup_key], |r| r.get(0))?;
+            Ok(Answer::Ingested(Ingested::Duplicate(first)))
+        }
+        Op::Lease {
+            route,
+            limit,
+            now_ms,
+            until_ms,
+        } => {
+            *lease_counter += 1;
+            let lease = format!("{}-{lease_counter}", std::process::id());
+            let sql = format!(
+                "UPDATE hookgate_events SET state = 'delivering', lease = ?1, \
+                 leased_until = ?2, attempts = attempts + 1 \
+                 WHERE id IN (SELECT id FROM hookgate_events \
+                     WHERE route = ?3 AND state IN ('queued', 'retrying', 'delivering') \
+                     AND next_attempt_at <= ?4 \
+                     AND (state <> 'delivering' OR leased_until < ?4) \
+                     ORDER BY next_attempt_at, received_at LIMIT ?5) \
+                 RETURNING {COLUMNS}, body"
+            );
+            let mut stmt = tx.prepare_cached(&sql)?;
+            let rows = stmt.query_map(
+                params![
+                    lease,
+                    until_ms,
+                    route,
+                    now_ms,
+                    i64::try_from(*limit).unwrap_or(i64::MAX)
+                ],
+                |r| {
+                    let body = bytes::Bytes::from(r.get::<_, Vec<u8>>(17)?);
+                    event_from(r, Some(body))
+                },
+            )?;
+            let mut events = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            events.sort_by_key(|e| (e.next_attempt_ms, e.received_ms));
+            Ok(Answer::Events(events))
+        }
+        Op::Settle {
+            id,
+            lease,
+            settle,
+            now_ms,
+        } => {
+            let (state, next, finished, status, error) = match settle {
+                Settle::Delivered { status } => {
+                    ("delivered", None, Some(*now_ms), Some(*status), None)
+                }
+                Settle::Retry {
+                    at_ms,
+                    status,
+                    error,
+                } => (
+                    "retrying",
+                    Some(*at_ms),
+                    None,
+                    *status,
+                    Some(error.as_str()),
+                ),
+                Settle::Dead { status, error, .. } => {
+                    ("dead", None, Some(*now_ms), *status, Some(error.as_str()))
+                }
+            };
+            let changed = tx
+                .prepare_cached(
+                    "UPDATE hookgate_events SET state = ?1, \
+                     next_attempt_at = coalesce(?2, next_attempt_at), finished_at = ?3, \
+                     last_status = ?4, last_error = ?5, lease = NULL, leased_until = NULL \
+                     WHERE id = ?6 AND state = 'delivering' AND lease = ?7",
+                )?
+                .execute(params![state, next, finished, status, error, id, lease])?;
+            Ok(Answer::Flag(changed == 1))
+        }
+        Op::Retry { id, route, now_ms } => {
+            let changed = tx
+                .prepare_cached(
+                    "UPDATE hookgate_events SET state = 'retrying', next_attempt_at = ?1, \
+                     age_from = ?1, attempts = 0, finished_at = NULL \
+                     WHERE ((?2 IS NOT NULL AND id = ?2 AND state IN ('dead', 'retrying')) \
+                         OR (?3 IS NOT NULL AND route = ?3 AND state = 'dead'))",
+                )?
+                .execute(params![now_ms, id, route])?;
+            Ok(Answer::Count(changed as u64))
+        }
+        Op::Remove { id } => {
+            let changed = tx
+                .prepare_cached(
+                    "DELETE FROM hookgate_events WHERE id = ?1 AND state <> 'delivering'",
+                )?
+                .execute([id])?;
+            Ok(Answer::Flag(changed == 1))
+        }
+        Op::Purge {
+            delivered_before_ms,
+            dead_before_ms,
+            now_ms,
+        } => {
+            let changed = tx
+                .prepare_cached(
+                    "DELETE FROM hookgate_events WHERE id IN (SELECT id FROM hookgate_events \
+                     WHERE ((state = 'delivered' AND finished_at < ?1) \
+                         OR (state = 'dead' AND finished_at < ?2)) \
+                     AND (dedup_until IS NULL OR dedup_until < ?3) LIMIT 10000)",
+                )?
+                .execute(params![delivered_before_ms, dead_before_ms, now_ms])?;
+            Ok(Answer::Count(changed as u64))
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! A stored request: what sync mode would have forwarded, kept until it is delivered.
+//!
+//! Headers are stored as `name: value\r\n` lines, exactly as they would be sent (values are
+//! bytes: a header value may carry non-UTF-8 octets), so a row read with the `sqlite3` shell
+//! or `psql` shows the request as the app will get it.
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+
+/// An event about to be stored.
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    /// Stable across attempts; the sender gets it in `Hookgate-Event-Id`.
+    pub id: String,
+    pub route: String,
+    /// `replay::store_key` of the route's replay key, if the route has `replay:`: a second
+    /// event with the same key is a duplicate, recognized in the insert itself.
+    pub dedup_key: Option<String>,
+    /// Until when (Unix ms) the dedup key must be remembered: the route's `replay.ttl`.
+    pub dedup_until: Option<i64>,
+    /// Sent to the app as `Idempotency-Key` on every attempt.
+    pub idempotency_key: String,
+    pub received_ms: i64,
+    /// The index of the key that verified the signature (`None` on an allowlist-only route).
+    pub verified_key: Option<u32>,
+    pub method: String,
+    /// The request's path and query, as received (the route's upstream base path is added
+    /// at delivery, so a reload that moves the app applies to stored events too).
+    pub target: String,
+    /// Encoded with [`encode_headers`].
+    pub headers: Vec<u8>,
+    pub body: Bytes,
+}
+
+/// Where an event is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Stored, not yet tried.
+    Queued,
+    /// Leased by a delivery worker right now.
+    Delivering,
+    /// Tried, failed, due again at `next_attempt_ms`.
+    Retrying,
+    /// The app answered 2xx; kept for the retention, then purged.
+    Delivered,
+    /// A dead letter: refused for good, or too old. Kept until retried, dropped or purged.
+    Dead,
+}
+
+impl State {
+    pub const ALL: [State; 5] = [
+        State::Queued,
+        State::Delivering,
+        State::Retrying,
+        State::Delivered,
+        State::Dead,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Queued => "queued",
+            State::Delivering => "delivering",
+            State::Retrying => "retrying",
+            State::Delivered => "delivered",
+            State::Dead => "dead",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<State> {
+        State::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+/// A stored event as read back: for delivery, or for an operator.
+#[derive(Clone, Debug)]
+pub struct Event {
+    pub id: String,
+    pub route: String,
+    pub idempotency_key: String,
+    pub state: State,
+    pub received_ms: i64,
+    /// Where `max_age` counts from: the receive time, or when an operator last retried it.
+    pub age_from_ms: i64,
+    pub next_attempt_ms: i64,
+    /// Attempts started so far, this one included when leased.
+    pub attempts: u32,
+    pub finished_ms: Option<i64>,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    pub verified_key: Option<u32>,
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<u8>,
+    /// `None` when read without it (listings).
+    pub body: Option<Bytes>,
+    pub body_len: u64,
+    /// The lease this copy was read under (delivery only): settling needs it, so a worker
+    /// whose lease expired cannot settle another worker's attempt.
+    pub lease: Option<String>,
+}
+
+/// `name: value\r\n` per header, in the map's order (repeated names stay repeated).
+pub fn encode_headers(headers: &HeaderMap) -> Vec<u8> {
+    let mut out = Vec::with_capacity(headers.len() * 32);
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// The stored request is not one the gateway could have written.
+#[derive(Debug, thiserror::Error)]
+#[error("stored request unreadable: {0}")]
+pub struct Unreadable(&'static str);
+
+impl Unreadable {
+    pub fn new(what: &'static str) -> Unreadable {
+        Unreadable(what)
+    }
+}
+
+/// Reads back what [`encode_headers`] wrote.
+pub fn decode_headers(bytes: &[u8]) -> Result<HeaderMap, Unreadable> {
+    let mut headers = HeaderMap::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let end = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or(Unreadable("header line without CRLF"))?;
+        let line = &rest[..end];
+        rest = &rest[end + 2..];
+        let colon = line
+            .windows(2)
+            .position(|w| w == b": ")
+            .ok_or(Unreadable("header line without a name"))?;
+        let name =
+            HeaderName::from_bytes(&line[..colon]).map_err(|_| Unreadable("bad header name"))?;
+        let value = HeaderValue::from_bytes(&line[colon + 2..])
+            .map_err(|_| Unreadable("bad header value"))?;
+        headers.append(name, value);
+    }
+    Ok(headers)
+}
+
+impl Event {
+    /// The request head to send: method, target and headers, checked.
+    pub fn request_head(&self) -> Result<(Method, http::uri::PathAndQuery, HeaderMap), Unreadable> {
+        let method =
+            Method::from_bytes(self.method.as_bytes()).map_err(|_| Unreadable("bad method"))?;
+        let target = http::uri::PathAndQuery::try_from(self.target.as_str())
+            .map_err(|_| Unreadable("bad target"))?;
+        Ok((method, target, decode_headers(&self.headers)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_round_trip_with_repeats_and_opaque_bytes() {
+        let mut h = HeaderMap::new();
+        h.append("x-one", HeaderValue::from_static("a: b"));
+        h.append("x-one", HeaderValue::from_static("second"));
+        h.append("x-bin", HeaderValue::from_bytes(b"caf\xe9").unwrap());
+        h.append("x-empty", HeaderValue::from_static(""));
+        let encoded = encode_headers(&h);
+        assert_eq!(decode_headers(&encoded).unwrap(), h);
+    }
+
+    #[test]
+    fn damaged_header_text_is_unreadable_not_guessed() {
+        for bad in [
+            &b"x-a: 1"[..],
+            b"no colon\r\n",
+            b"bad name: 1\r\n",
+            b"x-a: \x01\r\n",
+        ] {
+            assert!(decode_headers(bad).is_err(), "{bad:?}");
+        }
+    }
+}

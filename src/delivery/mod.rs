@@ -1,0 +1,134 @@
+//! Queued delivery: the pipeline's "store and answer" stage and the worker that delivers
+//! what was stored.
+//!
+//! A route with `delivery: queued` does not wait for its app. Once a request has passed every
+//! check, the gateway stores what it would have forwarded (method, path and query, headers
+//! after hop-by-hop hygiene and `X-Forwarded-*`, the exact body bytes) durably, and only then
+//! answers the sender with a 2xx. The delivery worker ([`worker`]) later sends each stored
+//! event to the route's upstream with the same forward code as sync mode, adding
+//! `Idempotency-Key` and `Hookgate-Attempt`, and retries with backoff ([`retry`]) until the
+//! app answers 2xx, the answer is final, or the event is too old: then it is a dead letter,
+//! kept for an operator to retry or drop.
+//!
+//! - `store.rs`: the store interface the stage, the worker and the admin API use;
+//!   `embedded.rs`: its engine in one directory (SQLite, one writer thread, group commit).
+//! - `retry.rs`: what an attempt's result means for the event (pure, clock passed in).
+//! - `worker.rs`: leases due events, delivers them, settles them; paces a route whose app is
+//!   down.
+//! - `event.rs`: a stored request and its encoding at rest.
+
+pub mod embedded;
+pub mod event;
+pub mod retry;
+pub mod store;
+pub mod worker;
+
+use std::time::Duration;
+
+use http::StatusCode;
+
+pub use event::{Event, NewEvent};
+pub use retry::RetryPolicy;
+pub use store::{QueueStore, StoreError};
+
+/// The store and what wakes the worker, shared by every request and the worker.
+pub struct Queue {
+    pub store: QueueStore,
+    /// Notified when an event is stored or made due by an operator: the worker leases at
+    /// once instead of at its next poll.
+    pub wake: tokio::sync::Notify,
+}
+
+/// How a route delivers what passed its checks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Forward now and relay the app's answer (the default).
+    Sync,
+    /// Store durably, answer the sender, deliver later.
+    Queued(QueuePolicy),
+}
+
+/// A queued route's settings (`queue:` on the route).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueuePolicy {
+    /// What the sender gets once the event is on disk.
+    pub answer_status: StatusCode,
+    pub answer_body: String,
+    /// Deliveries to the app in flight at once (protects a slow app). 1 also delivers in
+    /// order of arrival, unless an event has to be retried.
+    pub concurrency: usize,
+    pub retry: RetryPolicy,
+}
+
+impl Default for QueuePolicy {
+    fn default() -> QueuePolicy {
+        QueuePolicy {
+            answer_status: StatusCode::OK,
+            answer_body: "queued\n".into(),
+            concurrency: 16,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// Where queued events live (`queue_store:`), built only if some route is queued.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QueueStoreConfig {
+    /// One directory on this machine, one gateway process at a time.
+    Embedded {
+        path: std::path::PathBuf,
+        retention: Retention,
+    },
+}
+
+impl QueueStoreConfig {
+    pub fn retention(&self) -> Retention {
+        match self {
+            QueueStoreConfig::Embedded { retention, .. } => *retention,
+        }
+    }
+}
+
+/// How long finished events stay in the store, for inspection and replay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// Delivered events (their bodies included), after delivery.
+    pub delivered: Duration,
+    /// Dead letters, after they died, unless retried or dropped first.
+    pub dead: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Retention {
+        Retention {
+            delivered: Duration::from_secs(24 * 3600),
+            dead: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+/// The header that tells the app which attempt this is (1 for the first).
+pub const ATTEMPT_HEADER: http::HeaderName = http::HeaderName::from_static("hookgate-attempt");
+/// The header that names the event to the app, stable across attempts.
+pub const IDEMPOTENCY_KEY: http::HeaderName = http::HeaderName::from_static("idempotency-key");
+/// The header that tells the sender which event its request was stored as.
+pub const EVENT_ID_HEADER: http::HeaderName = http::HeaderName::from_static("hookgate-event-id");
+
+/// Unix milliseconds of `t` (0 before 1970).
+pub fn unix_ms(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The `Idempotency-Key` of an event with replay key `key`: the key itself when it is a
+/// header value an app can compare as text (visible ASCII, at most 200 bytes) and not a
+/// signature; otherwise its SHA-256 in hex.
+pub fn idempotency_key(source: &crate::replay::KeySource, key: &[u8]) -> String {
+    let readable = !key.is_empty() && key.len() <= 200 && key.iter().all(u8::is_ascii_graphic);
+    match source {
+        crate::replay::KeySource::Signature => {}
+        _ if readable => return String::from_utf8_lossy(key).into_owned(),
+        _ => {}
+    }
+    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(key))
+}

@@ -1,0 +1,202 @@
+//! The queue store as the pipeline, the delivery worker and the admin API see it: one set
+//! of operations, whatever the engine.
+//!
+//! Every change is durable when its call returns `Ok` (fsync included); the pipeline answers
+//! the sender only then.
+
+use std::sync::Arc;
+
+use crate::delivery::embedded::Embedded;
+use crate::delivery::event::{Event, NewEvent, State};
+use crate::delivery::retry::DeadReason;
+use crate::delivery::QueueStoreConfig;
+use crate::metrics::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The engine failed (disk full, I/O error, database down).
+    #[error("queue store: {0}")]
+    Engine(String),
+    /// No answer in time: the writer is behind or the disk stalls.
+    #[error("queue store timed out")]
+    Timeout,
+    /// The store is closed (shutting down).
+    #[error("queue store closed")]
+    Closed,
+    /// The store cannot be opened as configured.
+    #[error("queue store: {0}")]
+    Open(String),
+}
+
+/// What storing an event did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ingested {
+    /// On disk now.
+    Stored,
+    /// An event with the same dedup key is already stored (its id).
+    Duplicate(String),
+}
+
+/// How an attempt ends for the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Settle {
+    Delivered {
+        status: u16,
+    },
+    Retry {
+        at_ms: i64,
+        status: Option<u16>,
+        error: String,
+    },
+    Dead {
+        reason: DeadReason,
+        status: Option<u16>,
+        error: String,
+    },
+}
+
+/// Which events to list.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    pub route: Option<String>,
+    pub state: Option<State>,
+    /// Only events whose id sorts after this (paging).
+    pub after: Option<String>,
+    pub limit: usize,
+}
+
+/// Events of one route in one state, for the depth and age gauges.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Depth {
+    pub route: String,
+    pub state: State,
+    pub count: u64,
+    /// When the oldest of them was received (Unix ms).
+    pub oldest_received_ms: i64,
+}
+
+/// The queue store in use.
+pub enum QueueStore {
+    Embedded(Embedded),
+}
+
+impl QueueStore {
+    /// Opens (creating if needed) the configured store.
+    pub async fn open(
+        config: &QueueStoreConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<QueueStore, StoreError> {
+        match config {
+            QueueStoreConfig::Embedded { path, .. } => {
+                let path = path.clone();
+                let opened =
+                    tokio::task::spawn_blocking(move || Embedded::open(&path, metrics)).await;
+                match opened {
+                    Ok(r) => r.map(QueueStore::Embedded),
+                    Err(e) => Err(StoreError::Open(e.to_string())),
+                }
+            }
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            QueueStore::Embedded(_) => "embedded",
+        }
+    }
+
+    /// Stores `event`; `Ok` means it is on disk.
+    pub async fn ingest(&self, event: NewEvent) -> Result<Ingested, StoreError> {
+        match self {
+            QueueStore::Embedded(s) => s.ingest(event).await,
+        }
+    }
+
+    /// Leases up to `limit` due events of `route` until `lease_until_ms`, oldest due first.
+    /// An event whose lease ran out (its worker died) is due again.
+    pub async fn lease(
+        &self,
+        route: &str,
+        limit: usize,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<Vec<Event>, StoreError> {
+        match self {
+            QueueStore::Embedded(s) => s.lease(route, limit, now_ms, lease_until_ms).await,
+        }
+    }
+
+    /// Records how a leased attempt ended. Ignored (false) if the lease is no longer
+    /// this one's: it ran out and the event went to another worker.
+    pub async fn settle(
+        &self,
+        event: &Event,
+        settle: Settle,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        match self {
+            QueueStore::Embedded(s) => s.settle(event, settle, now_ms).await,
+        }
+    }
+
+    /// The soonest time (Unix ms) any pending event of `route` is due, if it has any.
+    pub async fn next_due(&self, route: &str) -> Result<Option<i64>, StoreError> {
+        match self {
+            QueueStore::Embedded(s) => s.next_due(route).await,
+        }
+    }
+
+    pub async fn list(&self, filter: Filter) -> Result<Vec<Event>, StoreError> {
+        match self {
+            QueueStore::Embedded(s) => s.list(filter).await,
+        }
+    }
+
+    pub async fn get(&self, id: &str, with_body: bool) -> Result<Option<Event>, StoreError> {
+        match self {
+            QueueStore::Embedded(s) => s.get(id, with_body).await,
+        }
+    }
+
+    /// Makes a dead (or retrying) event due now, with a fresh max age. False if there is no
+    /// such event in one of those states.
+    pub async fn retry(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
+        match self {
+            QueueStore::Embedded(s) => s.retry(id, now_ms).await,
+        }
+    }
+
+    /// [`QueueStore::retry`] for every dead event of `route`; returns how many.
+    pub async fn retry_dead(&self, route: &str, now_ms: i64) -> Result<u64, StoreError> {
+        match self {
+            QueueStore::Embedded(s) => s.retry_dead(route, now_ms).await,
+        }
+    }
+
+    /// Deletes an event that is not being delivered right now. False if there is none.
+    pub async fn remove(&self, id: &str) -> Result<bool, StoreError> {
+        match self {
+            QueueStore::Embedded(s) => s.remove(id).await,
+        }
+    }
+
+    /// Counts by route and state.
+    pub async fn depths(&self) -> Result<Vec<Depth>, StoreError> {
+        match self {
+            QueueStore::Embedded(s) => s.depths().await,
+        }
+    }
+
+    /// Deletes finished events past their retention (and their dedup window); returns how
+    /// many.
+    pub async fn purge(
+        &self,
+        delivered_before_ms: i64,
+        dead_before_ms: i64,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        match self {
+            QueueStore::Embedded(s) => s.purge(delivered_before_ms, dead_before_ms, now_ms).await,
+        }
+    }
+}

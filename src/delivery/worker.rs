@@ -1,0 +1,490 @@
+//! The delivery worker: one task per process that leases due events from the queue store,
+//! sends each to its route's upstream with the same forward code as sync mode, and settles
+//! it as delivered, to be retried, or dead.
+//!
+//! - **Per route, bounded.** At most `queue.concurrency` deliveries of a route are in flight.
+//! - **Paced when the app is down.** When an attempt gets no answer (refused, reset,
+//!   timeout) or a 429/502/503/504, the route pauses (the retry backoff, at most
+//!   [`MAX_PAUSE`]), then sends one probe at a time until an attempt gets through: no hot
+//!   loop of refused connections while the app is deploying.
+//! - **Woken, not only polling.** The pipeline wakes the worker when it stores an event, so
+//!   a fast app gets it within a commit; the worker also polls once a second for events that
+//!   became due (retries, or other replicas' events on a shared store).
+//! - **Leases.** An event is leased for longer than one attempt can take (connect and
+//!   upstream timeouts, plus a margin); if this process dies mid-attempt, the lease runs out
+//!   and the event is due again (the embedded store releases it at once on the next start).
+//! - On shutdown it leases nothing more and waits for its attempts in flight, up to
+//!   `limits.shutdown_grace`; undelivered events stay in the store for the next start.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::HeaderValue;
+use tokio::sync::{mpsc, watch};
+
+use crate::body::RawBody;
+use crate::config::Route;
+use crate::delivery::event::Event;
+use crate::delivery::retry::{self, Attempt, Verdict};
+use crate::delivery::store::Settle;
+use crate::delivery::{unix_ms, Delivery, Queue, QueuePolicy, ATTEMPT_HEADER, IDEMPOTENCY_KEY};
+use crate::forward::{self, Outgoing};
+use crate::gateway::Clock;
+use crate::metrics::Metrics;
+use crate::reload::{Current, Live};
+
+/// The longest a route whose app is down waits before its next probe.
+pub const MAX_PAUSE: Duration = Duration::from_secs(30);
+/// How often due events are looked for when nothing wakes the worker.
+const POLL: Duration = Duration::from_secs(1);
+/// Added to the longest attempt for the lease: settling takes a commit too.
+const LEASE_MARGIN: Duration = Duration::from_secs(30);
+/// How often the depth and age gauges are refreshed.
+const DEPTHS_EVERY: Duration = Duration::from_secs(5);
+/// How often finished events past their retention are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(60);
+
+/// A route's delivery state in this worker.
+#[derive(Default)]
+struct RouteState {
+    in_flight: usize,
+    /// Attempts in a row that found the app down; 0 when it is up.
+    down_streak: u32,
+    /// No lease for this route before this.
+    paused_until: Option<Instant>,
+}
+
+/// How an attempt went, for pacing.
+struct Done {
+    route: String,
+    app_down: bool,
+}
+
+/// Runs the worker until `shutdown` turns true. `live` is the worker's own view of the
+/// configuration (its upstream pools live on this runtime); reloads swap it.
+pub async fn run(
+    queue: Arc<Queue>,
+    live: Arc<Current>,
+    metrics: Arc<Metrics>,
+    clock: Clock,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut routes: HashMap<String, RouteState> = HashMap::new();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+    let mut next_depths = Instant::now();
+    let mut next_purge = Instant::now() + PURGE_EVERY;
+    let mut attempts = tokio::task::JoinSet::new();
+    loop {
+        let now = Instant::now();
+        let current = live.load_full();
+        let mut wake_at = now + POLL;
+        for route in current.gateway.routes.routes() {
+            let Delivery::Queued(policy) = &route.delivery else {
+                continue;
+            };
+            let state = routes.entry(route.name.clone()).or_default();
+            if let Some(until) = state.paused_until {
+                if until > now {
+                    wake_at = wake_at.min(until);
+                    continue;
+                }
+            }
+            // A route whose app is down gets one probe at a time.
+            let limit = if state.down_streak > 0 {
+                1
+            } else {
+                policy.concurrency
+            };
+            let room = limit.saturating_sub(state.in_flight);
+            if room == 0 {
+                continue;
+            }
+            let now_ms = unix_ms(clock());
+            let lease = current.gateway.limits.upstream_connect_timeout
+                + route.limits.upstream_timeout
+                + LEASE_MARGIN;
+            let lease_until = now_ms + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+            let leased = match queue
+                .store
+                .lease(&route.name, room, now_ms, lease_until)
+                .await
+            {
+                Ok(events) => events,
+                Err(e) => {
+                    tracing::error!(route = route.name.as_str(), error = %e, "queue store: cannot lease events");
+                    metrics
+                        .queue
+                        .store_errors
+                        .with_label_values(&["lease"])
+                        .inc();
+                    continue;
+                }
+            };
+            if leased.len() == room {
+                // More may be due: look again as soon as one finishes.
+            } else if let Ok(Some(due_ms)) = queue.store.next_due(&route.name).await {
+                let wait = u64::try_from(due_ms.saturating_sub(unix_ms(clock()))).unwrap_or(0);
+                wake_at = wake_at.min(now + Duration::from_millis(wait));
+            }
+            for event in leased {
+                state.in_flight += 1;
+                let job = Attempting {
+                    queue: queue.clone(),
+                    live: current.clone(),
+                    route: route.clone(),
+                    policy: policy.clone(),
+                    metrics: metrics.clone(),
+                    clock,
+                };
+                let done_tx = done_tx.clone();
+                attempts.spawn(async move {
+                    let app_down = job.deliver(event).await;
+                    let _ = done_tx.send(Done {
+                        route: job.route.name.clone(),
+                        app_down,
+                    });
+                });
+            }
+        }
+        if Instant::now() >= next_depths {
+            next_depths = Instant::now() + DEPTHS_EVERY;
+            refresh_depths(&queue, &current, &metrics, clock).await;
+        }
+        if Instant::now() >= next_purge {
+            next_purge = Instant::now() + PURGE_EVERY;
+            purge(&queue, &current, &metrics, clock).await;
+        }
+        tokio::select! {
+            _ = queue.wake.notified() => {}
+            Some(done) = done_rx.recv() => {
+                settle_pace(&mut routes, done, &current);
+                // Take every other finished attempt too before leasing again.
+                while let Ok(done) = done_rx.try_recv() {
+                    settle_pace(&mut routes, done, &current);
+                }
+            }
+            Some(_) = attempts.join_next(), if !attempts.is_empty() => {}
+            _ = tokio::time::sleep_until(wake_at.into()) => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    let grace = live.load().gateway.limits.shutdown_grace;
+    let in_flight = attempts.len();
+    if in_flight > 0 {
+        tracing::info!(
+            in_flight,
+            "delivery stopping: waiting for attempts in flight"
+        );
+    }
+    let waited = tokio::time::timeout(grace, async {
+        while attempts.join_next().await.is_some() {}
+    })
+    .await;
+    if waited.is_err() {
+        // Their leases run out; the events are delivered again after the next start.
+        tracing::warn!(
+            cut_off = attempts.len(),
+            "delivery attempts still running when shutdown_grace ran out"
+        );
+        attempts.abort_all();
+    }
+}
+
+/// Counts a finished attempt and paces its route.
+fn settle_pace(routes: &mut HashMap<String, RouteState>, done: Done, live: &Live) {
+    let Some(state) = routes.get_mut(&done.route) else {
+        return;
+    };
+    state.in_flight = state.in_flight.saturating_sub(1);
+    if !done.app_down {
+        if state.down_streak > 0 {
+            tracing::info!(
+                route = done.route.as_str(),
+                "app answering again; delivery resumes"
+            );
+        }
+        state.down_streak = 0;
+        state.paused_until = None;
+        return;
+    }
+    state.down_streak = state.down_streak.saturating_add(1);
+    let backoff = live
+        .gateway
+        .routes
+        .routes()
+        .iter()
+        .find(|r| r.name == done.route)
+        .and_then(|r| match &r.delivery {
+            Delivery::Queued(p) => Some(p.retry.backoff(state.down_streak)),
+            Delivery::Sync => None,
+        })
+        .unwrap_or(MAX_PAUSE)
+        .min(MAX_PAUSE);
+    if state.down_streak == 1 {
+        tracing::warn!(
+            route = done.route.as_str(),
+            "app not answering; pausing delivery, then probing one event at a time"
+        );
+    }
+    state.paused_until = Some(Instant::now() + backoff);
+}
+
+/// One leased event on its way.
+struct Attempting {
+    queue: Arc<Queue>,
+    live: Arc<Live>,
+    route: Arc<Route>,
+    policy: QueuePolicy,
+    metrics: Arc<Metrics>,
+    clock: Clock,
+}
+
+impl Attempting {
+    /// Sends the event, judges the answer, settles the event. Returns whether the app looked
+    /// down (for pacing).
+    async fn deliver(&self, event: Event) -> bool {
+        let route = self.route.name.as_str();
+        let (attempt, status, cause) = match self.send(&event).await {
+            Ok(sent) => sent,
+            Err(unreadable) => {
+                tracing::error!(route, event = event.id.as_str(), error = %unreadable, "stored event cannot be sent; dead letter");
+                let settle = Settle::Dead {
+                    reason: retry::DeadReason::Unreadable,
+                    status: None,
+                    error: unreadable.to_string(),
+                };
+                self.finish(&event, settle, "dead", Some(retry::DeadReason::Unreadable))
+                    .await;
+                return false;
+            }
+        };
+        let app_down = match attempt {
+            Attempt::NoAnswer => true,
+            Attempt::Answered { status, .. } => matches!(status.as_u16(), 429 | 502 | 503 | 504),
+        };
+        let now = (self.clock)();
+        let verdict = self.policy.retry.judge(
+            attempt,
+            event.attempts,
+            event.age_from_ms,
+            unix_ms(now),
+            jitter(),
+        );
+        let error = cause.unwrap_or_else(|| match status {
+            Some(s) => format!("app answered {s}"),
+            None => "no answer".into(),
+        });
+        let (settle, outcome, dead) = match verdict {
+            Verdict::Delivered => (
+                Settle::Delivered {
+                    status: status.unwrap_or(200),
+                },
+                "delivered",
+                None,
+            ),
+            Verdict::RetryAt(at_ms) => (
+                Settle::Retry {
+                    at_ms,
+                    status,
+                    error,
+                },
+                "retry",
+                None,
+            ),
+            Verdict::Dead(reason) => (
+                Settle::Dead {
+                    reason,
+                    status,
+                    error,
+                },
+                "dead",
+                Some(reason),
+            ),
+        };
+        let level_info = matches!(settle, Settle::Delivered { .. });
+        let at = match &settle {
+            Settle::Retry { at_ms, .. } => *at_ms,
+            _ => 0,
+        };
+        if level_info {
+            tracing::info!(
+                route,
+                event = event.id.as_str(),
+                attempt = event.attempts,
+                status = status.unwrap_or(0),
+                "delivered"
+            );
+        } else {
+            tracing::warn!(
+                route,
+                event = event.id.as_str(),
+                attempt = event.attempts,
+                status = status.unwrap_or(0),
+                outcome,
+                reason = dead.map_or("", |d| d.label()),
+                retry_in_ms = at.saturating_sub(unix_ms(now)).max(0),
+                "delivery attempt failed"
+            );
+        }
+        self.finish(&event, settle, outcome, dead).await;
+        app_down
+    }
+
+    /// Settles the event and counts the attempt.
+    async fn finish(
+        &self,
+        event: &Event,
+        settle: Settle,
+        outcome: &str,
+        dead: Option<retry::DeadReason>,
+    ) {
+        let route = self.route.name.as_str();
+        let q = &self.metrics.queue;
+        q.attempts.with_label_values(&[route, outcome]).inc();
+        if let Some(reason) = dead {
+            q.dead_letters
+                .with_label_values(&[route, reason.label()])
+                .inc();
+        }
+        match self
+            .queue
+            .store
+            .settle(event, settle, unix_ms((self.clock)()))
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                route,
+                event = event.id.as_str(),
+                "lease ran out before the attempt was settled; another attempt owns the event"
+            ),
+            Err(e) => {
+                // The lease runs out and the event is tried again: at least once, not lost.
+                tracing::error!(route, event = event.id.as_str(), error = %e, "queue store: cannot settle; the event will be delivered again");
+                q.store_errors.with_label_values(&["settle"]).inc();
+            }
+        }
+    }
+
+    /// One attempt: the stored request, with `Idempotency-Key` and `Hookgate-Attempt`, sent
+    /// as sync mode sends. Returns how it went, the status if any, and the failure's cause.
+    async fn send(
+        &self,
+        event: &Event,
+    ) -> Result<(Attempt, Option<u16>, Option<String>), crate::delivery::event::Unreadable> {
+        let (method, target, mut headers) = event.request_head()?;
+        let key = HeaderValue::from_str(&event.idempotency_key)
+            .map_err(|_| crate::delivery::event::Unreadable::new("bad idempotency key"))?;
+        headers.insert(IDEMPOTENCY_KEY, key);
+        headers.insert(ATTEMPT_HEADER, HeaderValue::from(event.attempts));
+        let body = RawBody::from(event.body.clone().unwrap_or_default());
+        let outgoing = Outgoing {
+            method,
+            target,
+            headers,
+        };
+        let exchange = forward::send(
+            &self.live.upstreams,
+            &self.route,
+            outgoing,
+            body,
+            &self.live.gateway.limits,
+            &self.live.route_metrics[self.route.index],
+        )
+        .await;
+        let status = exchange.call.status;
+        let attempt = match (status, &exchange.result) {
+            (Some(status), Ok(response)) => Attempt::Answered {
+                status,
+                retry_after: response
+                    .headers()
+                    .get(http::header::RETRY_AFTER)
+                    .and_then(|v| retry::parse_retry_after(v, (self.clock)())),
+            },
+            // The app answered with a status, then the answer broke: its status still says
+            // whether it took the event.
+            (Some(status), Err(_)) => Attempt::Answered {
+                status,
+                retry_after: None,
+            },
+            (None, _) => Attempt::NoAnswer,
+        };
+        Ok((attempt, status.map(|s| s.as_u16()), exchange.call.cause))
+    }
+}
+
+/// A draw in `[0, 1)` for retry jitter; not for anything secret.
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(unix_ms(std::time::SystemTime::now()) as u64);
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Refreshes `hookgate_queue_events` and `hookgate_queue_oldest_event_age_seconds`.
+async fn refresh_depths(queue: &Queue, live: &Live, metrics: &Metrics, clock: Clock) {
+    let depths = match queue.store.depths().await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "queue store: cannot read queue depths");
+            metrics
+                .queue
+                .store_errors
+                .with_label_values(&["depths"])
+                .inc();
+            return;
+        }
+    };
+    let q = &metrics.queue;
+    // A queued route's states that emptied read zero rather than keep their last value.
+    for route in live.gateway.routes.routes() {
+        if let Delivery::Queued(_) = route.delivery {
+            for state in crate::delivery::event::State::ALL {
+                let labels = [route.name.as_str(), state.as_str()];
+                q.events.with_label_values(&labels).set(0);
+                q.oldest_age.with_label_values(&labels).set(0.0);
+            }
+        }
+    }
+    let now_ms = unix_ms(clock());
+    for d in depths {
+        let labels = [d.route.as_str(), d.state.as_str()];
+        q.events
+            .with_label_values(&labels)
+            .set(i64::try_from(d.count).unwrap_or(i64::MAX));
+        q.oldest_age
+            .with_label_values(&labels)
+            .set(now_ms.saturating_sub(d.oldest_received_ms).max(0) as f64 / 1000.0);
+    }
+}
+
+/// Deletes finished events past their retention.
+async fn purge(queue: &Queue, live: &Live, metrics: &Metrics, clock: Clock) {
+    let Some(config) = &live.gateway.queue_store else {
+        return;
+    };
+    let retention = config.retention();
+    let now_ms = unix_ms(clock());
+    let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    match queue
+        .store
+        .purge(
+            now_ms - ms(retention.delivered),
+            now_ms - ms(retention.dead),
+            now_ms,
+        )
+        .await
+    {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(events = n, "purged finished events past their retention"),
+        Err(e) => {
+            tracing::warn!(error = %e, "queue store: cannot purge");
+            metrics
+                .queue
+                .store_errors
+                .with_label_values(&["purge"])
+                .inc();
+        }
+    }
+}

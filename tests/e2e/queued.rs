@@ -1,0 +1,349 @@
+//! Queued delivery through the running gateway with the embedded store: the sender is
+//! answered once the event is on disk, the app gets it later with an idempotency key,
+//! retries follow the policy, and what cannot be delivered becomes a dead letter.
+
+use std::time::Duration;
+
+use http::StatusCode;
+
+use crate::support::*;
+
+const ENV: &[(&str, &str)] = &[
+    ("LASO_SECRET", "laso_whsec_3f1c9a"),
+    ("LOMI_SECRET", "whsec_lomi_51b0"),
+];
+
+/// One queued laso route at `/laso` (and a queued lomi route with replay at `/lomi`), the
+/// store in `dir`, and `queue` lines under each route's `queue:`.
+fn config(dir: &std::path::Path, upstream: &str, queue: &str) -> String {
+    format!(
+        "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\n\
+         queue_store:\n  path: {}\n\
+         routes:\n\
+         \x20 - name: laso\n    path: /laso\n    upstream: {upstream}\n\
+         \x20   verify: {{ preset: laso, secret: \"${{LASO_SECRET}}\" }}\n\
+         \x20   delivery: queued\n    queue:\n{queue}\
+         \x20 - name: lomi\n    path: /lomi\n    upstream: {upstream}\n\
+         \x20   verify: {{ preset: lomi, secret: \"${{LOMI_SECRET}}\" }}\n\
+         \x20   replay: {{}}\n    delivery: queued\n    queue:\n{queue}",
+        dir.display()
+    )
+}
+
+/// Fast retries for tests: 50 ms doubling up to 200 ms.
+const FAST: &str = "      retry: { initial_interval: 50ms, max_interval: 200ms }\n";
+
+fn laso_event(n: usize) -> (Vec<u8>, Vec<(String, String)>) {
+    let body =
+        format!(r#"{{"event":"booking.created","n":{n},"time":1733000000000}}"#).into_bytes();
+    let headers = sign_as("laso", secret_of("laso"), &body, now_unix());
+    (body, headers)
+}
+
+/// Waits up to `secs` for `f`.
+async fn within(secs: u64, what: &str, f: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn header<'a>(r: &'a Received, name: &str) -> &'a str {
+    r.headers
+        .get(name)
+        .map(|v| v.to_str().unwrap())
+        .unwrap_or("")
+}
+
+#[tokio::test]
+async fn a_queued_event_is_answered_once_stored_then_delivered_byte_for_byte() {
+    let dir = temp_dir("queued-basic");
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(&config(&dir, &upstream.url(), FAST), ENV).await;
+    let (body, headers) = laso_event(1);
+    let answer = post(&gw.url("/laso?tenant=7"), &as_refs(&headers), &body).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.body, "queued\n");
+    let id = answer.headers["hookgate-event-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(id.len(), 32);
+
+    within(5, "the app receives the event", || upstream.count() == 1).await;
+    let got = &upstream.received()[0];
+    assert_eq!(got.body, body, "the exact bytes that were verified");
+    assert_eq!(got.method, "POST");
+    assert_eq!(got.path_and_query, "/laso?tenant=7");
+    assert_eq!(
+        header(got, "idempotency-key"),
+        id,
+        "no replay key: the event id"
+    );
+    assert_eq!(header(got, "hookgate-attempt"), "1");
+    assert_eq!(
+        header(got, "x-signature"),
+        headers[0].1,
+        "the signature reaches the app"
+    );
+    assert_eq!(header(got, "x-forwarded-for"), "127.0.0.1");
+    assert_eq!(gw.outcome("laso", "queued"), 1.0);
+    within(2, "the attempt is counted", || {
+        gw.counter(
+            "hookgate_delivery_attempts_total",
+            &[("route", "laso"), ("outcome", "delivered")],
+        ) == 1.0
+    })
+    .await;
+    assert!(
+        gw.counter("hookgate_queue_commit_batch_size_count", &[]) >= 2.0,
+        "ingest and settle were committed"
+    );
+    // The store is one directory, readable by its owner only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+    assert!(dir.join("queue.sqlite3").exists());
+    assert_eq!(mode & 0o077, 0, "others cannot read stored payloads");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unverified_request_on_a_queued_route_is_refused_and_never_stored() {
+    let dir = temp_dir("queued-forged");
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(&config(&dir, &upstream.url(), FAST), ENV).await;
+    let (body, _) = laso_event(1);
+    let forged = sign_as("laso", "not-the-secret", &body, now_unix());
+    let answer = post(&gw.url("/laso"), &as_refs(&forged), &body).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert!(answer.headers.get("hookgate-event-id").is_none());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(upstream.count(), 0);
+    assert_eq!(gw.outcome("laso", "signature_mismatch"), 1.0);
+    assert_eq!(gw.outcome("laso", "queued"), 0.0);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn while_the_app_is_down_senders_get_2xx_and_the_app_gets_every_event_when_it_is_up() {
+    let dir = temp_dir("queued-down");
+    let app = dead_addr().await;
+    let gw = Gateway::start(&config(&dir, &format!("http://{app}"), FAST), ENV).await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let (body, headers) = laso_event(n);
+        let answer = post(&gw.url("/laso"), &as_refs(&headers), &body).await;
+        assert_eq!(answer.status, StatusCode::OK, "stored, so acknowledged");
+        ids.push(
+            answer.headers["hookgate-event-id"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    // Attempts fail while nothing listens.
+    within(5, "attempts are made and fail", || {
+        gw.counter(
+            "hookgate_delivery_attempts_total",
+            &[("route", "laso"), ("outcome", "retry")],
+        ) >= 1.0
+    })
+    .await;
+    let upstream = Upstream::start_at(app, Reply::default()).await;
+    within(10, "every event arrives once the app is up", || {
+        upstream.count() >= 5
+    })
+    .await;
+    let mut keys: Vec<String> = upstream
+        .received()
+        .iter()
+        .map(|r| header(r, "idempotency-key").to_owned())
+        .collect();
+    keys.sort();
+    ids.sort();
+    assert_eq!(keys, ids, "each event once, under its own key");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_final_4xx_is_a_dead_letter_but_429_is_retried() {
+    let dir = temp_dir("queued-dead");
+    let upstream = Upstream::start_with(Reply::scripted(&[429, 422])).await;
+    let gw = Gateway::start(&config(&dir, &upstream.url(), FAST), ENV).await;
+    let (body, headers) = laso_event(1);
+    let answer = post(&gw.url("/laso"), &as_refs(&headers), &body).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    within(5, "the event dies on the 422", || {
+        gw.counter(
+            "hookgate_dead_letters_total",
+            &[("route", "laso"), ("reason", "refused")],
+        ) == 1.0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = upstream.received();
+    assert_eq!(got.len(), 2, "429 retried, 422 final: no third attempt");
+    assert_eq!(header(&got[0], "hookgate-attempt"), "1");
+    assert_eq!(header(&got[1], "hookgate-attempt"), "2");
+    assert_eq!(
+        header(&got[0], "idempotency-key"),
+        header(&got[1], "idempotency-key")
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn retry_after_from_the_app_is_honoured() {
+    let dir = temp_dir("queued-retry-after");
+    let reply = Reply {
+        retry_after: Some("1"),
+        ..Reply::scripted(&[503])
+    };
+    let upstream = Upstream::start_with(reply).await;
+    let gw = Gateway::start(&config(&dir, &upstream.url(), FAST), ENV).await;
+    let (body, headers) = laso_event(1);
+    post(&gw.url("/laso"), &as_refs(&headers), &body).await;
+    within(5, "the retry arrives", || upstream.count() == 2).await;
+    let got = upstream.received();
+    let waited = got[1].at - got[0].at;
+    assert!(
+        waited >= Duration::from_millis(990),
+        "Retry-After: 1 waited only {waited:?} (backoff alone is 50 ms)"
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_event_that_outlives_max_age_is_a_dead_letter() {
+    let dir = temp_dir("queued-expired");
+    let upstream = Upstream::start_with(Reply {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        ..Reply::default()
+    })
+    .await;
+    let queue = "      retry: { initial_interval: 50ms, max_interval: 100ms, max_age: 400ms }\n";
+    let gw = Gateway::start(&config(&dir, &upstream.url(), queue), ENV).await;
+    let (body, headers) = laso_event(1);
+    post(&gw.url("/laso"), &as_refs(&headers), &body).await;
+    within(5, "the event expires", || {
+        gw.counter(
+            "hookgate_dead_letters_total",
+            &[("route", "laso"), ("reason", "expired")],
+        ) == 1.0
+    })
+    .await;
+    let attempts = upstream.count();
+    assert!(attempts >= 2, "retried before expiring ({attempts})");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(upstream.count(), attempts, "nothing after it died");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn max_attempts_ends_retries() {
+    let dir = temp_dir("queued-attempts");
+    let upstream = Upstream::start_with(Reply {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        ..Reply::default()
+    })
+    .await;
+    let queue = "      retry: { initial_interval: 20ms, max_interval: 40ms, max_attempts: 3 }\n";
+    let gw = Gateway::start(&config(&dir, &upstream.url(), queue), ENV).await;
+    let (body, headers) = laso_event(1);
+    post(&gw.url("/laso"), &as_refs(&headers), &body).await;
+    within(5, "three attempts, then dead", || {
+        gw.counter(
+            "hookgate_dead_letters_total",
+            &[("route", "laso"), ("reason", "max_attempts")],
+        ) == 1.0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(upstream.count(), 3);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_duplicate_on_a_queued_route_is_recognized_by_the_store_and_delivered_once() {
+    let dir = temp_dir("queued-dup");
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(&config(&dir, &upstream.url(), FAST), ENV).await;
+    let body = br#"{"id":"evt_q_1","event":"PAYMENT_SUCCEEDED"}"#;
+    let headers = sign_as("lomi", secret_of("lomi"), body, now_unix());
+    let first = post(&gw.url("/lomi"), &as_refs(&headers), body).await;
+    let again = post(&gw.url("/lomi"), &as_refs(&headers), body).await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(
+        again.status,
+        StatusCode::OK,
+        "the sender must stop retrying"
+    );
+    assert_eq!(again.headers["x-hookgate-duplicate"], "true");
+    assert_eq!(
+        again.headers["hookgate-event-id"], first.headers["hookgate-event-id"],
+        "the duplicate names the event it duplicates"
+    );
+    within(5, "delivered", || upstream.count() == 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(upstream.count(), 1, "delivered once");
+    assert_eq!(
+        header(&upstream.received()[0], "idempotency-key"),
+        "evt_q_1",
+        "the replay key is the idempotency key"
+    );
+    assert_eq!(gw.outcome("lomi", "duplicate"), 1.0);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn undelivered_events_survive_a_restart_and_are_delivered_after_it() {
+    let dir = temp_dir("queued-restart");
+    let app = dead_addr().await;
+    let yaml = config(&dir, &format!("http://{app}"), FAST);
+    let gw = Gateway::start(&yaml, ENV).await;
+    for n in 0..3 {
+        let (body, headers) = laso_event(n);
+        assert_eq!(
+            post(&gw.url("/laso"), &as_refs(&headers), &body)
+                .await
+                .status,
+            StatusCode::OK
+        );
+    }
+    gw.shutdown().await;
+
+    let upstream = Upstream::start_at(app, Reply::default()).await;
+    let gw = Gateway::start(&yaml, ENV).await;
+    within(10, "the stored events are delivered", || {
+        upstream.count() == 3
+    })
+    .await;
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_second_gateway_cannot_open_the_same_embedded_store() {
+    let dir = temp_dir("queued-lock");
+    let upstream = Upstream::start().await;
+    let yaml = config(&dir, &upstream.url(), FAST);
+    let gw = Gateway::start(&yaml, ENV).await;
+    let loaded = hookgate::config::compile::compile(&yaml, std::path::Path::new("."), &|n| {
+        ENV.iter()
+            .find(|(k, _)| *k == n)
+            .map(|(_, v)| v.to_string())
+    })
+    .unwrap();
+    let second = hookgate::server::start(
+        loaded.gateway,
+        std::sync::Arc::new(hookgate::metrics::Metrics::new()),
+        std::time::SystemTime::now,
+    )
+    .await;
+    let err = second.err().expect("the directory is taken").to_string();
+    assert!(err.contains("in use by another hookgate"), "{err}");
+    gw.shutdown().await;
+}
