@@ -1,6 +1,7 @@
-//! The admin listener: `/metrics` (Prometheus text format), `/healthz` (the process is up)
-//! and `/readyz` (listeners bound and not shutting down). Meant for loopback or a private
-//! network only; it serves no webhooks.
+//! The admin listener: `/metrics` (Prometheus text format), `/healthz` (the process is up),
+//! `/readyz` (listeners bound and not shutting down), and the queue API under `/queue/`
+//! (`delivery/api.rs`), which changes state and so needs the bearer token when one is set.
+//! Meant for loopback or a private network only; it serves no webhooks.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,12 +17,23 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::delivery::Queue;
 use crate::metrics::Metrics;
+use crate::reload::Current;
+
+/// What the admin listener serves from.
+pub struct Admin {
+    pub metrics: Arc<Metrics>,
+    pub ready: Arc<AtomicBool>,
+    /// `Some` when `queue_store:` is configured.
+    pub queue: Option<Arc<Queue>>,
+    /// The configuration in force, for the token (a reload can change it).
+    pub live: Arc<Current>,
+}
 
 pub async fn serve(
     listener: TcpListener,
-    metrics: Arc<Metrics>,
-    ready: Arc<AtomicBool>,
+    admin: Arc<Admin>,
     header_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -37,12 +49,11 @@ pub async fn serve(
             },
             _ = shutdown.changed() => return,
         };
-        let metrics = metrics.clone();
-        let ready = ready.clone();
+        let admin = admin.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
-                let response = respond(&req, &metrics, &ready);
-                async move { Ok::<_, Infallible>(response) }
+                let admin = admin.clone();
+                async move { Ok::<_, Infallible>(respond(&req, &admin).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -53,11 +64,21 @@ pub async fn serve(
     }
 }
 
-fn respond(
-    req: &Request<Incoming>,
-    metrics: &Metrics,
-    ready: &AtomicBool,
-) -> Response<Full<Bytes>> {
+async fn respond(req: &Request<Incoming>, admin: &Admin) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    if path.starts_with("/queue/") {
+        let live = admin.live.load_full();
+        return crate::delivery::api::respond(
+            admin.queue.as_deref(),
+            live.gateway.admin_token.as_ref(),
+            req.method(),
+            path,
+            req.uri().query(),
+            req.headers().get(header::AUTHORIZATION),
+        )
+        .await;
+    }
+    let (metrics, ready) = (&admin.metrics, &admin.ready);
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
     }
@@ -75,7 +96,7 @@ fn respond(
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /metrics, /healthz or /readyz\n",
+            "not found: try /metrics, /healthz, /readyz or /queue/events\n",
         ),
     }
 }

@@ -56,6 +56,53 @@ enum Command {
     },
     /// List every built-in preset with its expanded scheme.
     Presets,
+    /// Inspect and operate the delivery queue through the admin listener.
+    Queue {
+        /// Configuration file: the admin address and `admin.token_file` are read from it
+        /// unless given below.
+        #[arg(short, long, default_value = "gateway.yaml")]
+        config: PathBuf,
+        /// The admin listener's `host:port` (default: `admin.addr` from the configuration).
+        #[arg(long)]
+        admin: Option<String>,
+        /// File with the admin bearer token (default: `admin.token_file`).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        #[command(subcommand)]
+        action: QueueAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueueAction {
+    /// List events (no bodies), oldest id first.
+    List {
+        #[arg(long)]
+        route: Option<String>,
+        /// queued, delivering, retrying, delivered or dead.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Only events after this id (the previous page's `next_after`).
+        #[arg(long)]
+        after: Option<String>,
+    },
+    /// Show one event; with `--body`, the stored request (headers and body) too.
+    Show {
+        id: String,
+        #[arg(long)]
+        body: bool,
+    },
+    /// Make a dead (or retrying) event due now, starting its retries over.
+    Retry { id: String },
+    /// Retry every dead event of a route.
+    RetryDead {
+        #[arg(long)]
+        route: String,
+    },
+    /// Delete an event (not while it is being delivered).
+    Drop { id: String },
 }
 
 #[derive(clap::Args)]
@@ -114,6 +161,15 @@ fn main() -> ExitCode {
         (Command::Check { config, expand }, _) => check(&config, expand),
         (Command::Sign { config, args }, _) => sign(&config, &args),
         (Command::Presets, _) => presets(),
+        (
+            Command::Queue {
+                config,
+                admin,
+                token_file,
+                action,
+            },
+            _,
+        ) => queue(&config, admin, token_file, action),
         (Command::Run { .. }, None) => unreachable!("run's configuration is loaded above"),
     };
     hookgate::logbuf::flush();
@@ -439,6 +495,99 @@ fn sign(path: &Path, args: &SignArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `hookgate queue …`: one call to the admin listener's queue API, its JSON printed.
+fn queue(
+    path: &Path,
+    admin: Option<String>,
+    token_file: Option<PathBuf>,
+    action: QueueAction,
+) -> anyhow::Result<ExitCode> {
+    // The configuration is read only for what was not given on the command line.
+    let loaded = if admin.is_none() || token_file.is_none() {
+        match config::load(path) {
+            Ok(l) => Some(l),
+            Err(_) if admin.is_some() => None,
+            Err(errors) => bail!("{}: {errors}(or give --admin)", path.display()),
+        }
+    } else {
+        None
+    };
+    let addr = match (admin, &loaded) {
+        (Some(a), _) => a,
+        (None, Some(l)) => l.gateway.admin.to_string(),
+        (None, None) => bail!("no admin address: give --admin HOST:PORT"),
+    };
+    let token = match token_file {
+        Some(f) => Some(
+            std::fs::read_to_string(&f)
+                .with_context(|| format!("cannot read {}", f.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let enc = |s: &str| -> String { form_urlencoded::byte_serialize(s.as_bytes()).collect() };
+    let (method, target) = match &action {
+        QueueAction::List {
+            route,
+            state,
+            limit,
+            after,
+        } => {
+            let mut q = vec![format!("limit={limit}")];
+            for (k, v) in [("route", route), ("state", state), ("after", after)] {
+                if let Some(v) = v {
+                    q.push(format!("{k}={}", enc(v)));
+                }
+            }
+            (http::Method::GET, format!("/queue/events?{}", q.join("&")))
+        }
+        QueueAction::Show { id, body } => (
+            http::Method::GET,
+            format!(
+                "/queue/events/{}{}",
+                enc(id),
+                if *body { "?body=true" } else { "" }
+            ),
+        ),
+        QueueAction::Retry { id } => (
+            http::Method::POST,
+            format!("/queue/events/{}/retry", enc(id)),
+        ),
+        QueueAction::RetryDead { route } => (
+            http::Method::POST,
+            format!("/queue/routes/{}/retry-dead", enc(route)),
+        ),
+        QueueAction::Drop { id } => (http::Method::DELETE, format!("/queue/events/{}", enc(id))),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // A token from the configuration's own file when none was given.
+    let token = token.or_else(|| {
+        loaded.as_ref().and_then(|l| {
+            l.gateway
+                .admin_token
+                .as_ref()
+                .map(|t| String::from_utf8_lossy(t.expose()).into_owned())
+        })
+    });
+    let (status, body) = runtime
+        .block_on(hookgate::delivery::api::call(
+            &addr,
+            token.as_deref(),
+            method,
+            &target,
+        ))
+        .map_err(anyhow::Error::msg)?;
+    print!("{body}");
+    Ok(if status.is_success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn presets() -> anyhow::Result<ExitCode> {

@@ -405,8 +405,12 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
     }
     let admin = tokio::spawn(admin::serve(
         admin_listener,
-        metrics.clone(),
-        ready.clone(),
+        Arc::new(admin::Admin {
+            metrics: metrics.clone(),
+            ready: ready.clone(),
+            queue: queue.clone(),
+            live: delivery_live.clone(),
+        }),
         gateway.limits.header_read_timeout,
         admin_shutdown_rx,
     ));

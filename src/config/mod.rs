@@ -207,6 +207,11 @@ impl AdminToken {
         AdminToken(token)
     }
 
+    /// The token itself, for `hookgate queue` to present (never logged).
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+
     /// Whether an `Authorization` header value is `Bearer <this token>`.
     pub fn admits(&self, authorization: Option<&http::HeaderValue>) -> bool {
         use subtle::ConstantTimeEq;

@@ -16,7 +16,10 @@
 //! - `worker.rs`: leases due events, delivers them, settles them; paces a route whose app is
 //!   down.
 //! - `event.rs`: a stored request and its encoding at rest.
+//! - `api.rs`: the queue on the admin listener (list, show, retry, drop) and the client
+//!   `hookgate queue` uses.
 
+pub mod api;
 pub mod embedded;
 pub mod event;
 pub mod retry;

@@ -11,6 +11,7 @@ mod hostile;
 mod https_upstream;
 mod providers;
 mod proxy_protocol;
+mod queue_admin;
 mod queued;
 mod refusals;
 mod reload;

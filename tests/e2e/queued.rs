@@ -8,16 +8,26 @@ use http::StatusCode;
 
 use crate::support::*;
 
-const ENV: &[(&str, &str)] = &[
+pub const ENV: &[(&str, &str)] = &[
     ("LASO_SECRET", "laso_whsec_3f1c9a"),
     ("LOMI_SECRET", "whsec_lomi_51b0"),
 ];
 
 /// One queued laso route at `/laso` (and a queued lomi route with replay at `/lomi`), the
 /// store in `dir`, and `queue` lines under each route's `queue:`.
-fn config(dir: &std::path::Path, upstream: &str, queue: &str) -> String {
+pub fn config(dir: &std::path::Path, upstream: &str, queue: &str) -> String {
+    config_with_admin(dir, upstream, queue, "")
+}
+
+/// [`config`] with more lines under `admin:` (e.g. `token_file`).
+pub fn config_with_admin(
+    dir: &std::path::Path,
+    upstream: &str,
+    queue: &str,
+    admin: &str,
+) -> String {
     format!(
-        "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\n\
+        "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\n{admin}\
          queue_store:\n  path: {}\n\
          routes:\n\
          \x20 - name: laso\n    path: /laso\n    upstream: {upstream}\n\
@@ -31,9 +41,9 @@ fn config(dir: &std::path::Path, upstream: &str, queue: &str) -> String {
 }
 
 /// Fast retries for tests: 50 ms doubling up to 200 ms.
-const FAST: &str = "      retry: { initial_interval: 50ms, max_interval: 200ms }\n";
+pub const FAST: &str = "      retry: { initial_interval: 50ms, max_interval: 200ms }\n";
 
-fn laso_event(n: usize) -> (Vec<u8>, Vec<(String, String)>) {
+pub fn laso_event(n: usize) -> (Vec<u8>, Vec<(String, String)>) {
     let body =
         format!(r#"{{"event":"booking.created","n":{n},"time":1733000000000}}"#).into_bytes();
     let headers = sign_as("laso", secret_of("laso"), &body, now_unix());
@@ -41,7 +51,7 @@ fn laso_event(n: usize) -> (Vec<u8>, Vec<(String, String)>) {
 }
 
 /// Waits up to `secs` for `f`.
-async fn within(secs: u64, what: &str, f: impl Fn() -> bool) {
+pub async fn within(secs: u64, what: &str, f: impl Fn() -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(secs);
     while !f() {
         assert!(
@@ -52,7 +62,7 @@ async fn within(secs: u64, what: &str, f: impl Fn() -> bool) {
     }
 }
 
-fn header<'a>(r: &'a Received, name: &str) -> &'a str {
+pub fn header<'a>(r: &'a Received, name: &str) -> &'a str {
     r.headers
         .get(name)
         .map(|v| v.to_str().unwrap())

@@ -1,0 +1,284 @@
+//! The queue on the admin listener: JSON endpoints to list, show, retry and drop events, and
+//! the small HTTP client `hookgate queue …` uses to call them.
+//!
+//! ```text
+//! GET    /queue/events?route=R&state=S&after=ID&limit=N   list (no bodies), oldest id first
+//! GET    /queue/events/ID[?body=true]                     one event; with the stored request
+//! POST   /queue/events/ID/retry                           dead or retrying -> due now
+//! POST   /queue/routes/R/retry-dead                       every dead event of a route
+//! DELETE /queue/events/ID                                 drop (not while being delivered)
+//! ```
+//!
+//! Every `/queue/` request needs `Authorization: Bearer <admin.token_file>` when a token is
+//! configured (always, when the admin listener is not on loopback).
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use serde_json::{json, Value};
+
+use crate::config::AdminToken;
+use crate::delivery::event::{Event, State};
+use crate::delivery::store::Filter;
+use crate::delivery::{unix_ms, Queue};
+
+/// Most events one list answer holds.
+const MAX_LIMIT: usize = 1000;
+
+/// Answers a `/queue/...` request.
+pub async fn respond(
+    queue: Option<&Queue>,
+    token: Option<&AdminToken>,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    authorization: Option<&HeaderValue>,
+) -> Response<Full<Bytes>> {
+    if let Some(token) = token {
+        if !token.admits(authorization) {
+            let mut r = json_response(
+                StatusCode::UNAUTHORIZED,
+                &json!({"error": "missing or wrong bearer token (admin.token_file)"}),
+            );
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"hookgate-admin\""),
+            );
+            return r;
+        }
+    }
+    let Some(queue) = queue else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "queued delivery is not configured (no queue_store)",
+        );
+    };
+    let params: Vec<(String, String)> = query
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let segments: Vec<&str> = path
+        .trim_start_matches("/queue/")
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let now_ms = unix_ms(std::time::SystemTime::now());
+    let result = match (method, segments.as_slice()) {
+        (&Method::GET, ["events"]) => {
+            let state = match param("state").map(|s| (s, State::parse(s))) {
+                None => None,
+                Some((_, Some(s))) => Some(s),
+                Some((s, None)) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        &format!(
+                        "unknown state {s:?}: use queued, delivering, retrying, delivered or dead"
+                    ),
+                    )
+                }
+            };
+            let limit = match param("limit").map(str::parse::<usize>) {
+                None => 100,
+                Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
+                Some(_) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        &format!("limit must be 1 to {MAX_LIMIT}"),
+                    )
+                }
+            };
+            let filter = Filter {
+                route: param("route").map(str::to_owned),
+                state,
+                after: param("after").map(str::to_owned),
+                limit,
+            };
+            queue.store.list(filter).await.map(|events| {
+                let next = (events.len() == limit)
+                    .then(|| events.last().map(|e| e.id.clone()))
+                    .flatten();
+                let list: Vec<Value> = events.iter().map(summary).collect();
+                json_response(StatusCode::OK, &json!({"events": list, "next_after": next}))
+            })
+        }
+        (&Method::GET, ["events", id]) => {
+            let with_body = matches!(param("body"), Some("true" | "1"));
+            queue.store.get(id, with_body).await.map(|e| match e {
+                None => error(StatusCode::NOT_FOUND, "no such event"),
+                Some(e) => json_response(StatusCode::OK, &detail(&e)),
+            })
+        }
+        (&Method::POST, ["events", id, "retry"]) => {
+            queue.store.retry(id, now_ms).await.map(|done| {
+                if done {
+                    queue.wake.notify_one();
+                    tracing::info!(event = *id, "event retried from the admin API");
+                    json_response(StatusCode::OK, &json!({"retried": 1}))
+                } else {
+                    error(
+                        StatusCode::NOT_FOUND,
+                        "no dead or retrying event with this id",
+                    )
+                }
+            })
+        }
+        (&Method::POST, ["routes", route, "retry-dead"]) => {
+            queue.store.retry_dead(route, now_ms).await.map(|n| {
+                if n > 0 {
+                    queue.wake.notify_one();
+                    tracing::info!(
+                        route = *route,
+                        events = n,
+                        "dead events retried from the admin API"
+                    );
+                }
+                json_response(StatusCode::OK, &json!({"retried": n}))
+            })
+        }
+        (&Method::DELETE, ["events", id]) => queue.store.remove(id).await.map(|done| {
+            if done {
+                tracing::info!(event = *id, "event dropped from the admin API");
+                json_response(StatusCode::OK, &json!({"dropped": 1}))
+            } else {
+                error(
+                    StatusCode::NOT_FOUND,
+                    "no such event, or it is being delivered right now",
+                )
+            }
+        }),
+        _ => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "unknown queue endpoint: GET /queue/events, GET /queue/events/ID, \
+                 POST /queue/events/ID/retry, POST /queue/routes/ROUTE/retry-dead, \
+                 DELETE /queue/events/ID",
+            )
+        }
+    };
+    result.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "queue API: store error");
+        error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
+    })
+}
+
+fn time(ms: i64) -> Value {
+    match u64::try_from(ms) {
+        Ok(ms) => Value::String(
+            humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string(),
+        ),
+        Err(_) => Value::Null,
+    }
+}
+
+/// What a listing shows of an event: never its body or headers.
+fn summary(e: &Event) -> Value {
+    json!({
+        "id": e.id,
+        "route": e.route,
+        "state": e.state.as_str(),
+        "received_at": time(e.received_ms),
+        "next_attempt_at": match e.state {
+            State::Queued | State::Retrying | State::Delivering => time(e.next_attempt_ms),
+            _ => Value::Null,
+        },
+        "attempts": e.attempts,
+        "finished_at": e.finished_ms.map_or(Value::Null, time),
+        "last_status": e.last_status,
+        "last_error": e.last_error,
+        "idempotency_key": e.idempotency_key,
+        "body_bytes": e.body_len,
+    })
+}
+
+/// One event in full: with the stored request when it was read with its body.
+fn detail(e: &Event) -> Value {
+    let mut v = summary(e);
+    v["method"] = json!(e.method);
+    v["target"] = json!(e.target);
+    v["verified_key_index"] = json!(e.verified_key);
+    if let Some(body) = &e.body {
+        let headers: Vec<Value> = crate::delivery::event::decode_headers(&e.headers)
+            .map(|h| {
+                h.iter()
+                    .map(|(n, v)| json!([n.as_str(), String::from_utf8_lossy(v.as_bytes())]))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v["headers"] = Value::Array(headers);
+        match std::str::from_utf8(body) {
+            Ok(text) => v["body"] = json!(text),
+            Err(_) => {
+                use base64::Engine as _;
+                v["body_base64"] = json!(base64::engine::general_purpose::STANDARD.encode(body));
+            }
+        }
+    }
+    v
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Response<Full<Bytes>> {
+    let mut text = serde_json::to_vec_pretty(value).unwrap_or_default();
+    text.push(b'\n');
+    let mut r = Response::new(Full::new(Bytes::from(text)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    json_response(status, &json!({ "error": message }))
+}
+
+/// One call to the admin listener at `addr` (`host:port`), as `hookgate queue` makes it:
+/// the status and the body.
+pub async fn call(
+    addr: &str,
+    token: Option<&str>,
+    method: Method,
+    path_and_query: &str,
+) -> Result<(StatusCode, String), String> {
+    let exchange = async {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("cannot connect to the admin listener {addr}: {e}"))?;
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| format!("admin listener {addr}: {e}"))?;
+        tokio::spawn(conn);
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(path_and_query)
+            .header(header::HOST, addr);
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let req = req
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| format!("bad request: {e}"))?;
+        let resp = send
+            .send_request(req)
+            .await
+            .map_err(|e| format!("admin listener {addr}: {e}"))?;
+        let status = resp.status();
+        let body = http_body_util::Limited::new(resp.into_body(), 64 * 1024 * 1024)
+            .collect()
+            .await
+            .map_err(|e| format!("admin listener {addr}: {e}"))?
+            .to_bytes();
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    };
+    tokio::time::timeout(Duration::from_secs(30), exchange)
+        .await
+        .map_err(|_| format!("admin listener {addr}: no answer within 30 s"))?
+}

@@ -1,0 +1,236 @@
+//! Operating the queue: the admin listener's `/queue/` API, its bearer token, and the
+//! `hookgate queue` command over it.
+
+use std::process::Command;
+use std::time::Duration;
+
+use http::StatusCode;
+use serde_json::Value;
+
+use crate::queued::{config, config_with_admin, header, laso_event, within, ENV, FAST};
+use crate::support::*;
+
+const TOKEN: &str = "s3cret-admin-token-for-tests-0123";
+
+async fn admin(gw: &Gateway, method: &str, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth
+        .as_deref()
+        .map(|a| vec![("authorization", a)])
+        .unwrap_or_default();
+    let answer = send(method, &format!("http://{}{path}", gw.admin), &headers, b"").await;
+    let json = serde_json::from_str(&answer.body)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", answer.body));
+    (answer.status, json)
+}
+
+/// Posts one laso event and waits until it is a dead letter (the app answers 422 first).
+async fn one_dead_event(gw: &Gateway, n: usize, dead_so_far: f64) -> String {
+    let (body, headers) = laso_event(n);
+    let answer = post(&gw.url("/laso"), &as_refs(&headers), &body).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    within(5, "the event is dead", || {
+        gw.counter(
+            "hookgate_dead_letters_total",
+            &[("route", "laso"), ("reason", "refused")],
+        ) == dead_so_far + 1.0
+    })
+    .await;
+    answer.headers["hookgate-event-id"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_dead_letter_is_listed_shown_and_retried_through_the_admin_api() {
+    let dir = temp_dir("queue-api");
+    let upstream = Upstream::start_with(Reply::scripted(&[422])).await;
+    let gw = Gateway::start(&config(&dir, &upstream.url(), FAST), ENV).await;
+    let id = one_dead_event(&gw, 1, 0.0).await;
+
+    let (status, list) = admin(&gw, "GET", "/queue/events?route=laso&state=dead", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let events = list["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["id"], id.as_str());
+    assert_eq!(events[0]["state"], "dead");
+    assert_eq!(events[0]["attempts"], 1);
+    assert_eq!(events[0]["last_status"], 422);
+    assert!(events[0].get("body").is_none(), "no bodies in listings");
+    assert!(events[0].get("headers").is_none());
+
+    let (status, shown) = admin(&gw, "GET", &format!("/queue/events/{id}?body=true"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (body, _) = laso_event(1);
+    assert_eq!(shown["body"], String::from_utf8(body.clone()).unwrap());
+    assert_eq!(shown["target"], "/laso");
+
+    let (status, _) = admin(&gw, "POST", &format!("/queue/events/{id}/retry"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    within(5, "the retried event is delivered", || {
+        upstream.count() == 2
+    })
+    .await;
+    let got = upstream.received();
+    assert_eq!(got[1].body, body);
+    assert_eq!(header(&got[1], "idempotency-key"), id);
+    assert_eq!(
+        header(&got[1], "hookgate-attempt"),
+        "1",
+        "a retry starts over"
+    );
+    within(5, "delivered", || {
+        gw.counter(
+            "hookgate_delivery_attempts_total",
+            &[("route", "laso"), ("outcome", "delivered")],
+        ) == 1.0
+    })
+    .await;
+    let (_, shown) = admin(&gw, "GET", &format!("/queue/events/{id}"), None).await;
+    assert_eq!(shown["state"], "delivered");
+    assert!(shown.get("body").is_none(), "no body unless asked");
+
+    // A delivered event cannot be retried; an unknown one is 404.
+    let (status, _) = admin(&gw, "POST", &format!("/queue/events/{id}/retry"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = admin(&gw, "GET", "/queue/events/nope", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, err) = admin(&gw, "GET", "/queue/events?state=lost", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(err["error"].as_str().unwrap().contains("unknown state"));
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_dead_letter_of_a_route_is_retried_at_once_and_one_can_be_dropped() {
+    let dir = temp_dir("queue-api-bulk");
+    let upstream = Upstream::start_with(Reply::scripted(&[422, 422, 422])).await;
+    let gw = Gateway::start(&config(&dir, &upstream.url(), FAST), ENV).await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        ids.push(one_dead_event(&gw, n, n as f64).await);
+    }
+    let (status, _) = admin(&gw, "DELETE", &format!("/queue/events/{}", ids[0]), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = admin(&gw, "GET", &format!("/queue/events/{}", ids[0]), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "dropped");
+
+    let (status, done) = admin(&gw, "POST", "/queue/routes/laso/retry-dead", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(done["retried"], 2);
+    within(5, "both are delivered", || upstream.count() == 5).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let delivered: Vec<String> = upstream.received()[3..]
+        .iter()
+        .map(|r| header(r, "idempotency-key").to_owned())
+        .collect();
+    assert!(
+        !delivered.contains(&ids[0]),
+        "the dropped event stays dropped"
+    );
+    assert_eq!(upstream.count(), 5);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_queue_api_needs_the_bearer_token_when_one_is_set() {
+    let dir = temp_dir("queue-api-token");
+    std::fs::write(dir.join("token"), format!("{TOKEN}\n")).unwrap();
+    let upstream = Upstream::start_with(Reply::scripted(&[422])).await;
+    let admin_lines = format!("  token_file: {}\n", dir.join("token").display());
+    let yaml = config_with_admin(&dir.join("q"), &upstream.url(), FAST, &admin_lines);
+    let gw = Gateway::start(&yaml, ENV).await;
+    let id = one_dead_event(&gw, 1, 0.0).await;
+
+    for token in [None, Some("wrong-token-wrong-token-wrong"), Some("")] {
+        let (status, err) = admin(&gw, "POST", &format!("/queue/events/{id}/retry"), token).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{token:?}");
+        assert!(err["error"].as_str().unwrap().contains("bearer token"));
+        let (status, _) = admin(&gw, "GET", "/queue/events", token).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(upstream.count(), 1, "nothing retried without the token");
+    // Metrics and health stay open to scrapers and probes.
+    let metrics = send("GET", &format!("http://{}/metrics", gw.admin), &[], b"").await;
+    assert_eq!(metrics.status, StatusCode::OK);
+
+    let (status, _) = admin(
+        &gw,
+        "POST",
+        &format!("/queue/events/{id}/retry"),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    within(5, "retried with the token", || upstream.count() == 2).await;
+    gw.shutdown().await;
+}
+
+#[test]
+fn an_admin_listener_off_loopback_needs_a_token_file() {
+    let yaml = "admin:\n  addr: 0.0.0.0:9090\nroutes:\n  - name: a\n    path: /a\n    \
+                upstream: http://127.0.0.1:1\n    allow_ips: [127.0.0.1/32]\n";
+    let err = hookgate::config::compile::compile(yaml, std::path::Path::new("."), &|_| None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("admin.token_file"), "{err}");
+    assert!(err.contains("not on loopback"), "{err}");
+}
+
+#[tokio::test]
+async fn hookgate_queue_lists_and_retries_dead_letters() {
+    let dir = temp_dir("queue-cli");
+    std::fs::write(dir.join("token"), TOKEN).unwrap();
+    let upstream = Upstream::start_with(Reply::scripted(&[422])).await;
+    let admin_lines = format!("  token_file: {}\n", dir.join("token").display());
+    let yaml = config_with_admin(&dir.join("q"), &upstream.url(), FAST, &admin_lines);
+    let gw = Gateway::start(&yaml, ENV).await;
+    let id = one_dead_event(&gw, 1, 0.0).await;
+    let addr = gw.admin.to_string();
+    let token_file = dir.join("token");
+    let cli = move |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+            .args(["queue", "--admin", &addr, "--token-file"])
+            .arg(&token_file)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let list = cli.clone();
+    let (ok, out) = tokio::task::spawn_blocking(move || list(&["list", "--state", "dead"]))
+        .await
+        .unwrap();
+    assert!(ok, "{out}");
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed["events"][0]["id"], id.as_str());
+
+    let retry = cli.clone();
+    let (ok, out) = tokio::task::spawn_blocking(move || retry(&["retry-dead", "--route", "laso"]))
+        .await
+        .unwrap();
+    assert!(ok, "{out}");
+    within(5, "the CLI's retry is delivered", || upstream.count() == 2).await;
+
+    // A wrong token is refused and the command fails.
+    let wrong = dir.join("wrong");
+    std::fs::write(&wrong, "not-the-token-not-the-token").unwrap();
+    let addr = gw.admin.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_hookgate"))
+            .args(["queue", "--admin", &addr, "--token-file"])
+            .arg(&wrong)
+            .args(["list"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    gw.shutdown().await;
+}
