@@ -13,7 +13,9 @@
 //!  -> body       body.rs       bounded by size, time and a global budget 413 / 408 / 503
 //!  -> verify     scheme/       signature + timestamp over the raw bytes  401
 //!  -> replay     replay.rs     claim the event id: duplicate 200, in flight 409, store 503
-//!  -> forward    forward.rs    hop-by-hop hygiene; upstream.rs keep-alive pool 502 / 504
+//!  -> deliver    sync:   forward.rs, hop-by-hop hygiene; upstream.rs pool  502 / 504
+//!                queued: delivery/, store durably then answer 2xx         503
+//!                        (delivery/worker.rs forwards later with retries)
 //!  -> record     gateway.rs    one log line; metrics.rs counters
 //! ```
 //!
@@ -34,10 +36,12 @@
 //!   whole on reload.
 //! - `server.rs`, `tls.rs`, `proxy_protocol.rs`: listeners, TLS (also to upstreams), the
 //!   PROXY protocol, HTTP versions, drain and shutdown.
-//! - `admin.rs`, `metrics.rs`: `/metrics`, `/healthz`, `/readyz`; every metric.
+//! - `delivery/`: queued delivery: the store (embedded SQLite), the delivery worker, retry
+//!   policy, and the queue API on the admin listener.
+//! - `admin.rs`, `metrics.rs`: `/metrics`, `/healthz`, `/readyz`, `/queue/`; every metric.
 //! - `logbuf.rs`: log lines buffered off the request path, written by a background thread;
 //!   `log_filter.rs`: `HOOKGATE_LOG`, checked.
-//! - `main.rs`: the CLI (`run`, `check`, `sign`), no logic of its own.
+//! - `main.rs`: the CLI (`run`, `check`, `sign`, `queue`), no logic of its own.
 
 pub mod admin;
 pub mod body;

@@ -646,8 +646,19 @@ fn compile_queue_store(
                 );
                 return None;
             };
+            let max_bytes = match raw.max_bytes {
+                Some(n) if n < 64 * 1024 => {
+                    r.error(
+                        format!("{loc}.max_bytes"),
+                        "less than 64 KiB: no room for events",
+                    );
+                    None
+                }
+                n => n,
+            };
             Some(QueueStoreConfig::Embedded {
                 path: base.join(path),
+                max_bytes,
                 retention,
             })
         }

@@ -44,6 +44,8 @@ pub struct RawQueueStore {
     pub kind: Option<String>,
     /// embedded: the directory (created 0700).
     pub path: Option<PathBuf>,
+    /// embedded: the most the database may take on disk; past it new events get 503.
+    pub max_bytes: Option<u64>,
     /// How long delivered events are kept (default 24h).
     pub retention: Option<String>,
     /// How long dead letters are kept (default 30d).

@@ -1847,3 +1847,125 @@ fn a_secret_file_that_is_not_a_regular_file_is_an_error_not_a_hang() {
         "is not a regular file",
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Queued delivery
+// ---------------------------------------------------------------------------------------------
+
+const QUEUE_STORE: &str = "queue_store:\n  path: /tmp/hookgate-config-test-queue\n";
+
+/// One route `r` with `fields`, and the queue store.
+fn queued_route(fields: &str) -> String {
+    format!("{QUEUE_STORE}{}", one_route(fields))
+}
+
+#[test]
+fn a_queued_route_compiles_with_defaults_and_with_its_own_settings() {
+    let loaded = ok(&queued_route(
+        "verify: { preset: lahza, secret: \"${LAHZA_SECRET}\" }, delivery: queued",
+    ));
+    assert_eq!(
+        route(&loaded, "r").delivery,
+        crate::delivery::Delivery::Queued(crate::delivery::QueuePolicy::default())
+    );
+    let loaded = ok(&queued_route(
+        "verify: { preset: lahza, secret: \"${LAHZA_SECRET}\" }, delivery: queued, queue: { \
+         status: 202, body: accepted, concurrency: 1, retry: { initial_interval: 1s, \
+         max_interval: 10s, max_age: 24h, max_attempts: 5 } }",
+    ));
+    let crate::delivery::Delivery::Queued(p) = &route(&loaded, "r").delivery else {
+        panic!("queued");
+    };
+    assert_eq!(p.answer_status, http::StatusCode::ACCEPTED);
+    assert_eq!(p.answer_body, "accepted");
+    assert_eq!(p.concurrency, 1);
+    assert_eq!(p.retry.initial_interval, Duration::from_secs(1));
+    assert_eq!(p.retry.max_interval, Duration::from_secs(10));
+    assert_eq!(p.retry.max_age, Duration::from_secs(24 * 3600));
+    assert_eq!(p.retry.max_attempts, Some(5));
+    // A sync route (the default) has no queue.
+    let loaded = ok(&one_route(
+        "verify: { preset: lahza, secret: \"${LAHZA_SECRET}\" }",
+    ));
+    assert_eq!(
+        route(&loaded, "r").delivery,
+        crate::delivery::Delivery::Sync
+    );
+}
+
+#[test]
+fn queued_delivery_mistakes_are_located() {
+    let v = "verify: { preset: lahza, secret: \"${LAHZA_SECRET}\" }";
+    let cases = [
+        (
+            one_route(&format!("{v}, delivery: queued")),
+            "routes[0] (r).delivery",
+            "needs a top-level `queue_store:`",
+        ),
+        (
+            queued_route(&format!("{v}, delivery: later")),
+            "routes[0] (r).delivery",
+            "unknown delivery `later`",
+        ),
+        (
+            queued_route(&format!("{v}, queue: {{ concurrency: 2 }}")),
+            "routes[0] (r).queue",
+            "only for `delivery: queued`",
+        ),
+        (
+            queued_route(&format!("{v}, delivery: queued, queue: {{ status: 500 }}")),
+            "routes[0] (r).queue.status",
+            "not a 2xx",
+        ),
+        (
+            queued_route(&format!("{v}, delivery: queued, queue: {{ concurrency: 0 }}")),
+            "routes[0] (r).queue.concurrency",
+            "at least 1",
+        ),
+        (
+            queued_route(&format!(
+                "{v}, delivery: queued, queue: {{ retry: {{ initial_interval: 1m, max_interval: 1s }} }}"
+            )),
+            "routes[0] (r).queue.retry.max_interval",
+            "shorter than initial_interval",
+        ),
+        (
+            queued_route(&format!("{v}, delivery: queued, enforce: false")),
+            "routes[0] (r).delivery",
+            "shadow mode",
+        ),
+        (
+            format!("queue_store:\n  type: embedded\n{}", one_route(v)),
+            "queue_store.path",
+            "missing",
+        ),
+        (
+            format!("queue_store:\n  type: sqlite\n  path: /q\n{}", one_route(v)),
+            "queue_store.type",
+            "unknown store",
+        ),
+    ];
+    for (text, location, message) in cases {
+        let errs = errors(&text);
+        assert!(
+            errs.iter()
+                .any(|e| e.location == location && e.message.contains(message)),
+            "{location}: {message}\n{errs:?}"
+        );
+    }
+}
+
+#[test]
+fn check_warns_when_a_sender_that_reads_the_answer_is_queued() {
+    let loaded = ok(&queued_route(
+        "verify: { preset: slack, secret: \"${LAHZA_SECRET}\" }, delivery: queued",
+    ));
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.location == "routes[0] (r).delivery" && w.message.contains("keep it sync")),
+        "{:?}",
+        loaded.warnings
+    );
+}

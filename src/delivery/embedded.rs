@@ -139,7 +139,13 @@ impl Op {
 impl Embedded {
     /// Opens or creates the store in `dir`: creates the directory (0700), takes its lock,
     /// sets up the schema, releases leases a dead process left, and starts the writer.
-    pub fn open(dir: &Path, metrics: Arc<Metrics>) -> Result<Embedded, StoreError> {
+    /// `max_bytes` bounds the database file; past it, new events are refused (the sender
+    /// gets a 503 and retries) until delivered ones are purged.
+    pub fn open(
+        dir: &Path,
+        max_bytes: Option<u64>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Embedded, StoreError> {
         let fail = |what: &str, e: &dyn std::fmt::Display| {
             StoreError::Open(format!("{what} {}: {e}", dir.display()))
         };
@@ -174,6 +180,14 @@ impl Embedded {
         .map_err(|e| fail("cannot set up", &e))?;
         conn.execute_batch(SCHEMA)
             .map_err(|e| fail("cannot create the schema in", &e))?;
+        if let Some(max) = max_bytes {
+            let page: i64 = conn
+                .query_row("PRAGMA page_size", [], |r| r.get(0))
+                .map_err(|e| fail("cannot read the page size of", &e))?;
+            let pages = (max / u64::try_from(page).unwrap_or(4096).max(1)).max(1);
+            conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
+                .map_err(|e| fail("cannot set max_bytes on", &e))?;
+        }
         // This process holds the lock: no lease can belong to a live worker.
         let released = conn
             .execute(
@@ -499,7 +513,15 @@ fn writer(mut conn: Connection, mut rx: mpsc::Receiver<(Op, Reply)>, metrics: &M
         match applied {
             Ok(answers) => {
                 for ((_, reply), answer) in batch.into_iter().zip(answers) {
-                    let _ = reply.send(Ok(answer));
+                    let answer = answer.map_err(|e| {
+                        metrics
+                            .queue
+                            .store_errors
+                            .with_label_values(&["write"])
+                            .inc();
+                        StoreError::Engine(e.to_string())
+                    });
+                    let _ = reply.send(answer);
                 }
             }
             Err(e) => {
@@ -517,26 +539,79 @@ fn writer(mut conn: Connection, mut rx: mpsc::Receiver<(Op, Reply)>, metrics: &M
     }
 }
 
-/// Applies a batch in one transaction; all or nothing.
+/// Applies a batch in one transaction. Each operation runs in a savepoint of its own: one
+/// that fails (the store is at `max_bytes`) is undone and answered with its error, and the
+/// others (a settle, a lease) still commit. Where SQLite answers a failure by rolling back
+/// the whole transaction (it may for SQLITE_FULL), the batch is applied again without that
+/// operation, so no answer ever disagrees with what is on disk. If the commit fails, they
+/// all fail.
 fn apply(
     conn: &mut Connection,
     batch: &[(Op, Reply)],
     lease_counter: &mut u64,
-) -> rusqlite::Result<Vec<Answer>> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let mut answers = Vec::with_capacity(batch.len());
-    for (op, _) in batch {
-        answers.push(apply_one(&tx, op, lease_counter)?);
+) -> rusqlite::Result<Vec<Result<Answer, rusqlite::Error>>> {
+    let mut failed: Vec<Option<rusqlite::Error>> = batch.iter().map(|_| None).collect();
+    loop {
+        match apply_once(conn, batch, &failed, lease_counter)? {
+            Applied::Done(answers) => {
+                return Ok(answers
+                    .into_iter()
+                    .zip(failed)
+                    .map(|(answer, failure)| match (answer, failure) {
+                        (Some(answer), _) => answer,
+                        (None, Some(e)) => Err(e),
+                        (None, None) => Err(rusqlite::Error::InvalidQuery),
+                    })
+                    .collect());
+            }
+            Applied::RolledBack { index, error } => failed[index] = Some(error),
+        }
     }
-    tx.commit()?;
-    Ok(answers)
 }
 
-fn apply_one(
-    tx: &rusqlite::Transaction<'_>,
-    op: &Op,
+/// One pass of [`apply`] over the operations not yet known to fail.
+enum Applied {
+    /// Committed; `None` for the operations skipped.
+    Done(Vec<Option<Result<Answer, rusqlite::Error>>>),
+    /// The operation at `index` made SQLite roll the whole transaction back.
+    RolledBack {
+        index: usize,
+        error: rusqlite::Error,
+    },
+}
+
+fn apply_once(
+    conn: &mut Connection,
+    batch: &[(Op, Reply)],
+    failed: &[Option<rusqlite::Error>],
     lease_counter: &mut u64,
-) -> rusqlite::Result<Answer> {
+) -> rusqlite::Result<Applied> {
+    let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut answers = Vec::with_capacity(batch.len());
+    for (index, (op, _)) in batch.iter().enumerate() {
+        if failed[index].is_some() {
+            answers.push(None);
+            continue;
+        }
+        let sp = tx.savepoint()?;
+        match apply_one(&sp, op, lease_counter) {
+            Ok(answer) => {
+                sp.commit()?;
+                answers.push(Some(Ok(answer)));
+            }
+            // SQLite ended the transaction itself: everything before is undone too.
+            Err(error) if sp.is_autocommit() => {
+                return Ok(Applied::RolledBack { index, error });
+            }
+            // Dropping the savepoint rolls back this operation only.
+            Err(e) => answers.push(Some(Err(e))),
+        }
+    }
+    tx.commit()?;
+    Ok(Applied::Done(answers))
+}
+
+fn apply_one(tx: &Connection, op: &Op, lease_counter: &mut u64) -> rusqlite::Result<Answer> {
     match op {
         Op::Ingest(e) => {
             let inserted = tx
@@ -576,8 +651,9 @@ fn apply_one(
             now_ms,
             until_ms,
         } => {
+            // Unique across processes and reopenings (a random prefix and a counter).
             *lease_counter += 1;
-            let lease = format!("{}-{lease_counter}", std::process::id());
+            let lease = crate::request_id::unique_hex();
             let sql = format!(
                 "UPDATE hookgate_events SET state = 'delivering', lease = ?1, \
                  leased_until = ?2, attempts = attempts + 1 \
@@ -677,3 +753,7 @@ fn apply_one(
         }
     }
 }
+
+#[cfg(test)]
+#[path = "embedded_tests.rs"]
+mod tests;

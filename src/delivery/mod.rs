@@ -80,6 +80,8 @@ pub enum QueueStoreConfig {
     /// One directory on this machine, one gateway process at a time.
     Embedded {
         path: std::path::PathBuf,
+        /// Bound on the database file; past it new events are refused with 503.
+        max_bytes: Option<u64>,
         retention: Retention,
     },
 }

@@ -87,10 +87,13 @@ impl QueueStore {
         metrics: Arc<Metrics>,
     ) -> Result<QueueStore, StoreError> {
         match config {
-            QueueStoreConfig::Embedded { path, .. } => {
-                let path = path.clone();
+            QueueStoreConfig::Embedded {
+                path, max_bytes, ..
+            } => {
+                let (path, max_bytes) = (path.clone(), *max_bytes);
                 let opened =
-                    tokio::task::spawn_blocking(move || Embedded::open(&path, metrics)).await;
+                    tokio::task::spawn_blocking(move || Embedded::open(&path, max_bytes, metrics))
+                        .await;
                 match opened {
                     Ok(r) => r.map(QueueStore::Embedded),
                     Err(e) => Err(StoreError::Open(e.to_string())),

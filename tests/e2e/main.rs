@@ -5,6 +5,7 @@ mod support;
 
 mod admin;
 mod cli;
+mod crash;
 mod drain;
 mod fuzz_corpus;
 mod hostile;

@@ -357,3 +357,59 @@ async fn a_second_gateway_cannot_open_the_same_embedded_store() {
     assert!(err.contains("in use by another hookgate"), "{err}");
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_full_store_refuses_with_503_and_acknowledges_only_what_it_kept() {
+    let dir = temp_dir("queued-full");
+    let app = dead_addr().await;
+    // 256 KiB for the whole database: room for some 2 KiB events, not for 400.
+    let yaml = config(&dir, &format!("http://{app}"), FAST)
+        .replace("queue_store:\n", "queue_store:\n  max_bytes: 262144\n");
+    let gw = Gateway::start(&yaml, ENV).await;
+    let mut acked = Vec::new();
+    let mut refused = 0;
+    for n in 0..400 {
+        let body = format!(r#"{{"n":{n},"pad":"{}"}}"#, "x".repeat(2048)).into_bytes();
+        let headers = sign_as("laso", secret_of("laso"), &body, now_unix());
+        let answer = post(&gw.url("/laso"), &as_refs(&headers), &body).await;
+        match answer.status {
+            StatusCode::OK => acked.push(body),
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert!(answer.headers.contains_key("retry-after"));
+                assert!(answer.headers.get("hookgate-event-id").is_none());
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {}", answer.body),
+        }
+    }
+    assert!(refused > 0, "the store filled up");
+    assert!(
+        !acked.is_empty(),
+        "the store took events before it filled up"
+    );
+    assert_eq!(
+        gw.outcome("laso", "queue_store_unavailable"),
+        refused as f64
+    );
+    assert!(gw.counter("hookgate_queue_store_errors_total", &[("op", "ingest")]) >= refused as f64);
+
+    // The app comes up: exactly the acknowledged events arrive, each once.
+    let upstream = Upstream::start_at(app, Reply::default()).await;
+    within(20, "every acknowledged event arrives", || {
+        upstream.count() >= acked.len()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut got: Vec<Vec<u8>> = upstream
+        .received()
+        .iter()
+        .map(|r| r.body.to_vec())
+        .collect();
+    got.sort();
+    acked.sort();
+    assert_eq!(
+        got, acked,
+        "what was acknowledged, nothing that was refused"
+    );
+    gw.shutdown().await;
+}

@@ -1,0 +1,1141 @@
+//! Tests of the embedded store (written in their own file).
+//!
+//! Every test opens a fresh store in its own directory and passes the clock in (`T0` and
+//! offsets from it), so due times, lease expiry and retention are exact, not timing-dependent.
+
+use super::*;
+
+use bytes::Bytes;
+
+use crate::delivery::retry::DeadReason;
+
+/// A fixed "now" (2023-11-14): every clock value in these tests is an offset from it.
+const T0: i64 = 1_700_000_000_000;
+const ROUTE: &str = "github";
+
+/// A store directory under the system temp directory, removed when the test ends.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Scratch {
+        let dir =
+            std::env::temp_dir().join(format!("hookgate-embedded-{}-{tag}", std::process::id()));
+        // Left by an earlier run that was killed: start empty.
+        let _ = std::fs::remove_dir_all(&dir);
+        Scratch(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn metrics() -> Arc<Metrics> {
+    Arc::new(Metrics::new())
+}
+
+/// Opens a store in a fresh directory named after `tag`.
+fn open_fresh(tag: &str) -> (Embedded, Arc<Metrics>, Scratch) {
+    let dir = Scratch::new(tag);
+    let metrics = metrics();
+    let store = Embedded::open(dir.path(), None, metrics.clone()).expect("open a fresh store");
+    (store, metrics, dir)
+}
+
+/// Opens `dir` again after the previous `Embedded` was dropped: its writer thread lets go
+/// of the database once it notices its senders are gone.
+async fn reopen(dir: &Path, metrics: Arc<Metrics>) -> Embedded {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match Embedded::open(dir, None, metrics.clone()) {
+            Ok(store) => return store,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("cannot reopen {}: {e}", dir.display()),
+        }
+    }
+}
+
+/// An event of `route` received at `received_ms`, with a body that is not text.
+fn new_event(id: &str, route: &str, received_ms: i64) -> NewEvent {
+    NewEvent {
+        id: id.to_owned(),
+        route: route.to_owned(),
+        dedup_key: None,
+        dedup_until: None,
+        idempotency_key: format!("idem-{id}"),
+        received_ms,
+        verified_key: Some(1),
+        method: "POST".to_owned(),
+        target: "/hooks/push?source=ci&x=%20".to_owned(),
+        headers: b"content-type: application/json\r\nx-hub-signature-256: sha256=ab\r\n".to_vec(),
+        body: Bytes::from([format!("{{\"id\":\"{id}\"}}").as_bytes(), b"\0\xff\r\n"].concat()),
+    }
+}
+
+/// `new_event` with a dedup key remembered until `dedup_until`.
+fn deduped(id: &str, route: &str, received_ms: i64, key: &str, dedup_until: i64) -> NewEvent {
+    NewEvent {
+        dedup_key: Some(key.to_owned()),
+        dedup_until: Some(dedup_until),
+        ..new_event(id, route, received_ms)
+    }
+}
+
+async fn stored(store: &Embedded, event: NewEvent) {
+    let id = event.id.clone();
+    assert_eq!(
+        store.ingest(event).await.expect("ingest"),
+        Ingested::Stored,
+        "{id}"
+    );
+}
+
+async fn get(store: &Embedded, id: &str) -> Event {
+    store
+        .get(id, false)
+        .await
+        .expect("get")
+        .unwrap_or_else(|| panic!("{id} is not stored"))
+}
+
+fn ids(events: &[Event]) -> Vec<&str> {
+    events.iter().map(|e| e.id.as_str()).collect()
+}
+
+/// Leases the one due event of `route` (there must be exactly one) and returns its copy.
+async fn lease_one(store: &Embedded, route: &str, now_ms: i64, until_ms: i64) -> Event {
+    let mut leased = store
+        .lease(route, 10, now_ms, until_ms)
+        .await
+        .expect("lease");
+    assert_eq!(leased.len(), 1, "{:?}", ids(&leased));
+    leased.remove(0)
+}
+
+/// Leases exactly one event of `route` due by `now_ms`.
+async fn lease_one_of(store: &Embedded, route: &str, now_ms: i64) -> Event {
+    let mut leased = store
+        .lease(route, 1, now_ms, now_ms + 30_000)
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), 1);
+    leased.remove(0)
+}
+
+fn dead(status: Option<u16>, error: &str) -> Settle {
+    Settle::Dead {
+        reason: DeadReason::Refused,
+        status,
+        error: error.to_owned(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Ingest and lease
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingested_event_is_leased_once_with_its_exact_request() {
+    let (store, _m, _dir) = open_fresh("lease-exact");
+    let event = new_event("e1", ROUTE, T0);
+    let sent = event.clone();
+    stored(&store, event).await;
+
+    let leased = lease_one(&store, ROUTE, T0, T0 + 30_000).await;
+    assert_eq!(leased.id, "e1");
+    assert_eq!(leased.route, ROUTE);
+    assert_eq!(leased.body.as_ref(), Some(&sent.body));
+    assert_eq!(leased.body_len, sent.body.len() as u64);
+    assert_eq!(leased.headers, sent.headers);
+    assert_eq!(leased.method, "POST");
+    assert_eq!(leased.target, sent.target);
+    assert_eq!(leased.idempotency_key, "idem-e1");
+    assert_eq!(leased.verified_key, Some(1));
+    assert_eq!(leased.received_ms, T0);
+    assert_eq!(leased.age_from_ms, T0);
+    assert_eq!(leased.attempts, 1);
+    assert_eq!(leased.state, State::Delivering);
+    assert!(
+        leased.lease.as_deref().is_some_and(|l| !l.is_empty()),
+        "a leased copy carries its lease token: {:?}",
+        leased.lease
+    );
+    // The stored head is one the worker can send as is.
+    let (method, target, headers) = leased.request_head().expect("readable head");
+    assert_eq!(method, http::Method::POST);
+    assert_eq!(target.as_str(), sent.target);
+    assert_eq!(headers["x-hub-signature-256"], "sha256=ab");
+
+    let again = store.lease(ROUTE, 10, T0 + 1, T0 + 30_000).await.unwrap();
+    assert!(again.is_empty(), "leased twice: {:?}", ids(&again));
+    assert_eq!(get(&store, "e1").await.state, State::Delivering);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_takes_at_most_limit_events_oldest_due_first() {
+    let (store, _m, _dir) = open_fresh("lease-limit");
+    // Stored out of order: the lease orders by due time, not by arrival at the store.
+    for (id, at) in [("c", T0 + 3), ("a", T0 + 1), ("d", T0 + 4), ("b", T0 + 2)] {
+        stored(&store, new_event(id, ROUTE, at)).await;
+    }
+
+    let first = store.lease(ROUTE, 2, T0 + 10, T0 + 30_000).await.unwrap();
+    assert_eq!(ids(&first), ["a", "b"]);
+    let second = store.lease(ROUTE, 2, T0 + 10, T0 + 30_000).await.unwrap();
+    assert_eq!(ids(&second), ["c", "d"]);
+    assert!(store
+        .lease(ROUTE, 2, T0 + 10, T0 + 30_000)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_is_not_leased_before_it_is_due_nor_by_another_route() {
+    let (store, _m, _dir) = open_fresh("lease-due");
+    stored(&store, new_event("now", ROUTE, T0)).await;
+    stored(&store, new_event("later", ROUTE, T0 + 5_000)).await;
+    stored(&store, new_event("other", "stripe", T0)).await;
+
+    let leased = store.lease(ROUTE, 10, T0, T0 + 30_000).await.unwrap();
+    assert_eq!(ids(&leased), ["now"]);
+    assert_eq!(get(&store, "later").await.state, State::Queued);
+    assert_eq!(get(&store, "other").await.state, State::Queued);
+    // Due exactly at its time, not a millisecond before.
+    assert!(store
+        .lease(ROUTE, 10, T0 + 4_999, T0 + 30_000)
+        .await
+        .unwrap()
+        .is_empty());
+    let leased = store
+        .lease(ROUTE, 10, T0 + 5_000, T0 + 30_000)
+        .await
+        .unwrap();
+    assert_eq!(ids(&leased), ["later"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_of_zero_events_leases_nothing() {
+    let (store, _m, _dir) = open_fresh("lease-zero");
+    stored(&store, new_event("e1", ROUTE, T0)).await;
+    assert!(store
+        .lease(ROUTE, 0, T0, T0 + 30_000)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(get(&store, "e1").await.state, State::Queued);
+    assert_eq!(get(&store, "e1").await.attempts, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn next_due_is_the_soonest_pending_time_of_the_route() {
+    let (store, _m, _dir) = open_fresh("next-due");
+    assert_eq!(store.next_due(ROUTE).await.unwrap(), None);
+    stored(&store, new_event("late", ROUTE, T0 + 9_000)).await;
+    stored(&store, new_event("soon", ROUTE, T0 + 2_000)).await;
+    stored(&store, new_event("other", "stripe", T0)).await;
+    assert_eq!(store.next_due(ROUTE).await.unwrap(), Some(T0 + 2_000));
+
+    let soon = lease_one(&store, ROUTE, T0 + 2_000, T0 + 32_000).await;
+    store
+        .settle(&soon, Settle::Delivered { status: 200 }, T0 + 2_100)
+        .await
+        .unwrap();
+    assert_eq!(store.next_due(ROUTE).await.unwrap(), Some(T0 + 9_000));
+}
+
+// ---------------------------------------------------------------------------------------
+// Settle
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivered_event_records_its_status_and_finish_time_and_is_not_leased_again() {
+    let (store, _m, _dir) = open_fresh("settle-delivered");
+    stored(&store, new_event("e1", ROUTE, T0)).await;
+    let leased = lease_one(&store, ROUTE, T0, T0 + 30_000).await;
+
+    let settled = store
+        .settle(&leased, Settle::Delivered { status: 204 }, T0 + 150)
+        .await
+        .unwrap();
+    assert!(settled);
+
+    let e = get(&store, "e1").await;
+    assert_eq!(e.state, State::Delivered);
+    assert_eq!(e.last_status, Some(204));
+    assert_eq!(e.last_error, None);
+    assert_eq!(e.finished_ms, Some(T0 + 150));
+    assert_eq!(e.attempts, 1);
+    assert_eq!(e.lease, None);
+    assert!(store
+        .lease(ROUTE, 10, T0 + 3_600_000, T0 + 3_630_000)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.next_due(ROUTE).await.unwrap(), None);
+    // Settling the same lease twice changes nothing.
+    assert!(!store
+        .settle(&leased, dead(Some(500), "late"), T0 + 200)
+        .await
+        .unwrap());
+    assert_eq!(get(&store, "e1").await.state, State::Delivered);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_event_is_leased_again_only_once_its_time_has_come() {
+    let (store, _m, _dir) = open_fresh("settle-retry");
+    stored(&store, new_event("e1", ROUTE, T0)).await;
+    let leased = lease_one(&store, ROUTE, T0, T0 + 30_000).await;
+
+    let retry = Settle::Retry {
+        at_ms: T0 + 60_000,
+        status: Some(503),
+        error: "upstream answered 503".to_owned(),
+    };
+    assert!(store.settle(&leased, retry, T0 + 100).await.unwrap());
+
+    let e = get(&store, "e1").await;
+    assert_eq!(e.state, State::Retrying);
+    assert_eq!(e.next_attempt_ms, T0 + 60_000);
+    assert_eq!(e.last_status, Some(503));
+    assert_eq!(e.last_error.as_deref(), Some("upstream answered 503"));
+    assert_eq!(e.finished_ms, None);
+    assert_eq!(e.lease, None);
+    assert_eq!(store.next_due(ROUTE).await.unwrap(), Some(T0 + 60_000));
+
+    assert!(store
+        .lease(ROUTE, 10, T0 + 59_999, T0 + 90_000)
+        .await
+        .unwrap()
+        .is_empty());
+    let again = lease_one(&store, ROUTE, T0 + 60_000, T0 + 90_000).await;
+    assert_eq!(again.attempts, 2);
+    assert_eq!(again.state, State::Delivering);
+    assert_ne!(again.lease, leased.lease, "a new attempt gets a new lease");
+    assert_eq!(again.body.as_ref(), leased.body.as_ref());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_event_records_why_and_is_never_leased_again() {
+    let (store, _m, _dir) = open_fresh("settle-dead");
+    stored(&store, new_event("e1", ROUTE, T0)).await;
+    let leased = lease_one(&store, ROUTE, T0, T0 + 30_000).await;
+
+    let settled = store
+        .settle(
+            &leased,
+            dead(Some(410), "upstream answered 410 Gone"),
+            T0 + 80,
+        )
+        .await
+        .unwrap();
+    assert!(settled);
+
+    let e = get(&store, "e1").await;
+    assert_eq!(e.state, State::Dead);
+    assert_eq!(e.last_status, Some(410));
+    assert_eq!(e.last_error.as_deref(), Some("upstream answered 410 Gone"));
+    assert_eq!(e.finished_ms, Some(T0 + 80));
+    assert_eq!(e.lease, None);
+    assert_eq!(store.next_due(ROUTE).await.unwrap(), None);
+    assert!(store
+        .lease(ROUTE, 10, T0 + 86_400_000, T0 + 86_430_000)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_lease_cannot_settle_an_event_another_worker_took() {
+    let (store, _m, _dir) = open_fresh("stale-lease");
+    stored(&store, new_event("e1", ROUTE, T0)).await;
+    let first = lease_one(&store, ROUTE, T0, T0 + 30_000).await;
+
+    // Still leased: nobody else may take it.
+    assert!(store
+        .lease(ROUTE, 10, T0 + 30_000, T0 + 60_000)
+        .await
+        .unwrap()
+        .is_empty());
+    // The first worker died: once its lease ran out, the event is due again.
+    let second = lease_one(&store, ROUTE, T0 + 30_001, T0 + 60_000).await;
+    assert_eq!(second.id, "e1");
+    assert_eq!(second.attempts, 2);
+    assert_ne!(second.lease, first.lease);
+
+    let late = store
+        .settle(&first, dead(Some(400), "stale worker"), T0 + 30_002)
+        .await
+        .unwrap();
+    assert!(!late, "a stale lease settled the event");
+    let e = get(&store, "e1").await;
+    assert_eq!(e.state, State::Delivering);
+    assert_eq!(e.lease, second.lease);
+    assert_eq!(e.last_status, None);
+    assert_eq!(e.last_error, None);
+    assert_eq!(e.finished_ms, None);
+
+    // The worker that holds the lease now settles it.
+    assert!(store
+        .settle(&second, Settle::Delivered { status: 200 }, T0 + 30_003)
+        .await
+        .unwrap());
+    assert_eq!(get(&store, "e1").await.state, State::Delivered);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_read_without_a_lease_cannot_settle_it() {
+    let (store, _m, _dir) = open_fresh("settle-no-lease");
+    stored(&store, new_event("e1", ROUTE, T0)).await;
+    lease_one(&store, ROUTE, T0, T0 + 30_000).await;
+    // An operator's copy (from `get`) has no lease token.
+    let mut copy = get(&store, "e1").await;
+    copy.lease = None;
+    assert!(!store
+        .settle(&copy, Settle::Delivered { status: 200 }, T0 + 1)
+        .await
+        .unwrap());
+    assert_eq!(get(&store, "e1").await.state, State::Delivering);
+}
+
+// ---------------------------------------------------------------------------------------
+// Dedup
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_event_with_the_same_dedup_key_is_a_duplicate_of_the_first() {
+    let (store, _m, _dir) = open_fresh("dedup-same");
+    let until = T0 + 300_000;
+    stored(&store, deduped("first", ROUTE, T0, "delivery-42", until)).await;
+    let second = store
+        .ingest(deduped("second", ROUTE, T0 + 10, "delivery-42", until + 10))
+        .await
+        .unwrap();
+    assert_eq!(second, Ingested::Duplicate("first".to_owned()));
+    assert!(store.get("second", false).await.unwrap().is_none());
+    // Still a duplicate once the first is delivered: the key outlives the attempt.
+    let leased = lease_one(&store, ROUTE, T0 + 20, T0 + 30_000).await;
+    store
+        .settle(&leased, Settle::Delivered { status: 200 }, T0 + 30)
+        .await
+        .unwrap();
+    let third = store
+        .ingest(deduped("third", ROUTE, T0 + 40, "delivery-42", until + 40))
+        .await
+        .unwrap();
+    assert_eq!(third, Ingested::Duplicate("first".to_owned()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_dedup_key_on_another_route_is_another_event() {
+    let (store, _m, _dir) = open_fresh("dedup-route");
+    stored(&store, deduped("a", ROUTE, T0, "k", T0 + 300_000)).await;
+    stored(&store, deduped("b", "stripe", T0, "k", T0 + 300_000)).await;
+    assert_eq!(get(&store, "a").await.route, ROUTE);
+    assert_eq!(get(&store, "b").await.route, "stripe");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_without_a_dedup_key_never_collide() {
+    let (store, _m, _dir) = open_fresh("dedup-none");
+    for i in 0..5 {
+        stored(&store, new_event(&format!("e{i}"), ROUTE, T0)).await;
+    }
+    let all = store
+        .list(Filter {
+            limit: 100,
+            ..Filter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(&all), ["e0", "e1", "e2", "e3", "e4"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_duplicates_store_exactly_one_event() {
+    let (store, _m, _dir) = open_fresh("dedup-concurrent");
+    let store = Arc::new(store);
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .ingest(deduped(&format!("e{i:02}"), ROUTE, T0, "same", T0 + 1))
+                    .await
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap().expect("ingest"));
+    }
+    let stored_count = results.iter().filter(|r| **r == Ingested::Stored).count();
+    assert_eq!(stored_count, 1, "{results:?}");
+    let all = store
+        .list(Filter {
+            limit: 100,
+            ..Filter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1);
+    let kept = all[0].id.clone();
+    for r in results {
+        assert!(
+            r == Ingested::Stored || r == Ingested::Duplicate(kept.clone()),
+            "{r:?} does not name the stored event {kept}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Operators: retry, remove
+
+/// Stores `id`, leases it and settles it dead at `T0 + 100`.
+async fn make_dead(store: &Embedded, id: &str, route: &str) {
+    stored(store, new_event(id, route, T0)).await;
+    let leased = lease_one(store, route, T0, T0 + 30_000).await;
+    assert!(store
+        .settle(&leased, dead(Some(422), "refused"), T0 + 100)
+        .await
+        .unwrap());
+}
+
+/// Stores `id`, leases it and settles it delivered at `T0 + 100`.
+async fn make_delivered(store: &Embedded, id: &str, route: &str) {
+    stored(store, new_event(id, route, T0)).await;
+    let leased = lease_one(store, route, T0, T0 + 30_000).await;
+    assert!(store
+        .settle(&leased, Settle::Delivered { status: 200 }, T0 + 100)
+        .await
+        .unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retrying_a_dead_event_makes_it_due_now_with_a_fresh_age() {
+    let (store, _m, _dir) = open_fresh("retry-dead");
+    make_dead(&store, "e1", ROUTE).await;
+    let now = T0 + 7_200_000;
+
+    assert!(store.retry("e1", now).await.unwrap());
+    let e = get(&store, "e1").await;
+    assert_eq!(e.state, State::Retrying);
+    assert_eq!(e.next_attempt_ms, now);
+    assert_eq!(e.age_from_ms, now);
+    assert_eq!(e.received_ms, T0, "the receive time is history, not reset");
+    assert_eq!(e.attempts, 0);
+    assert_eq!(e.finished_ms, None);
+    assert_eq!(store.next_due(ROUTE).await.unwrap(), Some(now));
+
+    let leased = lease_one(&store, ROUTE, now, now + 30_000).await;
+    assert_eq!(leased.attempts, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retrying_a_delivered_or_unknown_event_is_refused() {
+    let (store, _m, _dir) = open_fresh("retry-delivered");
+    make_delivered(&store, "e1", ROUTE).await;
+    assert!(!store.retry("e1", T0 + 1_000).await.unwrap());
+    let e = get(&store, "e1").await;
+    assert_eq!(e.state, State::Delivered);
+    assert_eq!(e.attempts, 1);
+    assert_eq!(e.finished_ms, Some(T0 + 100));
+    assert!(!store.retry("nope", T0 + 1_000).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retrying_an_event_being_delivered_is_refused() {
+    let (store, _m, _dir) = open_fresh("retry-delivering");
+    stored(&store, new_event("e1", ROUTE, T0)).await;
+    let leased = lease_one(&store, ROUTE, T0, T0 + 30_000).await;
+    assert!(!store.retry("e1", T0 + 1_000).await.unwrap());
+    let e = get(&store, "e1").await;
+    assert_eq!(e.state, State::Delivering);
+    assert_eq!(e.lease, leased.lease);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_dead_revives_only_that_routes_dead_events() {
+    let (store, _m, _dir) = open_fresh("retry-dead-route");
+    make_dead(&store, "g1", ROUTE).await;
+    make_dead(&store, "g2", ROUTE).await;
+    make_delivered(&store, "g3", ROUTE).await;
+    stored(&store, new_event("g4", ROUTE, T0 + 50_000)).await;
+    make_dead(&store, "s1", "stripe").await;
+    let now = T0 + 3_600_000;
+
+    assert_eq!(store.retry_dead(ROUTE, now).await.unwrap(), 2);
+    for id in ["g1", "g2"] {
+        let e = get(&store, id).await;
+        assert_eq!((e.state, e.next_attempt_ms), (State::Retrying, now), "{id}");
+    }
+    assert_eq!(get(&store, "g3").await.state, State::Delivered);
+    assert_eq!(get(&store, "g4").await.state, State::Queued);
+    assert_eq!(get(&store, "s1").await.state, State::Dead);
+    assert_eq!(store.retry_dead(ROUTE, now).await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remove_deletes_a_dead_event_but_not_one_being_delivered() {
+    let (store, _m, _dir) = open_fresh("remove");
+    make_dead(&store, "dead", ROUTE).await;
+    assert!(store.remove("dead").await.unwrap());
+    assert!(store.get("dead", true).await.unwrap().is_none());
+    assert!(!store.remove("dead").await.unwrap(), "removed twice");
+
+    stored(&store, new_event("busy", ROUTE, T0)).await;
+    let leased = lease_one(&store, ROUTE, T0, T0 + 30_000).await;
+    assert!(!store.remove("busy").await.unwrap());
+    assert_eq!(get(&store, "busy").await.state, State::Delivering);
+    // The worker can still settle what it was delivering.
+    assert!(store
+        .settle(&leased, Settle::Delivered { status: 200 }, T0 + 1)
+        .await
+        .unwrap());
+}
+
+// ---------------------------------------------------------------------------------------
+// Purge
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_deletes_finished_events_past_retention_but_keeps_a_live_dedup_window() {
+    let (store, _m, _dir) = open_fresh("purge");
+    // Finished at T0 + 100 (make_*): delivered retention ends at T0 + 1_000 here, dead
+    // retention at T0 + 50.
+    make_delivered(&store, "old-delivered", ROUTE).await;
+    make_dead(&store, "young-dead", ROUTE).await;
+    stored(&store, new_event("pending", ROUTE, T0 + 1)).await;
+    // Delivered when old-delivered was, but its dedup key must be kept until T0 + 10_000.
+    stored(
+        &store,
+        deduped("remembered", "stripe", T0, "evt_1", T0 + 10_000),
+    )
+    .await;
+    let leased = lease_one(&store, "stripe", T0, T0 + 30_000).await;
+    store
+        .settle(&leased, Settle::Delivered { status: 200 }, T0 + 100)
+        .await
+        .unwrap();
+
+    let purged = store.purge(T0 + 1_000, T0 + 50, T0 + 5_000).await.unwrap();
+    assert_eq!(purged, 1);
+    assert!(store.get("old-delivered", false).await.unwrap().is_none());
+    assert_eq!(get(&store, "young-dead").await.state, State::Dead);
+    assert_eq!(get(&store, "pending").await.state, State::Queued);
+    assert_eq!(get(&store, "remembered").await.state, State::Delivered);
+    assert_eq!(
+        store
+            .ingest(deduped(
+                "replayed",
+                "stripe",
+                T0 + 5_000,
+                "evt_1",
+                T0 + 15_000
+            ))
+            .await
+            .unwrap(),
+        Ingested::Duplicate("remembered".to_owned())
+    );
+
+    // Later: the dead letter's retention and the dedup window have both passed.
+    let purged = store
+        .purge(T0 + 20_000, T0 + 20_000, T0 + 20_000)
+        .await
+        .unwrap();
+    assert_eq!(purged, 2);
+    assert!(store.get("young-dead", false).await.unwrap().is_none());
+    assert!(store.get("remembered", false).await.unwrap().is_none());
+    assert_eq!(get(&store, "pending").await.state, State::Queued);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_never_deletes_pending_or_leased_events() {
+    let (store, _m, _dir) = open_fresh("purge-pending");
+    stored(&store, new_event("queued", ROUTE, T0)).await;
+    stored(&store, new_event("leased", "stripe", T0)).await;
+    stored(&store, new_event("retrying", "shopify", T0)).await;
+    lease_one(&store, "stripe", T0, T0 + 30_000).await;
+    let r = lease_one(&store, "shopify", T0, T0 + 30_000).await;
+    let retry = Settle::Retry {
+        at_ms: T0 + 60_000,
+        status: None,
+        error: "connection refused".to_owned(),
+    };
+    assert!(store.settle(&r, retry, T0 + 1).await.unwrap());
+
+    let far = T0 + 365 * 86_400_000;
+    assert_eq!(store.purge(far, far, far).await.unwrap(), 0);
+    for id in ["queued", "leased", "retrying"] {
+        assert!(store.get(id, false).await.unwrap().is_some(), "{id}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Operators' reads
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_filters_by_route_state_and_page_without_bodies() {
+    let (store, _m, _dir) = open_fresh("list");
+    for id in ["a1", "a2", "a3", "a4"] {
+        stored(&store, new_event(id, ROUTE, T0)).await;
+    }
+    stored(&store, new_event("b1", "stripe", T0)).await;
+    // Two of the route's four are leased (all due at once: which two is the store's choice).
+    let leased = store.lease(ROUTE, 2, T0, T0 + 30_000).await.unwrap();
+    assert_eq!(leased.len(), 2);
+
+    let all = store
+        .list(Filter {
+            limit: 100,
+            ..Filter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(&all), ["a1", "a2", "a3", "a4", "b1"]);
+    for e in &all {
+        assert_eq!(e.body, None, "{}: a listing carries no body", e.id);
+        assert_eq!(e.body_len, new_event(&e.id, &e.route, T0).body.len() as u64);
+        assert_eq!(e.lease.is_some(), e.state == State::Delivering, "{}", e.id);
+    }
+
+    let stripe = store
+        .list(Filter {
+            route: Some("stripe".to_owned()),
+            limit: 100,
+            ..Filter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(&stripe), ["b1"]);
+
+    let delivering = store
+        .list(Filter {
+            route: Some(ROUTE.to_owned()),
+            state: Some(State::Delivering),
+            limit: 100,
+            ..Filter::default()
+        })
+        .await
+        .unwrap();
+    let mut expected = ids(&leased);
+    expected.sort_unstable();
+    assert_eq!(ids(&delivering), expected);
+
+    let queued = store
+        .list(Filter {
+            state: Some(State::Queued),
+            limit: 100,
+            ..Filter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(queued.len(), 3);
+    assert!(queued.iter().all(|e| e.state == State::Queued));
+
+    let page1 = store
+        .list(Filter {
+            limit: 2,
+            ..Filter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(&page1), ["a1", "a2"]);
+    let page2 = store
+        .list(Filter {
+            after: Some("a2".to_owned()),
+            limit: 2,
+            ..Filter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(&page2), ["a3", "a4"]);
+    let page3 = store
+        .list(Filter {
+            after: Some("a4".to_owned()),
+            limit: 2,
+            ..Filter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(&page3), ["b1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_reads_one_event_with_or_without_its_body() {
+    let (store, _m, _dir) = open_fresh("get");
+    let event = new_event("e1", ROUTE, T0);
+    let body = event.body.clone();
+    stored(&store, event).await;
+
+    let with = store.get("e1", true).await.unwrap().expect("stored");
+    assert_eq!(with.body, Some(body.clone()));
+    assert_eq!(with.body_len, body.len() as u64);
+    assert_eq!(with.state, State::Queued);
+    assert_eq!(with.attempts, 0);
+    assert_eq!(with.next_attempt_ms, T0);
+    assert_eq!(with.lease, None);
+    assert_eq!(with.finished_ms, None);
+    assert_eq!(with.last_status, None);
+
+    let without = store.get("e1", false).await.unwrap().expect("stored");
+    assert_eq!(without.body, None);
+    assert_eq!(without.body_len, body.len() as u64);
+    assert_eq!(without.headers, with.headers);
+
+    assert!(store.get("missing", true).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_body_is_stored_and_read_back_empty() {
+    let (store, _m, _dir) = open_fresh("empty-body");
+    stored(
+        &store,
+        NewEvent {
+            body: Bytes::new(),
+            headers: Vec::new(),
+            ..new_event("e1", ROUTE, T0)
+        },
+    )
+    .await;
+    let leased = lease_one(&store, ROUTE, T0, T0 + 30_000).await;
+    assert_eq!(leased.body, Some(Bytes::new()));
+    assert_eq!(leased.body_len, 0);
+    assert!(leased.headers.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn depths_count_events_by_route_and_state_with_the_oldest_receive_time() {
+    let (store, _m, _dir) = open_fresh("depths");
+    stored(&store, new_event("g1", ROUTE, T0 + 30)).await;
+    stored(&store, new_event("g2", ROUTE, T0 + 10)).await;
+    stored(&store, new_event("g3", ROUTE, T0 + 20)).await;
+    stored(&store, new_event("s1", "stripe", T0 + 5)).await;
+    // g2 (due first) is leased and dies.
+    let leased = lease_one_of(&store, ROUTE, T0 + 10).await;
+    assert_eq!(leased.id, "g2");
+    store
+        .settle(&leased, dead(None, "too old"), T0 + 40)
+        .await
+        .unwrap();
+
+    let mut depths = store.depths().await.unwrap();
+    depths.sort_by(|a, b| (&a.route, a.state.as_str()).cmp(&(&b.route, b.state.as_str())));
+    let expected = vec![
+        Depth {
+            route: ROUTE.to_owned(),
+            state: State::Dead,
+            count: 1,
+            oldest_received_ms: T0 + 10,
+        },
+        Depth {
+            route: ROUTE.to_owned(),
+            state: State::Queued,
+            count: 2,
+            oldest_received_ms: T0 + 20,
+        },
+        Depth {
+            route: "stripe".to_owned(),
+            state: State::Queued,
+            count: 1,
+            oldest_received_ms: T0 + 5,
+        },
+    ];
+    assert_eq!(depths, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_store_has_no_depths() {
+    let (store, _m, _dir) = open_fresh("depths-empty");
+    assert!(store.depths().await.unwrap().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// The directory: durability across reopen, one process, mode
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reopened_store_finds_its_events() {
+    let dir = Scratch::new("reopen");
+    let metrics = metrics();
+    let store = Embedded::open(dir.path(), None, metrics.clone()).unwrap();
+    stored(&store, new_event("kept", ROUTE, T0)).await;
+    make_dead(&store, "dead", "stripe").await;
+    let body = new_event("kept", ROUTE, T0).body;
+    drop(store);
+
+    let store = reopen(dir.path(), metrics).await;
+    let kept = store.get("kept", true).await.unwrap().expect("kept");
+    assert_eq!(kept.state, State::Queued);
+    assert_eq!(kept.body, Some(body));
+    assert_eq!(get(&store, "dead").await.state, State::Dead);
+    assert_eq!(
+        ids(&store.lease(ROUTE, 10, T0, T0 + 30_000).await.unwrap()),
+        ["kept"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_being_delivered_when_the_store_closed_is_retrying_after_reopen() {
+    let dir = Scratch::new("reopen-lease");
+    let metrics = metrics();
+    let store = Embedded::open(dir.path(), None, metrics.clone()).unwrap();
+    stored(&store, new_event("e1", ROUTE, T0)).await;
+    // Leased for an hour: without the release on open it would not be due for that long.
+    let leased = lease_one(&store, ROUTE, T0, T0 + 3_600_000).await;
+    drop(store);
+
+    let store = reopen(dir.path(), metrics).await;
+    let e = get(&store, "e1").await;
+    assert_eq!(e.state, State::Retrying);
+    assert_eq!(e.lease, None);
+    assert_eq!(e.attempts, 1, "the interrupted attempt still counts");
+    let again = lease_one(&store, ROUTE, T0 + 1, T0 + 30_000).await;
+    assert_eq!(again.attempts, 2);
+    assert_eq!(again.body, leased.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_already_open_is_refused_as_in_use() {
+    let (store, metrics, dir) = open_fresh("in-use");
+    let err = match Embedded::open(dir.path(), None, metrics.clone()) {
+        Ok(_) => panic!("a second store opened the same directory"),
+        Err(e) => e,
+    };
+    assert!(matches!(err, StoreError::Open(_)), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("in use by another hookgate"), "{text}");
+    assert!(text.contains(&dir.path().display().to_string()), "{text}");
+    // The first store is unharmed.
+    stored(&store, new_event("e1", ROUTE, T0)).await;
+    assert_eq!(get(&store, "e1").await.state, State::Queued);
+    // And once it is closed, the directory can be opened again.
+    drop(store);
+    let again = reopen(dir.path(), metrics).await;
+    assert_eq!(get(&again, "e1").await.state, State::Queued);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_store_directory_is_private_to_its_owner() {
+    let scratch = Scratch::new("mode-new");
+    let dir = scratch.path().join("nested").join("queue");
+    let _store = Embedded::open(&dir, None, metrics()).unwrap();
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+    assert!(dir.join(DB_FILE).is_file());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_open_directory_is_tightened_to_0700() {
+    let scratch = Scratch::new("mode-existing");
+    std::fs::create_dir_all(scratch.path()).unwrap();
+    std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let _store = Embedded::open(scratch.path(), None, metrics()).unwrap();
+    let mode = std::fs::metadata(scratch.path())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Group commit
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_ingests_share_commits() {
+    let (store, metrics, _dir) = open_fresh("group-commit");
+    let store = Arc::new(store);
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .ingest(new_event(&format!("e{i:03}"), ROUTE, T0 + i))
+                    .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().expect("ingest"), Ingested::Stored);
+    }
+
+    let batches = &metrics.queue.commit_batch;
+    assert_eq!(
+        batches.get_sample_sum(),
+        200.0,
+        "every ingest committed once"
+    );
+    assert!(
+        batches.get_sample_count() < 200,
+        "{} commits for 200 events: no group commit",
+        batches.get_sample_count()
+    );
+    let depths = store.depths().await.unwrap();
+    assert_eq!(depths.len(), 1);
+    assert_eq!(depths[0].count, 200);
+    assert_eq!(depths[0].oldest_received_ms, T0);
+}
+
+/// An operation that fails on its own (here, an id that is already stored) fails alone: the
+/// others committed with it did nothing wrong and are stored. `apply` is called directly so
+/// the two operations are certainly in one batch.
+#[test]
+fn one_failing_operation_fails_only_itself_not_its_batch() {
+    let scratch = Scratch::new("batch-isolation");
+    std::fs::create_dir_all(scratch.path()).unwrap();
+    let mut conn = Connection::open(scratch.path().join(DB_FILE)).unwrap();
+    conn.execute_batch(SCHEMA).unwrap();
+    let mut counter = 0;
+    let op = |e: NewEvent| (Op::Ingest(Box::new(e)), oneshot::channel().0);
+
+    let first = [op(new_event("taken", ROUTE, T0))];
+    let answers = apply(&mut conn, &first, &mut counter).expect("commit");
+    assert!(matches!(
+        answers[..],
+        [Ok(Answer::Ingested(Ingested::Stored))]
+    ));
+
+    let batch = [
+        op(new_event("innocent", ROUTE, T0)),
+        op(new_event("taken", "stripe", T0)),
+        op(new_event("after", ROUTE, T0)),
+    ];
+    let answers = apply(&mut conn, &batch, &mut counter).expect("the batch commits");
+    assert!(matches!(answers[0], Ok(Answer::Ingested(Ingested::Stored))));
+    assert!(
+        matches!(&answers[1], Err(e) if e.to_string().contains("UNIQUE")),
+        "the colliding id is refused"
+    );
+    assert!(matches!(answers[2], Ok(Answer::Ingested(Ingested::Stored))));
+    let stored: Vec<(String, String)> = conn
+        .prepare("SELECT id, route FROM hookgate_events ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    let expected = [("after", ROUTE), ("innocent", ROUTE), ("taken", ROUTE)]
+        .map(|(id, route)| (id.to_owned(), route.to_owned()));
+    assert_eq!(stored, expected, "the refused event left nothing behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_store_refuses_a_new_event_and_takes_it_once_room_is_made() {
+    let dir = Scratch::new("max-bytes");
+    let metrics = metrics();
+    let store = Embedded::open(dir.path(), Some(256 * 1024), metrics.clone()).unwrap();
+    stored(&store, new_event("first", ROUTE, T0)).await;
+    let leased = lease_one(&store, ROUTE, T0, T0 + 30_000).await;
+
+    let mut refused = None;
+    for i in 0..100 {
+        match store.ingest(big_event(&format!("fill{i:03}"), 16)).await {
+            Ok(Ingested::Stored) => {}
+            Ok(other) => panic!("fill{i:03}: {other:?}"),
+            Err(e) => {
+                refused = Some((i, e));
+                break;
+            }
+        }
+    }
+    let (n, err) = refused.expect("a 256 KiB store took 1.6 MB of events");
+    assert!(n > 0, "refused before anything was stored");
+    assert!(matches!(err, StoreError::Engine(_)), "{err:?}");
+    assert!(store
+        .get(&format!("fill{n:03}"), false)
+        .await
+        .unwrap()
+        .is_none());
+    let errors = &metrics.queue.store_errors;
+    let counted =
+        errors.with_label_values(&["write"]).get() + errors.with_label_values(&["commit"]).get();
+    assert!(counted >= 1, "the refusal is counted");
+
+    // What is already stored goes on: the leased event settles.
+    assert!(store
+        .settle(&leased, Settle::Delivered { status: 200 }, T0 + 1)
+        .await
+        .unwrap());
+    assert_eq!(get(&store, "first").await.state, State::Delivered);
+    for i in 0..n {
+        assert_eq!(
+            get(&store, &format!("fill{i:03}")).await.state,
+            State::Queued
+        );
+    }
+
+    // Removing events makes room for new ones.
+    for i in 0..n {
+        assert!(store.remove(&format!("fill{i:03}")).await.unwrap());
+    }
+    stored(&store, big_event(&format!("fill{n:03}"), 16)).await;
+}
+
+/// An event of route "stripe" with a body of `kib` KiB.
+fn big_event(id: &str, kib: usize) -> NewEvent {
+    NewEvent {
+        body: Bytes::from(vec![b'x'; kib * 1024]),
+        ..new_event(id, "stripe", T0)
+    }
+}
+
+/// One event of a batch does not fit under `max_bytes`: it alone fails, and every answer
+/// says what is on disk. SQLite answers SQLITE_FULL by rolling back the whole transaction
+/// (not just the statement); the writer then applies the batch again without it.
+#[test]
+fn an_event_that_does_not_fit_fails_alone_and_the_rest_of_its_batch_commits() {
+    let scratch = Scratch::new("full-batch");
+    std::fs::create_dir_all(scratch.path()).unwrap();
+    let mut conn = Connection::open(scratch.path().join(DB_FILE)).unwrap();
+    conn.execute_batch("PRAGMA journal_mode = WAL;").unwrap();
+    conn.execute_batch(SCHEMA).unwrap();
+    // As `Embedded::open` sets it for max_bytes = 256 KiB.
+    conn.query_row("PRAGMA max_page_count = 64", [], |_| Ok(()))
+        .unwrap();
+    let mut counter = 0;
+    let op = |e: NewEvent| (Op::Ingest(Box::new(e)), oneshot::channel().0);
+
+    // Fill the store, one event per batch, until one does not fit.
+    let mut filled = 0;
+    while filled < 100 {
+        let batch = [op(big_event(&format!("fill{filled:03}"), 16))];
+        match apply(&mut conn, &batch, &mut counter) {
+            Ok(answers) if answers[0].is_ok() => filled += 1,
+            _ => break,
+        }
+    }
+    assert!((1..100).contains(&filled), "filled {filled}");
+    // Room for a small event, not for a 64 KiB one.
+    let remove = [(
+        Op::Remove {
+            id: "fill000".to_owned(),
+        },
+        oneshot::channel().0,
+    )];
+    assert!(apply(&mut conn, &remove, &mut counter).is_ok());
+
+    let batch = [
+        op(new_event("before", ROUTE, T0)),
+        op(big_event("overflow", 64)),
+        op(new_event("after", ROUTE, T0)),
+    ];
+    let applied = apply(&mut conn, &batch, &mut counter);
+    let on_disk: Vec<String> = conn
+        .prepare("SELECT id FROM hookgate_events WHERE id IN ('before', 'overflow', 'after') ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    let answers = match applied {
+        Ok(answers) => answers,
+        Err(e) => panic!("the whole batch failed ({e}) while {on_disk:?} are stored"),
+    };
+    assert!(matches!(answers[0], Ok(Answer::Ingested(Ingested::Stored))));
+    assert!(answers[1].is_err(), "the event over max_bytes is refused");
+    assert!(matches!(answers[2], Ok(Answer::Ingested(Ingested::Stored))));
+    assert_eq!(on_disk, ["after", "before"]);
+}
