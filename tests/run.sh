@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The test command (README "Quick start"): makes sure redis-server is there for the replay
-# tests (a real Redis, started by the tests themselves on loopback ports they choose), then
-# runs the whole suite. Needs only a Rust toolchain and, where redis-server is missing, apt.
+# The test command (README "Quick start"): makes sure redis-server (for the replay tests) and
+# Debian's PostgreSQL server binaries (initdb, postgres, pg_ctl) are there (real servers,
+# started by the tests themselves on loopback ports they choose, in directories of their own),
+# then runs the whole suite. Needs only a Rust toolchain and, where a server is missing, apt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,20 @@ if ! command -v redis-server >/dev/null 2>&1 && [ ! -x /usr/bin/redis-server ]; 
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
 fi
+# PostgreSQL (tests/e2e/pg_server.rs): the tests run initdb in a temporary directory and start
+# postgres from /usr/lib/postgresql/<major>/bin themselves. Debian's package would also create
+# and start a cluster of its own ("main", on port 5432); turning create_main_cluster off before
+# the server package is installed leaves no cluster for a system service to start.
+if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 && ! command -v postgres >/dev/null 2>&1; then
+    echo "tests/run.sh: installing postgresql (used by tests/e2e/pg_server.rs)"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql-common >/dev/null
+    $sudo sed -i 's/^#* *create_main_cluster *=.*/create_main_cluster = false/' \
+        /etc/postgresql-common/createcluster.conf
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
+fi
 # The HTTPS-upstream tests load the system's trust roots (as hookgate does by default).
 if [ ! -s /etc/ssl/certs/ca-certificates.crt ]; then
     echo "tests/run.sh: installing ca-certificates (the system trust roots)"
@@ -20,6 +35,6 @@ if [ ! -s /etc/ssl/certs/ca-certificates.crt ]; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq ca-certificates >/dev/null
 fi
-# The suite starts its own redis-server instances; a system service is not needed.
+# The suite starts its own redis-server and postgres instances; no system service is needed.
 
 cargo test "$@"

@@ -62,9 +62,15 @@ CREATE TABLE IF NOT EXISTS hookgate_events (
     verified_key    INTEGER,
     method          TEXT NOT NULL,
     target          TEXT NOT NULL,
-    headers         BLOB NOT NULL,
-    body            BLOB NOT NULL,
+    body_len        INTEGER NOT NULL,
     UNIQUE (route, dedup_key)
+);
+-- The stored requests, written once: a lease or a settle rewrites the small row above, not
+-- the payload (SQLite rewrites a whole row on any update).
+CREATE TABLE IF NOT EXISTS hookgate_requests (
+    id              TEXT PRIMARY KEY,
+    headers         BLOB NOT NULL,
+    body            BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS hookgate_events_due ON hookgate_events (route, next_attempt_at)
     WHERE state IN ('queued', 'retrying', 'delivering');
@@ -72,10 +78,13 @@ CREATE INDEX IF NOT EXISTS hookgate_events_finished ON hookgate_events (state, f
     WHERE state IN ('delivered', 'dead');
 ";
 
-/// Every column but the body, in the order [`event_from`] reads them.
+/// The event's columns, in the order [`event_from`] reads them.
 const COLUMNS: &str = "id, route, idempotency_key, state, received_at, age_from, \
     next_attempt_at, attempts, finished_at, last_status, last_error, verified_key, method, \
-    target, headers, length(body), lease";
+    target, body_len, lease";
+
+/// The schema this code reads and writes (`PRAGMA user_version`).
+const SCHEMA_VERSION: i64 = 1;
 
 /// An open embedded store.
 pub struct Embedded {
@@ -175,18 +184,36 @@ impl Embedded {
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
              PRAGMA busy_timeout = 5000;
-             PRAGMA journal_size_limit = 67108864;",
+             PRAGMA journal_size_limit = 67108864;
+             PRAGMA wal_autocheckpoint = 4000;",
         )
         .map_err(|e| fail("cannot set up", &e))?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| fail("cannot read the schema version of", &e))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Open(format!(
+                "{} was written by a newer hookgate (schema {version}, this one reads {SCHEMA_VERSION})",
+                file.display()
+            )));
+        }
         conn.execute_batch(SCHEMA)
             .map_err(|e| fail("cannot create the schema in", &e))?;
+        conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
+            .map_err(|e| fail("cannot set the schema version of", &e))?;
+        let mut ingest_pages = None;
         if let Some(max) = max_bytes {
             let page: i64 = conn
                 .query_row("PRAGMA page_size", [], |r| r.get(0))
                 .map_err(|e| fail("cannot read the page size of", &e))?;
-            let pages = (max / u64::try_from(page).unwrap_or(4096).max(1)).max(1);
+            let pages = i64::try_from(max / u64::try_from(page).unwrap_or(4096).max(1))
+                .unwrap_or(i64::MAX)
+                .max(1);
             conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
                 .map_err(|e| fail("cannot set max_bytes on", &e))?;
+            // New events stop a tenth short of the bound: leases and settles, which let
+            // delivered events be purged, must always find room.
+            ingest_pages = Some(pages - (pages / 10).max(8));
         }
         // This process holds the lock: no lease can belong to a live worker.
         let released = conn
@@ -214,7 +241,7 @@ impl Embedded {
         let (ops, rx) = mpsc::channel(CHANNEL);
         std::thread::Builder::new()
             .name("hookgate-queue-writer".into())
-            .spawn(move || writer(conn, rx, &metrics))
+            .spawn(move || writer(conn, rx, ingest_pages, &metrics))
             .map_err(|e| fail("cannot start the writer for", &e))?;
         Ok(Embedded {
             ops,
@@ -376,7 +403,7 @@ impl Embedded {
                     filter.after,
                     i64::try_from(filter.limit).unwrap_or(i64::MAX)
                 ],
-                |r| event_from(r, None),
+                event_from,
             )?;
             rows.collect()
         })
@@ -386,16 +413,14 @@ impl Embedded {
     pub async fn get(&self, id: &str, with_body: bool) -> Result<Option<Event>, StoreError> {
         let id = id.to_owned();
         self.read(move |c| {
-            let sql = format!("SELECT {COLUMNS}, body FROM hookgate_events WHERE id = ?1");
-            c.query_row(&sql, [id], |r| {
-                let body = if with_body {
-                    Some(bytes::Bytes::from(r.get::<_, Vec<u8>>(17)?))
-                } else {
-                    None
-                };
-                event_from(r, body)
-            })
-            .optional()
+            let sql = format!("SELECT {COLUMNS} FROM hookgate_events WHERE id = ?1");
+            let Some(mut event) = c.query_row(&sql, [&id], event_from).optional()? else {
+                return Ok(None);
+            };
+            if with_body {
+                read_request(c, &mut event)?;
+            }
+            Ok(Some(event))
         })
         .await
     }
@@ -458,8 +483,20 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
     Ok(file)
 }
 
-/// Reads a row selected with [`COLUMNS`].
-fn event_from(r: &Row<'_>, body: Option<bytes::Bytes>) -> rusqlite::Result<Event> {
+/// Fills in the stored request (headers and body) of `event`.
+fn read_request(c: &Connection, event: &mut Event) -> rusqlite::Result<()> {
+    let (headers, body) = c
+        .prepare_cached("SELECT headers, body FROM hookgate_requests WHERE id = ?1")?
+        .query_row([&event.id], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
+    event.headers = headers;
+    event.body = Some(bytes::Bytes::from(body));
+    Ok(())
+}
+
+/// Reads a row selected with [`COLUMNS`], without its request.
+fn event_from(r: &Row<'_>) -> rusqlite::Result<Event> {
     let state: String = r.get(3)?;
     Ok(Event {
         id: r.get(0)?,
@@ -480,17 +517,22 @@ fn event_from(r: &Row<'_>, body: Option<bytes::Bytes>) -> rusqlite::Result<Event
             .and_then(|k| u32::try_from(k).ok()),
         method: r.get(12)?,
         target: r.get(13)?,
-        headers: r.get(14)?,
-        body_len: u64::try_from(r.get::<_, i64>(15)?).unwrap_or(0),
-        body,
-        lease: r.get(16)?,
+        headers: Vec::new(),
+        body_len: u64::try_from(r.get::<_, i64>(14)?).unwrap_or(0),
+        body: None,
+        lease: r.get(15)?,
     })
 }
 
 /// The writer thread: takes what is waiting, applies it in one transaction, commits once,
 /// answers everyone. Ends when every sender is gone.
-fn writer(mut conn: Connection, mut rx: mpsc::Receiver<(Op, Reply)>, metrics: &Metrics) {
-    let mut lease_counter: u64 = 0;
+/// `ingest_pages`: the most pages the database may use when an event is stored.
+fn writer(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<(Op, Reply)>,
+    ingest_pages: Option<i64>,
+    metrics: &Metrics,
+) {
     while let Some(first) = rx.blocking_recv() {
         let mut bytes = first.0.body_len();
         let mut batch = vec![first];
@@ -504,7 +546,7 @@ fn writer(mut conn: Connection, mut rx: mpsc::Receiver<(Op, Reply)>, metrics: &M
             }
         }
         let started = Instant::now();
-        let applied = apply(&mut conn, &batch, &mut lease_counter);
+        let applied = apply(&mut conn, &batch, ingest_pages);
         metrics
             .queue
             .commit_duration
@@ -548,11 +590,11 @@ fn writer(mut conn: Connection, mut rx: mpsc::Receiver<(Op, Reply)>, metrics: &M
 fn apply(
     conn: &mut Connection,
     batch: &[(Op, Reply)],
-    lease_counter: &mut u64,
+    ingest_pages: Option<i64>,
 ) -> rusqlite::Result<Vec<Result<Answer, rusqlite::Error>>> {
     let mut failed: Vec<Option<rusqlite::Error>> = batch.iter().map(|_| None).collect();
     loop {
-        match apply_once(conn, batch, &failed, lease_counter)? {
+        match apply_once(conn, batch, &failed, ingest_pages)? {
             Applied::Done(answers) => {
                 return Ok(answers
                     .into_iter()
@@ -584,7 +626,7 @@ fn apply_once(
     conn: &mut Connection,
     batch: &[(Op, Reply)],
     failed: &[Option<rusqlite::Error>],
-    lease_counter: &mut u64,
+    ingest_pages: Option<i64>,
 ) -> rusqlite::Result<Applied> {
     let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut answers = Vec::with_capacity(batch.len());
@@ -594,7 +636,7 @@ fn apply_once(
             continue;
         }
         let sp = tx.savepoint()?;
-        match apply_one(&sp, op, lease_counter) {
+        match apply_one(&sp, op, ingest_pages) {
             Ok(answer) => {
                 sp.commit()?;
                 answers.push(Some(Ok(answer)));
@@ -611,15 +653,29 @@ fn apply_once(
     Ok(Applied::Done(answers))
 }
 
-fn apply_one(tx: &Connection, op: &Op, lease_counter: &mut u64) -> rusqlite::Result<Answer> {
+fn apply_one(tx: &Connection, op: &Op, ingest_pages: Option<i64>) -> rusqlite::Result<Answer> {
     match op {
         Op::Ingest(e) => {
+            if let Some(limit) = ingest_pages {
+                let used: i64 = tx
+                    .prepare_cached(
+                        "SELECT (SELECT page_count FROM pragma_page_count()) - \
+                         (SELECT freelist_count FROM pragma_freelist_count())",
+                    )?
+                    .query_row([], |r| r.get(0))?;
+                if used >= limit {
+                    return Err(rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+                        Some("queue store at max_bytes (less a tenth kept for deliveries)".into()),
+                    ));
+                }
+            }
             let inserted = tx
                 .prepare_cached(
                     "INSERT INTO hookgate_events (id, route, dedup_key, dedup_until, \
                      idempotency_key, state, received_at, age_from, next_attempt_at, \
-                     verified_key, method, target, headers, body) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6, ?6, ?7, ?8, ?9, ?10, ?11) \
+                     verified_key, method, target, body_len) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6, ?6, ?7, ?8, ?9, ?10) \
                      ON CONFLICT (route, dedup_key) DO NOTHING",
                 )?
                 .execute(params![
@@ -632,10 +688,13 @@ fn apply_one(tx: &Connection, op: &Op, lease_counter: &mut u64) -> rusqlite::Res
                     e.verified_key,
                     e.method,
                     e.target,
-                    e.headers,
-                    &e.body[..],
+                    e.body.len() as i64,
                 ])?;
             if inserted == 1 {
+                tx.prepare_cached(
+                    "INSERT INTO hookgate_requests (id, headers, body) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![e.id, e.headers, &e.body[..]])?;
                 return Ok(Answer::Ingested(Ingested::Stored));
             }
             let first: String = tx
@@ -652,7 +711,6 @@ fn apply_one(tx: &Connection, op: &Op, lease_counter: &mut u64) -> rusqlite::Res
             until_ms,
         } => {
             // Unique across processes and reopenings (a random prefix and a counter).
-            *lease_counter += 1;
             let lease = crate::request_id::unique_hex();
             let sql = format!(
                 "UPDATE hookgate_events SET state = 'delivering', lease = ?1, \
@@ -662,7 +720,7 @@ fn apply_one(tx: &Connection, op: &Op, lease_counter: &mut u64) -> rusqlite::Res
                      AND next_attempt_at <= ?4 \
                      AND (state <> 'delivering' OR leased_until < ?4) \
                      ORDER BY next_attempt_at, received_at LIMIT ?5) \
-                 RETURNING {COLUMNS}, body"
+                 RETURNING {COLUMNS}"
             );
             let mut stmt = tx.prepare_cached(&sql)?;
             let rows = stmt.query_map(
@@ -673,12 +731,12 @@ fn apply_one(tx: &Connection, op: &Op, lease_counter: &mut u64) -> rusqlite::Res
                     now_ms,
                     i64::try_from(*limit).unwrap_or(i64::MAX)
                 ],
-                |r| {
-                    let body = bytes::Bytes::from(r.get::<_, Vec<u8>>(17)?);
-                    event_from(r, Some(body))
-                },
+                event_from,
             )?;
             let mut events = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            for event in &mut events {
+                read_request(tx, event)?;
+            }
             events.sort_by_key(|e| (e.next_attempt_ms, e.received_ms));
             Ok(Answer::Events(events))
         }
@@ -734,6 +792,10 @@ fn apply_one(tx: &Connection, op: &Op, lease_counter: &mut u64) -> rusqlite::Res
                     "DELETE FROM hookgate_events WHERE id = ?1 AND state <> 'delivering'",
                 )?
                 .execute([id])?;
+            if changed == 1 {
+                tx.prepare_cached("DELETE FROM hookgate_requests WHERE id = ?1")?
+                    .execute([id])?;
+            }
             Ok(Answer::Flag(changed == 1))
         }
         Op::Purge {
@@ -741,15 +803,22 @@ fn apply_one(tx: &Connection, op: &Op, lease_counter: &mut u64) -> rusqlite::Res
             dead_before_ms,
             now_ms,
         } => {
-            let changed = tx
+            let purged: Vec<String> = tx
                 .prepare_cached(
                     "DELETE FROM hookgate_events WHERE id IN (SELECT id FROM hookgate_events \
                      WHERE ((state = 'delivered' AND finished_at < ?1) \
                          OR (state = 'dead' AND finished_at < ?2)) \
-                     AND (dedup_until IS NULL OR dedup_until < ?3) LIMIT 10000)",
+                     AND (dedup_until IS NULL OR dedup_until < ?3) LIMIT 10000) RETURNING id",
                 )?
-                .execute(params![delivered_before_ms, dead_before_ms, now_ms])?;
-            Ok(Answer::Count(changed as u64))
+                .query_map(params![delivered_before_ms, dead_before_ms, now_ms], |r| {
+                    r.get(0)
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut delete = tx.prepare_cached("DELETE FROM hookgate_requests WHERE id = ?1")?;
+            for id in &purged {
+                delete.execute([id])?;
+            }
+            Ok(Answer::Count(purged.len() as u64))
         }
     }
 }

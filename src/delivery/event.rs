@@ -90,8 +90,9 @@ pub struct Event {
     pub verified_key: Option<u32>,
     pub method: String,
     pub target: String,
+    /// The stored request: headers (encoded) and body, read only when asked for (delivery,
+    /// `show --body`); empty and `None` otherwise.
     pub headers: Vec<u8>,
-    /// `None` when read without it (listings).
     pub body: Option<Bytes>,
     pub body_len: u64,
     /// The lease this copy was read under (delivery only): settling needs it, so a worker

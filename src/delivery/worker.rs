@@ -2,7 +2,9 @@
 //! sends each to its route's upstream with the same forward code as sync mode, and settles
 //! it as delivered, to be retried, or dead.
 //!
-//! - **Per route, bounded.** At most `queue.concurrency` deliveries of a route are in flight.
+//! - **Per route, bounded.** At most `queue.concurrency` deliveries of a route are at its app
+//!   at once; twice as many are leased, so the next event is at hand when an answer comes,
+//!   and an attempt is settled after its slot is free (settles are batched by the store).
 //! - **Paced when the app is down.** When an attempt gets no answer (refused, reset,
 //!   timeout) or a 429/502/503/504, the route pauses (the retry backoff, at most
 //!   [`MAX_PAUSE`]), then sends one probe at a time until an attempt gets through: no hot
@@ -46,13 +48,29 @@ const DEPTHS_EVERY: Duration = Duration::from_secs(5);
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 
 /// A route's delivery state in this worker.
-#[derive(Default)]
 struct RouteState {
-    in_flight: usize,
+    /// Events leased and not yet answered by the app (settling happens after).
+    outstanding: usize,
+    /// `queue.concurrency` permits: an attempt holds one while it talks to the app. Twice
+    /// as many events are leased, so the next ones are at hand when an answer comes.
+    slots: Arc<tokio::sync::Semaphore>,
+    slots_size: usize,
     /// Attempts in a row that found the app down; 0 when it is up.
     down_streak: u32,
     /// No lease for this route before this.
     paused_until: Option<Instant>,
+}
+
+impl RouteState {
+    fn new(concurrency: usize) -> RouteState {
+        RouteState {
+            outstanding: 0,
+            slots: Arc::new(tokio::sync::Semaphore::new(concurrency)),
+            slots_size: concurrency,
+            down_streak: 0,
+            paused_until: None,
+        }
+    }
 }
 
 /// How an attempt went, for pacing.
@@ -83,7 +101,14 @@ pub async fn run(
             let Delivery::Queued(policy) = &route.delivery else {
                 continue;
             };
-            let state = routes.entry(route.name.clone()).or_default();
+            let state = routes
+                .entry(route.name.clone())
+                .or_insert_with(|| RouteState::new(policy.concurrency));
+            if state.slots_size != policy.concurrency {
+                // A reload changed it: attempts holding the old permits finish as they are.
+                state.slots = Arc::new(tokio::sync::Semaphore::new(policy.concurrency));
+                state.slots_size = policy.concurrency;
+            }
             if let Some(until) = state.paused_until {
                 if until > now {
                     wake_at = wake_at.min(until);
@@ -94,9 +119,9 @@ pub async fn run(
             let limit = if state.down_streak > 0 {
                 1
             } else {
-                policy.concurrency
+                policy.concurrency.saturating_mul(2)
             };
-            let room = limit.saturating_sub(state.in_flight);
+            let room = limit.saturating_sub(state.outstanding);
             if room == 0 {
                 continue;
             }
@@ -128,7 +153,7 @@ pub async fn run(
                 wake_at = wake_at.min(now + Duration::from_millis(wait));
             }
             for event in leased {
-                state.in_flight += 1;
+                state.outstanding += 1;
                 let job = Attempting {
                     queue: queue.clone(),
                     live: current.clone(),
@@ -138,13 +163,8 @@ pub async fn run(
                     clock,
                 };
                 let done_tx = done_tx.clone();
-                attempts.spawn(async move {
-                    let app_down = job.deliver(event).await;
-                    let _ = done_tx.send(Done {
-                        route: job.route.name.clone(),
-                        app_down,
-                    });
-                });
+                let slots = state.slots.clone();
+                attempts.spawn(async move { job.deliver(event, &slots, &done_tx).await });
             }
         }
         if Instant::now() >= next_depths {
@@ -196,7 +216,7 @@ fn settle_pace(routes: &mut HashMap<String, RouteState>, done: Done, live: &Live
     let Some(state) = routes.get_mut(&done.route) else {
         return;
     };
-    state.in_flight = state.in_flight.saturating_sub(1);
+    state.outstanding = state.outstanding.saturating_sub(1);
     if !done.app_down {
         if state.down_streak > 0 {
             tracing::info!(
@@ -241,13 +261,31 @@ struct Attempting {
 }
 
 impl Attempting {
-    /// Sends the event, judges the answer, settles the event. Returns whether the app looked
-    /// down (for pacing).
-    async fn deliver(&self, event: Event) -> bool {
+    /// Sends the event (holding one of the route's `slots` while the app has it), reports
+    /// on `done` whether the app looked down (for pacing), then judges the answer and
+    /// settles the event.
+    async fn deliver(
+        &self,
+        event: Event,
+        slots: &tokio::sync::Semaphore,
+        done: &mpsc::UnboundedSender<Done>,
+    ) {
         let route = self.route.name.as_str();
-        let (attempt, status, cause) = match self.send(&event).await {
+        let report = |app_down| {
+            let _ = done.send(Done {
+                route: self.route.name.clone(),
+                app_down,
+            });
+        };
+        let sent = {
+            // Closed only if the worker is gone; then sending anyway is harmless.
+            let _slot = slots.acquire().await;
+            self.send(&event).await
+        };
+        let (attempt, status, cause) = match sent {
             Ok(sent) => sent,
             Err(unreadable) => {
+                report(false);
                 tracing::error!(route, event = event.id.as_str(), error = %unreadable, "stored event cannot be sent; dead letter");
                 let settle = Settle::Dead {
                     reason: retry::DeadReason::Unreadable,
@@ -256,13 +294,14 @@ impl Attempting {
                 };
                 self.finish(&event, settle, "dead", Some(retry::DeadReason::Unreadable))
                     .await;
-                return false;
+                return;
             }
         };
         let app_down = match attempt {
             Attempt::NoAnswer => true,
             Attempt::Answered { status, .. } => matches!(status.as_u16(), 429 | 502 | 503 | 504),
         };
+        report(app_down);
         let now = (self.clock)();
         let verdict = self.policy.retry.judge(
             attempt,
@@ -328,7 +367,6 @@ impl Attempting {
             );
         }
         self.finish(&event, settle, outcome, dead).await;
-        app_down
     }
 
     /// Settles the event and counts the attempt.
@@ -341,12 +379,6 @@ impl Attempting {
     ) {
         let route = self.route.name.as_str();
         let q = &self.metrics.queue;
-        q.attempts.with_label_values(&[route, outcome]).inc();
-        if let Some(reason) = dead {
-            q.dead_letters
-                .with_label_values(&[route, reason.label()])
-                .inc();
-        }
         match self
             .queue
             .store
@@ -364,6 +396,13 @@ impl Attempting {
                 tracing::error!(route, event = event.id.as_str(), error = %e, "queue store: cannot settle; the event will be delivered again");
                 q.store_errors.with_label_values(&["settle"]).inc();
             }
+        }
+        // Counted once the store says so, so the metrics never run ahead of the queue API.
+        q.attempts.with_label_values(&[route, outcome]).inc();
+        if let Some(reason) = dead {
+            q.dead_letters
+                .with_label_values(&[route, reason.label()])
+                .inc();
         }
     }
 

@@ -11,6 +11,7 @@ mod fuzz_corpus;
 mod hostile;
 mod https_upstream;
 mod providers;
+mod pg_server;
 mod proxy_protocol;
 mod queue_admin;
 mod queued;
