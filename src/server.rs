@@ -284,10 +284,19 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
             // SO_REUSEPORT would let this bind succeed next to another process of this user
             // on the same port (a stale instance), silently splitting its traffic. Bound once
             // without it first, an address in use is refused as usual.
-            let probe = bind(l.addr, false).map_err(cannot)?;
-            let addr = probe.local_addr()?;
-            drop(probe);
-            bind(addr, true).map_err(cannot)?
+            // Port 0: between the probe and the bind another process may take the port the
+            // kernel picked; pick again rather than fail.
+            let mut tries = if l.addr.port() == 0 { 5 } else { 1 };
+            loop {
+                let probe = bind(l.addr, false).map_err(cannot)?;
+                let addr = probe.local_addr()?;
+                drop(probe);
+                match bind(addr, true) {
+                    Ok(listener) => break listener,
+                    Err(e) if tries > 1 && e.kind() == io::ErrorKind::AddrInUse => tries -= 1,
+                    Err(e) => return Err(cannot(e)),
+                }
+            }
         } else {
             bind(l.addr, false).map_err(cannot)?
         };

@@ -103,7 +103,7 @@ pub fn compile(
         .collect();
     let limits = compile_limits(&raw.limits, &mut r);
     let replay_store = compile_replay_store(raw.replay_store.as_ref(), env, &mut r);
-    let queue_store = compile_queue_store(raw.queue_store.as_ref(), base, &mut r);
+    let queue_store = compile_queue_store(raw.queue_store.as_ref(), base, env, &mut r);
     let admin_token = raw
         .admin
         .as_ref()
@@ -618,6 +618,7 @@ fn compile_delivery(
 fn compile_queue_store(
     raw: Option<&RawQueueStore>,
     base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
     r: &mut Report,
 ) -> Option<QueueStoreConfig> {
     let raw = raw?;
@@ -637,8 +638,16 @@ fn compile_queue_store(
     {
         retention.dead = d;
     }
+    let only = |set: bool, field: &str, kind: &str, r: &mut Report| {
+        if set {
+            r.error(format!("{loc}.{field}"), format!("only for `type: {kind}`"));
+        }
+    };
     match raw.kind.as_deref() {
         None | Some("embedded") => {
+            only(raw.url.is_some(), "url", "postgres", r);
+            only(raw.pool_size.is_some(), "pool_size", "postgres", r);
+            only(raw.timeout.is_some(), "timeout", "postgres", r);
             let Some(path) = &raw.path else {
                 r.error(
                     format!("{loc}.path"),
@@ -662,10 +671,56 @@ fn compile_queue_store(
                 retention,
             })
         }
+        Some("postgres") => {
+            only(raw.path.is_some(), "path", "embedded", r);
+            only(raw.max_bytes.is_some(), "max_bytes", "embedded", r);
+            let url = match &raw.url {
+                None => {
+                    r.error(
+                        format!("{loc}.url"),
+                        "missing (e.g. \"${DATABASE_URL}\" holding postgres://hookgate@db:5432/hookgate)",
+                    );
+                    return None;
+                }
+                Some(u) => match secret::resolve_value(u, env) {
+                    Ok((bytes, _)) => String::from_utf8_lossy(&bytes).into_owned(),
+                    Err(e) => {
+                        r.error(format!("{loc}.url"), e);
+                        return None;
+                    }
+                },
+            };
+            // The message never repeats the URL: it may carry a password.
+            if url.parse::<tokio_postgres::Config>().is_err() {
+                r.error(
+                    format!("{loc}.url"),
+                    "not a PostgreSQL URL (postgres://user[:password]@host:port/database)",
+                );
+            }
+            let pool_size = match raw.pool_size {
+                Some(0) => {
+                    r.error(format!("{loc}.pool_size"), "must be at least 1");
+                    1
+                }
+                Some(n) => usize::try_from(n).unwrap_or(usize::MAX).min(1024),
+                None => 16,
+            };
+            let timeout = match &raw.timeout {
+                None => Duration::from_secs(5),
+                Some(t) => parse_duration(t, &format!("{loc}.timeout"), r)
+                    .unwrap_or(Duration::from_secs(5)),
+            };
+            Some(QueueStoreConfig::Postgres {
+                url,
+                pool_size,
+                timeout,
+                retention,
+            })
+        }
         Some(other) => {
             r.error(
                 format!("{loc}.type"),
-                format!("unknown store `{other}`; use embedded"),
+                format!("unknown store `{other}`; use embedded or postgres"),
             );
             None
         }

@@ -36,7 +36,8 @@ pub struct RawConfig {
     pub routes: Vec<serde_yaml::Value>,
 }
 
-/// `queue_store:` — `type: embedded` (default) with `path: DIR`.
+/// `queue_store:` — `type: embedded` (default) with `path: DIR`, or `type: postgres` with
+/// `url`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawQueueStore {
@@ -46,6 +47,12 @@ pub struct RawQueueStore {
     pub path: Option<PathBuf>,
     /// embedded: the most the database may take on disk; past it new events get 503.
     pub max_bytes: Option<u64>,
+    /// postgres: `postgres://user[:password]@host:port/db` (or `${ENV_VAR}`).
+    pub url: Option<String>,
+    /// postgres: connections kept, at most (default 16).
+    pub pool_size: Option<u64>,
+    /// postgres: bound on each call (default 5s).
+    pub timeout: Option<String>,
     /// How long delivered events are kept (default 24h).
     pub retention: Option<String>,
     /// How long dead letters are kept (default 30d).

@@ -592,6 +592,10 @@ fn apply(
     batch: &[(Op, Reply)],
     ingest_pages: Option<i64>,
 ) -> rusqlite::Result<Vec<Result<Answer, rusqlite::Error>>> {
+    // The common case first: every operation succeeds, no savepoints needed.
+    if let Some(answers) = apply_plain(conn, batch, ingest_pages)? {
+        return Ok(answers.into_iter().map(Ok).collect());
+    }
     let mut failed: Vec<Option<rusqlite::Error>> = batch.iter().map(|_| None).collect();
     loop {
         match apply_once(conn, batch, &failed, ingest_pages)? {
@@ -609,6 +613,26 @@ fn apply(
             Applied::RolledBack { index, error } => failed[index] = Some(error),
         }
     }
+}
+
+/// The batch in one transaction without savepoints; `None` (nothing committed) if any
+/// operation failed, for [`apply`] to go through them one savepoint at a time.
+fn apply_plain(
+    conn: &mut Connection,
+    batch: &[(Op, Reply)],
+    ingest_pages: Option<i64>,
+) -> rusqlite::Result<Option<Vec<Answer>>> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut answers = Vec::with_capacity(batch.len());
+    for (op, _) in batch {
+        match apply_one(&tx, op, ingest_pages) {
+            Ok(answer) => answers.push(answer),
+            // Dropping the transaction rolls it back (if SQLite has not already).
+            Err(_) => return Ok(None),
+        }
+    }
+    tx.commit()?;
+    Ok(Some(answers))
 }
 
 /// One pass of [`apply`] over the operations not yet known to fail.

@@ -10,8 +10,10 @@
 //! app answers 2xx, the answer is final, or the event is too old: then it is a dead letter,
 //! kept for an operator to retry or drop.
 //!
-//! - `store.rs`: the store interface the stage, the worker and the admin API use;
-//!   `embedded.rs`: its engine in one directory (SQLite, one writer thread, group commit).
+//! - `store.rs`: the store interface the stage, the worker and the admin API use, and its
+//!   two engines: `embedded.rs` (SQLite in one directory, one writer thread, group commit)
+//!   and `postgres.rs` (one database shared by replicas, leases with
+//!   `FOR UPDATE SKIP LOCKED`).
 //! - `retry.rs`: what an attempt's result means for the event (pure, clock passed in).
 //! - `worker.rs`: leases due events, delivers them, settles them; paces a route whose app is
 //!   down.
@@ -22,6 +24,7 @@
 pub mod api;
 pub mod embedded;
 pub mod event;
+pub mod postgres;
 pub mod retry;
 pub mod store;
 pub mod worker;
@@ -84,12 +87,22 @@ pub enum QueueStoreConfig {
         max_bytes: Option<u64>,
         retention: Retention,
     },
+    /// One PostgreSQL database shared by every replica.
+    Postgres {
+        url: String,
+        /// Connections kept open to it, at most.
+        pool_size: usize,
+        /// Bound on each call; past it the store counts as unavailable (503 on ingest).
+        timeout: Duration,
+        retention: Retention,
+    },
 }
 
 impl QueueStoreConfig {
     pub fn retention(&self) -> Retention {
         match self {
-            QueueStoreConfig::Embedded { retention, .. } => *retention,
+            QueueStoreConfig::Embedded { retention, .. }
+            | QueueStoreConfig::Postgres { retention, .. } => *retention,
         }
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::delivery::embedded::Embedded;
 use crate::delivery::event::{Event, NewEvent, State};
+use crate::delivery::postgres::Postgres;
 use crate::delivery::retry::DeadReason;
 use crate::delivery::QueueStoreConfig;
 use crate::metrics::Metrics;
@@ -78,6 +79,7 @@ pub struct Depth {
 /// The queue store in use.
 pub enum QueueStore {
     Embedded(Embedded),
+    Postgres(Box<Postgres>),
 }
 
 impl QueueStore {
@@ -99,12 +101,21 @@ impl QueueStore {
                     Err(e) => Err(StoreError::Open(e.to_string())),
                 }
             }
+            QueueStoreConfig::Postgres {
+                url,
+                pool_size,
+                timeout,
+                ..
+            } => Postgres::open(url, *pool_size, *timeout, metrics)
+                .await
+                .map(|p| QueueStore::Postgres(Box::new(p))),
         }
     }
 
     pub fn kind(&self) -> &'static str {
         match self {
             QueueStore::Embedded(_) => "embedded",
+            QueueStore::Postgres(_) => "postgres",
         }
     }
 
@@ -112,6 +123,7 @@ impl QueueStore {
     pub async fn ingest(&self, event: NewEvent) -> Result<Ingested, StoreError> {
         match self {
             QueueStore::Embedded(s) => s.ingest(event).await,
+            QueueStore::Postgres(s) => s.ingest(event).await,
         }
     }
 
@@ -126,6 +138,7 @@ impl QueueStore {
     ) -> Result<Vec<Event>, StoreError> {
         match self {
             QueueStore::Embedded(s) => s.lease(route, limit, now_ms, lease_until_ms).await,
+            QueueStore::Postgres(s) => s.lease(route, limit, now_ms, lease_until_ms).await,
         }
     }
 
@@ -139,6 +152,7 @@ impl QueueStore {
     ) -> Result<bool, StoreError> {
         match self {
             QueueStore::Embedded(s) => s.settle(event, settle, now_ms).await,
+            QueueStore::Postgres(s) => s.settle(event, settle, now_ms).await,
         }
     }
 
@@ -146,18 +160,21 @@ impl QueueStore {
     pub async fn next_due(&self, route: &str) -> Result<Option<i64>, StoreError> {
         match self {
             QueueStore::Embedded(s) => s.next_due(route).await,
+            QueueStore::Postgres(s) => s.next_due(route).await,
         }
     }
 
     pub async fn list(&self, filter: Filter) -> Result<Vec<Event>, StoreError> {
         match self {
             QueueStore::Embedded(s) => s.list(filter).await,
+            QueueStore::Postgres(s) => s.list(filter).await,
         }
     }
 
     pub async fn get(&self, id: &str, with_body: bool) -> Result<Option<Event>, StoreError> {
         match self {
             QueueStore::Embedded(s) => s.get(id, with_body).await,
+            QueueStore::Postgres(s) => s.get(id, with_body).await,
         }
     }
 
@@ -166,6 +183,7 @@ impl QueueStore {
     pub async fn retry(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
         match self {
             QueueStore::Embedded(s) => s.retry(id, now_ms).await,
+            QueueStore::Postgres(s) => s.retry(id, now_ms).await,
         }
     }
 
@@ -173,6 +191,7 @@ impl QueueStore {
     pub async fn retry_dead(&self, route: &str, now_ms: i64) -> Result<u64, StoreError> {
         match self {
             QueueStore::Embedded(s) => s.retry_dead(route, now_ms).await,
+            QueueStore::Postgres(s) => s.retry_dead(route, now_ms).await,
         }
     }
 
@@ -180,6 +199,7 @@ impl QueueStore {
     pub async fn remove(&self, id: &str) -> Result<bool, StoreError> {
         match self {
             QueueStore::Embedded(s) => s.remove(id).await,
+            QueueStore::Postgres(s) => s.remove(id).await,
         }
     }
 
@@ -187,6 +207,7 @@ impl QueueStore {
     pub async fn depths(&self) -> Result<Vec<Depth>, StoreError> {
         match self {
             QueueStore::Embedded(s) => s.depths().await,
+            QueueStore::Postgres(s) => s.depths().await,
         }
     }
 
@@ -200,6 +221,7 @@ impl QueueStore {
     ) -> Result<u64, StoreError> {
         match self {
             QueueStore::Embedded(s) => s.purge(delivered_before_ms, dead_before_ms, now_ms).await,
+            QueueStore::Postgres(s) => s.purge(delivered_before_ms, dead_before_ms, now_ms).await,
         }
     }
 }

@@ -41,7 +41,7 @@ pub const MAX_PAUSE: Duration = Duration::from_secs(30);
 /// How often due events are looked for when nothing wakes the worker.
 const POLL: Duration = Duration::from_secs(1);
 /// Added to the longest attempt for the lease: settling takes a commit too.
-const LEASE_MARGIN: Duration = Duration::from_secs(30);
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
 /// How often the depth and age gauges are refreshed.
 const DEPTHS_EVERY: Duration = Duration::from_secs(5);
 /// How often finished events past their retention are purged.
@@ -146,8 +146,8 @@ pub async fn run(
                     continue;
                 }
             };
-            if leased.len() == room {
-                // More may be due: look again as soon as one finishes.
+            if !leased.is_empty() {
+                // Their answers wake the loop, which leases again.
             } else if let Ok(Some(due_ms)) = queue.store.next_due(&route.name).await {
                 let wait = u64::try_from(due_ms.saturating_sub(unix_ms(clock()))).unwrap_or(0);
                 wake_at = wake_at.min(now + Duration::from_millis(wait));

@@ -1,0 +1,520 @@
+//! The PostgreSQL queue store: one database shared by every gateway replica.
+//!
+//! - **Ingest** is one statement (the event row and its request, inserted together), so an
+//!   event is stored whole or not at all; it returns once PostgreSQL has committed it
+//!   (`synchronous_commit` as the server says, on by default: the WAL is flushed). Concurrent
+//!   commits from the pool's connections share WAL flushes (PostgreSQL's own group commit).
+//! - **Dedup** is the insert itself: `ON CONFLICT (route, dedup_key) DO NOTHING`, in the same
+//!   statement, so two replicas taking two copies of one event store it once.
+//! - **Leases**: due events are picked with `FOR UPDATE SKIP LOCKED` (replicas never wait for
+//!   nor take each other's picks) and marked `delivering` until `leased_until`. A replica that
+//!   dies mid-delivery holds its events only until then; another replica's worker takes them
+//!   over without a restart. A settle names its lease, so a late answer from a replica whose
+//!   lease ran out changes nothing.
+//! - The tables and queries have the same shape as the embedded store's.
+//!
+//! Connections: a small pool (`pool_size`), made lazily and replaced when broken; every call
+//! is bounded by `timeout`. TLS to PostgreSQL is not supported yet: use it on loopback or a
+//! private network.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio_postgres::{Client, NoTls, Row};
+
+use crate::delivery::event::{Event, NewEvent, State};
+use crate::delivery::store::{Depth, Filter, Ingested, Settle, StoreError};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS hookgate_events (
+    id              TEXT PRIMARY KEY,
+    route           TEXT NOT NULL,
+    dedup_key       TEXT,
+    dedup_until     BIGINT,
+    idempotency_key TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    received_at     BIGINT NOT NULL,
+    age_from        BIGINT NOT NULL,
+    next_attempt_at BIGINT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    lease           TEXT,
+    leased_until    BIGINT,
+    finished_at     BIGINT,
+    last_status     INTEGER,
+    last_error      TEXT,
+    verified_key    BIGINT,
+    method          TEXT NOT NULL,
+    target          TEXT NOT NULL,
+    body_len        BIGINT NOT NULL,
+    UNIQUE (route, dedup_key)
+);
+CREATE TABLE IF NOT EXISTS hookgate_requests (
+    id              TEXT PRIMARY KEY,
+    headers         BYTEA NOT NULL,
+    body            BYTEA NOT NULL
+);
+CREATE INDEX IF NOT EXISTS hookgate_events_due ON hookgate_events (route, next_attempt_at)
+    WHERE state IN ('queued', 'retrying', 'delivering');
+CREATE INDEX IF NOT EXISTS hookgate_events_finished ON hookgate_events (state, finished_at)
+    WHERE state IN ('delivered', 'dead');
+";
+
+/// The event's columns, in the order [`event_from`] reads them.
+const COLUMNS: &str = "id, route, idempotency_key, state, received_at, age_from, \
+    next_attempt_at, attempts, finished_at, last_status, last_error, verified_key, method, \
+    target, body_len, lease";
+
+/// An open PostgreSQL store.
+pub struct Postgres {
+    config: tokio_postgres::Config,
+    /// Idle connections; at most `pool_size` exist at once (`slots`).
+    idle: Mutex<Vec<Client>>,
+    slots: Semaphore,
+    timeout: Duration,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+}
+
+/// A connection checked out of the pool; back in on drop unless it broke.
+struct Conn<'a> {
+    pool: &'a Postgres,
+    client: Option<Client>,
+    _slot: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl Drop for Conn<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.client.take() {
+            if !c.is_closed() {
+                if let Ok(mut idle) = self.pool.idle.lock() {
+                    idle.push(c);
+                }
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for Conn<'_> {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        self.client
+            .as_ref()
+            .expect("a checked-out connection has its client")
+    }
+}
+
+fn engine(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Engine(e.to_string())
+}
+
+impl Postgres {
+    /// Connects, creates the tables if needed (one replica at a time, under an advisory
+    /// lock), and keeps the connection for the pool.
+    pub async fn open(
+        url: &str,
+        pool_size: usize,
+        timeout: Duration,
+        metrics: std::sync::Arc<crate::metrics::Metrics>,
+    ) -> Result<Postgres, StoreError> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Open(format!("not a PostgreSQL URL: {e}")))?;
+        let store = Postgres {
+            config,
+            idle: Mutex::new(Vec::new()),
+            slots: Semaphore::new(pool_size.max(1)),
+            timeout,
+            metrics,
+        };
+        let conn = store
+            .conn()
+            .await
+            .map_err(|e| StoreError::Open(format!("cannot connect to PostgreSQL: {e}")))?;
+        let setup =
+            format!("BEGIN; SELECT pg_advisory_xact_lock(7061746868676174); {SCHEMA} COMMIT;");
+        tokio::time::timeout(
+            timeout.max(Duration::from_secs(30)),
+            conn.batch_execute(&setup),
+        )
+        .await
+        .map_err(|_| StoreError::Open("PostgreSQL: creating the tables timed out".into()))?
+        .map_err(|e| StoreError::Open(format!("PostgreSQL: cannot create the tables: {e}")))?;
+        drop(conn);
+        Ok(store)
+    }
+
+    /// A connection from the pool, or a new one.
+    async fn conn(&self) -> Result<Conn<'_>, StoreError> {
+        let slot = self.slots.acquire().await.map_err(|_| StoreError::Closed)?;
+        let idle = self.idle.lock().ok().and_then(|mut v| v.pop());
+        let client = match idle {
+            Some(c) if !c.is_closed() => c,
+            _ => {
+                let (client, connection) = self.config.connect(NoTls).await.map_err(engine)?;
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::warn!(error = %e, "queue store: PostgreSQL connection ended");
+                    }
+                });
+                client
+            }
+        };
+        Ok(Conn {
+            pool: self,
+            client: Some(client),
+            _slot: slot,
+        })
+    }
+
+    /// Runs `f` on a pooled connection within the store's timeout.
+    async fn with<T>(
+        &self,
+        f: impl for<'c> FnOnce(
+            &'c Client,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<T, tokio_postgres::Error>> + Send + 'c>,
+        >,
+    ) -> Result<T, StoreError> {
+        let call = async {
+            let conn = self.conn().await?;
+            f(&conn).await.map_err(engine)
+        };
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Timeout),
+        }
+    }
+
+    pub async fn ingest(&self, e: NewEvent) -> Result<Ingested, StoreError> {
+        let started = std::time::Instant::now();
+        let stored = self
+            .with(|c| {
+                Box::pin(async move {
+                    let sql = "WITH ev AS (INSERT INTO hookgate_events (id, route, dedup_key, \
+                             dedup_until, idempotency_key, state, received_at, age_from, \
+                             next_attempt_at, verified_key, method, target, body_len) \
+                             VALUES ($1, $2, $3, $4, $5, 'queued', $6, $6, $6, $7, $8, $9, $10) \
+                             ON CONFLICT (route, dedup_key) DO NOTHING RETURNING id), \
+                             rq AS (INSERT INTO hookgate_requests (id, headers, body) \
+                             SELECT id, $11, $12 FROM ev RETURNING id) \
+                             SELECT id FROM rq";
+                    let rows = c
+                        .query(
+                            sql,
+                            &[
+                                &e.id,
+                                &e.route,
+                                &e.dedup_key,
+                                &e.dedup_until,
+                                &e.idempotency_key,
+                                &e.received_ms,
+                                &e.verified_key.map(i64::from),
+                                &e.method,
+                                &e.target,
+                                &(e.body.len() as i64),
+                                &e.headers,
+                                &&e.body[..],
+                            ],
+                        )
+                        .await?;
+                    if !rows.is_empty() {
+                        return Ok(Ingested::Stored);
+                    }
+                    let first = c
+                        .query_opt(
+                            "SELECT id FROM hookgate_events WHERE route = $1 AND dedup_key = $2",
+                            &[&e.route, &e.dedup_key],
+                        )
+                        .await?;
+                    Ok(Ingested::Duplicate(
+                        first.map(|r| r.get::<_, String>(0)).unwrap_or_default(),
+                    ))
+                })
+            })
+            .await?;
+        // Each ingest is one commit here (PostgreSQL groups the WAL flushes itself).
+        self.metrics
+            .queue
+            .commit_duration
+            .observe(started.elapsed().as_secs_f64());
+        Ok(stored)
+    }
+
+    pub async fn lease(
+        &self,
+        route: &str,
+        limit: usize,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<Vec<Event>, StoreError> {
+        let route = route.to_owned();
+        let lease = crate::request_id::unique_hex();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with(move |c| {
+            Box::pin(async move {
+                let sql = format!(
+                    "WITH picked AS (SELECT id FROM hookgate_events \
+                         WHERE route = $3 AND state IN ('queued', 'retrying', 'delivering') \
+                         AND next_attempt_at <= $4 \
+                         AND (state <> 'delivering' OR leased_until < $4) \
+                         ORDER BY next_attempt_at, received_at LIMIT $5 \
+                         FOR UPDATE SKIP LOCKED), \
+                     leased AS (UPDATE hookgate_events e SET state = 'delivering', \
+                         lease = $1, leased_until = $2, attempts = e.attempts + 1 \
+                         FROM picked WHERE e.id = picked.id RETURNING e.*) \
+                     SELECT {cols}, r.headers, r.body FROM leased \
+                     JOIN hookgate_requests r ON r.id = leased.id \
+                     ORDER BY leased.next_attempt_at, leased.received_at",
+                    cols = COLUMNS
+                        .split(", ")
+                        .map(|c| format!("leased.{c}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                let rows = c
+                    .query(&sql, &[&lease, &until_ms, &route, &now_ms, &limit])
+                    .await?;
+                Ok(rows
+                    .iter()
+                    .map(|r| {
+                        let mut e = event_from(r);
+                        e.headers = r.get(16);
+                        e.body = Some(bytes::Bytes::from(r.get::<_, Vec<u8>>(17)));
+                        e
+                    })
+                    .collect())
+            })
+        })
+        .await
+    }
+
+    pub async fn settle(
+        &self,
+        event: &Event,
+        settle: Settle,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let id = event.id.clone();
+        let lease = event.lease.clone().unwrap_or_default();
+        let (state, next, finished, status, error) = match settle {
+            Settle::Delivered { status } => ("delivered", None, Some(now_ms), Some(status), None),
+            Settle::Retry {
+                at_ms,
+                status,
+                error,
+            } => ("retrying", Some(at_ms), None, status, Some(error)),
+            Settle::Dead { status, error, .. } => ("dead", None, Some(now_ms), status, Some(error)),
+        };
+        let status = status.map(i32::from);
+        self.with(move |c| {
+            Box::pin(async move {
+                let n = c
+                    .execute(
+                        "UPDATE hookgate_events SET state = $1, \
+                         next_attempt_at = coalesce($2, next_attempt_at), finished_at = $3, \
+                         last_status = $4, last_error = $5, lease = NULL, leased_until = NULL \
+                         WHERE id = $6 AND state = 'delivering' AND lease = $7",
+                        &[&state, &next, &finished, &status, &error, &id, &lease],
+                    )
+                    .await?;
+                Ok(n == 1)
+            })
+        })
+        .await
+    }
+
+    pub async fn next_due(&self, route: &str) -> Result<Option<i64>, StoreError> {
+        let route = route.to_owned();
+        self.with(move |c| {
+            Box::pin(async move {
+                let row = c
+                    .query_one(
+                        "SELECT min(next_attempt_at) FROM hookgate_events \
+                         WHERE route = $1 AND state IN ('queued', 'retrying', 'delivering')",
+                        &[&route],
+                    )
+                    .await?;
+                Ok(row.get::<_, Option<i64>>(0))
+            })
+        })
+        .await
+    }
+
+    pub async fn list(&self, filter: Filter) -> Result<Vec<Event>, StoreError> {
+        let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
+        let state = filter.state.map(|s| s.as_str().to_owned());
+        self.with(move |c| {
+            Box::pin(async move {
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM hookgate_events \
+                     WHERE ($1::text IS NULL OR route = $1) AND ($2::text IS NULL OR state = $2) \
+                     AND ($3::text IS NULL OR id > $3) ORDER BY id LIMIT $4"
+                );
+                let rows = c
+                    .query(&sql, &[&filter.route, &state, &filter.after, &limit])
+                    .await?;
+                Ok(rows.iter().map(event_from).collect())
+            })
+        })
+        .await
+    }
+
+    pub async fn get(&self, id: &str, with_body: bool) -> Result<Option<Event>, StoreError> {
+        let id = id.to_owned();
+        self.with(move |c| {
+            Box::pin(async move {
+                let sql = format!("SELECT {COLUMNS} FROM hookgate_events WHERE id = $1");
+                let Some(row) = c.query_opt(&sql, &[&id]).await? else {
+                    return Ok(None);
+                };
+                let mut event = event_from(&row);
+                if with_body {
+                    if let Some(r) = c
+                        .query_opt(
+                            "SELECT headers, body FROM hookgate_requests WHERE id = $1",
+                            &[&id],
+                        )
+                        .await?
+                    {
+                        event.headers = r.get(0);
+                        event.body = Some(bytes::Bytes::from(r.get::<_, Vec<u8>>(1)));
+                    }
+                }
+                Ok(Some(event))
+            })
+        })
+        .await
+    }
+
+    pub async fn retry(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
+        self.retry_where(Some(id.to_owned()), None, now_ms)
+            .await
+            .map(|n| n > 0)
+    }
+
+    pub async fn retry_dead(&self, route: &str, now_ms: i64) -> Result<u64, StoreError> {
+        self.retry_where(None, Some(route.to_owned()), now_ms).await
+    }
+
+    async fn retry_where(
+        &self,
+        id: Option<String>,
+        route: Option<String>,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        self.with(move |c| {
+            Box::pin(async move {
+                c.execute(
+                    "UPDATE hookgate_events SET state = 'retrying', next_attempt_at = $1, \
+                     age_from = $1, attempts = 0, finished_at = NULL \
+                     WHERE (($2::text IS NOT NULL AND id = $2 AND state IN ('dead', 'retrying')) \
+                         OR ($3::text IS NOT NULL AND route = $3 AND state = 'dead'))",
+                    &[&now_ms, &id, &route],
+                )
+                .await
+            })
+        })
+        .await
+    }
+
+    pub async fn remove(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.with(move |c| {
+            Box::pin(async move {
+                let row = c
+                    .query_one(
+                        "WITH ev AS (DELETE FROM hookgate_events WHERE id = $1 \
+                         AND state <> 'delivering' RETURNING id), \
+                         rq AS (DELETE FROM hookgate_requests WHERE id IN (SELECT id FROM ev)) \
+                         SELECT count(*) FROM ev",
+                        &[&id],
+                    )
+                    .await?;
+                Ok(row.get::<_, i64>(0) == 1)
+            })
+        })
+        .await
+    }
+
+    pub async fn depths(&self) -> Result<Vec<Depth>, StoreError> {
+        self.with(|c| {
+            Box::pin(async move {
+                let rows = c
+                    .query(
+                        "SELECT route, state, count(*), min(received_at) FROM hookgate_events \
+                         GROUP BY route, state",
+                        &[],
+                    )
+                    .await?;
+                Ok(rows
+                    .iter()
+                    .filter_map(|r| {
+                        let state = State::parse(r.get::<_, &str>(1))?;
+                        Some(Depth {
+                            route: r.get(0),
+                            state,
+                            count: u64::try_from(r.get::<_, i64>(2)).unwrap_or(0),
+                            oldest_received_ms: r.get(3),
+                        })
+                    })
+                    .collect())
+            })
+        })
+        .await
+    }
+
+    pub async fn purge(
+        &self,
+        delivered_before_ms: i64,
+        dead_before_ms: i64,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        self.with(move |c| {
+            Box::pin(async move {
+                let row = c
+                    .query_one(
+                        "WITH ev AS (DELETE FROM hookgate_events WHERE id IN (\
+                             SELECT id FROM hookgate_events \
+                             WHERE ((state = 'delivered' AND finished_at < $1) \
+                                 OR (state = 'dead' AND finished_at < $2)) \
+                             AND (dedup_until IS NULL OR dedup_until < $3) LIMIT 10000) \
+                         RETURNING id), \
+                         rq AS (DELETE FROM hookgate_requests WHERE id IN (SELECT id FROM ev)) \
+                         SELECT count(*) FROM ev",
+                        &[&delivered_before_ms, &dead_before_ms, &now_ms],
+                    )
+                    .await?;
+                Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+            })
+        })
+        .await
+    }
+}
+
+/// Reads a row whose first columns are [`COLUMNS`], without its request.
+fn event_from(r: &Row) -> Event {
+    Event {
+        id: r.get(0),
+        route: r.get(1),
+        idempotency_key: r.get(2),
+        state: State::parse(r.get::<_, &str>(3)).unwrap_or(State::Dead),
+        received_ms: r.get(4),
+        age_from_ms: r.get(5),
+        next_attempt_ms: r.get(6),
+        attempts: u32::try_from(r.get::<_, i32>(7)).unwrap_or(0),
+        finished_ms: r.get(8),
+        last_status: r
+            .get::<_, Option<i32>>(9)
+            .and_then(|s| u16::try_from(s).ok()),
+        last_error: r.get(10),
+        verified_key: r
+            .get::<_, Option<i64>>(11)
+            .and_then(|k| u32::try_from(k).ok()),
+        method: r.get(12),
+        target: r.get(13),
+        headers: Vec::new(),
+        body_len: u64::try_from(r.get::<_, i64>(14)).unwrap_or(0),
+        body: None,
+        lease: r.get(15),
+    }
+}

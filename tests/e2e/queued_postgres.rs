@@ -1,0 +1,217 @@
+//! Queued delivery on a real PostgreSQL shared by several gateways: each event is delivered
+//! once whichever replica took it, a copy sent to two replicas is stored once, a store that
+//! is down means 503 and nothing acknowledged, and a replica killed mid-delivery loses its
+//! leases to another without a restart.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+
+use crate::pg_server::PostgresServer;
+use crate::queued::{header, laso_event, within, ENV};
+use crate::support::*;
+
+/// Queued laso and lomi (with replay) routes on the PostgreSQL store at `url`.
+fn config(url: &str, upstream: &str, extra_top: &str) -> String {
+    format!(
+        "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\n{extra_top}\
+         queue_store:\n  type: postgres\n  url: \"{url}\"\n  timeout: 1s\n\
+         routes:\n\
+         \x20 - name: laso\n    path: /laso\n    upstream: {upstream}\n\
+         \x20   verify: {{ preset: laso, secret: \"${{LASO_SECRET}}\" }}\n\
+         \x20   delivery: queued\n    queue:\n      retry: {{ initial_interval: 50ms, max_interval: 200ms }}\n\
+         \x20 - name: lomi\n    path: /lomi\n    upstream: {upstream}\n\
+         \x20   verify: {{ preset: lomi, secret: \"${{LOMI_SECRET}}\" }}\n\
+         \x20   replay: {{}}\n    delivery: queued\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_on_one_postgres_deliver_each_event_once() {
+    let pg = PostgresServer::start().await;
+    let upstream = Upstream::start().await;
+    let yaml = config(&pg.url(), &upstream.url(), "");
+    let a = Gateway::start(&yaml, ENV).await;
+    let b = Gateway::start(&yaml, ENV).await;
+    let mut ids = Vec::new();
+    for n in 0..40 {
+        let gw = if n % 2 == 0 { &a } else { &b };
+        let (body, headers) = laso_event(n);
+        let answer = post(&gw.url("/laso"), &as_refs(&headers), &body).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        ids.push(
+            answer.headers["hookgate-event-id"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    within(10, "all 40 delivered", || upstream.count() >= 40).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut keys: Vec<String> = upstream
+        .received()
+        .iter()
+        .map(|r| header(r, "idempotency-key").to_owned())
+        .collect();
+    keys.sort();
+    ids.sort();
+    assert_eq!(keys, ids, "each event once, by one replica or the other");
+
+    // One event's copies arrive at both replicas: stored once, duplicate at the other.
+    let body = br#"{"id":"evt_pg_1","event":"PAYMENT_SUCCEEDED"}"#;
+    let headers = sign_as("lomi", secret_of("lomi"), body, now_unix());
+    let first = post(&a.url("/lomi"), &as_refs(&headers), body).await;
+    let second = post(&b.url("/lomi"), &as_refs(&headers), body).await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(second.status, StatusCode::OK);
+    assert_eq!(second.headers["x-hookgate-duplicate"], "true");
+    assert_eq!(
+        second.headers["hookgate-event-id"],
+        first.headers["hookgate-event-id"]
+    );
+    within(10, "the lomi event arrives", || upstream.count() == 41).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(upstream.count(), 41, "once");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_postgres_down_events_are_refused_with_503_and_none_acknowledged() {
+    let mut pg = PostgresServer::start().await;
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(&config(&pg.url(), &upstream.url(), ""), ENV).await;
+    pg.stop();
+    let (body, headers) = laso_event(1);
+    let answer = post(&gw.url("/laso"), &as_refs(&headers), &body).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        answer.body
+    );
+    assert!(answer.headers.contains_key("retry-after"));
+    assert!(answer.headers.get("hookgate-event-id").is_none());
+    assert_eq!(gw.outcome("laso", "queue_store_unavailable"), 1.0);
+
+    // Back up: the sender's retry is stored and delivered.
+    pg.restart().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = post(&gw.url("/laso"), &as_refs(&headers), &body).await;
+        if answer.status == StatusCode::OK {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never stored after PostgreSQL came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    within(10, "delivered once stored", || upstream.count() == 1).await;
+    gw.shutdown().await;
+}
+
+fn start_binary(config: &std::path::Path, log: &std::path::Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["run", "-c"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_mid_delivery_loses_its_leases_to_the_other() {
+    let pg = PostgresServer::start().await;
+    let dir = temp_dir("pg-crash");
+    // A slow app: each delivery takes 400 ms, so events are leased and in flight.
+    let upstream = Upstream::start_with(Reply {
+        delay: Duration::from_millis(400),
+        ..Reply::default()
+    })
+    .await;
+    let mut children = Vec::new();
+    let mut urls = Vec::new();
+    for name in ["a", "b"] {
+        let listen = dead_addr().await;
+        let admin = dead_addr().await;
+        let yaml = format!(
+            "listeners:\n  - addr: {listen}\nadmin:\n  addr: {admin}\nworkers: 1\n\
+             limits:\n  upstream_connect_timeout: 500ms\n  upstream_timeout: 1s\n\
+             queue_store:\n  type: postgres\n  url: \"{}\"\n\
+             routes:\n  - name: laso\n    path: /laso\n    upstream: {}\n\
+             \x20   verify: {{ preset: laso, secret: \"laso_whsec_3f1c9a\" }}\n\
+             \x20   delivery: queued\n    queue:\n      concurrency: 4\n",
+            pg.url(),
+            upstream.url()
+        );
+        let path = dir.join(format!("{name}.yaml"));
+        std::fs::write(&path, yaml).unwrap();
+        children.push(start_binary(&path, &dir.join(format!("{name}.log"))));
+        urls.push(format!("http://{listen}/laso"));
+    }
+    // Wait for both to listen.
+    for url in &urls {
+        let addr: std::net::SocketAddr = url[7..url.len() - 5].parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            assert!(Instant::now() < deadline, "gateway did not start: {url}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // Events go to replica a only; its worker leases them (b's worker may take some too).
+    let mut acked = Vec::new();
+    for n in 0..30 {
+        let (body, headers) = laso_event(1000 + n);
+        let answer = post(&urls[0], &as_refs(&headers), &body).await;
+        assert_eq!(answer.status, StatusCode::OK);
+        acked.push(
+            answer.headers["hookgate-event-id"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    // Kill a while it has deliveries in flight.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    children[0].kill().unwrap();
+    children[0].wait().unwrap();
+    let killed_at = Instant::now();
+    // b takes over a's leases once they run out (connect 0.5 s + upstream 1 s + 5 s margin).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got: HashMap<String, usize> =
+            upstream.received().iter().fold(HashMap::new(), |mut m, r| {
+                *m.entry(header(r, "idempotency-key").to_owned())
+                    .or_default() += 1;
+                m
+            });
+        if acked.iter().all(|id| got.contains_key(id)) {
+            let again = got.values().filter(|n| **n > 1).count();
+            println!(
+                "postgres takeover: 30 acknowledged, all delivered {:.1} s after the kill; \
+                 {again} delivered twice (attempts cut by the kill), {} deliveries",
+                killed_at.elapsed().as_secs_f64(),
+                got.values().sum::<usize>()
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "acknowledged events never delivered after the kill; logs in {}",
+            dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = children[1].kill();
+    let _ = children[1].wait();
+}
