@@ -142,40 +142,81 @@ async fn send_event(
     Some(ok)
 }
 
+/// Where the gateways under test keep their queue.
+enum Store<'a> {
+    /// One gateway, an embedded store in this directory.
+    Embedded(&'a std::path::Path),
+    /// Two gateways on one PostgreSQL.
+    Postgres(&'a str),
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_events_survive_sigkill_and_a_flapping_app() {
     let dir = temp_dir("crash-proof");
+    crash_proof(&dir, Store::Embedded(&dir.join("queue"))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_postgres_survive_sigkill_and_a_flapping_app() {
+    let pg = crate::pg_server::PostgresServer::start().await;
+    let dir = temp_dir("crash-proof-pg");
+    crash_proof(&dir, Store::Postgres(&pg.url())).await;
+}
+
+/// Signed events (and forged ones) pour into the gateways while the app flaps; one gateway
+/// is killed with SIGKILL four times (on PostgreSQL, the replicas take turns) and restarted.
+/// Every acknowledged event must then reach the app without another restart.
+async fn crash_proof(dir: &std::path::Path, store: Store<'_>) {
     let app = dead_addr().await;
-    let listen = dead_addr().await;
-    let admin = dead_addr().await;
-    let config = dir.join("gateway.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "listeners:\n  - addr: {listen}\nadmin:\n  addr: {admin}\nworkers: 2\n\
-             limits:\n  upstream_timeout: 250ms\n  shutdown_grace: 1s\n  drain_delay: 0s\n\
-             queue_store:\n  path: {}\n\
-             routes:\n  - name: laso\n    path: /laso\n    upstream: http://{app}\n\
-             \x20   verify: {{ preset: laso, secret: \"laso_whsec_3f1c9a\" }}\n\
-             \x20   delivery: queued\n    queue:\n      concurrency: 8\n\
-             \x20     retry: {{ initial_interval: 50ms, max_interval: 300ms }}\n",
-            dir.join("queue").display()
+    let (store_yaml, replicas, label) = match store {
+        Store::Embedded(path) => (format!("  path: {}\n", path.display()), 1, "embedded"),
+        // Leases run out after connect (300 ms) + upstream (250 ms) + 5 s.
+        Store::Postgres(url) => (
+            format!("  type: postgres\n  url: \"{url}\"\n  timeout: 2s\n"),
+            2,
+            "postgres, 2 replicas",
         ),
-    )
-    .unwrap();
+    };
+    let mut configs = Vec::new();
+    let mut urls = Vec::new();
+    for r in 0..replicas {
+        let listen = dead_addr().await;
+        let admin = dead_addr().await;
+        let config = dir.join(format!("gateway-{r}.yaml"));
+        std::fs::write(
+            &config,
+            format!(
+                "listeners:\n  - addr: {listen}\nadmin:\n  addr: {admin}\nworkers: 2\n\
+                 limits:\n  upstream_connect_timeout: 300ms\n  upstream_timeout: 250ms\n\
+                 \x20 shutdown_grace: 1s\n  drain_delay: 0s\n\
+                 queue_store:\n{store_yaml}\
+                 routes:\n  - name: laso\n    path: /laso\n    upstream: http://{app}\n\
+                 \x20   verify: {{ preset: laso, secret: \"laso_whsec_3f1c9a\" }}\n\
+                 \x20   delivery: queued\n    queue:\n      concurrency: 8\n\
+                 \x20     retry: {{ initial_interval: 50ms, max_interval: 300ms }}\n"
+            ),
+        )
+        .unwrap();
+        configs.push(config);
+        urls.push(format!("http://{listen}/laso"));
+    }
     let log = dir.join("gateway.log");
     let seen = Arc::new(Mutex::new(Seen::default()));
     let steady = Arc::new(AtomicBool::new(false));
     flapping_app(app, seen.clone(), steady.clone());
 
-    let gateway = Arc::new(Mutex::new(start_gateway(&config, &log)));
-    let url = format!("http://{listen}/laso");
+    let gateways: Vec<Arc<Mutex<Child>>> = configs
+        .iter()
+        .map(|c| Arc::new(Mutex::new(start_gateway(c, &log))))
+        .collect();
     let acked = Arc::new(Mutex::new(Vec::<Vec<u8>>::new()));
     let sent = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let mut senders = Vec::new();
     for s in 0..8 {
-        let (url, acked, sent, stop) = (url.clone(), acked.clone(), sent.clone(), stop.clone());
+        // Senders spread over the replicas.
+        let url = urls[s % urls.len()].clone();
+        let (acked, sent, stop) = (acked.clone(), sent.clone(), stop.clone());
         senders.push(tokio::spawn(async move {
             let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
                 .pool_max_idle_per_host(0)
@@ -201,16 +242,17 @@ async fn acknowledged_events_survive_sigkill_and_a_flapping_app() {
         }));
     }
 
-    // Kill -9 the gateway four times mid-load, restarting it each time.
+    // Kill -9 a gateway four times mid-load, restarting it each time.
     let mut kills = 0;
-    for _ in 0..4 {
+    for k in 0..4 {
         tokio::time::sleep(Duration::from_millis(900)).await;
-        let mut g = gateway.lock().unwrap();
+        let victim = k % gateways.len();
+        let mut g = gateways[victim].lock().unwrap();
         g.kill().unwrap(); // SIGKILL
         g.wait().unwrap();
         kills += 1;
         std::thread::sleep(Duration::from_millis(100));
-        *g = start_gateway(&config, &log);
+        *g = start_gateway(&configs[victim], &log);
     }
     tokio::time::sleep(Duration::from_millis(900)).await;
     stop.store(true, Ordering::SeqCst);
@@ -254,7 +296,7 @@ async fn acknowledged_events_survive_sigkill_and_a_flapping_app() {
         "every delivery had an Idempotency-Key"
     );
     println!(
-        "crash proof: {kills} SIGKILLs; {} events sent, {} acknowledged, {unique} distinct \
+        "crash proof ({label}): {kills} SIGKILLs; {} events sent, {} acknowledged, {unique} distinct \
          events delivered ({deliveries} deliveries, {redelivered} events delivered more than \
          once), 0 acknowledged lost, 0 forged delivered",
         sent.load(Ordering::SeqCst),
@@ -265,7 +307,9 @@ async fn acknowledged_events_survive_sigkill_and_a_flapping_app() {
         "the load was real: {} acknowledged",
         acked.len()
     );
-    let mut g = gateway.lock().unwrap();
-    let _ = g.kill();
-    let _ = g.wait();
+    for g in &gateways {
+        let mut g = g.lock().unwrap();
+        let _ = g.kill();
+        let _ = g.wait();
+    }
 }
