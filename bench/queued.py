@@ -291,7 +291,15 @@ routes:
         pids = b.proc_tree(pid)
         m0, cpu0, t0 = counts(scrape(self.admin(name))), b.cpu_ticks(pids), time.monotonic()
         th0 = thread_ticks(pid)
+        perf = None
+        if self.args.perf:
+            graph = ["--call-graph", "dwarf,16384", "-F", "199"] if os.environ.get("PERF_CALLGRAPH") else ["-F", "999"]
+            perf = subprocess.Popen(["perf", "record", *graph, "-p", str(pid), "-o",
+                                     self.args.perf, "--", "sleep", str(self.args.duration)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         r = self.run(name, QUEUED, script)
+        if perf:
+            perf.wait()
         t1, cpu1, th1 = time.monotonic(), b.cpu_ticks(pids), thread_ticks(pid)
         m1 = counts(scrape(self.admin(name)))
         drain_s, m2 = self.wait_drained(name, self.args.drain_timeout)
@@ -449,6 +457,9 @@ def main():
     ap.add_argument("--strace", action="store_true",
                     help="one extra queued run under strace counting fsync/fdatasync")
     ap.add_argument("--keep-stores", action="store_true", help="leave the queue store directories")
+    ap.add_argument("--perf", default=None, metavar="FILE",
+                    help="record a CPU profile of hookgate during the queued run (perf record -F 999; "
+                         "with PERF_CALLGRAPH=1 in the environment, DWARF call graphs at 199 Hz)")
     ap.add_argument("--results", default=b.RESULTS,
                     help="where queued.json and queued.md go (default: bench/results)")
     args = ap.parse_args()

@@ -664,6 +664,17 @@ async fn store_and_answer(
         ),
         _ => (None, None, id.clone()),
     };
+    // When this process's worker has room for the route, the event is stored already
+    // leased to it and handed over in memory: no lease round trip, no reading it back.
+    let slot = queue.reserve(&route.name);
+    let lease = slot.as_ref().map(|_| {
+        let until = crate::delivery::lease_for(&shared.live.load().gateway.limits, route);
+        crate::delivery::event::Lease {
+            token: request_id::unique_hex(),
+            until_ms: received_ms
+                .saturating_add(i64::try_from(until.as_millis()).unwrap_or(i64::MAX)),
+        }
+    });
     let event = NewEvent {
         id: id.clone(),
         route: route.name.clone(),
@@ -676,13 +687,18 @@ async fn store_and_answer(
         target: outgoing.target.as_str().to_owned(),
         headers: crate::delivery::event::encode_headers(&outgoing.headers),
         body: body.to_bytes(),
+        lease,
     };
+    let handoff = event.lease.as_ref().map(|l| event.leased_copy(l));
     let ingested = queue.store.ingest(event).await;
     // Held until now: the body counted against the memory budget until it was on disk.
     drop(body);
     match ingested {
         Ok(Ingested::Stored) => {
-            queue.wake.notify_one();
+            match (handoff, slot) {
+                (Some(event), Some(slot)) => queue.handoff(event, slot),
+                _ => queue.wake.notify_one(),
+            }
             let mut response = Response::new(Full::new(Bytes::from(policy.answer_body.clone())));
             *response.status_mut() = policy.answer_status;
             let headers = response.headers_mut();

@@ -252,10 +252,7 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
                 .await
                 .map_err(|e| io::Error::other(e.to_string()))?;
             tracing::info!(store = store.kind(), "queued delivery on");
-            Some(Arc::new(Queue {
-                store,
-                wake: tokio::sync::Notify::new(),
-            }))
+            Some(Arc::new(Queue::new(store)))
         }
         None => None,
     };

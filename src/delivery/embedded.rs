@@ -698,9 +698,9 @@ fn apply_one(tx: &Connection, op: &Op, ingest_pages: Option<i64>) -> rusqlite::R
                 .prepare_cached(
                     "INSERT INTO hookgate_events (id, route, dedup_key, dedup_until, \
                      idempotency_key, state, received_at, age_from, next_attempt_at, \
-                     verified_key, method, target, body_len) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6, ?6, ?7, ?8, ?9, ?10) \
-                     ON CONFLICT (route, dedup_key) DO NOTHING",
+                     verified_key, method, target, body_len, lease, leased_until, attempts) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?11, ?6, ?6, ?6, ?7, ?8, ?9, ?10, ?12, ?13, \
+                     ?14) ON CONFLICT (route, dedup_key) DO NOTHING",
                 )?
                 .execute(params![
                     e.id,
@@ -713,6 +713,14 @@ fn apply_one(tx: &Connection, op: &Op, ingest_pages: Option<i64>) -> rusqlite::R
                     e.method,
                     e.target,
                     e.body.len() as i64,
+                    if e.lease.is_some() {
+                        "delivering"
+                    } else {
+                        "queued"
+                    },
+                    e.lease.as_ref().map(|l| l.token.as_str()),
+                    e.lease.as_ref().map(|l| l.until_ms),
+                    i64::from(e.lease.is_some()),
                 ])?;
             if inserted == 1 {
                 tx.prepare_cached(

@@ -77,6 +77,7 @@ fn new_event(id: &str, route: &str, received_ms: i64) -> NewEvent {
         target: "/hooks/push?source=ci&x=%20".to_owned(),
         headers: b"content-type: application/json\r\nx-hub-signature-256: sha256=ab\r\n".to_vec(),
         body: Bytes::from([format!("{{\"id\":\"{id}\"}}").as_bytes(), b"\0\xff\r\n"].concat()),
+        lease: None,
     }
 }
 
@@ -1140,4 +1141,59 @@ fn an_event_that_does_not_fit_fails_alone_and_the_rest_of_its_batch_commits() {
     assert!(answers[1].is_err(), "the event over max_bytes is refused");
     assert!(matches!(answers[2], Ok(Answer::Ingested(Ingested::Stored))));
     assert_eq!(on_disk, ["after", "before"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_stored_leased_is_not_leased_again_until_its_lease_runs_out() {
+    let (store, _m, _dir) = open_fresh("stored-leased");
+    let lease = crate::delivery::event::Lease {
+        token: "ingest-lease".to_owned(),
+        until_ms: T0 + 10_000,
+    };
+    let event = NewEvent {
+        lease: Some(lease.clone()),
+        ..new_event("e1", ROUTE, T0)
+    };
+    let copy = event.leased_copy(&lease);
+    stored(&store, event).await;
+
+    let read = get(&store, "e1").await;
+    assert_eq!(read.state, State::Delivering);
+    assert_eq!(read.attempts, 1);
+    assert_eq!(read.lease.as_deref(), Some("ingest-lease"));
+    assert!(
+        store
+            .lease(ROUTE, 10, T0 + 1, T0 + 20_000)
+            .await
+            .unwrap()
+            .is_empty(),
+        "held by its ingest lease"
+    );
+    // The in-memory copy settles it, as a leased copy would.
+    assert!(store
+        .settle(&copy, Settle::Delivered { status: 200 }, T0 + 2)
+        .await
+        .unwrap());
+    assert_eq!(get(&store, "e1").await.state, State::Delivered);
+
+    // Another stored leased event whose process died: due again once the lease ran out.
+    let lease = crate::delivery::event::Lease {
+        token: "dead-process".to_owned(),
+        until_ms: T0 + 10_000,
+    };
+    stored(
+        &store,
+        NewEvent {
+            lease: Some(lease),
+            ..new_event("e2", ROUTE, T0)
+        },
+    )
+    .await;
+    let again = store
+        .lease(ROUTE, 10, T0 + 10_001, T0 + 30_000)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, "e2");
+    assert_eq!(again[0].attempts, 2, "the cut-off attempt counts");
 }

@@ -30,6 +30,42 @@ pub struct NewEvent {
     /// Encoded with [`encode_headers`].
     pub headers: Vec<u8>,
     pub body: Bytes,
+    /// `Some`: stored already leased to this process (the pipeline hands it to the worker
+    /// in memory); `None`: stored `queued`, for a worker to lease.
+    pub lease: Option<Lease>,
+}
+
+/// A lease taken at ingest.
+#[derive(Clone, Debug)]
+pub struct Lease {
+    pub token: String,
+    pub until_ms: i64,
+}
+
+impl NewEvent {
+    /// The event as the worker gets it when it was stored leased to this process.
+    pub fn leased_copy(&self, lease: &Lease) -> Event {
+        Event {
+            id: self.id.clone(),
+            route: self.route.clone(),
+            idempotency_key: self.idempotency_key.clone(),
+            state: State::Delivering,
+            received_ms: self.received_ms,
+            age_from_ms: self.received_ms,
+            next_attempt_ms: self.received_ms,
+            attempts: 1,
+            finished_ms: None,
+            last_status: None,
+            last_error: None,
+            verified_key: self.verified_key,
+            method: self.method.clone(),
+            target: self.target.clone(),
+            headers: self.headers.clone(),
+            body: Some(self.body.clone()),
+            body_len: self.body.len() as u64,
+            lease: Some(lease.token.clone()),
+        }
+    }
 }
 
 /// Where an event is in its life.

@@ -29,6 +29,7 @@ pub mod retry;
 pub mod store;
 pub mod worker;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
@@ -43,6 +44,126 @@ pub struct Queue {
     /// Notified when an event is stored or made due by an operator: the worker leases at
     /// once instead of at its next poll.
     pub wake: tokio::sync::Notify,
+    /// Per route: how many of its events this process holds leased, and how many it may.
+    gates: std::sync::Mutex<std::collections::HashMap<String, Arc<Gate>>>,
+    /// Events stored already leased to this process, handed to the worker in memory: no
+    /// lease round trip, no reading the body back (see [`Queue::handoff`]).
+    handoff: tokio::sync::mpsc::UnboundedSender<Event>,
+    handoff_rx: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Event>>>,
+}
+
+impl Queue {
+    pub fn new(store: QueueStore) -> Queue {
+        let (handoff, rx) = tokio::sync::mpsc::unbounded_channel();
+        Queue {
+            store,
+            wake: tokio::sync::Notify::new(),
+            gates: Default::default(),
+            handoff,
+            handoff_rx: std::sync::Mutex::new(Some(rx)),
+        }
+    }
+
+    /// The lease accounting of `route` in this process.
+    pub fn gate(&self, route: &str) -> Arc<Gate> {
+        let mut gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
+        match gates.get(route) {
+            Some(g) => g.clone(),
+            None => {
+                let g = Arc::new(Gate::default());
+                gates.insert(route.to_owned(), g.clone());
+                g
+            }
+        }
+    }
+
+    /// One lease of `route`'s gate for an event about to be stored, if there is room; it
+    /// goes back when the [`GateSlot`] is dropped without being handed over.
+    pub fn reserve(&self, route: &str) -> Option<GateSlot> {
+        let gate = self.gate(route);
+        (gate.take(1) == 1).then_some(GateSlot { gate: Some(gate) })
+    }
+
+    /// Hands an event stored already leased to this process to the worker, which now
+    /// accounts for its slot.
+    pub fn handoff(&self, event: Event, mut slot: GateSlot) {
+        if self.handoff.send(event).is_ok() {
+            slot.gate = None;
+        }
+        // Otherwise the worker is gone (shutting down): the slot goes back on drop, and the
+        // stored lease runs out (or the next start releases it).
+    }
+
+    /// The worker's end of the handoff; `None` after the first call.
+    pub fn take_handoff(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Event>> {
+        self.handoff_rx.lock().ok()?.take()
+    }
+}
+
+/// How many of a route's events this process holds leased (`outstanding`) against how many
+/// it may (`limit`: twice the route's concurrency, 1 while its app is down, 0 while it is
+/// paused). Shared by the pipeline, which may store an event already leased, and the
+/// worker, which leases the rest.
+#[derive(Debug, Default)]
+pub struct Gate {
+    outstanding: std::sync::atomic::AtomicUsize,
+    limit: std::sync::atomic::AtomicUsize,
+}
+
+impl Gate {
+    /// Takes up to `n` leases; returns how many.
+    pub fn take(&self, n: usize) -> usize {
+        use std::sync::atomic::Ordering::SeqCst;
+        let mut current = self.outstanding.load(SeqCst);
+        loop {
+            let room = self.limit.load(SeqCst).saturating_sub(current).min(n);
+            if room == 0 {
+                return 0;
+            }
+            match self
+                .outstanding
+                .compare_exchange(current, current + room, SeqCst, SeqCst)
+            {
+                Ok(_) => return room,
+                Err(now) => current = now,
+            }
+        }
+    }
+
+    pub fn release(&self, n: usize) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let _ = self
+            .outstanding
+            .fetch_update(SeqCst, SeqCst, |o| Some(o.saturating_sub(n)));
+    }
+
+    pub fn set_limit(&self, limit: usize) {
+        self.limit.store(limit, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn outstanding(&self) -> usize {
+        self.outstanding.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// One taken lease of a route's [`Gate`], given back on drop unless handed to the worker:
+/// a request dropped mid-ingest (its sender hung up) must not keep a slot forever.
+pub struct GateSlot {
+    gate: Option<Arc<Gate>>,
+}
+
+impl Drop for GateSlot {
+    fn drop(&mut self) {
+        if let Some(g) = self.gate.take() {
+            g.release(1);
+        }
+    }
+}
+
+/// How long an attempt holds its event: longer than the attempt can take (connect and
+/// upstream timeouts) plus a margin for settling it.
+pub fn lease_for(limits: &crate::config::Limits, route: &crate::config::Route) -> Duration {
+    limits.upstream_connect_timeout + route.limits.upstream_timeout + Duration::from_secs(5)
 }
 
 /// How a route delivers what passed its checks.

@@ -192,9 +192,10 @@ impl Postgres {
                 Box::pin(async move {
                     let sql = "WITH ev AS (INSERT INTO hookgate_events (id, route, dedup_key, \
                              dedup_until, idempotency_key, state, received_at, age_from, \
-                             next_attempt_at, verified_key, method, target, body_len) \
-                             VALUES ($1, $2, $3, $4, $5, 'queued', $6, $6, $6, $7, $8, $9, $10) \
-                             ON CONFLICT (route, dedup_key) DO NOTHING RETURNING id), \
+                             next_attempt_at, verified_key, method, target, body_len, lease, \
+                             leased_until, attempts) \
+                             VALUES ($1, $2, $3, $4, $5, $13, $6, $6, $6, $7, $8, $9, $10, $14, \
+                             $15, $16) ON CONFLICT (route, dedup_key) DO NOTHING RETURNING id), \
                              rq AS (INSERT INTO hookgate_requests (id, headers, body) \
                              SELECT id, $11, $12 FROM ev RETURNING id) \
                              SELECT id FROM rq";
@@ -214,6 +215,14 @@ impl Postgres {
                                 &(e.body.len() as i64),
                                 &e.headers,
                                 &&e.body[..],
+                                &(if e.lease.is_some() {
+                                    "delivering"
+                                } else {
+                                    "queued"
+                                }),
+                                &e.lease.as_ref().map(|l| l.token.as_str()),
+                                &e.lease.as_ref().map(|l| l.until_ms),
+                                &i32::from(e.lease.is_some()),
                             ],
                         )
                         .await?;

@@ -40,8 +40,6 @@ use crate::reload::{Current, Live};
 pub const MAX_PAUSE: Duration = Duration::from_secs(30);
 /// How often due events are looked for when nothing wakes the worker.
 const POLL: Duration = Duration::from_secs(1);
-/// Added to the longest attempt for the lease: settling takes a commit too.
-const LEASE_MARGIN: Duration = Duration::from_secs(5);
 /// How often the depth and age gauges are refreshed.
 const DEPTHS_EVERY: Duration = Duration::from_secs(5);
 /// How often finished events past their retention are purged.
@@ -49,8 +47,10 @@ const PURGE_EVERY: Duration = Duration::from_secs(60);
 
 /// A route's delivery state in this worker.
 struct RouteState {
-    /// Events leased and not yet answered by the app (settling happens after).
-    outstanding: usize,
+    /// Events this process holds leased and the app has not yet answered (settling happens
+    /// after), against the most it may; shared with the pipeline, which stores events
+    /// already leased when there is room.
+    gate: Arc<crate::delivery::Gate>,
     /// `queue.concurrency` permits: an attempt holds one while it talks to the app. Twice
     /// as many events are leased, so the next ones are at hand when an answer comes.
     slots: Arc<tokio::sync::Semaphore>,
@@ -62,9 +62,9 @@ struct RouteState {
 }
 
 impl RouteState {
-    fn new(concurrency: usize) -> RouteState {
+    fn new(concurrency: usize, gate: Arc<crate::delivery::Gate>) -> RouteState {
         RouteState {
-            outstanding: 0,
+            gate,
             slots: Arc::new(tokio::sync::Semaphore::new(concurrency)),
             slots_size: concurrency,
             down_streak: 0,
@@ -93,6 +93,10 @@ pub async fn run(
     let mut next_depths = Instant::now();
     let mut next_purge = Instant::now() + PURGE_EVERY;
     let mut attempts = tokio::task::JoinSet::new();
+    let Some(mut handoff) = queue.take_handoff() else {
+        tracing::error!("delivery worker started twice; this one stops");
+        return;
+    };
     loop {
         let now = Instant::now();
         let current = live.load_full();
@@ -103,7 +107,7 @@ pub async fn run(
             };
             let state = routes
                 .entry(route.name.clone())
-                .or_insert_with(|| RouteState::new(policy.concurrency));
+                .or_insert_with(|| RouteState::new(policy.concurrency, queue.gate(&route.name)));
             if state.slots_size != policy.concurrency {
                 // A reload changed it: attempts holding the old permits finish as they are.
                 state.slots = Arc::new(tokio::sync::Semaphore::new(policy.concurrency));
@@ -111,32 +115,35 @@ pub async fn run(
             }
             if let Some(until) = state.paused_until {
                 if until > now {
+                    state.gate.set_limit(0);
                     wake_at = wake_at.min(until);
                     continue;
                 }
             }
             // A route whose app is down gets one probe at a time.
-            let limit = if state.down_streak > 0 {
+            state.gate.set_limit(if state.down_streak > 0 {
                 1
             } else {
                 policy.concurrency.saturating_mul(2)
-            };
-            let room = limit.saturating_sub(state.outstanding);
+            });
+            let room = state.gate.take(usize::MAX);
             if room == 0 {
                 continue;
             }
             let now_ms = unix_ms(clock());
-            let lease = current.gateway.limits.upstream_connect_timeout
-                + route.limits.upstream_timeout
-                + LEASE_MARGIN;
+            let lease = crate::delivery::lease_for(&current.gateway.limits, route);
             let lease_until = now_ms + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
             let leased = match queue
                 .store
                 .lease(&route.name, room, now_ms, lease_until)
                 .await
             {
-                Ok(events) => events,
+                Ok(events) => {
+                    state.gate.release(room - events.len());
+                    events
+                }
                 Err(e) => {
+                    state.gate.release(room);
                     tracing::error!(route = route.name.as_str(), error = %e, "queue store: cannot lease events");
                     metrics
                         .queue
@@ -153,7 +160,6 @@ pub async fn run(
                 wake_at = wake_at.min(now + Duration::from_millis(wait));
             }
             for event in leased {
-                state.outstanding += 1;
                 let job = Attempting {
                     queue: queue.clone(),
                     live: current.clone(),
@@ -177,6 +183,35 @@ pub async fn run(
         }
         tokio::select! {
             _ = queue.wake.notified() => {}
+            Some(event) = handoff.recv() => {
+                // Stored leased to this process: its gate was taken by the pipeline.
+                let mut events = vec![event];
+                while let Ok(more) = handoff.try_recv() {
+                    events.push(more);
+                }
+                for event in events {
+                    let Some((route, policy)) = queued_route(&current, &event.route) else {
+                        // A reload removed the route: the lease runs out and the event
+                        // waits, stored, for a configuration that has it again.
+                        queue.gate(&event.route).release(1);
+                        continue;
+                    };
+                    let state = routes
+                        .entry(route.name.clone())
+                        .or_insert_with(|| RouteState::new(policy.concurrency, queue.gate(&route.name)));
+                    let job = Attempting {
+                        queue: queue.clone(),
+                        live: current.clone(),
+                        route: route.clone(),
+                        policy: policy.clone(),
+                        metrics: metrics.clone(),
+                        clock,
+                    };
+                    let done_tx = done_tx.clone();
+                    let slots = state.slots.clone();
+                    attempts.spawn(async move { job.deliver(event, &slots, &done_tx).await });
+                }
+            }
             Some(done) = done_rx.recv() => {
                 settle_pace(&mut routes, done, &current);
                 // Take every other finished attempt too before leasing again.
@@ -211,12 +246,25 @@ pub async fn run(
     }
 }
 
+/// The queued route named `name` in `live`, with its policy.
+fn queued_route<'a>(live: &'a Live, name: &str) -> Option<(&'a Arc<Route>, &'a QueuePolicy)> {
+    live.gateway
+        .routes
+        .routes()
+        .iter()
+        .find(|r| r.name == name)
+        .and_then(|r| match &r.delivery {
+            Delivery::Queued(p) => Some((r, p)),
+            Delivery::Sync => None,
+        })
+}
+
 /// Counts a finished attempt and paces its route.
 fn settle_pace(routes: &mut HashMap<String, RouteState>, done: Done, live: &Live) {
     let Some(state) = routes.get_mut(&done.route) else {
         return;
     };
-    state.outstanding = state.outstanding.saturating_sub(1);
+    state.gate.release(1);
     if !done.app_down {
         if state.down_streak > 0 {
             tracing::info!(

@@ -96,7 +96,21 @@ fn flapping_app(addr: SocketAddr, seen: Arc<Mutex<Seen>>, steady: Arc<AtomicBool
     });
 }
 
-fn start_gateway(config: &std::path::Path, log: &std::path::Path) -> Child {
+/// Kills the gateway processes it holds when dropped, so a failing test leaves none behind.
+pub struct KillOnDrop(pub Vec<Arc<Mutex<Child>>>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for g in &self.0 {
+            if let Ok(mut g) = g.lock() {
+                let _ = g.kill();
+                let _ = g.wait();
+            }
+        }
+    }
+}
+
+pub fn start_gateway(config: &std::path::Path, log: &std::path::Path) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -209,6 +223,7 @@ async fn crash_proof(dir: &std::path::Path, store: Store<'_>) {
         .iter()
         .map(|c| Arc::new(Mutex::new(start_gateway(c, &log))))
         .collect();
+    let _cleanup = KillOnDrop(gateways.clone());
     let acked = Arc::new(Mutex::new(Vec::<Vec<u8>>::new()));
     let sent = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -307,9 +322,4 @@ async fn crash_proof(dir: &std::path::Path, store: Store<'_>) {
         "the load was real: {} acknowledged",
         acked.len()
     );
-    for g in &gateways {
-        let mut g = g.lock().unwrap();
-        let _ = g.kill();
-        let _ = g.wait();
-    }
 }

@@ -4,11 +4,13 @@
 //! leases to another without a restart.
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
 
+use crate::crash::{start_gateway, KillOnDrop};
 use crate::pg_server::PostgresServer;
 use crate::queued::{header, laso_event, within, ENV};
 use crate::support::*;
@@ -114,21 +116,6 @@ async fn with_postgres_down_events_are_refused_with_503_and_none_acknowledged() 
     gw.shutdown().await;
 }
 
-fn start_binary(config: &std::path::Path, log: &std::path::Path) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_hookgate"))
-        .args(["run", "-c"])
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_killed_mid_delivery_loses_its_leases_to_the_other() {
     let pg = PostgresServer::start().await;
@@ -139,7 +126,7 @@ async fn a_replica_killed_mid_delivery_loses_its_leases_to_the_other() {
         ..Reply::default()
     })
     .await;
-    let mut children = Vec::new();
+    let mut children: Vec<Arc<Mutex<Child>>> = Vec::new();
     let mut urls = Vec::new();
     for name in ["a", "b"] {
         let listen = dead_addr().await;
@@ -156,9 +143,13 @@ async fn a_replica_killed_mid_delivery_loses_its_leases_to_the_other() {
         );
         let path = dir.join(format!("{name}.yaml"));
         std::fs::write(&path, yaml).unwrap();
-        children.push(start_binary(&path, &dir.join(format!("{name}.log"))));
+        children.push(Arc::new(Mutex::new(start_gateway(
+            &path,
+            &dir.join(format!("{name}.log")),
+        ))));
         urls.push(format!("http://{listen}/laso"));
     }
+    let _cleanup = KillOnDrop(children.clone());
     // Wait for both to listen.
     for url in &urls {
         let addr: std::net::SocketAddr = url[7..url.len() - 5].parse().unwrap();
@@ -183,8 +174,11 @@ async fn a_replica_killed_mid_delivery_loses_its_leases_to_the_other() {
     }
     // Kill a while it has deliveries in flight.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    children[0].kill().unwrap();
-    children[0].wait().unwrap();
+    {
+        let mut a = children[0].lock().unwrap();
+        a.kill().unwrap();
+        a.wait().unwrap();
+    }
     let killed_at = Instant::now();
     // b takes over a's leases once they run out (connect 0.5 s + upstream 1 s + 5 s margin).
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -212,6 +206,4 @@ async fn a_replica_killed_mid_delivery_loses_its_leases_to_the_other() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let _ = children[1].kill();
-    let _ = children[1].wait();
 }
