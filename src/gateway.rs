@@ -689,7 +689,10 @@ async fn store_and_answer(
         body: body.to_bytes(),
         lease,
     };
-    let handoff = event.lease.as_ref().map(|l| event.leased_copy(l));
+    let handoff = event
+        .lease
+        .as_ref()
+        .map(|l| event.leased_copy(l, Some(outgoing.headers)));
     let ingested = queue.store.ingest(event).await;
     // Held until now: the body counted against the memory budget until it was on disk.
     drop(body);

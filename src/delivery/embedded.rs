@@ -521,6 +521,7 @@ fn event_from(r: &Row<'_>) -> rusqlite::Result<Event> {
         body_len: u64::try_from(r.get::<_, i64>(14)?).unwrap_or(0),
         body: None,
         lease: r.get(15)?,
+        head: None,
     })
 }
 

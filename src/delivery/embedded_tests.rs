@@ -169,7 +169,7 @@ async fn an_ingested_event_is_leased_once_with_its_exact_request() {
         leased.lease
     );
     // The stored head is one the worker can send as is.
-    let (method, target, headers) = leased.request_head().expect("readable head");
+    let (method, target, headers) = leased.clone().request_head().expect("readable head");
     assert_eq!(method, http::Method::POST);
     assert_eq!(target.as_str(), sent.target);
     assert_eq!(headers["x-hub-signature-256"], "sha256=ab");
@@ -1154,7 +1154,7 @@ async fn an_event_stored_leased_is_not_leased_again_until_its_lease_runs_out() {
         lease: Some(lease.clone()),
         ..new_event("e1", ROUTE, T0)
     };
-    let copy = event.leased_copy(&lease);
+    let copy = event.leased_copy(&lease, None);
     stored(&store, event).await;
 
     let read = get(&store, "e1").await;

@@ -43,8 +43,9 @@ pub struct Lease {
 }
 
 impl NewEvent {
-    /// The event as the worker gets it when it was stored leased to this process.
-    pub fn leased_copy(&self, lease: &Lease) -> Event {
+    /// The event as the worker gets it when it was stored leased to this process, with its
+    /// headers as they were before encoding (`head`), so they are not parsed again.
+    pub fn leased_copy(&self, lease: &Lease, head: Option<HeaderMap>) -> Event {
         Event {
             id: self.id.clone(),
             route: self.route.clone(),
@@ -60,7 +61,12 @@ impl NewEvent {
             verified_key: self.verified_key,
             method: self.method.clone(),
             target: self.target.clone(),
-            headers: self.headers.clone(),
+            headers: if head.is_some() {
+                Vec::new()
+            } else {
+                self.headers.clone()
+            },
+            head,
             body: Some(self.body.clone()),
             body_len: self.body.len() as u64,
             lease: Some(lease.token.clone()),
@@ -134,6 +140,9 @@ pub struct Event {
     /// The lease this copy was read under (delivery only): settling needs it, so a worker
     /// whose lease expired cannot settle another worker's attempt.
     pub lease: Option<String>,
+    /// The headers already parsed (an event handed over in memory at ingest); `headers` is
+    /// then empty.
+    pub head: Option<HeaderMap>,
 }
 
 /// `name: value\r\n` per header, in the map's order (repeated names stay repeated).
@@ -184,13 +193,20 @@ pub fn decode_headers(bytes: &[u8]) -> Result<HeaderMap, Unreadable> {
 }
 
 impl Event {
-    /// The request head to send: method, target and headers, checked.
-    pub fn request_head(&self) -> Result<(Method, http::uri::PathAndQuery, HeaderMap), Unreadable> {
+    /// The request head to send: method, target and headers, checked. Takes the parsed
+    /// headers the event carries, if any.
+    pub fn request_head(
+        &mut self,
+    ) -> Result<(Method, http::uri::PathAndQuery, HeaderMap), Unreadable> {
         let method =
             Method::from_bytes(self.method.as_bytes()).map_err(|_| Unreadable("bad method"))?;
         let target = http::uri::PathAndQuery::try_from(self.target.as_str())
             .map_err(|_| Unreadable("bad target"))?;
-        Ok((method, target, decode_headers(&self.headers)?))
+        let headers = match self.head.take() {
+            Some(h) => h,
+            None => decode_headers(&self.headers)?,
+        };
+        Ok((method, target, headers))
     }
 }
 

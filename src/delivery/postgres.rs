@@ -525,5 +525,6 @@ fn event_from(r: &Row) -> Event {
         body_len: u64::try_from(r.get::<_, i64>(14)).unwrap_or(0),
         body: None,
         lease: r.get(15),
+        head: None,
     }
 }

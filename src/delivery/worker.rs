@@ -314,7 +314,7 @@ impl Attempting {
     /// settles the event.
     async fn deliver(
         &self,
-        event: Event,
+        mut event: Event,
         slots: &tokio::sync::Semaphore,
         done: &mpsc::UnboundedSender<Done>,
     ) {
@@ -328,7 +328,7 @@ impl Attempting {
         let sent = {
             // Closed only if the worker is gone; then sending anyway is harmless.
             let _slot = slots.acquire().await;
-            self.send(&event).await
+            self.send(&mut event).await
         };
         let (attempt, status, cause) = match sent {
             Ok(sent) => sent,
@@ -458,7 +458,7 @@ impl Attempting {
     /// as sync mode sends. Returns how it went, the status if any, and the failure's cause.
     async fn send(
         &self,
-        event: &Event,
+        event: &mut Event,
     ) -> Result<(Attempt, Option<u16>, Option<String>), crate::delivery::event::Unreadable> {
         let (method, target, mut headers) = event.request_head()?;
         let key = HeaderValue::from_str(&event.idempotency_key)
