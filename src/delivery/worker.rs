@@ -98,6 +98,9 @@ pub async fn run(
         return;
     };
     loop {
+        // Finished attempts are reaped here, all of them: one per wake-up would fall behind
+        // thousands of deliveries a second, and each would stay allocated.
+        while attempts.try_join_next().is_some() {}
         let now = Instant::now();
         let current = live.load_full();
         let mut wake_at = now + POLL;
@@ -219,7 +222,6 @@ pub async fn run(
                     settle_pace(&mut routes, done, &current);
                 }
             }
-            Some(_) = attempts.join_next(), if !attempts.is_empty() => {}
             _ = tokio::time::sleep_until(wake_at.into()) => {}
             _ = shutdown.changed() => break,
         }
