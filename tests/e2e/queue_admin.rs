@@ -60,6 +60,29 @@ async fn a_dead_letter_is_listed_shown_and_retried_through_the_admin_api() {
     assert!(events[0].get("body").is_none(), "no bodies in listings");
     assert!(events[0].get("headers").is_none());
 
+    // The depth gauges (refreshed every 5 s) show the dead letter and its age.
+    within(8, "hookgate_queue_events shows the dead letter", || {
+        gw.counter(
+            "hookgate_queue_events",
+            &[("route", "laso"), ("state", "dead")],
+        ) == 1.0
+    })
+    .await;
+    assert_eq!(
+        gw.counter(
+            "hookgate_queue_events",
+            &[("route", "laso"), ("state", "queued")],
+        ),
+        0.0
+    );
+    assert!(
+        gw.counter(
+            "hookgate_queue_oldest_event_age_seconds",
+            &[("route", "laso"), ("state", "dead")],
+        ) > 0.0,
+        "the dead letter has an age"
+    );
+
     let (status, shown) = admin(&gw, "GET", &format!("/queue/events/{id}?body=true"), None).await;
     assert_eq!(status, StatusCode::OK);
     let (body, _) = laso_event(1);
