@@ -528,7 +528,7 @@ fn queue(
         ),
         None => None,
     };
-    let enc = |s: &str| -> String { form_urlencoded::byte_serialize(s.as_bytes()).collect() };
+    let enc = hookgate::delivery::api::percent_encode;
     let (method, target) = match &action {
         QueueAction::List {
             route,

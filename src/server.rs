@@ -136,6 +136,16 @@ impl Running {
             kept.push("admin");
             next.admin = running.admin;
         }
+        // The token requirement follows the address actually bound, not the one the new
+        // file names: a reload must not open a public admin listener's queue API.
+        if let Some(token) = admin_token_after_reload(
+            self.admin_addr,
+            next.admin_token.as_ref(),
+            running.admin_token.as_ref(),
+        ) {
+            kept.push("admin.token_file (required: the admin listener is not on loopback)");
+            next.admin_token = Some(token);
+        }
         if next.workers != running.workers || next.runtime != running.runtime {
             kept.push("workers/runtime");
             next.workers = running.workers;
@@ -408,6 +418,13 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
             clock,
             shutdown_rx.clone(),
         )));
+        tasks.push(tokio::spawn(crate::delivery::worker::maintain(
+            queue.clone(),
+            delivery_live.clone(),
+            metrics.clone(),
+            clock,
+            shutdown_rx.clone(),
+        )));
     }
     let admin = tokio::spawn(admin::serve(
         admin_listener,
@@ -438,6 +455,20 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
         per_ip,
         body_budget,
     })
+}
+
+/// The token to keep when a reload would leave the admin listener bound at `bound` (not
+/// loopback) without one: the running configuration's. `None`: the new configuration's
+/// token (or its absence) stands.
+fn admin_token_after_reload(
+    bound: SocketAddr,
+    next: Option<&crate::config::AdminToken>,
+    running: Option<&crate::config::AdminToken>,
+) -> Option<crate::config::AdminToken> {
+    if bound.ip().is_loopback() || next.is_some() {
+        return None;
+    }
+    running.cloned()
 }
 
 fn cannot_listen(addr: SocketAddr, e: io::Error) -> io::Error {
@@ -997,6 +1028,27 @@ mod tests {
     /// Every connection's task holds this future (spawning copies all of it into the task) for
     /// as long as the connection is open, so an idle keep-alive connection costs at least this
     /// much. The TLS and HTTP/2 states are boxed out of it; inline, they made it 7 KiB.
+    #[test]
+    fn a_reload_cannot_drop_the_token_of_a_public_admin_listener() {
+        use crate::config::AdminToken;
+        let public: SocketAddr = "0.0.0.0:9090".parse().unwrap();
+        let loopback: SocketAddr = "127.0.0.1:9090".parse().unwrap();
+        let old = AdminToken::new(b"old-token-old-token".to_vec());
+        let new = AdminToken::new(b"new-token-new-token".to_vec());
+        // Public, and the new file has no token: the running one is kept.
+        assert_eq!(
+            admin_token_after_reload(public, None, Some(&old)),
+            Some(old.clone())
+        );
+        // Public with a new token: the new one stands (rotation).
+        assert_eq!(
+            admin_token_after_reload(public, Some(&new), Some(&old)),
+            None
+        );
+        // Loopback: the new file decides, token or none.
+        assert_eq!(admin_token_after_reload(loopback, None, Some(&old)), None);
+    }
+
     #[test]
     fn a_plain_connection_task_stays_small() {
         let size = future_size(serve_connection);

@@ -64,11 +64,17 @@ pub async fn respond(
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     };
-    let segments: Vec<&str> = path
+    // Route names may hold any character: segments are percent-decoded (once).
+    let Some(decoded) = path
         .trim_start_matches("/queue/")
         .split('/')
         .filter(|s| !s.is_empty())
-        .collect();
+        .map(percent_decode)
+        .collect::<Option<Vec<String>>>()
+    else {
+        return error(StatusCode::BAD_REQUEST, "bad percent-encoding in the path");
+    };
+    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let now_ms = unix_ms(std::time::SystemTime::now());
     let result = match (method, segments.as_slice()) {
         (&Method::GET, ["events"]) => {
@@ -166,6 +172,37 @@ pub async fn respond(
         tracing::error!(error = %e, "queue API: store error");
         error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
     })
+}
+
+/// `%XX` sequences decoded to bytes, the result UTF-8; `None` if either fails.
+fn percent_decode(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Percent-encodes a path segment: everything but RFC 3986's unreserved characters.
+pub fn percent_encode(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn time(ms: i64) -> Value {
@@ -281,4 +318,20 @@ pub async fn call(
     tokio::time::timeout(Duration::from_secs(30), exchange)
         .await
         .map_err(|_| format!("admin listener {addr}: no answer within 30 s"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_round_trip_through_percent_encoding() {
+        for name in ["laso", "gh prod", "a/b", "ünï", "100%", "x+y"] {
+            assert_eq!(percent_decode(&percent_encode(name)).as_deref(), Some(name));
+        }
+        assert_eq!(percent_encode("gh prod/1"), "gh%20prod%2F1");
+        for bad in ["%", "%4", "%zz", "%ff"] {
+            assert_eq!(percent_decode(bad), None, "{bad}");
+        }
+    }
 }

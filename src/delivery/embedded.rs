@@ -379,7 +379,8 @@ impl Embedded {
         let route = route.to_owned();
         self.read(move |c| {
             c.query_row(
-                "SELECT min(next_attempt_at) FROM hookgate_events \
+                "SELECT min(CASE WHEN state = 'delivering' THEN leased_until \
+                 ELSE next_attempt_at END) FROM hookgate_events \
                  WHERE route = ?1 AND state IN ('queued', 'retrying', 'delivering')",
                 [route],
                 |r| r.get::<_, Option<i64>>(0),
@@ -428,8 +429,12 @@ impl Embedded {
     pub async fn depths(&self) -> Result<Vec<Depth>, StoreError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
+                // Each half matches one partial index; `delivered` (most rows) is left out.
                 "SELECT route, state, count(*), min(received_at) FROM hookgate_events \
-                 GROUP BY route, state",
+                 WHERE state IN ('queued', 'retrying', 'delivering') GROUP BY route, state \
+                 UNION ALL \
+                 SELECT route, state, count(*), min(received_at) FROM hookgate_events \
+                 WHERE state IN ('delivered', 'dead') AND state = 'dead' GROUP BY route, state",
             )?;
             let rows = stmt.query_map([], |r| {
                 Ok((
@@ -841,7 +846,7 @@ fn apply_one(tx: &Connection, op: &Op, ingest_pages: Option<i64>) -> rusqlite::R
                     "DELETE FROM hookgate_events WHERE id IN (SELECT id FROM hookgate_events \
                      WHERE ((state = 'delivered' AND finished_at < ?1) \
                          OR (state = 'dead' AND finished_at < ?2)) \
-                     AND (dedup_until IS NULL OR dedup_until < ?3) LIMIT 10000) RETURNING id",
+                     AND (dedup_until IS NULL OR dedup_until < ?3) LIMIT 10000 /* PURGE_BATCH */) RETURNING id",
                 )?
                 .query_map(params![delivered_before_ms, dead_before_ms, now_ms], |r| {
                     r.get(0)

@@ -1197,3 +1197,34 @@ async fn an_event_stored_leased_is_not_leased_again_until_its_lease_runs_out() {
     assert_eq!(again[0].id, "e2");
     assert_eq!(again[0].attempts, 2, "the cut-off attempt counts");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_being_delivered_is_next_due_when_its_lease_runs_out_and_delivered_ones_are_not_counted(
+) {
+    let (store, _m, _dir) = open_fresh("due-lease");
+    stored(&store, new_event("e1", ROUTE, T0)).await;
+    stored(&store, new_event("e2", ROUTE, T0)).await;
+    let leased = store.lease(ROUTE, 1, T0, T0 + 60_000).await.unwrap();
+    assert_eq!(leased.len(), 1);
+    // e2 is due now; e1 (leased) only when its lease runs out.
+    assert_eq!(store.next_due(ROUTE).await.unwrap(), Some(T0));
+    let other = store.lease(ROUTE, 1, T0, T0 + 60_000).await.unwrap();
+    assert_eq!(
+        store.next_due(ROUTE).await.unwrap(),
+        Some(T0 + 60_000),
+        "nothing is due before the leases run out: a worker must not spin on them"
+    );
+    assert!(store
+        .settle(&leased[0], Settle::Delivered { status: 200 }, T0 + 1)
+        .await
+        .unwrap());
+    let depths = store.depths().await.unwrap();
+    assert!(
+        depths.iter().all(|d| d.state != State::Delivered),
+        "delivered events are not counted: {depths:?}"
+    );
+    assert!(depths
+        .iter()
+        .any(|d| d.state == State::Delivering && d.count == 1 && d.route == ROUTE));
+    drop(other);
+}

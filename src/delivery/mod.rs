@@ -160,10 +160,12 @@ impl Drop for GateSlot {
     }
 }
 
-/// How long an attempt holds its event: longer than the attempt can take (connect and
-/// upstream timeouts) plus a margin for settling it.
+/// How long a lease holds its event: longer than it can wait for one of the route's slots
+/// (a process leases at most twice the route's concurrency, so at most one round of
+/// attempts is ahead of it) plus the attempt itself (connect and upstream timeouts each
+/// time), plus a margin for settling it.
 pub fn lease_for(limits: &crate::config::Limits, route: &crate::config::Route) -> Duration {
-    limits.upstream_connect_timeout + route.limits.upstream_timeout + Duration::from_secs(5)
+    (limits.upstream_connect_timeout + route.limits.upstream_timeout) * 2 + Duration::from_secs(5)
 }
 
 /// How a route delivers what passed its checks.

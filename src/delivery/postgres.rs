@@ -199,48 +199,57 @@ impl Postgres {
                              rq AS (INSERT INTO hookgate_requests (id, headers, body) \
                              SELECT id, $11, $12 FROM ev RETURNING id) \
                              SELECT id FROM rq";
-                    let rows = c
-                        .query(
-                            sql,
-                            &[
-                                &e.id,
-                                &e.route,
-                                &e.dedup_key,
-                                &e.dedup_until,
-                                &e.idempotency_key,
-                                &e.received_ms,
-                                &e.verified_key.map(i64::from),
-                                &e.method,
-                                &e.target,
-                                &(e.body.len() as i64),
-                                &e.headers,
-                                &&e.body[..],
-                                &(if e.lease.is_some() {
-                                    "delivering"
-                                } else {
-                                    "queued"
-                                }),
-                                &e.lease.as_ref().map(|l| l.token.as_str()),
-                                &e.lease.as_ref().map(|l| l.until_ms),
-                                &i32::from(e.lease.is_some()),
-                            ],
-                        )
-                        .await?;
-                    if !rows.is_empty() {
-                        return Ok(Ingested::Stored);
+                    // A conflicting event dropped between the insert and the look-up is
+                    // gone: the insert is tried again rather than answered as a duplicate.
+                    for _ in 0..2 {
+                        let rows = c
+                            .query(
+                                sql,
+                                &[
+                                    &e.id,
+                                    &e.route,
+                                    &e.dedup_key,
+                                    &e.dedup_until,
+                                    &e.idempotency_key,
+                                    &e.received_ms,
+                                    &e.verified_key.map(i64::from),
+                                    &e.method,
+                                    &e.target,
+                                    &(e.body.len() as i64),
+                                    &e.headers,
+                                    &&e.body[..],
+                                    &(if e.lease.is_some() {
+                                        "delivering"
+                                    } else {
+                                        "queued"
+                                    }),
+                                    &e.lease.as_ref().map(|l| l.token.as_str()),
+                                    &e.lease.as_ref().map(|l| l.until_ms),
+                                    &i32::from(e.lease.is_some()),
+                                ],
+                            )
+                            .await?;
+                        if !rows.is_empty() {
+                            return Ok(Some(Ingested::Stored));
+                        }
+                        let first = c
+                            .query_opt(
+                                "SELECT id FROM hookgate_events \
+                                 WHERE route = $1 AND dedup_key = $2",
+                                &[&e.route, &e.dedup_key],
+                            )
+                            .await?;
+                        if let Some(first) = first {
+                            return Ok(Some(Ingested::Duplicate(first.get::<_, String>(0))));
+                        }
                     }
-                    let first = c
-                        .query_opt(
-                            "SELECT id FROM hookgate_events WHERE route = $1 AND dedup_key = $2",
-                            &[&e.route, &e.dedup_key],
-                        )
-                        .await?;
-                    Ok(Ingested::Duplicate(
-                        first.map(|r| r.get::<_, String>(0)).unwrap_or_default(),
-                    ))
+                    Ok(None)
                 })
             })
-            .await?;
+            .await?
+            .ok_or_else(|| {
+                StoreError::Engine("the conflicting event kept disappearing; not stored".into())
+            })?;
         // Each ingest is one commit here (PostgreSQL groups the WAL flushes itself).
         self.metrics
             .queue
@@ -338,7 +347,8 @@ impl Postgres {
             Box::pin(async move {
                 let row = c
                     .query_one(
-                        "SELECT min(next_attempt_at) FROM hookgate_events \
+                        "SELECT min(CASE WHEN state = 'delivering' THEN leased_until \
+                         ELSE next_attempt_at END) FROM hookgate_events \
                          WHERE route = $1 AND state IN ('queued', 'retrying', 'delivering')",
                         &[&route],
                     )
@@ -451,6 +461,7 @@ impl Postgres {
                 let rows = c
                     .query(
                         "SELECT route, state, count(*), min(received_at) FROM hookgate_events \
+                         WHERE state IN ('queued', 'retrying', 'delivering', 'dead') \
                          GROUP BY route, state",
                         &[],
                     )
@@ -486,7 +497,7 @@ impl Postgres {
                              SELECT id FROM hookgate_events \
                              WHERE ((state = 'delivered' AND finished_at < $1) \
                                  OR (state = 'dead' AND finished_at < $2)) \
-                             AND (dedup_until IS NULL OR dedup_until < $3) LIMIT 10000) \
+                             AND (dedup_until IS NULL OR dedup_until < $3) LIMIT 10000 /* PURGE_BATCH */) \
                          RETURNING id), \
                          rq AS (DELETE FROM hookgate_requests WHERE id IN (SELECT id FROM ev)) \
                          SELECT count(*) FROM ev",

@@ -76,6 +76,9 @@ pub struct Depth {
     pub oldest_received_ms: i64,
 }
 
+/// Most events one purge call deletes (one store operation).
+pub const PURGE_BATCH: u64 = 10_000;
+
 /// The queue store in use.
 pub enum QueueStore {
     Embedded(Embedded),
@@ -156,7 +159,8 @@ impl QueueStore {
         }
     }
 
-    /// The soonest time (Unix ms) any pending event of `route` is due, if it has any.
+    /// The soonest time (Unix ms) any pending event of `route` is due, if it has any; for
+    /// an event being delivered, when its lease runs out.
     pub async fn next_due(&self, route: &str) -> Result<Option<i64>, StoreError> {
         match self {
             QueueStore::Embedded(s) => s.next_due(route).await,
@@ -203,7 +207,7 @@ impl QueueStore {
         }
     }
 
-    /// Counts by route and state.
+    /// Counts by route and state, for every state but `delivered`.
     pub async fn depths(&self) -> Result<Vec<Depth>, StoreError> {
         match self {
             QueueStore::Embedded(s) => s.depths().await,

@@ -90,8 +90,6 @@ pub async fn run(
 ) {
     let mut routes: HashMap<String, RouteState> = HashMap::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
-    let mut next_depths = Instant::now();
-    let mut next_purge = Instant::now() + PURGE_EVERY;
     let mut attempts = tokio::task::JoinSet::new();
     let Some(mut handoff) = queue.take_handoff() else {
         tracing::error!("delivery worker started twice; this one stops");
@@ -175,14 +173,6 @@ pub async fn run(
                 let slots = state.slots.clone();
                 attempts.spawn(async move { job.deliver(event, &slots, &done_tx).await });
             }
-        }
-        if Instant::now() >= next_depths {
-            next_depths = Instant::now() + DEPTHS_EVERY;
-            refresh_depths(&queue, &current, &metrics, clock).await;
-        }
-        if Instant::now() >= next_purge {
-            next_purge = Instant::now() + PURGE_EVERY;
-            purge(&queue, &current, &metrics, clock).await;
         }
         tokio::select! {
             _ = queue.wake.notified() => {}
@@ -511,8 +501,46 @@ fn jitter() -> f64 {
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// Refreshes `hookgate_queue_events` and `hookgate_queue_oldest_event_age_seconds`.
-async fn refresh_depths(queue: &Queue, live: &Live, metrics: &Metrics, clock: Clock) {
+/// The store's housekeeping, in a task of its own so that a slow query never holds up
+/// delivery: the depth and age gauges every few seconds, and the purge of finished events
+/// past their retention every minute. Runs until `shutdown` turns true.
+pub async fn maintain(
+    queue: Arc<Queue>,
+    live: Arc<Current>,
+    metrics: Arc<Metrics>,
+    clock: Clock,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut depths = tokio::time::interval(DEPTHS_EVERY);
+    let mut purges = tokio::time::interval(PURGE_EVERY);
+    depths.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    purges.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut orphans_warned: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            _ = depths.tick() => {
+                let current = live.load_full();
+                refresh_depths(&queue, &current, &metrics, clock, &mut orphans_warned).await;
+            }
+            _ = purges.tick() => {
+                let current = live.load_full();
+                purge(&queue, &current, &metrics, clock, &shutdown).await;
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Refreshes `hookgate_queue_events` and `hookgate_queue_oldest_event_age_seconds` (every
+/// state but `delivered`, whose count would cost a scan of the retained events). Warns,
+/// once a minute, of pending events whose route is no longer queued in the configuration.
+async fn refresh_depths(
+    queue: &Queue,
+    live: &Live,
+    metrics: &Metrics,
+    clock: Clock,
+    orphans_warned: &mut Option<Instant>,
+) {
     let depths = match queue.store.depths().await {
         Ok(d) => d,
         Err(e) => {
@@ -537,7 +565,18 @@ async fn refresh_depths(queue: &Queue, live: &Live, metrics: &Metrics, clock: Cl
         }
     }
     let now_ms = unix_ms(clock());
+    let warn_orphans = orphans_warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
     for d in depths {
+        let pending = d.state != crate::delivery::event::State::Dead;
+        if warn_orphans && pending && queued_route(live, &d.route).is_none() {
+            *orphans_warned = Some(Instant::now());
+            tracing::warn!(
+                route = d.route.as_str(),
+                events = d.count,
+                "events wait in the queue store for a route that is not queued in this \
+                 configuration; they are not delivered until it is again"
+            );
+        }
         let labels = [d.route.as_str(), d.state.as_str()];
         q.events
             .with_label_values(&labels)
@@ -548,32 +587,55 @@ async fn refresh_depths(queue: &Queue, live: &Live, metrics: &Metrics, clock: Cl
     }
 }
 
-/// Deletes finished events past their retention.
-async fn purge(queue: &Queue, live: &Live, metrics: &Metrics, clock: Clock) {
+/// Deletes finished events past their retention, in batches (each one store operation)
+/// until a batch comes back short: a minute's purge keeps up with any delivery rate.
+async fn purge(
+    queue: &Queue,
+    live: &Live,
+    metrics: &Metrics,
+    clock: Clock,
+    shutdown: &watch::Receiver<bool>,
+) {
     let Some(config) = &live.gateway.queue_store else {
         return;
     };
     let retention = config.retention();
-    let now_ms = unix_ms(clock());
     let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-    match queue
-        .store
-        .purge(
-            now_ms - ms(retention.delivered),
-            now_ms - ms(retention.dead),
-            now_ms,
-        )
-        .await
-    {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(events = n, "purged finished events past their retention"),
-        Err(e) => {
-            tracing::warn!(error = %e, "queue store: cannot purge");
-            metrics
-                .queue
-                .store_errors
-                .with_label_values(&["purge"])
-                .inc();
+    let mut total = 0;
+    loop {
+        let now_ms = unix_ms(clock());
+        let purged = queue
+            .store
+            .purge(
+                now_ms - ms(retention.delivered),
+                now_ms - ms(retention.dead),
+                now_ms,
+            )
+            .await;
+        match purged {
+            Ok(n) => {
+                total += n;
+                if n < crate::delivery::store::PURGE_BATCH || *shutdown.borrow() {
+                    break;
+                }
+                // Room for the requests between two batches.
+                tokio::task::yield_now().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "queue store: cannot purge");
+                metrics
+                    .queue
+                    .store_errors
+                    .with_label_values(&["purge"])
+                    .inc();
+                break;
+            }
         }
+    }
+    if total > 0 {
+        tracing::info!(
+            events = total,
+            "purged finished events past their retention"
+        );
     }
 }
