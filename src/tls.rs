@@ -125,6 +125,16 @@ pub fn upstream_config(
     })
 }
 
+/// TLS to PostgreSQL (the queue store): verified against `ca_file`'s certificates or the
+/// system's trust roots, as for upstreams; the server name is the URL's host. No ALPN:
+/// PostgreSQL's SSL negotiation has none, and newer servers refuse one they do not know.
+pub fn postgres_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+    let upstream = upstream_config("localhost", None, ca_file, None, None)?;
+    let mut config = (*upstream.config).clone();
+    config.alpn_protocols.clear();
+    Ok(config)
+}
+
 /// The operating system's trust roots, read once.
 fn system_roots() -> Result<Arc<rustls::RootCertStore>, String> {
     static ROOTS: std::sync::OnceLock<Result<Arc<rustls::RootCertStore>, String>> =

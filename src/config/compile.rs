@@ -648,6 +648,7 @@ fn compile_queue_store(
             only(raw.url.is_some(), "url", "postgres", r);
             only(raw.pool_size.is_some(), "pool_size", "postgres", r);
             only(raw.timeout.is_some(), "timeout", "postgres", r);
+            only(raw.ca_file.is_some(), "ca_file", "postgres", r);
             let Some(path) = &raw.path else {
                 r.error(
                     format!("{loc}.path"),
@@ -710,10 +711,17 @@ fn compile_queue_store(
                 Some(t) => parse_duration(t, &format!("{loc}.timeout"), r)
                     .unwrap_or(Duration::from_secs(5)),
             };
+            let ca_file = raw.ca_file.as_ref().map(|f| base.join(f));
+            if let Some(f) = &ca_file {
+                if let Err(e) = crate::tls::postgres_config(Some(f)) {
+                    r.error(format!("{loc}.ca_file"), e);
+                }
+            }
             Some(QueueStoreConfig::Postgres {
                 url,
                 pool_size,
                 timeout,
+                ca_file,
                 retention,
             })
         }

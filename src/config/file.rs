@@ -53,6 +53,8 @@ pub struct RawQueueStore {
     pub pool_size: Option<u64>,
     /// postgres: bound on each call (default 5s).
     pub timeout: Option<String>,
+    /// postgres: PEM CA certificates to verify the server with, instead of the system's.
+    pub ca_file: Option<PathBuf>,
     /// How long delivered events are kept (default 24h).
     pub retention: Option<String>,
     /// How long dead letters are kept (default 30d).

@@ -217,6 +217,8 @@ pub enum QueueStoreConfig {
         pool_size: usize,
         /// Bound on each call; past it the store counts as unavailable (503 on ingest).
         timeout: Duration,
+        /// CA certificates for TLS to the server, instead of the system's trust roots.
+        ca_file: Option<std::path::PathBuf>,
         retention: Retention,
     },
 }

@@ -14,14 +14,16 @@
 //! - The tables and queries have the same shape as the embedded store's.
 //!
 //! Connections: a small pool (`pool_size`), made lazily and replaced when broken; every call
-//! is bounded by `timeout`. TLS to PostgreSQL is not supported yet: use it on loopback or a
-//! private network.
+//! is bounded by `timeout`. TLS as the URL's `sslmode` says (`prefer`, the default: when the
+//! server offers it; `require`; `disable`), always verified, against `ca_file` or the
+//! system's trust roots, for the URL's host name.
 
 use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
-use tokio_postgres::{Client, NoTls, Row};
+use tokio_postgres::{Client, Row};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::delivery::event::{Event, NewEvent, State};
 use crate::delivery::store::{Depth, Filter, Ingested, Settle, StoreError};
@@ -73,6 +75,7 @@ pub struct Postgres {
     slots: Semaphore,
     timeout: Duration,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
+    tls: MakeRustlsConnect,
 }
 
 /// A connection checked out of the pool; back in on drop unless it broke.
@@ -104,7 +107,16 @@ impl std::ops::Deref for Conn<'_> {
 }
 
 fn engine(e: tokio_postgres::Error) -> StoreError {
-    StoreError::Engine(e.to_string())
+    StoreError::Engine(with_cause(&e))
+}
+
+/// The error with its cause (e.g. why a TLS handshake failed), which its `Display` leaves
+/// out.
+fn with_cause(e: &tokio_postgres::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
 }
 
 impl Postgres {
@@ -114,8 +126,12 @@ impl Postgres {
         url: &str,
         pool_size: usize,
         timeout: Duration,
+        ca_file: Option<&std::path::Path>,
         metrics: std::sync::Arc<crate::metrics::Metrics>,
     ) -> Result<Postgres, StoreError> {
+        let tls = crate::tls::postgres_config(ca_file)
+            .map(MakeRustlsConnect::new)
+            .map_err(|e| StoreError::Open(format!("TLS to PostgreSQL: {e}")))?;
         let config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Open(format!("not a PostgreSQL URL: {e}")))?;
@@ -125,11 +141,14 @@ impl Postgres {
             slots: Semaphore::new(pool_size.max(1)),
             timeout,
             metrics,
+            tls,
         };
-        let conn = store
-            .conn()
-            .await
-            .map_err(|e| StoreError::Open(format!("cannot connect to PostgreSQL: {e}")))?;
+        let conn = store.conn().await.map_err(|e| match e {
+            StoreError::Engine(why) => {
+                StoreError::Open(format!("cannot connect to PostgreSQL: {why}"))
+            }
+            other => other,
+        })?;
         let setup =
             format!("BEGIN; SELECT pg_advisory_xact_lock(7061746868676174); {SCHEMA} COMMIT;");
         tokio::time::timeout(
@@ -150,7 +169,11 @@ impl Postgres {
         let client = match idle {
             Some(c) if !c.is_closed() => c,
             _ => {
-                let (client, connection) = self.config.connect(NoTls).await.map_err(engine)?;
+                let (client, connection) = self
+                    .config
+                    .connect(self.tls.clone())
+                    .await
+                    .map_err(engine)?;
                 tokio::spawn(async move {
                     if let Err(e) = connection.await {
                         tracing::warn!(error = %e, "queue store: PostgreSQL connection ended");

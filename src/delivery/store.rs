@@ -108,8 +108,9 @@ impl QueueStore {
                 url,
                 pool_size,
                 timeout,
+                ca_file,
                 ..
-            } => Postgres::open(url, *pool_size, *timeout, metrics)
+            } => Postgres::open(url, *pool_size, *timeout, ca_file.as_deref(), metrics)
                 .await
                 .map(|p| QueueStore::Postgres(Box::new(p))),
         }

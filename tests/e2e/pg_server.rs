@@ -12,7 +12,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
 use std::net::TcpStream;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -221,6 +221,25 @@ impl PostgresServer {
                 }
             }
         }
+    }
+
+    /// Turns TLS on with this certificate chain and key (PEM), restarting the server.
+    pub async fn enable_tls(&mut self, cert_pem: &str, key_pem: &str) {
+        self.stop();
+        for (name, pem) in [("server.crt", cert_pem), ("server.key", key_pem)] {
+            let path = self.data_dir.join(name);
+            fs::write(&path, pem).unwrap();
+            // PostgreSQL refuses a key others can read.
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+            if let Some(user) = &self.run_as {
+                std::os::unix::fs::chown(&path, Some(user.uid), Some(user.gid)).unwrap();
+            }
+        }
+        let conf = self.data_dir.join("postgresql.conf");
+        let mut text = fs::read_to_string(&conf).unwrap();
+        text.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        fs::write(&conf, text).unwrap();
+        self.restart().await;
     }
 
     /// `name` from the server's own bin directory, or from PATH where it is not there.

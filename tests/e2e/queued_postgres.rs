@@ -207,3 +207,74 @@ async fn a_replica_killed_mid_delivery_loses_its_leases_to_the_other() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A CA and a server certificate it signed for `localhost` and 127.0.0.1, as PEM: (CA,
+/// server chain, server key).
+fn pg_pki() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    (ca.pem(), server.pem(), key.serialize_pem())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgres_store_speaks_verified_tls_when_the_url_requires_it() {
+    let mut pg = PostgresServer::start().await;
+    let (ca, cert, key) = pg_pki();
+    pg.enable_tls(&cert, &key).await;
+    let dir = temp_dir("pg-tls");
+    std::fs::write(dir.join("ca.pem"), &ca).unwrap();
+    let upstream = Upstream::start().await;
+    let url = format!("{}?sslmode=require", pg.url());
+
+    // Verified against the CA it was given: events are stored and delivered.
+    let with_ca = config(&url, &upstream.url(), "").replace(
+        "  timeout: 1s\n",
+        &format!(
+            "  timeout: 1s\n  ca_file: {}\n",
+            dir.join("ca.pem").display()
+        ),
+    );
+    let gw = Gateway::start(&with_ca, ENV).await;
+    let (body, headers) = laso_event(1);
+    let answer = post(&gw.url("/laso"), &as_refs(&headers), &body).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    within(10, "delivered through a TLS store", || {
+        upstream.count() == 1
+    })
+    .await;
+    gw.shutdown().await;
+
+    // Without the CA the server's certificate is not trusted: the gateway does not start.
+    let loaded = hookgate::config::compile::compile(
+        &config(&url, &upstream.url(), ""),
+        std::path::Path::new("."),
+        &|n| {
+            ENV.iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| v.to_string())
+        },
+    )
+    .unwrap();
+    let err = hookgate::server::start(
+        loaded.gateway,
+        Arc::new(hookgate::metrics::Metrics::new()),
+        std::time::SystemTime::now,
+    )
+    .await
+    .err()
+    .expect("an untrusted certificate is refused")
+    .to_string();
+    assert!(err.contains("PostgreSQL"), "{err}");
+    assert!(
+        err.to_lowercase().contains("certificate") || err.contains("TLS"),
+        "the error names the TLS failure: {err}"
+    );
+}
