@@ -44,7 +44,8 @@ const OP_TIMEOUT: Duration = Duration::from_secs(10);
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS hookgate_events (
-    id              TEXT PRIMARY KEY,
+    seq             INTEGER PRIMARY KEY,
+    id              TEXT NOT NULL UNIQUE,
     route           TEXT NOT NULL,
     dedup_key       TEXT,
     dedup_until     INTEGER,
@@ -67,8 +68,9 @@ CREATE TABLE IF NOT EXISTS hookgate_events (
 );
 -- The stored requests, written once: a lease or a settle rewrites the small row above, not
 -- the payload (SQLite rewrites a whole row on any update).
+-- Keyed by the event's `seq`: one B-tree, no second index.
 CREATE TABLE IF NOT EXISTS hookgate_requests (
-    id              TEXT PRIMARY KEY,
+    seq             INTEGER PRIMARY KEY,
     headers         BLOB NOT NULL,
     body            BLOB NOT NULL
 );
@@ -84,7 +86,7 @@ const COLUMNS: &str = "id, route, idempotency_key, state, received_at, age_from,
     target, body_len, lease";
 
 /// The schema this code reads and writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// An open embedded store.
 pub struct Embedded {
@@ -194,6 +196,14 @@ impl Embedded {
         if version > SCHEMA_VERSION {
             return Err(StoreError::Open(format!(
                 "{} was written by a newer hookgate (schema {version}, this one reads {SCHEMA_VERSION})",
+                file.display()
+            )));
+        }
+        if version != 0 && version < SCHEMA_VERSION {
+            // Only development builds wrote schema 1 (for a few hours, before a release).
+            return Err(StoreError::Open(format!(
+                "{} has schema {version} from a development build; this one reads {SCHEMA_VERSION}: \
+                 move it away (after delivering what it holds with that build)",
                 file.display()
             )));
         }
@@ -491,7 +501,10 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
 /// Fills in the stored request (headers and body) of `event`.
 fn read_request(c: &Connection, event: &mut Event) -> rusqlite::Result<()> {
     let (headers, body) = c
-        .prepare_cached("SELECT headers, body FROM hookgate_requests WHERE id = ?1")?
+        .prepare_cached(
+            "SELECT headers, body FROM hookgate_requests \
+             WHERE seq = (SELECT seq FROM hookgate_events WHERE id = ?1)",
+        )?
         .query_row([&event.id], |r| {
             Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
         })?;
@@ -700,39 +713,43 @@ fn apply_one(tx: &Connection, op: &Op, ingest_pages: Option<i64>) -> rusqlite::R
                     ));
                 }
             }
-            let inserted = tx
+            let inserted: Option<i64> = tx
                 .prepare_cached(
                     "INSERT INTO hookgate_events (id, route, dedup_key, dedup_until, \
                      idempotency_key, state, received_at, age_from, next_attempt_at, \
                      verified_key, method, target, body_len, lease, leased_until, attempts) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?11, ?6, ?6, ?6, ?7, ?8, ?9, ?10, ?12, ?13, \
-                     ?14) ON CONFLICT (route, dedup_key) DO NOTHING",
+                     ?14) ON CONFLICT (route, dedup_key) DO NOTHING RETURNING seq",
                 )?
-                .execute(params![
-                    e.id,
-                    e.route,
-                    e.dedup_key,
-                    e.dedup_until,
-                    e.idempotency_key,
-                    e.received_ms,
-                    e.verified_key,
-                    e.method,
-                    e.target,
-                    e.body.len() as i64,
-                    if e.lease.is_some() {
-                        "delivering"
-                    } else {
-                        "queued"
-                    },
-                    e.lease.as_ref().map(|l| l.token.as_str()),
-                    e.lease.as_ref().map(|l| l.until_ms),
-                    i64::from(e.lease.is_some()),
-                ])?;
-            if inserted == 1 {
+                .query_row(
+                    params![
+                        e.id,
+                        e.route,
+                        e.dedup_key,
+                        e.dedup_until,
+                        e.idempotency_key,
+                        e.received_ms,
+                        e.verified_key,
+                        e.method,
+                        e.target,
+                        e.body.len() as i64,
+                        if e.lease.is_some() {
+                            "delivering"
+                        } else {
+                            "queued"
+                        },
+                        e.lease.as_ref().map(|l| l.token.as_str()),
+                        e.lease.as_ref().map(|l| l.until_ms),
+                        i64::from(e.lease.is_some()),
+                    ],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(seq) = inserted {
                 tx.prepare_cached(
-                    "INSERT INTO hookgate_requests (id, headers, body) VALUES (?1, ?2, ?3)",
+                    "INSERT INTO hookgate_requests (seq, headers, body) VALUES (?1, ?2, ?3)",
                 )?
-                .execute(params![e.id, e.headers, &e.body[..]])?;
+                .execute(params![seq, e.headers, &e.body[..]])?;
                 return Ok(Answer::Ingested(Ingested::Stored));
             }
             let first: String = tx
@@ -825,36 +842,39 @@ fn apply_one(tx: &Connection, op: &Op, ingest_pages: Option<i64>) -> rusqlite::R
             Ok(Answer::Count(changed as u64))
         }
         Op::Remove { id } => {
-            let changed = tx
+            let seq: Option<i64> = tx
                 .prepare_cached(
-                    "DELETE FROM hookgate_events WHERE id = ?1 AND state <> 'delivering'",
+                    "DELETE FROM hookgate_events WHERE id = ?1 AND state <> 'delivering' \
+                     RETURNING seq",
                 )?
-                .execute([id])?;
-            if changed == 1 {
-                tx.prepare_cached("DELETE FROM hookgate_requests WHERE id = ?1")?
-                    .execute([id])?;
+                .query_row([id], |r| r.get(0))
+                .optional()?;
+            if let Some(seq) = seq {
+                tx.prepare_cached("DELETE FROM hookgate_requests WHERE seq = ?1")?
+                    .execute([seq])?;
             }
-            Ok(Answer::Flag(changed == 1))
+            Ok(Answer::Flag(seq.is_some()))
         }
         Op::Purge {
             delivered_before_ms,
             dead_before_ms,
             now_ms,
         } => {
-            let purged: Vec<String> = tx
+            let purged: Vec<i64> = tx
                 .prepare_cached(
                     "DELETE FROM hookgate_events WHERE id IN (SELECT id FROM hookgate_events \
                      WHERE ((state = 'delivered' AND finished_at < ?1) \
                          OR (state = 'dead' AND finished_at < ?2)) \
-                     AND (dedup_until IS NULL OR dedup_until < ?3) LIMIT 10000 /* PURGE_BATCH */) RETURNING id",
+                     AND (dedup_until IS NULL OR dedup_until < ?3) LIMIT 10000 /* PURGE_BATCH */) \
+                     RETURNING seq",
                 )?
                 .query_map(params![delivered_before_ms, dead_before_ms, now_ms], |r| {
                     r.get(0)
                 })?
                 .collect::<rusqlite::Result<_>>()?;
-            let mut delete = tx.prepare_cached("DELETE FROM hookgate_requests WHERE id = ?1")?;
-            for id in &purged {
-                delete.execute([id])?;
+            let mut delete = tx.prepare_cached("DELETE FROM hookgate_requests WHERE seq = ?1")?;
+            for seq in &purged {
+                delete.execute([seq])?;
             }
             Ok(Answer::Count(purged.len() as u64))
         }
