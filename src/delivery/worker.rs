@@ -12,8 +12,8 @@
 //! - **Woken, not only polling.** The pipeline wakes the worker when it stores an event, so
 //!   a fast app gets it within a commit; the worker also polls once a second for events that
 //!   became due (retries, or other replicas' events on a shared store).
-//! - **Leases.** An event is leased for longer than one attempt can take (connect and
-//!   upstream timeouts, plus a margin); if this process dies mid-attempt, the lease runs out
+//! - **Leases.** An event is leased for longer than it can wait for a slot plus one attempt
+//!   (`delivery::lease_for`); if this process dies mid-attempt, the lease runs out
 //!   and the event is due again (the embedded store releases it at once on the next start).
 //! - On shutdown it leases nothing more and waits for its attempts in flight, up to
 //!   `limits.shutdown_grace`; undelivered events stay in the store for the next start.
