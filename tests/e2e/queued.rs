@@ -413,3 +413,41 @@ async fn a_full_store_refuses_with_503_and_acknowledges_only_what_it_kept() {
     );
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_slow_but_healthy_app_gets_each_event_once() {
+    // Each answer takes 7.5 s (inside upstream_timeout, 8 s); with one slot, the second
+    // event waits 7.5 s for it, then takes 7.5 s: its lease must outlast both.
+    let dir = temp_dir("queued-slow-app");
+    let upstream = Upstream::start_with(Reply {
+        delay: Duration::from_millis(7500),
+        ..Reply::default()
+    })
+    .await;
+    let yaml = config(&dir, &upstream.url(), "      concurrency: 1\n").replace(
+        "listeners:\n",
+        "limits:\n  upstream_connect_timeout: 200ms\n  upstream_timeout: 8s\nlisteners:\n",
+    );
+    let gw = Gateway::start(&yaml, ENV).await;
+    for n in 0..2 {
+        let (body, headers) = laso_event(n);
+        assert_eq!(
+            post(&gw.url("/laso"), &as_refs(&headers), &body)
+                .await
+                .status,
+            StatusCode::OK
+        );
+    }
+    within(25, "both answered and settled", || {
+        gw.counter(
+            "hookgate_delivery_attempts_total",
+            &[("route", "laso"), ("outcome", "delivered")],
+        ) == 2.0
+    })
+    .await;
+    // A lease that ran out while the second event waited for the slot would have been taken
+    // again, and that copy sent the moment the slot freed.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(upstream.count(), 2, "each event once");
+    gw.shutdown().await;
+}
