@@ -140,10 +140,6 @@ impl Gate {
     pub fn set_limit(&self, limit: usize) {
         self.limit.store(limit, std::sync::atomic::Ordering::SeqCst);
     }
-
-    pub fn outstanding(&self) -> usize {
-        self.outstanding.load(std::sync::atomic::Ordering::SeqCst)
-    }
 }
 
 /// One taken lease of a route's [`Gate`], given back on drop unless handed to the worker:
@@ -274,4 +270,30 @@ pub fn idempotency_key(source: &crate::replay::KeySource, key: &[u8]) -> String 
         _ => {}
     }
     hex::encode(<sha2::Sha256 as sha2::Digest>::digest(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gate_never_lets_more_leases_out_than_its_limit() {
+        let gate = Gate::default();
+        assert_eq!(gate.take(1), 0, "no limit set yet: nothing");
+        gate.set_limit(4);
+        assert_eq!(gate.take(3), 3);
+        assert_eq!(gate.take(usize::MAX), 1, "only the room that is left");
+        assert_eq!(gate.take(1), 0);
+        gate.release(2);
+        assert_eq!(gate.take(5), 2);
+        // A lower limit (the app looks down) stops new leases until enough come back.
+        gate.set_limit(1);
+        gate.release(3);
+        assert_eq!(gate.take(1), 0, "one still out");
+        gate.release(1);
+        assert_eq!(gate.take(2), 1);
+        // Releasing more than is out never wraps around.
+        gate.release(10);
+        assert_eq!(gate.take(1), 1);
+    }
 }
