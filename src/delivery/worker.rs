@@ -9,9 +9,11 @@
 //!   timeout) or a 429/502/503/504, the route pauses (the retry backoff, at most
 //!   [`MAX_PAUSE`]), then sends one probe at a time until an attempt gets through: no hot
 //!   loop of refused connections while the app is deploying.
-//! - **Woken, not only polling.** The pipeline wakes the worker when it stores an event, so
-//!   a fast app gets it within a commit; the worker also polls once a second for events that
-//!   became due (retries, or other replicas' events on a shared store).
+//! - **Handed over, woken, polling.** An event the pipeline stored already leased to this
+//!   process (the route's `Gate` had room) arrives in memory, body and parsed headers
+//!   included; for one stored `queued`, the pipeline wakes the worker, which leases it. The
+//!   worker also polls once a second for events that became due (retries, expired leases,
+//!   other replicas' events on a shared store).
 //! - **Leases.** An event is leased for longer than it can wait for a slot plus one attempt
 //!   (`delivery::lease_for`); if this process dies mid-attempt, the lease runs out
 //!   and the event is due again (the embedded store releases it at once on the next start).
