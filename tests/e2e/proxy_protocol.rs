@@ -119,9 +119,22 @@ async fn split_headers_are_awaited_and_carried_clients_are_counted_per_address()
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-        s.write_all(b"PROXY TCP4 198.51.100.1 10.0.0.1 5555 443\r\n")
-            .await
-            .unwrap();
+        // A keep-alive request answered on it proves its header was read and the
+        // connection admitted (counting open sockets would race with the header parsing).
+        s.write_all(
+            b"PROXY TCP4 198.51.100.1 10.0.0.1 5555 443\r\nGET /nothing HTTP/1.1\r\nHost: a\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut head = [0u8; 12];
+        tokio::time::timeout(
+            Duration::from_secs(3),
+            tokio::io::AsyncReadExt::read_exact(&mut s, &mut head),
+        )
+        .await
+        .expect("answered in time")
+        .unwrap();
+        assert!(head.starts_with(b"HTTP/1.1 "), "{head:?}");
         held.push(s);
     }
     eventually("two carried connections open", || {
