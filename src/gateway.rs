@@ -439,7 +439,8 @@ async fn pipeline(
             None => None,
         };
         let stored = Stored { key, verified_key };
-        return store_and_answer(shared, &route, policy, stored, parts, body, &hop).await;
+        let limits = &gateway.limits;
+        return store_and_answer(shared, limits, &route, policy, stored, parts, body, &hop).await;
     }
     let claim = match (&route.replay, shadowed.is_none()) {
         (Some(policy), true) => {
@@ -637,8 +638,11 @@ struct Stored {
 
 /// Queued delivery: the request exactly as sync mode would forward it, stored durably; the
 /// sender is answered 2xx only once it is on disk, 503 if the store cannot take it.
+#[allow(clippy::too_many_arguments)]
 async fn store_and_answer(
     shared: &Shared,
+    // The configuration this request is served by (the lease length comes from it).
+    limits: &crate::config::Limits,
     route: &Route,
     policy: &QueuePolicy,
     stored: Stored,
@@ -668,7 +672,7 @@ async fn store_and_answer(
     // leased to it and handed over in memory: no lease round trip, no reading it back.
     let slot = queue.reserve(&route.name);
     let lease = slot.as_ref().map(|_| {
-        let until = crate::delivery::lease_for(&shared.live.load().gateway.limits, route);
+        let until = crate::delivery::lease_for(limits, route);
         crate::delivery::event::Lease {
             token: request_id::unique_hex(),
             until_ms: received_ms

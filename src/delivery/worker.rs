@@ -97,6 +97,24 @@ pub async fn run(
         tracing::error!("delivery worker started twice; this one stops");
         return;
     };
+    // One attempt at `event`, holding one of `slots` while the app has it.
+    let spawn = |attempts: &mut tokio::task::JoinSet<()>,
+                 live: &Arc<Live>,
+                 route: &Arc<Route>,
+                 policy: &QueuePolicy,
+                 slots: &Arc<tokio::sync::Semaphore>,
+                 event: Event| {
+        let job = Attempting {
+            queue: queue.clone(),
+            live: live.clone(),
+            route: route.clone(),
+            policy: policy.clone(),
+            metrics: metrics.clone(),
+            clock,
+        };
+        let (done_tx, slots) = (done_tx.clone(), slots.clone());
+        attempts.spawn(async move { job.deliver(event, &slots, &done_tx).await });
+    };
     loop {
         // Finished attempts are reaped here, all of them: one per wake-up would fall behind
         // thousands of deliveries a second, and each would stay allocated.
@@ -163,17 +181,7 @@ pub async fn run(
                 wake_at = wake_at.min(now + Duration::from_millis(wait));
             }
             for event in leased {
-                let job = Attempting {
-                    queue: queue.clone(),
-                    live: current.clone(),
-                    route: route.clone(),
-                    policy: policy.clone(),
-                    metrics: metrics.clone(),
-                    clock,
-                };
-                let done_tx = done_tx.clone();
-                let slots = state.slots.clone();
-                attempts.spawn(async move { job.deliver(event, &slots, &done_tx).await });
+                spawn(&mut attempts, &current, route, policy, &state.slots, event);
             }
         }
         tokio::select! {
@@ -194,17 +202,7 @@ pub async fn run(
                     let state = routes
                         .entry(route.name.clone())
                         .or_insert_with(|| RouteState::new(policy.concurrency, queue.gate(&route.name)));
-                    let job = Attempting {
-                        queue: queue.clone(),
-                        live: current.clone(),
-                        route: route.clone(),
-                        policy: policy.clone(),
-                        metrics: metrics.clone(),
-                        clock,
-                    };
-                    let done_tx = done_tx.clone();
-                    let slots = state.slots.clone();
-                    attempts.spawn(async move { job.deliver(event, &slots, &done_tx).await });
+                    spawn(&mut attempts, &current, route, policy, &state.slots, event);
                 }
             }
             Some(done) = done_rx.recv() => {
@@ -271,17 +269,8 @@ fn settle_pace(routes: &mut HashMap<String, RouteState>, done: Done, live: &Live
         return;
     }
     state.down_streak = state.down_streak.saturating_add(1);
-    let backoff = live
-        .gateway
-        .routes
-        .routes()
-        .iter()
-        .find(|r| r.name == done.route)
-        .and_then(|r| match &r.delivery {
-            Delivery::Queued(p) => Some(p.retry.backoff(state.down_streak)),
-            Delivery::Sync => None,
-        })
-        .unwrap_or(MAX_PAUSE)
+    let backoff = queued_route(live, &done.route)
+        .map_or(MAX_PAUSE, |(_, p)| p.retry.backoff(state.down_streak))
         .min(MAX_PAUSE);
     if state.down_streak == 1 {
         tracing::warn!(
