@@ -2,7 +2,7 @@
 //! way the README's walk-through uses them.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -21,12 +21,6 @@ fn signal(child: &std::process::Child, sig: &str) {
         .status()
         .unwrap();
     assert!(status.success(), "kill -{sig}");
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("hookgate-cli-{}-{tag}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 #[test]
@@ -51,7 +45,7 @@ fn committed_gateway_yaml_passes_check() {
 
 #[test]
 fn check_reports_every_error_with_its_location_and_fails() {
-    let dir = temp_dir("check");
+    let dir = temp_dir("cli-check");
     let file = dir.join("bad.yaml");
     std::fs::write(
         &file,
@@ -143,7 +137,7 @@ fn spawn_run_with(
 #[tokio::test]
 async fn run_and_sign_work_together_like_the_walkthrough() {
     let upstream = Upstream::start().await;
-    let dir = temp_dir("run");
+    let dir = temp_dir("cli-run");
     std::fs::write(dir.join("listrak.secret"), "LTK-secret-99\n").unwrap();
     let config = dir.join("gateway.yaml");
     std::fs::write(
@@ -229,7 +223,7 @@ async fn run_and_sign_work_together_like_the_walkthrough() {
 
 #[test]
 fn run_refuses_to_start_on_a_broken_config() {
-    let dir = temp_dir("broken");
+    let dir = temp_dir("cli-broken");
     let config = dir.join("gateway.yaml");
     std::fs::write(
         &config,
@@ -274,7 +268,7 @@ async fn sign_covers_asymmetric_and_structured_presets() {
         .unwrap();
     let private = discord.private_key.clone().unwrap();
     let upstream = Upstream::start().await;
-    let dir = temp_dir("sign-asym");
+    let dir = temp_dir("cli-sign-asym");
     std::fs::write(dir.join("discord.key"), &private).unwrap();
     let config = dir.join("gateway.yaml");
     std::fs::write(
@@ -352,7 +346,7 @@ async fn sign_covers_asymmetric_and_structured_presets() {
 #[tokio::test]
 async fn sighup_reloads_a_rotated_secret_file_and_keeps_running() {
     let upstream = Upstream::start().await;
-    let dir = temp_dir("sighup");
+    let dir = temp_dir("cli-sighup");
     std::fs::write(dir.join("lahza.secret"), "first-secret\n").unwrap();
     let config = dir.join("gateway.yaml");
     let text = format!(
@@ -421,7 +415,7 @@ async fn sighup_reloads_a_rotated_secret_file_and_keeps_running() {
 async fn watch_reloads_a_secret_swapped_like_a_kubernetes_volume() {
     use std::os::unix::fs::symlink;
     let upstream = Upstream::start().await;
-    let dir = temp_dir("watch");
+    let dir = temp_dir("cli-watch");
     let _ = std::fs::remove_dir_all(dir.join("v1"));
     let _ = std::fs::remove_dir_all(dir.join("v2"));
     for (version, secret) in [("v1", "first-secret"), ("v2", "second-secret")] {
@@ -504,7 +498,7 @@ fn a_log_level_that_names_nothing_is_an_error_not_silence() {
 async fn each_request_has_an_id_and_one_access_log_line_with_every_field() {
     let upstream = Upstream::start().await;
     let down = dead_addr().await;
-    let dir = temp_dir("access-log");
+    let dir = temp_dir("cli-access-log");
     std::fs::write(dir.join("lahza.secret"), "sk_live_lahza_8c2e").unwrap();
     let config = dir.join("gateway.yaml");
     std::fs::write(
@@ -611,7 +605,7 @@ async fn each_request_has_an_id_and_one_access_log_line_with_every_field() {
 #[tokio::test]
 async fn json_log_lines_parse_and_a_reload_changes_the_level() {
     let upstream = Upstream::start().await;
-    let dir = temp_dir("json-log");
+    let dir = temp_dir("cli-json-log");
     std::fs::write(dir.join("lahza.secret"), "sk_live_lahza_8c2e").unwrap();
     let config = dir.join("gateway.yaml");
     let text = |level: &str| {
@@ -711,7 +705,7 @@ async fn json_log_lines_parse_and_a_reload_changes_the_level() {
 #[tokio::test]
 async fn sigterm_during_a_stuck_reload_still_stops_the_gateway() {
     let upstream = Upstream::start().await;
-    let dir = temp_dir("stuck-reload");
+    let dir = temp_dir("cli-stuck-reload");
     std::fs::write(dir.join("lahza.secret"), "s").unwrap();
     let config = dir.join("gateway.yaml");
     std::fs::write(

@@ -10,13 +10,6 @@ use http::StatusCode;
 
 use crate::support::*;
 
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hookgate-reload-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// Writes the configuration: one Stripe-style route with the given secret file and upstream.
 fn write_config(dir: &Path, secret_file: &str, upstream: &str) -> PathBuf {
     let path = dir.join("gateway.yaml");
@@ -45,7 +38,7 @@ fn stripe_sig(secrets: &[&str], body: &[u8]) -> String {
 async fn twenty_reloads_under_load_fail_no_request_and_each_takes_effect() {
     let a = Upstream::start().await;
     let b = Upstream::start().await;
-    let dir = temp_dir("load");
+    let dir = temp_dir("reload-load");
     std::fs::write(dir.join("a.secret"), "secret-a\n").unwrap();
     std::fs::write(dir.join("b.secret"), "secret-b\n").unwrap();
     let path = write_config(&dir, "a.secret", &a.url());
@@ -137,7 +130,7 @@ async fn twenty_reloads_under_load_fail_no_request_and_each_takes_effect() {
 #[tokio::test]
 async fn a_broken_reload_keeps_the_running_configuration_and_says_so() {
     let up = Upstream::start().await;
-    let dir = temp_dir("broken");
+    let dir = temp_dir("reload-broken");
     std::fs::write(dir.join("a.secret"), "secret-a\n").unwrap();
     let path = write_config(&dir, "a.secret", &up.url());
     let gw = Gateway::start_file(&path).await;
@@ -203,7 +196,7 @@ async fn a_request_in_flight_finishes_on_the_configuration_it_started_with() {
     })
     .await;
     let other = Upstream::start().await;
-    let dir = temp_dir("inflight");
+    let dir = temp_dir("reload-inflight");
     std::fs::write(dir.join("a.secret"), "secret-a\n").unwrap();
     let path = write_config(&dir, "a.secret", &slow.url());
     let gw = Gateway::start_file(&path).await;
