@@ -294,10 +294,7 @@ impl Embedded {
     }
 
     pub async fn ingest(&self, event: NewEvent) -> Result<Ingested, StoreError> {
-        match self.call(Op::Ingest(Box::new(event))).await? {
-            Answer::Ingested(i) => Ok(i),
-            _ => Err(unexpected()),
-        }
+        self.call(Op::Ingest(Box::new(event))).await?.ingested()
     }
 
     pub async fn lease(
@@ -313,10 +310,7 @@ impl Embedded {
             now_ms,
             until_ms,
         };
-        match self.call(op).await? {
-            Answer::Events(e) => Ok(e),
-            _ => Err(unexpected()),
-        }
+        self.call(op).await?.events()
     }
 
     pub async fn settle(
@@ -331,10 +325,7 @@ impl Embedded {
             settle,
             now_ms,
         };
-        match self.call(op).await? {
-            Answer::Flag(f) => Ok(f),
-            _ => Err(unexpected()),
-        }
+        self.call(op).await?.flag()
     }
 
     pub async fn retry(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
@@ -343,10 +334,7 @@ impl Embedded {
             route: None,
             now_ms,
         };
-        match self.call(op).await? {
-            Answer::Count(n) => Ok(n > 0),
-            _ => Err(unexpected()),
-        }
+        self.call(op).await?.count().map(|n| n > 0)
     }
 
     pub async fn retry_dead(&self, route: &str, now_ms: i64) -> Result<u64, StoreError> {
@@ -355,17 +343,11 @@ impl Embedded {
             route: Some(route.to_owned()),
             now_ms,
         };
-        match self.call(op).await? {
-            Answer::Count(n) => Ok(n),
-            _ => Err(unexpected()),
-        }
+        self.call(op).await?.count()
     }
 
     pub async fn remove(&self, id: &str) -> Result<bool, StoreError> {
-        match self.call(Op::Remove { id: id.to_owned() }).await? {
-            Answer::Flag(f) => Ok(f),
-            _ => Err(unexpected()),
-        }
+        self.call(Op::Remove { id: id.to_owned() }).await?.flag()
     }
 
     pub async fn purge(
@@ -379,10 +361,7 @@ impl Embedded {
             dead_before_ms,
             now_ms,
         };
-        match self.call(op).await? {
-            Answer::Count(n) => Ok(n),
-            _ => Err(unexpected()),
-        }
+        self.call(op).await?.count()
     }
 
     pub async fn next_due(&self, route: &str) -> Result<Option<i64>, StoreError> {
@@ -474,6 +453,37 @@ impl Embedded {
 
 fn unexpected() -> StoreError {
     StoreError::Engine("writer answered another operation".into())
+}
+
+/// The answer each operation expects.
+impl Answer {
+    fn ingested(self) -> Result<Ingested, StoreError> {
+        match self {
+            Answer::Ingested(i) => Ok(i),
+            _ => Err(unexpected()),
+        }
+    }
+
+    fn events(self) -> Result<Vec<Event>, StoreError> {
+        match self {
+            Answer::Events(e) => Ok(e),
+            _ => Err(unexpected()),
+        }
+    }
+
+    fn flag(self) -> Result<bool, StoreError> {
+        match self {
+            Answer::Flag(f) => Ok(f),
+            _ => Err(unexpected()),
+        }
+    }
+
+    fn count(self) -> Result<u64, StoreError> {
+        match self {
+            Answer::Count(n) => Ok(n),
+            _ => Err(unexpected()),
+        }
+    }
 }
 
 /// Takes `DIR/lock` exclusively, or says which process has it.
