@@ -546,9 +546,11 @@ async fn refresh_depths(
     };
     let q = &metrics.queue;
     // A queued route's states that emptied read zero rather than keep their last value.
+    // `delivered` is not counted, so it gets no series (a constant 0 would read as "none").
+    use crate::delivery::event::State;
     for route in live.gateway.routes.routes() {
         if let Delivery::Queued(_) = route.delivery {
-            for state in crate::delivery::event::State::ALL {
+            for state in State::ALL.into_iter().filter(|s| *s != State::Delivered) {
                 let labels = [route.name.as_str(), state.as_str()];
                 q.events.with_label_values(&labels).set(0);
                 q.oldest_age.with_label_values(&labels).set(0.0);
@@ -558,7 +560,7 @@ async fn refresh_depths(
     let now_ms = unix_ms(clock());
     let warn_orphans = orphans_warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
     for d in depths {
-        let pending = d.state != crate::delivery::event::State::Dead;
+        let pending = d.state != State::Dead;
         if warn_orphans && pending && queued_route(live, &d.route).is_none() {
             *orphans_warned = Some(Instant::now());
             tracing::warn!(
