@@ -6,12 +6,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A command as root: directly when the tests run as root, else through sudo.
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# apt-get install, quietly.
+apt_install() {
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
 if ! command -v redis-server >/dev/null 2>&1 && [ ! -x /usr/bin/redis-server ]; then
     echo "tests/run.sh: installing redis-server (used by tests/e2e/replay.rs)"
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
+    apt_install redis-server
 fi
 # PostgreSQL (tests/e2e/pg_server.rs): the tests run initdb in a temporary directory and start
 # postgres from /usr/lib/postgresql/<major>/bin themselves. Debian's package would also create
@@ -19,21 +27,15 @@ fi
 # the server package is installed leaves no cluster for a system service to start.
 if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 && ! command -v postgres >/dev/null 2>&1; then
     echo "tests/run.sh: installing postgresql (used by tests/e2e/pg_server.rs)"
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql-common >/dev/null
-    $sudo sed -i 's/^#* *create_main_cluster *=.*/create_main_cluster = false/' \
+    apt_install postgresql-common
+    as_root sed -i 's/^#* *create_main_cluster *=.*/create_main_cluster = false/' \
         /etc/postgresql-common/createcluster.conf
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
+    apt_install postgresql
 fi
 # The HTTPS-upstream tests load the system's trust roots (as hookgate does by default).
 if [ ! -s /etc/ssl/certs/ca-certificates.crt ]; then
     echo "tests/run.sh: installing ca-certificates (the system trust roots)"
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq ca-certificates >/dev/null
+    apt_install ca-certificates
 fi
 # The suite starts its own redis-server and postgres instances; no system service is needed.
 
