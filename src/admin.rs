@@ -21,6 +21,17 @@ use crate::delivery::Queue;
 use crate::metrics::Metrics;
 use crate::reload::Current;
 
+/// The address a client on this host connects to for an admin listener bound to `addr`: an
+/// unspecified address (0.0.0.0, ::) is reached on loopback.
+pub fn local_target(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
+        _ => addr,
+    }
+}
+
 /// What the admin listener serves from.
 pub struct Admin {
     pub metrics: Arc<Metrics>,

@@ -56,6 +56,24 @@ enum Command {
     },
     /// List every built-in preset with its expanded scheme.
     Presets,
+    /// Exit 0 if the running gateway's admin listener answers `/readyz` (with `--live`:
+    /// `/healthz`) with 200, else 1: for container health checks (the image has no shell or
+    /// curl). Reads only `admin.addr` from the configuration; an unspecified address
+    /// (0.0.0.0, ::) is reached on loopback.
+    Healthcheck {
+        #[arg(short, long, default_value = "gateway.yaml")]
+        config: PathBuf,
+        /// The admin listener's HOST:PORT instead of the configuration's `admin.addr`.
+        #[arg(long)]
+        admin: Option<String>,
+        /// Liveness (`/healthz`: the process answers) instead of readiness (`/readyz`:
+        /// listeners bound, not draining).
+        #[arg(long)]
+        live: bool,
+        /// How long to wait for the answer.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Inspect and operate the delivery queue through the admin listener.
     Queue {
         /// Configuration file: the admin address and `admin.token_file` are read from it
@@ -161,6 +179,15 @@ fn main() -> ExitCode {
         (Command::Check { config, expand }, _) => check(&config, expand),
         (Command::Sign { config, args }, _) => sign(&config, &args),
         (Command::Presets, _) => presets(),
+        (
+            Command::Healthcheck {
+                config,
+                admin,
+                live,
+                timeout,
+            },
+            _,
+        ) => healthcheck(&config, admin, live, timeout),
         (
             Command::Queue {
                 config,
@@ -516,7 +543,7 @@ fn queue(
     };
     let addr = match (admin, &loaded) {
         (Some(a), _) => a,
-        (None, Some(l)) => l.gateway.admin.to_string(),
+        (None, Some(l)) => hookgate::admin::local_target(l.gateway.admin).to_string(),
         (None, None) => bail!("no admin address: give --admin HOST:PORT"),
     };
     let token = match token_file {
@@ -580,6 +607,7 @@ fn queue(
             token.as_deref(),
             method,
             &target,
+            std::time::Duration::from_secs(30),
         ))
         .map_err(anyhow::Error::msg)?;
     print!("{body}");
@@ -587,6 +615,46 @@ fn queue(
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    })
+}
+
+fn healthcheck(
+    path: &Path,
+    admin: Option<String>,
+    live: bool,
+    timeout: std::time::Duration,
+) -> anyhow::Result<ExitCode> {
+    let addr = match admin {
+        Some(a) => a,
+        None => {
+            hookgate::admin::local_target(config::admin_addr(path).map_err(anyhow::Error::msg)?)
+                .to_string()
+        }
+    };
+    let target = if live { "/healthz" } else { "/readyz" };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let answer = runtime.block_on(hookgate::delivery::api::call(
+        &addr,
+        None,
+        http::Method::GET,
+        target,
+        timeout,
+    ));
+    Ok(match answer {
+        Ok((status, _)) if status == http::StatusCode::OK => {
+            println!("{addr}{target}: {status}");
+            ExitCode::SUCCESS
+        }
+        Ok((status, body)) => {
+            println!("{addr}{target}: {status}: {}", body.trim());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            println!("{e}");
+            ExitCode::FAILURE
+        }
     })
 }
 

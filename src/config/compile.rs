@@ -91,7 +91,7 @@ pub fn compile(
         }
     };
     let admin = match &raw.admin {
-        None => Some(SocketAddr::from(([127, 0, 0, 1], 9090))),
+        None => Some(super::DEFAULT_ADMIN_ADDR),
         Some(a) => parse_addr(&a.addr, "admin.addr", &mut r),
     };
     let trusted_proxies = raw

@@ -343,3 +343,38 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
     let base = path.parent().unwrap_or_else(|| Path::new("."));
     compile::compile(&text, base, &|name| std::env::var(name).ok())
 }
+
+/// Where the admin listener binds when the file has no `admin:`.
+pub const DEFAULT_ADMIN_ADDR: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    9090,
+));
+
+/// The admin listener's address as the file gives it (default 127.0.0.1:9090), without
+/// compiling the rest: for `hookgate healthcheck`, which must keep answering for the running
+/// gateway while the file on disk has an edit that does not compile yet (or names a secret
+/// the checking process cannot read).
+pub fn admin_addr(path: &Path) -> Result<SocketAddr, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read configuration {}: {e}", path.display()))?;
+    #[derive(serde::Deserialize)]
+    struct AdminOnly {
+        admin: Option<AdminAddr>,
+    }
+    #[derive(serde::Deserialize)]
+    struct AdminAddr {
+        addr: String,
+    }
+    let raw: AdminOnly = serde_yaml::from_str(&text)
+        .map_err(|e| format!("{}: not valid YAML: {e}", path.display()))?;
+    match raw.admin {
+        None => Ok(DEFAULT_ADMIN_ADDR),
+        Some(a) => a.addr.parse().map_err(|_| {
+            format!(
+                "{}: admin.addr `{}` is not an IP:PORT address",
+                path.display(),
+                a.addr
+            )
+        }),
+    }
+}

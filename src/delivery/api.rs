@@ -283,6 +283,7 @@ pub async fn call(
     token: Option<&str>,
     method: Method,
     path_and_query: &str,
+    timeout: Duration,
 ) -> Result<(StatusCode, String), String> {
     let exchange = async {
         let stream = tokio::net::TcpStream::connect(addr)
@@ -315,9 +316,12 @@ pub async fn call(
             .to_bytes();
         Ok((status, String::from_utf8_lossy(&body).into_owned()))
     };
-    tokio::time::timeout(Duration::from_secs(30), exchange)
-        .await
-        .map_err(|_| format!("admin listener {addr}: no answer within 30 s"))?
+    tokio::time::timeout(timeout, exchange).await.map_err(|_| {
+        format!(
+            "admin listener {addr}: no answer within {}",
+            humantime::format_duration(timeout)
+        )
+    })?
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ mod support;
 mod admin;
 mod cli;
 mod crash;
+mod deploy_kit;
 mod drain;
 mod fuzz_corpus;
 mod hostile;

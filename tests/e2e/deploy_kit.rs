@@ -1,0 +1,330 @@
+//! What `deploy/` relies on, against the real binary: `hookgate healthcheck` (the image's
+//! HEALTHCHECK), running as the image runs it (non-root, read-only configuration, one writable
+//! state directory), and the dashboard and alert rules naming only metrics a running gateway
+//! exports. The files themselves are linted by tests/deploy/*.sh (promtool, systemd-analyze,
+//! kubectl kustomize, hadolint).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::crash::KillOnDrop;
+use crate::support::*;
+
+/// The uid and gid the image runs as (distroless "nonroot").
+const IMAGE_UID: u32 = 65532;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hookgate"))
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// `hookgate` as the image runs it: as uid/gid 65532 with no supplementary groups when the
+/// tests run as root (through setpriv, which execs hookgate itself), else as the tests' own
+/// (already unprivileged) user.
+fn as_image_user(args: &[&str]) -> Command {
+    if is_root() {
+        let mut c = Command::new("setpriv");
+        c.args([
+            &format!("--reuid={IMAGE_UID}"),
+            &format!("--regid={IMAGE_UID}"),
+            "--clear-groups",
+            "--",
+            env!("CARGO_BIN_EXE_hookgate"),
+        ]);
+        c.args(args);
+        c
+    } else {
+        let mut c = bin();
+        c.args(args);
+        c
+    }
+}
+
+/// A started `hookgate run`: its process, first plain listener and admin listener (both read
+/// from its log, so the configuration can use port 0).
+struct Running {
+    child: Child,
+    addr: SocketAddr,
+    admin: SocketAddr,
+}
+
+fn start(mut command: Command) -> Running {
+    let mut child = command
+        .env("HOOKGATE_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("hookgate starts");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let addr = || {
+                line.split_whitespace()
+                    .find_map(|w| w.strip_prefix("addr="))
+                    .map(str::to_owned)
+            };
+            if line.contains("admin listening") {
+                let _ = tx.send(("admin", addr()));
+            } else if line.contains("listening") && line.contains("tls=false") {
+                let _ = tx.send(("listener", addr()));
+            } else if line.contains("ERROR") || line.contains("error") {
+                let _ = tx.send(("error", Some(line.clone())));
+            }
+        }
+    });
+    let (mut addr, mut admin) = (None, None);
+    while addr.is_none() || admin.is_none() {
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(("admin", a)) => admin = a,
+            Ok(("listener", a)) if addr.is_none() => addr = a,
+            Ok(("error", line)) => panic!("hookgate logged an error at start: {line:?}"),
+            Ok(_) => {}
+            Err(_) => panic!("hookgate did not log its listeners within 20 s"),
+        }
+    }
+    Running {
+        child,
+        addr: addr.unwrap().parse().unwrap(),
+        admin: admin.unwrap().parse().unwrap(),
+    }
+}
+
+/// `hookgate healthcheck ARGS`: exit success and what it printed.
+fn healthcheck(mut command: Command) -> (bool, String) {
+    let out = command.output().expect("healthcheck runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn healthcheck_follows_readyz_through_a_drain_and_fails_when_nothing_answers() {
+    let dir = temp_dir("healthcheck");
+    // The admin listener on all addresses, as in a container: healthcheck reaches it on
+    // loopback. Off loopback, hookgate requires an admin token (healthcheck needs none).
+    let port = free_port();
+    std::fs::write(
+        dir.join("admin-token"),
+        "healthcheck-test-token-0123456789\n",
+    )
+    .unwrap();
+    let config = dir.join("gateway.yaml");
+    let yaml = format!(
+        "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 0.0.0.0:{port}\n  token_file: admin-token\n\
+         limits: {{ drain_delay: 3s, shutdown_grace: 2s }}\n\
+         routes:\n  - name: laso\n    path: /hooks/laso\n    upstream: http://127.0.0.1:9\n    \
+         verify: {{ preset: laso, secret: \"${{LASO_SECRET}}\" }}\n"
+    );
+    std::fs::write(&config, &yaml).unwrap();
+    let mut command = bin();
+    command
+        .args(["run", "-c"])
+        .arg(&config)
+        .env("LASO_SECRET", secret_of("laso"));
+    let gw = start(command);
+    let guard = KillOnDrop(vec![std::sync::Arc::new(std::sync::Mutex::new(gw.child))]);
+    assert_eq!(gw.admin.port(), port);
+
+    let check = |extra: &[&str]| {
+        let mut c = bin();
+        c.args(["healthcheck", "-c"]).arg(&config).args(extra);
+        healthcheck(c)
+    };
+    let (ok, out) = check(&[]);
+    assert!(ok, "ready gateway: {out}");
+    assert!(
+        out.contains(&format!("127.0.0.1:{port}/readyz: 200")),
+        "{out}"
+    );
+    let (ok, out) = check(&["--live"]);
+    assert!(ok && out.contains("/healthz: 200"), "{out}");
+
+    // An edit on disk that does not compile yet does not make the running gateway unhealthy:
+    // healthcheck reads only admin.addr.
+    std::fs::write(
+        &config,
+        yaml.replace("preset: laso", "preset: no-such-preset"),
+    )
+    .unwrap();
+    let (ok, out) = check(&[]);
+    assert!(ok, "healthcheck must not compile the whole file: {out}");
+
+    // SIGTERM: /readyz answers 503 during drain_delay while the process still lives.
+    let pid = guard.0[0].lock().unwrap().id();
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
+    let mut draining = false;
+    for _ in 0..40 {
+        let (ok, out) = check(&[]);
+        if !ok {
+            assert!(out.contains("503"), "not ready while draining: {out}");
+            draining = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(draining, "readiness must fail during the drain");
+    let (ok, out) = check(&["--live"]);
+    assert!(ok, "still alive while draining: {out}");
+
+    // Gone: healthcheck fails (and says why) within its timeout, not after 30 s.
+    let exited = {
+        let child = guard.0[0].clone();
+        tokio::task::spawn_blocking(move || child.lock().unwrap().wait().unwrap())
+            .await
+            .unwrap()
+    };
+    assert!(exited.success(), "{exited:?}");
+    let started = std::time::Instant::now();
+    let (ok, out) = check(&["--timeout", "2s"]);
+    assert!(!ok);
+    assert!(out.contains("cannot connect"), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    // No configuration needed when the address is given.
+    let (ok, out) = healthcheck({
+        let mut c = bin();
+        c.args(["healthcheck", "--admin", &format!("127.0.0.1:{port}")]);
+        c
+    });
+    assert!(!ok, "{out}");
+}
+
+/// File names, sizes, modes and modification times under `dir`, to show nothing changed.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, u64, u32, i64)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let m = entry.metadata().unwrap();
+        out.push((entry.path(), m.len(), m.mode(), m.mtime_nsec()));
+        if m.is_dir() {
+            out.extend(snapshot(&entry.path()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn runs_as_the_image_does_non_root_with_read_only_config_and_one_state_directory() {
+    let upstream = Upstream::start().await;
+    let root = temp_dir("image-like");
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // /etc/hookgate: owned by whoever runs the tests (root in CI), read-only to the service.
+    let etc = root.join("etc-hookgate");
+    std::fs::create_dir_all(etc.join("secrets")).unwrap();
+    std::fs::write(etc.join("secrets/laso.secret"), secret_of("laso")).unwrap();
+    std::fs::write(etc.join("secrets/lahza.secret"), secret_of("lahza")).unwrap();
+    // /var/lib/hookgate: the one writable directory (a volume owned by the image's user).
+    let state = root.join("var-lib-hookgate");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    if is_root() {
+        std::os::unix::fs::chown(&state, Some(IMAGE_UID), Some(IMAGE_UID)).unwrap();
+    }
+    let config = etc.join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\n\
+             queue_store:\n  path: {state}/queue\n\
+             routes:\n\
+             \x20 - name: laso\n    path: /hooks/laso\n    upstream: {up}\n    \
+             verify: {{ preset: laso, secret_file: secrets/laso.secret }}\n\
+             \x20 - name: lahza\n    path: /hooks/lahza\n    upstream: {up}\n    \
+             verify: {{ preset: lahza, secret_file: secrets/lahza.secret }}\n    \
+             delivery: queued\n",
+            state = state.display(),
+            up = upstream.url()
+        ),
+    )
+    .unwrap();
+    for f in [
+        &config,
+        &etc.join("secrets/laso.secret"),
+        &etc.join("secrets/lahza.secret"),
+    ] {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o444)).unwrap();
+    }
+    for d in [&etc.join("secrets"), &etc] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o555)).unwrap();
+    }
+    let before = snapshot(&etc);
+
+    let gw = start(as_image_user(&["run", "-c", config.to_str().unwrap()]));
+    let pid = gw.child.id();
+    let _guard = KillOnDrop(vec![std::sync::Arc::new(std::sync::Mutex::new(gw.child))]);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    if is_root() {
+        let uids: Vec<&str> = uid_line.split_whitespace().skip(1).collect();
+        assert_eq!(uids, vec![IMAGE_UID.to_string(); 4], "{uid_line}");
+    }
+
+    // The image's HEALTHCHECK, as the same user.
+    let (ok, out) = healthcheck(as_image_user(&[
+        "healthcheck",
+        "--admin",
+        &gw.admin.to_string(),
+    ]));
+    assert!(ok, "{out}");
+
+    // A sync and a queued webhook, both verified and delivered.
+    let body = br#"{"event":"charge.success"}"#;
+    for sender in ["laso", "lahza"] {
+        let headers = sign_as(sender, secret_of(sender), body, now_unix());
+        let answer = post(
+            &format!("http://{}/hooks/{sender}", gw.addr),
+            &as_refs(&headers),
+            body,
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{sender}: {}", answer.body);
+    }
+    eventually("both webhooks delivered", || upstream.count() == 2).await;
+    assert!(upstream.received().iter().all(|r| r.body[..] == body[..]));
+    // A forged one is refused and not delivered.
+    let answer = post(
+        &format!("http://{}/hooks/laso", gw.addr),
+        &[("x-signature", "00")],
+        body,
+    )
+    .await;
+    assert_eq!(answer.status, 401);
+
+    // It wrote only under the state directory, which it created as its own, 0700.
+    assert_eq!(
+        snapshot(&etc),
+        before,
+        "the configuration directory changed"
+    );
+    let queue = std::fs::metadata(state.join("queue")).unwrap();
+    assert_eq!(queue.mode() & 0o777, 0o700);
+    if is_root() {
+        assert_eq!((queue.uid(), queue.gid()), (IMAGE_UID, IMAGE_UID));
+    }
+    // Let the next test run remove this directory.
+    for d in [&etc, &etc.join("secrets")] {
+        let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(upstream.count(), 2, "nothing more was delivered");
+}
