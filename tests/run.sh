@@ -6,16 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# A command as root: directly when the tests run as root, else through sudo.
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
-}
-
-# apt-get install, quietly.
-apt_install() {
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-}
+. tests/lib.sh
 
 if ! command -v redis-server >/dev/null 2>&1 && [ ! -x /usr/bin/redis-server ]; then
     echo "tests/run.sh: installing redis-server (used by tests/e2e/replay.rs)"
@@ -40,3 +31,7 @@ fi
 # The suite starts its own redis-server and postgres instances; no system service is needed.
 
 cargo test "$@"
+
+# The deploy kit (deploy/): linted and validated with the tools its users run (promtool,
+# systemd-analyze, hadolint, ...), which these scripts fetch from Debian and PyPI themselves.
+bash tests/deploy/run.sh

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Every check of the deploy kit (deploy/), one script per piece; stops at the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+for check in prometheus systemd docker; do
+    echo "== tests/deploy/$check.sh"
+    bash "tests/deploy/$check.sh"
+done
