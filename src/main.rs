@@ -45,6 +45,10 @@ enum Command {
         /// Also print each route's verification scheme with its preset expanded.
         #[arg(long)]
         expand: bool,
+        /// Fail on warnings too (for CI: a partly shadowed route, a literal secret, a
+        /// certificate close to expiry, an admin listener off loopback, ...).
+        #[arg(long)]
+        strict: bool,
     },
     /// Print the headers a real sender would attach to a body for a route (for testing with
     /// curl: `curl -H @headers.txt --data-binary @body.json URL`).
@@ -176,7 +180,14 @@ fn main() -> ExitCode {
     }));
     let result = match (cli.command, loaded) {
         (Command::Run { config, watch }, Some(loaded)) => run(&config, watch, loaded, &logging),
-        (Command::Check { config, expand }, _) => check(&config, expand),
+        (
+            Command::Check {
+                config,
+                expand,
+                strict,
+            },
+            _,
+        ) => check(&config, expand, strict),
         (Command::Sign { config, args }, _) => sign(&config, &args),
         (Command::Presets, _) => presets(),
         (
@@ -378,7 +389,7 @@ async fn wait_for_signal() {
     }
 }
 
-fn check(path: &Path, expand: bool) -> anyhow::Result<ExitCode> {
+fn check(path: &Path, expand: bool, strict: bool) -> anyhow::Result<ExitCode> {
     let loaded = match config::load(path) {
         Ok(l) => l,
         Err(errors) => {
@@ -431,6 +442,14 @@ fn check(path: &Path, expand: bool) -> anyhow::Result<ExitCode> {
                 );
             }
         }
+    }
+    if strict && !loaded.warnings.is_empty() {
+        eprintln!(
+            "{}: {} warning(s), and --strict fails on warnings",
+            path.display(),
+            loaded.warnings.len()
+        );
+        return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -530,7 +530,7 @@ fn route_tables() -> &'static [Gateway; 2] {
                 .enumerate();
             for (i, (path, methods)) in all {
                 text.push_str(&format!(
-                    "  - {{ name: r{i}, path: \"{path}\", methods: {methods}, upstream: \"http://127.0.0.1:1\", allow_ips: [\"0.0.0.0/0\"] }}\n"
+                    "  - {{ name: r{i}, path: \"{path}\", methods: {methods}, upstream: \"http://127.0.0.1:1\", allow_ips: [\"127.0.0.1/32\"] }}\n"
                 ));
             }
             must_compile(&text)
@@ -683,7 +683,7 @@ fn trusted_sets() -> &'static [Gateway] {
             .iter()
             .map(|set| {
                 must_compile(&format!(
-                    "listeners:\n  - addr: 127.0.0.1:0\nclient_ip: {{ trusted_proxies: {set} }}\nroutes:\n  - {{ name: r, path: /r, upstream: \"http://127.0.0.1:1\", allow_ips: [\"0.0.0.0/0\"] }}\n"
+                    "listeners:\n  - addr: 127.0.0.1:0\nclient_ip: {{ trusted_proxies: {set} }}\nroutes:\n  - {{ name: r, path: /r, upstream: \"http://127.0.0.1:1\", allow_ips: [\"127.0.0.1/32\"] }}\n"
                 ))
             })
             .collect()
@@ -1084,7 +1084,8 @@ fn verify_setup() -> &'static VerifySetup {
     SETUP.get_or_init(|| {
         let gateway = |other: bool| {
             let mut text = String::from("listeners:\n  - addr: 127.0.0.1:0\nroutes:\n");
-            for (name, preset, url, extra, keys, private) in VARIANTS {
+            // Each on a path of its own: a route after an identical path would be unreachable.
+            for (i, (name, preset, url, extra, keys, private)) in VARIANTS.iter().enumerate() {
                 let preset = if preset.is_empty() {
                     String::new()
                 } else {
@@ -1102,7 +1103,7 @@ fn verify_setup() -> &'static VerifySetup {
                     format!("public_url: \"{url}\", ")
                 };
                 text.push_str(&format!(
-                    "  - {{ name: \"{name}\", path: /*, upstream: \"http://127.0.0.1:1\", {public_url}verify: {{ {preset}{extra}{keys} }} }}\n"
+                    "  - {{ name: \"{name}\", path: /v{i}/*, upstream: \"http://127.0.0.1:1\", {public_url}verify: {{ {preset}{extra}{keys} }} }}\n"
                 ));
             }
             must_compile(&text)

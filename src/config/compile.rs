@@ -48,6 +48,153 @@ impl Report {
     }
 }
 
+/// The methods a route may list: those a webhook sender or its handshake uses. Anything else
+/// (`POTS`, `CONNECT`, `TRACE`) is a typo or a mistake, not a method to forward.
+const KNOWN_METHODS: [Method; 7] = [
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::PUT,
+    Method::PATCH,
+    Method::DELETE,
+    Method::OPTIONS,
+];
+
+/// How soon before its expiry a listener's certificate earns a warning (the alert's window,
+/// deploy/prometheus/alerts.yaml).
+const CERT_WARN_BEFORE: Duration = Duration::from_secs(14 * 86_400);
+
+/// The admin listener must not take a webhook listener's address (one of the two would fail
+/// to bind, or take the other's traffic); off loopback it is worth a warning even with a token.
+fn check_admin_addr(admin: SocketAddr, listeners: &[Listener], r: &mut Report) {
+    for (i, l) in listeners.iter().enumerate() {
+        let same_port = admin.port() != 0 && admin.port() == l.addr.port();
+        let overlap = admin.ip() == l.addr.ip()
+            || admin.ip().is_unspecified()
+            || l.addr.ip().is_unspecified();
+        if same_port && overlap {
+            r.error(
+                "admin.addr",
+                format!(
+                    "{admin} is also listeners[{i}]'s address ({}): give the admin listener a \
+                     port of its own",
+                    l.addr
+                ),
+            );
+        }
+    }
+    if !admin.ip().is_loopback() {
+        r.warn(
+            "admin.addr",
+            format!(
+                "{admin} is not loopback: /metrics, /healthz and /readyz answer anyone who can \
+                 reach it (the queue API needs the token); keep it on a private network"
+            ),
+        );
+    }
+}
+
+/// A listener's certificate that has expired is an error (every handshake would fail); one
+/// that expires within [`CERT_WARN_BEFORE`] earns a warning.
+fn check_certificates(listeners: &[Listener], now: std::time::SystemTime, r: &mut Report) {
+    let now = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    for (i, l) in listeners.iter().enumerate() {
+        let Some(expires) = l.cert_expires else {
+            continue;
+        };
+        let left = expires.saturating_sub(now);
+        let loc = format!("listeners[{i}].tls.cert");
+        if left <= 0 {
+            r.error(
+                loc,
+                format!(
+                    "the certificate expired {} ago: renew it",
+                    humantime::format_duration(Duration::from_secs(left.unsigned_abs()))
+                ),
+            );
+        } else if left < CERT_WARN_BEFORE.as_secs() as i64 {
+            r.warn(
+                loc,
+                format!(
+                    "the certificate expires in {}: renew it, then reload",
+                    humantime::format_duration(Duration::from_secs(left.unsigned_abs()))
+                ),
+            );
+        }
+    }
+}
+
+/// A route name is a metric label, a log field, a queue API path segment and part of replay
+/// keys (`name:hash`): 1 to 64 letters, digits, `-`, `_` or `.`. The empty name is the label
+/// of requests that matched no route.
+fn check_route_name(name: &str, label: &str, r: &mut Report) {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !ok {
+        r.error(
+            format!("{label}.name"),
+            format!(
+                "`{name}`: use 1 to 64 letters, digits, `-`, `_` or `.` (the name is a metric \
+                 label, a URL segment of the queue API and part of replay keys; the empty name \
+                 is reserved for requests that match no route)"
+            ),
+        );
+    }
+}
+
+/// Routes that an earlier route makes unreachable (errors) or partly unreachable (warnings).
+fn check_reachability(routes: &[Route], labels: &[String], r: &mut Report) {
+    let table: Vec<(&PathPattern, &[Method])> = routes
+        .iter()
+        .map(|route| (&route.path, route.methods.as_slice()))
+        .collect();
+    for (i, route) in routes.iter().enumerate() {
+        match super::overlap::shadow(&table, i) {
+            None => {}
+            Some(super::overlap::Shadow::Unreachable(by)) => r.error(
+                &labels[i],
+                format!(
+                    "unreachable: every request it matches ({} {}) goes to {} first (routes are \
+                     tried in order); move it above, or narrow the earlier path or methods",
+                    route
+                        .methods
+                        .iter()
+                        .map(Method::as_str)
+                        .collect::<Vec<_>>()
+                        .join("|"),
+                    route.path,
+                    by.iter()
+                        .map(|&b| labels[b].as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+            Some(super::overlap::Shadow::Methods(taken)) => {
+                for (by, methods) in taken {
+                    r.warn(
+                        &labels[i],
+                        format!(
+                            "{} {} goes to {} first: this route only gets its other methods",
+                            methods
+                                .iter()
+                                .map(Method::as_str)
+                                .collect::<Vec<_>>()
+                                .join("|"),
+                            route.path,
+                            labels[by]
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// Compiles configuration text. `base` resolves relative paths; `env` looks up `${VARS}`.
 pub fn compile(
     text: &str,
@@ -120,10 +267,16 @@ pub fn compile(
             );
         }
     }
+    if let Some(admin) = admin {
+        check_admin_addr(admin, &listeners, &mut r);
+    }
+    check_certificates(&listeners, std::time::SystemTime::now(), &mut r);
     let log = compile_log(raw.log.as_ref(), &mut r);
 
     let mut routes = Vec::new();
     let mut names = HashSet::new();
+    // Each compiled route's location (`routes[i] (name)`), for the checks across routes.
+    let mut labels = Vec::new();
     if raw.routes.is_empty() {
         r.error(
             "routes",
@@ -159,13 +312,16 @@ pub fn compile(
         if !names.insert(raw_route.name.clone()) {
             r.error(&label, format!("duplicate route name `{}`", raw_route.name));
         }
+        check_route_name(&raw_route.name, &label, &mut r);
         let stores = Stores {
             queue: queue_store.is_some(),
         };
         if let Some(route) = compile_route(raw_route, &label, base, env, &limits, stores, &mut r) {
             routes.push(route);
+            labels.push(label);
         }
     }
+    check_reachability(&routes, &labels, &mut r);
 
     if !r.errors.is_empty() {
         return Err(ConfigErrors(r.errors));
@@ -384,7 +540,18 @@ fn compile_route(
     let errors_before = r.errors.len();
     let route_limits = compile_route_limits(raw.limits.as_ref(), limits, label, r);
     let path = PathPattern::parse(&raw.path);
-    if path.is_none() {
+    let star = raw.path.find('*');
+    if star.is_some() && (raw.path.matches('*').count() > 1 || !raw.path.ends_with("/*")) {
+        r.error(
+            format!("{label}.path"),
+            format!(
+                "`{}`: `*` is only allowed as the whole last segment (`/prefix/*`, which \
+                 matches the prefix and everything below it); hookgate has no wildcards \
+                 inside a path",
+                raw.path
+            ),
+        );
+    } else if path.is_none() {
         r.error(
             format!("{label}.path"),
             format!(
@@ -404,18 +571,28 @@ fn compile_route(
         }
         Some(list) => list
             .iter()
-            .filter_map(
-                |m| match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
-                    Ok(m) => Some(m),
-                    Err(_) => {
+            .filter_map(|m| {
+                match KNOWN_METHODS
+                    .iter()
+                    .find(|known| known.as_str().eq_ignore_ascii_case(m))
+                {
+                    Some(known) => Some(known.clone()),
+                    None => {
                         r.error(
                             format!("{label}.methods"),
-                            format!("`{m}` is not an HTTP method"),
+                            format!(
+                                "`{m}` is not an HTTP method a webhook uses (one of {})",
+                                KNOWN_METHODS
+                                    .iter()
+                                    .map(Method::as_str)
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
                         );
                         None
                     }
-                },
-            )
+                }
+            })
             .collect(),
     };
     let upstream = parse_upstream(
@@ -451,11 +628,17 @@ fn compile_route(
     let raw_had_verify = raw.verify.is_some();
     let scheme = match raw.verify {
         None => {
-            if allow_ips.is_none() {
-                r.error(
+            match &allow_ips {
+                None => r.error(
                     label,
                     "route has neither `verify` nor `allow_ips`: it would let anything through",
-                );
+                ),
+                Some(nets) if nets.iter().any(|n| n.prefix_len() == 0) => r.error(
+                    format!("{label}.allow_ips"),
+                    "contains 0.0.0.0/0 or ::/0 and the route has no `verify`: every address \
+                     is allowed, so the route would let anything through",
+                ),
+                Some(_) => {}
             }
             None
         }

@@ -11,6 +11,7 @@
 
 pub mod compile;
 pub mod file;
+pub mod overlap;
 pub mod secret;
 
 use std::fmt;

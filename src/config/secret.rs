@@ -32,6 +32,17 @@ pub fn resolve_value(
             None => Err(format!("environment variable {inner} is not set")),
         };
     }
+    // `$NAME` is a reference without its braces, not a secret that happens to look like one.
+    if let Some(name) = value.strip_prefix('$') {
+        if !name.is_empty()
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            && !name.as_bytes()[0].is_ascii_digit()
+        {
+            return Err(format!(
+                "`{value}` reads as an environment reference without braces; write \"${{{name}}}\""
+            ));
+        }
+    }
     if value.contains("${") {
         return Err("write a secret either as \"${ENV_VAR}\" alone or as a literal".into());
     }

@@ -1345,29 +1345,97 @@ fn route_lookup_matches_exact_prefix_and_refuses_the_rest() {
 
 #[test]
 fn overlapping_routes_first_in_file_order_wins() {
+    // (A route that an earlier one shadows completely is refused at load time, see
+    // `a_route_an_earlier_one_makes_unreachable_is_an_error`; these only share some methods.)
     let loaded = table(&[
         ("o-prefix", "/o/*", "POST"),
-        ("o-special", "/o/special", "POST"),
+        ("o-special", "/o/special", "POST, GET"),
         ("p-special", "/p/special", "POST"),
         ("p-prefix", "/p/*", "POST"),
-        ("deep", "/p/special/deep/*", "POST"),
+        ("deep", "/p/special/deep/*", "POST, GET"),
         ("catch-all", "/*", "POST"),
     ]);
     let cases = [
-        // An earlier prefix shadows a later exact route ...
-        ("/o/special", "o-prefix"),
+        // An earlier prefix takes a later exact route's shared method ...
+        (Method::POST, "/o/special", "o-prefix"),
+        (Method::GET, "/o/special", "o-special"),
         // ... and an earlier exact route shadows a later prefix.
-        ("/p/special", "p-special"),
-        ("/p/other", "p-prefix"),
+        (Method::POST, "/p/special", "p-special"),
+        (Method::POST, "/p/other", "p-prefix"),
         // A longer prefix listed later still loses to the earlier, shorter one.
-        ("/p/special/deep/x", "p-prefix"),
+        (Method::POST, "/p/special/deep/x", "p-prefix"),
+        (Method::GET, "/p/special/deep/x", "deep"),
         // The root prefix catches whatever nothing earlier claims.
-        ("/", "catch-all"),
-        ("/elsewhere/a", "catch-all"),
-        ("/op", "catch-all"),
+        (Method::POST, "/", "catch-all"),
+        (Method::POST, "/elsewhere/a", "catch-all"),
+        (Method::POST, "/op", "catch-all"),
     ];
-    for (path, want) in cases {
-        assert_eq!(lookup(&loaded, Method::POST, path), want, "{path}");
+    for (method, path, want) in cases {
+        assert_eq!(
+            lookup(&loaded, method.clone(), path),
+            want,
+            "{method} {path}"
+        );
+    }
+    // Each partly shadowed route is named in a warning with the route that takes its method.
+    let warned: Vec<String> = loaded.warnings.iter().map(|w| w.to_string()).collect();
+    for (route, by) in [
+        ("routes[1] (o-special)", "routes[0] (o-prefix)"),
+        ("routes[4] (deep)", "routes[3] (p-prefix)"),
+    ] {
+        assert!(
+            warned
+                .iter()
+                .any(|w| w.starts_with(route) && w.contains("POST /") && w.contains(by)),
+            "{route}: {warned:?}"
+        );
+    }
+}
+
+#[test]
+fn a_route_an_earlier_one_makes_unreachable_is_an_error() {
+    /// Routes as (name, path, methods), then the error's location and text.
+    type Case<'a> = (&'a [(&'a str, &'a str, &'a str)], &'a str, &'a str);
+    let cases: &[Case] = &[
+        (
+            &[("a", "/hooks/a", "POST"), ("b", "/hooks/a", "POST")],
+            "routes[1] (b)",
+            "goes to routes[0] (a) first",
+        ),
+        (
+            &[("all", "/hooks/*", "POST"), ("gh", "/hooks/github", "POST")],
+            "routes[1] (gh)",
+            "goes to routes[0] (all) first",
+        ),
+        (
+            &[("root", "/*", "POST, GET"), ("deep", "/x/y/*", "GET")],
+            "routes[1] (deep)",
+            "goes to routes[0] (root) first",
+        ),
+        // Two earlier routes together.
+        (
+            &[
+                ("p", "/h/*", "POST"),
+                ("g", "/h/x", "GET"),
+                ("both", "/h/x", "GET, POST"),
+            ],
+            "routes[2] (both)",
+            "goes to routes[0] (p), routes[1] (g) first",
+        ),
+    ];
+    for (routes, location, needle) in cases {
+        let lines: Vec<String> = routes
+            .iter()
+            .map(|(name, path, methods)| {
+                format!(
+                    "{{ name: {name}, path: \"{path}\", methods: [{methods}], \
+                     upstream: \"http://127.0.0.1:3000\", allow_ips: [127.0.0.1] }}"
+                )
+            })
+            .collect();
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let errors = errors(&with_routes(&refs));
+        assert_single_error(location, &errors, location, needle);
     }
 }
 
@@ -1968,4 +2036,180 @@ fn check_warns_when_a_sender_that_reads_the_answer_is_queued() {
         "{:?}",
         loaded.warnings
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// What `check` catches before production does
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn mistakes_that_would_break_production_are_located_errors() {
+    let route = |fields: &str| {
+        with_routes(&[&format!(
+            "{{ name: r, path: /r, upstream: \"http://127.0.0.1:3000\", {fields} }}"
+        )])
+    };
+    let cases: Vec<(&str, String, &str, &str)> = vec![
+        (
+            "unknown method",
+            route(&format!("methods: [POST, POTS], {LAHZA}")),
+            "routes[0] (r).methods",
+            "`POTS` is not an HTTP method a webhook uses",
+        ),
+        (
+            "CONNECT is no webhook method",
+            route(&format!("methods: [CONNECT], {LAHZA}")),
+            "routes[0] (r).methods",
+            "`CONNECT`",
+        ),
+        (
+            "star inside a path",
+            with_routes(&[&format!(
+                "{{ name: r, path: \"/hooks/*/github\", upstream: \"http://127.0.0.1:3000\", {LAHZA} }}"
+            )]),
+            "routes[0] (r).path",
+            "only allowed as the whole last segment",
+        ),
+        (
+            "star glued to a segment",
+            with_routes(&[&format!(
+                "{{ name: r, path: \"/hooks*\", upstream: \"http://127.0.0.1:3000\", {LAHZA} }}"
+            )]),
+            "routes[0] (r).path",
+            "only allowed as the whole last segment",
+        ),
+        (
+            "empty route name",
+            with_routes(&[&format!(
+                "{{ name: \"\", path: /r, upstream: \"http://127.0.0.1:3000\", {LAHZA} }}"
+            )]),
+            "routes[0] ().name",
+            "reserved for requests that match no route",
+        ),
+        (
+            "route name with a separator",
+            with_routes(&[&format!(
+                "{{ name: \"gh:prod\", path: /r, upstream: \"http://127.0.0.1:3000\", {LAHZA} }}"
+            )]),
+            "routes[0] (gh:prod).name",
+            "use 1 to 64 letters",
+        ),
+        (
+            "open allowlist as the only protection",
+            route("allow_ips: [10.0.0.0/8, 0.0.0.0/0]"),
+            "routes[0] (r).allow_ips",
+            "every address is allowed",
+        ),
+        (
+            "open IPv6 allowlist as the only protection",
+            route("allow_ips: [\"::/0\"]"),
+            "routes[0] (r).allow_ips",
+            "every address is allowed",
+        ),
+        (
+            "secret reference without braces",
+            route("verify: { preset: lahza, secret: \"$LAHZA_SECRET\" }"),
+            "routes[0] (r).verify.secret",
+            "write \"${LAHZA_SECRET}\"",
+        ),
+        (
+            "admin on a listener's address",
+            format!(
+                "listeners:\n  - addr: 0.0.0.0:8080\nadmin:\n  addr: 127.0.0.1:8080\nroutes:\n  - {{ name: r, path: /r, upstream: \"http://127.0.0.1:3000\", {LAHZA} }}\n"
+            ),
+            "admin.addr",
+            "give the admin listener a port of its own",
+        ),
+    ];
+    for (case, text, location, needle) in &cases {
+        assert_single_error(case, &errors(text), location, needle);
+    }
+}
+
+#[test]
+fn an_open_allowlist_is_fine_beside_a_signature_and_methods_ignore_case() {
+    let loaded = ok(&with_routes(&[&format!(
+        "{{ name: r, path: /r, methods: [post, Get], upstream: \"http://127.0.0.1:3000\", \
+         allow_ips: [0.0.0.0/0], {LAHZA} }}"
+    )]));
+    assert_eq!(route(&loaded, "r").methods, vec![Method::POST, Method::GET]);
+}
+
+#[test]
+fn an_admin_listener_off_loopback_earns_a_warning() {
+    let dir = temp_dir("admin-off-loopback");
+    std::fs::write(dir.join("token"), "0123456789abcdef0123").unwrap();
+    let text = format!(
+        "listeners:\n  - addr: 0.0.0.0:8080\nadmin:\n  addr: 0.0.0.0:9090\n  token_file: {}\nroutes:\n  - {{ name: r, path: /r, upstream: \"http://127.0.0.1:3000\", {LAHZA} }}\n",
+        dir.join("token").display()
+    );
+    let loaded = ok(&text);
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.location == "admin.addr" && w.message.contains("not loopback")),
+        "{:?}",
+        loaded.warnings
+    );
+}
+
+#[test]
+fn an_expired_certificate_is_an_error_and_one_expiring_soon_a_warning() {
+    let dir = temp_dir("cert-expiry");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let write = |name: &str, not_after: i64| {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        let (y, m, d) = date_of(not_after);
+        params.not_after = rcgen::date_time_ymd(y, m, d);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+    };
+    // Midnight of the day: expired between two and three days ago, expiring in five to six.
+    write("expired", now - 2 * 86_400);
+    write("soon", now + 6 * 86_400);
+    write("fine", now + 90 * 86_400);
+    let config = |name: &str| {
+        format!(
+            "listeners:\n  - addr: 127.0.0.1:0\n    tls: {{ cert: {d}/{name}.pem, key: {d}/{name}.key }}\nroutes:\n  - {{ name: r, path: /r, upstream: \"http://127.0.0.1:3000\", {LAHZA} }}\n",
+            d = dir.display()
+        )
+    };
+    assert_single_error(
+        "expired",
+        &errors(&config("expired")),
+        "listeners[0].tls.cert",
+        "the certificate expired 2days",
+    );
+    let soon = ok(&config("soon"));
+    assert!(
+        soon.warnings.iter().any(
+            |w| w.location == "listeners[0].tls.cert" && w.message.contains("expires in 5days")
+        ),
+        "{:?}",
+        soon.warnings
+    );
+    let fine = ok(&config("fine"));
+    assert!(fine.warnings.is_empty(), "{:?}", fine.warnings);
+}
+
+/// The calendar date (UTC) `secs` falls on, at midnight, as rcgen takes it (days to civil
+/// date: H. Hinnant's algorithm).
+fn date_of(secs: i64) -> (i32, u8, u8) {
+    let z = secs.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
+    let year = (yoe + era * 400 + i64::from(month <= 2)) as i32;
+    (year, month, day)
 }

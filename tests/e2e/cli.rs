@@ -44,6 +44,53 @@ fn committed_gateway_yaml_passes_check() {
 }
 
 #[test]
+fn check_strict_fails_on_warnings_that_plain_check_lets_pass() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let strict = |config: &Path| {
+        bin()
+            .args(["check", "--strict", "-c"])
+            .arg(config)
+            .env("LASO_SECRET", "x")
+            .output()
+            .unwrap()
+    };
+    // The committed example deserves no warning.
+    let out = strict(&root.join("gateway.yaml"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A route that loses POST to an earlier prefix still gets GET: a warning, not an error.
+    let dir = temp_dir("check-strict");
+    let config = dir.join("gateway.yaml");
+    std::fs::write(
+        &config,
+        "listeners:\n  - addr: 127.0.0.1:0\nroutes:\n\
+         \x20 - { name: all, path: /hooks/*, upstream: \"http://127.0.0.1:3000\", verify: { preset: laso, secret: \"${LASO_SECRET}\" } }\n\
+         \x20 - { name: one, path: /hooks/one, methods: [POST, GET], upstream: \"http://127.0.0.1:3000\", verify: { preset: laso, secret: \"${LASO_SECRET}\" } }\n",
+    )
+    .unwrap();
+    let plain = bin()
+        .args(["check", "-c"])
+        .arg(&config)
+        .env("LASO_SECRET", "x")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&plain.stderr);
+    assert!(plain.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: routes[1] (one): POST /hooks/one goes to routes[0] (all) first"),
+        "{stderr}"
+    );
+    let out = strict(&config);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("--strict fails on warnings"), "{stderr}");
+}
+
+#[test]
 fn check_reports_every_error_with_its_location_and_fails() {
     let dir = temp_dir("cli-check");
     let file = dir.join("bad.yaml");
