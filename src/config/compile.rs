@@ -875,7 +875,7 @@ fn compile_queue_store(
                 },
             };
             // The message never repeats the URL: it may carry a password.
-            if url.parse::<tokio_postgres::Config>().is_err() {
+            if crate::delivery::postgres::parse_url(&url).is_err() {
                 r.error(
                     format!("{loc}.url"),
                     "not a PostgreSQL URL (postgres://user[:password]@host:port/database)",

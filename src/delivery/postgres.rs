@@ -15,8 +15,9 @@
 //!
 //! Connections: a small pool (`pool_size`), made lazily and replaced when broken; every call
 //! is bounded by `timeout`. TLS as the URL's `sslmode` says (`prefer`, the default: when the
-//! server offers it; `require`; `disable`), always verified, against `ca_file` or the
-//! system's trust roots, for the URL's host name.
+//! server offers it; `require`, also spelled `verify-full` or `verify-ca` as libpq does;
+//! `disable`), always verified, against `ca_file` or the system's trust roots, for the URL's
+//! host name.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -119,6 +120,34 @@ fn with_cause(e: &tokio_postgres::Error) -> String {
     }
 }
 
+/// Parses a connection string (URL or `key=value` form). libpq's `sslmode=verify-full` and
+/// `verify-ca`, which operators paste from other tools, mean `require` here: hookgate always
+/// verifies the server's certificate and host name (stricter than `verify-ca`), which the
+/// PostgreSQL driver's own `require` leaves to the TLS connector.
+pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, String> {
+    let is_verify = |v: &str| v == "sslmode=verify-full" || v == "sslmode=verify-ca";
+    let normalized = if url.contains("://") {
+        match url.rsplit_once('?') {
+            Some((head, query)) => {
+                let query: Vec<&str> = query
+                    .split('&')
+                    .map(|p| if is_verify(p) { "sslmode=require" } else { p })
+                    .collect();
+                format!("{head}?{}", query.join("&"))
+            }
+            None => url.to_owned(),
+        }
+    } else {
+        url.split(' ')
+            .map(|p| if is_verify(p) { "sslmode=require" } else { p })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    normalized
+        .parse()
+        .map_err(|_| "not a PostgreSQL URL (postgres://user[:password]@host:port/database)".into())
+}
+
 impl Postgres {
     /// Connects, creates the tables if needed (one replica at a time, under an advisory
     /// lock), and keeps the connection for the pool.
@@ -132,9 +161,7 @@ impl Postgres {
         let tls = crate::tls::postgres_config(ca_file)
             .map(MakeRustlsConnect::new)
             .map_err(|e| StoreError::Open(format!("TLS to PostgreSQL: {e}")))?;
-        let config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| StoreError::Open(format!("not a PostgreSQL URL: {e}")))?;
+        let config = parse_url(url).map_err(|e| StoreError::Open(e.to_string()))?;
         let store = Postgres {
             config,
             idle: Mutex::new(Vec::new()),
@@ -560,5 +587,36 @@ fn event_from(r: &Row) -> Event {
         body: None,
         lease: r.get(15),
         head: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio_postgres::config::SslMode;
+
+    use super::parse_url;
+
+    #[test]
+    fn libpq_verify_modes_are_accepted_as_require() {
+        for (url, mode) in [
+            ("postgres://h:5432/db?sslmode=verify-full", SslMode::Require),
+            (
+                "postgres://u:p@h/db?application_name=x&sslmode=verify-ca",
+                SslMode::Require,
+            ),
+            ("postgres://h/db?sslmode=require", SslMode::Require),
+            ("postgres://h/db?sslmode=disable", SslMode::Disable),
+            ("postgres://h/db", SslMode::Prefer),
+            ("host=h dbname=db sslmode=verify-full", SslMode::Require),
+        ] {
+            assert_eq!(parse_url(url).unwrap().get_ssl_mode(), mode, "{url}");
+        }
+        for bad in ["postgres://h/db?sslmode=verify-nothing", "not a url at all"] {
+            let e = parse_url(bad).unwrap_err();
+            assert!(
+                !e.contains("verify-nothing"),
+                "the URL is not repeated: {e}"
+            );
+        }
     }
 }
