@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use hookgate::config::{self, Loaded, LogFormat, LogSettings};
 use hookgate::routes::PathPattern;
-use hookgate::scheme::{SigningKey, TimestampSource};
+use hookgate::scheme::{Part, SigningKey, TimestampSource};
 
 #[derive(Parser)]
 #[command(
@@ -60,6 +60,24 @@ enum Command {
     },
     /// List every built-in preset with its expanded scheme.
     Presets,
+    /// Make a key pair for an asymmetric scheme (Ed25519, ECDSA P-256): the private key as a
+    /// PEM file (for `sign --private-key`, or to play the sender in tests), the public key
+    /// printed as the route's `public_key:` takes it.
+    Keygen {
+        #[arg(short, long, default_value = "gateway.yaml")]
+        config: PathBuf,
+        /// The route the key pair is for (read without compiling the configuration, so the
+        /// route may not have a key yet).
+        #[arg(long, required_unless_present = "preset", conflicts_with = "preset")]
+        route: Option<String>,
+        /// A preset instead of a route: discord, sendgrid, standard-webhooks-ed25519.
+        #[arg(long)]
+        preset: Option<String>,
+        /// Where to write the private key (PKCS#8 PEM, mode 0600; an existing file is never
+        /// overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Exit 0 if the running gateway's admin listener answers `/readyz` (with `--live`:
     /// `/healthz`) with 200, else 1: for container health checks (the image has no shell or
     /// curl). Reads only `admin.addr` from the configuration; an unspecified address
@@ -138,11 +156,12 @@ struct SignArgs {
     /// Extra `NAME: VALUE` headers that are part of the signed message (e.g. webhook-id).
     #[arg(long = "header", value_name = "NAME: VALUE")]
     headers: Vec<String>,
-    /// Request path and query the sender posts to (URL-signed schemes; default: the route's
-    /// exact path).
+    /// Request path and query the sender posts to, for schemes that sign the URL (twilio,
+    /// square); default: the route's exact path.
     #[arg(long)]
     path: Option<String>,
-    /// Private key file (32 bytes as hex or base64) for Ed25519 and ECDSA schemes.
+    /// Private key file for Ed25519 and ECDSA schemes: PEM (`hookgate keygen`, openssl), or
+    /// 32 bytes as hex or base64.
     #[arg(long)]
     private_key: Option<PathBuf>,
 }
@@ -190,6 +209,15 @@ fn main() -> ExitCode {
         ) => check(&config, expand, strict),
         (Command::Sign { config, args }, _) => sign(&config, &args),
         (Command::Presets, _) => presets(),
+        (
+            Command::Keygen {
+                config,
+                route,
+                preset,
+                out,
+            },
+            _,
+        ) => keygen(&config, route.as_deref(), preset.as_deref(), &out),
         (
             Command::Healthcheck {
                 config,
@@ -494,16 +522,29 @@ fn sign(path: &Path, args: &SignArgs) -> anyhow::Result<ExitCode> {
         Some(file) => {
             let text = std::fs::read_to_string(file)
                 .with_context(|| format!("reading private key {}", file.display()))?;
-            Some(SigningKey::parse(scheme.algorithm, &text).map_err(anyhow::Error::msg)?)
+            let key = SigningKey::parse(scheme.algorithm, &text).map_err(anyhow::Error::msg)?;
+            // A signature the route cannot verify would only mislead.
+            if !key.matches(&scheme.keys) {
+                bail!(
+                    "the private key in {} does not belong to any public key of route `{}`",
+                    file.display(),
+                    args.route
+                );
+            }
+            Some(key)
         }
     };
-    // The path the sender posts to: given, or the route's own exact path.
-    let target = match (&args.path, &route.path) {
+    let signs_url = scheme.message.contains(&Part::Url) || scheme.body_hash_param.is_some();
+    // The path the sender posts to: given, or the route's own exact path. Only URL-signed
+    // schemes need it; for the others any path under the route will do.
+    let mut target = match (&args.path, &route.path) {
         (Some(p), _) => p.clone(),
         (None, PathPattern::Exact(p)) => p.clone(),
+        (None, PathPattern::Prefix(base)) if !signs_url => format!("{base}/"),
         (None, PathPattern::Prefix(_)) => {
             bail!(
-                "route `{}` has a prefix path: give the request path with --path",
+                "route `{}` has a prefix path and its scheme signs the URL: give the request \
+                 path and query the sender posts to with --path",
                 args.route
             )
         }
@@ -522,24 +563,118 @@ fn sign(path: &Path, args: &SignArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let given: Vec<HeaderName> = headers.keys().cloned().collect();
-    let set = scheme
-        .sign(
-            &mut headers,
-            &body,
-            &target,
-            SystemTime::now(),
-            private_key.as_ref(),
-        )
-        .map_err(anyhow::Error::msg)?;
+    let mut set = Vec::new();
+    // Twilio-style schemes sign a form body's parameters, or a JSON body through a SHA-256 in
+    // the URL: which one the gateway checks depends on Content-Type, so `sign` fixes it (curl
+    // would otherwise send its form default with a JSON body, or none).
+    let form_scheme =
+        scheme.message.contains(&Part::FormParamsSorted) || scheme.body_hash_param.is_some();
+    if form_scheme && !headers.contains_key(http::header::CONTENT_TYPE) {
+        let json = body
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|b| matches!(b, b'{' | b'['));
+        let content_type = if json {
+            "application/json"
+        } else {
+            "application/x-www-form-urlencoded"
+        };
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static(content_type),
+        );
+        set.push(http::header::CONTENT_TYPE);
+    }
+    let is_form = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if let (Some(param), false) = (&scheme.body_hash_param, is_form) {
+        if !body.is_empty() && !target.contains(&format!("{param}=")) {
+            let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
+            let sep = if target.contains('?') { '&' } else { '?' };
+            target = format!("{target}{sep}{param}={hash}");
+            eprintln!(
+                "note: a non-form body is signed through its SHA-256 in the URL: post to {target}"
+            );
+        }
+    }
+    set.extend(
+        scheme
+            .sign(
+                &mut headers,
+                &body,
+                &target,
+                SystemTime::now(),
+                private_key.as_ref(),
+            )
+            .map_err(anyhow::Error::msg)?,
+    );
     if let Some(TimestampSource::JsonField(pointer)) = scheme.timestamp.as_ref().map(|t| &t.source)
     {
         eprintln!("note: the timestamp is read from the body at {pointer}; it must be recent");
+    }
+    // The gateway refuses a request without the route's replay key: say so now.
+    if let Some(replay) = &route.replay {
+        if replay.key_bytes(&headers, &body, b"signature").is_none() {
+            let (what, how) = match &replay.key {
+                hookgate::replay::KeySource::Header(h) => {
+                    (format!("header {h}"), "add it with --header")
+                }
+                hookgate::replay::KeySource::Json(p) => {
+                    (format!("JSON field {p}"), "put it in the body")
+                }
+                hookgate::replay::KeySource::Signature => ("signature".into(), ""),
+            };
+            eprintln!(
+                "warning: route `{}` deduplicates by its {what}, which this request lacks: the \
+                 gateway will refuse it (replay_key_missing); {how}",
+                args.route
+            );
+        }
     }
     for name in given.iter().chain(&set) {
         if let Some(value) = headers.get(name) {
             println!("{}: {}", name, value.to_str().unwrap_or_default());
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn keygen(
+    path: &Path,
+    route: Option<&str>,
+    preset: Option<&str>,
+    out: &Path,
+) -> anyhow::Result<ExitCode> {
+    let (algorithm, encoding) =
+        config::key_spec(path, route, preset).map_err(anyhow::Error::msg)?;
+    let key = SigningKey::generate(algorithm).map_err(anyhow::Error::msg)?;
+    let pem = key.to_pem().map_err(anyhow::Error::msg)?;
+    let public = encoding.encode(&key.public_key_bytes().map_err(anyhow::Error::msg)?);
+    {
+        use std::io::Write as _;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options
+            .open(out)
+            .with_context(|| format!("creating {} (an existing file is kept)", out.display()))?;
+        file.write_all(pem.as_bytes())
+            .and_then(|()| file.sync_all())
+            .with_context(|| format!("writing {}", out.display()))?;
+    }
+    eprintln!(
+        "wrote the {} private key to {} (PKCS#8 PEM, mode 0600): the sender's side, keep it \
+         out of the gateway's configuration",
+        algorithm.name(),
+        out.display()
+    );
+    println!(
+        "public_key: \"{public}\"   # key_encoding: {}",
+        encoding.name()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

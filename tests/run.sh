@@ -28,6 +28,11 @@ if [ ! -s /etc/ssl/certs/ca-certificates.crt ]; then
     echo "tests/run.sh: installing ca-certificates (the system trust roots)"
     apt_install ca-certificates
 fi
+# The CLI tests send `hookgate sign`'s output with curl, as the README's walk-through does.
+if ! command -v curl >/dev/null 2>&1; then
+    echo "tests/run.sh: installing curl (used by tests/e2e/cli.rs)"
+    apt_install curl
+fi
 # The suite starts its own redis-server and postgres instances; no system service is needed.
 
 cargo test "$@"

@@ -379,3 +379,66 @@ pub fn admin_addr(path: &Path) -> Result<SocketAddr, String> {
         }),
     }
 }
+
+/// The algorithm and public-key encoding of a route's scheme, read from the file without
+/// compiling it (for `hookgate keygen`: the route may have no key yet), or of a preset when
+/// `route` is `None`.
+pub fn key_spec(
+    path: &Path,
+    route: Option<&str>,
+    preset: Option<&str>,
+) -> Result<(crate::scheme::Algorithm, crate::scheme::KeyEncoding), String> {
+    let verify = match (route, preset) {
+        (_, Some(name)) => file::RawVerify {
+            preset: Some(name.to_owned()),
+            ..file::RawVerify::default()
+        },
+        (Some(name), None) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read configuration {}: {e}", path.display()))?;
+            let doc: serde_yaml::Value = serde_yaml::from_str(&text)
+                .map_err(|e| format!("{}: not valid YAML: {e}", path.display()))?;
+            let found = doc
+                .get("routes")
+                .and_then(|r| r.as_sequence())
+                .and_then(|routes| {
+                    routes
+                        .iter()
+                        .find(|r| r.get("name").and_then(|n| n.as_str()) == Some(name))
+                })
+                .ok_or_else(|| format!("{}: no route named `{name}`", path.display()))?;
+            let verify = found
+                .get("verify")
+                .cloned()
+                .ok_or_else(|| format!("route `{name}` has no `verify:` block"))?;
+            serde_yaml::from_value(verify).map_err(|e| format!("route `{name}`: verify: {e}"))?
+        }
+        (None, None) => return Err("give --route NAME or --preset NAME".into()),
+    };
+    let mut errors = Vec::new();
+    let verify = compile::expand_preset(verify, "verify", &mut errors);
+    if let Some(e) = errors.first() {
+        return Err(e.to_string());
+    }
+    let algorithm = verify
+        .algorithm
+        .as_deref()
+        .and_then(crate::scheme::Algorithm::parse)
+        .ok_or("the scheme names no known algorithm")?;
+    if !matches!(
+        algorithm,
+        crate::scheme::Algorithm::Ed25519 | crate::scheme::Algorithm::EcdsaP256Sha256
+    ) {
+        return Err(format!(
+            "{} verifies with a shared secret, not a key pair; any long random string will do \
+             (e.g. `openssl rand -hex 32`)",
+            algorithm.name()
+        ));
+    }
+    let encoding = match verify.key_encoding.as_deref() {
+        None => crate::scheme::KeyEncoding::Base64,
+        Some(e) => crate::scheme::KeyEncoding::parse(e)
+            .ok_or_else(|| format!("unknown key_encoding `{e}`"))?,
+    };
+    Ok((algorithm, encoding))
+}

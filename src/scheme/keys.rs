@@ -45,6 +45,19 @@ impl KeyEncoding {
         }
     }
 
+    /// Writes key bytes the way a configuration holds them (the inverse of [`decode`]); `raw`
+    /// keys are not text, so they are written as base64 with a note from the caller.
+    ///
+    /// [`decode`]: KeyEncoding::decode
+    pub fn encode(self, bytes: &[u8]) -> String {
+        match self {
+            KeyEncoding::Raw | KeyEncoding::Base64 => BASE64.encode(bytes),
+            KeyEncoding::Hex => hex::encode(bytes),
+            KeyEncoding::WhsecBase64 => format!("whsec_{}", BASE64.encode(bytes)),
+            KeyEncoding::WhpkBase64 => format!("whpk_{}", BASE64.encode(bytes)),
+        }
+    }
+
     /// Decodes configured key text into bytes; the error says what was expected.
     pub fn decode(self, text: &[u8]) -> Result<Vec<u8>, String> {
         let as_str = || {
@@ -197,27 +210,109 @@ pub enum SigningKey {
 }
 
 impl SigningKey {
-    /// Parses a 32-byte private key (Ed25519 seed or P-256 scalar) written as hex or base64,
-    /// optionally with Standard Webhooks' `whsk_` prefix.
+    /// Parses a private key: PEM (PKCS#8 `BEGIN PRIVATE KEY`, or SEC1 `BEGIN EC PRIVATE KEY`
+    /// for P-256, as openssl writes them), or the 32-byte Ed25519 seed or P-256 scalar as hex
+    /// or base64, optionally with Standard Webhooks' `whsk_` prefix.
     pub fn parse(algorithm: Algorithm, text: &str) -> Result<SigningKey, String> {
         let text = text.trim();
+        if text.starts_with("-----BEGIN") {
+            return SigningKey::parse_pem(algorithm, text);
+        }
         let text = text.strip_prefix("whsk_").unwrap_or(text);
         let bytes = hex::decode(text)
             .ok()
             .or_else(|| BASE64.decode(text).ok())
-            .ok_or("private key must be 32 bytes as hex or base64")?;
+            .ok_or("private key must be PEM, or 32 bytes as hex or base64")?;
         let bytes: [u8; 32] = bytes
             .as_slice()
             .try_into()
             .map_err(|_| format!("private key must be 32 bytes, got {}", bytes.len()))?;
+        SigningKey::from_bytes(algorithm, &bytes)
+    }
+
+    fn from_bytes(algorithm: Algorithm, bytes: &[u8; 32]) -> Result<SigningKey, String> {
         match algorithm {
             Algorithm::Ed25519 => Ok(SigningKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(
-                &bytes,
+                bytes,
             ))),
-            Algorithm::EcdsaP256Sha256 => p256::ecdsa::SigningKey::from_bytes(&bytes.into())
+            Algorithm::EcdsaP256Sha256 => p256::ecdsa::SigningKey::from_bytes(&(*bytes).into())
                 .map(SigningKey::P256)
                 .map_err(|_| "not a valid P-256 private scalar".to_string()),
             _ => Err("this scheme signs with its shared secret; no private key is needed".into()),
+        }
+    }
+
+    fn parse_pem(algorithm: Algorithm, pem: &str) -> Result<SigningKey, String> {
+        use ed25519_dalek::pkcs8::DecodePrivateKey as _;
+        let wrong = |what: &str| {
+            format!(
+                "the PEM is not {what} private key ({} scheme); `hookgate keygen` makes one",
+                algorithm.name()
+            )
+        };
+        match algorithm {
+            Algorithm::Ed25519 => ed25519_dalek::SigningKey::from_pkcs8_pem(pem)
+                .map(SigningKey::Ed25519)
+                .map_err(|_| wrong("an Ed25519 (PKCS#8)")),
+            Algorithm::EcdsaP256Sha256 if pem.starts_with("-----BEGIN EC PRIVATE KEY") => {
+                p256::SecretKey::from_sec1_pem(pem)
+                    .map(|k| SigningKey::P256(k.into()))
+                    .map_err(|_| wrong("a P-256 (SEC1)"))
+            }
+            Algorithm::EcdsaP256Sha256 => p256::ecdsa::SigningKey::from_pkcs8_pem(pem)
+                .map(SigningKey::P256)
+                .map_err(|_| wrong("a P-256 (PKCS#8)")),
+            _ => Err("this scheme signs with its shared secret; no private key is needed".into()),
+        }
+    }
+
+    /// A new random key from the operating system's random source.
+    pub fn generate(algorithm: Algorithm) -> Result<SigningKey, String> {
+        // A P-256 scalar must be below the group order: retry the (about 2^-32) rest.
+        for _ in 0..16 {
+            let mut bytes = [0u8; 32];
+            getrandom::getrandom(&mut bytes).map_err(|e| format!("no random source: {e}"))?;
+            if let Ok(key) = SigningKey::from_bytes(algorithm, &bytes) {
+                return Ok(key);
+            }
+        }
+        Err("could not draw a valid private key".into())
+    }
+
+    /// The private key as PKCS#8 PEM.
+    pub fn to_pem(&self) -> Result<String, String> {
+        use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePrivateKey as _};
+        let pem = match self {
+            SigningKey::Ed25519(k) => k.to_pkcs8_pem(LineEnding::LF),
+            SigningKey::P256(k) => k.to_pkcs8_pem(LineEnding::LF),
+        };
+        pem.map(|p| p.to_string()).map_err(|e| e.to_string())
+    }
+
+    /// The public key's bytes as a route's `public_key` holds them (decoded): Ed25519's 32
+    /// bytes; for P-256 the SubjectPublicKeyInfo DER, as SendGrid hands it out.
+    pub fn public_key_bytes(&self) -> Result<Vec<u8>, String> {
+        use p256::pkcs8::EncodePublicKey as _;
+        match self {
+            SigningKey::Ed25519(k) => Ok(k.verifying_key().to_bytes().to_vec()),
+            SigningKey::P256(k) => k
+                .verifying_key()
+                .to_public_key_der()
+                .map(|d| d.as_bytes().to_vec())
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Whether `keys` (a route's configured public keys) include this key's public half.
+    pub fn matches(&self, keys: &Keys) -> bool {
+        match (self, keys) {
+            (SigningKey::Ed25519(k), Keys::Ed25519(public)) => {
+                public.iter().any(|p| *p == k.verifying_key())
+            }
+            (SigningKey::P256(k), Keys::P256(public)) => {
+                public.iter().any(|p| p == k.verifying_key())
+            }
+            _ => false,
         }
     }
 

@@ -146,11 +146,35 @@ fn spawn_run_with(
     std::net::SocketAddr,
     std::sync::mpsc::Receiver<String>,
 ) {
+    spawn_run_full(config, args, &[])
+}
+
+fn spawn_run_env(
+    config: &Path,
+    env: &[(&str, &str)],
+) -> (
+    std::process::Child,
+    std::net::SocketAddr,
+    std::sync::mpsc::Receiver<String>,
+) {
+    spawn_run_full(config, &[], env)
+}
+
+fn spawn_run_full(
+    config: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (
+    std::process::Child,
+    std::net::SocketAddr,
+    std::sync::mpsc::Receiver<String>,
+) {
     let mut child = bin()
         .arg("run")
         .args(args)
         .arg("-c")
         .arg(config)
+        .envs(env.iter().copied())
         .env("HOOKGATE_LOG", "info")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -792,4 +816,238 @@ async fn sigterm_during_a_stuck_reload_still_stops_the_gateway() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(exit.success());
+}
+
+/// What `hookgate sign` prints, sent the way README's walk-through sends it:
+/// `curl -H @headers --data-binary @body URL`, so with curl's own defaults (its form
+/// Content-Type among them). Every kind of scheme must come out 2xx and reach the app.
+#[tokio::test]
+async fn sign_output_sent_by_curl_with_its_defaults_is_accepted() {
+    if std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        panic!("curl is needed (tests/run.sh installs it)");
+    }
+    let upstream = Upstream::start().await;
+    let dir = temp_dir("cli-sign-curl");
+    // Key pairs as an operator makes them.
+    let keygen = |preset: &str| {
+        let out = bin()
+            .args(["keygen", "--preset", preset, "--out"])
+            .arg(dir.join(format!("{preset}.pem")))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = String::from_utf8(out.stdout).unwrap();
+        line.split('"').nth(1).unwrap().to_owned()
+    };
+    let discord_public = keygen("discord");
+    let sendgrid_public = keygen("sendgrid");
+    let u = upstream.url();
+    let config = dir.join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nroutes:\n\
+             \x20 - {{ name: twilio, path: /twilio, upstream: \"{u}\", public_url: \"https://hooks.example.com\", verify: {{ preset: twilio, secret: \"${{SECRET}}\" }} }}\n\
+             \x20 - {{ name: square, path: /square/*, upstream: \"{u}\", public_url: \"https://hooks.example.com\", verify: {{ preset: square, secret: \"${{SECRET}}\" }} }}\n\
+             \x20 - {{ name: github, path: /gh/*, upstream: \"{u}\", verify: {{ preset: github, secret: \"${{SECRET}}\" }}, replay: {{}} }}\n\
+             \x20 - {{ name: sendgrid, path: /sendgrid, upstream: \"{u}\", verify: {{ preset: sendgrid, public_key: \"{sendgrid_public}\" }} }}\n\
+             \x20 - {{ name: discord, path: /discord, upstream: \"{u}\", verify: {{ preset: discord, public_key: \"{discord_public}\" }} }}\n"
+        ),
+    )
+    .unwrap();
+    let (mut child, addr, _lines) = spawn_run_env(&config, &[("SECRET", "curl-test-secret")]);
+
+    let sign = |route: &str, body: &str, extra: &[&str]| {
+        let body_file = dir.join(format!("{route}.body"));
+        std::fs::write(&body_file, body).unwrap();
+        let out = bin()
+            .args(["sign", "-c"])
+            .arg(&config)
+            .args(["--route", route, "--body"])
+            .arg(&body_file)
+            .args(extra)
+            .env("SECRET", "curl-test-secret")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{route}: {stderr}");
+        let headers_file = dir.join(format!("{route}.headers"));
+        std::fs::write(&headers_file, &out.stdout).unwrap();
+        (
+            body_file,
+            headers_file,
+            String::from_utf8(out.stdout).unwrap(),
+            stderr,
+        )
+    };
+    // Async: the upstream answers on this runtime while curl waits.
+    let curl = |path: String, body: std::path::PathBuf, headers: std::path::PathBuf| async move {
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new("curl")
+                .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H"])
+                .arg(format!("@{}", headers.display()))
+                .arg("--data-binary")
+                .arg(format!("@{}", body.display()))
+                .arg(format!("http://{addr}{path}"))
+                .output()
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+
+    // Twilio, a form body: signed as a form, and the Content-Type the gateway needs printed.
+    let (body, headers, printed, _) = sign(
+        "twilio",
+        "Body=Hello+there&From=%2B15550001111&To=%2B15550002222",
+        &[],
+    );
+    assert!(
+        printed.contains("content-type: application/x-www-form-urlencoded"),
+        "{printed}"
+    );
+    assert_eq!(
+        curl("/twilio".to_string(), body.clone(), headers.clone()).await,
+        "200",
+        "{printed}"
+    );
+    // Twilio, a JSON body: signed through bodySHA256 in the URL, which sign names.
+    let (body, headers, printed, stderr) = sign("twilio", r#"{"CallSid":"CA1"}"#, &[]);
+    assert!(
+        printed.contains("content-type: application/json"),
+        "{printed}"
+    );
+    let url = stderr
+        .split("post to ")
+        .nth(1)
+        .expect("sign names the URL to post to")
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(url.starts_with("/twilio?bodySHA256="), "{url}");
+    assert_eq!(
+        curl(url.clone(), body.clone(), headers.clone()).await,
+        "200",
+        "{printed}"
+    );
+    // Square signs the URL: a prefix route needs --path, and gets it.
+    let (body, headers, _, _) = sign(
+        "square",
+        r#"{"type":"payment.created"}"#,
+        &["--path", "/square/notify"],
+    );
+    assert_eq!(
+        curl("/square/notify".to_string(), body.clone(), headers.clone()).await,
+        "200"
+    );
+    // GitHub on a prefix route: no --path needed, the URL is not signed. The route dedupes by
+    // X-GitHub-Delivery, which sign warns about when it is missing...
+    let (_, _, _, stderr) = sign("github", r#"{"zen":"x"}"#, &[]);
+    assert!(
+        stderr.contains("deduplicates by its header x-github-delivery")
+            && stderr.contains("replay_key_missing"),
+        "{stderr}"
+    );
+    // ... and not when it is given.
+    let (body, headers, _, stderr) = sign(
+        "github",
+        r#"{"zen":"x"}"#,
+        &["--header", "X-GitHub-Delivery: 72d3162e"],
+    );
+    assert!(!stderr.contains("warning"), "{stderr}");
+    assert_eq!(
+        curl("/gh/any".to_string(), body.clone(), headers.clone()).await,
+        "200"
+    );
+    // SendGrid: PEM private key from keygen; the timestamp header is filled by sign.
+    let pem = dir.join("sendgrid.pem");
+    let (body, headers, printed, _) = sign(
+        "sendgrid",
+        r#"[{"event":"delivered"}]"#,
+        &["--private-key", pem.to_str().unwrap()],
+    );
+    assert!(
+        printed.contains("x-twilio-email-event-webhook-timestamp: "),
+        "{printed}"
+    );
+    assert_eq!(
+        curl("/sendgrid".to_string(), body.clone(), headers.clone()).await,
+        "200",
+        "{printed}"
+    );
+    // Discord: Ed25519 PEM.
+    let pem = dir.join("discord.pem");
+    let (body, headers, _, _) = sign(
+        "discord",
+        r#"{"type":1}"#,
+        &["--private-key", pem.to_str().unwrap()],
+    );
+    assert_eq!(
+        curl("/discord".to_string(), body.clone(), headers.clone()).await,
+        "200"
+    );
+    assert_eq!(upstream.count(), 6);
+
+    // A private key that is not the route's: an error, not a signature the gateway refuses.
+    let out = bin()
+        .args(["sign", "-c"])
+        .arg(&config)
+        .args(["--route", "discord", "--body"])
+        .arg(dir.join("discord.body"))
+        .args(["--private-key"])
+        .arg(dir.join("sendgrid.pem"))
+        .env("SECRET", "curl-test-secret")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not an Ed25519"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let other = dir.join("other.pem");
+    assert!(bin()
+        .args(["keygen", "--preset", "discord", "--out"])
+        .arg(&other)
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let out = bin()
+        .args(["sign", "-c"])
+        .arg(&config)
+        .args(["--route", "discord", "--body"])
+        .arg(dir.join("discord.body"))
+        .args(["--private-key"])
+        .arg(&other)
+        .env("SECRET", "curl-test-secret")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("does not belong to any public key of route `discord`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // keygen never overwrites a key.
+    let out = bin()
+        .args(["keygen", "--preset", "discord", "--out"])
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let _ = child.kill();
+    let _ = child.wait();
 }
