@@ -293,6 +293,7 @@ fn kept_when_named(route: &Route) -> Vec<HeaderName> {
     names.extend(CLIENT_ADDRESS_CLAIMS);
     if let Some(scheme) = &route.scheme {
         names.push(scheme.signature.header.clone());
+        names.extend(scheme.signature.also.iter().cloned());
         names.extend(scheme.headers_read().cloned());
     }
     if let Some(crate::replay::ReplayPolicy {

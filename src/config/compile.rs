@@ -1236,13 +1236,31 @@ fn compile_verify(v: RawVerify, loc: &str, ctx: &Ctx<'_>, r: &mut Report) -> Opt
             None
         }
         Some(s) => {
-            let header = match &s.header {
+            let hloc = format!("{loc}.signature.header");
+            let headers: Vec<HeaderName> = match &s.header {
                 None => {
-                    r.error(format!("{loc}.signature.header"), "missing");
-                    None
+                    r.error(&hloc, "missing");
+                    Vec::new()
                 }
-                Some(h) => parse_header(h, &format!("{loc}.signature.header"), r),
+                Some(h) => {
+                    let names = h.to_vec();
+                    if names.is_empty() {
+                        r.error(&hloc, "empty list");
+                    }
+                    let parsed: Vec<HeaderName> = names
+                        .iter()
+                        .filter_map(|n| parse_header(n, &hloc, r))
+                        .collect();
+                    for (i, n) in parsed.iter().enumerate() {
+                        if parsed[..i].contains(n) {
+                            r.error(&hloc, format!("`{n}` is listed twice"));
+                        }
+                    }
+                    parsed
+                }
             };
+            let header = headers.first().cloned();
+            let also = headers.get(1..).unwrap_or_default().to_vec();
             let names = s
                 .encoding
                 .as_ref()
@@ -1280,6 +1298,7 @@ fn compile_verify(v: RawVerify, loc: &str, ctx: &Ctx<'_>, r: &mut Report) -> Opt
             });
             header.map(|header| SignatureSpec {
                 header,
+                also,
                 prefix,
                 encodings,
                 entries,

@@ -303,7 +303,8 @@ impl RawVerify {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSignature {
-    pub header: Option<String>,
+    /// One header name, or several the signature may arrive under (exactly one present).
+    pub header: Option<OneOrMany>,
     pub prefix: Option<String>,
     pub encoding: Option<OneOrMany>,
     pub entries: Option<RawEntries>,

@@ -2213,3 +2213,28 @@ fn date_of(secs: i64) -> (i32, u8, u8) {
     let year = (yoe + era * 400 + i64::from(month <= 2)) as i32;
     (year, month, day)
 }
+
+#[test]
+fn a_signature_header_may_have_several_names_each_once() {
+    let verify = |header: &str| {
+        with_routes(&[&format!(
+            "{{ name: r, path: /r, upstream: \"http://127.0.0.1:3000\", verify: {{ algorithm: hmac-sha256, signature: {{ header: {header}, encoding: base64 }}, secret: \"${{LAHZA_SECRET}}\" }} }}"
+        )])
+    };
+    let loaded = ok(&verify("[x-sig, sig]"));
+    let s = scheme(&loaded, "r");
+    assert_eq!(s.signature.header.as_str(), "x-sig");
+    assert_eq!(s.signature.also, vec![HeaderName::from_static("sig")]);
+    assert_single_error(
+        "twice",
+        &errors(&verify("[x-sig, X-Sig]")),
+        "routes[0] (r).verify.signature.header",
+        "listed twice",
+    );
+    assert_single_error(
+        "empty",
+        &errors(&verify("[]")),
+        "routes[0] (r).verify.signature.header",
+        "empty list",
+    );
+}

@@ -160,7 +160,11 @@ pub enum Part {
 /// Where the signature is found and how it is written.
 #[derive(Clone, Debug)]
 pub struct SignatureSpec {
+    /// The header the signature arrives in (and `sign` writes).
     pub header: HeaderName,
+    /// Other names the same header may arrive under (Shopify's Events deliveries drop the
+    /// `X-` prefix). Exactly one of `header` and these may be present.
+    pub also: Vec<HeaderName>,
     /// Text that must precede the encoded signature (e.g. `sha256=`); matched exactly. Not
     /// used with `entries`.
     pub prefix: String,
@@ -548,11 +552,14 @@ impl Scheme {
     ) -> Result<SignatureHeader<'h>, VerifyError> {
         let spec = &self.signature;
         let malformed = || VerifyError::MalformedSignature(spec.header.clone());
-        let mut values = headers.get_all(&spec.header).iter();
+        let mut values = std::iter::once(&spec.header)
+            .chain(&spec.also)
+            .flat_map(|name| headers.get_all(name).iter());
         let value = values
             .next()
             .ok_or_else(|| VerifyError::MissingSignature(spec.header.clone()))?;
-        // Two signature headers are ambiguous; a sender never sends that.
+        // Two signature headers (or one under two names) are ambiguous; a sender never sends
+        // that.
         if values.next().is_some() {
             return Err(malformed());
         }
@@ -747,7 +754,15 @@ fn describe(scheme: &Scheme, indent: &str) -> String {
     let mut out = format!(
         "{indent}algorithm: {}\n{indent}signature: {{ header: {}, {location}, encoding: [{}] }}\n{indent}message: [{}]\n",
         algorithm.name(),
-        signature.header,
+        if signature.also.is_empty() {
+            signature.header.to_string()
+        } else {
+            let names: Vec<&str> = std::iter::once(&signature.header)
+                .chain(&signature.also)
+                .map(HeaderName::as_str)
+                .collect();
+            format!("[{}]", names.join(", "))
+        },
         encodings.join(", "),
         parts.join(", "),
     );

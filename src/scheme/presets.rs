@@ -31,6 +31,7 @@ pub const NAMES: &[&str] = &[
     "webflow",
     "vercel",
     "twilio",
+    "twilio-sha256",
     "square",
     "gitlab",
     "discord",
@@ -63,7 +64,18 @@ pub fn preset(name: &str) -> Option<RawVerify> {
         // --- plain header over the body ---
         "github" => plain("hmac-sha256", "x-hub-signature-256", "sha256=", &["hex"]),
         "github-sha1" => plain("hmac-sha1", "x-hub-signature", "sha1=", &["hex"]),
-        "shopify" => plain("hmac-sha256", "x-shopify-hmac-sha256", "", &["base64"]),
+        // Shopify: webhook deliveries carry X-Shopify-Hmac-Sha256, its newer Events deliveries
+        // Shopify-Hmac-Sha256 (no X-); either, never both.
+        "shopify" => {
+            let mut v = plain("hmac-sha256", "x-shopify-hmac-sha256", "", &["base64"]);
+            if let Some(s) = v.signature.as_mut() {
+                s.header = Some(OneOrMany::Many(vec![
+                    "x-shopify-hmac-sha256".into(),
+                    "shopify-hmac-sha256".into(),
+                ]));
+            }
+            v
+        }
         "intercom" => plain("hmac-sha1", "x-hub-signature", "sha1=", &["hex"]),
         "woocommerce" => plain("hmac-sha256", "x-wc-webhook-signature", "", &["base64"]),
         "vercel" => plain("hmac-sha1", "x-vercel-signature", "", &["hex"]),
@@ -134,6 +146,15 @@ pub fn preset(name: &str) -> Option<RawVerify> {
             body_hash_param: Some("bodySHA256".into()),
             ..plain("hmac-sha1", "x-twilio-signature", "", &["base64"])
         },
+        // Twilio's webhook signing keys: the same message and header, HMAC-SHA256 under the
+        // SharedKey secret (the request names it in X-Twilio-Webhooks-Signature-Settings:
+        // `key=webhooks_sharedkey_...,algorithm=HMAC_SHA256`). The route fixes the algorithm;
+        // that header, unsigned, is not trusted to choose it.
+        "twilio-sha256" => RawVerify {
+            message: Some(vec![Url, FormParamsSorted]),
+            body_hash_param: Some("bodySHA256".into()),
+            ..plain("hmac-sha256", "x-twilio-signature", "", &["base64"])
+        },
         // Square: base64 HMAC-SHA256 of the notification URL followed by the body.
         "square" => RawVerify {
             message: Some(vec![Url, Body]),
@@ -194,7 +215,7 @@ pub fn preset(name: &str) -> Option<RawVerify> {
 pub fn needs_app_answer(name: &str) -> Option<&'static str> {
     Some(match name {
         "slack" => "Slack reads the answer to slash commands and interactions, and the url_verification challenge",
-        "twilio" => "Twilio reads TwiML instructions from the answer",
+        "twilio" | "twilio-sha256" => "Twilio reads TwiML instructions from the answer",
         "discord" => "Discord interactions (PING included) must be answered by the app",
         "zoom" => "Zoom's endpoint.url_validation handshake is answered by the app",
         _ => return None,
@@ -222,7 +243,7 @@ fn plain(algorithm: &str, header: &str, prefix: &str, encodings: &[&str]) -> Raw
     RawVerify {
         algorithm: Some(algorithm.into()),
         signature: Some(RawSignature {
-            header: Some(header.into()),
+            header: Some(OneOrMany::One(header.into())),
             prefix: Some(prefix.into()),
             encoding: Some(OneOrMany::Many(
                 encodings.iter().map(|e| e.to_string()).collect(),
@@ -246,7 +267,7 @@ fn structured(
     RawVerify {
         algorithm: Some(algorithm.into()),
         signature: Some(RawSignature {
-            header: Some(header.into()),
+            header: Some(OneOrMany::One(header.into())),
             prefix: None,
             encoding: Some(OneOrMany::One(encoding.into())),
             entries: Some(RawEntries {

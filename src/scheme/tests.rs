@@ -342,6 +342,7 @@ fn rotation_reports_which_secret_matched_and_sha_variants_work() {
     ] {
         let spec = SignatureSpec {
             header: HeaderName::from_static("x-sig"),
+            also: Vec::new(),
             prefix: "v1=".into(),
             encodings: vec![Encoding::Base64, Encoding::Hex],
             entries: None,
@@ -409,6 +410,7 @@ fn a_missing_signed_header_is_refused() {
         Algorithm::HmacSha256,
         SignatureSpec {
             header: HeaderName::from_static("x-sig"),
+            also: Vec::new(),
             prefix: String::new(),
             encodings: vec![Encoding::Hex],
             entries: None,
@@ -867,4 +869,41 @@ fn signing_past_what_rfc3339_can_write_is_an_error_not_a_panic() {
         .sign(&mut HeaderMap::new(), b"{}", "/", far, None)
         .unwrap_err();
     assert!(err.contains("RFC 3339"), "{err}");
+}
+
+#[test]
+fn shopify_signature_arrives_under_either_header_name_but_never_both() {
+    let secret = "shpss_test";
+    let s = preset_scheme("shopify", secret);
+    let body = br#"{"id":820982911946154508}"#;
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    let sig = BASE64.encode(mac.finalize().into_bytes());
+    let now = SystemTime::now();
+    // Webhook deliveries, and the newer Events deliveries without the X- prefix.
+    for name in ["X-Shopify-Hmac-Sha256", "Shopify-Hmac-Sha256"] {
+        assert_eq!(
+            check(&s, &headers(&[(name, &sig)]), body, now),
+            Ok(0),
+            "{name}"
+        );
+    }
+    // Both at once is ambiguous, even when they agree.
+    let both = headers(&[
+        ("X-Shopify-Hmac-Sha256", &sig),
+        ("Shopify-Hmac-Sha256", &sig),
+    ]);
+    assert!(matches!(
+        check(&s, &both, body, now),
+        Err(VerifyError::MalformedSignature(_))
+    ));
+    assert!(matches!(
+        check(&s, &headers(&[]), body, now),
+        Err(VerifyError::MissingSignature(_))
+    ));
+    // Signing writes the classic name.
+    let mut signed = HeaderMap::new();
+    s.sign(&mut signed, body, "/", now, None).unwrap();
+    assert_eq!(signed.get("x-shopify-hmac-sha256").unwrap(), sig.as_str());
 }

@@ -1025,6 +1025,38 @@ add("twilio", "valid-json-body-computed", secret=TW_TOKEN, url=jurl, body=jb,
 add("twilio", "missing-header", secret=TW_TOKEN, url=TW_URL, content_type=FORM, body=form(params),
     headers={}, expect="reject")
 
+# twilio-sha256: Twilio's webhook signing keys (X-Twilio-Webhooks-Signature-Settings:
+# algorithm=HMAC_SHA256): the same message, HMAC-SHA256 under the SharedKey secret.
+TW_SHARED = "webhooks_sharedkey_test_0123456789abcdef"
+TW256_URL = hook_url("twilio-sha256")
+SETTINGS = {"X-Twilio-Webhooks-Signature-Settings":
+            "key=webhooks_sharedkey_test,algorithm=HMAC_SHA256"}
+
+
+def twilio_sig256(token, url, params=None):
+    s = url
+    if params:
+        for k in sorted({k for k, _ in params}):
+            for v in sorted({v for kk, v in params if kk == k}):
+                s += k + v
+    return b64_256(token, s)
+
+
+add("twilio-sha256", "valid-computed", secret=TW_SHARED, url=TW256_URL, content_type=FORM,
+    body=form(params), headers={"X-Twilio-Signature": twilio_sig256(TW_SHARED, TW256_URL, params),
+                                **SETTINGS}, expect="accept",
+    note="SMS webhook signed with a webhook signing key (HMAC-SHA256)")
+j256 = TW256_URL + "?bodySHA256=" + hashlib.sha256(jb.encode()).hexdigest()
+add("twilio-sha256", "valid-json-body-computed", secret=TW_SHARED, url=j256, body=jb,
+    headers={"X-Twilio-Signature": twilio_sig256(TW_SHARED, j256), **SETTINGS}, expect="accept")
+add("twilio-sha256", "sha1-signature", secret=TW_SHARED, url=TW256_URL, content_type=FORM,
+    body=form(params), headers={"X-Twilio-Signature": twilio_sig(TW_SHARED, TW256_URL, params)},
+    expect="reject", note="HMAC-SHA1 under the same secret: the route fixes SHA-256")
+add("twilio-sha256", "tampered-body", secret=TW_SHARED, url=TW256_URL, content_type=FORM,
+    body=form(params).replace("Ahoy", "Ahem"),
+    headers={"X-Twilio-Signature": twilio_sig256(TW_SHARED, TW256_URL, params), **SETTINGS},
+    expect="reject")
+
 # ---------------------------------------------------------------------------------------------
 # square
 # ---------------------------------------------------------------------------------------------
@@ -1397,11 +1429,11 @@ def v_webflow(case):
     return got is not None and ct_eq(got, want)
 
 
-def v_twilio(case):
+def v_twilio(case, digest=hashlib.sha1, size=20):
     v = hget(case, "X-Twilio-Signature")
     if v is None:
         return False
-    got = unb64(v, 20)
+    got = unb64(v, size)
     if got is None:
         return False
     url = case["url"]
@@ -1417,8 +1449,12 @@ def v_twilio(case):
         for name in sorted({k for k, _ in pairs}):
             for val in sorted({x for k, x in pairs if k == name}):
                 s += name + val
-    want = hmac.new(key_of(case), s.encode(), hashlib.sha1).digest()
+    want = hmac.new(key_of(case), s.encode(), digest).digest()
     return ct_eq(got, want)
+
+
+def v_twilio256(case):
+    return v_twilio(case, hashlib.sha256, 32)
 
 
 def v_discord(case):
@@ -1470,6 +1506,7 @@ VERIFIERS = {
     "linear": v_linear,
     "webflow": v_webflow,
     "twilio": v_twilio,
+    "twilio-sha256": v_twilio256,
     "gitlab": lambda c: hget(c, "X-Gitlab-Token") is not None
     and ct_eq(hget(c, "X-Gitlab-Token").encode(), key_of(c)),
     "discord": v_discord,
