@@ -182,6 +182,11 @@ impl QueueMetrics {
 
     /// The series of a queued route, at zero, so a dashboard shows them before any event.
     pub fn init_route(&self, route: &str) {
+        for op in [
+            "ingest", "write", "commit", "lease", "settle", "depths", "purge",
+        ] {
+            self.store_errors.with_label_values(&[op]);
+        }
         for outcome in ["delivered", "retry", "dead"] {
             self.attempts.with_label_values(&[route, outcome]);
         }
@@ -471,6 +476,18 @@ impl Metrics {
             for label in Refusal::LABELS {
                 if !Refusal::BEFORE_ROUTING.contains(label) {
                     self.requests.with_label_values(&[route, label]);
+                    if !r.enforce {
+                        self.shadow_refusals.with_label_values(&[route, label]);
+                    }
+                }
+            }
+            // A counter that first appears at 1 is invisible to increase() and rate(): the
+            // alerts on these need them at zero from the start.
+            if r.replay.is_some() {
+                self.replay_duplicates.with_label_values(&[route]);
+                self.replay_in_flight.with_label_values(&[route]);
+                for action in ["rejected", "allowed", "delivered", "release"] {
+                    self.replay_store_errors.with_label_values(&[route, action]);
                 }
             }
         }
