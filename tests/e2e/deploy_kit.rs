@@ -4,6 +4,7 @@
 //! exports. The files themselves are linted by tests/deploy/*.sh (promtool, systemd-analyze,
 //! kubectl kustomize, hadolint).
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -327,4 +328,127 @@ async fn runs_as_the_image_does_non_root_with_read_only_config_and_one_state_dir
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(upstream.count(), 2, "nothing more was delivered");
+}
+
+/// Metric names (`hookgate_*`, `process_*`) written anywhere in `text`.
+fn metric_names_in(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let bytes = text.as_bytes();
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    for prefix in ["hookgate_", "process_"] {
+        let mut from = 0;
+        while let Some(at) = text[from..].find(prefix) {
+            let start = from + at;
+            let mut end = start + prefix.len();
+            while end < bytes.len() && word(bytes[end]) {
+                end += 1;
+            }
+            if start == 0 || !word(bytes[start - 1]) {
+                names.insert(text[start..end].to_owned());
+            }
+            from = end;
+        }
+    }
+    names
+}
+
+/// Families in a Prometheus text exposition, with their types.
+fn exported_families(exposition: &str) -> Vec<(String, String)> {
+    exposition
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            Some((w.next()?.to_owned(), w.next()?.to_owned()))
+        })
+        .collect()
+}
+
+/// Whether a name a query uses is exported: a family itself, or a histogram's series.
+fn is_exported(name: &str, families: &[(String, String)]) -> bool {
+    families.iter().any(|(family, kind)| {
+        name == family
+            || (kind == "histogram"
+                && ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .any(|s| name.strip_suffix(s) == Some(family.as_str())))
+    })
+}
+
+#[tokio::test]
+async fn dashboard_and_alert_rules_use_only_metrics_a_running_gateway_exports() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dashboard = std::fs::read_to_string(repo.join("deploy/grafana/hookgate.json"))
+        .expect("deploy/grafana/hookgate.json");
+    let alerts = std::fs::read_to_string(repo.join("deploy/prometheus/alerts.yaml"))
+        .expect("deploy/prometheus/alerts.yaml");
+
+    // A gateway with every kind of metric: a TLS listener (certificate expiry), a replay
+    // route, a queued route with its store, a route in shadow mode.
+    let upstream = Upstream::start().await;
+    let tls = crate::tls::make_cert("deploy-kit");
+    let dir = temp_dir("deploy-kit-metrics");
+    let config = dir.join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listeners:\n  - addr: 127.0.0.1:0\n  - addr: 127.0.0.1:0\n    tls: {{ cert: {cert}, key: {key} }}\n\
+             admin:\n  addr: 127.0.0.1:0\n\
+             queue_store:\n  path: {queue}\n\
+             routes:\n\
+             \x20 - name: laso\n    path: /hooks/laso\n    upstream: {up}\n    \
+             verify: {{ preset: laso, secret: \"${{LASO_SECRET}}\" }}\n    replay: {{}}\n\
+             \x20 - name: lahza\n    path: /hooks/lahza\n    upstream: {up}\n    \
+             verify: {{ preset: lahza, secret: \"${{LAHZA_SECRET}}\" }}\n    delivery: queued\n\
+             \x20 - name: lomi\n    path: /hooks/lomi\n    upstream: {up}\n    \
+             verify: {{ preset: lomi, secret: \"${{LOMI_SECRET}}\" }}\n    enforce: false\n",
+            cert = tls.dir.join("cert.pem").display(),
+            key = tls.dir.join("key.pem").display(),
+            queue = dir.join("queue").display(),
+            up = upstream.url()
+        ),
+    )
+    .unwrap();
+    let mut command = bin();
+    command.args(["run", "-c"]).arg(&config).envs(env_secrets());
+    let gw = start(command);
+    let _guard = KillOnDrop(vec![std::sync::Arc::new(std::sync::Mutex::new(gw.child))]);
+    // One request per route and a refusal, so every labelled family has a series.
+    let body = br#"{"event":"x"}"#;
+    for sender in ["laso", "lahza"] {
+        let headers = sign_as(sender, secret_of(sender), body, now_unix());
+        let url = format!("http://{}/hooks/{sender}", gw.addr);
+        assert_eq!(post(&url, &as_refs(&headers), body).await.status, 200);
+    }
+    assert_eq!(
+        post(&format!("http://{}/nowhere", gw.addr), &[], body)
+            .await
+            .status,
+        404
+    );
+    eventually("the queued event delivered", || upstream.count() == 2).await;
+    // The queue gauges are refreshed every 5 s by their own task.
+    tokio::time::sleep(Duration::from_millis(5500)).await;
+    let exposition = send("GET", &format!("http://{}/metrics", gw.admin), &[], b"")
+        .await
+        .body;
+    let families = exported_families(&exposition);
+    assert!(families.len() > 30, "{exposition}");
+
+    for (file, text, at_least) in [
+        ("deploy/grafana/hookgate.json", &dashboard, 25),
+        ("deploy/prometheus/alerts.yaml", &alerts, 8),
+    ] {
+        let used = metric_names_in(text);
+        assert!(
+            used.len() >= at_least,
+            "{file} uses only {} metric names: {used:?}",
+            used.len()
+        );
+        let missing: Vec<&String> = used.iter().filter(|n| !is_exported(n, &families)).collect();
+        assert!(
+            missing.is_empty(),
+            "{file} uses metrics a running gateway does not export: {missing:?}"
+        );
+    }
 }
