@@ -202,10 +202,28 @@ pub fn compile(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Loaded, ConfigErrors> {
     let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| {
-        ConfigErrors(vec![ConfigError {
-            location: yaml_location(&e),
-            message: e.to_string(),
-        }])
+        // Not only the first error serde stops at: each top-level key on its own, and each
+        // route's keys (routes stay YAML values until the loop below).
+        let per_key = serde_yaml::from_str::<serde_yaml::Mapping>(text)
+            .map(|doc| {
+                let mut all = errors_per_key::<RawConfig>(&doc, &[], None);
+                let routes = doc.get("routes").and_then(|r| r.as_sequence());
+                for (i, value) in routes.into_iter().flatten().enumerate() {
+                    if let Err(e) = raw_route(value, &route_label(i, value)) {
+                        all.extend(e);
+                    }
+                }
+                all
+            })
+            .unwrap_or_default();
+        if per_key.is_empty() {
+            ConfigErrors(vec![ConfigError {
+                location: yaml_location(&e),
+                message: e.to_string(),
+            }])
+        } else {
+            ConfigErrors(per_key)
+        }
     })?;
     let mut r = Report {
         errors: Vec::new(),
@@ -284,28 +302,11 @@ pub fn compile(
         );
     }
     for (i, value) in raw.routes.into_iter().enumerate() {
-        let label = value
-            .get("name")
-            .and_then(|n| n.as_str())
-            .map(|n| format!("routes[{i}] ({n})"))
-            .unwrap_or_else(|| format!("routes[{i}]"));
-        // serde_path_to_error names the field inside the route that is wrong.
-        let raw_route: RawRoute = match serde_path_to_error::deserialize(value) {
+        let label = route_label(i, &value);
+        let raw_route = match raw_route(&value, &label) {
             Ok(rr) => rr,
-            Err(e) => {
-                let path = e.path().to_string();
-                let location = if path == "." {
-                    label
-                } else {
-                    format!("{label}.{path}")
-                };
-                // serde quotes the offending value; for a secret that would print it.
-                let message = if path.contains("secret") {
-                    "must be a quoted string (\"${ENV_VAR}\" or a literal)".to_string()
-                } else {
-                    e.into_inner().to_string()
-                };
-                r.error(location, message);
+            Err(found) => {
+                r.errors.extend(found);
                 continue;
             }
         };
@@ -363,6 +364,90 @@ fn compile_log(raw: Option<&RawLog>, r: &mut Report) -> LogSettings {
         }
     }
     out
+}
+
+/// `routes[i] (name)`, or `routes[i]` for a route without a readable name.
+fn route_label(i: usize, value: &serde_yaml::Value) -> String {
+    value
+        .get("name")
+        .and_then(|n| n.as_str())
+        .map(|n| format!("routes[{i}] ({n})"))
+        .unwrap_or_else(|| format!("routes[{i}]"))
+}
+
+/// One route as the file has it, or every field that is wrong (each located; serde alone
+/// would stop at the first).
+fn raw_route(value: &serde_yaml::Value, label: &str) -> Result<RawRoute, Vec<ConfigError>> {
+    serde_path_to_error::deserialize(value.clone()).map_err(|e| {
+        let mut found = value
+            .as_mapping()
+            .map(|m| errors_per_key::<RawRoute>(m, &["name", "path", "upstream"], Some(label)))
+            .unwrap_or_default();
+        if found.is_empty() {
+            found.push(route_error(e, label));
+        }
+        found
+    })
+}
+
+/// A route's deserialization error, located inside the route. serde quotes the offending
+/// value; for a secret that would print it, so secrets get a message of their own.
+fn route_error(e: serde_path_to_error::Error<serde_yaml::Error>, label: &str) -> ConfigError {
+    let path = e.path().to_string();
+    let location = if path == "." {
+        label.to_owned()
+    } else {
+        format!("{label}.{path}")
+    };
+    let message = if path.contains("secret") {
+        "must be a quoted string (\"${ENV_VAR}\" or a literal)".to_string()
+    } else {
+        e.into_inner().to_string()
+    };
+    ConfigError { location, message }
+}
+
+/// Every key of `map` that does not deserialize into `T`, each tried on its own (with the
+/// `required` keys beside it, so a lone key does not fail for their absence): serde stops at
+/// the first error, an operator wants them all. `label` locates a route's keys; top-level
+/// keys are their own location.
+fn errors_per_key<T: serde::de::DeserializeOwned>(
+    map: &serde_yaml::Mapping,
+    required: &[&str],
+    label: Option<&str>,
+) -> Vec<ConfigError> {
+    let mut found: Vec<ConfigError> = Vec::new();
+    for (key, value) in map {
+        let mut alone = serde_yaml::Mapping::new();
+        for name in required {
+            if let Some(v) = map.get(*name) {
+                alone.insert((*name).into(), v.clone());
+            }
+        }
+        alone.insert(key.clone(), value.clone());
+        let Err(e) = serde_path_to_error::deserialize::<_, T>(serde_yaml::Value::Mapping(alone))
+        else {
+            continue;
+        };
+        let error = match label {
+            Some(label) => route_error(e, label),
+            None => {
+                let path = e.path().to_string();
+                ConfigError {
+                    location: if path == "." {
+                        key.as_str().unwrap_or("gateway.yaml").to_owned()
+                    } else {
+                        path
+                    },
+                    message: e.into_inner().to_string(),
+                }
+            }
+        };
+        if !found.contains(&error) {
+            found.push(error);
+        }
+    }
+    found
 }
 
 fn yaml_location(e: &serde_yaml::Error) -> String {

@@ -2238,3 +2238,27 @@ fn a_signature_header_may_have_several_names_each_once() {
         "empty list",
     );
 }
+
+#[test]
+fn type_errors_are_all_reported_at_once_each_located() {
+    let text = "workers: many\nlisteners:\n  - addr: 127.0.0.1:0\nlimits:\n  max_body_bytes: lots\nroutes:\n  - { name: a, path: /a, upstream: \"http://127.0.0.1:3000\", methods: POST, enforce: maybe, allow_ips: [127.0.0.1] }\n  - { name: b, path: /b, upstream: \"http://127.0.0.1:3000\", colour: red, verify: { preset: laso, secret: 7 } }\n";
+    let found: Vec<(String, String)> = errors(text)
+        .into_iter()
+        .map(|e| (e.location, e.message))
+        .collect();
+    let locations: Vec<&str> = found.iter().map(|(l, _)| l.as_str()).collect();
+    assert_eq!(
+        locations,
+        [
+            "workers",
+            "limits.max_body_bytes",
+            "routes[0] (a).methods",
+            "routes[0] (a).enforce",
+            "routes[1] (b).colour",
+            "routes[1] (b).verify.secret",
+        ],
+        "{found:#?}"
+    );
+    // The secret's value is not repeated.
+    assert!(!found[5].1.contains('7'), "{}", found[5].1);
+}
