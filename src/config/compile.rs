@@ -222,7 +222,19 @@ pub fn compile(
                 message: e.to_string(),
             }])
         } else {
-            ConfigErrors(per_key)
+            // The error serde stopped at also knows its line and column: keep them.
+            let whole = e.to_string();
+            ConfigErrors(
+                per_key
+                    .into_iter()
+                    .map(|mut one| {
+                        if whole.contains(&one.message) && whole.len() > one.message.len() {
+                            one.message = whole.clone();
+                        }
+                        one
+                    })
+                    .collect(),
+            )
         }
     })?;
     let mut r = Report {
