@@ -429,7 +429,7 @@ fn check(path: &Path, expand: bool, strict: bool) -> anyhow::Result<ExitCode> {
         eprintln!("{}: warning: {w}", path.display());
     }
     let g = &loaded.gateway;
-    println!(
+    let ok = format!(
         "{}: ok: {} listener(s), {} route(s), admin on {}",
         path.display(),
         g.listeners.len(),
@@ -437,39 +437,20 @@ fn check(path: &Path, expand: bool, strict: bool) -> anyhow::Result<ExitCode> {
         g.admin
     );
     if expand {
-        for route in g.routes.routes() {
-            println!(
-                "\nroute {} ({} -> {}://{}{})",
-                route.name,
-                route.path,
-                if route.upstream.tls.is_some() {
-                    "https"
-                } else {
-                    "http"
-                },
-                route.upstream.authority,
-                route.upstream.base_path
-            );
-            if let Some(nets) = &route.allow_ips {
-                let nets: Vec<String> = nets.iter().map(|n| n.to_string()).collect();
-                println!("  allow_ips: [{}]", nets.join(", "));
-            }
-            match &route.scheme {
-                Some(s) => print!("{}", s.describe("  ")),
-                None => println!("  verify: none (IP allowlist only)"),
-            }
-            if !route.enforce {
-                println!("  enforce: false (shadow mode)");
-            }
-            if let Some(r) = &route.replay {
-                println!(
-                    "  replay: {{ key: {:?}, ttl: {}, on_store_error: {:?} }}",
-                    r.key,
-                    humantime::format_duration(r.ttl),
-                    r.on_store_error
-                );
-            }
+        eprintln!("{ok}");
+    } else {
+        println!("{ok}");
+    }
+    if expand {
+        // YAML on stdout, to paste back or diff; everything else on stderr.
+        let (yaml, notes) = config::expand(path, &loaded).map_err(anyhow::Error::msg)?;
+        for note in notes {
+            eprintln!("{}: note: {note}", path.display());
         }
+        print!(
+            "# {} with every route's defaults written out (hookgate check --expand)\n{yaml}",
+            path.display()
+        );
     }
     if strict && !loaded.warnings.is_empty() {
         eprintln!(

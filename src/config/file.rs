@@ -459,3 +459,144 @@ fn merge<T>(over: Option<T>, base: Option<T>, f: impl FnOnce(T, T) -> T) -> Opti
         (o, b) => o.or(b),
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Back to YAML (`hookgate check --expand`): the inverse of the readers above, so an expanded
+// preset can be pasted into a configuration and read back to the same scheme.
+// ---------------------------------------------------------------------------------------------
+
+fn yaml_str(s: &str) -> serde_yaml::Value {
+    serde_yaml::Value::String(s.to_owned())
+}
+
+fn yaml_map<'a>(
+    entries: impl IntoIterator<Item = (&'a str, Option<serde_yaml::Value>)>,
+) -> serde_yaml::Value {
+    let mut m = serde_yaml::Mapping::new();
+    for (k, v) in entries {
+        if let Some(v) = v {
+            m.insert(yaml_str(k), v);
+        }
+    }
+    serde_yaml::Value::Mapping(m)
+}
+
+fn yaml_list(items: &[String]) -> serde_yaml::Value {
+    serde_yaml::Value::Sequence(items.iter().map(|s| yaml_str(s)).collect())
+}
+
+impl OneOrMany {
+    fn to_yaml(&self) -> serde_yaml::Value {
+        match self {
+            OneOrMany::One(s) => yaml_str(s),
+            OneOrMany::Many(v) => yaml_list(v),
+        }
+    }
+}
+
+impl RawPart {
+    pub fn to_yaml(&self) -> serde_yaml::Value {
+        let one = |k: &str, v: &str| yaml_map([(k, Some(yaml_str(v)))]);
+        match self {
+            RawPart::Body => yaml_str("body"),
+            RawPart::Url => yaml_str("url"),
+            RawPart::FormParamsSorted => yaml_str("form_params_sorted"),
+            RawPart::Header(h) => one("header", h),
+            RawPart::Literal(t) => one("literal", t),
+            RawPart::SignatureEntry(e) => one("signature_entry", e),
+        }
+    }
+}
+
+impl RawReplayKey {
+    pub fn to_yaml(&self) -> serde_yaml::Value {
+        match self {
+            RawReplayKey::Header(h) => yaml_map([("header", Some(yaml_str(h)))]),
+            RawReplayKey::Json(p) => yaml_map([("json", Some(yaml_str(p)))]),
+            RawReplayKey::Signature => yaml_str("signature"),
+        }
+    }
+}
+
+impl RawVerify {
+    /// This `verify:` block as YAML, fields in the reference's order; `None` fields are left
+    /// out. `literal` is written in place of a literal secret's value (never printed).
+    pub fn to_yaml(&self, literal: &str) -> serde_yaml::Value {
+        let shown = |s: &String| {
+            if s.starts_with("${") {
+                yaml_str(s)
+            } else {
+                yaml_str(literal)
+            }
+        };
+        let path = |p: &PathBuf| yaml_str(&p.display().to_string());
+        yaml_map([
+            ("preset", self.preset.as_deref().map(yaml_str)),
+            ("algorithm", self.algorithm.as_deref().map(yaml_str)),
+            (
+                "signature",
+                self.signature.as_ref().map(|s| {
+                    yaml_map([
+                        ("header", s.header.as_ref().map(OneOrMany::to_yaml)),
+                        ("prefix", s.prefix.as_deref().map(yaml_str)),
+                        ("encoding", s.encoding.as_ref().map(OneOrMany::to_yaml)),
+                        (
+                            "entries",
+                            s.entries.as_ref().map(|e| {
+                                yaml_map([
+                                    ("separator", Some(yaml_str(&e.separator))),
+                                    ("assign", Some(yaml_str(&e.assign))),
+                                    ("key", Some(yaml_str(&e.key))),
+                                ])
+                            }),
+                        ),
+                    ])
+                }),
+            ),
+            (
+                "message",
+                self.message.as_ref().map(|parts| {
+                    serde_yaml::Value::Sequence(parts.iter().map(RawPart::to_yaml).collect())
+                }),
+            ),
+            (
+                "timestamp",
+                self.timestamp.as_ref().map(|t| {
+                    yaml_map([
+                        ("header", t.header.as_deref().map(yaml_str)),
+                        ("json", t.json.as_deref().map(yaml_str)),
+                        (
+                            "signature_entry",
+                            t.signature_entry.as_deref().map(yaml_str),
+                        ),
+                        ("unit", t.unit.as_deref().map(yaml_str)),
+                        ("tolerance", t.tolerance.as_deref().map(yaml_str)),
+                        (
+                            "future_tolerance",
+                            t.future_tolerance.as_deref().map(yaml_str),
+                        ),
+                    ])
+                }),
+            ),
+            (
+                "body_hash_param",
+                self.body_hash_param.as_deref().map(yaml_str),
+            ),
+            ("key_encoding", self.key_encoding.as_deref().map(yaml_str)),
+            ("secret", self.secret.as_ref().map(shown)),
+            ("secret_file", self.secret_file.as_ref().map(path)),
+            (
+                "secrets",
+                self.secrets
+                    .as_ref()
+                    .map(|v| serde_yaml::Value::Sequence(v.iter().map(shown).collect())),
+            ),
+            ("public_key", self.public_key.as_deref().map(yaml_str)),
+            ("public_key_file", self.public_key_file.as_ref().map(path)),
+            (
+                "public_keys",
+                self.public_keys.as_ref().map(|v| yaml_list(v)),
+            ),
+        ])
+    }
+}

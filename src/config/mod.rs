@@ -442,3 +442,98 @@ pub fn key_spec(
     };
     Ok((algorithm, encoding))
 }
+
+/// Written in place of a literal secret by [`expand`]: never printed, and an unset variable
+/// if pasted back, so the copy fails to load instead of verifying with a wrong key.
+pub const LITERAL_SECRET_PLACEHOLDER: &str = "${PUT_THE_LITERAL_SECRET_BACK}";
+
+/// The configuration file with each route's defaults written out (`hookgate check
+/// --expand`): its preset replaced by the scheme it stands for, key encoding, message and
+/// encodings included; its methods; its replay key, window and store policy. Valid YAML that
+/// reads back to the same gateway. Comments are not kept. `loaded` is the file compiled.
+/// Returns the YAML and notes for the operator (literal secrets left out).
+pub fn expand(path: &Path, loaded: &Loaded) -> Result<(String, Vec<String>), String> {
+    use serde_yaml::Value;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read configuration {}: {e}", path.display()))?;
+    let mut doc: Value = serde_yaml::from_str(&text).map_err(|e| e.to_string())?;
+    let mut notes = Vec::new();
+    let routes = doc
+        .get_mut("routes")
+        .and_then(Value::as_sequence_mut)
+        .ok_or("no routes")?;
+    for (i, value) in routes.iter_mut().enumerate() {
+        let Some(m) = value.as_mapping_mut() else {
+            continue;
+        };
+        let Some(route) = m
+            .get("name")
+            .and_then(Value::as_str)
+            .and_then(|n| loaded.gateway.routes.get(n))
+        else {
+            continue;
+        };
+        let loc = format!("routes[{i}] ({})", route.name);
+        m.insert(
+            "methods".into(),
+            Value::Sequence(route.methods.iter().map(|m| m.as_str().into()).collect()),
+        );
+        if let Some(raw) = m.get("verify") {
+            let raw: file::RawVerify =
+                serde_yaml::from_value(raw.clone()).map_err(|e| e.to_string())?;
+            let mut errors = Vec::new();
+            let mut v = compile::expand_preset(raw, &loc, &mut errors);
+            v.preset = None;
+            // The defaults the compiler applies, written out.
+            let asymmetric = v
+                .algorithm
+                .as_deref()
+                .and_then(crate::scheme::Algorithm::parse)
+                .is_some_and(crate::scheme::Algorithm::is_asymmetric);
+            v.key_encoding
+                .get_or_insert_with(|| if asymmetric { "base64" } else { "raw" }.into());
+            v.message.get_or_insert_with(|| vec![file::RawPart::Body]);
+            if let Some(s) = v.signature.as_mut() {
+                s.prefix.get_or_insert_with(String::new);
+                s.encoding
+                    .get_or_insert_with(|| file::OneOrMany::One("hex".into()));
+            }
+            let literal = v
+                .secret
+                .iter()
+                .chain(v.secrets.iter().flatten())
+                .any(|s| !s.starts_with("${"));
+            if literal {
+                notes.push(format!(
+                    "{loc}.verify: a literal secret is not printed; {LITERAL_SECRET_PLACEHOLDER} \
+                     stands in for it"
+                ));
+            }
+            m.insert("verify".into(), v.to_yaml(LITERAL_SECRET_PLACEHOLDER));
+        }
+        if let Some(replay) = &route.replay {
+            let key = match &replay.key {
+                crate::replay::KeySource::Header(h) => file::RawReplayKey::Header(h.to_string()),
+                crate::replay::KeySource::Json(p) => file::RawReplayKey::Json(p.clone()),
+                crate::replay::KeySource::Signature => file::RawReplayKey::Signature,
+            };
+            let mut r = serde_yaml::Mapping::new();
+            r.insert("key".into(), key.to_yaml());
+            r.insert(
+                "ttl".into(),
+                humantime::format_duration(replay.ttl).to_string().into(),
+            );
+            r.insert(
+                "on_store_error".into(),
+                match replay.on_store_error {
+                    crate::replay::OnStoreError::Reject => "reject",
+                    crate::replay::OnStoreError::Allow => "allow",
+                }
+                .into(),
+            );
+            m.insert("replay".into(), Value::Mapping(r));
+        }
+    }
+    let yaml = serde_yaml::to_string(&doc).map_err(|e| e.to_string())?;
+    Ok((yaml, notes))
+}

@@ -2267,3 +2267,69 @@ fn type_errors_are_all_reported_at_once_each_located() {
     // The secret's value is not repeated.
     assert!(!found[5].1.contains('7'), "{}", found[5].1);
 }
+
+#[test]
+fn every_preset_expanded_reads_back_to_the_same_scheme() {
+    use crate::scheme::{Algorithm, SigningKey};
+    let dir = temp_dir("expand-presets");
+    // A secret every key encoding accepts: base64 of 24 bytes, as whsec_base64 needs.
+    let env =
+        |name: &str| (name == "KEY").then(|| "dGhpcyBpcyBhIHRlc3Qgc2VjcmV0IGtleQ==".to_string());
+    let mut routes = String::new();
+    for (i, name) in crate::scheme::presets::NAMES.iter().enumerate() {
+        let shape = crate::config::compile::preset_shape(name).unwrap();
+        let keys = if shape.algorithm.is_asymmetric() {
+            let key = SigningKey::generate(shape.algorithm).unwrap();
+            let raw = crate::config::file::RawVerify {
+                preset: Some((*name).into()),
+                ..Default::default()
+            };
+            let mut errors = Vec::new();
+            let encoding = crate::config::compile::expand_preset(raw, "x", &mut errors)
+                .key_encoding
+                .and_then(|e| crate::scheme::KeyEncoding::parse(&e))
+                .unwrap_or(crate::scheme::KeyEncoding::Base64);
+            format!(
+                "public_key: \"{}\"",
+                encoding.encode(&key.public_key_bytes().unwrap())
+            )
+        } else {
+            "secret: \"${KEY}\"".to_string()
+        };
+        // A token is the same on every request: nothing to deduplicate by.
+        let replay = if shape.algorithm == Algorithm::Token {
+            ""
+        } else {
+            ", replay: {}"
+        };
+        routes += &format!(
+            "  - {{ name: p{i}, path: /p{i}, upstream: \"http://127.0.0.1:3000\", public_url: \"https://hooks.example.com\", verify: {{ preset: {name}, {keys} }}{replay} }}\n"
+        );
+    }
+    let text = format!("listeners:\n  - addr: 127.0.0.1:0\nroutes:\n{routes}");
+    let original = dir.join("gateway.yaml");
+    std::fs::write(&original, &text).unwrap();
+    let loaded = compile(&text, &dir, &env).unwrap_or_else(|e| panic!("{e}"));
+    let (yaml, notes) = crate::config::expand(&original, &loaded).unwrap();
+    assert!(notes.is_empty(), "{notes:?}");
+    assert!(!yaml.contains("preset:"));
+    let back = compile(&yaml, &dir, &env).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    let describe = |l: &Loaded| {
+        l.gateway
+            .routes
+            .routes()
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {:?} {:?}\n{}",
+                    r.name,
+                    r.methods,
+                    r.replay,
+                    r.scheme.as_ref().unwrap().describe("  ")
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(describe(&loaded), describe(&back));
+    assert_eq!(describe(&back).len(), crate::scheme::presets::NAMES.len());
+}
