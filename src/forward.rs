@@ -301,7 +301,7 @@ fn kept_when_named(route: &Route) -> Vec<HeaderName> {
         ..
     }) = &route.replay
     {
-        names.push(h.clone());
+        names.extend(h.iter().cloned());
     }
     names
 }

@@ -617,10 +617,13 @@ fn event_key(
         replay::KeySource::Json(_) => body.contiguous(),
         _ => &[],
     };
-    if let replay::KeySource::Header(name) = &policy.key {
+    if let replay::KeySource::Header(names) = &policy.key {
         // Deduplicated by one copy, delivered with two: the app could read the other.
-        if headers.get_all(name).iter().nth(1).is_some() {
-            return Err(Refusal::Verify(VerifyError::RepeatedHeader(name.clone())));
+        let copies = names.iter().map(|n| headers.get_all(n).iter().count());
+        if copies.sum::<usize>() > 1 {
+            return Err(Refusal::Verify(VerifyError::RepeatedHeader(
+                names[0].clone(),
+            )));
         }
     }
     policy

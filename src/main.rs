@@ -600,7 +600,7 @@ fn sign(path: &Path, args: &SignArgs) -> anyhow::Result<ExitCode> {
         if replay.key_bytes(&headers, &body, b"signature").is_none() {
             let (what, how) = match &replay.key {
                 hookgate::replay::KeySource::Header(h) => {
-                    (format!("header {h}"), "add it with --header")
+                    (format!("header {}", h[0]), "add it (once) with --header")
                 }
                 hookgate::replay::KeySource::Json(p) => {
                     (format!("JSON field {p}"), "put it in the body")

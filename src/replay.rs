@@ -28,8 +28,9 @@ use crate::metrics::Metrics;
 /// What identifies one event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeySource {
-    /// A request header, e.g. `webhook-id` or `X-GitHub-Delivery`.
-    Header(HeaderName),
+    /// A request header, e.g. `webhook-id` or `X-GitHub-Delivery`, under any of these names
+    /// (Shopify's Events deliveries drop the `X-`); exactly one copy may be present.
+    Header(Vec<HeaderName>),
     /// A JSON pointer into the body, e.g. `/id`.
     Json(String),
     /// The decoded signature that verified: the exact signed request, whatever it contains.
@@ -58,10 +59,15 @@ impl ReplayPolicy {
     /// The dedup key of a verified request, or `None` if the request does not carry one.
     pub fn key_bytes(&self, headers: &HeaderMap, body: &[u8], signature: &[u8]) -> Option<Vec<u8>> {
         match &self.key {
-            KeySource::Header(name) => headers
-                .get(name)
-                .map(|v| v.as_bytes().to_vec())
-                .filter(|v| !v.is_empty()),
+            KeySource::Header(names) => {
+                let mut values = names.iter().flat_map(|n| headers.get_all(n).iter());
+                let value = values.next()?;
+                // Two copies (or one under two names) are ambiguous: no key.
+                if values.next().is_some() {
+                    return None;
+                }
+                Some(value.as_bytes().to_vec()).filter(|v| !v.is_empty())
+            }
             KeySource::Json(pointer) => {
                 let doc: serde_json::Value = serde_json::from_slice(body).ok()?;
                 match doc.pointer(pointer)? {
@@ -649,7 +655,9 @@ mod tests {
             on_store_error: OnStoreError::Reject,
         };
         let body = br#"{"id":"evt_1","n":7,"e":""}"#;
-        let header = p(KeySource::Header(HeaderName::from_static("webhook-id")));
+        let header = p(KeySource::Header(vec![HeaderName::from_static(
+            "webhook-id",
+        )]));
         assert_eq!(header.key_bytes(&h, body, b"sig"), Some(b"msg_1".to_vec()));
         assert_eq!(header.key_bytes(&HeaderMap::new(), body, b"sig"), None);
         assert_eq!(

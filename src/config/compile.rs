@@ -1097,8 +1097,20 @@ fn compile_replay(
         .or_else(|| preset.and_then(presets::replay_key))
         .unwrap_or(RawReplayKey::Signature);
     let key = match key {
-        RawReplayKey::Header(h) => {
-            KeySource::Header(parse_header(&h, &format!("{loc}.key.header"), r)?)
+        RawReplayKey::Header(names) => {
+            let hloc = format!("{loc}.key.header");
+            if names.is_empty() {
+                r.error(&hloc, "empty list");
+                return None;
+            }
+            let parsed: Vec<HeaderName> = names
+                .iter()
+                .filter_map(|n| parse_header(n, &hloc, r))
+                .collect();
+            if parsed.len() != names.len() {
+                return None;
+            }
+            KeySource::Header(parsed)
         }
         RawReplayKey::Json(p) if p.is_empty() || p == "/" => {
             r.error(format!("{loc}.key.json"), "empty JSON pointer");
@@ -1303,6 +1315,9 @@ pub fn preset_shape(name: &str) -> Result<Scheme, Vec<ConfigError>> {
 
 fn compile_verify(v: RawVerify, loc: &str, ctx: &Ctx<'_>, r: &mut Report) -> Option<Scheme> {
     let errors_before = r.errors.len();
+    // A preset's own message is the provider's design (Twilio signs the URL and the form side
+    // by side); only a message or timestamp the route wrote itself earns the warning below.
+    let own_message = v.preset.is_none() || v.message.is_some() || v.timestamp.is_some();
     let v = expand_preset(v, loc, &mut r.errors);
     if r.errors.len() > errors_before {
         // The scheme's shape is unknown, but its key sources can still be checked, so that
@@ -1478,9 +1493,11 @@ fn compile_verify(v: RawVerify, loc: &str, ctx: &Ctx<'_>, r: &mut Report) -> Opt
         body_hash_param: v.body_hash_param.clone(),
         keys: keys?,
     };
-    // Every scheme, a preset's too: a route overriding a preset's timestamp can leave a
-    // signed header unpinned next to the body.
-    warn_adjacent_parts(&scheme, loc, r);
+    // A route overriding a preset's timestamp can leave a signed header unpinned next to the
+    // body, so an override counts as the route's own message.
+    if own_message {
+        warn_adjacent_parts(&scheme, loc, r);
+    }
     Some(scheme)
 }
 

@@ -125,7 +125,8 @@ pub struct RawReplay {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "serde_yaml::Value")]
 pub enum RawReplayKey {
-    Header(String),
+    /// One header name, or several the key may arrive under.
+    Header(Vec<String>),
     Json(String),
     Signature,
 }
@@ -138,9 +139,19 @@ impl TryFrom<serde_yaml::Value> for RawReplayKey {
         match &v {
             Value::String(w) if w == "signature" => return Ok(RawReplayKey::Signature),
             Value::Mapping(m) if m.len() == 1 => {
+                // `{ header: [a, b] }`: one header under several names.
+                if let Some((Value::String(k), Value::Sequence(names))) = m.iter().next() {
+                    let names: Option<Vec<String>> = names
+                        .iter()
+                        .map(|n| n.as_str().map(str::to_owned))
+                        .collect();
+                    if let (true, Some(names)) = (k == "header", names) {
+                        return Ok(RawReplayKey::Header(names));
+                    }
+                }
                 if let Some((Value::String(k), Value::String(val))) = m.iter().next() {
                     match k.as_str() {
-                        "header" => return Ok(RawReplayKey::Header(val.clone())),
+                        "header" => return Ok(RawReplayKey::Header(vec![val.clone()])),
                         "json" => return Ok(RawReplayKey::Json(val.clone())),
                         _ => {}
                     }
@@ -511,7 +522,10 @@ impl RawPart {
 impl RawReplayKey {
     pub fn to_yaml(&self) -> serde_yaml::Value {
         match self {
-            RawReplayKey::Header(h) => yaml_map([("header", Some(yaml_str(h)))]),
+            RawReplayKey::Header(h) if h.len() == 1 => {
+                yaml_map([("header", Some(yaml_str(&h[0])))])
+            }
+            RawReplayKey::Header(h) => yaml_map([("header", Some(yaml_list(h)))]),
             RawReplayKey::Json(p) => yaml_map([("json", Some(yaml_str(p)))]),
             RawReplayKey::Signature => yaml_str("signature"),
         }

@@ -513,7 +513,9 @@ pub fn expand(path: &Path, loaded: &Loaded) -> Result<(String, Vec<String>), Str
         }
         if let Some(replay) = &route.replay {
             let key = match &replay.key {
-                crate::replay::KeySource::Header(h) => file::RawReplayKey::Header(h.to_string()),
+                crate::replay::KeySource::Header(h) => {
+                    file::RawReplayKey::Header(h.iter().map(|n| n.to_string()).collect())
+                }
                 crate::replay::KeySource::Json(p) => file::RawReplayKey::Json(p.clone()),
                 crate::replay::KeySource::Signature => file::RawReplayKey::Signature,
             };

@@ -345,6 +345,8 @@ impl Attempting {
             Some(s) => format!("app answered {s}"),
             None => "no answer".into(),
         });
+        // For the log line (the settle keeps `error` in the store).
+        let logged_error = error.clone();
         let (settle, outcome, dead) = match verdict {
             Verdict::Delivered => (
                 Settle::Delivered {
@@ -393,6 +395,7 @@ impl Attempting {
                 status = status.unwrap_or(0),
                 outcome,
                 reason = dead.map_or("", |d| d.label()),
+                error = logged_error.as_str(),
                 retry_in_ms = at.saturating_sub(unix_ms(now)).max(0),
                 "delivery attempt failed"
             );

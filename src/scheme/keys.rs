@@ -283,7 +283,13 @@ impl SigningKey {
     pub fn to_pem(&self) -> Result<String, String> {
         use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePrivateKey as _};
         let pem = match self {
-            SigningKey::Ed25519(k) => k.to_pkcs8_pem(LineEnding::LF),
+            // PKCS#8 v1 (the seed alone): what openssl, Node and Python's cryptography read;
+            // the v2 layout with the public key inside is refused by all three.
+            SigningKey::Ed25519(k) => ed25519_dalek::pkcs8::KeypairBytes {
+                secret_key: k.to_bytes(),
+                public_key: None,
+            }
+            .to_pkcs8_pem(LineEnding::LF),
             SigningKey::P256(k) => k.to_pkcs8_pem(LineEnding::LF),
         };
         pem.map(|p| p.to_string()).map_err(|e| e.to_string())
@@ -326,5 +332,39 @@ impl SigningKey {
                 sig.to_der().as_bytes().to_vec()
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_round_trip_through_pem_and_match_their_public_half() {
+        for algorithm in [Algorithm::Ed25519, Algorithm::EcdsaP256Sha256] {
+            let key = SigningKey::generate(algorithm).unwrap();
+            let pem = key.to_pem().unwrap();
+            assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "{pem}");
+            let back = SigningKey::parse(algorithm, &pem).unwrap();
+            assert_eq!(back.public_key_bytes(), key.public_key_bytes());
+            let public = Keys::new(algorithm, &[key.public_key_bytes().unwrap()]).unwrap();
+            assert!(back.matches(&public));
+            let other = SigningKey::generate(algorithm).unwrap();
+            assert!(!other.matches(&public));
+        }
+        // Ed25519 as PKCS#8 v1 (seed only, 48 bytes of DER): what openssl and Node accept.
+        let pem = SigningKey::generate(Algorithm::Ed25519)
+            .unwrap()
+            .to_pem()
+            .unwrap();
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        assert_eq!(BASE64.decode(body).unwrap().len(), 48);
+        // A PEM of the other algorithm is refused with a reason.
+        let p256 = SigningKey::generate(Algorithm::EcdsaP256Sha256)
+            .unwrap()
+            .to_pem()
+            .unwrap();
+        let e = SigningKey::parse(Algorithm::Ed25519, &p256).err().unwrap();
+        assert!(e.contains("not an Ed25519"), "{e}");
     }
 }

@@ -223,17 +223,22 @@ pub fn needs_app_answer(name: &str) -> Option<&'static str> {
 }
 
 pub fn replay_key(name: &str) -> Option<RawReplayKey> {
-    use RawReplayKey::{Header, Json};
+    use RawReplayKey::Json;
+    let key_header = |name: &str| RawReplayKey::Header(vec![name.to_owned()]);
     Some(match name {
         // lomi.: the body's `id` (evt_...) is the idempotency key (senders.md).
         "lomi" => Json("/id".into()),
-        "github" | "github-sha1" => Header("x-github-delivery".into()),
+        "github" | "github-sha1" => key_header("x-github-delivery"),
         "stripe" => Json("/id".into()),
-        "standard-webhooks" | "standard-webhooks-ed25519" => Header("webhook-id".into()),
-        "svix" => Header("svix-id".into()),
-        "shopify" => Header("x-shopify-webhook-id".into()),
-        "woocommerce" => Header("x-wc-webhook-delivery-id".into()),
-        "linear" => Header("linear-delivery".into()),
+        "standard-webhooks" | "standard-webhooks-ed25519" => key_header("webhook-id"),
+        "svix" => key_header("svix-id"),
+        // Events deliveries send Shopify-Webhook-Id (no X-), like their signature header.
+        "shopify" => RawReplayKey::Header(vec![
+            "x-shopify-webhook-id".into(),
+            "shopify-webhook-id".into(),
+        ]),
+        "woocommerce" => key_header("x-wc-webhook-delivery-id"),
+        "linear" => key_header("linear-delivery"),
         _ => return None,
     })
 }
