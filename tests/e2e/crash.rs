@@ -181,7 +181,8 @@ async fn two_replicas_on_postgres_survive_sigkill_and_a_flapping_app() {
 /// is killed with SIGKILL four times (on PostgreSQL, the replicas take turns) and restarted.
 /// Every acknowledged event must then reach the app without another restart.
 async fn crash_proof(dir: &std::path::Path, store: Store<'_>) {
-    let app = dead_addr().await;
+    // Ports that are bound again after a kill or a flap: outside the ephemeral range.
+    let app = rebindable_addr().await;
     let (store_yaml, replicas, label) = match store {
         Store::Embedded(path) => (format!("  path: {}\n", path.display()), 1, "embedded"),
         // Leases run out after connect (300 ms) + upstream (250 ms) + 5 s.
@@ -194,8 +195,8 @@ async fn crash_proof(dir: &std::path::Path, store: Store<'_>) {
     let mut configs = Vec::new();
     let mut urls = Vec::new();
     for r in 0..replicas {
-        let listen = dead_addr().await;
-        let admin = dead_addr().await;
+        let listen = rebindable_addr().await;
+        let admin = rebindable_addr().await;
         let config = dir.join(format!("gateway-{r}.yaml"));
         std::fs::write(
             &config,

@@ -141,7 +141,7 @@ async fn an_unverified_request_on_a_queued_route_is_refused_and_never_stored() {
 #[tokio::test]
 async fn while_the_app_is_down_senders_get_2xx_and_the_app_gets_every_event_when_it_is_up() {
     let dir = temp_dir("queued-down");
-    let app = dead_addr().await;
+    let app = rebindable_addr().await;
     let gw = Gateway::start(&config(&dir, &format!("http://{app}"), FAST), ENV).await;
     let mut ids = Vec::new();
     for n in 0..5 {
@@ -312,7 +312,7 @@ async fn a_duplicate_on_a_queued_route_is_recognized_by_the_store_and_delivered_
 #[tokio::test]
 async fn undelivered_events_survive_a_restart_and_are_delivered_after_it() {
     let dir = temp_dir("queued-restart");
-    let app = dead_addr().await;
+    let app = rebindable_addr().await;
     let yaml = config(&dir, &format!("http://{app}"), FAST);
     let gw = Gateway::start(&yaml, ENV).await;
     for n in 0..3 {
@@ -361,7 +361,7 @@ async fn a_second_gateway_cannot_open_the_same_embedded_store() {
 #[tokio::test]
 async fn a_full_store_refuses_with_503_and_acknowledges_only_what_it_kept() {
     let dir = temp_dir("queued-full");
-    let app = dead_addr().await;
+    let app = rebindable_addr().await;
     // 256 KiB for the whole database: room for some 2 KiB events, not for 400.
     let yaml = config(&dir, &format!("http://{app}"), FAST)
         .replace("queue_store:\n", "queue_store:\n  max_bytes: 262144\n");

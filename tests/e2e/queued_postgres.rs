@@ -129,8 +129,8 @@ async fn a_replica_killed_mid_delivery_loses_its_leases_to_the_other() {
     let mut children: Vec<Arc<Mutex<Child>>> = Vec::new();
     let mut urls = Vec::new();
     for name in ["a", "b"] {
-        let listen = dead_addr().await;
-        let admin = dead_addr().await;
+        let listen = rebindable_addr().await;
+        let admin = rebindable_addr().await;
         let yaml = format!(
             "listeners:\n  - addr: {listen}\nadmin:\n  addr: {admin}\nworkers: 1\n\
              limits:\n  upstream_connect_timeout: 500ms\n  upstream_timeout: 1s\n\

@@ -212,6 +212,30 @@ pub async fn dead_addr() -> SocketAddr {
     l.local_addr().unwrap()
 }
 
+/// A free loopback address for a server that a test stops and starts again on the same port
+/// (a gateway restarted after SIGKILL, an app that flaps). Chosen below the kernel's
+/// ephemeral range: a port from [`dead_addr`] can be taken, while the server is down, as the
+/// local port of some other test's outgoing connection, and then never binds again.
+pub async fn rebindable_addr() -> SocketAddr {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    // Spread processes (pid) and calls (counter) over [10000, low).
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let span = low.saturating_sub(10_000).max(1);
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 10_000
+            + ((std::process::id() as u64 * 7919 + u64::from(n) * 104_729) % u64::from(span))
+                as u16;
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)).await {
+            return l.local_addr().unwrap();
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Gateway
 
@@ -483,7 +507,7 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub async fn start() -> RedisServer {
-        let port = dead_addr().await.port();
+        let port = rebindable_addr().await.port();
         let mut r = RedisServer { port, child: None };
         r.restart().await;
         r
