@@ -37,6 +37,10 @@ fi
 
 cargo test "$@"
 
+# The presets against the providers' own SDKs (PyPI and npm, pinned): each signs and is
+# verified through the running gateway, and `hookgate sign` is checked by each verifier.
+bash tests/interop/run.sh
+
 # The deploy kit (deploy/): linted and validated with the tools its users run (promtool,
 # systemd-analyze, hadolint, ...), which these scripts fetch from Debian and PyPI themselves.
 bash tests/deploy/run.sh

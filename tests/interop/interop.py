@@ -1,0 +1,996 @@
+#!/usr/bin/env python3
+"""Interop suite: hookgate's presets against the providers' own webhook SDKs.
+
+Run through tests/interop/run.sh (which installs the pinned SDKs first), from the repo root:
+
+    bash tests/interop/run.sh
+
+For each preset whose provider publishes an SDK (or the spec's reference library) that signs
+or verifies webhooks, it checks, against a real `hookgate run` and a recording upstream:
+
+  sdk-signs       the SDK (or, where the SDK only verifies, Node's crypto as the provider would)
+                  signs a body; the request, sent as the provider sends it, goes through the
+                  gateway: 2xx, and the upstream received exactly that body;
+  hookgate-signs  `hookgate sign` signs a body for the route; the SDK's verifier accepts it;
+  tampered        one byte of a validly signed body changed: 401 from the gateway, and the
+                  upstream received nothing (where no sdk-signs check delivered that request
+                  first, the untampered copy is sent first and must be delivered);
+  retry           the provider's retry of a delivered event (same event id, signed anew where
+                  the scheme has a timestamp): every route has `replay: {}`, so it must be
+                  answered 200 `x-hookgate-duplicate: true` and not forwarded (and every
+                  delivery above shows the provider's request carries the preset's replay key);
+  keygen          `hookgate keygen --preset P`: its PEM private key signs (Node's crypto, as a
+                  test sender would) and the SDK verifies with the public key it printed.
+
+Python SDKs run in-process; npm SDKs through tests/interop/sdk.mjs (JSON on stdin/stdout).
+Prints `ok|FAIL  provider  direction  detail` per check and `N of M checks agree`; exits 1 on
+any FAIL. A failing check is a finding about hookgate or the suite: none is worked around.
+"""
+
+import argparse
+import base64
+import hashlib
+import http.client
+import http.server
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import uuid
+from datetime import datetime, timezone
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+PUBLIC_URL = "https://hooks.example.com"
+
+# --------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------
+
+RESULTS = []
+
+
+def report(ok, provider, direction, detail):
+    RESULTS.append((ok, provider, direction, detail))
+    line = f"{'ok  ' if ok else 'FAIL'}  {provider:<22} {direction:<15} {detail}"
+    print(line, flush=True)
+
+
+def run_check(provider, direction, fn):
+    """Runs fn() -> (ok, detail); an exception is a FAIL with its message."""
+    try:
+        ok, detail = fn()
+    except Exception as e:  # noqa: BLE001 - any error is the check's failure
+        ok, detail = False, f"error: {type(e).__name__}: {e}"
+    report(ok, provider, direction, detail)
+    return ok
+
+
+def short(text, n=160):
+    text = text.replace("\n", "\\n")
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+# --------------------------------------------------------------------------------------------
+# The recording upstream (the "app" behind the gateway)
+# --------------------------------------------------------------------------------------------
+
+
+class Recorder:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.requests = []
+
+    def take(self):
+        with self.lock:
+            got, self.requests = self.requests, []
+            return got
+
+
+def start_upstream(recorder):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_any(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            with recorder.lock:
+                recorder.requests.append(
+                    {"method": self.command, "path": self.path, "headers": dict(self.headers.items()), "body": body}
+                )
+            answer = b"ok\n"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        do_POST = do_GET = do_PUT = do_any
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+# --------------------------------------------------------------------------------------------
+# The gateway
+# --------------------------------------------------------------------------------------------
+
+
+class Gateway:
+    def __init__(self, binary, config, env, log_path):
+        self.binary, self.config, self.env = binary, config, env
+        self.log_path = log_path
+        self.addr = None
+        self.proc = None
+
+    def start(self, timeout=20):
+        env = dict(self.env, HOOKGATE_LOG="info")
+        self.proc = subprocess.Popen(
+            [self.binary, "run", "-c", self.config],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        ready = threading.Event()
+        log = open(self.log_path, "wb")
+
+        def pump():
+            for raw in self.proc.stderr:
+                log.write(raw)
+                log.flush()
+                line = raw.decode("utf-8", "replace")
+                m = re.search(r"\blistening addr=(\S+)", line)
+                if m and "admin listening" not in line and self.addr is None:
+                    self.addr = m.group(1)
+                if "hookgate ready" in line:
+                    ready.set()
+            log.close()
+            ready.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        if not ready.wait(timeout) or self.addr is None:
+            self.stop()
+            raise RuntimeError(f"hookgate did not start; see {self.log_path}")
+        host, port = self.addr.rsplit(":", 1)
+        self.host, self.port = host, int(port)
+
+    def stop(self):
+        # By PID: the process this driver started, nothing else.
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def send(self, path, body, headers, method="POST"):
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=15)
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            resp = conn.getresponse()
+            return resp.status, resp.read().decode("utf-8", "replace"), dict(resp.getheaders())
+        finally:
+            conn.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers: hookgate sign, node, delivery checks
+# --------------------------------------------------------------------------------------------
+
+
+class Ctx:
+    pass
+
+
+def hookgate_sign(ctx, route, body, headers=(), path=None, private_key=None):
+    """`hookgate sign`: returns {lower-case name: value} of the header lines it prints."""
+    body_file = os.path.join(ctx.work, f"body-{route}-{uuid.uuid4().hex[:8]}")
+    with open(body_file, "wb") as f:
+        f.write(body)
+    cmd = [ctx.hookgate, "sign", "-c", ctx.config, "--route", route, "--body", body_file]
+    for h in headers:
+        cmd += ["--header", h]
+    if path:
+        cmd += ["--path", path]
+    if private_key:
+        cmd += ["--private-key", private_key]
+    out = subprocess.run(cmd, env=ctx.env, capture_output=True, timeout=30)
+    if out.returncode != 0:
+        raise RuntimeError(f"hookgate sign exited {out.returncode}: {out.stderr.decode().strip()}")
+    printed = {}
+    for line in out.stdout.decode().splitlines():
+        if line.strip():
+            name, _, value = line.partition(": ")
+            printed[name.strip().lower()] = value
+    return printed
+
+
+def node(ctx, request):
+    out = subprocess.run(
+        ["node", ctx.sdk_mjs],
+        input=json.dumps(request).encode(),
+        capture_output=True,
+        timeout=60,
+        cwd=ctx.node_dir,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"node sdk.mjs exited {out.returncode}: {out.stderr.decode()[-800:]}")
+    answer = json.loads(out.stdout)
+    for a in answer if isinstance(answer, list) else [answer]:
+        if "error" in a:
+            raise RuntimeError(f"sdk.mjs: {a['error']}")  # (a['stack'] has the trace)
+    return answer
+
+
+def delivered(ctx, path, body, headers, method="POST"):
+    """Sends a signed request; ok when the gateway answered 2xx and the upstream got `body`."""
+    ctx.recorder.take()
+    status, text, _ = ctx.gw.send(path, body, headers, method)
+    got = ctx.recorder.take()
+    if not 200 <= status < 300:
+        return False, f"gateway answered {status} {short(text.strip())!r}"
+    if len(got) != 1:
+        return False, f"gateway answered {status} but the upstream received {len(got)} requests"
+    if got[0]["body"] != body:
+        return False, f"upstream body differs: {short(repr(got[0]['body']))}"
+    if got[0]["path"] != path:
+        return False, f"upstream path {got[0]['path']!r} != {path!r}"
+    return True, f"{status}, upstream received the exact {len(body)}-byte body"
+
+
+def refused(ctx, path, body, headers, method="POST", control=None):
+    """Sends a tampered request; ok when the gateway answered 401 and forwarded nothing.
+
+    With `control` (the untampered body), that is sent first and must be delivered, so the 401
+    is the tampering's doing (for presets whose SDK only verifies: no sdk-signs check did it).
+    """
+    prefix = ""
+    if control is not None:
+        ok, detail = delivered(ctx, path, control, headers, method)
+        if not ok:
+            return False, f"the untampered copy was not delivered: {detail}"
+        prefix = "untampered 2xx; tampered: "
+    ctx.recorder.take()
+    status, text, _ = ctx.gw.send(path, body, headers, method)
+    got = ctx.recorder.take()
+    if got:
+        return False, f"gateway answered {status} and FORWARDED the tampered body"
+    if status != 401:
+        return False, f"gateway answered {status} {short(text.strip())!r} (expected 401)"
+    return True, f"{prefix}401 {text.strip()!r}, nothing forwarded"
+
+
+def duplicate(ctx, path, body, headers, method="POST"):
+    """Sends a retry of a delivered event; ok when the gateway answered it as a duplicate (200,
+    x-hookgate-duplicate: true) and forwarded nothing: the preset's replay key is where the
+    provider puts its event id."""
+    ctx.recorder.take()
+    status, text, answer_headers = ctx.gw.send(path, body, headers, method)
+    got = ctx.recorder.take()
+    dup = {k.lower(): v for k, v in answer_headers.items()}.get("x-hookgate-duplicate")
+    if got:
+        return False, f"gateway answered {status} and forwarded the retry again"
+    if status != 200 or dup != "true":
+        return False, f"gateway answered {status} {short(text.strip())!r}, x-hookgate-duplicate={dup}"
+    return True, "200 x-hookgate-duplicate: true, not forwarded again"
+
+
+def tamper(body):
+    """Changes one byte of the body: the first 'e' inside the text becomes 'E'."""
+    i = body.index(b"e", len(body) // 3)
+    return body[:i] + b"E" + body[i + 1 :]
+
+
+def now_s():
+    return int(time.time())
+
+
+def pretty(obj):
+    # As Stripe and others send it: indented, with UTF-8 left unescaped.
+    return json.dumps(obj, indent=2, ensure_ascii=False).encode() + b"\n"
+
+
+def compact(obj):
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class CaseInsensitive(dict):
+    """Header lookup the way web frameworks offer it (Flask/Django/Starlette)."""
+
+    def __init__(self, items):
+        super().__init__((k.lower(), v) for k, v in dict(items).items())
+
+    def get(self, key, default=None):
+        return super().get(key.lower(), default)
+
+    def __getitem__(self, key):
+        return super().__getitem__(key.lower())
+
+    def __contains__(self, key):
+        return super().__contains__(key.lower())
+
+
+# --------------------------------------------------------------------------------------------
+# Cases, one function per provider
+# --------------------------------------------------------------------------------------------
+
+
+def case_stripe(ctx):
+    import stripe
+
+    secret = ctx.secrets["stripe"]
+    path = "/webhooks/stripe"
+
+    def event():
+        return pretty(
+            {
+                "id": "evt_" + secrets.token_hex(12),
+                "object": "event",
+                "api_version": "2024-06-20",
+                "created": now_s(),
+                "data": {
+                    "object": {
+                        "id": "pi_3MtwBwLkdIwHu7ix28a3tqPa",
+                        "object": "payment_intent",
+                        "amount": 2000,
+                        "currency": "eur",
+                        "description": "Café au lait ☕ for Zoë",
+                    }
+                },
+                "livemode": False,
+                "pending_webhooks": 1,
+                "type": "payment_intent.succeeded",
+            }
+        )
+
+    body = event()
+    header = stripe.WebhookSignature.generate_signature_header(body.decode(), secret)
+    headers = {
+        "Content-Type": "application/json; charset=utf-8",
+        "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+        "Stripe-Signature": header,
+    }
+    run_check("stripe", "sdk-signs", lambda: delivered(ctx, path, body, headers))
+    run_check("stripe", "tampered", lambda: refused(ctx, path, tamper(body), headers))
+    # Stripe's retry: the same event (same `id`), signed anew with a later timestamp.
+    resigned = dict(headers, **{"Stripe-Signature": stripe.WebhookSignature.generate_signature_header(body.decode(), secret, now_s() + 1)})
+    run_check("stripe", "retry", lambda: duplicate(ctx, path, body, resigned))
+    # As Stripe sends it while a secret is being rolled (a second v1 under the old secret)
+    # and in test mode (a v0 entry): the SDK's header for another event, with those entries.
+    body2 = event()
+    header2 = stripe.WebhookSignature.generate_signature_header(body2.decode(), secret)
+    t = header2.split(",")[0][2:]
+    old_secret_sig = stripe.WebhookSignature._compute_signature(f"{t}.{body2.decode()}", "whsec_" + secrets.token_hex(16))
+    rolled = dict(headers, **{"Stripe-Signature": f"t={t},v1={old_secret_sig},{header2.split(',')[1]},v0={secrets.token_hex(32)}"})
+    run_check("stripe(v1,v1,v0)", "sdk-signs", lambda: delivered(ctx, path, body2, rolled))
+
+    def b():
+        printed = hookgate_sign(ctx, "stripe", body)
+        event = stripe.Webhook.construct_event(body, printed["stripe-signature"], secret)
+        return True, f"stripe.Webhook.construct_event() accepted {printed['stripe-signature'][:24]}... ({event['type']})"
+
+    run_check("stripe", "hookgate-signs", b)
+
+
+def case_slack(ctx):
+    from slack_sdk.signature import SignatureVerifier
+
+    secret = ctx.secrets["slack"]
+    verifier = SignatureVerifier(secret)
+    path = "/webhooks/slack"
+    events_body = compact(
+        {
+            "token": "XXYYZZ",
+            "team_id": "T123ABC456",
+            "api_app_id": "A123ABC456",
+            "event": {"type": "message", "channel": "C123ABC456", "user": "U123ABC456", "text": "héllo wörld 👋", "ts": "1355517523.000005"},
+            "type": "event_callback",
+            "event_id": "Ev123ABC456",
+            "event_time": now_s(),
+        }
+    )
+    form_body = urllib.parse.urlencode(
+        {
+            "token": "gIkuvaNzQIHg97ATvDxqgjtO",
+            "team_id": "T0001",
+            "team_domain": "example",
+            "channel_id": "C2147483705",
+            "user_id": "U2147483697",
+            "command": "/weather",
+            "text": "94070 & more é",
+            "response_url": "https://hooks.slack.com/commands/1234/5678",
+            "trigger_id": "13345224609.738474920.8088930838d88f008e0",
+        }
+    ).encode()
+    for variant, body, ctype in (
+        ("slack(events)", events_body, "application/json"),
+        ("slack(command)", form_body, "application/x-www-form-urlencoded"),
+    ):
+        ts = str(now_s())
+        headers = {
+            "Content-Type": ctype,
+            "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": verifier.generate_signature(timestamp=ts, body=body),
+        }
+        run_check(variant, "sdk-signs", lambda: delivered(ctx, path, body, headers))
+        run_check(variant, "tampered", lambda: refused(ctx, path, tamper(body), headers))
+
+        def b(body=body):
+            printed = hookgate_sign(ctx, "slack", body)
+            ok = verifier.is_valid_request(body, printed)
+            return ok, f"SignatureVerifier.is_valid_request() -> {ok}"
+
+        run_check(variant, "hookgate-signs", b)
+
+
+def case_standard_webhooks(ctx, provider, module_name):
+    import importlib
+
+    Webhook = importlib.import_module(module_name).Webhook
+    secret = ctx.secrets[provider]
+    wh = Webhook(secret)
+    prefix = "svix" if provider == "svix" else "webhook"
+    path = f"/webhooks/{provider}"
+    body = compact(
+        {"type": "invoice.paid", "timestamp": datetime.now(timezone.utc).isoformat(), "data": {"id": "in_1", "customer": "Jürgen Ø", "amount": 4200}}
+    )
+    msg_id = "msg_" + secrets.token_hex(10)
+    ts = datetime.fromtimestamp(now_s(), tz=timezone.utc)
+    headers = {
+        "Content-Type": "application/json",
+        f"{prefix}-id": msg_id,
+        f"{prefix}-timestamp": str(int(ts.timestamp())),
+        f"{prefix}-signature": wh.sign(msg_id, ts, body.decode()),
+    }
+    run_check(provider, "sdk-signs", lambda: delivered(ctx, path, body, headers))
+    run_check(provider, "tampered", lambda: refused(ctx, path, tamper(body), headers))
+    # A retry: the same message id, signed anew with a later timestamp.
+    ts2 = datetime.fromtimestamp(int(ts.timestamp()) + 1, tz=timezone.utc)
+    resigned = dict(headers, **{f"{prefix}-timestamp": str(int(ts2.timestamp())), f"{prefix}-signature": wh.sign(msg_id, ts2, body.decode())})
+    run_check(provider, "retry", lambda: duplicate(ctx, path, body, resigned))
+
+    def b():
+        printed = hookgate_sign(ctx, provider, body, headers=[f"{prefix}-id: {msg_id}"])
+        wh.verify(body, printed)  # raises WebhookVerificationError unless it verifies
+        return True, f"{module_name}.Webhook.verify() accepted {printed[prefix + '-signature'][:20]}..."
+
+    run_check(provider, "hookgate-signs", b)
+
+
+def case_twilio(ctx):
+    from twilio.request_validator import RequestValidator
+
+    token = ctx.secrets["twilio"]
+    validator = RequestValidator(token)
+    params = {
+        "ToCountry": "US",
+        "SmsMessageSid": "SM" + secrets.token_hex(16),
+        "NumMedia": "0",
+        "ToCity": "SAN FRANCISCO",
+        "FromZip": "94105",
+        "SmsSid": "SM" + secrets.token_hex(16),
+        "FromState": "CA",
+        "SmsStatus": "received",
+        "Body": "Hello from interop: café & crème, 100% ünïcode +1",
+        "FromCountry": "US",
+        "To": "+15557654321",
+        "MessageSid": "SM" + secrets.token_hex(16),
+        "AccountSid": "AC" + secrets.token_hex(16),
+        "From": "+15551234567",
+        "ApiVersion": "2010-04-01",
+    }
+    form_body = urllib.parse.urlencode(params).encode()
+    form_path = "/webhooks/twilio?src=interop"
+    json_body = compact({"AccountSid": params["AccountSid"], "Status": "delivered", "Note": "JSON ✓"})
+
+    def json_path(route):
+        return f"/webhooks/{route}?bodySHA256={hashlib.sha256(json_body).hexdigest()}"
+
+    base_headers = {"User-Agent": "TwilioProxy/1.1", "I-Twilio-Idempotency-Token": str(uuid.uuid4())}
+    sha256_settings = "key=webhooks_sharedkey_" + secrets.token_hex(8) + ",algorithm=HMAC_SHA256"
+
+    # (a) the SDK signs: the legacy auth-token HMAC-SHA1 on the `twilio` route, form and JSON,
+    # and the SharedKey HMAC-SHA256 mode on a `twilio` route overridden to hmac-sha256.
+    for provider, route, algorithm in (
+        ("twilio", "twilio", None),
+        ("twilio-sha256", "twilio-sha256", "HMAC_SHA256"),
+    ):
+        extra = {"X-Twilio-Webhooks-Signature-Settings": sha256_settings} if algorithm else {}
+        fpath = form_path.replace("/twilio?", f"/{route}?")
+        sig = validator.compute_signature(PUBLIC_URL + fpath, params, algorithm)
+        headers = dict(base_headers, **extra, **{"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": sig})
+        run_check(f"{provider}(form)", "sdk-signs", lambda: delivered(ctx, fpath, form_body, headers))
+        tampered_form = form_body.replace(b"received", b"rEceived")
+        run_check(f"{provider}(form)", "tampered", lambda: refused(ctx, fpath, tampered_form, headers))
+
+        jpath = json_path(route)
+        sig = validator.compute_signature(PUBLIC_URL + jpath, {}, algorithm)
+        headers = dict(base_headers, **extra, **{"Content-Type": "application/json", "X-Twilio-Signature": sig})
+        run_check(f"{provider}(json)", "sdk-signs", lambda: delivered(ctx, jpath, json_body, headers))
+        run_check(f"{provider}(json)", "tampered", lambda: refused(ctx, jpath, tamper(json_body), headers))
+
+    # (b) hookgate signs, the SDK validates.
+    for provider, route, algorithm in (("twilio(form)", "twilio", None), ("twilio-sha256(form)", "twilio-sha256", "HMAC_SHA256")):
+
+        def b_form(route=route, algorithm=algorithm):
+            fpath = form_path.replace("/twilio?", f"/{route}?")
+            printed = hookgate_sign(ctx, route, form_body, path=fpath)
+            sig = printed["x-twilio-signature"]
+            ok = validator.validate(PUBLIC_URL + fpath, params, sig, algorithm)
+            url_only = validator.compute_signature(PUBLIC_URL + fpath, {}, algorithm) == sig
+            return ok, f"RequestValidator.validate(url, form params, algorithm={algorithm or 'HMAC_SHA1'}) -> {ok}" + (
+                "; hookgate signed the URL alone, without the form parameters" if url_only else ""
+            )
+
+        run_check(provider, "hookgate-signs", b_form)
+
+    for provider, route, algorithm in (("twilio(json)", "twilio", None), ("twilio-sha256(json)", "twilio-sha256", "HMAC_SHA256")):
+
+        def b_json(route=route, algorithm=algorithm):
+            printed = hookgate_sign(ctx, route, json_body, path=json_path(route))
+            ok = validator.validate(PUBLIC_URL + json_path(route), json_body.decode(), printed["x-twilio-signature"], algorithm)
+            return ok, f"RequestValidator.validate(url?bodySHA256=.., body, algorithm={algorithm or 'HMAC_SHA1'}) -> {ok}"
+
+        run_check(provider, "hookgate-signs", b_json)
+
+
+def case_square(ctx):
+    from square.utils.webhooks_helper import verify_signature
+
+    key = ctx.secrets["square"]
+    path = "/webhooks/square"
+    body = compact(
+        {
+            "merchant_id": "6SSW7HV8K2ST5",
+            "type": "payment.updated",
+            "event_id": str(uuid.uuid4()),
+            "created_at": datetime.now(timezone.utc).isoformat(),
+            "data": {"type": "payment", "id": "KkAkhdMs", "object": {"payment": {"note": "Crème brûlée"}}},
+        }
+    )
+    holder = {}
+
+    def b():
+        printed = hookgate_sign(ctx, "square", body)
+        holder["headers"] = {"Content-Type": "application/json", "User-Agent": "Square Connect v2", **printed}
+        ok = verify_signature(
+            request_body=body.decode(),
+            signature_header=printed["x-square-hmacsha256-signature"],
+            signature_key=key,
+            notification_url=PUBLIC_URL + path,
+        )
+        return ok, f"square.utils.webhooks_helper.verify_signature() -> {ok}"
+
+    run_check("square", "hookgate-signs", b)
+    run_check("square", "tampered", lambda: refused(ctx, path, tamper(body), holder["headers"], control=body))
+
+
+def case_paddle(ctx):
+    from paddle_billing.Notifications import Secret, Verifier
+
+    secret = ctx.secrets["paddle"]
+    path = "/webhooks/paddle"
+    body = compact(
+        {
+            "event_id": "evt_" + secrets.token_hex(13),
+            "event_type": "transaction.completed",
+            "occurred_at": datetime.now(timezone.utc).isoformat(),
+            "notification_id": "ntf_" + secrets.token_hex(13),
+            "data": {"id": "txn_01", "customer": {"name": "Renée Ñúñez"}},
+        }
+    )
+    holder = {}
+
+    class PaddleRequest:
+        def __init__(self, body, headers):
+            self.body = body
+            self.headers = CaseInsensitive(headers)
+
+    def b():
+        printed = hookgate_sign(ctx, "paddle", body)
+        holder["headers"] = {"Content-Type": "application/json", **printed}
+        ok = Verifier().verify(PaddleRequest(body, printed), Secret(secret))
+        return ok is True, f"paddle_billing Verifier().verify() -> {ok} ({printed['paddle-signature'][:22]}...)"
+
+    run_check("paddle", "hookgate-signs", b)
+
+    def a():
+        # The SDK has no signer, but its verifier's own HMAC helper is public: sign with it, and
+        # write the header as Paddle documents it (`ts=<seconds>;h1=<hex>`).
+        from paddle_billing.Notifications.PaddleSignature import PaddleSignature
+
+        ts = now_s()
+        event = body.replace(b'"evt_', b'"evt_2')  # another event: the route deduplicates
+        h1 = PaddleSignature.calculate_hmac(secret, f"{ts}:".encode() + event).hexdigest()
+        headers = {"Content-Type": "application/json", "User-Agent": "Paddle", "Paddle-Signature": f"ts={ts};h1={h1}"}
+        if Verifier().verify(PaddleRequest(event, headers), Secret(secret)) is not True:
+            return False, "suite error: the SDK refuses the header built with its own HMAC helper"
+        return delivered(ctx, path, event, headers)
+
+    run_check("paddle", "sdk-signs", a)
+    run_check("paddle", "tampered", lambda: refused(ctx, path, tamper(body), holder["headers"], control=body))
+
+
+def case_github(ctx):
+    secret = ctx.secrets["github"]
+    path = "/webhooks/github"
+    body = pretty(
+        {
+            "ref": "refs/heads/main",
+            "before": "0" * 40,
+            "after": secrets.token_hex(20),
+            "repository": {"id": 1296269, "full_name": "octocat/Hello-World", "description": "Ünïcode repö"},
+            "pusher": {"name": "octocat", "email": "octocat@github.com"},
+            "sender": {"login": "octocat", "id": 1},
+        }
+    )
+    signed = node(ctx, {"action": "sign", "provider": "github", "secret": secret, "body": body.decode()})
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "GitHub-Hookshot/044aadd",
+        "X-GitHub-Event": "push",
+        "X-GitHub-Delivery": str(uuid.uuid4()),
+        "X-GitHub-Hook-ID": "292430182",
+        **signed["headers"],
+    }
+    run_check("github", "sdk-signs", lambda: delivered(ctx, path, body, headers))
+    run_check("github", "tampered", lambda: refused(ctx, path, tamper(body), headers))
+    run_check("github", "retry", lambda: duplicate(ctx, path, body, headers))
+
+    def b():
+        printed = hookgate_sign(ctx, "github", body)
+        v = node(ctx, {"action": "verify", "provider": "github", "secret": secret, "body": body.decode(), "headers": printed})
+        return v["ok"], f"{v['detail']} -> {v['ok']}"
+
+    run_check("github", "hookgate-signs", b)
+
+
+def case_shopify(ctx):
+    secret = ctx.secrets["shopify"]
+    path = "/webhooks/shopify"
+    body = pretty({"id": 820982911946154508, "email": "jon@example.com", "note": "Ça va? 🛍", "total_price": "403.00"})
+    hmac = node(ctx, {"action": "sign", "provider": "shopify", "secret": secret, "body": body.decode()})["hmac"]
+    webhook_id = str(uuid.uuid4())
+    classic = {
+        "Content-Type": "application/json",
+        "X-Shopify-Topic": "orders/create",
+        "X-Shopify-Hmac-Sha256": hmac,
+        "X-Shopify-Shop-Domain": "interop.myshopify.com",
+        "X-Shopify-API-Version": "2024-10",
+        "X-Shopify-Webhook-Id": webhook_id,
+        "X-Shopify-Triggered-At": datetime.now(timezone.utc).isoformat(),
+    }
+    # Shopify's newer Events deliveries: the same HMAC, in headers without the `X-` prefix
+    # (@shopify/shopify-api's ShopifyEventsHeader: `shopify-hmac-sha256`, ...).
+    events = {
+        "Content-Type": "application/json",
+        "Shopify-Topic": "orders/create",
+        "Shopify-Hmac-Sha256": hmac,
+        "Shopify-Shop-Domain": "interop.myshopify.com",
+        "Shopify-API-Version": "2025-10",
+        "Shopify-Webhook-Id": str(uuid.uuid4()),
+        "Shopify-Event-Id": str(uuid.uuid4()),
+        "Shopify-Triggered-At": datetime.now(timezone.utc).isoformat(),
+    }
+    run_check("shopify", "sdk-signs", lambda: delivered(ctx, path, body, classic))
+    run_check("shopify", "tampered", lambda: refused(ctx, path, tamper(body), classic))
+    run_check("shopify", "retry", lambda: duplicate(ctx, path, body, classic))
+
+    def events_check():
+        # First: the SDK itself accepts this Events delivery (so the request is right) ...
+        v = node(ctx, {"action": "verify", "provider": "shopify", "secret": secret, "body": body.decode(), "headers": events})
+        if not v["ok"]:
+            return False, f"suite error: the SDK refuses its own Events delivery: {v['detail']}"
+        # ... then the gateway.
+        return delivered(ctx, path, body, events)
+
+    run_check("shopify(events)", "sdk-signs", events_check)
+
+    def b():
+        printed = hookgate_sign(ctx, "shopify", body)
+        headers = {k: v for k, v in classic.items() if k != "X-Shopify-Hmac-Sha256"}
+        headers.update(printed)
+        v = node(ctx, {"action": "verify", "provider": "shopify", "secret": secret, "body": body.decode(), "headers": headers})
+        return v["ok"], short(v["detail"], 200)
+
+    run_check("shopify", "hookgate-signs", b)
+
+
+def case_discord(ctx):
+    keys = ctx.keys["ed25519"]
+    path = "/webhooks/discord"
+    body = compact(
+        {"app_permissions": "442368", "application_id": "1234", "id": str(secrets.randbits(60)), "type": 1, "version": 1, "user": {"global_name": "Zoë"}}
+    )
+    ts = str(now_s())
+    signed = node(ctx, {"action": "sign", "provider": "discord", "private_hex": keys["private_hex"], "body": body.decode(), "timestamp": ts})
+    headers = {"Content-Type": "application/json", "User-Agent": "Discord-Interactions/1.0 (+https://discord.com)", **signed["headers"]}
+
+    def a():
+        # The SDK's verifier agrees with the signer first, so a refusal is hookgate's.
+        v = node(ctx, {"action": "verify", "provider": "discord", "public_key": keys["public_hex"], "body": body.decode(), "headers": headers})
+        if not v["ok"]:
+            return False, "suite error: discord-interactions refuses the node-crypto signature"
+        return delivered(ctx, path, body, headers)
+
+    run_check("discord", "sdk-signs", a)
+    run_check("discord", "tampered", lambda: refused(ctx, path, tamper(body), headers))
+
+    def b():
+        printed = hookgate_sign(ctx, "discord", body, private_key=ctx.key_files["ed25519"])
+        v = node(ctx, {"action": "verify", "provider": "discord", "public_key": keys["public_hex"], "body": body.decode(), "headers": printed})
+        return v["ok"], f"{v['detail']} -> {v['ok']}"
+
+    run_check("discord", "hookgate-signs", b)
+    run_check("discord", "keygen", lambda: keygen_check(ctx, "discord"))
+
+
+def case_sendgrid(ctx):
+    keys = ctx.keys["p256"]
+    path = "/webhooks/sendgrid"
+    body = (
+        json.dumps(
+            [
+                {"email": "zoë@example.com", "timestamp": now_s(), "event": "processed", "sg_event_id": secrets.token_hex(11), "sg_message_id": "14c5d75ce93.dfd.64b469"},
+                {"email": "example@test.com", "timestamp": now_s(), "event": "delivered", "response": "250 OK"},
+            ],
+            ensure_ascii=False,
+        ).encode()
+        + b"\r\n"
+    )
+    ts = str(now_s())
+    # ECDSA signatures come with s in the low or the high half of the group order (both valid;
+    # SendGrid's signer does not normalize): sign until there is one of each, and send both.
+    request = {"action": "sign", "provider": "sendgrid", "private_hex": keys["private_hex"], "public_key": keys["public_b64der"], "body": body.decode(), "timestamp": ts}
+    by_half = {}
+    for signed in node(ctx, [request] * 16):
+        sig = signed["headers"]["X-Twilio-Email-Event-Webhook-Signature"]
+        by_half.setdefault("high-s" if ecdsa_high_s(sig) else "low-s", signed["headers"])
+    for half in ("low-s", "high-s"):
+        if half not in by_half:
+            report(False, f"sendgrid({half})", "sdk-signs", "suite error: 16 signatures, none with " + half)
+            continue
+        headers = {"Content-Type": "application/json", "User-Agent": "SendGrid Event API", **by_half[half]}
+
+        def a(headers=headers):
+            v = node(ctx, {"action": "verify", "provider": "sendgrid", "public_key": keys["public_b64der"], "body": body.decode(), "headers": headers})
+            if not v["ok"]:
+                return False, "suite error: @sendgrid/eventwebhook refuses the node-crypto signature"
+            return delivered(ctx, path, body, headers)
+
+        run_check(f"sendgrid({half})", "sdk-signs", a)
+    run_check("sendgrid", "tampered", lambda: refused(ctx, path, tamper(body), headers))
+
+    def b():
+        printed = hookgate_sign(ctx, "sendgrid", body, private_key=ctx.key_files["p256"])
+        v = node(ctx, {"action": "verify", "provider": "sendgrid", "public_key": keys["public_b64der"], "body": body.decode(), "headers": printed})
+        return v["ok"], f"{v['detail']} -> {v['ok']}"
+
+    run_check("sendgrid", "hookgate-signs", b)
+    run_check("sendgrid", "keygen", lambda: keygen_check(ctx, "sendgrid"))
+
+
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def ecdsa_high_s(b64_der):
+    """Whether a base64 DER ECDSA signature (SEQUENCE { INTEGER r, INTEGER s }) has s > n/2."""
+    der = base64.b64decode(b64_der)
+    r_len = der[3]
+    s = int.from_bytes(der[4 + r_len + 2 :], "big")
+    return s > P256_ORDER // 2
+
+
+def keygen_check(ctx, preset):
+    """`hookgate keygen --preset P`: the PEM private key it writes signs (Node's crypto, as the
+    provider would) and the SDK verifies with the public key it prints, as given to the route."""
+    pem = os.path.join(ctx.work, f"keygen-{preset}.pem")
+    out = subprocess.run([ctx.hookgate, "keygen", "--preset", preset, "--out", pem], env=ctx.env, capture_output=True, text=True, timeout=30)
+    if out.returncode != 0:
+        return False, f"hookgate keygen exited {out.returncode}: {out.stderr.strip()}"
+    m = re.search(r'public_key:\s*"([^"]+)"', out.stdout)
+    if not m:
+        return False, f"no public_key line in {out.stdout!r}"
+    public = m.group(1)
+    body = compact({"type": 1, "note": "keygen ✓"})
+    with open(pem) as f:
+        private_pem = f.read()
+    signed = node(ctx, {"action": "sign", "provider": preset, "private_pem": private_pem, "body": body.decode(), "timestamp": str(now_s())})
+    v = node(ctx, {"action": "verify", "provider": preset, "public_key": public, "body": body.decode(), "headers": signed["headers"]})
+    return v["ok"], f"signed with its PEM, {v['detail']} with its printed public_key -> {v['ok']}"
+
+
+def case_verify_only_node(ctx, provider, body, extra_headers):
+    """Providers whose SDK only verifies: hookgate signs, the SDK verifies; then a tampered copy."""
+    path = f"/webhooks/{provider}"
+    holder = {}
+
+    def b():
+        printed = hookgate_sign(ctx, provider, body)
+        holder["headers"] = {**extra_headers, **printed}
+        v = node(ctx, {"action": "verify", "provider": provider, "secret": ctx.secrets[provider], "body": body.decode(), "headers": holder["headers"]})
+        return v["ok"], f"{short(v['detail'], 140)} -> {v['ok']}"
+
+    run_check(provider, "hookgate-signs", b)
+    run_check(provider, "tampered", lambda: refused(ctx, path, tamper(body), holder["headers"], control=body))
+
+
+def case_linear(ctx):
+    body = compact(
+        {
+            "action": "create",
+            "type": "Issue",
+            "data": {"id": str(uuid.uuid4()), "title": "Fix the café bug", "priority": 2},
+            "url": "https://linear.app/interop/issue/INT-1",
+            "createdAt": datetime.now(timezone.utc).isoformat(),
+            "organizationId": str(uuid.uuid4()),
+            "webhookTimestamp": int(time.time() * 1000),
+            "webhookId": str(uuid.uuid4()),
+        }
+    )
+    extra = {"Content-Type": "application/json; charset=utf-8", "Linear-Delivery": str(uuid.uuid4()), "Linear-Event": "Issue", "User-Agent": "Linear-Webhook"}
+    case_verify_only_node(ctx, "linear", body, extra)
+
+
+def case_webflow(ctx):
+    body = compact(
+        {"triggerType": "form_submission", "payload": {"name": "Contact", "siteId": "65427cf400e02b306eaa049c", "data": {"message": "Hé, ça marche"}, "id": secrets.token_hex(12)}}
+    )
+    case_verify_only_node(ctx, "webflow", body, {"Content-Type": "application/json"})
+
+
+def case_zoom(ctx):
+    # Rivet verifies JSON.stringify(JSON.parse(body)), not the raw bytes: the body is written
+    # compactly, as JSON.stringify would, so that its re-serialization is the same bytes.
+    body = compact(
+        {"event": "meeting.started", "event_ts": int(time.time() * 1000), "payload": {"account_id": "AAAAAABBBB", "object": {"id": "1234567890", "topic": "Réunion"}}}
+    )
+    case_verify_only_node(ctx, "zoom", body, {"Content-Type": "application/json; charset=utf-8", "User-Agent": "Zoom Marketplace/1.0a"})
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------------------------
+
+HMAC_ROUTES = ["github", "stripe", "slack", "shopify", "standard-webhooks", "svix", "paddle", "zoom", "linear", "webflow", "twilio", "square"]
+
+
+def make_secrets():
+    s = {name: secrets.token_hex(16) for name in HMAC_ROUTES}
+    s["stripe"] = "whsec_" + secrets.token_hex(16)  # Stripe: the whole whsec_ string is the key
+    s["standard-webhooks"] = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    s["svix"] = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    s["paddle"] = "pdl_ntfset_" + secrets.token_hex(13) + "_" + secrets.token_urlsafe(24)
+    s["square"] = secrets.token_urlsafe(16)
+    return s
+
+
+def env_name(route):
+    return "INTEROP_" + route.upper().replace("-", "_") + "_SECRET"
+
+
+def write_config(ctx, upstream_port):
+    upstream = f"http://127.0.0.1:{upstream_port}"
+    routes = []
+    for name in HMAC_ROUTES:
+        route = {"name": name, "path": f"/webhooks/{name}", "upstream": upstream, "verify": {"preset": name, "secret": "${%s}" % env_name(name)}}
+        if name in ("twilio", "square"):
+            route["public_url"] = PUBLIC_URL
+        routes.append(route)
+    # Twilio's signing keys (X-Twilio-Webhooks-Signature-Settings: ...,algorithm=HMAC_SHA256).
+    routes.append(
+        {
+            "name": "twilio-sha256",
+            "path": "/webhooks/twilio-sha256",
+            "upstream": upstream,
+            "public_url": PUBLIC_URL,
+            "verify": {"preset": "twilio-sha256", "secret": "${%s}" % env_name("twilio")},
+        }
+    )
+    routes.append(
+        {"name": "discord", "path": "/webhooks/discord", "upstream": upstream, "verify": {"preset": "discord", "public_key": ctx.keys["ed25519"]["public_hex"]}}
+    )
+    routes.append(
+        {"name": "sendgrid", "path": "/webhooks/sendgrid", "upstream": upstream, "verify": {"preset": "sendgrid", "public_key": ctx.keys["p256"]["public_b64der"]}}
+    )
+    # Every route deduplicates by its preset's default key (README: "Default key by preset"),
+    # so each delivery also shows that the provider's request carries the id the preset reads
+    # (else: 400 replay_key_missing).
+    for route in routes:
+        route["replay"] = {}
+    config = {
+        "workers": 1,
+        "log": {"format": "text", "level": "info"},
+        "listeners": [{"addr": "127.0.0.1:0"}],
+        "admin": {"addr": "127.0.0.1:0"},
+        "limits": {"drain_delay": "0s", "shutdown_grace": "2s"},
+        "routes": routes,
+    }
+    with open(ctx.config, "w") as f:
+        f.write("# Written by tests/interop/interop.py for one run (JSON is YAML).\n")
+        json.dump(config, f, indent=2)
+        f.write("\n")
+
+
+# --------------------------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------------------------
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--hookgate", default=os.path.join(ROOT, "target/debug/hookgate"))
+    ap.add_argument("--node-dir", default=os.path.join(ROOT, "target/interop/node"), help="where `npm ci` installed package.json")
+    ap.add_argument("--work", default=os.path.join(ROOT, "target/interop/run"), help="scratch directory (config, bodies, keys, log)")
+    args = ap.parse_args()
+
+    started = time.monotonic()
+    ctx = Ctx()
+    ctx.hookgate = os.path.abspath(args.hookgate)
+    ctx.node_dir = os.path.abspath(args.node_dir)
+    ctx.work = os.path.abspath(args.work)
+    shutil.rmtree(ctx.work, ignore_errors=True)
+    os.makedirs(ctx.work, mode=0o700)
+    ctx.config = os.path.join(ctx.work, "gateway.yaml")
+    # sdk.mjs resolves its imports from its own directory: run a copy beside node_modules.
+    ctx.sdk_mjs = os.path.join(ctx.node_dir, "sdk.mjs")
+    shutil.copyfile(os.path.join(HERE, "sdk.mjs"), ctx.sdk_mjs)
+
+    ctx.secrets = make_secrets()
+    ctx.env = dict(os.environ, **{env_name(n): v for n, v in ctx.secrets.items()})
+    ctx.env.pop("HOOKGATE_LOG", None)
+    ed, p256 = node(ctx, [{"action": "keygen", "kind": "ed25519"}, {"action": "keygen", "kind": "p256"}])
+    ctx.keys = {"ed25519": ed, "p256": p256}
+    ctx.key_files = {}
+    for kind, k in ctx.keys.items():
+        ctx.key_files[kind] = os.path.join(ctx.work, f"{kind}.key")
+        with open(ctx.key_files[kind], "w") as f:
+            f.write(k["private_hex"] + "\n")
+
+    ctx.recorder = Recorder()
+    upstream = start_upstream(ctx.recorder)
+    write_config(ctx, upstream.server_address[1])
+    ctx.gw = Gateway(ctx.hookgate, ctx.config, ctx.env, os.path.join(ctx.work, "hookgate.log"))
+    ctx.gw.start()
+    version = subprocess.run([ctx.hookgate, "--version"], capture_output=True, text=True).stdout.strip()
+    print(f"{version} ({ctx.hookgate}) on {ctx.gw.addr} (pid {ctx.gw.proc.pid}), upstream 127.0.0.1:{upstream.server_address[1]}, config {ctx.config}", flush=True)
+    try:
+        case_stripe(ctx)
+        case_slack(ctx)
+        case_standard_webhooks(ctx, "standard-webhooks", "standardwebhooks")
+        case_standard_webhooks(ctx, "svix", "svix.webhooks")
+        case_twilio(ctx)
+        case_square(ctx)
+        case_paddle(ctx)
+        case_github(ctx)
+        case_shopify(ctx)
+        case_discord(ctx)
+        case_sendgrid(ctx)
+        case_linear(ctx)
+        case_webflow(ctx)
+        case_zoom(ctx)
+    finally:
+        ctx.gw.stop()
+        upstream.shutdown()
+
+    agree = sum(1 for r in RESULTS if r[0])
+    print(f"{agree} of {len(RESULTS)} checks agree ({time.monotonic() - started:.1f} s; gateway log: {ctx.gw.log_path})")
+    return 0 if agree == len(RESULTS) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
