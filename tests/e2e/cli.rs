@@ -928,7 +928,10 @@ async fn sign_output_sent_by_curl_with_its_defaults_is_accepted() {
         ),
     )
     .unwrap();
-    let (mut child, addr, _lines) = spawn_run_env(&config, &[("SECRET", "curl-test-secret")]);
+    let (child, addr, _lines) = spawn_run_env(&config, &[("SECRET", "curl-test-secret")]);
+    // Killed however the test ends.
+    let _gateway =
+        crate::crash::KillOnDrop(vec![std::sync::Arc::new(std::sync::Mutex::new(child))]);
 
     let sign = |route: &str, body: &str, extra: &[&str]| {
         let body_file = dir.join(format!("{route}.body"));
@@ -1113,6 +1116,4 @@ async fn sign_output_sent_by_curl_with_its_defaults_is_accepted() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    let _ = child.kill();
-    let _ = child.wait();
 }
