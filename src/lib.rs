@@ -25,7 +25,8 @@
 //! # Layout
 //!
 //! - `config/`: `gateway.yaml` schema (`file.rs`), compilation with located errors
-//!   (`compile.rs`), secret resolution (`secret.rs`), the runtime model (`mod.rs`).
+//!   (`compile.rs`), secret resolution (`secret.rs`), which routes shadow which
+//!   (`overlap.rs`), the runtime model (`mod.rs`).
 //! - `scheme/`: the generic signature scheme engine and its presets.
 //! - `host.rs`, `routes.rs`, `client_ip.rs`, `body.rs`, `replay.rs`, `forward.rs`: one
 //!   pipeline step each;
@@ -41,7 +42,8 @@
 //! - `admin.rs`, `metrics.rs`: `/metrics`, `/healthz`, `/readyz`, `/queue/`; every metric.
 //! - `logbuf.rs`: log lines buffered off the request path, written by a background thread;
 //!   `log_filter.rs`: `HOOKGATE_LOG`, checked.
-//! - `main.rs`: the CLI (`run`, `check`, `sign`, `queue`), no logic of its own.
+//! - `main.rs`: the CLI (`run`, `check`, `sign`, `keygen`, `healthcheck`, `queue`), no logic
+//!   of its own.
 
 pub mod admin;
 pub mod body;

@@ -1117,3 +1117,29 @@ async fn sign_output_sent_by_curl_with_its_defaults_is_accepted() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+/// The README's custom-scheme example is the committed `acme` route, word for word as YAML.
+#[test]
+fn readme_custom_scheme_example_is_the_committed_acme_route() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let section = readme
+        .split("### Adding a sender without a preset")
+        .nth(1)
+        .expect("README has the section");
+    let block = section
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a yaml block in the section");
+    let example: serde_yaml::Value = serde_yaml::from_str(block).unwrap();
+    let committed: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(root.join("gateway.yaml")).unwrap()).unwrap();
+    let acme = committed["routes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "acme")
+        .expect("gateway.yaml has the acme route");
+    assert_eq!(&example[0], acme);
+}
