@@ -186,6 +186,15 @@ impl Store {
     }
 
     /// Claims `key` for `in_flight_ttl` (after which a crashed gateway's claim lapses).
+    /// One health round trip (Redis: PING), which sets `hookgate_replay_store_up` like any
+    /// other; so the gauge follows the store on a quiet route too, not only when a request
+    /// happens to reach it. The memory store is always up.
+    pub async fn probe(&self) {
+        if let Store::Redis(r) = self {
+            let _ = r.run::<String>(&redis::cmd("PING")).await;
+        }
+    }
+
     pub async fn claim(&self, key: &str, in_flight_ttl: Duration) -> Result<Claim, StoreError> {
         match self {
             Store::Memory(m) => Ok(m.claim(key, in_flight_ttl)),

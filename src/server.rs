@@ -404,6 +404,12 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
         body_budget.clone(),
         shutdown_rx.clone(),
     )));
+    if let Some(store) = &replay_store {
+        tasks.push(tokio::spawn(probe_replay_store(
+            store.clone(),
+            shutdown_rx.clone(),
+        )));
+    }
     // The delivery worker runs here, with upstream pools of its own on this runtime.
     let delivery_live = Arc::new(ArcSwap::from_pointee(Live::new(
         gateway.clone(),
@@ -629,6 +635,19 @@ async fn trim_after_floods(
                 let _ = tokio::task::spawn_blocking(move || budget.trim()).await;
                 tracing::debug!("request bodies released; freed memory returned");
             },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Asks the replay store whether it answers every few seconds, so `hookgate_replay_store_up`
+/// (and the alert on it) says how the store is now, not how it was at the last request.
+async fn probe_replay_store(store: Arc<Store>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => store.probe().await,
             _ = shutdown.changed() => return,
         }
     }

@@ -337,6 +337,44 @@ async fn redis_down_rejects_or_allows_as_configured_and_recovers() {
     gw.shutdown().await;
 }
 
+/// `hookgate_replay_store_up` follows the store with no request at all (a probe every 5 s),
+/// so the alert on it neither misses an outage on a quiet route nor keeps firing after one.
+#[tokio::test]
+async fn the_replay_store_gauge_follows_redis_without_any_request() {
+    let mut redis = RedisServer::start().await;
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(
+        &config(
+            &redis_store(&redis, "t-probe:"),
+            &lomi_route("quiet", &upstream.url(), ""),
+        ),
+        ENV,
+    )
+    .await;
+    let up = || gw.counter("hookgate_replay_store_up", &[]);
+    eventually("up at start", || up() == 1.0).await;
+    redis.stop().await;
+    let started = std::time::Instant::now();
+    while up() != 0.0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(12),
+            "never went down"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    redis.restart().await;
+    let started = std::time::Instant::now();
+    while up() != 1.0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(12),
+            "never came back up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(upstream.count(), 0, "no request was needed");
+    gw.shutdown().await;
+}
+
 /// The sender gives up mid-forward; the app still takes the event. The claim must record the
 /// app's answer, so the sender's retry is a duplicate, not a second delivery.
 #[tokio::test]
