@@ -87,6 +87,20 @@ else
     out=$tmp/$(echo "$t" | tr / _).yaml
     if "$kubectl" kustomize "$kit/$t" >"$out" 2>"$out.err"; then
       ok "$t: kubectl kustomize renders $(grep -c '^kind:' "$out") objects"
+      # The example Secrets (public placeholder values) must never be applied: an operator
+      # creates the real ones first. The checks below stand them in, as the operator would.
+      if grep -q '^kind: Secret$' "$out"; then
+        fail "$t: the render contains a Secret (kubectl apply -k would deploy example values)"
+      else
+        ok "$t: the render contains no Secret (the *.example.yaml ones are not applied)"
+      fi
+      examples=("$kit/base"/*.example.yaml)
+      [[ $t == base ]] || examples+=("$kit/$t"/*.example.yaml)
+      for example in "${examples[@]}"; do
+        [[ -f $example ]] || continue
+        printf -- '---\n' >>"$out"
+        cat "$example" >>"$out"
+      done
       rendered+=("$t=$out")
     else
       fail "$t: kubectl kustomize failed: $(cat "$out.err")"
