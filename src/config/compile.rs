@@ -94,8 +94,8 @@ fn check_admin_addr(admin: SocketAddr, listeners: &[Listener], r: &mut Report) {
     }
 }
 
-/// A listener's certificate that has expired is an error (every handshake would fail); one
-/// that expires within [`CERT_WARN_BEFORE`] earns a warning.
+/// A listener's certificate that has expired, or expires within [`CERT_WARN_BEFORE`], earns
+/// a warning (`check --strict` fails on it).
 fn check_certificates(listeners: &[Listener], now: std::time::SystemTime, r: &mut Report) {
     let now = now
         .duration_since(std::time::UNIX_EPOCH)
@@ -107,10 +107,13 @@ fn check_certificates(listeners: &[Listener], now: std::time::SystemTime, r: &mu
         let left = expires.saturating_sub(now);
         let loc = format!("listeners[{i}].tls.cert");
         if left <= 0 {
-            r.error(
+            // A warning, not an error: refusing to start (or to reload) would take the plain
+            // listeners and every other route down with it.
+            r.warn(
                 loc,
                 format!(
-                    "the certificate expired {} ago: renew it",
+                    "the certificate expired {} ago: every TLS handshake fails; renew it, then \
+                     reload",
                     humantime::format_duration(Duration::from_secs(left.unsigned_abs()))
                 ),
             );
@@ -1768,10 +1771,19 @@ fn resolve_key_sources(
         match res {
             Ok((bytes, origin)) => {
                 // Public keys are not secret; only a literal shared secret deserves a warning.
-                if origin == Origin::Literal && !field.contains("public_key") {
+                if field.contains("public_key") {
+                    // Public keys are not secret.
+                } else if origin == Origin::Literal {
                     r.warn(
                         &field,
                         "literal secret in the configuration file; prefer \"${ENV_VAR}\" or secret_file",
+                    );
+                } else if origin == Origin::DollarLiteral {
+                    // The value is not repeated: it may be the secret itself.
+                    r.warn(
+                        &field,
+                        "written like an environment reference without braces (`$NAME`): it is \
+                         used literally, as written; for the variable write \"${NAME}\"",
                     );
                 }
                 out.push((bytes, field));

@@ -11,6 +11,9 @@ pub enum Origin {
     Env,
     File,
     Literal,
+    /// A literal written like an environment reference without its braces (`$NAME`): most
+    /// likely a mistake, but a secret may start with `$`, so it is used as written.
+    DollarLiteral,
 }
 
 /// Resolves one `secret:`/`secrets:` string. Errors are messages for the config report.
@@ -32,24 +35,24 @@ pub fn resolve_value(
             None => Err(format!("environment variable {inner} is not set")),
         };
     }
-    // `$NAME` is a reference without its braces, not a secret that happens to look like one.
-    if let Some(name) = value.strip_prefix('$') {
-        if !name.is_empty()
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-            && !name.as_bytes()[0].is_ascii_digit()
-        {
-            return Err(format!(
-                "`{value}` reads as an environment reference without braces; write \"${{{name}}}\""
-            ));
-        }
-    }
     if value.contains("${") {
         return Err("write a secret either as \"${ENV_VAR}\" alone or as a literal".into());
     }
     if value.is_empty() {
         return Err("secret is empty".into());
     }
-    Ok((value.as_bytes().to_vec(), Origin::Literal))
+    let dollar_name = value.strip_prefix('$').is_some_and(|name| {
+        name.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    });
+    let origin = if dollar_name {
+        Origin::DollarLiteral
+    } else {
+        Origin::Literal
+    };
+    Ok((value.as_bytes().to_vec(), origin))
 }
 
 /// Refuses anything but a regular file (after symlinks) before it is read: a FIFO or a
