@@ -209,7 +209,14 @@ pub fn compile(
         // route's keys (routes stay YAML values until the loop below).
         let per_key = serde_yaml::from_str::<serde_yaml::Mapping>(text)
             .map(|doc| {
-                let mut all = errors_per_key::<RawConfig>(&doc, &[], None);
+                let mut all = Vec::new();
+                type_errors::<RawConfig>(
+                    &serde_yaml::Mapping::new(),
+                    &[],
+                    &serde_yaml::Value::Mapping(doc.clone()),
+                    None,
+                    &mut all,
+                );
                 let routes = doc.get("routes").and_then(|r| r.as_sequence());
                 for (i, value) in routes.into_iter().flatten().enumerate() {
                     if let Err(e) = raw_route(value, &route_label(i, value)) {
@@ -224,20 +231,13 @@ pub fn compile(
                 location: yaml_location(&e),
                 message: e.to_string(),
             }])
+        } else if per_key.len() == 1 {
+            // The one error serde stopped at also knows its line and column: keep them.
+            let mut one = per_key;
+            one[0].message = e.to_string();
+            ConfigErrors(one)
         } else {
-            // The error serde stopped at also knows its line and column: keep them.
-            let whole = e.to_string();
-            ConfigErrors(
-                per_key
-                    .into_iter()
-                    .map(|mut one| {
-                        if whole.contains(&one.message) && whole.len() > one.message.len() {
-                            one.message = whole.clone();
-                        }
-                        one
-                    })
-                    .collect(),
-            )
+            ConfigErrors(per_key)
         }
     })?;
     let mut r = Report {
@@ -394,10 +394,29 @@ fn route_label(i: usize, value: &serde_yaml::Value) -> String {
 /// would stop at the first).
 fn raw_route(value: &serde_yaml::Value, label: &str) -> Result<RawRoute, Vec<ConfigError>> {
     serde_path_to_error::deserialize(value.clone()).map_err(|e| {
-        let mut found = value
-            .as_mapping()
-            .map(|m| errors_per_key::<RawRoute>(m, &["name", "path", "upstream"], Some(label)))
-            .unwrap_or_default();
+        let mut found = Vec::new();
+        if let Some(m) = value.as_mapping() {
+            for (key, inner) in m {
+                type_errors::<RawRoute>(
+                    &route_stand_ins(),
+                    std::slice::from_ref(key),
+                    inner,
+                    Some(label),
+                    &mut found,
+                );
+            }
+            // A required field missing from the route itself.
+            if found.is_empty() {
+                let mut required = route_stand_ins();
+                required.retain(|k, _| !m.contains_key(k));
+                for (k, _) in required {
+                    found.push(ConfigError {
+                        location: label.to_owned(),
+                        message: format!("missing field `{}`", k.as_str().unwrap_or_default()),
+                    });
+                }
+            }
+        }
         if found.is_empty() {
             found.push(route_error(e, label));
         }
@@ -422,47 +441,83 @@ fn route_error(e: serde_path_to_error::Error<serde_yaml::Error>, label: &str) ->
     ConfigError { location, message }
 }
 
-/// Every key of `map` that does not deserialize into `T`, each tried on its own (with the
-/// `required` keys beside it, so a lone key does not fail for their absence): serde stops at
-/// the first error, an operator wants them all. `label` locates a route's keys; top-level
-/// keys are their own location.
-fn errors_per_key<T: serde::de::DeserializeOwned>(
-    map: &serde_yaml::Mapping,
-    required: &[&str],
+/// Every type error in a YAML mapping, not only the first one serde stops at. `value`, at
+/// `path` below the root, is deserialized into `T` alone beside `base` (stand-ins for the
+/// root's required fields, so a lone key is not blamed for their absence); when that fails
+/// and `value` is a mapping, each of its keys is tried alone the same way, deeper first. A
+/// lone key failing only because a mapping above it misses a field is not blamed: that
+/// error is reported once, for the mapping that lacks the field. `label` locates a route's keys (and
+/// hides secret values); top-level keys are their own location.
+fn type_errors<T: serde::de::DeserializeOwned>(
+    base: &serde_yaml::Mapping,
+    path: &[serde_yaml::Value],
+    value: &serde_yaml::Value,
     label: Option<&str>,
-) -> Vec<ConfigError> {
-    let mut found: Vec<ConfigError> = Vec::new();
-    for (key, value) in map {
-        let mut alone = serde_yaml::Mapping::new();
-        for name in required {
-            if let Some(v) = map.get(*name) {
-                alone.insert((*name).into(), v.clone());
+    out: &mut Vec<ConfigError>,
+) {
+    use serde_yaml::{Mapping, Value};
+    // The document to try: `base`, with `value` at `path` (or merged into the root).
+    let mut doc = base.clone();
+    match path.split_first() {
+        None => {
+            if let Some(m) = value.as_mapping() {
+                doc.extend(m.iter().map(|(k, v)| (k.clone(), v.clone())));
             }
         }
-        alone.insert(key.clone(), value.clone());
-        let Err(e) = serde_path_to_error::deserialize::<_, T>(serde_yaml::Value::Mapping(alone))
-        else {
-            continue;
-        };
-        let error = match label {
-            Some(label) => route_error(e, label),
-            None => {
-                let path = e.path().to_string();
-                ConfigError {
-                    location: if path == "." {
-                        key.as_str().unwrap_or("gateway.yaml").to_owned()
-                    } else {
-                        path
-                    },
-                    message: e.into_inner().to_string(),
-                }
-            }
-        };
-        if !found.contains(&error) {
-            found.push(error);
+        Some((first, rest)) => {
+            let nested = rest.iter().rev().fold(value.clone(), |inner, key| {
+                let mut m = Mapping::new();
+                m.insert(key.clone(), inner);
+                Value::Mapping(m)
+            });
+            doc.insert(first.clone(), nested);
         }
     }
-    found
+    let Err(e) = serde_path_to_error::deserialize::<_, T>(Value::Mapping(doc)) else {
+        return;
+    };
+    // A field missing from a mapping above this key (only this key was put there).
+    let above = e.path().iter().count() < path.len();
+    if let Some(m) = value.as_mapping().filter(|m| !m.is_empty()) {
+        let before = out.len();
+        for (key, inner) in m {
+            let mut deeper = path.to_vec();
+            deeper.push(key.clone());
+            type_errors::<T>(base, &deeper, inner, label, out);
+        }
+        if out.len() > before {
+            return;
+        }
+    }
+    let error = match label {
+        Some(label) => route_error(e, label),
+        None => {
+            let location = e.path().to_string();
+            ConfigError {
+                location: if location == "." {
+                    "gateway.yaml".to_owned()
+                } else {
+                    location
+                },
+                message: e.into_inner().to_string(),
+            }
+        }
+    };
+    if above && error.message.starts_with("missing field") {
+        return;
+    }
+    if !out.contains(&error) {
+        out.push(error);
+    }
+}
+
+/// Stand-ins for a route's required fields, for trying its other keys alone.
+fn route_stand_ins() -> serde_yaml::Mapping {
+    let mut m = serde_yaml::Mapping::new();
+    m.insert("name".into(), "x".into());
+    m.insert("path".into(), "/x".into());
+    m.insert("upstream".into(), "http://x".into());
+    m
 }
 
 fn yaml_location(e: &serde_yaml::Error) -> String {

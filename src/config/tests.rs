@@ -2264,26 +2264,48 @@ fn a_signature_header_may_have_several_names_each_once() {
 
 #[test]
 fn type_errors_are_all_reported_at_once_each_located() {
-    let text = "workers: many\nlisteners:\n  - addr: 127.0.0.1:0\nlimits:\n  max_body_bytes: lots\nroutes:\n  - { name: a, path: /a, upstream: \"http://127.0.0.1:3000\", methods: POST, enforce: maybe, allow_ips: [127.0.0.1] }\n  - { name: b, path: /b, upstream: \"http://127.0.0.1:3000\", colour: red, verify: { preset: laso, secret: 7 } }\n";
+    let text = "workers: lots\nlisteners:\n  - addr: 127.0.0.1:0\nadmin:\n  token_file: t\nlimits:\n  max_body_bytes: lots\n  upstream_keepalive: many\n  bogus: 1\nroutes:\n  - { name: a, path: 5, upstream: \"http://127.0.0.1:3000\", methods: POST, enforce: maybe, allow_ips: [127.0.0.1] }\n  - { name: b, path: /b, upstream: \"http://127.0.0.1:3000\", colour: red, verify: { preset: laso, secret: 7, key_encoding: [x], signature: { header: x-sig, prefixx: \"\" } } }\n  - { name: c, path: /c, verify: { preset: laso, secret: x } }\n";
     let found: Vec<(String, String)> = errors(text)
         .into_iter()
         .map(|e| (e.location, e.message))
         .collect();
-    let locations: Vec<&str> = found.iter().map(|(l, _)| l.as_str()).collect();
-    assert_eq!(
-        locations,
-        [
-            "workers",
+    let expected = [
+        ("workers", "invalid type: string \"lots\", expected u64"),
+        ("admin", "missing field `addr`"),
+        (
             "limits.max_body_bytes",
-            "routes[0] (a).methods",
-            "routes[0] (a).enforce",
-            "routes[1] (b).colour",
-            "routes[1] (b).verify.secret",
-        ],
-        "{found:#?}"
-    );
+            "invalid type: string \"lots\", expected u64",
+        ),
+        ("limits.upstream_keepalive", "invalid type: string \"many\""),
+        ("limits.bogus", "unknown field `bogus`"),
+        // A mistyped required field hides nothing else in its route.
+        (
+            "routes[0] (a).path",
+            "invalid type: integer `5`, expected a string",
+        ),
+        ("routes[0] (a).methods", "expected a sequence"),
+        ("routes[0] (a).enforce", "expected a boolean"),
+        ("routes[1] (b).colour", "unknown field `colour`"),
+        ("routes[1] (b).verify.secret", "must be a quoted string"),
+        (
+            "routes[1] (b).verify.key_encoding",
+            "invalid type: sequence",
+        ),
+        (
+            "routes[1] (b).verify.signature.prefixx",
+            "unknown field `prefixx`",
+        ),
+        ("routes[2] (c)", "missing field `upstream`"),
+    ];
+    assert_eq!(found.len(), expected.len(), "{found:#?}");
+    for ((location, message), (want_location, want_message)) in found.iter().zip(expected) {
+        assert_eq!(location, want_location, "{found:#?}");
+        // Each message is its own error's, not another key's with the same value.
+        assert!(message.contains(want_message), "{location}: {message}");
+        assert!(!message.contains("line 1"), "{location}: {message}");
+    }
     // The secret's value is not repeated.
-    assert!(!found[5].1.contains('7'), "{}", found[5].1);
+    assert!(!found[9].1.contains('7'), "{}", found[9].1);
 }
 
 #[test]
