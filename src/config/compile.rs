@@ -1375,7 +1375,19 @@ fn compile_verify(v: RawVerify, loc: &str, ctx: &Ctx<'_>, r: &mut Report) -> Opt
     let errors_before = r.errors.len();
     // A preset's own message is the provider's design (Twilio signs the URL and the form side
     // by side); only a message or timestamp the route wrote itself earns the warning below.
-    let own_message = v.preset.is_none() || v.message.is_some() || v.timestamp.is_some();
+    let own_message = match v.preset.as_deref().and_then(presets::preset) {
+        None => true,
+        // Written out as the preset has it (as `check --expand` prints it) is still the
+        // preset's.
+        Some(p) => {
+            v.message
+                .as_ref()
+                .is_some_and(|m| Some(m) != p.message.as_ref())
+                || v.timestamp
+                    .as_ref()
+                    .is_some_and(|t| Some(t) != p.timestamp.as_ref())
+        }
+    };
     let v = expand_preset(v, loc, &mut r.errors);
     if r.errors.len() > errors_before {
         // The scheme's shape is unknown, but its key sources can still be checked, so that

@@ -392,7 +392,7 @@ impl TryFrom<serde_yaml::Value> for RawPart {
     }
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTimestamp {
     /// Read the timestamp from this request header ...

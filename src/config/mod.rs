@@ -447,11 +447,15 @@ pub fn key_spec(
 /// if pasted back, so the copy fails to load instead of verifying with a wrong key.
 pub const LITERAL_SECRET_PLACEHOLDER: &str = "${PUT_THE_LITERAL_SECRET_BACK}";
 
+/// Written in place of a store URL with credentials by [`expand`], for the same reason.
+pub const LITERAL_URL_PLACEHOLDER: &str = "${PUT_THE_LITERAL_URL_BACK}";
+
 /// The configuration file with each route's defaults written out (`hookgate check
-/// --expand`): its preset replaced by the scheme it stands for, key encoding, message and
-/// encodings included; its methods; its replay key, window and store policy. Valid YAML that
-/// reads back to the same gateway. Comments are not kept. `loaded` is the file compiled.
-/// Returns the YAML and notes for the operator (literal secrets left out).
+/// --expand`): beside its preset's name, every field the preset sets (key encoding, message,
+/// encodings, timestamp); its methods; its replay key, window and store policy. Valid YAML
+/// that reads back to the same gateway, warnings included. Comments are not kept.
+/// `loaded` is the file compiled. Returns the YAML and notes for the operator (literal
+/// secrets and store URLs with credentials left out).
 pub fn expand(path: &Path, loaded: &Loaded) -> Result<(String, Vec<String>), String> {
     use serde_yaml::Value;
     let text = std::fs::read_to_string(path)
@@ -482,8 +486,9 @@ pub fn expand(path: &Path, loaded: &Loaded) -> Result<(String, Vec<String>), Str
             let raw: file::RawVerify =
                 serde_yaml::from_value(raw.clone()).map_err(|e| e.to_string())?;
             let mut errors = Vec::new();
+            // The preset's name stays (its warnings, e.g. a sender that needs the app's
+            // answer, still apply); every field it sets is written out beside it.
             let mut v = compile::expand_preset(raw, &loc, &mut errors);
-            v.preset = None;
             // The defaults the compiler applies, written out.
             let asymmetric = v
                 .algorithm
@@ -534,6 +539,25 @@ pub fn expand(path: &Path, loaded: &Loaded) -> Result<(String, Vec<String>), Str
                 .into(),
             );
             m.insert("replay".into(), Value::Mapping(r));
+        }
+    }
+    // Store URLs may carry a password: a literal one is not printed either.
+    for store in ["replay_store", "queue_store"] {
+        let Some(url) = doc.get_mut(store).and_then(|s| s.get_mut("url")) else {
+            continue;
+        };
+        let credentials = url.as_str().is_some_and(|u| {
+            !u.starts_with("${")
+                && u.split_once("://")
+                    .and_then(|(_, rest)| rest.split('/').next())
+                    .is_some_and(|authority| authority.contains('@'))
+        });
+        if credentials {
+            *url = LITERAL_URL_PLACEHOLDER.into();
+            notes.push(format!(
+                "{store}.url: a literal URL with credentials is not printed; \
+                 {LITERAL_URL_PLACEHOLDER} stands in for it"
+            ));
         }
     }
     let yaml = serde_yaml::to_string(&doc).map_err(|e| e.to_string())?;

@@ -2352,8 +2352,10 @@ fn every_preset_expanded_reads_back_to_the_same_scheme() {
     let loaded = compile(&text, &dir, &env).unwrap_or_else(|e| panic!("{e}"));
     let (yaml, notes) = crate::config::expand(&original, &loaded).unwrap();
     assert!(notes.is_empty(), "{notes:?}");
-    assert!(!yaml.contains("preset:"));
     let back = compile(&yaml, &dir, &env).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    // The same warnings too (none of a preset's own message parts is warned).
+    let warned = |l: &Loaded| l.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+    assert_eq!(warned(&loaded), warned(&back));
     let describe = |l: &Loaded| {
         l.gateway
             .routes
@@ -2402,4 +2404,23 @@ fn shopify_dedupes_by_its_webhook_id_under_either_name() {
             http::HeaderName::from_static("b-id")
         ])
     );
+}
+
+#[test]
+fn expand_never_prints_a_literal_secret_or_store_password() {
+    let dir = temp_dir("expand-secrets");
+    let text = "listeners:\n  - addr: 127.0.0.1:0\nreplay_store:\n  type: redis\n  url: \"redis://:hunter2pw@10.0.0.5:6379\"\nroutes:\n  - { name: r, path: /r, upstream: \"http://127.0.0.1:3000\", verify: { preset: lahza, secret: \"literal-hunter3\" } }\n";
+    let original = dir.join("gateway.yaml");
+    std::fs::write(&original, text).unwrap();
+    let loaded = compile(text, &dir, &env).unwrap_or_else(|e| panic!("{e}"));
+    let (yaml, notes) = crate::config::expand(&original, &loaded).unwrap();
+    assert!(
+        !yaml.contains("hunter2pw") && !yaml.contains("literal-hunter3"),
+        "{yaml}"
+    );
+    assert!(yaml.contains(crate::config::LITERAL_URL_PLACEHOLDER));
+    assert!(yaml.contains(crate::config::LITERAL_SECRET_PLACEHOLDER));
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    // Pasted back unchanged, it fails to load instead of running with wrong values.
+    assert!(compile(&yaml, &dir, &env).is_err());
 }

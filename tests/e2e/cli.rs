@@ -60,7 +60,6 @@ fn check_expand_prints_yaml_that_reads_back_to_the_same_gateway() {
     };
     let original = root.join("gateway.yaml");
     let yaml = expand(&original);
-    assert!(!yaml.contains("preset:"), "{yaml}");
     // In a directory where the file's relative secret paths resolve as they do for the
     // original.
     let dir = temp_dir("check-expand");
@@ -98,9 +97,26 @@ fn check_expand_prints_yaml_that_reads_back_to_the_same_gateway() {
     // Every route names its key encoding and methods; expanding again changes nothing.
     let doc: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
     for route in doc["routes"].as_sequence().unwrap() {
-        assert!(route["verify"]["key_encoding"].is_string(), "{route:?}");
+        let verify = &route["verify"];
+        for field in ["algorithm", "key_encoding"] {
+            assert!(verify[field].is_string(), "{field}: {route:?}");
+        }
+        for field in ["signature", "message"] {
+            assert!(!verify[field].is_null(), "{field}: {route:?}");
+        }
         assert!(route["methods"].is_sequence(), "{route:?}");
     }
+    // Same warnings: the copy passes --strict like the original.
+    let strict = bin()
+        .args(["check", "--strict", "-c"])
+        .arg(&copy)
+        .output()
+        .unwrap();
+    assert!(
+        strict.status.success(),
+        "{}",
+        String::from_utf8_lossy(&strict.stderr)
+    );
     let again = expand(&copy);
     assert_eq!(
         again.lines().skip(1).collect::<Vec<_>>(),
