@@ -133,8 +133,11 @@ fn check_certificates(listeners: &[Listener], now: std::time::SystemTime, r: &mu
 /// keys (`name:hash`): 1 to 64 letters, digits, `-`, `_` or `.`. The empty name is the label
 /// of requests that matched no route.
 fn check_route_name(name: &str, label: &str, r: &mut Report) {
+    // `.` and `..` are path segments a URL-normalising proxy would rewrite (queue API).
     let ok = !name.is_empty()
         && name.len() <= 64
+        && name != "."
+        && name != ".."
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
@@ -142,9 +145,9 @@ fn check_route_name(name: &str, label: &str, r: &mut Report) {
         r.error(
             format!("{label}.name"),
             format!(
-                "`{name}`: use 1 to 64 letters, digits, `-`, `_` or `.` (the name is a metric \
-                 label, a URL segment of the queue API and part of replay keys; the empty name \
-                 is reserved for requests that match no route)"
+                "`{name}`: use 1 to 64 letters, digits, `-`, `_` or `.`, not `.` or `..` alone \
+                 (the name is a metric label, a URL segment of the queue API and part of replay \
+                 keys; the empty name is reserved for requests that match no route)"
             ),
         );
     }
@@ -1166,6 +1169,15 @@ fn compile_replay(
                 .filter_map(|n| parse_header(n, &hloc, r))
                 .collect();
             if parsed.len() != names.len() {
+                return None;
+            }
+            // Listed twice, every request would carry "two copies" and be refused.
+            if let Some(twice) = parsed
+                .iter()
+                .enumerate()
+                .find_map(|(i, n)| parsed[..i].contains(n).then_some(n))
+            {
+                r.error(&hloc, format!("`{twice}` is listed twice"));
                 return None;
             }
             KeySource::Header(parsed)

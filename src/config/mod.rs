@@ -440,6 +440,11 @@ pub fn key_spec(
         Some(e) => crate::scheme::KeyEncoding::parse(e)
             .ok_or_else(|| format!("unknown key_encoding `{e}`"))?,
     };
+    if encoding == crate::scheme::KeyEncoding::Raw {
+        return Err(
+            "key_encoding raw cannot hold a public key (it is binary): use base64 or hex".into(),
+        );
+    }
     Ok((algorithm, encoding))
 }
 

@@ -2098,6 +2098,22 @@ fn mistakes_that_would_break_production_are_located_errors() {
             "use 1 to 64 letters",
         ),
         (
+            "route named `..`",
+            with_routes(&[&format!(
+                "{{ name: \"..\", path: /r, upstream: \"http://127.0.0.1:3000\", {LAHZA} }}"
+            )]),
+            "routes[0] (..).name",
+            "not `.` or `..` alone",
+        ),
+        (
+            "replay key header listed twice",
+            route(&format!(
+                "{LAHZA}, replay: {{ key: {{ header: [x-id, X-Id] }} }}"
+            )),
+            "routes[0] (r).replay.key.header",
+            "listed twice",
+        ),
+        (
             "open allowlist as the only protection",
             route("allow_ips: [10.0.0.0/8, 0.0.0.0/0]"),
             "routes[0] (r).allow_ips",
@@ -2423,4 +2439,28 @@ fn expand_never_prints_a_literal_secret_or_store_password() {
     assert_eq!(notes.len(), 2, "{notes:?}");
     // Pasted back unchanged, it fails to load instead of running with wrong values.
     assert!(compile(&yaml, &dir, &env).is_err());
+}
+
+#[test]
+fn keygen_reads_a_route_without_compiling_and_refuses_what_cannot_hold_a_public_key() {
+    let dir = temp_dir("keygen-spec");
+    let file = dir.join("gateway.yaml");
+    std::fs::write(
+        &file,
+        "routes:\n  - { name: d, verify: { preset: discord } }\n  - { name: raw, verify: { algorithm: ed25519, key_encoding: raw } }\n  - { name: h, verify: { preset: github } }\n",
+    )
+    .unwrap();
+    let spec = |route: &str| crate::config::key_spec(&file, Some(route), None);
+    assert_eq!(
+        spec("d").unwrap(),
+        (
+            crate::scheme::Algorithm::Ed25519,
+            crate::scheme::KeyEncoding::Hex
+        )
+    );
+    assert!(spec("raw")
+        .unwrap_err()
+        .contains("raw cannot hold a public key"));
+    assert!(spec("h").unwrap_err().contains("shared secret"));
+    assert!(spec("nope").unwrap_err().contains("no route named `nope`"));
 }

@@ -64,7 +64,8 @@ pub async fn respond(
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     };
-    // Route names may hold any character: segments are percent-decoded (once).
+    // Segments are percent-decoded (once): route names are plain (`check` allows letters,
+    // digits, `-`, `_`, `.`), event ids hex, but a client may still encode them.
     let Some(decoded) = path
         .trim_start_matches("/queue/")
         .split('/')

@@ -216,7 +216,12 @@ impl SigningKey {
     pub fn parse(algorithm: Algorithm, text: &str) -> Result<SigningKey, String> {
         let text = text.trim();
         if text.starts_with("-----BEGIN") {
-            return SigningKey::parse_pem(algorithm, text);
+            // `openssl ecparam -genkey` writes an EC PARAMETERS block before the key.
+            let key = match text.find("-----BEGIN EC PRIVATE KEY-----") {
+                Some(at) => &text[at..],
+                None => text,
+            };
+            return SigningKey::parse_pem(algorithm, key);
         }
         let text = text.strip_prefix("whsk_").unwrap_or(text);
         let bytes = hex::decode(text)
@@ -359,6 +364,19 @@ mod tests {
             .unwrap();
         let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
         assert_eq!(BASE64.decode(body).unwrap().len(), 48);
+        // What `openssl ecparam -name prime256v1 -genkey` writes (a throwaway test key).
+        let openssl =
+            "-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n\
+             -----BEGIN EC PRIVATE KEY-----\n\
+             MHcCAQEEIFkl7vAQvPGZvYmU0GW+UAF7BHLfJXJEIWXzO4LSNDSEoAoGCCqGSM49\n\
+             AwEHoUQDQgAEEjYzIsZZwNpK5d12SvaKfbf5iisOc+1u0gNoinQ9+NB//ingMxv9\n\
+             6KEoZj+xLFZIxbWX2OUI3+1vaCAQF9p04A==\n-----END EC PRIVATE KEY-----\n";
+        let key = SigningKey::parse(Algorithm::EcdsaP256Sha256, openssl).unwrap();
+        // Its public half, as `openssl ec -pubout -outform DER | base64` prints it.
+        assert_eq!(
+            BASE64.encode(key.public_key_bytes().unwrap()),
+            "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEjYzIsZZwNpK5d12SvaKfbf5iisOc+1u0gNoinQ9+NB//ingMxv96KEoZj+xLFZIxbWX2OUI3+1vaCAQF9p04A=="
+        );
         // A PEM of the other algorithm is refused with a reason.
         let p256 = SigningKey::generate(Algorithm::EcdsaP256Sha256)
             .unwrap()
