@@ -931,6 +931,10 @@ def write_config(ctx, upstream_port):
 # --------------------------------------------------------------------------------------------
 
 
+# The checks a full run makes (60 when written): a run with fewer skipped something.
+MIN_CHECKS = 60
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--hookgate", default=os.path.join(ROOT, "target/debug/hookgate"))
@@ -989,6 +993,10 @@ def main():
 
     agree = sum(1 for r in RESULTS if r[0])
     print(f"{agree} of {len(RESULTS)} checks agree ({time.monotonic() - started:.1f} s; gateway log: {ctx.gw.log_path})")
+    # Every provider above adds its checks; a run with fewer proves less than it claims.
+    if len(RESULTS) < MIN_CHECKS:
+        print(f"FAIL  only {len(RESULTS)} checks ran, fewer than the {MIN_CHECKS} this suite has")
+        return 1
     return 0 if agree == len(RESULTS) else 1
 
 
