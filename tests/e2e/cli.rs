@@ -937,6 +937,7 @@ async fn sign_output_sent_by_curl_with_its_defaults_is_accepted() {
         format!(
             "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nroutes:\n\
              \x20 - {{ name: twilio, path: /twilio, upstream: \"{u}\", public_url: \"https://hooks.example.com\", verify: {{ preset: twilio, secret: \"${{SECRET}}\" }} }}\n\
+             \x20 - {{ name: twilio256, path: /twilio256, upstream: \"{u}\", public_url: \"https://hooks.example.com\", verify: {{ preset: twilio-sha256, secret: \"${{SECRET}}\" }} }}\n\
              \x20 - {{ name: square, path: /square/*, upstream: \"{u}\", public_url: \"https://hooks.example.com\", verify: {{ preset: square, secret: \"${{SECRET}}\" }} }}\n\
              \x20 - {{ name: github, path: /gh/*, upstream: \"{u}\", verify: {{ preset: github, secret: \"${{SECRET}}\" }}, replay: {{}} }}\n\
              \x20 - {{ name: sendgrid, path: /sendgrid, upstream: \"{u}\", verify: {{ preset: sendgrid, public_key: \"{sendgrid_public}\" }} }}\n\
@@ -1025,6 +1026,17 @@ async fn sign_output_sent_by_curl_with_its_defaults_is_accepted() {
         "200",
         "{printed}"
     );
+    // Twilio's webhook signing keys (HMAC-SHA256), a form body.
+    let (body, headers, printed, _) = sign("twilio256", "Body=Hi&From=%2B15550001111", &[]);
+    assert!(
+        printed.contains("content-type: application/x-www-form-urlencoded"),
+        "{printed}"
+    );
+    assert_eq!(
+        curl("/twilio256".to_string(), body.clone(), headers.clone()).await,
+        "200",
+        "{printed}"
+    );
     // Square signs the URL: a prefix route needs --path, and gets it.
     let (body, headers, _, _) = sign(
         "square",
@@ -1081,7 +1093,7 @@ async fn sign_output_sent_by_curl_with_its_defaults_is_accepted() {
         curl("/discord".to_string(), body.clone(), headers.clone()).await,
         "200"
     );
-    assert_eq!(upstream.count(), 6);
+    assert_eq!(upstream.count(), 7);
 
     // A private key that is not the route's: an error, not a signature the gateway refuses.
     let out = bin()
