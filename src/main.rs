@@ -309,6 +309,8 @@ fn run(path: &Path, watch: bool, loaded: Loaded, logging: &Logging) -> anyhow::R
     for w in &loaded.warnings {
         tracing::warn!("{}: {w}", path.display());
     }
+    // Before the runtime's threads start allocating.
+    hookgate::body::keep_freed_memory_nearby();
     // One worker: a current-thread runtime (no work-stealing, no cross-thread wakeups).
     // Per-core workers run their own runtimes on their own threads; this one keeps only the
     // admin listener and signal handling.
