@@ -33,13 +33,19 @@ debian_tool() {
     echo "$dir/usr/bin/$program"
 }
 
-# The hookgate binary the deploy checks run (built when missing).
+# The hookgate binary the deploy checks run, as an absolute path: $HOOKGATE_BIN (which must
+# be an executable), else target/debug/hookgate, built when missing.
 hookgate_bin() {
-    local bin="${HOOKGATE_BIN:-$PWD/target/debug/hookgate}"
+    local bin="${HOOKGATE_BIN:-target/debug/hookgate}"
     if [ ! -x "$bin" ]; then
-        cargo build --quiet --bin hookgate >&2
+        if [ -n "${HOOKGATE_BIN:-}" ]; then
+            echo "HOOKGATE_BIN=$bin is not an executable" >&2
+            return 1
+        fi
+        echo "building $bin (cargo build --bin hookgate; waits for cargo's lock if a build is running)" >&2
+        CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}" cargo build --quiet --bin hookgate >&2
     fi
-    echo "$bin"
+    echo "$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
 }
 
 # A Python venv under $DEPLOY_TOOLS with the pinned tools of tests/deploy/requirements.txt

@@ -56,15 +56,7 @@ if [[ -z $promtool ]]; then
   fi
 fi
 
-bin=${HOOKGATE_BIN:-target/debug/hookgate}
-if [[ ! -x $bin ]]; then
-  if [[ -n ${HOOKGATE_BIN:-} ]]; then
-    echo "tests/deploy/compose.sh: HOOKGATE_BIN=$bin is not an executable" >&2
-    exit 1
-  fi
-  echo "building $bin (cargo build --bin hookgate; waits for cargo's lock if a build is running)"
-  CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1} cargo build --quiet --bin hookgate
-fi
+bin=$(hookgate_bin)
 
 # --- 1-4: the structural checks, in Python (PyYAML from the venv) --------------------------------
 # Besides its ok/FAIL lines, it writes into $tmp: dashboard-rules.yaml (every dashboard

@@ -45,16 +45,7 @@ skip() { printf 'skip %s\n' "$*"; skipped=$((skipped + 1)); }
 venv_bin=$(deploy_venv)
 py=$venv_bin/python
 
-bin=${HOOKGATE_BIN:-target/debug/hookgate}
-if [[ ! -x $bin ]]; then
-  if [[ -n ${HOOKGATE_BIN:-} ]]; then
-    echo "tests/deploy/kubernetes.sh: HOOKGATE_BIN=$bin is not an executable" >&2
-    exit 1
-  fi
-  echo "building $bin (cargo build --bin hookgate; waits for cargo's lock if a build is running)"
-  CARGO_BUILD_JOBS=1 cargo build --quiet --bin hookgate
-fi
-bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
+bin=$(hookgate_bin)
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/hookgate-k8s.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
