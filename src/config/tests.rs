@@ -2047,21 +2047,16 @@ fn check_warns_when_a_sender_that_reads_the_answer_is_queued() {
 
 #[test]
 fn mistakes_that_would_break_production_are_located_errors() {
-    let route = |fields: &str| {
-        with_routes(&[&format!(
-            "{{ name: r, path: /r, upstream: \"http://127.0.0.1:3000\", {fields} }}"
-        )])
-    };
     let cases: Vec<(&str, String, &str, &str)> = vec![
         (
             "unknown method",
-            route(&format!("methods: [POST, POTS], {LAHZA}")),
+            one_route(&format!("methods: [POST, POTS], {LAHZA}")),
             "routes[0] (r).methods",
             "`POTS` is not an HTTP method a webhook uses",
         ),
         (
             "CONNECT is no webhook method",
-            route(&format!("methods: [CONNECT], {LAHZA}")),
+            one_route(&format!("methods: [CONNECT], {LAHZA}")),
             "routes[0] (r).methods",
             "`CONNECT`",
         ),
@@ -2107,7 +2102,7 @@ fn mistakes_that_would_break_production_are_located_errors() {
         ),
         (
             "replay key header listed twice",
-            route(&format!(
+            one_route(&format!(
                 "{LAHZA}, replay: {{ key: {{ header: [x-id, X-Id] }} }}"
             )),
             "routes[0] (r).replay.key.header",
@@ -2115,13 +2110,13 @@ fn mistakes_that_would_break_production_are_located_errors() {
         ),
         (
             "open allowlist as the only protection",
-            route("allow_ips: [10.0.0.0/8, 0.0.0.0/0]"),
+            one_route("allow_ips: [10.0.0.0/8, 0.0.0.0/0]"),
             "routes[0] (r).allow_ips",
             "every address is allowed",
         ),
         (
             "open IPv6 allowlist as the only protection",
-            route("allow_ips: [\"::/0\"]"),
+            one_route("allow_ips: [\"::/0\"]"),
             "routes[0] (r).allow_ips",
             "every address is allowed",
         ),

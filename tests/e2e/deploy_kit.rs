@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::crash::KillOnDrop;
+use crate::pg_server::{free_port, is_root};
 use crate::support::*;
 
 /// The uid and gid the image runs as (distroless "nonroot").
@@ -20,11 +21,6 @@ const IMAGE_UID: u32 = 65532;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hookgate"))
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
 }
 
 /// `hookgate` as the image runs it: as uid/gid 65532 with no supplementary groups when the
@@ -106,14 +102,6 @@ fn healthcheck(mut command: Command) -> (bool, String) {
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
     )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test]

@@ -320,7 +320,7 @@ fn signal(child: &Child, sig: libc::c_int) {
     }
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     // SAFETY: geteuid(2) cannot fail and touches no memory.
     unsafe { libc::geteuid() == 0 }
 }
@@ -405,7 +405,7 @@ fn lookup_user(name: &str) -> Option<SystemUser> {
 }
 
 /// A loopback port that was free a moment ago (the OS chose it for a listener we closed).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local address").port()
 }
