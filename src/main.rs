@@ -726,9 +726,6 @@ fn queue(
         ),
         QueueAction::Drop { id } => (http::Method::DELETE, format!("/queue/events/{}", enc(id))),
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     // A token from the configuration's own file when none was given.
     let token = token.or_else(|| {
         loaded.as_ref().and_then(|l| {
@@ -738,21 +735,37 @@ fn queue(
                 .map(|t| String::from_utf8_lossy(t.expose()).into_owned())
         })
     });
-    let (status, body) = runtime
-        .block_on(hookgate::delivery::api::call(
-            &addr,
-            token.as_deref(),
-            method,
-            &target,
-            std::time::Duration::from_secs(30),
-        ))
-        .map_err(anyhow::Error::msg)?;
+    let (status, body) = admin_call(
+        &addr,
+        token.as_deref(),
+        method,
+        &target,
+        std::time::Duration::from_secs(30),
+    )?
+    .map_err(anyhow::Error::msg)?;
     print!("{body}");
     Ok(if status.is_success() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// One request to the admin listener from the command line, on a runtime of its own. The
+/// outer error is the runtime's; the inner one the exchange's.
+fn admin_call(
+    addr: &str,
+    token: Option<&str>,
+    method: http::Method,
+    target: &str,
+    timeout: std::time::Duration,
+) -> anyhow::Result<Result<(http::StatusCode, String), String>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok(runtime.block_on(hookgate::delivery::api::call(
+        addr, token, method, target, timeout,
+    )))
 }
 
 fn healthcheck(
@@ -769,16 +782,7 @@ fn healthcheck(
         }
     };
     let target = if live { "/healthz" } else { "/readyz" };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let answer = runtime.block_on(hookgate::delivery::api::call(
-        &addr,
-        None,
-        http::Method::GET,
-        target,
-        timeout,
-    ));
+    let answer = admin_call(&addr, None, http::Method::GET, target, timeout)?;
     Ok(match answer {
         Ok((status, _)) if status == http::StatusCode::OK => {
             println!("{addr}{target}: {status}");
