@@ -183,7 +183,14 @@ impl QueueMetrics {
     /// The series of a queued route, at zero, so a dashboard shows them before any event.
     pub fn init_route(&self, route: &str) {
         for op in [
-            "ingest", "write", "commit", "lease", "settle", "depths", "purge",
+            "ingest",
+            "write",
+            "commit",
+            "checkpoint",
+            "lease",
+            "settle",
+            "depths",
+            "purge",
         ] {
             self.store_errors.with_label_values(&[op]);
         }

@@ -984,6 +984,53 @@ async fn concurrent_ingests_share_commits() {
     assert_eq!(depths[0].oldest_received_ms, T0);
 }
 
+/// Under steady writes, committed pages are copied into the database file beside the
+/// writer, and the WAL starts over instead of growing with everything ever written (SQLite's
+/// own checkpoint, which would stall a commit, is off).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_is_copied_into_the_database_and_starts_over_under_steady_writes() {
+    let (store, _metrics, dir) = open_fresh("checkpoint");
+    let store = Arc::new(store);
+    let (wal, db) = (
+        dir.path().join(format!("{DB_FILE}-wal")),
+        dir.path().join(DB_FILE),
+    );
+    let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    const MIB: u64 = 1024 * 1024;
+    // 48 MiB in waves of 64 events of 32 KiB: three times the WAL the writer lets grow.
+    let mut wal_peak = 0;
+    for wave in 0..24 {
+        let tasks: Vec<_> = (0..64)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .ingest(big_event(&format!("w{wave:02}-{i:02}"), 32))
+                        .await
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap().expect("ingest"), Ingested::Stored);
+        }
+        wal_peak = wal_peak.max(size(&wal));
+    }
+    assert!(
+        wal_peak < 36 * MIB,
+        "the WAL grew to {} MiB for 48 MiB written: it never started over",
+        wal_peak / MIB
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while size(&db) < 40 * MIB {
+        assert!(
+            Instant::now() < deadline,
+            "only {} MiB of the 48 written reached the database file",
+            size(&db) / MIB
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// An operation that fails on its own (here, an id that is already stored) fails alone: the
 /// others committed with it did nothing wrong and are stored. `apply` is called directly so
 /// the two operations are certainly in one batch.
