@@ -80,6 +80,10 @@ pub struct Depth {
 pub const PURGE_BATCH: u64 = 10_000;
 
 /// The queue store in use.
+///
+/// PostgreSQL's futures are boxed: a future of this enum is as large as its largest arm,
+/// and the embedded store's calls, made for every event, would otherwise carry the size
+/// of a network client's (copied whole each time a task holding one is spawned or ends).
 pub enum QueueStore {
     Embedded(Embedded),
     Postgres(Box<Postgres>),
@@ -127,7 +131,7 @@ impl QueueStore {
     pub async fn ingest(&self, event: NewEvent) -> Result<Ingested, StoreError> {
         match self {
             QueueStore::Embedded(s) => s.ingest(event).await,
-            QueueStore::Postgres(s) => s.ingest(event).await,
+            QueueStore::Postgres(s) => Box::pin(s.ingest(event)).await,
         }
     }
 
@@ -142,7 +146,9 @@ impl QueueStore {
     ) -> Result<Vec<Event>, StoreError> {
         match self {
             QueueStore::Embedded(s) => s.lease(route, limit, now_ms, lease_until_ms).await,
-            QueueStore::Postgres(s) => s.lease(route, limit, now_ms, lease_until_ms).await,
+            QueueStore::Postgres(s) => {
+                Box::pin(s.lease(route, limit, now_ms, lease_until_ms)).await
+            }
         }
     }
 
@@ -156,7 +162,7 @@ impl QueueStore {
     ) -> Result<bool, StoreError> {
         match self {
             QueueStore::Embedded(s) => s.settle(event, settle, now_ms).await,
-            QueueStore::Postgres(s) => s.settle(event, settle, now_ms).await,
+            QueueStore::Postgres(s) => Box::pin(s.settle(event, settle, now_ms)).await,
         }
     }
 
@@ -165,21 +171,21 @@ impl QueueStore {
     pub async fn next_due(&self, route: &str) -> Result<Option<i64>, StoreError> {
         match self {
             QueueStore::Embedded(s) => s.next_due(route).await,
-            QueueStore::Postgres(s) => s.next_due(route).await,
+            QueueStore::Postgres(s) => Box::pin(s.next_due(route)).await,
         }
     }
 
     pub async fn list(&self, filter: Filter) -> Result<Vec<Event>, StoreError> {
         match self {
             QueueStore::Embedded(s) => s.list(filter).await,
-            QueueStore::Postgres(s) => s.list(filter).await,
+            QueueStore::Postgres(s) => Box::pin(s.list(filter)).await,
         }
     }
 
     pub async fn get(&self, id: &str, with_body: bool) -> Result<Option<Event>, StoreError> {
         match self {
             QueueStore::Embedded(s) => s.get(id, with_body).await,
-            QueueStore::Postgres(s) => s.get(id, with_body).await,
+            QueueStore::Postgres(s) => Box::pin(s.get(id, with_body)).await,
         }
     }
 
@@ -188,7 +194,7 @@ impl QueueStore {
     pub async fn retry(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
         match self {
             QueueStore::Embedded(s) => s.retry(id, now_ms).await,
-            QueueStore::Postgres(s) => s.retry(id, now_ms).await,
+            QueueStore::Postgres(s) => Box::pin(s.retry(id, now_ms)).await,
         }
     }
 
@@ -196,7 +202,7 @@ impl QueueStore {
     pub async fn retry_dead(&self, route: &str, now_ms: i64) -> Result<u64, StoreError> {
         match self {
             QueueStore::Embedded(s) => s.retry_dead(route, now_ms).await,
-            QueueStore::Postgres(s) => s.retry_dead(route, now_ms).await,
+            QueueStore::Postgres(s) => Box::pin(s.retry_dead(route, now_ms)).await,
         }
     }
 
@@ -204,7 +210,7 @@ impl QueueStore {
     pub async fn remove(&self, id: &str) -> Result<bool, StoreError> {
         match self {
             QueueStore::Embedded(s) => s.remove(id).await,
-            QueueStore::Postgres(s) => s.remove(id).await,
+            QueueStore::Postgres(s) => Box::pin(s.remove(id)).await,
         }
     }
 
@@ -212,7 +218,7 @@ impl QueueStore {
     pub async fn depths(&self) -> Result<Vec<Depth>, StoreError> {
         match self {
             QueueStore::Embedded(s) => s.depths().await,
-            QueueStore::Postgres(s) => s.depths().await,
+            QueueStore::Postgres(s) => Box::pin(s.depths()).await,
         }
     }
 
@@ -226,7 +232,9 @@ impl QueueStore {
     ) -> Result<u64, StoreError> {
         match self {
             QueueStore::Embedded(s) => s.purge(delivered_before_ms, dead_before_ms, now_ms).await,
-            QueueStore::Postgres(s) => s.purge(delivered_before_ms, dead_before_ms, now_ms).await,
+            QueueStore::Postgres(s) => {
+                Box::pin(s.purge(delivered_before_ms, dead_before_ms, now_ms)).await
+            }
         }
     }
 }

@@ -108,7 +108,7 @@ pub async fn run(
             queue: queue.clone(),
             live: live.clone(),
             route: route.clone(),
-            policy: policy.clone(),
+            retry: policy.retry.clone(),
             metrics: metrics.clone(),
             clock,
         };
@@ -286,7 +286,8 @@ struct Attempting {
     queue: Arc<Queue>,
     live: Arc<Live>,
     route: Arc<Route>,
-    policy: QueuePolicy,
+    /// The route's retry policy when the attempt started.
+    retry: retry::RetryPolicy,
     metrics: Arc<Metrics>,
     clock: Clock,
 }
@@ -311,7 +312,9 @@ impl Attempting {
         let sent = {
             // Closed only if the worker is gone; then sending anyway is harmless.
             let _slot = slots.acquire().await;
-            self.send(&mut event).await
+            // Boxed: the exchange's future is most of an attempt's size, and a task's
+            // future is copied whole when spawned and again when it completes.
+            Box::pin(self.send(&mut event)).await
         };
         let (attempt, status, cause) = match sent {
             Ok(sent) => sent,
@@ -334,7 +337,7 @@ impl Attempting {
         };
         report(app_down);
         let now = (self.clock)();
-        let verdict = self.policy.retry.judge(
+        let verdict = self.retry.judge(
             attempt,
             event.attempts,
             event.age_from_ms,
