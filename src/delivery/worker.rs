@@ -108,7 +108,7 @@ pub async fn run(
             queue: queue.clone(),
             live: live.clone(),
             route: route.clone(),
-            retry: policy.retry.clone(),
+            retry: policy.retry,
             metrics: metrics.clone(),
             clock,
         };
