@@ -740,9 +740,7 @@ async fn store_and_answer(
             shared
                 .metrics
                 .queue
-                .store_errors
-                .with_label_values(&["ingest"])
-                .inc();
+                .store_error(crate::metrics::StoreOp::Ingest);
             Err(Refusal::QueueStoreUnavailable)
         }
     }

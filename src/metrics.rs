@@ -104,7 +104,57 @@ pub struct QueueMetrics {
     pub store_errors: IntCounterVec,
 }
 
+/// What the queue store was doing when it failed: the `op` label of
+/// `hookgate_queue_store_errors_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreOp {
+    /// Storing a new event (the sender got a 503).
+    Ingest,
+    /// One operation of a group commit (embedded).
+    Write,
+    /// A whole group commit (embedded).
+    Commit,
+    /// Copying the WAL into the database file (embedded).
+    Checkpoint,
+    Lease,
+    Settle,
+    /// Reading the depth and age gauges.
+    Depths,
+    Purge,
+}
+
+impl StoreOp {
+    pub const ALL: [StoreOp; 8] = [
+        StoreOp::Ingest,
+        StoreOp::Write,
+        StoreOp::Commit,
+        StoreOp::Checkpoint,
+        StoreOp::Lease,
+        StoreOp::Settle,
+        StoreOp::Depths,
+        StoreOp::Purge,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            StoreOp::Ingest => "ingest",
+            StoreOp::Write => "write",
+            StoreOp::Commit => "commit",
+            StoreOp::Checkpoint => "checkpoint",
+            StoreOp::Lease => "lease",
+            StoreOp::Settle => "settle",
+            StoreOp::Depths => "depths",
+            StoreOp::Purge => "purge",
+        }
+    }
+}
+
 impl QueueMetrics {
+    /// Counts a store failure.
+    pub fn store_error(&self, op: StoreOp) {
+        self.store_errors.with_label_values(&[op.label()]).inc();
+    }
+
     fn new() -> QueueMetrics {
         QueueMetrics {
             events: IntGaugeVec::new(
@@ -182,17 +232,8 @@ impl QueueMetrics {
 
     /// The series of a queued route, at zero, so a dashboard shows them before any event.
     pub fn init_route(&self, route: &str) {
-        for op in [
-            "ingest",
-            "write",
-            "commit",
-            "checkpoint",
-            "lease",
-            "settle",
-            "depths",
-            "purge",
-        ] {
-            self.store_errors.with_label_values(&[op]);
+        for op in StoreOp::ALL {
+            self.store_errors.with_label_values(&[op.label()]);
         }
         for outcome in ["delivered", "retry", "dead"] {
             self.attempts.with_label_values(&[route, outcome]);

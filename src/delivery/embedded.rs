@@ -605,11 +605,7 @@ fn writer(
             Ok(answers) => {
                 for ((_, reply), answer) in batch.into_iter().zip(answers) {
                     let answer = answer.map_err(|e| {
-                        metrics
-                            .queue
-                            .store_errors
-                            .with_label_values(&["write"])
-                            .inc();
+                        metrics.queue.store_error(crate::metrics::StoreOp::Write);
                         StoreError::Engine(e.to_string())
                     });
                     let _ = reply.send(answer);
@@ -617,11 +613,7 @@ fn writer(
             }
             Err(e) => {
                 tracing::error!(error = %e, operations = batch.len(), "queue store commit failed");
-                metrics
-                    .queue
-                    .store_errors
-                    .with_label_values(&["commit"])
-                    .inc();
+                metrics.queue.store_error(crate::metrics::StoreOp::Commit);
                 for (_, reply) in batch {
                     let _ = reply.send(Err(StoreError::Engine(e.to_string())));
                 }
@@ -703,9 +695,7 @@ fn checkpoint_failed(e: &rusqlite::Error, metrics: &Metrics) {
     tracing::error!(error = %e, "queue store checkpoint failed; trying again");
     metrics
         .queue
-        .store_errors
-        .with_label_values(&["checkpoint"])
-        .inc();
+        .store_error(crate::metrics::StoreOp::Checkpoint);
 }
 
 /// Applies a batch in one transaction. Each operation runs in a savepoint of its own: one

@@ -166,11 +166,7 @@ pub async fn run(
                 Err(e) => {
                     state.gate.release(room);
                     tracing::error!(route = route.name.as_str(), error = %e, "queue store: cannot lease events");
-                    metrics
-                        .queue
-                        .store_errors
-                        .with_label_values(&["lease"])
-                        .inc();
+                    metrics.queue.store_error(crate::metrics::StoreOp::Lease);
                     continue;
                 }
             };
@@ -431,7 +427,7 @@ impl Attempting {
             Err(e) => {
                 // The lease runs out and the event is tried again: at least once, not lost.
                 tracing::error!(route, event = event.id.as_str(), error = %e, "queue store: cannot settle; the event will be delivered again");
-                q.store_errors.with_label_values(&["settle"]).inc();
+                q.store_error(crate::metrics::StoreOp::Settle);
             }
         }
         // Counted once the store says so, so the metrics never run ahead of the queue API.
@@ -542,11 +538,7 @@ async fn refresh_depths(
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(error = %e, "queue store: cannot read queue depths");
-            metrics
-                .queue
-                .store_errors
-                .with_label_values(&["depths"])
-                .inc();
+            metrics.queue.store_error(crate::metrics::StoreOp::Depths);
             return;
         }
     };
@@ -622,11 +614,7 @@ async fn purge(
             }
             Err(e) => {
                 tracing::warn!(error = %e, "queue store: cannot purge");
-                metrics
-                    .queue
-                    .store_errors
-                    .with_label_values(&["purge"])
-                    .inc();
+                metrics.queue.store_error(crate::metrics::StoreOp::Purge);
                 break;
             }
         }
