@@ -261,29 +261,8 @@ fn spawn_run_full(
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let (lines_tx, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !sent && line.contains("listening") && line.contains("tls=false") {
-                let addr = line
-                    .split_whitespace()
-                    .find_map(|w| w.strip_prefix("addr="))
-                    .unwrap()
-                    .to_string();
-                let _ = tx.send(addr);
-                sent = true;
-            } else if sent {
-                let _ = lines_tx.send(line);
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("gateway logged its listener");
-    (child, addr.parse().unwrap(), lines)
+    let log = watch_start(&mut child, false, false);
+    (child, log.addr, log.lines)
 }
 
 #[tokio::test]

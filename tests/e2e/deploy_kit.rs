@@ -5,7 +5,6 @@
 //! kubectl kustomize, hadolint).
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -60,38 +59,11 @@ fn start(mut command: Command) -> Running {
         .stderr(Stdio::piped())
         .spawn()
         .expect("hookgate starts");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let addr = || {
-                line.split_whitespace()
-                    .find_map(|w| w.strip_prefix("addr="))
-                    .map(str::to_owned)
-            };
-            if line.contains("admin listening") {
-                let _ = tx.send(("admin", addr()));
-            } else if line.contains("listening") && line.contains("tls=false") {
-                let _ = tx.send(("listener", addr()));
-            } else if line.contains("ERROR") || line.contains("error") {
-                let _ = tx.send(("error", Some(line.clone())));
-            }
-        }
-    });
-    let (mut addr, mut admin) = (None, None);
-    while addr.is_none() || admin.is_none() {
-        match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(("admin", a)) => admin = a,
-            Ok(("listener", a)) if addr.is_none() => addr = a,
-            Ok(("error", line)) => panic!("hookgate logged an error at start: {line:?}"),
-            Ok(_) => {}
-            Err(_) => panic!("hookgate did not log its listeners within 20 s"),
-        }
-    }
+    let log = watch_start(&mut child, true, true);
     Running {
         child,
-        addr: addr.unwrap().parse().unwrap(),
-        admin: admin.unwrap().parse().unwrap(),
+        addr: log.addr,
+        admin: log.admin.expect("admin listener"),
     }
 }
 

@@ -579,3 +579,62 @@ impl Drop for RedisServer {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The binary
+
+/// What a started `hookgate run` child (with `HOOKGATE_LOG=info` and stderr piped) logged:
+/// its first listener without TLS, its admin listener, and every line after the one that
+/// completed them.
+pub struct StartLog {
+    pub addr: SocketAddr,
+    /// `None` unless asked for.
+    pub admin: Option<SocketAddr>,
+    pub lines: std::sync::mpsc::Receiver<String>,
+}
+
+/// Reads `child`'s stderr until it has logged its first plain listener (and, with
+/// `want_admin`, its admin listener), so a configuration can use port 0. Panics after 20 s,
+/// or, with `fail_on_error`, on an error logged before then.
+pub fn watch_start(
+    child: &mut std::process::Child,
+    want_admin: bool,
+    fail_on_error: bool,
+) -> StartLog {
+    use std::io::{BufRead, BufReader};
+    let stderr = child.stderr.take().expect("hookgate's stderr is piped");
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut addr, mut admin): (Option<SocketAddr>, Option<SocketAddr>) = (None, None);
+        let mut done = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if done {
+                let _ = lines_tx.send(line);
+                continue;
+            }
+            let logged = || {
+                line.split_whitespace()
+                    .find_map(|w| w.strip_prefix("addr="))
+                    .and_then(|a| a.trim_matches('"').parse().ok())
+            };
+            if line.contains("admin listening") {
+                admin = logged();
+            } else if line.contains("listening") && line.contains("tls=false") {
+                addr = addr.or_else(logged);
+            } else if fail_on_error && (line.contains("ERROR") || line.contains("error")) {
+                let _ = started_tx.send(Err(line));
+                return;
+            }
+            if let Some(a) = addr.filter(|_| admin.is_some() || !want_admin) {
+                let _ = started_tx.send(Ok((a, admin)));
+                done = true;
+            }
+        }
+    });
+    match started.recv_timeout(Duration::from_secs(20)) {
+        Ok(Ok((addr, admin))) => StartLog { addr, admin, lines },
+        Ok(Err(line)) => panic!("hookgate logged an error at start: {line:?}"),
+        Err(_) => panic!("hookgate did not log its listeners within 20 s"),
+    }
+}
