@@ -20,7 +20,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 export PATH="$PATH:/usr/sbin"
 
-CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}" cargo build --release --bin hookgate --example upstream
+CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}" cargo build --release --bin hookgate --example upstream --example loadgen
 
 # 10,000 idle connections need file descriptors on both ends.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
