@@ -626,6 +626,9 @@ fn writer(
 
 /// How long the checkpointer rests once it has caught up with the writer.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(20);
+/// The first and the longest pause after a failed checkpoint.
+const CHECKPOINT_RETRY_MIN: Duration = Duration::from_secs(1);
+const CHECKPOINT_RETRY_MAX: Duration = Duration::from_secs(30);
 /// WAL frames (pages) past which the writer, between two batches, finishes the checkpoint
 /// itself so that its next commit starts the WAL over: 16 MiB of 4 KiB pages.
 const WAL_RESTART_FRAMES: i32 = 4_096;
@@ -641,7 +644,8 @@ const WAL_RESTART_FRAMES: i32 = 4_096;
 /// copy it goes again at once, so it stays a few commits behind the writer.
 ///
 /// A failed checkpoint loses nothing (the commits are in the WAL, fsynced): it is logged,
-/// counted (`op="checkpoint"`) and tried again.
+/// counted (`op="checkpoint"`) and tried again after a pause that doubles from 1 s to 30 s
+/// (a full disk is not retried 50 times a second, nor logged as often).
 fn checkpointer(
     conn: Connection,
     writer_gone: &std::sync::mpsc::Receiver<()>,
@@ -650,17 +654,23 @@ fn checkpointer(
 ) {
     use std::sync::mpsc::RecvTimeoutError;
     let mut pause = CHECKPOINT_EVERY;
+    let mut failing = Duration::ZERO;
     while let Err(RecvTimeoutError::Timeout) = writer_gone.recv_timeout(pause) {
         pause = CHECKPOINT_EVERY;
         match checkpoint(&conn) {
             Ok(Some((frames, copied))) => {
+                failing = Duration::ZERO;
                 wal_frames.store(frames, std::sync::atomic::Ordering::Relaxed);
                 if copied < frames {
                     pause = Duration::ZERO;
                 }
             }
             Ok(None) => {}
-            Err(e) => checkpoint_failed(&e, metrics),
+            Err(e) => {
+                checkpoint_failed(&e, metrics);
+                failing = (failing * 2).clamp(CHECKPOINT_RETRY_MIN, CHECKPOINT_RETRY_MAX);
+                pause = failing;
+            }
         }
     }
 }
@@ -677,8 +687,13 @@ fn restart_wal(conn: &Connection, wal_frames: &std::sync::atomic::AtomicI32, met
     }
     match checkpoint(conn) {
         Ok(Some((frames, copied))) if copied == frames => wal_frames.store(0, Relaxed),
+        // Not level yet (a checkpoint or a reader is in the way): after the next batch.
         Ok(_) => {}
-        Err(e) => checkpoint_failed(&e, metrics),
+        Err(e) => {
+            checkpoint_failed(&e, metrics);
+            // Not again until the checkpointer, which backs off, reports the WAL anew.
+            wal_frames.store(0, Relaxed);
+        }
     }
 }
 

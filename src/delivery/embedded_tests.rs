@@ -1031,6 +1031,38 @@ async fn the_wal_is_copied_into_the_database_and_starts_over_under_steady_writes
     }
 }
 
+/// A checkpoint that keeps failing (here the file is not a database at all) is counted and
+/// retried after a growing pause, not 50 times a second; the checkpointer ends with the
+/// writer.
+#[test]
+fn a_failing_checkpoint_is_counted_and_retried_with_backoff() {
+    let scratch = Scratch::new("checkpoint-fails");
+    std::fs::create_dir_all(scratch.path()).unwrap();
+    let file = scratch.path().join(DB_FILE);
+    std::fs::write(&file, vec![0x5a; 8192]).unwrap();
+    let conn = Connection::open(&file).unwrap();
+    let metrics = metrics();
+    let (writer_alive, writer_gone) = std::sync::mpsc::channel::<()>();
+    let frames = Arc::new(std::sync::atomic::AtomicI32::new(0));
+    let thread = {
+        let (metrics, frames) = (metrics.clone(), frames.clone());
+        std::thread::spawn(move || checkpointer(conn, &writer_gone, &frames, &metrics))
+    };
+    std::thread::sleep(Duration::from_millis(2_500));
+    drop(writer_alive);
+    thread.join().expect("the checkpointer ends with the writer");
+    let failures = metrics
+        .queue
+        .store_errors
+        .with_label_values(&["checkpoint"])
+        .get();
+    // Tried at 20 ms, then after 1 s, then after 2 s.
+    assert!(
+        (1..=3).contains(&failures),
+        "{failures} failed checkpoints in 2.5 s"
+    );
+}
+
 /// An operation that fails on its own (here, an id that is already stored) fails alone: the
 /// others committed with it did nothing wrong and are stored. `apply` is called directly so
 /// the two operations are certainly in one batch.
