@@ -1050,7 +1050,9 @@ fn a_failing_checkpoint_is_counted_and_retried_with_backoff() {
     };
     std::thread::sleep(Duration::from_millis(2_500));
     drop(writer_alive);
-    thread.join().expect("the checkpointer ends with the writer");
+    thread
+        .join()
+        .expect("the checkpointer ends with the writer");
     let failures = metrics
         .queue
         .store_errors
