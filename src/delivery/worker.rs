@@ -77,7 +77,7 @@ impl RouteState {
 
 /// How an attempt went, for pacing.
 struct Done {
-    route: String,
+    route: Arc<Route>,
     app_down: bool,
 }
 
@@ -126,9 +126,7 @@ pub async fn run(
             let Delivery::Queued(policy) = &route.delivery else {
                 continue;
             };
-            let state = routes
-                .entry(route.name.clone())
-                .or_insert_with(|| RouteState::new(policy.concurrency, queue.gate(&route.name)));
+            let state = route_state(&mut routes, route, policy, &queue);
             if state.slots_size != policy.concurrency {
                 // A reload changed it: attempts holding the old permits finish as they are.
                 state.slots = Arc::new(tokio::sync::Semaphore::new(policy.concurrency));
@@ -195,9 +193,7 @@ pub async fn run(
                         queue.gate(&event.route).release(1);
                         continue;
                     };
-                    let state = routes
-                        .entry(route.name.clone())
-                        .or_insert_with(|| RouteState::new(policy.concurrency, queue.gate(&route.name)));
+                    let state = route_state(&mut routes, route, policy, &queue);
                     spawn(&mut attempts, &current, route, policy, &state.slots, event);
                 }
             }
@@ -234,6 +230,23 @@ pub async fn run(
     }
 }
 
+/// `route`'s delivery state, made on first use (looked up by name without allocating one:
+/// this runs for every event).
+fn route_state<'a>(
+    routes: &'a mut HashMap<String, RouteState>,
+    route: &Route,
+    policy: &QueuePolicy,
+    queue: &Queue,
+) -> &'a mut RouteState {
+    if !routes.contains_key(&route.name) {
+        let state = RouteState::new(policy.concurrency, queue.gate(&route.name));
+        routes.insert(route.name.clone(), state);
+    }
+    routes
+        .get_mut(&route.name)
+        .expect("the route's state was inserted above")
+}
+
 /// The queued route named `name` in `live`, with its policy.
 fn queued_route<'a>(live: &'a Live, name: &str) -> Option<(&'a Arc<Route>, &'a QueuePolicy)> {
     live.gateway
@@ -249,14 +262,14 @@ fn queued_route<'a>(live: &'a Live, name: &str) -> Option<(&'a Arc<Route>, &'a Q
 
 /// Counts a finished attempt and paces its route.
 fn settle_pace(routes: &mut HashMap<String, RouteState>, done: Done, live: &Live) {
-    let Some(state) = routes.get_mut(&done.route) else {
+    let Some(state) = routes.get_mut(&done.route.name) else {
         return;
     };
     state.gate.release(1);
     if !done.app_down {
         if state.down_streak > 0 {
             tracing::info!(
-                route = done.route.as_str(),
+                route = done.route.name.as_str(),
                 "app answering again; delivery resumes"
             );
         }
@@ -265,12 +278,12 @@ fn settle_pace(routes: &mut HashMap<String, RouteState>, done: Done, live: &Live
         return;
     }
     state.down_streak = state.down_streak.saturating_add(1);
-    let backoff = queued_route(live, &done.route)
+    let backoff = queued_route(live, &done.route.name)
         .map_or(MAX_PAUSE, |(_, p)| p.retry.backoff(state.down_streak))
         .min(MAX_PAUSE);
     if state.down_streak == 1 {
         tracing::warn!(
-            route = done.route.as_str(),
+            route = done.route.name.as_str(),
             "app not answering; pausing delivery, then probing one event at a time"
         );
     }
@@ -301,7 +314,7 @@ impl Attempting {
         let route = self.route.name.as_str();
         let report = |app_down| {
             let _ = done.send(Done {
-                route: self.route.name.clone(),
+                route: self.route.clone(),
                 app_down,
             });
         };
@@ -340,12 +353,13 @@ impl Attempting {
             unix_ms(now),
             jitter(),
         );
-        let error = cause.unwrap_or_else(|| match status {
-            Some(s) => format!("app answered {s}"),
-            None => "no answer".into(),
-        });
-        // For the log line (the settle keeps `error` in the store).
-        let logged_error = error.clone();
+        // Written out only for an attempt that failed (most succeed).
+        let failure = move || {
+            cause.unwrap_or_else(|| match status {
+                Some(s) => format!("app answered {s}"),
+                None => "no answer".into(),
+            })
+        };
         let (settle, outcome, dead) = match verdict {
             Verdict::Delivered => (
                 Settle::Delivered {
@@ -358,7 +372,7 @@ impl Attempting {
                 Settle::Retry {
                     at_ms,
                     status,
-                    error,
+                    error: failure(),
                 },
                 "retry",
                 None,
@@ -367,37 +381,37 @@ impl Attempting {
                 Settle::Dead {
                     reason,
                     status,
-                    error,
+                    error: failure(),
                 },
                 "dead",
                 Some(reason),
             ),
         };
-        let level_info = matches!(settle, Settle::Delivered { .. });
-        let at = match &settle {
-            Settle::Retry { at_ms, .. } => *at_ms,
-            _ => 0,
-        };
-        if level_info {
-            tracing::info!(
+        match &settle {
+            Settle::Delivered { .. } => tracing::info!(
                 route,
                 event = event.id.as_str(),
                 attempt = event.attempts,
                 status = status.unwrap_or(0),
                 "delivered"
-            );
-        } else {
-            tracing::warn!(
-                route,
-                event = event.id.as_str(),
-                attempt = event.attempts,
-                status = status.unwrap_or(0),
-                outcome,
-                reason = dead.map_or("", |d| d.label()),
-                error = logged_error.as_str(),
-                retry_in_ms = at.saturating_sub(unix_ms(now)).max(0),
-                "delivery attempt failed"
-            );
+            ),
+            Settle::Retry { error, .. } | Settle::Dead { error, .. } => {
+                let at = match &settle {
+                    Settle::Retry { at_ms, .. } => *at_ms,
+                    _ => 0,
+                };
+                tracing::warn!(
+                    route,
+                    event = event.id.as_str(),
+                    attempt = event.attempts,
+                    status = status.unwrap_or(0),
+                    outcome,
+                    reason = dead.map_or("", |d| d.label()),
+                    error = error.as_str(),
+                    retry_in_ms = at.saturating_sub(unix_ms(now)).max(0),
+                    "delivery attempt failed"
+                );
+            }
         }
         self.finish(&event, settle, outcome, dead).await;
     }
