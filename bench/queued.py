@@ -27,8 +27,8 @@ Per round:
   the load stops, then the time until delivered == acknowledged and the drain rate.
 - where hookgate's CPU goes, by thread, user + system: with `workers: 1` the main thread
   (`hookgate`) runs requests, the admin listener and the delivery worker; `hookgate-queue-` is
-  the store's writer thread (names are cut to 15 characters); `tokio-rt-worker` threads run
-  the store's reads.
+  the store's writer thread (names are cut to 15 characters), `hookgate-qcheck` its
+  checkpointer; `tokio-rt-worker` threads run the store's reads.
 With `--strace`, one extra queued run under `strace -f -c -w -e trace=fsync,fdatasync` counts the
 real fsyncs per event and their wall time (strace slows the gateway a lot: only its counts and
 the time per call are meaningful).
@@ -353,7 +353,8 @@ routes:
             "cpu_us_per_event": per((cpu1 - cpu0) * tick_us, acked),
             "cpu_us_per_event_with_drain": per((cpu2 - cpu0) * tick_us, m2["acked"] - m0["acked"]),
             # Where the CPU goes (`workers: 1`): the main thread `hookgate` (requests, admin,
-            # delivery worker), the store's writer `hookgate-queue-`, blocking-pool readers.
+            # delivery worker), the store's writer `hookgate-queue-` and checkpointer
+            # `hookgate-qcheck`, blocking-pool readers.
             "cpu_us_per_event_by_thread": thread_us_per_event(th0, th1, acked),
             "cpu_us_per_event_by_thread_with_drain": thread_us_per_event(th0, th2, m2["acked"] - m0["acked"]),
             "commits": commits,

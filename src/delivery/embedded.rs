@@ -260,7 +260,7 @@ impl Embedded {
         let wal_frames = Arc::new(std::sync::atomic::AtomicI32::new(0));
         let (ckpt_metrics, ckpt_frames) = (metrics.clone(), wal_frames.clone());
         std::thread::Builder::new()
-            .name("hookgate-queue-checkpoint".into())
+            .name("hookgate-qcheckpt".into())
             .spawn(move || checkpointer(ckpt, &writer_gone, &ckpt_frames, &ckpt_metrics))
             .map_err(|e| fail("cannot start the checkpointer for", &e))?;
         let (ops, rx) = mpsc::channel(CHANNEL);
@@ -641,7 +641,8 @@ const WAL_RESTART_FRAMES: i32 = 4_096;
 /// events of that batch wait for it: with 4,000 pages, about 3 commits a second took 10 to
 /// 100 ms, and the ack p99 was 15 to 35 ms. A passive checkpoint on another connection
 /// never blocks the writer (WAL mode lets them run side by side). While it has pages to
-/// copy it goes again at once, so it stays a few commits behind the writer.
+/// copy, and copied some last time, it goes again at once, so it stays a few commits behind
+/// the writer.
 ///
 /// A failed checkpoint loses nothing (the commits are in the WAL, fsynced): it is logged,
 /// counted (`op="checkpoint"`) and tried again after a pause that doubles from 1 s to 30 s
@@ -655,15 +656,19 @@ fn checkpointer(
     use std::sync::mpsc::RecvTimeoutError;
     let mut pause = CHECKPOINT_EVERY;
     let mut failing = Duration::ZERO;
+    let mut last_copied = 0;
     while let Err(RecvTimeoutError::Timeout) = writer_gone.recv_timeout(pause) {
         pause = CHECKPOINT_EVERY;
         match checkpoint(&conn) {
             Ok(Some((frames, copied))) => {
                 failing = Duration::ZERO;
                 wal_frames.store(frames, std::sync::atomic::Ordering::Relaxed);
-                if copied < frames {
+                // Behind and moving: again at once. Behind but stuck (a reader's snapshot
+                // holds the pages back) or level: after the pause, not in a spin.
+                if copied < frames && copied != last_copied {
                     pause = Duration::ZERO;
                 }
+                last_copied = copied;
             }
             Ok(None) => {}
             Err(e) => {
