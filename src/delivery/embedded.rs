@@ -77,8 +77,11 @@ CREATE TABLE IF NOT EXISTS hookgate_requests (
     headers         BLOB NOT NULL,
     body            BLOB NOT NULL
 );
+-- Pending events: queued, retrying, delivering. Written as NOT IN a list of two: SQLite
+-- checks an index's WHERE on every insert and update, and a list of three or more constants
+-- costs an ephemeral table (a pager and 85 KiB of page buffers) each time.
 CREATE INDEX IF NOT EXISTS hookgate_events_due ON hookgate_events (route, next_attempt_at)
-    WHERE state IN ('queued', 'retrying', 'delivering');
+    WHERE state NOT IN ('delivered', 'dead');
 CREATE INDEX IF NOT EXISTS hookgate_events_finished ON hookgate_events (state, finished_at)
     WHERE state IN ('delivered', 'dead');
 ";
@@ -88,8 +91,10 @@ const COLUMNS: &str = "id, route, idempotency_key, state, received_at, age_from,
     next_attempt_at, attempts, finished_at, last_status, last_error, verified_key, method, \
     target, body_len, lease";
 
-/// The schema this code reads and writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 2;
+/// The schema this code reads and writes (`PRAGMA user_version`). 3: `hookgate_events_due`
+/// says "pending" as `NOT IN ('delivered', 'dead')` (schema 2: `IN` the three pending
+/// states; the same rows).
+const SCHEMA_VERSION: i64 = 3;
 
 /// An open embedded store.
 pub struct Embedded {
@@ -202,7 +207,7 @@ impl Embedded {
                 file.display()
             )));
         }
-        if version != 0 && version < SCHEMA_VERSION {
+        if version == 1 {
             // Only development builds wrote schema 1 (for a few hours, before a release).
             return Err(StoreError::Open(format!(
                 "{} has schema {version} from a development build; this one reads {SCHEMA_VERSION}: \
@@ -210,10 +215,20 @@ impl Embedded {
                 file.display()
             )));
         }
-        conn.execute_batch(SCHEMA)
-            .map_err(|e| fail("cannot create the schema in", &e))?;
-        conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
-            .map_err(|e| fail("cannot set the schema version of", &e))?;
+        // Schema 2 differs only in the due index's WHERE: dropped here, made again below, in
+        // one transaction with the new version.
+        let migrate = if version == 2 {
+            "DROP INDEX IF EXISTS hookgate_events_due;"
+        } else {
+            ""
+        };
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {migrate} {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        ))
+        .map_err(|e| fail("cannot create or update the schema in", &e))?;
+        if version == 2 {
+            tracing::info!(path = %file.display(), "queue store schema updated from 2 to 3");
+        }
         let mut ingest_pages = None;
         if let Some(max) = max_bytes {
             let page: i64 = conn
@@ -389,7 +404,7 @@ impl Embedded {
             c.query_row(
                 "SELECT min(CASE WHEN state = 'delivering' THEN leased_until \
                  ELSE next_attempt_at END) FROM hookgate_events \
-                 WHERE route = ?1 AND state IN ('queued', 'retrying', 'delivering')",
+                 WHERE route = ?1 AND state NOT IN ('delivered', 'dead')",
                 [route],
                 |r| r.get::<_, Option<i64>>(0),
             )
@@ -439,7 +454,7 @@ impl Embedded {
             let mut stmt = c.prepare_cached(
                 // Each half matches one partial index; `delivered` (most rows) is left out.
                 "SELECT route, state, count(*), min(received_at) FROM hookgate_events \
-                 WHERE state IN ('queued', 'retrying', 'delivering') GROUP BY route, state \
+                 WHERE state NOT IN ('delivered', 'dead') GROUP BY route, state \
                  UNION ALL \
                  SELECT route, state, count(*), min(received_at) FROM hookgate_events \
                  WHERE state IN ('delivered', 'dead') AND state = 'dead' GROUP BY route, state",
@@ -831,39 +846,39 @@ fn apply_one(tx: &Connection, op: &Op, ingest_pages: Option<i64>) -> rusqlite::R
                     ));
                 }
             }
-            let inserted: Option<i64> = tx
+            // No `RETURNING`: SQLite builds an ephemeral table for it on every execution (a
+            // pager and page buffers, some 100 KiB of allocations per event). The rowid of
+            // a row just inserted is the connection's last one.
+            let inserted = tx
                 .prepare_cached(
                     "INSERT INTO hookgate_events (id, route, dedup_key, dedup_until, \
                      idempotency_key, state, received_at, age_from, next_attempt_at, \
                      verified_key, method, target, body_len, lease, leased_until, attempts) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?11, ?6, ?6, ?6, ?7, ?8, ?9, ?10, ?12, ?13, \
-                     ?14) ON CONFLICT (route, dedup_key) DO NOTHING RETURNING seq",
+                     ?14) ON CONFLICT (route, dedup_key) DO NOTHING",
                 )?
-                .query_row(
-                    params![
-                        e.id,
-                        e.route,
-                        e.dedup_key,
-                        e.dedup_until,
-                        e.idempotency_key,
-                        e.received_ms,
-                        e.verified_key,
-                        e.method,
-                        e.target,
-                        e.body.len() as i64,
-                        if e.lease.is_some() {
-                            "delivering"
-                        } else {
-                            "queued"
-                        },
-                        e.lease.as_ref().map(|l| l.token.as_str()),
-                        e.lease.as_ref().map(|l| l.until_ms),
-                        i64::from(e.lease.is_some()),
-                    ],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if let Some(seq) = inserted {
+                .execute(params![
+                    e.id,
+                    e.route,
+                    e.dedup_key,
+                    e.dedup_until,
+                    e.idempotency_key,
+                    e.received_ms,
+                    e.verified_key,
+                    e.method,
+                    e.target,
+                    e.body.len() as i64,
+                    if e.lease.is_some() {
+                        "delivering"
+                    } else {
+                        "queued"
+                    },
+                    e.lease.as_ref().map(|l| l.token.as_str()),
+                    e.lease.as_ref().map(|l| l.until_ms),
+                    i64::from(e.lease.is_some()),
+                ])?;
+            if inserted == 1 {
+                let seq = tx.last_insert_rowid();
                 tx.prepare_cached(
                     "INSERT INTO hookgate_requests (seq, headers, body) VALUES (?1, ?2, ?3)",
                 )?
@@ -889,7 +904,7 @@ fn apply_one(tx: &Connection, op: &Op, ingest_pages: Option<i64>) -> rusqlite::R
                 "UPDATE hookgate_events SET state = 'delivering', lease = ?1, \
                  leased_until = ?2, attempts = attempts + 1 \
                  WHERE id IN (SELECT id FROM hookgate_events \
-                     WHERE route = ?3 AND state IN ('queued', 'retrying', 'delivering') \
+                     WHERE route = ?3 AND state NOT IN ('delivered', 'dead') \
                      AND next_attempt_at <= ?4 \
                      AND (state <> 'delivering' OR leased_until < ?4) \
                      ORDER BY next_attempt_at, received_at LIMIT ?5) \

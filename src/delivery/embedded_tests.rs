@@ -883,6 +883,78 @@ async fn a_reopened_store_finds_its_events() {
     );
 }
 
+/// A store written with schema 2 (its due index said `IN` the three pending states) is
+/// updated in place when opened: the same events, the index's new `WHERE`, version 3, and
+/// the pending event is still leased through the index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_2_store_is_updated_in_place_and_keeps_its_events() {
+    let dir = Scratch::new("schema-2");
+    let metrics = metrics();
+    let store = Embedded::open(dir.path(), None, metrics.clone()).unwrap();
+    stored(&store, new_event("pending", ROUTE, T0)).await;
+    make_dead(&store, "dead", "stripe").await;
+    drop(store);
+    let file = dir.path().join(DB_FILE);
+    let raw = Connection::open(&file).unwrap();
+    raw.busy_timeout(Duration::from_secs(5)).unwrap();
+    raw.execute_batch(
+        "BEGIN IMMEDIATE;
+         DROP INDEX hookgate_events_due;
+         CREATE INDEX hookgate_events_due ON hookgate_events (route, next_attempt_at)
+             WHERE state IN ('queued', 'retrying', 'delivering');
+         PRAGMA user_version = 2;
+         COMMIT;",
+    )
+    .unwrap();
+    drop(raw);
+
+    let store = reopen(dir.path(), metrics).await;
+    let raw = Connection::open_with_flags(&file, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let version: i64 = raw
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    let index: String = raw
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE name = 'hookgate_events_due'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        index.contains("NOT IN ('delivered', 'dead')"),
+        "the due index was not rebuilt: {index}"
+    );
+    let plan: String = raw
+        .query_row(
+            "EXPLAIN QUERY PLAN SELECT id FROM hookgate_events WHERE route = 'github' \
+             AND state NOT IN ('delivered', 'dead') AND next_attempt_at <= 0",
+            [],
+            |r| r.get(3),
+        )
+        .unwrap();
+    assert!(plan.contains("hookgate_events_due"), "lease plan: {plan}");
+    assert_eq!(get(&store, "dead").await.state, State::Dead);
+    assert_eq!(
+        ids(&store.lease(ROUTE, 10, T0, T0 + 30_000).await.unwrap()),
+        ["pending"]
+    );
+}
+
+/// A store from a development build's schema 1 is refused, not guessed at.
+#[test]
+fn a_schema_1_store_is_refused() {
+    let dir = Scratch::new("schema-1");
+    std::fs::create_dir_all(dir.path()).unwrap();
+    let raw = Connection::open(dir.path().join(DB_FILE)).unwrap();
+    raw.execute_batch("PRAGMA user_version = 1;").unwrap();
+    drop(raw);
+    let Err(StoreError::Open(why)) = Embedded::open(dir.path(), None, metrics()) else {
+        panic!("a schema 1 store was opened");
+    };
+    assert!(why.contains("schema 1"), "{why}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_being_delivered_when_the_store_closed_is_retrying_after_reopen() {
     let dir = Scratch::new("reopen-lease");
