@@ -272,17 +272,17 @@ impl Embedded {
         ckpt.execute_batch("PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")
             .map_err(|e| fail("cannot set up", &e))?;
         let (writer_alive, writer_gone) = std::sync::mpsc::channel::<()>();
-        let wal_frames = Arc::new(std::sync::atomic::AtomicI32::new(0));
-        let (ckpt_metrics, ckpt_frames) = (metrics.clone(), wal_frames.clone());
+        let wal = Arc::new(WalReport::default());
+        let (ckpt_metrics, ckpt_wal) = (metrics.clone(), wal.clone());
         std::thread::Builder::new()
             .name("hookgate-qcheckpt".into())
-            .spawn(move || checkpointer(ckpt, &writer_gone, &ckpt_frames, &ckpt_metrics))
+            .spawn(move || checkpointer(ckpt, &writer_gone, &ckpt_wal, &ckpt_metrics))
             .map_err(|e| fail("cannot start the checkpointer for", &e))?;
         let (ops, rx) = mpsc::channel(CHANNEL);
         std::thread::Builder::new()
             .name("hookgate-queue-writer".into())
             .spawn(move || {
-                writer(conn, rx, ingest_pages, &wal_frames, &metrics);
+                writer(conn, rx, ingest_pages, &wal, &metrics);
                 // The checkpointer stops with the writer.
                 drop(writer_alive);
             })
@@ -594,9 +594,10 @@ fn writer(
     mut conn: Connection,
     mut rx: mpsc::Receiver<(Op, Reply)>,
     ingest_pages: Option<i64>,
-    wal_frames: &std::sync::atomic::AtomicI32,
+    wal: &WalReport,
     metrics: &Metrics,
 ) {
+    let mut batches_since_checkpoint = 0;
     while let Some(first) = rx.blocking_recv() {
         let mut bytes = first.0.body_len();
         let mut batch = vec![first];
@@ -635,7 +636,7 @@ fn writer(
             }
         }
         // After the answers: the batch does not wait for it.
-        restart_wal(&conn, wal_frames, metrics);
+        restart_wal(&conn, wal, &mut batches_since_checkpoint, metrics);
     }
 }
 
@@ -647,10 +648,14 @@ const CHECKPOINT_RETRY_MAX: Duration = Duration::from_secs(30);
 /// WAL frames (pages) past which the writer, between two batches, finishes the checkpoint
 /// itself so that its next commit starts the WAL over: 16 MiB of 4 KiB pages.
 const WAL_RESTART_FRAMES: i32 = 4_096;
+/// The most frames the writer copies itself to finish a checkpoint (a few commits' worth).
+const WAL_CATCH_UP_FRAMES: i32 = 512;
+/// Batches after which the writer checkpoints whatever the checkpointer last said.
+const WRITER_CHECKPOINT_EVERY: u32 = 1_024;
 
 /// Copies committed WAL pages into the database file, beside the writer instead of inside
 /// its commits, until `writer_gone` says the writer has ended. Publishes the WAL's length
-/// (frames) in `wal_frames` for the writer (see [`restart_wal`]).
+/// and how far behind it is in `wal` for the writer (see [`restart_wal`]).
 ///
 /// SQLite's automatic checkpoint runs inside the commit that crosses its threshold, so the
 /// events of that batch wait for it: with 4,000 pages, about 3 commits a second took 10 to
@@ -665,7 +670,7 @@ const WAL_RESTART_FRAMES: i32 = 4_096;
 fn checkpointer(
     conn: Connection,
     writer_gone: &std::sync::mpsc::Receiver<()>,
-    wal_frames: &std::sync::atomic::AtomicI32,
+    wal: &WalReport,
     metrics: &Metrics,
 ) {
     use std::sync::mpsc::RecvTimeoutError;
@@ -677,7 +682,10 @@ fn checkpointer(
         match checkpoint(&conn) {
             Ok(Some((frames, copied))) => {
                 failing = Duration::ZERO;
-                wal_frames.store(frames, std::sync::atomic::Ordering::Relaxed);
+                wal.frames
+                    .store(frames, std::sync::atomic::Ordering::Relaxed);
+                wal.behind
+                    .store(frames - copied, std::sync::atomic::Ordering::Relaxed);
                 // Behind and moving: again at once. Behind but stuck (a reader's snapshot
                 // holds the pages back) or level: after the pause, not in a spin.
                 if copied < frames && copied != last_copied {
@@ -700,21 +708,37 @@ fn checkpointer(
 /// meanwhile, the checkpoint ends level with the WAL), so the next commit starts the WAL
 /// over instead of growing it. A checkpointer alone would rarely be level at the moment the
 /// writer begins a transaction.
-fn restart_wal(conn: &Connection, wal_frames: &std::sync::atomic::AtomicI32, metrics: &Metrics) {
+fn restart_wal(conn: &Connection, wal: &WalReport, batches_since: &mut u32, metrics: &Metrics) {
     use std::sync::atomic::Ordering::Relaxed;
-    if wal_frames.load(Relaxed) < WAL_RESTART_FRAMES {
+    *batches_since = batches_since.saturating_add(1);
+    let (frames, behind) = (wal.frames.load(Relaxed), wal.behind.load(Relaxed));
+    // Only once the checkpointer is nearly level, so this copies a few commits' pages, not a
+    // backlog a reader held back; and, whatever it reports, every so many batches (were the
+    // checkpointer stuck or gone, nothing else would copy the WAL).
+    let due = frames >= WAL_RESTART_FRAMES && behind <= WAL_CATCH_UP_FRAMES;
+    if !due && *batches_since < WRITER_CHECKPOINT_EVERY {
         return;
     }
+    *batches_since = 0;
     match checkpoint(conn) {
-        Ok(Some((frames, copied))) if copied == frames => wal_frames.store(0, Relaxed),
+        Ok(Some((frames, copied))) if copied == frames => wal.frames.store(0, Relaxed),
         // Not level yet (a checkpoint or a reader is in the way): after the next batch.
         Ok(_) => {}
         Err(e) => {
             checkpoint_failed(&e, metrics);
             // Not again until the checkpointer, which backs off, reports the WAL anew.
-            wal_frames.store(0, Relaxed);
+            wal.frames.store(0, Relaxed);
         }
     }
+}
+
+/// What the checkpointer last saw of the WAL, for the writer.
+#[derive(Default)]
+struct WalReport {
+    /// Frames in the WAL.
+    frames: std::sync::atomic::AtomicI32,
+    /// Of those, frames not yet copied into the database.
+    behind: std::sync::atomic::AtomicI32,
 }
 
 /// One passive checkpoint: `(frames in the WAL, frames copied)`, or `None` when another

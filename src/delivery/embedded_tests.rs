@@ -1103,6 +1103,50 @@ async fn the_wal_is_copied_into_the_database_and_starts_over_under_steady_writes
     }
 }
 
+/// The writer's own checkpoint: not while the checkpointer reports nothing worth it, but
+/// every `WRITER_CHECKPOINT_EVERY` batches whatever it reports (were it stuck or gone, the
+/// WAL would otherwise grow for good). Seen through the WAL file: with
+/// `journal_size_limit = 0` it is cut to nothing when a write starts it over.
+#[test]
+fn the_writer_checkpoints_by_itself_every_so_many_batches() {
+    let scratch = Scratch::new("writer-checkpoint");
+    std::fs::create_dir_all(scratch.path()).unwrap();
+    let file = scratch.path().join(DB_FILE);
+    let conn = Connection::open(&file).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0;
+         PRAGMA journal_size_limit = 0; CREATE TABLE t (b BLOB);",
+    )
+    .unwrap();
+    let write = |kib: usize| {
+        conn.execute("INSERT INTO t VALUES (?1)", [vec![7u8; kib * 1024]])
+            .unwrap();
+    };
+    let wal_len = || {
+        std::fs::metadata(file.with_extension("sqlite3-wal"))
+            .unwrap()
+            .len()
+    };
+    write(2048);
+    let metrics = metrics();
+    let report = WalReport::default();
+
+    let mut batches = 0;
+    restart_wal(&conn, &report, &mut batches, &metrics);
+    write(1);
+    assert!(wal_len() > 2 << 20, "checkpointed with nothing reported");
+
+    let mut batches = WRITER_CHECKPOINT_EVERY - 1;
+    restart_wal(&conn, &report, &mut batches, &metrics);
+    assert_eq!(batches, 0);
+    write(1);
+    assert!(
+        wal_len() < 64 << 10,
+        "the WAL did not start over: {} bytes",
+        wal_len()
+    );
+}
+
 /// A checkpoint that keeps failing (here the file is not a database at all) is counted and
 /// retried after a growing pause, not 50 times a second; the checkpointer ends with the
 /// writer.
@@ -1115,10 +1159,10 @@ fn a_failing_checkpoint_is_counted_and_retried_with_backoff() {
     let conn = Connection::open(&file).unwrap();
     let metrics = metrics();
     let (writer_alive, writer_gone) = std::sync::mpsc::channel::<()>();
-    let frames = Arc::new(std::sync::atomic::AtomicI32::new(0));
+    let wal = Arc::new(WalReport::default());
     let thread = {
-        let (metrics, frames) = (metrics.clone(), frames.clone());
-        std::thread::spawn(move || checkpointer(conn, &writer_gone, &frames, &metrics))
+        let (metrics, wal) = (metrics.clone(), wal.clone());
+        std::thread::spawn(move || checkpointer(conn, &writer_gone, &wal, &metrics))
     };
     std::thread::sleep(Duration::from_millis(2_500));
     drop(writer_alive);
