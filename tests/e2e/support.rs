@@ -608,6 +608,8 @@ pub fn watch_start(
     std::thread::spawn(move || {
         let (mut addr, mut admin): (Option<SocketAddr>, Option<SocketAddr>) = (None, None);
         let mut done = false;
+        // What the child said before it was up, for the failure message if it never is.
+        let mut early: Vec<String> = Vec::new();
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if done {
                 let _ = lines_tx.send(line);
@@ -616,25 +618,41 @@ pub fn watch_start(
             let logged = || {
                 line.split_whitespace()
                     .find_map(|w| w.strip_prefix("addr="))
-                    .and_then(|a| a.trim_matches('"').parse().ok())
+                    .and_then(|a| a.trim_matches('"').parse::<SocketAddr>().ok())
             };
             if line.contains("admin listening") {
                 admin = logged();
+                if admin.is_none() {
+                    let _ = started_tx.send(Err(format!("no address in {line:?}")));
+                    return;
+                }
             } else if line.contains("listening") && line.contains("tls=false") {
-                addr = addr.or_else(logged);
+                if addr.is_none() {
+                    addr = logged();
+                    if addr.is_none() {
+                        let _ = started_tx.send(Err(format!("no address in {line:?}")));
+                        return;
+                    }
+                }
             } else if fail_on_error && (line.contains("ERROR") || line.contains("error")) {
-                let _ = started_tx.send(Err(line));
+                let _ = started_tx.send(Err(format!("error logged at start: {line:?}")));
                 return;
             }
             if let Some(a) = addr.filter(|_| admin.is_some() || !want_admin) {
                 let _ = started_tx.send(Ok((a, admin)));
                 done = true;
+            } else {
+                early.push(line);
             }
+        }
+        if !done {
+            let tail = early[early.len().saturating_sub(20)..].join("\n");
+            let _ = started_tx.send(Err(format!("exited before listening; it said:\n{tail}")));
         }
     });
     match started.recv_timeout(Duration::from_secs(20)) {
         Ok(Ok((addr, admin))) => StartLog { addr, admin, lines },
-        Ok(Err(line)) => panic!("hookgate logged an error at start: {line:?}"),
+        Ok(Err(why)) => panic!("hookgate did not start: {why}"),
         Err(_) => panic!("hookgate did not log its listeners within 20 s"),
     }
 }
