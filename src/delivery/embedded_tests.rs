@@ -1147,6 +1147,54 @@ fn the_writer_checkpoints_by_itself_every_so_many_batches() {
     );
 }
 
+/// A reader holding an old snapshot keeps the checkpointer from copying the WAL's end: the
+/// checkpointer waits its pause between tries instead of trying again at once (a spin of
+/// thousands of checkpoints a second, one core's worth, before this was fixed).
+#[test]
+fn a_checkpointer_held_back_by_a_reader_does_not_spin() {
+    let scratch = Scratch::new("checkpoint-reader");
+    std::fs::create_dir_all(scratch.path()).unwrap();
+    let file = scratch.path().join(DB_FILE);
+    let writer = Connection::open(&file).unwrap();
+    writer
+        .execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0;
+             CREATE TABLE t (b BLOB);",
+        )
+        .unwrap();
+    let write = || {
+        writer
+            .execute("INSERT INTO t VALUES (?1)", [vec![7u8; 1 << 20]])
+            .unwrap();
+    };
+    write();
+    // The reader's snapshot ends here; what is written next cannot be copied while it lasts.
+    let reader = Connection::open(&file).unwrap();
+    reader
+        .execute_batch("BEGIN; SELECT count(*) FROM t;")
+        .unwrap();
+    write();
+
+    let (writer_alive, writer_gone) = std::sync::mpsc::channel::<()>();
+    let wal = Arc::new(WalReport::default());
+    let thread = {
+        let (conn, wal, metrics) = (Connection::open(&file).unwrap(), wal.clone(), metrics());
+        std::thread::spawn(move || checkpointer(conn, &writer_gone, &wal, &metrics))
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    drop(writer_alive);
+    thread.join().unwrap();
+    use std::sync::atomic::Ordering::Relaxed;
+    assert!(
+        wal.behind.load(Relaxed) > 0,
+        "the reader did not hold it back"
+    );
+    // Every 20 ms for 0.5 s, and once more after the copy that moved.
+    let passes = wal.passes.load(Relaxed);
+    assert!(passes <= 40, "{passes} checkpoints in 0.5 s");
+    drop(reader);
+}
+
 /// A checkpoint that keeps failing (here the file is not a database at all) is counted and
 /// retried after a growing pause, not 50 times a second; the checkpointer ends with the
 /// writer.
