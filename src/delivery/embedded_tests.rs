@@ -28,6 +28,15 @@ impl Scratch {
     fn path(&self) -> &Path {
         &self.0
     }
+
+    /// A fresh directory, created, for tests that open the database file themselves; and
+    /// that file's path.
+    fn with_db(tag: &str) -> (Scratch, PathBuf) {
+        let scratch = Scratch::new(tag);
+        std::fs::create_dir_all(scratch.path()).unwrap();
+        let file = scratch.path().join(DB_FILE);
+        (scratch, file)
+    }
 }
 
 impl Drop for Scratch {
@@ -944,9 +953,8 @@ async fn a_schema_2_store_is_updated_in_place_and_keeps_its_events() {
 /// A store from a development build's schema 1 is refused, not guessed at.
 #[test]
 fn a_schema_1_store_is_refused() {
-    let dir = Scratch::new("schema-1");
-    std::fs::create_dir_all(dir.path()).unwrap();
-    let raw = Connection::open(dir.path().join(DB_FILE)).unwrap();
+    let (dir, file) = Scratch::with_db("schema-1");
+    let raw = Connection::open(file).unwrap();
     raw.execute_batch("PRAGMA user_version = 1;").unwrap();
     drop(raw);
     let Err(StoreError::Open(why)) = Embedded::open(dir.path(), None, metrics()) else {
@@ -1103,21 +1111,45 @@ async fn the_wal_is_copied_into_the_database_and_starts_over_under_steady_writes
     }
 }
 
+/// A WAL database at `file` with SQLite's own checkpoint off, as the store runs it, and one
+/// table `t (b BLOB)` to write to.
+fn wal_db(file: &Path) -> Connection {
+    let conn = Connection::open(file).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; CREATE TABLE t (b BLOB);",
+    )
+    .unwrap();
+    conn
+}
+
+/// Runs the checkpointer on its own connection to `file` for `for_how_long`, then ends it as
+/// the writer's end does; returns what it reported and counted.
+fn run_checkpointer(file: &Path, for_how_long: Duration) -> (Arc<WalReport>, Arc<Metrics>) {
+    let conn = Connection::open(file).unwrap();
+    let (wal, metrics) = (Arc::new(WalReport::default()), metrics());
+    let (writer_alive, writer_gone) = std::sync::mpsc::channel::<()>();
+    let thread = {
+        let (wal, metrics) = (wal.clone(), metrics.clone());
+        std::thread::spawn(move || checkpointer(conn, &writer_gone, &wal, &metrics))
+    };
+    std::thread::sleep(for_how_long);
+    drop(writer_alive);
+    thread
+        .join()
+        .expect("the checkpointer ends with the writer");
+    (wal, metrics)
+}
+
 /// The writer's own checkpoint: not while the checkpointer reports nothing worth it, but
 /// every `WRITER_CHECKPOINT_EVERY` batches whatever it reports (were it stuck or gone, the
 /// WAL would otherwise grow for good). Seen through the WAL file: with
 /// `journal_size_limit = 0` it is cut to nothing when a write starts it over.
 #[test]
 fn the_writer_checkpoints_by_itself_every_so_many_batches() {
-    let scratch = Scratch::new("writer-checkpoint");
-    std::fs::create_dir_all(scratch.path()).unwrap();
-    let file = scratch.path().join(DB_FILE);
-    let conn = Connection::open(&file).unwrap();
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0;
-         PRAGMA journal_size_limit = 0; CREATE TABLE t (b BLOB);",
-    )
-    .unwrap();
+    let (_scratch, file) = Scratch::with_db("writer-checkpoint");
+    let conn = wal_db(&file);
+    conn.execute_batch("PRAGMA journal_size_limit = 0;")
+        .unwrap();
     let write = |kib: usize| {
         conn.execute("INSERT INTO t VALUES (?1)", [vec![7u8; kib * 1024]])
             .unwrap();
@@ -1152,16 +1184,8 @@ fn the_writer_checkpoints_by_itself_every_so_many_batches() {
 /// thousands of checkpoints a second, one core's worth, before this was fixed).
 #[test]
 fn a_checkpointer_held_back_by_a_reader_does_not_spin() {
-    let scratch = Scratch::new("checkpoint-reader");
-    std::fs::create_dir_all(scratch.path()).unwrap();
-    let file = scratch.path().join(DB_FILE);
-    let writer = Connection::open(&file).unwrap();
-    writer
-        .execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0;
-             CREATE TABLE t (b BLOB);",
-        )
-        .unwrap();
+    let (_scratch, file) = Scratch::with_db("checkpoint-reader");
+    let writer = wal_db(&file);
     let write = || {
         writer
             .execute("INSERT INTO t VALUES (?1)", [vec![7u8; 1 << 20]])
@@ -1175,15 +1199,7 @@ fn a_checkpointer_held_back_by_a_reader_does_not_spin() {
         .unwrap();
     write();
 
-    let (writer_alive, writer_gone) = std::sync::mpsc::channel::<()>();
-    let wal = Arc::new(WalReport::default());
-    let thread = {
-        let (conn, wal, metrics) = (Connection::open(&file).unwrap(), wal.clone(), metrics());
-        std::thread::spawn(move || checkpointer(conn, &writer_gone, &wal, &metrics))
-    };
-    std::thread::sleep(Duration::from_millis(500));
-    drop(writer_alive);
-    thread.join().unwrap();
+    let (wal, _) = run_checkpointer(&file, Duration::from_millis(500));
     use std::sync::atomic::Ordering::Relaxed;
     assert!(
         wal.behind.load(Relaxed) > 0,
@@ -1200,23 +1216,9 @@ fn a_checkpointer_held_back_by_a_reader_does_not_spin() {
 /// writer.
 #[test]
 fn a_failing_checkpoint_is_counted_and_retried_with_backoff() {
-    let scratch = Scratch::new("checkpoint-fails");
-    std::fs::create_dir_all(scratch.path()).unwrap();
-    let file = scratch.path().join(DB_FILE);
+    let (_scratch, file) = Scratch::with_db("checkpoint-fails");
     std::fs::write(&file, vec![0x5a; 8192]).unwrap();
-    let conn = Connection::open(&file).unwrap();
-    let metrics = metrics();
-    let (writer_alive, writer_gone) = std::sync::mpsc::channel::<()>();
-    let wal = Arc::new(WalReport::default());
-    let thread = {
-        let (metrics, wal) = (metrics.clone(), wal.clone());
-        std::thread::spawn(move || checkpointer(conn, &writer_gone, &wal, &metrics))
-    };
-    std::thread::sleep(Duration::from_millis(2_500));
-    drop(writer_alive);
-    thread
-        .join()
-        .expect("the checkpointer ends with the writer");
+    let (_, metrics) = run_checkpointer(&file, Duration::from_millis(2_500));
     let failures = metrics
         .queue
         .store_errors
@@ -1234,9 +1236,8 @@ fn a_failing_checkpoint_is_counted_and_retried_with_backoff() {
 /// the two operations are certainly in one batch.
 #[test]
 fn one_failing_operation_fails_only_itself_not_its_batch() {
-    let scratch = Scratch::new("batch-isolation");
-    std::fs::create_dir_all(scratch.path()).unwrap();
-    let mut conn = Connection::open(scratch.path().join(DB_FILE)).unwrap();
+    let (_scratch, file) = Scratch::with_db("batch-isolation");
+    let mut conn = Connection::open(file).unwrap();
     conn.execute_batch(SCHEMA).unwrap();
     let op = |e: NewEvent| (Op::Ingest(Box::new(e)), oneshot::channel().0);
 
@@ -1336,9 +1337,8 @@ fn big_event(id: &str, kib: usize) -> NewEvent {
 /// (not just the statement); the writer then applies the batch again without it.
 #[test]
 fn an_event_that_does_not_fit_fails_alone_and_the_rest_of_its_batch_commits() {
-    let scratch = Scratch::new("full-batch");
-    std::fs::create_dir_all(scratch.path()).unwrap();
-    let mut conn = Connection::open(scratch.path().join(DB_FILE)).unwrap();
+    let (_scratch, file) = Scratch::with_db("full-batch");
+    let mut conn = Connection::open(file).unwrap();
     conn.execute_batch("PRAGMA journal_mode = WAL;").unwrap();
     conn.execute_batch(SCHEMA).unwrap();
     // As `Embedded::open` sets it for max_bytes = 256 KiB.
