@@ -705,11 +705,12 @@ fn checkpointer(
     }
 }
 
-/// Called by the writer between batches: once the WAL is past [`WAL_RESTART_FRAMES`],
-/// copies what the checkpointer has not (a few commits' pages, as nothing else writes
-/// meanwhile, the checkpoint ends level with the WAL), so the next commit starts the WAL
-/// over instead of growing it. A checkpointer alone would rarely be level at the moment the
-/// writer begins a transaction.
+/// Called by the writer between batches: once the WAL is past [`WAL_RESTART_FRAMES`] and
+/// the checkpointer within [`WAL_CATCH_UP_FRAMES`] of its end, copies what the checkpointer
+/// has not (nothing else writes meanwhile, so the checkpoint ends level with the WAL), so
+/// the next commit starts the WAL over instead of growing it; and every
+/// [`WRITER_CHECKPOINT_EVERY`] batches whatever was reported. A checkpointer alone would
+/// rarely be level at the moment the writer begins a transaction.
 fn restart_wal(conn: &Connection, wal: &WalReport, batches_since: &mut u32, metrics: &Metrics) {
     use std::sync::atomic::Ordering::Relaxed;
     *batches_since = batches_since.saturating_add(1);
