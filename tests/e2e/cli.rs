@@ -15,6 +15,19 @@ fn bin() -> Command {
 }
 
 /// Sends `kill -SIG` to the child, with the shell's built-in kill (no procps needed).
+/// Runs `command` to its end; it must succeed (else its stdout and stderr are shown), and
+/// what it printed on stdout is returned.
+fn stdout_of_success(command: &mut Command) -> String {
+    let out = command.output().expect("hookgate runs");
+    let stdout = String::from_utf8(out.stdout).expect("stdout in UTF-8");
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 fn signal(child: &std::process::Child, sig: &str) {
     let status = Command::new("sh")
         .args(["-c", &format!("kill -{sig} {}", child.id())])
@@ -26,17 +39,7 @@ fn signal(child: &std::process::Child, sig: &str) {
 #[test]
 fn committed_gateway_yaml_passes_check() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = bin()
-        .args(["check", "-c"])
-        .arg(root.join("gateway.yaml"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = stdout_of_success(bin().args(["check", "-c"]).arg(root.join("gateway.yaml")));
     assert!(stdout.contains("ok: 1 listener(s), 6 route(s)"), "{stdout}");
 }
 
@@ -45,19 +48,8 @@ fn committed_gateway_yaml_passes_check() {
 #[test]
 fn check_expand_prints_yaml_that_reads_back_to_the_same_gateway() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let expand = |config: &Path| {
-        let out = bin()
-            .args(["check", "--expand", "-c"])
-            .arg(config)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let expand =
+        |config: &Path| stdout_of_success(bin().args(["check", "--expand", "-c"]).arg(config));
     let original = root.join("gateway.yaml");
     let yaml = expand(&original);
     // In a directory where the file's relative secret paths resolve as they do for the
@@ -284,19 +276,13 @@ async fn run_and_sign_work_together_like_the_walkthrough() {
 
     let (mut child, addr, log) = spawn_run(&config);
 
-    let out = bin()
-        .args(["sign", "--route", "listrak", "--body"])
-        .arg(dir.join("event.json"))
-        .arg("-c")
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let printed = stdout_of_success(
+        bin()
+            .args(["sign", "--route", "listrak", "--body"])
+            .arg(dir.join("event.json"))
+            .arg("-c")
+            .arg(&config),
     );
-    let printed = String::from_utf8(out.stdout).unwrap();
     let headers: Vec<(&str, &str)> = printed
         .lines()
         .map(|l| {
@@ -413,21 +399,15 @@ async fn sign_covers_asymmetric_and_structured_presets() {
     .unwrap();
     std::fs::write(dir.join("body.json"), &discord.body).unwrap();
     let sign = |route: &str, extra: &[&str]| {
-        let out = bin()
-            .args(["sign", "--route", route, "--body"])
-            .arg(dir.join("body.json"))
-            .arg("-c")
-            .arg(&config)
-            .args(extra)
-            .env("STRIPE_KEY", "whsec_test_secret")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        stdout_of_success(
+            bin()
+                .args(["sign", "--route", route, "--body"])
+                .arg(dir.join("body.json"))
+                .arg("-c")
+                .arg(&config)
+                .args(extra)
+                .env("STRIPE_KEY", "whsec_test_secret"),
+        )
     };
     let discord_headers = sign(
         "discord",
@@ -610,16 +590,11 @@ fn a_log_level_that_names_nothing_is_an_error_not_silence() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("`warning` is not a level"), "{err}");
-    let out = bin()
-        .args(["check", "-c"])
-        .arg(root.join("gateway.yaml"))
-        .env("HOOKGATE_LOG", "warn,hookgate=debug")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    stdout_of_success(
+        bin()
+            .args(["check", "-c"])
+            .arg(root.join("gateway.yaml"))
+            .env("HOOKGATE_LOG", "warn,hookgate=debug"),
     );
 }
 
@@ -894,17 +869,11 @@ async fn sign_output_sent_by_curl_with_its_defaults_is_accepted() {
     let dir = temp_dir("cli-sign-curl");
     // Key pairs as an operator makes them.
     let keygen = |preset: &str| {
-        let out = bin()
-            .args(["keygen", "--preset", preset, "--out"])
-            .arg(dir.join(format!("{preset}.pem")))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let line = stdout_of_success(
+            bin()
+                .args(["keygen", "--preset", preset, "--out"])
+                .arg(dir.join(format!("{preset}.pem"))),
         );
-        let line = String::from_utf8(out.stdout).unwrap();
         line.split('"').nth(1).unwrap().to_owned()
     };
     let discord_public = keygen("discord");
