@@ -332,7 +332,12 @@ impl Gateway {
 /// Waits up to 2 s for `f` to become true. For what the gateway records after the client
 /// has already seen the connection close (workers run on their own threads).
 pub async fn eventually(what: &str, f: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    eventually_within(what, Duration::from_secs(2), f).await
+}
+
+/// [`eventually`] for something that takes longer than usual (a periodic probe, a restart).
+pub async fn eventually_within(what: &str, within: Duration, f: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + within;
     while !f() {
         assert!(
             std::time::Instant::now() < deadline,
