@@ -101,8 +101,8 @@ pub struct Embedded {
     ops: mpsc::Sender<(Op, Reply)>,
     /// For operators' reads, beside the writer.
     read: Arc<Mutex<Connection>>,
-    /// Held for as long as the store is open: one process per directory.
-    _lock: std::fs::File,
+    // The directory's lock (one process per directory) is held by the writer thread, and
+    // let go only after the writer's and the checkpointer's connections are closed.
 }
 
 /// What the writer answers.
@@ -274,7 +274,7 @@ impl Embedded {
         let (writer_alive, writer_gone) = std::sync::mpsc::channel::<()>();
         let wal = Arc::new(WalReport::default());
         let (ckpt_metrics, ckpt_wal) = (metrics.clone(), wal.clone());
-        std::thread::Builder::new()
+        let checkpointing = std::thread::Builder::new()
             .name("hookgate-qcheckpt".into())
             .spawn(move || checkpointer(ckpt, &writer_gone, &ckpt_wal, &ckpt_metrics))
             .map_err(|e| fail("cannot start the checkpointer for", &e))?;
@@ -282,15 +282,21 @@ impl Embedded {
         std::thread::Builder::new()
             .name("hookgate-queue-writer".into())
             .spawn(move || {
+                // Returns when the store is dropped, once its last batch is committed and
+                // answered; its connection closes with it.
                 writer(conn, rx, ingest_pages, &wal, &metrics);
-                // The checkpointer stops with the writer.
+                // The checkpointer stops with the writer (at once, or after the pass it is
+                // in); its connection closes as it ends.
                 drop(writer_alive);
+                let _ = checkpointing.join();
+                // Only now may another process take the directory: it releases the leases
+                // it finds, and until here they could still be this process's.
+                drop(lock);
             })
             .map_err(|e| fail("cannot start the writer for", &e))?;
         Ok(Embedded {
             ops,
             read: Arc::new(Mutex::new(read)),
-            _lock: lock,
         })
     }
 
