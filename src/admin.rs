@@ -17,7 +17,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::delivery::Queue;
+use crate::delivery::QueueSlot;
 use crate::metrics::Metrics;
 use crate::reload::Current;
 
@@ -36,8 +36,8 @@ pub fn local_target(addr: std::net::SocketAddr) -> std::net::SocketAddr {
 pub struct Admin {
     pub metrics: Arc<Metrics>,
     pub ready: Arc<AtomicBool>,
-    /// `Some` when `queue_store:` is configured.
-    pub queue: Option<Arc<Queue>>,
+    /// The queue, once a `queue_store:` is open.
+    pub queue: Arc<QueueSlot>,
     /// The configuration in force, for the token (a reload can change it).
     pub live: Arc<Current>,
 }
@@ -80,7 +80,7 @@ async fn respond(req: &Request<Incoming>, admin: &Admin) -> Response<Full<Bytes>
     if path.starts_with("/queue/") {
         let live = admin.live.load_full();
         return crate::delivery::api::respond(
-            admin.queue.as_deref(),
+            admin.queue.get().map(|q| q.as_ref()),
             live.gateway.admin_token.as_ref(),
             req.method(),
             path,

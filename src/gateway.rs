@@ -14,7 +14,7 @@ use crate::body;
 use crate::client_ip::{self, ClientIp};
 use crate::config::Route;
 use crate::delivery::store::Ingested;
-use crate::delivery::{Delivery, NewEvent, Queue, QueuePolicy};
+use crate::delivery::{Delivery, NewEvent, QueuePolicy, QueueSlot};
 use crate::forward::{self, Hop, UpstreamCall};
 use crate::metrics::{Metrics, NO_ROUTE};
 use crate::refusal::Refusal;
@@ -39,8 +39,8 @@ pub struct Shared {
     pub body_budget: Arc<body::BodyBudget>,
     /// Whether a shutdown is cutting requests off, and how many it has.
     pub drain: Arc<crate::server::Drain>,
-    /// `Some` when `queue_store:` is configured: where queued routes store their events.
-    pub queue: Option<Arc<Queue>>,
+    /// Where queued routes store their events, once a `queue_store:` is open.
+    pub queue: Arc<QueueSlot>,
 }
 
 /// What is known about the connection a request came in on.
@@ -653,8 +653,9 @@ async fn store_and_answer(
     body: body::RawBody,
     hop: &Hop,
 ) -> Result<(Response<Full<Bytes>>, &'static str), Refusal> {
-    let Some(queue) = &shared.queue else {
-        // A reload queued this route, but the store opens only at start.
+    let Some(queue) = shared.queue.get() else {
+        // Cannot happen: a configuration with a queued route has a `queue_store:`, opened
+        // at start or by the reload that brought it, before it was put in force.
         return Err(Refusal::QueueStoreUnavailable);
     };
     let outgoing = forward::prepare(route, parts, hop)?;

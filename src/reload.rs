@@ -95,7 +95,13 @@ pub async fn reload_file(
         tracing::warn!("{}: {w}", path.display());
     }
     let log = loaded.gateway.log.clone();
-    let kept = running.reload(loaded.gateway);
+    let kept = match running.reload(loaded.gateway).await {
+        Ok(kept) => kept,
+        Err(e) => {
+            tracing::error!("{}: queue_store: {e}", path.display());
+            return failed("the queue store it configures cannot open");
+        }
+    };
     metrics.config_reloads.with_label_values(&["success"]).inc();
     metrics.config_last_reload_successful.set(1);
     metrics.config_loaded(&loaded.sha256);

@@ -23,7 +23,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::admin;
 use crate::config::{Gateway, RuntimeModel};
-use crate::delivery::{Queue, QueueStore};
+use crate::delivery::{Queue, QueueSlot, QueueStore, StoreError};
 use crate::gateway::{self, Clock, Conn, Shared};
 use crate::metrics::Metrics;
 use crate::reload::Live;
@@ -54,6 +54,13 @@ pub struct Running {
     delivery_live: Arc<crate::reload::Current>,
     per_ip: Arc<PerIp>,
     body_budget: Arc<crate::body::BodyBudget>,
+    /// The queue store, once open (at start, or by the reload that first configures one),
+    /// and what its delivery worker needs when a reload starts it.
+    queue: Arc<QueueSlot>,
+    clock: Clock,
+    shutdown_rx: watch::Receiver<bool>,
+    /// Tasks started after [`start`] (a reload's delivery worker); stopped with the rest.
+    later_tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
 /// What a shutdown cut off, shared by every worker.
@@ -102,7 +109,16 @@ impl Running {
     /// keys (files were re-read by the compiler), TLS certificates, allowlists, trusted
     /// proxies, replay settings of routes, and the other limits (a connection's head and
     /// keep-alive limits from its next accept).
-    pub fn reload(&self, mut next: Gateway) -> Vec<&'static str> {
+    ///
+    /// The queue store is opened by the first configuration that has a `queue_store:`,
+    /// whether at start or by a reload (then its delivery worker starts with it); if it
+    /// cannot open, the reload fails as a whole and nothing changes. An open store stays
+    /// as it is: a changed `queue_store:` is kept until a restart.
+    pub async fn reload(&self, mut next: Gateway) -> Result<Vec<&'static str>, StoreError> {
+        let opened = match (self.queue.get(), &next.queue_store) {
+            (None, Some(config)) => Some(open_queue(config, &self.metrics).await?),
+            _ => None,
+        };
         let current = self.shared[0].live.load_full();
         let running = &current.gateway;
         let mut kept = Vec::new();
@@ -159,7 +175,7 @@ impl Running {
             kept.push("replay_store");
             next.replay_store = running.replay_store.clone();
         }
-        if next.queue_store != running.queue_store {
+        if self.queue.get().is_some() && next.queue_store != running.queue_store {
             kept.push("queue_store");
             next.queue_store = running.queue_store.clone();
         }
@@ -191,7 +207,23 @@ impl Running {
             route_metrics.clone(),
             Some(&previous.upstreams),
         )));
-        kept
+        if let Some(queue) = opened {
+            // The slot was empty above, and reloads run one at a time.
+            if self.queue.set(queue.clone()).is_ok() {
+                let tasks = delivery_tasks(
+                    &queue,
+                    &self.delivery_live,
+                    &self.metrics,
+                    self.clock,
+                    &self.shutdown_rx,
+                );
+                self.later_tasks
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(tasks);
+            }
+        }
+        Ok(kept)
     }
 
     /// A graceful stop, as on SIGTERM: `/readyz` answers 503 at once while requests are
@@ -223,7 +255,9 @@ impl Running {
     async fn stop(self, requests_at_signal: u64) -> Stopped {
         tracing::info!("no new connections; finishing in-flight requests");
         let _ = self.shutdown.send(true);
-        for task in self.tasks {
+        let later =
+            std::mem::take(&mut *self.later_tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in self.tasks.into_iter().chain(later) {
             let _ = task.await;
         }
         for done in self.workers {
@@ -256,16 +290,13 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
         }
         Some(Arc::new(store))
     };
-    let queue = match &gateway.queue_store {
-        Some(config) => {
-            let store = QueueStore::open(config, metrics.clone())
-                .await
-                .map_err(|e| io::Error::other(e.to_string()))?;
-            tracing::info!(store = store.kind(), "queued delivery on");
-            Some(Arc::new(Queue::new(store)))
-        }
-        None => None,
-    };
+    let queue = Arc::new(QueueSlot::new());
+    if let Some(config) = &gateway.queue_store {
+        let opened = open_queue(config, &metrics)
+            .await
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let _ = queue.set(opened);
+    }
     let per_core = gateway.workers > 1 && gateway.runtime == RuntimeModel::PerCore;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (admin_shutdown, admin_shutdown_rx) = watch::channel(false);
@@ -416,21 +447,14 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
         route_metrics.clone(),
         None,
     )));
-    if let Some(queue) = &queue {
-        tasks.push(tokio::spawn(crate::delivery::worker::run(
-            queue.clone(),
-            delivery_live.clone(),
-            metrics.clone(),
+    if let Some(queue) = queue.get() {
+        tasks.extend(delivery_tasks(
+            queue,
+            &delivery_live,
+            &metrics,
             clock,
-            shutdown_rx.clone(),
-        )));
-        tasks.push(tokio::spawn(crate::delivery::worker::maintain(
-            queue.clone(),
-            delivery_live.clone(),
-            metrics.clone(),
-            clock,
-            shutdown_rx.clone(),
-        )));
+            &shutdown_rx,
+        ));
     }
     let admin = tokio::spawn(admin::serve(
         admin_listener,
@@ -460,7 +484,48 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
         delivery_live,
         per_ip,
         body_budget,
+        queue,
+        clock,
+        shutdown_rx,
+        later_tasks: std::sync::Mutex::new(Vec::new()),
     })
+}
+
+/// Opens the queue store `queue_store:` names.
+async fn open_queue(
+    config: &crate::delivery::QueueStoreConfig,
+    metrics: &Arc<Metrics>,
+) -> Result<Arc<Queue>, StoreError> {
+    let store = QueueStore::open(config, metrics.clone()).await?;
+    tracing::info!(store = store.kind(), "queued delivery on");
+    Ok(Arc::new(Queue::new(store)))
+}
+
+/// Starts the delivery worker of `queue` (and its upkeep: purges, depth gauges) on this
+/// runtime, with upstream pools of its own; both end on `shutdown`.
+fn delivery_tasks(
+    queue: &Arc<Queue>,
+    live: &Arc<crate::reload::Current>,
+    metrics: &Arc<Metrics>,
+    clock: Clock,
+    shutdown: &watch::Receiver<bool>,
+) -> [JoinHandle<()>; 2] {
+    [
+        tokio::spawn(crate::delivery::worker::run(
+            queue.clone(),
+            live.clone(),
+            metrics.clone(),
+            clock,
+            shutdown.clone(),
+        )),
+        tokio::spawn(crate::delivery::worker::maintain(
+            queue.clone(),
+            live.clone(),
+            metrics.clone(),
+            clock,
+            shutdown.clone(),
+        )),
+    ]
 }
 
 /// The token to keep when a reload would leave the admin listener bound at `bound` (not

@@ -38,6 +38,12 @@ pub use event::{Event, NewEvent};
 pub use retry::RetryPolicy;
 pub use store::{QueueStore, StoreError};
 
+/// Where the queue is, once one is open: at start when `queue_store:` is configured, or at
+/// the first reload that configures one. A process opens at most one (another store needs a
+/// restart: its undelivered events stay where they are), so requests, the worker and the
+/// admin API read it without a lock.
+pub type QueueSlot = std::sync::OnceLock<Arc<Queue>>;
+
 /// The store and what wakes the worker, shared by every request and the worker.
 pub struct Queue {
     pub store: QueueStore,

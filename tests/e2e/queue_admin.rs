@@ -12,7 +12,12 @@ use crate::support::*;
 
 const TOKEN: &str = "s3cret-admin-token-for-tests-0123";
 
-async fn admin(gw: &Gateway, method: &str, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+pub async fn admin(
+    gw: &Gateway,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> (StatusCode, Value) {
     let auth = token.map(|t| format!("Bearer {t}"));
     let headers: Vec<(&str, &str)> = auth
         .as_deref()

@@ -1,6 +1,7 @@
 //! Reload: a new configuration takes effect whole, for new requests, while requests in
 //! flight finish on the old one; a broken one changes nothing.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -12,9 +13,20 @@ use crate::support::*;
 
 /// Writes the configuration: one Stripe-style route with the given secret file and upstream.
 fn write_config(dir: &Path, secret_file: &str, upstream: &str) -> PathBuf {
+    write_config_with(dir, secret_file, upstream, "", "")
+}
+
+/// [`write_config`] with `top` lines before `routes:` and `route` lines in the route.
+fn write_config_with(
+    dir: &Path,
+    secret_file: &str,
+    upstream: &str,
+    top: &str,
+    route: &str,
+) -> PathBuf {
     let path = dir.join("gateway.yaml");
     let text = format!(
-        "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nroutes:\n  - name: stripe\n    path: /hooks/stripe\n    upstream: {upstream}\n    verify: {{ preset: stripe, secret_file: {secret_file} }}\n"
+        "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\n{top}routes:\n  - name: stripe\n    path: /hooks/stripe\n    upstream: {upstream}\n    verify: {{ preset: stripe, secret_file: {secret_file} }}\n{route}"
     );
     // Written whole then renamed, as editors and ConfigMaps do.
     let tmp = dir.join("gateway.yaml.tmp");
@@ -220,5 +232,123 @@ async fn a_request_in_flight_finishes_on_the_configuration_it_started_with() {
     );
     assert_eq!(slow.count(), 1);
     assert_eq!(other.count(), 1);
+    gw.shutdown().await;
+}
+
+/// A route made queued by a reload, with the first `queue_store:` of this process: the
+/// reload opens the store and starts its delivery worker.
+#[tokio::test]
+async fn a_reload_that_first_configures_a_queue_store_opens_it_and_delivers_from_it() {
+    let app = Upstream::start().await;
+    let dir = temp_dir("reload-queue-open");
+    std::fs::write(dir.join("a.secret"), "secret-a\n").unwrap();
+    let path = write_config(&dir, "a.secret", &app.url());
+    let gw = Gateway::start_file(&path).await;
+    let url = gw.url("/hooks/stripe");
+    let (status, _) = crate::queue_admin::admin(&gw, "GET", "/queue/events", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no queue yet");
+
+    let store = dir.join("queue");
+    let queued = |store: &Path| {
+        write_config_with(
+            &dir,
+            "a.secret",
+            &app.url(),
+            &format!("queue_store:\n  path: {}\n", store.display()),
+            "    delivery: queued\n",
+        )
+    };
+    assert!(gw.reload(&queued(&store)).await);
+    let body = br#"{"id":"evt_queued_by_reload"}"#;
+    let sig = stripe_sig(&["secret-a"], body);
+    let answer = post(&url, &[("stripe-signature", &sig)], body).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.body, "queued\n");
+    assert_eq!(gw.outcome("stripe", "queued"), 1.0);
+    eventually_within("the app gets the event", Duration::from_secs(5), || {
+        app.count() == 1
+    })
+    .await;
+    let got = &app.received()[0];
+    assert_eq!(got.body, &body[..]);
+    assert!(got.headers.contains_key("idempotency-key"));
+    let mode = std::fs::metadata(&store).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+    // The admin API serves the store the reload opened.
+    eventually_within("delivered", Duration::from_secs(5), || {
+        gw.counter(
+            "hookgate_delivery_attempts_total",
+            &[("route", "stripe"), ("outcome", "delivered")],
+        ) == 1.0
+    })
+    .await;
+    let (status, list) =
+        crate::queue_admin::admin(&gw, "GET", "/queue/events?route=stripe", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["events"].as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list["events"][0]["state"], "delivered", "{list}");
+
+    // Once open, the store stays: another path is kept until a restart, and not created.
+    let elsewhere = dir.join("queue-elsewhere");
+    assert!(gw.reload(&queued(&elsewhere)).await);
+    let body = br#"{"id":"evt_after_second_reload"}"#;
+    let sig = stripe_sig(&["secret-a"], body);
+    let answer = post(&url, &[("stripe-signature", &sig)], body).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    eventually_within("the second event", Duration::from_secs(5), || {
+        app.count() == 2
+    })
+    .await;
+    assert!(!elsewhere.exists(), "a second store was opened");
+    let (_, list) = crate::queue_admin::admin(&gw, "GET", "/queue/events?route=stripe", None).await;
+    assert_eq!(list["events"].as_array().unwrap().len(), 2, "{list}");
+    gw.shutdown().await;
+}
+
+/// A reload whose `queue_store:` cannot open fails whole: the route stays as it was
+/// (here sync), nothing is answered from a store that is not there.
+#[tokio::test]
+async fn a_reload_whose_queue_store_cannot_open_changes_nothing() {
+    let app = Upstream::start().await;
+    let dir = temp_dir("reload-queue-broken");
+    std::fs::write(dir.join("a.secret"), "secret-a\n").unwrap();
+    let path = write_config(&dir, "a.secret", &app.url());
+    let gw = Gateway::start_file(&path).await;
+    // A directory cannot be made under a regular file.
+    std::fs::write(dir.join("not-a-dir"), "").unwrap();
+    let broken = write_config_with(
+        &dir,
+        "a.secret",
+        &app.url(),
+        &format!(
+            "queue_store:\n  path: {}\n",
+            dir.join("not-a-dir").join("queue").display()
+        ),
+        "    delivery: queued\n",
+    );
+    assert!(!gw.reload(&broken).await);
+    assert_eq!(
+        gw.counter("hookgate_config_reloads_total", &[("result", "failure")]),
+        1.0
+    );
+    assert_eq!(
+        gw.counter("hookgate_config_last_reload_successful", &[]),
+        0.0
+    );
+    let body = br#"{"id":"evt_still_sync"}"#;
+    let sig = stripe_sig(&["secret-a"], body);
+    let answer = post(
+        &gw.url("/hooks/stripe"),
+        &[("stripe-signature", &sig)],
+        body,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        answer.body, "accepted by app",
+        "forwarded as before the reload"
+    );
+    assert_eq!(gw.outcome("stripe", "forwarded"), 1.0);
+    assert_eq!(app.count(), 1);
     gw.shutdown().await;
 }
