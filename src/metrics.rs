@@ -102,6 +102,14 @@ pub struct QueueMetrics {
     pub commit_batch: Histogram,
     /// Store failures by operation.
     pub store_errors: IntCounterVec,
+    /// Embedded store: bytes of its database holding data (what `max_bytes` bounds).
+    pub store_used_bytes: IntGauge,
+    /// Embedded store: `max_bytes`, when set.
+    pub store_max_bytes: IntGauge,
+    /// Embedded store: the WAL's length, and how much of it is not yet copied into the
+    /// database (a checkpoint held back by a reader, or failing, makes both grow).
+    pub wal_bytes: IntGauge,
+    pub wal_behind_bytes: IntGauge,
 }
 
 /// What the queue store was doing when it failed: the `op` label of
@@ -215,6 +223,26 @@ impl QueueMetrics {
                 &["op"],
             )
             .expect("valid metric"),
+            store_used_bytes: IntGauge::new(
+                "hookgate_queue_store_used_bytes",
+                "Embedded queue store: bytes of the database holding data (max_bytes bounds it).",
+            )
+            .expect("valid metric"),
+            store_max_bytes: IntGauge::new(
+                "hookgate_queue_store_max_bytes",
+                "Embedded queue store: its max_bytes (0: unbounded).",
+            )
+            .expect("valid metric"),
+            wal_bytes: IntGauge::new(
+                "hookgate_queue_wal_bytes",
+                "Embedded queue store: the write-ahead log's length since it last started over.",
+            )
+            .expect("valid metric"),
+            wal_behind_bytes: IntGauge::new(
+                "hookgate_queue_wal_behind_bytes",
+                "Embedded queue store: write-ahead log bytes not yet copied into the database.",
+            )
+            .expect("valid metric"),
         }
     }
 
@@ -227,6 +255,10 @@ impl QueueMetrics {
             Box::new(self.commit_duration.clone()),
             Box::new(self.commit_batch.clone()),
             Box::new(self.store_errors.clone()),
+            Box::new(self.store_used_bytes.clone()),
+            Box::new(self.store_max_bytes.clone()),
+            Box::new(self.wal_bytes.clone()),
+            Box::new(self.wal_behind_bytes.clone()),
         ]
     }
 

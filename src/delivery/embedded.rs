@@ -230,10 +230,14 @@ impl Embedded {
             tracing::info!(path = %file.display(), "queue store schema updated from 2 to 3");
         }
         let mut ingest_pages = None;
+        let page: i64 = conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .map_err(|e| fail("cannot read the page size of", &e))?;
         if let Some(max) = max_bytes {
-            let page: i64 = conn
-                .query_row("PRAGMA page_size", [], |r| r.get(0))
-                .map_err(|e| fail("cannot read the page size of", &e))?;
+            metrics
+                .queue
+                .store_max_bytes
+                .set(i64::try_from(max).unwrap_or(i64::MAX));
             let pages = i64::try_from(max / u64::try_from(page).unwrap_or(4096).max(1))
                 .unwrap_or(i64::MAX)
                 .max(1);
@@ -276,7 +280,7 @@ impl Embedded {
         let (ckpt_metrics, ckpt_wal) = (metrics.clone(), wal.clone());
         let checkpointing = std::thread::Builder::new()
             .name("hookgate-qcheckpt".into())
-            .spawn(move || checkpointer(ckpt, &writer_gone, &ckpt_wal, &ckpt_metrics))
+            .spawn(move || checkpointer(ckpt, page, &writer_gone, &ckpt_wal, &ckpt_metrics))
             .map_err(|e| fail("cannot start the checkpointer for", &e))?;
         let (ops, rx) = mpsc::channel(CHANNEL);
         std::thread::Builder::new()
@@ -661,7 +665,8 @@ const WRITER_CHECKPOINT_EVERY: u32 = 1_024;
 
 /// Copies committed WAL pages into the database file, beside the writer instead of inside
 /// its commits, until `writer_gone` says the writer has ended. Publishes the WAL's length
-/// and how far behind it is in `wal` for the writer (see [`restart_wal`]).
+/// and how far behind it is in `wal` for the writer (see [`restart_wal`]), and in the
+/// store's gauges (`page` bytes a frame) with, every second, the bytes holding data.
 ///
 /// SQLite's automatic checkpoint runs inside the commit that crosses its threshold, so the
 /// events of that batch wait for it: with 4,000 pages, about 3 commits a second took 10 to
@@ -675,6 +680,7 @@ const WRITER_CHECKPOINT_EVERY: u32 = 1_024;
 /// (a full disk is not retried 50 times a second, nor logged as often).
 fn checkpointer(
     conn: Connection,
+    page: i64,
     writer_gone: &std::sync::mpsc::Receiver<()>,
     wal: &WalReport,
     metrics: &Metrics,
@@ -683,11 +689,31 @@ fn checkpointer(
     let mut pause = CHECKPOINT_EVERY;
     let mut failing = Duration::ZERO;
     let mut last_copied = 0;
+    let mut used_read_at: Option<Instant> = None;
     while let Err(RecvTimeoutError::Timeout) = writer_gone.recv_timeout(pause) {
         pause = CHECKPOINT_EVERY;
+        if used_read_at.is_none_or(|at| at.elapsed() >= USED_BYTES_EVERY) {
+            used_read_at = Some(Instant::now());
+            // A gauge only: a failure here shows as a stale value, and the checkpoint
+            // below reports the store's trouble.
+            if let Ok(pages) = used_pages(&conn) {
+                metrics
+                    .queue
+                    .store_used_bytes
+                    .set(pages.saturating_mul(page));
+            }
+        }
         match checkpoint(&conn) {
             Ok(Some((frames, copied))) => {
                 failing = Duration::ZERO;
+                metrics
+                    .queue
+                    .wal_bytes
+                    .set(i64::from(frames).saturating_mul(page));
+                metrics
+                    .queue
+                    .wal_behind_bytes
+                    .set(i64::from(frames - copied).saturating_mul(page));
                 wal.passes
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 wal.frames
@@ -751,6 +777,18 @@ struct WalReport {
     /// Checkpoints the checkpointer has run (a test watches it for spinning).
     passes: std::sync::atomic::AtomicU64,
 }
+
+/// Pages of the database holding data (its pages less the free list): what `max_bytes`
+/// bounds.
+fn used_pages(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.prepare_cached(USED_PAGES)?.query_row([], |r| r.get(0))
+}
+
+const USED_PAGES: &str = "SELECT (SELECT page_count FROM pragma_page_count()) - \
+    (SELECT freelist_count FROM pragma_freelist_count())";
+
+/// How often the checkpointer reads the bytes the database holds, for the gauge.
+const USED_BYTES_EVERY: Duration = Duration::from_secs(1);
 
 /// One passive checkpoint: `(frames in the WAL, frames copied)`, or `None` when another
 /// checkpoint is running.
@@ -868,13 +906,7 @@ fn apply_one(tx: &Connection, op: &Op, ingest_pages: Option<i64>) -> rusqlite::R
     match op {
         Op::Ingest(e) => {
             if let Some(limit) = ingest_pages {
-                let used: i64 = tx
-                    .prepare_cached(
-                        "SELECT (SELECT page_count FROM pragma_page_count()) - \
-                         (SELECT freelist_count FROM pragma_freelist_count())",
-                    )?
-                    .query_row([], |r| r.get(0))?;
-                if used >= limit {
+                if used_pages(tx)? >= limit {
                     return Err(rusqlite::Error::SqliteFailure(
                         rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
                         Some("queue store at max_bytes (less a tenth kept for deliveries)".into()),

@@ -1130,7 +1130,7 @@ fn run_checkpointer(file: &Path, for_how_long: Duration) -> (Arc<WalReport>, Arc
     let (writer_alive, writer_gone) = std::sync::mpsc::channel::<()>();
     let thread = {
         let (wal, metrics) = (wal.clone(), metrics.clone());
-        std::thread::spawn(move || checkpointer(conn, &writer_gone, &wal, &metrics))
+        std::thread::spawn(move || checkpointer(conn, 4096, &writer_gone, &wal, &metrics))
     };
     std::thread::sleep(for_how_long);
     drop(writer_alive);
@@ -1199,12 +1199,18 @@ fn a_checkpointer_held_back_by_a_reader_does_not_spin() {
         .unwrap();
     write();
 
-    let (wal, _) = run_checkpointer(&file, Duration::from_millis(500));
+    let (wal, metrics) = run_checkpointer(&file, Duration::from_millis(500));
     use std::sync::atomic::Ordering::Relaxed;
     assert!(
         wal.behind.load(Relaxed) > 0,
         "the reader did not hold it back"
     );
+    // The gauges show the held-back megabyte, and the two written.
+    let behind = metrics.queue.wal_behind_bytes.get();
+    assert_eq!(behind, i64::from(wal.behind.load(Relaxed)) * 4096);
+    assert!(behind > 1 << 20, "{behind} bytes behind");
+    assert!(metrics.queue.wal_bytes.get() >= behind);
+    assert!(metrics.queue.store_used_bytes.get() > 2 << 20);
     // Every 20 ms for 0.5 s, and once more after the copy that moved.
     let passes = wal.passes.load(Relaxed);
     assert!(passes <= 40, "{passes} checkpoints in 0.5 s");
@@ -1303,6 +1309,18 @@ async fn a_full_store_refuses_a_new_event_and_takes_it_once_room_is_made() {
     let counted =
         errors.with_label_values(&["write"]).get() + errors.with_label_values(&["commit"]).get();
     assert!(counted >= 1, "the refusal is counted");
+    // The gauges say how full it is: nine tenths of max_bytes are for new events.
+    assert_eq!(metrics.queue.store_max_bytes.get(), 256 * 1024);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while metrics.queue.store_used_bytes.get() < 200 * 1024 {
+        assert!(
+            Instant::now() < deadline,
+            "store_used_bytes stayed at {}",
+            metrics.queue.store_used_bytes.get()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(metrics.queue.store_used_bytes.get() <= 256 * 1024);
 
     // What is already stored goes on: the leased event settles.
     assert!(store
