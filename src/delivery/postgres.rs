@@ -170,12 +170,22 @@ impl Postgres {
             metrics,
             tls,
         };
-        let conn = store.conn().await.map_err(|e| match e {
-            StoreError::Engine(why) => {
-                StoreError::Open(format!("cannot connect to PostgreSQL: {why}"))
-            }
-            other => other,
-        })?;
+        // Bounded: an unreachable host would otherwise hold a start, or a reload, for the
+        // system's TCP connect timeout (minutes).
+        let connect_limit = timeout.max(Duration::from_secs(30));
+        let conn = tokio::time::timeout(connect_limit, store.conn())
+            .await
+            .map_err(|_| {
+                StoreError::Open(format!(
+                    "cannot connect to PostgreSQL: no connection within {connect_limit:?}"
+                ))
+            })?
+            .map_err(|e| match e {
+                StoreError::Engine(why) => {
+                    StoreError::Open(format!("cannot connect to PostgreSQL: {why}"))
+                }
+                other => other,
+            })?;
         let setup =
             format!("BEGIN; SELECT pg_advisory_xact_lock(7061746868676174); {SCHEMA} COMMIT;");
         tokio::time::timeout(
