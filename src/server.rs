@@ -61,6 +61,8 @@ pub struct Running {
     shutdown_rx: watch::Receiver<bool>,
     /// Tasks started after [`start`] (a reload's delivery worker); stopped with the rest.
     later_tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    /// Held by a reload from start to end.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 /// What a shutdown cut off, shared by every worker.
@@ -115,8 +117,16 @@ impl Running {
     /// cannot open, the reload fails as a whole and nothing changes. An open store stays
     /// as it is: a changed `queue_store:` is kept until a restart.
     pub async fn reload(&self, mut next: Gateway) -> Result<Vec<&'static str>, StoreError> {
+        // One at a time: a second reload must see the store the first opened.
+        let _one_at_a_time = self.reloading.lock().await;
         let opened = match (self.queue.get(), &next.queue_store) {
-            (None, Some(config)) => Some(open_queue(config, &self.metrics).await?),
+            (None, Some(config)) => {
+                let queue = open_queue(config, &self.metrics).await?;
+                // Before the configuration that queues a route is in force, so that no
+                // request of that route finds the slot empty.
+                let _ = self.queue.set(queue.clone());
+                Some(queue)
+            }
             _ => None,
         };
         let current = self.shared[0].live.load_full();
@@ -208,20 +218,19 @@ impl Running {
             Some(&previous.upstreams),
         )));
         if let Some(queue) = opened {
-            // The slot was empty above, and reloads run one at a time.
-            if self.queue.set(queue.clone()).is_ok() {
-                let tasks = delivery_tasks(
-                    &queue,
-                    &self.delivery_live,
-                    &self.metrics,
-                    self.clock,
-                    &self.shutdown_rx,
-                );
-                self.later_tasks
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .extend(tasks);
-            }
+            // After the swap, so the worker starts on the configuration that queues routes;
+            // events handed to it meanwhile wait in its channel.
+            let tasks = delivery_tasks(
+                &queue,
+                &self.delivery_live,
+                &self.metrics,
+                self.clock,
+                &self.shutdown_rx,
+            );
+            self.later_tasks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(tasks);
         }
         Ok(kept)
     }
@@ -265,6 +274,10 @@ impl Running {
         }
         let _ = self.admin_shutdown.send(true);
         let _ = self.admin.await;
+        // Last: nothing uses the store any more. Undelivered events stay in it.
+        if let Some(queue) = self.queue.get() {
+            queue.store.close().await;
+        }
         Stopped {
             metrics: self.metrics,
             drain: self.drain,
@@ -488,6 +501,7 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
         clock,
         shutdown_rx,
         later_tasks: std::sync::Mutex::new(Vec::new()),
+        reloading: tokio::sync::Mutex::new(()),
     })
 }
 

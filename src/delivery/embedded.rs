@@ -44,6 +44,8 @@ const MAX_BATCH: usize = 2048;
 const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
 /// How long a caller waits for its operation to be committed.
 const OP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long [`Embedded::close`] waits for the writer to end.
+const CLOSE_LIMIT: Duration = Duration::from_secs(30);
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS hookgate_events (
@@ -98,11 +100,20 @@ const SCHEMA_VERSION: i64 = 3;
 
 /// An open embedded store.
 pub struct Embedded {
-    ops: mpsc::Sender<(Op, Reply)>,
+    ops: mpsc::Sender<Msg>,
     /// For operators' reads, beside the writer.
     read: Arc<Mutex<Connection>>,
-    // The directory's lock (one process per directory) is held by the writer thread, and
-    // let go only after the writer's and the checkpointer's connections are closed.
+    /// The writer thread, for [`Embedded::close`] to wait for. It holds the directory's lock
+    /// (one process per directory) and lets it go only after its connection and the
+    /// checkpointer's are closed.
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// What the writer's channel carries.
+enum Msg {
+    Op(Op, Reply),
+    /// Commit and answer what came before, then end ([`Embedded::close`]).
+    Close,
 }
 
 /// What the writer answers.
@@ -234,10 +245,6 @@ impl Embedded {
             .query_row("PRAGMA page_size", [], |r| r.get(0))
             .map_err(|e| fail("cannot read the page size of", &e))?;
         if let Some(max) = max_bytes {
-            metrics
-                .queue
-                .store_max_bytes
-                .set(i64::try_from(max).unwrap_or(i64::MAX));
             let pages = i64::try_from(max / u64::try_from(page).unwrap_or(4096).max(1))
                 .unwrap_or(i64::MAX)
                 .max(1);
@@ -283,25 +290,52 @@ impl Embedded {
             .spawn(move || checkpointer(ckpt, page, &writer_gone, &ckpt_wal, &ckpt_metrics))
             .map_err(|e| fail("cannot start the checkpointer for", &e))?;
         let (ops, rx) = mpsc::channel(CHANNEL);
-        std::thread::Builder::new()
+        let writer_metrics = metrics.clone();
+        let writing = std::thread::Builder::new()
             .name("hookgate-queue-writer".into())
             .spawn(move || {
-                // Returns when the store is dropped, once its last batch is committed and
-                // answered; its connection closes with it.
-                writer(conn, rx, ingest_pages, &wal, &metrics);
-                // The checkpointer stops with the writer (at once, or after the pass it is
-                // in); its connection closes as it ends.
-                drop(writer_alive);
-                let _ = checkpointing.join();
-                // Only now may another process take the directory: it releases the leases
-                // it finds, and until here they could still be this process's.
-                drop(lock);
+                // Whether the writer returns or panics, the store ends in order.
+                let _closing = Closing {
+                    writer_alive: Some(writer_alive),
+                    checkpointer: Some(checkpointing),
+                    lock: Some(lock),
+                };
+                // Returns on close, or when the store is dropped, once its last batch is
+                // committed and answered; its connection closes with it.
+                writer(conn, rx, ingest_pages, &wal, &writer_metrics);
             })
             .map_err(|e| fail("cannot start the writer for", &e))?;
+        if let Some(max) = max_bytes {
+            metrics
+                .queue
+                .store_max_bytes
+                .set(i64::try_from(max).unwrap_or(i64::MAX));
+        }
         Ok(Embedded {
             ops,
             read: Arc::new(Mutex::new(read)),
+            writer: Mutex::new(Some(writing)),
         })
+    }
+
+    /// Closes the store: what was handed to the writer before is committed and answered,
+    /// what comes after fails (`Closed`), and this returns once the writer's and the
+    /// checkpointer's connections are closed and the directory's lock is let go, so that
+    /// a restart (in this process or another) opens it at once. Waits at most
+    /// [`CLOSE_LIMIT`] for the writer (a disk that hangs in fsync); a second call returns
+    /// at once.
+    pub async fn close(&self) {
+        let thread = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(thread) = thread else { return };
+        // If the writer has ended already, there is nobody to tell.
+        let _ = tokio::time::timeout(OP_TIMEOUT, self.ops.send(Msg::Close)).await;
+        let joined = tokio::task::spawn_blocking(move || thread.join());
+        if tokio::time::timeout(CLOSE_LIMIT, joined).await.is_err() {
+            tracing::warn!(
+                limit = ?CLOSE_LIMIT,
+                "the queue store's writer did not end in time; its directory stays locked until it does"
+            );
+        }
     }
 
     /// Hands `op` to the writer and waits for its commit.
@@ -309,7 +343,7 @@ impl Embedded {
         let (tx, rx) = oneshot::channel();
         let round = async {
             self.ops
-                .send((op, tx))
+                .send(Msg::Op(op, tx))
                 .await
                 .map_err(|_| StoreError::Closed)?;
             rx.await.map_err(|_| StoreError::Closed)?
@@ -598,24 +632,35 @@ fn event_from(r: &Row<'_>) -> rusqlite::Result<Event> {
 }
 
 /// The writer thread: takes what is waiting, applies it in one transaction, commits once,
-/// answers everyone. Ends when every sender is gone.
+/// answers everyone. Ends at [`Msg::Close`] (after committing what came before it), or when
+/// every sender is gone; operations still waiting then fail (`Closed`) as their replies
+/// are dropped.
 /// `ingest_pages`: the most pages the database may use when an event is stored.
 fn writer(
     mut conn: Connection,
-    mut rx: mpsc::Receiver<(Op, Reply)>,
+    mut rx: mpsc::Receiver<Msg>,
     ingest_pages: Option<i64>,
     wal: &WalReport,
     metrics: &Metrics,
 ) {
     let mut batches_since_checkpoint = 0;
-    while let Some(first) = rx.blocking_recv() {
+    let mut closing = false;
+    while !closing {
+        let first = match rx.blocking_recv() {
+            Some(Msg::Op(op, reply)) => (op, reply),
+            Some(Msg::Close) | None => break,
+        };
         let mut bytes = first.0.body_len();
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
             match rx.try_recv() {
-                Ok(op) => {
-                    bytes += op.0.body_len();
-                    batch.push(op);
+                Ok(Msg::Op(op, reply)) => {
+                    bytes += op.body_len();
+                    batch.push((op, reply));
+                }
+                Ok(Msg::Close) => {
+                    closing = true;
+                    break;
                 }
                 Err(_) => break,
             }
@@ -647,6 +692,26 @@ fn writer(
         }
         // After the answers: the batch does not wait for it.
         restart_wal(&conn, wal, &mut batches_since_checkpoint, metrics);
+    }
+}
+
+/// Ends an open store in order when its writer thread ends, by returning or by panicking:
+/// the checkpointer is told, and waited for (its connection closes as it ends); only then
+/// is the directory's lock let go. Another process that takes the directory releases the
+/// leases it finds as a dead process's: until here they could still be this one's.
+struct Closing {
+    writer_alive: Option<std::sync::mpsc::Sender<()>>,
+    checkpointer: Option<std::thread::JoinHandle<()>>,
+    lock: Option<std::fs::File>,
+}
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        drop(self.writer_alive.take());
+        if let Some(thread) = self.checkpointer.take() {
+            let _ = thread.join();
+        }
+        drop(self.lock.take());
     }
 }
 
@@ -686,16 +751,21 @@ fn checkpointer(
     metrics: &Metrics,
 ) {
     use std::sync::mpsc::RecvTimeoutError;
-    let mut pause = CHECKPOINT_EVERY;
     let mut failing = Duration::ZERO;
     let mut last_copied = 0;
-    let mut used_read_at: Option<Instant> = None;
-    while let Err(RecvTimeoutError::Timeout) = writer_gone.recv_timeout(pause) {
-        pause = CHECKPOINT_EVERY;
-        if used_read_at.is_none_or(|at| at.elapsed() >= USED_BYTES_EVERY) {
-            used_read_at = Some(Instant::now());
-            // A gauge only: a failure here shows as a stale value, and the checkpoint
-            // below reports the store's trouble.
+    let (mut checkpoint_at, mut used_at) = (Instant::now(), Instant::now());
+    loop {
+        let wake = checkpoint_at.min(used_at);
+        match writer_gone.recv_timeout(wake.saturating_duration_since(Instant::now())) {
+            Err(RecvTimeoutError::Timeout) => {}
+            // The writer has ended.
+            _ => return,
+        }
+        let now = Instant::now();
+        if now >= used_at {
+            // Every second, also while checkpoints back off. A gauge only: a failure here
+            // leaves the last value, and the checkpoints report the store's trouble.
+            used_at = now + USED_BYTES_EVERY;
             if let Ok(pages) = used_pages(&conn) {
                 metrics
                     .queue
@@ -703,6 +773,10 @@ fn checkpointer(
                     .set(pages.saturating_mul(page));
             }
         }
+        if now < checkpoint_at {
+            continue;
+        }
+        let mut pause = CHECKPOINT_EVERY;
         match checkpoint(&conn) {
             Ok(Some((frames, copied))) => {
                 failing = Duration::ZERO;
@@ -732,8 +806,17 @@ fn checkpointer(
                 checkpoint_failed(&e, metrics);
                 failing = (failing * 2).clamp(CHECKPOINT_RETRY_MIN, CHECKPOINT_RETRY_MAX);
                 pause = failing;
+                // Nothing is being copied: the gauges say the whole WAL file (which may
+                // hold frames from before its last restart too: an upper bound).
+                let wal_file = conn.path().map(|db| format!("{db}-wal"));
+                if let Some(meta) = wal_file.and_then(|f| std::fs::metadata(f).ok()) {
+                    let len = i64::try_from(meta.len()).unwrap_or(i64::MAX);
+                    metrics.queue.wal_bytes.set(len);
+                    metrics.queue.wal_behind_bytes.set(len);
+                }
             }
         }
+        checkpoint_at = Instant::now() + pause;
     }
 }
 

@@ -1003,6 +1003,45 @@ async fn a_directory_already_open_is_refused_as_in_use() {
     assert_eq!(get(&again, "e1").await.state, State::Queued);
 }
 
+/// `close` commits what the writer was given, then returns only once the directory is
+/// free: a restart in this process opens it at once (no retry), and the store that was
+/// closed refuses what comes after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_store_lets_go_of_its_directory_before_close_returns() {
+    let (store, metrics, dir) = open_fresh("close");
+    let store = Arc::new(store);
+    // Operations racing the close: each is either committed and answered, or refused.
+    let racing: Vec<_> = (0..50)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let id = format!("race{i:02}");
+                (id.clone(), store.ingest(new_event(&id, ROUTE, T0)).await)
+            })
+        })
+        .collect();
+    stored(&store, new_event("before", ROUTE, T0)).await;
+    store.close().await;
+    let again = Embedded::open(dir.path(), None, metrics.clone())
+        .expect("the directory is free once close returns");
+    assert!(matches!(
+        store.ingest(new_event("after", ROUTE, T0)).await,
+        Err(StoreError::Closed)
+    ));
+    store.close().await; // A second close returns at once.
+    assert_eq!(get(&again, "before").await.state, State::Queued);
+    for task in racing {
+        let (id, answer) = task.await.unwrap();
+        let on_disk = again.get(&id, false).await.unwrap().is_some();
+        match answer {
+            Ok(Ingested::Stored) => assert!(on_disk, "{id} was answered stored but is not"),
+            Err(StoreError::Closed) => assert!(!on_disk, "{id} was refused but is stored"),
+            other => panic!("{id}: {other:?}"),
+        }
+    }
+    assert!(again.get("after", false).await.unwrap().is_none());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_store_directory_is_private_to_its_owner() {
     let scratch = Scratch::new("mode-new");
@@ -1224,17 +1263,21 @@ fn a_checkpointer_held_back_by_a_reader_does_not_spin() {
 fn a_failing_checkpoint_is_counted_and_retried_with_backoff() {
     let (_scratch, file) = Scratch::with_db("checkpoint-fails");
     std::fs::write(&file, vec![0x5a; 8192]).unwrap();
+    std::fs::write(format!("{}-wal", file.display()), vec![0; 12_345]).unwrap();
     let (_, metrics) = run_checkpointer(&file, Duration::from_millis(2_500));
     let failures = metrics
         .queue
         .store_errors
         .with_label_values(&["checkpoint"])
         .get();
-    // Tried at 20 ms, then after 1 s, then after 2 s.
+    // Tried at once, then after 1 s, then after 2 s.
     assert!(
         (1..=3).contains(&failures),
         "{failures} failed checkpoints in 2.5 s"
     );
+    // Nothing is copied: the gauges say the whole WAL file is behind.
+    assert_eq!(metrics.queue.wal_bytes.get(), 12_345);
+    assert_eq!(metrics.queue.wal_behind_bytes.get(), 12_345);
 }
 
 /// An operation that fails on its own (here, an id that is already stored) fails alone: the

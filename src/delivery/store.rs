@@ -120,6 +120,16 @@ impl QueueStore {
         }
     }
 
+    /// Closes the store at the end of a shutdown: the embedded store commits what it was
+    /// given, closes its connections and lets go of its directory (see
+    /// [`Embedded::close`]); PostgreSQL's pooled connections need nothing (a replica's
+    /// leases are in the database, and end with their expiry).
+    pub async fn close(&self) {
+        if let QueueStore::Embedded(store) = self {
+            store.close().await;
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             QueueStore::Embedded(_) => "embedded",

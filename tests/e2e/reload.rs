@@ -352,3 +352,57 @@ async fn a_reload_whose_queue_store_cannot_open_changes_nothing() {
     assert_eq!(app.count(), 1);
     gw.shutdown().await;
 }
+
+/// An event stored in a queue store a reload opened, while the app is down, outlives a
+/// shutdown (which waits for the reload's worker and closes the store) and is delivered
+/// by the next start.
+#[tokio::test]
+async fn an_event_queued_after_a_reload_opened_the_store_is_delivered_after_a_restart() {
+    let dir = temp_dir("reload-queue-restart");
+    std::fs::write(dir.join("a.secret"), "secret-a\n").unwrap();
+    // Nothing listens here: every delivery attempt is refused.
+    let down = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let path = write_config(&dir, "a.secret", &down);
+    let gw = Gateway::start_file(&path).await;
+    let queued = |upstream: &str| {
+        write_config_with(
+            &dir,
+            "a.secret",
+            upstream,
+            &format!("queue_store:\n  path: {}\n", dir.join("queue").display()),
+            "    delivery: queued\n    queue:\n      retry: { initial_interval: 50ms, max_interval: 200ms }\n",
+        )
+    };
+    assert!(gw.reload(&queued(&down)).await);
+    let body = br#"{"id":"evt_outlives_restart"}"#;
+    let sig = stripe_sig(&["secret-a"], body);
+    let answer = post(
+        &gw.url("/hooks/stripe"),
+        &[("stripe-signature", &sig)],
+        body,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    eventually_within("an attempt fails", Duration::from_secs(5), || {
+        gw.counter(
+            "hookgate_delivery_attempts_total",
+            &[("route", "stripe"), ("outcome", "retry")],
+        ) >= 1.0
+    })
+    .await;
+    gw.shutdown().await;
+
+    let app = Upstream::start().await;
+    let gw = Gateway::start_file(&queued(&app.url())).await;
+    eventually_within(
+        "delivered after the restart",
+        Duration::from_secs(5),
+        || app.count() == 1,
+    )
+    .await;
+    assert_eq!(app.received()[0].body, &body[..]);
+    gw.shutdown().await;
+}
