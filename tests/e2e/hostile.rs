@@ -860,6 +860,12 @@ async fn one_address_cannot_starve_the_budget_with_heads_or_bodies() {
     );
     // Bodies from the attacker: it gets one share (one 4096-byte body at most), no more.
     attacker[0].write_all(&big[..3999]).await.unwrap();
+    // Charged before the second body arrives; otherwise the second may take the share
+    // first and be served (the order is the race, not the cap).
+    eventually("the first body is charged", || {
+        gw.counter("hookgate_body_buffered_bytes", &[]) == 3999.0
+    })
+    .await;
     attacker[1].write_all(&big).await.unwrap();
     let mut second = [0u8; 12];
     attacker[1].read_exact(&mut second).await.unwrap();
