@@ -46,6 +46,39 @@ fn stripe_sig(secrets: &[&str], body: &[u8]) -> String {
     v
 }
 
+/// A fresh directory `tag` holding `a.secret` ("secret-a") and the configuration of one
+/// Stripe route to `upstream` with it, and a gateway started from that file.
+async fn start_with_secret_a(tag: &str, upstream: &str) -> (PathBuf, PathBuf, Gateway) {
+    let dir = temp_dir(tag);
+    std::fs::write(dir.join("a.secret"), "secret-a\n").unwrap();
+    let path = write_config(&dir, "a.secret", upstream);
+    let gw = Gateway::start_file(&path).await;
+    (dir, path, gw)
+}
+
+/// Posts `body` to the Stripe route, signed with `secret`.
+async fn post_signed(gw: &Gateway, secret: &str, body: &[u8]) -> Answer {
+    let sig = stripe_sig(&[secret], body);
+    post(
+        &gw.url("/hooks/stripe"),
+        &[("stripe-signature", &sig)],
+        body,
+    )
+    .await
+}
+
+/// The metrics of one refused reload: counted, and the last one unsuccessful.
+fn refused_once(gw: &Gateway) {
+    assert_eq!(
+        gw.counter("hookgate_config_reloads_total", &[("result", "failure")]),
+        1.0
+    );
+    assert_eq!(
+        gw.counter("hookgate_config_last_reload_successful", &[]),
+        0.0
+    );
+}
+
 #[tokio::test]
 async fn twenty_reloads_under_load_fail_no_request_and_each_takes_effect() {
     let a = Upstream::start().await;
@@ -142,10 +175,7 @@ async fn twenty_reloads_under_load_fail_no_request_and_each_takes_effect() {
 #[tokio::test]
 async fn a_broken_reload_keeps_the_running_configuration_and_says_so() {
     let up = Upstream::start().await;
-    let dir = temp_dir("reload-broken");
-    std::fs::write(dir.join("a.secret"), "secret-a\n").unwrap();
-    let path = write_config(&dir, "a.secret", &up.url());
-    let gw = Gateway::start_file(&path).await;
+    let (dir, path, gw) = start_with_secret_a("reload-broken", &up.url()).await;
     let text = std::fs::read_to_string(&path).unwrap();
     let sha = |t: &str| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(t.as_bytes()));
     assert_eq!(
@@ -161,25 +191,13 @@ async fn a_broken_reload_keeps_the_running_configuration_and_says_so() {
     )
     .unwrap();
     assert!(!gw.reload(&path).await);
-    assert_eq!(
-        gw.counter("hookgate_config_reloads_total", &[("result", "failure")]),
-        1.0
-    );
-    assert_eq!(
-        gw.counter("hookgate_config_last_reload_successful", &[]),
-        0.0
-    );
+    refused_once(&gw);
     assert_eq!(
         gw.counter("hookgate_config_info", &[("sha256", &sha(&text))]),
         1.0
     );
     let body = b"{}";
-    let answer = post(
-        &gw.url("/hooks/stripe"),
-        &[("stripe-signature", &stripe_sig(&["secret-a"], body))],
-        body,
-    )
-    .await;
+    let answer = post_signed(&gw, "secret-a", body).await;
     assert_eq!(answer.status, StatusCode::OK, "still the old configuration");
 
     // A rotated secret file under the same configuration text: re-read on reload.
@@ -190,12 +208,7 @@ async fn a_broken_reload_keeps_the_running_configuration_and_says_so() {
         gw.counter("hookgate_config_last_reload_successful", &[]),
         1.0
     );
-    let answer = post(
-        &gw.url("/hooks/stripe"),
-        &[("stripe-signature", &stripe_sig(&["secret-rotated"], body))],
-        body,
-    )
-    .await;
+    let answer = post_signed(&gw, "secret-rotated", body).await;
     assert_eq!(answer.status, StatusCode::OK);
     gw.shutdown().await;
 }
@@ -208,10 +221,7 @@ async fn a_request_in_flight_finishes_on_the_configuration_it_started_with() {
     })
     .await;
     let other = Upstream::start().await;
-    let dir = temp_dir("reload-inflight");
-    std::fs::write(dir.join("a.secret"), "secret-a\n").unwrap();
-    let path = write_config(&dir, "a.secret", &slow.url());
-    let gw = Gateway::start_file(&path).await;
+    let (dir, _, gw) = start_with_secret_a("reload-inflight", &slow.url()).await;
     let url = gw.url("/hooks/stripe");
     let body = b"{\"id\":1}";
     let sig = stripe_sig(&["secret-a"], body);
@@ -240,11 +250,7 @@ async fn a_request_in_flight_finishes_on_the_configuration_it_started_with() {
 #[tokio::test]
 async fn a_reload_that_first_configures_a_queue_store_opens_it_and_delivers_from_it() {
     let app = Upstream::start().await;
-    let dir = temp_dir("reload-queue-open");
-    std::fs::write(dir.join("a.secret"), "secret-a\n").unwrap();
-    let path = write_config(&dir, "a.secret", &app.url());
-    let gw = Gateway::start_file(&path).await;
-    let url = gw.url("/hooks/stripe");
+    let (dir, _, gw) = start_with_secret_a("reload-queue-open", &app.url()).await;
     let (status, _) = crate::queue_admin::admin(&gw, "GET", "/queue/events", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "no queue yet");
 
@@ -260,8 +266,7 @@ async fn a_reload_that_first_configures_a_queue_store_opens_it_and_delivers_from
     };
     assert!(gw.reload(&queued(&store)).await);
     let body = br#"{"id":"evt_queued_by_reload"}"#;
-    let sig = stripe_sig(&["secret-a"], body);
-    let answer = post(&url, &[("stripe-signature", &sig)], body).await;
+    let answer = post_signed(&gw, "secret-a", body).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     assert_eq!(answer.body, "queued\n");
     assert_eq!(gw.outcome("stripe", "queued"), 1.0);
@@ -292,8 +297,7 @@ async fn a_reload_that_first_configures_a_queue_store_opens_it_and_delivers_from
     let elsewhere = dir.join("queue-elsewhere");
     assert!(gw.reload(&queued(&elsewhere)).await);
     let body = br#"{"id":"evt_after_second_reload"}"#;
-    let sig = stripe_sig(&["secret-a"], body);
-    let answer = post(&url, &[("stripe-signature", &sig)], body).await;
+    let answer = post_signed(&gw, "secret-a", body).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     eventually_within("the second event", Duration::from_secs(5), || {
         app.count() == 2
@@ -310,10 +314,7 @@ async fn a_reload_that_first_configures_a_queue_store_opens_it_and_delivers_from
 #[tokio::test]
 async fn a_reload_whose_queue_store_cannot_open_changes_nothing() {
     let app = Upstream::start().await;
-    let dir = temp_dir("reload-queue-broken");
-    std::fs::write(dir.join("a.secret"), "secret-a\n").unwrap();
-    let path = write_config(&dir, "a.secret", &app.url());
-    let gw = Gateway::start_file(&path).await;
+    let (dir, _, gw) = start_with_secret_a("reload-queue-broken", &app.url()).await;
     // A directory cannot be made under a regular file.
     std::fs::write(dir.join("not-a-dir"), "").unwrap();
     let broken = write_config_with(
@@ -327,22 +328,9 @@ async fn a_reload_whose_queue_store_cannot_open_changes_nothing() {
         "    delivery: queued\n",
     );
     assert!(!gw.reload(&broken).await);
-    assert_eq!(
-        gw.counter("hookgate_config_reloads_total", &[("result", "failure")]),
-        1.0
-    );
-    assert_eq!(
-        gw.counter("hookgate_config_last_reload_successful", &[]),
-        0.0
-    );
+    refused_once(&gw);
     let body = br#"{"id":"evt_still_sync"}"#;
-    let sig = stripe_sig(&["secret-a"], body);
-    let answer = post(
-        &gw.url("/hooks/stripe"),
-        &[("stripe-signature", &sig)],
-        body,
-    )
-    .await;
+    let answer = post_signed(&gw, "secret-a", body).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(
         answer.body, "accepted by app",
@@ -358,15 +346,12 @@ async fn a_reload_whose_queue_store_cannot_open_changes_nothing() {
 /// by the next start.
 #[tokio::test]
 async fn an_event_queued_after_a_reload_opened_the_store_is_delivered_after_a_restart() {
-    let dir = temp_dir("reload-queue-restart");
-    std::fs::write(dir.join("a.secret"), "secret-a\n").unwrap();
     // Nothing listens here: every delivery attempt is refused.
     let down = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", l.local_addr().unwrap())
     };
-    let path = write_config(&dir, "a.secret", &down);
-    let gw = Gateway::start_file(&path).await;
+    let (dir, _, gw) = start_with_secret_a("reload-queue-restart", &down).await;
     let queued = |upstream: &str| {
         write_config_with(
             &dir,
@@ -378,13 +363,7 @@ async fn an_event_queued_after_a_reload_opened_the_store_is_delivered_after_a_re
     };
     assert!(gw.reload(&queued(&down)).await);
     let body = br#"{"id":"evt_outlives_restart"}"#;
-    let sig = stripe_sig(&["secret-a"], body);
-    let answer = post(
-        &gw.url("/hooks/stripe"),
-        &[("stripe-signature", &sig)],
-        body,
-    )
-    .await;
+    let answer = post_signed(&gw, "secret-a", body).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     eventually_within("an attempt fails", Duration::from_secs(5), || {
         gw.counter(
