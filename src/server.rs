@@ -119,6 +119,7 @@ impl Running {
     pub async fn reload(&self, mut next: Gateway) -> Result<Vec<&'static str>, StoreError> {
         // One at a time: a second reload must see the store the first opened.
         let _one_at_a_time = self.reloading.lock().await;
+        let store_was_open = self.queue.get().is_some();
         let opened = match (self.queue.get(), &next.queue_store) {
             (None, Some(config)) => {
                 let queue = open_queue(config, &self.metrics).await?;
@@ -185,7 +186,9 @@ impl Running {
             kept.push("replay_store");
             next.replay_store = running.replay_store.clone();
         }
-        if self.queue.get().is_some() && next.queue_store != running.queue_store {
+        // Only a store open before this reload is kept; the one it just opened is the new
+        // configuration's own.
+        if store_was_open && next.queue_store != running.queue_store {
             kept.push("queue_store");
             next.queue_store = running.queue_store.clone();
         }

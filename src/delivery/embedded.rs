@@ -100,20 +100,14 @@ const SCHEMA_VERSION: i64 = 3;
 
 /// An open embedded store.
 pub struct Embedded {
-    ops: mpsc::Sender<Msg>,
+    /// To the writer; taken away by [`Embedded::close`], after which operations fail
+    /// (`Closed`). Each call clones it for as long as it hands its operation over.
+    ops: Mutex<Option<mpsc::Sender<(Op, Reply)>>>,
     /// For operators' reads, beside the writer.
     read: Arc<Mutex<Connection>>,
-    /// The writer thread, for [`Embedded::close`] to wait for. It holds the directory's lock
-    /// (one process per directory) and lets it go only after its connection and the
-    /// checkpointer's are closed.
-    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
-}
-
-/// What the writer's channel carries.
-enum Msg {
-    Op(Op, Reply),
-    /// Commit and answer what came before, then end ([`Embedded::close`]).
-    Close,
+    /// Turns true once the writer thread has ended its connection and the checkpointer's
+    /// and let go of the directory's lock (one process per directory).
+    closed: tokio::sync::watch::Receiver<bool>,
 }
 
 /// What the writer answers.
@@ -290,8 +284,9 @@ impl Embedded {
             .spawn(move || checkpointer(ckpt, page, &writer_gone, &ckpt_wal, &ckpt_metrics))
             .map_err(|e| fail("cannot start the checkpointer for", &e))?;
         let (ops, rx) = mpsc::channel(CHANNEL);
+        let (closed_tx, closed) = tokio::sync::watch::channel(false);
         let writer_metrics = metrics.clone();
-        let writing = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("hookgate-queue-writer".into())
             .spawn(move || {
                 // Whether the writer returns or panics, the store ends in order.
@@ -299,9 +294,10 @@ impl Embedded {
                     writer_alive: Some(writer_alive),
                     checkpointer: Some(checkpointing),
                     lock: Some(lock),
+                    closed: closed_tx,
                 };
-                // Returns on close, or when the store is dropped, once its last batch is
-                // committed and answered; its connection closes with it.
+                // Returns once the store is closed or dropped and its last batch committed
+                // and answered; its connection closes with it.
                 writer(conn, rx, ingest_pages, &wal, &writer_metrics);
             })
             .map_err(|e| fail("cannot start the writer for", &e))?;
@@ -312,25 +308,26 @@ impl Embedded {
                 .set(i64::try_from(max).unwrap_or(i64::MAX));
         }
         Ok(Embedded {
-            ops,
+            ops: Mutex::new(Some(ops)),
             read: Arc::new(Mutex::new(read)),
-            writer: Mutex::new(Some(writing)),
+            closed,
         })
     }
 
     /// Closes the store: what was handed to the writer before is committed and answered,
     /// what comes after fails (`Closed`), and this returns once the writer's and the
     /// checkpointer's connections are closed and the directory's lock is let go, so that
-    /// a restart (in this process or another) opens it at once. Waits at most
-    /// [`CLOSE_LIMIT`] for the writer (a disk that hangs in fsync); a second call returns
-    /// at once.
+    /// a restart (in this process or another) opens it at once. (The read-only connection
+    /// for operators' reads holds no lock; it goes with the value.) Waits at most
+    /// [`CLOSE_LIMIT`] (a disk that hangs in fsync); any number of callers may wait.
     pub async fn close(&self) {
-        let thread = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let Some(thread) = thread else { return };
-        // If the writer has ended already, there is nobody to tell.
-        let _ = tokio::time::timeout(OP_TIMEOUT, self.ops.send(Msg::Close)).await;
-        let joined = tokio::task::spawn_blocking(move || thread.join());
-        if tokio::time::timeout(CLOSE_LIMIT, joined).await.is_err() {
+        // The writer ends once it has taken every operation already handed over: each
+        // caller's clone of the sender lives only until its operation is in the channel.
+        drop(self.ops.lock().unwrap_or_else(|p| p.into_inner()).take());
+        let mut closed = self.closed.clone();
+        // An error means the writer's side is gone: it has ended too.
+        let waited = tokio::time::timeout(CLOSE_LIMIT, closed.wait_for(|c| *c)).await;
+        if waited.is_err() {
             tracing::warn!(
                 limit = ?CLOSE_LIMIT,
                 "the queue store's writer did not end in time; its directory stays locked until it does"
@@ -341,11 +338,12 @@ impl Embedded {
     /// Hands `op` to the writer and waits for its commit.
     async fn call(&self, op: Op) -> Result<Answer, StoreError> {
         let (tx, rx) = oneshot::channel();
+        let ops = self.ops.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let round = async {
-            self.ops
-                .send(Msg::Op(op, tx))
-                .await
-                .map_err(|_| StoreError::Closed)?;
+            let ops = ops.ok_or(StoreError::Closed)?;
+            ops.send((op, tx)).await.map_err(|_| StoreError::Closed)?;
+            // Not held while waiting for the commit: a close must not wait for it.
+            drop(ops);
             rx.await.map_err(|_| StoreError::Closed)?
         };
         match tokio::time::timeout(OP_TIMEOUT, round).await {
@@ -632,35 +630,25 @@ fn event_from(r: &Row<'_>) -> rusqlite::Result<Event> {
 }
 
 /// The writer thread: takes what is waiting, applies it in one transaction, commits once,
-/// answers everyone. Ends at [`Msg::Close`] (after committing what came before it), or when
-/// every sender is gone; operations still waiting then fail (`Closed`) as their replies
-/// are dropped.
+/// answers everyone. Ends when every sender is gone (the store closed or dropped) and
+/// nothing is left in the channel.
 /// `ingest_pages`: the most pages the database may use when an event is stored.
 fn writer(
     mut conn: Connection,
-    mut rx: mpsc::Receiver<Msg>,
+    mut rx: mpsc::Receiver<(Op, Reply)>,
     ingest_pages: Option<i64>,
     wal: &WalReport,
     metrics: &Metrics,
 ) {
     let mut batches_since_checkpoint = 0;
-    let mut closing = false;
-    while !closing {
-        let first = match rx.blocking_recv() {
-            Some(Msg::Op(op, reply)) => (op, reply),
-            Some(Msg::Close) | None => break,
-        };
+    while let Some(first) = rx.blocking_recv() {
         let mut bytes = first.0.body_len();
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
             match rx.try_recv() {
-                Ok(Msg::Op(op, reply)) => {
-                    bytes += op.body_len();
-                    batch.push((op, reply));
-                }
-                Ok(Msg::Close) => {
-                    closing = true;
-                    break;
+                Ok(op) => {
+                    bytes += op.0.body_len();
+                    batch.push(op);
                 }
                 Err(_) => break,
             }
@@ -703,6 +691,8 @@ struct Closing {
     writer_alive: Option<std::sync::mpsc::Sender<()>>,
     checkpointer: Option<std::thread::JoinHandle<()>>,
     lock: Option<std::fs::File>,
+    /// Told last, for [`Embedded::close`].
+    closed: tokio::sync::watch::Sender<bool>,
 }
 
 impl Drop for Closing {
@@ -712,6 +702,7 @@ impl Drop for Closing {
             let _ = thread.join();
         }
         drop(self.lock.take());
+        let _ = self.closed.send(true);
     }
 }
 

@@ -264,7 +264,10 @@ async fn a_reload_that_first_configures_a_queue_store_opens_it_and_delivers_from
             "    delivery: queued\n",
         )
     };
-    assert!(gw.reload(&queued(&store)).await);
+    // Nothing kept: the store the reload opened is the new configuration's (and its
+    // upkeep, the purge of finished events, reads it from there).
+    assert_eq!(gw.reload_kept(&queued(&store)).await, Vec::<&str>::new());
+    assert_eq!(gw.reload_kept(&queued(&store)).await, Vec::<&str>::new());
     let body = br#"{"id":"evt_queued_by_reload"}"#;
     let answer = post_signed(&gw, "secret-a", body).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
@@ -295,7 +298,7 @@ async fn a_reload_that_first_configures_a_queue_store_opens_it_and_delivers_from
 
     // Once open, the store stays: another path is kept until a restart, and not created.
     let elsewhere = dir.join("queue-elsewhere");
-    assert!(gw.reload(&queued(&elsewhere)).await);
+    assert_eq!(gw.reload_kept(&queued(&elsewhere)).await, ["queue_store"]);
     let body = br#"{"id":"evt_after_second_reload"}"#;
     let answer = post_signed(&gw, "secret-a", body).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
@@ -346,12 +349,14 @@ async fn a_reload_whose_queue_store_cannot_open_changes_nothing() {
 /// by the next start.
 #[tokio::test]
 async fn an_event_queued_after_a_reload_opened_the_store_is_delivered_after_a_restart() {
-    // Nothing listens here: every delivery attempt is refused.
-    let down = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("http://{}", l.local_addr().unwrap())
-    };
-    let (dir, _, gw) = start_with_secret_a("reload-queue-restart", &down).await;
+    // An app that is down: every attempt gets 503 (a live server, so no other test can
+    // take its port and answer in its place).
+    let down = Upstream::start_with(Reply {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        ..Reply::default()
+    })
+    .await;
+    let (dir, _, gw) = start_with_secret_a("reload-queue-restart", &down.url()).await;
     let queued = |upstream: &str| {
         write_config_with(
             &dir,
@@ -361,7 +366,7 @@ async fn an_event_queued_after_a_reload_opened_the_store_is_delivered_after_a_re
             "    delivery: queued\n    queue:\n      retry: { initial_interval: 50ms, max_interval: 200ms }\n",
         )
     };
-    assert!(gw.reload(&queued(&down)).await);
+    assert!(gw.reload(&queued(&down.url())).await);
     let body = br#"{"id":"evt_outlives_restart"}"#;
     let answer = post_signed(&gw, "secret-a", body).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);

@@ -295,6 +295,19 @@ impl Gateway {
             .is_some()
     }
 
+    /// Reloads from `path` through [`Running::reload`] itself, and returns what the reload
+    /// kept as it was (needs a restart); panics if the reload fails.
+    pub async fn reload_kept(&self, path: &std::path::Path) -> Vec<&'static str> {
+        let loaded = hookgate::config::load(path)
+            .unwrap_or_else(|e| panic!("test config must compile: {e}"));
+        self.running
+            .as_ref()
+            .expect("running")
+            .reload(loaded.gateway)
+            .await
+            .unwrap_or_else(|e| panic!("reload failed: {e}"))
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
