@@ -120,8 +120,8 @@ impl Running {
         // One at a time: a second reload must see the store the first opened.
         let _one_at_a_time = self.reloading.lock().await;
         let store_was_open = self.queue.get().is_some();
-        let opened = match (self.queue.get(), &next.queue_store) {
-            (None, Some(config)) => {
+        let opened = match (store_was_open, &next.queue_store) {
+            (false, Some(config)) => {
                 let queue = open_queue(config, &self.metrics).await?;
                 // Before the configuration that queues a route is in force, so that no
                 // request of that route finds the slot empty.
