@@ -86,8 +86,7 @@ impl Queue {
     /// One lease of `route`'s gate for an event about to be stored, if there is room; it
     /// goes back when the [`GateSlot`] is dropped without being handed over.
     pub fn reserve(&self, route: &str) -> Option<GateSlot> {
-        let gate = self.gate(route);
-        (gate.take(1) == 1).then_some(GateSlot { gate: Some(gate) })
+        Gate::reserve(&self.gate(route))
     }
 
     /// Hands an event stored already leased to this process to the worker, which now
@@ -134,6 +133,16 @@ impl Gate {
                 Err(now) => current = now,
             }
         }
+    }
+
+    /// One lease, if there is room, given back when the [`GateSlot`] is dropped.
+    pub fn reserve(gate: &Arc<Gate>) -> Option<GateSlot> {
+        // Built only when a lease was taken: a `GateSlot` gives its lease back when dropped,
+        // so one made for a refused reservation (`then_some` builds its value first) would
+        // give back a lease it never had, and the gate would let ever more events in.
+        (gate.take(1) == 1).then(|| GateSlot {
+            gate: Some(gate.clone()),
+        })
     }
 
     pub fn release(&self, n: usize) {
@@ -281,6 +290,22 @@ pub fn idempotency_key(source: &crate::replay::KeySource, key: &[u8]) -> String 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_reservation_gives_back_nothing() {
+        let gate = Arc::new(Gate::default());
+        gate.set_limit(2);
+        let held: Vec<GateSlot> = (0..2).filter_map(|_| Gate::reserve(&gate)).collect();
+        assert_eq!(held.len(), 2);
+        // A backlog of requests finds the gate full: each is refused, and none of the
+        // refusals may count as a lease coming back.
+        for _ in 0..100 {
+            assert!(Gate::reserve(&gate).is_none());
+        }
+        assert_eq!(gate.take(1), 0, "still two out of two");
+        drop(held);
+        assert_eq!(gate.take(5), 2);
+    }
 
     #[test]
     fn a_gate_never_lets_more_leases_out_than_its_limit() {
