@@ -81,7 +81,7 @@ async fn respond(req: &Request<Incoming>, admin: &Admin) -> Response<Full<Bytes>
         let live = admin.live.load_full();
         return crate::delivery::api::respond(
             admin.queue.get().map(|q| q.as_ref()),
-            live.gateway.admin_token.as_ref(),
+            &live.gateway,
             req.method(),
             path,
             req.uri().query(),

@@ -672,16 +672,14 @@ async fn store_and_answer(
         ),
         _ => (None, None, id.clone()),
     };
-    // When this process's worker has room for the route, the event is stored already
-    // leased to it and handed over in memory: no lease round trip, no reading it back.
-    let slot = queue.reserve(&route.name);
-    let lease = slot.as_ref().map(|_| {
-        let until = crate::delivery::lease_for(limits, route);
-        crate::delivery::event::Lease {
-            token: request_id::unique_hex(),
-            until_ms: received_ms
-                .saturating_add(i64::try_from(until.as_millis()).unwrap_or(i64::MAX)),
-        }
+    // When one of the route's delivery slots is free (and this process may hold another
+    // of its events leased), the event is stored leased to this process with its first
+    // attempt started, and handed to the worker in memory with the slot: no lease round
+    // trip, no reading it back, no wait. Under a backlog it is stored `queued` instead.
+    let reserved = queue.reserve(&route.name);
+    let lease = reserved.as_ref().map(|_| crate::delivery::event::Lease {
+        token: request_id::unique_hex(),
+        until_ms: crate::delivery::ms_after(received_ms, crate::delivery::lease_for(limits, route)),
     });
     let event = NewEvent {
         id: id.clone(),
@@ -706,8 +704,8 @@ async fn store_and_answer(
     drop(body);
     match ingested {
         Ok(Ingested::Stored) => {
-            match (handoff, slot) {
-                (Some(event), Some(slot)) => queue.handoff(event, slot),
+            match (handoff, reserved) {
+                (Some(event), Some(reserved)) => queue.handoff(event, reserved),
                 _ => queue.wake.notify_one(),
             }
             let mut response = Response::new(Full::new(Bytes::from(policy.answer_body.clone())));
@@ -722,13 +720,13 @@ async fn store_and_answer(
             }
             Ok((response, "queued"))
         }
-        Ok(Ingested::Duplicate(first)) => {
+        Ok(Ingested::Duplicate { id: first, state }) => {
             shared
                 .metrics
                 .replay_duplicates
                 .with_label_values(&[&route.name])
                 .inc();
-            let mut response = duplicate_response();
+            let mut response = stored_duplicate_response(state);
             if let Ok(v) = HeaderValue::from_str(&first) {
                 response
                     .headers_mut()
@@ -758,6 +756,36 @@ fn duplicate_response() -> Response<Full<Bytes>> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     headers.insert("x-hookgate-duplicate", HeaderValue::from_static("true"));
+    response
+}
+
+/// What a sender sees for an event a queued route already stored: success, so it stops
+/// retrying, and what is true of the first copy: delivered, or stored and on its way (its
+/// state in `Hookgate-Event-State`).
+fn stored_duplicate_response(state: crate::delivery::event::State) -> Response<Full<Bytes>> {
+    use crate::delivery::event::State;
+    let text = match state {
+        State::Delivered => "duplicate: this event was already delivered\n".to_owned(),
+        State::Dead => {
+            "duplicate: this event is already stored, as a dead letter an operator can retry\n"
+                .to_owned()
+        }
+        other => format!(
+            "duplicate: this event is already stored and will be delivered (state: {})\n",
+            other.as_str()
+        ),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(text)));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert("x-hookgate-duplicate", HeaderValue::from_static("true"));
+    headers.insert(
+        crate::delivery::EVENT_STATE_HEADER,
+        HeaderValue::from_static(state.as_str()),
+    );
     response
 }
 

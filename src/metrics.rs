@@ -94,8 +94,19 @@ pub struct QueueMetrics {
     pub oldest_age: prometheus::GaugeVec,
     /// Delivery attempts by route and outcome (`delivered`, `retry`, `dead`).
     pub attempts: IntCounterVec,
-    /// Events that became dead letters, by route and reason.
+    /// Events that became dead letters, by route and reason: once per event that became
+    /// one (a settle that changed nothing is not counted).
     pub dead_letters: IntCounterVec,
+    /// Events this process holds leased, by route, right now (at most about twice the
+    /// route's concurrency, whatever the backlog).
+    pub leased: IntGaugeVec,
+    /// Leases this process lost before it could start or settle an attempt, by route: 0 in
+    /// a healthy process (a lease runs out only if its process stalled or the store was
+    /// unreachable for longer than the lease).
+    pub leases_lost: IntCounterVec,
+    /// 1 while a route's delivery is held back because its app looks down (probing one
+    /// event at a time), by route.
+    pub held_back: IntGaugeVec,
     /// Time for one store commit (embedded: one transaction with its fsync).
     pub commit_duration: Histogram,
     /// Operations per commit (group commit at work).
@@ -125,6 +136,12 @@ pub enum StoreOp {
     /// Copying the WAL into the database file (embedded).
     Checkpoint,
     Lease,
+    /// Counting an attempt as it starts.
+    Start,
+    /// Keeping held leases alive.
+    Renew,
+    /// Giving leases back as the worker stops.
+    Release,
     Settle,
     /// Reading the depth and age gauges.
     Depths,
@@ -132,12 +149,15 @@ pub enum StoreOp {
 }
 
 impl StoreOp {
-    pub const ALL: [StoreOp; 8] = [
+    pub const ALL: [StoreOp; 11] = [
         StoreOp::Ingest,
         StoreOp::Write,
         StoreOp::Commit,
         StoreOp::Checkpoint,
         StoreOp::Lease,
+        StoreOp::Start,
+        StoreOp::Renew,
+        StoreOp::Release,
         StoreOp::Settle,
         StoreOp::Depths,
         StoreOp::Purge,
@@ -150,6 +170,9 @@ impl StoreOp {
             StoreOp::Commit => "commit",
             StoreOp::Checkpoint => "checkpoint",
             StoreOp::Lease => "lease",
+            StoreOp::Start => "start",
+            StoreOp::Renew => "renew",
+            StoreOp::Release => "release",
             StoreOp::Settle => "settle",
             StoreOp::Depths => "depths",
             StoreOp::Purge => "purge",
@@ -195,6 +218,30 @@ impl QueueMetrics {
                     "Queued events that became dead letters, by route and reason.",
                 ),
                 &["route", "reason"],
+            )
+            .expect("valid metric"),
+            leased: IntGaugeVec::new(
+                Opts::new(
+                    "hookgate_queue_leased",
+                    "Queued events this process holds leased, by route.",
+                ),
+                &["route"],
+            )
+            .expect("valid metric"),
+            leases_lost: IntCounterVec::new(
+                Opts::new(
+                    "hookgate_queue_leases_lost_total",
+                    "Leases that ran out before their attempt was started or settled, by route.",
+                ),
+                &["route"],
+            )
+            .expect("valid metric"),
+            held_back: IntGaugeVec::new(
+                Opts::new(
+                    "hookgate_queue_held_back",
+                    "1 while a route's delivery is held back because its app looks down.",
+                ),
+                &["route"],
             )
             .expect("valid metric"),
             commit_duration: Histogram::with_opts(
@@ -252,6 +299,9 @@ impl QueueMetrics {
             Box::new(self.oldest_age.clone()),
             Box::new(self.attempts.clone()),
             Box::new(self.dead_letters.clone()),
+            Box::new(self.leased.clone()),
+            Box::new(self.leases_lost.clone()),
+            Box::new(self.held_back.clone()),
             Box::new(self.commit_duration.clone()),
             Box::new(self.commit_batch.clone()),
             Box::new(self.store_errors.clone()),
@@ -274,6 +324,9 @@ impl QueueMetrics {
             self.dead_letters
                 .with_label_values(&[route, reason.label()]);
         }
+        self.leased.with_label_values(&[route]);
+        self.leases_lost.with_label_values(&[route]);
+        self.held_back.with_label_values(&[route]);
     }
 }
 

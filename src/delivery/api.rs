@@ -2,6 +2,9 @@
 //! the small HTTP client `hookgate queue …` uses to call them.
 //!
 //! ```text
+//! GET    /queue/routes                                    per queued route: depth by state,
+//!                                                         oldest age, leases, pacing
+//! GET    /queue/routes/R                                  the same for one route
 //! GET    /queue/events?route=R&state=S&after=ID&limit=N   list (no bodies), oldest id first
 //! GET    /queue/events/ID[?body=true]                     one event; with the stored request
 //! POST   /queue/events/ID/retry                           dead or retrying -> due now
@@ -10,7 +13,8 @@
 //! ```
 //!
 //! Every `/queue/` request needs `Authorization: Bearer <admin.token_file>` when a token is
-//! configured (always, when the admin listener is not on loopback).
+//! configured (always, when the admin listener is not on loopback). An unknown route or
+//! event is a 404 with a JSON `error`.
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -19,10 +23,10 @@ use http::{header, HeaderValue, Method, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
 
-use crate::config::AdminToken;
+use crate::config::Gateway;
 use crate::delivery::event::{Event, State};
-use crate::delivery::store::Filter;
-use crate::delivery::{unix_ms, Queue};
+use crate::delivery::store::{Depth, Filter};
+use crate::delivery::{unix_ms, Delivery, Queue};
 
 /// Most events one list answer holds.
 const MAX_LIMIT: usize = 1000;
@@ -30,13 +34,14 @@ const MAX_LIMIT: usize = 1000;
 /// Answers a `/queue/...` request.
 pub async fn respond(
     queue: Option<&Queue>,
-    token: Option<&AdminToken>,
+    // The configuration in force: the admin token, and which routes are queued.
+    gateway: &Gateway,
     method: &Method,
     path: &str,
     query: Option<&str>,
     authorization: Option<&HeaderValue>,
 ) -> Response<Full<Bytes>> {
-    if let Some(token) = token {
+    if let Some(token) = &gateway.admin_token {
         if !token.admits(authorization) {
             let mut r = json_response(
                 StatusCode::UNAUTHORIZED,
@@ -101,6 +106,13 @@ pub async fn respond(
                     )
                 }
             };
+            if let Some(route) = param("route") {
+                match known_route(queue, gateway, route).await {
+                    Ok(true) => {}
+                    Ok(false) => return unknown_route(route),
+                    Err(e) => return store_error(&e),
+                }
+            }
             let filter = Filter {
                 route: param("route").map(str::to_owned),
                 state,
@@ -136,7 +148,25 @@ pub async fn respond(
                 }
             })
         }
+        (&Method::GET, ["routes"]) => queue.store.depths().await.map(|depths| {
+            json_response(
+                StatusCode::OK,
+                &routes(queue, gateway, &depths, None, now_ms),
+            )
+        }),
+        (&Method::GET, ["routes", route]) => queue.store.depths().await.map(|depths| {
+            let one = routes(queue, gateway, &depths, Some(route), now_ms);
+            match one["routes"].as_array().and_then(|r| r.first()) {
+                Some(r) => json_response(StatusCode::OK, r),
+                None => unknown_route(route),
+            }
+        }),
         (&Method::POST, ["routes", route, "retry-dead"]) => {
+            match known_route(queue, gateway, route).await {
+                Ok(true) => {}
+                Ok(false) => return unknown_route(route),
+                Err(e) => return store_error(&e),
+            }
             queue.store.retry_dead(route, now_ms).await.map(|n| {
                 if n > 0 {
                     queue.wake.notify_one();
@@ -163,16 +193,117 @@ pub async fn respond(
         _ => {
             return error(
                 StatusCode::NOT_FOUND,
-                "unknown queue endpoint: GET /queue/events, GET /queue/events/ID, \
-                 POST /queue/events/ID/retry, POST /queue/routes/ROUTE/retry-dead, \
-                 DELETE /queue/events/ID",
+                "unknown queue endpoint: GET /queue/routes, GET /queue/routes/ROUTE, \
+                 GET /queue/events, GET /queue/events/ID, POST /queue/events/ID/retry, \
+                 POST /queue/routes/ROUTE/retry-dead, DELETE /queue/events/ID",
             )
         }
     };
-    result.unwrap_or_else(|e| {
-        tracing::error!(error = %e, "queue API: store error");
-        error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
-    })
+    result.unwrap_or_else(|e| store_error(&e))
+}
+
+fn store_error(e: &crate::delivery::StoreError) -> Response<Full<Bytes>> {
+    tracing::error!(error = %e, "queue API: store error");
+    error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
+}
+
+fn unknown_route(route: &str) -> Response<Full<Bytes>> {
+    error(
+        StatusCode::NOT_FOUND,
+        &format!("no queued route named {route:?} in the configuration or the store"),
+    )
+}
+
+/// Whether `route` is a queued route of the configuration, or has events in the store (a
+/// route that was queued before a reload).
+async fn known_route(
+    queue: &Queue,
+    gateway: &Gateway,
+    route: &str,
+) -> Result<bool, crate::delivery::StoreError> {
+    let configured = gateway
+        .routes
+        .routes()
+        .iter()
+        .any(|r| r.name == route && matches!(r.delivery, Delivery::Queued(_)));
+    if configured {
+        return Ok(true);
+    }
+    Ok(queue.store.depths().await?.iter().any(|d| d.route == route)
+        || !queue
+            .store
+            .list(Filter {
+                route: Some(route.to_owned()),
+                limit: 1,
+                ..Filter::default()
+            })
+            .await?
+            .is_empty())
+}
+
+/// Each queued route (the configuration's, then any other the store holds events of; or
+/// only `only`): its events by state (delivered ones are not counted: they are history),
+/// the oldest pending event's age, the leases this process holds, and whether delivery is
+/// held back because the app looks down.
+fn routes(
+    queue: &Queue,
+    gateway: &Gateway,
+    depths: &[Depth],
+    only: Option<&str>,
+    now_ms: i64,
+) -> Value {
+    let mut names: Vec<(String, Option<usize>)> = gateway
+        .routes
+        .routes()
+        .iter()
+        .filter_map(|r| match &r.delivery {
+            Delivery::Queued(p) => Some((r.name.clone(), Some(p.concurrency))),
+            Delivery::Sync => None,
+        })
+        .collect();
+    for d in depths {
+        if !names.iter().any(|(n, _)| *n == d.route) {
+            names.push((d.route.clone(), None));
+        }
+    }
+    let list: Vec<Value> = names
+        .into_iter()
+        .filter(|(name, _)| only.is_none_or(|o| o == name))
+        .map(|(name, concurrency)| {
+            let mine: Vec<&Depth> = depths.iter().filter(|d| d.route == name).collect();
+            let count = |state: State| {
+                mine.iter()
+                    .filter(|d| d.state == state)
+                    .map(|d| d.count)
+                    .sum::<u64>()
+            };
+            let oldest_pending = mine
+                .iter()
+                .filter(|d| d.state != State::Dead)
+                .map(|d| d.oldest_received_ms)
+                .min();
+            let gate = queue.gate(&name);
+            let pacing = gate.pacing();
+            json!({
+                "route": name,
+                "configured": concurrency.is_some(),
+                "concurrency": concurrency,
+                "depth": {
+                    "queued": count(State::Queued),
+                    "delivering": count(State::Delivering),
+                    "retrying": count(State::Retrying),
+                    "dead": count(State::Dead),
+                },
+                "oldest_pending_age_seconds": oldest_pending
+                    .map(|ms| (now_ms.saturating_sub(ms).max(0)) / 1000),
+                "leased_here": gate.outstanding(),
+                "app_down_since": pacing.down_since_ms.map_or(Value::Null, time),
+                "held_back": pacing.down_since_ms.is_some(),
+                "next_probe_at": pacing.next_probe_ms.map_or(Value::Null, time),
+            })
+        })
+        .collect();
+    json!({ "routes": list })
 }
 
 /// `%XX` sequences decoded to bytes, the result UTF-8; `None` if either fails.
@@ -230,6 +361,7 @@ fn summary(e: &Event) -> Value {
         "finished_at": e.finished_ms.map_or(Value::Null, time),
         "last_status": e.last_status,
         "last_error": e.last_error,
+        "dead_reason": e.dead_reason,
         "idempotency_key": e.idempotency_key,
         "body_bytes": e.body_len,
     })
@@ -241,6 +373,8 @@ fn detail(e: &Event) -> Value {
     v["method"] = json!(e.method);
     v["target"] = json!(e.target);
     v["verified_key_index"] = json!(e.verified_key);
+    // Attempts counted against `max_attempts` (those since an operator's last retry).
+    v["attempts_since_retry"] = json!(e.attempts.saturating_sub(e.budget_from));
     if let Some(body) = &e.body {
         let headers: Vec<Value> = crate::delivery::event::decode_headers(&e.headers)
             .map(|h| {

@@ -69,6 +69,8 @@ CREATE TABLE IF NOT EXISTS hookgate_events (
     method          TEXT NOT NULL,
     target          TEXT NOT NULL,
     body_len        INTEGER NOT NULL,
+    dead_reason     TEXT,
+    budget_from     INTEGER NOT NULL DEFAULT 0,
     UNIQUE (route, dedup_key)
 );
 -- The stored requests, written once: a lease or a settle rewrites the small row above, not
@@ -91,12 +93,18 @@ CREATE INDEX IF NOT EXISTS hookgate_events_finished ON hookgate_events (state, f
 /// The event's columns, in the order [`event_from`] reads them.
 const COLUMNS: &str = "id, route, idempotency_key, state, received_at, age_from, \
     next_attempt_at, attempts, finished_at, last_status, last_error, verified_key, method, \
-    target, body_len, lease";
+    target, body_len, lease, dead_reason, budget_from";
 
-/// The schema this code reads and writes (`PRAGMA user_version`). 3: `hookgate_events_due`
-/// says "pending" as `NOT IN ('delivered', 'dead')` (schema 2: `IN` the three pending
-/// states; the same rows).
-const SCHEMA_VERSION: i64 = 3;
+/// The schema this code reads and writes (`PRAGMA user_version`). 4: `dead_reason` and
+/// `budget_from`, and `attempts` counts attempts made (3 counted leases). 3:
+/// `hookgate_events_due` says "pending" as `NOT IN ('delivered', 'dead')` (schema 2: `IN`
+/// the three pending states; the same rows).
+const SCHEMA_VERSION: i64 = 4;
+
+/// What brings a store of schema 2 or 3 to [`SCHEMA_VERSION`], in the transaction that
+/// creates what is missing.
+const MIGRATE_FROM_3: &str = "ALTER TABLE hookgate_events ADD COLUMN dead_reason TEXT; \
+    ALTER TABLE hookgate_events ADD COLUMN budget_from INTEGER NOT NULL DEFAULT 0;";
 
 /// An open embedded store.
 pub struct Embedded {
@@ -113,6 +121,7 @@ pub struct Embedded {
 /// What the writer answers.
 enum Answer {
     Ingested(Ingested),
+    Attempts(Option<u32>),
     Events(Vec<Event>),
     Flag(bool),
     Count(u64),
@@ -128,6 +137,18 @@ enum Op {
         limit: usize,
         now_ms: i64,
         until_ms: i64,
+    },
+    Start {
+        id: String,
+        lease: String,
+        until_ms: i64,
+    },
+    Renew {
+        leases: Vec<(String, String)>,
+        until_ms: i64,
+    },
+    Release {
+        leases: Vec<(String, String)>,
     },
     Settle {
         id: String,
@@ -220,19 +241,19 @@ impl Embedded {
                 file.display()
             )));
         }
-        // Schema 2 differs only in the due index's WHERE: dropped here, made again below, in
-        // one transaction with the new version.
-        let migrate = if version == 2 {
-            "DROP INDEX IF EXISTS hookgate_events_due;"
-        } else {
-            ""
+        // Schema 2 differs from 3 only in the due index's WHERE: dropped here, made again
+        // below; 3 lacks two columns. In one transaction with the new version.
+        let migrate = match version {
+            2 => format!("DROP INDEX IF EXISTS hookgate_events_due; {MIGRATE_FROM_3}"),
+            3 => MIGRATE_FROM_3.to_owned(),
+            _ => String::new(),
         };
         conn.execute_batch(&format!(
             "BEGIN IMMEDIATE; {migrate} {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
         ))
         .map_err(|e| fail("cannot create or update the schema in", &e))?;
-        if version == 2 {
-            tracing::info!(path = %file.display(), "queue store schema updated from 2 to 3");
+        if (2..SCHEMA_VERSION).contains(&version) {
+            tracing::info!(path = %file.display(), from = version, to = SCHEMA_VERSION, "queue store schema updated");
         }
         let mut ingest_pages = None;
         let page: i64 = conn
@@ -250,11 +271,7 @@ impl Embedded {
         }
         // This process holds the lock: no lease can belong to a live worker.
         let released = conn
-            .execute(
-                "UPDATE hookgate_events SET state = 'retrying', lease = NULL, \
-                 leased_until = NULL WHERE state = 'delivering'",
-                [],
-            )
+            .execute(&format!("{RELEASE} WHERE state = 'delivering'"), [])
             .map_err(|e| fail("cannot release leases in", &e))?;
         if released > 0 {
             tracing::warn!(
@@ -387,6 +404,32 @@ impl Embedded {
             until_ms,
         };
         self.call(op).await?.events()
+    }
+
+    pub async fn start(
+        &self,
+        id: &str,
+        lease: &str,
+        until_ms: i64,
+    ) -> Result<Option<u32>, StoreError> {
+        let op = Op::Start {
+            id: id.to_owned(),
+            lease: lease.to_owned(),
+            until_ms,
+        };
+        self.call(op).await?.attempts()
+    }
+
+    pub async fn renew(
+        &self,
+        leases: Vec<(String, String)>,
+        until_ms: i64,
+    ) -> Result<u64, StoreError> {
+        self.call(Op::Renew { leases, until_ms }).await?.count()
+    }
+
+    pub async fn release(&self, leases: Vec<(String, String)>) -> Result<u64, StoreError> {
+        self.call(Op::Release { leases }).await?.count()
     }
 
     pub async fn settle(
@@ -540,6 +583,13 @@ impl Answer {
         }
     }
 
+    fn attempts(self) -> Result<Option<u32>, StoreError> {
+        match self {
+            Answer::Attempts(a) => Ok(a),
+            _ => Err(unexpected()),
+        }
+    }
+
     fn events(self) -> Result<Vec<Event>, StoreError> {
         match self {
             Answer::Events(e) => Ok(e),
@@ -625,9 +675,17 @@ fn event_from(r: &Row<'_>) -> rusqlite::Result<Event> {
         body_len: u64::try_from(r.get::<_, i64>(14)?).unwrap_or(0),
         body: None,
         lease: r.get(15)?,
+        dead_reason: r.get(16)?,
+        budget_from: r.get::<_, i64>(17)?.clamp(0, i64::from(u32::MAX)) as u32,
         head: None,
     })
 }
+
+/// Gives a lease back: the event is due again for any worker, `queued` if it was never
+/// tried. Followed by the rows' condition.
+const RELEASE: &str = "UPDATE hookgate_events SET \
+    state = CASE WHEN attempts = 0 THEN 'queued' ELSE 'retrying' END, \
+    lease = NULL, leased_until = NULL";
 
 /// The writer thread: takes what is waiting, applies it in one transaction, commits once,
 /// answers everyone. Ends when every sender is gone (the store closed or dropped) and
@@ -1026,12 +1084,15 @@ fn apply_one(tx: &Connection, op: &Op, ingest_pages: Option<i64>) -> rusqlite::R
                 .execute(params![seq, e.headers, &e.body[..]])?;
                 return Ok(Answer::Ingested(Ingested::Stored));
             }
-            let first: String = tx
+            let (id, state): (String, String) = tx
                 .prepare_cached(
-                    "SELECT id FROM hookgate_events WHERE route = ?1 AND dedup_key = ?2",
+                    "SELECT id, state FROM hookgate_events WHERE route = ?1 AND dedup_key = ?2",
                 )?
-                .query_row(params![e.route, e.dedup_key], |r| r.get(0))?;
-            Ok(Answer::Ingested(Ingested::Duplicate(first)))
+                .query_row(params![e.route, e.dedup_key], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+            let state = State::parse(&state).unwrap_or(State::Queued);
+            Ok(Answer::Ingested(Ingested::Duplicate { id, state }))
         }
         Op::Lease {
             route,
@@ -1043,7 +1104,7 @@ fn apply_one(tx: &Connection, op: &Op, ingest_pages: Option<i64>) -> rusqlite::R
             let lease = crate::request_id::unique_hex();
             let sql = format!(
                 "UPDATE hookgate_events SET state = 'delivering', lease = ?1, \
-                 leased_until = ?2, attempts = attempts + 1 \
+                 leased_until = ?2 \
                  WHERE id IN (SELECT id FROM hookgate_events \
                      WHERE route = ?3 AND state NOT IN ('delivered', 'dead') \
                      AND next_attempt_at <= ?4 \
@@ -1075,40 +1136,92 @@ fn apply_one(tx: &Connection, op: &Op, ingest_pages: Option<i64>) -> rusqlite::R
             settle,
             now_ms,
         } => {
-            let (state, next, finished, status, error) = match settle {
-                Settle::Delivered { status } => {
-                    ("delivered", None, Some(*now_ms), Some(*status), None)
-                }
+            let changed = match settle {
+                // A 2xx wins: whatever raced with it, the app has the event.
+                Settle::Delivered { status } => tx
+                    .prepare_cached(
+                        "UPDATE hookgate_events SET state = 'delivered', finished_at = ?1, \
+                         last_status = ?2, last_error = NULL, dead_reason = NULL, \
+                         lease = NULL, leased_until = NULL \
+                         WHERE id = ?3 AND state <> 'delivered'",
+                    )?
+                    .execute(params![now_ms, status, id])?,
                 Settle::Retry {
                     at_ms,
                     status,
                     error,
-                } => (
-                    "retrying",
-                    Some(*at_ms),
-                    None,
-                    *status,
-                    Some(error.as_str()),
-                ),
-                Settle::Dead { status, error, .. } => {
-                    ("dead", None, Some(*now_ms), *status, Some(error.as_str()))
-                }
+                } => tx
+                    .prepare_cached(
+                        "UPDATE hookgate_events SET state = 'retrying', next_attempt_at = ?1, \
+                         last_status = ?2, last_error = ?3, lease = NULL, leased_until = NULL \
+                         WHERE id = ?4 AND state = 'delivering' AND lease = ?5",
+                    )?
+                    .execute(params![at_ms, status, error, id, lease])?,
+                Settle::Dead {
+                    reason,
+                    status,
+                    error,
+                } => tx
+                    .prepare_cached(
+                        "UPDATE hookgate_events SET state = 'dead', finished_at = ?1, \
+                         last_status = ?2, last_error = ?3, dead_reason = ?4, lease = NULL, \
+                         leased_until = NULL \
+                         WHERE id = ?5 AND state = 'delivering' AND lease = ?6",
+                    )?
+                    .execute(params![now_ms, status, error, reason.label(), id, lease])?,
             };
-            let changed = tx
-                .prepare_cached(
-                    "UPDATE hookgate_events SET state = ?1, \
-                     next_attempt_at = coalesce(?2, next_attempt_at), finished_at = ?3, \
-                     last_status = ?4, last_error = ?5, lease = NULL, leased_until = NULL \
-                     WHERE id = ?6 AND state = 'delivering' AND lease = ?7",
-                )?
-                .execute(params![state, next, finished, status, error, id, lease])?;
             Ok(Answer::Flag(changed == 1))
+        }
+        Op::Start {
+            id,
+            lease,
+            until_ms,
+        } => {
+            // Not `RETURNING` (an ephemeral table each time, see ingest): the count is read
+            // back by the primary key's index.
+            let started = tx
+                .prepare_cached(
+                    "UPDATE hookgate_events SET attempts = attempts + 1, leased_until = ?1 \
+                     WHERE id = ?2 AND state = 'delivering' AND lease = ?3",
+                )?
+                .execute(params![until_ms, id, lease])?;
+            if started == 0 {
+                return Ok(Answer::Attempts(None));
+            }
+            let attempts: i64 = tx
+                .prepare_cached("SELECT attempts FROM hookgate_events WHERE id = ?1")?
+                .query_row([id], |r| r.get(0))?;
+            Ok(Answer::Attempts(Some(
+                attempts.clamp(0, i64::from(u32::MAX)) as u32,
+            )))
+        }
+        Op::Renew { leases, until_ms } => {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE hookgate_events SET leased_until = ?1 \
+                 WHERE id = ?2 AND state = 'delivering' AND lease = ?3",
+            )?;
+            let mut renewed = 0;
+            for (id, lease) in leases {
+                renewed += stmt.execute(params![until_ms, id, lease])? as u64;
+            }
+            Ok(Answer::Count(renewed))
+        }
+        Op::Release { leases } => {
+            let mut stmt = tx.prepare_cached(&format!(
+                "{RELEASE} WHERE id = ?1 AND state = 'delivering' AND lease = ?2"
+            ))?;
+            let mut released = 0;
+            for (id, lease) in leases {
+                released += stmt.execute(params![id, lease])? as u64;
+            }
+            Ok(Answer::Count(released))
         }
         Op::Retry { id, route, now_ms } => {
             let changed = tx
                 .prepare_cached(
                     "UPDATE hookgate_events SET state = 'retrying', next_attempt_at = ?1, \
-                     age_from = ?1, attempts = 0, finished_at = NULL \
+                     age_from = ?1, budget_from = attempts, finished_at = NULL, \
+                     dead_reason = NULL \
                      WHERE ((?2 IS NOT NULL AND id = ?2 AND state IN ('dead', 'retrying')) \
                          OR (?3 IS NOT NULL AND route = ?3 AND state = 'dead'))",
                 )?

@@ -170,7 +170,7 @@ async fn an_ingested_event_is_leased_once_with_its_exact_request() {
     assert_eq!(leased.verified_key, Some(1));
     assert_eq!(leased.received_ms, T0);
     assert_eq!(leased.age_from_ms, T0);
-    assert_eq!(leased.attempts, 1);
+    assert_eq!(leased.attempts, 0, "a lease is not an attempt");
     assert_eq!(leased.state, State::Delivering);
     assert!(
         leased.lease.as_deref().is_some_and(|l| !l.is_empty()),
@@ -269,6 +269,11 @@ async fn a_delivered_event_records_its_status_and_finish_time_and_is_not_leased_
     let (store, _m, _dir) = open_fresh("settle-delivered");
     stored(&store, new_event("e1", ROUTE, T0)).await;
     let leased = lease_one(&store, ROUTE, T0, T0 + 30_000).await;
+    let lease = leased.lease.as_deref().unwrap();
+    assert_eq!(
+        store.start("e1", lease, T0 + 30_000).await.unwrap(),
+        Some(1)
+    );
 
     let settled = store
         .settle(&leased, Settle::Delivered { status: 204 }, T0 + 150)
@@ -325,7 +330,7 @@ async fn a_retried_event_is_leased_again_only_once_its_time_has_come() {
         .unwrap()
         .is_empty());
     let again = lease_one(&store, ROUTE, T0 + 60_000, T0 + 90_000).await;
-    assert_eq!(again.attempts, 2);
+    assert_eq!(again.attempts, 0, "leased twice, never started");
     assert_eq!(again.state, State::Delivering);
     assert_ne!(again.lease, leased.lease, "a new attempt gets a new lease");
     assert_eq!(again.body.as_ref(), leased.body.as_ref());
@@ -351,6 +356,7 @@ async fn a_dead_event_records_why_and_is_never_leased_again() {
     assert_eq!(e.state, State::Dead);
     assert_eq!(e.last_status, Some(410));
     assert_eq!(e.last_error.as_deref(), Some("upstream answered 410 Gone"));
+    assert_eq!(e.dead_reason.as_deref(), Some("refused"));
     assert_eq!(e.finished_ms, Some(T0 + 80));
     assert_eq!(e.lease, None);
     assert_eq!(store.next_due(ROUTE).await.unwrap(), None);
@@ -376,7 +382,15 @@ async fn a_stale_lease_cannot_settle_an_event_another_worker_took() {
     // The first worker died: once its lease ran out, the event is due again.
     let second = lease_one(&store, ROUTE, T0 + 30_001, T0 + 60_000).await;
     assert_eq!(second.id, "e1");
-    assert_eq!(second.attempts, 2);
+    assert_eq!(second.attempts, 0);
+    assert_eq!(
+        store
+            .start(&first.id, first.lease.as_deref().unwrap(), T0 + 90_000)
+            .await
+            .unwrap(),
+        None,
+        "a stale lease cannot start an attempt"
+    );
     assert_ne!(second.lease, first.lease);
 
     let late = store
@@ -400,18 +414,34 @@ async fn a_stale_lease_cannot_settle_an_event_another_worker_took() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_event_read_without_a_lease_cannot_settle_it() {
+async fn a_failure_without_the_lease_changes_nothing_but_a_2xx_always_wins() {
     let (store, _m, _dir) = open_fresh("settle-no-lease");
     stored(&store, new_event("e1", ROUTE, T0)).await;
     lease_one(&store, ROUTE, T0, T0 + 30_000).await;
-    // An operator's copy (from `get`) has no lease token.
+    // A copy without the lease token (an attempt whose lease ran out and went elsewhere).
     let mut copy = get(&store, "e1").await;
     copy.lease = None;
+    let retry = Settle::Retry {
+        at_ms: T0 + 5_000,
+        status: Some(500),
+        error: "late".into(),
+    };
+    assert!(!store.settle(&copy, retry, T0 + 1).await.unwrap());
     assert!(!store
-        .settle(&copy, Settle::Delivered { status: 200 }, T0 + 1)
+        .settle(&copy, dead(Some(400), "late"), T0 + 1)
         .await
         .unwrap());
     assert_eq!(get(&store, "e1").await.state, State::Delivering);
+    // The app took it: that is recorded whoever holds the lease, once.
+    assert!(store
+        .settle(&copy, Settle::Delivered { status: 200 }, T0 + 2)
+        .await
+        .unwrap());
+    assert_eq!(get(&store, "e1").await.state, State::Delivered);
+    assert!(!store
+        .settle(&copy, Settle::Delivered { status: 200 }, T0 + 3)
+        .await
+        .unwrap());
 }
 
 // ---------------------------------------------------------------------------------------
@@ -426,7 +456,13 @@ async fn a_second_event_with_the_same_dedup_key_is_a_duplicate_of_the_first() {
         .ingest(deduped("second", ROUTE, T0 + 10, "delivery-42", until + 10))
         .await
         .unwrap();
-    assert_eq!(second, Ingested::Duplicate("first".to_owned()));
+    assert_eq!(
+        second,
+        Ingested::Duplicate {
+            id: "first".to_owned(),
+            state: State::Queued
+        }
+    );
     assert!(store.get("second", false).await.unwrap().is_none());
     // Still a duplicate once the first is delivered: the key outlives the attempt.
     let leased = lease_one(&store, ROUTE, T0 + 20, T0 + 30_000).await;
@@ -438,7 +474,14 @@ async fn a_second_event_with_the_same_dedup_key_is_a_duplicate_of_the_first() {
         .ingest(deduped("third", ROUTE, T0 + 40, "delivery-42", until + 40))
         .await
         .unwrap();
-    assert_eq!(third, Ingested::Duplicate("first".to_owned()));
+    assert_eq!(
+        third,
+        Ingested::Duplicate {
+            id: "first".to_owned(),
+            state: State::Delivered
+        },
+        "a duplicate says the first was delivered"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -497,7 +540,7 @@ async fn concurrent_duplicates_store_exactly_one_event() {
     let kept = all[0].id.clone();
     for r in results {
         assert!(
-            r == Ingested::Stored || r == Ingested::Duplicate(kept.clone()),
+            r == Ingested::Stored || matches!(&r, Ingested::Duplicate { id, .. } if *id == kept),
             "{r:?} does not name the stored event {kept}"
         );
     }
@@ -506,20 +549,24 @@ async fn concurrent_duplicates_store_exactly_one_event() {
 // ---------------------------------------------------------------------------------------
 // Operators: retry, remove
 
-/// Stores `id`, leases it and settles it dead at `T0 + 100`.
+/// Stores `id`, leases it, starts one attempt and settles it dead at `T0 + 100`.
 async fn make_dead(store: &Embedded, id: &str, route: &str) {
     stored(store, new_event(id, route, T0)).await;
     let leased = lease_one(store, route, T0, T0 + 30_000).await;
+    let lease = leased.lease.as_deref().unwrap();
+    assert_eq!(store.start(id, lease, T0 + 30_000).await.unwrap(), Some(1));
     assert!(store
         .settle(&leased, dead(Some(422), "refused"), T0 + 100)
         .await
         .unwrap());
 }
 
-/// Stores `id`, leases it and settles it delivered at `T0 + 100`.
+/// Stores `id`, leases it, starts one attempt and settles it delivered at `T0 + 100`.
 async fn make_delivered(store: &Embedded, id: &str, route: &str) {
     stored(store, new_event(id, route, T0)).await;
     let leased = lease_one(store, route, T0, T0 + 30_000).await;
+    let lease = leased.lease.as_deref().unwrap();
+    assert_eq!(store.start(id, lease, T0 + 30_000).await.unwrap(), Some(1));
     assert!(store
         .settle(&leased, Settle::Delivered { status: 200 }, T0 + 100)
         .await
@@ -538,12 +585,18 @@ async fn retrying_a_dead_event_makes_it_due_now_with_a_fresh_age() {
     assert_eq!(e.next_attempt_ms, now);
     assert_eq!(e.age_from_ms, now);
     assert_eq!(e.received_ms, T0, "the receive time is history, not reset");
-    assert_eq!(e.attempts, 0);
+    assert_eq!(e.attempts, 1, "attempts made stay counted");
+    assert_eq!(e.budget_from, 1, "max_attempts counts from the retry");
+    assert_eq!(e.dead_reason, None);
     assert_eq!(e.finished_ms, None);
     assert_eq!(store.next_due(ROUTE).await.unwrap(), Some(now));
 
     let leased = lease_one(&store, ROUTE, now, now + 30_000).await;
-    assert_eq!(leased.attempts, 1);
+    let lease = leased.lease.as_deref().unwrap();
+    assert_eq!(
+        store.start("e1", lease, now + 30_000).await.unwrap(),
+        Some(2)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -649,7 +702,10 @@ async fn purge_deletes_finished_events_past_retention_but_keeps_a_live_dedup_win
             ))
             .await
             .unwrap(),
-        Ingested::Duplicate("remembered".to_owned())
+        Ingested::Duplicate {
+            id: "remembered".to_owned(),
+            state: State::Delivered
+        }
     );
 
     // Later: the dead letter's retention and the dedup window have both passed.
@@ -911,6 +967,8 @@ async fn a_schema_2_store_is_updated_in_place_and_keeps_its_events() {
          DROP INDEX hookgate_events_due;
          CREATE INDEX hookgate_events_due ON hookgate_events (route, next_attempt_at)
              WHERE state IN ('queued', 'retrying', 'delivering');
+         ALTER TABLE hookgate_events DROP COLUMN dead_reason;
+         ALTER TABLE hookgate_events DROP COLUMN budget_from;
          PRAGMA user_version = 2;
          COMMIT;",
     )
@@ -943,7 +1001,11 @@ async fn a_schema_2_store_is_updated_in_place_and_keeps_its_events() {
         )
         .unwrap();
     assert!(plan.contains("hookgate_events_due"), "lease plan: {plan}");
-    assert_eq!(get(&store, "dead").await.state, State::Dead);
+    let dead = get(&store, "dead").await;
+    assert_eq!(dead.state, State::Dead);
+    assert_eq!(dead.attempts, 1);
+    assert_eq!(dead.dead_reason, None, "not recorded before schema 4");
+    assert_eq!(dead.budget_from, 0);
     assert_eq!(
         ids(&store.lease(ROUTE, 10, T0, T0 + 30_000).await.unwrap()),
         ["pending"]
@@ -971,6 +1033,14 @@ async fn an_event_being_delivered_when_the_store_closed_is_retrying_after_reopen
     stored(&store, new_event("e1", ROUTE, T0)).await;
     // Leased for an hour: without the release on open it would not be due for that long.
     let leased = lease_one(&store, ROUTE, T0, T0 + 3_600_000).await;
+    let lease = leased.lease.as_deref().unwrap();
+    assert_eq!(
+        store.start("e1", lease, T0 + 3_600_000).await.unwrap(),
+        Some(1)
+    );
+    // Another, leased but never started when the process ended.
+    stored(&store, new_event("e2", ROUTE, T0 + 1)).await;
+    lease_one(&store, ROUTE, T0 + 1, T0 + 3_600_000).await;
     drop(store);
 
     let store = reopen(dir.path(), metrics).await;
@@ -978,8 +1048,12 @@ async fn an_event_being_delivered_when_the_store_closed_is_retrying_after_reopen
     assert_eq!(e.state, State::Retrying);
     assert_eq!(e.lease, None);
     assert_eq!(e.attempts, 1, "the interrupted attempt still counts");
-    let again = lease_one(&store, ROUTE, T0 + 1, T0 + 30_000).await;
-    assert_eq!(again.attempts, 2);
+    let e2 = get(&store, "e2").await;
+    assert_eq!(e2.state, State::Queued, "a lease alone was no attempt");
+    assert_eq!(e2.attempts, 0);
+    let again = lease_one_of(&store, ROUTE, T0 + 1).await;
+    assert_eq!(again.id, "e1");
+    assert_eq!(again.attempts, 1);
     assert_eq!(again.body, leased.body);
 }
 
@@ -1510,7 +1584,10 @@ async fn an_event_stored_leased_is_not_leased_again_until_its_lease_runs_out() {
         .unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].id, "e2");
-    assert_eq!(again[0].attempts, 2, "the cut-off attempt counts");
+    assert_eq!(
+        again[0].attempts, 1,
+        "the cut-off attempt counts, the new lease does not"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,8 +30,10 @@ pub struct NewEvent {
     /// Encoded with [`encode_headers`].
     pub headers: Vec<u8>,
     pub body: Bytes,
-    /// `Some`: stored already leased to this process (the pipeline hands it to the worker
-    /// in memory); `None`: stored `queued`, for a worker to lease.
+    /// `Some`: stored already leased to this process with its first attempt starting now
+    /// (`attempts` 1): the pipeline holds one of the route's delivery slots and hands the
+    /// event to the worker in memory, which sends it at once. `None`: stored `queued`, for
+    /// a worker to lease.
     pub lease: Option<Lease>,
 }
 
@@ -55,9 +57,11 @@ impl NewEvent {
             age_from_ms: self.received_ms,
             next_attempt_ms: self.received_ms,
             attempts: 1,
+            budget_from: 0,
             finished_ms: None,
             last_status: None,
             last_error: None,
+            dead_reason: None,
             verified_key: self.verified_key,
             method: self.method.clone(),
             target: self.target.clone(),
@@ -124,11 +128,17 @@ pub struct Event {
     /// Where `max_age` counts from: the receive time, or when an operator last retried it.
     pub age_from_ms: i64,
     pub next_attempt_ms: i64,
-    /// Attempts started so far, this one included when leased.
+    /// HTTP attempts made so far: each is counted when it starts (durably, before its first
+    /// byte is sent), never for a lease alone. The app sees it as `Hookgate-Attempt`.
     pub attempts: u32,
+    /// `attempts` when an operator last retried the event: `max_attempts` and the backoff
+    /// count the attempts after it (0 if never retried).
+    pub budget_from: u32,
     pub finished_ms: Option<i64>,
     pub last_status: Option<u16>,
     pub last_error: Option<String>,
+    /// Why a dead letter is dead (`DeadReason::label`); `None` in every other state.
+    pub dead_reason: Option<String>,
     pub verified_key: Option<u32>,
     pub method: String,
     pub target: String,

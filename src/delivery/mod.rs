@@ -50,12 +50,22 @@ pub struct Queue {
     /// Notified when an event is stored or made due by an operator: the worker leases at
     /// once instead of at its next poll.
     pub wake: tokio::sync::Notify,
-    /// Per route: how many of its events this process holds leased, and how many it may.
+    /// Per route: how many of its events this process holds leased, how many it may, and
+    /// its delivery slots.
     gates: std::sync::Mutex<std::collections::HashMap<String, Arc<Gate>>>,
-    /// Events stored already leased to this process, handed to the worker in memory: no
-    /// lease round trip, no reading the body back (see [`Queue::handoff`]).
-    handoff: tokio::sync::mpsc::UnboundedSender<Event>,
-    handoff_rx: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Event>>>,
+    /// Events stored with their first attempt started, handed to the worker in memory with
+    /// the delivery slot they hold: no lease round trip, no reading the body back (see
+    /// [`Queue::handoff`]). Unbounded, but never longer than the gates let events in.
+    handoff: tokio::sync::mpsc::UnboundedSender<Handoff>,
+    handoff_rx: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Handoff>>>,
+}
+
+/// An event the pipeline stored with its first attempt started, on its way to the worker.
+pub struct Handoff {
+    pub event: Event,
+    /// One of the route's delivery slots, taken before the event was stored: the attempt
+    /// goes out as soon as the worker has it.
+    pub slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Queue {
@@ -83,36 +93,79 @@ impl Queue {
         }
     }
 
-    /// One lease of `route`'s gate for an event about to be stored, if there is room; it
-    /// goes back when the [`GateSlot`] is dropped without being handed over.
-    pub fn reserve(&self, route: &str) -> Option<GateSlot> {
-        Gate::reserve(&self.gate(route))
+    /// For an event about to be stored: one lease of `route`'s gate and one of its delivery
+    /// slots, if both are free now, so that its first attempt can start as soon as it is on
+    /// disk. Both go back when the [`Reserved`] is dropped without being handed over.
+    pub fn reserve(&self, route: &str) -> Option<Reserved> {
+        let gate = self.gate(route);
+        let lease = Gate::reserve(&gate)?;
+        let slot = gate.slots().try_acquire_owned().ok()?;
+        Some(Reserved { lease, slot })
     }
 
-    /// Hands an event stored already leased to this process to the worker, which now
-    /// accounts for its slot.
-    pub fn handoff(&self, event: Event, mut slot: GateSlot) {
-        if self.handoff.send(event).is_ok() {
-            slot.gate = None;
+    /// Hands an event stored with its first attempt started to the worker, which now
+    /// accounts for its lease and slot.
+    pub fn handoff(&self, event: Event, reserved: Reserved) {
+        let Reserved { mut lease, slot } = reserved;
+        if self.handoff.send(Handoff { event, slot }).is_ok() {
+            lease.gate = None;
         }
-        // Otherwise the worker is gone (shutting down): the slot goes back on drop, and the
+        // Otherwise the worker is gone (shutting down): the lease goes back on drop, and the
         // stored lease runs out (or the next start releases it).
     }
 
     /// The worker's end of the handoff; `None` after the first call.
-    pub fn take_handoff(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Event>> {
+    pub fn take_handoff(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Handoff>> {
         self.handoff_rx.lock().ok()?.take()
     }
 }
 
+/// A lease of a route's gate and one of its delivery slots, taken for one event.
+pub struct Reserved {
+    lease: GateSlot,
+    slot: tokio::sync::OwnedSemaphorePermit,
+}
+
 /// How many of a route's events this process holds leased (`outstanding`) against how many
 /// it may (`limit`: twice the route's concurrency, 1 while its app is down, 0 while it is
-/// paused). Shared by the pipeline, which may store an event already leased, and the
-/// worker, which leases the rest.
-#[derive(Debug, Default)]
+/// paused), and its delivery slots. Shared by the pipeline, which may store an event with
+/// its first attempt started, the worker, which leases the rest, and the admin API, which
+/// shows the route's pacing.
+#[derive(Debug)]
 pub struct Gate {
     outstanding: std::sync::atomic::AtomicUsize,
     limit: std::sync::atomic::AtomicUsize,
+    /// `queue.concurrency` permits: an attempt holds one while it talks to the app. A
+    /// reload that changes the concurrency puts new ones in place; attempts holding the
+    /// old ones finish as they are.
+    slots: std::sync::Mutex<(usize, Arc<tokio::sync::Semaphore>)>,
+    /// Unix ms since when the route's app looks down (0: it answers).
+    down_since_ms: std::sync::atomic::AtomicI64,
+    /// Unix ms before which no event of the route is tried (the pause while its app is
+    /// down; 0: none).
+    paused_until_ms: std::sync::atomic::AtomicI64,
+}
+
+impl Default for Gate {
+    fn default() -> Gate {
+        Gate {
+            outstanding: Default::default(),
+            limit: Default::default(),
+            // No slots until the worker sets the route's concurrency.
+            slots: std::sync::Mutex::new((0, Arc::new(tokio::sync::Semaphore::new(0)))),
+            down_since_ms: Default::default(),
+            paused_until_ms: Default::default(),
+        }
+    }
+}
+
+/// Whether a route's delivery is held back, as the admin API shows it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pacing {
+    /// Since when its app looks down (Unix ms); `None` while it answers.
+    pub down_since_ms: Option<i64>,
+    /// When the next probe may go (Unix ms), while it is down.
+    pub next_probe_ms: Option<i64>,
 }
 
 impl Gate {
@@ -155,6 +208,49 @@ impl Gate {
     pub fn set_limit(&self, limit: usize) {
         self.limit.store(limit, std::sync::atomic::Ordering::SeqCst);
     }
+
+    /// Leases out now.
+    pub fn outstanding(&self) -> usize {
+        self.outstanding.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The route's delivery slots.
+    pub fn slots(&self) -> Arc<tokio::sync::Semaphore> {
+        self.slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .clone()
+    }
+
+    /// Sets the number of delivery slots (the route's `queue.concurrency`).
+    pub fn set_concurrency(&self, concurrency: usize) {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if slots.0 != concurrency {
+            *slots = (
+                concurrency,
+                Arc::new(tokio::sync::Semaphore::new(concurrency)),
+            );
+        }
+    }
+
+    /// Records the route's pacing for operators (see [`Pacing`]).
+    pub fn set_pacing(&self, pacing: Pacing) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.down_since_ms
+            .store(pacing.down_since_ms.unwrap_or(0), SeqCst);
+        self.paused_until_ms
+            .store(pacing.next_probe_ms.unwrap_or(0), SeqCst);
+    }
+
+    pub fn pacing(&self) -> Pacing {
+        use std::sync::atomic::Ordering::SeqCst;
+        let some = |v: i64| (v != 0).then_some(v);
+        Pacing {
+            down_since_ms: some(self.down_since_ms.load(SeqCst)),
+            next_probe_ms: some(self.paused_until_ms.load(SeqCst)),
+        }
+    }
 }
 
 /// One taken lease of a route's [`Gate`], given back on drop unless handed to the worker:
@@ -171,12 +267,23 @@ impl Drop for GateSlot {
     }
 }
 
-/// How long a lease holds its event: longer than it can wait for one of the route's slots
-/// (a process leases at most twice the route's concurrency, so at most one round of
-/// attempts is ahead of it) plus the attempt itself (connect and upstream timeouts each
-/// time), plus a margin for settling it.
+/// How long a lease holds its event before another worker may take it: one attempt (the
+/// connect and upstream timeouts) plus a margin for settling it. A worker renews the leases
+/// it holds every [`RENEW_EVERY`] while their events wait for a slot or for the app, and an
+/// attempt's start renews its lease, so in a healthy process no lease runs out: one that
+/// does means its process died or stalled.
 pub fn lease_for(limits: &crate::config::Limits, route: &crate::config::Route) -> Duration {
-    (limits.upstream_connect_timeout + route.limits.upstream_timeout) * 2 + Duration::from_secs(5)
+    (limits.upstream_connect_timeout + route.limits.upstream_timeout)
+        .saturating_add(Duration::from_secs(15))
+        .max(RENEW_EVERY * 3)
+}
+
+/// How often the worker renews the leases it holds.
+pub const RENEW_EVERY: Duration = Duration::from_secs(5);
+
+/// Unix milliseconds `d` after `from_ms`, saturating.
+pub fn ms_after(from_ms: i64, d: Duration) -> i64 {
+    from_ms.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// How a route delivers what passed its checks.
@@ -267,6 +374,11 @@ pub const ATTEMPT_HEADER: http::HeaderName = http::HeaderName::from_static("hook
 pub const IDEMPOTENCY_KEY: http::HeaderName = http::HeaderName::from_static("idempotency-key");
 /// The header that tells the sender which event its request was stored as.
 pub const EVENT_ID_HEADER: http::HeaderName = http::HeaderName::from_static("hookgate-event-id");
+
+/// The header that tells a sender of a duplicate where the first copy is (`queued`,
+/// `delivering`, `retrying`, `delivered`, `dead`).
+pub const EVENT_STATE_HEADER: http::HeaderName =
+    http::HeaderName::from_static("hookgate-event-state");
 
 /// Unix milliseconds of `t` (0 before 1970).
 pub fn unix_ms(t: std::time::SystemTime) -> i64 {

@@ -57,6 +57,9 @@ CREATE TABLE IF NOT EXISTS hookgate_requests (
     headers         BYTEA NOT NULL,
     body            BYTEA NOT NULL
 );
+-- Added after the first release; a store made before gets them here.
+ALTER TABLE hookgate_events ADD COLUMN IF NOT EXISTS dead_reason TEXT;
+ALTER TABLE hookgate_events ADD COLUMN IF NOT EXISTS budget_from INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS hookgate_events_due ON hookgate_events (route, next_attempt_at)
     WHERE state IN ('queued', 'retrying', 'delivering');
 CREATE INDEX IF NOT EXISTS hookgate_events_finished ON hookgate_events (state, finished_at)
@@ -66,7 +69,13 @@ CREATE INDEX IF NOT EXISTS hookgate_events_finished ON hookgate_events (state, f
 /// The event's columns, in the order [`event_from`] reads them.
 const COLUMNS: &str = "id, route, idempotency_key, state, received_at, age_from, \
     next_attempt_at, attempts, finished_at, last_status, last_error, verified_key, method, \
-    target, body_len, lease";
+    target, body_len, lease, dead_reason, budget_from";
+
+/// Gives a lease back: the event is due again for any worker, `queued` if it was never
+/// tried. Followed by the rows' condition.
+const RELEASE: &str = "UPDATE hookgate_events SET \
+    state = CASE WHEN attempts = 0 THEN 'queued' ELSE 'retrying' END, \
+    lease = NULL, leased_until = NULL";
 
 /// An open PostgreSQL store.
 pub struct Postgres {
@@ -294,13 +303,16 @@ impl Postgres {
                         }
                         let first = c
                             .query_opt(
-                                "SELECT id FROM hookgate_events \
+                                "SELECT id, state FROM hookgate_events \
                                  WHERE route = $1 AND dedup_key = $2",
                                 &[&e.route, &e.dedup_key],
                             )
                             .await?;
                         if let Some(first) = first {
-                            return Ok(Some(Ingested::Duplicate(first.get::<_, String>(0))));
+                            return Ok(Some(Ingested::Duplicate {
+                                id: first.get(0),
+                                state: State::parse(first.get(1)).unwrap_or(State::Queued),
+                            }));
                         }
                     }
                     Ok(None)
@@ -338,7 +350,7 @@ impl Postgres {
                          ORDER BY next_attempt_at, received_at LIMIT $5 \
                          FOR UPDATE SKIP LOCKED), \
                      leased AS (UPDATE hookgate_events e SET state = 'delivering', \
-                         lease = $1, leased_until = $2, attempts = e.attempts + 1 \
+                         lease = $1, leased_until = $2 \
                          FROM picked WHERE e.id = picked.id RETURNING e.*) \
                      SELECT {cols}, r.headers, r.body FROM leased \
                      JOIN hookgate_requests r ON r.id = leased.id \
@@ -356,8 +368,8 @@ impl Postgres {
                     .iter()
                     .map(|r| {
                         let mut e = event_from(r);
-                        e.headers = r.get(16);
-                        e.body = Some(bytes::Bytes::from(r.get::<_, Vec<u8>>(17)));
+                        e.headers = r.get(18);
+                        e.body = Some(bytes::Bytes::from(r.get::<_, Vec<u8>>(19)));
                         e
                     })
                     .collect())
@@ -374,28 +386,118 @@ impl Postgres {
     ) -> Result<bool, StoreError> {
         let id = event.id.clone();
         let lease = event.lease.clone().unwrap_or_default();
-        let (state, next, finished, status, error) = match settle {
-            Settle::Delivered { status } => ("delivered", None, Some(now_ms), Some(status), None),
-            Settle::Retry {
-                at_ms,
-                status,
-                error,
-            } => ("retrying", Some(at_ms), None, status, Some(error)),
-            Settle::Dead { status, error, .. } => ("dead", None, Some(now_ms), status, Some(error)),
-        };
-        let status = status.map(i32::from);
         self.with(move |c| {
             Box::pin(async move {
-                let n = c
-                    .execute(
-                        "UPDATE hookgate_events SET state = $1, \
-                         next_attempt_at = coalesce($2, next_attempt_at), finished_at = $3, \
-                         last_status = $4, last_error = $5, lease = NULL, leased_until = NULL \
-                         WHERE id = $6 AND state = 'delivering' AND lease = $7",
-                        &[&state, &next, &finished, &status, &error, &id, &lease],
+                let n = match settle {
+                    // A 2xx wins: whatever raced with it, the app has the event.
+                    Settle::Delivered { status } => {
+                        c.execute(
+                            "UPDATE hookgate_events SET state = 'delivered', finished_at = $1, \
+                             last_status = $2, last_error = NULL, dead_reason = NULL, \
+                             lease = NULL, leased_until = NULL \
+                             WHERE id = $3 AND state <> 'delivered'",
+                            &[&now_ms, &i32::from(status), &id],
+                        )
+                        .await?
+                    }
+                    Settle::Retry {
+                        at_ms,
+                        status,
+                        error,
+                    } => {
+                        c.execute(
+                            "UPDATE hookgate_events SET state = 'retrying', next_attempt_at = $1, \
+                             last_status = $2, last_error = $3, lease = NULL, leased_until = NULL \
+                             WHERE id = $4 AND state = 'delivering' AND lease = $5",
+                            &[&at_ms, &status.map(i32::from), &error, &id, &lease],
+                        )
+                        .await?
+                    }
+                    Settle::Dead {
+                        reason,
+                        status,
+                        error,
+                    } => {
+                        c.execute(
+                            "UPDATE hookgate_events SET state = 'dead', finished_at = $1, \
+                             last_status = $2, last_error = $3, dead_reason = $4, lease = NULL, \
+                             leased_until = NULL \
+                             WHERE id = $5 AND state = 'delivering' AND lease = $6",
+                            &[
+                                &now_ms,
+                                &status.map(i32::from),
+                                &error,
+                                &reason.label(),
+                                &id,
+                                &lease,
+                            ],
+                        )
+                        .await?
+                    }
+                };
+                Ok(n == 1)
+            })
+        })
+        .await
+    }
+
+    pub async fn start(
+        &self,
+        id: &str,
+        lease: &str,
+        until_ms: i64,
+    ) -> Result<Option<u32>, StoreError> {
+        let (id, lease) = (id.to_owned(), lease.to_owned());
+        self.with(move |c| {
+            Box::pin(async move {
+                let row = c
+                    .query_opt(
+                        "UPDATE hookgate_events SET attempts = attempts + 1, leased_until = $1 \
+                         WHERE id = $2 AND state = 'delivering' AND lease = $3 \
+                         RETURNING attempts",
+                        &[&until_ms, &id, &lease],
                     )
                     .await?;
-                Ok(n == 1)
+                Ok(row.map(|r| u32::try_from(r.get::<_, i32>(0)).unwrap_or(0)))
+            })
+        })
+        .await
+    }
+
+    pub async fn renew(
+        &self,
+        leases: Vec<(String, String)>,
+        until_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let (ids, tokens): (Vec<String>, Vec<String>) = leases.into_iter().unzip();
+        self.with(move |c| {
+            Box::pin(async move {
+                c.execute(
+                    "UPDATE hookgate_events e SET leased_until = $1 \
+                     FROM unnest($2::text[], $3::text[]) AS held(id, lease) \
+                     WHERE e.id = held.id AND e.lease = held.lease AND e.state = 'delivering'",
+                    &[&until_ms, &ids, &tokens],
+                )
+                .await
+            })
+        })
+        .await
+    }
+
+    pub async fn release(&self, leases: Vec<(String, String)>) -> Result<u64, StoreError> {
+        let (ids, tokens): (Vec<String>, Vec<String>) = leases.into_iter().unzip();
+        self.with(move |c| {
+            Box::pin(async move {
+                c.execute(
+                    &format!(
+                        "{RELEASE} FROM unnest($1::text[], $2::text[]) AS held(id, lease) \
+                         WHERE hookgate_events.id = held.id \
+                         AND hookgate_events.lease = held.lease \
+                         AND hookgate_events.state = 'delivering'"
+                    ),
+                    &[&ids, &tokens],
+                )
+                .await
             })
         })
         .await
@@ -485,7 +587,8 @@ impl Postgres {
             Box::pin(async move {
                 c.execute(
                     "UPDATE hookgate_events SET state = 'retrying', next_attempt_at = $1, \
-                     age_from = $1, attempts = 0, finished_at = NULL \
+                     age_from = $1, budget_from = attempts, finished_at = NULL, \
+                     dead_reason = NULL \
                      WHERE (($2::text IS NOT NULL AND id = $2 AND state IN ('dead', 'retrying')) \
                          OR ($3::text IS NOT NULL AND route = $3 AND state = 'dead'))",
                     &[&now_ms, &id, &route],
@@ -596,6 +699,8 @@ fn event_from(r: &Row) -> Event {
         body_len: u64::try_from(r.get::<_, i64>(14)).unwrap_or(0),
         body: None,
         lease: r.get(15),
+        dead_reason: r.get(16),
+        budget_from: u32::try_from(r.get::<_, i32>(17)).unwrap_or(0),
         head: None,
     }
 }

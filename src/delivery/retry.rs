@@ -75,6 +75,10 @@ impl DeadReason {
         DeadReason::Unreadable,
     ];
 
+    pub fn parse(label: &str) -> Option<DeadReason> {
+        DeadReason::ALL.into_iter().find(|r| r.label() == label)
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             DeadReason::Refused => "refused",

@@ -3,6 +3,30 @@
 //!
 //! Every change is durable when its call returns `Ok` (fsync included); the pipeline answers
 //! the sender only then.
+//!
+//! ## The state machine, the same on both engines
+//!
+//! ```text
+//!  ingest ──> queued ──lease──> delivering ──settle 2xx──────────> delivered
+//!     │                          │    ▲  │ ──settle failure──> retrying ──lease──┐
+//!     └─(slot free: attempt 1)───┘    │  └──settle final/old──> dead             │
+//!                                     └──────────────────────────────────────────┘
+//! ```
+//!
+//! - A **lease** only claims an event for a worker (`delivering`, a token, `leased_until`);
+//!   it does not count as an attempt. A lease that runs out (its process died or stalled)
+//!   makes the event due again for any worker, under a new token.
+//! - **start** counts an attempt: `attempts + 1`, durably, just before the request is sent,
+//!   and only under the caller's lease. An ingest that finds a delivery slot free stores
+//!   the event leased with attempt 1 already started.
+//! - **renew** keeps leases alive while their events wait for a slot or for the app.
+//! - **settle** records how an attempt ended. A 2xx wins: `Delivered` applies whatever
+//!   state the event is in (a lease that ran out, a retry an operator made, even `dead`), as
+//!   long as it is not already delivered or removed, because the app has the event. A
+//!   failure settles only under the caller's lease, so a late answer from a lapsed lease
+//!   changes nothing. Each call says whether it changed the event: a dead letter is counted
+//!   once, when it becomes one.
+//! - **release** gives leases back (a worker stopping), for another worker to take at once.
 
 use std::sync::Arc;
 
@@ -34,8 +58,9 @@ pub enum StoreError {
 pub enum Ingested {
     /// On disk now.
     Stored,
-    /// An event with the same dedup key is already stored (its id).
-    Duplicate(String),
+    /// An event with the same dedup key is already stored: its id and where it is now
+    /// (delivered, or still on its way), for the sender's answer.
+    Duplicate { id: String, state: State },
 }
 
 /// How an attempt ends for the store.
@@ -145,8 +170,9 @@ impl QueueStore {
         }
     }
 
-    /// Leases up to `limit` due events of `route` until `lease_until_ms`, oldest due first.
-    /// An event whose lease ran out (its worker died) is due again.
+    /// Leases up to `limit` due events of `route` until `lease_until_ms`, oldest due first,
+    /// with their requests. An event whose lease ran out (its worker died) is due again.
+    /// A lease is not an attempt: `attempts` is unchanged (see [`QueueStore::start`]).
     pub async fn lease(
         &self,
         route: &str,
@@ -162,8 +188,53 @@ impl QueueStore {
         }
     }
 
-    /// Records how a leased attempt ended. Ignored (false) if the lease is no longer
-    /// this one's: it ran out and the event went to another worker.
+    /// Counts the attempt about to be made on `event` under its lease, and holds the lease
+    /// until `lease_until_ms`; returns the event's attempt count including this one. `None`:
+    /// the lease is no longer this one's (it ran out and another worker took the event, or
+    /// the event is settled, delivered or gone), and the attempt must not be made.
+    pub async fn start(
+        &self,
+        event: &Event,
+        lease_until_ms: i64,
+    ) -> Result<Option<u32>, StoreError> {
+        let (id, lease) = (&event.id, event.lease.as_deref().unwrap_or_default());
+        match self {
+            QueueStore::Embedded(s) => s.start(id, lease, lease_until_ms).await,
+            QueueStore::Postgres(s) => Box::pin(s.start(id, lease, lease_until_ms)).await,
+        }
+    }
+
+    /// Extends each of `leases` (event id, lease token) that is still held to
+    /// `lease_until_ms`; returns how many were.
+    pub async fn renew(
+        &self,
+        leases: Vec<(String, String)>,
+        lease_until_ms: i64,
+    ) -> Result<u64, StoreError> {
+        if leases.is_empty() {
+            return Ok(0);
+        }
+        match self {
+            QueueStore::Embedded(s) => s.renew(leases, lease_until_ms).await,
+            QueueStore::Postgres(s) => Box::pin(s.renew(leases, lease_until_ms)).await,
+        }
+    }
+
+    /// Gives back each of `leases` that is still held: the event is due again at once for
+    /// any worker (`queued` if it was never tried, else `retrying`); returns how many.
+    pub async fn release(&self, leases: Vec<(String, String)>) -> Result<u64, StoreError> {
+        if leases.is_empty() {
+            return Ok(0);
+        }
+        match self {
+            QueueStore::Embedded(s) => s.release(leases).await,
+            QueueStore::Postgres(s) => Box::pin(s.release(leases)).await,
+        }
+    }
+
+    /// Records how an attempt ended; true if that changed the event. `Delivered` applies
+    /// in any state but delivered (a 2xx wins); `Retry` and `Dead` only under the event's
+    /// lease (false once it ran out and the event went to another worker).
     pub async fn settle(
         &self,
         event: &Event,
@@ -199,8 +270,9 @@ impl QueueStore {
         }
     }
 
-    /// Makes a dead (or retrying) event due now, with a fresh max age. False if there is no
-    /// such event in one of those states.
+    /// Makes a dead (or retrying) event due now, with a fresh max age and a fresh
+    /// `max_attempts` budget (its `attempts` stay what they are: attempts made). False if
+    /// there is no such event in one of those states.
     pub async fn retry(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
         match self {
             QueueStore::Embedded(s) => s.retry(id, now_ms).await,

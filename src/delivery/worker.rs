@@ -2,40 +2,52 @@
 //! sends each to its route's upstream with the same forward code as sync mode, and settles
 //! it as delivered, to be retried, or dead.
 //!
-//! - **Per route, bounded.** At most `queue.concurrency` deliveries of a route are at its app
-//!   at once; twice as many are leased, so the next event is at hand when an answer comes,
-//!   and an attempt is settled after its slot is free (settles are batched by the store).
+//! - **Per route, bounded by slots, not by the backlog.** At most `queue.concurrency`
+//!   deliveries of a route are at its app at once (its delivery slots), and this process
+//!   holds at most twice as many of its events leased (its `Gate`): the next events are at
+//!   hand when an answer comes, and the rest of a backlog stays `queued` in the store, not in
+//!   memory. A lease is given back to the gate only once its attempt is settled.
+//! - **An attempt counts when it is made.** A leased event waits for a delivery slot; then
+//!   the store counts its attempt (`start`, durable) and only then is it sent, with that
+//!   count in `Hookgate-Attempt`. A lease alone is never an attempt.
+//! - **Leases do not run out in a healthy process.** The worker renews every lease it holds
+//!   every `RENEW_EVERY`, and an attempt's start renews its own, so a lease runs out only if
+//!   this process died or stalled (counted in `hookgate_queue_leases_lost_total`).
+//! - **A 2xx wins.** A settle that fails (the store is unreachable) is tried again, with the
+//!   lease kept alive, until it is recorded or the process stops; the store records a 2xx
+//!   whatever raced with it.
 //! - **Paced when the app is down.** When an attempt gets no answer (refused, reset,
 //!   timeout) or a 429/502/503/504, the route pauses (the retry backoff, at most
 //!   [`MAX_PAUSE`]), then sends one probe at a time until an attempt gets through: no hot
 //!   loop of refused connections while the app is deploying.
-//! - **Handed over, woken, polling.** An event the pipeline stored already leased to this
-//!   process (the route's `Gate` had room) arrives in memory, body and parsed headers
-//!   included; for one stored `queued`, the pipeline wakes the worker, which leases it. The
-//!   worker also polls once a second for events that became due (retries, expired leases,
-//!   other replicas' events on a shared store).
-//! - **Leases.** An event is leased for longer than it can wait for a slot plus one attempt
-//!   (`delivery::lease_for`); if this process dies mid-attempt, the lease runs out
-//!   and the event is due again (the embedded store releases it at once on the next start).
+//! - **Handed over, woken, polling.** An event the pipeline stored with its first attempt
+//!   started (a slot was free) arrives in memory with its slot, body and parsed headers; for
+//!   one stored `queued`, the pipeline wakes the worker, which leases it. The worker also
+//!   polls once a second for events that became due (retries, expired leases, other
+//!   replicas' events on a shared store).
 //! - On shutdown it leases nothing more and waits for its attempts in flight, up to
-//!   `limits.shutdown_grace`; undelivered events stay in the store for the next start.
+//!   `limits.shutdown_grace`, then gives back the leases it still holds, so another worker
+//!   (or the next start) takes those events at once.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::HeaderValue;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
 
 use crate::body::RawBody;
 use crate::config::Route;
-use crate::delivery::event::Event;
+use crate::delivery::event::{Event, Unreadable};
 use crate::delivery::retry::{self, Attempt, Verdict};
 use crate::delivery::store::Settle;
-use crate::delivery::{unix_ms, Delivery, Queue, QueuePolicy, ATTEMPT_HEADER, IDEMPOTENCY_KEY};
+use crate::delivery::{
+    ms_after, unix_ms, Delivery, Gate, Pacing, Queue, QueuePolicy, ATTEMPT_HEADER, IDEMPOTENCY_KEY,
+    RENEW_EVERY,
+};
 use crate::forward::{self, Outgoing};
 use crate::gateway::Clock;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, StoreOp};
 use crate::reload::{Current, Live};
 
 /// The longest a route whose app is down waits before its next probe.
@@ -46,40 +58,32 @@ const POLL: Duration = Duration::from_secs(1);
 const DEPTHS_EVERY: Duration = Duration::from_secs(5);
 /// How often finished events past their retention are purged.
 const PURGE_EVERY: Duration = Duration::from_secs(60);
+/// The longest wait between two tries of a settle the store did not take.
+const SETTLE_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// A route's delivery state in this worker.
 struct RouteState {
-    /// Events this process holds leased and the app has not yet answered (settling happens
-    /// after), against the most it may; shared with the pipeline, which stores events
-    /// already leased when there is room.
-    gate: Arc<crate::delivery::Gate>,
-    /// `queue.concurrency` permits: an attempt holds one while it talks to the app. Twice
-    /// as many events are leased, so the next ones are at hand when an answer comes.
-    slots: Arc<tokio::sync::Semaphore>,
-    slots_size: usize,
+    /// Events this process holds leased, against the most it may, and the route's delivery
+    /// slots; shared with the pipeline, which stores an event with its first attempt
+    /// started when both have room.
+    gate: Arc<Gate>,
     /// Attempts in a row that found the app down; 0 when it is up.
     down_streak: u32,
+    /// Since when the app looks down (Unix ms), for operators.
+    down_since_ms: Option<i64>,
     /// No lease for this route before this.
     paused_until: Option<Instant>,
 }
 
-impl RouteState {
-    fn new(concurrency: usize, gate: Arc<crate::delivery::Gate>) -> RouteState {
-        RouteState {
-            gate,
-            slots: Arc::new(tokio::sync::Semaphore::new(concurrency)),
-            slots_size: concurrency,
-            down_streak: 0,
-            paused_until: None,
-        }
-    }
-}
-
 /// How an attempt went, for pacing.
 struct Done {
-    route: Arc<Route>,
-    app_down: bool,
+    route: String,
+    /// `None`: no attempt was made (the lease was lost, or the store could not count it).
+    app_down: Option<bool>,
 }
+
+/// The leases this worker holds (event id to lease token), renewed together.
+type Held = Mutex<HashMap<String, String>>;
 
 /// Runs the worker until `shutdown` turns true. `live` is the worker's own view of the
 /// configuration (its upstream pools live on this runtime); reloads swap it.
@@ -93,27 +97,39 @@ pub async fn run(
     let mut routes: HashMap<String, RouteState> = HashMap::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let mut attempts = tokio::task::JoinSet::new();
+    let held: Arc<Held> = Arc::default();
     let Some(mut handoff) = queue.take_handoff() else {
         tracing::error!("delivery worker started twice; this one stops");
         return;
     };
-    // One attempt at `event`, holding one of `slots` while the app has it.
+    let mut renewals = tokio::time::interval(RENEW_EVERY);
+    renewals.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // One attempt at `event`, leased to this worker; `slot` if it holds one already and
+    // was stored with its attempt started.
     let spawn = |attempts: &mut tokio::task::JoinSet<()>,
                  live: &Arc<Live>,
                  route: &Arc<Route>,
                  policy: &QueuePolicy,
-                 slots: &Arc<tokio::sync::Semaphore>,
-                 event: Event| {
+                 gate: &Arc<Gate>,
+                 event: Event,
+                 slot: Option<OwnedSemaphorePermit>| {
+        if let Some(lease) = &event.lease {
+            held.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(event.id.clone(), lease.clone());
+        }
         let job = Attempting {
             queue: queue.clone(),
             live: live.clone(),
             route: route.clone(),
+            gate: gate.clone(),
+            held: held.clone(),
             retry: policy.retry,
             metrics: metrics.clone(),
             clock,
         };
-        let (done_tx, slots) = (done_tx.clone(), slots.clone());
-        attempts.spawn(async move { job.deliver(event, &slots, &done_tx).await });
+        let done_tx = done_tx.clone();
+        attempts.spawn(async move { job.deliver(event, slot, &done_tx).await });
     };
     loop {
         // Finished attempts are reaped here, all of them: one per wake-up would fall behind
@@ -126,16 +142,14 @@ pub async fn run(
             let Delivery::Queued(policy) = &route.delivery else {
                 continue;
             };
-            let state = route_state(&mut routes, route, policy, &queue);
-            if state.slots_size != policy.concurrency {
-                // A reload changed it: attempts holding the old permits finish as they are.
-                state.slots = Arc::new(tokio::sync::Semaphore::new(policy.concurrency));
-                state.slots_size = policy.concurrency;
-            }
+            let state = route_state(&mut routes, route, &queue);
+            state.gate.set_concurrency(policy.concurrency);
+            let leased_gauge = metrics.queue.leased.with_label_values(&[&route.name]);
             if let Some(until) = state.paused_until {
                 if until > now {
                     state.gate.set_limit(0);
                     wake_at = wake_at.min(until);
+                    leased_gauge.set(gauge(state.gate.outstanding()));
                     continue;
                 }
             }
@@ -147,16 +161,15 @@ pub async fn run(
             });
             let room = state.gate.take(usize::MAX);
             if room == 0 {
+                leased_gauge.set(gauge(state.gate.outstanding()));
                 continue;
             }
             let now_ms = unix_ms(clock());
-            let lease = crate::delivery::lease_for(&current.gateway.limits, route);
-            let lease_until = now_ms + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-            let leased = match queue
-                .store
-                .lease(&route.name, room, now_ms, lease_until)
-                .await
-            {
+            let until = ms_after(
+                now_ms,
+                crate::delivery::lease_for(&current.gateway.limits, route),
+            );
+            let leased = match queue.store.lease(&route.name, room, now_ms, until).await {
                 Ok(events) => {
                     state.gate.release(room - events.len());
                     events
@@ -164,69 +177,146 @@ pub async fn run(
                 Err(e) => {
                     state.gate.release(room);
                     tracing::error!(route = route.name.as_str(), error = %e, "queue store: cannot lease events");
-                    metrics.queue.store_error(crate::metrics::StoreOp::Lease);
+                    metrics.queue.store_error(StoreOp::Lease);
                     continue;
                 }
             };
+            leased_gauge.set(gauge(state.gate.outstanding()));
             if !leased.is_empty() {
-                // Their answers wake the loop, which leases again.
+                // Their settles wake the loop, which leases again.
             } else if let Ok(Some(due_ms)) = queue.store.next_due(&route.name).await {
                 let wait = u64::try_from(due_ms.saturating_sub(unix_ms(clock()))).unwrap_or(0);
                 wake_at = wake_at.min(now + Duration::from_millis(wait));
             }
+            let gate = state.gate.clone();
             for event in leased {
-                spawn(&mut attempts, &current, route, policy, &state.slots, event);
+                spawn(&mut attempts, &current, route, policy, &gate, event, None);
             }
         }
         tokio::select! {
             _ = queue.wake.notified() => {}
-            Some(event) = handoff.recv() => {
-                // Stored leased to this process: its gate was taken by the pipeline.
-                let mut events = vec![event];
+            Some(first) = handoff.recv() => {
+                // Stored with its first attempt started: its lease and slot were taken by
+                // the pipeline.
+                let mut handed = vec![first];
                 while let Ok(more) = handoff.try_recv() {
-                    events.push(more);
+                    handed.push(more);
                 }
-                for event in events {
-                    let Some((route, policy)) = queued_route(&current, &event.route) else {
-                        // A reload removed the route: the lease runs out and the event
-                        // waits, stored, for a configuration that has it again.
-                        queue.gate(&event.route).release(1);
-                        continue;
-                    };
-                    let state = route_state(&mut routes, route, policy, &queue);
-                    spawn(&mut attempts, &current, route, policy, &state.slots, event);
+                for h in handed {
+                    take_handoff(&mut routes, &current, &queue, h, |route, policy, gate, event, slot| {
+                        spawn(&mut attempts, &current, route, policy, gate, event, Some(slot));
+                    });
                 }
             }
             Some(done) = done_rx.recv() => {
-                settle_pace(&mut routes, done, &current);
+                pace(&mut routes, done, &current, &metrics, clock);
                 // Take every other finished attempt too before leasing again.
                 while let Ok(done) = done_rx.try_recv() {
-                    settle_pace(&mut routes, done, &current);
+                    pace(&mut routes, done, &current, &metrics, clock);
                 }
             }
+            _ = renewals.tick() => renew(&queue, &current, &held, &metrics, clock).await,
             _ = tokio::time::sleep_until(wake_at.into()) => {}
             _ = shutdown.changed() => break,
         }
     }
-    let grace = live.load().gateway.limits.shutdown_grace;
-    let in_flight = attempts.len();
-    if in_flight > 0 {
+    let current = live.load_full();
+    let grace = current.gateway.limits.shutdown_grace;
+    if !attempts.is_empty() {
         tracing::info!(
-            in_flight,
+            in_flight = attempts.len(),
             "delivery stopping: waiting for attempts in flight"
         );
     }
+    // Events the pipeline still hands over (requests finishing their drain) were stored
+    // with their attempt started: they are sent too, within the same grace.
     let waited = tokio::time::timeout(grace, async {
-        while attempts.join_next().await.is_some() {}
+        loop {
+            tokio::select! {
+                joined = attempts.join_next() => if joined.is_none() { break },
+                Some(h) = handoff.recv() => {
+                    take_handoff(&mut routes, &current, &queue, h, |route, policy, gate, event, slot| {
+                        spawn(&mut attempts, &current, route, policy, gate, event, Some(slot));
+                    });
+                }
+            }
+        }
     })
     .await;
     if waited.is_err() {
-        // Their leases run out; the events are delivered again after the next start.
+        // Their leases are given back below; the events are delivered again.
         tracing::warn!(
             cut_off = attempts.len(),
             "delivery attempts still running when shutdown_grace ran out"
         );
         attempts.abort_all();
+        while attempts.join_next().await.is_some() {}
+    }
+    drop(handoff);
+    let still_held: Vec<(String, String)> = held
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .drain()
+        .collect();
+    if !still_held.is_empty() {
+        match queue.store.release(still_held).await {
+            Ok(n) => tracing::info!(events = n, "leases given back for the next start"),
+            Err(e) => {
+                // They run out instead.
+                tracing::warn!(error = %e, "queue store: cannot give leases back; they run out");
+                metrics.queue.store_error(StoreOp::Release);
+            }
+        }
+    }
+}
+
+/// A value for an integer gauge.
+fn gauge(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Starts the attempt of an event handed over by the pipeline, or, if a reload removed
+/// its route meanwhile, gives its lease back to the gate (the stored lease runs out, and
+/// the event waits for a configuration that has the route again).
+fn take_handoff(
+    routes: &mut HashMap<String, RouteState>,
+    current: &Arc<Live>,
+    queue: &Queue,
+    h: crate::delivery::Handoff,
+    mut start: impl FnMut(&Arc<Route>, &QueuePolicy, &Arc<Gate>, Event, OwnedSemaphorePermit),
+) {
+    let Some((route, policy)) = queued_route(current, &h.event.route) else {
+        queue.gate(&h.event.route).release(1);
+        return;
+    };
+    let gate = route_state(routes, route, queue).gate.clone();
+    start(route, policy, &gate, h.event, h.slot);
+}
+
+/// Keeps every lease this worker holds alive for another lease length.
+async fn renew(queue: &Queue, live: &Live, held: &Held, metrics: &Metrics, clock: Clock) {
+    let leases: Vec<(String, String)> = held
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|(id, lease)| (id.clone(), lease.clone()))
+        .collect();
+    if leases.is_empty() {
+        return;
+    }
+    // The longest lease any queued route needs: a renewal is not per route.
+    let lease = live
+        .gateway
+        .routes
+        .routes()
+        .iter()
+        .map(|r| crate::delivery::lease_for(&live.gateway.limits, r))
+        .max()
+        .unwrap_or(RENEW_EVERY * 3);
+    let until = ms_after(unix_ms(clock()), lease);
+    if let Err(e) = queue.store.renew(leases, until).await {
+        tracing::warn!(error = %e, "queue store: cannot renew leases; trying again");
+        metrics.queue.store_error(StoreOp::Renew);
     }
 }
 
@@ -235,11 +325,15 @@ pub async fn run(
 fn route_state<'a>(
     routes: &'a mut HashMap<String, RouteState>,
     route: &Route,
-    policy: &QueuePolicy,
     queue: &Queue,
 ) -> &'a mut RouteState {
     if !routes.contains_key(&route.name) {
-        let state = RouteState::new(policy.concurrency, queue.gate(&route.name));
+        let state = RouteState {
+            gate: queue.gate(&route.name),
+            down_streak: 0,
+            down_since_ms: None,
+            paused_until: None,
+        };
         routes.insert(route.name.clone(), state);
     }
     routes
@@ -260,34 +354,51 @@ fn queued_route<'a>(live: &'a Live, name: &str) -> Option<(&'a Arc<Route>, &'a Q
         })
 }
 
-/// Counts a finished attempt and paces its route.
-fn settle_pace(routes: &mut HashMap<String, RouteState>, done: Done, live: &Live) {
-    let Some(state) = routes.get_mut(&done.route.name) else {
+/// Paces a route by how its last attempt went.
+fn pace(
+    routes: &mut HashMap<String, RouteState>,
+    done: Done,
+    live: &Live,
+    metrics: &Metrics,
+    clock: Clock,
+) {
+    let Some(state) = routes.get_mut(&done.route) else {
         return;
     };
-    state.gate.release(1);
-    if !done.app_down {
+    let route = done.route.as_str();
+    let Some(app_down) = done.app_down else {
+        return;
+    };
+    let held_back = metrics.queue.held_back.with_label_values(&[route]);
+    if !app_down {
         if state.down_streak > 0 {
-            tracing::info!(
-                route = done.route.name.as_str(),
-                "app answering again; delivery resumes"
-            );
+            tracing::info!(route, "app answering again; delivery resumes");
         }
         state.down_streak = 0;
+        state.down_since_ms = None;
         state.paused_until = None;
+        state.gate.set_pacing(Pacing::default());
+        held_back.set(0);
         return;
     }
     state.down_streak = state.down_streak.saturating_add(1);
-    let backoff = queued_route(live, &done.route.name)
+    let backoff = queued_route(live, route)
         .map_or(MAX_PAUSE, |(_, p)| p.retry.backoff(state.down_streak))
         .min(MAX_PAUSE);
+    let now_ms = unix_ms(clock());
     if state.down_streak == 1 {
         tracing::warn!(
-            route = done.route.name.as_str(),
+            route,
             "app not answering; pausing delivery, then probing one event at a time"
         );
+        state.down_since_ms = Some(now_ms);
     }
     state.paused_until = Some(Instant::now() + backoff);
+    state.gate.set_pacing(Pacing {
+        down_since_ms: state.down_since_ms,
+        next_probe_ms: Some(ms_after(now_ms, backoff)),
+    });
+    held_back.set(1);
 }
 
 /// One leased event on its way.
@@ -295,6 +406,8 @@ struct Attempting {
     queue: Arc<Queue>,
     live: Arc<Live>,
     route: Arc<Route>,
+    gate: Arc<Gate>,
+    held: Arc<Held>,
     /// The route's retry policy when the attempt started.
     retry: retry::RetryPolicy,
     metrics: Arc<Metrics>,
@@ -302,53 +415,94 @@ struct Attempting {
 }
 
 impl Attempting {
-    /// Sends the event (holding one of the route's `slots` while the app has it), reports
-    /// on `done` whether the app looked down (for pacing), then judges the answer and
-    /// settles the event.
+    /// Waits for a delivery slot (unless it holds one), has the store count the attempt
+    /// (unless it was counted at ingest), sends the event, judges the answer and settles
+    /// the event; then gives its lease back to the gate and reports on `done` how the app
+    /// looked (for pacing).
     async fn deliver(
         &self,
         mut event: Event,
-        slots: &tokio::sync::Semaphore,
+        slot: Option<OwnedSemaphorePermit>,
         done: &mpsc::UnboundedSender<Done>,
     ) {
+        let started = slot.is_some();
+        let app_down = self.attempt(&mut event, slot, started).await;
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&event.id);
+        self.gate.release(1);
+        let _ = done.send(Done {
+            route: self.route.name.clone(),
+            app_down,
+        });
+    }
+
+    /// Everything but the bookkeeping of [`Attempting::deliver`]; whether the app looked
+    /// down, or `None` if no attempt was made.
+    async fn attempt(
+        &self,
+        event: &mut Event,
+        slot: Option<OwnedSemaphorePermit>,
+        started: bool,
+    ) -> Option<bool> {
         let route = self.route.name.as_str();
-        let report = |app_down| {
-            let _ = done.send(Done {
-                route: self.route.clone(),
-                app_down,
-            });
+        let slot = match slot {
+            Some(s) => Some(s),
+            // Closed only if a reload replaced the slots; then sending anyway is harmless.
+            None => self.gate.slots().acquire_owned().await.ok(),
         };
-        let sent = {
-            // Closed only if the worker is gone; then sending anyway is harmless.
-            let _slot = slots.acquire().await;
-            // Boxed: the exchange's future is most of an attempt's size, and a task's
-            // future is copied whole when spawned and again when it completes.
-            Box::pin(self.send(&mut event)).await
-        };
-        let (attempt, status, cause) = match sent {
-            Ok(sent) => sent,
+        let outgoing = match self.request(event) {
+            Ok(o) => o,
             Err(unreadable) => {
-                report(false);
                 tracing::error!(route, event = event.id.as_str(), error = %unreadable, "stored event cannot be sent; dead letter");
                 let settle = Settle::Dead {
                     reason: retry::DeadReason::Unreadable,
                     status: None,
                     error: unreadable.to_string(),
                 };
-                self.finish(&event, settle, "dead", Some(retry::DeadReason::Unreadable))
-                    .await;
-                return;
+                self.finish(event, settle, None).await;
+                return None;
             }
         };
+        if !started {
+            // Counted before it is sent: an attempt that dies with this process still counts.
+            let until = ms_after(
+                unix_ms((self.clock)()),
+                crate::delivery::lease_for(&self.live.gateway.limits, &self.route),
+            );
+            match self.queue.store.start(event, until).await {
+                Ok(Some(attempts)) => event.attempts = attempts,
+                Ok(None) => {
+                    self.metrics
+                        .queue
+                        .leases_lost
+                        .with_label_values(&[route])
+                        .inc();
+                    tracing::warn!(route, event = event.id.as_str(), "lease ran out before the attempt could start; another worker has the event");
+                    return None;
+                }
+                Err(e) => {
+                    // Not sent: an attempt that cannot be counted is not made. The lease is
+                    // renewed until it is given back or runs out; the event is tried again.
+                    tracing::error!(route, event = event.id.as_str(), error = %e, "queue store: cannot count the attempt; not sending it now");
+                    self.metrics.queue.store_error(StoreOp::Start);
+                    return None;
+                }
+            }
+        }
+        // Boxed: the exchange's future is most of an attempt's size, and a task's future is
+        // copied whole when spawned and again when it completes.
+        let (attempt, status, cause) = Box::pin(self.send(event, outgoing)).await;
+        drop(slot);
         let app_down = match attempt {
             Attempt::NoAnswer => true,
             Attempt::Answered { status, .. } => matches!(status.as_u16(), 429 | 502 | 503 | 504),
         };
-        report(app_down);
         let now = (self.clock)();
         let verdict = self.retry.judge(
             attempt,
-            event.attempts,
+            event.attempts.saturating_sub(event.budget_from),
             event.age_from_ms,
             unix_ms(now),
             jitter(),
@@ -360,32 +514,20 @@ impl Attempting {
                 None => "no answer".into(),
             })
         };
-        let (settle, outcome, dead) = match verdict {
-            Verdict::Delivered => (
-                Settle::Delivered {
-                    status: status.unwrap_or(200),
-                },
-                "delivered",
-                None,
-            ),
-            Verdict::RetryAt(at_ms) => (
-                Settle::Retry {
-                    at_ms,
-                    status,
-                    error: failure(),
-                },
-                "retry",
-                None,
-            ),
-            Verdict::Dead(reason) => (
-                Settle::Dead {
-                    reason,
-                    status,
-                    error: failure(),
-                },
-                "dead",
-                Some(reason),
-            ),
+        let settle = match verdict {
+            Verdict::Delivered => Settle::Delivered {
+                status: status.unwrap_or(200),
+            },
+            Verdict::RetryAt(at_ms) => Settle::Retry {
+                at_ms,
+                status,
+                error: failure(),
+            },
+            Verdict::Dead(reason) => Settle::Dead {
+                reason,
+                status,
+                error: failure(),
+            },
         };
         match &settle {
             Settle::Delivered { .. } => tracing::info!(
@@ -396,9 +538,10 @@ impl Attempting {
                 "delivered"
             ),
             Settle::Retry { error, .. } | Settle::Dead { error, .. } => {
-                let at = match &settle {
-                    Settle::Retry { at_ms, .. } => *at_ms,
-                    _ => 0,
+                let (outcome, reason, at) = match &settle {
+                    Settle::Retry { at_ms, .. } => ("retry", "", *at_ms),
+                    Settle::Dead { reason, .. } => ("dead", reason.label(), 0),
+                    Settle::Delivered { .. } => ("delivered", "", 0),
                 };
                 tracing::warn!(
                     route,
@@ -406,70 +549,99 @@ impl Attempting {
                     attempt = event.attempts,
                     status = status.unwrap_or(0),
                     outcome,
-                    reason = dead.map_or("", |d| d.label()),
+                    reason,
                     error = error.as_str(),
                     retry_in_ms = at.saturating_sub(unix_ms(now)).max(0),
                     "delivery attempt failed"
                 );
             }
         }
-        self.finish(&event, settle, outcome, dead).await;
+        self.finish(event, settle, Some(())).await;
+        Some(app_down)
     }
 
-    /// Settles the event and counts the attempt.
-    async fn finish(
-        &self,
-        event: &Event,
-        settle: Settle,
-        outcome: &str,
-        dead: Option<retry::DeadReason>,
-    ) {
+    /// Settles the event, trying again while the store does not take it (the lease is
+    /// renewed meanwhile), and counts the attempt (`made`) and a new dead letter.
+    async fn finish(&self, event: &Event, settle: Settle, made: Option<()>) {
         let route = self.route.name.as_str();
         let q = &self.metrics.queue;
-        match self
-            .queue
-            .store
-            .settle(event, settle, unix_ms((self.clock)()))
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => tracing::warn!(
+        let mut wait = Duration::from_millis(100);
+        let changed = loop {
+            match self
+                .queue
+                .store
+                .settle(event, settle.clone(), unix_ms((self.clock)()))
+                .await
+            {
+                Ok(changed) => break changed,
+                Err(e) => {
+                    tracing::error!(route, event = event.id.as_str(), error = %e, retry_in_ms = wait.as_millis() as u64, "queue store: cannot settle; trying again");
+                    q.store_error(StoreOp::Settle);
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(SETTLE_RETRY_MAX);
+                }
+            }
+        };
+        let outcome = match &settle {
+            Settle::Delivered { .. } => "delivered",
+            Settle::Retry { .. } => "retry",
+            Settle::Dead { .. } => "dead",
+        };
+        if made.is_some() {
+            // Counted once the store says so, so the metrics never run ahead of the queue
+            // API.
+            q.attempts.with_label_values(&[route, outcome]).inc();
+        }
+        match (&settle, changed) {
+            (Settle::Dead { reason, .. }, true) => {
+                q.dead_letters
+                    .with_label_values(&[route, reason.label()])
+                    .inc();
+            }
+            (_, true) => {}
+            // Already delivered (another attempt's 2xx, after this one's lease ran out) or
+            // dropped by an operator.
+            (Settle::Delivered { .. }, false) => tracing::info!(
                 route,
                 event = event.id.as_str(),
-                "lease ran out before the attempt was settled; another attempt owns the event"
+                "delivered again; the event was already settled as delivered or dropped"
             ),
-            Err(e) => {
-                // The lease runs out and the event is tried again: at least once, not lost.
-                tracing::error!(route, event = event.id.as_str(), error = %e, "queue store: cannot settle; the event will be delivered again");
-                q.store_error(crate::metrics::StoreOp::Settle);
+            (_, false) => {
+                q.leases_lost.with_label_values(&[route]).inc();
+                tracing::warn!(
+                    route,
+                    event = event.id.as_str(),
+                    "lease ran out before the attempt was settled; another worker has the event"
+                );
             }
-        }
-        // Counted once the store says so, so the metrics never run ahead of the queue API.
-        q.attempts.with_label_values(&[route, outcome]).inc();
-        if let Some(reason) = dead {
-            q.dead_letters
-                .with_label_values(&[route, reason.label()])
-                .inc();
         }
     }
 
-    /// One attempt: the stored request, with `Idempotency-Key` and `Hookgate-Attempt`, sent
-    /// as sync mode sends. Returns how it went, the status if any, and the failure's cause.
-    async fn send(
-        &self,
-        event: &mut Event,
-    ) -> Result<(Attempt, Option<u16>, Option<String>), crate::delivery::event::Unreadable> {
+    /// The stored request, with `Idempotency-Key`, as it will be sent.
+    fn request(&self, event: &mut Event) -> Result<(Outgoing, RawBody), Unreadable> {
         let (method, target, mut headers) = event.request_head()?;
         let key = HeaderValue::from_str(&event.idempotency_key)
-            .map_err(|_| crate::delivery::event::Unreadable::new("bad idempotency key"))?;
+            .map_err(|_| Unreadable::new("bad idempotency key"))?;
         headers.insert(IDEMPOTENCY_KEY, key);
-        headers.insert(ATTEMPT_HEADER, HeaderValue::from(event.attempts));
         let body = RawBody::from(event.body.clone().unwrap_or_default());
         let outgoing = Outgoing {
             method,
             target,
             headers,
         };
+        Ok((outgoing, body))
+    }
+
+    /// One attempt, numbered `Hookgate-Attempt`, sent as sync mode sends. Returns how it
+    /// went, the status if any, and the failure's cause.
+    async fn send(
+        &self,
+        event: &Event,
+        (mut outgoing, body): (Outgoing, RawBody),
+    ) -> (Attempt, Option<u16>, Option<String>) {
+        outgoing
+            .headers
+            .insert(ATTEMPT_HEADER, HeaderValue::from(event.attempts));
         let exchange = forward::send(
             &self.live.upstreams,
             &self.route,
@@ -496,7 +668,7 @@ impl Attempting {
             },
             (None, _) => Attempt::NoAnswer,
         };
-        Ok((attempt, status.map(|s| s.as_u16()), exchange.call.cause))
+        (attempt, status.map(|s| s.as_u16()), exchange.call.cause)
     }
 }
 
@@ -605,15 +777,14 @@ async fn purge(
         return;
     };
     let retention = config.retention();
-    let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
     let mut total = 0;
     loop {
         let now_ms = unix_ms(clock());
         let purged = queue
             .store
             .purge(
-                now_ms - ms(retention.delivered),
-                now_ms - ms(retention.dead),
+                now_ms.saturating_sub(ms_after(0, retention.delivered)),
+                now_ms.saturating_sub(ms_after(0, retention.dead)),
                 now_ms,
             )
             .await;

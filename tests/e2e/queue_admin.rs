@@ -62,6 +62,7 @@ async fn a_dead_letter_is_listed_shown_and_retried_through_the_admin_api() {
     assert_eq!(events[0]["state"], "dead");
     assert_eq!(events[0]["attempts"], 1);
     assert_eq!(events[0]["last_status"], 422);
+    assert_eq!(events[0]["dead_reason"], "refused");
     assert!(events[0].get("body").is_none(), "no bodies in listings");
     assert!(events[0].get("headers").is_none());
 
@@ -105,8 +106,8 @@ async fn a_dead_letter_is_listed_shown_and_retried_through_the_admin_api() {
     assert_eq!(header(&got[1], "idempotency-key"), id);
     assert_eq!(
         header(&got[1], "hookgate-attempt"),
-        "1",
-        "a retry starts over"
+        "2",
+        "the app is told of every attempt made, the one before the retry included"
     );
     within(5, "delivered", || {
         gw.counter(
@@ -117,6 +118,12 @@ async fn a_dead_letter_is_listed_shown_and_retried_through_the_admin_api() {
     .await;
     let (_, shown) = admin(&gw, "GET", &format!("/queue/events/{id}"), None).await;
     assert_eq!(shown["state"], "delivered");
+    assert_eq!(shown["attempts"], 2);
+    assert_eq!(
+        shown["attempts_since_retry"], 1,
+        "max_attempts counts from the retry"
+    );
+    assert_eq!(shown["dead_reason"], serde_json::Value::Null);
     assert!(shown.get("body").is_none(), "no body unless asked");
 
     // A delivered event cannot be retried; an unknown one is 404.
