@@ -15,6 +15,7 @@ mod pg_server;
 mod providers;
 mod proxy_protocol;
 mod queue_admin;
+mod queue_model;
 mod queued;
 mod queued_postgres;
 mod refusals;
