@@ -17,6 +17,7 @@ mod proxy_protocol;
 mod queue_admin;
 mod queue_model;
 mod queued;
+mod queued_backlog;
 mod queued_postgres;
 mod refusals;
 mod reload;

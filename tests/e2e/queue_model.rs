@@ -236,7 +236,14 @@ async fn run_case(engine: &Engine, steps: &[Step]) -> Result<(), TestCaseError> 
     let result = async {
         for (n, step) in steps.iter().enumerate() {
             apply(
-                &mut store, engine, &dir, &routes, &tag, &mut model, &mut held, &mut next_id,
+                &mut store,
+                engine,
+                &dir,
+                &routes,
+                &tag,
+                &mut model,
+                &mut held,
+                &mut next_id,
                 step,
             )
             .await
@@ -308,10 +315,17 @@ async fn apply(
                         id: first_id.clone(),
                         state: e.state,
                     },
-                    || format!("expected a duplicate of {first_id} ({:?}), got {got:?}", e.state),
+                    || {
+                        format!(
+                            "expected a duplicate of {first_id} ({:?}), got {got:?}",
+                            e.state
+                        )
+                    },
                 )?,
                 None => {
-                    check(got == Ingested::Stored, || format!("expected stored, got {got:?}"))?;
+                    check(got == Ingested::Stored, || {
+                        format!("expected stored, got {got:?}")
+                    })?;
                     model.events.insert(
                         id.clone(),
                         Modelled {
@@ -355,7 +369,11 @@ async fn apply(
                 .collect();
             due.sort_by_key(|(_, e)| Model::due_key(e));
             check(leased.len() == (*limit).min(due.len()), || {
-                format!("leased {} of {} due with limit {limit}", leased.len(), due.len())
+                format!(
+                    "leased {} of {} due with limit {limit}",
+                    leased.len(),
+                    due.len()
+                )
             })?;
             // Oldest due first: nothing left behind is due before anything picked.
             let picked: Vec<&str> = leased.iter().map(|e| e.id.as_str()).collect();
@@ -414,11 +432,15 @@ async fn apply(
                 }
                 _ => None,
             };
-            check(got == want, || format!("start of {}: {got:?}, want {want:?}", h.id))?;
+            check(got == want, || {
+                format!("start of {}: {got:?}, want {want:?}", h.id)
+            })?;
         }
         Step::Renew => {
-            let pairs: Vec<(String, String)> =
-                held.iter().map(|h| (h.id.clone(), h.lease.clone())).collect();
+            let pairs: Vec<(String, String)> = held
+                .iter()
+                .map(|h| (h.id.clone(), h.lease.clone()))
+                .collect();
             let got = store.renew(pairs, now + LEASE_MS).await.map_err(fail)?;
             let mut want = 0;
             for h in held.iter() {
@@ -487,7 +509,10 @@ async fn apply(
                 _ => false,
             };
             check(got == want, || {
-                format!("settle {outcome:?} of {} changed it: {got}, want {want}", h.id)
+                format!(
+                    "settle {outcome:?} of {} changed it: {got}, want {want}",
+                    h.id
+                )
             })?;
             held.retain(|x| x.id != h.id || x.lease != h.lease);
         }
@@ -649,7 +674,9 @@ async fn compare(store: &QueueStore, model: &Model, routes: &[String]) -> Result
         .filter(|id| !model.events.contains_key(*id))
         .collect();
     if !extra.is_empty() {
-        return Err(format!("the store holds events the model does not: {extra:?}"));
+        return Err(format!(
+            "the store holds events the model does not: {extra:?}"
+        ));
     }
     for (id, m) in &model.events {
         let Some(e) = stored.get(id) else {
@@ -681,7 +708,8 @@ async fn compare(store: &QueueStore, model: &Model, routes: &[String]) -> Result
                  dead_reason, age_from) {got:?}, model {want:?}"
             ));
         }
-        if matches!(m.state, State::Queued | State::Retrying) && e.next_attempt_ms != m.next_attempt_ms
+        if matches!(m.state, State::Queued | State::Retrying)
+            && e.next_attempt_ms != m.next_attempt_ms
         {
             return Err(format!(
                 "{id}: due at {} in the store, {} in the model",

@@ -1,0 +1,275 @@
+//! A backlog on a queued route, as a newcomer first met it: a healthy but slow app (200
+//! after 20 ms), `concurrency: 4`, and eight keep-alive senders that store events far
+//! faster than the app takes them. Nothing fails and nothing is killed, so everything must
+//! come out exactly once: no lease may run out, no attempt may be counted that was not
+//! made, and the backlog must stay in the store, not in the gateway's memory.
+//!
+//! The real binary runs (its RSS is its own), in front of a recording upstream.
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+
+use crate::queued::{header, within};
+use crate::support::*;
+
+const CONCURRENCY: usize = 4;
+const SENDERS: usize = 8;
+/// The load stops at whichever comes first.
+const LOAD_FOR: Duration = Duration::from_secs(3);
+const MOST_EVENTS: usize = 1_500;
+
+/// Kills the gateway if the test fails before stopping it.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Peak resident memory of `pid` so far (VmHWM), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+async fn scrape(admin: std::net::SocketAddr) -> String {
+    let (_, body) = hookgate::delivery::api::call(
+        &admin.to_string(),
+        None,
+        http::Method::GET,
+        "/metrics",
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap_or_default();
+    body
+}
+
+/// `GET /queue/routes/laso`: the route's depth by state, read from the store.
+async fn route_view(admin: std::net::SocketAddr) -> serde_json::Value {
+    let (status, body) = hookgate::delivery::api::call(
+        &admin.to_string(),
+        None,
+        http::Method::GET,
+        "/queue/routes/laso",
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap_or_default();
+    assert_eq!(status, http::StatusCode::OK, "{body}");
+    serde_json::from_str(&body).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_behind_a_slow_app_is_delivered_exactly_once_with_leases_bounded_by_slots() {
+    let dir = temp_dir("backlog");
+    let upstream = Upstream::start_with(Reply {
+        delay: Duration::from_millis(20),
+        ..Reply::default()
+    })
+    .await;
+    let config = dir.join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\n\
+             queue_store:\n  path: {}\n\
+             routes:\n\
+             \x20 - name: laso\n    path: /laso\n    upstream: {}\n\
+             \x20   verify: {{ preset: laso, secret: \"${{LASO_SECRET}}\" }}\n\
+             \x20   delivery: queued\n    queue:\n      concurrency: {CONCURRENCY}\n",
+            dir.join("queue").display(),
+            upstream.url()
+        ),
+    )
+    .unwrap();
+    let mut child = Child(
+        Command::new(env!("CARGO_BIN_EXE_hookgate"))
+            .args(["run", "-c"])
+            .arg(&config)
+            .env("LASO_SECRET", secret_of("laso"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = child.0.id();
+    let started = watch_start(&mut child.0, true, false);
+    let (addr, admin) = (started.addr, started.admin.expect("admin address"));
+    // Keep reading its log so it never blocks on a full pipe.
+    let log: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log_sink = log.clone();
+    std::thread::spawn(move || {
+        for line in started.lines.iter() {
+            log_sink.lock().unwrap().push(line);
+        }
+    });
+
+    // Watch the leases this process holds and its memory, all along.
+    let watching = Arc::new(AtomicBool::new(true));
+    let peak_leased = Arc::new(Mutex::new(0f64));
+    let watcher = {
+        let (watching, peak_leased) = (watching.clone(), peak_leased.clone());
+        tokio::spawn(async move {
+            while watching.load(Ordering::SeqCst) {
+                // The gateway's own count, and the store's: events in `delivering`.
+                let text = scrape(admin).await;
+                let leased = metric_value(&text, "hookgate_queue_leased", &[("route", "laso")]);
+                let delivering = route_view(admin).await["depth"]["delivering"]
+                    .as_f64()
+                    .unwrap_or(0.0);
+                {
+                    let mut peak = peak_leased.lock().unwrap();
+                    *peak = peak.max(leased).max(delivering);
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        })
+    };
+
+    // Eight keep-alive senders, each event distinct and signed as Laso signs.
+    let url = format!("http://{addr}/laso");
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let refused = Arc::new(Mutex::new(0usize));
+    let until = Instant::now() + LOAD_FOR;
+    let mut senders = Vec::new();
+    for s in 0..SENDERS {
+        let (url, acked, refused) = (url.clone(), acked.clone(), refused.clone());
+        senders.push(tokio::spawn(async move {
+            let client =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build_http::<Full<Bytes>>();
+            let mut n = 0;
+            while Instant::now() < until && acked.lock().unwrap().len() < MOST_EVENTS {
+                n += 1;
+                let body = format!(
+                    r#"{{"event":"booking.created","sender":{s},"n":{n},"time":1733000000000}}"#
+                );
+                let mut req = http::Request::builder().method("POST").uri(&url);
+                for (k, v) in sign_as("laso", secret_of("laso"), body.as_bytes(), now_unix()) {
+                    req = req.header(k, v);
+                }
+                let resp = client
+                    .request(req.body(Full::new(Bytes::from(body))).unwrap())
+                    .await
+                    .expect("the gateway answers");
+                let ok = resp.status().is_success();
+                let id = resp
+                    .headers()
+                    .get("hookgate-event-id")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let _ = resp.into_body().collect().await;
+                match (ok, id) {
+                    (true, Some(id)) => acked.lock().unwrap().push(id),
+                    _ => *refused.lock().unwrap() += 1,
+                }
+            }
+        }));
+    }
+    for s in senders {
+        s.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert_eq!(*refused.lock().unwrap(), 0, "every event was stored");
+    assert!(
+        acked.len() > 200,
+        "a backlog needs more events than the app takes in the load's time: {}",
+        acked.len()
+    );
+    let backlog = acked.len().saturating_sub(upstream.count());
+    assert!(backlog > 8 * CONCURRENCY, "no backlog formed: {backlog}");
+
+    // 4 slots of 20 ms: about 200 deliveries a second.
+    let drain = Duration::from_secs(10 + (acked.len() / 100) as u64);
+    within(
+        drain.as_secs(),
+        "every acknowledged event reached the app",
+        || upstream.count() >= acked.len(),
+    )
+    .await;
+    // Late duplicates, if any, would show up now.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    watching.store(false, Ordering::SeqCst);
+    watcher.await.unwrap();
+
+    let got = upstream.received();
+    let mut times: HashMap<String, usize> = HashMap::new();
+    for r in &got {
+        *times
+            .entry(header(r, "idempotency-key").to_owned())
+            .or_default() += 1;
+        assert_eq!(
+            header(r, "hookgate-attempt"),
+            "1",
+            "a healthy app's events are each sent once, as attempt 1"
+        );
+    }
+    for id in &acked {
+        assert_eq!(times.get(id), Some(&1), "event {id} reached the app once");
+    }
+    assert_eq!(got.len(), acked.len(), "nothing reached the app twice");
+
+    let text = scrape(admin).await;
+    let peak = *peak_leased.lock().unwrap();
+    assert!(
+        peak <= (2 * CONCURRENCY) as f64,
+        "{peak} events were leased at once; the bound is twice the concurrency"
+    );
+    assert!(peak >= 1.0, "the watcher saw leases at all");
+    let lost = metric_value(
+        &text,
+        "hookgate_queue_leases_lost_total",
+        &[("route", "laso")],
+    );
+    assert_eq!(lost, 0.0, "no lease ran out in a healthy process");
+    for reason in ["refused", "expired", "max_attempts", "unreadable"] {
+        let dead = metric_value(
+            &text,
+            "hookgate_dead_letters_total",
+            &[("route", "laso"), ("reason", reason)],
+        );
+        assert_eq!(dead, 0.0, "no dead letters ({reason})");
+    }
+    let delivered = metric_value(
+        &text,
+        "hookgate_delivery_attempts_total",
+        &[("route", "laso"), ("outcome", "delivered")],
+    );
+    assert_eq!(delivered, acked.len() as f64, "one attempt per event");
+    let rss = peak_rss(pid);
+    assert!(
+        rss < 96 * 1024 * 1024,
+        "peak RSS {} MiB with a backlog of {backlog}: the backlog must stay in the store",
+        rss / (1024 * 1024)
+    );
+    // The operator's view agrees: nothing waits, nothing is held back.
+    let route = route_view(admin).await;
+    let body = route.to_string();
+    for state in ["queued", "delivering", "retrying", "dead"] {
+        assert_eq!(route["depth"][state], 0, "{state}: {body}");
+    }
+    assert_eq!(route["held_back"], false, "{body}");
+    let warned: Vec<String> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("lease ran out"))
+        .cloned()
+        .collect();
+    assert!(warned.is_empty(), "leases ran out: {warned:?}");
+    drop(child);
+    let _ = std::fs::remove_dir_all(&dir);
+}
