@@ -108,6 +108,10 @@ enum Command {
         /// File with the admin bearer token (default: `admin.token_file`).
         #[arg(long)]
         token_file: Option<PathBuf>,
+        /// Print the admin API's JSON as it is (the default when the output is not a
+        /// terminal) instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
         #[command(subcommand)]
         action: QueueAction,
     },
@@ -115,6 +119,12 @@ enum Command {
 
 #[derive(Subcommand)]
 enum QueueAction {
+    /// Each queued route: events by state, the oldest one's age, leases held, and whether
+    /// delivery is held back because the app looks down (since when, next probe).
+    Routes {
+        /// Only this route.
+        route: Option<String>,
+    },
     /// List events (no bodies), oldest id first.
     List {
         #[arg(long)]
@@ -232,10 +242,11 @@ fn main() -> ExitCode {
                 config,
                 admin,
                 token_file,
+                json,
                 action,
             },
             _,
-        ) => queue(&config, admin, token_file, action),
+        ) => queue(&config, admin, token_file, json, action),
         (Command::Run { .. }, None) => unreachable!("run's configuration is loaded above"),
     };
     hookgate::logbuf::flush();
@@ -661,13 +672,17 @@ fn keygen(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `hookgate queue …`: one call to the admin listener's queue API, its JSON printed.
+/// `hookgate queue …`: one call to the admin listener's queue API, shown as a table on a
+/// terminal (`delivery::table`), its JSON as it is otherwise or with `--json`. An error
+/// answer (an unknown route or event, a store that is down) exits non-zero.
 fn queue(
     path: &Path,
     admin: Option<String>,
     token_file: Option<PathBuf>,
+    json: bool,
     action: QueueAction,
 ) -> anyhow::Result<ExitCode> {
+    use hookgate::delivery::table::View;
     // The configuration is read only for what was not given on the command line.
     let loaded = if admin.is_none() || token_file.is_none() {
         match config::load(path) {
@@ -694,6 +709,10 @@ fn queue(
     };
     let enc = hookgate::delivery::api::percent_encode;
     let (method, target) = match &action {
+        QueueAction::Routes { route: None } => (http::Method::GET, "/queue/routes".to_owned()),
+        QueueAction::Routes { route: Some(r) } => {
+            (http::Method::GET, format!("/queue/routes/{}", enc(r)))
+        }
         QueueAction::List {
             route,
             state,
@@ -743,12 +762,36 @@ fn queue(
         std::time::Duration::from_secs(30),
     )?
     .map_err(anyhow::Error::msg)?;
-    print!("{body}");
-    Ok(if status.is_success() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    let answer: Option<serde_json::Value> = serde_json::from_str(&body).ok();
+    if !status.is_success() {
+        let why = answer
+            .as_ref()
+            .and_then(|a| a["error"].as_str())
+            .unwrap_or(body.trim());
+        if json {
+            print!("{body}");
+        }
+        eprintln!("hookgate queue: {why} (HTTP {})", status.as_u16());
+        return Ok(ExitCode::FAILURE);
+    }
+    let view = match &action {
+        QueueAction::Routes { route: None } => View::Routes,
+        QueueAction::Routes { route: Some(_) } => View::Route,
+        QueueAction::List { .. } => View::List,
+        QueueAction::Show { .. } => View::Show,
+        QueueAction::Retry { .. } | QueueAction::RetryDead { .. } | QueueAction::Drop { .. } => {
+            View::Changed
+        }
+    };
+    use std::io::IsTerminal as _;
+    match answer {
+        Some(answer) if !json && std::io::stdout().is_terminal() => {
+            let now = hookgate::delivery::unix_ms(std::time::SystemTime::now());
+            print!("{}", hookgate::delivery::table::render(view, &answer, now));
+        }
+        _ => print!("{body}"),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// One request to the admin listener from the command line, on a runtime of its own. The

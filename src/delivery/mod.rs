@@ -27,6 +27,7 @@ pub mod event;
 pub mod postgres;
 pub mod retry;
 pub mod store;
+pub mod table;
 pub mod worker;
 
 use std::sync::Arc;

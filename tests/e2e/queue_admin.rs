@@ -245,6 +245,31 @@ async fn hookgate_queue_lists_and_retries_dead_letters() {
     let listed: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(listed["events"][0]["id"], id.as_str());
 
+    // Off a terminal the output is the API's JSON: the route's view, with its dead letter.
+    let routes = cli.clone();
+    let (ok, out) = tokio::task::spawn_blocking(move || routes(&["routes", "laso"]))
+        .await
+        .unwrap();
+    assert!(ok, "{out}");
+    let route: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(route["route"], "laso");
+    assert_eq!(route["depth"]["dead"], 1, "{out}");
+    assert_eq!(route["held_back"], false, "{out}");
+    // An unknown route or event is an error, with a non-zero exit.
+    for args in [
+        &["routes", "nope"][..],
+        &["list", "--route", "nope"],
+        &["show", "0000"],
+        &["retry", "0000"],
+        &["retry-dead", "--route", "nope"],
+    ] {
+        let run = cli.clone();
+        let (ok, out) = tokio::task::spawn_blocking(move || run(args))
+            .await
+            .unwrap();
+        assert!(!ok, "{args:?} succeeded: {out}");
+    }
+
     let retry = cli.clone();
     let (ok, out) = tokio::task::spawn_blocking(move || retry(&["retry-dead", "--route", "laso"]))
         .await

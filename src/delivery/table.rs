@@ -1,0 +1,340 @@
+//! What `hookgate queue …` prints on a terminal: the admin API's JSON answers
+//! ([`super::api`]) as aligned tables and short sentences. Off a terminal, or with
+//! `--json`, the JSON is printed as it came, for scripts.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+/// Which answer is being shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    Routes,
+    Route,
+    List,
+    Show,
+    /// `retry`, `retry-dead`, `drop`: a count of what changed.
+    Changed,
+}
+
+/// `answer` (the API's JSON) as a person reads it.
+pub fn render(view: View, answer: &Value, now_ms: i64) -> String {
+    match view {
+        View::Routes => routes(answer["routes"].as_array().map_or(&[][..], |r| r), now_ms),
+        View::Route => routes(std::slice::from_ref(answer), now_ms),
+        View::List => list(answer),
+        View::Show => show(answer),
+        View::Changed => changed(answer),
+    }
+}
+
+/// Columns padded to their widest cell, two spaces apart.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<&str>, out: &mut String| {
+        let last = cells.len().saturating_sub(1);
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i == last {
+                out.push_str(cell);
+            } else {
+                let _ = write!(out, "{cell:<w$}  ");
+            }
+        }
+        out.push('\n');
+    };
+    line(header.to_vec(), &mut out);
+    for row in rows {
+        line(row.iter().map(String::as_str).collect(), &mut out);
+    }
+    out
+}
+
+/// `12s`, `4m10s`, `3h02m`, `2d05h`.
+fn age(seconds: i64) -> String {
+    let s = seconds.max(0);
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..=86_399 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{:02}h", s / 86_400, (s % 86_400) / 3600),
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Unix ms of an RFC 3339 time the API wrote.
+fn ms_of(v: &Value) -> Option<i64> {
+    let t = humantime::parse_rfc3339(v.as_str()?).ok()?;
+    Some(crate::delivery::unix_ms(t))
+}
+
+fn routes(routes: &[Value], now_ms: i64) -> String {
+    if routes.is_empty() {
+        return "no queued routes\n".into();
+    }
+    let rows: Vec<Vec<String>> = routes
+        .iter()
+        .map(|r| {
+            let app = match (ms_of(&r["app_down_since"]), ms_of(&r["next_probe_at"])) {
+                (Some(since), probe) => {
+                    let mut s = format!("down {} (held back)", age((now_ms - since) / 1000));
+                    if let Some(p) = probe {
+                        let _ = write!(s, ", next probe in {}", age((p - now_ms + 999) / 1000));
+                    }
+                    s
+                }
+                (None, _) if r["configured"] == Value::Bool(false) => {
+                    "not queued in this configuration".into()
+                }
+                (None, _) => "answering".into(),
+            };
+            vec![
+                text(&r["route"]),
+                text(&r["depth"]["queued"]),
+                text(&r["depth"]["delivering"]),
+                text(&r["depth"]["retrying"]),
+                text(&r["depth"]["dead"]),
+                r["oldest_pending_age_seconds"]
+                    .as_i64()
+                    .map_or("-".into(), age),
+                format!(
+                    "{}/{}",
+                    text(&r["leased_here"]),
+                    r["concurrency"]
+                        .as_u64()
+                        .map_or("-".into(), |c| (c * 2).to_string())
+                ),
+                app,
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ROUTE",
+            "QUEUED",
+            "DELIVERING",
+            "RETRYING",
+            "DEAD",
+            "OLDEST",
+            "LEASED",
+            "APP",
+        ],
+        &rows,
+    )
+}
+
+fn list(answer: &Value) -> String {
+    let events = answer["events"].as_array().map_or(&[][..], |e| e);
+    if events.is_empty() {
+        return "no events\n".into();
+    }
+    let rows: Vec<Vec<String>> = events
+        .iter()
+        .map(|e| {
+            let last = match (&e["last_status"], &e["last_error"]) {
+                (Value::Null, Value::Null) => "-".to_owned(),
+                (s, Value::Null) => text(s),
+                (_, err) => text(err),
+            };
+            let when = match e["state"].as_str() {
+                Some("delivered") | Some("dead") => text(&e["finished_at"]),
+                _ => text(&e["next_attempt_at"]),
+            };
+            let state = match e["dead_reason"].as_str() {
+                Some(reason) => format!("dead ({reason})"),
+                None => text(&e["state"]),
+            };
+            vec![
+                text(&e["id"]),
+                text(&e["route"]),
+                state,
+                text(&e["attempts"]),
+                text(&e["received_at"]),
+                when,
+                last,
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &[
+            "ID",
+            "ROUTE",
+            "STATE",
+            "ATTEMPTS",
+            "RECEIVED",
+            "NEXT/FINISHED",
+            "LAST",
+        ],
+        &rows,
+    );
+    if let Some(next) = answer["next_after"].as_str() {
+        let _ = writeln!(out, "more: --after {next}");
+    }
+    out
+}
+
+fn show(e: &Value) -> String {
+    let mut out = String::new();
+    let mut field = |name: &str, v: String| {
+        let _ = writeln!(out, "{name:<16} {v}");
+    };
+    field("id", text(&e["id"]));
+    field("route", text(&e["route"]));
+    let state = match e["dead_reason"].as_str() {
+        Some(reason) => format!("dead ({reason})"),
+        None => text(&e["state"]),
+    };
+    field("state", state);
+    field(
+        "attempts",
+        format!(
+            "{} ({} since the last retry)",
+            text(&e["attempts"]),
+            text(&e["attempts_since_retry"])
+        ),
+    );
+    field("received", text(&e["received_at"]));
+    field("next attempt", text(&e["next_attempt_at"]));
+    field("finished", text(&e["finished_at"]));
+    field("last status", text(&e["last_status"]));
+    field("last error", text(&e["last_error"]));
+    field("idempotency key", text(&e["idempotency_key"]));
+    field(
+        "request",
+        format!(
+            "{} {} ({} body bytes)",
+            text(&e["method"]),
+            text(&e["target"]),
+            text(&e["body_bytes"])
+        ),
+    );
+    if let Some(headers) = e["headers"].as_array() {
+        out.push('\n');
+        for h in headers {
+            let _ = writeln!(out, "{}: {}", text(&h[0]), text(&h[1]));
+        }
+    }
+    match (&e["body"], &e["body_base64"]) {
+        (Value::String(body), _) => {
+            out.push('\n');
+            out.push_str(body);
+            if !body.ends_with('\n') {
+                out.push('\n');
+            }
+        }
+        (_, Value::String(b64)) => {
+            let _ = writeln!(out, "\n(body is not UTF-8; base64) {b64}");
+        }
+        _ => {}
+    }
+    out
+}
+
+fn changed(answer: &Value) -> String {
+    let (verb, n) = [("retried", "retried"), ("dropped", "dropped")]
+        .iter()
+        .find_map(|(key, verb)| answer[*key].as_u64().map(|n| (*verb, n)))
+        .unwrap_or(("changed", 0));
+    format!("{verb} {n} event{}\n", if n == 1 { "" } else { "s" })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const NOW: i64 = 1_765_000_000_000;
+
+    fn rfc3339(ms: i64) -> String {
+        humantime::format_rfc3339_millis(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64),
+        )
+        .to_string()
+    }
+
+    #[test]
+    fn routes_show_depth_age_leases_and_whether_the_app_is_held_back() {
+        let answer = json!({"routes": [
+            {"route": "stripe", "configured": true, "concurrency": 16,
+             "depth": {"queued": 1200, "delivering": 32, "retrying": 3, "dead": 0},
+             "oldest_pending_age_seconds": 250, "leased_here": 32,
+             "app_down_since": null, "held_back": false, "next_probe_at": null},
+            {"route": "github", "configured": true, "concurrency": 4,
+             "depth": {"queued": 7, "delivering": 1, "retrying": 0, "dead": 2},
+             "oldest_pending_age_seconds": 75, "leased_here": 1,
+             "app_down_since": rfc3339(NOW - 90_000), "held_back": true,
+             "next_probe_at": rfc3339(NOW + 12_000)},
+        ]});
+        let out = render(View::Routes, &answer, NOW);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 3, "{out}");
+        assert!(lines[0].starts_with("ROUTE   QUEUED  DELIVERING"), "{out}");
+        assert!(lines[1].starts_with("stripe  1200    32 "), "{out}");
+        assert!(lines[1].contains("4m10s"), "{out}");
+        assert!(lines[1].contains("32/32"), "{out}");
+        assert!(lines[1].ends_with("answering"), "{out}");
+        assert!(
+            lines[2].ends_with("down 1m30s (held back), next probe in 12s"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn a_listing_is_one_line_per_event_with_its_real_attempts_and_why_it_waits() {
+        let answer = json!({"events": [
+            {"id": "a1", "route": "github", "state": "retrying", "attempts": 3,
+             "received_at": "2026-12-06T00:00:00.000Z",
+             "next_attempt_at": "2026-12-06T00:01:00.000Z", "finished_at": null,
+             "last_status": 503, "last_error": "app answered 503", "dead_reason": null},
+            {"id": "a2", "route": "github", "state": "dead", "attempts": 1,
+             "received_at": "2026-12-06T00:00:01.000Z", "next_attempt_at": null,
+             "finished_at": "2026-12-06T00:00:02.000Z",
+             "last_status": 422, "last_error": "app answered 422", "dead_reason": "refused"},
+        ], "next_after": "a2"});
+        let out = render(View::List, &answer, NOW);
+        assert!(out.contains("a1  github  retrying"), "{out}");
+        assert!(
+            out.contains("2026-12-06T00:01:00.000Z  app answered 503"),
+            "{out}"
+        );
+        assert!(out.contains("dead (refused)"), "{out}");
+        assert!(out.ends_with("more: --after a2\n"), "{out}");
+        assert_eq!(
+            render(View::List, &json!({"events": []}), NOW),
+            "no events\n"
+        );
+    }
+
+    #[test]
+    fn changes_are_counted_in_a_sentence() {
+        assert_eq!(
+            render(View::Changed, &json!({"retried": 1}), NOW),
+            "retried 1 event\n"
+        );
+        assert_eq!(
+            render(View::Changed, &json!({"dropped": 3}), NOW),
+            "dropped 3 events\n"
+        );
+    }
+
+    #[test]
+    fn ages_read_at_a_glance() {
+        assert_eq!(age(0), "0s");
+        assert_eq!(age(59), "59s");
+        assert_eq!(age(61), "1m01s");
+        assert_eq!(age(3_660), "1h01m");
+        assert_eq!(age(90_000), "1d01h");
+    }
+}
