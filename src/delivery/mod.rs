@@ -115,6 +115,29 @@ impl Queue {
         // stored lease runs out (or the next start releases it).
     }
 
+    /// Lets no more events be stored with their attempt started (the worker is stopping):
+    /// every route's gate admits nothing new.
+    pub fn close_gates(&self) {
+        for gate in self
+            .gates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
+            gate.set_limit(0);
+        }
+    }
+
+    /// Whether no route has an event leased to this process: every reservation was handed
+    /// over and settled, or given back.
+    pub fn gates_idle(&self) -> bool {
+        self.gates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .all(|g| g.outstanding() == 0)
+    }
+
     /// The worker's end of the handoff; `None` after the first call.
     pub fn take_handoff(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Handoff>> {
         self.handoff_rx.lock().ok()?.take()

@@ -228,17 +228,20 @@ pub async fn run(
             "delivery stopping: waiting for attempts in flight"
         );
     }
-    // Events the pipeline still hands over (requests finishing their drain) were stored
-    // with their attempt started: they are sent too, within the same grace.
+    // Requests still draining store their events `queued` from now on. Those that took a
+    // slot before were stored with their attempt started: they are handed over and sent
+    // too, within the same grace, until every gate is idle.
+    queue.close_gates();
     let waited = tokio::time::timeout(grace, async {
-        loop {
+        while !(attempts.is_empty() && queue.gates_idle()) {
             tokio::select! {
-                joined = attempts.join_next() => if joined.is_none() { break },
+                Some(_) = attempts.join_next(), if !attempts.is_empty() => {}
                 Some(h) = handoff.recv() => {
                     take_handoff(&mut routes, &current, &queue, h, |route, policy, gate, event, slot| {
                         spawn(&mut attempts, &current, route, policy, gate, event, Some(slot));
                     });
                 }
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
             }
         }
     })
@@ -465,6 +468,16 @@ impl Attempting {
                 return None;
             }
         };
+        if !started && self.held_back() {
+            // The app went down while this event waited for a slot: no attempt now. Its
+            // lease goes back; the route's probe comes first.
+            let lease = (event.id.clone(), event.lease.clone().unwrap_or_default());
+            if let Err(e) = self.queue.store.release(vec![lease]).await {
+                tracing::warn!(route, event = event.id.as_str(), error = %e, "queue store: cannot give a lease back; it runs out");
+                self.metrics.queue.store_error(StoreOp::Release);
+            }
+            return None;
+        }
         if !started {
             // Counted before it is sent: an attempt that dies with this process still counts.
             let until = ms_after(
@@ -558,6 +571,14 @@ impl Attempting {
         }
         self.finish(event, settle, Some(())).await;
         Some(app_down)
+    }
+
+    /// Whether the route is pausing because its app looks down.
+    fn held_back(&self) -> bool {
+        self.gate
+            .pacing()
+            .next_probe_ms
+            .is_some_and(|at| at > unix_ms((self.clock)()))
     }
 
     /// Settles the event, trying again while the store does not take it (the lease is
