@@ -430,10 +430,14 @@ impl Attempting {
     ) {
         let started = slot.is_some();
         let app_down = self.attempt(&mut event, slot, started).await;
-        self.held
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&event.id);
+        {
+            let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+            // Only this attempt's lease: after a stall, the same event may be held again
+            // under a newer one.
+            if held.get(&event.id) == event.lease.as_ref() {
+                held.remove(&event.id);
+            }
+        }
         self.gate.release(1);
         let _ = done.send(Done {
             route: self.route.name.clone(),
