@@ -10,8 +10,9 @@ use http::{HeaderName, Method};
 use ipnet::IpNet;
 
 use super::file::{
-    RawConfig, RawLimits, RawLog, RawPart, RawQueue, RawQueueStore, RawReplay, RawReplayKey,
-    RawReplayStore, RawRoute, RawRouteLimits, RawTimestamp, RawUpstreamTls, RawVerify,
+    RawConfig, RawDuration, RawLimits, RawLog, RawPart, RawQueue, RawQueueStore, RawReplay,
+    RawReplayKey, RawReplayStore, RawRoute, RawRouteLimits, RawTimestamp, RawUpstreamTls,
+    RawVerify,
 };
 use super::secret::{self, Origin};
 use super::{
@@ -581,7 +582,7 @@ fn compile_listeners(raw: &RawConfig, base: &Path, r: &mut Report) -> Vec<Listen
 
 fn compile_limits(raw: &RawLimits, r: &mut Report) -> Limits {
     let d = Limits::default();
-    let dur = |v: &Option<String>, field: &str, default: Duration, r: &mut Report| match v {
+    let dur = |v: &Option<RawDuration>, field: &str, default: Duration, r: &mut Report| match v {
         None => default,
         Some(s) => parse_duration(s, &format!("limits.{field}"), r).unwrap_or(default),
     };
@@ -929,7 +930,7 @@ fn compile_delivery(
     if let Some(retry) = &q.retry {
         let rloc = |field: &str| format!("{label}.queue.retry.{field}");
         let p = &mut policy.retry;
-        let mut set = |raw: &Option<String>, field: &str, out: &mut Duration| {
+        let mut set = |raw: &Option<RawDuration>, field: &str, out: &mut Duration| {
             if let Some(d) = raw
                 .as_deref()
                 .and_then(|s| parse_duration(s, &rloc(field), r))
@@ -1970,6 +1971,17 @@ fn parse_duration(s: &str, loc: &str, r: &mut Report) -> Option<Duration> {
         Ok(d) if !d.is_zero() => Some(d),
         Ok(_) => {
             r.error(loc, "must be greater than zero");
+            None
+        }
+        // A bare number (`timeout: 30`): the unit is what is missing; hookgate guesses none.
+        Err(_) if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') => {
+            r.error(
+                loc,
+                format!(
+                    "`{s}` is not a duration: write it with its unit, e.g. `{s}s` (or `{s}ms`, \
+                     `{s}m`)"
+                ),
+            );
             None
         }
         Err(e) => {

@@ -36,6 +36,58 @@ pub struct RawConfig {
     pub routes: Vec<serde_yaml::Value>,
 }
 
+/// A duration as written in the file (`30s`, `500ms`, `15m`; `none` where a field allows it),
+/// parsed by `compile.rs`. A bare number is kept as its text rather than refused here, so that
+/// `timeout: 30` gets the same message as `timeout: "30"` (a duration needs its unit) wherever
+/// it is written; serde alone would say "expected a string" inside a route and accept it at
+/// the top level.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawDuration(String);
+
+impl std::ops::Deref for RawDuration {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for RawDuration {
+    fn from(s: &str) -> RawDuration {
+        RawDuration(s.to_owned())
+    }
+}
+
+impl<'de> Deserialize<'de> for RawDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RawDuration, D::Error> {
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = RawDuration;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a duration such as `30s`, `500ms` or `15m`")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<RawDuration, E> {
+                Ok(RawDuration(s.to_owned()))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<RawDuration, E> {
+                Ok(RawDuration(n.to_string()))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<RawDuration, E> {
+                Ok(RawDuration(n.to_string()))
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<RawDuration, E> {
+                Ok(RawDuration(n.to_string()))
+            }
+        }
+        d.deserialize_any(Text)
+    }
+}
+
 /// `queue_store:` — `type: embedded` (default) with `path: DIR`, or `type: postgres` with
 /// `url`.
 #[derive(Debug, Deserialize)]
@@ -52,13 +104,13 @@ pub struct RawQueueStore {
     /// postgres: connections kept, at most (default 16).
     pub pool_size: Option<u64>,
     /// postgres: bound on each call (default 5s).
-    pub timeout: Option<String>,
+    pub timeout: Option<RawDuration>,
     /// postgres: PEM CA certificates to verify the server with, instead of the system's.
     pub ca_file: Option<PathBuf>,
     /// How long delivered events are kept (default 24h).
-    pub retention: Option<String>,
+    pub retention: Option<RawDuration>,
     /// How long dead letters are kept (default 30d).
-    pub dead_retention: Option<String>,
+    pub dead_retention: Option<RawDuration>,
 }
 
 /// A queued route's `queue:` block.
@@ -78,9 +130,9 @@ pub struct RawQueue {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRetry {
-    pub initial_interval: Option<String>,
-    pub max_interval: Option<String>,
-    pub max_age: Option<String>,
+    pub initial_interval: Option<RawDuration>,
+    pub max_interval: Option<RawDuration>,
+    pub max_age: Option<RawDuration>,
     pub max_attempts: Option<u32>,
 }
 
@@ -105,7 +157,7 @@ pub struct RawReplayStore {
     /// redis: prepended to every key (default `hookgate:`).
     pub prefix: Option<String>,
     /// redis: bound on each round trip (default 500ms).
-    pub timeout: Option<String>,
+    pub timeout: Option<RawDuration>,
 }
 
 /// A route's `replay:` block.
@@ -116,7 +168,7 @@ pub struct RawReplay {
     /// suggestion, else `signature`.
     pub key: Option<RawReplayKey>,
     /// How long a delivered event is remembered (default 72h).
-    pub ttl: Option<String>,
+    pub ttl: Option<RawDuration>,
     /// `reject` (default: 503, the sender retries) or `allow` (forward without dedup).
     pub on_store_error: Option<String>,
 }
@@ -203,7 +255,7 @@ pub struct RawClientIp {
     pub trusted_proxies: Vec<String>,
 }
 
-/// Durations are strings such as `10s`, `500ms`, `15m`.
+/// `limits:`: sizes in bytes, durations as [`RawDuration`]s.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
@@ -213,13 +265,13 @@ pub struct RawLimits {
     pub max_response_bytes: Option<u64>,
     pub max_connections: Option<u64>,
     pub max_connections_per_ip: Option<u64>,
-    pub header_read_timeout: Option<String>,
-    pub body_read_timeout: Option<String>,
-    pub upstream_connect_timeout: Option<String>,
-    pub upstream_timeout: Option<String>,
+    pub header_read_timeout: Option<RawDuration>,
+    pub body_read_timeout: Option<RawDuration>,
+    pub upstream_connect_timeout: Option<RawDuration>,
+    pub upstream_timeout: Option<RawDuration>,
     pub upstream_keepalive: Option<u64>,
-    pub drain_delay: Option<String>,
-    pub shutdown_grace: Option<String>,
+    pub drain_delay: Option<RawDuration>,
+    pub shutdown_grace: Option<RawDuration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -275,8 +327,8 @@ pub struct RawUpstreamTls {
 #[serde(deny_unknown_fields)]
 pub struct RawRouteLimits {
     pub max_body_bytes: Option<u64>,
-    pub body_read_timeout: Option<String>,
-    pub upstream_timeout: Option<String>,
+    pub body_read_timeout: Option<RawDuration>,
+    pub upstream_timeout: Option<RawDuration>,
 }
 
 /// A `verify:` block. Every field is optional so that a preset can supply it and a route can
@@ -404,8 +456,8 @@ pub struct RawTimestamp {
     /// `seconds`, `milliseconds` or `rfc3339`.
     pub unit: Option<String>,
     /// How old a timestamp may be; also the future bound unless `future_tolerance` is set.
-    pub tolerance: Option<String>,
-    pub future_tolerance: Option<String>,
+    pub tolerance: Option<RawDuration>,
+    pub future_tolerance: Option<RawDuration>,
 }
 
 impl RawVerify {

@@ -1194,6 +1194,44 @@ fn unknown_key_in_a_top_level_block_is_an_error_at_its_line_and_column() {
     );
 }
 
+/// A duration is written with its unit; a bare number gets the same message wherever it is
+/// (serde alone accepts it at the top level and says "expected a string" inside a route).
+#[test]
+fn a_bare_number_for_a_duration_says_how_to_write_it() {
+    let want = "`30` is not a duration: write it with its unit, e.g. `30s` (or `30ms`, `30m`)";
+    let errs = errors(&format!(
+        "listeners:\n  - addr: 127.0.0.1:0\nlimits: {{ upstream_timeout: 30 }}\n\
+         replay_store: {{ type: redis, url: \"redis://127.0.0.1:1\", timeout: 30 }}\nroutes:\n\
+         \x20 - {{ name: a, path: /a, upstream: \"http://127.0.0.1:3000\", {LAHZA}, \
+         limits: {{ upstream_timeout: 30 }}, replay: {{ ttl: 30 }} }}\n"
+    ));
+    let found: Vec<(&str, &str)> = errs
+        .iter()
+        .map(|e| (e.location.as_str(), e.message.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("limits.upstream_timeout", want),
+            ("replay_store.timeout", want),
+            ("routes[0] (a).limits.upstream_timeout", want),
+            ("routes[0] (a).replay.ttl", want),
+        ]
+    );
+    // Not a number and not a string: the type error names the format.
+    let errs = errors(&format!(
+        "listeners:\n  - addr: 127.0.0.1:0\nroutes:\n\
+         \x20 - {{ name: a, path: /a, upstream: \"http://127.0.0.1:3000\", {LAHZA}, \
+         replay: {{ ttl: [30] }} }}\n"
+    ));
+    assert_single_error(
+        "sequence for a duration",
+        &errs,
+        "routes[0] (a).replay.ttl",
+        "expected a duration such as `30s`, `500ms` or `15m`",
+    );
+}
+
 #[test]
 fn every_error_in_a_file_is_reported_together_with_its_location() {
     let errs = errors(
