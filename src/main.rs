@@ -193,8 +193,8 @@ fn main() -> ExitCode {
     let (settings, loaded) = match &cli.command {
         Command::Run { config: path, .. } => match config::load(path) {
             Ok(loaded) => (loaded.gateway.log.clone(), Some(loaded)),
-            Err(errors) => {
-                eprint!("{}: {errors}", path.display());
+            Err(problems) => {
+                print_problems(path, &problems);
                 return ExitCode::FAILURE;
             }
         },
@@ -433,20 +433,23 @@ async fn wait_for_signal() {
 fn check(path: &Path, expand: bool, strict: bool) -> anyhow::Result<ExitCode> {
     let loaded = match config::load(path) {
         Ok(l) => l,
-        Err(errors) => {
-            eprint!("{}: {errors}", path.display());
+        Err(problems) => {
+            print_problems(path, &problems);
             return Ok(ExitCode::FAILURE);
         }
     };
-    for w in &loaded.warnings {
-        eprintln!("{}: warning: {w}", path.display());
+    print_warnings(path, &loaded.warnings);
+    if strict && !loaded.warnings.is_empty() {
+        let warnings = config::counted(loaded.warnings.len(), "warning", "warnings");
+        eprintln!("{}: check failed: {warnings} and --strict", path.display());
+        return Ok(ExitCode::FAILURE);
     }
     let g = &loaded.gateway;
     let ok = format!(
-        "{}: ok: {} listener(s), {} route(s), admin on {}",
+        "{}: ok: {}, {}, admin on {}",
         path.display(),
-        g.listeners.len(),
-        g.routes.routes().len(),
+        config::counted(g.listeners.len(), "listener", "listeners"),
+        config::counted(g.routes.routes().len(), "route", "routes"),
         g.admin
     );
     if expand {
@@ -465,15 +468,20 @@ fn check(path: &Path, expand: bool, strict: bool) -> anyhow::Result<ExitCode> {
             path.display()
         );
     }
-    if strict && !loaded.warnings.is_empty() {
-        eprintln!(
-            "{}: {} warning(s), and --strict fails on warnings",
-            path.display(),
-            loaded.warnings.len()
-        );
-        return Ok(ExitCode::FAILURE);
-    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A configuration that does not compile, as `check` prints it: its warnings (what would
+/// still be worth fixing once the errors are), then its errors.
+fn print_problems(path: &Path, problems: &config::ConfigErrors) {
+    print_warnings(path, &problems.warnings);
+    eprint!("{}: {problems}", path.display());
+}
+
+fn print_warnings(path: &Path, warnings: &[config::ConfigError]) {
+    for w in warnings {
+        eprintln!("{}: warning: {w}", path.display());
+    }
 }
 
 fn sign(path: &Path, args: &SignArgs) -> anyhow::Result<ExitCode> {

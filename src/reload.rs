@@ -83,11 +83,15 @@ pub async fn reload_file(
     let loaded = match tokio::time::timeout(RELOAD_READ_LIMIT, read).await {
         Err(_) => return failed("reading the configuration and its files took over 10 s"),
         Ok(Err(_)) => return failed("the reading thread failed"),
-        Ok(Ok(Err(errors))) => {
-            for e in &errors.0 {
+        Ok(Ok(Err(problems))) => {
+            for e in &problems.errors {
                 tracing::error!("{}: {e}", path.display());
             }
-            return failed(&format!("{} errors", errors.0.len()));
+            for w in &problems.warnings {
+                tracing::warn!("{}: {w}", path.display());
+            }
+            let errors = crate::config::counted(problems.errors.len(), "error", "errors");
+            return failed(&errors);
         }
         Ok(Ok(Ok(loaded))) => loaded,
     };

@@ -175,9 +175,13 @@ pub fn config(data: &[u8]) {
             }
         }
         Err(errors) => {
-            assert!(!errors.0.is_empty(), "compilation failed without an error");
+            assert!(
+                !errors.errors.is_empty(),
+                "compilation failed without an error"
+            );
             if may_leak {
-                no_secret_in(&errors.0);
+                no_secret_in(&errors.errors);
+                no_secret_in(&errors.warnings);
             }
             // The report is printed by `hookgate check`; it must format.
             let _ = errors.to_string();

@@ -28,6 +28,7 @@ use crate::scheme::{
 };
 
 /// Accumulates errors and warnings while compiling.
+#[derive(Default)]
 struct Report {
     errors: Vec<ConfigError>,
     warnings: Vec<ConfigError>,
@@ -208,46 +209,27 @@ pub fn compile(
     base: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Loaded, ConfigErrors> {
-    let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| {
-        // Not only the first error serde stops at: each top-level key on its own, and each
-        // route's keys (routes stay YAML values until the loop below).
-        let per_key = serde_yaml::from_str::<serde_yaml::Mapping>(text)
-            .map(|doc| {
-                let mut all = Vec::new();
-                type_errors::<RawConfig>(
-                    &serde_yaml::Mapping::new(),
-                    &[],
-                    &serde_yaml::Value::Mapping(doc.clone()),
-                    None,
-                    &mut all,
-                );
-                let routes = doc.get("routes").and_then(|r| r.as_sequence());
-                for (i, value) in routes.into_iter().flatten().enumerate() {
-                    if let Err(e) = raw_route(value, &route_label(i, value)) {
-                        all.extend(e);
-                    }
-                }
-                all
-            })
-            .unwrap_or_default();
-        if per_key.is_empty() {
-            ConfigErrors(vec![ConfigError {
-                location: yaml_location(&e),
-                message: e.to_string(),
-            }])
-        } else if per_key.len() == 1 {
-            // The one error serde stopped at also knows its line and column: keep them.
-            let mut one = per_key;
-            one[0].message = e.to_string();
-            ConfigErrors(one)
-        } else {
-            ConfigErrors(per_key)
-        }
-    })?;
-    let mut r = Report {
-        errors: Vec::new(),
-        warnings: Vec::new(),
+    let (raw, mut r, unread) = match serde_yaml::from_str::<RawConfig>(text) {
+        Ok(raw) => (raw, Report::default(), Vec::new()),
+        Err(e) => match readable_part(text, &e) {
+            Ok((raw, errors, unread)) => (
+                raw,
+                Report {
+                    errors,
+                    warnings: Vec::new(),
+                },
+                unread,
+            ),
+            Err(errors) => {
+                return Err(ConfigErrors {
+                    errors,
+                    warnings: Vec::new(),
+                })
+            }
+        },
     };
+    // The type errors of keys that could not be read; what the compile finds is after them.
+    let type_errors_found = r.errors.len();
 
     let listeners = compile_listeners(&raw, base, &mut r);
     let workers = match raw.workers {
@@ -334,7 +316,8 @@ pub fn compile(
         }
         check_route_name(&raw_route.name, &label, &mut r);
         let stores = Stores {
-            queue: queue_store.is_some(),
+            // An unreadable `queue_store:` is reported already; its routes are not wrong too.
+            queue: queue_store.is_some() || unread.iter().any(|k| k == "queue_store"),
         };
         if let Some(route) = compile_route(raw_route, &label, base, env, &limits, stores, &mut r) {
             routes.push(route);
@@ -343,8 +326,18 @@ pub fn compile(
     }
     check_reachability(&routes, &labels, &mut r);
 
+    // A key that could not be read was compiled as if absent: what that absence causes below
+    // it (`listeners`: "no listeners") is not news.
+    let mut i = 0;
+    r.errors.retain(|e| {
+        i += 1;
+        i <= type_errors_found || !unread.iter().any(|key| is_under(&e.location, key))
+    });
     if !r.errors.is_empty() {
-        return Err(ConfigErrors(r.errors));
+        return Err(ConfigErrors {
+            errors: r.errors,
+            warnings: r.warnings,
+        });
     }
     Ok(Loaded {
         gateway: Gateway {
@@ -383,6 +376,101 @@ fn compile_log(raw: Option<&RawLog>, r: &mut Report) -> LogSettings {
         }
     }
     out
+}
+
+/// For a file that does not deserialize as a whole: every type error in it (not only the first
+/// one serde stops at), and the rest of the file without what failed (a field of a top-level
+/// block, or the whole key), with the names of what was left out, so that the compile goes on
+/// and reports the file's other errors and its warnings in the same pass. `Err`: not even that
+/// much reads (not YAML, not a mapping).
+fn readable_part(
+    text: &str,
+    e: &serde_yaml::Error,
+) -> Result<(RawConfig, Vec<ConfigError>, Vec<String>), Vec<ConfigError>> {
+    use serde_yaml::{Mapping, Value};
+    let whole = || ConfigError {
+        location: yaml_location(e),
+        message: e.to_string(),
+    };
+    let Ok(doc) = serde_yaml::from_str::<Mapping>(text) else {
+        return Err(vec![whole()]);
+    };
+    let mut errors = Vec::new();
+    type_errors::<RawConfig>(
+        &Mapping::new(),
+        &[],
+        &Value::Mapping(doc.clone()),
+        None,
+        &mut errors,
+    );
+    match errors.as_mut_slice() {
+        [] => errors.push(whole()),
+        // The one error serde stopped at also knows its line and column: keep them.
+        [one] => {
+            // Without the path serde puts first: the location says it already.
+            let message = e.to_string();
+            one.message = match message.split_once(": ") {
+                Some((path, rest)) if is_under(&one.location, path) => rest.to_owned(),
+                _ => message,
+            };
+        }
+        _ => {}
+    }
+    // Each key alone, read from text as the whole file is (where `30` may be a string); a
+    // block (`limits:`) loses only the fields that fail, as long as the rest of it reads.
+    // `None`: it reads; `Some(field)`: it fails, at this field of the block if one is named.
+    let failure = |key: &Value, value: &Value| -> Option<Option<String>> {
+        let mut alone = Mapping::new();
+        alone.insert(key.clone(), value.clone());
+        let text = serde_yaml::to_string(&alone).ok()?;
+        let e = serde_path_to_error::deserialize::<_, RawConfig>(
+            serde_yaml::Deserializer::from_str(&text),
+        )
+        .err()?;
+        Some(match e.path().iter().nth(1) {
+            Some(serde_path_to_error::Segment::Map { key }) => Some(key.clone()),
+            _ => None,
+        })
+    };
+    let mut rest = Mapping::new();
+    let mut unread = Vec::new();
+    for (key, mut value) in doc {
+        // Not a field name: reported as an unknown field, and nothing to compile.
+        let Some(name) = key.as_str().map(str::to_owned) else {
+            continue;
+        };
+        let read = loop {
+            let field = match failure(&key, &value) {
+                None => break true,
+                Some(field) => field,
+            };
+            let removed = field.as_ref().is_some_and(|f| {
+                value
+                    .as_mapping_mut()
+                    .is_some_and(|m| m.remove(f.as_str()).is_some())
+            });
+            match field {
+                Some(f) if removed => unread.push(format!("{name}.{f}")),
+                _ => break false,
+            }
+        };
+        if read {
+            rest.insert(key, value);
+        } else {
+            unread.push(name);
+        }
+    }
+    match serde_yaml::to_string(&rest).map(|t| serde_yaml::from_str::<RawConfig>(&t)) {
+        Ok(Ok(raw)) => Ok((raw, errors, unread)),
+        _ => Err(errors),
+    }
+}
+
+/// Whether `location` (`limits.upstream_timeout`, `listeners[0].addr`) is `key` or below it.
+fn is_under(location: &str, key: &str) -> bool {
+    location
+        .strip_prefix(key)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
 }
 
 /// `routes[i] (name)`, or `routes[i]` for a route without a readable name.

@@ -303,23 +303,45 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// Every problem found in one configuration.
+/// Every problem found in a configuration that does not compile: its errors, and the
+/// warnings it would deserve even once they are fixed (reported in the same pass).
 #[derive(Debug, thiserror::Error)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
+pub struct ConfigErrors {
+    pub errors: Vec<ConfigError>,
+    pub warnings: Vec<ConfigError>,
+}
 
+impl ConfigErrors {
+    /// One error (a file that cannot be read), no warnings.
+    pub fn one(location: impl Into<String>, message: impl Into<String>) -> ConfigErrors {
+        ConfigErrors {
+            errors: vec![ConfigError {
+                location: location.into(),
+                message: message.into(),
+            }],
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// The errors only, as `hookgate check` prints them after the warnings.
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.0.len();
         writeln!(
             f,
-            "{n} error{} in configuration:",
-            if n == 1 { "" } else { "s" }
+            "{} in configuration:",
+            counted(self.errors.len(), "error", "errors")
         )?;
-        for e in &self.0 {
+        for e in &self.errors {
             writeln!(f, "  {e}")?;
         }
         Ok(())
     }
+}
+
+/// `1 error`, `2 errors`: a count with its noun, for messages.
+pub fn counted(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// A loaded configuration and the warnings it deserves (e.g. a literal secret in the file).
@@ -336,10 +358,10 @@ pub struct Loaded {
 /// Relative paths inside it (`secret_file`, TLS files) are relative to the file's directory.
 pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigErrors(vec![ConfigError {
-            location: path.display().to_string(),
-            message: format!("cannot read configuration: {e}"),
-        }])
+        ConfigErrors::one(
+            path.display().to_string(),
+            format!("cannot read configuration: {e}"),
+        )
     })?;
     let base = path.parent().unwrap_or_else(|| Path::new("."));
     compile::compile(&text, base, &|name| std::env::var(name).ok())

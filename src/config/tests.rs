@@ -39,7 +39,7 @@ fn ok(text: &str) -> Loaded {
 fn errors(text: &str) -> Vec<ConfigError> {
     match try_compile(text) {
         Ok(loaded) => panic!("expected errors, got {loaded:?}\n{text}"),
-        Err(ConfigErrors(errors)) => errors,
+        Err(ConfigErrors { errors, .. }) => errors,
     }
 }
 
@@ -595,7 +595,7 @@ fn relative_secret_file_resolves_against_the_base_dir() {
     // The same relative path from another base is not found, and the error names the field.
     let errs = match compile(&text, Path::new("/nonexistent-hookgate-base"), &env) {
         Ok(_) => panic!("secret file resolved against the wrong base"),
-        Err(ConfigErrors(e)) => e,
+        Err(ConfigErrors { errors: e, .. }) => e,
     };
     assert_single_error(
         "wrong base",
@@ -696,7 +696,7 @@ fn tls_listener_with_missing_files_is_an_error_naming_the_listener_and_file() {
     );
     let errs = match compile(&text, &dir, &env) {
         Ok(_) => panic!("missing TLS files accepted"),
-        Err(ConfigErrors(e)) => e,
+        Err(ConfigErrors { errors: e, .. }) => e,
     };
     assert_single_error(
         "missing cert",
@@ -1173,24 +1173,60 @@ fn duplicate_route_names_are_an_error_at_the_second_route() {
 #[test]
 fn unknown_top_level_key_is_an_error_at_its_line_and_column() {
     let errs = errors("listeners:\n  - addr: 127.0.0.1:0\nrouts: []\n");
-    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs.len(), 2, "{errs:?}");
     assert_eq!(errs[0].location, "routs");
     assert!(
-        errs[0].message.contains("unknown field `routs`")
+        errs[0].message.starts_with("unknown field `routs`")
             && errs[0].message.contains("line 3 column 1"),
         "{errs:?}"
     );
+    // The rest of the file is still compiled: the typo left it without routes.
+    assert_eq!(errs[1].location, "routes");
 }
 
 #[test]
 fn unknown_key_in_a_top_level_block_is_an_error_at_its_line_and_column() {
-    let errs = errors("listeners:\n  - addr: 127.0.0.1:0\n    tsl: {}\n");
+    let errs = errors(&format!(
+        "listeners:\n  - addr: 127.0.0.1:0\n    tsl: {{}}\nroutes:\n  - {{ name: a, path: /a, \
+         upstream: \"http://127.0.0.1:3000\", {LAHZA} }}\n"
+    ));
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert_eq!(errs[0].location, "listeners[0].tsl");
     assert!(
-        errs[0].message.contains("unknown field `tsl`")
+        errs[0].message.starts_with("unknown field `tsl`")
             && errs[0].message.contains("line 3 column 5"),
         "{errs:?}"
+    );
+}
+
+/// A key that does not read (a type error) does not stop the rest of the file: its other
+/// errors and its warnings come in the same pass, and what the missing key would have set
+/// (listeners, a queue store) is not blamed on anything else.
+#[test]
+fn a_type_error_does_not_hide_the_other_errors_or_the_warnings() {
+    let problems = try_compile(
+        "listeners:\n  - addr: 127.0.0.1:0\n    tsl: {}\nlimits: { max_body_bytes: lots }\n\
+         queue_store: { path: /nonexistent/q, retention: [1] }\nroutes:\n\
+         \x20 - { name: a, path: /a, upstream: \"http://127.0.0.1:3000\", delivery: queued, \
+         verify: { preset: lahza, secret: literal } }\n\
+         \x20 - { name: b, path: /b, upstream: \"ftp://x\", verify: { preset: lahza, secret: literal } }\n",
+    )
+    .unwrap_err();
+    let at = |list: &[ConfigError]| list.iter().map(|e| e.location.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        at(&problems.errors),
+        [
+            "listeners[0].tsl",
+            "limits.max_body_bytes",
+            "queue_store.retention",
+            "routes[1] (b).upstream",
+        ],
+        "{problems:#?}"
+    );
+    assert_eq!(
+        at(&problems.warnings),
+        ["routes[0] (a).verify.secret", "routes[1] (b).verify.secret"],
+        "{problems:#?}"
     );
 }
 
@@ -1295,7 +1331,11 @@ routes:
         "{errs:#?}"
     );
     // The rendered report counts them and gives each on its own line.
-    let report = ConfigErrors(errs.clone()).to_string();
+    let report = ConfigErrors {
+        errors: errs.clone(),
+        warnings: Vec::new(),
+    }
+    .to_string();
     assert!(
         report.starts_with("13 errors in configuration:\n"),
         "{report}"
@@ -1947,7 +1987,7 @@ fn a_secret_file_that_is_not_a_regular_file_is_an_error_not_a_hang() {
         &env,
     ) {
         Ok(_) => panic!("a FIFO was read as a secret"),
-        Err(ConfigErrors(e)) => e,
+        Err(ConfigErrors { errors: e, .. }) => e,
     };
     assert_single_error(
         "fifo",

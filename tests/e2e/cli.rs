@@ -40,7 +40,7 @@ fn signal(child: &std::process::Child, sig: &str) {
 fn committed_gateway_yaml_passes_check() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let stdout = stdout_of_success(bin().args(["check", "-c"]).arg(root.join("gateway.yaml")));
-    assert!(stdout.contains("ok: 1 listener(s), 6 route(s)"), "{stdout}");
+    assert!(stdout.contains("ok: 1 listener, 6 routes"), "{stdout}");
 }
 
 /// `check --expand` prints YAML that, pasted back, is the same gateway: every preset written
@@ -160,7 +160,92 @@ fn check_strict_fails_on_warnings_that_plain_check_lets_pass() {
     let out = strict(&config);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("--strict fails on warnings"), "{stderr}");
+    // Plainly: the warnings failed it, not an error; and no "ok" on the way.
+    assert!(
+        stderr.ends_with("gateway.yaml: check failed: 1 warning and --strict\n"),
+        "{stderr}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// One pass shows everything: the warnings of a file that also has errors (a type error
+/// included) come with its errors, and a duration written without its unit says how to
+/// write it.
+#[test]
+fn check_prints_warnings_with_errors_and_how_to_write_a_duration() {
+    let dir = temp_dir("check-one-pass");
+    let config = dir.join("gateway.yaml");
+    std::fs::write(
+        &config,
+        "listeners:\n  - addr: 127.0.0.1:0\nlimits:\n  upstream_timeout: 30\n  max_body_bytes: 1MB\nroutes:\n\
+         \x20 - name: a\n    path: /a\n    upstream: http://127.0.0.1:1\n    verify: { preset: lahza, secret: literal }\n\
+         \x20 - name: b\n    path: /b\n    upstream: ftp://127.0.0.1:1\n    verify: { preset: lahza, secret: \"${B_SECRET}\" }\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["check", "-c"])
+        .arg(&config)
+        .env("B_SECRET", "x")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let path = config.display();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!(
+            "{path}: warning: routes[0] (a).verify.secret: literal secret in the configuration \
+             file; prefer \"${{ENV_VAR}}\" or secret_file"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(
+        lines[1],
+        format!("{path}: 3 errors in configuration:"),
+        "{stderr}"
+    );
+    // The type error first (serde's), then what compiling the rest of the file found.
+    assert!(
+        lines[2].starts_with("  limits.max_body_bytes: invalid type: string \"1MB\""),
+        "{stderr}"
+    );
+    assert_eq!(
+        lines[3],
+        "  limits.upstream_timeout: `30` is not a duration: write it with its unit, e.g. `30s` \
+         (or `30ms`, `30m`)",
+        "{stderr}"
+    );
+    assert!(
+        lines[4].starts_with("  routes[1] (b).upstream: `ftp://127.0.0.1:1`"),
+        "{stderr}"
+    );
+    assert_eq!(lines.len(), 5, "{stderr}");
+
+    // One error: counted as one.
+    std::fs::write(
+        &config,
+        "listeners:\n  - addr: 127.0.0.1:0\nroutes:\n\
+         \x20 - { name: a, path: /a, upstream: \"http://127.0.0.1:1\", verify: { preset: lahza, secret: \"${B_SECRET}\" }, replay: { ttl: 72 } }\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["check", "-c"])
+        .arg(&config)
+        .env("B_SECRET", "x")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "{path}: 1 error in configuration:\n  routes[0] (a).replay.ttl: `72` is not a \
+             duration: write it with its unit, e.g. `72s` (or `72ms`, `72m`)\n"
+        )
+    );
 }
 
 #[test]

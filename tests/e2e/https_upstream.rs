@@ -164,7 +164,7 @@ fn upstream_tls_settings_are_checked_at_load() {
         &|_| Some("s".into()),
     ) {
         Ok(_) => Vec::new(),
-        Err(e) => e.0.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+        Err(e) => e.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
     };
     let head = "listeners:\n  - addr: 127.0.0.1:0\nroutes:\n";
     // (upstream, upstream_tls, what the error must say)
