@@ -639,7 +639,12 @@ fn compile_listeners(raw: &RawConfig, base: &Path, r: &mut Report) -> Vec<Listen
         let tls = match &l.tls {
             None => None,
             Some(t) => match crate::tls::server_config(&base.join(&t.cert), &base.join(&t.key)) {
-                Ok(cfg) => Some(cfg),
+                Ok(cfg) => {
+                    if let Some(exposed) = secret::exposure(&base.join(&t.key)) {
+                        r.warn(format!("{loc}.tls.key"), exposed);
+                    }
+                    Some(cfg)
+                }
                 Err(e) => {
                     r.error(format!("{loc}.tls"), e);
                     continue;
@@ -1185,6 +1190,9 @@ fn read_admin_token(path: &Path, r: &mut Report) -> Option<AdminToken> {
                     format!("{}: the token must be visible ASCII", path.display()),
                 );
                 return None;
+            }
+            if let Some(exposed) = secret::exposure(path) {
+                r.warn(loc, exposed);
             }
             Some(AdminToken::new(token.to_vec()))
         }
@@ -1973,11 +1981,15 @@ fn resolve_key_sources(
         (&v.public_key_file, "public_key_file"),
     ] {
         if let Some(p) = file {
-            take(
-                secret::resolve_file(&ctx.base.join(p)),
-                format!("{loc}.{name}"),
-                r,
-            );
+            let path = ctx.base.join(p);
+            let resolved = secret::resolve_file(&path);
+            // A public key may be read by anyone.
+            if let (Ok(_), "secret_file") = (&resolved, name) {
+                if let Some(exposed) = secret::exposure(&path) {
+                    r.warn(format!("{loc}.{name}"), exposed);
+                }
+            }
+            take(resolved, format!("{loc}.{name}"), r);
         }
     }
     for (list, name) in [(&v.secrets, "secrets"), (&v.public_keys, "public_keys")] {
@@ -2161,6 +2173,13 @@ fn parse_upstream(
             );
             match tls {
                 Ok(tls) => {
+                    if let Some(exposed) = raw
+                        .client_key_file
+                        .as_ref()
+                        .and_then(|p| secret::exposure(&base.join(p)))
+                    {
+                        r.warn(format!("{tls_loc}.client_key_file"), exposed);
+                    }
                     // Routes share a pool only with the same TLS settings, by content: a CA
                     // or client certificate replaced in place and reloaded must not keep
                     // serving connections set up under the old one.

@@ -112,6 +112,13 @@ fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
+/// A secret file only its owner can read (any more is a warning of its own).
+fn write_private(path: &Path, contents: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, contents).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 /// Asserts that `errors` is exactly one error at `location` whose message contains `needle`.
 fn assert_single_error(case: &str, errors: &[ConfigError], location: &str, needle: &str) {
     assert_eq!(
@@ -584,7 +591,7 @@ fn literal_in_a_secrets_list_is_warned_at_its_index() {
 #[test]
 fn relative_secret_file_resolves_against_the_base_dir() {
     let dir = temp_dir("secret-file");
-    std::fs::write(dir.join("lahza.secret"), "from-file\n").unwrap();
+    write_private(&dir.join("lahza.secret"), "from-file\n");
     let text = verified("preset: lahza, secret_file: lahza.secret");
 
     let loaded = compile(&text, &dir, &env).unwrap_or_else(|e| panic!("{e}"));
@@ -2275,7 +2282,7 @@ fn expired_and_soon_expiring_certificates_are_warnings() {
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
         std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
-        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+        write_private(&dir.join(format!("{name}.key")), &key.serialize_pem());
     };
     // Midnight of the day: expired between two and three days ago, expiring in five to six.
     write("expired", now - 2 * 86_400);

@@ -2,6 +2,7 @@
 //! way the README's walk-through uses them.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -98,17 +99,15 @@ fn check_expand_prints_yaml_that_reads_back_to_the_same_gateway() {
         }
         assert!(route["methods"].is_sequence(), "{route:?}");
     }
-    // Same warnings: the copy passes --strict like the original.
-    let strict = bin()
-        .args(["check", "--strict", "-c"])
-        .arg(&copy)
-        .output()
-        .unwrap();
-    assert!(
-        strict.status.success(),
-        "{}",
-        String::from_utf8_lossy(&strict.stderr)
-    );
+    // Same warnings (the secret files' modes, if the checkout left them readable) and no
+    // more: expanding added no literal secret.
+    let warned = |l: &hookgate::config::Loaded| {
+        l.warnings
+            .iter()
+            .map(|w| w.location.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(warned(&a), warned(&b));
     let again = expand(&copy);
     assert_eq!(
         again.lines().skip(1).collect::<Vec<_>>(),
@@ -127,8 +126,20 @@ fn check_strict_fails_on_warnings_that_plain_check_lets_pass() {
             .output()
             .unwrap()
     };
-    // The committed example deserves no warning.
-    let out = strict(&root.join("gateway.yaml"));
+    // The committed example deserves no warning, once its (public, development) secret files
+    // are private: a checkout leaves them readable by every user, which is a warning.
+    let dir = temp_dir("check-strict");
+    std::fs::create_dir_all(dir.join("deploy/dev-secrets")).unwrap();
+    for entry in std::fs::read_dir(root.join("deploy/dev-secrets")).unwrap() {
+        let from = entry.unwrap().path();
+        let to = dir
+            .join("deploy/dev-secrets")
+            .join(from.file_name().unwrap());
+        std::fs::copy(&from, &to).unwrap();
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    std::fs::copy(root.join("gateway.yaml"), dir.join("gateway.yaml")).unwrap();
+    let out = strict(&dir.join("gateway.yaml"));
     assert!(
         out.status.success(),
         "{}",
@@ -136,7 +147,6 @@ fn check_strict_fails_on_warnings_that_plain_check_lets_pass() {
     );
 
     // A route that loses POST to an earlier prefix still gets GET: a warning, not an error.
-    let dir = temp_dir("check-strict");
     let config = dir.join("gateway.yaml");
     std::fs::write(
         &config,
@@ -245,6 +255,66 @@ fn check_prints_warnings_with_errors_and_how_to_write_a_duration() {
             "{path}: 1 error in configuration:\n  routes[0] (a).replay.ttl: `72` is not a \
              duration: write it with its unit, e.g. `72s` (or `72ms`, `72m`)\n"
         )
+    );
+}
+
+/// A token or secret file that other users can read is a warning naming the file, its mode
+/// and the fix; once fixed, `--strict` passes.
+#[test]
+fn a_secret_file_other_users_can_read_is_a_warning_with_its_fix() {
+    let dir = temp_dir("check-file-mode");
+    let (token, secret) = (dir.join("admin-token"), dir.join("a.secret"));
+    std::fs::write(&token, "0123456789abcdef0123456789abcdef\n").unwrap();
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o604)).unwrap();
+    let config = dir.join("gateway.yaml");
+    std::fs::write(
+        &config,
+        "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\n  token_file: admin-token\nroutes:\n\
+         \x20 - { name: a, path: /a, upstream: \"http://127.0.0.1:1\", verify: { preset: lahza, secret_file: a.secret } }\n",
+    )
+    .unwrap();
+    let check = |strict: bool| {
+        let mut c = bin();
+        c.arg("check");
+        if strict {
+            c.arg("--strict");
+        }
+        c.arg("-c").arg(&config).output().unwrap()
+    };
+    let out = check(false);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "a warning, not an error: {stderr}");
+    let path = config.display();
+    let (t, s) = (token.display(), secret.display());
+    assert_eq!(
+        stderr,
+        format!(
+            "{path}: warning: admin.token_file: {t} has mode 0644: its group and every other \
+             user on this host can read it; `chmod 600 {t}`\n\
+             {path}: warning: routes[0] (a).verify.secret_file: {s} has mode 0604: every user \
+             on this host can read it; `chmod 600 {s}`\n"
+        )
+    );
+    let out = check(true);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).ends_with("check failed: 2 warnings and --strict\n")
+    );
+    for file in [&token, &secret] {
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let out = check(true);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 
