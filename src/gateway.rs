@@ -209,7 +209,9 @@ impl AccessLog<'_> {
             (Some(_), Some(r)) => r.upstream.authority.as_str(),
             _ => "",
         };
-        let upstream_ms = upstream.map_or(0.0, |u| u.latency.as_secs_f64() * 1000.0);
+        // Whole microseconds, as milliseconds with three decimals: `0.244`, not the binary
+        // float's `0.24424400000000002`.
+        let upstream_ms = upstream.map_or(0.0, |u| u.latency.as_micros() as f64 / 1000.0);
         let upstream_status = upstream.and_then(|u| u.status).map_or(0, |s| s.as_u16());
         let cause = upstream.and_then(|u| u.cause.as_deref()).unwrap_or("");
         let protocol = match self.version {

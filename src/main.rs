@@ -376,12 +376,11 @@ fn run(path: &Path, watch: bool, loaded: Loaded, logging: &Logging) -> anyhow::R
     // Shutting the runtime down drops whatever shutdown_grace cut off (each logs itself).
     // A blocking thread still stuck reading a file (an abandoned reload) is not waited for.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    // Requests answered since the signal, and those `shutdown_grace` cut off.
     tracing::info!(
         completed = stopped.completed(),
         cut_off = stopped.cut_off(),
-        "stopped: {} requests completed since the signal, {} cut off",
-        stopped.completed(),
-        stopped.cut_off()
+        "stopped; requests since the signal:"
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -146,8 +146,8 @@ fn system_roots() -> Result<Arc<rustls::RootCertStore>, String> {
             let (added, _) = roots.add_parsable_certificates(found.certs);
             if added == 0 {
                 return Err(format!(
-                    "no system trust roots found ({} errors); give upstream_tls.ca_file",
-                    found.errors.len()
+                    "no system trust roots found ({}); give upstream_tls.ca_file",
+                    crate::config::counted(found.errors.len(), "error", "errors")
                 ));
             }
             Ok(Arc::new(roots))

@@ -485,7 +485,7 @@ async fn run_and_sign_work_together_like_the_walkthrough() {
     let lines: Vec<String> = log.try_iter().collect();
     let last = lines.last().cloned().unwrap_or_default();
     assert!(
-        last.contains("stopped: 0 requests completed since the signal, 0 cut off"),
+        last.contains("stopped; requests since the signal: completed=0 cut_off=0"),
         "{lines:#?}"
     );
     assert!(lines
@@ -934,6 +934,13 @@ async fn json_log_lines_parse_and_a_reload_changes_the_level() {
     ] {
         assert!(line.get(field).is_some(), "{field} in {line}");
     }
+    // Whole microseconds: at most three decimals, never a binary float's noise.
+    let ms = line["upstream_ms"].to_string();
+    assert!(
+        line["upstream_ms"].as_f64().is_some_and(|v| v > 0.0),
+        "{line}"
+    );
+    assert!(ms.split_once('.').is_none_or(|(_, d)| d.len() <= 3), "{ms}");
 
     // Reload with level warn: forwards no longer log, refusals still do.
     std::fs::write(&config, text("warn")).unwrap();
