@@ -301,7 +301,12 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
     let replay_store = {
         let store = Store::new(&gateway.replay_store, metrics.clone())
             .map_err(|e| io::Error::other(format!("replay store: {e}")))?;
-        if gateway.routes.routes().iter().any(|r| r.replay.is_some()) {
+        if gateway
+            .routes
+            .routes()
+            .iter()
+            .any(|r| r.uses_replay_store())
+        {
             tracing::info!(store = store.kind(), "replay protection on");
         }
         Some(Arc::new(store))
@@ -446,7 +451,11 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
     }
 
     let admin_addr = admin_listener.local_addr()?;
-    tracing::info!(addr = %admin_addr, "admin listening (/metrics /healthz /readyz)");
+    if queue.get().is_some() {
+        tracing::info!(addr = %admin_addr, "admin listening (/metrics /healthz /readyz /queue/)");
+    } else {
+        tracing::info!(addr = %admin_addr, "admin listening (/metrics /healthz /readyz)");
+    }
     tasks.push(tokio::spawn(trim_after_floods(
         body_budget.clone(),
         shutdown_rx.clone(),

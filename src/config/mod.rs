@@ -199,6 +199,14 @@ pub struct Route {
     pub delivery: Delivery,
 }
 
+impl Route {
+    /// Whether its requests claim event keys in the replay store: a sync route with
+    /// `replay:`. A queued route's events are deduplicated by the queue store, in the insert.
+    pub fn uses_replay_store(&self) -> bool {
+        self.replay.is_some() && matches!(self.delivery, Delivery::Sync)
+    }
+}
+
 /// The admin API's bearer token; compared in constant time, never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AdminToken(Vec<u8>);

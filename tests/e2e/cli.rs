@@ -493,6 +493,93 @@ async fn run_and_sign_work_together_like_the_walkthrough() {
         .any(|l| l.contains("draining: /readyz answers 503")));
 }
 
+/// What `hookgate run` logs until it is ready, from a child started on `config` (with
+/// `HOOKGATE_TEST_SECRET` set); then stopped.
+fn startup_lines(config: &Path) -> Vec<String> {
+    let mut child = bin()
+        .args(["run", "-c"])
+        .arg(config)
+        .env("HOOKGATE_LOG", "info")
+        .env("HOOKGATE_TEST_SECRET", "s3cret")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let ready = line.contains("hookgate ready");
+            let _ = tx.send(line);
+            if ready {
+                return;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    while !lines
+        .last()
+        .is_some_and(|l: &String| l.contains("hookgate ready"))
+    {
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) => lines.push(line),
+            Err(_) => panic!("not ready within 20 s: {lines:#?}"),
+        }
+    }
+    signal(&child, "TERM");
+    assert!(child.wait().unwrap().success());
+    lines
+}
+
+/// The start-up lines say what is on: replay protection only when a route claims keys in the
+/// replay store (a queued route deduplicates in its own store), the queue API when there is a
+/// queue.
+#[test]
+fn startup_lines_name_the_replay_store_and_the_queue_api_only_when_used() {
+    let dir = temp_dir("cli-startup-lines");
+    let config = dir.join("gateway.yaml");
+    let route = |extra: &str| {
+        format!(
+            "  - {{ name: r, path: /r, upstream: \"http://127.0.0.1:1\", verify: {{ preset: \
+             lahza, secret: \"${{HOOKGATE_TEST_SECRET}}\" }}, replay: {{}}{extra} }}\n"
+        )
+    };
+    let head = "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nlimits:\n  drain_delay: 0s\n";
+    std::fs::write(
+        &config,
+        format!(
+            "{head}queue_store: {{ path: {} }}\nroutes:\n{}",
+            dir.join("queue").display(),
+            route(", delivery: queued")
+        ),
+    )
+    .unwrap();
+    let queued = startup_lines(&config);
+    assert!(
+        queued
+            .iter()
+            .any(|l| l.contains("admin listening (/metrics /healthz /readyz /queue/)")),
+        "{queued:#?}"
+    );
+    assert!(
+        !queued.iter().any(|l| l.contains("replay protection")),
+        "{queued:#?}"
+    );
+
+    std::fs::write(&config, format!("{head}routes:\n{}", route(""))).unwrap();
+    let sync = startup_lines(&config);
+    assert!(
+        sync.iter()
+            .any(|l| l.contains("admin listening (/metrics /healthz /readyz)")),
+        "{sync:#?}"
+    );
+    assert!(
+        sync.iter()
+            .any(|l| l.contains("replay protection on") && l.contains("store=\"memory\"")),
+        "{sync:#?}"
+    );
+}
+
 #[test]
 fn run_refuses_to_start_on_a_broken_config() {
     let dir = temp_dir("cli-broken");
