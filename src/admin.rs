@@ -1,10 +1,10 @@
 //! The admin listener: `/metrics` (Prometheus text format), `/healthz` (the process is up),
-//! `/readyz` (listeners bound and not shutting down), and the queue API under `/queue/`
+//! `/readyz` (listeners bound and not draining), and the queue API under `/queue/`
 //! (`delivery/api.rs`), which changes state and so needs the bearer token when one is set.
 //! Meant for loopback or a private network only; it serves no webhooks.
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,10 +32,45 @@ pub fn local_target(addr: std::net::SocketAddr) -> std::net::SocketAddr {
     }
 }
 
+/// What `/readyz` says: 200 `ready` only between the start and a shutdown; a 503 otherwise,
+/// that tells a person which of the two it is.
+#[derive(Debug)]
+pub struct Readiness(AtomicU8);
+
+impl Default for Readiness {
+    fn default() -> Readiness {
+        Readiness(AtomicU8::new(Readiness::STARTING))
+    }
+}
+
+impl Readiness {
+    const STARTING: u8 = 0;
+    const READY: u8 = 1;
+    const DRAINING: u8 = 2;
+
+    /// Every listener is bound and serving.
+    pub fn set_ready(&self) {
+        self.0.store(Self::READY, Ordering::SeqCst);
+    }
+
+    /// A shutdown began: the load balancer should stop sending, requests are still served.
+    pub fn set_draining(&self) {
+        self.0.store(Self::DRAINING, Ordering::SeqCst);
+    }
+
+    fn answer(&self) -> (StatusCode, &'static str) {
+        match self.0.load(Ordering::SeqCst) {
+            Self::READY => (StatusCode::OK, "ready\n"),
+            Self::DRAINING => (StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
+            _ => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        }
+    }
+}
+
 /// What the admin listener serves from.
 pub struct Admin {
     pub metrics: Arc<Metrics>,
-    pub ready: Arc<AtomicBool>,
+    pub ready: Arc<Readiness>,
     /// The queue, once a `queue_store:` is open.
     pub queue: Arc<QueueSlot>,
     /// The configuration in force, for the token (a reload can change it).
@@ -103,8 +138,10 @@ async fn respond(req: &Request<Incoming>, admin: &Admin) -> Response<Full<Bytes>
             r
         }
         "/healthz" => text(StatusCode::OK, "ok\n"),
-        "/readyz" if ready.load(Ordering::SeqCst) => text(StatusCode::OK, "ready\n"),
-        "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        "/readyz" => {
+            let (status, body) = ready.answer();
+            text(status, body)
+        }
         _ => text(
             StatusCode::NOT_FOUND,
             "not found: try /metrics, /healthz, /readyz or /queue/events\n",

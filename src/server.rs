@@ -39,7 +39,7 @@ pub struct Running {
     /// Stops the webhook listeners (the admin listener has its own, sent last).
     shutdown: watch::Sender<bool>,
     admin_shutdown: watch::Sender<bool>,
-    ready: Arc<AtomicBool>,
+    ready: Arc<admin::Readiness>,
     drain: Arc<Drain>,
     /// How long `/readyz` says 503 before the listeners stop (`limits.drain_delay`).
     drain_delay: Duration,
@@ -242,11 +242,12 @@ impl Running {
     /// still served for `limits.drain_delay` (the time a load balancer needs to stop sending;
     /// cut short when `skip` completes, e.g. on a second signal), then [`Running::shutdown`].
     pub async fn drain(self, skip: impl std::future::Future<Output = ()>) -> Stopped {
-        self.ready.store(false, Ordering::SeqCst);
+        self.ready.set_draining();
         let at_signal = self.metrics.requests_total();
         tracing::info!(
             drain_delay = ?self.drain_delay,
-            "draining: /readyz answers 503; still serving until the load balancer stops sending"
+            "draining: /readyz answers 503 (draining); still serving until the load balancer \
+             stops sending"
         );
         tokio::select! {
             _ = tokio::time::sleep(self.drain_delay) => {}
@@ -258,7 +259,7 @@ impl Running {
     /// Stops accepting, lets in-flight requests finish (up to `limits.shutdown_grace`) and
     /// returns when every listener is closed. The admin listener serves until the end.
     pub async fn shutdown(self) -> Stopped {
-        self.ready.store(false, Ordering::SeqCst);
+        self.ready.set_draining();
         let at_signal = self.metrics.requests_total();
         self.stop(at_signal).await
     }
@@ -322,7 +323,7 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (admin_shutdown, admin_shutdown_rx) = watch::channel(false);
     let drain = Arc::new(Drain::default());
-    let ready = Arc::new(AtomicBool::new(false));
+    let ready = Arc::new(admin::Readiness::default());
     // One limit across all listeners and workers: it protects the process, not a port.
     let connections = Arc::new(Semaphore::new(gateway.limits.max_connections));
     let per_ip = Arc::new(PerIp::new(
@@ -492,7 +493,7 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
         gateway.limits.header_read_timeout,
         admin_shutdown_rx,
     ));
-    ready.store(true, Ordering::SeqCst);
+    ready.set_ready();
     Ok(Running {
         listen_addrs,
         admin_addr,

@@ -59,6 +59,8 @@ async fn a_drain_says_503_at_once_keeps_serving_and_lets_requests_finish() {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    // It says why: draining, not starting up.
+    assert_eq!(send("GET", &readyz, &[], b"").await.body, "draining\n");
     let during = {
         let url = url.clone();
         tokio::spawn(async move { post(&url, &as_refs(&signed()), BODY).await })
