@@ -1,5 +1,6 @@
 //! A stand-in upstream app for trying hookgate: answers every request with 200 and prints
-//! one line per request (method, path, body size, and the signature-looking headers it got).
+//! one line per request (method, path, body size, the signature-looking headers it got, and
+//! what queued delivery adds: `Idempotency-Key`, `Hookgate-Attempt`, `Hookgate-Event-Id`).
 //!
 //! `cargo run --release --example echo [ADDR]` (default 127.0.0.1:3000).
 
@@ -11,6 +12,8 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+
+use hookgate::delivery::{ATTEMPT_HEADER, EVENT_ID_HEADER, IDEMPOTENCY_KEY};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {
@@ -30,6 +33,7 @@ async fn main() -> std::io::Result<()> {
                     .await
                     .map(|b| b.to_bytes())
                     .unwrap_or_default();
+                let queued = [&IDEMPOTENCY_KEY, &ATTEMPT_HEADER, &EVENT_ID_HEADER];
                 let interesting: Vec<String> = parts
                     .headers
                     .iter()
@@ -39,13 +43,20 @@ async fn main() -> std::io::Result<()> {
                             || n.contains("timestamp")
                             || n.starts_with("x-forwarded")
                     })
+                    // Queued delivery's headers last, in this order, where present.
+                    .chain(
+                        queued
+                            .into_iter()
+                            .filter_map(|name| parts.headers.get(name).map(|value| (name, value))),
+                    )
                     .map(|(name, value)| format!("{name}={}", value.to_str().unwrap_or("?")))
                     .collect();
+                let size = body.len();
                 println!(
-                    "{} {} {} bytes {}",
+                    "{} {} {size} byte{} {}",
                     parts.method,
                     parts.uri,
-                    body.len(),
+                    if size == 1 { "" } else { "s" },
                     interesting.join(" ")
                 );
                 Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok\n"))))
