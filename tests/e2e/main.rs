@@ -7,6 +7,7 @@ mod admin;
 mod cli;
 mod crash;
 mod deploy_kit;
+mod docs;
 mod drain;
 mod fuzz_corpus;
 mod hostile;
