@@ -4,7 +4,7 @@
 # Exits non-zero on a vulnerability advisory that matches Cargo.lock, a banned or wildcard
 # dependency, a licence outside the allow-list, or a crate from anywhere but crates.io.
 # Unmaintained, unsound and notice advisories are printed as warnings and do not fail; the
-# README's "Dependency health" section records a decision for each one.
+# docs/development.md, "Dependency health", records a decision for each one.
 #
 # Advisory database, in this order:
 #   1. the live RustSec database (a shallow git clone, given HOOKGATE_DENY_FETCH_TIMEOUT

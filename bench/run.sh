@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark: direct, hookgate, nginx (see bench/bench.py and README "Performance").
+# Side-by-side benchmark: direct, hookgate, nginx (see bench/bench.py and docs/performance.md).
 # Installs wrk and nginx from Debian's packages, builds hookgate and the upstream in release
 # mode, then runs interleaved rounds on loopback. Arguments go to bench.py, e.g.
 #   bash bench/run.sh --duration 5 --rounds 3

@@ -2,7 +2,7 @@
 //! 1 KiB and 1 MiB (with plain SHA-256 over the same bytes as the hardware reference), route
 //! lookup with 1, 100 and 10,000 routes, and client-IP extraction.
 //!
-//! `cargo bench --bench engine`; README "Performance" has the figures.
+//! `cargo bench --bench engine`; docs/performance.md has the figures.
 
 use std::hint::black_box;
 use std::path::Path;
