@@ -44,30 +44,26 @@ fn peak_rss(pid: u32) -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-async fn scrape(admin: std::net::SocketAddr) -> String {
-    let (_, body) = hookgate::delivery::api::call(
+/// A GET on the admin listener: its status and body.
+async fn admin_get(admin: std::net::SocketAddr, path: &str) -> (http::StatusCode, String) {
+    hookgate::delivery::api::call(
         &admin.to_string(),
         None,
         http::Method::GET,
-        "/metrics",
+        path,
         Duration::from_secs(5),
     )
     .await
-    .unwrap_or_default();
-    body
+    .unwrap_or_default()
+}
+
+async fn scrape(admin: std::net::SocketAddr) -> String {
+    admin_get(admin, "/metrics").await.1
 }
 
 /// `GET /queue/routes/laso`: the route's depth by state, read from the store.
 async fn route_view(admin: std::net::SocketAddr) -> serde_json::Value {
-    let (status, body) = hookgate::delivery::api::call(
-        &admin.to_string(),
-        None,
-        http::Method::GET,
-        "/queue/routes/laso",
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap_or_default();
+    let (status, body) = admin_get(admin, "/queue/routes/laso").await;
     assert_eq!(status, http::StatusCode::OK, "{body}");
     serde_json::from_str(&body).unwrap_or_default()
 }
