@@ -71,6 +71,21 @@ async fn route_view(admin: std::net::SocketAddr) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backlog_behind_a_slow_app_is_delivered_exactly_once_with_leases_bounded_by_slots() {
     let dir = temp_dir("backlog");
+    let store = format!("  path: {}\n", dir.join("queue").display());
+    backlog(&dir, &store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_on_postgres_is_delivered_exactly_once_with_leases_bounded_by_slots() {
+    let dir = temp_dir("backlog-pg");
+    let pg = crate::pg_server::PostgresServer::start().await;
+    let store = format!("  type: postgres\n  url: \"{}\"\n", pg.url());
+    backlog(&dir, &store).await;
+    drop(pg);
+}
+
+/// The scenario, with `store` the lines under `queue_store:`.
+async fn backlog(dir: &std::path::Path, store: &str) {
     let upstream = Upstream::start_with(Reply {
         delay: Duration::from_millis(20),
         ..Reply::default()
@@ -81,12 +96,11 @@ async fn a_backlog_behind_a_slow_app_is_delivered_exactly_once_with_leases_bound
         &config,
         format!(
             "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\n\
-             queue_store:\n  path: {}\n\
+             queue_store:\n{store}\
              routes:\n\
              \x20 - name: laso\n    path: /laso\n    upstream: {}\n\
              \x20   verify: {{ preset: laso, secret: \"${{LASO_SECRET}}\" }}\n\
              \x20   delivery: queued\n    queue:\n      concurrency: {CONCURRENCY}\n",
-            dir.join("queue").display(),
             upstream.url()
         ),
     )
@@ -267,5 +281,5 @@ async fn a_backlog_behind_a_slow_app_is_delivered_exactly_once_with_leases_bound
         .collect();
     assert!(warned.is_empty(), "leases ran out: {warned:?}");
     drop(child);
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir);
 }
