@@ -37,13 +37,15 @@
 //!   whole on reload.
 //! - `server.rs`, `tls.rs`, `proxy_protocol.rs`: listeners, TLS (also to upstreams), the
 //!   PROXY protocol, HTTP versions, drain and shutdown.
-//! - `delivery/`: queued delivery: the store (embedded SQLite), the delivery worker, retry
-//!   policy, and the queue API on the admin listener.
+//! - `delivery/`: queued delivery: the store's state machine (`store.rs`) and its two
+//!   engines (embedded SQLite, PostgreSQL for replicas), the delivery worker (leases bounded
+//!   by each route's slots, attempts counted when made), the retry policy, the queue API on
+//!   the admin listener and the tables `hookgate queue` prints.
 //! - `admin.rs`, `metrics.rs`: `/metrics`, `/healthz`, `/readyz`, `/queue/`; every metric.
 //! - `logbuf.rs`: log lines buffered off the request path, written by a background thread;
 //!   `log_filter.rs`: `HOOKGATE_LOG`, checked.
-//! - `main.rs`: the CLI (`run`, `check`, `sign`, `keygen`, `healthcheck`, `queue`), no logic
-//!   of its own.
+//! - `main.rs`: the CLI (`run`, `check`, `sign`, `keygen`, `presets`, `healthcheck`,
+//!   `queue`), no logic of its own.
 
 pub mod admin;
 pub mod body;

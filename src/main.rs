@@ -1,5 +1,5 @@
-//! The `hookgate` command: `run`, `check`, `sign`. Argument parsing and printing only; the
-//! work is in the library.
+//! The `hookgate` command: `run`, `check`, `sign`, `keygen`, `presets`, `healthcheck`, `queue`.
+//! Argument parsing and printing only; the work is in the library.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! hookgate's fuzz targets, for `cargo +nightly fuzz` (see README.md). The bodies are in
+//! hookgate's fuzz targets, for `cargo +nightly fuzz` (see fuzz/README.md). The bodies are in
 //! `targets.rs`, which `tests/e2e/fuzz_corpus.rs` also compiles on stable to replay the
 //! committed corpora.
 

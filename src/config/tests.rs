@@ -1704,7 +1704,7 @@ fn url_signed_and_asymmetric_presets_compile_with_their_keys() {
     assert_eq!(s.scheme.as_ref().unwrap().secret_count(), 2);
     // Public keys are not secrets: no literal-secret warning for them, one for whsec_old.
     // Twilio's own scheme signs the URL and the form parameters with nothing between them:
-    // the README's Security model says what that leaves open; a warning nothing in the file
+    // docs/security.md says what that leaves open; a warning nothing in the file
     // could silence would only make `check --strict` unusable with the preset.
     let locations: Vec<&str> = loaded
         .warnings

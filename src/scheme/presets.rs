@@ -3,13 +3,13 @@
 //! any of its fields. There is no per-vendor verification code.
 //!
 //! Sources: `../shared/senders.md` for the seed senders; each provider's webhook docs for the
-//! rest (the README's preset table cites what each one signs).
+//! rest (docs/presets.md's table cites what each one signs).
 
 use crate::config::file::{
     OneOrMany, RawEntries, RawPart, RawReplayKey, RawSignature, RawTimestamp, RawVerify,
 };
 
-/// Every preset name, in the order `hookgate presets` and the README list them.
+/// Every preset name, in the order `hookgate presets` and docs/presets.md list them.
 pub const NAMES: &[&str] = &[
     "laso",
     "lahza",

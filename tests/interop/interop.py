@@ -907,7 +907,7 @@ def write_config(ctx, upstream_port):
     routes.append(
         {"name": "sendgrid", "path": "/webhooks/sendgrid", "upstream": upstream, "verify": {"preset": "sendgrid", "public_key": ctx.keys["p256"]["public_b64der"]}}
     )
-    # Every route deduplicates by its preset's default key (README: "Default key by preset"),
+    # Every route deduplicates by its preset's default key (docs/configuration.md: "Default key by preset"),
     # so each delivery also shows that the provider's request carries the id the preset reads
     # (else: 400 replay_key_missing).
     for route in routes:
