@@ -163,11 +163,32 @@ async fn while_the_app_is_down_senders_get_2xx_and_the_app_gets_every_event_when
         ) >= 1.0
     })
     .await;
+    // The operator sees why the events wait: the route is held back, its app down.
+    let (status, route) = crate::queue_admin::admin(&gw, "GET", "/queue/routes/laso", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(route["held_back"], true, "{route}");
+    assert!(route["app_down_since"].is_string(), "{route}");
+    assert!(route["next_probe_at"].is_string(), "{route}");
+    assert_eq!(
+        gw.counter("hookgate_queue_held_back", &[("route", "laso")]),
+        1.0
+    );
+    let waiting = route["depth"]["queued"].as_u64().unwrap_or(0)
+        + route["depth"]["retrying"].as_u64().unwrap_or(0)
+        + route["depth"]["delivering"].as_u64().unwrap_or(0);
+    assert_eq!(waiting, 5, "{route}");
     let upstream = Upstream::start_at(app, Reply::default()).await;
     within(10, "every event arrives once the app is up", || {
         upstream.count() >= 5
     })
     .await;
+    within(5, "the route is no longer held back", || {
+        gw.counter("hookgate_queue_held_back", &[("route", "laso")]) == 0.0
+    })
+    .await;
+    let (_, route) = crate::queue_admin::admin(&gw, "GET", "/queue/routes/laso", None).await;
+    assert_eq!(route["held_back"], false, "{route}");
+    assert_eq!(route["app_down_since"], serde_json::Value::Null, "{route}");
     let mut keys: Vec<String> = upstream
         .received()
         .iter()
