@@ -137,6 +137,7 @@ enum Op {
         limit: usize,
         now_ms: i64,
         until_ms: i64,
+        start: bool,
     },
     Start {
         id: String,
@@ -396,12 +397,14 @@ impl Embedded {
         limit: usize,
         now_ms: i64,
         until_ms: i64,
+        start: bool,
     ) -> Result<Vec<Event>, StoreError> {
         let op = Op::Lease {
             route: route.to_owned(),
             limit,
             now_ms,
             until_ms,
+            start,
         };
         self.call(op).await?.events()
     }
@@ -1099,12 +1102,13 @@ fn apply_one(tx: &Connection, op: &Op, ingest_pages: Option<i64>) -> rusqlite::R
             limit,
             now_ms,
             until_ms,
+            start,
         } => {
             // Unique across processes and reopenings (a random prefix and a counter).
             let lease = crate::request_id::unique_hex();
             let sql = format!(
                 "UPDATE hookgate_events SET state = 'delivering', lease = ?1, \
-                 leased_until = ?2 \
+                 leased_until = ?2, attempts = attempts + ?6 \
                  WHERE id IN (SELECT id FROM hookgate_events \
                      WHERE route = ?3 AND state NOT IN ('delivered', 'dead') \
                      AND next_attempt_at <= ?4 \
@@ -1119,7 +1123,8 @@ fn apply_one(tx: &Connection, op: &Op, ingest_pages: Option<i64>) -> rusqlite::R
                     until_ms,
                     route,
                     now_ms,
-                    i64::try_from(*limit).unwrap_or(i64::MAX)
+                    i64::try_from(*limit).unwrap_or(i64::MAX),
+                    i64::from(*start)
                 ],
                 event_from,
             )?;

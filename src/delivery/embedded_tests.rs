@@ -123,7 +123,7 @@ fn ids(events: &[Event]) -> Vec<&str> {
 /// Leases the one due event of `route` (there must be exactly one) and returns its copy.
 async fn lease_one(store: &Embedded, route: &str, now_ms: i64, until_ms: i64) -> Event {
     let mut leased = store
-        .lease(route, 10, now_ms, until_ms)
+        .lease(route, 10, now_ms, until_ms, false)
         .await
         .expect("lease");
     assert_eq!(leased.len(), 1, "{:?}", ids(&leased));
@@ -133,7 +133,7 @@ async fn lease_one(store: &Embedded, route: &str, now_ms: i64, until_ms: i64) ->
 /// Leases exactly one event of `route` due by `now_ms`.
 async fn lease_one_of(store: &Embedded, route: &str, now_ms: i64) -> Event {
     let mut leased = store
-        .lease(route, 1, now_ms, now_ms + 30_000)
+        .lease(route, 1, now_ms, now_ms + 30_000, false)
         .await
         .unwrap();
     assert_eq!(leased.len(), 1);
@@ -183,7 +183,10 @@ async fn an_ingested_event_is_leased_once_with_its_exact_request() {
     assert_eq!(target.as_str(), sent.target);
     assert_eq!(headers["x-hub-signature-256"], "sha256=ab");
 
-    let again = store.lease(ROUTE, 10, T0 + 1, T0 + 30_000).await.unwrap();
+    let again = store
+        .lease(ROUTE, 10, T0 + 1, T0 + 30_000, false)
+        .await
+        .unwrap();
     assert!(again.is_empty(), "leased twice: {:?}", ids(&again));
     assert_eq!(get(&store, "e1").await.state, State::Delivering);
 }
@@ -196,12 +199,18 @@ async fn lease_takes_at_most_limit_events_oldest_due_first() {
         stored(&store, new_event(id, ROUTE, at)).await;
     }
 
-    let first = store.lease(ROUTE, 2, T0 + 10, T0 + 30_000).await.unwrap();
+    let first = store
+        .lease(ROUTE, 2, T0 + 10, T0 + 30_000, false)
+        .await
+        .unwrap();
     assert_eq!(ids(&first), ["a", "b"]);
-    let second = store.lease(ROUTE, 2, T0 + 10, T0 + 30_000).await.unwrap();
+    let second = store
+        .lease(ROUTE, 2, T0 + 10, T0 + 30_000, false)
+        .await
+        .unwrap();
     assert_eq!(ids(&second), ["c", "d"]);
     assert!(store
-        .lease(ROUTE, 2, T0 + 10, T0 + 30_000)
+        .lease(ROUTE, 2, T0 + 10, T0 + 30_000, false)
         .await
         .unwrap()
         .is_empty());
@@ -214,18 +223,21 @@ async fn an_event_is_not_leased_before_it_is_due_nor_by_another_route() {
     stored(&store, new_event("later", ROUTE, T0 + 5_000)).await;
     stored(&store, new_event("other", "stripe", T0)).await;
 
-    let leased = store.lease(ROUTE, 10, T0, T0 + 30_000).await.unwrap();
+    let leased = store
+        .lease(ROUTE, 10, T0, T0 + 30_000, false)
+        .await
+        .unwrap();
     assert_eq!(ids(&leased), ["now"]);
     assert_eq!(get(&store, "later").await.state, State::Queued);
     assert_eq!(get(&store, "other").await.state, State::Queued);
     // Due exactly at its time, not a millisecond before.
     assert!(store
-        .lease(ROUTE, 10, T0 + 4_999, T0 + 30_000)
+        .lease(ROUTE, 10, T0 + 4_999, T0 + 30_000, false)
         .await
         .unwrap()
         .is_empty());
     let leased = store
-        .lease(ROUTE, 10, T0 + 5_000, T0 + 30_000)
+        .lease(ROUTE, 10, T0 + 5_000, T0 + 30_000, false)
         .await
         .unwrap();
     assert_eq!(ids(&leased), ["later"]);
@@ -236,7 +248,7 @@ async fn a_lease_of_zero_events_leases_nothing() {
     let (store, _m, _dir) = open_fresh("lease-zero");
     stored(&store, new_event("e1", ROUTE, T0)).await;
     assert!(store
-        .lease(ROUTE, 0, T0, T0 + 30_000)
+        .lease(ROUTE, 0, T0, T0 + 30_000, false)
         .await
         .unwrap()
         .is_empty());
@@ -289,7 +301,7 @@ async fn a_delivered_event_records_its_status_and_finish_time_and_is_not_leased_
     assert_eq!(e.attempts, 1);
     assert_eq!(e.lease, None);
     assert!(store
-        .lease(ROUTE, 10, T0 + 3_600_000, T0 + 3_630_000)
+        .lease(ROUTE, 10, T0 + 3_600_000, T0 + 3_630_000, false)
         .await
         .unwrap()
         .is_empty());
@@ -325,7 +337,7 @@ async fn a_retried_event_is_leased_again_only_once_its_time_has_come() {
     assert_eq!(store.next_due(ROUTE).await.unwrap(), Some(T0 + 60_000));
 
     assert!(store
-        .lease(ROUTE, 10, T0 + 59_999, T0 + 90_000)
+        .lease(ROUTE, 10, T0 + 59_999, T0 + 90_000, false)
         .await
         .unwrap()
         .is_empty());
@@ -361,7 +373,7 @@ async fn a_dead_event_records_why_and_is_never_leased_again() {
     assert_eq!(e.lease, None);
     assert_eq!(store.next_due(ROUTE).await.unwrap(), None);
     assert!(store
-        .lease(ROUTE, 10, T0 + 86_400_000, T0 + 86_430_000)
+        .lease(ROUTE, 10, T0 + 86_400_000, T0 + 86_430_000, false)
         .await
         .unwrap()
         .is_empty());
@@ -375,7 +387,7 @@ async fn a_stale_lease_cannot_settle_an_event_another_worker_took() {
 
     // Still leased: nobody else may take it.
     assert!(store
-        .lease(ROUTE, 10, T0 + 30_000, T0 + 60_000)
+        .lease(ROUTE, 10, T0 + 30_000, T0 + 60_000, false)
         .await
         .unwrap()
         .is_empty());
@@ -752,7 +764,7 @@ async fn list_filters_by_route_state_and_page_without_bodies() {
     }
     stored(&store, new_event("b1", "stripe", T0)).await;
     // Two of the route's four are leased (all due at once: which two is the store's choice).
-    let leased = store.lease(ROUTE, 2, T0, T0 + 30_000).await.unwrap();
+    let leased = store.lease(ROUTE, 2, T0, T0 + 30_000, false).await.unwrap();
     assert_eq!(leased.len(), 2);
 
     let all = store
@@ -943,7 +955,10 @@ async fn a_reopened_store_finds_its_events() {
     assert_eq!(kept.body, Some(body));
     assert_eq!(get(&store, "dead").await.state, State::Dead);
     assert_eq!(
-        ids(&store.lease(ROUTE, 10, T0, T0 + 30_000).await.unwrap()),
+        ids(&store
+            .lease(ROUTE, 10, T0, T0 + 30_000, false)
+            .await
+            .unwrap()),
         ["kept"]
     );
 }
@@ -1007,7 +1022,10 @@ async fn a_schema_2_store_is_updated_in_place_and_keeps_its_events() {
     assert_eq!(dead.dead_reason, None, "not recorded before schema 4");
     assert_eq!(dead.budget_from, 0);
     assert_eq!(
-        ids(&store.lease(ROUTE, 10, T0, T0 + 30_000).await.unwrap()),
+        ids(&store
+            .lease(ROUTE, 10, T0, T0 + 30_000, false)
+            .await
+            .unwrap()),
         ["pending"]
     );
 }
@@ -1552,7 +1570,7 @@ async fn an_event_stored_leased_is_not_leased_again_until_its_lease_runs_out() {
     assert_eq!(read.lease.as_deref(), Some("ingest-lease"));
     assert!(
         store
-            .lease(ROUTE, 10, T0 + 1, T0 + 20_000)
+            .lease(ROUTE, 10, T0 + 1, T0 + 20_000, false)
             .await
             .unwrap()
             .is_empty(),
@@ -1579,7 +1597,7 @@ async fn an_event_stored_leased_is_not_leased_again_until_its_lease_runs_out() {
     )
     .await;
     let again = store
-        .lease(ROUTE, 10, T0 + 10_001, T0 + 30_000)
+        .lease(ROUTE, 10, T0 + 10_001, T0 + 30_000, false)
         .await
         .unwrap();
     assert_eq!(again.len(), 1);
@@ -1596,11 +1614,11 @@ async fn an_event_being_delivered_is_next_due_when_its_lease_runs_out_and_delive
     let (store, _m, _dir) = open_fresh("due-lease");
     stored(&store, new_event("e1", ROUTE, T0)).await;
     stored(&store, new_event("e2", ROUTE, T0)).await;
-    let leased = store.lease(ROUTE, 1, T0, T0 + 60_000).await.unwrap();
+    let leased = store.lease(ROUTE, 1, T0, T0 + 60_000, false).await.unwrap();
     assert_eq!(leased.len(), 1);
     // e2 is due now; e1 (leased) only when its lease runs out.
     assert_eq!(store.next_due(ROUTE).await.unwrap(), Some(T0));
-    let other = store.lease(ROUTE, 1, T0, T0 + 60_000).await.unwrap();
+    let other = store.lease(ROUTE, 1, T0, T0 + 60_000, false).await.unwrap();
     assert_eq!(
         store.next_due(ROUTE).await.unwrap(),
         Some(T0 + 60_000),

@@ -336,9 +336,11 @@ impl Postgres {
         limit: usize,
         now_ms: i64,
         until_ms: i64,
+        start: bool,
     ) -> Result<Vec<Event>, StoreError> {
         let route = route.to_owned();
         let lease = crate::request_id::unique_hex();
+        let started = i32::from(start);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.with(move |c| {
             Box::pin(async move {
@@ -350,7 +352,7 @@ impl Postgres {
                          ORDER BY next_attempt_at, received_at LIMIT $5 \
                          FOR UPDATE SKIP LOCKED), \
                      leased AS (UPDATE hookgate_events e SET state = 'delivering', \
-                         lease = $1, leased_until = $2 \
+                         lease = $1, leased_until = $2, attempts = e.attempts + $6 \
                          FROM picked WHERE e.id = picked.id RETURNING e.*) \
                      SELECT {cols}, r.headers, r.body FROM leased \
                      JOIN hookgate_requests r ON r.id = leased.id \
@@ -362,7 +364,10 @@ impl Postgres {
                         .join(", ")
                 );
                 let rows = c
-                    .query(&sql, &[&lease, &until_ms, &route, &now_ms, &limit])
+                    .query(
+                        &sql,
+                        &[&lease, &until_ms, &route, &now_ms, &limit, &started],
+                    )
                     .await?;
                 Ok(rows
                     .iter()

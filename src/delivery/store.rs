@@ -18,7 +18,8 @@
 //!   makes the event due again for any worker, under a new token.
 //! - **start** counts an attempt: `attempts + 1`, durably, just before the request is sent,
 //!   and only under the caller's lease. An ingest that finds a delivery slot free stores
-//!   the event leased with attempt 1 already started.
+//!   the event leased with attempt 1 already started, and a lease made for free slots
+//!   counts its events' attempts in the same operation.
 //! - **renew** keeps leases alive while their events wait for a slot or for the app.
 //! - **settle** records how an attempt ended. A 2xx wins: `Delivered` applies whatever
 //!   state the event is in (a lease that ran out, a retry an operator made, even `dead`), as
@@ -172,18 +173,21 @@ impl QueueStore {
 
     /// Leases up to `limit` due events of `route` until `lease_until_ms`, oldest due first,
     /// with their requests. An event whose lease ran out (its worker died) is due again.
-    /// A lease is not an attempt: `attempts` is unchanged (see [`QueueStore::start`]).
+    /// A lease alone is not an attempt: `attempts` is unchanged (see [`QueueStore::start`]),
+    /// unless `start`: the caller holds a free delivery slot for each event and sends them
+    /// at once, so the lease counts each one's attempt too (one operation, not two).
     pub async fn lease(
         &self,
         route: &str,
         limit: usize,
         now_ms: i64,
         lease_until_ms: i64,
+        start: bool,
     ) -> Result<Vec<Event>, StoreError> {
         match self {
-            QueueStore::Embedded(s) => s.lease(route, limit, now_ms, lease_until_ms).await,
+            QueueStore::Embedded(s) => s.lease(route, limit, now_ms, lease_until_ms, start).await,
             QueueStore::Postgres(s) => {
-                Box::pin(s.lease(route, limit, now_ms, lease_until_ms)).await
+                Box::pin(s.lease(route, limit, now_ms, lease_until_ms, start)).await
             }
         }
     }

@@ -7,9 +7,11 @@
 //!   holds at most twice as many of its events leased (its `Gate`): the next events are at
 //!   hand when an answer comes, and the rest of a backlog stays `queued` in the store, not in
 //!   memory. A lease is given back to the gate only once its attempt is settled.
-//! - **An attempt counts when it is made.** A leased event waits for a delivery slot; then
-//!   the store counts its attempt (`start`, durable) and only then is it sent, with that
-//!   count in `Hookgate-Attempt`. A lease alone is never an attempt.
+//! - **An attempt counts when it is made.** Events leased while the route has free delivery
+//!   slots are leased with their attempt counted, each with its slot, and sent at once;
+//!   the rest wait for a slot, leased, and the store counts each one's attempt (`start`,
+//!   durable) just before it is sent. `Hookgate-Attempt` carries that count. A lease alone
+//!   is never an attempt.
 //! - **Leases do not run out in a healthy process.** The worker renews every lease it holds
 //!   every `RENEW_EVERY`, and an attempt's start renews its own, so a lease runs out only if
 //!   this process died or stalled (counted in `hookgate_queue_leases_lost_total`).
@@ -164,23 +166,8 @@ pub async fn run(
                 leased_gauge.set(gauge(state.gate.outstanding()));
                 continue;
             }
-            let now_ms = unix_ms(clock());
-            let until = ms_after(
-                now_ms,
-                crate::delivery::lease_for(&current.gateway.limits, route),
-            );
-            let leased = match queue.store.lease(&route.name, room, now_ms, until).await {
-                Ok(events) => {
-                    state.gate.release(room - events.len());
-                    events
-                }
-                Err(e) => {
-                    state.gate.release(room);
-                    tracing::error!(route = route.name.as_str(), error = %e, "queue store: cannot lease events");
-                    metrics.queue.store_error(StoreOp::Lease);
-                    continue;
-                }
-            };
+            let leased = lease(&queue, &current, route, &state.gate, room, &metrics, clock).await;
+            state.gate.release(room - leased.len());
             leased_gauge.set(gauge(state.gate.outstanding()));
             if !leased.is_empty() {
                 // Their settles wake the loop, which leases again.
@@ -189,8 +176,8 @@ pub async fn run(
                 wake_at = wake_at.min(now + Duration::from_millis(wait));
             }
             let gate = state.gate.clone();
-            for event in leased {
-                spawn(&mut attempts, &current, route, policy, &gate, event, None);
+            for (event, slot) in leased {
+                spawn(&mut attempts, &current, route, policy, &gate, event, slot);
             }
         }
         tokio::select! {
@@ -271,6 +258,64 @@ pub async fn run(
             }
         }
     }
+}
+
+/// Leases up to `room` due events of `route`. As many as the route has free delivery
+/// slots are leased with their attempt started, each with its slot, and go out at once (one
+/// store operation each, not a lease and a start); the rest wait for a slot, leased. The
+/// slots are taken before the lease, so an attempt is counted only with a slot to send it.
+async fn lease(
+    queue: &Queue,
+    live: &Live,
+    route: &Route,
+    gate: &Gate,
+    room: usize,
+    metrics: &Metrics,
+    clock: Clock,
+) -> Vec<(Event, Option<OwnedSemaphorePermit>)> {
+    let slots = gate.slots();
+    let mut permits: Vec<OwnedSemaphorePermit> =
+        std::iter::from_fn(|| slots.clone().try_acquire_owned().ok())
+            .take(room)
+            .collect();
+    let now_ms = unix_ms(clock());
+    let until = ms_after(
+        now_ms,
+        crate::delivery::lease_for(&live.gateway.limits, route),
+    );
+    let mut leased = Vec::new();
+    for start in [true, false] {
+        let want = if start {
+            permits.len()
+        } else {
+            room - leased.len()
+        };
+        if want == 0 {
+            continue;
+        }
+        match queue
+            .store
+            .lease(&route.name, want, now_ms, until, start)
+            .await
+        {
+            Ok(events) => {
+                let short = events.len() < want;
+                for event in events {
+                    leased.push((event, if start { permits.pop() } else { None }));
+                }
+                if short {
+                    // Nothing more is due.
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::error!(route = route.name.as_str(), error = %e, "queue store: cannot lease events");
+                metrics.queue.store_error(StoreOp::Lease);
+                break;
+            }
+        }
+    }
+    leased
 }
 
 /// A value for an integer gauge.

@@ -52,6 +52,8 @@ enum Step {
     Lease {
         route: usize,
         limit: usize,
+        /// The worker holds a free slot for each: the lease counts their attempts too.
+        start: bool,
     },
     Start {
         which: usize,
@@ -94,7 +96,8 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         5 => (route.clone(), proptest::option::weighted(0.4, 0u8..4), any::<bool>())
             .prop_map(|(route, dedup, slot_free)| Step::Ingest { route, dedup, slot_free }),
-        4 => (route.clone(), 0usize..4).prop_map(|(route, limit)| Step::Lease { route, limit }),
+        4 => (route.clone(), 0usize..4, any::<bool>())
+            .prop_map(|(route, limit, start)| Step::Lease { route, limit, start }),
         4 => any::<usize>().prop_map(|which| Step::Start { which }),
         1 => Just(Step::Renew),
         5 => (any::<usize>(), prop_oneof![
@@ -355,10 +358,14 @@ async fn apply(
                 }
             }
         }
-        Step::Lease { route, limit } => {
+        Step::Lease {
+            route,
+            limit,
+            start,
+        } => {
             let route = &routes[*route];
             let leased = store
-                .lease(route, *limit, now, now + LEASE_MS)
+                .lease(route, *limit, now, now + LEASE_MS, *start)
                 .await
                 .map_err(fail)?;
             let mut due: Vec<(String, Modelled)> = model
@@ -406,8 +413,12 @@ async fn apply(
                     .clone()
                     .ok_or_else(|| TestCaseError::fail("a lease without a token"))?;
                 let m = model.events.get_mut(&e.id).expect("checked due above");
+                m.attempts += u32::from(*start);
                 check(e.attempts == m.attempts, || {
-                    format!("{}: a lease changed attempts to {}", e.id, e.attempts)
+                    format!(
+                        "{}: leased (start {start}) with attempts {}, model {}",
+                        e.id, e.attempts, m.attempts
+                    )
                 })?;
                 m.state = State::Delivering;
                 m.lease = Some(token.clone());

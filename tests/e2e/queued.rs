@@ -164,15 +164,15 @@ async fn while_the_app_is_down_senders_get_2xx_and_the_app_gets_every_event_when
     })
     .await;
     // The operator sees why the events wait: the route is held back, its app down.
+    within(5, "the route is held back", || {
+        gw.counter("hookgate_queue_held_back", &[("route", "laso")]) == 1.0
+    })
+    .await;
     let (status, route) = crate::queue_admin::admin(&gw, "GET", "/queue/routes/laso", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(route["held_back"], true, "{route}");
     assert!(route["app_down_since"].is_string(), "{route}");
     assert!(route["next_probe_at"].is_string(), "{route}");
-    assert_eq!(
-        gw.counter("hookgate_queue_held_back", &[("route", "laso")]),
-        1.0
-    );
     let waiting = route["depth"]["queued"].as_u64().unwrap_or(0)
         + route["depth"]["retrying"].as_u64().unwrap_or(0)
         + route["depth"]["delivering"].as_u64().unwrap_or(0);
