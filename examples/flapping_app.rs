@@ -7,15 +7,17 @@
 //! - On APP_ADDR it answers webhooks as its current mode says:
 //!   - `up MIN_MS MAX_MS`: 200 after a delay drawn between MIN_MS and MAX_MS;
 //!   - `error`: 500 at once;
+//!   - `refuse`: 422 at once (a final answer: the gateway makes the event a dead letter);
 //!   - `throttle SECS`: 429 with `Retry-After: SECS`;
 //!   - `down`: not listening at all (connections are refused), as while an app restarts;
 //!   - `hang`: reads the request and never answers (the gateway's upstream timeout ends it).
 //! - On CONTROL_ADDR, `POST /mode` with the mode as its body (e.g. `up 20 50`) switches
 //!   modes; `GET /mode` answers the current one.
-//! - Every request it answers is appended to LOG_FILE as one tab-separated line, written
-//!   before the answer is sent: Unix ms, `Idempotency-Key`, `Hookgate-Attempt`, the status
-//!   it answered. A line therefore means the app took (2xx) or refused the attempt; a
-//!   request whose answer never left (a hang) is logged with status 0.
+//! - Every request it takes is appended to LOG_FILE as one tab-separated line when it
+//!   arrives, before any delay: Unix ms, `Idempotency-Key`, `Hookgate-Attempt`, the status
+//!   it will answer (0 for a hang). A 2xx line means the app took the event, as an app that
+//!   processes first and answers after would: when the gateway gives up on a slow answer,
+//!   the app still has the event, and the gateway's next copy is a duplicate.
 //!
 //! The mode at start is `up 20 50`.
 
@@ -35,6 +37,7 @@ use tokio::net::TcpListener;
 enum Mode {
     Up { min_ms: u64, max_ms: u64 },
     Error,
+    Refuse,
     Throttle { secs: u64 },
     Down,
     Hang,
@@ -51,6 +54,7 @@ impl Mode {
                 Some(Mode::Up { min_ms, max_ms })
             }
             "error" => Some(Mode::Error),
+            "refuse" => Some(Mode::Refuse),
             "throttle" => Some(Mode::Throttle {
                 secs: num(1).unwrap_or(1),
             }),
@@ -64,6 +68,7 @@ impl Mode {
         match self {
             Mode::Up { min_ms, max_ms } => format!("up {min_ms} {max_ms}"),
             Mode::Error => "error".into(),
+            Mode::Refuse => "refuse".into(),
             Mode::Throttle { secs } => format!("throttle {secs}"),
             Mode::Down => "down".into(),
             Mode::Hang => "hang".into(),
@@ -116,11 +121,13 @@ async fn answer(app: Arc<App>, req: Request<hyper::body::Incoming>) -> Response<
     let mode = app.mode.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let (status, retry_after) = match mode {
         Mode::Up { min_ms, max_ms } => {
+            app.record(&key, &attempt, 200);
             let ms = min_ms + draw(max_ms - min_ms + 1);
             tokio::time::sleep(Duration::from_millis(ms)).await;
-            (StatusCode::OK, None)
+            return answer_with(StatusCode::OK, None);
         }
         Mode::Error => (StatusCode::INTERNAL_SERVER_ERROR, None),
+        Mode::Refuse => (StatusCode::UNPROCESSABLE_ENTITY, None),
         Mode::Throttle { secs } => (StatusCode::TOO_MANY_REQUESTS, Some(secs)),
         // Only a request already read when the app went down: its connection is cut.
         Mode::Down => std::future::pending().await,
@@ -131,6 +138,10 @@ async fn answer(app: Arc<App>, req: Request<hyper::body::Incoming>) -> Response<
         }
     };
     app.record(&key, &attempt, status.as_u16());
+    answer_with(status, retry_after)
+}
+
+fn answer_with(status: StatusCode, retry_after: Option<u64>) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from_static(b"ok\n")));
     *response.status_mut() = status;
     if let Some(secs) = retry_after {
