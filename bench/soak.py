@@ -354,7 +354,7 @@ routes:
 def markdown(r):
     lines = [
         f"Soak: {r['minutes']} min, {r['kills']} `kill -9`, {r['mode_changes']} app mode changes "
-        f"(up / slow past the 1 s timeout / down / 500 / 429 with Retry-After), "
+        f"(up / slow past the 1 s timeout / down / 500 / 429 with Retry-After / 422), "
         f"{r['seconds']} s with the drain.",
         "",
         "| figure | value |",
