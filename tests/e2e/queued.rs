@@ -326,7 +326,33 @@ async fn a_duplicate_on_a_queued_route_is_recognized_by_the_store_and_delivered_
         "evt_q_1",
         "the replay key is the idempotency key"
     );
-    assert_eq!(gw.outcome("lomi", "duplicate"), 1.0);
+    // Said as it is: the second copy came while the first was on its way; a third, after
+    // delivery, is told the first was delivered.
+    let state = again.headers["hookgate-event-state"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    if state == "delivered" {
+        assert!(again.body.contains("already delivered"), "{}", again.body);
+    } else {
+        assert!(
+            ["queued", "delivering", "retrying"].contains(&state.as_str()),
+            "{state}"
+        );
+        assert!(
+            again.body.contains("already stored and will be delivered"),
+            "{}",
+            again.body
+        );
+    }
+    let third = post(&gw.url("/lomi"), &as_refs(&headers), body).await;
+    assert_eq!(third.status, StatusCode::OK);
+    assert_eq!(third.headers["hookgate-event-state"], "delivered");
+    assert_eq!(
+        third.body, "duplicate: this event was already delivered\n",
+        "a delivered event is said to be delivered"
+    );
+    assert_eq!(gw.outcome("lomi", "duplicate"), 2.0);
     gw.shutdown().await;
 }
 
