@@ -666,10 +666,7 @@ async fn store_and_answer(
     let (dedup_key, dedup_until, idempotency_key) = match (&stored.key, &route.replay) {
         (Some(key), Some(replay)) => (
             Some(replay::store_key(&route.name, key)),
-            Some(
-                received_ms
-                    .saturating_add(i64::try_from(replay.ttl.as_millis()).unwrap_or(i64::MAX)),
-            ),
+            Some(crate::delivery::ms_after(received_ms, replay.ttl)),
             crate::delivery::idempotency_key(&replay.key, key),
         ),
         _ => (None, None, id.clone()),

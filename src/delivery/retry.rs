@@ -133,9 +133,8 @@ impl RetryPolicy {
         let jittered = backoff.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0));
         // The app's own word on when to come back wins when it asks for longer.
         let wait = retry_after.map_or(jittered, |ra| ra.max(jittered));
-        let at = now_ms.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
-        let expires =
-            received_ms.saturating_add(i64::try_from(self.max_age.as_millis()).unwrap_or(i64::MAX));
+        let at = crate::delivery::ms_after(now_ms, wait);
+        let expires = crate::delivery::ms_after(received_ms, self.max_age);
         if at > expires {
             return Verdict::Dead(DeadReason::Expired);
         }
