@@ -1,7 +1,7 @@
 //! Forwarding a verified request to the route's upstream and relaying its answer.
 //!
-//! One pooled hyper-util client serves all routes (keep-alive connections per upstream). The
-//! exact body bytes that were verified are sent; hop-by-hop headers (RFC 9110 §7.6.1) are
+//! The request goes out on a keep-alive connection of the route's upstream pool
+//! ([`crate::upstream`], one pool per upstream `host:port`). The exact body bytes that were verified are sent; hop-by-hop headers (RFC 9110 §7.6.1) are
 //! dropped both ways; `X-Forwarded-For/-Proto/-Host` are set. The upstream's status, headers
 //! and body go back unchanged, so the sender's retry logic sees the app's real answer. An
 //! unreachable upstream is a 502, one that does not answer in time a 504: never a 2xx the app

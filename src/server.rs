@@ -1136,9 +1136,6 @@ mod tests {
         std::mem::size_of::<Fut>()
     }
 
-    /// Every connection's task holds this future (spawning copies all of it into the task) for
-    /// as long as the connection is open, so an idle keep-alive connection costs at least this
-    /// much. The TLS and HTTP/2 states are boxed out of it; inline, they made it 7 KiB.
     #[test]
     fn a_reload_cannot_drop_the_token_of_a_public_admin_listener() {
         use crate::config::AdminToken;
@@ -1160,6 +1157,9 @@ mod tests {
         assert_eq!(admin_token_after_reload(loopback, None, Some(&old)), None);
     }
 
+    /// Every connection's task holds this future (spawning copies all of it into the task) for
+    /// as long as the connection is open, so an idle keep-alive connection costs at least this
+    /// much. The TLS and HTTP/2 states are boxed out of it; inline, they made it 7 KiB.
     #[test]
     fn a_plain_connection_task_stays_small() {
         let size = future_size(serve_connection);

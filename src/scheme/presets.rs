@@ -208,8 +208,6 @@ pub fn preset(name: &str) -> Option<RawVerify> {
     Some(v)
 }
 
-/// The dedup key a preset suggests for `replay:` when the route names none: the sender's
-/// own event or delivery id where it sends one. `None`: use the signature.
 /// Why a preset's sender needs the app's own answer, which a queued route cannot give (it
 /// answers before the app has seen the event); `check` warns when such a route is queued.
 pub fn needs_app_answer(name: &str) -> Option<&'static str> {
@@ -222,6 +220,8 @@ pub fn needs_app_answer(name: &str) -> Option<&'static str> {
     })
 }
 
+/// The dedup key a preset suggests for `replay:` when the route names none: the sender's
+/// own event or delivery id where it sends one. `None`: use the signature.
 pub fn replay_key(name: &str) -> Option<RawReplayKey> {
     use RawReplayKey::Json;
     let key_header = |name: &str| RawReplayKey::Header(vec![name.to_owned()]);

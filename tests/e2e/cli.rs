@@ -15,7 +15,6 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hookgate"))
 }
 
-/// Sends `kill -SIG` to the child, with the shell's built-in kill (no procps needed).
 /// Runs `command` to its end; it must succeed (else its stdout and stderr are shown), and
 /// what it printed on stdout is returned.
 fn stdout_of_success(command: &mut Command) -> String {
@@ -29,6 +28,7 @@ fn stdout_of_success(command: &mut Command) -> String {
     stdout
 }
 
+/// Sends `kill -SIG` to the child, with the shell's built-in kill (no procps needed).
 fn signal(child: &std::process::Child, sig: &str) {
     let status = Command::new("sh")
         .args(["-c", &format!("kill -{sig} {}", child.id())])
