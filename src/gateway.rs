@@ -448,6 +448,7 @@ async fn pipeline(
         (Some(policy), true) => {
             match replay_check(
                 shared,
+                &gateway.limits,
                 &route,
                 policy,
                 client,
@@ -520,6 +521,8 @@ enum Replay {
 #[allow(clippy::too_many_arguments)]
 async fn replay_check(
     shared: &Shared,
+    // The configuration this request is served by (the claim's length comes from it).
+    limits: &crate::config::Limits,
     route: &Route,
     policy: &ReplayPolicy,
     client: ClientIp,
@@ -542,7 +545,7 @@ async fn replay_check(
     };
     let key = replay::store_key(&route.name, &key);
     // A claim outlives the longest forward, so a crashed gateway's claim lapses on its own.
-    let in_flight_ttl = shared.live.load().gateway.limits.upstream_connect_timeout
+    let in_flight_ttl = limits.upstream_connect_timeout
         + route.limits.upstream_timeout
         + std::time::Duration::from_secs(5);
     let started = Instant::now();

@@ -397,3 +397,73 @@ async fn a_sender_hanging_up_mid_forward_does_not_cause_a_second_delivery() {
     assert_eq!(upstream.count(), 1, "delivered once");
     gw.shutdown().await;
 }
+
+/// A request is served by the configuration in force when it arrived, its replay claim
+/// included: a reload while its body is still arriving does not change how long the claim
+/// holds (`upstream_connect_timeout + upstream_timeout + 5 s` of the request's own
+/// configuration), which Redis shows as the claim's remaining time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_claim_lasts_as_the_requests_own_configuration_says_across_a_reload() {
+    use tokio::io::AsyncWriteExt;
+    let redis = RedisServer::start().await;
+    let slow = Upstream::start_with(Reply {
+        delay: Duration::from_secs(3),
+        ..Reply::default()
+    })
+    .await;
+    let dir = temp_dir("replay-claim-reload");
+    let file = dir.join("gateway.yaml");
+    let yaml = |connect: &str| {
+        format!(
+            "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\n\
+             limits:\n  upstream_connect_timeout: {connect}\n  upstream_timeout: 4s\n\
+             {}routes:\n\
+             \x20 - name: lomi\n    path: /lomi\n    upstream: {}\n\
+             \x20   verify: {{ preset: lomi, secret: \"whsec_lomi_51b0\" }}\n    replay: {{}}\n",
+            redis_store(&redis, "claim:"),
+            slow.url()
+        )
+    };
+    // A claim of 1 + 4 + 5 = 10 s.
+    std::fs::write(&file, yaml("1s")).unwrap();
+    let gw = Gateway::start_file(&file).await;
+
+    let (body, headers) = lomi_event("evt_claim_ttl");
+    let mut head = format!(
+        "POST /lomi HTTP/1.1\r\nhost: gw\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in &headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut conn = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(&body[..5]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Meanwhile the configuration changes: its claims would hold 60 + 4 + 5 = 69 s.
+    std::fs::write(&file, yaml("60s")).unwrap();
+    assert!(gw.reload(&file).await, "the reload takes effect");
+    conn.write_all(&body[5..]).await.unwrap();
+    eventually("the request reached the app", || slow.count() == 1).await;
+
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut r = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("claim:*")
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let left_ms: i64 = redis::cmd("PTTL")
+        .arg(&keys[0])
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    assert!(
+        (1..=10_000).contains(&left_ms),
+        "the claim holds {left_ms} ms; the request's own configuration says at most 10 s"
+    );
+    drop(conn);
+    gw.shutdown().await;
+}
