@@ -106,8 +106,8 @@ pub async fn run(
     };
     let mut renewals = tokio::time::interval(RENEW_EVERY);
     renewals.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // One attempt at `event`, leased to this worker; `slot` if it holds one already and
-    // was stored with its attempt started.
+    // One attempt at `event`, leased to this worker; `slot` if it holds one already, in
+    // which case its attempt was counted when it was stored or leased.
     let spawn = |attempts: &mut tokio::task::JoinSet<()>,
                  live: &Arc<Live>,
                  route: &Arc<Route>,
