@@ -749,9 +749,14 @@ async fn store_and_answer(
 
 /// What a sender sees for an event the app already took: success, so it stops retrying.
 fn duplicate_response() -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(
+    duplicate_saying(Bytes::from_static(
         b"duplicate: this event was already delivered\n",
-    )));
+    ))
+}
+
+/// A duplicate's answer (success, marked `x-hookgate-duplicate`) with `text` as its body.
+fn duplicate_saying(text: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(text));
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -766,25 +771,17 @@ fn duplicate_response() -> Response<Full<Bytes>> {
 /// state in `Hookgate-Event-State`).
 fn stored_duplicate_response(state: crate::delivery::event::State) -> Response<Full<Bytes>> {
     use crate::delivery::event::State;
-    let text = match state {
-        State::Delivered => "duplicate: this event was already delivered\n".to_owned(),
-        State::Dead => {
-            "duplicate: this event is already stored, as a dead letter an operator can retry\n"
-                .to_owned()
-        }
-        other => format!(
+    let mut response = match state {
+        State::Delivered => duplicate_response(),
+        State::Dead => duplicate_saying(Bytes::from_static(
+            b"duplicate: this event is already stored, as a dead letter an operator can retry\n",
+        )),
+        other => duplicate_saying(Bytes::from(format!(
             "duplicate: this event is already stored and will be delivered (state: {})\n",
             other.as_str()
-        ),
+        ))),
     };
-    let mut response = Response::new(Full::new(Bytes::from(text)));
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    headers.insert("x-hookgate-duplicate", HeaderValue::from_static("true"));
-    headers.insert(
+    response.headers_mut().insert(
         crate::delivery::EVENT_STATE_HEADER,
         HeaderValue::from_static(state.as_str()),
     );

@@ -82,6 +82,17 @@ pub enum Settle {
     },
 }
 
+impl Settle {
+    /// The `outcome` label of `hookgate_delivery_attempts_total` (and of the log line).
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Settle::Delivered { .. } => "delivered",
+            Settle::Retry { .. } => "retry",
+            Settle::Dead { .. } => "dead",
+        }
+    }
+}
+
 /// Which events to list.
 #[derive(Clone, Debug, Default)]
 pub struct Filter {

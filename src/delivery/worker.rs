@@ -146,12 +146,10 @@ pub async fn run(
             };
             let state = route_state(&mut routes, route, &queue);
             state.gate.set_concurrency(policy.concurrency);
-            let leased_gauge = metrics.queue.leased.with_label_values(&[&route.name]);
             if let Some(until) = state.paused_until {
                 if until > now {
                     state.gate.set_limit(0);
                     wake_at = wake_at.min(until);
-                    leased_gauge.set(gauge(state.gate.outstanding()));
                     continue;
                 }
             }
@@ -163,12 +161,10 @@ pub async fn run(
             });
             let room = state.gate.take(usize::MAX);
             if room == 0 {
-                leased_gauge.set(gauge(state.gate.outstanding()));
                 continue;
             }
             let leased = lease(&queue, &current, route, &state.gate, room, &metrics, clock).await;
             state.gate.release(room - leased.len());
-            leased_gauge.set(gauge(state.gate.outstanding()));
             if !leased.is_empty() {
                 // Their settles wake the loop, which leases again.
             } else if let Ok(Some(due_ms)) = queue.store.next_due(&route.name).await {
@@ -179,6 +175,10 @@ pub async fn run(
             for (event, slot) in leased {
                 spawn(&mut attempts, &current, route, policy, &gate, event, slot);
             }
+        }
+        for (name, state) in &routes {
+            let leased = i64::try_from(state.gate.outstanding()).unwrap_or(i64::MAX);
+            metrics.queue.leased.with_label_values(&[name]).set(leased);
         }
         tokio::select! {
             _ = queue.wake.notified() => {}
@@ -316,11 +316,6 @@ async fn lease(
         }
     }
     leased
-}
-
-/// A value for an integer gauge.
-fn gauge(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// Starts the attempt of an event handed over by the pipeline, or, if a reload removed
@@ -473,8 +468,7 @@ impl Attempting {
         slot: Option<OwnedSemaphorePermit>,
         done: &mpsc::UnboundedSender<Done>,
     ) {
-        let started = slot.is_some();
-        let app_down = self.attempt(&mut event, slot, started).await;
+        let app_down = self.attempt(&mut event, slot).await;
         {
             let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
             // Only this attempt's lease: after a stall, the same event may be held again
@@ -492,13 +486,11 @@ impl Attempting {
 
     /// Everything but the bookkeeping of [`Attempting::deliver`]; whether the app looked
     /// down, or `None` if no attempt was made.
-    async fn attempt(
-        &self,
-        event: &mut Event,
-        slot: Option<OwnedSemaphorePermit>,
-        started: bool,
-    ) -> Option<bool> {
+    async fn attempt(&self, event: &mut Event, slot: Option<OwnedSemaphorePermit>) -> Option<bool> {
         let route = self.route.name.as_str();
+        // An event that arrives with its slot had its attempt counted as it was stored or
+        // leased.
+        let started = slot.is_some();
         let slot = match slot {
             Some(s) => Some(s),
             // Closed only if a reload replaced the slots; then sending anyway is harmless.
@@ -513,7 +505,7 @@ impl Attempting {
                     status: None,
                     error: unreadable.to_string(),
                 };
-                self.finish(event, settle, None).await;
+                self.finish(event, settle, false).await;
                 return None;
             }
         };
@@ -536,12 +528,7 @@ impl Attempting {
             match self.queue.store.start(event, until).await {
                 Ok(Some(attempts)) => event.attempts = attempts,
                 Ok(None) => {
-                    self.metrics
-                        .queue
-                        .leases_lost
-                        .with_label_values(&[route])
-                        .inc();
-                    tracing::warn!(route, event = event.id.as_str(), "lease ran out before the attempt could start; another worker has the event");
+                    self.lease_lost(event, "start");
                     return None;
                 }
                 Err(e) => {
@@ -600,17 +587,17 @@ impl Attempting {
                 "delivered"
             ),
             Settle::Retry { error, .. } | Settle::Dead { error, .. } => {
-                let (outcome, reason, at) = match &settle {
-                    Settle::Retry { at_ms, .. } => ("retry", "", *at_ms),
-                    Settle::Dead { reason, .. } => ("dead", reason.label(), 0),
-                    Settle::Delivered { .. } => ("delivered", "", 0),
+                let (reason, at) = match &settle {
+                    Settle::Retry { at_ms, .. } => ("", *at_ms),
+                    Settle::Dead { reason, .. } => (reason.label(), 0),
+                    Settle::Delivered { .. } => ("", 0),
                 };
                 tracing::warn!(
                     route,
                     event = event.id.as_str(),
                     attempt = event.attempts,
                     status = status.unwrap_or(0),
-                    outcome,
+                    outcome = settle.outcome(),
                     reason,
                     error = error.as_str(),
                     retry_in_ms = at.saturating_sub(unix_ms(now)).max(0),
@@ -618,7 +605,7 @@ impl Attempting {
                 );
             }
         }
-        self.finish(event, settle, Some(())).await;
+        self.finish(event, settle, true).await;
         Some(app_down)
     }
 
@@ -632,7 +619,7 @@ impl Attempting {
 
     /// Settles the event, trying again while the store does not take it (the lease is
     /// renewed meanwhile), and counts the attempt (`made`) and a new dead letter.
-    async fn finish(&self, event: &Event, settle: Settle, made: Option<()>) {
+    async fn finish(&self, event: &Event, settle: Settle, made: bool) {
         let route = self.route.name.as_str();
         let q = &self.metrics.queue;
         let mut wait = Duration::from_millis(100);
@@ -652,15 +639,12 @@ impl Attempting {
                 }
             }
         };
-        let outcome = match &settle {
-            Settle::Delivered { .. } => "delivered",
-            Settle::Retry { .. } => "retry",
-            Settle::Dead { .. } => "dead",
-        };
-        if made.is_some() {
+        if made {
             // Counted once the store says so, so the metrics never run ahead of the queue
             // API.
-            q.attempts.with_label_values(&[route, outcome]).inc();
+            q.attempts
+                .with_label_values(&[route, settle.outcome()])
+                .inc();
         }
         match (&settle, changed) {
             (Settle::Dead { reason, .. }, true) => {
@@ -676,15 +660,25 @@ impl Attempting {
                 event = event.id.as_str(),
                 "delivered again; the event was already settled as delivered or dropped"
             ),
-            (_, false) => {
-                q.leases_lost.with_label_values(&[route]).inc();
-                tracing::warn!(
-                    route,
-                    event = event.id.as_str(),
-                    "lease ran out before the attempt was settled; another worker has the event"
-                );
-            }
+            (_, false) => self.lease_lost(event, "be settled"),
         }
+    }
+
+    /// Counts and logs a lease that ran out before its attempt could `what` (start, be
+    /// settled): this process stalled, or the store was out of reach, for longer than a
+    /// lease.
+    fn lease_lost(&self, event: &Event, what: &str) {
+        let route = self.route.name.as_str();
+        self.metrics
+            .queue
+            .leases_lost
+            .with_label_values(&[route])
+            .inc();
+        tracing::warn!(
+            route,
+            event = event.id.as_str(),
+            "lease ran out before the attempt could {what}; another worker has the event"
+        );
     }
 
     /// The stored request, with `Idempotency-Key`, as it will be sent.
