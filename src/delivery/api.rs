@@ -221,12 +221,7 @@ async fn known_route(
     gateway: &Gateway,
     route: &str,
 ) -> Result<bool, crate::delivery::StoreError> {
-    let configured = gateway
-        .routes
-        .routes()
-        .iter()
-        .any(|r| r.name == route && matches!(r.delivery, Delivery::Queued(_)));
-    if configured {
+    if crate::delivery::queued_route(gateway, route).is_some() {
         return Ok(true);
     }
     Ok(queue.store.depths().await?.iter().any(|d| d.route == route)

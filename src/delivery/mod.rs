@@ -310,6 +310,22 @@ pub fn ms_after(from_ms: i64, d: Duration) -> i64 {
     from_ms.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// The queued route named `name` in `gateway`, with its policy.
+pub fn queued_route<'a>(
+    gateway: &'a crate::config::Gateway,
+    name: &str,
+) -> Option<(&'a Arc<crate::config::Route>, &'a QueuePolicy)> {
+    gateway
+        .routes
+        .routes()
+        .iter()
+        .find(|r| r.name == name)
+        .and_then(|r| match &r.delivery {
+            Delivery::Queued(p) => Some((r, p)),
+            Delivery::Sync => None,
+        })
+}
+
 /// How a route delivers what passed its checks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Delivery {

@@ -44,8 +44,8 @@ use crate::delivery::event::{Event, Unreadable};
 use crate::delivery::retry::{self, Attempt, Verdict};
 use crate::delivery::store::Settle;
 use crate::delivery::{
-    ms_after, unix_ms, Delivery, Gate, Pacing, Queue, QueuePolicy, ATTEMPT_HEADER, IDEMPOTENCY_KEY,
-    RENEW_EVERY,
+    ms_after, queued_route, unix_ms, Delivery, Gate, Pacing, Queue, QueuePolicy, ATTEMPT_HEADER,
+    IDEMPOTENCY_KEY, RENEW_EVERY,
 };
 use crate::forward::{self, Outgoing};
 use crate::gateway::Clock;
@@ -328,7 +328,7 @@ fn take_handoff(
     h: crate::delivery::Handoff,
     mut start: impl FnMut(&Arc<Route>, &QueuePolicy, &Arc<Gate>, Event, OwnedSemaphorePermit),
 ) {
-    let Some((route, policy)) = queued_route(current, &h.event.route) else {
+    let Some((route, policy)) = queued_route(&current.gateway, &h.event.route) else {
         queue.gate(&h.event.route).release(1);
         return;
     };
@@ -384,19 +384,6 @@ fn route_state<'a>(
         .expect("the route's state was inserted above")
 }
 
-/// The queued route named `name` in `live`, with its policy.
-fn queued_route<'a>(live: &'a Live, name: &str) -> Option<(&'a Arc<Route>, &'a QueuePolicy)> {
-    live.gateway
-        .routes
-        .routes()
-        .iter()
-        .find(|r| r.name == name)
-        .and_then(|r| match &r.delivery {
-            Delivery::Queued(p) => Some((r, p)),
-            Delivery::Sync => None,
-        })
-}
-
 /// Paces a route by how its last attempt went.
 fn pace(
     routes: &mut HashMap<String, RouteState>,
@@ -425,7 +412,7 @@ fn pace(
         return;
     }
     state.down_streak = state.down_streak.saturating_add(1);
-    let backoff = queued_route(live, route)
+    let backoff = queued_route(&live.gateway, route)
         .map_or(MAX_PAUSE, |(_, p)| p.retry.backoff(state.down_streak))
         .min(MAX_PAUSE);
     let now_ms = unix_ms(clock());
@@ -809,7 +796,7 @@ async fn refresh_depths(
     let warn_orphans = orphans_warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
     for d in depths {
         let pending = d.state != State::Dead;
-        if warn_orphans && pending && queued_route(live, &d.route).is_none() {
+        if warn_orphans && pending && queued_route(&live.gateway, &d.route).is_none() {
             *orphans_warned = Some(Instant::now());
             tracing::warn!(
                 route = d.route.as_str(),
