@@ -24,16 +24,6 @@ const SENDERS: usize = 8;
 const LOAD_FOR: Duration = Duration::from_secs(3);
 const MOST_EVENTS: usize = 1_500;
 
-/// Kills the gateway if the test fails before stopping it.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Peak resident memory of `pid` so far (VmHWM), in bytes.
 fn peak_rss(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -105,18 +95,18 @@ async fn backlog(dir: &std::path::Path, store: &str) {
         ),
     )
     .unwrap();
-    let mut child = Child(
-        Command::new(env!("CARGO_BIN_EXE_hookgate"))
-            .args(["run", "-c"])
-            .arg(&config)
-            .env("LASO_SECRET", secret_of("laso"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let pid = child.0.id();
-    let started = watch_start(&mut child.0, true, false);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["run", "-c"])
+        .arg(&config)
+        .env("LASO_SECRET", secret_of("laso"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let started = watch_start(&mut child, true, false);
+    // Killed if the test fails before the end.
+    let child = crate::crash::KillOnDrop(vec![Arc::new(Mutex::new(child))]);
     let (addr, admin) = (started.addr, started.admin.expect("admin address"));
     // Keep reading its log so it never blocks on a full pipe.
     let log: Arc<Mutex<Vec<String>>> = Arc::default();
