@@ -715,11 +715,16 @@ fn queue(
         None => None,
     };
     let enc = hookgate::delivery::api::percent_encode;
-    let (method, target) = match &action {
-        QueueAction::Routes { route: None } => (http::Method::GET, "/queue/routes".to_owned()),
-        QueueAction::Routes { route: Some(r) } => {
-            (http::Method::GET, format!("/queue/routes/{}", enc(r)))
+    // The call, and how its answer is shown on a terminal.
+    let (method, target, view) = match &action {
+        QueueAction::Routes { route: None } => {
+            (http::Method::GET, "/queue/routes".to_owned(), View::Routes)
         }
+        QueueAction::Routes { route: Some(r) } => (
+            http::Method::GET,
+            format!("/queue/routes/{}", enc(r)),
+            View::Route,
+        ),
         QueueAction::List {
             route,
             state,
@@ -732,7 +737,11 @@ fn queue(
                     q.push(format!("{k}={}", enc(v)));
                 }
             }
-            (http::Method::GET, format!("/queue/events?{}", q.join("&")))
+            (
+                http::Method::GET,
+                format!("/queue/events?{}", q.join("&")),
+                View::List,
+            )
         }
         QueueAction::Show { id, body } => (
             http::Method::GET,
@@ -741,16 +750,23 @@ fn queue(
                 enc(id),
                 if *body { "?body=true" } else { "" }
             ),
+            View::Show,
         ),
         QueueAction::Retry { id } => (
             http::Method::POST,
             format!("/queue/events/{}/retry", enc(id)),
+            View::Changed,
         ),
         QueueAction::RetryDead { route } => (
             http::Method::POST,
             format!("/queue/routes/{}/retry-dead", enc(route)),
+            View::Changed,
         ),
-        QueueAction::Drop { id } => (http::Method::DELETE, format!("/queue/events/{}", enc(id))),
+        QueueAction::Drop { id } => (
+            http::Method::DELETE,
+            format!("/queue/events/{}", enc(id)),
+            View::Changed,
+        ),
     };
     // A token from the configuration's own file when none was given.
     let token = token.or_else(|| {
@@ -781,15 +797,6 @@ fn queue(
         eprintln!("hookgate queue: {why} (HTTP {})", status.as_u16());
         return Ok(ExitCode::FAILURE);
     }
-    let view = match &action {
-        QueueAction::Routes { route: None } => View::Routes,
-        QueueAction::Routes { route: Some(_) } => View::Route,
-        QueueAction::List { .. } => View::List,
-        QueueAction::Show { .. } => View::Show,
-        QueueAction::Retry { .. } | QueueAction::RetryDead { .. } | QueueAction::Drop { .. } => {
-            View::Changed
-        }
-    };
     use std::io::IsTerminal as _;
     match answer {
         Some(answer) if !json && std::io::stdout().is_terminal() => {
