@@ -515,7 +515,7 @@ impl Attempting {
             match self.queue.store.start(event, until).await {
                 Ok(Some(attempts)) => event.attempts = attempts,
                 Ok(None) => {
-                    self.lease_lost(event, "start");
+                    self.lease_lost(event, "could start");
                     return None;
                 }
                 Err(e) => {
@@ -647,11 +647,11 @@ impl Attempting {
                 event = event.id.as_str(),
                 "delivered again; the event was already settled as delivered or dropped"
             ),
-            (_, false) => self.lease_lost(event, "be settled"),
+            (_, false) => self.lease_lost(event, "was settled"),
         }
     }
 
-    /// Counts and logs a lease that ran out before its attempt could `what` (start, be
+    /// Counts and logs a lease that ran out before its attempt `what` (could start, was
     /// settled): this process stalled, or the store was out of reach, for longer than a
     /// lease.
     fn lease_lost(&self, event: &Event, what: &str) {
@@ -664,7 +664,7 @@ impl Attempting {
         tracing::warn!(
             route,
             event = event.id.as_str(),
-            "lease ran out before the attempt could {what}; another worker has the event"
+            "lease ran out before the attempt {what}; another worker has the event"
         );
     }
 
