@@ -16,7 +16,8 @@ use serde::Deserialize;
 use hookgate::body::RawBody;
 use hookgate::config::compile::{compile, compile_scheme};
 use hookgate::config::file::RawVerify;
-use hookgate::scheme::{presets, RequestView, Scheme, SigningKey};
+use hookgate::config::presets;
+use hookgate::scheme::{RequestView, Scheme, SigningKey};
 
 #[derive(Deserialize)]
 struct Vectors {
@@ -156,13 +157,13 @@ fn route_lookup(c: &mut Criterion) {
         let target = format!("/hooks/{last_prefix}/deep/path");
         assert!(matches!(
             table.lookup(&Method::POST, &target),
-            hookgate::routes::Match::Found(_)
+            hookgate::model::routes::Match::Found(_)
         ));
         group.bench_function(BenchmarkId::from_parameter(n), |b| {
             b.iter(|| {
                 matches!(
                     table.lookup(&Method::POST, black_box(&target)),
-                    hookgate::routes::Match::Found(_)
+                    hookgate::model::routes::Match::Found(_)
                 )
             })
         });

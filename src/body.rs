@@ -19,7 +19,18 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
 
-use crate::refusal::Refusal;
+/// Why a body was not read; `refusal.rs` turns each into its `Refusal`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyRefused {
+    /// Over the route's `max_body_bytes` (declared or counted).
+    TooLarge,
+    /// Not all there within the body read timeout.
+    Timeout,
+    /// The process-wide body budget, or this client's share of it, cannot hold it.
+    BudgetFull,
+    /// The client broke off or sent a malformed body.
+    Broken,
+}
 
 /// A request body exactly as received: its chunks in order.
 #[derive(Debug, Default)]
@@ -398,21 +409,21 @@ pub async fn read_body<B>(
     declared: Declared,
     limits: BodyLimits,
     budget: &Arc<BodyBudget>,
-) -> Result<RawBody, Refusal>
+) -> Result<RawBody, BodyRefused>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let mut body = std::pin::pin!(body);
     let outcome = if declared.length.is_some_and(|n| n > limits.max) {
-        Err((Refusal::BodyTooLarge, 0))
+        Err((BodyRefused::TooLarge, 0))
     } else {
         match budget.admit(limits.client, declared.length.unwrap_or(0), limits.max) {
-            None => Err((Refusal::BodyBudgetFull, 0)),
+            None => Err((BodyRefused::BudgetFull, 0)),
             Some(reservation) => {
                 let read = collect(body.as_mut(), limits.max, reservation);
                 match tokio::time::timeout(limits.deadline, read).await {
-                    Err(_) => return Err(Refusal::BodyTimeout),
+                    Err(_) => return Err(BodyRefused::Timeout),
                     Ok(outcome) => outcome,
                 }
             }
@@ -422,7 +433,7 @@ where
         Ok(raw) => return Ok(raw),
         Err(e) => e,
     };
-    if matches!(refusal, Refusal::BodyTooLarge | Refusal::BodyBudgetFull) && declared.lingers {
+    if matches!(refusal, BodyRefused::TooLarge | BodyRefused::BudgetFull) && declared.lingers {
         let left = declared.length.map(|n| n.saturating_sub(read));
         linger(body, left).await;
     }
@@ -434,7 +445,7 @@ async fn collect<B>(
     mut body: Pin<&mut B>,
     max: u64,
     mut reservation: Reservation,
-) -> Result<RawBody, (Refusal, u64)>
+) -> Result<RawBody, (BodyRefused, u64)>
 where
     B: Body<Data = Bytes>,
 {
@@ -442,7 +453,7 @@ where
     let mut total: u64 = 0;
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else {
-            return Err((Refusal::BodyError, total));
+            return Err((BodyRefused::Broken, total));
         };
         // Trailers (chunked encoding) are not part of the signed bytes and are dropped.
         let Ok(data) = frame.into_data() else {
@@ -450,10 +461,10 @@ where
         };
         total += data.len() as u64;
         if total > max {
-            return Err((Refusal::BodyTooLarge, total));
+            return Err((BodyRefused::TooLarge, total));
         }
         if !reservation.grow(data.len() as u64) {
-            return Err((Refusal::BodyBudgetFull, total));
+            return Err((BodyRefused::BudgetFull, total));
         }
         chunks.push(data);
     }
@@ -556,7 +567,7 @@ mod tests {
         length: Option<u64>,
         max: u64,
         deadline: Duration,
-    ) -> Result<RawBody, Refusal>
+    ) -> Result<RawBody, BodyRefused>
     where
         B: Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -595,19 +606,19 @@ mod tests {
     #[tokio::test]
     async fn declared_length_over_limit_is_refused_unread() {
         let b = read(Full::new(Bytes::from_static(b"hi")), Some(11), 10, SECOND).await;
-        assert_eq!(b, Err(Refusal::BodyTooLarge));
+        assert_eq!(b, Err(BodyRefused::TooLarge));
     }
 
     #[tokio::test]
     async fn undeclared_body_over_limit_is_refused_while_reading() {
         let b = read(chunks(5, false), None, 10, SECOND).await;
-        assert_eq!(b, Err(Refusal::BodyTooLarge));
+        assert_eq!(b, Err(BodyRefused::TooLarge));
     }
 
     #[tokio::test]
     async fn stalled_body_times_out() {
         let b = read(chunks(1, true), None, 10, Duration::from_millis(50)).await;
-        assert_eq!(b, Err(Refusal::BodyTimeout));
+        assert_eq!(b, Err(BodyRefused::Timeout));
     }
 
     #[tokio::test]
@@ -634,10 +645,10 @@ mod tests {
             &b,
         )
         .await;
-        assert_eq!(refused, Err(Refusal::BodyBudgetFull));
+        assert_eq!(refused, Err(BodyRefused::BudgetFull));
         // Chunked: refused when a chunk would go over.
         let refused = read_body(chunks(1, false), declared(None), limits, &b).await;
-        assert_eq!(refused, Err(Refusal::BodyBudgetFull));
+        assert_eq!(refused, Err(BodyRefused::BudgetFull));
         assert_eq!(b.used.load(Ordering::Acquire), 8, "refusals hold nothing");
         // The charge travels with the body to the upstream and is freed with it.
         let up = held.into_upstream();
@@ -678,7 +689,7 @@ mod tests {
             4,
             "the 4 bytes sent, not the 900 declared"
         );
-        assert_eq!(stalled.await.unwrap(), Err(Refusal::BodyTimeout));
+        assert_eq!(stalled.await.unwrap(), Err(BodyRefused::Timeout));
         assert_eq!(b.used.load(Ordering::Acquire), 0);
     }
 
@@ -701,7 +712,7 @@ mod tests {
             .unwrap();
         assert_eq!(first.len(), 80);
         let over = read_body(chunks(6, false), declared, limits(client(1), 100), &b).await;
-        assert_eq!(over, Err(Refusal::BodyBudgetFull), "80 + 24 > 100");
+        assert_eq!(over, Err(BodyRefused::BudgetFull), "80 + 24 > 100");
         let other = read_body(chunks(6, false), declared, limits(client(2), 100), &b).await;
         assert!(other.is_ok(), "another client has its own share");
         let uncounted = read_body(chunks(6, false), declared, limits(None, 100), &b).await;

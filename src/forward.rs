@@ -18,8 +18,8 @@ use http::{Method, Response, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 
 use crate::body::{RawBody, UpstreamBody};
-use crate::config::{Limits, Route};
 use crate::metrics::RouteMetrics;
+use crate::model::{Limits, Route};
 use crate::refusal::Refusal;
 use crate::upstream::{UpstreamError, Upstreams};
 
@@ -296,8 +296,8 @@ fn kept_when_named(route: &Route) -> Vec<HeaderName> {
         names.extend(scheme.signature.also.iter().cloned());
         names.extend(scheme.headers_read().cloned());
     }
-    if let Some(crate::replay::ReplayPolicy {
-        key: crate::replay::KeySource::Header(h),
+    if let Some(crate::model::ReplayPolicy {
+        key: crate::model::KeySource::Header(h),
         ..
     }) = &route.replay
     {

@@ -12,16 +12,17 @@ use hyper::body::Incoming;
 
 use crate::body;
 use crate::client_ip::{self, ClientIp};
-use crate::config::Route;
 use crate::delivery::store::Ingested;
-use crate::delivery::{Delivery, NewEvent, QueuePolicy, QueueSlot};
+use crate::delivery::{NewEvent, QueueSlot};
 use crate::forward::{self, Hop, UpstreamCall};
 use crate::metrics::{Metrics, NO_ROUTE};
+use crate::model::routes::Match;
+use crate::model::Route;
+use crate::model::{Delivery, OnStoreError, QueuePolicy, ReplayPolicy};
 use crate::refusal::Refusal;
 use crate::reload::{Current, Live};
-use crate::replay::{self, Claim, ClaimGuard, OnStoreError, ReplayPolicy, Store};
+use crate::replay::{self, Claim, ClaimGuard, Store};
 use crate::request_id;
-use crate::routes::Match;
 use crate::scheme::{RequestView, VerifyError};
 
 /// Where "now" comes from; tests pin it to replay recorded vectors.
@@ -57,7 +58,7 @@ pub struct Conn {
 impl Conn {
     /// The peers whose `X-Forwarded-For` this connection may believe: none on a PROXY
     /// protocol connection.
-    fn trusted_proxies<'a>(&self, gateway: &'a crate::config::Gateway) -> &'a [ipnet::IpNet] {
+    fn trusted_proxies<'a>(&self, gateway: &'a crate::model::Gateway) -> &'a [ipnet::IpNet] {
         if self.proxied {
             &[]
         } else {
@@ -522,7 +523,7 @@ enum Replay {
 async fn replay_check(
     shared: &Shared,
     // The configuration this request is served by (the claim's length comes from it).
-    limits: &crate::config::Limits,
+    limits: &crate::model::Limits,
     route: &Route,
     policy: &ReplayPolicy,
     client: ClientIp,
@@ -619,10 +620,10 @@ fn event_key(
 ) -> Result<Vec<u8>, Refusal> {
     // Only a JSON key needs the body in one piece.
     let body: &[u8] = match policy.key {
-        replay::KeySource::Json(_) => body.contiguous(),
+        crate::model::KeySource::Json(_) => body.contiguous(),
         _ => &[],
     };
-    if let replay::KeySource::Header(names) = &policy.key {
+    if let crate::model::KeySource::Header(names) = &policy.key {
         // Deduplicated by one copy, delivered with two: the app could read the other.
         let copies = names.iter().map(|n| headers.get_all(n).iter().count());
         if copies.sum::<usize>() > 1 {
@@ -650,7 +651,7 @@ struct Stored {
 async fn store_and_answer(
     shared: &Shared,
     // The configuration this request is served by (the lease length comes from it).
-    limits: &crate::config::Limits,
+    limits: &crate::model::Limits,
     route: &Route,
     policy: &QueuePolicy,
     stored: Stored,

@@ -11,8 +11,9 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use hookgate::config::{self, Loaded, LogFormat, LogSettings};
-use hookgate::routes::PathPattern;
+use hookgate::config::{self, Loaded};
+use hookgate::model::routes::PathPattern;
+use hookgate::model::{LogFormat, LogSettings};
 use hookgate::scheme::{Part, SigningKey, TimestampSource};
 
 #[derive(Parser)]
@@ -326,7 +327,7 @@ fn run(path: &Path, watch: bool, loaded: Loaded, logging: &Logging) -> anyhow::R
     // Per-core workers run their own runtimes on their own threads; this one keeps only the
     // admin listener and signal handling.
     let single = loaded.gateway.workers == 1
-        || loaded.gateway.runtime == hookgate::config::RuntimeModel::PerCore;
+        || loaded.gateway.runtime == hookgate::model::RuntimeModel::PerCore;
     let runtime = if single {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -619,13 +620,13 @@ fn sign(path: &Path, args: &SignArgs) -> anyhow::Result<ExitCode> {
     if let Some(replay) = &route.replay {
         if replay.key_bytes(&headers, &body, b"signature").is_none() {
             let (what, how) = match &replay.key {
-                hookgate::replay::KeySource::Header(h) => {
+                hookgate::model::KeySource::Header(h) => {
                     (format!("header {}", h[0]), "add it (once) with --header")
                 }
-                hookgate::replay::KeySource::Json(p) => {
+                hookgate::model::KeySource::Json(p) => {
                     (format!("JSON field {p}"), "put it in the body")
                 }
-                hookgate::replay::KeySource::Signature => ("signature".into(), ""),
+                hookgate::model::KeySource::Signature => ("signature".into(), ""),
             };
             eprintln!(
                 "warning: route `{}` deduplicates by its {what}, which this request lacks: the \
@@ -858,7 +859,7 @@ fn healthcheck(
 
 fn presets() -> anyhow::Result<ExitCode> {
     let mut out = String::new();
-    for name in hookgate::scheme::presets::NAMES {
+    for name in hookgate::config::presets::NAMES {
         let scheme = hookgate::config::compile::preset_shape(name).map_err(|errors| {
             let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
             anyhow::anyhow!("preset {name} does not compile: {}", text.join("; "))

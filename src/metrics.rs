@@ -7,7 +7,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::config::Route;
+use crate::model::Route;
 use crate::refusal::Refusal;
 
 /// Route label for requests that matched no route.
@@ -601,7 +601,7 @@ impl Metrics {
             self.requests.with_label_values(&[route, "forwarded"]);
             self.requests.with_label_values(&[route, "duplicate"]);
             self.requests.with_label_values(&[route, "client_closed"]);
-            if let crate::delivery::Delivery::Queued(_) = r.delivery {
+            if let crate::model::Delivery::Queued(_) = r.delivery {
                 self.requests.with_label_values(&[route, "queued"]);
                 self.queue.init_route(route);
             }
@@ -678,7 +678,7 @@ impl Metrics {
 
     /// Text exposition for `/metrics`.
     /// Sets each TLS listener's certificate expiry (at start and on every reload).
-    pub fn listeners_loaded(&self, listeners: &[crate::config::Listener]) {
+    pub fn listeners_loaded(&self, listeners: &[crate::model::Listener]) {
         self.cert_expiry.reset();
         for l in listeners {
             if let Some(t) = l.cert_expires {

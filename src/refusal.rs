@@ -40,6 +40,18 @@ pub enum Refusal {
     UpstreamBadResponse,
 }
 
+impl From<crate::body::BodyRefused> for Refusal {
+    fn from(why: crate::body::BodyRefused) -> Refusal {
+        use crate::body::BodyRefused as B;
+        match why {
+            B::TooLarge => Refusal::BodyTooLarge,
+            B::Timeout => Refusal::BodyTimeout,
+            B::BudgetFull => Refusal::BodyBudgetFull,
+            B::Broken => Refusal::BodyError,
+        }
+    }
+}
+
 impl Refusal {
     pub fn status(&self) -> http::StatusCode {
         use http::StatusCode as S;

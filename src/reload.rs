@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::config::Gateway;
 use crate::metrics::{Metrics, RouteMetrics};
+use crate::model::Gateway;
 use crate::upstream::Upstreams;
 
 /// One worker's view of the configuration in force.
@@ -68,7 +68,7 @@ pub type Current = ArcSwap<Live>;
 pub async fn reload_file(
     running: &crate::server::Running,
     path: &std::path::Path,
-) -> Option<crate::config::LogSettings> {
+) -> Option<crate::model::LogSettings> {
     let metrics = &running.metrics;
     let failed = |why: &str| {
         tracing::error!("reload failed ({why}); still serving the previous configuration");

@@ -20,93 +20,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http::{HeaderMap, HeaderName};
 use sha2::{Digest, Sha256};
 
 use crate::metrics::Metrics;
-
-/// What identifies one event.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum KeySource {
-    /// A request header, e.g. `webhook-id` or `X-GitHub-Delivery`, under any of these names
-    /// (Shopify's Events deliveries drop the `X-`); exactly one copy may be present.
-    Header(Vec<HeaderName>),
-    /// A JSON pointer into the body, e.g. `/id`.
-    Json(String),
-    /// The decoded signature that verified: the exact signed request, whatever it contains.
-    Signature,
-}
-
-/// What to do when the store cannot be reached.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OnStoreError {
-    /// Answer 503 so the sender retries later: nothing is lost, nothing is doubled.
-    Reject,
-    /// Forward without dedup (counted).
-    Allow,
-}
-
-/// A route's `replay:` block, compiled.
-#[derive(Clone, Debug)]
-pub struct ReplayPolicy {
-    pub key: KeySource,
-    /// How long a delivered key is remembered.
-    pub ttl: Duration,
-    pub on_store_error: OnStoreError,
-}
-
-impl ReplayPolicy {
-    /// The dedup key of a verified request, or `None` if the request does not carry one.
-    pub fn key_bytes(&self, headers: &HeaderMap, body: &[u8], signature: &[u8]) -> Option<Vec<u8>> {
-        match &self.key {
-            KeySource::Header(names) => {
-                let mut values = names.iter().flat_map(|n| headers.get_all(n).iter());
-                let value = values.next()?;
-                // Two copies (or one under two names) are ambiguous: no key.
-                if values.next().is_some() {
-                    return None;
-                }
-                Some(value.as_bytes().to_vec()).filter(|v| !v.is_empty())
-            }
-            KeySource::Json(pointer) => {
-                let doc: serde_json::Value = serde_json::from_slice(body).ok()?;
-                match doc.pointer(pointer)? {
-                    serde_json::Value::String(s) if !s.is_empty() => Some(s.as_bytes().to_vec()),
-                    serde_json::Value::Number(n) => Some(n.to_string().into_bytes()),
-                    _ => None,
-                }
-            }
-            KeySource::Signature => Some(signature.to_vec()).filter(|s| !s.is_empty()),
-        }
-    }
-}
+use crate::model::ReplayStoreConfig;
 
 /// The store's name for one event of one route: `route:hex(sha256(key))`.
 pub fn store_key(route: &str, key: &[u8]) -> String {
     format!("{route}:{}", hex::encode(Sha256::digest(key)))
-}
-
-/// Which store, from the top-level `replay_store:` block.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StoreConfig {
-    Memory {
-        max_entries: usize,
-    },
-    Redis {
-        url: String,
-        /// Prepended to every key, so several gateways or apps can share one Redis.
-        prefix: String,
-        /// Bound on each store round trip; past it the store counts as unreachable.
-        timeout: Duration,
-    },
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        StoreConfig::Memory {
-            max_entries: 100_000,
-        }
-    }
 }
 
 /// The result of claiming a key.
@@ -158,14 +79,14 @@ pub enum Store {
 impl Store {
     /// Builds the store; a Redis connection is made lazily, so the gateway starts (and refuses
     /// or allows per `on_store_error`) while Redis is down. Needs a Tokio runtime.
-    pub fn new(config: &StoreConfig, metrics: Arc<Metrics>) -> Result<Store, StoreError> {
+    pub fn new(config: &ReplayStoreConfig, metrics: Arc<Metrics>) -> Result<Store, StoreError> {
         // Up until a round trip says otherwise (the memory store always is).
         metrics.replay_store_up.set(1);
         Ok(match config {
-            StoreConfig::Memory { max_entries } => {
+            ReplayStoreConfig::Memory { max_entries } => {
                 Store::Memory(MemoryStore::new(*max_entries, metrics))
             }
-            StoreConfig::Redis {
+            ReplayStoreConfig::Redis {
                 url,
                 prefix,
                 timeout,
@@ -566,6 +487,8 @@ impl Drop for ClaimGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{KeySource, OnStoreError, ReplayPolicy};
+    use http::{HeaderMap, HeaderName};
 
     fn store(max: usize) -> MemoryStore {
         MemoryStore::new(max, Arc::new(Metrics::new()))

@@ -22,10 +22,10 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::admin;
-use crate::config::{Gateway, RuntimeModel};
 use crate::delivery::{Queue, QueueSlot, QueueStore, StoreError};
 use crate::gateway::{self, Clock, Conn, Shared};
 use crate::metrics::Metrics;
+use crate::model::{Gateway, RuntimeModel};
 use crate::reload::Live;
 use crate::replay::Store;
 
@@ -520,7 +520,7 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
 
 /// Opens the queue store `queue_store:` names.
 async fn open_queue(
-    config: &crate::delivery::QueueStoreConfig,
+    config: &crate::model::QueueStoreConfig,
     metrics: &Arc<Metrics>,
 ) -> Result<Arc<Queue>, StoreError> {
     let store = QueueStore::open(config, metrics.clone()).await?;
@@ -560,9 +560,9 @@ fn delivery_tasks(
 /// token (or its absence) stands.
 fn admin_token_after_reload(
     bound: SocketAddr,
-    next: Option<&crate::config::AdminToken>,
-    running: Option<&crate::config::AdminToken>,
-) -> Option<crate::config::AdminToken> {
+    next: Option<&crate::model::AdminToken>,
+    running: Option<&crate::model::AdminToken>,
+) -> Option<crate::model::AdminToken> {
     if bound.ip().is_loopback() || next.is_some() {
         return None;
     }
@@ -1138,7 +1138,7 @@ mod tests {
 
     #[test]
     fn a_reload_cannot_drop_the_token_of_a_public_admin_listener() {
-        use crate::config::AdminToken;
+        use crate::model::AdminToken;
         let public: SocketAddr = "0.0.0.0:9090".parse().unwrap();
         let loopback: SocketAddr = "127.0.0.1:9090".parse().unwrap();
         let old = AdminToken::new(b"old-token-old-token".to_vec());

@@ -54,7 +54,7 @@ pub fn upstream_config(
     ca_file: Option<&Path>,
     client_cert: Option<&Path>,
     client_key: Option<&Path>,
-) -> Result<crate::config::UpstreamTls, String> {
+) -> Result<crate::model::UpstreamTls, String> {
     // Each file is read once: parsed below, and hashed into the fingerprint that keys the
     // keep-alive pool (routes share connections only with the same settings, by content).
     let mut fingerprint = sha2::Sha256::new();
@@ -118,7 +118,7 @@ pub fn upstream_config(
         .unwrap_or(name);
     let server_name = rustls::pki_types::ServerName::try_from(name.to_owned())
         .map_err(|e| format!("`{name}` is not a DNS name or IP address to verify: {e}"))?;
-    Ok(crate::config::UpstreamTls {
+    Ok(crate::model::UpstreamTls {
         config: Arc::new(config),
         server_name,
         fingerprint,

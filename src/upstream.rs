@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::body::UpstreamBody;
-use crate::config::Upstream;
+use crate::model::Upstream;
 use http::uri::Authority;
 use http::{Request, Response};
 use hyper::body::Incoming;

@@ -38,8 +38,9 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use hookgate::body::RawBody;
 use hookgate::client_ip::{self, ClientIp};
 use hookgate::config::compile::compile;
-use hookgate::config::{ConfigError, Gateway};
-use hookgate::routes::{is_clean_path, Match, PathPattern};
+use hookgate::config::ConfigError;
+use hookgate::model::routes::{is_clean_path, Match, PathPattern};
+use hookgate::model::Gateway;
 use hookgate::scheme::{
     parse_timestamp_ms, Algorithm, RequestView, Scheme, SigningKey, TimestampUnit, VerifyError,
 };

@@ -14,17 +14,17 @@ use super::file::{
     RawReplayKey, RawReplayStore, RawRoute, RawRouteLimits, RawTimestamp, RawUpstreamTls,
     RawVerify,
 };
+use super::presets;
 use super::secret::{self, Origin};
-use super::{
-    AdminToken, ConfigError, ConfigErrors, Gateway, Limits, Listener, Loaded, LogFormat,
-    LogSettings, Route, RouteLimits, RuntimeModel, Upstream,
+use super::{ConfigError, ConfigErrors, Loaded};
+use crate::model::{
+    AdminToken, Delivery, Gateway, KeySource, Limits, Listener, LogFormat, LogSettings,
+    OnStoreError, PathPattern, QueuePolicy, QueueStoreConfig, ReplayPolicy, ReplayStoreConfig,
+    Retention, Route, RouteLimits, RouteTable, RuntimeModel, Upstream,
 };
-use crate::delivery::{Delivery, QueuePolicy, QueueStoreConfig, Retention};
-use crate::replay::{KeySource, OnStoreError, ReplayPolicy, StoreConfig};
-use crate::routes::{PathPattern, RouteTable};
 use crate::scheme::{
-    presets, Algorithm, Encoding, Entries, KeyEncoding, Keys, Part, Scheme, SignatureSpec,
-    TimestampSource, TimestampSpec, TimestampUnit, Window,
+    Algorithm, Encoding, Entries, KeyEncoding, Keys, Part, Scheme, SignatureSpec, TimestampSource,
+    TimestampSpec, TimestampUnit, Window,
 };
 
 /// Accumulates errors and warnings while compiling.
@@ -1330,9 +1330,9 @@ fn compile_replay_store(
     raw: Option<&RawReplayStore>,
     env: &dyn Fn(&str) -> Option<String>,
     r: &mut Report,
-) -> StoreConfig {
+) -> ReplayStoreConfig {
     let Some(raw) = raw else {
-        return StoreConfig::default();
+        return ReplayStoreConfig::default();
     };
     let loc = "replay_store";
     match raw.kind.as_str() {
@@ -1354,7 +1354,7 @@ fn compile_replay_store(
                 Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
                 None => 100_000,
             };
-            StoreConfig::Memory { max_entries }
+            ReplayStoreConfig::Memory { max_entries }
         }
         "redis" => {
             if raw.max_entries.is_some() {
@@ -1386,7 +1386,7 @@ fn compile_replay_store(
                 Some(t) => parse_duration(t, &format!("{loc}.timeout"), r)
                     .unwrap_or(Duration::from_millis(500)),
             };
-            StoreConfig::Redis {
+            ReplayStoreConfig::Redis {
                 url,
                 prefix: raw.prefix.clone().unwrap_or_else(|| "hookgate:".into()),
                 timeout,
@@ -1397,7 +1397,7 @@ fn compile_replay_store(
                 format!("{loc}.type"),
                 format!("unknown store `{other}`; use memory or redis"),
             );
-            StoreConfig::default()
+            ReplayStoreConfig::default()
         }
     }
 }
@@ -2135,7 +2135,7 @@ fn parse_upstream(
         return None;
     }
     let base_path = uri.path().trim_end_matches('/').to_owned();
-    if !base_path.is_empty() && !crate::routes::is_clean_path(&base_path) {
+    if !base_path.is_empty() && !crate::model::routes::is_clean_path(&base_path) {
         r.error(
             loc,
             format!(

@@ -5,7 +5,7 @@
 
 use http::Method;
 
-use crate::routes::PathPattern;
+use crate::model::routes::PathPattern;
 
 /// What an earlier route takes from a later one.
 #[derive(Debug, PartialEq, Eq)]

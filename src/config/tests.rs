@@ -10,7 +10,7 @@ use std::sync::Arc;
 use hmac::{Hmac, Mac};
 use http::HeaderMap;
 
-use crate::routes::Match;
+use crate::model::routes::Match;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -1721,7 +1721,7 @@ fn url_signed_and_asymmetric_presets_compile_with_their_keys() {
 
 #[test]
 fn replay_blocks_compile_with_preset_defaults_and_located_errors() {
-    use crate::replay::{KeySource, OnStoreError, StoreConfig};
+    use crate::model::{KeySource, OnStoreError, ReplayStoreConfig};
     let loaded = ok(&with_routes(&[
         "{ name: l, path: /l, upstream: \"http://127.0.0.1:3000\", verify: { preset: lomi, secret: \"${LAHZA_SECRET}\" }, replay: {} }",
         "{ name: g, path: /g, upstream: \"http://127.0.0.1:3000\", verify: { preset: github, secret: \"${LAHZA_SECRET}\" }, replay: { ttl: 1h, on_store_error: allow } }",
@@ -1745,7 +1745,7 @@ fn replay_blocks_compile_with_preset_defaults_and_located_errors() {
     assert!(route(&loaded, "n").replay.is_none());
     assert_eq!(
         loaded.gateway.replay_store,
-        StoreConfig::Memory {
+        ReplayStoreConfig::Memory {
             max_entries: 100_000
         }
     );
@@ -1822,7 +1822,7 @@ fn replay_blocks_compile_with_preset_defaults_and_located_errors() {
     ));
     assert_eq!(
         redis.gateway.replay_store,
-        StoreConfig::Redis {
+        ReplayStoreConfig::Redis {
             url: "redis://127.0.0.1:6379/2".into(),
             prefix: "p:".into(),
             timeout: std::time::Duration::from_secs(1),
@@ -1954,7 +1954,7 @@ fn a_route_may_set_its_own_body_and_upstream_limits() {
 
 #[test]
 fn the_log_block_is_checked_like_hookgate_log() {
-    use crate::config::{LogFormat, LogSettings};
+    use crate::model::{LogFormat, LogSettings};
     let loaded = ok(&format!(
         "log: {{ format: json, level: \"warn,hookgate=debug\" }}\n{}",
         verified("preset: lahza, secret: \"${LAHZA_SECRET}\"")
@@ -2022,14 +2022,14 @@ fn a_queued_route_compiles_with_defaults_and_with_its_own_settings() {
     ));
     assert_eq!(
         route(&loaded, "r").delivery,
-        crate::delivery::Delivery::Queued(crate::delivery::QueuePolicy::default())
+        crate::model::Delivery::Queued(crate::model::QueuePolicy::default())
     );
     let loaded = ok(&queued_route(
         "verify: { preset: lahza, secret: \"${LAHZA_SECRET}\" }, delivery: queued, queue: { \
          status: 202, body: accepted, concurrency: 1, retry: { initial_interval: 1s, \
          max_interval: 10s, max_age: 24h, max_attempts: 5 } }",
     ));
-    let crate::delivery::Delivery::Queued(p) = &route(&loaded, "r").delivery else {
+    let crate::model::Delivery::Queued(p) = &route(&loaded, "r").delivery else {
         panic!("queued");
     };
     assert_eq!(p.answer_status, http::StatusCode::ACCEPTED);
@@ -2043,10 +2043,7 @@ fn a_queued_route_compiles_with_defaults_and_with_its_own_settings() {
     let loaded = ok(&one_route(
         "verify: { preset: lahza, secret: \"${LAHZA_SECRET}\" }",
     ));
-    assert_eq!(
-        route(&loaded, "r").delivery,
-        crate::delivery::Delivery::Sync
-    );
+    assert_eq!(route(&loaded, "r").delivery, crate::model::Delivery::Sync);
 }
 
 #[test]
@@ -2412,7 +2409,7 @@ fn every_preset_expanded_reads_back_to_the_same_scheme() {
     let env =
         |name: &str| (name == "KEY").then(|| "dGhpcyBpcyBhIHRlc3Qgc2VjcmV0IGtleQ==".to_string());
     let mut routes = String::new();
-    for (i, name) in crate::scheme::presets::NAMES.iter().enumerate() {
+    for (i, name) in crate::config::presets::NAMES.iter().enumerate() {
         let shape = crate::config::compile::preset_shape(name).unwrap();
         let keys = if shape.algorithm.is_asymmetric() {
             let key = SigningKey::generate(shape.algorithm).unwrap();
@@ -2469,7 +2466,7 @@ fn every_preset_expanded_reads_back_to_the_same_scheme() {
             .collect::<Vec<_>>()
     };
     assert_eq!(describe(&loaded), describe(&back));
-    assert_eq!(describe(&back).len(), crate::scheme::presets::NAMES.len());
+    assert_eq!(describe(&back).len(), crate::config::presets::NAMES.len());
 }
 
 #[test]

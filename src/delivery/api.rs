@@ -23,10 +23,11 @@ use http::{header, HeaderValue, Method, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
 
-use crate::config::Gateway;
 use crate::delivery::event::{Event, State};
 use crate::delivery::store::{Depth, Filter};
-use crate::delivery::{unix_ms, Delivery, Queue};
+use crate::delivery::{unix_ms, Queue};
+use crate::model::Delivery;
+use crate::model::Gateway;
 
 /// Most events one list answer holds.
 const MAX_LIMIT: usize = 1000;

@@ -33,10 +33,9 @@ pub mod worker;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::StatusCode;
+use crate::model::{Delivery, QueuePolicy};
 
 pub use event::{Event, NewEvent};
-pub use retry::RetryPolicy;
 pub use store::{QueueStore, StoreError};
 
 /// Where the queue is, once one is open: at start when `queue_store:` is configured, or at
@@ -296,7 +295,7 @@ impl Drop for GateSlot {
 /// it holds every [`RENEW_EVERY`] while their events wait for a slot or for the app, and an
 /// attempt's start renews its lease, so in a healthy process no lease runs out: one that
 /// does means its process died or stalled.
-pub fn lease_for(limits: &crate::config::Limits, route: &crate::config::Route) -> Duration {
+pub fn lease_for(limits: &crate::model::Limits, route: &crate::model::Route) -> Duration {
     (limits.upstream_connect_timeout + route.limits.upstream_timeout)
         .saturating_add(Duration::from_secs(15))
         .max(RENEW_EVERY * 3)
@@ -312,9 +311,9 @@ pub fn ms_after(from_ms: i64, d: Duration) -> i64 {
 
 /// The queued route named `name` in `gateway`, with its policy.
 pub fn queued_route<'a>(
-    gateway: &'a crate::config::Gateway,
+    gateway: &'a crate::model::Gateway,
     name: &str,
-) -> Option<(&'a Arc<crate::config::Route>, &'a QueuePolicy)> {
+) -> Option<(&'a Arc<crate::model::Route>, &'a QueuePolicy)> {
     gateway
         .routes
         .routes()
@@ -324,88 +323,6 @@ pub fn queued_route<'a>(
             Delivery::Queued(p) => Some((r, p)),
             Delivery::Sync => None,
         })
-}
-
-/// How a route delivers what passed its checks.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Delivery {
-    /// Forward now and relay the app's answer (the default).
-    Sync,
-    /// Store durably, answer the sender, deliver later.
-    Queued(QueuePolicy),
-}
-
-/// A queued route's settings (`queue:` on the route).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QueuePolicy {
-    /// What the sender gets once the event is on disk.
-    pub answer_status: StatusCode,
-    pub answer_body: String,
-    /// Deliveries to the app in flight at once (protects a slow app). 1 also delivers in
-    /// order of arrival, unless an event has to be retried.
-    pub concurrency: usize,
-    pub retry: RetryPolicy,
-}
-
-impl Default for QueuePolicy {
-    fn default() -> QueuePolicy {
-        QueuePolicy {
-            answer_status: StatusCode::OK,
-            answer_body: "queued\n".into(),
-            concurrency: 16,
-            retry: RetryPolicy::default(),
-        }
-    }
-}
-
-/// Where queued events live (`queue_store:`), built only if some route is queued.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum QueueStoreConfig {
-    /// One directory on this machine, one gateway process at a time.
-    Embedded {
-        path: std::path::PathBuf,
-        /// Bound on the database file; past it new events are refused with 503.
-        max_bytes: Option<u64>,
-        retention: Retention,
-    },
-    /// One PostgreSQL database shared by every replica.
-    Postgres {
-        url: String,
-        /// Connections kept open to it, at most.
-        pool_size: usize,
-        /// Bound on each call; past it the store counts as unavailable (503 on ingest).
-        timeout: Duration,
-        /// CA certificates for TLS to the server, instead of the system's trust roots.
-        ca_file: Option<std::path::PathBuf>,
-        retention: Retention,
-    },
-}
-
-impl QueueStoreConfig {
-    pub fn retention(&self) -> Retention {
-        match self {
-            QueueStoreConfig::Embedded { retention, .. }
-            | QueueStoreConfig::Postgres { retention, .. } => *retention,
-        }
-    }
-}
-
-/// How long finished events stay in the store, for inspection and replay.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Retention {
-    /// Delivered events (their bodies included), after delivery.
-    pub delivered: Duration,
-    /// Dead letters, after they died, unless retried or dropped first.
-    pub dead: Duration,
-}
-
-impl Default for Retention {
-    fn default() -> Retention {
-        Retention {
-            delivered: Duration::from_secs(24 * 3600),
-            dead: Duration::from_secs(30 * 24 * 3600),
-        }
-    }
 }
 
 /// The header that tells the app which attempt this is (1 for the first).
@@ -429,10 +346,10 @@ pub fn unix_ms(t: std::time::SystemTime) -> i64 {
 /// The `Idempotency-Key` of an event with replay key `key`: the key itself when it is a
 /// header value an app can compare as text (visible ASCII, at most 200 bytes) and not a
 /// signature; otherwise its SHA-256 in hex.
-pub fn idempotency_key(source: &crate::replay::KeySource, key: &[u8]) -> String {
+pub fn idempotency_key(source: &crate::model::KeySource, key: &[u8]) -> String {
     let readable = !key.is_empty() && key.len() <= 200 && key.iter().all(u8::is_ascii_graphic);
     match source {
-        crate::replay::KeySource::Signature => {}
+        crate::model::KeySource::Signature => {}
         _ if readable => return String::from_utf8_lossy(key).into_owned(),
         _ => {}
     }

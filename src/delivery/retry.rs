@@ -6,31 +6,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 
-/// A queued route's retry settings (`queue.retry:`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// The wait after the first failed attempt; each further failure doubles it.
-    pub initial_interval: Duration,
-    /// The longest wait between two attempts (before jitter and `Retry-After`).
-    pub max_interval: Duration,
-    /// An event not delivered this long after it was received is dead. The default is the
-    /// longest retry window among the seed senders (72 h): past it, the sender would have
-    /// given up too.
-    pub max_age: Duration,
-    /// `Some(n)`: dead after n attempts, however young.
-    pub max_attempts: Option<u32>,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> RetryPolicy {
-        RetryPolicy {
-            initial_interval: Duration::from_secs(5),
-            max_interval: Duration::from_secs(3600),
-            max_age: Duration::from_secs(72 * 3600),
-            max_attempts: None,
-        }
-    }
-}
+use crate::model::RetryPolicy;
 
 /// How an attempt went, as far as retrying is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -35,8 +35,8 @@ use crate::delivery::embedded::Embedded;
 use crate::delivery::event::{Event, NewEvent, State};
 use crate::delivery::postgres::Postgres;
 use crate::delivery::retry::DeadReason;
-use crate::delivery::QueueStoreConfig;
 use crate::metrics::Metrics;
+use crate::model::QueueStoreConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

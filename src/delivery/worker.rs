@@ -39,17 +39,18 @@ use http::HeaderValue;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
 
 use crate::body::RawBody;
-use crate::config::Route;
 use crate::delivery::event::{Event, Unreadable};
 use crate::delivery::retry::{self, Attempt, Verdict};
 use crate::delivery::store::Settle;
 use crate::delivery::{
-    ms_after, queued_route, unix_ms, Delivery, Gate, Pacing, Queue, QueuePolicy, ATTEMPT_HEADER,
-    IDEMPOTENCY_KEY, RENEW_EVERY,
+    ms_after, queued_route, unix_ms, Gate, Pacing, Queue, ATTEMPT_HEADER, IDEMPOTENCY_KEY,
+    RENEW_EVERY,
 };
 use crate::forward::{self, Outgoing};
 use crate::gateway::Clock;
 use crate::metrics::{Metrics, StoreOp};
+use crate::model::Route;
+use crate::model::{Delivery, QueuePolicy};
 use crate::reload::{Current, Live};
 
 /// The longest a route whose app is down waits before its next probe.
@@ -439,7 +440,7 @@ struct Attempting {
     gate: Arc<Gate>,
     held: Arc<Held>,
     /// The route's retry policy when the attempt started.
-    retry: retry::RetryPolicy,
+    retry: crate::model::RetryPolicy,
     metrics: Arc<Metrics>,
     clock: Clock,
 }

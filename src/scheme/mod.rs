@@ -12,12 +12,11 @@
 //! entry with the configured key is a candidate (any may match), other entries are ignored,
 //! and other entries (such as `t`) may feed the timestamp and the message.
 //!
-//! Neighbours: `presets.rs` names the built-in senders as values of the raw `verify:` block;
+//! Neighbours: `config/presets.rs` names the built-in senders as values of the raw `verify:` block;
 //! `keys.rs` holds key material; `gateway.rs` calls [`Scheme::verify`] after the body has been
 //! read; `main.rs` calls [`Scheme::sign`] for `hookgate sign`.
 
 pub mod keys;
-pub mod presets;
 
 pub use keys::{KeyEncoding, Keys, SigningKey};
 

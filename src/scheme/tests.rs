@@ -11,6 +11,7 @@ use super::*;
 use crate::body::RawBody;
 use crate::config::compile::compile_scheme;
 use crate::config::file::RawVerify;
+use crate::config::presets;
 use bytes::Bytes;
 
 #[derive(Deserialize)]

@@ -313,7 +313,7 @@ fn dashboard_panels() -> usize {
 /// What the sources say: kind -> number.
 fn true_counts() -> BTreeMap<&'static str, usize> {
     BTreeMap::from([
-        ("presets", hookgate::scheme::presets::NAMES.len()),
+        ("presets", hookgate::config::presets::NAMES.len()),
         ("metrics", metric_names().len()),
         ("alerts", alert_names().len()),
         ("panels", dashboard_panels()),
@@ -390,7 +390,7 @@ fn first_column(page: &str, heading: &str) -> Vec<String> {
 
 #[test]
 fn docs_tables_list_every_preset_metric_and_alert() {
-    let presets: Vec<String> = hookgate::scheme::presets::NAMES
+    let presets: Vec<String> = hookgate::config::presets::NAMES
         .iter()
         .map(|s| s.to_string())
         .collect();

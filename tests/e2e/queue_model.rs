@@ -28,8 +28,9 @@ use bytes::Bytes;
 use hookgate::delivery::event::{Event, Lease, NewEvent, State};
 use hookgate::delivery::retry::DeadReason;
 use hookgate::delivery::store::{Filter, Ingested, Settle};
-use hookgate::delivery::{QueueStore, QueueStoreConfig, Retention};
+use hookgate::delivery::QueueStore;
 use hookgate::metrics::Metrics;
+use hookgate::model::{QueueStoreConfig, Retention};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use http::Method;
 
-use crate::config::Route;
+use super::Route;
 
 /// How a route's `path:` matches.
 #[derive(Clone, Debug, PartialEq, Eq)]

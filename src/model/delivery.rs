@@ -1,0 +1,114 @@
+//! A route's delivery as compiled: sync (forward now) or queued (store, answer, deliver
+//! later with retries), and where queued events are stored.
+
+use std::time::Duration;
+
+use http::StatusCode;
+
+/// How a route delivers what passed its checks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Forward now and relay the app's answer (the default).
+    Sync,
+    /// Store durably, answer the sender, deliver later.
+    Queued(QueuePolicy),
+}
+
+/// A queued route's settings (`queue:` on the route).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueuePolicy {
+    /// What the sender gets once the event is on disk.
+    pub answer_status: StatusCode,
+    pub answer_body: String,
+    /// Deliveries to the app in flight at once (protects a slow app). 1 also delivers in
+    /// order of arrival, unless an event has to be retried.
+    pub concurrency: usize,
+    pub retry: RetryPolicy,
+}
+
+impl Default for QueuePolicy {
+    fn default() -> QueuePolicy {
+        QueuePolicy {
+            answer_status: StatusCode::OK,
+            answer_body: "queued\n".into(),
+            concurrency: 16,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// Where queued events live (`queue_store:`), built only if some route is queued.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QueueStoreConfig {
+    /// One directory on this machine, one gateway process at a time.
+    Embedded {
+        path: std::path::PathBuf,
+        /// Bound on the database file; past it new events are refused with 503.
+        max_bytes: Option<u64>,
+        retention: Retention,
+    },
+    /// One PostgreSQL database shared by every replica.
+    Postgres {
+        url: String,
+        /// Connections kept open to it, at most.
+        pool_size: usize,
+        /// Bound on each call; past it the store counts as unavailable (503 on ingest).
+        timeout: Duration,
+        /// CA certificates for TLS to the server, instead of the system's trust roots.
+        ca_file: Option<std::path::PathBuf>,
+        retention: Retention,
+    },
+}
+
+impl QueueStoreConfig {
+    pub fn retention(&self) -> Retention {
+        match self {
+            QueueStoreConfig::Embedded { retention, .. }
+            | QueueStoreConfig::Postgres { retention, .. } => *retention,
+        }
+    }
+}
+
+/// How long finished events stay in the store, for inspection and replay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// Delivered events (their bodies included), after delivery.
+    pub delivered: Duration,
+    /// Dead letters, after they died, unless retried or dropped first.
+    pub dead: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Retention {
+        Retention {
+            delivered: Duration::from_secs(24 * 3600),
+            dead: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+/// A queued route's retry settings (`queue.retry:`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// The wait after the first failed attempt; each further failure doubles it.
+    pub initial_interval: Duration,
+    /// The longest wait between two attempts (before jitter and `Retry-After`).
+    pub max_interval: Duration,
+    /// An event not delivered this long after it was received is dead. The default is the
+    /// longest retry window among the seed senders (72 h): past it, the sender would have
+    /// given up too.
+    pub max_age: Duration,
+    /// `Some(n)`: dead after n attempts, however young.
+    pub max_attempts: Option<u32>,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> RetryPolicy {
+        RetryPolicy {
+            initial_interval: Duration::from_secs(5),
+            max_interval: Duration::from_secs(3600),
+            max_age: Duration::from_secs(72 * 3600),
+            max_attempts: None,
+        }
+    }
+}
