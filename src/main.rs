@@ -9,11 +9,9 @@ use std::time::SystemTime;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use http::{HeaderMap, HeaderName, HeaderValue};
 
 use hookgate::config::{self, Loaded, LogFormat, LogSettings};
-use hookgate::routes::PathPattern;
-use hookgate::scheme::{Part, SigningKey, TimestampSource};
+use hookgate::scheme::SigningKey;
 
 #[derive(Parser)]
 #[command(
@@ -484,31 +482,11 @@ fn print_warnings(path: &Path, warnings: &[config::ConfigError]) {
 }
 
 fn sign(path: &Path, args: &SignArgs) -> anyhow::Result<ExitCode> {
-    let loaded = config::load(path)
-        .map_err(|e| anyhow::anyhow!("{}{e}", path.display().to_string() + ": "))?;
+    let loaded = config::load(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     for w in &loaded.warnings {
         tracing::warn!("{}: {w}", path.display());
     }
-    let Some(route) = loaded.gateway.routes.get(&args.route) else {
-        let names: Vec<&str> = loaded
-            .gateway
-            .routes
-            .routes()
-            .iter()
-            .map(|r| r.name.as_str())
-            .collect();
-        bail!(
-            "no route named `{}`; routes: {}",
-            args.route,
-            names.join(", ")
-        );
-    };
-    let Some(scheme) = &route.scheme else {
-        bail!(
-            "route `{}` verifies no signature (IP allowlist only): nothing to sign",
-            args.route
-        );
-    };
+    let sender = hookgate::sign::Sender::for_route(&loaded.gateway, &args.route)?;
     let mut body = Vec::new();
     if args.body == "-" {
         std::io::stdin()
@@ -520,124 +498,27 @@ fn sign(path: &Path, args: &SignArgs) -> anyhow::Result<ExitCode> {
     }
     let private_key = match &args.private_key {
         None => None,
-        Some(file) => {
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("reading private key {}", file.display()))?;
-            let key = SigningKey::parse(scheme.algorithm, &text).map_err(anyhow::Error::msg)?;
-            // A signature the route cannot verify would only mislead.
-            if !key.matches(&scheme.keys) {
-                bail!(
-                    "the private key in {} does not belong to any public key of route `{}`",
-                    file.display(),
-                    args.route
-                );
-            }
-            Some(key)
-        }
+        Some(file) => Some((
+            file.as_path(),
+            std::fs::read_to_string(file)
+                .with_context(|| format!("reading private key {}", file.display()))?,
+        )),
     };
-    let signs_url = scheme.message.contains(&Part::Url) || scheme.body_hash_param.is_some();
-    // The path the sender posts to: given, or the route's own exact path. Only URL-signed
-    // schemes need it; for the others any path under the route will do.
-    let mut target = match (&args.path, &route.path) {
-        (Some(p), _) => p.clone(),
-        (None, PathPattern::Exact(p)) => p.clone(),
-        (None, PathPattern::Prefix(base)) if !signs_url => format!("{base}/"),
-        (None, PathPattern::Prefix(_)) => {
-            bail!(
-                "route `{}` has a prefix path and its scheme signs the URL: give the request \
-                 path and query the sender posts to with --path",
-                args.route
-            )
-        }
+    let request = hookgate::sign::Request {
+        body: &body,
+        headers: &args.headers,
+        path: args.path.as_deref(),
+        private_key: private_key
+            .as_ref()
+            .map(|(file, text)| (*file, text.as_str())),
     };
-
-    let mut headers = HeaderMap::new();
-    for h in &args.headers {
-        let (name, value) = h
-            .split_once(':')
-            .with_context(|| format!("`{h}` is not NAME: VALUE"))?;
-        headers.insert(
-            HeaderName::from_bytes(name.trim().as_bytes())
-                .with_context(|| format!("bad header name in `{h}`"))?,
-            HeaderValue::from_str(value.trim())
-                .with_context(|| format!("bad header value in `{h}`"))?,
-        );
+    let mut notes = Vec::new();
+    let signed = sender.sign(&request, SystemTime::now(), &mut notes);
+    for note in &notes {
+        eprintln!("{note}");
     }
-    let given: Vec<HeaderName> = headers.keys().cloned().collect();
-    let mut set = Vec::new();
-    // Twilio-style schemes sign a form body's parameters, or a JSON body through a SHA-256 in
-    // the URL: which one the gateway checks depends on Content-Type, so `sign` fixes it (curl
-    // would otherwise send its form default with a JSON body, or none).
-    let form_scheme =
-        scheme.message.contains(&Part::FormParamsSorted) || scheme.body_hash_param.is_some();
-    if form_scheme && !headers.contains_key(http::header::CONTENT_TYPE) {
-        let json = body
-            .iter()
-            .find(|b| !b.is_ascii_whitespace())
-            .is_some_and(|b| matches!(b, b'{' | b'['));
-        let content_type = if json {
-            "application/json"
-        } else {
-            "application/x-www-form-urlencoded"
-        };
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static(content_type),
-        );
-        set.push(http::header::CONTENT_TYPE);
-    }
-    let is_form = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if let (Some(param), false) = (&scheme.body_hash_param, is_form) {
-        if !body.is_empty() && !target.contains(&format!("{param}=")) {
-            let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
-            let sep = if target.contains('?') { '&' } else { '?' };
-            target = format!("{target}{sep}{param}={hash}");
-            eprintln!(
-                "note: a non-form body is signed through its SHA-256 in the URL: post to {target}"
-            );
-        }
-    }
-    set.extend(
-        scheme
-            .sign(
-                &mut headers,
-                &body,
-                &target,
-                SystemTime::now(),
-                private_key.as_ref(),
-            )
-            .map_err(anyhow::Error::msg)?,
-    );
-    if let Some(TimestampSource::JsonField(pointer)) = scheme.timestamp.as_ref().map(|t| &t.source)
-    {
-        eprintln!("note: the timestamp is read from the body at {pointer}; it must be recent");
-    }
-    // The gateway refuses a request without the route's replay key: say so now.
-    if let Some(replay) = &route.replay {
-        if replay.key_bytes(&headers, &body, b"signature").is_none() {
-            let (what, how) = match &replay.key {
-                hookgate::replay::KeySource::Header(h) => {
-                    (format!("header {}", h[0]), "add it (once) with --header")
-                }
-                hookgate::replay::KeySource::Json(p) => {
-                    (format!("JSON field {p}"), "put it in the body")
-                }
-                hookgate::replay::KeySource::Signature => ("signature".into(), ""),
-            };
-            eprintln!(
-                "warning: route `{}` deduplicates by its {what}, which this request lacks: the \
-                 gateway will refuse it (replay_key_missing); {how}",
-                args.route
-            );
-        }
-    }
-    for name in given.iter().chain(&set) {
-        if let Some(value) = headers.get(name) {
-            println!("{}: {}", name, value.to_str().unwrap_or_default());
-        }
+    for (name, value) in signed? {
+        println!("{}: {}", name, value.to_str().unwrap_or_default());
     }
     Ok(ExitCode::SUCCESS)
 }
