@@ -7,10 +7,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use hookgate::config::{self, Loaded, LogFormat, LogSettings};
+use hookgate::delivery::api;
 use hookgate::scheme::SigningKey;
 
 #[derive(Parser)]
@@ -570,123 +571,55 @@ fn queue(
     json: bool,
     action: QueueAction,
 ) -> anyhow::Result<ExitCode> {
-    use hookgate::delivery::table::View;
-    // The configuration is read only for what was not given on the command line.
-    let loaded = if admin.is_none() || token_file.is_none() {
-        match config::load(path) {
-            Ok(l) => Some(l),
-            Err(_) if admin.is_some() => None,
-            Err(errors) => bail!("{}: {errors}(or give --admin)", path.display()),
-        }
-    } else {
-        None
-    };
-    let addr = match (admin, &loaded) {
-        (Some(a), _) => a,
-        (None, Some(l)) => hookgate::admin::local_target(l.gateway.admin).to_string(),
-        (None, None) => bail!("no admin address: give --admin HOST:PORT"),
-    };
-    let token = match token_file {
-        Some(f) => Some(
-            std::fs::read_to_string(&f)
-                .with_context(|| format!("cannot read {}", f.display()))?
-                .trim()
-                .to_owned(),
-        ),
-        None => None,
-    };
-    let enc = hookgate::delivery::api::percent_encode;
-    // The call, and how its answer is shown on a terminal.
-    let (method, target, view) = match &action {
-        QueueAction::Routes { route: None } => {
-            (http::Method::GET, "/queue/routes".to_owned(), View::Routes)
-        }
-        QueueAction::Routes { route: Some(r) } => (
-            http::Method::GET,
-            format!("/queue/routes/{}", enc(r)),
-            View::Route,
-        ),
-        QueueAction::List {
-            route,
-            state,
-            limit,
-            after,
-        } => {
-            let mut q = vec![format!("limit={limit}")];
-            for (k, v) in [("route", route), ("state", state), ("after", after)] {
-                if let Some(v) = v {
-                    q.push(format!("{k}={}", enc(v)));
-                }
-            }
-            (
-                http::Method::GET,
-                format!("/queue/events?{}", q.join("&")),
-                View::List,
-            )
-        }
-        QueueAction::Show { id, body } => (
-            http::Method::GET,
-            format!(
-                "/queue/events/{}{}",
-                enc(id),
-                if *body { "?body=true" } else { "" }
-            ),
-            View::Show,
-        ),
-        QueueAction::Retry { id } => (
-            http::Method::POST,
-            format!("/queue/events/{}/retry", enc(id)),
-            View::Changed,
-        ),
-        QueueAction::RetryDead { route } => (
-            http::Method::POST,
-            format!("/queue/routes/{}/retry-dead", enc(route)),
-            View::Changed,
-        ),
-        QueueAction::Drop { id } => (
-            http::Method::DELETE,
-            format!("/queue/events/{}", enc(id)),
-            View::Changed,
-        ),
-    };
-    // A token from the configuration's own file when none was given.
-    let token = token.or_else(|| {
-        loaded.as_ref().and_then(|l| {
-            l.gateway
-                .admin_token
-                .as_ref()
-                .map(|t| String::from_utf8_lossy(t.expose()).into_owned())
-        })
-    });
+    use std::io::IsTerminal as _;
+    let client = api::Client::new(path, admin, token_file.as_deref())?;
+    let (method, target, view) = api::Call::from(action).request();
     let (status, body) = admin_call(
-        &addr,
-        token.as_deref(),
+        &client.addr,
+        client.token.as_deref(),
         method,
         &target,
         std::time::Duration::from_secs(30),
     )?
     .map_err(anyhow::Error::msg)?;
-    let answer: Option<serde_json::Value> = serde_json::from_str(&body).ok();
-    if !status.is_success() {
-        let why = answer
-            .as_ref()
-            .and_then(|a| a["error"].as_str())
-            .unwrap_or(body.trim());
+    let answer = api::Answer::new(status, body);
+    if let Some(why) = answer.failure() {
         if json {
-            print!("{body}");
+            print!("{}", answer.body);
         }
         eprintln!("hookgate queue: {why} (HTTP {})", status.as_u16());
         return Ok(ExitCode::FAILURE);
     }
-    use std::io::IsTerminal as _;
-    match answer {
-        Some(answer) if !json && std::io::stdout().is_terminal() => {
-            let now = hookgate::delivery::unix_ms(std::time::SystemTime::now());
-            print!("{}", hookgate::delivery::table::render(view, &answer, now));
-        }
-        _ => print!("{body}"),
-    }
+    let table = if !json && std::io::stdout().is_terminal() {
+        answer.table(view, hookgate::delivery::unix_ms(SystemTime::now()))
+    } else {
+        None
+    };
+    print!("{}", table.as_deref().unwrap_or(&answer.body));
     Ok(ExitCode::SUCCESS)
+}
+
+impl From<QueueAction> for api::Call {
+    fn from(action: QueueAction) -> api::Call {
+        match action {
+            QueueAction::Routes { route } => api::Call::Routes { route },
+            QueueAction::List {
+                route,
+                state,
+                limit,
+                after,
+            } => api::Call::List {
+                route,
+                state,
+                limit,
+                after,
+            },
+            QueueAction::Show { id, body } => api::Call::Show { id, body },
+            QueueAction::Retry { id } => api::Call::Retry { id },
+            QueueAction::RetryDead { route } => api::Call::RetryDead { route },
+            QueueAction::Drop { id } => api::Call::Drop { id },
+        }
+    }
 }
 
 /// One request to the admin listener from the command line, on a runtime of its own. The
@@ -701,9 +634,7 @@ fn admin_call(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    Ok(runtime.block_on(hookgate::delivery::api::call(
-        addr, token, method, target, timeout,
-    )))
+    Ok(runtime.block_on(api::call(addr, token, method, target, timeout)))
 }
 
 fn healthcheck(

@@ -1,6 +1,6 @@
 //! The queue on the admin listener: JSON endpoints to list, show, retry and drop events
 //! ([`respond`], one function per endpoint), and the small HTTP client `hookgate queue …` uses
-//! to call them.
+//! to call them ([`Call`], [`Client`], [`call`], [`Answer`]).
 //!
 //! ```text
 //! GET    /queue/routes                                    per queued route: depth by state,
@@ -17,6 +17,7 @@
 //! configured (always, when the admin listener is not on loopback). An unknown route or
 //! event is a 404 with a JSON `error`.
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -24,9 +25,10 @@ use http::{header, HeaderValue, Method, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
 
-use crate::config::Gateway;
+use crate::config::{ConfigErrors, Gateway};
 use crate::delivery::event::{Event, State};
 use crate::delivery::store::{Depth, Filter};
+use crate::delivery::table::View;
 use crate::delivery::{unix_ms, Delivery, Queue, StoreError};
 
 /// Most events one list answer holds.
@@ -439,6 +441,195 @@ fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
     json_response(status, &json!({ "error": message }))
 }
 
+/// What `hookgate queue` asks of the API above: one endpoint each.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Call {
+    /// Every queued route, or only `route`.
+    Routes {
+        route: Option<String>,
+    },
+    List {
+        route: Option<String>,
+        state: Option<String>,
+        limit: usize,
+        after: Option<String>,
+    },
+    Show {
+        id: String,
+        body: bool,
+    },
+    Retry {
+        id: String,
+    },
+    RetryDead {
+        route: String,
+    },
+    Drop {
+        id: String,
+    },
+}
+
+impl Call {
+    /// Its method and target, and how its answer is shown on a terminal.
+    pub fn request(&self) -> (Method, String, View) {
+        let enc = percent_encode;
+        match self {
+            Call::Routes { route: None } => (Method::GET, "/queue/routes".to_owned(), View::Routes),
+            Call::Routes { route: Some(r) } => (
+                Method::GET,
+                format!("/queue/routes/{}", enc(r)),
+                View::Route,
+            ),
+            Call::List {
+                route,
+                state,
+                limit,
+                after,
+            } => {
+                let mut q = vec![format!("limit={limit}")];
+                for (k, v) in [("route", route), ("state", state), ("after", after)] {
+                    if let Some(v) = v {
+                        q.push(format!("{k}={}", enc(v)));
+                    }
+                }
+                (
+                    Method::GET,
+                    format!("/queue/events?{}", q.join("&")),
+                    View::List,
+                )
+            }
+            Call::Show { id, body } => (
+                Method::GET,
+                format!(
+                    "/queue/events/{}{}",
+                    enc(id),
+                    if *body { "?body=true" } else { "" }
+                ),
+                View::Show,
+            ),
+            Call::Retry { id } => (
+                Method::POST,
+                format!("/queue/events/{}/retry", enc(id)),
+                View::Changed,
+            ),
+            Call::RetryDead { route } => (
+                Method::POST,
+                format!("/queue/routes/{}/retry-dead", enc(route)),
+                View::Changed,
+            ),
+            Call::Drop { id } => (
+                Method::DELETE,
+                format!("/queue/events/{}", enc(id)),
+                View::Changed,
+            ),
+        }
+    }
+}
+
+/// Where `hookgate queue` reaches the API, and with which bearer token.
+pub struct Client {
+    /// `host:port` of the admin listener.
+    pub addr: String,
+    pub token: Option<String>,
+}
+
+/// Why `hookgate queue` does not know where to call, or with which token.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{}: {errors}(or give --admin)", path.display())]
+    Config { path: PathBuf, errors: ConfigErrors },
+    #[error("no admin address: give --admin HOST:PORT")]
+    NoAddress,
+    #[error("cannot read {}", path.display())]
+    TokenFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl Client {
+    /// The admin address and token file as given on the command line; the configuration at
+    /// `config` is read only for what was not given (`admin.addr`, reached on loopback when
+    /// unspecified, and `admin.token_file`).
+    pub fn new(
+        config: &Path,
+        admin: Option<String>,
+        token_file: Option<&Path>,
+    ) -> Result<Client, ClientError> {
+        let loaded = if admin.is_none() || token_file.is_none() {
+            match crate::config::load(config) {
+                Ok(l) => Some(l),
+                Err(_) if admin.is_some() => None,
+                Err(errors) => {
+                    return Err(ClientError::Config {
+                        path: config.to_owned(),
+                        errors,
+                    })
+                }
+            }
+        } else {
+            None
+        };
+        let addr = match (admin, &loaded) {
+            (Some(a), _) => a,
+            (None, Some(l)) => crate::admin::local_target(l.gateway.admin).to_string(),
+            (None, None) => return Err(ClientError::NoAddress),
+        };
+        let token = match token_file {
+            Some(f) => Some(
+                std::fs::read_to_string(f)
+                    .map_err(|source| ClientError::TokenFile {
+                        path: f.to_owned(),
+                        source,
+                    })?
+                    .trim()
+                    .to_owned(),
+            ),
+            // The configuration's own token file when none was given.
+            None => loaded.as_ref().and_then(|l| {
+                l.gateway
+                    .admin_token
+                    .as_ref()
+                    .map(|t| String::from_utf8_lossy(t.expose()).into_owned())
+            }),
+        };
+        Ok(Client { addr, token })
+    }
+}
+
+/// The API's answer to a [`Call`], as [`call`] got it.
+pub struct Answer {
+    pub status: StatusCode,
+    /// The body as it came (JSON, unless something else answered).
+    pub body: String,
+    json: Option<Value>,
+}
+
+impl Answer {
+    pub fn new(status: StatusCode, body: String) -> Answer {
+        let json = serde_json::from_str(&body).ok();
+        Answer { status, body, json }
+    }
+
+    /// For an error status, why: the API's JSON `error`, or else the body itself.
+    pub fn failure(&self) -> Option<&str> {
+        if self.status.is_success() {
+            return None;
+        }
+        Some(
+            self.json
+                .as_ref()
+                .and_then(|a| a["error"].as_str())
+                .unwrap_or(self.body.trim()),
+        )
+    }
+
+    /// The JSON as a person reads it, if the answer is JSON.
+    pub fn table(&self, view: View, now_ms: i64) -> Option<String> {
+        Some(super::table::render(view, self.json.as_ref()?, now_ms))
+    }
+}
+
 /// One call to the admin listener at `addr` (`host:port`), as `hookgate queue` makes it:
 /// the status and the body.
 pub async fn call(
@@ -490,6 +681,75 @@ pub async fn call(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_call_is_one_endpoint_of_the_router() {
+        let id = || "e 1".to_owned();
+        let table = [
+            (
+                Call::Routes { route: None },
+                "GET /queue/routes",
+                View::Routes,
+            ),
+            (
+                Call::Routes {
+                    route: Some("gh".into()),
+                },
+                "GET /queue/routes/gh",
+                View::Route,
+            ),
+            (
+                Call::List {
+                    route: Some("gh".into()),
+                    state: None,
+                    limit: 5,
+                    after: Some("a/1".into()),
+                },
+                "GET /queue/events?limit=5&route=gh&after=a%2F1",
+                View::List,
+            ),
+            (
+                Call::Show {
+                    id: id(),
+                    body: true,
+                },
+                "GET /queue/events/e%201?body=true",
+                View::Show,
+            ),
+            (
+                Call::Retry { id: id() },
+                "POST /queue/events/e%201/retry",
+                View::Changed,
+            ),
+            (
+                Call::RetryDead { route: "gh".into() },
+                "POST /queue/routes/gh/retry-dead",
+                View::Changed,
+            ),
+            (
+                Call::Drop { id: id() },
+                "DELETE /queue/events/e%201",
+                View::Changed,
+            ),
+        ];
+        for (call, request, view) in table {
+            let (method, target, shown) = call.request();
+            assert_eq!(format!("{method} {target}"), request, "{call:?}");
+            assert_eq!(shown, view, "{call:?}");
+        }
+    }
+
+    #[test]
+    fn an_error_answer_says_why_from_its_json_or_its_text() {
+        let json = Answer::new(
+            StatusCode::NOT_FOUND,
+            "{\"error\": \"no such event\"}\n".into(),
+        );
+        assert_eq!(json.failure(), Some("no such event"));
+        let text = Answer::new(StatusCode::BAD_GATEWAY, "upstream down\n".into());
+        assert_eq!(text.failure(), Some("upstream down"));
+        assert_eq!(Answer::new(StatusCode::OK, "{}".into()).failure(), None);
+    }
 
     #[test]
     fn path_segments_round_trip_through_percent_encoding() {
