@@ -176,16 +176,12 @@ struct SignArgs {
 }
 
 fn main() -> ExitCode {
-    // HOOKGATE_LOG overrides `log.level`; a value that names no level is an error, not silence.
-    let env_level = match std::env::var("HOOKGATE_LOG") {
-        Err(_) => None,
-        Ok(value) => match hookgate::log_filter::check(&value) {
-            Ok(f) => Some(f.to_owned()),
-            Err(e) => {
-                eprintln!("hookgate: HOOKGATE_LOG={value:?}: {e}");
-                return ExitCode::from(2);
-            }
-        },
+    let env_level = match env_log_level() {
+        Ok(level) => level,
+        Err(e) => {
+            eprintln!("hookgate: {e}");
+            return ExitCode::from(2);
+        }
     };
     let cli = Cli::parse();
     // `run` logs as its configuration's `log:` says; the other commands as text.
@@ -255,6 +251,17 @@ fn main() -> ExitCode {
             eprintln!("hookgate: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `HOOKGATE_LOG`, which overrides `log.level`; a value that names no level is an error, not
+/// silence.
+fn env_log_level() -> Result<Option<String>, String> {
+    match std::env::var("HOOKGATE_LOG") {
+        Err(_) => Ok(None),
+        Ok(value) => hookgate::log_filter::check(&value)
+            .map(|f| Some(f.to_owned()))
+            .map_err(|e| format!("HOOKGATE_LOG={value:?}: {e}")),
     }
 }
 
