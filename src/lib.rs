@@ -66,5 +66,6 @@ pub mod replay;
 pub mod request_id;
 pub mod scheme;
 pub mod server;
+pub mod sign;
 pub mod tls;
 pub mod upstream;

@@ -7,14 +7,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
-use http::{HeaderMap, HeaderName, HeaderValue};
 
 use hookgate::config::{self, Loaded};
-use hookgate::model::routes::PathPattern;
+use hookgate::delivery::api;
 use hookgate::model::{LogFormat, LogSettings};
-use hookgate::scheme::{Part, SigningKey, TimestampSource};
+use hookgate::scheme::SigningKey;
 
 #[derive(Parser)]
 #[command(
@@ -178,16 +177,12 @@ struct SignArgs {
 }
 
 fn main() -> ExitCode {
-    // HOOKGATE_LOG overrides `log.level`; a value that names no level is an error, not silence.
-    let env_level = match std::env::var("HOOKGATE_LOG") {
-        Err(_) => None,
-        Ok(value) => match hookgate::log_filter::check(&value) {
-            Ok(f) => Some(f.to_owned()),
-            Err(e) => {
-                eprintln!("hookgate: HOOKGATE_LOG={value:?}: {e}");
-                return ExitCode::from(2);
-            }
-        },
+    let env_level = match env_log_level() {
+        Ok(level) => level,
+        Err(e) => {
+            eprintln!("hookgate: {e}");
+            return ExitCode::from(2);
+        }
     };
     let cli = Cli::parse();
     // `run` logs as its configuration's `log:` says; the other commands as text.
@@ -257,6 +252,17 @@ fn main() -> ExitCode {
             eprintln!("hookgate: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `HOOKGATE_LOG`, which overrides `log.level`; a value that names no level is an error, not
+/// silence.
+fn env_log_level() -> Result<Option<String>, String> {
+    match std::env::var("HOOKGATE_LOG") {
+        Err(_) => Ok(None),
+        Ok(value) => hookgate::log_filter::check(&value)
+            .map(|f| Some(f.to_owned()))
+            .map_err(|e| format!("HOOKGATE_LOG={value:?}: {e}")),
     }
 }
 
@@ -485,31 +491,11 @@ fn print_warnings(path: &Path, warnings: &[config::ConfigError]) {
 }
 
 fn sign(path: &Path, args: &SignArgs) -> anyhow::Result<ExitCode> {
-    let loaded = config::load(path)
-        .map_err(|e| anyhow::anyhow!("{}{e}", path.display().to_string() + ": "))?;
+    let loaded = config::load(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     for w in &loaded.warnings {
         tracing::warn!("{}: {w}", path.display());
     }
-    let Some(route) = loaded.gateway.routes.get(&args.route) else {
-        let names: Vec<&str> = loaded
-            .gateway
-            .routes
-            .routes()
-            .iter()
-            .map(|r| r.name.as_str())
-            .collect();
-        bail!(
-            "no route named `{}`; routes: {}",
-            args.route,
-            names.join(", ")
-        );
-    };
-    let Some(scheme) = &route.scheme else {
-        bail!(
-            "route `{}` verifies no signature (IP allowlist only): nothing to sign",
-            args.route
-        );
-    };
+    let sender = hookgate::sign::Sender::for_route(&loaded.gateway, &args.route)?;
     let mut body = Vec::new();
     if args.body == "-" {
         std::io::stdin()
@@ -521,124 +507,27 @@ fn sign(path: &Path, args: &SignArgs) -> anyhow::Result<ExitCode> {
     }
     let private_key = match &args.private_key {
         None => None,
-        Some(file) => {
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("reading private key {}", file.display()))?;
-            let key = SigningKey::parse(scheme.algorithm, &text).map_err(anyhow::Error::msg)?;
-            // A signature the route cannot verify would only mislead.
-            if !key.matches(&scheme.keys) {
-                bail!(
-                    "the private key in {} does not belong to any public key of route `{}`",
-                    file.display(),
-                    args.route
-                );
-            }
-            Some(key)
-        }
+        Some(file) => Some((
+            file.as_path(),
+            std::fs::read_to_string(file)
+                .with_context(|| format!("reading private key {}", file.display()))?,
+        )),
     };
-    let signs_url = scheme.message.contains(&Part::Url) || scheme.body_hash_param.is_some();
-    // The path the sender posts to: given, or the route's own exact path. Only URL-signed
-    // schemes need it; for the others any path under the route will do.
-    let mut target = match (&args.path, &route.path) {
-        (Some(p), _) => p.clone(),
-        (None, PathPattern::Exact(p)) => p.clone(),
-        (None, PathPattern::Prefix(base)) if !signs_url => format!("{base}/"),
-        (None, PathPattern::Prefix(_)) => {
-            bail!(
-                "route `{}` has a prefix path and its scheme signs the URL: give the request \
-                 path and query the sender posts to with --path",
-                args.route
-            )
-        }
+    let request = hookgate::sign::Request {
+        body: &body,
+        headers: &args.headers,
+        path: args.path.as_deref(),
+        private_key: private_key
+            .as_ref()
+            .map(|(file, text)| (*file, text.as_str())),
     };
-
-    let mut headers = HeaderMap::new();
-    for h in &args.headers {
-        let (name, value) = h
-            .split_once(':')
-            .with_context(|| format!("`{h}` is not NAME: VALUE"))?;
-        headers.insert(
-            HeaderName::from_bytes(name.trim().as_bytes())
-                .with_context(|| format!("bad header name in `{h}`"))?,
-            HeaderValue::from_str(value.trim())
-                .with_context(|| format!("bad header value in `{h}`"))?,
-        );
+    let mut notes = Vec::new();
+    let signed = sender.sign(&request, SystemTime::now(), &mut notes);
+    for note in &notes {
+        eprintln!("{note}");
     }
-    let given: Vec<HeaderName> = headers.keys().cloned().collect();
-    let mut set = Vec::new();
-    // Twilio-style schemes sign a form body's parameters, or a JSON body through a SHA-256 in
-    // the URL: which one the gateway checks depends on Content-Type, so `sign` fixes it (curl
-    // would otherwise send its form default with a JSON body, or none).
-    let form_scheme =
-        scheme.message.contains(&Part::FormParamsSorted) || scheme.body_hash_param.is_some();
-    if form_scheme && !headers.contains_key(http::header::CONTENT_TYPE) {
-        let json = body
-            .iter()
-            .find(|b| !b.is_ascii_whitespace())
-            .is_some_and(|b| matches!(b, b'{' | b'['));
-        let content_type = if json {
-            "application/json"
-        } else {
-            "application/x-www-form-urlencoded"
-        };
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static(content_type),
-        );
-        set.push(http::header::CONTENT_TYPE);
-    }
-    let is_form = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if let (Some(param), false) = (&scheme.body_hash_param, is_form) {
-        if !body.is_empty() && !target.contains(&format!("{param}=")) {
-            let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
-            let sep = if target.contains('?') { '&' } else { '?' };
-            target = format!("{target}{sep}{param}={hash}");
-            eprintln!(
-                "note: a non-form body is signed through its SHA-256 in the URL: post to {target}"
-            );
-        }
-    }
-    set.extend(
-        scheme
-            .sign(
-                &mut headers,
-                &body,
-                &target,
-                SystemTime::now(),
-                private_key.as_ref(),
-            )
-            .map_err(anyhow::Error::msg)?,
-    );
-    if let Some(TimestampSource::JsonField(pointer)) = scheme.timestamp.as_ref().map(|t| &t.source)
-    {
-        eprintln!("note: the timestamp is read from the body at {pointer}; it must be recent");
-    }
-    // The gateway refuses a request without the route's replay key: say so now.
-    if let Some(replay) = &route.replay {
-        if replay.key_bytes(&headers, &body, b"signature").is_none() {
-            let (what, how) = match &replay.key {
-                hookgate::model::KeySource::Header(h) => {
-                    (format!("header {}", h[0]), "add it (once) with --header")
-                }
-                hookgate::model::KeySource::Json(p) => {
-                    (format!("JSON field {p}"), "put it in the body")
-                }
-                hookgate::model::KeySource::Signature => ("signature".into(), ""),
-            };
-            eprintln!(
-                "warning: route `{}` deduplicates by its {what}, which this request lacks: the \
-                 gateway will refuse it (replay_key_missing); {how}",
-                args.route
-            );
-        }
-    }
-    for name in given.iter().chain(&set) {
-        if let Some(value) = headers.get(name) {
-            println!("{}: {}", name, value.to_str().unwrap_or_default());
-        }
+    for (name, value) in signed? {
+        println!("{}: {}", name, value.to_str().unwrap_or_default());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -690,123 +579,55 @@ fn queue(
     json: bool,
     action: QueueAction,
 ) -> anyhow::Result<ExitCode> {
-    use hookgate::delivery::table::View;
-    // The configuration is read only for what was not given on the command line.
-    let loaded = if admin.is_none() || token_file.is_none() {
-        match config::load(path) {
-            Ok(l) => Some(l),
-            Err(_) if admin.is_some() => None,
-            Err(errors) => bail!("{}: {errors}(or give --admin)", path.display()),
-        }
-    } else {
-        None
-    };
-    let addr = match (admin, &loaded) {
-        (Some(a), _) => a,
-        (None, Some(l)) => hookgate::admin::local_target(l.gateway.admin).to_string(),
-        (None, None) => bail!("no admin address: give --admin HOST:PORT"),
-    };
-    let token = match token_file {
-        Some(f) => Some(
-            std::fs::read_to_string(&f)
-                .with_context(|| format!("cannot read {}", f.display()))?
-                .trim()
-                .to_owned(),
-        ),
-        None => None,
-    };
-    let enc = hookgate::delivery::api::percent_encode;
-    // The call, and how its answer is shown on a terminal.
-    let (method, target, view) = match &action {
-        QueueAction::Routes { route: None } => {
-            (http::Method::GET, "/queue/routes".to_owned(), View::Routes)
-        }
-        QueueAction::Routes { route: Some(r) } => (
-            http::Method::GET,
-            format!("/queue/routes/{}", enc(r)),
-            View::Route,
-        ),
-        QueueAction::List {
-            route,
-            state,
-            limit,
-            after,
-        } => {
-            let mut q = vec![format!("limit={limit}")];
-            for (k, v) in [("route", route), ("state", state), ("after", after)] {
-                if let Some(v) = v {
-                    q.push(format!("{k}={}", enc(v)));
-                }
-            }
-            (
-                http::Method::GET,
-                format!("/queue/events?{}", q.join("&")),
-                View::List,
-            )
-        }
-        QueueAction::Show { id, body } => (
-            http::Method::GET,
-            format!(
-                "/queue/events/{}{}",
-                enc(id),
-                if *body { "?body=true" } else { "" }
-            ),
-            View::Show,
-        ),
-        QueueAction::Retry { id } => (
-            http::Method::POST,
-            format!("/queue/events/{}/retry", enc(id)),
-            View::Changed,
-        ),
-        QueueAction::RetryDead { route } => (
-            http::Method::POST,
-            format!("/queue/routes/{}/retry-dead", enc(route)),
-            View::Changed,
-        ),
-        QueueAction::Drop { id } => (
-            http::Method::DELETE,
-            format!("/queue/events/{}", enc(id)),
-            View::Changed,
-        ),
-    };
-    // A token from the configuration's own file when none was given.
-    let token = token.or_else(|| {
-        loaded.as_ref().and_then(|l| {
-            l.gateway
-                .admin_token
-                .as_ref()
-                .map(|t| String::from_utf8_lossy(t.expose()).into_owned())
-        })
-    });
+    use std::io::IsTerminal as _;
+    let client = api::Client::new(path, admin, token_file.as_deref())?;
+    let (method, target, view) = api::Call::from(action).request();
     let (status, body) = admin_call(
-        &addr,
-        token.as_deref(),
+        &client.addr,
+        client.token.as_deref(),
         method,
         &target,
         std::time::Duration::from_secs(30),
     )?
     .map_err(anyhow::Error::msg)?;
-    let answer: Option<serde_json::Value> = serde_json::from_str(&body).ok();
-    if !status.is_success() {
-        let why = answer
-            .as_ref()
-            .and_then(|a| a["error"].as_str())
-            .unwrap_or(body.trim());
+    let answer = api::Answer::new(status, body);
+    if let Some(why) = answer.failure() {
         if json {
-            print!("{body}");
+            print!("{}", answer.body);
         }
         eprintln!("hookgate queue: {why} (HTTP {})", status.as_u16());
         return Ok(ExitCode::FAILURE);
     }
-    use std::io::IsTerminal as _;
-    match answer {
-        Some(answer) if !json && std::io::stdout().is_terminal() => {
-            let now = hookgate::delivery::unix_ms(std::time::SystemTime::now());
-            print!("{}", hookgate::delivery::table::render(view, &answer, now));
-        }
-        _ => print!("{body}"),
-    }
+    let table = if !json && std::io::stdout().is_terminal() {
+        answer.table(view, hookgate::delivery::unix_ms(SystemTime::now()))
+    } else {
+        None
+    };
+    print!("{}", table.as_deref().unwrap_or(&answer.body));
     Ok(ExitCode::SUCCESS)
+}
+
+impl From<QueueAction> for api::Call {
+    fn from(action: QueueAction) -> api::Call {
+        match action {
+            QueueAction::Routes { route } => api::Call::Routes { route },
+            QueueAction::List {
+                route,
+                state,
+                limit,
+                after,
+            } => api::Call::List {
+                route,
+                state,
+                limit,
+                after,
+            },
+            QueueAction::Show { id, body } => api::Call::Show { id, body },
+            QueueAction::Retry { id } => api::Call::Retry { id },
+            QueueAction::RetryDead { route } => api::Call::RetryDead { route },
+            QueueAction::Drop { id } => api::Call::Drop { id },
+        }
+    }
 }
 
 /// One request to the admin listener from the command line, on a runtime of its own. The
@@ -821,9 +642,7 @@ fn admin_call(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    Ok(runtime.block_on(hookgate::delivery::api::call(
-        addr, token, method, target, timeout,
-    )))
+    Ok(runtime.block_on(api::call(addr, token, method, target, timeout)))
 }
 
 fn healthcheck(

@@ -1,5 +1,6 @@
-//! The queue on the admin listener: JSON endpoints to list, show, retry and drop events, and
-//! the small HTTP client `hookgate queue …` uses to call them.
+//! The queue on the admin listener: JSON endpoints to list, show, retry and drop events
+//! ([`respond`], one function per endpoint), and the small HTTP client `hookgate queue …` uses
+//! to call them ([`Call`], [`Client`], [`call`], [`Answer`]).
 //!
 //! ```text
 //! GET    /queue/routes                                    per queued route: depth by state,
@@ -16,6 +17,7 @@
 //! configured (always, when the admin listener is not on loopback). An unknown route or
 //! event is a 404 with a JSON `error`.
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -23,16 +25,17 @@ use http::{header, HeaderValue, Method, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
 
+use crate::config::ConfigErrors;
 use crate::delivery::event::{Event, State};
 use crate::delivery::store::{Depth, Filter};
-use crate::delivery::{unix_ms, Queue};
-use crate::model::Delivery;
-use crate::model::Gateway;
+use crate::delivery::table::View;
+use crate::delivery::{unix_ms, Queue, StoreError};
+use crate::model::{Delivery, Gateway};
 
 /// Most events one list answer holds.
 const MAX_LIMIT: usize = 1000;
 
-/// Answers a `/queue/...` request.
+/// Answers a `/queue/...` request: checks the token, then hands it to its endpoint.
 pub async fn respond(
     queue: Option<&Queue>,
     // The configuration in force: the admin token, and which routes are queued.
@@ -44,15 +47,7 @@ pub async fn respond(
 ) -> Response<Full<Bytes>> {
     if let Some(token) = &gateway.admin_token {
         if !token.admits(authorization) {
-            let mut r = json_response(
-                StatusCode::UNAUTHORIZED,
-                &json!({"error": "missing or wrong bearer token (admin.token_file)"}),
-            );
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"hookgate-admin\""),
-            );
-            return r;
+            return unauthorized();
         }
     }
     let Some(queue) = queue else {
@@ -61,149 +56,193 @@ pub async fn respond(
             "queued delivery is not configured (no queue_store)",
         );
     };
-    let params: Vec<(String, String)> = query
-        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default();
-    let param = |name: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
-    // Segments are percent-decoded (once): route names are plain (`check` allows letters,
-    // digits, `-`, `_`, `.`), event ids hex, but a client may still encode them.
-    let Some(decoded) = path
-        .trim_start_matches("/queue/")
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(percent_decode)
-        .collect::<Option<Vec<String>>>()
-    else {
+    let params = Params::parse(query);
+    let Some(decoded) = segments(path) else {
         return error(StatusCode::BAD_REQUEST, "bad percent-encoding in the path");
     };
     let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let now_ms = unix_ms(std::time::SystemTime::now());
     let result = match (method, segments.as_slice()) {
-        (&Method::GET, ["events"]) => {
-            let state = match param("state").map(|s| (s, State::parse(s))) {
-                None => None,
-                Some((_, Some(s))) => Some(s),
-                Some((s, None)) => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        &format!(
-                        "unknown state {s:?}: use queued, delivering, retrying, delivered or dead"
-                    ),
-                    )
-                }
-            };
-            let limit = match param("limit").map(str::parse::<usize>) {
-                None => 100,
-                Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
-                Some(_) => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        &format!("limit must be 1 to {MAX_LIMIT}"),
-                    )
-                }
-            };
-            if let Some(route) = param("route") {
-                match known_route(queue, gateway, route).await {
-                    Ok(true) => {}
-                    Ok(false) => return unknown_route(route),
-                    Err(e) => return store_error(&e),
-                }
-            }
-            let filter = Filter {
-                route: param("route").map(str::to_owned),
-                state,
-                after: param("after").map(str::to_owned),
-                limit,
-            };
-            queue.store.list(filter).await.map(|events| {
-                let next = (events.len() == limit)
-                    .then(|| events.last().map(|e| e.id.clone()))
-                    .flatten();
-                let list: Vec<Value> = events.iter().map(summary).collect();
-                json_response(StatusCode::OK, &json!({"events": list, "next_after": next}))
-            })
-        }
-        (&Method::GET, ["events", id]) => {
-            let with_body = matches!(param("body"), Some("true" | "1"));
-            queue.store.get(id, with_body).await.map(|e| match e {
-                None => error(StatusCode::NOT_FOUND, "no such event"),
-                Some(e) => json_response(StatusCode::OK, &detail(&e)),
-            })
-        }
-        (&Method::POST, ["events", id, "retry"]) => {
-            queue.store.retry(id, now_ms).await.map(|done| {
-                if done {
-                    queue.wake.notify_one();
-                    tracing::info!(event = *id, "event retried from the admin API");
-                    json_response(StatusCode::OK, &json!({"retried": 1}))
-                } else {
-                    error(
-                        StatusCode::NOT_FOUND,
-                        "no dead or retrying event with this id",
-                    )
-                }
-            })
-        }
-        (&Method::GET, ["routes"]) => queue.store.depths().await.map(|depths| {
-            json_response(
-                StatusCode::OK,
-                &routes(queue, gateway, &depths, None, now_ms),
-            )
-        }),
-        (&Method::GET, ["routes", route]) => queue.store.depths().await.map(|depths| {
-            let one = routes(queue, gateway, &depths, Some(route), now_ms);
-            match one["routes"].as_array().and_then(|r| r.first()) {
-                Some(r) => json_response(StatusCode::OK, r),
-                None => unknown_route(route),
-            }
-        }),
+        (&Method::GET, ["routes"]) => all_routes(queue, gateway, now_ms).await,
+        (&Method::GET, ["routes", route]) => one_route(queue, gateway, route, now_ms).await,
         (&Method::POST, ["routes", route, "retry-dead"]) => {
-            match known_route(queue, gateway, route).await {
-                Ok(true) => {}
-                Ok(false) => return unknown_route(route),
-                Err(e) => return store_error(&e),
-            }
-            queue.store.retry_dead(route, now_ms).await.map(|n| {
-                if n > 0 {
-                    queue.wake.notify_one();
-                    tracing::info!(
-                        route = *route,
-                        events = n,
-                        "dead events retried from the admin API"
-                    );
-                }
-                json_response(StatusCode::OK, &json!({"retried": n}))
-            })
+            retry_dead(queue, gateway, route, now_ms).await
         }
-        (&Method::DELETE, ["events", id]) => queue.store.remove(id).await.map(|done| {
-            if done {
-                tracing::info!(event = *id, "event dropped from the admin API");
-                json_response(StatusCode::OK, &json!({"dropped": 1}))
-            } else {
-                error(
-                    StatusCode::NOT_FOUND,
-                    "no such event, or it is being delivered right now",
-                )
-            }
-        }),
-        _ => {
-            return error(
-                StatusCode::NOT_FOUND,
-                "unknown queue endpoint: GET /queue/routes, GET /queue/routes/ROUTE, \
-                 GET /queue/events, GET /queue/events/ID, POST /queue/events/ID/retry, \
-                 POST /queue/routes/ROUTE/retry-dead, DELETE /queue/events/ID",
-            )
-        }
+        (&Method::GET, ["events"]) => list_events(queue, gateway, &params).await,
+        (&Method::GET, ["events", id]) => show_event(queue, id, &params).await,
+        (&Method::POST, ["events", id, "retry"]) => retry_event(queue, id, now_ms).await,
+        (&Method::DELETE, ["events", id]) => drop_event(queue, id).await,
+        _ => Ok(error(
+            StatusCode::NOT_FOUND,
+            "unknown queue endpoint: GET /queue/routes, GET /queue/routes/ROUTE, \
+             GET /queue/events, GET /queue/events/ID, POST /queue/events/ID/retry, \
+             POST /queue/routes/ROUTE/retry-dead, DELETE /queue/events/ID",
+        )),
     };
     result.unwrap_or_else(|e| store_error(&e))
 }
 
-fn store_error(e: &crate::delivery::StoreError) -> Response<Full<Bytes>> {
+/// An endpoint's answer; a store error becomes a 503 in [`respond`].
+type Answered = Result<Response<Full<Bytes>>, StoreError>;
+
+fn unauthorized() -> Response<Full<Bytes>> {
+    let mut r = json_response(
+        StatusCode::UNAUTHORIZED,
+        &json!({"error": "missing or wrong bearer token (admin.token_file)"}),
+    );
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"hookgate-admin\""),
+    );
+    r
+}
+
+/// The path's segments after `/queue/`, percent-decoded (once): route names are plain
+/// (`check` allows letters, digits, `-`, `_`, `.`), event ids hex, but a client may still
+/// encode them. `None` if one does not decode.
+fn segments(path: &str) -> Option<Vec<String>> {
+    path.trim_start_matches("/queue/")
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(percent_decode)
+        .collect()
+}
+
+/// The query's parameters, decoded.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn parse(query: Option<&str>) -> Params {
+        Params(
+            query
+                .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+                .unwrap_or_default(),
+        )
+    }
+
+    /// The first value of `name`.
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// `GET /queue/routes`
+async fn all_routes(queue: &Queue, gateway: &Gateway, now_ms: i64) -> Answered {
+    let depths = queue.store.depths().await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &routes(queue, gateway, &depths, None, now_ms),
+    ))
+}
+
+/// `GET /queue/routes/R`
+async fn one_route(queue: &Queue, gateway: &Gateway, route: &str, now_ms: i64) -> Answered {
+    let depths = queue.store.depths().await?;
+    let one = routes(queue, gateway, &depths, Some(route), now_ms);
+    Ok(match one["routes"].as_array().and_then(|r| r.first()) {
+        Some(r) => json_response(StatusCode::OK, r),
+        None => unknown_route(route),
+    })
+}
+
+/// `POST /queue/routes/R/retry-dead`
+async fn retry_dead(queue: &Queue, gateway: &Gateway, route: &str, now_ms: i64) -> Answered {
+    if !known_route(queue, gateway, route).await? {
+        return Ok(unknown_route(route));
+    }
+    let n = queue.store.retry_dead(route, now_ms).await?;
+    if n > 0 {
+        queue.wake.notify_one();
+        tracing::info!(route, events = n, "dead events retried from the admin API");
+    }
+    Ok(json_response(StatusCode::OK, &json!({"retried": n})))
+}
+
+/// `GET /queue/events?route=R&state=S&after=ID&limit=N`
+async fn list_events(queue: &Queue, gateway: &Gateway, params: &Params) -> Answered {
+    let filter = match list_filter(params) {
+        Ok(filter) => filter,
+        Err(message) => return Ok(error(StatusCode::BAD_REQUEST, &message)),
+    };
+    if let Some(route) = &filter.route {
+        if !known_route(queue, gateway, route).await? {
+            return Ok(unknown_route(route));
+        }
+    }
+    let limit = filter.limit;
+    let events = queue.store.list(filter).await?;
+    let next = (events.len() == limit)
+        .then(|| events.last().map(|e| e.id.clone()))
+        .flatten();
+    let list: Vec<Value> = events.iter().map(summary).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"events": list, "next_after": next}),
+    ))
+}
+
+/// A listing's filter from its query, or why the query is wrong.
+fn list_filter(params: &Params) -> Result<Filter, String> {
+    let state = match params.get("state").map(|s| (s, State::parse(s))) {
+        None => None,
+        Some((_, Some(s))) => Some(s),
+        Some((s, None)) => {
+            return Err(format!(
+                "unknown state {s:?}: use queued, delivering, retrying, delivered or dead"
+            ))
+        }
+    };
+    let limit = match params.get("limit").map(str::parse::<usize>) {
+        None => 100,
+        Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
+        Some(_) => return Err(format!("limit must be 1 to {MAX_LIMIT}")),
+    };
+    Ok(Filter {
+        route: params.get("route").map(str::to_owned),
+        state,
+        after: params.get("after").map(str::to_owned),
+        limit,
+    })
+}
+
+/// `GET /queue/events/ID[?body=true]`
+async fn show_event(queue: &Queue, id: &str, params: &Params) -> Answered {
+    let with_body = matches!(params.get("body"), Some("true" | "1"));
+    Ok(match queue.store.get(id, with_body).await? {
+        None => error(StatusCode::NOT_FOUND, "no such event"),
+        Some(e) => json_response(StatusCode::OK, &detail(&e)),
+    })
+}
+
+/// `POST /queue/events/ID/retry`
+async fn retry_event(queue: &Queue, id: &str, now_ms: i64) -> Answered {
+    if !queue.store.retry(id, now_ms).await? {
+        return Ok(error(
+            StatusCode::NOT_FOUND,
+            "no dead or retrying event with this id",
+        ));
+    }
+    queue.wake.notify_one();
+    tracing::info!(event = id, "event retried from the admin API");
+    Ok(json_response(StatusCode::OK, &json!({"retried": 1})))
+}
+
+/// `DELETE /queue/events/ID`
+async fn drop_event(queue: &Queue, id: &str) -> Answered {
+    if !queue.store.remove(id).await? {
+        return Ok(error(
+            StatusCode::NOT_FOUND,
+            "no such event, or it is being delivered right now",
+        ));
+    }
+    tracing::info!(event = id, "event dropped from the admin API");
+    Ok(json_response(StatusCode::OK, &json!({"dropped": 1})))
+}
+
+fn store_error(e: &StoreError) -> Response<Full<Bytes>> {
     tracing::error!(error = %e, "queue API: store error");
     error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
 }
@@ -217,11 +256,7 @@ fn unknown_route(route: &str) -> Response<Full<Bytes>> {
 
 /// Whether `route` is a queued route of the configuration, or has events in the store (a
 /// route that was queued before a reload).
-async fn known_route(
-    queue: &Queue,
-    gateway: &Gateway,
-    route: &str,
-) -> Result<bool, crate::delivery::StoreError> {
+async fn known_route(queue: &Queue, gateway: &Gateway, route: &str) -> Result<bool, StoreError> {
     if crate::delivery::queued_route(gateway, route).is_some() {
         return Ok(true);
     }
@@ -407,6 +442,195 @@ fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
     json_response(status, &json!({ "error": message }))
 }
 
+/// What `hookgate queue` asks of the API above: one endpoint each.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Call {
+    /// Every queued route, or only `route`.
+    Routes {
+        route: Option<String>,
+    },
+    List {
+        route: Option<String>,
+        state: Option<String>,
+        limit: usize,
+        after: Option<String>,
+    },
+    Show {
+        id: String,
+        body: bool,
+    },
+    Retry {
+        id: String,
+    },
+    RetryDead {
+        route: String,
+    },
+    Drop {
+        id: String,
+    },
+}
+
+impl Call {
+    /// Its method and target, and how its answer is shown on a terminal.
+    pub fn request(&self) -> (Method, String, View) {
+        let enc = percent_encode;
+        match self {
+            Call::Routes { route: None } => (Method::GET, "/queue/routes".to_owned(), View::Routes),
+            Call::Routes { route: Some(r) } => (
+                Method::GET,
+                format!("/queue/routes/{}", enc(r)),
+                View::Route,
+            ),
+            Call::List {
+                route,
+                state,
+                limit,
+                after,
+            } => {
+                let mut q = vec![format!("limit={limit}")];
+                for (k, v) in [("route", route), ("state", state), ("after", after)] {
+                    if let Some(v) = v {
+                        q.push(format!("{k}={}", enc(v)));
+                    }
+                }
+                (
+                    Method::GET,
+                    format!("/queue/events?{}", q.join("&")),
+                    View::List,
+                )
+            }
+            Call::Show { id, body } => (
+                Method::GET,
+                format!(
+                    "/queue/events/{}{}",
+                    enc(id),
+                    if *body { "?body=true" } else { "" }
+                ),
+                View::Show,
+            ),
+            Call::Retry { id } => (
+                Method::POST,
+                format!("/queue/events/{}/retry", enc(id)),
+                View::Changed,
+            ),
+            Call::RetryDead { route } => (
+                Method::POST,
+                format!("/queue/routes/{}/retry-dead", enc(route)),
+                View::Changed,
+            ),
+            Call::Drop { id } => (
+                Method::DELETE,
+                format!("/queue/events/{}", enc(id)),
+                View::Changed,
+            ),
+        }
+    }
+}
+
+/// Where `hookgate queue` reaches the API, and with which bearer token.
+pub struct Client {
+    /// `host:port` of the admin listener.
+    pub addr: String,
+    pub token: Option<String>,
+}
+
+/// Why `hookgate queue` does not know where to call, or with which token.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{}: {errors}(or give --admin)", path.display())]
+    Config { path: PathBuf, errors: ConfigErrors },
+    #[error("no admin address: give --admin HOST:PORT")]
+    NoAddress,
+    #[error("cannot read {}", path.display())]
+    TokenFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl Client {
+    /// The admin address and token file as given on the command line; the configuration at
+    /// `config` is read only for what was not given (`admin.addr`, reached on loopback when
+    /// unspecified, and `admin.token_file`).
+    pub fn new(
+        config: &Path,
+        admin: Option<String>,
+        token_file: Option<&Path>,
+    ) -> Result<Client, ClientError> {
+        let loaded = if admin.is_none() || token_file.is_none() {
+            match crate::config::load(config) {
+                Ok(l) => Some(l),
+                Err(_) if admin.is_some() => None,
+                Err(errors) => {
+                    return Err(ClientError::Config {
+                        path: config.to_owned(),
+                        errors,
+                    })
+                }
+            }
+        } else {
+            None
+        };
+        let addr = match (admin, &loaded) {
+            (Some(a), _) => a,
+            (None, Some(l)) => crate::admin::local_target(l.gateway.admin).to_string(),
+            (None, None) => return Err(ClientError::NoAddress),
+        };
+        let token = match token_file {
+            Some(f) => Some(
+                std::fs::read_to_string(f)
+                    .map_err(|source| ClientError::TokenFile {
+                        path: f.to_owned(),
+                        source,
+                    })?
+                    .trim()
+                    .to_owned(),
+            ),
+            // The configuration's own token file when none was given.
+            None => loaded.as_ref().and_then(|l| {
+                l.gateway
+                    .admin_token
+                    .as_ref()
+                    .map(|t| String::from_utf8_lossy(t.expose()).into_owned())
+            }),
+        };
+        Ok(Client { addr, token })
+    }
+}
+
+/// The API's answer to a [`Call`], as [`call`] got it.
+pub struct Answer {
+    pub status: StatusCode,
+    /// The body as it came (JSON, unless something else answered).
+    pub body: String,
+    json: Option<Value>,
+}
+
+impl Answer {
+    pub fn new(status: StatusCode, body: String) -> Answer {
+        let json = serde_json::from_str(&body).ok();
+        Answer { status, body, json }
+    }
+
+    /// For an error status, why: the API's JSON `error`, or else the body itself.
+    pub fn failure(&self) -> Option<&str> {
+        if self.status.is_success() {
+            return None;
+        }
+        Some(
+            self.json
+                .as_ref()
+                .and_then(|a| a["error"].as_str())
+                .unwrap_or(self.body.trim()),
+        )
+    }
+
+    /// The JSON as a person reads it, if the answer is JSON.
+    pub fn table(&self, view: View, now_ms: i64) -> Option<String> {
+        Some(super::table::render(view, self.json.as_ref()?, now_ms))
+    }
+}
+
 /// One call to the admin listener at `addr` (`host:port`), as `hookgate queue` makes it:
 /// the status and the body.
 pub async fn call(
@@ -458,6 +682,75 @@ pub async fn call(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_call_is_one_endpoint_of_the_router() {
+        let id = || "e 1".to_owned();
+        let table = [
+            (
+                Call::Routes { route: None },
+                "GET /queue/routes",
+                View::Routes,
+            ),
+            (
+                Call::Routes {
+                    route: Some("gh".into()),
+                },
+                "GET /queue/routes/gh",
+                View::Route,
+            ),
+            (
+                Call::List {
+                    route: Some("gh".into()),
+                    state: None,
+                    limit: 5,
+                    after: Some("a/1".into()),
+                },
+                "GET /queue/events?limit=5&route=gh&after=a%2F1",
+                View::List,
+            ),
+            (
+                Call::Show {
+                    id: id(),
+                    body: true,
+                },
+                "GET /queue/events/e%201?body=true",
+                View::Show,
+            ),
+            (
+                Call::Retry { id: id() },
+                "POST /queue/events/e%201/retry",
+                View::Changed,
+            ),
+            (
+                Call::RetryDead { route: "gh".into() },
+                "POST /queue/routes/gh/retry-dead",
+                View::Changed,
+            ),
+            (
+                Call::Drop { id: id() },
+                "DELETE /queue/events/e%201",
+                View::Changed,
+            ),
+        ];
+        for (call, request, view) in table {
+            let (method, target, shown) = call.request();
+            assert_eq!(format!("{method} {target}"), request, "{call:?}");
+            assert_eq!(shown, view, "{call:?}");
+        }
+    }
+
+    #[test]
+    fn an_error_answer_says_why_from_its_json_or_its_text() {
+        let json = Answer::new(
+            StatusCode::NOT_FOUND,
+            "{\"error\": \"no such event\"}\n".into(),
+        );
+        assert_eq!(json.failure(), Some("no such event"));
+        let text = Answer::new(StatusCode::BAD_GATEWAY, "upstream down\n".into());
+        assert_eq!(text.failure(), Some("upstream down"));
+        assert_eq!(Answer::new(StatusCode::OK, "{}".into()).failure(), None);
+    }
 
     #[test]
     fn path_segments_round_trip_through_percent_encoding() {
