@@ -799,7 +799,7 @@ pub fn start(command: &mut Command, ready: Ready) -> Started {
 /// What a started `hookgate run` child (with `HOOKGATE_LOG=info` and stderr piped) logged:
 /// its first listener without TLS, its admin listener, and every line after the one that
 /// completed them.
-pub struct StartLog {
+struct StartLog {
     pub addr: SocketAddr,
     /// `None` unless asked for.
     pub admin: Option<SocketAddr>,
@@ -809,7 +809,7 @@ pub struct StartLog {
 /// Reads `child`'s stderr until it has logged its first plain listener (and, with
 /// `want_admin`, its admin listener), so a configuration can use port 0. Panics after 20 s,
 /// or, with `fail_on_error`, on an error logged before then.
-pub fn watch_start(child: &mut Child, want_admin: bool, fail_on_error: bool) -> StartLog {
+fn watch_start(child: &mut Child, want_admin: bool, fail_on_error: bool) -> StartLog {
     use std::io::{BufRead, BufReader};
     let stderr = child.stderr.take().expect("hookgate's stderr is piped");
     let (started_tx, started) = std::sync::mpsc::channel();
