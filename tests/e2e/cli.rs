@@ -11,10 +11,6 @@ use http::StatusCode;
 
 use crate::support::*;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hookgate"))
-}
-
 /// Runs `command` to its end; it must succeed (else its stdout and stderr are shown), and
 /// what it printed on stdout is returned.
 fn stdout_of_success(command: &mut Command) -> String {
@@ -26,15 +22,6 @@ fn stdout_of_success(command: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     stdout
-}
-
-/// Sends `kill -SIG` to the child, with the shell's built-in kill (no procps needed).
-fn signal(child: &std::process::Child, sig: &str) {
-    let status = Command::new("sh")
-        .args(["-c", &format!("kill -{sig} {}", child.id())])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -{sig}");
 }
 
 #[test]
@@ -150,9 +137,12 @@ fn check_strict_fails_on_warnings_that_plain_check_lets_pass() {
     let config = dir.join("gateway.yaml");
     std::fs::write(
         &config,
-        "listeners:\n  - addr: 127.0.0.1:0\nroutes:\n\
-         \x20 - { name: all, path: /hooks/*, upstream: \"http://127.0.0.1:3000\", verify: { preset: laso, secret: \"${LASO_SECRET}\" } }\n\
+        Yaml::new()
+            .no_admin()
+            .routes(
+                "  - { name: all, path: /hooks/*, upstream: \"http://127.0.0.1:3000\", verify: { preset: laso, secret: \"${LASO_SECRET}\" } }\n\
          \x20 - { name: one, path: /hooks/one, methods: [POST, GET], upstream: \"http://127.0.0.1:3000\", verify: { preset: laso, secret: \"${LASO_SECRET}\" } }\n",
+            ),
     )
     .unwrap();
     let plain = bin()
@@ -191,9 +181,13 @@ fn check_prints_warnings_with_errors_and_how_to_write_a_duration() {
     let config = dir.join("gateway.yaml");
     std::fs::write(
         &config,
-        "listeners:\n  - addr: 127.0.0.1:0\nlimits:\n  upstream_timeout: 30\n  max_body_bytes: 1MB\nroutes:\n\
-         \x20 - name: a\n    path: /a\n    upstream: http://127.0.0.1:1\n    verify: { preset: lahza, secret: literal }\n\
+        Yaml::new()
+            .no_admin()
+            .top("limits:\n  upstream_timeout: 30\n  max_body_bytes: 1MB\n")
+            .routes(
+                "  - name: a\n    path: /a\n    upstream: http://127.0.0.1:1\n    verify: { preset: lahza, secret: literal }\n\
          \x20 - name: b\n    path: /b\n    upstream: ftp://127.0.0.1:1\n    verify: { preset: lahza, secret: \"${B_SECRET}\" }\n",
+            ),
     )
     .unwrap();
     let out = bin()
@@ -239,8 +233,11 @@ fn check_prints_warnings_with_errors_and_how_to_write_a_duration() {
     // One error: counted as one.
     std::fs::write(
         &config,
-        "listeners:\n  - addr: 127.0.0.1:0\nroutes:\n\
-         \x20 - { name: a, path: /a, upstream: \"http://127.0.0.1:1\", verify: { preset: lahza, secret: \"${B_SECRET}\" }, replay: { ttl: 72 } }\n",
+        Yaml::new()
+            .no_admin()
+            .routes(
+                "  - { name: a, path: /a, upstream: \"http://127.0.0.1:1\", verify: { preset: lahza, secret: \"${B_SECRET}\" }, replay: { ttl: 72 } }\n",
+            ),
     )
     .unwrap();
     let out = bin()
@@ -271,8 +268,11 @@ fn a_secret_file_other_users_can_read_is_a_warning_with_its_fix() {
     let config = dir.join("gateway.yaml");
     std::fs::write(
         &config,
-        "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\n  token_file: admin-token\nroutes:\n\
-         \x20 - { name: a, path: /a, upstream: \"http://127.0.0.1:1\", verify: { preset: lahza, secret_file: a.secret } }\n",
+        Yaml::new()
+            .admin("  addr: 127.0.0.1:0\n  token_file: admin-token\n")
+            .routes(
+                "  - { name: a, path: /a, upstream: \"http://127.0.0.1:1\", verify: { preset: lahza, secret_file: a.secret } }\n",
+            ),
     )
     .unwrap();
     let check = |strict: bool| {
@@ -324,7 +324,11 @@ fn check_reports_every_error_with_its_location_and_fails() {
     let file = dir.join("bad.yaml");
     std::fs::write(
         &file,
-        "listeners:\n  - addr: 127.0.0.1:0\nroutes:\n  - name: a\n    path: /a\n    upstream: http://127.0.0.1:1\n    verify: { preset: lahzaa, secret: x }\n  - name: b\n    path: /b\n    upstream: http://127.0.0.1:1\n    verify: { preset: lahza, secret: \"${HOOKGATE_TEST_UNSET_VAR}\" }\n  - name: c\n    path: /c\n    upstream: http://127.0.0.1:1\n    verify: { preset: lahza, secret_file: ./nope.secret, bogus: 1 }\n",
+        Yaml::new()
+            .no_admin()
+            .routes(
+                "  - name: a\n    path: /a\n    upstream: http://127.0.0.1:1\n    verify: { preset: lahzaa, secret: x }\n  - name: b\n    path: /b\n    upstream: http://127.0.0.1:1\n    verify: { preset: lahza, secret: \"${HOOKGATE_TEST_UNSET_VAR}\" }\n  - name: c\n    path: /c\n    upstream: http://127.0.0.1:1\n    verify: { preset: lahza, secret_file: ./nope.secret, bogus: 1 }\n",
+            ),
     )
     .unwrap();
     let out = bin().arg("check").arg("-c").arg(&file).output().unwrap();
@@ -353,65 +357,6 @@ fn check_reports_every_error_with_its_location_and_fails() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("line "));
 }
 
-/// Starts `hookgate run` and reads the bound listener address from its log.
-/// Starts `hookgate run`; returns the child, its first plain listener's address and every
-/// log line it writes after that one.
-fn spawn_run(
-    config: &Path,
-) -> (
-    std::process::Child,
-    std::net::SocketAddr,
-    std::sync::mpsc::Receiver<String>,
-) {
-    spawn_run_with(config, &[])
-}
-
-fn spawn_run_with(
-    config: &Path,
-    args: &[&str],
-) -> (
-    std::process::Child,
-    std::net::SocketAddr,
-    std::sync::mpsc::Receiver<String>,
-) {
-    spawn_run_full(config, args, &[])
-}
-
-fn spawn_run_env(
-    config: &Path,
-    env: &[(&str, &str)],
-) -> (
-    std::process::Child,
-    std::net::SocketAddr,
-    std::sync::mpsc::Receiver<String>,
-) {
-    spawn_run_full(config, &[], env)
-}
-
-fn spawn_run_full(
-    config: &Path,
-    args: &[&str],
-    env: &[(&str, &str)],
-) -> (
-    std::process::Child,
-    std::net::SocketAddr,
-    std::sync::mpsc::Receiver<String>,
-) {
-    let mut child = bin()
-        .arg("run")
-        .args(args)
-        .arg("-c")
-        .arg(config)
-        .envs(env.iter().copied())
-        .env("HOOKGATE_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let log = watch_start(&mut child, false, false);
-    (child, log.addr, log.lines)
-}
-
 #[tokio::test]
 async fn run_and_sign_work_together_like_the_walkthrough() {
     let upstream = Upstream::start().await;
@@ -420,16 +365,23 @@ async fn run_and_sign_work_together_like_the_walkthrough() {
     let config = dir.join("gateway.yaml");
     std::fs::write(
         &config,
-        format!(
-            "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nlimits:\n  drain_delay: 200ms\nroutes:\n  - name: listrak\n    path: /webhooks/listrak\n    upstream: {}\n    verify:\n      preset: listrak\n      secret_file: listrak.secret\n",
-            upstream.url()
-        ),
+        Yaml::new()
+            .top("limits:\n  drain_delay: 200ms\n")
+            .routes(&format!(
+                "  - name: listrak\n    path: /webhooks/listrak\n    upstream: {}\n    verify:\n      preset: listrak\n      secret_file: listrak.secret\n",
+                upstream.url()
+            )),
     )
     .unwrap();
     let body = br#"{"ContactEmail":"a@example.com","CouponCode":"SAVE10"}"#;
     std::fs::write(dir.join("event.json"), body).unwrap();
 
-    let (mut child, addr, log) = spawn_run(&config);
+    let Started {
+        process: mut child,
+        addr,
+        lines: log,
+        ..
+    } = start(&mut run(&config), Ready::default());
 
     let printed = stdout_of_success(
         bin()
@@ -467,7 +419,7 @@ async fn run_and_sign_work_together_like_the_walkthrough() {
     assert_eq!(upstream.count(), 1);
 
     // SIGTERM: graceful shutdown, exit status 0.
-    signal(&child, "TERM");
+    signal(&mut child, Signal::Term);
     let mut waited = Duration::ZERO;
     let exit = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -496,15 +448,10 @@ async fn run_and_sign_work_together_like_the_walkthrough() {
 /// What `hookgate run` logs until it is ready, from a child started on `config` (with
 /// `HOOKGATE_TEST_SECRET` set); then stopped.
 fn startup_lines(config: &Path) -> Vec<String> {
-    let mut child = bin()
-        .args(["run", "-c"])
-        .arg(config)
-        .env("HOOKGATE_LOG", "info")
-        .env("HOOKGATE_TEST_SECRET", "s3cret")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(
+        run(config).env("HOOKGATE_TEST_SECRET", "s3cret"),
+        Stdio::piped(),
+    );
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -526,7 +473,7 @@ fn startup_lines(config: &Path) -> Vec<String> {
             Err(_) => panic!("not ready within 20 s: {lines:#?}"),
         }
     }
-    signal(&child, "TERM");
+    signal(&mut child, Signal::Term);
     assert!(child.wait().unwrap().success());
     lines
 }
@@ -544,14 +491,15 @@ fn startup_lines_name_the_replay_store_and_the_queue_api_only_when_used() {
              lahza, secret: \"${{HOOKGATE_TEST_SECRET}}\" }}, replay: {{}}{extra} }}\n"
         )
     };
-    let head = "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nlimits:\n  drain_delay: 0s\n";
+    let head = Yaml::new().top("limits:\n  drain_delay: 0s\n");
     std::fs::write(
         &config,
-        format!(
-            "{head}queue_store: {{ path: {} }}\nroutes:\n{}",
-            dir.join("queue").display(),
-            route(", delivery: queued")
-        ),
+        head.clone()
+            .top(&format!(
+                "queue_store: {{ path: {} }}\n",
+                dir.join("queue").display()
+            ))
+            .routes(&route(", delivery: queued")),
     )
     .unwrap();
     let queued = startup_lines(&config);
@@ -566,7 +514,7 @@ fn startup_lines_name_the_replay_store_and_the_queue_api_only_when_used() {
         "{queued:#?}"
     );
 
-    std::fs::write(&config, format!("{head}routes:\n{}", route(""))).unwrap();
+    std::fs::write(&config, head.routes(&route(""))).unwrap();
     let sync = startup_lines(&config);
     assert!(
         sync.iter()
@@ -586,7 +534,9 @@ fn run_refuses_to_start_on_a_broken_config() {
     let config = dir.join("gateway.yaml");
     std::fs::write(
         &config,
-        "listeners:\n  - addr: 127.0.0.1:0\nroutes:\n  - name: open\n    path: /x\n    upstream: http://127.0.0.1:1\n",
+        Yaml::new()
+            .no_admin()
+            .routes("  - name: open\n    path: /x\n    upstream: http://127.0.0.1:1\n"),
     )
     .unwrap();
     let out = bin().arg("run").arg("-c").arg(&config).output().unwrap();
@@ -632,11 +582,11 @@ async fn sign_covers_asymmetric_and_structured_presets() {
     let config = dir.join("gateway.yaml");
     std::fs::write(
         &config,
-        format!(
-            "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nroutes:\n  - name: discord\n    path: /discord\n    upstream: {u}\n    verify: {{ preset: discord, public_key: \"{pk}\" }}\n  - name: stripe\n    path: /stripe\n    upstream: {u}\n    verify: {{ preset: stripe, secret: \"${{STRIPE_KEY}}\" }}\n",
+        Yaml::new().routes(&format!(
+            "  - name: discord\n    path: /discord\n    upstream: {u}\n    verify: {{ preset: discord, public_key: \"{pk}\" }}\n  - name: stripe\n    path: /stripe\n    upstream: {u}\n    verify: {{ preset: stripe, secret: \"${{STRIPE_KEY}}\" }}\n",
             u = upstream.url(),
             pk = discord.secret
-        ),
+        )),
     )
     .unwrap();
     std::fs::write(dir.join("body.json"), &discord.body).unwrap();
@@ -702,16 +652,22 @@ async fn sighup_reloads_a_rotated_secret_file_and_keeps_running() {
     let dir = temp_dir("cli-sighup");
     std::fs::write(dir.join("lahza.secret"), "first-secret\n").unwrap();
     let config = dir.join("gateway.yaml");
-    let text = format!(
-        "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nlimits:\n  drain_delay: 0s\nroutes:\n  - name: lahza\n    path: /hooks/lahza\n    upstream: {}\n    verify: {{ preset: lahza, secret_file: lahza.secret }}\n",
-        upstream.url()
-    );
+    let text = Yaml::new()
+        .top("limits:\n  drain_delay: 0s\n")
+        .routes(&format!(
+            "  - name: lahza\n    path: /hooks/lahza\n    upstream: {}\n    verify: {{ preset: lahza, secret_file: lahza.secret }}\n",
+            upstream.url()
+        ));
     std::fs::write(&config, &text).unwrap();
-    let (mut child, addr, log) = spawn_run(&config);
+    let Started {
+        process: mut child,
+        addr,
+        lines: log,
+        ..
+    } = start(&mut run(&config), Ready::default());
     let url = format!("http://{addr}/hooks/lahza");
     let body = b"{\"id\":1}";
     let sig = |secret: &str| hex::encode(hmac_sha256(secret, &[body]));
-    let hup = |child: &std::process::Child| signal(child, "HUP");
     let wait_for = |what: &str| loop {
         let line = log
             .recv_timeout(Duration::from_secs(10))
@@ -728,7 +684,7 @@ async fn sighup_reloads_a_rotated_secret_file_and_keeps_running() {
     );
 
     std::fs::write(dir.join("lahza.secret"), "second-secret\n").unwrap();
-    hup(&child);
+    signal(&mut child, Signal::Hup);
     wait_for("configuration reloaded");
     assert_eq!(
         post(&url, &[("x-lahza-signature", &sig("second-secret"))], body)
@@ -745,7 +701,7 @@ async fn sighup_reloads_a_rotated_secret_file_and_keeps_running() {
 
     // A broken file: logged as check prints it, the running configuration stays.
     std::fs::write(&config, text.replace("preset: lahza", "preset: nope")).unwrap();
-    hup(&child);
+    signal(&mut child, Signal::Hup);
     let line = wait_for("unknown preset");
     assert!(line.contains("routes[0] (lahza).verify.preset"), "{line}");
     wait_for("reload failed");
@@ -756,7 +712,7 @@ async fn sighup_reloads_a_rotated_secret_file_and_keeps_running() {
         StatusCode::OK
     );
     assert!(child.try_wait().unwrap().is_none(), "still running");
-    signal(&child, "TERM");
+    signal(&mut child, Signal::Term);
     let exit = child.wait().unwrap();
     assert!(exit.success());
 }
@@ -782,13 +738,20 @@ async fn watch_reloads_a_secret_swapped_like_a_kubernetes_volume() {
     let config = dir.join("gateway.yaml");
     std::fs::write(
         &config,
-        format!(
-            "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nlimits:\n  drain_delay: 0s\nroutes:\n  - name: lahza\n    path: /hooks/lahza\n    upstream: {}\n    verify: {{ preset: lahza, secret_file: lahza.secret }}\n",
-            upstream.url()
-        ),
+        Yaml::new()
+            .top("limits:\n  drain_delay: 0s\n")
+            .routes(&format!(
+                "  - name: lahza\n    path: /hooks/lahza\n    upstream: {}\n    verify: {{ preset: lahza, secret_file: lahza.secret }}\n",
+                upstream.url()
+            )),
     )
     .unwrap();
-    let (mut child, addr, log) = spawn_run_with(&config, &["--watch"]);
+    let Started {
+        process: mut child,
+        addr,
+        lines: log,
+        ..
+    } = start(run(&config).arg("--watch"), Ready::default());
     let url = format!("http://{addr}/hooks/lahza");
     let body = b"{\"id\":1}";
     let sig = |secret: &str| hex::encode(hmac_sha256(secret, &[body]));
@@ -815,7 +778,7 @@ async fn watch_reloads_a_secret_swapped_like_a_kubernetes_volume() {
             .status,
         StatusCode::OK
     );
-    signal(&child, "TERM");
+    signal(&mut child, Signal::Term);
     assert!(child.wait().unwrap().success());
 }
 
@@ -851,13 +814,20 @@ async fn each_request_has_an_id_and_one_access_log_line_with_every_field() {
     let config = dir.join("gateway.yaml");
     std::fs::write(
         &config,
-        format!(
-            "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nlimits:\n  drain_delay: 0s\nroutes:\n  - name: lahza\n    path: /hooks/lahza\n    upstream: {}\n    verify: {{ preset: lahza, secret_file: lahza.secret }}\n  - name: down\n    path: /hooks/down\n    upstream: http://{down}\n    verify: {{ preset: lahza, secret_file: lahza.secret }}\n",
-            upstream.url()
-        ),
+        Yaml::new()
+            .top("limits:\n  drain_delay: 0s\n")
+            .routes(&format!(
+                "  - name: lahza\n    path: /hooks/lahza\n    upstream: {}\n    verify: {{ preset: lahza, secret_file: lahza.secret }}\n  - name: down\n    path: /hooks/down\n    upstream: http://{down}\n    verify: {{ preset: lahza, secret_file: lahza.secret }}\n",
+                upstream.url()
+            )),
     )
     .unwrap();
-    let (mut child, addr, log) = spawn_run(&config);
+    let Started {
+        process: mut child,
+        addr,
+        lines: log,
+        ..
+    } = start(&mut run(&config), Ready::default());
     let body = b"{\"id\":1}";
     let sig = hex::encode(hmac_sha256("sk_live_lahza_8c2e", &[body]));
     let next_line = |what: &str| loop {
@@ -944,7 +914,7 @@ async fn each_request_has_an_id_and_one_access_log_line_with_every_field() {
     ] {
         assert!(line.contains(&field), "{field} in {line}");
     }
-    signal(&child, "TERM");
+    signal(&mut child, Signal::Term);
     assert!(child.wait().unwrap().success());
 }
 
@@ -957,21 +927,18 @@ async fn json_log_lines_parse_and_a_reload_changes_the_level() {
     std::fs::write(dir.join("lahza.secret"), "sk_live_lahza_8c2e").unwrap();
     let config = dir.join("gateway.yaml");
     let text = |level: &str| {
-        format!(
-            "log: {{ format: json, level: {level} }}\nlisteners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nlimits:\n  drain_delay: 0s\nroutes:\n  - name: lahza\n    path: /hooks/lahza\n    upstream: {}\n    verify: {{ preset: lahza, secret_file: lahza.secret }}\n",
-            upstream.url()
-        )
+        Yaml::new()
+            .top(&format!(
+                "log: {{ format: json, level: {level} }}\nlimits:\n  drain_delay: 0s\n"
+            ))
+            .routes(&format!(
+                "  - name: lahza\n    path: /hooks/lahza\n    upstream: {}\n    verify: {{ preset: lahza, secret_file: lahza.secret }}\n",
+                upstream.url()
+            ))
     };
     std::fs::write(&config, text("info")).unwrap();
-    // spawn_run finds the listener in a text line: read the JSON one here instead.
-    let mut child = bin()
-        .args(["run", "-c"])
-        .arg(&config)
-        .env_remove("HOOKGATE_LOG")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    // `start` finds the listener in a text line: read the JSON one here instead.
+    let mut child = spawn(run(&config).env_remove("HOOKGATE_LOG"), Stdio::piped());
     let stderr = child.stderr.take().unwrap();
     let (tx, lines) = std::sync::mpsc::channel::<serde_json::Value>();
     std::thread::spawn(move || {
@@ -1031,7 +998,7 @@ async fn json_log_lines_parse_and_a_reload_changes_the_level() {
 
     // Reload with level warn: forwards no longer log, refusals still do.
     std::fs::write(&config, text("warn")).unwrap();
-    signal(&child, "HUP");
+    signal(&mut child, Signal::Hup);
     next(&|v| {
         v["message"]
             .as_str()
@@ -1050,7 +1017,7 @@ async fn json_log_lines_parse_and_a_reload_changes_the_level() {
         "the forward's INFO line is filtered out: {line}"
     );
     assert_eq!(line["level"], "WARN");
-    signal(&child, "TERM");
+    signal(&mut child, Signal::Term);
     assert!(child.wait().unwrap().success());
 }
 
@@ -1065,20 +1032,26 @@ async fn sigterm_during_a_stuck_reload_still_stops_the_gateway() {
     let config = dir.join("gateway.yaml");
     std::fs::write(
         &config,
-        format!(
-            "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nlimits:\n  drain_delay: 0s\nroutes:\n  - name: lahza\n    path: /hooks/lahza\n    upstream: {}\n    verify: {{ preset: lahza, secret_file: lahza.secret }}\n",
-            upstream.url()
-        ),
+        Yaml::new()
+            .top("limits:\n  drain_delay: 0s\n")
+            .routes(&format!(
+                "  - name: lahza\n    path: /hooks/lahza\n    upstream: {}\n    verify: {{ preset: lahza, secret_file: lahza.secret }}\n",
+                upstream.url()
+            )),
     )
     .unwrap();
-    let (mut child, _addr, log) = spawn_run(&config);
+    let Started {
+        process: mut child,
+        lines: log,
+        ..
+    } = start(&mut run(&config), Ready::default());
     std::fs::remove_file(&config).unwrap();
     assert!(Command::new("mkfifo")
         .arg(&config)
         .status()
         .unwrap()
         .success());
-    signal(&child, "HUP");
+    signal(&mut child, Signal::Hup);
     loop {
         let line = log
             .recv_timeout(Duration::from_secs(10))
@@ -1088,7 +1061,7 @@ async fn sigterm_during_a_stuck_reload_still_stops_the_gateway() {
         }
     }
     let started = std::time::Instant::now();
-    signal(&child, "TERM");
+    signal(&mut child, Signal::Term);
     let exit = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
@@ -1131,21 +1104,22 @@ async fn sign_output_sent_by_curl_with_its_defaults_is_accepted() {
     let config = dir.join("gateway.yaml");
     std::fs::write(
         &config,
-        format!(
-            "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nroutes:\n\
-             \x20 - {{ name: twilio, path: /twilio, upstream: \"{u}\", public_url: \"https://hooks.example.com\", verify: {{ preset: twilio, secret: \"${{SECRET}}\" }} }}\n\
-             \x20 - {{ name: twilio256, path: /twilio256, upstream: \"{u}\", public_url: \"https://hooks.example.com\", verify: {{ preset: twilio-sha256, secret: \"${{SECRET}}\" }} }}\n\
-             \x20 - {{ name: square, path: /square/*, upstream: \"{u}\", public_url: \"https://hooks.example.com\", verify: {{ preset: square, secret: \"${{SECRET}}\" }} }}\n\
-             \x20 - {{ name: github, path: /gh/*, upstream: \"{u}\", verify: {{ preset: github, secret: \"${{SECRET}}\" }}, replay: {{}} }}\n\
-             \x20 - {{ name: sendgrid, path: /sendgrid, upstream: \"{u}\", verify: {{ preset: sendgrid, public_key: \"{sendgrid_public}\" }} }}\n\
-             \x20 - {{ name: discord, path: /discord, upstream: \"{u}\", verify: {{ preset: discord, public_key: \"{discord_public}\" }} }}\n"
-        ),
+        Yaml::new().routes(&format!(
+            "  - {{ name: twilio, path: /twilio, upstream: \"{u}\", public_url: \"https://hooks.example.com\", verify: {{ preset: twilio, secret: \"${{SECRET}}\" }} }}\n\
+         \x20 - {{ name: twilio256, path: /twilio256, upstream: \"{u}\", public_url: \"https://hooks.example.com\", verify: {{ preset: twilio-sha256, secret: \"${{SECRET}}\" }} }}\n\
+         \x20 - {{ name: square, path: /square/*, upstream: \"{u}\", public_url: \"https://hooks.example.com\", verify: {{ preset: square, secret: \"${{SECRET}}\" }} }}\n\
+         \x20 - {{ name: github, path: /gh/*, upstream: \"{u}\", verify: {{ preset: github, secret: \"${{SECRET}}\" }}, replay: {{}} }}\n\
+         \x20 - {{ name: sendgrid, path: /sendgrid, upstream: \"{u}\", verify: {{ preset: sendgrid, public_key: \"{sendgrid_public}\" }} }}\n\
+         \x20 - {{ name: discord, path: /discord, upstream: \"{u}\", verify: {{ preset: discord, public_key: \"{discord_public}\" }} }}\n"
+        )),
     )
     .unwrap();
-    let (child, addr, _lines) = spawn_run_env(&config, &[("SECRET", "curl-test-secret")]);
     // Killed however the test ends.
-    let _gateway =
-        crate::crash::KillOnDrop(vec![std::sync::Arc::new(std::sync::Mutex::new(child))]);
+    let gateway = start(
+        run(&config).env("SECRET", "curl-test-secret"),
+        Ready::default(),
+    );
+    let addr = gateway.addr;
 
     let sign = |route: &str, body: &str, extra: &[&str]| {
         let body_file = dir.join(format!("{route}.body"));

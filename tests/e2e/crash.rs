@@ -6,7 +6,6 @@
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -96,33 +95,10 @@ fn flapping_app(addr: SocketAddr, seen: Arc<Mutex<Seen>>, steady: Arc<AtomicBool
     });
 }
 
-/// Kills the gateway processes it holds when dropped, so a failing test leaves none behind.
-pub struct KillOnDrop(pub Vec<Arc<Mutex<Child>>>);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        for g in &self.0 {
-            if let Ok(mut g) = g.lock() {
-                let _ = g.kill();
-                let _ = g.wait();
-            }
-        }
-    }
-}
-
-pub fn start_gateway(config: &std::path::Path, log: &std::path::Path) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_hookgate"))
-        .args(["run", "-c"])
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
+/// `hookgate run -c CONFIG`, its log appended to `log`; not waited for (the senders find it
+/// down at first, as after each kill).
+pub fn start_gateway(config: &std::path::Path, log: &std::path::Path) -> KillOnDrop {
+    spawn(&mut run(config), append_to(log))
 }
 
 /// One signed (or forged) event posted; `Some(true)` for a 2xx, `None` if there was no
@@ -198,20 +174,22 @@ async fn crash_proof(dir: &std::path::Path, store: Store<'_>) {
         let listen = rebindable_addr().await;
         let admin = rebindable_addr().await;
         let config = dir.join(format!("gateway-{r}.yaml"));
-        std::fs::write(
-            &config,
-            format!(
-                "listeners:\n  - addr: {listen}\nadmin:\n  addr: {admin}\nworkers: 2\n\
+        let yaml = Yaml::new()
+            .listeners(&format!("  - addr: {listen}\n"))
+            .admin(&format!("  addr: {admin}\n"))
+            .top(&format!(
+                "workers: 2\n\
                  limits:\n  upstream_connect_timeout: 300ms\n  upstream_timeout: 250ms\n\
                  \x20 shutdown_grace: 1s\n  drain_delay: 0s\n\
-                 queue_store:\n{store_yaml}\
-                 routes:\n  - name: laso\n    path: /laso\n    upstream: http://{app}\n\
+                 queue_store:\n{store_yaml}"
+            ))
+            .routes(&format!(
+                "  - name: laso\n    path: /laso\n    upstream: http://{app}\n\
                  \x20   verify: {{ preset: laso, secret: \"laso_whsec_3f1c9a\" }}\n\
                  \x20   delivery: queued\n    queue:\n      concurrency: 8\n\
                  \x20     retry: {{ initial_interval: 50ms, max_interval: 300ms }}\n"
-            ),
-        )
-        .unwrap();
+            ));
+        std::fs::write(&config, yaml).unwrap();
         configs.push(config);
         urls.push(format!("http://{listen}/laso"));
     }
@@ -220,11 +198,8 @@ async fn crash_proof(dir: &std::path::Path, store: Store<'_>) {
     let steady = Arc::new(AtomicBool::new(false));
     flapping_app(app, seen.clone(), steady.clone());
 
-    let gateways: Vec<Arc<Mutex<Child>>> = configs
-        .iter()
-        .map(|c| Arc::new(Mutex::new(start_gateway(c, &log))))
-        .collect();
-    let _cleanup = KillOnDrop(gateways.clone());
+    // Killed when dropped, however the test ends.
+    let mut gateways: Vec<KillOnDrop> = configs.iter().map(|c| start_gateway(c, &log)).collect();
     let acked = Arc::new(Mutex::new(Vec::<Vec<u8>>::new()));
     let sent = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -263,8 +238,8 @@ async fn crash_proof(dir: &std::path::Path, store: Store<'_>) {
     for k in 0..4 {
         tokio::time::sleep(Duration::from_millis(900)).await;
         let victim = k % gateways.len();
-        let mut g = gateways[victim].lock().unwrap();
-        g.kill().unwrap(); // SIGKILL
+        let g = &mut gateways[victim];
+        signal(g, Signal::Kill);
         g.wait().unwrap();
         kills += 1;
         std::thread::sleep(Duration::from_millis(100));

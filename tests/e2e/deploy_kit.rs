@@ -5,22 +5,16 @@
 //! kubectl kustomize, hadolint).
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use crate::crash::KillOnDrop;
 use crate::pg_server::{free_port, is_root};
 use crate::support::*;
 
 /// The uid and gid the image runs as (distroless "nonroot").
 const IMAGE_UID: u32 = 65532;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hookgate"))
-}
 
 /// `hookgate` as the image runs it: as uid/gid 65532 with no supplementary groups when the
 /// tests run as root (through setpriv, which execs hookgate itself), else as the tests' own
@@ -33,7 +27,7 @@ fn as_image_user(args: &[&str]) -> Command {
             &format!("--regid={IMAGE_UID}"),
             "--clear-groups",
             "--",
-            env!("CARGO_BIN_EXE_hookgate"),
+            BIN,
         ]);
         c.args(args);
         c
@@ -44,28 +38,12 @@ fn as_image_user(args: &[&str]) -> Command {
     }
 }
 
-/// A started `hookgate run`: its process, first plain listener and admin listener (both read
-/// from its log, so the configuration can use port 0).
-struct Running {
-    child: Child,
-    addr: SocketAddr,
-    admin: SocketAddr,
-}
-
-fn start(mut command: Command) -> Running {
-    let mut child = command
-        .env("HOOKGATE_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("hookgate starts");
-    let log = watch_start(&mut child, true, true);
-    Running {
-        child,
-        addr: log.addr,
-        admin: log.admin.expect("admin listener"),
-    }
-}
+/// What `start` waits for: the first plain listener and the admin listener (both read from
+/// the log, so the configuration can use port 0), with no error logged on the way.
+const READY: Ready = Ready {
+    admin: true,
+    no_errors: true,
+};
 
 /// `hookgate healthcheck ARGS`: exit success and what it printed.
 fn healthcheck(mut command: Command) -> (bool, String) {
@@ -88,21 +66,18 @@ async fn healthcheck_follows_readyz_through_a_drain_and_fails_when_nothing_answe
     )
     .unwrap();
     let config = dir.join("gateway.yaml");
-    let yaml = format!(
-        "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 0.0.0.0:{port}\n  token_file: admin-token\n\
-         limits: {{ drain_delay: 3s, shutdown_grace: 2s }}\n\
-         routes:\n  - name: laso\n    path: /hooks/laso\n    upstream: http://127.0.0.1:9\n    \
-         verify: {{ preset: laso, secret: \"${{LASO_SECRET}}\" }}\n"
-    );
+    let yaml = Yaml::new()
+        .admin(&format!(
+            "  addr: 0.0.0.0:{port}\n  token_file: admin-token\n"
+        ))
+        .top("limits: { drain_delay: 3s, shutdown_grace: 2s }\n")
+        .routes(
+            "  - name: laso\n    path: /hooks/laso\n    upstream: http://127.0.0.1:9\n    \
+             verify: { preset: laso, secret: \"${LASO_SECRET}\" }\n",
+        );
     std::fs::write(&config, &yaml).unwrap();
-    let mut command = bin();
-    command
-        .args(["run", "-c"])
-        .arg(&config)
-        .env("LASO_SECRET", secret_of("laso"));
-    let gw = start(command);
-    let guard = KillOnDrop(vec![std::sync::Arc::new(std::sync::Mutex::new(gw.child))]);
-    assert_eq!(gw.admin.port(), port);
+    let mut gw = start(run(&config).env("LASO_SECRET", secret_of("laso")), READY);
+    assert_eq!(gw.admin.expect("admin listener").port(), port);
 
     let check = |extra: &[&str]| {
         let mut c = bin();
@@ -129,9 +104,7 @@ async fn healthcheck_follows_readyz_through_a_drain_and_fails_when_nothing_answe
     assert!(ok, "healthcheck must not compile the whole file: {out}");
 
     // SIGTERM: /readyz answers 503 during drain_delay while the process still lives.
-    let pid = guard.0[0].lock().unwrap().id();
-    // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
+    signal(&mut gw.process, Signal::Term);
     let mut draining = false;
     for _ in 0..40 {
         let (ok, out) = check(&[]);
@@ -148,8 +121,8 @@ async fn healthcheck_follows_readyz_through_a_drain_and_fails_when_nothing_answe
 
     // Gone: healthcheck fails (and says why) within its timeout, not after 30 s.
     let exited = {
-        let child = guard.0[0].clone();
-        tokio::task::spawn_blocking(move || child.lock().unwrap().wait().unwrap())
+        let mut process = gw.process;
+        tokio::task::spawn_blocking(move || process.wait().unwrap())
             .await
             .unwrap()
     };
@@ -204,18 +177,19 @@ async fn runs_as_the_image_does_non_root_with_read_only_config_and_one_state_dir
     let config = etc.join("gateway.yaml");
     std::fs::write(
         &config,
-        format!(
-            "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\n\
-             queue_store:\n  path: {state}/queue\n\
-             routes:\n\
-             \x20 - name: laso\n    path: /hooks/laso\n    upstream: {up}\n    \
-             verify: {{ preset: laso, secret_file: secrets/laso.secret }}\n\
-             \x20 - name: lahza\n    path: /hooks/lahza\n    upstream: {up}\n    \
-             verify: {{ preset: lahza, secret_file: secrets/lahza.secret }}\n    \
-             delivery: queued\n",
-            state = state.display(),
-            up = upstream.url()
-        ),
+        Yaml::new()
+            .top(&format!(
+                "queue_store:\n  path: {}/queue\n",
+                state.display()
+            ))
+            .routes(&format!(
+                "  - name: laso\n    path: /hooks/laso\n    upstream: {up}\n    \
+                 verify: {{ preset: laso, secret_file: secrets/laso.secret }}\n\
+                 \x20 - name: lahza\n    path: /hooks/lahza\n    upstream: {up}\n    \
+                 verify: {{ preset: lahza, secret_file: secrets/lahza.secret }}\n    \
+                 delivery: queued\n",
+                up = upstream.url()
+            )),
     )
     .unwrap();
     for f in [
@@ -230,9 +204,12 @@ async fn runs_as_the_image_does_non_root_with_read_only_config_and_one_state_dir
     }
     let before = snapshot(&etc);
 
-    let gw = start(as_image_user(&["run", "-c", config.to_str().unwrap()]));
-    let pid = gw.child.id();
-    let _guard = KillOnDrop(vec![std::sync::Arc::new(std::sync::Mutex::new(gw.child))]);
+    let gw = start(
+        &mut as_image_user(&["run", "-c", config.to_str().unwrap()]),
+        READY,
+    );
+    let pid = gw.process.id();
+    let admin = gw.admin.expect("admin listener");
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
     if is_root() {
@@ -244,7 +221,7 @@ async fn runs_as_the_image_does_non_root_with_read_only_config_and_one_state_dir
     let (ok, out) = healthcheck(as_image_user(&[
         "healthcheck",
         "--admin",
-        &gw.admin.to_string(),
+        &admin.to_string(),
     ]));
     assert!(ok, "{out}");
 
@@ -351,28 +328,28 @@ async fn dashboard_and_alert_rules_use_only_metrics_a_running_gateway_exports() 
     let config = dir.join("gateway.yaml");
     std::fs::write(
         &config,
-        format!(
-            "listeners:\n  - addr: 127.0.0.1:0\n  - addr: 127.0.0.1:0\n    tls: {{ cert: {cert}, key: {key} }}\n\
-             admin:\n  addr: 127.0.0.1:0\n\
-             queue_store:\n  path: {queue}\n\
-             routes:\n\
-             \x20 - name: laso\n    path: /hooks/laso\n    upstream: {up}\n    \
+        Yaml::new()
+            .listeners(&format!(
+                "  - addr: 127.0.0.1:0\n  - addr: 127.0.0.1:0\n    tls: {{ cert: {}, key: {} }}\n",
+                tls.dir.join("cert.pem").display(),
+                tls.dir.join("key.pem").display(),
+            ))
+            .top(&format!(
+                "queue_store:\n  path: {}\n",
+                dir.join("queue").display()
+            ))
+            .routes(&format!(
+                "  - name: laso\n    path: /hooks/laso\n    upstream: {up}\n    \
              verify: {{ preset: laso, secret: \"${{LASO_SECRET}}\" }}\n    replay: {{}}\n\
              \x20 - name: lahza\n    path: /hooks/lahza\n    upstream: {up}\n    \
              verify: {{ preset: lahza, secret: \"${{LAHZA_SECRET}}\" }}\n    delivery: queued\n\
              \x20 - name: lomi\n    path: /hooks/lomi\n    upstream: {up}\n    \
              verify: {{ preset: lomi, secret: \"${{LOMI_SECRET}}\" }}\n    enforce: false\n",
-            cert = tls.dir.join("cert.pem").display(),
-            key = tls.dir.join("key.pem").display(),
-            queue = dir.join("queue").display(),
-            up = upstream.url()
-        ),
+                up = upstream.url()
+            )),
     )
     .unwrap();
-    let mut command = bin();
-    command.args(["run", "-c"]).arg(&config).envs(env_secrets());
-    let gw = start(command);
-    let _guard = KillOnDrop(vec![std::sync::Arc::new(std::sync::Mutex::new(gw.child))]);
+    let gw = start(run(&config).envs(env_secrets()), READY);
     // One request per route and a refusal, so every labelled family has a series.
     let body = br#"{"event":"x"}"#;
     for sender in ["laso", "lahza"] {
@@ -389,7 +366,8 @@ async fn dashboard_and_alert_rules_use_only_metrics_a_running_gateway_exports() 
     eventually("the queued event delivered", || upstream.count() == 2).await;
     // The queue gauges are refreshed every 5 s by their own task.
     tokio::time::sleep(Duration::from_millis(5500)).await;
-    let exposition = send("GET", &format!("http://{}/metrics", gw.admin), &[], b"")
+    let admin = gw.admin.expect("admin listener");
+    let exposition = send("GET", &format!("http://{admin}/metrics"), &[], b"")
         .await
         .body;
     let families = exported_families(&exposition);

@@ -8,9 +8,10 @@ use http::StatusCode;
 
 use crate::support::*;
 
-fn config(upstream: &str, limits: &str) -> String {
+/// The one route, in front of `upstream`.
+fn lahza_route(upstream: &str) -> String {
     format!(
-        "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nlimits:\n{limits}routes:\n  - name: lahza\n    path: /hooks/lahza\n    upstream: {upstream}\n    verify: {{ preset: lahza, secret: \"${{LAHZA}}\" }}\n"
+        "  - name: lahza\n    path: /hooks/lahza\n    upstream: {upstream}\n    verify: {{ preset: lahza, secret: \"${{LAHZA}}\" }}\n"
     )
 }
 
@@ -30,10 +31,9 @@ async fn a_drain_says_503_at_once_keeps_serving_and_lets_requests_finish() {
         ..Reply::default()
     })
     .await;
-    let yaml = config(
-        &upstream.url(),
-        "  drain_delay: 400ms\n  shutdown_grace: 5s\n",
-    );
+    let yaml = Yaml::new()
+        .top("limits:\n  drain_delay: 400ms\n  shutdown_grace: 5s\n")
+        .routes(&lahza_route(&upstream.url()));
     let mut gw = Gateway::start(&yaml, &[("LAHZA", "lahza-secret")]).await;
     let url = gw.url("/hooks/lahza");
     let readyz = format!("http://{}/readyz", gw.admin);
@@ -95,13 +95,10 @@ async fn a_request_still_running_at_the_grace_deadline_is_cut_off_and_counted() 
         ..Reply::default()
     })
     .await;
-    let yaml = format!(
-        "workers: 2\nruntime: per_core\n{}",
-        config(
-            &upstream.url(),
-            "  drain_delay: 0s\n  shutdown_grace: 300ms\n"
-        )
-    );
+    let yaml = Yaml::new()
+        .top("workers: 2\nruntime: per_core\n")
+        .top("limits:\n  drain_delay: 0s\n  shutdown_grace: 300ms\n")
+        .routes(&lahza_route(&upstream.url()));
     let mut gw = Gateway::start(&yaml, &[("LAHZA", "lahza-secret")]).await;
     let url = gw.url("/hooks/lahza");
     let slow = tokio::spawn(async move {

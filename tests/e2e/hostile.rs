@@ -18,14 +18,9 @@ const LISTRAK_SECRET: &str = "LTK-secret-99";
 const ACME_SECRET: &str = "acme-secret";
 
 /// One route per scheme under test, all in front of `upstream`.
-fn config(upstream: &str, extra_top: &str) -> String {
+fn routes(upstream: &str) -> String {
     format!(
-        r#"listeners:
-  - addr: 127.0.0.1:0
-admin:
-  addr: 127.0.0.1:0
-{extra_top}routes:
-  - name: listrak
+        r#"  - name: listrak
     path: /hooks/listrak
     upstream: {upstream}
     verify: {{ preset: listrak, secret: "${{LISTRAK}}" }}
@@ -72,7 +67,8 @@ const ENV: &[(&str, &str)] = &[
 
 async fn start(extra_top: &str) -> (Upstream, Gateway) {
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(&config(&upstream.url(), extra_top), ENV).await;
+    let yaml = Yaml::new().top(extra_top).routes(&routes(&upstream.url()));
+    let gw = Gateway::start(&yaml, ENV).await;
     (upstream, gw)
 }
 
@@ -437,14 +433,13 @@ async fn an_untrusted_peers_forwarded_and_x_real_ip_never_reach_the_app() {
 #[tokio::test]
 async fn naming_a_relied_on_header_in_connection_changes_nothing() {
     let upstream = Upstream::start().await;
-    let yaml = config(
-        &upstream.url(),
-        "client_ip:\n  trusted_proxies: [127.0.0.1/32]\n",
-    )
-    .replace(
-        "    verify: { preset: lahza",
-        "    allow_ips: [203.0.113.0/24]\n    verify: { preset: lahza",
-    );
+    let yaml = Yaml::new()
+        .top("client_ip:\n  trusted_proxies: [127.0.0.1/32]\n")
+        .routes(&routes(&upstream.url()))
+        .replace(
+            "    verify: { preset: lahza",
+            "    allow_ips: [203.0.113.0/24]\n    verify: { preset: lahza",
+        );
     let gw = Gateway::start(&yaml, ENV).await;
     let body = b"{}";
     let sig = lahza_sig(body);
@@ -661,13 +656,9 @@ async fn h2_raw(
 async fn http2_host_must_agree_with_authority_and_names_must_be_lower_case() {
     let tls = crate::tls::make_cert("hostile-h2");
     let upstream = Upstream::start().await;
-    let listener = format!(
-        "listeners:\n  - addr: 127.0.0.1:0\n    tls:\n      cert: {}\n      key: {}\n",
-        tls.dir.join("cert.pem").display(),
-        tls.dir.join("key.pem").display()
-    );
-    let yaml =
-        config(&upstream.url(), "").replacen("listeners:\n  - addr: 127.0.0.1:0\n", &listener, 1);
+    let yaml = Yaml::new()
+        .listeners(&crate::tls::tls_listener(&tls))
+        .routes(&routes(&upstream.url()));
     let gw = Gateway::start(&yaml, ENV).await;
     let body = b"{}";
     let sig = lahza_sig(body);
@@ -727,9 +718,10 @@ async fn http2_host_must_agree_with_authority_and_names_must_be_lower_case() {
 // ---------------------------------------------------------------------------------------------
 // 6. Memory under unauthenticated floods
 
-fn lahza_only(upstream: &str, limits: &str) -> String {
+/// A lahza route alone, in front of `upstream`.
+fn lahza_only(upstream: &str) -> String {
     format!(
-        "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nlimits:\n{limits}routes:\n  - name: lahza\n    path: /hooks/lahza\n    upstream: {upstream}\n    verify: {{ preset: lahza, secret: \"${{LAHZA}}\" }}\n"
+        "  - name: lahza\n    path: /hooks/lahza\n    upstream: {upstream}\n    verify: {{ preset: lahza, secret: \"${{LAHZA}}\" }}\n"
     )
 }
 
@@ -770,10 +762,9 @@ fn lahza_post(body: &[u8], framing: &str) -> String {
 #[tokio::test]
 async fn bodies_over_the_memory_budget_get_503_with_retry_after() {
     let upstream = Upstream::start().await;
-    let yaml = lahza_only(
-        &upstream.url(),
-        "  max_body_bytes: 4096\n  max_buffered_body_bytes: 6000\n",
-    );
+    let yaml = Yaml::new()
+        .top("limits:\n  max_body_bytes: 4096\n  max_buffered_body_bytes: 6000\n")
+        .routes(&lahza_only(&upstream.url()));
     let gw = Gateway::start(&yaml, ENV).await;
     // A stalled 4000-byte body holds the 3999 bytes it sent.
     let big = vec![b'x'; 4000];
@@ -836,10 +827,9 @@ async fn bodies_over_the_memory_budget_get_503_with_retry_after() {
 #[tokio::test]
 async fn one_address_cannot_starve_the_budget_with_heads_or_bodies() {
     let upstream = Upstream::start().await;
-    let yaml = lahza_only(
-        &upstream.url(),
-        "  max_body_bytes: 4096\n  max_buffered_body_bytes: 65536\n",
-    );
+    let yaml = Yaml::new()
+        .top("limits:\n  max_body_bytes: 4096\n  max_buffered_body_bytes: 65536\n")
+        .routes(&lahza_only(&upstream.url()));
     let gw = Gateway::start(&yaml, ENV).await;
     let big = vec![b'x'; 4000];
     let head = lahza_post(&big, "Content-Length: 4000\r\n");
@@ -885,7 +875,9 @@ async fn one_address_cannot_starve_the_budget_with_heads_or_bodies() {
 #[tokio::test]
 async fn one_address_cannot_hold_more_than_its_connections() {
     let upstream = Upstream::start().await;
-    let yaml = lahza_only(&upstream.url(), "  max_connections_per_ip: 2\n");
+    let yaml = Yaml::new()
+        .top("limits:\n  max_connections_per_ip: 2\n")
+        .routes(&lahza_only(&upstream.url()));
     let gw = Gateway::start(&yaml, ENV).await;
     let first = TcpStream::connect(gw.addr).await.unwrap();
     let _second = TcpStream::connect(gw.addr).await.unwrap();
@@ -953,7 +945,9 @@ async fn send_all_then_read(addr: std::net::SocketAddr, request: &[u8]) -> Strin
 #[tokio::test]
 async fn an_oversized_body_gets_a_413_the_client_can_read() {
     let upstream = Upstream::start().await;
-    let yaml = lahza_only(&upstream.url(), "  max_body_bytes: 1024\n");
+    let yaml = Yaml::new()
+        .top("limits:\n  max_body_bytes: 1024\n")
+        .routes(&lahza_only(&upstream.url()));
     let gw = Gateway::start(&yaml, ENV).await;
     let big = vec![b'a'; 1024 * 1024];
     let sig = lahza_sig(&big);

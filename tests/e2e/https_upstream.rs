@@ -91,9 +91,9 @@ async fn https_upstreams_are_verified_pooled_and_fail_as_502() {
     );
     let port = app.addr.port();
     let mport = mtls_app.addr.port();
-    let yaml = format!(
-        // One worker: each worker has its own pool, and the reuse below is within one.
-        "workers: 1\nlisteners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nroutes:\n{}{}{}{}{}",
+    // One worker: each worker has its own pool, and the reuse below is within one.
+    let yaml = Yaml::new().top("workers: 1\n").routes(&format!(
+        "{}{}{}{}{}",
         route(
             "private-ca",
             &format!("https://localhost:{port}"),
@@ -115,7 +115,7 @@ async fn https_upstreams_are_verified_pooled_and_fail_as_502() {
             &format!("https://localhost:{mport}"),
             &format!("    upstream_tls: {{ ca_file: {ca} }}\n")
         ),
-    );
+    ));
     let gw = Gateway::start(&yaml, &[("LAHZA", "lahza-secret")]).await;
     let body = b"{\"id\":1}";
     let sig = hex::encode(hmac_sha256("lahza-secret", &[body]));
@@ -166,7 +166,7 @@ fn upstream_tls_settings_are_checked_at_load() {
         Ok(_) => Vec::new(),
         Err(e) => e.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
     };
-    let head = "listeners:\n  - addr: 127.0.0.1:0\nroutes:\n";
+    let head = Yaml::new().no_admin().routes("");
     // (upstream, upstream_tls, what the error must say)
     let cases = [
         (
@@ -209,10 +209,10 @@ async fn a_replaced_ca_file_does_not_keep_old_connections_after_a_reload() {
     let config = dir.join("gateway.yaml");
     std::fs::write(
         &config,
-        format!(
-            "workers: 1\nlisteners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nroutes:\n  - name: app\n    path: /hooks/app\n    upstream: https://localhost:{}\n    upstream_tls: {{ ca_file: ca.pem }}\n    verify: {{ preset: lahza, secret_file: lahza.secret }}\n",
+        Yaml::new().top("workers: 1\n").routes(&format!(
+            "  - name: app\n    path: /hooks/app\n    upstream: https://localhost:{}\n    upstream_tls: {{ ca_file: ca.pem }}\n    verify: {{ preset: lahza, secret_file: lahza.secret }}\n",
             app.addr.port()
-        ),
+        )),
     )
     .unwrap();
     let gw = Gateway::start_file(&config).await;

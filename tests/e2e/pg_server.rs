@@ -20,6 +20,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use crate::support::{signal, Signal};
+
 /// The superuser initdb creates, and the database the gateway is given.
 const USER: &str = "hookgate";
 const DATABASE: &str = "hookgate";
@@ -206,7 +208,7 @@ impl PostgresServer {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        signal(&child, libc::SIGINT);
+        signal(&mut child, Signal::Int);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             match child.try_wait() {
@@ -215,7 +217,7 @@ impl PostgresServer {
                     std::thread::sleep(Duration::from_millis(10))
                 }
                 _ => {
-                    let _ = child.kill();
+                    signal(&mut child, Signal::Kill);
                     let _ = child.wait();
                     return;
                 }
@@ -298,25 +300,15 @@ impl Drop for PostgresServer {
         if let Some(mut child) = self.child.take() {
             // Immediate shutdown: the postmaster ends its own children before it exits, so
             // nothing is left writing into the directory removed below. SIGKILL if it hangs.
-            signal(&child, libc::SIGQUIT);
+            signal(&mut child, Signal::Quit);
             let deadline = Instant::now() + Duration::from_secs(5);
             while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
             }
-            let _ = child.kill();
+            signal(&mut child, Signal::Kill);
             let _ = child.wait();
         }
         let _ = fs::remove_dir_all(&self.data_dir);
-    }
-}
-
-/// Sends `sig` to a child we started (and have not yet reaped, so its pid is still its own).
-fn signal(child: &Child, sig: libc::c_int) {
-    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
-        // SAFETY: kill(2) takes plain integers and touches no memory of ours.
-        unsafe {
-            libc::kill(pid, sig);
-        }
     }
 }
 

@@ -61,14 +61,15 @@ fn pinned_clock() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(NOW.load(Ordering::SeqCst))
 }
 
-fn config(preset: &str, public_url: &str, upstream: &str) -> String {
+/// One route verified by `preset` with the key in `${KEY}`, for every path.
+fn preset_route(preset: &str, public_url: &str, upstream: &str) -> String {
     let key_field = if is_asymmetric(preset) {
         "public_key"
     } else {
         "secret"
     };
     format!(
-        "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nroutes:\n  - name: {preset}\n    path: /*\n    upstream: {upstream}\n    public_url: {public_url}\n    verify:\n      preset: {preset}\n      {key_field}: \"${{KEY}}\"\n"
+        "  - name: {preset}\n    path: /*\n    upstream: {upstream}\n    public_url: {public_url}\n    verify:\n      preset: {preset}\n      {key_field}: \"${{KEY}}\"\n"
     )
 }
 
@@ -85,7 +86,7 @@ async fn every_preset_vector_through_the_gateway() {
         let (public_url, path) = split_url(&case.url);
         let upstream = Upstream::start().await;
         let gw = Gateway::start_with_clock(
-            &config(&case.preset, &public_url, &upstream.url()),
+            &Yaml::new().routes(&preset_route(&case.preset, &public_url, &upstream.url())),
             &[("KEY", case.secret.as_str())],
             pinned_clock,
         )

@@ -6,9 +6,13 @@ use std::time::Duration;
 
 use crate::support::*;
 
-fn config(upstream: &str, trusted: &str) -> String {
+/// The listener every test here uses: PROXY protocol on.
+const LISTENER: &str = "  - addr: 127.0.0.1:0\n    proxy_protocol: true\n";
+
+/// A lahza route open only to clients in 203.0.113.0/24, in front of `upstream`.
+fn lahza_route(upstream: &str) -> String {
     format!(
-        "listeners:\n  - addr: 127.0.0.1:0\n    proxy_protocol: true\nadmin:\n  addr: 127.0.0.1:0\nclient_ip:\n  trusted_proxies: [{trusted}]\nroutes:\n  - name: lahza\n    path: /hooks/lahza\n    upstream: {upstream}\n    allow_ips: [203.0.113.0/24]\n    verify: {{ preset: lahza, secret: \"${{LAHZA}}\" }}\n"
+        "  - name: lahza\n    path: /hooks/lahza\n    upstream: {upstream}\n    allow_ips: [203.0.113.0/24]\n    verify: {{ preset: lahza, secret: \"${{LAHZA}}\" }}\n"
     )
 }
 
@@ -41,7 +45,10 @@ fn v2(source: [u8; 4], local: bool) -> Vec<u8> {
 async fn the_address_a_trusted_balancer_sends_is_the_client() {
     let upstream = Upstream::start().await;
     let gw = Gateway::start(
-        &config(&upstream.url(), "127.0.0.1/32"),
+        &Yaml::new()
+            .listeners(LISTENER)
+            .top("client_ip:\n  trusted_proxies: [127.0.0.1/32]\n")
+            .routes(&lahza_route(&upstream.url())),
         &[("LAHZA", "lahza-secret")],
     )
     .await;
@@ -101,8 +108,11 @@ async fn the_address_a_trusted_balancer_sends_is_the_client() {
 async fn split_headers_are_awaited_and_carried_clients_are_counted_per_address() {
     use tokio::io::AsyncWriteExt;
     let upstream = Upstream::start().await;
-    let yaml = config(&upstream.url(), "127.0.0.1/32")
-        .replace("routes:", "limits:\n  max_connections_per_ip: 2\nroutes:");
+    let yaml = Yaml::new()
+        .listeners(LISTENER)
+        .top("client_ip:\n  trusted_proxies: [127.0.0.1/32]\n")
+        .top("limits:\n  max_connections_per_ip: 2\n")
+        .routes(&lahza_route(&upstream.url()));
     let gw = Gateway::start(&yaml, &[("LAHZA", "lahza-secret")]).await;
     let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     s.write_all(b"PROXY TCP4 203.0.113.7 10.0.0.1 5555 ")
@@ -160,7 +170,10 @@ async fn a_header_from_an_untrusted_peer_is_never_believed() {
     let upstream = Upstream::start().await;
     // Loopback is not a trusted proxy here.
     let gw = Gateway::start(
-        &config(&upstream.url(), "10.0.0.0/8"),
+        &Yaml::new()
+            .listeners(LISTENER)
+            .top("client_ip:\n  trusted_proxies: [10.0.0.0/8]\n")
+            .routes(&lahza_route(&upstream.url())),
         &[("LAHZA", "lahza-secret")],
     )
     .await;

@@ -1,13 +1,12 @@
 //! Operating the queue: the admin listener's `/queue/` API, its bearer token, and the
 //! `hookgate queue` command over it.
 
-use std::process::Command;
 use std::time::Duration;
 
 use http::StatusCode;
 use serde_json::Value;
 
-use crate::queued::{config, config_with_admin, header, laso_event, within, ENV, FAST};
+use crate::queued::{header, laso_event, routes, store, within, ENV, FAST};
 use crate::support::*;
 
 const TOKEN: &str = "s3cret-admin-token-for-tests-0123";
@@ -51,7 +50,13 @@ async fn one_dead_event(gw: &Gateway, n: usize, dead_so_far: f64) -> String {
 async fn a_dead_letter_is_listed_shown_and_retried_through_the_admin_api() {
     let dir = temp_dir("queue-api");
     let upstream = Upstream::start_with(Reply::scripted(&[422])).await;
-    let gw = Gateway::start(&config(&dir, &upstream.url(), FAST), ENV).await;
+    let gw = Gateway::start(
+        &Yaml::new()
+            .top(&store(&dir))
+            .routes(&routes(&upstream.url(), FAST)),
+        ENV,
+    )
+    .await;
     let id = one_dead_event(&gw, 1, 0.0).await;
 
     let (status, list) = admin(&gw, "GET", "/queue/events?route=laso&state=dead", None).await;
@@ -141,7 +146,13 @@ async fn a_dead_letter_is_listed_shown_and_retried_through_the_admin_api() {
 async fn every_dead_letter_of_a_route_is_retried_at_once_and_one_can_be_dropped() {
     let dir = temp_dir("queue-api-bulk");
     let upstream = Upstream::start_with(Reply::scripted(&[422, 422, 422])).await;
-    let gw = Gateway::start(&config(&dir, &upstream.url(), FAST), ENV).await;
+    let gw = Gateway::start(
+        &Yaml::new()
+            .top(&store(&dir))
+            .routes(&routes(&upstream.url(), FAST)),
+        ENV,
+    )
+    .await;
     let mut ids = Vec::new();
     for n in 0..3 {
         ids.push(one_dead_event(&gw, n, n as f64).await);
@@ -173,8 +184,14 @@ async fn the_queue_api_needs_the_bearer_token_when_one_is_set() {
     let dir = temp_dir("queue-api-token");
     std::fs::write(dir.join("token"), format!("{TOKEN}\n")).unwrap();
     let upstream = Upstream::start_with(Reply::scripted(&[422])).await;
-    let admin_lines = format!("  token_file: {}\n", dir.join("token").display());
-    let yaml = config_with_admin(&dir.join("q"), &upstream.url(), FAST, &admin_lines);
+    let admin_lines = format!(
+        "  addr: 127.0.0.1:0\n  token_file: {}\n",
+        dir.join("token").display()
+    );
+    let yaml = Yaml::new()
+        .admin(&admin_lines)
+        .top(&store(&dir.join("q")))
+        .routes(&routes(&upstream.url(), FAST));
     let gw = Gateway::start(&yaml, ENV).await;
     let id = one_dead_event(&gw, 1, 0.0).await;
 
@@ -219,14 +236,20 @@ async fn hookgate_queue_lists_and_retries_dead_letters() {
     let dir = temp_dir("queue-cli");
     std::fs::write(dir.join("token"), TOKEN).unwrap();
     let upstream = Upstream::start_with(Reply::scripted(&[422])).await;
-    let admin_lines = format!("  token_file: {}\n", dir.join("token").display());
-    let yaml = config_with_admin(&dir.join("q"), &upstream.url(), FAST, &admin_lines);
+    let admin_lines = format!(
+        "  addr: 127.0.0.1:0\n  token_file: {}\n",
+        dir.join("token").display()
+    );
+    let yaml = Yaml::new()
+        .admin(&admin_lines)
+        .top(&store(&dir.join("q")))
+        .routes(&routes(&upstream.url(), FAST));
     let gw = Gateway::start(&yaml, ENV).await;
     let id = one_dead_event(&gw, 1, 0.0).await;
     let addr = gw.admin.to_string();
     let token_file = dir.join("token");
     let cli = move |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        let out = bin()
             .args(["queue", "--admin", &addr, "--token-file"])
             .arg(&token_file)
             .args(args)
@@ -282,7 +305,7 @@ async fn hookgate_queue_lists_and_retries_dead_letters() {
     std::fs::write(&wrong, "not-the-token-not-the-token").unwrap();
     let addr = gw.admin.to_string();
     let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        bin()
             .args(["queue", "--admin", &addr, "--token-file"])
             .arg(&wrong)
             .args(["list"])

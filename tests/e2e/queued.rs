@@ -13,30 +13,21 @@ pub const ENV: &[(&str, &str)] = &[
     ("LOMI_SECRET", "whsec_lomi_51b0"),
 ];
 
-/// One queued laso route at `/laso` (and a queued lomi route with replay at `/lomi`), the
-/// store in `dir`, and `queue` lines under each route's `queue:`.
-pub fn config(dir: &std::path::Path, upstream: &str, queue: &str) -> String {
-    config_with_admin(dir, upstream, queue, "")
+/// The embedded store in `dir`.
+pub fn store(dir: &std::path::Path) -> String {
+    format!("queue_store:\n  path: {}\n", dir.display())
 }
 
-/// [`config`] with more lines under `admin:` (e.g. `token_file`).
-pub fn config_with_admin(
-    dir: &std::path::Path,
-    upstream: &str,
-    queue: &str,
-    admin: &str,
-) -> String {
+/// One queued laso route at `/laso` and a queued lomi route with replay at `/lomi`, with
+/// `queue` lines under each route's `queue:`.
+pub fn routes(upstream: &str, queue: &str) -> String {
     format!(
-        "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\n{admin}\
-         queue_store:\n  path: {}\n\
-         routes:\n\
-         \x20 - name: laso\n    path: /laso\n    upstream: {upstream}\n\
+        "  - name: laso\n    path: /laso\n    upstream: {upstream}\n\
          \x20   verify: {{ preset: laso, secret: \"${{LASO_SECRET}}\" }}\n\
          \x20   delivery: queued\n    queue:\n{queue}\
          \x20 - name: lomi\n    path: /lomi\n    upstream: {upstream}\n\
          \x20   verify: {{ preset: lomi, secret: \"${{LOMI_SECRET}}\" }}\n\
-         \x20   replay: {{}}\n    delivery: queued\n    queue:\n{queue}",
-        dir.display()
+         \x20   replay: {{}}\n    delivery: queued\n    queue:\n{queue}"
     )
 }
 
@@ -73,7 +64,13 @@ pub fn header<'a>(r: &'a Received, name: &str) -> &'a str {
 async fn a_queued_event_is_answered_once_stored_then_delivered_byte_for_byte() {
     let dir = temp_dir("queued-basic");
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(&config(&dir, &upstream.url(), FAST), ENV).await;
+    let gw = Gateway::start(
+        &Yaml::new()
+            .top(&store(&dir))
+            .routes(&routes(&upstream.url(), FAST)),
+        ENV,
+    )
+    .await;
     let (body, headers) = laso_event(1);
     let answer = post(&gw.url("/laso?tenant=7"), &as_refs(&headers), &body).await;
     assert_eq!(answer.status, StatusCode::OK);
@@ -125,7 +122,13 @@ async fn a_queued_event_is_answered_once_stored_then_delivered_byte_for_byte() {
 async fn an_unverified_request_on_a_queued_route_is_refused_and_never_stored() {
     let dir = temp_dir("queued-forged");
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(&config(&dir, &upstream.url(), FAST), ENV).await;
+    let gw = Gateway::start(
+        &Yaml::new()
+            .top(&store(&dir))
+            .routes(&routes(&upstream.url(), FAST)),
+        ENV,
+    )
+    .await;
     let (body, _) = laso_event(1);
     let forged = sign_as("laso", "not-the-secret", &body, now_unix());
     let answer = post(&gw.url("/laso"), &as_refs(&forged), &body).await;
@@ -142,7 +145,13 @@ async fn an_unverified_request_on_a_queued_route_is_refused_and_never_stored() {
 async fn while_the_app_is_down_senders_get_2xx_and_the_app_gets_every_event_when_it_is_up() {
     let dir = temp_dir("queued-down");
     let app = rebindable_addr().await;
-    let gw = Gateway::start(&config(&dir, &format!("http://{app}"), FAST), ENV).await;
+    let gw = Gateway::start(
+        &Yaml::new()
+            .top(&store(&dir))
+            .routes(&routes(&format!("http://{app}"), FAST)),
+        ENV,
+    )
+    .await;
     let mut ids = Vec::new();
     for n in 0..5 {
         let (body, headers) = laso_event(n);
@@ -204,7 +213,13 @@ async fn while_the_app_is_down_senders_get_2xx_and_the_app_gets_every_event_when
 async fn a_final_4xx_is_a_dead_letter_but_429_is_retried() {
     let dir = temp_dir("queued-dead");
     let upstream = Upstream::start_with(Reply::scripted(&[429, 422])).await;
-    let gw = Gateway::start(&config(&dir, &upstream.url(), FAST), ENV).await;
+    let gw = Gateway::start(
+        &Yaml::new()
+            .top(&store(&dir))
+            .routes(&routes(&upstream.url(), FAST)),
+        ENV,
+    )
+    .await;
     let (body, headers) = laso_event(1);
     let answer = post(&gw.url("/laso"), &as_refs(&headers), &body).await;
     assert_eq!(answer.status, StatusCode::OK);
@@ -235,7 +250,13 @@ async fn retry_after_from_the_app_is_honoured() {
         ..Reply::scripted(&[503])
     };
     let upstream = Upstream::start_with(reply).await;
-    let gw = Gateway::start(&config(&dir, &upstream.url(), FAST), ENV).await;
+    let gw = Gateway::start(
+        &Yaml::new()
+            .top(&store(&dir))
+            .routes(&routes(&upstream.url(), FAST)),
+        ENV,
+    )
+    .await;
     let (body, headers) = laso_event(1);
     post(&gw.url("/laso"), &as_refs(&headers), &body).await;
     within(5, "the retry arrives", || upstream.count() == 2).await;
@@ -257,7 +278,13 @@ async fn an_event_that_outlives_max_age_is_a_dead_letter() {
     })
     .await;
     let queue = "      retry: { initial_interval: 50ms, max_interval: 100ms, max_age: 400ms }\n";
-    let gw = Gateway::start(&config(&dir, &upstream.url(), queue), ENV).await;
+    let gw = Gateway::start(
+        &Yaml::new()
+            .top(&store(&dir))
+            .routes(&routes(&upstream.url(), queue)),
+        ENV,
+    )
+    .await;
     let (body, headers) = laso_event(1);
     post(&gw.url("/laso"), &as_refs(&headers), &body).await;
     within(5, "the event expires", || {
@@ -283,7 +310,13 @@ async fn max_attempts_ends_retries() {
     })
     .await;
     let queue = "      retry: { initial_interval: 20ms, max_interval: 40ms, max_attempts: 3 }\n";
-    let gw = Gateway::start(&config(&dir, &upstream.url(), queue), ENV).await;
+    let gw = Gateway::start(
+        &Yaml::new()
+            .top(&store(&dir))
+            .routes(&routes(&upstream.url(), queue)),
+        ENV,
+    )
+    .await;
     let (body, headers) = laso_event(1);
     post(&gw.url("/laso"), &as_refs(&headers), &body).await;
     within(5, "three attempts, then dead", || {
@@ -302,7 +335,13 @@ async fn max_attempts_ends_retries() {
 async fn a_duplicate_on_a_queued_route_is_recognized_by_the_store_and_delivered_once() {
     let dir = temp_dir("queued-dup");
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(&config(&dir, &upstream.url(), FAST), ENV).await;
+    let gw = Gateway::start(
+        &Yaml::new()
+            .top(&store(&dir))
+            .routes(&routes(&upstream.url(), FAST)),
+        ENV,
+    )
+    .await;
     let body = br#"{"id":"evt_q_1","event":"PAYMENT_SUCCEEDED"}"#;
     let headers = sign_as("lomi", secret_of("lomi"), body, now_unix());
     let first = post(&gw.url("/lomi"), &as_refs(&headers), body).await;
@@ -360,7 +399,9 @@ async fn a_duplicate_on_a_queued_route_is_recognized_by_the_store_and_delivered_
 async fn undelivered_events_survive_a_restart_and_are_delivered_after_it() {
     let dir = temp_dir("queued-restart");
     let app = rebindable_addr().await;
-    let yaml = config(&dir, &format!("http://{app}"), FAST);
+    let yaml = Yaml::new()
+        .top(&store(&dir))
+        .routes(&routes(&format!("http://{app}"), FAST));
     let gw = Gateway::start(&yaml, ENV).await;
     for n in 0..3 {
         let (body, headers) = laso_event(n);
@@ -386,7 +427,9 @@ async fn undelivered_events_survive_a_restart_and_are_delivered_after_it() {
 async fn a_second_gateway_cannot_open_the_same_embedded_store() {
     let dir = temp_dir("queued-lock");
     let upstream = Upstream::start().await;
-    let yaml = config(&dir, &upstream.url(), FAST);
+    let yaml = Yaml::new()
+        .top(&store(&dir))
+        .routes(&routes(&upstream.url(), FAST));
     let gw = Gateway::start(&yaml, ENV).await;
     let loaded = hookgate::config::compile::compile(&yaml, std::path::Path::new("."), &|n| {
         ENV.iter()
@@ -410,8 +453,12 @@ async fn a_full_store_refuses_with_503_and_acknowledges_only_what_it_kept() {
     let dir = temp_dir("queued-full");
     let app = rebindable_addr().await;
     // 256 KiB for the whole database: room for some 2 KiB events, not for 400.
-    let yaml = config(&dir, &format!("http://{app}"), FAST)
-        .replace("queue_store:\n", "queue_store:\n  max_bytes: 262144\n");
+    let yaml = Yaml::new()
+        .top(&format!(
+            "queue_store:\n  max_bytes: 262144\n  path: {}\n",
+            dir.display()
+        ))
+        .routes(&routes(&format!("http://{app}"), FAST));
     let gw = Gateway::start(&yaml, ENV).await;
     let mut acked = Vec::new();
     let mut refused = 0;
@@ -471,10 +518,10 @@ async fn a_slow_but_healthy_app_gets_each_event_once() {
         ..Reply::default()
     })
     .await;
-    let yaml = config(&dir, &upstream.url(), "      concurrency: 1\n").replace(
-        "listeners:\n",
-        "limits:\n  upstream_connect_timeout: 200ms\n  upstream_timeout: 8s\nlisteners:\n",
-    );
+    let yaml = Yaml::new()
+        .top("limits:\n  upstream_connect_timeout: 200ms\n  upstream_timeout: 8s\n")
+        .top(&store(&dir))
+        .routes(&routes(&upstream.url(), "      concurrency: 1\n"));
     let gw = Gateway::start(&yaml, ENV).await;
     for n in 0..2 {
         let (body, headers) = laso_event(n);

@@ -7,7 +7,6 @@
 //! The real binary runs (its RSS is its own), in front of a recording upstream.
 
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -84,35 +83,33 @@ async fn backlog(dir: &std::path::Path, store: &str) {
     let config = dir.join("gateway.yaml");
     std::fs::write(
         &config,
-        format!(
-            "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\n\
-             queue_store:\n{store}\
-             routes:\n\
-             \x20 - name: laso\n    path: /laso\n    upstream: {}\n\
-             \x20   verify: {{ preset: laso, secret: \"${{LASO_SECRET}}\" }}\n\
-             \x20   delivery: queued\n    queue:\n      concurrency: {CONCURRENCY}\n",
-            upstream.url()
-        ),
+        Yaml::new()
+            .top(&format!("queue_store:\n{store}"))
+            .routes(&format!(
+                "  - name: laso\n    path: /laso\n    upstream: {}\n\
+                 \x20   verify: {{ preset: laso, secret: \"${{LASO_SECRET}}\" }}\n\
+                 \x20   delivery: queued\n    queue:\n      concurrency: {CONCURRENCY}\n",
+                upstream.url()
+            )),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hookgate"))
-        .args(["run", "-c"])
-        .arg(&config)
-        .env("LASO_SECRET", secret_of("laso"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let started = watch_start(&mut child, true, false);
     // Killed if the test fails before the end.
-    let child = crate::crash::KillOnDrop(vec![Arc::new(Mutex::new(child))]);
+    let started = start(
+        run(&config).env("LASO_SECRET", secret_of("laso")),
+        Ready {
+            admin: true,
+            no_errors: false,
+        },
+    );
+    let child = started.process;
+    let pid = child.id();
     let (addr, admin) = (started.addr, started.admin.expect("admin address"));
     // Keep reading its log so it never blocks on a full pipe.
     let log: Arc<Mutex<Vec<String>>> = Arc::default();
     let log_sink = log.clone();
+    let lines = started.lines;
     std::thread::spawn(move || {
-        for line in started.lines.iter() {
+        for line in lines.iter() {
             log_sink.lock().unwrap().push(line);
         }
     });

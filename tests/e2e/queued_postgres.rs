@@ -4,24 +4,25 @@
 //! leases to another without a restart.
 
 use std::collections::HashMap;
-use std::process::Child;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
 
-use crate::crash::{start_gateway, KillOnDrop};
+use crate::crash::start_gateway;
 use crate::pg_server::PostgresServer;
 use crate::queued::{header, laso_event, within, ENV};
 use crate::support::*;
 
-/// Queued laso and lomi (with replay) routes on the PostgreSQL store at `url`.
-fn config(url: &str, upstream: &str, extra_top: &str) -> String {
+/// The PostgreSQL store at `url`, with `more` lines under `queue_store:`.
+fn store(url: &str, more: &str) -> String {
+    format!("queue_store:\n  type: postgres\n  url: \"{url}\"\n  timeout: 1s\n{more}")
+}
+
+/// Queued laso and lomi (with replay) routes to `upstream`.
+fn routes(upstream: &str) -> String {
     format!(
-        "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\n{extra_top}\
-         queue_store:\n  type: postgres\n  url: \"{url}\"\n  timeout: 1s\n\
-         routes:\n\
-         \x20 - name: laso\n    path: /laso\n    upstream: {upstream}\n\
+        "  - name: laso\n    path: /laso\n    upstream: {upstream}\n\
          \x20   verify: {{ preset: laso, secret: \"${{LASO_SECRET}}\" }}\n\
          \x20   delivery: queued\n    queue:\n      retry: {{ initial_interval: 50ms, max_interval: 200ms }}\n\
          \x20 - name: lomi\n    path: /lomi\n    upstream: {upstream}\n\
@@ -34,7 +35,9 @@ fn config(url: &str, upstream: &str, extra_top: &str) -> String {
 async fn two_gateways_on_one_postgres_deliver_each_event_once() {
     let pg = PostgresServer::start().await;
     let upstream = Upstream::start().await;
-    let yaml = config(&pg.url(), &upstream.url(), "");
+    let yaml = Yaml::new()
+        .top(&store(&pg.url(), ""))
+        .routes(&routes(&upstream.url()));
     let a = Gateway::start(&yaml, ENV).await;
     let b = Gateway::start(&yaml, ENV).await;
     let mut ids = Vec::new();
@@ -84,7 +87,13 @@ async fn two_gateways_on_one_postgres_deliver_each_event_once() {
 async fn with_postgres_down_events_are_refused_with_503_and_none_acknowledged() {
     let mut pg = PostgresServer::start().await;
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(&config(&pg.url(), &upstream.url(), ""), ENV).await;
+    let gw = Gateway::start(
+        &Yaml::new()
+            .top(&store(&pg.url(), ""))
+            .routes(&routes(&upstream.url())),
+        ENV,
+    )
+    .await;
     pg.stop();
     let (body, headers) = laso_event(1);
     let answer = post(&gw.url("/laso"), &as_refs(&headers), &body).await;
@@ -126,30 +135,32 @@ async fn a_replica_killed_mid_delivery_loses_its_leases_to_the_other() {
         ..Reply::default()
     })
     .await;
-    let mut children: Vec<Arc<Mutex<Child>>> = Vec::new();
+    // Killed when dropped, however the test ends.
+    let mut children: Vec<KillOnDrop> = Vec::new();
     let mut urls = Vec::new();
     for name in ["a", "b"] {
         let listen = rebindable_addr().await;
         let admin = rebindable_addr().await;
-        let yaml = format!(
-            "listeners:\n  - addr: {listen}\nadmin:\n  addr: {admin}\nworkers: 1\n\
-             limits:\n  upstream_connect_timeout: 500ms\n  upstream_timeout: 1s\n\
-             queue_store:\n  type: postgres\n  url: \"{}\"\n\
-             routes:\n  - name: laso\n    path: /laso\n    upstream: {}\n\
-             \x20   verify: {{ preset: laso, secret: \"laso_whsec_3f1c9a\" }}\n\
-             \x20   delivery: queued\n    queue:\n      concurrency: 4\n",
-            pg.url(),
-            upstream.url()
-        );
+        let yaml = Yaml::new()
+            .listeners(&format!("  - addr: {listen}\n"))
+            .admin(&format!("  addr: {admin}\n"))
+            .top(&format!(
+                "workers: 1\n\
+                 limits:\n  upstream_connect_timeout: 500ms\n  upstream_timeout: 1s\n\
+                 queue_store:\n  type: postgres\n  url: \"{}\"\n",
+                pg.url()
+            ))
+            .routes(&format!(
+                "  - name: laso\n    path: /laso\n    upstream: {}\n\
+                 \x20   verify: {{ preset: laso, secret: \"laso_whsec_3f1c9a\" }}\n\
+                 \x20   delivery: queued\n    queue:\n      concurrency: 4\n",
+                upstream.url()
+            ));
         let path = dir.join(format!("{name}.yaml"));
         std::fs::write(&path, yaml).unwrap();
-        children.push(Arc::new(Mutex::new(start_gateway(
-            &path,
-            &dir.join(format!("{name}.log")),
-        ))));
+        children.push(start_gateway(&path, &dir.join(format!("{name}.log"))));
         urls.push(format!("http://{listen}/laso"));
     }
-    let _cleanup = KillOnDrop(children.clone());
     // Wait for both to listen.
     for url in &urls {
         let addr: std::net::SocketAddr = url[7..url.len() - 5].parse().unwrap();
@@ -175,8 +186,8 @@ async fn a_replica_killed_mid_delivery_loses_its_leases_to_the_other() {
     // Kill a while it has deliveries in flight.
     tokio::time::sleep(Duration::from_millis(300)).await;
     {
-        let mut a = children[0].lock().unwrap();
-        a.kill().unwrap();
+        let a = &mut children[0];
+        signal(a, Signal::Kill);
         a.wait().unwrap();
     }
     let killed_at = Instant::now();
@@ -235,13 +246,10 @@ async fn the_postgres_store_speaks_verified_tls_when_the_url_requires_it() {
     let url = format!("{}?sslmode=require", pg.url());
 
     // Verified against the CA it was given: events are stored and delivered.
-    let with_ca = config(&url, &upstream.url(), "").replace(
-        "  timeout: 1s\n",
-        &format!(
-            "  timeout: 1s\n  ca_file: {}\n",
-            dir.join("ca.pem").display()
-        ),
-    );
+    let ca_file = format!("  ca_file: {}\n", dir.join("ca.pem").display());
+    let with_ca = Yaml::new()
+        .top(&store(&url, &ca_file))
+        .routes(&routes(&upstream.url()));
     let gw = Gateway::start(&with_ca, ENV).await;
     let (body, headers) = laso_event(1);
     let answer = post(&gw.url("/laso"), &as_refs(&headers), &body).await;
@@ -254,7 +262,9 @@ async fn the_postgres_store_speaks_verified_tls_when_the_url_requires_it() {
 
     // Without the CA the server's certificate is not trusted: the gateway does not start.
     let loaded = hookgate::config::compile::compile(
-        &config(&url, &upstream.url(), ""),
+        &Yaml::new()
+            .top(&store(&url, ""))
+            .routes(&routes(&upstream.url())),
         std::path::Path::new("."),
         &|n| {
             ENV.iter()

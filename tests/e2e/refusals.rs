@@ -9,9 +9,10 @@ use crate::support::*;
 
 const BODY: &[u8] = br#"{"event":"charge.success","data":{"id":302961,"amount":10000}}"#;
 
-fn lahza_route(upstream: &str, extra: &str) -> String {
+/// The route most tests here use, in front of `upstream`.
+fn lahza_route(upstream: &str) -> String {
     format!(
-        "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\n{extra}routes:\n  - name: lahza\n    path: /hooks/lahza\n    upstream: {upstream}\n    verify:\n      preset: lahza\n      secret: \"${{LAHZA_SECRET}}\"\n"
+        "  - name: lahza\n    path: /hooks/lahza\n    upstream: {upstream}\n    verify:\n      preset: lahza\n      secret: \"${{LAHZA_SECRET}}\"\n"
     )
 }
 
@@ -24,7 +25,7 @@ fn good_sig(body: &[u8]) -> String {
 #[tokio::test]
 async fn bad_signatures_are_refused_with_401_and_never_forwarded() {
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(&lahza_route(&upstream.url(), ""), ENV).await;
+    let gw = Gateway::start(&Yaml::new().routes(&lahza_route(&upstream.url())), ENV).await;
     let url = gw.url("/hooks/lahza");
     let good = good_sig(BODY);
     let wrong_secret = hex::encode(hmac_sha256("not-the-secret", &[BODY]));
@@ -102,7 +103,7 @@ async fn bad_signatures_are_refused_with_401_and_never_forwarded() {
 #[tokio::test]
 async fn routing_refusals_404_405_400() {
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(&lahza_route(&upstream.url(), ""), ENV).await;
+    let gw = Gateway::start(&Yaml::new().routes(&lahza_route(&upstream.url())), ENV).await;
     let sig = good_sig(BODY);
     let h = [("x-lahza-signature", sig.as_str())];
     assert_eq!(
@@ -129,7 +130,7 @@ async fn routing_refusals_404_405_400() {
 #[tokio::test]
 async fn disallowed_ip_is_refused_even_with_a_valid_signature() {
     let upstream = Upstream::start().await;
-    let yaml = lahza_route(&upstream.url(), "").replace(
+    let yaml = Yaml::new().routes(&lahza_route(&upstream.url())).replace(
         "    verify:",
         "    allow_ips: [203.0.113.0/24, 2001:db8::/32]\n    verify:",
     );
@@ -161,10 +162,10 @@ async fn disallowed_ip_is_refused_even_with_a_valid_signature() {
 #[tokio::test]
 async fn ip_allowlist_alone_guards_a_route_without_signatures() {
     let upstream = Upstream::start().await;
-    let yaml = format!(
-        "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nroutes:\n  - name: open-to-loopback\n    path: /hooks/ip/*\n    upstream: {u}\n    allow_ips: [127.0.0.0/8]\n  - name: closed\n    path: /hooks/closed\n    upstream: {u}\n    allow_ips: [10.0.0.0/8]\n",
+    let yaml = Yaml::new().routes(&format!(
+        "  - name: open-to-loopback\n    path: /hooks/ip/*\n    upstream: {u}\n    allow_ips: [127.0.0.0/8]\n  - name: closed\n    path: /hooks/closed\n    upstream: {u}\n    allow_ips: [10.0.0.0/8]\n",
         u = upstream.url()
-    );
+    ));
     let gw = Gateway::start(&yaml, &[]).await;
     let answer = post(&gw.url("/hooks/ip/lahza"), &[], BODY).await;
     assert_eq!(answer.status, StatusCode::OK);
@@ -182,14 +183,13 @@ async fn ip_allowlist_alone_guards_a_route_without_signatures() {
 #[tokio::test]
 async fn trusted_proxy_forwarded_for_is_used_from_the_right() {
     let upstream = Upstream::start().await;
-    let yaml = lahza_route(
-        &upstream.url(),
-        "client_ip:\n  trusted_proxies: [127.0.0.1/32]\n",
-    )
-    .replace(
-        "    verify:",
-        "    allow_ips: [203.0.113.0/24]\n    verify:",
-    );
+    let yaml = Yaml::new()
+        .top("client_ip:\n  trusted_proxies: [127.0.0.1/32]\n")
+        .routes(&lahza_route(&upstream.url()))
+        .replace(
+            "    verify:",
+            "    allow_ips: [203.0.113.0/24]\n    verify:",
+        );
     let gw = Gateway::start(&yaml, ENV).await;
     let sig = good_sig(BODY);
     let url = gw.url("/hooks/lahza");
@@ -223,7 +223,9 @@ async fn trusted_proxy_forwarded_for_is_used_from_the_right() {
 #[tokio::test]
 async fn oversized_bodies_are_refused_with_and_without_content_length() {
     let upstream = Upstream::start().await;
-    let yaml = lahza_route(&upstream.url(), "limits:\n  max_body_bytes: 1024\n");
+    let yaml = Yaml::new()
+        .top("limits:\n  max_body_bytes: 1024\n")
+        .routes(&lahza_route(&upstream.url()));
     let gw = Gateway::start(&yaml, ENV).await;
     let big = vec![b'a'; 4096];
     let sig = good_sig(&big);
@@ -267,10 +269,9 @@ async fn oversized_bodies_are_refused_with_and_without_content_length() {
 #[tokio::test]
 async fn slow_body_gets_408_and_slow_head_is_cut_off() {
     let upstream = Upstream::start().await;
-    let yaml = lahza_route(
-        &upstream.url(),
-        "limits:\n  body_read_timeout: 300ms\n  header_read_timeout: 300ms\n",
-    );
+    let yaml = Yaml::new()
+        .top("limits:\n  body_read_timeout: 300ms\n  header_read_timeout: 300ms\n")
+        .routes(&lahza_route(&upstream.url()));
     let gw = Gateway::start(&yaml, ENV).await;
     let sig = good_sig(BODY);
     let head = format!(
@@ -341,10 +342,12 @@ async fn upstream_down_is_502_and_upstream_too_slow_is_504() {
         ..Reply::default()
     })
     .await;
-    let yaml = format!(
-        "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nlimits:\n  upstream_timeout: 300ms\nroutes:\n  - name: down\n    path: /down\n    upstream: http://{dead}\n    verify: {{ preset: lahza, secret: \"${{LAHZA_SECRET}}\" }}\n  - name: slow\n    path: /slow\n    upstream: {}\n    verify: {{ preset: lahza, secret: \"${{LAHZA_SECRET}}\" }}\n",
-        slow.url()
-    );
+    let yaml = Yaml::new()
+        .top("limits:\n  upstream_timeout: 300ms\n")
+        .routes(&format!(
+            "  - name: down\n    path: /down\n    upstream: http://{dead}\n    verify: {{ preset: lahza, secret: \"${{LAHZA_SECRET}}\" }}\n  - name: slow\n    path: /slow\n    upstream: {}\n    verify: {{ preset: lahza, secret: \"${{LAHZA_SECRET}}\" }}\n",
+            slow.url()
+        ));
     let gw = Gateway::start(&yaml, ENV).await;
     let sig = good_sig(BODY);
     let h = [("x-lahza-signature", sig.as_str())];
@@ -360,7 +363,7 @@ async fn upstream_down_is_502_and_upstream_too_slow_is_504() {
 #[tokio::test]
 async fn hop_by_hop_headers_do_not_reach_the_app() {
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(&lahza_route(&upstream.url(), ""), ENV).await;
+    let gw = Gateway::start(&Yaml::new().routes(&lahza_route(&upstream.url())), ENV).await;
     let sig = good_sig(BODY);
     let req = format!(
         "POST /hooks/lahza HTTP/1.1\r\nHost: hooks.example\r\nx-lahza-signature: {sig}\r\nConnection: close, x-hop-secret, x-lahza-signature\r\nx-hop-secret: 1\r\nKeep-Alive: timeout=5\r\nContent-Length: {}\r\n\r\n",
@@ -384,7 +387,8 @@ async fn hop_by_hop_headers_do_not_reach_the_app() {
 #[tokio::test]
 async fn upstream_base_path_is_prefixed_to_the_request_path() {
     let upstream = Upstream::start().await;
-    let yaml = lahza_route(&format!("{}/app/", upstream.url()), "")
+    let yaml = Yaml::new()
+        .routes(&lahza_route(&format!("{}/app/", upstream.url())))
         .replace("path: /hooks/lahza", "path: /hooks/*");
     let gw = Gateway::start(&yaml, ENV).await;
     let sig = good_sig(BODY);
@@ -408,7 +412,7 @@ async fn upstream_base_path_is_prefixed_to_the_request_path() {
 async fn a_body_arriving_in_pieces_is_verified_and_forwarded_exactly() {
     use tokio::io::AsyncWriteExt;
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(&lahza_route(&upstream.url(), ""), ENV).await;
+    let gw = Gateway::start(&Yaml::new().routes(&lahza_route(&upstream.url())), ENV).await;
     let body: Vec<u8> = (0..300_000u32)
         .map(|i| b"0123456789abcdef"[(i % 16) as usize])
         .collect();
@@ -471,12 +475,14 @@ async fn a_route_can_have_larger_bodies_and_a_shorter_upstream_timeout_than_the_
             upstream.url()
         )
     };
-    let yaml = format!(
-        "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nlimits:\n  max_body_bytes: 1024\nroutes:\n{}{}{}",
-        route("large", "    limits: { max_body_bytes: 8192 }\n"),
-        route("hasty", "    limits: { upstream_timeout: 100ms }\n"),
-        route("plain", ""),
-    );
+    let yaml = Yaml::new()
+        .top("limits:\n  max_body_bytes: 1024\n")
+        .routes(&format!(
+            "{}{}{}",
+            route("large", "    limits: { max_body_bytes: 8192 }\n"),
+            route("hasty", "    limits: { upstream_timeout: 100ms }\n"),
+            route("plain", "")
+        ));
     let gw = Gateway::start(&yaml, ENV).await;
     let body = vec![b'a'; 4096];
     let h = [("x-lahza-signature", good_sig(&body))];

@@ -25,9 +25,9 @@ fn write_config_with(
     route: &str,
 ) -> PathBuf {
     let path = dir.join("gateway.yaml");
-    let text = format!(
-        "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\n{top}routes:\n  - name: stripe\n    path: /hooks/stripe\n    upstream: {upstream}\n    verify: {{ preset: stripe, secret_file: {secret_file} }}\n{route}"
-    );
+    let text = Yaml::new().top(top).routes(&format!(
+        "  - name: stripe\n    path: /hooks/stripe\n    upstream: {upstream}\n    verify: {{ preset: stripe, secret_file: {secret_file} }}\n{route}"
+    ));
     // Written whole then renamed, as editors and ConfigMaps do.
     let tmp = dir.join("gateway.yaml.tmp");
     std::fs::write(&tmp, text).unwrap();

@@ -21,18 +21,16 @@ fn lomi_route(name: &str, upstream: &str, extra: &str) -> String {
     )
 }
 
-fn config(store: &str, routes: &str) -> String {
-    format!(
-        "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\n{store}routes:\n{routes}"
-    )
-}
-
 const ENV: &[(&str, &str)] = &[("LOMI_SECRET", "whsec_lomi_51b0")];
 
 #[tokio::test]
 async fn a_duplicate_after_a_2xx_is_answered_but_not_forwarded() {
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(&config("", &lomi_route("lomi", &upstream.url(), "")), ENV).await;
+    let gw = Gateway::start(
+        &Yaml::new().routes(&lomi_route("lomi", &upstream.url(), "")),
+        ENV,
+    )
+    .await;
     let (body, headers) = lomi_event("evt_dup_1");
     let first = post(&gw.url("/lomi"), &as_refs(&headers), &body).await;
     assert_eq!(first.status, StatusCode::OK);
@@ -71,7 +69,11 @@ async fn a_duplicate_after_a_2xx_is_answered_but_not_forwarded() {
 #[tokio::test]
 async fn a_retry_after_a_failed_delivery_is_forwarded() {
     let upstream = Upstream::start_with(Reply::scripted(&[500, 503])).await;
-    let gw = Gateway::start(&config("", &lomi_route("lomi", &upstream.url(), "")), ENV).await;
+    let gw = Gateway::start(
+        &Yaml::new().routes(&lomi_route("lomi", &upstream.url(), "")),
+        ENV,
+    )
+    .await;
     let (body, headers) = lomi_event("evt_retry");
     let url = gw.url("/lomi");
     assert_eq!(
@@ -132,7 +134,11 @@ async fn fifty_concurrent_copies_make_exactly_one_delivery() {
         ..Reply::default()
     })
     .await;
-    let gw = Gateway::start(&config("", &lomi_route("lomi", &upstream.url(), "")), ENV).await;
+    let gw = Gateway::start(
+        &Yaml::new().routes(&lomi_route("lomi", &upstream.url(), "")),
+        ENV,
+    )
+    .await;
     let (body, headers) = lomi_event("evt_burst");
     let statuses = burst(&[gw.url("/lomi")], &headers, &body, 50).await;
     assert_one_delivery(&statuses);
@@ -155,10 +161,9 @@ async fn fifty_concurrent_copies_make_exactly_one_delivery() {
 async fn a_flood_of_unique_events_keeps_the_memory_store_bounded() {
     let upstream = Upstream::start().await;
     let gw = Gateway::start(
-        &config(
-            "replay_store:\n  type: memory\n  max_entries: 50\n",
-            &lomi_route("lomi", &upstream.url(), ""),
-        ),
+        &Yaml::new()
+            .top("replay_store:\n  type: memory\n  max_entries: 50\n")
+            .routes(&lomi_route("lomi", &upstream.url(), "")),
         ENV,
     )
     .await;
@@ -191,7 +196,7 @@ async fn signature_and_header_keys_and_a_missing_key() {
         "  - name: lahza\n    path: /lahza\n    upstream: {u}\n    verify: {{ preset: lahza, secret: \"${{LAHZA_SECRET}}\" }}\n    replay: {{ key: signature }}\n  - name: byheader\n    path: /byheader\n    upstream: {u}\n    verify: {{ preset: lahza, secret: \"${{LAHZA_SECRET}}\" }}\n    replay: {{ key: {{ header: x-event-id }}, ttl: 1h }}\n",
         u = upstream.url()
     );
-    let gw = Gateway::start(&config("", &routes), &[("LAHZA_SECRET", "k")]).await;
+    let gw = Gateway::start(&Yaml::new().routes(&routes), &[("LAHZA_SECRET", "k")]).await;
     let body = br#"{"event":"charge.success"}"#;
     let sig = hex::encode(hmac_sha256("k", &[body]));
     // Signature key: a captured request replayed, even with the hex re-cased, is a duplicate.
@@ -238,10 +243,9 @@ async fn two_gateways_sharing_redis_deliver_each_event_once() {
         ..Reply::default()
     })
     .await;
-    let yaml = config(
-        &redis_store(&redis, "t1:"),
-        &lomi_route("lomi", &upstream.url(), ""),
-    );
+    let yaml = Yaml::new()
+        .top(&redis_store(&redis, "t1:"))
+        .routes(&lomi_route("lomi", &upstream.url(), ""));
     let a = Gateway::start(&yaml, ENV).await;
     let b = Gateway::start(&yaml, ENV).await;
     let urls = [a.url("/lomi"), b.url("/lomi")];
@@ -266,7 +270,11 @@ async fn redis_down_rejects_or_allows_as_configured_and_recovers() {
     let upstream = Upstream::start().await;
     let routes = lomi_route("strict", &upstream.url(), "")
         + &lomi_route("lenient", &upstream.url(), "on_store_error: allow");
-    let gw = Gateway::start(&config(&redis_store(&redis, "t2:"), &routes), ENV).await;
+    let gw = Gateway::start(
+        &Yaml::new().top(&redis_store(&redis, "t2:")).routes(&routes),
+        ENV,
+    )
+    .await;
 
     let (body, headers) = lomi_event("evt_before");
     assert_eq!(
@@ -344,10 +352,9 @@ async fn the_replay_store_gauge_follows_redis_without_any_request() {
     let mut redis = RedisServer::start().await;
     let upstream = Upstream::start().await;
     let gw = Gateway::start(
-        &config(
-            &redis_store(&redis, "t-probe:"),
-            &lomi_route("quiet", &upstream.url(), ""),
-        ),
+        &Yaml::new()
+            .top(&redis_store(&redis, "t-probe:"))
+            .routes(&lomi_route("quiet", &upstream.url(), "")),
         ENV,
     )
     .await;
@@ -372,7 +379,11 @@ async fn a_sender_hanging_up_mid_forward_does_not_cause_a_second_delivery() {
         ..Reply::default()
     })
     .await;
-    let gw = Gateway::start(&config("", &lomi_route("lomi", &upstream.url(), "")), ENV).await;
+    let gw = Gateway::start(
+        &Yaml::new().routes(&lomi_route("lomi", &upstream.url(), "")),
+        ENV,
+    )
+    .await;
     let (body, headers) = lomi_event("evt_hangup");
     let mut request = format!(
         "POST /lomi HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n",
@@ -414,15 +425,16 @@ async fn a_replay_claim_lasts_as_the_requests_own_configuration_says_across_a_re
     let dir = temp_dir("replay-claim-reload");
     let file = dir.join("gateway.yaml");
     let yaml = |connect: &str| {
-        format!(
-            "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\n\
-             limits:\n  upstream_connect_timeout: {connect}\n  upstream_timeout: 4s\n\
-             {}routes:\n\
-             \x20 - name: lomi\n    path: /lomi\n    upstream: {}\n\
-             \x20   verify: {{ preset: lomi, secret: \"whsec_lomi_51b0\" }}\n    replay: {{}}\n",
-            redis_store(&redis, "claim:"),
-            slow.url()
-        )
+        Yaml::new()
+            .top(&format!(
+                "limits:\n  upstream_connect_timeout: {connect}\n  upstream_timeout: 4s\n"
+            ))
+            .top(&redis_store(&redis, "claim:"))
+            .routes(&format!(
+                "  - name: lomi\n    path: /lomi\n    upstream: {}\n\
+                 \x20   verify: {{ preset: lomi, secret: \"whsec_lomi_51b0\" }}\n    replay: {{}}\n",
+                slow.url()
+            ))
     };
     // A claim of 1 + 4 + 5 = 10 s.
     std::fs::write(&file, yaml("1s")).unwrap();

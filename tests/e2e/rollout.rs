@@ -14,10 +14,10 @@ fn github_sig(secret: &str) -> String {
 #[tokio::test]
 async fn either_of_two_secrets_verifies_and_the_metric_says_which() {
     let upstream = Upstream::start().await;
-    let yaml = format!(
-        "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nroutes:\n  - name: github\n    path: /gh\n    upstream: {}\n    verify:\n      preset: github\n      secrets: [\"${{NEW}}\", \"${{OLD}}\"]\n",
+    let yaml = Yaml::new().routes(&format!(
+        "  - name: github\n    path: /gh\n    upstream: {}\n    verify:\n      preset: github\n      secrets: [\"${{NEW}}\", \"${{OLD}}\"]\n",
         upstream.url()
-    );
+    ));
     let gw = Gateway::start(&yaml, &[("NEW", "new-secret"), ("OLD", "old-secret")]).await;
     let url = gw.url("/gh");
     for secret in ["old-secret", "new-secret", "old-secret"] {
@@ -43,10 +43,10 @@ async fn either_of_two_secrets_verifies_and_the_metric_says_which() {
 #[tokio::test]
 async fn shadow_mode_forwards_what_it_would_refuse_and_counts_it() {
     let upstream = Upstream::start().await;
-    let yaml = format!(
-        "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\nroutes:\n  - name: shadow\n    path: /gh\n    upstream: {u}\n    enforce: false\n    verify: {{ preset: github, secret: \"${{S}}\" }}\n  - name: shadow-ip\n    path: /ip\n    upstream: {u}\n    enforce: false\n    allow_ips: [203.0.113.0/24]\n    verify: {{ preset: github, secret: \"${{S}}\" }}\n  - name: enforced\n    path: /enforced\n    upstream: {u}\n    verify: {{ preset: github, secret: \"${{S}}\" }}\n",
+    let yaml = Yaml::new().routes(&format!(
+        "  - name: shadow\n    path: /gh\n    upstream: {u}\n    enforce: false\n    verify: {{ preset: github, secret: \"${{S}}\" }}\n  - name: shadow-ip\n    path: /ip\n    upstream: {u}\n    enforce: false\n    allow_ips: [203.0.113.0/24]\n    verify: {{ preset: github, secret: \"${{S}}\" }}\n  - name: enforced\n    path: /enforced\n    upstream: {u}\n    verify: {{ preset: github, secret: \"${{S}}\" }}\n",
         u = upstream.url()
-    );
+    ));
     let gw = Gateway::start(&yaml, &[("S", "s3cret")]).await;
     let good = github_sig("s3cret");
     let bad = github_sig("wrong");

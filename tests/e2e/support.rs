@@ -8,6 +8,8 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -237,6 +239,77 @@ pub async fn rebindable_addr() -> SocketAddr {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Configuration
+
+/// A `gateway.yaml` as the tests write it: what comes before `routes:` (by default one plain
+/// listener and the admin listener, both on 127.0.0.1:0), then the test's own routes, written
+/// out in the test. Only what a test changes is named at its call, e.g.
+/// `Yaml::new().top("limits:\n  drain_delay: 0s\n").routes(&routes)`.
+#[derive(Clone, Debug)]
+pub struct Yaml {
+    /// The items under `listeners:`.
+    listeners: String,
+    /// The lines under `admin:`; `None` for no admin listener.
+    admin: Option<String>,
+    /// Other top-level keys, written as given, after `admin:`.
+    top: String,
+}
+
+impl Default for Yaml {
+    fn default() -> Self {
+        Yaml {
+            listeners: "  - addr: 127.0.0.1:0\n".into(),
+            admin: Some("  addr: 127.0.0.1:0\n".into()),
+            top: String::new(),
+        }
+    }
+}
+
+impl Yaml {
+    pub fn new() -> Yaml {
+        Yaml::default()
+    }
+
+    /// The items under `listeners:` instead of the one plain listener (TLS, PROXY protocol,
+    /// several listeners, a fixed address), each line ending in `\n`.
+    pub fn listeners(mut self, items: &str) -> Yaml {
+        self.listeners = items.into();
+        self
+    }
+
+    /// The lines under `admin:` instead of `addr: 127.0.0.1:0` (a token file, a fixed port).
+    pub fn admin(mut self, lines: &str) -> Yaml {
+        self.admin = Some(lines.into());
+        self
+    }
+
+    /// No admin listener (a file only `hookgate check` reads).
+    pub fn no_admin(mut self) -> Yaml {
+        self.admin = None;
+        self
+    }
+
+    /// More top-level keys (`limits:`, `queue_store:`, `workers:`, ...), each line ending in
+    /// `\n`; added after those of earlier calls.
+    pub fn top(mut self, keys: &str) -> Yaml {
+        self.top += keys;
+        self
+    }
+
+    /// The whole file: the preamble, then `routes:` with `routes` (its items) under it.
+    pub fn routes(&self, routes: &str) -> String {
+        let admin = match &self.admin {
+            Some(lines) => format!("admin:\n{lines}"),
+            None => String::new(),
+        };
+        format!(
+            "listeners:\n{}{admin}{}routes:\n{routes}",
+            self.listeners, self.top
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Gateway
 
 pub struct Gateway {
@@ -259,15 +332,13 @@ impl Gateway {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let loaded = compile(yaml, std::path::Path::new("."), &move |n| {
-            env.get(n).cloned()
-        })
-        .unwrap_or_else(|e| panic!("test config must compile: {e}"));
+        let loaded = compile(yaml, Path::new("."), &move |n| env.get(n).cloned())
+            .unwrap_or_else(|e| panic!("test config must compile: {e}"));
         Gateway::serve(loaded, clock).await
     }
 
     /// Starts the real server from a configuration file, as `hookgate run -c FILE` does.
-    pub async fn start_file(path: &std::path::Path) -> Gateway {
+    pub async fn start_file(path: &Path) -> Gateway {
         let loaded = hookgate::config::load(path)
             .unwrap_or_else(|e| panic!("test config must compile: {e}"));
         Gateway::serve(loaded, SystemTime::now).await
@@ -289,7 +360,7 @@ impl Gateway {
     }
 
     /// Reloads from `path`, as SIGHUP does; whether it took effect.
-    pub async fn reload(&self, path: &std::path::Path) -> bool {
+    pub async fn reload(&self, path: &Path) -> bool {
         hookgate::reload::reload_file(self.running.as_ref().expect("running"), path)
             .await
             .is_some()
@@ -297,7 +368,7 @@ impl Gateway {
 
     /// Reloads from `path` through [`Running::reload`] itself, and returns what the reload
     /// kept as it was (needs a restart); panics if the reload fails.
-    pub async fn reload_kept(&self, path: &std::path::Path) -> Vec<&'static str> {
+    pub async fn reload_kept(&self, path: &Path) -> Vec<&'static str> {
         let loaded = hookgate::config::load(path)
             .unwrap_or_else(|e| panic!("test config must compile: {e}"));
         self.running
@@ -504,15 +575,13 @@ pub fn env_secrets() -> Vec<(&'static str, &'static str)> {
 
 /// A config with one route per seed sender at `/hooks/<sender>`, all to `upstream`.
 pub fn seed_config(upstream: &str, extra_top: &str) -> String {
-    let mut y = format!(
-        "listeners:\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\n{extra_top}routes:\n"
-    );
+    let mut routes = String::new();
     for (sender, var, _) in SECRETS {
-        y += &format!(
+        routes += &format!(
             "  - name: {sender}\n    path: /hooks/{sender}\n    upstream: {upstream}\n    verify:\n      preset: {sender}\n      secret: \"${{{var}}}\"\n"
         );
     }
-    y
+    Yaml::new().top(extra_top).routes(&routes)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -520,7 +589,8 @@ pub fn seed_config(upstream: &str, extra_top: &str) -> String {
 
 pub struct RedisServer {
     pub port: u16,
-    child: Option<std::process::Child>,
+    /// The server while it runs; killed when dropped.
+    child: Option<KillOnDrop>,
 }
 
 impl RedisServer {
@@ -539,9 +609,9 @@ impl RedisServer {
     pub async fn restart(&mut self) {
         let binary = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
             .into_iter()
-            .find(|p| std::path::Path::new(p).exists())
+            .find(|p| Path::new(p).exists())
             .unwrap_or("redis-server");
-        let child = std::process::Command::new(binary)
+        let child = Command::new(binary)
             .args([
                 "--port",
                 &self.port.to_string(),
@@ -554,13 +624,13 @@ impl RedisServer {
                 "--protected-mode",
                 "yes",
             ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| {
                 panic!("cannot start redis-server ({e}); install it: apt-get install redis-server")
             });
-        self.child = Some(child);
+        self.child = Some(KillOnDrop(child));
         for _ in 0..100 {
             if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)).await {
                 let _ = s.write_all(b"PING\r\n").await;
@@ -576,10 +646,7 @@ impl RedisServer {
 
     /// Kills the server and waits until the port is closed.
     pub async fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        drop(self.child.take());
         for _ in 0..100 {
             if TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
                 return;
@@ -589,22 +656,150 @@ impl RedisServer {
     }
 }
 
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+// ---------------------------------------------------------------------------------------------
+// The binary, as a child process
+
+/// The `hookgate` binary cargo built for these tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_hookgate");
+
+/// A `hookgate` command line (`check`, `sign`, `queue`, ... run to their end with `output()`;
+/// `run` started with [`spawn`] or [`start`]).
+pub fn bin() -> Command {
+    Command::new(BIN)
+}
+
+/// `hookgate run -c CONFIG`, for [`start`] or [`spawn`]: `start(run(&config).env(..), ..)`.
+pub fn run(config: &Path) -> Command {
+    let mut command = bin();
+    command.args(["run", "-c"]).arg(config);
+    command
+}
+
+/// A signal for [`signal`].
+#[derive(Clone, Copy, Debug)]
+pub enum Signal {
+    /// Drain and stop (hookgate); what `docker stop` and systemd send.
+    Term,
+    /// Reload (hookgate); what `systemctl reload` sends.
+    Hup,
+    /// PostgreSQL's fast shutdown.
+    Int,
+    /// PostgreSQL's immediate shutdown.
+    Quit,
+    /// No cleanup at all: a crash.
+    Kill,
+}
+
+/// Sends `sig` to `child`, a process this test started. Nothing is sent once it has exited and
+/// been reaped (its pid may then be another process's); panics if kill(2) fails.
+pub fn signal(child: &mut Child, sig: Signal) {
+    if matches!(child.try_wait(), Ok(Some(_))) {
+        return;
+    }
+    let number = match sig {
+        Signal::Term => libc::SIGTERM,
+        Signal::Hup => libc::SIGHUP,
+        Signal::Int => libc::SIGINT,
+        Signal::Quit => libc::SIGQUIT,
+        Signal::Kill => libc::SIGKILL,
+    };
+    let pid = libc::pid_t::try_from(child.id()).expect("a pid fits pid_t");
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    let sent = unsafe { libc::kill(pid, number) };
+    assert_eq!(
+        sent,
+        0,
+        "kill({pid}, {sig:?}): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// A child process killed (SIGKILL) and reaped when dropped, so a failing test leaves none
+/// behind. Derefs to the [`Child`] to signal it, wait for it or read its pid.
+pub struct KillOnDrop(pub Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// The binary
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        signal(&mut self.0, Signal::Kill);
+        let _ = self.0.wait();
+    }
+}
+
+/// Spawns `command` (a `hookgate` command line: [`run`], or one wrapped in `setpriv`) with
+/// stdout discarded and stderr to `stderr`, logging at info unless the command sets or removes
+/// `HOOKGATE_LOG` itself. Returns at once: [`start`] waits for the listeners.
+pub fn spawn(command: &mut Command, stderr: Stdio) -> KillOnDrop {
+    if !command.get_envs().any(|(k, _)| k == "HOOKGATE_LOG") {
+        command.env("HOOKGATE_LOG", "info");
+    }
+    let child = command
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+    KillOnDrop(child)
+}
+
+/// Stderr appended to `path` (a log several runs of a gateway share), for [`spawn`].
+pub fn append_to(path: &Path) -> Stdio {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .into()
+}
+
+/// What [`start`] waits for in the child's log before it returns.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Ready {
+    /// The admin listener too (else only the first plain listener).
+    pub admin: bool,
+    /// Fail on an error logged before then.
+    pub no_errors: bool,
+}
+
+/// A started `hookgate run`: the process (killed when dropped) and what it logged.
+pub struct Started {
+    pub process: KillOnDrop,
+    /// Its first listener without TLS.
+    pub addr: SocketAddr,
+    /// Its admin listener, if [`Ready::admin`] asked for it.
+    pub admin: Option<SocketAddr>,
+    /// Every log line after the ones `start` waited for.
+    pub lines: std::sync::mpsc::Receiver<String>,
+}
+
+/// [`spawn`]s `command` with stderr piped and waits until it has logged its listeners (so a
+/// configuration can use port 0), as `ready` says.
+pub fn start(command: &mut Command, ready: Ready) -> Started {
+    let mut process = spawn(command, Stdio::piped());
+    let log = watch_start(&mut process, ready.admin, ready.no_errors);
+    Started {
+        process,
+        addr: log.addr,
+        admin: log.admin,
+        lines: log.lines,
+    }
+}
 
 /// What a started `hookgate run` child (with `HOOKGATE_LOG=info` and stderr piped) logged:
 /// its first listener without TLS, its admin listener, and every line after the one that
 /// completed them.
-pub struct StartLog {
+struct StartLog {
     pub addr: SocketAddr,
     /// `None` unless asked for.
     pub admin: Option<SocketAddr>,
@@ -614,11 +809,7 @@ pub struct StartLog {
 /// Reads `child`'s stderr until it has logged its first plain listener (and, with
 /// `want_admin`, its admin listener), so a configuration can use port 0. Panics after 20 s,
 /// or, with `fail_on_error`, on an error logged before then.
-pub fn watch_start(
-    child: &mut std::process::Child,
-    want_admin: bool,
-    fail_on_error: bool,
-) -> StartLog {
+fn watch_start(child: &mut Child, want_admin: bool, fail_on_error: bool) -> StartLog {
     use std::io::{BufRead, BufReader};
     let stderr = child.stderr.take().expect("hookgate's stderr is piped");
     let (started_tx, started) = std::sync::mpsc::channel();

@@ -29,6 +29,16 @@ pub fn make_cert(tag: &str) -> Tls {
     }
 }
 
+/// A listener on 127.0.0.1:0 serving HTTPS with `tls`'s certificate (an item of
+/// [`Yaml::listeners`]).
+pub fn tls_listener(tls: &Tls) -> String {
+    format!(
+        "  - addr: 127.0.0.1:0\n    tls:\n      cert: {}\n      key: {}\n",
+        tls.dir.join("cert.pem").display(),
+        tls.dir.join("key.pem").display()
+    )
+}
+
 pub fn connector(tls: &Tls, alpn: &[u8]) -> TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(tls.cert_der.clone()).unwrap();
@@ -94,12 +104,12 @@ const BODY: &[u8] = br#"{"event":"charge.success","data":{"id":1}}"#;
 async fn https_with_http1_and_http2_forwards_verified_and_refuses_tampered() {
     let tls = make_cert("h1h2");
     let upstream = Upstream::start().await;
-    let yaml = format!(
-        "listeners:\n  - addr: 127.0.0.1:0\n    tls:\n      cert: {}\n      key: {}\nadmin:\n  addr: 127.0.0.1:0\nroutes:\n  - name: lahza\n    path: /hooks/lahza\n    upstream: {}\n    verify: {{ preset: lahza, secret: \"${{LAHZA_SECRET}}\" }}\n",
-        tls.dir.join("cert.pem").display(),
-        tls.dir.join("key.pem").display(),
-        upstream.url()
-    );
+    let yaml = Yaml::new()
+        .listeners(&tls_listener(&tls))
+        .routes(&format!(
+            "  - name: lahza\n    path: /hooks/lahza\n    upstream: {}\n    verify: {{ preset: lahza, secret: \"${{LAHZA_SECRET}}\" }}\n",
+            upstream.url()
+        ));
     let gw = Gateway::start(&yaml, &[("LAHZA_SECRET", "sk_live_lahza_8c2e")]).await;
     let sig = hex::encode(hmac_sha256("sk_live_lahza_8c2e", &[BODY]));
     let good = [("x-lahza-signature", sig.as_str())];
@@ -156,12 +166,13 @@ async fn https_with_http1_and_http2_forwards_verified_and_refuses_tampered() {
 async fn a_silent_http2_connection_gives_its_slot_back() {
     let tls = make_cert("h2idle");
     let upstream = Upstream::start().await;
-    let yaml = format!(
-        "listeners:\n  - addr: 127.0.0.1:0\n    tls:\n      cert: {}\n      key: {}\nadmin:\n  addr: 127.0.0.1:0\nlimits:\n  max_connections: 1\n  header_read_timeout: 400ms\nroutes:\n  - name: lahza\n    path: /hooks/lahza\n    upstream: {}\n    verify: {{ preset: lahza, secret: \"${{LAHZA_SECRET}}\" }}\n",
-        tls.dir.join("cert.pem").display(),
-        tls.dir.join("key.pem").display(),
-        upstream.url()
-    );
+    let yaml = Yaml::new()
+        .listeners(&tls_listener(&tls))
+        .top("limits:\n  max_connections: 1\n  header_read_timeout: 400ms\n")
+        .routes(&format!(
+            "  - name: lahza\n    path: /hooks/lahza\n    upstream: {}\n    verify: {{ preset: lahza, secret: \"${{LAHZA_SECRET}}\" }}\n",
+            upstream.url()
+        ));
     let gw = Gateway::start(&yaml, &[("LAHZA_SECRET", "sk_live_lahza_8c2e")]).await;
     let tcp = TcpStream::connect(gw.addr).await.unwrap();
     let silent = connector(&tls, b"h2")
@@ -194,10 +205,12 @@ async fn a_renewed_certificate_is_served_after_a_reload() {
     let config = dir.join("gateway.yaml");
     std::fs::write(
         &config,
-        format!(
-            "listeners:\n  - addr: 127.0.0.1:0\n    tls: {{ cert: cert.pem, key: key.pem }}\nadmin:\n  addr: 127.0.0.1:0\nroutes:\n  - name: lahza\n    path: /hooks/lahza\n    upstream: {}\n    verify: {{ preset: lahza, secret_file: lahza.secret }}\n",
-            upstream.url()
-        ),
+        Yaml::new()
+            .listeners("  - addr: 127.0.0.1:0\n    tls: { cert: cert.pem, key: key.pem }\n")
+            .routes(&format!(
+                "  - name: lahza\n    path: /hooks/lahza\n    upstream: {}\n    verify: {{ preset: lahza, secret_file: lahza.secret }}\n",
+                upstream.url()
+            )),
     )
     .unwrap();
     std::fs::write(dir.join("lahza.secret"), "sk_live_lahza_8c2e").unwrap();

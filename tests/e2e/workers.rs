@@ -8,9 +8,17 @@ use crate::support::*;
 
 const BODY: &[u8] = br#"{"event":"charge.success","data":{"id":7}}"#;
 
-fn config(upstream: &str, runtime: &str, limits: &str) -> String {
+/// Three workers of the `runtime` model.
+fn workers(runtime: &str) -> String {
+    format!("workers: 3\nruntime: {runtime}\n")
+}
+
+/// Two listeners, so a worker can take connections from either.
+const TWO_LISTENERS: &str = "  - addr: 127.0.0.1:0\n  - addr: 127.0.0.1:0\n";
+
+fn lahza_route(upstream: &str) -> String {
     format!(
-        "workers: 3\nruntime: {runtime}\nlisteners:\n  - addr: 127.0.0.1:0\n  - addr: 127.0.0.1:0\nadmin:\n  addr: 127.0.0.1:0\n{limits}routes:\n  - name: lahza\n    path: /hooks/lahza\n    upstream: {upstream}\n    verify: {{ preset: lahza, secret: \"${{LAHZA_SECRET}}\" }}\n"
+        "  - name: lahza\n    path: /hooks/lahza\n    upstream: {upstream}\n    verify: {{ preset: lahza, secret: \"${{LAHZA_SECRET}}\" }}\n"
     )
 }
 
@@ -21,7 +29,14 @@ async fn every_worker_model_serves_all_connections_on_every_listener() {
     let sig = hex::encode(hmac_sha256("sk_live_lahza_8c2e", &[BODY]));
     for runtime in ["per_core", "shared"] {
         let upstream = Upstream::start().await;
-        let gw = Gateway::start(&config(&upstream.url(), runtime, ""), ENV).await;
+        let gw = Gateway::start(
+            &Yaml::new()
+                .listeners(TWO_LISTENERS)
+                .top(&workers(runtime))
+                .routes(&lahza_route(&upstream.url())),
+            ENV,
+        )
+        .await;
         let second = format!("http://{}/hooks/lahza", gw_listen_addr(&gw, 1));
         // 40 connections (a new one per request) over both listeners, some forged.
         let tasks: Vec<_> = (0..40)
@@ -73,7 +88,15 @@ async fn one_connection_limit_is_shared_by_all_workers() {
     for runtime in ["per_core", "shared"] {
         let upstream = Upstream::start().await;
         let limits = "limits:\n  max_connections: 1\n";
-        let gw = Gateway::start(&config(&upstream.url(), runtime, limits), ENV).await;
+        let gw = Gateway::start(
+            &Yaml::new()
+                .listeners(TWO_LISTENERS)
+                .top(&workers(runtime))
+                .top(limits)
+                .routes(&lahza_route(&upstream.url())),
+            ENV,
+        )
+        .await;
         let second = format!("http://{}/hooks/lahza", gw_listen_addr(&gw, 1));
         for i in 0..12 {
             let url = if i % 2 == 0 {
@@ -107,10 +130,12 @@ async fn a_port_in_use_is_refused_even_with_reuse_port() {
     other.bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let other = other.listen(16).unwrap();
     let port = other.local_addr().unwrap().port();
-    let yaml = config("http://127.0.0.1:9", "per_core", "").replace(
-        "  - addr: 127.0.0.1:0\n  - addr",
-        &format!("  - addr: 127.0.0.1:{port}\n  - addr"),
-    );
+    let yaml = Yaml::new()
+        .listeners(&format!(
+            "  - addr: 127.0.0.1:{port}\n  - addr: 127.0.0.1:0\n"
+        ))
+        .top(&workers("per_core"))
+        .routes(&lahza_route("http://127.0.0.1:9"));
     let env: std::collections::HashMap<String, String> = ENV
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
