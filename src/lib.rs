@@ -69,3 +69,4 @@ pub mod server;
 pub mod sign;
 pub mod tls;
 pub mod upstream;
+pub mod watch;

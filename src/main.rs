@@ -355,7 +355,7 @@ fn run(path: &Path, watch: bool, loaded: Loaded, logging: &Logging) -> anyhow::R
         let (reload_tx, mut reloads) = tokio::sync::mpsc::channel(1);
         forward_hangups(reload_tx.clone());
         if watch {
-            tokio::spawn(hookgate::reload::watch(path.to_owned(), reload_tx));
+            tokio::spawn(hookgate::watch::watch(path.to_owned(), reload_tx));
         }
         loop {
             tokio::select! {
