@@ -47,11 +47,11 @@ use crate::delivery::{
     RENEW_EVERY,
 };
 use crate::forward::{self, Outgoing};
-use crate::gateway::Clock;
 use crate::metrics::{Metrics, StoreOp};
 use crate::model::Route;
 use crate::model::{Delivery, QueuePolicy};
-use crate::reload::{Current, Live};
+use crate::runtime::Clock;
+use crate::runtime::{ConfigSlot, InForce};
 
 /// The longest a route whose app is down waits before its next probe.
 pub const MAX_PAUSE: Duration = Duration::from_secs(30);
@@ -92,7 +92,7 @@ type Held = Mutex<HashMap<String, String>>;
 /// configuration (its upstream pools live on this runtime); reloads swap it.
 pub async fn run(
     queue: Arc<Queue>,
-    live: Arc<Current>,
+    live: Arc<ConfigSlot>,
     metrics: Arc<Metrics>,
     clock: Clock,
     mut shutdown: watch::Receiver<bool>,
@@ -110,7 +110,7 @@ pub async fn run(
     // One attempt at `event`, leased to this worker; `slot` if it holds one already, in
     // which case its attempt was counted when it was stored or leased.
     let spawn = |attempts: &mut tokio::task::JoinSet<()>,
-                 live: &Arc<Live>,
+                 live: &Arc<InForce>,
                  route: &Arc<Route>,
                  policy: &QueuePolicy,
                  gate: &Arc<Gate>,
@@ -267,7 +267,7 @@ pub async fn run(
 /// slots are taken before the lease, so an attempt is counted only with a slot to send it.
 async fn lease(
     queue: &Queue,
-    live: &Live,
+    live: &InForce,
     route: &Route,
     gate: &Gate,
     room: usize,
@@ -324,7 +324,7 @@ async fn lease(
 /// the event waits for a configuration that has the route again).
 fn take_handoff(
     routes: &mut HashMap<String, RouteState>,
-    current: &Arc<Live>,
+    current: &Arc<InForce>,
     queue: &Queue,
     h: crate::delivery::Handoff,
     mut start: impl FnMut(&Arc<Route>, &QueuePolicy, &Arc<Gate>, Event, OwnedSemaphorePermit),
@@ -338,7 +338,7 @@ fn take_handoff(
 }
 
 /// Keeps every lease this worker holds alive for another lease length.
-async fn renew(queue: &Queue, live: &Live, held: &Held, metrics: &Metrics, clock: Clock) {
+async fn renew(queue: &Queue, live: &InForce, held: &Held, metrics: &Metrics, clock: Clock) {
     let leases: Vec<(String, String)> = held
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -389,7 +389,7 @@ fn route_state<'a>(
 fn pace(
     routes: &mut HashMap<String, RouteState>,
     done: Done,
-    live: &Live,
+    live: &InForce,
     metrics: &Metrics,
     clock: Clock,
 ) {
@@ -435,7 +435,7 @@ fn pace(
 /// One leased event on its way.
 struct Attempting {
     queue: Arc<Queue>,
-    live: Arc<Live>,
+    live: Arc<InForce>,
     route: Arc<Route>,
     gate: Arc<Gate>,
     held: Arc<Held>,
@@ -737,7 +737,7 @@ fn jitter() -> f64 {
 /// past their retention every minute. Runs until `shutdown` turns true.
 pub async fn maintain(
     queue: Arc<Queue>,
-    live: Arc<Current>,
+    live: Arc<ConfigSlot>,
     metrics: Arc<Metrics>,
     clock: Clock,
     mut shutdown: watch::Receiver<bool>,
@@ -767,7 +767,7 @@ pub async fn maintain(
 /// once a minute, of pending events whose route is no longer queued in the configuration.
 async fn refresh_depths(
     queue: &Queue,
-    live: &Live,
+    live: &InForce,
     metrics: &Metrics,
     clock: Clock,
     orphans_warned: &mut Option<Instant>,
@@ -820,7 +820,7 @@ async fn refresh_depths(
 /// until a batch comes back short: a minute's purge keeps up with any delivery rate.
 async fn purge(
     queue: &Queue,
-    live: &Live,
+    live: &InForce,
     metrics: &Metrics,
     clock: Clock,
     shutdown: &watch::Receiver<bool>,
