@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::delivery::event::{Event, NewEvent, State};
-use crate::delivery::store::{Depth, Filter, Ingested, Settle, StoreError};
+use crate::delivery::event::{Event, NewEvent};
+use crate::delivery::state::{Depth, Filter, Ingested, Settle, State, StoreError};
 use crate::metrics::Metrics;
 
 /// The database file inside the store directory.

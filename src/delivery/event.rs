@@ -7,6 +7,8 @@
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
+pub use crate::delivery::state::State;
+
 /// An event about to be stored.
 #[derive(Clone, Debug)]
 pub struct NewEvent {
@@ -75,45 +77,6 @@ impl NewEvent {
             body_len: self.body.len() as u64,
             lease: Some(lease.token.clone()),
         }
-    }
-}
-
-/// Where an event is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum State {
-    /// Stored, not yet tried.
-    Queued,
-    /// Leased by a delivery worker right now.
-    Delivering,
-    /// Tried, failed, due again at `next_attempt_ms`.
-    Retrying,
-    /// The app answered 2xx; kept for the retention, then purged.
-    Delivered,
-    /// A dead letter: refused for good, or too old. Kept until retried, dropped or purged.
-    Dead,
-}
-
-impl State {
-    pub const ALL: [State; 5] = [
-        State::Queued,
-        State::Delivering,
-        State::Retrying,
-        State::Delivered,
-        State::Dead,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Queued => "queued",
-            State::Delivering => "delivering",
-            State::Retrying => "retrying",
-            State::Delivered => "delivered",
-            State::Dead => "dead",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<State> {
-        State::ALL.into_iter().find(|st| st.as_str() == s)
     }
 }
 

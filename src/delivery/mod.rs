@@ -14,6 +14,7 @@
 //!   two engines: `embedded.rs` (SQLite in one directory, one writer thread, group commit)
 //!   and `postgres.rs` (one database shared by replicas, leases with
 //!   `FOR UPDATE SKIP LOCKED`).
+//! - `state.rs`: the store's shared vocabulary (states, settles, errors), below both engines.
 //! - `retry.rs`: what an attempt's result means for the event (pure, clock passed in).
 //! - `worker.rs`: leases due events, delivers them, settles them; paces a route whose app is
 //!   down.
@@ -26,6 +27,7 @@ pub mod embedded;
 pub mod event;
 pub mod postgres;
 pub mod retry;
+pub mod state;
 pub mod store;
 pub mod table;
 pub mod worker;

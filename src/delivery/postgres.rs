@@ -26,8 +26,8 @@ use tokio::sync::Semaphore;
 use tokio_postgres::{Client, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::delivery::event::{Event, NewEvent, State};
-use crate::delivery::store::{Depth, Filter, Ingested, Settle, StoreError};
+use crate::delivery::event::{Event, NewEvent};
+use crate::delivery::state::{Depth, Filter, Ingested, Settle, State, StoreError};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS hookgate_events (

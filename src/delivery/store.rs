@@ -32,89 +32,13 @@
 use std::sync::Arc;
 
 use crate::delivery::embedded::Embedded;
-use crate::delivery::event::{Event, NewEvent, State};
+use crate::delivery::event::{Event, NewEvent};
 use crate::delivery::postgres::Postgres;
-use crate::delivery::retry::DeadReason;
 use crate::delivery::QueueStoreConfig;
 use crate::metrics::Metrics;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The engine failed (disk full, I/O error, database down).
-    #[error("queue store: {0}")]
-    Engine(String),
-    /// No answer in time: the writer is behind or the disk stalls.
-    #[error("queue store timed out")]
-    Timeout,
-    /// The store is closed (shutting down).
-    #[error("queue store closed")]
-    Closed,
-    /// The store cannot be opened as configured.
-    #[error("queue store: {0}")]
-    Open(String),
-}
-
-/// What storing an event did.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Ingested {
-    /// On disk now.
-    Stored,
-    /// An event with the same dedup key is already stored: its id and where it is now
-    /// (delivered, or still on its way), for the sender's answer.
-    Duplicate { id: String, state: State },
-}
-
-/// How an attempt ends for the store.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Settle {
-    Delivered {
-        status: u16,
-    },
-    Retry {
-        at_ms: i64,
-        status: Option<u16>,
-        error: String,
-    },
-    Dead {
-        reason: DeadReason,
-        status: Option<u16>,
-        error: String,
-    },
-}
-
-impl Settle {
-    /// The `outcome` label of `hookgate_delivery_attempts_total` (and of the log line).
-    pub fn outcome(&self) -> &'static str {
-        match self {
-            Settle::Delivered { .. } => "delivered",
-            Settle::Retry { .. } => "retry",
-            Settle::Dead { .. } => "dead",
-        }
-    }
-}
-
-/// Which events to list.
-#[derive(Clone, Debug, Default)]
-pub struct Filter {
-    pub route: Option<String>,
-    pub state: Option<State>,
-    /// Only events whose id sorts after this (paging).
-    pub after: Option<String>,
-    pub limit: usize,
-}
-
-/// Events of one route in one state, for the depth and age gauges.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Depth {
-    pub route: String,
-    pub state: State,
-    pub count: u64,
-    /// When the oldest of them was received (Unix ms).
-    pub oldest_received_ms: i64,
-}
-
-/// Most events one purge call deletes (one store operation).
-pub const PURGE_BATCH: u64 = 10_000;
+// What the engines and the store's callers share, defined below both (`state.rs`).
+pub use crate::delivery::state::{Depth, Filter, Ingested, Settle, StoreError, PURGE_BATCH};
 
 /// The queue store in use.
 ///
