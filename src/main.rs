@@ -800,7 +800,7 @@ fn queue(
     use std::io::IsTerminal as _;
     match answer {
         Some(answer) if !json && std::io::stdout().is_terminal() => {
-            let now = hookgate::delivery::unix_ms(std::time::SystemTime::now());
+            let now = hookgate::delivery::unix_ms(std::time::SystemTime::now()).as_i64();
             print!("{}", hookgate::delivery::table::render(view, &answer, now));
         }
         _ => print!("{body}"),

@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 use crate::config::Gateway;
 use crate::delivery::event::{Event, State};
 use crate::delivery::store::{Depth, Filter};
-use crate::delivery::{unix_ms, Delivery, Queue};
+use crate::delivery::{unix_ms, Delivery, Queue, UnixMs};
 
 /// Most events one list answer holds.
 const MAX_LIMIT: usize = 1000;
@@ -245,7 +245,7 @@ fn routes(
     gateway: &Gateway,
     depths: &[Depth],
     only: Option<&str>,
-    now_ms: i64,
+    now_ms: UnixMs,
 ) -> Value {
     let mut names: Vec<(String, Option<usize>)> = gateway
         .routes
@@ -290,7 +290,7 @@ fn routes(
                     "dead": count(State::Dead),
                 },
                 "oldest_pending_age_seconds": oldest_pending
-                    .map(|ms| (now_ms.saturating_sub(ms).max(0)) / 1000),
+                    .map(|ms| now_ms.since(ms).as_secs()),
                 "leased_here": gate.outstanding(),
                 "app_down_since": pacing.down_since_ms.map_or(Value::Null, time),
                 "held_back": pacing.down_since_ms.is_some(),
@@ -332,8 +332,8 @@ pub fn percent_encode(segment: &str) -> String {
     out
 }
 
-fn time(ms: i64) -> Value {
-    match u64::try_from(ms) {
+fn time(ms: impl Into<i64>) -> Value {
+    match u64::try_from(ms.into()) {
         Ok(ms) => Value::String(
             humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string(),
         ),

@@ -31,6 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::delivery::event::{Event, NewEvent};
 use crate::delivery::state::{Depth, Filter, Ingested, Settle, State, StoreError};
+use crate::delivery::time::UnixMs;
 use crate::metrics::Metrics;
 
 /// The database file inside the store directory.
@@ -135,18 +136,18 @@ enum Op {
     Lease {
         route: String,
         limit: usize,
-        now_ms: i64,
-        until_ms: i64,
+        now: UnixMs,
+        until: UnixMs,
         start: bool,
     },
     Start {
         id: String,
         lease: String,
-        until_ms: i64,
+        until: UnixMs,
     },
     Renew {
         leases: Vec<(String, String)>,
-        until_ms: i64,
+        until: UnixMs,
     },
     Release {
         leases: Vec<(String, String)>,
@@ -155,21 +156,21 @@ enum Op {
         id: String,
         lease: String,
         settle: Settle,
-        now_ms: i64,
+        now: UnixMs,
     },
     Retry {
         /// One event, or every dead event of `route`.
         id: Option<String>,
         route: Option<String>,
-        now_ms: i64,
+        now: UnixMs,
     },
     Remove {
         id: String,
     },
     Purge {
-        delivered_before_ms: i64,
-        dead_before_ms: i64,
-        now_ms: i64,
+        delivered_before: UnixMs,
+        dead_before: UnixMs,
+        now: UnixMs,
     },
 }
 
@@ -395,15 +396,15 @@ impl Embedded {
         &self,
         route: &str,
         limit: usize,
-        now_ms: i64,
-        until_ms: i64,
+        now: UnixMs,
+        until: UnixMs,
         start: bool,
     ) -> Result<Vec<Event>, StoreError> {
         let op = Op::Lease {
             route: route.to_owned(),
             limit,
-            now_ms,
-            until_ms,
+            now,
+            until,
             start,
         };
         self.call(op).await?.events()
@@ -413,12 +414,12 @@ impl Embedded {
         &self,
         id: &str,
         lease: &str,
-        until_ms: i64,
+        until: UnixMs,
     ) -> Result<Option<u32>, StoreError> {
         let op = Op::Start {
             id: id.to_owned(),
             lease: lease.to_owned(),
-            until_ms,
+            until,
         };
         self.call(op).await?.attempts()
     }
@@ -426,9 +427,9 @@ impl Embedded {
     pub async fn renew(
         &self,
         leases: Vec<(String, String)>,
-        until_ms: i64,
+        until: UnixMs,
     ) -> Result<u64, StoreError> {
-        self.call(Op::Renew { leases, until_ms }).await?.count()
+        self.call(Op::Renew { leases, until }).await?.count()
     }
 
     pub async fn release(&self, leases: Vec<(String, String)>) -> Result<u64, StoreError> {
@@ -439,31 +440,31 @@ impl Embedded {
         &self,
         event: &Event,
         settle: Settle,
-        now_ms: i64,
+        now: UnixMs,
     ) -> Result<bool, StoreError> {
         let op = Op::Settle {
             id: event.id.clone(),
             lease: event.lease.clone().unwrap_or_default(),
             settle,
-            now_ms,
+            now,
         };
         self.call(op).await?.flag()
     }
 
-    pub async fn retry(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
+    pub async fn retry(&self, id: &str, now: UnixMs) -> Result<bool, StoreError> {
         let op = Op::Retry {
             id: Some(id.to_owned()),
             route: None,
-            now_ms,
+            now,
         };
         self.call(op).await?.count().map(|n| n > 0)
     }
 
-    pub async fn retry_dead(&self, route: &str, now_ms: i64) -> Result<u64, StoreError> {
+    pub async fn retry_dead(&self, route: &str, now: UnixMs) -> Result<u64, StoreError> {
         let op = Op::Retry {
             id: None,
             route: Some(route.to_owned()),
-            now_ms,
+            now,
         };
         self.call(op).await?.count()
     }
@@ -474,19 +475,19 @@ impl Embedded {
 
     pub async fn purge(
         &self,
-        delivered_before_ms: i64,
-        dead_before_ms: i64,
-        now_ms: i64,
+        delivered_before: UnixMs,
+        dead_before: UnixMs,
+        now: UnixMs,
     ) -> Result<u64, StoreError> {
         let op = Op::Purge {
-            delivered_before_ms,
-            dead_before_ms,
-            now_ms,
+            delivered_before,
+            dead_before,
+            now,
         };
         self.call(op).await?.count()
     }
 
-    pub async fn next_due(&self, route: &str) -> Result<Option<i64>, StoreError> {
+    pub async fn next_due(&self, route: &str) -> Result<Option<UnixMs>, StoreError> {
         let route = route.to_owned();
         self.read(move |c| {
             c.query_row(
@@ -494,7 +495,7 @@ impl Embedded {
                  ELSE next_attempt_at END) FROM hookgate_events \
                  WHERE route = ?1 AND state NOT IN ('delivered', 'dead')",
                 [route],
-                |r| r.get::<_, Option<i64>>(0),
+                |r| r.get::<_, Option<UnixMs>>(0),
             )
         })
         .await
@@ -563,7 +564,7 @@ impl Embedded {
                         route,
                         state,
                         count: u64::try_from(count).unwrap_or(0),
-                        oldest_received_ms: oldest,
+                        oldest_received_ms: UnixMs(oldest),
                     });
                 }
             }
@@ -650,6 +651,19 @@ fn read_request(c: &Connection, event: &mut Event) -> rusqlite::Result<()> {
     event.headers = headers;
     event.body = Some(bytes::Bytes::from(body));
     Ok(())
+}
+
+/// A time binds and reads as the `INTEGER` it is stored as.
+impl rusqlite::ToSql for UnixMs {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.0.into())
+    }
+}
+
+impl rusqlite::types::FromSql for UnixMs {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<UnixMs> {
+        i64::column_result(v).map(UnixMs)
+    }
 }
 
 /// Reads a row selected with [`COLUMNS`], without its request.
@@ -1100,8 +1114,8 @@ fn apply_one(tx: &Connection, op: &Op, ingest_pages: Option<i64>) -> rusqlite::R
         Op::Lease {
             route,
             limit,
-            now_ms,
-            until_ms,
+            now,
+            until,
             start,
         } => {
             // Unique across processes and reopenings (a random prefix and a counter).
@@ -1120,9 +1134,9 @@ fn apply_one(tx: &Connection, op: &Op, ingest_pages: Option<i64>) -> rusqlite::R
             let rows = stmt.query_map(
                 params![
                     lease,
-                    until_ms,
+                    until,
                     route,
-                    now_ms,
+                    now,
                     i64::try_from(*limit).unwrap_or(i64::MAX),
                     i64::from(*start)
                 ],
@@ -1139,7 +1153,7 @@ fn apply_one(tx: &Connection, op: &Op, ingest_pages: Option<i64>) -> rusqlite::R
             id,
             lease,
             settle,
-            now_ms,
+            now,
         } => {
             let changed = match settle {
                 // A 2xx wins: whatever raced with it, the app has the event.
@@ -1150,7 +1164,7 @@ fn apply_one(tx: &Connection, op: &Op, ingest_pages: Option<i64>) -> rusqlite::R
                          lease = NULL, leased_until = NULL \
                          WHERE id = ?3 AND state <> 'delivered'",
                     )?
-                    .execute(params![now_ms, status, id])?,
+                    .execute(params![now, status, id])?,
                 Settle::Retry {
                     at_ms,
                     status,
@@ -1173,15 +1187,11 @@ fn apply_one(tx: &Connection, op: &Op, ingest_pages: Option<i64>) -> rusqlite::R
                          leased_until = NULL \
                          WHERE id = ?5 AND state = 'delivering' AND lease = ?6",
                     )?
-                    .execute(params![now_ms, status, error, reason.label(), id, lease])?,
+                    .execute(params![now, status, error, reason.label(), id, lease])?,
             };
             Ok(Answer::Flag(changed == 1))
         }
-        Op::Start {
-            id,
-            lease,
-            until_ms,
-        } => {
+        Op::Start { id, lease, until } => {
             // Not `RETURNING` (an ephemeral table each time, see ingest): the count is read
             // back by the primary key's index.
             let started = tx
@@ -1189,7 +1199,7 @@ fn apply_one(tx: &Connection, op: &Op, ingest_pages: Option<i64>) -> rusqlite::R
                     "UPDATE hookgate_events SET attempts = attempts + 1, leased_until = ?1 \
                      WHERE id = ?2 AND state = 'delivering' AND lease = ?3",
                 )?
-                .execute(params![until_ms, id, lease])?;
+                .execute(params![until, id, lease])?;
             if started == 0 {
                 return Ok(Answer::Attempts(None));
             }
@@ -1200,14 +1210,14 @@ fn apply_one(tx: &Connection, op: &Op, ingest_pages: Option<i64>) -> rusqlite::R
                 attempts.clamp(0, i64::from(u32::MAX)) as u32,
             )))
         }
-        Op::Renew { leases, until_ms } => {
+        Op::Renew { leases, until } => {
             let mut stmt = tx.prepare_cached(
                 "UPDATE hookgate_events SET leased_until = ?1 \
                  WHERE id = ?2 AND state = 'delivering' AND lease = ?3",
             )?;
             let mut renewed = 0;
             for (id, lease) in leases {
-                renewed += stmt.execute(params![until_ms, id, lease])? as u64;
+                renewed += stmt.execute(params![until, id, lease])? as u64;
             }
             Ok(Answer::Count(renewed))
         }
@@ -1221,7 +1231,7 @@ fn apply_one(tx: &Connection, op: &Op, ingest_pages: Option<i64>) -> rusqlite::R
             }
             Ok(Answer::Count(released))
         }
-        Op::Retry { id, route, now_ms } => {
+        Op::Retry { id, route, now } => {
             let changed = tx
                 .prepare_cached(
                     "UPDATE hookgate_events SET state = 'retrying', next_attempt_at = ?1, \
@@ -1230,7 +1240,7 @@ fn apply_one(tx: &Connection, op: &Op, ingest_pages: Option<i64>) -> rusqlite::R
                      WHERE ((?2 IS NOT NULL AND id = ?2 AND state IN ('dead', 'retrying')) \
                          OR (?3 IS NOT NULL AND route = ?3 AND state = 'dead'))",
                 )?
-                .execute(params![now_ms, id, route])?;
+                .execute(params![now, id, route])?;
             Ok(Answer::Count(changed as u64))
         }
         Op::Remove { id } => {
@@ -1248,9 +1258,9 @@ fn apply_one(tx: &Connection, op: &Op, ingest_pages: Option<i64>) -> rusqlite::R
             Ok(Answer::Flag(seq.is_some()))
         }
         Op::Purge {
-            delivered_before_ms,
-            dead_before_ms,
-            now_ms,
+            delivered_before,
+            dead_before,
+            now,
         } => {
             let purged: Vec<i64> = tx
                 .prepare_cached(
@@ -1260,9 +1270,7 @@ fn apply_one(tx: &Connection, op: &Op, ingest_pages: Option<i64>) -> rusqlite::R
                      AND (dedup_until IS NULL OR dedup_until < ?3) LIMIT 10000 /* PURGE_BATCH */) \
                      RETURNING seq",
                 )?
-                .query_map(params![delivered_before_ms, dead_before_ms, now_ms], |r| {
-                    r.get(0)
-                })?
+                .query_map(params![delivered_before, dead_before, now], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
             let mut delete = tx.prepare_cached("DELETE FROM hookgate_requests WHERE seq = ?1")?;
             for seq in &purged {

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 pub use crate::delivery::state::State;
+use crate::delivery::time::UnixMs;
 
 /// An event about to be stored.
 #[derive(Clone, Debug)]
@@ -18,11 +19,11 @@ pub struct NewEvent {
     /// `replay::store_key` of the route's replay key, if the route has `replay:`: a second
     /// event with the same key is a duplicate, recognized in the insert itself.
     pub dedup_key: Option<String>,
-    /// Until when (Unix ms) the dedup key must be remembered: the route's `replay.ttl`.
-    pub dedup_until: Option<i64>,
+    /// Until when the dedup key must be remembered: the route's `replay.ttl`.
+    pub dedup_until: Option<UnixMs>,
     /// Sent to the app as `Idempotency-Key` on every attempt.
     pub idempotency_key: String,
-    pub received_ms: i64,
+    pub received_ms: UnixMs,
     /// The index of the key that verified the signature (`None` on an allowlist-only route).
     pub verified_key: Option<u32>,
     pub method: String,
@@ -43,7 +44,7 @@ pub struct NewEvent {
 #[derive(Clone, Debug)]
 pub struct Lease {
     pub token: String,
-    pub until_ms: i64,
+    pub until_ms: UnixMs,
 }
 
 impl NewEvent {
@@ -87,17 +88,17 @@ pub struct Event {
     pub route: String,
     pub idempotency_key: String,
     pub state: State,
-    pub received_ms: i64,
+    pub received_ms: UnixMs,
     /// Where `max_age` counts from: the receive time, or when an operator last retried it.
-    pub age_from_ms: i64,
-    pub next_attempt_ms: i64,
+    pub age_from_ms: UnixMs,
+    pub next_attempt_ms: UnixMs,
     /// HTTP attempts made so far: each is counted when it starts (durably, before its first
     /// byte is sent), never for a lease alone. The app sees it as `Hookgate-Attempt`.
     pub attempts: u32,
     /// `attempts` when an operator last retried the event: `max_attempts` and the backoff
     /// count the attempts after it (0 if never retried).
     pub budget_from: u32,
-    pub finished_ms: Option<i64>,
+    pub finished_ms: Option<UnixMs>,
     pub last_status: Option<u16>,
     pub last_error: Option<String>,
     /// Why a dead letter is dead (`DeadReason::label`); `None` in every other state.

@@ -28,6 +28,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::delivery::event::{Event, NewEvent};
 use crate::delivery::state::{Depth, Filter, Ingested, Settle, State, StoreError};
+use crate::delivery::time::UnixMs;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS hookgate_events (
@@ -334,8 +335,8 @@ impl Postgres {
         &self,
         route: &str,
         limit: usize,
-        now_ms: i64,
-        until_ms: i64,
+        now: UnixMs,
+        until: UnixMs,
         start: bool,
     ) -> Result<Vec<Event>, StoreError> {
         let route = route.to_owned();
@@ -364,10 +365,7 @@ impl Postgres {
                         .join(", ")
                 );
                 let rows = c
-                    .query(
-                        &sql,
-                        &[&lease, &until_ms, &route, &now_ms, &limit, &started],
-                    )
+                    .query(&sql, &[&lease, &until, &route, &now, &limit, &started])
                     .await?;
                 Ok(rows
                     .iter()
@@ -387,7 +385,7 @@ impl Postgres {
         &self,
         event: &Event,
         settle: Settle,
-        now_ms: i64,
+        now: UnixMs,
     ) -> Result<bool, StoreError> {
         let id = event.id.clone();
         let lease = event.lease.clone().unwrap_or_default();
@@ -401,7 +399,7 @@ impl Postgres {
                              last_status = $2, last_error = NULL, dead_reason = NULL, \
                              lease = NULL, leased_until = NULL \
                              WHERE id = $3 AND state <> 'delivered'",
-                            &[&now_ms, &i32::from(status), &id],
+                            &[&now, &i32::from(status), &id],
                         )
                         .await?
                     }
@@ -429,7 +427,7 @@ impl Postgres {
                              leased_until = NULL \
                              WHERE id = $5 AND state = 'delivering' AND lease = $6",
                             &[
-                                &now_ms,
+                                &now,
                                 &status.map(i32::from),
                                 &error,
                                 &reason.label(),
@@ -450,7 +448,7 @@ impl Postgres {
         &self,
         id: &str,
         lease: &str,
-        until_ms: i64,
+        until: UnixMs,
     ) -> Result<Option<u32>, StoreError> {
         let (id, lease) = (id.to_owned(), lease.to_owned());
         self.with(move |c| {
@@ -460,7 +458,7 @@ impl Postgres {
                         "UPDATE hookgate_events SET attempts = attempts + 1, leased_until = $1 \
                          WHERE id = $2 AND state = 'delivering' AND lease = $3 \
                          RETURNING attempts",
-                        &[&until_ms, &id, &lease],
+                        &[&until, &id, &lease],
                     )
                     .await?;
                 Ok(row.map(|r| u32::try_from(r.get::<_, i32>(0)).unwrap_or(0)))
@@ -472,7 +470,7 @@ impl Postgres {
     pub async fn renew(
         &self,
         leases: Vec<(String, String)>,
-        until_ms: i64,
+        until: UnixMs,
     ) -> Result<u64, StoreError> {
         let (ids, tokens): (Vec<String>, Vec<String>) = leases.into_iter().unzip();
         self.with(move |c| {
@@ -481,7 +479,7 @@ impl Postgres {
                     "UPDATE hookgate_events e SET leased_until = $1 \
                      FROM unnest($2::text[], $3::text[]) AS held(id, lease) \
                      WHERE e.id = held.id AND e.lease = held.lease AND e.state = 'delivering'",
-                    &[&until_ms, &ids, &tokens],
+                    &[&until, &ids, &tokens],
                 )
                 .await
             })
@@ -508,7 +506,7 @@ impl Postgres {
         .await
     }
 
-    pub async fn next_due(&self, route: &str) -> Result<Option<i64>, StoreError> {
+    pub async fn next_due(&self, route: &str) -> Result<Option<UnixMs>, StoreError> {
         let route = route.to_owned();
         self.with(move |c| {
             Box::pin(async move {
@@ -520,7 +518,7 @@ impl Postgres {
                         &[&route],
                     )
                     .await?;
-                Ok(row.get::<_, Option<i64>>(0))
+                Ok(row.get::<_, Option<UnixMs>>(0))
             })
         })
         .await
@@ -572,21 +570,21 @@ impl Postgres {
         .await
     }
 
-    pub async fn retry(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
-        self.retry_where(Some(id.to_owned()), None, now_ms)
+    pub async fn retry(&self, id: &str, now: UnixMs) -> Result<bool, StoreError> {
+        self.retry_where(Some(id.to_owned()), None, now)
             .await
             .map(|n| n > 0)
     }
 
-    pub async fn retry_dead(&self, route: &str, now_ms: i64) -> Result<u64, StoreError> {
-        self.retry_where(None, Some(route.to_owned()), now_ms).await
+    pub async fn retry_dead(&self, route: &str, now: UnixMs) -> Result<u64, StoreError> {
+        self.retry_where(None, Some(route.to_owned()), now).await
     }
 
     async fn retry_where(
         &self,
         id: Option<String>,
         route: Option<String>,
-        now_ms: i64,
+        now: UnixMs,
     ) -> Result<u64, StoreError> {
         self.with(move |c| {
             Box::pin(async move {
@@ -596,7 +594,7 @@ impl Postgres {
                      dead_reason = NULL \
                      WHERE (($2::text IS NOT NULL AND id = $2 AND state IN ('dead', 'retrying')) \
                          OR ($3::text IS NOT NULL AND route = $3 AND state = 'dead'))",
-                    &[&now_ms, &id, &route],
+                    &[&now, &id, &route],
                 )
                 .await
             })
@@ -653,9 +651,9 @@ impl Postgres {
 
     pub async fn purge(
         &self,
-        delivered_before_ms: i64,
-        dead_before_ms: i64,
-        now_ms: i64,
+        delivered_before: UnixMs,
+        dead_before: UnixMs,
+        now: UnixMs,
     ) -> Result<u64, StoreError> {
         self.with(move |c| {
             Box::pin(async move {
@@ -669,13 +667,43 @@ impl Postgres {
                          RETURNING id), \
                          rq AS (DELETE FROM hookgate_requests WHERE id IN (SELECT id FROM ev)) \
                          SELECT count(*) FROM ev",
-                        &[&delivered_before_ms, &dead_before_ms, &now_ms],
+                        &[&delivered_before, &dead_before, &now],
                     )
                     .await?;
                 Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
             })
         })
         .await
+    }
+}
+
+/// A time binds and reads as the `BIGINT` it is stored as.
+impl tokio_postgres::types::ToSql for UnixMs {
+    fn to_sql(
+        &self,
+        ty: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        self.0.to_sql(ty, out)
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        <i64 as tokio_postgres::types::ToSql>::accepts(ty)
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+impl<'a> tokio_postgres::types::FromSql<'a> for UnixMs {
+    fn from_sql(
+        ty: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<UnixMs, Box<dyn std::error::Error + Sync + Send>> {
+        i64::from_sql(ty, raw).map(UnixMs)
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        <i64 as tokio_postgres::types::FromSql>::accepts(ty)
     }
 }
 

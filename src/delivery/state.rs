@@ -5,6 +5,7 @@
 //! them. The state machine itself is drawn in `store.rs`.
 
 use crate::delivery::retry::DeadReason;
+use crate::delivery::time::UnixMs;
 
 /// Where an event is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,7 +79,7 @@ pub enum Settle {
         status: u16,
     },
     Retry {
-        at_ms: i64,
+        at_ms: UnixMs,
         status: Option<u16>,
         error: String,
     },
@@ -116,8 +117,8 @@ pub struct Depth {
     pub route: String,
     pub state: State,
     pub count: u64,
-    /// When the oldest of them was received (Unix ms).
-    pub oldest_received_ms: i64,
+    /// When the oldest of them was received.
+    pub oldest_received_ms: UnixMs,
 }
 
 /// Most events one purge call deletes (one store operation).

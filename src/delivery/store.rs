@@ -34,6 +34,7 @@ use std::sync::Arc;
 use crate::delivery::embedded::Embedded;
 use crate::delivery::event::{Event, NewEvent};
 use crate::delivery::postgres::Postgres;
+use crate::delivery::time::UnixMs;
 use crate::delivery::QueueStoreConfig;
 use crate::metrics::Metrics;
 
@@ -106,7 +107,7 @@ impl QueueStore {
         }
     }
 
-    /// Leases up to `limit` due events of `route` until `lease_until_ms`, oldest due first,
+    /// Leases up to `limit` due events of `route` until `lease_until`, oldest due first,
     /// with their requests. An event whose lease ran out (its worker died) is due again.
     /// A lease alone is not an attempt: `attempts` is unchanged (see [`QueueStore::start`]),
     /// unless `start`: the caller holds a free delivery slot for each event and sends them
@@ -115,47 +116,47 @@ impl QueueStore {
         &self,
         route: &str,
         limit: usize,
-        now_ms: i64,
-        lease_until_ms: i64,
+        now: UnixMs,
+        lease_until: UnixMs,
         start: bool,
     ) -> Result<Vec<Event>, StoreError> {
         match self {
-            QueueStore::Embedded(s) => s.lease(route, limit, now_ms, lease_until_ms, start).await,
+            QueueStore::Embedded(s) => s.lease(route, limit, now, lease_until, start).await,
             QueueStore::Postgres(s) => {
-                Box::pin(s.lease(route, limit, now_ms, lease_until_ms, start)).await
+                Box::pin(s.lease(route, limit, now, lease_until, start)).await
             }
         }
     }
 
     /// Counts the attempt about to be made on `event` under its lease, and holds the lease
-    /// until `lease_until_ms`; returns the event's attempt count including this one. `None`:
+    /// until `lease_until`; returns the event's attempt count including this one. `None`:
     /// the lease is no longer this one's (it ran out and another worker took the event, or
     /// the event is settled, delivered or gone), and the attempt must not be made.
     pub async fn start(
         &self,
         event: &Event,
-        lease_until_ms: i64,
+        lease_until: UnixMs,
     ) -> Result<Option<u32>, StoreError> {
         let (id, lease) = (&event.id, event.lease.as_deref().unwrap_or_default());
         match self {
-            QueueStore::Embedded(s) => s.start(id, lease, lease_until_ms).await,
-            QueueStore::Postgres(s) => Box::pin(s.start(id, lease, lease_until_ms)).await,
+            QueueStore::Embedded(s) => s.start(id, lease, lease_until).await,
+            QueueStore::Postgres(s) => Box::pin(s.start(id, lease, lease_until)).await,
         }
     }
 
     /// Extends each of `leases` (event id, lease token) that is still held to
-    /// `lease_until_ms`; returns how many were.
+    /// `lease_until`; returns how many were.
     pub async fn renew(
         &self,
         leases: Vec<(String, String)>,
-        lease_until_ms: i64,
+        lease_until: UnixMs,
     ) -> Result<u64, StoreError> {
         if leases.is_empty() {
             return Ok(0);
         }
         match self {
-            QueueStore::Embedded(s) => s.renew(leases, lease_until_ms).await,
-            QueueStore::Postgres(s) => Box::pin(s.renew(leases, lease_until_ms)).await,
+            QueueStore::Embedded(s) => s.renew(leases, lease_until).await,
+            QueueStore::Postgres(s) => Box::pin(s.renew(leases, lease_until)).await,
         }
     }
 
@@ -178,17 +179,17 @@ impl QueueStore {
         &self,
         event: &Event,
         settle: Settle,
-        now_ms: i64,
+        now: UnixMs,
     ) -> Result<bool, StoreError> {
         match self {
-            QueueStore::Embedded(s) => s.settle(event, settle, now_ms).await,
-            QueueStore::Postgres(s) => Box::pin(s.settle(event, settle, now_ms)).await,
+            QueueStore::Embedded(s) => s.settle(event, settle, now).await,
+            QueueStore::Postgres(s) => Box::pin(s.settle(event, settle, now)).await,
         }
     }
 
-    /// The soonest time (Unix ms) any pending event of `route` is due, if it has any; for
+    /// The soonest time any pending event of `route` is due, if it has any; for
     /// an event being delivered, when its lease runs out.
-    pub async fn next_due(&self, route: &str) -> Result<Option<i64>, StoreError> {
+    pub async fn next_due(&self, route: &str) -> Result<Option<UnixMs>, StoreError> {
         match self {
             QueueStore::Embedded(s) => s.next_due(route).await,
             QueueStore::Postgres(s) => Box::pin(s.next_due(route)).await,
@@ -212,18 +213,18 @@ impl QueueStore {
     /// Makes a dead (or retrying) event due now, with a fresh max age and a fresh
     /// `max_attempts` budget (its `attempts` stay what they are: attempts made). False if
     /// there is no such event in one of those states.
-    pub async fn retry(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
+    pub async fn retry(&self, id: &str, now: UnixMs) -> Result<bool, StoreError> {
         match self {
-            QueueStore::Embedded(s) => s.retry(id, now_ms).await,
-            QueueStore::Postgres(s) => Box::pin(s.retry(id, now_ms)).await,
+            QueueStore::Embedded(s) => s.retry(id, now).await,
+            QueueStore::Postgres(s) => Box::pin(s.retry(id, now)).await,
         }
     }
 
     /// [`QueueStore::retry`] for every dead event of `route`; returns how many.
-    pub async fn retry_dead(&self, route: &str, now_ms: i64) -> Result<u64, StoreError> {
+    pub async fn retry_dead(&self, route: &str, now: UnixMs) -> Result<u64, StoreError> {
         match self {
-            QueueStore::Embedded(s) => s.retry_dead(route, now_ms).await,
-            QueueStore::Postgres(s) => Box::pin(s.retry_dead(route, now_ms)).await,
+            QueueStore::Embedded(s) => s.retry_dead(route, now).await,
+            QueueStore::Postgres(s) => Box::pin(s.retry_dead(route, now)).await,
         }
     }
 
@@ -247,15 +248,13 @@ impl QueueStore {
     /// many.
     pub async fn purge(
         &self,
-        delivered_before_ms: i64,
-        dead_before_ms: i64,
-        now_ms: i64,
+        delivered_before: UnixMs,
+        dead_before: UnixMs,
+        now: UnixMs,
     ) -> Result<u64, StoreError> {
         match self {
-            QueueStore::Embedded(s) => s.purge(delivered_before_ms, dead_before_ms, now_ms).await,
-            QueueStore::Postgres(s) => {
-                Box::pin(s.purge(delivered_before_ms, dead_before_ms, now_ms)).await
-            }
+            QueueStore::Embedded(s) => s.purge(delivered_before, dead_before, now).await,
+            QueueStore::Postgres(s) => Box::pin(s.purge(delivered_before, dead_before, now)).await,
         }
     }
 }
