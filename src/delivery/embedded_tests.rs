@@ -751,3 +751,11 @@ fn an_event_that_does_not_fit_fails_alone_and_the_rest_of_its_batch_commits() {
     assert!(matches!(answers[2], Ok(Answer::Ingested(Ingested::Stored))));
     assert_eq!(on_disk, ["after", "before"]);
 }
+
+/// The queries say "pending" and "finished" as the partial indexes do, or SQLite would not
+/// use them.
+#[test]
+fn the_schema_indexes_say_what_the_queries_say() {
+    assert!(SCHEMA.contains(&format!("WHERE {};", *PENDING)));
+    assert!(SCHEMA.contains(&format!("WHERE {};", sql::finished())));
+}

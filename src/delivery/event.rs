@@ -48,6 +48,16 @@ pub struct Lease {
 }
 
 impl NewEvent {
+    /// The state it is stored in: leased to this process if it came with a lease, else
+    /// queued.
+    pub fn state(&self) -> State {
+        if self.lease.is_some() {
+            State::Delivering
+        } else {
+            State::Queued
+        }
+    }
+
     /// The event as the worker gets it when it was stored leased to this process, with its
     /// headers as they were before encoding (`head`), so they are not parsed again.
     pub fn leased_copy(&self, lease: &Lease, head: Option<HeaderMap>) -> Event {

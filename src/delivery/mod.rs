@@ -15,6 +15,7 @@
 //!   and `postgres.rs` (one database shared by replicas, leases with
 //!   `FOR UPDATE SKIP LOCKED`).
 //! - `state.rs`: the store's shared vocabulary (states, settles, errors), below both engines.
+//!   `sql.rs`: the SQL both engines share; `time.rs`: `UnixMs`, the store's times.
 //! - `retry.rs`: what an attempt's result means for the event (pure, clock passed in).
 //! - `worker.rs`: leases due events, delivers them, settles them; paces a route whose app is
 //!   down.
@@ -27,6 +28,7 @@ pub mod embedded;
 pub mod event;
 pub mod postgres;
 pub mod retry;
+pub mod sql;
 pub mod state;
 pub mod store;
 pub mod table;
