@@ -599,7 +599,10 @@ fn queue(
         return Ok(ExitCode::FAILURE);
     }
     let table = if !json && std::io::stdout().is_terminal() {
-        answer.table(view, hookgate::delivery::unix_ms(SystemTime::now()))
+        answer.table(
+            view,
+            hookgate::delivery::unix_ms(SystemTime::now()).as_i64(),
+        )
     } else {
         None
     };

@@ -17,6 +17,7 @@ mod providers;
 mod proxy_protocol;
 mod queue_admin;
 mod queue_model;
+mod queue_store;
 mod queued;
 mod queued_backlog;
 mod queued_postgres;
