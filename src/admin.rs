@@ -21,17 +21,6 @@ use crate::delivery::QueueSlot;
 use crate::metrics::Metrics;
 use crate::runtime::ConfigSlot;
 
-/// The address a client on this host connects to for an admin listener bound to `addr`: an
-/// unspecified address (0.0.0.0, ::) is reached on loopback.
-pub fn local_target(addr: std::net::SocketAddr) -> std::net::SocketAddr {
-    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-    match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
-        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
-        _ => addr,
-    }
-}
-
 /// What `/readyz` says: 200 `ready` only between the start and a shutdown; a 503 otherwise,
 /// that tells a person which of the two it is.
 #[derive(Debug)]

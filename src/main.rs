@@ -656,10 +656,10 @@ fn healthcheck(
 ) -> anyhow::Result<ExitCode> {
     let addr = match admin {
         Some(a) => a,
-        None => {
-            hookgate::admin::local_target(config::admin_addr(path).map_err(anyhow::Error::msg)?)
-                .to_string()
-        }
+        None => hookgate::delivery::api::local_target(
+            config::admin_addr(path).map_err(anyhow::Error::msg)?,
+        )
+        .to_string(),
     };
     let target = if live { "/healthz" } else { "/readyz" };
     let answer = admin_call(&addr, None, http::Method::GET, target, timeout)?;

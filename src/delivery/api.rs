@@ -32,6 +32,17 @@ use crate::delivery::table::View;
 use crate::delivery::{unix_ms, Queue, StoreError, UnixMs};
 use crate::model::{Delivery, Gateway};
 
+/// The address a client on this host connects to for an admin listener bound to `addr`: an
+/// unspecified address (0.0.0.0, ::) is reached on loopback.
+pub fn local_target(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
+        _ => addr,
+    }
+}
+
 /// Most events one list answer holds.
 const MAX_LIMIT: usize = 1000;
 
@@ -573,7 +584,7 @@ impl Client {
         };
         let addr = match (admin, &loaded) {
             (Some(a), _) => a,
-            (None, Some(l)) => crate::admin::local_target(l.gateway.admin).to_string(),
+            (None, Some(l)) => local_target(l.gateway.admin).to_string(),
             (None, None) => return Err(ClientError::NoAddress),
         };
         let token = match token_file {

@@ -8,7 +8,7 @@ use http::StatusCode;
 
 use crate::model::RetryPolicy;
 
-use crate::delivery::UnixMs;
+use crate::delivery::time::UnixMs;
 
 /// How an attempt went, as far as retrying is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -12,6 +12,7 @@ mod drain;
 mod fuzz_corpus;
 mod hostile;
 mod https_upstream;
+mod layering;
 mod pg_server;
 mod providers;
 mod proxy_protocol;
