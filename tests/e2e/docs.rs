@@ -313,7 +313,7 @@ fn dashboard_panels() -> usize {
 /// What the sources say: kind -> number.
 fn true_counts() -> BTreeMap<&'static str, usize> {
     BTreeMap::from([
-        ("presets", hookgate::config::presets::NAMES.len()),
+        ("presets", hookgate::config::presets::all().len()),
         ("metrics", metric_names().len()),
         ("alerts", alert_names().len()),
         ("panels", dashboard_panels()),
@@ -390,14 +390,14 @@ fn first_column(page: &str, heading: &str) -> Vec<String> {
 
 #[test]
 fn docs_tables_list_every_preset_metric_and_alert() {
-    let presets: Vec<String> = hookgate::config::presets::NAMES
+    let presets: Vec<String> = hookgate::config::presets::names()
         .iter()
         .map(|s| s.to_string())
         .collect();
     assert_eq!(
         first_column("docs/presets.md", "The presets"),
         presets,
-        "docs/presets.md lists the presets of src/scheme/presets.rs, in its order"
+        "docs/presets.md lists the presets of src/config/presets.rs, in its order"
     );
 
     let documented: BTreeSet<String> = first_column("docs/metrics-and-logs.md", "Metrics")
