@@ -676,3 +676,91 @@ fn ts_entry(name: &str, unit: &str, tolerance: &str) -> RawTimestamp {
         ..RawTimestamp::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(file: &str) -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    #[test]
+    fn every_preset_name_is_unique() {
+        let mut names = names();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), all().len());
+    }
+
+    /// A row's evidence is only worth something if it names what is there: vectors for this
+    /// preset (and the published examples it cites, by their `source`), an SDK pinned and
+    /// checked by the interop suite for this preset's route, a test function that exists.
+    #[test]
+    fn every_presets_evidence_points_at_what_exists() {
+        let interop = read("tests/interop/interop.py");
+        let requirements = read("tests/interop/requirements.txt");
+        let package_json: serde_json::Value =
+            serde_json::from_str(&read("tests/interop/package.json")).unwrap();
+        let mut problems = Vec::new();
+        for p in all() {
+            let name = p.name;
+            if !p
+                .evidence
+                .iter()
+                .any(|e| matches!(e, Evidence::Vectors { .. }))
+            {
+                problems.push(format!("{name}: no vector file"));
+            }
+            for e in p.evidence {
+                match *e {
+                    Evidence::Vectors { file, published } => {
+                        let v: serde_json::Value = serde_json::from_str(&read(file))
+                            .unwrap_or_else(|e| panic!("{file}: {e}"));
+                        let cases: Vec<&serde_json::Value> = v["cases"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter(|c| c["preset"] == name || c["sender"] == name)
+                            .collect();
+                        if cases.is_empty() {
+                            problems.push(format!("{name}: no case in {file}"));
+                        }
+                        for source in published {
+                            if !cases.iter().any(|c| c["source"] == *source) {
+                                problems.push(format!("{name}: no case in {file} from {source}"));
+                            }
+                        }
+                    }
+                    Evidence::Sdk { package, check } => {
+                        let pinned = match package {
+                            Package::PyPi(p) => requirements
+                                .lines()
+                                .any(|l| l.starts_with(&format!("{p}=="))),
+                            Package::Npm(p) => package_json["dependencies"][p].is_string(),
+                        };
+                        if !pinned {
+                            problems.push(format!("{name}: {package:?} is not pinned"));
+                        }
+                        // Defined, and called by the suite.
+                        if !interop.contains(&format!("def {check}(ctx"))
+                            || interop.matches(&format!("{check}(ctx")).count() < 2
+                        {
+                            problems.push(format!("{name}: interop.py does not run {check}"));
+                        }
+                        if !interop.contains(&format!("\"{name}\"")) {
+                            problems.push(format!("{name}: interop.py has no {name} route"));
+                        }
+                    }
+                    Evidence::Test { file, name: test } => {
+                        if !read(file).contains(&format!("fn {test}()")) {
+                            problems.push(format!("{name}: no test {test} in {file}"));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+}
