@@ -445,3 +445,56 @@ fn github_anchors_are_made_as_github_makes_them() {
         vec!["a.md#x".to_owned(), "c d.md".to_owned()]
     );
 }
+
+/// docs/presets.md's SDK table names exactly the presets whose evidence (src/config/presets.rs)
+/// has an SDK check, each with its package and registry; every other preset is named in that
+/// section as having none.
+#[test]
+fn docs_sdk_table_matches_each_presets_evidence() {
+    use hookgate::config::presets::{self, Evidence, Package};
+    let text = read(&repo().join("docs/presets.md"));
+    let heading = "## Proven against the providers' own SDKs";
+    let start = text
+        .find(heading)
+        .expect("docs/presets.md has the SDK section");
+    let section = &text[start + heading.len()..];
+    let section = &section[..section.find("\n## ").unwrap_or(section.len())];
+    // preset -> its row
+    let mut rows = BTreeMap::new();
+    for (_, line) in prose_lines(section) {
+        if let Some(first) = line
+            .strip_prefix("| `")
+            .and_then(|_| line.split('|').nth(1))
+        {
+            for name in first.split('`').skip(1).step_by(2) {
+                rows.insert(name.to_owned(), line);
+            }
+        }
+    }
+    let mut problems = Vec::new();
+    for p in presets::all() {
+        let package = p.evidence.iter().find_map(|e| match e {
+            Evidence::Sdk { package, .. } => Some(*package),
+            _ => None,
+        });
+        match (package, rows.get(p.name)) {
+            (Some(package), Some(row)) => {
+                let cited = match package {
+                    Package::PyPi(name) => format!("{name} (PyPI)"),
+                    Package::Npm(name) => format!("{name} (npm)"),
+                };
+                if !row.contains(&cited) {
+                    problems.push(format!("{}: its row does not cite {cited}", p.name));
+                }
+            }
+            (Some(_), None) => problems.push(format!("{}: has an SDK check, no row", p.name)),
+            (None, Some(_)) => problems.push(format!("{}: a row, but no SDK evidence", p.name)),
+            (None, None) => {
+                if !section.contains(&format!("`{}`", p.name)) {
+                    problems.push(format!("{}: not said to have no SDK", p.name));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
