@@ -681,7 +681,7 @@ fn healthcheck(
 
 fn presets() -> anyhow::Result<ExitCode> {
     let mut out = String::new();
-    for name in hookgate::config::presets::NAMES {
+    for name in hookgate::config::presets::names() {
         let scheme = hookgate::config::compile::preset_shape(name).map_err(|errors| {
             let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
             anyhow::anyhow!("preset {name} does not compile: {}", text.join("; "))

@@ -984,7 +984,7 @@ fn compile_delivery(
              requests that failed their checks; try the route in sync mode first",
         );
     }
-    if let Some(why) = preset.and_then(presets::needs_app_answer) {
+    if let Some(why) = preset.and_then(|name| presets::find(name)?.needs_app_answer) {
         r.warn(
             &loc,
             format!("queued, but this sender needs the app's answer ({why}); keep it sync"),
@@ -1252,7 +1252,7 @@ fn compile_replay(
     let key = raw
         .key
         .clone()
-        .or_else(|| preset.and_then(presets::replay_key))
+        .or_else(|| preset.and_then(presets::find)?.default_replay_key())
         .unwrap_or(RawReplayKey::Signature);
     let key = match key {
         RawReplayKey::Header(names) => {
@@ -1417,14 +1417,14 @@ struct Ctx<'a> {
 pub fn expand_preset(v: RawVerify, loc: &str, r_errors: &mut Vec<ConfigError>) -> RawVerify {
     match v.preset.clone() {
         None => v,
-        Some(name) => match presets::preset(&name) {
-            Some(p) => v.overlay(p),
+        Some(name) => match presets::find(&name) {
+            Some(p) => v.overlay(p.raw_verify()),
             None => {
                 r_errors.push(ConfigError {
                     location: format!("{loc}.preset"),
                     message: format!(
                         "unknown preset `{name}`; known presets: {}",
-                        presets::NAMES.join(", ")
+                        presets::names().join(", ")
                     ),
                 });
                 v
@@ -1484,11 +1484,12 @@ fn compile_verify(v: RawVerify, loc: &str, ctx: &Ctx<'_>, r: &mut Report) -> Opt
     let errors_before = r.errors.len();
     // A preset's own message is the provider's design (Twilio signs the URL and the form side
     // by side); only a message or timestamp the route wrote itself earns the warning below.
-    let own_message = match v.preset.as_deref().and_then(presets::preset) {
+    let own_message = match v.preset.as_deref().and_then(presets::find) {
         None => true,
         // Written out as the preset has it (as `check --expand` prints it) is still the
         // preset's.
-        Some(p) => {
+        Some(preset) => {
+            let p = preset.raw_verify();
             v.message
                 .as_ref()
                 .is_some_and(|m| Some(m) != p.message.as_ref())
