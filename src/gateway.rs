@@ -18,7 +18,7 @@ use crate::metrics::NO_ROUTE;
 use crate::model::routes::Match;
 use crate::model::Route;
 use crate::model::{Delivery, OnStoreError, QueuePolicy, ReplayPolicy};
-use crate::refusal::Refusal;
+use crate::refusal::{Outcome, Refusal};
 use crate::replay::{self, Claim, ClaimGuard};
 use crate::request_id;
 use crate::runtime::{Conn, InForce, Shared};
@@ -31,7 +31,6 @@ pub async fn handle(
     mut req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let started = Instant::now();
-    let metrics = &shared.metrics;
     // The configuration this request is served by, from start to end, whatever reloads.
     let live = shared.config.load_full();
     let method = req.method().clone();
@@ -66,44 +65,25 @@ pub async fn handle(
     let result = pipeline(shared, &live, conn, client, req, &mut trace).await;
 
     let route_name = trace.route.get().map_or(NO_ROUTE, |r| r.name.as_str());
-    let route_metrics = trace.route.get().map(|r| &live.route_metrics[r.index]);
     let elapsed = started.elapsed();
-    let (mut response, outcome, reason) = match result {
-        // In shadow mode a request that failed a check is counted under the outcome it
-        // would have had, so the numbers match what enforcing would have done.
-        Ok((response, passed)) => (
-            response,
-            trace.shadowed.as_ref().map_or(passed, Refusal::label),
-            None,
+    let (mut response, outcome) = match result {
+        Ok(passed) => passed,
+        Err(refusal) => (
+            refusal_response(&refusal, &refusal.reason()),
+            Outcome::Refused(refusal),
         ),
-        Err(refusal) => {
-            let reason = refusal.reason();
-            (
-                refusal_response(&refusal, &reason),
-                refusal.label(),
-                Some(reason),
-            )
-        }
     };
-    match (outcome, &route_metrics) {
-        ("forwarded", Some(m)) => m.forwarded.inc(),
-        _ => metrics
-            .requests
-            .with_label_values(&[route_name, outcome])
-            .inc(),
-    }
-    match &route_metrics {
-        Some(m) => {
-            m.request_duration.observe(elapsed.as_secs_f64());
-            if outcome == "forwarded" {
-                m.forwarded_duration.observe(elapsed.as_secs_f64());
-            }
-        }
-        None => metrics
-            .request_duration
-            .with_label_values(&[route_name])
-            .observe(elapsed.as_secs_f64()),
-    }
+    // In shadow mode a request that failed a check is counted under the outcome it would
+    // have had, so the numbers match what enforcing would have done.
+    let label = match (&outcome, &trace.shadowed) {
+        (Outcome::Refused(_), _) | (_, None) => outcome.label(),
+        (_, Some(shadowed)) => shadowed.label(),
+    };
+    count(shared, &live, trace.route.get(), label, elapsed, true);
+    let reason = match &outcome {
+        Outcome::Refused(refusal) => Some(refusal.reason()),
+        _ => None,
+    };
     response
         .headers_mut()
         .insert(request_id::X_REQUEST_ID, request_id.clone());
@@ -116,7 +96,7 @@ pub async fn handle(
         method: &method,
         path: &path,
         status: response.status(),
-        outcome,
+        outcome: label,
         reason: reason.as_deref(),
         bytes_out: hyper::body::Body::size_hint(response.body())
             .exact()
@@ -127,6 +107,43 @@ pub async fn handle(
     .write();
     in_flight.answered = true;
     response
+}
+
+/// The one place a request's metrics are counted, whatever its end: its outcome under its
+/// route (`hookgate_requests_total`), its duration, and for a forward its forward duration.
+/// A request dropped before its answer has no duration of its own unless it had a route.
+fn count(
+    shared: &Shared,
+    live: &InForce,
+    route: Option<&Arc<Route>>,
+    label: &'static str,
+    elapsed: std::time::Duration,
+    answered: bool,
+) {
+    let metrics = &shared.metrics;
+    let route_metrics = route.map(|r| &live.route_metrics[r.index]);
+    let route_name = route.map_or(NO_ROUTE, |r| r.name.as_str());
+    let forwarded = label == Outcome::Forwarded.label();
+    match route_metrics {
+        Some(m) if forwarded => m.forwarded.inc(),
+        _ => metrics
+            .requests
+            .with_label_values(&[route_name, label])
+            .inc(),
+    }
+    match route_metrics {
+        Some(m) => {
+            m.request_duration.observe(elapsed.as_secs_f64());
+            if forwarded && answered {
+                m.forwarded_duration.observe(elapsed.as_secs_f64());
+            }
+        }
+        None if answered => metrics
+            .request_duration
+            .with_label_values(&[route_name])
+            .observe(elapsed.as_secs_f64()),
+        None => {}
+    }
 }
 
 /// What the pipeline learned about a request on its way, for the access log and the
@@ -278,32 +295,33 @@ impl Drop for InFlight<'_> {
         }
         // The sender hung up first (nginx logs this as 499). A claimed event's forward goes
         // on in a task of its own, so the app may still receive it.
-        metrics
-            .requests
-            .with_label_values(&[route, "client_closed"])
-            .inc();
-        if let Some(r) = self.route.get() {
-            self.live.route_metrics[r.index]
-                .request_duration
-                .observe(self.started.elapsed().as_secs_f64());
-        }
+        let closed = Outcome::ClientClosed.label();
+        count(
+            self.shared,
+            self.live,
+            self.route.get(),
+            closed,
+            self.started.elapsed(),
+            false,
+        );
         tracing::warn!(
             request_id,
             route,
             method = %self.method,
             path = self.path,
             status = 499,
-            outcome = "client_closed",
+            outcome = closed,
             elapsed_ms,
             "client closed the connection before the answer"
         );
     }
 }
 
-/// match route -> allowlist -> read body -> verify -> forward.
+/// The phases, in order: admit (host, framing, route, allowlist), read the body, verify,
+/// deliver (forward now, or store and answer). Each phase passes the request on or refuses.
 ///
 /// On a route in shadow mode (`enforce: false`) a failed allowlist or signature check is
-/// recorded in `shadowed` and the request goes on.
+/// recorded in `trace.shadowed` and the request goes on.
 async fn pipeline(
     shared: &Arc<Shared>,
     live: &Arc<InForce>,
@@ -311,9 +329,71 @@ async fn pipeline(
     client: ClientIp,
     req: Request<Incoming>,
     trace: &mut Trace<'_>,
-) -> Result<(Response<Full<Bytes>>, &'static str), Refusal> {
-    let shadowed = &mut trace.shadowed;
-    let gateway = &live.gateway;
+) -> Result<(Response<Full<Bytes>>, Outcome), Refusal> {
+    let route = admit(shared, &live.gateway, client, &req, trace)?;
+    let (parts, body) = req.into_parts();
+    let body = read(shared, &live.gateway, &route, client, &parts, body).await?;
+    trace.bytes_in = body.len() as u64;
+    let verified = verify(
+        shared,
+        live,
+        &route,
+        client,
+        &parts,
+        &body,
+        &mut trace.shadowed,
+    )?;
+    let peer = client_ip::canonical(conn.peer.ip());
+    let hop = Hop {
+        peer,
+        peer_trusted: client_ip::is_in(peer, conn.trusted_proxies(&live.gateway)),
+        proto: if conn.tls { "https" } else { "http" },
+    };
+    let request = Verified {
+        route,
+        client,
+        parts,
+        body,
+        verified,
+        hop,
+    };
+    // Only requests that passed every check reach a store: unauthenticated requests can
+    // neither fill nor probe it.
+    let route = request.route.clone();
+    if let Delivery::Queued(policy) = &route.delivery {
+        return store_and_answer(shared, &live.gateway.limits, policy, request).await;
+    }
+    forward_now(shared, live, request, trace).await
+}
+
+/// A request that passed every check, on its way to its app or its store.
+struct Verified {
+    route: Arc<Route>,
+    client: ClientIp,
+    parts: http::request::Parts,
+    body: body::RawBody,
+    verified: Signed,
+    hop: Hop,
+}
+
+/// What verifying learned.
+#[derive(Default)]
+struct Signed {
+    /// The decoded signature that verified (empty without a scheme).
+    signature: Vec<u8>,
+    /// Which of the route's keys verified it.
+    key_index: Option<u32>,
+}
+
+/// Admit: one valid Host, plain framing, a route for the method and path, and a client the
+/// route's allowlist admits, before a single body byte is read.
+fn admit(
+    shared: &Shared,
+    gateway: &crate::model::Gateway,
+    client: ClientIp,
+    req: &Request<Incoming>,
+    trace: &mut Trace<'_>,
+) -> Result<Arc<Route>, Refusal> {
     crate::host::check(req.version(), req.uri(), req.headers()).map_err(Refusal::BadHost)?;
     if !body::plain_framing(req.headers()) {
         return Err(Refusal::BadFraming);
@@ -328,114 +408,134 @@ async fn pipeline(
         Match::BadPath => return Err(Refusal::BadPath),
     };
     let _ = trace.route.set(route.clone());
-
-    // Before a single body byte is read.
     if !client_ip::allowed(client, route.allow_ips.as_deref()) {
-        check_failed(shared, &route, client, Refusal::IpNotAllowed, shadowed)?;
+        check_failed(
+            shared,
+            &route,
+            client,
+            Refusal::IpNotAllowed,
+            &mut trace.shadowed,
+        )?;
     }
+    Ok(route)
+}
 
-    let (parts, body) = req.into_parts();
-    let body = body::read_body(
-        body,
-        body::Declared::of(parts.version, &parts.headers),
-        body::BodyLimits {
-            max: route.limits.max_body_bytes,
-            deadline: route.limits.body_read_timeout,
-            // A trusted proxy (no X-Forwarded-For) stands for many clients: not capped.
-            client: match client {
-                ClientIp::Known(ip) if !client_ip::is_in(ip, &gateway.trusted_proxies) => {
-                    Some(client_ip::limit_key(ip))
-                }
-                _ => None,
-            },
+/// Read: the whole body, bounded by the route's size and time and the process's budget.
+async fn read(
+    shared: &Shared,
+    gateway: &crate::model::Gateway,
+    route: &Route,
+    client: ClientIp,
+    parts: &http::request::Parts,
+    body: Incoming,
+) -> Result<body::RawBody, Refusal> {
+    let limits = body::BodyLimits {
+        max: route.limits.max_body_bytes,
+        deadline: route.limits.body_read_timeout,
+        // A trusted proxy (no X-Forwarded-For) stands for many clients: not capped.
+        client: match client {
+            ClientIp::Known(ip) if !client_ip::is_in(ip, &gateway.trusted_proxies) => {
+                Some(client_ip::limit_key(ip))
+            }
+            _ => None,
         },
-        &shared.body_budget,
-    )
-    .await?;
-    trace.bytes_in = body.len() as u64;
-
-    let mut signature: Vec<u8> = Vec::new();
-    let mut verified_key = None;
-    if let Some(scheme) = &route.scheme {
-        let verify_started = Instant::now();
-        let request = RequestView {
-            headers: &parts.headers,
-            body: &body,
-            path_and_query: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
-        };
-        let verdict = scheme.verify(&request, (shared.clock)());
-        shared
-            .metrics
-            .verify_duration
-            .observe(verify_started.elapsed().as_secs_f64());
-        match verdict {
-            Ok(verified) => {
-                live.route_metrics[route.index].verified_by(verified.key_index);
-                signature = verified.signature;
-                verified_key = u32::try_from(verified.key_index).ok();
-            }
-            Err(e) if shadowed.is_none() => {
-                check_failed(shared, &route, client, Refusal::Verify(e), shadowed)?
-            }
-            // Already forwarding in shadow mode for an earlier failed check.
-            Err(_) => {}
-        }
-    }
-
-    let peer = client_ip::canonical(conn.peer.ip());
-    let hop = Hop {
-        peer,
-        peer_trusted: client_ip::is_in(peer, conn.trusted_proxies(gateway)),
-        proto: if conn.tls { "https" } else { "http" },
     };
+    let declared = body::Declared::of(parts.version, &parts.headers);
+    Ok(body::read_body(body, declared, limits, &shared.body_budget).await?)
+}
 
-    // Only requests that passed every check reach a store: unauthenticated requests can
-    // neither fill nor probe it.
-    if let Delivery::Queued(policy) = &route.delivery {
-        // Deduplicated by the queue store itself, in the insert (a queued route is never in
-        // shadow mode).
-        let key = match &route.replay {
-            Some(replay) => Some(event_key(replay, &parts.headers, &body, &signature)?),
-            None => None,
-        };
-        let stored = Stored { key, verified_key };
-        let limits = &gateway.limits;
-        return store_and_answer(shared, limits, &route, policy, stored, parts, body, &hop).await;
+/// Verify: the route's scheme over the exact bytes, with the clock passed in.
+fn verify(
+    shared: &Shared,
+    live: &InForce,
+    route: &Route,
+    client: ClientIp,
+    parts: &http::request::Parts,
+    body: &body::RawBody,
+    shadowed: &mut Option<Refusal>,
+) -> Result<Signed, Refusal> {
+    let Some(scheme) = &route.scheme else {
+        return Ok(Signed::default());
+    };
+    let verify_started = Instant::now();
+    let request = RequestView {
+        headers: &parts.headers,
+        body,
+        path_and_query: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+    };
+    let verdict = scheme.verify(&request, (shared.clock)());
+    shared
+        .metrics
+        .verify_duration
+        .observe(verify_started.elapsed().as_secs_f64());
+    match verdict {
+        Ok(verified) => {
+            live.route_metrics[route.index].verified_by(verified.key_index);
+            Ok(Signed {
+                signature: verified.signature,
+                key_index: u32::try_from(verified.key_index).ok(),
+            })
+        }
+        Err(e) if shadowed.is_none() => {
+            check_failed(shared, route, client, Refusal::Verify(e), shadowed)?;
+            Ok(Signed::default())
+        }
+        // Already forwarding in shadow mode for an earlier failed check.
+        Err(_) => Ok(Signed::default()),
     }
-    let claim = match (&route.replay, shadowed.is_none()) {
+}
+
+/// Deliver, sync: claim the event in the replay store (if the route has `replay:`), forward,
+/// relay the app's answer.
+async fn forward_now(
+    shared: &Shared,
+    live: &Arc<InForce>,
+    request: Verified,
+    trace: &mut Trace<'_>,
+) -> Result<(Response<Full<Bytes>>, Outcome), Refusal> {
+    let Verified {
+        route,
+        client,
+        parts,
+        body,
+        verified,
+        hop,
+    } = request;
+    let claim = match (&route.replay, trace.shadowed.is_none()) {
         (Some(policy), true) => {
+            let gateway = &live.gateway;
+            let asked = (&parts.headers, &body, verified.signature.as_slice());
+            let shadowed = &mut trace.shadowed;
             match replay_check(
                 shared,
                 &gateway.limits,
                 &route,
                 policy,
                 client,
-                &parts.headers,
-                &body,
-                &signature,
+                asked,
                 shadowed,
             )
             .await?
             {
-                Replay::Duplicate => return Ok((duplicate_response(), "duplicate")),
+                Replay::Duplicate => return Ok((duplicate_response(), Outcome::Duplicate)),
                 Replay::Claimed(guard) => Some((guard, policy.ttl)),
                 Replay::Unguarded => None,
             }
         }
         _ => None,
     };
-
     let exchange = {
         let live = live.clone();
         async move {
             let route_metrics = &live.route_metrics[route.index];
+            let limits = &live.gateway.limits;
             forward::forward(
                 &live.upstreams,
                 &route,
                 parts,
                 body,
                 &hop,
-                &live.gateway.limits,
+                limits,
                 route_metrics,
             )
             .await
@@ -463,7 +563,7 @@ async fn pipeline(
         }
     };
     trace.upstream = Some(exchange.call);
-    exchange.result.map(|r| (r, "forwarded"))
+    exchange.result.map(|r| (r, Outcome::Forwarded))
 }
 
 enum Replay {
@@ -475,8 +575,7 @@ enum Replay {
     Unguarded,
 }
 
-/// Claims the request's event key in the replay store.
-#[allow(clippy::too_many_arguments)]
+/// Claims the request's event key in the replay store, and acts on [`decide_replay`].
 async fn replay_check(
     shared: &Shared,
     // The configuration this request is served by (the claim's length comes from it).
@@ -484,9 +583,7 @@ async fn replay_check(
     route: &Route,
     policy: &ReplayPolicy,
     client: ClientIp,
-    headers: &http::HeaderMap,
-    body: &body::RawBody,
-    signature: &[u8],
+    (headers, body, signature): (&http::HeaderMap, &body::RawBody, &[u8]),
     shadowed: &mut Option<Refusal>,
 ) -> Result<Replay, Refusal> {
     let metrics = &shared.metrics;
@@ -512,58 +609,79 @@ async fn replay_check(
         .replay_store_duration
         .with_label_values(&["claim"])
         .observe(started.elapsed().as_secs_f64());
-    match claim {
-        Ok(Claim::New(token)) => Ok(Replay::Claimed(ClaimGuard::new(
+    let name = route.name.as_str();
+    let decision = decide_replay(&claim, route.enforce, policy.on_store_error);
+    match (decision, claim) {
+        (ReplayDecision::Claimed, Ok(Claim::New(token))) => Ok(Replay::Claimed(ClaimGuard::new(
             store.clone(),
             key,
             token,
-            &route.name,
+            name,
             metrics.clone(),
         ))),
-        Ok(Claim::Delivered) if route.enforce => {
-            metrics
-                .replay_duplicates
-                .with_label_values(&[&route.name])
-                .inc();
+        (ReplayDecision::Duplicate, _) => {
+            metrics.replay_duplicates.with_label_values(&[name]).inc();
             Ok(Replay::Duplicate)
         }
-        Ok(Claim::Delivered) => {
-            metrics
-                .shadow_refusals
-                .with_label_values(&[&route.name, "duplicate"])
-                .inc();
-            tracing::warn!(route = route.name.as_str(), client = %client, "duplicate; forwarding anyway (shadow mode, enforce: false)");
+        (ReplayDecision::ShadowDuplicate, _) => {
+            let labels = [name, "duplicate"];
+            metrics.shadow_refusals.with_label_values(&labels).inc();
+            tracing::warn!(route = name, client = %client, "duplicate; forwarding anyway (shadow mode, enforce: false)");
             Ok(Replay::Unguarded)
         }
-        Ok(Claim::InFlight) => {
-            metrics
-                .replay_in_flight
-                .with_label_values(&[&route.name])
-                .inc();
+        (ReplayDecision::InFlight, _) => {
+            metrics.replay_in_flight.with_label_values(&[name]).inc();
             check_failed(shared, route, client, Refusal::ReplayInFlight, shadowed)?;
             Ok(Replay::Unguarded)
         }
-        Err(e) => {
-            let action = match policy.on_store_error {
-                OnStoreError::Reject => "rejected",
-                OnStoreError::Allow => "allowed",
-            };
-            tracing::error!(route = route.name.as_str(), error = %e, action, "replay store unavailable");
-            metrics
-                .replay_store_errors
-                .with_label_values(&[&route.name, action])
-                .inc();
-            if policy.on_store_error == OnStoreError::Reject {
-                check_failed(
-                    shared,
-                    route,
-                    client,
-                    Refusal::ReplayStoreUnavailable,
-                    shadowed,
-                )?;
+        (ReplayDecision::StoreDown { refuse }, claim) => {
+            let action = if refuse { "rejected" } else { "allowed" };
+            if let Err(e) = claim {
+                tracing::error!(route = name, error = %e, action, "replay store unavailable");
+            }
+            let labels = [name, action];
+            metrics.replay_store_errors.with_label_values(&labels).inc();
+            if refuse {
+                let refusal = Refusal::ReplayStoreUnavailable;
+                check_failed(shared, route, client, refusal, shadowed)?;
             }
             Ok(Replay::Unguarded)
         }
+        // `decide_replay` says Claimed only for a new claim.
+        (ReplayDecision::Claimed, _) => Ok(Replay::Unguarded),
+    }
+}
+
+/// What the replay store's answer to a claim means for the request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReplayDecision {
+    /// First copy: forward it under the claim.
+    Claimed,
+    /// Delivered before: answer for the app, forward nothing.
+    Duplicate,
+    /// Delivered before, on a route in shadow mode: forward anyway, counted.
+    ShadowDuplicate,
+    /// Another copy is being forwarded right now: 409 (shadow mode: forward, counted).
+    InFlight,
+    /// The store did not answer: refuse with 503 (`on_store_error: reject`), or forward
+    /// without dedup.
+    StoreDown { refuse: bool },
+}
+
+/// The replay decision as a pure function of the store's answer and the route's settings.
+fn decide_replay<E>(
+    claim: &Result<Claim, E>,
+    enforce: bool,
+    on_store_error: OnStoreError,
+) -> ReplayDecision {
+    match claim {
+        Ok(Claim::New(_)) => ReplayDecision::Claimed,
+        Ok(Claim::Delivered) if enforce => ReplayDecision::Duplicate,
+        Ok(Claim::Delivered) => ReplayDecision::ShadowDuplicate,
+        Ok(Claim::InFlight) => ReplayDecision::InFlight,
+        Err(_) => ReplayDecision::StoreDown {
+            refuse: on_store_error == OnStoreError::Reject,
+        },
     }
 }
 
@@ -594,67 +712,63 @@ fn event_key(
         .ok_or(Refusal::ReplayKeyMissing)
 }
 
-/// What the checks learned that a stored event keeps.
-struct Stored {
-    /// The replay key, if the route has `replay:`.
-    key: Option<Vec<u8>>,
-    /// Which of the route's keys verified the signature.
-    verified_key: Option<u32>,
-}
-
-/// Queued delivery: the request exactly as sync mode would forward it, stored durably; the
+/// Deliver, queued: the request exactly as sync mode would forward it, stored durably; the
 /// sender is answered 2xx only once it is on disk, 503 if the store cannot take it.
-#[allow(clippy::too_many_arguments)]
+/// Deduplicated by the queue store itself, in the insert (a queued route is never in shadow
+/// mode).
 async fn store_and_answer(
     shared: &Shared,
     // The configuration this request is served by (the lease length comes from it).
     limits: &crate::model::Limits,
-    route: &Route,
     policy: &QueuePolicy,
-    stored: Stored,
-    parts: http::request::Parts,
-    body: body::RawBody,
-    hop: &Hop,
-) -> Result<(Response<Full<Bytes>>, &'static str), Refusal> {
+    request: Verified,
+) -> Result<(Response<Full<Bytes>>, Outcome), Refusal> {
     let Some(queue) = shared.queue.get() else {
         // Cannot happen: a configuration with a queued route has a `queue_store:`, opened
         // at start or by the reload that brought it, before it was put in force.
         return Err(Refusal::QueueStoreUnavailable);
     };
-    let outgoing = forward::prepare(route, parts, hop)?;
-    let id = request_id::unique_hex();
-    let received_ms = crate::delivery::unix_ms((shared.clock)());
-    let (dedup_key, dedup_until, idempotency_key) = match (&stored.key, &route.replay) {
-        (Some(key), Some(replay)) => (
-            Some(replay::store_key(&route.name, key)),
-            Some(crate::delivery::ms_after(received_ms, replay.ttl)),
-            crate::delivery::idempotency_key(&replay.key, key),
-        ),
-        _ => (None, None, id.clone()),
+    let Verified {
+        route,
+        parts,
+        body,
+        verified,
+        hop,
+        ..
+    } = request;
+    let key = match &route.replay {
+        Some(replay) => Some(event_key(
+            replay,
+            &parts.headers,
+            &body,
+            &verified.signature,
+        )?),
+        None => None,
     };
+    let outgoing = forward::prepare(&route, parts, &hop)?;
     // When one of the route's delivery slots is free (and this process may hold another
     // of its events leased), the event is stored leased to this process with its first
     // attempt started, and handed to the worker in memory with the slot: no lease round
     // trip, no reading it back, no wait. Under a backlog it is stored `queued` instead.
     let reserved = queue.reserve(&route.name);
+    let received_ms = crate::delivery::unix_ms((shared.clock)());
     let lease = reserved.as_ref().map(|_| crate::delivery::event::Lease {
         token: request_id::unique_hex(),
-        until_ms: crate::delivery::ms_after(received_ms, crate::delivery::lease_for(limits, route)),
+        until_ms: crate::delivery::ms_after(
+            received_ms,
+            crate::delivery::lease_for(limits, &route),
+        ),
     });
-    let event = NewEvent {
-        id: id.clone(),
-        route: route.name.clone(),
-        dedup_key,
-        dedup_until,
-        idempotency_key,
+    let event = new_event(
+        &route,
+        key,
+        verified.key_index,
         received_ms,
-        verified_key: stored.verified_key,
-        method: outgoing.method.as_str().to_owned(),
-        target: outgoing.target.as_str().to_owned(),
-        headers: crate::delivery::event::encode_headers(&outgoing.headers),
-        body: body.to_bytes(),
+        &outgoing,
+        &body,
         lease,
-    };
+    );
+    let id = event.id.clone();
     let handoff = event
         .lease
         .as_ref()
@@ -668,17 +782,7 @@ async fn store_and_answer(
                 (Some(event), Some(reserved)) => queue.handoff(event, reserved),
                 _ => queue.wake.notify_one(),
             }
-            let mut response = Response::new(Full::new(Bytes::from(policy.answer_body.clone())));
-            *response.status_mut() = policy.answer_status;
-            let headers = response.headers_mut();
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            );
-            if let Ok(v) = HeaderValue::from_str(&id) {
-                headers.insert(crate::delivery::EVENT_ID_HEADER, v);
-            }
-            Ok((response, "queued"))
+            Ok((queued_response(policy, &id), Outcome::Queued))
         }
         Ok(Ingested::Duplicate { id: first, state }) => {
             shared
@@ -692,7 +796,7 @@ async fn store_and_answer(
                     .headers_mut()
                     .insert(crate::delivery::EVENT_ID_HEADER, v);
             }
-            Ok((response, "duplicate"))
+            Ok((response, Outcome::Duplicate))
         }
         Err(e) => {
             tracing::error!(route = route.name.as_str(), error = %e, "queue store cannot take the event; answering 503");
@@ -703,6 +807,58 @@ async fn store_and_answer(
             Err(Refusal::QueueStoreUnavailable)
         }
     }
+}
+
+/// The event a queued route stores: the outgoing request, its dedup key (hashed, with how
+/// long it is remembered), its `Idempotency-Key` and, when a slot was free, its lease.
+fn new_event(
+    route: &Route,
+    key: Option<Vec<u8>>,
+    verified_key: Option<u32>,
+    received_ms: crate::delivery::UnixMs,
+    outgoing: &forward::Outgoing,
+    body: &body::RawBody,
+    lease: Option<crate::delivery::event::Lease>,
+) -> NewEvent {
+    let id = request_id::unique_hex();
+    let (dedup_key, dedup_until, idempotency_key) = match (&key, &route.replay) {
+        (Some(key), Some(replay)) => (
+            Some(replay::store_key(&route.name, key)),
+            Some(crate::delivery::ms_after(received_ms, replay.ttl)),
+            crate::delivery::idempotency_key(&replay.key, key),
+        ),
+        _ => (None, None, id.clone()),
+    };
+    NewEvent {
+        id,
+        route: route.name.clone(),
+        dedup_key,
+        dedup_until,
+        idempotency_key,
+        received_ms,
+        verified_key,
+        method: outgoing.method.as_str().to_owned(),
+        target: outgoing.target.as_str().to_owned(),
+        headers: crate::delivery::event::encode_headers(&outgoing.headers),
+        body: body.to_bytes(),
+        lease,
+    }
+}
+
+/// What the sender of a stored event is answered: the route's `answer_status` and body,
+/// and the event's id.
+fn queued_response(policy: &QueuePolicy, id: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(policy.answer_body.clone())));
+    *response.status_mut() = policy.answer_status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if let Ok(v) = HeaderValue::from_str(id) {
+        headers.insert(crate::delivery::EVENT_ID_HEADER, v);
+    }
+    response
 }
 
 /// What a sender sees for an event the app already took: success, so it stops retrying.
@@ -794,4 +950,53 @@ fn refusal_response(refusal: &Refusal, reason: &str) -> Response<Full<Bytes>> {
         }
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_replay_decision_follows_the_stores_answer_and_the_routes_settings() {
+        use OnStoreError::{Allow, Reject};
+        use ReplayDecision as D;
+        let new = || Ok::<_, ()>(Claim::New(replay::Token::fresh()));
+        let answered = |c: Claim| Ok::<_, ()>(c);
+        let down: Result<Claim, ()> = Err(());
+        // (store's answer, enforce, on_store_error) -> decision
+        assert_eq!(decide_replay(&new(), true, Reject), D::Claimed);
+        assert_eq!(decide_replay(&new(), false, Allow), D::Claimed);
+        assert_eq!(
+            decide_replay(&answered(Claim::Delivered), true, Reject),
+            D::Duplicate
+        );
+        assert_eq!(
+            decide_replay(&answered(Claim::Delivered), false, Reject),
+            D::ShadowDuplicate
+        );
+        assert_eq!(
+            decide_replay(&answered(Claim::InFlight), true, Allow),
+            D::InFlight
+        );
+        assert_eq!(
+            decide_replay(&down, true, Reject),
+            D::StoreDown { refuse: true }
+        );
+        assert_eq!(
+            decide_replay(&down, true, Allow),
+            D::StoreDown { refuse: false }
+        );
+    }
+
+    #[test]
+    fn each_outcome_has_the_label_operators_query() {
+        assert_eq!(Outcome::Forwarded.label(), "forwarded");
+        assert_eq!(Outcome::Queued.label(), "queued");
+        assert_eq!(Outcome::Duplicate.label(), "duplicate");
+        assert_eq!(Outcome::ClientClosed.label(), "client_closed");
+        assert_eq!(
+            Outcome::Refused(Refusal::IpNotAllowed).label(),
+            Refusal::IpNotAllowed.label()
+        );
+    }
 }

@@ -40,6 +40,35 @@ pub enum Refusal {
     UpstreamBadResponse,
 }
 
+/// How a request ended, for its access-log line and `hookgate_requests_total`: passed every
+/// check and delivered or stored, answered as a duplicate, refused, or left by its sender.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Forwarded; the app's answer was relayed.
+    Forwarded,
+    /// Stored durably and answered (a queued route); delivered later.
+    Queued,
+    /// A copy already delivered (or stored): answered for the app, nothing forwarded.
+    Duplicate,
+    /// Refused: the refusal knows its status, label and reason.
+    Refused(Refusal),
+    /// The sender closed the connection before the answer (nginx's 499).
+    ClientClosed,
+}
+
+impl Outcome {
+    /// The `outcome` label of `hookgate_requests_total` and of the access log.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Forwarded => "forwarded",
+            Outcome::Queued => "queued",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Refused(refusal) => refusal.label(),
+            Outcome::ClientClosed => "client_closed",
+        }
+    }
+}
+
 impl From<crate::body::BodyRefused> for Refusal {
     fn from(why: crate::body::BodyRefused) -> Refusal {
         use crate::body::BodyRefused as B;

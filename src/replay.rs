@@ -44,7 +44,7 @@ pub enum Claim {
 pub struct Token(String);
 
 impl Token {
-    fn fresh() -> Token {
+    pub(crate) fn fresh() -> Token {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         static PROCESS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
         // RandomState is seeded from the OS: a random id per process, no extra crate.

@@ -74,10 +74,7 @@ fn paths_after(code: &str, at: usize) -> Vec<Vec<String>> {
     let rest = &code[at..];
     let mut segments = Vec::new();
     let mut s = rest;
-    loop {
-        let Some(after) = s.strip_prefix("::") else {
-            break;
-        };
+    while let Some(after) = s.strip_prefix("::") {
         let after = after.trim_start();
         if let Some(list) = after.strip_prefix('{') {
             let end = list.find('}').unwrap_or(list.len());
