@@ -5,45 +5,60 @@
 //!
 //! ```text
 //! accept         server.rs     TCP or TLS, HTTP/1.1 or HTTP/2, header timeout, conn limits
-//!  -> host       host.rs       one valid Host, agreeing with the target  400
-//!  -> framing    body.rs       no transfer coding but chunked            400
-//!  -> route      routes.rs     method + normalized path -> &Route        400 / 404 / 405
-//!  -> client IP  client_ip.rs  peer, trusted proxies, X-Forwarded-For
-//!  -> allowlist  route.allow_ips, before any body byte is read           403
-//!  -> body       body.rs       bounded by size, time and a global budget 413 / 408 / 503
+//!  -> admit      gateway.rs    host.rs: one valid Host, agreeing with the target   400
+//!                              body.rs: no transfer coding but chunked             400
+//!                              model/routes.rs: method + normalized path -> &Route 400/404/405
+//!                              client_ip.rs, route.allow_ips, before any body byte 403
+//!  -> read       body.rs       bounded by size, time and a global budget 413 / 408 / 503
 //!  -> verify     scheme/       signature + timestamp over the raw bytes  401
-//!  -> replay     replay.rs     claim the event id: duplicate 200, in flight 409, store 503
-//!  -> deliver    sync:   forward.rs, hop-by-hop hygiene; upstream.rs pool  502 / 504
+//!  -> deliver    sync:   replay.rs claims the event id (duplicate 200, in flight 409,
+//!                        store down 503); forward.rs, upstream.rs pool       502 / 504
 //!                queued: delivery/, store durably then answer 2xx         503
 //!                        (delivery/worker.rs forwards later with retries)
-//!  -> record     gateway.rs    one log line; metrics.rs counters
+//!  -> record     gateway.rs    one access-log line; metrics.rs counters
 //! ```
 //!
-//! `gateway.rs` is that pipeline as one function; every refusal is a [`refusal::Refusal`],
-//! which alone knows its status, metric label and reason.
+//! `gateway.rs` is that pipeline, one function per phase; how a request ended is an
+//! [`refusal::Outcome`], and every refusal a [`refusal::Refusal`], which alone knows its
+//! status, metric label and reason.
+//!
+//! # Layers
+//!
+//! `scheme ← model ← runtime ← server/gateway ← reload, config compile ← main`: each
+//! module uses only what is to its left (checked by `tests/e2e/layering.rs`, with no import
+//! cycle anywhere). The scheme engine is pure; the model is the compiled configuration;
+//! the runtime holds state (clock, configuration in force, stores, budgets); the server and
+//! the pipeline serve; the reload drives the server; `config/` compiles the file into the
+//! model and `main.rs` wires it all.
 //!
 //! # Layout
 //!
-//! - `config/`: `gateway.yaml` schema (`file.rs`), compilation with located errors
-//!   (`compile.rs`), secret resolution (`secret.rs`), which routes shadow which
-//!   (`overlap.rs`), the runtime model (`mod.rs`).
-//! - `scheme/`: the generic signature scheme engine and its presets.
-//! - `host.rs`, `routes.rs`, `client_ip.rs`, `body.rs`, `replay.rs`, `forward.rs`: one
-//!   pipeline step each;
-//!   `upstream.rs`: the keep-alive connections to each upstream.
-//! - `gateway.rs`: the pipeline and its access-log line. `refusal.rs`: every refusal.
-//!   `request_id.rs`: each request's `X-Request-Id`.
-//! - `reload.rs`: the configuration in force (`Live`), loaded once per request and swapped
-//!   whole on reload.
+//! - `model/`: the compiled configuration (gateway, listeners, limits, routes and the route
+//!   table, delivery and retry policy, queue store, replay policy and store), plain values
+//!   that import nothing of the runtime.
+//! - `config/`: `gateway.yaml`'s schema (`file.rs`), its compilation into the model with
+//!   located errors (`compile.rs`), secrets (`secret.rs`), which routes shadow which
+//!   (`overlap.rs`), the built-in senders as one table (`presets.rs`).
+//! - `scheme/`: the generic signature scheme engine.
+//! - `runtime.rs`: the clock, the configuration in force (`InForce`, in its `ConfigSlot`,
+//!   loaded once per request and swapped whole), state shared by connections, cut-offs.
+//! - `host.rs`, `client_ip.rs`, `body.rs`, `replay.rs`, `forward.rs`: one pipeline step
+//!   each; `upstream.rs`: the keep-alive connections to each upstream.
+//! - `gateway.rs`: the pipeline and its access-log line. `refusal.rs`: every refusal and
+//!   every outcome. `request_id.rs`: each request's `X-Request-Id`.
 //! - `server.rs`, `tls.rs`, `proxy_protocol.rs`: listeners, TLS (also to upstreams), the
 //!   PROXY protocol, HTTP versions, drain and shutdown.
-//! - `delivery/`: queued delivery: the store's state machine (`store.rs`) and its two
-//!   engines (embedded SQLite, PostgreSQL for replicas), the delivery worker (leases bounded
-//!   by each route's slots, attempts counted when made), the retry policy, the queue API on
-//!   the admin listener and the tables `hookgate queue` prints.
+//! - `reload.rs`: what a reload keeps (a pure function of two configurations) and the
+//!   reload itself; `watch.rs`: `--watch`.
+//! - `delivery/`: queued delivery: the store's state machine (`store.rs`, shared types in
+//!   `state.rs`, SQL in `sql.rs`) and its two engines (embedded SQLite, PostgreSQL for
+//!   replicas), the delivery worker (leases bounded by each route's slots, attempts counted
+//!   when made), the retry policy, the queue API on the admin listener and its client, the
+//!   tables `hookgate queue` prints.
 //! - `admin.rs`, `metrics.rs`: `/metrics`, `/healthz`, `/readyz`, `/queue/`; every metric.
 //! - `logbuf.rs`: log lines buffered off the request path, written by a background thread;
 //!   `log_filter.rs`: `HOOKGATE_LOG`, checked.
+//! - `sign.rs`: what `hookgate sign` sends, as a sender would.
 //! - `main.rs`: the CLI (`run`, `check`, `sign`, `keygen`, `presets`, `healthcheck`,
 //!   `queue`), no logic of its own.
 
