@@ -25,7 +25,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HOOKGATE = os.path.join(ROOT, "target", "release", "hookgate")
+# HOOKGATE_BIN runs another build (e.g. the previous commit) through the same script.
+HOOKGATE = os.environ.get("HOOKGATE_BIN") or os.path.join(ROOT, "target", "release", "hookgate")
 UPSTREAM = os.path.join(ROOT, "target", "release", "examples", "upstream")
 RESULTS = os.path.join(ROOT, "bench", "results")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
