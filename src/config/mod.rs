@@ -1,10 +1,11 @@
 //! Configuration: `gateway.yaml` in two levels.
 //!
 //! - `file.rs`: the file's shape (serde structs, unknown keys rejected).
-//! - `compile.rs`: turns that into the immutable runtime model below ([`Gateway`]): parsed
-//!   addresses, CIDRs, durations, TLS configs, and compiled signature schemes with their
-//!   secrets resolved. Every problem is collected with its location (route name and field)
-//!   and reported together; a gateway with any error never starts.
+//! - `compile/`: turns that into the immutable runtime model ([`Gateway`], `crate::model`),
+//!   one file per section: parsed addresses, CIDRs, durations, TLS configs, and compiled
+//!   signature schemes with their secrets resolved. Every problem is collected with its
+//!   location (route name and field) and reported together; a gateway with any error never
+//!   starts.
 //! - `secret.rs`: `${ENV_VAR}`, `secret_file:` and literal secrets.
 //!
 //! The request path reads only the compiled model and never re-checks what load time checked.

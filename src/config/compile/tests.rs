@@ -2,15 +2,18 @@
 //! every located error) out. Secrets come from a fake environment passed to [`compile`], so no
 //! test touches the process environment.
 
-use super::*;
-
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use hmac::{Hmac, Mac};
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName, Method};
 
+use super::compile;
+use crate::config::{presets, ConfigError, ConfigErrors, Loaded};
 use crate::model::routes::Match;
+use crate::model::{KeySource, Limits, PathPattern, Route, RuntimeModel};
+use crate::scheme::{Algorithm, Encoding, Part, Scheme, TimestampSource, TimestampUnit};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers

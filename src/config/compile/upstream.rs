@@ -1,0 +1,116 @@
+//! A route's `upstream:` URL and its `upstream_tls:` (trust roots, client certificate, the
+//! name to verify), and the keep-alive pool it shares.
+
+use std::path::Path;
+
+use super::Report;
+use crate::config::file::RawUpstreamTls;
+use crate::config::secret;
+use crate::model::Upstream;
+
+pub(super) fn parse_upstream(
+    s: &str,
+    tls: Option<&RawUpstreamTls>,
+    base: &Path,
+    loc: &str,
+    r: &mut Report,
+) -> Option<Upstream> {
+    let uri: http::Uri = match s.parse() {
+        Ok(u) => u,
+        Err(e) => {
+            r.error(loc, format!("`{s}` is not a URL: {e}"));
+            return None;
+        }
+    };
+    let https = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => {
+            r.error(
+                loc,
+                format!("`{s}`: upstream must be an http:// or https:// URL (the app behind the gateway)"),
+            );
+            return None;
+        }
+    };
+    if uri.query().is_some() {
+        r.error(loc, "upstream URL must not have a query");
+        return None;
+    }
+    let Some(authority) = uri.authority().cloned().filter(|a| !a.host().is_empty()) else {
+        r.error(loc, format!("`{s}` has no host"));
+        return None;
+    };
+    if authority.as_str().contains('@') {
+        r.error(
+            loc,
+            "credentials in the upstream URL are not supported (they would never be sent)",
+        );
+        return None;
+    }
+    let base_path = uri.path().trim_end_matches('/').to_owned();
+    if !base_path.is_empty() && !crate::model::routes::is_clean_path(&base_path) {
+        r.error(
+            loc,
+            format!(
+                "upstream path `{}` is not a normalized absolute path",
+                uri.path()
+            ),
+        );
+        return None;
+    }
+    let tls_loc = loc.replace(".upstream", ".upstream_tls");
+    let (tls, pool_key) = match (https, tls) {
+        (false, Some(_)) => {
+            r.error(
+                &tls_loc,
+                "set for an http:// upstream; use https:// to use TLS",
+            );
+            return None;
+        }
+        (false, None) => (None, format!("http://{authority}")),
+        (true, raw) => {
+            let default = RawUpstreamTls::default();
+            let raw = raw.unwrap_or(&default);
+            let tls = crate::tls::upstream_config(
+                authority.host(),
+                raw.server_name.as_deref(),
+                raw.ca_file.as_ref().map(|p| base.join(p)).as_deref(),
+                raw.client_cert_file
+                    .as_ref()
+                    .map(|p| base.join(p))
+                    .as_deref(),
+                raw.client_key_file
+                    .as_ref()
+                    .map(|p| base.join(p))
+                    .as_deref(),
+            );
+            match tls {
+                Ok(tls) => {
+                    if let Some(exposed) = raw
+                        .client_key_file
+                        .as_ref()
+                        .and_then(|p| secret::exposure(&base.join(p)))
+                    {
+                        r.warn(format!("{tls_loc}.client_key_file"), exposed);
+                    }
+                    // Routes share a pool only with the same TLS settings, by content: a CA
+                    // or client certificate replaced in place and reloaded must not keep
+                    // serving connections set up under the old one.
+                    let key = format!("https://{authority}#{}", tls.fingerprint);
+                    (Some(tls), key)
+                }
+                Err(e) => {
+                    r.error(&tls_loc, e);
+                    return None;
+                }
+            }
+        }
+    };
+    Some(Upstream {
+        authority,
+        base_path,
+        tls,
+        pool_key,
+    })
+}
