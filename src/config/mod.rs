@@ -243,65 +243,87 @@ pub fn expand(path: &Path, loaded: &Loaded) -> Result<(String, Vec<String>), Str
             Value::Sequence(route.methods.iter().map(|m| m.as_str().into()).collect()),
         );
         if let Some(raw) = m.get("verify") {
-            let raw: file::RawVerify =
-                serde_yaml::from_value(raw.clone()).map_err(|e| e.to_string())?;
-            let mut errors = Vec::new();
-            // The preset's name stays (its warnings, e.g. a sender that needs the app's
-            // answer, still apply); every field it sets is written out beside it.
-            let mut v = compile::expand_preset(raw, &loc, &mut errors);
-            // The defaults the compiler applies, written out.
-            let asymmetric = v
-                .algorithm
-                .as_deref()
-                .and_then(crate::scheme::Algorithm::parse)
-                .is_some_and(crate::scheme::Algorithm::is_asymmetric);
-            v.key_encoding
-                .get_or_insert_with(|| if asymmetric { "base64" } else { "raw" }.into());
-            v.message.get_or_insert_with(|| vec![file::RawPart::Body]);
-            if let Some(s) = v.signature.as_mut() {
-                s.prefix.get_or_insert_with(String::new);
-                s.encoding
-                    .get_or_insert_with(|| file::OneOrMany::One("hex".into()));
-            }
-            let literal = v
-                .secret
-                .iter()
-                .chain(v.secrets.iter().flatten())
-                .any(|s| !s.starts_with("${"));
-            if literal {
-                notes.push(format!(
-                    "{loc}.verify: a literal secret is not printed; {LITERAL_SECRET_PLACEHOLDER} \
-                     stands in for it"
-                ));
-            }
-            m.insert("verify".into(), v.to_yaml(LITERAL_SECRET_PLACEHOLDER));
+            let verify = expand_verify(raw, &loc, &mut notes)?;
+            m.insert("verify".into(), verify);
         }
         if let Some(replay) = &route.replay {
-            let key = match &replay.key {
-                crate::model::KeySource::Header(h) => {
-                    file::RawReplayKey::Header(h.iter().map(|n| n.to_string()).collect())
-                }
-                crate::model::KeySource::Json(p) => file::RawReplayKey::Json(p.clone()),
-                crate::model::KeySource::Signature => file::RawReplayKey::Signature,
-            };
-            let mut r = serde_yaml::Mapping::new();
-            r.insert("key".into(), key.to_yaml());
-            r.insert(
-                "ttl".into(),
-                humantime::format_duration(replay.ttl).to_string().into(),
-            );
-            r.insert(
-                "on_store_error".into(),
-                match replay.on_store_error {
-                    crate::model::OnStoreError::Reject => "reject",
-                    crate::model::OnStoreError::Allow => "allow",
-                }
-                .into(),
-            );
-            m.insert("replay".into(), Value::Mapping(r));
+            m.insert("replay".into(), expand_replay(replay));
         }
     }
-    // Store URLs may carry a password: a literal one is not printed either.
+    hide_store_credentials(&mut doc, &mut notes);
+    let yaml = serde_yaml::to_string(&doc).map_err(|e| e.to_string())?;
+    Ok((yaml, notes))
+}
+
+/// A route's `verify:` with its preset's fields and the compiler's defaults written out, and
+/// a literal secret replaced by [`LITERAL_SECRET_PLACEHOLDER`] (with a note).
+fn expand_verify(
+    raw: &serde_yaml::Value,
+    loc: &str,
+    notes: &mut Vec<String>,
+) -> Result<serde_yaml::Value, String> {
+    let raw: file::RawVerify = serde_yaml::from_value(raw.clone()).map_err(|e| e.to_string())?;
+    let mut errors = Vec::new();
+    // The preset's name stays (its warnings, e.g. a sender that needs the app's answer, still
+    // apply); every field it sets is written out beside it.
+    let mut v = compile::expand_preset(raw, loc, &mut errors);
+    // The defaults the compiler applies, written out.
+    let asymmetric = v
+        .algorithm
+        .as_deref()
+        .and_then(crate::scheme::Algorithm::parse)
+        .is_some_and(crate::scheme::Algorithm::is_asymmetric);
+    v.key_encoding
+        .get_or_insert_with(|| if asymmetric { "base64" } else { "raw" }.into());
+    v.message.get_or_insert_with(|| vec![file::RawPart::Body]);
+    if let Some(s) = v.signature.as_mut() {
+        s.prefix.get_or_insert_with(String::new);
+        s.encoding
+            .get_or_insert_with(|| file::OneOrMany::One("hex".into()));
+    }
+    let literal = v
+        .secret
+        .iter()
+        .chain(v.secrets.iter().flatten())
+        .any(|s| !s.starts_with("${"));
+    if literal {
+        notes.push(format!(
+            "{loc}.verify: a literal secret is not printed; {LITERAL_SECRET_PLACEHOLDER} stands \
+             in for it"
+        ));
+    }
+    Ok(v.to_yaml(LITERAL_SECRET_PLACEHOLDER))
+}
+
+/// A route's compiled replay policy as a `replay:` block: key, TTL and store policy.
+fn expand_replay(replay: &crate::model::ReplayPolicy) -> serde_yaml::Value {
+    let key = match &replay.key {
+        crate::model::KeySource::Header(h) => {
+            file::RawReplayKey::Header(h.iter().map(|n| n.to_string()).collect())
+        }
+        crate::model::KeySource::Json(p) => file::RawReplayKey::Json(p.clone()),
+        crate::model::KeySource::Signature => file::RawReplayKey::Signature,
+    };
+    let mut r = serde_yaml::Mapping::new();
+    r.insert("key".into(), key.to_yaml());
+    r.insert(
+        "ttl".into(),
+        humantime::format_duration(replay.ttl).to_string().into(),
+    );
+    r.insert(
+        "on_store_error".into(),
+        match replay.on_store_error {
+            crate::model::OnStoreError::Reject => "reject",
+            crate::model::OnStoreError::Allow => "allow",
+        }
+        .into(),
+    );
+    serde_yaml::Value::Mapping(r)
+}
+
+/// Store URLs may carry a password: a literal one is not printed either, but replaced by
+/// [`LITERAL_URL_PLACEHOLDER`] (with a note).
+fn hide_store_credentials(doc: &mut serde_yaml::Value, notes: &mut Vec<String>) {
     for store in ["replay_store", "queue_store"] {
         let Some(url) = doc.get_mut(store).and_then(|s| s.get_mut("url")) else {
             continue;
@@ -320,6 +342,4 @@ pub fn expand(path: &Path, loaded: &Loaded) -> Result<(String, Vec<String>), Str
             ));
         }
     }
-    let yaml = serde_yaml::to_string(&doc).map_err(|e| e.to_string())?;
-    Ok((yaml, notes))
 }

@@ -9,9 +9,9 @@ use http::HeaderName;
 use super::routes::Stores;
 use super::values::{parse_duration, parse_header};
 use super::Report;
-use crate::config::file::{RawDuration, RawQueue, RawReplay, RawReplayKey};
+use crate::config::file::{RawDuration, RawQueue, RawReplay, RawReplayKey, RawRetry};
 use crate::config::presets;
-use crate::model::{Delivery, KeySource, OnStoreError, QueuePolicy, ReplayPolicy};
+use crate::model::{Delivery, KeySource, OnStoreError, QueuePolicy, ReplayPolicy, RetryPolicy};
 use crate::scheme::{Algorithm, Scheme};
 
 /// A route's `delivery:` and `queue:`.
@@ -44,30 +44,38 @@ pub(super) fn compile_delivery(
             return Delivery::Sync;
         }
     }
+    check_queued(&loc, preset, enforce, stores, r);
+    Delivery::Queued(queue.map_or_else(QueuePolicy::default, |q| compile_queue_policy(q, label, r)))
+}
+
+/// What a queued route needs around it: a queue store, enforcement, and (a warning) a
+/// sender that does not need the app's own answer.
+fn check_queued(loc: &str, preset: Option<&str>, enforce: bool, stores: Stores, r: &mut Report) {
     if !stores.queue {
         r.error(
-            &loc,
+            loc,
             "queued delivery needs a top-level `queue_store:` (e.g. { type: embedded, path: \
              /var/lib/hookgate/queue })",
         );
     }
     if !enforce {
         r.error(
-            &loc,
+            loc,
             "a queued route cannot be in shadow mode (enforce: false): the store would hold \
              requests that failed their checks; try the route in sync mode first",
         );
     }
     if let Some(why) = preset.and_then(presets::needs_app_answer) {
         r.warn(
-            &loc,
+            loc,
             format!("queued, but this sender needs the app's answer ({why}); keep it sync"),
         );
     }
+}
+
+/// `queue:`: the answer the sender gets, the deliveries in flight, the retries.
+fn compile_queue_policy(q: &RawQueue, label: &str, r: &mut Report) -> QueuePolicy {
     let mut policy = QueuePolicy::default();
-    let Some(q) = queue else {
-        return Delivery::Queued(policy);
-    };
     let qloc = |field: &str| format!("{label}.queue.{field}");
     if let Some(status) = q.status {
         match http::StatusCode::from_u16(status) {
@@ -95,32 +103,36 @@ pub(super) fn compile_delivery(
         None => {}
     }
     if let Some(retry) = &q.retry {
-        let rloc = |field: &str| format!("{label}.queue.retry.{field}");
-        let p = &mut policy.retry;
-        let mut set = |raw: &Option<RawDuration>, field: &str, out: &mut Duration| {
-            if let Some(d) = raw
-                .as_deref()
-                .and_then(|s| parse_duration(s, &rloc(field), r))
-            {
-                *out = d;
-            }
-        };
-        set(
-            &retry.initial_interval,
-            "initial_interval",
-            &mut p.initial_interval,
-        );
-        set(&retry.max_interval, "max_interval", &mut p.max_interval);
-        set(&retry.max_age, "max_age", &mut p.max_age);
-        if p.max_interval < p.initial_interval {
-            r.error(rloc("max_interval"), "shorter than initial_interval");
-        }
-        match retry.max_attempts {
-            Some(0) => r.error(rloc("max_attempts"), "must be at least 1"),
-            n => p.max_attempts = n,
-        }
+        compile_retry(retry, &mut policy.retry, label, r);
     }
-    Delivery::Queued(policy)
+    policy
+}
+
+/// `queue.retry:` over the default retry policy.
+fn compile_retry(retry: &RawRetry, p: &mut RetryPolicy, label: &str, r: &mut Report) {
+    let rloc = |field: &str| format!("{label}.queue.retry.{field}");
+    let mut set = |raw: &Option<RawDuration>, field: &str, out: &mut Duration| {
+        if let Some(d) = raw
+            .as_deref()
+            .and_then(|s| parse_duration(s, &rloc(field), r))
+        {
+            *out = d;
+        }
+    };
+    set(
+        &retry.initial_interval,
+        "initial_interval",
+        &mut p.initial_interval,
+    );
+    set(&retry.max_interval, "max_interval", &mut p.max_interval);
+    set(&retry.max_age, "max_age", &mut p.max_age);
+    if p.max_interval < p.initial_interval {
+        r.error(rloc("max_interval"), "shorter than initial_interval");
+    }
+    match retry.max_attempts {
+        Some(0) => r.error(rloc("max_attempts"), "must be at least 1"),
+        n => p.max_attempts = n,
+    }
 }
 
 pub(super) fn compile_replay(
@@ -135,56 +147,7 @@ pub(super) fn compile_replay(
         .clone()
         .or_else(|| preset.and_then(presets::replay_key))
         .unwrap_or(RawReplayKey::Signature);
-    let key = match key {
-        RawReplayKey::Header(names) => {
-            let hloc = format!("{loc}.key.header");
-            if names.is_empty() {
-                r.error(&hloc, "empty list");
-                return None;
-            }
-            let parsed: Vec<HeaderName> = names
-                .iter()
-                .filter_map(|n| parse_header(n, &hloc, r))
-                .collect();
-            if parsed.len() != names.len() {
-                return None;
-            }
-            // Listed twice, every request would carry "two copies" and be refused.
-            if let Some(twice) = parsed
-                .iter()
-                .enumerate()
-                .find_map(|(i, n)| parsed[..i].contains(n).then_some(n))
-            {
-                r.error(&hloc, format!("`{twice}` is listed twice"));
-                return None;
-            }
-            KeySource::Header(parsed)
-        }
-        RawReplayKey::Json(p) if p.is_empty() || p == "/" => {
-            r.error(format!("{loc}.key.json"), "empty JSON pointer");
-            return None;
-        }
-        RawReplayKey::Json(p) if p.starts_with('/') => KeySource::Json(p),
-        RawReplayKey::Json(p) => KeySource::Json(format!("/{p}")),
-        RawReplayKey::Signature => match scheme {
-            None => {
-                r.error(
-                    format!("{loc}.key"),
-                    "`signature` needs a `verify` block; use a header or JSON key on an \
-                     allowlist-only route",
-                );
-                return None;
-            }
-            Some(s) if s.algorithm == Algorithm::Token => {
-                r.error(
-                    format!("{loc}.key"),
-                    "a token is the same on every request: use a header or JSON key",
-                );
-                return None;
-            }
-            Some(_) => KeySource::Signature,
-        },
-    };
+    let key = compile_replay_key(key, loc, scheme, r)?;
     let ttl = match &raw.ttl {
         None => Duration::from_secs(72 * 3600),
         Some(t) => parse_duration(t, &format!("{loc}.ttl"), r)?,
@@ -205,4 +168,65 @@ pub(super) fn compile_replay(
         ttl,
         on_store_error,
     })
+}
+
+/// `replay.key` (given, or the preset's, or `signature`) as a key source.
+fn compile_replay_key(
+    key: RawReplayKey,
+    loc: &str,
+    scheme: Option<&Scheme>,
+    r: &mut Report,
+) -> Option<KeySource> {
+    match key {
+        RawReplayKey::Header(names) => replay_header_key(&names, &format!("{loc}.key.header"), r),
+        RawReplayKey::Json(p) if p.is_empty() || p == "/" => {
+            r.error(format!("{loc}.key.json"), "empty JSON pointer");
+            None
+        }
+        RawReplayKey::Json(p) if p.starts_with('/') => Some(KeySource::Json(p)),
+        RawReplayKey::Json(p) => Some(KeySource::Json(format!("/{p}"))),
+        RawReplayKey::Signature => match scheme {
+            None => {
+                r.error(
+                    format!("{loc}.key"),
+                    "`signature` needs a `verify` block; use a header or JSON key on an \
+                     allowlist-only route",
+                );
+                None
+            }
+            Some(s) if s.algorithm == Algorithm::Token => {
+                r.error(
+                    format!("{loc}.key"),
+                    "a token is the same on every request: use a header or JSON key",
+                );
+                None
+            }
+            Some(_) => Some(KeySource::Signature),
+        },
+    }
+}
+
+/// `{ header: NAME }` or `{ header: [A, B] }`: valid names, none twice.
+fn replay_header_key(names: &[String], hloc: &str, r: &mut Report) -> Option<KeySource> {
+    if names.is_empty() {
+        r.error(hloc, "empty list");
+        return None;
+    }
+    let parsed: Vec<HeaderName> = names
+        .iter()
+        .filter_map(|n| parse_header(n, hloc, r))
+        .collect();
+    if parsed.len() != names.len() {
+        return None;
+    }
+    // Listed twice, every request would carry "two copies" and be refused.
+    if let Some(twice) = parsed
+        .iter()
+        .enumerate()
+        .find_map(|(i, n)| parsed[..i].contains(n).then_some(n))
+    {
+        r.error(hloc, format!("`{twice}` is listed twice"));
+        return None;
+    }
+    Some(KeySource::Header(parsed))
 }

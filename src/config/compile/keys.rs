@@ -88,65 +88,14 @@ pub(super) fn resolve_key_sources(
     ctx: &Ctx<'_>,
     r: &mut Report,
 ) -> Vec<(Vec<u8>, String)> {
-    let sources = [
-        v.secret.is_some(),
-        v.secret_file.is_some(),
-        v.secrets.is_some(),
-        v.public_key.is_some(),
-        v.public_key_file.is_some(),
-        v.public_keys.is_some(),
-    ];
-    match sources.iter().filter(|s| **s).count() {
-        0 => {
-            r.error(
-                loc,
-                "no key: set `secret: \"${ENV_VAR}\"`, `secret_file: PATH` or `secrets: [...]` \
-                 (or `public_key`/`public_key_file`/`public_keys` for asymmetric schemes)",
-            );
-            return vec![];
-        }
-        1 => {}
-        _ => {
-            r.error(
-                loc,
-                "set only one of `secret`, `secret_file`, `secrets`, `public_key`, \
-                 `public_key_file` and `public_keys`",
-            );
-            return vec![];
-        }
+    if !one_key_source(v, loc, r) {
+        return vec![];
     }
     let mut out = Vec::new();
-    let mut take = |res: Result<(Vec<u8>, Origin), String>, field: String, r: &mut Report| {
-        match res {
-            Ok((bytes, origin)) => {
-                // Public keys are not secret; only a literal shared secret deserves a warning.
-                if field.contains("public_key") {
-                    // Public keys are not secret.
-                } else if origin == Origin::Literal {
-                    r.warn(
-                        &field,
-                        "literal secret in the configuration file; prefer \"${ENV_VAR}\" or secret_file",
-                    );
-                } else if origin == Origin::DollarLiteral {
-                    // The value is not repeated: it may be the secret itself.
-                    r.warn(
-                        &field,
-                        "written like an environment reference without braces (`$NAME`): it is \
-                         used literally, as written; for the variable write \"${NAME}\"",
-                    );
-                }
-                out.push((bytes, field));
-            }
-            Err(e) => r.error(field, e),
-        }
-    };
     for (single, name) in [(&v.secret, "secret"), (&v.public_key, "public_key")] {
         if let Some(s) = single {
-            take(
-                secret::resolve_value(s, ctx.env),
-                format!("{loc}.{name}"),
-                r,
-            );
+            let resolved = secret::resolve_value(s, ctx.env);
+            take_key(resolved, format!("{loc}.{name}"), &mut out, r);
         }
     }
     for (file, name) in [
@@ -162,7 +111,7 @@ pub(super) fn resolve_key_sources(
                     r.warn(format!("{loc}.{name}"), exposed);
                 }
             }
-            take(resolved, format!("{loc}.{name}"), r);
+            take_key(resolved, format!("{loc}.{name}"), &mut out, r);
         }
     }
     for (list, name) in [(&v.secrets, "secrets"), (&v.public_keys, "public_keys")] {
@@ -171,13 +120,73 @@ pub(super) fn resolve_key_sources(
                 r.error(format!("{loc}.{name}"), "empty list");
             }
             for (i, s) in list.iter().enumerate() {
-                take(
-                    secret::resolve_value(s, ctx.env),
-                    format!("{loc}.{name}[{i}]"),
-                    r,
-                );
+                let resolved = secret::resolve_value(s, ctx.env);
+                take_key(resolved, format!("{loc}.{name}[{i}]"), &mut out, r);
             }
         }
     }
     out
+}
+
+/// Whether exactly one key source is set; if not, the error says what to set.
+fn one_key_source(v: &RawVerify, loc: &str, r: &mut Report) -> bool {
+    let sources = [
+        v.secret.is_some(),
+        v.secret_file.is_some(),
+        v.secrets.is_some(),
+        v.public_key.is_some(),
+        v.public_key_file.is_some(),
+        v.public_keys.is_some(),
+    ];
+    match sources.iter().filter(|s| **s).count() {
+        0 => {
+            r.error(
+                loc,
+                "no key: set `secret: \"${ENV_VAR}\"`, `secret_file: PATH` or `secrets: [...]` \
+                 (or `public_key`/`public_key_file`/`public_keys` for asymmetric schemes)",
+            );
+            false
+        }
+        1 => true,
+        _ => {
+            r.error(
+                loc,
+                "set only one of `secret`, `secret_file`, `secrets`, `public_key`, \
+                 `public_key_file` and `public_keys`",
+            );
+            false
+        }
+    }
+}
+
+/// One resolved key string, kept with its field; a literal secret (or one that looks like a
+/// mistyped `${NAME}`) earns a warning, a failure an error.
+fn take_key(
+    res: Result<(Vec<u8>, Origin), String>,
+    field: String,
+    out: &mut Vec<(Vec<u8>, String)>,
+    r: &mut Report,
+) {
+    match res {
+        Ok((bytes, origin)) => {
+            // Public keys are not secret; only a literal shared secret deserves a warning.
+            if field.contains("public_key") {
+                // Public keys are not secret.
+            } else if origin == Origin::Literal {
+                r.warn(
+                    &field,
+                    "literal secret in the configuration file; prefer \"${ENV_VAR}\" or secret_file",
+                );
+            } else if origin == Origin::DollarLiteral {
+                // The value is not repeated: it may be the secret itself.
+                r.warn(
+                    &field,
+                    "written like an environment reference without braces (`$NAME`): it is \
+                     used literally, as written; for the variable write \"${NAME}\"",
+                );
+            }
+            out.push((bytes, field));
+        }
+        Err(e) => r.error(field, e),
+    }
 }

@@ -2,6 +2,8 @@
 //! stops at: the readable rest of a file that does not deserialize as a whole, and each
 //! route read on its own with every broken field located.
 
+use serde_yaml::{Mapping, Value};
+
 use crate::config::file::{RawConfig, RawRoute};
 use crate::config::ConfigError;
 
@@ -14,7 +16,6 @@ pub(super) fn readable_part(
     text: &str,
     e: &serde_yaml::Error,
 ) -> Result<(RawConfig, Vec<ConfigError>, Vec<String>), Vec<ConfigError>> {
-    use serde_yaml::{Mapping, Value};
     let whole = || ConfigError {
         location: yaml_location(e),
         message: e.to_string(),
@@ -43,22 +44,17 @@ pub(super) fn readable_part(
         }
         _ => {}
     }
-    // Each key alone, read from text as the whole file is (where `30` may be a string); a
-    // block (`limits:`) loses only the fields that fail, as long as the rest of it reads.
-    // `None`: it reads; `Some(field)`: it fails, at this field of the block if one is named.
-    let failure = |key: &Value, value: &Value| -> Option<Option<String>> {
-        let mut alone = Mapping::new();
-        alone.insert(key.clone(), value.clone());
-        let text = serde_yaml::to_string(&alone).ok()?;
-        let e = serde_path_to_error::deserialize::<_, RawConfig>(
-            serde_yaml::Deserializer::from_str(&text),
-        )
-        .err()?;
-        Some(match e.path().iter().nth(1) {
-            Some(serde_path_to_error::Segment::Map { key }) => Some(key.clone()),
-            _ => None,
-        })
-    };
+    let (rest, unread) = without_unreadable(doc);
+    match serde_yaml::to_string(&rest).map(|t| serde_yaml::from_str::<RawConfig>(&t)) {
+        Ok(Ok(raw)) => Ok((raw, errors, unread)),
+        _ => Err(errors),
+    }
+}
+
+/// The document without what fails to read: of a block (`limits:`) only the fields that fail,
+/// as long as the rest of it reads, else the whole key. Returns it with the names of what was
+/// left out (`limits.max_body_bytes`, `listeners`).
+fn without_unreadable(doc: Mapping) -> (Mapping, Vec<String>) {
     let mut rest = Mapping::new();
     let mut unread = Vec::new();
     for (key, mut value) in doc {
@@ -87,10 +83,23 @@ pub(super) fn readable_part(
             unread.push(name);
         }
     }
-    match serde_yaml::to_string(&rest).map(|t| serde_yaml::from_str::<RawConfig>(&t)) {
-        Ok(Ok(raw)) => Ok((raw, errors, unread)),
-        _ => Err(errors),
-    }
+    (rest, unread)
+}
+
+/// Whether one top-level key reads alone, read from text as the whole file is (where `30`
+/// may be a string). `None`: it reads; `Some(field)`: it fails, at this field of the block if
+/// one is named.
+fn failure(key: &Value, value: &Value) -> Option<Option<String>> {
+    let mut alone = Mapping::new();
+    alone.insert(key.clone(), value.clone());
+    let text = serde_yaml::to_string(&alone).ok()?;
+    let e =
+        serde_path_to_error::deserialize::<_, RawConfig>(serde_yaml::Deserializer::from_str(&text))
+            .err()?;
+    Some(match e.path().iter().nth(1) {
+        Some(serde_path_to_error::Segment::Map { key }) => Some(key.clone()),
+        _ => None,
+    })
 }
 
 /// Whether `location` (`limits.upstream_timeout`, `listeners[0].addr`) is `key` or below it.
@@ -177,7 +186,6 @@ fn type_errors<T: serde::de::DeserializeOwned>(
     label: Option<&str>,
     out: &mut Vec<ConfigError>,
 ) {
-    use serde_yaml::{Mapping, Value};
     // The document to try: `base`, with `value` at `path` (or merged into the root).
     let mut doc = base.clone();
     match path.split_first() {

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use http::Method;
+use ipnet::IpNet;
 
 use super::delivery::{compile_delivery, compile_replay};
 use super::limits::compile_route_limits;
@@ -160,62 +161,8 @@ fn compile_route(
 ) -> Option<Route> {
     let errors_before = r.errors.len();
     let route_limits = compile_route_limits(raw.limits.as_ref(), limits, label, r);
-    let path = PathPattern::parse(&raw.path);
-    let star = raw.path.find('*');
-    if star.is_some() && (raw.path.matches('*').count() > 1 || !raw.path.ends_with("/*")) {
-        r.error(
-            format!("{label}.path"),
-            format!(
-                "`{}`: `*` is only allowed as the whole last segment (`/prefix/*`, which \
-                 matches the prefix and everything below it); hookgate has no wildcards \
-                 inside a path",
-                raw.path
-            ),
-        );
-    } else if path.is_none() {
-        r.error(
-            format!("{label}.path"),
-            format!(
-                "`{}` is not a normalized absolute path (use `/exact` or `/prefix/*`)",
-                raw.path
-            ),
-        );
-    }
-    let methods: Vec<Method> = match &raw.methods {
-        None => vec![Method::POST],
-        Some(list) if list.is_empty() => {
-            r.error(
-                format!("{label}.methods"),
-                "empty list: the route would match nothing",
-            );
-            vec![]
-        }
-        Some(list) => list
-            .iter()
-            .filter_map(|m| {
-                match KNOWN_METHODS
-                    .iter()
-                    .find(|known| known.as_str().eq_ignore_ascii_case(m))
-                {
-                    Some(known) => Some(known.clone()),
-                    None => {
-                        r.error(
-                            format!("{label}.methods"),
-                            format!(
-                                "`{m}` is not an HTTP method a webhook uses (one of {})",
-                                KNOWN_METHODS
-                                    .iter()
-                                    .map(Method::as_str)
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            ),
-                        );
-                        None
-                    }
-                }
-            })
-            .collect(),
-    };
+    let path = compile_path(&raw.path, label, r);
+    let methods = compile_methods(raw.methods.as_deref(), label, r);
     let upstream = parse_upstream(
         &raw.upstream,
         raw.upstream_tls.as_ref(),
@@ -223,18 +170,7 @@ fn compile_route(
         &format!("{label}.upstream"),
         r,
     );
-    let allow_ips = raw.allow_ips.as_ref().map(|list| {
-        if list.is_empty() {
-            r.error(
-                format!("{label}.allow_ips"),
-                "empty list would refuse every client; remove it to allow any address",
-            );
-        }
-        list.iter()
-            .enumerate()
-            .filter_map(|(i, s)| parse_net(s, &format!("{label}.allow_ips[{i}]"), r))
-            .collect::<Vec<_>>()
-    });
+    let allow_ips = compile_allow_ips(raw.allow_ips.as_deref(), label, r);
     let public_url = raw
         .public_url
         .as_deref()
@@ -249,18 +185,7 @@ fn compile_route(
     let raw_had_verify = raw.verify.is_some();
     let scheme = match raw.verify {
         None => {
-            match &allow_ips {
-                None => r.error(
-                    label,
-                    "route has neither `verify` nor `allow_ips`: it would let anything through",
-                ),
-                Some(nets) if nets.iter().any(|n| n.prefix_len() == 0) => r.error(
-                    format!("{label}.allow_ips"),
-                    "contains 0.0.0.0/0 or ::/0 and the route has no `verify`: every address \
-                     is allowed, so the route would let anything through",
-                ),
-                Some(_) => {}
-            }
+            check_unverified(allow_ips.as_deref(), label, r);
             None
         }
         Some(v) => compile_verify(v, &format!("{label}.verify"), &ctx, r),
@@ -268,19 +193,13 @@ fn compile_route(
     // A verify block that failed has been reported; checking the replay key against the
     // missing scheme would only add a misleading second error.
     let verify_failed = raw_had_verify && scheme.is_none();
-    let replay = raw
-        .replay
-        .as_ref()
-        .filter(|_| !verify_failed)
-        .and_then(|rp| {
-            compile_replay(
-                rp,
-                &format!("{label}.replay"),
-                preset.as_deref(),
-                scheme.as_ref(),
-                r,
-            )
-        });
+    let replay = match &raw.replay {
+        Some(rp) if !verify_failed => {
+            let loc = format!("{label}.replay");
+            compile_replay(rp, &loc, preset.as_deref(), scheme.as_ref(), r)
+        }
+        _ => None,
+    };
     let enforce = raw.enforce.unwrap_or(true);
     let delivery = compile_delivery(
         raw.delivery.as_deref(),
@@ -307,4 +226,95 @@ fn compile_route(
         limits: route_limits,
         delivery,
     })
+}
+
+/// `path:`: `/exact` or `/prefix/*`, normalized.
+fn compile_path(raw: &str, label: &str, r: &mut Report) -> Option<PathPattern> {
+    let path = PathPattern::parse(raw);
+    let star = raw.find('*');
+    if star.is_some() && (raw.matches('*').count() > 1 || !raw.ends_with("/*")) {
+        r.error(
+            format!("{label}.path"),
+            format!(
+                "`{raw}`: `*` is only allowed as the whole last segment (`/prefix/*`, which \
+                 matches the prefix and everything below it); hookgate has no wildcards \
+                 inside a path"
+            ),
+        );
+    } else if path.is_none() {
+        r.error(
+            format!("{label}.path"),
+            format!("`{raw}` is not a normalized absolute path (use `/exact` or `/prefix/*`)"),
+        );
+    }
+    path
+}
+
+/// `methods:` (default POST), each one of [`KNOWN_METHODS`].
+fn compile_methods(raw: Option<&[String]>, label: &str, r: &mut Report) -> Vec<Method> {
+    let list = match raw {
+        None => return vec![Method::POST],
+        Some([]) => {
+            r.error(
+                format!("{label}.methods"),
+                "empty list: the route would match nothing",
+            );
+            return vec![];
+        }
+        Some(list) => list,
+    };
+    list.iter()
+        .filter_map(|m| {
+            let known = KNOWN_METHODS
+                .iter()
+                .find(|known| known.as_str().eq_ignore_ascii_case(m));
+            if known.is_none() {
+                r.error(
+                    format!("{label}.methods"),
+                    format!(
+                        "`{m}` is not an HTTP method a webhook uses (one of {})",
+                        KNOWN_METHODS
+                            .iter()
+                            .map(Method::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+            }
+            known.cloned()
+        })
+        .collect()
+}
+
+/// `allow_ips:`: the networks allowed to use the route; never an empty list.
+fn compile_allow_ips(raw: Option<&[String]>, label: &str, r: &mut Report) -> Option<Vec<IpNet>> {
+    let list = raw?;
+    if list.is_empty() {
+        r.error(
+            format!("{label}.allow_ips"),
+            "empty list would refuse every client; remove it to allow any address",
+        );
+    }
+    Some(
+        list.iter()
+            .enumerate()
+            .filter_map(|(i, s)| parse_net(s, &format!("{label}.allow_ips[{i}]"), r))
+            .collect(),
+    )
+}
+
+/// A route without `verify:` must be closed by its allowlist, one that is not everyone.
+fn check_unverified(allow_ips: Option<&[IpNet]>, label: &str, r: &mut Report) {
+    match allow_ips {
+        None => r.error(
+            label,
+            "route has neither `verify` nor `allow_ips`: it would let anything through",
+        ),
+        Some(nets) if nets.iter().any(|n| n.prefix_len() == 0) => r.error(
+            format!("{label}.allow_ips"),
+            "contains 0.0.0.0/0 or ::/0 and the route has no `verify`: every address is \
+             allowed, so the route would let anything through",
+        ),
+        Some(_) => {}
+    }
 }

@@ -3,10 +3,12 @@
 
 use std::path::Path;
 
+use http::uri::Authority;
+
 use super::Report;
 use crate::config::file::RawUpstreamTls;
 use crate::config::secret;
-use crate::model::Upstream;
+use crate::model::{Upstream, UpstreamTls};
 
 pub(super) fn parse_upstream(
     s: &str,
@@ -15,6 +17,37 @@ pub(super) fn parse_upstream(
     loc: &str,
     r: &mut Report,
 ) -> Option<Upstream> {
+    let (https, authority, base_path) = parse_upstream_url(s, loc, r)?;
+    let tls_loc = loc.replace(".upstream", ".upstream_tls");
+    let (tls, pool_key) = match (https, tls) {
+        (false, Some(_)) => {
+            r.error(
+                &tls_loc,
+                "set for an http:// upstream; use https:// to use TLS",
+            );
+            return None;
+        }
+        (false, None) => (None, format!("http://{authority}")),
+        (true, raw) => {
+            let tls = upstream_tls(&authority, raw, base, &tls_loc, r)?;
+            // Routes share a pool only with the same TLS settings, by content: a CA or client
+            // certificate replaced in place and reloaded must not keep serving connections
+            // set up under the old one.
+            let key = format!("https://{authority}#{}", tls.fingerprint);
+            (Some(tls), key)
+        }
+    };
+    Some(Upstream {
+        authority,
+        base_path,
+        tls,
+        pool_key,
+    })
+}
+
+/// `http(s)://host[:port][/base]`: whether it is https, its authority and its base path
+/// (without a trailing `/`).
+fn parse_upstream_url(s: &str, loc: &str, r: &mut Report) -> Option<(bool, Authority, String)> {
     let uri: http::Uri = match s.parse() {
         Ok(u) => u,
         Err(e) => {
@@ -59,58 +92,47 @@ pub(super) fn parse_upstream(
         );
         return None;
     }
-    let tls_loc = loc.replace(".upstream", ".upstream_tls");
-    let (tls, pool_key) = match (https, tls) {
-        (false, Some(_)) => {
-            r.error(
-                &tls_loc,
-                "set for an http:// upstream; use https:// to use TLS",
-            );
-            return None;
-        }
-        (false, None) => (None, format!("http://{authority}")),
-        (true, raw) => {
-            let default = RawUpstreamTls::default();
-            let raw = raw.unwrap_or(&default);
-            let tls = crate::tls::upstream_config(
-                authority.host(),
-                raw.server_name.as_deref(),
-                raw.ca_file.as_ref().map(|p| base.join(p)).as_deref(),
-                raw.client_cert_file
-                    .as_ref()
-                    .map(|p| base.join(p))
-                    .as_deref(),
-                raw.client_key_file
-                    .as_ref()
-                    .map(|p| base.join(p))
-                    .as_deref(),
-            );
-            match tls {
-                Ok(tls) => {
-                    if let Some(exposed) = raw
-                        .client_key_file
-                        .as_ref()
-                        .and_then(|p| secret::exposure(&base.join(p)))
-                    {
-                        r.warn(format!("{tls_loc}.client_key_file"), exposed);
-                    }
-                    // Routes share a pool only with the same TLS settings, by content: a CA
-                    // or client certificate replaced in place and reloaded must not keep
-                    // serving connections set up under the old one.
-                    let key = format!("https://{authority}#{}", tls.fingerprint);
-                    (Some(tls), key)
-                }
-                Err(e) => {
-                    r.error(&tls_loc, e);
-                    return None;
-                }
+    Some((https, authority, base_path))
+}
+
+/// `upstream_tls:` (or its defaults: the system's roots, the URL's host) for an https://
+/// upstream; its files are relative to `base`.
+fn upstream_tls(
+    authority: &Authority,
+    raw: Option<&RawUpstreamTls>,
+    base: &Path,
+    tls_loc: &str,
+    r: &mut Report,
+) -> Option<UpstreamTls> {
+    let default = RawUpstreamTls::default();
+    let raw = raw.unwrap_or(&default);
+    let tls = crate::tls::upstream_config(
+        authority.host(),
+        raw.server_name.as_deref(),
+        raw.ca_file.as_ref().map(|p| base.join(p)).as_deref(),
+        raw.client_cert_file
+            .as_ref()
+            .map(|p| base.join(p))
+            .as_deref(),
+        raw.client_key_file
+            .as_ref()
+            .map(|p| base.join(p))
+            .as_deref(),
+    );
+    match tls {
+        Ok(tls) => {
+            if let Some(exposed) = raw
+                .client_key_file
+                .as_ref()
+                .and_then(|p| secret::exposure(&base.join(p)))
+            {
+                r.warn(format!("{tls_loc}.client_key_file"), exposed);
             }
+            Some(tls)
         }
-    };
-    Some(Upstream {
-        authority,
-        base_path,
-        tls,
-        pool_key,
-    })
+        Err(e) => {
+            r.error(tls_loc, e);
+            None
+        }
+    }
 }

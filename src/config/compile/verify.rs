@@ -8,7 +8,7 @@ use http::HeaderName;
 use super::keys::{compile_keys, resolve_key_sources};
 use super::values::{parse_duration, parse_header};
 use super::Report;
-use crate::config::file::{RawPart, RawTimestamp, RawVerify};
+use crate::config::file::{OneOrMany, RawPart, RawSignature, RawTimestamp, RawVerify};
 use crate::config::presets;
 use crate::config::ConfigError;
 use crate::scheme::{
@@ -101,21 +101,7 @@ pub(super) fn compile_verify(
     r: &mut Report,
 ) -> Option<Scheme> {
     let errors_before = r.errors.len();
-    // A preset's own message is the provider's design (Twilio signs the URL and the form side
-    // by side); only a message or timestamp the route wrote itself earns the warning below.
-    let own_message = match v.preset.as_deref().and_then(presets::preset) {
-        None => true,
-        // Written out as the preset has it (as `check --expand` prints it) is still the
-        // preset's.
-        Some(p) => {
-            v.message
-                .as_ref()
-                .is_some_and(|m| Some(m) != p.message.as_ref())
-                || v.timestamp
-                    .as_ref()
-                    .is_some_and(|t| Some(t) != p.timestamp.as_ref())
-        }
-    };
+    let own_message = own_message(&v);
     let v = expand_preset(v, loc, &mut r.errors);
     if r.errors.len() > errors_before {
         // The scheme's shape is unknown, but its key sources can still be checked, so that
@@ -125,151 +111,22 @@ pub(super) fn compile_verify(
         }
         return None;
     }
-
-    let algorithm = match v.algorithm.as_deref() {
-        None => Some(Algorithm::HmacSha256),
-        Some(s) => Algorithm::parse(s).or_else(|| {
-            r.error(
-                format!("{loc}.algorithm"),
-                format!(
-                    "unknown algorithm `{s}`; use hmac-sha256, hmac-sha1, hmac-sha512, token, \
-                     ed25519 or ecdsa-p256-sha256"
-                ),
-            );
-            None
-        }),
-    };
-
+    let algorithm = compile_algorithm(v.algorithm.as_deref(), loc, r);
     let signature = match &v.signature {
         None => {
             r.error(format!("{loc}.signature"), "missing (or set `preset:`)");
             None
         }
-        Some(s) => {
-            let hloc = format!("{loc}.signature.header");
-            let headers: Vec<HeaderName> = match &s.header {
-                None => {
-                    r.error(&hloc, "missing");
-                    Vec::new()
-                }
-                Some(h) => {
-                    let names = h.to_vec();
-                    if names.is_empty() {
-                        r.error(&hloc, "empty list");
-                    }
-                    let parsed: Vec<HeaderName> = names
-                        .iter()
-                        .filter_map(|n| parse_header(n, &hloc, r))
-                        .collect();
-                    for (i, n) in parsed.iter().enumerate() {
-                        if parsed[..i].contains(n) {
-                            r.error(&hloc, format!("`{n}` is listed twice"));
-                        }
-                    }
-                    parsed
-                }
-            };
-            let header = headers.first().cloned();
-            let also = headers.get(1..).unwrap_or_default().to_vec();
-            let names = s
-                .encoding
-                .as_ref()
-                .map(|e| e.to_vec())
-                .unwrap_or_else(|| vec!["hex".into()]);
-            let mut encodings = Vec::new();
-            for name in &names {
-                match Encoding::parse(name) {
-                    Some(e) if !encodings.contains(&e) => encodings.push(e),
-                    Some(_) => {}
-                    None => r.error(
-                        format!("{loc}.signature.encoding"),
-                        format!("unknown encoding `{name}`; use hex or base64"),
-                    ),
-                }
-            }
-            if names.is_empty() {
-                r.error(format!("{loc}.signature.encoding"), "empty list");
-            }
-            let prefix = s.prefix.clone().unwrap_or_default();
-            let entries = s.entries.as_ref().and_then(|e| {
-                let eloc = format!("{loc}.signature.entries");
-                if e.separator.is_empty() || e.assign.is_empty() || e.key.is_empty() {
-                    r.error(&eloc, "separator, assign and key must not be empty");
-                    return None;
-                }
-                if !prefix.is_empty() {
-                    r.error(&eloc, "set `prefix` or `entries`, not both");
-                }
-                Some(Entries {
-                    separator: e.separator.clone(),
-                    assign: e.assign.clone(),
-                    key: e.key.clone(),
-                })
-            });
-            header.map(|header| SignatureSpec {
-                header,
-                also,
-                prefix,
-                encodings,
-                entries,
-            })
-        }
+        Some(s) => compile_signature(s, loc, r),
     };
     let has_entries = signature.as_ref().is_some_and(|s| s.entries.is_some())
         || v.signature.as_ref().is_some_and(|s| s.entries.is_some());
-
-    let message: Vec<Part> = match &v.message {
-        None => vec![Part::Body],
-        Some(parts) => parts
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| {
-                let ploc = format!("{loc}.message[{i}]");
-                match p {
-                    RawPart::Body => Some(Part::Body),
-                    RawPart::Url => {
-                        if ctx.public_url.is_none() {
-                            r.error(
-                                ploc,
-                                "`url` needs the route's `public_url` (the URL senders call)",
-                            );
-                            return None;
-                        }
-                        Some(Part::Url)
-                    }
-                    RawPart::FormParamsSorted => Some(Part::FormParamsSorted),
-                    RawPart::Literal(s) => Some(Part::Literal(s.as_bytes().to_vec())),
-                    RawPart::Header(h) => {
-                        parse_header(h, &format!("{ploc}.header"), r).map(Part::Header)
-                    }
-                    RawPart::SignatureEntry(e) => {
-                        if !has_entries {
-                            r.error(ploc, "`signature_entry` needs `signature.entries`");
-                            return None;
-                        }
-                        Some(Part::SignatureEntry(e.clone()))
-                    }
-                }
-            })
-            .collect(),
-    };
-    // The body must be covered: directly, or (Twilio) by the sorted form parameters plus a
-    // body hash in the URL for other bodies. A token scheme signs nothing.
-    let covers_body = message.contains(&Part::Body)
-        || (message.contains(&Part::FormParamsSorted) && v.body_hash_param.is_some());
-    if algorithm != Some(Algorithm::Token) && !covers_body && v.message.is_some() {
-        r.error(
-            format!("{loc}.message"),
-            "the signed message must include `body` (or `form_params_sorted` with \
-             `body_hash_param`), or the body could be swapped",
-        );
-    }
-
+    let message = compile_message(v.message.as_deref(), loc, ctx, has_entries, r);
+    check_body_covered(&v, algorithm, &message, loc, r);
     let timestamp = v
         .timestamp
         .as_ref()
         .and_then(|t| compile_timestamp(t, &format!("{loc}.timestamp"), has_entries, r));
-
     let keys = match algorithm {
         Some(alg) if ctx.shape_only => Some(Keys::new(alg, &[]).expect("no keys to reject")),
         Some(alg) => compile_keys(&v, alg, loc, ctx, r),
@@ -278,7 +135,6 @@ pub(super) fn compile_verify(
             None
         }
     };
-
     if r.errors.len() > errors_before {
         return None;
     }
@@ -299,18 +155,226 @@ pub(super) fn compile_verify(
     Some(scheme)
 }
 
+/// Whether the route wrote its message or timestamp itself (before its preset is laid under
+/// it). A preset's own message is the provider's design (Twilio signs the URL and the form
+/// side by side); only a message or timestamp the route wrote itself earns the warning of
+/// [`warn_adjacent_parts`].
+fn own_message(v: &RawVerify) -> bool {
+    match v.preset.as_deref().and_then(presets::preset) {
+        None => true,
+        // Written out as the preset has it (as `check --expand` prints it) is still the
+        // preset's.
+        Some(p) => {
+            v.message
+                .as_ref()
+                .is_some_and(|m| Some(m) != p.message.as_ref())
+                || v.timestamp
+                    .as_ref()
+                    .is_some_and(|t| Some(t) != p.timestamp.as_ref())
+        }
+    }
+}
+
+fn compile_algorithm(raw: Option<&str>, loc: &str, r: &mut Report) -> Option<Algorithm> {
+    match raw {
+        None => Some(Algorithm::HmacSha256),
+        Some(s) => Algorithm::parse(s).or_else(|| {
+            r.error(
+                format!("{loc}.algorithm"),
+                format!(
+                    "unknown algorithm `{s}`; use hmac-sha256, hmac-sha1, hmac-sha512, token, \
+                     ed25519 or ecdsa-p256-sha256"
+                ),
+            );
+            None
+        }),
+    }
+}
+
+/// `signature:`: the header (or headers) it arrives in, its prefix or structured entries,
+/// and the encodings accepted.
+fn compile_signature(s: &RawSignature, loc: &str, r: &mut Report) -> Option<SignatureSpec> {
+    let headers = compile_signature_headers(s.header.as_ref(), loc, r);
+    let header = headers.first().cloned();
+    let also = headers.get(1..).unwrap_or_default().to_vec();
+    let encodings = compile_encodings(s.encoding.as_ref(), loc, r);
+    let prefix = s.prefix.clone().unwrap_or_default();
+    let entries = s.entries.as_ref().and_then(|e| {
+        let eloc = format!("{loc}.signature.entries");
+        if e.separator.is_empty() || e.assign.is_empty() || e.key.is_empty() {
+            r.error(&eloc, "separator, assign and key must not be empty");
+            return None;
+        }
+        if !prefix.is_empty() {
+            r.error(&eloc, "set `prefix` or `entries`, not both");
+        }
+        Some(Entries {
+            separator: e.separator.clone(),
+            assign: e.assign.clone(),
+            key: e.key.clone(),
+        })
+    });
+    header.map(|header| SignatureSpec {
+        header,
+        also,
+        prefix,
+        encodings,
+        entries,
+    })
+}
+
+/// `signature.header`: one name or several, each valid, none twice.
+fn compile_signature_headers(
+    raw: Option<&OneOrMany>,
+    loc: &str,
+    r: &mut Report,
+) -> Vec<HeaderName> {
+    let hloc = format!("{loc}.signature.header");
+    let Some(h) = raw else {
+        r.error(&hloc, "missing");
+        return Vec::new();
+    };
+    let names = h.to_vec();
+    if names.is_empty() {
+        r.error(&hloc, "empty list");
+    }
+    let parsed: Vec<HeaderName> = names
+        .iter()
+        .filter_map(|n| parse_header(n, &hloc, r))
+        .collect();
+    for (i, n) in parsed.iter().enumerate() {
+        if parsed[..i].contains(n) {
+            r.error(&hloc, format!("`{n}` is listed twice"));
+        }
+    }
+    parsed
+}
+
+/// `signature.encoding`: one or several of hex and base64 (default hex), each once.
+fn compile_encodings(raw: Option<&OneOrMany>, loc: &str, r: &mut Report) -> Vec<Encoding> {
+    let names = raw
+        .map(|e| e.to_vec())
+        .unwrap_or_else(|| vec!["hex".into()]);
+    let mut encodings = Vec::new();
+    for name in &names {
+        match Encoding::parse(name) {
+            Some(e) if !encodings.contains(&e) => encodings.push(e),
+            Some(_) => {}
+            None => r.error(
+                format!("{loc}.signature.encoding"),
+                format!("unknown encoding `{name}`; use hex or base64"),
+            ),
+        }
+    }
+    if names.is_empty() {
+        r.error(format!("{loc}.signature.encoding"), "empty list");
+    }
+    encodings
+}
+
+/// `message:`: the parts signed, in order (default: the body alone).
+fn compile_message(
+    raw: Option<&[RawPart]>,
+    loc: &str,
+    ctx: &Ctx<'_>,
+    has_entries: bool,
+    r: &mut Report,
+) -> Vec<Part> {
+    let Some(parts) = raw else {
+        return vec![Part::Body];
+    };
+    parts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            let ploc = format!("{loc}.message[{i}]");
+            match p {
+                RawPart::Body => Some(Part::Body),
+                RawPart::Url => {
+                    if ctx.public_url.is_none() {
+                        r.error(
+                            ploc,
+                            "`url` needs the route's `public_url` (the URL senders call)",
+                        );
+                        return None;
+                    }
+                    Some(Part::Url)
+                }
+                RawPart::FormParamsSorted => Some(Part::FormParamsSorted),
+                RawPart::Literal(s) => Some(Part::Literal(s.as_bytes().to_vec())),
+                RawPart::Header(h) => {
+                    parse_header(h, &format!("{ploc}.header"), r).map(Part::Header)
+                }
+                RawPart::SignatureEntry(e) => {
+                    if !has_entries {
+                        r.error(ploc, "`signature_entry` needs `signature.entries`");
+                        return None;
+                    }
+                    Some(Part::SignatureEntry(e.clone()))
+                }
+            }
+        })
+        .collect()
+}
+
+/// The body must be covered: directly, or (Twilio) by the sorted form parameters plus a body
+/// hash in the URL for other bodies. A token scheme signs nothing.
+fn check_body_covered(
+    v: &RawVerify,
+    algorithm: Option<Algorithm>,
+    message: &[Part],
+    loc: &str,
+    r: &mut Report,
+) {
+    let covers_body = message.contains(&Part::Body)
+        || (message.contains(&Part::FormParamsSorted) && v.body_hash_param.is_some());
+    if algorithm != Some(Algorithm::Token) && !covers_body && v.message.is_some() {
+        r.error(
+            format!("{loc}.message"),
+            "the signed message must include `body` (or `form_params_sorted` with \
+             `body_hash_param`), or the body could be swapped",
+        );
+    }
+}
+
 fn compile_timestamp(
     t: &RawTimestamp,
     loc: &str,
     has_entries: bool,
     r: &mut Report,
 ) -> Option<TimestampSpec> {
+    let source = timestamp_source(t, loc, has_entries, r);
+    let unit = match t.unit.as_deref() {
+        None => Some(TimestampUnit::Seconds),
+        Some(u) => TimestampUnit::parse(u).or_else(|| {
+            r.error(
+                format!("{loc}.unit"),
+                format!("unknown unit `{u}`; use seconds, milliseconds or rfc3339"),
+            );
+            None
+        }),
+    };
+    let window = timestamp_window(t, loc, r);
+    Some(TimestampSpec {
+        source: source?,
+        unit: unit?,
+        window: window?,
+    })
+}
+
+/// Where the timestamp is read: exactly one of `header`, `json`, `signature_entry`.
+fn timestamp_source(
+    t: &RawTimestamp,
+    loc: &str,
+    has_entries: bool,
+    r: &mut Report,
+) -> Option<TimestampSource> {
     let sources = [
         t.header.is_some(),
         t.json.is_some(),
         t.signature_entry.is_some(),
     ];
-    let source = match sources.iter().filter(|s| **s).count() {
+    match sources.iter().filter(|s| **s).count() {
         0 => {
             r.error(
                 loc,
@@ -353,20 +417,14 @@ fn compile_timestamp(
             );
             None
         }
-    };
-    let unit = match t.unit.as_deref() {
-        None => Some(TimestampUnit::Seconds),
-        Some(u) => TimestampUnit::parse(u).or_else(|| {
-            r.error(
-                format!("{loc}.unit"),
-                format!("unknown unit `{u}`; use seconds, milliseconds or rfc3339"),
-            );
-            None
-        }),
-    };
-    // `tolerance: none`: no freshness window, but the timestamp is still read and must be
-    // canonical (it is part of the signed message).
-    let window = match t.tolerance.as_deref() {
+    }
+}
+
+/// The freshness window: `tolerance` (past, and future unless `future_tolerance`), or
+/// `tolerance: none`: no window, but the timestamp is still read and must be canonical (it
+/// is part of the signed message). `Some(None)`: no window.
+fn timestamp_window(t: &RawTimestamp, loc: &str, r: &mut Report) -> Option<Option<Window>> {
+    match t.tolerance.as_deref() {
         None => {
             r.error(format!("{loc}.tolerance"), "missing (e.g. `5m`, or `none`)");
             None
@@ -389,12 +447,7 @@ fn compile_timestamp(
             past.zip(future)
                 .map(|(past, future)| Some(Window { past, future }))
         }
-    };
-    Some(TimestampSpec {
-        source: source?,
-        unit: unit?,
-        window: window?,
-    })
+    }
 }
 
 /// Warns about a custom message with two variable parts side by side (no literal between
