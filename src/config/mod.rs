@@ -7,10 +7,13 @@
 //!   location (route name and field) and reported together; a gateway with any error never
 //!   starts.
 //! - `secret.rs`: `${ENV_VAR}`, `secret_file:` and literal secrets.
+//! - `defaults.rs`: what a `verify:` block gets for what it leaves out, for the compiler,
+//!   `check --expand` and `keygen` alike.
 //!
 //! The request path reads only the compiled model and never re-checks what load time checked.
 
 pub mod compile;
+pub mod defaults;
 pub mod file;
 pub mod overlap;
 pub mod presets;
@@ -175,11 +178,7 @@ pub fn key_spec(
     if let Some(e) = errors.first() {
         return Err(e.to_string());
     }
-    let algorithm = verify
-        .algorithm
-        .as_deref()
-        .and_then(crate::scheme::Algorithm::parse)
-        .ok_or("the scheme names no known algorithm")?;
+    let algorithm = defaults::algorithm(&verify).ok_or("the scheme names no known algorithm")?;
     if !matches!(
         algorithm,
         crate::scheme::Algorithm::Ed25519 | crate::scheme::Algorithm::EcdsaP256Sha256
@@ -191,7 +190,7 @@ pub fn key_spec(
         ));
     }
     let encoding = match verify.key_encoding.as_deref() {
-        None => crate::scheme::KeyEncoding::Base64,
+        None => defaults::key_encoding(algorithm),
         Some(e) => crate::scheme::KeyEncoding::parse(e)
             .ok_or_else(|| format!("unknown key_encoding `{e}`"))?,
     };
@@ -268,19 +267,7 @@ fn expand_verify(
     // apply); every field it sets is written out beside it.
     let mut v = compile::expand_preset(raw, loc, &mut errors);
     // The defaults the compiler applies, written out.
-    let asymmetric = v
-        .algorithm
-        .as_deref()
-        .and_then(crate::scheme::Algorithm::parse)
-        .is_some_and(crate::scheme::Algorithm::is_asymmetric);
-    v.key_encoding
-        .get_or_insert_with(|| if asymmetric { "base64" } else { "raw" }.into());
-    v.message.get_or_insert_with(|| vec![file::RawPart::Body]);
-    if let Some(s) = v.signature.as_mut() {
-        s.prefix.get_or_insert_with(String::new);
-        s.encoding
-            .get_or_insert_with(|| file::OneOrMany::One("hex".into()));
-    }
+    defaults::write_out(&mut v);
     let literal = v
         .secret
         .iter()

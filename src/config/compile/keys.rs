@@ -4,6 +4,7 @@
 
 use super::verify::Ctx;
 use super::Report;
+use crate::config::defaults;
 use crate::config::file::RawVerify;
 use crate::config::secret::{self, Origin};
 use crate::scheme::{Algorithm, KeyEncoding, Keys};
@@ -43,8 +44,7 @@ pub(super) fn compile_keys(
         );
     }
     let encoding = match v.key_encoding.as_deref() {
-        None if wants_public => Some(KeyEncoding::Base64),
-        None => Some(KeyEncoding::Raw),
+        None => Some(defaults::key_encoding(algorithm)),
         Some(e) => KeyEncoding::parse(e).or_else(|| {
             r.error(
                 format!("{loc}.key_encoding"),

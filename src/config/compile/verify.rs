@@ -9,8 +9,8 @@ use super::keys::{compile_keys, resolve_key_sources};
 use super::values::{parse_duration, parse_header};
 use super::Report;
 use crate::config::file::{OneOrMany, RawPart, RawSignature, RawTimestamp, RawVerify};
-use crate::config::presets;
 use crate::config::ConfigError;
+use crate::config::{defaults, presets};
 use crate::scheme::{
     Algorithm, Encoding, Entries, Keys, Part, Scheme, SignatureSpec, TimestampSource,
     TimestampSpec, TimestampUnit, Window,
@@ -111,7 +111,7 @@ pub(super) fn compile_verify(
         }
         return None;
     }
-    let algorithm = compile_algorithm(v.algorithm.as_deref(), loc, r);
+    let algorithm = compile_algorithm(&v, loc, r);
     let signature = match &v.signature {
         None => {
             r.error(format!("{loc}.signature"), "missing (or set `preset:`)");
@@ -175,9 +175,9 @@ fn own_message(v: &RawVerify) -> bool {
     }
 }
 
-fn compile_algorithm(raw: Option<&str>, loc: &str, r: &mut Report) -> Option<Algorithm> {
-    match raw {
-        None => Some(Algorithm::HmacSha256),
+fn compile_algorithm(v: &RawVerify, loc: &str, r: &mut Report) -> Option<Algorithm> {
+    match v.algorithm.as_deref() {
+        None => Some(defaults::ALGORITHM),
         Some(s) => Algorithm::parse(s).or_else(|| {
             r.error(
                 format!("{loc}.algorithm"),
@@ -198,7 +198,9 @@ fn compile_signature(s: &RawSignature, loc: &str, r: &mut Report) -> Option<Sign
     let header = headers.first().cloned();
     let also = headers.get(1..).unwrap_or_default().to_vec();
     let encodings = compile_encodings(s.encoding.as_ref(), loc, r);
-    let prefix = s.prefix.clone().unwrap_or_default();
+    let prefix = (s.prefix.as_deref())
+        .unwrap_or(defaults::SIGNATURE_PREFIX)
+        .to_owned();
     let entries = s.entries.as_ref().and_then(|e| {
         let eloc = format!("{loc}.signature.entries");
         if e.separator.is_empty() || e.assign.is_empty() || e.key.is_empty() {
@@ -250,11 +252,12 @@ fn compile_signature_headers(
     parsed
 }
 
-/// `signature.encoding`: one or several of hex and base64 (default hex), each once.
+/// `signature.encoding`: one or several of hex and base64, each once (default:
+/// [`defaults::SIGNATURE_ENCODING`]).
 fn compile_encodings(raw: Option<&OneOrMany>, loc: &str, r: &mut Report) -> Vec<Encoding> {
     let names = raw
         .map(|e| e.to_vec())
-        .unwrap_or_else(|| vec!["hex".into()]);
+        .unwrap_or_else(|| vec![defaults::SIGNATURE_ENCODING.name().into()]);
     let mut encodings = Vec::new();
     for name in &names {
         match Encoding::parse(name) {
@@ -272,7 +275,7 @@ fn compile_encodings(raw: Option<&OneOrMany>, loc: &str, r: &mut Report) -> Vec<
     encodings
 }
 
-/// `message:`: the parts signed, in order (default: the body alone).
+/// `message:`: the parts signed, in order (default: [`defaults::message`]).
 fn compile_message(
     raw: Option<&[RawPart]>,
     loc: &str,
@@ -280,10 +283,8 @@ fn compile_message(
     has_entries: bool,
     r: &mut Report,
 ) -> Vec<Part> {
-    let Some(parts) = raw else {
-        return vec![Part::Body];
-    };
-    parts
+    let default = defaults::message();
+    raw.unwrap_or(&default)
         .iter()
         .enumerate()
         .filter_map(|(i, p)| {
