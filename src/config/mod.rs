@@ -21,7 +21,7 @@ pub mod secret;
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::model::Gateway;
 
@@ -45,6 +45,9 @@ impl fmt::Display for ConfigError {
 pub struct ConfigErrors {
     pub errors: Vec<ConfigError>,
     pub warnings: Vec<ConfigError>,
+    /// The files the compile read or tried to read before it failed ([`Loaded::files`]): a
+    /// file it could not read may be the one an operator is about to fix.
+    pub files: Vec<PathBuf>,
 }
 
 impl ConfigErrors {
@@ -56,6 +59,7 @@ impl ConfigErrors {
                 message: message.into(),
             }],
             warnings: Vec::new(),
+            files: Vec::new(),
         }
     }
 }
@@ -85,6 +89,11 @@ pub fn counted(n: usize, one: &str, many: &str) -> String {
 pub struct Loaded {
     pub gateway: Gateway,
     pub warnings: Vec<ConfigError>,
+    /// Every file the compile read besides the configuration itself, in order, once each:
+    /// secret and public key files, listener TLS certificates and keys, upstream TLS files,
+    /// `admin.token_file`, `queue_store.ca_file`. Relative paths are joined to the
+    /// configuration's directory. `run --watch` watches these and the configuration.
+    pub files: Vec<PathBuf>,
     /// Hex SHA-256 of the configuration text (`hookgate_config_info`), to tell which
     /// version is running.
     pub sha256: String,

@@ -27,4 +27,5 @@ mod rollout;
 mod seed_senders;
 mod tls;
 mod upstream_pool;
+mod watch;
 mod workers;

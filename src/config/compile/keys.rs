@@ -103,7 +103,7 @@ pub(super) fn resolve_key_sources(
         (&v.public_key_file, "public_key_file"),
     ] {
         if let Some(p) = file {
-            let path = ctx.base.join(p);
+            let path = r.file(ctx.base.join(p));
             let resolved = secret::resolve_file(&path);
             // A public key may be read by anyone.
             if let (Ok(_), "secret_file") = (&resolved, name) {

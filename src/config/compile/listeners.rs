@@ -60,7 +60,7 @@ pub(super) fn compile_admin_token(
 ) -> Option<AdminToken> {
     let admin_token = raw
         .and_then(|a| a.token_file.as_deref())
-        .and_then(|f| read_admin_token(&base.join(f), r));
+        .and_then(|f| read_admin_token(&r.file(base.join(f)), r));
     if let (Some(addr), None) = (admin, &admin_token) {
         if !addr.ip().is_loopback() {
             r.error(
@@ -166,18 +166,21 @@ pub(super) fn compile_listeners(raw: &RawConfig, base: &Path, r: &mut Report) ->
         }
         let tls = match &l.tls {
             None => None,
-            Some(t) => match crate::tls::server_config(&base.join(&t.cert), &base.join(&t.key)) {
-                Ok(cfg) => {
-                    if let Some(exposed) = secret::exposure(&base.join(&t.key)) {
-                        r.warn(format!("{loc}.tls.key"), exposed);
+            Some(t) => {
+                let (cert, key) = (r.file(base.join(&t.cert)), r.file(base.join(&t.key)));
+                match crate::tls::server_config(&cert, &key) {
+                    Ok(cfg) => {
+                        if let Some(exposed) = secret::exposure(&key) {
+                            r.warn(format!("{loc}.tls.key"), exposed);
+                        }
+                        Some(cfg)
                     }
-                    Some(cfg)
+                    Err(e) => {
+                        r.error(format!("{loc}.tls"), e);
+                        continue;
+                    }
                 }
-                Err(e) => {
-                    r.error(format!("{loc}.tls"), e);
-                    continue;
-                }
-            },
+            }
         };
         let (tls, cert_expires) = match tls {
             Some(t) => (Some(t.config), t.expires),

@@ -23,7 +23,7 @@ mod values;
 mod verify;
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 
@@ -45,14 +45,25 @@ use values::{parse_addr, parse_net};
 
 pub use verify::{compile_scheme, expand_preset, preset_shape};
 
-/// Accumulates errors and warnings while compiling.
+/// Accumulates errors and warnings while compiling, and the files read.
 #[derive(Default)]
 struct Report {
     errors: Vec<ConfigError>,
     warnings: Vec<ConfigError>,
+    /// Every file the compile reads (or tries to), in order, once each: see [`Loaded::files`].
+    files: Vec<PathBuf>,
 }
 
 impl Report {
+    /// Records `path` as a file the compile reads, and gives it back to be read. Every file
+    /// the compiler opens goes through here, so that `--watch` watches exactly those.
+    fn file(&mut self, path: PathBuf) -> PathBuf {
+        if !self.files.contains(&path) {
+            self.files.push(path.clone());
+        }
+        path
+    }
+
     fn error(&mut self, location: impl Into<String>, message: impl Into<String>) {
         self.errors.push(ConfigError {
             location: location.into(),
@@ -88,6 +99,7 @@ pub fn compile(
         return Err(ConfigErrors {
             errors: r.errors,
             warnings: r.warnings,
+            files: r.files,
         });
     }
     Ok(Loaded {
@@ -107,6 +119,7 @@ pub fn compile(
             log: top.log,
         },
         warnings: r.warnings,
+        files: r.files,
         sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes())),
     })
 }
@@ -128,6 +141,7 @@ fn read(text: &str) -> Result<(RawConfig, Report, Vec<String>), ConfigErrors> {
             Err(errors) => Err(ConfigErrors {
                 errors,
                 warnings: Vec::new(),
+                files: Vec::new(),
             }),
         },
     }

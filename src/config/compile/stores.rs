@@ -183,7 +183,7 @@ pub(super) fn compile_queue_store(
             timeout,
             ca_file,
         } => {
-            let ca_file = ca_file.map(|f| base.join(f));
+            let ca_file = ca_file.map(|f| r.file(base.join(f)));
             compile_postgres(url, pool_size, timeout, ca_file, retention, env, r)
         }
     }

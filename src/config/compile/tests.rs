@@ -1342,6 +1342,7 @@ routes:
     );
     // The rendered report counts them and gives each on its own line.
     let report = ConfigErrors {
+        files: Vec::new(),
         errors: errs.clone(),
         warnings: Vec::new(),
     }

@@ -1,7 +1,7 @@
 //! A route's `upstream:` URL and its `upstream_tls:` (trust roots, client certificate, the
 //! name to verify), and the keep-alive pool it shares.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use http::uri::Authority;
 
@@ -106,26 +106,20 @@ fn upstream_tls(
 ) -> Option<UpstreamTls> {
     let default = RawUpstreamTls::default();
     let raw = raw.unwrap_or(&default);
+    let mut file = |p: &Option<PathBuf>| p.as_ref().map(|p| r.file(base.join(p)));
+    let ca_file = file(&raw.ca_file);
+    let client_cert_file = file(&raw.client_cert_file);
+    let client_key_file = file(&raw.client_key_file);
     let tls = crate::tls::upstream_config(
         authority.host(),
         raw.server_name.as_deref(),
-        raw.ca_file.as_ref().map(|p| base.join(p)).as_deref(),
-        raw.client_cert_file
-            .as_ref()
-            .map(|p| base.join(p))
-            .as_deref(),
-        raw.client_key_file
-            .as_ref()
-            .map(|p| base.join(p))
-            .as_deref(),
+        ca_file.as_deref(),
+        client_cert_file.as_deref(),
+        client_key_file.as_deref(),
     );
     match tls {
         Ok(tls) => {
-            if let Some(exposed) = raw
-                .client_key_file
-                .as_ref()
-                .and_then(|p| secret::exposure(&base.join(p)))
-            {
+            if let Some(exposed) = client_key_file.as_deref().and_then(secret::exposure) {
                 r.warn(format!("{tls_loc}.client_key_file"), exposed);
             }
             Some(tls)

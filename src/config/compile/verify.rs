@@ -56,10 +56,7 @@ pub fn compile_scheme(
     env: &dyn Fn(&str) -> Option<String>,
     public_url: Option<&str>,
 ) -> Result<Scheme, Vec<ConfigError>> {
-    let mut r = Report {
-        errors: Vec::new(),
-        warnings: Vec::new(),
-    };
+    let mut r = Report::default();
     let ctx = Ctx {
         base,
         env,
@@ -74,10 +71,7 @@ pub fn compile_scheme(
 
 /// A preset's scheme without keys, for `hookgate presets`.
 pub fn preset_shape(name: &str) -> Result<Scheme, Vec<ConfigError>> {
-    let mut r = Report {
-        errors: Vec::new(),
-        warnings: Vec::new(),
-    };
+    let mut r = Report::default();
     let ctx = Ctx {
         base: Path::new("."),
         env: &|_| None,
