@@ -147,20 +147,8 @@ mod tests {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
 
-    /// A configuration that reads a file of every kind: listener TLS, a secret file, a public
-    /// key file, upstream TLS (CA, client certificate and key), the admin token and the
-    /// queue store's CA. Returns its path and the files, in the order the compiler reads them.
-    fn reads_every_kind_of_file(dir: &Path) -> (PathBuf, Vec<PathBuf>) {
-        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-        std::fs::write(dir.join("cert.pem"), cert.cert.pem()).unwrap();
-        write_private(&dir.join("key.pem"), cert.key_pair.serialize_pem());
-        write_private(&dir.join("a.secret"), "a-secret");
-        let key = crate::scheme::SigningKey::generate(crate::scheme::Algorithm::Ed25519).unwrap();
-        let public = hex::encode(key.public_key_bytes().unwrap());
-        std::fs::write(dir.join("b.pub"), public).unwrap();
-        write_private(&dir.join("admin.token"), "0123456789abcdef0123");
-        let config = dir.join("gateway.yaml");
-        let text = "\
+    /// The configuration of [`reads_every_kind_of_file`].
+    const EVERY_KIND: &str = "\
 listeners:
   - addr: 127.0.0.1:0
     tls: { cert: cert.pem, key: key.pem }
@@ -177,7 +165,21 @@ routes:
     verify: { preset: discord, public_key_file: b.pub }
     upstream_tls: { ca_file: cert.pem, client_cert_file: cert.pem, client_key_file: key.pem }
 ";
-        std::fs::write(&config, text).unwrap();
+
+    /// A configuration that reads a file of every kind: listener TLS, a secret file, a public
+    /// key file, upstream TLS (CA, client certificate and key), the admin token and the
+    /// queue store's CA. Returns its path and the files, in the order the compiler reads them.
+    fn reads_every_kind_of_file(dir: &Path) -> (PathBuf, Vec<PathBuf>) {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        std::fs::write(dir.join("cert.pem"), cert.cert.pem()).unwrap();
+        write_private(&dir.join("key.pem"), cert.key_pair.serialize_pem());
+        write_private(&dir.join("a.secret"), "a-secret");
+        let key = crate::scheme::SigningKey::generate(crate::scheme::Algorithm::Ed25519).unwrap();
+        let public = hex::encode(key.public_key_bytes().unwrap());
+        std::fs::write(dir.join("b.pub"), public).unwrap();
+        write_private(&dir.join("admin.token"), "0123456789abcdef0123");
+        let config = dir.join("gateway.yaml");
+        std::fs::write(&config, EVERY_KIND).unwrap();
         let files = ["cert.pem", "key.pem", "admin.token", "a.secret", "b.pub"]
             .map(|f| dir.join(f))
             .to_vec();
