@@ -92,8 +92,8 @@ fn verification(c: &mut Criterion) {
             use sha2::Digest;
             b.iter(|| sha2::Sha256::digest(black_box(&body)))
         });
-        for preset in presets::NAMES {
-            if *preset == "gitlab" {
+        for preset in presets::names() {
+            if preset == "gitlab" {
                 continue; // a token compare does not read the body
             }
             let (scheme, signing) = scheme_for(preset, &vectors.cases);

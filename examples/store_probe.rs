@@ -53,7 +53,7 @@ async fn main() {
                 let now = hookgate::delivery::unix_ms(std::time::SystemTime::now());
                 let lease = Lease {
                     token: format!("lease{i:024}"),
-                    until_ms: now + 60_000,
+                    until_ms: now.after(std::time::Duration::from_secs(60)),
                 };
                 let ev = NewEvent {
                     id: format!("{i:032x}"),

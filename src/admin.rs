@@ -19,18 +19,7 @@ use tokio::sync::watch;
 
 use crate::delivery::QueueSlot;
 use crate::metrics::Metrics;
-use crate::reload::Current;
-
-/// The address a client on this host connects to for an admin listener bound to `addr`: an
-/// unspecified address (0.0.0.0, ::) is reached on loopback.
-pub fn local_target(addr: std::net::SocketAddr) -> std::net::SocketAddr {
-    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-    match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
-        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
-        _ => addr,
-    }
-}
+use crate::runtime::ConfigSlot;
 
 /// What `/readyz` says: 200 `ready` only between the start and a shutdown; a 503 otherwise,
 /// that tells a person which of the two it is.
@@ -74,7 +63,7 @@ pub struct Admin {
     /// The queue, once a `queue_store:` is open.
     pub queue: Arc<QueueSlot>,
     /// The configuration in force, for the token (a reload can change it).
-    pub live: Arc<Current>,
+    pub config: Arc<ConfigSlot>,
 }
 
 pub async fn serve(
@@ -113,7 +102,7 @@ pub async fn serve(
 async fn respond(req: &Request<Incoming>, admin: &Admin) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     if path.starts_with("/queue/") {
-        let live = admin.live.load_full();
+        let live = admin.config.load_full();
         return crate::delivery::api::respond(
             admin.queue.get().map(|q| q.as_ref()),
             &live.gateway,

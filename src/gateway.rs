@@ -1,9 +1,8 @@
 //! The request pipeline, top to bottom. Each step passes the request on or returns a
 //! [`Refusal`]; `handle` turns the outcome into a response, one log line and the metrics.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response};
@@ -13,59 +12,17 @@ use hyper::body::Incoming;
 use crate::body;
 use crate::client_ip::{self, ClientIp};
 use crate::delivery::store::Ingested;
-use crate::delivery::{NewEvent, QueueSlot};
+use crate::delivery::NewEvent;
 use crate::forward::{self, Hop, UpstreamCall};
-use crate::metrics::{Metrics, NO_ROUTE};
+use crate::metrics::NO_ROUTE;
 use crate::model::routes::Match;
 use crate::model::Route;
 use crate::model::{Delivery, OnStoreError, QueuePolicy, ReplayPolicy};
 use crate::refusal::Refusal;
-use crate::reload::{Current, Live};
-use crate::replay::{self, Claim, ClaimGuard, Store};
+use crate::replay::{self, Claim, ClaimGuard};
 use crate::request_id;
+use crate::runtime::{Conn, InForce, Shared};
 use crate::scheme::{RequestView, VerifyError};
-
-/// Where "now" comes from; tests pin it to replay recorded vectors.
-pub type Clock = fn() -> SystemTime;
-
-/// Everything a request needs, shared by all connections.
-pub struct Shared {
-    /// The configuration in force; a request loads it once and keeps it to its end.
-    pub live: Arc<Current>,
-    pub metrics: Arc<Metrics>,
-    pub clock: Clock,
-    /// `Some` when any route has `replay:`.
-    pub replay_store: Option<Arc<Store>>,
-    /// Request bodies in memory, across all workers.
-    pub body_budget: Arc<body::BodyBudget>,
-    /// Whether a shutdown is cutting requests off, and how many it has.
-    pub drain: Arc<crate::server::Drain>,
-    /// Where queued routes store their events, once a `queue_store:` is open.
-    pub queue: Arc<QueueSlot>,
-}
-
-/// What is known about the connection a request came in on.
-#[derive(Clone, Copy, Debug)]
-pub struct Conn {
-    pub peer: SocketAddr,
-    pub tls: bool,
-    /// The peer was read from a PROXY protocol header (or is the balancer itself, on its
-    /// own `LOCAL` connections). No `X-Forwarded-For` is believed on such a connection: an
-    /// L4 balancer adds none, so any there came from the client.
-    pub proxied: bool,
-}
-
-impl Conn {
-    /// The peers whose `X-Forwarded-For` this connection may believe: none on a PROXY
-    /// protocol connection.
-    fn trusted_proxies<'a>(&self, gateway: &'a crate::model::Gateway) -> &'a [ipnet::IpNet] {
-        if self.proxied {
-            &[]
-        } else {
-            &gateway.trusted_proxies
-        }
-    }
-}
 
 /// Handles one request end to end. Never fails: every problem is a response.
 pub async fn handle(
@@ -76,7 +33,7 @@ pub async fn handle(
     let started = Instant::now();
     let metrics = &shared.metrics;
     // The configuration this request is served by, from start to end, whatever reloads.
-    let live = shared.live.load_full();
+    let live = shared.config.load_full();
     let method = req.method().clone();
     // The path only: a query string may carry tokens, so it is never logged.
     let path = req.uri().path().to_owned();
@@ -260,7 +217,7 @@ impl AccessLog<'_> {
 /// or because a shutdown cut it off (logged and counted as cut off).
 struct InFlight<'a> {
     shared: &'a Shared,
-    live: &'a Live,
+    live: &'a InForce,
     method: &'a http::Method,
     path: &'a str,
     request_id: &'a HeaderValue,
@@ -273,7 +230,7 @@ impl<'a> InFlight<'a> {
     /// Counts the request in flight until this is dropped.
     fn new(
         shared: &'a Shared,
-        live: &'a Live,
+        live: &'a InForce,
         method: &'a http::Method,
         path: &'a str,
         request_id: &'a HeaderValue,
@@ -304,7 +261,7 @@ impl Drop for InFlight<'_> {
         let request_id = self.request_id.to_str().unwrap_or("");
         let route = self.route.get().map_or(NO_ROUTE, |r| r.name.as_str());
         let elapsed_ms = self.started.elapsed().as_millis() as u64;
-        let drain = &self.shared.drain;
+        let drain = &self.shared.cut_off;
         if drain.cutting_off.load(std::sync::atomic::Ordering::SeqCst) {
             drain
                 .cut_off
@@ -349,7 +306,7 @@ impl Drop for InFlight<'_> {
 /// recorded in `shadowed` and the request goes on.
 async fn pipeline(
     shared: &Arc<Shared>,
-    live: &Arc<Live>,
+    live: &Arc<InForce>,
     conn: Conn,
     client: ClientIp,
     req: Request<Incoming>,

@@ -64,6 +64,7 @@ pub mod refusal;
 pub mod reload;
 pub mod replay;
 pub mod request_id;
+pub mod runtime;
 pub mod scheme;
 pub mod server;
 pub mod sign;

@@ -599,7 +599,10 @@ fn queue(
         return Ok(ExitCode::FAILURE);
     }
     let table = if !json && std::io::stdout().is_terminal() {
-        answer.table(view, hookgate::delivery::unix_ms(SystemTime::now()))
+        answer.table(
+            view,
+            hookgate::delivery::unix_ms(SystemTime::now()).as_i64(),
+        )
     } else {
         None
     };
@@ -653,10 +656,10 @@ fn healthcheck(
 ) -> anyhow::Result<ExitCode> {
     let addr = match admin {
         Some(a) => a,
-        None => {
-            hookgate::admin::local_target(config::admin_addr(path).map_err(anyhow::Error::msg)?)
-                .to_string()
-        }
+        None => hookgate::delivery::api::local_target(
+            config::admin_addr(path).map_err(anyhow::Error::msg)?,
+        )
+        .to_string(),
     };
     let target = if live { "/healthz" } else { "/readyz" };
     let answer = admin_call(&addr, None, http::Method::GET, target, timeout)?;
@@ -678,7 +681,7 @@ fn healthcheck(
 
 fn presets() -> anyhow::Result<ExitCode> {
     let mut out = String::new();
-    for name in hookgate::config::presets::NAMES {
+    for name in hookgate::config::presets::names() {
         let scheme = hookgate::config::compile::preset_shape(name).map_err(|errors| {
             let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
             anyhow::anyhow!("preset {name} does not compile: {}", text.join("; "))

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,11 +23,12 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::admin;
 use crate::delivery::{Queue, QueueSlot, QueueStore, StoreError};
-use crate::gateway::{self, Clock, Conn, Shared};
+use crate::gateway;
 use crate::metrics::Metrics;
 use crate::model::{Gateway, RuntimeModel};
-use crate::reload::Live;
 use crate::replay::Store;
+use crate::runtime::InForce;
+use crate::runtime::{Clock, Conn, CutOff, Shared};
 
 /// A started gateway.
 pub struct Running {
@@ -40,7 +41,7 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     admin_shutdown: watch::Sender<bool>,
     ready: Arc<admin::Readiness>,
-    drain: Arc<Drain>,
+    cut_off: Arc<CutOff>,
     /// How long `/readyz` says 503 before the listeners stop (`limits.drain_delay`).
     drain_delay: Duration,
     tasks: Vec<JoinHandle<()>>,
@@ -51,7 +52,7 @@ pub struct Running {
     /// Each worker's state; a reload swaps the configuration in every one.
     shared: Vec<Arc<Shared>>,
     /// The delivery worker's configuration, swapped with the others.
-    delivery_live: Arc<crate::reload::Current>,
+    delivery_config: Arc<crate::runtime::ConfigSlot>,
     per_ip: Arc<PerIp>,
     body_budget: Arc<crate::body::BodyBudget>,
     /// The queue store, once open (at start, or by the reload that first configures one),
@@ -65,20 +66,11 @@ pub struct Running {
     reloading: tokio::sync::Mutex<()>,
 }
 
-/// What a shutdown cut off, shared by every worker.
-#[derive(Debug, Default)]
-pub struct Drain {
-    /// Set when `shutdown_grace` ran out: a request dropped from now on was cut off.
-    pub cutting_off: AtomicBool,
-    /// Requests cut off so far (each is logged).
-    pub cut_off: AtomicU64,
-}
-
 /// How a shutdown went.
 #[derive(Clone)]
 pub struct Stopped {
     metrics: Arc<Metrics>,
-    drain: Arc<Drain>,
+    cut_off: Arc<CutOff>,
     /// `hookgate_requests_total` summed when the shutdown began.
     requests_at_signal: u64,
 }
@@ -94,109 +86,46 @@ impl Stopped {
     /// Requests still running when `shutdown_grace` ran out. Complete only once the runtime
     /// that ran them has been dropped (that is what cuts them off).
     pub fn cut_off(&self) -> u64 {
-        self.drain.cut_off.load(Ordering::SeqCst)
+        self.cut_off.cut_off.load(Ordering::SeqCst)
     }
 }
 
 impl Running {
-    /// Puts a newly compiled configuration in force, in every worker at once: requests
-    /// already in flight finish on the one they started with, new ones get this one. Idle
-    /// upstream connections are kept for every upstream it still uses, the replay store and
-    /// the counters are untouched, and no connection is closed.
-    ///
-    /// What cannot change without a restart (adding or removing listeners or switching their
-    /// TLS or PROXY protocol, the admin address, `workers`, `runtime`, `max_connections`, the
-    /// replay store, the log format) is kept as it runs, and returned by name so the caller
-    /// can say so. Everything else changes: routes, secrets and
-    /// keys (files were re-read by the compiler), TLS certificates, allowlists, trusted
-    /// proxies, replay settings of routes, and the other limits (a connection's head and
-    /// keep-alive limits from its next accept).
-    ///
-    /// The queue store is opened by the first configuration that has a `queue_store:`,
-    /// whether at start or by a reload (then its delivery worker starts with it); if it
-    /// cannot open, the reload fails as a whole and nothing changes. An open store stays
-    /// as it is: a changed `queue_store:` is kept until a restart.
-    pub async fn reload(&self, mut next: Gateway) -> Result<Vec<&'static str>, StoreError> {
-        // One at a time: a second reload must see the store the first opened.
-        let _one_at_a_time = self.reloading.lock().await;
-        let store_was_open = self.queue.get().is_some();
-        let opened = match (store_was_open, &next.queue_store) {
-            (false, Some(config)) => {
-                let queue = open_queue(config, &self.metrics).await?;
-                // Before the configuration that queues a route is in force, so that no
-                // request of that route finds the slot empty.
-                let _ = self.queue.set(queue.clone());
-                Some(queue)
-            }
-            _ => None,
-        };
-        let current = self.shared[0].live.load_full();
-        let running = &current.gateway;
-        let mut kept = Vec::new();
-        // Listeners stay where they are (their accept loops index them by position); each
-        // keeps its place and takes its new settings (a renewed certificate) if the new
-        // configuration has one at the same address, with TLS and proxy_protocol as before.
-        let mut unmatched = running.listeners.len() != next.listeners.len();
-        let listeners = running
-            .listeners
-            .iter()
-            .map(|old| {
-                let same = next.listeners.iter().find(|n| {
-                    n.addr == old.addr
-                        && n.tls.is_some() == old.tls.is_some()
-                        && n.proxy_protocol == old.proxy_protocol
-                });
-                match same {
-                    Some(n) => n.clone(),
-                    None => {
-                        unmatched = true;
-                        old.clone()
-                    }
-                }
-            })
-            .collect();
-        if unmatched {
-            kept.push("listeners (addresses, TLS on or off, proxy_protocol)");
-        }
-        next.listeners = listeners;
-        if next.admin != running.admin {
-            kept.push("admin");
-            next.admin = running.admin;
-        }
-        // The token requirement follows the address actually bound, not the one the new
-        // file names: a reload must not open a public admin listener's queue API.
-        if let Some(token) = admin_token_after_reload(
-            self.admin_addr,
-            next.admin_token.as_ref(),
-            running.admin_token.as_ref(),
-        ) {
-            kept.push("admin.token_file (required: the admin listener is not on loopback)");
-            next.admin_token = Some(token);
-        }
-        if next.workers != running.workers || next.runtime != running.runtime {
-            kept.push("workers/runtime");
-            next.workers = running.workers;
-            next.runtime = running.runtime;
-        }
-        if next.limits.max_connections != running.limits.max_connections {
-            kept.push("limits.max_connections");
-            next.limits.max_connections = running.limits.max_connections;
-        }
-        if next.replay_store != running.replay_store {
-            kept.push("replay_store");
-            next.replay_store = running.replay_store.clone();
-        }
-        // Only a store open before this reload is kept; the one it just opened is the new
-        // configuration's own.
-        if store_was_open && next.queue_store != running.queue_store {
-            kept.push("queue_store");
-            next.queue_store = running.queue_store.clone();
-        }
-        // The level changes live (the caller swaps the filter); the format does not.
-        if next.log.format != running.log.format {
-            kept.push("log.format");
-            next.log.format = running.log.format;
-        }
+    /// The configuration in force.
+    pub fn in_force(&self) -> Arc<Gateway> {
+        self.shared[0].config.load().gateway.clone()
+    }
+
+    /// Whether a queue store is open (at start, or by an earlier reload).
+    pub fn queue_is_open(&self) -> bool {
+        self.queue.get().is_some()
+    }
+
+    /// Held by a reload from its start to its end: one at a time, so a second reload sees
+    /// the store the first opened.
+    pub async fn reload_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.reloading.lock().await
+    }
+
+    /// Opens the queue store `config` names and puts it in the slot, before the
+    /// configuration that queues a route is in force, so that no request of that route finds
+    /// the slot empty. Its delivery worker starts with [`Running::put_in_force`].
+    pub async fn open_queue_store(
+        &self,
+        config: &crate::model::QueueStoreConfig,
+    ) -> Result<Arc<Queue>, StoreError> {
+        let queue = open_queue(config, &self.metrics).await?;
+        let _ = self.queue.set(queue.clone());
+        Ok(queue)
+    }
+
+    /// Puts `next` in force in every worker at once: requests already in flight finish on
+    /// the one they started with, new ones get this one. Idle upstream connections are kept
+    /// for every upstream it still uses; no connection is closed. `next` must already be
+    /// what the reload policy kept (`reload::restart_only`). A queue store `opened` for it
+    /// gets its delivery worker now, after the swap, so the worker starts on the
+    /// configuration that queues routes (events handed to it meanwhile wait in its channel).
+    pub fn put_in_force(&self, next: Gateway, opened: Option<Arc<Queue>>) {
         self.per_ip.set(
             next.limits.max_connections_per_ip,
             next.trusted_proxies.clone(),
@@ -204,28 +133,24 @@ impl Running {
         self.body_budget
             .set_limit(next.limits.max_buffered_body_bytes);
         let next = Arc::new(next);
-        let route_metrics = crate::reload::route_metrics(&next, &self.metrics);
-        for shared in &self.shared {
-            let previous = shared.live.load_full();
-            let live = Live::new(
+        let route_metrics = crate::runtime::route_metrics(&next, &self.metrics);
+        for slot in self
+            .shared
+            .iter()
+            .map(|s| &s.config)
+            .chain([&self.delivery_config])
+        {
+            let previous = slot.load_full();
+            slot.store(Arc::new(InForce::new(
                 next.clone(),
                 route_metrics.clone(),
                 Some(&previous.upstreams),
-            );
-            shared.live.store(Arc::new(live));
+            )));
         }
-        let previous = self.delivery_live.load_full();
-        self.delivery_live.store(Arc::new(Live::new(
-            next.clone(),
-            route_metrics.clone(),
-            Some(&previous.upstreams),
-        )));
         if let Some(queue) = opened {
-            // After the swap, so the worker starts on the configuration that queues routes;
-            // events handed to it meanwhile wait in its channel.
             let tasks = delivery_tasks(
                 &queue,
-                &self.delivery_live,
+                &self.delivery_config,
                 &self.metrics,
                 self.clock,
                 &self.shutdown_rx,
@@ -235,7 +160,6 @@ impl Running {
                 .unwrap_or_else(|p| p.into_inner())
                 .extend(tasks);
         }
-        Ok(kept)
     }
 
     /// A graceful stop, as on SIGTERM: `/readyz` answers 503 at once while requests are
@@ -284,7 +208,7 @@ impl Running {
         }
         Stopped {
             metrics: self.metrics,
-            drain: self.drain,
+            cut_off: self.cut_off,
             requests_at_signal,
         }
     }
@@ -322,7 +246,7 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
     let per_core = gateway.workers > 1 && gateway.runtime == RuntimeModel::PerCore;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (admin_shutdown, admin_shutdown_rx) = watch::channel(false);
-    let drain = Arc::new(Drain::default());
+    let cut_off = Arc::new(CutOff::default());
     let ready = Arc::new(admin::Readiness::default());
     // One limit across all listeners and workers: it protects the process, not a port.
     let connections = Arc::new(Semaphore::new(gateway.limits.max_connections));
@@ -372,10 +296,10 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
             format!("cannot listen on admin {}: {e}", gateway.admin),
         )
     })?;
-    let route_metrics = crate::reload::route_metrics(&gateway, &metrics);
+    let route_metrics = crate::runtime::route_metrics(&gateway, &metrics);
     let worker_shared = || {
         Arc::new(Shared {
-            live: Arc::new(ArcSwap::from_pointee(Live::new(
+            config: Arc::new(ArcSwap::from_pointee(InForce::new(
                 gateway.clone(),
                 route_metrics.clone(),
                 None,
@@ -384,7 +308,7 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
             clock,
             replay_store: replay_store.clone(),
             body_budget: body_budget.clone(),
-            drain: drain.clone(),
+            cut_off: cut_off.clone(),
             queue: queue.clone(),
         })
     };
@@ -468,7 +392,7 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
         )));
     }
     // The delivery worker runs here, with upstream pools of its own on this runtime.
-    let delivery_live = Arc::new(ArcSwap::from_pointee(Live::new(
+    let delivery_config = Arc::new(ArcSwap::from_pointee(InForce::new(
         gateway.clone(),
         route_metrics.clone(),
         None,
@@ -476,7 +400,7 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
     if let Some(queue) = queue.get() {
         tasks.extend(delivery_tasks(
             queue,
-            &delivery_live,
+            &delivery_config,
             &metrics,
             clock,
             &shutdown_rx,
@@ -488,7 +412,7 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
             metrics: metrics.clone(),
             ready: ready.clone(),
             queue: queue.clone(),
-            live: delivery_live.clone(),
+            config: delivery_config.clone(),
         }),
         gateway.limits.header_read_timeout,
         admin_shutdown_rx,
@@ -501,13 +425,13 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
         shutdown,
         admin_shutdown,
         ready,
-        drain,
+        cut_off,
         drain_delay: gateway.limits.drain_delay,
         tasks,
         admin,
         workers,
         shared: all_shared,
-        delivery_live,
+        delivery_config,
         per_ip,
         body_budget,
         queue,
@@ -532,7 +456,7 @@ async fn open_queue(
 /// runtime, with upstream pools of its own; both end on `shutdown`.
 fn delivery_tasks(
     queue: &Arc<Queue>,
-    live: &Arc<crate::reload::Current>,
+    live: &Arc<crate::runtime::ConfigSlot>,
     metrics: &Arc<Metrics>,
     clock: Clock,
     shutdown: &watch::Receiver<bool>,
@@ -553,20 +477,6 @@ fn delivery_tasks(
             shutdown.clone(),
         )),
     ]
-}
-
-/// The token to keep when a reload would leave the admin listener bound at `bound` (not
-/// loopback) without one: the running configuration's. `None`: the new configuration's
-/// token (or its absence) stands.
-fn admin_token_after_reload(
-    bound: SocketAddr,
-    next: Option<&crate::model::AdminToken>,
-    running: Option<&crate::model::AdminToken>,
-) -> Option<crate::model::AdminToken> {
-    if bound.ip().is_loopback() || next.is_some() {
-        return None;
-    }
-    running.cloned()
 }
 
 fn cannot_listen(addr: SocketAddr, e: io::Error) -> io::Error {
@@ -750,7 +660,7 @@ async fn sweep_upstreams(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool
     let mut tick = tokio::time::interval(crate::upstream::IDLE_TIMEOUT / 4);
     loop {
         tokio::select! {
-            _ = tick.tick() => shared.live.load().upstreams.sweep(),
+            _ = tick.tick() => shared.config.load().upstreams.sweep(),
             _ = shutdown.changed() => return,
         }
     }
@@ -800,7 +710,7 @@ async fn accept_loop(
         let shared = shared.clone();
         // The certificate in force now: a reload's new one serves the next handshake.
         let (tls, proxy_protocol) = {
-            let live = shared.live.load();
+            let live = shared.config.load();
             let listener = &live.gateway.listeners[index];
             (
                 listener.tls.clone().map(TlsAcceptor::from),
@@ -838,12 +748,12 @@ async fn accept_loop(
         });
     }
     drop(listener);
-    let grace = shared.live.load().gateway.limits.shutdown_grace;
+    let grace = shared.config.load().gateway.limits.shutdown_grace;
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()
     {
-        shared.drain.cutting_off.store(true, Ordering::SeqCst);
+        shared.cut_off.cutting_off.store(true, Ordering::SeqCst);
         tracing::warn!(
             in_flight = shared.metrics.in_flight.get(),
             "shutdown grace period over; cutting off what is still running"
@@ -861,7 +771,7 @@ async fn proxied_peer(
     shared: &Shared,
 ) -> Option<SocketAddr> {
     let (trusted, timeout) = {
-        let live = shared.live.load();
+        let live = shared.config.load();
         let g = &live.gateway;
         (
             crate::client_ip::is_in(crate::client_ip::canonical(peer.ip()), &g.trusted_proxies),
@@ -917,7 +827,7 @@ async fn serve_tls(
     shutdown: watch::Receiver<bool>,
 ) {
     // The handshake gets the same budget as a request head.
-    let budget = shared.live.load().gateway.limits.header_read_timeout;
+    let budget = shared.config.load().gateway.limits.header_read_timeout;
     match tokio::time::timeout(budget, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => {
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
@@ -944,7 +854,7 @@ where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     // The limits in force when the connection was accepted apply to it for its life.
-    let limits = shared.live.load().gateway.limits.clone();
+    let limits = shared.config.load().gateway.limits.clone();
     let svc_shared = shared.clone();
     // Requests begun on this connection: tells a slow first head from an idle keep-alive.
     let served = Arc::new(AtomicU64::new(0));
@@ -983,7 +893,7 @@ async fn serve_http2<I>(
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let limits = shared.live.load().gateway.limits.clone();
+    let limits = shared.config.load().gateway.limits.clone();
     let activity = Arc::new(Activity::new());
     let svc_shared = shared.clone();
     let svc_activity = activity.clone();
@@ -1134,27 +1044,6 @@ mod tests {
         ) -> Fut,
     {
         std::mem::size_of::<Fut>()
-    }
-
-    #[test]
-    fn a_reload_cannot_drop_the_token_of_a_public_admin_listener() {
-        use crate::model::AdminToken;
-        let public: SocketAddr = "0.0.0.0:9090".parse().unwrap();
-        let loopback: SocketAddr = "127.0.0.1:9090".parse().unwrap();
-        let old = AdminToken::new(b"old-token-old-token".to_vec());
-        let new = AdminToken::new(b"new-token-new-token".to_vec());
-        // Public, and the new file has no token: the running one is kept.
-        assert_eq!(
-            admin_token_after_reload(public, None, Some(&old)),
-            Some(old.clone())
-        );
-        // Public with a new token: the new one stands (rotation).
-        assert_eq!(
-            admin_token_after_reload(public, Some(&new), Some(&old)),
-            None
-        );
-        // Loopback: the new file decides, token or none.
-        assert_eq!(admin_token_after_reload(loopback, None, Some(&old)), None);
     }
 
     /// Every connection's task holds this future (spawning copies all of it into the task) for

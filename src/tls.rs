@@ -147,7 +147,10 @@ fn system_roots() -> Result<Arc<rustls::RootCertStore>, String> {
             if added == 0 {
                 return Err(format!(
                     "no system trust roots found ({}); give upstream_tls.ca_file",
-                    crate::config::counted(found.errors.len(), "error", "errors")
+                    match found.errors.len() {
+                        1 => "1 error".to_owned(),
+                        n => format!("{n} errors"),
+                    }
                 ));
             }
             Ok(Arc::new(roots))

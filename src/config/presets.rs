@@ -1,6 +1,11 @@
-//! Built-in senders. A preset is only a value of the raw `verify:` block (the same shape an
-//! operator writes by hand), so it goes through the same compiler and a route may override
-//! any of its fields. There is no per-vendor verification code.
+//! Built-in senders, as one table: each row is everything hookgate knows about one sender (its
+//! scheme, its handshake, its replay key, whether it needs the app's answer, and where the
+//! scheme is proven). `hookgate presets`, the route compiler, the docs check
+//! (`tests/e2e/docs.rs`) and the tests read this table; adding a sender is adding a row.
+//!
+//! A preset's scheme is only a value of the raw `verify:` block (the same shape an operator
+//! writes by hand), so it goes through the same compiler and a route may override any of its
+//! fields. There is no per-vendor verification code.
 //!
 //! Sources: `../shared/senders.md` for the seed senders; each provider's webhook docs for the
 //! rest (docs/presets.md's table cites what each one signs).
@@ -8,91 +13,256 @@
 use crate::config::file::{
     OneOrMany, RawEntries, RawPart, RawReplayKey, RawSignature, RawTimestamp, RawVerify,
 };
+use RawPart::{Body, FormParamsSorted, Url};
 
-/// Every preset name, in the order `hookgate presets` and docs/presets.md list them.
-pub const NAMES: &[&str] = &[
-    "laso",
-    "lahza",
-    "lomi",
-    "ltvboost",
-    "listrak",
-    "github",
-    "github-sha1",
-    "stripe",
-    "slack",
-    "shopify",
-    "standard-webhooks",
-    "svix",
-    "paddle",
-    "zoom",
-    "linear",
-    "intercom",
-    "woocommerce",
-    "webflow",
-    "vercel",
-    "twilio",
-    "twilio-sha256",
-    "square",
-    "gitlab",
-    "discord",
-    "standard-webhooks-ed25519",
-    "sendgrid",
-];
+/// One built-in sender.
+#[derive(Clone, Copy, Debug)]
+pub struct Preset {
+    /// What a route writes as `preset:`.
+    pub name: &'static str,
+    /// The raw `verify:` block the preset stands for, made on demand: a `RawVerify` owns its
+    /// strings, which a static table cannot hold.
+    pub scheme: fn() -> RawVerify,
+    /// What the sender asks the endpoint before it sends events. `None` for every preset
+    /// today; see [`Handshake`].
+    pub handshake: Option<Handshake>,
+    /// The dedup key suggested for `replay:` when the route names none: the sender's own event
+    /// or delivery id where it sends one. `None`: the signature is the key.
+    pub replay_key: Option<ReplayKey>,
+    /// Why the sender needs the app's own answer, which a queued route cannot give (it answers
+    /// before the app has seen the event); `check` warns when such a route is queued.
+    pub needs_app_answer: Option<&'static str>,
+    /// Where the scheme is proven; each item names something in this repository that a test
+    /// (`every_presets_evidence_points_at_what_exists` below) finds.
+    pub evidence: &'static [Evidence],
+}
 
-/// The `verify:` block a preset stands for, or `None` for an unknown name.
-pub fn preset(name: &str) -> Option<RawVerify> {
-    use RawPart::{Body, FormParamsSorted, Url};
-    let v = match name {
-        // --- the seed senders (../shared/senders.md) ---
-        // LasoExperience: the body carries a `time` in ms, but retries come up to ~33 h after
-        // the first try, so no freshness check by default.
-        "laso" => plain("hmac-sha256", "x-signature", "", &["hex"]),
+impl Preset {
+    /// The preset's raw `verify:` block.
+    pub fn raw_verify(&self) -> RawVerify {
+        (self.scheme)()
+    }
+
+    /// The replay key a route uses when its `replay:` names none, as the file would write it.
+    pub fn default_replay_key(&self) -> Option<RawReplayKey> {
+        self.replay_key.map(ReplayKey::raw)
+    }
+}
+
+/// A question the sender asks the endpoint itself, apart from the events (Slack's
+/// `url_verification`, Zoom's `endpoint.url_validation`, Discord's `PING`). No variant yet:
+/// today the app answers them (hence [`Preset::needs_app_answer`]); issue 22 adds the ones the
+/// gateway will answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handshake {}
+
+/// A preset's default replay key, in a form a static table can hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplayKey {
+    /// One header, under any of these names (a request carrying two of them is refused).
+    Header(&'static [&'static str]),
+    /// A JSON pointer into the body.
+    Json(&'static str),
+}
+
+impl ReplayKey {
+    /// The same key as a route's `replay: { key: ... }` would give it.
+    pub fn raw(self) -> RawReplayKey {
+        match self {
+            ReplayKey::Header(names) => {
+                RawReplayKey::Header(names.iter().map(|n| n.to_string()).collect())
+            }
+            ReplayKey::Json(pointer) => RawReplayKey::Json(pointer.into()),
+        }
+    }
+}
+
+/// Where a preset's scheme is proven. Paths are relative to the repository root.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Evidence {
+    /// Signed requests for the preset in a file under `tests/vectors/`, each run through the
+    /// scheme (`src/scheme/tests.rs`) and the running gateway (`tests/e2e/`). `published`: the
+    /// addresses of the provider's (or its SDK's, or the reference library's) own examples
+    /// among them, with their exact secret and signature (the cases' `source`); empty when
+    /// every case is computed by the file's generator and checked there by an independent
+    /// verifier.
+    Vectors {
+        file: &'static str,
+        published: &'static [&'static str],
+    },
+    /// The provider's own SDK, pinned in `tests/interop/` (requirements.txt or package.json),
+    /// exercised by the function `check` of `tests/interop/interop.py`. docs/presets.md's SDK
+    /// table says in which directions.
+    Sdk {
+        package: Package,
+        check: &'static str,
+    },
+    /// A test that pins down what the vectors alone do not: the function `name` in `file`.
+    Test {
+        file: &'static str,
+        name: &'static str,
+    },
+}
+
+/// An SDK package, by the registry it is pinned from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Package {
+    PyPi(&'static str),
+    Npm(&'static str),
+}
+
+/// Every preset, in the order `hookgate presets` and docs/presets.md list them; the first five
+/// are the seed senders.
+pub fn all() -> &'static [Preset] {
+    PRESETS
+}
+
+/// The preset a route names, or `None` for an unknown name.
+pub fn find(name: &str) -> Option<&'static Preset> {
+    PRESETS.iter().find(|p| p.name == name)
+}
+
+/// Every preset name, in listing order (for messages that list them).
+pub fn names() -> Vec<&'static str> {
+    PRESETS.iter().map(|p| p.name).collect()
+}
+
+const PROVIDER_VECTORS: &str = "tests/vectors/providers.json";
+const SEED_VECTORS: &str = "tests/vectors/seed-senders.json";
+const SCHEME_TESTS: &str = "src/scheme/tests.rs";
+
+/// Computed vectors only.
+const fn computed(file: &'static str) -> Evidence {
+    Evidence::Vectors {
+        file,
+        published: &[],
+    }
+}
+
+/// Provider vectors, some of them the sources' own published examples.
+const fn published(sources: &'static [&'static str]) -> Evidence {
+    Evidence::Vectors {
+        file: PROVIDER_VECTORS,
+        published: sources,
+    }
+}
+
+const fn sdk(package: Package, check: &'static str) -> Evidence {
+    Evidence::Sdk { package, check }
+}
+
+const fn test(file: &'static str, name: &'static str) -> Evidence {
+    Evidence::Test { file, name }
+}
+
+static PRESETS: &[Preset] = &[
+    // --- the seed senders (../shared/senders.md); none publishes an SDK or an example ---
+    Preset {
+        name: "laso",
+        // The body carries a `time` in ms, but retries come up to ~33 h after the first try,
+        // so no freshness check by default.
+        scheme: || plain("hmac-sha256", "x-signature", "", &["hex"]),
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(SEED_VECTORS)],
+    },
+    Preset {
+        name: "lahza",
         // Lahza also publishes source IPs: pair this preset with `allow_ips` on the route.
-        "lahza" => plain("hmac-sha256", "x-lahza-signature", "", &["hex"]),
-        // lomi.: the body's `timestamp` (RFC 3339) is signed; a route can opt in to a window
-        // with `timestamp: { json: /timestamp, unit: rfc3339, tolerance: ... }`.
-        "lomi" => plain("hmac-sha256", "x-lomi-signature", "", &["hex"]),
-        "ltvboost" => plain("hmac-sha256", "x-ltvboost-signature", "sha256=", &["hex"]),
-        // Listrak: body + LTK-Timestamp, no separator. Their Python and C# examples send
-        // base64, their JavaScript example hex: accept both. 15 min window, both directions.
-        "listrak" => RawVerify {
+        scheme: || plain("hmac-sha256", "x-lahza-signature", "", &["hex"]),
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(SEED_VECTORS)],
+    },
+    Preset {
+        name: "lomi",
+        // The body's `timestamp` (RFC 3339) is signed; a route can opt in to a window with
+        // `timestamp: { json: /timestamp, unit: rfc3339, tolerance: ... }`.
+        scheme: || plain("hmac-sha256", "x-lomi-signature", "", &["hex"]),
+        handshake: None,
+        // The body's `id` (evt_...) is the idempotency key (senders.md).
+        replay_key: Some(ReplayKey::Json("/id")),
+        needs_app_answer: None,
+        evidence: &[computed(SEED_VECTORS)],
+    },
+    Preset {
+        name: "ltvboost",
+        scheme: || plain("hmac-sha256", "x-ltvboost-signature", "sha256=", &["hex"]),
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(SEED_VECTORS)],
+    },
+    Preset {
+        name: "listrak",
+        // Body + LTK-Timestamp, no separator. Their Python and C# examples send base64, their
+        // JavaScript example hex: accept both. 15 min window, both directions.
+        scheme: || RawVerify {
             message: Some(vec![Body, header("ltk-timestamp")]),
             timestamp: Some(ts_header("ltk-timestamp", "seconds", "15m")),
             ..plain("hmac-sha256", "ltk-hmacsignature", "", &["base64", "hex"])
         },
-
-        // --- plain header over the body ---
-        "github" => plain("hmac-sha256", "x-hub-signature-256", "sha256=", &["hex"]),
-        "github-sha1" => plain("hmac-sha1", "x-hub-signature", "sha1=", &["hex"]),
-        // Shopify: webhook deliveries carry X-Shopify-Hmac-Sha256, its newer Events deliveries
-        // Shopify-Hmac-Sha256 (no X-); either, never both.
-        "shopify" => {
-            let mut v = plain("hmac-sha256", "x-shopify-hmac-sha256", "", &["base64"]);
-            if let Some(s) = v.signature.as_mut() {
-                s.header = Some(OneOrMany::Many(vec![
-                    "x-shopify-hmac-sha256".into(),
-                    "shopify-hmac-sha256".into(),
-                ]));
-            }
-            v
-        }
-        "intercom" => plain("hmac-sha1", "x-hub-signature", "sha1=", &["hex"]),
-        "woocommerce" => plain("hmac-sha256", "x-wc-webhook-signature", "", &["base64"]),
-        "vercel" => plain("hmac-sha1", "x-vercel-signature", "", &["hex"]),
-        // Linear puts `webhookTimestamp` (ms) in the signed JSON body and asks receivers to
-        // refuse deliveries more than a minute old.
-        "linear" => RawVerify {
-            timestamp: Some(RawTimestamp {
-                json: Some("/webhookTimestamp".into()),
-                unit: Some("milliseconds".into()),
-                tolerance: Some("60s".into()),
-                ..RawTimestamp::default()
-            }),
-            ..plain("hmac-sha256", "linear-signature", "", &["hex"])
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[
+            computed(SEED_VECTORS),
+            test(SCHEME_TESTS, "listrak_timestamp_window_is_both_ways"),
+            test(
+                SCHEME_TESTS,
+                "moving_body_bytes_into_a_listrak_timestamp_is_refused",
+            ),
+            test(
+                "tests/e2e/seed_senders.rs",
+                "listrak_stale_and_future_timestamps_are_refused_and_counted",
+            ),
+        ],
+    },
+    // --- the providers ---
+    Preset {
+        name: "github",
+        scheme: || plain("hmac-sha256", "x-hub-signature-256", "sha256=", &["hex"]),
+        handshake: None,
+        replay_key: Some(ReplayKey::Header(&["x-github-delivery"])),
+        needs_app_answer: None,
+        evidence: &[
+            published(&[
+                "https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries",
+            ]),
+            sdk(Package::Npm("@octokit/webhooks-methods"), "case_github"),
+        ],
+    },
+    Preset {
+        name: "github-sha1",
+        scheme: || plain("hmac-sha1", "x-hub-signature", "sha1=", &["hex"]),
+        handshake: None,
+        replay_key: Some(ReplayKey::Header(&["x-github-delivery"])),
+        needs_app_answer: None,
+        // Octokit handles only SHA-256.
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "stripe",
+        // `t=<ts>,v1=<hex>[,v1=...]`; v0 (test) entries ignored. The key is the whole
+        // `whsec_...` string as bytes.
+        scheme: || RawVerify {
+            message: Some(vec![entry("t"), literal("."), Body]),
+            timestamp: Some(ts_entry("t", "seconds", "5m")),
+            ..structured("hmac-sha256", "stripe-signature", ",", "=", "v1", "hex")
         },
-
-        // --- timestamp header inside the signed message ---
-        "slack" => RawVerify {
+        handshake: None,
+        replay_key: Some(ReplayKey::Json("/id")),
+        needs_app_answer: None,
+        evidence: &[
+            computed(PROVIDER_VECTORS),
+            sdk(Package::PyPi("stripe"), "case_stripe"),
+        ],
+    },
+    Preset {
+        name: "slack",
+        scheme: || RawVerify {
             message: Some(vec![
                 literal("v0:"),
                 header("x-slack-request-timestamp"),
@@ -102,7 +272,96 @@ pub fn preset(name: &str) -> Option<RawVerify> {
             timestamp: Some(ts_header("x-slack-request-timestamp", "seconds", "5m")),
             ..plain("hmac-sha256", "x-slack-signature", "v0=", &["hex"])
         },
-        "zoom" => RawVerify {
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: Some(
+            "Slack reads the answer to slash commands and interactions, and the url_verification challenge",
+        ),
+        evidence: &[
+            published(&["https://docs.slack.dev/authentication/verifying-requests-from-slack"]),
+            sdk(Package::PyPi("slack_sdk"), "case_slack"),
+        ],
+    },
+    Preset {
+        name: "shopify",
+        // Webhook deliveries carry X-Shopify-Hmac-Sha256, its newer Events deliveries
+        // Shopify-Hmac-Sha256 (no X-); either, never both.
+        scheme: || {
+            let mut v = plain("hmac-sha256", "x-shopify-hmac-sha256", "", &["base64"]);
+            if let Some(s) = v.signature.as_mut() {
+                s.header = Some(OneOrMany::Many(vec![
+                    "x-shopify-hmac-sha256".into(),
+                    "shopify-hmac-sha256".into(),
+                ]));
+            }
+            v
+        },
+        handshake: None,
+        // Events deliveries send Shopify-Webhook-Id (no X-), like their signature header.
+        replay_key: Some(ReplayKey::Header(&[
+            "x-shopify-webhook-id",
+            "shopify-webhook-id",
+        ])),
+        needs_app_answer: None,
+        evidence: &[
+            computed(PROVIDER_VECTORS),
+            sdk(Package::Npm("@shopify/shopify-api"), "case_shopify"),
+            test(
+                SCHEME_TESTS,
+                "shopify_signature_arrives_under_either_header_name_but_never_both",
+            ),
+        ],
+    },
+    // Standard Webhooks (and Svix, which uses the same scheme under its own header names):
+    // `v1,<base64>` entries separated by spaces, message `id.timestamp.body`, secret
+    // `whsec_<base64>` decoded to the key.
+    Preset {
+        name: "standard-webhooks",
+        scheme: || standard_webhooks("webhook", "hmac-sha256", "v1", "whsec_base64"),
+        handshake: None,
+        replay_key: Some(ReplayKey::Header(&["webhook-id"])),
+        needs_app_answer: None,
+        evidence: &[
+            published(&["https://github.com/standard-webhooks/standard-webhooks/blob/main/libraries/javascript/src/webhook.test.ts"]),
+            sdk(Package::PyPi("standardwebhooks"), "case_standard_webhooks"),
+            test(
+                SCHEME_TESTS,
+                "standard_webhooks_may_list_several_signatures_of_any_version",
+            ),
+        ],
+    },
+    Preset {
+        name: "svix",
+        scheme: || standard_webhooks("svix", "hmac-sha256", "v1", "whsec_base64"),
+        handshake: None,
+        replay_key: Some(ReplayKey::Header(&["svix-id"])),
+        needs_app_answer: None,
+        evidence: &[
+            published(&[
+                "https://github.com/svix/svix-webhooks/blob/main/python/tests/test_webhooks.py",
+            ]),
+            sdk(Package::PyPi("svix"), "case_standard_webhooks"),
+        ],
+    },
+    Preset {
+        name: "paddle",
+        // Paddle Billing: `ts=<ts>;h1=<hex>`, message `ts:body`, 5 s by default.
+        scheme: || RawVerify {
+            message: Some(vec![entry("ts"), literal(":"), Body]),
+            timestamp: Some(ts_entry("ts", "seconds", "5s")),
+            ..structured("hmac-sha256", "paddle-signature", ";", "=", "h1", "hex")
+        },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[
+            computed(PROVIDER_VECTORS),
+            sdk(Package::PyPi("paddle-python-sdk"), "case_paddle"),
+        ],
+    },
+    Preset {
+        name: "zoom",
+        scheme: || RawVerify {
             message: Some(vec![
                 literal("v0:"),
                 header("x-zm-request-timestamp"),
@@ -112,51 +371,120 @@ pub fn preset(name: &str) -> Option<RawVerify> {
             timestamp: Some(ts_header("x-zm-request-timestamp", "seconds", "5m")),
             ..plain("hmac-sha256", "x-zm-signature", "v0=", &["hex"])
         },
-        "webflow" => RawVerify {
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: Some("Zoom's endpoint.url_validation handshake is answered by the app"),
+        evidence: &[
+            computed(PROVIDER_VECTORS),
+            sdk(Package::Npm("@zoom/rivet"), "case_zoom"),
+        ],
+    },
+    Preset {
+        name: "linear",
+        // Linear puts `webhookTimestamp` (ms) in the signed JSON body and asks receivers to
+        // refuse deliveries more than a minute old.
+        scheme: || RawVerify {
+            timestamp: Some(RawTimestamp {
+                json: Some("/webhookTimestamp".into()),
+                unit: Some("milliseconds".into()),
+                tolerance: Some("60s".into()),
+                ..RawTimestamp::default()
+            }),
+            ..plain("hmac-sha256", "linear-signature", "", &["hex"])
+        },
+        handshake: None,
+        replay_key: Some(ReplayKey::Header(&["linear-delivery"])),
+        needs_app_answer: None,
+        evidence: &[
+            computed(PROVIDER_VECTORS),
+            sdk(Package::Npm("@linear/sdk"), "case_linear"),
+        ],
+    },
+    Preset {
+        name: "intercom",
+        scheme: || plain("hmac-sha1", "x-hub-signature", "sha1=", &["hex"]),
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        // Intercom's SDKs have no webhook signature code.
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "woocommerce",
+        scheme: || plain("hmac-sha256", "x-wc-webhook-signature", "", &["base64"]),
+        handshake: None,
+        replay_key: Some(ReplayKey::Header(&["x-wc-webhook-delivery-id"])),
+        needs_app_answer: None,
+        // Its SDK signs only its own REST calls.
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "webflow",
+        scheme: || RawVerify {
             message: Some(vec![header("x-webflow-timestamp"), literal(":"), Body]),
             timestamp: Some(ts_header("x-webflow-timestamp", "milliseconds", "5m")),
             ..plain("hmac-sha256", "x-webflow-signature", "", &["hex"])
         },
-
-        // --- structured signature headers ---
-        // Stripe: `t=<ts>,v1=<hex>[,v1=...]`; v0 (test) entries ignored. The key is the whole
-        // `whsec_...` string as bytes.
-        "stripe" => RawVerify {
-            message: Some(vec![entry("t"), literal("."), Body]),
-            timestamp: Some(ts_entry("t", "seconds", "5m")),
-            ..structured("hmac-sha256", "stripe-signature", ",", "=", "v1", "hex")
-        },
-        // Paddle Billing: `ts=<ts>;h1=<hex>`, message `ts:body`, 5 s by default.
-        "paddle" => RawVerify {
-            message: Some(vec![entry("ts"), literal(":"), Body]),
-            timestamp: Some(ts_entry("ts", "seconds", "5s")),
-            ..structured("hmac-sha256", "paddle-signature", ";", "=", "h1", "hex")
-        },
-        // Standard Webhooks (and Svix, which uses the same scheme under its own header names):
-        // `v1,<base64>` entries separated by spaces, message `id.timestamp.body`, secret
-        // `whsec_<base64>` decoded to the key.
-        "standard-webhooks" => standard_webhooks("webhook", "hmac-sha256", "v1", "whsec_base64"),
-        "svix" => standard_webhooks("svix", "hmac-sha256", "v1", "whsec_base64"),
-
-        // --- URL-signed ---
-        // Twilio: base64 HMAC-SHA1 of the public URL followed by the POST form parameters
-        // sorted by name; JSON bodies are covered by the `bodySHA256` query parameter.
-        "twilio" => RawVerify {
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[
+            computed(PROVIDER_VECTORS),
+            sdk(Package::Npm("webflow-api"), "case_webflow"),
+        ],
+    },
+    Preset {
+        name: "vercel",
+        scheme: || plain("hmac-sha1", "x-vercel-signature", "", &["hex"]),
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        // Vercel's SDKs have no webhook signature code.
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "twilio",
+        // Base64 HMAC-SHA1 of the public URL followed by the POST form parameters sorted by
+        // name; JSON bodies are covered by the `bodySHA256` query parameter.
+        scheme: || RawVerify {
             message: Some(vec![Url, FormParamsSorted]),
             body_hash_param: Some("bodySHA256".into()),
             ..plain("hmac-sha1", "x-twilio-signature", "", &["base64"])
         },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: Some("Twilio reads TwiML instructions from the answer"),
+        evidence: &[
+            published(&[
+                "https://www.twilio.com/docs/usage/webhooks/webhooks-security",
+                "https://github.com/twilio/twilio-python/blob/main/tests/unit/test_request_validator.py",
+            ]),
+            sdk(Package::PyPi("twilio"), "case_twilio"),
+        ],
+    },
+    Preset {
+        name: "twilio-sha256",
         // Twilio's webhook signing keys: the same message and header, HMAC-SHA256 under the
         // SharedKey secret (the request names it in X-Twilio-Webhooks-Signature-Settings:
         // `key=webhooks_sharedkey_...,algorithm=HMAC_SHA256`). The route fixes the algorithm;
         // that header, unsigned, is not trusted to choose it.
-        "twilio-sha256" => RawVerify {
+        scheme: || RawVerify {
             message: Some(vec![Url, FormParamsSorted]),
             body_hash_param: Some("bodySHA256".into()),
             ..plain("hmac-sha256", "x-twilio-signature", "", &["base64"])
         },
-        // Square: base64 HMAC-SHA256 of the notification URL followed by the body.
-        "square" => RawVerify {
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: Some("Twilio reads TwiML instructions from the answer"),
+        evidence: &[
+            computed(PROVIDER_VECTORS),
+            sdk(Package::PyPi("twilio"), "case_twilio"),
+        ],
+    },
+    Preset {
+        name: "square",
+        // Base64 HMAC-SHA256 of the notification URL followed by the body.
+        scheme: || RawVerify {
             message: Some(vec![Url, Body]),
             ..plain(
                 "hmac-sha256",
@@ -165,30 +493,61 @@ pub fn preset(name: &str) -> Option<RawVerify> {
                 &["base64"],
             )
         },
-
-        // --- a shared token ---
-        "gitlab" => RawVerify {
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[
+            published(&["https://github.com/square/square-python-sdk/blob/master/tests/utilities/test_webhooks_helper.py"]),
+            sdk(Package::PyPi("squareup"), "case_square"),
+        ],
+    },
+    Preset {
+        name: "gitlab",
+        // A shared token: nothing to sign, so no SDK to sign with.
+        scheme: || RawVerify {
             message: Some(vec![]),
             ..plain("token", "x-gitlab-token", "", &["hex"])
         },
-
-        // --- asymmetric ---
-        // Discord interactions: hex Ed25519 over timestamp + body, hex public key. They must be
-        // answered within seconds, so an old timestamp is a replay.
-        "discord" => RawVerify {
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "discord",
+        // Discord interactions: hex Ed25519 over timestamp + body, hex public key. They must
+        // be answered within seconds, so an old timestamp is a replay.
+        scheme: || RawVerify {
             message: Some(vec![header("x-signature-timestamp"), Body]),
             timestamp: Some(ts_header("x-signature-timestamp", "seconds", "5m")),
             key_encoding: Some("hex".into()),
             ..plain("ed25519", "x-signature-ed25519", "", &["hex"])
         },
-        "standard-webhooks-ed25519" => {
-            standard_webhooks("webhook", "ed25519", "v1a", "whpk_base64")
-        }
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: Some("Discord interactions (PING included) must be answered by the app"),
+        evidence: &[
+            computed(PROVIDER_VECTORS),
+            sdk(Package::Npm("discord-interactions"), "case_discord"),
+        ],
+    },
+    Preset {
+        name: "standard-webhooks-ed25519",
+        scheme: || standard_webhooks("webhook", "ed25519", "v1a", "whpk_base64"),
+        handshake: None,
+        replay_key: Some(ReplayKey::Header(&["webhook-id"])),
+        needs_app_answer: None,
+        // The reference libraries implement only `v1`: no SDK check, but their Go library's
+        // published `v1a` example.
+        evidence: &[published(&["https://github.com/standard-webhooks/standard-webhooks/blob/main/libraries/go/webhook_asymmetric_test.go"])],
+    },
+    Preset {
+        name: "sendgrid",
         // SendGrid Event Webhook: base64 DER ECDSA P-256 over timestamp + body, base64 DER
         // public key. SendGrid documents no window, and retries for up to 72 h, so none by
         // default; the timestamp is still read in canonical form only, since it is signed
         // right before the body with no separator.
-        "sendgrid" => RawVerify {
+        scheme: || RawVerify {
             message: Some(vec![header("x-twilio-email-event-webhook-timestamp"), Body]),
             timestamp: Some(ts_header(
                 "x-twilio-email-event-webhook-timestamp",
@@ -203,45 +562,24 @@ pub fn preset(name: &str) -> Option<RawVerify> {
                 &["base64"],
             )
         },
-        _ => return None,
-    };
-    Some(v)
-}
-
-/// Why a preset's sender needs the app's own answer, which a queued route cannot give (it
-/// answers before the app has seen the event); `check` warns when such a route is queued.
-pub fn needs_app_answer(name: &str) -> Option<&'static str> {
-    Some(match name {
-        "slack" => "Slack reads the answer to slash commands and interactions, and the url_verification challenge",
-        "twilio" | "twilio-sha256" => "Twilio reads TwiML instructions from the answer",
-        "discord" => "Discord interactions (PING included) must be answered by the app",
-        "zoom" => "Zoom's endpoint.url_validation handshake is answered by the app",
-        _ => return None,
-    })
-}
-
-/// The dedup key a preset suggests for `replay:` when the route names none: the sender's
-/// own event or delivery id where it sends one. `None`: use the signature.
-pub fn replay_key(name: &str) -> Option<RawReplayKey> {
-    use RawReplayKey::Json;
-    let key_header = |name: &str| RawReplayKey::Header(vec![name.to_owned()]);
-    Some(match name {
-        // lomi.: the body's `id` (evt_...) is the idempotency key (senders.md).
-        "lomi" => Json("/id".into()),
-        "github" | "github-sha1" => key_header("x-github-delivery"),
-        "stripe" => Json("/id".into()),
-        "standard-webhooks" | "standard-webhooks-ed25519" => key_header("webhook-id"),
-        "svix" => key_header("svix-id"),
-        // Events deliveries send Shopify-Webhook-Id (no X-), like their signature header.
-        "shopify" => RawReplayKey::Header(vec![
-            "x-shopify-webhook-id".into(),
-            "shopify-webhook-id".into(),
-        ]),
-        "woocommerce" => key_header("x-wc-webhook-delivery-id"),
-        "linear" => key_header("linear-delivery"),
-        _ => return None,
-    })
-}
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[
+            published(&["https://github.com/sendgrid/sendgrid-python/blob/main/test/unit/test_eventwebhook.py"]),
+            sdk(Package::Npm("@sendgrid/eventwebhook"), "case_sendgrid"),
+            test(SCHEME_TESTS, "sendgrid_signature_must_be_der"),
+            test(
+                SCHEME_TESTS,
+                "sendgrid_timestamp_is_canonical_without_a_window",
+            ),
+            test(
+                SCHEME_TESTS,
+                "an_ecdsa_signature_and_its_malleable_twin_give_one_replay_key",
+            ),
+        ],
+    },
+];
 
 /// One signature in one header over the raw body.
 fn plain(algorithm: &str, header: &str, prefix: &str, encodings: &[&str]) -> RawVerify {
@@ -336,5 +674,93 @@ fn ts_entry(name: &str, unit: &str, tolerance: &str) -> RawTimestamp {
         unit: Some(unit.into()),
         tolerance: Some(tolerance.into()),
         ..RawTimestamp::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(file: &str) -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    #[test]
+    fn every_preset_name_is_unique() {
+        let mut names = names();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), all().len());
+    }
+
+    /// A row's evidence is only worth something if it names what is there: vectors for this
+    /// preset (and the published examples it cites, by their `source`), an SDK pinned and
+    /// checked by the interop suite for this preset's route, a test function that exists.
+    #[test]
+    fn every_presets_evidence_points_at_what_exists() {
+        let interop = read("tests/interop/interop.py");
+        let requirements = read("tests/interop/requirements.txt");
+        let package_json: serde_json::Value =
+            serde_json::from_str(&read("tests/interop/package.json")).unwrap();
+        let mut problems = Vec::new();
+        for p in all() {
+            let name = p.name;
+            if !p
+                .evidence
+                .iter()
+                .any(|e| matches!(e, Evidence::Vectors { .. }))
+            {
+                problems.push(format!("{name}: no vector file"));
+            }
+            for e in p.evidence {
+                match *e {
+                    Evidence::Vectors { file, published } => {
+                        let v: serde_json::Value = serde_json::from_str(&read(file))
+                            .unwrap_or_else(|e| panic!("{file}: {e}"));
+                        let cases: Vec<&serde_json::Value> = v["cases"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter(|c| c["preset"] == name || c["sender"] == name)
+                            .collect();
+                        if cases.is_empty() {
+                            problems.push(format!("{name}: no case in {file}"));
+                        }
+                        for source in published {
+                            if !cases.iter().any(|c| c["source"] == *source) {
+                                problems.push(format!("{name}: no case in {file} from {source}"));
+                            }
+                        }
+                    }
+                    Evidence::Sdk { package, check } => {
+                        let pinned = match package {
+                            Package::PyPi(p) => requirements
+                                .lines()
+                                .any(|l| l.starts_with(&format!("{p}=="))),
+                            Package::Npm(p) => package_json["dependencies"][p].is_string(),
+                        };
+                        if !pinned {
+                            problems.push(format!("{name}: {package:?} is not pinned"));
+                        }
+                        // Defined, and called by the suite.
+                        if !interop.contains(&format!("def {check}(ctx"))
+                            || interop.matches(&format!("{check}(ctx")).count() < 2
+                        {
+                            problems.push(format!("{name}: interop.py does not run {check}"));
+                        }
+                        if !interop.contains(&format!("\"{name}\"")) {
+                            problems.push(format!("{name}: interop.py has no {name} route"));
+                        }
+                    }
+                    Evidence::Test { file, name: test } => {
+                        if !read(file).contains(&format!("fn {test}()")) {
+                            problems.push(format!("{name}: no test {test} in {file}"));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
     }
 }

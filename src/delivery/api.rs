@@ -29,8 +29,19 @@ use crate::config::ConfigErrors;
 use crate::delivery::event::{Event, State};
 use crate::delivery::store::{Depth, Filter};
 use crate::delivery::table::View;
-use crate::delivery::{unix_ms, Queue, StoreError};
+use crate::delivery::{unix_ms, Queue, StoreError, UnixMs};
 use crate::model::{Delivery, Gateway};
+
+/// The address a client on this host connects to for an admin listener bound to `addr`: an
+/// unspecified address (0.0.0.0, ::) is reached on loopback.
+pub fn local_target(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
+        _ => addr,
+    }
+}
 
 /// Most events one list answer holds.
 const MAX_LIMIT: usize = 1000;
@@ -130,7 +141,7 @@ impl Params {
 }
 
 /// `GET /queue/routes`
-async fn all_routes(queue: &Queue, gateway: &Gateway, now_ms: i64) -> Answered {
+async fn all_routes(queue: &Queue, gateway: &Gateway, now_ms: UnixMs) -> Answered {
     let depths = queue.store.depths().await?;
     Ok(json_response(
         StatusCode::OK,
@@ -139,7 +150,7 @@ async fn all_routes(queue: &Queue, gateway: &Gateway, now_ms: i64) -> Answered {
 }
 
 /// `GET /queue/routes/R`
-async fn one_route(queue: &Queue, gateway: &Gateway, route: &str, now_ms: i64) -> Answered {
+async fn one_route(queue: &Queue, gateway: &Gateway, route: &str, now_ms: UnixMs) -> Answered {
     let depths = queue.store.depths().await?;
     let one = routes(queue, gateway, &depths, Some(route), now_ms);
     Ok(match one["routes"].as_array().and_then(|r| r.first()) {
@@ -149,7 +160,7 @@ async fn one_route(queue: &Queue, gateway: &Gateway, route: &str, now_ms: i64) -
 }
 
 /// `POST /queue/routes/R/retry-dead`
-async fn retry_dead(queue: &Queue, gateway: &Gateway, route: &str, now_ms: i64) -> Answered {
+async fn retry_dead(queue: &Queue, gateway: &Gateway, route: &str, now_ms: UnixMs) -> Answered {
     if !known_route(queue, gateway, route).await? {
         return Ok(unknown_route(route));
     }
@@ -218,7 +229,7 @@ async fn show_event(queue: &Queue, id: &str, params: &Params) -> Answered {
 }
 
 /// `POST /queue/events/ID/retry`
-async fn retry_event(queue: &Queue, id: &str, now_ms: i64) -> Answered {
+async fn retry_event(queue: &Queue, id: &str, now_ms: UnixMs) -> Answered {
     if !queue.store.retry(id, now_ms).await? {
         return Ok(error(
             StatusCode::NOT_FOUND,
@@ -281,7 +292,7 @@ fn routes(
     gateway: &Gateway,
     depths: &[Depth],
     only: Option<&str>,
-    now_ms: i64,
+    now_ms: UnixMs,
 ) -> Value {
     let mut names: Vec<(String, Option<usize>)> = gateway
         .routes
@@ -326,7 +337,7 @@ fn routes(
                     "dead": count(State::Dead),
                 },
                 "oldest_pending_age_seconds": oldest_pending
-                    .map(|ms| (now_ms.saturating_sub(ms).max(0)) / 1000),
+                    .map(|ms| now_ms.since(ms).as_secs()),
                 "leased_here": gate.outstanding(),
                 "app_down_since": pacing.down_since_ms.map_or(Value::Null, time),
                 "held_back": pacing.down_since_ms.is_some(),
@@ -368,8 +379,8 @@ pub fn percent_encode(segment: &str) -> String {
     out
 }
 
-fn time(ms: i64) -> Value {
-    match u64::try_from(ms) {
+fn time(ms: impl Into<i64>) -> Value {
+    match u64::try_from(ms.into()) {
         Ok(ms) => Value::String(
             humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string(),
         ),
@@ -573,7 +584,7 @@ impl Client {
         };
         let addr = match (admin, &loaded) {
             (Some(a), _) => a,
-            (None, Some(l)) => crate::admin::local_target(l.gateway.admin).to_string(),
+            (None, Some(l)) => local_target(l.gateway.admin).to_string(),
             (None, None) => return Err(ClientError::NoAddress),
         };
         let token = match token_file {

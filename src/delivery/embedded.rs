@@ -18,19 +18,22 @@
 //! - Reads for operators (list, show, depths) use a read-only connection; WAL lets them run
 //!   while the writer commits.
 //!
-//! The table has the same columns and the queries the same shape as the PostgreSQL store.
+//! The table has the same columns and the queries the same shape as the PostgreSQL store;
+//! what is the same text is written once, in `sql.rs`.
 //! The directory holds webhook payloads: it is created with mode 0700.
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::delivery::event::{Event, NewEvent, State};
-use crate::delivery::store::{Depth, Filter, Ingested, Settle, StoreError};
+use crate::delivery::event::{Event, NewEvent};
+use crate::delivery::sql::{self, COLUMNS, DEAD, DELIVERED, DELIVERING, RETRYING};
+use crate::delivery::state::{Depth, Filter, Ingested, Settle, State, StoreError};
+use crate::delivery::time::UnixMs;
 use crate::metrics::Metrics;
 
 /// The database file inside the store directory.
@@ -90,11 +93,6 @@ CREATE INDEX IF NOT EXISTS hookgate_events_finished ON hookgate_events (state, f
     WHERE state IN ('delivered', 'dead');
 ";
 
-/// The event's columns, in the order [`event_from`] reads them.
-const COLUMNS: &str = "id, route, idempotency_key, state, received_at, age_from, \
-    next_attempt_at, attempts, finished_at, last_status, last_error, verified_key, method, \
-    target, body_len, lease, dead_reason, budget_from";
-
 /// The schema this code reads and writes (`PRAGMA user_version`). 4: `dead_reason` and
 /// `budget_from`, and `attempts` counts attempts made (3 counted leases). 3:
 /// `hookgate_events_due` says "pending" as `NOT IN ('delivered', 'dead')` (schema 2: `IN`
@@ -135,18 +133,18 @@ enum Op {
     Lease {
         route: String,
         limit: usize,
-        now_ms: i64,
-        until_ms: i64,
+        now: UnixMs,
+        until: UnixMs,
         start: bool,
     },
     Start {
         id: String,
         lease: String,
-        until_ms: i64,
+        until: UnixMs,
     },
     Renew {
         leases: Vec<(String, String)>,
-        until_ms: i64,
+        until: UnixMs,
     },
     Release {
         leases: Vec<(String, String)>,
@@ -155,21 +153,21 @@ enum Op {
         id: String,
         lease: String,
         settle: Settle,
-        now_ms: i64,
+        now: UnixMs,
     },
     Retry {
         /// One event, or every dead event of `route`.
         id: Option<String>,
         route: Option<String>,
-        now_ms: i64,
+        now: UnixMs,
     },
     Remove {
         id: String,
     },
     Purge {
-        delivered_before_ms: i64,
-        dead_before_ms: i64,
-        now_ms: i64,
+        delivered_before: UnixMs,
+        dead_before: UnixMs,
+        now: UnixMs,
     },
 }
 
@@ -195,25 +193,7 @@ impl Embedded {
         let fail = |what: &str, e: &dyn std::fmt::Display| {
             StoreError::Open(format!("{what} {}: {e}", dir.display()))
         };
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| fail("cannot create", &e))?;
-        let mode = std::fs::metadata(dir)
-            .map_err(|e| fail("cannot read", &e))?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
-            // The directory holds webhook payloads: its owner's only.
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                .map_err(|e| fail("cannot restrict to mode 0700:", &e))?;
-            tracing::warn!(
-                path = %dir.display(),
-                was = format!("{:o}", mode & 0o777),
-                "the queue directory holds webhook payloads; its mode is now 700"
-            );
-        }
+        make_private_dir(dir)?;
         let lock = lock_dir(dir)?;
         let file = dir.join(DB_FILE);
         let conn = Connection::open(&file).map_err(|e| fail("cannot open", &e))?;
@@ -225,61 +205,20 @@ impl Embedded {
              PRAGMA wal_autocheckpoint = 0;",
         )
         .map_err(|e| fail("cannot set up", &e))?;
-        let version: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(|e| fail("cannot read the schema version of", &e))?;
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::Open(format!(
-                "{} was written by a newer hookgate (schema {version}, this one reads {SCHEMA_VERSION})",
-                file.display()
-            )));
-        }
-        if version == 1 {
-            // Only development builds wrote schema 1 (for a few hours, before a release).
-            return Err(StoreError::Open(format!(
-                "{} has schema {version} from a development build; this one reads {SCHEMA_VERSION}: \
-                 move it away (after delivering what it holds with that build)",
-                file.display()
-            )));
-        }
-        // Schema 2 differs from 3 only in the due index's WHERE: dropped here, made again
-        // below; 3 lacks two columns. In one transaction with the new version.
-        let migrate = match version {
-            2 => format!("DROP INDEX IF EXISTS hookgate_events_due; {MIGRATE_FROM_3}"),
-            3 => MIGRATE_FROM_3.to_owned(),
-            _ => String::new(),
-        };
-        conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {migrate} {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-        ))
-        .map_err(|e| fail("cannot create or update the schema in", &e))?;
-        if (2..SCHEMA_VERSION).contains(&version) {
-            tracing::info!(path = %file.display(), from = version, to = SCHEMA_VERSION, "queue store schema updated");
-        }
-        let mut ingest_pages = None;
+        migrate(&conn, &file).map_err(|e| match e {
+            Migrate::Refused(why) => StoreError::Open(why),
+            Migrate::Failed(what, e) => fail(what, &e),
+        })?;
         let page: i64 = conn
             .query_row("PRAGMA page_size", [], |r| r.get(0))
             .map_err(|e| fail("cannot read the page size of", &e))?;
-        if let Some(max) = max_bytes {
-            let pages = i64::try_from(max / u64::try_from(page).unwrap_or(4096).max(1))
-                .unwrap_or(i64::MAX)
-                .max(1);
-            conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
-                .map_err(|e| fail("cannot set max_bytes on", &e))?;
-            // New events stop a tenth short of the bound: leases and settles, which let
-            // delivered events be purged, must always find room.
-            ingest_pages = Some(pages - (pages / 10).max(8));
-        }
-        // This process holds the lock: no lease can belong to a live worker.
-        let released = conn
-            .execute(&format!("{RELEASE} WHERE state = 'delivering'"), [])
-            .map_err(|e| fail("cannot release leases in", &e))?;
-        if released > 0 {
-            tracing::warn!(
-                events = released,
-                "events were being delivered when the gateway last stopped; delivering them again"
-            );
-        }
+        let ingest_pages = match max_bytes {
+            Some(max) => Some(
+                bound_size(&conn, page, max).map_err(|e| fail("cannot set max_bytes on", &e))?,
+            ),
+            None => None,
+        };
+        release_dead_process_leases(&conn).map_err(|e| fail("cannot release leases in", &e))?;
         let read = Connection::open_with_flags(
             &file,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -294,31 +233,8 @@ impl Embedded {
         let ckpt = Connection::open(&file).map_err(|e| fail("cannot open", &e))?;
         ckpt.execute_batch("PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")
             .map_err(|e| fail("cannot set up", &e))?;
-        let (writer_alive, writer_gone) = std::sync::mpsc::channel::<()>();
-        let wal = Arc::new(WalReport::default());
-        let (ckpt_metrics, ckpt_wal) = (metrics.clone(), wal.clone());
-        let checkpointing = std::thread::Builder::new()
-            .name("hookgate-qcheckpt".into())
-            .spawn(move || checkpointer(ckpt, page, &writer_gone, &ckpt_wal, &ckpt_metrics))
-            .map_err(|e| fail("cannot start the checkpointer for", &e))?;
-        let (ops, rx) = mpsc::channel(CHANNEL);
-        let (closed_tx, closed) = tokio::sync::watch::channel(false);
-        let writer_metrics = metrics.clone();
-        std::thread::Builder::new()
-            .name("hookgate-queue-writer".into())
-            .spawn(move || {
-                // Whether the writer returns or panics, the store ends in order.
-                let _closing = Closing {
-                    writer_alive: Some(writer_alive),
-                    checkpointer: Some(checkpointing),
-                    lock: Some(lock),
-                    closed: closed_tx,
-                };
-                // Returns once the store is closed or dropped and its last batch committed
-                // and answered; its connection closes with it.
-                writer(conn, rx, ingest_pages, &wal, &writer_metrics);
-            })
-            .map_err(|e| fail("cannot start the writer for", &e))?;
+        let (ops, closed) = start_threads(conn, ckpt, page, ingest_pages, lock, &metrics)
+            .map_err(|(what, e)| fail(what, &e))?;
         if let Some(max) = max_bytes {
             metrics
                 .queue
@@ -395,15 +311,15 @@ impl Embedded {
         &self,
         route: &str,
         limit: usize,
-        now_ms: i64,
-        until_ms: i64,
+        now: UnixMs,
+        until: UnixMs,
         start: bool,
     ) -> Result<Vec<Event>, StoreError> {
         let op = Op::Lease {
             route: route.to_owned(),
             limit,
-            now_ms,
-            until_ms,
+            now,
+            until,
             start,
         };
         self.call(op).await?.events()
@@ -413,12 +329,12 @@ impl Embedded {
         &self,
         id: &str,
         lease: &str,
-        until_ms: i64,
+        until: UnixMs,
     ) -> Result<Option<u32>, StoreError> {
         let op = Op::Start {
             id: id.to_owned(),
             lease: lease.to_owned(),
-            until_ms,
+            until,
         };
         self.call(op).await?.attempts()
     }
@@ -426,9 +342,9 @@ impl Embedded {
     pub async fn renew(
         &self,
         leases: Vec<(String, String)>,
-        until_ms: i64,
+        until: UnixMs,
     ) -> Result<u64, StoreError> {
-        self.call(Op::Renew { leases, until_ms }).await?.count()
+        self.call(Op::Renew { leases, until }).await?.count()
     }
 
     pub async fn release(&self, leases: Vec<(String, String)>) -> Result<u64, StoreError> {
@@ -439,31 +355,31 @@ impl Embedded {
         &self,
         event: &Event,
         settle: Settle,
-        now_ms: i64,
+        now: UnixMs,
     ) -> Result<bool, StoreError> {
         let op = Op::Settle {
             id: event.id.clone(),
             lease: event.lease.clone().unwrap_or_default(),
             settle,
-            now_ms,
+            now,
         };
         self.call(op).await?.flag()
     }
 
-    pub async fn retry(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
+    pub async fn retry(&self, id: &str, now: UnixMs) -> Result<bool, StoreError> {
         let op = Op::Retry {
             id: Some(id.to_owned()),
             route: None,
-            now_ms,
+            now,
         };
         self.call(op).await?.count().map(|n| n > 0)
     }
 
-    pub async fn retry_dead(&self, route: &str, now_ms: i64) -> Result<u64, StoreError> {
+    pub async fn retry_dead(&self, route: &str, now: UnixMs) -> Result<u64, StoreError> {
         let op = Op::Retry {
             id: None,
             route: Some(route.to_owned()),
-            now_ms,
+            now,
         };
         self.call(op).await?.count()
     }
@@ -474,30 +390,22 @@ impl Embedded {
 
     pub async fn purge(
         &self,
-        delivered_before_ms: i64,
-        dead_before_ms: i64,
-        now_ms: i64,
+        delivered_before: UnixMs,
+        dead_before: UnixMs,
+        now: UnixMs,
     ) -> Result<u64, StoreError> {
         let op = Op::Purge {
-            delivered_before_ms,
-            dead_before_ms,
-            now_ms,
+            delivered_before,
+            dead_before,
+            now,
         };
         self.call(op).await?.count()
     }
 
-    pub async fn next_due(&self, route: &str) -> Result<Option<i64>, StoreError> {
+    pub async fn next_due(&self, route: &str) -> Result<Option<UnixMs>, StoreError> {
         let route = route.to_owned();
-        self.read(move |c| {
-            c.query_row(
-                "SELECT min(CASE WHEN state = 'delivering' THEN leased_until \
-                 ELSE next_attempt_at END) FROM hookgate_events \
-                 WHERE route = ?1 AND state NOT IN ('delivered', 'dead')",
-                [route],
-                |r| r.get::<_, Option<i64>>(0),
-            )
-        })
-        .await
+        self.read(move |c| c.query_row(&NEXT_DUE, [route], |r| r.get::<_, Option<UnixMs>>(0)))
+            .await
     }
 
     pub async fn list(&self, filter: Filter) -> Result<Vec<Event>, StoreError> {
@@ -539,14 +447,7 @@ impl Embedded {
 
     pub async fn depths(&self) -> Result<Vec<Depth>, StoreError> {
         self.read(|c| {
-            let mut stmt = c.prepare_cached(
-                // Each half matches one partial index; `delivered` (most rows) is left out.
-                "SELECT route, state, count(*), min(received_at) FROM hookgate_events \
-                 WHERE state NOT IN ('delivered', 'dead') GROUP BY route, state \
-                 UNION ALL \
-                 SELECT route, state, count(*), min(received_at) FROM hookgate_events \
-                 WHERE state IN ('delivered', 'dead') AND state = 'dead' GROUP BY route, state",
-            )?;
+            let mut stmt = c.prepare_cached(&DEPTHS)?;
             let rows = stmt.query_map([], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
@@ -563,7 +464,7 @@ impl Embedded {
                         route,
                         state,
                         count: u64::try_from(count).unwrap_or(0),
-                        oldest_received_ms: oldest,
+                        oldest_received_ms: UnixMs(oldest),
                     });
                 }
             }
@@ -615,6 +516,151 @@ impl Answer {
     }
 }
 
+/// Creates `dir` (0700), or restricts an existing one to its owner: it holds webhook
+/// payloads.
+fn make_private_dir(dir: &Path) -> Result<(), StoreError> {
+    let fail = |what: &str, e: &dyn std::fmt::Display| {
+        StoreError::Open(format!("{what} {}: {e}", dir.display()))
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| fail("cannot create", &e))?;
+    let mode = std::fs::metadata(dir)
+        .map_err(|e| fail("cannot read", &e))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| fail("cannot restrict to mode 0700:", &e))?;
+        tracing::warn!(
+            path = %dir.display(),
+            was = format!("{:o}", mode & 0o777),
+            "the queue directory holds webhook payloads; its mode is now 700"
+        );
+    }
+    Ok(())
+}
+
+/// Why [`migrate`] did not bring the schema to [`SCHEMA_VERSION`].
+enum Migrate {
+    /// A schema this build does not read; the message says why.
+    Refused(String),
+    /// SQLite failed at this step.
+    Failed(&'static str, rusqlite::Error),
+}
+
+/// Creates the schema in a new store, or brings an older one to [`SCHEMA_VERSION`], in one
+/// transaction with the new version.
+fn migrate(conn: &Connection, file: &Path) -> Result<(), Migrate> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| Migrate::Failed("cannot read the schema version of", e))?;
+    if version > SCHEMA_VERSION {
+        return Err(Migrate::Refused(format!(
+            "{} was written by a newer hookgate (schema {version}, this one reads {SCHEMA_VERSION})",
+            file.display()
+        )));
+    }
+    if version == 1 {
+        // Only development builds wrote schema 1 (for a few hours, before a release).
+        return Err(Migrate::Refused(format!(
+            "{} has schema {version} from a development build; this one reads {SCHEMA_VERSION}: \
+             move it away (after delivering what it holds with that build)",
+            file.display()
+        )));
+    }
+    // Schema 2 differs from 3 only in the due index's WHERE: dropped here, made again
+    // below; 3 lacks two columns. In one transaction with the new version.
+    let migrate = match version {
+        2 => format!("DROP INDEX IF EXISTS hookgate_events_due; {MIGRATE_FROM_3}"),
+        3 => MIGRATE_FROM_3.to_owned(),
+        _ => String::new(),
+    };
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE; {migrate} {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+    ))
+    .map_err(|e| Migrate::Failed("cannot create or update the schema in", e))?;
+    if (2..SCHEMA_VERSION).contains(&version) {
+        tracing::info!(path = %file.display(), from = version, to = SCHEMA_VERSION, "queue store schema updated");
+    }
+    Ok(())
+}
+
+/// Bounds the database file at `max` bytes (of `page` bytes a page); returns the pages new
+/// events may fill.
+fn bound_size(conn: &Connection, page: i64, max: u64) -> rusqlite::Result<i64> {
+    let pages = i64::try_from(max / u64::try_from(page).unwrap_or(4096).max(1))
+        .unwrap_or(i64::MAX)
+        .max(1);
+    conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+    // New events stop a tenth short of the bound: leases and settles, which let delivered
+    // events be purged, must always find room.
+    Ok(pages - (pages / 10).max(8))
+}
+
+/// Releases every lease: this process holds the directory's lock, so no lease can belong
+/// to a live worker.
+fn release_dead_process_leases(conn: &Connection) -> rusqlite::Result<()> {
+    let released = conn.execute(
+        &format!("{} WHERE state = {DELIVERING}", sql::release()),
+        [],
+    )?;
+    if released > 0 {
+        tracing::warn!(
+            events = released,
+            "events were being delivered when the gateway last stopped; delivering them again"
+        );
+    }
+    Ok(())
+}
+
+/// Starts the checkpointer and the writer (which owns `conn` and, through [`Closing`], the
+/// directory's `lock`); returns the writer's channel and what turns true once it has ended.
+#[allow(clippy::type_complexity)]
+fn start_threads(
+    conn: Connection,
+    ckpt: Connection,
+    page: i64,
+    ingest_pages: Option<i64>,
+    lock: std::fs::File,
+    metrics: &Arc<Metrics>,
+) -> Result<
+    (
+        mpsc::Sender<(Op, Reply)>,
+        tokio::sync::watch::Receiver<bool>,
+    ),
+    (&'static str, std::io::Error),
+> {
+    let (writer_alive, writer_gone) = std::sync::mpsc::channel::<()>();
+    let wal = Arc::new(WalReport::default());
+    let (ckpt_metrics, ckpt_wal) = (metrics.clone(), wal.clone());
+    let checkpointing = std::thread::Builder::new()
+        .name("hookgate-qcheckpt".into())
+        .spawn(move || checkpointer(ckpt, page, &writer_gone, &ckpt_wal, &ckpt_metrics))
+        .map_err(|e| ("cannot start the checkpointer for", e))?;
+    let (ops, rx) = mpsc::channel(CHANNEL);
+    let (closed_tx, closed) = tokio::sync::watch::channel(false);
+    let writer_metrics = metrics.clone();
+    std::thread::Builder::new()
+        .name("hookgate-queue-writer".into())
+        .spawn(move || {
+            // Whether the writer returns or panics, the store ends in order.
+            let _closing = Closing {
+                writer_alive: Some(writer_alive),
+                checkpointer: Some(checkpointing),
+                lock: Some(lock),
+                closed: closed_tx,
+            };
+            // Returns once the store is closed or dropped and its last batch committed
+            // and answered; its connection closes with it.
+            writer(conn, rx, ingest_pages, &wal, &writer_metrics);
+        })
+        .map_err(|e| ("cannot start the writer for", e))?;
+    Ok((ops, closed))
+}
+
 /// Takes `DIR/lock` exclusively, or says which process has it.
 fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
     use std::os::fd::AsRawFd;
@@ -652,6 +698,19 @@ fn read_request(c: &Connection, event: &mut Event) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// A time binds and reads as the `INTEGER` it is stored as.
+impl rusqlite::ToSql for UnixMs {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.0.into())
+    }
+}
+
+impl rusqlite::types::FromSql for UnixMs {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<UnixMs> {
+        i64::column_result(v).map(UnixMs)
+    }
+}
+
 /// Reads a row selected with [`COLUMNS`], without its request.
 fn event_from(r: &Row<'_>) -> rusqlite::Result<Event> {
     let state: String = r.get(3)?;
@@ -683,12 +742,6 @@ fn event_from(r: &Row<'_>) -> rusqlite::Result<Event> {
         head: None,
     })
 }
-
-/// Gives a lease back: the event is due again for any worker, `queued` if it was never
-/// tried. Followed by the rows' condition.
-const RELEASE: &str = "UPDATE hookgate_events SET \
-    state = CASE WHEN attempts = 0 THEN 'queued' ELSE 'retrying' END, \
-    lease = NULL, leased_until = NULL";
 
 /// The writer thread: takes what is waiting, applies it in one transaction, commits once,
 /// answers everyone. Ends when every sender is gone (the store closed or dropped) and
@@ -1037,240 +1090,296 @@ fn apply_once(
     Ok(Applied::Done(answers))
 }
 
+/// One operation of the state machine, inside the batch's transaction: each has a function
+/// of its own below, named after it.
 fn apply_one(tx: &Connection, op: &Op, ingest_pages: Option<i64>) -> rusqlite::Result<Answer> {
     match op {
-        Op::Ingest(e) => {
-            if let Some(limit) = ingest_pages {
-                if used_pages(tx)? >= limit {
-                    return Err(rusqlite::Error::SqliteFailure(
-                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
-                        Some("queue store at max_bytes (less a tenth kept for deliveries)".into()),
-                    ));
-                }
-            }
-            // No `RETURNING`: SQLite builds an ephemeral table for it on every execution (a
-            // pager and page buffers, some 100 KiB of allocations per event). The rowid of
-            // a row just inserted is the connection's last one.
-            let inserted = tx
-                .prepare_cached(
-                    "INSERT INTO hookgate_events (id, route, dedup_key, dedup_until, \
-                     idempotency_key, state, received_at, age_from, next_attempt_at, \
-                     verified_key, method, target, body_len, lease, leased_until, attempts) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?11, ?6, ?6, ?6, ?7, ?8, ?9, ?10, ?12, ?13, \
-                     ?14) ON CONFLICT (route, dedup_key) DO NOTHING",
-                )?
-                .execute(params![
-                    e.id,
-                    e.route,
-                    e.dedup_key,
-                    e.dedup_until,
-                    e.idempotency_key,
-                    e.received_ms,
-                    e.verified_key,
-                    e.method,
-                    e.target,
-                    e.body.len() as i64,
-                    if e.lease.is_some() {
-                        "delivering"
-                    } else {
-                        "queued"
-                    },
-                    e.lease.as_ref().map(|l| l.token.as_str()),
-                    e.lease.as_ref().map(|l| l.until_ms),
-                    i64::from(e.lease.is_some()),
-                ])?;
-            if inserted == 1 {
-                let seq = tx.last_insert_rowid();
-                tx.prepare_cached(
-                    "INSERT INTO hookgate_requests (seq, headers, body) VALUES (?1, ?2, ?3)",
-                )?
-                .execute(params![seq, e.headers, &e.body[..]])?;
-                return Ok(Answer::Ingested(Ingested::Stored));
-            }
-            let (id, state): (String, String) = tx
-                .prepare_cached(
-                    "SELECT id, state FROM hookgate_events WHERE route = ?1 AND dedup_key = ?2",
-                )?
-                .query_row(params![e.route, e.dedup_key], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?;
-            let state = State::parse(&state).unwrap_or(State::Queued);
-            Ok(Answer::Ingested(Ingested::Duplicate { id, state }))
-        }
+        Op::Ingest(e) => ingest(tx, e, ingest_pages).map(Answer::Ingested),
         Op::Lease {
             route,
             limit,
-            now_ms,
-            until_ms,
+            now,
+            until,
             start,
-        } => {
-            // Unique across processes and reopenings (a random prefix and a counter).
-            let lease = crate::request_id::unique_hex();
-            let sql = format!(
-                "UPDATE hookgate_events SET state = 'delivering', lease = ?1, \
-                 leased_until = ?2, attempts = attempts + ?6 \
-                 WHERE id IN (SELECT id FROM hookgate_events \
-                     WHERE route = ?3 AND state NOT IN ('delivered', 'dead') \
-                     AND next_attempt_at <= ?4 \
-                     AND (state <> 'delivering' OR leased_until < ?4) \
-                     ORDER BY next_attempt_at, received_at LIMIT ?5) \
-                 RETURNING {COLUMNS}"
-            );
-            let mut stmt = tx.prepare_cached(&sql)?;
-            let rows = stmt.query_map(
-                params![
-                    lease,
-                    until_ms,
-                    route,
-                    now_ms,
-                    i64::try_from(*limit).unwrap_or(i64::MAX),
-                    i64::from(*start)
-                ],
-                event_from,
-            )?;
-            let mut events = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-            for event in &mut events {
-                read_request(tx, event)?;
-            }
-            events.sort_by_key(|e| (e.next_attempt_ms, e.received_ms));
-            Ok(Answer::Events(events))
-        }
+        } => lease(tx, route, *limit, *now, *until, *start).map(Answer::Events),
         Op::Settle {
             id,
             lease,
-            settle,
-            now_ms,
-        } => {
-            let changed = match settle {
-                // A 2xx wins: whatever raced with it, the app has the event.
-                Settle::Delivered { status } => tx
-                    .prepare_cached(
-                        "UPDATE hookgate_events SET state = 'delivered', finished_at = ?1, \
-                         last_status = ?2, last_error = NULL, dead_reason = NULL, \
-                         lease = NULL, leased_until = NULL \
-                         WHERE id = ?3 AND state <> 'delivered'",
-                    )?
-                    .execute(params![now_ms, status, id])?,
-                Settle::Retry {
-                    at_ms,
-                    status,
-                    error,
-                } => tx
-                    .prepare_cached(
-                        "UPDATE hookgate_events SET state = 'retrying', next_attempt_at = ?1, \
-                         last_status = ?2, last_error = ?3, lease = NULL, leased_until = NULL \
-                         WHERE id = ?4 AND state = 'delivering' AND lease = ?5",
-                    )?
-                    .execute(params![at_ms, status, error, id, lease])?,
-                Settle::Dead {
-                    reason,
-                    status,
-                    error,
-                } => tx
-                    .prepare_cached(
-                        "UPDATE hookgate_events SET state = 'dead', finished_at = ?1, \
-                         last_status = ?2, last_error = ?3, dead_reason = ?4, lease = NULL, \
-                         leased_until = NULL \
-                         WHERE id = ?5 AND state = 'delivering' AND lease = ?6",
-                    )?
-                    .execute(params![now_ms, status, error, reason.label(), id, lease])?,
-            };
-            Ok(Answer::Flag(changed == 1))
+            settle: how,
+            now,
+        } => settle(tx, id, lease, how, *now).map(Answer::Flag),
+        Op::Start { id, lease, until } => start(tx, id, lease, *until).map(Answer::Attempts),
+        Op::Renew { leases, until } => renew(tx, leases, *until).map(Answer::Count),
+        Op::Release { leases } => release(tx, leases).map(Answer::Count),
+        Op::Retry { id, route, now } => {
+            retry(tx, id.as_deref(), route.as_deref(), *now).map(|n| Answer::Count(n as u64))
         }
-        Op::Start {
-            id,
-            lease,
-            until_ms,
-        } => {
-            // Not `RETURNING` (an ephemeral table each time, see ingest): the count is read
-            // back by the primary key's index.
-            let started = tx
-                .prepare_cached(
-                    "UPDATE hookgate_events SET attempts = attempts + 1, leased_until = ?1 \
-                     WHERE id = ?2 AND state = 'delivering' AND lease = ?3",
-                )?
-                .execute(params![until_ms, id, lease])?;
-            if started == 0 {
-                return Ok(Answer::Attempts(None));
-            }
-            let attempts: i64 = tx
-                .prepare_cached("SELECT attempts FROM hookgate_events WHERE id = ?1")?
-                .query_row([id], |r| r.get(0))?;
-            Ok(Answer::Attempts(Some(
-                attempts.clamp(0, i64::from(u32::MAX)) as u32,
-            )))
-        }
-        Op::Renew { leases, until_ms } => {
-            let mut stmt = tx.prepare_cached(
-                "UPDATE hookgate_events SET leased_until = ?1 \
-                 WHERE id = ?2 AND state = 'delivering' AND lease = ?3",
-            )?;
-            let mut renewed = 0;
-            for (id, lease) in leases {
-                renewed += stmt.execute(params![until_ms, id, lease])? as u64;
-            }
-            Ok(Answer::Count(renewed))
-        }
-        Op::Release { leases } => {
-            let mut stmt = tx.prepare_cached(&format!(
-                "{RELEASE} WHERE id = ?1 AND state = 'delivering' AND lease = ?2"
-            ))?;
-            let mut released = 0;
-            for (id, lease) in leases {
-                released += stmt.execute(params![id, lease])? as u64;
-            }
-            Ok(Answer::Count(released))
-        }
-        Op::Retry { id, route, now_ms } => {
-            let changed = tx
-                .prepare_cached(
-                    "UPDATE hookgate_events SET state = 'retrying', next_attempt_at = ?1, \
-                     age_from = ?1, budget_from = attempts, finished_at = NULL, \
-                     dead_reason = NULL \
-                     WHERE ((?2 IS NOT NULL AND id = ?2 AND state IN ('dead', 'retrying')) \
-                         OR (?3 IS NOT NULL AND route = ?3 AND state = 'dead'))",
-                )?
-                .execute(params![now_ms, id, route])?;
-            Ok(Answer::Count(changed as u64))
-        }
-        Op::Remove { id } => {
-            let seq: Option<i64> = tx
-                .prepare_cached(
-                    "DELETE FROM hookgate_events WHERE id = ?1 AND state <> 'delivering' \
-                     RETURNING seq",
-                )?
-                .query_row([id], |r| r.get(0))
-                .optional()?;
-            if let Some(seq) = seq {
-                tx.prepare_cached("DELETE FROM hookgate_requests WHERE seq = ?1")?
-                    .execute([seq])?;
-            }
-            Ok(Answer::Flag(seq.is_some()))
-        }
+        Op::Remove { id } => remove(tx, id).map(Answer::Flag),
         Op::Purge {
-            delivered_before_ms,
-            dead_before_ms,
-            now_ms,
-        } => {
-            let purged: Vec<i64> = tx
-                .prepare_cached(
-                    "DELETE FROM hookgate_events WHERE id IN (SELECT id FROM hookgate_events \
-                     WHERE ((state = 'delivered' AND finished_at < ?1) \
-                         OR (state = 'dead' AND finished_at < ?2)) \
-                     AND (dedup_until IS NULL OR dedup_until < ?3) LIMIT 10000 /* PURGE_BATCH */) \
-                     RETURNING seq",
-                )?
-                .query_map(params![delivered_before_ms, dead_before_ms, now_ms], |r| {
-                    r.get(0)
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            let mut delete = tx.prepare_cached("DELETE FROM hookgate_requests WHERE seq = ?1")?;
-            for seq in &purged {
-                delete.execute([seq])?;
-            }
-            Ok(Answer::Count(purged.len() as u64))
+            delivered_before,
+            dead_before,
+            now,
+        } => purge(tx, *delivered_before, *dead_before, *now).map(Answer::Count),
+    }
+}
+
+/// Pending events (queued, retrying, delivering), as `hookgate_events_due` says it.
+static PENDING: LazyLock<String> = LazyLock::new(|| format!("state NOT IN ({DELIVERED}, {DEAD})"));
+static NEXT_DUE: LazyLock<String> = LazyLock::new(|| sql::next_due('?', &PENDING));
+/// Each half matches one partial index; `delivered` (most rows) is left out.
+static DEPTHS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT route, state, count(*), min(received_at) FROM hookgate_events \
+         WHERE {pending} GROUP BY route, state \
+         UNION ALL \
+         SELECT route, state, count(*), min(received_at) FROM hookgate_events \
+         WHERE {finished} AND state = {DEAD} GROUP BY route, state",
+        pending = *PENDING,
+        finished = sql::finished(),
+    )
+});
+static SETTLE_DELIVERED: LazyLock<String> = LazyLock::new(|| sql::settle_delivered('?'));
+static SETTLE_RETRY: LazyLock<String> = LazyLock::new(|| sql::settle_retry('?'));
+static SETTLE_DEAD: LazyLock<String> = LazyLock::new(|| sql::settle_dead('?'));
+static START: LazyLock<String> = LazyLock::new(|| sql::start('?'));
+static LEASE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE hookgate_events SET state = {DELIVERING}, lease = ?1, \
+         leased_until = ?2, attempts = attempts + ?6 \
+         WHERE id IN ({due}) RETURNING {COLUMNS}",
+        due = sql::due('?', &PENDING)
+    )
+});
+static RENEW: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE hookgate_events SET leased_until = ?1 \
+         WHERE id = ?2 AND state = {DELIVERING} AND lease = ?3"
+    )
+});
+static RELEASE_ONE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{} WHERE id = ?1 AND state = {DELIVERING} AND lease = ?2",
+        sql::release()
+    )
+});
+static RETRY: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{} WHERE ((?2 IS NOT NULL AND id = ?2 AND state IN ({DEAD}, {RETRYING})) \
+             OR (?3 IS NOT NULL AND route = ?3 AND state = {DEAD}))",
+        sql::retry('?')
+    )
+});
+static REMOVE: LazyLock<String> = LazyLock::new(|| {
+    format!("DELETE FROM hookgate_events WHERE id = ?1 AND state <> {DELIVERING} RETURNING seq")
+});
+static PURGE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "DELETE FROM hookgate_events WHERE id IN ({}) RETURNING seq",
+        sql::purgeable('?')
+    )
+});
+
+/// Stores a new event with its request, or finds the one with the same dedup key.
+fn ingest(tx: &Connection, e: &NewEvent, ingest_pages: Option<i64>) -> rusqlite::Result<Ingested> {
+    if let Some(limit) = ingest_pages {
+        if used_pages(tx)? >= limit {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+                Some("queue store at max_bytes (less a tenth kept for deliveries)".into()),
+            ));
         }
     }
+    // No `RETURNING`: SQLite builds an ephemeral table for it on every execution (a pager
+    // and page buffers, some 100 KiB of allocations per event). The rowid of a row just
+    // inserted is the connection's last one.
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO hookgate_events (id, route, dedup_key, dedup_until, \
+             idempotency_key, state, received_at, age_from, next_attempt_at, \
+             verified_key, method, target, body_len, lease, leased_until, attempts) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?11, ?6, ?6, ?6, ?7, ?8, ?9, ?10, ?12, ?13, \
+             ?14) ON CONFLICT (route, dedup_key) DO NOTHING",
+        )?
+        .execute(params![
+            e.id,
+            e.route,
+            e.dedup_key,
+            e.dedup_until,
+            e.idempotency_key,
+            e.received_ms,
+            e.verified_key,
+            e.method,
+            e.target,
+            e.body.len() as i64,
+            e.state().as_str(),
+            e.lease.as_ref().map(|l| l.token.as_str()),
+            e.lease.as_ref().map(|l| l.until_ms),
+            i64::from(e.lease.is_some()),
+        ])?;
+    if inserted == 1 {
+        let seq = tx.last_insert_rowid();
+        tx.prepare_cached(
+            "INSERT INTO hookgate_requests (seq, headers, body) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![seq, e.headers, &e.body[..]])?;
+        return Ok(Ingested::Stored);
+    }
+    let (id, state): (String, String) = tx
+        .prepare_cached(
+            "SELECT id, state FROM hookgate_events WHERE route = ?1 AND dedup_key = ?2",
+        )?
+        .query_row(params![e.route, e.dedup_key], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    let state = State::parse(&state).unwrap_or(State::Queued);
+    Ok(Ingested::Duplicate { id, state })
+}
+
+/// Leases `route`'s due events under a new token, with their requests; with `start`, counts
+/// their attempts too.
+fn lease(
+    tx: &Connection,
+    route: &str,
+    limit: usize,
+    now: UnixMs,
+    until: UnixMs,
+    start: bool,
+) -> rusqlite::Result<Vec<Event>> {
+    // Unique across processes and reopenings (a random prefix and a counter).
+    let lease = crate::request_id::unique_hex();
+    let mut stmt = tx.prepare_cached(&LEASE)?;
+    let rows = stmt.query_map(
+        params![
+            lease,
+            until,
+            route,
+            now,
+            i64::try_from(limit).unwrap_or(i64::MAX),
+            i64::from(start)
+        ],
+        event_from,
+    )?;
+    let mut events = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    for event in &mut events {
+        read_request(tx, event)?;
+    }
+    events.sort_by_key(|e| (e.next_attempt_ms, e.received_ms));
+    Ok(events)
+}
+
+/// Records how an attempt ended; true if that changed the event.
+fn settle(
+    tx: &Connection,
+    id: &str,
+    lease: &str,
+    how: &Settle,
+    now: UnixMs,
+) -> rusqlite::Result<bool> {
+    let changed = match how {
+        // A 2xx wins: whatever raced with it, the app has the event.
+        Settle::Delivered { status } => tx
+            .prepare_cached(&SETTLE_DELIVERED)?
+            .execute(params![now, status, id])?,
+        Settle::Retry {
+            at_ms,
+            status,
+            error,
+        } => tx
+            .prepare_cached(&SETTLE_RETRY)?
+            .execute(params![at_ms, status, error, id, lease])?,
+        Settle::Dead {
+            reason,
+            status,
+            error,
+        } => tx.prepare_cached(&SETTLE_DEAD)?.execute(params![
+            now,
+            status,
+            error,
+            reason.label(),
+            id,
+            lease
+        ])?,
+    };
+    Ok(changed == 1)
+}
+
+/// Counts an attempt under the event's lease; its attempts so far, or `None` if the lease
+/// is not held.
+fn start(tx: &Connection, id: &str, lease: &str, until: UnixMs) -> rusqlite::Result<Option<u32>> {
+    // Not `RETURNING` (an ephemeral table each time, see ingest): the count is read back by
+    // the primary key's index.
+    let started = tx
+        .prepare_cached(&START)?
+        .execute(params![until, id, lease])?;
+    if started == 0 {
+        return Ok(None);
+    }
+    let attempts: i64 = tx
+        .prepare_cached("SELECT attempts FROM hookgate_events WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))?;
+    Ok(Some(attempts.clamp(0, i64::from(u32::MAX)) as u32))
+}
+
+/// Extends each lease still held; how many were.
+fn renew(tx: &Connection, leases: &[(String, String)], until: UnixMs) -> rusqlite::Result<u64> {
+    let mut stmt = tx.prepare_cached(&RENEW)?;
+    let mut renewed = 0;
+    for (id, lease) in leases {
+        renewed += stmt.execute(params![until, id, lease])? as u64;
+    }
+    Ok(renewed)
+}
+
+/// Gives back each lease still held; how many were.
+fn release(tx: &Connection, leases: &[(String, String)]) -> rusqlite::Result<u64> {
+    let mut stmt = tx.prepare_cached(&RELEASE_ONE)?;
+    let mut released = 0;
+    for (id, lease) in leases {
+        released += stmt.execute(params![id, lease])? as u64;
+    }
+    Ok(released)
+}
+
+/// An operator's retry of one event (dead or retrying), or of every dead event of `route`.
+fn retry(
+    tx: &Connection,
+    id: Option<&str>,
+    route: Option<&str>,
+    now: UnixMs,
+) -> rusqlite::Result<usize> {
+    tx.prepare_cached(&RETRY)?.execute(params![now, id, route])
+}
+
+/// Deletes an event not being delivered, and its request.
+fn remove(tx: &Connection, id: &str) -> rusqlite::Result<bool> {
+    let seq: Option<i64> = tx
+        .prepare_cached(&REMOVE)?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    if let Some(seq) = seq {
+        tx.prepare_cached("DELETE FROM hookgate_requests WHERE seq = ?1")?
+            .execute([seq])?;
+    }
+    Ok(seq.is_some())
+}
+
+/// Deletes up to [`crate::delivery::state::PURGE_BATCH`] finished events past their
+/// retention, and their requests.
+fn purge(
+    tx: &Connection,
+    delivered_before: UnixMs,
+    dead_before: UnixMs,
+    now: UnixMs,
+) -> rusqlite::Result<u64> {
+    let purged: Vec<i64> = tx
+        .prepare_cached(&PURGE)?
+        .query_map(params![delivered_before, dead_before, now], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut delete = tx.prepare_cached("DELETE FROM hookgate_requests WHERE seq = ?1")?;
+    for seq in &purged {
+        delete.execute([seq])?;
+    }
+    Ok(purged.len() as u64)
 }
 
 #[cfg(test)]

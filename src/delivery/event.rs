@@ -7,6 +7,9 @@
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
+pub use crate::delivery::state::State;
+use crate::delivery::time::UnixMs;
+
 /// An event about to be stored.
 #[derive(Clone, Debug)]
 pub struct NewEvent {
@@ -16,11 +19,11 @@ pub struct NewEvent {
     /// `replay::store_key` of the route's replay key, if the route has `replay:`: a second
     /// event with the same key is a duplicate, recognized in the insert itself.
     pub dedup_key: Option<String>,
-    /// Until when (Unix ms) the dedup key must be remembered: the route's `replay.ttl`.
-    pub dedup_until: Option<i64>,
+    /// Until when the dedup key must be remembered: the route's `replay.ttl`.
+    pub dedup_until: Option<UnixMs>,
     /// Sent to the app as `Idempotency-Key` on every attempt.
     pub idempotency_key: String,
-    pub received_ms: i64,
+    pub received_ms: UnixMs,
     /// The index of the key that verified the signature (`None` on an allowlist-only route).
     pub verified_key: Option<u32>,
     pub method: String,
@@ -41,10 +44,20 @@ pub struct NewEvent {
 #[derive(Clone, Debug)]
 pub struct Lease {
     pub token: String,
-    pub until_ms: i64,
+    pub until_ms: UnixMs,
 }
 
 impl NewEvent {
+    /// The state it is stored in: leased to this process if it came with a lease, else
+    /// queued.
+    pub fn state(&self) -> State {
+        if self.lease.is_some() {
+            State::Delivering
+        } else {
+            State::Queued
+        }
+    }
+
     /// The event as the worker gets it when it was stored leased to this process, with its
     /// headers as they were before encoding (`head`), so they are not parsed again.
     pub fn leased_copy(&self, lease: &Lease, head: Option<HeaderMap>) -> Event {
@@ -78,45 +91,6 @@ impl NewEvent {
     }
 }
 
-/// Where an event is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum State {
-    /// Stored, not yet tried.
-    Queued,
-    /// Leased by a delivery worker right now.
-    Delivering,
-    /// Tried, failed, due again at `next_attempt_ms`.
-    Retrying,
-    /// The app answered 2xx; kept for the retention, then purged.
-    Delivered,
-    /// A dead letter: refused for good, or too old. Kept until retried, dropped or purged.
-    Dead,
-}
-
-impl State {
-    pub const ALL: [State; 5] = [
-        State::Queued,
-        State::Delivering,
-        State::Retrying,
-        State::Delivered,
-        State::Dead,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Queued => "queued",
-            State::Delivering => "delivering",
-            State::Retrying => "retrying",
-            State::Delivered => "delivered",
-            State::Dead => "dead",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<State> {
-        State::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-}
-
 /// A stored event as read back: for delivery, or for an operator.
 #[derive(Clone, Debug)]
 pub struct Event {
@@ -124,17 +98,17 @@ pub struct Event {
     pub route: String,
     pub idempotency_key: String,
     pub state: State,
-    pub received_ms: i64,
+    pub received_ms: UnixMs,
     /// Where `max_age` counts from: the receive time, or when an operator last retried it.
-    pub age_from_ms: i64,
-    pub next_attempt_ms: i64,
+    pub age_from_ms: UnixMs,
+    pub next_attempt_ms: UnixMs,
     /// HTTP attempts made so far: each is counted when it starts (durably, before its first
     /// byte is sent), never for a lease alone. The app sees it as `Hookgate-Attempt`.
     pub attempts: u32,
     /// `attempts` when an operator last retried the event: `max_attempts` and the backoff
     /// count the attempts after it (0 if never retried).
     pub budget_from: u32,
-    pub finished_ms: Option<i64>,
+    pub finished_ms: Option<UnixMs>,
     pub last_status: Option<u16>,
     pub last_error: Option<String>,
     /// Why a dead letter is dead (`DeadReason::label`); `None` in every other state.

@@ -14,6 +14,8 @@
 //!   two engines: `embedded.rs` (SQLite in one directory, one writer thread, group commit)
 //!   and `postgres.rs` (one database shared by replicas, leases with
 //!   `FOR UPDATE SKIP LOCKED`).
+//! - `state.rs`: the store's shared vocabulary (states, settles, errors), below both engines.
+//!   `sql.rs`: the SQL both engines share; `time.rs`: `UnixMs`, the store's times.
 //! - `retry.rs`: what an attempt's result means for the event (pure, clock passed in).
 //! - `worker.rs`: leases due events, delivers them, settles them; paces a route whose app is
 //!   down.
@@ -26,8 +28,11 @@ pub mod embedded;
 pub mod event;
 pub mod postgres;
 pub mod retry;
+pub mod sql;
+pub mod state;
 pub mod store;
 pub mod table;
+pub mod time;
 pub mod worker;
 
 use std::sync::Arc;
@@ -37,6 +42,7 @@ use crate::model::{Delivery, QueuePolicy};
 
 pub use event::{Event, NewEvent};
 pub use store::{QueueStore, StoreError};
+pub use time::UnixMs;
 
 /// Where the queue is, once one is open: at start when `queue_store:` is configured, or at
 /// the first reload that configures one. A process opens at most one (another store needs a
@@ -304,9 +310,9 @@ pub fn lease_for(limits: &crate::model::Limits, route: &crate::model::Route) -> 
 /// How often the worker renews the leases it holds.
 pub const RENEW_EVERY: Duration = Duration::from_secs(5);
 
-/// Unix milliseconds `d` after `from_ms`, saturating.
-pub fn ms_after(from_ms: i64, d: Duration) -> i64 {
-    from_ms.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+/// `d` after `from`, saturating ([`UnixMs::after`]).
+pub fn ms_after(from: UnixMs, d: Duration) -> UnixMs {
+    from.after(d)
 }
 
 /// The queued route named `name` in `gateway`, with its policy.
@@ -338,9 +344,8 @@ pub const EVENT_STATE_HEADER: http::HeaderName =
     http::HeaderName::from_static("hookgate-event-state");
 
 /// Unix milliseconds of `t` (0 before 1970).
-pub fn unix_ms(t: std::time::SystemTime) -> i64 {
-    t.duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+pub fn unix_ms(t: std::time::SystemTime) -> UnixMs {
+    UnixMs::from(t)
 }
 
 /// The `Idempotency-Key` of an event with replay key `key`: the key itself when it is a

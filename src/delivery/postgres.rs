@@ -11,7 +11,8 @@
 //!   dies mid-delivery holds its events only until then; another replica's worker takes them
 //!   over without a restart. A settle names its lease, so a late answer from a replica whose
 //!   lease ran out changes nothing.
-//! - The tables and queries have the same shape as the embedded store's.
+//! - The tables and queries have the same shape as the embedded store's; what is the same
+//!   text is written once, in `sql.rs`.
 //!
 //! Connections: a small pool (`pool_size`), made lazily and replaced when broken; every call
 //! is bounded by `timeout`. TLS as the URL's `sslmode` says (`prefer`, the default: when the
@@ -19,15 +20,18 @@
 //! `disable`), always verified, against `ca_file` or the system's trust roots, for the URL's
 //! host name.
 
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::delivery::event::{Event, NewEvent, State};
-use crate::delivery::store::{Depth, Filter, Ingested, Settle, StoreError};
+use crate::delivery::event::{Event, NewEvent};
+use crate::delivery::sql::{self, COLUMNS, DEAD, DELIVERING, QUEUED, RETRYING};
+use crate::delivery::state::{Depth, Filter, Ingested, Settle, State, StoreError};
+use crate::delivery::time::UnixMs;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS hookgate_events (
@@ -66,16 +70,87 @@ CREATE INDEX IF NOT EXISTS hookgate_events_finished ON hookgate_events (state, f
     WHERE state IN ('delivered', 'dead');
 ";
 
-/// The event's columns, in the order [`event_from`] reads them.
-const COLUMNS: &str = "id, route, idempotency_key, state, received_at, age_from, \
-    next_attempt_at, attempts, finished_at, last_status, last_error, verified_key, method, \
-    target, body_len, lease, dead_reason, budget_from";
-
-/// Gives a lease back: the event is due again for any worker, `queued` if it was never
-/// tried. Followed by the rows' condition.
-const RELEASE: &str = "UPDATE hookgate_events SET \
-    state = CASE WHEN attempts = 0 THEN 'queued' ELSE 'retrying' END, \
-    lease = NULL, leased_until = NULL";
+/// Pending events (queued, retrying, delivering), as `hookgate_events_due` says it.
+static PENDING: LazyLock<String> =
+    LazyLock::new(|| format!("state IN ({QUEUED}, {RETRYING}, {DELIVERING})"));
+static SETTLE_DELIVERED: LazyLock<String> = LazyLock::new(|| sql::settle_delivered('$'));
+static SETTLE_RETRY: LazyLock<String> = LazyLock::new(|| sql::settle_retry('$'));
+static SETTLE_DEAD: LazyLock<String> = LazyLock::new(|| sql::settle_dead('$'));
+static START: LazyLock<String> =
+    LazyLock::new(|| format!("{} RETURNING attempts", sql::start('$')));
+static NEXT_DUE: LazyLock<String> = LazyLock::new(|| sql::next_due('$', &PENDING));
+/// The event and its request in one statement: stored whole or not at all.
+const INGEST: &str = "WITH ev AS (INSERT INTO hookgate_events (id, route, dedup_key, \
+    dedup_until, idempotency_key, state, received_at, age_from, next_attempt_at, \
+    verified_key, method, target, body_len, lease, leased_until, attempts) \
+    VALUES ($1, $2, $3, $4, $5, $13, $6, $6, $6, $7, $8, $9, $10, $14, $15, $16) \
+    ON CONFLICT (route, dedup_key) DO NOTHING RETURNING id), \
+    rq AS (INSERT INTO hookgate_requests (id, headers, body) \
+    SELECT id, $11, $12 FROM ev RETURNING id) \
+    SELECT id FROM rq";
+static LEASE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH picked AS ({due} FOR UPDATE SKIP LOCKED), \
+         leased AS (UPDATE hookgate_events e SET state = {DELIVERING}, \
+             lease = $1, leased_until = $2, attempts = e.attempts + $6 \
+             FROM picked WHERE e.id = picked.id RETURNING e.*) \
+         SELECT {cols}, r.headers, r.body FROM leased \
+         JOIN hookgate_requests r ON r.id = leased.id \
+         ORDER BY leased.next_attempt_at, leased.received_at",
+        due = sql::due('$', &PENDING),
+        cols = COLUMNS
+            .split(", ")
+            .map(|c| format!("leased.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+});
+static RENEW: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE hookgate_events e SET leased_until = $1 \
+         FROM unnest($2::text[], $3::text[]) AS held(id, lease) \
+         WHERE e.id = held.id AND e.lease = held.lease AND e.state = {DELIVERING}"
+    )
+});
+static RELEASE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{} FROM unnest($1::text[], $2::text[]) AS held(id, lease) \
+         WHERE hookgate_events.id = held.id \
+         AND hookgate_events.lease = held.lease \
+         AND hookgate_events.state = {DELIVERING}",
+        sql::release()
+    )
+});
+static RETRY: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{} WHERE (($2::text IS NOT NULL AND id = $2 AND state IN ({DEAD}, {RETRYING})) \
+             OR ($3::text IS NOT NULL AND route = $3 AND state = {DEAD}))",
+        sql::retry('$')
+    )
+});
+static REMOVE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH ev AS (DELETE FROM hookgate_events WHERE id = $1 \
+         AND state <> {DELIVERING} RETURNING id), \
+         rq AS (DELETE FROM hookgate_requests WHERE id IN (SELECT id FROM ev)) \
+         SELECT count(*) FROM ev"
+    )
+});
+static DEPTHS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT route, state, count(*), min(received_at) FROM hookgate_events \
+         WHERE state IN ({QUEUED}, {RETRYING}, {DELIVERING}, {DEAD}) \
+         GROUP BY route, state"
+    )
+});
+static PURGE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH ev AS (DELETE FROM hookgate_events WHERE id IN ({}) RETURNING id), \
+         rq AS (DELETE FROM hookgate_requests WHERE id IN (SELECT id FROM ev)) \
+         SELECT count(*) FROM ev",
+        sql::purgeable('$')
+    )
+});
 
 /// An open PostgreSQL store.
 pub struct Postgres {
@@ -257,67 +332,7 @@ impl Postgres {
     pub async fn ingest(&self, e: NewEvent) -> Result<Ingested, StoreError> {
         let started = std::time::Instant::now();
         let stored = self
-            .with(|c| {
-                Box::pin(async move {
-                    let sql = "WITH ev AS (INSERT INTO hookgate_events (id, route, dedup_key, \
-                             dedup_until, idempotency_key, state, received_at, age_from, \
-                             next_attempt_at, verified_key, method, target, body_len, lease, \
-                             leased_until, attempts) \
-                             VALUES ($1, $2, $3, $4, $5, $13, $6, $6, $6, $7, $8, $9, $10, $14, \
-                             $15, $16) ON CONFLICT (route, dedup_key) DO NOTHING RETURNING id), \
-                             rq AS (INSERT INTO hookgate_requests (id, headers, body) \
-                             SELECT id, $11, $12 FROM ev RETURNING id) \
-                             SELECT id FROM rq";
-                    // A conflicting event dropped between the insert and the look-up is
-                    // gone: the insert is tried again rather than answered as a duplicate.
-                    for _ in 0..2 {
-                        let rows = c
-                            .query(
-                                sql,
-                                &[
-                                    &e.id,
-                                    &e.route,
-                                    &e.dedup_key,
-                                    &e.dedup_until,
-                                    &e.idempotency_key,
-                                    &e.received_ms,
-                                    &e.verified_key.map(i64::from),
-                                    &e.method,
-                                    &e.target,
-                                    &(e.body.len() as i64),
-                                    &e.headers,
-                                    &&e.body[..],
-                                    &(if e.lease.is_some() {
-                                        "delivering"
-                                    } else {
-                                        "queued"
-                                    }),
-                                    &e.lease.as_ref().map(|l| l.token.as_str()),
-                                    &e.lease.as_ref().map(|l| l.until_ms),
-                                    &i32::from(e.lease.is_some()),
-                                ],
-                            )
-                            .await?;
-                        if !rows.is_empty() {
-                            return Ok(Some(Ingested::Stored));
-                        }
-                        let first = c
-                            .query_opt(
-                                "SELECT id, state FROM hookgate_events \
-                                 WHERE route = $1 AND dedup_key = $2",
-                                &[&e.route, &e.dedup_key],
-                            )
-                            .await?;
-                        if let Some(first) = first {
-                            return Ok(Some(Ingested::Duplicate {
-                                id: first.get(0),
-                                state: State::parse(first.get(1)).unwrap_or(State::Queued),
-                            }));
-                        }
-                    }
-                    Ok(None)
-                })
-            })
+            .with(|c| Box::pin(async move { insert_or_find(c, &e).await }))
             .await?
             .ok_or_else(|| {
                 StoreError::Engine("the conflicting event kept disappearing; not stored".into())
@@ -334,8 +349,8 @@ impl Postgres {
         &self,
         route: &str,
         limit: usize,
-        now_ms: i64,
-        until_ms: i64,
+        now: UnixMs,
+        until: UnixMs,
         start: bool,
     ) -> Result<Vec<Event>, StoreError> {
         let route = route.to_owned();
@@ -344,29 +359,10 @@ impl Postgres {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.with(move |c| {
             Box::pin(async move {
-                let sql = format!(
-                    "WITH picked AS (SELECT id FROM hookgate_events \
-                         WHERE route = $3 AND state IN ('queued', 'retrying', 'delivering') \
-                         AND next_attempt_at <= $4 \
-                         AND (state <> 'delivering' OR leased_until < $4) \
-                         ORDER BY next_attempt_at, received_at LIMIT $5 \
-                         FOR UPDATE SKIP LOCKED), \
-                     leased AS (UPDATE hookgate_events e SET state = 'delivering', \
-                         lease = $1, leased_until = $2, attempts = e.attempts + $6 \
-                         FROM picked WHERE e.id = picked.id RETURNING e.*) \
-                     SELECT {cols}, r.headers, r.body FROM leased \
-                     JOIN hookgate_requests r ON r.id = leased.id \
-                     ORDER BY leased.next_attempt_at, leased.received_at",
-                    cols = COLUMNS
-                        .split(", ")
-                        .map(|c| format!("leased.{c}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
                 let rows = c
                     .query(
-                        &sql,
-                        &[&lease, &until_ms, &route, &now_ms, &limit, &started],
+                        LEASE.as_str(),
+                        &[&lease, &until, &route, &now, &limit, &started],
                     )
                     .await?;
                 Ok(rows
@@ -387,7 +383,7 @@ impl Postgres {
         &self,
         event: &Event,
         settle: Settle,
-        now_ms: i64,
+        now: UnixMs,
     ) -> Result<bool, StoreError> {
         let id = event.id.clone();
         let lease = event.lease.clone().unwrap_or_default();
@@ -396,48 +392,28 @@ impl Postgres {
                 let n = match settle {
                     // A 2xx wins: whatever raced with it, the app has the event.
                     Settle::Delivered { status } => {
-                        c.execute(
-                            "UPDATE hookgate_events SET state = 'delivered', finished_at = $1, \
-                             last_status = $2, last_error = NULL, dead_reason = NULL, \
-                             lease = NULL, leased_until = NULL \
-                             WHERE id = $3 AND state <> 'delivered'",
-                            &[&now_ms, &i32::from(status), &id],
-                        )
-                        .await?
+                        let status = i32::from(status);
+                        let args: [&(dyn ToSql + Sync); 3] = [&now, &status, &id];
+                        c.execute(SETTLE_DELIVERED.as_str(), &args).await?
                     }
                     Settle::Retry {
                         at_ms,
                         status,
                         error,
                     } => {
-                        c.execute(
-                            "UPDATE hookgate_events SET state = 'retrying', next_attempt_at = $1, \
-                             last_status = $2, last_error = $3, lease = NULL, leased_until = NULL \
-                             WHERE id = $4 AND state = 'delivering' AND lease = $5",
-                            &[&at_ms, &status.map(i32::from), &error, &id, &lease],
-                        )
-                        .await?
+                        let status = status.map(i32::from);
+                        let args: [&(dyn ToSql + Sync); 5] = [&at_ms, &status, &error, &id, &lease];
+                        c.execute(SETTLE_RETRY.as_str(), &args).await?
                     }
                     Settle::Dead {
                         reason,
                         status,
                         error,
                     } => {
-                        c.execute(
-                            "UPDATE hookgate_events SET state = 'dead', finished_at = $1, \
-                             last_status = $2, last_error = $3, dead_reason = $4, lease = NULL, \
-                             leased_until = NULL \
-                             WHERE id = $5 AND state = 'delivering' AND lease = $6",
-                            &[
-                                &now_ms,
-                                &status.map(i32::from),
-                                &error,
-                                &reason.label(),
-                                &id,
-                                &lease,
-                            ],
-                        )
-                        .await?
+                        let status = status.map(i32::from);
+                        let args: [&(dyn ToSql + Sync); 6] =
+                            [&now, &status, &error, &reason.label(), &id, &lease];
+                        c.execute(SETTLE_DEAD.as_str(), &args).await?
                     }
                 };
                 Ok(n == 1)
@@ -450,19 +426,12 @@ impl Postgres {
         &self,
         id: &str,
         lease: &str,
-        until_ms: i64,
+        until: UnixMs,
     ) -> Result<Option<u32>, StoreError> {
         let (id, lease) = (id.to_owned(), lease.to_owned());
         self.with(move |c| {
             Box::pin(async move {
-                let row = c
-                    .query_opt(
-                        "UPDATE hookgate_events SET attempts = attempts + 1, leased_until = $1 \
-                         WHERE id = $2 AND state = 'delivering' AND lease = $3 \
-                         RETURNING attempts",
-                        &[&until_ms, &id, &lease],
-                    )
-                    .await?;
+                let row = c.query_opt(START.as_str(), &[&until, &id, &lease]).await?;
                 Ok(row.map(|r| u32::try_from(r.get::<_, i32>(0)).unwrap_or(0)))
             })
         })
@@ -472,19 +441,11 @@ impl Postgres {
     pub async fn renew(
         &self,
         leases: Vec<(String, String)>,
-        until_ms: i64,
+        until: UnixMs,
     ) -> Result<u64, StoreError> {
         let (ids, tokens): (Vec<String>, Vec<String>) = leases.into_iter().unzip();
         self.with(move |c| {
-            Box::pin(async move {
-                c.execute(
-                    "UPDATE hookgate_events e SET leased_until = $1 \
-                     FROM unnest($2::text[], $3::text[]) AS held(id, lease) \
-                     WHERE e.id = held.id AND e.lease = held.lease AND e.state = 'delivering'",
-                    &[&until_ms, &ids, &tokens],
-                )
-                .await
-            })
+            Box::pin(async move { c.execute(RENEW.as_str(), &[&until, &ids, &tokens]).await })
         })
         .await
     }
@@ -492,35 +453,17 @@ impl Postgres {
     pub async fn release(&self, leases: Vec<(String, String)>) -> Result<u64, StoreError> {
         let (ids, tokens): (Vec<String>, Vec<String>) = leases.into_iter().unzip();
         self.with(move |c| {
-            Box::pin(async move {
-                c.execute(
-                    &format!(
-                        "{RELEASE} FROM unnest($1::text[], $2::text[]) AS held(id, lease) \
-                         WHERE hookgate_events.id = held.id \
-                         AND hookgate_events.lease = held.lease \
-                         AND hookgate_events.state = 'delivering'"
-                    ),
-                    &[&ids, &tokens],
-                )
-                .await
-            })
+            Box::pin(async move { c.execute(RELEASE.as_str(), &[&ids, &tokens]).await })
         })
         .await
     }
 
-    pub async fn next_due(&self, route: &str) -> Result<Option<i64>, StoreError> {
+    pub async fn next_due(&self, route: &str) -> Result<Option<UnixMs>, StoreError> {
         let route = route.to_owned();
         self.with(move |c| {
             Box::pin(async move {
-                let row = c
-                    .query_one(
-                        "SELECT min(CASE WHEN state = 'delivering' THEN leased_until \
-                         ELSE next_attempt_at END) FROM hookgate_events \
-                         WHERE route = $1 AND state IN ('queued', 'retrying', 'delivering')",
-                        &[&route],
-                    )
-                    .await?;
-                Ok(row.get::<_, Option<i64>>(0))
+                let row = c.query_one(NEXT_DUE.as_str(), &[&route]).await?;
+                Ok(row.get::<_, Option<UnixMs>>(0))
             })
         })
         .await
@@ -572,34 +515,24 @@ impl Postgres {
         .await
     }
 
-    pub async fn retry(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
-        self.retry_where(Some(id.to_owned()), None, now_ms)
+    pub async fn retry(&self, id: &str, now: UnixMs) -> Result<bool, StoreError> {
+        self.retry_where(Some(id.to_owned()), None, now)
             .await
             .map(|n| n > 0)
     }
 
-    pub async fn retry_dead(&self, route: &str, now_ms: i64) -> Result<u64, StoreError> {
-        self.retry_where(None, Some(route.to_owned()), now_ms).await
+    pub async fn retry_dead(&self, route: &str, now: UnixMs) -> Result<u64, StoreError> {
+        self.retry_where(None, Some(route.to_owned()), now).await
     }
 
     async fn retry_where(
         &self,
         id: Option<String>,
         route: Option<String>,
-        now_ms: i64,
+        now: UnixMs,
     ) -> Result<u64, StoreError> {
         self.with(move |c| {
-            Box::pin(async move {
-                c.execute(
-                    "UPDATE hookgate_events SET state = 'retrying', next_attempt_at = $1, \
-                     age_from = $1, budget_from = attempts, finished_at = NULL, \
-                     dead_reason = NULL \
-                     WHERE (($2::text IS NOT NULL AND id = $2 AND state IN ('dead', 'retrying')) \
-                         OR ($3::text IS NOT NULL AND route = $3 AND state = 'dead'))",
-                    &[&now_ms, &id, &route],
-                )
-                .await
-            })
+            Box::pin(async move { c.execute(RETRY.as_str(), &[&now, &id, &route]).await })
         })
         .await
     }
@@ -608,15 +541,7 @@ impl Postgres {
         let id = id.to_owned();
         self.with(move |c| {
             Box::pin(async move {
-                let row = c
-                    .query_one(
-                        "WITH ev AS (DELETE FROM hookgate_events WHERE id = $1 \
-                         AND state <> 'delivering' RETURNING id), \
-                         rq AS (DELETE FROM hookgate_requests WHERE id IN (SELECT id FROM ev)) \
-                         SELECT count(*) FROM ev",
-                        &[&id],
-                    )
-                    .await?;
+                let row = c.query_one(REMOVE.as_str(), &[&id]).await?;
                 Ok(row.get::<_, i64>(0) == 1)
             })
         })
@@ -626,14 +551,7 @@ impl Postgres {
     pub async fn depths(&self) -> Result<Vec<Depth>, StoreError> {
         self.with(|c| {
             Box::pin(async move {
-                let rows = c
-                    .query(
-                        "SELECT route, state, count(*), min(received_at) FROM hookgate_events \
-                         WHERE state IN ('queued', 'retrying', 'delivering', 'dead') \
-                         GROUP BY route, state",
-                        &[],
-                    )
-                    .await?;
+                let rows = c.query(DEPTHS.as_str(), &[]).await?;
                 Ok(rows
                     .iter()
                     .filter_map(|r| {
@@ -653,29 +571,101 @@ impl Postgres {
 
     pub async fn purge(
         &self,
-        delivered_before_ms: i64,
-        dead_before_ms: i64,
-        now_ms: i64,
+        delivered_before: UnixMs,
+        dead_before: UnixMs,
+        now: UnixMs,
     ) -> Result<u64, StoreError> {
         self.with(move |c| {
             Box::pin(async move {
                 let row = c
-                    .query_one(
-                        "WITH ev AS (DELETE FROM hookgate_events WHERE id IN (\
-                             SELECT id FROM hookgate_events \
-                             WHERE ((state = 'delivered' AND finished_at < $1) \
-                                 OR (state = 'dead' AND finished_at < $2)) \
-                             AND (dedup_until IS NULL OR dedup_until < $3) LIMIT 10000 /* PURGE_BATCH */) \
-                         RETURNING id), \
-                         rq AS (DELETE FROM hookgate_requests WHERE id IN (SELECT id FROM ev)) \
-                         SELECT count(*) FROM ev",
-                        &[&delivered_before_ms, &dead_before_ms, &now_ms],
-                    )
+                    .query_one(PURGE.as_str(), &[&delivered_before, &dead_before, &now])
                     .await?;
                 Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
             })
         })
         .await
+    }
+}
+
+/// Stores `e` with its request, or finds the event with its dedup key: `None` if that one
+/// was dropped between the insert and the look-up, twice over.
+async fn insert_or_find(
+    c: &Client,
+    e: &NewEvent,
+) -> Result<Option<Ingested>, tokio_postgres::Error> {
+    let (verified_key, body_len) = (e.verified_key.map(i64::from), e.body.len() as i64);
+    let (lease, leased_until) = (
+        e.lease.as_ref().map(|l| l.token.as_str()),
+        e.lease.as_ref().map(|l| l.until_ms),
+    );
+    let (state, attempts) = (e.state().as_str(), i32::from(e.lease.is_some()));
+    let args: [&(dyn ToSql + Sync); 16] = [
+        &e.id,
+        &e.route,
+        &e.dedup_key,
+        &e.dedup_until,
+        &e.idempotency_key,
+        &e.received_ms,
+        &verified_key,
+        &e.method,
+        &e.target,
+        &body_len,
+        &e.headers,
+        &&e.body[..],
+        &state,
+        &lease,
+        &leased_until,
+        &attempts,
+    ];
+    // A conflicting event dropped between the insert and the look-up is gone: the insert
+    // is tried again rather than answered as a duplicate.
+    for _ in 0..2 {
+        if !c.query(INGEST, &args).await?.is_empty() {
+            return Ok(Some(Ingested::Stored));
+        }
+        let first = c
+            .query_opt(
+                "SELECT id, state FROM hookgate_events WHERE route = $1 AND dedup_key = $2",
+                &[&e.route, &e.dedup_key],
+            )
+            .await?;
+        if let Some(first) = first {
+            return Ok(Some(Ingested::Duplicate {
+                id: first.get(0),
+                state: State::parse(first.get(1)).unwrap_or(State::Queued),
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// A time binds and reads as the `BIGINT` it is stored as.
+impl tokio_postgres::types::ToSql for UnixMs {
+    fn to_sql(
+        &self,
+        ty: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        self.0.to_sql(ty, out)
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        <i64 as tokio_postgres::types::ToSql>::accepts(ty)
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+impl<'a> tokio_postgres::types::FromSql<'a> for UnixMs {
+    fn from_sql(
+        ty: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<UnixMs, Box<dyn std::error::Error + Sync + Send>> {
+        i64::from_sql(ty, raw).map(UnixMs)
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        <i64 as tokio_postgres::types::FromSql>::accepts(ty)
     }
 }
 
@@ -715,6 +705,14 @@ mod tests {
     use tokio_postgres::config::SslMode;
 
     use super::parse_url;
+
+    /// The queries say "pending" and "finished" as the partial indexes do, or PostgreSQL
+    /// would not use them.
+    #[test]
+    fn the_schema_indexes_say_what_the_queries_say() {
+        assert!(super::SCHEMA.contains(&format!("WHERE {}", *super::PENDING)));
+        assert!(super::SCHEMA.contains(&format!("WHERE {};", super::sql::finished())));
+    }
 
     #[test]
     fn libpq_verify_modes_are_accepted_as_require() {

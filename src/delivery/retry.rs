@@ -8,6 +8,8 @@ use http::StatusCode;
 
 use crate::model::RetryPolicy;
 
+use crate::delivery::time::UnixMs;
+
 /// How an attempt went, as far as retrying is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Attempt {
@@ -109,12 +111,12 @@ impl RetryPolicy {
         let jittered = backoff.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0));
         // The app's own word on when to come back wins when it asks for longer.
         let wait = retry_after.map_or(jittered, |ra| ra.max(jittered));
-        let at = crate::delivery::ms_after(now_ms, wait);
-        let expires = crate::delivery::ms_after(received_ms, self.max_age);
+        let at = UnixMs(now_ms).after(wait);
+        let expires = UnixMs(received_ms).after(self.max_age);
         if at > expires {
             return Verdict::Dead(DeadReason::Expired);
         }
-        Verdict::RetryAt(at)
+        Verdict::RetryAt(at.as_i64())
     }
 }
 

@@ -32,89 +32,14 @@
 use std::sync::Arc;
 
 use crate::delivery::embedded::Embedded;
-use crate::delivery::event::{Event, NewEvent, State};
+use crate::delivery::event::{Event, NewEvent};
 use crate::delivery::postgres::Postgres;
-use crate::delivery::retry::DeadReason;
+use crate::delivery::time::UnixMs;
 use crate::metrics::Metrics;
 use crate::model::QueueStoreConfig;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The engine failed (disk full, I/O error, database down).
-    #[error("queue store: {0}")]
-    Engine(String),
-    /// No answer in time: the writer is behind or the disk stalls.
-    #[error("queue store timed out")]
-    Timeout,
-    /// The store is closed (shutting down).
-    #[error("queue store closed")]
-    Closed,
-    /// The store cannot be opened as configured.
-    #[error("queue store: {0}")]
-    Open(String),
-}
-
-/// What storing an event did.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Ingested {
-    /// On disk now.
-    Stored,
-    /// An event with the same dedup key is already stored: its id and where it is now
-    /// (delivered, or still on its way), for the sender's answer.
-    Duplicate { id: String, state: State },
-}
-
-/// How an attempt ends for the store.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Settle {
-    Delivered {
-        status: u16,
-    },
-    Retry {
-        at_ms: i64,
-        status: Option<u16>,
-        error: String,
-    },
-    Dead {
-        reason: DeadReason,
-        status: Option<u16>,
-        error: String,
-    },
-}
-
-impl Settle {
-    /// The `outcome` label of `hookgate_delivery_attempts_total` (and of the log line).
-    pub fn outcome(&self) -> &'static str {
-        match self {
-            Settle::Delivered { .. } => "delivered",
-            Settle::Retry { .. } => "retry",
-            Settle::Dead { .. } => "dead",
-        }
-    }
-}
-
-/// Which events to list.
-#[derive(Clone, Debug, Default)]
-pub struct Filter {
-    pub route: Option<String>,
-    pub state: Option<State>,
-    /// Only events whose id sorts after this (paging).
-    pub after: Option<String>,
-    pub limit: usize,
-}
-
-/// Events of one route in one state, for the depth and age gauges.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Depth {
-    pub route: String,
-    pub state: State,
-    pub count: u64,
-    /// When the oldest of them was received (Unix ms).
-    pub oldest_received_ms: i64,
-}
-
-/// Most events one purge call deletes (one store operation).
-pub const PURGE_BATCH: u64 = 10_000;
+// What the engines and the store's callers share, defined below both (`state.rs`).
+pub use crate::delivery::state::{Depth, Filter, Ingested, Settle, StoreError, PURGE_BATCH};
 
 /// The queue store in use.
 ///
@@ -182,7 +107,7 @@ impl QueueStore {
         }
     }
 
-    /// Leases up to `limit` due events of `route` until `lease_until_ms`, oldest due first,
+    /// Leases up to `limit` due events of `route` until `lease_until`, oldest due first,
     /// with their requests. An event whose lease ran out (its worker died) is due again.
     /// A lease alone is not an attempt: `attempts` is unchanged (see [`QueueStore::start`]),
     /// unless `start`: the caller holds a free delivery slot for each event and sends them
@@ -191,47 +116,47 @@ impl QueueStore {
         &self,
         route: &str,
         limit: usize,
-        now_ms: i64,
-        lease_until_ms: i64,
+        now: UnixMs,
+        lease_until: UnixMs,
         start: bool,
     ) -> Result<Vec<Event>, StoreError> {
         match self {
-            QueueStore::Embedded(s) => s.lease(route, limit, now_ms, lease_until_ms, start).await,
+            QueueStore::Embedded(s) => s.lease(route, limit, now, lease_until, start).await,
             QueueStore::Postgres(s) => {
-                Box::pin(s.lease(route, limit, now_ms, lease_until_ms, start)).await
+                Box::pin(s.lease(route, limit, now, lease_until, start)).await
             }
         }
     }
 
     /// Counts the attempt about to be made on `event` under its lease, and holds the lease
-    /// until `lease_until_ms`; returns the event's attempt count including this one. `None`:
+    /// until `lease_until`; returns the event's attempt count including this one. `None`:
     /// the lease is no longer this one's (it ran out and another worker took the event, or
     /// the event is settled, delivered or gone), and the attempt must not be made.
     pub async fn start(
         &self,
         event: &Event,
-        lease_until_ms: i64,
+        lease_until: UnixMs,
     ) -> Result<Option<u32>, StoreError> {
         let (id, lease) = (&event.id, event.lease.as_deref().unwrap_or_default());
         match self {
-            QueueStore::Embedded(s) => s.start(id, lease, lease_until_ms).await,
-            QueueStore::Postgres(s) => Box::pin(s.start(id, lease, lease_until_ms)).await,
+            QueueStore::Embedded(s) => s.start(id, lease, lease_until).await,
+            QueueStore::Postgres(s) => Box::pin(s.start(id, lease, lease_until)).await,
         }
     }
 
     /// Extends each of `leases` (event id, lease token) that is still held to
-    /// `lease_until_ms`; returns how many were.
+    /// `lease_until`; returns how many were.
     pub async fn renew(
         &self,
         leases: Vec<(String, String)>,
-        lease_until_ms: i64,
+        lease_until: UnixMs,
     ) -> Result<u64, StoreError> {
         if leases.is_empty() {
             return Ok(0);
         }
         match self {
-            QueueStore::Embedded(s) => s.renew(leases, lease_until_ms).await,
-            QueueStore::Postgres(s) => Box::pin(s.renew(leases, lease_until_ms)).await,
+            QueueStore::Embedded(s) => s.renew(leases, lease_until).await,
+            QueueStore::Postgres(s) => Box::pin(s.renew(leases, lease_until)).await,
         }
     }
 
@@ -254,17 +179,17 @@ impl QueueStore {
         &self,
         event: &Event,
         settle: Settle,
-        now_ms: i64,
+        now: UnixMs,
     ) -> Result<bool, StoreError> {
         match self {
-            QueueStore::Embedded(s) => s.settle(event, settle, now_ms).await,
-            QueueStore::Postgres(s) => Box::pin(s.settle(event, settle, now_ms)).await,
+            QueueStore::Embedded(s) => s.settle(event, settle, now).await,
+            QueueStore::Postgres(s) => Box::pin(s.settle(event, settle, now)).await,
         }
     }
 
-    /// The soonest time (Unix ms) any pending event of `route` is due, if it has any; for
+    /// The soonest time any pending event of `route` is due, if it has any; for
     /// an event being delivered, when its lease runs out.
-    pub async fn next_due(&self, route: &str) -> Result<Option<i64>, StoreError> {
+    pub async fn next_due(&self, route: &str) -> Result<Option<UnixMs>, StoreError> {
         match self {
             QueueStore::Embedded(s) => s.next_due(route).await,
             QueueStore::Postgres(s) => Box::pin(s.next_due(route)).await,
@@ -288,18 +213,18 @@ impl QueueStore {
     /// Makes a dead (or retrying) event due now, with a fresh max age and a fresh
     /// `max_attempts` budget (its `attempts` stay what they are: attempts made). False if
     /// there is no such event in one of those states.
-    pub async fn retry(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
+    pub async fn retry(&self, id: &str, now: UnixMs) -> Result<bool, StoreError> {
         match self {
-            QueueStore::Embedded(s) => s.retry(id, now_ms).await,
-            QueueStore::Postgres(s) => Box::pin(s.retry(id, now_ms)).await,
+            QueueStore::Embedded(s) => s.retry(id, now).await,
+            QueueStore::Postgres(s) => Box::pin(s.retry(id, now)).await,
         }
     }
 
     /// [`QueueStore::retry`] for every dead event of `route`; returns how many.
-    pub async fn retry_dead(&self, route: &str, now_ms: i64) -> Result<u64, StoreError> {
+    pub async fn retry_dead(&self, route: &str, now: UnixMs) -> Result<u64, StoreError> {
         match self {
-            QueueStore::Embedded(s) => s.retry_dead(route, now_ms).await,
-            QueueStore::Postgres(s) => Box::pin(s.retry_dead(route, now_ms)).await,
+            QueueStore::Embedded(s) => s.retry_dead(route, now).await,
+            QueueStore::Postgres(s) => Box::pin(s.retry_dead(route, now)).await,
         }
     }
 
@@ -323,15 +248,13 @@ impl QueueStore {
     /// many.
     pub async fn purge(
         &self,
-        delivered_before_ms: i64,
-        dead_before_ms: i64,
-        now_ms: i64,
+        delivered_before: UnixMs,
+        dead_before: UnixMs,
+        now: UnixMs,
     ) -> Result<u64, StoreError> {
         match self {
-            QueueStore::Embedded(s) => s.purge(delivered_before_ms, dead_before_ms, now_ms).await,
-            QueueStore::Postgres(s) => {
-                Box::pin(s.purge(delivered_before_ms, dead_before_ms, now_ms)).await
-            }
+            QueueStore::Embedded(s) => s.purge(delivered_before, dead_before, now).await,
+            QueueStore::Postgres(s) => Box::pin(s.purge(delivered_before, dead_before, now)).await,
         }
     }
 }

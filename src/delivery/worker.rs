@@ -43,15 +43,15 @@ use crate::delivery::event::{Event, Unreadable};
 use crate::delivery::retry::{self, Attempt, Verdict};
 use crate::delivery::store::Settle;
 use crate::delivery::{
-    ms_after, queued_route, unix_ms, Gate, Pacing, Queue, ATTEMPT_HEADER, IDEMPOTENCY_KEY,
+    ms_after, queued_route, unix_ms, Gate, Pacing, Queue, UnixMs, ATTEMPT_HEADER, IDEMPOTENCY_KEY,
     RENEW_EVERY,
 };
 use crate::forward::{self, Outgoing};
-use crate::gateway::Clock;
 use crate::metrics::{Metrics, StoreOp};
 use crate::model::Route;
 use crate::model::{Delivery, QueuePolicy};
-use crate::reload::{Current, Live};
+use crate::runtime::Clock;
+use crate::runtime::{ConfigSlot, InForce};
 
 /// The longest a route whose app is down waits before its next probe.
 pub const MAX_PAUSE: Duration = Duration::from_secs(30);
@@ -92,7 +92,7 @@ type Held = Mutex<HashMap<String, String>>;
 /// configuration (its upstream pools live on this runtime); reloads swap it.
 pub async fn run(
     queue: Arc<Queue>,
-    live: Arc<Current>,
+    live: Arc<ConfigSlot>,
     metrics: Arc<Metrics>,
     clock: Clock,
     mut shutdown: watch::Receiver<bool>,
@@ -110,7 +110,7 @@ pub async fn run(
     // One attempt at `event`, leased to this worker; `slot` if it holds one already, in
     // which case its attempt was counted when it was stored or leased.
     let spawn = |attempts: &mut tokio::task::JoinSet<()>,
-                 live: &Arc<Live>,
+                 live: &Arc<InForce>,
                  route: &Arc<Route>,
                  policy: &QueuePolicy,
                  gate: &Arc<Gate>,
@@ -169,8 +169,7 @@ pub async fn run(
             if !leased.is_empty() {
                 // Their settles wake the loop, which leases again.
             } else if let Ok(Some(due_ms)) = queue.store.next_due(&route.name).await {
-                let wait = u64::try_from(due_ms.saturating_sub(unix_ms(clock()))).unwrap_or(0);
-                wake_at = wake_at.min(now + Duration::from_millis(wait));
+                wake_at = wake_at.min(now + due_ms.since(unix_ms(clock())));
             }
             let gate = state.gate.clone();
             for (event, slot) in leased {
@@ -267,7 +266,7 @@ pub async fn run(
 /// slots are taken before the lease, so an attempt is counted only with a slot to send it.
 async fn lease(
     queue: &Queue,
-    live: &Live,
+    live: &InForce,
     route: &Route,
     gate: &Gate,
     room: usize,
@@ -324,7 +323,7 @@ async fn lease(
 /// the event waits for a configuration that has the route again).
 fn take_handoff(
     routes: &mut HashMap<String, RouteState>,
-    current: &Arc<Live>,
+    current: &Arc<InForce>,
     queue: &Queue,
     h: crate::delivery::Handoff,
     mut start: impl FnMut(&Arc<Route>, &QueuePolicy, &Arc<Gate>, Event, OwnedSemaphorePermit),
@@ -338,7 +337,7 @@ fn take_handoff(
 }
 
 /// Keeps every lease this worker holds alive for another lease length.
-async fn renew(queue: &Queue, live: &Live, held: &Held, metrics: &Metrics, clock: Clock) {
+async fn renew(queue: &Queue, live: &InForce, held: &Held, metrics: &Metrics, clock: Clock) {
     let leases: Vec<(String, String)> = held
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -389,7 +388,7 @@ fn route_state<'a>(
 fn pace(
     routes: &mut HashMap<String, RouteState>,
     done: Done,
-    live: &Live,
+    live: &InForce,
     metrics: &Metrics,
     clock: Clock,
 ) {
@@ -422,12 +421,12 @@ fn pace(
             route,
             "app not answering; pausing delivery, then probing one event at a time"
         );
-        state.down_since_ms = Some(now_ms);
+        state.down_since_ms = Some(now_ms.as_i64());
     }
     state.paused_until = Some(Instant::now() + backoff);
     state.gate.set_pacing(Pacing {
         down_since_ms: state.down_since_ms,
-        next_probe_ms: Some(ms_after(now_ms, backoff)),
+        next_probe_ms: Some(ms_after(now_ms, backoff).as_i64()),
     });
     held_back.set(1);
 }
@@ -435,7 +434,7 @@ fn pace(
 /// One leased event on its way.
 struct Attempting {
     queue: Arc<Queue>,
-    live: Arc<Live>,
+    live: Arc<InForce>,
     route: Arc<Route>,
     gate: Arc<Gate>,
     held: Arc<Held>,
@@ -540,8 +539,8 @@ impl Attempting {
         let verdict = self.retry.judge(
             attempt,
             event.attempts.saturating_sub(event.budget_from),
-            event.age_from_ms,
-            unix_ms(now),
+            event.age_from_ms.as_i64(),
+            unix_ms(now).as_i64(),
             jitter(),
         );
         // Written out only for an attempt that failed (most succeed).
@@ -556,7 +555,7 @@ impl Attempting {
                 status: status.unwrap_or(200),
             },
             Verdict::RetryAt(at_ms) => Settle::Retry {
-                at_ms,
+                at_ms: UnixMs(at_ms),
                 status,
                 error: failure(),
             },
@@ -577,8 +576,8 @@ impl Attempting {
             Settle::Retry { error, .. } | Settle::Dead { error, .. } => {
                 let (reason, at) = match &settle {
                     Settle::Retry { at_ms, .. } => ("", *at_ms),
-                    Settle::Dead { reason, .. } => (reason.label(), 0),
-                    Settle::Delivered { .. } => ("", 0),
+                    Settle::Dead { reason, .. } => (reason.label(), UnixMs::EPOCH),
+                    Settle::Delivered { .. } => ("", UnixMs::EPOCH),
                 };
                 tracing::warn!(
                     route,
@@ -588,7 +587,7 @@ impl Attempting {
                     outcome = settle.outcome(),
                     reason,
                     error = error.as_str(),
-                    retry_in_ms = at.saturating_sub(unix_ms(now)).max(0),
+                    retry_in_ms = at.since(unix_ms(now)).as_millis() as u64,
                     "delivery attempt failed"
                 );
             }
@@ -602,7 +601,7 @@ impl Attempting {
         self.gate
             .pacing()
             .next_probe_ms
-            .is_some_and(|at| at > unix_ms((self.clock)()))
+            .is_some_and(|at| at > unix_ms((self.clock)()).as_i64())
     }
 
     /// Settles the event, trying again while the store does not take it (the lease is
@@ -728,7 +727,7 @@ impl Attempting {
 fn jitter() -> f64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(unix_ms(std::time::SystemTime::now()) as u64);
+    h.write_u64(unix_ms(std::time::SystemTime::now()).as_i64() as u64);
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
@@ -737,7 +736,7 @@ fn jitter() -> f64 {
 /// past their retention every minute. Runs until `shutdown` turns true.
 pub async fn maintain(
     queue: Arc<Queue>,
-    live: Arc<Current>,
+    live: Arc<ConfigSlot>,
     metrics: Arc<Metrics>,
     clock: Clock,
     mut shutdown: watch::Receiver<bool>,
@@ -767,7 +766,7 @@ pub async fn maintain(
 /// once a minute, of pending events whose route is no longer queued in the configuration.
 async fn refresh_depths(
     queue: &Queue,
-    live: &Live,
+    live: &InForce,
     metrics: &Metrics,
     clock: Clock,
     orphans_warned: &mut Option<Instant>,
@@ -812,7 +811,7 @@ async fn refresh_depths(
             .set(i64::try_from(d.count).unwrap_or(i64::MAX));
         q.oldest_age
             .with_label_values(&labels)
-            .set(now_ms.saturating_sub(d.oldest_received_ms).max(0) as f64 / 1000.0);
+            .set(now_ms.since(d.oldest_received_ms).as_millis() as f64 / 1000.0);
     }
 }
 
@@ -820,7 +819,7 @@ async fn refresh_depths(
 /// until a batch comes back short: a minute's purge keeps up with any delivery rate.
 async fn purge(
     queue: &Queue,
-    live: &Live,
+    live: &InForce,
     metrics: &Metrics,
     clock: Clock,
     shutdown: &watch::Receiver<bool>,
@@ -835,8 +834,8 @@ async fn purge(
         let purged = queue
             .store
             .purge(
-                now_ms.saturating_sub(ms_after(0, retention.delivered)),
-                now_ms.saturating_sub(ms_after(0, retention.dead)),
+                now_ms.before(retention.delivered),
+                now_ms.before(retention.dead),
                 now_ms,
             )
             .await;

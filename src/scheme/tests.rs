@@ -545,7 +545,7 @@ fn every_provider_vector_gives_the_expected_verdict() {
     presets.dedup();
     assert_eq!(
         presets.len(),
-        presets::NAMES.len() - 5,
+        presets::all().len() - 5,
         "every non-seed preset has vectors"
     );
     for case in &cases {
@@ -598,7 +598,7 @@ fn signing_round_trips_for_every_preset() {
         assert_eq!(verdict, Ok(0), "{}", case.preset);
     }
     // Every non-seed preset except the token one, including sendgrid/discord (private keys).
-    assert_eq!(signed_presets.len(), presets::NAMES.len() - 5 - 1);
+    assert_eq!(signed_presets.len(), presets::all().len() - 5 - 1);
 }
 
 #[test]

@@ -553,7 +553,7 @@ fn presets_lists_every_preset_with_its_scheme() {
     let out = bin().arg("presets").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for name in hookgate::config::presets::NAMES {
+    for name in hookgate::config::presets::names() {
         assert!(
             text.contains(&format!("\n{name}:\n")) || text.starts_with(&format!("{name}:\n")),
             "{name}"

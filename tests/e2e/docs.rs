@@ -313,7 +313,7 @@ fn dashboard_panels() -> usize {
 /// What the sources say: kind -> number.
 fn true_counts() -> BTreeMap<&'static str, usize> {
     BTreeMap::from([
-        ("presets", hookgate::config::presets::NAMES.len()),
+        ("presets", hookgate::config::presets::all().len()),
         ("metrics", metric_names().len()),
         ("alerts", alert_names().len()),
         ("panels", dashboard_panels()),
@@ -390,14 +390,14 @@ fn first_column(page: &str, heading: &str) -> Vec<String> {
 
 #[test]
 fn docs_tables_list_every_preset_metric_and_alert() {
-    let presets: Vec<String> = hookgate::config::presets::NAMES
+    let presets: Vec<String> = hookgate::config::presets::names()
         .iter()
         .map(|s| s.to_string())
         .collect();
     assert_eq!(
         first_column("docs/presets.md", "The presets"),
         presets,
-        "docs/presets.md lists the presets of src/scheme/presets.rs, in its order"
+        "docs/presets.md lists the presets of src/config/presets.rs, in its order"
     );
 
     let documented: BTreeSet<String> = first_column("docs/metrics-and-logs.md", "Metrics")
@@ -444,4 +444,57 @@ fn github_anchors_are_made_as_github_makes_them() {
         link_targets("see [a](a.md#x), `[b](b.md)` and [c](<c d.md> \"title\")"),
         vec!["a.md#x".to_owned(), "c d.md".to_owned()]
     );
+}
+
+/// docs/presets.md's SDK table names exactly the presets whose evidence (src/config/presets.rs)
+/// has an SDK check, each with its package and registry; every other preset is named in that
+/// section as having none.
+#[test]
+fn docs_sdk_table_matches_each_presets_evidence() {
+    use hookgate::config::presets::{self, Evidence, Package};
+    let text = read(&repo().join("docs/presets.md"));
+    let heading = "## Proven against the providers' own SDKs";
+    let start = text
+        .find(heading)
+        .expect("docs/presets.md has the SDK section");
+    let section = &text[start + heading.len()..];
+    let section = &section[..section.find("\n## ").unwrap_or(section.len())];
+    // preset -> its row
+    let mut rows = BTreeMap::new();
+    for (_, line) in prose_lines(section) {
+        if let Some(first) = line
+            .strip_prefix("| `")
+            .and_then(|_| line.split('|').nth(1))
+        {
+            for name in first.split('`').skip(1).step_by(2) {
+                rows.insert(name.to_owned(), line);
+            }
+        }
+    }
+    let mut problems = Vec::new();
+    for p in presets::all() {
+        let package = p.evidence.iter().find_map(|e| match e {
+            Evidence::Sdk { package, .. } => Some(*package),
+            _ => None,
+        });
+        match (package, rows.get(p.name)) {
+            (Some(package), Some(row)) => {
+                let cited = match package {
+                    Package::PyPi(name) => format!("{name} (PyPI)"),
+                    Package::Npm(name) => format!("{name} (npm)"),
+                };
+                if !row.contains(&cited) {
+                    problems.push(format!("{}: its row does not cite {cited}", p.name));
+                }
+            }
+            (Some(_), None) => problems.push(format!("{}: has an SDK check, no row", p.name)),
+            (None, Some(_)) => problems.push(format!("{}: a row, but no SDK evidence", p.name)),
+            (None, None) => {
+                if !section.contains(&format!("`{}`", p.name)) {
+                    problems.push(format!("{}: not said to have no SDK", p.name));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

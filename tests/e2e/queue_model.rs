@@ -28,7 +28,7 @@ use bytes::Bytes;
 use hookgate::delivery::event::{Event, Lease, NewEvent, State};
 use hookgate::delivery::retry::DeadReason;
 use hookgate::delivery::store::{Filter, Ingested, Settle};
-use hookgate::delivery::QueueStore;
+use hookgate::delivery::{QueueStore, UnixMs};
 use hookgate::metrics::Metrics;
 use hookgate::model::{QueueStoreConfig, Retention};
 use proptest::prelude::*;
@@ -290,15 +290,15 @@ async fn apply(
             let dedup = dedup.map(|d| format!("key-{d}"));
             let lease = slot_free.then(|| Lease {
                 token: format!("{id}-ingest"),
-                until_ms: now + LEASE_MS,
+                until_ms: UnixMs(now + LEASE_MS),
             });
             let event = NewEvent {
                 id: id.clone(),
                 route: route.clone(),
                 dedup_key: dedup.clone(),
-                dedup_until: dedup.as_ref().map(|_| now + DEDUP_TTL_MS),
+                dedup_until: dedup.as_ref().map(|_| UnixMs(now + DEDUP_TTL_MS)),
                 idempotency_key: id.clone(),
-                received_ms: now,
+                received_ms: UnixMs(now),
                 verified_key: Some(0),
                 method: "POST".into(),
                 target: "/hook".into(),
@@ -347,7 +347,7 @@ async fn apply(
                             attempts: u32::from(lease.is_some()),
                             budget_from: 0,
                             lease: lease.as_ref().map(|l| l.token.clone()),
-                            leased_until: lease.as_ref().map(|l| l.until_ms),
+                            leased_until: lease.as_ref().map(|l| l.until_ms.as_i64()),
                             finished_ms: None,
                             last_status: None,
                             dead_reason: None,
@@ -366,7 +366,7 @@ async fn apply(
         } => {
             let route = &routes[*route];
             let leased = store
-                .lease(route, *limit, now, now + LEASE_MS, *start)
+                .lease(route, *limit, UnixMs(now), UnixMs(now + LEASE_MS), *start)
                 .await
                 .map_err(fail)?;
             let mut due: Vec<(String, Modelled)> = model
@@ -435,7 +435,10 @@ async fn apply(
                 return Ok(());
             };
             let event = as_leased(&h);
-            let got = store.start(&event, now + LEASE_MS).await.map_err(fail)?;
+            let got = store
+                .start(&event, UnixMs(now + LEASE_MS))
+                .await
+                .map_err(fail)?;
             let want = match model.events.get_mut(&h.id) {
                 Some(e) if e.state == State::Delivering && e.lease.as_deref() == Some(&h.lease) => {
                     e.attempts += 1;
@@ -453,7 +456,10 @@ async fn apply(
                 .iter()
                 .map(|h| (h.id.clone(), h.lease.clone()))
                 .collect();
-            let got = store.renew(pairs, now + LEASE_MS).await.map_err(fail)?;
+            let got = store
+                .renew(pairs, UnixMs(now + LEASE_MS))
+                .await
+                .map_err(fail)?;
             let mut want = 0;
             for h in held.iter() {
                 if model.held_by(h).is_some() {
@@ -473,7 +479,7 @@ async fn apply(
                 Outcome::Delivered => (Settle::Delivered { status: 200 }, 200),
                 Outcome::RetryIn(ms) => (
                     Settle::Retry {
-                        at_ms: now + ms,
+                        at_ms: UnixMs(now + ms),
                         status: Some(503),
                         error: "app answered 503".into(),
                     },
@@ -488,7 +494,10 @@ async fn apply(
                     422,
                 ),
             };
-            let got = store.settle(&event, settle, now).await.map_err(fail)?;
+            let got = store
+                .settle(&event, settle, UnixMs(now))
+                .await
+                .map_err(fail)?;
             let holds = model.held_by(&h).is_some();
             let want = match (model.events.get_mut(&h.id), *outcome) {
                 // A 2xx wins, in any state but delivered.
@@ -566,7 +575,7 @@ async fn apply(
             let Some(id) = pick(&ids, *which) else {
                 return Ok(());
             };
-            let got = store.retry(&id, now).await.map_err(fail)?;
+            let got = store.retry(&id, UnixMs(now)).await.map_err(fail)?;
             let e = model.events.get_mut(&id).expect("picked from the model");
             let want = matches!(e.state, State::Dead | State::Retrying);
             if want {
@@ -576,7 +585,7 @@ async fn apply(
         }
         Step::RetryDead { route } => {
             let route = &routes[*route];
-            let got = store.retry_dead(route, now).await.map_err(fail)?;
+            let got = store.retry_dead(route, UnixMs(now)).await.map_err(fail)?;
             let mut want = 0;
             for e in model.events.values_mut() {
                 if e.route == *route && e.state == State::Dead {
@@ -602,7 +611,7 @@ async fn apply(
             // Delivered events kept 60 s, dead ones 120 s.
             let (delivered_before, dead_before) = (now - 60_000, now - 120_000);
             store
-                .purge(delivered_before, dead_before, now)
+                .purge(UnixMs(delivered_before), UnixMs(dead_before), UnixMs(now))
                 .await
                 .map_err(fail)?;
             model.events.retain(|_, e| {
@@ -644,9 +653,9 @@ fn as_leased(h: &Held) -> Event {
         route: String::new(),
         idempotency_key: String::new(),
         state: State::Delivering,
-        received_ms: 0,
-        age_from_ms: 0,
-        next_attempt_ms: 0,
+        received_ms: UnixMs::EPOCH,
+        age_from_ms: UnixMs::EPOCH,
+        next_attempt_ms: UnixMs::EPOCH,
         attempts: 0,
         budget_from: 0,
         finished_ms: None,
@@ -699,10 +708,10 @@ async fn compare(store: &QueueStore, model: &Model, routes: &[String]) -> Result
             e.attempts,
             e.budget_from,
             e.lease.as_deref(),
-            e.finished_ms,
+            e.finished_ms.map(UnixMs::as_i64),
             e.last_status,
             e.dead_reason.as_deref(),
-            e.age_from_ms,
+            e.age_from_ms.as_i64(),
         );
         let want = (
             m.state,
@@ -721,7 +730,7 @@ async fn compare(store: &QueueStore, model: &Model, routes: &[String]) -> Result
             ));
         }
         if matches!(m.state, State::Queued | State::Retrying)
-            && e.next_attempt_ms != m.next_attempt_ms
+            && e.next_attempt_ms.as_i64() != m.next_attempt_ms
         {
             return Err(format!(
                 "{id}: due at {} in the store, {} in the model",

@@ -25,8 +25,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use hookgate::config::compile::compile;
-use hookgate::gateway::Clock;
 use hookgate::metrics::Metrics;
+use hookgate::runtime::Clock;
 use hookgate::server::{self, Running};
 
 // ---------------------------------------------------------------------------------------------

@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use http::HeaderName;
 
-use super::routes::Stores;
 use super::values::{parse_duration, parse_header};
-use super::Report;
+use super::{Report, Stores};
 use crate::config::file::{RawDuration, RawQueue, RawReplay, RawReplayKey, RawRetry};
 use crate::config::presets;
 use crate::model::{Delivery, KeySource, OnStoreError, QueuePolicy, ReplayPolicy, RetryPolicy};
@@ -65,7 +64,7 @@ fn check_queued(loc: &str, preset: Option<&str>, enforce: bool, stores: Stores, 
              requests that failed their checks; try the route in sync mode first",
         );
     }
-    if let Some(why) = preset.and_then(presets::needs_app_answer) {
+    if let Some(why) = preset.and_then(|name| presets::find(name)?.needs_app_answer) {
         r.warn(
             loc,
             format!("queued, but this sender needs the app's answer ({why}); keep it sync"),
@@ -145,7 +144,7 @@ pub(super) fn compile_replay(
     let key = raw
         .key
         .clone()
-        .or_else(|| preset.and_then(presets::replay_key))
+        .or_else(|| preset.and_then(presets::find)?.default_replay_key())
         .unwrap_or(RawReplayKey::Signature);
     let key = compile_replay_key(key, loc, scheme, r)?;
     let ttl = match &raw.ttl {

@@ -2,8 +2,7 @@
 //! `public_key_file`, `public_keys` is set, each resolved (environment, file, literal),
 //! decoded with `key_encoding` and built into verification keys.
 
-use super::verify::Ctx;
-use super::Report;
+use super::{Ctx, Report};
 use crate::config::defaults;
 use crate::config::file::RawVerify;
 use crate::config::secret::{self, Origin};

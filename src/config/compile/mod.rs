@@ -10,6 +10,9 @@
 //! - `routes.rs`: each route and the checks across routes, with `upstream.rs` (its URL and
 //!   TLS), `verify.rs` and `keys.rs` (its scheme), `delivery.rs` (sync or queued, replay);
 //! - `values.rs`: addresses, networks, header names, durations, URLs.
+//!
+//! What two of them share (`Report`, `Stores`, `Ctx`) lives here, below them all, so that no
+//! section imports one that imports it back.
 
 mod delivery;
 mod keys;
@@ -39,7 +42,7 @@ use listeners::{
     compile_workers,
 };
 use readable::{is_under, readable_part};
-use routes::{compile_routes, Stores};
+use routes::compile_routes;
 use stores::{compile_queue_store, compile_replay_store};
 use values::{parse_addr, parse_net};
 
@@ -77,6 +80,23 @@ impl Report {
             message: message.into(),
         });
     }
+}
+
+/// Which top-level stores a route may use.
+#[derive(Clone, Copy)]
+struct Stores {
+    queue: bool,
+}
+
+/// What compiling a `verify:` block needs from its surroundings (`verify.rs`, `keys.rs`).
+struct Ctx<'a> {
+    /// Relative `secret_file`/`public_key_file` paths are resolved against this.
+    base: &'a Path,
+    env: &'a dyn Fn(&str) -> Option<String>,
+    /// The route's `public_url`, for `url` message parts.
+    public_url: Option<&'a str>,
+    /// Compile the scheme's shape only, without keys (for `hookgate presets`).
+    shape_only: bool,
 }
 
 /// Compiles configuration text. `base` resolves relative paths; `env` looks up `${VARS}`.

@@ -13,8 +13,8 @@ use super::limits::compile_route_limits;
 use super::readable::{raw_route, route_label};
 use super::upstream::parse_upstream;
 use super::values::{parse_net, parse_public_url};
-use super::verify::{compile_verify, Ctx};
-use super::Report;
+use super::verify::compile_verify;
+use super::{Ctx, Report, Stores};
 use crate::config::file::RawRoute;
 use crate::model::{Limits, PathPattern, Route};
 
@@ -142,12 +142,6 @@ pub(super) fn compile_routes(
     }
     check_reachability(&routes, &labels, r);
     routes
-}
-
-/// Which top-level stores a route may use.
-#[derive(Clone, Copy)]
-pub(super) struct Stores {
-    pub(super) queue: bool,
 }
 
 fn compile_route(

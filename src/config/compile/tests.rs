@@ -373,7 +373,7 @@ fn part_names(parts: &[Part]) -> Vec<String> {
 fn every_seed_preset_has_an_expectation() {
     // The other presets are checked against provider vectors in `scheme/tests.rs`.
     let tested: Vec<&str> = PRESETS.iter().map(|c| c.name).collect();
-    assert_eq!(tested, presets::NAMES[..5]);
+    assert_eq!(tested, presets::names()[..5]);
 }
 
 #[test]
@@ -2413,7 +2413,7 @@ fn every_preset_expanded_reads_back_to_the_same_scheme() {
     let env =
         |name: &str| (name == "KEY").then(|| "dGhpcyBpcyBhIHRlc3Qgc2VjcmV0IGtleQ==".to_string());
     let mut routes = String::new();
-    for (i, name) in crate::config::presets::NAMES.iter().enumerate() {
+    for (i, name) in crate::config::presets::names().iter().enumerate() {
         let shape = crate::config::compile::preset_shape(name).unwrap();
         let keys = if shape.algorithm.is_asymmetric() {
             let key = SigningKey::generate(shape.algorithm).unwrap();
@@ -2470,7 +2470,7 @@ fn every_preset_expanded_reads_back_to_the_same_scheme() {
             .collect::<Vec<_>>()
     };
     assert_eq!(describe(&loaded), describe(&back));
-    assert_eq!(describe(&back).len(), crate::config::presets::NAMES.len());
+    assert_eq!(describe(&back).len(), crate::config::presets::all().len());
 }
 
 #[test]

@@ -7,7 +7,7 @@ use http::HeaderName;
 
 use super::keys::{compile_keys, resolve_key_sources};
 use super::values::{parse_duration, parse_header};
-use super::Report;
+use super::{Ctx, Report};
 use crate::config::file::{OneOrMany, RawPart, RawSignature, RawTimestamp, RawVerify};
 use crate::config::ConfigError;
 use crate::config::{defaults, presets};
@@ -16,29 +16,18 @@ use crate::scheme::{
     TimestampSpec, TimestampUnit, Window,
 };
 
-/// What compiling a `verify:` block needs from its surroundings.
-pub(super) struct Ctx<'a> {
-    /// Relative `secret_file`/`public_key_file` paths are resolved against this.
-    pub(super) base: &'a Path,
-    pub(super) env: &'a dyn Fn(&str) -> Option<String>,
-    /// The route's `public_url`, for `url` message parts.
-    pub(super) public_url: Option<&'a str>,
-    /// Compile the scheme's shape only, without keys (for `hookgate presets`).
-    pub(super) shape_only: bool,
-}
-
 /// Expands the preset (if any) under the route's own fields, then compiles the result.
 pub fn expand_preset(v: RawVerify, loc: &str, r_errors: &mut Vec<ConfigError>) -> RawVerify {
     match v.preset.clone() {
         None => v,
-        Some(name) => match presets::preset(&name) {
-            Some(p) => v.overlay(p),
+        Some(name) => match presets::find(&name) {
+            Some(p) => v.overlay(p.raw_verify()),
             None => {
                 r_errors.push(ConfigError {
                     location: format!("{loc}.preset"),
                     message: format!(
                         "unknown preset `{name}`; known presets: {}",
-                        presets::NAMES.join(", ")
+                        presets::names().join(", ")
                     ),
                 });
                 v
@@ -154,11 +143,12 @@ pub(super) fn compile_verify(
 /// side by side); only a message or timestamp the route wrote itself earns the warning of
 /// [`warn_adjacent_parts`].
 fn own_message(v: &RawVerify) -> bool {
-    match v.preset.as_deref().and_then(presets::preset) {
+    match v.preset.as_deref().and_then(presets::find) {
         None => true,
         // Written out as the preset has it (as `check --expand` prints it) is still the
         // preset's.
-        Some(p) => {
+        Some(preset) => {
+            let p = preset.raw_verify();
             v.message
                 .as_ref()
                 .is_some_and(|m| Some(m) != p.message.as_ref())

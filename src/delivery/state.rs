@@ -1,0 +1,125 @@
+//! The queue store's vocabulary, shared by the dispatch (`store.rs`), both engines
+//! (`embedded.rs`, `postgres.rs`) and their callers: where an event is ([`State`]), how an
+//! attempt ends ([`Settle`]), what an ingest did, what a listing asks for, and the store's
+//! errors. It sits below all of them, so the engines never import the dispatch that imports
+//! them. The state machine itself is drawn in `store.rs`.
+
+use crate::delivery::retry::DeadReason;
+use crate::delivery::time::UnixMs;
+
+/// Where an event is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Stored, not yet tried.
+    Queued,
+    /// Leased by a delivery worker right now.
+    Delivering,
+    /// Tried, failed, due again at `next_attempt_ms`.
+    Retrying,
+    /// The app answered 2xx; kept for the retention, then purged.
+    Delivered,
+    /// A dead letter: refused for good, or too old. Kept until retried, dropped or purged.
+    Dead,
+}
+
+impl State {
+    pub const ALL: [State; 5] = [
+        State::Queued,
+        State::Delivering,
+        State::Retrying,
+        State::Delivered,
+        State::Dead,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Queued => "queued",
+            State::Delivering => "delivering",
+            State::Retrying => "retrying",
+            State::Delivered => "delivered",
+            State::Dead => "dead",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<State> {
+        State::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The engine failed (disk full, I/O error, database down).
+    #[error("queue store: {0}")]
+    Engine(String),
+    /// No answer in time: the writer is behind or the disk stalls.
+    #[error("queue store timed out")]
+    Timeout,
+    /// The store is closed (shutting down).
+    #[error("queue store closed")]
+    Closed,
+    /// The store cannot be opened as configured.
+    #[error("queue store: {0}")]
+    Open(String),
+}
+
+/// What storing an event did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ingested {
+    /// On disk now.
+    Stored,
+    /// An event with the same dedup key is already stored: its id and where it is now
+    /// (delivered, or still on its way), for the sender's answer.
+    Duplicate { id: String, state: State },
+}
+
+/// How an attempt ends for the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Settle {
+    Delivered {
+        status: u16,
+    },
+    Retry {
+        at_ms: UnixMs,
+        status: Option<u16>,
+        error: String,
+    },
+    Dead {
+        reason: DeadReason,
+        status: Option<u16>,
+        error: String,
+    },
+}
+
+impl Settle {
+    /// The `outcome` label of `hookgate_delivery_attempts_total` (and of the log line).
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Settle::Delivered { .. } => "delivered",
+            Settle::Retry { .. } => "retry",
+            Settle::Dead { .. } => "dead",
+        }
+    }
+}
+
+/// Which events to list.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    pub route: Option<String>,
+    pub state: Option<State>,
+    /// Only events whose id sorts after this (paging).
+    pub after: Option<String>,
+    pub limit: usize,
+}
+
+/// Events of one route in one state, for the depth and age gauges.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Depth {
+    pub route: String,
+    pub state: State,
+    pub count: u64,
+    /// When the oldest of them was received.
+    pub oldest_received_ms: UnixMs,
+}
+
+/// Most events one purge call deletes (one store operation).
+pub const PURGE_BATCH: u64 = 10_000;
