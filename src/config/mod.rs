@@ -1,15 +1,19 @@
 //! Configuration: `gateway.yaml` in two levels.
 //!
 //! - `file.rs`: the file's shape (serde structs, unknown keys rejected).
-//! - `compile.rs`: turns that into the immutable runtime model below ([`Gateway`]): parsed
-//!   addresses, CIDRs, durations, TLS configs, and compiled signature schemes with their
-//!   secrets resolved. Every problem is collected with its location (route name and field)
-//!   and reported together; a gateway with any error never starts.
+//! - `compile/`: turns that into the immutable runtime model ([`Gateway`], `crate::model`),
+//!   one file per section: parsed addresses, CIDRs, durations, TLS configs, and compiled
+//!   signature schemes with their secrets resolved. Every problem is collected with its
+//!   location (route name and field) and reported together; a gateway with any error never
+//!   starts.
 //! - `secret.rs`: `${ENV_VAR}`, `secret_file:` and literal secrets.
+//! - `defaults.rs`: what a `verify:` block gets for what it leaves out, for the compiler,
+//!   `check --expand` and `keygen` alike.
 //!
 //! The request path reads only the compiled model and never re-checks what load time checked.
 
 pub mod compile;
+pub mod defaults;
 pub mod file;
 pub mod overlap;
 pub mod presets;
@@ -17,7 +21,7 @@ pub mod secret;
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::model::Gateway;
 
@@ -41,6 +45,9 @@ impl fmt::Display for ConfigError {
 pub struct ConfigErrors {
     pub errors: Vec<ConfigError>,
     pub warnings: Vec<ConfigError>,
+    /// The files the compile read or tried to read before it failed ([`Loaded::files`]): a
+    /// file it could not read may be the one an operator is about to fix.
+    pub files: Vec<PathBuf>,
 }
 
 impl ConfigErrors {
@@ -52,6 +59,7 @@ impl ConfigErrors {
                 message: message.into(),
             }],
             warnings: Vec::new(),
+            files: Vec::new(),
         }
     }
 }
@@ -81,6 +89,11 @@ pub fn counted(n: usize, one: &str, many: &str) -> String {
 pub struct Loaded {
     pub gateway: Gateway,
     pub warnings: Vec<ConfigError>,
+    /// Every file the compile read besides the configuration itself, in order, once each:
+    /// secret and public key files, listener TLS certificates and keys, upstream TLS files,
+    /// `admin.token_file`, `queue_store.ca_file`. Relative paths are joined to the
+    /// configuration's directory. `run --watch` watches these and the configuration.
+    pub files: Vec<PathBuf>,
     /// Hex SHA-256 of the configuration text (`hookgate_config_info`), to tell which
     /// version is running.
     pub sha256: String,
@@ -174,11 +187,7 @@ pub fn key_spec(
     if let Some(e) = errors.first() {
         return Err(e.to_string());
     }
-    let algorithm = verify
-        .algorithm
-        .as_deref()
-        .and_then(crate::scheme::Algorithm::parse)
-        .ok_or("the scheme names no known algorithm")?;
+    let algorithm = defaults::algorithm(&verify).ok_or("the scheme names no known algorithm")?;
     if !matches!(
         algorithm,
         crate::scheme::Algorithm::Ed25519 | crate::scheme::Algorithm::EcdsaP256Sha256
@@ -190,7 +199,7 @@ pub fn key_spec(
         ));
     }
     let encoding = match verify.key_encoding.as_deref() {
-        None => crate::scheme::KeyEncoding::Base64,
+        None => defaults::key_encoding(algorithm),
         Some(e) => crate::scheme::KeyEncoding::parse(e)
             .ok_or_else(|| format!("unknown key_encoding `{e}`"))?,
     };
@@ -242,65 +251,75 @@ pub fn expand(path: &Path, loaded: &Loaded) -> Result<(String, Vec<String>), Str
             Value::Sequence(route.methods.iter().map(|m| m.as_str().into()).collect()),
         );
         if let Some(raw) = m.get("verify") {
-            let raw: file::RawVerify =
-                serde_yaml::from_value(raw.clone()).map_err(|e| e.to_string())?;
-            let mut errors = Vec::new();
-            // The preset's name stays (its warnings, e.g. a sender that needs the app's
-            // answer, still apply); every field it sets is written out beside it.
-            let mut v = compile::expand_preset(raw, &loc, &mut errors);
-            // The defaults the compiler applies, written out.
-            let asymmetric = v
-                .algorithm
-                .as_deref()
-                .and_then(crate::scheme::Algorithm::parse)
-                .is_some_and(crate::scheme::Algorithm::is_asymmetric);
-            v.key_encoding
-                .get_or_insert_with(|| if asymmetric { "base64" } else { "raw" }.into());
-            v.message.get_or_insert_with(|| vec![file::RawPart::Body]);
-            if let Some(s) = v.signature.as_mut() {
-                s.prefix.get_or_insert_with(String::new);
-                s.encoding
-                    .get_or_insert_with(|| file::OneOrMany::One("hex".into()));
-            }
-            let literal = v
-                .secret
-                .iter()
-                .chain(v.secrets.iter().flatten())
-                .any(|s| !s.starts_with("${"));
-            if literal {
-                notes.push(format!(
-                    "{loc}.verify: a literal secret is not printed; {LITERAL_SECRET_PLACEHOLDER} \
-                     stands in for it"
-                ));
-            }
-            m.insert("verify".into(), v.to_yaml(LITERAL_SECRET_PLACEHOLDER));
+            let verify = expand_verify(raw, &loc, &mut notes)?;
+            m.insert("verify".into(), verify);
         }
         if let Some(replay) = &route.replay {
-            let key = match &replay.key {
-                crate::model::KeySource::Header(h) => {
-                    file::RawReplayKey::Header(h.iter().map(|n| n.to_string()).collect())
-                }
-                crate::model::KeySource::Json(p) => file::RawReplayKey::Json(p.clone()),
-                crate::model::KeySource::Signature => file::RawReplayKey::Signature,
-            };
-            let mut r = serde_yaml::Mapping::new();
-            r.insert("key".into(), key.to_yaml());
-            r.insert(
-                "ttl".into(),
-                humantime::format_duration(replay.ttl).to_string().into(),
-            );
-            r.insert(
-                "on_store_error".into(),
-                match replay.on_store_error {
-                    crate::model::OnStoreError::Reject => "reject",
-                    crate::model::OnStoreError::Allow => "allow",
-                }
-                .into(),
-            );
-            m.insert("replay".into(), Value::Mapping(r));
+            m.insert("replay".into(), expand_replay(replay));
         }
     }
-    // Store URLs may carry a password: a literal one is not printed either.
+    hide_store_credentials(&mut doc, &mut notes);
+    let yaml = serde_yaml::to_string(&doc).map_err(|e| e.to_string())?;
+    Ok((yaml, notes))
+}
+
+/// A route's `verify:` with its preset's fields and the compiler's defaults written out, and
+/// a literal secret replaced by [`LITERAL_SECRET_PLACEHOLDER`] (with a note).
+fn expand_verify(
+    raw: &serde_yaml::Value,
+    loc: &str,
+    notes: &mut Vec<String>,
+) -> Result<serde_yaml::Value, String> {
+    let raw: file::RawVerify = serde_yaml::from_value(raw.clone()).map_err(|e| e.to_string())?;
+    let mut errors = Vec::new();
+    // The preset's name stays (its warnings, e.g. a sender that needs the app's answer, still
+    // apply); every field it sets is written out beside it.
+    let mut v = compile::expand_preset(raw, loc, &mut errors);
+    // The defaults the compiler applies, written out.
+    defaults::write_out(&mut v);
+    let literal = v
+        .secret
+        .iter()
+        .chain(v.secrets.iter().flatten())
+        .any(|s| !s.starts_with("${"));
+    if literal {
+        notes.push(format!(
+            "{loc}.verify: a literal secret is not printed; {LITERAL_SECRET_PLACEHOLDER} stands \
+             in for it"
+        ));
+    }
+    Ok(v.to_yaml(LITERAL_SECRET_PLACEHOLDER))
+}
+
+/// A route's compiled replay policy as a `replay:` block: key, TTL and store policy.
+fn expand_replay(replay: &crate::model::ReplayPolicy) -> serde_yaml::Value {
+    let key = match &replay.key {
+        crate::model::KeySource::Header(h) => {
+            file::RawReplayKey::Header(h.iter().map(|n| n.to_string()).collect())
+        }
+        crate::model::KeySource::Json(p) => file::RawReplayKey::Json(p.clone()),
+        crate::model::KeySource::Signature => file::RawReplayKey::Signature,
+    };
+    let mut r = serde_yaml::Mapping::new();
+    r.insert("key".into(), key.to_yaml());
+    r.insert(
+        "ttl".into(),
+        humantime::format_duration(replay.ttl).to_string().into(),
+    );
+    r.insert(
+        "on_store_error".into(),
+        match replay.on_store_error {
+            crate::model::OnStoreError::Reject => "reject",
+            crate::model::OnStoreError::Allow => "allow",
+        }
+        .into(),
+    );
+    serde_yaml::Value::Mapping(r)
+}
+
+/// Store URLs may carry a password: a literal one is not printed either, but replaced by
+/// [`LITERAL_URL_PLACEHOLDER`] (with a note).
+fn hide_store_credentials(doc: &mut serde_yaml::Value, notes: &mut Vec<String>) {
     for store in ["replay_store", "queue_store"] {
         let Some(url) = doc.get_mut(store).and_then(|s| s.get_mut("url")) else {
             continue;
@@ -319,6 +338,4 @@ pub fn expand(path: &Path, loaded: &Loaded) -> Result<(String, Vec<String>), Str
             ));
         }
     }
-    let yaml = serde_yaml::to_string(&doc).map_err(|e| e.to_string())?;
-    Ok((yaml, notes))
 }

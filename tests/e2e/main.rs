@@ -29,4 +29,5 @@ mod rollout;
 mod seed_senders;
 mod tls;
 mod upstream_pool;
+mod watch;
 mod workers;

@@ -2,15 +2,18 @@
 //! every located error) out. Secrets come from a fake environment passed to [`compile`], so no
 //! test touches the process environment.
 
-use super::*;
-
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use hmac::{Hmac, Mac};
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName, Method};
 
+use super::compile;
+use crate::config::{presets, ConfigError, ConfigErrors, Loaded};
 use crate::model::routes::Match;
+use crate::model::{KeySource, Limits, PathPattern, Route, RuntimeModel};
+use crate::scheme::{Algorithm, Encoding, Part, Scheme, TimestampSource, TimestampUnit};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -1339,6 +1342,7 @@ routes:
     );
     // The rendered report counts them and gives each on its own line.
     let report = ConfigErrors {
+        files: Vec::new(),
         errors: errs.clone(),
         warnings: Vec::new(),
     }
@@ -2421,7 +2425,7 @@ fn every_preset_expanded_reads_back_to_the_same_scheme() {
             let encoding = crate::config::compile::expand_preset(raw, "x", &mut errors)
                 .key_encoding
                 .and_then(|e| crate::scheme::KeyEncoding::parse(&e))
-                .unwrap_or(crate::scheme::KeyEncoding::Base64);
+                .unwrap_or(crate::config::defaults::key_encoding(shape.algorithm));
             format!(
                 "public_key: \"{}\"",
                 encoding.encode(&key.public_key_bytes().unwrap())
@@ -2524,7 +2528,7 @@ fn keygen_reads_a_route_without_compiling_and_refuses_what_cannot_hold_a_public_
     let file = dir.join("gateway.yaml");
     std::fs::write(
         &file,
-        "routes:\n  - { name: d, verify: { preset: discord } }\n  - { name: raw, verify: { algorithm: ed25519, key_encoding: raw } }\n  - { name: h, verify: { preset: github } }\n",
+        "routes:\n  - { name: d, verify: { preset: discord } }\n  - { name: raw, verify: { algorithm: ed25519, key_encoding: raw } }\n  - { name: h, verify: { preset: github } }\n  - { name: plain, verify: { signature: { header: x-sig } } }\n",
     )
     .unwrap();
     let spec = |route: &str| crate::config::key_spec(&file, Some(route), None);
@@ -2540,4 +2544,37 @@ fn keygen_reads_a_route_without_compiling_and_refuses_what_cannot_hold_a_public_
         .contains("raw cannot hold a public key"));
     assert!(spec("h").unwrap_err().contains("shared secret"));
     assert!(spec("nope").unwrap_err().contains("no route named `nope`"));
+    // No `algorithm:` is the compiler's default (hmac-sha256), not an unknown algorithm.
+    assert!(spec("plain")
+        .unwrap_err()
+        .starts_with("hmac-sha256 verifies with a shared secret"));
+}
+
+/// `check --expand` writes out the very defaults the compiler applies (`config/defaults.rs`):
+/// a block that leaves them all out reads back, written out, to the same scheme.
+#[test]
+fn expand_writes_the_defaults_the_compiler_applies() {
+    use crate::config::defaults;
+    let dir = temp_dir("expand-defaults");
+    let text = verified("signature: { header: x-sig }, secret: \"${LAHZA_SECRET}\"");
+    let original = dir.join("gateway.yaml");
+    std::fs::write(&original, &text).unwrap();
+    let loaded = compile(&text, &dir, &env).unwrap_or_else(|e| panic!("{e}"));
+    let s = scheme(&loaded, "r");
+    assert_eq!(s.algorithm, defaults::ALGORITHM);
+    assert_eq!(s.signature.prefix, defaults::SIGNATURE_PREFIX);
+    assert_eq!(s.signature.encodings, [defaults::SIGNATURE_ENCODING]);
+    assert_eq!(s.message, [Part::Body]);
+    let (yaml, _) = crate::config::expand(&original, &loaded).unwrap();
+    let doc: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
+    let verify = &doc["routes"][0]["verify"];
+    assert_eq!(verify["key_encoding"], "raw", "{yaml}");
+    assert_eq!(verify["message"][0], "body", "{yaml}");
+    assert_eq!(verify["signature"]["encoding"], "hex", "{yaml}");
+    assert_eq!(verify["signature"]["prefix"], "", "{yaml}");
+    let back = compile(&yaml, &dir, &env).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    assert_eq!(
+        scheme(&back, "r").describe(""),
+        scheme(&loaded, "r").describe("")
+    );
 }

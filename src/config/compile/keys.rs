@@ -1,0 +1,191 @@
+//! A scheme's keys: which of `secret`, `secret_file`, `secrets`, `public_key`,
+//! `public_key_file`, `public_keys` is set, each resolved (environment, file, literal),
+//! decoded with `key_encoding` and built into verification keys.
+
+use super::{Ctx, Report};
+use crate::config::defaults;
+use crate::config::file::RawVerify;
+use crate::config::secret::{self, Origin};
+use crate::scheme::{Algorithm, KeyEncoding, Keys};
+
+/// Resolves the key strings (secrets or public keys, as the algorithm needs), decodes them
+/// with `key_encoding`, and builds the verification keys. Every problem names its field.
+pub(super) fn compile_keys(
+    v: &RawVerify,
+    algorithm: Algorithm,
+    loc: &str,
+    ctx: &Ctx<'_>,
+    r: &mut Report,
+) -> Option<Keys> {
+    let errors_before = r.errors.len();
+    let wants_public = algorithm.is_asymmetric();
+    let has_secret = v.secret.is_some() || v.secret_file.is_some() || v.secrets.is_some();
+    let has_public =
+        v.public_key.is_some() || v.public_key_file.is_some() || v.public_keys.is_some();
+    if wants_public && has_secret {
+        r.error(
+            loc,
+            format!(
+                "{} verifies with public keys: use `public_key`, `public_key_file` or \
+                 `public_keys`, not a secret",
+                algorithm.name()
+            ),
+        );
+    }
+    if !wants_public && has_public {
+        r.error(
+            loc,
+            format!(
+                "{} uses a shared secret: use `secret`, `secret_file` or `secrets`, not a \
+                 public key",
+                algorithm.name()
+            ),
+        );
+    }
+    let encoding = match v.key_encoding.as_deref() {
+        None => Some(defaults::key_encoding(algorithm)),
+        Some(e) => KeyEncoding::parse(e).or_else(|| {
+            r.error(
+                format!("{loc}.key_encoding"),
+                format!(
+                    "unknown key encoding `{e}`; use raw, base64, hex, whsec_base64 or whpk_base64"
+                ),
+            );
+            None
+        }),
+    };
+    let sources = resolve_key_sources(v, loc, ctx, r);
+    if r.errors.len() > errors_before {
+        return None;
+    }
+    let encoding = encoding?;
+    let mut decoded = Vec::new();
+    for (text, field) in &sources {
+        match encoding.decode(text) {
+            Ok(bytes) if bytes.is_empty() => r.error(field, "key is empty after decoding"),
+            Ok(bytes) => decoded.push(bytes),
+            Err(e) => r.error(field, format!("{e} (key_encoding: {})", encoding.name())),
+        }
+    }
+    if r.errors.len() > errors_before {
+        return None;
+    }
+    match Keys::new(algorithm, &decoded) {
+        Ok(keys) => Some(keys),
+        Err((i, e)) => {
+            r.error(&sources[i].1, e);
+            None
+        }
+    }
+}
+
+/// Reads every configured key string: `secret`/`public_key` (an `${ENV}` or a literal),
+/// `*_file`, or the `secrets`/`public_keys` list. Returns each with its field location.
+pub(super) fn resolve_key_sources(
+    v: &RawVerify,
+    loc: &str,
+    ctx: &Ctx<'_>,
+    r: &mut Report,
+) -> Vec<(Vec<u8>, String)> {
+    if !one_key_source(v, loc, r) {
+        return vec![];
+    }
+    let mut out = Vec::new();
+    for (single, name) in [(&v.secret, "secret"), (&v.public_key, "public_key")] {
+        if let Some(s) = single {
+            let resolved = secret::resolve_value(s, ctx.env);
+            take_key(resolved, format!("{loc}.{name}"), &mut out, r);
+        }
+    }
+    for (file, name) in [
+        (&v.secret_file, "secret_file"),
+        (&v.public_key_file, "public_key_file"),
+    ] {
+        if let Some(p) = file {
+            let path = r.file(ctx.base.join(p));
+            let resolved = secret::resolve_file(&path);
+            // A public key may be read by anyone.
+            if let (Ok(_), "secret_file") = (&resolved, name) {
+                if let Some(exposed) = secret::exposure(&path) {
+                    r.warn(format!("{loc}.{name}"), exposed);
+                }
+            }
+            take_key(resolved, format!("{loc}.{name}"), &mut out, r);
+        }
+    }
+    for (list, name) in [(&v.secrets, "secrets"), (&v.public_keys, "public_keys")] {
+        if let Some(list) = list {
+            if list.is_empty() {
+                r.error(format!("{loc}.{name}"), "empty list");
+            }
+            for (i, s) in list.iter().enumerate() {
+                let resolved = secret::resolve_value(s, ctx.env);
+                take_key(resolved, format!("{loc}.{name}[{i}]"), &mut out, r);
+            }
+        }
+    }
+    out
+}
+
+/// Whether exactly one key source is set; if not, the error says what to set.
+fn one_key_source(v: &RawVerify, loc: &str, r: &mut Report) -> bool {
+    let sources = [
+        v.secret.is_some(),
+        v.secret_file.is_some(),
+        v.secrets.is_some(),
+        v.public_key.is_some(),
+        v.public_key_file.is_some(),
+        v.public_keys.is_some(),
+    ];
+    match sources.iter().filter(|s| **s).count() {
+        0 => {
+            r.error(
+                loc,
+                "no key: set `secret: \"${ENV_VAR}\"`, `secret_file: PATH` or `secrets: [...]` \
+                 (or `public_key`/`public_key_file`/`public_keys` for asymmetric schemes)",
+            );
+            false
+        }
+        1 => true,
+        _ => {
+            r.error(
+                loc,
+                "set only one of `secret`, `secret_file`, `secrets`, `public_key`, \
+                 `public_key_file` and `public_keys`",
+            );
+            false
+        }
+    }
+}
+
+/// One resolved key string, kept with its field; a literal secret (or one that looks like a
+/// mistyped `${NAME}`) earns a warning, a failure an error.
+fn take_key(
+    res: Result<(Vec<u8>, Origin), String>,
+    field: String,
+    out: &mut Vec<(Vec<u8>, String)>,
+    r: &mut Report,
+) {
+    match res {
+        Ok((bytes, origin)) => {
+            // Public keys are not secret; only a literal shared secret deserves a warning.
+            if field.contains("public_key") {
+                // Public keys are not secret.
+            } else if origin == Origin::Literal {
+                r.warn(
+                    &field,
+                    "literal secret in the configuration file; prefer \"${ENV_VAR}\" or secret_file",
+                );
+            } else if origin == Origin::DollarLiteral {
+                // The value is not repeated: it may be the secret itself.
+                r.warn(
+                    &field,
+                    "written like an environment reference without braces (`$NAME`): it is \
+                     used literally, as written; for the variable write \"${NAME}\"",
+                );
+            }
+            out.push((bytes, field));
+        }
+        Err(e) => r.error(field, e),
+    }
+}

@@ -1,0 +1,493 @@
+//! A route's `verify:` block, its preset laid under it, into a [`Scheme`]: algorithm,
+//! signature header and encodings, signed message, timestamp window. Keys are `keys.rs`.
+
+use std::path::Path;
+
+use http::HeaderName;
+
+use super::keys::{compile_keys, resolve_key_sources};
+use super::values::{parse_duration, parse_header};
+use super::{Ctx, Report};
+use crate::config::file::{OneOrMany, RawPart, RawSignature, RawTimestamp, RawVerify};
+use crate::config::ConfigError;
+use crate::config::{defaults, presets};
+use crate::scheme::{
+    Algorithm, Encoding, Entries, Keys, Part, Scheme, SignatureSpec, TimestampSource,
+    TimestampSpec, TimestampUnit, Window,
+};
+
+/// Expands the preset (if any) under the route's own fields, then compiles the result.
+pub fn expand_preset(v: RawVerify, loc: &str, r_errors: &mut Vec<ConfigError>) -> RawVerify {
+    match v.preset.clone() {
+        None => v,
+        Some(name) => match presets::find(&name) {
+            Some(p) => v.overlay(p.raw_verify()),
+            None => {
+                r_errors.push(ConfigError {
+                    location: format!("{loc}.preset"),
+                    message: format!(
+                        "unknown preset `{name}`; known presets: {}",
+                        presets::names().join(", ")
+                    ),
+                });
+                v
+            }
+        },
+    }
+}
+
+/// Compiles one `verify:` block on its own (used by unit tests and tools); `loc` prefixes
+/// error locations.
+pub fn compile_scheme(
+    v: RawVerify,
+    loc: &str,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    public_url: Option<&str>,
+) -> Result<Scheme, Vec<ConfigError>> {
+    let mut r = Report::default();
+    let ctx = Ctx {
+        base,
+        env,
+        public_url,
+        shape_only: false,
+    };
+    match compile_verify(v, loc, &ctx, &mut r) {
+        Some(s) if r.errors.is_empty() => Ok(s),
+        _ => Err(r.errors),
+    }
+}
+
+/// A preset's scheme without keys, for `hookgate presets`.
+pub fn preset_shape(name: &str) -> Result<Scheme, Vec<ConfigError>> {
+    let mut r = Report::default();
+    let ctx = Ctx {
+        base: Path::new("."),
+        env: &|_| None,
+        public_url: Some("https://hooks.example.com"),
+        shape_only: true,
+    };
+    let v = RawVerify {
+        preset: Some(name.to_owned()),
+        ..RawVerify::default()
+    };
+    match compile_verify(v, name, &ctx, &mut r) {
+        Some(s) if r.errors.is_empty() => Ok(s),
+        _ => Err(r.errors),
+    }
+}
+
+pub(super) fn compile_verify(
+    v: RawVerify,
+    loc: &str,
+    ctx: &Ctx<'_>,
+    r: &mut Report,
+) -> Option<Scheme> {
+    let errors_before = r.errors.len();
+    let own_message = own_message(&v);
+    let v = expand_preset(v, loc, &mut r.errors);
+    if r.errors.len() > errors_before {
+        // The scheme's shape is unknown, but its key sources can still be checked, so that
+        // one run of `check` reports those problems too.
+        if !ctx.shape_only {
+            let _ = resolve_key_sources(&v, loc, ctx, r);
+        }
+        return None;
+    }
+    let algorithm = compile_algorithm(&v, loc, r);
+    let signature = match &v.signature {
+        None => {
+            r.error(format!("{loc}.signature"), "missing (or set `preset:`)");
+            None
+        }
+        Some(s) => compile_signature(s, loc, r),
+    };
+    let has_entries = signature.as_ref().is_some_and(|s| s.entries.is_some())
+        || v.signature.as_ref().is_some_and(|s| s.entries.is_some());
+    let message = compile_message(v.message.as_deref(), loc, ctx, has_entries, r);
+    check_body_covered(&v, algorithm, &message, loc, r);
+    let timestamp = v
+        .timestamp
+        .as_ref()
+        .and_then(|t| compile_timestamp(t, &format!("{loc}.timestamp"), has_entries, r));
+    let keys = match algorithm {
+        Some(alg) if ctx.shape_only => Some(Keys::new(alg, &[]).expect("no keys to reject")),
+        Some(alg) => compile_keys(&v, alg, loc, ctx, r),
+        None => {
+            let _ = resolve_key_sources(&v, loc, ctx, r);
+            None
+        }
+    };
+    if r.errors.len() > errors_before {
+        return None;
+    }
+    let scheme = Scheme {
+        algorithm: algorithm?,
+        signature: signature?,
+        message,
+        timestamp,
+        public_url: ctx.public_url.map(str::to_owned),
+        body_hash_param: v.body_hash_param.clone(),
+        keys: keys?,
+    };
+    // A route overriding a preset's timestamp can leave a signed header unpinned next to the
+    // body, so an override counts as the route's own message.
+    if own_message {
+        warn_adjacent_parts(&scheme, loc, r);
+    }
+    Some(scheme)
+}
+
+/// Whether the route wrote its message or timestamp itself (before its preset is laid under
+/// it). A preset's own message is the provider's design (Twilio signs the URL and the form
+/// side by side); only a message or timestamp the route wrote itself earns the warning of
+/// [`warn_adjacent_parts`].
+fn own_message(v: &RawVerify) -> bool {
+    match v.preset.as_deref().and_then(presets::find) {
+        None => true,
+        // Written out as the preset has it (as `check --expand` prints it) is still the
+        // preset's.
+        Some(preset) => {
+            let p = preset.raw_verify();
+            v.message
+                .as_ref()
+                .is_some_and(|m| Some(m) != p.message.as_ref())
+                || v.timestamp
+                    .as_ref()
+                    .is_some_and(|t| Some(t) != p.timestamp.as_ref())
+        }
+    }
+}
+
+fn compile_algorithm(v: &RawVerify, loc: &str, r: &mut Report) -> Option<Algorithm> {
+    match v.algorithm.as_deref() {
+        None => Some(defaults::ALGORITHM),
+        Some(s) => Algorithm::parse(s).or_else(|| {
+            r.error(
+                format!("{loc}.algorithm"),
+                format!(
+                    "unknown algorithm `{s}`; use hmac-sha256, hmac-sha1, hmac-sha512, token, \
+                     ed25519 or ecdsa-p256-sha256"
+                ),
+            );
+            None
+        }),
+    }
+}
+
+/// `signature:`: the header (or headers) it arrives in, its prefix or structured entries,
+/// and the encodings accepted.
+fn compile_signature(s: &RawSignature, loc: &str, r: &mut Report) -> Option<SignatureSpec> {
+    let headers = compile_signature_headers(s.header.as_ref(), loc, r);
+    let header = headers.first().cloned();
+    let also = headers.get(1..).unwrap_or_default().to_vec();
+    let encodings = compile_encodings(s.encoding.as_ref(), loc, r);
+    let prefix = (s.prefix.as_deref())
+        .unwrap_or(defaults::SIGNATURE_PREFIX)
+        .to_owned();
+    let entries = s.entries.as_ref().and_then(|e| {
+        let eloc = format!("{loc}.signature.entries");
+        if e.separator.is_empty() || e.assign.is_empty() || e.key.is_empty() {
+            r.error(&eloc, "separator, assign and key must not be empty");
+            return None;
+        }
+        if !prefix.is_empty() {
+            r.error(&eloc, "set `prefix` or `entries`, not both");
+        }
+        Some(Entries {
+            separator: e.separator.clone(),
+            assign: e.assign.clone(),
+            key: e.key.clone(),
+        })
+    });
+    header.map(|header| SignatureSpec {
+        header,
+        also,
+        prefix,
+        encodings,
+        entries,
+    })
+}
+
+/// `signature.header`: one name or several, each valid, none twice.
+fn compile_signature_headers(
+    raw: Option<&OneOrMany>,
+    loc: &str,
+    r: &mut Report,
+) -> Vec<HeaderName> {
+    let hloc = format!("{loc}.signature.header");
+    let Some(h) = raw else {
+        r.error(&hloc, "missing");
+        return Vec::new();
+    };
+    let names = h.to_vec();
+    if names.is_empty() {
+        r.error(&hloc, "empty list");
+    }
+    let parsed: Vec<HeaderName> = names
+        .iter()
+        .filter_map(|n| parse_header(n, &hloc, r))
+        .collect();
+    for (i, n) in parsed.iter().enumerate() {
+        if parsed[..i].contains(n) {
+            r.error(&hloc, format!("`{n}` is listed twice"));
+        }
+    }
+    parsed
+}
+
+/// `signature.encoding`: one or several of hex and base64, each once (default:
+/// [`defaults::SIGNATURE_ENCODING`]).
+fn compile_encodings(raw: Option<&OneOrMany>, loc: &str, r: &mut Report) -> Vec<Encoding> {
+    let names = raw
+        .map(|e| e.to_vec())
+        .unwrap_or_else(|| vec![defaults::SIGNATURE_ENCODING.name().into()]);
+    let mut encodings = Vec::new();
+    for name in &names {
+        match Encoding::parse(name) {
+            Some(e) if !encodings.contains(&e) => encodings.push(e),
+            Some(_) => {}
+            None => r.error(
+                format!("{loc}.signature.encoding"),
+                format!("unknown encoding `{name}`; use hex or base64"),
+            ),
+        }
+    }
+    if names.is_empty() {
+        r.error(format!("{loc}.signature.encoding"), "empty list");
+    }
+    encodings
+}
+
+/// `message:`: the parts signed, in order (default: [`defaults::message`]).
+fn compile_message(
+    raw: Option<&[RawPart]>,
+    loc: &str,
+    ctx: &Ctx<'_>,
+    has_entries: bool,
+    r: &mut Report,
+) -> Vec<Part> {
+    let default = defaults::message();
+    raw.unwrap_or(&default)
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            let ploc = format!("{loc}.message[{i}]");
+            match p {
+                RawPart::Body => Some(Part::Body),
+                RawPart::Url => {
+                    if ctx.public_url.is_none() {
+                        r.error(
+                            ploc,
+                            "`url` needs the route's `public_url` (the URL senders call)",
+                        );
+                        return None;
+                    }
+                    Some(Part::Url)
+                }
+                RawPart::FormParamsSorted => Some(Part::FormParamsSorted),
+                RawPart::Literal(s) => Some(Part::Literal(s.as_bytes().to_vec())),
+                RawPart::Header(h) => {
+                    parse_header(h, &format!("{ploc}.header"), r).map(Part::Header)
+                }
+                RawPart::SignatureEntry(e) => {
+                    if !has_entries {
+                        r.error(ploc, "`signature_entry` needs `signature.entries`");
+                        return None;
+                    }
+                    Some(Part::SignatureEntry(e.clone()))
+                }
+            }
+        })
+        .collect()
+}
+
+/// The body must be covered: directly, or (Twilio) by the sorted form parameters plus a body
+/// hash in the URL for other bodies. A token scheme signs nothing.
+fn check_body_covered(
+    v: &RawVerify,
+    algorithm: Option<Algorithm>,
+    message: &[Part],
+    loc: &str,
+    r: &mut Report,
+) {
+    let covers_body = message.contains(&Part::Body)
+        || (message.contains(&Part::FormParamsSorted) && v.body_hash_param.is_some());
+    if algorithm != Some(Algorithm::Token) && !covers_body && v.message.is_some() {
+        r.error(
+            format!("{loc}.message"),
+            "the signed message must include `body` (or `form_params_sorted` with \
+             `body_hash_param`), or the body could be swapped",
+        );
+    }
+}
+
+fn compile_timestamp(
+    t: &RawTimestamp,
+    loc: &str,
+    has_entries: bool,
+    r: &mut Report,
+) -> Option<TimestampSpec> {
+    let source = timestamp_source(t, loc, has_entries, r);
+    let unit = match t.unit.as_deref() {
+        None => Some(TimestampUnit::Seconds),
+        Some(u) => TimestampUnit::parse(u).or_else(|| {
+            r.error(
+                format!("{loc}.unit"),
+                format!("unknown unit `{u}`; use seconds, milliseconds or rfc3339"),
+            );
+            None
+        }),
+    };
+    let window = timestamp_window(t, loc, r);
+    Some(TimestampSpec {
+        source: source?,
+        unit: unit?,
+        window: window?,
+    })
+}
+
+/// Where the timestamp is read: exactly one of `header`, `json`, `signature_entry`.
+fn timestamp_source(
+    t: &RawTimestamp,
+    loc: &str,
+    has_entries: bool,
+    r: &mut Report,
+) -> Option<TimestampSource> {
+    let sources = [
+        t.header.is_some(),
+        t.json.is_some(),
+        t.signature_entry.is_some(),
+    ];
+    match sources.iter().filter(|s| **s).count() {
+        0 => {
+            r.error(
+                loc,
+                "missing `header`, `json` or `signature_entry`: where is the timestamp?",
+            );
+            None
+        }
+        1 => {
+            if let Some(h) = &t.header {
+                parse_header(h, &format!("{loc}.header"), r).map(TimestampSource::Header)
+            } else if let Some(field) = &t.json {
+                if field.is_empty() || field == "/" {
+                    r.error(
+                        format!("{loc}.json"),
+                        "empty field name; give a name (`timestamp`) or a JSON pointer (`/data/ts`)",
+                    );
+                    None
+                } else if field.starts_with('/') {
+                    Some(TimestampSource::JsonField(field.clone()))
+                } else {
+                    Some(TimestampSource::JsonField(format!("/{field}")))
+                }
+            } else {
+                let entry = t.signature_entry.clone().unwrap_or_default();
+                if !has_entries {
+                    r.error(
+                        format!("{loc}.signature_entry"),
+                        "needs `signature.entries` (a structured signature header)",
+                    );
+                    None
+                } else {
+                    Some(TimestampSource::SignatureEntry(entry))
+                }
+            }
+        }
+        _ => {
+            r.error(
+                loc,
+                "set one of `header`, `json` or `signature_entry`, not several",
+            );
+            None
+        }
+    }
+}
+
+/// The freshness window: `tolerance` (past, and future unless `future_tolerance`), or
+/// `tolerance: none`: no window, but the timestamp is still read and must be canonical (it
+/// is part of the signed message). `Some(None)`: no window.
+fn timestamp_window(t: &RawTimestamp, loc: &str, r: &mut Report) -> Option<Option<Window>> {
+    match t.tolerance.as_deref() {
+        None => {
+            r.error(format!("{loc}.tolerance"), "missing (e.g. `5m`, or `none`)");
+            None
+        }
+        Some("none") => {
+            if t.future_tolerance.is_some() {
+                r.error(
+                    format!("{loc}.future_tolerance"),
+                    "set together with `tolerance: none`; give both a duration or neither",
+                );
+            }
+            Some(None)
+        }
+        Some(s) => {
+            let past = parse_duration(s, &format!("{loc}.tolerance"), r);
+            let future = match &t.future_tolerance {
+                None => past,
+                Some(s) => parse_duration(s, &format!("{loc}.future_tolerance"), r),
+            };
+            past.zip(future)
+                .map(|(past, future)| Some(Window { past, future }))
+        }
+    }
+}
+
+/// Warns about a custom message with two variable parts side by side (no literal between
+/// them): bytes can then move from one part to the other without changing the signed
+/// message, so what the app reads is not pinned by the signature. A timestamp in seconds or
+/// milliseconds is exempt: it is read only in its canonical form, of one fixed length.
+fn warn_adjacent_parts(scheme: &Scheme, loc: &str, r: &mut Report) {
+    let fixed_length = |part: &Part| {
+        let Some(ts) = &scheme.timestamp else {
+            return false;
+        };
+        let integer = matches!(
+            ts.unit,
+            TimestampUnit::Seconds | TimestampUnit::Milliseconds
+        );
+        integer
+            && match (part, &ts.source) {
+                (Part::Header(h), TimestampSource::Header(t)) => h == t,
+                (Part::SignatureEntry(e), TimestampSource::SignatureEntry(t)) => e == t,
+                _ => false,
+            }
+    };
+    // An empty literal separates nothing.
+    let parts: Vec<(usize, &Part)> = scheme
+        .message
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| !matches!(p, Part::Literal(l) if l.is_empty()))
+        .collect();
+    for pair in parts.windows(2) {
+        let [(i, a), (j, b)] = pair else { continue };
+        let (i, a, b) = (*i, *a, *b);
+        let variable = |p: &Part| !matches!(p, Part::Literal(_));
+        if variable(a) && variable(b) && !fixed_length(a) && !fixed_length(b) {
+            r.warn(
+                format!("{loc}.message[{i}..{j}]"),
+                format!(
+                    "{} and {} are signed side by side with no literal between them: bytes \
+                     can move from one to the other under the same signature. If the sender \
+                     signs a separator, add it as {{ literal: ... }}",
+                    part_name(a),
+                    part_name(b)
+                ),
+            );
+        }
+    }
+}
+
+fn part_name(part: &Part) -> String {
+    match part {
+        Part::Body => "body".into(),
+        Part::Url => "url".into(),
+        Part::FormParamsSorted => "form_params_sorted".into(),
+        Part::Header(h) => format!("header {h}"),
+        Part::SignatureEntry(e) => format!("signature entry {e}"),
+        Part::Literal(_) => "a literal".into(),
+    }
+}
