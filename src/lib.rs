@@ -37,8 +37,9 @@
 //!   table, delivery and retry policy, queue store, replay policy and store), plain values
 //!   that import nothing of the runtime.
 //! - `config/`: `gateway.yaml`'s schema (`file.rs`), its compilation into the model with
-//!   located errors (`compile.rs`), secrets (`secret.rs`), which routes shadow which
-//!   (`overlap.rs`), the built-in senders as one table (`presets.rs`).
+//!   located errors (`compile/`, one file per section, reporting the files it read),
+//!   the defaults it applies (`defaults.rs`), secrets (`secret.rs`), which routes shadow
+//!   which (`overlap.rs`), the built-in senders as one table (`presets.rs`).
 //! - `scheme/`: the generic signature scheme engine.
 //! - `runtime.rs`: the clock, the configuration in force (`InForce`, in its `ConfigSlot`,
 //!   loaded once per request and swapped whole), state shared by connections, cut-offs.
@@ -49,7 +50,7 @@
 //! - `server.rs`, `tls.rs`, `proxy_protocol.rs`: listeners, TLS (also to upstreams), the
 //!   PROXY protocol, HTTP versions, drain and shutdown.
 //! - `reload.rs`: what a reload keeps (a pure function of two configurations) and the
-//!   reload itself; `watch.rs`: `--watch`.
+//!   reload itself; `watch.rs`: `--watch`, on exactly the files the compiler read.
 //! - `delivery/`: queued delivery: the store's state machine (`store.rs`, shared types in
 //!   `state.rs`, SQL in `sql.rs`) and its two engines (embedded SQLite, PostgreSQL for
 //!   replicas), the delivery worker (leases bounded by each route's slots, attempts counted
