@@ -24,7 +24,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::admin;
 use crate::delivery::{Queue, QueueSlot, QueueStore, StoreError};
 use crate::gateway;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RouteMetrics};
 use crate::model::{Gateway, RuntimeModel};
 use crate::replay::Store;
 use crate::runtime::InForce;
@@ -222,67 +222,174 @@ impl Running {
 /// runs on the calling runtime either way.
 pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io::Result<Running> {
     let gateway = Arc::new(gateway);
-    // Built even when no route has `replay:` yet, so that a reload can add one.
-    let replay_store = {
-        let store = Store::new(&gateway.replay_store, metrics.clone())
-            .map_err(|e| io::Error::other(format!("replay store: {e}")))?;
-        if gateway
-            .routes
-            .routes()
-            .iter()
-            .any(|r| r.uses_replay_store())
-        {
-            tracing::info!(store = store.kind(), "replay protection on");
-        }
-        Some(Arc::new(store))
-    };
-    let queue = Arc::new(QueueSlot::new());
-    if let Some(config) = &gateway.queue_store {
-        let opened = open_queue(config, &metrics)
-            .await
-            .map_err(|e| io::Error::other(e.to_string()))?;
-        let _ = queue.set(opened);
-    }
+    let process = ProcessWide::open(&gateway, metrics, clock).await?;
     let per_core = gateway.workers > 1 && gateway.runtime == RuntimeModel::PerCore;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (admin_shutdown, admin_shutdown_rx) = watch::channel(false);
-    let cut_off = Arc::new(CutOff::default());
-    let ready = Arc::new(admin::Readiness::default());
-    // One limit across all listeners and workers: it protects the process, not a port.
-    let connections = Arc::new(Semaphore::new(gateway.limits.max_connections));
-    let per_ip = Arc::new(PerIp::new(
-        gateway.limits.max_connections_per_ip,
-        gateway.trusted_proxies.clone(),
-    ));
-    let body_budget = crate::body::BodyBudget::new(
-        gateway.limits.max_buffered_body_bytes,
-        metrics.body_buffered.clone(),
-    );
+    let (first, listen_addrs) = bind_listeners(&gateway, per_core)?;
+    let admin_listener = bind_admin(gateway.admin).await?;
+    let route_metrics = crate::runtime::route_metrics(&gateway, &process.metrics);
+    let worker_shared = || process.worker_shared(&gateway, &route_metrics);
+    for (addr, l) in listen_addrs.iter().zip(&gateway.listeners) {
+        tracing::info!(%addr, tls = l.tls.is_some(), workers = gateway.workers, "listening");
+    }
+    let mut tasks = Vec::new();
+    let (all_shared, workers) = if per_core {
+        let sets = bind_worker_copies(first, &listen_addrs, gateway.workers)?;
+        start_per_core_workers(sets, &worker_shared, &process, &shutdown_rx)?
+    } else {
+        let listeners = attach(first)?;
+        let shared = worker_shared();
+        tasks.push(tokio::spawn(serve(
+            listeners,
+            shared.clone(),
+            process.connections.clone(),
+            process.per_ip.clone(),
+            shutdown_rx.clone(),
+        )));
+        (vec![shared], Vec::new())
+    };
 
-    // The first set of listeners fixes the ports (a listener may ask for port 0); per-core
-    // workers bind their copies to the same ports.
+    let admin_addr = admin_listener.local_addr()?;
+    log_admin_listening(admin_addr, process.queue.get().is_some());
+    tasks.extend(upkeep_tasks(&process, &shutdown_rx));
+    let (delivery_config, delivery) =
+        start_delivery(&gateway, &route_metrics, &process, &shutdown_rx);
+    tasks.extend(delivery);
+    let admin = tokio::spawn(admin::serve(
+        admin_listener,
+        Arc::new(admin::Admin {
+            metrics: process.metrics.clone(),
+            ready: process.ready.clone(),
+            queue: process.queue.clone(),
+            config: delivery_config.clone(),
+        }),
+        gateway.limits.header_read_timeout,
+        admin_shutdown_rx,
+    ));
+    process.ready.set_ready();
+    Ok(Running {
+        listen_addrs,
+        admin_addr,
+        metrics: process.metrics,
+        shutdown,
+        admin_shutdown,
+        ready: process.ready,
+        cut_off: process.cut_off,
+        drain_delay: gateway.limits.drain_delay,
+        tasks,
+        admin,
+        workers,
+        shared: all_shared,
+        delivery_config,
+        per_ip: process.per_ip,
+        body_budget: process.body_budget,
+        queue: process.queue,
+        clock,
+        shutdown_rx,
+        later_tasks: std::sync::Mutex::new(Vec::new()),
+        reloading: tokio::sync::Mutex::new(()),
+    })
+}
+
+/// What `start` builds once for the whole process and every worker shares: the stores, the
+/// limits that protect the process (not a port), readiness and the shutdown cut-off.
+struct ProcessWide {
+    metrics: Arc<Metrics>,
+    clock: Clock,
+    /// Built even when no route has `replay:` yet, so that a reload can add one.
+    replay_store: Option<Arc<Store>>,
+    queue: Arc<QueueSlot>,
+    cut_off: Arc<CutOff>,
+    ready: Arc<admin::Readiness>,
+    /// One limit across all listeners and workers: it protects the process, not a port.
+    connections: Arc<Semaphore>,
+    per_ip: Arc<PerIp>,
+    body_budget: Arc<crate::body::BodyBudget>,
+}
+
+impl ProcessWide {
+    /// Opens the replay store and the queue store (when `queue_store:` names one) and sets
+    /// the process-wide limits from `gateway`.
+    async fn open(
+        gateway: &Gateway,
+        metrics: Arc<Metrics>,
+        clock: Clock,
+    ) -> io::Result<ProcessWide> {
+        let replay_store = Some(Arc::new(open_replay_store(gateway, &metrics)?));
+        let queue = Arc::new(QueueSlot::new());
+        if let Some(config) = &gateway.queue_store {
+            let opened = open_queue(config, &metrics)
+                .await
+                .map_err(|e| io::Error::other(e.to_string()))?;
+            let _ = queue.set(opened);
+        }
+        let body_budget = crate::body::BodyBudget::new(
+            gateway.limits.max_buffered_body_bytes,
+            metrics.body_buffered.clone(),
+        );
+        Ok(ProcessWide {
+            clock,
+            replay_store,
+            queue,
+            cut_off: Arc::new(CutOff::default()),
+            ready: Arc::new(admin::Readiness::default()),
+            connections: Arc::new(Semaphore::new(gateway.limits.max_connections)),
+            per_ip: Arc::new(PerIp::new(
+                gateway.limits.max_connections_per_ip,
+                gateway.trusted_proxies.clone(),
+            )),
+            body_budget,
+            metrics,
+        })
+    }
+
+    /// One worker's state, serving `gateway` from the start.
+    fn worker_shared(&self, gateway: &Arc<Gateway>, route_metrics: &[RouteMetrics]) -> Arc<Shared> {
+        Arc::new(Shared {
+            config: Arc::new(ArcSwap::from_pointee(InForce::new(
+                gateway.clone(),
+                route_metrics.to_vec(),
+                None,
+            ))),
+            metrics: self.metrics.clone(),
+            clock: self.clock,
+            replay_store: self.replay_store.clone(),
+            body_budget: self.body_budget.clone(),
+            cut_off: self.cut_off.clone(),
+            queue: self.queue.clone(),
+        })
+    }
+}
+
+/// The replay store `replay_store:` names; says so when a route uses it.
+fn open_replay_store(gateway: &Gateway, metrics: &Arc<Metrics>) -> io::Result<Store> {
+    let store = Store::new(&gateway.replay_store, metrics.clone())
+        .map_err(|e| io::Error::other(format!("replay store: {e}")))?;
+    if gateway
+        .routes
+        .routes()
+        .iter()
+        .any(|r| r.uses_replay_store())
+    {
+        tracing::info!(store = store.kind(), "replay protection on");
+    }
+    Ok(store)
+}
+
+/// The first set of listeners, one per `listeners:` entry, and the addresses they are bound
+/// to. It fixes the ports (a listener may ask for port 0); per-core workers bind their
+/// copies to the same ports.
+fn bind_listeners(
+    gateway: &Gateway,
+    per_core: bool,
+) -> io::Result<(Vec<std::net::TcpListener>, Vec<SocketAddr>)> {
     let mut first = Vec::new();
     for l in &gateway.listeners {
-        let cannot = |e| cannot_listen(l.addr, e);
         let listener = if per_core {
-            // SO_REUSEPORT would let this bind succeed next to another process of this user
-            // on the same port (a stale instance), silently splitting its traffic. Bound once
-            // without it first, an address in use is refused as usual.
-            // Port 0: between the probe and the bind another process may take the port the
-            // kernel picked; pick again rather than fail.
-            let mut tries = if l.addr.port() == 0 { 5 } else { 1 };
-            loop {
-                let probe = bind(l.addr, false).map_err(cannot)?;
-                let addr = probe.local_addr()?;
-                drop(probe);
-                match bind(addr, true) {
-                    Ok(listener) => break listener,
-                    Err(e) if tries > 1 && e.kind() == io::ErrorKind::AddrInUse => tries -= 1,
-                    Err(e) => return Err(cannot(e)),
-                }
-            }
+            bind_first_of_shared_port(l.addr)?
         } else {
-            bind(l.addr, false).map_err(cannot)?
+            bind(l.addr, false).map_err(|e| cannot_listen(l.addr, e))?
         };
         first.push(listener);
     }
@@ -290,156 +397,152 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
         .iter()
         .map(|l| l.local_addr())
         .collect::<io::Result<Vec<_>>>()?;
-    let admin_listener = TcpListener::bind(gateway.admin).await.map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("cannot listen on admin {}: {e}", gateway.admin),
-        )
-    })?;
-    let route_metrics = crate::runtime::route_metrics(&gateway, &metrics);
-    let worker_shared = || {
-        Arc::new(Shared {
-            config: Arc::new(ArcSwap::from_pointee(InForce::new(
-                gateway.clone(),
-                route_metrics.clone(),
-                None,
-            ))),
-            metrics: metrics.clone(),
-            clock,
-            replay_store: replay_store.clone(),
-            body_budget: body_budget.clone(),
-            cut_off: cut_off.clone(),
-            queue: queue.clone(),
-        })
-    };
-    for (addr, l) in listen_addrs.iter().zip(&gateway.listeners) {
-        tracing::info!(%addr, tls = l.tls.is_some(), workers = gateway.workers, "listening");
-    }
-    let mut all_shared = Vec::new();
+    Ok((first, listen_addrs))
+}
 
-    let mut tasks = Vec::new();
+/// Binds `addr` with SO_REUSEPORT, after checking that no other socket holds it.
+fn bind_first_of_shared_port(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let cannot = |e| cannot_listen(addr, e);
+    // SO_REUSEPORT would let this bind succeed next to another process of this user on the
+    // same port (a stale instance), silently splitting its traffic. Bound once without it
+    // first, an address in use is refused as usual.
+    // Port 0: between the probe and the bind another process may take the port the kernel
+    // picked; pick again rather than fail.
+    let mut tries = if addr.port() == 0 { 5 } else { 1 };
+    loop {
+        let probe = bind(addr, false).map_err(cannot)?;
+        let bound = probe.local_addr()?;
+        drop(probe);
+        match bind(bound, true) {
+            Ok(listener) => return Ok(listener),
+            Err(e) if tries > 1 && e.kind() == io::ErrorKind::AddrInUse => tries -= 1,
+            Err(e) => return Err(cannot(e)),
+        }
+    }
+}
+
+async fn bind_admin(addr: SocketAddr) -> io::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on admin {addr}: {e}")))
+}
+
+/// One set of listeners per worker: `first`, then a SO_REUSEPORT copy of it for each other
+/// worker.
+fn bind_worker_copies(
+    first: Vec<std::net::TcpListener>,
+    listen_addrs: &[SocketAddr],
+    workers: usize,
+) -> io::Result<Vec<Vec<std::net::TcpListener>>> {
+    let mut sets = vec![first];
+    for _ in 1..workers {
+        let mut set = Vec::new();
+        for addr in listen_addrs {
+            set.push(bind(*addr, true).map_err(|e| cannot_listen(*addr, e))?);
+        }
+        sets.push(set);
+    }
+    Ok(sets)
+}
+
+/// Told when a per-core worker is done: its listeners closed, what the grace period cut
+/// off dropped.
+type WorkerDone = tokio::sync::oneshot::Receiver<()>;
+
+/// Starts one worker thread per set of listeners, each with its own current-thread runtime.
+/// Returns each worker's state and a receiver told when that worker is done.
+fn start_per_core_workers(
+    sets: Vec<Vec<std::net::TcpListener>>,
+    worker_shared: &dyn Fn() -> Arc<Shared>,
+    process: &ProcessWide,
+    shutdown_rx: &watch::Receiver<bool>,
+) -> io::Result<(Vec<Arc<Shared>>, Vec<WorkerDone>)> {
+    let mut all_shared = Vec::new();
     let mut workers = Vec::new();
-    if per_core {
-        let mut sets = vec![first];
-        for _ in 1..gateway.workers {
-            let mut set = Vec::new();
-            for addr in &listen_addrs {
-                set.push(bind(*addr, true).map_err(|e| cannot_listen(*addr, e))?);
-            }
-            sets.push(set);
-        }
-        // Every worker's runtime keeps running until all workers have drained: a task one of
-        // them started for all (the Redis store's connection) must outlive the others' last
-        // requests.
-        let all_drained = Arc::new(tokio::sync::Barrier::new(sets.len()));
-        for (i, set) in sets.into_iter().enumerate() {
-            // Built here, so that a worker that cannot start fails `start`.
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            let listeners = {
-                let _in_worker = rt.enter();
-                attach(set)?
-            };
-            let shared = worker_shared();
-            all_shared.push(shared.clone());
-            let connections = connections.clone();
-            let per_ip = per_ip.clone();
-            let shutdown_rx = shutdown_rx.clone();
-            let all_drained = all_drained.clone();
-            let (done, done_rx) = tokio::sync::oneshot::channel();
-            std::thread::Builder::new()
-                .name(format!("hookgate-worker-{i}"))
-                .spawn(move || {
-                    rt.block_on(async {
-                        serve(listeners, shared, connections, per_ip, shutdown_rx).await;
-                        all_drained.wait().await;
-                    });
-                    // Drops what the grace period cut off (each logs itself) before saying
-                    // this worker is done.
-                    drop(rt);
-                    let _ = done.send(());
-                })?;
-            workers.push(done_rx);
-        }
-    } else {
-        let listeners = attach(first)?;
+    // Every worker's runtime keeps running until all workers have drained: a task one of
+    // them started for all (the Redis store's connection) must outlive the others' last
+    // requests.
+    let all_drained = Arc::new(tokio::sync::Barrier::new(sets.len()));
+    for (i, set) in sets.into_iter().enumerate() {
+        // Built here, so that a worker that cannot start fails `start`.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let listeners = {
+            let _in_worker = rt.enter();
+            attach(set)?
+        };
         let shared = worker_shared();
         all_shared.push(shared.clone());
-        tasks.push(tokio::spawn(serve(
-            listeners,
-            shared,
-            connections,
-            per_ip.clone(),
-            shutdown_rx.clone(),
-        )));
+        let connections = process.connections.clone();
+        let per_ip = process.per_ip.clone();
+        let shutdown_rx = shutdown_rx.clone();
+        let all_drained = all_drained.clone();
+        let (done, done_rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("hookgate-worker-{i}"))
+            .spawn(move || {
+                rt.block_on(async {
+                    serve(listeners, shared, connections, per_ip, shutdown_rx).await;
+                    all_drained.wait().await;
+                });
+                // Drops what the grace period cut off (each logs itself) before saying
+                // this worker is done.
+                drop(rt);
+                let _ = done.send(());
+            })?;
+        workers.push(done_rx);
     }
+    Ok((all_shared, workers))
+}
 
-    let admin_addr = admin_listener.local_addr()?;
-    if queue.get().is_some() {
+fn log_admin_listening(admin_addr: SocketAddr, queued: bool) {
+    if queued {
         tracing::info!(addr = %admin_addr, "admin listening (/metrics /healthz /readyz /queue/)");
     } else {
         tracing::info!(addr = %admin_addr, "admin listening (/metrics /healthz /readyz)");
     }
-    tasks.push(tokio::spawn(trim_after_floods(
-        body_budget.clone(),
+}
+
+/// The process's own upkeep: giving memory back after floods, probing the replay store.
+fn upkeep_tasks(process: &ProcessWide, shutdown_rx: &watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+    let mut tasks = vec![tokio::spawn(trim_after_floods(
+        process.body_budget.clone(),
         shutdown_rx.clone(),
-    )));
-    if let Some(store) = &replay_store {
+    ))];
+    if let Some(store) = &process.replay_store {
         tasks.push(tokio::spawn(probe_replay_store(
             store.clone(),
             shutdown_rx.clone(),
         )));
     }
-    // The delivery worker runs here, with upstream pools of its own on this runtime.
+    tasks
+}
+
+/// The delivery worker's configuration and, when a queue store is open, its tasks. It runs
+/// here, with upstream pools of its own on this runtime.
+fn start_delivery(
+    gateway: &Arc<Gateway>,
+    route_metrics: &[RouteMetrics],
+    process: &ProcessWide,
+    shutdown_rx: &watch::Receiver<bool>,
+) -> (Arc<crate::runtime::ConfigSlot>, Vec<JoinHandle<()>>) {
     let delivery_config = Arc::new(ArcSwap::from_pointee(InForce::new(
         gateway.clone(),
-        route_metrics.clone(),
+        route_metrics.to_vec(),
         None,
     )));
-    if let Some(queue) = queue.get() {
+    let mut tasks = Vec::new();
+    if let Some(queue) = process.queue.get() {
         tasks.extend(delivery_tasks(
             queue,
             &delivery_config,
-            &metrics,
-            clock,
-            &shutdown_rx,
+            &process.metrics,
+            process.clock,
+            shutdown_rx,
         ));
     }
-    let admin = tokio::spawn(admin::serve(
-        admin_listener,
-        Arc::new(admin::Admin {
-            metrics: metrics.clone(),
-            ready: ready.clone(),
-            queue: queue.clone(),
-            config: delivery_config.clone(),
-        }),
-        gateway.limits.header_read_timeout,
-        admin_shutdown_rx,
-    ));
-    ready.set_ready();
-    Ok(Running {
-        listen_addrs,
-        admin_addr,
-        metrics,
-        shutdown,
-        admin_shutdown,
-        ready,
-        cut_off,
-        drain_delay: gateway.limits.drain_delay,
-        tasks,
-        admin,
-        workers,
-        shared: all_shared,
-        delivery_config,
-        per_ip,
-        body_budget,
-        queue,
-        clock,
-        shutdown_rx,
-        later_tasks: std::sync::Mutex::new(Vec::new()),
-        reloading: tokio::sync::Mutex::new(()),
-    })
+    (delivery_config, tasks)
 }
 
 /// Opens the queue store `queue_store:` names.
@@ -666,6 +769,8 @@ async fn sweep_upstreams(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool
     }
 }
 
+/// Accepts connections on one listener until shutdown, each served on a task of its own,
+/// then gives those connections `limits.shutdown_grace` to finish.
 async fn accept_loop(
     listener: TcpListener,
     index: usize,
@@ -676,17 +781,8 @@ async fn accept_loop(
 ) {
     let graceful = GracefulShutdown::new();
     loop {
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // Usually out of file descriptors: back off instead of spinning.
-                    tracing::error!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => break,
+        let Some((stream, peer)) = accept_next(&listener, &mut shutdown).await else {
+            break;
         };
         // One client cannot take every slot: past its share its connections are closed at
         // once, before they hold a slot or a buffer.
@@ -694,60 +790,107 @@ async fn accept_loop(
             drop(stream);
             continue;
         };
-        // The slot is taken after accepting, not before: a loop must never hold a slot while
-        // waiting on a socket the kernel may not send any connection to (several listeners,
-        // or per-core copies of one, share the limit). At the limit this loop stops
-        // accepting; further connections wait in the kernel's backlog.
-        let permit = tokio::select! {
-            p = connections.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            _ = shutdown.changed() => break,
+        let Some(permit) = connection_slot(&connections, &mut shutdown).await else {
+            break;
         };
         let _ = stream.set_nodelay(true);
         let watcher = graceful.watcher();
         let shared = shared.clone();
-        // The certificate in force now: a reload's new one serves the next handshake.
-        let (tls, proxy_protocol) = {
-            let live = shared.config.load();
-            let listener = &live.gateway.listeners[index];
-            (
-                listener.tls.clone().map(TlsAcceptor::from),
-                listener.proxy_protocol,
-            )
-        };
+        let (tls, proxy_protocol) = listener_settings(&shared, index);
         let conn_shutdown = shutdown.clone();
         let per_ip_for_proxied = per_ip.clone();
         tokio::spawn(async move {
             let _permit = (permit, ip_slot);
             let mut stream = stream;
-            let mut conn = Conn {
-                peer,
-                tls: false,
-                proxied: false,
-            };
-            // On a PROXY listener the carried client takes a per-address slot of its own (the
-            // balancer's, taken above, is exempt as a trusted proxy).
-            let mut _client_slot = None;
-            if proxy_protocol {
-                let Some(client) = proxied_peer(&mut stream, peer, &shared).await else {
-                    return;
-                };
-                conn = Conn {
-                    peer: client,
-                    tls: false,
-                    proxied: true,
-                };
-                match per_ip_for_proxied.admit_or_count(client, &shared.metrics) {
-                    Some(slot) => _client_slot = Some(slot),
+            let (conn, _client_slot) = if proxy_protocol {
+                match proxied_conn(&mut stream, peer, &shared, &per_ip_for_proxied).await {
+                    Some(admitted) => admitted,
                     None => return,
                 }
-            }
+            } else {
+                let conn = Conn {
+                    peer,
+                    tls: false,
+                    proxied: false,
+                };
+                (conn, None)
+            };
             serve_connection(stream, conn, tls, shared, watcher, conn_shutdown).await;
         });
     }
     drop(listener);
+    finish_connections(graceful, &shared).await;
+}
+
+/// The next connection, or `None` once shutdown has begun.
+async fn accept_next(
+    listener: &TcpListener,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => return Some(x),
+                Err(e) => {
+                    // Usually out of file descriptors: back off instead of spinning.
+                    tracing::error!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            _ = shutdown.changed() => return None,
+        }
+    }
+}
+
+/// A slot under the process-wide connection limit, or `None` once shutdown has begun.
+///
+/// The slot is taken after accepting, not before: a loop must never hold a slot while
+/// waiting on a socket the kernel may not send any connection to (several listeners, or
+/// per-core copies of one, share the limit). At the limit this loop stops accepting; further
+/// connections wait in the kernel's backlog.
+async fn connection_slot(
+    connections: &Arc<Semaphore>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    tokio::select! {
+        p = connections.clone().acquire_owned() => p.ok(),
+        _ = shutdown.changed() => None,
+    }
+}
+
+/// The TLS acceptor and PROXY-protocol setting of listener `index` in the configuration in
+/// force now: a reload's new certificate serves the next handshake.
+fn listener_settings(shared: &Shared, index: usize) -> (Option<TlsAcceptor>, bool) {
+    let live = shared.config.load();
+    let listener = &live.gateway.listeners[index];
+    (
+        listener.tls.clone().map(TlsAcceptor::from),
+        listener.proxy_protocol,
+    )
+}
+
+/// On a PROXY listener: the connection as the carried client's, with the per-address slot
+/// that client takes of its own (the balancer's is exempt as a trusted proxy), or `None`
+/// when the connection is to be closed (logged and counted).
+async fn proxied_conn(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    per_ip: &Arc<PerIp>,
+) -> Option<(Conn, Option<PerIpSlot>)> {
+    let client = proxied_peer(stream, peer, shared).await?;
+    let conn = Conn {
+        peer: client,
+        tls: false,
+        proxied: true,
+    };
+    let slot = per_ip.admit_or_count(client, &shared.metrics)?;
+    Some((conn, Some(slot)))
+}
+
+/// Waits up to `limits.shutdown_grace` for this listener's connections to finish; past it,
+/// marks what still runs as cut off.
+async fn finish_connections(graceful: GracefulShutdown, shared: &Shared) {
     let grace = shared.config.load().gateway.limits.shutdown_grace;
     if tokio::time::timeout(grace, graceful.shutdown())
         .await

@@ -99,83 +99,26 @@ pub async fn run(
 ) {
     let mut routes: HashMap<String, RouteState> = HashMap::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
-    let mut attempts = tokio::task::JoinSet::new();
-    let held: Arc<Held> = Arc::default();
+    let mut attempts = Attempts {
+        running: tokio::task::JoinSet::new(),
+        held: Arc::default(),
+        queue: queue.clone(),
+        metrics: metrics.clone(),
+        clock,
+        done_tx,
+    };
     let Some(mut handoff) = queue.take_handoff() else {
         tracing::error!("delivery worker started twice; this one stops");
         return;
     };
     let mut renewals = tokio::time::interval(RENEW_EVERY);
     renewals.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // One attempt at `event`, leased to this worker; `slot` if it holds one already, in
-    // which case its attempt was counted when it was stored or leased.
-    let spawn = |attempts: &mut tokio::task::JoinSet<()>,
-                 live: &Arc<InForce>,
-                 route: &Arc<Route>,
-                 policy: &QueuePolicy,
-                 gate: &Arc<Gate>,
-                 event: Event,
-                 slot: Option<OwnedSemaphorePermit>| {
-        if let Some(lease) = &event.lease {
-            held.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(event.id.clone(), lease.clone());
-        }
-        let job = Attempting {
-            queue: queue.clone(),
-            live: live.clone(),
-            route: route.clone(),
-            gate: gate.clone(),
-            held: held.clone(),
-            retry: policy.retry,
-            metrics: metrics.clone(),
-            clock,
-        };
-        let done_tx = done_tx.clone();
-        attempts.spawn(async move { job.deliver(event, slot, &done_tx).await });
-    };
     loop {
         // Finished attempts are reaped here, all of them: one per wake-up would fall behind
         // thousands of deliveries a second, and each would stay allocated.
-        while attempts.try_join_next().is_some() {}
-        let now = Instant::now();
+        while attempts.running.try_join_next().is_some() {}
         let current = live.load_full();
-        let mut wake_at = now + POLL;
-        for route in current.gateway.routes.routes() {
-            let Delivery::Queued(policy) = &route.delivery else {
-                continue;
-            };
-            let state = route_state(&mut routes, route, &queue);
-            state.gate.set_concurrency(policy.concurrency);
-            if let Some(until) = state.paused_until {
-                if until > now {
-                    state.gate.set_limit(0);
-                    wake_at = wake_at.min(until);
-                    continue;
-                }
-            }
-            // A route whose app is down gets one probe at a time.
-            state.gate.set_limit(if state.down_streak > 0 {
-                1
-            } else {
-                policy.concurrency.saturating_mul(2)
-            });
-            let room = state.gate.take(usize::MAX);
-            if room == 0 {
-                continue;
-            }
-            let leased = lease(&queue, &current, route, &state.gate, room, &metrics, clock).await;
-            state.gate.release(room - leased.len());
-            if !leased.is_empty() {
-                // Their settles wake the loop, which leases again.
-            } else if let Ok(Some(due_ms)) = queue.store.next_due(&route.name).await {
-                wake_at = wake_at.min(now + due_ms.since(unix_ms(clock())));
-            }
-            let gate = state.gate.clone();
-            for (event, slot) in leased {
-                spawn(&mut attempts, &current, route, policy, &gate, event, slot);
-            }
-        }
+        let wake_at = lease_due(&mut routes, &current, &mut attempts).await;
         for (name, state) in &routes {
             let leased = i64::try_from(state.gate.outstanding()).unwrap_or(i64::MAX);
             metrics.queue.leased.with_label_values(&[name]).set(leased);
@@ -190,9 +133,7 @@ pub async fn run(
                     handed.push(more);
                 }
                 for h in handed {
-                    take_handoff(&mut routes, &current, &queue, h, |route, policy, gate, event, slot| {
-                        spawn(&mut attempts, &current, route, policy, gate, event, Some(slot));
-                    });
+                    attempts.take_handoff(&mut routes, &current, h);
                 }
             }
             Some(done) = done_rx.recv() => {
@@ -202,16 +143,146 @@ pub async fn run(
                     pace(&mut routes, done, &current, &metrics, clock);
                 }
             }
-            _ = renewals.tick() => renew(&queue, &current, &held, &metrics, clock).await,
+            _ = renewals.tick() => renew(&queue, &current, &attempts.held, &metrics, clock).await,
             _ = tokio::time::sleep_until(wake_at.into()) => {}
             _ = shutdown.changed() => break,
         }
     }
     let current = live.load_full();
+    finish_in_flight(&mut routes, &current, &mut attempts, &mut handoff).await;
+    drop(handoff);
+    give_back_held(&queue, &attempts.held, &metrics).await;
+}
+
+/// The worker's attempts in flight, and what starting one needs.
+struct Attempts {
+    running: tokio::task::JoinSet<()>,
+    held: Arc<Held>,
+    queue: Arc<Queue>,
+    metrics: Arc<Metrics>,
+    clock: Clock,
+    /// Each attempt reports here how it went, for pacing.
+    done_tx: mpsc::UnboundedSender<Done>,
+}
+
+impl Attempts {
+    /// One attempt at `event`, leased to this worker; `slot` if it holds one already, in
+    /// which case its attempt was counted when it was stored or leased.
+    fn spawn(
+        &mut self,
+        live: &Arc<InForce>,
+        route: &Arc<Route>,
+        policy: &QueuePolicy,
+        gate: &Arc<Gate>,
+        event: Event,
+        slot: Option<OwnedSemaphorePermit>,
+    ) {
+        if let Some(lease) = &event.lease {
+            self.held
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(event.id.clone(), lease.clone());
+        }
+        let job = Attempting {
+            queue: self.queue.clone(),
+            live: live.clone(),
+            route: route.clone(),
+            gate: gate.clone(),
+            held: self.held.clone(),
+            retry: policy.retry,
+            metrics: self.metrics.clone(),
+            clock: self.clock,
+        };
+        let done_tx = self.done_tx.clone();
+        self.running
+            .spawn(async move { job.deliver(event, slot, &done_tx).await });
+    }
+
+    /// Starts the attempt of an event handed over by the pipeline (see [`take_handoff`]).
+    fn take_handoff(
+        &mut self,
+        routes: &mut HashMap<String, RouteState>,
+        current: &Arc<InForce>,
+        h: crate::delivery::Handoff,
+    ) {
+        let queue = self.queue.clone();
+        take_handoff(
+            routes,
+            current,
+            &queue,
+            h,
+            |route, policy, gate, event, slot| {
+                self.spawn(current, route, policy, gate, event, Some(slot));
+            },
+        );
+    }
+}
+
+/// Leases, for every queued route not paused, as many due events as its gate has room
+/// for, and starts their attempts. Returns when the loop is to look again at the latest.
+async fn lease_due(
+    routes: &mut HashMap<String, RouteState>,
+    current: &Arc<InForce>,
+    attempts: &mut Attempts,
+) -> Instant {
+    let (queue, metrics, clock) = (
+        attempts.queue.clone(),
+        attempts.metrics.clone(),
+        attempts.clock,
+    );
+    let now = Instant::now();
+    let mut wake_at = now + POLL;
+    for route in current.gateway.routes.routes() {
+        let Delivery::Queued(policy) = &route.delivery else {
+            continue;
+        };
+        let state = route_state(routes, route, &queue);
+        state.gate.set_concurrency(policy.concurrency);
+        if let Some(until) = state.paused_until {
+            if until > now {
+                state.gate.set_limit(0);
+                wake_at = wake_at.min(until);
+                continue;
+            }
+        }
+        // A route whose app is down gets one probe at a time.
+        state.gate.set_limit(if state.down_streak > 0 {
+            1
+        } else {
+            policy.concurrency.saturating_mul(2)
+        });
+        let room = state.gate.take(usize::MAX);
+        if room == 0 {
+            continue;
+        }
+        let leased = lease(&queue, current, route, &state.gate, room, &metrics, clock).await;
+        state.gate.release(room - leased.len());
+        if !leased.is_empty() {
+            // Their settles wake the loop, which leases again.
+        } else if let Ok(Some(due_ms)) = queue.store.next_due(&route.name).await {
+            wake_at = wake_at.min(now + due_ms.since(unix_ms(clock())));
+        }
+        let gate = state.gate.clone();
+        for (event, slot) in leased {
+            attempts.spawn(current, route, policy, &gate, event, slot);
+        }
+    }
+    wake_at
+}
+
+/// On shutdown: waits for the attempts in flight, and for those of events still handed
+/// over, up to `limits.shutdown_grace`; past it, cuts them off.
+async fn finish_in_flight(
+    routes: &mut HashMap<String, RouteState>,
+    current: &Arc<InForce>,
+    attempts: &mut Attempts,
+    handoff: &mut mpsc::UnboundedReceiver<crate::delivery::Handoff>,
+) {
+    let queue = attempts.queue.clone();
     let grace = current.gateway.limits.shutdown_grace;
-    if !attempts.is_empty() {
+    if !attempts.running.is_empty() {
         tracing::info!(
-            in_flight = attempts.len(),
+            in_flight = attempts.running.len(),
             "delivery stopping: waiting for attempts in flight"
         );
     }
@@ -220,14 +291,10 @@ pub async fn run(
     // too, within the same grace, until every gate is idle.
     queue.close_gates();
     let waited = tokio::time::timeout(grace, async {
-        while !(attempts.is_empty() && queue.gates_idle()) {
+        while !(attempts.running.is_empty() && queue.gates_idle()) {
             tokio::select! {
-                Some(_) = attempts.join_next(), if !attempts.is_empty() => {}
-                Some(h) = handoff.recv() => {
-                    take_handoff(&mut routes, &current, &queue, h, |route, policy, gate, event, slot| {
-                        spawn(&mut attempts, &current, route, policy, gate, event, Some(slot));
-                    });
-                }
+                Some(_) = attempts.running.join_next(), if !attempts.running.is_empty() => {}
+                Some(h) = handoff.recv() => attempts.take_handoff(routes, current, h),
                 _ = tokio::time::sleep(Duration::from_millis(20)) => {}
             }
         }
@@ -236,13 +303,17 @@ pub async fn run(
     if waited.is_err() {
         // Their leases are given back below; the events are delivered again.
         tracing::warn!(
-            cut_off = attempts.len(),
+            cut_off = attempts.running.len(),
             "delivery attempts still running when shutdown_grace ran out"
         );
-        attempts.abort_all();
-        while attempts.join_next().await.is_some() {}
+        attempts.running.abort_all();
+        while attempts.running.join_next().await.is_some() {}
     }
-    drop(handoff);
+}
+
+/// Gives back the leases this worker still holds, so another worker (or the next start)
+/// takes those events at once.
+async fn give_back_held(queue: &Queue, held: &Held, metrics: &Metrics) {
     let still_held: Vec<(String, String)> = held
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -474,7 +545,6 @@ impl Attempting {
     /// Everything but the bookkeeping of [`Attempting::deliver`]; whether the app looked
     /// down, or `None` if no attempt was made.
     async fn attempt(&self, event: &mut Event, slot: Option<OwnedSemaphorePermit>) -> Option<bool> {
-        let route = self.route.name.as_str();
         // An event that arrives with its slot had its attempt counted as it was stored or
         // leased.
         let started = slot.is_some();
@@ -486,46 +556,18 @@ impl Attempting {
         let outgoing = match self.request(event) {
             Ok(o) => o,
             Err(unreadable) => {
-                tracing::error!(route, event = event.id.as_str(), error = %unreadable, "stored event cannot be sent; dead letter");
-                let settle = Settle::Dead {
-                    reason: retry::DeadReason::Unreadable,
-                    status: None,
-                    error: unreadable.to_string(),
-                };
-                self.finish(event, settle, false).await;
+                self.dead_letter_unreadable(event, unreadable).await;
                 return None;
             }
         };
         if !started && self.held_back() {
             // The app went down while this event waited for a slot: no attempt now. Its
             // lease goes back; the route's probe comes first.
-            let lease = (event.id.clone(), event.lease.clone().unwrap_or_default());
-            if let Err(e) = self.queue.store.release(vec![lease]).await {
-                tracing::warn!(route, event = event.id.as_str(), error = %e, "queue store: cannot give a lease back; it runs out");
-                self.metrics.queue.store_error(StoreOp::Release);
-            }
+            self.give_lease_back(event).await;
             return None;
         }
-        if !started {
-            // Counted before it is sent: an attempt that dies with this process still counts.
-            let until = ms_after(
-                unix_ms((self.clock)()),
-                crate::delivery::lease_for(&self.live.gateway.limits, &self.route),
-            );
-            match self.queue.store.start(event, until).await {
-                Ok(Some(attempts)) => event.attempts = attempts,
-                Ok(None) => {
-                    self.lease_lost(event, "could start");
-                    return None;
-                }
-                Err(e) => {
-                    // Not sent: an attempt that cannot be counted is not made. The lease is
-                    // renewed until it is given back or runs out; the event is tried again.
-                    tracing::error!(route, event = event.id.as_str(), error = %e, "queue store: cannot count the attempt; not sending it now");
-                    self.metrics.queue.store_error(StoreOp::Start);
-                    return None;
-                }
-            }
+        if !started && !self.count_attempt(event).await {
+            return None;
         }
         // Boxed: the exchange's future is most of an attempt's size, and a task's future is
         // copied whole when spawned and again when it completes.
@@ -536,6 +578,71 @@ impl Attempting {
             Attempt::Answered { status, .. } => matches!(status.as_u16(), 429 | 502 | 503 | 504),
         };
         let now = (self.clock)();
+        let settle = self.settlement(event, attempt, status, cause, now);
+        self.log_settlement(event, &settle, status, now);
+        self.finish(event, settle, true).await;
+        Some(app_down)
+    }
+
+    /// A stored event that cannot be turned back into a request: dead at once.
+    async fn dead_letter_unreadable(&self, event: &Event, unreadable: Unreadable) {
+        let route = self.route.name.as_str();
+        tracing::error!(route, event = event.id.as_str(), error = %unreadable, "stored event cannot be sent; dead letter");
+        let settle = Settle::Dead {
+            reason: retry::DeadReason::Unreadable,
+            status: None,
+            error: unreadable.to_string(),
+        };
+        self.finish(event, settle, false).await;
+    }
+
+    /// Gives `event`'s lease back to the store, with no attempt made.
+    async fn give_lease_back(&self, event: &Event) {
+        let route = self.route.name.as_str();
+        let lease = (event.id.clone(), event.lease.clone().unwrap_or_default());
+        if let Err(e) = self.queue.store.release(vec![lease]).await {
+            tracing::warn!(route, event = event.id.as_str(), error = %e, "queue store: cannot give a lease back; it runs out");
+            self.metrics.queue.store_error(StoreOp::Release);
+        }
+    }
+
+    /// Has the store count the attempt before it is sent (an attempt that dies with this
+    /// process still counts); whether it may be sent now.
+    async fn count_attempt(&self, event: &mut Event) -> bool {
+        let route = self.route.name.as_str();
+        let until = ms_after(
+            unix_ms((self.clock)()),
+            crate::delivery::lease_for(&self.live.gateway.limits, &self.route),
+        );
+        match self.queue.store.start(event, until).await {
+            Ok(Some(attempts)) => {
+                event.attempts = attempts;
+                true
+            }
+            Ok(None) => {
+                self.lease_lost(event, "could start");
+                false
+            }
+            Err(e) => {
+                // Not sent: an attempt that cannot be counted is not made. The lease is
+                // renewed until it is given back or runs out; the event is tried again.
+                tracing::error!(route, event = event.id.as_str(), error = %e, "queue store: cannot count the attempt; not sending it now");
+                self.metrics.queue.store_error(StoreOp::Start);
+                false
+            }
+        }
+    }
+
+    /// How the attempt settles `event`, by the route's retry policy: delivered, retried
+    /// later, or dead.
+    fn settlement(
+        &self,
+        event: &Event,
+        attempt: Attempt,
+        status: Option<u16>,
+        cause: Option<String>,
+        now: std::time::SystemTime,
+    ) -> Settle {
         let verdict = self.retry.judge(
             attempt,
             event.attempts.saturating_sub(event.budget_from),
@@ -550,7 +657,7 @@ impl Attempting {
                 None => "no answer".into(),
             })
         };
-        let settle = match verdict {
+        match verdict {
             Verdict::Delivered => Settle::Delivered {
                 status: status.unwrap_or(200),
             },
@@ -564,8 +671,19 @@ impl Attempting {
                 status,
                 error: failure(),
             },
-        };
-        match &settle {
+        }
+    }
+
+    /// The log line of a settled attempt: info when delivered, a warning otherwise.
+    fn log_settlement(
+        &self,
+        event: &Event,
+        settle: &Settle,
+        status: Option<u16>,
+        now: std::time::SystemTime,
+    ) {
+        let route = self.route.name.as_str();
+        match settle {
             Settle::Delivered { .. } => tracing::info!(
                 route,
                 event = event.id.as_str(),
@@ -574,7 +692,7 @@ impl Attempting {
                 "delivered"
             ),
             Settle::Retry { error, .. } | Settle::Dead { error, .. } => {
-                let (reason, at) = match &settle {
+                let (reason, at) = match settle {
                     Settle::Retry { at_ms, .. } => ("", *at_ms),
                     Settle::Dead { reason, .. } => (reason.label(), UnixMs::EPOCH),
                     Settle::Delivered { .. } => ("", UnixMs::EPOCH),
@@ -592,8 +710,6 @@ impl Attempting {
                 );
             }
         }
-        self.finish(event, settle, true).await;
-        Some(app_down)
     }
 
     /// Whether the route is pausing because its app looks down.
