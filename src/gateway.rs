@@ -66,24 +66,16 @@ pub async fn handle(
 
     let route_name = trace.route.get().map_or(NO_ROUTE, |r| r.name.as_str());
     let elapsed = started.elapsed();
-    let (mut response, outcome) = match result {
-        Ok(passed) => passed,
-        Err(refusal) => (
-            refusal_response(&refusal, &refusal.reason()),
-            Outcome::Refused(refusal),
-        ),
+    let (mut response, outcome, reason) = match result {
+        Ok((response, outcome)) => (response, outcome, None),
+        Err(refusal) => {
+            let reason = refusal.reason();
+            let response = refusal_response(&refusal, &reason);
+            (response, Outcome::Refused(refusal), Some(reason))
+        }
     };
-    // In shadow mode a request that failed a check is counted under the outcome it would
-    // have had, so the numbers match what enforcing would have done.
-    let label = match (&outcome, &trace.shadowed) {
-        (Outcome::Refused(_), _) | (_, None) => outcome.label(),
-        (_, Some(shadowed)) => shadowed.label(),
-    };
+    let label = counted_as(&outcome, trace.shadowed.as_ref());
     count(shared, &live, trace.route.get(), label, elapsed, true);
-    let reason = match &outcome {
-        Outcome::Refused(refusal) => Some(refusal.reason()),
-        _ => None,
-    };
     response
         .headers_mut()
         .insert(request_id::X_REQUEST_ID, request_id.clone());
@@ -107,6 +99,16 @@ pub async fn handle(
     .write();
     in_flight.answered = true;
     response
+}
+
+/// The outcome a request is counted and logged under. In shadow mode a request that failed a
+/// check is counted under the outcome it would have had, so the numbers match what
+/// enforcing would have done.
+fn counted_as(outcome: &Outcome, shadowed: Option<&Refusal>) -> &'static str {
+    match (outcome, shadowed) {
+        (Outcome::Refused(_), _) | (_, None) => outcome.label(),
+        (_, Some(shadowed)) => shadowed.label(),
+    }
 }
 
 /// The one place a request's metrics are counted, whatever its end: its outcome under its
@@ -790,13 +792,7 @@ async fn store_and_answer(
                 .replay_duplicates
                 .with_label_values(&[&route.name])
                 .inc();
-            let mut response = stored_duplicate_response(state);
-            if let Ok(v) = HeaderValue::from_str(&first) {
-                response
-                    .headers_mut()
-                    .insert(crate::delivery::EVENT_ID_HEADER, v);
-            }
-            Ok((response, Outcome::Duplicate))
+            Ok((stored_duplicate_response(state, &first), Outcome::Duplicate))
         }
         Err(e) => {
             tracing::error!(route = route.name.as_str(), error = %e, "queue store cannot take the event; answering 503");
@@ -882,8 +878,11 @@ fn duplicate_saying(text: Bytes) -> Response<Full<Bytes>> {
 
 /// What a sender sees for an event a queued route already stored: success, so it stops
 /// retrying, and what is true of the first copy: delivered, or stored and on its way (its
-/// state in `Hookgate-Event-State`).
-fn stored_duplicate_response(state: crate::delivery::event::State) -> Response<Full<Bytes>> {
+/// state in `Hookgate-Event-State`), and the first copy's id (`Hookgate-Event-Id`).
+fn stored_duplicate_response(
+    state: crate::delivery::event::State,
+    first: &str,
+) -> Response<Full<Bytes>> {
     use crate::delivery::event::State;
     let mut response = match state {
         State::Delivered => duplicate_response(),
@@ -895,10 +894,14 @@ fn stored_duplicate_response(state: crate::delivery::event::State) -> Response<F
             other.as_str()
         ))),
     };
-    response.headers_mut().insert(
+    let headers = response.headers_mut();
+    headers.insert(
         crate::delivery::EVENT_STATE_HEADER,
         HeaderValue::from_static(state.as_str()),
     );
+    if let Ok(v) = HeaderValue::from_str(first) {
+        headers.insert(crate::delivery::EVENT_ID_HEADER, v);
+    }
     response
 }
 
