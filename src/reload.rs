@@ -11,7 +11,7 @@
 
 use std::net::SocketAddr;
 
-use crate::delivery::StoreError;
+use crate::delivery::QueueStoreError;
 use crate::model::{AdminToken, Gateway};
 use crate::server::Running;
 
@@ -139,7 +139,7 @@ impl Running {
     /// whether at start or by a reload (then its delivery worker starts with it); if it
     /// cannot open, the reload fails as a whole and nothing changes. An open store stays
     /// as it is: a changed `queue_store:` is kept until a restart.
-    pub async fn reload(&self, next: Gateway) -> Result<Vec<&'static str>, StoreError> {
+    pub async fn reload(&self, next: Gateway) -> Result<Vec<&'static str>, QueueStoreError> {
         let _one_at_a_time = self.reload_turn().await;
         let store_was_open = self.queue_is_open();
         let opened = match (store_was_open, &next.queue_store) {

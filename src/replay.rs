@@ -61,7 +61,7 @@ impl Token {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum ReplayStoreError {
     #[error("replay store timed out")]
     Timeout,
     #[error("replay store: {0}")]
@@ -79,7 +79,10 @@ pub enum Store {
 impl Store {
     /// Builds the store; a Redis connection is made lazily, so the gateway starts (and refuses
     /// or allows per `on_store_error`) while Redis is down. Needs a Tokio runtime.
-    pub fn new(config: &ReplayStoreConfig, metrics: Arc<Metrics>) -> Result<Store, StoreError> {
+    pub fn new(
+        config: &ReplayStoreConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Store, ReplayStoreError> {
         // Up until a round trip says otherwise (the memory store always is).
         metrics.replay_store_up.set(1);
         Ok(match config {
@@ -116,7 +119,11 @@ impl Store {
         }
     }
 
-    pub async fn claim(&self, key: &str, in_flight_ttl: Duration) -> Result<Claim, StoreError> {
+    pub async fn claim(
+        &self,
+        key: &str,
+        in_flight_ttl: Duration,
+    ) -> Result<Claim, ReplayStoreError> {
         match self {
             Store::Memory(m) => Ok(m.claim(key, in_flight_ttl)),
             Store::Redis(r) => r.claim(key, in_flight_ttl).await,
@@ -129,7 +136,7 @@ impl Store {
         key: &str,
         token: &Token,
         ttl: Duration,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), ReplayStoreError> {
         match self {
             Store::Memory(m) => {
                 m.delivered(key, token, ttl);
@@ -140,7 +147,7 @@ impl Store {
     }
 
     /// Gives up a claim (the delivery failed), so a retry is forwarded.
-    pub async fn release(&self, key: &str, token: &Token) -> Result<(), StoreError> {
+    pub async fn release(&self, key: &str, token: &Token) -> Result<(), ReplayStoreError> {
         match self {
             Store::Memory(m) => {
                 m.release(key, token);
@@ -312,7 +319,7 @@ impl RedisStore {
         prefix: &str,
         timeout: Duration,
         up: prometheus::IntGauge,
-    ) -> Result<RedisStore, StoreError> {
+    ) -> Result<RedisStore, ReplayStoreError> {
         let client = redis::Client::open(url)?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
@@ -339,21 +346,21 @@ impl RedisStore {
     async fn bounded<T>(
         &self,
         round_trip: impl std::future::Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, StoreError> {
+    ) -> Result<T, ReplayStoreError> {
         let result = match tokio::time::timeout(self.timeout, round_trip).await {
-            Ok(r) => r.map_err(StoreError::from),
-            Err(_) => Err(StoreError::Timeout),
+            Ok(r) => r.map_err(ReplayStoreError::from),
+            Err(_) => Err(ReplayStoreError::Timeout),
         };
         self.up.set(i64::from(result.is_ok()));
         result
     }
 
-    async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+    async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, ReplayStoreError> {
         let mut conn = self.manager.clone();
         self.bounded(cmd.query_async(&mut conn)).await
     }
 
-    async fn claim(&self, key: &str, in_flight_ttl: Duration) -> Result<Claim, StoreError> {
+    async fn claim(&self, key: &str, in_flight_ttl: Duration) -> Result<Claim, ReplayStoreError> {
         let key = format!("{}{key}", self.prefix);
         // A key can expire between SET NX and GET; one more round settles it.
         for _ in 0..2 {
@@ -375,14 +382,19 @@ impl RedisStore {
             match value.as_deref() {
                 Some("d") => return Ok(Claim::Delivered),
                 Some(v) if v.starts_with("i:") => return Ok(Claim::InFlight),
-                Some(other) => return Err(StoreError::Protocol(format!("value {other:?}"))),
+                Some(other) => return Err(ReplayStoreError::Protocol(format!("value {other:?}"))),
                 None => continue,
             }
         }
         Ok(Claim::InFlight)
     }
 
-    async fn delivered(&self, key: &str, token: &Token, ttl: Duration) -> Result<(), StoreError> {
+    async fn delivered(
+        &self,
+        key: &str,
+        token: &Token,
+        ttl: Duration,
+    ) -> Result<(), ReplayStoreError> {
         let key = format!("{}{key}", self.prefix);
         let mut conn = self.manager.clone();
         let mut invocation = self.deliver_script.key(key);
@@ -392,7 +404,7 @@ impl RedisStore {
             .map(|_| ())
     }
 
-    async fn release(&self, key: &str, token: &Token) -> Result<(), StoreError> {
+    async fn release(&self, key: &str, token: &Token) -> Result<(), ReplayStoreError> {
         let key = format!("{}{key}", self.prefix);
         let mut conn = self.manager.clone();
         let mut invocation = self.release_script.key(key);

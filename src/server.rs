@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::admin;
-use crate::delivery::{Queue, QueueSlot, QueueStore, StoreError};
+use crate::delivery::{Queue, QueueSlot, QueueStore, QueueStoreError};
 use crate::gateway;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::model::{Gateway, RuntimeModel};
@@ -113,7 +113,7 @@ impl Running {
     pub async fn open_queue_store(
         &self,
         config: &crate::model::QueueStoreConfig,
-    ) -> Result<Arc<Queue>, StoreError> {
+    ) -> Result<Arc<Queue>, QueueStoreError> {
         let queue = open_queue(config, &self.metrics).await?;
         let _ = self.queue.set(queue.clone());
         Ok(queue)
@@ -549,7 +549,7 @@ fn start_delivery(
 async fn open_queue(
     config: &crate::model::QueueStoreConfig,
     metrics: &Arc<Metrics>,
-) -> Result<Arc<Queue>, StoreError> {
+) -> Result<Arc<Queue>, QueueStoreError> {
     let store = QueueStore::open(config, metrics.clone()).await?;
     tracing::info!(store = store.kind(), "queued delivery on");
     Ok(Arc::new(Queue::new(store)))

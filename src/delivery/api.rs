@@ -29,7 +29,7 @@ use crate::config::ConfigErrors;
 use crate::delivery::event::{Event, State};
 use crate::delivery::store::{Depth, Filter};
 use crate::delivery::table::View;
-use crate::delivery::{unix_ms, Queue, StoreError, UnixMs};
+use crate::delivery::{unix_ms, Queue, QueueStoreError, UnixMs};
 use crate::model::{Delivery, Gateway};
 
 /// The address a client on this host connects to for an admin listener bound to `addr`: an
@@ -94,7 +94,7 @@ pub async fn respond(
 }
 
 /// An endpoint's answer; a store error becomes a 503 in [`respond`].
-type Answered = Result<Response<Full<Bytes>>, StoreError>;
+type Answered = Result<Response<Full<Bytes>>, QueueStoreError>;
 
 fn unauthorized() -> Response<Full<Bytes>> {
     let mut r = json_response(
@@ -253,7 +253,7 @@ async fn drop_event(queue: &Queue, id: &str) -> Answered {
     Ok(json_response(StatusCode::OK, &json!({"dropped": 1})))
 }
 
-fn store_error(e: &StoreError) -> Response<Full<Bytes>> {
+fn store_error(e: &QueueStoreError) -> Response<Full<Bytes>> {
     tracing::error!(error = %e, "queue API: store error");
     error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
 }
@@ -267,7 +267,11 @@ fn unknown_route(route: &str) -> Response<Full<Bytes>> {
 
 /// Whether `route` is a queued route of the configuration, or has events in the store (a
 /// route that was queued before a reload).
-async fn known_route(queue: &Queue, gateway: &Gateway, route: &str) -> Result<bool, StoreError> {
+async fn known_route(
+    queue: &Queue,
+    gateway: &Gateway,
+    route: &str,
+) -> Result<bool, QueueStoreError> {
     if crate::delivery::queued_route(gateway, route).is_some() {
         return Ok(true);
     }

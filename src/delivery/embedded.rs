@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::delivery::event::{Event, NewEvent};
 use crate::delivery::sql::{self, COLUMNS, DEAD, DELIVERED, DELIVERING, RETRYING};
-use crate::delivery::state::{Depth, Filter, Ingested, Settle, State, StoreError};
+use crate::delivery::state::{Depth, Filter, Ingested, QueueStoreError, Settle, State};
 use crate::delivery::time::UnixMs;
 use crate::metrics::Metrics;
 
@@ -125,7 +125,7 @@ enum Answer {
     Count(u64),
 }
 
-type Reply = oneshot::Sender<Result<Answer, StoreError>>;
+type Reply = oneshot::Sender<Result<Answer, QueueStoreError>>;
 
 /// One change for the writer thread.
 enum Op {
@@ -189,9 +189,9 @@ impl Embedded {
         dir: &Path,
         max_bytes: Option<u64>,
         metrics: Arc<Metrics>,
-    ) -> Result<Embedded, StoreError> {
+    ) -> Result<Embedded, QueueStoreError> {
         let fail = |what: &str, e: &dyn std::fmt::Display| {
-            StoreError::Open(format!("{what} {}: {e}", dir.display()))
+            QueueStoreError::Open(format!("{what} {}: {e}", dir.display()))
         };
         make_private_dir(dir)?;
         let lock = lock_dir(dir)?;
@@ -206,7 +206,7 @@ impl Embedded {
         )
         .map_err(|e| fail("cannot set up", &e))?;
         migrate(&conn, &file).map_err(|e| match e {
-            Migrate::Refused(why) => StoreError::Open(why),
+            Migrate::Refused(why) => QueueStoreError::Open(why),
             Migrate::Failed(what, e) => fail(what, &e),
         })?;
         let page: i64 = conn
@@ -270,19 +270,21 @@ impl Embedded {
     }
 
     /// Hands `op` to the writer and waits for its commit.
-    async fn call(&self, op: Op) -> Result<Answer, StoreError> {
+    async fn call(&self, op: Op) -> Result<Answer, QueueStoreError> {
         let (tx, rx) = oneshot::channel();
         let ops = self.ops.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let round = async {
-            let ops = ops.ok_or(StoreError::Closed)?;
-            ops.send((op, tx)).await.map_err(|_| StoreError::Closed)?;
+            let ops = ops.ok_or(QueueStoreError::Closed)?;
+            ops.send((op, tx))
+                .await
+                .map_err(|_| QueueStoreError::Closed)?;
             // Not held while waiting for the commit: a close must not wait for it.
             drop(ops);
-            rx.await.map_err(|_| StoreError::Closed)?
+            rx.await.map_err(|_| QueueStoreError::Closed)?
         };
         match tokio::time::timeout(OP_TIMEOUT, round).await {
             Ok(r) => r,
-            Err(_) => Err(StoreError::Timeout),
+            Err(_) => Err(QueueStoreError::Timeout),
         }
     }
 
@@ -290,20 +292,20 @@ impl Embedded {
     async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T, StoreError> {
+    ) -> Result<T, QueueStoreError> {
         let conn = self.read.clone();
         let task = tokio::task::spawn_blocking(move || {
             let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
             f(&conn)
         });
         match tokio::time::timeout(OP_TIMEOUT, task).await {
-            Ok(Ok(r)) => r.map_err(|e| StoreError::Engine(e.to_string())),
-            Ok(Err(e)) => Err(StoreError::Engine(e.to_string())),
-            Err(_) => Err(StoreError::Timeout),
+            Ok(Ok(r)) => r.map_err(|e| QueueStoreError::Engine(e.to_string())),
+            Ok(Err(e)) => Err(QueueStoreError::Engine(e.to_string())),
+            Err(_) => Err(QueueStoreError::Timeout),
         }
     }
 
-    pub async fn ingest(&self, event: NewEvent) -> Result<Ingested, StoreError> {
+    pub async fn ingest(&self, event: NewEvent) -> Result<Ingested, QueueStoreError> {
         self.call(Op::Ingest(Box::new(event))).await?.ingested()
     }
 
@@ -314,7 +316,7 @@ impl Embedded {
         now: UnixMs,
         until: UnixMs,
         start: bool,
-    ) -> Result<Vec<Event>, StoreError> {
+    ) -> Result<Vec<Event>, QueueStoreError> {
         let op = Op::Lease {
             route: route.to_owned(),
             limit,
@@ -330,7 +332,7 @@ impl Embedded {
         id: &str,
         lease: &str,
         until: UnixMs,
-    ) -> Result<Option<u32>, StoreError> {
+    ) -> Result<Option<u32>, QueueStoreError> {
         let op = Op::Start {
             id: id.to_owned(),
             lease: lease.to_owned(),
@@ -343,11 +345,11 @@ impl Embedded {
         &self,
         leases: Vec<(String, String)>,
         until: UnixMs,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<u64, QueueStoreError> {
         self.call(Op::Renew { leases, until }).await?.count()
     }
 
-    pub async fn release(&self, leases: Vec<(String, String)>) -> Result<u64, StoreError> {
+    pub async fn release(&self, leases: Vec<(String, String)>) -> Result<u64, QueueStoreError> {
         self.call(Op::Release { leases }).await?.count()
     }
 
@@ -356,7 +358,7 @@ impl Embedded {
         event: &Event,
         settle: Settle,
         now: UnixMs,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, QueueStoreError> {
         let op = Op::Settle {
             id: event.id.clone(),
             lease: event.lease.clone().unwrap_or_default(),
@@ -366,7 +368,7 @@ impl Embedded {
         self.call(op).await?.flag()
     }
 
-    pub async fn retry(&self, id: &str, now: UnixMs) -> Result<bool, StoreError> {
+    pub async fn retry(&self, id: &str, now: UnixMs) -> Result<bool, QueueStoreError> {
         let op = Op::Retry {
             id: Some(id.to_owned()),
             route: None,
@@ -375,7 +377,7 @@ impl Embedded {
         self.call(op).await?.count().map(|n| n > 0)
     }
 
-    pub async fn retry_dead(&self, route: &str, now: UnixMs) -> Result<u64, StoreError> {
+    pub async fn retry_dead(&self, route: &str, now: UnixMs) -> Result<u64, QueueStoreError> {
         let op = Op::Retry {
             id: None,
             route: Some(route.to_owned()),
@@ -384,7 +386,7 @@ impl Embedded {
         self.call(op).await?.count()
     }
 
-    pub async fn remove(&self, id: &str) -> Result<bool, StoreError> {
+    pub async fn remove(&self, id: &str) -> Result<bool, QueueStoreError> {
         self.call(Op::Remove { id: id.to_owned() }).await?.flag()
     }
 
@@ -393,7 +395,7 @@ impl Embedded {
         delivered_before: UnixMs,
         dead_before: UnixMs,
         now: UnixMs,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<u64, QueueStoreError> {
         let op = Op::Purge {
             delivered_before,
             dead_before,
@@ -402,13 +404,13 @@ impl Embedded {
         self.call(op).await?.count()
     }
 
-    pub async fn next_due(&self, route: &str) -> Result<Option<UnixMs>, StoreError> {
+    pub async fn next_due(&self, route: &str) -> Result<Option<UnixMs>, QueueStoreError> {
         let route = route.to_owned();
         self.read(move |c| c.query_row(&NEXT_DUE, [route], |r| r.get::<_, Option<UnixMs>>(0)))
             .await
     }
 
-    pub async fn list(&self, filter: Filter) -> Result<Vec<Event>, StoreError> {
+    pub async fn list(&self, filter: Filter) -> Result<Vec<Event>, QueueStoreError> {
         self.read(move |c| {
             let sql = format!(
                 "SELECT {COLUMNS} FROM hookgate_events \
@@ -430,7 +432,7 @@ impl Embedded {
         .await
     }
 
-    pub async fn get(&self, id: &str, with_body: bool) -> Result<Option<Event>, StoreError> {
+    pub async fn get(&self, id: &str, with_body: bool) -> Result<Option<Event>, QueueStoreError> {
         let id = id.to_owned();
         self.read(move |c| {
             let sql = format!("SELECT {COLUMNS} FROM hookgate_events WHERE id = ?1");
@@ -445,7 +447,7 @@ impl Embedded {
         .await
     }
 
-    pub async fn depths(&self) -> Result<Vec<Depth>, StoreError> {
+    pub async fn depths(&self) -> Result<Vec<Depth>, QueueStoreError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(&DEPTHS)?;
             let rows = stmt.query_map([], |r| {
@@ -474,41 +476,41 @@ impl Embedded {
     }
 }
 
-fn unexpected() -> StoreError {
-    StoreError::Engine("writer answered another operation".into())
+fn unexpected() -> QueueStoreError {
+    QueueStoreError::Engine("writer answered another operation".into())
 }
 
 /// The answer each operation expects.
 impl Answer {
-    fn ingested(self) -> Result<Ingested, StoreError> {
+    fn ingested(self) -> Result<Ingested, QueueStoreError> {
         match self {
             Answer::Ingested(i) => Ok(i),
             _ => Err(unexpected()),
         }
     }
 
-    fn attempts(self) -> Result<Option<u32>, StoreError> {
+    fn attempts(self) -> Result<Option<u32>, QueueStoreError> {
         match self {
             Answer::Attempts(a) => Ok(a),
             _ => Err(unexpected()),
         }
     }
 
-    fn events(self) -> Result<Vec<Event>, StoreError> {
+    fn events(self) -> Result<Vec<Event>, QueueStoreError> {
         match self {
             Answer::Events(e) => Ok(e),
             _ => Err(unexpected()),
         }
     }
 
-    fn flag(self) -> Result<bool, StoreError> {
+    fn flag(self) -> Result<bool, QueueStoreError> {
         match self {
             Answer::Flag(f) => Ok(f),
             _ => Err(unexpected()),
         }
     }
 
-    fn count(self) -> Result<u64, StoreError> {
+    fn count(self) -> Result<u64, QueueStoreError> {
         match self {
             Answer::Count(n) => Ok(n),
             _ => Err(unexpected()),
@@ -518,9 +520,9 @@ impl Answer {
 
 /// Creates `dir` (0700), or restricts an existing one to its owner: it holds webhook
 /// payloads.
-fn make_private_dir(dir: &Path) -> Result<(), StoreError> {
+fn make_private_dir(dir: &Path) -> Result<(), QueueStoreError> {
     let fail = |what: &str, e: &dyn std::fmt::Display| {
-        StoreError::Open(format!("{what} {}: {e}", dir.display()))
+        QueueStoreError::Open(format!("{what} {}: {e}", dir.display()))
     };
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -662,7 +664,7 @@ fn start_threads(
 }
 
 /// Takes `DIR/lock` exclusively, or says which process has it.
-fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
+fn lock_dir(dir: &Path) -> Result<std::fs::File, QueueStoreError> {
     use std::os::fd::AsRawFd;
     let path: PathBuf = dir.join("lock");
     let file = std::fs::OpenOptions::new()
@@ -670,11 +672,11 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|e| StoreError::Open(format!("cannot open {}: {e}", path.display())))?;
+        .map_err(|e| QueueStoreError::Open(format!("cannot open {}: {e}", path.display())))?;
     // SAFETY: flock on a file descriptor this function owns.
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc != 0 {
-        return Err(StoreError::Open(format!(
+        return Err(QueueStoreError::Open(format!(
             "{} is in use by another hookgate process (an embedded queue belongs to one \
              process; use a PostgreSQL queue_store for replicas)",
             dir.display()
@@ -779,7 +781,7 @@ fn writer(
                 for ((_, reply), answer) in batch.into_iter().zip(answers) {
                     let answer = answer.map_err(|e| {
                         metrics.queue.store_error(crate::metrics::StoreOp::Write);
-                        StoreError::Engine(e.to_string())
+                        QueueStoreError::Engine(e.to_string())
                     });
                     let _ = reply.send(answer);
                 }
@@ -788,7 +790,7 @@ fn writer(
                 tracing::error!(error = %e, operations = batch.len(), "queue store commit failed");
                 metrics.queue.store_error(crate::metrics::StoreOp::Commit);
                 for (_, reply) in batch {
-                    let _ = reply.send(Err(StoreError::Engine(e.to_string())));
+                    let _ = reply.send(Err(QueueStoreError::Engine(e.to_string())));
                 }
             }
         }

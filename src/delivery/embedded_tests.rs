@@ -239,7 +239,7 @@ fn a_schema_1_store_is_refused() {
     let raw = Connection::open(file).unwrap();
     raw.execute_batch("PRAGMA user_version = 1;").unwrap();
     drop(raw);
-    let Err(StoreError::Open(why)) = Embedded::open(dir.path(), None, metrics()) else {
+    let Err(QueueStoreError::Open(why)) = Embedded::open(dir.path(), None, metrics()) else {
         panic!("a schema 1 store was opened");
     };
     assert!(why.contains("schema 1"), "{why}");
@@ -284,7 +284,7 @@ async fn a_directory_already_open_is_refused_as_in_use() {
         Ok(_) => panic!("a second store opened the same directory"),
         Err(e) => e,
     };
-    assert!(matches!(err, StoreError::Open(_)), "{err:?}");
+    assert!(matches!(err, QueueStoreError::Open(_)), "{err:?}");
     let text = err.to_string();
     assert!(text.contains("in use by another hookgate"), "{text}");
     assert!(text.contains(&dir.path().display().to_string()), "{text}");
@@ -327,7 +327,7 @@ async fn close_commits_what_was_handed_over_refuses_the_rest_and_frees_the_direc
     assert!(!closing.is_finished(), "close waits for the writer");
     assert!(matches!(
         store.ingest(new_event("after", ROUTE, at(0))).await,
-        Err(StoreError::Closed)
+        Err(QueueStoreError::Closed)
     ));
     blocker.execute_batch("COMMIT").unwrap();
     drop(blocker);
@@ -645,7 +645,7 @@ async fn a_full_store_refuses_a_new_event_and_takes_it_once_room_is_made() {
     }
     let (n, err) = refused.expect("a 256 KiB store took 1.6 MB of events");
     assert!(n > 0, "refused before anything was stored");
-    assert!(matches!(err, StoreError::Engine(_)), "{err:?}");
+    assert!(matches!(err, QueueStoreError::Engine(_)), "{err:?}");
     assert!(store
         .get(&format!("fill{n:03}"), false)
         .await

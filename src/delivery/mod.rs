@@ -41,7 +41,7 @@ use std::time::Duration;
 use crate::model::{Delivery, QueuePolicy};
 
 pub use event::{Event, NewEvent};
-pub use store::{QueueStore, StoreError};
+pub use store::{QueueStore, QueueStoreError};
 pub use time::UnixMs;
 
 /// Where the queue is, once one is open: at start when `queue_store:` is configured, or at

@@ -30,7 +30,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::delivery::event::{Event, NewEvent};
 use crate::delivery::sql::{self, COLUMNS, DEAD, DELIVERING, QUEUED, RETRYING};
-use crate::delivery::state::{Depth, Filter, Ingested, Settle, State, StoreError};
+use crate::delivery::state::{Depth, Filter, Ingested, QueueStoreError, Settle, State};
 use crate::delivery::time::UnixMs;
 
 const SCHEMA: &str = "
@@ -191,8 +191,8 @@ impl std::ops::Deref for Conn<'_> {
     }
 }
 
-fn engine(e: tokio_postgres::Error) -> StoreError {
-    StoreError::Engine(with_cause(&e))
+fn engine(e: tokio_postgres::Error) -> QueueStoreError {
+    QueueStoreError::Engine(with_cause(&e))
 }
 
 /// The error with its cause (e.g. why a TLS handshake failed), which its `Display` leaves
@@ -241,11 +241,11 @@ impl Postgres {
         timeout: Duration,
         ca_file: Option<&std::path::Path>,
         metrics: std::sync::Arc<crate::metrics::Metrics>,
-    ) -> Result<Postgres, StoreError> {
+    ) -> Result<Postgres, QueueStoreError> {
         let tls = crate::tls::postgres_config(ca_file)
             .map(MakeRustlsConnect::new)
-            .map_err(|e| StoreError::Open(format!("TLS to PostgreSQL: {e}")))?;
-        let config = parse_url(url).map_err(|e| StoreError::Open(e.to_string()))?;
+            .map_err(|e| QueueStoreError::Open(format!("TLS to PostgreSQL: {e}")))?;
+        let config = parse_url(url).map_err(|e| QueueStoreError::Open(e.to_string()))?;
         let store = Postgres {
             config,
             idle: Mutex::new(Vec::new()),
@@ -260,13 +260,13 @@ impl Postgres {
         let conn = tokio::time::timeout(connect_limit, store.conn())
             .await
             .map_err(|_| {
-                StoreError::Open(format!(
+                QueueStoreError::Open(format!(
                     "cannot connect to PostgreSQL: no connection within {connect_limit:?}"
                 ))
             })?
             .map_err(|e| match e {
-                StoreError::Engine(why) => {
-                    StoreError::Open(format!("cannot connect to PostgreSQL: {why}"))
+                QueueStoreError::Engine(why) => {
+                    QueueStoreError::Open(format!("cannot connect to PostgreSQL: {why}"))
                 }
                 other => other,
             })?;
@@ -277,15 +277,19 @@ impl Postgres {
             conn.batch_execute(&setup),
         )
         .await
-        .map_err(|_| StoreError::Open("PostgreSQL: creating the tables timed out".into()))?
-        .map_err(|e| StoreError::Open(format!("PostgreSQL: cannot create the tables: {e}")))?;
+        .map_err(|_| QueueStoreError::Open("PostgreSQL: creating the tables timed out".into()))?
+        .map_err(|e| QueueStoreError::Open(format!("PostgreSQL: cannot create the tables: {e}")))?;
         drop(conn);
         Ok(store)
     }
 
     /// A connection from the pool, or a new one.
-    async fn conn(&self) -> Result<Conn<'_>, StoreError> {
-        let slot = self.slots.acquire().await.map_err(|_| StoreError::Closed)?;
+    async fn conn(&self) -> Result<Conn<'_>, QueueStoreError> {
+        let slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| QueueStoreError::Closed)?;
         let idle = self.idle.lock().ok().and_then(|mut v| v.pop());
         let client = match idle {
             Some(c) if !c.is_closed() => c,
@@ -318,24 +322,26 @@ impl Postgres {
         ) -> std::pin::Pin<
             Box<dyn std::future::Future<Output = Result<T, tokio_postgres::Error>> + Send + 'c>,
         >,
-    ) -> Result<T, StoreError> {
+    ) -> Result<T, QueueStoreError> {
         let call = async {
             let conn = self.conn().await?;
             f(&conn).await.map_err(engine)
         };
         match tokio::time::timeout(self.timeout, call).await {
             Ok(r) => r,
-            Err(_) => Err(StoreError::Timeout),
+            Err(_) => Err(QueueStoreError::Timeout),
         }
     }
 
-    pub async fn ingest(&self, e: NewEvent) -> Result<Ingested, StoreError> {
+    pub async fn ingest(&self, e: NewEvent) -> Result<Ingested, QueueStoreError> {
         let started = std::time::Instant::now();
         let stored = self
             .with(|c| Box::pin(async move { insert_or_find(c, &e).await }))
             .await?
             .ok_or_else(|| {
-                StoreError::Engine("the conflicting event kept disappearing; not stored".into())
+                QueueStoreError::Engine(
+                    "the conflicting event kept disappearing; not stored".into(),
+                )
             })?;
         // Each ingest is one commit here (PostgreSQL groups the WAL flushes itself).
         self.metrics
@@ -352,7 +358,7 @@ impl Postgres {
         now: UnixMs,
         until: UnixMs,
         start: bool,
-    ) -> Result<Vec<Event>, StoreError> {
+    ) -> Result<Vec<Event>, QueueStoreError> {
         let route = route.to_owned();
         let lease = crate::request_id::unique_hex();
         let started = i32::from(start);
@@ -384,7 +390,7 @@ impl Postgres {
         event: &Event,
         settle: Settle,
         now: UnixMs,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, QueueStoreError> {
         let id = event.id.clone();
         let lease = event.lease.clone().unwrap_or_default();
         self.with(move |c| {
@@ -427,7 +433,7 @@ impl Postgres {
         id: &str,
         lease: &str,
         until: UnixMs,
-    ) -> Result<Option<u32>, StoreError> {
+    ) -> Result<Option<u32>, QueueStoreError> {
         let (id, lease) = (id.to_owned(), lease.to_owned());
         self.with(move |c| {
             Box::pin(async move {
@@ -442,7 +448,7 @@ impl Postgres {
         &self,
         leases: Vec<(String, String)>,
         until: UnixMs,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<u64, QueueStoreError> {
         let (ids, tokens): (Vec<String>, Vec<String>) = leases.into_iter().unzip();
         self.with(move |c| {
             Box::pin(async move { c.execute(RENEW.as_str(), &[&until, &ids, &tokens]).await })
@@ -450,7 +456,7 @@ impl Postgres {
         .await
     }
 
-    pub async fn release(&self, leases: Vec<(String, String)>) -> Result<u64, StoreError> {
+    pub async fn release(&self, leases: Vec<(String, String)>) -> Result<u64, QueueStoreError> {
         let (ids, tokens): (Vec<String>, Vec<String>) = leases.into_iter().unzip();
         self.with(move |c| {
             Box::pin(async move { c.execute(RELEASE.as_str(), &[&ids, &tokens]).await })
@@ -458,7 +464,7 @@ impl Postgres {
         .await
     }
 
-    pub async fn next_due(&self, route: &str) -> Result<Option<UnixMs>, StoreError> {
+    pub async fn next_due(&self, route: &str) -> Result<Option<UnixMs>, QueueStoreError> {
         let route = route.to_owned();
         self.with(move |c| {
             Box::pin(async move {
@@ -469,7 +475,7 @@ impl Postgres {
         .await
     }
 
-    pub async fn list(&self, filter: Filter) -> Result<Vec<Event>, StoreError> {
+    pub async fn list(&self, filter: Filter) -> Result<Vec<Event>, QueueStoreError> {
         let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
         let state = filter.state.map(|s| s.as_str().to_owned());
         self.with(move |c| {
@@ -488,7 +494,7 @@ impl Postgres {
         .await
     }
 
-    pub async fn get(&self, id: &str, with_body: bool) -> Result<Option<Event>, StoreError> {
+    pub async fn get(&self, id: &str, with_body: bool) -> Result<Option<Event>, QueueStoreError> {
         let id = id.to_owned();
         self.with(move |c| {
             Box::pin(async move {
@@ -515,13 +521,13 @@ impl Postgres {
         .await
     }
 
-    pub async fn retry(&self, id: &str, now: UnixMs) -> Result<bool, StoreError> {
+    pub async fn retry(&self, id: &str, now: UnixMs) -> Result<bool, QueueStoreError> {
         self.retry_where(Some(id.to_owned()), None, now)
             .await
             .map(|n| n > 0)
     }
 
-    pub async fn retry_dead(&self, route: &str, now: UnixMs) -> Result<u64, StoreError> {
+    pub async fn retry_dead(&self, route: &str, now: UnixMs) -> Result<u64, QueueStoreError> {
         self.retry_where(None, Some(route.to_owned()), now).await
     }
 
@@ -530,14 +536,14 @@ impl Postgres {
         id: Option<String>,
         route: Option<String>,
         now: UnixMs,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<u64, QueueStoreError> {
         self.with(move |c| {
             Box::pin(async move { c.execute(RETRY.as_str(), &[&now, &id, &route]).await })
         })
         .await
     }
 
-    pub async fn remove(&self, id: &str) -> Result<bool, StoreError> {
+    pub async fn remove(&self, id: &str) -> Result<bool, QueueStoreError> {
         let id = id.to_owned();
         self.with(move |c| {
             Box::pin(async move {
@@ -548,7 +554,7 @@ impl Postgres {
         .await
     }
 
-    pub async fn depths(&self) -> Result<Vec<Depth>, StoreError> {
+    pub async fn depths(&self) -> Result<Vec<Depth>, QueueStoreError> {
         self.with(|c| {
             Box::pin(async move {
                 let rows = c.query(DEPTHS.as_str(), &[]).await?;
@@ -574,7 +580,7 @@ impl Postgres {
         delivered_before: UnixMs,
         dead_before: UnixMs,
         now: UnixMs,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<u64, QueueStoreError> {
         self.with(move |c| {
             Box::pin(async move {
                 let row = c

@@ -47,7 +47,7 @@ impl State {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum QueueStoreError {
     /// The engine failed (disk full, I/O error, database down).
     #[error("queue store: {0}")]
     Engine(String),

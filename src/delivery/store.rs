@@ -39,7 +39,7 @@ use crate::metrics::Metrics;
 use crate::model::QueueStoreConfig;
 
 // What the engines and the store's callers share, defined below both (`state.rs`).
-pub use crate::delivery::state::{Depth, Filter, Ingested, Settle, StoreError, PURGE_BATCH};
+pub use crate::delivery::state::{Depth, Filter, Ingested, QueueStoreError, Settle, PURGE_BATCH};
 
 /// The queue store in use.
 ///
@@ -56,7 +56,7 @@ impl QueueStore {
     pub async fn open(
         config: &QueueStoreConfig,
         metrics: Arc<Metrics>,
-    ) -> Result<QueueStore, StoreError> {
+    ) -> Result<QueueStore, QueueStoreError> {
         match config {
             QueueStoreConfig::Embedded {
                 path, max_bytes, ..
@@ -67,7 +67,7 @@ impl QueueStore {
                         .await;
                 match opened {
                     Ok(r) => r.map(QueueStore::Embedded),
-                    Err(e) => Err(StoreError::Open(e.to_string())),
+                    Err(e) => Err(QueueStoreError::Open(e.to_string())),
                 }
             }
             QueueStoreConfig::Postgres {
@@ -100,7 +100,7 @@ impl QueueStore {
     }
 
     /// Stores `event`; `Ok` means it is on disk.
-    pub async fn ingest(&self, event: NewEvent) -> Result<Ingested, StoreError> {
+    pub async fn ingest(&self, event: NewEvent) -> Result<Ingested, QueueStoreError> {
         match self {
             QueueStore::Embedded(s) => s.ingest(event).await,
             QueueStore::Postgres(s) => Box::pin(s.ingest(event)).await,
@@ -119,7 +119,7 @@ impl QueueStore {
         now: UnixMs,
         lease_until: UnixMs,
         start: bool,
-    ) -> Result<Vec<Event>, StoreError> {
+    ) -> Result<Vec<Event>, QueueStoreError> {
         match self {
             QueueStore::Embedded(s) => s.lease(route, limit, now, lease_until, start).await,
             QueueStore::Postgres(s) => {
@@ -136,7 +136,7 @@ impl QueueStore {
         &self,
         event: &Event,
         lease_until: UnixMs,
-    ) -> Result<Option<u32>, StoreError> {
+    ) -> Result<Option<u32>, QueueStoreError> {
         let (id, lease) = (&event.id, event.lease.as_deref().unwrap_or_default());
         match self {
             QueueStore::Embedded(s) => s.start(id, lease, lease_until).await,
@@ -150,7 +150,7 @@ impl QueueStore {
         &self,
         leases: Vec<(String, String)>,
         lease_until: UnixMs,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<u64, QueueStoreError> {
         if leases.is_empty() {
             return Ok(0);
         }
@@ -162,7 +162,7 @@ impl QueueStore {
 
     /// Gives back each of `leases` that is still held: the event is due again at once for
     /// any worker (`queued` if it was never tried, else `retrying`); returns how many.
-    pub async fn release(&self, leases: Vec<(String, String)>) -> Result<u64, StoreError> {
+    pub async fn release(&self, leases: Vec<(String, String)>) -> Result<u64, QueueStoreError> {
         if leases.is_empty() {
             return Ok(0);
         }
@@ -180,7 +180,7 @@ impl QueueStore {
         event: &Event,
         settle: Settle,
         now: UnixMs,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, QueueStoreError> {
         match self {
             QueueStore::Embedded(s) => s.settle(event, settle, now).await,
             QueueStore::Postgres(s) => Box::pin(s.settle(event, settle, now)).await,
@@ -189,21 +189,21 @@ impl QueueStore {
 
     /// The soonest time any pending event of `route` is due, if it has any; for
     /// an event being delivered, when its lease runs out.
-    pub async fn next_due(&self, route: &str) -> Result<Option<UnixMs>, StoreError> {
+    pub async fn next_due(&self, route: &str) -> Result<Option<UnixMs>, QueueStoreError> {
         match self {
             QueueStore::Embedded(s) => s.next_due(route).await,
             QueueStore::Postgres(s) => Box::pin(s.next_due(route)).await,
         }
     }
 
-    pub async fn list(&self, filter: Filter) -> Result<Vec<Event>, StoreError> {
+    pub async fn list(&self, filter: Filter) -> Result<Vec<Event>, QueueStoreError> {
         match self {
             QueueStore::Embedded(s) => s.list(filter).await,
             QueueStore::Postgres(s) => Box::pin(s.list(filter)).await,
         }
     }
 
-    pub async fn get(&self, id: &str, with_body: bool) -> Result<Option<Event>, StoreError> {
+    pub async fn get(&self, id: &str, with_body: bool) -> Result<Option<Event>, QueueStoreError> {
         match self {
             QueueStore::Embedded(s) => s.get(id, with_body).await,
             QueueStore::Postgres(s) => Box::pin(s.get(id, with_body)).await,
@@ -213,7 +213,7 @@ impl QueueStore {
     /// Makes a dead (or retrying) event due now, with a fresh max age and a fresh
     /// `max_attempts` budget (its `attempts` stay what they are: attempts made). False if
     /// there is no such event in one of those states.
-    pub async fn retry(&self, id: &str, now: UnixMs) -> Result<bool, StoreError> {
+    pub async fn retry(&self, id: &str, now: UnixMs) -> Result<bool, QueueStoreError> {
         match self {
             QueueStore::Embedded(s) => s.retry(id, now).await,
             QueueStore::Postgres(s) => Box::pin(s.retry(id, now)).await,
@@ -221,7 +221,7 @@ impl QueueStore {
     }
 
     /// [`QueueStore::retry`] for every dead event of `route`; returns how many.
-    pub async fn retry_dead(&self, route: &str, now: UnixMs) -> Result<u64, StoreError> {
+    pub async fn retry_dead(&self, route: &str, now: UnixMs) -> Result<u64, QueueStoreError> {
         match self {
             QueueStore::Embedded(s) => s.retry_dead(route, now).await,
             QueueStore::Postgres(s) => Box::pin(s.retry_dead(route, now)).await,
@@ -229,7 +229,7 @@ impl QueueStore {
     }
 
     /// Deletes an event that is not being delivered right now. False if there is none.
-    pub async fn remove(&self, id: &str) -> Result<bool, StoreError> {
+    pub async fn remove(&self, id: &str) -> Result<bool, QueueStoreError> {
         match self {
             QueueStore::Embedded(s) => s.remove(id).await,
             QueueStore::Postgres(s) => Box::pin(s.remove(id)).await,
@@ -237,7 +237,7 @@ impl QueueStore {
     }
 
     /// Counts by route and state, for every state but `delivered`.
-    pub async fn depths(&self) -> Result<Vec<Depth>, StoreError> {
+    pub async fn depths(&self) -> Result<Vec<Depth>, QueueStoreError> {
         match self {
             QueueStore::Embedded(s) => s.depths().await,
             QueueStore::Postgres(s) => Box::pin(s.depths()).await,
@@ -251,7 +251,7 @@ impl QueueStore {
         delivered_before: UnixMs,
         dead_before: UnixMs,
         now: UnixMs,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<u64, QueueStoreError> {
         match self {
             QueueStore::Embedded(s) => s.purge(delivered_before, dead_before, now).await,
             QueueStore::Postgres(s) => Box::pin(s.purge(delivered_before, dead_before, now)).await,

@@ -7,7 +7,7 @@ use crate::support::*;
 #[tokio::test]
 async fn metrics_endpoint_shows_the_counts_requests_caused() {
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(&seed_config(&upstream.url(), ""), &env_secrets()).await;
+    let gw = Hookgate::start(&seed_config(&upstream.url(), ""), &env_secrets()).await;
     let body = b"{\"type\":\"response.created\"}";
     let signed = sign_as("ltvboost", secret_of("ltvboost"), body, now_unix());
     for _ in 0..3 {
@@ -142,7 +142,7 @@ async fn a_sender_hanging_up_mid_request_is_counted() {
         ..Reply::default()
     })
     .await;
-    let gw = Gateway::start(&seed_config(&upstream.url(), ""), &env_secrets()).await;
+    let gw = Hookgate::start(&seed_config(&upstream.url(), ""), &env_secrets()).await;
     let body = b"{\"type\":\"response.created\"}";
     let signed = sign_as("ltvboost", secret_of("ltvboost"), body, now_unix());
     let mut request = format!(

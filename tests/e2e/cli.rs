@@ -614,7 +614,7 @@ async fn sign_covers_asymmetric_and_structured_presets() {
 
     let env = [("STRIPE_KEY", "whsec_test_secret")];
     let yaml = std::fs::read_to_string(&config).unwrap();
-    let gw = Gateway::start(&yaml, &env).await;
+    let gw = Hookgate::start(&yaml, &env).await;
     for (route, printed) in [("discord", &discord_headers), ("stripe", &stripe_headers)] {
         let headers: Vec<(&str, &str)> = printed
             .lines()

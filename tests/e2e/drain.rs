@@ -34,7 +34,7 @@ async fn a_drain_says_503_at_once_keeps_serving_and_lets_requests_finish() {
     let yaml = Yaml::new()
         .top("limits:\n  drain_delay: 400ms\n  shutdown_grace: 5s\n")
         .routes(&lahza_route(&upstream.url()));
-    let mut gw = Gateway::start(&yaml, &[("LAHZA", "lahza-secret")]).await;
+    let mut gw = Hookgate::start(&yaml, &[("LAHZA", "lahza-secret")]).await;
     let url = gw.url("/hooks/lahza");
     let readyz = format!("http://{}/readyz", gw.admin);
     assert_eq!(send("GET", &readyz, &[], b"").await.status, StatusCode::OK);
@@ -99,7 +99,7 @@ async fn a_request_still_running_at_the_grace_deadline_is_cut_off_and_counted() 
         .top("workers: 2\nruntime: per_core\n")
         .top("limits:\n  drain_delay: 0s\n  shutdown_grace: 300ms\n")
         .routes(&lahza_route(&upstream.url()));
-    let mut gw = Gateway::start(&yaml, &[("LAHZA", "lahza-secret")]).await;
+    let mut gw = Hookgate::start(&yaml, &[("LAHZA", "lahza-secret")]).await;
     let url = gw.url("/hooks/lahza");
     let slow = tokio::spawn(async move {
         let mut s = tokio::net::TcpStream::connect(

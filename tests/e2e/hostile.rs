@@ -65,10 +65,10 @@ const ENV: &[(&str, &str)] = &[
     ("LAHZA", "sk_live_lahza_8c2e"),
 ];
 
-async fn start(extra_top: &str) -> (Upstream, Gateway) {
+async fn start(extra_top: &str) -> (Upstream, Hookgate) {
     let upstream = Upstream::start().await;
     let yaml = Yaml::new().top(extra_top).routes(&routes(&upstream.url()));
-    let gw = Gateway::start(&yaml, ENV).await;
+    let gw = Hookgate::start(&yaml, ENV).await;
     (upstream, gw)
 }
 
@@ -440,7 +440,7 @@ async fn naming_a_relied_on_header_in_connection_changes_nothing() {
             "    verify: { preset: lahza",
             "    allow_ips: [203.0.113.0/24]\n    verify: { preset: lahza",
         );
-    let gw = Gateway::start(&yaml, ENV).await;
+    let gw = Hookgate::start(&yaml, ENV).await;
     let body = b"{}";
     let sig = lahza_sig(body);
     // The allowlist decision used the trusted proxy's X-Forwarded-For; the app must get the
@@ -659,7 +659,7 @@ async fn http2_host_must_agree_with_authority_and_names_must_be_lower_case() {
     let yaml = Yaml::new()
         .listeners(&crate::tls::tls_listener(&tls))
         .routes(&routes(&upstream.url()));
-    let gw = Gateway::start(&yaml, ENV).await;
+    let gw = Hookgate::start(&yaml, ENV).await;
     let body = b"{}";
     let sig = lahza_sig(body);
     let request = |extra: &[(&'static str, &'static str)]| {
@@ -765,7 +765,7 @@ async fn bodies_over_the_memory_budget_get_503_with_retry_after() {
     let yaml = Yaml::new()
         .top("limits:\n  max_body_bytes: 4096\n  max_buffered_body_bytes: 6000\n")
         .routes(&lahza_only(&upstream.url()));
-    let gw = Gateway::start(&yaml, ENV).await;
+    let gw = Hookgate::start(&yaml, ENV).await;
     // A stalled 4000-byte body holds the 3999 bytes it sent.
     let big = vec![b'x'; 4000];
     let mut stalled = connect_from(gw.addr, "127.0.0.2").await;
@@ -830,7 +830,7 @@ async fn one_address_cannot_starve_the_budget_with_heads_or_bodies() {
     let yaml = Yaml::new()
         .top("limits:\n  max_body_bytes: 4096\n  max_buffered_body_bytes: 65536\n")
         .routes(&lahza_only(&upstream.url()));
-    let gw = Gateway::start(&yaml, ENV).await;
+    let gw = Hookgate::start(&yaml, ENV).await;
     let big = vec![b'x'; 4000];
     let head = lahza_post(&big, "Content-Length: 4000\r\n");
     let mut attacker = Vec::new();
@@ -878,7 +878,7 @@ async fn one_address_cannot_hold_more_than_its_connections() {
     let yaml = Yaml::new()
         .top("limits:\n  max_connections_per_ip: 2\n")
         .routes(&lahza_only(&upstream.url()));
-    let gw = Gateway::start(&yaml, ENV).await;
+    let gw = Hookgate::start(&yaml, ENV).await;
     let first = TcpStream::connect(gw.addr).await.unwrap();
     let _second = TcpStream::connect(gw.addr).await.unwrap();
     eventually("two connections open", || {
@@ -948,7 +948,7 @@ async fn an_oversized_body_gets_a_413_the_client_can_read() {
     let yaml = Yaml::new()
         .top("limits:\n  max_body_bytes: 1024\n")
         .routes(&lahza_only(&upstream.url()));
-    let gw = Gateway::start(&yaml, ENV).await;
+    let gw = Hookgate::start(&yaml, ENV).await;
     let big = vec![b'a'; 1024 * 1024];
     let sig = lahza_sig(&big);
 

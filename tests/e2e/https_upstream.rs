@@ -116,7 +116,7 @@ async fn https_upstreams_are_verified_pooled_and_fail_as_502() {
             &format!("    upstream_tls: {{ ca_file: {ca} }}\n")
         ),
     ));
-    let gw = Gateway::start(&yaml, &[("LAHZA", "lahza-secret")]).await;
+    let gw = Hookgate::start(&yaml, &[("LAHZA", "lahza-secret")]).await;
     let body = b"{\"id\":1}";
     let sig = hex::encode(hmac_sha256("lahza-secret", &[body]));
     let h = [("x-lahza-signature", sig.as_str())];
@@ -215,7 +215,7 @@ async fn a_replaced_ca_file_does_not_keep_old_connections_after_a_reload() {
         )),
     )
     .unwrap();
-    let gw = Gateway::start_file(&config).await;
+    let gw = Hookgate::start_file(&config).await;
     let body = b"{\"id\":1}";
     let sig = hex::encode(hmac_sha256("lahza-secret", &[body]));
     let h = [("x-lahza-signature", sig.as_str())];

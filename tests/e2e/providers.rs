@@ -85,7 +85,7 @@ async fn every_preset_vector_through_the_gateway() {
         let label = format!("{}/{}", case.preset, case.name);
         let (public_url, path) = split_url(&case.url);
         let upstream = Upstream::start().await;
-        let gw = Gateway::start_with_clock(
+        let gw = Hookgate::start_with_clock(
             &Yaml::new().routes(&preset_route(&case.preset, &public_url, &upstream.url())),
             &[("KEY", case.secret.as_str())],
             pinned_clock,

@@ -44,7 +44,7 @@ fn v2(source: [u8; 4], local: bool) -> Vec<u8> {
 #[tokio::test]
 async fn the_address_a_trusted_balancer_sends_is_the_client() {
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(
+    let gw = Hookgate::start(
         &Yaml::new()
             .listeners(LISTENER)
             .top("client_ip:\n  trusted_proxies: [127.0.0.1/32]\n")
@@ -113,7 +113,7 @@ async fn split_headers_are_awaited_and_carried_clients_are_counted_per_address()
         .top("client_ip:\n  trusted_proxies: [127.0.0.1/32]\n")
         .top("limits:\n  max_connections_per_ip: 2\n")
         .routes(&lahza_route(&upstream.url()));
-    let gw = Gateway::start(&yaml, &[("LAHZA", "lahza-secret")]).await;
+    let gw = Hookgate::start(&yaml, &[("LAHZA", "lahza-secret")]).await;
     let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     s.write_all(b"PROXY TCP4 203.0.113.7 10.0.0.1 5555 ")
         .await
@@ -169,7 +169,7 @@ async fn split_headers_are_awaited_and_carried_clients_are_counted_per_address()
 async fn a_header_from_an_untrusted_peer_is_never_believed() {
     let upstream = Upstream::start().await;
     // Loopback is not a trusted proxy here.
-    let gw = Gateway::start(
+    let gw = Hookgate::start(
         &Yaml::new()
             .listeners(LISTENER)
             .top("client_ip:\n  trusted_proxies: [10.0.0.0/8]\n")

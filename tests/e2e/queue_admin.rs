@@ -12,7 +12,7 @@ use crate::support::*;
 const TOKEN: &str = "s3cret-admin-token-for-tests-0123";
 
 pub async fn admin(
-    gw: &Gateway,
+    gw: &Hookgate,
     method: &str,
     path: &str,
     token: Option<&str>,
@@ -29,7 +29,7 @@ pub async fn admin(
 }
 
 /// Posts one laso event and waits until it is a dead letter (the app answers 422 first).
-async fn one_dead_event(gw: &Gateway, n: usize, dead_so_far: f64) -> String {
+async fn one_dead_event(gw: &Hookgate, n: usize, dead_so_far: f64) -> String {
     let (body, headers) = laso_event(n);
     let answer = post(&gw.url("/laso"), &as_refs(&headers), &body).await;
     assert_eq!(answer.status, StatusCode::OK);
@@ -50,7 +50,7 @@ async fn one_dead_event(gw: &Gateway, n: usize, dead_so_far: f64) -> String {
 async fn a_dead_letter_is_listed_shown_and_retried_through_the_admin_api() {
     let dir = temp_dir("queue-api");
     let upstream = Upstream::start_with(Reply::scripted(&[422])).await;
-    let gw = Gateway::start(
+    let gw = Hookgate::start(
         &Yaml::new()
             .top(&store(&dir))
             .routes(&routes(&upstream.url(), FAST)),
@@ -146,7 +146,7 @@ async fn a_dead_letter_is_listed_shown_and_retried_through_the_admin_api() {
 async fn every_dead_letter_of_a_route_is_retried_at_once_and_one_can_be_dropped() {
     let dir = temp_dir("queue-api-bulk");
     let upstream = Upstream::start_with(Reply::scripted(&[422, 422, 422])).await;
-    let gw = Gateway::start(
+    let gw = Hookgate::start(
         &Yaml::new()
             .top(&store(&dir))
             .routes(&routes(&upstream.url(), FAST)),
@@ -192,7 +192,7 @@ async fn the_queue_api_needs_the_bearer_token_when_one_is_set() {
         .admin(&admin_lines)
         .top(&store(&dir.join("q")))
         .routes(&routes(&upstream.url(), FAST));
-    let gw = Gateway::start(&yaml, ENV).await;
+    let gw = Hookgate::start(&yaml, ENV).await;
     let id = one_dead_event(&gw, 1, 0.0).await;
 
     for token in [None, Some("wrong-token-wrong-token-wrong"), Some("")] {
@@ -244,7 +244,7 @@ async fn hookgate_queue_lists_and_retries_dead_letters() {
         .admin(&admin_lines)
         .top(&store(&dir.join("q")))
         .routes(&routes(&upstream.url(), FAST));
-    let gw = Gateway::start(&yaml, ENV).await;
+    let gw = Hookgate::start(&yaml, ENV).await;
     let id = one_dead_event(&gw, 1, 0.0).await;
     let addr = gw.admin.to_string();
     let token_file = dir.join("token");

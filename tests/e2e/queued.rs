@@ -64,7 +64,7 @@ pub fn header<'a>(r: &'a Received, name: &str) -> &'a str {
 async fn a_queued_event_is_answered_once_stored_then_delivered_byte_for_byte() {
     let dir = temp_dir("queued-basic");
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(
+    let gw = Hookgate::start(
         &Yaml::new()
             .top(&store(&dir))
             .routes(&routes(&upstream.url(), FAST)),
@@ -122,7 +122,7 @@ async fn a_queued_event_is_answered_once_stored_then_delivered_byte_for_byte() {
 async fn an_unverified_request_on_a_queued_route_is_refused_and_never_stored() {
     let dir = temp_dir("queued-forged");
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(
+    let gw = Hookgate::start(
         &Yaml::new()
             .top(&store(&dir))
             .routes(&routes(&upstream.url(), FAST)),
@@ -145,7 +145,7 @@ async fn an_unverified_request_on_a_queued_route_is_refused_and_never_stored() {
 async fn while_the_app_is_down_senders_get_2xx_and_the_app_gets_every_event_when_it_is_up() {
     let dir = temp_dir("queued-down");
     let app = rebindable_addr().await;
-    let gw = Gateway::start(
+    let gw = Hookgate::start(
         &Yaml::new()
             .top(&store(&dir))
             .routes(&routes(&format!("http://{app}"), FAST)),
@@ -213,7 +213,7 @@ async fn while_the_app_is_down_senders_get_2xx_and_the_app_gets_every_event_when
 async fn a_final_4xx_is_a_dead_letter_but_429_is_retried() {
     let dir = temp_dir("queued-dead");
     let upstream = Upstream::start_with(Reply::scripted(&[429, 422])).await;
-    let gw = Gateway::start(
+    let gw = Hookgate::start(
         &Yaml::new()
             .top(&store(&dir))
             .routes(&routes(&upstream.url(), FAST)),
@@ -250,7 +250,7 @@ async fn retry_after_from_the_app_is_honoured() {
         ..Reply::scripted(&[503])
     };
     let upstream = Upstream::start_with(reply).await;
-    let gw = Gateway::start(
+    let gw = Hookgate::start(
         &Yaml::new()
             .top(&store(&dir))
             .routes(&routes(&upstream.url(), FAST)),
@@ -278,7 +278,7 @@ async fn an_event_that_outlives_max_age_is_a_dead_letter() {
     })
     .await;
     let queue = "      retry: { initial_interval: 50ms, max_interval: 100ms, max_age: 400ms }\n";
-    let gw = Gateway::start(
+    let gw = Hookgate::start(
         &Yaml::new()
             .top(&store(&dir))
             .routes(&routes(&upstream.url(), queue)),
@@ -310,7 +310,7 @@ async fn max_attempts_ends_retries() {
     })
     .await;
     let queue = "      retry: { initial_interval: 20ms, max_interval: 40ms, max_attempts: 3 }\n";
-    let gw = Gateway::start(
+    let gw = Hookgate::start(
         &Yaml::new()
             .top(&store(&dir))
             .routes(&routes(&upstream.url(), queue)),
@@ -335,7 +335,7 @@ async fn max_attempts_ends_retries() {
 async fn a_duplicate_on_a_queued_route_is_recognized_by_the_store_and_delivered_once() {
     let dir = temp_dir("queued-dup");
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(
+    let gw = Hookgate::start(
         &Yaml::new()
             .top(&store(&dir))
             .routes(&routes(&upstream.url(), FAST)),
@@ -402,7 +402,7 @@ async fn undelivered_events_survive_a_restart_and_are_delivered_after_it() {
     let yaml = Yaml::new()
         .top(&store(&dir))
         .routes(&routes(&format!("http://{app}"), FAST));
-    let gw = Gateway::start(&yaml, ENV).await;
+    let gw = Hookgate::start(&yaml, ENV).await;
     for n in 0..3 {
         let (body, headers) = laso_event(n);
         assert_eq!(
@@ -415,7 +415,7 @@ async fn undelivered_events_survive_a_restart_and_are_delivered_after_it() {
     gw.shutdown().await;
 
     let upstream = Upstream::start_at(app, Reply::default()).await;
-    let gw = Gateway::start(&yaml, ENV).await;
+    let gw = Hookgate::start(&yaml, ENV).await;
     within(10, "the stored events are delivered", || {
         upstream.count() == 3
     })
@@ -430,7 +430,7 @@ async fn a_second_gateway_cannot_open_the_same_embedded_store() {
     let yaml = Yaml::new()
         .top(&store(&dir))
         .routes(&routes(&upstream.url(), FAST));
-    let gw = Gateway::start(&yaml, ENV).await;
+    let gw = Hookgate::start(&yaml, ENV).await;
     let loaded = hookgate::config::compile::compile(&yaml, std::path::Path::new("."), &|n| {
         ENV.iter()
             .find(|(k, _)| *k == n)
@@ -459,7 +459,7 @@ async fn a_full_store_refuses_with_503_and_acknowledges_only_what_it_kept() {
             dir.display()
         ))
         .routes(&routes(&format!("http://{app}"), FAST));
-    let gw = Gateway::start(&yaml, ENV).await;
+    let gw = Hookgate::start(&yaml, ENV).await;
     let mut acked = Vec::new();
     let mut refused = 0;
     for n in 0..400 {
@@ -522,7 +522,7 @@ async fn a_slow_but_healthy_app_gets_each_event_once() {
         .top("limits:\n  upstream_connect_timeout: 200ms\n  upstream_timeout: 8s\n")
         .top(&store(&dir))
         .routes(&routes(&upstream.url(), "      concurrency: 1\n"));
-    let gw = Gateway::start(&yaml, ENV).await;
+    let gw = Hookgate::start(&yaml, ENV).await;
     for n in 0..2 {
         let (body, headers) = laso_event(n);
         assert_eq!(

@@ -38,8 +38,8 @@ async fn two_gateways_on_one_postgres_deliver_each_event_once() {
     let yaml = Yaml::new()
         .top(&store(&pg.url(), ""))
         .routes(&routes(&upstream.url()));
-    let a = Gateway::start(&yaml, ENV).await;
-    let b = Gateway::start(&yaml, ENV).await;
+    let a = Hookgate::start(&yaml, ENV).await;
+    let b = Hookgate::start(&yaml, ENV).await;
     let mut ids = Vec::new();
     for n in 0..40 {
         let gw = if n % 2 == 0 { &a } else { &b };
@@ -87,7 +87,7 @@ async fn two_gateways_on_one_postgres_deliver_each_event_once() {
 async fn with_postgres_down_events_are_refused_with_503_and_none_acknowledged() {
     let mut pg = PostgresServer::start().await;
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(
+    let gw = Hookgate::start(
         &Yaml::new()
             .top(&store(&pg.url(), ""))
             .routes(&routes(&upstream.url())),
@@ -250,7 +250,7 @@ async fn the_postgres_store_speaks_verified_tls_when_the_url_requires_it() {
     let with_ca = Yaml::new()
         .top(&store(&url, &ca_file))
         .routes(&routes(&upstream.url()));
-    let gw = Gateway::start(&with_ca, ENV).await;
+    let gw = Hookgate::start(&with_ca, ENV).await;
     let (body, headers) = laso_event(1);
     let answer = post(&gw.url("/laso"), &as_refs(&headers), &body).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);

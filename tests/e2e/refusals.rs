@@ -25,7 +25,7 @@ fn good_sig(body: &[u8]) -> String {
 #[tokio::test]
 async fn bad_signatures_are_refused_with_401_and_never_forwarded() {
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(&Yaml::new().routes(&lahza_route(&upstream.url())), ENV).await;
+    let gw = Hookgate::start(&Yaml::new().routes(&lahza_route(&upstream.url())), ENV).await;
     let url = gw.url("/hooks/lahza");
     let good = good_sig(BODY);
     let wrong_secret = hex::encode(hmac_sha256("not-the-secret", &[BODY]));
@@ -103,7 +103,7 @@ async fn bad_signatures_are_refused_with_401_and_never_forwarded() {
 #[tokio::test]
 async fn routing_refusals_404_405_400() {
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(&Yaml::new().routes(&lahza_route(&upstream.url())), ENV).await;
+    let gw = Hookgate::start(&Yaml::new().routes(&lahza_route(&upstream.url())), ENV).await;
     let sig = good_sig(BODY);
     let h = [("x-lahza-signature", sig.as_str())];
     assert_eq!(
@@ -134,7 +134,7 @@ async fn disallowed_ip_is_refused_even_with_a_valid_signature() {
         "    verify:",
         "    allow_ips: [203.0.113.0/24, 2001:db8::/32]\n    verify:",
     );
-    let gw = Gateway::start(&yaml, ENV).await;
+    let gw = Hookgate::start(&yaml, ENV).await;
     let sig = good_sig(BODY);
     let answer = post(
         &gw.url("/hooks/lahza"),
@@ -166,7 +166,7 @@ async fn ip_allowlist_alone_guards_a_route_without_signatures() {
         "  - name: open-to-loopback\n    path: /hooks/ip/*\n    upstream: {u}\n    allow_ips: [127.0.0.0/8]\n  - name: closed\n    path: /hooks/closed\n    upstream: {u}\n    allow_ips: [10.0.0.0/8]\n",
         u = upstream.url()
     ));
-    let gw = Gateway::start(&yaml, &[]).await;
+    let gw = Hookgate::start(&yaml, &[]).await;
     let answer = post(&gw.url("/hooks/ip/lahza"), &[], BODY).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(upstream.received()[0].path_and_query, "/hooks/ip/lahza");
@@ -190,7 +190,7 @@ async fn trusted_proxy_forwarded_for_is_used_from_the_right() {
             "    verify:",
             "    allow_ips: [203.0.113.0/24]\n    verify:",
         );
-    let gw = Gateway::start(&yaml, ENV).await;
+    let gw = Hookgate::start(&yaml, ENV).await;
     let sig = good_sig(BODY);
     let url = gw.url("/hooks/lahza");
     let ok = post(
@@ -226,7 +226,7 @@ async fn oversized_bodies_are_refused_with_and_without_content_length() {
     let yaml = Yaml::new()
         .top("limits:\n  max_body_bytes: 1024\n")
         .routes(&lahza_route(&upstream.url()));
-    let gw = Gateway::start(&yaml, ENV).await;
+    let gw = Hookgate::start(&yaml, ENV).await;
     let big = vec![b'a'; 4096];
     let sig = good_sig(&big);
     let answer = post(
@@ -272,7 +272,7 @@ async fn slow_body_gets_408_and_slow_head_is_cut_off() {
     let yaml = Yaml::new()
         .top("limits:\n  body_read_timeout: 300ms\n  header_read_timeout: 300ms\n")
         .routes(&lahza_route(&upstream.url()));
-    let gw = Gateway::start(&yaml, ENV).await;
+    let gw = Hookgate::start(&yaml, ENV).await;
     let sig = good_sig(BODY);
     let head = format!(
         "POST /hooks/lahza HTTP/1.1\r\nHost: t\r\nx-lahza-signature: {sig}\r\nContent-Length: {}\r\n\r\n",
@@ -348,7 +348,7 @@ async fn upstream_down_is_502_and_upstream_too_slow_is_504() {
             "  - name: down\n    path: /down\n    upstream: http://{dead}\n    verify: {{ preset: lahza, secret: \"${{LAHZA_SECRET}}\" }}\n  - name: slow\n    path: /slow\n    upstream: {}\n    verify: {{ preset: lahza, secret: \"${{LAHZA_SECRET}}\" }}\n",
             slow.url()
         ));
-    let gw = Gateway::start(&yaml, ENV).await;
+    let gw = Hookgate::start(&yaml, ENV).await;
     let sig = good_sig(BODY);
     let h = [("x-lahza-signature", sig.as_str())];
     let answer = post(&gw.url("/down"), &h, BODY).await;
@@ -363,7 +363,7 @@ async fn upstream_down_is_502_and_upstream_too_slow_is_504() {
 #[tokio::test]
 async fn hop_by_hop_headers_do_not_reach_the_app() {
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(&Yaml::new().routes(&lahza_route(&upstream.url())), ENV).await;
+    let gw = Hookgate::start(&Yaml::new().routes(&lahza_route(&upstream.url())), ENV).await;
     let sig = good_sig(BODY);
     let req = format!(
         "POST /hooks/lahza HTTP/1.1\r\nHost: hooks.example\r\nx-lahza-signature: {sig}\r\nConnection: close, x-hop-secret, x-lahza-signature\r\nx-hop-secret: 1\r\nKeep-Alive: timeout=5\r\nContent-Length: {}\r\n\r\n",
@@ -390,7 +390,7 @@ async fn upstream_base_path_is_prefixed_to_the_request_path() {
     let yaml = Yaml::new()
         .routes(&lahza_route(&format!("{}/app/", upstream.url())))
         .replace("path: /hooks/lahza", "path: /hooks/*");
-    let gw = Gateway::start(&yaml, ENV).await;
+    let gw = Hookgate::start(&yaml, ENV).await;
     let sig = good_sig(BODY);
     let answer = post(
         &gw.url("/hooks/lahza/x?attempt=2"),
@@ -412,7 +412,7 @@ async fn upstream_base_path_is_prefixed_to_the_request_path() {
 async fn a_body_arriving_in_pieces_is_verified_and_forwarded_exactly() {
     use tokio::io::AsyncWriteExt;
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(&Yaml::new().routes(&lahza_route(&upstream.url())), ENV).await;
+    let gw = Hookgate::start(&Yaml::new().routes(&lahza_route(&upstream.url())), ENV).await;
     let body: Vec<u8> = (0..300_000u32)
         .map(|i| b"0123456789abcdef"[(i % 16) as usize])
         .collect();
@@ -483,7 +483,7 @@ async fn a_route_can_have_larger_bodies_and_a_shorter_upstream_timeout_than_the_
             route("hasty", "    limits: { upstream_timeout: 100ms }\n"),
             route("plain", "")
         ));
-    let gw = Gateway::start(&yaml, ENV).await;
+    let gw = Hookgate::start(&yaml, ENV).await;
     let body = vec![b'a'; 4096];
     let h = [("x-lahza-signature", good_sig(&body))];
     let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();

@@ -48,16 +48,16 @@ fn stripe_sig(secrets: &[&str], body: &[u8]) -> String {
 
 /// A fresh directory `tag` holding `a.secret` ("secret-a") and the configuration of one
 /// Stripe route to `upstream` with it, and a gateway started from that file.
-async fn start_with_secret_a(tag: &str, upstream: &str) -> (PathBuf, PathBuf, Gateway) {
+async fn start_with_secret_a(tag: &str, upstream: &str) -> (PathBuf, PathBuf, Hookgate) {
     let dir = temp_dir(tag);
     std::fs::write(dir.join("a.secret"), "secret-a\n").unwrap();
     let path = write_config(&dir, "a.secret", upstream);
-    let gw = Gateway::start_file(&path).await;
+    let gw = Hookgate::start_file(&path).await;
     (dir, path, gw)
 }
 
 /// Posts `body` to the Stripe route, signed with `secret`.
-async fn post_signed(gw: &Gateway, secret: &str, body: &[u8]) -> Answer {
+async fn post_signed(gw: &Hookgate, secret: &str, body: &[u8]) -> Answer {
     let sig = stripe_sig(&[secret], body);
     post(
         &gw.url("/hooks/stripe"),
@@ -68,7 +68,7 @@ async fn post_signed(gw: &Gateway, secret: &str, body: &[u8]) -> Answer {
 }
 
 /// The metrics of one refused reload: counted, and the last one unsuccessful.
-fn refused_once(gw: &Gateway) {
+fn refused_once(gw: &Hookgate) {
     assert_eq!(
         gw.counter("hookgate_config_reloads_total", &[("result", "failure")]),
         1.0
@@ -87,7 +87,7 @@ async fn twenty_reloads_under_load_fail_no_request_and_each_takes_effect() {
     std::fs::write(dir.join("a.secret"), "secret-a\n").unwrap();
     std::fs::write(dir.join("b.secret"), "secret-b\n").unwrap();
     let path = write_config(&dir, "a.secret", &a.url());
-    let gw = Gateway::start_file(&path).await;
+    let gw = Hookgate::start_file(&path).await;
     let url = gw.url("/hooks/stripe");
 
     // Continuous load, signed for both secrets, so that every request verifies whichever
@@ -380,7 +380,7 @@ async fn an_event_queued_after_a_reload_opened_the_store_is_delivered_after_a_re
     gw.shutdown().await;
 
     let app = Upstream::start().await;
-    let gw = Gateway::start_file(&queued(&app.url())).await;
+    let gw = Hookgate::start_file(&queued(&app.url())).await;
     eventually_within(
         "delivered after the restart",
         Duration::from_secs(5),

@@ -26,7 +26,7 @@ const ENV: &[(&str, &str)] = &[("LOMI_SECRET", "whsec_lomi_51b0")];
 #[tokio::test]
 async fn a_duplicate_after_a_2xx_is_answered_but_not_forwarded() {
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(
+    let gw = Hookgate::start(
         &Yaml::new().routes(&lomi_route("lomi", &upstream.url(), "")),
         ENV,
     )
@@ -69,7 +69,7 @@ async fn a_duplicate_after_a_2xx_is_answered_but_not_forwarded() {
 #[tokio::test]
 async fn a_retry_after_a_failed_delivery_is_forwarded() {
     let upstream = Upstream::start_with(Reply::scripted(&[500, 503])).await;
-    let gw = Gateway::start(
+    let gw = Hookgate::start(
         &Yaml::new().routes(&lomi_route("lomi", &upstream.url(), "")),
         ENV,
     )
@@ -134,7 +134,7 @@ async fn fifty_concurrent_copies_make_exactly_one_delivery() {
         ..Reply::default()
     })
     .await;
-    let gw = Gateway::start(
+    let gw = Hookgate::start(
         &Yaml::new().routes(&lomi_route("lomi", &upstream.url(), "")),
         ENV,
     )
@@ -160,7 +160,7 @@ async fn fifty_concurrent_copies_make_exactly_one_delivery() {
 #[tokio::test]
 async fn a_flood_of_unique_events_keeps_the_memory_store_bounded() {
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(
+    let gw = Hookgate::start(
         &Yaml::new()
             .top("replay_store:\n  type: memory\n  max_entries: 50\n")
             .routes(&lomi_route("lomi", &upstream.url(), "")),
@@ -196,7 +196,7 @@ async fn signature_and_header_keys_and_a_missing_key() {
         "  - name: lahza\n    path: /lahza\n    upstream: {u}\n    verify: {{ preset: lahza, secret: \"${{LAHZA_SECRET}}\" }}\n    replay: {{ key: signature }}\n  - name: byheader\n    path: /byheader\n    upstream: {u}\n    verify: {{ preset: lahza, secret: \"${{LAHZA_SECRET}}\" }}\n    replay: {{ key: {{ header: x-event-id }}, ttl: 1h }}\n",
         u = upstream.url()
     );
-    let gw = Gateway::start(&Yaml::new().routes(&routes), &[("LAHZA_SECRET", "k")]).await;
+    let gw = Hookgate::start(&Yaml::new().routes(&routes), &[("LAHZA_SECRET", "k")]).await;
     let body = br#"{"event":"charge.success"}"#;
     let sig = hex::encode(hmac_sha256("k", &[body]));
     // Signature key: a captured request replayed, even with the hex re-cased, is a duplicate.
@@ -246,8 +246,8 @@ async fn two_gateways_sharing_redis_deliver_each_event_once() {
     let yaml = Yaml::new()
         .top(&redis_store(&redis, "t1:"))
         .routes(&lomi_route("lomi", &upstream.url(), ""));
-    let a = Gateway::start(&yaml, ENV).await;
-    let b = Gateway::start(&yaml, ENV).await;
+    let a = Hookgate::start(&yaml, ENV).await;
+    let b = Hookgate::start(&yaml, ENV).await;
     let urls = [a.url("/lomi"), b.url("/lomi")];
 
     let (body, headers) = lomi_event("evt_shared");
@@ -270,7 +270,7 @@ async fn redis_down_rejects_or_allows_as_configured_and_recovers() {
     let upstream = Upstream::start().await;
     let routes = lomi_route("strict", &upstream.url(), "")
         + &lomi_route("lenient", &upstream.url(), "on_store_error: allow");
-    let gw = Gateway::start(
+    let gw = Hookgate::start(
         &Yaml::new().top(&redis_store(&redis, "t2:")).routes(&routes),
         ENV,
     )
@@ -351,7 +351,7 @@ async fn redis_down_rejects_or_allows_as_configured_and_recovers() {
 async fn the_replay_store_gauge_follows_redis_without_any_request() {
     let mut redis = RedisServer::start().await;
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(
+    let gw = Hookgate::start(
         &Yaml::new()
             .top(&redis_store(&redis, "t-probe:"))
             .routes(&lomi_route("quiet", &upstream.url(), "")),
@@ -379,7 +379,7 @@ async fn a_sender_hanging_up_mid_forward_does_not_cause_a_second_delivery() {
         ..Reply::default()
     })
     .await;
-    let gw = Gateway::start(
+    let gw = Hookgate::start(
         &Yaml::new().routes(&lomi_route("lomi", &upstream.url(), "")),
         ENV,
     )
@@ -438,7 +438,7 @@ async fn a_replay_claim_lasts_as_the_requests_own_configuration_says_across_a_re
     };
     // A claim of 1 + 4 + 5 = 10 s.
     std::fs::write(&file, yaml("1s")).unwrap();
-    let gw = Gateway::start_file(&file).await;
+    let gw = Hookgate::start_file(&file).await;
 
     let (body, headers) = lomi_event("evt_claim_ttl");
     let mut head = format!(

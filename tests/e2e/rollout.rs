@@ -18,7 +18,7 @@ async fn either_of_two_secrets_verifies_and_the_metric_says_which() {
         "  - name: github\n    path: /gh\n    upstream: {}\n    verify:\n      preset: github\n      secrets: [\"${{NEW}}\", \"${{OLD}}\"]\n",
         upstream.url()
     ));
-    let gw = Gateway::start(&yaml, &[("NEW", "new-secret"), ("OLD", "old-secret")]).await;
+    let gw = Hookgate::start(&yaml, &[("NEW", "new-secret"), ("OLD", "old-secret")]).await;
     let url = gw.url("/gh");
     for secret in ["old-secret", "new-secret", "old-secret"] {
         let sig = github_sig(secret);
@@ -47,7 +47,7 @@ async fn shadow_mode_forwards_what_it_would_refuse_and_counts_it() {
         "  - name: shadow\n    path: /gh\n    upstream: {u}\n    enforce: false\n    verify: {{ preset: github, secret: \"${{S}}\" }}\n  - name: shadow-ip\n    path: /ip\n    upstream: {u}\n    enforce: false\n    allow_ips: [203.0.113.0/24]\n    verify: {{ preset: github, secret: \"${{S}}\" }}\n  - name: enforced\n    path: /enforced\n    upstream: {u}\n    verify: {{ preset: github, secret: \"${{S}}\" }}\n",
         u = upstream.url()
     ));
-    let gw = Gateway::start(&yaml, &[("S", "s3cret")]).await;
+    let gw = Hookgate::start(&yaml, &[("S", "s3cret")]).await;
     let good = github_sig("s3cret");
     let bad = github_sig("wrong");
 

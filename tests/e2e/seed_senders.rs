@@ -10,7 +10,7 @@ use crate::support::*;
 #[tokio::test]
 async fn valid_request_from_each_sender_reaches_the_app_byte_for_byte() {
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(&seed_config(&upstream.url(), ""), &env_secrets()).await;
+    let gw = Hookgate::start(&seed_config(&upstream.url(), ""), &env_secrets()).await;
     // Whitespace and key order matter: the MAC is over these exact bytes.
     let body = br#"{ "event":"charge.success",  "data": {"amount": 10000, "z":1, "a":2} }"#;
     for (i, (sender, _, secret)) in SECRETS.iter().enumerate() {
@@ -64,7 +64,7 @@ async fn app_refusal_is_passed_back_not_turned_into_success() {
         ..Reply::default()
     })
     .await;
-    let gw = Gateway::start(&seed_config(&upstream.url(), ""), &env_secrets()).await;
+    let gw = Hookgate::start(&seed_config(&upstream.url(), ""), &env_secrets()).await;
     let body = b"{\"id\":\"evt_1\"}";
     let signed = sign_as("lomi", secret_of("lomi"), body, now_unix());
     let answer = post(&gw.url("/hooks/lomi"), &as_refs(&signed), body).await;
@@ -109,7 +109,7 @@ async fn every_seed_vector_through_the_gateway() {
     let vectors: Vectors =
         serde_json::from_str(include_str!("../vectors/seed-senders.json")).unwrap();
     let upstream = Upstream::start().await;
-    let gw = Gateway::start_with_clock(
+    let gw = Hookgate::start_with_clock(
         &seed_config(&upstream.url(), ""),
         &env_secrets(),
         vector_clock,
@@ -153,7 +153,7 @@ async fn every_seed_vector_through_the_gateway() {
 #[tokio::test]
 async fn listrak_stale_and_future_timestamps_are_refused_and_counted() {
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(&seed_config(&upstream.url(), ""), &env_secrets()).await;
+    let gw = Hookgate::start(&seed_config(&upstream.url(), ""), &env_secrets()).await;
     let body = b"{\"ContactEmail\":\"a@example.com\"}";
     let secret = secret_of("listrak");
     let now = now_unix();

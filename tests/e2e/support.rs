@@ -310,9 +310,11 @@ impl Yaml {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Gateway
+// The gateway under test
 
-pub struct Gateway {
+/// The real gateway, started in this process on `127.0.0.1:0` (the compiled configuration
+/// is `hookgate::model::Gateway`; this is the running server around it).
+pub struct Hookgate {
     pub addr: SocketAddr,
     /// Every listener's bound address, in configuration order (`addr` is the first).
     pub listen_addrs: Vec<SocketAddr>,
@@ -321,36 +323,36 @@ pub struct Gateway {
     running: Option<Running>,
 }
 
-impl Gateway {
+impl Hookgate {
     /// Starts the real server from YAML; `env` supplies `${VARS}`.
-    pub async fn start(yaml: &str, env: &[(&str, &str)]) -> Gateway {
-        Gateway::start_with_clock(yaml, env, SystemTime::now).await
+    pub async fn start(yaml: &str, env: &[(&str, &str)]) -> Hookgate {
+        Hookgate::start_with_clock(yaml, env, SystemTime::now).await
     }
 
-    pub async fn start_with_clock(yaml: &str, env: &[(&str, &str)], clock: Clock) -> Gateway {
+    pub async fn start_with_clock(yaml: &str, env: &[(&str, &str)], clock: Clock) -> Hookgate {
         let env: HashMap<String, String> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let loaded = compile(yaml, Path::new("."), &move |n| env.get(n).cloned())
             .unwrap_or_else(|e| panic!("test config must compile: {e}"));
-        Gateway::serve(loaded, clock).await
+        Hookgate::serve(loaded, clock).await
     }
 
     /// Starts the real server from a configuration file, as `hookgate run -c FILE` does.
-    pub async fn start_file(path: &Path) -> Gateway {
+    pub async fn start_file(path: &Path) -> Hookgate {
         let loaded = hookgate::config::load(path)
             .unwrap_or_else(|e| panic!("test config must compile: {e}"));
-        Gateway::serve(loaded, SystemTime::now).await
+        Hookgate::serve(loaded, SystemTime::now).await
     }
 
-    async fn serve(loaded: hookgate::config::Loaded, clock: Clock) -> Gateway {
+    async fn serve(loaded: hookgate::config::Loaded, clock: Clock) -> Hookgate {
         let metrics = Arc::new(Metrics::new());
         metrics.config_loaded(&loaded.sha256);
         let running = server::start(loaded.gateway, metrics.clone(), clock)
             .await
             .unwrap();
-        Gateway {
+        Hookgate {
             addr: running.listen_addrs[0],
             listen_addrs: running.listen_addrs.clone(),
             admin: running.admin_addr,

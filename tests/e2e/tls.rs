@@ -55,7 +55,7 @@ pub fn connector(tls: &Tls, alpn: &[u8]) -> TlsConnector {
 
 /// Sends one request over TLS with the given ALPN; returns status, body and negotiated ALPN.
 async fn tls_post(
-    gw: &Gateway,
+    gw: &Hookgate,
     tls: &Tls,
     alpn: &[u8],
     headers: &[(&str, &str)],
@@ -110,7 +110,7 @@ async fn https_with_http1_and_http2_forwards_verified_and_refuses_tampered() {
             "  - name: lahza\n    path: /hooks/lahza\n    upstream: {}\n    verify: {{ preset: lahza, secret: \"${{LAHZA_SECRET}}\" }}\n",
             upstream.url()
         ));
-    let gw = Gateway::start(&yaml, &[("LAHZA_SECRET", "sk_live_lahza_8c2e")]).await;
+    let gw = Hookgate::start(&yaml, &[("LAHZA_SECRET", "sk_live_lahza_8c2e")]).await;
     let sig = hex::encode(hmac_sha256("sk_live_lahza_8c2e", &[BODY]));
     let good = [("x-lahza-signature", sig.as_str())];
     let tampered: &[u8] = br#"{"event":"charge.success","data":{"id":2}}"#;
@@ -173,7 +173,7 @@ async fn a_silent_http2_connection_gives_its_slot_back() {
             "  - name: lahza\n    path: /hooks/lahza\n    upstream: {}\n    verify: {{ preset: lahza, secret: \"${{LAHZA_SECRET}}\" }}\n",
             upstream.url()
         ));
-    let gw = Gateway::start(&yaml, &[("LAHZA_SECRET", "sk_live_lahza_8c2e")]).await;
+    let gw = Hookgate::start(&yaml, &[("LAHZA_SECRET", "sk_live_lahza_8c2e")]).await;
     let tcp = TcpStream::connect(gw.addr).await.unwrap();
     let silent = connector(&tls, b"h2")
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
@@ -214,7 +214,7 @@ async fn a_renewed_certificate_is_served_after_a_reload() {
     )
     .unwrap();
     std::fs::write(dir.join("lahza.secret"), "sk_live_lahza_8c2e").unwrap();
-    let gw = Gateway::start_file(&config).await;
+    let gw = Hookgate::start_file(&config).await;
     let handshake = |tls: &Tls| {
         let connector = connector(tls, b"http/1.1");
         let addr = gw.addr;

@@ -23,7 +23,7 @@ fn app_route(upstream: &str) -> String {
 async fn sequential_requests_reuse_one_upstream_connection() {
     let upstream = Upstream::start().await;
     // One worker: per-core workers each keep their own pool.
-    let gw = Gateway::start(
+    let gw = Hookgate::start(
         &Yaml::new()
             .top("workers: 1\n")
             .routes(&app_route(&upstream.url())),
@@ -51,7 +51,7 @@ async fn sequential_requests_reuse_one_upstream_connection() {
 async fn keepalive_zero_opens_a_connection_per_request() {
     let upstream = Upstream::start().await;
     let limits = "limits:\n  upstream_keepalive: 0\n";
-    let gw = Gateway::start(
+    let gw = Hookgate::start(
         &Yaml::new().top(limits).routes(&app_route(&upstream.url())),
         &[],
     )
@@ -67,7 +67,7 @@ async fn keepalive_zero_opens_a_connection_per_request() {
 async fn concurrent_requests_are_all_delivered_over_bounded_idle_connections() {
     let upstream = Upstream::start().await;
     let limits = "workers: 1\nlimits:\n  upstream_keepalive: 2\n";
-    let gw = Gateway::start(
+    let gw = Hookgate::start(
         &Yaml::new().top(limits).routes(&app_route(&upstream.url())),
         &[],
     )
@@ -107,7 +107,7 @@ async fn a_host_name_upstream_is_resolved() {
     let upstream = Upstream::start().await;
     // `localhost` may resolve to ::1 first, where nothing listens: the next address is tried.
     let url = format!("http://localhost:{}", upstream.addr.port());
-    let gw = Gateway::start(&Yaml::new().routes(&app_route(&url)), &[]).await;
+    let gw = Hookgate::start(&Yaml::new().routes(&app_route(&url)), &[]).await;
     assert_eq!(post(&gw.url("/hook"), &[], b"{}").await.status, 200);
     assert_eq!(upstream.count(), 1);
 }
@@ -183,7 +183,7 @@ async fn read_request(s: &mut TcpStream) -> Option<Vec<u8>> {
 async fn an_upstream_closing_connections_loses_no_request() {
     for close in [Close::Announced, Close::WhileIdle] {
         let (url, served) = closing_upstream(close).await;
-        let gw = Gateway::start(&Yaml::new().routes(&app_route(&url)), &[]).await;
+        let gw = Hookgate::start(&Yaml::new().routes(&app_route(&url)), &[]).await;
         for i in 0..6 {
             let a = post(&gw.url("/hook"), &[], b"{}").await;
             assert_eq!(a.status, 200, "request {i}");

@@ -29,7 +29,7 @@ async fn every_worker_model_serves_all_connections_on_every_listener() {
     let sig = hex::encode(hmac_sha256("sk_live_lahza_8c2e", &[BODY]));
     for runtime in ["per_core", "shared"] {
         let upstream = Upstream::start().await;
-        let gw = Gateway::start(
+        let gw = Hookgate::start(
             &Yaml::new()
                 .listeners(TWO_LISTENERS)
                 .top(&workers(runtime))
@@ -88,7 +88,7 @@ async fn one_connection_limit_is_shared_by_all_workers() {
     for runtime in ["per_core", "shared"] {
         let upstream = Upstream::start().await;
         let limits = "limits:\n  max_connections: 1\n";
-        let gw = Gateway::start(
+        let gw = Hookgate::start(
             &Yaml::new()
                 .listeners(TWO_LISTENERS)
                 .top(&workers(runtime))
@@ -117,7 +117,7 @@ async fn one_connection_limit_is_shared_by_all_workers() {
     }
 }
 
-fn gw_listen_addr(gw: &Gateway, i: usize) -> std::net::SocketAddr {
+fn gw_listen_addr(gw: &Hookgate, i: usize) -> std::net::SocketAddr {
     gw.listen_addrs[i]
 }
 
