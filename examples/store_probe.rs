@@ -50,7 +50,7 @@ async fn main() {
                 if i >= n {
                     return;
                 }
-                let now = hookgate::delivery::unix_ms(std::time::SystemTime::now());
+                let now = hookgate::delivery::UnixMs::from(std::time::SystemTime::now());
                 let lease = Lease {
                     token: format!("lease{i:024}"),
                     until_ms: now.after(std::time::Duration::from_secs(60)),

@@ -753,13 +753,10 @@ async fn store_and_answer(
     // attempt started, and handed to the worker in memory with the slot: no lease round
     // trip, no reading it back, no wait. Under a backlog it is stored `queued` instead.
     let reserved = queue.reserve(&route.name);
-    let received_ms = crate::delivery::unix_ms((shared.clock)());
+    let received_ms = crate::delivery::UnixMs::from((shared.clock)());
     let lease = reserved.as_ref().map(|_| crate::delivery::event::Lease {
         token: request_id::unique_hex(),
-        until_ms: crate::delivery::ms_after(
-            received_ms,
-            crate::delivery::lease_for(limits, &route),
-        ),
+        until_ms: received_ms.after(crate::delivery::lease_for(limits, &route)),
     });
     let event = new_event(
         &route,
@@ -820,7 +817,7 @@ fn new_event(
     let (dedup_key, dedup_until, idempotency_key) = match (&key, &route.replay) {
         (Some(key), Some(replay)) => (
             Some(replay::store_key(&route.name, key)),
-            Some(crate::delivery::ms_after(received_ms, replay.ttl)),
+            Some(received_ms.after(replay.ttl)),
             crate::delivery::idempotency_key(&replay.key, key),
         ),
         _ => (None, None, id.clone()),

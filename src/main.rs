@@ -601,7 +601,7 @@ fn queue(
     let table = if !json && std::io::stdout().is_terminal() {
         answer.table(
             view,
-            hookgate::delivery::unix_ms(SystemTime::now()).as_i64(),
+            hookgate::delivery::UnixMs::from(SystemTime::now()).as_i64(),
         )
     } else {
         None

@@ -29,7 +29,7 @@ use crate::config::ConfigErrors;
 use crate::delivery::event::{Event, State};
 use crate::delivery::store::{Depth, Filter};
 use crate::delivery::table::View;
-use crate::delivery::{unix_ms, Queue, QueueStoreError, UnixMs};
+use crate::delivery::{Queue, QueueStoreError, UnixMs};
 use crate::model::{Delivery, Gateway};
 
 /// The address a client on this host connects to for an admin listener bound to `addr`: an
@@ -72,7 +72,7 @@ pub async fn respond(
         return error(StatusCode::BAD_REQUEST, "bad percent-encoding in the path");
     };
     let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
-    let now_ms = unix_ms(std::time::SystemTime::now());
+    let now_ms = UnixMs::from(std::time::SystemTime::now());
     let result = match (method, segments.as_slice()) {
         (&Method::GET, ["routes"]) => all_routes(queue, gateway, now_ms).await,
         (&Method::GET, ["routes", route]) => one_route(queue, gateway, route, now_ms).await,

@@ -310,11 +310,6 @@ pub fn lease_for(limits: &crate::model::Limits, route: &crate::model::Route) -> 
 /// How often the worker renews the leases it holds.
 pub const RENEW_EVERY: Duration = Duration::from_secs(5);
 
-/// `d` after `from`, saturating ([`UnixMs::after`]).
-pub fn ms_after(from: UnixMs, d: Duration) -> UnixMs {
-    from.after(d)
-}
-
 /// The queued route named `name` in `gateway`, with its policy.
 pub fn queued_route<'a>(
     gateway: &'a crate::model::Gateway,
@@ -342,11 +337,6 @@ pub const EVENT_ID_HEADER: http::HeaderName = http::HeaderName::from_static("hoo
 /// `delivering`, `retrying`, `delivered`, `dead`).
 pub const EVENT_STATE_HEADER: http::HeaderName =
     http::HeaderName::from_static("hookgate-event-state");
-
-/// Unix milliseconds of `t` (0 before 1970).
-pub fn unix_ms(t: std::time::SystemTime) -> UnixMs {
-    UnixMs::from(t)
-}
 
 /// The `Idempotency-Key` of an event with replay key `key`: the key itself when it is a
 /// header value an app can compare as text (visible ASCII, at most 200 bytes) and not a

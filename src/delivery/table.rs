@@ -77,7 +77,7 @@ fn text(v: &Value) -> String {
 /// Unix ms of an RFC 3339 time the API wrote.
 fn ms_of(v: &Value) -> Option<i64> {
     let t = humantime::parse_rfc3339(v.as_str()?).ok()?;
-    Some(crate::delivery::unix_ms(t).as_i64())
+    Some(crate::delivery::UnixMs::from(t).as_i64())
 }
 
 fn routes(routes: &[Value], now_ms: i64) -> String {

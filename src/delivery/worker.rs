@@ -43,8 +43,7 @@ use crate::delivery::event::{Event, Unreadable};
 use crate::delivery::retry::{self, Attempt, Verdict};
 use crate::delivery::store::Settle;
 use crate::delivery::{
-    ms_after, queued_route, unix_ms, Gate, Pacing, Queue, UnixMs, ATTEMPT_HEADER, IDEMPOTENCY_KEY,
-    RENEW_EVERY,
+    queued_route, Gate, Pacing, Queue, UnixMs, ATTEMPT_HEADER, IDEMPOTENCY_KEY, RENEW_EVERY,
 };
 use crate::forward::{self, Outgoing};
 use crate::metrics::{Metrics, StoreOp};
@@ -260,7 +259,7 @@ async fn lease_due(
         if !leased.is_empty() {
             // Their settles wake the loop, which leases again.
         } else if let Ok(Some(due_ms)) = queue.store.next_due(&route.name).await {
-            wake_at = wake_at.min(now + due_ms.since(unix_ms(clock())));
+            wake_at = wake_at.min(now + due_ms.since(UnixMs::from(clock())));
         }
         let gate = state.gate.clone();
         for (event, slot) in leased {
@@ -349,11 +348,8 @@ async fn lease(
         std::iter::from_fn(|| slots.clone().try_acquire_owned().ok())
             .take(room)
             .collect();
-    let now_ms = unix_ms(clock());
-    let until = ms_after(
-        now_ms,
-        crate::delivery::lease_for(&live.gateway.limits, route),
-    );
+    let now_ms = UnixMs::from(clock());
+    let until = now_ms.after(crate::delivery::lease_for(&live.gateway.limits, route));
     let mut leased = Vec::new();
     for start in [true, false] {
         let want = if start {
@@ -427,7 +423,7 @@ async fn renew(queue: &Queue, live: &InForce, held: &Held, metrics: &Metrics, cl
         .map(|r| crate::delivery::lease_for(&live.gateway.limits, r))
         .max()
         .unwrap_or(RENEW_EVERY * 3);
-    let until = ms_after(unix_ms(clock()), lease);
+    let until = UnixMs::from(clock()).after(lease);
     if let Err(e) = queue.store.renew(leases, until).await {
         tracing::warn!(error = %e, "queue store: cannot renew leases; trying again");
         metrics.queue.store_error(StoreOp::Renew);
@@ -486,7 +482,7 @@ fn pace(
     let backoff = queued_route(&live.gateway, route)
         .map_or(MAX_PAUSE, |(_, p)| p.retry.backoff(state.down_streak))
         .min(MAX_PAUSE);
-    let now_ms = unix_ms(clock());
+    let now_ms = UnixMs::from(clock());
     if state.down_streak == 1 {
         tracing::warn!(
             route,
@@ -497,7 +493,7 @@ fn pace(
     state.paused_until = Some(Instant::now() + backoff);
     state.gate.set_pacing(Pacing {
         down_since_ms: state.down_since_ms,
-        next_probe_ms: Some(ms_after(now_ms, backoff).as_i64()),
+        next_probe_ms: Some(now_ms.after(backoff).as_i64()),
     });
     held_back.set(1);
 }
@@ -610,10 +606,10 @@ impl Attempting {
     /// process still counts); whether it may be sent now.
     async fn count_attempt(&self, event: &mut Event) -> bool {
         let route = self.route.name.as_str();
-        let until = ms_after(
-            unix_ms((self.clock)()),
-            crate::delivery::lease_for(&self.live.gateway.limits, &self.route),
-        );
+        let until = UnixMs::from((self.clock)()).after(crate::delivery::lease_for(
+            &self.live.gateway.limits,
+            &self.route,
+        ));
         match self.queue.store.start(event, until).await {
             Ok(Some(attempts)) => {
                 event.attempts = attempts;
@@ -647,7 +643,7 @@ impl Attempting {
             attempt,
             event.attempts.saturating_sub(event.budget_from),
             event.age_from_ms.as_i64(),
-            unix_ms(now).as_i64(),
+            UnixMs::from(now).as_i64(),
             jitter(),
         );
         // Written out only for an attempt that failed (most succeed).
@@ -705,7 +701,7 @@ impl Attempting {
                     outcome = settle.outcome(),
                     reason,
                     error = error.as_str(),
-                    retry_in_ms = at.since(unix_ms(now)).as_millis() as u64,
+                    retry_in_ms = at.since(UnixMs::from(now)).as_millis() as u64,
                     "delivery attempt failed"
                 );
             }
@@ -717,7 +713,7 @@ impl Attempting {
         self.gate
             .pacing()
             .next_probe_ms
-            .is_some_and(|at| at > unix_ms((self.clock)()).as_i64())
+            .is_some_and(|at| at > UnixMs::from((self.clock)()).as_i64())
     }
 
     /// Settles the event, trying again while the store does not take it (the lease is
@@ -730,7 +726,7 @@ impl Attempting {
             match self
                 .queue
                 .store
-                .settle(event, settle.clone(), unix_ms((self.clock)()))
+                .settle(event, settle.clone(), UnixMs::from((self.clock)()))
                 .await
             {
                 Ok(changed) => break changed,
@@ -843,7 +839,7 @@ impl Attempting {
 fn jitter() -> f64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(unix_ms(std::time::SystemTime::now()).as_i64() as u64);
+    h.write_u64(UnixMs::from(std::time::SystemTime::now()).as_i64() as u64);
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
@@ -908,7 +904,7 @@ async fn refresh_depths(
             }
         }
     }
-    let now_ms = unix_ms(clock());
+    let now_ms = UnixMs::from(clock());
     let warn_orphans = orphans_warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
     for d in depths {
         let pending = d.state != State::Dead;
@@ -946,7 +942,7 @@ async fn purge(
     let retention = config.retention();
     let mut total = 0;
     loop {
-        let now_ms = unix_ms(clock());
+        let now_ms = UnixMs::from(clock());
         let purged = queue
             .store
             .purge(
