@@ -75,7 +75,10 @@ pub async fn handle(
         }
     };
     let label = counted_as(&outcome, trace.shadowed.as_ref());
-    count(shared, &live, trace.route.get(), label, elapsed, true);
+    // Counted as a forward only when it was one with no shadowed check.
+    let forwarded = outcome == Outcome::Forwarded && trace.shadowed.is_none();
+    let ended = Ended::Answered { forwarded };
+    count(shared, &live, trace.route.get(), label, elapsed, ended);
     response
         .headers_mut()
         .insert(request_id::X_REQUEST_ID, request_id.clone());
@@ -111,6 +114,16 @@ fn counted_as(outcome: &Outcome, shadowed: Option<&Refusal>) -> &'static str {
     }
 }
 
+/// How a request ended, as far as its metrics are concerned.
+#[derive(Clone, Copy)]
+enum Ended {
+    /// Answered; `forwarded` when it was forwarded with no shadowed check (the forward
+    /// counter and duration).
+    Answered { forwarded: bool },
+    /// Dropped before its answer (the sender hung up).
+    Dropped,
+}
+
 /// The one place a request's metrics are counted, whatever its end: its outcome under its
 /// route (`hookgate_requests_total`), its duration, and for a forward its forward duration.
 /// A request dropped before its answer has no duration of its own unless it had a route.
@@ -120,12 +133,15 @@ fn count(
     route: Option<&Arc<Route>>,
     label: &'static str,
     elapsed: std::time::Duration,
-    answered: bool,
+    ended: Ended,
 ) {
     let metrics = &shared.metrics;
     let route_metrics = route.map(|r| &live.route_metrics[r.index]);
     let route_name = route.map_or(NO_ROUTE, |r| r.name.as_str());
-    let forwarded = label == Outcome::Forwarded.label();
+    let (answered, forwarded) = match ended {
+        Ended::Answered { forwarded } => (true, forwarded),
+        Ended::Dropped => (false, false),
+    };
     match route_metrics {
         Some(m) if forwarded => m.forwarded.inc(),
         _ => metrics
@@ -136,7 +152,7 @@ fn count(
     match route_metrics {
         Some(m) => {
             m.request_duration.observe(elapsed.as_secs_f64());
-            if forwarded && answered {
+            if forwarded {
                 m.forwarded_duration.observe(elapsed.as_secs_f64());
             }
         }
@@ -304,7 +320,7 @@ impl Drop for InFlight<'_> {
             self.route.get(),
             closed,
             self.started.elapsed(),
-            false,
+            Ended::Dropped,
         );
         tracing::warn!(
             request_id,
