@@ -1,7 +1,8 @@
 //! The request pipeline, top to bottom. Each step passes the request on or returns a
-//! [`Refusal`]; `handle` turns the outcome into a response, one log line and the metrics.
+//! [`Refusal`]; `handle` turns the outcome into a response. Each phase fills in the request's
+//! [`Context`], which records it (one log line, the metrics) however it ends.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -9,12 +10,13 @@ use http::{header, HeaderValue, Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
+mod context;
+
 use crate::body;
 use crate::client_ip::{self, ClientIp};
 use crate::delivery::store::Ingested;
 use crate::delivery::NewEvent;
-use crate::forward::{self, Hop, UpstreamCall};
-use crate::metrics::NO_ROUTE;
+use crate::forward::{self, Hop};
 use crate::model::routes::Match;
 use crate::model::Route;
 use crate::model::{Delivery, OnStoreError, QueuePolicy, ReplayPolicy};
@@ -23,6 +25,7 @@ use crate::replay::{self, Claim, ClaimGuard};
 use crate::request_id;
 use crate::runtime::{Conn, InForce, Shared};
 use crate::scheme::{RequestView, VerifyError};
+use context::Context;
 
 /// Handles one request end to end. Never fails: every problem is a response.
 pub async fn handle(
@@ -30,328 +33,32 @@ pub async fn handle(
     conn: Conn,
     mut req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
-    let started = Instant::now();
     // The configuration this request is served by, from start to end, whatever reloads.
     let live = shared.config.load_full();
-    let method = req.method().clone();
-    // The path only: a query string may carry tokens, so it is never logged.
-    let path = req.uri().path().to_owned();
-    let version = req.version();
-    let request_id = request_id::of(req.headers_mut());
-    // Set once the route is known: read by the pipeline, and by `InFlight` if the request is
-    // dropped before its answer.
-    let route_seen: OnceLock<Arc<Route>> = OnceLock::new();
-    let mut in_flight = InFlight::new(
-        shared,
-        &live,
-        &method,
-        &path,
-        &request_id,
-        &route_seen,
-        started,
-    );
-    let client = client_ip::client_ip(
-        conn.peer.ip(),
-        conn.trusted_proxies(&live.gateway),
-        req.headers(),
-    );
-
-    let mut trace = Trace {
-        route: &route_seen,
-        shadowed: None,
-        bytes_in: 0,
-        upstream: None,
+    let mut cx = Context::new(shared, live.clone(), conn, &mut req);
+    let (response, outcome) = match pipeline(shared, &live, req, &mut cx).await {
+        Ok(answered) => answered,
+        Err(refusal) => (refusal_response(&refusal), Outcome::Refused(refusal)),
     };
-    let result = pipeline(shared, &live, conn, client, req, &mut trace).await;
-
-    let route_name = trace.route.get().map_or(NO_ROUTE, |r| r.name.as_str());
-    let elapsed = started.elapsed();
-    let (mut response, outcome, reason) = match result {
-        Ok((response, outcome)) => (response, outcome, None),
-        Err(refusal) => {
-            let reason = refusal.reason();
-            let response = refusal_response(&refusal, &reason);
-            (response, Outcome::Refused(refusal), Some(reason))
-        }
-    };
-    let label = counted_as(&outcome, trace.shadowed.as_ref());
-    // Counted as a forward only when it was one with no shadowed check.
-    let forwarded = outcome == Outcome::Forwarded && trace.shadowed.is_none();
-    let ended = Ended::Answered { forwarded };
-    count(shared, &live, trace.route.get(), label, elapsed, ended);
-    response
-        .headers_mut()
-        .insert(request_id::X_REQUEST_ID, request_id.clone());
-    AccessLog {
-        request_id: &request_id,
-        route: route_name,
-        client,
-        conn,
-        version,
-        method: &method,
-        path: &path,
-        status: response.status(),
-        outcome: label,
-        reason: reason.as_deref(),
-        bytes_out: hyper::body::Body::size_hint(response.body())
-            .exact()
-            .unwrap_or(0),
-        trace: &trace,
-        elapsed,
-    }
-    .write();
-    in_flight.answered = true;
-    response
-}
-
-/// The outcome a request is counted and logged under. In shadow mode a request that failed a
-/// check is counted under the outcome it would have had, so the numbers match what
-/// enforcing would have done.
-fn counted_as(outcome: &Outcome, shadowed: Option<&Refusal>) -> &'static str {
-    match (outcome, shadowed) {
-        (Outcome::Refused(_), _) | (_, None) => outcome.label(),
-        (_, Some(shadowed)) => shadowed.label(),
-    }
-}
-
-/// How a request ended, as far as its metrics are concerned.
-#[derive(Clone, Copy)]
-enum Ended {
-    /// Answered; `forwarded` when it was forwarded with no shadowed check (the forward
-    /// counter and duration).
-    Answered { forwarded: bool },
-    /// Dropped before its answer (the sender hung up).
-    Dropped,
-}
-
-/// The one place a request's metrics are counted, whatever its end: its outcome under its
-/// route (`hookgate_requests_total`), its duration, and for a forward its forward duration.
-/// A request dropped before its answer has no duration of its own unless it had a route.
-fn count(
-    shared: &Shared,
-    live: &InForce,
-    route: Option<&Arc<Route>>,
-    label: &'static str,
-    elapsed: std::time::Duration,
-    ended: Ended,
-) {
-    let metrics = &shared.metrics;
-    let route_metrics = route.map(|r| &live.route_metrics[r.index]);
-    let route_name = route.map_or(NO_ROUTE, |r| r.name.as_str());
-    let (answered, forwarded) = match ended {
-        Ended::Answered { forwarded } => (true, forwarded),
-        Ended::Dropped => (false, false),
-    };
-    match route_metrics {
-        Some(m) if forwarded => m.forwarded.inc(),
-        _ => metrics
-            .requests
-            .with_label_values(&[route_name, label])
-            .inc(),
-    }
-    match route_metrics {
-        Some(m) => {
-            m.request_duration.observe(elapsed.as_secs_f64());
-            if forwarded {
-                m.forwarded_duration.observe(elapsed.as_secs_f64());
-            }
-        }
-        None if answered => metrics
-            .request_duration
-            .with_label_values(&[route_name])
-            .observe(elapsed.as_secs_f64()),
-        None => {}
-    }
-}
-
-/// What the pipeline learned about a request on its way, for the access log and the
-/// metrics; each step fills in what it knows.
-struct Trace<'a> {
-    /// The route it matched, if any.
-    route: &'a OnceLock<Arc<Route>>,
-    /// A check that failed on a shadow-mode route, which forwarded it anyway.
-    shadowed: Option<Refusal>,
-    /// Body bytes read.
-    bytes_in: u64,
-    /// The exchange with the upstream, if it was tried.
-    upstream: Option<UpstreamCall>,
-}
-
-/// One access-log line per request, the same fields for forwards and refusals. Refusals,
-/// upstream failures (502/504, with their cause) and upstream 5xx answers are warnings.
-struct AccessLog<'a> {
-    request_id: &'a HeaderValue,
-    route: &'a str,
-    client: ClientIp,
-    conn: Conn,
-    version: http::Version,
-    method: &'a http::Method,
-    path: &'a str,
-    status: http::StatusCode,
-    outcome: &'static str,
-    reason: Option<&'a str>,
-    bytes_out: u64,
-    trace: &'a Trace<'a>,
-    elapsed: std::time::Duration,
-}
-
-impl AccessLog<'_> {
-    fn write(&self) {
-        let upstream = self.trace.upstream.as_ref();
-        let upstream_addr = match (upstream, self.trace.route.get()) {
-            (Some(_), Some(r)) => r.upstream.authority.as_str(),
-            _ => "",
-        };
-        // Whole microseconds, as milliseconds with three decimals: `0.244`, not the binary
-        // float's `0.24424400000000002`.
-        let upstream_ms = upstream.map_or(0.0, |u| u.latency.as_micros() as f64 / 1000.0);
-        let upstream_status = upstream.and_then(|u| u.status).map_or(0, |s| s.as_u16());
-        let cause = upstream.and_then(|u| u.cause.as_deref()).unwrap_or("");
-        let protocol = match self.version {
-            http::Version::HTTP_2 => "HTTP/2",
-            http::Version::HTTP_10 => "HTTP/1.0",
-            _ => "HTTP/1.1",
-        };
-        let warn = self.reason.is_some() || upstream_status >= 500;
-        macro_rules! line {
-            ($level:ident) => {
-                tracing::$level!(
-                    request_id = self.request_id.to_str().unwrap_or(""),
-                    route = self.route,
-                    client = %self.client,
-                    peer = %self.conn.peer.ip(),
-                    method = %self.method,
-                    path = self.path,
-                    status = self.status.as_u16(),
-                    outcome = self.outcome,
-                    reason = self.reason.unwrap_or(""),
-                    bytes_in = self.trace.bytes_in,
-                    bytes_out = self.bytes_out,
-                    protocol,
-                    tls = self.conn.tls,
-                    upstream = upstream_addr,
-                    upstream_status,
-                    upstream_ms,
-                    cause,
-                    elapsed_us = self.elapsed.as_micros() as u64,
-                    "{}",
-                    self.outcome
-                )
-            };
-        }
-        if warn {
-            line!(warn);
-        } else {
-            line!(info);
-        }
-    }
-}
-
-/// Counts a request in flight for as long as it lives, including when hyper drops the
-/// handler mid-way: because the client went away (logged and counted as `client_closed`),
-/// or because a shutdown cut it off (logged and counted as cut off).
-struct InFlight<'a> {
-    shared: &'a Shared,
-    live: &'a InForce,
-    method: &'a http::Method,
-    path: &'a str,
-    request_id: &'a HeaderValue,
-    route: &'a OnceLock<Arc<Route>>,
-    started: Instant,
-    answered: bool,
-}
-
-impl<'a> InFlight<'a> {
-    /// Counts the request in flight until this is dropped.
-    fn new(
-        shared: &'a Shared,
-        live: &'a InForce,
-        method: &'a http::Method,
-        path: &'a str,
-        request_id: &'a HeaderValue,
-        route: &'a OnceLock<Arc<Route>>,
-        started: Instant,
-    ) -> Self {
-        shared.metrics.in_flight.inc();
-        InFlight {
-            shared,
-            live,
-            method,
-            path,
-            request_id,
-            route,
-            started,
-            answered: false,
-        }
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        let metrics = &self.shared.metrics;
-        metrics.in_flight.dec();
-        if self.answered {
-            return;
-        }
-        let request_id = self.request_id.to_str().unwrap_or("");
-        let route = self.route.get().map_or(NO_ROUTE, |r| r.name.as_str());
-        let elapsed_ms = self.started.elapsed().as_millis() as u64;
-        let drain = &self.shared.cut_off;
-        if drain.cutting_off.load(std::sync::atomic::Ordering::SeqCst) {
-            drain
-                .cut_off
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            tracing::warn!(
-                request_id,
-                route,
-                method = %self.method,
-                path = self.path,
-                elapsed_ms,
-                "request cut off: still running when shutdown_grace ran out"
-            );
-            return;
-        }
-        // The sender hung up first (nginx logs this as 499). A claimed event's forward goes
-        // on in a task of its own, so the app may still receive it.
-        let closed = Outcome::ClientClosed.label();
-        count(
-            self.shared,
-            self.live,
-            self.route.get(),
-            closed,
-            self.started.elapsed(),
-            Ended::Dropped,
-        );
-        tracing::warn!(
-            request_id,
-            route,
-            method = %self.method,
-            path = self.path,
-            status = 499,
-            outcome = closed,
-            elapsed_ms,
-            "client closed the connection before the answer"
-        );
-    }
+    cx.answer(response, outcome)
 }
 
 /// The phases, in order: admit (host, framing, route, allowlist), read the body, verify,
 /// deliver (forward now, or store and answer). Each phase passes the request on or refuses.
 ///
 /// On a route in shadow mode (`enforce: false`) a failed allowlist or signature check is
-/// recorded in `trace.shadowed` and the request goes on.
+/// recorded in `cx.shadowed` and the request goes on.
 async fn pipeline(
     shared: &Arc<Shared>,
     live: &Arc<InForce>,
-    conn: Conn,
-    client: ClientIp,
     req: Request<Incoming>,
-    trace: &mut Trace<'_>,
+    cx: &mut Context<'_>,
 ) -> Result<(Response<Full<Bytes>>, Outcome), Refusal> {
-    let route = admit(shared, &live.gateway, client, &req, trace)?;
+    let (conn, client) = (cx.conn, cx.client);
+    let route = admit(shared, &live.gateway, &req, cx)?;
     let (parts, body) = req.into_parts();
     let body = read(shared, &live.gateway, &route, client, &parts, body).await?;
-    trace.bytes_in = body.len() as u64;
+    cx.bytes_in = body.len() as u64;
     let verified = verify(
         shared,
         live,
@@ -359,7 +66,7 @@ async fn pipeline(
         client,
         &parts,
         &body,
-        &mut trace.shadowed,
+        &mut cx.shadowed,
     )?;
     let peer = client_ip::canonical(conn.peer.ip());
     let hop = Hop {
@@ -381,7 +88,7 @@ async fn pipeline(
     if let Delivery::Queued(policy) = &route.delivery {
         return store_and_answer(shared, &live.gateway.limits, policy, request).await;
     }
-    forward_now(shared, live, request, trace).await
+    forward_now(shared, live, request, cx).await
 }
 
 /// A request that passed every check, on its way to its app or its store.
@@ -408,9 +115,8 @@ struct Signed {
 fn admit(
     shared: &Shared,
     gateway: &crate::model::Gateway,
-    client: ClientIp,
     req: &Request<Incoming>,
-    trace: &mut Trace<'_>,
+    cx: &mut Context<'_>,
 ) -> Result<Arc<Route>, Refusal> {
     crate::host::check(req.version(), req.uri(), req.headers()).map_err(Refusal::BadHost)?;
     if !body::plain_framing(req.headers()) {
@@ -419,20 +125,20 @@ fn admit(
     let route = match gateway.routes.lookup(req.method(), req.uri().path()) {
         Match::Found(route) => route.clone(),
         Match::MethodNotAllowed { route, allowed } => {
-            let _ = trace.route.set(route.clone());
+            cx.route = Some(route.clone());
             return Err(Refusal::MethodNotAllowed(allowed));
         }
         Match::NotFound => return Err(Refusal::NoRoute),
         Match::BadPath => return Err(Refusal::BadPath),
     };
-    let _ = trace.route.set(route.clone());
-    if !client_ip::allowed(client, route.allow_ips.as_deref()) {
+    cx.route = Some(route.clone());
+    if !client_ip::allowed(cx.client, route.allow_ips.as_deref()) {
         check_failed(
             shared,
             &route,
-            client,
+            cx.client,
             Refusal::IpNotAllowed,
-            &mut trace.shadowed,
+            &mut cx.shadowed,
         )?;
     }
     Ok(route)
@@ -509,7 +215,7 @@ async fn forward_now(
     shared: &Shared,
     live: &Arc<InForce>,
     request: Verified,
-    trace: &mut Trace<'_>,
+    cx: &mut Context<'_>,
 ) -> Result<(Response<Full<Bytes>>, Outcome), Refusal> {
     let Verified {
         route,
@@ -519,11 +225,11 @@ async fn forward_now(
         verified,
         hop,
     } = request;
-    let claim = match (&route.replay, trace.shadowed.is_none()) {
+    let claim = match (&route.replay, cx.shadowed.is_none()) {
         (Some(policy), true) => {
             let gateway = &live.gateway;
             let asked = (&parts.headers, &body, verified.signature.as_slice());
-            let shadowed = &mut trace.shadowed;
+            let shadowed = &mut cx.shadowed;
             match replay_check(
                 shared,
                 &gateway.limits,
@@ -580,7 +286,7 @@ async fn forward_now(
             }
         }
     };
-    trace.upstream = Some(exchange.call);
+    cx.upstream = Some(exchange.call);
     exchange.result.map(|r| (r, Outcome::Forwarded))
 }
 
@@ -947,7 +653,8 @@ fn check_failed(
 }
 
 /// A refusal as the sender sees it: its status and a one-line plain-text reason.
-fn refusal_response(refusal: &Refusal, reason: &str) -> Response<Full<Bytes>> {
+fn refusal_response(refusal: &Refusal) -> Response<Full<Bytes>> {
+    let reason = refusal.reason();
     let mut response = Response::new(Full::new(Bytes::from(format!("{reason}\n"))));
     *response.status_mut() = refusal.status();
     let headers = response.headers_mut();

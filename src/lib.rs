@@ -15,7 +15,7 @@
 //!                        store down 503); forward.rs, upstream.rs pool       502 / 504
 //!                queued: delivery/, store durably then answer 2xx         503
 //!                        (delivery/worker.rs forwards later with retries)
-//!  -> record     gateway.rs    one access-log line; metrics.rs counters
+//!  -> record     gateway/context.rs  one access-log line and the metrics, answered or dropped
 //! ```
 //!
 //! `gateway.rs` is that pipeline, one function per phase; how a request ended is an
@@ -45,7 +45,8 @@
 //!   loaded once per request and swapped whole), state shared by connections, cut-offs.
 //! - `host.rs`, `client_ip.rs`, `body.rs`, `replay.rs`, `forward.rs`: one pipeline step
 //!   each; `upstream.rs`: the keep-alive connections to each upstream.
-//! - `gateway.rs`: the pipeline and its access-log line. `refusal.rs`: every refusal and
+//! - `gateway.rs`: the pipeline; `gateway/context.rs` the request's context and its one
+//!   record (access-log line and metrics). `refusal.rs`: every refusal and
 //!   every outcome. `request_id.rs`: each request's `X-Request-Id`.
 //! - `server.rs`, `tls.rs`, `proxy_protocol.rs`: listeners, TLS (also to upstreams), the
 //!   PROXY protocol, HTTP versions, drain and shutdown.

@@ -918,6 +918,111 @@ async fn each_request_has_an_id_and_one_access_log_line_with_every_field() {
     assert!(child.wait().unwrap().success());
 }
 
+/// The access-log fields every request's line carries, whatever its end.
+const ACCESS_LOG_FIELDS: [&str; 18] = [
+    "timestamp",
+    "request_id",
+    "route",
+    "client",
+    "peer",
+    "method",
+    "path",
+    "status",
+    "outcome",
+    "reason",
+    "bytes_in",
+    "bytes_out",
+    "protocol",
+    "tls",
+    "upstream",
+    "upstream_status",
+    "upstream_ms",
+    "elapsed_us",
+];
+
+/// The gateway's log lines, parsed as JSON as they come.
+struct JsonLog(std::sync::mpsc::Receiver<serde_json::Value>);
+
+impl JsonLog {
+    /// Waits for the next line that `pred` accepts.
+    fn next(&self, pred: &dyn Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        loop {
+            let v = self
+                .0
+                .recv_timeout(Duration::from_secs(10))
+                .expect("a log line");
+            if pred(&v) {
+                return v;
+            }
+        }
+    }
+}
+
+/// Runs the gateway (its configuration has `log: { format: json }`) and reads its log.
+/// `start` finds the listener in a text line: JSON lines are read here instead.
+fn spawn_with_json_log(config: &Path) -> (KillOnDrop, JsonLog) {
+    let mut child = spawn(run(config).env_remove("HOOKGATE_LOG"), Stdio::piped());
+    let stderr = child.stderr.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel::<serde_json::Value>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let v: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            let _ = tx.send(v);
+        }
+    });
+    (child, JsonLog(lines))
+}
+
+/// A request whose sender hangs up before the answer gets the same access-log line as an
+/// answered one (status 499, outcome `client_closed`), as a warning.
+#[tokio::test]
+async fn a_request_dropped_before_its_answer_gets_the_same_log_line() {
+    use tokio::io::AsyncWriteExt;
+    let upstream = Upstream::start_with(Reply {
+        delay: Duration::from_millis(1500),
+        ..Reply::default()
+    })
+    .await;
+    let dir = temp_dir("cli-dropped-log");
+    std::fs::write(dir.join("lahza.secret"), "sk_live_lahza_8c2e").unwrap();
+    let config = dir.join("gateway.yaml");
+    let yaml = Yaml::new()
+        .top("log: { format: json }\nlimits:\n  drain_delay: 0s\n")
+        .routes(&format!(
+            "  - name: lahza\n    path: /hooks/lahza\n    upstream: {}\n    verify: {{ preset: lahza, secret_file: lahza.secret }}\n",
+            upstream.url()
+        ));
+    std::fs::write(&config, yaml).unwrap();
+    let (mut child, log) = spawn_with_json_log(&config);
+    let next = |pred: &dyn Fn(&serde_json::Value) -> bool| log.next(pred);
+    let listening = next(&|v| v["message"] == "listening" && v["tls"] == false);
+    let addr = listening["addr"].as_str().unwrap().to_owned();
+    let body = b"{\"id\":1}";
+    let sig = hex::encode(hmac_sha256("sk_live_lahza_8c2e", &[body]));
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /hooks/lahza?token=t0p HTTP/1.1\r\nHost: a\r\nx-lahza-signature: {sig}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    eventually("forwarding", || upstream.count() == 1).await;
+    drop(s);
+    let line = next(&|v| v.get("request_id").is_some());
+    assert_eq!(line["level"], "WARN", "{line}");
+    assert_eq!(line["route"], "lahza");
+    assert_eq!(line["status"], 499);
+    assert_eq!(line["outcome"], "client_closed");
+    assert_eq!(line["path"], "/hooks/lahza", "never the query string");
+    assert_eq!(line["bytes_in"], 8);
+    for field in ACCESS_LOG_FIELDS {
+        assert!(line.get(field).is_some(), "{field} in {line}");
+    }
+    signal(&mut child, Signal::Term);
+    assert!(child.wait().unwrap().success());
+}
+
 /// `log: { format: json }`: every line is one JSON object with the access-log fields at the
 /// top level; `log.level` changes on reload.
 #[tokio::test]
@@ -937,25 +1042,8 @@ async fn json_log_lines_parse_and_a_reload_changes_the_level() {
             ))
     };
     std::fs::write(&config, text("info")).unwrap();
-    // `start` finds the listener in a text line: read the JSON one here instead.
-    let mut child = spawn(run(&config).env_remove("HOOKGATE_LOG"), Stdio::piped());
-    let stderr = child.stderr.take().unwrap();
-    let (tx, lines) = std::sync::mpsc::channel::<serde_json::Value>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let v: serde_json::Value =
-                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-            let _ = tx.send(v);
-        }
-    });
-    let next = |pred: &dyn Fn(&serde_json::Value) -> bool| loop {
-        let v = lines
-            .recv_timeout(Duration::from_secs(10))
-            .expect("a log line");
-        if pred(&v) {
-            break v;
-        }
-    };
+    let (mut child, log) = spawn_with_json_log(&config);
+    let next = |pred: &dyn Fn(&serde_json::Value) -> bool| log.next(pred);
     let listening = next(&|v| v["message"] == "listening" && v["tls"] == false);
     let addr = listening["addr"].as_str().unwrap().to_owned();
     let url = format!("http://{addr}/hooks/lahza");
@@ -975,17 +1063,7 @@ async fn json_log_lines_parse_and_a_reload_changes_the_level() {
     assert_eq!(line["bytes_in"], 8);
     assert_eq!(line["protocol"], "HTTP/1.1");
     assert_eq!(line["upstream"], upstream.addr.to_string());
-    for field in [
-        "timestamp",
-        "client",
-        "peer",
-        "method",
-        "path",
-        "bytes_out",
-        "tls",
-        "upstream_ms",
-        "elapsed_us",
-    ] {
+    for field in ACCESS_LOG_FIELDS {
         assert!(line.get(field).is_some(), "{field} in {line}");
     }
     // Whole microseconds: at most three decimals, never a binary float's noise.
