@@ -26,6 +26,7 @@
 pub mod api;
 pub mod embedded;
 pub mod event;
+pub mod pacing;
 pub mod postgres;
 pub mod retry;
 pub mod sql;

@@ -19,9 +19,9 @@
 //!   lease kept alive, until it is recorded or the process stops; the store records a 2xx
 //!   whatever raced with it.
 //! - **Paced when the app is down.** When an attempt gets no answer (refused, reset,
-//!   timeout) or a 429/502/503/504, the route pauses (the retry backoff, at most
-//!   [`MAX_PAUSE`]), then sends one probe at a time until an attempt gets through: no hot
-//!   loop of refused connections while the app is deploying.
+//!   timeout) or a 429/502/503/504, the route pauses, then sends one probe at a time until
+//!   an attempt gets through: no hot loop of refused connections while the app is
+//!   deploying. What to do is decided in `pacing.rs`, as pure functions; this acts on it.
 //! - **Handed over, woken, polling.** An event the pipeline stored with its first attempt
 //!   started (a slot was free) arrives in memory with its slot, body and parsed headers; for
 //!   one stored `queued`, the pipeline wakes the worker, which leases it. The worker also
@@ -40,6 +40,7 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
 
 use crate::body::RawBody;
 use crate::delivery::event::{Event, Unreadable};
+use crate::delivery::pacing::{AppState, Step};
 use crate::delivery::retry::{self, Attempt, Verdict};
 use crate::delivery::store::Settle;
 use crate::delivery::{
@@ -52,8 +53,6 @@ use crate::model::{Delivery, QueuePolicy};
 use crate::runtime::Clock;
 use crate::runtime::{ConfigSlot, InForce};
 
-/// The longest a route whose app is down waits before its next probe.
-pub const MAX_PAUSE: Duration = Duration::from_secs(30);
 /// How often due events are looked for when nothing wakes the worker.
 const POLL: Duration = Duration::from_secs(1);
 /// How often the depth and age gauges are refreshed.
@@ -69,10 +68,8 @@ struct RouteState {
     /// slots; shared with the pipeline, which stores an event with its first attempt
     /// started when both have room.
     gate: Arc<Gate>,
-    /// Attempts in a row that found the app down; 0 when it is up.
-    down_streak: u32,
-    /// Since when the app looks down (Unix ms), for operators.
-    down_since_ms: Option<i64>,
+    /// Whether its app looks down, from its attempts.
+    app: AppState,
     /// No lease for this route before this.
     paused_until: Option<Instant>,
 }
@@ -237,19 +234,15 @@ async fn lease_due(
         };
         let state = route_state(routes, route, &queue);
         state.gate.set_concurrency(policy.concurrency);
-        if let Some(until) = state.paused_until {
-            if until > now {
-                state.gate.set_limit(0);
-                wake_at = wake_at.min(until);
-                continue;
-            }
+        let paused = state.paused_until.filter(|until| *until > now);
+        if let Some(until) = paused {
+            wake_at = wake_at.min(until);
         }
-        // A route whose app is down gets one probe at a time.
-        state.gate.set_limit(if state.down_streak > 0 {
-            1
-        } else {
-            policy.concurrency.saturating_mul(2)
-        });
+        let limit = state.app.lease_limit(paused.is_some(), policy.concurrency);
+        state.gate.set_limit(limit);
+        if limit == 0 {
+            continue;
+        }
         let room = state.gate.take(usize::MAX);
         if room == 0 {
             continue;
@@ -440,8 +433,7 @@ fn route_state<'a>(
     if !routes.contains_key(&route.name) {
         let state = RouteState {
             gate: queue.gate(&route.name),
-            down_streak: 0,
-            down_since_ms: None,
+            app: AppState::default(),
             paused_until: None,
         };
         routes.insert(route.name.clone(), state);
@@ -451,7 +443,7 @@ fn route_state<'a>(
         .expect("the route's state was inserted above")
 }
 
-/// Paces a route by how its last attempt went.
+/// Paces a route by how its last attempt went ([`AppState::after_attempt`] decides).
 fn pace(
     routes: &mut HashMap<String, RouteState>,
     done: Done,
@@ -459,43 +451,38 @@ fn pace(
     metrics: &Metrics,
     clock: Clock,
 ) {
-    let Some(state) = routes.get_mut(&done.route) else {
+    let (Some(state), Some(app_down)) = (routes.get_mut(&done.route), done.app_down) else {
         return;
     };
     let route = done.route.as_str();
-    let Some(app_down) = done.app_down else {
-        return;
-    };
-    let held_back = metrics.queue.held_back.with_label_values(&[route]);
-    if !app_down {
-        if state.down_streak > 0 {
-            tracing::info!(route, "app answering again; delivery resumes");
-        }
-        state.down_streak = 0;
-        state.down_since_ms = None;
-        state.paused_until = None;
-        state.gate.set_pacing(Pacing::default());
-        held_back.set(0);
-        return;
-    }
-    state.down_streak = state.down_streak.saturating_add(1);
-    let backoff = queued_route(&live.gateway, route)
-        .map_or(MAX_PAUSE, |(_, p)| p.retry.backoff(state.down_streak))
-        .min(MAX_PAUSE);
+    let retry = queued_route(&live.gateway, route).map(|(_, p)| &p.retry);
     let now_ms = UnixMs::from(clock());
-    if state.down_streak == 1 {
-        tracing::warn!(
-            route,
-            "app not answering; pausing delivery, then probing one event at a time"
-        );
-        state.down_since_ms = Some(now_ms.as_i64());
+    let (app, step) = state.app.after_attempt(app_down, now_ms, retry);
+    state.app = app;
+    let held_back = metrics.queue.held_back.with_label_values(&[route]);
+    match step {
+        Step::Steady => {}
+        Step::Recovered => {
+            tracing::info!(route, "app answering again; delivery resumes");
+            state.paused_until = None;
+            state.gate.set_pacing(Pacing::default());
+            held_back.set(0);
+        }
+        Step::Pause { pause, first } => {
+            if first {
+                tracing::warn!(
+                    route,
+                    "app not answering; pausing delivery, then probing one event at a time"
+                );
+            }
+            state.paused_until = Some(Instant::now() + pause);
+            state.gate.set_pacing(Pacing {
+                down_since_ms: app.down_since.map(UnixMs::as_i64),
+                next_probe_ms: Some(now_ms.after(pause).as_i64()),
+            });
+            held_back.set(1);
+        }
     }
-    state.paused_until = Some(Instant::now() + backoff);
-    state.gate.set_pacing(Pacing {
-        down_since_ms: state.down_since_ms,
-        next_probe_ms: Some(now_ms.after(backoff).as_i64()),
-    });
-    held_back.set(1);
 }
 
 /// One leased event on its way.
