@@ -460,15 +460,11 @@ async fn store_and_answer(
         hop,
         ..
     } = request;
-    let key = match &route.replay {
-        Some(replay) => Some(event_key(
-            replay,
-            &parts.headers,
-            &body,
-            &verified.signature,
-        )?),
-        None => None,
-    };
+    let key = route
+        .replay
+        .as_ref()
+        .map(|replay| event_key(replay, &parts.headers, &body, &verified.signature))
+        .transpose()?;
     let outgoing = forward::prepare(&route, parts, &hop)?;
     // When one of the route's delivery slots is free (and this process may hold another
     // of its events leased), the event is stored leased to this process with its first

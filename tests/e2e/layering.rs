@@ -1,5 +1,6 @@
 //! The crate's layering, checked: no import cycle between modules, and the layers `lib.rs`
-//! draws (model <- runtime <- server/gateway <- reload, config compile <- main) hold.
+//! draws (model <- runtime <- server/gateway <- reload, config compile <- main) hold; and no
+//! function over about 80 lines outside flat tables.
 //!
 //! The module graph is read from the source: every module (each `.rs` file) is a node, and
 //! a path that names another module (`crate::a::b::Item`, `super::x`, a child `x::Item`,
@@ -262,4 +263,105 @@ fn the_layers_lib_rs_draws_hold() {
     for m in ["server", "gateway", "admin", "runtime"] {
         assert!(!uses(m).iter().any(|u| u == "reload"), "{m} uses reload");
     }
+}
+
+/// The functions of `text` (test code and comments left out) longer than `max` lines, as
+/// `(name, lines)`. A function runs from its `fn` line to the brace that closes its body;
+/// braces in string and char literals are not counted.
+fn long_functions(text: &str, max: usize) -> Vec<(String, usize)> {
+    let lines: Vec<String> = code_of(text)
+        .lines()
+        .map(|l| {
+            let mut out = String::new();
+            let mut in_str = false;
+            let mut chars = l.chars().peekable();
+            while let Some(c) = chars.next() {
+                match (in_str, c) {
+                    (true, '\\') => {
+                        chars.next();
+                    }
+                    (_, '"') => in_str = !in_str,
+                    (false, '\'') if chars.clone().nth(1) == Some('\'') => {
+                        chars.next();
+                        chars.next();
+                    }
+                    (false, c) => out.push(c),
+                    (true, _) => {}
+                }
+            }
+            out
+        })
+        .collect();
+    let mut long = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let Some(at) = line.find("fn ") else { continue };
+        let before = line[..at].trim();
+        let words_ok = before.split_whitespace().all(|w| {
+            matches!(
+                w,
+                "pub" | "pub(crate)" | "pub(super)" | "async" | "const" | "unsafe"
+            )
+        });
+        if !words_ok {
+            continue;
+        }
+        let name: String = line[at + 3..]
+            .chars()
+            .take_while(|c| is_ident(*c))
+            .collect();
+        let (mut depth, mut opened) = (0i64, false);
+        for (j, l) in lines.iter().enumerate().skip(i) {
+            if !opened && l.contains(';') && !l.contains('{') {
+                break; // a declaration without a body
+            }
+            for c in l.chars() {
+                match c {
+                    '{' => (depth, opened) = (depth + 1, true),
+                    '}' => depth -= 1,
+                    _ => {}
+                }
+            }
+            if opened && depth == 0 {
+                if j - i + 1 > max {
+                    long.push((name.clone(), j - i + 1));
+                }
+                break;
+            }
+        }
+    }
+    long
+}
+
+/// No function is over about 80 lines: a long function mixes decisions with I/O and hides
+/// the phases a newcomer looks for. Flat tables are the exception: the metric definitions,
+/// one registration after another.
+#[test]
+fn no_function_is_longer_than_80_lines_outside_flat_tables() {
+    let tables = [("metrics", "new")];
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    let mut long = Vec::new();
+    for file in files {
+        if file
+            .file_name()
+            .is_some_and(|n| n == "tests.rs" || n.to_string_lossy().ends_with("_tests.rs"))
+        {
+            continue;
+        }
+        let module = module_of(&file);
+        let text = std::fs::read_to_string(&file).expect("a source file is readable");
+        for (name, lines) in long_functions(&text, 80) {
+            if !tables.contains(&(module.as_str(), name.as_str())) {
+                long.push(format!("{module}::{name} ({lines} lines)"));
+            }
+        }
+    }
+    assert!(long.is_empty(), "functions over 80 lines: {long:?}");
+}
+
+#[test]
+fn a_function_is_measured_from_its_fn_line_to_its_closing_brace() {
+    let text = "pub async fn short() {\n    let s = \"}\";\n}\nfn long() {\n    a();\n    b();\n}\nfn decl();\n";
+    assert_eq!(long_functions(text, 3), [("long".to_owned(), 4)]);
+    assert_eq!(long_functions(text, 4), []);
 }
