@@ -122,6 +122,8 @@ fn verification(c: &mut Criterion) {
                 .unwrap_or_else(|e| panic!("{preset}: {e}"));
             let raw = RawBody::from(body.clone());
             let request = RequestView {
+                method: &http::Method::POST,
+                json: &hookgate::scheme::JsonBody::default(),
                 headers: &headers,
                 body: &raw,
                 path_and_query: &path,

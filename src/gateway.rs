@@ -24,7 +24,7 @@ use crate::refusal::{Outcome, Refusal};
 use crate::replay::{self, Claim, ClaimGuard};
 use crate::request_id;
 use crate::runtime::{Conn, InForce, Shared};
-use crate::scheme::{RequestView, VerifyError};
+use crate::scheme::{JsonBody, RequestView, VerifyError};
 use context::Context;
 
 /// Handles one request end to end. Never fails: every problem is a response.
@@ -59,13 +59,14 @@ async fn pipeline(
     let (parts, body) = req.into_parts();
     let body = read(shared, &live.gateway, &route, client, &parts, body).await?;
     cx.bytes_in = body.len() as u64;
+    // The body as strict JSON, parsed at most once, if the scheme or the replay key reads it.
+    let json = JsonBody::default();
     let verified = verify(
         shared,
         live,
         &route,
         client,
-        &parts,
-        &body,
+        &view(&parts, &body, &json),
         &mut cx.shadowed,
     )?;
     let peer = client_ip::canonical(conn.peer.ip());
@@ -79,6 +80,7 @@ async fn pipeline(
         client,
         parts,
         body,
+        json,
         verified,
         hop,
     };
@@ -97,6 +99,7 @@ struct Verified {
     client: ClientIp,
     parts: http::request::Parts,
     body: body::RawBody,
+    json: JsonBody,
     verified: Signed,
     hop: Hop,
 }
@@ -168,26 +171,35 @@ async fn read(
     Ok(body::read_body(body, declared, limits, &shared.body_budget).await?)
 }
 
+/// What a scheme and a replay key read of a request.
+fn view<'a>(
+    parts: &'a http::request::Parts,
+    body: &'a body::RawBody,
+    json: &'a JsonBody,
+) -> RequestView<'a> {
+    RequestView {
+        method: &parts.method,
+        headers: &parts.headers,
+        body,
+        path_and_query: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+        json,
+    }
+}
+
 /// Verify: the route's scheme over the exact bytes, with the clock passed in.
 fn verify(
     shared: &Shared,
     live: &InForce,
     route: &Route,
     client: ClientIp,
-    parts: &http::request::Parts,
-    body: &body::RawBody,
+    request: &RequestView<'_>,
     shadowed: &mut Option<Refusal>,
 ) -> Result<Signed, Refusal> {
     let Some(scheme) = &route.scheme else {
         return Ok(Signed::default());
     };
     let verify_started = Instant::now();
-    let request = RequestView {
-        headers: &parts.headers,
-        body,
-        path_and_query: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
-    };
-    let verdict = scheme.verify(&request, (shared.clock)());
+    let verdict = scheme.verify(request, (shared.clock)());
     shared
         .metrics
         .verify_duration
@@ -222,13 +234,14 @@ async fn forward_now(
         client,
         parts,
         body,
+        json,
         verified,
         hop,
     } = request;
     let claim = match (&route.replay, cx.shadowed.is_none()) {
         (Some(policy), true) => {
             let gateway = &live.gateway;
-            let asked = (&parts.headers, &body, verified.signature.as_slice());
+            let asked = (view(&parts, &body, &json), verified.signature.as_slice());
             let shadowed = &mut cx.shadowed;
             match replay_check(
                 shared,
@@ -307,7 +320,7 @@ async fn replay_check(
     route: &Route,
     policy: &ReplayPolicy,
     client: ClientIp,
-    (headers, body, signature): (&http::HeaderMap, &body::RawBody, &[u8]),
+    (asked, signature): (RequestView<'_>, &[u8]),
     shadowed: &mut Option<Refusal>,
 ) -> Result<Replay, Refusal> {
     let metrics = &shared.metrics;
@@ -315,7 +328,7 @@ async fn replay_check(
         // start() builds a store whenever a route has `replay:`.
         return Err(Refusal::ReplayStoreUnavailable);
     };
-    let key = match event_key(policy, headers, body, signature) {
+    let key = match event_key(policy, &asked, signature) {
         Ok(key) => key,
         Err(refusal) => {
             check_failed(shared, route, client, refusal, shadowed)?;
@@ -413,18 +426,14 @@ fn decide_replay<E>(
 /// signature.
 fn event_key(
     policy: &ReplayPolicy,
-    headers: &http::HeaderMap,
-    body: &body::RawBody,
+    request: &RequestView<'_>,
     signature: &[u8],
 ) -> Result<Vec<u8>, Refusal> {
-    // Only a JSON key needs the body in one piece.
-    let body: &[u8] = match policy.key {
-        crate::model::KeySource::Json(_) => body.contiguous(),
-        _ => &[],
-    };
     if let crate::model::KeySource::Header(names) = &policy.key {
         // Deduplicated by one copy, delivered with two: the app could read the other.
-        let copies = names.iter().map(|n| headers.get_all(n).iter().count());
+        let copies = names
+            .iter()
+            .map(|n| request.headers.get_all(n).iter().count());
         if copies.sum::<usize>() > 1 {
             return Err(Refusal::Verify(VerifyError::RepeatedHeader(
                 names[0].clone(),
@@ -432,7 +441,8 @@ fn event_key(
         }
     }
     policy
-        .key_bytes(headers, body, signature)
+        .key_bytes(request, signature)
+        .map_err(Refusal::Verify)?
         .ok_or(Refusal::ReplayKeyMissing)
 }
 
@@ -456,6 +466,7 @@ async fn store_and_answer(
         route,
         parts,
         body,
+        json,
         verified,
         hop,
         ..
@@ -463,7 +474,7 @@ async fn store_and_answer(
     let key = route
         .replay
         .as_ref()
-        .map(|replay| event_key(replay, &parts.headers, &body, &verified.signature))
+        .map(|replay| event_key(replay, &view(&parts, &body, &json), &verified.signature))
         .transpose()?;
     let outgoing = forward::prepare(&route, parts, &hop)?;
     // When one of the route's delivery slots is free (and this process may hold another

@@ -598,31 +598,46 @@ mod tests {
             ttl: LONG,
             on_store_error: OnStoreError::Reject,
         };
-        let body = br#"{"id":"evt_1","n":7,"e":""}"#;
+        let body = br#"{"id":"evt_1","n":7,"e":"","f":1.5}"#;
+        let key = |policy: &ReplayPolicy, headers: &HeaderMap, body: &'static [u8], sig| {
+            let raw = crate::body::RawBody::from(bytes::Bytes::from_static(body));
+            let json = crate::scheme::JsonBody::default();
+            let request = crate::scheme::RequestView {
+                method: &http::Method::POST,
+                headers,
+                body: &raw,
+                path_and_query: "/",
+                json: &json,
+            };
+            policy.key_bytes(&request, sig)
+        };
         let header = p(KeySource::Header(vec![HeaderName::from_static(
             "webhook-id",
         )]));
-        assert_eq!(header.key_bytes(&h, body, b"sig"), Some(b"msg_1".to_vec()));
-        assert_eq!(header.key_bytes(&HeaderMap::new(), body, b"sig"), None);
+        assert_eq!(key(&header, &h, body, b"sig"), Ok(Some(b"msg_1".to_vec())));
+        assert_eq!(key(&header, &HeaderMap::new(), body, b"sig"), Ok(None));
+        let json = |pointer: &str| p(KeySource::Json(pointer.into()));
         assert_eq!(
-            p(KeySource::Json("/id".into())).key_bytes(&h, body, b""),
-            Some(b"evt_1".to_vec())
+            key(&json("/id"), &h, body, b""),
+            Ok(Some(b"evt_1".to_vec()))
         );
-        assert_eq!(
-            p(KeySource::Json("/n".into())).key_bytes(&h, body, b""),
-            Some(b"7".to_vec())
+        assert_eq!(key(&json("/n"), &h, body, b""), Ok(Some(b"7".to_vec())));
+        assert_eq!(key(&json("/e"), &h, body, b""), Ok(None));
+        assert_eq!(key(&json("/f"), &h, body, b""), Ok(None), "no one text");
+        assert!(
+            matches!(
+                key(&json("/id"), &h, b"not json", b""),
+                Err(crate::scheme::VerifyError::NotStrictJson(_))
+            ),
+            "a body that is not strict JSON is refused, not keyless"
         );
+        assert!(matches!(
+            key(&json("/id"), &h, br#"{"id":"a","id":"b"}"#, b""),
+            Err(crate::scheme::VerifyError::NotStrictJson(_))
+        ));
         assert_eq!(
-            p(KeySource::Json("/e".into())).key_bytes(&h, body, b""),
-            None
-        );
-        assert_eq!(
-            p(KeySource::Json("/id".into())).key_bytes(&h, b"not json", b""),
-            None
-        );
-        assert_eq!(
-            p(KeySource::Signature).key_bytes(&h, body, b"sig"),
-            Some(b"sig".to_vec())
+            key(&p(KeySource::Signature), &h, body, b"sig"),
+            Ok(Some(b"sig".to_vec()))
         );
         // Keys are hashed per route.
         assert_ne!(store_key("a", b"x"), store_key("b", b"x"));

@@ -243,23 +243,28 @@ impl<'g> Sender<'g> {
     /// The gateway refuses a request without the route's replay key: say so now.
     fn replay_key_missing(&self, headers: &HeaderMap, body: &[u8]) -> Option<Note> {
         let replay = self.route.replay.as_ref()?;
-        replay
-            .key_bytes(headers, body, b"signature")
-            .is_none()
-            .then(|| {
-                let (what, how) = match &replay.key {
-                    KeySource::Header(h) => {
-                        (format!("header {}", h[0]), "add it (once) with --header")
-                    }
-                    KeySource::Json(p) => (format!("JSON field {p}"), "put it in the body"),
-                    KeySource::Signature => ("signature".into(), ""),
-                };
-                Note::ReplayKeyMissing {
-                    route: self.route.name.clone(),
-                    what,
-                    how,
-                }
-            })
+        let raw = crate::body::RawBody::from(bytes::Bytes::copy_from_slice(body));
+        let json = crate::scheme::JsonBody::default();
+        let request = crate::scheme::RequestView {
+            method: &http::Method::POST,
+            headers,
+            body: &raw,
+            path_and_query: "/",
+            json: &json,
+        };
+        // A body that is not strict JSON has no JSON key either.
+        matches!(replay.key_bytes(&request, b"signature"), Ok(None) | Err(_)).then(|| {
+            let (what, how) = match &replay.key {
+                KeySource::Header(h) => (format!("header {}", h[0]), "add it (once) with --header"),
+                KeySource::Json(p) => (format!("JSON field {p}"), "put it in the body"),
+                KeySource::Signature => ("signature".into(), ""),
+            };
+            Note::ReplayKeyMissing {
+                route: self.route.name.clone(),
+                what,
+                how,
+            }
+        })
     }
 }
 

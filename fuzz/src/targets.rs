@@ -446,6 +446,8 @@ pub fn signature_header(data: &[u8]) {
     }
     let body = RawBody::default();
     let req = RequestView {
+        method: &http::Method::POST,
+        json: &hookgate::scheme::JsonBody::default(),
         headers: &headers,
         body: &body,
         path_and_query: "/",
@@ -921,6 +923,8 @@ fn timestamp_raw(case: &TsCase, clock: u64, text: &[u8]) {
     };
     let body = RawBody::from(body);
     let req = RequestView {
+        method: &http::Method::POST,
+        json: &hookgate::scheme::JsonBody::default(),
         headers: &headers,
         body: &body,
         path_and_query: "/",
@@ -1010,6 +1014,8 @@ fn timestamp_signed(case: &TsCase, clock: u64, rest: &[u8]) {
     }
     let raw = RawBody::from(Bytes::from(body));
     let req = RequestView {
+        method: &http::Method::POST,
+        json: &hookgate::scheme::JsonBody::default(),
         headers: &headers,
         body: &raw,
         path_and_query: "/",
@@ -1210,6 +1216,8 @@ fn verify_with(
     now: SystemTime,
 ) -> Result<hookgate::scheme::Verified, VerifyError> {
     let req = RequestView {
+        method: &http::Method::POST,
+        json: &hookgate::scheme::JsonBody::default(),
         headers,
         body: &body,
         path_and_query,

@@ -399,16 +399,55 @@ impl OneOrMany {
     }
 }
 
-/// One message part: `body`, `{ header: NAME }` or `{ literal: TEXT }`.
+/// One message part: a word (`body`, `method`, ...) or a one-key map (`{ header: NAME }`,
+/// `{ literal: TEXT }`, `{ optional: [PARTS] }`, ...). docs/configuration.md lists them all.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "serde_yaml::Value")]
 pub enum RawPart {
     Body,
     Url,
     FormParamsSorted,
+    Method,
+    Path,
+    PathAndQuery,
+    QuerySorted,
+    BodySha256Hex,
+    BodyCrc32,
     Header(String),
     Literal(String),
     SignatureEntry(String),
+    Query(String),
+    Form(String),
+    Json(String),
+    Optional(Vec<RawPart>),
+}
+
+/// Makes a part from its text (`{ header: TEXT }`).
+type MakePart = fn(String) -> RawPart;
+
+impl RawPart {
+    /// The parts written as one word, by that word.
+    const WORDS: &'static [(&'static str, RawPart)] = &[
+        ("body", RawPart::Body),
+        ("url", RawPart::Url),
+        ("form_params_sorted", RawPart::FormParamsSorted),
+        ("method", RawPart::Method),
+        ("path", RawPart::Path),
+        ("path_and_query", RawPart::PathAndQuery),
+        ("query_sorted", RawPart::QuerySorted),
+        ("body_sha256_hex", RawPart::BodySha256Hex),
+        ("body_crc32", RawPart::BodyCrc32),
+    ];
+
+    /// The parts written as `{ key: TEXT }`, by that key.
+    const FIELDS: &'static [(&'static str, MakePart)] = &[
+        ("header", RawPart::Header),
+        ("literal", RawPart::Literal),
+        ("signature_entry", RawPart::SignatureEntry),
+        ("query", RawPart::Query),
+        ("form", RawPart::Form),
+        ("json", RawPart::Json),
+    ];
 }
 
 /// serde_yaml reads externally tagged enums only from YAML tags (`!header X`), so the map
@@ -418,28 +457,40 @@ impl TryFrom<serde_yaml::Value> for RawPart {
 
     fn try_from(v: serde_yaml::Value) -> Result<RawPart, String> {
         use serde_yaml::Value;
-        const ALLOWED: &str = "use body, url, form_params_sorted, { header: NAME }, \
-            { literal: TEXT } or { signature_entry: NAME }";
         match &v {
-            Value::String(w) if w == "body" => return Ok(RawPart::Body),
-            Value::String(w) if w == "url" => return Ok(RawPart::Url),
-            Value::String(w) if w == "form_params_sorted" => return Ok(RawPart::FormParamsSorted),
-            Value::Mapping(m) if m.len() == 1 => {
-                if let Some((Value::String(k), Value::String(val))) = m.iter().next() {
-                    match k.as_str() {
-                        "header" => return Ok(RawPart::Header(val.clone())),
-                        "literal" => return Ok(RawPart::Literal(val.clone())),
-                        "signature_entry" => return Ok(RawPart::SignatureEntry(val.clone())),
-                        _ => {}
-                    }
+            Value::String(w) => {
+                if let Some((_, part)) = RawPart::WORDS.iter().find(|(word, _)| word == w) {
+                    return Ok(part.clone());
                 }
             }
+            Value::Mapping(m) if m.len() == 1 => match m.iter().next() {
+                Some((Value::String(k), Value::String(val))) => {
+                    if let Some((_, make)) = RawPart::FIELDS.iter().find(|(key, _)| key == k) {
+                        return Ok(make(val.clone()));
+                    }
+                }
+                Some((Value::String(k), Value::Sequence(parts))) if k == "optional" => {
+                    let parts = parts
+                        .iter()
+                        .map(|p| RawPart::try_from(p.clone()))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    return Ok(RawPart::Optional(parts));
+                }
+                _ => {}
+            },
             _ => {}
         }
+        let words: Vec<&str> = RawPart::WORDS.iter().map(|(w, _)| *w).collect();
+        let fields: Vec<String> = RawPart::FIELDS
+            .iter()
+            .map(|(k, _)| format!("{{ {k}: ... }}"))
+            .collect();
         let shown = serde_yaml::to_string(&v).unwrap_or_default();
         Err(format!(
-            "unknown message part `{}`; {ALLOWED}",
-            shown.trim()
+            "unknown message part `{}`; use {}, {} or {{ optional: [PARTS] }}",
+            shown.trim(),
+            words.join(", "),
+            fields.join(", ")
         ))
     }
 }
@@ -560,13 +611,24 @@ impl OneOrMany {
 impl RawPart {
     pub fn to_yaml(&self) -> serde_yaml::Value {
         let one = |k: &str, v: &str| yaml_map([(k, Some(yaml_str(v)))]);
+        if let Some((word, _)) = RawPart::WORDS.iter().find(|(_, p)| p == self) {
+            return yaml_str(word);
+        }
         match self {
-            RawPart::Body => yaml_str("body"),
-            RawPart::Url => yaml_str("url"),
-            RawPart::FormParamsSorted => yaml_str("form_params_sorted"),
             RawPart::Header(h) => one("header", h),
             RawPart::Literal(t) => one("literal", t),
             RawPart::SignatureEntry(e) => one("signature_entry", e),
+            RawPart::Query(q) => one("query", q),
+            RawPart::Form(f) => one("form", f),
+            RawPart::Json(p) => one("json", p),
+            RawPart::Optional(parts) => yaml_map([(
+                "optional",
+                Some(serde_yaml::Value::Sequence(
+                    parts.iter().map(RawPart::to_yaml).collect(),
+                )),
+            )]),
+            // Written as words above.
+            other => yaml_str(&format!("{other:?}")),
         }
     }
 }

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName};
+use http::HeaderName;
+
+use crate::scheme::{RequestView, VerifyError};
 
 /// What identifies one event.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,28 +38,37 @@ pub struct ReplayPolicy {
 }
 
 impl ReplayPolicy {
-    /// The dedup key of a verified request, or `None` if the request does not carry one.
-    pub fn key_bytes(&self, headers: &HeaderMap, body: &[u8], signature: &[u8]) -> Option<Vec<u8>> {
-        match &self.key {
+    /// The dedup key of a verified request, or `None` if the request does not carry one. A
+    /// JSON key is read from the body's one strict parse (an error if it is not strict JSON).
+    pub fn key_bytes(
+        &self,
+        request: &RequestView<'_>,
+        signature: &[u8],
+    ) -> Result<Option<Vec<u8>>, VerifyError> {
+        Ok(match &self.key {
             KeySource::Header(names) => {
-                let mut values = names.iter().flat_map(|n| headers.get_all(n).iter());
-                let value = values.next()?;
+                let mut values = names.iter().flat_map(|n| request.headers.get_all(n).iter());
+                let first = values.next();
                 // Two copies (or one under two names) are ambiguous: no key.
-                if values.next().is_some() {
-                    return None;
-                }
-                Some(value.as_bytes().to_vec()).filter(|v| !v.is_empty())
-            }
-            KeySource::Json(pointer) => {
-                let doc: serde_json::Value = serde_json::from_slice(body).ok()?;
-                match doc.pointer(pointer)? {
-                    serde_json::Value::String(s) if !s.is_empty() => Some(s.as_bytes().to_vec()),
-                    serde_json::Value::Number(n) => Some(n.to_string().into_bytes()),
+                match (first, values.next()) {
+                    (Some(value), None) => Some(value.as_bytes().to_vec()),
                     _ => None,
                 }
             }
-            KeySource::Signature => Some(signature.to_vec()).filter(|s| !s.is_empty()),
+            KeySource::Json(pointer) => request
+                .json()?
+                .pointer(pointer)
+                .and_then(|v| match v {
+                    // A string or an integer; anything else has no one text.
+                    serde_json::Value::String(_) | serde_json::Value::Number(_) => {
+                        crate::scheme::json::render(v)
+                    }
+                    _ => None,
+                })
+                .map(|text| text.as_bytes().to_vec()),
+            KeySource::Signature => Some(signature.to_vec()),
         }
+        .filter(|key| !key.is_empty()))
     }
 }
 

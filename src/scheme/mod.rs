@@ -16,9 +16,12 @@
 //! `keys.rs` holds key material; `gateway.rs` calls [`Scheme::verify`] after the body has been
 //! read; `main.rs` calls [`Scheme::sign`] for `hookgate sign`.
 
+pub mod json;
 pub mod keys;
+pub mod message;
 
 pub use keys::{KeyEncoding, Keys, SigningKey};
+pub use message::{BodyDigest, Part};
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -137,24 +140,6 @@ pub(crate) const BASE64: base64::engine::GeneralPurpose = base64::engine::Genera
         .with_encode_padding(true)
         .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
 );
-
-/// One piece of the signed message, fed to the MAC in order.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Part {
-    /// The raw request body, exactly as received.
-    Body,
-    /// The value of a request header (its raw bytes).
-    Header(HeaderName),
-    /// Fixed bytes, such as a `.` or `:` separator.
-    Literal(Vec<u8>),
-    /// The value of an entry of a structured signature header, e.g. Stripe's `t`.
-    SignatureEntry(String),
-    /// The route's public URL followed by the request's path and query (Twilio, Square).
-    Url,
-    /// For a form-encoded body: every parameter, sorted by name, as name then value, with no
-    /// separators (Twilio). Nothing for other bodies.
-    FormParamsSorted,
-}
 
 /// Where the signature is found and how it is written.
 #[derive(Clone, Debug)]
@@ -299,6 +284,17 @@ pub enum VerifyError {
     /// may read another.
     #[error("header {0} appears more than once; it is read once and must be sent once")]
     RepeatedHeader(HeaderName),
+    /// A query parameter, form field or JSON field the signed message reads is absent.
+    #[error("missing {0} (part of the signed message)")]
+    MissingField(String),
+    /// A value the signed message reads has no one meaning: given twice, or a JSON value
+    /// with no one text (an object, or a number with a fraction or exponent).
+    #[error("{0} is ambiguous (given twice, or with no one text form)")]
+    AmbiguousField(String),
+    /// The scheme reads the JSON body, and it is not exactly one JSON value with unique keys
+    /// in UTF-8.
+    #[error("body is not strict JSON: {0}")]
+    NotStrictJson(String),
 }
 
 /// What a successful verification tells the caller.
@@ -314,11 +310,35 @@ pub struct Verified {
 /// The parts of a request a scheme can sign over.
 #[derive(Clone, Copy, Debug)]
 pub struct RequestView<'a> {
+    pub method: &'a http::Method,
     pub headers: &'a HeaderMap,
     /// The raw body, as the chunks it arrived in.
     pub body: &'a crate::body::RawBody,
     /// As received, e.g. `/webhooks/twilio?foo=1`.
     pub path_and_query: &'a str,
+    /// The body as strict JSON, parsed on first use; shared with the replay key, so the
+    /// body is parsed at most once.
+    pub json: &'a JsonBody,
+}
+
+impl RequestView<'_> {
+    /// The body as strict JSON (`json.rs`), parsed on first use.
+    pub fn json(&self) -> Result<&serde_json::Value, VerifyError> {
+        self.json.get(self.body)
+    }
+}
+
+/// The body parsed as strict JSON, at most once per request, when something reads it.
+#[derive(Debug, Default)]
+pub struct JsonBody(std::sync::OnceLock<Result<serde_json::Value, json::NotStrictJson>>);
+
+impl JsonBody {
+    fn get(&self, body: &crate::body::RawBody) -> Result<&serde_json::Value, VerifyError> {
+        self.0
+            .get_or_init(|| json::parse_strict(body.contiguous()))
+            .as_ref()
+            .map_err(|e| VerifyError::NotStrictJson(e.0.clone()))
+    }
 }
 
 /// The signature header, split: candidate signatures (still encoded) and, for structured
@@ -342,12 +362,31 @@ impl Scheme {
         self.keys.len()
     }
 
+    /// Every part of the signed message, those inside `optional` groups included.
+    pub fn parts(&self) -> impl Iterator<Item = &Part> + '_ {
+        self.message.iter().flat_map(|p| match p {
+            Part::Optional(inner) => inner.iter().collect::<Vec<_>>(),
+            other => vec![other],
+        })
+    }
+
+    /// Whether verifying reads the JSON body (a signed field or the timestamp).
+    pub fn reads_json(&self) -> bool {
+        self.message.iter().any(Part::reads_json)
+            || matches!(
+                &self.timestamp,
+                Some(TimestampSpec {
+                    source: TimestampSource::JsonField(_),
+                    ..
+                })
+            )
+    }
+
     /// Whether the scheme reads this entry of its structured signature header (beyond the
     /// signatures themselves): the timestamp entry or a signed entry.
     fn reads_entry(&self, name: &str) -> bool {
         let signed = self
-            .message
-            .iter()
+            .parts()
             .any(|p| matches!(p, Part::SignatureEntry(e) if e == name));
         let timestamp = matches!(
             &self.timestamp,
@@ -361,7 +400,7 @@ impl Scheme {
     /// body is covered (form parameters). Each must come exactly once, and none may be
     /// dropped on the way to the app (a `Connection` header cannot name them away).
     pub fn headers_read(&self) -> impl Iterator<Item = &HeaderName> + '_ {
-        let message = self.message.iter().filter_map(|p| match p {
+        let message = self.parts().filter_map(|p| match p {
             Part::Header(h) => Some(h),
             _ => None,
         });
@@ -372,7 +411,10 @@ impl Scheme {
             }) => Some(h),
             _ => None,
         };
-        let form = self.message.contains(&Part::FormParamsSorted) || self.body_hash_param.is_some();
+        let form = self
+            .parts()
+            .any(|p| matches!(p, Part::FormParamsSorted | Part::Form(_)))
+            || self.body_hash_param.is_some();
         message
             .chain(timestamp)
             .chain(form.then_some(&http::header::CONTENT_TYPE))
@@ -487,10 +529,14 @@ impl Scheme {
                 .collect(),
         };
         let body = crate::body::RawBody::from(bytes::Bytes::copy_from_slice(body));
+        let json = JsonBody::default();
+        // Webhooks are POSTs; the handshakes that come as GETs are not signed this way.
         let req = RequestView {
+            method: &http::Method::POST,
             headers,
             body: &body,
             path_and_query,
+            json: &json,
         };
         let raw = match (&self.keys, private_key) {
             (Keys::Hmac(keys), _) => {
@@ -665,48 +711,13 @@ impl Scheme {
         header: &SignatureHeader<'_>,
         sink: &mut dyn FnMut(&[u8]),
     ) -> Result<(), VerifyError> {
-        for part in &self.message {
-            match part {
-                Part::Body => {
-                    for chunk in req.body.chunks() {
-                        sink(chunk);
-                    }
-                }
-                Part::Literal(bytes) => sink(bytes),
-                Part::Header(name) => {
-                    let value = req
-                        .headers
-                        .get(name)
-                        .ok_or_else(|| VerifyError::MissingMessageHeader(name.clone()))?;
-                    sink(value.as_bytes());
-                }
-                Part::SignatureEntry(name) => {
-                    let value = header.entry(name).ok_or_else(|| {
-                        VerifyError::MalformedSignature(self.signature.header.clone())
-                    })?;
-                    sink(value.as_bytes());
-                }
-                Part::Url => {
-                    sink(self.public_url.as_deref().unwrap_or_default().as_bytes());
-                    sink(req.path_and_query.as_bytes());
-                }
-                Part::FormParamsSorted => {
-                    if is_form(req.headers) {
-                        // Sorted by name then value, repeated identical pairs once, as
-                        // Twilio's own validators do.
-                        let mut params: Vec<_> =
-                            form_urlencoded::parse(req.body.contiguous()).collect();
-                        params.sort();
-                        params.dedup();
-                        for (k, v) in params {
-                            sink(k.as_bytes());
-                            sink(v.as_bytes());
-                        }
-                    }
-                }
-            }
-        }
-        Ok(())
+        let source = message::Source {
+            req,
+            entry: &|name| header.entry(name),
+            public_url: self.public_url.as_deref(),
+            signature_header: &self.signature.header,
+        };
+        message::feed(&self.message, &source, sink)
     }
 
     /// The whole message in one buffer, for algorithms that cannot stream.
@@ -732,17 +743,7 @@ fn describe(scheme: &Scheme, indent: &str) -> String {
         ..
     } = scheme;
     let encodings: Vec<&str> = signature.encodings.iter().map(|e| e.name()).collect();
-    let parts: Vec<String> = message
-        .iter()
-        .map(|p| match p {
-            Part::Body => "body".to_owned(),
-            Part::Header(h) => format!("{{ header: {h} }}"),
-            Part::Literal(l) => format!("{{ literal: {:?} }}", String::from_utf8_lossy(l)),
-            Part::SignatureEntry(e) => format!("{{ signature_entry: {e} }}"),
-            Part::Url => "url".to_owned(),
-            Part::FormParamsSorted => "form_params_sorted".to_owned(),
-        })
-        .collect();
+    let parts: Vec<String> = message.iter().map(Part::describe).collect();
     let location = match &signature.entries {
         None => format!("prefix: {:?}", signature.prefix),
         Some(e) => format!(
@@ -793,7 +794,7 @@ fn describe(scheme: &Scheme, indent: &str) -> String {
     out
 }
 
-fn is_form(headers: &HeaderMap) -> bool {
+pub(crate) fn is_form(headers: &HeaderMap) -> bool {
     headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -851,10 +852,8 @@ fn read_timestamp(
             .map(str::to_owned)
             .ok_or(VerifyError::MissingTimestamp),
         TimestampSource::JsonField(pointer) => {
-            // Parsed only to read the field; the signature is always over the raw bytes.
-            let doc: serde_json::Value = serde_json::from_slice(req.body.contiguous())
-                .map_err(|_| VerifyError::MalformedTimestamp)?;
-            match doc.pointer(pointer) {
+            // Read from the one strict parse; the signature is always over the raw bytes.
+            match req.json()?.pointer(pointer) {
                 None | Some(serde_json::Value::Null) => Err(VerifyError::MissingTimestamp),
                 Some(serde_json::Value::String(s)) => Ok(s.clone()),
                 Some(serde_json::Value::Number(n)) => Ok(n.to_string()),

@@ -52,6 +52,8 @@ fn check(
     let verdicts = [&whole, &split].map(|body| {
         s.verify(
             &RequestView {
+                method: &http::Method::POST,
+                json: &crate::scheme::JsonBody::default(),
                 headers,
                 body,
                 path_and_query: "/",
@@ -309,7 +311,9 @@ fn json_body_timestamps_in_each_unit() {
         (
             r#"not json"#,
             spec("/time", TimestampUnit::Seconds),
-            Err(VerifyError::MalformedTimestamp),
+            Err(VerifyError::NotStrictJson(
+                "expected ident at line 1 column 2".into(),
+            )),
         ),
     ];
     for (body, spec, want) in cases {
@@ -317,6 +321,8 @@ fn json_body_timestamps_in_each_unit() {
             &check_timestamp(
                 spec,
                 &RequestView {
+                    method: &http::Method::POST,
+                    json: &crate::scheme::JsonBody::default(),
                     headers: &HeaderMap::new(),
                     body: &both_ways(body.as_bytes())[1],
                     path_and_query: "/",
@@ -473,6 +479,8 @@ fn verify_case(
     let verdicts = [&whole, &split].map(|body| {
         scheme.verify(
             &RequestView {
+                method: &http::Method::POST,
+                json: &crate::scheme::JsonBody::default(),
                 headers,
                 body,
                 path_and_query,

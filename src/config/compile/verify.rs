@@ -12,7 +12,7 @@ use crate::config::file::{OneOrMany, RawPart, RawSignature, RawTimestamp, RawVer
 use crate::config::ConfigError;
 use crate::config::{defaults, presets};
 use crate::scheme::{
-    Algorithm, Encoding, Entries, Keys, Part, Scheme, SignatureSpec, TimestampSource,
+    Algorithm, BodyDigest, Encoding, Entries, Keys, Part, Scheme, SignatureSpec, TimestampSource,
     TimestampSpec, TimestampUnit, Window,
 };
 
@@ -271,35 +271,90 @@ fn compile_message(
     raw.unwrap_or(&default)
         .iter()
         .enumerate()
-        .filter_map(|(i, p)| {
-            let ploc = format!("{loc}.message[{i}]");
-            match p {
-                RawPart::Body => Some(Part::Body),
-                RawPart::Url => {
-                    if ctx.public_url.is_none() {
-                        r.error(
-                            ploc,
-                            "`url` needs the route's `public_url` (the URL senders call)",
-                        );
-                        return None;
+        .filter_map(|(i, p)| compile_part(p, &format!("{loc}.message[{i}]"), ctx, has_entries, r))
+        .collect()
+}
+
+/// One message part; `ploc` is its location.
+fn compile_part(
+    p: &RawPart,
+    ploc: &str,
+    ctx: &Ctx<'_>,
+    has_entries: bool,
+    r: &mut Report,
+) -> Option<Part> {
+    let named = |what: &str, name: &str, r: &mut Report| {
+        if name.is_empty() {
+            r.error(ploc, format!("empty {what} name"));
+            return None;
+        }
+        Some(name.to_owned())
+    };
+    match p {
+        RawPart::Body => Some(Part::Body),
+        RawPart::Url => {
+            if ctx.public_url.is_none() {
+                r.error(
+                    ploc,
+                    "`url` needs the route's `public_url` (the URL senders call)",
+                );
+                return None;
+            }
+            Some(Part::Url)
+        }
+        RawPart::FormParamsSorted => Some(Part::FormParamsSorted),
+        RawPart::Method => Some(Part::Method),
+        RawPart::Path => Some(Part::Path),
+        RawPart::PathAndQuery => Some(Part::PathAndQuery),
+        RawPart::QuerySorted => Some(Part::QuerySorted),
+        RawPart::BodySha256Hex => Some(Part::BodyDigest(BodyDigest::Sha256Hex)),
+        RawPart::BodyCrc32 => Some(Part::BodyDigest(BodyDigest::Crc32Decimal)),
+        RawPart::Literal(s) => Some(Part::Literal(s.as_bytes().to_vec())),
+        RawPart::Header(h) => parse_header(h, &format!("{ploc}.header"), r).map(Part::Header),
+        RawPart::SignatureEntry(e) => {
+            if !has_entries {
+                r.error(ploc, "`signature_entry` needs `signature.entries`");
+                return None;
+            }
+            Some(Part::SignatureEntry(e.clone()))
+        }
+        RawPart::Query(q) => named("query parameter", q, r).map(Part::Query),
+        RawPart::Form(f) => named("form field", f, r).map(Part::Form),
+        RawPart::Json(field) => json_pointer(field, &format!("{ploc}.json"), r).map(Part::Json),
+        RawPart::Optional(parts) => {
+            if parts.is_empty() {
+                r.error(ploc, "`optional` needs at least one part");
+                return None;
+            }
+            let mut inner = Vec::new();
+            for (i, p) in parts.iter().enumerate() {
+                let iloc = format!("{ploc}.optional[{i}]");
+                match p {
+                    RawPart::Optional(_) => {
+                        r.error(&iloc, "an `optional` group cannot hold another")
                     }
-                    Some(Part::Url)
-                }
-                RawPart::FormParamsSorted => Some(Part::FormParamsSorted),
-                RawPart::Literal(s) => Some(Part::Literal(s.as_bytes().to_vec())),
-                RawPart::Header(h) => {
-                    parse_header(h, &format!("{ploc}.header"), r).map(Part::Header)
-                }
-                RawPart::SignatureEntry(e) => {
-                    if !has_entries {
-                        r.error(ploc, "`signature_entry` needs `signature.entries`");
-                        return None;
-                    }
-                    Some(Part::SignatureEntry(e.clone()))
+                    RawPart::Body => r.error(
+                        &iloc,
+                        "`body` cannot be optional: the body is always there and always signed",
+                    ),
+                    p => inner.extend(compile_part(p, &iloc, ctx, has_entries, r)),
                 }
             }
-        })
-        .collect()
+            (inner.len() == parts.len()).then_some(Part::Optional(inner))
+        }
+    }
+}
+
+/// A JSON field as configured (`name` or a JSON pointer such as `/data/id`), as a pointer.
+fn json_pointer(field: &str, loc: &str, r: &mut Report) -> Option<String> {
+    if field.is_empty() || field == "/" {
+        r.error(
+            loc,
+            "empty field name; give a name (`id`) or a JSON pointer (`/data/id`)",
+        );
+        return None;
+    }
+    Some(crate::scheme::json::pointer(field))
 }
 
 /// The body must be covered: directly, or (Twilio) by the sorted form parameters plus a body
@@ -311,13 +366,14 @@ fn check_body_covered(
     loc: &str,
     r: &mut Report,
 ) {
-    let covers_body = message.contains(&Part::Body)
+    let covers_body = message.iter().any(Part::covers_body)
         || (message.contains(&Part::FormParamsSorted) && v.body_hash_param.is_some());
     if algorithm != Some(Algorithm::Token) && !covers_body && v.message.is_some() {
         r.error(
             format!("{loc}.message"),
-            "the signed message must include `body` (or `form_params_sorted` with \
-             `body_hash_param`), or the body could be swapped",
+            "the signed message must include `body` or `body_sha256_hex` (a CRC-32 can be \
+             matched by anyone), or `form_params_sorted` with `body_hash_param`, or the body \
+             could be swapped",
         );
     }
 }
@@ -371,17 +427,7 @@ fn timestamp_source(
             if let Some(h) = &t.header {
                 parse_header(h, &format!("{loc}.header"), r).map(TimestampSource::Header)
             } else if let Some(field) = &t.json {
-                if field.is_empty() || field == "/" {
-                    r.error(
-                        format!("{loc}.json"),
-                        "empty field name; give a name (`timestamp`) or a JSON pointer (`/data/ts`)",
-                    );
-                    None
-                } else if field.starts_with('/') {
-                    Some(TimestampSource::JsonField(field.clone()))
-                } else {
-                    Some(TimestampSource::JsonField(format!("/{field}")))
-                }
+                json_pointer(field, &format!("{loc}.json"), r).map(TimestampSource::JsonField)
             } else {
                 let entry = t.signature_entry.clone().unwrap_or_default();
                 if !has_entries {
@@ -483,11 +529,9 @@ fn warn_adjacent_parts(scheme: &Scheme, loc: &str, r: &mut Report) {
 
 fn part_name(part: &Part) -> String {
     match part {
-        Part::Body => "body".into(),
-        Part::Url => "url".into(),
-        Part::FormParamsSorted => "form_params_sorted".into(),
         Part::Header(h) => format!("header {h}"),
         Part::SignatureEntry(e) => format!("signature entry {e}"),
         Part::Literal(_) => "a literal".into(),
+        other => other.describe(),
     }
 }
