@@ -342,7 +342,7 @@ pub struct RawVerify {
     pub message: Option<Vec<RawPart>>,
     pub timestamp: Option<RawTimestamp>,
     pub body_hash_param: Option<String>,
-    /// How key strings become key bytes: raw, base64, hex, whsec_base64, whpk_base64.
+    /// How key strings become key bytes (`KeyEncoding::ALL`: raw, base64, hex, ...).
     pub key_encoding: Option<String>,
     pub secret: Option<String>,
     pub secret_file: Option<PathBuf>,

@@ -21,9 +21,21 @@ pub enum KeyEncoding {
     WhsecBase64,
     /// `whpk_` + base64 of a raw Ed25519 key (Standard Webhooks public keys), prefix optional.
     WhpkBase64,
+    /// The SHA-1 digest of the configured text is the key (Braintree keys its HMAC with
+    /// SHA-1 of the private key).
+    Sha1OfText,
 }
 
 impl KeyEncoding {
+    pub const ALL: &'static [KeyEncoding] = &[
+        KeyEncoding::Raw,
+        KeyEncoding::Base64,
+        KeyEncoding::Hex,
+        KeyEncoding::WhsecBase64,
+        KeyEncoding::WhpkBase64,
+        KeyEncoding::Sha1OfText,
+    ];
+
     pub fn parse(s: &str) -> Option<KeyEncoding> {
         Some(match s {
             "raw" => KeyEncoding::Raw,
@@ -31,6 +43,7 @@ impl KeyEncoding {
             "hex" => KeyEncoding::Hex,
             "whsec_base64" => KeyEncoding::WhsecBase64,
             "whpk_base64" => KeyEncoding::WhpkBase64,
+            "sha1_of_text" => KeyEncoding::Sha1OfText,
             _ => return None,
         })
     }
@@ -42,6 +55,7 @@ impl KeyEncoding {
             KeyEncoding::Hex => "hex",
             KeyEncoding::WhsecBase64 => "whsec_base64",
             KeyEncoding::WhpkBase64 => "whpk_base64",
+            KeyEncoding::Sha1OfText => "sha1_of_text",
         }
     }
 
@@ -51,7 +65,10 @@ impl KeyEncoding {
     /// [`decode`]: KeyEncoding::decode
     pub fn encode(self, bytes: &[u8]) -> String {
         match self {
-            KeyEncoding::Raw | KeyEncoding::Base64 => BASE64.encode(bytes),
+            // A derived key cannot be written back as its text: shown as base64.
+            KeyEncoding::Raw | KeyEncoding::Base64 | KeyEncoding::Sha1OfText => {
+                BASE64.encode(bytes)
+            }
             KeyEncoding::Hex => hex::encode(bytes),
             KeyEncoding::WhsecBase64 => format!("whsec_{}", BASE64.encode(bytes)),
             KeyEncoding::WhpkBase64 => format!("whpk_{}", BASE64.encode(bytes)),
@@ -67,6 +84,7 @@ impl KeyEncoding {
         };
         match self {
             KeyEncoding::Raw => Ok(text.to_vec()),
+            KeyEncoding::Sha1OfText => Ok(<sha1::Sha1 as Digest>::digest(text).to_vec()),
             KeyEncoding::Base64 => BASE64
                 .decode(as_str()?)
                 .map_err(|e| format!("not valid base64: {e}")),
@@ -88,20 +106,35 @@ impl KeyEncoding {
 }
 
 /// A secret, pre-keyed: keying HMAC hashes the key once, so each request only clones this.
+/// The plain digests (`digest-sha256`: the hash of the secret then the message) are a hash
+/// state already fed the secret, used the same way.
 #[derive(Clone)]
 pub enum KeyedMac {
     Sha1(Hmac<sha1::Sha1>),
     Sha256(Hmac<sha2::Sha256>),
+    Sha384(Hmac<sha2::Sha384>),
     Sha512(Hmac<sha2::Sha512>),
+    DigestSha1(sha1::Sha1),
+    DigestSha256(sha2::Sha256),
+    DigestSha512(sha2::Sha512),
 }
 
 impl KeyedMac {
     fn new(algorithm: Algorithm, key: &[u8]) -> Option<KeyedMac> {
+        fn fed<D: Digest>(key: &[u8]) -> D {
+            let mut d = D::new();
+            d.update(key);
+            d
+        }
         // HMAC accepts keys of any length, so `new_from_slice` cannot fail.
         Some(match algorithm {
             Algorithm::HmacSha1 => KeyedMac::Sha1(Hmac::new_from_slice(key).ok()?),
             Algorithm::HmacSha256 => KeyedMac::Sha256(Hmac::new_from_slice(key).ok()?),
+            Algorithm::HmacSha384 => KeyedMac::Sha384(Hmac::new_from_slice(key).ok()?),
             Algorithm::HmacSha512 => KeyedMac::Sha512(Hmac::new_from_slice(key).ok()?),
+            Algorithm::DigestSha1 => KeyedMac::DigestSha1(fed(key)),
+            Algorithm::DigestSha256 => KeyedMac::DigestSha256(fed(key)),
+            Algorithm::DigestSha512 => KeyedMac::DigestSha512(fed(key)),
             _ => return None,
         })
     }
@@ -110,7 +143,11 @@ impl KeyedMac {
         match self {
             KeyedMac::Sha1(m) => m.update(data),
             KeyedMac::Sha256(m) => m.update(data),
+            KeyedMac::Sha384(m) => m.update(data),
             KeyedMac::Sha512(m) => m.update(data),
+            KeyedMac::DigestSha1(d) => Digest::update(d, data),
+            KeyedMac::DigestSha256(d) => Digest::update(d, data),
+            KeyedMac::DigestSha512(d) => Digest::update(d, data),
         }
     }
 
@@ -118,7 +155,11 @@ impl KeyedMac {
         match self {
             KeyedMac::Sha1(m) => m.finalize().into_bytes().to_vec(),
             KeyedMac::Sha256(m) => m.finalize().into_bytes().to_vec(),
+            KeyedMac::Sha384(m) => m.finalize().into_bytes().to_vec(),
             KeyedMac::Sha512(m) => m.finalize().into_bytes().to_vec(),
+            KeyedMac::DigestSha1(d) => d.finalize().to_vec(),
+            KeyedMac::DigestSha256(d) => d.finalize().to_vec(),
+            KeyedMac::DigestSha512(d) => d.finalize().to_vec(),
         }
     }
 }
@@ -137,7 +178,13 @@ impl Keys {
     /// Builds keys from decoded key bytes; the error names the index and what is wrong.
     pub fn new(algorithm: Algorithm, keys: &[Vec<u8>]) -> Result<Keys, (usize, String)> {
         Ok(match algorithm {
-            Algorithm::HmacSha1 | Algorithm::HmacSha256 | Algorithm::HmacSha512 => Keys::Hmac(
+            Algorithm::HmacSha1
+            | Algorithm::HmacSha256
+            | Algorithm::HmacSha384
+            | Algorithm::HmacSha512
+            | Algorithm::DigestSha1
+            | Algorithm::DigestSha256
+            | Algorithm::DigestSha512 => Keys::Hmac(
                 keys.iter()
                     .map(|k| KeyedMac::new(algorithm, k).expect("HMAC algorithm"))
                     .collect(),

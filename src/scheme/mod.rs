@@ -36,7 +36,13 @@ use subtle::ConstantTimeEq;
 pub enum Algorithm {
     HmacSha1,
     HmacSha256,
+    HmacSha384,
     HmacSha512,
+    /// A plain digest, not an HMAC: SHA-1 over the secret then the message (HubSpot v1,
+    /// Recharge's legacy header use SHA-256).
+    DigestSha1,
+    DigestSha256,
+    DigestSha512,
     /// The header carries a shared token itself (GitLab); compared in constant time.
     Token,
     Ed25519,
@@ -45,11 +51,29 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
+    /// Every algorithm, in the order the docs and errors list them.
+    pub const ALL: &'static [Algorithm] = &[
+        Algorithm::HmacSha256,
+        Algorithm::HmacSha1,
+        Algorithm::HmacSha384,
+        Algorithm::HmacSha512,
+        Algorithm::DigestSha1,
+        Algorithm::DigestSha256,
+        Algorithm::DigestSha512,
+        Algorithm::Token,
+        Algorithm::Ed25519,
+        Algorithm::EcdsaP256Sha256,
+    ];
+
     pub fn parse(s: &str) -> Option<Algorithm> {
         match s.to_ascii_lowercase().as_str() {
             "hmac-sha1" => Some(Algorithm::HmacSha1),
             "hmac-sha256" => Some(Algorithm::HmacSha256),
+            "hmac-sha384" => Some(Algorithm::HmacSha384),
             "hmac-sha512" => Some(Algorithm::HmacSha512),
+            "digest-sha1" => Some(Algorithm::DigestSha1),
+            "digest-sha256" => Some(Algorithm::DigestSha256),
+            "digest-sha512" => Some(Algorithm::DigestSha512),
             "token" => Some(Algorithm::Token),
             "ed25519" => Some(Algorithm::Ed25519),
             "ecdsa-p256-sha256" => Some(Algorithm::EcdsaP256Sha256),
@@ -61,7 +85,11 @@ impl Algorithm {
         match self {
             Algorithm::HmacSha1 => "hmac-sha1",
             Algorithm::HmacSha256 => "hmac-sha256",
+            Algorithm::HmacSha384 => "hmac-sha384",
             Algorithm::HmacSha512 => "hmac-sha512",
+            Algorithm::DigestSha1 => "digest-sha1",
+            Algorithm::DigestSha256 => "digest-sha256",
+            Algorithm::DigestSha512 => "digest-sha512",
             Algorithm::Token => "token",
             Algorithm::Ed25519 => "ed25519",
             Algorithm::EcdsaP256Sha256 => "ecdsa-p256-sha256",
@@ -77,9 +105,10 @@ impl Algorithm {
     /// (truncated, padded, garbage) is malformed, never a partial match.
     fn accepts(self, bytes: &[u8]) -> bool {
         match self {
-            Algorithm::HmacSha1 => bytes.len() == 20,
-            Algorithm::HmacSha256 => bytes.len() == 32,
-            Algorithm::HmacSha512 => bytes.len() == 64,
+            Algorithm::HmacSha1 | Algorithm::DigestSha1 => bytes.len() == 20,
+            Algorithm::HmacSha256 | Algorithm::DigestSha256 => bytes.len() == 32,
+            Algorithm::HmacSha384 => bytes.len() == 48,
+            Algorithm::HmacSha512 | Algorithm::DigestSha512 => bytes.len() == 64,
             Algorithm::Token => !bytes.is_empty(),
             Algorithm::Ed25519 => bytes.len() == 64,
             Algorithm::EcdsaP256Sha256 => p256_signature(bytes).is_some(),
@@ -99,13 +128,18 @@ pub enum Encoding {
     Hex,
     /// Standard base64 alphabet, padding optional.
     Base64,
+    /// The URL-safe base64 alphabet (`-` and `_`), padding optional.
+    Base64Url,
 }
 
 impl Encoding {
+    pub const ALL: &'static [Encoding] = &[Encoding::Hex, Encoding::Base64, Encoding::Base64Url];
+
     pub fn parse(s: &str) -> Option<Encoding> {
         match s.to_ascii_lowercase().as_str() {
             "hex" => Some(Encoding::Hex),
             "base64" => Some(Encoding::Base64),
+            "base64url" => Some(Encoding::Base64Url),
             _ => None,
         }
     }
@@ -114,6 +148,7 @@ impl Encoding {
         match self {
             Encoding::Hex => "hex",
             Encoding::Base64 => "base64",
+            Encoding::Base64Url => "base64url",
         }
     }
 
@@ -121,6 +156,7 @@ impl Encoding {
         match self {
             Encoding::Hex => hex::decode(s).ok(),
             Encoding::Base64 => BASE64.decode(s).ok(),
+            Encoding::Base64Url => BASE64URL.decode(s).ok(),
         }
     }
 
@@ -128,7 +164,26 @@ impl Encoding {
         match self {
             Encoding::Hex => hex::encode(bytes),
             Encoding::Base64 => BASE64.encode(bytes),
+            Encoding::Base64Url => BASE64URL.encode(bytes),
         }
+    }
+}
+
+/// The URL-safe alphabet (RFC 4648 section 5, JWTs, Sanity); padding accepted present or
+/// absent, never emitted (as JWTs write it).
+pub(crate) const BASE64URL: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
+
+/// `a, b or c`, for an error that lists what is allowed.
+pub fn one_of(names: &[&str]) -> String {
+    match names {
+        [] => String::new(),
+        [one] => (*one).to_owned(),
+        [head @ .., last] => format!("{} or {last}", head.join(", ")),
     }
 }
 

@@ -916,3 +916,167 @@ fn shopify_signature_arrives_under_either_header_name_but_never_both() {
     s.sign(&mut signed, body, "/", now, None).unwrap();
     assert_eq!(signed.get("x-shopify-hmac-sha256").unwrap(), sig.as_str());
 }
+
+/// A scheme from a `verify:` block written in YAML, its secret given as `${SECRET}`.
+fn yaml_scheme(yaml: &str, secret: &str) -> Scheme {
+    let v: RawVerify = serde_yaml::from_str(yaml).expect("a verify block");
+    let secret = secret.to_owned();
+    compile_scheme(
+        v,
+        "test",
+        Path::new("."),
+        &move |_| Some(secret.clone()),
+        None,
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+fn one_header(name: &'static str, value: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(name, value.parse().unwrap());
+    h
+}
+
+#[test]
+fn hmac_sha384_and_sha512_match_rfc_4231() {
+    // RFC 4231, test case 2: key "Jefe", data "what do ya want for nothing?".
+    let data = b"what do ya want for nothing?";
+    let cases = [
+        (
+            "hmac-sha384",
+            "af45d2e376484031617f78d2b58a6b1b9c7ef464f5a01b47e42ec3736322445e8e2240ca5e69e2c78b3239ecfab21649",
+        ),
+        (
+            "hmac-sha512",
+            "164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea2505549758bf75c05a994a6d034f65f8f0e6fdcaeab1a34d4a6b4b636e070a38bce737",
+        ),
+    ];
+    for (algorithm, mac) in cases {
+        let s = yaml_scheme(
+            &format!("{{ algorithm: {algorithm}, signature: {{ header: x-sig }}, secret: \"${{SECRET}}\" }}"),
+            "Jefe",
+        );
+        assert_eq!(
+            check(&s, &one_header("x-sig", mac), data, SystemTime::now()),
+            Ok(0),
+            "{algorithm}"
+        );
+        let upper = mac.to_ascii_uppercase();
+        assert_eq!(
+            check(&s, &one_header("x-sig", &upper), data, SystemTime::now()),
+            Ok(0)
+        );
+        assert_eq!(
+            check(
+                &s,
+                &one_header("x-sig", mac),
+                b"what do ya want for nothing!",
+                SystemTime::now()
+            ),
+            Err(VerifyError::Mismatch)
+        );
+        // A signature of another algorithm's length is malformed, never a partial match.
+        assert_eq!(
+            check(
+                &s,
+                &one_header("x-sig", &mac[..64]),
+                data,
+                SystemTime::now()
+            ),
+            Err(VerifyError::MalformedSignature(HeaderName::from_static(
+                "x-sig"
+            )))
+        );
+    }
+}
+
+#[test]
+fn a_plain_digest_hashes_the_secret_then_the_message() {
+    // FIPS 180 "abc" digests: the secret "a" then the body "bc".
+    let cases = [
+        ("digest-sha1", "a9993e364706816aba3e25717850c26c9cd0d89d"),
+        (
+            "digest-sha256",
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+        ),
+        (
+            "digest-sha512",
+            "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f",
+        ),
+    ];
+    for (algorithm, digest) in cases {
+        let s = yaml_scheme(
+            &format!("{{ algorithm: {algorithm}, signature: {{ header: x-sig }}, secret: \"${{SECRET}}\" }}"),
+            "a",
+        );
+        let h = one_header("x-sig", digest);
+        assert_eq!(
+            check(&s, &h, b"bc", SystemTime::now()),
+            Ok(0),
+            "{algorithm}"
+        );
+        assert_eq!(
+            check(&s, &h, b"bd", SystemTime::now()),
+            Err(VerifyError::Mismatch)
+        );
+        assert_eq!(
+            sig_of(&s, &HeaderMap::new(), b"bc").unwrap(),
+            digest,
+            "sign agrees"
+        );
+    }
+}
+
+#[test]
+fn a_key_can_be_the_sha1_of_the_configured_text() {
+    // Braintree's SDKs (braintree_python tests/unit/test_webhooks.py, 13bd7ed7): the
+    // challenge "20f9f8ed05f77439fe955c977e4c8a53" answered with HMAC-SHA1 keyed by
+    // SHA-1("integration_private_key") is d9b899556c966b3f06945ec21311865d35df3ce4.
+    let s = yaml_scheme(
+        "{ algorithm: hmac-sha1, key_encoding: sha1_of_text, signature: { header: x-sig }, secret: \"${SECRET}\" }",
+        "integration_private_key",
+    );
+    let h = one_header("x-sig", "d9b899556c966b3f06945ec21311865d35df3ce4");
+    assert_eq!(
+        check(
+            &s,
+            &h,
+            b"20f9f8ed05f77439fe955c977e4c8a53",
+            SystemTime::now()
+        ),
+        Ok(0)
+    );
+}
+
+#[test]
+fn base64url_signatures_are_read_with_or_without_padding() {
+    // HMAC-SHA256("key", "The quick brown fox jumps over the lazy dog") is
+    // f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8.
+    let mac =
+        hex::decode("f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8").unwrap();
+    let s = yaml_scheme(
+        "{ signature: { header: x-sig, encoding: base64url }, secret: \"${SECRET}\" }",
+        "key",
+    );
+    let body = b"The quick brown fox jumps over the lazy dog";
+    let unpadded = BASE64URL.encode(&mac);
+    assert!(
+        unpadded.contains('-') || unpadded.contains('_'),
+        "{unpadded}"
+    );
+    for value in [unpadded.clone(), format!("{unpadded}=")] {
+        assert_eq!(
+            check(&s, &one_header("x-sig", &value), body, SystemTime::now()),
+            Ok(0)
+        );
+    }
+    // The standard alphabet is another encoding, not accepted unless listed.
+    let standard = BASE64.encode(&mac);
+    assert_eq!(
+        check(&s, &one_header("x-sig", &standard), body, SystemTime::now()),
+        Err(VerifyError::MalformedSignature(HeaderName::from_static(
+            "x-sig"
+        )))
+    );
+    assert_eq!(sig_of(&s, &HeaderMap::new(), body).unwrap(), unpadded);
+}

@@ -48,7 +48,13 @@ pub(super) fn compile_keys(
             r.error(
                 format!("{loc}.key_encoding"),
                 format!(
-                    "unknown key encoding `{e}`; use raw, base64, hex, whsec_base64 or whpk_base64"
+                    "unknown key encoding `{e}`; use {}",
+                    crate::scheme::one_of(
+                        &KeyEncoding::ALL
+                            .iter()
+                            .map(|k| k.name())
+                            .collect::<Vec<_>>()
+                    )
                 ),
             );
             None

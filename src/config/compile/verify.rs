@@ -166,8 +166,10 @@ fn compile_algorithm(v: &RawVerify, loc: &str, r: &mut Report) -> Option<Algorit
             r.error(
                 format!("{loc}.algorithm"),
                 format!(
-                    "unknown algorithm `{s}`; use hmac-sha256, hmac-sha1, hmac-sha512, token, \
-                     ed25519 or ecdsa-p256-sha256"
+                    "unknown algorithm `{s}`; use {}",
+                    crate::scheme::one_of(
+                        &Algorithm::ALL.iter().map(|a| a.name()).collect::<Vec<_>>()
+                    )
                 ),
             );
             None
@@ -249,7 +251,12 @@ fn compile_encodings(raw: Option<&OneOrMany>, loc: &str, r: &mut Report) -> Vec<
             Some(_) => {}
             None => r.error(
                 format!("{loc}.signature.encoding"),
-                format!("unknown encoding `{name}`; use hex or base64"),
+                format!(
+                    "unknown encoding `{name}`; use {}",
+                    crate::scheme::one_of(
+                        &Encoding::ALL.iter().map(|e| e.name()).collect::<Vec<_>>()
+                    )
+                ),
             ),
         }
     }
