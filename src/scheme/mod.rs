@@ -239,8 +239,11 @@ pub enum TimestampSource {
 pub enum TimestampUnit {
     Seconds,
     Milliseconds,
-    /// An RFC 3339 date-time string such as `2025-11-23T07:59:30Z`.
+    /// An RFC 3339 date-time string such as `2025-11-23T07:59:30Z`, with up to nine
+    /// fraction digits and `Z`, no zone, or a `+01:00` offset.
     Rfc3339,
+    /// An HTTP date (RFC 1123 / RFC 9110 IMF-fixdate): `Sun, 23 Nov 2025 07:59:30 GMT`.
+    Rfc1123,
 }
 
 impl TimestampUnit {
@@ -249,6 +252,7 @@ impl TimestampUnit {
             "seconds" | "s" => Some(TimestampUnit::Seconds),
             "milliseconds" | "ms" => Some(TimestampUnit::Milliseconds),
             "rfc3339" => Some(TimestampUnit::Rfc3339),
+            "rfc1123" => Some(TimestampUnit::Rfc1123),
             _ => None,
         }
     }
@@ -258,6 +262,7 @@ impl TimestampUnit {
             TimestampUnit::Seconds => "seconds",
             TimestampUnit::Milliseconds => "milliseconds",
             TimestampUnit::Rfc3339 => "rfc3339",
+            TimestampUnit::Rfc1123 => "rfc1123",
         }
     }
 }
@@ -932,6 +937,12 @@ fn format_timestamp(now: SystemTime, unit: TimestampUnit) -> Result<String, Stri
                 .map_err(|_| "the clock is past what RFC 3339 can write".to_string())?;
             text
         }
+        TimestampUnit::Rfc1123 => {
+            let mut text = String::new();
+            write!(text, "{}", httpdate::HttpDate::from(now))
+                .map_err(|_| "the clock is past what an HTTP date can write".to_string())?;
+            text
+        }
     })
 }
 
@@ -950,13 +961,55 @@ pub fn parse_timestamp_ms(raw: &str, unit: TimestampUnit) -> Option<i128> {
         TimestampUnit::Seconds => parse_digits(raw, 10).map(|s| s * 1000),
         TimestampUnit::Milliseconds => parse_digits(raw, 13),
         TimestampUnit::Rfc3339 => {
-            if !rfc3339_shape(raw.as_bytes()) {
+            let (local, offset_ms) = rfc3339_offset(raw)?;
+            if !rfc3339_shape(local.as_bytes()) {
                 return None;
             }
-            let t = humantime::parse_rfc3339_weak(raw).ok()?;
+            let t = humantime::parse_rfc3339_weak(local).ok()?;
+            Some(t.duration_since(UNIX_EPOCH).ok()?.as_millis() as i128 - offset_ms)
+        }
+        TimestampUnit::Rfc1123 => {
+            // Only IMF-fixdate, written exactly as it is written back: the obsolete RFC 850
+            // and asctime forms httpdate also reads would be a second text for one instant.
+            let t = httpdate::parse_http_date(raw).ok()?;
+            if httpdate::fmt_http_date(t) != raw {
+                return None;
+            }
             Some(t.duration_since(UNIX_EPOCH).ok()?.as_millis() as i128)
         }
     }
+}
+
+/// Splits a `+HH:MM` or `-HH:MM` offset off an RFC 3339 text: the local date-time and the
+/// offset in milliseconds (0 for `Z` or no zone, which stay on the text).
+fn rfc3339_offset(raw: &str) -> Option<(&str, i128)> {
+    let b = raw.as_bytes();
+    if b.len() < 6 {
+        return Some((raw, 0));
+    }
+    let (local, zone) = raw.split_at(raw.len() - 6);
+    let z = zone.as_bytes();
+    let sign = match z[0] {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return Some((raw, 0)),
+    };
+    let digits = |i: usize| -> Option<i128> {
+        let (a, b) = (z[i], z[i + 1]);
+        (a.is_ascii_digit() && b.is_ascii_digit()).then(|| i128::from((a - b'0') * 10 + (b - b'0')))
+    };
+    if z[3] != b':' {
+        return None;
+    }
+    let (hours, minutes) = (digits(1)?, digits(4)?);
+    if hours > 23 || minutes > 59 {
+        return None;
+    }
+    // `Z` and an offset together is no form at all.
+    if local.ends_with('Z') {
+        return None;
+    }
+    Some((local, sign * (hours * 60 + minutes) * 60_000))
 }
 
 /// `YYYY-MM-DDTHH:MM:SS[.fraction][Z]`, byte by byte (`T` or one space between date and

@@ -691,6 +691,39 @@ fn a_timestamp_is_read_only_in_its_canonical_form() {
         ("2025-11-23T07:59:30.+\u{349}Z", Rfc3339, None),
         ("2025-11-23T07:59:30.1234567890Z", Rfc3339, None),
         ("2025-11-23T07:59:30ZZ", Rfc3339, None),
+        // Offsets (Orb, Box): the same instant.
+        (
+            "2025-11-23T08:59:30+01:00",
+            Rfc3339,
+            Some(1_763_884_770_000),
+        ),
+        (
+            "2025-11-23T02:59:30.250-05:00",
+            Rfc3339,
+            Some(1_763_884_770_250),
+        ),
+        (
+            "2025-11-23T07:59:30+00:00",
+            Rfc3339,
+            Some(1_763_884_770_000),
+        ),
+        ("2025-11-23T07:59:30Z+00:00", Rfc3339, None),
+        ("2025-11-23T07:59:30+0100", Rfc3339, None),
+        ("2025-11-23T07:59:30+24:00", Rfc3339, None),
+        ("2025-11-23T07:59:30+01:60", Rfc3339, None),
+        ("2025-11-23T07:59:30+1:000", Rfc3339, None),
+        // HTTP dates: IMF-fixdate only, as written back.
+        (
+            "Sun, 23 Nov 2025 07:59:30 GMT",
+            Rfc1123,
+            Some(1_763_884_770_000),
+        ),
+        ("Sunday, 23-Nov-25 07:59:30 GMT", Rfc1123, None),
+        ("Sun Nov 23 07:59:30 2025", Rfc1123, None),
+        ("Sun, 23 Nov 2025 07:59:30 UTC", Rfc1123, None),
+        ("Mon, 23 Nov 2025 07:59:30 GMT", Rfc1123, None),
+        (" Sun, 23 Nov 2025 07:59:30 GMT", Rfc1123, None),
+        ("Sun, 23 Nov 2025 7:59:30 GMT", Rfc1123, None),
     ];
     for (raw, unit, want) in cases {
         assert_eq!(parse_timestamp_ms(raw, *unit), *want, "{raw:?} as {unit:?}");
@@ -1079,4 +1112,32 @@ fn base64url_signatures_are_read_with_or_without_padding() {
         )))
     );
     assert_eq!(sig_of(&s, &HeaderMap::new(), body).unwrap(), unpadded);
+}
+
+#[test]
+fn an_http_date_timestamp_is_signed_and_checked_in_its_window() {
+    // Klaviyo's shape: the body then an RFC 1123 timestamp header.
+    let s = yaml_scheme(
+        "{ signature: { header: klaviyo-signature }, message: [body, { header: klaviyo-timestamp }], \
+         timestamp: { header: klaviyo-timestamp, unit: rfc1123, tolerance: 5m }, secret: \"${SECRET}\" }",
+        "k",
+    );
+    let now = UNIX_EPOCH + Duration::from_secs(1_763_884_770);
+    let mut h = one_header("klaviyo-timestamp", "Sun, 23 Nov 2025 07:59:30 GMT");
+    let sig = sig_of(&s, &h, b"{}").unwrap();
+    h.insert("klaviyo-signature", sig.parse().unwrap());
+    assert_eq!(check(&s, &h, b"{}", now), Ok(0));
+    assert_eq!(
+        check(&s, &h, b"{}", now + Duration::from_secs(301)),
+        Err(VerifyError::StaleTimestamp)
+    );
+    // The obsolete RFC 850 form of the same instant is another text: malformed.
+    h.insert(
+        "klaviyo-timestamp",
+        "Sunday, 23-Nov-25 07:59:30 GMT".parse().unwrap(),
+    );
+    assert_eq!(
+        check(&s, &h, b"{}", now),
+        Err(VerifyError::MalformedTimestamp)
+    );
 }

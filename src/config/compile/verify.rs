@@ -397,7 +397,7 @@ fn compile_timestamp(
         Some(u) => TimestampUnit::parse(u).or_else(|| {
             r.error(
                 format!("{loc}.unit"),
-                format!("unknown unit `{u}`; use seconds, milliseconds or rfc3339"),
+                format!("unknown unit `{u}`; use seconds, milliseconds, rfc3339 or rfc1123"),
             );
             None
         }),
