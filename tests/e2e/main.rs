@@ -9,6 +9,7 @@ mod crash;
 mod deploy_kit;
 mod docs;
 mod drain;
+mod engine;
 mod fuzz_corpus;
 mod hostile;
 mod https_upstream;
