@@ -1897,6 +1897,84 @@ fn custom_messages_with_adjacent_variable_parts_are_warned() {
         ),
         ["routes[0] (r).verify.message[0..2]"]
     );
+    // An optional group is bounded by its own first and last parts.
+    assert!(warned(
+        "signature: { header: x-sig }, message: [{ optional: [{ literal: \"id:\" }, { query: id }, \
+         { literal: \";\" }] }, body]"
+    )
+    .is_empty());
+    assert_eq!(
+        warned(
+            "signature: { header: x-sig }, message: [{ optional: [{ literal: \"id:\" }, \
+             { query: id }] }, { json: /a }, { literal: \".\" }, body]"
+        ),
+        ["routes[0] (r).verify.message[0..1]"]
+    );
+}
+
+#[test]
+fn new_message_parts_compile_and_bad_ones_are_located_errors() {
+    let secret = "secret: \"${LAHZA_SECRET}\"";
+    let loaded = ok(&verified(&format!(
+        "signature: {{ header: x-sig }}, message: [method, {{ literal: \" \" }}, path_and_query, \
+         {{ literal: \"|\" }}, query_sorted, {{ literal: \"|\" }}, {{ form: f }}, {{ literal: \"|\" }}, \
+         {{ json: a/b }}, {{ literal: \"|\" }}, body_sha256_hex], {secret}"
+    )));
+    let parts = &scheme(&loaded, "r").message;
+    assert_eq!(parts[0], Part::Method);
+    assert_eq!(
+        parts[8],
+        Part::Json("/a/b".into()),
+        "a bare name is a pointer from the root"
+    );
+    assert_eq!(
+        parts[10],
+        Part::BodyDigest(crate::scheme::BodyDigest::Sha256Hex),
+        "the body's SHA-256 covers it"
+    );
+    let cases = [
+        (
+            "message: [{ json: \"\" }, body]",
+            "message[0].json",
+            "empty field name",
+        ),
+        (
+            "message: [{ query: \"\" }, body]",
+            "message[0]",
+            "empty query parameter name",
+        ),
+        (
+            "message: [{ optional: [] }, body]",
+            "message[0]",
+            "at least one part",
+        ),
+        (
+            "message: [{ optional: [body] }]",
+            "message[0].optional[0]",
+            "cannot be optional",
+        ),
+        (
+            "message: [{ optional: [{ optional: [method] }] }, body]",
+            "message[0].optional[0]",
+            "cannot hold another",
+        ),
+        (
+            "message: [body_crc32]",
+            "message",
+            "a CRC-32 can be matched by anyone",
+        ),
+        ("message: [{ jsn: /a }, body]", "", "unknown message part"),
+    ];
+    for (message, location, text) in cases {
+        let errs = errors(&verified(&format!(
+            "signature: {{ header: x-sig }}, {message}, {secret}"
+        )));
+        assert!(
+            errs.iter()
+                .any(|e| e.location.ends_with(location) && e.message.contains(text)),
+            "{message}: {errs:?}"
+        );
+    }
 }
 
 #[test]

@@ -518,8 +518,16 @@ fn warn_adjacent_parts(scheme: &Scheme, loc: &str, r: &mut Report) {
     for pair in parts.windows(2) {
         let [(i, a), (j, b)] = pair else { continue };
         let (i, a, b) = (*i, *a, *b);
-        let variable = |p: &Part| !matches!(p, Part::Literal(_));
-        if variable(a) && variable(b) && !fixed_length(a) && !fixed_length(b) {
+        // An optional group is bounded by its own first and last parts.
+        let edge = |p: &'_ Part, last: bool| -> bool {
+            let p = match p {
+                Part::Optional(inner) if last => inner.last(),
+                Part::Optional(inner) => inner.first(),
+                other => Some(other),
+            };
+            p.is_some_and(|p| !matches!(p, Part::Literal(_)) && !fixed_length(p))
+        };
+        if edge(a, true) && edge(b, false) {
             r.warn(
                 format!("{loc}.message[{i}..{j}]"),
                 format!(
