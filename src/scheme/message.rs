@@ -174,15 +174,7 @@ fn feed_one(
         Part::Method => sink(req.method.as_str().as_bytes()),
         Part::Path => sink(path(req.path_and_query).as_bytes()),
         Part::PathAndQuery => sink(req.path_and_query.as_bytes()),
-        Part::QuerySorted => {
-            let mut params: Vec<_> =
-                form_urlencoded::parse(query(req.path_and_query).as_bytes()).collect();
-            params.sort();
-            let text = form_urlencoded::Serializer::new(String::new())
-                .extend_pairs(params)
-                .finish();
-            sink(text.as_bytes());
-        }
+        Part::QuerySorted => sink(query_sorted(req.path_and_query).as_bytes()),
         Part::Query(name) => {
             let value = one_param(query(req.path_and_query).as_bytes(), name, "query")?;
             sink(value.as_bytes());
@@ -194,29 +186,8 @@ fn feed_one(
             let value = one_param(req.body.contiguous(), name, "form field")?;
             sink(value.as_bytes());
         }
-        Part::Json(pointer) => {
-            let doc = req.json()?;
-            let value = doc
-                .pointer(pointer)
-                .ok_or_else(|| VerifyError::MissingField(format!("JSON field {pointer}")))?;
-            let text = json::render(value)
-                .ok_or_else(|| VerifyError::AmbiguousField(format!("JSON field {pointer}")))?;
-            sink(text.as_bytes());
-        }
-        Part::BodyDigest(BodyDigest::Sha256Hex) => {
-            let mut hasher = sha2::Sha256::new();
-            for chunk in req.body.chunks() {
-                hasher.update(chunk);
-            }
-            sink(hex::encode(hasher.finalize()).as_bytes());
-        }
-        Part::BodyDigest(BodyDigest::Crc32Decimal) => {
-            let mut hasher = crc32fast::Hasher::new();
-            for chunk in req.body.chunks() {
-                hasher.update(chunk);
-            }
-            sink(hasher.finalize().to_string().as_bytes());
-        }
+        Part::Json(pointer) => sink(json_field(req, pointer)?.as_bytes()),
+        Part::BodyDigest(digest) => sink(body_digest(*digest, req.body).as_bytes()),
         Part::Optional(parts) => {
             let mut group = Vec::new();
             match feed(parts, src, &mut |b| group.extend_from_slice(b)) {
@@ -227,6 +198,46 @@ fn feed_one(
         }
     }
     Ok(())
+}
+
+/// The query's parameters, decoded, sorted, and written again (form-urlencoded).
+fn query_sorted(path_and_query: &str) -> String {
+    let mut params: Vec<_> = form_urlencoded::parse(query(path_and_query).as_bytes()).collect();
+    params.sort();
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish()
+}
+
+/// A JSON field's one text, from the body's strict parse.
+fn json_field(req: &RequestView<'_>, pointer: &str) -> Result<String, VerifyError> {
+    let value = req
+        .json()?
+        .pointer(pointer)
+        .ok_or_else(|| VerifyError::MissingField(format!("JSON field {pointer}")))?;
+    json::render(value)
+        .map(|text| text.into_owned())
+        .ok_or_else(|| VerifyError::AmbiguousField(format!("JSON field {pointer}")))
+}
+
+/// The body's digest, as the sender writes it.
+fn body_digest(digest: BodyDigest, body: &crate::body::RawBody) -> String {
+    match digest {
+        BodyDigest::Sha256Hex => {
+            let mut hasher = sha2::Sha256::new();
+            for chunk in body.chunks() {
+                hasher.update(chunk);
+            }
+            hex::encode(hasher.finalize())
+        }
+        BodyDigest::Crc32Decimal => {
+            let mut hasher = crc32fast::Hasher::new();
+            for chunk in body.chunks() {
+                hasher.update(chunk);
+            }
+            hasher.finalize().to_string()
+        }
+    }
 }
 
 /// The path of a `path?query`.

@@ -401,6 +401,9 @@ impl JsonBody {
     }
 }
 
+/// What `sign` stamps: the headers it set, and signature-header entries (name, value).
+type Stamp = (Vec<HeaderName>, Vec<(String, String)>);
+
 /// The signature header, split: candidate signatures (still encoded) and, for structured
 /// headers, every `name -> value` entry.
 struct SignatureHeader<'a> {
@@ -565,22 +568,7 @@ impl Scheme {
         now: SystemTime,
         private_key: Option<&SigningKey>,
     ) -> Result<Vec<HeaderName>, String> {
-        let mut set = Vec::new();
-        let mut entries: Vec<(String, String)> = Vec::new();
-        if let Some(ts) = &self.timestamp {
-            let value = format_timestamp(now, ts.unit)?;
-            match &ts.source {
-                TimestampSource::Header(name) if !headers.contains_key(name) => {
-                    headers.insert(
-                        name.clone(),
-                        HeaderValue::from_str(&value).map_err(|e| e.to_string())?,
-                    );
-                    set.push(name.clone());
-                }
-                TimestampSource::SignatureEntry(key) => entries.push((key.clone(), value)),
-                _ => {}
-            }
-        }
+        let (mut set, mut entries) = self.stamp(headers, now)?;
         let header = SignatureHeader {
             candidates: Vec::new(),
             entries: entries
@@ -639,6 +627,28 @@ impl Scheme {
         );
         set.push(self.signature.header.clone());
         Ok(set)
+    }
+
+    /// A fresh timestamp for `sign`: set as its header (returned in the headers set) when the
+    /// scheme reads one and it is absent, or returned as a signature-header entry.
+    fn stamp(&self, headers: &mut HeaderMap, now: SystemTime) -> Result<Stamp, String> {
+        let (mut set, mut entries) = (Vec::new(), Vec::new());
+        let Some(ts) = &self.timestamp else {
+            return Ok((set, entries));
+        };
+        let value = format_timestamp(now, ts.unit)?;
+        match &ts.source {
+            TimestampSource::Header(name) if !headers.contains_key(name) => {
+                headers.insert(
+                    name.clone(),
+                    HeaderValue::from_str(&value).map_err(|e| e.to_string())?,
+                );
+                set.push(name.clone());
+            }
+            TimestampSource::SignatureEntry(key) => entries.push((key.clone(), value)),
+            _ => {}
+        }
+        Ok((set, entries))
     }
 
     /// The scheme as YAML-like text for `hookgate check --expand`; keys shown by count only.
