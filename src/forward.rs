@@ -292,8 +292,7 @@ fn kept_when_named(route: &Route) -> Vec<HeaderName> {
     let mut names = vec![XFF, XFP, XFH];
     names.extend(CLIENT_ADDRESS_CLAIMS);
     if let Some(scheme) = &route.scheme {
-        names.push(scheme.signature.header.clone());
-        names.extend(scheme.signature.also.iter().cloned());
+        names.extend(scheme.signature.source.headers().into_iter().cloned());
         names.extend(scheme.headers_read().cloned());
     }
     if let Some(crate::model::ReplayPolicy {

@@ -342,6 +342,9 @@ pub struct RawVerify {
     pub message: Option<Vec<RawPart>>,
     pub timestamp: Option<RawTimestamp>,
     pub body_hash_param: Option<String>,
+    /// `false`: the sender signs fields, not the body (Mailgun, Adyen); the rest of the body
+    /// is not checked. Reported as weaker; the default is `true` (the message must cover it).
+    pub body_signed: Option<bool>,
     /// How key strings become key bytes (`KeyEncoding::ALL`: raw, base64, hex, ...).
     pub key_encoding: Option<String>,
     pub secret: Option<String>,
@@ -366,11 +369,92 @@ impl RawVerify {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSignature {
-    /// One header name, or several the signature may arrive under (exactly one present).
+    /// One header name, or several the signature may arrive under (exactly one present) ...
     pub header: Option<OneOrMany>,
+    /// ... or several headers, each present one a candidate (Box's primary and secondary) ...
+    pub headers: Option<Vec<String>>,
+    /// ... or numbered headers `{prefix}1` to `{prefix}{max}` (DocuSign) ...
+    pub numbered: Option<RawNumbered>,
+    /// ... or a query parameter, a form field or a JSON field of the body.
+    pub query: Option<String>,
+    pub form: Option<String>,
+    pub json: Option<String>,
     pub prefix: Option<String>,
     pub encoding: Option<OneOrMany>,
     pub entries: Option<RawEntries>,
+    /// A positional list: `{first},{sig},{sig}` (Recurly).
+    pub list: Option<RawList>,
+}
+
+impl RawSignature {
+    /// Whether this block names where the signature is (its own source).
+    fn has_source(&self) -> bool {
+        self.header.is_some()
+            || self.headers.is_some()
+            || self.numbered.is_some()
+            || self.query.is_some()
+            || self.form.is_some()
+            || self.json.is_some()
+    }
+
+    /// The block as the file writes it (`check --expand`).
+    pub fn to_yaml(&self) -> serde_yaml::Value {
+        let s = self;
+        yaml_map([
+            ("header", s.header.as_ref().map(OneOrMany::to_yaml)),
+            ("headers", s.headers.as_deref().map(yaml_list)),
+            (
+                "numbered",
+                s.numbered.as_ref().map(|n| {
+                    yaml_map([
+                        ("prefix", Some(yaml_str(&n.prefix))),
+                        ("max", Some(serde_yaml::Value::from(n.max))),
+                    ])
+                }),
+            ),
+            ("query", s.query.as_deref().map(yaml_str)),
+            ("form", s.form.as_deref().map(yaml_str)),
+            ("json", s.json.as_deref().map(yaml_str)),
+            ("prefix", s.prefix.as_deref().map(yaml_str)),
+            ("encoding", s.encoding.as_ref().map(OneOrMany::to_yaml)),
+            (
+                "entries",
+                s.entries.as_ref().map(|e| {
+                    yaml_map([
+                        ("separator", Some(yaml_str(&e.separator))),
+                        ("assign", Some(yaml_str(&e.assign))),
+                        ("key", Some(yaml_str(&e.key))),
+                    ])
+                }),
+            ),
+            (
+                "list",
+                s.list.as_ref().map(|l| {
+                    yaml_map([
+                        ("separator", Some(yaml_str(&l.separator))),
+                        ("first", Some(yaml_str(&l.first))),
+                    ])
+                }),
+            ),
+        ])
+    }
+}
+
+/// `numbered: { prefix: X-DocuSign-Signature-, max: 100 }`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNumbered {
+    pub prefix: String,
+    pub max: u32,
+}
+
+/// `list: { separator: ",", first: t }`: the first item is the entry `first`, every other
+/// item a signature.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawList {
+    pub separator: String,
+    pub first: String,
 }
 
 /// A structured signature header: `{ separator: ",", assign: "=", key: v1 }`.
@@ -530,11 +614,21 @@ impl RawVerify {
         RawVerify {
             preset: self.preset.or(base.preset),
             algorithm: self.algorithm.or(base.algorithm),
-            signature: merge(self.signature, base.signature, |o, b| RawSignature {
-                header: o.header.or(b.header),
-                prefix: o.prefix.or(b.prefix),
-                encoding: o.encoding.or(b.encoding),
-                entries: o.entries.or(b.entries),
+            signature: merge(self.signature, base.signature, |o, b| {
+                // A different source replaces the preset's source entirely.
+                let src = if o.has_source() { &o } else { &b };
+                RawSignature {
+                    header: src.header.clone(),
+                    headers: src.headers.clone(),
+                    numbered: src.numbered.clone(),
+                    query: src.query.clone(),
+                    form: src.form.clone(),
+                    json: src.json.clone(),
+                    prefix: o.prefix.or(b.prefix),
+                    encoding: o.encoding.or(b.encoding),
+                    entries: o.entries.or(b.entries),
+                    list: o.list.or(b.list),
+                }
             }),
             message: self.message.or(base.message),
             timestamp: merge(self.timestamp, base.timestamp, |o, b| {
@@ -556,6 +650,7 @@ impl RawVerify {
                 }
             }),
             body_hash_param: self.body_hash_param.or(base.body_hash_param),
+            body_signed: self.body_signed.or(base.body_signed),
             key_encoding: self.key_encoding.or(base.key_encoding),
             secret,
             secret_file,
@@ -663,23 +758,7 @@ impl RawVerify {
             ("algorithm", self.algorithm.as_deref().map(yaml_str)),
             (
                 "signature",
-                self.signature.as_ref().map(|s| {
-                    yaml_map([
-                        ("header", s.header.as_ref().map(OneOrMany::to_yaml)),
-                        ("prefix", s.prefix.as_deref().map(yaml_str)),
-                        ("encoding", s.encoding.as_ref().map(OneOrMany::to_yaml)),
-                        (
-                            "entries",
-                            s.entries.as_ref().map(|e| {
-                                yaml_map([
-                                    ("separator", Some(yaml_str(&e.separator))),
-                                    ("assign", Some(yaml_str(&e.assign))),
-                                    ("key", Some(yaml_str(&e.key))),
-                                ])
-                            }),
-                        ),
-                    ])
-                }),
+                self.signature.as_ref().map(RawSignature::to_yaml),
             ),
             (
                 "message",
@@ -706,6 +785,7 @@ impl RawVerify {
                     ])
                 }),
             ),
+            ("body_signed", self.body_signed.map(serde_yaml::Value::Bool)),
             (
                 "body_hash_param",
                 self.body_hash_param.as_deref().map(yaml_str),

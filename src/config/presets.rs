@@ -591,7 +591,7 @@ fn plain(algorithm: &str, header: &str, prefix: &str, encodings: &[&str]) -> Raw
             encoding: Some(OneOrMany::Many(
                 encodings.iter().map(|e| e.to_string()).collect(),
             )),
-            entries: None,
+            ..RawSignature::default()
         }),
         message: Some(vec![RawPart::Body]),
         ..RawVerify::default()
@@ -618,6 +618,7 @@ fn structured(
                 assign: assign.into(),
                 key: key.into(),
             }),
+            ..RawSignature::default()
         }),
         ..RawVerify::default()
     }

@@ -114,7 +114,7 @@ pub(super) struct Source<'s, 'a> {
     pub req: &'s RequestView<'a>,
     pub entry: &'s dyn Fn(&str) -> Option<&'a str>,
     pub public_url: Option<&'s str>,
-    pub signature_header: &'s HeaderName,
+    pub signature: &'s super::SignatureSource,
 }
 
 /// Feeds `parts`, in order, to `sink`.
@@ -151,7 +151,7 @@ fn feed_one(
         }
         Part::SignatureEntry(name) => {
             let value = (src.entry)(name)
-                .ok_or_else(|| VerifyError::MalformedSignature(src.signature_header.clone()))?;
+                .ok_or_else(|| VerifyError::MalformedSignature(src.signature.describe()))?;
             sink(value.as_bytes());
         }
         Part::Url => {
@@ -300,7 +300,10 @@ mod tests {
             req: &req,
             entry: &|_| None,
             public_url: Some("https://hooks.example.com"),
-            signature_header: &HeaderName::from_static("x-signature"),
+            signature: &crate::scheme::SignatureSource::Header {
+                name: HeaderName::from_static("x-signature"),
+                also: Vec::new(),
+            },
         };
         let mut out = Vec::new();
         feed(parts, &source, &mut |b| out.extend_from_slice(b))?;

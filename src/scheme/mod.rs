@@ -19,9 +19,12 @@
 pub mod json;
 pub mod keys;
 pub mod message;
+pub mod signature;
 
 pub use keys::{KeyEncoding, Keys, SigningKey};
 pub use message::{BodyDigest, Part};
+use signature::Found;
+pub use signature::{Entries, List, SignatureSource, SignatureSpec};
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -196,34 +199,6 @@ pub(crate) const BASE64: base64::engine::GeneralPurpose = base64::engine::Genera
         .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
 );
 
-/// Where the signature is found and how it is written.
-#[derive(Clone, Debug)]
-pub struct SignatureSpec {
-    /// The header the signature arrives in (and `sign` writes).
-    pub header: HeaderName,
-    /// Other names the same header may arrive under (Shopify's Events deliveries drop the
-    /// `X-` prefix). Exactly one of `header` and these may be present.
-    pub also: Vec<HeaderName>,
-    /// Text that must precede the encoded signature (e.g. `sha256=`); matched exactly. Not
-    /// used with `entries`.
-    pub prefix: String,
-    /// Accepted encodings; the first one is used when signing.
-    pub encodings: Vec<Encoding>,
-    /// `Some`: the header is a list of entries rather than one signature.
-    pub entries: Option<Entries>,
-}
-
-/// A structured signature header: entries split by `separator`, each `name<assign>value`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Entries {
-    /// Between entries: `,` (Stripe), `;` (Paddle), ` ` (Standard Webhooks).
-    pub separator: String,
-    /// Between an entry's name and value: `=` or `,`.
-    pub assign: String,
-    /// Name of the entries that hold signatures (`v1`, `h1`); others are ignored.
-    pub key: String,
-}
-
 /// Where a timestamp is read from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TimestampSource {
@@ -300,6 +275,9 @@ pub struct Scheme {
     /// Query parameter holding the hex SHA-256 of the body (Twilio's `bodySHA256`), which then
     /// must match; a non-form body without it is refused as unsigned.
     pub body_hash_param: Option<String>,
+    /// `false` (`body_signed: false`): the sender signs fields, not the body; what else the
+    /// body holds is not checked.
+    pub body_signed: bool,
     pub keys: Keys,
 }
 
@@ -313,6 +291,7 @@ impl fmt::Debug for Scheme {
             .field("timestamp", &self.timestamp)
             .field("public_url", &self.public_url)
             .field("body_hash_param", &self.body_hash_param)
+            .field("body_signed", &self.body_signed)
             .field("keys", &self.keys.len())
             .finish()
     }
@@ -321,10 +300,11 @@ impl fmt::Debug for Scheme {
 /// Why a request failed verification. Each maps to one refusal (401) with its own metric label.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
-    #[error("missing signature header {0}")]
-    MissingSignature(HeaderName),
-    #[error("malformed signature header {0}")]
-    MalformedSignature(HeaderName),
+    /// Where: `header x-sig`, `query parameter sig`, ...
+    #[error("missing signature {0}")]
+    MissingSignature(String),
+    #[error("malformed signature {0}")]
+    MalformedSignature(String),
     #[error("signature does not match")]
     Mismatch,
     #[error("missing header {0} (part of the signed message)")]
@@ -381,9 +361,9 @@ pub struct RequestView<'a> {
     pub json: &'a JsonBody,
 }
 
-impl RequestView<'_> {
+impl<'a> RequestView<'a> {
     /// The body as strict JSON (`json.rs`), parsed on first use.
-    pub fn json(&self) -> Result<&serde_json::Value, VerifyError> {
+    pub fn json(&self) -> Result<&'a serde_json::Value, VerifyError> {
         self.json.get(self.body)
     }
 }
@@ -393,7 +373,10 @@ impl RequestView<'_> {
 pub struct JsonBody(std::sync::OnceLock<Result<serde_json::Value, json::NotStrictJson>>);
 
 impl JsonBody {
-    fn get(&self, body: &crate::body::RawBody) -> Result<&serde_json::Value, VerifyError> {
+    fn get<'a>(
+        &'a self,
+        body: &crate::body::RawBody,
+    ) -> Result<&'a serde_json::Value, VerifyError> {
         self.0
             .get_or_init(|| json::parse_strict(body.contiguous()))
             .as_ref()
@@ -403,22 +386,6 @@ impl JsonBody {
 
 /// What `sign` stamps: the headers it set, and signature-header entries (name, value).
 type Stamp = (Vec<HeaderName>, Vec<(String, String)>);
-
-/// The signature header, split: candidate signatures (still encoded) and, for structured
-/// headers, every `name -> value` entry.
-struct SignatureHeader<'a> {
-    candidates: Vec<&'a str>,
-    entries: Vec<(&'a str, &'a str)>,
-}
-
-impl<'a> SignatureHeader<'a> {
-    fn entry(&self, name: &str) -> Option<&'a str> {
-        self.entries
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| *v)
-    }
-}
 
 impl Scheme {
     pub fn secret_count(&self) -> usize {
@@ -486,7 +453,7 @@ impl Scheme {
     /// Verifies a request: signature header well-formed, timestamp (if any) inside its window
     /// relative to `now`, body covered, and the signature valid under one of the keys.
     pub fn verify(&self, req: &RequestView<'_>, now: SystemTime) -> Result<Verified, VerifyError> {
-        let header = self.read_signature_header(req.headers)?;
+        let header = self.signature.read(req, &|k| self.reads_entry(k))?;
         for name in self.headers_read() {
             if req.headers.get_all(name).iter().nth(1).is_some() {
                 return Err(VerifyError::RepeatedHeader(name.clone()));
@@ -568,8 +535,14 @@ impl Scheme {
         now: SystemTime,
         private_key: Option<&SigningKey>,
     ) -> Result<Vec<HeaderName>, String> {
+        let Some(target) = self.signature.source.sign_header().cloned() else {
+            return Err(format!(
+                "`hookgate sign` writes signatures to headers; this scheme reads it from the {}",
+                self.signature.source.describe()
+            ));
+        };
         let (mut set, mut entries) = self.stamp(headers, now)?;
-        let header = SignatureHeader {
+        let header = Found {
             candidates: Vec::new(),
             entries: entries
                 .iter()
@@ -610,9 +583,29 @@ impl Scheme {
             }
         };
         let encoded = self.signature.encodings[0].encode(&raw);
-        let value = match &self.signature.entries {
-            None => format!("{}{}", self.signature.prefix, encoded),
-            Some(e) => {
+        let value = self.signature_value(encoded, &mut entries);
+        headers.insert(
+            target.clone(),
+            HeaderValue::from_str(&value).map_err(|e| e.to_string())?,
+        );
+        set.push(target);
+        Ok(set)
+    }
+
+    /// The signature header's value as a sender writes it: after the prefix, among the
+    /// entries, or after the list's first item.
+    fn signature_value(&self, encoded: String, entries: &mut Vec<(String, String)>) -> String {
+        match (&self.signature.entries, &self.signature.list) {
+            (_, Some(list)) => {
+                let first = entries
+                    .iter()
+                    .find(|(k, _)| *k == list.first)
+                    .map(|(_, v)| v.as_str())
+                    .unwrap_or_default();
+                format!("{first}{}{encoded}", list.separator)
+            }
+            (None, None) => format!("{}{}", self.signature.prefix, encoded),
+            (Some(e), None) => {
                 entries.push((e.key.clone(), encoded));
                 entries
                     .iter()
@@ -620,13 +613,7 @@ impl Scheme {
                     .collect::<Vec<_>>()
                     .join(&e.separator)
             }
-        };
-        headers.insert(
-            self.signature.header.clone(),
-            HeaderValue::from_str(&value).map_err(|e| e.to_string())?,
-        );
-        set.push(self.signature.header.clone());
-        Ok(set)
+        }
     }
 
     /// A fresh timestamp for `sign`: set as its header (returned in the headers set) when the
@@ -661,64 +648,9 @@ impl Scheme {
         describe(self, indent)
     }
 
-    fn read_signature_header<'h>(
-        &self,
-        headers: &'h HeaderMap,
-    ) -> Result<SignatureHeader<'h>, VerifyError> {
-        let spec = &self.signature;
-        let malformed = || VerifyError::MalformedSignature(spec.header.clone());
-        let mut values = std::iter::once(&spec.header)
-            .chain(&spec.also)
-            .flat_map(|name| headers.get_all(name).iter());
-        let value = values
-            .next()
-            .ok_or_else(|| VerifyError::MissingSignature(spec.header.clone()))?;
-        // Two signature headers (or one under two names) are ambiguous; a sender never sends
-        // that.
-        if values.next().is_some() {
-            return Err(malformed());
-        }
-        let text = value.to_str().map_err(|_| malformed())?;
-        match &spec.entries {
-            None => Ok(SignatureHeader {
-                candidates: vec![text
-                    .strip_prefix(spec.prefix.as_str())
-                    .ok_or_else(malformed)?],
-                entries: Vec::new(),
-            }),
-            Some(e) => {
-                let mut entries = Vec::new();
-                for entry in text.split(e.separator.as_str()).map(str::trim) {
-                    if entry.is_empty() {
-                        continue;
-                    }
-                    let (k, v) = entry.split_once(e.assign.as_str()).ok_or_else(malformed)?;
-                    let k = k.trim();
-                    // Several signatures may be listed (rotation, other versions), but an
-                    // entry the scheme reads (a timestamp, a signed entry) given twice could
-                    // mean one thing here and another to the app: `t=NOW,v1=..,t=1` is
-                    // malformed.
-                    if self.reads_entry(k) && entries.iter().any(|(seen, _)| *seen == k) {
-                        return Err(malformed());
-                    }
-                    entries.push((k, v.trim()));
-                }
-                let candidates = entries
-                    .iter()
-                    .filter(|(k, _)| *k == e.key)
-                    .map(|(_, v)| *v)
-                    .collect();
-                Ok(SignatureHeader {
-                    candidates,
-                    entries,
-                })
-            }
-        }
-    }
-
     /// Decodes every candidate under every accepted encoding, keeping only decodings of a
     /// shape the algorithm can produce. None left: the header is malformed.
-    fn decode_candidates(&self, header: &SignatureHeader<'_>) -> Result<Vec<Vec<u8>>, VerifyError> {
+    fn decode_candidates(&self, header: &Found<'_>) -> Result<Vec<Vec<u8>>, VerifyError> {
         let mut out = Vec::new();
         for candidate in &header.candidates {
             if self.algorithm == Algorithm::Token {
@@ -735,7 +667,7 @@ impl Scheme {
         }
         if out.is_empty() || out.iter().all(|c| c.is_empty()) {
             return Err(VerifyError::MalformedSignature(
-                self.signature.header.clone(),
+                self.signature.source.describe(),
             ));
         }
         Ok(out)
@@ -778,14 +710,14 @@ impl Scheme {
     fn feed(
         &self,
         req: &RequestView<'_>,
-        header: &SignatureHeader<'_>,
+        header: &Found<'_>,
         sink: &mut dyn FnMut(&[u8]),
     ) -> Result<(), VerifyError> {
         let source = message::Source {
             req,
             entry: &|name| header.entry(name),
             public_url: self.public_url.as_deref(),
-            signature_header: &self.signature.header,
+            signature: &self.signature.source,
         };
         message::feed(&self.message, &source, sink)
     }
@@ -794,7 +726,7 @@ impl Scheme {
     fn message_bytes(
         &self,
         req: &RequestView<'_>,
-        header: &SignatureHeader<'_>,
+        header: &Found<'_>,
     ) -> Result<Vec<u8>, VerifyError> {
         let mut message = Vec::with_capacity(req.body.len() + 64);
         self.feed(req, header, &mut |b| message.extend_from_slice(b))?;
@@ -814,25 +746,36 @@ fn describe(scheme: &Scheme, indent: &str) -> String {
     } = scheme;
     let encodings: Vec<&str> = signature.encodings.iter().map(|e| e.name()).collect();
     let parts: Vec<String> = message.iter().map(Part::describe).collect();
-    let location = match &signature.entries {
-        None => format!("prefix: {:?}", signature.prefix),
-        Some(e) => format!(
+    let layout = match (&signature.entries, &signature.list) {
+        (_, Some(l)) => format!(
+            "list: {{ separator: {:?}, first: {} }}",
+            l.separator, l.first
+        ),
+        (None, None) => format!("prefix: {:?}", signature.prefix),
+        (Some(e), None) => format!(
             "entries: {{ separator: {:?}, assign: {:?}, key: {} }}",
             e.separator, e.assign, e.key
         ),
     };
+    let names = |names: &[&HeaderName]| {
+        let names: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
+        format!("[{}]", names.join(", "))
+    };
+    let source = match &signature.source {
+        SignatureSource::Header { name, also } if also.is_empty() => format!("header: {name}"),
+        SignatureSource::Header { .. } => {
+            format!("header: {}", names(&signature.source.headers()))
+        }
+        SignatureSource::EachHeader(_) => {
+            format!("headers: {}", names(&signature.source.headers()))
+        }
+        SignatureSource::Query(q) => format!("query: {q}"),
+        SignatureSource::Form(f) => format!("form: {f}"),
+        SignatureSource::Json(p) => format!("json: {p}"),
+    };
     let mut out = format!(
-        "{indent}algorithm: {}\n{indent}signature: {{ header: {}, {location}, encoding: [{}] }}\n{indent}message: [{}]\n",
+        "{indent}algorithm: {}\n{indent}signature: {{ {source}, {layout}, encoding: [{}] }}\n{indent}message: [{}]\n",
         algorithm.name(),
-        if signature.also.is_empty() {
-            signature.header.to_string()
-        } else {
-            let names: Vec<&str> = std::iter::once(&signature.header)
-                .chain(&signature.also)
-                .map(HeaderName::as_str)
-                .collect();
-            format!("[{}]", names.join(", "))
-        },
         encodings.join(", "),
         parts.join(", "),
     );
@@ -858,6 +801,9 @@ fn describe(scheme: &Scheme, indent: &str) -> String {
             );
         }
     }
+    if !scheme.body_signed {
+        out += &format!("{indent}body_signed: false\n");
+    }
     if let Some(p) = body_hash_param {
         out += &format!("{indent}body_hash_param: {p}\n");
     }
@@ -880,7 +826,7 @@ pub(crate) fn is_form(headers: &HeaderMap) -> bool {
 fn check_timestamp(
     spec: &TimestampSpec,
     req: &RequestView<'_>,
-    header: &SignatureHeader<'_>,
+    header: &Found<'_>,
     now: SystemTime,
 ) -> Result<(), VerifyError> {
     let raw = read_timestamp(&spec.source, req, header)?;
@@ -907,7 +853,7 @@ fn check_timestamp(
 fn read_timestamp(
     source: &TimestampSource,
     req: &RequestView<'_>,
-    header: &SignatureHeader<'_>,
+    header: &Found<'_>,
 ) -> Result<String, VerifyError> {
     match source {
         TimestampSource::Header(name) => {

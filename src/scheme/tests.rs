@@ -71,7 +71,10 @@ fn check(
 fn sig_of(s: &Scheme, headers: &HeaderMap, body: &[u8]) -> Result<String, String> {
     let mut h = headers.clone();
     s.sign(&mut h, body, "/", SystemTime::now(), None)?;
-    Ok(h[&s.signature.header].to_str().unwrap().to_owned())
+    Ok(h[s.signature.header().unwrap()]
+        .to_str()
+        .unwrap()
+        .to_owned())
 }
 
 fn hmac_scheme(
@@ -88,6 +91,7 @@ fn hmac_scheme(
         timestamp: None,
         public_url: None,
         body_hash_param: None,
+        body_signed: true,
         keys: Keys::new(algorithm, &keys).unwrap(),
     }
 }
@@ -175,9 +179,7 @@ fn refusal_reasons_are_specific() {
     let now = at(1_763_884_800);
     assert_eq!(
         check(&laso, &HeaderMap::new(), body, now),
-        Err(VerifyError::MissingSignature(HeaderName::from_static(
-            "x-signature"
-        )))
+        Err(VerifyError::MissingSignature("header x-signature".into()))
     );
     for bad in [
         "",
@@ -188,9 +190,7 @@ fn refusal_reasons_are_specific() {
     ] {
         assert_eq!(
             check(&laso, &headers(&[("x-signature", bad)]), body, now),
-            Err(VerifyError::MalformedSignature(HeaderName::from_static(
-                "x-signature"
-            ))),
+            Err(VerifyError::MalformedSignature("header x-signature".into())),
             "{bad:?}"
         );
     }
@@ -209,9 +209,7 @@ fn refusal_reasons_are_specific() {
             body,
             now
         ),
-        Err(VerifyError::MalformedSignature(HeaderName::from_static(
-            "x-signature"
-        )))
+        Err(VerifyError::MalformedSignature("header x-signature".into()))
     );
     assert_eq!(
         check(&laso, &headers(&[("x-signature", &good)]), body, now),
@@ -327,7 +325,7 @@ fn json_body_timestamps_in_each_unit() {
                     body: &both_ways(body.as_bytes())[1],
                     path_and_query: "/",
                 },
-                &SignatureHeader {
+                &Found {
                     candidates: vec![],
                     entries: vec![],
                 },
@@ -348,8 +346,11 @@ fn rotation_reports_which_secret_matched_and_sha_variants_work() {
         (Algorithm::HmacSha512, 64),
     ] {
         let spec = SignatureSpec {
-            header: HeaderName::from_static("x-sig"),
-            also: Vec::new(),
+            source: SignatureSource::Header {
+                name: HeaderName::from_static("x-sig"),
+                also: Vec::new(),
+            },
+            list: None,
             prefix: "v1=".into(),
             encodings: vec![Encoding::Base64, Encoding::Hex],
             entries: None,
@@ -416,8 +417,11 @@ fn a_missing_signed_header_is_refused() {
     let id_signed = hmac_scheme(
         Algorithm::HmacSha256,
         SignatureSpec {
-            header: HeaderName::from_static("x-sig"),
-            also: Vec::new(),
+            source: SignatureSource::Header {
+                name: HeaderName::from_static("x-sig"),
+                also: Vec::new(),
+            },
+            list: None,
             prefix: String::new(),
             encodings: vec![Encoding::Hex],
             entries: None,
@@ -578,7 +582,7 @@ fn signing_round_trips_for_every_preset() {
             continue; // a token scheme computes nothing; one case per preset is enough
         }
         let (scheme, mut headers, path_and_query) = provider_setup(case);
-        headers.remove(&scheme.signature.header);
+        headers.remove(scheme.signature.header().unwrap());
         if let Some(TimestampSpec {
             source: TimestampSource::Header(ts),
             ..
@@ -600,7 +604,11 @@ fn signing_round_trips_for_every_preset() {
                 private.as_ref(),
             )
             .unwrap_or_else(|e| panic!("{}: {e}", case.preset));
-        assert!(set.contains(&scheme.signature.header), "{}", case.preset);
+        assert!(
+            set.contains(scheme.signature.header().unwrap()),
+            "{}",
+            case.preset
+        );
         let verdict =
             verify_case(&scheme, case, &headers, &path_and_query, now).map(|v| v.key_index);
         assert_eq!(verdict, Ok(0), "{}", case.preset);
@@ -616,21 +624,21 @@ fn sendgrid_signature_must_be_der() {
         .find(|c| c.preset == "sendgrid" && c.expect == "accept")
         .unwrap();
     let (scheme, mut headers, pq) = provider_setup(&case);
-    let der_b64 = headers[&scheme.signature.header]
+    let der_b64 = headers[scheme.signature.header().unwrap()]
         .to_str()
         .unwrap()
         .to_owned();
     let der = BASE64.decode(der_b64).unwrap();
     let raw = p256::ecdsa::Signature::from_der(&der).unwrap().to_bytes();
     headers.insert(
-        scheme.signature.header.clone(),
+        scheme.signature.header().unwrap().clone(),
         HeaderValue::from_str(&BASE64.encode(raw)).unwrap(),
     );
     let verdict = verify_case(&scheme, &case, &headers, &pq, at(case.now_unix));
     assert_eq!(
         verdict,
         Err(VerifyError::MalformedSignature(
-            scheme.signature.header.clone()
+            scheme.signature.source.describe()
         ))
     );
 }
@@ -646,7 +654,11 @@ fn an_ecdsa_signature_and_its_malleable_twin_give_one_replay_key() {
     let verify = |h: &HeaderMap| verify_case(&scheme, &case, h, &pq, at(case.now_unix)).unwrap();
     let original = verify(&headers);
     let der = BASE64
-        .decode(headers[&scheme.signature.header].to_str().unwrap())
+        .decode(
+            headers[scheme.signature.header().unwrap()]
+                .to_str()
+                .unwrap(),
+        )
         .unwrap();
     let sig = p256::ecdsa::Signature::from_der(&der).unwrap();
     let twin =
@@ -654,7 +666,7 @@ fn an_ecdsa_signature_and_its_malleable_twin_give_one_replay_key() {
     let twin_der = twin.to_der().as_bytes().to_vec();
     assert_ne!(twin_der, der, "the twin is a different header value");
     headers.insert(
-        scheme.signature.header.clone(),
+        scheme.signature.header().unwrap().clone(),
         HeaderValue::from_str(&BASE64.encode(&twin_der)).unwrap(),
     );
     let flipped = verify(&headers);
@@ -869,9 +881,9 @@ fn a_repeated_entry_in_a_structured_header_is_malformed() {
     let twice = headers(&[("stripe-signature", &format!("{value},t=1"))]);
     assert_eq!(
         check(&s, &twice, body, at(now)),
-        Err(VerifyError::MalformedSignature(HeaderName::from_static(
-            "stripe-signature"
-        )))
+        Err(VerifyError::MalformedSignature(
+            "header stripe-signature".into()
+        ))
     );
     // Several signatures (secret rotation), and repeated entries the scheme does not read
     // (other versions), stay allowed.
@@ -1016,9 +1028,7 @@ fn hmac_sha384_and_sha512_match_rfc_4231() {
                 data,
                 SystemTime::now()
             ),
-            Err(VerifyError::MalformedSignature(HeaderName::from_static(
-                "x-sig"
-            )))
+            Err(VerifyError::MalformedSignature("header x-sig".into()))
         );
     }
 }
@@ -1107,9 +1117,7 @@ fn base64url_signatures_are_read_with_or_without_padding() {
     let standard = BASE64.encode(&mac);
     assert_eq!(
         check(&s, &one_header("x-sig", &standard), body, SystemTime::now()),
-        Err(VerifyError::MalformedSignature(HeaderName::from_static(
-            "x-sig"
-        )))
+        Err(VerifyError::MalformedSignature("header x-sig".into()))
     );
     assert_eq!(sig_of(&s, &HeaderMap::new(), body).unwrap(), unpadded);
 }
@@ -1140,4 +1148,231 @@ fn an_http_date_timestamp_is_signed_and_checked_in_its_window() {
         check(&s, &h, b"{}", now),
         Err(VerifyError::MalformedTimestamp)
     );
+}
+
+#[test]
+fn a_positional_list_holds_the_timestamp_then_any_number_of_signatures() {
+    // Recurly's Ruby client (recurly-client-ruby spec/recurly/webhooks_spec.rb, 5233e1b0):
+    // the header `{ts_ms},{sig},...`, the signature over `{ts}.{body}`.
+    let s = yaml_scheme(
+        "{ signature: { header: recurly-signature, list: { separator: \",\", first: t } }, \
+         message: [{ signature_entry: t }, { literal: \".\" }, body], \
+         timestamp: { signature_entry: t, unit: milliseconds, tolerance: none }, secret: \"${SECRET}\" }",
+        "354fab5bd35f5a0d50845ee7e30165244468b13c2c343f104e4e730a59326d9d",
+    );
+    let body = br#"{"id":"rjxwmwedwqug","object_type":"account","site_id":"qc326l1hl8k9","event_type":"created","event_time":"2022-09-13T21:18:40Z","account_code":"adfas23zzz14123"}"#;
+    let sig = "ad24699f3beaa24c9af2cc7ada3ce4c835da0090194241b9d3add83d27f14bc3";
+    let now = SystemTime::now();
+    let header = |v: String| one_header("recurly-signature", &v);
+    assert_eq!(
+        check(&s, &header(format!("1663103925004,{sig}")), body, now),
+        Ok(0)
+    );
+    // A bogus signature before the real one, as the spec also sends: any may match.
+    assert_eq!(
+        check(
+            &s,
+            &header(format!("1663103925004,de1ec7ab1e,{sig}")),
+            body,
+            now
+        ),
+        Ok(0)
+    );
+    // Another timestamp with the same signature: it is signed.
+    assert_eq!(
+        check(&s, &header(format!("1663103925005,{sig}")), body, now),
+        Err(VerifyError::Mismatch)
+    );
+    assert_eq!(
+        check(&s, &header(",".to_owned() + sig), body, now),
+        Err(VerifyError::MalformedSignature(
+            "header recurly-signature".into()
+        ))
+    );
+    // `hookgate sign` writes the same layout.
+    let mut h = header("1663103925004,x".into());
+    h.remove("recurly-signature");
+    let written = sig_of(&s, &h, body).unwrap();
+    let (ts, signature) = written.split_once(',').unwrap();
+    assert_eq!(ts.len(), 13);
+    assert_eq!(
+        check(&s, &header(format!("{ts},{signature}")), body, now),
+        Ok(0)
+    );
+}
+
+#[test]
+fn each_of_several_headers_may_carry_the_signature_and_each_comes_once() {
+    // Box: a primary and a secondary signature (two keys in rotation); DocuSign: numbered
+    // headers, one per configured key.
+    let boxed = yaml_scheme(
+        "{ signature: { headers: [box-signature-primary, box-signature-secondary], encoding: base64 }, \
+         secrets: [\"${SECRET}\", other] }",
+        "primary",
+    );
+    let body = b"{\"type\":\"webhook_event\"}";
+    let mac = |key: &str| BASE64.encode(hmac_of(key, body));
+    let mut h = HeaderMap::new();
+    h.insert("box-signature-primary", mac("wrong").parse().unwrap());
+    h.insert("box-signature-secondary", mac("other").parse().unwrap());
+    assert_eq!(
+        check(&boxed, &h, body, SystemTime::now()),
+        Ok(1),
+        "the secondary matched"
+    );
+    h.insert("box-signature-primary", mac("primary").parse().unwrap());
+    assert_eq!(check(&boxed, &h, body, SystemTime::now()), Ok(0));
+    h.append("box-signature-primary", mac("primary").parse().unwrap());
+    assert_eq!(
+        check(&boxed, &h, body, SystemTime::now()),
+        Err(VerifyError::MalformedSignature(
+            "headers box-signature-primary to box-signature-secondary".into()
+        )),
+        "one header twice"
+    );
+    assert_eq!(
+        check(&boxed, &HeaderMap::new(), body, SystemTime::now()),
+        Err(VerifyError::MissingSignature(
+            "headers box-signature-primary to box-signature-secondary".into()
+        ))
+    );
+
+    let docusign = yaml_scheme(
+        "{ signature: { numbered: { prefix: x-docusign-signature-, max: 100 }, encoding: base64 }, \
+         secret: \"${SECRET}\" }",
+        "connect-key",
+    );
+    let h = one_header("x-docusign-signature-37", &mac("connect-key"));
+    assert_eq!(check(&docusign, &h, body, SystemTime::now()), Ok(0));
+    let h = one_header("x-docusign-signature-101", &mac("connect-key"));
+    assert!(matches!(
+        check(&docusign, &h, body, SystemTime::now()),
+        Err(VerifyError::MissingSignature(_))
+    ));
+}
+
+#[test]
+fn a_signature_can_be_a_json_field_over_signed_fields_only() {
+    // Mailgun's shape: the signature and what it signs (timestamp then token) are fields of
+    // the JSON body, which is itself not signed.
+    let mailgun = yaml_scheme(
+        "{ signature: { json: /signature/signature }, \
+         message: [{ json: /signature/timestamp }, { json: /signature/token }], \
+         body_signed: false, secret: \"${SECRET}\" }",
+        "k",
+    );
+    let sig = hex::encode(hmac_of("k", b"1529006854t1"));
+    let body = |token: &str, rest: &str| {
+        format!(
+            r#"{{"signature":{{"token":"{token}","timestamp":"1529006854","signature":"{sig}"}}{rest}}}"#
+        )
+    };
+    let now = SystemTime::now();
+    let none = HeaderMap::new();
+    assert_eq!(
+        check(&mailgun, &none, body("t1", "").as_bytes(), now),
+        Ok(0)
+    );
+    assert_eq!(
+        check(&mailgun, &none, body("t2", "").as_bytes(), now),
+        Err(VerifyError::Mismatch),
+        "the token is signed"
+    );
+    // What is not signed is not checked: the reason `body_signed: false` is reported.
+    assert_eq!(
+        check(
+            &mailgun,
+            &none,
+            body("t1", r#","event":"other""#).as_bytes(),
+            now
+        ),
+        Ok(0)
+    );
+    // Still one strict parse: a repeated key is refused, signed or not.
+    assert!(matches!(
+        check(
+            &mailgun,
+            &none,
+            body("t1", r#","signature":{}"#).as_bytes(),
+            now
+        ),
+        Err(VerifyError::NotStrictJson(_))
+    ));
+    assert_eq!(
+        check(&mailgun, &none, br#"{"signature":{"signature":1}}"#, now),
+        Err(VerifyError::MalformedSignature(
+            "JSON field /signature/signature".into()
+        ))
+    );
+    assert_eq!(
+        check(&mailgun, &none, br#"{"e":1}"#, now),
+        Err(VerifyError::MissingSignature(
+            "JSON field /signature/signature".into()
+        ))
+    );
+}
+
+#[test]
+fn a_signature_can_be_a_query_parameter_or_a_form_field_read_once() {
+    let verify = |s: &Scheme, pq: &str, headers: &HeaderMap, body: &[u8]| {
+        s.verify(
+            &RequestView {
+                method: &http::Method::POST,
+                json: &JsonBody::default(),
+                headers,
+                body: &RawBody::from(body.to_vec()),
+                path_and_query: pq,
+            },
+            SystemTime::now(),
+        )
+        .map(|v| v.key_index)
+    };
+    let query = yaml_scheme("{ signature: { query: sig }, secret: \"${SECRET}\" }", "k");
+    let sig = hex::encode(hmac_of("k", b"{}"));
+    let none = HeaderMap::new();
+    assert_eq!(
+        verify(&query, &format!("/h?sig={sig}"), &none, b"{}"),
+        Ok(0)
+    );
+    assert_eq!(
+        verify(&query, &format!("/h?sig={sig}&sig={sig}"), &none, b"{}"),
+        Err(VerifyError::MalformedSignature(
+            "query parameter sig".into()
+        ))
+    );
+    assert_eq!(
+        verify(&query, "/h", &none, b"{}"),
+        Err(VerifyError::MissingSignature("query parameter sig".into()))
+    );
+    // A form field holding the signature of another field.
+    let form = yaml_scheme(
+        "{ signature: { form: sig }, message: [{ form: payload }], body_signed: false, \
+         secret: \"${SECRET}\" }",
+        "k",
+    );
+    let form_type = one_header("content-type", "application/x-www-form-urlencoded");
+    let good = hex::encode(hmac_of("k", b"abc"));
+    let body: &'static [u8] = Box::leak(format!("payload=abc&sig={good}").into_bytes().into());
+    assert_eq!(verify(&form, "/", &form_type, body), Ok(0));
+    let twice: &'static [u8] = Box::leak(
+        format!("payload=abc&sig={good}&sig={good}")
+            .into_bytes()
+            .into(),
+    );
+    assert_eq!(
+        verify(&form, "/", &form_type, twice),
+        Err(VerifyError::MalformedSignature("form field sig".into()))
+    );
+    assert_eq!(
+        verify(&form, "/", &none, body),
+        Err(VerifyError::MissingSignature("form field sig".into())),
+        "not a form body"
+    );
+}
+
+fn hmac_of(key: &str, data: &[u8]) -> Vec<u8> {
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
 }

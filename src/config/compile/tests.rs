@@ -86,7 +86,10 @@ fn scheme<'a>(loaded: &'a Loaded, name: &str) -> &'a Scheme {
 }
 
 fn header_and_prefix(s: &Scheme) -> (&str, &str) {
-    (s.signature.header.as_str(), s.signature.prefix.as_str())
+    (
+        s.signature.header().unwrap().as_str(),
+        s.signature.prefix.as_str(),
+    )
 }
 
 /// Hex HMAC-SHA256, computed independently of the scheme engine.
@@ -95,7 +98,10 @@ fn signed(s: &Scheme, body: &[u8]) -> String {
     let mut h = HeaderMap::new();
     s.sign(&mut h, body, "/", std::time::SystemTime::now(), None)
         .unwrap();
-    h[&s.signature.header].to_str().unwrap().to_owned()
+    h[s.signature.header().unwrap()]
+        .to_str()
+        .unwrap()
+        .to_owned()
 }
 
 fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
@@ -1569,7 +1575,13 @@ fn lookup_hands_back_the_compiled_route() {
             assert!(Arc::ptr_eq(r, route(&loaded, "lahza")));
             assert_eq!(r.upstream.base_path, "/in");
             assert_eq!(
-                r.scheme.as_ref().unwrap().signature.header.as_str(),
+                r.scheme
+                    .as_ref()
+                    .unwrap()
+                    .signature
+                    .header()
+                    .unwrap()
+                    .as_str(),
                 "x-lahza-signature"
             );
         }
@@ -2421,8 +2433,14 @@ fn a_signature_header_may_have_several_names_each_once() {
     };
     let loaded = ok(&verify("[x-sig, sig]"));
     let s = scheme(&loaded, "r");
-    assert_eq!(s.signature.header.as_str(), "x-sig");
-    assert_eq!(s.signature.also, vec![HeaderName::from_static("sig")]);
+    assert_eq!(s.signature.header().unwrap().as_str(), "x-sig");
+    assert_eq!(
+        s.signature.source.headers(),
+        [
+            &HeaderName::from_static("x-sig"),
+            &HeaderName::from_static("sig")
+        ]
+    );
     assert_single_error(
         "twice",
         &errors(&verify("[x-sig, X-Sig]")),
@@ -2662,5 +2680,81 @@ fn expand_writes_the_defaults_the_compiler_applies() {
     assert_eq!(
         scheme(&back, "r").describe(""),
         scheme(&loaded, "r").describe("")
+    );
+}
+
+#[test]
+fn where_the_signature_is_is_one_choice_and_each_misuse_a_located_error() {
+    let secret = "secret: \"${LAHZA_SECRET}\"";
+    let cases = [
+        (
+            "signature: { header: x-sig, query: sig }",
+            "verify.signature",
+            "set one of `header`, `headers`",
+        ),
+        ("signature: { headers: [] }", "verify.signature.headers", "empty list"),
+        (
+            "signature: { headers: [a-sig, A-Sig] }",
+            "verify.signature.headers",
+            "listed twice",
+        ),
+        (
+            "signature: { numbered: { prefix: x-s-, max: 101 } }",
+            "verify.signature.numbered",
+            "from 1 to 100",
+        ),
+        ("signature: { query: \"\" }", "verify.signature.query", "empty name"),
+        ("signature: { json: \"/\" }", "verify.signature.json", "empty field name"),
+        (
+            "signature: { query: sig, entries: { separator: \",\", assign: \"=\", key: v1 } }",
+            "verify.signature",
+            "use them with `header`",
+        ),
+        (
+            "signature: { header: x-sig, list: { separator: \",\", first: t }, entries: { separator: \",\", assign: \"=\", key: v1 } }",
+            "verify.signature.list",
+            "one of `prefix`, `entries` or `list`",
+        ),
+        (
+            "signature: { header: x-sig }, body_signed: false",
+            "verify.body_signed",
+            "the message covers the body",
+        ),
+    ];
+    for (verify, location, text) in cases {
+        let errs = errors(&verified(&format!("{verify}, {secret}")));
+        assert!(
+            errs.iter()
+                .any(|e| e.location.ends_with(location) && e.message.contains(text)),
+            "{verify}: {errs:?}"
+        );
+    }
+    // A sender that signs only fields compiles, with a warning that says so.
+    let loaded = ok(&verified(&format!(
+        "signature: {{ json: /signature/signature }}, message: [{{ json: /signature/token }}], \
+         body_signed: false, {secret}"
+    )));
+    assert!(!scheme(&loaded, "r").body_signed);
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.location.ends_with("verify.body_signed")),
+        "{:?}",
+        loaded.warnings
+    );
+    let numbered = ok(&verified(&format!(
+        "signature: {{ numbered: {{ prefix: x-docusign-signature-, max: 3 }} }}, {secret}"
+    )));
+    assert_eq!(
+        scheme(&numbered, "r").signature.source.headers(),
+        [
+            "x-docusign-signature-1",
+            "x-docusign-signature-2",
+            "x-docusign-signature-3"
+        ]
+        .map(HeaderName::from_static)
+        .iter()
+        .collect::<Vec<_>>()
     );
 }

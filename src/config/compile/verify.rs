@@ -12,8 +12,8 @@ use crate::config::file::{OneOrMany, RawPart, RawSignature, RawTimestamp, RawVer
 use crate::config::ConfigError;
 use crate::config::{defaults, presets};
 use crate::scheme::{
-    Algorithm, BodyDigest, Encoding, Entries, Keys, Part, Scheme, SignatureSpec, TimestampSource,
-    TimestampSpec, TimestampUnit, Window,
+    Algorithm, BodyDigest, Encoding, Entries, Keys, List, Part, Scheme, SignatureSource,
+    SignatureSpec, TimestampSource, TimestampSpec, TimestampUnit, Window,
 };
 
 /// Expands the preset (if any) under the route's own fields, then compiles the result.
@@ -102,8 +102,12 @@ pub(super) fn compile_verify(
         }
         Some(s) => compile_signature(s, loc, r),
     };
-    let has_entries = signature.as_ref().is_some_and(|s| s.entries.is_some())
-        || v.signature.as_ref().is_some_and(|s| s.entries.is_some());
+    let has_entries = signature
+        .as_ref()
+        .is_some_and(|s| s.entries.is_some() || s.list.is_some())
+        || v.signature
+            .as_ref()
+            .is_some_and(|s| s.entries.is_some() || s.list.is_some());
     let message = compile_message(v.message.as_deref(), loc, ctx, has_entries, r);
     check_body_covered(&v, algorithm, &message, loc, r);
     let timestamp = v
@@ -128,6 +132,7 @@ pub(super) fn compile_verify(
         timestamp,
         public_url: ctx.public_url.map(str::to_owned),
         body_hash_param: v.body_hash_param.clone(),
+        body_signed: v.body_signed != Some(false),
         keys: keys?,
     };
     // A route overriding a preset's timestamp can leave a signed header unpinned next to the
@@ -177,12 +182,10 @@ fn compile_algorithm(v: &RawVerify, loc: &str, r: &mut Report) -> Option<Algorit
     }
 }
 
-/// `signature:`: the header (or headers) it arrives in, its prefix or structured entries,
-/// and the encodings accepted.
+/// `signature:`: where it is (a header, several headers, a query parameter, a form or JSON
+/// field), its prefix, structured entries or positional list, and the encodings accepted.
 fn compile_signature(s: &RawSignature, loc: &str, r: &mut Report) -> Option<SignatureSpec> {
-    let headers = compile_signature_headers(s.header.as_ref(), loc, r);
-    let header = headers.first().cloned();
-    let also = headers.get(1..).unwrap_or_default().to_vec();
+    let source = signature_source(s, loc, r);
     let encodings = compile_encodings(s.encoding.as_ref(), loc, r);
     let prefix = (s.prefix.as_deref())
         .unwrap_or(defaults::SIGNATURE_PREFIX)
@@ -202,13 +205,106 @@ fn compile_signature(s: &RawSignature, loc: &str, r: &mut Report) -> Option<Sign
             key: e.key.clone(),
         })
     });
-    header.map(|header| SignatureSpec {
-        header,
-        also,
+    let list = s.list.as_ref().and_then(|l| {
+        let lloc = format!("{loc}.signature.list");
+        if l.separator.is_empty() || l.first.is_empty() {
+            r.error(&lloc, "separator and first must not be empty");
+            return None;
+        }
+        if !prefix.is_empty() || s.entries.is_some() {
+            r.error(&lloc, "set one of `prefix`, `entries` or `list`");
+        }
+        Some(List {
+            separator: l.separator.clone(),
+            first: l.first.clone(),
+        })
+    });
+    let one_header = matches!(source, Some(SignatureSource::Header { .. }));
+    if (s.entries.is_some() || s.list.is_some()) && source.is_some() && !one_header {
+        r.error(
+            format!("{loc}.signature"),
+            "`entries` and `list` split one header's value; use them with `header`",
+        );
+    }
+    source.map(|source| SignatureSpec {
+        source,
         prefix,
         encodings,
         entries,
+        list,
     })
+}
+
+/// Where the signature is: exactly one of `header`, `headers`, `numbered`, `query`, `form`
+/// and `json`.
+fn signature_source(s: &RawSignature, loc: &str, r: &mut Report) -> Option<SignatureSource> {
+    let given = [
+        s.header.is_some(),
+        s.headers.is_some(),
+        s.numbered.is_some(),
+        s.query.is_some(),
+        s.form.is_some(),
+        s.json.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() > 1 {
+        r.error(
+            format!("{loc}.signature"),
+            "set one of `header`, `headers`, `numbered`, `query`, `form` and `json`: where is \
+             the signature?",
+        );
+        return None;
+    }
+    let named = |what: &str, name: &str, r: &mut Report| {
+        if name.is_empty() {
+            r.error(format!("{loc}.signature.{what}"), "empty name");
+            return None;
+        }
+        Some(name.to_owned())
+    };
+    if let Some(names) = &s.headers {
+        let names = compile_header_list(names, &format!("{loc}.signature.headers"), r);
+        return (!names.is_empty()).then_some(SignatureSource::EachHeader(names));
+    }
+    if let Some(n) = &s.numbered {
+        let nloc = format!("{loc}.signature.numbered");
+        if n.prefix.is_empty() || !(1..=100).contains(&n.max) {
+            r.error(&nloc, "a `prefix` and a `max` from 1 to 100");
+            return None;
+        }
+        let names: Vec<String> = (1..=n.max).map(|i| format!("{}{i}", n.prefix)).collect();
+        let names = compile_header_list(&names, &nloc, r);
+        return (!names.is_empty()).then_some(SignatureSource::EachHeader(names));
+    }
+    if let Some(q) = &s.query {
+        return named("query", q, r).map(SignatureSource::Query);
+    }
+    if let Some(f) = &s.form {
+        return named("form", f, r).map(SignatureSource::Form);
+    }
+    if let Some(field) = &s.json {
+        return json_pointer(field, &format!("{loc}.signature.json"), r).map(SignatureSource::Json);
+    }
+    let headers = compile_signature_headers(s.header.as_ref(), loc, r);
+    let name = headers.first().cloned()?;
+    let also = headers.get(1..).unwrap_or_default().to_vec();
+    Some(SignatureSource::Header { name, also })
+}
+
+/// A list of header names, each valid, none twice.
+fn compile_header_list(names: &[String], loc: &str, r: &mut Report) -> Vec<HeaderName> {
+    if names.is_empty() {
+        r.error(loc, "empty list");
+    }
+    let parsed: Vec<HeaderName> = names
+        .iter()
+        .filter_map(|n| parse_header(n, loc, r))
+        .collect();
+    for (i, n) in parsed.iter().enumerate() {
+        if parsed[..i].contains(n) {
+            r.error(loc, format!("`{n}` is listed twice"));
+        }
+    }
+    parsed
 }
 
 /// `signature.header`: one name or several, each valid, none twice.
@@ -222,20 +318,7 @@ fn compile_signature_headers(
         r.error(&hloc, "missing");
         return Vec::new();
     };
-    let names = h.to_vec();
-    if names.is_empty() {
-        r.error(&hloc, "empty list");
-    }
-    let parsed: Vec<HeaderName> = names
-        .iter()
-        .filter_map(|n| parse_header(n, &hloc, r))
-        .collect();
-    for (i, n) in parsed.iter().enumerate() {
-        if parsed[..i].contains(n) {
-            r.error(&hloc, format!("`{n}` is listed twice"));
-        }
-    }
-    parsed
+    compile_header_list(&h.to_vec(), &hloc, r)
 }
 
 /// `signature.encoding`: one or several of hex and base64, each once (default:
@@ -365,7 +448,8 @@ fn json_pointer(field: &str, loc: &str, r: &mut Report) -> Option<String> {
 }
 
 /// The body must be covered: directly, or (Twilio) by the sorted form parameters plus a body
-/// hash in the URL for other bodies. A token scheme signs nothing.
+/// hash in the URL for other bodies. A token scheme signs nothing. A sender that signs only
+/// fields says so with `body_signed: false`, which `check` reports as weaker.
 fn check_body_covered(
     v: &RawVerify,
     algorithm: Option<Algorithm>,
@@ -375,12 +459,28 @@ fn check_body_covered(
 ) {
     let covers_body = message.iter().any(Part::covers_body)
         || (message.contains(&Part::FormParamsSorted) && v.body_hash_param.is_some());
+    if v.body_signed == Some(false) {
+        if covers_body {
+            r.error(
+                format!("{loc}.body_signed"),
+                "`false`, but the message covers the body; remove `body_signed: false`",
+            );
+        } else {
+            r.warn(
+                format!("{loc}.body_signed"),
+                "false: the sender signs only some fields, so the rest of the body is not \
+                 checked; anyone holding one delivery can change the rest of it. Deduplicate \
+                 by a signed id (`replay:`) and let the app trust only the signed fields",
+            );
+        }
+        return;
+    }
     if algorithm != Some(Algorithm::Token) && !covers_body && v.message.is_some() {
         r.error(
             format!("{loc}.message"),
             "the signed message must include `body` or `body_sha256_hex` (a CRC-32 can be \
              matched by anyone), or `form_params_sorted` with `body_hash_param`, or the body \
-             could be swapped",
+             could be swapped (a sender that signs only fields: `body_signed: false`)",
         );
     }
 }
