@@ -41,6 +41,9 @@ pub struct Metrics {
     pub connection_errors: IntCounterVec,
     /// Verified requests by route and index of the matching secret (rotation visibility).
     pub verified: IntCounterVec,
+    /// 1 per route, labelled with how strongly it checks its senders (`Strength`):
+    /// `signature`, `signed_fields`, `shared_secret` or `allowlist_only`.
+    pub route_verification: IntGaugeVec,
     /// Requests on shadow-mode routes that failed a check and were forwarded anyway, by route
     /// and the outcome they would have had.
     pub shadow_refusals: IntCounterVec,
@@ -381,6 +384,15 @@ impl Metrics {
             &["reason"],
         )
         .expect("valid metric");
+        let route_verification = IntGaugeVec::new(
+            Opts::new(
+                "hookgate_route_verification",
+                "1 per route, by how its senders are checked: signature, signed_fields (the \
+                 body is not signed), shared_secret (nothing is signed) or allowlist_only.",
+            ),
+            &["route", "kind"],
+        )
+        .expect("valid metric");
         let verified = IntCounterVec::new(
             Opts::new(
                 "hookgate_verified_total",
@@ -524,6 +536,7 @@ impl Metrics {
             Box::new(connections.clone()),
             Box::new(body_buffered.clone()),
             Box::new(connection_errors.clone()),
+            Box::new(route_verification.clone()),
             Box::new(verified.clone()),
             Box::new(shadow_refusals.clone()),
             Box::new(replay_duplicates.clone()),
@@ -567,6 +580,7 @@ impl Metrics {
             connections,
             body_buffered,
             connection_errors,
+            route_verification,
             verified,
             shadow_refusals,
             replay_duplicates,
@@ -595,9 +609,18 @@ impl Metrics {
     /// route-table order, so `Route::index` finds a route's own).
     pub fn init_routes<'a>(&self, routes: impl Iterator<Item = &'a Route>) -> Vec<RouteMetrics> {
         let mut resolved = Vec::new();
+        // The routes in force now, and only those.
+        self.route_verification.reset();
         for r in routes {
             resolved.push(self.resolve(r));
             let route = r.name.as_str();
+            let kind = r
+                .scheme
+                .as_ref()
+                .map_or("allowlist_only", |s| s.strength().label());
+            self.route_verification
+                .with_label_values(&[route, kind])
+                .set(1);
             self.requests.with_label_values(&[route, "forwarded"]);
             self.requests.with_label_values(&[route, "duplicate"]);
             self.requests.with_label_values(&[route, "client_closed"]);

@@ -344,6 +344,8 @@ fn sig_setup() -> &'static SigSetup {
                             "entries: {{ separator: \"{separator}\", assign: \"{assign}\", key: {key} }}"
                         )
                     };
+                    // A token is compared as written: its encoding is `raw`.
+                    let enc = if *alg == "token" { "raw" } else { enc };
                     routes.push_str(&format!(
                         "  - {{ name: s{n}, path: /s{n}, upstream: \"http://127.0.0.1:1\", verify: {{ algorithm: {alg}, signature: {{ header: x-sig, {shape}, encoding: {enc} }}, message: [body], {keys} }} }}\n",
                         n = meta.len(),

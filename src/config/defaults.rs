@@ -13,8 +13,15 @@ pub const ALGORITHM: Algorithm = Algorithm::HmacSha256;
 /// `signature.prefix:`: none, the header holds the encoded signature alone.
 pub const SIGNATURE_PREFIX: &str = "";
 
-/// `signature.encoding:`.
-pub const SIGNATURE_ENCODING: Encoding = Encoding::Hex;
+/// `signature.encoding:`: hex for a signature; a shared token (`token`) is compared as
+/// written (`raw`).
+pub fn signature_encoding(algorithm: Algorithm) -> Encoding {
+    if algorithm == Algorithm::Token {
+        Encoding::Raw
+    } else {
+        Encoding::Hex
+    }
+}
 
 /// `key_encoding:`: a shared secret is used as written; a public key, being binary, is
 /// written in base64.
@@ -49,6 +56,6 @@ pub fn write_out(v: &mut RawVerify) {
     if let Some(s) = v.signature.as_mut() {
         s.prefix.get_or_insert_with(|| SIGNATURE_PREFIX.into());
         s.encoding
-            .get_or_insert_with(|| OneOrMany::One(SIGNATURE_ENCODING.name().into()));
+            .get_or_insert_with(|| OneOrMany::One(signature_encoding(algorithm).name().into()));
     }
 }

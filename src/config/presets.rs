@@ -506,7 +506,7 @@ static PRESETS: &[Preset] = &[
         // A shared token: nothing to sign, so no SDK to sign with.
         scheme: || RawVerify {
             message: Some(vec![]),
-            ..plain("token", "x-gitlab-token", "", &["hex"])
+            ..plain("token", "x-gitlab-token", "", &["raw"])
         },
         handshake: None,
         replay_key: None,

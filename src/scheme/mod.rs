@@ -133,16 +133,24 @@ pub enum Encoding {
     Base64,
     /// The URL-safe base64 alphabet (`-` and `_`), padding optional.
     Base64Url,
+    /// The text itself, for shared tokens (`algorithm: token`).
+    Raw,
 }
 
 impl Encoding {
-    pub const ALL: &'static [Encoding] = &[Encoding::Hex, Encoding::Base64, Encoding::Base64Url];
+    pub const ALL: &'static [Encoding] = &[
+        Encoding::Hex,
+        Encoding::Base64,
+        Encoding::Base64Url,
+        Encoding::Raw,
+    ];
 
     pub fn parse(s: &str) -> Option<Encoding> {
         match s.to_ascii_lowercase().as_str() {
             "hex" => Some(Encoding::Hex),
             "base64" => Some(Encoding::Base64),
             "base64url" => Some(Encoding::Base64Url),
+            "raw" => Some(Encoding::Raw),
             _ => None,
         }
     }
@@ -152,6 +160,7 @@ impl Encoding {
             Encoding::Hex => "hex",
             Encoding::Base64 => "base64",
             Encoding::Base64Url => "base64url",
+            Encoding::Raw => "raw",
         }
     }
 
@@ -160,6 +169,7 @@ impl Encoding {
             Encoding::Hex => hex::decode(s).ok(),
             Encoding::Base64 => BASE64.decode(s).ok(),
             Encoding::Base64Url => BASE64URL.decode(s).ok(),
+            Encoding::Raw => Some(s.as_bytes().to_vec()),
         }
     }
 
@@ -168,6 +178,7 @@ impl Encoding {
             Encoding::Hex => hex::encode(bytes),
             Encoding::Base64 => BASE64.encode(bytes),
             Encoding::Base64Url => BASE64URL.encode(bytes),
+            Encoding::Raw => String::from_utf8_lossy(bytes).into_owned(),
         }
     }
 }
@@ -387,7 +398,40 @@ impl JsonBody {
 /// What `sign` stamps: the headers it set, and signature-header entries (name, value).
 type Stamp = (Vec<HeaderName>, Vec<(String, String)>);
 
+/// How strongly a scheme checks its sender, weakest last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Strength {
+    /// The body (or its SHA-256) is signed.
+    Signature,
+    /// Only some fields are signed (`body_signed: false`): the rest of the body is not
+    /// checked.
+    SignedFields,
+    /// A shared secret is sent as it is (`token`, HTTP Basic): nothing is signed, and anyone
+    /// who sees one request can send any other.
+    SharedSecret,
+}
+
+impl Strength {
+    /// As the `kind` label of `hookgate_route_verification` and in `hookgate presets`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Strength::Signature => "signature",
+            Strength::SignedFields => "signed_fields",
+            Strength::SharedSecret => "shared_secret",
+        }
+    }
+}
+
 impl Scheme {
+    /// How strongly this scheme checks its sender.
+    pub fn strength(&self) -> Strength {
+        match (self.algorithm, self.body_signed) {
+            (Algorithm::Token, _) => Strength::SharedSecret,
+            (_, false) => Strength::SignedFields,
+            (_, true) => Strength::Signature,
+        }
+    }
+
     pub fn secret_count(&self) -> usize {
         self.keys.len()
     }
@@ -653,10 +697,6 @@ impl Scheme {
     fn decode_candidates(&self, header: &Found<'_>) -> Result<Vec<Vec<u8>>, VerifyError> {
         let mut out = Vec::new();
         for candidate in &header.candidates {
-            if self.algorithm == Algorithm::Token {
-                out.push(candidate.as_bytes().to_vec());
-                continue;
-            }
             for encoding in &self.signature.encodings {
                 if let Some(bytes) = encoding.decode(candidate) {
                     if self.algorithm.accepts(&bytes) && !out.contains(&bytes) {
@@ -803,6 +843,12 @@ fn describe(scheme: &Scheme, indent: &str) -> String {
     }
     if !scheme.body_signed {
         out += &format!("{indent}body_signed: false\n");
+    }
+    if scheme.strength() != Strength::Signature {
+        out += &format!(
+            "{indent}# checks: {} (weaker than a signature over the body)\n",
+            scheme.strength().label()
+        );
     }
     if let Some(p) = body_hash_param {
         out += &format!("{indent}body_hash_param: {p}\n");

@@ -1376,3 +1376,68 @@ fn hmac_of(key: &str, data: &[u8]) -> Vec<u8> {
     mac.update(data);
     mac.finalize().into_bytes().to_vec()
 }
+
+#[test]
+fn shared_secrets_are_compared_whole_wherever_they_are_sent() {
+    let now = SystemTime::now();
+    // HTTP Basic (Chargebee, Postmark): `Basic base64(user:password)` against "user:password".
+    let basic = yaml_scheme(
+        "{ algorithm: token, signature: { header: authorization, prefix: \"Basic \", encoding: base64 }, \
+         message: [], secret: \"${SECRET}\" }",
+        "hooks:s3cret",
+    );
+    let auth = |v: &str| one_header("authorization", v);
+    let basic_of = |creds: &str| format!("Basic {}", BASE64.encode(creds));
+    assert_eq!(
+        check(&basic, &auth(&basic_of("hooks:s3cret")), b"{}", now),
+        Ok(0)
+    );
+    assert_eq!(basic.strength(), Strength::SharedSecret);
+    for wrong in ["other:s3cret", "hooks:s3cre", "hooks:s3cret ", "hooks"] {
+        assert_eq!(
+            check(&basic, &auth(&basic_of(wrong)), b"{}", now),
+            Err(VerifyError::Mismatch),
+            "{wrong}"
+        );
+    }
+    assert_eq!(
+        check(&basic, &auth("Bearer aG9va3M6czNjcmV0"), b"{}", now),
+        Err(VerifyError::MalformedSignature(
+            "header authorization".into()
+        ))
+    );
+    // A bearer token in a named header, with its prefix.
+    let bearer = yaml_scheme(
+        "{ algorithm: token, signature: { header: authorization, prefix: \"Bearer \" }, \
+         message: [], secret: \"${SECRET}\" }",
+        "tok_123",
+    );
+    assert_eq!(check(&bearer, &auth("Bearer tok_123"), b"{}", now), Ok(0));
+    assert_eq!(
+        check(&bearer, &auth("Bearer tok_1234"), b"{}", now),
+        Err(VerifyError::Mismatch)
+    );
+    // In a JSON field (Microsoft Graph's clientState): from the one strict parse.
+    let graph = yaml_scheme(
+        "{ algorithm: token, signature: { json: /clientState }, message: [], secret: \"${SECRET}\" }",
+        "state-1",
+    );
+    let none = HeaderMap::new();
+    assert_eq!(
+        check(&graph, &none, br#"{"clientState":"state-1"}"#, now),
+        Ok(0)
+    );
+    assert_eq!(
+        check(&graph, &none, br#"{"clientState":"state-2"}"#, now),
+        Err(VerifyError::Mismatch)
+    );
+    assert!(matches!(
+        check(
+            &graph,
+            &none,
+            br#"{"clientState":"state-2","clientState":"state-1"}"#,
+            now
+        ),
+        Err(VerifyError::NotStrictJson(_))
+    ));
+}

@@ -123,3 +123,42 @@ async fn the_method_and_query_are_signed_and_a_changed_query_is_refused() {
     assert_eq!(upstream.count(), 1);
     gw.shutdown().await;
 }
+
+/// HTTP Basic (Chargebee, Postmark): a shared secret, forwarded when the credentials match
+/// whole, refused otherwise, and shown as the weaker check it is.
+#[tokio::test]
+async fn basic_auth_routes_forward_the_right_credentials_only_and_say_they_are_weaker() {
+    use base64::Engine as _;
+    let upstream = Upstream::start().await;
+    let route = format!(
+        "  - name: basic\n    path: /basic\n    upstream: {}\n    allow_ips: [127.0.0.1/32]\n    verify:\n      algorithm: token\n      signature: {{ header: authorization, prefix: \"Basic \", encoding: base64 }}\n      message: []\n      secret: \"${{ENGINE_SECRET}}\"\n",
+        upstream.url()
+    );
+    let env = [("ENGINE_SECRET", "chargebee:pa55")];
+    let gw = Hookgate::start(&Yaml::new().routes(&route), &env).await;
+    let url = gw.url("/basic");
+    let basic = |creds: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(creds)
+        )
+    };
+    let body = br#"{"event_type":"subscription_created"}"#;
+    let ok = post(&url, &[("authorization", &basic("chargebee:pa55"))], body).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    assert_eq!(upstream.received()[0].body.as_ref(), body);
+    for wrong in ["other:pa55", "chargebee:pa5", "chargebee:pa55x"] {
+        let refused = post(&url, &[("authorization", &basic(wrong))], body).await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{wrong}");
+    }
+    assert_eq!(gw.outcome("basic", "signature_mismatch"), 3.0);
+    assert_eq!(upstream.count(), 1);
+    assert_eq!(
+        gw.counter(
+            "hookgate_route_verification",
+            &[("route", "basic"), ("kind", "shared_secret")]
+        ),
+        1.0
+    );
+    gw.shutdown().await;
+}

@@ -184,6 +184,9 @@ fn compile_route(
         }
         Some(v) => compile_verify(v, &format!("{label}.verify"), &ctx, r),
     };
+    if let Some(s) = &scheme {
+        check_strength(s, allow_ips.as_deref(), label, r);
+    }
     // A verify block that failed has been reported; checking the replay key against the
     // missing scheme would only add a misleading second error.
     let verify_failed = raw_had_verify && scheme.is_none();
@@ -295,6 +298,25 @@ fn compile_allow_ips(raw: Option<&[String]>, label: &str, r: &mut Report) -> Opt
             .filter_map(|(i, s)| parse_net(s, &format!("{label}.allow_ips[{i}]"), r))
             .collect(),
     )
+}
+
+/// A shared secret signs nothing: anyone who sees one request (a log, a proxy, the sender's
+/// dashboard) can send any other. Without an allowlist that is the route's only check.
+fn check_strength(
+    scheme: &crate::scheme::Scheme,
+    allow_ips: Option<&[IpNet]>,
+    label: &str,
+    r: &mut Report,
+) {
+    let open = allow_ips.is_none_or(|nets| nets.iter().any(|n| n.prefix_len() == 0));
+    if scheme.strength() == crate::scheme::Strength::SharedSecret && open {
+        r.warn(
+            format!("{label}.verify"),
+            "a shared secret (`token`) signs nothing, and this route has no `allow_ips`: anyone \
+             who sees one request can send any other. Add the sender's published addresses to \
+             `allow_ips`",
+        );
+    }
 }
 
 /// A route without `verify:` must be closed by its allowlist, one that is not everyone.

@@ -2667,7 +2667,10 @@ fn expand_writes_the_defaults_the_compiler_applies() {
     let s = scheme(&loaded, "r");
     assert_eq!(s.algorithm, defaults::ALGORITHM);
     assert_eq!(s.signature.prefix, defaults::SIGNATURE_PREFIX);
-    assert_eq!(s.signature.encodings, [defaults::SIGNATURE_ENCODING]);
+    assert_eq!(
+        s.signature.encodings,
+        [defaults::signature_encoding(Algorithm::HmacSha256)]
+    );
     assert_eq!(s.message, [Part::Body]);
     let (yaml, _) = crate::config::expand(&original, &loaded).unwrap();
     let doc: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
@@ -2757,4 +2760,24 @@ fn where_the_signature_is_is_one_choice_and_each_misuse_a_located_error() {
         .iter()
         .collect::<Vec<_>>()
     );
+}
+
+#[test]
+fn a_shared_secret_route_without_an_allowlist_is_warned() {
+    let token = "algorithm: token, signature: { header: x-token }, message: [], secret: \"${LAHZA_SECRET}\"";
+    let warned = |extra: &str| {
+        let loaded = ok(&with_routes(&[&format!(
+            "{{ name: r, path: /r, upstream: \"http://127.0.0.1:3000\", verify: {{ {token} }}{extra} }}"
+        )]));
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.location == "routes[0] (r).verify" && w.message.contains("shared secret"))
+    };
+    assert!(warned(""));
+    assert!(
+        warned(", allow_ips: [\"0.0.0.0/0\"]"),
+        "everyone is no allowlist"
+    );
+    assert!(!warned(", allow_ips: [\"192.0.2.0/24\"]"));
 }

@@ -100,7 +100,7 @@ pub(super) fn compile_verify(
             r.error(format!("{loc}.signature"), "missing (or set `preset:`)");
             None
         }
-        Some(s) => compile_signature(s, loc, r),
+        Some(s) => compile_signature(s, algorithm, loc, r),
     };
     let has_entries = signature
         .as_ref()
@@ -184,9 +184,14 @@ fn compile_algorithm(v: &RawVerify, loc: &str, r: &mut Report) -> Option<Algorit
 
 /// `signature:`: where it is (a header, several headers, a query parameter, a form or JSON
 /// field), its prefix, structured entries or positional list, and the encodings accepted.
-fn compile_signature(s: &RawSignature, loc: &str, r: &mut Report) -> Option<SignatureSpec> {
+fn compile_signature(
+    s: &RawSignature,
+    algorithm: Option<Algorithm>,
+    loc: &str,
+    r: &mut Report,
+) -> Option<SignatureSpec> {
     let source = signature_source(s, loc, r);
-    let encodings = compile_encodings(s.encoding.as_ref(), loc, r);
+    let encodings = compile_encodings(s.encoding.as_ref(), algorithm, loc, r);
     let prefix = (s.prefix.as_deref())
         .unwrap_or(defaults::SIGNATURE_PREFIX)
         .to_owned();
@@ -321,15 +326,25 @@ fn compile_signature_headers(
     compile_header_list(&h.to_vec(), &hloc, r)
 }
 
-/// `signature.encoding`: one or several of hex and base64, each once (default:
-/// [`defaults::SIGNATURE_ENCODING`]).
-fn compile_encodings(raw: Option<&OneOrMany>, loc: &str, r: &mut Report) -> Vec<Encoding> {
+/// `signature.encoding`: one or several of [`Encoding::ALL`], each once (default:
+/// [`defaults::signature_encoding`]). `raw` (the text as it is) is for shared tokens only.
+fn compile_encodings(
+    raw: Option<&OneOrMany>,
+    algorithm: Option<Algorithm>,
+    loc: &str,
+    r: &mut Report,
+) -> Vec<Encoding> {
+    let algorithm = algorithm.unwrap_or(defaults::ALGORITHM);
     let names = raw
         .map(|e| e.to_vec())
-        .unwrap_or_else(|| vec![defaults::SIGNATURE_ENCODING.name().into()]);
+        .unwrap_or_else(|| vec![defaults::signature_encoding(algorithm).name().into()]);
     let mut encodings = Vec::new();
     for name in &names {
         match Encoding::parse(name) {
+            Some(Encoding::Raw) if algorithm != Algorithm::Token => r.error(
+                format!("{loc}.signature.encoding"),
+                "`raw` compares the text itself: only for `algorithm: token`",
+            ),
             Some(e) if !encodings.contains(&e) => encodings.push(e),
             Some(_) => {}
             None => r.error(
