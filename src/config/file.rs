@@ -345,6 +345,8 @@ pub struct RawVerify {
     /// `false`: the sender signs fields, not the body (Mailgun, Adyen); the rest of the body
     /// is not checked. Reported as weaker; the default is `true` (the message must cover it).
     pub body_signed: Option<bool>,
+    /// For `algorithm: jwt`: what the token's claims must say.
+    pub jwt: Option<RawJwt>,
     /// How key strings become key bytes (`KeyEncoding::ALL`: raw, base64, hex, ...).
     pub key_encoding: Option<String>,
     pub secret: Option<String>,
@@ -433,6 +435,50 @@ impl RawSignature {
                     yaml_map([
                         ("separator", Some(yaml_str(&l.separator))),
                         ("first", Some(yaml_str(&l.first))),
+                    ])
+                }),
+            ),
+        ])
+    }
+}
+
+/// `jwt:` — the algorithms a token may use and what its claims must say.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwt {
+    pub algorithms: Option<Vec<String>>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub leeway: Option<RawDuration>,
+    pub max_age: Option<RawDuration>,
+    pub require: Option<Vec<String>>,
+    pub body_sha256: Option<RawBodyClaim>,
+}
+
+/// `body_sha256: { claim: sha256, encoding: hex }`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawBodyClaim {
+    pub claim: String,
+    pub encoding: Option<String>,
+}
+
+impl RawJwt {
+    /// The block as the file writes it (`check --expand`).
+    pub fn to_yaml(&self) -> serde_yaml::Value {
+        yaml_map([
+            ("algorithms", self.algorithms.as_deref().map(yaml_list)),
+            ("issuer", self.issuer.as_deref().map(yaml_str)),
+            ("audience", self.audience.as_deref().map(yaml_str)),
+            ("leeway", self.leeway.as_deref().map(yaml_str)),
+            ("max_age", self.max_age.as_deref().map(yaml_str)),
+            ("require", self.require.as_deref().map(yaml_list)),
+            (
+                "body_sha256",
+                self.body_sha256.as_ref().map(|b| {
+                    yaml_map([
+                        ("claim", Some(yaml_str(&b.claim))),
+                        ("encoding", b.encoding.as_deref().map(yaml_str)),
                     ])
                 }),
             ),
@@ -651,6 +697,7 @@ impl RawVerify {
             }),
             body_hash_param: self.body_hash_param.or(base.body_hash_param),
             body_signed: self.body_signed.or(base.body_signed),
+            jwt: self.jwt.or(base.jwt),
             key_encoding: self.key_encoding.or(base.key_encoding),
             secret,
             secret_file,

@@ -15,6 +15,8 @@ pub enum KeyEncoding {
     Raw,
     /// Base64 of the key bytes.
     Base64,
+    /// URL-safe base64 of the key bytes (JWK `k` values), padding optional.
+    Base64Url,
     /// Hex of the key bytes (Discord's public keys).
     Hex,
     /// `whsec_` + base64 (Standard Webhooks secrets), prefix optional.
@@ -30,6 +32,7 @@ impl KeyEncoding {
     pub const ALL: &'static [KeyEncoding] = &[
         KeyEncoding::Raw,
         KeyEncoding::Base64,
+        KeyEncoding::Base64Url,
         KeyEncoding::Hex,
         KeyEncoding::WhsecBase64,
         KeyEncoding::WhpkBase64,
@@ -40,6 +43,7 @@ impl KeyEncoding {
         Some(match s {
             "raw" => KeyEncoding::Raw,
             "base64" => KeyEncoding::Base64,
+            "base64url" => KeyEncoding::Base64Url,
             "hex" => KeyEncoding::Hex,
             "whsec_base64" => KeyEncoding::WhsecBase64,
             "whpk_base64" => KeyEncoding::WhpkBase64,
@@ -52,6 +56,7 @@ impl KeyEncoding {
         match self {
             KeyEncoding::Raw => "raw",
             KeyEncoding::Base64 => "base64",
+            KeyEncoding::Base64Url => "base64url",
             KeyEncoding::Hex => "hex",
             KeyEncoding::WhsecBase64 => "whsec_base64",
             KeyEncoding::WhpkBase64 => "whpk_base64",
@@ -69,6 +74,7 @@ impl KeyEncoding {
             KeyEncoding::Raw | KeyEncoding::Base64 | KeyEncoding::Sha1OfText => {
                 BASE64.encode(bytes)
             }
+            KeyEncoding::Base64Url => super::BASE64URL.encode(bytes),
             KeyEncoding::Hex => hex::encode(bytes),
             KeyEncoding::WhsecBase64 => format!("whsec_{}", BASE64.encode(bytes)),
             KeyEncoding::WhpkBase64 => format!("whpk_{}", BASE64.encode(bytes)),
@@ -88,6 +94,9 @@ impl KeyEncoding {
             KeyEncoding::Base64 => BASE64
                 .decode(as_str()?)
                 .map_err(|e| format!("not valid base64: {e}")),
+            KeyEncoding::Base64Url => super::BASE64URL
+                .decode(as_str()?)
+                .map_err(|e| format!("not valid base64url: {e}")),
             KeyEncoding::Hex => hex::decode(as_str()?).map_err(|e| format!("not valid hex: {e}")),
             KeyEncoding::WhsecBase64 => {
                 let s = as_str()?;
@@ -172,12 +181,16 @@ pub enum Keys {
     Token(Vec<[u8; 32]>),
     Ed25519(Vec<ed25519_dalek::VerifyingKey>),
     P256(Vec<p256::ecdsa::VerifyingKey>),
+    /// JWT keys, all of the route's one family (`jwt.rs`).
+    Jwt(Vec<super::jwt::JwtKey>),
 }
 
 impl Keys {
     /// Builds keys from decoded key bytes; the error names the index and what is wrong.
     pub fn new(algorithm: Algorithm, keys: &[Vec<u8>]) -> Result<Keys, (usize, String)> {
         Ok(match algorithm {
+            // Built by `Keys::jwt`, which knows the route's key family.
+            Algorithm::Jwt => return Keys::jwt(super::jwt::Family::Hmac, keys),
             Algorithm::HmacSha1
             | Algorithm::HmacSha256
             | Algorithm::HmacSha384
@@ -236,7 +249,17 @@ impl Keys {
             Keys::Token(k) => k.len(),
             Keys::Ed25519(k) => k.len(),
             Keys::P256(k) => k.len(),
+            Keys::Jwt(k) => k.len(),
         }
+    }
+
+    /// JWT keys of one family: secrets for HMAC, PEM public keys otherwise.
+    pub fn jwt(family: super::jwt::Family, keys: &[Vec<u8>]) -> Result<Keys, (usize, String)> {
+        keys.iter()
+            .enumerate()
+            .map(|(i, k)| super::jwt::JwtKey::new(family, k).map_err(|e| (i, e)))
+            .collect::<Result<_, _>>()
+            .map(Keys::Jwt)
     }
 
     pub fn is_empty(&self) -> bool {

@@ -17,6 +17,7 @@
 //! read; `main.rs` calls [`Scheme::sign`] for `hookgate sign`.
 
 pub mod json;
+pub mod jwt;
 pub mod keys;
 pub mod message;
 pub mod signature;
@@ -51,6 +52,8 @@ pub enum Algorithm {
     Ed25519,
     /// ECDSA over P-256 with SHA-256; DER-encoded signatures.
     EcdsaP256Sha256,
+    /// A JSON Web Token (`jwt.rs`): its own signature, claims and body binding.
+    Jwt,
 }
 
 impl Algorithm {
@@ -66,6 +69,7 @@ impl Algorithm {
         Algorithm::Token,
         Algorithm::Ed25519,
         Algorithm::EcdsaP256Sha256,
+        Algorithm::Jwt,
     ];
 
     pub fn parse(s: &str) -> Option<Algorithm> {
@@ -80,6 +84,7 @@ impl Algorithm {
             "token" => Some(Algorithm::Token),
             "ed25519" => Some(Algorithm::Ed25519),
             "ecdsa-p256-sha256" => Some(Algorithm::EcdsaP256Sha256),
+            "jwt" => Some(Algorithm::Jwt),
             _ => None,
         }
     }
@@ -96,6 +101,7 @@ impl Algorithm {
             Algorithm::Token => "token",
             Algorithm::Ed25519 => "ed25519",
             Algorithm::EcdsaP256Sha256 => "ecdsa-p256-sha256",
+            Algorithm::Jwt => "jwt",
         }
     }
 
@@ -115,6 +121,8 @@ impl Algorithm {
             Algorithm::Token => !bytes.is_empty(),
             Algorithm::Ed25519 => bytes.len() == 64,
             Algorithm::EcdsaP256Sha256 => p256_signature(bytes).is_some(),
+            // A token is checked whole by `jwt.rs`.
+            Algorithm::Jwt => !bytes.is_empty(),
         }
     }
 }
@@ -289,6 +297,8 @@ pub struct Scheme {
     /// `false` (`body_signed: false`): the sender signs fields, not the body; what else the
     /// body holds is not checked.
     pub body_signed: bool,
+    /// For `algorithm: jwt`: what the token's claims must say.
+    pub jwt: Option<jwt::JwtSpec>,
     pub keys: Keys,
 }
 
@@ -303,6 +313,7 @@ impl fmt::Debug for Scheme {
             .field("public_url", &self.public_url)
             .field("body_hash_param", &self.body_hash_param)
             .field("body_signed", &self.body_signed)
+            .field("jwt", &self.jwt)
             .field("keys", &self.keys.len())
             .finish()
     }
@@ -342,6 +353,9 @@ pub enum VerifyError {
     /// with no one text (an object, or a number with a fraction or exponent).
     #[error("{0} is ambiguous (given twice, or with no one text form)")]
     AmbiguousField(String),
+    /// A JWT claim is not what the route requires (`iss`, `aud`, the body's digest).
+    #[error("JWT claim {0} does not match")]
+    ClaimMismatch(String),
     /// The scheme reads the JSON body, and it is not exactly one JSON value with unique keys
     /// in UTF-8.
     #[error("body is not strict JSON: {0}")]
@@ -498,6 +512,9 @@ impl Scheme {
     /// relative to `now`, body covered, and the signature valid under one of the keys.
     pub fn verify(&self, req: &RequestView<'_>, now: SystemTime) -> Result<Verified, VerifyError> {
         let header = self.signature.read(req, &|k| self.reads_entry(k))?;
+        if let (Keys::Jwt(keys), Some(spec)) = (&self.keys, &self.jwt) {
+            return self.verify_jwt(&header, keys, spec, req, now);
+        }
         for name in self.headers_read() {
             if req.headers.get_all(name).iter().nth(1).is_some() {
                 return Err(VerifyError::RepeatedHeader(name.clone()));
@@ -510,6 +527,8 @@ impl Scheme {
         self.check_body_hash(req)?;
         // (key index, candidate index) of the first match.
         let found: Option<(usize, usize)> = match &self.keys {
+            // Verified whole above.
+            Keys::Jwt(_) => None,
             Keys::Hmac(keys) => keys.iter().enumerate().find_map(|(k, key)| {
                 let mut mac = key.clone();
                 self.feed(req, &header, &mut |b| mac.update(b)).ok()?;
@@ -568,6 +587,27 @@ impl Scheme {
         })
     }
 
+    /// A JWT scheme: exactly one token, checked whole by `jwt.rs`.
+    fn verify_jwt(
+        &self,
+        header: &Found<'_>,
+        keys: &[jwt::JwtKey],
+        spec: &jwt::JwtSpec,
+        req: &RequestView<'_>,
+        now: SystemTime,
+    ) -> Result<Verified, VerifyError> {
+        let [token] = header.candidates.as_slice() else {
+            return Err(VerifyError::MalformedSignature(
+                self.signature.source.describe(),
+            ));
+        };
+        let (key_index, signature) = jwt::verify(token, keys, spec, req.body, now)?;
+        Ok(Verified {
+            key_index,
+            signature,
+        })
+    }
+
     /// Adds what a sender would send to `headers`: a fresh timestamp header (when the scheme
     /// reads one and it is absent) and the signature header, signed with the first key or the
     /// given private key. Returns the names of the headers it set.
@@ -612,6 +652,12 @@ impl Scheme {
             }
             (Keys::Token(_), _) => {
                 return Err("a token scheme sends the token itself; nothing to compute".into())
+            }
+            (Keys::Jwt(_), _) => {
+                return Err(
+                    "`hookgate sign` does not make JWTs yet; make one with the sender's tools"
+                        .into(),
+                )
             }
             (_, Some(key)) => {
                 let message = self

@@ -92,6 +92,7 @@ fn hmac_scheme(
         public_url: None,
         body_hash_param: None,
         body_signed: true,
+        jwt: None,
         keys: Keys::new(algorithm, &keys).unwrap(),
     }
 }
@@ -1440,4 +1441,194 @@ fn shared_secrets_are_compared_whole_wherever_they_are_sent() {
         ),
         Err(VerifyError::NotStrictJson(_))
     ));
+}
+
+/// `tests/vectors/jwt.json`: an RS256 token made with openssl, the confusion and `none`
+/// forgeries of it, and RFC 7515's HS256 example.
+fn jwt_vectors() -> serde_json::Value {
+    serde_json::from_str(include_str!("../../tests/vectors/jwt.json")).unwrap()
+}
+
+/// An HS256 token over `claims`, made here with HMAC and base64url alone.
+fn hs256(secret: &str, claims: &str) -> String {
+    let head = BASE64URL.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let signed = format!("{head}.{}", BASE64URL.encode(claims));
+    format!(
+        "{signed}.{}",
+        BASE64URL.encode(hmac_of(secret, signed.as_bytes()))
+    )
+}
+
+fn at_unix(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+#[test]
+fn a_jwt_verifies_by_its_signature_its_times_its_issuer_and_its_body_claim() {
+    let v = jwt_vectors();
+    let key = v["rsa_public_key"].as_str().unwrap();
+    let yaml = format!(
+        "{{ algorithm: jwt, signature: {{ header: x-webhook-signature }}, \
+         jwt: {{ algorithms: [RS256], issuer: netlify, require: [exp], \
+         body_sha256: {{ claim: sha256, encoding: hex }} }}, public_key: {key:?}, key_encoding: raw }}"
+    );
+    let v2: RawVerify = serde_yaml::from_str(&yaml).unwrap();
+    let s = compile_scheme(v2, "test", Path::new("."), &|_| None, None).unwrap();
+    let body = v["body"].as_str().unwrap().as_bytes();
+    let token = |name: &str| one_header("x-webhook-signature", v[name].as_str().unwrap());
+    let inside = at_unix(1_763_885_000);
+    assert_eq!(check(&s, &token("rs256"), body, inside), Ok(0));
+    // The body is bound by its digest.
+    assert_eq!(
+        check(
+            &s,
+            &token("rs256"),
+            b"{\"event\":\"deploy_failed\"}",
+            inside
+        ),
+        Err(VerifyError::ClaimMismatch("sha256".into()))
+    );
+    // Past exp (with the 30 s leeway), refused.
+    assert_eq!(
+        check(&s, &token("rs256"), body, at_unix(1_763_888_400 + 31)),
+        Err(VerifyError::StaleTimestamp)
+    );
+    assert_eq!(
+        check(&s, &token("rs256"), body, at_unix(1_763_888_400 + 29)),
+        Ok(0)
+    );
+    // HS256 keyed with the RSA public key's PEM, and alg none: never tried.
+    for forged in ["hs256_confusion", "none"] {
+        assert_eq!(
+            check(&s, &token(forged), body, inside),
+            Err(VerifyError::MalformedSignature("JWT".into())),
+            "{forged}"
+        );
+    }
+    // A flipped signature bit is a mismatch.
+    let mut bad = v["rs256"].as_str().unwrap().to_owned();
+    let last = bad.pop().unwrap();
+    bad.push(if last == 'A' { 'B' } else { 'A' });
+    assert_eq!(
+        check(&s, &one_header("x-webhook-signature", &bad), body, inside),
+        Err(VerifyError::Mismatch)
+    );
+}
+
+#[test]
+fn rfc_7515s_hs256_example_verifies_and_its_claims_are_checked() {
+    let v = jwt_vectors();
+    let rfc = &v["rfc7515"];
+    let s = yaml_scheme(
+        "{ algorithm: jwt, signature: { header: authorization, prefix: \"Bearer \" }, \
+         jwt: { algorithms: [HS256], issuer: joe, leeway: 0s }, body_signed: false, \
+         key_encoding: base64url, secret: \"${SECRET}\" }",
+        rfc["key_base64url"].as_str().unwrap(),
+    );
+    let h = one_header(
+        "authorization",
+        &format!("Bearer {}", rfc["token"].as_str().unwrap()),
+    );
+    let exp = rfc["exp"].as_u64().unwrap();
+    assert_eq!(check(&s, &h, b"{}", at_unix(exp)), Ok(0));
+    assert_eq!(
+        check(&s, &h, b"{}", at_unix(exp + 1)),
+        Err(VerifyError::StaleTimestamp)
+    );
+    let other_issuer = yaml_scheme(
+        "{ algorithm: jwt, signature: { header: authorization, prefix: \"Bearer \" }, \
+         jwt: { algorithms: [HS256], issuer: mallory }, body_signed: false, \
+         key_encoding: base64url, secret: \"${SECRET}\" }",
+        rfc["key_base64url"].as_str().unwrap(),
+    );
+    assert_eq!(
+        check(&other_issuer, &h, b"{}", at_unix(exp)),
+        Err(VerifyError::ClaimMismatch("iss".into()))
+    );
+}
+
+#[test]
+fn jwt_times_audience_and_required_claims_follow_the_clock_passed_in() {
+    let s = yaml_scheme(
+        "{ algorithm: jwt, signature: { header: authorization, prefix: \"Bearer \" }, \
+         jwt: { algorithms: [HS256, HS512], audience: hooks, max_age: 5m, leeway: 10s, \
+         body_sha256: { claim: payload_hash, encoding: hex } }, secret: \"${SECRET}\" }",
+        "vonage-signature-secret",
+    );
+    let body = b"{\"status\":\"delivered\"}";
+    let hash = hex::encode(sha2::Sha256::digest(body));
+    let now = 1_763_884_800u64;
+    let bearer = |claims: String| {
+        one_header(
+            "authorization",
+            &format!("Bearer {}", hs256("vonage-signature-secret", &claims)),
+        )
+    };
+    let claims = |iat: u64, extra: &str| {
+        format!(r#"{{"iat":{iat},"aud":["other","hooks"],"payload_hash":"{hash}"{extra}}}"#)
+    };
+    assert_eq!(
+        check(&s, &bearer(claims(now, "")), body, at_unix(now)),
+        Ok(0)
+    );
+    assert_eq!(
+        check(&s, &bearer(claims(now - 311, "")), body, at_unix(now)),
+        Err(VerifyError::StaleTimestamp),
+        "iat older than max_age + leeway"
+    );
+    assert_eq!(
+        check(&s, &bearer(claims(now + 11, "")), body, at_unix(now)),
+        Err(VerifyError::FutureTimestamp)
+    );
+    assert_eq!(
+        check(
+            &s,
+            &bearer(claims(now, &format!(",\"nbf\":{}", now + 60))),
+            body,
+            at_unix(now)
+        ),
+        Err(VerifyError::FutureTimestamp),
+        "not yet valid"
+    );
+    assert_eq!(
+        check(
+            &s,
+            &bearer(format!(
+                r#"{{"iat":{now},"aud":"elsewhere","payload_hash":"{hash}"}}"#
+            )),
+            body,
+            at_unix(now)
+        ),
+        Err(VerifyError::ClaimMismatch("aud".into()))
+    );
+    assert_eq!(
+        check(
+            &s,
+            &bearer(format!(r#"{{"aud":"hooks","payload_hash":"{hash}"}}"#)),
+            body,
+            at_unix(now)
+        ),
+        Err(VerifyError::MissingTimestamp),
+        "max_age needs iat"
+    );
+    assert_eq!(
+        check(
+            &s,
+            &bearer(format!(
+                r#"{{"iat":"{now}","aud":"hooks","payload_hash":"{hash}"}}"#
+            )),
+            body,
+            at_unix(now)
+        ),
+        Err(VerifyError::MalformedTimestamp)
+    );
+    // The wrong secret: a mismatch, not a malformed token.
+    let wrong = one_header(
+        "authorization",
+        &format!("Bearer {}", hs256("another-secret", &claims(now, ""))),
+    );
+    assert_eq!(
+        check(&s, &wrong, body, at_unix(now)),
+        Err(VerifyError::Mismatch)
+    );
 }

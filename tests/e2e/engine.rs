@@ -162,3 +162,71 @@ async fn basic_auth_routes_forward_the_right_credentials_only_and_say_they_are_w
     );
     gw.shutdown().await;
 }
+
+/// A JWT-signed sender (Vonage's shape: a bearer token whose claim holds the body's
+/// SHA-256): the genuine request is forwarded byte for byte; a changed body, an expired
+/// token, another issuer's key are refused and never reach the app.
+#[tokio::test]
+async fn a_jwt_bound_to_the_body_is_forwarded_and_any_change_is_refused() {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let token = |secret: &str, claims: &str| {
+        let signed = format!(
+            "{}.{}",
+            b64.encode(br#"{"alg":"HS256","typ":"JWT"}"#),
+            b64.encode(claims)
+        );
+        format!(
+            "{signed}.{}",
+            b64.encode(hmac_sha256(secret, &[signed.as_bytes()]))
+        )
+    };
+    let upstream = Upstream::start().await;
+    let route = format!(
+        "  - name: vonage\n    path: /vonage\n    upstream: {}\n    verify:\n      algorithm: jwt\n      signature: {{ header: authorization, prefix: \"Bearer \" }}\n      jwt: {{ algorithms: [HS256], max_age: 5m, body_sha256: {{ claim: payload_hash, encoding: hex }} }}\n      secret: \"${{ENGINE_SECRET}}\"\n",
+        upstream.url()
+    );
+    let gw = Hookgate::start(&Yaml::new().routes(&route), ENV).await;
+    let url = gw.url("/vonage");
+    let body = br#"{"status":"delivered","message_uuid":"m-1"}"#;
+    let claims = |iat: u64, body: &[u8]| {
+        format!(
+            r#"{{"iat":{iat},"payload_hash":"{}"}}"#,
+            hex::encode(sha2::Sha256::digest(body))
+        )
+    };
+    let now = now_unix();
+    let bearer = |t: String| format!("Bearer {t}");
+    let good = bearer(token(SECRET, &claims(now, body)));
+    let ok = post(&url, &[("authorization", &good)], body).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    assert_eq!(upstream.received()[0].body.as_ref(), body);
+    let cases = [
+        (
+            "a changed body",
+            good.clone(),
+            &br#"{"status":"failed"}"#[..],
+            "jwt_claim_mismatch",
+        ),
+        (
+            "an old token",
+            bearer(token(SECRET, &claims(now - 3600, body))),
+            &body[..],
+            "timestamp_stale",
+        ),
+        (
+            "another key",
+            bearer(token("not-the-secret", &claims(now, body))),
+            &body[..],
+            "signature_mismatch",
+        ),
+    ];
+    for (what, header, body, outcome) in cases {
+        let refused = post(&url, &[("authorization", &header)], body).await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{what}");
+        assert_eq!(gw.outcome("vonage", outcome), 1.0, "{what}");
+    }
+    assert_eq!(upstream.count(), 1);
+    gw.shutdown().await;
+}

@@ -6,6 +6,7 @@ use super::{Ctx, Report};
 use crate::config::defaults;
 use crate::config::file::RawVerify;
 use crate::config::secret::{self, Origin};
+use crate::scheme::jwt::Family;
 use crate::scheme::{Algorithm, KeyEncoding, Keys};
 
 /// Resolves the key strings (secrets or public keys, as the algorithm needs), decodes them
@@ -13,35 +14,18 @@ use crate::scheme::{Algorithm, KeyEncoding, Keys};
 pub(super) fn compile_keys(
     v: &RawVerify,
     algorithm: Algorithm,
+    jwt_family: Option<Family>,
     loc: &str,
     ctx: &Ctx<'_>,
     r: &mut Report,
 ) -> Option<Keys> {
     let errors_before = r.errors.len();
-    let wants_public = algorithm.is_asymmetric();
-    let has_secret = v.secret.is_some() || v.secret_file.is_some() || v.secrets.is_some();
-    let has_public =
-        v.public_key.is_some() || v.public_key_file.is_some() || v.public_keys.is_some();
-    if wants_public && has_secret {
-        r.error(
-            loc,
-            format!(
-                "{} verifies with public keys: use `public_key`, `public_key_file` or \
-                 `public_keys`, not a secret",
-                algorithm.name()
-            ),
-        );
-    }
-    if !wants_public && has_public {
-        r.error(
-            loc,
-            format!(
-                "{} uses a shared secret: use `secret`, `secret_file` or `secrets`, not a \
-                 public key",
-                algorithm.name()
-            ),
-        );
-    }
+    // A JWT route's key family is its algorithms': secrets for HS*, public keys otherwise.
+    let wants_public = match jwt_family {
+        Some(family) => family != Family::Hmac,
+        None => algorithm.is_asymmetric(),
+    };
+    check_key_kind(v, algorithm, wants_public, loc, r);
     let encoding = match v.key_encoding.as_deref() {
         None => Some(defaults::key_encoding(algorithm)),
         Some(e) => KeyEncoding::parse(e).or_else(|| {
@@ -76,12 +60,50 @@ pub(super) fn compile_keys(
     if r.errors.len() > errors_before {
         return None;
     }
-    match Keys::new(algorithm, &decoded) {
+    let keys = match jwt_family {
+        Some(family) => Keys::jwt(family, &decoded),
+        None => Keys::new(algorithm, &decoded),
+    };
+    match keys {
         Ok(keys) => Some(keys),
         Err((i, e)) => {
             r.error(&sources[i].1, e);
             None
         }
+    }
+}
+
+/// A scheme verifying with public keys takes no secret, and one using a shared secret no
+/// public key.
+fn check_key_kind(
+    v: &RawVerify,
+    algorithm: Algorithm,
+    wants_public: bool,
+    loc: &str,
+    r: &mut Report,
+) {
+    let has_secret = v.secret.is_some() || v.secret_file.is_some() || v.secrets.is_some();
+    let has_public =
+        v.public_key.is_some() || v.public_key_file.is_some() || v.public_keys.is_some();
+    if wants_public && has_secret {
+        r.error(
+            loc,
+            format!(
+                "{} verifies with public keys: use `public_key`, `public_key_file` or \
+                 `public_keys`, not a secret",
+                algorithm.name()
+            ),
+        );
+    }
+    if !wants_public && has_public {
+        r.error(
+            loc,
+            format!(
+                "{} uses a shared secret: use `secret`, `secret_file` or `secrets`, not a \
+                 public key",
+                algorithm.name()
+            ),
+        );
     }
 }
 

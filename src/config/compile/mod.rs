@@ -15,6 +15,7 @@
 //! section imports one that imports it back.
 
 mod delivery;
+mod jwt;
 mod keys;
 mod limits;
 mod listeners;

@@ -2781,3 +2781,69 @@ fn a_shared_secret_route_without_an_allowlist_is_warned() {
     );
     assert!(!warned(", allow_ips: [\"192.0.2.0/24\"]"));
 }
+
+#[test]
+fn jwt_blocks_refuse_algorithm_confusion_and_each_misuse_is_located() {
+    let secret = "secret: \"${LAHZA_SECRET}\"";
+    let sig = "signature: { header: authorization, prefix: \"Bearer \" }";
+    let body = "body_sha256: { claim: sha256 }";
+    let cases = [
+        (format!("algorithm: jwt, {sig}, {secret}"), "verify.jwt", "needs `jwt:"),
+        (
+            format!("{sig}, jwt: {{ algorithms: [HS256], {body} }}, {secret}"),
+            "verify.jwt",
+            "only for `algorithm: jwt`",
+        ),
+        (
+            format!("algorithm: jwt, {sig}, jwt: {{ algorithms: [RS256, HS256], {body} }}, {secret}"),
+            "verify.jwt.algorithms",
+            "mixes key families",
+        ),
+        (
+            format!("algorithm: jwt, {sig}, jwt: {{ algorithms: [none], {body} }}, {secret}"),
+            "verify.jwt.algorithms",
+            "unknown or refused algorithm `none`",
+        ),
+        (
+            format!("algorithm: jwt, {sig}, jwt: {{ algorithms: [RS256], {body} }}, {secret}"),
+            "verify",
+            "verifies with public keys",
+        ),
+        (
+            format!("algorithm: jwt, {sig}, jwt: {{ algorithms: [HS256], {body} }}, message: [body], {secret}"),
+            "verify.message",
+            "a JWT signs its own claims",
+        ),
+        (
+            format!("algorithm: jwt, {sig}, jwt: {{ algorithms: [HS256] }}, {secret}"),
+            "verify.jwt.body_sha256",
+            "bind the body",
+        ),
+        (
+            format!("algorithm: jwt, {sig}, jwt: {{ algorithms: [HS256], require: [sub], {body} }}, {secret}"),
+            "verify.jwt.require",
+            "unknown claim `sub`",
+        ),
+        (
+            format!("algorithm: jwt, {sig}, jwt: {{ algorithms: [ES256], {body} }}, public_key: not-pem, key_encoding: raw"),
+            "verify.public_key",
+            "PEM",
+        ),
+    ];
+    for (verify, location, text) in cases {
+        let errs = errors(&verified(&verify));
+        assert!(
+            errs.iter()
+                .any(|e| e.location.ends_with(location) && e.message.contains(text)),
+            "{verify}: {errs:?}"
+        );
+    }
+    let ok_route = ok(&verified(&format!(
+        "algorithm: jwt, {sig}, jwt: {{ algorithms: [HS256, HS512], {body} }}, {secret}"
+    )));
+    assert_eq!(
+        scheme(&ok_route, "r").strength(),
+        crate::scheme::Strength::Signature,
+        "a token bound to the body's digest signs the body"
+    );
+}

@@ -60,6 +60,14 @@ pub(super) fn parse_header(s: &str, loc: &str, r: &mut Report) -> Option<HeaderN
     })
 }
 
+/// A duration that may be zero (a leeway): `0s` is none.
+pub(super) fn parse_duration_or_zero(s: &str, loc: &str, r: &mut Report) -> Option<Duration> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Some(d),
+        _ => parse_duration(s, loc, r),
+    }
+}
+
 pub(super) fn parse_duration(s: &str, loc: &str, r: &mut Report) -> Option<Duration> {
     // Ten years: far beyond any timeout or TTL, and safely inside `Instant` arithmetic.
     const MAX: Duration = Duration::from_secs(10 * 365 * 24 * 3600);

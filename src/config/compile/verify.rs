@@ -5,6 +5,7 @@ use std::path::Path;
 
 use http::HeaderName;
 
+use super::jwt::compile_jwt;
 use super::keys::{compile_keys, resolve_key_sources};
 use super::values::{parse_duration, parse_header};
 use super::{Ctx, Report};
@@ -108,15 +109,16 @@ pub(super) fn compile_verify(
         || v.signature
             .as_ref()
             .is_some_and(|s| s.entries.is_some() || s.list.is_some());
-    let message = compile_message(v.message.as_deref(), loc, ctx, has_entries, r);
-    check_body_covered(&v, algorithm, &message, loc, r);
+    let jwt = compile_jwt(&v, algorithm, loc, r);
+    let message = signed_message(&v, algorithm, jwt.as_ref(), loc, ctx, has_entries, r);
     let timestamp = v
         .timestamp
         .as_ref()
         .and_then(|t| compile_timestamp(t, &format!("{loc}.timestamp"), has_entries, r));
+    let family = jwt.as_ref().map(super::jwt::family);
     let keys = match algorithm {
         Some(alg) if ctx.shape_only => Some(Keys::new(alg, &[]).expect("no keys to reject")),
-        Some(alg) => compile_keys(&v, alg, loc, ctx, r),
+        Some(alg) => compile_keys(&v, alg, family, loc, ctx, r),
         None => {
             let _ = resolve_key_sources(&v, loc, ctx, r);
             None
@@ -133,6 +135,7 @@ pub(super) fn compile_verify(
         public_url: ctx.public_url.map(str::to_owned),
         body_hash_param: v.body_hash_param.clone(),
         body_signed: v.body_signed != Some(false),
+        jwt,
         keys: keys?,
     };
     // A route overriding a preset's timestamp can leave a signed header unpinned next to the
@@ -362,6 +365,44 @@ fn compile_encodings(
         r.error(format!("{loc}.signature.encoding"), "empty list");
     }
     encodings
+}
+
+/// The signed message, checked to cover the body. A JWT signs its own claims: no
+/// `message:`, and the body is covered by a claim bound to its digest (or `body_signed:
+/// false`).
+fn signed_message(
+    v: &RawVerify,
+    algorithm: Option<Algorithm>,
+    jwt: Option<&crate::scheme::jwt::JwtSpec>,
+    loc: &str,
+    ctx: &Ctx<'_>,
+    has_entries: bool,
+    r: &mut Report,
+) -> Vec<Part> {
+    if algorithm != Some(Algorithm::Jwt) {
+        let message = compile_message(v.message.as_deref(), loc, ctx, has_entries, r);
+        check_body_covered(v, algorithm, &message, loc, r);
+        return message;
+    }
+    if v.message.is_some() {
+        r.error(
+            format!("{loc}.message"),
+            "a JWT signs its own claims; bind the body with `jwt.body_sha256` instead",
+        );
+    }
+    let bound = jwt.is_some_and(|j| j.body_sha256.is_some());
+    if jwt.is_some() && !bound && v.body_signed != Some(false) {
+        r.error(
+            format!("{loc}.jwt.body_sha256"),
+            "missing: bind the body to the token with `body_sha256: { claim: NAME, encoding: \
+             hex }`, or, if the sender's token does not cover the body, say `body_signed: false`",
+        );
+    } else if jwt.is_some() {
+        let digest = [Part::BodyDigest(BodyDigest::Sha256Hex)];
+        let stands_for: &[Part] = if bound { &digest } else { &[] };
+        check_body_covered(v, algorithm, stands_for, loc, r);
+    }
+    Vec::new()
 }
 
 /// `message:`: the parts signed, in order (default: [`defaults::message`]).

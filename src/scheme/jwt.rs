@@ -1,0 +1,251 @@
+//! JWT-signed webhooks with static keys (`algorithm: jwt`): Netlify, Vonage, FusionAuth and
+//! others send a JSON Web Token (in a header, often after `Bearer `) whose claims say who
+//! sent it, when, and the SHA-256 of the body.
+//!
+//! The signature check is the `jsonwebtoken` crate's, on ring, with an allow-list of
+//! algorithms per route: never `none`, and never an algorithm the key was not made for (an
+//! HS256 token checked with an RSA public key as its HMAC secret is the classic confusion),
+//! so a route's list holds one family and every key belongs to it. The claims are checked
+//! here, against the gateway's clock: `exp` and `nbf` with a leeway, `iat` within `max_age`,
+//! `iss` and `aud`, and the claim bound to the body's digest, compared in constant time.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm as Alg, DecodingKey, Validation};
+use serde_json::Value;
+use sha2::Digest as _;
+use subtle::ConstantTimeEq;
+
+use super::{VerifyError, BASE64, BASE64URL};
+
+/// What a route asks of a token beyond its signature.
+#[derive(Clone, Debug)]
+pub struct JwtSpec {
+    /// The algorithms a token may name: one family (HMAC, RSA, ECDSA or EdDSA).
+    pub algorithms: Vec<Alg>,
+    /// `iss` must be this.
+    pub issuer: Option<String>,
+    /// `aud` must be this (or, as a list, hold it).
+    pub audience: Option<String>,
+    /// Slack for the clocks of sender and gateway, on `exp`, `nbf` and `iat`.
+    pub leeway: Duration,
+    /// `iat` must be this recent (and is then required).
+    pub max_age: Option<Duration>,
+    /// Claims that must be present: `exp`, `nbf`, `iat`, `iss`, `aud`.
+    pub require: Vec<String>,
+    /// The claim that holds the body's SHA-256, and how it is written.
+    pub body_sha256: Option<BodyClaim>,
+}
+
+/// A claim bound to the body's SHA-256.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BodyClaim {
+    pub claim: String,
+    pub encoding: super::Encoding,
+}
+
+/// The key families: a route's algorithms and keys must all be of one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    Hmac,
+    Rsa,
+    Ec,
+    Ed,
+}
+
+impl Family {
+    pub fn of(alg: Alg) -> Family {
+        match alg {
+            Alg::HS256 | Alg::HS384 | Alg::HS512 => Family::Hmac,
+            Alg::RS256 | Alg::RS384 | Alg::RS512 | Alg::PS256 | Alg::PS384 | Alg::PS512 => {
+                Family::Rsa
+            }
+            Alg::ES256 | Alg::ES384 => Family::Ec,
+            Alg::EdDSA => Family::Ed,
+        }
+    }
+}
+
+/// The algorithm names a route may list (`none` is not one of them).
+pub const ALGORITHMS: &[(&str, Alg)] = &[
+    ("HS256", Alg::HS256),
+    ("HS384", Alg::HS384),
+    ("HS512", Alg::HS512),
+    ("RS256", Alg::RS256),
+    ("RS384", Alg::RS384),
+    ("RS512", Alg::RS512),
+    ("PS256", Alg::PS256),
+    ("PS384", Alg::PS384),
+    ("PS512", Alg::PS512),
+    ("ES256", Alg::ES256),
+    ("ES384", Alg::ES384),
+    ("EdDSA", Alg::EdDSA),
+];
+
+/// One verification key, parsed once.
+#[derive(Clone)]
+pub struct JwtKey(DecodingKey);
+
+impl JwtKey {
+    /// A key of `family`: the secret's bytes for HMAC, a PEM public key otherwise.
+    pub fn new(family: Family, bytes: &[u8]) -> Result<JwtKey, String> {
+        let pem = || {
+            std::str::from_utf8(bytes)
+                .ok()
+                .filter(|t| t.contains("-----BEGIN"))
+                .ok_or("a JWT public key is PEM text (-----BEGIN PUBLIC KEY-----)".to_string())
+        };
+        let key = match family {
+            Family::Hmac => Ok(DecodingKey::from_secret(bytes)),
+            Family::Rsa => DecodingKey::from_rsa_pem(pem()?.as_bytes()),
+            Family::Ec => DecodingKey::from_ec_pem(pem()?.as_bytes()),
+            Family::Ed => DecodingKey::from_ed_pem(pem()?.as_bytes()),
+        }
+        .map_err(|e| format!("not a {family:?} public key for JWTs: {e}"))?;
+        Ok(JwtKey(key))
+    }
+}
+
+/// Verifies `token` with the first key that takes it, then its claims at `now`. Returns the
+/// index of that key and the token's signature bytes (its replay key).
+pub fn verify(
+    token: &str,
+    keys: &[JwtKey],
+    spec: &JwtSpec,
+    body: &crate::body::RawBody,
+    now: SystemTime,
+) -> Result<(usize, Vec<u8>), VerifyError> {
+    let malformed = || VerifyError::MalformedSignature("JWT".into());
+    // The header names an algorithm on the route's list, or nothing is tried.
+    let header = jsonwebtoken::decode_header(token).map_err(|_| malformed())?;
+    if !spec.algorithms.contains(&header.alg) {
+        return Err(malformed());
+    }
+    let mut validation = Validation::new(header.alg);
+    validation.algorithms = vec![header.alg];
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims.clear();
+    let mut verified = None;
+    for (i, key) in keys.iter().enumerate() {
+        match jsonwebtoken::decode::<Value>(token, &key.0, &validation) {
+            Ok(data) => {
+                verified = Some((i, data.claims));
+                break;
+            }
+            Err(e) => match e.kind() {
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => {}
+                _ => return Err(malformed()),
+            },
+        }
+    }
+    let (index, claims) = verified.ok_or(VerifyError::Mismatch)?;
+    check_claims(&claims, spec, body, now)?;
+    let signature = token.rsplit('.').next().unwrap_or_default();
+    let signature = BASE64URL.decode(signature).map_err(|_| malformed())?;
+    Ok((index, signature))
+}
+
+/// The claims, at `now`: times, issuer, audience, the body's digest.
+fn check_claims(
+    claims: &Value,
+    spec: &JwtSpec,
+    body: &crate::body::RawBody,
+    now: SystemTime,
+) -> Result<(), VerifyError> {
+    for name in &spec.require {
+        if claims.get(name).is_none() {
+            return Err(missing(name));
+        }
+    }
+    let now = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
+    let leeway = spec.leeway.as_secs() as i64;
+    if let Some(exp) = time_claim(claims, "exp")? {
+        if now > exp.saturating_add(leeway) {
+            return Err(VerifyError::StaleTimestamp);
+        }
+    }
+    if let Some(nbf) = time_claim(claims, "nbf")? {
+        if nbf > now.saturating_add(leeway) {
+            return Err(VerifyError::FutureTimestamp);
+        }
+    }
+    if let Some(max_age) = spec.max_age {
+        let iat = time_claim(claims, "iat")?.ok_or(VerifyError::MissingTimestamp)?;
+        if now.saturating_sub(iat) > (max_age.as_secs() as i64).saturating_add(leeway) {
+            return Err(VerifyError::StaleTimestamp);
+        }
+        if iat > now.saturating_add(leeway) {
+            return Err(VerifyError::FutureTimestamp);
+        }
+    }
+    if let Some(issuer) = &spec.issuer {
+        if claims.get("iss").and_then(Value::as_str) != Some(issuer) {
+            return Err(VerifyError::ClaimMismatch("iss".into()));
+        }
+    }
+    if let Some(audience) = &spec.audience {
+        let ok = match claims.get("aud") {
+            Some(Value::String(a)) => a == audience,
+            Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(audience)),
+            _ => false,
+        };
+        if !ok {
+            return Err(VerifyError::ClaimMismatch("aud".into()));
+        }
+    }
+    if let Some(bound) = &spec.body_sha256 {
+        check_body_claim(claims, bound, body)?;
+    }
+    Ok(())
+}
+
+/// The claim bound to the body holds the body's SHA-256.
+fn check_body_claim(
+    claims: &Value,
+    bound: &BodyClaim,
+    body: &crate::body::RawBody,
+) -> Result<(), VerifyError> {
+    let text = claims
+        .get(&bound.claim)
+        .and_then(Value::as_str)
+        .ok_or_else(|| missing(&bound.claim))?;
+    let given = match bound.encoding {
+        super::Encoding::Hex => hex::decode(text).ok(),
+        super::Encoding::Base64Url => BASE64URL.decode(text).ok(),
+        _ => BASE64.decode(text).ok(),
+    }
+    .ok_or_else(|| VerifyError::ClaimMismatch(bound.claim.clone()))?;
+    let mut hasher = sha2::Sha256::new();
+    for chunk in body.chunks() {
+        hasher.update(chunk);
+    }
+    let actual = hasher.finalize();
+    if bool::from(given.as_slice().ct_eq(actual.as_slice())) {
+        Ok(())
+    } else {
+        Err(VerifyError::ClaimMismatch(bound.claim.clone()))
+    }
+}
+
+/// A required claim that is absent: the times are timestamps, the others claims.
+fn missing(name: &str) -> VerifyError {
+    match name {
+        "exp" | "nbf" | "iat" => VerifyError::MissingTimestamp,
+        other => VerifyError::ClaimMismatch(other.to_owned()),
+    }
+}
+
+/// A NumericDate claim, in whole seconds; a claim of another type is malformed.
+fn time_claim(claims: &Value, name: &str) -> Result<Option<i64>, VerifyError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .as_i64()
+            .or_else(|| v.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+            .map(Some)
+            .ok_or(VerifyError::MalformedTimestamp),
+    }
+}
