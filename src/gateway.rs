@@ -56,6 +56,9 @@ async fn pipeline(
 ) -> Result<(Response<Full<Bytes>>, Outcome), Refusal> {
     let (conn, client) = (cx.conn, cx.client);
     let route = admit(shared, &live.gateway, &req, cx)?;
+    if let Some(answer) = unsigned_handshake(&route, &req)? {
+        return Ok((answer, Outcome::Handshake));
+    }
     let (parts, body) = req.into_parts();
     let body = read(shared, &live.gateway, &route, client, &parts, body).await?;
     cx.bytes_in = body.len() as u64;
@@ -69,6 +72,9 @@ async fn pipeline(
         &view(&parts, &body, &json),
         &mut cx.shadowed,
     )?;
+    if let Some(answer) = signed_handshake(&route, &view(&parts, &body, &json), cx)? {
+        return Ok((answer, Outcome::Handshake));
+    }
     let peer = client_ip::canonical(conn.peer.ip());
     let hop = Hop {
         peer,
@@ -91,6 +97,40 @@ async fn pipeline(
         return store_and_answer(shared, &live.gateway.limits, policy, request).await;
     }
     forward_now(shared, live, request, cx).await
+}
+
+/// Handshake, unsigned: a sender's challenge that carries nothing to verify (Meta's
+/// `hub.challenge`, X's CRC), answered before the body is read.
+fn unsigned_handshake(
+    route: &Route,
+    req: &Request<Incoming>,
+) -> Result<Option<Response<Full<Bytes>>>, Refusal> {
+    let Some(hs) = &route.handshake else {
+        return Ok(None);
+    };
+    let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    crate::handshake::before_body(
+        hs,
+        req.method(),
+        target,
+        req.headers(),
+        route.scheme.as_ref(),
+    )
+}
+
+/// Handshake, signed: a challenge that came like an event (Slack, Zoom, Discord), answered
+/// once it verified. Never on a shadowed check: shadow mode forwards what it would refuse.
+fn signed_handshake(
+    route: &Route,
+    request: &RequestView<'_>,
+    cx: &Context<'_>,
+) -> Result<Option<Response<Full<Bytes>>>, Refusal> {
+    match &route.handshake {
+        Some(hs) if cx.shadowed.is_none() => {
+            crate::handshake::after_verify(hs, request, route.scheme.as_ref())
+        }
+        _ => Ok(None),
+    }
 }
 
 /// A request that passed every check, on its way to its app or its store.

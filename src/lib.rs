@@ -9,8 +9,10 @@
 //!                              body.rs: no transfer coding but chunked             400
 //!                              model/routes.rs: method + normalized path -> &Route 400/404/405
 //!                              client_ip.rs, route.allow_ips, before any body byte 403
+//!  -> handshake  handshake.rs  an unsigned challenge (Meta, X CRC, Dropbox) answered 200 / 403
 //!  -> read       body.rs       bounded by size, time and a global budget 413 / 408 / 503
 //!  -> verify     scheme/       signature + timestamp over the raw bytes  401
+//!                handshake.rs  a signed challenge (Slack, Zoom, Discord) answered  200
 //!  -> deliver    sync:   replay.rs claims the event id (duplicate 200, in flight 409,
 //!                        store down 503); forward.rs, upstream.rs pool       502 / 504
 //!                queued: delivery/, store durably then answer 2xx         503
@@ -43,8 +45,8 @@
 //! - `scheme/`: the generic signature scheme engine.
 //! - `runtime.rs`: the clock, the configuration in force (`InForce`, in its `ConfigSlot`,
 //!   loaded once per request and swapped whole), state shared by connections, cut-offs.
-//! - `host.rs`, `client_ip.rs`, `body.rs`, `replay.rs`, `forward.rs`: one pipeline step
-//!   each; `upstream.rs`: the keep-alive connections to each upstream.
+//! - `host.rs`, `client_ip.rs`, `handshake.rs`, `body.rs`, `replay.rs`, `forward.rs`: one
+//!   pipeline step each; `upstream.rs`: the keep-alive connections to each upstream.
 //! - `gateway.rs`: the pipeline; `gateway/context.rs` the request's context and its one
 //!   record (access-log line and metrics). `refusal.rs`: every refusal and
 //!   every outcome. `request_id.rs`: each request's `X-Request-Id`.
@@ -72,6 +74,7 @@ pub mod config;
 pub mod delivery;
 pub mod forward;
 pub mod gateway;
+pub mod handshake;
 pub mod host;
 pub mod log_filter;
 pub mod logbuf;

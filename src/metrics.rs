@@ -624,6 +624,9 @@ impl Metrics {
             self.requests.with_label_values(&[route, "forwarded"]);
             self.requests.with_label_values(&[route, "duplicate"]);
             self.requests.with_label_values(&[route, "client_closed"]);
+            if r.handshake.is_some() {
+                self.requests.with_label_values(&[route, "handshake"]);
+            }
             if let crate::model::Delivery::Queued(_) = r.delivery {
                 self.requests.with_label_values(&[route, "queued"]);
                 self.queue.init_route(route);

@@ -25,6 +25,9 @@ pub enum Refusal {
     /// The client broke off or sent a malformed body.
     BodyError,
     Verify(VerifyError),
+    /// A sender's handshake the gateway will not answer: a wrong verify token, a challenge
+    /// too long or of other characters, an origin not granted.
+    Handshake(&'static str),
     /// The route dedups by a key this request does not carry.
     ReplayKeyMissing,
     /// Another copy of this event is being forwarded right now: retry later.
@@ -50,6 +53,8 @@ pub enum Outcome {
     Queued,
     /// A copy already delivered (or stored): answered for the app, nothing forwarded.
     Duplicate,
+    /// A sender's handshake, answered by the gateway (`handshake.rs`); nothing forwarded.
+    Handshake,
     /// Refused: the refusal knows its status, label and reason.
     Refused(Refusal),
     /// The sender closed the connection before the answer (nginx's 499).
@@ -63,6 +68,7 @@ impl Outcome {
             Outcome::Forwarded => "forwarded",
             Outcome::Queued => "queued",
             Outcome::Duplicate => "duplicate",
+            Outcome::Handshake => "handshake",
             Outcome::Refused(refusal) => refusal.label(),
             Outcome::ClientClosed => "client_closed",
         }
@@ -94,6 +100,7 @@ impl Refusal {
             Refusal::BodyBudgetFull => S::SERVICE_UNAVAILABLE,
             Refusal::BodyError => S::BAD_REQUEST,
             Refusal::Verify(_) => S::UNAUTHORIZED,
+            Refusal::Handshake(_) => S::FORBIDDEN,
             Refusal::ReplayKeyMissing => S::BAD_REQUEST,
             Refusal::ReplayInFlight => S::CONFLICT,
             Refusal::ReplayStoreUnavailable | Refusal::QueueStoreUnavailable => {
@@ -133,6 +140,7 @@ impl Refusal {
                 VerifyError::NotStrictJson(_) => "body_not_strict_json",
                 VerifyError::ClaimMismatch(_) => "jwt_claim_mismatch",
             },
+            Refusal::Handshake(_) => "handshake_refused",
             Refusal::ReplayKeyMissing => "replay_key_missing",
             Refusal::ReplayInFlight => "replay_in_flight",
             Refusal::ReplayStoreUnavailable => "replay_store_unavailable",
@@ -168,6 +176,7 @@ impl Refusal {
             }
             Refusal::BodyError => "request body could not be read".into(),
             Refusal::Verify(e) => e.to_string(),
+            Refusal::Handshake(why) => format!("handshake refused: {why}"),
             Refusal::ReplayKeyMissing => {
                 "request lacks the event id this route deduplicates by".into()
             }
@@ -212,6 +221,7 @@ impl Refusal {
         "signed_field_ambiguous",
         "body_not_strict_json",
         "jwt_claim_mismatch",
+        "handshake_refused",
         "replay_key_missing",
         "replay_in_flight",
         "replay_store_unavailable",

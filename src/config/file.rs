@@ -286,6 +286,10 @@ pub struct RawRoute {
     pub allow_ips: Option<Vec<String>>,
     #[serde(default)]
     pub verify: Option<RawVerify>,
+    /// The sender's handshake, answered by the gateway: `off` (leave it to the app, sync
+    /// routes only) or `{ kind, verify_token, origins, rate }` over the preset's.
+    #[serde(default)]
+    pub handshake: Option<RawHandshake>,
     /// The URL senders call, as they see it (for URL-signed schemes behind a load balancer).
     #[serde(default)]
     pub public_url: Option<String>,
@@ -307,6 +311,27 @@ pub struct RawRoute {
     /// A queued route's answer, concurrency and retry settings.
     #[serde(default)]
     pub queue: Option<RawQueue>,
+}
+
+/// `handshake: off` or `handshake: { kind: meta, verify_token: "${META_VERIFY_TOKEN}" }`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawHandshake {
+    Word(String),
+    Block(RawHandshakeBlock),
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHandshakeBlock {
+    /// Which protocol (`model::handshake::HandshakeKind`); the preset's when absent.
+    pub kind: Option<String>,
+    /// Meta, Strava: the verify token set in the sender's dashboard (`${ENV}` or literal).
+    pub verify_token: Option<String>,
+    /// CloudEvents: the origins granted.
+    pub origins: Option<Vec<String>>,
+    /// CloudEvents: the rate granted, per minute (default `*`).
+    pub rate: Option<u32>,
 }
 
 /// `upstream_tls:` — for `https://` upstreams. No option turns verification off.

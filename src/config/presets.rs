@@ -13,6 +13,7 @@
 use crate::config::file::{
     OneOrMany, RawEntries, RawPart, RawReplayKey, RawSignature, RawTimestamp, RawVerify,
 };
+use crate::model::handshake::HandshakeKind;
 use RawPart::{Body, FormParamsSorted, Url};
 
 /// One built-in sender.
@@ -23,9 +24,9 @@ pub struct Preset {
     /// The raw `verify:` block the preset stands for, made on demand: a `RawVerify` owns its
     /// strings, which a static table cannot hold.
     pub scheme: fn() -> RawVerify,
-    /// What the sender asks the endpoint before it sends events. `None` for every preset
-    /// today; see [`Handshake`].
-    pub handshake: Option<Handshake>,
+    /// What the sender asks the endpoint apart from its events, answered by the gateway
+    /// (`handshake.rs`); a route may turn it `off` (sync routes only).
+    pub handshake: Option<HandshakeKind>,
     /// The dedup key suggested for `replay:` when the route names none: the sender's own event
     /// or delivery id where it sends one. `None`: the signature is the key.
     pub replay_key: Option<ReplayKey>,
@@ -48,13 +49,6 @@ impl Preset {
         self.replay_key.map(ReplayKey::raw)
     }
 }
-
-/// A question the sender asks the endpoint itself, apart from the events (Slack's
-/// `url_verification`, Zoom's `endpoint.url_validation`, Discord's `PING`). No variant yet:
-/// today the app answers them (hence [`Preset::needs_app_answer`]); issue 22 adds the ones the
-/// gateway will answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Handshake {}
 
 /// A preset's default replay key, in a form a static table can hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -272,11 +266,11 @@ static PRESETS: &[Preset] = &[
             timestamp: Some(ts_header("x-slack-request-timestamp", "seconds", "5m")),
             ..plain("hmac-sha256", "x-slack-signature", "v0=", &["hex"])
         },
-        handshake: None,
+        // The Events API's url_verification; slash commands and interactivity read the
+        // app's answer, so a route taking those stays sync (docs/presets.md says so).
+        handshake: Some(HandshakeKind::Slack),
         replay_key: None,
-        needs_app_answer: Some(
-            "Slack reads the answer to slash commands and interactions, and the url_verification challenge",
-        ),
+        needs_app_answer: None,
         evidence: &[
             published(&["https://docs.slack.dev/authentication/verifying-requests-from-slack"]),
             sdk(Package::PyPi("slack_sdk"), "case_slack"),
@@ -371,9 +365,9 @@ static PRESETS: &[Preset] = &[
             timestamp: Some(ts_header("x-zm-request-timestamp", "seconds", "5m")),
             ..plain("hmac-sha256", "x-zm-signature", "v0=", &["hex"])
         },
-        handshake: None,
+        handshake: Some(HandshakeKind::Zoom),
         replay_key: None,
-        needs_app_answer: Some("Zoom's endpoint.url_validation handshake is answered by the app"),
+        needs_app_answer: None,
         evidence: &[
             computed(PROVIDER_VECTORS),
             sdk(Package::Npm("@zoom/rivet"), "case_zoom"),
@@ -523,9 +517,11 @@ static PRESETS: &[Preset] = &[
             key_encoding: Some("hex".into()),
             ..plain("ed25519", "x-signature-ed25519", "", &["hex"])
         },
-        handshake: None,
+        handshake: Some(HandshakeKind::Discord),
         replay_key: None,
-        needs_app_answer: Some("Discord interactions (PING included) must be answered by the app"),
+        needs_app_answer: Some(
+            "Discord shows the app's answer to each interaction (the gateway answers only the PING)",
+        ),
         evidence: &[
             computed(PROVIDER_VECTORS),
             sdk(Package::Npm("discord-interactions"), "case_discord"),

@@ -6,9 +6,11 @@
 //! - this file: the gateway, its listeners, limits, log settings, routes and upstreams;
 //! - `routes.rs`: the route table (method + normalized path -> route);
 //! - `delivery.rs`: a route's delivery (sync or queued), its retry policy, the queue store;
-//! - `replay.rs`: a route's replay policy and the replay store.
+//! - `replay.rs`: a route's replay policy and the replay store;
+//! - `handshake.rs`: a route's handshake (the questions a sender asks apart from events).
 
 pub mod delivery;
+pub mod handshake;
 pub mod replay;
 pub mod routes;
 
@@ -195,6 +197,8 @@ pub struct Route {
     pub limits: RouteLimits,
     /// Forward now, or store, answer and deliver later.
     pub delivery: Delivery,
+    /// `Some`: the sender's handshake, answered by the gateway.
+    pub handshake: Option<handshake::Handshake>,
 }
 
 impl Route {

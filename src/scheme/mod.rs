@@ -446,6 +446,19 @@ impl Scheme {
         }
     }
 
+    /// The MAC of `data` under the first key, for handshakes whose answer proves the secret
+    /// (X's CRC, Zoom's URL validation); `None` for schemes without shared-secret MACs.
+    pub fn mac_with_first_key(&self, data: &[u8]) -> Option<Vec<u8>> {
+        match &self.keys {
+            Keys::Hmac(keys) => {
+                let mut mac = keys.first()?.clone();
+                mac.update(data);
+                Some(mac.finalize())
+            }
+            _ => None,
+        }
+    }
+
     pub fn secret_count(&self) -> usize {
         self.keys.len()
     }

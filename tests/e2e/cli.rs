@@ -1331,11 +1331,12 @@ async fn sign_output_sent_by_curl_with_its_defaults_is_accepted() {
         "200",
         "{printed}"
     );
-    // Discord: Ed25519 PEM.
+    // Discord: Ed25519 PEM (an interaction for the app; a PING would be answered by the
+    // gateway).
     let pem = dir.join("discord.pem");
     let (body, headers, _, _) = sign(
         "discord",
-        r#"{"type":1}"#,
+        r#"{"type":2}"#,
         &["--private-key", pem.to_str().unwrap()],
     );
     assert_eq!(

@@ -11,6 +11,7 @@ mod docs;
 mod drain;
 mod engine;
 mod fuzz_corpus;
+mod handshakes;
 mod hostile;
 mod https_upstream;
 mod layering;

@@ -105,9 +105,17 @@ async fn every_preset_vector_through_the_gateway() {
             "accept" => {
                 assert_eq!(answer.status, StatusCode::OK, "{label}: {}", answer.body);
                 let got = upstream.received();
-                assert_eq!(got.len(), 1, "{label}");
-                assert_eq!(&got[0].body[..], case.body.as_bytes(), "{label}");
-                assert_eq!(got[0].path_and_query, path, "{label}");
+                let has_handshake = hookgate::config::presets::find(&case.preset)
+                    .is_some_and(|p| p.handshake.is_some());
+                if has_handshake && gw.outcome(&case.preset, "handshake") == 1.0 {
+                    // A signed handshake (Discord's PING): verified, then answered by the
+                    // gateway, not forwarded.
+                    assert_eq!(got.len(), 0, "{label}: answered by the gateway");
+                } else {
+                    assert_eq!(got.len(), 1, "{label}");
+                    assert_eq!(&got[0].body[..], case.body.as_bytes(), "{label}");
+                    assert_eq!(got[0].path_and_query, path, "{label}");
+                }
                 assert_eq!(
                     gw.counter(
                         "hookgate_verified_total",

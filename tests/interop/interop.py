@@ -713,12 +713,26 @@ def case_shopify(ctx):
 def case_discord(ctx):
     keys = ctx.keys["ed25519"]
     path = "/webhooks/discord"
+    # An APPLICATION_COMMAND (type 2) goes to the app; a PING (type 1) the gateway answers.
     body = compact(
-        {"app_permissions": "442368", "application_id": "1234", "id": str(secrets.randbits(60)), "type": 1, "version": 1, "user": {"global_name": "Zoë"}}
+        {"app_permissions": "442368", "application_id": "1234", "id": str(secrets.randbits(60)), "type": 2, "version": 1, "user": {"global_name": "Zoë"}}
     )
     ts = str(now_s())
     signed = node(ctx, {"action": "sign", "provider": "discord", "private_hex": keys["private_hex"], "body": body.decode(), "timestamp": ts})
     headers = {"Content-Type": "application/json", "User-Agent": "Discord-Interactions/1.0 (+https://discord.com)", **signed["headers"]}
+
+    def ping():
+        ping_body = compact({"application_id": "1234", "id": str(secrets.randbits(60)), "type": 1, "version": 1})
+        ping_signed = node(ctx, {"action": "sign", "provider": "discord", "private_hex": keys["private_hex"], "body": ping_body.decode(), "timestamp": str(now_s())})
+        ctx.recorder.take()
+        status, text, _ = ctx.gw.send(path, ping_body, {"Content-Type": "application/json", **ping_signed["headers"]}, "POST")
+        got = ctx.recorder.take()
+        if got:
+            return False, f"the PING was forwarded ({status})"
+        ok = status == 200 and json.loads(text) == {"type": 1}
+        return ok, f"{status} {text.strip()!r}, answered by the gateway"
+
+    run_check("discord", "sdk-signed-ping", ping)
 
     def a():
         # The SDK's verifier agrees with the signer first, so a refusal is hookgate's.

@@ -15,6 +15,7 @@
 //! section imports one that imports it back.
 
 mod delivery;
+mod handshake;
 mod jwt;
 mod keys;
 mod limits;

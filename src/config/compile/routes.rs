@@ -9,6 +9,7 @@ use http::Method;
 use ipnet::IpNet;
 
 use super::delivery::{compile_delivery, compile_replay};
+use super::handshake::{compile_handshake, HandshakeFor};
 use super::limits::compile_route_limits;
 use super::readable::{raw_route, route_label};
 use super::upstream::parse_upstream;
@@ -156,7 +157,7 @@ fn compile_route(
     let errors_before = r.errors.len();
     let route_limits = compile_route_limits(raw.limits.as_ref(), limits, label, r);
     let path = compile_path(&raw.path, label, r);
-    let methods = compile_methods(raw.methods.as_deref(), label, r);
+    let mut methods = compile_methods(raw.methods.as_deref(), label, r);
     let upstream = parse_upstream(
         &raw.upstream,
         raw.upstream_tls.as_ref(),
@@ -176,27 +177,14 @@ fn compile_route(
         shape_only: false,
     };
     let preset = raw.verify.as_ref().and_then(|v| v.preset.clone());
-    let raw_had_verify = raw.verify.is_some();
-    let scheme = match raw.verify {
-        None => {
-            check_unverified(allow_ips.as_deref(), label, r);
-            None
-        }
-        Some(v) => compile_verify(v, &format!("{label}.verify"), &ctx, r),
-    };
-    if let Some(s) = &scheme {
-        check_strength(s, allow_ips.as_deref(), label, r);
-    }
-    // A verify block that failed has been reported; checking the replay key against the
-    // missing scheme would only add a misleading second error.
-    let verify_failed = raw_had_verify && scheme.is_none();
-    let replay = match &raw.replay {
-        Some(rp) if !verify_failed => {
-            let loc = format!("{label}.replay");
-            compile_replay(rp, &loc, preset.as_deref(), scheme.as_ref(), r)
-        }
-        _ => None,
-    };
+    let (scheme, replay) = compile_checks(
+        raw.verify,
+        raw.replay.as_ref(),
+        allow_ips.as_deref(),
+        &ctx,
+        label,
+        r,
+    );
     let enforce = raw.enforce.unwrap_or(true);
     let delivery = compile_delivery(
         raw.delivery.as_deref(),
@@ -205,6 +193,18 @@ fn compile_route(
         preset.as_deref(),
         enforce,
         stores,
+        r,
+    );
+    let handshake = compile_handshake(
+        raw.handshake.as_ref(),
+        HandshakeFor {
+            preset: preset.as_deref(),
+            scheme: scheme.as_ref(),
+            queued: matches!(delivery, crate::model::Delivery::Queued(_)),
+        },
+        &mut methods,
+        label,
+        &ctx,
         r,
     );
     if r.errors.len() > errors_before {
@@ -222,7 +222,46 @@ fn compile_route(
         replay,
         limits: route_limits,
         delivery,
+        handshake,
     })
+}
+
+/// The route's checks: its `verify:` scheme (or, without one, an allowlist that is not
+/// everyone) and its `replay:` policy.
+fn compile_checks(
+    verify: Option<crate::config::file::RawVerify>,
+    raw_replay: Option<&crate::config::file::RawReplay>,
+    allow_ips: Option<&[IpNet]>,
+    ctx: &Ctx<'_>,
+    label: &str,
+    r: &mut Report,
+) -> (
+    Option<crate::scheme::Scheme>,
+    Option<crate::model::ReplayPolicy>,
+) {
+    let preset = verify.as_ref().and_then(|v| v.preset.clone());
+    let raw_had_verify = verify.is_some();
+    let scheme = match verify {
+        None => {
+            check_unverified(allow_ips, label, r);
+            None
+        }
+        Some(v) => compile_verify(v, &format!("{label}.verify"), ctx, r),
+    };
+    if let Some(s) = &scheme {
+        check_strength(s, allow_ips, label, r);
+    }
+    // A verify block that failed has been reported; checking the replay key against the
+    // missing scheme would only add a misleading second error.
+    let verify_failed = raw_had_verify && scheme.is_none();
+    let replay = match raw_replay {
+        Some(rp) if !verify_failed => {
+            let loc = format!("{label}.replay");
+            compile_replay(rp, &loc, preset.as_deref(), scheme.as_ref(), r)
+        }
+        _ => None,
+    };
+    (scheme, replay)
 }
 
 /// `path:`: `/exact` or `/prefix/*`, normalized.

@@ -2204,17 +2204,23 @@ fn queued_delivery_mistakes_are_located() {
 
 #[test]
 fn check_warns_when_a_sender_that_reads_the_answer_is_queued() {
-    let loaded = ok(&queued_route(
-        "verify: { preset: slack, secret: \"${LAHZA_SECRET}\" }, delivery: queued",
-    ));
-    assert!(
-        loaded
-            .warnings
-            .iter()
-            .any(|w| w.location == "routes[0] (r).delivery" && w.message.contains("keep it sync")),
-        "{:?}",
-        loaded.warnings
-    );
+    let warned = |preset: &str, key: &str| {
+        ok(&queued_route(&format!(
+            "verify: {{ preset: {preset}, {key} }}, delivery: queued, \
+             public_url: \"https://hooks.example.com\""
+        )))
+        .warnings
+        .iter()
+        .any(|w| w.location == "routes[0] (r).delivery" && w.message.contains("keep it sync"))
+    };
+    let secret = "secret: \"${LAHZA_SECRET}\"";
+    let discord_key = "public_key: \"e421dceefff3a9d008b7898fcc0974813201800419d72f36d51e010d6a0acb71\", key_encoding: hex";
+    // Twilio reads TwiML from the answer; Discord shows the app's answer to interactions.
+    assert!(warned("twilio", secret));
+    assert!(warned("discord", discord_key));
+    // Slack's and Zoom's handshakes are answered by the gateway: nothing asks the app.
+    assert!(!warned("slack", secret));
+    assert!(!warned("zoom", secret));
 }
 
 // ---------------------------------------------------------------------------------------------

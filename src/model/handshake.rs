@@ -1,0 +1,131 @@
+//! A route's handshake: the question a sender asks the endpoint itself, apart from its
+//! events, which the gateway answers (`handshake.rs` has the answers). Each kind is one
+//! sender's protocol; a preset names its kind, and any route may set one.
+
+use http::Method;
+
+/// Which protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandshakeKind {
+    /// Meta (Graph, Messenger, Instagram, WhatsApp): `GET ?hub.mode=subscribe&
+    /// hub.verify_token=..&hub.challenge=..`, the challenge echoed as text when the verify
+    /// token matches.
+    Meta,
+    /// Strava: as Meta, answered as JSON `{"hub.challenge": ..}`.
+    Strava,
+    /// X (Twitter): `GET ?crc_token=..`, answered `{"response_token": "sha256=" +
+    /// base64(HMAC-SHA256(secret, crc_token))}`.
+    XCrc,
+    /// Dropbox, Nylas: `GET ?challenge=..`, echoed as text.
+    Challenge,
+    /// Microsoft Graph: `POST ?validationToken=..`, echoed (decoded) as text.
+    GraphValidation,
+    /// Okta event hooks: `GET` with `x-okta-verification-challenge`, answered
+    /// `{"verification": ..}`.
+    Okta,
+    /// Trello: a `HEAD` when the webhook is created, answered 200.
+    TrelloHead,
+    /// CloudEvents webhooks (Azure Event Grid's CloudEvents schema): `OPTIONS` with
+    /// `WebHook-Request-Origin`, granted for the configured origins.
+    CloudEvents,
+    /// Slack Events API: a signed `{"type":"url_verification","challenge":..}`, the
+    /// challenge echoed as text.
+    Slack,
+    /// Zoom: a signed `endpoint.url_validation`, answered `{"plainToken": p,
+    /// "encryptedToken": hex(HMAC-SHA256(secret, p))}`.
+    Zoom,
+    /// Discord interactions: a signed PING (`"type":1`), answered `{"type":1}`.
+    Discord,
+    /// Twitch EventSub: a signed `webhook_callback_verification` (by its message-type
+    /// header), the challenge echoed as text.
+    Twitch,
+    /// Azure Event Grid (its own schema): `aeg-event-type: SubscriptionValidation`, answered
+    /// `{"validationResponse": <data.validationCode>}`.
+    EventGrid,
+}
+
+impl HandshakeKind {
+    pub const ALL: &'static [HandshakeKind] = &[
+        HandshakeKind::Meta,
+        HandshakeKind::Strava,
+        HandshakeKind::XCrc,
+        HandshakeKind::Challenge,
+        HandshakeKind::GraphValidation,
+        HandshakeKind::Okta,
+        HandshakeKind::TrelloHead,
+        HandshakeKind::CloudEvents,
+        HandshakeKind::Slack,
+        HandshakeKind::Zoom,
+        HandshakeKind::Discord,
+        HandshakeKind::Twitch,
+        HandshakeKind::EventGrid,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            HandshakeKind::Meta => "meta",
+            HandshakeKind::Strava => "strava",
+            HandshakeKind::XCrc => "x-crc",
+            HandshakeKind::Challenge => "challenge",
+            HandshakeKind::GraphValidation => "graph-validation",
+            HandshakeKind::Okta => "okta",
+            HandshakeKind::TrelloHead => "trello-head",
+            HandshakeKind::CloudEvents => "cloudevents",
+            HandshakeKind::Slack => "slack",
+            HandshakeKind::Zoom => "zoom",
+            HandshakeKind::Discord => "discord",
+            HandshakeKind::Twitch => "twitch",
+            HandshakeKind::EventGrid => "event-grid",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<HandshakeKind> {
+        HandshakeKind::ALL.iter().copied().find(|k| k.name() == s)
+    }
+
+    /// The method the handshake comes with (added to the route's methods).
+    pub fn method(self) -> Method {
+        match self {
+            HandshakeKind::Meta
+            | HandshakeKind::Strava
+            | HandshakeKind::XCrc
+            | HandshakeKind::Challenge
+            | HandshakeKind::Okta => Method::GET,
+            HandshakeKind::TrelloHead => Method::HEAD,
+            HandshakeKind::CloudEvents => Method::OPTIONS,
+            _ => Method::POST,
+        }
+    }
+
+    /// Whether the handshake is signed like the events, so it is answered only after the
+    /// request verified; the others carry nothing to verify and are answered before the
+    /// body is read.
+    pub fn signed(self) -> bool {
+        matches!(
+            self,
+            HandshakeKind::Slack
+                | HandshakeKind::Zoom
+                | HandshakeKind::Discord
+                | HandshakeKind::Twitch
+                | HandshakeKind::EventGrid
+        )
+    }
+
+    /// Whether the answer is computed with the route's secret (its first key).
+    pub fn needs_secret(self) -> bool {
+        matches!(self, HandshakeKind::XCrc | HandshakeKind::Zoom)
+    }
+}
+
+/// A route's compiled handshake.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Handshake {
+    pub kind: HandshakeKind,
+    /// Meta and Strava: the SHA-256 of the verify token the operator set in the sender's
+    /// dashboard (compared in constant time, never kept as text).
+    pub verify_token: Option<[u8; 32]>,
+    /// CloudEvents: the origins (`WebHook-Request-Origin`) granted.
+    pub origins: Vec<String>,
+    /// CloudEvents: the rate granted, per minute (`None`: `*`).
+    pub rate: Option<u32>,
+}

@@ -1,0 +1,151 @@
+//! Handshakes answered by the gateway, through the running gateway: the exact answer each
+//! sender expects, on sync and queued routes alike, nothing forwarded or stored, and forged,
+//! repeated or oversized challenges refused.
+
+use http::StatusCode;
+
+use crate::support::*;
+
+const SECRET: &str = "handshake-test-secret";
+const ENV: &[(&str, &str)] = &[
+    ("HS_SECRET", SECRET),
+    ("META_VERIFY_TOKEN", "meta-verify-42"),
+];
+
+/// A queue store in a fresh directory.
+fn queue_store(tag: &str) -> String {
+    format!("queue_store:\n  path: {}\n", temp_dir(tag).display())
+}
+
+fn routes(upstream: &str, delivery: &str) -> String {
+    format!(
+        "  - name: meta\n    path: /meta\n    upstream: {upstream}\n    delivery: {delivery}\n    verify: {{ preset: github, secret: \"${{HS_SECRET}}\" }}\n    handshake: {{ kind: meta, verify_token: \"${{META_VERIFY_TOKEN}}\" }}\n  - name: slack\n    path: /slack\n    upstream: {upstream}\n    delivery: {delivery}\n    verify: {{ preset: slack, secret: \"${{HS_SECRET}}\" }}\n  - name: zoom\n    path: /zoom\n    upstream: {upstream}\n    delivery: {delivery}\n    verify: {{ preset: zoom, secret: \"${{HS_SECRET}}\" }}\n  - name: x\n    path: /x\n    upstream: {upstream}\n    delivery: {delivery}\n    verify: {{ signature: {{ header: x-twitter-webhooks-signature, prefix: \"sha256=\", encoding: base64 }}, secret: \"${{HS_SECRET}}\" }}\n    handshake: {{ kind: x-crc }}\n"
+    )
+}
+
+/// Slack's signed url_verification, as Slack sends it.
+fn slack_headers(body: &[u8]) -> Vec<(String, String)> {
+    let ts = now_unix().to_string();
+    let mac = hmac_sha256(SECRET, &[b"v0:", ts.as_bytes(), b":", body]);
+    vec![
+        ("x-slack-request-timestamp".into(), ts),
+        (
+            "x-slack-signature".into(),
+            format!("v0={}", hex::encode(mac)),
+        ),
+    ]
+}
+
+/// Zoom's signed request, as Zoom sends it.
+fn zoom_headers(body: &[u8]) -> Vec<(String, String)> {
+    let ts = now_unix().to_string();
+    let mac = hmac_sha256(SECRET, &[b"v0:", ts.as_bytes(), b":", body]);
+    vec![
+        ("x-zm-request-timestamp".into(), ts),
+        ("x-zm-signature".into(), format!("v0={}", hex::encode(mac))),
+    ]
+}
+
+async fn every_handshake_is_answered(delivery: &str, top: &str) {
+    use base64::Engine as _;
+    let upstream = Upstream::start().await;
+    let yaml = Yaml::new()
+        .top(top)
+        .routes(&routes(&upstream.url(), delivery));
+    let gw = Hookgate::start(&yaml, ENV).await;
+
+    // Meta: the challenge echoed as text when the verify token matches.
+    let meta =
+        gw.url("/meta?hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=meta-verify-42");
+    let answer = send("GET", &meta, &[], b"").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.body, "1158201444");
+    assert_eq!(answer.headers["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(answer.headers["x-content-type-options"], "nosniff");
+    let forged = gw.url("/meta?hub.mode=subscribe&hub.challenge=1&hub.verify_token=guess");
+    assert_eq!(
+        send("GET", &forged, &[], b"").await.status,
+        StatusCode::FORBIDDEN
+    );
+    let long = gw.url(&format!(
+        "/meta?hub.mode=subscribe&hub.challenge={}&hub.verify_token=meta-verify-42",
+        "9".repeat(513)
+    ));
+    assert_eq!(
+        send("GET", &long, &[], b"").await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(gw.outcome("meta", "handshake"), 1.0);
+    assert_eq!(gw.outcome("meta", "handshake_refused"), 2.0);
+
+    // Slack: a signed url_verification, answered with its challenge once it verified.
+    let body = br#"{"token":"Jhj5dZrVaK7ZwHHjRyZWjbDl","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#;
+    let signed = slack_headers(body);
+    let answer = post(&gw.url("/slack"), &as_refs(&signed), body).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(
+        answer.body,
+        "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
+    );
+    let unsigned = post(&gw.url("/slack"), &[], body).await;
+    assert_eq!(unsigned.status, StatusCode::UNAUTHORIZED, "verified first");
+
+    // Zoom: the plain token and its HMAC under the secret token, in hex.
+    let body = br#"{"payload":{"plainToken":"qgg8vlvZRS6UYooatFL8Aw"},"event_ts":1654503849680,"event":"endpoint.url_validation"}"#;
+    let answer = post(&gw.url("/zoom"), &as_refs(&zoom_headers(body)), body).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let got: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(got["plainToken"], "qgg8vlvZRS6UYooatFL8Aw");
+    assert_eq!(
+        got["encryptedToken"],
+        hex::encode(hmac_sha256(SECRET, &[b"qgg8vlvZRS6UYooatFL8Aw"]))
+    );
+    assert_eq!(answer.headers["content-type"], "application/json");
+
+    // X: the CRC's response token, base64 HMAC-SHA256 under the consumer secret.
+    let answer = send("GET", &gw.url("/x?crc_token=challenge-abc"), &[], b"").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let want = format!(
+        "sha256={}",
+        base64::engine::general_purpose::STANDARD.encode(hmac_sha256(SECRET, &[b"challenge-abc"]))
+    );
+    let got: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(got["response_token"], want);
+
+    // Nothing reached the app, and nothing was stored for it.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(upstream.count(), 0);
+    // An event after the handshakes is delivered as usual.
+    let event = br#"{"type":"event_callback","event":{"type":"message"}}"#;
+    let answer = post(&gw.url("/slack"), &as_refs(&slack_headers(event)), event).await;
+    assert!(answer.status.is_success(), "{}", answer.body);
+    eventually("the event reaches the app", || upstream.count() == 1).await;
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn handshakes_are_answered_on_a_sync_route() {
+    every_handshake_is_answered("sync", "").await;
+}
+
+#[tokio::test]
+async fn handshakes_are_answered_on_a_queued_route_before_anything_is_stored() {
+    every_handshake_is_answered("queued", &queue_store("handshakes-queued")).await;
+}
+
+/// A route may leave its preset's handshake to the app, on a sync route: then the app gets
+/// it like any event.
+#[tokio::test]
+async fn a_sync_route_may_leave_the_handshake_to_its_app() {
+    let upstream = Upstream::start().await;
+    let route = format!(
+        "  - name: slack\n    path: /slack\n    upstream: {}\n    verify: {{ preset: slack, secret: \"${{HS_SECRET}}\" }}\n    handshake: off\n",
+        upstream.url()
+    );
+    let gw = Hookgate::start(&Yaml::new().routes(&route), ENV).await;
+    let body = br#"{"challenge":"abc","type":"url_verification"}"#;
+    let answer = post(&gw.url("/slack"), &as_refs(&slack_headers(body)), body).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(upstream.count(), 1, "the app answered it");
+    gw.shutdown().await;
+}
