@@ -11,7 +11,7 @@
 //! rest (docs/presets.md's table cites what each one signs).
 
 use crate::config::file::{
-    OneOrMany, RawEntries, RawPart, RawReplayKey, RawSignature, RawTimestamp, RawVerify,
+    OneOrMany, RawEntries, RawList, RawPart, RawReplayKey, RawSignature, RawTimestamp, RawVerify,
 };
 use crate::model::handshake::HandshakeKind;
 use RawPart::{Body, FormParamsSorted, Url};
@@ -574,6 +574,71 @@ static PRESETS: &[Preset] = &[
                 "an_ecdsa_signature_and_its_malleable_twin_give_one_replay_key",
             ),
         ],
+    },
+    // The long tail (issue 22), each checked against the sender's own SDK source and its
+    // published vectors (docs/research/).
+    Preset {
+        name: "gocardless",
+        // `Webhook-Signature`: hex HMAC-SHA256 of the body. A delivery batches events; its
+        // `meta.webhook_id` is the delivery's id.
+        scheme: || plain("hmac-sha256", "webhook-signature", "", &["hex"]),
+        handshake: None,
+        replay_key: Some(ReplayKey::Json("/meta/webhook_id")),
+        needs_app_answer: None,
+        evidence: &[published(&[
+            "https://github.com/gocardless/gocardless-pro-python/blob/d5c83f375d8867d2980745ed1c510f264823d300/tests/webhooks_test.py",
+        ])],
+    },
+    Preset {
+        name: "modern-treasury",
+        // `X-Signature`: hex HMAC-SHA256 of the body; `X-Webhook-ID` is unique per webhook.
+        scheme: || plain("hmac-sha256", "x-signature", "", &["hex"]),
+        handshake: None,
+        replay_key: Some(ReplayKey::Header(&["x-webhook-id"])),
+        needs_app_answer: None,
+        evidence: &[published(&[
+            "https://github.com/Modern-Treasury/modern-treasury-python/blob/aaddd3d8568c446895cc93b8fabd5b41223e55d5/tests/api_resources/test_webhooks.py",
+        ])],
+    },
+    Preset {
+        name: "mux",
+        // `t=<ts>,v1=<hex>[,v1=...]` over `t.body`, as Stripe; the SDK allows 300 s.
+        scheme: || RawVerify {
+            message: Some(vec![entry("t"), literal("."), Body]),
+            timestamp: Some(ts_entry("t", "seconds", "5m")),
+            ..structured("hmac-sha256", "mux-signature", ",", "=", "v1", "hex")
+        },
+        handshake: None,
+        replay_key: Some(ReplayKey::Json("/id")),
+        needs_app_answer: None,
+        evidence: &[published(&[
+            "https://github.com/muxinc/mux-node-sdk/blob/0b05091f283a5433880be53986e07acccbebad51/tests/api-resources/webhooks.test.ts",
+        ])],
+    },
+    Preset {
+        name: "recurly",
+        // `<ts_ms>,<hex>[,<hex>...]`: a positional list, over `ts_ms.body`, 5 min either way.
+        scheme: || RawVerify {
+            algorithm: Some("hmac-sha256".into()),
+            signature: Some(RawSignature {
+                header: Some(OneOrMany::One("recurly-signature".into())),
+                encoding: Some(OneOrMany::One("hex".into())),
+                list: Some(RawList {
+                    separator: ",".into(),
+                    first: "t".into(),
+                }),
+                ..RawSignature::default()
+            }),
+            message: Some(vec![entry("t"), literal("."), Body]),
+            timestamp: Some(ts_entry("t", "milliseconds", "5m")),
+            ..RawVerify::default()
+        },
+        handshake: None,
+        replay_key: Some(ReplayKey::Json("/id")),
+        needs_app_answer: None,
+        evidence: &[published(&[
+            "https://github.com/recurly/recurly-client-ruby/blob/5233e1b071f8d30057db9fb5e6842982c7dcd339/spec/recurly/webhooks_spec.rb",
+        ])],
     },
 ];
 

@@ -1246,6 +1246,144 @@ add("sendgrid", "missing-header", secret=SG_PUB, private_key=SG_PRIV_HEX, body=B
 # Write
 # ---------------------------------------------------------------------------------------------
 
+# ---------------------------------------------------------------------------------------------
+# The long tail, first batch (issue 22): body-HMAC senders with their SDKs' published vectors.
+# Sources in docs/research/senders-1.md and senders-2.md.
+# ---------------------------------------------------------------------------------------------
+
+SRC_GOCARDLESS = ("https://github.com/gocardless/gocardless-pro-python/blob/"
+                  "d5c83f375d8867d2980745ed1c510f264823d300/tests/webhooks_test.py")
+GOCARDLESS_PUB = {
+    "secret": "ED7D658C-D8EB-4941-948B-3973214F2D49",
+    "body": '{"events":[{"id":"EV00BD05S5VM2T","created_at":"2018-07-05T09:13:51.404Z",'
+            '"resource_type":"subscriptions","action":"created","links":{"subscription":'
+            '"SB0003JJQ2MR06"},"details":{"origin":"api","cause":"subscription_created",'
+            '"description":"Subscription created via the API."},"metadata":{}},{"id":'
+            '"EV00BD05TB8K63","created_at":"2018-07-05T09:13:56.893Z","resource_type":"mandates",'
+            '"action":"created","links":{"mandate":"MD000AMA19XGEC"},"details":{"origin":"api",'
+            '"cause":"mandate_created","description":"Mandate created via the API."},'
+            '"metadata":{}}]}',
+    "sig": "2693754819d3e32d7e8fcb13c729631f316c6de8dc1cf634d6527f1c07276e7e",
+}
+assert hex256(GOCARDLESS_PUB["secret"], GOCARDLESS_PUB["body"]) == GOCARDLESS_PUB["sig"]
+
+SRC_MODERN_TREASURY = ("https://github.com/Modern-Treasury/modern-treasury-python/blob/"
+                       "aaddd3d8568c446895cc93b8fabd5b41223e55d5/tests/api_resources/test_webhooks.py")
+MODERN_TREASURY_PUB = [
+    ("foo", "08ba357e274f528065766c770a639abf6809b39ccfd37c2a3157c7f51954da0a"),
+    ('{"foo":"bar"}', "57e14f6f354543f0101fb06ea24df7731d90087b76651e3497345e22a3622940"),
+    ('{"foo":"bar","bar":"baz","a": true}',
+     "ec1c86d16075e6937fc26d55b7dc60bac9b1178a2f714312f7c5cb13a319b0ac"),
+]
+for body_, sig_ in MODERN_TREASURY_PUB:
+    assert hex256("foo", body_) == sig_, body_
+
+SRC_MUX = ("https://github.com/muxinc/mux-node-sdk/blob/"
+           "0b05091f283a5433880be53986e07acccbebad51/tests/api-resources/webhooks.test.ts")
+MUX_PUB = {"secret": "SuperSecret123", "t": 1565125718, "body": '{"test":"body"}',
+           "v1": "854ece4c22acef7c66b57d4e504153bc512595e8e9c772ece2a68150548c19a7"}
+assert hex256(MUX_PUB["secret"], "%d.%s" % (MUX_PUB["t"], MUX_PUB["body"])) == MUX_PUB["v1"]
+
+SRC_RECURLY = ("https://github.com/recurly/recurly-client-ruby/blob/"
+               "5233e1b071f8d30057db9fb5e6842982c7dcd339/spec/recurly/webhooks_spec.rb")
+RECURLY_PUB = {
+    "secret": "354fab5bd35f5a0d50845ee7e30165244468b13c2c343f104e4e730a59326d9d",
+    "ts_ms": 1663103925004,
+    "body": '{"id":"rjxwmwedwqug","object_type":"account","site_id":"qc326l1hl8k9",'
+            '"event_type":"created","event_time":"2022-09-13T21:18:40Z",'
+            '"account_code":"adfas23zzz14123"}',
+    "sig": "ad24699f3beaa24c9af2cc7ada3ce4c835da0090194241b9d3add83d27f14bc3",
+}
+assert hex256(RECURLY_PUB["secret"], "%d.%s" % (RECURLY_PUB["ts_ms"], RECURLY_PUB["body"])) == RECURLY_PUB["sig"]
+
+# gocardless: Webhook-Signature, hex HMAC-SHA256 of the body.
+GC_SECRET = "gc_endpoint_secret_8f2a"
+BODY_GC = ('{"events":[{"id":"EV0001","resource_type":"payments","action":"confirmed",'
+           '"links":{"payment":"PM0001"}}],"meta":{"webhook_id":"WB0001"}}')
+add("gocardless", "valid", source=SRC_GOCARDLESS, secret=GOCARDLESS_PUB["secret"],
+    body=GOCARDLESS_PUB["body"], headers={"Webhook-Signature": GOCARDLESS_PUB["sig"]},
+    expect="accept", note="the Python SDK's fixture and signature")
+add("gocardless", "valid-computed", secret=GC_SECRET, body=BODY_GC,
+    headers={"Webhook-Signature": hex256(GC_SECRET, BODY_GC)}, expect="accept")
+add("gocardless", "tampered-body", secret=GC_SECRET, body=BODY_GC.replace("confirmed", "failed"),
+    headers={"Webhook-Signature": hex256(GC_SECRET, BODY_GC)}, expect="reject")
+add("gocardless", "wrong-secret", secret=GC_SECRET, body=BODY_GC,
+    headers={"Webhook-Signature": hex256(GC_SECRET + "x", BODY_GC)}, expect="reject")
+add("gocardless", "malformed-header", secret=GC_SECRET, body=BODY_GC,
+    headers={"Webhook-Signature": hex256(GC_SECRET, BODY_GC)[:-2]}, expect="reject")
+add("gocardless", "missing-header", secret=GC_SECRET, body=BODY_GC, headers={}, expect="reject")
+
+# modern-treasury: X-Signature, hex HMAC-SHA256 of the body; X-Webhook-ID is the event id.
+for i, (body_, sig_) in enumerate(MODERN_TREASURY_PUB):
+    add("modern-treasury", "valid-%d" % (i + 1), source=SRC_MODERN_TREASURY, secret="foo",
+        body=body_, headers={"X-Signature": sig_, "X-Webhook-ID": "wh-%d" % (i + 1)},
+        expect="accept", note="the Python SDK's key and payload")
+MT_SECRET = "mt_webhook_key_41c7"
+BODY_MT = '{"event":"completed","data":{"id":"po_1","amount":1000}}'
+add("modern-treasury", "tampered-body", secret=MT_SECRET, body=BODY_MT.replace("1000", "1"),
+    headers={"X-Signature": hex256(MT_SECRET, BODY_MT)}, expect="reject")
+add("modern-treasury", "wrong-secret", secret=MT_SECRET, body=BODY_MT,
+    headers={"X-Signature": hex256("foo", BODY_MT)}, expect="reject")
+add("modern-treasury", "missing-header", secret=MT_SECRET, body=BODY_MT, headers={},
+    expect="reject")
+
+
+# mux: mux-signature t=..,v1=.. over "{t}.{body}", hex; the SDK rejects t older than 300 s.
+def mux_sig(secret, t, body):
+    return "t=%d,v1=%s" % (t, hex256(secret, "%d.%s" % (t, body)))
+
+
+MUX_HEADER = "t=%d,v1=%s" % (MUX_PUB["t"], MUX_PUB["v1"])
+add("mux", "valid", source=SRC_MUX, secret=MUX_PUB["secret"], body=MUX_PUB["body"],
+    now=MUX_PUB["t"] + 10, headers={"mux-signature": MUX_HEADER}, expect="accept",
+    note="the Node SDK's secret, timestamp and signature, at a clock 10 s later")
+add("mux", "valid-with-an-invalid-v1", source=SRC_MUX, secret=MUX_PUB["secret"],
+    body=MUX_PUB["body"], now=MUX_PUB["t"],
+    headers={"mux-signature": "t=%d,v1=invalid-sig,v1=%s" % (MUX_PUB["t"], MUX_PUB["v1"])},
+    expect="accept", note="the SDK's test: an invalid v1 beside the valid one passes")
+add("mux", "only-v2", source=SRC_MUX, secret=MUX_PUB["secret"], body=MUX_PUB["body"],
+    now=MUX_PUB["t"], headers={"mux-signature": "t=%d,v2=%s" % (MUX_PUB["t"], MUX_PUB["v1"])},
+    expect="reject", note="the SDK's test: no v1 signature")
+MUX_SECRET = "mux_signing_secret_5b"
+BODY_MUX = '{"type":"video.asset.ready","id":"3f1c","data":{"id":"asset-1"}}'
+add("mux", "valid-computed", secret=MUX_SECRET, body=BODY_MUX,
+    headers={"mux-signature": mux_sig(MUX_SECRET, NOW - 30, BODY_MUX)}, expect="accept")
+add("mux", "tampered-body", secret=MUX_SECRET, body=BODY_MUX.replace("ready", "errored"),
+    headers={"mux-signature": mux_sig(MUX_SECRET, NOW - 30, BODY_MUX)}, expect="reject")
+add("mux", "stale", secret=MUX_SECRET, body=BODY_MUX,
+    headers={"mux-signature": mux_sig(MUX_SECRET, NOW - 301, BODY_MUX)}, expect="reject",
+    note="signed 301 s ago: past the SDK's 300 s")
+
+
+# recurly: recurly-signature "{ts_ms},{sig},..." over "{ts_ms}.{body}", hex; 5 min either way.
+def recurly_sig(secret, ts_ms, body):
+    return "%d,%s" % (ts_ms, hex256(secret, "%d.%s" % (ts_ms, body)))
+
+
+RECURLY_HEADER = "%d,%s" % (RECURLY_PUB["ts_ms"], RECURLY_PUB["sig"])
+add("recurly", "valid", source=SRC_RECURLY, secret=RECURLY_PUB["secret"],
+    body=RECURLY_PUB["body"], now=RECURLY_PUB["ts_ms"] // 1000 + 60,
+    headers={"recurly-signature": RECURLY_HEADER}, expect="accept",
+    note="the Ruby client's secret, body and header, at a clock 60 s later")
+add("recurly", "valid-bogus-first", source=SRC_RECURLY, secret=RECURLY_PUB["secret"],
+    body=RECURLY_PUB["body"], now=RECURLY_PUB["ts_ms"] // 1000,
+    headers={"recurly-signature": "%d,de1ec7ab1e,%s" % (RECURLY_PUB["ts_ms"], RECURLY_PUB["sig"])},
+    expect="accept", note="the spec's case: a bogus signature before the real one")
+add("recurly", "stale", source=SRC_RECURLY, secret=RECURLY_PUB["secret"],
+    body=RECURLY_PUB["body"], now=RECURLY_PUB["ts_ms"] // 1000 + 301,
+    headers={"recurly-signature": RECURLY_HEADER}, expect="reject",
+    note="the spec's 'older than five minutes' case")
+RC_SECRET = "recurly_endpoint_secret_77"
+BODY_RC = '{"id":"ev1","object_type":"subscription","event_type":"renewed"}'
+RC_TS = NOW * 1000 - 1500
+add("recurly", "tampered-body", secret=RC_SECRET, body=BODY_RC.replace("renewed", "expired"),
+    headers={"recurly-signature": recurly_sig(RC_SECRET, RC_TS, BODY_RC)}, expect="reject")
+add("recurly", "timestamp-altered", secret=RC_SECRET, body=BODY_RC,
+    headers={"recurly-signature": recurly_sig(RC_SECRET, RC_TS, BODY_RC).replace(
+        str(RC_TS), str(RC_TS + 1), 1)}, expect="reject", note="the timestamp is signed")
+add("recurly", "missing-header", secret=RC_SECRET, body=BODY_RC, headers={}, expect="reject")
+
+
 ABOUT = (
     "Signed webhook requests for the provider presets, generated by tests/vectors/gen_providers.py "
     "(Python hmac/hashlib/base64; Ed25519 and ECDSA P-256 via the cryptography package, ECDSA with "
@@ -1487,6 +1625,32 @@ def v_sendgrid(case):
         return False
 
 
+def v_mux(case):
+    v = hget(case, "mux-signature")
+    if v is None:
+        return False
+    items = [i.split("=", 1) for i in v.split(",")]
+    if any(len(i) != 2 for i in items):
+        return False
+    ts = [val for k, val in items if k == "t"]
+    if len(ts) != 1 or not ts[0].isdigit() or case["now_unix"] - int(ts[0]) > 300:
+        return False
+    want = hmac.new(key_of(case), ("%s.%s" % (ts[0], case["body"])).encode(), hashlib.sha256).digest()
+    return any((g := unhex(val, 32)) is not None and ct_eq(g, want)
+               for k, val in items if k == "v1")
+
+
+def v_recurly(case):
+    v = hget(case, "recurly-signature")
+    if v is None:
+        return False
+    ts, *sigs = v.split(",")
+    if not ts.isdigit() or abs(case["now_unix"] * 1000 - int(ts)) > 300_000:
+        return False
+    want = hmac.new(key_of(case), ("%s.%s" % (ts, case["body"])).encode(), hashlib.sha256).digest()
+    return any((g := unhex(x, 32)) is not None and ct_eq(g, want) for x in sigs)
+
+
 VERIFIERS = {
     "github": lambda c: v_hex_prefixed(c, "X-Hub-Signature-256", "sha256=", hashlib.sha256, 32),
     "github-sha1": lambda c: v_hex_prefixed(c, "X-Hub-Signature", "sha1=", hashlib.sha1, 20),
@@ -1511,6 +1675,10 @@ VERIFIERS = {
     and ct_eq(hget(c, "X-Gitlab-Token").encode(), key_of(c)),
     "discord": v_discord,
     "sendgrid": v_sendgrid,
+    "gocardless": lambda c: v_hex_prefixed(c, "Webhook-Signature", "", hashlib.sha256, 32),
+    "modern-treasury": lambda c: v_hex_prefixed(c, "X-Signature", "", hashlib.sha256, 32),
+    "mux": v_mux,
+    "recurly": v_recurly,
 }
 
 
@@ -1525,6 +1693,10 @@ def signed_at(case):
         return json.loads(case["body"])["webhookTimestamp"] // 1000
     if p == "webflow":
         return int(hget(case, "x-webflow-timestamp")) // 1000
+    if p == "mux":
+        return int(dict(i.split("=", 1) for i in hget(case, "mux-signature").split(","))["t"])
+    if p == "recurly":
+        return int(hget(case, "recurly-signature").split(",")[0]) // 1000
     for h in ("X-Slack-Request-Timestamp", "webhook-timestamp", "svix-timestamp",
               "x-zm-request-timestamp", "X-Signature-Timestamp", H_TS):
         if hget(case, h) is not None:
