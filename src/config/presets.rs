@@ -640,6 +640,55 @@ static PRESETS: &[Preset] = &[
             "https://github.com/recurly/recurly-client-ruby/blob/5233e1b071f8d30057db9fb5e6842982c7dcd339/spec/recurly/webhooks_spec.rb",
         ])],
     },
+    Preset {
+        name: "line",
+        // LINE Messaging API: `x-line-signature`, base64 HMAC-SHA256 of the body under the
+        // channel secret. One request may carry several events (no one id).
+        scheme: || plain("hmac-sha256", "x-line-signature", "", &["base64"]),
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[published(&[
+            "https://github.com/line/line-bot-sdk-nodejs/blob/3c0a10c71692fc877fc97b9fcc8fd911fd5c7c04/test/validate-signature.spec.ts",
+            "https://github.com/line/line-bot-sdk-python/blob/e1fa9338a3230ef4912aa387778641a505cf7372/tests/v3/test_webhook.py",
+        ])],
+    },
+    Preset {
+        name: "sanity",
+        // `t=<ms>,v1=<base64url>` over `t.body`. Sanity's toolkit sets no window; 5 min here.
+        scheme: || RawVerify {
+            message: Some(vec![entry("t"), literal("."), Body]),
+            timestamp: Some(ts_entry("t", "milliseconds", "5m")),
+            ..structured("hmac-sha256", "sanity-webhook-signature", ",", "=", "v1", "base64url")
+        },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[published(&[
+            "https://github.com/sanity-io/webhook-toolkit/blob/e0c211ed6cd80465a70829e335c9e219f37839ba/test/signature.test.ts",
+        ])],
+    },
+    Preset {
+        name: "orb",
+        // `v1=<hex>[ v1=<hex>...]` over `v1:` + X-Orb-Timestamp + `:` + body; the timestamp
+        // is ISO 8601 without a zone (UTC), 5 min either way.
+        scheme: || RawVerify {
+            message: Some(vec![
+                literal("v1:"),
+                header("x-orb-timestamp"),
+                literal(":"),
+                Body,
+            ]),
+            timestamp: Some(ts_header("x-orb-timestamp", "rfc3339", "5m")),
+            ..structured("hmac-sha256", "x-orb-signature", " ", "=", "v1", "hex")
+        },
+        handshake: None,
+        replay_key: Some(ReplayKey::Json("/id")),
+        needs_app_answer: None,
+        evidence: &[published(&[
+            "https://github.com/orbcorp/orb-python/blob/a9e3592801c6040217c56ae83c48c82a89268a4f/tests/api_resources/test_webhooks.py",
+        ])],
+    },
 ];
 
 /// One signature in one header over the raw body.

@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import sys
 import urllib.parse
 
@@ -1384,6 +1385,98 @@ add("recurly", "timestamp-altered", secret=RC_SECRET, body=BODY_RC,
 add("recurly", "missing-header", secret=RC_SECRET, body=BODY_RC, headers={}, expect="reject")
 
 
+# ---------------------------------------------------------------------------------------------
+# The long tail, second batch: line, sanity, orb.
+# ---------------------------------------------------------------------------------------------
+
+SRC_LINE_NODE = ("https://github.com/line/line-bot-sdk-nodejs/blob/"
+                 "3c0a10c71692fc877fc97b9fcc8fd911fd5c7c04/test/validate-signature.spec.ts")
+SRC_LINE_PY = ("https://github.com/line/line-bot-sdk-python/blob/"
+               "e1fa9338a3230ef4912aa387778641a505cf7372/tests/v3/test_webhook.py")
+assert b64_256("test_secret", '{"hello":"world"}') == "t7Hn4ZDHqs6e+wdvI5TyQIvzie0DmMUmuXEBqyyE/tM="
+assert b64_256("channel_secret", "bodybodybodybody") == "/gg9a+LvFevTH1sd7XCQycD7tsWclCsInj7MhBHxN7k="
+add("line", "valid-node-sdk", source=SRC_LINE_NODE, secret="test_secret", body='{"hello":"world"}',
+    headers={"x-line-signature": "t7Hn4ZDHqs6e+wdvI5TyQIvzie0DmMUmuXEBqyyE/tM="}, expect="accept",
+    note="the Node SDK's secret, body and signature")
+add("line", "invalid-node-sdk", source=SRC_LINE_NODE, secret="test_secret", body='{"hello":"world"}',
+    headers={"x-line-signature": "t7Hn4ZDHqs6e+wdvi5TyQivzie0DmMUmuXEBqyyE/tM="}, expect="reject",
+    note="the Node SDK's negative case: two letters' case changed")
+add("line", "valid-python-sdk", source=SRC_LINE_PY, secret="channel_secret", body="bodybodybodybody",
+    headers={"x-line-signature": "/gg9a+LvFevTH1sd7XCQycD7tsWclCsInj7MhBHxN7k="}, expect="accept",
+    note="the Python SDK's secret, body and signature (the body is its test string, not JSON)",
+    content_type="text/plain")
+LINE_SECRET = "line_channel_secret_0c"
+BODY_LINE = '{"destination":"U1","events":[{"type":"message","webhookEventId":"01H"}]}'
+add("line", "tampered-body", secret=LINE_SECRET, body=BODY_LINE.replace("message", "follow"),
+    headers={"x-line-signature": b64_256(LINE_SECRET, BODY_LINE)}, expect="reject")
+add("line", "missing-header", secret=LINE_SECRET, body=BODY_LINE, headers={}, expect="reject")
+
+SRC_SANITY = ("https://github.com/sanity-io/webhook-toolkit/blob/"
+              "e0c211ed6cd80465a70829e335c9e219f37839ba/test/signature.test.ts")
+
+
+def sanity_v1(secret, t_ms, body):
+    raw = hmac.new(secret.encode(), ("%d.%s" % (t_ms, body)).encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+assert sanity_v1("test", 1633519811129, '{"_id":"resume"}') == "tLa470fx7qkLLEcMOcEUFuBbRSkGujyskxrNXcoh0N0"
+assert sanity_v1("try-me", 1633518820676, '{"title":"GROQ-Hooks are neat"}') == "e7C9h2sfbFfc4V7TEz7PSOp4IoNzl0UdVsBV-1wgdeA"
+add("sanity", "valid", source=SRC_SANITY, secret="test", body='{"_id":"resume"}',
+    now=1633519811, headers={"sanity-webhook-signature": "t=1633519811129,v1=tLa470fx7qkLLEcMOcEUFuBbRSkGujyskxrNXcoh0N0"},
+    expect="accept", note="the toolkit's first vector")
+add("sanity", "valid-second", source=SRC_SANITY, secret="try-me",
+    body='{"title":"GROQ-Hooks are neat"}', now=1633518820,
+    headers={"sanity-webhook-signature": "t=1633518820676, v1=e7C9h2sfbFfc4V7TEz7PSOp4IoNzl0UdVsBV-1wgdeA"},
+    expect="accept", note="the toolkit's second vector, written with ', ' as its regex allows")
+add("sanity", "timestamp-altered", source=SRC_SANITY, secret="test", body='{"_id":"resume"}',
+    now=1633519811, headers={"sanity-webhook-signature": "t=1633519811128,v1=tLa470fx7qkLLEcMOcEUFuBbRSkGujyskxrNXcoh0N0"},
+    expect="reject", note="the toolkit's negative case: the timestamp one ms off")
+SANITY_SECRET = "sanity_secret_ab"
+BODY_SANITY = '{"_id":"post-1","_type":"post"}'
+SANITY_T = NOW * 1000 - 2000
+add("sanity", "stale", secret=SANITY_SECRET, body=BODY_SANITY,
+    headers={"sanity-webhook-signature": "t=%d,v1=%s" % (SANITY_T - 300_000, sanity_v1(SANITY_SECRET, SANITY_T - 300_000, BODY_SANITY))},
+    expect="reject", note="the toolkit has no window; the preset allows 5 min")
+add("sanity", "standard-base64", secret=SANITY_SECRET, body=BODY_SANITY,
+    headers={"sanity-webhook-signature": "t=%d,v1=%s" % (SANITY_T, base64.b64encode(hmac.new(SANITY_SECRET.encode(), ("%d.%s" % (SANITY_T, BODY_SANITY)).encode(), hashlib.sha256).digest()).decode())},
+    expect="reject", note="the standard alphabet with padding: Sanity writes base64url")
+
+SRC_ORB = ("https://github.com/orbcorp/orb-python/blob/"
+           "a9e3592801c6040217c56ae83c48c82a89268a4f/tests/api_resources/test_webhooks.py")
+ORB_PUB = {
+    "secret": "c-UGKYdnhHh436B_sMouYAPUvXyWpzOdunZBV5dFSD8",
+    "ts": "2024-03-27T15:42:29.551",
+    "body": '{"id": "o4mmewpfNNTnjfZc", "created_at": "2024-03-27T15:42:29+00:00", "type": '
+            '"resource_event.test", "properties": {"message": "A test webhook from Orb. Happy testing!"}}',
+    "sig": "9d25de966891ab0bc18754faf8d83d0980b44ae330fcc130b41a6cf3daf1f391",
+}
+assert hex256(ORB_PUB["secret"], "v1:%s:%s" % (ORB_PUB["ts"], ORB_PUB["body"])) == ORB_PUB["sig"]
+ORB_NOW = 1711554149  # 2024-03-27T15:42:29Z
+add("orb", "valid", source=SRC_ORB, secret=ORB_PUB["secret"], body=ORB_PUB["body"], now=ORB_NOW,
+    headers={"X-Orb-Timestamp": ORB_PUB["ts"], "X-Orb-Signature": "v1=" + ORB_PUB["sig"]},
+    expect="accept", note="the Python SDK's secret, timestamp, body and signature")
+add("orb", "valid-after-an-invalid-one", source=SRC_ORB, secret=ORB_PUB["secret"],
+    body=ORB_PUB["body"], now=ORB_NOW,
+    headers={"X-Orb-Timestamp": ORB_PUB["ts"],
+             "X-Orb-Signature": "v1=my_invalid_signature v1=" + ORB_PUB["sig"]},
+    expect="accept", note="the SDK's case: space-separated signatures, any may match")
+add("orb", "only-v2", source=SRC_ORB, secret=ORB_PUB["secret"], body=ORB_PUB["body"], now=ORB_NOW,
+    headers={"X-Orb-Timestamp": ORB_PUB["ts"], "X-Orb-Signature": "v2=" + ORB_PUB["sig"]},
+    expect="reject", note="the SDK's case: v2 alone fails")
+add("orb", "bare-signature", source=SRC_ORB, secret=ORB_PUB["secret"], body=ORB_PUB["body"], now=ORB_NOW,
+    headers={"X-Orb-Timestamp": ORB_PUB["ts"], "X-Orb-Signature": ORB_PUB["sig"]},
+    expect="reject", note="the SDK's case: no v1= fails")
+add("orb", "future", source=SRC_ORB, secret=ORB_PUB["secret"], body=ORB_PUB["body"],
+    now=ORB_NOW - 360,
+    headers={"X-Orb-Timestamp": ORB_PUB["ts"], "X-Orb-Signature": "v1=" + ORB_PUB["sig"]},
+    expect="reject", note="the SDK's case: six minutes ahead fails")
+add("orb", "stale", source=SRC_ORB, secret=ORB_PUB["secret"], body=ORB_PUB["body"],
+    now=ORB_NOW + 360,
+    headers={"X-Orb-Timestamp": ORB_PUB["ts"], "X-Orb-Signature": "v1=" + ORB_PUB["sig"]},
+    expect="reject", note="the SDK's case: six minutes old fails")
+
+
 ABOUT = (
     "Signed webhook requests for the provider presets, generated by tests/vectors/gen_providers.py "
     "(Python hmac/hashlib/base64; Ed25519 and ECDSA P-256 via the cryptography package, ECDSA with "
@@ -1651,6 +1744,38 @@ def v_recurly(case):
     return any((g := unhex(x, 32)) is not None and ct_eq(g, want) for x in sigs)
 
 
+def v_sanity(case):
+    v = hget(case, "sanity-webhook-signature")
+    m = re.match(r"^t=(\d+)[, ]+v1=([^, ]+)$", (v or "").strip())
+    if not m or abs(case["now_unix"] * 1000 - int(m.group(1))) > 300_000:
+        return False
+    want = hmac.new(key_of(case), ("%s.%s" % (m.group(1), case["body"])).encode(), hashlib.sha256).digest()
+    got = m.group(2)
+    if any(ch in got for ch in "+/="):
+        return False
+    try:
+        raw = base64.urlsafe_b64decode(got + "=" * (-len(got) % 4))
+    except Exception:
+        return False
+    return ct_eq(raw, want)
+
+
+def v_orb(case):
+    v, t = hget(case, "X-Orb-Signature"), hget(case, "X-Orb-Timestamp")
+    if v is None or t is None:
+        return False
+    import datetime
+    when = datetime.datetime.fromisoformat(t).replace(tzinfo=datetime.timezone.utc).timestamp()
+    if abs(case["now_unix"] - when) > 300:
+        return False
+    want = hmac.new(key_of(case), ("v1:%s:%s" % (t, case["body"])).encode(), hashlib.sha256).digest()
+    for entry in v.split(" "):
+        k, sep, val = entry.partition("=")
+        if sep and k == "v1" and (g := unhex(val, 32)) is not None and ct_eq(g, want):
+            return True
+    return False
+
+
 VERIFIERS = {
     "github": lambda c: v_hex_prefixed(c, "X-Hub-Signature-256", "sha256=", hashlib.sha256, 32),
     "github-sha1": lambda c: v_hex_prefixed(c, "X-Hub-Signature", "sha1=", hashlib.sha1, 20),
@@ -1679,6 +1804,9 @@ VERIFIERS = {
     "modern-treasury": lambda c: v_hex_prefixed(c, "X-Signature", "", hashlib.sha256, 32),
     "mux": v_mux,
     "recurly": v_recurly,
+    "line": lambda c: v_b64(c, "x-line-signature", c["body"], hashlib.sha256, 32),
+    "sanity": v_sanity,
+    "orb": v_orb,
 }
 
 
@@ -1697,6 +1825,12 @@ def signed_at(case):
         return int(dict(i.split("=", 1) for i in hget(case, "mux-signature").split(","))["t"])
     if p == "recurly":
         return int(hget(case, "recurly-signature").split(",")[0]) // 1000
+    if p == "sanity":
+        return int(hget(case, "sanity-webhook-signature").split(",")[0][2:]) // 1000
+    if p == "orb":
+        import datetime
+        t = hget(case, "X-Orb-Timestamp")
+        return int(datetime.datetime.fromisoformat(t).replace(tzinfo=datetime.timezone.utc).timestamp())
     for h in ("X-Slack-Request-Timestamp", "webhook-timestamp", "svix-timestamp",
               "x-zm-request-timestamp", "X-Signature-Timestamp", H_TS):
         if hget(case, h) is not None:
