@@ -25,6 +25,9 @@
 //!   signed, `k` signed with another key, `t` signed then tampered); line 2 the clock (Unix
 //!   seconds); line 3 the path and query; then `name: value` header lines, a blank line, and
 //!   the body.
+//! - `json_field`: a request body, read as strict JSON and by a scheme that signs JSON fields.
+//! - `jwt`: byte 0 picks a mode (even: the rest is a token; odd: the rest flips bytes of a
+//!   valid RS256 token, `tests/vectors/jwt.json`, at positions and with masks it names).
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -1339,5 +1342,147 @@ pub fn verify(data: &[u8]) {
         _ => {
             verify_with(scheme, &req.headers, whole(), pq, req.now).ok();
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// json_field: the strict JSON reader and the JSON-field message parts
+// ---------------------------------------------------------------------------------------------
+
+/// A Mailgun-like scheme: the signature and what it signs are JSON fields; the JSON body is
+/// otherwise unsigned.
+fn json_scheme() -> &'static Scheme {
+    static SCHEME: OnceLock<Scheme> = OnceLock::new();
+    SCHEME.get_or_init(|| {
+        let gateway = must_compile(
+            "listeners:\n  - addr: 127.0.0.1:0\nroutes:\n  - { name: j, path: /j, upstream: \"http://127.0.0.1:1\", verify: { signature: { json: /signature/signature }, message: [{ json: /signature/timestamp }, { json: /signature/token }, { literal: \".\" }, { json: /amount }], body_signed: false, secret: fuzz-json-key }, replay: { key: { json: /signature/token } } }\n",
+        );
+        schemes_of(&gateway).remove(0).1
+    })
+}
+
+/// Strict JSON is a subset of what serde_json reads, and reads the same value; a field's
+/// one text exists exactly for strings, plain integers, booleans and null; a scheme reading
+/// JSON fields never verifies a forged body and refuses only with a reason it documents.
+pub fn json_field(data: &[u8]) {
+    use hookgate::scheme::json::{parse_strict, render};
+    if let Ok(strict) = parse_strict(data) {
+        let lenient: serde_json::Value = serde_json::from_slice(data).expect("strict JSON is JSON");
+        assert_eq!(strict, lenient, "strict and lenient parses agree");
+        check_render(&strict, &render);
+    }
+    let body = RawBody::from(Bytes::copy_from_slice(data));
+    let json = hookgate::scheme::JsonBody::default();
+    let req = RequestView {
+        method: &Method::POST,
+        json: &json,
+        headers: &HeaderMap::new(),
+        body: &body,
+        path_and_query: "/j",
+    };
+    match json_scheme().verify(&req, UNIX_EPOCH + Duration::from_secs(1_763_884_800)) {
+        // The fuzzer does not hold the key; only a signature it could compute would verify.
+        Ok(_) => panic!(
+            "a body verified without the key: {:?}",
+            String::from_utf8_lossy(data)
+        ),
+        Err(
+            VerifyError::NotStrictJson(_)
+            | VerifyError::MissingSignature(_)
+            | VerifyError::MalformedSignature(_)
+            | VerifyError::MissingField(_)
+            | VerifyError::AmbiguousField(_)
+            | VerifyError::Mismatch,
+        ) => {}
+        Err(e) => panic!("unexpected refusal {e:?}"),
+    }
+}
+
+/// Every scalar in `v` renders as the rule says.
+fn check_render(
+    v: &serde_json::Value,
+    render: &dyn Fn(&serde_json::Value) -> Option<std::borrow::Cow<'_, str>>,
+) {
+    use serde_json::Value;
+    match v {
+        Value::Array(items) => items.iter().for_each(|i| check_render(i, render)),
+        Value::Object(map) => map.values().for_each(|i| check_render(i, render)),
+        Value::String(s) => assert_eq!(render(v).as_deref(), Some(s.as_str())),
+        Value::Bool(b) => assert_eq!(
+            render(v).as_deref(),
+            Some(if *b { "true" } else { "false" })
+        ),
+        Value::Null => assert_eq!(render(v).as_deref(), Some("")),
+        Value::Number(n) => match render(v) {
+            Some(text) => {
+                assert!(n.is_i64() || n.is_u64(), "only integers render: {n}");
+                assert_eq!(
+                    text.parse::<i128>().ok(),
+                    n.as_i64().map(i128::from).or(n.as_u64().map(i128::from))
+                );
+            }
+            None => assert!(n.is_f64(), "an integer must render: {n}"),
+        },
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// jwt: tokens, forged and mutated
+// ---------------------------------------------------------------------------------------------
+
+/// The RS256 fixture's scheme, its valid token, its body and a clock inside the token's life.
+fn jwt_setup() -> &'static (Scheme, String, String, SystemTime) {
+    static SETUP: OnceLock<(Scheme, String, String, SystemTime)> = OnceLock::new();
+    SETUP.get_or_init(|| {
+        let text = std::fs::read_to_string(repo_root().join("tests/vectors/jwt.json"))
+            .expect("tests/vectors/jwt.json");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("jwt.json is JSON");
+        let key = v["rsa_public_key"].as_str().expect("key");
+        let yaml = format!(
+            "listeners:\n  - addr: 127.0.0.1:0\nroutes:\n  - {{ name: j, path: /j, upstream: \"http://127.0.0.1:1\", verify: {{ algorithm: jwt, signature: {{ header: x-webhook-signature }}, jwt: {{ algorithms: [RS256], issuer: netlify, body_sha256: {{ claim: sha256, encoding: hex }} }}, public_key: {key:?}, key_encoding: raw }} }}\n"
+        );
+        let scheme = schemes_of(&must_compile(&yaml)).remove(0).1;
+        let token = v["rs256"].as_str().expect("token").to_owned();
+        let body = v["body"].as_str().expect("body").to_owned();
+        (scheme, token, body, UNIX_EPOCH + Duration::from_secs(1_763_885_000))
+    })
+}
+
+/// A token verifies only when it is the fixture's own, unchanged: no forged or mutated token
+/// (another algorithm, `none`, a flipped bit anywhere) ever does, and nothing panics.
+pub fn jwt(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let (scheme, valid, body, now) = jwt_setup();
+    let token = if mode % 2 == 0 {
+        String::from_utf8_lossy(rest).into_owned()
+    } else {
+        let mut bytes = valid.clone().into_bytes();
+        for pair in rest.chunks(2) {
+            let at = usize::from(pair[0]) * 7 % bytes.len();
+            bytes[at] ^= pair.get(1).copied().unwrap_or(1) & 0x7f;
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    let Ok(value) = HeaderValue::from_str(&token) else {
+        return;
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert("x-webhook-signature", value);
+    let raw = RawBody::from(Bytes::copy_from_slice(body.as_bytes()));
+    let json = hookgate::scheme::JsonBody::default();
+    let req = RequestView {
+        method: &Method::POST,
+        json: &json,
+        headers: &headers,
+        body: &raw,
+        path_and_query: "/j",
+    };
+    let result = scheme.verify(&req, *now);
+    if token == *valid {
+        assert!(result.is_ok(), "the fixture's token verifies: {result:?}");
+    } else {
+        assert!(result.is_err(), "a changed token verified: {token}");
     }
 }

@@ -59,3 +59,13 @@ fn timestamp_corpus_replays_cleanly() {
 fn verify_corpus_replays_cleanly() {
     replay("verify", targets::verify);
 }
+
+#[test]
+fn json_field_corpus_replays_cleanly() {
+    replay("json_field", targets::json_field);
+}
+
+#[test]
+fn jwt_corpus_replays_cleanly() {
+    replay("jwt", targets::jwt);
+}
