@@ -58,8 +58,15 @@ enum Command {
         #[command(flatten)]
         args: SignArgs,
     },
-    /// List every built-in preset with its expanded scheme.
-    Presets,
+    /// List the built-in presets: each one's expanded scheme, how strongly it checks its
+    /// sender, its handshake, replay key and evidence.
+    Presets {
+        /// Only the presets whose name or signature header contains this.
+        query: Option<String>,
+        /// One JSON array, for tools.
+        #[arg(long)]
+        json: bool,
+    },
     /// Make a key pair for an asymmetric scheme (Ed25519, ECDSA P-256): the private key as a
     /// PEM file (for `sign --private-key`, or to play the sender in tests), the public key
     /// printed as the route's `public_key:` takes it.
@@ -214,7 +221,7 @@ fn main() -> ExitCode {
             _,
         ) => check(&config, expand, strict),
         (Command::Sign { config, args }, _) => sign(&config, &args),
-        (Command::Presets, _) => presets(),
+        (Command::Presets { query, json }, _) => presets(query.as_deref(), json),
         (
             Command::Keygen {
                 config,
@@ -679,16 +686,9 @@ fn healthcheck(
     })
 }
 
-fn presets() -> anyhow::Result<ExitCode> {
-    let mut out = String::new();
-    for name in hookgate::config::presets::names() {
-        let scheme = hookgate::config::compile::preset_shape(name).map_err(|errors| {
-            let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-            anyhow::anyhow!("preset {name} does not compile: {}", text.join("; "))
-        })?;
-        out += &format!("{name}:\n{}", scheme.describe_shape("  "));
-    }
-    print_all(&out);
+fn presets(query: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+    let text = hookgate::config::catalog::listing(query, json).map_err(|e| anyhow::anyhow!(e))?;
+    print_all(&text);
     Ok(ExitCode::SUCCESS)
 }
 

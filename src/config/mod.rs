@@ -12,6 +12,7 @@
 //!
 //! The request path reads only the compiled model and never re-checks what load time checked.
 
+pub mod catalog;
 pub mod compile;
 pub mod defaults;
 pub mod file;
