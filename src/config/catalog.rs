@@ -101,7 +101,7 @@ fn evidence_summary(evidence: &[Evidence]) -> String {
     let items: Vec<String> = evidence
         .iter()
         .map(|e| match e {
-            Evidence::Vectors { file, published } if published.is_empty() => {
+            Evidence::Vectors { file, published: [] } => {
                 format!("computed vectors ({file})")
             }
             Evidence::Vectors { file, published } => format!(
