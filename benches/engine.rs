@@ -121,20 +121,173 @@ fn verification(c: &mut Criterion) {
                 .sign(&mut headers, &body, &path, now, signing.as_ref())
                 .unwrap_or_else(|e| panic!("{preset}: {e}"));
             let raw = RawBody::from(body.clone());
-            let request = RequestView {
-                method: &http::Method::POST,
-                json: &hookgate::scheme::JsonBody::default(),
-                headers: &headers,
-                body: &raw,
-                path_and_query: &path,
-            };
-            assert!(scheme.verify(&request, now).is_ok(), "{preset}");
+            assert!(verify_once(&scheme, &headers, &raw, &path, now), "{preset}");
             group.bench_function(BenchmarkId::from_parameter(preset), |b| {
-                b.iter(|| scheme.verify(black_box(&request), now).unwrap())
+                b.iter(|| verify_once(&scheme, black_box(&headers), &raw, &path, now))
             });
         }
         group.finish();
     }
+}
+
+/// One verification as a request makes it: its JSON body (if the scheme reads it) parsed
+/// afresh, not cached from the last iteration.
+fn verify_once(
+    scheme: &Scheme,
+    headers: &HeaderMap,
+    body: &RawBody,
+    path: &str,
+    now: std::time::SystemTime,
+) -> bool {
+    let json = hookgate::scheme::JsonBody::default();
+    let request = RequestView {
+        method: &http::Method::POST,
+        json: &json,
+        headers,
+        body,
+        path_and_query: path,
+    };
+    scheme.verify(&request, now).is_ok()
+}
+
+/// A scheme from a `verify:` block in YAML, its secret or public key as `${KEY}`.
+fn yaml_scheme(yaml: &str, key: &str) -> Scheme {
+    let v: RawVerify = serde_yaml::from_str(yaml).unwrap();
+    let key = key.to_owned();
+    compile_scheme(
+        v,
+        "bench",
+        Path::new("."),
+        &move |_| Some(key.clone()),
+        None,
+    )
+    .unwrap()
+}
+
+/// The engine's newer parts at 1 KiB (issue 22): HMAC-SHA512, a scheme reading JSON fields
+/// (one strict parse per request), and JWTs with HS256, RS256 and ES256 keys.
+fn engine_parts(c: &mut Criterion) {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut group = c.benchmark_group("verify/1KiB/engine-parts");
+    let mut body =
+        br#"{"signature":{"timestamp":"1763884800","token":"tok-1","signature":"SIG"},"pad":""#
+            .to_vec();
+    body.resize(1022, b'a');
+    body.extend_from_slice(b"\"}");
+
+    let sha512 = yaml_scheme(
+        "{ algorithm: hmac-sha512, signature: { header: x-sig }, secret: \"${KEY}\" }",
+        "bench-secret",
+    );
+    let mut headers = HeaderMap::new();
+    let now = UNIX_EPOCH + Duration::from_secs(NOW);
+    sha512.sign(&mut headers, &body, "/", now, None).unwrap();
+    let raw = RawBody::from(body.clone());
+    assert!(verify_once(&sha512, &headers, &raw, "/", now));
+    group.bench_function("hmac-sha512", |b| {
+        b.iter(|| verify_once(&sha512, black_box(&headers), &raw, "/", now))
+    });
+
+    // Mailgun's shape: the signature and the fields it signs inside the JSON body.
+    let fields = yaml_scheme(
+        "{ signature: { json: /signature/signature }, message: [{ json: /signature/timestamp }, \
+         { json: /signature/token }], body_signed: false, secret: \"${KEY}\" }",
+        "bench-secret",
+    );
+    let mac = {
+        use hmac::Mac as _;
+        let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"bench-secret").unwrap();
+        m.update(b"1763884800tok-1");
+        hex::encode(m.finalize().into_bytes())
+    };
+    let signed_body = String::from_utf8(body.clone())
+        .unwrap()
+        .replace("SIG", &mac);
+    let raw_json = RawBody::from(signed_body.clone().into_bytes());
+    let none = HeaderMap::new();
+    assert!(verify_once(&fields, &none, &raw_json, "/", now));
+    group.bench_function("json-fields (strict parse each time)", |b| {
+        b.iter(|| verify_once(&fields, black_box(&none), &raw_json, "/", now))
+    });
+
+    // JWTs bound to the body's SHA-256.
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&body))
+    };
+    let claims = format!(r#"{{"iat":{NOW},"sha256":"{digest}"}}"#);
+    let jwt_yaml = |alg: &str, key_field: &str| {
+        format!(
+            "{{ algorithm: jwt, signature: {{ header: x-jwt }}, jwt: {{ algorithms: [{alg}], \
+             body_sha256: {{ claim: sha256 }} }}, {key_field}: \"${{KEY}}\", key_encoding: raw }}"
+        )
+    };
+    let signed = |alg: &str| {
+        format!(
+            "{}.{}",
+            b64.encode(format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#)),
+            b64.encode(&claims)
+        )
+    };
+    let hs = {
+        use hmac::Mac as _;
+        let input = signed("HS256");
+        let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"bench-secret").unwrap();
+        m.update(input.as_bytes());
+        format!("{input}.{}", b64.encode(m.finalize().into_bytes()))
+    };
+    let es = {
+        use p256::ecdsa::signature::Signer as _;
+        use p256::pkcs8::EncodePublicKey as _;
+        let key = p256::ecdsa::SigningKey::from_bytes(&[7u8; 32].into()).unwrap();
+        let input = signed("ES256");
+        let sig: p256::ecdsa::Signature = key.sign(input.as_bytes());
+        let pem = key
+            .verifying_key()
+            .to_public_key_pem(p256::pkcs8::LineEnding::LF)
+            .unwrap();
+        (format!("{input}.{}", b64.encode(sig.to_bytes())), pem)
+    };
+    let vectors: serde_json::Value =
+        serde_json::from_str(include_str!("../tests/vectors/jwt.json")).unwrap();
+    let rs_body = RawBody::from(vectors["body"].as_str().unwrap().as_bytes().to_vec());
+    let rs_now = UNIX_EPOCH + Duration::from_secs(1_763_885_000);
+    let cases = [
+        (
+            "jwt-hs256",
+            yaml_scheme(&jwt_yaml("HS256", "secret"), "bench-secret"),
+            hs,
+            RawBody::from(body.clone()),
+            now,
+        ),
+        (
+            "jwt-es256",
+            yaml_scheme(&jwt_yaml("ES256", "public_key"), &es.1),
+            es.0,
+            RawBody::from(body.clone()),
+            now,
+        ),
+        (
+            "jwt-rs256",
+            yaml_scheme(
+                &jwt_yaml("RS256", "public_key"),
+                vectors["rsa_public_key"].as_str().unwrap(),
+            ),
+            vectors["rs256"].as_str().unwrap().to_owned(),
+            rs_body,
+            rs_now,
+        ),
+    ];
+    for (name, scheme, token, body, at) in cases {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-jwt", HeaderValue::from_str(&token).unwrap());
+        assert!(verify_once(&scheme, &headers, &body, "/", at), "{name}");
+        group.bench_function(name, |b| {
+            b.iter(|| verify_once(&scheme, black_box(&headers), &body, "/", at))
+        });
+    }
+    group.finish();
 }
 
 fn route_lookup(c: &mut Criterion) {
@@ -195,5 +348,5 @@ fn client_ip(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, verification, route_lookup, client_ip);
+criterion_group!(benches, verification, engine_parts, route_lookup, client_ip);
 criterion_main!(benches);

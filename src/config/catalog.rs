@@ -101,7 +101,10 @@ fn evidence_summary(evidence: &[Evidence]) -> String {
     let items: Vec<String> = evidence
         .iter()
         .map(|e| match e {
-            Evidence::Vectors { file, published: [] } => {
+            Evidence::Vectors {
+                file,
+                published: [],
+            } => {
                 format!("computed vectors ({file})")
             }
             Evidence::Vectors { file, published } => format!(
