@@ -72,6 +72,7 @@ pub mod body;
 pub mod client_ip;
 pub mod config;
 pub mod delivery;
+pub mod explain;
 pub mod forward;
 pub mod gateway;
 pub mod handshake;

@@ -67,6 +67,25 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Why was this request refused? Each step the gateway takes with a captured request
+    /// (a raw HTTP file): the route, the allowlist, the handshake, where the signature came
+    /// from, the signed message part by part, the timestamp and its skew, each key by
+    /// index, the replay key, and the verdict with its refusal label.
+    Explain {
+        #[arg(short, long, default_value = "gateway.yaml")]
+        config: PathBuf,
+        /// The raw HTTP request: request line, headers, an empty line, the body.
+        request: PathBuf,
+        /// The route to check it against (default: the one its method and path match).
+        #[arg(long)]
+        route: Option<String>,
+        /// The client's address, to check the route's allowlist.
+        #[arg(long)]
+        client: Option<std::net::IpAddr>,
+        /// Check at this Unix time instead of now (for a request captured earlier).
+        #[arg(long)]
+        at: Option<u64>,
+    },
     /// Make a key pair for an asymmetric scheme (Ed25519, ECDSA P-256): the private key as a
     /// PEM file (for `sign --private-key`, or to play the sender in tests), the public key
     /// printed as the route's `public_key:` takes it.
@@ -210,8 +229,25 @@ fn main() -> ExitCode {
         hookgate::logbuf::flush_if_free();
         default_hook(info);
     }));
-    let result = match (cli.command, loaded) {
-        (Command::Run { config, watch }, Some(loaded)) => run(&config, watch, loaded, &logging),
+    let result = dispatch(cli.command, loaded, &logging);
+    hookgate::logbuf::flush();
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hookgate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the command (`run` with its configuration already loaded).
+fn dispatch(
+    command: Command,
+    loaded: Option<config::Loaded>,
+    logging: &Logging,
+) -> anyhow::Result<ExitCode> {
+    match (command, loaded) {
+        (Command::Run { config, watch }, Some(loaded)) => run(&config, watch, loaded, logging),
         (
             Command::Check {
                 config,
@@ -222,6 +258,16 @@ fn main() -> ExitCode {
         ) => check(&config, expand, strict),
         (Command::Sign { config, args }, _) => sign(&config, &args),
         (Command::Presets { query, json }, _) => presets(query.as_deref(), json),
+        (
+            Command::Explain {
+                config,
+                request,
+                route,
+                client,
+                at,
+            },
+            _,
+        ) => explain(&config, &request, route.as_deref(), client, at),
         (
             Command::Keygen {
                 config,
@@ -251,14 +297,6 @@ fn main() -> ExitCode {
             _,
         ) => queue(&config, admin, token_file, json, action),
         (Command::Run { .. }, None) => unreachable!("run's configuration is loaded above"),
-    };
-    hookgate::logbuf::flush();
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("hookgate: {e:#}");
-            ExitCode::FAILURE
-        }
     }
 }
 
@@ -683,6 +721,39 @@ fn healthcheck(
             println!("{e}");
             ExitCode::FAILURE
         }
+    })
+}
+
+fn explain(
+    path: &Path,
+    request: &Path,
+    route: Option<&str>,
+    client: Option<std::net::IpAddr>,
+    at: Option<u64>,
+) -> anyhow::Result<ExitCode> {
+    let loaded = config::load(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let raw = std::fs::read(request).with_context(|| format!("reading {}", request.display()))?;
+    let captured = hookgate::explain::parse_raw_http(&raw)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", request.display()))?;
+    let now = at.map_or_else(SystemTime::now, |s| {
+        SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s)
+    });
+    let asked = hookgate::explain::Asked {
+        request: &captured,
+        route,
+        client,
+        now,
+    };
+    let steps =
+        hookgate::explain::explain(&loaded.gateway, &asked).map_err(|e| anyhow::anyhow!(e))?;
+    let verified = steps
+        .last()
+        .is_some_and(|l| !l.starts_with("verdict: refused"));
+    print_all(&(steps.join("\n") + "\n"));
+    Ok(if verified {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     })
 }
 

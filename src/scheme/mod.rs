@@ -16,6 +16,7 @@
 //! `keys.rs` holds key material; `gateway.rs` calls [`Scheme::verify`] after the body has been
 //! read; `main.rs` calls [`Scheme::sign`] for `hookgate sign`.
 
+pub mod explain;
 pub mod json;
 pub mod jwt;
 pub mod keys;

@@ -1421,3 +1421,73 @@ fn readme_custom_scheme_example_is_the_committed_acme_route() {
         .expect("gateway.yaml has the acme route");
     assert_eq!(&example[0], acme);
 }
+
+/// `hookgate explain`: each step with a captured request, the verdict the gateway would give
+/// and its label, and the exit status (0 verified, 1 refused).
+#[test]
+fn explain_tells_each_step_and_the_verdict_of_a_captured_request() {
+    let dir = temp_dir("cli-explain");
+    let config = dir.join("gateway.yaml");
+    std::fs::write(
+        &config,
+        Yaml::new().routes(
+            "  - name: lahza\n    path: /hooks/lahza\n    upstream: http://127.0.0.1:9\n    allow_ips: [192.0.2.0/24]\n    verify: { preset: lahza, secret: \"${LAHZA_SECRET}\" }\n    replay: { key: { json: /id } }\n",
+        ),
+    )
+    .unwrap();
+    let body = br#"{"id":"evt_9","event":"charge.success"}"#;
+    let sig = hex::encode(hmac_sha256("sk_lahza", &[body]));
+    let request = |body: &[u8]| {
+        let mut raw =
+            format!("POST /hooks/lahza HTTP/1.1\r\nHost: h\r\nx-lahza-signature: {sig}\r\n\r\n")
+                .into_bytes();
+        raw.extend_from_slice(body);
+        raw
+    };
+    let explain = |file: &str, raw: Vec<u8>, extra: &[&str]| {
+        let path = dir.join(file);
+        std::fs::write(&path, raw).unwrap();
+        let out = bin()
+            .args(["explain", "-c"])
+            .arg(&config)
+            .arg(&path)
+            .args(extra)
+            .env("LAHZA_SECRET", "sk_lahza")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, text) = explain("good.http", request(body), &["--client", "192.0.2.7"]);
+    assert_eq!(code, Some(0), "{text}");
+    for line in [
+        "route: lahza (POST /hooks/lahza)",
+        "allowlist: 192.0.2.7 is allowed",
+        "read from the header x-lahza-signature",
+        "body: 39 bytes, as received",
+        "key 0: matches",
+        "replay key: \"evt_9\" (5 bytes)",
+        "verdict: verified by key 0",
+    ] {
+        assert!(text.contains(line), "{line} in:\n{text}");
+    }
+    assert!(!text.contains("sk_lahza"), "never the secret");
+    let tampered = br#"{"id":"evt_9","event":"charge.failure"}"#;
+    let (code, text) = explain("tampered.http", request(tampered), &[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("allowlist: set; not checked"), "{text}");
+    assert!(text.contains("key 0: does not match"), "{text}");
+    assert!(
+        text.contains("verdict: refused, signature_mismatch"),
+        "{text}"
+    );
+    let (code, text) = explain(
+        "outsider.http",
+        request(body),
+        &["--client", "198.51.100.1"],
+    );
+    assert_eq!(code, Some(1));
+    assert!(text.contains("verdict: refused, ip_not_allowed"), "{text}");
+}
