@@ -87,17 +87,18 @@ fn replay_key(key: ReplayKey) -> String {
     }
 }
 
-/// Neither vectors nor an SDK: the scheme rests on the sender's documentation alone.
+/// Neither the sender's own published vectors nor its SDK: the scheme rests on the sender's
+/// documentation alone (vectors computed from it prove the engine does what it says, not
+/// that it says what the sender does).
 fn documentation_only(evidence: &[Evidence]) -> bool {
-    !evidence
-        .iter()
-        .any(|e| matches!(e, Evidence::Vectors { .. } | Evidence::Sdk { .. }))
+    !evidence.iter().any(|e| match e {
+        Evidence::Vectors { published, .. } => !published.is_empty(),
+        Evidence::Sdk { .. } => true,
+        Evidence::Test { .. } => false,
+    })
 }
 
 fn evidence_summary(evidence: &[Evidence]) -> String {
-    if documentation_only(evidence) {
-        return "from the documentation only".into();
-    }
     let items: Vec<String> = evidence
         .iter()
         .map(|e| match e {
@@ -116,7 +117,11 @@ fn evidence_summary(evidence: &[Evidence]) -> String {
             Evidence::Test { name, .. } => format!("test {name}"),
         })
         .collect();
-    items.join("; ")
+    if documentation_only(evidence) {
+        format!("from the documentation only ({})", items.join("; "))
+    } else {
+        items.join("; ")
+    }
 }
 
 fn evidence_value(e: &Evidence) -> Value {

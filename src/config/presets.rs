@@ -124,6 +124,7 @@ pub fn names() -> Vec<&'static str> {
 const PROVIDER_VECTORS: &str = "tests/vectors/providers.json";
 const SEED_VECTORS: &str = "tests/vectors/seed-senders.json";
 const SCHEME_TESTS: &str = "src/scheme/tests.rs";
+const HANDSHAKE_TESTS: &str = "tests/e2e/handshakes.rs";
 
 /// Computed vectors only.
 const fn computed(file: &'static str) -> Evidence {
@@ -688,6 +689,204 @@ static PRESETS: &[Preset] = &[
         evidence: &[published(&[
             "https://github.com/orbcorp/orb-python/blob/a9e3592801c6040217c56ae83c48c82a89268a4f/tests/api_resources/test_webhooks.py",
         ])],
+    },
+    Preset {
+        name: "paystack",
+        // Paystack: hex HMAC-SHA512 of the body under the secret API key.
+        scheme: || plain("hmac-sha512", "x-paystack-signature", "", &["hex"]),
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "lemon-squeezy",
+        // Lemon Squeezy: hex HMAC-SHA256 of the body; only a 200 counts as delivered.
+        scheme: || plain("hmac-sha256", "x-signature", "", &["hex"]),
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "checkout-com",
+        // Checkout.com: hex HMAC-SHA256 of the body under the workflow's signature key.
+        scheme: || plain("hmac-sha256", "cko-signature", "", &["hex"]),
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "bitbucket",
+        // Bitbucket Cloud (and Jira Cloud admin webhooks): `sha256=` + hex HMAC-SHA256.
+        scheme: || plain("hmac-sha256", "x-hub-signature", "sha256=", &["hex"]),
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "sentry",
+        // Sentry integrations: hex HMAC-SHA256 of the body under the client secret; its timestamp header is not signed.
+        scheme: || plain("hmac-sha256", "sentry-hook-signature", "", &["hex"]),
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "launchdarkly",
+        // LaunchDarkly: hex HMAC-SHA256 of the body.
+        scheme: || plain("hmac-sha256", "x-ld-signature", "", &["hex"]),
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "heroku",
+        // Heroku app webhooks: base64 HMAC-SHA256 of the body.
+        scheme: || plain("hmac-sha256", "heroku-webhook-hmac-sha256", "", &["base64"]),
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "terraform",
+        // HCP Terraform notifications: hex HMAC-SHA512 of the body under the token.
+        scheme: || plain("hmac-sha512", "x-tfe-notification-signature", "", &["hex"]),
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "mongodb-atlas",
+        // MongoDB Atlas: base64 HMAC-SHA1 of the body.
+        scheme: || plain("hmac-sha1", "x-mms-signature", "", &["base64"]),
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "webex",
+        // Webex: hex HMAC-SHA1 of the body.
+        scheme: || plain("hmac-sha1", "x-spark-signature", "", &["hex"]),
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "typeform",
+        // Typeform: `sha256=` + base64 HMAC-SHA256 of the body.
+        scheme: || plain("hmac-sha256", "typeform-signature", "sha256=", &["base64"]),
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "clickup",
+        // ClickUp: hex HMAC-SHA256 of the body under the webhook secret.
+        scheme: || plain("hmac-sha256", "x-signature", "", &["hex"]),
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "fastspring",
+        // FastSpring: base64 HMAC-SHA256 of the body.
+        scheme: || plain("hmac-sha256", "x-fs-signature", "", &["base64"]),
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "airtable",
+        // Airtable: `hmac-sha256=` + hex HMAC-SHA256 of the body; the macSecret is base64 and decoded.
+        scheme: || RawVerify { key_encoding: Some("base64".into()), ..plain("hmac-sha256", "x-airtable-content-mac", "hmac-sha256=", &["hex"]) },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "squarespace",
+        // Squarespace: hex HMAC-SHA256 of the body; the secret is hex and decoded.
+        scheme: || RawVerify { key_encoding: Some("hex".into()), ..plain("hmac-sha256", "squarespace-signature", "", &["hex"]) },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "onfleet",
+        // Onfleet: hex HMAC-SHA512 of the body; the secret is hex and decoded.
+        scheme: || RawVerify { key_encoding: Some("hex".into()), ..plain("hmac-sha512", "x-onfleet-signature", "", &["hex"]) },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "meta",
+        // Meta (Graph API, Messenger, Instagram, WhatsApp): `sha256=` + hex HMAC-SHA256 of the body under the app secret; the GET `hub.challenge` is answered with the route's `handshake.verify_token`.
+        scheme: || plain("hmac-sha256", "x-hub-signature-256", "sha256=", &["hex"]),
+        handshake: Some(HandshakeKind::Meta),
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS), test(HANDSHAKE_TESTS, "handshakes_are_answered_on_a_sync_route")],
+    },
+    Preset {
+        name: "x",
+        // X (Twitter) Account Activity: `sha256=` + base64 HMAC-SHA256 under the consumer secret; the CRC GET is answered with it too.
+        scheme: || plain("hmac-sha256", "x-twitter-webhooks-signature", "sha256=", &["base64"]),
+        handshake: Some(HandshakeKind::XCrc),
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS), test(HANDSHAKE_TESTS, "handshakes_are_answered_on_a_sync_route")],
+    },
+    Preset {
+        name: "dropbox",
+        // Dropbox: hex HMAC-SHA256 of the body under the app secret; the GET `challenge` is echoed.
+        scheme: || plain("hmac-sha256", "x-dropbox-signature", "", &["hex"]),
+        handshake: Some(HandshakeKind::Challenge),
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "nylas",
+        // Nylas v3: hex HMAC-SHA256 of the body under the webhook secret; the GET `challenge` is echoed.
+        scheme: || plain("hmac-sha256", "x-nylas-signature", "", &["hex"]),
+        handshake: Some(HandshakeKind::Challenge),
+        replay_key: Some(ReplayKey::Json("/id")),
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "coinbase-commerce",
+        // Coinbase Commerce: hex HMAC-SHA256 of the body under the shared secret.
+        scheme: || plain("hmac-sha256", "x-cc-webhook-signature", "", &["hex"]),
+        handshake: None,
+        replay_key: Some(ReplayKey::Json("/id")),
+        needs_app_answer: None,
+        evidence: &[published(&["https://github.com/coinbase/coinbase-commerce-python/blob/91af61acf8cae6390dac91220e0cb3aa93983ca8/tests/test_webhook.py"])],
+    },
+    Preset {
+        name: "pusher",
+        // Pusher Channels: hex HMAC-SHA256 of the body under the app secret (X-Pusher-Key names the app: give each app's secret in `secrets:`).
+        scheme: || plain("hmac-sha256", "x-pusher-signature", "", &["hex"]),
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[published(&["https://github.com/pusher/pusher-http-node/blob/7492d8db91463cbcb591bcbebadb8ea3767bf0ba/tests/integration/webhook.js"])],
     },
 ];
 

@@ -68,8 +68,15 @@ fn preset_route(preset: &str, public_url: &str, upstream: &str) -> String {
     } else {
         "secret"
     };
+    // Meta's handshake needs the verify token set in its dashboard.
+    let handshake = match hookgate::config::presets::find(preset).and_then(|p| p.handshake) {
+        Some(hookgate::model::handshake::HandshakeKind::Meta) => {
+            "    handshake: { verify_token: meta-verify }\n"
+        }
+        _ => "",
+    };
     format!(
-        "  - name: {preset}\n    path: /*\n    upstream: {upstream}\n    public_url: {public_url}\n    verify:\n      preset: {preset}\n      {key_field}: \"${{KEY}}\"\n"
+        "  - name: {preset}\n    path: /*\n    upstream: {upstream}\n    public_url: {public_url}\n    verify:\n      preset: {preset}\n      {key_field}: \"${{KEY}}\"\n{handshake}"
     )
 }
 

@@ -1477,6 +1477,83 @@ add("orb", "stale", source=SRC_ORB, secret=ORB_PUB["secret"], body=ORB_PUB["body
     expect="reject", note="the SDK's case: six minutes old fails")
 
 
+# ---------------------------------------------------------------------------------------------
+# The long tail, third batch: senders that sign the raw body alone with one HMAC. One table,
+# written from each sender's documentation (docs/research/senders-1.md); the same standard
+# cases for each, and the sender's published vector where it has one. The reference
+# verifier below reads its own copy of the shapes (SIMPLE_SHAPES), not this table.
+# ---------------------------------------------------------------------------------------------
+
+# preset: (header, prefix, algorithm, encoding, key decoding, published vector or None)
+SIMPLE = {
+    "paystack": ("x-paystack-signature", "", "sha512", "hex", "raw", None),
+    "lemon-squeezy": ("X-Signature", "", "sha256", "hex", "raw", None),
+    "checkout-com": ("Cko-Signature", "", "sha256", "hex", "raw", None),
+    "bitbucket": ("X-Hub-Signature", "sha256=", "sha256", "hex", "raw", None),
+    "sentry": ("Sentry-Hook-Signature", "", "sha256", "hex", "raw", None),
+    "launchdarkly": ("X-LD-Signature", "", "sha256", "hex", "raw", None),
+    "heroku": ("Heroku-Webhook-Hmac-SHA256", "", "sha256", "base64", "raw", None),
+    "terraform": ("X-TFE-Notification-Signature", "", "sha512", "hex", "raw", None),
+    "mongodb-atlas": ("X-MMS-Signature", "", "sha1", "base64", "raw", None),
+    "webex": ("X-Spark-Signature", "", "sha1", "hex", "raw", None),
+    "typeform": ("Typeform-Signature", "sha256=", "sha256", "base64", "raw", None),
+    "clickup": ("X-Signature", "", "sha256", "hex", "raw", None),
+    "fastspring": ("X-FS-Signature", "", "sha256", "base64", "raw", None),
+    "airtable": ("X-Airtable-Content-MAC", "hmac-sha256=", "sha256", "hex", "base64", None),
+    "squarespace": ("Squarespace-Signature", "", "sha256", "hex", "hex", None),
+    "onfleet": ("X-Onfleet-Signature", "", "sha512", "hex", "hex", None),
+    "meta": ("X-Hub-Signature-256", "sha256=", "sha256", "hex", "raw", None),
+    "x": ("x-twitter-webhooks-signature", "sha256=", "sha256", "base64", "raw", None),
+    "dropbox": ("X-Dropbox-Signature", "", "sha256", "hex", "raw", None),
+    "nylas": ("x-nylas-signature", "", "sha256", "hex", "raw", None),
+    "coinbase-commerce": ("X-CC-Webhook-Signature", "", "sha256", "hex", "raw", {
+        "source": "https://github.com/coinbase/coinbase-commerce-python/blob/"
+                  "91af61acf8cae6390dac91220e0cb3aa93983ca8/tests/test_webhook.py",
+        "secret": "30291a20-0bd1-4267-9b0f-e6e7b123c0bf",
+        "body": '{"id":1,"scheduled_for":"2017-01-31T20:50:02Z","attempt_number":1,"event":{"id":"24934862-d980-46cb-9402-43c81b0cdba6","type":"charge:created","api_version":"2018-03-22","created_at":"2017-01-31T20:49:02Z","data":{"code":"66BEOV2A","name":"The Sovereign Individual","description":"Mastering the Transition to the Information Age","hosted_url":"https://commerce.coinbase.com/charges/66BEOV2A","created_at":"2017-01-31T20:49:02Z","expires_at":"2017-01-31T21:04:02Z","timeline":[{"time":"2017-01-31T20:49:02Z","status":"NEW"}],"metadata":{},"pricing_type":"no_price","payments":[],"addresses":{"bitcoin":"0000000000000000000000000000000000","ethereum":"0x0000000000000000000000000000000000000000","litecoin":"3000000000000000000000000000000000","bitcoincash":"bitcoincash:000000000000000000000000000000000000000000"}}}}',
+        "sig": "8be7742c7d372f08a6a3224edadf18a22b65fa9e28f3f2de97376cdaa092590d",
+    }),
+    "pusher": ("X-Pusher-Signature", "", "sha256", "hex", "raw", {
+        "source": "https://github.com/pusher/pusher-http-node/blob/"
+                  "7492d8db91463cbcb591bcbebadb8ea3767bf0ba/tests/integration/webhook.js",
+        "secret": "tofu",
+        "body": '{"time_ms":1403175510755,"events":[{"channel":"test_channel","name":"channel_vacated"}]}',
+        "sig": "c17257e92037cd7de407ebc1ed174ceb7b2e518db127f44411b9ffc4f5b28cc5",
+    }),
+}
+
+
+def simple_sig(secret, body, algo, enc, key_dec):
+    key = {"raw": secret.encode(), "hex": bytes.fromhex(secret) if key_dec == "hex" else b"",
+           "base64": base64.b64decode(secret) if key_dec == "base64" else b""}[key_dec]
+    raw = hmac.new(key, body.encode(), getattr(hashlib, algo)).digest()
+    return raw.hex() if enc == "hex" else base64.b64encode(raw).decode()
+
+
+SIMPLE_SECRETS = {"raw": "simple_sender_secret_2c", "hex": "9f86d081884c7d659a2feaa0c55ad015",
+                  "base64": "c2ltcGxlX3NlbmRlcl9tYWNfc2VjcmV0"}
+BODY_SIMPLE = '{"event":"thing.updated","data":{"id":"obj_1","amount":4200}}'
+for preset, (header, prefix, algo, enc, key_dec, pub) in SIMPLE.items():
+    if pub is not None:
+        assert simple_sig(pub["secret"], pub["body"], algo, enc, key_dec) == pub["sig"], preset
+        add(preset, "valid", source=pub["source"], secret=pub["secret"], body=pub["body"],
+            headers={header: prefix + pub["sig"]}, expect="accept",
+            note="the SDK's own secret, body and signature")
+    secret = SIMPLE_SECRETS[key_dec]
+    good = prefix + simple_sig(secret, BODY_SIMPLE, algo, enc, key_dec)
+    add(preset, "valid-computed", secret=secret, body=BODY_SIMPLE, headers={header: good},
+        expect="accept", note="computed from the sender's documentation")
+    add(preset, "tampered-body", secret=secret, body=BODY_SIMPLE.replace("4200", "1"),
+        headers={header: good}, expect="reject")
+    wrong = SIMPLE_SECRETS["raw"] + "x" if key_dec == "raw" else secret[:-2] + "00"
+    add(preset, "wrong-secret", secret=secret, body=BODY_SIMPLE,
+        headers={header: prefix + simple_sig(wrong, BODY_SIMPLE, algo, enc, key_dec)},
+        expect="reject")
+    add(preset, "malformed-header", secret=secret, body=BODY_SIMPLE,
+        headers={header: good[:-4]}, expect="reject", note="signature cut short")
+    add(preset, "missing-header", secret=secret, body=BODY_SIMPLE, headers={}, expect="reject")
+
+
 ABOUT = (
     "Signed webhook requests for the provider presets, generated by tests/vectors/gen_providers.py "
     "(Python hmac/hashlib/base64; Ed25519 and ECDSA P-256 via the cryptography package, ECDSA with "
@@ -1776,6 +1853,45 @@ def v_orb(case):
     return False
 
 
+# The reference verifier's own copy of the simple senders' shapes.
+SIMPLE_SHAPES = {
+    "paystack": ("x-paystack-signature", "", hashlib.sha512, "hex", None),
+    "lemon-squeezy": ("X-Signature", "", hashlib.sha256, "hex", None),
+    "checkout-com": ("Cko-Signature", "", hashlib.sha256, "hex", None),
+    "bitbucket": ("X-Hub-Signature", "sha256=", hashlib.sha256, "hex", None),
+    "sentry": ("Sentry-Hook-Signature", "", hashlib.sha256, "hex", None),
+    "launchdarkly": ("X-LD-Signature", "", hashlib.sha256, "hex", None),
+    "heroku": ("Heroku-Webhook-Hmac-SHA256", "", hashlib.sha256, "b64", None),
+    "terraform": ("X-TFE-Notification-Signature", "", hashlib.sha512, "hex", None),
+    "mongodb-atlas": ("X-MMS-Signature", "", hashlib.sha1, "b64", None),
+    "webex": ("X-Spark-Signature", "", hashlib.sha1, "hex", None),
+    "typeform": ("Typeform-Signature", "sha256=", hashlib.sha256, "b64", None),
+    "clickup": ("X-Signature", "", hashlib.sha256, "hex", None),
+    "fastspring": ("X-FS-Signature", "", hashlib.sha256, "b64", None),
+    "airtable": ("X-Airtable-Content-MAC", "hmac-sha256=", hashlib.sha256, "hex", base64.b64decode),
+    "squarespace": ("Squarespace-Signature", "", hashlib.sha256, "hex", bytes.fromhex),
+    "onfleet": ("X-Onfleet-Signature", "", hashlib.sha512, "hex", bytes.fromhex),
+    "meta": ("X-Hub-Signature-256", "sha256=", hashlib.sha256, "hex", None),
+    "x": ("x-twitter-webhooks-signature", "sha256=", hashlib.sha256, "b64", None),
+    "dropbox": ("X-Dropbox-Signature", "", hashlib.sha256, "hex", None),
+    "nylas": ("x-nylas-signature", "", hashlib.sha256, "hex", None),
+    "coinbase-commerce": ("X-CC-Webhook-Signature", "", hashlib.sha256, "hex", None),
+    "pusher": ("X-Pusher-Signature", "", hashlib.sha256, "hex", None),
+}
+
+
+def v_simple(case):
+    header, prefix, digest, enc, decode_key = SIMPLE_SHAPES[case["preset"]]
+    v = hget(case, header)
+    if v is None or not v.startswith(prefix):
+        return False
+    key = decode_key(case["secret"]) if decode_key else key_of(case)
+    want = hmac.new(key, case["body"].encode(), digest).digest()
+    text = v[len(prefix):]
+    got = unhex(text, len(want)) if enc == "hex" else unb64(text, len(want))
+    return got is not None and ct_eq(got, want)
+
+
 VERIFIERS = {
     "github": lambda c: v_hex_prefixed(c, "X-Hub-Signature-256", "sha256=", hashlib.sha256, 32),
     "github-sha1": lambda c: v_hex_prefixed(c, "X-Hub-Signature", "sha1=", hashlib.sha1, 20),
@@ -1807,6 +1923,7 @@ VERIFIERS = {
     "line": lambda c: v_b64(c, "x-line-signature", c["body"], hashlib.sha256, 32),
     "sanity": v_sanity,
     "orb": v_orb,
+    **{name: v_simple for name in SIMPLE_SHAPES},
 }
 
 

@@ -2512,8 +2512,11 @@ fn every_preset_expanded_reads_back_to_the_same_scheme() {
     use crate::scheme::{Algorithm, SigningKey};
     let dir = temp_dir("expand-presets");
     // A secret every key encoding accepts: base64 of 24 bytes, as whsec_base64 needs.
-    let env =
-        |name: &str| (name == "KEY").then(|| "dGhpcyBpcyBhIHRlc3Qgc2VjcmV0IGtleQ==".to_string());
+    let env = |name: &str| match name {
+        "KEY" => Some("dGhpcyBpcyBhIHRlc3Qgc2VjcmV0IGtleQ==".to_string()),
+        "KEY_HEX" => Some("9f86d081884c7d659a2feaa0c55ad015".to_string()),
+        _ => None,
+    };
     let mut routes = String::new();
     for (i, name) in crate::config::presets::names().iter().enumerate() {
         let shape = crate::config::compile::preset_shape(name).unwrap();
@@ -2533,7 +2536,21 @@ fn every_preset_expanded_reads_back_to_the_same_scheme() {
                 encoding.encode(&key.public_key_bytes().unwrap())
             )
         } else {
-            "secret: \"${KEY}\"".to_string()
+            let raw = crate::config::file::RawVerify {
+                preset: Some((*name).into()),
+                ..Default::default()
+            };
+            let hex = crate::config::compile::expand_preset(raw, "x", &mut Vec::new())
+                .key_encoding
+                .is_some_and(|e| e == "hex");
+            format!("secret: \"${{{}}}\"", if hex { "KEY_HEX" } else { "KEY" })
+        };
+        // Meta's handshake needs its verify token.
+        let handshake = match crate::config::presets::find(name).and_then(|p| p.handshake) {
+            Some(crate::model::handshake::HandshakeKind::Meta) => {
+                ", handshake: { verify_token: meta-verify }"
+            }
+            _ => "",
         };
         // A token is the same on every request: nothing to deduplicate by.
         let replay = if shape.algorithm == Algorithm::Token {
@@ -2542,7 +2559,7 @@ fn every_preset_expanded_reads_back_to_the_same_scheme() {
             ", replay: {}"
         };
         routes += &format!(
-            "  - {{ name: p{i}, path: /p{i}, upstream: \"http://127.0.0.1:3000\", public_url: \"https://hooks.example.com\", verify: {{ preset: {name}, {keys} }}{replay} }}\n"
+            "  - {{ name: p{i}, path: /p{i}, upstream: \"http://127.0.0.1:3000\", public_url: \"https://hooks.example.com\", verify: {{ preset: {name}, {keys} }}{replay}{handshake} }}\n"
         );
     }
     let text = format!("listeners:\n  - addr: 127.0.0.1:0\nroutes:\n{routes}");
