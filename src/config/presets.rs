@@ -888,6 +888,42 @@ static PRESETS: &[Preset] = &[
         needs_app_answer: None,
         evidence: &[published(&["https://github.com/pusher/pusher-http-node/blob/7492d8db91463cbcb591bcbebadb8ea3767bf0ba/tests/integration/webhook.js"])],
     },
+    Preset {
+        name: "resend",
+        // Resend sends its webhooks through Svix: `svix-*` headers, `whsec_` secret. The same scheme as `svix`, under the sender's name.
+        scheme: || standard_webhooks("svix", "hmac-sha256", "v1", "whsec_base64"),
+        handshake: None,
+        replay_key: Some(ReplayKey::Header(&["svix-id"])),
+        needs_app_answer: None,
+        evidence: &[published(&["https://github.com/svix/svix-webhooks/blob/main/python/tests/test_webhooks.py"])],
+    },
+    Preset {
+        name: "clerk",
+        // Clerk sends its webhooks through Svix (its `verifyWebhook()` verifies with Svix). The same scheme as `svix`, under the sender's name.
+        scheme: || standard_webhooks("svix", "hmac-sha256", "v1", "whsec_base64"),
+        handshake: None,
+        replay_key: Some(ReplayKey::Header(&["svix-id"])),
+        needs_app_answer: None,
+        evidence: &[published(&["https://github.com/svix/svix-webhooks/blob/main/python/tests/test_webhooks.py"])],
+    },
+    Preset {
+        name: "goody",
+        // Goody sends its webhooks through Svix (its security page uses Svix's own example). The same scheme as `svix`, under the sender's name.
+        scheme: || standard_webhooks("svix", "hmac-sha256", "v1", "whsec_base64"),
+        handshake: None,
+        replay_key: Some(ReplayKey::Header(&["svix-id"])),
+        needs_app_answer: None,
+        evidence: &[published(&["https://github.com/svix/svix-webhooks/blob/main/python/tests/test_webhooks.py"])],
+    },
+    Preset {
+        name: "replicate",
+        // Replicate signs as Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature`. The same scheme as `standard-webhooks`, under the sender's name.
+        scheme: || standard_webhooks("webhook", "hmac-sha256", "v1", "whsec_base64"),
+        handshake: None,
+        replay_key: Some(ReplayKey::Header(&["webhook-id"])),
+        needs_app_answer: None,
+        evidence: &[published(&["https://github.com/standard-webhooks/standard-webhooks/blob/main/libraries/javascript/src/webhook.test.ts"])],
+    },
 ];
 
 /// One signature in one header over the raw body.
