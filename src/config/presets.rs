@@ -125,6 +125,7 @@ const PROVIDER_VECTORS: &str = "tests/vectors/providers.json";
 const SEED_VECTORS: &str = "tests/vectors/seed-senders.json";
 const SCHEME_TESTS: &str = "src/scheme/tests.rs";
 const HANDSHAKE_TESTS: &str = "tests/e2e/handshakes.rs";
+const HANDSHAKE_TESTS_UNIT: &str = "src/handshake.rs";
 
 /// Computed vectors only.
 const fn computed(file: &'static str) -> Evidence {
@@ -923,6 +924,127 @@ static PRESETS: &[Preset] = &[
         replay_key: Some(ReplayKey::Header(&["webhook-id"])),
         needs_app_answer: None,
         evidence: &[published(&["https://github.com/standard-webhooks/standard-webhooks/blob/main/libraries/javascript/src/webhook.test.ts"])],
+    },
+    Preset {
+        name: "twitch",
+        // Twitch EventSub: `sha256=` + hex HMAC-SHA256 over message id + timestamp (RFC 3339, nanoseconds) + body, 10 min; the callback verification is answered.
+        scheme: || RawVerify {
+            message: Some(vec![
+                header("twitch-eventsub-message-id"),
+                header("twitch-eventsub-message-timestamp"),
+                Body,
+            ]),
+            timestamp: Some(ts_header("twitch-eventsub-message-timestamp", "rfc3339", "10m")),
+            ..plain("hmac-sha256", "twitch-eventsub-message-signature", "sha256=", &["hex"])
+        },
+        handshake: Some(HandshakeKind::Twitch),
+        replay_key: Some(ReplayKey::Header(&["twitch-eventsub-message-id"])),
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS), test(HANDSHAKE_TESTS_UNIT, "signed_handshakes_are_told_from_events_by_their_own_marks")],
+    },
+    Preset {
+        name: "calendly",
+        // Calendly: `t=..,v1=<hex>` over `t.body`; its sample allows 3 min.
+        scheme: || RawVerify {
+            message: Some(vec![entry("t"), literal("."), Body]),
+            timestamp: Some(ts_entry("t", "seconds", "3m")),
+            ..structured("hmac-sha256", "calendly-webhook-signature", ",", "=", "v1", "hex")
+        },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "workos",
+        // WorkOS: `t=<ms>, v1=<hex>` over `t.body`; its SDK allows 3 min.
+        scheme: || RawVerify {
+            message: Some(vec![entry("t"), literal("."), Body]),
+            timestamp: Some(ts_entry("t", "milliseconds", "3m")),
+            ..structured("hmac-sha256", "workos-signature", ",", "=", "v1", "hex")
+        },
+        handshake: None,
+        replay_key: Some(ReplayKey::Json("/id")),
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "persona",
+        // Persona: `t=..,v1=<hex>` over `t.body`; it documents no window and retries with the first timestamp, so none here (canonical form only).
+        scheme: || RawVerify {
+            message: Some(vec![entry("t"), literal("."), Body]),
+            timestamp: Some(RawTimestamp {
+                tolerance: Some("none".into()),
+                ..ts_entry("t", "seconds", "5m")
+            }),
+            ..structured("hmac-sha256", "persona-signature", ",", "=", "v1", "hex")
+        },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "tiktok",
+        // TikTok: `t=..,s=<hex>` over `t.body` under the client secret.
+        scheme: || RawVerify {
+            message: Some(vec![entry("t"), literal("."), Body]),
+            timestamp: Some(ts_entry("t", "seconds", "5m")),
+            ..structured("hmac-sha256", "tiktok-signature", ",", "=", "s", "hex")
+        },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "customer-io",
+        // Customer.io reporting webhooks: hex HMAC-SHA256 over `v0:` + X-CIO-Timestamp + `:` + body.
+        scheme: || RawVerify {
+            message: Some(vec![
+                literal("v0:"),
+                header("x-cio-timestamp"),
+                literal(":"),
+                Body,
+            ]),
+            timestamp: Some(ts_header("x-cio-timestamp", "seconds", "5m")),
+            ..plain("hmac-sha256", "x-cio-signature", "", &["hex"])
+        },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "frameio",
+        // Frame.io: `v0=` + hex HMAC-SHA256 over `v0:` + timestamp + `:` + body, 5 min.
+        scheme: || RawVerify {
+            message: Some(vec![
+                literal("v0:"),
+                header("x-frameio-request-timestamp"),
+                literal(":"),
+                Body,
+            ]),
+            timestamp: Some(ts_header("x-frameio-request-timestamp", "seconds", "5m")),
+            ..plain("hmac-sha256", "x-frameio-signature", "v0=", &["hex"])
+        },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "airwallex",
+        // Airwallex: hex HMAC-SHA256 over x-timestamp (ms, 13 digits) + body.
+        scheme: || RawVerify {
+            message: Some(vec![header("x-timestamp"), Body]),
+            timestamp: Some(ts_header("x-timestamp", "milliseconds", "5m")),
+            ..plain("hmac-sha256", "x-signature", "", &["hex"])
+        },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
     },
 ];
 
