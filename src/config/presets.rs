@@ -1046,6 +1046,66 @@ static PRESETS: &[Preset] = &[
         needs_app_answer: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
+    Preset {
+        name: "chargebee",
+        // Chargebee signs nothing: HTTP Basic with the username and password set in its dashboard (`secret: "user:password"`). Weaker than a signature: pair it with `allow_ips`.
+        scheme: || RawVerify {
+            message: Some(vec![]),
+            ..plain("token", "authorization", "Basic ", &["base64"])
+        },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "postmark",
+        // Postmark signs nothing: HTTP Basic from the webhook URL's credentials (`secret: "user:password"`). Weaker than a signature: pair it with `allow_ips`.
+        scheme: || RawVerify {
+            message: Some(vec![]),
+            ..plain("token", "authorization", "Basic ", &["base64"])
+        },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "telegram",
+        // Telegram Bot API: the `secret_token` given to setWebhook, in its own header. A shared secret.
+        scheme: || RawVerify {
+            message: Some(vec![]),
+            ..plain("token", "x-telegram-bot-api-secret-token", "", &["raw"])
+        },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "google-channel",
+        // Google push notifications (Drive, Calendar): the channel's `token`, echoed in X-Goog-Channel-Token. A shared secret.
+        scheme: || RawVerify {
+            message: Some(vec![]),
+            ..plain("token", "x-goog-channel-token", "", &["raw"])
+        },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "okta",
+        // Okta event hooks: the secret set as the hook's Authorization header value; its one-time verification GET is answered. A shared secret.
+        scheme: || RawVerify {
+            message: Some(vec![]),
+            ..plain("token", "authorization", "", &["raw"])
+        },
+        handshake: Some(HandshakeKind::Okta),
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
 ];
 
 /// One signature in one header over the raw body.
