@@ -1106,6 +1106,66 @@ static PRESETS: &[Preset] = &[
         needs_app_answer: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
+    Preset {
+        name: "front",
+        // Front application webhooks: base64 HMAC-SHA256 over X-Front-Request-Timestamp (ms) + `:` + body, 5 min. (Rule webhooks sign with SHA-1 and no timestamp: write that scheme out.)
+        scheme: || RawVerify {
+            message: Some(vec![header("x-front-request-timestamp"), literal(":"), Body]),
+            timestamp: Some(ts_header("x-front-request-timestamp", "milliseconds", "5m")),
+            ..plain("hmac-sha256", "x-front-signature", "", &["base64"])
+        },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "cashfree",
+        // Cashfree: base64 HMAC-SHA256 over x-webhook-timestamp (ms, 13 digits) + body; it documents no window.
+        scheme: || RawVerify {
+            message: Some(vec![header("x-webhook-timestamp"), Body]),
+            timestamp: Some(RawTimestamp {
+                tolerance: Some("none".into()),
+                ..ts_header("x-webhook-timestamp", "milliseconds", "5m")
+            }),
+            ..plain("hmac-sha256", "x-webhook-signature", "", &["base64"])
+        },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "revolut",
+        // Revolut: `v1=<hex>[,v1=<hex>]` over `v1.` + Revolut-Request-Timestamp (ms) + `.` + body, 5 min.
+        scheme: || RawVerify {
+            message: Some(vec![
+                literal("v1."),
+                header("revolut-request-timestamp"),
+                literal("."),
+                Body,
+            ]),
+            timestamp: Some(ts_header("revolut-request-timestamp", "milliseconds", "5m")),
+            ..structured("hmac-sha256", "revolut-signature", ",", "=", "v1", "hex")
+        },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "buildkite",
+        // Buildkite (signed mode): `timestamp=..,signature=<hex>` over `timestamp.body`, 5 min. (Its token mode is a shared secret in X-Buildkite-Token.)
+        scheme: || RawVerify {
+            message: Some(vec![entry("timestamp"), literal("."), Body]),
+            timestamp: Some(ts_entry("timestamp", "seconds", "5m")),
+            ..structured("hmac-sha256", "x-buildkite-signature", ",", "=", "signature", "hex")
+        },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
 ];
 
 /// One signature in one header over the raw body.
