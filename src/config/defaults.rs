@@ -52,7 +52,10 @@ pub fn write_out(v: &mut RawVerify) {
     let algorithm = algorithm(v).unwrap_or(ALGORITHM);
     v.key_encoding
         .get_or_insert_with(|| key_encoding(algorithm).name().into());
-    v.message.get_or_insert_with(message);
+    // A JWT signs its own claims: it has no message.
+    if algorithm != Algorithm::Jwt {
+        v.message.get_or_insert_with(message);
+    }
     if let Some(s) = v.signature.as_mut() {
         s.prefix.get_or_insert_with(|| SIGNATURE_PREFIX.into());
         s.encoding

@@ -11,7 +11,8 @@
 //! rest (docs/presets.md's table cites what each one signs).
 
 use crate::config::file::{
-    OneOrMany, RawEntries, RawList, RawPart, RawReplayKey, RawSignature, RawTimestamp, RawVerify,
+    OneOrMany, RawBodyClaim, RawDuration, RawEntries, RawJwt, RawList, RawPart, RawReplayKey,
+    RawSignature, RawTimestamp, RawVerify,
 };
 use crate::model::handshake::HandshakeKind;
 use RawPart::{Body, FormParamsSorted, Url};
@@ -1160,6 +1161,74 @@ static PRESETS: &[Preset] = &[
             message: Some(vec![entry("timestamp"), literal("."), Body]),
             timestamp: Some(ts_entry("timestamp", "seconds", "5m")),
             ..structured("hmac-sha256", "x-buildkite-signature", ",", "=", "signature", "hex")
+        },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "netlify",
+        // Netlify: a JWT (HS256 under the JWS secret token) in X-Webhook-Signature, iss
+        // netlify, its `sha256` claim the body's SHA-256 in hex. No time claims.
+        scheme: || RawVerify {
+            algorithm: Some("jwt".into()),
+            signature: Some(RawSignature {
+                header: Some(OneOrMany::One("x-webhook-signature".into())),
+                ..RawSignature::default()
+            }),
+            jwt: Some(RawJwt {
+                algorithms: Some(vec!["HS256".into()]),
+                issuer: Some("netlify".into()),
+                body_sha256: Some(RawBodyClaim {
+                    claim: "sha256".into(),
+                    encoding: Some("hex".into()),
+                }),
+                ..RawJwt::default()
+            }),
+            ..RawVerify::default()
+        },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "vonage",
+        // Vonage signed webhooks: `Authorization: Bearer <JWT>`, HS256 under the signature
+        // secret, `payload_hash` the body's SHA-256 in hex; `iat` within 5 min here (Vonage
+        // names no window).
+        scheme: || RawVerify {
+            algorithm: Some("jwt".into()),
+            signature: Some(RawSignature {
+                header: Some(OneOrMany::One("authorization".into())),
+                prefix: Some("Bearer ".into()),
+                ..RawSignature::default()
+            }),
+            jwt: Some(RawJwt {
+                algorithms: Some(vec!["HS256".into()]),
+                max_age: Some(RawDuration::from("5m")),
+                body_sha256: Some(RawBodyClaim {
+                    claim: "payload_hash".into(),
+                    encoding: Some("hex".into()),
+                }),
+                ..RawJwt::default()
+            }),
+            ..RawVerify::default()
+        },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "telnyx",
+        // Telnyx: base64 Ed25519 over `telnyx-timestamp|body`; the public key is base64 of
+        // its 32 bytes, as the portal shows it; 5 min.
+        scheme: || RawVerify {
+            message: Some(vec![header("telnyx-timestamp"), literal("|"), Body]),
+            timestamp: Some(ts_header("telnyx-timestamp", "seconds", "5m")),
+            ..plain("ed25519", "telnyx-signature-ed25519", "", &["base64"])
         },
         handshake: None,
         replay_key: None,

@@ -51,8 +51,9 @@ pub fn split_url(url: &str) -> (String, String) {
     )
 }
 
+/// Whether the preset verifies with public keys (from its own algorithm).
 fn is_asymmetric(preset: &str) -> bool {
-    matches!(preset, "discord" | "standard-webhooks-ed25519" | "sendgrid")
+    hookgate::config::compile::preset_shape(preset).is_ok_and(|s| s.algorithm.is_asymmetric())
 }
 
 static NOW: AtomicU64 = AtomicU64::new(0);
