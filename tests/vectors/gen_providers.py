@@ -1632,24 +1632,30 @@ MAKERS = {
     "frameio": (lambda s, t, b: v0_headers("X-Frameio-Signature", "X-Frameio-Request-Timestamp", "v0=", s, t, b), 300),
     "airwallex": (lambda s, t, b: airwallex_headers(s, t * 1000, b), 300),
 }
-for preset, (make, tol) in MAKERS.items():
-    add(preset, "valid-computed", secret=TS_SECRET, body=BODY_TS,
-        headers=make(TS_SECRET, NOW - 20, BODY_TS), expect="accept",
-        note="computed from the sender's documentation")
-    add(preset, "tampered-body", secret=TS_SECRET, body=BODY_TS.replace("990", "9"),
-        headers=make(TS_SECRET, NOW - 20, BODY_TS), expect="reject")
-    add(preset, "wrong-secret", secret=TS_SECRET, body=BODY_TS,
-        headers=make(TS_SECRET + "x", NOW - 20, BODY_TS), expect="reject")
-    if tol is not None:
-        add(preset, "stale", secret=TS_SECRET, body=BODY_TS,
-            headers=make(TS_SECRET, NOW - tol - 5, BODY_TS), expect="reject",
-            note="older than the sender's documented window (%d s)" % tol)
-    else:
-        add(preset, "old-but-accepted", secret=TS_SECRET, body=BODY_TS,
-            headers=make(TS_SECRET, NOW - 86400, BODY_TS), expect="accept",
-            note="ACCEPT on purpose: the sender documents no window and retries with the "
-                 "first timestamp, so the preset has none")
-    add(preset, "missing-signature", secret=TS_SECRET, body=BODY_TS, headers={}, expect="reject")
+def timestamped_cases(makers):
+    """The standard cases of each timestamped sender: `makers` maps a preset to (a function
+    making its headers from secret, Unix time and body, its window in seconds or None)."""
+    for preset, (make, tol) in makers.items():
+        add(preset, "valid-computed", secret=TS_SECRET, body=BODY_TS,
+            headers=make(TS_SECRET, NOW - 20, BODY_TS), expect="accept",
+            note="computed from the sender's documentation")
+        add(preset, "tampered-body", secret=TS_SECRET, body=BODY_TS.replace("990", "9"),
+            headers=make(TS_SECRET, NOW - 20, BODY_TS), expect="reject")
+        add(preset, "wrong-secret", secret=TS_SECRET, body=BODY_TS,
+            headers=make(TS_SECRET + "x", NOW - 20, BODY_TS), expect="reject")
+        if tol is not None:
+            add(preset, "stale", secret=TS_SECRET, body=BODY_TS,
+                headers=make(TS_SECRET, NOW - tol - 5, BODY_TS), expect="reject",
+                note="older than the sender's documented window (%d s)" % tol)
+        else:
+            add(preset, "old-but-accepted", secret=TS_SECRET, body=BODY_TS,
+                headers=make(TS_SECRET, NOW - 86400, BODY_TS), expect="accept",
+                note="ACCEPT on purpose: the sender documents no window, so the preset has none")
+        add(preset, "missing-signature", secret=TS_SECRET, body=BODY_TS, headers={},
+            expect="reject")
+
+
+timestamped_cases(MAKERS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1718,23 +1724,7 @@ MAKERS2 = {
     "revolut": (lambda s, t, b: revolut_headers(s, t * 1000, b), 300),
     "buildkite": (lambda s, t, b: buildkite_headers(s, t, b), 300),
 }
-for preset, (make, tol) in MAKERS2.items():
-    add(preset, "valid-computed", secret=TS_SECRET, body=BODY_TS,
-        headers=make(TS_SECRET, NOW - 20, BODY_TS), expect="accept",
-        note="computed from the sender's documentation")
-    add(preset, "tampered-body", secret=TS_SECRET, body=BODY_TS.replace("990", "9"),
-        headers=make(TS_SECRET, NOW - 20, BODY_TS), expect="reject")
-    add(preset, "wrong-secret", secret=TS_SECRET, body=BODY_TS,
-        headers=make(TS_SECRET + "x", NOW - 20, BODY_TS), expect="reject")
-    if tol is not None:
-        add(preset, "stale", secret=TS_SECRET, body=BODY_TS,
-            headers=make(TS_SECRET, NOW - tol - 5, BODY_TS), expect="reject",
-            note="older than the sender's documented window (%d s)" % tol)
-    else:
-        add(preset, "old-but-accepted", secret=TS_SECRET, body=BODY_TS,
-            headers=make(TS_SECRET, NOW - 86400, BODY_TS), expect="accept",
-            note="ACCEPT on purpose: the sender documents no window, so the preset has none")
-    add(preset, "missing-signature", secret=TS_SECRET, body=BODY_TS, headers={}, expect="reject")
+timestamped_cases(MAKERS2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -2179,24 +2169,6 @@ def v_t_entries(case, header, sig_key, tol, unit_ms=False):
     return got is not None and ct_eq(got, want)
 
 
-def v_v0(case, sig_name, ts_name, prefix):
-    v, t = hget(case, sig_name), hget(case, ts_name)
-    if v is None or not v.startswith(prefix) or not fresh(t, case["now_unix"], 300):
-        return False
-    want = hmac.new(key_of(case), ("v0:%s:%s" % (t, case["body"])).encode(), hashlib.sha256).digest()
-    got = unhex(v[len(prefix):], 32)
-    return got is not None and ct_eq(got, want)
-
-
-def v_airwallex(case):
-    v, t = hget(case, "x-signature"), hget(case, "x-timestamp")
-    if v is None or not fresh(t, case["now_unix"], 300, unit_ms=True):
-        return False
-    want = hmac.new(key_of(case), (t + case["body"]).encode(), hashlib.sha256).digest()
-    got = unhex(v, 32)
-    return got is not None and ct_eq(got, want)
-
-
 def v_shared(case, header, basic):
     v = hget(case, header)
     if v is None:
@@ -2209,11 +2181,11 @@ def v_shared(case, header, basic):
     return ct_eq(v.encode(), key_of(case))
 
 
-def v_ts_concat(case, sig_name, ts_name, template, enc, tol_s, prefix=""):
+def v_ts_concat(case, sig_name, ts_name, template, enc, tol_s, prefix="", unit_ms=True):
     v, t = hget(case, sig_name), hget(case, ts_name)
     if v is None or t is None or not t.isdigit() or not v.startswith(prefix):
         return False
-    if tol_s is not None and abs(case["now_unix"] * 1000 - int(t)) > tol_s * 1000:
+    if tol_s is not None and not fresh(t, case["now_unix"], tol_s, unit_ms=unit_ms):
         return False
     want = hmac.new(key_of(case), template.format(t=t, b=case["body"]).encode(), hashlib.sha256).digest()
     text = v[len(prefix):]
@@ -2316,9 +2288,11 @@ VERIFIERS = {
     "workos": lambda c: v_t_entries(c, "WorkOS-Signature", "v1", 180, unit_ms=True),
     "persona": lambda c: v_t_entries(c, "Persona-Signature", "v1", None),
     "tiktok": lambda c: v_t_entries(c, "TikTok-Signature", "s", 300),
-    "customer-io": lambda c: v_v0(c, "X-CIO-Signature", "X-CIO-Timestamp", ""),
-    "frameio": lambda c: v_v0(c, "X-Frameio-Signature", "X-Frameio-Request-Timestamp", "v0="),
-    "airwallex": v_airwallex,
+    "customer-io": lambda c: v_ts_concat(c, "X-CIO-Signature", "X-CIO-Timestamp",
+                                         "v0:{t}:{b}", "hex", 300, unit_ms=False),
+    "frameio": lambda c: v_ts_concat(c, "X-Frameio-Signature", "X-Frameio-Request-Timestamp",
+                                     "v0:{t}:{b}", "hex", 300, prefix="v0=", unit_ms=False),
+    "airwallex": lambda c: v_ts_concat(c, "x-signature", "x-timestamp", "{t}{b}", "hex", 300),
     "chargebee": lambda c: v_shared(c, "Authorization", True),
     "postmark": lambda c: v_shared(c, "Authorization", True),
     "telegram": lambda c: v_shared(c, "X-Telegram-Bot-Api-Secret-Token", False),
