@@ -77,7 +77,7 @@ pub struct Asked<'a> {
 /// Each step, as lines of text.
 pub fn explain(gateway: &Gateway, asked: &Asked<'_>) -> Result<Vec<String>, String> {
     let req = asked.request;
-    let path = req.path_and_query.split('?').next().unwrap_or("/");
+    let path = crate::scheme::params::path(&req.path_and_query);
     let route = find_route(gateway, asked.route, &req.method, path)?;
     let mut out = vec![format!(
         "route: {} ({} {})",

@@ -21,6 +21,7 @@ use subtle::ConstantTimeEq;
 
 use crate::model::handshake::{Handshake, HandshakeKind};
 use crate::refusal::Refusal;
+use crate::scheme::params::{self, Param};
 use crate::scheme::{RequestView, Scheme};
 
 /// The longest challenge echoed back.
@@ -41,7 +42,7 @@ pub fn before_body(
     if hs.kind.signed() || *method != hs.kind.method() {
         return Ok(None);
     }
-    let query = path_and_query.split_once('?').map_or("", |(_, q)| q);
+    let query = params::query(path_and_query);
     let param = |name: &str| one_param(query, name);
     match hs.kind {
         HandshakeKind::Meta | HandshakeKind::Strava => {
@@ -203,12 +204,11 @@ fn checked(value: &str) -> Result<&str, Refusal> {
 
 /// The one value of a query parameter; twice is refused (which would the sender mean?).
 fn one_param<'q>(query: &'q str, name: &str) -> Result<Option<Cow<'q, str>>, Refusal> {
-    let mut values = form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k == name);
-    let first = values.next().map(|(_, v)| v);
-    if values.next().is_some() {
-        return Err(refused("a handshake parameter is repeated"));
+    match params::param(query.as_bytes(), name) {
+        Param::Absent => Ok(None),
+        Param::One(value) => Ok(Some(value)),
+        Param::Repeated => Err(refused("a handshake parameter is repeated")),
     }
-    Ok(first)
 }
 
 /// The one value of a header, as text; twice is refused.

@@ -9,6 +9,7 @@
 use http::HeaderName;
 use sha2::Digest as _;
 
+use super::params::{self, path, query, Param};
 use super::{json, RequestView, VerifyError};
 
 /// One piece of the signed message, fed to the MAC in order.
@@ -240,29 +241,14 @@ fn body_digest(digest: BodyDigest, body: &crate::body::RawBody) -> String {
     }
 }
 
-/// The path of a `path?query`.
-fn path(path_and_query: &str) -> &str {
-    path_and_query
-        .split_once('?')
-        .map_or(path_and_query, |(p, _)| p)
-}
-
-/// The query of a `path?query` (empty without one).
-fn query(path_and_query: &str) -> &str {
-    path_and_query.split_once('?').map_or("", |(_, q)| q)
-}
-
 /// The one value of parameter `name` in a form-urlencoded text: absent and repeated are
 /// errors (`what` names where, for the reason).
 fn one_param(text: &[u8], name: &str, what: &str) -> Result<String, VerifyError> {
-    let mut values = form_urlencoded::parse(text).filter(|(k, _)| k == name);
-    let value = values
-        .next()
-        .ok_or_else(|| VerifyError::MissingField(format!("{what} {name}")))?;
-    if values.next().is_some() {
-        return Err(VerifyError::AmbiguousField(format!("{what} {name}")));
+    match params::param(text, name) {
+        Param::One(value) => Ok(value.into_owned()),
+        Param::Absent => Err(VerifyError::MissingField(format!("{what} {name}"))),
+        Param::Repeated => Err(VerifyError::AmbiguousField(format!("{what} {name}"))),
     }
-    Ok(value.1.into_owned())
 }
 
 #[cfg(test)]

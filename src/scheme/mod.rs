@@ -21,6 +21,7 @@ pub mod json;
 pub mod jwt;
 pub mod keys;
 pub mod message;
+pub mod params;
 pub mod signature;
 
 pub use keys::{KeyEncoding, Keys, SigningKey};
@@ -467,8 +468,8 @@ impl Scheme {
     /// Every part of the signed message, those inside `optional` groups included.
     pub fn parts(&self) -> impl Iterator<Item = &Part> + '_ {
         self.message.iter().flat_map(|p| match p {
-            Part::Optional(inner) => inner.iter().collect::<Vec<_>>(),
-            other => vec![other],
+            Part::Optional(inner) => inner.as_slice(),
+            other => std::slice::from_ref(other),
         })
     }
 
@@ -779,11 +780,7 @@ impl Scheme {
         let Some(param) = &self.body_hash_param else {
             return Ok(());
         };
-        let query = req
-            .path_and_query
-            .split_once('?')
-            .map(|(_, q)| q)
-            .unwrap_or("");
+        let query = params::query(req.path_and_query);
         let given = form_urlencoded::parse(query.as_bytes())
             .find(|(k, _)| k == param)
             .map(|(_, v)| v.into_owned());

@@ -12,6 +12,7 @@ use std::borrow::Cow;
 
 use http::HeaderName;
 
+use super::params::{param, query, Param};
 use super::{is_form, Encoding, RequestView, VerifyError};
 
 /// Where the signature is found and how it is written.
@@ -174,7 +175,7 @@ impl SignatureSpec {
                 })
             }
             SignatureSource::Query(name) => {
-                let query = req.path_and_query.split_once('?').map_or("", |(_, q)| q);
+                let query = query(req.path_and_query);
                 one(one_param(query.as_bytes(), name, &malformed, &missing)?)
             }
             SignatureSource::Form(name) => {
@@ -265,10 +266,9 @@ fn one_param<'a>(
     malformed: &dyn Fn() -> VerifyError,
     missing: &dyn Fn() -> VerifyError,
 ) -> Result<Cow<'a, str>, VerifyError> {
-    let mut values = form_urlencoded::parse(text).filter(|(k, _)| k == name);
-    let (_, value) = values.next().ok_or_else(missing)?;
-    if values.next().is_some() {
-        return Err(malformed());
+    match param(text, name) {
+        Param::One(value) => Ok(value),
+        Param::Absent => Err(missing()),
+        Param::Repeated => Err(malformed()),
     }
-    Ok(value)
 }
