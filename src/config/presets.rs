@@ -11,8 +11,8 @@
 //! rest (docs/presets.md's table cites what each one signs).
 
 use crate::config::file::{
-    OneOrMany, RawBodyClaim, RawDuration, RawEntries, RawJwt, RawList, RawPart, RawReplayKey,
-    RawSignature, RawTimestamp, RawVerify,
+    OneOrMany, RawBodyClaim, RawDuration, RawEntries, RawJwt, RawList, RawNumbered, RawPart,
+    RawReplayKey, RawSignature, RawTimestamp, RawVerify,
 };
 use crate::model::handshake::HandshakeKind;
 use RawPart::{Body, FormParamsSorted, Url};
@@ -1232,6 +1232,426 @@ static PRESETS: &[Preset] = &[
         },
         handshake: None,
         replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "razorpay",
+        // Razorpay: hex HMAC-SHA256 of the body under the webhook's own secret (not the API key secret).
+        scheme: || plain("hmac-sha256", "x-razorpay-signature", "", &["hex"]),
+        handshake: None,
+        replay_key: Some(ReplayKey::Header(&["x-razorpay-event-id"])),
+        needs_app_answer: None,
+        evidence: &[published(&["https://github.com/razorpay/razorpay-python/blob/b56ac018bf023e2b244a73a4bda2ea861115edcf/tests/test_client_utility.py"])],
+    },
+    Preset {
+        name: "chargify",
+        // Maxio Advanced Billing (Chargify): hex HMAC-SHA256 of the raw body (form-encoded by default) under the Site Shared Key. The legacy MD5 header is not accepted.
+        scheme: || plain("hmac-sha256", "x-chargify-webhook-signature-hmac-sha-256", "", &["hex"]),
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "authorize-net",
+        // Authorize.net: `sha512=` + HEX (upper case) HMAC-SHA512 of the body under the Signature Key's text (not hex-decoded).
+        scheme: || plain("hmac-sha512", "x-anet-signature", "sha512=", &["hex"]),
+        handshake: None,
+        replay_key: Some(ReplayKey::Json("/notificationId")),
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "jira",
+        // Jira Cloud admin webhooks with a secret: `sha256=` + hex HMAC-SHA256 of the body in X-Hub-Signature.
+        scheme: || plain("hmac-sha256", "x-hub-signature", "sha256=", &["hex"]),
+        handshake: None,
+        replay_key: Some(ReplayKey::Header(&["x-atlassian-webhook-identifier"])),
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "circleci",
+        // CircleCI: `v1=<hex>` entries (other versions ignored), HMAC-SHA256 of the body under the webhook's secret token.
+        scheme: || RawVerify {
+            message: Some(vec![Body]),
+            ..structured("hmac-sha256", "circleci-signature", ",", "=", "v1", "hex")
+        },
+        handshake: None,
+        replay_key: Some(ReplayKey::Json("/id")),
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "pagerduty",
+        // PagerDuty v3: one or more `v1=<hex>` entries (several during a secret rotation, any may match), HMAC-SHA256 of the body under the subscription's secret as text.
+        scheme: || RawVerify {
+            message: Some(vec![Body]),
+            ..structured("hmac-sha256", "x-pagerduty-signature", ",", "=", "v1", "hex")
+        },
+        handshake: None,
+        replay_key: Some(ReplayKey::Json("/event/id")),
+        needs_app_answer: None,
+        evidence: &[published(&["https://github.com/PagerDuty/go-pagerduty/blob/d34fb98c09850c92771001dd77a3609acda0ca29/webhookv3/webhookv3_test.go"])],
+    },
+    Preset {
+        name: "teams-outgoing",
+        // Microsoft Teams outgoing webhooks: `Authorization: HMAC <base64>`, HMAC-SHA256 of the body under the security token, base64-decoded.
+        scheme: || RawVerify {
+            key_encoding: Some("base64".into()),
+            ..plain("hmac-sha256", "authorization", "HMAC ", &["base64"])
+        },
+        handshake: None,
+        replay_key: Some(ReplayKey::Json("/id")),
+        needs_app_answer: Some("Teams shows the answer's message in the channel"),
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "ably",
+        // Ably webhook rules (batched): base64 HMAC-SHA256 of the body under the API key's secret part (after the `:`); X-Ably-Key names the key.
+        scheme: || plain("hmac-sha256", "x-ably-signature", "", &["base64"]),
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "aftership",
+        // AfterShip: base64 HMAC-SHA256 of the body under the webhook secret, in aftership-hmac-sha256 (Tracking) or as-signature-hmac-sha256 (other products); one of the two.
+        scheme: || RawVerify {
+            signature: Some(RawSignature {
+                header: Some(OneOrMany::Many(vec![
+                    "aftership-hmac-sha256".into(),
+                    "as-signature-hmac-sha256".into(),
+                ])),
+                prefix: Some(String::new()),
+                encoding: Some(OneOrMany::One("base64".into())),
+                ..RawSignature::default()
+            }),
+            ..plain("hmac-sha256", "aftership-hmac-sha256", "", &["base64"])
+        },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "bolt",
+        // Bolt: base64 HMAC-SHA256 of the body under the merchant signing secret.
+        scheme: || plain("hmac-sha256", "x-bolt-hmac-sha256", "", &["base64"]),
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "tally",
+        // Tally forms: base64 HMAC-SHA256 of the (compact JSON) body under the webhook's signing secret.
+        scheme: || plain("hmac-sha256", "tally-signature", "", &["base64"]),
+        handshake: None,
+        replay_key: Some(ReplayKey::Json("/eventId")),
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "xero",
+        // Xero: base64 HMAC-SHA256 of the body under the webhook key's text. Its "intent to receive" check is met as is: signed requests pass, others get 401.
+        scheme: || plain("hmac-sha256", "x-xero-signature", "", &["base64"]),
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "quickbooks",
+        // QuickBooks Online (Intuit): base64 HMAC-SHA256 of the body under the app's verifier token.
+        scheme: || plain("hmac-sha256", "intuit-signature", "", &["base64"]),
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "alchemy",
+        // Alchemy Notify: hex HMAC-SHA256 of the body under the webhook's signing key, as text.
+        scheme: || plain("hmac-sha256", "x-alchemy-signature", "", &["hex"]),
+        handshake: None,
+        replay_key: Some(ReplayKey::Json("/id")),
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "castle",
+        // Castle: base64 HMAC-SHA256 of the body under the API secret.
+        scheme: || plain("hmac-sha256", "x-castle-signature", "", &["base64"]),
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "worldline",
+        // Worldline (Connect, Direct): base64 HMAC-SHA256 of the body under the secret webhook key; X-GCS-KeyId names the key, and each configured secret is tried.
+        scheme: || plain("hmac-sha256", "x-gcs-signature", "", &["base64"]),
+        handshake: None,
+        replay_key: Some(ReplayKey::Json("/id")),
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "docusign",
+        // DocuSign Connect: X-DocuSign-Signature-1..N, one base64 HMAC-SHA256 of the body per active Connect key; any one may match.
+        scheme: || RawVerify {
+            algorithm: Some("hmac-sha256".into()),
+            signature: Some(RawSignature {
+                numbered: Some(RawNumbered {
+                    prefix: "x-docusign-signature-".into(),
+                    max: 100,
+                }),
+                encoding: Some(OneOrMany::One("base64".into())),
+                ..RawSignature::default()
+            }),
+            message: Some(vec![Body]),
+            ..RawVerify::default()
+        },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "zendesk",
+        // Zendesk: base64 HMAC-SHA256 over X-Zendesk-Webhook-Signature-Timestamp (RFC 3339) + body; it documents no window.
+        scheme: || RawVerify {
+            message: Some(vec![header("x-zendesk-webhook-signature-timestamp"), Body]),
+            timestamp: Some(RawTimestamp {
+                tolerance: Some("none".into()),
+                ..ts_header("x-zendesk-webhook-signature-timestamp", "rfc3339", "5m")
+            }),
+            ..plain("hmac-sha256", "x-zendesk-webhook-signature", "", &["base64"])
+        },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "box",
+        // Box: BOX-SIGNATURE-PRIMARY and -SECONDARY, base64 HMAC-SHA256 over body + BOX-DELIVERY-TIMESTAMP (RFC 3339 with offset), each under one of the app's two keys; 10 min old, 1 min ahead.
+        scheme: || RawVerify {
+            algorithm: Some("hmac-sha256".into()),
+            signature: Some(RawSignature {
+                headers: Some(vec![
+                    "box-signature-primary".into(),
+                    "box-signature-secondary".into(),
+                ]),
+                encoding: Some(OneOrMany::One("base64".into())),
+                ..RawSignature::default()
+            }),
+            message: Some(vec![Body, header("box-delivery-timestamp")]),
+            timestamp: Some(RawTimestamp {
+                future_tolerance: Some(RawDuration::from("1m")),
+                ..ts_header("box-delivery-timestamp", "rfc3339", "10m")
+            }),
+            ..RawVerify::default()
+        },
+        handshake: None,
+        replay_key: Some(ReplayKey::Header(&["box-delivery-id"])),
+        needs_app_answer: None,
+        evidence: &[published(&["https://github.com/box/box-python-sdk-gen/blob/14b589c853bd97ca004571b4bafa71564da796fc/test/webhooks.py"])],
+    },
+    Preset {
+        name: "hubspot",
+        // HubSpot v3: base64 HMAC-SHA256 over method + public URL + body + X-HubSpot-Request-Timestamp (ms), 5 min, under the app's client secret.
+        scheme: || RawVerify {
+            message: Some(vec![
+                RawPart::Method,
+                Url,
+                Body,
+                header("x-hubspot-request-timestamp"),
+            ]),
+            timestamp: Some(ts_header("x-hubspot-request-timestamp", "milliseconds", "5m")),
+            ..plain("hmac-sha256", "x-hubspot-signature-v3", "", &["base64"])
+        },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[published(&["https://github.com/HubSpot/hubspot-api-python/blob/83aedb045f44c8923759f98deb96d54d0272ae10/tests/spec/utils/test_signature.py"])],
+    },
+    Preset {
+        name: "paymongo",
+        // PayMongo: `t=..,te=<hex>,li=<hex>` over `t.body`, HMAC-SHA256 under the webhook's secret key; the live-mode entry `li` (a test-mode route sets `signature.entries.key: te`). No documented window.
+        scheme: || RawVerify {
+            message: Some(vec![entry("t"), literal("."), Body]),
+            timestamp: Some(ts_entry("t", "seconds", "none")),
+            ..structured("hmac-sha256", "paymongo-signature", ",", "=", "li", "hex")
+        },
+        handshake: None,
+        replay_key: Some(ReplayKey::Json("/data/id")),
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "mailgun",
+        // Mailgun: hex HMAC-SHA256 over the JSON body's /signature/timestamp + /signature/token under the webhook signing key, in /signature/signature. The event data is NOT signed: 5 min window, deduplicated by the token.
+        scheme: || RawVerify {
+            algorithm: Some("hmac-sha256".into()),
+            signature: Some(RawSignature {
+                json: Some("/signature/signature".into()),
+                encoding: Some(OneOrMany::One("hex".into())),
+                ..RawSignature::default()
+            }),
+            message: Some(vec![
+                RawPart::Json("/signature/timestamp".into()),
+                RawPart::Json("/signature/token".into()),
+            ]),
+            timestamp: Some(RawTimestamp {
+                json: Some("/signature/timestamp".into()),
+                unit: Some("seconds".into()),
+                tolerance: Some("5m".into()),
+                ..RawTimestamp::default()
+            }),
+            body_signed: Some(false),
+            ..RawVerify::default()
+        },
+        handshake: None,
+        replay_key: Some(ReplayKey::Json("/signature/token")),
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "mandrill",
+        // Mandrill (Mailchimp Transactional): base64 HMAC-SHA1 over the webhook URL as configured + each POST form field sorted by name (name then value), under the webhook's key.
+        scheme: || RawVerify {
+            message: Some(vec![Url, FormParamsSorted]),
+            ..plain("hmac-sha1", "x-mandrill-signature", "", &["base64"])
+        },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "trello",
+        // Trello: base64 HMAC-SHA1 over body + the callback URL as registered, under the app's OAuth secret; its HEAD probe is answered.
+        scheme: || RawVerify {
+            message: Some(vec![Body, Url]),
+            ..plain("hmac-sha1", "x-trello-webhook", "", &["base64"])
+        },
+        handshake: Some(HandshakeKind::TrelloHead),
+        replay_key: Some(ReplayKey::Json("/action/id")),
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "fusionauth",
+        // FusionAuth (HMAC signing key): a JWT in X-FusionAuth-Signature-JWT, HS256/384/512, its `request_body_sha256` claim the body's SHA-256 in base64. (Asymmetric keys: give the public key and the RS/ES algorithm.)
+        scheme: || RawVerify {
+            algorithm: Some("jwt".into()),
+            signature: Some(RawSignature {
+                header: Some(OneOrMany::One("x-fusionauth-signature-jwt".into())),
+                ..RawSignature::default()
+            }),
+            jwt: Some(RawJwt {
+                algorithms: Some(vec!["HS256".into(), "HS384".into(), "HS512".into()]),
+                body_sha256: Some(RawBodyClaim {
+                    claim: "request_body_sha256".into(),
+                    encoding: Some("base64".into()),
+                }),
+                ..RawJwt::default()
+            }),
+            ..RawVerify::default()
+        },
+        handshake: None,
+        replay_key: Some(ReplayKey::Json("/event/id")),
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "sparkpost",
+        // SparkPost signs nothing: HTTP Basic with the webhook's auth credentials (`secret: "user:password"`). Weaker than a signature: pair it with `allow_ips`.
+        scheme: || RawVerify {
+            message: Some(vec![]),
+            ..plain("token", "authorization", "Basic ", &["base64"])
+        },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "pipedrive",
+        // Pipedrive signs nothing: HTTP Basic with the webhook's http_auth_user and http_auth_password (`secret: "user:password"`). Weaker than a signature: pair it with `allow_ips`.
+        scheme: || RawVerify {
+            message: Some(vec![]),
+            ..plain("token", "authorization", "Basic ", &["base64"])
+        },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "mixpanel",
+        // Mixpanel cohort-sync webhooks sign nothing: HTTP Basic as set in the integration (`secret: "user:password"`). Weaker than a signature: pair it with `allow_ips`.
+        scheme: || RawVerify {
+            message: Some(vec![]),
+            ..plain("token", "authorization", "Basic ", &["base64"])
+        },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "flutterwave",
+        // Flutterwave (v3): the dashboard's secret hash itself in verif-hash. A shared secret: pair it with `allow_ips`.
+        scheme: || RawVerify {
+            message: Some(vec![]),
+            ..plain("token", "verif-hash", "", &["raw"])
+        },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "brevo",
+        // Brevo signs nothing: the webhook's bearer token (`auth: {type: bearer}`) in Authorization. A shared secret: pair it with `allow_ips`.
+        scheme: || RawVerify {
+            message: Some(vec![]),
+            ..plain("token", "authorization", "Bearer ", &["raw"])
+        },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "openai",
+        // OpenAI signs as Standard Webhooks (`webhook-*` headers, `whsec_` secret). The same scheme as `standard-webhooks`, under the sender's name.
+        scheme: || standard_webhooks("webhook", "hmac-sha256", "v1", "whsec_base64"),
+        handshake: None,
+        replay_key: Some(ReplayKey::Header(&["webhook-id"])),
+        needs_app_answer: None,
+        evidence: &[published(&["https://github.com/standard-webhooks/standard-webhooks/blob/main/libraries/javascript/src/webhook.test.ts"])],
+    },
+    Preset {
+        name: "supabase",
+        // Supabase (Auth hooks, database webhooks via Standard Webhooks): the dashboard's `v1,whsec_...` secret without its `v1,` (the `whsec_...` part).
+        scheme: || standard_webhooks("webhook", "hmac-sha256", "v1", "whsec_base64"),
+        handshake: None,
+        replay_key: Some(ReplayKey::Header(&["webhook-id"])),
+        needs_app_answer: None,
+        evidence: &[published(&["https://github.com/standard-webhooks/standard-webhooks/blob/main/libraries/javascript/src/webhook.test.ts"])],
+    },
+    Preset {
+        name: "bigcommerce",
+        // BigCommerce: Standard Webhooks headers, HMAC-SHA256 under the app's client secret as text (not base64-decoded).
+        scheme: || standard_webhooks("webhook", "hmac-sha256", "v1", "raw"),
+        handshake: None,
+        replay_key: Some(ReplayKey::Header(&["webhook-id"])),
         needs_app_answer: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },

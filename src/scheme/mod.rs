@@ -775,10 +775,16 @@ impl Scheme {
     }
 
     /// Twilio-style body hash: when the URL carries it, it must be the body's SHA-256; a body
-    /// that neither it nor the form parameters cover is refused.
+    /// that neither it nor the form parameters cover is refused. Without a body hash, sorted
+    /// form parameters (Mandrill) cover only a form body: any other body is refused.
     fn check_body_hash(&self, req: &RequestView<'_>) -> Result<(), VerifyError> {
         let Some(param) = &self.body_hash_param else {
-            return Ok(());
+            let form_only = self.parts().any(|p| matches!(p, Part::FormParamsSorted))
+                && !self.parts().any(Part::covers_body);
+            return match form_only && !req.body.is_empty() && !is_form(req.headers) {
+                true => Err(VerifyError::UnsignedBody),
+                false => Ok(()),
+            };
         };
         let query = params::query(req.path_and_query);
         let given = form_urlencoded::parse(query.as_bytes())

@@ -1488,7 +1488,10 @@ add("orb", "stale", source=SRC_ORB, secret=ORB_PUB["secret"], body=ORB_PUB["body
 # verifier below reads its own copy of the shapes (SIMPLE_SHAPES), not this table.
 # ---------------------------------------------------------------------------------------------
 
-# preset: (header, prefix, algorithm, encoding, key decoding, published vector or None)
+RAZORPAY_BODY = '{\n  "event": "payment.authorized",\n  "entity": "event",\n  "contains": [\n    "payment"\n  ],\n  "payload": {\n    "payment": {\n      "entity": {\n        "id": "pay_6koWN7bvxujzxM",\n        "entity": "payment",\n        "amount": 1000000,\n        "currency": "INR",\n        "status": "captured",\n        "order_id": "order_100000000order",\n        "international": false,\n        "method": "card",\n        "amount_refunded": 0,\n        "refund_status": null,\n        "captured": true,\n        "description": "random description",\n        "card_id": "card_6koWNAT6LASUqy",\n        "bank": null,\n        "wallet": null,\n        "vpa": null,\n        "email": "a@b.com",\n        "contact": "+919999999999",\n        "notes": {\n          "merchant_order_id": "random order id"\n        },\n        "fee": 23000,\n        "service_tax": 3000,\n        "error_code": null,\n        "error_description": null,\n        "created_at": 1479978483\n      }\n    }\n  },\n  "created_at": 1400826760\n}\n'
+
+# preset: (header, prefix, algorithm, encoding (HEX: upper case), key decoding, published
+# vector or None)
 SIMPLE = {
     "paystack": ("x-paystack-signature", "", "sha512", "hex", "raw", None),
     "lemon-squeezy": ("X-Signature", "", "sha256", "hex", "raw", None),
@@ -1524,6 +1527,27 @@ SIMPLE = {
         "body": '{"time_ms":1403175510755,"events":[{"channel":"test_channel","name":"channel_vacated"}]}',
         "sig": "c17257e92037cd7de407ebc1ed174ceb7b2e518db127f44411b9ffc4f5b28cc5",
     }),
+    "razorpay": ("X-Razorpay-Signature", "", "sha256", "hex", "raw", {
+        "source": "https://github.com/razorpay/razorpay-python/blob/"
+                  "b56ac018bf023e2b244a73a4bda2ea861115edcf/tests/test_client_utility.py",
+        "secret": "key_secret",
+        # tests/mocks/fake_payment_authorized_webhook.json, byte for byte (971 bytes).
+        "body": RAZORPAY_BODY,
+        "sig": "d60e67fd884556c045e9be7dad57903e33efc7172c17c6e3ef77db42d2b366e9",
+    }),
+    "chargify": ("X-Chargify-Webhook-Signature-Hmac-Sha-256", "", "sha256", "hex", "raw", None),
+    "authorize-net": ("X-ANET-Signature", "sha512=", "sha512", "HEX", "raw", None),
+    "jira": ("X-Hub-Signature", "sha256=", "sha256", "hex", "raw", None),
+    "teams-outgoing": ("Authorization", "HMAC ", "sha256", "base64", "base64", None),
+    "ably": ("X-Ably-Signature", "", "sha256", "base64", "raw", None),
+    "aftership": ("aftership-hmac-sha256", "", "sha256", "base64", "raw", None),
+    "bolt": ("X-Bolt-Hmac-Sha256", "", "sha256", "base64", "raw", None),
+    "tally": ("Tally-Signature", "", "sha256", "base64", "raw", None),
+    "xero": ("x-xero-signature", "", "sha256", "base64", "raw", None),
+    "quickbooks": ("intuit-signature", "", "sha256", "base64", "raw", None),
+    "alchemy": ("X-Alchemy-Signature", "", "sha256", "hex", "raw", None),
+    "castle": ("X-Castle-Signature", "", "sha256", "base64", "raw", None),
+    "worldline": ("X-GCS-Signature", "", "sha256", "base64", "raw", None),
 }
 
 
@@ -1531,7 +1555,9 @@ def simple_sig(secret, body, algo, enc, key_dec):
     key = {"raw": secret.encode(), "hex": bytes.fromhex(secret) if key_dec == "hex" else b"",
            "base64": base64.b64decode(secret) if key_dec == "base64" else b""}[key_dec]
     raw = hmac.new(key, body.encode(), getattr(hashlib, algo)).digest()
-    return raw.hex() if enc == "hex" else base64.b64encode(raw).decode()
+    if enc in ("hex", "HEX"):
+        return raw.hex().upper() if enc == "HEX" else raw.hex()
+    return base64.b64encode(raw).decode()
 
 
 SIMPLE_SECRETS = {"raw": "simple_sender_secret_2c", "hex": "9f86d081884c7d659a2feaa0c55ad015",
@@ -1563,7 +1589,8 @@ for preset, (header, prefix, algo, enc, key_dec, pub) in SIMPLE.items():
 # the sender's name (docs/research/senders-2.md: each one's own docs say which headers).
 # ---------------------------------------------------------------------------------------------
 
-SW_ALIASES = {"resend": "svix", "clerk": "svix", "goody": "svix", "replicate": "webhook"}
+SW_ALIASES = {"resend": "svix", "clerk": "svix", "goody": "svix", "replicate": "webhook",
+              "openai": "webhook", "supabase": "webhook"}
 for alias, prefix in SW_ALIASES.items():
     src = SRC_SVIX if prefix == "svix" else SRC_SW
     add(alias, "valid", source=src, secret=SW_PUB["secret"], body=SW_PUB["body"],
@@ -1670,10 +1697,17 @@ SHARED = {
     "telegram": ("X-Telegram-Bot-Api-Secret-Token", "raw"),
     "google-channel": ("X-Goog-Channel-Token", "raw"),
     "okta": ("Authorization", "raw"),
+    "sparkpost": ("Authorization", "basic"),
+    "pipedrive": ("Authorization", "basic"),
+    "mixpanel": ("Authorization", "basic"),
+    "flutterwave": ("verif-hash", "raw"),
+    "brevo": ("Authorization", "bearer"),
 }
 
 
 def shared_value(how, secret):
+    if how == "bearer":
+        return "Bearer " + secret
     return "Basic " + base64.b64encode(secret.encode()).decode() if how == "basic" else secret
 
 
@@ -1798,6 +1832,292 @@ add("telnyx", "stale", secret=TX_PUB, private_key=TX_SEED.hex(), body=BODY_TS,
     note="older than the SDK's 300 s")
 add("telnyx", "missing-header", secret=TX_PUB, private_key=TX_SEED.hex(), body=BODY_TS,
     headers={}, expect="reject")
+
+
+# webhookv3_test.go's defaultBody, byte for byte (1655 bytes).
+PAGERDUTY_BODY = '{"event":{"id":"01BWDWL3NYY7LUFPZCC28QUCMK","event_type":"incident.priority_updated","resource_type":"incident","occurred_at":"2021-04-26T17:36:27.458Z","agent":{"html_url":"https://acme.pagerduty.com/users/PLH1HKV","id":"PLH1HKV","self":"https://api.pagerduty.com/users/PLH1HKV","summary":"Tenex Engineer","type":"user_reference"},"client":null,"data":{"id":"PGR0VU2","type":"incident","self":"https://api.pagerduty.com/incidents/PGR0VU2","html_url":"https://acme.pagerduty.com/incidents/PGR0VU2","number":2,"status":"triggered","title":"A little bump in the road","service":{"html_url":"https://acme.pagerduty.com/services/PF9KMXH","id":"PF9KMXH","self":"https://api.pagerduty.com/services/PF9KMXH","summary":"API Service","type":"service_reference"},"assignees":[{"html_url":"https://acme.pagerduty.com/users/PTUXL6G","id":"PTUXL6G","self":"https://api.pagerduty.com/users/PTUXL6G","summary":"User 123","type":"user_reference"}],"escalation_policy":{"html_url":"https://acme.pagerduty.com/escalation_policies/PUS0KTE","id":"PUS0KTE","self":"https://api.pagerduty.com/escalation_policies/PUS0KTE","summary":"Default","type":"escalation_policy_reference"},"teams":[{"html_url":"https://acme.pagerduty.com/teams/PFCVPS0","id":"PFCVPS0","self":"https://api.pagerduty.com/teams/PFCVPS0","summary":"Engineering","type":"team_reference"}],"priority":{"html_url":"https://acme.pagerduty.com/account/incident_priorities","id":"PSO75BM","self":"https://api.pagerduty.com/priorities/PSO75BM","summary":"P1","type":"priority_reference"},"urgency":"high","conference_bridge":{"conference_number":1000,"conference_url":"https://example.com"},"resolve_reason":null}}}'
+
+
+# ---------------------------------------------------------------------------------------------
+# The long tail, fourth batch (docs/research/senders-1.md, -2.md): entry lists (circleci,
+# pagerduty), numbered headers (docusign), timestamped senders (zendesk, box, hubspot,
+# paymongo), a signature inside the JSON body (mailgun), URL-signed senders (mandrill,
+# trello), a JWT bound to the body (fusionauth) and Standard Webhooks under the raw client
+# secret (bigcommerce).
+# ---------------------------------------------------------------------------------------------
+
+PD_PUB = {
+    "source": "https://github.com/PagerDuty/go-pagerduty/blob/"
+              "d34fb98c09850c92771001dd77a3609acda0ca29/webhookv3/webhookv3_test.go",
+    "secret": "lDQHScfUeXUKaQRNF+8XIiDKZ7XX3itBAYzwU0TARw8lJqRnkKl2iB1anSb0Z+IK",
+    "body": PAGERDUTY_BODY,
+    "sig": "0c0b9495b893a39e70d1fea2fe11fbe0a825f88b9f67846f6cc07dd2bc5476cd",
+    "other": "7020c8a7ec668a9b7012bc3dd82e483394b038f4230acc6785efbf2a7d8bcaf5",
+}
+assert hex256(PD_PUB["secret"], PD_PUB["body"]) == PD_PUB["sig"]
+add("pagerduty", "valid", source=PD_PUB["source"], secret=PD_PUB["secret"], body=PD_PUB["body"],
+    headers={"X-PagerDuty-Signature": "v1=" + PD_PUB["sig"]}, expect="accept",
+    note="the Go client's own secret, body and signature")
+add("pagerduty", "mismatch", source=PD_PUB["source"], secret=PD_PUB["secret"], body=PD_PUB["body"],
+    headers={"X-PagerDuty-Signature": "v1=" + PD_PUB["other"]}, expect="reject",
+    note="the Go client's mismatching signature")
+add("pagerduty", "valid-during-rotation", source=PD_PUB["source"], secret=PD_PUB["secret"],
+    body=PD_PUB["body"],
+    headers={"X-PagerDuty-Signature": "v1=%s,v1=%s" % (PD_PUB["other"], PD_PUB["sig"])},
+    expect="accept", note="two signatures, as during a secret rotation: any one may match")
+
+for preset, header in (("circleci", "circleci-signature"), ("pagerduty", "X-PagerDuty-Signature")):
+    good = hex256(TS_SECRET, BODY_TS)
+    add(preset, "valid-computed", secret=TS_SECRET, body=BODY_TS,
+        headers={header: "v1=" + good}, expect="accept",
+        note="computed from the sender's documentation")
+    add(preset, "unknown-version-ignored", secret=TS_SECRET, body=BODY_TS,
+        headers={header: "v2=" + hex256("x", BODY_TS) + ",v1=" + good}, expect="accept",
+        note="a later version's entry is skipped, the v1 entry verifies")
+    add(preset, "tampered-body", secret=TS_SECRET, body=BODY_TS.replace("990", "9"),
+        headers={header: "v1=" + good}, expect="reject")
+    add(preset, "wrong-secret", secret=TS_SECRET, body=BODY_TS,
+        headers={header: "v1=" + hex256(TS_SECRET + "x", BODY_TS)}, expect="reject")
+    add(preset, "only-another-version", secret=TS_SECRET, body=BODY_TS,
+        headers={header: "v2=" + good}, expect="reject", note="no v1 entry")
+    add(preset, "missing-header", secret=TS_SECRET, body=BODY_TS, headers={}, expect="reject")
+
+DS = "X-DocuSign-Signature-%d"
+add("docusign", "valid-computed", secret=TS_SECRET, body=BODY_TS,
+    headers={DS % 1: b64_256(TS_SECRET, BODY_TS)}, expect="accept",
+    note="computed from DocuSign's documentation")
+add("docusign", "valid-second-key", secret=TS_SECRET, body=BODY_TS,
+    headers={DS % 1: b64_256("another connect key", BODY_TS), DS % 2: b64_256(TS_SECRET, BODY_TS)},
+    expect="accept", note="two active Connect keys: the second header is this route's key")
+add("docusign", "tampered-body", secret=TS_SECRET, body=BODY_TS.replace("990", "9"),
+    headers={DS % 1: b64_256(TS_SECRET, BODY_TS)}, expect="reject")
+add("docusign", "wrong-secret", secret=TS_SECRET, body=BODY_TS,
+    headers={DS % 1: b64_256(TS_SECRET + "x", BODY_TS)}, expect="reject")
+add("docusign", "missing-header", secret=TS_SECRET, body=BODY_TS, headers={}, expect="reject")
+
+
+def rfc3339_z(unix):
+    import datetime
+    return datetime.datetime.fromtimestamp(unix, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def rfc3339_minus7(unix):
+    import datetime
+    tz = datetime.timezone(datetime.timedelta(hours=-7))
+    return datetime.datetime.fromtimestamp(unix, tz).isoformat()
+
+
+def zendesk_headers(secret, unix, body):
+    ts = rfc3339_z(unix)
+    return {"X-Zendesk-Webhook-Signature-Timestamp": ts,
+            "X-Zendesk-Webhook-Signature": b64_256(secret, ts + body)}
+
+
+def box_headers(primary, secondary, unix, body):
+    ts = rfc3339_minus7(unix)
+    return {"BOX-DELIVERY-TIMESTAMP": ts, "BOX-SIGNATURE-VERSION": "1",
+            "BOX-SIGNATURE-ALGORITHM": "HmacSHA256",
+            "BOX-SIGNATURE-PRIMARY": b64_256(primary, body + ts),
+            "BOX-SIGNATURE-SECONDARY": b64_256(secondary, body + ts)}
+
+
+def hubspot_headers(secret, ts_ms, body, url):
+    return {"X-HubSpot-Request-Timestamp": str(ts_ms),
+            "X-HubSpot-Signature-v3": b64_256(secret, "POST" + url + body + str(ts_ms))}
+
+
+def paymongo_headers(secret, t, body):
+    return {"Paymongo-Signature": "t=%d,te=,li=%s" % (t, hex256(secret, "%d.%s" % (t, body)))}
+
+
+MAKERS4 = {
+    "zendesk": (zendesk_headers, None),
+    "box": (lambda s, t, b: box_headers(s, "the other box key", t, b), 600),
+    "hubspot": (lambda s, t, b: hubspot_headers(s, t * 1000, b, hook_url("hubspot")), 300),
+    "paymongo": (paymongo_headers, None),
+}
+timestamped_cases(MAKERS4)
+add("box", "valid-secondary-key", secret=TS_SECRET, body=BODY_TS,
+    headers=box_headers("the other box key", TS_SECRET, NOW - 20, BODY_TS), expect="accept",
+    note="the route's key signed the secondary header (a key rotation)")
+add("box", "future", secret=TS_SECRET, body=BODY_TS,
+    headers=box_headers(TS_SECRET, "x", NOW + 65, BODY_TS), expect="reject",
+    note="65 s ahead: past the preset's 1 minute of clock skew")
+add("paymongo", "test-mode-entry-only", secret=TS_SECRET, body=BODY_TS,
+    headers={"Paymongo-Signature": "t=%d,te=%s,li=" % (NOW - 20, hex256(TS_SECRET, "%d.%s" % (NOW - 20, BODY_TS)))},
+    expect="reject", note="signed in the test-mode entry; the preset reads the live entry `li`")
+
+BOX_PUB = {
+    "source": "https://github.com/box/box-python-sdk-gen/blob/"
+              "14b589c853bd97ca004571b4bafa71564da796fc/test/webhooks.py",
+    "body": '{"type":"webhook_event","webhook":{"id":"1234567890"},"trigger":"FILE.UPLOADED",'
+            '"source":{"id":"1234567890","type":"file","name":"Test.txt"}}',
+    "ts": "2020-01-01T00:00:00-07:00", "unix": 1577862000,
+    "primary": "6TfeAW3A1PASkgboxxA5yqHNKOwFyMWuEXny/FPD5hI=",
+    "secondary": "v+1CD1Jdo3muIcbpv5lxxgPglOqMfsNHPV899xWYydo=",
+}
+assert b64_256("SamplePrimaryKey", BOX_PUB["body"] + BOX_PUB["ts"]) == BOX_PUB["primary"]
+assert b64_256("SampleSecondaryKey", BOX_PUB["body"] + BOX_PUB["ts"]) == BOX_PUB["secondary"]
+BOX_PUB_HEADERS = {"BOX-DELIVERY-TIMESTAMP": BOX_PUB["ts"], "BOX-SIGNATURE-VERSION": "1",
+                   "BOX-SIGNATURE-ALGORITHM": "HmacSHA256",
+                   "BOX-SIGNATURE-PRIMARY": BOX_PUB["primary"],
+                   "BOX-SIGNATURE-SECONDARY": BOX_PUB["secondary"]}
+add("box", "valid", source=BOX_PUB["source"], secret="SamplePrimaryKey", body=BOX_PUB["body"],
+    now=BOX_PUB["unix"] + 5, headers=BOX_PUB_HEADERS, expect="accept",
+    note="the SDK's body, timestamp and signatures under its primary key; clock 5 s after")
+add("box", "valid-secondary", source=BOX_PUB["source"], secret="SampleSecondaryKey",
+    body=BOX_PUB["body"], now=BOX_PUB["unix"] + 5, headers=BOX_PUB_HEADERS, expect="accept",
+    note="the same request under the SDK's secondary key")
+add("box", "valid-example-replayed-now", source=BOX_PUB["source"], secret="SamplePrimaryKey",
+    body=BOX_PUB["body"], headers=BOX_PUB_HEADERS, expect="reject",
+    note="the SDK's request at today's clock: far past the 10 minutes")
+
+HS_PUB = {
+    "source": "https://github.com/HubSpot/hubspot-api-python/blob/"
+              "83aedb045f44c8923759f98deb96d54d0272ae10/tests/spec/utils/test_signature.py",
+    "secret": "yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy",
+    "body": "{'example_field':'example_value'}",
+    "url": "https://www.example.com/webhook_uri",
+    "ts": 15000000,
+    "sig": "HPW73RUtKmcYoEDADG0s6MmGFWUzWJKAW07r8RDgcQw=",
+}
+assert hubspot_headers(HS_PUB["secret"], HS_PUB["ts"], HS_PUB["body"], HS_PUB["url"])[
+    "X-HubSpot-Signature-v3"] == HS_PUB["sig"]
+add("hubspot", "sdk-case-8-digit-timestamp", source=HS_PUB["source"], secret=HS_PUB["secret"],
+    body=HS_PUB["body"], url=HS_PUB["url"], now=HS_PUB["ts"] // 1000 + 5,
+    headers={"X-HubSpot-Request-Timestamp": str(HS_PUB["ts"]), "X-HubSpot-Signature-v3": HS_PUB["sig"]},
+    expect="reject", note="REJECT on purpose: the SDK's timestamp 15000000 has 8 digits, and "
+                          "hookgate reads milliseconds as 13 digits only (one text per instant): "
+                          "malformed_timestamp. Its message and MAC are checked with the timestamp "
+                          "check off by scheme::tests::hubspot_sdk_case_signs_the_message_hookgate_builds")
+add("hubspot", "signed-for-another-url", secret=TS_SECRET, body=BODY_TS,
+    headers=hubspot_headers(TS_SECRET, (NOW - 20) * 1000, BODY_TS, hook_url("hubspot") + "x"),
+    expect="reject", note="the URL is signed")
+
+
+def mailgun_body(secret, unix, token, event="delivered", sig=None):
+    ts = str(unix)
+    sig = sig if sig is not None else hex256(secret, ts + token)
+    return json.dumps({"signature": {"token": token, "timestamp": ts, "signature": sig},
+                       "event-data": {"event": event, "id": "CPgfbmQMTCKtHW6uIWtuVe"}},
+                      separators=(",", ":"))
+
+
+MG_TOKEN = "e0b5477167110d68991efc6b9f89f0a11066af27834600e123"
+add("mailgun", "valid-computed", secret=TS_SECRET, body=mailgun_body(TS_SECRET, NOW - 20, MG_TOKEN),
+    headers={}, expect="accept", note="computed from Mailgun's documentation")
+add("mailgun", "event-data-changed-still-accepted", secret=TS_SECRET,
+    body=mailgun_body(TS_SECRET, NOW - 20, MG_TOKEN).replace("delivered", "failed"),
+    headers={}, expect="accept",
+    note="ACCEPT on purpose: Mailgun signs only timestamp and token, not the event data "
+         "(body_signed: false); the route should deduplicate by the token")
+add("mailgun", "other-token", secret=TS_SECRET,
+    body=mailgun_body(TS_SECRET, NOW - 20, MG_TOKEN,
+                      sig=hex256(TS_SECRET, str(NOW - 20) + MG_TOKEN[:-1] + "4")),
+    headers={}, expect="reject")
+add("mailgun", "wrong-secret", secret=TS_SECRET,
+    body=mailgun_body(TS_SECRET + "x", NOW - 20, MG_TOKEN), headers={}, expect="reject")
+add("mailgun", "stale", secret=TS_SECRET, body=mailgun_body(TS_SECRET, NOW - 305, MG_TOKEN),
+    headers={}, expect="reject", note="older than the preset's 5 minutes")
+add("mailgun", "missing-signature", secret=TS_SECRET, body=BODY_TS, headers={}, expect="reject")
+
+
+def mandrill_sig(secret, url, params):
+    return base64.b64encode(hmac.new(secret.encode(), (url + "".join(
+        k + v for k, v in sorted(params))).encode(), hashlib.sha1).digest()).decode()
+
+
+MD_PARAMS = [("mandrill_events", '[{"event":"send","_id":"exampleaaaaaaaaaaaaaaaaaaaaaaaaa","ts":1763884780}]')]
+MD_BODY = urllib.parse.urlencode(MD_PARAMS)
+add("mandrill", "valid-computed", secret=TS_SECRET, body=MD_BODY, content_type=FORM,
+    headers={"X-Mandrill-Signature": mandrill_sig(TS_SECRET, hook_url("mandrill"), MD_PARAMS)},
+    expect="accept", note="computed from Mandrill's documentation")
+add("mandrill", "tampered-form", secret=TS_SECRET, body=MD_BODY.replace("send", "open"),
+    content_type=FORM,
+    headers={"X-Mandrill-Signature": mandrill_sig(TS_SECRET, hook_url("mandrill"), MD_PARAMS)},
+    expect="reject")
+add("mandrill", "signed-for-another-url", secret=TS_SECRET, body=MD_BODY, content_type=FORM,
+    headers={"X-Mandrill-Signature": mandrill_sig(TS_SECRET, hook_url("mandrill") + "2", MD_PARAMS)},
+    expect="reject")
+add("mandrill", "wrong-secret", secret=TS_SECRET, body=MD_BODY, content_type=FORM,
+    headers={"X-Mandrill-Signature": mandrill_sig(TS_SECRET + "x", hook_url("mandrill"), MD_PARAMS)},
+    expect="reject")
+add("mandrill", "missing-header", secret=TS_SECRET, body=MD_BODY, content_type=FORM, headers={},
+    expect="reject")
+
+
+def trello_sig(secret, body, url):
+    return base64.b64encode(hmac.new(secret.encode(), (body + url).encode(), hashlib.sha1).digest()).decode()
+
+
+TR_BODY = '{"action":{"id":"5f1b2c3d4e5f607182930a1b","type":"updateCard"},"model":{"id":"b1"}}'
+add("trello", "valid-computed", secret=TS_SECRET, body=TR_BODY,
+    headers={"X-Trello-Webhook": trello_sig(TS_SECRET, TR_BODY, hook_url("trello"))},
+    expect="accept", note="computed from Trello's documentation: body then callback URL")
+add("trello", "tampered-body", secret=TS_SECRET, body=TR_BODY.replace("updateCard", "deleteCard"),
+    headers={"X-Trello-Webhook": trello_sig(TS_SECRET, TR_BODY, hook_url("trello"))}, expect="reject")
+add("trello", "signed-for-another-url", secret=TS_SECRET, body=TR_BODY,
+    headers={"X-Trello-Webhook": trello_sig(TS_SECRET, TR_BODY, hook_url("trello") + "/b")},
+    expect="reject")
+add("trello", "wrong-secret", secret=TS_SECRET, body=TR_BODY,
+    headers={"X-Trello-Webhook": trello_sig(TS_SECRET + "x", TR_BODY, hook_url("trello"))},
+    expect="reject")
+add("trello", "missing-header", secret=TS_SECRET, body=TR_BODY, headers={}, expect="reject")
+
+
+def hs_jwt(secret, claims, alg="HS256"):
+    digest = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}[alg]
+    head = json.dumps({"alg": alg, "typ": "JWT", "kid": "k1"}, separators=(",", ":")).encode()
+    signing = b64url(head) + "." + b64url(json.dumps(claims, separators=(",", ":")).encode())
+    return signing + "." + b64url(hmac.new(secret.encode(), signing.encode(), digest).digest())
+
+
+FA_BODY = '{"event":{"id":"e1b2c3d4-0000-4000-8000-000000000001","type":"user.create"}}'
+FA_CLAIMS = {"iat": NOW - 10, "request_body_sha256": base64.b64encode(
+    hashlib.sha256(FA_BODY.encode()).digest()).decode()}
+FA = "X-FusionAuth-Signature-JWT"
+add("fusionauth", "valid-computed", secret=JWT_SECRET, body=FA_BODY,
+    headers={FA: hs_jwt(JWT_SECRET, FA_CLAIMS)}, expect="accept",
+    note="computed from FusionAuth's documentation: HS256, request_body_sha256 in base64")
+add("fusionauth", "valid-hs512", secret=JWT_SECRET, body=FA_BODY,
+    headers={FA: hs_jwt(JWT_SECRET, FA_CLAIMS, "HS512")}, expect="accept",
+    note="an HMAC key of the HS512 kind")
+add("fusionauth", "tampered-body", secret=JWT_SECRET, body=FA_BODY.replace("create", "delete"),
+    headers={FA: hs_jwt(JWT_SECRET, FA_CLAIMS)}, expect="reject")
+add("fusionauth", "hex-digest-claim", secret=JWT_SECRET, body=FA_BODY,
+    headers={FA: hs_jwt(JWT_SECRET, dict(FA_CLAIMS, request_body_sha256=hashlib.sha256(
+        FA_BODY.encode()).hexdigest()))}, expect="reject",
+    note="the body's digest in hex: the claim is base64, one text only")
+add("fusionauth", "wrong-secret", secret=JWT_SECRET, body=FA_BODY,
+    headers={FA: hs_jwt(JWT_SECRET + "x", FA_CLAIMS)}, expect="reject")
+add("fusionauth", "alg-none", secret=JWT_SECRET, body=FA_BODY,
+    headers={FA: b64url(b'{"alg":"none","typ":"JWT"}') + "." + b64url(
+        json.dumps(FA_CLAIMS, separators=(",", ":")).encode()) + "."},
+    expect="reject", note="an unsigned token")
+add("fusionauth", "missing-header", secret=JWT_SECRET, body=FA_BODY, headers={}, expect="reject")
+
+
+def bc_headers(secret, msg_id, ts, body):
+    sig = base64.b64encode(hmac.new(secret.encode(), ("%s.%d.%s" % (msg_id, ts, body)).encode(),
+                                    hashlib.sha256).digest()).decode()
+    return {"webhook-id": msg_id, "webhook-timestamp": str(ts), "webhook-signature": "v1," + sig}
+
+
+BC_SECRET = "bc_client_secret_5d1f0a"
+BC_ID = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W"
+add("bigcommerce", "valid-computed", secret=BC_SECRET, body=BODY_SW,
+    headers=bc_headers(BC_SECRET, BC_ID, NOW - 30, BODY_SW), expect="accept",
+    note="computed from BigCommerce's documentation: Standard Webhooks under the client secret's text")
+add("bigcommerce", "tampered-body", secret=BC_SECRET, body=BODY_SW_T,
+    headers=bc_headers(BC_SECRET, BC_ID, NOW - 30, BODY_SW), expect="reject")
+add("bigcommerce", "other-id", secret=BC_SECRET, body=BODY_SW,
+    headers=dict(bc_headers(BC_SECRET, BC_ID, NOW - 30, BODY_SW), **{"webhook-id": BC_ID + "x"}),
+    expect="reject", note="the id is signed")
+add("bigcommerce", "wrong-secret", secret=BC_SECRET, body=BODY_SW,
+    headers=bc_headers(BC_SECRET + "x", BC_ID, NOW - 30, BODY_SW), expect="reject")
+add("bigcommerce", "stale", secret=BC_SECRET, body=BODY_SW,
+    headers=bc_headers(BC_SECRET, BC_ID, NOW - 301, BODY_SW), expect="reject",
+    note="301 s old (5 minute window)")
 
 
 ABOUT = (
@@ -2123,6 +2443,20 @@ SIMPLE_SHAPES = {
     "nylas": ("x-nylas-signature", "", hashlib.sha256, "hex", None),
     "coinbase-commerce": ("X-CC-Webhook-Signature", "", hashlib.sha256, "hex", None),
     "pusher": ("X-Pusher-Signature", "", hashlib.sha256, "hex", None),
+    "razorpay": ("X-Razorpay-Signature", "", hashlib.sha256, "hex", None),
+    "chargify": ("X-Chargify-Webhook-Signature-Hmac-Sha-256", "", hashlib.sha256, "hex", None),
+    "authorize-net": ("X-ANET-Signature", "sha512=", hashlib.sha512, "hex", None),
+    "jira": ("X-Hub-Signature", "sha256=", hashlib.sha256, "hex", None),
+    "teams-outgoing": ("Authorization", "HMAC ", hashlib.sha256, "b64", base64.b64decode),
+    "ably": ("X-Ably-Signature", "", hashlib.sha256, "b64", None),
+    "aftership": ("aftership-hmac-sha256", "", hashlib.sha256, "b64", None),
+    "bolt": ("X-Bolt-Hmac-Sha256", "", hashlib.sha256, "b64", None),
+    "tally": ("Tally-Signature", "", hashlib.sha256, "b64", None),
+    "xero": ("x-xero-signature", "", hashlib.sha256, "b64", None),
+    "quickbooks": ("intuit-signature", "", hashlib.sha256, "b64", None),
+    "alchemy": ("X-Alchemy-Signature", "", hashlib.sha256, "hex", None),
+    "castle": ("X-Castle-Signature", "", hashlib.sha256, "b64", None),
+    "worldline": ("X-GCS-Signature", "", hashlib.sha256, "b64", None),
 }
 
 
@@ -2247,6 +2581,128 @@ def v_telnyx(case):
         return False
 
 
+def v_v1_entries(case, header):
+    v = hget(case, header)
+    if v is None:
+        return False
+    want = hmac.new(key_of(case), case["body"].encode(), hashlib.sha256).digest()
+    for item in v.split(","):
+        ver, sep, val = item.strip().partition("=")
+        if sep and ver == "v1" and (g := unhex(val, 32)) is not None and ct_eq(g, want):
+            return True
+    return False
+
+
+def v_docusign(case):
+    want = hmac.new(key_of(case), case["body"].encode(), hashlib.sha256).digest()
+    return any(ct_eq(g, want) for n in range(1, 101)
+               if (g := unb64(hget(case, "X-DocuSign-Signature-%d" % n) or "", 32)) is not None)
+
+
+def parse_rfc3339(text):
+    import datetime
+    try:
+        d = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (ValueError, AttributeError):
+        return None
+    return None if d.tzinfo is None else int(d.timestamp())
+
+
+def v_zendesk(case):
+    ts, v = hget(case, "X-Zendesk-Webhook-Signature-Timestamp"), hget(case, "X-Zendesk-Webhook-Signature")
+    if ts is None or parse_rfc3339(ts) is None:
+        return False
+    want = hmac.new(key_of(case), (ts + case["body"]).encode(), hashlib.sha256).digest()
+    got = unb64(v or "", 32)
+    return got is not None and ct_eq(got, want)
+
+
+def v_box(case):
+    ts = hget(case, "BOX-DELIVERY-TIMESTAMP")
+    at = parse_rfc3339(ts) if ts else None
+    if at is None or not -60 <= case["now_unix"] - at <= 600 or hget(case, "BOX-SIGNATURE-VERSION") != "1":
+        return False
+    want = hmac.new(key_of(case), (case["body"] + ts).encode(), hashlib.sha256).digest()
+    return any(ct_eq(g, want) for h in ("BOX-SIGNATURE-PRIMARY", "BOX-SIGNATURE-SECONDARY")
+               if (g := unb64(hget(case, h) or "", 32)) is not None)
+
+
+def v_hubspot(case):
+    t, v = hget(case, "X-HubSpot-Request-Timestamp"), hget(case, "X-HubSpot-Signature-v3")
+    # 13 digits only: hookgate reads one text per instant.
+    if t is None or len(t) != 13 or not fresh(t, case["now_unix"], 300, unit_ms=True):
+        return False
+    want = hmac.new(key_of(case), (case["method"] + case["url"] + case["body"] + t).encode(),
+                    hashlib.sha256).digest()
+    got = unb64(v or "", 32)
+    return got is not None and ct_eq(got, want)
+
+
+def v_mailgun(case):
+    try:
+        sig = json.loads(case["body"])["signature"]
+        ts, token, v = sig["timestamp"], sig["token"], sig["signature"]
+    except (ValueError, KeyError, TypeError):
+        return False
+    if not fresh(ts, case["now_unix"], 300):
+        return False
+    want = hmac.new(key_of(case), (ts + token).encode(), hashlib.sha256).digest()
+    got = unhex(v, 32)
+    return got is not None and ct_eq(got, want)
+
+
+def v_url_form_sha1(case, header):
+    v = hget(case, header)
+    params = urllib.parse.parse_qsl(case["body"], keep_blank_values=True)
+    msg = case["url"] + "".join(k + val for k, val in sorted(params))
+    want = hmac.new(key_of(case), msg.encode(), hashlib.sha1).digest()
+    got = unb64(v or "", 20)
+    return got is not None and ct_eq(got, want)
+
+
+def v_trello(case):
+    want = hmac.new(key_of(case), (case["body"] + case["url"]).encode(), hashlib.sha1).digest()
+    got = unb64(hget(case, "X-Trello-Webhook") or "", 20)
+    return got is not None and ct_eq(got, want)
+
+
+def v_fusionauth(case):
+    v = hget(case, "X-FusionAuth-Signature-JWT")
+    parts = (v or "").split(".")
+    if len(parts) != 3:
+        return False
+    pad = lambda s: s + "=" * (-len(s) % 4)
+    try:
+        head = json.loads(base64.urlsafe_b64decode(pad(parts[0])))
+        claims = json.loads(base64.urlsafe_b64decode(pad(parts[1])))
+        sig = base64.urlsafe_b64decode(pad(parts[2]))
+    except Exception:
+        return False
+    digest = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}.get(head.get("alg"))
+    if digest is None:
+        return False
+    want = hmac.new(key_of(case), (parts[0] + "." + parts[1]).encode(), digest).digest()
+    body_hash = base64.b64encode(hashlib.sha256(case["body"].encode()).digest()).decode()
+    return ct_eq(sig, want) and claims.get("request_body_sha256") == body_hash
+
+
+def v_bigcommerce(case):
+    mid, t, sigs = hget(case, "webhook-id"), hget(case, "webhook-timestamp"), hget(case, "webhook-signature")
+    if mid is None or sigs is None or not fresh(t, case["now_unix"], 300):
+        return False
+    want = hmac.new(key_of(case), f"{mid}.{t}.{case['body']}".encode(), hashlib.sha256).digest()
+    for entry in sigs.split(" "):
+        ver, sep, val = entry.partition(",")
+        if sep and ver == "v1" and (g := unb64(val, 32)) is not None and ct_eq(g, want):
+            return True
+    return False
+
+
+def v_bearer(case, header):
+    v = hget(case, header)
+    return v is not None and v.startswith("Bearer ") and ct_eq(v[7:].encode(), key_of(case))
+
+
 VERIFIERS = {
     "github": lambda c: v_hex_prefixed(c, "X-Hub-Signature-256", "sha256=", hashlib.sha256, 32),
     "github-sha1": lambda c: v_hex_prefixed(c, "X-Hub-Signature", "sha1=", hashlib.sha1, 20),
@@ -2308,6 +2764,25 @@ VERIFIERS = {
     "netlify": lambda c: v_jwt_hs256(c, "X-Webhook-Signature", "", "netlify", "sha256"),
     "vonage": lambda c: v_jwt_hs256(c, "Authorization", "Bearer ", None, "payload_hash", 300),
     "telnyx": v_telnyx,
+    "circleci": lambda c: v_v1_entries(c, "circleci-signature"),
+    "pagerduty": lambda c: v_v1_entries(c, "X-PagerDuty-Signature"),
+    "docusign": v_docusign,
+    "zendesk": v_zendesk,
+    "box": v_box,
+    "hubspot": v_hubspot,
+    "paymongo": lambda c: v_t_entries(c, "Paymongo-Signature", "li", None),
+    "mailgun": v_mailgun,
+    "mandrill": lambda c: v_url_form_sha1(c, "X-Mandrill-Signature"),
+    "trello": v_trello,
+    "fusionauth": v_fusionauth,
+    "sparkpost": lambda c: v_shared(c, "Authorization", True),
+    "pipedrive": lambda c: v_shared(c, "Authorization", True),
+    "mixpanel": lambda c: v_shared(c, "Authorization", True),
+    "flutterwave": lambda c: v_shared(c, "verif-hash", False),
+    "brevo": lambda c: v_bearer(c, "Authorization"),
+    "openai": lambda c: v_standard(c, "webhook"),
+    "supabase": lambda c: v_standard(c, "webhook"),
+    "bigcommerce": v_bigcommerce,
 }
 
 
@@ -2343,6 +2818,12 @@ def signed_at(case):
         return int(hget(case, "telnyx-timestamp"))
     if p == "buildkite":
         return int(hget(case, "X-Buildkite-Signature").split(",")[0].split("=")[1])
+    if p == "box":
+        return parse_rfc3339(hget(case, "BOX-DELIVERY-TIMESTAMP"))
+    if p == "hubspot":
+        return int(hget(case, "X-HubSpot-Request-Timestamp")) // 1000
+    if p == "mailgun":
+        return int(json.loads(case["body"])["signature"]["timestamp"])
     if p == "twitch":
         import datetime
         t = hget(case, "Twitch-Eventsub-Message-Timestamp")[:19]

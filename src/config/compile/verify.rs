@@ -513,8 +513,10 @@ fn check_body_covered(
     loc: &str,
     r: &mut Report,
 ) {
-    let covers_body = message.iter().any(Part::covers_body)
-        || (message.contains(&Part::FormParamsSorted) && v.body_hash_param.is_some());
+    // Sorted form parameters cover a form body; with `body_hash_param` (Twilio) other bodies
+    // through their hash in the URL, without it (Mandrill) other bodies are refused.
+    let covers_body =
+        message.iter().any(Part::covers_body) || message.contains(&Part::FormParamsSorted);
     if v.body_signed == Some(false) {
         if covers_body {
             r.error(
@@ -535,8 +537,8 @@ fn check_body_covered(
         r.error(
             format!("{loc}.message"),
             "the signed message must include `body` or `body_sha256_hex` (a CRC-32 can be \
-             matched by anyone), or `form_params_sorted` with `body_hash_param`, or the body \
-             could be swapped (a sender that signs only fields: `body_signed: false`)",
+             matched by anyone), or `form_params_sorted` (a form body; other bodies need \
+             `body_hash_param`), or the body could be swapped (a sender that signs only fields: `body_signed: false`)",
         );
     }
 }
