@@ -116,8 +116,20 @@ pub fn after_verify(hs: &Handshake, req: &RequestView<'_>, scheme: Option<&Schem
                 json!({ "plainToken": plain, "encryptedToken": hex::encode(mac) }),
             )))
         }
-        HandshakeKind::Discord if field("/type").and_then(Value::as_u64) == Some(1) => {
+        // An interaction PING; a webhook event (type 1 too, on the other kind of endpoint)
+        // carries an `event` and goes on to the app.
+        HandshakeKind::Discord
+            if field("/type").and_then(Value::as_u64) == Some(1) && field("/event").is_none() =>
+        {
             Ok(Some(json_answer(json!({ "type": 1 }))))
+        }
+        HandshakeKind::DiscordEvents if field("/type").and_then(Value::as_u64) == Some(0) => {
+            let mut answer = empty(StatusCode::NO_CONTENT);
+            answer.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            Ok(Some(answer))
         }
         HandshakeKind::Twitch => {
             let kind = one_header(req.headers, "twitch-eventsub-message-type")?;
@@ -466,6 +478,19 @@ mod tests {
             Some(Ok((200, r#"{"type":1}"#.into())))
         );
         assert_eq!(after(Discord, &[], br#"{"type":2,"id":"x"}"#), None);
+        // A webhook event is type 1 as well: with its `event`, it is no interaction PING.
+        let event = br#"{"version":1,"application_id":"1","type":1,"event":{"type":"APPLICATION_AUTHORIZED"}}"#;
+        assert_eq!(after(Discord, &[], event), None);
+        assert_eq!(
+            after(
+                DiscordEvents,
+                &[],
+                br#"{"version":1,"application_id":"1","type":0}"#
+            ),
+            Some(Ok((204, String::new())))
+        );
+        assert_eq!(after(DiscordEvents, &[], event), None);
+        assert_eq!(after(DiscordEvents, &[], br#"{"type":"0"}"#), None);
         let twitch = [(
             "twitch-eventsub-message-type",
             "webhook_callback_verification",

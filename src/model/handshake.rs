@@ -34,8 +34,10 @@ pub enum HandshakeKind {
     /// Zoom: a signed `endpoint.url_validation`, answered `{"plainToken": p,
     /// "encryptedToken": hex(HMAC-SHA256(secret, p))}`.
     Zoom,
-    /// Discord interactions: a signed PING (`"type":1`), answered `{"type":1}`.
+    /// Discord interactions: a signed PING (`"type":1`, no `event`), answered `{"type":1}`.
     Discord,
+    /// Discord webhook events: a signed PING (`"type":0`), answered 204 with no body.
+    DiscordEvents,
     /// Twitch EventSub: a signed `webhook_callback_verification` (by its message-type
     /// header), the challenge echoed as text.
     Twitch,
@@ -57,6 +59,7 @@ impl HandshakeKind {
         HandshakeKind::Slack,
         HandshakeKind::Zoom,
         HandshakeKind::Discord,
+        HandshakeKind::DiscordEvents,
         HandshakeKind::Twitch,
         HandshakeKind::EventGrid,
     ];
@@ -74,6 +77,7 @@ impl HandshakeKind {
             HandshakeKind::Slack => "slack",
             HandshakeKind::Zoom => "zoom",
             HandshakeKind::Discord => "discord",
+            HandshakeKind::DiscordEvents => "discord-events",
             HandshakeKind::Twitch => "twitch",
             HandshakeKind::EventGrid => "event-grid",
         }
@@ -106,6 +110,7 @@ impl HandshakeKind {
             HandshakeKind::Slack
                 | HandshakeKind::Zoom
                 | HandshakeKind::Discord
+                | HandshakeKind::DiscordEvents
                 | HandshakeKind::Twitch
                 | HandshakeKind::EventGrid
         )

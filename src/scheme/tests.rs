@@ -1684,3 +1684,24 @@ fn hubspot_sdk_case_signs_the_message_hookgate_builds() {
     );
     assert!(verdict.is_err());
 }
+
+/// Mandrill signs the URL and the sorted form parameters, no body hash: the same bytes sent
+/// as anything but a form would be covered by nothing, so they are refused.
+#[test]
+fn a_form_only_scheme_refuses_a_body_that_is_not_a_form() {
+    let case = provider_cases()
+        .into_iter()
+        .find(|c| c.preset == "mandrill" && c.expect == "accept")
+        .unwrap();
+    let (scheme, mut headers, path_and_query) = provider_setup(&case);
+    let now = at(case.now_unix);
+    assert!(verify_case(&scheme, &case, &headers, &path_and_query, now).is_ok());
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    assert_eq!(
+        verify_case(&scheme, &case, &headers, &path_and_query, now).map(|v| v.key_index),
+        Err(VerifyError::UnsignedBody)
+    );
+}

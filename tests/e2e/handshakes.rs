@@ -149,3 +149,50 @@ async fn a_sync_route_may_leave_the_handshake_to_its_app() {
     assert_eq!(upstream.count(), 1, "the app answered it");
     gw.shutdown().await;
 }
+
+/// Discord's webhook events endpoint: its signed PING (`"type":0`) is answered 204 with no
+/// body, on a queued route, and stores nothing; an event (`"type":1` with an `event`) is
+/// stored and delivered; an unsigned PING is a 401, as Discord's own probes expect.
+#[tokio::test]
+async fn discord_webhook_events_ping_is_answered_204_and_events_reach_the_app() {
+    use hookgate::scheme::{Algorithm, SigningKey};
+    let key = SigningKey::generate(Algorithm::parse("ed25519").unwrap()).unwrap();
+    let public = hex::encode(key.public_key_bytes().unwrap());
+    let signed = |body: &[u8]| {
+        let ts = now_unix().to_string();
+        let sig = key.sign(&[ts.as_bytes(), body].concat());
+        vec![
+            ("x-signature-timestamp".to_owned(), ts),
+            ("x-signature-ed25519".to_owned(), hex::encode(sig)),
+        ]
+    };
+    let upstream = Upstream::start().await;
+    let route = format!(
+        "  - name: discord-events\n    path: /discord/events\n    upstream: {}\n    delivery: queued\n    verify: {{ preset: discord, public_key: \"{public}\" }}\n    handshake: {{ kind: discord-events }}\n",
+        upstream.url()
+    );
+    let yaml = Yaml::new()
+        .top(&queue_store("discord-events"))
+        .routes(&route);
+    let gw = Hookgate::start(&yaml, &[]).await;
+    let url = gw.url("/discord/events");
+
+    let ping = br#"{"version":1,"application_id":"1234567890","type":0}"#;
+    let answer = post(&url, &as_refs(&signed(ping)), ping).await;
+    assert_eq!(answer.status, StatusCode::NO_CONTENT, "{}", answer.body);
+    assert_eq!(answer.body, "");
+    let unsigned = post(&url, &[], ping).await;
+    assert_eq!(unsigned.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(gw.outcome("discord-events", "handshake"), 1.0);
+
+    let event = br#"{"version":1,"application_id":"1234567890","type":1,"event":{"type":"APPLICATION_AUTHORIZED","timestamp":"2026-12-06T08:00:00.000000+00:00","data":{}}}"#;
+    let answer = post(&url, &as_refs(&signed(event)), event).await;
+    assert!(answer.status.is_success(), "{}", answer.body);
+    eventually("the event reaches the app", || upstream.count() == 1).await;
+    assert_eq!(
+        upstream.received()[0].body,
+        event.to_vec(),
+        "only the event, byte for byte"
+    );
+    gw.shutdown().await;
+}
