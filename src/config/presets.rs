@@ -1655,6 +1655,24 @@ static PRESETS: &[Preset] = &[
         needs_app_answer: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
+    Preset {
+        name: "msgraph",
+        // Microsoft Graph change notifications: the subscription's clientState in every item of `value[]`, each compared whole with one of the route's secrets (a shared secret; several subscriptions: `secrets:`); the `validationToken` POST is answered.
+        scheme: || RawVerify {
+            algorithm: Some("token".into()),
+            signature: Some(RawSignature {
+                json: Some("/value/*/clientState".into()),
+                encoding: Some(OneOrMany::One("raw".into())),
+                ..RawSignature::default()
+            }),
+            message: Some(vec![]),
+            ..RawVerify::default()
+        },
+        handshake: Some(HandshakeKind::GraphValidation),
+        replay_key: None,
+        needs_app_answer: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
 ];
 
 /// One signature in one header over the raw body.

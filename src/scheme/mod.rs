@@ -557,6 +557,12 @@ impl Scheme {
                 }
                 matched
             }),
+            // Every item's value must be one of the tokens (Graph's clientState).
+            Keys::Token(digests) if self.signature.source.every_item() => {
+                let key_of = |c: &Vec<u8>| digests.iter().position(|d| keys::token_matches(d, c));
+                let keys: Option<Vec<usize>> = candidates.iter().map(key_of).collect();
+                keys.and_then(|k| k.first().map(|&first| (first, 0)))
+            }
             Keys::Token(digests) => digests.iter().enumerate().find_map(|(k, d)| {
                 let c = candidates.iter().position(|c| keys::token_matches(d, c))?;
                 Some((k, c))
@@ -875,6 +881,7 @@ fn describe(scheme: &Scheme, indent: &str) -> String {
         SignatureSource::Query(q) => format!("query: {q}"),
         SignatureSource::Form(f) => format!("form: {f}"),
         SignatureSource::Json(p) => format!("json: {p}"),
+        SignatureSource::JsonEach { array, field } => format!("json: {array}/*{field}"),
     };
     let mut out = format!(
         "{indent}algorithm: {}\n{indent}signature: {{ {source}, {layout}, encoding: [{}] }}\n{indent}message: [{}]\n",

@@ -48,6 +48,10 @@ pub enum SignatureSource {
     Form(String),
     /// A string field of the JSON body, by JSON pointer.
     Json(String),
+    /// The same string field of every item of a JSON array (`/value/*/clientState`): the
+    /// array must hold at least one item, each item the field, and every value must verify
+    /// (Microsoft Graph's `clientState`, with a shared-secret scheme).
+    JsonEach { array: String, field: String },
 }
 
 impl SignatureSource {
@@ -62,6 +66,7 @@ impl SignatureSource {
             SignatureSource::Query(p) => format!("query parameter {p}"),
             SignatureSource::Form(f) => format!("form field {f}"),
             SignatureSource::Json(p) => format!("JSON field {p}"),
+            SignatureSource::JsonEach { array, field } => format!("JSON field {array}/*{field}"),
         }
     }
 
@@ -72,6 +77,11 @@ impl SignatureSource {
             SignatureSource::EachHeader(names) => names.iter().collect(),
             _ => Vec::new(),
         }
+    }
+
+    /// Whether every candidate must verify, not any one of them.
+    pub fn every_item(&self) -> bool {
+        matches!(self, SignatureSource::JsonEach { .. })
     }
 
     /// The header `hookgate sign` writes the signature to, if it is one.
@@ -194,6 +204,30 @@ impl SignatureSpec {
                 Some(serde_json::Value::String(s)) => one(Cow::Borrowed(s.as_str())),
                 Some(_) => Err(malformed()),
             },
+            SignatureSource::JsonEach { array, field } => {
+                let items = match req.json()?.pointer(array) {
+                    None | Some(serde_json::Value::Null) => return Err(missing()),
+                    Some(serde_json::Value::Array(items)) if !items.is_empty() => items,
+                    Some(_) => return Err(malformed()),
+                };
+                let mut candidates = Vec::with_capacity(items.len());
+                for item in items {
+                    let text = match item.pointer(field) {
+                        None | Some(serde_json::Value::Null) => return Err(missing()),
+                        Some(serde_json::Value::String(s)) => s.as_str(),
+                        Some(_) => return Err(malformed()),
+                    };
+                    // An item whose value is empty would drop out of the candidates unseen.
+                    let candidate = strip_prefix(Cow::Borrowed(text), &self.prefix)
+                        .filter(|c| !c.is_empty())
+                        .ok_or_else(malformed)?;
+                    candidates.push(candidate);
+                }
+                Ok(Found {
+                    candidates,
+                    entries: Vec::new(),
+                })
+            }
         }
     }
 

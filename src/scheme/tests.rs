@@ -579,16 +579,17 @@ fn signing_round_trips_for_every_preset() {
     let mut elsewhere = std::collections::BTreeSet::new();
     for case in provider_cases().iter().filter(|c| c.expect == "accept") {
         let (scheme, mut headers, path_and_query) = provider_setup(case);
-        let unsigned = matches!(scheme.algorithm, Algorithm::Token | Algorithm::Jwt);
+        // A token scheme computes nothing; `sign` makes no JWT yet.
+        if matches!(scheme.algorithm, Algorithm::Token | Algorithm::Jwt) {
+            continue;
+        }
         if scheme.signature.header().is_none() {
             // Several headers (box, docusign) or a body field (mailgun): not signed here.
             elsewhere.insert(case.preset.clone());
             continue;
         }
-        if unsigned || !signed_presets.insert(case.preset.clone()) {
-            // A token scheme computes nothing; `sign` makes no JWT yet; one case per preset
-            // is enough.
-            continue;
+        if !signed_presets.insert(case.preset.clone()) {
+            continue; // one case per preset is enough
         }
         headers.remove(scheme.signature.header().unwrap());
         if let Some(TimestampSpec {
@@ -1704,4 +1705,85 @@ fn a_form_only_scheme_refuses_a_body_that_is_not_a_form() {
         verify_case(&scheme, &case, &headers, &path_and_query, now).map(|v| v.key_index),
         Err(VerifyError::UnsignedBody)
     );
+}
+
+/// `json: /value/*/clientState` (Microsoft Graph): every item of the array carries the field,
+/// and every value must be one of the route's tokens; one bad, empty or missing item refuses
+/// the whole request. Only for a token compared whole.
+#[test]
+fn a_field_of_every_item_must_each_match_a_token() {
+    let v: RawVerify = serde_yaml::from_str(
+        "{ algorithm: token, signature: { json: /value/*/clientState }, message: [], \
+         secrets: [\"${A}\", \"${B}\"] }",
+    )
+    .unwrap();
+    let graph = compile_scheme(
+        v,
+        "test",
+        Path::new("."),
+        &|name: &str| Some(format!("state-{name}")),
+        None,
+    )
+    .unwrap();
+    let now = SystemTime::now();
+    let none = HeaderMap::new();
+    let body = |states: &[&str]| {
+        let items: Vec<String> = states
+            .iter()
+            .map(|s| format!(r#"{{"subscriptionId":"s","clientState":{s}}}"#))
+            .collect();
+        format!(r#"{{"value":[{}]}}"#, items.join(","))
+    };
+    let verdict = |states: &[&str]| check(&graph, &none, body(states).as_bytes(), now);
+    let every = "JSON field /value/*/clientState".to_owned();
+    assert_eq!(verdict(&[r#""state-A""#]), Ok(0));
+    assert_eq!(
+        verdict(&[r#""state-B""#, r#""state-A""#]),
+        Ok(1),
+        "two subscriptions"
+    );
+    assert_eq!(
+        verdict(&[r#""state-A""#, r#""state-C""#]),
+        Err(VerifyError::Mismatch)
+    );
+    assert_eq!(
+        verdict(&[r#""state-A""#, r#""""#]),
+        Err(VerifyError::MalformedSignature(every.clone()))
+    );
+    assert_eq!(
+        verdict(&[r#""state-A""#, "1"]),
+        Err(VerifyError::MalformedSignature(every.clone()))
+    );
+    assert_eq!(
+        verdict(&[r#""state-A""#, "null"]),
+        Err(VerifyError::MissingSignature(every.clone()))
+    );
+    assert_eq!(
+        verdict(&[]),
+        Err(VerifyError::MalformedSignature(every.clone()))
+    );
+    assert_eq!(
+        check(
+            &graph,
+            &none,
+            br#"{"value":{"clientState":"state-A"}}"#,
+            now
+        ),
+        Err(VerifyError::MalformedSignature(every.clone()))
+    );
+    assert_eq!(
+        check(&graph, &none, br#"{"items":[]}"#, now),
+        Err(VerifyError::MissingSignature(every))
+    );
+    // Compiled only for a token compared whole, with one `*`.
+    for bad in [
+        "{ signature: { json: /value/*/sig }, message: [body], secret: x }",
+        "{ algorithm: token, signature: { json: /value/*/s, encoding: base64 }, message: [], secret: x }",
+        "{ algorithm: token, signature: { json: /a/*/b/*/c }, message: [], secret: x }",
+    ] {
+        let v: RawVerify = serde_yaml::from_str(bad).unwrap();
+        let compiled = compile_scheme(v, "test", Path::new("."), &|_: &str| None, None);
+        let errors = format!("{:?}", compiled.expect_err(bad));
+        assert!(errors.contains("`*`"), "{bad}: {errors}");
+    }
 }

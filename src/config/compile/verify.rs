@@ -227,6 +227,14 @@ fn compile_signature(
             first: l.first.clone(),
         })
     });
+    let every_item = matches!(source, Some(SignatureSource::JsonEach { .. }));
+    if every_item && (algorithm != Some(Algorithm::Token) || encodings != [Encoding::Raw]) {
+        r.error(
+            format!("{loc}.signature.json"),
+            "a `*` (the field of every item) is for `algorithm: token` with `encoding: raw`: \
+             each item's value is compared whole with the token",
+        );
+    }
     let one_header = matches!(source, Some(SignatureSource::Header { .. }));
     if (s.entries.is_some() || s.list.is_some()) && source.is_some() && !one_header {
         r.error(
@@ -290,7 +298,16 @@ fn signature_source(s: &RawSignature, loc: &str, r: &mut Report) -> Option<Signa
         return named("form", f, r).map(SignatureSource::Form);
     }
     if let Some(field) = &s.json {
-        return json_pointer(field, &format!("{loc}.signature.json"), r).map(SignatureSource::Json);
+        let jloc = format!("{loc}.signature.json");
+        let pointer = json_pointer(field, &jloc, r)?;
+        return match each_item(&pointer) {
+            None => Some(SignatureSource::Json(pointer)),
+            Some(Ok((array, field))) => Some(SignatureSource::JsonEach { array, field }),
+            Some(Err(e)) => {
+                r.error(jloc, e);
+                None
+            }
+        };
     }
     let headers = compile_signature_headers(s.header.as_ref(), loc, r);
     let name = headers.first().cloned()?;
@@ -501,6 +518,24 @@ fn json_pointer(field: &str, loc: &str, r: &mut Report) -> Option<String> {
         return None;
     }
     Some(crate::scheme::json::pointer(field))
+}
+
+/// A pointer with a `*` segment (`/value/*/clientState`): the array before it and the field
+/// after it, read from every item. `None`: no `*`.
+fn each_item(pointer: &str) -> Option<Result<(String, String), &'static str>> {
+    let star = pointer.split('/').position(|segment| segment == "*")?;
+    let segments: Vec<&str> = pointer.split('/').collect();
+    if segments[star + 1..].contains(&"*") {
+        return Some(Err("one `*` at most: the field of every item of one array"));
+    }
+    let array = segments[..star].join("/");
+    let rest = segments[star + 1..].join("/");
+    let field = if rest.is_empty() {
+        rest
+    } else {
+        format!("/{rest}")
+    };
+    Some(Ok((array, field)))
 }
 
 /// The body must be covered: directly, or (Twilio) by the sorted form parameters plus a body
