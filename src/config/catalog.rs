@@ -61,6 +61,9 @@ fn as_text(preset: &Preset, scheme: &crate::scheme::Scheme) -> String {
     if let Some(why) = preset.needs_app_answer {
         out += &format!("  needs the app's answer: {why} (keep it sync)\n");
     }
+    if let Some(body) = preset.acknowledgement {
+        out += &format!("  acknowledgement: {body:?} (a queued route's answer)\n");
+    }
     out += &format!("  evidence: {}\n", evidence_summary(preset.evidence));
     out
 }
@@ -75,6 +78,7 @@ fn as_value(preset: &Preset, scheme: &crate::scheme::Scheme) -> Value {
         "handshake": preset.handshake.map(|k| k.name()),
         "replay_key": preset.replay_key.map(replay_key),
         "needs_app_answer": preset.needs_app_answer,
+        "acknowledgement": preset.acknowledgement,
         "evidence": preset.evidence.iter().map(evidence_value).collect::<Vec<_>>(),
         "documentation_only": documentation_only(preset.evidence),
     })

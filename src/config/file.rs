@@ -370,6 +370,10 @@ pub struct RawVerify {
     /// `false`: the sender signs fields, not the body (Mailgun, Adyen); the rest of the body
     /// is not checked. Reported as weaker; the default is `true` (the message must cover it).
     pub body_signed: Option<bool>,
+    /// A JSON pointer to an array of items each signed on its own (Adyen's
+    /// `notificationItems`): the signature and every JSON part and timestamp are read from
+    /// each item, and every item must verify.
+    pub each: Option<String>,
     /// For `algorithm: jwt`: what the token's claims must say.
     pub jwt: Option<RawJwt>,
     /// How key strings become key bytes (`KeyEncoding::ALL`: raw, base64, hex, ...).
@@ -722,6 +726,7 @@ impl RawVerify {
             }),
             body_hash_param: self.body_hash_param.or(base.body_hash_param),
             body_signed: self.body_signed.or(base.body_signed),
+            each: self.each.or(base.each),
             jwt: self.jwt.or(base.jwt),
             key_encoding: self.key_encoding.or(base.key_encoding),
             secret,
@@ -858,6 +863,7 @@ impl RawVerify {
                 }),
             ),
             ("body_signed", self.body_signed.map(serde_yaml::Value::Bool)),
+            ("each", self.each.as_deref().map(yaml_str)),
             (
                 "body_hash_param",
                 self.body_hash_param.as_deref().map(yaml_str),

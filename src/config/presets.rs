@@ -34,6 +34,9 @@ pub struct Preset {
     /// Why the sender needs the app's own answer, which a queued route cannot give (it answers
     /// before the app has seen the event); `check` warns when such a route is queued.
     pub needs_app_answer: Option<&'static str>,
+    /// The body a queued route answers with once the event is stored, where the sender
+    /// requires one (Adyen's `[accepted]`); a route's `queue.body` overrides it.
+    pub acknowledgement: Option<&'static str>,
     /// Where the scheme is proven; each item names something in this repository that a test
     /// (`every_presets_evidence_points_at_what_exists` below) finds.
     pub evidence: &'static [Evidence],
@@ -162,6 +165,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(SEED_VECTORS)],
     },
     Preset {
@@ -171,6 +175,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(SEED_VECTORS)],
     },
     Preset {
@@ -182,6 +187,7 @@ static PRESETS: &[Preset] = &[
         // The body's `id` (evt_...) is the idempotency key (senders.md).
         replay_key: Some(ReplayKey::Json("/id")),
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(SEED_VECTORS)],
     },
     Preset {
@@ -190,6 +196,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(SEED_VECTORS)],
     },
     Preset {
@@ -204,6 +211,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[
             computed(SEED_VECTORS),
             test(SCHEME_TESTS, "listrak_timestamp_window_is_both_ways"),
@@ -224,6 +232,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: Some(ReplayKey::Header(&["x-github-delivery"])),
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[
             published(&[
                 "https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries",
@@ -237,6 +246,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: Some(ReplayKey::Header(&["x-github-delivery"])),
         needs_app_answer: None,
+        acknowledgement: None,
         // Octokit handles only SHA-256.
         evidence: &[computed(PROVIDER_VECTORS)],
     },
@@ -252,6 +262,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: Some(ReplayKey::Json("/id")),
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[
             computed(PROVIDER_VECTORS),
             sdk(Package::PyPi("stripe"), "case_stripe"),
@@ -274,6 +285,7 @@ static PRESETS: &[Preset] = &[
         handshake: Some(HandshakeKind::Slack),
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[
             published(&["https://docs.slack.dev/authentication/verifying-requests-from-slack"]),
             sdk(Package::PyPi("slack_sdk"), "case_slack"),
@@ -300,6 +312,7 @@ static PRESETS: &[Preset] = &[
             "shopify-webhook-id",
         ])),
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[
             computed(PROVIDER_VECTORS),
             sdk(Package::Npm("@shopify/shopify-api"), "case_shopify"),
@@ -318,6 +331,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: Some(ReplayKey::Header(&["webhook-id"])),
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[
             published(&["https://github.com/standard-webhooks/standard-webhooks/blob/main/libraries/javascript/src/webhook.test.ts"]),
             sdk(Package::PyPi("standardwebhooks"), "case_standard_webhooks"),
@@ -333,6 +347,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: Some(ReplayKey::Header(&["svix-id"])),
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[
             published(&[
                 "https://github.com/svix/svix-webhooks/blob/main/python/tests/test_webhooks.py",
@@ -351,6 +366,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[
             computed(PROVIDER_VECTORS),
             sdk(Package::PyPi("paddle-python-sdk"), "case_paddle"),
@@ -371,6 +387,7 @@ static PRESETS: &[Preset] = &[
         handshake: Some(HandshakeKind::Zoom),
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[
             computed(PROVIDER_VECTORS),
             sdk(Package::Npm("@zoom/rivet"), "case_zoom"),
@@ -392,6 +409,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: Some(ReplayKey::Header(&["linear-delivery"])),
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[
             computed(PROVIDER_VECTORS),
             sdk(Package::Npm("@linear/sdk"), "case_linear"),
@@ -403,6 +421,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         // Intercom's SDKs have no webhook signature code.
         evidence: &[computed(PROVIDER_VECTORS)],
     },
@@ -412,6 +431,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: Some(ReplayKey::Header(&["x-wc-webhook-delivery-id"])),
         needs_app_answer: None,
+        acknowledgement: None,
         // Its SDK signs only its own REST calls.
         evidence: &[computed(PROVIDER_VECTORS)],
     },
@@ -425,6 +445,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[
             computed(PROVIDER_VECTORS),
             sdk(Package::Npm("webflow-api"), "case_webflow"),
@@ -436,6 +457,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         // Vercel's SDKs have no webhook signature code.
         evidence: &[computed(PROVIDER_VECTORS)],
     },
@@ -451,6 +473,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: Some("Twilio reads TwiML instructions from the answer"),
+        acknowledgement: None,
         evidence: &[
             published(&[
                 "https://www.twilio.com/docs/usage/webhooks/webhooks-security",
@@ -473,6 +496,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: Some("Twilio reads TwiML instructions from the answer"),
+        acknowledgement: None,
         evidence: &[
             computed(PROVIDER_VECTORS),
             sdk(Package::PyPi("twilio"), "case_twilio"),
@@ -493,6 +517,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[
             published(&["https://github.com/square/square-python-sdk/blob/master/tests/utilities/test_webhooks_helper.py"]),
             sdk(Package::PyPi("squareup"), "case_square"),
@@ -508,6 +533,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -525,6 +551,7 @@ static PRESETS: &[Preset] = &[
         needs_app_answer: Some(
             "Discord shows the app's answer to each interaction (the gateway answers only the PING)",
         ),
+        acknowledgement: None,
         evidence: &[
             computed(PROVIDER_VECTORS),
             sdk(Package::Npm("discord-interactions"), "case_discord"),
@@ -536,6 +563,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: Some(ReplayKey::Header(&["webhook-id"])),
         needs_app_answer: None,
+        acknowledgement: None,
         // The reference libraries implement only `v1`: no SDK check, but their Go library's
         // published `v1a` example.
         evidence: &[published(&["https://github.com/standard-webhooks/standard-webhooks/blob/main/libraries/go/webhook_asymmetric_test.go"])],
@@ -564,6 +592,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[
             published(&["https://github.com/sendgrid/sendgrid-python/blob/main/test/unit/test_eventwebhook.py"]),
             sdk(Package::Npm("@sendgrid/eventwebhook"), "case_sendgrid"),
@@ -588,6 +617,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: Some(ReplayKey::Json("/meta/webhook_id")),
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[published(&[
             "https://github.com/gocardless/gocardless-pro-python/blob/d5c83f375d8867d2980745ed1c510f264823d300/tests/webhooks_test.py",
         ])],
@@ -599,6 +629,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: Some(ReplayKey::Header(&["x-webhook-id"])),
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[published(&[
             "https://github.com/Modern-Treasury/modern-treasury-python/blob/aaddd3d8568c446895cc93b8fabd5b41223e55d5/tests/api_resources/test_webhooks.py",
         ])],
@@ -614,6 +645,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: Some(ReplayKey::Json("/id")),
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[published(&[
             "https://github.com/muxinc/mux-node-sdk/blob/0b05091f283a5433880be53986e07acccbebad51/tests/api-resources/webhooks.test.ts",
         ])],
@@ -639,6 +671,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: Some(ReplayKey::Json("/id")),
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[published(&[
             "https://github.com/recurly/recurly-client-ruby/blob/5233e1b071f8d30057db9fb5e6842982c7dcd339/spec/recurly/webhooks_spec.rb",
         ])],
@@ -651,6 +684,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[published(&[
             "https://github.com/line/line-bot-sdk-nodejs/blob/3c0a10c71692fc877fc97b9fcc8fd911fd5c7c04/test/validate-signature.spec.ts",
             "https://github.com/line/line-bot-sdk-python/blob/e1fa9338a3230ef4912aa387778641a505cf7372/tests/v3/test_webhook.py",
@@ -667,6 +701,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[published(&[
             "https://github.com/sanity-io/webhook-toolkit/blob/e0c211ed6cd80465a70829e335c9e219f37839ba/test/signature.test.ts",
         ])],
@@ -688,6 +723,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: Some(ReplayKey::Json("/id")),
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[published(&[
             "https://github.com/orbcorp/orb-python/blob/a9e3592801c6040217c56ae83c48c82a89268a4f/tests/api_resources/test_webhooks.py",
         ])],
@@ -699,6 +735,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -708,6 +745,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -717,6 +755,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -726,6 +765,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -735,6 +775,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -744,6 +785,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -753,6 +795,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -762,6 +805,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -771,6 +815,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -780,6 +825,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -789,6 +835,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -798,6 +845,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -807,6 +855,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -816,6 +865,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -825,6 +875,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -834,6 +885,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -843,6 +895,7 @@ static PRESETS: &[Preset] = &[
         handshake: Some(HandshakeKind::Meta),
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS), test(HANDSHAKE_TESTS, "handshakes_are_answered_on_a_sync_route")],
     },
     Preset {
@@ -852,6 +905,7 @@ static PRESETS: &[Preset] = &[
         handshake: Some(HandshakeKind::XCrc),
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS), test(HANDSHAKE_TESTS, "handshakes_are_answered_on_a_sync_route")],
     },
     Preset {
@@ -861,6 +915,7 @@ static PRESETS: &[Preset] = &[
         handshake: Some(HandshakeKind::Challenge),
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -870,6 +925,7 @@ static PRESETS: &[Preset] = &[
         handshake: Some(HandshakeKind::Challenge),
         replay_key: Some(ReplayKey::Json("/id")),
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -879,6 +935,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: Some(ReplayKey::Json("/id")),
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[published(&["https://github.com/coinbase/coinbase-commerce-python/blob/91af61acf8cae6390dac91220e0cb3aa93983ca8/tests/test_webhook.py"])],
     },
     Preset {
@@ -888,6 +945,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[published(&["https://github.com/pusher/pusher-http-node/blob/7492d8db91463cbcb591bcbebadb8ea3767bf0ba/tests/integration/webhook.js"])],
     },
     Preset {
@@ -897,6 +955,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: Some(ReplayKey::Header(&["svix-id"])),
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[published(&["https://github.com/svix/svix-webhooks/blob/main/python/tests/test_webhooks.py"])],
     },
     Preset {
@@ -906,6 +965,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: Some(ReplayKey::Header(&["svix-id"])),
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[published(&["https://github.com/svix/svix-webhooks/blob/main/python/tests/test_webhooks.py"])],
     },
     Preset {
@@ -915,6 +975,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: Some(ReplayKey::Header(&["svix-id"])),
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[published(&["https://github.com/svix/svix-webhooks/blob/main/python/tests/test_webhooks.py"])],
     },
     Preset {
@@ -924,6 +985,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: Some(ReplayKey::Header(&["webhook-id"])),
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[published(&["https://github.com/standard-webhooks/standard-webhooks/blob/main/libraries/javascript/src/webhook.test.ts"])],
     },
     Preset {
@@ -941,6 +1003,7 @@ static PRESETS: &[Preset] = &[
         handshake: Some(HandshakeKind::Twitch),
         replay_key: Some(ReplayKey::Header(&["twitch-eventsub-message-id"])),
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS), test(HANDSHAKE_TESTS_UNIT, "signed_handshakes_are_told_from_events_by_their_own_marks")],
     },
     Preset {
@@ -954,6 +1017,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -967,6 +1031,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: Some(ReplayKey::Json("/id")),
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -983,6 +1048,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -996,6 +1062,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1014,6 +1081,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1032,6 +1100,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1045,6 +1114,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1057,6 +1127,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1069,6 +1140,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1081,6 +1153,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1093,6 +1166,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1105,6 +1179,7 @@ static PRESETS: &[Preset] = &[
         handshake: Some(HandshakeKind::Okta),
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1118,6 +1193,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1134,6 +1210,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1152,6 +1229,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1165,6 +1243,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1191,6 +1270,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1219,6 +1299,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1233,6 +1314,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1242,6 +1324,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: Some(ReplayKey::Header(&["x-razorpay-event-id"])),
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[published(&["https://github.com/razorpay/razorpay-python/blob/b56ac018bf023e2b244a73a4bda2ea861115edcf/tests/test_client_utility.py"])],
     },
     Preset {
@@ -1251,6 +1334,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1260,6 +1344,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: Some(ReplayKey::Json("/notificationId")),
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1269,6 +1354,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: Some(ReplayKey::Header(&["x-atlassian-webhook-identifier"])),
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1281,6 +1367,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: Some(ReplayKey::Json("/id")),
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1293,6 +1380,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: Some(ReplayKey::Json("/event/id")),
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[published(&["https://github.com/PagerDuty/go-pagerduty/blob/d34fb98c09850c92771001dd77a3609acda0ca29/webhookv3/webhookv3_test.go"])],
     },
     Preset {
@@ -1305,6 +1393,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: Some(ReplayKey::Json("/id")),
         needs_app_answer: Some("Teams shows the answer's message in the channel"),
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1314,6 +1403,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1334,6 +1424,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1343,6 +1434,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1352,6 +1444,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: Some(ReplayKey::Json("/eventId")),
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1361,6 +1454,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1370,6 +1464,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1379,6 +1474,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: Some(ReplayKey::Json("/id")),
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1388,6 +1484,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1397,6 +1494,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: Some(ReplayKey::Json("/id")),
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1418,6 +1516,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1434,6 +1533,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1459,6 +1559,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: Some(ReplayKey::Header(&["box-delivery-id"])),
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[published(&["https://github.com/box/box-python-sdk-gen/blob/14b589c853bd97ca004571b4bafa71564da796fc/test/webhooks.py"])],
     },
     Preset {
@@ -1477,6 +1578,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[published(&["https://github.com/HubSpot/hubspot-api-python/blob/83aedb045f44c8923759f98deb96d54d0272ae10/tests/spec/utils/test_signature.py"])],
     },
     Preset {
@@ -1490,6 +1592,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: Some(ReplayKey::Json("/data/id")),
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1518,6 +1621,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: Some(ReplayKey::Json("/signature/token")),
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1530,6 +1634,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1542,6 +1647,7 @@ static PRESETS: &[Preset] = &[
         handshake: Some(HandshakeKind::TrelloHead),
         replay_key: Some(ReplayKey::Json("/action/id")),
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1566,6 +1672,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: Some(ReplayKey::Json("/event/id")),
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1578,6 +1685,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1590,6 +1698,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1602,6 +1711,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1614,6 +1724,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1626,6 +1737,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1635,6 +1747,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: Some(ReplayKey::Header(&["webhook-id"])),
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[published(&["https://github.com/standard-webhooks/standard-webhooks/blob/main/libraries/javascript/src/webhook.test.ts"])],
     },
     Preset {
@@ -1644,6 +1757,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: Some(ReplayKey::Header(&["webhook-id"])),
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[published(&["https://github.com/standard-webhooks/standard-webhooks/blob/main/libraries/javascript/src/webhook.test.ts"])],
     },
     Preset {
@@ -1653,6 +1767,7 @@ static PRESETS: &[Preset] = &[
         handshake: None,
         replay_key: Some(ReplayKey::Header(&["webhook-id"])),
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
     Preset {
@@ -1671,9 +1786,61 @@ static PRESETS: &[Preset] = &[
         handshake: Some(HandshakeKind::GraphValidation),
         replay_key: None,
         needs_app_answer: None,
+        acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
+    Preset {
+        name: "adyen",
+        // Adyen standard webhooks: every item of notificationItems carries its own base64 HMAC-SHA256 (key hex-decoded) in additionalData.hmacSignature, over pspReference:originalReference:merchantAccountCode:merchantReference:value:currency:eventCode:success (absent references empty, no escaping); every item must verify. Fields only (the rest of each item is not signed). A queued route answers `[accepted]`.
+        scheme: || RawVerify {
+            algorithm: Some("hmac-sha256".into()),
+            key_encoding: Some("hex".into()),
+            each: Some("/notificationItems".into()),
+            signature: Some(RawSignature {
+                json: Some("/NotificationRequestItem/additionalData/hmacSignature".into()),
+                encoding: Some(OneOrMany::One("base64".into())),
+                ..RawSignature::default()
+            }),
+            message: Some(adyen_fields()),
+            body_signed: Some(false),
+            ..RawVerify::default()
+        },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        acknowledgement: Some("[accepted]"),
+        evidence: &[published(&[
+            "https://github.com/Adyen/adyen-node-api-library/blob/02bab06c16f8633f32668a22d135d4a2ece62678/src/__tests__/hmacValidator.spec.ts",
+            "https://github.com/Adyen/adyen-python-api-library/blob/87ae0f7f65541d575c91c8be7f48b9f135cba237/test/test_util.py",
+            "https://github.com/Adyen/adyen-python-api-library/blob/42efeba61e4b6d7ef44b4000ae37bb88725d6893/test/mocks/util/backslash_notification.json",
+        ])],
+    },
 ];
+
+/// Adyen's signed fields of one notification item, joined by `:`; the references may be
+/// absent (then empty).
+fn adyen_fields() -> Vec<RawPart> {
+    let item = |field: &str| RawPart::Json(format!("/NotificationRequestItem/{field}"));
+    let optional = |field: &str| RawPart::Optional(vec![item(field)]);
+    let colon = || literal(":");
+    vec![
+        item("pspReference"),
+        colon(),
+        optional("originalReference"),
+        colon(),
+        item("merchantAccountCode"),
+        colon(),
+        optional("merchantReference"),
+        colon(),
+        item("amount/value"),
+        colon(),
+        item("amount/currency"),
+        colon(),
+        item("eventCode"),
+        colon(),
+        item("success"),
+    ]
+}
 
 /// One signature in one header over the raw body.
 fn plain(algorithm: &str, header: &str, prefix: &str, encodings: &[&str]) -> RawVerify {

@@ -22,8 +22,40 @@ pub struct Explained {
 }
 
 impl Scheme {
-    /// Each step of verifying `req` at `now`, as lines of text, and the verdict.
+    /// Each step of verifying `req` at `now`, as lines of text, and the verdict. A scheme
+    /// whose items are each signed (`each:`) shows its first item's steps.
     pub fn explain(&self, req: &RequestView<'_>, now: SystemTime) -> Explained {
+        let Some(array) = &self.each_item else {
+            return self.explain_one(req, now);
+        };
+        let verdict = self.verify(req, now);
+        let first = match self.items(array, req) {
+            Ok(items) => items[0].clone(),
+            Err(e) => {
+                return Explained {
+                    steps: vec![format!("each: {e}")],
+                    verdict,
+                }
+            }
+        };
+        let item = super::JsonBody::of(first);
+        let mut explained = self.explain_one(
+            &RequestView {
+                json: &item,
+                ..*req
+            },
+            now,
+        );
+        let count = self.items(array, req).map_or(0, Vec::len);
+        explained.steps.insert(
+            0,
+            format!("each: {count} item(s) of {array}, each verified on its own; item 0 shown"),
+        );
+        explained.verdict = verdict;
+        explained
+    }
+
+    fn explain_one(&self, req: &RequestView<'_>, now: SystemTime) -> Explained {
         let mut out = Vec::new();
         out.push(format!(
             "scheme: {} ({})",

@@ -299,6 +299,9 @@ pub struct Scheme {
     /// `false` (`body_signed: false`): the sender signs fields, not the body; what else the
     /// body holds is not checked.
     pub body_signed: bool,
+    /// `each:`: the JSON array whose items are each verified on their own, the signature,
+    /// JSON parts and timestamp read from the item (Adyen's `notificationItems`).
+    pub each_item: Option<String>,
     /// For `algorithm: jwt`: what the token's claims must say.
     pub jwt: Option<jwt::JwtSpec>,
     pub keys: Keys,
@@ -315,6 +318,7 @@ impl fmt::Debug for Scheme {
             .field("public_url", &self.public_url)
             .field("body_hash_param", &self.body_hash_param)
             .field("body_signed", &self.body_signed)
+            .field("each_item", &self.each_item)
             .field("jwt", &self.jwt)
             .field("keys", &self.keys.len())
             .finish()
@@ -400,6 +404,11 @@ impl<'a> RequestView<'a> {
 pub struct JsonBody(std::sync::OnceLock<Result<serde_json::Value, json::NotStrictJson>>);
 
 impl JsonBody {
+    /// A value already parsed (one item of an `each:` array).
+    pub fn of(value: serde_json::Value) -> JsonBody {
+        JsonBody(std::sync::OnceLock::from(Ok(value)))
+    }
+
     fn get<'a>(
         &'a self,
         body: &crate::body::RawBody,
@@ -526,6 +535,64 @@ impl Scheme {
     /// Verifies a request: signature header well-formed, timestamp (if any) inside its window
     /// relative to `now`, body covered, and the signature valid under one of the keys.
     pub fn verify(&self, req: &RequestView<'_>, now: SystemTime) -> Result<Verified, VerifyError> {
+        let Some(array) = &self.each_item else {
+            return self.verify_one(req, now);
+        };
+        let mut first = None;
+        for item in self.items(array, req)? {
+            let item = JsonBody::of(item.clone());
+            let verified = self.verify_one(
+                &RequestView {
+                    json: &item,
+                    ..*req
+                },
+                now,
+            )?;
+            first.get_or_insert(verified);
+        }
+        first.ok_or_else(|| VerifyError::MalformedSignature(self.each_describe()))
+    }
+
+    /// The items of an `each:` array: at least one, or the request is refused.
+    pub(super) fn items<'a>(
+        &self,
+        array: &str,
+        req: &RequestView<'a>,
+    ) -> Result<&'a Vec<serde_json::Value>, VerifyError> {
+        match req.json()?.pointer(array) {
+            None | Some(serde_json::Value::Null) => {
+                Err(VerifyError::MissingSignature(self.each_describe()))
+            }
+            Some(serde_json::Value::Array(items)) if !items.is_empty() => Ok(items),
+            Some(_) => Err(VerifyError::MalformedSignature(self.each_describe())),
+        }
+    }
+
+    /// (key index, candidate index) of a token that matches: any candidate, or for a field of
+    /// every item (Graph's clientState) every candidate, each one of the tokens.
+    fn match_token(&self, digests: &[[u8; 32]], candidates: &[Vec<u8>]) -> Option<(usize, usize)> {
+        if self.signature.source.every_item() {
+            let key_of = |c: &Vec<u8>| digests.iter().position(|d| keys::token_matches(d, c));
+            let keys: Option<Vec<usize>> = candidates.iter().map(key_of).collect();
+            return keys.and_then(|k| k.first().map(|&first| (first, 0)));
+        }
+        digests.iter().enumerate().find_map(|(k, d)| {
+            let c = candidates.iter().position(|c| keys::token_matches(d, c))?;
+            Some((k, c))
+        })
+    }
+
+    /// Where an `each:` scheme's signatures are, as a refusal says it.
+    fn each_describe(&self) -> String {
+        let array = self.each_item.as_deref().unwrap_or_default();
+        format!(
+            "{} of every item of {array}",
+            self.signature.source.describe()
+        )
+    }
+
+    /// One request (or one item of an `each:` array) verified.
+    fn verify_one(&self, req: &RequestView<'_>, now: SystemTime) -> Result<Verified, VerifyError> {
         let header = self.signature.read(req, &|k| self.reads_entry(k))?;
         if let (Keys::Jwt(keys), Some(spec)) = (&self.keys, &self.jwt) {
             return self.verify_jwt(&header, keys, spec, req, now);
@@ -557,16 +624,7 @@ impl Scheme {
                 }
                 matched
             }),
-            // Every item's value must be one of the tokens (Graph's clientState).
-            Keys::Token(digests) if self.signature.source.every_item() => {
-                let key_of = |c: &Vec<u8>| digests.iter().position(|d| keys::token_matches(d, c));
-                let keys: Option<Vec<usize>> = candidates.iter().map(key_of).collect();
-                keys.and_then(|k| k.first().map(|&first| (first, 0)))
-            }
-            Keys::Token(digests) => digests.iter().enumerate().find_map(|(k, d)| {
-                let c = candidates.iter().position(|c| keys::token_matches(d, c))?;
-                Some((k, c))
-            }),
+            Keys::Token(digests) => self.match_token(digests, &candidates),
             Keys::Ed25519(keys) => {
                 let message = self.message_bytes(req, &header)?;
                 keys.iter().enumerate().find_map(|(k, key)| {
@@ -843,6 +901,27 @@ impl Scheme {
     }
 }
 
+/// Where a scheme's signature is, as `describe` writes it.
+fn describe_source(signature: &SignatureSpec) -> String {
+    let names = |names: &[&HeaderName]| {
+        let names: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
+        format!("[{}]", names.join(", "))
+    };
+    match &signature.source {
+        SignatureSource::Header { name, also } if also.is_empty() => format!("header: {name}"),
+        SignatureSource::Header { .. } => {
+            format!("header: {}", names(&signature.source.headers()))
+        }
+        SignatureSource::EachHeader(_) => {
+            format!("headers: {}", names(&signature.source.headers()))
+        }
+        SignatureSource::Query(q) => format!("query: {q}"),
+        SignatureSource::Form(f) => format!("form: {f}"),
+        SignatureSource::Json(p) => format!("json: {p}"),
+        SignatureSource::JsonEach { array, field } => format!("json: {array}/*{field}"),
+    }
+}
+
 /// Text form of a scheme's shape.
 fn describe(scheme: &Scheme, indent: &str) -> String {
     let Scheme {
@@ -866,23 +945,7 @@ fn describe(scheme: &Scheme, indent: &str) -> String {
             e.separator, e.assign, e.key
         ),
     };
-    let names = |names: &[&HeaderName]| {
-        let names: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
-        format!("[{}]", names.join(", "))
-    };
-    let source = match &signature.source {
-        SignatureSource::Header { name, also } if also.is_empty() => format!("header: {name}"),
-        SignatureSource::Header { .. } => {
-            format!("header: {}", names(&signature.source.headers()))
-        }
-        SignatureSource::EachHeader(_) => {
-            format!("headers: {}", names(&signature.source.headers()))
-        }
-        SignatureSource::Query(q) => format!("query: {q}"),
-        SignatureSource::Form(f) => format!("form: {f}"),
-        SignatureSource::Json(p) => format!("json: {p}"),
-        SignatureSource::JsonEach { array, field } => format!("json: {array}/*{field}"),
-    };
+    let source = describe_source(signature);
     let mut out = format!(
         "{indent}algorithm: {}\n{indent}signature: {{ {source}, {layout}, encoding: [{}] }}\n{indent}message: [{}]\n",
         algorithm.name(),
@@ -910,6 +973,9 @@ fn describe(scheme: &Scheme, indent: &str) -> String {
                 t.unit.name(),
             );
         }
+    }
+    if let Some(array) = &scheme.each_item {
+        out += &format!("{indent}each: {array}\n");
     }
     if !scheme.body_signed {
         out += &format!("{indent}body_signed: false\n");

@@ -204,31 +204,41 @@ impl SignatureSpec {
                 Some(serde_json::Value::String(s)) => one(Cow::Borrowed(s.as_str())),
                 Some(_) => Err(malformed()),
             },
-            SignatureSource::JsonEach { array, field } => {
-                let items = match req.json()?.pointer(array) {
-                    None | Some(serde_json::Value::Null) => return Err(missing()),
-                    Some(serde_json::Value::Array(items)) if !items.is_empty() => items,
-                    Some(_) => return Err(malformed()),
-                };
-                let mut candidates = Vec::with_capacity(items.len());
-                for item in items {
-                    let text = match item.pointer(field) {
-                        None | Some(serde_json::Value::Null) => return Err(missing()),
-                        Some(serde_json::Value::String(s)) => s.as_str(),
-                        Some(_) => return Err(malformed()),
-                    };
-                    // An item whose value is empty would drop out of the candidates unseen.
-                    let candidate = strip_prefix(Cow::Borrowed(text), &self.prefix)
-                        .filter(|c| !c.is_empty())
-                        .ok_or_else(malformed)?;
-                    candidates.push(candidate);
-                }
-                Ok(Found {
-                    candidates,
-                    entries: Vec::new(),
-                })
-            }
+            SignatureSource::JsonEach { array, field } => self.field_of_every_item(req, array, field),
         }
+    }
+
+    /// The same field of every item of a JSON array: each item's value a candidate.
+    fn field_of_every_item<'a>(
+        &'a self,
+        req: &RequestView<'a>,
+        array: &str,
+        field: &str,
+    ) -> Result<Found<'a>, VerifyError> {
+        let malformed = || VerifyError::MalformedSignature(self.source.describe());
+        let missing = || VerifyError::MissingSignature(self.source.describe());
+        let items = match req.json()?.pointer(array) {
+            None | Some(serde_json::Value::Null) => return Err(missing()),
+            Some(serde_json::Value::Array(items)) if !items.is_empty() => items,
+            Some(_) => return Err(malformed()),
+        };
+        let mut candidates = Vec::with_capacity(items.len());
+        for item in items {
+            let text = match item.pointer(field) {
+                None | Some(serde_json::Value::Null) => return Err(missing()),
+                Some(serde_json::Value::String(s)) => s.as_str(),
+                Some(_) => return Err(malformed()),
+            };
+            // An item whose value is empty would drop out of the candidates unseen.
+            let candidate = strip_prefix(Cow::Borrowed(text), &self.prefix)
+                .filter(|c| !c.is_empty())
+                .ok_or_else(malformed)?;
+            candidates.push(candidate);
+        }
+        Ok(Found {
+            candidates,
+            entries: Vec::new(),
+        })
     }
 
     /// A header's value: after its prefix, or split into entries or a positional list.

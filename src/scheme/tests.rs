@@ -92,6 +92,7 @@ fn hmac_scheme(
         public_url: None,
         body_hash_param: None,
         body_signed: true,
+        each_item: None,
         jwt: None,
         keys: Keys::new(algorithm, &keys).unwrap(),
     }

@@ -230,3 +230,56 @@ async fn a_jwt_bound_to_the_body_is_forwarded_and_any_change_is_refused() {
     assert_eq!(upstream.count(), 1);
     gw.shutdown().await;
 }
+
+/// Adyen (`each:` and a preset acknowledgement): a queued route verifies every item of a
+/// batch on its own, answers `[accepted]` once the notification is stored, and delivers it;
+/// a batch with one forged item is refused whole and nothing is stored.
+#[tokio::test]
+async fn adyen_batches_verify_item_by_item_and_a_queued_route_answers_accepted() {
+    use base64::Engine as _;
+    let key_hex = "44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056";
+    let key = hex::decode(key_hex).unwrap();
+    let item = |psp: &str, signed_as: &str| {
+        let text = format!("{signed_as}::TestMerchant:order-1:1130:EUR:AUTHORISATION:true");
+        let sig = {
+            use hmac::Mac as _;
+            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+            mac.update(text.as_bytes());
+            base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+        };
+        format!(
+            r#"{{"NotificationRequestItem":{{"additionalData":{{"hmacSignature":"{sig}"}},"amount":{{"currency":"EUR","value":1130}},"eventCode":"AUTHORISATION","merchantAccountCode":"TestMerchant","merchantReference":"order-1","pspReference":"{psp}","success":"true"}}}}"#
+        )
+    };
+    let body = |items: &[String]| {
+        format!(
+            r#"{{"live":"false","notificationItems":[{}]}}"#,
+            items.join(",")
+        )
+        .into_bytes()
+    };
+    let upstream = Upstream::start().await;
+    let route = format!(
+        "  - name: adyen\n    path: /adyen\n    upstream: {}\n    delivery: queued\n    verify: {{ preset: adyen, secret: \"${{ADYEN_HMAC_KEY}}\" }}\n",
+        upstream.url()
+    );
+    let store = temp_dir("adyen-queued");
+    let yaml = Yaml::new()
+        .top(&format!("queue_store:\n  path: {}\n", store.display()))
+        .routes(&route);
+    let gw = Hookgate::start(&yaml, &[("ADYEN_HMAC_KEY", key_hex)]).await;
+    let url = gw.url("/adyen");
+
+    let forged = body(&[item("psp-1", "psp-1"), item("psp-2", "psp-9")]);
+    let answer = post(&url, &[], &forged).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.body);
+    assert_eq!(gw.outcome("adyen", "signature_mismatch"), 1.0);
+
+    let batch = body(&[item("psp-1", "psp-1"), item("psp-2", "psp-2")]);
+    let answer = post(&url, &[], &batch).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.body, "[accepted]");
+    eventually("the notification reaches the app", || upstream.count() == 1).await;
+    assert_eq!(upstream.received()[0].body.as_ref(), batch.as_slice());
+    gw.shutdown().await;
+}

@@ -135,6 +135,7 @@ pub(super) fn compile_verify(
         public_url: ctx.public_url.map(str::to_owned),
         body_hash_param: v.body_hash_param.clone(),
         body_signed: v.body_signed != Some(false),
+        each_item: compile_each(&v, loc, r),
         jwt,
         keys: keys?,
     };
@@ -518,6 +519,23 @@ fn json_pointer(field: &str, loc: &str, r: &mut Report) -> Option<String> {
         return None;
     }
     Some(crate::scheme::json::pointer(field))
+}
+
+/// `each:`: the array whose items are verified one by one; their signature must be in a JSON
+/// field of the item (where else would each item's be?).
+fn compile_each(v: &RawVerify, loc: &str, r: &mut Report) -> Option<String> {
+    let each = v.each.as_deref()?;
+    let eloc = format!("{loc}.each");
+    let pointer = json_pointer(each, &eloc, r)?;
+    if v.signature.as_ref().is_none_or(|s| s.json.is_none()) {
+        r.error(
+            eloc,
+            "each item carries its own signature: give it as `signature: { json: ... }`, \
+             read from the item",
+        );
+        return None;
+    }
+    Some(pointer)
 }
 
 /// A pointer with a `*` segment (`/value/*/clientState`): the array before it and the field
