@@ -113,6 +113,21 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
     compile::compile(&text, base, &|name| std::env::var(name).ok())
 }
 
+/// The secrets of route `route` as its sender holds them (for `hookgate sign`), read from the
+/// file with the compiler's own readers and the process environment. `sign` loads the file
+/// first, so this fails only if the file changed in between.
+pub fn sender_secrets(path: &Path, route: &str) -> Result<compile::SenderSecrets, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read configuration {}: {e}", path.display()))?;
+    let base = path.parent().unwrap_or_else(|| Path::new("."));
+    compile::sender_secrets(&text, base, &|name| std::env::var(name).ok(), route).map_err(
+        |errors| {
+            let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            format!("{}: {}", path.display(), lines.join("; "))
+        },
+    )
+}
+
 /// Where the admin listener binds when the file has no `admin:`.
 pub const DEFAULT_ADMIN_ADDR: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
     std::net::Ipv4Addr::LOCALHOST,

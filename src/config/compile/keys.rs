@@ -26,7 +26,37 @@ pub(super) fn compile_keys(
         None => algorithm.is_asymmetric(),
     };
     check_key_kind(v, algorithm, wants_public, loc, r);
-    let encoding = match v.key_encoding.as_deref() {
+    let encoding = key_encoding(v, algorithm, loc, r);
+    let sources = resolve_key_sources(v, loc, ctx, r);
+    if r.errors.len() > errors_before {
+        return None;
+    }
+    let decoded = decode_keys(encoding?, sources, r);
+    if r.errors.len() > errors_before {
+        return None;
+    }
+    let (keys, fields): (Vec<Vec<u8>>, Vec<String>) = decoded.into_iter().unzip();
+    let built = match jwt_family {
+        Some(family) => Keys::jwt(family, &keys),
+        None => Keys::new(algorithm, &keys),
+    };
+    match built {
+        Ok(keys) => Some(keys),
+        Err((i, e)) => {
+            r.error(&fields[i], e);
+            None
+        }
+    }
+}
+
+/// `key_encoding`, or the algorithm's default; `None` (reported) for an unknown name.
+pub(super) fn key_encoding(
+    v: &RawVerify,
+    algorithm: Algorithm,
+    loc: &str,
+    r: &mut Report,
+) -> Option<KeyEncoding> {
+    match v.key_encoding.as_deref() {
         None => Some(defaults::key_encoding(algorithm)),
         Some(e) => KeyEncoding::parse(e).or_else(|| {
             r.error(
@@ -43,34 +73,26 @@ pub(super) fn compile_keys(
             );
             None
         }),
-    };
-    let sources = resolve_key_sources(v, loc, ctx, r);
-    if r.errors.len() > errors_before {
-        return None;
     }
-    let encoding = encoding?;
+}
+
+/// The resolved key strings decoded with `encoding`: the key bytes, each with its field. The
+/// compiler builds the verification keys from these, and `hookgate sign` signs with them
+/// (`sender.rs`), so both read a key the same way.
+pub(super) fn decode_keys(
+    encoding: KeyEncoding,
+    sources: Vec<(Vec<u8>, String)>,
+    r: &mut Report,
+) -> Vec<(Vec<u8>, String)> {
     let mut decoded = Vec::new();
-    for (text, field) in &sources {
-        match encoding.decode(text) {
+    for (text, field) in sources {
+        match encoding.decode(&text) {
             Ok(bytes) if bytes.is_empty() => r.error(field, "key is empty after decoding"),
-            Ok(bytes) => decoded.push(bytes),
+            Ok(bytes) => decoded.push((bytes, field)),
             Err(e) => r.error(field, format!("{e} (key_encoding: {})", encoding.name())),
         }
     }
-    if r.errors.len() > errors_before {
-        return None;
-    }
-    let keys = match jwt_family {
-        Some(family) => Keys::jwt(family, &decoded),
-        None => Keys::new(algorithm, &decoded),
-    };
-    match keys {
-        Ok(keys) => Some(keys),
-        Err((i, e)) => {
-            r.error(&sources[i].1, e);
-            None
-        }
-    }
+    decoded
 }
 
 /// A scheme verifying with public keys takes no secret, and one using a shared secret no

@@ -9,7 +9,9 @@
 //! - `stores.rs`: `replay_store:` and `queue_store:`;
 //! - `routes.rs`: each route and the checks across routes, with `upstream.rs` (its URL and
 //!   TLS), `verify.rs` and `keys.rs` (its scheme), `delivery.rs` (sync or queued, replay);
-//! - `values.rs`: addresses, networks, header names, durations, URLs.
+//! - `values.rs`: addresses, networks, header names, durations, URLs;
+//! - `sender.rs`: one route's keys and verify token as its sender holds them (`hookgate
+//!   sign`), read with the same readers.
 //!
 //! What two of them share (`Report`, `Stores`, `Ctx`) lives here, below them all, so that no
 //! section imports one that imports it back.
@@ -22,6 +24,7 @@ mod limits;
 mod listeners;
 mod readable;
 mod routes;
+mod sender;
 mod stores;
 mod upstream;
 mod values;
@@ -48,6 +51,7 @@ use routes::compile_routes;
 use stores::{compile_queue_store, compile_replay_store};
 use values::{parse_addr, parse_net};
 
+pub use sender::{sender_secrets, SenderSecrets};
 pub use verify::{compile_scheme, expand_preset, preset_shape};
 
 /// Accumulates errors and warnings while compiling, and the files read.
