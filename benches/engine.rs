@@ -17,7 +17,7 @@ use hookgate::body::RawBody;
 use hookgate::config::compile::{compile, compile_scheme};
 use hookgate::config::file::RawVerify;
 use hookgate::config::presets;
-use hookgate::scheme::{RequestView, Scheme, SigningKey};
+use hookgate::scheme::{Outgoing, RequestView, Scheme, SigningKey};
 
 #[derive(Deserialize)]
 struct Vectors {
@@ -54,6 +54,7 @@ fn scheme_for(preset: &str, vectors: &[Case]) -> (Scheme, Option<SigningKey>) {
     } else {
         v.secret = Some("${KEY}".into());
     }
+    let secret = key.clone();
     let scheme = compile_scheme(
         v,
         preset,
@@ -62,7 +63,11 @@ fn scheme_for(preset: &str, vectors: &[Case]) -> (Scheme, Option<SigningKey>) {
         Some("https://hooks.example.com"),
     )
     .unwrap_or_else(|e| panic!("{preset}: {e:?}"));
-    let signing = private.map(|p| SigningKey::parse(scheme.algorithm, &p).unwrap());
+    // A private key, or the secret a token or HS* JWT scheme sends or signs with.
+    let signing = match private {
+        Some(p) => Some(scheme.private_key(&p).unwrap()),
+        None => scheme.secret_key(secret.as_bytes()).map(Result::unwrap),
+    };
     (scheme, signing)
 }
 
@@ -117,9 +122,11 @@ fn verification(c: &mut Criterion) {
             ] {
                 headers.insert(name, HeaderValue::from_static(value));
             }
-            scheme
-                .sign(&mut headers, &body, &path, now, signing.as_ref())
-                .unwrap_or_else(|e| panic!("{preset}: {e}"));
+            let headers = scheme
+                .sign(Outgoing::post(&path, headers, &body), now, signing.as_ref())
+                .unwrap_or_else(|e| panic!("{preset}: {e}"))
+                .request
+                .headers;
             let raw = RawBody::from(body.clone());
             assert!(verify_once(&scheme, &headers, &raw, &path, now), "{preset}");
             group.bench_function(BenchmarkId::from_parameter(preset), |b| {
@@ -180,9 +187,12 @@ fn engine_parts(c: &mut Criterion) {
         "{ algorithm: hmac-sha512, signature: { header: x-sig }, secret: \"${KEY}\" }",
         "bench-secret",
     );
-    let mut headers = HeaderMap::new();
     let now = UNIX_EPOCH + Duration::from_secs(NOW);
-    sha512.sign(&mut headers, &body, "/", now, None).unwrap();
+    let headers = sha512
+        .sign(Outgoing::post("/", HeaderMap::new(), &body), now, None)
+        .unwrap()
+        .request
+        .headers;
     let raw = RawBody::from(body.clone());
     assert!(verify_once(&sha512, &headers, &raw, "/", now));
     group.bench_function("hmac-sha512", |b| {

@@ -42,7 +42,7 @@
 //!   located errors (`compile/`, one file per section, reporting the files it read),
 //!   the defaults it applies (`defaults.rs`), secrets (`secret.rs`), which routes shadow
 //!   which (`overlap.rs`), the built-in senders as one table (`presets.rs`).
-//! - `scheme/`: the generic signature scheme engine.
+//! - `scheme/`: the generic signature scheme engine, and signing as a sender (`sign.rs`).
 //! - `runtime.rs`: the clock, the configuration in force (`InForce`, in its `ConfigSlot`,
 //!   loaded once per request and swapped whole), state shared by connections, cut-offs.
 //! - `host.rs`, `client_ip.rs`, `handshake.rs`, `body.rs`, `replay.rs`, `forward.rs`: one
@@ -63,7 +63,8 @@
 //! - `admin.rs`, `metrics.rs`: `/metrics`, `/healthz`, `/readyz`, `/queue/`; every metric.
 //! - `logbuf.rs`: log lines buffered off the request path, written by a background thread;
 //!   `log_filter.rs`: `HOOKGATE_LOG`, checked.
-//! - `sign.rs`: what `hookgate sign` sends, as a sender would.
+//! - `sign.rs`: what `hookgate sign` sends, as a sender would (the signing itself is
+//!   `scheme/sign.rs`); `sign/handshake.rs`: the sender's side of each handshake.
 //! - `main.rs`: the CLI (`run`, `check`, `sign`, `keygen`, `presets`, `healthcheck`,
 //!   `queue`), no logic of its own.
 

@@ -197,9 +197,24 @@ struct SignArgs {
     #[arg(long)]
     path: Option<String>,
     /// Private key file for Ed25519 and ECDSA schemes: PEM (`hookgate keygen`, openssl), or
-    /// 32 bytes as hex or base64.
+    /// 32 bytes as hex or base64; for RS*, PS*, ES* and EdDSA JWTs, PEM (PKCS#8).
     #[arg(long)]
     private_key: Option<PathBuf>,
+    /// The request method, for schemes that sign it.
+    #[arg(long, default_value = "POST")]
+    method: String,
+    /// Write the body to send here (needed when the signature goes in a form or JSON field
+    /// of the body; written in every case when given).
+    #[arg(long, value_name = "FILE")]
+    out_body: Option<PathBuf>,
+    /// Play the route's handshake instead: print it as a curl command line, then the answer
+    /// the gateway gives as `# expect ...` comments.
+    #[arg(long, conflicts_with_all = ["body", "out_body", "method"])]
+    handshake: bool,
+    /// With --handshake: the gateway's base URL (default: the route's public_url, else its
+    /// first listener).
+    #[arg(long, requires = "handshake", value_name = "URL")]
+    url: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -541,8 +556,11 @@ fn sign(path: &Path, args: &SignArgs) -> anyhow::Result<ExitCode> {
         tracing::warn!("{}: {w}", path.display());
     }
     let sender = hookgate::sign::Sender::for_route(&loaded.gateway, &args.route)?;
+    let secrets = config::sender_secrets(path, &args.route).map_err(anyhow::Error::msg)?;
     let mut body = Vec::new();
-    if args.body == "-" {
+    if args.handshake {
+        // A handshake brings its own body.
+    } else if args.body == "-" {
         std::io::stdin()
             .read_to_end(&mut body)
             .context("reading body from stdin")?;
@@ -559,20 +577,40 @@ fn sign(path: &Path, args: &SignArgs) -> anyhow::Result<ExitCode> {
         )),
     };
     let request = hookgate::sign::Request {
+        method: Some(&args.method),
         body: &body,
         headers: &args.headers,
         path: args.path.as_deref(),
         private_key: private_key
             .as_ref()
             .map(|(file, text)| (*file, text.as_str())),
+        secret: secrets.keys.first().map(Vec::as_slice),
+        body_out: args.out_body.is_some(),
     };
-    let mut notes = Vec::new();
-    let signed = sender.sign(&request, SystemTime::now(), &mut notes);
-    for note in &notes {
+    if args.handshake {
+        let verify_token = secrets.verify_token.as_deref();
+        let play =
+            hookgate::sign::handshake::play(&sender, &request, verify_token, SystemTime::now())?;
+        let base = args
+            .url
+            .clone()
+            .unwrap_or_else(|| hookgate::sign::handshake::default_base(&loaded.gateway, &sender));
+        for note in &play.request.notes {
+            eprintln!("{note}");
+        }
+        print!("{}", play.curl(base.trim_end_matches('/')));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let signed = sender.sign(&request, SystemTime::now())?;
+    if let Some(file) = &args.out_body {
+        std::fs::write(file, &signed.body)
+            .with_context(|| format!("writing the body to {}", file.display()))?;
+    }
+    for note in &signed.notes {
         eprintln!("{note}");
     }
-    for (name, value) in signed? {
-        println!("{}: {}", name, value.to_str().unwrap_or_default());
+    for (name, value) in &signed.headers {
+        println!("{}: {}", name, String::from_utf8_lossy(value.as_bytes()));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -45,7 +45,8 @@ use hookgate::config::ConfigError;
 use hookgate::model::routes::{is_clean_path, Match, PathPattern};
 use hookgate::model::Gateway;
 use hookgate::scheme::{
-    parse_timestamp_ms, Algorithm, RequestView, Scheme, SigningKey, TimestampUnit, VerifyError,
+    parse_timestamp_ms, Algorithm, Outgoing, Placement, RequestView, Scheme, SigningKey,
+    TimestampUnit, VerifyError,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -301,6 +302,23 @@ fn sig_keys_yaml(algorithm: &str) -> String {
     }
 }
 
+/// The headers `scheme` signs a POST of `body` to `pq` with, when the signature goes in a
+/// header: the cases here send the body and target as they are.
+fn signed_headers(
+    scheme: &Scheme,
+    headers: HeaderMap,
+    body: &[u8],
+    pq: &str,
+    now: SystemTime,
+    key: Option<&SigningKey>,
+) -> Result<HeaderMap, String> {
+    let signed = scheme.sign(Outgoing::post(pq, headers, body), now, key)?;
+    match signed.placed {
+        Placement::Header(_) => Ok(signed.request.headers),
+        other => Err(format!("the signature goes in the {other:?}")),
+    }
+}
+
 fn private_key_for(algorithm: Algorithm) -> Option<SigningKey> {
     let text = match algorithm {
         Algorithm::Ed25519 => ED25519_PRIVATE_HEX,
@@ -404,8 +422,7 @@ fn sig_setup() -> &'static SigSetup {
                 }
                 let key = private_key_for(hex_scheme.algorithm);
                 let sign = |s: &Scheme| {
-                    let mut h = HeaderMap::new();
-                    s.sign(&mut h, b"", "/", now, key.as_ref())
+                    let h = signed_headers(s, HeaderMap::new(), b"", "/", now, key.as_ref())
                         .expect("fuzz target setup: sign");
                     h.get("x-sig")
                         .and_then(|v| v.to_str().ok())
@@ -1009,16 +1026,16 @@ fn timestamp_signed(case: &TsCase, clock: u64, rest: &[u8]) {
     } else {
         sent_ms / 1000 * 1000
     };
-    let mut headers = HeaderMap::new();
     let body: Vec<u8> = match (case.source, case.unit) {
         (1, 2) => return, // nothing writes an RFC 3339 JSON field for us
         (1, 0) => format!("{{\"ts\":{}}}", ts_ms / 1000).into_bytes(),
         (1, _) => format!("{{\"ts\":{ts_ms}}}").into_bytes(),
         _ => Vec::new(),
     };
-    if let Err(e) = case.scheme.sign(&mut headers, &body, "/", sent, None) {
-        panic!("signing failed: {e}");
-    }
+    let headers = match signed_headers(&case.scheme, HeaderMap::new(), &body, "/", sent, None) {
+        Ok(headers) => headers,
+        Err(e) => panic!("signing failed: {e}"),
+    };
     let raw = RawBody::from(Bytes::from(body));
     let req = RequestView {
         method: &http::Method::POST,
@@ -1270,13 +1287,17 @@ pub fn verify(data: &[u8]) {
         // Signed as a sender would sign it: verifies unless something outside the signature
         // refuses it.
         b's' => {
-            let mut headers = req.headers.clone();
-            if scheme
-                .sign(&mut headers, &req.body, pq, req.now, private_key)
-                .is_err()
-            {
+            let signed = signed_headers(
+                scheme,
+                req.headers.clone(),
+                &req.body,
+                pq,
+                req.now,
+                private_key,
+            );
+            let Ok(headers) = signed else {
                 return;
-            }
+            };
             let result = verify_with(scheme, &headers, whole(), pq, req.now);
             match &result {
                 Ok(_) => {}
@@ -1293,18 +1314,18 @@ pub fn verify(data: &[u8]) {
         }
         // Signed with another key: never verifies.
         b'k' => {
-            let mut headers = req.headers.clone();
+            let h = req.headers.clone();
             let signed = match private_key {
                 Some(_) => {
                     let other_key = SigningKey::parse(scheme.algorithm, OTHER_PRIVATE_KEY)
                         .expect("fuzz target setup: other key");
-                    scheme.sign(&mut headers, &req.body, pq, req.now, Some(&other_key))
+                    signed_headers(scheme, h, &req.body, pq, req.now, Some(&other_key))
                 }
-                None => other.sign(&mut headers, &req.body, pq, req.now, None),
+                None => signed_headers(other, h, &req.body, pq, req.now, None),
             };
-            if signed.is_err() {
+            let Ok(headers) = signed else {
                 return;
-            }
+            };
             let result = verify_with(scheme, &headers, whole(), pq, req.now);
             assert!(
                 result.is_err(),
@@ -1314,12 +1335,18 @@ pub fn verify(data: &[u8]) {
         // Signed, then one body byte changed (or one added): never verifies. Twilio's form
         // bodies are signed as decoded parameters, so `+` and `%20` are the same to it.
         b't' => {
-            let mut headers = req.headers.clone();
-            if scheme
-                .sign(&mut headers, &req.body, pq, req.now, private_key)
-                .is_err()
-                || VARIANTS[req.variant].1 == "twilio"
-            {
+            let signed = signed_headers(
+                scheme,
+                req.headers.clone(),
+                &req.body,
+                pq,
+                req.now,
+                private_key,
+            );
+            let Ok(headers) = signed else {
+                return;
+            };
+            if VARIANTS[req.variant].1 == "twilio" {
                 return;
             }
             let mut body = req.body.clone();

@@ -66,6 +66,161 @@ pub fn pointer(field: &str) -> String {
     }
 }
 
+/// `body` (a JSON object) with the string `value` at `pointer`, for a sender putting its
+/// signature in a field (`sign`). The body's text changes only where the field goes: its
+/// value replaced if present, or the member inserted first in its object (objects it needs
+/// created), so every other field keeps its bytes, and a signature over them still holds.
+pub fn with_field(body: &[u8], pointer: &str, value: &str) -> Result<Vec<u8>, String> {
+    let doc = parse_strict(body).map_err(|e| {
+        format!(
+            "the signature goes in the JSON field {pointer}, and the body is not strict JSON: {e}"
+        )
+    })?;
+    let not_object = || {
+        format!("the signature goes in the JSON field {pointer}, and what holds it in the body is not an object")
+    };
+    if !doc.is_object() {
+        return Err(not_object());
+    }
+    let keys: Vec<String> = pointer
+        .split('/')
+        .skip(1)
+        .map(|k| k.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    let text = |v: &str| Value::String(v.to_owned()).to_string();
+    // The object or array the walk is in (the offset of its `{` or `[`).
+    let mut container = skip_ws(body, 0);
+    for (depth, key) in keys.iter().enumerate() {
+        let last = depth + 1 == keys.len();
+        let found = match body.get(container) {
+            Some(b'{') => member(body, container).ok_or_else(not_object)?(key),
+            // An array item is only ever named by its index, never made.
+            Some(b'[') => match key.parse() {
+                Ok(index) => Some(element(body, container, index).ok_or_else(not_object)?),
+                Err(_) => return Err(not_object()),
+            },
+            _ => return Err(not_object()),
+        };
+        match found {
+            Some((start, end)) if last => {
+                return Ok([&body[..start], text(value).as_bytes(), &body[end..]].concat());
+            }
+            Some((start, _)) => container = start,
+            None => {
+                // `"key":` then the rest of the path as nested objects around the value.
+                let mut inserted = text(value);
+                for k in keys[depth + 1..].iter().rev() {
+                    inserted = format!("{{{}:{inserted}}}", text(k));
+                }
+                inserted = format!("{}:{inserted}", text(key));
+                let open = container + 1;
+                let empty = body.get(skip_ws(body, open)) == Some(&b'}');
+                if !empty {
+                    inserted.push(',');
+                }
+                return Ok([&body[..open], inserted.as_bytes(), &body[open..]].concat());
+            }
+        }
+    }
+    Err("an empty JSON pointer names no field".into())
+}
+
+/// A lookup of the members of the object whose `{` is at `open` (in a body already read as
+/// strict JSON): a member's name to the span of its value. `None`: not an object.
+fn member(body: &[u8], open: usize) -> Option<impl Fn(&str) -> Option<(usize, usize)> + '_> {
+    (body.get(open) == Some(&b'{')).then_some(move |name: &str| {
+        let mut i = skip_ws(body, open + 1);
+        if body.get(i) == Some(&b'}') {
+            return None;
+        }
+        loop {
+            let key_end = skip_value(body, i)?;
+            let key: String = serde_json::from_slice(body.get(i..key_end)?).ok()?;
+            i = skip_ws(body, key_end);
+            (body.get(i) == Some(&b':')).then_some(())?;
+            let start = skip_ws(body, i + 1);
+            let end = skip_value(body, start)?;
+            if key == name {
+                return Some((start, end));
+            }
+            i = skip_ws(body, end);
+            match body.get(i)? {
+                b',' => i = skip_ws(body, i + 1),
+                _ => return None,
+            }
+        }
+    })
+}
+
+/// The span of item `index` of the array whose `[` is at `open`; `None` past its end.
+fn element(body: &[u8], open: usize, index: usize) -> Option<(usize, usize)> {
+    let mut i = skip_ws(body, open + 1);
+    if body.get(i) == Some(&b']') {
+        return None;
+    }
+    for n in 0.. {
+        let end = skip_value(body, i)?;
+        if n == index {
+            return Some((i, end));
+        }
+        i = skip_ws(body, end);
+        match body.get(i)? {
+            b',' => i = skip_ws(body, i + 1),
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// How many items the array at `pointer` holds, if it is an array.
+pub fn array_len(body: &[u8], pointer: &str) -> Option<usize> {
+    parse_strict(body)
+        .ok()?
+        .pointer(pointer)?
+        .as_array()
+        .map(Vec::len)
+}
+
+fn skip_ws(body: &[u8], mut i: usize) -> usize {
+    while body.get(i).is_some_and(|b| b.is_ascii_whitespace()) {
+        i += 1;
+    }
+    i
+}
+
+/// The offset just past the JSON value that starts at `i`.
+fn skip_value(body: &[u8], i: usize) -> Option<usize> {
+    let string_end = |mut j: usize| loop {
+        match body.get(j)? {
+            b'\\' => j += 2,
+            b'"' => return Some(j + 1),
+            _ => j += 1,
+        }
+    };
+    match body.get(i)? {
+        b'"' => string_end(i + 1),
+        b'{' | b'[' => {
+            let (mut j, mut depth) = (i + 1, 1usize);
+            while depth > 0 {
+                match body.get(j)? {
+                    b'"' => j = string_end(j + 1)?,
+                    b'{' | b'[' => (depth, j) = (depth + 1, j + 1),
+                    b'}' | b']' => (depth, j) = (depth - 1, j + 1),
+                    _ => j += 1,
+                }
+            }
+            Some(j)
+        }
+        _ => {
+            let len = body[i..]
+                .iter()
+                .position(|b| matches!(b, b',' | b'}' | b']') || b.is_ascii_whitespace())
+                .unwrap_or(body.len() - i);
+            Some(i + len)
+        }
+    }
+}
+
 /// A `serde_json::Value` built by a visitor that refuses a repeated object key.
 struct Strict(Value);
 
@@ -195,6 +350,50 @@ mod tests {
         assert_eq!(text("/z").as_deref(), Some(""));
         for ambiguous in ["/e", "/d", "/big", "/o", "/l"] {
             assert_eq!(text(ambiguous), None, "{ambiguous}");
+        }
+    }
+
+    #[test]
+    fn a_field_is_set_without_changing_the_bytes_of_any_other() {
+        let set = |body: &str, pointer: &str| {
+            with_field(body.as_bytes(), pointer, "s\"ig").map(|b| String::from_utf8(b).unwrap())
+        };
+        // Inserted first in its object, the rest as it was (spacing, order, number texts).
+        assert_eq!(
+            set(r#"{ "a": 1.50, "b" : {"c":"x,}"} }"#, "/sig").unwrap(),
+            r#"{"sig":"s\"ig", "a": 1.50, "b" : {"c":"x,}"} }"#
+        );
+        assert_eq!(set("{ }", "/sig").unwrap(), r#"{"sig":"s\"ig" }"#);
+        // Into an object that exists, or objects made for it.
+        assert_eq!(
+            set(
+                r#"{"signature":{"timestamp":"1","token":"t"}}"#,
+                "/signature/signature"
+            )
+            .unwrap(),
+            r#"{"signature":{"signature":"s\"ig","timestamp":"1","token":"t"}}"#
+        );
+        assert_eq!(
+            set(r#"{"id":7}"#, "/a~1b/c").unwrap(),
+            r#"{"a/b":{"c":"s\"ig"},"id":7}"#
+        );
+        // A field already there gets the value in its place.
+        assert_eq!(
+            set(r#"{"x":[1,{"y":2}],"sig":null,"z":3}"#, "/sig").unwrap(),
+            r#"{"x":[1,{"y":2}],"sig":"s\"ig","z":3}"#
+        );
+        // Into an item of an array, named by its index.
+        assert_eq!(
+            set(r#"{"value":[{"a":1},{ }]}"#, "/value/1/sig").unwrap(),
+            r#"{"value":[{"a":1},{"sig":"s\"ig" }]}"#
+        );
+        for (body, pointer) in [
+            ("[1]", "/sig"),
+            (r#"{"a":[]}"#, "/a/b"),
+            (r#"{"a":[{}]}"#, "/a/1/b"),
+            ("{", "/a"),
+        ] {
+            assert!(set(body, pointer).is_err(), "{body} {pointer}");
         }
     }
 }

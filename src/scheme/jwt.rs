@@ -12,7 +12,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use jsonwebtoken::{Algorithm as Alg, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm as Alg, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::Value;
 use sha2::Digest as _;
 use subtle::ConstantTimeEq;
@@ -55,6 +55,13 @@ pub enum Family {
 }
 
 impl Family {
+    /// The family of a route's algorithms (one, checked at load).
+    pub fn of_spec(spec: &JwtSpec) -> Family {
+        spec.algorithms
+            .first()
+            .map_or(Family::Hmac, |a| Family::of(*a))
+    }
+
     pub fn of(alg: Alg) -> Family {
         match alg {
             Alg::HS256 | Alg::HS384 | Alg::HS512 => Family::Hmac,
@@ -248,4 +255,138 @@ fn time_claim(claims: &Value, name: &str) -> Result<Option<i64>, VerifyError> {
             .map(Some)
             .ok_or(VerifyError::MalformedTimestamp),
     }
+}
+
+/// What a sender makes tokens with (`hookgate sign`): one of the route's algorithms and the
+/// key for it, the route's secret (HS*) or a PEM private key.
+pub struct JwtSigner {
+    alg: Alg,
+    key: EncodingKey,
+}
+
+impl JwtSigner {
+    /// The route's secret, for its first algorithm (HS256, HS384 or HS512).
+    pub fn secret(spec: &JwtSpec, secret: &[u8]) -> Result<JwtSigner, String> {
+        let alg = spec.algorithms.first().copied().ok_or("no JWT algorithm")?;
+        if Family::of(alg) != Family::Hmac {
+            return Err("this route's JWTs are signed with a private key (--private-key)".into());
+        }
+        Ok(JwtSigner {
+            alg,
+            key: EncodingKey::from_secret(secret),
+        })
+    }
+
+    /// A PEM private key of the route's family, for the first of its algorithms the key can
+    /// sign with (an ES384 key cannot make ES256 tokens).
+    pub fn from_pem(spec: &JwtSpec, pem: &str) -> Result<JwtSigner, String> {
+        let family = Family::of_spec(spec);
+        let key = match family {
+            Family::Hmac => {
+                return Err(
+                    "this route's JWTs are HS*, signed with its secret from the \
+                            configuration: no private key is needed"
+                        .into(),
+                )
+            }
+            Family::Rsa => EncodingKey::from_rsa_pem(pem.as_bytes()),
+            Family::Ec => EncodingKey::from_ec_pem(pem.as_bytes()),
+            Family::Ed => EncodingKey::from_ed_pem(pem.as_bytes()),
+        }
+        .map_err(|e| format!("not a {family:?} private key in PEM (PKCS#8) for JWTs: {e}"))?;
+        let alg = spec
+            .algorithms
+            .iter()
+            .copied()
+            .find(|alg| jsonwebtoken::encode(&Header::new(*alg), &Value::Null, &key).is_ok())
+            .ok_or_else(|| {
+                format!(
+                    "the private key signs none of the route's algorithms ({})",
+                    names(&spec.algorithms)
+                )
+            })?;
+        Ok(JwtSigner { alg, key })
+    }
+
+    /// Whether a token made with this key verifies under one of `keys` (a route's).
+    pub fn matches(&self, keys: &[JwtKey]) -> bool {
+        let Ok(probe) =
+            jsonwebtoken::encode(&Header::new(self.alg), &serde_json::json!({}), &self.key)
+        else {
+            return false;
+        };
+        let mut validation = Validation::new(self.alg);
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        keys.iter()
+            .any(|k| jsonwebtoken::decode::<Value>(&probe, &k.0, &validation).is_ok())
+    }
+}
+
+/// The algorithms' names, as the configuration writes them.
+fn names(algorithms: &[Alg]) -> String {
+    let names: Vec<&str> = algorithms
+        .iter()
+        .filter_map(|a| ALGORITHMS.iter().find(|(_, b)| b == a).map(|(n, _)| *n))
+        .collect();
+    names.join(", ")
+}
+
+/// How long a token made by `sign` is valid, where the route checks `exp` or `max_age`.
+const TOKEN_LIFETIME: u64 = 300;
+
+/// A token the route takes for `body` at `now`, made with `signer`.
+pub fn token(
+    spec: &JwtSpec,
+    signer: &JwtSigner,
+    body: &[u8],
+    now: SystemTime,
+) -> Result<String, String> {
+    let claims = claims(spec, body, now)?;
+    jsonwebtoken::encode(&Header::new(signer.alg), &claims, &signer.key)
+        .map_err(|e| format!("cannot make the JWT: {e}"))
+}
+
+/// The claims a route checks, as a sender writes them: `iat` now; `exp` in five minutes
+/// where the route checks times; `nbf` now where required; `iss` and `aud` the route's; the
+/// body's SHA-256 in its claim. A required claim with no value to derive is an error.
+fn claims(spec: &JwtSpec, body: &[u8], now: SystemTime) -> Result<Value, String> {
+    let now = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let requires = |claim: &str| spec.require.iter().any(|c| c == claim);
+    let mut claims = serde_json::Map::new();
+    claims.insert("iat".into(), now.into());
+    if spec.max_age.is_some() || requires("exp") {
+        claims.insert("exp".into(), (now + TOKEN_LIFETIME).into());
+    }
+    if requires("nbf") {
+        claims.insert("nbf".into(), now.into());
+    }
+    for (claim, value, field) in [
+        ("iss", &spec.issuer, "issuer"),
+        ("aud", &spec.audience, "audience"),
+    ] {
+        match value {
+            Some(v) => {
+                claims.insert(claim.into(), v.clone().into());
+            }
+            None if requires(claim) => {
+                return Err(format!(
+                    "the route requires the claim `{claim}` but names no `jwt.{field}`, so its \
+                     value cannot be known here: set `jwt.{field}` to what the sender writes"
+                ))
+            }
+            None => {}
+        }
+    }
+    if let Some(bound) = &spec.body_sha256 {
+        let digest = sha2::Sha256::digest(body);
+        let text = match bound.encoding {
+            super::Encoding::Hex => hex::encode(digest),
+            super::Encoding::Base64Url => BASE64URL.encode(digest),
+            _ => BASE64.encode(digest),
+        };
+        claims.insert(bound.claim.clone(), text.into());
+    }
+    Ok(Value::Object(claims))
 }

@@ -267,16 +267,24 @@ impl Keys {
     }
 }
 
+/// Why a shared secret or a JWT key has no PEM or public key to show.
+const NOT_A_PAIR: &str = "not a key pair: a shared secret or a JWT key";
+
 /// Constant-time token check: digests of equal length compared with `subtle`.
 pub fn token_matches(expected_digest: &[u8; 32], presented: &[u8]) -> bool {
     let presented: [u8; 32] = Sha256::digest(presented).into();
     bool::from(expected_digest.ct_eq(&presented))
 }
 
-/// A private key for `hookgate sign` with an asymmetric scheme (tests and trials only).
+/// What `hookgate sign` signs with besides a scheme's own HMAC keys (tests and trials only):
+/// a private key, or the shared secret a token or JWT scheme compiles only into digests.
 pub enum SigningKey {
     Ed25519(ed25519_dalek::SigningKey),
     P256(p256::ecdsa::SigningKey),
+    /// A shared token, as its bytes (`algorithm: token`).
+    Secret(Vec<u8>),
+    /// A JWT route's algorithm and key: its secret (HS*) or a PEM private key.
+    Jwt(super::jwt::JwtSigner),
 }
 
 impl SigningKey {
@@ -366,6 +374,7 @@ impl SigningKey {
             }
             .to_pkcs8_pem(LineEnding::LF),
             SigningKey::P256(k) => k.to_pkcs8_pem(LineEnding::LF),
+            SigningKey::Secret(_) | SigningKey::Jwt(_) => return Err(NOT_A_PAIR.into()),
         };
         pem.map(|p| p.to_string()).map_err(|e| e.to_string())
     }
@@ -381,6 +390,7 @@ impl SigningKey {
                 .to_public_key_der()
                 .map(|d| d.as_bytes().to_vec())
                 .map_err(|e| e.to_string()),
+            SigningKey::Secret(_) | SigningKey::Jwt(_) => Err(NOT_A_PAIR.into()),
         }
     }
 
@@ -393,19 +403,25 @@ impl SigningKey {
             (SigningKey::P256(k), Keys::P256(public)) => {
                 public.iter().any(|p| p == k.verifying_key())
             }
+            (SigningKey::Secret(secret), Keys::Token(digests)) => {
+                digests.iter().any(|d| token_matches(d, secret))
+            }
+            (SigningKey::Jwt(signer), Keys::Jwt(keys)) => signer.matches(keys),
             _ => false,
         }
     }
 
-    /// Signs; ECDSA signatures are DER-encoded, as SendGrid sends them.
-    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+    /// Signs a message; ECDSA signatures are DER-encoded, as SendGrid sends them. `None`
+    /// for a shared token or a JWT key, which sign no message of parts.
+    pub fn sign(&self, message: &[u8]) -> Option<Vec<u8>> {
         use ed25519_dalek::Signer as _;
         match self {
-            SigningKey::Ed25519(k) => k.sign(message).to_bytes().to_vec(),
+            SigningKey::Ed25519(k) => Some(k.sign(message).to_bytes().to_vec()),
             SigningKey::P256(k) => {
                 let sig: p256::ecdsa::Signature = k.sign(message);
-                sig.to_der().as_bytes().to_vec()
+                Some(sig.to_der().as_bytes().to_vec())
             }
+            SigningKey::Secret(_) | SigningKey::Jwt(_) => None,
         }
     }
 }

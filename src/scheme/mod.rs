@@ -14,7 +14,7 @@
 //!
 //! Neighbours: `config/presets.rs` names the built-in senders as values of the raw `verify:` block;
 //! `keys.rs` holds key material; `gateway.rs` calls [`Scheme::verify`] after the body has been
-//! read; `main.rs` calls [`Scheme::sign`] for `hookgate sign`.
+//! read; `sign.rs` signs as a sender would ([`Scheme::sign`], for `hookgate sign`).
 
 pub mod explain;
 pub mod json;
@@ -22,10 +22,12 @@ pub mod jwt;
 pub mod keys;
 pub mod message;
 pub mod params;
+pub mod sign;
 pub mod signature;
 
 pub use keys::{KeyEncoding, Keys, SigningKey};
 pub use message::{BodyDigest, Part};
+pub use sign::{Outgoing, Placement, Signed};
 use signature::Found;
 pub use signature::{Entries, List, SignatureSource, SignatureSpec};
 
@@ -33,7 +35,7 @@ use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName};
 use sha2::Digest as _;
 use subtle::ConstantTimeEq;
 
@@ -420,9 +422,6 @@ impl JsonBody {
     }
 }
 
-/// What `sign` stamps: the headers it set, and signature-header entries (name, value).
-type Stamp = (Vec<HeaderName>, Vec<(String, String)>);
-
 /// How strongly a scheme checks its sender, weakest last.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Strength {
@@ -687,126 +686,6 @@ impl Scheme {
         })
     }
 
-    /// Adds what a sender would send to `headers`: a fresh timestamp header (when the scheme
-    /// reads one and it is absent) and the signature header, signed with the first key or the
-    /// given private key. Returns the names of the headers it set.
-    pub fn sign(
-        &self,
-        headers: &mut HeaderMap,
-        body: &[u8],
-        path_and_query: &str,
-        now: SystemTime,
-        private_key: Option<&SigningKey>,
-    ) -> Result<Vec<HeaderName>, String> {
-        let Some(target) = self.signature.source.sign_header().cloned() else {
-            return Err(format!(
-                "`hookgate sign` writes signatures to headers; this scheme reads it from the {}",
-                self.signature.source.describe()
-            ));
-        };
-        let (mut set, mut entries) = self.stamp(headers, now)?;
-        let header = Found {
-            candidates: Vec::new(),
-            entries: entries
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect(),
-        };
-        let body = crate::body::RawBody::from(bytes::Bytes::copy_from_slice(body));
-        let json = JsonBody::default();
-        // Webhooks are POSTs; the handshakes that come as GETs are not signed this way.
-        let req = RequestView {
-            method: &http::Method::POST,
-            headers,
-            body: &body,
-            path_and_query,
-            json: &json,
-        };
-        let raw = match (&self.keys, private_key) {
-            (Keys::Hmac(keys), _) => {
-                let mut mac = keys[0].clone();
-                self.feed(&req, &header, &mut |b| mac.update(b))
-                    .map_err(|e| format!("{e}: pass it with --header 'NAME: VALUE'"))?;
-                mac.finalize()
-            }
-            (Keys::Token(_), _) => {
-                return Err("a token scheme sends the token itself; nothing to compute".into())
-            }
-            (Keys::Jwt(_), _) => {
-                return Err(
-                    "`hookgate sign` does not make JWTs yet; make one with the sender's tools"
-                        .into(),
-                )
-            }
-            (_, Some(key)) => {
-                let message = self
-                    .message_bytes(&req, &header)
-                    .map_err(|e| format!("{e}: pass it with --header 'NAME: VALUE'"))?;
-                key.sign(&message)
-            }
-            (_, None) => {
-                return Err(format!(
-                    "{} verifies with public keys; signing needs the private key (--private-key)",
-                    self.algorithm.name()
-                ))
-            }
-        };
-        let encoded = self.signature.encodings[0].encode(&raw);
-        let value = self.signature_value(encoded, &mut entries);
-        headers.insert(
-            target.clone(),
-            HeaderValue::from_str(&value).map_err(|e| e.to_string())?,
-        );
-        set.push(target);
-        Ok(set)
-    }
-
-    /// The signature header's value as a sender writes it: after the prefix, among the
-    /// entries, or after the list's first item.
-    fn signature_value(&self, encoded: String, entries: &mut Vec<(String, String)>) -> String {
-        match (&self.signature.entries, &self.signature.list) {
-            (_, Some(list)) => {
-                let first = entries
-                    .iter()
-                    .find(|(k, _)| *k == list.first)
-                    .map(|(_, v)| v.as_str())
-                    .unwrap_or_default();
-                format!("{first}{}{encoded}", list.separator)
-            }
-            (None, None) => format!("{}{}", self.signature.prefix, encoded),
-            (Some(e), None) => {
-                entries.push((e.key.clone(), encoded));
-                entries
-                    .iter()
-                    .map(|(k, v)| format!("{k}{}{v}", e.assign))
-                    .collect::<Vec<_>>()
-                    .join(&e.separator)
-            }
-        }
-    }
-
-    /// A fresh timestamp for `sign`: set as its header (returned in the headers set) when the
-    /// scheme reads one and it is absent, or returned as a signature-header entry.
-    fn stamp(&self, headers: &mut HeaderMap, now: SystemTime) -> Result<Stamp, String> {
-        let (mut set, mut entries) = (Vec::new(), Vec::new());
-        let Some(ts) = &self.timestamp else {
-            return Ok((set, entries));
-        };
-        let value = format_timestamp(now, ts.unit)?;
-        match &ts.source {
-            TimestampSource::Header(name) if !headers.contains_key(name) => {
-                headers.insert(
-                    name.clone(),
-                    HeaderValue::from_str(&value).map_err(|e| e.to_string())?,
-                );
-                set.push(name.clone());
-            }
-            TimestampSource::SignatureEntry(key) => entries.push((key.clone(), value)),
-            _ => {}
-        }
-        Ok((set, entries))
-    }
-
     /// The scheme as YAML-like text for `hookgate check --expand`; keys shown by count only.
     pub fn describe(&self, indent: &str) -> String {
         self.describe_shape(indent) + &format!("{indent}keys: {} configured\n", self.keys.len())
@@ -1059,29 +938,6 @@ fn read_timestamp(
             }
         }
     }
-}
-
-/// `now` written in `unit`, as a sender would; an error for a clock RFC 3339 cannot write
-/// (after the year 9999: `to_string` would panic on humantime's failing `Display`).
-fn format_timestamp(now: SystemTime, unit: TimestampUnit) -> Result<String, String> {
-    use std::fmt::Write as _;
-    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-    Ok(match unit {
-        TimestampUnit::Seconds => since.as_secs().to_string(),
-        TimestampUnit::Milliseconds => since.as_millis().to_string(),
-        TimestampUnit::Rfc3339 => {
-            let mut text = String::new();
-            write!(text, "{}", humantime::format_rfc3339_seconds(now))
-                .map_err(|_| "the clock is past what RFC 3339 can write".to_string())?;
-            text
-        }
-        TimestampUnit::Rfc1123 => {
-            let mut text = String::new();
-            write!(text, "{}", httpdate::HttpDate::from(now))
-                .map_err(|_| "the clock is past what an HTTP date can write".to_string())?;
-            text
-        }
-    })
 }
 
 /// Milliseconds since the Unix epoch, or `None` if the text is not a timestamp in `unit`

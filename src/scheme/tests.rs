@@ -69,12 +69,24 @@ fn check(
 /// The signature header value the scheme computes for these headers and body (any timestamp
 /// header must already be in `headers`).
 fn sig_of(s: &Scheme, headers: &HeaderMap, body: &[u8]) -> Result<String, String> {
-    let mut h = headers.clone();
-    s.sign(&mut h, body, "/", SystemTime::now(), None)?;
+    let h = signed_headers(s, headers.clone(), body, "/", SystemTime::now(), None)?;
     Ok(h[s.signature.header().unwrap()]
         .to_str()
         .unwrap()
         .to_owned())
+}
+
+/// The headers of a POST to `pq` after `s` signed it.
+fn signed_headers(
+    s: &Scheme,
+    headers: HeaderMap,
+    body: &[u8],
+    pq: &str,
+    now: SystemTime,
+    key: Option<&SigningKey>,
+) -> Result<HeaderMap, String> {
+    s.sign(Outgoing::post(pq, headers, body), now, key)
+        .map(|signed| signed.request.headers)
 }
 
 fn hmac_scheme(
@@ -580,10 +592,6 @@ fn signing_round_trips_for_every_preset() {
     let mut elsewhere = std::collections::BTreeSet::new();
     for case in provider_cases().iter().filter(|c| c.expect == "accept") {
         let (scheme, mut headers, path_and_query) = provider_setup(case);
-        // A token scheme computes nothing; `sign` makes no JWT yet.
-        if matches!(scheme.algorithm, Algorithm::Token | Algorithm::Jwt) {
-            continue;
-        }
         if scheme.signature.header().is_none() {
             // Several headers (box, docusign) or a body field (mailgun): not signed here.
             elsewhere.insert(case.preset.clone());
@@ -600,38 +608,36 @@ fn signing_round_trips_for_every_preset() {
         {
             headers.remove(ts);
         }
-        let private = case
-            .private_key
-            .as_deref()
-            .map(|k| SigningKey::parse(scheme.algorithm, k).unwrap());
+        // A private key, or the shared secret a token or HS* JWT scheme sends or signs with.
+        let key = match case.private_key.as_deref() {
+            Some(k) => Some(scheme.private_key(k).unwrap()),
+            None => scheme
+                .secret_key(case.secret.as_bytes())
+                .map(|k| k.unwrap()),
+        };
         let now = at(case.now_unix);
-        let set = scheme
+        let signed = scheme
             .sign(
-                &mut headers,
-                case.body.as_bytes(),
-                &path_and_query,
+                Outgoing::post(&path_and_query, headers, case.body.as_bytes()),
                 now,
-                private.as_ref(),
+                key.as_ref(),
             )
             .unwrap_or_else(|e| panic!("{}: {e}", case.preset));
         assert!(
-            set.contains(scheme.signature.header().unwrap()),
+            signed.set.contains(scheme.signature.header().unwrap()),
             "{}",
             case.preset
         );
+        let headers = signed.request.headers;
         let verdict =
             verify_case(&scheme, case, &headers, &path_and_query, now).map(|v| v.key_index);
         assert_eq!(verdict, Ok(0), "{}", case.preset);
     }
-    // Every non-seed preset except the shared-secret ones, including sendgrid/discord
-    // (private keys).
-    let shared_secrets = presets::all()
-        .iter()
-        .filter(|p| matches!(p.raw_verify().algorithm.as_deref(), Some("token" | "jwt")))
-        .count();
+    // Every non-seed preset whose signature is in one header, shared secrets and JWTs
+    // included, sendgrid and discord with their private keys.
     assert_eq!(
         signed_presets.len(),
-        presets::all().len() - 5 - shared_secrets - elsewhere.len()
+        presets::all().len() - 5 - elsewhere.len()
     );
     assert!(elsewhere.len() <= 3, "{elsewhere:?}");
 }
@@ -805,10 +811,15 @@ fn sendgrid_timestamp_is_canonical_without_a_window() {
     let ts_name = "x-twilio-email-event-webhook-timestamp";
     let body = b"[{\"event\":\"delivered\"}]";
     let sign = |ts: &str, body: &[u8]| {
-        let mut h = headers(&[(ts_name, ts)]);
-        s.sign(&mut h, body, "/", SystemTime::now(), Some(&signing))
-            .unwrap();
-        h
+        signed_headers(
+            &s,
+            headers(&[(ts_name, ts)]),
+            body,
+            "/",
+            SystemTime::now(),
+            Some(&signing),
+        )
+        .unwrap()
     };
     // Years old: no window, accepted.
     assert_eq!(
@@ -893,8 +904,7 @@ fn a_repeated_entry_in_a_structured_header_is_malformed() {
     let s = preset_scheme("stripe", "whsec_test");
     let now = 1_796_130_913u64;
     let body = b"{}";
-    let mut h = HeaderMap::new();
-    s.sign(&mut h, body, "/", at(now), None).unwrap();
+    let h = signed_headers(&s, HeaderMap::new(), body, "/", at(now), None).unwrap();
     let value = h["stripe-signature"].to_str().unwrap().to_owned();
     assert_eq!(check(&s, &h, body, at(now)), Ok(0));
     let twice = headers(&[("stripe-signature", &format!("{value},t=1"))]);
@@ -938,9 +948,7 @@ fn signing_past_what_rfc3339_can_write_is_an_error_not_a_panic() {
         ..RawVerify::default()
     };
     let s = compile_scheme(v, "t", Path::new("."), &|_| Some("k".into()), None).unwrap();
-    let err = s
-        .sign(&mut HeaderMap::new(), b"{}", "/", far, None)
-        .unwrap_err();
+    let err = signed_headers(&s, HeaderMap::new(), b"{}", "/", far, None).unwrap_err();
     assert!(err.contains("RFC 3339"), "{err}");
 }
 
@@ -976,8 +984,7 @@ fn shopify_signature_arrives_under_either_header_name_but_never_both() {
         Err(VerifyError::MissingSignature(_))
     ));
     // Signing writes the classic name.
-    let mut signed = HeaderMap::new();
-    s.sign(&mut signed, body, "/", now, None).unwrap();
+    let signed = signed_headers(&s, HeaderMap::new(), body, "/", now, None).unwrap();
     assert_eq!(signed.get("x-shopify-hmac-sha256").unwrap(), sig.as_str());
 }
 

@@ -160,7 +160,9 @@ async fn discord_webhook_events_ping_is_answered_204_and_events_reach_the_app() 
     let public = hex::encode(key.public_key_bytes().unwrap());
     let signed = |body: &[u8]| {
         let ts = now_unix().to_string();
-        let sig = key.sign(&[ts.as_bytes(), body].concat());
+        let sig = key
+            .sign(&[ts.as_bytes(), body].concat())
+            .expect("an Ed25519 key signs a message");
         vec![
             ("x-signature-timestamp".to_owned(), ts),
             ("x-signature-ed25519".to_owned(), hex::encode(sig)),

@@ -95,9 +95,15 @@ fn header_and_prefix(s: &Scheme) -> (&str, &str) {
 /// Hex HMAC-SHA256, computed independently of the scheme engine.
 /// The signature header value the scheme produces for `body` with no other headers.
 fn signed(s: &Scheme, body: &[u8]) -> String {
-    let mut h = HeaderMap::new();
-    s.sign(&mut h, body, "/", std::time::SystemTime::now(), None)
-        .unwrap();
+    let h = s
+        .sign(
+            crate::scheme::Outgoing::post("/", HeaderMap::new(), body),
+            std::time::SystemTime::now(),
+            None,
+        )
+        .unwrap()
+        .request
+        .headers;
     h[s.signature.header().unwrap()]
         .to_str()
         .unwrap()
