@@ -29,6 +29,7 @@ mod reload;
 mod replay;
 mod rollout;
 mod seed_senders;
+mod sign;
 mod tls;
 mod upstream_pool;
 mod watch;
