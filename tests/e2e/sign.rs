@@ -105,12 +105,14 @@ const EVENT_ROUTES: &str = r#"  - { name: netlify, path: /netlify, upstream: "{u
       body_signed: false
       secret: "${MAILISH}"
     replay: { key: { json: /signature/token } }
+  - { name: msgraph, path: /msgraph, upstream: "{u}", allow_ips: [127.0.0.1/32], verify: { preset: msgraph, secret: "${TOKEN}" } }
   - { name: form, path: /form, upstream: "{u}", verify: { signature: { form: sig }, message: [{ form: payload }], body_signed: false, secret: "${SECRET}" } }
   - { name: put, path: /put/*, methods: [PUT], upstream: "{u}", verify: { signature: { header: x-sig }, message: [method, { literal: " " }, path, { literal: " " }, body], secret: "${SECRET}" } }
 "#;
 
 /// Every kind of route `sign` could not sign before: JWTs, shared secrets (HTTP Basic, a
-/// header, a query parameter), signatures in a JSON or form field of the body, and a scheme
+/// header, a query parameter, Graph's field of every item), signatures in a JSON or form
+/// field of the body, and a scheme
 /// that signs the method. What it prints reaches the app through the running gateway.
 #[tokio::test]
 async fn what_sign_prints_for_every_kind_of_scheme_reaches_the_app() {
@@ -190,6 +192,29 @@ async fn what_sign_prints_for_every_kind_of_scheme_reaches_the_app() {
     let e = sign_fails(&config, "mailish", &["--body", body.to_str().unwrap()]);
     assert!(e.contains("--out-body"), "{e}");
 
+    // Microsoft Graph: the clientState in every notification of the batch.
+    let given =
+        r#"{"value": [{"subscriptionId": "a", "changeType": "created"}, {"subscriptionId": "b"}]}"#;
+    let body = write(&dir, "graph.json", given);
+    let out = dir.join("graph.out");
+    sign(
+        &config,
+        "msgraph",
+        &[
+            "--body",
+            body.to_str().unwrap(),
+            "--out-body",
+            out.to_str().unwrap(),
+        ],
+    );
+    let sent = std::fs::read(&out).unwrap();
+    assert_eq!(
+        String::from_utf8(sent.clone()).unwrap(),
+        r#"{"value": [{"clientState":"query-token","subscriptionId": "a", "changeType": "created"}, {"clientState":"query-token","subscriptionId": "b"}]}"#
+    );
+    let answer = post(&format!("{base}/msgraph"), &[], &sent).await;
+    assert_eq!(answer.status, StatusCode::OK);
+
     // A form field: the form Content-Type printed, the field appended to the body.
     let body = write(&dir, "form.txt", "payload=a%2Bb");
     let out = dir.join("form.out");
@@ -230,10 +255,11 @@ async fn what_sign_prints_for_every_kind_of_scheme_reaches_the_app() {
     assert!(e.contains("takes PUT, not POST"), "{e}");
 
     let received = upstream.received();
-    assert_eq!(received.len(), 8);
+    assert_eq!(received.len(), 9);
     assert_eq!(received[4].path_and_query, "/query?token=query-token");
     assert_eq!(received[5].body, sent_body(&dir, "mailish.out"));
-    assert_eq!(received[7].method, "PUT");
+    assert_eq!(received[6].body, sent_body(&dir, "graph.out"));
+    assert_eq!(received[8].method, "PUT");
 }
 
 fn sent_body(dir: &Path, name: &str) -> bytes::Bytes {
@@ -299,8 +325,8 @@ async fn play(printed: &Printed) -> String {
     answer
 }
 
-/// `sign --handshake` for unsigned handshakes (Meta, X's CRC, Okta, Trello, CloudEvents)
-/// and signed ones (Slack, Zoom, Discord, Twitch): each curl line gets from the gateway the
+/// `sign --handshake` for unsigned handshakes (Meta, X's CRC, Okta, Trello, CloudEvents,
+/// Microsoft Graph) and signed ones (Slack, Zoom, Discord's two kinds, Twitch): each curl line gets from the gateway the
 /// answer it says, and none reaches the app.
 #[tokio::test]
 async fn each_handshake_played_with_curl_gets_the_answer_sign_expects() {
@@ -327,6 +353,8 @@ async fn each_handshake_played_with_curl_gets_the_answer_sign_expects() {
          \x20 - {{ name: slack, path: /slack, upstream: \"{u}\", verify: {{ preset: slack, secret: \"${{SECRET}}\" }} }}\n\
          \x20 - {{ name: zoom, path: /zoom, upstream: \"{u}\", verify: {{ preset: zoom, secret: \"${{SECRET}}\" }} }}\n\
          \x20 - {{ name: discord, path: /discord, upstream: \"{u}\", verify: {{ preset: discord, public_key: \"{discord_public}\" }} }}\n\
+         \x20 - {{ name: discord-events, path: /discord-events, upstream: \"{u}\", verify: {{ preset: discord, public_key: \"{discord_public}\" }}, handshake: {{ kind: discord-events }} }}\n\
+         \x20 - {{ name: msgraph, path: /msgraph, upstream: \"{u}\", allow_ips: [127.0.0.1/32], verify: {{ preset: msgraph, secret: \"${{TOKEN}}\" }} }}\n\
          \x20 - {{ name: twitch, path: /twitch, upstream: \"{u}\", verify: {{ preset: twitch, secret: \"${{SECRET}}\" }} }}\n"
     );
     let config = write(&dir, "gateway.yaml", &Yaml::new().routes(&routes));
@@ -374,6 +402,15 @@ async fn each_handshake_played_with_curl_gets_the_answer_sign_expects() {
         &["--private-key", discord.to_str().unwrap()],
     ))
     .await;
+    let pem = ["--private-key", discord.to_str().unwrap()];
+    let events = handshake("discord-events", &pem);
+    assert!(
+        events.stdout.contains("# expect status: 204"),
+        "{}",
+        events.stdout
+    );
+    play(&events).await;
+    play(&handshake("msgraph", &[])).await;
     play(&handshake("twitch", &[])).await;
     assert_eq!(
         upstream.count(),
