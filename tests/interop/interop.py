@@ -30,6 +30,7 @@ any FAIL. A failing check is a finding about hookgate or the suite: none is work
 import argparse
 import base64
 import hashlib
+import hmac
 import http.client
 import http.server
 import json
@@ -292,6 +293,11 @@ def tamper(body):
     """Changes one byte of the body: the first 'e' inside the text becomes 'E'."""
     i = body.index(b"e", len(body) // 3)
     return body[:i] + b"E" + body[i + 1 :]
+
+
+def hmac_hex(key, body):
+    """Hex HMAC-SHA256 of the body under a text key (as a provider's docs say to compute it)."""
+    return hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
 
 
 def now_s():
@@ -876,11 +882,116 @@ def case_zoom(ctx):
     case_verify_only_node(ctx, "zoom", body, {"Content-Type": "application/json; charset=utf-8", "User-Agent": "Zoom Marketplace/1.0a"})
 
 
+def case_razorpay(ctx):
+    import razorpay
+
+    secret = ctx.secrets["razorpay"]
+    # The webhook's own secret is passed to the verifier; the client's API key pair is another.
+    client = razorpay.Client(auth=("rzp_test_interop", "api-key-secret-not-the-webhook-secret"))
+    path = "/webhooks/razorpay"
+    body = compact(
+        {
+            "entity": "event",
+            "account_id": "acc_BFQ7uQEaa7j2z7",
+            "event": "payment.captured",
+            "contains": ["payment"],
+            "payload": {"payment": {"entity": {"id": "pay_" + secrets.token_hex(7), "amount": 50000, "currency": "INR", "status": "captured", "description": "Chai ☕ for Zoë"}}},
+            "created_at": now_s(),
+        }
+    )
+    # The SDK only verifies: signed as Razorpay documents it, hex HMAC-SHA256 of the raw body.
+    sig = hmac_hex(secret, body)
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "Razorpay-Webhook/v1",
+        "X-Razorpay-Event-Id": "evt_" + secrets.token_hex(7),
+        "X-Razorpay-Signature": sig,
+    }
+
+    def a():
+        # The SDK accepts the request first (it raises SignatureVerificationError otherwise) ...
+        client.utility.verify_webhook_signature(body.decode(), sig, secret)
+        # ... so a refusal is the gateway's.
+        ok, detail = delivered(ctx, path, body, headers)
+        return ok, "signed per Razorpay's docs (the SDK verifies only; it accepts it); " + detail
+
+    run_check("razorpay", "sdk-signs", a)
+    run_check("razorpay", "tampered", lambda: refused(ctx, path, tamper(body), headers))
+    # Razorpay's retry: the same event, X-Razorpay-Event-Id and signature.
+    run_check("razorpay", "retry", lambda: duplicate(ctx, path, body, headers))
+
+    def b():
+        printed = hookgate_sign(ctx, "razorpay", body)
+        ok = client.utility.verify_webhook_signature(body.decode(), printed["x-razorpay-signature"], secret)
+        return ok is True, f"client.utility.verify_webhook_signature() -> {ok}"
+
+    run_check("razorpay", "hookgate-signs", b)
+
+
+def case_castle(ctx):
+    from castle.configuration import Configuration
+    from castle.webhooks.verify import WebhooksVerify
+
+    config = Configuration()
+    config.api_secret = ctx.secrets["castle"]
+    path = "/webhooks/castle"
+
+    class CastleWebhook:
+        """What WebhooksVerify.call reads: the raw body as `data`, and `headers` (a Flask request)."""
+
+        def __init__(self, body, headers):
+            self.data = body
+            self.headers = CaseInsensitive(headers)
+
+    body = compact(
+        {
+            "api_version": "v1",
+            "app_id": "492418418238122",
+            "type": "$incident.confirmed",
+            "created_at": datetime.now(timezone.utc).isoformat(),
+            "data": {"id": "test", "device_token": secrets.token_urlsafe(16), "user_id": "zoë@example.com", "trigger": "$login.succeeded"},
+        }
+    )
+    # The SDK has no signer, but its verifier's own HMAC helper computes the header's value.
+    sig = WebhooksVerify._compute_signature(CastleWebhook(body, {}), config.api_secret)
+    headers = {"Content-Type": "application/json", "User-Agent": "Castle/1.0", "X-Castle-Signature": sig}
+
+    def a():
+        WebhooksVerify.call(CastleWebhook(body, headers), config=config)  # raises unless it verifies
+        ok, detail = delivered(ctx, path, body, headers)
+        return ok, "signed with WebhooksVerify._compute_signature (the SDK's verifier accepts it); " + detail
+
+    run_check("castle", "sdk-signs", a)
+    run_check("castle", "tampered", lambda: refused(ctx, path, tamper(body), headers))
+
+    def b():
+        printed = hookgate_sign(ctx, "castle", body)
+        result = WebhooksVerify.call(CastleWebhook(body, printed), config=config)  # raises WebhookVerificationError
+        return result is None, f"castle WebhooksVerify.call() accepted {printed['x-castle-signature'][:16]}..."
+
+    run_check("castle", "hookgate-signs", b)
+
+
 # --------------------------------------------------------------------------------------------
 # Configuration
 # --------------------------------------------------------------------------------------------
 
-HMAC_ROUTES = ["github", "stripe", "slack", "shopify", "standard-webhooks", "svix", "paddle", "zoom", "linear", "webflow", "twilio", "square"]
+HMAC_ROUTES = [
+    "github",
+    "stripe",
+    "slack",
+    "shopify",
+    "standard-webhooks",
+    "svix",
+    "paddle",
+    "zoom",
+    "linear",
+    "webflow",
+    "twilio",
+    "square",
+    "razorpay",
+    "castle",
+]
 
 
 def make_secrets():
@@ -1001,6 +1112,8 @@ def main():
         case_linear(ctx)
         case_webflow(ctx)
         case_zoom(ctx)
+        case_razorpay(ctx)
+        case_castle(ctx)
     finally:
         ctx.gw.stop()
         upstream.shutdown()
