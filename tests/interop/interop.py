@@ -45,7 +45,7 @@ import threading
 import time
 import urllib.parse
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -298,6 +298,11 @@ def tamper(body):
 def hmac_hex(key, body):
     """Hex HMAC-SHA256 of the body under a text key (as a provider's docs say to compute it)."""
     return hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
+
+
+def hmac_b64(key, body):
+    """Base64 HMAC-SHA256 of the body under a text key."""
+    return base64.b64encode(hmac.new(key.encode(), body, hashlib.sha256).digest()).decode()
 
 
 def now_s():
@@ -972,6 +977,140 @@ def case_castle(ctx):
     run_check("castle", "hookgate-signs", b)
 
 
+def case_box(ctx):
+    from box_sdk_gen.internal.utils import compute_webhook_signature
+    from box_sdk_gen.managers.webhooks import WebhooksManager
+
+    primary, secondary = ctx.secrets["box-primary"], ctx.secrets["box-secondary"]
+    unknown = secrets.token_urlsafe(24)  # a key the app does not hold (one Box has rotated to)
+    path = "/webhooks/box"
+    body = compact(
+        {
+            "type": "webhook_event",
+            "id": str(uuid.uuid4()),
+            "created_at": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+            "trigger": "FILE.UPLOADED",
+            "webhook": {"id": "1234567890", "type": "webhook"},
+            "created_by": {"type": "user", "id": "2", "name": "Zoë Ångström", "login": "zoe@example.com"},
+            "source": {"id": "123", "type": "file", "name": "Café menu.pdf"},
+        }
+    )
+    # As Box sends it: RFC 3339 with the account's UTC offset, whole seconds.
+    stamp = datetime.now(timezone(timedelta(hours=-7))).replace(microsecond=0).isoformat()
+
+    def request(primary_key, secondary_key):
+        headers = {
+            "Content-Type": "application/json; charset=UTF-8",
+            "User-Agent": "Box-WH-Client/0.1",
+            "box-delivery-id": str(uuid.uuid4()),
+            "box-delivery-timestamp": stamp,
+            "box-signature-algorithm": "HmacSHA256",
+            "box-signature-version": "1",
+        }
+        lower = {k.lower(): v for k, v in headers.items()}
+        # The SDK's own signing helper (its verifier's): base64 HMAC-SHA256 of body + timestamp.
+        headers["box-signature-primary"] = compute_webhook_signature(body.decode(), lower, primary_key)
+        headers["box-signature-secondary"] = compute_webhook_signature(body.decode(), lower, secondary_key)
+        return headers
+
+    def validate(headers, primary_key, secondary_key=None):
+        lower = {k.lower(): v for k, v in headers.items()}
+        return WebhooksManager.validate_message(body.decode(), lower, primary_key, secondary_key=secondary_key, max_age=600)
+
+    both = request(primary, secondary)
+    # While Box rotates keys: one header is signed with a key the app does not have yet (or any
+    # more); the other still matches. The SDK, given only that one key, shows which one it is.
+    variants = (
+        ("box(both keys)", both, lambda h: validate(h, primary, secondary)),
+        ("box(primary only)", request(primary, unknown), lambda h: validate(h, primary) and not validate(h, unknown, secondary_key=secondary)),
+        ("box(secondary only)", request(unknown, secondary), lambda h: validate(h, unknown, secondary_key=secondary) and not validate(h, primary)),
+    )
+    for variant, headers, sdk_agrees in variants:
+
+        def a(headers=headers, sdk_agrees=sdk_agrees):
+            if not sdk_agrees(headers):
+                return False, "suite error: WebhooksManager.validate_message() does not accept this request as meant"
+            ok, detail = delivered(ctx, path, body, headers)
+            return ok, "WebhooksManager.validate_message() accepts it; " + detail
+
+        run_check(variant, "sdk-signs", a)
+    run_check("box", "tampered", lambda: refused(ctx, path, tamper(body), both))
+
+    def b():
+        # `hookgate sign` prints BOX-DELIVERY-TIMESTAMP and BOX-SIGNATURE-PRIMARY (the route's
+        # first secret) only. The SDK computes nothing without the two constant headers Box
+        # sends with every delivery (version 1, HmacSHA256): they are given as --header, which
+        # `hookgate sign` prints back, as a sender testing with curl would.
+        constant = ["box-signature-version: 1", "box-signature-algorithm: HmacSHA256", f"box-delivery-id: {uuid.uuid4()}"]
+        printed = hookgate_sign(ctx, "box", body, headers=constant)
+        ok = WebhooksManager.validate_message(body.decode(), printed, primary, max_age=600)
+        return ok, f"WebhooksManager.validate_message(primary key) -> {ok} (timestamp {printed['box-delivery-timestamp']}; printed: {', '.join(sorted(printed))})"
+
+    run_check("box", "hookgate-signs", b)
+
+
+def case_worldline(ctx):
+    from onlinepayments.sdk.communication.request_header import RequestHeader
+    from onlinepayments.sdk.json.default_marshaller import DefaultMarshaller
+    from onlinepayments.sdk.webhooks.in_memory_secret_key_store import InMemorySecretKeyStore
+    from onlinepayments.sdk.webhooks.webhooks_helper import WebhooksHelper
+
+    # Two webhook keys, as while rotating: the route holds both (`secrets:`), the app's key store
+    # knows each by the X-GCS-KeyId Worldline sends with it.
+    keys = {"interop-key-2": ctx.secrets["worldline"], "interop-key-1": ctx.secrets["worldline-old"]}
+    labels = {"interop-key-2": "worldline(new key)", "interop-key-1": "worldline(old key)"}
+    store = InMemorySecretKeyStore.instance()
+    for key_id, key in keys.items():
+        store.store_secret_key(key_id, key)
+    helper = WebhooksHelper(DefaultMarshaller.instance(), store)
+    path = "/webhooks/worldline"
+
+    def event():
+        return compact(
+            {
+                "apiVersion": "v1",
+                "created": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+                "id": str(uuid.uuid4()),
+                "merchantId": "interop",
+                "type": "payment.captured",
+                "payment": {
+                    "id": "3000012345_0",
+                    "status": "CAPTURED",
+                    "paymentOutput": {"amountOfMoney": {"amount": 1000, "currencyCode": "EUR"}, "references": {"merchantReference": "Crème brûlée"}},
+                    "statusOutput": {"isCancellable": False, "statusCategory": "COMPLETED", "statusCode": 9},
+                },
+            }
+        )
+
+    def unmarshal(body, headers):
+        return helper.unmarshal(body, [RequestHeader(k, v) for k, v in headers.items()])  # raises
+
+    bodies = {}
+    for key_id in keys:
+        body = bodies[key_id] = event()
+        # The SDK only verifies: signed as Worldline documents it, base64 HMAC-SHA256 of the body.
+        headers = {"Content-Type": "application/json", "X-GCS-Signature": hmac_b64(keys[key_id], body), "X-GCS-KeyId": key_id}
+
+        def a(body=body, headers=headers):
+            e = unmarshal(body, headers)
+            ok, detail = delivered(ctx, path, body, headers)
+            return ok, f"signed per Worldline's docs (the SDK verifies only; WebhooksHelper.unmarshal() accepts it: {e.type}); " + detail
+
+        run_check(labels[key_id], "sdk-signs", a)
+    run_check("worldline", "tampered", lambda: refused(ctx, path, tamper(body), headers))
+    # A retry: the same event (same `id`), same signature.
+    run_check("worldline", "retry", lambda: duplicate(ctx, path, body, headers))
+
+    def b():
+        body = event()
+        printed = hookgate_sign(ctx, "worldline", body)
+        # `hookgate sign` signs with the route's first secret, the current key.
+        e = unmarshal(body, dict(printed, **{"X-GCS-KeyId": "interop-key-2"}))
+        return e.id == json.loads(body)["id"], f"WebhooksHelper.unmarshal() accepted {printed['x-gcs-signature'][:16]}... ({e.type})"
+
+    run_check("worldline", "hookgate-signs", b)
+
+
 # --------------------------------------------------------------------------------------------
 # Configuration
 # --------------------------------------------------------------------------------------------
@@ -992,15 +1131,19 @@ HMAC_ROUTES = [
     "razorpay",
     "castle",
 ]
+# Routes with two secrets, either of which may have signed (`secrets:`): the first is current.
+TWO_KEY_ROUTES = {"box": ["box-primary", "box-secondary"], "worldline": ["worldline", "worldline-old"]}
 
 
 def make_secrets():
-    s = {name: secrets.token_hex(16) for name in HMAC_ROUTES}
+    s = {name: secrets.token_hex(16) for name in HMAC_ROUTES + [k for keys in TWO_KEY_ROUTES.values() for k in keys]}
     s["stripe"] = "whsec_" + secrets.token_hex(16)  # Stripe: the whole whsec_ string is the key
     s["standard-webhooks"] = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
     s["svix"] = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
     s["paddle"] = "pdl_ntfset_" + secrets.token_hex(13) + "_" + secrets.token_urlsafe(24)
     s["square"] = secrets.token_urlsafe(16)
+    s["box-primary"] = secrets.token_urlsafe(24)  # Box's keys: 32 letters and digits
+    s["box-secondary"] = secrets.token_urlsafe(24)
     return s
 
 
@@ -1016,6 +1159,10 @@ def write_config(ctx, upstream_port):
         if name in ("twilio", "square"):
             route["public_url"] = PUBLIC_URL
         routes.append(route)
+    for name, keys in TWO_KEY_ROUTES.items():
+        routes.append(
+            {"name": name, "path": f"/webhooks/{name}", "upstream": upstream, "verify": {"preset": name, "secrets": ["${%s}" % env_name(k) for k in keys]}}
+        )
     # Twilio's signing keys (X-Twilio-Webhooks-Signature-Settings: ...,algorithm=HMAC_SHA256).
     routes.append(
         {
@@ -1114,6 +1261,8 @@ def main():
         case_zoom(ctx)
         case_razorpay(ctx)
         case_castle(ctx)
+        case_box(ctx)
+        case_worldline(ctx)
     finally:
         ctx.gw.stop()
         upstream.shutdown()
