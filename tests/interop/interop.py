@@ -1049,6 +1049,68 @@ def case_box(ctx):
     run_check("box", "hookgate-signs", b)
 
 
+def case_hubspot(ctx):
+    from hubspot.utils.signature import Signature
+
+    secret = ctx.secrets["hubspot"]
+    path = "/webhooks/hubspot?portalId=62515"
+    url = PUBLIC_URL + path
+    ms = int(time.time() * 1000)
+    body = compact(
+        [
+            {
+                "eventId": secrets.randbits(31),
+                "subscriptionId": 4241,
+                "portalId": 62515,
+                "appId": 1160452,
+                "occurredAt": ms,
+                "subscriptionType": "contact.propertyChange",
+                "attemptNumber": 0,
+                "objectId": 123,
+                "propertyName": "firstname",
+                "propertyValue": "Zoë",
+                "changeSource": "CRM",
+            }
+        ]
+    )
+    ts = str(ms)  # 13 digits: HubSpot's X-HubSpot-Request-Timestamp is in milliseconds
+    sig = Signature.get_signature(secret, body.decode(), "v3", url, "POST", ts)
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "HubSpot Connect 2.0 (http://dev.hubspot.com/) - WebhooksExecutorDaemon-executor",
+        # HubSpot sends the v1 signature too; the preset reads v3 only.
+        "X-HubSpot-Signature": Signature.get_signature(secret, body.decode(), "v1"),
+        "X-HubSpot-Signature-Version": "v1",
+        "X-HubSpot-Signature-v3": sig,
+        "X-HubSpot-Request-Timestamp": ts,
+    }
+
+    def a():
+        if not Signature.is_valid(signature=sig, client_secret=secret, request_body=body.decode(), http_uri=url, http_method="POST", signature_version="v3", timestamp=ts):
+            return False, "suite error: Signature.is_valid() refuses Signature.get_signature()'s v3"
+        ok, detail = delivered(ctx, path, body, headers)
+        return ok, "signed with Signature.get_signature(v3) (is_valid accepts it); " + detail
+
+    run_check("hubspot", "sdk-signs", a)
+    run_check("hubspot", "tampered", lambda: refused(ctx, path, tamper(body), headers))
+
+    def b():
+        printed = hookgate_sign(ctx, "hubspot", body, path=path)
+        stamp = printed["x-hubspot-request-timestamp"]
+        ok = Signature.is_valid(
+            signature=printed["x-hubspot-signature-v3"],
+            client_secret=secret,
+            request_body=body.decode(),
+            http_uri=url,
+            http_method="POST",
+            signature_version="v3",
+            timestamp=stamp,
+        )
+        return ok and len(stamp) == 13, f"Signature.is_valid(v3, timestamp={stamp}) -> {ok}"
+
+    run_check("hubspot", "hookgate-signs", b)
+
+
 def case_worldline(ctx):
     from onlinepayments.sdk.communication.request_header import RequestHeader
     from onlinepayments.sdk.json.default_marshaller import DefaultMarshaller
@@ -1130,9 +1192,12 @@ HMAC_ROUTES = [
     "square",
     "razorpay",
     "castle",
+    "hubspot",
 ]
 # Routes with two secrets, either of which may have signed (`secrets:`): the first is current.
 TWO_KEY_ROUTES = {"box": ["box-primary", "box-secondary"], "worldline": ["worldline", "worldline-old"]}
+# Routes whose preset signs the URL the sender called.
+PUBLIC_URL_ROUTES = ("twilio", "square", "hubspot")
 
 
 def make_secrets():
@@ -1156,7 +1221,7 @@ def write_config(ctx, upstream_port):
     routes = []
     for name in HMAC_ROUTES:
         route = {"name": name, "path": f"/webhooks/{name}", "upstream": upstream, "verify": {"preset": name, "secret": "${%s}" % env_name(name)}}
-        if name in ("twilio", "square"):
+        if name in PUBLIC_URL_ROUTES:
             route["public_url"] = PUBLIC_URL
         routes.append(route)
     for name, keys in TWO_KEY_ROUTES.items():
@@ -1262,6 +1327,7 @@ def main():
         case_razorpay(ctx)
         case_castle(ctx)
         case_box(ctx)
+        case_hubspot(ctx)
         case_worldline(ctx)
     finally:
         ctx.gw.stop()
