@@ -1111,6 +1111,55 @@ def case_hubspot(ctx):
     run_check("hubspot", "hookgate-signs", b)
 
 
+def case_openai(ctx):
+    import openai
+    from standardwebhooks import Webhook
+
+    secret = ctx.secrets["openai"]
+    client = openai.OpenAI(api_key="sk-interop-unused", webhook_secret=secret)
+    path = "/webhooks/openai"
+    body = compact(
+        {
+            "object": "event",
+            "id": "evt_" + secrets.token_hex(16),
+            "type": "response.completed",
+            "created_at": now_s(),
+            "data": {"id": "resp_" + secrets.token_hex(16)},
+        }
+    )
+    msg_id = "wh_" + secrets.token_hex(16)
+    ts = datetime.fromtimestamp(now_s(), tz=timezone.utc)
+    # The openai SDK only verifies: signed with the Standard Webhooks reference library, which
+    # OpenAI's deliveries follow (webhook-id / webhook-timestamp / webhook-signature).
+    wh = Webhook(secret)
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "OpenAI/1.0 (+https://platform.openai.com/docs/webhooks)",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(ts.timestamp())),
+        "webhook-signature": wh.sign(msg_id, ts, body.decode()),
+    }
+
+    def a():
+        client.webhooks.verify_signature(body, headers)  # raises InvalidWebhookSignatureError
+        ok, detail = delivered(ctx, path, body, headers)
+        return ok, "signed with standardwebhooks (the openai SDK verifies only; it accepts it); " + detail
+
+    run_check("openai", "sdk-signs", a)
+    run_check("openai", "tampered", lambda: refused(ctx, path, tamper(body), headers))
+    # A retry: the same webhook-id, signed anew with a later timestamp.
+    ts2 = datetime.fromtimestamp(int(ts.timestamp()) + 1, tz=timezone.utc)
+    resigned = dict(headers, **{"webhook-timestamp": str(int(ts2.timestamp())), "webhook-signature": wh.sign(msg_id, ts2, body.decode())})
+    run_check("openai", "retry", lambda: duplicate(ctx, path, body, resigned))
+
+    def b():
+        printed = hookgate_sign(ctx, "openai", body, headers=[f"webhook-id: {msg_id}"])
+        event = client.webhooks.unwrap(body, printed)  # raises unless it verifies
+        return event.type == "response.completed", f"OpenAI().webhooks.unwrap() accepted {printed['webhook-signature'][:20]}... ({event.type})"
+
+    run_check("openai", "hookgate-signs", b)
+
+
 def case_worldline(ctx):
     from onlinepayments.sdk.communication.request_header import RequestHeader
     from onlinepayments.sdk.json.default_marshaller import DefaultMarshaller
@@ -1193,6 +1242,7 @@ HMAC_ROUTES = [
     "razorpay",
     "castle",
     "hubspot",
+    "openai",
 ]
 # Routes with two secrets, either of which may have signed (`secrets:`): the first is current.
 TWO_KEY_ROUTES = {"box": ["box-primary", "box-secondary"], "worldline": ["worldline", "worldline-old"]}
@@ -1207,6 +1257,7 @@ def make_secrets():
     s["svix"] = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
     s["paddle"] = "pdl_ntfset_" + secrets.token_hex(13) + "_" + secrets.token_urlsafe(24)
     s["square"] = secrets.token_urlsafe(16)
+    s["openai"] = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
     s["box-primary"] = secrets.token_urlsafe(24)  # Box's keys: 32 letters and digits
     s["box-secondary"] = secrets.token_urlsafe(24)
     return s
@@ -1328,6 +1379,7 @@ def main():
         case_castle(ctx)
         case_box(ctx)
         case_hubspot(ctx)
+        case_openai(ctx)
         case_worldline(ctx)
     finally:
         ctx.gw.stop()
