@@ -1325,7 +1325,10 @@ static PRESETS: &[Preset] = &[
         replay_key: Some(ReplayKey::Header(&["x-razorpay-event-id"])),
         needs_app_answer: None,
         acknowledgement: None,
-        evidence: &[published(&["https://github.com/razorpay/razorpay-python/blob/b56ac018bf023e2b244a73a4bda2ea861115edcf/tests/test_client_utility.py"])],
+        evidence: &[
+            published(&["https://github.com/razorpay/razorpay-python/blob/b56ac018bf023e2b244a73a4bda2ea861115edcf/tests/test_client_utility.py"]),
+            sdk(Package::PyPi("razorpay"), "case_razorpay"),
+        ],
     },
     Preset {
         name: "chargify",
@@ -1485,7 +1488,10 @@ static PRESETS: &[Preset] = &[
         replay_key: None,
         needs_app_answer: None,
         acknowledgement: None,
-        evidence: &[computed(PROVIDER_VECTORS)],
+        evidence: &[
+            computed(PROVIDER_VECTORS),
+            sdk(Package::PyPi("castle"), "case_castle"),
+        ],
     },
     Preset {
         name: "worldline",
@@ -1495,7 +1501,10 @@ static PRESETS: &[Preset] = &[
         replay_key: Some(ReplayKey::Json("/id")),
         needs_app_answer: None,
         acknowledgement: None,
-        evidence: &[computed(PROVIDER_VECTORS)],
+        evidence: &[
+            computed(PROVIDER_VECTORS),
+            sdk(Package::PyPi("onlinepayments-sdk-python3"), "case_worldline"),
+        ],
     },
     Preset {
         name: "docusign",
@@ -1560,7 +1569,10 @@ static PRESETS: &[Preset] = &[
         replay_key: Some(ReplayKey::Header(&["box-delivery-id"])),
         needs_app_answer: None,
         acknowledgement: None,
-        evidence: &[published(&["https://github.com/box/box-python-sdk-gen/blob/14b589c853bd97ca004571b4bafa71564da796fc/test/webhooks.py"])],
+        evidence: &[
+            published(&["https://github.com/box/box-python-sdk-gen/blob/14b589c853bd97ca004571b4bafa71564da796fc/test/webhooks.py"]),
+            sdk(Package::PyPi("box-sdk-gen"), "case_box"),
+        ],
     },
     Preset {
         name: "hubspot",
@@ -1579,7 +1591,10 @@ static PRESETS: &[Preset] = &[
         replay_key: None,
         needs_app_answer: None,
         acknowledgement: None,
-        evidence: &[published(&["https://github.com/HubSpot/hubspot-api-python/blob/83aedb045f44c8923759f98deb96d54d0272ae10/tests/spec/utils/test_signature.py"])],
+        evidence: &[
+            published(&["https://github.com/HubSpot/hubspot-api-python/blob/83aedb045f44c8923759f98deb96d54d0272ae10/tests/spec/utils/test_signature.py"]),
+            sdk(Package::PyPi("hubspot-api-client"), "case_hubspot"),
+        ],
     },
     Preset {
         name: "paymongo",
@@ -1748,7 +1763,10 @@ static PRESETS: &[Preset] = &[
         replay_key: Some(ReplayKey::Header(&["webhook-id"])),
         needs_app_answer: None,
         acknowledgement: None,
-        evidence: &[published(&["https://github.com/standard-webhooks/standard-webhooks/blob/main/libraries/javascript/src/webhook.test.ts"])],
+        evidence: &[
+            published(&["https://github.com/standard-webhooks/standard-webhooks/blob/main/libraries/javascript/src/webhook.test.ts"]),
+            sdk(Package::PyPi("openai"), "case_openai"),
+        ],
     },
     Preset {
         name: "supabase",

@@ -204,7 +204,9 @@ impl SignatureSpec {
                 Some(serde_json::Value::String(s)) => one(Cow::Borrowed(s.as_str())),
                 Some(_) => Err(malformed()),
             },
-            SignatureSource::JsonEach { array, field } => self.field_of_every_item(req, array, field),
+            SignatureSource::JsonEach { array, field } => {
+                self.field_of_every_item(req, array, field)
+            }
         }
     }
 
