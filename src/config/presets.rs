@@ -1833,6 +1833,126 @@ static PRESETS: &[Preset] = &[
             "https://github.com/Adyen/adyen-python-api-library/blob/42efeba61e4b6d7ef44b4000ae37bb88725d6893/test/mocks/util/backslash_notification.json",
         ])],
     },
+    Preset {
+        name: "sonatype-nexus",
+        // Sonatype Nexus Repository (and IQ): hex HMAC-SHA1 of the body under the capability's secret key. (IQ in FIPS mode names another algorithm in X-Nexus-Webhook-Signature-Algorithm: write that scheme out.)
+        scheme: || plain("hmac-sha1", "x-nexus-webhook-signature", "", &["hex"]),
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        acknowledgement: None,
+        evidence: &[published(&["https://github.com/sonatype/nexus-public/blob/6e3ca124d57517ef17ce2cb3ef404e512c312b78/components/nexus-core/src/test/java/org/sonatype/nexus/internal/webhooks/WebhookServiceImplTest.groovy"])],
+    },
+    Preset {
+        name: "autodesk",
+        // Autodesk Platform Services (Forge): `sha1hash=` + hex HMAC-SHA1 of the body under the webhook's secret token.
+        scheme: || plain("hmac-sha1", "x-adsk-signature", "sha1hash=", &["hex"]),
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        acknowledgement: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "go1",
+        // Go1: `t=..,v1=<hex>` over `t.body`, HMAC-SHA256 under the webhook's secret_key; 60 s, as Go1's verifier.
+        scheme: || RawVerify {
+            message: Some(vec![entry("t"), literal("."), Body]),
+            timestamp: Some(ts_entry("t", "seconds", "60s")),
+            ..structured("hmac-sha256", "go1-signature", ",", "=", "v1", "hex")
+        },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        acknowledgement: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "hostedhooks",
+        // HostedHooks: `t=..,s=<hex>` over `t.body`, HMAC-SHA256 under the endpoint's signing secret; a new one per retry, but no documented window.
+        scheme: || RawVerify {
+            message: Some(vec![entry("t"), literal("."), Body]),
+            timestamp: Some(ts_entry("t", "seconds", "none")),
+            ..structured("hmac-sha256", "hostedhooks-signature", ",", "=", "s", "hex")
+        },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        acknowledgement: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "orbit",
+        // Orbit: `sha256=` + hex HMAC-SHA256 of the body under the webhook's secret token.
+        scheme: || plain("hmac-sha256", "x-orbit-signature", "sha256=", &["hex"]),
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        acknowledgement: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "pinwheel",
+        // Pinwheel: `v2=<hex>` HMAC-SHA256 over `v2:` + x-timestamp + `:` + body, under the API secret; no documented window.
+        scheme: || RawVerify {
+            message: Some(vec![
+                literal("v2:"),
+                header("x-timestamp"),
+                literal(":"),
+                Body,
+            ]),
+            timestamp: Some(ts_header("x-timestamp", "seconds", "none")),
+            ..plain("hmac-sha256", "x-pinwheel-signature", "v2=", &["hex"])
+        },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        acknowledgement: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "signal-sciences",
+        // Signal Sciences (Fastly Next-Gen WAF) generic webhooks: hex HMAC-SHA256 of the body under the integration's signing key.
+        scheme: || plain("hmac-sha256", "x-sigsci-signature", "", &["hex"]),
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        acknowledgement: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "trend-micro-conformity",
+        // Trend Micro Conformity: hex HMAC-SHA256 of the (compact JSON) body under the webhook security token, as text.
+        scheme: || plain("hmac-sha256", "x-conformity-signature", "", &["hex"]),
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        acknowledgement: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "workspace-one",
+        // VMware (Omnissa) Workspace ONE UEM event notifications sign nothing: HTTP Basic as set on the rule (`secret: "user:password"`). Weaker than a signature: pair it with `allow_ips`.
+        scheme: || RawVerify {
+            message: Some(vec![]),
+            ..plain("token", "authorization", "Basic ", &["base64"])
+        },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        acknowledgement: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
+    Preset {
+        name: "clearbit",
+        // Clearbit: `sha1=` + hex HMAC-SHA1 of the body under the secret API key.
+        scheme: || plain("hmac-sha1", "x-request-signature", "sha1=", &["hex"]),
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        acknowledgement: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
 ];
 
 /// Adyen's signed fields of one notification item, joined by `:`; the references may be
