@@ -31,7 +31,9 @@ pub fn listing(query: Option<&str>, as_json: bool) -> Result<String, String> {
             .collect();
         let matches = query.is_none_or(|q| {
             let q = q.to_ascii_lowercase();
-            preset.name.contains(&q) || headers.iter().any(|h| h.contains(&q))
+            preset.name.contains(&q)
+                || preset.aliases.iter().any(|a| a.contains(&q))
+                || headers.iter().any(|h| h.contains(&q))
         });
         if matches {
             entries.push((preset, scheme));
@@ -51,7 +53,11 @@ pub fn listing(query: Option<&str>, as_json: bool) -> Result<String, String> {
 }
 
 fn as_text(preset: &Preset, scheme: &crate::scheme::Scheme) -> String {
-    let mut out = format!("{}:\n{}", preset.name, scheme.describe_shape("  "));
+    let mut out = format!("{}:\n", preset.name);
+    if !preset.aliases.is_empty() {
+        out += &format!("  aliases: {}\n", preset.aliases.join(", "));
+    }
+    out += &scheme.describe_shape("  ");
     if let Some(kind) = preset.handshake {
         out += &format!("  handshake: {} (answered by the gateway)\n", kind.name());
     }
@@ -75,6 +81,7 @@ fn as_value(preset: &Preset, scheme: &crate::scheme::Scheme) -> Value {
         "signature_headers": scheme.signature.source.headers().iter().map(|h| h.as_str()).collect::<Vec<_>>(),
         "checks": scheme.strength().label(),
         "scheme": scheme.describe_shape(""),
+        "aliases": preset.aliases,
         "handshake": preset.handshake.map(|k| k.name()),
         "replay_key": preset.replay_key.map(replay_key),
         "needs_app_answer": preset.needs_app_answer,

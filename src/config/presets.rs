@@ -22,6 +22,9 @@ use RawPart::{Body, FormParamsSorted, Url};
 pub struct Preset {
     /// What a route writes as `preset:`.
     pub name: &'static str,
+    /// Other names a route may write for it: the sender's products that share its scheme
+    /// (Meta's Facebook, Messenger, Instagram, WhatsApp) or its former name.
+    pub aliases: &'static [&'static str],
     /// The raw `verify:` block the preset stands for, made on demand: a `RawVerify` owns its
     /// strings, which a static table cannot hold.
     pub scheme: fn() -> RawVerify,
@@ -115,9 +118,11 @@ pub fn all() -> &'static [Preset] {
     PRESETS
 }
 
-/// The preset a route names, or `None` for an unknown name.
+/// The preset a route names (by its name or an alias), or `None` for an unknown name.
 pub fn find(name: &str) -> Option<&'static Preset> {
-    PRESETS.iter().find(|p| p.name == name)
+    PRESETS
+        .iter()
+        .find(|p| p.name == name || p.aliases.contains(&name))
 }
 
 /// Every preset name, in listing order (for messages that list them).
@@ -159,6 +164,7 @@ static PRESETS: &[Preset] = &[
     // --- the seed senders (../shared/senders.md); none publishes an SDK or an example ---
     Preset {
         name: "laso",
+        aliases: &[],
         // The body carries a `time` in ms, but retries come up to ~33 h after the first try,
         // so no freshness check by default.
         scheme: || plain("hmac-sha256", "x-signature", "", &["hex"]),
@@ -170,6 +176,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "lahza",
+        aliases: &[],
         // Lahza also publishes source IPs: pair this preset with `allow_ips` on the route.
         scheme: || plain("hmac-sha256", "x-lahza-signature", "", &["hex"]),
         handshake: None,
@@ -180,6 +187,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "lomi",
+        aliases: &[],
         // The body's `timestamp` (RFC 3339) is signed; a route can opt in to a window with
         // `timestamp: { json: /timestamp, unit: rfc3339, tolerance: ... }`.
         scheme: || plain("hmac-sha256", "x-lomi-signature", "", &["hex"]),
@@ -192,6 +200,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "ltvboost",
+        aliases: &[],
         scheme: || plain("hmac-sha256", "x-ltvboost-signature", "sha256=", &["hex"]),
         handshake: None,
         replay_key: None,
@@ -201,6 +210,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "listrak",
+        aliases: &[],
         // Body + LTK-Timestamp, no separator. Their Python and C# examples send base64, their
         // JavaScript example hex: accept both. 15 min window, both directions.
         scheme: || RawVerify {
@@ -228,6 +238,7 @@ static PRESETS: &[Preset] = &[
     // --- the providers ---
     Preset {
         name: "github",
+        aliases: &[],
         scheme: || plain("hmac-sha256", "x-hub-signature-256", "sha256=", &["hex"]),
         handshake: None,
         replay_key: Some(ReplayKey::Header(&["x-github-delivery"])),
@@ -242,6 +253,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "github-sha1",
+        aliases: &[],
         scheme: || plain("hmac-sha1", "x-hub-signature", "sha1=", &["hex"]),
         handshake: None,
         replay_key: Some(ReplayKey::Header(&["x-github-delivery"])),
@@ -252,6 +264,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "stripe",
+        aliases: &[],
         // `t=<ts>,v1=<hex>[,v1=...]`; v0 (test) entries ignored. The key is the whole
         // `whsec_...` string as bytes.
         scheme: || RawVerify {
@@ -270,6 +283,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "slack",
+        aliases: &[],
         scheme: || RawVerify {
             message: Some(vec![
                 literal("v0:"),
@@ -293,6 +307,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "shopify",
+        aliases: &[],
         // Webhook deliveries carry X-Shopify-Hmac-Sha256, its newer Events deliveries
         // Shopify-Hmac-Sha256 (no X-); either, never both.
         scheme: || {
@@ -327,6 +342,7 @@ static PRESETS: &[Preset] = &[
     // `whsec_<base64>` decoded to the key.
     Preset {
         name: "standard-webhooks",
+        aliases: &[],
         scheme: || standard_webhooks("webhook", "hmac-sha256", "v1", "whsec_base64"),
         handshake: None,
         replay_key: Some(ReplayKey::Header(&["webhook-id"])),
@@ -343,6 +359,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "svix",
+        aliases: &[],
         scheme: || standard_webhooks("svix", "hmac-sha256", "v1", "whsec_base64"),
         handshake: None,
         replay_key: Some(ReplayKey::Header(&["svix-id"])),
@@ -357,6 +374,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "paddle",
+        aliases: &[],
         // Paddle Billing: `ts=<ts>;h1=<hex>`, message `ts:body`, 5 s by default.
         scheme: || RawVerify {
             message: Some(vec![entry("ts"), literal(":"), Body]),
@@ -374,6 +392,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "zoom",
+        aliases: &[],
         scheme: || RawVerify {
             message: Some(vec![
                 literal("v0:"),
@@ -395,6 +414,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "linear",
+        aliases: &[],
         // Linear puts `webhookTimestamp` (ms) in the signed JSON body and asks receivers to
         // refuse deliveries more than a minute old.
         scheme: || RawVerify {
@@ -417,6 +437,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "intercom",
+        aliases: &[],
         scheme: || plain("hmac-sha1", "x-hub-signature", "sha1=", &["hex"]),
         handshake: None,
         replay_key: None,
@@ -427,6 +448,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "woocommerce",
+        aliases: &[],
         scheme: || plain("hmac-sha256", "x-wc-webhook-signature", "", &["base64"]),
         handshake: None,
         replay_key: Some(ReplayKey::Header(&["x-wc-webhook-delivery-id"])),
@@ -437,6 +459,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "webflow",
+        aliases: &[],
         scheme: || RawVerify {
             message: Some(vec![header("x-webflow-timestamp"), literal(":"), Body]),
             timestamp: Some(ts_header("x-webflow-timestamp", "milliseconds", "5m")),
@@ -453,6 +476,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "vercel",
+        aliases: &[],
         scheme: || plain("hmac-sha1", "x-vercel-signature", "", &["hex"]),
         handshake: None,
         replay_key: None,
@@ -463,6 +487,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "twilio",
+        aliases: &[],
         // Base64 HMAC-SHA1 of the public URL followed by the POST form parameters sorted by
         // name; JSON bodies are covered by the `bodySHA256` query parameter.
         scheme: || RawVerify {
@@ -484,6 +509,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "twilio-sha256",
+        aliases: &[],
         // Twilio's webhook signing keys: the same message and header, HMAC-SHA256 under the
         // SharedKey secret (the request names it in X-Twilio-Webhooks-Signature-Settings:
         // `key=webhooks_sharedkey_...,algorithm=HMAC_SHA256`). The route fixes the algorithm;
@@ -504,6 +530,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "square",
+        aliases: &[],
         // Base64 HMAC-SHA256 of the notification URL followed by the body.
         scheme: || RawVerify {
             message: Some(vec![Url, Body]),
@@ -525,6 +552,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "gitlab",
+        aliases: &[],
         // A shared token: nothing to sign, so no SDK to sign with.
         scheme: || RawVerify {
             message: Some(vec![]),
@@ -538,6 +566,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "discord",
+        aliases: &[],
         // Discord interactions: hex Ed25519 over timestamp + body, hex public key. They must
         // be answered within seconds, so an old timestamp is a replay.
         scheme: || RawVerify {
@@ -559,6 +588,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "standard-webhooks-ed25519",
+        aliases: &[],
         scheme: || standard_webhooks("webhook", "ed25519", "v1a", "whpk_base64"),
         handshake: None,
         replay_key: Some(ReplayKey::Header(&["webhook-id"])),
@@ -570,6 +600,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "sendgrid",
+        aliases: &[],
         // SendGrid Event Webhook: base64 DER ECDSA P-256 over timestamp + body, base64 DER
         // public key. SendGrid documents no window, and retries for up to 72 h, so none by
         // default; the timestamp is still read in canonical form only, since it is signed
@@ -611,6 +642,7 @@ static PRESETS: &[Preset] = &[
     // published vectors (docs/research/).
     Preset {
         name: "gocardless",
+        aliases: &[],
         // `Webhook-Signature`: hex HMAC-SHA256 of the body. A delivery batches events; its
         // `meta.webhook_id` is the delivery's id.
         scheme: || plain("hmac-sha256", "webhook-signature", "", &["hex"]),
@@ -624,6 +656,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "modern-treasury",
+        aliases: &[],
         // `X-Signature`: hex HMAC-SHA256 of the body; `X-Webhook-ID` is unique per webhook.
         scheme: || plain("hmac-sha256", "x-signature", "", &["hex"]),
         handshake: None,
@@ -636,6 +669,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "mux",
+        aliases: &[],
         // `t=<ts>,v1=<hex>[,v1=...]` over `t.body`, as Stripe; the SDK allows 300 s.
         scheme: || RawVerify {
             message: Some(vec![entry("t"), literal("."), Body]),
@@ -652,6 +686,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "recurly",
+        aliases: &[],
         // `<ts_ms>,<hex>[,<hex>...]`: a positional list, over `ts_ms.body`, 5 min either way.
         scheme: || RawVerify {
             algorithm: Some("hmac-sha256".into()),
@@ -678,6 +713,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "line",
+        aliases: &[],
         // LINE Messaging API: `x-line-signature`, base64 HMAC-SHA256 of the body under the
         // channel secret. One request may carry several events (no one id).
         scheme: || plain("hmac-sha256", "x-line-signature", "", &["base64"]),
@@ -692,6 +728,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "sanity",
+        aliases: &[],
         // `t=<ms>,v1=<base64url>` over `t.body`. Sanity's toolkit sets no window; 5 min here.
         scheme: || RawVerify {
             message: Some(vec![entry("t"), literal("."), Body]),
@@ -708,6 +745,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "orb",
+        aliases: &[],
         // `v1=<hex>[ v1=<hex>...]` over `v1:` + X-Orb-Timestamp + `:` + body; the timestamp
         // is ISO 8601 without a zone (UTC), 5 min either way.
         scheme: || RawVerify {
@@ -730,6 +768,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "paystack",
+        aliases: &[],
         // Paystack: hex HMAC-SHA512 of the body under the secret API key.
         scheme: || plain("hmac-sha512", "x-paystack-signature", "", &["hex"]),
         handshake: None,
@@ -740,6 +779,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "lemon-squeezy",
+        aliases: &[],
         // Lemon Squeezy: hex HMAC-SHA256 of the body; only a 200 counts as delivered.
         scheme: || plain("hmac-sha256", "x-signature", "", &["hex"]),
         handshake: None,
@@ -750,6 +790,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "checkout-com",
+        aliases: &[],
         // Checkout.com: hex HMAC-SHA256 of the body under the workflow's signature key.
         scheme: || plain("hmac-sha256", "cko-signature", "", &["hex"]),
         handshake: None,
@@ -760,6 +801,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "bitbucket",
+        aliases: &[],
         // Bitbucket Cloud (and Jira Cloud admin webhooks): `sha256=` + hex HMAC-SHA256.
         scheme: || plain("hmac-sha256", "x-hub-signature", "sha256=", &["hex"]),
         handshake: None,
@@ -770,6 +812,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "sentry",
+        aliases: &[],
         // Sentry integrations: hex HMAC-SHA256 of the body under the client secret; its timestamp header is not signed.
         scheme: || plain("hmac-sha256", "sentry-hook-signature", "", &["hex"]),
         handshake: None,
@@ -780,6 +823,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "launchdarkly",
+        aliases: &[],
         // LaunchDarkly: hex HMAC-SHA256 of the body.
         scheme: || plain("hmac-sha256", "x-ld-signature", "", &["hex"]),
         handshake: None,
@@ -790,6 +834,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "heroku",
+        aliases: &[],
         // Heroku app webhooks: base64 HMAC-SHA256 of the body.
         scheme: || plain("hmac-sha256", "heroku-webhook-hmac-sha256", "", &["base64"]),
         handshake: None,
@@ -800,6 +845,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "terraform",
+        aliases: &[],
         // HCP Terraform notifications: hex HMAC-SHA512 of the body under the token.
         scheme: || plain("hmac-sha512", "x-tfe-notification-signature", "", &["hex"]),
         handshake: None,
@@ -810,6 +856,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "mongodb-atlas",
+        aliases: &[],
         // MongoDB Atlas: base64 HMAC-SHA1 of the body.
         scheme: || plain("hmac-sha1", "x-mms-signature", "", &["base64"]),
         handshake: None,
@@ -820,6 +867,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "webex",
+        aliases: &[],
         // Webex: hex HMAC-SHA1 of the body.
         scheme: || plain("hmac-sha1", "x-spark-signature", "", &["hex"]),
         handshake: None,
@@ -830,6 +878,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "typeform",
+        aliases: &[],
         // Typeform: `sha256=` + base64 HMAC-SHA256 of the body.
         scheme: || plain("hmac-sha256", "typeform-signature", "sha256=", &["base64"]),
         handshake: None,
@@ -840,6 +889,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "clickup",
+        aliases: &[],
         // ClickUp: hex HMAC-SHA256 of the body under the webhook secret.
         scheme: || plain("hmac-sha256", "x-signature", "", &["hex"]),
         handshake: None,
@@ -850,6 +900,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "fastspring",
+        aliases: &[],
         // FastSpring: base64 HMAC-SHA256 of the body.
         scheme: || plain("hmac-sha256", "x-fs-signature", "", &["base64"]),
         handshake: None,
@@ -860,6 +911,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "airtable",
+        aliases: &[],
         // Airtable: `hmac-sha256=` + hex HMAC-SHA256 of the body; the macSecret is base64 and decoded.
         scheme: || RawVerify { key_encoding: Some("base64".into()), ..plain("hmac-sha256", "x-airtable-content-mac", "hmac-sha256=", &["hex"]) },
         handshake: None,
@@ -870,6 +922,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "squarespace",
+        aliases: &[],
         // Squarespace: hex HMAC-SHA256 of the body; the secret is hex and decoded.
         scheme: || RawVerify { key_encoding: Some("hex".into()), ..plain("hmac-sha256", "squarespace-signature", "", &["hex"]) },
         handshake: None,
@@ -880,6 +933,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "onfleet",
+        aliases: &[],
         // Onfleet: hex HMAC-SHA512 of the body; the secret is hex and decoded.
         scheme: || RawVerify { key_encoding: Some("hex".into()), ..plain("hmac-sha512", "x-onfleet-signature", "", &["hex"]) },
         handshake: None,
@@ -890,6 +944,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "meta",
+        aliases: &["facebook", "messenger", "instagram", "whatsapp"],
         // Meta (Graph API, Messenger, Instagram, WhatsApp): `sha256=` + hex HMAC-SHA256 of the body under the app secret; the GET `hub.challenge` is answered with the route's `handshake.verify_token`.
         scheme: || plain("hmac-sha256", "x-hub-signature-256", "sha256=", &["hex"]),
         handshake: Some(HandshakeKind::Meta),
@@ -900,6 +955,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "x",
+        aliases: &["twitter"],
         // X (Twitter) Account Activity: `sha256=` + base64 HMAC-SHA256 under the consumer secret; the CRC GET is answered with it too.
         scheme: || plain("hmac-sha256", "x-twitter-webhooks-signature", "sha256=", &["base64"]),
         handshake: Some(HandshakeKind::XCrc),
@@ -910,6 +966,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "dropbox",
+        aliases: &[],
         // Dropbox: hex HMAC-SHA256 of the body under the app secret; the GET `challenge` is echoed.
         scheme: || plain("hmac-sha256", "x-dropbox-signature", "", &["hex"]),
         handshake: Some(HandshakeKind::Challenge),
@@ -920,6 +977,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "nylas",
+        aliases: &[],
         // Nylas v3: hex HMAC-SHA256 of the body under the webhook secret; the GET `challenge` is echoed.
         scheme: || plain("hmac-sha256", "x-nylas-signature", "", &["hex"]),
         handshake: Some(HandshakeKind::Challenge),
@@ -930,6 +988,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "coinbase-commerce",
+        aliases: &[],
         // Coinbase Commerce: hex HMAC-SHA256 of the body under the shared secret.
         scheme: || plain("hmac-sha256", "x-cc-webhook-signature", "", &["hex"]),
         handshake: None,
@@ -940,6 +999,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "pusher",
+        aliases: &[],
         // Pusher Channels: hex HMAC-SHA256 of the body under the app secret (X-Pusher-Key names the app: give each app's secret in `secrets:`).
         scheme: || plain("hmac-sha256", "x-pusher-signature", "", &["hex"]),
         handshake: None,
@@ -950,6 +1010,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "resend",
+        aliases: &[],
         // Resend sends its webhooks through Svix: `svix-*` headers, `whsec_` secret. The same scheme as `svix`, under the sender's name.
         scheme: || standard_webhooks("svix", "hmac-sha256", "v1", "whsec_base64"),
         handshake: None,
@@ -960,6 +1021,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "clerk",
+        aliases: &[],
         // Clerk sends its webhooks through Svix (its `verifyWebhook()` verifies with Svix). The same scheme as `svix`, under the sender's name.
         scheme: || standard_webhooks("svix", "hmac-sha256", "v1", "whsec_base64"),
         handshake: None,
@@ -970,6 +1032,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "goody",
+        aliases: &[],
         // Goody sends its webhooks through Svix (its security page uses Svix's own example). The same scheme as `svix`, under the sender's name.
         scheme: || standard_webhooks("svix", "hmac-sha256", "v1", "whsec_base64"),
         handshake: None,
@@ -980,6 +1043,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "replicate",
+        aliases: &[],
         // Replicate signs as Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature`. The same scheme as `standard-webhooks`, under the sender's name.
         scheme: || standard_webhooks("webhook", "hmac-sha256", "v1", "whsec_base64"),
         handshake: None,
@@ -990,6 +1054,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "twitch",
+        aliases: &[],
         // Twitch EventSub: `sha256=` + hex HMAC-SHA256 over message id + timestamp (RFC 3339, nanoseconds) + body, 10 min; the callback verification is answered.
         scheme: || RawVerify {
             message: Some(vec![
@@ -1008,6 +1073,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "calendly",
+        aliases: &[],
         // Calendly: `t=..,v1=<hex>` over `t.body`; its sample allows 3 min.
         scheme: || RawVerify {
             message: Some(vec![entry("t"), literal("."), Body]),
@@ -1022,6 +1088,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "workos",
+        aliases: &[],
         // WorkOS: `t=<ms>, v1=<hex>` over `t.body`; its SDK allows 3 min.
         scheme: || RawVerify {
             message: Some(vec![entry("t"), literal("."), Body]),
@@ -1036,6 +1103,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "persona",
+        aliases: &[],
         // Persona: `t=..,v1=<hex>` over `t.body`; it documents no window and retries with the first timestamp, so none here (canonical form only).
         scheme: || RawVerify {
             message: Some(vec![entry("t"), literal("."), Body]),
@@ -1053,6 +1121,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "tiktok",
+        aliases: &[],
         // TikTok: `t=..,s=<hex>` over `t.body` under the client secret.
         scheme: || RawVerify {
             message: Some(vec![entry("t"), literal("."), Body]),
@@ -1067,6 +1136,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "customer-io",
+        aliases: &[],
         // Customer.io reporting webhooks: hex HMAC-SHA256 over `v0:` + X-CIO-Timestamp + `:` + body.
         scheme: || RawVerify {
             message: Some(vec![
@@ -1086,6 +1156,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "frameio",
+        aliases: &[],
         // Frame.io: `v0=` + hex HMAC-SHA256 over `v0:` + timestamp + `:` + body, 5 min.
         scheme: || RawVerify {
             message: Some(vec![
@@ -1105,6 +1176,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "airwallex",
+        aliases: &[],
         // Airwallex: hex HMAC-SHA256 over x-timestamp (ms, 13 digits) + body.
         scheme: || RawVerify {
             message: Some(vec![header("x-timestamp"), Body]),
@@ -1119,6 +1191,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "chargebee",
+        aliases: &[],
         // Chargebee signs nothing: HTTP Basic with the username and password set in its dashboard (`secret: "user:password"`). Weaker than a signature: pair it with `allow_ips`.
         scheme: || RawVerify {
             message: Some(vec![]),
@@ -1132,6 +1205,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "postmark",
+        aliases: &[],
         // Postmark signs nothing: HTTP Basic from the webhook URL's credentials (`secret: "user:password"`). Weaker than a signature: pair it with `allow_ips`.
         scheme: || RawVerify {
             message: Some(vec![]),
@@ -1145,6 +1219,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "telegram",
+        aliases: &[],
         // Telegram Bot API: the `secret_token` given to setWebhook, in its own header. A shared secret.
         scheme: || RawVerify {
             message: Some(vec![]),
@@ -1158,6 +1233,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "google-channel",
+        aliases: &[],
         // Google push notifications (Drive, Calendar): the channel's `token`, echoed in X-Goog-Channel-Token. A shared secret.
         scheme: || RawVerify {
             message: Some(vec![]),
@@ -1171,6 +1247,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "okta",
+        aliases: &[],
         // Okta event hooks: the secret set as the hook's Authorization header value; its one-time verification GET is answered. A shared secret.
         scheme: || RawVerify {
             message: Some(vec![]),
@@ -1184,6 +1261,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "front",
+        aliases: &[],
         // Front application webhooks: base64 HMAC-SHA256 over X-Front-Request-Timestamp (ms) + `:` + body, 5 min. (Rule webhooks sign with SHA-1 and no timestamp: write that scheme out.)
         scheme: || RawVerify {
             message: Some(vec![header("x-front-request-timestamp"), literal(":"), Body]),
@@ -1198,6 +1276,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "cashfree",
+        aliases: &[],
         // Cashfree: base64 HMAC-SHA256 over x-webhook-timestamp (ms, 13 digits) + body; it documents no window.
         scheme: || RawVerify {
             message: Some(vec![header("x-webhook-timestamp"), Body]),
@@ -1215,6 +1294,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "revolut",
+        aliases: &[],
         // Revolut: `v1=<hex>[,v1=<hex>]` over `v1.` + Revolut-Request-Timestamp (ms) + `.` + body, 5 min.
         scheme: || RawVerify {
             message: Some(vec![
@@ -1234,6 +1314,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "buildkite",
+        aliases: &[],
         // Buildkite (signed mode): `timestamp=..,signature=<hex>` over `timestamp.body`, 5 min. (Its token mode is a shared secret in X-Buildkite-Token.)
         scheme: || RawVerify {
             message: Some(vec![entry("timestamp"), literal("."), Body]),
@@ -1248,6 +1329,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "netlify",
+        aliases: &[],
         // Netlify: a JWT (HS256 under the JWS secret token) in X-Webhook-Signature, iss
         // netlify, its `sha256` claim the body's SHA-256 in hex. No time claims.
         scheme: || RawVerify {
@@ -1275,6 +1357,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "vonage",
+        aliases: &[],
         // Vonage signed webhooks: `Authorization: Bearer <JWT>`, HS256 under the signature
         // secret, `payload_hash` the body's SHA-256 in hex; `iat` within 5 min here (Vonage
         // names no window).
@@ -1304,6 +1387,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "telnyx",
+        aliases: &[],
         // Telnyx: base64 Ed25519 over `telnyx-timestamp|body`; the public key is base64 of
         // its 32 bytes, as the portal shows it; 5 min.
         scheme: || RawVerify {
@@ -1319,6 +1403,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "razorpay",
+        aliases: &[],
         // Razorpay: hex HMAC-SHA256 of the body under the webhook's own secret (not the API key secret).
         scheme: || plain("hmac-sha256", "x-razorpay-signature", "", &["hex"]),
         handshake: None,
@@ -1332,6 +1417,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "chargify",
+        aliases: &["maxio"],
         // Maxio Advanced Billing (Chargify): hex HMAC-SHA256 of the raw body (form-encoded by default) under the Site Shared Key. The legacy MD5 header is not accepted.
         scheme: || plain("hmac-sha256", "x-chargify-webhook-signature-hmac-sha-256", "", &["hex"]),
         handshake: None,
@@ -1342,6 +1428,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "authorize-net",
+        aliases: &[],
         // Authorize.net: `sha512=` + HEX (upper case) HMAC-SHA512 of the body under the Signature Key's text (not hex-decoded).
         scheme: || plain("hmac-sha512", "x-anet-signature", "sha512=", &["hex"]),
         handshake: None,
@@ -1352,6 +1439,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "jira",
+        aliases: &[],
         // Jira Cloud admin webhooks with a secret: `sha256=` + hex HMAC-SHA256 of the body in X-Hub-Signature.
         scheme: || plain("hmac-sha256", "x-hub-signature", "sha256=", &["hex"]),
         handshake: None,
@@ -1362,6 +1450,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "circleci",
+        aliases: &[],
         // CircleCI: `v1=<hex>` entries (other versions ignored), HMAC-SHA256 of the body under the webhook's secret token.
         scheme: || RawVerify {
             message: Some(vec![Body]),
@@ -1375,6 +1464,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "pagerduty",
+        aliases: &[],
         // PagerDuty v3: one or more `v1=<hex>` entries (several during a secret rotation, any may match), HMAC-SHA256 of the body under the subscription's secret as text.
         scheme: || RawVerify {
             message: Some(vec![Body]),
@@ -1388,6 +1478,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "teams-outgoing",
+        aliases: &[],
         // Microsoft Teams outgoing webhooks: `Authorization: HMAC <base64>`, HMAC-SHA256 of the body under the security token, base64-decoded.
         scheme: || RawVerify {
             key_encoding: Some("base64".into()),
@@ -1401,6 +1492,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "ably",
+        aliases: &[],
         // Ably webhook rules (batched): base64 HMAC-SHA256 of the body under the API key's secret part (after the `:`); X-Ably-Key names the key.
         scheme: || plain("hmac-sha256", "x-ably-signature", "", &["base64"]),
         handshake: None,
@@ -1411,6 +1503,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "aftership",
+        aliases: &[],
         // AfterShip: base64 HMAC-SHA256 of the body under the webhook secret, in aftership-hmac-sha256 (Tracking) or as-signature-hmac-sha256 (other products); one of the two.
         scheme: || RawVerify {
             signature: Some(RawSignature {
@@ -1432,6 +1525,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "bolt",
+        aliases: &[],
         // Bolt: base64 HMAC-SHA256 of the body under the merchant signing secret.
         scheme: || plain("hmac-sha256", "x-bolt-hmac-sha256", "", &["base64"]),
         handshake: None,
@@ -1442,6 +1536,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "tally",
+        aliases: &[],
         // Tally forms: base64 HMAC-SHA256 of the (compact JSON) body under the webhook's signing secret.
         scheme: || plain("hmac-sha256", "tally-signature", "", &["base64"]),
         handshake: None,
@@ -1452,6 +1547,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "xero",
+        aliases: &[],
         // Xero: base64 HMAC-SHA256 of the body under the webhook key's text. Its "intent to receive" check is met as is: signed requests pass, others get 401.
         scheme: || plain("hmac-sha256", "x-xero-signature", "", &["base64"]),
         handshake: None,
@@ -1462,6 +1558,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "quickbooks",
+        aliases: &[],
         // QuickBooks Online (Intuit): base64 HMAC-SHA256 of the body under the app's verifier token.
         scheme: || plain("hmac-sha256", "intuit-signature", "", &["base64"]),
         handshake: None,
@@ -1472,6 +1569,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "alchemy",
+        aliases: &[],
         // Alchemy Notify: hex HMAC-SHA256 of the body under the webhook's signing key, as text.
         scheme: || plain("hmac-sha256", "x-alchemy-signature", "", &["hex"]),
         handshake: None,
@@ -1482,6 +1580,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "castle",
+        aliases: &[],
         // Castle: base64 HMAC-SHA256 of the body under the API secret.
         scheme: || plain("hmac-sha256", "x-castle-signature", "", &["base64"]),
         handshake: None,
@@ -1495,6 +1594,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "worldline",
+        aliases: &[],
         // Worldline (Connect, Direct): base64 HMAC-SHA256 of the body under the secret webhook key; X-GCS-KeyId names the key, and each configured secret is tried.
         scheme: || plain("hmac-sha256", "x-gcs-signature", "", &["base64"]),
         handshake: None,
@@ -1508,6 +1608,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "docusign",
+        aliases: &[],
         // DocuSign Connect: X-DocuSign-Signature-1..N, one base64 HMAC-SHA256 of the body per active Connect key; any one may match.
         scheme: || RawVerify {
             algorithm: Some("hmac-sha256".into()),
@@ -1530,6 +1631,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "zendesk",
+        aliases: &[],
         // Zendesk: base64 HMAC-SHA256 over X-Zendesk-Webhook-Signature-Timestamp (RFC 3339) + body; it documents no window.
         scheme: || RawVerify {
             message: Some(vec![header("x-zendesk-webhook-signature-timestamp"), Body]),
@@ -1547,6 +1649,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "box",
+        aliases: &[],
         // Box: BOX-SIGNATURE-PRIMARY and -SECONDARY, base64 HMAC-SHA256 over body + BOX-DELIVERY-TIMESTAMP (RFC 3339 with offset), each under one of the app's two keys; 10 min old, 1 min ahead.
         scheme: || RawVerify {
             algorithm: Some("hmac-sha256".into()),
@@ -1576,6 +1679,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "hubspot",
+        aliases: &[],
         // HubSpot v3: base64 HMAC-SHA256 over method + public URL + body + X-HubSpot-Request-Timestamp (ms), 5 min, under the app's client secret.
         scheme: || RawVerify {
             message: Some(vec![
@@ -1598,6 +1702,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "paymongo",
+        aliases: &[],
         // PayMongo: `t=..,te=<hex>,li=<hex>` over `t.body`, HMAC-SHA256 under the webhook's secret key; the live-mode entry `li` (a test-mode route sets `signature.entries.key: te`). No documented window.
         scheme: || RawVerify {
             message: Some(vec![entry("t"), literal("."), Body]),
@@ -1612,6 +1717,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "mailgun",
+        aliases: &[],
         // Mailgun: hex HMAC-SHA256 over the JSON body's /signature/timestamp + /signature/token under the webhook signing key, in /signature/signature. The event data is NOT signed: 5 min window, deduplicated by the token.
         scheme: || RawVerify {
             algorithm: Some("hmac-sha256".into()),
@@ -1641,6 +1747,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "mandrill",
+        aliases: &[],
         // Mandrill (Mailchimp Transactional): base64 HMAC-SHA1 over the webhook URL as configured + each POST form field sorted by name (name then value), under the webhook's key.
         scheme: || RawVerify {
             message: Some(vec![Url, FormParamsSorted]),
@@ -1654,6 +1761,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "trello",
+        aliases: &[],
         // Trello: base64 HMAC-SHA1 over body + the callback URL as registered, under the app's OAuth secret; its HEAD probe is answered.
         scheme: || RawVerify {
             message: Some(vec![Body, Url]),
@@ -1667,6 +1775,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "fusionauth",
+        aliases: &[],
         // FusionAuth (HMAC signing key): a JWT in X-FusionAuth-Signature-JWT, HS256/384/512, its `request_body_sha256` claim the body's SHA-256 in base64. (Asymmetric keys: give the public key and the RS/ES algorithm.)
         scheme: || RawVerify {
             algorithm: Some("jwt".into()),
@@ -1692,6 +1801,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "sparkpost",
+        aliases: &[],
         // SparkPost signs nothing: HTTP Basic with the webhook's auth credentials (`secret: "user:password"`). Weaker than a signature: pair it with `allow_ips`.
         scheme: || RawVerify {
             message: Some(vec![]),
@@ -1705,6 +1815,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "pipedrive",
+        aliases: &[],
         // Pipedrive signs nothing: HTTP Basic with the webhook's http_auth_user and http_auth_password (`secret: "user:password"`). Weaker than a signature: pair it with `allow_ips`.
         scheme: || RawVerify {
             message: Some(vec![]),
@@ -1718,6 +1829,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "mixpanel",
+        aliases: &[],
         // Mixpanel cohort-sync webhooks sign nothing: HTTP Basic as set in the integration (`secret: "user:password"`). Weaker than a signature: pair it with `allow_ips`.
         scheme: || RawVerify {
             message: Some(vec![]),
@@ -1731,6 +1843,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "flutterwave",
+        aliases: &[],
         // Flutterwave (v3): the dashboard's secret hash itself in verif-hash. A shared secret: pair it with `allow_ips`.
         scheme: || RawVerify {
             message: Some(vec![]),
@@ -1744,6 +1857,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "brevo",
+        aliases: &[],
         // Brevo signs nothing: the webhook's bearer token (`auth: {type: bearer}`) in Authorization. A shared secret: pair it with `allow_ips`.
         scheme: || RawVerify {
             message: Some(vec![]),
@@ -1757,6 +1871,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "openai",
+        aliases: &[],
         // OpenAI signs as Standard Webhooks (`webhook-*` headers, `whsec_` secret). The same scheme as `standard-webhooks`, under the sender's name.
         scheme: || standard_webhooks("webhook", "hmac-sha256", "v1", "whsec_base64"),
         handshake: None,
@@ -1770,6 +1885,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "supabase",
+        aliases: &[],
         // Supabase (Auth hooks, database webhooks via Standard Webhooks): the dashboard's `v1,whsec_...` secret without its `v1,` (the `whsec_...` part).
         scheme: || standard_webhooks("webhook", "hmac-sha256", "v1", "whsec_base64"),
         handshake: None,
@@ -1780,6 +1896,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "bigcommerce",
+        aliases: &[],
         // BigCommerce: Standard Webhooks headers, HMAC-SHA256 under the app's client secret as text (not base64-decoded).
         scheme: || standard_webhooks("webhook", "hmac-sha256", "v1", "raw"),
         handshake: None,
@@ -1790,6 +1907,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "msgraph",
+        aliases: &[],
         // Microsoft Graph change notifications: the subscription's clientState in every item of `value[]`, each compared whole with one of the route's secrets (a shared secret; several subscriptions: `secrets:`); the `validationToken` POST is answered.
         scheme: || RawVerify {
             algorithm: Some("token".into()),
@@ -1809,6 +1927,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "adyen",
+        aliases: &[],
         // Adyen standard webhooks: every item of notificationItems carries its own base64 HMAC-SHA256 (key hex-decoded) in additionalData.hmacSignature, over pspReference:originalReference:merchantAccountCode:merchantReference:value:currency:eventCode:success (absent references empty, no escaping); every item must verify. Fields only (the rest of each item is not signed). A queued route answers `[accepted]`.
         scheme: || RawVerify {
             algorithm: Some("hmac-sha256".into()),
@@ -1835,6 +1954,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "sonatype-nexus",
+        aliases: &[],
         // Sonatype Nexus Repository (and IQ): hex HMAC-SHA1 of the body under the capability's secret key. (IQ in FIPS mode names another algorithm in X-Nexus-Webhook-Signature-Algorithm: write that scheme out.)
         scheme: || plain("hmac-sha1", "x-nexus-webhook-signature", "", &["hex"]),
         handshake: None,
@@ -1845,6 +1965,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "autodesk",
+        aliases: &[],
         // Autodesk Platform Services (Forge): `sha1hash=` + hex HMAC-SHA1 of the body under the webhook's secret token.
         scheme: || plain("hmac-sha1", "x-adsk-signature", "sha1hash=", &["hex"]),
         handshake: None,
@@ -1855,6 +1976,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "go1",
+        aliases: &[],
         // Go1: `t=..,v1=<hex>` over `t.body`, HMAC-SHA256 under the webhook's secret_key; 60 s, as Go1's verifier.
         scheme: || RawVerify {
             message: Some(vec![entry("t"), literal("."), Body]),
@@ -1869,6 +1991,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "hostedhooks",
+        aliases: &[],
         // HostedHooks: `t=..,s=<hex>` over `t.body`, HMAC-SHA256 under the endpoint's signing secret; a new one per retry, but no documented window.
         scheme: || RawVerify {
             message: Some(vec![entry("t"), literal("."), Body]),
@@ -1883,6 +2006,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "orbit",
+        aliases: &[],
         // Orbit: `sha256=` + hex HMAC-SHA256 of the body under the webhook's secret token.
         scheme: || plain("hmac-sha256", "x-orbit-signature", "sha256=", &["hex"]),
         handshake: None,
@@ -1893,6 +2017,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "pinwheel",
+        aliases: &[],
         // Pinwheel: `v2=<hex>` HMAC-SHA256 over `v2:` + x-timestamp + `:` + body, under the API secret; no documented window.
         scheme: || RawVerify {
             message: Some(vec![
@@ -1912,6 +2037,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "signal-sciences",
+        aliases: &[],
         // Signal Sciences (Fastly Next-Gen WAF) generic webhooks: hex HMAC-SHA256 of the body under the integration's signing key.
         scheme: || plain("hmac-sha256", "x-sigsci-signature", "", &["hex"]),
         handshake: None,
@@ -1922,6 +2048,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "trend-micro-conformity",
+        aliases: &[],
         // Trend Micro Conformity: hex HMAC-SHA256 of the (compact JSON) body under the webhook security token, as text.
         scheme: || plain("hmac-sha256", "x-conformity-signature", "", &["hex"]),
         handshake: None,
@@ -1932,6 +2059,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "workspace-one",
+        aliases: &[],
         // VMware (Omnissa) Workspace ONE UEM event notifications sign nothing: HTTP Basic as set on the rule (`secret: "user:password"`). Weaker than a signature: pair it with `allow_ips`.
         scheme: || RawVerify {
             message: Some(vec![]),
@@ -1945,6 +2073,7 @@ static PRESETS: &[Preset] = &[
     },
     Preset {
         name: "clearbit",
+        aliases: &[],
         // Clearbit: `sha1=` + hex HMAC-SHA1 of the body under the secret API key.
         scheme: || plain("hmac-sha1", "x-request-signature", "sha1=", &["hex"]),
         handshake: None,
@@ -2087,11 +2216,17 @@ mod tests {
     }
 
     #[test]
-    fn every_preset_name_is_unique() {
-        let mut names = names();
+    fn every_preset_name_and_alias_is_unique() {
+        let mut names: Vec<&str> = all()
+            .iter()
+            .flat_map(|p| std::iter::once(p.name).chain(p.aliases.iter().copied()))
+            .collect();
+        let count = names.len();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), all().len());
+        assert_eq!(names.len(), count);
+        assert_eq!(find("whatsapp").map(|p| p.name), Some("meta"));
+        assert_eq!(find("twitter").map(|p| p.name), Some("x"));
     }
 
     /// A row's evidence is only worth something if it names what is there: vectors for this
