@@ -7,6 +7,8 @@
 //       -> {"private_hex": "<32-byte seed/scalar>", "public_hex"?, "public_b64der"?}
 //   {"action": "sign", "provider": P, "secret"|"private_hex"|"private_pem", "body", "timestamp"?}
 //       -> {"headers": {name: value, ...}}
+//   {"action": "sign", "provider": "adyen", "secret", "items": [NotificationRequestItem, ...]}
+//       -> {"signatures": ["<base64>", ...]}   (one per item, for additionalData.hmacSignature)
 //   {"action": "verify", "provider": P, "secret"|"public_key", "body", "headers", "url"?}
 //       -> {"ok": true|false, "detail": "..."}
 //   [request, request, ...] -> [answer, answer, ...]
@@ -116,6 +118,14 @@ async function sign(req) {
         },
       };
     }
+    case "adyen": {
+      // @adyen/api-library: hmacValidator.calculateHmac(NotificationRequestItem, hexKey) for
+      // each item of the notification, as Adyen puts it in additionalData.hmacSignature.
+      // `items` are the NotificationRequestItem objects; the answer lists their signatures.
+      const { hmacValidator } = await import("@adyen/api-library");
+      const validator = new hmacValidator();
+      return { signatures: req.items.map((item) => validator.calculateHmac(item, req.secret)) };
+    }
     default:
       throw new Error(`sign: no signer for ${req.provider}`);
   }
@@ -194,6 +204,14 @@ async function verify(req) {
       receiver.init({ eventEmitter: { emit: async () => {} } });
       const answer = await receiver.start()({ body: req.body, headers: h, isBase64Encoded: false }, {});
       return { ok: answer.statusCode === 200, detail: `AwsLambdaReceiver: ${answer.statusCode} ${answer.body}` };
+    }
+    case "adyen": {
+      // An app verifies each item of notificationItems: hmacValidator.validateHMAC(item, key).
+      const { hmacValidator } = await import("@adyen/api-library");
+      const validator = new hmacValidator();
+      const items = JSON.parse(req.body).notificationItems.map((i) => i.NotificationRequestItem);
+      const each = items.map((item) => validator.validateHMAC(item, req.secret));
+      return { ok: each.length > 0 && each.every(Boolean), each, detail: `hmacValidator.validateHMAC() per item: [${each}]` };
     }
     default:
       throw new Error(`verify: no verifier for ${req.provider}`);
