@@ -1224,6 +1224,132 @@ def case_worldline(ctx):
     run_check("worldline", "hookgate-signs", b)
 
 
+def case_adyen(ctx):
+    import Adyen.util
+
+    key = ctx.secrets["adyen"]
+    path = "/webhooks/adyen"
+    headers = {"Content-Type": "application/json", "User-Agent": "Adyen HttpClient 1.0"}
+
+    def psp():
+        return str(secrets.randbelow(9 * 10**15) + 10**15)  # 16 digits, as Adyen's
+
+    def authorisation():
+        return {
+            "additionalData": {"authCode": "033899", "cardSummary": "1111", "expiryDate": "03/2030"},
+            "amount": {"currency": "EUR", "value": 1130},
+            "eventCode": "AUTHORISATION",
+            "eventDate": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+            "merchantAccountCode": "InteropECOM",
+            "merchantReference": 'Crème brûlée "42" ☕',
+            "operations": ["CANCEL", "CAPTURE", "REFUND"],
+            "paymentMethod": "visa",
+            "pspReference": psp(),
+            "reason": "033899:1111:03/2030",
+            "success": "true",
+        }
+
+    def refund(original):
+        # A modification: it names the payment it refunds (originalReference); this one has no
+        # merchantReference, which the signed string then holds as empty.
+        return {
+            "additionalData": {},
+            "amount": {"currency": "EUR", "value": 500},
+            "eventCode": "REFUND",
+            "eventDate": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+            "merchantAccountCode": "InteropECOM",
+            "originalReference": original,
+            "paymentMethod": "visa",
+            "pspReference": psp(),
+            "reason": "",
+            "success": "true",
+        }
+
+    def notification(items, layout=compact):
+        return layout({"live": "false", "notificationItems": [{"NotificationRequestItem": item} for item in items]})
+
+    def items_of(body):
+        return [i["NotificationRequestItem"] for i in json.loads(body)["notificationItems"]]
+
+    def py_each(body, key=key):
+        # Adyen.util.is_valid_hmac_notification() on each item (given the whole notification,
+        # it checks notificationItems[0] only).
+        return [Adyen.util.is_valid_hmac_notification(item, key) for item in items_of(body)]
+
+    def node_each(body):
+        return node(ctx, {"action": "verify", "provider": "adyen", "secret": key, "body": body.decode()})["each"]
+
+    def sdks_agree(body, want):
+        py, js = py_each(body), node_each(body)
+        if py != want or js != want:
+            raise RuntimeError(f"suite error: the SDKs do not see {want}: is_valid_hmac_notification {py}, validateHMAC {js}")
+        return f"is_valid_hmac_notification and hmacValidator.validateHMAC per item: {want}"
+
+    # (a) One item, signed with the Python library's generate_notification_sig.
+    one = authorisation()
+    one["additionalData"]["hmacSignature"] = Adyen.util.generate_notification_sig(one, key).decode()
+    body1 = notification([one])
+
+    def a1():
+        agreed = sdks_agree(body1, [True])
+        ok, detail = delivered(ctx, path, body1, headers)
+        return ok, f"signed with Adyen.util.generate_notification_sig; {agreed}; {detail}"
+
+    run_check("adyen(1 item)", "sdk-signs", a1)
+
+    # Two items (a payment and a refund of it), signed with the Node library's calculateHmac.
+    first = authorisation()
+    second = refund(first["pspReference"])
+    sigs = node(ctx, {"action": "sign", "provider": "adyen", "secret": key, "items": [first, second]})["signatures"]
+    for item, sig in zip((first, second), sigs):
+        item["additionalData"]["hmacSignature"] = sig
+    body2 = notification([first, second], layout=pretty)
+
+    def a2():
+        agreed = sdks_agree(body2, [True, True])
+        ok, detail = delivered(ctx, path, body2, headers)
+        return ok, f"signed with hmacValidator.calculateHmac; {agreed}; {detail}"
+
+    run_check("adyen(2 items)", "sdk-signs", a2)
+
+    # (c) One forged item refuses the whole notification: the first item is signed with the
+    # key, the second with another one. (A verifier that reads item 0 only would pass it.)
+    other = secrets.token_hex(32).upper()
+    good, forged = authorisation(), refund("")
+    good["additionalData"]["hmacSignature"] = Adyen.util.generate_notification_sig(good, key).decode()
+    forged["additionalData"]["hmacSignature"] = Adyen.util.generate_notification_sig(forged, other).decode()
+    body_forged = notification([good, forged])
+
+    def forged_check():
+        agreed = sdks_agree(body_forged, [True, False])
+        whole = Adyen.util.is_valid_hmac_notification(json.loads(body_forged), key)
+        ok, detail = refused(ctx, path, body_forged, headers)
+        return ok, f"{agreed} (on the whole notification: {whole}); {detail}"
+
+    run_check("adyen(forged item)", "tampered", forged_check)
+
+    # The amount of the delivered one-item notification changed (signed: value and currency).
+    changed = body1.replace(b'"value":1130', b'"value":11300')
+
+    def amount_check():
+        if changed == body1:
+            raise RuntimeError("suite error: the amount is not in the body as written")
+        agreed = sdks_agree(changed, [False])
+        ok, detail = refused(ctx, path, changed, headers)
+        return ok, f"amount 1130 -> 11300: {agreed}; {detail}"
+
+    run_check("adyen(amount)", "tampered", amount_check)
+
+    # Adyen's retry (it resends until it reads `[accepted]`): the same notification, the same
+    # signatures. The preset names no replay key: the route's `replay: {}` keys on the signature.
+    run_check("adyen", "retry", lambda: duplicate(ctx, path, body1, headers))
+
+    # (b) none: `hookgate sign` cannot sign this preset. Its message is read from each item of
+    # notificationItems (`each:`), and `sign` looks for /NotificationRequestItem/pspReference in
+    # the whole body ("missing JSON field ... (part of the signed message)"), so an Adyen test
+    # sender signs with the SDK, as above.
+
+
 # --------------------------------------------------------------------------------------------
 # Configuration
 # --------------------------------------------------------------------------------------------
@@ -1245,6 +1371,7 @@ HMAC_ROUTES = [
     "castle",
     "hubspot",
     "openai",
+    "adyen",
 ]
 # Routes with two secrets, either of which may have signed (`secrets:`): the first is current.
 TWO_KEY_ROUTES = {"box": ["box-primary", "box-secondary"], "worldline": ["worldline", "worldline-old"]}
@@ -1262,6 +1389,7 @@ def make_secrets():
     s["openai"] = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
     s["box-primary"] = secrets.token_urlsafe(24)  # Box's keys: 32 letters and digits
     s["box-secondary"] = secrets.token_urlsafe(24)
+    s["adyen"] = secrets.token_hex(32).upper()  # Adyen's HMAC keys: 64 hex digits, as shown in its Customer Area
     return s
 
 
@@ -1321,8 +1449,8 @@ def write_config(ctx, upstream_port):
 # --------------------------------------------------------------------------------------------
 
 
-# The checks a full run makes (85 when last counted): a run with fewer skipped something.
-MIN_CHECKS = 85
+# The checks a full run makes (90 when last counted): a run with fewer skipped something.
+MIN_CHECKS = 90
 
 
 def main():
@@ -1383,6 +1511,7 @@ def main():
         case_hubspot(ctx)
         case_openai(ctx)
         case_worldline(ctx)
+        case_adyen(ctx)
     finally:
         ctx.gw.stop()
         upstream.shutdown()
