@@ -1946,11 +1946,14 @@ static PRESETS: &[Preset] = &[
         replay_key: None,
         needs_app_answer: None,
         acknowledgement: Some("[accepted]"),
-        evidence: &[published(&[
-            "https://github.com/Adyen/adyen-node-api-library/blob/02bab06c16f8633f32668a22d135d4a2ece62678/src/__tests__/hmacValidator.spec.ts",
-            "https://github.com/Adyen/adyen-python-api-library/blob/87ae0f7f65541d575c91c8be7f48b9f135cba237/test/test_util.py",
-            "https://github.com/Adyen/adyen-python-api-library/blob/42efeba61e4b6d7ef44b4000ae37bb88725d6893/test/mocks/util/backslash_notification.json",
-        ])],
+        evidence: &[
+            published(&[
+                "https://github.com/Adyen/adyen-node-api-library/blob/02bab06c16f8633f32668a22d135d4a2ece62678/src/__tests__/hmacValidator.spec.ts",
+                "https://github.com/Adyen/adyen-python-api-library/blob/87ae0f7f65541d575c91c8be7f48b9f135cba237/test/test_util.py",
+                "https://github.com/Adyen/adyen-python-api-library/blob/42efeba61e4b6d7ef44b4000ae37bb88725d6893/test/mocks/util/backslash_notification.json",
+            ]),
+            sdk(Package::PyPi("Adyen"), "case_adyen"),
+        ],
     },
     Preset {
         name: "sonatype-nexus",
