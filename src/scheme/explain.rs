@@ -29,8 +29,8 @@ impl Scheme {
             return self.explain_one(req, now);
         };
         let verdict = self.verify(req, now);
-        let first = match self.items(array, req) {
-            Ok(items) => items[0].clone(),
+        let items = match self.items(array, req) {
+            Ok(items) => items,
             Err(e) => {
                 return Explained {
                     steps: vec![format!("each: {e}")],
@@ -38,18 +38,38 @@ impl Scheme {
                 }
             }
         };
-        let item = super::JsonBody::of(first);
+        // The first item that fails, as that is what the operator is after; else item 0.
+        let scoped = |item: &serde_json::Value| super::JsonBody::of(item.clone());
+        let failing = items.iter().position(|item| {
+            let json = scoped(item);
+            self.verify_one(
+                &RequestView {
+                    json: &json,
+                    ..*req
+                },
+                now,
+            )
+            .is_err()
+        });
+        let shown = failing.unwrap_or(0);
+        let json = scoped(&items[shown]);
         let mut explained = self.explain_one(
             &RequestView {
-                json: &item,
+                json: &json,
                 ..*req
             },
             now,
         );
-        let count = self.items(array, req).map_or(0, Vec::len);
+        let which = match failing {
+            Some(i) => format!("item {i} shown, the first that fails"),
+            None => "item 0 shown; every item verifies".to_owned(),
+        };
         explained.steps.insert(
             0,
-            format!("each: {count} item(s) of {array}, each verified on its own; item 0 shown"),
+            format!(
+                "each: {} item(s) of {array}, each verified on its own; {which}",
+                items.len()
+            ),
         );
         explained.verdict = verdict;
         explained

@@ -591,7 +591,11 @@ impl Scheme {
     }
 
     /// One request (or one item of an `each:` array) verified.
-    fn verify_one(&self, req: &RequestView<'_>, now: SystemTime) -> Result<Verified, VerifyError> {
+    pub(super) fn verify_one(
+        &self,
+        req: &RequestView<'_>,
+        now: SystemTime,
+    ) -> Result<Verified, VerifyError> {
         let header = self.signature.read(req, &|k| self.reads_entry(k))?;
         if let (Keys::Jwt(keys), Some(spec)) = (&self.keys, &self.jwt) {
             return self.verify_jwt(&header, keys, spec, req, now);

@@ -1795,3 +1795,55 @@ fn a_field_of_every_item_must_each_match_a_token() {
         assert!(errors.contains("`*`"), "{bad}: {errors}");
     }
 }
+
+/// `explain` on an `each:` scheme shows the first item that fails, not one that verifies.
+#[test]
+fn explain_shows_the_first_failing_item_of_an_each_scheme() {
+    let case = provider_cases()
+        .into_iter()
+        .find(|c| c.preset == "adyen" && c.name == "valid-two-items")
+        .unwrap();
+    let (scheme, headers, path_and_query) = provider_setup(&case);
+    let now = at(case.now_unix);
+    let explain = |body: &str| {
+        let body = RawBody::from(bytes::Bytes::from(body.to_owned()));
+        let json = JsonBody::default();
+        let req = RequestView {
+            method: &http::Method::POST,
+            headers: &headers,
+            body: &body,
+            path_and_query: &path_and_query,
+            json: &json,
+        };
+        scheme.explain(&req, now)
+    };
+    let fine = explain(&case.body);
+    assert!(fine.verdict.is_ok());
+    assert!(
+        fine.steps[0].ends_with("item 0 shown; every item verifies"),
+        "{:?}",
+        fine.steps
+    );
+    // The second item's amount changed: its signature no longer matches.
+    let at_second = case.body.rfind("\"value\":1130").unwrap();
+    let forged = format!(
+        "{}\"value\":9{}",
+        &case.body[..at_second],
+        &case.body[at_second + "\"value\":".len()..]
+    );
+    let refused = explain(&forged);
+    assert_eq!(
+        refused.verdict.map(|v| v.key_index),
+        Err(VerifyError::Mismatch)
+    );
+    assert!(
+        refused.steps[0].ends_with("item 1 shown, the first that fails"),
+        "{:?}",
+        refused.steps
+    );
+    assert!(
+        refused.steps.iter().any(|s| s.contains("\"91130\"")),
+        "{:?}",
+        refused.steps
+    );
+}
