@@ -87,6 +87,10 @@ pub fn before_body(
             )))
         }
         HandshakeKind::TrelloHead => Ok(Some(empty(StatusCode::OK))),
+        HandshakeKind::Worldline => {
+            let value = one_header(headers, "x-gcs-webhooks-endpoint-verification")?;
+            echo(value.map(Cow::Borrowed))
+        }
         HandshakeKind::CloudEvents => cloudevents(hs, headers),
         _ => Ok(None),
     }
@@ -404,6 +408,24 @@ mod tests {
         assert_eq!(
             before(HandshakeKind::TrelloHead, Method::HEAD, "/h", &[]),
             Some(Ok((200, String::new())))
+        );
+        let worldline = [("x-gcs-webhooks-endpoint-verification", "Hello-1234567890")];
+        assert_eq!(
+            before(HandshakeKind::Worldline, Method::GET, "/h", &worldline),
+            Some(Ok((200, "Hello-1234567890".into())))
+        );
+        assert_eq!(
+            before(HandshakeKind::Worldline, Method::GET, "/h", &[]),
+            None
+        );
+        assert_eq!(
+            before(
+                HandshakeKind::Worldline,
+                Method::GET,
+                "/h",
+                &[("x-gcs-webhooks-endpoint-verification", "<script>")]
+            ),
+            Some(Err("handshake_refused"))
         );
         let granted = before_body(
             &hs(HandshakeKind::CloudEvents),

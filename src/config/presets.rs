@@ -1595,9 +1595,9 @@ static PRESETS: &[Preset] = &[
     Preset {
         name: "worldline",
         aliases: &[],
-        // Worldline (Connect, Direct): base64 HMAC-SHA256 of the body under the secret webhook key; X-GCS-KeyId names the key, and each configured secret is tried.
+        // Worldline (Connect, Direct): base64 HMAC-SHA256 of the body under the secret webhook key; X-GCS-KeyId names the key, and each configured secret is tried. Its endpoint verification GET is answered.
         scheme: || plain("hmac-sha256", "x-gcs-signature", "", &["base64"]),
-        handshake: None,
+        handshake: Some(HandshakeKind::Worldline),
         replay_key: Some(ReplayKey::Json("/id")),
         needs_app_answer: None,
         acknowledgement: None,

@@ -25,6 +25,9 @@ pub enum HandshakeKind {
     Okta,
     /// Trello: a `HEAD` when the webhook is created, answered 200.
     TrelloHead,
+    /// Worldline Connect: `GET` with `X-GCS-Webhooks-Endpoint-Verification`, its value echoed
+    /// as text.
+    Worldline,
     /// CloudEvents webhooks (Azure Event Grid's CloudEvents schema): `OPTIONS` with
     /// `WebHook-Request-Origin`, granted for the configured origins.
     CloudEvents,
@@ -55,6 +58,7 @@ impl HandshakeKind {
         HandshakeKind::GraphValidation,
         HandshakeKind::Okta,
         HandshakeKind::TrelloHead,
+        HandshakeKind::Worldline,
         HandshakeKind::CloudEvents,
         HandshakeKind::Slack,
         HandshakeKind::Zoom,
@@ -73,6 +77,7 @@ impl HandshakeKind {
             HandshakeKind::GraphValidation => "graph-validation",
             HandshakeKind::Okta => "okta",
             HandshakeKind::TrelloHead => "trello-head",
+            HandshakeKind::Worldline => "worldline",
             HandshakeKind::CloudEvents => "cloudevents",
             HandshakeKind::Slack => "slack",
             HandshakeKind::Zoom => "zoom",
@@ -94,7 +99,8 @@ impl HandshakeKind {
             | HandshakeKind::Strava
             | HandshakeKind::XCrc
             | HandshakeKind::Challenge
-            | HandshakeKind::Okta => Method::GET,
+            | HandshakeKind::Okta
+            | HandshakeKind::Worldline => Method::GET,
             HandshakeKind::TrelloHead => Method::HEAD,
             HandshakeKind::CloudEvents => Method::OPTIONS,
             _ => Method::POST,

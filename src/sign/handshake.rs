@@ -143,6 +143,11 @@ fn question(
             Answer::ok(json!({ "verification": c }).to_string()),
         ),
         HandshakeKind::TrelloHead => (String::new(), Vec::new(), Answer::ok(String::new())),
+        HandshakeKind::Worldline => (
+            String::new(),
+            header("x-gcs-webhooks-endpoint-verification", c)?,
+            Answer::ok(c.into()),
+        ),
         HandshakeKind::CloudEvents => {
             let origin = hs.origins.first().map(String::as_str).unwrap_or_default();
             let rate = hs.rate.map_or_else(|| "*".to_owned(), |r| r.to_string());

@@ -198,3 +198,29 @@ async fn discord_webhook_events_ping_is_answered_204_and_events_reach_the_app() 
     );
     gw.shutdown().await;
 }
+
+/// Worldline Connect's endpoint verification: a GET whose header value comes back as text,
+/// on the `worldline` preset's route, before any signature; nothing reaches the app.
+#[tokio::test]
+async fn worldline_endpoint_verification_is_echoed_by_the_worldline_preset() {
+    let upstream = Upstream::start().await;
+    let route = format!(
+        "  - name: worldline\n    path: /worldline\n    upstream: {}\n    verify: {{ preset: worldline, secret: \"${{HS_SECRET}}\" }}\n",
+        upstream.url()
+    );
+    let gw = Hookgate::start(&Yaml::new().routes(&route), ENV).await;
+    let header = [("x-gcs-webhooks-endpoint-verification", "Zm9vYmFyLTEyMw==")];
+    let answer = send("GET", &gw.url("/worldline"), &header, b"").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.body, "Zm9vYmFyLTEyMw==");
+    assert_eq!(answer.headers["x-content-type-options"], "nosniff");
+    let plain_get = send("GET", &gw.url("/worldline"), &[], b"").await;
+    assert_eq!(
+        plain_get.status,
+        StatusCode::UNAUTHORIZED,
+        "not the handshake: verified"
+    );
+    assert_eq!(gw.outcome("worldline", "handshake"), 1.0);
+    assert_eq!(upstream.count(), 0);
+    gw.shutdown().await;
+}
