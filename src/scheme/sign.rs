@@ -91,6 +91,9 @@ impl Scheme {
         now: SystemTime,
         key: Option<&SigningKey>,
     ) -> Result<Signed, String> {
+        if let Some(array) = &self.each_item {
+            return self.sign_each(array, request, key);
+        }
         let mut request = request;
         let stamp = self.stamp(&request, now)?;
         let mut set = Vec::new();
@@ -110,7 +113,7 @@ impl Scheme {
                 return Err("a token scheme sends its secret; none was given".into())
             }
             _ => {
-                let raw = self.compute(&request, &entries, key)?;
+                let raw = self.compute(&request, &entries, key, &JsonBody::default())?;
                 self.signature.encodings[0].encode(&raw)
             }
         };
@@ -168,12 +171,53 @@ impl Scheme {
         Ok(encoding.encode(secret))
     }
 
-    /// The MAC or signature over the message, with the first key or `key`.
+    /// An `each:` scheme (Adyen): every item of the array signed on its own, over its own
+    /// fields, the signature put into the item; nothing else in the body changes.
+    fn sign_each(
+        &self,
+        array: &str,
+        request: Outgoing,
+        key: Option<&SigningKey>,
+    ) -> Result<Signed, String> {
+        let SignatureSource::Json(field) = &self.signature.source else {
+            return Err("each item's signature goes in a JSON field of the item".into());
+        };
+        if self.timestamp.is_some() || matches!(self.algorithm, Algorithm::Jwt | Algorithm::Token) {
+            return Err("`sign` signs each item with a MAC or a private key, no timestamp".into());
+        }
+        let doc = json::parse_strict(&request.body).map_err(|e| {
+            format!("the items to sign are in {array}, and the body is not strict JSON: {e}")
+        })?;
+        let items = match doc.pointer(array) {
+            Some(serde_json::Value::Array(items)) if !items.is_empty() => items,
+            _ => {
+                return Err(format!(
+                    "the body has no JSON array {array} with items to sign"
+                ))
+            }
+        };
+        let mut request = request;
+        for (i, item) in items.iter().enumerate() {
+            let scoped = JsonBody::of(item.clone());
+            let raw = self.compute(&request, &[], key, &scoped)?;
+            let value = self.signature.encodings[0].encode(&raw);
+            request.body = json::with_field(&request.body, &format!("{array}/{i}{field}"), &value)?;
+        }
+        Ok(Signed {
+            request,
+            set: Vec::new(),
+            placed: Placement::Json(format!("{array}/*{field}")),
+        })
+    }
+
+    /// The MAC or signature over the message, with the first key or `key`; JSON parts read
+    /// from `json` when it holds a value (one item of an `each:` array), else from the body.
     fn compute(
         &self,
         request: &Outgoing,
         entries: &[(String, String)],
         key: Option<&SigningKey>,
+        json: &JsonBody,
     ) -> Result<Vec<u8>, String> {
         let header = Found {
             candidates: Vec::new(),
@@ -183,13 +227,12 @@ impl Scheme {
                 .collect(),
         };
         let body = crate::body::RawBody::from(bytes::Bytes::copy_from_slice(&request.body));
-        let json = JsonBody::default();
         let req = RequestView {
             method: &request.method,
             headers: &request.headers,
             body: &body,
             path_and_query: &request.path_and_query,
-            json: &json,
+            json,
         };
         let given = |e: super::VerifyError| format!("{e}: pass it with --header 'NAME: VALUE'");
         match (&self.keys, key) {

@@ -90,6 +90,27 @@ pub fn play(
 
 type Question = (String, Vec<(HeaderName, HeaderValue)>, Answer);
 
+/// CloudEvents' abuse-protection OPTIONS from the route's first origin, and its grant.
+fn cloudevents(hs: &Handshake) -> Result<Question, SignError> {
+    let origin = hs.origins.first().map(String::as_str).unwrap_or_default();
+    let rate = hs.rate.map_or_else(|| "*".to_owned(), |r| r.to_string());
+    let answer = Answer {
+        status: 200,
+        headers: vec![
+            ("webhook-allowed-origin".into(), origin.to_owned()),
+            ("webhook-allowed-rate".into(), rate),
+        ],
+        body: String::new(),
+    };
+    let value = HeaderValue::from_str(origin)
+        .map_err(|e| SignError::Scheme(format!("webhook-request-origin: {e}")))?;
+    Ok((
+        String::new(),
+        vec![(HeaderName::from_static("webhook-request-origin"), value)],
+        answer,
+    ))
+}
+
 /// An unsigned handshake: its query, its headers, and the answer.
 fn question(
     hs: &Handshake,
@@ -148,23 +169,7 @@ fn question(
             header("x-gcs-webhooks-endpoint-verification", c)?,
             Answer::ok(c.into()),
         ),
-        HandshakeKind::CloudEvents => {
-            let origin = hs.origins.first().map(String::as_str).unwrap_or_default();
-            let rate = hs.rate.map_or_else(|| "*".to_owned(), |r| r.to_string());
-            let answer = Answer {
-                status: 200,
-                headers: vec![
-                    ("webhook-allowed-origin".into(), origin.to_owned()),
-                    ("webhook-allowed-rate".into(), rate),
-                ],
-                body: String::new(),
-            };
-            (
-                String::new(),
-                header("webhook-request-origin", origin)?,
-                answer,
-            )
-        }
+        HandshakeKind::CloudEvents => cloudevents(hs)?,
         signed => {
             return Err(SignError::Scheme(format!(
                 "the {} handshake is signed",

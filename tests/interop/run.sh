@@ -5,7 +5,7 @@
 #
 # Installs the pinned SDKs (PyPI: requirements.txt into target/interop/venv; npm:
 # package-lock.json into target/interop/node), each only when its pins changed; builds
-# target/debug/hookgate if it is missing; then runs interop.py, which starts hookgate and a
+# target/debug/hookgate (cargo: a no-op when up to date); then runs interop.py, which starts hookgate and a
 # recording upstream on loopback ports of its own and prints one line per check.
 # Needs python3 (3.10+) and node (20+) with npm; reaches PyPI and the npm registry only.
 set -euo pipefail
@@ -42,10 +42,10 @@ if [ ! -d "$NODE_DIR/node_modules" ] || [ "$(cat "$NODE_DIR/.lock.sha256" 2>/dev
     echo "$want" > "$NODE_DIR/.lock.sha256"
 fi
 
-# The gateway under test. Another build may hold cargo's lock for a while: that wait is normal.
-if [ ! -x target/debug/hookgate ]; then
-    echo "== building target/debug/hookgate"
-    CARGO_BUILD_JOBS=1 cargo build --bin hookgate
-fi
+# The gateway under test, built from the sources as they are (a no-op when it is up to date;
+# a stale binary would test old code). Another build may hold cargo's lock for a while: that
+# wait is normal.
+echo "== building target/debug/hookgate"
+CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1} cargo build -q --bin hookgate
 
 exec "$VENV/bin/python" "$HERE/interop.py" --hookgate target/debug/hookgate --node-dir "$NODE_DIR" "$@"
