@@ -374,6 +374,9 @@ pub struct RawVerify {
     /// `notificationItems`): the signature and every JSON part and timestamp are read from
     /// each item, and every item must verify.
     pub each: Option<String>,
+    /// The id the sender tags this route's signatures with, where it tags each with its
+    /// key's id (Braintree's public key in `pub|sig` pairs): `entries.key: "{key_id}"`.
+    pub key_id: Option<String>,
     /// For `algorithm: jwt`: what the token's claims must say.
     pub jwt: Option<RawJwt>,
     /// How key strings become key bytes (`KeyEncoding::ALL`: raw, base64, hex, ...).
@@ -727,6 +730,7 @@ impl RawVerify {
             body_hash_param: self.body_hash_param.or(base.body_hash_param),
             body_signed: self.body_signed.or(base.body_signed),
             each: self.each.or(base.each),
+            key_id: self.key_id.or(base.key_id),
             jwt: self.jwt.or(base.jwt),
             key_encoding: self.key_encoding.or(base.key_encoding),
             secret,
@@ -864,6 +868,7 @@ impl RawVerify {
             ),
             ("body_signed", self.body_signed.map(serde_yaml::Value::Bool)),
             ("each", self.each.as_deref().map(yaml_str)),
+            ("key_id", self.key_id.as_deref().map(yaml_str)),
             (
                 "body_hash_param",
                 self.body_hash_param.as_deref().map(yaml_str),

@@ -2085,6 +2085,33 @@ static PRESETS: &[Preset] = &[
         acknowledgement: None,
         evidence: &[computed(PROVIDER_VECTORS)],
     },
+    Preset {
+        name: "braintree",
+        aliases: &[],
+        // Braintree: form field bt_signature, `public_key|<hex>` pairs joined by `&`, the pair tagged with this route's public key (`key_id:`) checked: HMAC-SHA1 of the bt_payload field under SHA-1 of the private key. Only bt_payload is signed. Its legacy bt_challenge GET is not answered (an HMAC oracle under the same key).
+        scheme: || RawVerify {
+            algorithm: Some("hmac-sha1".into()),
+            key_encoding: Some("sha1_of_text".into()),
+            signature: Some(RawSignature {
+                form: Some("bt_signature".into()),
+                encoding: Some(OneOrMany::One("hex".into())),
+                entries: Some(RawEntries {
+                    separator: "&".into(),
+                    assign: "|".into(),
+                    key: "{key_id}".into(),
+                }),
+                ..RawSignature::default()
+            }),
+            message: Some(vec![RawPart::Form("bt_payload".into())]),
+            body_signed: Some(false),
+            ..RawVerify::default()
+        },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        acknowledgement: None,
+        evidence: &[published(&["https://github.com/braintree/braintree_python/blob/13bd7ed7fca5300e711f4f22348ae725325df3b6/tests/unit/test_webhooks.py"])],
+    },
 ];
 
 /// Adyen's signed fields of one notification item, joined by `:`; the references may be

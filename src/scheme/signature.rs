@@ -145,6 +145,9 @@ impl SignatureSpec {
         let malformed = || VerifyError::MalformedSignature(self.source.describe());
         let missing = || VerifyError::MissingSignature(self.source.describe());
         let one = |text: Cow<'a, str>| -> Result<Found<'a>, VerifyError> {
+            if let Some(e) = &self.entries {
+                return tagged(&text, e).ok_or_else(malformed);
+            }
             let candidate = strip_prefix(text, &self.prefix).ok_or_else(malformed)?;
             Ok(Found {
                 candidates: vec![candidate],
@@ -306,6 +309,26 @@ fn strip_prefix<'a>(text: Cow<'a, str>, prefix: &str) -> Option<Cow<'a, str>> {
 
 /// The one value of `name` in a form-urlencoded text: absent is `missing`, twice
 /// `malformed`.
+/// A field's value of `name<assign>value` entries (Braintree's `pub|sig&pub2|sig2`): the values
+/// of the entries named `e.key` (the route's key id), owned, as the field was decoded; `None`
+/// for an entry without `assign`. Such a field carries no other entry the scheme reads.
+fn tagged<'a>(text: &str, e: &Entries) -> Option<Found<'a>> {
+    let mut candidates = Vec::new();
+    for entry in text.split(e.separator.as_str()).map(str::trim) {
+        if entry.is_empty() {
+            continue;
+        }
+        let (k, v) = entry.split_once(e.assign.as_str())?;
+        if k.trim() == e.key {
+            candidates.push(Cow::Owned(v.trim().to_owned()));
+        }
+    }
+    Some(Found {
+        candidates,
+        entries: Vec::new(),
+    })
+}
+
 fn one_param<'a>(
     text: &'a [u8],
     name: &str,

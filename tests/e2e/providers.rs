@@ -24,6 +24,9 @@ pub struct Case {
     pub secret: String,
     #[serde(default)]
     pub private_key: Option<String>,
+    /// The route's `key_id` (Braintree's public key), where the preset needs one.
+    #[serde(default)]
+    pub key_id: Option<String>,
     pub url: String,
     #[serde(default)]
     pub content_type: Option<String>,
@@ -62,8 +65,8 @@ fn pinned_clock() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(NOW.load(Ordering::SeqCst))
 }
 
-/// One route verified by `preset` with the key in `${KEY}`, for every path.
-fn preset_route(preset: &str, public_url: &str, upstream: &str) -> String {
+/// One route verified by `preset` with the key in `${KEY}` (and `key_id`), for every path.
+fn preset_route(preset: &str, key_id: Option<&str>, public_url: &str, upstream: &str) -> String {
     let key_field = if is_asymmetric(preset) {
         "public_key"
     } else {
@@ -76,8 +79,9 @@ fn preset_route(preset: &str, public_url: &str, upstream: &str) -> String {
         }
         _ => "",
     };
+    let key_id = key_id.map_or_else(String::new, |id| format!("      key_id: \"{id}\"\n"));
     format!(
-        "  - name: {preset}\n    path: /*\n    upstream: {upstream}\n    public_url: {public_url}\n    verify:\n      preset: {preset}\n      {key_field}: \"${{KEY}}\"\n{handshake}"
+        "  - name: {preset}\n    path: /*\n    upstream: {upstream}\n    public_url: {public_url}\n    verify:\n      preset: {preset}\n      {key_field}: \"${{KEY}}\"\n{key_id}{handshake}"
     )
 }
 
@@ -94,7 +98,12 @@ async fn every_preset_vector_through_the_gateway() {
         let (public_url, path) = split_url(&case.url);
         let upstream = Upstream::start().await;
         let gw = Hookgate::start_with_clock(
-            &Yaml::new().routes(&preset_route(&case.preset, &public_url, &upstream.url())),
+            &Yaml::new().routes(&preset_route(
+                &case.preset,
+                case.key_id.as_deref(),
+                &public_url,
+                &upstream.url(),
+            )),
             &[("KEY", case.secret.as_str())],
             pinned_clock,
         )

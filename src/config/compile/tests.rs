@@ -2551,6 +2551,11 @@ fn every_preset_expanded_reads_back_to_the_same_scheme() {
                 .is_some_and(|e| e == "hex");
             format!("secret: \"${{{}}}\"", if hex { "KEY_HEX" } else { "KEY" })
         };
+        // Braintree tags its signatures with the route's public key.
+        let keys = match name {
+            &"braintree" => format!("{keys}, key_id: my_public_key"),
+            _ => keys,
+        };
         // Meta's handshake needs its verify token.
         let handshake = match crate::config::presets::find(name).and_then(|p| p.handshake) {
             Some(crate::model::handshake::HandshakeKind::Meta) => {
@@ -2738,9 +2743,19 @@ fn where_the_signature_is_is_one_choice_and_each_misuse_a_located_error() {
         ("signature: { query: \"\" }", "verify.signature.query", "empty name"),
         ("signature: { json: \"/\" }", "verify.signature.json", "empty field name"),
         (
-            "signature: { query: sig, entries: { separator: \",\", assign: \"=\", key: v1 } }",
+            "signature: { query: sig, list: { separator: \",\", first: t } }",
             "verify.signature",
-            "use them with `header`",
+            "`list` one header's value",
+        ),
+        (
+            "signature: { headers: [a, b], entries: { separator: \",\", assign: \"=\", key: v1 } }",
+            "verify.signature",
+            "`entries` split one header's value, or one query parameter",
+        ),
+        (
+            "signature: { form: sig, entries: { separator: \"&\", assign: \"|\", key: \"{key_id}\" } }",
+            "verify.key_id",
+            "set `key_id:`",
         ),
         (
             "signature: { header: x-sig, list: { separator: \",\", first: t }, entries: { separator: \",\", assign: \"=\", key: v1 } }",

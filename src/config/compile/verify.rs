@@ -70,6 +70,8 @@ pub fn preset_shape(name: &str) -> Result<Scheme, Vec<ConfigError>> {
     };
     let v = RawVerify {
         preset: Some(name.to_owned()),
+        // A preset whose signatures are tagged with the route's key id shows where it goes.
+        key_id: Some("{key_id}".to_owned()),
         ..RawVerify::default()
     };
     match compile_verify(v, name, &ctx, &mut r) {
@@ -101,14 +103,18 @@ pub(super) fn compile_verify(
             r.error(format!("{loc}.signature"), "missing (or set `preset:`)");
             None
         }
-        Some(s) => compile_signature(s, algorithm, loc, r),
+        Some(s) => compile_signature(s, algorithm, v.key_id.as_deref(), loc, r),
     };
-    let has_entries = signature
-        .as_ref()
-        .is_some_and(|s| s.entries.is_some() || s.list.is_some())
-        || v.signature
+    // Entries a message or timestamp can read: those of a header (a field's tagged entries
+    // carry only signatures).
+    let in_header = v.signature.as_ref().is_some_and(|s| s.header.is_some());
+    let has_entries = in_header
+        && (signature
             .as_ref()
-            .is_some_and(|s| s.entries.is_some() || s.list.is_some());
+            .is_some_and(|s| s.entries.is_some() || s.list.is_some())
+            || v.signature
+                .as_ref()
+                .is_some_and(|s| s.entries.is_some() || s.list.is_some()));
     let jwt = compile_jwt(&v, algorithm, loc, r);
     let message = signed_message(&v, algorithm, jwt.as_ref(), loc, ctx, has_entries, r);
     let timestamp = v
@@ -191,6 +197,7 @@ fn compile_algorithm(v: &RawVerify, loc: &str, r: &mut Report) -> Option<Algorit
 fn compile_signature(
     s: &RawSignature,
     algorithm: Option<Algorithm>,
+    key_id: Option<&str>,
     loc: &str,
     r: &mut Report,
 ) -> Option<SignatureSpec> {
@@ -208,10 +215,23 @@ fn compile_signature(
         if !prefix.is_empty() {
             r.error(&eloc, "set `prefix` or `entries`, not both");
         }
+        // Entries tagged with the key's id (Braintree's `pub|sig`): the route's `key_id`.
+        let key = match (e.key.as_str(), key_id) {
+            ("{key_id}", Some(id)) if !id.is_empty() => id.to_owned(),
+            ("{key_id}", _) => {
+                r.error(
+                    format!("{loc}.key_id"),
+                    "the sender tags each signature with its key's id (e.g. Braintree's public \
+                     key): set `key_id:` to this route's",
+                );
+                return None;
+            }
+            (key, _) => key.to_owned(),
+        };
         Some(Entries {
             separator: e.separator.clone(),
             assign: e.assign.clone(),
-            key: e.key.clone(),
+            key,
         })
     });
     let list = s.list.as_ref().and_then(|l| {
@@ -237,10 +257,17 @@ fn compile_signature(
         );
     }
     let one_header = matches!(source, Some(SignatureSource::Header { .. }));
-    if (s.entries.is_some() || s.list.is_some()) && source.is_some() && !one_header {
+    // Entries also split one query parameter, form field or JSON field (Braintree).
+    let one_value = matches!(
+        source,
+        Some(SignatureSource::Query(_) | SignatureSource::Form(_) | SignatureSource::Json(_))
+    );
+    let split_ok = one_header || (s.list.is_none() && one_value);
+    if (s.entries.is_some() || s.list.is_some()) && source.is_some() && !split_ok {
         r.error(
             format!("{loc}.signature"),
-            "`entries` and `list` split one header's value; use them with `header`",
+            "`entries` split one header's value, or one query parameter, form field or JSON \
+             field; `list` one header's value",
         );
     }
     source.map(|source| SignatureSpec {
@@ -477,7 +504,10 @@ fn compile_part(
         RawPart::Header(h) => parse_header(h, &format!("{ploc}.header"), r).map(Part::Header),
         RawPart::SignatureEntry(e) => {
             if !has_entries {
-                r.error(ploc, "`signature_entry` needs `signature.entries`");
+                r.error(
+                    ploc,
+                    "`signature_entry` needs `signature.entries` in a header (`header:`)",
+                );
                 return None;
             }
             Some(Part::SignatureEntry(e.clone()))
