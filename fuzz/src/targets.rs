@@ -1388,6 +1388,18 @@ fn json_scheme() -> &'static Scheme {
     })
 }
 
+/// Schemes that read every item of a JSON array: Adyen's (`each:`, a MAC per item) and
+/// Microsoft Graph's (`/value/*/clientState`, a token in every item).
+fn item_schemes() -> &'static [(String, Scheme)] {
+    static SCHEMES: OnceLock<Vec<(String, Scheme)>> = OnceLock::new();
+    SCHEMES.get_or_init(|| {
+        let gateway = must_compile(
+            "listeners:\n  - addr: 127.0.0.1:0\nroutes:\n  - { name: adyen, path: /a, upstream: \"http://127.0.0.1:1\", verify: { preset: adyen, secret: 0F1E2D3C4B5A69788796A5B4C3D2E1F00F1E2D3C4B5A69788796A5B4C3D2E1F0 } }\n  - { name: graph, path: /g, upstream: \"http://127.0.0.1:1\", verify: { preset: msgraph, secret: graph-token-never-in-a-seed-7f3a }, allow_ips: [127.0.0.1/32] }\n",
+        );
+        schemes_of(&gateway)
+    })
+}
+
 /// Strict JSON is a subset of what serde_json reads, and reads the same value; a field's
 /// one text exists exactly for strings, plain integers, booleans and null; a scheme reading
 /// JSON fields never verifies a forged body and refuses only with a reason it documents.
@@ -1422,6 +1434,28 @@ pub fn json_field(data: &[u8]) {
             | VerifyError::Mismatch,
         ) => {}
         Err(e) => panic!("unexpected refusal {e:?}"),
+    }
+    let now = UNIX_EPOCH + Duration::from_secs(1_763_884_800);
+    for (name, scheme) in item_schemes() {
+        let json = hookgate::scheme::JsonBody::default();
+        let req = RequestView { json: &json, ..req };
+        match scheme.verify(&req, now) {
+            Ok(_) => panic!(
+                "{name}: verified without the key: {:?}",
+                String::from_utf8_lossy(data)
+            ),
+            Err(
+                VerifyError::NotStrictJson(_)
+                | VerifyError::MissingSignature(_)
+                | VerifyError::MalformedSignature(_)
+                | VerifyError::MissingField(_)
+                | VerifyError::AmbiguousField(_)
+                | VerifyError::Mismatch,
+            ) => {}
+            Err(e) => panic!("{name}: unexpected refusal {e:?}"),
+        }
+        // `explain` walks the same items and must agree.
+        assert!(scheme.explain(&req, now).verdict.is_err(), "{name}");
     }
 }
 
