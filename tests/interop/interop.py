@@ -1364,6 +1364,147 @@ def case_adyen(ctx):
     run_check("adyen", "hookgate-signs", b)
 
 
+def case_braintree(ctx):
+    import braintree
+    from braintree.exceptions import InvalidSignatureError
+    from braintree.util.crypto import Crypto
+
+    public_key, private_key = ctx.key_ids["braintree"], ctx.secrets["braintree"]
+    # No network: sample_notification and parse only sign and check with the configured keys.
+    gateway = braintree.BraintreeGateway(
+        braintree.Configuration(environment=braintree.Environment.Sandbox, merchant_id=ctx.braintree_merchant, public_key=public_key, private_key=private_key)
+    )
+    Kind = braintree.WebhookNotification.Kind
+    path = "/webhooks/braintree"
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+
+    def form(fields):
+        # As Braintree posts it: application/x-www-form-urlencoded, every reserved byte
+        # percent-encoded: the payload's line breaks (%0A), '+' (%2B, not a space), '/' and '='.
+        return urllib.parse.urlencode(fields).encode()
+
+    def sample(kind, prefix):
+        # sample_notification's payload is base64 (encodebytes: a line break every 76
+        # characters and at the end) and has '+' (from each '>' that ends a 3-byte group of
+        # its XML), which a form must carry as %2B, not as a space. (Its ASCII XML has no '?',
+        # the only source of a '/'.)
+        id_ = prefix + secrets.token_hex(6)
+        signed = gateway.webhook_testing.sample_notification(kind, id_)
+        payload = signed["bt_payload"]
+        if b"+" not in payload or payload.count(b"\n") < 2 or not payload.endswith(b"\n"):
+            raise RuntimeError(f"suite error: the sample payload lacks a '+' or line breaks: {short(repr(payload))}")
+        return id_, signed
+
+    def parse(signature, payload):
+        """The SDK's verifier: the notification, or the InvalidSignatureError's message."""
+        try:
+            return gateway.webhook_notification.parse(signature, payload)
+        except InvalidSignatureError as e:
+            return f"InvalidSignatureError({e})"
+
+    def accepted(signature, payload, kind, id_):
+        n = parse(signature, payload)
+        if isinstance(n, str):
+            raise RuntimeError(f"suite error: webhook_notification.parse refuses it: {n}")
+        got = n.subscription.id if kind == Kind.SubscriptionChargedSuccessfully else n.dispute.id
+        if n.kind != kind or got != id_:
+            raise RuntimeError(f"suite error: parse() read kind {n.kind!r}, id {got!r}")
+        return f"webhook_notification.parse -> {n.kind} {got}"
+
+    def refused_by_sdk(signature, payload):
+        n = parse(signature, payload)
+        if not isinstance(n, str):
+            raise RuntimeError(f"suite error: webhook_notification.parse accepts it ({n.kind})")
+        return f"parse -> {n}"
+
+    def encoded(body):
+        return ", ".join(f"{n}x {c}" for c in ("%0A", "%2B", "%2F", "%3D") if (n := body.count(c.encode())))
+
+    # (a) The SDK signs (one `public_key|hexsig` pair), posted as Braintree posts it.
+    id_a, signed = sample(Kind.SubscriptionChargedSuccessfully, "sub_")
+    sig_a, payload_a = signed["bt_signature"], signed["bt_payload"]
+    body_a = form({"bt_signature": sig_a, "bt_payload": payload_a})
+
+    def a():
+        sdk = accepted(sig_a, payload_a, Kind.SubscriptionChargedSuccessfully, id_a)
+        ok, detail = delivered(ctx, path, body_a, headers)
+        return ok, f"WebhookTestingGateway.sample_notification; {sdk}; form with {encoded(body_a)}; {detail}"
+
+    run_check("braintree", "sdk-signs", a)
+
+    # A merchant with several API keys gets one pair per key: the pair of another key first,
+    # made with the SDK's own Crypto.sha1_hmac_hash under that key's private key.
+    other_public = "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(16))
+    other_private = secrets.token_hex(16)
+    id_k, signed_k = sample(Kind.SubscriptionChargedSuccessfully, "sub_")
+    sig_k = f"{other_public}|{Crypto.sha1_hmac_hash(other_private, signed_k['bt_payload'])}&{signed_k['bt_signature']}"
+    body_k = form({"bt_signature": sig_k, "bt_payload": signed_k["bt_payload"]})
+
+    def a2():
+        sdk = accepted(sig_k, signed_k["bt_payload"], Kind.SubscriptionChargedSuccessfully, id_k)
+        ok, detail = delivered(ctx, path, body_k, headers)
+        return ok, f"another key's pair, then the route's; {sdk}; {detail}"
+
+    run_check("braintree(2 keys)", "sdk-signs", a2)
+
+    # (c) The delivered notification with its payload changed, still valid base64: the
+    # amount in the XML, re-encoded as the SDK encodes it, under the original signature.
+    xml = base64.decodebytes(payload_a)
+    changed_payload = base64.encodebytes(xml.replace(b"<amount>49.99</amount>", b"<amount>4999.00</amount>", 1))
+    body_changed = form({"bt_signature": sig_a, "bt_payload": changed_payload})
+
+    def c1():
+        if changed_payload == payload_a:
+            raise RuntimeError("suite error: the amount is not in the sample XML as written")
+        sdk = refused_by_sdk(sig_a, changed_payload)
+        ok, detail = refused(ctx, path, body_changed, headers)
+        return ok, f"amount 49.99 -> 4999.00 in bt_payload; {sdk}; {detail}"
+
+    run_check("braintree(payload)", "tampered", c1)
+
+    # The right signature, tagged with another public key only.
+    sig_other = other_public + "|" + sig_a.split("|", 1)[1]
+    body_other = form({"bt_signature": sig_other, "bt_payload": payload_a})
+
+    def c2():
+        sdk = refused_by_sdk(sig_other, payload_a)
+        ok, detail = refused(ctx, path, body_other, headers)
+        return ok, f"the pair tagged {other_public} only; {sdk}; {detail}"
+
+    run_check("braintree(other key)", "tampered", c2)
+
+    # Braintree's retry of the delivered notification: the same form, byte for byte.
+    run_check("braintree", "retry", lambda: duplicate(ctx, path, body_a, headers))
+
+    # (b) `hookgate sign` adds bt_signature to a form that has only bt_payload (--out-body).
+    def b():
+        id_b, unsigned = sample(Kind.DisputeOpened, "dp_")
+        payload_b = unsigned["bt_payload"]
+        body_b = form({"bt_payload": payload_b})
+        out = os.path.join(ctx.work, f"braintree-signed-{uuid.uuid4().hex[:8]}.form")
+        printed = hookgate_sign(ctx, "braintree", body_b, headers=[f"{k}: {v}" for k, v in headers.items()], out_body=out)
+        with open(out, "rb") as f:
+            signed_b = f.read()
+        fields = urllib.parse.parse_qs(signed_b.decode("ascii"), keep_blank_values=True, strict_parsing=True)
+        if fields.get("bt_payload") != [payload_b.decode("ascii")]:
+            return False, f"the written form's bt_payload differs from the one given: {short(repr(fields.get('bt_payload')))}"
+        if len(fields.get("bt_signature", [])) != 1:
+            return False, f"the written form has {len(fields.get('bt_signature', []))} bt_signature fields: {short(signed_b.decode())}"
+        sig_b = fields["bt_signature"][0]
+        n = parse(sig_b, fields["bt_payload"][0])
+        if isinstance(n, str):
+            return False, f"hookgate sign wrote bt_signature={sig_b!r}: the SDK refuses it: {n}"
+        if n.kind != Kind.DisputeOpened or n.dispute.id != id_b:
+            return False, f"parse() read kind {n.kind!r}, id {n.dispute.id!r}"
+        send_headers = {"Content-Type": printed.get("content-type", "")}
+        if send_headers["Content-Type"] != headers["Content-Type"]:
+            return False, f"hookgate sign printed Content-Type {send_headers['Content-Type']!r}"
+        ok, detail = delivered(ctx, path, signed_b, send_headers)
+        return ok, f"hookgate sign --out-body: bt_signature={sig_b.split('|')[0]}|...; webhook_notification.parse -> {n.kind} {id_b}; {detail}"
+
+    run_check("braintree", "hookgate-signs", b)
+
+
 # --------------------------------------------------------------------------------------------
 # Configuration
 # --------------------------------------------------------------------------------------------
@@ -1404,6 +1545,7 @@ def make_secrets():
     s["box-primary"] = secrets.token_urlsafe(24)  # Box's keys: 32 letters and digits
     s["box-secondary"] = secrets.token_urlsafe(24)
     s["adyen"] = secrets.token_hex(32).upper()  # Adyen's HMAC keys: 64 hex digits, as shown in its Customer Area
+    s["braintree"] = secrets.token_hex(16)  # Braintree's private keys: 32 hex digits
     return s
 
 
@@ -1439,6 +1581,15 @@ def write_config(ctx, upstream_port):
     routes.append(
         {"name": "sendgrid", "path": "/webhooks/sendgrid", "upstream": upstream, "verify": {"preset": "sendgrid", "public_key": ctx.keys["p256"]["public_b64der"]}}
     )
+    # Braintree: the route names its public key (key_id), the id its signatures are tagged with.
+    routes.append(
+        {
+            "name": "braintree",
+            "path": "/webhooks/braintree",
+            "upstream": upstream,
+            "verify": {"preset": "braintree", "key_id": ctx.key_ids["braintree"], "secret": "${%s}" % env_name("braintree")},
+        }
+    )
     # Every route deduplicates by its preset's default key (docs/configuration.md: "Default key by preset"),
     # so each delivery also shows that the provider's request carries the id the preset reads
     # (else: 400 replay_key_missing).
@@ -1463,8 +1614,8 @@ def write_config(ctx, upstream_port):
 # --------------------------------------------------------------------------------------------
 
 
-# The checks a full run makes (90 when last counted): a run with fewer skipped something.
-MIN_CHECKS = 91
+# The checks a full run makes (97 when last counted): a run with fewer skipped something.
+MIN_CHECKS = 97
 
 
 def main():
@@ -1487,6 +1638,10 @@ def main():
     shutil.copyfile(os.path.join(HERE, "sdk.mjs"), ctx.sdk_mjs)
 
     ctx.secrets = make_secrets()
+    # Braintree's public key (16 letters and digits, as its Control Panel shows them) and merchant id.
+    alnum = "abcdefghijklmnopqrstuvwxyz0123456789"
+    ctx.key_ids = {"braintree": "".join(secrets.choice(alnum) for _ in range(16))}
+    ctx.braintree_merchant = "".join(secrets.choice(alnum) for _ in range(16))
     ctx.env = dict(os.environ, **{env_name(n): v for n, v in ctx.secrets.items()})
     ctx.env.pop("HOOKGATE_LOG", None)
     ed, p256 = node(ctx, [{"action": "keygen", "kind": "ed25519"}, {"action": "keygen", "kind": "p256"}])
@@ -1526,6 +1681,7 @@ def main():
         case_openai(ctx)
         case_worldline(ctx)
         case_adyen(ctx)
+        case_braintree(ctx)
     finally:
         ctx.gw.stop()
         upstream.shutdown()
