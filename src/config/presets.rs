@@ -2110,7 +2110,10 @@ static PRESETS: &[Preset] = &[
         replay_key: None,
         needs_app_answer: None,
         acknowledgement: None,
-        evidence: &[published(&["https://github.com/braintree/braintree_python/blob/13bd7ed7fca5300e711f4f22348ae725325df3b6/tests/unit/test_webhooks.py"])],
+        evidence: &[
+            published(&["https://github.com/braintree/braintree_python/blob/13bd7ed7fca5300e711f4f22348ae725325df3b6/tests/unit/test_webhooks.py"]),
+            sdk(Package::PyPi("braintree"), "case_braintree"),
+        ],
     },
 ];
 

@@ -146,7 +146,16 @@ impl SignatureSpec {
         let missing = || VerifyError::MissingSignature(self.source.describe());
         let one = |text: Cow<'a, str>| -> Result<Found<'a>, VerifyError> {
             if let Some(e) = &self.entries {
-                return tagged(&text, e).ok_or_else(malformed);
+                let found = tagged(&text, e).ok_or_else(malformed)?;
+                // Well formed, but nothing for this route's key (Braintree after a key change).
+                if found.candidates.is_empty() {
+                    return Err(VerifyError::MissingSignature(format!(
+                        "{} (no entry {})",
+                        self.source.describe(),
+                        e.key
+                    )));
+                }
+                return Ok(found);
             }
             let candidate = strip_prefix(text, &self.prefix).ok_or_else(malformed)?;
             Ok(Found {

@@ -1886,3 +1886,21 @@ fn explain_shows_the_first_failing_item_of_an_each_scheme() {
         refused.steps
     );
 }
+
+/// A well-formed list of tagged signatures with none for this route's key id is refused as a
+/// missing signature that names the id, not as a malformed field (Braintree after a key change).
+#[test]
+fn tagged_signatures_without_this_routes_key_id_say_so() {
+    let case = provider_cases()
+        .into_iter()
+        .find(|c| c.preset == "braintree" && c.name == "signed-for-another-key-id")
+        .unwrap();
+    let (scheme, headers, path_and_query) = provider_setup(&case);
+    assert_eq!(
+        verify_case(&scheme, &case, &headers, &path_and_query, at(case.now_unix))
+            .map(|v| v.key_index),
+        Err(VerifyError::MissingSignature(
+            "form field bt_signature (no entry bt_public_key_71)".into()
+        ))
+    );
+}
