@@ -294,7 +294,7 @@ async fn forward_now(
             )
             .await?
             {
-                Replay::Duplicate => return Ok((duplicate_response(), Outcome::Duplicate)),
+                Replay::Duplicate => return Ok((duplicate_response(&route), Outcome::Duplicate)),
                 Replay::Claimed(guard) => Some((guard, policy.ttl)),
                 Replay::Unguarded => None,
             }
@@ -553,12 +553,7 @@ async fn store_and_answer(
             Ok((queued_response(policy, &id), Outcome::Queued))
         }
         Ok(Ingested::Duplicate { id: first, state }) => {
-            shared
-                .metrics
-                .replay_duplicates
-                .with_label_values(&[&route.name])
-                .inc();
-            Ok((stored_duplicate_response(state, &first), Outcome::Duplicate))
+            Ok(stored_duplicate(shared, &route, state, &first))
         }
         Err(e) => {
             tracing::error!(route = route.name.as_str(), error = %e, "queue store cannot take the event; answering 503");
@@ -569,6 +564,24 @@ async fn store_and_answer(
             Err(Refusal::QueueStoreUnavailable)
         }
     }
+}
+
+/// An event the queue store already holds: counted, and answered as a duplicate.
+fn stored_duplicate(
+    shared: &Shared,
+    route: &Route,
+    state: crate::delivery::event::State,
+    first: &str,
+) -> (Response<Full<Bytes>>, Outcome) {
+    shared
+        .metrics
+        .replay_duplicates
+        .with_label_values(&[&route.name])
+        .inc();
+    (
+        stored_duplicate_response(state, first, route),
+        Outcome::Duplicate,
+    )
 }
 
 /// The event a queued route stores: the outgoing request, its dedup key (hashed, with how
@@ -623,10 +636,12 @@ fn queued_response(policy: &QueuePolicy, id: &str) -> Response<Full<Bytes>> {
     response
 }
 
-/// What a sender sees for an event the app already took: success, so it stops retrying.
-fn duplicate_response() -> Response<Full<Bytes>> {
-    duplicate_saying(Bytes::from_static(
-        b"duplicate: this event was already delivered\n",
+/// What a sender sees for an event the app already took: success, so it stops retrying;
+/// with the body the sender requires, if it requires one (Adyen's `[accepted]`).
+fn duplicate_response(route: &Route) -> Response<Full<Bytes>> {
+    duplicate_saying(route.acknowledgement.as_deref().map_or_else(
+        || Bytes::from_static(b"duplicate: this event was already delivered\n"),
+        |ack| Bytes::from(ack.to_owned()),
     ))
 }
 
@@ -648,14 +663,16 @@ fn duplicate_saying(text: Bytes) -> Response<Full<Bytes>> {
 fn stored_duplicate_response(
     state: crate::delivery::event::State,
     first: &str,
+    route: &Route,
 ) -> Response<Full<Bytes>> {
     use crate::delivery::event::State;
-    let mut response = match state {
-        State::Delivered => duplicate_response(),
-        State::Dead => duplicate_saying(Bytes::from_static(
+    let mut response = match (state, route.acknowledgement.as_deref()) {
+        (_, Some(ack)) => duplicate_saying(Bytes::from(ack.to_owned())),
+        (State::Delivered, None) => duplicate_response(route),
+        (State::Dead, None) => duplicate_saying(Bytes::from_static(
             b"duplicate: this event is already stored, as a dead letter an operator can retry\n",
         )),
-        other => duplicate_saying(Bytes::from(format!(
+        (other, None) => duplicate_saying(Bytes::from(format!(
             "duplicate: this event is already stored and will be delivered (state: {})\n",
             other.as_str()
         ))),

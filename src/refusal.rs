@@ -138,6 +138,7 @@ impl Refusal {
                 VerifyError::MissingField(_) => "signed_field_missing",
                 VerifyError::AmbiguousField(_) => "signed_field_ambiguous",
                 VerifyError::NotStrictJson(_) => "body_not_strict_json",
+                VerifyError::BodyAmbiguous(_) => "body_ambiguous",
                 VerifyError::ClaimMismatch(_) => "jwt_claim_mismatch",
             },
             Refusal::Handshake(_) => "handshake_refused",

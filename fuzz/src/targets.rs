@@ -1403,6 +1403,16 @@ fn item_schemes() -> &'static [(String, Scheme)] {
 /// Strict JSON is a subset of what serde_json reads, and reads the same value; a field's
 /// one text exists exactly for strings, plain integers, booleans and null; a scheme reading
 /// JSON fields never verifies a forged body and refuses only with a reason it documents.
+/// The content type a JSON sender sends (a fields-only scheme takes no other).
+fn json_headers() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    h
+}
+
 pub fn json_field(data: &[u8]) {
     use hookgate::scheme::json::{parse_strict, render};
     if let Ok(strict) = parse_strict(data) {
@@ -1415,7 +1425,7 @@ pub fn json_field(data: &[u8]) {
     let req = RequestView {
         method: &Method::POST,
         json: &json,
-        headers: &HeaderMap::new(),
+        headers: &json_headers(),
         body: &body,
         path_and_query: "/j",
     };
@@ -1431,6 +1441,7 @@ pub fn json_field(data: &[u8]) {
             | VerifyError::MalformedSignature(_)
             | VerifyError::MissingField(_)
             | VerifyError::AmbiguousField(_)
+            | VerifyError::BodyAmbiguous(_)
             | VerifyError::Mismatch,
         ) => {}
         Err(e) => panic!("unexpected refusal {e:?}"),
@@ -1450,6 +1461,7 @@ pub fn json_field(data: &[u8]) {
                 | VerifyError::MalformedSignature(_)
                 | VerifyError::MissingField(_)
                 | VerifyError::AmbiguousField(_)
+                | VerifyError::BodyAmbiguous(_)
                 | VerifyError::Mismatch,
             ) => {}
             Err(e) => panic!("{name}: unexpected refusal {e:?}"),

@@ -199,6 +199,10 @@ pub struct Route {
     pub delivery: Delivery,
     /// `Some`: the sender's handshake, answered by the gateway.
     pub handshake: Option<handshake::Handshake>,
+    /// `Some`: the body the sender requires in a success (Adyen's `[accepted]`; a queued
+    /// route's own `queue.body`): the gateway answers every duplicate with it too, or the
+    /// sender would retry what was already taken.
+    pub acknowledgement: Option<String>,
 }
 
 impl Route {

@@ -17,6 +17,7 @@
 //! read; `sign.rs` signs as a sender would ([`Scheme::sign`], for `hookgate sign`).
 
 pub mod explain;
+mod fields_only;
 pub mod json;
 pub mod jwt;
 pub mod keys;
@@ -368,6 +369,11 @@ pub enum VerifyError {
     /// in UTF-8.
     #[error("body is not strict JSON: {0}")]
     NotStrictJson(String),
+    /// A sender signs only some fields, and the app could read this body differently from
+    /// the gateway: encoded, under another content type, or with keys or form names the app
+    /// would fold onto a signed field (`fields_only.rs`).
+    #[error("the app could read this body differently: {0}")]
+    BodyAmbiguous(String),
 }
 
 /// What a successful verification tells the caller.
@@ -534,10 +540,11 @@ impl Scheme {
     /// Verifies a request: signature header well-formed, timestamp (if any) inside its window
     /// relative to `now`, body covered, and the signature valid under one of the keys.
     pub fn verify(&self, req: &RequestView<'_>, now: SystemTime) -> Result<Verified, VerifyError> {
+        fields_only::check(self, req)?;
         let Some(array) = &self.each_item else {
             return self.verify_one(req, now);
         };
-        let mut first = None;
+        let (mut key_index, mut signatures) = (None, Vec::new());
         for item in self.items(array, req)? {
             let item = JsonBody::of(item.clone());
             let verified = self.verify_one(
@@ -547,9 +554,24 @@ impl Scheme {
                 },
                 now,
             )?;
-            first.get_or_insert(verified);
+            key_index.get_or_insert(verified.key_index);
+            signatures.push(verified.signature);
         }
-        first.ok_or_else(|| VerifyError::MalformedSignature(self.each_describe()))
+        // The replay key is every item's signature, in one order whatever the sender's, so a
+        // batch re-sent in another order is the same request; an item given twice is not a
+        // batch any sender makes.
+        signatures.sort_unstable();
+        if signatures.windows(2).any(|w| w[0] == w[1]) {
+            return Err(VerifyError::BodyAmbiguous(
+                "the same signed item twice".to_owned(),
+            ));
+        }
+        let key_index =
+            key_index.ok_or_else(|| VerifyError::MalformedSignature(self.each_describe()))?;
+        Ok(Verified {
+            key_index,
+            signature: signatures.concat(),
+        })
     }
 
     /// The items of an `each:` array: at least one, or the request is refused.

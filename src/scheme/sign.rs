@@ -119,6 +119,7 @@ impl Scheme {
         };
         let value = self.signature_value(value, &mut entries);
         let placed = place(&self.signature.source, &mut request, &value)?;
+        set.extend(self.json_content_type(&mut request));
         if let Placement::Header(name) = &placed {
             set.push(name.clone());
         }
@@ -197,6 +198,7 @@ impl Scheme {
             }
         };
         let mut request = request;
+        let set = self.json_content_type(&mut request).into_iter().collect();
         for (i, item) in items.iter().enumerate() {
             let scoped = JsonBody::of(item.clone());
             let raw = self.compute(&request, &[], key, &scoped)?;
@@ -205,9 +207,24 @@ impl Scheme {
         }
         Ok(Signed {
             request,
-            set: Vec::new(),
+            set,
             placed: Placement::Json(format!("{array}/*{field}")),
         })
+    }
+
+    /// A fields-only scheme reading JSON takes only a JSON content type (`fields_only.rs`):
+    /// set when the request has none, as the sender sends it.
+    fn json_content_type(&self, request: &mut Outgoing) -> Option<HeaderName> {
+        if self.body_signed
+            || !super::fields_only::reads_json(self)
+            || request.headers.contains_key(CONTENT_TYPE)
+        {
+            return None;
+        }
+        request
+            .headers
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        Some(CONTENT_TYPE)
     }
 
     /// The MAC or signature over the message, with the first key or `key`; JSON parts read

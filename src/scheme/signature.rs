@@ -146,16 +146,7 @@ impl SignatureSpec {
         let missing = || VerifyError::MissingSignature(self.source.describe());
         let one = |text: Cow<'a, str>| -> Result<Found<'a>, VerifyError> {
             if let Some(e) = &self.entries {
-                let found = tagged(&text, e).ok_or_else(malformed)?;
-                // Well formed, but nothing for this route's key (Braintree after a key change).
-                if found.candidates.is_empty() {
-                    return Err(VerifyError::MissingSignature(format!(
-                        "{} (no entry {})",
-                        self.source.describe(),
-                        e.key
-                    )));
-                }
-                return Ok(found);
+                return self.tagged(&text, e);
             }
             let candidate = strip_prefix(text, &self.prefix).ok_or_else(malformed)?;
             Ok(Found {
@@ -253,6 +244,21 @@ impl SignatureSpec {
             candidates,
             entries: Vec::new(),
         })
+    }
+
+    /// A field's tagged entries (`tagged`); well formed but with nothing for this route's key
+    /// (Braintree after a key change) is a missing signature that names the key id.
+    fn tagged<'a>(&self, text: &str, e: &Entries) -> Result<Found<'a>, VerifyError> {
+        let found = tagged(text, e)
+            .ok_or_else(|| VerifyError::MalformedSignature(self.source.describe()))?;
+        if found.candidates.is_empty() {
+            return Err(VerifyError::MissingSignature(format!(
+                "{} (no entry {})",
+                self.source.describe(),
+                e.key
+            )));
+        }
+        Ok(found)
     }
 
     /// A header's value: after its prefix, or split into entries or a positional list.

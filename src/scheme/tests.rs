@@ -1333,7 +1333,7 @@ fn a_signature_can_be_a_json_field_over_signed_fields_only() {
         )
     };
     let now = SystemTime::now();
-    let none = HeaderMap::new();
+    let none = one_header("content-type", "application/json");
     assert_eq!(
         check(&mailgun, &none, body("t1", "").as_bytes(), now),
         Ok(0)
@@ -1902,5 +1902,79 @@ fn tagged_signatures_without_this_routes_key_id_say_so() {
         Err(VerifyError::MissingSignature(
             "form field bt_signature (no entry bt_public_key_71)".into()
         ))
+    );
+}
+
+/// A sender that signs only some fields leaves the rest of the body open, so bodies the app
+/// could read another way are refused (the hostile review's attacks, each on a genuine
+/// request): a JSON body sent as a form, keys equal but for case, an encoded body, form names
+/// PHP or Rails file under a signed field.
+#[test]
+fn a_fields_only_body_the_app_could_read_another_way_is_refused() {
+    let genuine = |preset: &str, name: &str| {
+        provider_cases()
+            .into_iter()
+            .find(|c| c.preset == preset && c.name == name)
+            .unwrap()
+    };
+    let verdict = |case: &ProviderCase, headers: &HeaderMap, body: &str| {
+        let (scheme, _, path_and_query) = provider_setup(case);
+        let mut case = case.clone();
+        case.body = body.to_owned();
+        verify_case(&scheme, &case, headers, &path_and_query, at(case.now_unix))
+            .map(|v| v.key_index)
+    };
+    let ambiguous = |v: Result<usize, VerifyError>| matches!(v, Err(VerifyError::BodyAmbiguous(_)));
+
+    let adyen = genuine("adyen", "valid-sdk-2");
+    let (_, json_headers, _) = provider_setup(&adyen);
+    assert_eq!(verdict(&adyen, &json_headers, &adyen.body), Ok(0));
+    let form = one_header("content-type", "application/x-www-form-urlencoded");
+    assert!(
+        ambiguous(verdict(&adyen, &form, &adyen.body)),
+        "JSON sent as a form"
+    );
+    let mut no_type = json_headers.clone();
+    no_type.remove("content-type");
+    assert!(
+        ambiguous(verdict(&adyen, &no_type, &adyen.body)),
+        "no content type"
+    );
+    let json_utf8 = one_header("content-type", "application/json; charset=utf-8");
+    assert_eq!(verdict(&adyen, &json_utf8, &adyen.body), Ok(0));
+    // `Success` after the genuine `success`: Go's decoder would keep `true`.
+    let shadowed = adyen.body.replace(
+        r#""success":"true""#,
+        r#""success":"true","Success":"false""#,
+    );
+    assert!(ambiguous(verdict(&adyen, &json_headers, &shadowed)), "case");
+    let long_s = adyen.body.replace(
+        r#""success":"true""#,
+        "\"success\":\"true\",\"\u{17f}uccess\":\"false\"",
+    );
+    assert!(ambiguous(verdict(&adyen, &json_headers, &long_s)), "long s");
+    let mut deflated = json_headers.clone();
+    deflated.insert("content-encoding", HeaderValue::from_static("deflate"));
+    assert!(
+        ambiguous(verdict(&adyen, &deflated, &adyen.body)),
+        "encoded"
+    );
+
+    let bt = genuine("braintree", "valid-computed");
+    let (_, form_headers, _) = provider_setup(&bt);
+    assert_eq!(verdict(&bt, &form_headers, &bt.body), Ok(0));
+    for extra in [
+        "bt.payload=RVZJTA%3D%3D",
+        "bt_payload[]=RVZJTA",
+        "+bt_payload=RVZJTA",
+    ] {
+        let body = format!("{}&{extra}", bt.body);
+        assert!(ambiguous(verdict(&bt, &form_headers, &body)), "{extra}");
+    }
+    let body = format!("{}&other.field=1", bt.body);
+    assert_eq!(
+        verdict(&bt, &form_headers, &body),
+        Ok(0),
+        "other names are the app's"
     );
 }

@@ -260,7 +260,7 @@ async fn adyen_batches_verify_item_by_item_and_a_queued_route_answers_accepted()
     };
     let upstream = Upstream::start().await;
     let route = format!(
-        "  - name: adyen\n    path: /adyen\n    upstream: {}\n    delivery: queued\n    verify: {{ preset: adyen, secret: \"${{ADYEN_HMAC_KEY}}\" }}\n",
+        "  - name: adyen\n    path: /adyen\n    upstream: {}\n    delivery: queued\n    verify: {{ preset: adyen, secret: \"${{ADYEN_HMAC_KEY}}\" }}\n    replay: {{}}\n",
         upstream.url()
     );
     let store = temp_dir("adyen-queued");
@@ -269,17 +269,34 @@ async fn adyen_batches_verify_item_by_item_and_a_queued_route_answers_accepted()
         .routes(&route);
     let gw = Hookgate::start(&yaml, &[("ADYEN_HMAC_KEY", key_hex)]).await;
     let url = gw.url("/adyen");
+    const JSON: &[(&str, &str)] = &[("content-type", "application/json")];
 
     let forged = body(&[item("psp-1", "psp-1"), item("psp-2", "psp-9")]);
-    let answer = post(&url, &[], &forged).await;
+    let answer = post(&url, JSON, &forged).await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.body);
     assert_eq!(gw.outcome("adyen", "signature_mismatch"), 1.0);
 
     let batch = body(&[item("psp-1", "psp-1"), item("psp-2", "psp-2")]);
-    let answer = post(&url, &[], &batch).await;
+    let answer = post(&url, JSON, &batch).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     assert_eq!(answer.body, "[accepted]");
     eventually("the notification reaches the app", || upstream.count() == 1).await;
     assert_eq!(upstream.received()[0].body.as_ref(), batch.as_slice());
+    // Adyen resends until it reads `[accepted]`: a duplicate gets it too, and is not stored
+    // again; the same items in another order are the same notification.
+    let reordered = body(&[item("psp-2", "psp-2"), item("psp-1", "psp-1")]);
+    for again in [&batch, &reordered] {
+        let answer = post(&url, JSON, again).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        assert_eq!(answer.body, "[accepted]");
+        assert_eq!(answer.headers["x-hookgate-duplicate"], "true");
+    }
+    // One item twice is no batch a sender makes.
+    let twice = body(&[item("psp-1", "psp-1"), item("psp-1", "psp-1")]);
+    let answer = post(&url, JSON, &twice).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.body);
+    assert_eq!(gw.outcome("adyen", "body_ambiguous"), 1.0);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(upstream.count(), 1);
     gw.shutdown().await;
 }

@@ -158,13 +158,8 @@ fn compile_route(
     let route_limits = compile_route_limits(raw.limits.as_ref(), limits, label, r);
     let path = compile_path(&raw.path, label, r);
     let mut methods = compile_methods(raw.methods.as_deref(), label, r);
-    let upstream = parse_upstream(
-        &raw.upstream,
-        raw.upstream_tls.as_ref(),
-        base,
-        &format!("{label}.upstream"),
-        r,
-    );
+    let uloc = format!("{label}.upstream");
+    let upstream = parse_upstream(&raw.upstream, raw.upstream_tls.as_ref(), base, &uloc, r);
     let allow_ips = compile_allow_ips(raw.allow_ips.as_deref(), label, r);
     let public_url = raw
         .public_url
@@ -223,6 +218,19 @@ fn compile_route(
         limits: route_limits,
         delivery,
         handshake,
+        acknowledgement: acknowledgement(raw.queue.as_ref(), preset.as_deref()),
+    })
+}
+
+/// The body the sender requires in a success: the route's own `queue.body`, or its preset's
+/// acknowledgement (Adyen's `[accepted]`).
+fn acknowledgement(
+    queue: Option<&crate::config::file::RawQueue>,
+    preset: Option<&str>,
+) -> Option<String> {
+    queue.and_then(|q| q.body.clone()).or_else(|| {
+        let preset = crate::config::presets::find(preset?)?;
+        preset.acknowledgement.map(str::to_owned)
     })
 }
 

@@ -206,34 +206,10 @@ fn compile_signature(
     let prefix = (s.prefix.as_deref())
         .unwrap_or(defaults::SIGNATURE_PREFIX)
         .to_owned();
-    let entries = s.entries.as_ref().and_then(|e| {
-        let eloc = format!("{loc}.signature.entries");
-        if e.separator.is_empty() || e.assign.is_empty() || e.key.is_empty() {
-            r.error(&eloc, "separator, assign and key must not be empty");
-            return None;
-        }
-        if !prefix.is_empty() {
-            r.error(&eloc, "set `prefix` or `entries`, not both");
-        }
-        // Entries tagged with the key's id (Braintree's `pub|sig`): the route's `key_id`.
-        let key = match (e.key.as_str(), key_id) {
-            ("{key_id}", Some(id)) if !id.is_empty() => id.to_owned(),
-            ("{key_id}", _) => {
-                r.error(
-                    format!("{loc}.key_id"),
-                    "the sender tags each signature with its key's id (e.g. Braintree's public \
-                     key): set `key_id:` to this route's",
-                );
-                return None;
-            }
-            (key, _) => key.to_owned(),
-        };
-        Some(Entries {
-            separator: e.separator.clone(),
-            assign: e.assign.clone(),
-            key,
-        })
-    });
+    let entries = s
+        .entries
+        .as_ref()
+        .and_then(|e| compile_entries(e, key_id, &prefix, loc, r));
     let list = s.list.as_ref().and_then(|l| {
         let lloc = format!("{loc}.signature.list");
         if l.separator.is_empty() || l.first.is_empty() {
@@ -276,6 +252,43 @@ fn compile_signature(
         encodings,
         entries,
         list,
+    })
+}
+
+/// `signature.entries:`; a key of `"{key_id}"` is the route's `key_id` (entries tagged with
+/// their key's id, Braintree's `pub|sig`).
+fn compile_entries(
+    e: &crate::config::file::RawEntries,
+    key_id: Option<&str>,
+    prefix: &str,
+    loc: &str,
+    r: &mut Report,
+) -> Option<Entries> {
+    let eloc = format!("{loc}.signature.entries");
+    if e.separator.is_empty() || e.assign.is_empty() || e.key.is_empty() {
+        r.error(&eloc, "separator, assign and key must not be empty");
+        return None;
+    }
+    if !prefix.is_empty() {
+        r.error(&eloc, "set `prefix` or `entries`, not both");
+    }
+    // Entries tagged with the key's id (Braintree's `pub|sig`): the route's `key_id`.
+    let key = match (e.key.as_str(), key_id) {
+        ("{key_id}", Some(id)) if !id.is_empty() => id.to_owned(),
+        ("{key_id}", _) => {
+            r.error(
+                format!("{loc}.key_id"),
+                "the sender tags each signature with its key's id (e.g. Braintree's public \
+                     key): set `key_id:` to this route's",
+            );
+            return None;
+        }
+        (key, _) => key.to_owned(),
+    };
+    Some(Entries {
+        separator: e.separator.clone(),
+        assign: e.assign.clone(),
+        key,
     })
 }
 
