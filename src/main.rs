@@ -603,7 +603,7 @@ fn sign(path: &Path, args: &SignArgs) -> anyhow::Result<ExitCode> {
     }
     let signed = sender.sign(&request, SystemTime::now())?;
     if let Some(file) = &args.out_body {
-        std::fs::write(file, &signed.body)
+        write_private(file, &signed.body)
             .with_context(|| format!("writing the body to {}", file.display()))?;
     }
     for note in &signed.notes {
@@ -613,6 +613,26 @@ fn sign(path: &Path, args: &SignArgs) -> anyhow::Result<ExitCode> {
         println!("{}: {}", name, String::from_utf8_lossy(value.as_bytes()));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `bytes` to `file` readable by its owner only (a body may carry a shared secret,
+/// as Microsoft Graph's clientState), replacing a regular file but never following a link.
+fn write_private(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    if std::fs::symlink_metadata(file).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(std::io::Error::other(
+            "it is a symbolic link; give a plain file",
+        ));
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut out = options.open(file)?;
+    // An existing file keeps its mode on open: narrow it before anything is written.
+    #[cfg(unix)]
+    out.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    out.write_all(bytes)
 }
 
 fn keygen(

@@ -180,6 +180,12 @@ async fn what_sign_prints_for_every_kind_of_scheme_reaches_the_app() {
         printed.stderr
     );
     let sent = std::fs::read(&out).unwrap();
+    // The body may carry a shared secret (Graph's clientState): the owner's alone.
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&out).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
     let text = String::from_utf8(sent.clone()).unwrap();
     assert!(
         text.starts_with(r#"{"signature": {"signature":""#)
