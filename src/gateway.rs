@@ -109,13 +109,19 @@ fn unsigned_handshake(
         return Ok(None);
     };
     let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    crate::handshake::before_body(
+    let answer = crate::handshake::before_body(
         hs,
         req.method(),
         target,
         req.headers(),
         route.scheme.as_ref(),
-    )
+    )?;
+    // Not the handshake, with the method the route takes for the handshake alone.
+    if answer.is_none() && hs.method_for_handshake_only && *req.method() == hs.kind.method() {
+        let allowed = route.methods.iter().filter(|m| **m != hs.kind.method());
+        return Err(Refusal::MethodNotAllowed(allowed.cloned().collect()));
+    }
+    Ok(answer)
 }
 
 /// Handshake, signed: a challenge that came like an event (Slack, Zoom, Discord), answered

@@ -288,6 +288,7 @@ mod tests {
             verify_token: Some(sha2::Sha256::digest(b"meta-verify").into()),
             origins: vec!["eventgrid.azure.net".into()],
             rate: None,
+            method_for_handshake_only: false,
         }
     }
 

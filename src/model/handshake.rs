@@ -139,4 +139,8 @@ pub struct Handshake {
     pub origins: Vec<String>,
     /// CloudEvents: the rate granted, per minute (`None`: `*`).
     pub rate: Option<u32>,
+    /// The handshake's method was added to the route for it alone (a `GET` on a `POST`
+    /// route): any other request with that method is refused, so a captured event cannot be
+    /// re-sent to the app with it.
+    pub method_for_handshake_only: bool,
 }

@@ -73,14 +73,16 @@ pub(super) fn compile_handshake(
         }
         None => preset_kind?,
     };
+    let added = !methods.contains(&kind.method());
     let handshake = Handshake {
         kind,
         verify_token: verify_token(&block, kind, &loc, ctx, r),
         origins: block.origins.clone().unwrap_or_default(),
         rate: block.rate,
+        method_for_handshake_only: added && !kind.signed(),
     };
     check_fields(&handshake, &block, route.scheme, &loc, r);
-    if !methods.contains(&kind.method()) {
+    if added {
         methods.push(kind.method());
     }
     Some(handshake)
