@@ -2115,6 +2115,31 @@ static PRESETS: &[Preset] = &[
             sdk(Package::PyPi("braintree"), "case_braintree"),
         ],
     },
+    Preset {
+        name: "contentful",
+        aliases: &[],
+        // Contentful request verification with its default signed headers: hex HMAC-SHA256 over `POST\n<path>\nx-contentful-signed-headers:<list>;x-contentful-timestamp:<ms>\n<body>`, 30 s (its toolkit's default). A webhook that signs more headers, or a URL with a query string, is refused: write that scheme out.
+        scheme: || RawVerify {
+            message: Some(vec![
+                RawPart::Method,
+                literal("\n"),
+                RawPart::PathAndQuery,
+                literal("\nx-contentful-signed-headers:"),
+                header("x-contentful-signed-headers"),
+                literal(";x-contentful-timestamp:"),
+                header("x-contentful-timestamp"),
+                literal("\n"),
+                Body,
+            ]),
+            timestamp: Some(ts_header("x-contentful-timestamp", "milliseconds", "30s")),
+            ..plain("hmac-sha256", "x-contentful-signature", "", &["hex"])
+        },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        acknowledgement: None,
+        evidence: &[computed(PROVIDER_VECTORS)],
+    },
 ];
 
 /// Adyen's signed fields of one notification item, joined by `:`; the references may be
