@@ -9,7 +9,9 @@
 //       -> {"headers": {name: value, ...}}
 //   {"action": "sign", "provider": "adyen", "secret", "items": [NotificationRequestItem, ...]}
 //       -> {"signatures": ["<base64>", ...]}   (one per item, for additionalData.hmacSignature)
-//   {"action": "verify", "provider": P, "secret"|"public_key", "body", "headers", "url"?}
+//   {"action": "sign", "provider": "contentful", "secret", "body", "path", "timestamp"?, "sign_headers"?}
+//       -> {"headers": {name: value, ...}}   (signRequest's answer as it is: lower-case names)
+//   {"action": "verify", "provider": P, "secret"|"public_key", "body", "headers", "url"?, "path"?}
 //       -> {"ok": true|false, "detail": "..."}
 //   [request, request, ...] -> [answer, answer, ...]
 //
@@ -126,6 +128,17 @@ async function sign(req) {
       const validator = new hmacValidator();
       return { signatures: req.items.map((item) => validator.calculateHmac(item, req.secret)) };
     }
+    case "contentful": {
+      // @contentful/node-apps-toolkit: signRequest(secret, canonicalRequest, timestamp?, context?).
+      // It signs every header of canonicalRequest.headers plus x-contentful-signed-headers and
+      // x-contentful-timestamp (Contentful's default list when none is given: `sign_headers`
+      // adds some, as a webhook configured to sign more headers does), and answers the
+      // x-contentful-signature / -signed-headers / -timestamp headers to send.
+      const { signRequest } = await import("@contentful/node-apps-toolkit");
+      const canonical = { method: "POST", path: req.path, headers: req.sign_headers || {}, body: req.body };
+      const signed = signRequest(req.secret, canonical, req.timestamp);
+      return { headers: { ...(req.sign_headers || {}), ...signed } };
+    }
     default:
       throw new Error(`sign: no signer for ${req.provider}`);
   }
@@ -212,6 +225,18 @@ async function verify(req) {
       const items = JSON.parse(req.body).notificationItems.map((i) => i.NotificationRequestItem);
       const each = items.map((item) => validator.validateHMAC(item, req.secret));
       return { ok: each.length > 0 && each.every(Boolean), each, detail: `hmacValidator.validateHMAC() per item: [${each}]` };
+    }
+    case "contentful": {
+      // verifyRequest(secret, canonicalRequest, ttl seconds): true/false, or it throws
+      // (ExpiredRequestException, or a malformed signature / signed-headers / timestamp).
+      const { verifyRequest } = await import("@contentful/node-apps-toolkit");
+      const canonical = { method: "POST", path: req.path, headers: h, body: req.body };
+      try {
+        const ok = verifyRequest(req.secret, canonical, 30);
+        return { ok, detail: `verifyRequest(ttl 30) -> ${ok}` };
+      } catch (e) {
+        return { ok: false, detail: `verifyRequest(ttl 30) threw ${e && e.message ? e.message : e}` };
+      }
     }
     default:
       throw new Error(`verify: no verifier for ${req.provider}`);
