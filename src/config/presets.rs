@@ -2138,7 +2138,10 @@ static PRESETS: &[Preset] = &[
         replay_key: None,
         needs_app_answer: None,
         acknowledgement: None,
-        evidence: &[computed(PROVIDER_VECTORS)],
+        evidence: &[
+            computed(PROVIDER_VECTORS),
+            sdk(Package::Npm("@contentful/node-apps-toolkit"), "case_contentful"),
+        ],
     },
 ];
 
