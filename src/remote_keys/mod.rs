@@ -1,0 +1,7 @@
+//! Keys that live on the network (issue 23: AWS SNS's and PayPal's certificates, Google's and
+//! other issuers' JWKS): where one may be fetched from (`pin.rs`: pinned hosts, public
+//! addresses only) and how long it is kept and when it may be fetched again (`freshness.rs`),
+//! both pure decisions with table tests. The fetcher that uses them comes next.
+
+pub mod freshness;
+pub mod pin;
