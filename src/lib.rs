@@ -53,8 +53,8 @@
 //! - `server.rs`, `tls.rs`, `proxy_protocol.rs`: listeners, TLS (also to upstreams), the
 //!   PROXY protocol, HTTP versions, drain and shutdown.
 //! - `remote_keys/`: keys fetched over the network (issue 23), so far: which URLs and
-//!   addresses a key may come from (`pin.rs`), how long it is kept (`freshness.rs`), and
-//!   one bounded fetch over verified TLS (`fetch.rs`).
+//!   addresses a key may come from (`pin.rs`), how long it is kept (`freshness.rs`), one
+//!   bounded fetch over verified TLS (`fetch.rs`), the cache over them (`cache.rs`).
 //! - `reload.rs`: what a reload keeps (a pure function of two configurations) and the
 //!   reload itself; `watch.rs`: `--watch`, on exactly the files the compiler read.
 //! - `delivery/`: queued delivery: the store's state machine (`store.rs`, shared types in

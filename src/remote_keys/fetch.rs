@@ -233,7 +233,7 @@ async fn exchange(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::remote_keys::pin::HostPattern;
     use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
@@ -244,7 +244,7 @@ mod tests {
 
     /// A CA and a key server's certificate for `HOST` signed by it: the server's TLS, and
     /// a client TLS config trusting the CA.
-    fn pki() -> (tokio_rustls::TlsAcceptor, Arc<rustls::ClientConfig>) {
+    pub(in crate::remote_keys) fn pki() -> (tokio_rustls::TlsAcceptor, Arc<rustls::ClientConfig>) {
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let ca_key = KeyPair::generate().unwrap();
@@ -312,11 +312,11 @@ mod tests {
         (addr, connections, head)
     }
 
-    fn resolver(addr: SocketAddr) -> Resolve {
+    pub(in crate::remote_keys) fn resolver(addr: SocketAddr) -> Resolve {
         Arc::new(move |_| Box::pin(async move { Ok(vec![addr]) }))
     }
 
-    fn url() -> KeyUrl {
+    pub(in crate::remote_keys) fn url() -> KeyUrl {
         let pins = [HostPattern::parse(HOST).unwrap()];
         KeyUrl::parse(&format!("https://{HOST}/certs/sns.pem"), &pins).unwrap()
     }

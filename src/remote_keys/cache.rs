@@ -1,0 +1,443 @@
+//! Fetched key documents, kept per URL: what a scheme asks for when it verifies with a key
+//! from the network. At most one fetch per URL is in flight (others wait for its result);
+//! a document is kept as `freshness.rs` says and refreshed ahead of expiry, served while it
+//! is still valid even when a refresh fails; a failure is remembered for the backoff, and a
+//! document without the `kid` a request names is fetched again at most once per interval.
+//! When no document can be had the caller gets [`Unavailable`] with how long to ask the
+//! sender to wait (`Retry-After`): the request is refused, never accepted unverified.
+//! The cache is bounded in entries and bytes: past either, the entry used least recently is
+//! dropped.
+//!
+//! Neighbours: `fetch.rs` makes each fetch, `pin.rs` made the URL; the schemes of issue 23
+//! (SNS, PayPal, JWKS) read the documents.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+
+use super::fetch::{fetch, FetchError, Limits, Resolve};
+use super::freshness::{Fetch, Held, Policy};
+use super::pin::KeyUrl;
+
+/// The bounds of the cache as a whole.
+#[derive(Clone, Copy, Debug)]
+pub struct Bounds {
+    pub max_entries: usize,
+    pub max_bytes: usize,
+}
+
+impl Default for Bounds {
+    fn default() -> Bounds {
+        Bounds {
+            max_entries: 256,
+            max_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// No document for the request: refuse it with 503 and `Retry-After: retry_after`.
+#[derive(Debug, thiserror::Error)]
+#[error("no key from {url}: {why} (retry after {retry_after:?})")]
+pub struct Unavailable {
+    pub url: String,
+    pub why: String,
+    pub retry_after: Duration,
+}
+
+/// One URL's document and its fetching.
+struct Entry {
+    held: Held,
+    /// The document, while it is valid (until `held`'s `until`).
+    doc: Option<Bytes>,
+    /// Taken by the one caller fetching; the others wait on it, then read the result.
+    fetching: Arc<tokio::sync::Mutex<()>>,
+    last_used: SystemTime,
+    /// A refresh failed while the document was valid: it serves, unrefreshed, until then.
+    quiet_until: Option<SystemTime>,
+}
+
+/// The documents fetched, per URL.
+pub struct KeyCache {
+    entries: Mutex<HashMap<KeyUrl, Entry>>,
+    policy: Policy,
+    limits: Limits,
+    bounds: Bounds,
+    tls: Arc<rustls::ClientConfig>,
+    resolve: Resolve,
+    clock: fn() -> SystemTime,
+    fetches: std::sync::atomic::AtomicU64,
+}
+
+impl KeyCache {
+    pub fn new(
+        policy: Policy,
+        limits: Limits,
+        bounds: Bounds,
+        tls: Arc<rustls::ClientConfig>,
+        resolve: Resolve,
+        clock: fn() -> SystemTime,
+    ) -> KeyCache {
+        KeyCache {
+            entries: Mutex::new(HashMap::new()),
+            policy,
+            limits,
+            bounds,
+            tls,
+            resolve,
+            clock,
+            fetches: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// How many fetches were made (each counted once it started), for the metrics.
+    pub fn fetches(&self) -> u64 {
+        self.fetches.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The document at `url`, holding what `wanted` looks for (a `kid`; `|_| true` when any
+    /// document will do): from the cache, or fetched (by this caller or one already
+    /// fetching it).
+    pub async fn get(
+        &self,
+        url: &KeyUrl,
+        wanted: &(dyn Fn(&Bytes) -> bool + Sync),
+    ) -> Result<Bytes, Unavailable> {
+        let gate = match self.decide(url, wanted) {
+            Decided::Serve(doc) => return Ok(doc),
+            Decided::Refuse(e) => return Err(e),
+            Decided::Fetch(gate) => gate,
+        };
+        let _fetching = gate.lock().await;
+        // Another caller may have fetched while this one waited.
+        match self.decide(url, wanted) {
+            Decided::Serve(doc) => return Ok(doc),
+            Decided::Refuse(e) => return Err(e),
+            Decided::Fetch(_) => {}
+        }
+        self.fetches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let fetched = fetch(url, self.tls.clone(), &self.resolve, &self.limits).await;
+        self.record(url, fetched, wanted)
+    }
+
+    /// What the cache holds for `url` decides: serve it, refuse, or fetch (with the gate
+    /// the fetch is made under).
+    fn decide(&self, url: &KeyUrl, wanted: &(dyn Fn(&Bytes) -> bool + Sync)) -> Decided {
+        let now = (self.clock)();
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = entries.entry(url.clone()).or_insert_with(|| Entry {
+            held: Held::Nothing,
+            doc: None,
+            fetching: Arc::new(tokio::sync::Mutex::new(())),
+            last_used: now,
+            quiet_until: None,
+        });
+        entry.last_used = now;
+        if let Held::Keys { until, .. } = entry.held {
+            if now >= until {
+                entry.doc = None;
+            }
+        }
+        let known = entry.doc.as_ref().is_some_and(wanted);
+        if let (Some(doc), true, Some(quiet)) = (&entry.doc, known, entry.quiet_until) {
+            if now < quiet {
+                return Decided::Serve(doc.clone());
+            }
+        }
+        match self.policy.may_fetch(entry.held, known, now) {
+            Fetch::NotNeeded => match &entry.doc {
+                Some(doc) => Decided::Serve(doc.clone()),
+                None => Decided::Fetch(entry.fetching.clone()),
+            },
+            Fetch::Now => Decided::Fetch(entry.fetching.clone()),
+            Fetch::Wait(left) => match (&entry.doc, known) {
+                // A refresh failed while the document is still valid: it serves.
+                (Some(doc), true) => Decided::Serve(doc.clone()),
+                _ => Decided::Refuse(Unavailable {
+                    url: url.to_string(),
+                    why: match entry.held {
+                        Held::Failed { .. } => "the last fetch failed".into(),
+                        _ => "the key asked for is not in the document, fetched moments ago".into(),
+                    },
+                    retry_after: left,
+                }),
+            },
+        }
+    }
+
+    /// Keeps a fetch's result and answers the caller that made it.
+    fn record(
+        &self,
+        url: &KeyUrl,
+        fetched: Result<super::fetch::Fetched, FetchError>,
+        wanted: &(dyn Fn(&Bytes) -> bool + Sync),
+    ) -> Result<Bytes, Unavailable> {
+        let now = (self.clock)();
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let answer = {
+            let Some(entry) = entries.get_mut(url) else {
+                return Err(self.unavailable(url, "dropped from the cache".into()));
+            };
+            match fetched {
+                Ok(f) => {
+                    let keep = self.policy.keep_for(f.cache_control.as_deref());
+                    entry.held = Held::Keys {
+                        at: now,
+                        until: now + keep,
+                    };
+                    entry.doc = Some(f.body.clone());
+                    entry.quiet_until = None;
+                    if wanted(&f.body) {
+                        Ok(f.body)
+                    } else {
+                        Err(self
+                            .unavailable(url, "the key asked for is not in the document".into()))
+                    }
+                }
+                Err(e) => {
+                    let why = e.to_string();
+                    match (entry.doc.clone(), entry.held) {
+                        // Still valid: it serves, and the next refresh waits for the backoff.
+                        (Some(doc), Held::Keys { until, .. }) if now < until && wanted(&doc) => {
+                            entry.quiet_until = Some(now + self.policy.failure_backoff);
+                            Ok(doc)
+                        }
+                        _ => {
+                            entry.held = Held::Failed { at: now };
+                            entry.doc = None;
+                            Err(self.unavailable(url, why))
+                        }
+                    }
+                }
+            }
+        };
+        evict(&mut entries, self.bounds);
+        answer
+    }
+
+    fn unavailable(&self, url: &KeyUrl, why: String) -> Unavailable {
+        Unavailable {
+            url: url.to_string(),
+            why,
+            retry_after: self.policy.failure_backoff,
+        }
+    }
+}
+
+enum Decided {
+    Serve(Bytes),
+    Refuse(Unavailable),
+    Fetch(Arc<tokio::sync::Mutex<()>>),
+}
+
+/// Drops the entries used least recently until the cache is within its bounds.
+fn evict(entries: &mut HashMap<KeyUrl, Entry>, bounds: Bounds) {
+    let bytes = |e: &HashMap<KeyUrl, Entry>| -> usize {
+        e.values()
+            .map(|v| v.doc.as_ref().map_or(0, Bytes::len))
+            .sum()
+    };
+    while entries.len() > bounds.max_entries || bytes(entries) > bounds.max_bytes {
+        let Some(oldest) = entries
+            .iter()
+            .min_by_key(|(_, e)| e.last_used)
+            .map(|(k, _)| k.clone())
+        else {
+            return;
+        };
+        entries.remove(&oldest);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote_keys::fetch::tests::{pki, resolver, url};
+    use std::net::SocketAddr;
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    static NOW: AtomicU64 = AtomicU64::new(1_800_000_000);
+
+    fn clock() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(NOW.load(Ordering::SeqCst))
+    }
+
+    fn advance(secs: u64) {
+        NOW.fetch_add(secs, Ordering::SeqCst);
+    }
+
+    /// A key server whose answer the test changes, counting the requests it answers.
+    struct KeyServer {
+        addr: SocketAddr,
+        answer: Arc<Mutex<Vec<u8>>>,
+        requests: Arc<AtomicUsize>,
+    }
+
+    impl KeyServer {
+        async fn start(tls: tokio_rustls::TlsAcceptor) -> KeyServer {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let answer = Arc::new(Mutex::new(Vec::new()));
+            let requests = Arc::new(AtomicUsize::new(0));
+            let (a, r) = (answer.clone(), requests.clone());
+            tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    let (tls, a, r) = (tls.clone(), a.clone(), r.clone());
+                    tokio::spawn(async move {
+                        let Ok(mut stream) = tls.accept(stream).await else {
+                            return;
+                        };
+                        let mut buf = vec![0; 4096];
+                        let _ = stream.read(&mut buf).await;
+                        r.fetch_add(1, Ordering::SeqCst);
+                        // Slow enough that concurrent callers overlap.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        let answer = a.lock().unwrap().clone();
+                        let _ = stream.write_all(&answer).await;
+                        let _ = stream.shutdown().await;
+                    });
+                }
+            });
+            KeyServer {
+                addr,
+                answer,
+                requests,
+            }
+        }
+
+        fn answers(&self, status: &str, cache_control: &str, body: &str) {
+            *self.answer.lock().unwrap() = format!(
+                "HTTP/1.1 {status}\r\nCache-Control: {cache_control}\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes();
+        }
+
+        fn requests(&self) -> usize {
+            self.requests.load(Ordering::SeqCst)
+        }
+    }
+
+    fn cache(server: &KeyServer, client: Arc<rustls::ClientConfig>) -> Arc<KeyCache> {
+        let limits = Limits {
+            allow_private: true,
+            ..Limits::default()
+        };
+        Arc::new(KeyCache::new(
+            Policy::default(),
+            limits,
+            Bounds::default(),
+            client,
+            resolver(server.addr),
+            clock,
+        ))
+    }
+
+    fn has(kid: &'static str) -> impl Fn(&Bytes) -> bool + Sync {
+        move |doc: &Bytes| String::from_utf8_lossy(doc).contains(kid)
+    }
+
+    // One test, in steps: the clock is one static for the module.
+    #[tokio::test]
+    async fn one_fetch_at_a_time_kept_refreshed_and_never_a_storm() {
+        let (tls, client) = pki();
+        let server = KeyServer::start(tls).await;
+        server.answers("200 OK", "max-age=600", r#"{"keys":[{"kid":"k1"}]}"#);
+        let cache = cache(&server, client);
+
+        // Ten requests at once: one fetch, every one served.
+        let mut tasks = Vec::new();
+        for _ in 0..10 {
+            let cache = cache.clone();
+            tasks.push(tokio::spawn(
+                async move { cache.get(&url(), &has("k1")).await },
+            ));
+        }
+        for t in tasks {
+            assert!(t.await.unwrap().is_ok());
+        }
+        assert_eq!(server.requests(), 1);
+        // Kept: no fetch within its time.
+        advance(300);
+        assert!(cache.get(&url(), &has("k1")).await.is_ok());
+        assert_eq!(server.requests(), 1);
+
+        // Forged kids: one fetch per 30 s at most, whatever the number of requests.
+        for _ in 0..20 {
+            assert!(cache.get(&url(), &has("forged")).await.is_err());
+        }
+        assert_eq!(server.requests(), 2, "one refetch for the unknown kid");
+        let refused = cache.get(&url(), &has("forged")).await.unwrap_err();
+        assert!(refused.retry_after <= Duration::from_secs(30), "{refused}");
+        advance(31);
+        assert!(cache.get(&url(), &has("forged")).await.is_err());
+        assert_eq!(server.requests(), 3);
+        // The known kid is still served all along.
+        assert!(cache.get(&url(), &has("k1")).await.is_ok());
+        assert_eq!(server.requests(), 3);
+
+        // The key host fails in the refresh window: the valid document still serves, and the
+        // next refresh waits the backoff.
+        server.answers("503 Unavailable", "no-store", "");
+        advance(549); // t = 880: in the last tenth of the fetch at 331, kept until 931
+        assert!(cache.get(&url(), &has("k1")).await.is_ok());
+        assert_eq!(server.requests(), 4);
+        assert!(cache.get(&url(), &has("k1")).await.is_ok());
+        assert_eq!(server.requests(), 4, "quiet for the backoff");
+
+        // Expired and the host still down: refused with Retry-After, one fetch per backoff.
+        advance(120);
+        let e = cache.get(&url(), &has("k1")).await.unwrap_err();
+        assert_eq!(e.retry_after, Duration::from_secs(10), "{e}");
+        assert_eq!(server.requests(), 5);
+        assert!(cache.get(&url(), &has("k1")).await.is_err());
+        assert_eq!(server.requests(), 5);
+        // Back up: served again after the backoff.
+        server.answers("200 OK", "max-age=600", r#"{"keys":[{"kid":"k1"}]}"#);
+        advance(11);
+        assert!(cache.get(&url(), &has("k1")).await.is_ok());
+        assert_eq!(server.requests(), 6);
+        assert_eq!(cache.fetches(), 6);
+    }
+
+    #[test]
+    fn the_entries_used_least_recently_go_first_past_either_bound() {
+        let pins = [crate::remote_keys::pin::HostPattern::parse("keys.test.example").unwrap()];
+        let key = |n: u64| KeyUrl::parse(&format!("https://keys.test.example/{n}"), &pins).unwrap();
+        let entry = |used: u64, bytes: usize| Entry {
+            held: Held::Nothing,
+            doc: Some(Bytes::from(vec![b'k'; bytes])),
+            fetching: Arc::new(tokio::sync::Mutex::new(())),
+            last_used: SystemTime::UNIX_EPOCH + Duration::from_secs(used),
+            quiet_until: None,
+        };
+        let mut entries: HashMap<KeyUrl, Entry> =
+            (0..5).map(|n| (key(n), entry(100 - n, 100))).collect();
+        evict(
+            &mut entries,
+            Bounds {
+                max_entries: 3,
+                max_bytes: 10_000,
+            },
+        );
+        let mut left: Vec<_> = entries.keys().map(|k| k.to_string()).collect();
+        left.sort();
+        assert_eq!(left.len(), 3);
+        assert!(
+            left[0].ends_with("/0") && left[2].ends_with("/2"),
+            "{left:?}"
+        );
+        evict(
+            &mut entries,
+            Bounds {
+                max_entries: 3,
+                max_bytes: 150,
+            },
+        );
+        assert_eq!(entries.len(), 1);
+        assert!(entries.contains_key(&key(0)), "the one used last stays");
+    }
+}
