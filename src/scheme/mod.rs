@@ -25,6 +25,7 @@ pub mod message;
 pub mod params;
 pub mod sign;
 pub mod signature;
+pub mod sns;
 
 pub use keys::{KeyEncoding, Keys, SigningKey};
 pub use message::{BodyDigest, Part};

@@ -1,0 +1,241 @@
+//! AWS SNS message signatures (issue 23), the pure part: the string SNS signs for each message
+//! type, and the check of a message's `Signature` with the public key of its signing
+//! certificate. Version 1 is RSA PKCS#1 v1.5 with SHA-1, version 2 with SHA-256; any other is
+//! refused. Where the certificate comes from (its pinned `SigningCertURL`, fetched and cached
+//! by `remote_keys/`) and whether it chains to a trusted root are decided before this.
+//!
+//! The string to sign follows AWS's documented key lists per type (not the union some
+//! validators use), each key as `Key\nvalue\n`, in this order:
+//! - `Notification`: Message, MessageId, Subject (only when present), Timestamp, TopicArn,
+//!   Type;
+//! - `SubscriptionConfirmation` and `UnsubscribeConfirmation`: Message, MessageId,
+//!   SubscribeURL, Timestamp, Token, TopicArn, Type.
+
+use serde_json::Value;
+
+/// Why an SNS message does not verify.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SnsError {
+    #[error("not an SNS message: {0}")]
+    Malformed(String),
+    #[error("unknown message type {0:?}")]
+    UnknownType(String),
+    #[error("unsupported SignatureVersion {0:?} (1 or 2)")]
+    UnsupportedVersion(String),
+    #[error("the signing certificate cannot be read: {0}")]
+    Certificate(String),
+    #[error("signature does not match")]
+    Mismatch,
+}
+
+/// The bytes SNS signed for `message` (a parsed SNS JSON body).
+pub fn string_to_sign(message: &Value) -> Result<Vec<u8>, SnsError> {
+    let text = |key: &str| -> Result<Option<&str>, SnsError> {
+        match message.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(SnsError::Malformed(format!("{key} is not a string"))),
+        }
+    };
+    let kind = text("Type")?.ok_or_else(|| SnsError::Malformed("no Type".into()))?;
+    let keys: &[(&str, bool)] = match kind {
+        "Notification" => &[
+            ("Message", true),
+            ("MessageId", true),
+            ("Subject", false),
+            ("Timestamp", true),
+            ("TopicArn", true),
+            ("Type", true),
+        ],
+        "SubscriptionConfirmation" | "UnsubscribeConfirmation" => &[
+            ("Message", true),
+            ("MessageId", true),
+            ("SubscribeURL", true),
+            ("Timestamp", true),
+            ("Token", true),
+            ("TopicArn", true),
+            ("Type", true),
+        ],
+        other => return Err(SnsError::UnknownType(other.to_owned())),
+    };
+    let mut out = Vec::new();
+    for (key, required) in keys {
+        match (text(key)?, required) {
+            (Some(value), _) => {
+                out.extend_from_slice(key.as_bytes());
+                out.push(b'\n');
+                out.extend_from_slice(value.as_bytes());
+                out.push(b'\n');
+            }
+            (None, true) => return Err(SnsError::Malformed(format!("no {key}"))),
+            (None, false) => {}
+        }
+    }
+    Ok(out)
+}
+
+/// Checks `message`'s `Signature` (base64) over its string to sign with the key of the
+/// certificate `cert_der` (DER).
+pub fn verify(message: &Value, cert_der: &[u8]) -> Result<(), SnsError> {
+    use base64::Engine as _;
+    let version = message
+        .get("SignatureVersion")
+        .and_then(Value::as_str)
+        .ok_or_else(|| SnsError::Malformed("no SignatureVersion".into()))?;
+    let algorithm = match version {
+        "1" => &RSA_PKCS1_SHA1,
+        "2" => &RSA_PKCS1_SHA256,
+        other => return Err(SnsError::UnsupportedVersion(other.to_owned())),
+    };
+    let signature = message
+        .get("Signature")
+        .and_then(Value::as_str)
+        .and_then(|s| super::BASE64.decode(s).ok())
+        .ok_or_else(|| SnsError::Malformed("no Signature in base64".into()))?;
+    let signed = string_to_sign(message)?;
+    let der = rustls::pki_types::CertificateDer::from(cert_der);
+    let cert =
+        webpki::EndEntityCert::try_from(&der).map_err(|e| SnsError::Certificate(e.to_string()))?;
+    cert.verify_signature(algorithm, &signed, &signature)
+        .map_err(|_| SnsError::Mismatch)
+}
+
+/// RSA PKCS#1 v1.5 verification through ring, for a certificate's RSA key: SHA-1 (SNS
+/// version 1; ring keeps it for legacy use) or SHA-256.
+#[derive(Debug)]
+struct RsaPkcs1 {
+    params: &'static ring::signature::RsaParameters,
+    id: rustls::pki_types::AlgorithmIdentifier,
+}
+
+/// sha1WithRSAEncryption (1.2.840.113549.1.1.5) with NULL parameters, as DER contents.
+const SHA1_WITH_RSA: rustls::pki_types::AlgorithmIdentifier =
+    rustls::pki_types::AlgorithmIdentifier::from_slice(&[
+        0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x05, 0x05, 0x00,
+    ]);
+
+static RSA_PKCS1_SHA1: RsaPkcs1 = RsaPkcs1 {
+    params: &ring::signature::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
+    id: SHA1_WITH_RSA,
+};
+
+static RSA_PKCS1_SHA256: RsaPkcs1 = RsaPkcs1 {
+    params: &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+    id: rustls::pki_types::alg_id::RSA_PKCS1_SHA256,
+};
+
+impl rustls::pki_types::SignatureVerificationAlgorithm for RsaPkcs1 {
+    fn verify_signature(
+        &self,
+        public_key: &[u8],
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<(), rustls::pki_types::InvalidSignature> {
+        ring::signature::UnparsedPublicKey::new(self.params, public_key)
+            .verify(message, signature)
+            .map_err(|_| rustls::pki_types::InvalidSignature)
+    }
+
+    fn public_key_alg_id(&self) -> rustls::pki_types::AlgorithmIdentifier {
+        rustls::pki_types::alg_id::RSA_ENCRYPTION
+    }
+
+    fn signature_alg_id(&self) -> rustls::pki_types::AlgorithmIdentifier {
+        self.id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// tests/vectors/sns.json: real SNS messages and the certificate they verify with.
+    fn vectors() -> (Vec<u8>, Vec<Value>) {
+        let v: Value = serde_json::from_str(include_str!("../../tests/vectors/sns.json")).unwrap();
+        let pem = v["certificate"].as_str().unwrap();
+        let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        use base64::Engine as _;
+        let der = super::super::BASE64.decode(b64).unwrap();
+        (der, v["messages"].as_array().unwrap().clone())
+    }
+
+    #[test]
+    fn real_sns_messages_verify_with_their_certificate_v1_and_v2() {
+        let (cert, messages) = vectors();
+        assert_eq!(messages.len(), 4);
+        for m in &messages {
+            assert_eq!(verify(m, &cert), Ok(()), "{}", m["MessageId"]);
+        }
+    }
+
+    #[test]
+    fn any_change_to_a_signed_key_or_the_version_is_refused() {
+        let (cert, messages) = vectors();
+        let with = |m: &Value, key: &str, value: Value| {
+            let mut m = m.clone();
+            m[key] = value;
+            m
+        };
+        let plain = &messages[0]; // version 1, no Subject
+        for (key, value) in [
+            ("Message", Value::from("Hello world!")),
+            ("TopicArn", Value::from("arn:aws:sns:us-east-2:1:other")),
+            ("Timestamp", Value::from("2022-07-28T21:23:59.317Z")),
+            ("Subject", Value::from("added")),
+        ] {
+            assert_eq!(
+                verify(&with(plain, key, value), &cert),
+                Err(SnsError::Mismatch),
+                "{key}"
+            );
+        }
+        // Unsigned keys may change (the UnsubscribeURL is not signed in a Notification).
+        let unsigned = with(plain, "UnsubscribeURL", Value::from("https://example.com/"));
+        assert_eq!(verify(&unsigned, &cert), Ok(()));
+        // A version-1 signature claimed as version 2, and versions SNS does not have.
+        assert_eq!(
+            verify(&with(plain, "SignatureVersion", Value::from("2")), &cert),
+            Err(SnsError::Mismatch)
+        );
+        for v in ["3", "0", ""] {
+            assert!(matches!(
+                verify(&with(plain, "SignatureVersion", Value::from(v)), &cert),
+                Err(SnsError::UnsupportedVersion(_))
+            ));
+        }
+        // A message with a Subject loses it: no longer what was signed.
+        let mut dropped = messages[2].clone();
+        dropped.as_object_mut().unwrap().remove("Subject");
+        assert_eq!(verify(&dropped, &cert), Err(SnsError::Mismatch));
+        assert!(matches!(
+            verify(plain, b"not a certificate"),
+            Err(SnsError::Certificate(_))
+        ));
+    }
+
+    #[test]
+    fn confirmations_sign_their_token_and_subscribe_url() {
+        let m: Value = serde_json::json!({
+            "Type": "SubscriptionConfirmation", "MessageId": "m1", "Token": "t1",
+            "TopicArn": "arn:aws:sns:eu-west-1:1:topic", "Message": "You have chosen...",
+            "SubscribeURL": "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription",
+            "Timestamp": "2026-12-06T08:00:00.000Z"
+        });
+        let want = "Message\nYou have chosen...\nMessageId\nm1\nSubscribeURL\nhttps://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription\nTimestamp\n2026-12-06T08:00:00.000Z\nToken\nt1\nTopicArn\narn:aws:sns:eu-west-1:1:topic\nType\nSubscriptionConfirmation\n";
+        assert_eq!(
+            String::from_utf8(string_to_sign(&m).unwrap()).unwrap(),
+            want
+        );
+        let mut no_token = m.clone();
+        no_token.as_object_mut().unwrap().remove("Token");
+        assert_eq!(
+            string_to_sign(&no_token),
+            Err(SnsError::Malformed("no Token".into()))
+        );
+        let other = serde_json::json!({"Type": "Other"});
+        assert!(matches!(
+            string_to_sign(&other),
+            Err(SnsError::UnknownType(_))
+        ));
+    }
+}
