@@ -43,7 +43,7 @@
 //!   the defaults it applies (`defaults.rs`), secrets (`secret.rs`), which routes shadow
 //!   which (`overlap.rs`), the built-in senders as one table (`presets.rs`).
 //! - `scheme/`: the generic signature scheme engine, and signing as a sender (`sign.rs`);
-//!   AWS SNS's message signatures (`sns.rs`, issue 23).
+//!   AWS SNS's and PayPal's message signatures (`sns.rs`, `paypal.rs`, issue 23).
 //! - `runtime.rs`: the clock, the configuration in force (`InForce`, in its `ConfigSlot`,
 //!   loaded once per request and swapped whole), state shared by connections, cut-offs.
 //! - `host.rs`, `client_ip.rs`, `handshake.rs`, `body.rs`, `replay.rs`, `forward.rs`: one

@@ -23,6 +23,7 @@ pub mod jwt;
 pub mod keys;
 pub mod message;
 pub mod params;
+pub mod paypal;
 pub mod sign;
 pub mod signature;
 pub mod sns;

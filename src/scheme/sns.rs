@@ -103,7 +103,7 @@ pub fn verify(message: &Value, cert_der: &[u8]) -> Result<(), SnsError> {
 /// RSA PKCS#1 v1.5 verification through ring, for a certificate's RSA key: SHA-1 (SNS
 /// version 1; ring keeps it for legacy use) or SHA-256.
 #[derive(Debug)]
-struct RsaPkcs1 {
+pub(super) struct RsaPkcs1 {
     params: &'static ring::signature::RsaParameters,
     id: rustls::pki_types::AlgorithmIdentifier,
 }
@@ -119,7 +119,7 @@ static RSA_PKCS1_SHA1: RsaPkcs1 = RsaPkcs1 {
     id: SHA1_WITH_RSA,
 };
 
-static RSA_PKCS1_SHA256: RsaPkcs1 = RsaPkcs1 {
+pub(super) static RSA_PKCS1_SHA256: RsaPkcs1 = RsaPkcs1 {
     params: &ring::signature::RSA_PKCS1_2048_8192_SHA256,
     id: rustls::pki_types::alg_id::RSA_PKCS1_SHA256,
 };
