@@ -20,7 +20,7 @@ use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use serde_json::Value;
 
 use super::message::Part;
-use super::{is_form, RequestView, Scheme, SignatureSource, TimestampSource, VerifyError};
+use super::{is_form, RequestView, Scheme, SignatureSource, VerifyError};
 
 /// Refuses a body the app could read differently from the gateway, for a fields-only scheme.
 pub(super) fn check(scheme: &Scheme, req: &RequestView<'_>) -> Result<(), VerifyError> {
@@ -32,7 +32,7 @@ pub(super) fn check(scheme: &Scheme, req: &RequestView<'_>) -> Result<(), Verify
     if encoding.is_some_and(|e| !e.trim_ascii().eq_ignore_ascii_case(b"identity")) {
         return ambiguous("an encoded body (Content-Encoding)");
     }
-    if reads_json(scheme) {
+    if scheme.reads_json() {
         if req.headers.get_all(CONTENT_TYPE).iter().nth(1).is_some() {
             return Err(VerifyError::RepeatedHeader(CONTENT_TYPE));
         }
@@ -57,20 +57,6 @@ pub(super) fn check(scheme: &Scheme, req: &RequestView<'_>) -> Result<(), Verify
         }
     }
     Ok(())
-}
-
-/// Whether the scheme reads anything from the JSON body.
-pub(super) fn reads_json(scheme: &Scheme) -> bool {
-    scheme.message.iter().any(Part::reads_json)
-        || scheme.each_item.is_some()
-        || matches!(
-            scheme.signature.source,
-            SignatureSource::Json(_) | SignatureSource::JsonEach { .. }
-        )
-        || scheme
-            .timestamp
-            .as_ref()
-            .is_some_and(|t| matches!(t.source, TimestampSource::JsonField(_)))
 }
 
 /// `application/json` or a `+json` type, parameters aside.

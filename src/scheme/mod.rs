@@ -489,9 +489,15 @@ impl Scheme {
         })
     }
 
-    /// Whether verifying reads the JSON body (a signed field or the timestamp).
+    /// Whether verifying reads the JSON body: a signed field, the timestamp, the signature
+    /// (one field, or a field of every item), or the items of `each:`.
     pub fn reads_json(&self) -> bool {
         self.message.iter().any(Part::reads_json)
+            || self.each_item.is_some()
+            || matches!(
+                self.signature.source,
+                SignatureSource::Json(_) | SignatureSource::JsonEach { .. }
+            )
             || matches!(
                 &self.timestamp,
                 Some(TimestampSpec {

@@ -215,10 +215,7 @@ impl Scheme {
     /// A fields-only scheme reading JSON takes only a JSON content type (`fields_only.rs`):
     /// set when the request has none, as the sender sends it.
     fn json_content_type(&self, request: &mut Outgoing) -> Option<HeaderName> {
-        if self.body_signed
-            || !super::fields_only::reads_json(self)
-            || request.headers.contains_key(CONTENT_TYPE)
-        {
+        if self.body_signed || !self.reads_json() || request.headers.contains_key(CONTENT_TYPE) {
             return None;
         }
         request
