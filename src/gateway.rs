@@ -556,7 +556,7 @@ async fn store_and_answer(
                 (Some(event), Some(reserved)) => queue.handoff(event, reserved),
                 _ => queue.wake.notify_one(),
             }
-            Ok((queued_response(policy, &id), Outcome::Queued))
+            Ok((queued_response(&route, policy, &id), Outcome::Queued))
         }
         Ok(Ingested::Duplicate { id: first, state }) => {
             Ok(stored_duplicate(shared, &route, state, &first))
@@ -628,8 +628,13 @@ fn new_event(
 
 /// What the sender of a stored event is answered: the route's `answer_status` and body,
 /// and the event's id.
-fn queued_response(policy: &QueuePolicy, id: &str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(policy.answer_body.clone())));
+fn queued_response(route: &Route, policy: &QueuePolicy, id: &str) -> Response<Full<Bytes>> {
+    // The body the sender requires (the route's `queue.body`, or its preset's), else ours.
+    let body = route
+        .acknowledgement
+        .as_deref()
+        .unwrap_or(&policy.answer_body);
+    let mut response = Response::new(Full::new(Bytes::from(body.to_owned())));
     *response.status_mut() = policy.answer_status;
     let headers = response.headers_mut();
     headers.insert(

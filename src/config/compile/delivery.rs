@@ -44,13 +44,7 @@ pub(super) fn compile_delivery(
         }
     }
     check_queued(&loc, preset, enforce, stores, r);
-    let mut policy = queue.map_or_else(QueuePolicy::default, |q| compile_queue_policy(q, label, r));
-    // The sender's required acknowledgement (Adyen's `[accepted]`), unless the route says.
-    let acknowledgement = preset.and_then(|name| presets::find(name)?.acknowledgement);
-    if let (Some(body), None) = (acknowledgement, queue.and_then(|q| q.body.as_ref())) {
-        policy.answer_body = body.to_owned();
-    }
-    Delivery::Queued(policy)
+    Delivery::Queued(queue.map_or_else(QueuePolicy::default, |q| compile_queue_policy(q, label, r)))
 }
 
 /// What a queued route needs around it: a queue store, enforcement, and (a warning) a
