@@ -292,13 +292,8 @@ mod tests {
         }
     }
 
-    /// The answer's status and body, or the refusal's label; `None`: not the handshake.
-    fn before(
-        kind: HandshakeKind,
-        method: Method,
-        target: &str,
-        headers: &[(&str, &str)],
-    ) -> Option<Result<(u16, String), &'static str>> {
+    /// Request headers from name/value pairs, repeats kept.
+    fn header_map(headers: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (k, v) in headers {
             map.append(
@@ -306,6 +301,17 @@ mod tests {
                 v.parse().unwrap(),
             );
         }
+        map
+    }
+
+    /// The answer's status and body, or the refusal's label; `None`: not the handshake.
+    fn before(
+        kind: HandshakeKind,
+        method: Method,
+        target: &str,
+        headers: &[(&str, &str)],
+    ) -> Option<Result<(u16, String), &'static str>> {
+        let map = header_map(headers);
         match before_body(&hs(kind), &method, target, &map, None) {
             Ok(None) => None,
             Ok(Some(r)) => Some(Ok((r.status().as_u16(), body_of(r)))),
@@ -432,10 +438,7 @@ mod tests {
             &hs(HandshakeKind::CloudEvents),
             &Method::OPTIONS,
             "/h",
-            &[("webhook-request-origin", "eventgrid.azure.net")]
-                .iter()
-                .map(|(k, v)| (http::HeaderName::from_static(k), v.parse().unwrap()))
-                .collect(),
+            &header_map(&[("webhook-request-origin", "eventgrid.azure.net")]),
             None,
         )
         .unwrap()
@@ -462,13 +465,7 @@ mod tests {
         headers: &[(&str, &str)],
         body: &'static [u8],
     ) -> Option<Result<(u16, String), &'static str>> {
-        let mut map = HeaderMap::new();
-        for (k, v) in headers {
-            map.append(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
-        }
+        let map = header_map(headers);
         let raw = RawBody::from(Bytes::from_static(body));
         let json = JsonBody::default();
         let req = RequestView {

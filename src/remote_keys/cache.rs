@@ -254,10 +254,8 @@ fn evict(entries: &mut HashMap<KeyUrl, Entry>, bounds: Bounds) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::remote_keys::fetch::tests::{pki, resolver, url};
-    use std::net::SocketAddr;
-    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use crate::remote_keys::fetch::tests::{answer, pki, resolver, url, KeyServer};
+    use std::sync::atomic::{AtomicU64, Ordering};
 
     static NOW: AtomicU64 = AtomicU64::new(1_800_000_000);
 
@@ -267,58 +265,6 @@ mod tests {
 
     fn advance(secs: u64) {
         NOW.fetch_add(secs, Ordering::SeqCst);
-    }
-
-    /// A key server whose answer the test changes, counting the requests it answers.
-    struct KeyServer {
-        addr: SocketAddr,
-        answer: Arc<Mutex<Vec<u8>>>,
-        requests: Arc<AtomicUsize>,
-    }
-
-    impl KeyServer {
-        async fn start(tls: tokio_rustls::TlsAcceptor) -> KeyServer {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            let answer = Arc::new(Mutex::new(Vec::new()));
-            let requests = Arc::new(AtomicUsize::new(0));
-            let (a, r) = (answer.clone(), requests.clone());
-            tokio::spawn(async move {
-                while let Ok((stream, _)) = listener.accept().await {
-                    let (tls, a, r) = (tls.clone(), a.clone(), r.clone());
-                    tokio::spawn(async move {
-                        let Ok(mut stream) = tls.accept(stream).await else {
-                            return;
-                        };
-                        let mut buf = vec![0; 4096];
-                        let _ = stream.read(&mut buf).await;
-                        r.fetch_add(1, Ordering::SeqCst);
-                        // Slow enough that concurrent callers overlap.
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        let answer = a.lock().unwrap().clone();
-                        let _ = stream.write_all(&answer).await;
-                        let _ = stream.shutdown().await;
-                    });
-                }
-            });
-            KeyServer {
-                addr,
-                answer,
-                requests,
-            }
-        }
-
-        fn answers(&self, status: &str, cache_control: &str, body: &str) {
-            *self.answer.lock().unwrap() = format!(
-                "HTTP/1.1 {status}\r\nCache-Control: {cache_control}\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            )
-            .into_bytes();
-        }
-
-        fn requests(&self) -> usize {
-            self.requests.load(Ordering::SeqCst)
-        }
     }
 
     fn cache(server: &KeyServer, client: Arc<rustls::ClientConfig>) -> Arc<KeyCache> {
@@ -344,8 +290,12 @@ mod tests {
     #[tokio::test]
     async fn one_fetch_at_a_time_kept_refreshed_and_never_a_storm() {
         let (tls, client) = pki();
-        let server = KeyServer::start(tls).await;
-        server.answers("200 OK", "max-age=600", r#"{"keys":[{"kid":"k1"}]}"#);
+        let keys = r#"{"keys":[{"kid":"k1"}]}"#;
+        let server = KeyServer::start(
+            tls,
+            answer("200 OK", "Cache-Control: max-age=600\r\n", keys),
+        )
+        .await;
         let cache = cache(&server, client);
 
         // Ten requests at once: one fetch, every one served.
@@ -381,7 +331,7 @@ mod tests {
 
         // The key host fails in the refresh window: the valid document still serves, and the
         // next refresh waits the backoff.
-        server.answers("503 Unavailable", "no-store", "");
+        server.answers(answer("503 Unavailable", "Cache-Control: no-store\r\n", ""));
         advance(549); // t = 880: in the last tenth of the fetch at 331, kept until 931
         assert!(cache.get(&url(), &has("k1")).await.is_ok());
         assert_eq!(server.requests(), 4);
@@ -396,7 +346,7 @@ mod tests {
         assert!(cache.get(&url(), &has("k1")).await.is_err());
         assert_eq!(server.requests(), 5);
         // Back up: served again after the backoff.
-        server.answers("200 OK", "max-age=600", r#"{"keys":[{"kid":"k1"}]}"#);
+        server.answers(answer("200 OK", "Cache-Control: max-age=600\r\n", keys));
         advance(11);
         assert!(cache.get(&url(), &has("k1")).await.is_ok());
         assert_eq!(server.requests(), 6);

@@ -277,39 +277,72 @@ pub(super) mod tests {
         )
     }
 
-    /// A key server on loopback answering every request with `answer` (`None`: never
-    /// answers), counting connections and keeping the last request's head.
-    async fn key_server(
-        tls: tokio_rustls::TlsAcceptor,
-        answer: Option<Vec<u8>>,
-    ) -> (SocketAddr, Arc<AtomicUsize>, Arc<std::sync::Mutex<String>>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let connections = Arc::new(AtomicUsize::new(0));
-        let head = Arc::new(std::sync::Mutex::new(String::new()));
-        let (seen, last) = (connections.clone(), head.clone());
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                seen.fetch_add(1, Ordering::SeqCst);
-                let (tls, answer, last) = (tls.clone(), answer.clone(), last.clone());
-                tokio::spawn(async move {
-                    let Ok(mut stream) = tls.accept(stream).await else {
-                        return;
-                    };
-                    let mut buf = vec![0; 4096];
-                    let n = stream.read(&mut buf).await.unwrap_or(0);
-                    *last.lock().unwrap() = String::from_utf8_lossy(&buf[..n]).into_owned();
-                    match answer {
-                        Some(answer) => {
-                            let _ = stream.write_all(&answer).await;
-                            let _ = stream.shutdown().await;
+    /// A key server on loopback: every request gets its current answer (`None`: never
+    /// answered), a little late so that concurrent callers overlap; it counts connections
+    /// and requests and keeps the last request's head.
+    pub(in crate::remote_keys) struct KeyServer {
+        pub addr: SocketAddr,
+        answer: Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+        connections: Arc<AtomicUsize>,
+        requests: Arc<AtomicUsize>,
+        head: Arc<std::sync::Mutex<String>>,
+    }
+
+    impl KeyServer {
+        pub async fn start(tls: tokio_rustls::TlsAcceptor, answer: Option<Vec<u8>>) -> KeyServer {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let server = KeyServer {
+                addr: listener.local_addr().unwrap(),
+                answer: Arc::new(std::sync::Mutex::new(answer)),
+                connections: Arc::new(AtomicUsize::new(0)),
+                requests: Arc::new(AtomicUsize::new(0)),
+                head: Arc::new(std::sync::Mutex::new(String::new())),
+            };
+            let (answer, connections) = (server.answer.clone(), server.connections.clone());
+            let (requests, head) = (server.requests.clone(), server.head.clone());
+            tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    connections.fetch_add(1, Ordering::SeqCst);
+                    let (tls, answer) = (tls.clone(), answer.clone());
+                    let (requests, head) = (requests.clone(), head.clone());
+                    tokio::spawn(async move {
+                        let Ok(mut stream) = tls.accept(stream).await else {
+                            return;
+                        };
+                        let mut buf = vec![0; 4096];
+                        let n = stream.read(&mut buf).await.unwrap_or(0);
+                        *head.lock().unwrap() = String::from_utf8_lossy(&buf[..n]).into_owned();
+                        requests.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        let answer = answer.lock().unwrap().clone();
+                        match answer {
+                            Some(answer) => {
+                                let _ = stream.write_all(&answer).await;
+                                let _ = stream.shutdown().await;
+                            }
+                            None => tokio::time::sleep(Duration::from_secs(30)).await,
                         }
-                        None => tokio::time::sleep(Duration::from_secs(30)).await,
-                    }
-                });
-            }
-        });
-        (addr, connections, head)
+                    });
+                }
+            });
+            server
+        }
+
+        pub fn answers(&self, answer: Option<Vec<u8>>) {
+            *self.answer.lock().unwrap() = answer;
+        }
+
+        pub fn requests(&self) -> usize {
+            self.requests.load(Ordering::SeqCst)
+        }
+
+        fn connections(&self) -> usize {
+            self.connections.load(Ordering::SeqCst)
+        }
+
+        fn head(&self) -> String {
+            self.head.lock().unwrap().clone()
+        }
     }
 
     pub(in crate::remote_keys) fn resolver(addr: SocketAddr) -> Resolve {
@@ -329,7 +362,11 @@ pub(super) mod tests {
         }
     }
 
-    fn answer(status: &str, headers: &str, body: &str) -> Option<Vec<u8>> {
+    pub(in crate::remote_keys) fn answer(
+        status: &str,
+        headers: &str,
+        body: &str,
+    ) -> Option<Vec<u8>> {
         Some(
             format!(
                 "HTTP/1.1 {status}\r\nContent-Length: {}\r\n{headers}\r\n{body}",
@@ -344,13 +381,13 @@ pub(super) mod tests {
         let (server, client) = pki();
         let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
         let reply = answer("200 OK", "Cache-Control: max-age=300\r\n", pem);
-        let (addr, _, head) = key_server(server, reply).await;
-        let got = fetch(&url(), client, &resolver(addr), &limits())
+        let keys = KeyServer::start(server, reply).await;
+        let got = fetch(&url(), client, &resolver(keys.addr), &limits())
             .await
             .unwrap();
         assert_eq!(got.body, pem.as_bytes());
         assert_eq!(got.cache_control.as_deref(), Some("max-age=300"));
-        let head = head.lock().unwrap().to_ascii_lowercase();
+        let head = keys.head().to_ascii_lowercase();
         assert!(
             head.starts_with("get /certs/sns.pem http/1.1\r\n"),
             "{head}"
@@ -362,13 +399,15 @@ pub(super) mod tests {
     async fn redirects_errors_and_oversized_documents_are_refused() {
         let (server, client) = pki();
         let redirect = answer("302 Found", "Location: https://evil.example/x.pem\r\n", "");
-        let (addr, _, _) = key_server(server.clone(), redirect).await;
+        let addr = KeyServer::start(server.clone(), redirect).await.addr;
         let e = fetch(&url(), client.clone(), &resolver(addr), &limits()).await;
         assert!(
             matches!(e, Err(FetchError::Status { redirect: true, .. })),
             "{e:?}"
         );
-        let (addr, _, _) = key_server(server.clone(), answer("500 Oops", "", "")).await;
+        let addr = KeyServer::start(server.clone(), answer("500 Oops", "", ""))
+            .await
+            .addr;
         let e = fetch(&url(), client.clone(), &resolver(addr), &limits()).await;
         assert!(
             matches!(
@@ -382,11 +421,15 @@ pub(super) mod tests {
         );
         // Declared too large, and too large without a length (read up to the bound only).
         let huge = "x".repeat(70 * 1024);
-        let (addr, _, _) = key_server(server.clone(), answer("200 OK", "", &huge)).await;
+        let addr = KeyServer::start(server.clone(), answer("200 OK", "", &huge))
+            .await
+            .addr;
         let e = fetch(&url(), client.clone(), &resolver(addr), &limits()).await;
         assert!(matches!(e, Err(FetchError::TooLarge { .. })), "{e:?}");
         let no_length = format!("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{huge}");
-        let (addr, _, _) = key_server(server, Some(no_length.into_bytes())).await;
+        let addr = KeyServer::start(server, Some(no_length.into_bytes()))
+            .await
+            .addr;
         let e = fetch(&url(), client, &resolver(addr), &limits()).await;
         assert!(matches!(e, Err(FetchError::TooLarge { .. })), "{e:?}");
     }
@@ -394,30 +437,32 @@ pub(super) mod tests {
     #[tokio::test]
     async fn a_silent_host_times_out_and_a_private_address_is_never_connected_to() {
         let (server, client) = pki();
-        let (addr, _, _) = key_server(server.clone(), None).await;
+        let addr = KeyServer::start(server.clone(), None).await.addr;
         let started = std::time::Instant::now();
         let e = fetch(&url(), client.clone(), &resolver(addr), &limits()).await;
         assert!(matches!(e, Err(FetchError::Timeout { .. })), "{e:?}");
         assert!(started.elapsed() < Duration::from_secs(3));
         // A name that resolves to loopback, private addresses not allowed: no connection.
-        let (addr, connections, _) = key_server(server, answer("200 OK", "", "k")).await;
+        let keys = KeyServer::start(server, answer("200 OK", "", "k")).await;
         let strict = Limits {
             allow_private: false,
             ..limits()
         };
-        let e = fetch(&url(), client, &resolver(addr), &strict).await;
+        let e = fetch(&url(), client, &resolver(keys.addr), &strict).await;
         assert!(
             matches!(e, Err(FetchError::AddressNotAllowed { .. })),
             "{e:?}"
         );
-        assert_eq!(connections.load(Ordering::SeqCst), 0);
+        assert_eq!(keys.connections(), 0);
     }
 
     #[tokio::test]
     async fn a_certificate_from_another_ca_fails_tls() {
         let (server, _) = pki();
         let (_, other_ca_client) = pki();
-        let (addr, _, _) = key_server(server, answer("200 OK", "", "k")).await;
+        let addr = KeyServer::start(server, answer("200 OK", "", "k"))
+            .await
+            .addr;
         let e = fetch(&url(), other_ca_client, &resolver(addr), &limits()).await;
         assert!(matches!(e, Err(FetchError::Tls { .. })), "{e:?}");
     }

@@ -241,8 +241,9 @@ def node(ctx, request):
     return answer
 
 
-def delivered(ctx, path, body, headers, method="POST"):
-    """Sends a signed request; ok when the gateway answered 2xx and the upstream got `body`."""
+def delivered(ctx, path, body, headers, method="POST", want_headers=None):
+    """Sends a signed request; ok when the gateway answered 2xx and the upstream got `body`
+    (and, if given, each of `want_headers` as it was sent)."""
     ctx.recorder.take()
     status, text, _ = ctx.gw.send(path, body, headers, method)
     got = ctx.recorder.take()
@@ -254,7 +255,12 @@ def delivered(ctx, path, body, headers, method="POST"):
         return False, f"upstream body differs: {short(repr(got[0]['body']))}"
     if got[0]["path"] != path:
         return False, f"upstream path {got[0]['path']!r} != {path!r}"
-    return True, f"{status}, upstream received the exact {len(body)}-byte body"
+    up = CaseInsensitive(got[0]["headers"])
+    for name, value in (want_headers or {}).items():
+        if up.get(name) != value:
+            return False, f"upstream header {name}: {up.get(name)!r} != {value!r}"
+    also = f" and the {len(want_headers)} headers sent" if want_headers else ""
+    return True, f"{status}, upstream received the exact {len(body)}-byte body{also}"
 
 
 def refused(ctx, path, body, headers, method="POST", control=None):
@@ -1549,22 +1555,7 @@ def case_contentful(ctx):
 
     def forwarded(body, headers, want_headers):
         """delivered(), and the upstream also got the x-contentful-* headers as sent."""
-        ctx.recorder.take()
-        status, text, _ = ctx.gw.send(path, body, headers)
-        got = ctx.recorder.take()
-        if not 200 <= status < 300:
-            return False, f"gateway answered {status} {short(text.strip())!r}"
-        if len(got) != 1:
-            return False, f"gateway answered {status} but the upstream received {len(got)} requests"
-        if got[0]["body"] != body:
-            return False, f"upstream body differs: {short(repr(got[0]['body']))}"
-        if got[0]["path"] != path:
-            return False, f"upstream path {got[0]['path']!r} != {path!r}"
-        up = CaseInsensitive(got[0]["headers"])
-        for name, value in want_headers.items():
-            if up.get(name) != value:
-                return False, f"upstream header {name}: {up.get(name)!r} != {value!r}"
-        return True, f"{status}, upstream received the exact {len(body)}-byte body and the {len(want_headers)} x-contentful-* headers"
+        return delivered(ctx, path, body, headers, want_headers=want_headers)
 
     # (a) signRequest signs the request; the app's verifyRequest accepts it; the gateway delivers it.
     body = event()

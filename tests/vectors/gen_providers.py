@@ -2449,15 +2449,17 @@ def v_slack_like(case, sig_h, ts_h, tol):
     return got is not None and ct_eq(got, want)
 
 
-def v_standard(case, prefix, tol=300):
+def v_standard(case, prefix, tol=300, raw_key=False):
+    """Standard Webhooks (or Svix): `whsec_` keys base64-decoded, `whpk_` Ed25519 public keys,
+    or (`raw_key`, BigCommerce) the secret's text itself as the HMAC key."""
     mid, t, sigs = (hget(case, f"{prefix}-id"), hget(case, f"{prefix}-timestamp"),
                     hget(case, f"{prefix}-signature"))
     if mid is None or sigs is None or not fresh(t, case["now_unix"], tol):
         return False
     msg = f"{mid}.{t}.{case['body']}".encode()
     secret = case["secret"]
-    if secret.startswith("whsec_"):
-        key = unb64(secret[6:])
+    if raw_key or secret.startswith("whsec_"):
+        key = key_of(case) if raw_key else unb64(secret[6:])
         want = hmac.new(key, msg, hashlib.sha256).digest()
         for entry in sigs.split(" "):
             ver, sep, val = entry.partition(",")
@@ -2759,23 +2761,32 @@ def v_buildkite(case):
     return got is not None and ct_eq(got, want)
 
 
-def v_jwt_hs256(case, header, prefix, iss, claim, max_age=None):
-    v = hget(case, header)
-    if v is None or not v.startswith(prefix):
-        return False
-    parts = v[len(prefix):].split(".")
+def jwt_parts(token):
+    """A compact JWT's signing input, header, claims and signature; None if it is not one."""
+    parts = token.split(".")
     if len(parts) != 3:
-        return False
+        return None
     pad = lambda s: s + "=" * (-len(s) % 4)
     try:
         head = json.loads(base64.urlsafe_b64decode(pad(parts[0])))
         claims = json.loads(base64.urlsafe_b64decode(pad(parts[1])))
         sig = base64.urlsafe_b64decode(pad(parts[2]))
     except Exception:
+        return None
+    return (parts[0] + "." + parts[1]).encode(), head, claims, sig
+
+
+def v_jwt_hs256(case, header, prefix, iss, claim, max_age=None):
+    v = hget(case, header)
+    if v is None or not v.startswith(prefix):
         return False
+    jwt = jwt_parts(v[len(prefix):])
+    if jwt is None:
+        return False
+    signing, head, claims, sig = jwt
     if head.get("alg") != "HS256":
         return False
-    want = hmac.new(key_of(case), (parts[0] + "." + parts[1]).encode(), hashlib.sha256).digest()
+    want = hmac.new(key_of(case), signing, hashlib.sha256).digest()
     if not ct_eq(sig, want):
         return False
     if iss is not None and claims.get("iss") != iss:
@@ -2886,35 +2897,16 @@ def v_trello(case):
 
 
 def v_fusionauth(case):
-    v = hget(case, "X-FusionAuth-Signature-JWT")
-    parts = (v or "").split(".")
-    if len(parts) != 3:
+    jwt = jwt_parts(hget(case, "X-FusionAuth-Signature-JWT") or "")
+    if jwt is None:
         return False
-    pad = lambda s: s + "=" * (-len(s) % 4)
-    try:
-        head = json.loads(base64.urlsafe_b64decode(pad(parts[0])))
-        claims = json.loads(base64.urlsafe_b64decode(pad(parts[1])))
-        sig = base64.urlsafe_b64decode(pad(parts[2]))
-    except Exception:
-        return False
+    signing, head, claims, sig = jwt
     digest = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}.get(head.get("alg"))
     if digest is None:
         return False
-    want = hmac.new(key_of(case), (parts[0] + "." + parts[1]).encode(), digest).digest()
+    want = hmac.new(key_of(case), signing, digest).digest()
     body_hash = base64.b64encode(hashlib.sha256(case["body"].encode()).digest()).decode()
     return ct_eq(sig, want) and claims.get("request_body_sha256") == body_hash
-
-
-def v_bigcommerce(case):
-    mid, t, sigs = hget(case, "webhook-id"), hget(case, "webhook-timestamp"), hget(case, "webhook-signature")
-    if mid is None or sigs is None or not fresh(t, case["now_unix"], 300):
-        return False
-    want = hmac.new(key_of(case), f"{mid}.{t}.{case['body']}".encode(), hashlib.sha256).digest()
-    for entry in sigs.split(" "):
-        ver, sep, val = entry.partition(",")
-        if sep and ver == "v1" and (g := unb64(val, 32)) is not None and ct_eq(g, want):
-            return True
-    return False
 
 
 def v_bearer(case, header):
@@ -3065,7 +3057,7 @@ VERIFIERS = {
     "brevo": lambda c: v_bearer(c, "Authorization"),
     "openai": lambda c: v_standard(c, "webhook"),
     "supabase": lambda c: v_standard(c, "webhook"),
-    "bigcommerce": v_bigcommerce,
+    "bigcommerce": lambda c: v_standard(c, "webhook", raw_key=True),
     "msgraph": v_msgraph,
     "adyen": v_adyen,
     "braintree": v_braintree,
