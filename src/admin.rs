@@ -64,6 +64,8 @@ pub struct Admin {
     pub queue: Arc<QueueSlot>,
     /// The configuration in force, for the token (a reload can change it).
     pub config: Arc<ConfigSlot>,
+    /// The keys fetched from the network, shown at `/keys`.
+    pub keys: Arc<crate::remote_keys::cache::KeyCache>,
 }
 
 pub async fn serve(
@@ -127,15 +129,58 @@ async fn respond(req: &Request<Incoming>, admin: &Admin) -> Response<Full<Bytes>
             r
         }
         "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/keys" => keys(&admin.keys),
         "/readyz" => {
             let (status, body) = ready.answer();
             text(status, body)
         }
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /metrics, /healthz, /readyz or /queue/events\n",
+            "not found: try /metrics, /healthz, /readyz, /keys or /queue/events\n",
         ),
     }
+}
+
+/// `/keys`: every key URL the cache holds, as JSON: when its document was fetched and until
+/// when it is kept (Unix seconds), its age, a failure if the last fetch failed, and for a
+/// certificate its names, validity and SHA-256 fingerprint. Public certificates only: nothing
+/// here is secret.
+fn keys(cache: &crate::remote_keys::cache::KeyCache) -> Response<Full<Bytes>> {
+    let unix = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    };
+    let now = unix(std::time::SystemTime::now());
+    let held: Vec<serde_json::Value> = cache
+        .held()
+        .into_iter()
+        .map(|h| {
+            let certificate = h.doc.as_deref().and_then(|d| {
+                let c = crate::scheme::certificate::Certificate::from_pem(d).ok()?;
+                Some(serde_json::json!({
+                    "names": c.names,
+                    "not_before": c.not_before,
+                    "not_after": c.not_after,
+                    "sha256": c.fingerprint_text(),
+                }))
+            });
+            serde_json::json!({
+                "url": h.url,
+                "fetched_at": h.fetched.map(|(at, _)| unix(at)),
+                "kept_until": h.fetched.map(|(_, until)| unix(until)),
+                "age_seconds": h.fetched.map(|(at, _)| now.saturating_sub(unix(at))),
+                "failed_at": h.failed_at.map(unix),
+                "certificate": certificate,
+            })
+        })
+        .collect();
+    let body = serde_json::to_vec_pretty(&serde_json::json!({ "keys": held })).unwrap_or_default();
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {

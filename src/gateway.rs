@@ -24,6 +24,7 @@ use crate::refusal::{Outcome, Refusal};
 use crate::replay::{self, Claim, ClaimGuard};
 use crate::request_id;
 use crate::runtime::{Conn, InForce, Shared};
+use crate::scheme::fetched::KeyDoc;
 use crate::scheme::{JsonBody, RequestView, VerifyError};
 use context::Context;
 
@@ -71,7 +72,8 @@ async fn pipeline(
         client,
         &view(&parts, &body, &json),
         &mut cx.shadowed,
-    )?;
+    )
+    .await?;
     if let Some(answer) = signed_handshake(&route, &view(&parts, &body, &json), cx)? {
         return Ok((answer, Outcome::Handshake));
     }
@@ -232,8 +234,9 @@ fn view<'a>(
     }
 }
 
-/// Verify: the route's scheme over the exact bytes, with the clock passed in.
-fn verify(
+/// Verify: the route's scheme over the exact bytes, with the clock passed in (and the key
+/// fetched first, for a scheme whose key lives on the network).
+async fn verify(
     shared: &Shared,
     live: &InForce,
     route: &Route,
@@ -244,8 +247,16 @@ fn verify(
     let Some(scheme) = &route.scheme else {
         return Ok(Signed::default());
     };
+    let doc = match fetch_key(shared, route, scheme, request).await {
+        Ok(doc) => doc,
+        Err(refusal) if shadowed.is_none() => {
+            check_failed(shared, route, client, refusal, shadowed)?;
+            return Ok(Signed::default());
+        }
+        Err(_) => return Ok(Signed::default()),
+    };
     let verify_started = Instant::now();
-    let verdict = scheme.verify(request, (shared.clock)());
+    let verdict = scheme.verify_with(request, (shared.clock)(), doc.as_ref());
     shared
         .metrics
         .verify_duration
@@ -265,6 +276,39 @@ fn verify(
         // Already forwarding in shadow mode for an earlier failed check.
         Err(_) => Ok(Signed::default()),
     }
+}
+
+/// The key a scheme fetches, for this request: the URL the request names, checked against
+/// the scheme's pinned hosts (401 if refused: nothing is fetched), then from the process's
+/// cache or its host (503 with `Retry-After` when it cannot be had). `None` for a scheme
+/// that holds its keys.
+async fn fetch_key(
+    shared: &Shared,
+    route: &Route,
+    scheme: &crate::scheme::Scheme,
+    request: &RequestView<'_>,
+) -> Result<Option<KeyDoc>, Refusal> {
+    let crate::scheme::Keys::Fetched(key) = &scheme.keys else {
+        return Ok(None);
+    };
+    let Some(url) = scheme.key_url(request).map_err(Refusal::Verify)? else {
+        return Ok(None);
+    };
+    let readable = |doc: &Bytes| KeyDoc::parse(key, doc).is_ok();
+    let unavailable = |why: &str, retry_after: std::time::Duration| {
+        tracing::warn!(route = route.name.as_str(), url = %url, why, "no key for the request");
+        Refusal::KeyUnavailable {
+            retry_after: retry_after.as_secs().max(1),
+        }
+    };
+    let doc = shared
+        .keys
+        .get(&url, &readable)
+        .await
+        .map_err(|e| unavailable(&e.why, e.retry_after))?;
+    KeyDoc::parse(key, &doc)
+        .map(Some)
+        .map_err(|e| unavailable(&e, std::time::Duration::from_secs(10)))
 }
 
 /// Deliver, sync: claim the event in the replay store (if the route has `replay:`), forward,
@@ -740,6 +784,9 @@ fn refusal_response(refusal: &Refusal) -> Response<Full<Bytes>> {
     if let Refusal::BodyBudgetFull | Refusal::QueueStoreUnavailable = refusal {
         // Bodies in memory drain within body_read_timeout plus a forward.
         headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
+    if let Refusal::KeyUnavailable { retry_after } = refusal {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
     }
     if let Refusal::MethodNotAllowed(methods) = refusal {
         let allow: Vec<&str> = methods.iter().map(|m| m.as_str()).collect();

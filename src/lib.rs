@@ -12,6 +12,7 @@
 //!  -> handshake  handshake.rs  an unsigned challenge (Meta, X CRC, Dropbox) answered 200 / 403
 //!  -> read       body.rs       bounded by size, time and a global budget 413 / 408 / 503
 //!  -> verify     scheme/       signature + timestamp over the raw bytes  401
+//!                remote_keys/  a key the request names, fetched from a pinned host 503
 //!                handshake.rs  a signed challenge (Slack, Zoom, Discord) answered  200
 //!  -> deliver    sync:   replay.rs claims the event id (duplicate 200, in flight 409,
 //!                        store down 503); forward.rs, upstream.rs pool       502 / 504
@@ -43,7 +44,9 @@
 //!   the defaults it applies (`defaults.rs`), secrets (`secret.rs`), which routes shadow
 //!   which (`overlap.rs`), the built-in senders as one table (`presets.rs`).
 //! - `scheme/`: the generic signature scheme engine, and signing as a sender (`sign.rs`);
-//!   AWS SNS's and PayPal's message signatures (`sns.rs`, `paypal.rs`, issue 23).
+//!   keys a scheme fetches (`fetched.rs`: where the request names the key's URL, which hosts
+//!   it may name (`pin.rs`), the signing certificate read once (`certificate.rs`)); AWS SNS's
+//!   string to sign (`sns.rs`).
 //! - `runtime.rs`: the clock, the configuration in force (`InForce`, in its `ConfigSlot`,
 //!   loaded once per request and swapped whole), state shared by connections, cut-offs.
 //! - `host.rs`, `client_ip.rs`, `handshake.rs`, `body.rs`, `replay.rs`, `forward.rs`: one
@@ -53,9 +56,10 @@
 //!   every outcome. `request_id.rs`: each request's `X-Request-Id`.
 //! - `server.rs`, `tls.rs`, `proxy_protocol.rs`: listeners, TLS (also to upstreams), the
 //!   PROXY protocol, HTTP versions, drain and shutdown.
-//! - `remote_keys/`: keys fetched over the network (issue 23), so far: which URLs and
-//!   addresses a key may come from (`pin.rs`), how long it is kept (`freshness.rs`), one
-//!   bounded fetch over verified TLS (`fetch.rs`), the cache over them (`cache.rs`).
+//! - `remote_keys/`: keys fetched over the network (AWS SNS, PayPal): how long one is kept
+//!   (`freshness.rs`), one bounded fetch over verified TLS (`fetch.rs`), the process's cache
+//!   over them (`cache.rs`: one fetch per URL in flight, 503 with `Retry-After` when none can
+//!   be had); `key_fetch:` is `model/key_fetch.rs`.
 //! - `reload.rs`: what a reload keeps (a pure function of two configurations) and the
 //!   reload itself; `watch.rs`: `--watch`, on exactly the files the compiler read.
 //! - `delivery/`: queued delivery: the store's state machine (`store.rs`, shared types in
@@ -64,7 +68,7 @@
 //!   when made), its pacing while an app is down (`pacing.rs`, pure decisions), the retry
 //!   policy, the queue API on the admin listener and its client, the
 //!   tables `hookgate queue` prints.
-//! - `admin.rs`, `metrics.rs`: `/metrics`, `/healthz`, `/readyz`, `/queue/`; every metric.
+//! - `admin.rs`, `metrics.rs`: `/metrics`, `/healthz`, `/readyz`, `/keys`, `/queue/`; every metric.
 //! - `logbuf.rs`: log lines buffered off the request path, written by a background thread;
 //!   `log_filter.rs`: `HOOKGATE_LOG`, checked.
 //! - `sign.rs`: what `hookgate sign` sends, as a sender would (the signing itself is

@@ -86,6 +86,64 @@ pub struct Metrics {
     pub log_lines_dropped: prometheus::IntCounter,
     /// Queued delivery: the store and the delivery worker.
     pub queue: QueueMetrics,
+    /// Keys fetched from the network (`remote_keys/`).
+    pub keys: KeyFetchMetrics,
+}
+
+/// The metrics of keys fetched from the network (`remote_keys/cache.rs` moves them).
+pub struct KeyFetchMetrics {
+    /// Fetches by result: `ok`, or `resolve`, `address_not_allowed`, `connect`, `tls`,
+    /// `redirect`, `status`, `too_large`, `timeout`, `http`.
+    pub fetches: IntCounterVec,
+    /// Lookups by requests by result: `hit`, `fetched`, `unavailable`.
+    pub lookups: IntCounterVec,
+}
+
+impl KeyFetchMetrics {
+    fn new() -> KeyFetchMetrics {
+        let fetches = IntCounterVec::new(
+            Opts::new(
+                "hookgate_key_fetches_total",
+                "Fetches of keys and certificates from their hosts, by result.",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        for result in [
+            "ok",
+            "resolve",
+            "address_not_allowed",
+            "connect",
+            "tls",
+            "redirect",
+            "status",
+            "too_large",
+            "timeout",
+            "http",
+        ] {
+            fetches.with_label_values(&[result]);
+        }
+        let lookups = IntCounterVec::new(
+            Opts::new(
+                "hookgate_key_lookups_total",
+                "Requests' lookups of a fetched key, by result: hit (cached), fetched, \
+                 unavailable (refused with 503).",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        for result in ["hit", "fetched", "unavailable"] {
+            lookups.with_label_values(&[result]);
+        }
+        KeyFetchMetrics { fetches, lookups }
+    }
+
+    fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        vec![
+            Box::new(self.fetches.clone()),
+            Box::new(self.lookups.clone()),
+        ]
+    }
 }
 
 /// The metrics of queued delivery (`delivery/`).
@@ -522,6 +580,7 @@ impl Metrics {
         .expect("valid metric");
         let process = ProcessMetrics::new();
         let queue = QueueMetrics::new();
+        let keys = KeyFetchMetrics::new();
         let log_lines_dropped = prometheus::IntCounter::new(
             "hookgate_log_lines_dropped_total",
             "Log lines dropped because stderr was not keeping up.",
@@ -564,6 +623,7 @@ impl Metrics {
         ]
         .into_iter()
         .chain(queue.collectors())
+        .chain(keys.collectors())
         {
             registry.register(c).expect("metric names are unique");
         }
@@ -601,6 +661,7 @@ impl Metrics {
             verify_duration,
             log_lines_dropped,
             queue,
+            keys,
         }
     }
 

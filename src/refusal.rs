@@ -28,6 +28,12 @@ pub enum Refusal {
     /// A sender's handshake the gateway will not answer: a wrong verify token, a challenge
     /// too long or of other characters, an origin not granted.
     Handshake(&'static str),
+    /// The key this request must be verified with could not be had (its host is down or
+    /// answered wrongly): the sender retries after `Retry-After` seconds. Never accepted
+    /// unverified.
+    KeyUnavailable {
+        retry_after: u64,
+    },
     /// The route dedups by a key this request does not carry.
     ReplayKeyMissing,
     /// Another copy of this event is being forwarded right now: retry later.
@@ -101,6 +107,7 @@ impl Refusal {
             Refusal::BodyError => S::BAD_REQUEST,
             Refusal::Verify(_) => S::UNAUTHORIZED,
             Refusal::Handshake(_) => S::FORBIDDEN,
+            Refusal::KeyUnavailable { .. } => S::SERVICE_UNAVAILABLE,
             Refusal::ReplayKeyMissing => S::BAD_REQUEST,
             Refusal::ReplayInFlight => S::CONFLICT,
             Refusal::ReplayStoreUnavailable | Refusal::QueueStoreUnavailable => {
@@ -140,8 +147,12 @@ impl Refusal {
                 VerifyError::NotStrictJson(_) => "body_not_strict_json",
                 VerifyError::BodyAmbiguous(_) => "body_ambiguous",
                 VerifyError::ClaimMismatch(_) => "jwt_claim_mismatch",
+                VerifyError::KeyUrlRefused(_) => "key_url_refused",
+                VerifyError::KeyRefused(_) => "key_refused",
+                VerifyError::NotAllowed(_) => "value_not_allowed",
             },
             Refusal::Handshake(_) => "handshake_refused",
+            Refusal::KeyUnavailable { .. } => "key_unavailable",
             Refusal::ReplayKeyMissing => "replay_key_missing",
             Refusal::ReplayInFlight => "replay_in_flight",
             Refusal::ReplayStoreUnavailable => "replay_store_unavailable",
@@ -178,6 +189,9 @@ impl Refusal {
             Refusal::BodyError => "request body could not be read".into(),
             Refusal::Verify(e) => e.to_string(),
             Refusal::Handshake(why) => format!("handshake refused: {why}"),
+            Refusal::KeyUnavailable { .. } => {
+                "the sender's signing key could not be fetched; retry later".into()
+            }
             Refusal::ReplayKeyMissing => {
                 "request lacks the event id this route deduplicates by".into()
             }
@@ -221,7 +235,12 @@ impl Refusal {
         "signed_field_missing",
         "signed_field_ambiguous",
         "body_not_strict_json",
+        "body_ambiguous",
         "jwt_claim_mismatch",
+        "key_url_refused",
+        "key_refused",
+        "value_not_allowed",
+        "key_unavailable",
         "handshake_refused",
         "replay_key_missing",
         "replay_in_flight",

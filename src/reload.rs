@@ -34,7 +34,7 @@ pub struct Decision {
 
 /// What cannot change without a restart is kept as it runs: adding or removing listeners or
 /// switching their TLS or PROXY protocol, the admin address, `workers`, `runtime`,
-/// `max_connections`, the replay store, an open queue store, the log format. Everything
+/// `max_connections`, the replay store, an open queue store, the log format, `key_fetch`. Everything
 /// else comes from `next`: routes, secrets and keys (files were re-read by the compiler),
 /// TLS certificates, allowlists, trusted proxies, replay settings of routes, and the other
 /// limits (a connection's head and keep-alive limits from its next accept).
@@ -77,6 +77,11 @@ pub fn restart_only(running: &Gateway, mut next: Gateway, facts: Facts) -> Decis
     if facts.store_was_open && next.queue_store != running.queue_store {
         kept.push("queue_store");
         next.queue_store = running.queue_store.clone();
+    }
+    // One key cache serves the process, built at start from these settings.
+    if next.key_fetch != running.key_fetch {
+        kept.push("key_fetch");
+        next.key_fetch = running.key_fetch.clone();
     }
     // The level changes live (the caller swaps the filter); the format does not.
     if next.log.format != running.log.format {

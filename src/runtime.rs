@@ -44,6 +44,8 @@ pub struct Shared {
     pub cut_off: Arc<CutOff>,
     /// Where queued routes store their events, once a `queue_store:` is open.
     pub queue: Arc<QueueSlot>,
+    /// Keys fetched from the network (`remote_keys/`), one cache for the process.
+    pub keys: Arc<crate::remote_keys::cache::KeyCache>,
 }
 
 /// What is known about the connection a request came in on.

@@ -263,6 +263,7 @@ pub async fn start(gateway: Gateway, metrics: Arc<Metrics>, clock: Clock) -> io:
             ready: process.ready.clone(),
             queue: process.queue.clone(),
             config: delivery_config.clone(),
+            keys: process.keys.clone(),
         }),
         gateway.limits.header_read_timeout,
         admin_shutdown_rx,
@@ -306,6 +307,8 @@ struct ProcessWide {
     connections: Arc<Semaphore>,
     per_ip: Arc<PerIp>,
     body_budget: Arc<crate::body::BodyBudget>,
+    /// Keys fetched from the network, one cache for the process.
+    keys: Arc<crate::remote_keys::cache::KeyCache>,
 }
 
 impl ProcessWide {
@@ -328,7 +331,9 @@ impl ProcessWide {
             gateway.limits.max_buffered_body_bytes,
             metrics.body_buffered.clone(),
         );
+        let keys = Arc::new(open_key_cache(gateway, &metrics, clock)?);
         Ok(ProcessWide {
+            keys,
             clock,
             replay_store,
             queue,
@@ -358,8 +363,43 @@ impl ProcessWide {
             body_budget: self.body_budget.clone(),
             cut_off: self.cut_off.clone(),
             queue: self.queue.clone(),
+            keys: self.keys.clone(),
         })
     }
+}
+
+/// The key cache `key_fetch:` describes. Its TLS trusts `key_fetch.ca_file` or the system's
+/// roots; without either, it starts only if no route fetches a key (and fetches nothing).
+fn open_key_cache(
+    gateway: &Gateway,
+    metrics: &Metrics,
+    clock: Clock,
+) -> io::Result<crate::remote_keys::cache::KeyCache> {
+    let config = &gateway.key_fetch;
+    let fetches = gateway
+        .routes
+        .routes()
+        .iter()
+        .any(|r| r.scheme.as_ref().is_some_and(|s| s.algorithm.fetches_key()));
+    let tls = match crate::tls::upstream_config("keys", None, config.ca_file.as_deref(), None, None)
+    {
+        Ok(tls) => tls.config,
+        Err(e) if fetches => return Err(io::Error::other(format!("key_fetch: {e}"))),
+        Err(_) => Arc::new(
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| io::Error::other(format!("TLS setup: {e}")))?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
+        ),
+    };
+    let counters = crate::remote_keys::cache::KeyMetrics {
+        fetches: metrics.keys.fetches.clone(),
+        lookups: metrics.keys.lookups.clone(),
+    };
+    Ok(crate::remote_keys::cache_for(config, tls, counters, clock))
 }
 
 /// The replay store `replay_store:` names; says so when a route uses it.

@@ -158,89 +158,9 @@ fn system_roots() -> Result<Arc<rustls::RootCertStore>, String> {
         .clone()
 }
 
-/// The certificate's notAfter (RFC 5280 §4.1.2.5) in Unix seconds, read from its DER:
-/// `Certificate { tbsCertificate { [0] version?, serialNumber, signature, issuer,
-/// validity { notBefore, notAfter }, ... } }`. Only for the expiry metric: rustls has already
-/// parsed and accepted the certificate, so `None` here only means "unknown".
+/// The certificate's notAfter in Unix seconds (`scheme/certificate.rs` reads it). Only for
+/// the expiry metric: rustls has already parsed and accepted the certificate, so `None` here
+/// only means "unknown".
 fn not_after(cert: &[u8]) -> Option<i64> {
-    let (_, certificate, _) = der(cert)?;
-    let (_, mut tbs, _) = der(certificate)?;
-    let (tag, _, rest) = der(tbs)?;
-    if tag == 0xa0 {
-        tbs = rest; // explicit version
-    }
-    for _ in 0..3 {
-        tbs = der(tbs)?.2; // serialNumber, signature, issuer
-    }
-    let (_, validity, _) = der(tbs)?;
-    let (_, _, after_before) = der(validity)?;
-    let (tag, time, _) = der(after_before)?;
-    let text = std::str::from_utf8(time).ok()?;
-    let (year, rest) = match tag {
-        0x17 => {
-            // UTCTime: YY, 50-99 meaning 19YY.
-            let yy: i64 = text.get(..2)?.parse().ok()?;
-            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, text.get(2..)?)
-        }
-        0x18 => (text.get(..4)?.parse().ok()?, text.get(4..)?),
-        _ => return None,
-    };
-    let field = |i: usize| -> Option<i64> { rest.get(i..i + 2)?.parse().ok() };
-    let (month, day, hour, min, sec) = (field(0)?, field(2)?, field(4)?, field(6)?, field(8)?);
-    Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + min * 60 + sec)
-}
-
-/// One DER element: (tag, contents, what follows). Definite lengths only, as DER requires.
-fn der(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (first as usize, rest)
-    } else {
-        let n = (first & 0x7f) as usize;
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n]
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 8) | b as usize);
-        (len, &rest[n..])
-    };
-    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_expiry_is_read_from_the_certificate() {
-        for (year, month, day) in [(2027, 3, 1), (2049, 12, 31), (2051, 6, 15)] {
-            let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
-            params.not_after = rcgen::date_time_ymd(year, month, day);
-            let key = rcgen::KeyPair::generate().unwrap();
-            let cert = params.self_signed(&key).unwrap();
-            let expected = days_from_civil(year.into(), month.into(), day.into()) * 86_400;
-            assert_eq!(
-                not_after(cert.der()),
-                Some(expected),
-                "{year}-{month}-{day}"
-            );
-        }
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(not_after(b"\x30\x05garbage"), None);
-        assert_eq!(not_after(&[]), None);
-    }
+    crate::scheme::certificate::validity(cert).map(|(_, after)| after)
 }

@@ -52,8 +52,8 @@ pub fn write_out(v: &mut RawVerify) {
     let algorithm = algorithm(v).unwrap_or(ALGORITHM);
     v.key_encoding
         .get_or_insert_with(|| key_encoding(algorithm).name().into());
-    // A JWT signs its own claims: it has no message.
-    if algorithm != Algorithm::Jwt {
+    // A JWT signs its own claims, SNS its own list of fields: neither has a message.
+    if !matches!(algorithm, Algorithm::Jwt | Algorithm::AwsSns) {
         v.message.get_or_insert_with(message);
     }
     if let Some(s) = v.signature.as_mut() {

@@ -32,6 +32,9 @@ pub struct RawConfig {
     /// Where queued routes keep their events.
     #[serde(default)]
     pub queue_store: Option<RawQueueStore>,
+    /// How keys that live on the network are fetched (`aws-sns`, `paypal`).
+    #[serde(default)]
+    pub key_fetch: Option<RawKeyFetch>,
     #[serde(default)]
     pub routes: Vec<serde_yaml::Value>,
 }
@@ -255,6 +258,25 @@ pub struct RawClientIp {
     pub trusted_proxies: Vec<String>,
 }
 
+/// `key_fetch:`: how keys that live on the network are fetched and kept.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKeyFetch {
+    pub ca_file: Option<PathBuf>,
+    pub allow_private_addresses: Option<bool>,
+    /// Host name to `ip:port`.
+    pub connect_to: Option<std::collections::BTreeMap<String, String>>,
+    pub min_ttl: Option<RawDuration>,
+    pub max_ttl: Option<RawDuration>,
+    pub default_ttl: Option<RawDuration>,
+    pub failure_backoff: Option<RawDuration>,
+    pub connect_timeout: Option<RawDuration>,
+    pub timeout: Option<RawDuration>,
+    pub max_document_bytes: Option<u64>,
+    pub max_entries: Option<u64>,
+    pub max_cache_bytes: Option<u64>,
+}
+
 /// `limits:`: sizes in bytes, durations as [`RawDuration`]s.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -379,6 +401,12 @@ pub struct RawVerify {
     pub key_id: Option<String>,
     /// For `algorithm: jwt`: what the token's claims must say.
     pub jwt: Option<RawJwt>,
+    /// Where the request names the URL of its signing certificate, and which hosts and
+    /// certificate names are accepted (`aws-sns`, `rsa-sha256`: the key is fetched).
+    pub key_url: Option<RawKeyUrl>,
+    /// JSON fields that must hold one of the listed values, by pointer (SNS's
+    /// `/TopicArn`).
+    pub json_allowed: Option<std::collections::BTreeMap<String, Vec<String>>>,
     /// How key strings become key bytes (`KeyEncoding::ALL`: raw, base64, hex, ...).
     pub key_encoding: Option<String>,
     pub secret: Option<String>,
@@ -397,6 +425,36 @@ impl RawVerify {
             || self.public_key.is_some()
             || self.public_key_file.is_some()
             || self.public_keys.is_some()
+    }
+}
+
+/// `verify.key_url:`: where a fetched key's URL is, and what it may name.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawKeyUrl {
+    /// The header holding the URL (PayPal's `paypal-cert-url`) ...
+    pub header: Option<String>,
+    /// ... or a JSON pointer into the body (SNS's `/SigningCertURL`).
+    pub json: Option<String>,
+    /// Host patterns the URL may name; a `*` is one whole label.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// The DNS names the signing certificate may be issued to.
+    #[serde(default)]
+    pub certificate_names: Vec<String>,
+}
+
+impl RawKeyUrl {
+    fn to_yaml(&self) -> serde_yaml::Value {
+        yaml_map([
+            ("header", self.header.as_deref().map(yaml_str)),
+            ("json", self.json.as_deref().map(yaml_str)),
+            ("hosts", Some(yaml_list(&self.hosts))),
+            (
+                "certificate_names",
+                Some(yaml_list(&self.certificate_names)),
+            ),
+        ])
     }
 }
 
@@ -581,6 +639,8 @@ pub enum RawPart {
     Query(String),
     Form(String),
     Json(String),
+    /// The route's `key_id`, as a literal (PayPal signs its webhook's id).
+    KeyId,
     Optional(Vec<RawPart>),
 }
 
@@ -599,6 +659,7 @@ impl RawPart {
         ("query_sorted", RawPart::QuerySorted),
         ("body_sha256_hex", RawPart::BodySha256Hex),
         ("body_crc32", RawPart::BodyCrc32),
+        ("key_id", RawPart::KeyId),
     ];
 
     /// The parts written as `{ key: TEXT }`, by that key.
@@ -732,6 +793,8 @@ impl RawVerify {
             each: self.each.or(base.each),
             key_id: self.key_id.or(base.key_id),
             jwt: self.jwt.or(base.jwt),
+            key_url: self.key_url.or(base.key_url),
+            json_allowed: self.json_allowed.or(base.json_allowed),
             key_encoding: self.key_encoding.or(base.key_encoding),
             secret,
             secret_file,
@@ -869,6 +932,17 @@ impl RawVerify {
             ("body_signed", self.body_signed.map(serde_yaml::Value::Bool)),
             ("each", self.each.as_deref().map(yaml_str)),
             ("key_id", self.key_id.as_deref().map(yaml_str)),
+            ("key_url", self.key_url.as_ref().map(RawKeyUrl::to_yaml)),
+            (
+                "json_allowed",
+                self.json_allowed.as_ref().map(|m| {
+                    let mut out = serde_yaml::Mapping::new();
+                    for (k, v) in m {
+                        out.insert(yaml_str(k), yaml_list(v));
+                    }
+                    serde_yaml::Value::Mapping(out)
+                }),
+            ),
             (
                 "body_hash_param",
                 self.body_hash_param.as_deref().map(yaml_str),

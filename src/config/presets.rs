@@ -11,8 +11,8 @@
 //! rest (docs/presets.md's table cites what each one signs).
 
 use crate::config::file::{
-    OneOrMany, RawBodyClaim, RawDuration, RawEntries, RawJwt, RawList, RawNumbered, RawPart,
-    RawReplayKey, RawSignature, RawTimestamp, RawVerify,
+    OneOrMany, RawBodyClaim, RawDuration, RawEntries, RawJwt, RawKeyUrl, RawList, RawNumbered,
+    RawPart, RawReplayKey, RawSignature, RawTimestamp, RawVerify,
 };
 use crate::model::handshake::HandshakeKind;
 use RawPart::{Body, FormParamsSorted, Url};
@@ -135,6 +135,9 @@ const SEED_VECTORS: &str = "tests/vectors/seed-senders.json";
 const SCHEME_TESTS: &str = "src/scheme/tests.rs";
 const HANDSHAKE_TESTS: &str = "tests/e2e/handshakes.rs";
 const HANDSHAKE_TESTS_UNIT: &str = "src/handshake.rs";
+const SNS_VECTORS: &str = "tests/vectors/sns.json";
+const PAYPAL_VECTORS: &str = "tests/vectors/paypal.json";
+const NETWORK_KEY_TESTS: &str = "tests/e2e/network_keys.rs";
 
 /// Computed vectors only.
 const fn computed(file: &'static str) -> Evidence {
@@ -2141,6 +2144,96 @@ static PRESETS: &[Preset] = &[
         evidence: &[
             computed(PROVIDER_VECTORS),
             sdk(Package::Npm("@contentful/node-apps-toolkit"), "case_contentful"),
+        ],
+    },
+    // --- senders whose keys live on the network (issue 23): fetched from pinned hosts ---
+    Preset {
+        name: "aws-sns",
+        aliases: &["sns", "amazon-sns"],
+        // AWS SNS HTTP(S) subscriptions: base64 RSA (SHA-1 for SignatureVersion 1, SHA-256 for 2) over SNS's own list of the message's fields per type, with the certificate the message's SigningCertURL names: an https URL on sns.<region>.amazonaws.com (or .com.cn), issued to sns.amazonaws.com. AWS signs every account's topics alike, so a route must list its own (`json_allowed: { /TopicArn: [...] }`). SNS retries with the original Timestamp: 1 h by default. The body's other fields (MessageAttributes, UnsubscribeURL) are not signed.
+        scheme: || RawVerify {
+            algorithm: Some("aws-sns".into()),
+            signature: Some(RawSignature {
+                json: Some("/Signature".into()),
+                encoding: Some(OneOrMany::One("base64".into())),
+                ..RawSignature::default()
+            }),
+            timestamp: Some(RawTimestamp {
+                json: Some("/Timestamp".into()),
+                unit: Some("rfc3339".into()),
+                tolerance: Some("1h".into()),
+                ..RawTimestamp::default()
+            }),
+            body_signed: Some(false),
+            key_url: Some(RawKeyUrl {
+                json: Some("/SigningCertURL".into()),
+                hosts: vec!["sns.*.amazonaws.com".into(), "sns.*.amazonaws.com.cn".into()],
+                certificate_names: vec!["sns.amazonaws.com".into()],
+                ..RawKeyUrl::default()
+            }),
+            ..RawVerify::default()
+        },
+        handshake: None,
+        // The same MessageId on every retry (AWS's docs).
+        replay_key: Some(ReplayKey::Json("/MessageId")),
+        needs_app_answer: None,
+        acknowledgement: None,
+        evidence: &[
+            Evidence::Vectors {
+                file: SNS_VECTORS,
+                published: &["aws/aws-php-sns-message-validator"],
+            },
+            test(NETWORK_KEY_TESTS, "real_sns_messages_verify_through_the_gateway"),
+        ],
+    },
+    Preset {
+        name: "paypal",
+        aliases: &[],
+        // PayPal: base64 RSA SHA-256 (SHA256withRSA) over `<transmission id>|<transmission time>|<webhook id>|<CRC-32 of the body, unsigned decimal>`, with the certificate PAYPAL-CERT-URL names (https on api.paypal.com or its sandbox, issued to messageverificationcerts[.sandbox].paypal.com). The route's `key_id` is its webhook id. A CRC-32 is not a signature of the body (anyone holding one delivery can give another body the same CRC), so the body counts as unsigned. PayPal retries for 3 days: 74 h window.
+        scheme: || RawVerify {
+            algorithm: Some("rsa-sha256".into()),
+            signature: Some(RawSignature {
+                header: Some(OneOrMany::One("paypal-transmission-sig".into())),
+                encoding: Some(OneOrMany::One("base64".into())),
+                ..RawSignature::default()
+            }),
+            message: Some(vec![
+                header("paypal-transmission-id"),
+                literal("|"),
+                header("paypal-transmission-time"),
+                literal("|"),
+                RawPart::KeyId,
+                literal("|"),
+                RawPart::BodyCrc32,
+            ]),
+            timestamp: Some(ts_header("paypal-transmission-time", "rfc3339", "74h")),
+            body_signed: Some(false),
+            key_url: Some(RawKeyUrl {
+                header: Some("paypal-cert-url".into()),
+                hosts: vec![
+                    "api.paypal.com".into(),
+                    "api-m.paypal.com".into(),
+                    "api.sandbox.paypal.com".into(),
+                    "api-m.sandbox.paypal.com".into(),
+                ],
+                certificate_names: vec![
+                    "messageverificationcerts.paypal.com".into(),
+                    "messageverificationcerts.sandbox.paypal.com".into(),
+                ],
+                ..RawKeyUrl::default()
+            }),
+            ..RawVerify::default()
+        },
+        handshake: None,
+        replay_key: Some(ReplayKey::Header(&["paypal-transmission-id"])),
+        needs_app_answer: None,
+        acknowledgement: None,
+        evidence: &[
+            Evidence::Vectors {
+                file: PAYPAL_VECTORS,
+                published: &["paypal/PayPal-Python-SDK"],
+            },
+            test(NETWORK_KEY_TESTS, "a_real_paypal_delivery_verifies_through_the_gateway"),
         ],
     },
 ];

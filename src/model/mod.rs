@@ -11,6 +11,7 @@
 
 pub mod delivery;
 pub mod handshake;
+pub mod key_fetch;
 pub mod replay;
 pub mod routes;
 
@@ -51,6 +52,8 @@ pub struct Gateway {
     pub admin_token: Option<AdminToken>,
     /// How log lines are written.
     pub log: LogSettings,
+    /// How keys that live on the network are fetched and kept.
+    pub key_fetch: key_fetch::KeyFetch,
 }
 
 /// `log:`: the format of log lines and which are written.

@@ -19,7 +19,7 @@ use bytes::Bytes;
 
 use super::fetch::{fetch, FetchError, Limits, Resolve};
 use super::freshness::{Fetch, Held, Policy};
-use super::pin::KeyUrl;
+use crate::scheme::pin::KeyUrl;
 
 /// The bounds of the cache as a whole.
 #[derive(Clone, Copy, Debug)]
@@ -58,6 +58,26 @@ struct Entry {
     quiet_until: Option<SystemTime>,
 }
 
+/// The counters a cache moves (`metrics.rs` registers them).
+#[derive(Clone)]
+pub struct KeyMetrics {
+    /// Fetches by result: `ok` or why not (`FetchError::label`).
+    pub fetches: prometheus::IntCounterVec,
+    /// Lookups by result: `hit` (served from the cache), `fetched`, `unavailable`.
+    pub lookups: prometheus::IntCounterVec,
+}
+
+/// One URL's entry as the admin listener shows it.
+#[derive(Clone, Debug)]
+pub struct HeldUrl {
+    pub url: String,
+    /// When the document in hand was fetched, and until when it is kept.
+    pub fetched: Option<(SystemTime, SystemTime)>,
+    /// When the last fetch failed, if the entry holds no document since.
+    pub failed_at: Option<SystemTime>,
+    pub doc: Option<Bytes>,
+}
+
 /// The documents fetched, per URL.
 pub struct KeyCache {
     entries: Mutex<HashMap<KeyUrl, Entry>>,
@@ -68,6 +88,7 @@ pub struct KeyCache {
     resolve: Resolve,
     clock: fn() -> SystemTime,
     fetches: std::sync::atomic::AtomicU64,
+    metrics: Option<KeyMetrics>,
 }
 
 impl KeyCache {
@@ -88,6 +109,43 @@ impl KeyCache {
             resolve,
             clock,
             fetches: std::sync::atomic::AtomicU64::new(0),
+            metrics: None,
+        }
+    }
+
+    /// The same cache, counting into `metrics`.
+    pub fn with_metrics(self, metrics: KeyMetrics) -> KeyCache {
+        KeyCache {
+            metrics: Some(metrics),
+            ..self
+        }
+    }
+
+    /// Every URL held, for the admin listener: what was fetched when, or when it failed.
+    pub fn held(&self) -> Vec<HeldUrl> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held: Vec<HeldUrl> = entries
+            .iter()
+            .map(|(url, e)| HeldUrl {
+                url: url.to_string(),
+                fetched: match e.held {
+                    Held::Keys { at, until } if e.doc.is_some() => Some((at, until)),
+                    _ => None,
+                },
+                failed_at: match e.held {
+                    Held::Failed { at } => Some(at),
+                    _ => None,
+                },
+                doc: e.doc.clone(),
+            })
+            .collect();
+        held.sort_by(|a, b| a.url.cmp(&b.url));
+        held
+    }
+
+    fn count(&self, lookup: &str) {
+        if let Some(m) = &self.metrics {
+            m.lookups.with_label_values(&[lookup]).inc();
         }
     }
 
@@ -104,22 +162,43 @@ impl KeyCache {
         url: &KeyUrl,
         wanted: &(dyn Fn(&Bytes) -> bool + Sync),
     ) -> Result<Bytes, Unavailable> {
+        let answered = |cache: &KeyCache, decided: Decided| match decided {
+            Decided::Serve(doc) => {
+                cache.count("hit");
+                Some(Ok(doc))
+            }
+            Decided::Refuse(e) => {
+                cache.count("unavailable");
+                Some(Err(e))
+            }
+            Decided::Fetch(_) => None,
+        };
         let gate = match self.decide(url, wanted) {
-            Decided::Serve(doc) => return Ok(doc),
-            Decided::Refuse(e) => return Err(e),
             Decided::Fetch(gate) => gate,
+            decided => return answered(self, decided).expect("served or refused"),
         };
         let _fetching = gate.lock().await;
         // Another caller may have fetched while this one waited.
-        match self.decide(url, wanted) {
-            Decided::Serve(doc) => return Ok(doc),
-            Decided::Refuse(e) => return Err(e),
-            Decided::Fetch(_) => {}
+        if let Some(answer) = answered(self, self.decide(url, wanted)) {
+            return answer;
         }
         self.fetches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let fetched = fetch(url, self.tls.clone(), &self.resolve, &self.limits).await;
-        self.record(url, fetched, wanted)
+        if let Some(m) = &self.metrics {
+            let result = fetched.as_ref().map_or_else(FetchError::label, |_| "ok");
+            m.fetches.with_label_values(&[result]).inc();
+        }
+        if let Err(e) = &fetched {
+            tracing::warn!(url = %url, error = %e, "key fetch failed");
+        }
+        let answer = self.record(url, fetched, wanted);
+        self.count(if answer.is_ok() {
+            "fetched"
+        } else {
+            "unavailable"
+        });
+        answer
     }
 
     /// What the cache holds for `url` decides: serve it, refuse, or fetch (with the gate
@@ -355,7 +434,7 @@ mod tests {
 
     #[test]
     fn the_entries_used_least_recently_go_first_past_either_bound() {
-        let pins = [crate::remote_keys::pin::HostPattern::parse("keys.test.example").unwrap()];
+        let pins = [crate::scheme::pin::HostPattern::parse("keys.test.example").unwrap()];
         let key = |n: u64| KeyUrl::parse(&format!("https://keys.test.example/{n}"), &pins).unwrap();
         let entry = |used: u64, bytes: usize| Entry {
             held: Held::Nothing,

@@ -17,7 +17,7 @@ use http::{header, Request, StatusCode};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::TokioIo;
 
-use super::pin::{address_allowed, KeyUrl};
+use crate::scheme::pin::{address_allowed, KeyUrl};
 
 /// The bounds of one fetch.
 #[derive(Clone, Copy, Debug)]
@@ -84,6 +84,23 @@ pub enum FetchError {
     Http { host: String, source: hyper::Error },
 }
 
+impl FetchError {
+    /// The `result` label of `hookgate_key_fetches_total`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            FetchError::Resolve { .. } => "resolve",
+            FetchError::AddressNotAllowed { .. } => "address_not_allowed",
+            FetchError::Connect { .. } => "connect",
+            FetchError::Tls { .. } => "tls",
+            FetchError::Status { redirect: true, .. } => "redirect",
+            FetchError::Status { .. } => "status",
+            FetchError::TooLarge { .. } => "too_large",
+            FetchError::Timeout { .. } => "timeout",
+            FetchError::Http { .. } => "http",
+        }
+    }
+}
+
 /// Resolves a host name to socket addresses on port 443 (the system's resolver; tests give
 /// their own, mapping a test name to a loopback port).
 pub type Resolve = Arc<dyn Fn(String) -> Resolving + Send + Sync>;
@@ -96,6 +113,28 @@ pub type Resolving =
 pub fn system_resolver() -> Resolve {
     Arc::new(|host: String| {
         Box::pin(async move { Ok(tokio::net::lookup_host((host, 443)).await?.collect()) })
+    })
+}
+
+/// The system's resolver, except for the hosts `connect_to` maps to an address of their own
+/// (tests, and private networks where a key host has another address): a host listed there
+/// is never resolved. The address is still checked as any other.
+pub fn resolver_with(connect_to: Vec<(String, SocketAddr)>) -> Resolve {
+    if connect_to.is_empty() {
+        return system_resolver();
+    }
+    let system = system_resolver();
+    Arc::new(move |host: String| {
+        let mapped: Vec<SocketAddr> = connect_to
+            .iter()
+            .filter(|(h, _)| *h == host)
+            .map(|(_, a)| *a)
+            .collect();
+        if mapped.is_empty() {
+            system(host)
+        } else {
+            Box::pin(async move { Ok(mapped) })
+        }
     })
 }
 
@@ -235,7 +274,7 @@ async fn exchange(
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::remote_keys::pin::HostPattern;
+    use crate::scheme::pin::HostPattern;
     use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -48,6 +48,7 @@ impl Scheme {
                     ..*req
                 },
                 now,
+                None,
             )
             .is_err()
         });

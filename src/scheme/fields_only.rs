@@ -20,7 +20,7 @@ use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use serde_json::Value;
 
 use super::message::Part;
-use super::{is_form, RequestView, Scheme, SignatureSource, VerifyError};
+use super::{is_form, Algorithm, RequestView, Scheme, SignatureSource, VerifyError};
 
 /// Refuses a body the app could read differently from the gateway, for a fields-only scheme.
 pub(super) fn check(scheme: &Scheme, req: &RequestView<'_>) -> Result<(), VerifyError> {
@@ -36,7 +36,10 @@ pub(super) fn check(scheme: &Scheme, req: &RequestView<'_>) -> Result<(), Verify
         if req.headers.get_all(CONTENT_TYPE).iter().nth(1).is_some() {
             return Err(VerifyError::RepeatedHeader(CONTENT_TYPE));
         }
-        if !is_json(req) {
+        // SNS posts its JSON as `text/plain; charset=UTF-8`, a type no framework parses as
+        // anything but text.
+        let sns_text = scheme.algorithm == Algorithm::AwsSns && media_type(req) == "text/plain";
+        if !is_json(req) && !sns_text {
             return ambiguous("a JSON body sent as another content type");
         }
         if let Some(key) = keys_equal_but_for_case(req.json()?) {
@@ -59,14 +62,21 @@ pub(super) fn check(scheme: &Scheme, req: &RequestView<'_>) -> Result<(), Verify
     Ok(())
 }
 
+/// The media type of the body, lower-cased, parameters aside (empty without one).
+fn media_type(req: &RequestView<'_>) -> String {
+    let value = req.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let media = value
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default();
+    media.trim().to_ascii_lowercase()
+}
+
 /// `application/json` or a `+json` type, parameters aside.
 fn is_json(req: &RequestView<'_>) -> bool {
-    let Some(value) = req.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let media = value.split(';').next().unwrap_or_default().trim();
-    media.eq_ignore_ascii_case("application/json")
-        || (media.to_ascii_lowercase().ends_with("+json") && media.contains('/'))
+    let media = media_type(req);
+    media == "application/json" || (media.ends_with("+json") && media.contains('/'))
 }
 
 /// The first key of an object in `v` that another key of the same object equals once both

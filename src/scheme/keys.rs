@@ -183,6 +183,8 @@ pub enum Keys {
     P256(Vec<p256::ecdsa::VerifyingKey>),
     /// JWT keys, all of the route's one family (`jwt.rs`).
     Jwt(Vec<super::jwt::JwtKey>),
+    /// One key, fetched from where each request says (`fetched.rs`).
+    Fetched(super::fetched::FetchedKey),
 }
 
 impl Keys {
@@ -191,6 +193,15 @@ impl Keys {
         Ok(match algorithm {
             // Built by `Keys::jwt`, which knows the route's key family.
             Algorithm::Jwt => return Keys::jwt(super::jwt::Family::Hmac, keys),
+            Algorithm::RsaSha256 | Algorithm::AwsSns => {
+                return Err((
+                    0,
+                    format!(
+                        "{}'s key is fetched (`key_url:`), never configured",
+                        algorithm.name()
+                    ),
+                ))
+            }
             Algorithm::HmacSha1
             | Algorithm::HmacSha256
             | Algorithm::HmacSha384
@@ -250,6 +261,7 @@ impl Keys {
             Keys::Ed25519(k) => k.len(),
             Keys::P256(k) => k.len(),
             Keys::Jwt(k) => k.len(),
+            Keys::Fetched(_) => 1,
         }
     }
 

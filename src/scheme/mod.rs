@@ -16,14 +16,16 @@
 //! `keys.rs` holds key material; `gateway.rs` calls [`Scheme::verify`] after the body has been
 //! read; `sign.rs` signs as a sender would ([`Scheme::sign`], for `hookgate sign`).
 
+pub mod certificate;
 pub mod explain;
+pub mod fetched;
 mod fields_only;
 pub mod json;
 pub mod jwt;
 pub mod keys;
 pub mod message;
 pub mod params;
-pub mod paypal;
+pub mod pin;
 pub mod sign;
 pub mod signature;
 pub mod sns;
@@ -61,6 +63,12 @@ pub enum Algorithm {
     EcdsaP256Sha256,
     /// A JSON Web Token (`jwt.rs`): its own signature, claims and body binding.
     Jwt,
+    /// RSA PKCS#1 v1.5 with SHA-256, with the key of a fetched certificate (PayPal).
+    RsaSha256,
+    /// AWS SNS's message signature (`sns.rs`): its own string to sign per message type, RSA
+    /// with SHA-1 or SHA-256 as the message's `SignatureVersion` says, with the key of the
+    /// certificate its `SigningCertURL` names.
+    AwsSns,
 }
 
 impl Algorithm {
@@ -77,6 +85,8 @@ impl Algorithm {
         Algorithm::Ed25519,
         Algorithm::EcdsaP256Sha256,
         Algorithm::Jwt,
+        Algorithm::RsaSha256,
+        Algorithm::AwsSns,
     ];
 
     pub fn parse(s: &str) -> Option<Algorithm> {
@@ -92,6 +102,8 @@ impl Algorithm {
             "ed25519" => Some(Algorithm::Ed25519),
             "ecdsa-p256-sha256" => Some(Algorithm::EcdsaP256Sha256),
             "jwt" => Some(Algorithm::Jwt),
+            "rsa-sha256" => Some(Algorithm::RsaSha256),
+            "aws-sns" => Some(Algorithm::AwsSns),
             _ => None,
         }
     }
@@ -109,12 +121,19 @@ impl Algorithm {
             Algorithm::Ed25519 => "ed25519",
             Algorithm::EcdsaP256Sha256 => "ecdsa-p256-sha256",
             Algorithm::Jwt => "jwt",
+            Algorithm::RsaSha256 => "rsa-sha256",
+            Algorithm::AwsSns => "aws-sns",
         }
     }
 
     /// Shared-secret algorithms take `secret`s; the others take `public_key`s.
     pub fn is_asymmetric(self) -> bool {
-        matches!(self, Algorithm::Ed25519 | Algorithm::EcdsaP256Sha256)
+        matches!(self, Algorithm::Ed25519 | Algorithm::EcdsaP256Sha256) || self.fetches_key()
+    }
+
+    /// Whether the key is fetched from where the request says (`fetched.rs`), never held.
+    pub fn fetches_key(self) -> bool {
+        matches!(self, Algorithm::RsaSha256 | Algorithm::AwsSns)
     }
 
     /// Whether decoded signature bytes have a shape this algorithm can produce. Anything else
@@ -130,6 +149,8 @@ impl Algorithm {
             Algorithm::EcdsaP256Sha256 => p256_signature(bytes).is_some(),
             // A token is checked whole by `jwt.rs`.
             Algorithm::Jwt => !bytes.is_empty(),
+            // RSA-2048 to RSA-8192.
+            Algorithm::RsaSha256 | Algorithm::AwsSns => (256..=1024).contains(&bytes.len()),
         }
     }
 }
@@ -309,6 +330,9 @@ pub struct Scheme {
     pub each_item: Option<String>,
     /// For `algorithm: jwt`: what the token's claims must say.
     pub jwt: Option<jwt::JwtSpec>,
+    /// `json_allowed:`: JSON fields of the body that must hold one of the route's values
+    /// (SNS's `TopicArn`: AWS signs for every account's topics, so the route names its own).
+    pub json_allowed: Vec<(String, Vec<String>)>,
     pub keys: Keys,
 }
 
@@ -325,6 +349,7 @@ impl fmt::Debug for Scheme {
             .field("body_signed", &self.body_signed)
             .field("each_item", &self.each_item)
             .field("jwt", &self.jwt)
+            .field("json_allowed", &self.json_allowed)
             .field("keys", &self.keys.len())
             .finish()
     }
@@ -376,6 +401,17 @@ pub enum VerifyError {
     /// would fold onto a signed field (`fields_only.rs`).
     #[error("the app could read this body differently: {0}")]
     BodyAmbiguous(String),
+    /// The key URL the request names is missing, malformed or not on a pinned host: nothing
+    /// was fetched for it.
+    #[error("key URL refused: {0}")]
+    KeyUrlRefused(String),
+    /// The fetched key may not sign this request (a certificate expired or issued to another
+    /// name).
+    #[error("{0}")]
+    KeyRefused(String),
+    /// A field the route restricts (`json_allowed:`) holds another value.
+    #[error("{0} is not one this route accepts")]
+    NotAllowed(String),
 }
 
 /// What a successful verification tells the caller.
@@ -548,9 +584,33 @@ impl Scheme {
     /// Verifies a request: signature header well-formed, timestamp (if any) inside its window
     /// relative to `now`, body covered, and the signature valid under one of the keys.
     pub fn verify(&self, req: &RequestView<'_>, now: SystemTime) -> Result<Verified, VerifyError> {
+        self.verify_with(req, now, None)
+    }
+
+    /// The URL of the key this request must be verified with, for a scheme whose key is
+    /// fetched (`None` for one that holds its keys). Fields the route restricts
+    /// (`json_allowed:`) are checked first, so that a request for another topic or account
+    /// makes the gateway fetch nothing.
+    pub fn key_url(&self, req: &RequestView<'_>) -> Result<Option<pin::KeyUrl>, VerifyError> {
+        let Keys::Fetched(key) = &self.keys else {
+            return Ok(None);
+        };
+        self.check_allowed(req)?;
+        key.url(req).map(Some)
+    }
+
+    /// [`Scheme::verify`] with the document fetched for a scheme whose key is fetched
+    /// (`doc`, from the URL [`Scheme::key_url`] gave).
+    pub fn verify_with(
+        &self,
+        req: &RequestView<'_>,
+        now: SystemTime,
+        doc: Option<&fetched::KeyDoc>,
+    ) -> Result<Verified, VerifyError> {
         fields_only::check(self, req)?;
+        self.check_allowed(req)?;
         let Some(array) = &self.each_item else {
-            return self.verify_one(req, now);
+            return self.verify_one(req, now, doc);
         };
         let (mut key_index, mut signatures) = (None, Vec::new());
         for item in self.items(array, req)? {
@@ -561,6 +621,7 @@ impl Scheme {
                     ..*req
                 },
                 now,
+                doc,
             )?;
             key_index.get_or_insert(verified.key_index);
             signatures.push(verified.signature);
@@ -625,25 +686,25 @@ impl Scheme {
         &self,
         req: &RequestView<'_>,
         now: SystemTime,
+        doc: Option<&fetched::KeyDoc>,
     ) -> Result<Verified, VerifyError> {
         let header = self.signature.read(req, &|k| self.reads_entry(k))?;
         if let (Keys::Jwt(keys), Some(spec)) = (&self.keys, &self.jwt) {
             return self.verify_jwt(&header, keys, spec, req, now);
         }
-        for name in self.headers_read() {
-            if req.headers.get_all(name).iter().nth(1).is_some() {
-                return Err(VerifyError::RepeatedHeader(name.clone()));
-            }
-        }
+        self.check_read_once(req)?;
         let candidates = self.decode_candidates(&header)?;
         if let Some(ts) = &self.timestamp {
             check_timestamp(ts, req, &header, now)?;
         }
         self.check_body_hash(req)?;
+        if let Keys::Fetched(key) = &self.keys {
+            return self.verify_fetched(key, req, &header, candidates, now, doc);
+        }
         // (key index, candidate index) of the first match.
         let found: Option<(usize, usize)> = match &self.keys {
-            // Verified whole above.
-            Keys::Jwt(_) => None,
+            // Verified whole above, and below.
+            Keys::Jwt(_) | Keys::Fetched(_) => None,
             Keys::Hmac(keys) => keys.iter().enumerate().find_map(|(k, key)| {
                 let mut mac = key.clone();
                 self.feed(req, &header, &mut |b| mac.update(b)).ok()?;
@@ -697,6 +758,68 @@ impl Scheme {
             key_index,
             signature,
         })
+    }
+
+    /// A scheme whose key was fetched: the certificate may sign now, then a candidate
+    /// verifies over the message (SNS's own string to sign, or the scheme's message).
+    fn verify_fetched(
+        &self,
+        key: &fetched::FetchedKey,
+        req: &RequestView<'_>,
+        header: &Found<'_>,
+        mut candidates: Vec<Vec<u8>>,
+        now: SystemTime,
+        doc: Option<&fetched::KeyDoc>,
+    ) -> Result<Verified, VerifyError> {
+        let Some(fetched::KeyDoc::Certificate(cert)) = doc else {
+            return Err(VerifyError::KeyRefused(
+                "no key was fetched for this request".into(),
+            ));
+        };
+        let unix = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        cert.check(unix, &key.names)
+            .map_err(|e| VerifyError::KeyRefused(e.to_string()))?;
+        let (message, algorithm) = match self.algorithm {
+            Algorithm::AwsSns => sns::signed(req.json()?)?,
+            _ => (self.message_bytes(req, header)?, sns::rsa_sha256()),
+        };
+        let der = rustls::pki_types::CertificateDer::from(cert.der.as_slice());
+        let cert = webpki::EndEntityCert::try_from(&der)
+            .map_err(|e| VerifyError::KeyRefused(format!("the certificate cannot be read: {e}")))?;
+        let c = candidates
+            .iter()
+            .position(|c| cert.verify_signature(algorithm, &message, c).is_ok())
+            .ok_or(VerifyError::Mismatch)?;
+        Ok(Verified {
+            key_index: 0,
+            signature: candidates.swap_remove(c),
+        })
+    }
+
+    /// Each header the scheme reads came once.
+    fn check_read_once(&self, req: &RequestView<'_>) -> Result<(), VerifyError> {
+        for name in self.headers_read() {
+            if req.headers.get_all(name).iter().nth(1).is_some() {
+                return Err(VerifyError::RepeatedHeader(name.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// `json_allowed:`: each restricted field holds one of the route's values.
+    fn check_allowed(&self, req: &RequestView<'_>) -> Result<(), VerifyError> {
+        for (pointer, values) in &self.json_allowed {
+            match req.json()?.pointer(pointer) {
+                Some(serde_json::Value::String(s)) if values.iter().any(|v| v == s) => {}
+                Some(serde_json::Value::String(s)) => {
+                    return Err(VerifyError::NotAllowed(format!("{pointer} {s:?}")))
+                }
+                _ => return Err(VerifyError::MissingField(format!("JSON field {pointer}"))),
+            }
+        }
+        Ok(())
     }
 
     /// A JWT scheme: exactly one token, checked whole by `jwt.rs`.
@@ -901,6 +1024,27 @@ fn describe(scheme: &Scheme, indent: &str) -> String {
     }
     if let Some(p) = body_hash_param {
         out += &format!("{indent}body_hash_param: {p}\n");
+    }
+    out + &describe_fetched(scheme, indent)
+}
+
+/// Text form of where a fetched key comes from, and of the fields the route restricts.
+fn describe_fetched(scheme: &Scheme, indent: &str) -> String {
+    let mut out = String::new();
+    if let Keys::Fetched(key) = &scheme.keys {
+        let hosts: Vec<String> = key.hosts.iter().map(|h| h.to_string()).collect();
+        out += &format!(
+            "{indent}key_url: {{ {}, hosts: [{}], certificate_names: [{}] }}\n",
+            key.from.describe(),
+            hosts.join(", "),
+            key.names.join(", ")
+        );
+    }
+    for (pointer, values) in &scheme.json_allowed {
+        out += &format!(
+            "{indent}json_allowed: {pointer} in [{}]\n",
+            values.join(", ")
+        );
     }
     out
 }

@@ -11,7 +11,10 @@
 //! - `SubscriptionConfirmation` and `UnsubscribeConfirmation`: Message, MessageId,
 //!   SubscribeURL, Timestamp, Token, TopicArn, Type.
 
+use rustls::pki_types::SignatureVerificationAlgorithm;
 use serde_json::Value;
+
+use super::VerifyError;
 
 /// Why an SNS message does not verify.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -22,10 +25,6 @@ pub enum SnsError {
     UnknownType(String),
     #[error("unsupported SignatureVersion {0:?} (1 or 2)")]
     UnsupportedVersion(String),
-    #[error("the signing certificate cannot be read: {0}")]
-    Certificate(String),
-    #[error("signature does not match")]
-    Mismatch,
 }
 
 /// The bytes SNS signed for `message` (a parsed SNS JSON body).
@@ -74,36 +73,38 @@ pub fn string_to_sign(message: &Value) -> Result<Vec<u8>, SnsError> {
     Ok(out)
 }
 
-/// Checks `message`'s `Signature` (base64) over its string to sign with the key of the
-/// certificate `cert_der` (DER).
-pub fn verify(message: &Value, cert_der: &[u8]) -> Result<(), SnsError> {
-    use base64::Engine as _;
+/// What SNS signed in `message` and the algorithm its `SignatureVersion` names (the
+/// signature itself is read as the scheme's `signature:` says, `/Signature` in base64).
+pub(super) fn signed(
+    message: &Value,
+) -> Result<(Vec<u8>, &'static dyn SignatureVerificationAlgorithm), VerifyError> {
     let version = message
         .get("SignatureVersion")
         .and_then(Value::as_str)
-        .ok_or_else(|| SnsError::Malformed("no SignatureVersion".into()))?;
-    let algorithm = match version {
+        .ok_or_else(|| SnsError::Malformed("no SignatureVersion".into()))
+        .map_err(refused)?;
+    let algorithm: &'static dyn SignatureVerificationAlgorithm = match version {
         "1" => &RSA_PKCS1_SHA1,
         "2" => &RSA_PKCS1_SHA256,
-        other => return Err(SnsError::UnsupportedVersion(other.to_owned())),
+        other => return Err(refused(SnsError::UnsupportedVersion(other.to_owned()))),
     };
-    let signature = message
-        .get("Signature")
-        .and_then(Value::as_str)
-        .and_then(|s| super::BASE64.decode(s).ok())
-        .ok_or_else(|| SnsError::Malformed("no Signature in base64".into()))?;
-    let signed = string_to_sign(message)?;
-    let der = rustls::pki_types::CertificateDer::from(cert_der);
-    let cert =
-        webpki::EndEntityCert::try_from(&der).map_err(|e| SnsError::Certificate(e.to_string()))?;
-    cert.verify_signature(algorithm, &signed, &signature)
-        .map_err(|_| SnsError::Mismatch)
+    Ok((string_to_sign(message).map_err(refused)?, algorithm))
+}
+
+/// RSA PKCS#1 v1.5 with SHA-256, for the schemes that verify with a certificate's key.
+pub(super) fn rsa_sha256() -> &'static dyn SignatureVerificationAlgorithm {
+    &RSA_PKCS1_SHA256
+}
+
+/// A message that is not one SNS signs: its signature cannot be checked.
+fn refused(e: SnsError) -> VerifyError {
+    VerifyError::MalformedSignature(e.to_string())
 }
 
 /// RSA PKCS#1 v1.5 verification through ring, for a certificate's RSA key: SHA-1 (SNS
 /// version 1; ring keeps it for legacy use) or SHA-256.
 #[derive(Debug)]
-pub(super) struct RsaPkcs1 {
+struct RsaPkcs1 {
     params: &'static ring::signature::RsaParameters,
     id: rustls::pki_types::AlgorithmIdentifier,
 }
@@ -119,12 +120,12 @@ static RSA_PKCS1_SHA1: RsaPkcs1 = RsaPkcs1 {
     id: SHA1_WITH_RSA,
 };
 
-pub(super) static RSA_PKCS1_SHA256: RsaPkcs1 = RsaPkcs1 {
+static RSA_PKCS1_SHA256: RsaPkcs1 = RsaPkcs1 {
     params: &ring::signature::RSA_PKCS1_2048_8192_SHA256,
     id: rustls::pki_types::alg_id::RSA_PKCS1_SHA256,
 };
 
-impl rustls::pki_types::SignatureVerificationAlgorithm for RsaPkcs1 {
+impl SignatureVerificationAlgorithm for RsaPkcs1 {
     fn verify_signature(
         &self,
         public_key: &[u8],
@@ -156,7 +157,29 @@ mod tests {
         let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
         use base64::Engine as _;
         let der = super::super::BASE64.decode(b64).unwrap();
-        (der, v["messages"].as_array().unwrap().clone())
+        let cases = v["cases"].as_array().unwrap();
+        (der, cases.iter().map(|c| c["message"].clone()).collect())
+    }
+
+    /// Why a message did not verify, in these tests.
+    #[derive(Debug, PartialEq)]
+    enum Failed {
+        Mismatch,
+        Unsigned(VerifyError),
+        Certificate,
+    }
+
+    /// A message checked with `cert` as the scheme checks it.
+    fn verify(message: &Value, cert: &[u8]) -> Result<(), Failed> {
+        use base64::Engine as _;
+        let (signed, algorithm) = signed(message).map_err(Failed::Unsigned)?;
+        let signature = super::super::BASE64
+            .decode(message["Signature"].as_str().unwrap())
+            .unwrap();
+        let der = rustls::pki_types::CertificateDer::from(cert);
+        let cert = webpki::EndEntityCert::try_from(&der).map_err(|_| Failed::Certificate)?;
+        cert.verify_signature(algorithm, &signed, &signature)
+            .map_err(|_| Failed::Mismatch)
     }
 
     #[test]
@@ -185,7 +208,7 @@ mod tests {
         ] {
             assert_eq!(
                 verify(&with(plain, key, value), &cert),
-                Err(SnsError::Mismatch),
+                Err(Failed::Mismatch),
                 "{key}"
             );
         }
@@ -195,21 +218,21 @@ mod tests {
         // A version-1 signature claimed as version 2, and versions SNS does not have.
         assert_eq!(
             verify(&with(plain, "SignatureVersion", Value::from("2")), &cert),
-            Err(SnsError::Mismatch)
+            Err(Failed::Mismatch)
         );
         for v in ["3", "0", ""] {
             assert!(matches!(
                 verify(&with(plain, "SignatureVersion", Value::from(v)), &cert),
-                Err(SnsError::UnsupportedVersion(_))
+                Err(Failed::Unsigned(VerifyError::MalformedSignature(why))) if why.contains("SignatureVersion")
             ));
         }
         // A message with a Subject loses it: no longer what was signed.
         let mut dropped = messages[2].clone();
         dropped.as_object_mut().unwrap().remove("Subject");
-        assert_eq!(verify(&dropped, &cert), Err(SnsError::Mismatch));
+        assert_eq!(verify(&dropped, &cert), Err(Failed::Mismatch));
         assert!(matches!(
             verify(plain, b"not a certificate"),
-            Err(SnsError::Certificate(_))
+            Err(Failed::Certificate)
         ));
     }
 

@@ -106,6 +106,7 @@ fn hmac_scheme(
         body_signed: true,
         each_item: None,
         jwt: None,
+        json_allowed: Vec::new(),
         keys: Keys::new(algorithm, &keys).unwrap(),
     }
 }
@@ -572,8 +573,8 @@ fn every_provider_vector_gives_the_expected_verdict() {
     presets.dedup();
     assert_eq!(
         presets.len(),
-        presets::all().len() - 5,
-        "every non-seed preset has vectors"
+        presets::all().len() - 5 - fetched_key_presets(),
+        "every non-seed preset whose key is not fetched has vectors here"
     );
     for case in &cases {
         let (scheme, headers, path_and_query) = provider_setup(case);
@@ -656,7 +657,20 @@ fn signing_round_trips_for_every_preset() {
     }
     // Every non-seed preset, shared secrets and JWTs included, sendgrid and discord with
     // their private keys, and the ones whose signature is in the body.
-    assert_eq!(signed_presets.len(), presets::all().len() - 5);
+    assert_eq!(
+        signed_presets.len(),
+        presets::all().len() - 5 - fetched_key_presets()
+    );
+}
+
+/// The presets whose key is fetched from the sender (AWS SNS, PayPal): the gateway holds no
+/// key to sign or verify with offline. Their real messages and generated ones are verified
+/// through the gateway, against a key host, in `tests/e2e/network_keys.rs`.
+fn fetched_key_presets() -> usize {
+    let fetched = |p: &&presets::Preset| {
+        crate::config::compile::preset_shape(p.name).is_ok_and(|s| s.algorithm.fetches_key())
+    };
+    presets::all().iter().filter(fetched).count()
 }
 
 /// Where a scheme's signature sits in `body` when it is in the body: one JSON pointer, or one

@@ -15,6 +15,7 @@ mod handshakes;
 mod hostile;
 mod https_upstream;
 mod layering;
+mod network_keys;
 mod pg_server;
 mod providers;
 mod proxy_protocol;

@@ -2,11 +2,14 @@
 //! `public_key_file`, `public_keys` is set, each resolved (environment, file, literal),
 //! decoded with `key_encoding` and built into verification keys.
 
+use super::values::parse_header;
 use super::{Ctx, Report};
 use crate::config::defaults;
 use crate::config::file::RawVerify;
 use crate::config::secret::{self, Origin};
+use crate::scheme::fetched::{FetchedKey, KeyFrom};
 use crate::scheme::jwt::Family;
+use crate::scheme::pin::HostPattern;
 use crate::scheme::{Algorithm, KeyEncoding, Keys};
 
 /// Resolves the key strings (secrets or public keys, as the algorithm needs), decodes them
@@ -238,4 +241,114 @@ fn take_key(
         }
         Err(e) => r.error(field, e),
     }
+}
+
+/// `key_url:` of a scheme whose key is fetched: where the request names the URL (one header
+/// or one JSON field), the hosts it may name (at least one; `*` a whole label) and the names
+/// the certificate may be issued to (at least one). A fetched key takes no configured key.
+pub(super) fn compile_key_url(
+    v: &RawVerify,
+    algorithm: Algorithm,
+    loc: &str,
+    r: &mut Report,
+) -> Option<FetchedKey> {
+    let kloc = format!("{loc}.key_url");
+    if v.secret.is_some()
+        || v.secret_file.is_some()
+        || v.secrets.is_some()
+        || v.public_key.is_some()
+        || v.public_key_file.is_some()
+        || v.public_keys.is_some()
+    {
+        r.error(
+            loc,
+            format!(
+                "{}'s key is fetched from `key_url:`; remove the configured key",
+                algorithm.name()
+            ),
+        );
+    }
+    let Some(raw) = &v.key_url else {
+        r.error(
+            &kloc,
+            format!(
+                "missing: {} verifies with a key it fetches; say where the request names its \
+                 URL and which hosts it may name",
+                algorithm.name()
+            ),
+        );
+        return None;
+    };
+    let from = match (&raw.header, &raw.json) {
+        (Some(h), None) => parse_header(h, &format!("{kloc}.header"), r).map(KeyFrom::Header),
+        (None, Some(p)) if !p.is_empty() => Some(KeyFrom::Json(crate::scheme::json::pointer(p))),
+        _ => {
+            r.error(&kloc, "give exactly one of `header` and `json`");
+            None
+        }
+    };
+    let mut hosts = Vec::new();
+    for (i, h) in raw.hosts.iter().enumerate() {
+        match HostPattern::parse(h) {
+            Some(p) => hosts.push(p),
+            None => r.error(
+                format!("{kloc}.hosts[{i}]"),
+                format!(
+                    "`{h}` is not a host pattern: a lower-case DNS name, where `*` stands for \
+                     one whole label and is followed by two fixed labels at least"
+                ),
+            ),
+        }
+    }
+    if raw.hosts.is_empty() {
+        r.error(
+            format!("{kloc}.hosts"),
+            "missing: the hosts a key URL may name",
+        );
+    }
+    if raw.certificate_names.is_empty() || raw.certificate_names.iter().any(|n| n.is_empty()) {
+        r.error(
+            format!("{kloc}.certificate_names"),
+            "missing: the DNS names the sender's signing certificate is issued to",
+        );
+    }
+    Some(FetchedKey {
+        from: from?,
+        hosts,
+        names: raw.certificate_names.clone(),
+    })
+}
+
+/// `json_allowed:`: each JSON pointer with the values it may hold. `aws-sns` requires the
+/// topics: AWS signs the messages of every account's topics alike.
+pub(super) fn compile_json_allowed(
+    v: &RawVerify,
+    algorithm: Algorithm,
+    loc: &str,
+    shape_only: bool,
+    r: &mut Report,
+) -> Vec<(String, Vec<String>)> {
+    let aloc = format!("{loc}.json_allowed");
+    let mut allowed = Vec::new();
+    for (field, values) in v.json_allowed.iter().flatten() {
+        if field.is_empty() || values.is_empty() {
+            r.error(
+                format!("{aloc}.{field}"),
+                "give a field and the values it may hold",
+            );
+            continue;
+        }
+        allowed.push((crate::scheme::json::pointer(field), values.clone()));
+    }
+    let topics = allowed.iter().any(|(p, _)| p == "/TopicArn");
+    // A preset's shape (`hookgate presets`) has no route to name its topics.
+    if algorithm == Algorithm::AwsSns && !topics && !shape_only {
+        r.error(
+            aloc,
+            "missing `/TopicArn`: list the topics this route takes (`json_allowed: { \
+             /TopicArn: [arn:aws:sns:REGION:ACCOUNT:TOPIC] }`); AWS signs every account's \
+             messages alike, so the signature alone does not say they are yours",
+        );
+    }
+    allowed
 }

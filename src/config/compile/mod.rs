@@ -19,6 +19,7 @@
 mod delivery;
 mod handshake;
 mod jwt;
+mod key_fetch;
 mod keys;
 mod limits;
 mod listeners;
@@ -37,6 +38,7 @@ use ipnet::IpNet;
 
 use super::file::RawConfig;
 use super::{ConfigError, ConfigErrors, Loaded};
+use crate::model::key_fetch::KeyFetch;
 use crate::model::{
     AdminToken, Gateway, Limits, Listener, LogSettings, QueueStoreConfig, ReplayStoreConfig,
     RouteTable, RuntimeModel,
@@ -95,6 +97,7 @@ struct Stores {
 }
 
 /// What compiling a `verify:` block needs from its surroundings (`verify.rs`, `keys.rs`).
+#[derive(Clone, Copy)]
 struct Ctx<'a> {
     /// Relative `secret_file`/`public_key_file` paths are resolved against this.
     base: &'a Path,
@@ -103,6 +106,8 @@ struct Ctx<'a> {
     public_url: Option<&'a str>,
     /// Compile the scheme's shape only, without keys (for `hookgate presets`).
     shape_only: bool,
+    /// The route's `verify.key_id`, for `key_id` message parts (set by `compile_verify`).
+    key_id: Option<&'a str>,
 }
 
 /// Compiles configuration text. `base` resolves relative paths; `env` looks up `${VARS}`.
@@ -143,6 +148,7 @@ pub fn compile(
             queue_store: top.queue_store,
             admin_token: top.admin_token,
             log: top.log,
+            key_fetch: top.key_fetch,
         },
         warnings: r.warnings,
         files: r.files,
@@ -186,6 +192,7 @@ struct TopLevel {
     queue_store: Option<QueueStoreConfig>,
     admin_token: Option<AdminToken>,
     log: LogSettings,
+    key_fetch: KeyFetch,
 }
 
 fn compile_top_level(
@@ -214,6 +221,7 @@ fn compile_top_level(
     let admin_token = compile_admin_token(raw.admin.as_ref(), admin, &listeners, base, r);
     check_certificates(&listeners, std::time::SystemTime::now(), r);
     let log = compile_log(raw.log.as_ref(), r);
+    let key_fetch = key_fetch::compile_key_fetch(raw.key_fetch.as_ref(), base, r);
     TopLevel {
         workers,
         runtime,
@@ -225,6 +233,7 @@ fn compile_top_level(
         queue_store,
         admin_token,
         log,
+        key_fetch,
     }
 }
 

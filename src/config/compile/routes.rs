@@ -170,6 +170,7 @@ fn compile_route(
         env,
         public_url: public_url.as_deref(),
         shape_only: false,
+        key_id: None,
     };
     let preset = raw.verify.as_ref().and_then(|v| v.preset.clone());
     let (scheme, replay) = compile_checks(

@@ -60,6 +60,7 @@ pub fn sender_secrets(
         env,
         public_url: None,
         shape_only: false,
+        key_id: None,
     };
     let secrets = SenderSecrets {
         keys: route_keys(&route, &label, &ctx, &mut r),
@@ -83,6 +84,17 @@ fn route_keys(route: &RawRoute, label: &str, ctx: &Ctx<'_>, r: &mut Report) -> V
         r.error(format!("{loc}.algorithm"), "unknown algorithm");
         return Vec::new();
     };
+    if algorithm.fetches_key() {
+        r.error(
+            loc,
+            format!(
+                "{} signs with the sender's own private key, whose certificate the gateway \
+                 fetches: `hookgate sign` cannot play this sender",
+                algorithm.name()
+            ),
+        );
+        return Vec::new();
+    }
     let encoding = key_encoding(&v, algorithm, &loc, r);
     let sources = resolve_key_sources(&v, &loc, ctx, r);
     match encoding {

@@ -6,7 +6,7 @@ use std::path::Path;
 use http::HeaderName;
 
 use super::jwt::compile_jwt;
-use super::keys::{compile_keys, resolve_key_sources};
+use super::keys::{compile_json_allowed, compile_key_url, compile_keys, resolve_key_sources};
 use super::values::{parse_duration, parse_header};
 use super::{Ctx, Report};
 use crate::config::file::{OneOrMany, RawPart, RawSignature, RawTimestamp, RawVerify};
@@ -52,6 +52,7 @@ pub fn compile_scheme(
         env,
         public_url,
         shape_only: false,
+        key_id: None,
     };
     match compile_verify(v, loc, &ctx, &mut r) {
         Some(s) if r.errors.is_empty() => Ok(s),
@@ -67,6 +68,7 @@ pub fn preset_shape(name: &str) -> Result<Scheme, Vec<ConfigError>> {
         env: &|_| None,
         public_url: Some("https://hooks.example.com"),
         shape_only: true,
+        key_id: None,
     };
     let v = RawVerify {
         preset: Some(name.to_owned()),
@@ -97,6 +99,10 @@ pub(super) fn compile_verify(
         }
         return None;
     }
+    let ctx = &Ctx {
+        key_id: v.key_id.as_deref(),
+        ..*ctx
+    };
     let algorithm = compile_algorithm(&v, loc, r);
     let signature = match &v.signature {
         None => {
@@ -122,7 +128,9 @@ pub(super) fn compile_verify(
         .as_ref()
         .and_then(|t| compile_timestamp(t, &format!("{loc}.timestamp"), has_entries, r));
     let family = jwt.as_ref().map(super::jwt::family);
+    let json_allowed = algorithm.map(|a| compile_json_allowed(&v, a, loc, ctx.shape_only, r));
     let keys = match algorithm {
+        Some(alg) if alg.fetches_key() => compile_key_url(&v, alg, loc, r).map(Keys::Fetched),
         Some(alg) if ctx.shape_only => Some(Keys::new(alg, &[]).expect("no keys to reject")),
         Some(alg) => compile_keys(&v, alg, family, loc, ctx, r),
         None => {
@@ -143,6 +151,7 @@ pub(super) fn compile_verify(
         body_signed: v.body_signed != Some(false),
         each_item: compile_each(&v, loc, r),
         jwt,
+        json_allowed: json_allowed?,
         keys: keys?,
     };
     // A route overriding a preset's timestamp can leave a signed header unpinned next to the
@@ -437,6 +446,17 @@ fn signed_message(
     has_entries: bool,
     r: &mut Report,
 ) -> Vec<Part> {
+    if algorithm == Some(Algorithm::AwsSns) {
+        // SNS signs fields of its message, by its own list per message type (`sns.rs`).
+        if v.message.is_some() {
+            r.error(
+                format!("{loc}.message"),
+                "aws-sns signs its own list of the message's fields; remove `message:`",
+            );
+        }
+        check_body_covered(v, algorithm, &[], loc, r);
+        return Vec::new();
+    }
     if algorithm != Some(Algorithm::Jwt) {
         let message = compile_message(v.message.as_deref(), loc, ctx, has_entries, r);
         check_body_covered(v, algorithm, &message, loc, r);
@@ -479,6 +499,22 @@ fn compile_message(
         .collect()
 }
 
+/// The `key_id` part: the route's `key_id`, signed as the sender signs it (PayPal's webhook
+/// id).
+fn key_id_part(ctx: &Ctx<'_>, ploc: &str, r: &mut Report) -> Option<Part> {
+    match ctx.key_id {
+        Some(id) if !id.is_empty() => Some(Part::Literal(id.as_bytes().to_vec())),
+        _ => {
+            r.error(
+                ploc,
+                "the message signs the route's `key_id` (the id the sender gave this \
+                 endpoint); set `key_id:`",
+            );
+            None
+        }
+    }
+}
+
 /// One message part; `ploc` is its location.
 fn compile_part(
     p: &RawPart,
@@ -514,6 +550,9 @@ fn compile_part(
         RawPart::BodySha256Hex => Some(Part::BodyDigest(BodyDigest::Sha256Hex)),
         RawPart::BodyCrc32 => Some(Part::BodyDigest(BodyDigest::Crc32Decimal)),
         RawPart::Literal(s) => Some(Part::Literal(s.as_bytes().to_vec())),
+        // The id the sender knows this endpoint by, as the sender signs it (PayPal's webhook
+        // id).
+        RawPart::KeyId => key_id_part(ctx, ploc, r),
         RawPart::Header(h) => parse_header(h, &format!("{ploc}.header"), r).map(Part::Header),
         RawPart::SignatureEntry(e) => {
             if !has_entries {
