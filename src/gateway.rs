@@ -294,18 +294,27 @@ async fn fetch_key(
     let Some(url) = scheme.key_url(request).map_err(Refusal::Verify)? else {
         return Ok(None);
     };
-    let readable = |doc: &Bytes| KeyDoc::parse(key, doc).is_ok();
+    // A JWT names its key (`kid`): a set without it is fetched again, at most once per
+    // interval, in case the issuer has just added it.
+    let kid = scheme.kid_wanted(request);
+    let has = |doc: &KeyDoc| kid.as_deref().is_none_or(|k| doc.has(k));
+    let wanted = |doc: &Bytes| KeyDoc::parse(key, doc).is_ok_and(|d| has(&d));
     let unavailable = |why: &str, retry_after: std::time::Duration| {
         tracing::warn!(route = route.name.as_str(), url = %url, why, "no key for the request");
         Refusal::KeyUnavailable {
             retry_after: retry_after.as_secs().max(1),
         }
     };
-    let doc = shared
-        .keys
-        .get(&url, &readable)
-        .await
-        .map_err(|e| unavailable(&e.why, e.retry_after))?;
+    let doc = shared.keys.get(&url, &wanted).await.map_err(|e| {
+        // The issuer's keys are in hand and none is the one the token names: a forged or
+        // foreign `kid`, refused as such, not an outage.
+        match e.lacking.as_deref().map(|d| KeyDoc::parse(key, d)) {
+            Some(Ok(_)) => Refusal::Verify(VerifyError::KeyRefused(
+                "no key with the token's kid in the issuer's key set".into(),
+            )),
+            _ => unavailable(&e.why, e.retry_after),
+        }
+    })?;
     KeyDoc::parse(key, &doc)
         .map(Some)
         .map_err(|e| unavailable(&e, std::time::Duration::from_secs(10)))

@@ -380,7 +380,7 @@ fn open_key_cache(
         .routes
         .routes()
         .iter()
-        .any(|r| r.scheme.as_ref().is_some_and(|s| s.algorithm.fetches_key()));
+        .any(|r| r.scheme.as_ref().is_some_and(|s| s.fetches_key()));
     let tls = match crate::tls::upstream_config("keys", None, config.ca_file.as_deref(), None, None)
     {
         Ok(tls) => tls.config,

@@ -418,7 +418,7 @@ pub struct RawVerify {
 }
 
 impl RawVerify {
-    fn has_key_source(&self) -> bool {
+    pub fn has_key_source(&self) -> bool {
         self.secret.is_some()
             || self.secret_file.is_some()
             || self.secrets.is_some()
@@ -434,8 +434,10 @@ impl RawVerify {
 pub struct RawKeyUrl {
     /// The header holding the URL (PayPal's `paypal-cert-url`) ...
     pub header: Option<String>,
-    /// ... or a JSON pointer into the body (SNS's `/SigningCertURL`).
+    /// ... or a JSON pointer into the body (SNS's `/SigningCertURL`) ...
     pub json: Option<String>,
+    /// ... or, for a JWT, the issuer's JWKS at a fixed URL (Google's).
+    pub url: Option<String>,
     /// Host patterns the URL may name; a `*` is one whole label.
     #[serde(default)]
     pub hosts: Vec<String>,
@@ -449,10 +451,18 @@ impl RawKeyUrl {
         yaml_map([
             ("header", self.header.as_deref().map(yaml_str)),
             ("json", self.json.as_deref().map(yaml_str)),
-            ("hosts", Some(yaml_list(&self.hosts))),
+            ("url", self.url.as_deref().map(yaml_str)),
+            (
+                "hosts",
+                Some(&self.hosts)
+                    .filter(|h| !h.is_empty())
+                    .map(|h| yaml_list(h)),
+            ),
             (
                 "certificate_names",
-                Some(yaml_list(&self.certificate_names)),
+                Some(&self.certificate_names)
+                    .filter(|n| !n.is_empty())
+                    .map(|n| yaml_list(n)),
             ),
         ])
     }
@@ -543,6 +553,8 @@ pub struct RawJwt {
     pub max_age: Option<RawDuration>,
     pub require: Option<Vec<String>>,
     pub body_sha256: Option<RawBodyClaim>,
+    /// Claims that must equal these values (a preset's `"{route}"` is one the route gives).
+    pub claims: Option<std::collections::BTreeMap<String, serde_yaml::Value>>,
 }
 
 /// `body_sha256: { claim: sha256, encoding: hex }`.
@@ -554,6 +566,26 @@ pub struct RawBodyClaim {
 }
 
 impl RawJwt {
+    /// Lays a route's `jwt:` over its preset's, field by field, and its claims claim by
+    /// claim.
+    fn overlay(self, b: RawJwt) -> RawJwt {
+        RawJwt {
+            algorithms: self.algorithms.or(b.algorithms),
+            issuer: self.issuer.or(b.issuer),
+            audience: self.audience.or(b.audience),
+            leeway: self.leeway.or(b.leeway),
+            max_age: self.max_age.or(b.max_age),
+            require: self.require.or(b.require),
+            body_sha256: self.body_sha256.or(b.body_sha256),
+            claims: merge(self.claims, b.claims, |mut o, b| {
+                for (k, v) in b {
+                    o.entry(k).or_insert(v);
+                }
+                o
+            }),
+        }
+    }
+
     /// The block as the file writes it (`check --expand`).
     pub fn to_yaml(&self) -> serde_yaml::Value {
         yaml_map([
@@ -563,6 +595,16 @@ impl RawJwt {
             ("leeway", self.leeway.as_deref().map(yaml_str)),
             ("max_age", self.max_age.as_deref().map(yaml_str)),
             ("require", self.require.as_deref().map(yaml_list)),
+            (
+                "claims",
+                self.claims.as_ref().map(|m| {
+                    let mut out = serde_yaml::Mapping::new();
+                    for (k, v) in m {
+                        out.insert(yaml_str(k), v.clone());
+                    }
+                    serde_yaml::Value::Mapping(out)
+                }),
+            ),
             (
                 "body_sha256",
                 self.body_sha256.as_ref().map(|b| {
@@ -792,7 +834,7 @@ impl RawVerify {
             body_signed: self.body_signed.or(base.body_signed),
             each: self.each.or(base.each),
             key_id: self.key_id.or(base.key_id),
-            jwt: self.jwt.or(base.jwt),
+            jwt: merge(self.jwt, base.jwt, RawJwt::overlay),
             key_url: self.key_url.or(base.key_url),
             json_allowed: self.json_allowed.or(base.json_allowed),
             key_encoding: self.key_encoding.or(base.key_encoding),
@@ -932,6 +974,7 @@ impl RawVerify {
             ("body_signed", self.body_signed.map(serde_yaml::Value::Bool)),
             ("each", self.each.as_deref().map(yaml_str)),
             ("key_id", self.key_id.as_deref().map(yaml_str)),
+            ("jwt", self.jwt.as_ref().map(RawJwt::to_yaml)),
             ("key_url", self.key_url.as_ref().map(RawKeyUrl::to_yaml)),
             (
                 "json_allowed",

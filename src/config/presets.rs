@@ -17,6 +17,10 @@ use crate::config::file::{
 use crate::model::handshake::HandshakeKind;
 use RawPart::{Body, FormParamsSorted, Url};
 
+/// The value a preset gives a claim (or field) that each route must name itself (Google's
+/// push service account, `email`): the compiler refuses a route that leaves it so.
+pub const ROUTE_GIVES: &str = "{route}";
+
 /// One built-in sender.
 #[derive(Clone, Copy, Debug)]
 pub struct Preset {
@@ -137,6 +141,7 @@ const HANDSHAKE_TESTS: &str = "tests/e2e/handshakes.rs";
 const HANDSHAKE_TESTS_UNIT: &str = "src/handshake.rs";
 const SNS_VECTORS: &str = "tests/vectors/sns.json";
 const PAYPAL_VECTORS: &str = "tests/vectors/paypal.json";
+const PUBSUB_VECTORS: &str = "tests/vectors/pubsub.json";
 const NETWORK_KEY_TESTS: &str = "tests/e2e/network_keys.rs";
 
 /// Computed vectors only.
@@ -2234,6 +2239,51 @@ static PRESETS: &[Preset] = &[
                 published: &["paypal/PayPal-Python-SDK"],
             },
             test(NETWORK_KEY_TESTS, "a_real_paypal_delivery_verifies_through_the_gateway"),
+        ],
+    },
+    Preset {
+        name: "google-pubsub",
+        aliases: &["pubsub", "gcp-pubsub"],
+        // Google Cloud Pub/Sub push with authentication: an OIDC token (RS256) in `Authorization: Bearer`, signed with Google's keys (the JWKS at www.googleapis.com/oauth2/v3/certs, its `kid` picking the key), iss https://accounts.google.com. The route names its audience (the push subscription's) and the push service account (`email`, verified). The token does not cover the body.
+        scheme: || RawVerify {
+            algorithm: Some("jwt".into()),
+            signature: Some(RawSignature {
+                header: Some(OneOrMany::One("authorization".into())),
+                prefix: Some("Bearer ".into()),
+                ..RawSignature::default()
+            }),
+            jwt: Some(RawJwt {
+                algorithms: Some(vec!["RS256".into()]),
+                issuer: Some("https://accounts.google.com".into()),
+                require: Some(vec!["exp".into(), "iat".into(), "aud".into()]),
+                claims: Some(
+                    [
+                        ("email".to_owned(), serde_yaml::Value::from(ROUTE_GIVES)),
+                        ("email_verified".to_owned(), serde_yaml::Value::Bool(true)),
+                    ]
+                    .into_iter()
+                    .collect(),
+                ),
+                ..RawJwt::default()
+            }),
+            body_signed: Some(false),
+            key_url: Some(RawKeyUrl {
+                url: Some("https://www.googleapis.com/oauth2/v3/certs".into()),
+                ..RawKeyUrl::default()
+            }),
+            ..RawVerify::default()
+        },
+        handshake: None,
+        // The same messageId on every redelivery.
+        replay_key: Some(ReplayKey::Json("/message/messageId")),
+        needs_app_answer: None,
+        acknowledgement: None,
+        evidence: &[
+            Evidence::Vectors {
+                file: PUBSUB_VECTORS,
+                published: &[],
+            },
+            test(NETWORK_KEY_TESTS, "pubsub_tokens_verify_with_the_issuers_jwks"),
         ],
     },
 ];

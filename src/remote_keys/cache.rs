@@ -44,6 +44,10 @@ pub struct Unavailable {
     pub url: String,
     pub why: String,
     pub retry_after: Duration,
+    /// The document in hand, fetched moments ago, when it is only the key asked for that it
+    /// lacks (a `kid` no key of the issuer has): the caller may call that a refusal of the
+    /// request rather than an outage.
+    pub lacking: Option<Bytes>,
 }
 
 /// One URL's document and its fetching.
@@ -241,6 +245,7 @@ impl KeyCache {
                         _ => "the key asked for is not in the document, fetched moments ago".into(),
                     },
                     retry_after: left,
+                    lacking: entry.doc.clone(),
                 }),
             },
         }
@@ -271,8 +276,10 @@ impl KeyCache {
                     if wanted(&f.body) {
                         Ok(f.body)
                     } else {
-                        Err(self
-                            .unavailable(url, "the key asked for is not in the document".into()))
+                        let mut e = self
+                            .unavailable(url, "the key asked for is not in the document".into());
+                        e.lacking = Some(f.body);
+                        Err(e)
                     }
                 }
                 Err(e) => {
@@ -301,6 +308,7 @@ impl KeyCache {
             url: url.to_string(),
             why,
             retry_after: self.policy.failure_backoff,
+            lacking: None,
         }
     }
 }

@@ -1,8 +1,10 @@
-//! Keys a scheme fetches instead of holding (issue 23): the request names the URL of its
-//! signing certificate (AWS SNS's `SigningCertURL` in the body, PayPal's `PAYPAL-CERT-URL`
-//! header), which must be one of the hosts the scheme pins (`pin.rs`); the gateway fetches it
-//! (`remote_keys/`), and the scheme verifies with it once the certificate may sign
-//! (`certificate.rs`: valid now, issued to one of the sender's names).
+//! Keys a scheme fetches instead of holding (issue 23). Either the request names the URL of
+//! its signing certificate (AWS SNS's `SigningCertURL` in the body, PayPal's
+//! `PAYPAL-CERT-URL` header), which must be one of the hosts the scheme pins (`pin.rs`), and
+//! the scheme verifies with it once the certificate may sign (`certificate.rs`: valid now,
+//! issued to one of the sender's names); or the route names an issuer's JWKS (Google's, an
+//! OIDC issuer's) and a JWT's `kid` picks its key. A request never names a JWKS: a token's
+//! `jku` or `x5u` is never read.
 //!
 //! The pure part lives here: where the URL is read, which hosts and certificate names are
 //! accepted, and the fetched document as the scheme reads it ([`KeyDoc`]). Nothing here does
@@ -11,27 +13,45 @@
 use http::HeaderName;
 
 use super::certificate::Certificate;
+use super::jwt::{Family, JwtKey};
 use super::pin::{HostPattern, KeyUrl};
 use super::{RequestView, VerifyError};
 
 /// Where a scheme's key comes from when it is fetched.
 #[derive(Clone, Debug)]
 pub struct FetchedKey {
-    /// Where the request names the key's URL.
+    /// Where the key's URL is.
     pub from: KeyFrom,
     /// The hosts that URL may name (`sns.*.amazonaws.com`, `api.paypal.com`).
     pub hosts: Vec<HostPattern>,
     /// The DNS names the signing certificate must be issued to (one of them).
     pub names: Vec<String>,
+    /// What the document is.
+    pub format: DocFormat,
 }
 
-/// Where the request names its key's URL.
+/// Where a key's URL is: in the request, or the route's own.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeyFrom {
     Header(HeaderName),
     /// A JSON pointer into the body.
     Json(String),
+    /// The route's (a JWKS).
+    Url(KeyUrl),
 }
+
+/// What a fetched document is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DocFormat {
+    /// A PEM signing certificate.
+    Certificate,
+    /// A JSON Web Key Set, of which keys of this family are taken.
+    Jwks(Family),
+}
+
+/// The most keys a JWKS may hold: an issuer publishes a few (the current and the next);
+/// thousands would make every token try thousands.
+pub const MAX_JWKS_KEYS: usize = 100;
 
 impl KeyFrom {
     /// As a refusal says it: `header paypal-cert-url`, `JSON field /SigningCertURL`.
@@ -39,6 +59,7 @@ impl KeyFrom {
         match self {
             KeyFrom::Header(name) => format!("header {name}"),
             KeyFrom::Json(pointer) => format!("JSON field {pointer}"),
+            KeyFrom::Url(url) => format!("url {url}"),
         }
     }
 }
@@ -66,22 +87,42 @@ impl FetchedKey {
                 Some(_) => return Err(refused("not a string".into())),
                 None => return Err(refused("missing".into())),
             },
+            KeyFrom::Url(url) => return Ok(url.clone()),
         };
         KeyUrl::parse(&text, &self.hosts).map_err(|e| refused(e.to_string()))
     }
 }
 
-/// A fetched document as a scheme reads it, parsed once when it is fetched.
-#[derive(Clone, Debug)]
+/// A fetched document as a scheme reads it.
+#[derive(Clone)]
 pub enum KeyDoc {
     /// A PEM signing certificate (its chain, if the document holds one, follows it unread).
     Certificate(Certificate),
+    /// The keys of a JWKS of the route's family, each with its `kid`.
+    Jwks(Vec<(Option<String>, JwtKey)>),
+}
+
+impl std::fmt::Debug for KeyDoc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
 }
 
 impl KeyDoc {
     /// A document of the kind `key` fetches.
-    pub fn parse(_key: &FetchedKey, bytes: &[u8]) -> Result<KeyDoc, String> {
-        Certificate::from_pem(bytes).map(KeyDoc::Certificate)
+    pub fn parse(key: &FetchedKey, bytes: &[u8]) -> Result<KeyDoc, String> {
+        match key.format {
+            DocFormat::Certificate => Certificate::from_pem(bytes).map(KeyDoc::Certificate),
+            DocFormat::Jwks(family) => jwks(bytes, family).map(KeyDoc::Jwks),
+        }
+    }
+
+    /// Whether the document has a key with this `kid` (any key, for a certificate).
+    pub fn has(&self, kid: &str) -> bool {
+        match self {
+            KeyDoc::Certificate(_) => true,
+            KeyDoc::Jwks(keys) => keys.iter().any(|(k, _)| k.as_deref() == Some(kid)),
+        }
     }
 
     /// What an operator is shown of it (the admin listener, `hookgate explain`).
@@ -93,8 +134,42 @@ impl KeyDoc {
                 c.not_after,
                 c.fingerprint_text()
             ),
+            KeyDoc::Jwks(keys) => {
+                let kids: Vec<&str> = keys.iter().filter_map(|(k, _)| k.as_deref()).collect();
+                format!("JWKS with {} keys ({})", keys.len(), kids.join(", "))
+            }
         }
     }
+}
+
+/// The keys of a JWKS that are of `family`, each with its `kid`; a key of another type, or one
+/// that does not parse, is left out. More than [`MAX_JWKS_KEYS`] entries, or none of the
+/// family, is not a key set for this route.
+fn jwks(bytes: &[u8], family: Family) -> Result<Vec<(Option<String>, JwtKey)>, String> {
+    let doc: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("not a JWKS: {e}"))?;
+    let entries = doc
+        .get("keys")
+        .and_then(serde_json::Value::as_array)
+        .ok_or("not a JWKS: no `keys` array")?;
+    if entries.len() > MAX_JWKS_KEYS {
+        return Err(format!(
+            "the JWKS holds {} keys, more than {MAX_JWKS_KEYS}",
+            entries.len()
+        ));
+    }
+    let keys: Vec<(Option<String>, JwtKey)> = entries
+        .iter()
+        .filter_map(|e| {
+            let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(e.clone()).ok()?;
+            let key = JwtKey::from_jwk(family, &jwk)?;
+            Some((jwk.common.key_id.clone(), key))
+        })
+        .collect();
+    if keys.is_empty() {
+        return Err(format!("the JWKS holds no {family:?} key"));
+    }
+    Ok(keys)
 }
 
 #[cfg(test)]
@@ -122,6 +197,7 @@ mod tests {
             from: KeyFrom::Json("/SigningCertURL".into()),
             hosts: vec![HostPattern::parse("sns.*.amazonaws.com").unwrap()],
             names: vec!["sns.amazonaws.com".into()],
+            format: DocFormat::Certificate,
         }
     }
 
@@ -170,6 +246,7 @@ mod tests {
             from: KeyFrom::Header(HeaderName::from_static("paypal-cert-url")),
             hosts: vec![HostPattern::parse("api.paypal.com").unwrap()],
             names: vec![],
+            format: DocFormat::Certificate,
         };
         let body = RawBody::from(Vec::new());
         let json = JsonBody::default();

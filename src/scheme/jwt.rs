@@ -36,6 +36,8 @@ pub struct JwtSpec {
     pub require: Vec<String>,
     /// The claim that holds the body's SHA-256, and how it is written.
     pub body_sha256: Option<BodyClaim>,
+    /// Claims that must equal these values (Google's `email` and `email_verified`).
+    pub claims: Vec<(String, Value)>,
 }
 
 /// A claim bound to the body's SHA-256.
@@ -112,6 +114,29 @@ impl JwtKey {
         .map_err(|e| format!("not a {family:?} public key for JWTs: {e}"))?;
         Ok(JwtKey(key))
     }
+}
+
+impl JwtKey {
+    /// A key of a fetched JWKS, if it is one of `family` (an `oct` key, a shared secret
+    /// published with the public keys, is never taken: anyone could sign with it).
+    pub fn from_jwk(family: Family, jwk: &jsonwebtoken::jwk::Jwk) -> Option<JwtKey> {
+        use jsonwebtoken::jwk::{AlgorithmParameters as P, EllipticCurve as C};
+        let of = match &jwk.algorithm {
+            P::RSA(_) => Family::Rsa,
+            P::EllipticCurve(ec) if matches!(ec.curve, C::P256 | C::P384) => Family::Ec,
+            P::OctetKeyPair(_) => Family::Ed,
+            P::EllipticCurve(_) | P::OctetKey(_) => return None,
+        };
+        if of != family {
+            return None;
+        }
+        DecodingKey::from_jwk(jwk).ok().map(JwtKey)
+    }
+}
+
+/// The `kid` a token's header names, if any (to find its key in a fetched JWKS).
+pub fn kid(token: &str) -> Option<String> {
+    jsonwebtoken::decode_header(token).ok()?.kid
 }
 
 /// Verifies `token` with the first key that takes it, then its claims at `now`. Returns the
@@ -201,6 +226,11 @@ fn check_claims(
         };
         if !ok {
             return Err(VerifyError::ClaimMismatch("aud".into()));
+        }
+    }
+    for (name, value) in &spec.claims {
+        if claims.get(name) != Some(value) {
+            return Err(VerifyError::ClaimMismatch(name.clone()));
         }
     }
     if let Some(bound) = &spec.body_sha256 {
@@ -378,6 +408,9 @@ fn claims(spec: &JwtSpec, body: &[u8], now: SystemTime) -> Result<Value, String>
             }
             None => {}
         }
+    }
+    for (name, value) in &spec.claims {
+        claims.insert(name.clone(), value.clone());
     }
     if let Some(bound) = &spec.body_sha256 {
         let digest = sha2::Sha256::digest(body);

@@ -491,6 +491,11 @@ impl Strength {
 }
 
 impl Scheme {
+    /// Whether this scheme's key is fetched from the network (`fetched.rs`), not held.
+    pub fn fetches_key(&self) -> bool {
+        matches!(self.keys, Keys::Fetched(_))
+    }
+
     /// How strongly this scheme checks its sender.
     pub fn strength(&self) -> Strength {
         match (self.algorithm, self.body_signed) {
@@ -599,6 +604,56 @@ impl Scheme {
         key.url(req).map(Some)
     }
 
+    /// A JWT scheme: the token checked with the route's keys, or a fetched JWKS's.
+    fn verify_token(
+        &self,
+        header: &Found<'_>,
+        spec: &jwt::JwtSpec,
+        req: &RequestView<'_>,
+        now: SystemTime,
+        doc: Option<&fetched::KeyDoc>,
+    ) -> Result<Verified, VerifyError> {
+        let fetched;
+        let keys: &[jwt::JwtKey] = match &self.keys {
+            Keys::Jwt(keys) => keys,
+            _ => {
+                fetched = self.jwks_keys(req, doc)?;
+                &fetched
+            }
+        };
+        self.verify_jwt(header, keys, spec, req, now)
+    }
+
+    /// The keys of a fetched JWKS a token may be tried with: the one its `kid` names, or
+    /// every key of the set for a token that names none.
+    fn jwks_keys(
+        &self,
+        req: &RequestView<'_>,
+        doc: Option<&fetched::KeyDoc>,
+    ) -> Result<Vec<jwt::JwtKey>, VerifyError> {
+        let Some(fetched::KeyDoc::Jwks(set)) = doc else {
+            return Err(VerifyError::KeyRefused(
+                "no key was fetched for this request".into(),
+            ));
+        };
+        let kid = self.kid_wanted(req);
+        Ok(set
+            .iter()
+            .filter(|(k, _)| kid.is_none() || *k == kid)
+            .map(|(_, key)| key.clone())
+            .collect())
+    }
+
+    /// The `kid` a JWT scheme's token names, for finding its key in a fetched JWKS.
+    pub fn kid_wanted(&self, req: &RequestView<'_>) -> Option<String> {
+        self.jwt.as_ref()?;
+        let found = self.signature.read(req, &|k| self.reads_entry(k)).ok()?;
+        match found.candidates.as_slice() {
+            [token] => jwt::kid(token),
+            _ => None,
+        }
+    }
+
     /// [`Scheme::verify`] with the document fetched for a scheme whose key is fetched
     /// (`doc`, from the URL [`Scheme::key_url`] gave).
     pub fn verify_with(
@@ -689,8 +744,8 @@ impl Scheme {
         doc: Option<&fetched::KeyDoc>,
     ) -> Result<Verified, VerifyError> {
         let header = self.signature.read(req, &|k| self.reads_entry(k))?;
-        if let (Keys::Jwt(keys), Some(spec)) = (&self.keys, &self.jwt) {
-            return self.verify_jwt(&header, keys, spec, req, now);
+        if let Some(spec) = &self.jwt {
+            return self.verify_token(&header, spec, req, now, doc);
         }
         self.check_read_once(req)?;
         let candidates = self.decode_candidates(&header)?;

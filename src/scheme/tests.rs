@@ -668,7 +668,7 @@ fn signing_round_trips_for_every_preset() {
 /// through the gateway, against a key host, in `tests/e2e/network_keys.rs`.
 fn fetched_key_presets() -> usize {
     let fetched = |p: &&presets::Preset| {
-        crate::config::compile::preset_shape(p.name).is_ok_and(|s| s.algorithm.fetches_key())
+        crate::config::compile::preset_shape(p.name).is_ok_and(|s| s.fetches_key())
     };
     presets::all().iter().filter(fetched).count()
 }

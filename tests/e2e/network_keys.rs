@@ -167,6 +167,7 @@ const HOSTS: &[&str] = &[
     "sns.us-east-2.amazonaws.com",
     PAYPAL_HOST,
     "api.paypal.com",
+    "www.googleapis.com",
     "keys.internal.example",
 ];
 
@@ -780,4 +781,130 @@ async fn a_real_paypal_delivery_verifies_through_the_gateway() {
     .await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
     assert_eq!(up.count(), 1);
+}
+
+// Google Pub/Sub push: an OIDC token checked against the issuer's JWKS, fetched from the
+// route's own URL.
+
+static PUBSUB_NOW: AtomicU64 = AtomicU64::new(0);
+
+fn pubsub_clock() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(PUBSUB_NOW.load(Ordering::SeqCst))
+}
+
+/// A gateway with a `google-pubsub` route for `tests/vectors/pubsub.json`'s audience and
+/// service account, its clock at the vectors' time, and the key host serving `jwks`.
+async fn pubsub_setup(tag: &str, jwks: Vec<u8>) -> (Value, Setup) {
+    let v: Value = serde_json::from_str(include_str!("../vectors/pubsub.json")).unwrap();
+    let pki = pki(tag);
+    let host = KeyHost::start(&pki).await;
+    host.serve("/oauth2/v3/certs", Doc::Ok(jwks, "public, max-age=3600"));
+    let up = Upstream::start().await;
+    let yaml = config(&pki, &host, &up.url(), "").replace(
+        "  - name: sns\n",
+        &format!(
+            "  - name: pubsub\n    path: /pubsub\n    upstream: {}\n    verify:\n      preset: google-pubsub\n      jwt:\n        audience: {}\n        claims: {{ email: {} }}\n  - name: sns\n",
+            up.url(),
+            v["audience"].as_str().unwrap(),
+            v["email"].as_str().unwrap()
+        ),
+    );
+    PUBSUB_NOW.store(
+        v["cases"][0]["now_unix"].as_u64().unwrap(),
+        Ordering::SeqCst,
+    );
+    let gw = Hookgate::start_with_clock(&yaml, &[], pubsub_clock).await;
+    (v, Setup { pki, host, up, gw })
+}
+
+async fn post_case(gw: &Hookgate, case: &Value) -> Answer {
+    let headers: Vec<(String, String)> = case["headers"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+        .collect();
+    post(
+        &gw.url("/pubsub"),
+        &as_refs(&headers),
+        case["body"].as_str().unwrap().as_bytes(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn pubsub_tokens_verify_with_the_issuers_jwks() {
+    let v: Value = serde_json::from_str(include_str!("../vectors/pubsub.json")).unwrap();
+    let jwks = serde_json::to_vec(&v["jwks"]).unwrap();
+    let (v, s) = pubsub_setup("pubsub", jwks).await;
+    let mut accepted = 0;
+    for case in v["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let a = post_case(&s.gw, case).await;
+        if case["expect"] == "accept" {
+            accepted += 1;
+            assert_eq!(a.status, StatusCode::OK, "{name}: {}", a.body);
+            assert_eq!(
+                s.up.received().last().unwrap().body,
+                case["body"].as_str().unwrap().as_bytes(),
+                "{name}"
+            );
+        } else {
+            assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{name}: {}", a.body);
+        }
+    }
+    assert_eq!(s.up.count(), accepted);
+    // One fetch for all: jku and x5u were not followed, and the forged kid found the set
+    // fetched moments ago.
+    assert_eq!(s.host.requests(), 1);
+}
+
+#[tokio::test]
+async fn forged_kids_cause_at_most_one_fetch_per_interval() {
+    let v: Value = serde_json::from_str(include_str!("../vectors/pubsub.json")).unwrap();
+    let jwks = serde_json::to_vec(&v["jwks"]).unwrap();
+    let (v, s) = pubsub_setup("pubsub-kid", jwks).await;
+    let cases = v["cases"].as_array().unwrap();
+    let forged = cases
+        .iter()
+        .find(|c| c["name"] == "a_kid_the_issuer_does_not_have")
+        .unwrap();
+    let genuine = &cases[0];
+    assert_eq!(post_case(&s.gw, genuine).await.status, StatusCode::OK);
+    for _ in 0..50 {
+        let a = post_case(&s.gw, forged).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+        assert!(a.body.contains("kid"), "{}", a.body);
+    }
+    assert_eq!(s.host.requests(), 1, "no fetch within the interval");
+    // Past the interval (30 s), a forged kid may fetch once more, in case the issuer has
+    // just added a key; a storm of them, still once.
+    PUBSUB_NOW.fetch_add(31, Ordering::SeqCst);
+    for _ in 0..50 {
+        assert_eq!(
+            post_case(&s.gw, forged).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(s.host.requests(), 2);
+    assert_eq!(s.up.count(), 1);
+}
+
+#[tokio::test]
+async fn a_jwks_with_thousands_of_keys_is_refused_whole() {
+    // Small entries, so that the document is within max_document_bytes and it is the count
+    // that refuses it.
+    let keys: Vec<Value> = (0..1000)
+        .map(|i| json!({ "kty": "oct", "kid": format!("k{i}"), "k": "AA" }))
+        .collect();
+    let jwks = serde_json::to_vec(&json!({ "keys": keys })).unwrap();
+    let (v, s) = pubsub_setup("pubsub-huge", jwks).await;
+    let a = post_case(&s.gw, &v["cases"][0]).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{}", a.body);
+    assert_eq!(s.gw.outcome("pubsub", "key_unavailable"), 1.0);
+    assert_eq!(
+        s.gw.counter("hookgate_key_fetches_total", &[("result", "ok")]),
+        1.0
+    );
+    assert_eq!(s.up.count(), 0);
 }

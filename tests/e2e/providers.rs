@@ -92,8 +92,7 @@ async fn every_preset_vector_through_the_gateway() {
     // The seed senders have their own vectors (seed-senders.json), the senders whose key is
     // fetched theirs (network_keys.rs); every other preset here.
     for name in &hookgate::config::presets::names()[5..] {
-        let fetched =
-            hookgate::config::compile::preset_shape(name).is_ok_and(|s| s.algorithm.fetches_key());
+        let fetched = hookgate::config::compile::preset_shape(name).is_ok_and(|s| s.fetches_key());
         assert!(
             fetched || presets.contains(name),
             "no vectors for preset {name}"

@@ -3,7 +3,8 @@
 
 use super::values::{parse_duration, parse_duration_or_zero};
 use super::Report;
-use crate::config::file::RawVerify;
+use crate::config::file::{RawJwt, RawVerify};
+use crate::config::presets::ROUTE_GIVES;
 use crate::scheme::jwt::{BodyClaim, Family, JwtSpec, ALGORITHMS};
 use crate::scheme::{Algorithm, Encoding};
 
@@ -18,6 +19,7 @@ pub(super) fn compile_jwt(
     v: &RawVerify,
     algorithm: Option<Algorithm>,
     loc: &str,
+    shape_only: bool,
     r: &mut Report,
 ) -> Option<JwtSpec> {
     let jloc = format!("{loc}.jwt");
@@ -57,29 +59,18 @@ pub(super) fn compile_jwt(
             );
         }
     }
-    let body_sha256 = raw.body_sha256.as_ref().and_then(|b| {
-        let bloc = format!("{jloc}.body_sha256");
-        let encoding = match b.encoding.as_deref().unwrap_or("hex") {
-            "hex" => Encoding::Hex,
-            "base64" => Encoding::Base64,
-            "base64url" => Encoding::Base64Url,
-            other => {
-                r.error(
-                    &bloc,
-                    format!("unknown encoding `{other}`; use hex, base64 or base64url"),
-                );
-                return None;
-            }
-        };
-        if b.claim.is_empty() {
-            r.error(&bloc, "empty claim name");
-            return None;
-        }
-        Some(BodyClaim {
-            claim: b.claim.clone(),
-            encoding,
-        })
-    });
+    let body_sha256 = raw
+        .body_sha256
+        .as_ref()
+        .and_then(|b| body_claim(b, &jloc, r));
+    // A preset's shape (`hookgate presets`) has no route to name its audience and claims.
+    if v.key_url.is_some() && raw.audience.is_none() && !shape_only {
+        r.error(
+            format!("{jloc}.audience"),
+            "missing: an issuer whose keys are fetched signs tokens for every one of its \
+             clients; name the audience this route's tokens are for",
+        );
+    }
     Some(JwtSpec {
         algorithms,
         issuer: raw.issuer.clone(),
@@ -88,7 +79,63 @@ pub(super) fn compile_jwt(
         max_age: max_age?,
         require,
         body_sha256,
+        claims: jwt_claims(raw, &jloc, shape_only, r),
     })
+}
+
+/// `jwt.body_sha256`: the claim bound to the body's SHA-256, and how it is written.
+fn body_claim(
+    b: &crate::config::file::RawBodyClaim,
+    jloc: &str,
+    r: &mut Report,
+) -> Option<BodyClaim> {
+    let bloc = format!("{jloc}.body_sha256");
+    let encoding = match b.encoding.as_deref().unwrap_or("hex") {
+        "hex" => Encoding::Hex,
+        "base64" => Encoding::Base64,
+        "base64url" => Encoding::Base64Url,
+        other => {
+            r.error(
+                &bloc,
+                format!("unknown encoding `{other}`; use hex, base64 or base64url"),
+            );
+            return None;
+        }
+    };
+    if b.claim.is_empty() {
+        r.error(&bloc, "empty claim name");
+        return None;
+    }
+    Some(BodyClaim {
+        claim: b.claim.clone(),
+        encoding,
+    })
+}
+
+/// `jwt.claims`: each claim and the JSON value it must equal (a string, number or boolean).
+fn jwt_claims(
+    raw: &RawJwt,
+    jloc: &str,
+    shape_only: bool,
+    r: &mut Report,
+) -> Vec<(String, serde_json::Value)> {
+    let mut claims = Vec::new();
+    for (name, value) in raw.claims.iter().flatten() {
+        let cloc = format!("{jloc}.claims.{name}");
+        if value.as_str() == Some(ROUTE_GIVES) && !shape_only {
+            r.error(cloc, "set it: the value this route's tokens carry");
+            continue;
+        }
+        match serde_json::to_value(value) {
+            Ok(
+                v @ (serde_json::Value::String(_)
+                | serde_json::Value::Bool(_)
+                | serde_json::Value::Number(_)),
+            ) => claims.push((name.clone(), v)),
+            _ => r.error(cloc, "a claim must equal a string, a number or a boolean"),
+        }
+    }
+    claims
 }
 
 /// `jwt.algorithms`: known names (never `none`), all of one key family, so that no key can

@@ -1,15 +1,16 @@
 //! A scheme's keys: which of `secret`, `secret_file`, `secrets`, `public_key`,
 //! `public_key_file`, `public_keys` is set, each resolved (environment, file, literal),
-//! decoded with `key_encoding` and built into verification keys.
+//! decoded with `key_encoding` and built into verification keys; or, for a key that is
+//! fetched, where its URL is (`key_url:`).
 
 use super::values::parse_header;
 use super::{Ctx, Report};
 use crate::config::defaults;
-use crate::config::file::RawVerify;
+use crate::config::file::{RawKeyUrl, RawVerify};
 use crate::config::secret::{self, Origin};
-use crate::scheme::fetched::{FetchedKey, KeyFrom};
+use crate::scheme::fetched::{DocFormat, FetchedKey, KeyFrom};
 use crate::scheme::jwt::Family;
-use crate::scheme::pin::HostPattern;
+use crate::scheme::pin::{HostPattern, KeyUrl};
 use crate::scheme::{Algorithm, KeyEncoding, Keys};
 
 /// Resolves the key strings (secrets or public keys, as the algorithm needs), decodes them
@@ -243,23 +244,20 @@ fn take_key(
     }
 }
 
-/// `key_url:` of a scheme whose key is fetched: where the request names the URL (one header
-/// or one JSON field), the hosts it may name (at least one; `*` a whole label) and the names
-/// the certificate may be issued to (at least one). A fetched key takes no configured key.
+/// `key_url:` of a scheme whose key is fetched: where its URL is (one header or one JSON
+/// field of the request for a certificate; the route's own `url` for a JWT's JWKS, which a
+/// request never names), the hosts it may name (at least one; `*` a whole label; a JWKS
+/// URL's own host by default) and, for a certificate, the names it may be issued to. A
+/// fetched key takes no configured key.
 pub(super) fn compile_key_url(
     v: &RawVerify,
     algorithm: Algorithm,
+    jwt_family: Option<Family>,
     loc: &str,
     r: &mut Report,
 ) -> Option<FetchedKey> {
     let kloc = format!("{loc}.key_url");
-    if v.secret.is_some()
-        || v.secret_file.is_some()
-        || v.secrets.is_some()
-        || v.public_key.is_some()
-        || v.public_key_file.is_some()
-        || v.public_keys.is_some()
-    {
+    if v.has_key_source() {
         r.error(
             loc,
             format!(
@@ -272,21 +270,42 @@ pub(super) fn compile_key_url(
         r.error(
             &kloc,
             format!(
-                "missing: {} verifies with a key it fetches; say where the request names its \
-                 URL and which hosts it may name",
+                "missing: {} verifies with a key it fetches; say where its URL is and which \
+                 hosts it may name",
                 algorithm.name()
             ),
         );
         return None;
     };
-    let from = match (&raw.header, &raw.json) {
-        (Some(h), None) => parse_header(h, &format!("{kloc}.header"), r).map(KeyFrom::Header),
-        (None, Some(p)) if !p.is_empty() => Some(KeyFrom::Json(crate::scheme::json::pointer(p))),
-        _ => {
-            r.error(&kloc, "give exactly one of `header` and `json`");
-            None
-        }
+    let format = match jwt_family {
+        Some(family) => DocFormat::Jwks(family),
+        None => DocFormat::Certificate,
     };
+    let hosts = key_hosts(raw, &kloc, r);
+    let from = key_from(raw, format, &hosts, &kloc, r);
+    let names_missing =
+        raw.certificate_names.is_empty() || raw.certificate_names.iter().any(|n| n.is_empty());
+    match format {
+        DocFormat::Certificate if names_missing => r.error(
+            format!("{kloc}.certificate_names"),
+            "missing: the DNS names the sender's signing certificate is issued to",
+        ),
+        DocFormat::Jwks(_) if !raw.certificate_names.is_empty() => r.error(
+            format!("{kloc}.certificate_names"),
+            "only for certificates; a JWKS holds keys, not certificates",
+        ),
+        _ => {}
+    }
+    Some(FetchedKey {
+        from: from?,
+        hosts,
+        names: raw.certificate_names.clone(),
+        format,
+    })
+}
+
+/// `key_url.hosts`: the host patterns a key URL may name.
+fn key_hosts(raw: &RawKeyUrl, kloc: &str, r: &mut Report) -> Vec<HostPattern> {
     let mut hosts = Vec::new();
     for (i, h) in raw.hosts.iter().enumerate() {
         match HostPattern::parse(h) {
@@ -300,23 +319,59 @@ pub(super) fn compile_key_url(
             ),
         }
     }
-    if raw.hosts.is_empty() {
+    if raw.hosts.is_empty() && raw.url.is_none() {
         r.error(
             format!("{kloc}.hosts"),
             "missing: the hosts a key URL may name",
         );
     }
-    if raw.certificate_names.is_empty() || raw.certificate_names.iter().any(|n| n.is_empty()) {
-        r.error(
-            format!("{kloc}.certificate_names"),
-            "missing: the DNS names the sender's signing certificate is issued to",
-        );
+    hosts
+}
+
+/// Where the key's URL is: a certificate's in the request (`header` or `json`), a JWKS's the
+/// route's own `url`, pinned to `hosts` or, without them, to its own host.
+fn key_from(
+    raw: &RawKeyUrl,
+    format: DocFormat,
+    hosts: &[HostPattern],
+    kloc: &str,
+    r: &mut Report,
+) -> Option<KeyFrom> {
+    match (format, &raw.header, &raw.json, &raw.url) {
+        (DocFormat::Certificate, Some(h), None, None) => {
+            parse_header(h, &format!("{kloc}.header"), r).map(KeyFrom::Header)
+        }
+        (DocFormat::Certificate, None, Some(p), None) if !p.is_empty() => {
+            Some(KeyFrom::Json(crate::scheme::json::pointer(p)))
+        }
+        (DocFormat::Certificate, ..) => {
+            r.error(kloc, "give exactly one of `header` and `json`");
+            None
+        }
+        (DocFormat::Jwks(_), None, None, Some(url)) => {
+            let own = url
+                .strip_prefix("https://")
+                .and_then(|rest| rest.split(['/', '?']).next())
+                .and_then(|host| HostPattern::parse(&host.to_ascii_lowercase()));
+            let pins = if hosts.is_empty() {
+                own.into_iter().collect()
+            } else {
+                hosts.to_vec()
+            };
+            KeyUrl::parse(url, &pins)
+                .map(KeyFrom::Url)
+                .map_err(|e| r.error(format!("{kloc}.url"), format!("`{url}`: {e}")))
+                .ok()
+        }
+        (DocFormat::Jwks(_), ..) => {
+            r.error(
+                kloc,
+                "a JWT's keys come from the route's `url` (its issuer's JWKS), never from \
+                 where a request says",
+            );
+            None
+        }
     }
-    Some(FetchedKey {
-        from: from?,
-        hosts,
-        names: raw.certificate_names.clone(),
-    })
 }
 
 /// `json_allowed:`: each JSON pointer with the values it may hold. `aws-sns` requires the

@@ -110,6 +110,13 @@ struct Ctx<'a> {
     key_id: Option<&'a str>,
 }
 
+impl<'a> Ctx<'a> {
+    /// The same context for a `verify:` block whose `key_id` is `key_id`.
+    fn with_key_id(&self, key_id: Option<&'a str>) -> Ctx<'a> {
+        Ctx { key_id, ..*self }
+    }
+}
+
 /// Compiles configuration text. `base` resolves relative paths; `env` looks up `${VARS}`.
 pub fn compile(
     text: &str,

@@ -84,7 +84,7 @@ fn route_keys(route: &RawRoute, label: &str, ctx: &Ctx<'_>, r: &mut Report) -> V
         r.error(format!("{loc}.algorithm"), "unknown algorithm");
         return Vec::new();
     };
-    if algorithm.fetches_key() {
+    if algorithm.fetches_key() || v.key_url.is_some() {
         r.error(
             loc,
             format!(

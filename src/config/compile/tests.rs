@@ -2526,10 +2526,11 @@ fn every_preset_expanded_reads_back_to_the_same_scheme() {
     let mut routes = String::new();
     for (i, name) in crate::config::presets::names().iter().enumerate() {
         let shape = crate::config::compile::preset_shape(name).unwrap();
-        let keys = if shape.algorithm.fetches_key() {
+        let keys = if shape.fetches_key() {
             // The key is fetched; the route names what the sender signs for it.
             match *name {
                 "aws-sns" => "json_allowed: { /TopicArn: [\"arn:aws:sns:eu-west-1:1:t\"] }".into(),
+                "google-pubsub" => "jwt: { audience: \"https://h.example.com/p\", claims: { email: sa@p.iam.gserviceaccount.com } }".into(),
                 _ => "key_id: WH-1".into(),
             }
         } else if shape.algorithm.is_asymmetric() {

@@ -99,10 +99,7 @@ pub(super) fn compile_verify(
         }
         return None;
     }
-    let ctx = &Ctx {
-        key_id: v.key_id.as_deref(),
-        ..*ctx
-    };
+    let ctx = &ctx.with_key_id(v.key_id.as_deref());
     let algorithm = compile_algorithm(&v, loc, r);
     let signature = match &v.signature {
         None => {
@@ -121,7 +118,7 @@ pub(super) fn compile_verify(
             || v.signature
                 .as_ref()
                 .is_some_and(|s| s.entries.is_some() || s.list.is_some()));
-    let jwt = compile_jwt(&v, algorithm, loc, r);
+    let jwt = compile_jwt(&v, algorithm, loc, ctx.shape_only, r);
     let message = signed_message(&v, algorithm, jwt.as_ref(), loc, ctx, has_entries, r);
     let timestamp = v
         .timestamp
@@ -130,7 +127,9 @@ pub(super) fn compile_verify(
     let family = jwt.as_ref().map(super::jwt::family);
     let json_allowed = algorithm.map(|a| compile_json_allowed(&v, a, loc, ctx.shape_only, r));
     let keys = match algorithm {
-        Some(alg) if alg.fetches_key() => compile_key_url(&v, alg, loc, r).map(Keys::Fetched),
+        Some(alg) if alg.fetches_key() || v.key_url.is_some() => {
+            compile_key_url(&v, alg, family, loc, r).map(Keys::Fetched)
+        }
         Some(alg) if ctx.shape_only => Some(Keys::new(alg, &[]).expect("no keys to reject")),
         Some(alg) => compile_keys(&v, alg, family, loc, ctx, r),
         None => {
