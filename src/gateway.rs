@@ -291,7 +291,10 @@ async fn fetch_key(
     let crate::scheme::Keys::Fetched(key) = &scheme.keys else {
         return Ok(None);
     };
-    let Some(url) = scheme.key_url(request).map_err(Refusal::Verify)? else {
+    let Some(url) = scheme
+        .key_url(request, (shared.clock)())
+        .map_err(Refusal::Verify)?
+    else {
         return Ok(None);
     };
     // A JWT names its key (`kid`): a set without it is fetched again, at most once per
@@ -300,7 +303,9 @@ async fn fetch_key(
     let has = |doc: &KeyDoc| kid.as_deref().is_none_or(|k| doc.has(k));
     let wanted = |doc: &Bytes| KeyDoc::parse(key, doc).is_ok_and(|d| has(&d));
     let unavailable = |why: &str, retry_after: std::time::Duration| {
-        tracing::warn!(route = route.name.as_str(), url = %url, why, "no key for the request");
+        // Each fetch that fails is logged once by the cache; the refusals it causes are in
+        // the access log.
+        tracing::debug!(route = route.name.as_str(), url = %url, why, "no key for the request");
         Refusal::KeyUnavailable {
             retry_after: retry_after.as_secs().max(1),
         }

@@ -275,6 +275,7 @@ pub struct RawKeyFetch {
     pub max_document_bytes: Option<u64>,
     pub max_entries: Option<u64>,
     pub max_cache_bytes: Option<u64>,
+    pub max_fetches_per_second: Option<u64>,
 }
 
 /// `limits:`: sizes in bytes, durations as [`RawDuration`]s.
@@ -438,9 +439,12 @@ pub struct RawKeyUrl {
     pub json: Option<String>,
     /// ... or, for a JWT, the issuer's JWKS at a fixed URL (Google's).
     pub url: Option<String>,
-    /// Host patterns the URL may name; a `*` is one whole label.
+    /// Host patterns the URL may name; a `*` is one whole label, `{region}` a cloud region.
     #[serde(default)]
     pub hosts: Vec<String>,
+    /// Paths a URL the request names may have (`*`: a run of letters, digits, `-`, `_`).
+    #[serde(default)]
+    pub paths: Vec<String>,
     /// The DNS names the signing certificate may be issued to.
     #[serde(default)]
     pub certificate_names: Vec<String>,
@@ -457,6 +461,12 @@ impl RawKeyUrl {
                 Some(&self.hosts)
                     .filter(|h| !h.is_empty())
                     .map(|h| yaml_list(h)),
+            ),
+            (
+                "paths",
+                Some(&self.paths)
+                    .filter(|p| !p.is_empty())
+                    .map(|p| yaml_list(p)),
             ),
             (
                 "certificate_names",

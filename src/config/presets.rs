@@ -2155,7 +2155,7 @@ static PRESETS: &[Preset] = &[
     Preset {
         name: "aws-sns",
         aliases: &["sns", "amazon-sns"],
-        // AWS SNS HTTP(S) subscriptions: base64 RSA (SHA-1 for SignatureVersion 1, SHA-256 for 2) over SNS's own list of the message's fields per type, with the certificate the message's SigningCertURL names: an https URL on sns.<region>.amazonaws.com (or .com.cn), issued to sns.amazonaws.com. AWS signs every account's topics alike, so a route must list its own (`json_allowed: { /TopicArn: [...] }`). SNS retries with the original Timestamp: 1 h by default. The body's other fields (MessageAttributes, UnsubscribeURL) are not signed.
+        // AWS SNS HTTP(S) subscriptions: base64 RSA (SHA-1 for SignatureVersion 1, SHA-256 for 2) over SNS's own list of the message's fields per type, with the certificate the message's SigningCertURL names: an https URL /SimpleNotificationService-<hex>.pem on sns.<region>.amazonaws.com (or .com.cn), issued to sns.amazonaws.com. AWS signs every account's topics alike, so a route must list its own (`json_allowed: { /TopicArn: [...] }`). SNS retries with the original Timestamp: 1 h by default. The body's other fields (MessageAttributes, UnsubscribeURL) are not signed.
         scheme: || RawVerify {
             algorithm: Some("aws-sns".into()),
             signature: Some(RawSignature {
@@ -2172,7 +2172,11 @@ static PRESETS: &[Preset] = &[
             body_signed: Some(false),
             key_url: Some(RawKeyUrl {
                 json: Some("/SigningCertURL".into()),
-                hosts: vec!["sns.*.amazonaws.com".into(), "sns.*.amazonaws.com.cn".into()],
+                hosts: vec![
+                    "sns.{region}.amazonaws.com".into(),
+                    "sns.{region}.amazonaws.com.cn".into(),
+                ],
+                paths: vec!["/SimpleNotificationService-*.pem".into()],
                 certificate_names: vec!["sns.amazonaws.com".into()],
                 ..RawKeyUrl::default()
             }),
@@ -2194,41 +2198,25 @@ static PRESETS: &[Preset] = &[
     Preset {
         name: "paypal",
         aliases: &[],
-        // PayPal: base64 RSA SHA-256 (SHA256withRSA) over `<transmission id>|<transmission time>|<webhook id>|<CRC-32 of the body, unsigned decimal>`, with the certificate PAYPAL-CERT-URL names (https on api.paypal.com or its sandbox, issued to messageverificationcerts[.sandbox].paypal.com). The route's `key_id` is its webhook id. A CRC-32 is not a signature of the body (anyone holding one delivery can give another body the same CRC), so the body counts as unsigned. PayPal retries for 3 days: 74 h window.
-        scheme: || RawVerify {
-            algorithm: Some("rsa-sha256".into()),
-            signature: Some(RawSignature {
-                header: Some(OneOrMany::One("paypal-transmission-sig".into())),
-                encoding: Some(OneOrMany::One("base64".into())),
-                ..RawSignature::default()
-            }),
-            message: Some(vec![
-                header("paypal-transmission-id"),
-                literal("|"),
-                header("paypal-transmission-time"),
-                literal("|"),
-                RawPart::KeyId,
-                literal("|"),
-                RawPart::BodyCrc32,
-            ]),
-            timestamp: Some(ts_header("paypal-transmission-time", "rfc3339", "74h")),
-            body_signed: Some(false),
-            key_url: Some(RawKeyUrl {
-                header: Some("paypal-cert-url".into()),
-                hosts: vec![
-                    "api.paypal.com".into(),
-                    "api-m.paypal.com".into(),
-                    "api.sandbox.paypal.com".into(),
-                    "api-m.sandbox.paypal.com".into(),
-                ],
-                certificate_names: vec![
-                    "messageverificationcerts.paypal.com".into(),
-                    "messageverificationcerts.sandbox.paypal.com".into(),
-                ],
-                ..RawKeyUrl::default()
-            }),
-            ..RawVerify::default()
-        },
+        // PayPal (live): base64 RSA SHA-256 (SHA256withRSA) over `<transmission id>|<transmission time>|<webhook id>|<CRC-32 of the body, unsigned decimal>`, with the certificate PAYPAL-CERT-URL names (https://api[-m].paypal.com/v1/notifications/certs/..., issued to messageverificationcerts.paypal.com). The route's `key_id` is its webhook id. A CRC-32 is not a signature of the body (anyone holding one delivery can give another body the same CRC), so the body counts as unsigned. PayPal retries for 3 days: 74 h window.
+        scheme: || paypal(false),
+        handshake: None,
+        replay_key: Some(ReplayKey::Header(&["paypal-transmission-id"])),
+        needs_app_answer: None,
+        acknowledgement: None,
+        evidence: &[
+            Evidence::Vectors {
+                file: PAYPAL_VECTORS,
+                published: &[],
+            },
+            test(NETWORK_KEY_TESTS, "paypal_deliveries_verify_for_this_webhook_only"),
+        ],
+    },
+    Preset {
+        name: "paypal-sandbox",
+        aliases: &[],
+        // PayPal's sandbox: the same scheme, its certificates from api[-m].sandbox.paypal.com, issued to messageverificationcerts.sandbox.paypal.com. A separate preset, so that a live route never takes a sandbox certificate.
+        scheme: || paypal(true),
         handshake: None,
         replay_key: Some(ReplayKey::Header(&["paypal-transmission-id"])),
         needs_app_answer: None,
@@ -2287,6 +2275,42 @@ static PRESETS: &[Preset] = &[
         ],
     },
 ];
+
+/// PayPal's scheme, live or sandbox: each takes only its own hosts' certificates, issued to
+/// its own name.
+fn paypal(sandbox: bool) -> RawVerify {
+    let env = if sandbox { ".sandbox" } else { "" };
+    RawVerify {
+        algorithm: Some("rsa-sha256".into()),
+        signature: Some(RawSignature {
+            header: Some(OneOrMany::One("paypal-transmission-sig".into())),
+            encoding: Some(OneOrMany::One("base64".into())),
+            ..RawSignature::default()
+        }),
+        message: Some(vec![
+            header("paypal-transmission-id"),
+            literal("|"),
+            header("paypal-transmission-time"),
+            literal("|"),
+            RawPart::KeyId,
+            literal("|"),
+            RawPart::BodyCrc32,
+        ]),
+        timestamp: Some(ts_header("paypal-transmission-time", "rfc3339", "74h")),
+        body_signed: Some(false),
+        key_url: Some(RawKeyUrl {
+            header: Some("paypal-cert-url".into()),
+            hosts: vec![
+                format!("api{env}.paypal.com"),
+                format!("api-m{env}.paypal.com"),
+            ],
+            paths: vec!["/v1/notifications/certs/*".into()],
+            certificate_names: vec![format!("messageverificationcerts{env}.paypal.com")],
+            ..RawKeyUrl::default()
+        }),
+        ..RawVerify::default()
+    }
+}
 
 /// Adyen's signed fields of one notification item, joined by `:`; the references may be
 /// absent (then empty).

@@ -31,6 +31,8 @@ pub struct KeyFetch {
     /// The cache's bounds: URLs held, and the bytes of their documents.
     pub max_entries: usize,
     pub max_cache_bytes: usize,
+    /// Fetches started per second, all URLs together.
+    pub max_fetches_per_second: u32,
 }
 
 impl Default for KeyFetch {
@@ -48,6 +50,7 @@ impl Default for KeyFetch {
             max_document_bytes: 64 * 1024,
             max_entries: 256,
             max_cache_bytes: 4 * 1024 * 1024,
+            max_fetches_per_second: 10,
         }
     }
 }

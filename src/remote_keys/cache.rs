@@ -26,6 +26,10 @@ use crate::scheme::pin::KeyUrl;
 pub struct Bounds {
     pub max_entries: usize,
     pub max_bytes: usize,
+    /// Fetches started per second, all URLs together (a burst of as many): requests that
+    /// name URLs not in the cache cannot make the gateway hammer a key host, or push out
+    /// what it holds, faster than this.
+    pub fetches_per_second: u32,
 }
 
 impl Default for Bounds {
@@ -33,8 +37,15 @@ impl Default for Bounds {
         Bounds {
             max_entries: 256,
             max_bytes: 4 * 1024 * 1024,
+            fetches_per_second: 10,
         }
     }
+}
+
+/// The fetches a cache may start: a token bucket of `Bounds::fetches_per_second`.
+struct FetchBudget {
+    tokens: f64,
+    at: std::time::Instant,
 }
 
 /// No document for the request: refuse it with 503 and `Retry-After: retry_after`.
@@ -93,6 +104,7 @@ pub struct KeyCache {
     clock: fn() -> SystemTime,
     fetches: std::sync::atomic::AtomicU64,
     metrics: Option<KeyMetrics>,
+    budget: Mutex<FetchBudget>,
 }
 
 impl KeyCache {
@@ -114,6 +126,25 @@ impl KeyCache {
             clock,
             fetches: std::sync::atomic::AtomicU64::new(0),
             metrics: None,
+            budget: Mutex::new(FetchBudget {
+                tokens: f64::from(bounds.fetches_per_second),
+                at: std::time::Instant::now(),
+            }),
+        }
+    }
+
+    /// Takes one fetch from the budget, or says none is left this second.
+    fn may_start_fetch(&self) -> bool {
+        let rate = f64::from(self.bounds.fetches_per_second);
+        let mut b = self.budget.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(rate);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            false
         }
     }
 
@@ -185,6 +216,12 @@ impl KeyCache {
         // Another caller may have fetched while this one waited.
         if let Some(answer) = answered(self, self.decide(url, wanted)) {
             return answer;
+        }
+        if !self.may_start_fetch() {
+            self.count("unavailable");
+            let mut e = self.unavailable(url, "too many key fetches right now".into());
+            e.retry_after = Duration::from_secs(1);
+            return Err(e);
         }
         self.fetches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -319,22 +356,29 @@ enum Decided {
     Fetch(Arc<tokio::sync::Mutex<()>>),
 }
 
-/// Drops the entries used least recently until the cache is within its bounds.
+/// Drops entries until the cache is within its bounds: those without a document (failures,
+/// URLs never fetched) before those with one, each kind least recently used first, and
+/// never one being fetched (its fetcher is about to record into it). So URLs a request
+/// invented, which fail, cannot push out a document in use.
 fn evict(entries: &mut HashMap<KeyUrl, Entry>, bounds: Bounds) {
-    let bytes = |e: &HashMap<KeyUrl, Entry>| -> usize {
-        e.values()
-            .map(|v| v.doc.as_ref().map_or(0, Bytes::len))
-            .sum()
-    };
-    while entries.len() > bounds.max_entries || bytes(entries) > bounds.max_bytes {
-        let Some(oldest) = entries
-            .iter()
-            .min_by_key(|(_, e)| e.last_used)
-            .map(|(k, _)| k.clone())
-        else {
+    let size = |e: &Entry| e.doc.as_ref().map_or(0, Bytes::len);
+    let mut bytes: usize = entries.values().map(size).sum();
+    if entries.len() <= bounds.max_entries && bytes <= bounds.max_bytes {
+        return;
+    }
+    let mut order: Vec<(bool, SystemTime, KeyUrl)> = entries
+        .iter()
+        .filter(|(_, e)| Arc::strong_count(&e.fetching) == 1)
+        .map(|(k, e)| (e.doc.is_some(), e.last_used, k.clone()))
+        .collect();
+    order.sort_by_key(|(has_doc, used, _)| (*has_doc, *used));
+    for (_, _, url) in order {
+        if entries.len() <= bounds.max_entries && bytes <= bounds.max_bytes {
             return;
-        };
-        entries.remove(&oldest);
+        }
+        if let Some(e) = entries.remove(&url) {
+            bytes -= size(&e);
+        }
     }
 }
 
@@ -458,6 +502,7 @@ mod tests {
             Bounds {
                 max_entries: 3,
                 max_bytes: 10_000,
+                ..Bounds::default()
             },
         );
         let mut left: Vec<_> = entries.keys().map(|k| k.to_string()).collect();
@@ -472,9 +517,38 @@ mod tests {
             Bounds {
                 max_entries: 3,
                 max_bytes: 150,
+                ..Bounds::default()
             },
         );
         assert_eq!(entries.len(), 1);
         assert!(entries.contains_key(&key(0)), "the one used last stays");
+
+        // Failures go before documents, however recent; an entry being fetched stays.
+        let mut entries: HashMap<KeyUrl, Entry> =
+            (0..5).map(|n| (key(n), entry(10 + n, 100))).collect();
+        for n in 5..10 {
+            let mut failed = entry(100 + n, 0);
+            failed.doc = None;
+            entries.insert(key(n), failed);
+        }
+        let in_flight = entries[&key(0)].fetching.clone();
+        evict(
+            &mut entries,
+            Bounds {
+                max_entries: 4,
+                ..Bounds::default()
+            },
+        );
+        let mut left: Vec<u64> = entries
+            .keys()
+            .map(|k| k.path_and_query()[1..].parse().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            vec![0, 2, 3, 4],
+            "failures first, then the oldest not in flight"
+        );
+        drop(in_flight);
     }
 }

@@ -146,8 +146,17 @@ pub async fn fetch(
     limits: &Limits,
 ) -> Result<Fetched, FetchError> {
     let host = url.host().to_owned();
-    let addrs = resolve(host.clone())
-        .await
+    // Resolving and connecting share one deadline, whatever the resolver and the number of
+    // addresses.
+    let deadline = tokio::time::Instant::now() + limits.connect_timeout;
+    let resolved = tokio::time::timeout_at(deadline, resolve(host.clone())).await;
+    let addrs = resolved
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "resolving took longer than the connect timeout",
+            ))
+        })
         .map_err(|source| FetchError::Resolve {
             host: host.clone(),
             source,
@@ -164,7 +173,7 @@ pub async fn fetch(
             addrs: addrs.join(", "),
         });
     }
-    let stream = connect(&host, &allowed, limits.connect_timeout).await?;
+    let stream = connect(&host, &allowed, deadline).await?;
     let exchange = exchange(url, stream, tls, limits.max_bytes);
     match tokio::time::timeout(limits.read_timeout, exchange).await {
         Ok(result) => result,
@@ -175,15 +184,15 @@ pub async fn fetch(
     }
 }
 
-/// A TCP connection to the first of `addrs` that takes one in time.
+/// A TCP connection to the first of `addrs` that takes one before `deadline`.
 async fn connect(
     host: &str,
     addrs: &[SocketAddr],
-    timeout: Duration,
+    deadline: tokio::time::Instant,
 ) -> Result<tokio::net::TcpStream, FetchError> {
     let mut last = std::io::Error::other("no address");
     for addr in addrs {
-        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
+        match tokio::time::timeout_at(deadline, tokio::net::TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => return Ok(stream),
             Ok(Err(e)) => last = e,
             Err(_) => last = std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timeout"),

@@ -39,6 +39,7 @@ pub fn cache_for(
     let bounds = cache::Bounds {
         max_entries: config.max_entries,
         max_bytes: config.max_cache_bytes,
+        fetches_per_second: config.max_fetches_per_second,
     };
     let resolve = fetch::resolver_with(config.connect_to.clone());
     cache::KeyCache::new(policy, limits, bounds, tls, resolve, clock).with_metrics(metrics)

@@ -40,8 +40,13 @@ pub enum CertificateError {
 
 impl Certificate {
     /// The first certificate of a PEM document (a sender's signing certificate comes first;
-    /// what follows is its chain).
+    /// what follows is its chain). The document must be PEM certificates and nothing else: a
+    /// page of a pinned host that merely quotes a certificate (an error page echoing what it
+    /// was sent) is not a certificate document.
     pub fn from_pem(doc: &[u8]) -> Result<Certificate, String> {
+        if !only_certificates(doc) {
+            return Err("the document is not PEM certificates alone".into());
+        }
         let first = CertificateDer::pem_slice_iter(doc)
             .next()
             .ok_or("no PEM certificate in the document")?
@@ -93,6 +98,35 @@ impl Certificate {
             .map(|b| format!("{b:02X}"))
             .collect();
         hex.join(":")
+    }
+}
+
+/// Whether `doc` is one or more PEM `CERTIFICATE` blocks, with whitespace around them and
+/// nothing else.
+fn only_certificates(doc: &[u8]) -> bool {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let Ok(mut rest) = std::str::from_utf8(doc) else {
+        return false;
+    };
+    let mut blocks = 0;
+    loop {
+        rest = rest.trim_start();
+        if rest.is_empty() {
+            return blocks > 0;
+        }
+        let Some(body) = rest.strip_prefix(BEGIN) else {
+            return false;
+        };
+        let Some(end) = body.find(END) else {
+            return false;
+        };
+        let base64 = |c: char| c.is_ascii_alphanumeric() || "+/=\r\n \t".contains(c);
+        if !body[..end].chars().all(base64) {
+            return false;
+        }
+        rest = &body[end + END.len()..];
+        blocks += 1;
     }
 }
 
@@ -194,6 +228,26 @@ mod tests {
         assert_eq!(validity(b"\x30\x05garbage"), None);
         assert_eq!(validity(&[]), None);
         assert!(Certificate::from_pem(b"not pem").is_err());
+        // A chain is a certificate document; a certificate quoted inside another is not.
+        let key = rcgen::KeyPair::generate().unwrap();
+        let pem = rcgen::CertificateParams::new(vec!["a.example".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap()
+            .pem();
+        assert!(Certificate::from_pem(pem.as_bytes()).is_ok());
+        assert!(Certificate::from_pem(format!("\n{pem}\r\n{pem}").as_bytes()).is_ok());
+        for quoted in [
+            format!("<html><pre>{pem}</pre></html>"),
+            format!("error: {pem}"),
+            format!("{pem}\nand more"),
+            format!("{pem}-----BEGIN PRIVATE KEY-----\nAA==\n-----END PRIVATE KEY-----\n"),
+        ] {
+            assert!(
+                Certificate::from_pem(quoted.as_bytes()).is_err(),
+                "{quoted}"
+            );
+        }
     }
 
     #[test]

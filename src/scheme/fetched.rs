@@ -14,7 +14,7 @@ use http::HeaderName;
 
 use super::certificate::Certificate;
 use super::jwt::{Family, JwtKey};
-use super::pin::{HostPattern, KeyUrl};
+use super::pin::{HostPattern, KeyUrl, PathPattern};
 use super::{RequestView, VerifyError};
 
 /// Where a scheme's key comes from when it is fetched.
@@ -22,8 +22,11 @@ use super::{RequestView, VerifyError};
 pub struct FetchedKey {
     /// Where the key's URL is.
     pub from: KeyFrom,
-    /// The hosts that URL may name (`sns.*.amazonaws.com`, `api.paypal.com`).
+    /// The hosts that URL may name (`sns.{region}.amazonaws.com`, `api.paypal.com`).
     pub hosts: Vec<HostPattern>,
+    /// The paths a URL the request names may have (none: any), so that a request cannot
+    /// make the gateway fetch every page of a pinned host.
+    pub paths: Vec<PathPattern>,
     /// The DNS names the signing certificate must be issued to (one of them).
     pub names: Vec<String>,
     /// What the document is.
@@ -89,7 +92,7 @@ impl FetchedKey {
             },
             KeyFrom::Url(url) => return Ok(url.clone()),
         };
-        KeyUrl::parse(&text, &self.hosts).map_err(|e| refused(e.to_string()))
+        KeyUrl::parse_shaped(&text, &self.hosts, &self.paths).map_err(|e| refused(e.to_string()))
     }
 }
 
@@ -195,7 +198,8 @@ mod tests {
     fn sns() -> FetchedKey {
         FetchedKey {
             from: KeyFrom::Json("/SigningCertURL".into()),
-            hosts: vec![HostPattern::parse("sns.*.amazonaws.com").unwrap()],
+            hosts: vec![HostPattern::parse("sns.{region}.amazonaws.com").unwrap()],
+            paths: vec![PathPattern::parse("/SimpleNotificationService-*.pem").unwrap()],
             names: vec!["sns.amazonaws.com".into()],
             format: DocFormat::Certificate,
         }
@@ -214,6 +218,11 @@ mod tests {
             sns().url(&view_of(&headers, &body, &json))
         };
         let good = url("https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-1.pem");
+        // A page of the pinned host that is not a signing certificate's.
+        assert!(matches!(
+            url("https://sns.eu-west-1.amazonaws.com/?Action=Subscribe"),
+            Err(VerifyError::KeyUrlRefused(_))
+        ));
         assert_eq!(
             good.unwrap().to_string(),
             "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-1.pem"
@@ -245,6 +254,7 @@ mod tests {
         let paypal = FetchedKey {
             from: KeyFrom::Header(HeaderName::from_static("paypal-cert-url")),
             hosts: vec![HostPattern::parse("api.paypal.com").unwrap()],
+            paths: vec![],
             names: vec![],
             format: DocFormat::Certificate,
         };

@@ -134,6 +134,15 @@ impl JwtKey {
     }
 }
 
+/// What can be checked of a token before its key is fetched: a header naming an algorithm on
+/// the route's list.
+pub fn precheck(token: &str, spec: &JwtSpec) -> Result<(), VerifyError> {
+    match jsonwebtoken::decode_header(token) {
+        Ok(header) if spec.algorithms.contains(&header.alg) => Ok(()),
+        _ => Err(VerifyError::MalformedSignature("JWT".into())),
+    }
+}
+
 /// The `kid` a token's header names, if any (to find its key in a fetched JWKS).
 pub fn kid(token: &str) -> Option<String> {
     jsonwebtoken::decode_header(token).ok()?.kid

@@ -593,14 +593,42 @@ impl Scheme {
     }
 
     /// The URL of the key this request must be verified with, for a scheme whose key is
-    /// fetched (`None` for one that holds its keys). Fields the route restricts
-    /// (`json_allowed:`) are checked first, so that a request for another topic or account
-    /// makes the gateway fetch nothing.
-    pub fn key_url(&self, req: &RequestView<'_>) -> Result<Option<pin::KeyUrl>, VerifyError> {
+    /// fetched (`None` for one that holds its keys). Everything that can be checked without
+    /// the key is checked first: the fields the route restricts (`json_allowed:`: another
+    /// topic or account), the body's shape, the signature's presence and form, the timestamp
+    /// window, and an SNS message's type and version. A request that fails any of them makes
+    /// the gateway fetch nothing.
+    pub fn key_url(
+        &self,
+        req: &RequestView<'_>,
+        now: SystemTime,
+    ) -> Result<Option<pin::KeyUrl>, VerifyError> {
         let Keys::Fetched(key) = &self.keys else {
             return Ok(None);
         };
+        fields_only::check(self, req)?;
         self.check_allowed(req)?;
+        let header = self.signature.read(req, &|k| self.reads_entry(k))?;
+        match &self.jwt {
+            Some(spec) => match header.candidates.as_slice() {
+                [token] => jwt::precheck(token, spec)?,
+                _ => {
+                    return Err(VerifyError::MalformedSignature(
+                        self.signature.source.describe(),
+                    ))
+                }
+            },
+            None => {
+                self.check_read_once(req)?;
+                self.decode_candidates(&header)?;
+                if let Some(ts) = &self.timestamp {
+                    check_timestamp(ts, req, &header, now)?;
+                }
+                if self.algorithm == Algorithm::AwsSns {
+                    sns::signed(req.json()?)?;
+                }
+            }
+        }
         key.url(req).map(Some)
     }
 

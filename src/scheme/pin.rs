@@ -15,7 +15,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// A host a key may come from: a DNS name, where a `*` label stands for exactly one label of
 /// letters, digits and `-` (`sns.*.amazonaws.com` takes `sns.eu-west-1.amazonaws.com`, not
-/// `sns.evil.com.amazonaws.com`).
+/// `sns.evil.com.amazonaws.com`), and a `{region}` label for one shaped like a cloud region
+/// (`eu-west-1`, `us-gov-west-1`, `cn-north-1`): `sns.{region}.amazonaws.com` takes no S3
+/// bucket host (`sns.s3.amazonaws.com`, `sns.s3-external-1.amazonaws.com`), where anyone
+/// holding a bucket called `sns` could serve a certificate.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostPattern {
     labels: Vec<String>,
@@ -27,8 +30,8 @@ impl HostPattern {
     /// `*` never takes a whole registrable domain: `*.com` is refused).
     pub fn parse(text: &str) -> Option<HostPattern> {
         let labels: Vec<String> = text.split('.').map(str::to_owned).collect();
-        let fits = |l: &String| l == "*" || is_label(l);
-        let last_star = labels.iter().rposition(|l| l == "*");
+        let fits = |l: &String| l == "*" || l == REGION || is_label(l);
+        let last_star = labels.iter().rposition(|l| l == "*" || l == REGION);
         let anchored = last_star.is_none_or(|i| labels.len() - i > 2);
         (labels.len() >= 2 && labels.iter().all(fits) && anchored).then_some(HostPattern { labels })
     }
@@ -39,7 +42,9 @@ impl HostPattern {
         labels.len() == self.labels.len()
             && self.labels.iter().zip(&labels).all(|(p, l)| {
                 // A `*` never takes an IDN label: a look-alike must be spelled out.
-                (p == "*" && is_label(l) && !l.starts_with("xn--")) || p == l
+                (p == "*" && is_label(l) && !l.starts_with("xn--"))
+                    || (p == REGION && is_region(l))
+                    || p == l
             })
     }
 }
@@ -47,6 +52,73 @@ impl HostPattern {
 impl fmt::Display for HostPattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.labels.join("."))
+    }
+}
+
+/// The label a `{region}` stands for.
+const REGION: &str = "{region}";
+
+/// A cloud region's name: two letters, one or more words, a number (`eu-west-1`,
+/// `us-gov-west-1`, `ap-southeast-2`, `cn-north-1`).
+fn is_region(l: &str) -> bool {
+    let parts: Vec<&str> = l.split('-').collect();
+    let word = |w: &&str| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase());
+    let number = |n: &str| (1..=2).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_digit());
+    parts.len() >= 3
+        && parts[0].len() == 2
+        && parts[..parts.len() - 1].iter().all(word)
+        && number(parts[parts.len() - 1])
+}
+
+/// A path a key URL may have: fixed text where a `*` stands for 1 to 128 letters, digits,
+/// `-` and `_` (`/SimpleNotificationService-*.pem`, `/v1/notifications/certs/*`). A URL
+/// checked against paths has no query.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathPattern(String);
+
+impl PathPattern {
+    /// A pattern from its text: an absolute path, no `..`, no `?`, `*`s not side by side.
+    pub fn parse(text: &str) -> Option<PathPattern> {
+        let ok = text.starts_with('/')
+            && !text.contains("**")
+            && !text.contains("..")
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'%');
+        ok.then(|| PathPattern(text.to_owned()))
+    }
+
+    pub fn matches(&self, path: &str) -> bool {
+        let mut parts = self.0.split('*');
+        let first = parts.next().unwrap_or_default();
+        let Some(mut rest) = path.strip_prefix(first) else {
+            return false;
+        };
+        let parts: Vec<&str> = parts.collect();
+        for (i, fixed) in parts.iter().enumerate() {
+            let wild = rest
+                .bytes()
+                .take_while(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+                .count();
+            let last = i + 1 == parts.len();
+            // The shortest run the fixed text follows; the last one runs to the end.
+            let found = (1..=wild.min(128)).find(|&n| {
+                if last {
+                    &rest[n..] == *fixed
+                } else {
+                    rest[n..].starts_with(fixed)
+                }
+            });
+            let Some(n) = found else { return false };
+            rest = &rest[n + fixed.len()..];
+        }
+        rest.is_empty()
+    }
+}
+
+impl fmt::Display for PathPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -67,6 +139,21 @@ pub struct KeyUrl {
 }
 
 impl KeyUrl {
+    /// `text` as a key URL from one of `pins` whose path is one of `paths` (with no query),
+    /// or why not. No `paths`: any path.
+    pub fn parse_shaped(
+        text: &str,
+        pins: &[HostPattern],
+        paths: &[PathPattern],
+    ) -> Result<KeyUrl, NotPinned> {
+        let url = KeyUrl::parse(text, pins)?;
+        if paths.is_empty() || paths.iter().any(|p| p.matches(&url.path_and_query)) {
+            Ok(url)
+        } else {
+            Err(NotPinned::PathNotPinned)
+        }
+    }
+
     /// `text` as a key URL from one of `pins`, or why not.
     pub fn parse(text: &str, pins: &[HostPattern]) -> Result<KeyUrl, NotPinned> {
         let rest = text.strip_prefix("https://").ok_or(NotPinned::NotHttps)?;
@@ -135,6 +222,8 @@ pub enum NotPinned {
     PortOrAddress,
     #[error("host {0} is not one the route pins")]
     HostNotPinned(String),
+    #[error("its path is not one the sender's key URLs have")]
+    PathNotPinned,
     #[error("a malformed URL (too long, a fragment, a `..` or encoded dot or slash in its path)")]
     Malformed,
 }
@@ -250,6 +339,60 @@ mod tests {
             ("https://sns.us-east-1.amazonaws.com/x .pem", Malformed),
         ] {
             assert_eq!(KeyUrl::parse(url, &sns()), Err(why), "{url}");
+        }
+    }
+
+    #[test]
+    fn a_region_label_takes_regions_and_no_bucket_host() {
+        let sns = [HostPattern::parse("sns.{region}.amazonaws.com").unwrap()];
+        for host in [
+            "sns.eu-west-1.amazonaws.com",
+            "sns.us-gov-west-1.amazonaws.com",
+            "sns.ap-southeast-2.amazonaws.com",
+            "sns.cn-north-1.amazonaws.com",
+            "sns.il-central-1.amazonaws.com",
+        ] {
+            assert!(sns[0].matches(host), "{host}");
+        }
+        for host in [
+            "sns.s3.amazonaws.com",
+            "sns.s3-external-1.amazonaws.com",
+            "sns.s3-us-west-2.amazonaws.com",
+            "sns.s3-accelerate.amazonaws.com",
+            "sns.evil.amazonaws.com",
+            "sns.eu-west.amazonaws.com",
+            "sns.eu-west-100.amazonaws.com",
+            "sns.xn--eu-west-1.amazonaws.com",
+        ] {
+            assert!(!sns[0].matches(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn a_path_pattern_takes_one_run_of_name_characters_per_star_and_no_query() {
+        let pem = PathPattern::parse("/SimpleNotificationService-*.pem").unwrap();
+        assert!(pem.matches("/SimpleNotificationService-7ff5318490ec183fbaddaa2a969abfda.pem"));
+        for path in [
+            "/SimpleNotificationService-.pem",
+            "/SimpleNotificationService-a/b.pem",
+            "/SimpleNotificationService-a.pem?x=1",
+            "/SimpleNotificationService-a.pem/",
+            "/x/SimpleNotificationService-a.pem",
+            "/SimpleNotificationService-a.b.pem",
+        ] {
+            assert!(!pem.matches(path), "{path}");
+        }
+        let certs = PathPattern::parse("/v1/notifications/certs/*").unwrap();
+        assert!(certs.matches("/v1/notifications/certs/CERT-360caa42-fca2a594-a5cafa77"));
+        assert!(!certs.matches("/v1/notifications/certs/"));
+        assert!(!certs.matches("/v1/notifications/certs/a/b"));
+        let pins = [HostPattern::parse("api.paypal.com").unwrap()];
+        assert_eq!(
+            KeyUrl::parse_shaped("https://api.paypal.com/v1/oauth2/token", &pins, &[certs]),
+            Err(NotPinned::PathNotPinned)
+        );
+        for bad in ["relative", "/a/../b", "/a?b", "/a**b", "/a%2fb"] {
+            assert_eq!(PathPattern::parse(bad), None, "{bad}");
         }
     }
 

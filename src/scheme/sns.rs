@@ -2,7 +2,10 @@
 //! type, and the check of a message's `Signature` with the public key of its signing
 //! certificate. Version 1 is RSA PKCS#1 v1.5 with SHA-1, version 2 with SHA-256; any other is
 //! refused. Where the certificate comes from (its pinned `SigningCertURL`, fetched and cached
-//! by `remote_keys/`) and whether it chains to a trusted root are decided before this.
+//! by `remote_keys/`) and whether it may sign (`certificate.rs`: valid now, issued to
+//! `sns.amazonaws.com`) are decided by `fetched.rs`; it is not chained to a root (the
+//! `.pem` SNS serves holds the certificate alone). A newline in any signed value but the
+//! message is refused: it would move bytes from one field to the next.
 //!
 //! The string to sign follows AWS's documented key lists per type (not the union some
 //! validators use), each key as `Key\nvalue\n`, in this order:
@@ -60,6 +63,11 @@ pub fn string_to_sign(message: &Value) -> Result<Vec<u8>, SnsError> {
     let mut out = Vec::new();
     for (key, required) in keys {
         match (text(key)?, required) {
+            // Each value ends at a newline: one inside any but the message would move bytes
+            // between the signed fields (a `MessageId` read from the end of a `Subject`).
+            (Some(value), _) if *key != "Message" && value.contains('\n') => {
+                return Err(SnsError::Malformed(format!("a newline in {key}")));
+            }
             (Some(value), _) => {
                 out.extend_from_slice(key.as_bytes());
                 out.push(b'\n');
@@ -255,6 +263,16 @@ mod tests {
             string_to_sign(&no_token),
             Err(SnsError::Malformed("no Token".into()))
         );
+        // A newline anywhere but in the message would shift bytes between fields.
+        let mut shifted = m.clone();
+        shifted["Token"] = Value::from("t1\nTopicArn\narn:aws:sns:eu-west-1:1:other");
+        assert_eq!(
+            string_to_sign(&shifted),
+            Err(SnsError::Malformed("a newline in Token".into()))
+        );
+        let mut multiline = m.clone();
+        multiline["Message"] = Value::from("line one\nline two");
+        assert!(string_to_sign(&multiline).is_ok());
         let other = serde_json::json!({"Type": "Other"});
         assert!(matches!(
             string_to_sign(&other),

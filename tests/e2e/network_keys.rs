@@ -33,7 +33,7 @@ const SIGNING_KEY: &str = include_str!("../fixtures/test-rsa-signing-key.pem");
 const SNS_HOST: &str = "sns.eu-west-1.amazonaws.com";
 const SNS_CERT_PATH: &str = "/SimpleNotificationService-test.pem";
 const TOPIC: &str = "arn:aws:sns:eu-west-1:123456789012:orders";
-const PAYPAL_HOST: &str = "api.sandbox.paypal.com";
+const PAYPAL_HOST: &str = "api.paypal.com";
 const PAYPAL_CERT_PATH: &str = "/v1/notifications/certs/CERT-test";
 const WEBHOOK_ID: &str = "8PT597110X687430LKGECATA";
 
@@ -166,7 +166,8 @@ const HOSTS: &[&str] = &[
     SNS_HOST,
     "sns.us-east-2.amazonaws.com",
     PAYPAL_HOST,
-    "api.paypal.com",
+    "api.sandbox.paypal.com",
+    "sns.s3.amazonaws.com",
     "www.googleapis.com",
     "keys.internal.example",
 ];
@@ -376,7 +377,7 @@ async fn setup(tag: &str, extra: &str) -> Setup {
     host.serve(
         PAYPAL_CERT_PATH,
         Doc::Ok(
-            pki.signing_cert("messageverificationcerts.sandbox.paypal.com", -1, 30),
+            pki.signing_cert("messageverificationcerts.paypal.com", -1, 400),
             "max-age=600",
         ),
     );
@@ -476,6 +477,76 @@ async fn another_accounts_topic_is_refused_before_anything_is_fetched() {
 }
 
 #[tokio::test]
+async fn requests_that_fail_without_the_key_cause_no_fetch() {
+    let s = setup("sns-precheck", "").await;
+    let with = |key: &str, value: Value| {
+        let mut m = sns_notification(TOPIC, "x", 2, &sns_url());
+        m[key] = value;
+        m
+    };
+    for (m, outcome) in [
+        (
+            with("Timestamp", Value::from("2020-01-01T00:00:00.000Z")),
+            "timestamp_stale",
+        ),
+        (
+            with("Signature", Value::from("not base64!")),
+            "signature_malformed",
+        ),
+        (
+            with("SignatureVersion", Value::from("3")),
+            "signature_malformed",
+        ),
+        (with("Type", Value::from("Other")), "signature_malformed"),
+        (with("TopicArn", Value::Null), "signed_field_missing"),
+    ] {
+        let before = s.gw.outcome("sns", outcome);
+        let a = post_sns(&s.gw, &m).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{outcome}: {}", a.body);
+        assert_eq!(s.gw.outcome("sns", outcome), before + 1.0, "{}", a.body);
+    }
+    assert_eq!(
+        s.host.requests(),
+        0,
+        "nothing fetched for requests that fail without a key"
+    );
+    assert_eq!(s.up.count(), 0);
+}
+
+#[tokio::test]
+async fn a_storm_of_invented_urls_is_rate_limited_and_keeps_the_certificate_in_use() {
+    let s = setup(
+        "sns-storm",
+        "  max_fetches_per_second: 3\n  max_entries: 4\n",
+    )
+    .await;
+    let genuine = sns_notification(TOPIC, "x", 2, &sns_url());
+    assert_eq!(post_sns(&s.gw, &genuine).await.status, StatusCode::OK);
+    let started = std::time::Instant::now();
+    let mut refused = 0;
+    for n in 0..30 {
+        let url = format!("https://{SNS_HOST}/SimpleNotificationService-invented{n}.pem");
+        let a = post_sns(&s.gw, &sns_notification(TOPIC, "x", 2, &url)).await;
+        assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{}", a.body);
+        refused += 1;
+    }
+    assert_eq!(refused, 30);
+    // The budget: 3 at once, then 3 a second.
+    let seconds = started.elapsed().as_secs_f64();
+    let fetched = s.host.requests() - 1;
+    assert!(
+        (fetched as f64) <= 3.0 + 3.0 * seconds + 1.0,
+        "{fetched} fetches in {seconds:.1} s"
+    );
+    // The certificate in use stayed in the cache through 30 URLs in 4 entries.
+    let before = s.host.requests();
+    let again = sns_notification(TOPIC, "y", 2, &sns_url());
+    assert_eq!(post_sns(&s.gw, &again).await.status, StatusCode::OK);
+    assert_eq!(s.host.requests(), before, "served from the cache");
+    assert_eq!(s.up.count(), 2);
+}
+
+#[tokio::test]
 async fn certificate_urls_off_the_pinned_hosts_are_never_fetched() {
     let s = setup("sns-ssrf", "").await;
     for url in [
@@ -493,6 +564,10 @@ async fn certificate_urls_off_the_pinned_hosts_are_never_fetched() {
         format!("https://{SNS_HOST}/a/../{SNS_CERT_PATH}"),
         format!("https://{SNS_HOST}/%2e%2e/x.pem"),
         "https://sns.amazonaws.com/x.pem".into(),
+        // A pinned host's other pages, and an S3 bucket called `sns`.
+        format!("https://{SNS_HOST}/?Action=ListTopics"),
+        format!("https://{SNS_HOST}{SNS_CERT_PATH}?x=1"),
+        format!("https://sns.s3.amazonaws.com{SNS_CERT_PATH}"),
     ] {
         let m = sns_notification(TOPIC, "x", 2, &url);
         let a = post_sns(&s.gw, &m).await;
@@ -508,15 +583,15 @@ async fn a_certificate_for_another_name_expired_or_not_yet_valid_signs_nothing()
     let s = setup("sns-cert", "").await;
     for (path, cert) in [
         (
-            "/other-name.pem",
+            "/SimpleNotificationService-othername.pem",
             s.pki.signing_cert("sns.evil.example", -1, 30),
         ),
         (
-            "/expired.pem",
+            "/SimpleNotificationService-expired.pem",
             s.pki.signing_cert("sns.amazonaws.com", -30, -1),
         ),
         (
-            "/future.pem",
+            "/SimpleNotificationService-future.pem",
             s.pki.signing_cert("sns.amazonaws.com", 2, 30),
         ),
     ] {
@@ -564,16 +639,18 @@ async fn key_host_down_is_503_with_retry_after_then_recovers() {
 async fn redirects_huge_and_silent_key_hosts_are_bounded_and_refused() {
     let s = setup("sns-bounded", "  timeout: 1s\n  max_document_bytes: 8192\n").await;
     s.host.serve(
-        "/redirect.pem",
+        "/SimpleNotificationService-redirect.pem",
         Doc::Redirect("https://keys.internal.example/x.pem"),
     );
-    s.host.serve("/huge.pem", Doc::Huge(1 << 20));
-    s.host.serve("/silent.pem", Doc::Silent);
+    s.host
+        .serve("/SimpleNotificationService-huge.pem", Doc::Huge(1 << 20));
+    s.host
+        .serve("/SimpleNotificationService-silent.pem", Doc::Silent);
     for (path, result) in [
-        ("/redirect.pem", "redirect"),
-        ("/huge.pem", "too_large"),
-        ("/silent.pem", "timeout"),
-        ("/missing.pem", "status"),
+        ("/SimpleNotificationService-redirect.pem", "redirect"),
+        ("/SimpleNotificationService-huge.pem", "too_large"),
+        ("/SimpleNotificationService-silent.pem", "timeout"),
+        ("/SimpleNotificationService-missing.pem", "status"),
     ] {
         let m = sns_notification(TOPIC, "x", 2, &format!("https://{SNS_HOST}{path}"));
         let started = std::time::Instant::now();
@@ -649,12 +726,34 @@ async fn paypal_deliveries_verify_for_this_webhook_only() {
     )
     .await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
-    // A certificate URL on another host.
-    let evil = paypal_headers(body, WEBHOOK_ID, "https://keys.internal.example/cert");
-    let a = post(&s.gw.url("/paypal"), &as_refs(&evil), body).await;
+    // A certificate URL on another host, on the sandbox, or another page of the live host.
+    for cert_url in [
+        "https://keys.internal.example/cert".to_owned(),
+        format!("https://api.sandbox.paypal.com{PAYPAL_CERT_PATH}"),
+        "https://api.paypal.com/v1/oauth2/token".to_owned(),
+    ] {
+        let evil = paypal_headers(body, WEBHOOK_ID, &cert_url);
+        let a = post(&s.gw.url("/paypal"), &as_refs(&evil), body).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{cert_url}: {}", a.body);
+    }
+    // A sandbox certificate served under the live host's certificate path signs nothing.
+    s.host.serve(
+        "/v1/notifications/certs/CERT-sandbox",
+        Doc::Ok(
+            s.pki
+                .signing_cert("messageverificationcerts.sandbox.paypal.com", -1, 30),
+            "max-age=600",
+        ),
+    );
+    let sandbox = paypal_headers(
+        body,
+        WEBHOOK_ID,
+        &format!("https://{PAYPAL_HOST}/v1/notifications/certs/CERT-sandbox"),
+    );
+    let a = post(&s.gw.url("/paypal"), &as_refs(&sandbox), body).await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
     assert_eq!(s.up.count(), 1);
-    assert_eq!(s.host.requests(), 1);
+    assert_eq!(s.host.requests(), 2);
 }
 
 // The real vectors, at their own time (their certificates have long expired).
@@ -761,7 +860,8 @@ async fn a_real_paypal_delivery_verifies_through_the_gateway() {
         ),
     );
     let yaml = config(&pki, &host, &up.url(), "")
-        .replace(WEBHOOK_ID, case["webhook_id"].as_str().unwrap());
+        .replace(WEBHOOK_ID, case["webhook_id"].as_str().unwrap())
+        .replace("preset: paypal\n", "preset: paypal-sandbox\n");
     PAYPAL_NOW.store(
         unix_of(&header("paypal-transmission-time")) + 5,
         Ordering::SeqCst,
@@ -781,6 +881,49 @@ async fn a_real_paypal_delivery_verifies_through_the_gateway() {
     .await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
     assert_eq!(up.count(), 1);
+}
+
+static LIVE_NOW: AtomicU64 = AtomicU64::new(0);
+
+fn live_clock() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(LIVE_NOW.load(Ordering::SeqCst))
+}
+
+#[tokio::test]
+async fn the_computed_paypal_vector_verifies_on_the_live_preset() {
+    let v: Value = serde_json::from_str(include_str!("../vectors/paypal.json")).unwrap();
+    let case = v["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["preset"] == "paypal")
+        .unwrap();
+    let headers: Vec<(String, String)> = case["headers"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str().unwrap().to_owned()))
+        .collect();
+    let pki = pki("paypal-live");
+    let host = KeyHost::start(&pki).await;
+    let cert_url = case["headers"]["PAYPAL-CERT-URL"].as_str().unwrap();
+    let (_, path) = host_and_path(cert_url);
+    host.serve(
+        &path,
+        Doc::Ok(
+            pki.signing_cert("messageverificationcerts.paypal.com", -1, 400),
+            "max-age=600",
+        ),
+    );
+    let up = Upstream::start().await;
+    let yaml = config(&pki, &host, &up.url(), "")
+        .replace(WEBHOOK_ID, case["webhook_id"].as_str().unwrap());
+    LIVE_NOW.store(case["now_unix"].as_u64().unwrap(), Ordering::SeqCst);
+    let gw = Hookgate::start_with_clock(&yaml, &[], live_clock).await;
+    let body = case["body"].as_str().unwrap().as_bytes();
+    let a = post(&gw.url("/paypal"), &as_refs(&headers), body).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(up.received()[0].body, body);
 }
 
 // Google Pub/Sub push: an OIDC token checked against the issuer's JWKS, fetched from the

@@ -67,6 +67,13 @@ pub(super) fn compile_key_fetch(
         ),
         max_entries: size(raw.max_entries, "max_entries", d.max_entries, r),
         max_cache_bytes: size(raw.max_cache_bytes, "max_cache_bytes", d.max_cache_bytes, r),
+        max_fetches_per_second: u32::try_from(size(
+            raw.max_fetches_per_second,
+            "max_fetches_per_second",
+            d.max_fetches_per_second as usize,
+            r,
+        ))
+        .unwrap_or(u32::MAX),
     };
     if fetch.min_ttl > fetch.max_ttl
         || !(fetch.min_ttl..=fetch.max_ttl).contains(&fetch.default_ttl)

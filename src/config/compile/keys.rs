@@ -10,7 +10,7 @@ use crate::config::file::{RawKeyUrl, RawVerify};
 use crate::config::secret::{self, Origin};
 use crate::scheme::fetched::{DocFormat, FetchedKey, KeyFrom};
 use crate::scheme::jwt::Family;
-use crate::scheme::pin::{HostPattern, KeyUrl};
+use crate::scheme::pin::{HostPattern, KeyUrl, PathPattern};
 use crate::scheme::{Algorithm, KeyEncoding, Keys};
 
 /// Resolves the key strings (secrets or public keys, as the algorithm needs), decodes them
@@ -283,6 +283,16 @@ pub(super) fn compile_key_url(
     };
     let hosts = key_hosts(raw, &kloc, r);
     let from = key_from(raw, format, &hosts, &kloc, r);
+    let mut paths = Vec::new();
+    for (i, p) in raw.paths.iter().enumerate() {
+        match PathPattern::parse(p) {
+            Some(p) => paths.push(p),
+            None => r.error(
+                format!("{kloc}.paths[{i}]"),
+                format!("`{p}` is not a path pattern: an absolute path without `..`, `?` or `%`"),
+            ),
+        }
+    }
     let names_missing =
         raw.certificate_names.is_empty() || raw.certificate_names.iter().any(|n| n.is_empty());
     match format {
@@ -299,6 +309,7 @@ pub(super) fn compile_key_url(
     Some(FetchedKey {
         from: from?,
         hosts,
+        paths,
         names: raw.certificate_names.clone(),
         format,
     })
