@@ -74,7 +74,7 @@ async fn pipeline(
         &mut cx.shadowed,
     )
     .await?;
-    if let Some(answer) = signed_handshake(&route, &view(&parts, &body, &json), cx)? {
+    if let Some(answer) = signed_handshake(shared, &route, &view(&parts, &body, &json), cx).await? {
         return Ok((answer, Outcome::Handshake));
     }
     let peer = client_ip::canonical(conn.peer.ip());
@@ -127,17 +127,64 @@ fn unsigned_handshake(
 }
 
 /// Handshake, signed: a challenge that came like an event (Slack, Zoom, Discord), answered
-/// once it verified. Never on a shadowed check: shadow mode forwards what it would refuse.
-fn signed_handshake(
+/// once it verified; an SNS subscription confirmed with SNS. Never on a shadowed check:
+/// shadow mode forwards what it would refuse.
+async fn signed_handshake(
+    shared: &Shared,
     route: &Route,
     request: &RequestView<'_>,
     cx: &Context<'_>,
 ) -> Result<Option<Response<Full<Bytes>>>, Refusal> {
-    match &route.handshake {
-        Some(hs) if cx.shadowed.is_none() => {
-            crate::handshake::after_verify(hs, request, route.scheme.as_ref())
+    let Some(hs) = route.handshake.as_ref().filter(|_| cx.shadowed.is_none()) else {
+        return Ok(None);
+    };
+    if let Some(url) = crate::handshake::sns_subscribe_url(hs, request) {
+        return confirm_subscription(shared, route, url).await.map(Some);
+    }
+    crate::handshake::after_verify(hs, request, route.scheme.as_ref())
+}
+
+/// SNS's subscription handshake: a `GET` of the verified message's `SubscribeURL`, which must
+/// be a confirmation on one of the hosts the route's certificates come from, through the
+/// key fetcher (pinned, bounded, within its budget). 200 once SNS accepted it; 503 (SNS
+/// sends it again) if it could not be made.
+async fn confirm_subscription(
+    shared: &Shared,
+    route: &Route,
+    url: &str,
+) -> Result<Response<Full<Bytes>>, Refusal> {
+    let hosts = match route.scheme.as_ref().map(|s| &s.keys) {
+        Some(crate::scheme::Keys::Fetched(key)) => key.hosts.as_slice(),
+        _ => &[],
+    };
+    let url = crate::scheme::pin::KeyUrl::parse(url, hosts)
+        .ok()
+        .filter(|u| {
+            u.path_and_query()
+                .starts_with("/?Action=ConfirmSubscription&")
+        })
+        .ok_or(Refusal::Handshake(
+            "SubscribeURL is not a confirmation on the sender's host",
+        ))?;
+    match shared.keys.get_once(&url).await {
+        Ok(_) => {
+            tracing::info!(route = route.name.as_str(), "SNS subscription confirmed");
+            let mut answer =
+                Response::new(Full::new(Bytes::from_static(b"subscription confirmed\n")));
+            answer.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            Ok(answer)
         }
-        _ => Ok(None),
+        Err(why) => {
+            tracing::warn!(
+                route = route.name.as_str(),
+                why,
+                "SNS subscription not confirmed"
+            );
+            Err(Refusal::HandshakeUnavailable)
+        }
     }
 }
 
@@ -795,7 +842,10 @@ fn refusal_response(refusal: &Refusal) -> Response<Full<Bytes>> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    if let Refusal::BodyBudgetFull | Refusal::QueueStoreUnavailable = refusal {
+    if let Refusal::BodyBudgetFull
+    | Refusal::QueueStoreUnavailable
+    | Refusal::HandshakeUnavailable = refusal
+    {
         // Bodies in memory drain within body_read_timeout plus a forward.
         headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
     }

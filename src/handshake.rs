@@ -96,6 +96,20 @@ pub fn before_body(
     }
 }
 
+/// AWS SNS's subscription handshake, once the message verified: the `SubscribeURL` of a
+/// `SubscriptionConfirmation`, which the gateway confirms (an I/O the pipeline makes);
+/// `None` for any other message, which goes on to the app.
+pub fn sns_subscribe_url<'a>(hs: &Handshake, req: &RequestView<'a>) -> Option<&'a str> {
+    if hs.kind != HandshakeKind::SnsSubscription {
+        return None;
+    }
+    let doc = req.json().ok()?;
+    if doc.get("Type")?.as_str()? != "SubscriptionConfirmation" {
+        return None;
+    }
+    doc.get("SubscribeURL")?.as_str()
+}
+
 /// A signed handshake, once the request verified: its answer, or `None`: an event.
 pub fn after_verify(hs: &Handshake, req: &RequestView<'_>, scheme: Option<&Scheme>) -> Answer {
     if !hs.kind.signed() || *req.method != hs.kind.method() {

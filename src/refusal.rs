@@ -34,6 +34,9 @@ pub enum Refusal {
     KeyUnavailable {
         retry_after: u64,
     },
+    /// A handshake the gateway answers by calling the sender (SNS's `SubscribeURL`) could
+    /// not be completed: the sender retries.
+    HandshakeUnavailable,
     /// The route dedups by a key this request does not carry.
     ReplayKeyMissing,
     /// Another copy of this event is being forwarded right now: retry later.
@@ -107,7 +110,9 @@ impl Refusal {
             Refusal::BodyError => S::BAD_REQUEST,
             Refusal::Verify(_) => S::UNAUTHORIZED,
             Refusal::Handshake(_) => S::FORBIDDEN,
-            Refusal::KeyUnavailable { .. } => S::SERVICE_UNAVAILABLE,
+            Refusal::KeyUnavailable { .. } | Refusal::HandshakeUnavailable => {
+                S::SERVICE_UNAVAILABLE
+            }
             Refusal::ReplayKeyMissing => S::BAD_REQUEST,
             Refusal::ReplayInFlight => S::CONFLICT,
             Refusal::ReplayStoreUnavailable | Refusal::QueueStoreUnavailable => {
@@ -153,6 +158,7 @@ impl Refusal {
             },
             Refusal::Handshake(_) => "handshake_refused",
             Refusal::KeyUnavailable { .. } => "key_unavailable",
+            Refusal::HandshakeUnavailable => "handshake_unavailable",
             Refusal::ReplayKeyMissing => "replay_key_missing",
             Refusal::ReplayInFlight => "replay_in_flight",
             Refusal::ReplayStoreUnavailable => "replay_store_unavailable",
@@ -191,6 +197,9 @@ impl Refusal {
             Refusal::Handshake(why) => format!("handshake refused: {why}"),
             Refusal::KeyUnavailable { .. } => {
                 "the sender's signing key could not be fetched; retry later".into()
+            }
+            Refusal::HandshakeUnavailable => {
+                "the subscription could not be confirmed with its sender; retry later".into()
             }
             Refusal::ReplayKeyMissing => {
                 "request lacks the event id this route deduplicates by".into()
@@ -242,6 +251,7 @@ impl Refusal {
         "value_not_allowed",
         "key_unavailable",
         "handshake_refused",
+        "handshake_unavailable",
         "replay_key_missing",
         "replay_in_flight",
         "replay_store_unavailable",

@@ -47,6 +47,10 @@ pub enum HandshakeKind {
     /// Azure Event Grid (its own schema): `aeg-event-type: SubscriptionValidation`, answered
     /// `{"validationResponse": <data.validationCode>}`.
     EventGrid,
+    /// AWS SNS: a signed `SubscriptionConfirmation` for one of the route's topics, confirmed
+    /// by the gateway itself with a `GET` of its `SubscribeURL` (on the SNS host the message's
+    /// certificate came from), answered 200 once SNS accepted it.
+    SnsSubscription,
 }
 
 impl HandshakeKind {
@@ -66,6 +70,7 @@ impl HandshakeKind {
         HandshakeKind::DiscordEvents,
         HandshakeKind::Twitch,
         HandshakeKind::EventGrid,
+        HandshakeKind::SnsSubscription,
     ];
 
     pub fn name(self) -> &'static str {
@@ -85,6 +90,7 @@ impl HandshakeKind {
             HandshakeKind::DiscordEvents => "discord-events",
             HandshakeKind::Twitch => "twitch",
             HandshakeKind::EventGrid => "event-grid",
+            HandshakeKind::SnsSubscription => "sns-subscription",
         }
     }
 
@@ -119,6 +125,7 @@ impl HandshakeKind {
                 | HandshakeKind::DiscordEvents
                 | HandshakeKind::Twitch
                 | HandshakeKind::EventGrid
+                | HandshakeKind::SnsSubscription
         )
     }
 

@@ -178,6 +178,22 @@ impl KeyCache {
         held
     }
 
+    /// One `GET` of `url` through the same pinned, bounded fetcher and within the same
+    /// budget, not cached (SNS's `SubscribeURL`, which confirms a subscription).
+    pub async fn get_once(&self, url: &KeyUrl) -> Result<super::fetch::Fetched, String> {
+        if !self.may_start_fetch() {
+            return Err("too many fetches right now".into());
+        }
+        self.fetches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let fetched = fetch(url, self.tls.clone(), &self.resolve, &self.limits).await;
+        if let Some(m) = &self.metrics {
+            let result = fetched.as_ref().map_or_else(FetchError::label, |_| "ok");
+            m.fetches.with_label_values(&[result]).inc();
+        }
+        fetched.map_err(|e| e.to_string())
+    }
+
     fn count(&self, lookup: &str) {
         if let Some(m) = &self.metrics {
             m.lookups.with_label_values(&[lookup]).inc();

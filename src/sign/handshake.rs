@@ -271,6 +271,12 @@ fn event(
                 Answer::ok(json!({ "validationResponse": c }).to_string()),
             )
         }
+        HandshakeKind::SnsSubscription => {
+            return Err(SignError::Scheme(
+                "SNS signs its confirmations with AWS's own key: hookgate sign cannot play it"
+                    .into(),
+            ))
+        }
         unsigned => {
             return Err(SignError::Scheme(format!(
                 "the {} handshake is not signed",

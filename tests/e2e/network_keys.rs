@@ -1051,3 +1051,72 @@ async fn a_jwks_with_thousands_of_keys_is_refused_whole() {
     );
     assert_eq!(s.up.count(), 0);
 }
+
+/// A `SubscriptionConfirmation` for `topic`, signed as SNS signs it, whose `SubscribeURL` is
+/// `subscribe`.
+fn sns_confirmation(topic: &str, subscribe: &str) -> Value {
+    let mut m = json!({
+        "Type": "SubscriptionConfirmation",
+        "MessageId": format!("c-{}", rand_id()),
+        "Token": "2336412f37fb687f5d51e6e2425c464de12884e8",
+        "TopicArn": topic,
+        "Message": format!("You have chosen to subscribe to the topic {topic}."),
+        "SubscribeURL": subscribe,
+        "Timestamp": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+        "SignatureVersion": "2",
+        "SigningCertURL": sns_url(),
+    });
+    sns_sign(&mut m);
+    m
+}
+
+#[tokio::test]
+async fn the_gateway_confirms_an_sns_subscription_when_the_route_says_so() {
+    let s = setup("sns-subscribe", "").await;
+    let confirm = format!("/?Action=ConfirmSubscription&TopicArn={TOPIC}&Token=2336412f");
+    let subscribe = format!("https://{SNS_HOST}{confirm}");
+    s.host.serve(
+        &confirm,
+        Doc::Ok(b"<ConfirmSubscriptionResponse/>".to_vec(), "no-store"),
+    );
+    // Without `handshake:`, the confirmation is an event like any other: the app gets it.
+    let m = sns_confirmation(TOPIC, &subscribe);
+    let a = post_sns(&s.gw, &m).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(s.up.count(), 1);
+    assert_eq!(s.host.requests(), 1, "the certificate only");
+    // With it, the gateway confirms: a GET of the SubscribeURL, nothing to the app.
+    let yaml = config(&s.pki, &s.host, &s.up.url(), "").replace(
+        "    verify:\n      preset: aws-sns\n",
+        "    handshake: { kind: sns-subscription }\n    verify:\n      preset: aws-sns\n",
+    );
+    let gw = Hookgate::start(&yaml, &[]).await;
+    let a = post_sns(&gw, &sns_confirmation(TOPIC, &subscribe)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.body, "subscription confirmed\n");
+    assert_eq!(gw.outcome("sns", "handshake"), 1.0);
+    assert_eq!(s.up.count(), 1, "the app got nothing more");
+    assert_eq!(
+        s.host.requests(),
+        3,
+        "a certificate fetch and the confirmation"
+    );
+    // A SubscribeURL that is not a confirmation on the SNS host is not called.
+    for other in [
+        format!("https://{SNS_HOST}/?Action=Unsubscribe&SubscriptionArn=x"),
+        "https://keys.internal.example/?Action=ConfirmSubscription&Token=1".to_owned(),
+    ] {
+        let a = post_sns(&gw, &sns_confirmation(TOPIC, &other)).await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{other}: {}", a.body);
+    }
+    // Another account's topic is refused before anything.
+    let theirs = "arn:aws:sns:eu-west-1:999999999999:theirs";
+    let a = post_sns(&gw, &sns_confirmation(theirs, &subscribe)).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+    // SNS down for the confirmation: 503, and SNS sends it again.
+    s.host.up.store(false, Ordering::SeqCst);
+    let a = post_sns(&gw, &sns_confirmation(TOPIC, &subscribe)).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{}", a.body);
+    assert_eq!(gw.outcome("sns", "handshake_unavailable"), 1.0);
+    assert_eq!(s.up.count(), 1);
+}
