@@ -357,7 +357,10 @@ async fn fetch_key(
             retry_after: retry_after.as_secs().max(1),
         }
     };
-    let doc = shared.keys.get(&url, &wanted).await.map_err(|e| {
+    let request = key
+        .request(url.clone(), kid.as_deref())
+        .map_err(Refusal::Verify)?;
+    let doc = shared.keys.get(&request, &wanted).await.map_err(|e| {
         // The issuer's keys are in hand and none is the one the token names: a forged or
         // foreign `kid`, refused as such, not an outage.
         match e.lacking.as_deref().map(|d| KeyDoc::parse(key, d)) {

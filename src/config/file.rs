@@ -39,6 +39,11 @@ pub struct RawConfig {
     pub routes: Vec<serde_yaml::Value>,
 }
 
+/// The value a preset gives a claim or field that each route must name itself (Google's
+/// push service account, `email`; Plaid's credentials): the compiler refuses a route that
+/// leaves it so.
+pub const ROUTE_GIVES: &str = "{route}";
+
 /// A duration as written in the file (`30s`, `500ms`, `15m`; `none` where a field allows it),
 /// parsed by `compile.rs`. A bare number is kept as its text rather than refused here, so that
 /// `timeout: 30` gets the same message as `timeout: "30"` (a duration needs its unit) wherever
@@ -437,8 +442,17 @@ pub struct RawKeyUrl {
     pub header: Option<String>,
     /// ... or a JSON pointer into the body (SNS's `/SigningCertURL`) ...
     pub json: Option<String>,
-    /// ... or, for a JWT, the issuer's JWKS at a fixed URL (Google's).
+    /// ... or, for a JWT, the issuer's JWKS at a fixed URL (Google's) ...
     pub url: Option<String>,
+    /// ... or a key API asked for each key by its id (Plaid's), with `post`, `kid_field` and
+    /// `key_at`.
+    pub api: Option<String>,
+    /// The JSON object posted to the key API (credentials as `${ENV}` references); the key
+    /// id is added as `kid_field`.
+    pub post: Option<std::collections::BTreeMap<String, String>>,
+    pub kid_field: Option<String>,
+    /// Where the key (a JWK) is in the API's answer: a JSON pointer.
+    pub key_at: Option<String>,
     /// Host patterns the URL may name; a `*` is one whole label, `{region}` a cloud region.
     #[serde(default)]
     pub hosts: Vec<String>,
@@ -451,11 +465,65 @@ pub struct RawKeyUrl {
 }
 
 impl RawKeyUrl {
+    /// A route's `key_url:` over its preset's: where the URL is, taken whole from whichever
+    /// names it; the rest field by field, `post` field by field (the route gives the
+    /// credentials a preset leaves to it).
+    fn overlay(self, b: RawKeyUrl) -> RawKeyUrl {
+        let own = self.header.is_some()
+            || self.json.is_some()
+            || self.url.is_some()
+            || self.api.is_some();
+        let src = if own { &self } else { &b };
+        let (header, json, url, api) = (
+            src.header.clone(),
+            src.json.clone(),
+            src.url.clone(),
+            src.api.clone(),
+        );
+        let or = |o: Vec<String>, b: Vec<String>| if o.is_empty() { b } else { o };
+        RawKeyUrl {
+            header,
+            json,
+            url,
+            api,
+            post: merge(self.post, b.post, |mut o, b| {
+                for (k, v) in b {
+                    o.entry(k).or_insert(v);
+                }
+                o
+            }),
+            kid_field: self.kid_field.or(b.kid_field),
+            key_at: self.key_at.or(b.key_at),
+            hosts: or(self.hosts, b.hosts),
+            paths: or(self.paths, b.paths),
+            certificate_names: or(self.certificate_names, b.certificate_names),
+        }
+    }
+
     fn to_yaml(&self) -> serde_yaml::Value {
         yaml_map([
             ("header", self.header.as_deref().map(yaml_str)),
             ("json", self.json.as_deref().map(yaml_str)),
             ("url", self.url.as_deref().map(yaml_str)),
+            ("api", self.api.as_deref().map(yaml_str)),
+            (
+                "post",
+                self.post.as_ref().map(|m| {
+                    let mut out = serde_yaml::Mapping::new();
+                    for (k, v) in m {
+                        // A literal credential is never printed.
+                        let shown = if v.starts_with("${") || v == ROUTE_GIVES {
+                            v.as_str()
+                        } else {
+                            "<literal, not shown>"
+                        };
+                        out.insert(yaml_str(k), yaml_str(shown));
+                    }
+                    serde_yaml::Value::Mapping(out)
+                }),
+            ),
+            ("kid_field", self.kid_field.as_deref().map(yaml_str)),
+            ("key_at", self.key_at.as_deref().map(yaml_str)),
             (
                 "hosts",
                 Some(&self.hosts)
@@ -845,7 +913,7 @@ impl RawVerify {
             each: self.each.or(base.each),
             key_id: self.key_id.or(base.key_id),
             jwt: merge(self.jwt, base.jwt, RawJwt::overlay),
-            key_url: self.key_url.or(base.key_url),
+            key_url: merge(self.key_url, base.key_url, RawKeyUrl::overlay),
             json_allowed: self.json_allowed.or(base.json_allowed),
             key_encoding: self.key_encoding.or(base.key_encoding),
             secret,

@@ -12,14 +12,10 @@
 
 use crate::config::file::{
     OneOrMany, RawBodyClaim, RawDuration, RawEntries, RawJwt, RawKeyUrl, RawList, RawNumbered,
-    RawPart, RawReplayKey, RawSignature, RawTimestamp, RawVerify,
+    RawPart, RawReplayKey, RawSignature, RawTimestamp, RawVerify, ROUTE_GIVES,
 };
 use crate::model::handshake::HandshakeKind;
 use RawPart::{Body, FormParamsSorted, Url};
-
-/// The value a preset gives a claim (or field) that each route must name itself (Google's
-/// push service account, `email`): the compiler refuses a route that leaves it so.
-pub const ROUTE_GIVES: &str = "{route}";
 
 /// One built-in sender.
 #[derive(Clone, Copy, Debug)]
@@ -142,6 +138,7 @@ const HANDSHAKE_TESTS_UNIT: &str = "src/handshake.rs";
 const SNS_VECTORS: &str = "tests/vectors/sns.json";
 const PAYPAL_VECTORS: &str = "tests/vectors/paypal.json";
 const PUBSUB_VECTORS: &str = "tests/vectors/pubsub.json";
+const PLAID_VECTORS: &str = "tests/vectors/plaid.json";
 const NETWORK_KEY_TESTS: &str = "tests/e2e/network_keys.rs";
 
 /// Computed vectors only.
@@ -2227,6 +2224,54 @@ static PRESETS: &[Preset] = &[
                 published: &["paypal/PayPal-Python-SDK"],
             },
             test(NETWORK_KEY_TESTS, "a_real_paypal_delivery_verifies_through_the_gateway"),
+        ],
+    },
+    Preset {
+        name: "plaid",
+        aliases: &[],
+        // Plaid: an ES256 JWT in Plaid-Verification, its `kid` naming a key (a JWK) the gateway asks Plaid for with POST /webhook_verification_key/get and the route's client_id and secret; claims `iat` (5 min) and `request_body_sha256`, the hex SHA-256 of the body. A key whose `expired_at` is set verifies nothing. Sandbox: `key_url: { api: https://sandbox.plaid.com/webhook_verification_key/get }`.
+        scheme: || RawVerify {
+            algorithm: Some("jwt".into()),
+            signature: Some(RawSignature {
+                header: Some(OneOrMany::One("plaid-verification".into())),
+                ..RawSignature::default()
+            }),
+            jwt: Some(RawJwt {
+                algorithms: Some(vec!["ES256".into()]),
+                max_age: Some(RawDuration::from("5m")),
+                require: Some(vec!["iat".into()]),
+                body_sha256: Some(RawBodyClaim {
+                    claim: "request_body_sha256".into(),
+                    encoding: Some("hex".into()),
+                }),
+                ..RawJwt::default()
+            }),
+            key_url: Some(RawKeyUrl {
+                api: Some("https://production.plaid.com/webhook_verification_key/get".into()),
+                post: Some(
+                    [
+                        ("client_id".to_owned(), ROUTE_GIVES.to_owned()),
+                        ("secret".to_owned(), ROUTE_GIVES.to_owned()),
+                    ]
+                    .into_iter()
+                    .collect(),
+                ),
+                kid_field: Some("key_id".into()),
+                key_at: Some("/key".into()),
+                ..RawKeyUrl::default()
+            }),
+            ..RawVerify::default()
+        },
+        handshake: None,
+        replay_key: None,
+        needs_app_answer: None,
+        acknowledgement: None,
+        evidence: &[
+            Evidence::Vectors {
+                file: PLAID_VECTORS,
+                published: &[],
+            },
+            test(NETWORK_KEY_TESTS, "plaid_keys_are_asked_for_by_id_with_the_routes_credentials"),
         ],
     },
     Preset {

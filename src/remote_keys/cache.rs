@@ -19,6 +19,7 @@ use bytes::Bytes;
 
 use super::fetch::{fetch, FetchError, Limits, Resolve};
 use super::freshness::{Fetch, Held, Policy};
+use crate::scheme::fetched::KeyRequest;
 use crate::scheme::pin::KeyUrl;
 
 /// The bounds of the cache as a whole.
@@ -95,7 +96,7 @@ pub struct HeldUrl {
 
 /// The documents fetched, per URL.
 pub struct KeyCache {
-    entries: Mutex<HashMap<KeyUrl, Entry>>,
+    entries: Mutex<HashMap<KeyRequest, Entry>>,
     policy: Policy,
     limits: Limits,
     bounds: Bounds,
@@ -105,6 +106,10 @@ pub struct KeyCache {
     fetches: std::sync::atomic::AtomicU64,
     metrics: Option<KeyMetrics>,
     budget: Mutex<FetchBudget>,
+    /// Per key API (its URL, from the configuration): when a key id not asked for before was
+    /// last fetched. Each key id is a document of its own, so without this every forged id
+    /// would be a call to the sender's API with the route's credentials.
+    new_kids: Mutex<HashMap<KeyUrl, SystemTime>>,
 }
 
 impl KeyCache {
@@ -126,10 +131,38 @@ impl KeyCache {
             clock,
             fetches: std::sync::atomic::AtomicU64::new(0),
             metrics: None,
+            new_kids: Mutex::new(HashMap::new()),
             budget: Mutex::new(FetchBudget {
                 tokens: f64::from(bounds.fetches_per_second),
                 at: std::time::Instant::now(),
             }),
+        }
+    }
+
+    /// For a key API's key id never fetched: how long until one may be, if another was
+    /// fetched less than `unknown_kid_interval` ago (else it is recorded as fetched now).
+    fn new_kid_wait(&self, request: &KeyRequest) -> Option<Duration> {
+        request.kid.as_ref()?;
+        let fetched_before = {
+            let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+            entries
+                .get(request)
+                .is_some_and(|e| !matches!(e.held, Held::Nothing))
+        };
+        if fetched_before {
+            return None;
+        }
+        let now = (self.clock)();
+        let mut last = self.new_kids.lock().unwrap_or_else(|e| e.into_inner());
+        let next = last
+            .get(&request.url)
+            .map(|t| *t + self.policy.unknown_kid_interval);
+        match next {
+            Some(next) if now < next => next.duration_since(now).ok(),
+            _ => {
+                last.insert(request.url.clone(), now);
+                None
+            }
         }
     }
 
@@ -186,7 +219,8 @@ impl KeyCache {
         }
         self.fetches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let fetched = fetch(url, self.tls.clone(), &self.resolve, &self.limits).await;
+        let request = KeyRequest::from(url.clone());
+        let fetched = fetch(&request, self.tls.clone(), &self.resolve, &self.limits).await;
         if let Some(m) = &self.metrics {
             let result = fetched.as_ref().map_or_else(FetchError::label, |_| "ok");
             m.fetches.with_label_values(&[result]).inc();
@@ -210,7 +244,7 @@ impl KeyCache {
     /// fetching it).
     pub async fn get(
         &self,
-        url: &KeyUrl,
+        url: &KeyRequest,
         wanted: &(dyn Fn(&Bytes) -> bool + Sync),
     ) -> Result<Bytes, Unavailable> {
         let answered = |cache: &KeyCache, decided: Decided| match decided {
@@ -232,6 +266,12 @@ impl KeyCache {
         // Another caller may have fetched while this one waited.
         if let Some(answer) = answered(self, self.decide(url, wanted)) {
             return answer;
+        }
+        if let Some(wait) = self.new_kid_wait(url) {
+            self.count("unavailable");
+            let mut e = self.unavailable(url, "a key id not asked for before, too soon".into());
+            e.retry_after = wait;
+            return Err(e);
         }
         if !self.may_start_fetch() {
             self.count("unavailable");
@@ -260,7 +300,7 @@ impl KeyCache {
 
     /// What the cache holds for `url` decides: serve it, refuse, or fetch (with the gate
     /// the fetch is made under).
-    fn decide(&self, url: &KeyUrl, wanted: &(dyn Fn(&Bytes) -> bool + Sync)) -> Decided {
+    fn decide(&self, url: &KeyRequest, wanted: &(dyn Fn(&Bytes) -> bool + Sync)) -> Decided {
         let now = (self.clock)();
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let entry = entries.entry(url.clone()).or_insert_with(|| Entry {
@@ -307,7 +347,7 @@ impl KeyCache {
     /// Keeps a fetch's result and answers the caller that made it.
     fn record(
         &self,
-        url: &KeyUrl,
+        url: &KeyRequest,
         fetched: Result<super::fetch::Fetched, FetchError>,
         wanted: &(dyn Fn(&Bytes) -> bool + Sync),
     ) -> Result<Bytes, Unavailable> {
@@ -356,7 +396,7 @@ impl KeyCache {
         answer
     }
 
-    fn unavailable(&self, url: &KeyUrl, why: String) -> Unavailable {
+    fn unavailable(&self, url: &KeyRequest, why: String) -> Unavailable {
         Unavailable {
             url: url.to_string(),
             why,
@@ -376,13 +416,13 @@ enum Decided {
 /// URLs never fetched) before those with one, each kind least recently used first, and
 /// never one being fetched (its fetcher is about to record into it). So URLs a request
 /// invented, which fail, cannot push out a document in use.
-fn evict(entries: &mut HashMap<KeyUrl, Entry>, bounds: Bounds) {
+fn evict(entries: &mut HashMap<KeyRequest, Entry>, bounds: Bounds) {
     let size = |e: &Entry| e.doc.as_ref().map_or(0, Bytes::len);
     let mut bytes: usize = entries.values().map(size).sum();
     if entries.len() <= bounds.max_entries && bytes <= bounds.max_bytes {
         return;
     }
-    let mut order: Vec<(bool, SystemTime, KeyUrl)> = entries
+    let mut order: Vec<(bool, SystemTime, KeyRequest)> = entries
         .iter()
         .filter(|(_, e)| Arc::strong_count(&e.fetching) == 1)
         .map(|(k, e)| (e.doc.is_some(), e.last_used, k.clone()))
@@ -449,9 +489,9 @@ mod tests {
         let mut tasks = Vec::new();
         for _ in 0..10 {
             let cache = cache.clone();
-            tasks.push(tokio::spawn(
-                async move { cache.get(&url(), &has("k1")).await },
-            ));
+            tasks.push(tokio::spawn(async move {
+                cache.get(&url().into(), &has("k1")).await
+            }));
         }
         for t in tasks {
             assert!(t.await.unwrap().is_ok());
@@ -459,43 +499,43 @@ mod tests {
         assert_eq!(server.requests(), 1);
         // Kept: no fetch within its time.
         advance(300);
-        assert!(cache.get(&url(), &has("k1")).await.is_ok());
+        assert!(cache.get(&url().into(), &has("k1")).await.is_ok());
         assert_eq!(server.requests(), 1);
 
         // Forged kids: one fetch per 30 s at most, whatever the number of requests.
         for _ in 0..20 {
-            assert!(cache.get(&url(), &has("forged")).await.is_err());
+            assert!(cache.get(&url().into(), &has("forged")).await.is_err());
         }
         assert_eq!(server.requests(), 2, "one refetch for the unknown kid");
-        let refused = cache.get(&url(), &has("forged")).await.unwrap_err();
+        let refused = cache.get(&url().into(), &has("forged")).await.unwrap_err();
         assert!(refused.retry_after <= Duration::from_secs(30), "{refused}");
         advance(31);
-        assert!(cache.get(&url(), &has("forged")).await.is_err());
+        assert!(cache.get(&url().into(), &has("forged")).await.is_err());
         assert_eq!(server.requests(), 3);
         // The known kid is still served all along.
-        assert!(cache.get(&url(), &has("k1")).await.is_ok());
+        assert!(cache.get(&url().into(), &has("k1")).await.is_ok());
         assert_eq!(server.requests(), 3);
 
         // The key host fails in the refresh window: the valid document still serves, and the
         // next refresh waits the backoff.
         server.answers(answer("503 Unavailable", "Cache-Control: no-store\r\n", ""));
         advance(549); // t = 880: in the last tenth of the fetch at 331, kept until 931
-        assert!(cache.get(&url(), &has("k1")).await.is_ok());
+        assert!(cache.get(&url().into(), &has("k1")).await.is_ok());
         assert_eq!(server.requests(), 4);
-        assert!(cache.get(&url(), &has("k1")).await.is_ok());
+        assert!(cache.get(&url().into(), &has("k1")).await.is_ok());
         assert_eq!(server.requests(), 4, "quiet for the backoff");
 
         // Expired and the host still down: refused with Retry-After, one fetch per backoff.
         advance(120);
-        let e = cache.get(&url(), &has("k1")).await.unwrap_err();
+        let e = cache.get(&url().into(), &has("k1")).await.unwrap_err();
         assert_eq!(e.retry_after, Duration::from_secs(10), "{e}");
         assert_eq!(server.requests(), 5);
-        assert!(cache.get(&url(), &has("k1")).await.is_err());
+        assert!(cache.get(&url().into(), &has("k1")).await.is_err());
         assert_eq!(server.requests(), 5);
         // Back up: served again after the backoff.
         server.answers(answer("200 OK", "Cache-Control: max-age=600\r\n", keys));
         advance(11);
-        assert!(cache.get(&url(), &has("k1")).await.is_ok());
+        assert!(cache.get(&url().into(), &has("k1")).await.is_ok());
         assert_eq!(server.requests(), 6);
         assert_eq!(cache.fetches(), 6);
     }
@@ -503,7 +543,11 @@ mod tests {
     #[test]
     fn the_entries_used_least_recently_go_first_past_either_bound() {
         let pins = [crate::scheme::pin::HostPattern::parse("keys.test.example").unwrap()];
-        let key = |n: u64| KeyUrl::parse(&format!("https://keys.test.example/{n}"), &pins).unwrap();
+        let key = |n: u64| {
+            KeyRequest::from(
+                KeyUrl::parse(&format!("https://keys.test.example/{n}"), &pins).unwrap(),
+            )
+        };
         let entry = |used: u64, bytes: usize| Entry {
             held: Held::Nothing,
             doc: Some(Bytes::from(vec![b'k'; bytes])),
@@ -511,7 +555,7 @@ mod tests {
             last_used: SystemTime::UNIX_EPOCH + Duration::from_secs(used),
             quiet_until: None,
         };
-        let mut entries: HashMap<KeyUrl, Entry> =
+        let mut entries: HashMap<KeyRequest, Entry> =
             (0..5).map(|n| (key(n), entry(100 - n, 100))).collect();
         evict(
             &mut entries,
@@ -540,7 +584,7 @@ mod tests {
         assert!(entries.contains_key(&key(0)), "the one used last stays");
 
         // Failures go before documents, however recent; an entry being fetched stays.
-        let mut entries: HashMap<KeyUrl, Entry> =
+        let mut entries: HashMap<KeyRequest, Entry> =
             (0..5).map(|n| (key(n), entry(10 + n, 100))).collect();
         for n in 5..10 {
             let mut failed = entry(100 + n, 0);
@@ -557,7 +601,7 @@ mod tests {
         );
         let mut left: Vec<u64> = entries
             .keys()
-            .map(|k| k.path_and_query()[1..].parse().unwrap())
+            .map(|k| k.url.path_and_query()[1..].parse().unwrap())
             .collect();
         left.sort();
         assert_eq!(

@@ -14,10 +14,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, Request, StatusCode};
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper_util::rt::TokioIo;
 
-use crate::scheme::pin::{address_allowed, KeyUrl};
+use crate::scheme::fetched::KeyRequest;
+use crate::scheme::pin::address_allowed;
 
 /// The bounds of one fetch.
 #[derive(Clone, Copy, Debug)]
@@ -138,13 +139,15 @@ pub fn resolver_with(connect_to: Vec<(String, SocketAddr)>) -> Resolve {
     })
 }
 
-/// Fetches `url` once, within `limits`, verifying TLS with `tls`.
+/// Fetches `request` once (a `GET` of its URL, or a `POST` of its JSON body), within
+/// `limits`, verifying TLS with `tls`.
 pub async fn fetch(
-    url: &KeyUrl,
+    request: &KeyRequest,
     tls: Arc<rustls::ClientConfig>,
     resolve: &Resolve,
     limits: &Limits,
 ) -> Result<Fetched, FetchError> {
+    let url = &request.url;
     let host = url.host().to_owned();
     // Resolving and connecting share one deadline, whatever the resolver and the number of
     // addresses.
@@ -174,7 +177,7 @@ pub async fn fetch(
         });
     }
     let stream = connect(&host, &allowed, deadline).await?;
-    let exchange = exchange(url, stream, tls, limits.max_bytes);
+    let exchange = exchange(request, stream, tls, limits.max_bytes);
     match tokio::time::timeout(limits.read_timeout, exchange).await {
         Ok(result) => result,
         Err(_) => Err(FetchError::Timeout {
@@ -204,13 +207,36 @@ async fn connect(
     })
 }
 
-/// TLS for the URL's host, one `GET`, and its answer's body if it is a 200 within `max`.
+/// The request sent: a `GET` of the URL, or a `POST` of a key API's JSON body.
+fn http_request(
+    request: &KeyRequest,
+    host: &str,
+) -> Result<Request<http_body_util::Full<Bytes>>, http::Error> {
+    let (method, body) = match &request.post {
+        Some(body) => (http::Method::POST, Bytes::from(body.clone())),
+        None => (http::Method::GET, Bytes::new()),
+    };
+    let mut built = Request::builder()
+        .method(method)
+        .uri(request.url.path_and_query())
+        .header(header::HOST, host)
+        .header(header::ACCEPT, "*/*")
+        .header(header::USER_AGENT, "hookgate");
+    if request.post.is_some() {
+        built = built.header(header::CONTENT_TYPE, "application/json");
+    }
+    built.body(http_body_util::Full::new(body))
+}
+
+/// TLS for the URL's host, one `GET` (or `POST`), and its answer's body if it is a 200
+/// within `max`.
 async fn exchange(
-    url: &KeyUrl,
+    request: &KeyRequest,
     stream: tokio::net::TcpStream,
     tls: Arc<rustls::ClientConfig>,
     max: usize,
 ) -> Result<Fetched, FetchError> {
+    let url = &request.url;
     let host = url.host().to_owned();
     let name =
         rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| FetchError::Tls {
@@ -232,16 +258,11 @@ async fn exchange(
         .await
         .map_err(http)?;
     tokio::spawn(conn);
-    let request = Request::get(url.path_and_query())
-        .header(header::HOST, &host)
-        .header(header::ACCEPT, "*/*")
-        .header(header::USER_AGENT, "hookgate")
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| FetchError::Connect {
-            host: host.clone(),
-            source: std::io::Error::other(e),
-        })?;
-    let response = sender.send_request(request).await.map_err(http)?;
+    let built = http_request(request, &host).map_err(|e| FetchError::Connect {
+        host: host.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    let response = sender.send_request(built).await.map_err(http)?;
     let status = response.status();
     if status != StatusCode::OK {
         return Err(FetchError::Status {
@@ -283,7 +304,7 @@ async fn exchange(
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::scheme::pin::HostPattern;
+    use crate::scheme::pin::{HostPattern, KeyUrl};
     use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -430,7 +451,7 @@ pub(super) mod tests {
         let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
         let reply = answer("200 OK", "Cache-Control: max-age=300\r\n", pem);
         let keys = KeyServer::start(server, reply).await;
-        let got = fetch(&url(), client, &resolver(keys.addr), &limits())
+        let got = fetch(&url().into(), client, &resolver(keys.addr), &limits())
             .await
             .unwrap();
         assert_eq!(got.body, pem.as_bytes());
@@ -448,7 +469,7 @@ pub(super) mod tests {
         let (server, client) = pki();
         let redirect = answer("302 Found", "Location: https://evil.example/x.pem\r\n", "");
         let addr = KeyServer::start(server.clone(), redirect).await.addr;
-        let e = fetch(&url(), client.clone(), &resolver(addr), &limits()).await;
+        let e = fetch(&url().into(), client.clone(), &resolver(addr), &limits()).await;
         assert!(
             matches!(e, Err(FetchError::Status { redirect: true, .. })),
             "{e:?}"
@@ -456,7 +477,7 @@ pub(super) mod tests {
         let addr = KeyServer::start(server.clone(), answer("500 Oops", "", ""))
             .await
             .addr;
-        let e = fetch(&url(), client.clone(), &resolver(addr), &limits()).await;
+        let e = fetch(&url().into(), client.clone(), &resolver(addr), &limits()).await;
         assert!(
             matches!(
                 e,
@@ -472,13 +493,13 @@ pub(super) mod tests {
         let addr = KeyServer::start(server.clone(), answer("200 OK", "", &huge))
             .await
             .addr;
-        let e = fetch(&url(), client.clone(), &resolver(addr), &limits()).await;
+        let e = fetch(&url().into(), client.clone(), &resolver(addr), &limits()).await;
         assert!(matches!(e, Err(FetchError::TooLarge { .. })), "{e:?}");
         let no_length = format!("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{huge}");
         let addr = KeyServer::start(server, Some(no_length.into_bytes()))
             .await
             .addr;
-        let e = fetch(&url(), client, &resolver(addr), &limits()).await;
+        let e = fetch(&url().into(), client, &resolver(addr), &limits()).await;
         assert!(matches!(e, Err(FetchError::TooLarge { .. })), "{e:?}");
     }
 
@@ -487,7 +508,7 @@ pub(super) mod tests {
         let (server, client) = pki();
         let addr = KeyServer::start(server.clone(), None).await.addr;
         let started = std::time::Instant::now();
-        let e = fetch(&url(), client.clone(), &resolver(addr), &limits()).await;
+        let e = fetch(&url().into(), client.clone(), &resolver(addr), &limits()).await;
         assert!(matches!(e, Err(FetchError::Timeout { .. })), "{e:?}");
         assert!(started.elapsed() < Duration::from_secs(3));
         // A name that resolves to loopback, private addresses not allowed: no connection.
@@ -496,7 +517,7 @@ pub(super) mod tests {
             allow_private: false,
             ..limits()
         };
-        let e = fetch(&url(), client, &resolver(keys.addr), &strict).await;
+        let e = fetch(&url().into(), client, &resolver(keys.addr), &strict).await;
         assert!(
             matches!(e, Err(FetchError::AddressNotAllowed { .. })),
             "{e:?}"
@@ -511,7 +532,7 @@ pub(super) mod tests {
         let addr = KeyServer::start(server, answer("200 OK", "", "k"))
             .await
             .addr;
-        let e = fetch(&url(), other_ca_client, &resolver(addr), &limits()).await;
+        let e = fetch(&url().into(), other_ca_client, &resolver(addr), &limits()).await;
         assert!(matches!(e, Err(FetchError::Tls { .. })), "{e:?}");
     }
 }

@@ -41,6 +41,70 @@ pub enum KeyFrom {
     Json(String),
     /// The route's (a JWKS).
     Url(KeyUrl),
+    /// A sender's key API, asked for one key by its id with the route's credentials
+    /// (Plaid's `/webhook_verification_key/get`).
+    Api(KeyApi),
+}
+
+/// A key API: `POST` of a JSON object (the route's credentials and the key id) to `url`;
+/// the key, a JWK, is at `key_at` in the answer.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyApi {
+    pub url: KeyUrl,
+    /// The JSON object's fields, credentials among them: never shown.
+    pub fields: Vec<(String, String)>,
+    /// The field the key id goes in (`key_id`).
+    pub kid_field: String,
+    /// Where the key is in the answer (a JSON pointer, `/key`).
+    pub key_at: String,
+}
+
+impl std::fmt::Debug for KeyApi {
+    // Hand-written: the fields hold credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyApi")
+            .field("url", &self.url)
+            .field("fields", &self.fields.len())
+            .field("kid_field", &self.kid_field)
+            .field("key_at", &self.key_at)
+            .finish()
+    }
+}
+
+/// What the gateway fetches for a request: a URL, and for a key API the body it posts. The
+/// cache keeps one document per request, so one per key id for a key API.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct KeyRequest {
+    pub url: KeyUrl,
+    /// The key id asked for (a key API's).
+    pub kid: Option<String>,
+    /// The JSON body posted, credentials included: never shown.
+    pub post: Option<Vec<u8>>,
+}
+
+impl std::fmt::Display for KeyRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.kid {
+            Some(kid) => write!(f, "{} (key {kid:?})", self.url),
+            None => write!(f, "{}", self.url),
+        }
+    }
+}
+
+impl std::fmt::Debug for KeyRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeyRequest({self})")
+    }
+}
+
+impl From<KeyUrl> for KeyRequest {
+    fn from(url: KeyUrl) -> KeyRequest {
+        KeyRequest {
+            url,
+            kid: None,
+            post: None,
+        }
+    }
 }
 
 /// What a fetched document is.
@@ -50,6 +114,8 @@ pub enum DocFormat {
     Certificate,
     /// A JSON Web Key Set, of which keys of this family are taken.
     Jwks(Family),
+    /// One JWK of this family, at a key API's `key_at`, not expired (`expired_at` null).
+    ApiJwk(Family),
 }
 
 /// The most keys a JWKS may hold: an issuer publishes a few (the current and the next);
@@ -63,11 +129,31 @@ impl KeyFrom {
             KeyFrom::Header(name) => format!("header {name}"),
             KeyFrom::Json(pointer) => format!("JSON field {pointer}"),
             KeyFrom::Url(url) => format!("url {url}"),
+            KeyFrom::Api(api) => format!("api {}", api.url),
         }
     }
 }
 
 impl FetchedKey {
+    /// What to fetch for a request whose token names `kid`: the URL alone, or for a key API
+    /// the URL and the body that asks for that key (no key id: nothing can be asked).
+    pub fn request(&self, url: KeyUrl, kid: Option<&str>) -> Result<KeyRequest, VerifyError> {
+        let KeyFrom::Api(api) = &self.from else {
+            return Ok(url.into());
+        };
+        let kid = kid.ok_or_else(|| VerifyError::MalformedSignature("JWT without a kid".into()))?;
+        let mut body = serde_json::Map::new();
+        for (name, value) in &api.fields {
+            body.insert(name.clone(), value.clone().into());
+        }
+        body.insert(api.kid_field.clone(), kid.into());
+        Ok(KeyRequest {
+            url,
+            kid: Some(kid.to_owned()),
+            post: Some(serde_json::Value::Object(body).to_string().into_bytes()),
+        })
+    }
+
     /// The key URL `req` names, if it is one the scheme pins. A missing, repeated or unpinned
     /// URL is refused (401): nothing is fetched for it.
     pub fn url(&self, req: &RequestView<'_>) -> Result<KeyUrl, VerifyError> {
@@ -91,6 +177,7 @@ impl FetchedKey {
                 None => return Err(refused("missing".into())),
             },
             KeyFrom::Url(url) => return Ok(url.clone()),
+            KeyFrom::Api(api) => return Ok(api.url.clone()),
         };
         KeyUrl::parse_shaped(&text, &self.hosts, &self.paths).map_err(|e| refused(e.to_string()))
     }
@@ -117,6 +204,7 @@ impl KeyDoc {
         match key.format {
             DocFormat::Certificate => Certificate::from_pem(bytes).map(KeyDoc::Certificate),
             DocFormat::Jwks(family) => jwks(bytes, family).map(KeyDoc::Jwks),
+            DocFormat::ApiJwk(family) => api_jwk(key, bytes, family).map(KeyDoc::Jwks),
         }
     }
 
@@ -143,6 +231,32 @@ impl KeyDoc {
             }
         }
     }
+}
+
+/// The one key a key API answered, at its `key_at`: a JWK of `family` whose `expired_at` is
+/// null (Plaid marks a retired key so; it must no longer verify, so it gives no key).
+fn api_jwk(
+    key: &FetchedKey,
+    bytes: &[u8],
+    family: Family,
+) -> Result<Vec<(Option<String>, JwtKey)>, String> {
+    let KeyFrom::Api(api) = &key.from else {
+        return Err("not a key API".into());
+    };
+    let doc: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+    let jwk = doc
+        .pointer(&api.key_at)
+        .ok_or_else(|| format!("no key at {}", api.key_at))?;
+    // A retired key verifies nothing: the set holds no key for its id.
+    if jwk.get("expired_at").is_some_and(|e| !e.is_null()) {
+        return Ok(Vec::new());
+    }
+    let parsed: jsonwebtoken::jwk::Jwk =
+        serde_json::from_value(jwk.clone()).map_err(|e| format!("not a JWK: {e}"))?;
+    let kid = parsed.common.key_id.clone();
+    let key = JwtKey::from_jwk(family, &parsed).ok_or(format!("not a {family:?} key"))?;
+    Ok(vec![(kid, key)])
 }
 
 /// The keys of a JWKS that are of `family`, each with its `kid`; a key of another type, or one

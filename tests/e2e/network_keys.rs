@@ -60,6 +60,8 @@ struct KeyHost {
     docs: Arc<Mutex<HashMap<String, Doc>>>,
     up: Arc<AtomicBool>,
     requests: Arc<AtomicUsize>,
+    /// The last request's body (a key API's POST).
+    last_body: Arc<Mutex<Vec<u8>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -76,8 +78,14 @@ impl KeyHost {
         let docs: Arc<Mutex<HashMap<String, Doc>>> = Arc::default();
         let up = Arc::new(AtomicBool::new(true));
         let requests = Arc::new(AtomicUsize::new(0));
+        let last_body: Arc<Mutex<Vec<u8>>> = Arc::default();
         let acceptor = pki.host_tls.clone();
-        let (d, u, n) = (docs.clone(), up.clone(), requests.clone());
+        let (d, u, n, lb) = (
+            docs.clone(),
+            up.clone(),
+            requests.clone(),
+            last_body.clone(),
+        );
         let task = tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 if !u.load(Ordering::SeqCst) {
@@ -85,6 +93,7 @@ impl KeyHost {
                     continue;
                 }
                 let (acceptor, docs, requests) = (acceptor.clone(), d.clone(), n.clone());
+                let last_body = lb.clone();
                 tokio::spawn(async move {
                     let Ok(mut tls) = acceptor.accept(tcp).await else {
                         return;
@@ -98,7 +107,22 @@ impl KeyHost {
                         }
                     }
                     requests.fetch_add(1, Ordering::SeqCst);
+                    let end = head.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    let mut body = head.split_off(end);
                     let head = String::from_utf8_lossy(&head).to_string();
+                    let length = head
+                        .to_lowercase()
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    while body.len() < length {
+                        match tls.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => body.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    *last_body.lock().unwrap() = body;
                     let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
                     let doc = docs.lock().unwrap().get(&path).cloned();
                     let answer = match doc {
@@ -138,6 +162,7 @@ impl KeyHost {
             docs,
             up,
             requests,
+            last_body,
             task,
         }
     }
@@ -169,6 +194,7 @@ const HOSTS: &[&str] = &[
     "api.sandbox.paypal.com",
     "sns.s3.amazonaws.com",
     "www.googleapis.com",
+    "production.plaid.com",
     "keys.internal.example",
 ];
 
@@ -1119,4 +1145,121 @@ async fn the_gateway_confirms_an_sns_subscription_when_the_route_says_so() {
     assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{}", a.body);
     assert_eq!(gw.outcome("sns", "handshake_unavailable"), 1.0);
     assert_eq!(s.up.count(), 1);
+}
+
+// Plaid: a key asked for by its id, with the route's credentials.
+
+static PLAID_NOW: AtomicU64 = AtomicU64::new(0);
+
+fn plaid_clock() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(PLAID_NOW.load(Ordering::SeqCst))
+}
+
+const PLAID_API: &str = "/webhook_verification_key/get";
+
+/// A gateway with a `plaid` route whose credentials come from the environment, the key
+/// host answering the key API with `answer`.
+async fn plaid_setup(tag: &str, answer: &Value) -> Setup {
+    let pki = pki(tag);
+    let host = KeyHost::start(&pki).await;
+    host.serve(
+        PLAID_API,
+        Doc::Ok(serde_json::to_vec(answer).unwrap(), "max-age=3600"),
+    );
+    let up = Upstream::start().await;
+    let yaml = config(&pki, &host, &up.url(), "").replace(
+        "  - name: sns\n",
+        &format!(
+            "  - name: plaid\n    path: /plaid\n    upstream: {}\n    verify:\n      preset: plaid\n      key_url:\n        post: {{ client_id: \"${{PLAID_CLIENT_ID}}\", secret: \"${{PLAID_SECRET}}\" }}\n  - name: sns\n",
+            up.url()
+        ),
+    );
+    let env = [
+        ("PLAID_CLIENT_ID", "client-123"),
+        ("PLAID_SECRET", "plaid-secret-456"),
+    ];
+    let gw = Hookgate::start_with_clock(&yaml, &env, plaid_clock).await;
+    Setup { pki, host, up, gw }
+}
+
+async fn post_plaid(gw: &Hookgate, case: &Value) -> Answer {
+    let token = case["headers"]["plaid-verification"].as_str().unwrap();
+    post(
+        &gw.url("/plaid"),
+        &[
+            ("plaid-verification", token),
+            ("content-type", "application/json"),
+        ],
+        case["body"].as_str().unwrap().as_bytes(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn plaid_keys_are_asked_for_by_id_with_the_routes_credentials() {
+    let v: Value = serde_json::from_str(include_str!("../vectors/plaid.json")).unwrap();
+    let cases = v["cases"].as_array().unwrap();
+    PLAID_NOW.store(cases[0]["now_unix"].as_u64().unwrap(), Ordering::SeqCst);
+    let s = plaid_setup("plaid", &v["key_answer"]).await;
+    let case = |name: &str| cases.iter().find(|c| c["name"] == name).unwrap();
+    let a = post_plaid(&s.gw, case("genuine")).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(
+        s.up.received()[0].body,
+        case("genuine")["body"].as_str().unwrap().as_bytes()
+    );
+    // The key was asked for by its id, with the route's credentials.
+    let asked: Value = serde_json::from_slice(&s.host.last_body.lock().unwrap()).unwrap();
+    assert_eq!(
+        asked,
+        json!({
+            "client_id": "client-123",
+            "secret": "plaid-secret-456",
+            "key_id": v["key_answer"]["key"]["kid"],
+        })
+    );
+    for name in [
+        "another_body",
+        "iat_too_old",
+        "signed_by_another_key_under_the_kid",
+    ] {
+        let a = post_plaid(&s.gw, case(name)).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{name}: {}", a.body);
+    }
+    assert_eq!(s.host.requests(), 1, "one key, asked for once");
+    // A key id not asked for before: one call to the API (Plaid may have a new key)...
+    PLAID_NOW.fetch_add(31, Ordering::SeqCst);
+    let a = post_plaid(&s.gw, case("a_kid_plaid_does_not_have")).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+    assert_eq!(s.host.requests(), 2);
+    // ... and another new id within 30 s makes no call: 503, asked to come back.
+    let mut other = case("a_kid_plaid_does_not_have").clone();
+    let token = other["headers"]["plaid-verification"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let header = json!({"alg": "ES256", "kid": "another-forged-kid", "typ": "JWT"});
+    let forged = format!(
+        "{}.{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(header.to_string()),
+        token.split_once('.').unwrap().1
+    );
+    other["headers"]["plaid-verification"] = Value::from(forged);
+    let a = post_plaid(&s.gw, &other).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{}", a.body);
+    assert!(a.headers.get("retry-after").is_some());
+    assert_eq!(s.host.requests(), 2);
+    assert_eq!(s.up.count(), 1);
+}
+
+#[tokio::test]
+async fn a_plaid_key_marked_expired_verifies_nothing() {
+    let v: Value = serde_json::from_str(include_str!("../vectors/plaid.json")).unwrap();
+    let genuine = &v["cases"][0];
+    PLAID_NOW.store(genuine["now_unix"].as_u64().unwrap(), Ordering::SeqCst);
+    let s = plaid_setup("plaid-expired", &v["expired_key_answer"]).await;
+    let a = post_plaid(&s.gw, genuine).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+    assert_eq!(s.gw.outcome("plaid", "key_refused"), 1.0);
+    assert_eq!(s.up.count(), 0);
 }

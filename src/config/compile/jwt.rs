@@ -3,8 +3,8 @@
 
 use super::values::{parse_duration, parse_duration_or_zero};
 use super::Report;
+use crate::config::file::ROUTE_GIVES;
 use crate::config::file::{RawJwt, RawVerify};
-use crate::config::presets::ROUTE_GIVES;
 use crate::scheme::jwt::{BodyClaim, Family, JwtSpec, ALGORITHMS};
 use crate::scheme::{Algorithm, Encoding};
 
@@ -64,7 +64,9 @@ pub(super) fn compile_jwt(
         .as_ref()
         .and_then(|b| body_claim(b, &jloc, r));
     // A preset's shape (`hookgate presets`) has no route to name its audience and claims.
-    if v.key_url.is_some() && raw.audience.is_none() && !shape_only {
+    // A key API answers with keys for the route's own account; a JWKS is shared by all.
+    let shared_keys = v.key_url.as_ref().is_some_and(|k| k.url.is_some());
+    if shared_keys && raw.audience.is_none() && !shape_only {
         r.error(
             format!("{jloc}.audience"),
             "missing: an issuer whose keys are fetched signs tokens for every one of its \

@@ -8,7 +8,7 @@ use super::{Ctx, Report};
 use crate::config::defaults;
 use crate::config::file::{RawKeyUrl, RawVerify};
 use crate::config::secret::{self, Origin};
-use crate::scheme::fetched::{DocFormat, FetchedKey, KeyFrom};
+use crate::scheme::fetched::{DocFormat, FetchedKey, KeyApi, KeyFrom};
 use crate::scheme::jwt::Family;
 use crate::scheme::pin::{HostPattern, KeyUrl, PathPattern};
 use crate::scheme::{Algorithm, KeyEncoding, Keys};
@@ -254,6 +254,7 @@ pub(super) fn compile_key_url(
     algorithm: Algorithm,
     jwt_family: Option<Family>,
     loc: &str,
+    ctx: &Ctx<'_>,
     r: &mut Report,
 ) -> Option<FetchedKey> {
     let kloc = format!("{loc}.key_url");
@@ -277,12 +278,16 @@ pub(super) fn compile_key_url(
         );
         return None;
     };
-    let format = match jwt_family {
-        Some(family) => DocFormat::Jwks(family),
-        None => DocFormat::Certificate,
+    let format = match (jwt_family, &raw.api) {
+        (Some(family), Some(_)) => DocFormat::ApiJwk(family),
+        (Some(family), None) => DocFormat::Jwks(family),
+        (None, _) => DocFormat::Certificate,
     };
     let hosts = key_hosts(raw, &kloc, r);
-    let from = key_from(raw, format, &hosts, &kloc, r);
+    let from = match format {
+        DocFormat::ApiJwk(_) => key_api(raw, &hosts, &kloc, ctx, r).map(KeyFrom::Api),
+        _ => key_from(raw, format, &hosts, &kloc, r),
+    };
     let mut paths = Vec::new();
     for (i, p) in raw.paths.iter().enumerate() {
         match PathPattern::parse(p) {
@@ -300,7 +305,7 @@ pub(super) fn compile_key_url(
             format!("{kloc}.certificate_names"),
             "missing: the DNS names the sender's signing certificate is issued to",
         ),
-        DocFormat::Jwks(_) if !raw.certificate_names.is_empty() => r.error(
+        DocFormat::Jwks(_) | DocFormat::ApiJwk(_) if !raw.certificate_names.is_empty() => r.error(
             format!("{kloc}.certificate_names"),
             "only for certificates; a JWKS holds keys, not certificates",
         ),
@@ -330,7 +335,7 @@ fn key_hosts(raw: &RawKeyUrl, kloc: &str, r: &mut Report) -> Vec<HostPattern> {
             ),
         }
     }
-    if raw.hosts.is_empty() && raw.url.is_none() {
+    if raw.hosts.is_empty() && raw.url.is_none() && raw.api.is_none() {
         r.error(
             format!("{kloc}.hosts"),
             "missing: the hosts a key URL may name",
@@ -360,21 +365,9 @@ fn key_from(
             None
         }
         (DocFormat::Jwks(_), None, None, Some(url)) => {
-            let own = url
-                .strip_prefix("https://")
-                .and_then(|rest| rest.split(['/', '?']).next())
-                .and_then(|host| HostPattern::parse(&host.to_ascii_lowercase()));
-            let pins = if hosts.is_empty() {
-                own.into_iter().collect()
-            } else {
-                hosts.to_vec()
-            };
-            KeyUrl::parse(url, &pins)
-                .map(KeyFrom::Url)
-                .map_err(|e| r.error(format!("{kloc}.url"), format!("`{url}`: {e}")))
-                .ok()
+            own_url(url, hosts, &format!("{kloc}.url"), r).map(KeyFrom::Url)
         }
-        (DocFormat::Jwks(_), ..) => {
+        (DocFormat::Jwks(_) | DocFormat::ApiJwk(_), ..) => {
             r.error(
                 kloc,
                 "a JWT's keys come from the route's `url` (its issuer's JWKS), never from \
@@ -383,6 +376,73 @@ fn key_from(
             None
         }
     }
+}
+
+/// A URL the route gives (a JWKS, a key API), pinned to `hosts` or, without them, to its
+/// own host.
+fn own_url(url: &str, hosts: &[HostPattern], loc: &str, r: &mut Report) -> Option<KeyUrl> {
+    let own = url
+        .strip_prefix("https://")
+        .and_then(|rest| rest.split(['/', '?']).next())
+        .and_then(|host| HostPattern::parse(&host.to_ascii_lowercase()));
+    let pins = if hosts.is_empty() {
+        own.into_iter().collect()
+    } else {
+        hosts.to_vec()
+    };
+    KeyUrl::parse(url, &pins)
+        .map_err(|e| r.error(loc, format!("`{url}`: {e}")))
+        .ok()
+}
+
+/// `key_url.api`: the key API, the credentials it is posted (each resolved as a secret,
+/// never a preset's `"{route}"`), the field the key id goes in and where the key is.
+fn key_api(
+    raw: &RawKeyUrl,
+    hosts: &[HostPattern],
+    kloc: &str,
+    ctx: &Ctx<'_>,
+    r: &mut Report,
+) -> Option<KeyApi> {
+    if raw.header.is_some() || raw.json.is_some() || raw.url.is_some() {
+        r.error(kloc, "`api` takes no `header`, `json` or `url`");
+    }
+    let url = own_url(raw.api.as_deref()?, hosts, &format!("{kloc}.api"), r);
+    let mut fields = Vec::new();
+    for (name, value) in raw.post.iter().flatten() {
+        let floc = format!("{kloc}.post.{name}");
+        if value == crate::config::file::ROUTE_GIVES {
+            if !ctx.shape_only {
+                r.error(floc, "set it: this route's credential (as \"${ENV_VAR}\")");
+            }
+            continue;
+        }
+        let mut resolved = Vec::new();
+        take_key(
+            secret::resolve_value(value, ctx.env),
+            floc,
+            &mut resolved,
+            r,
+        );
+        if let Some((bytes, _)) = resolved.pop() {
+            fields.push((name.clone(), String::from_utf8_lossy(&bytes).into_owned()));
+        }
+    }
+    let required = |v: &Option<String>, field: &str, r: &mut Report| {
+        let value = v.clone().filter(|v| !v.is_empty());
+        if value.is_none() {
+            r.error(format!("{kloc}.{field}"), "missing: needed with `api`");
+        }
+        value
+    };
+    let kid_field = required(&raw.kid_field, "kid_field", r);
+    let key_at = required(&raw.key_at, "key_at", r);
+    Some(KeyApi {
+        url: url?,
+        fields,
+        kid_field: kid_field?,
+        key_at: crate::scheme::json::pointer(&key_at?),
+    })
 }
 
 /// `json_allowed:`: each JSON pointer with the values it may hold. `aws-sns` requires the
