@@ -24,7 +24,7 @@ use crate::refusal::{Outcome, Refusal};
 use crate::replay::{self, Claim, ClaimGuard};
 use crate::request_id;
 use crate::runtime::{Conn, InForce, Shared};
-use crate::scheme::fetched::KeyDoc;
+use crate::scheme::fetched::{KeyDoc, KeyFrom};
 use crate::scheme::{JsonBody, RequestView, VerifyError};
 use context::Context;
 
@@ -344,6 +344,10 @@ async fn fetch_key(
     else {
         return Ok(None);
     };
+    let url = match &key.from {
+        KeyFrom::Discovery(_) => jwks_of_issuer(shared, scheme, key, url).await?,
+        _ => url,
+    };
     // A JWT names its key (`kid`): a set without it is fetched again, at most once per
     // interval, in case the issuer has just added it.
     let kid = scheme.kid_wanted(request);
@@ -373,6 +377,28 @@ async fn fetch_key(
     KeyDoc::parse(key, &doc)
         .map(Some)
         .map_err(|e| unavailable(&e, std::time::Duration::from_secs(10)))
+}
+
+/// The JWKS an OIDC issuer's discovery document names (fetched and kept like any key
+/// document): its `jwks_uri`, on a pinned host, the document the route's issuer's.
+async fn jwks_of_issuer(
+    shared: &Shared,
+    scheme: &crate::scheme::Scheme,
+    key: &crate::scheme::fetched::FetchedKey,
+    discovery: crate::scheme::pin::KeyUrl,
+) -> Result<crate::scheme::pin::KeyUrl, Refusal> {
+    let issuer = scheme.jwt.as_ref().and_then(|j| j.issuer.as_deref());
+    let names = |doc: &Bytes| key.jwks_uri(doc, issuer).is_ok();
+    let unavailable = |retry_after: std::time::Duration| Refusal::KeyUnavailable {
+        retry_after: retry_after.as_secs().max(1),
+    };
+    let doc = shared
+        .keys
+        .get(&discovery.into(), &names)
+        .await
+        .map_err(|e| unavailable(e.retry_after))?;
+    key.jwks_uri(&doc, issuer)
+        .map_err(|_| unavailable(std::time::Duration::from_secs(10)))
 }
 
 /// Deliver, sync: claim the event in the replay store (if the route has `replay:`), forward,

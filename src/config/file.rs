@@ -444,6 +444,8 @@ pub struct RawKeyUrl {
     pub json: Option<String>,
     /// ... or, for a JWT, the issuer's JWKS at a fixed URL (Google's) ...
     pub url: Option<String>,
+    /// ... or its OIDC discovery document, whose `jwks_uri` is the JWKS ...
+    pub discovery: Option<String>,
     /// ... or a key API asked for each key by its id (Plaid's), with `post`, `kid_field` and
     /// `key_at`.
     pub api: Option<String>,
@@ -472,12 +474,14 @@ impl RawKeyUrl {
         let own = self.header.is_some()
             || self.json.is_some()
             || self.url.is_some()
+            || self.discovery.is_some()
             || self.api.is_some();
         let src = if own { &self } else { &b };
-        let (header, json, url, api) = (
+        let (header, json, url, discovery, api) = (
             src.header.clone(),
             src.json.clone(),
             src.url.clone(),
+            src.discovery.clone(),
             src.api.clone(),
         );
         let or = |o: Vec<String>, b: Vec<String>| if o.is_empty() { b } else { o };
@@ -485,6 +489,7 @@ impl RawKeyUrl {
             header,
             json,
             url,
+            discovery,
             api,
             post: merge(self.post, b.post, |mut o, b| {
                 for (k, v) in b {
@@ -505,6 +510,7 @@ impl RawKeyUrl {
             ("header", self.header.as_deref().map(yaml_str)),
             ("json", self.json.as_deref().map(yaml_str)),
             ("url", self.url.as_deref().map(yaml_str)),
+            ("discovery", self.discovery.as_deref().map(yaml_str)),
             ("api", self.api.as_deref().map(yaml_str)),
             (
                 "post",

@@ -41,6 +41,10 @@ pub enum KeyFrom {
     Json(String),
     /// The route's (a JWKS).
     Url(KeyUrl),
+    /// An OIDC issuer's discovery document (`/.well-known/openid-configuration`), whose
+    /// `jwks_uri` is the JWKS: on one of the pinned hosts, and the document's `issuer` the
+    /// route's.
+    Discovery(KeyUrl),
     /// A sender's key API, asked for one key by its id with the route's credentials
     /// (Plaid's `/webhook_verification_key/get`).
     Api(KeyApi),
@@ -129,12 +133,29 @@ impl KeyFrom {
             KeyFrom::Header(name) => format!("header {name}"),
             KeyFrom::Json(pointer) => format!("JSON field {pointer}"),
             KeyFrom::Url(url) => format!("url {url}"),
+            KeyFrom::Discovery(url) => format!("discovery {url}"),
             KeyFrom::Api(api) => format!("api {}", api.url),
         }
     }
 }
 
 impl FetchedKey {
+    /// The JWKS an OIDC discovery document names: its `jwks_uri`, which must be on one of
+    /// the pinned hosts; and its `issuer`, which must be `issuer` when the route names one
+    /// (OIDC Discovery §4.3: the document is the issuer's own).
+    pub fn jwks_uri(&self, doc: &[u8], issuer: Option<&str>) -> Result<KeyUrl, String> {
+        let doc: serde_json::Value =
+            serde_json::from_slice(doc).map_err(|e| format!("not a discovery document: {e}"))?;
+        let text = |field: &str| doc.get(field).and_then(serde_json::Value::as_str);
+        if let Some(issuer) = issuer {
+            if text("issuer") != Some(issuer) {
+                return Err("the discovery document is another issuer's".into());
+            }
+        }
+        let uri = text("jwks_uri").ok_or("the discovery document has no jwks_uri")?;
+        KeyUrl::parse(uri, &self.hosts).map_err(|e| format!("jwks_uri {uri}: {e}"))
+    }
+
     /// What to fetch for a request whose token names `kid`: the URL alone, or for a key API
     /// the URL and the body that asks for that key (no key id: nothing can be asked).
     pub fn request(&self, url: KeyUrl, kid: Option<&str>) -> Result<KeyRequest, VerifyError> {
@@ -176,7 +197,7 @@ impl FetchedKey {
                 Some(_) => return Err(refused("not a string".into())),
                 None => return Err(refused("missing".into())),
             },
-            KeyFrom::Url(url) => return Ok(url.clone()),
+            KeyFrom::Url(url) | KeyFrom::Discovery(url) => return Ok(url.clone()),
             KeyFrom::Api(api) => return Ok(api.url.clone()),
         };
         KeyUrl::parse_shaped(&text, &self.hosts, &self.paths).map_err(|e| refused(e.to_string()))

@@ -194,6 +194,7 @@ const HOSTS: &[&str] = &[
     "api.sandbox.paypal.com",
     "sns.s3.amazonaws.com",
     "www.googleapis.com",
+    "accounts.google.com",
     "production.plaid.com",
     "keys.internal.example",
 ];
@@ -955,15 +956,32 @@ async fn the_computed_paypal_vector_verifies_on_the_live_preset() {
 // Google Pub/Sub push: an OIDC token checked against the issuer's JWKS, fetched from the
 // route's own URL.
 
+// Each test that moves its clock has a clock of its own (tests run side by side).
 static PUBSUB_NOW: AtomicU64 = AtomicU64::new(0);
 
 fn pubsub_clock() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(PUBSUB_NOW.load(Ordering::SeqCst))
 }
 
+static KID_NOW: AtomicU64 = AtomicU64::new(0);
+
+fn kid_clock() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(KID_NOW.load(Ordering::SeqCst))
+}
+
+static OIDC_NOW: AtomicU64 = AtomicU64::new(0);
+
+fn oidc_clock() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(OIDC_NOW.load(Ordering::SeqCst))
+}
+
 /// A gateway with a `google-pubsub` route for `tests/vectors/pubsub.json`'s audience and
 /// service account, its clock at the vectors' time, and the key host serving `jwks`.
-async fn pubsub_setup(tag: &str, jwks: Vec<u8>) -> (Value, Setup) {
+async fn pubsub_setup(
+    tag: &str,
+    jwks: Vec<u8>,
+    (now, clock): (&AtomicU64, fn() -> SystemTime),
+) -> (Value, Setup) {
     let v: Value = serde_json::from_str(include_str!("../vectors/pubsub.json")).unwrap();
     let pki = pki(tag);
     let host = KeyHost::start(&pki).await;
@@ -978,11 +996,11 @@ async fn pubsub_setup(tag: &str, jwks: Vec<u8>) -> (Value, Setup) {
             v["email"].as_str().unwrap()
         ),
     );
-    PUBSUB_NOW.store(
+    now.store(
         v["cases"][0]["now_unix"].as_u64().unwrap(),
         Ordering::SeqCst,
     );
-    let gw = Hookgate::start_with_clock(&yaml, &[], pubsub_clock).await;
+    let gw = Hookgate::start_with_clock(&yaml, &[], clock).await;
     (v, Setup { pki, host, up, gw })
 }
 
@@ -1005,7 +1023,7 @@ async fn post_case(gw: &Hookgate, case: &Value) -> Answer {
 async fn pubsub_tokens_verify_with_the_issuers_jwks() {
     let v: Value = serde_json::from_str(include_str!("../vectors/pubsub.json")).unwrap();
     let jwks = serde_json::to_vec(&v["jwks"]).unwrap();
-    let (v, s) = pubsub_setup("pubsub", jwks).await;
+    let (v, s) = pubsub_setup("pubsub", jwks, (&PUBSUB_NOW, pubsub_clock)).await;
     let mut accepted = 0;
     for case in v["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
@@ -1032,7 +1050,7 @@ async fn pubsub_tokens_verify_with_the_issuers_jwks() {
 async fn forged_kids_cause_at_most_one_fetch_per_interval() {
     let v: Value = serde_json::from_str(include_str!("../vectors/pubsub.json")).unwrap();
     let jwks = serde_json::to_vec(&v["jwks"]).unwrap();
-    let (v, s) = pubsub_setup("pubsub-kid", jwks).await;
+    let (v, s) = pubsub_setup("pubsub-kid", jwks, (&KID_NOW, kid_clock)).await;
     let cases = v["cases"].as_array().unwrap();
     let forged = cases
         .iter()
@@ -1048,7 +1066,7 @@ async fn forged_kids_cause_at_most_one_fetch_per_interval() {
     assert_eq!(s.host.requests(), 1, "no fetch within the interval");
     // Past the interval (30 s), a forged kid may fetch once more, in case the issuer has
     // just added a key; a storm of them, still once.
-    PUBSUB_NOW.fetch_add(31, Ordering::SeqCst);
+    KID_NOW.fetch_add(31, Ordering::SeqCst);
     for _ in 0..50 {
         assert_eq!(
             post_case(&s.gw, forged).await.status,
@@ -1067,7 +1085,7 @@ async fn a_jwks_with_thousands_of_keys_is_refused_whole() {
         .map(|i| json!({ "kty": "oct", "kid": format!("k{i}"), "k": "AA" }))
         .collect();
     let jwks = serde_json::to_vec(&json!({ "keys": keys })).unwrap();
-    let (v, s) = pubsub_setup("pubsub-huge", jwks).await;
+    let (v, s) = pubsub_setup("pubsub-huge", jwks, (&PUBSUB_NOW, pubsub_clock)).await;
     let a = post_case(&s.gw, &v["cases"][0]).await;
     assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{}", a.body);
     assert_eq!(s.gw.outcome("pubsub", "key_unavailable"), 1.0);
@@ -1151,6 +1169,12 @@ async fn the_gateway_confirms_an_sns_subscription_when_the_route_says_so() {
 
 static PLAID_NOW: AtomicU64 = AtomicU64::new(0);
 
+static EXPIRED_NOW: AtomicU64 = AtomicU64::new(0);
+
+fn expired_clock() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(EXPIRED_NOW.load(Ordering::SeqCst))
+}
+
 fn plaid_clock() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(PLAID_NOW.load(Ordering::SeqCst))
 }
@@ -1159,7 +1183,7 @@ const PLAID_API: &str = "/webhook_verification_key/get";
 
 /// A gateway with a `plaid` route whose credentials come from the environment, the key
 /// host answering the key API with `answer`.
-async fn plaid_setup(tag: &str, answer: &Value) -> Setup {
+async fn plaid_setup(tag: &str, answer: &Value, clock: fn() -> SystemTime) -> Setup {
     let pki = pki(tag);
     let host = KeyHost::start(&pki).await;
     host.serve(
@@ -1178,7 +1202,7 @@ async fn plaid_setup(tag: &str, answer: &Value) -> Setup {
         ("PLAID_CLIENT_ID", "client-123"),
         ("PLAID_SECRET", "plaid-secret-456"),
     ];
-    let gw = Hookgate::start_with_clock(&yaml, &env, plaid_clock).await;
+    let gw = Hookgate::start_with_clock(&yaml, &env, clock).await;
     Setup { pki, host, up, gw }
 }
 
@@ -1200,7 +1224,7 @@ async fn plaid_keys_are_asked_for_by_id_with_the_routes_credentials() {
     let v: Value = serde_json::from_str(include_str!("../vectors/plaid.json")).unwrap();
     let cases = v["cases"].as_array().unwrap();
     PLAID_NOW.store(cases[0]["now_unix"].as_u64().unwrap(), Ordering::SeqCst);
-    let s = plaid_setup("plaid", &v["key_answer"]).await;
+    let s = plaid_setup("plaid", &v["key_answer"], plaid_clock).await;
     let case = |name: &str| cases.iter().find(|c| c["name"] == name).unwrap();
     let a = post_plaid(&s.gw, case("genuine")).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
@@ -1256,10 +1280,90 @@ async fn plaid_keys_are_asked_for_by_id_with_the_routes_credentials() {
 async fn a_plaid_key_marked_expired_verifies_nothing() {
     let v: Value = serde_json::from_str(include_str!("../vectors/plaid.json")).unwrap();
     let genuine = &v["cases"][0];
-    PLAID_NOW.store(genuine["now_unix"].as_u64().unwrap(), Ordering::SeqCst);
-    let s = plaid_setup("plaid-expired", &v["expired_key_answer"]).await;
+    EXPIRED_NOW.store(genuine["now_unix"].as_u64().unwrap(), Ordering::SeqCst);
+    let s = plaid_setup("plaid-expired", &v["expired_key_answer"], expired_clock).await;
     let a = post_plaid(&s.gw, genuine).await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
     assert_eq!(s.gw.outcome("plaid", "key_refused"), 1.0);
     assert_eq!(s.up.count(), 0);
+}
+
+// OIDC discovery: the JWKS an issuer's discovery document names.
+
+#[tokio::test]
+async fn an_issuers_jwks_is_found_through_its_discovery_document() {
+    let v: Value = serde_json::from_str(include_str!("../vectors/pubsub.json")).unwrap();
+    let pki = pki("discovery");
+    let host = KeyHost::start(&pki).await;
+    let jwks = serde_json::to_vec(&v["jwks"]).unwrap();
+    host.serve("/oauth2/v3/certs", Doc::Ok(jwks, "max-age=3600"));
+    let discovery = |issuer: &str, jwks_uri: &str| {
+        Doc::Ok(
+            json!({ "issuer": issuer, "jwks_uri": jwks_uri })
+                .to_string()
+                .into_bytes(),
+            "max-age=3600",
+        )
+    };
+    let google = "https://accounts.google.com";
+    host.serve(
+        "/.well-known/openid-configuration",
+        discovery(google, "https://www.googleapis.com/oauth2/v3/certs"),
+    );
+    host.serve(
+        "/elsewhere/.well-known/openid-configuration",
+        discovery(google, "https://keys.internal.example/oauth2/v3/certs"),
+    );
+    host.serve(
+        "/other-issuer/.well-known/openid-configuration",
+        discovery(
+            "https://evil.example",
+            "https://www.googleapis.com/oauth2/v3/certs",
+        ),
+    );
+    let up = Upstream::start().await;
+    let route = |name: &str, path: &str| {
+        format!(
+            "  - name: {name}\n    path: /{name}\n    upstream: {}\n    verify:\n      algorithm: jwt\n      signature: {{ header: authorization, prefix: \"Bearer \" }}\n      jwt: {{ algorithms: [RS256], issuer: \"{google}\", audience: \"{}\", claims: {{ email: {} }} }}\n      body_signed: false\n      key_url:\n        discovery: https://accounts.google.com{path}/.well-known/openid-configuration\n        hosts: [accounts.google.com, www.googleapis.com]\n",
+            up.url(),
+            v["audience"].as_str().unwrap(),
+            v["email"].as_str().unwrap()
+        )
+    };
+    let routes =
+        route("oidc", "") + &route("elsewhere", "/elsewhere") + &route("other", "/other-issuer");
+    let yaml = config(&pki, &host, &up.url(), "")
+        .replace("  - name: sns\n", &format!("{routes}  - name: sns\n"));
+    OIDC_NOW.store(
+        v["cases"][0]["now_unix"].as_u64().unwrap(),
+        Ordering::SeqCst,
+    );
+    let gw = Hookgate::start_with_clock(&yaml, &[], oidc_clock).await;
+    let genuine = &v["cases"][0];
+    let send = |path: &'static str| {
+        let token = genuine["headers"]["authorization"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let body = genuine["body"].as_str().unwrap().as_bytes().to_vec();
+        let url = gw.url(path);
+        async move { post(&url, &[("authorization", &token)], &body).await }
+    };
+    let a = send("/oidc").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(host.requests(), 2, "the discovery document, then the JWKS");
+    assert_eq!(send("/oidc").await.status, StatusCode::OK);
+    assert_eq!(host.requests(), 2, "both kept");
+    // A jwks_uri off the pinned hosts is not fetched; nor is another issuer's document used.
+    for path in ["/elsewhere", "/other"] {
+        let a = send(path).await;
+        assert_eq!(
+            a.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{path}: {}",
+            a.body
+        );
+    }
+    assert_eq!(host.requests(), 4, "the two documents only");
+    assert_eq!(up.count(), 2);
 }

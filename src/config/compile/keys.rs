@@ -283,11 +283,21 @@ pub(super) fn compile_key_url(
         (Some(family), None) => DocFormat::Jwks(family),
         (None, _) => DocFormat::Certificate,
     };
-    let hosts = key_hosts(raw, &kloc, r);
+    let mut hosts = key_hosts(raw, &kloc, r);
     let from = match format {
         DocFormat::ApiJwk(_) => key_api(raw, &hosts, &kloc, ctx, r).map(KeyFrom::Api),
         _ => key_from(raw, format, &hosts, &kloc, r),
     };
+    // A URL the route gives pins its own host when the route names none (a discovery
+    // document's `jwks_uri` must be on it too).
+    let own = match &from {
+        Some(KeyFrom::Url(u) | KeyFrom::Discovery(u)) => Some(u),
+        Some(KeyFrom::Api(api)) => Some(&api.url),
+        _ => None,
+    };
+    if let (true, Some(url)) = (hosts.is_empty(), own) {
+        hosts.extend(HostPattern::parse(url.host()));
+    }
     let mut paths = Vec::new();
     for (i, p) in raw.paths.iter().enumerate() {
         match PathPattern::parse(p) {
@@ -335,7 +345,7 @@ fn key_hosts(raw: &RawKeyUrl, kloc: &str, r: &mut Report) -> Vec<HostPattern> {
             ),
         }
     }
-    if raw.hosts.is_empty() && raw.url.is_none() && raw.api.is_none() {
+    if raw.hosts.is_empty() && raw.url.is_none() && raw.discovery.is_none() && raw.api.is_none() {
         r.error(
             format!("{kloc}.hosts"),
             "missing: the hosts a key URL may name",
@@ -364,8 +374,12 @@ fn key_from(
             r.error(kloc, "give exactly one of `header` and `json`");
             None
         }
-        (DocFormat::Jwks(_), None, None, Some(url)) => {
+        (DocFormat::Jwks(_), None, None, Some(url)) if raw.discovery.is_none() => {
             own_url(url, hosts, &format!("{kloc}.url"), r).map(KeyFrom::Url)
+        }
+        (DocFormat::Jwks(_), None, None, None) if raw.discovery.is_some() => {
+            let url = raw.discovery.as_deref().unwrap_or_default();
+            own_url(url, hosts, &format!("{kloc}.discovery"), r).map(KeyFrom::Discovery)
         }
         (DocFormat::Jwks(_) | DocFormat::ApiJwk(_), ..) => {
             r.error(
