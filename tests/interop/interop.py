@@ -24,6 +24,10 @@ or verifies webhooks, it checks, against a real `hookgate run` and a recording u
   keygen          `hookgate keygen --preset P`: its PEM private key signs (Node's crypto, as a
                   test sender would) and the SDK verifies with the public key it printed.
 
+Senders whose keys live on the network publish them on an HTTPS key host the suite runs on
+loopback, with a certificate from a test CA it makes for the run; the gateway reaches it under
+the senders' own host names (`key_fetch: connect_to`).
+
 Python SDKs run in-process; npm SDKs through tests/interop/sdk.mjs (JSON on stdin/stdout).
 Prints `ok|FAIL  provider  direction  detail` per check and `N of M checks agree`; exits 1 on
 any FAIL. A failing check is a finding about hookgate or the suite: none is worked around.
@@ -343,6 +347,212 @@ class CaseInsensitive(dict):
 
     def __contains__(self, key):
         return super().__contains__(key.lower())
+
+
+# --------------------------------------------------------------------------------------------
+# The key host: senders whose keys live on the network (docs/network-keys.md)
+# --------------------------------------------------------------------------------------------
+
+# The senders' key hosts, served by one HTTPS server on loopback: the gateway reaches it under
+# these names through `key_fetch.connect_to` and checks its TLS certificate for them against
+# the suite's test CA (`key_fetch.ca_file`), as it checks the real hosts against the system's
+# roots. `localhost` is for the SDKs that take a key URL as given (sns-validator).
+SNS_HOST = "sns.eu-west-1.amazonaws.com"
+GOOGLE_HOST = "www.googleapis.com"
+KEY_HOST_NAMES = (SNS_HOST, GOOGLE_HOST, "localhost")
+# The test RSA key the test CA's signing certificates are issued for (test-only).
+SIGNING_KEY_FILE = os.path.join(ROOT, "tests/fixtures/test-rsa-signing-key.pem")
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class KeyHostPki:
+    """A test CA (made for this run), the key host's TLS certificate from it, and what the key
+    host publishes for the test RSA key: SNS's signing certificate (issued to
+    sns.amazonaws.com), and Google's key set in both of its forms (the JWKS at
+    /oauth2/v3/certs, which the gateway reads, and the `{kid: PEM certificate}` map at
+    /oauth2/v1/certs, which google-auth's verify_oauth2_token reads), beside a second key of
+    another kid, as Google publishes two or three at a time."""
+
+    def __init__(self, work):
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec, rsa
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+        now = datetime.now(timezone.utc)
+
+        def name(cn):
+            return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+        def pem(obj):
+            if isinstance(obj, x509.Certificate):
+                return obj.public_bytes(serialization.Encoding.PEM)
+            return obj.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+        def write(file, data):
+            path = os.path.join(work, file)
+            with open(path, "wb") as f:
+                f.write(data)
+            return path
+
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca = (
+            x509.CertificateBuilder()
+            .subject_name(name("hookgate interop test CA"))
+            .issuer_name(name("hookgate interop test CA"))
+            .public_key(ca_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=False,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
+
+        def issue(public_key, names, server):
+            b = (
+                x509.CertificateBuilder()
+                .subject_name(name(names[0]))
+                .issuer_name(ca.subject)
+                .public_key(public_key)
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - timedelta(days=1))
+                .not_valid_after(now + timedelta(days=30))
+                .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            )
+            if server:
+                b = b.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            return b.sign(ca_key, hashes.SHA256())
+
+        self.ca_file = write("keyhost-ca.pem", pem(ca))
+        host_key = ec.generate_private_key(ec.SECP256R1())
+        self.host_cert_file = write("keyhost.pem", pem(issue(host_key.public_key(), list(KEY_HOST_NAMES), server=True)))
+        self.host_key_file = write("keyhost.key", pem(host_key))
+
+        with open(SIGNING_KEY_FILE, "rb") as f:
+            self.signing_key_pem = f.read()
+        self.signing_key = serialization.load_pem_private_key(self.signing_key_pem, None)
+        # SNS: the certificate at SigningCertURL, issued to sns.amazonaws.com.
+        self.sns_cert_path = f"/SimpleNotificationService-{secrets.token_hex(16)}.pem"
+        self.sns_cert = pem(issue(self.signing_key.public_key(), ["sns.amazonaws.com"], server=False))
+
+        # Google: the test key and another, each under a kid (40 hex digits, as Google's are).
+        other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        jwks, v1 = [], {}
+        for key in (self.signing_key, other):
+            der = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+            kid = hashlib.sha1(der).hexdigest()
+            numbers = key.public_key().public_numbers()
+            jwks.append(
+                {
+                    "kty": "RSA",
+                    "alg": "RS256",
+                    "use": "sig",
+                    "kid": kid,
+                    "n": b64url(numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")),
+                    "e": b64url(numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big")),
+                }
+            )
+            v1[kid] = pem(issue(key.public_key(), ["interop-" + kid[:8] + ".googleusercontent.com"], server=False)).decode()
+        self.kid = jwks[0]["kid"]
+        self.other_kid = jwks[1]["kid"]
+        self.jwks = compact({"keys": jwks[::-1]})  # the test key second: its kid picks it
+        self.v1_certs = json.dumps(v1, indent=2).encode()
+
+    def rsa_sign(self, message, sha1=False):
+        """RSA PKCS#1 v1.5 with the test key: SHA-256 (SHA-1 for SNS's version 1)."""
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        return self.signing_key.sign(message, padding.PKCS1v15(), hashes.SHA1() if sha1 else hashes.SHA256())
+
+
+class KeyHost:
+    """The HTTPS key host on 127.0.0.1: a document per path (whatever host name was asked
+    for), and a count of the gateway's requests for each path (its `User-Agent: hookgate`)."""
+
+    def __init__(self, pki):
+        import ssl
+
+        self.docs = {
+            pki.sns_cert_path: ("application/x-x509-ca-cert", "max-age=600", pki.sns_cert),
+            "/oauth2/v3/certs": ("application/json; charset=UTF-8", "public, max-age=3600", pki.jwks),
+            "/oauth2/v1/certs": ("application/json; charset=UTF-8", "public, max-age=3600", pki.v1_certs),
+        }
+        self.fetches = {}
+        self.lock = threading.Lock()
+        server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server_tls.load_cert_chain(pki.host_cert_file, pki.host_key_file)
+        # How the suite's own clients reach it (google-auth's transport below).
+        self.client_tls = ssl.create_default_context(cafile=pki.ca_file)
+        host = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self):
+                self.request.do_handshake()  # in this handler's thread, not the accept loop
+                super().setup()
+
+            def do_GET(self):
+                doc = host.docs.get(self.path)
+                if self.headers.get("User-Agent") == "hookgate":
+                    with host.lock:
+                        host.fetches[self.path] = host.fetches.get(self.path, 0) + 1
+                ctype, cache, body = doc or ("text/plain", "no-store", b"not found\n")
+                self.send_response(200 if doc else 404)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Cache-Control", cache)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+
+            def get_request(self):
+                sock, addr = self.socket.accept()
+                return server_tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+
+            def handle_error(self, request, client_address):
+                pass  # a client that gave up (the gateway's or Node's own TLS errors say why)
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def gateway_fetched(self, path, what):
+        """How often the gateway has fetched `path` (`what` it is), said for a check's detail."""
+        with self.lock:
+            n = self.fetches.get(path, 0)
+        return f"the gateway has fetched {what} {n} time{'s' if n != 1 else ''}"
+
+    def connect_to(self):
+        """`key_fetch.connect_to` for the gateway: every sender host name to this server."""
+        return {h: f"127.0.0.1:{self.port}" for h in KEY_HOST_NAMES if h != "localhost"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -1720,6 +1930,9 @@ def write_config(ctx, upstream_port):
         "listeners": [{"addr": "127.0.0.1:0"}],
         "admin": {"addr": "127.0.0.1:0"},
         "limits": {"drain_delay": "0s", "shutdown_grace": "2s"},
+        # The senders' key hosts are the suite's loopback key host, under their own names, with
+        # a certificate from the suite's test CA (docs/network-keys.md: "Trying it on one machine").
+        "key_fetch": {"ca_file": ctx.pki.ca_file, "allow_private_addresses": True, "connect_to": ctx.keyhost.connect_to()},
         "routes": routes,
     }
     with open(ctx.config, "w") as f:
@@ -1771,6 +1984,8 @@ def main():
         with open(ctx.key_files[kind], "w") as f:
             f.write(k["private_hex"] + "\n")
 
+    ctx.pki = KeyHostPki(ctx.work)
+    ctx.keyhost = KeyHost(ctx.pki)
     ctx.recorder = Recorder()
     upstream = start_upstream(ctx.recorder)
     write_config(ctx, upstream.server_address[1])
@@ -1805,6 +2020,7 @@ def main():
     finally:
         ctx.gw.stop()
         upstream.shutdown()
+        ctx.keyhost.server.shutdown()
 
     agree = sum(1 for r in RESULTS if r[0])
     print(f"{agree} of {len(RESULTS)} checks agree ({time.monotonic() - started:.1f} s; gateway log: {ctx.gw.log_path})")
