@@ -2272,6 +2272,7 @@ static PRESETS: &[Preset] = &[
                 published: &[],
             },
             test(NETWORK_KEY_TESTS, "pubsub_tokens_verify_with_the_issuers_jwks"),
+            sdk(Package::PyPi("google-auth"), "case_google_pubsub"),
         ],
     },
 ];

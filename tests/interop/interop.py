@@ -13,6 +13,9 @@ or verifies webhooks, it checks, against a real `hookgate run` and a recording u
                   provider documents it, which the SDK's verifier must accept first) signs a
                   body; the request, sent as the provider sends it, goes through the gateway:
                   2xx, and the upstream received exactly that body;
+  sdk-verifies    where the SDK only verifies: the request signed as the provider documents it
+                  (with the suite's own crypto, not the SDK); the SDK's verifier accepts it, and
+                  the gateway delivers it: 2xx, and the upstream received exactly that body;
   hookgate-signs  `hookgate sign` signs a body for the route; the SDK's verifier accepts it;
   tampered        one byte of a validly signed body changed: 401 from the gateway, and the
                   upstream received nothing (where no sdk-signs check delivered that request
@@ -24,9 +27,10 @@ or verifies webhooks, it checks, against a real `hookgate run` and a recording u
   keygen          `hookgate keygen --preset P`: its PEM private key signs (Node's crypto, as a
                   test sender would) and the SDK verifies with the public key it printed.
 
-Senders whose keys live on the network publish them on an HTTPS key host the suite runs on
-loopback, with a certificate from a test CA it makes for the run; the gateway reaches it under
-the senders' own host names (`key_fetch: connect_to`).
+Senders whose keys live on the network (google-pubsub) publish them on an HTTPS key host the
+suite runs on loopback, with a certificate from a test CA it makes for the run; the gateway
+reaches it under the senders' own host names (`key_fetch: connect_to`), google-auth the same
+way (google_auth_request). `hookgate sign` cannot play these senders: it holds no key of theirs.
 
 Python SDKs run in-process; npm SDKs through tests/interop/sdk.mjs (JSON on stdin/stdout).
 Prints `ok|FAIL  provider  direction  detail` per check and `N of M checks agree`; exits 1 on
@@ -553,6 +557,55 @@ class KeyHost:
     def connect_to(self):
         """`key_fetch.connect_to` for the gateway: every sender host name to this server."""
         return {h: f"127.0.0.1:{self.port}" for h in KEY_HOST_NAMES if h != "localhost"}
+
+
+def google_auth_request(keyhost):
+    """A google.auth.transport.Request that fetches a key URL as the gateway does with
+    `key_fetch.connect_to`: by its own URL and host name (TLS checked for that name against
+    the test CA), connected to the loopback key host. So google-auth's verifiers run as Google
+    documents them, on Google's own certificate URLs (https://www.googleapis.com/oauth2/...)."""
+    import socket
+
+    import google.auth.exceptions
+    import google.auth.transport
+
+    class Connection(http.client.HTTPSConnection):
+        def connect(self):
+            sock = socket.create_connection(("127.0.0.1", keyhost.port), self.timeout)
+            self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+    class Response(google.auth.transport.Response):
+        def __init__(self, status, headers, data):
+            self._status, self._headers, self._data = status, headers, data
+
+        @property
+        def status(self):
+            return self._status
+
+        @property
+        def headers(self):
+            return self._headers
+
+        @property
+        def data(self):
+            return self._data
+
+    class Request(google.auth.transport.Request):
+        def __call__(self, url, method="GET", body=None, headers=None, timeout=None, **kwargs):
+            u = urllib.parse.urlsplit(url)
+            if u.scheme != "https" or u.hostname not in KEY_HOST_NAMES or u.port not in (None, 443):
+                raise google.auth.exceptions.TransportError(f"the suite's key host does not serve {url}")
+            conn = Connection(u.hostname, 443, timeout=timeout or 10, context=keyhost.client_tls)
+            try:
+                conn.request(method, u.path + (f"?{u.query}" if u.query else ""), body=body, headers=headers or {})
+                resp = conn.getresponse()
+                return Response(resp.status, dict(resp.getheaders()), resp.read())
+            except OSError as e:
+                raise google.auth.exceptions.TransportError(e) from e
+            finally:
+                conn.close()
+
+    return Request()
 
 
 # --------------------------------------------------------------------------------------------
@@ -1831,6 +1884,138 @@ def case_contentful(ctx):
     run_check("contentful(extra hdr)", "tampered", c)
 
 
+# Google Pub/Sub push: the route's audience and push service account.
+PUBSUB_PATH = "/webhooks/google-pubsub"
+PUBSUB_AUDIENCE = PUBLIC_URL + PUBSUB_PATH
+PUBSUB_EMAIL = "interop-push@interop-project.iam.gserviceaccount.com"
+
+
+def case_google_pubsub(ctx):
+    # google-auth (PyPI) signs ID tokens (google.auth.jwt.encode) and verifies them
+    # (google.oauth2.id_token), fetching Google's keys through google_auth_request(): the
+    # key host under www.googleapis.com, which the gateway reaches the same way.
+    import google.auth.crypt
+    import google.auth.jwt
+    from google.oauth2 import id_token
+
+    pki = ctx.pki
+    path = PUBSUB_PATH
+    request = google_auth_request(ctx.keyhost)
+    jwks_url = f"https://{GOOGLE_HOST}/oauth2/v3/certs"  # the preset's key URL
+    signer = google.auth.crypt.RSASigner.from_string(pki.signing_key_pem)
+
+    def push():
+        """A push delivery's body as Pub/Sub sends it (each field under both its spellings)."""
+        message_id = str(secrets.randbits(52))
+        published = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        data = base64.b64encode(compact({"order": 1042, "note": "Crème brûlée ☕ for Zoë"})).decode()
+        return compact(
+            {
+                "message": {
+                    "attributes": {"origin": "interop"},
+                    "data": data,
+                    "messageId": message_id,
+                    "message_id": message_id,
+                    "publishTime": published,
+                    "publish_time": published,
+                },
+                "subscription": "projects/interop-project/subscriptions/orders-push",
+            }
+        )
+
+    def claims(audience):
+        # What Google puts in a push token (its docs' example, with this route's values).
+        now = now_s()
+        sub = "113774264463038321964"
+        return {
+            "aud": audience,
+            "azp": sub,
+            "email": PUBSUB_EMAIL,
+            "email_verified": True,
+            "exp": now + 3600,
+            "iat": now,
+            "iss": "https://accounts.google.com",
+            "sub": sub,
+        }
+
+    def sdk_token(audience=PUBSUB_AUDIENCE):
+        return google.auth.jwt.encode(signer, claims(audience), key_id=pki.kid).decode()
+
+    def documented_token(audience=PUBSUB_AUDIENCE):
+        # A JWT as Google documents one (and RFC 7515): base64url(header) "." base64url(claims),
+        # signed with RSA SHA-256 (PKCS#1 v1.5); with `cryptography`, not google-auth.
+        header = b64url(compact({"alg": "RS256", "kid": pki.kid, "typ": "JWT"}))
+        payload = b64url(compact(claims(audience)))
+        return f"{header}.{payload}.{b64url(pki.rsa_sign(f'{header}.{payload}'.encode()))}"
+
+    def headers(token):
+        return {
+            "Content-Type": "application/json",
+            "User-Agent": "APIs-Google; (+https://developers.google.com/webmasters/APIs-Google.html)",
+            "Authorization": f"Bearer {token}",
+        }
+
+    def google_auth_accepts(token):
+        """google-auth's verifiers, as Google's Pub/Sub docs have an app call them:
+        verify_oauth2_token (Google's v1 certificates; it also checks `iss`), and verify_token
+        on the JWKS the gateway reads (google-auth hands a JWKS to PyJWT); then the app's own
+        check of the service account. Raises unless all accept."""
+        by_v1 = id_token.verify_oauth2_token(token, request, audience=PUBSUB_AUDIENCE)
+        by_jwks = id_token.verify_token(token, request, audience=PUBSUB_AUDIENCE, certs_url=jwks_url)
+        for seen in (by_v1, by_jwks):
+            if seen.get("email") != PUBSUB_EMAIL or seen.get("email_verified") is not True:
+                raise ValueError(f"google-auth read email {seen.get('email')!r}, email_verified {seen.get('email_verified')!r}")
+        return "verify_oauth2_token (v1 certs) and verify_token (v3 JWKS) accept it"
+
+    # (a) google-auth signs; google-auth accepts it first (so the token is right), then the gateway.
+    body = push()
+    sent = headers(sdk_token())
+
+    def a():
+        saw = google_auth_accepts(sent["Authorization"][len("Bearer ") :])
+        ok, detail = delivered(ctx, path, body, sent)
+        fetched = ctx.keyhost.gateway_fetched("/oauth2/v3/certs", "the JWKS")
+        return ok, f"google.auth.jwt.encode(RSASigner, kid) RS256; {saw}; {detail}; {fetched}"
+
+    run_check("google-pubsub", "sdk-signs", a)
+    # Pub/Sub's redelivery: the same message (same messageId), under a token of its own.
+    run_check("google-pubsub", "retry", lambda: duplicate(ctx, path, body, headers(sdk_token())))
+
+    # (b) a token signed without google-auth: google-auth's verifiers accept it, and so does the gateway.
+    def b():
+        token = documented_token()
+        saw = google_auth_accepts(token)
+        ok, detail = delivered(ctx, path, push(), headers(token))
+        fetched = ctx.keyhost.gateway_fetched("/oauth2/v3/certs", "the JWKS")
+        return ok, f"signed as documented (RS256 with `cryptography`); google-auth: {saw}; {detail}; {fetched}"
+
+    run_check("google-pubsub", "sdk-verifies", b)
+
+    # (c) a token for another audience (another project's push subscription to this URL):
+    # refused by google-auth and by the gateway, and nothing forwarded.
+    def c():
+        token = sdk_token("https://other.example.com/push")
+        said = []
+        for verify in (
+            lambda: id_token.verify_oauth2_token(token, request, audience=PUBSUB_AUDIENCE),
+            lambda: id_token.verify_token(token, request, audience=PUBSUB_AUDIENCE, certs_url=jwks_url),
+        ):
+            try:
+                verify()
+            except Exception as e:  # noqa: BLE001 - the refusal must be the audience's
+                if "audience" not in str(e).lower():
+                    return False, f"google-auth refused it for another reason: {type(e).__name__}: {e}"
+                said.append(f"{type(e).__name__}: {short(str(e), 40)}")
+                continue
+            return False, "google-auth accepted a token for another audience"
+        ok, detail = refused(ctx, path, push(), headers(token))
+        if ok and "aud" not in detail:
+            return False, f"gateway {detail}: refused, but not for its audience"
+        return ok, f"a token for another audience: google-auth refuses it ({'; '.join(said)}); gateway {detail}"
+
+    run_check("google-pubsub", "tampered", c)
+
+
 # --------------------------------------------------------------------------------------------
 # Configuration
 # --------------------------------------------------------------------------------------------
@@ -1919,6 +2104,15 @@ def write_config(ctx, upstream_port):
             "verify": {"preset": "braintree", "key_id": ctx.key_ids["braintree"], "secret": "${%s}" % env_name("braintree")},
         }
     )
+    # Senders whose keys live on the network: the gateway fetches them from the key host.
+    routes.append(
+        {
+            "name": "google-pubsub",
+            "path": PUBSUB_PATH,
+            "upstream": upstream,
+            "verify": {"preset": "google-pubsub", "jwt": {"audience": PUBSUB_AUDIENCE, "claims": {"email": PUBSUB_EMAIL}}},
+        }
+    )
     # Every route deduplicates by its preset's default key (docs/configuration.md: "Default key by preset"),
     # so each delivery also shows that the provider's request carries the id the preset reads
     # (else: 400 replay_key_missing).
@@ -1946,8 +2140,8 @@ def write_config(ctx, upstream_port):
 # --------------------------------------------------------------------------------------------
 
 
-# The checks a full run makes (101 when last counted): a run with fewer skipped something.
-MIN_CHECKS = 101
+# The checks a full run makes (105 when last counted): a run with fewer skipped something.
+MIN_CHECKS = 105
 
 
 def main():
@@ -2017,6 +2211,7 @@ def main():
         case_adyen(ctx)
         case_braintree(ctx)
         case_contentful(ctx)
+        case_google_pubsub(ctx)
     finally:
         ctx.gw.stop()
         upstream.shutdown()
