@@ -2193,6 +2193,7 @@ static PRESETS: &[Preset] = &[
                 published: &["aws/aws-php-sns-message-validator"],
             },
             test(NETWORK_KEY_TESTS, "real_sns_messages_verify_through_the_gateway"),
+            sdk(Package::Npm("sns-validator"), "case_aws_sns"),
         ],
     },
     Preset {

@@ -27,10 +27,11 @@ or verifies webhooks, it checks, against a real `hookgate run` and a recording u
   keygen          `hookgate keygen --preset P`: its PEM private key signs (Node's crypto, as a
                   test sender would) and the SDK verifies with the public key it printed.
 
-Senders whose keys live on the network (google-pubsub) publish them on an HTTPS key host the
-suite runs on loopback, with a certificate from a test CA it makes for the run; the gateway
-reaches it under the senders' own host names (`key_fetch: connect_to`), google-auth the same
-way (google_auth_request). `hookgate sign` cannot play these senders: it holds no key of theirs.
+Senders whose keys live on the network (aws-sns, google-pubsub) publish them on an HTTPS key
+host the suite runs on loopback, with a certificate from a test CA it makes for the run; the
+gateway reaches it under the senders' own host names (`key_fetch: connect_to`), google-auth
+the same way (google_auth_request), sns-validator at a localhost URL (case_aws_sns).
+`hookgate sign` cannot play these senders: it holds no key of theirs.
 
 Python SDKs run in-process; npm SDKs through tests/interop/sdk.mjs (JSON on stdin/stdout).
 Prints `ok|FAIL  provider  direction  detail` per check and `N of M checks agree`; exits 1 on
@@ -232,13 +233,15 @@ def hookgate_sign(ctx, route, body, headers=(), path=None, private_key=None, out
     return printed
 
 
-def node(ctx, request):
+def node(ctx, request, env=None):
+    """sdk.mjs on `request` (or a list of them); `env` adds to the environment Node runs in."""
     out = subprocess.run(
         ["node", ctx.sdk_mjs],
         input=json.dumps(request).encode(),
         capture_output=True,
         timeout=60,
         cwd=ctx.node_dir,
+        env=dict(os.environ, **env) if env else None,
     )
     if out.returncode != 0:
         raise RuntimeError(f"node sdk.mjs exited {out.returncode}: {out.stderr.decode()[-800:]}")
@@ -2016,6 +2019,113 @@ def case_google_pubsub(ctx):
     run_check("google-pubsub", "tampered", c)
 
 
+SNS_TOPIC = "arn:aws:sns:eu-west-1:123456789012:interop-orders"
+# The fields SNS signs, per message type (AWS's "Verifying the signatures of Amazon SNS messages").
+SNS_SIGNED = {
+    "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
+    "SubscriptionConfirmation": ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type"),
+}
+
+
+def case_aws_sns(ctx):
+    # sns-validator (npm, AWS's own) only verifies: messages are signed here as SNS signs them,
+    # with the test key whose certificate the key host serves. SigningCertURL is not signed, so
+    # the copy the validator gets names the key host as https://localhost:<port>/... (which it
+    # fetches itself, trusting the test CA through NODE_EXTRA_CA_CERTS), while the gateway's
+    # names SNS's own host, https://sns.eu-west-1.amazonaws.com/... (key_fetch.connect_to).
+    pki = ctx.pki
+    path = "/webhooks/aws-sns"
+    gateway_url = f"https://{SNS_HOST}{pki.sns_cert_path}"
+    validator_url = f"https://localhost:{ctx.keyhost.port}{pki.sns_cert_path}"
+    host_pattern = f"^localhost:{ctx.keyhost.port}$"  # MessageValidator tests the URL's host:port
+
+    def message(kind="Notification", version="2", subject=True):
+        """A message as SNS writes it (its fields in SNS's order), signed: `Key\\nvalue\\n` for
+        each signed field present, RSA with SHA-256 (SignatureVersion 2) or SHA-1 (1)."""
+        m = {"Type": kind, "MessageId": str(uuid.uuid4())}
+        if kind == "SubscriptionConfirmation":
+            m["Token"] = secrets.token_hex(64)
+        m["TopicArn"] = SNS_TOPIC
+        if kind == "Notification":
+            if subject:
+                m["Subject"] = "order placed"
+            # A JSON document as text, with a line break: both are signed as they are.
+            m["Message"] = json.dumps({"order": 1042, "note": "Café ☕ for Zoë"}, ensure_ascii=False) + "\nsecond line"
+        else:
+            m["Message"] = f"You have chosen to subscribe to the topic {SNS_TOPIC}.\nTo confirm the subscription, visit the SubscribeURL included in this message."
+            m["SubscribeURL"] = f"https://{SNS_HOST}/?Action=ConfirmSubscription&TopicArn={SNS_TOPIC}&Token={m['Token']}"
+        m["Timestamp"] = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        m["SignatureVersion"] = version
+        m["Signature"] = sns_signature(m)
+        m["SigningCertURL"] = gateway_url
+        if kind == "Notification":
+            m["UnsubscribeURL"] = f"https://{SNS_HOST}/?Action=Unsubscribe&SubscriptionArn={SNS_TOPIC}:{uuid.uuid4()}"
+        return m
+
+    def sns_signature(m):
+        text = "".join(f"{k}\n{m[k]}\n" for k in SNS_SIGNED[m["Type"]] if k in m)
+        return base64.b64encode(pki.rsa_sign(text.encode(), sha1=m["SignatureVersion"] == "1")).decode()
+
+    def body(m, cert_url=gateway_url):
+        # As SNS posts it: indented, `"Key" : value`, UTF-8 as it is.
+        return json.dumps(dict(m, SigningCertURL=cert_url), indent=2, separators=(",", " : "), ensure_ascii=False).encode()
+
+    def headers(m):
+        h = {
+            "Content-Type": "text/plain; charset=UTF-8",
+            "User-Agent": "Amazon Simple Notification Service Agent",
+            "x-amz-sns-message-type": m["Type"],
+            "x-amz-sns-message-id": m["MessageId"],
+            "x-amz-sns-topic-arn": m["TopicArn"],
+        }
+        if m["Type"] == "Notification":
+            h["x-amz-sns-subscription-arn"] = m["UnsubscribeURL"].rsplit("=", 1)[1]
+        return h
+
+    cases = {
+        "aws-sns": message(),
+        "aws-sns(v1)": message(version="1", subject=False),
+        "aws-sns(subscribe)": message("SubscriptionConfirmation"),
+    }
+    changed = dict(cases["aws-sns"], Message=cases["aws-sns"]["Message"].replace("1042", "9042"))
+    answers = {}
+
+    def validate():
+        """sns-validator on every message above and the changed one: one Node process."""
+        if not answers:
+            names = list(cases) + ["changed"]
+            messages = list(cases.values()) + [changed]
+            requests = [{"action": "verify", "provider": "aws-sns", "host_pattern": host_pattern, "body": body(m, validator_url).decode()} for m in messages]
+            answers.update(zip(names, node(ctx, requests, env={"NODE_EXTRA_CA_CERTS": pki.ca_file})))
+        return answers
+
+    for label, m in cases.items():
+
+        def check(label=label, m=m):
+            v = validate()[label]
+            if not v["ok"]:
+                return False, f"suite error: sns-validator refuses the message signed as SNS signs: {v['detail']}"
+            ok, detail = delivered(ctx, path, body(m), headers(m))
+            fetched = ctx.keyhost.gateway_fetched(pki.sns_cert_path, "the certificate")
+            return ok, f"{m['Type']} v{m['SignatureVersion']} signed as SNS signs; sns-validator accepts it; {detail}; {fetched}"
+
+        run_check(label, "sdk-verifies", check)
+
+    def tampered():
+        v = validate()["changed"]
+        if v["ok"]:
+            return False, "sns-validator accepted a changed Message"
+        ok, detail = refused(ctx, path, body(changed), headers(changed))
+        if ok and "signature does not match" not in detail:
+            return False, f"gateway {detail}: refused, but not for its signature"
+        return ok, f"Message changed: sns-validator refuses it ({v['detail']}); gateway {detail}"
+
+    run_check("aws-sns", "tampered", tampered)
+    # SNS's retry: the same message, MessageId and signature.
+    m = cases["aws-sns"]
+    run_check("aws-sns", "retry", lambda: duplicate(ctx, path, body(m), headers(m)))
+
+
 # --------------------------------------------------------------------------------------------
 # Configuration
 # --------------------------------------------------------------------------------------------
@@ -2113,6 +2223,9 @@ def write_config(ctx, upstream_port):
             "verify": {"preset": "google-pubsub", "jwt": {"audience": PUBSUB_AUDIENCE, "claims": {"email": PUBSUB_EMAIL}}},
         }
     )
+    routes.append(
+        {"name": "aws-sns", "path": "/webhooks/aws-sns", "upstream": upstream, "verify": {"preset": "aws-sns", "json_allowed": {"/TopicArn": [SNS_TOPIC]}}}
+    )
     # Every route deduplicates by its preset's default key (docs/configuration.md: "Default key by preset"),
     # so each delivery also shows that the provider's request carries the id the preset reads
     # (else: 400 replay_key_missing).
@@ -2140,8 +2253,8 @@ def write_config(ctx, upstream_port):
 # --------------------------------------------------------------------------------------------
 
 
-# The checks a full run makes (105 when last counted): a run with fewer skipped something.
-MIN_CHECKS = 105
+# The checks a full run makes (110 when last counted): a run with fewer skipped something.
+MIN_CHECKS = 110
 
 
 def main():
@@ -2212,6 +2325,7 @@ def main():
         case_braintree(ctx)
         case_contentful(ctx)
         case_google_pubsub(ctx)
+        case_aws_sns(ctx)
     finally:
         ctx.gw.stop()
         upstream.shutdown()
