@@ -2190,6 +2190,7 @@ static PRESETS: &[Preset] = &[
                 published: &["aws/aws-php-sns-message-validator"],
             },
             test(NETWORK_KEY_TESTS, "real_sns_messages_verify_through_the_gateway"),
+            sdk(Package::Npm("sns-validator"), "case_aws_sns"),
         ],
     },
     Preset {
@@ -2317,6 +2318,7 @@ static PRESETS: &[Preset] = &[
                 published: &[],
             },
             test(NETWORK_KEY_TESTS, "pubsub_tokens_verify_with_the_issuers_jwks"),
+            sdk(Package::PyPi("google-auth"), "case_google_pubsub"),
         ],
     },
 ];

@@ -13,6 +13,9 @@ or verifies webhooks, it checks, against a real `hookgate run` and a recording u
                   provider documents it, which the SDK's verifier must accept first) signs a
                   body; the request, sent as the provider sends it, goes through the gateway:
                   2xx, and the upstream received exactly that body;
+  sdk-verifies    where the SDK only verifies: the request signed as the provider documents it
+                  (with the suite's own crypto, not the SDK); the SDK's verifier accepts it, and
+                  the gateway delivers it: 2xx, and the upstream received exactly that body;
   hookgate-signs  `hookgate sign` signs a body for the route; the SDK's verifier accepts it;
   tampered        one byte of a validly signed body changed: 401 from the gateway, and the
                   upstream received nothing (where no sdk-signs check delivered that request
@@ -23,6 +26,12 @@ or verifies webhooks, it checks, against a real `hookgate run` and a recording u
                   delivery above shows the provider's request carries the preset's replay key);
   keygen          `hookgate keygen --preset P`: its PEM private key signs (Node's crypto, as a
                   test sender would) and the SDK verifies with the public key it printed.
+
+Senders whose keys live on the network (aws-sns, google-pubsub) publish them on an HTTPS key
+host the suite runs on loopback, with a certificate from a test CA it makes for the run; the
+gateway reaches it under the senders' own host names (`key_fetch: connect_to`), google-auth
+the same way (google_auth_request), sns-validator at a localhost URL (case_aws_sns).
+`hookgate sign` cannot play these senders: it holds no key of theirs.
 
 Python SDKs run in-process; npm SDKs through tests/interop/sdk.mjs (JSON on stdin/stdout).
 Prints `ok|FAIL  provider  direction  detail` per check and `N of M checks agree`; exits 1 on
@@ -224,13 +233,15 @@ def hookgate_sign(ctx, route, body, headers=(), path=None, private_key=None, out
     return printed
 
 
-def node(ctx, request):
+def node(ctx, request, env=None):
+    """sdk.mjs on `request` (or a list of them); `env` adds to the environment Node runs in."""
     out = subprocess.run(
         ["node", ctx.sdk_mjs],
         input=json.dumps(request).encode(),
         capture_output=True,
         timeout=60,
         cwd=ctx.node_dir,
+        env=dict(os.environ, **env) if env else None,
     )
     if out.returncode != 0:
         raise RuntimeError(f"node sdk.mjs exited {out.returncode}: {out.stderr.decode()[-800:]}")
@@ -343,6 +354,261 @@ class CaseInsensitive(dict):
 
     def __contains__(self, key):
         return super().__contains__(key.lower())
+
+
+# --------------------------------------------------------------------------------------------
+# The key host: senders whose keys live on the network (docs/network-keys.md)
+# --------------------------------------------------------------------------------------------
+
+# The senders' key hosts, served by one HTTPS server on loopback: the gateway reaches it under
+# these names through `key_fetch.connect_to` and checks its TLS certificate for them against
+# the suite's test CA (`key_fetch.ca_file`), as it checks the real hosts against the system's
+# roots. `localhost` is for the SDKs that take a key URL as given (sns-validator).
+SNS_HOST = "sns.eu-west-1.amazonaws.com"
+GOOGLE_HOST = "www.googleapis.com"
+KEY_HOST_NAMES = (SNS_HOST, GOOGLE_HOST, "localhost")
+# The test RSA key the test CA's signing certificates are issued for (test-only).
+SIGNING_KEY_FILE = os.path.join(ROOT, "tests/fixtures/test-rsa-signing-key.pem")
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class KeyHostPki:
+    """A test CA (made for this run), the key host's TLS certificate from it, and what the key
+    host publishes for the test RSA key: SNS's signing certificate (issued to
+    sns.amazonaws.com), and Google's key set in both of its forms (the JWKS at
+    /oauth2/v3/certs, which the gateway reads, and the `{kid: PEM certificate}` map at
+    /oauth2/v1/certs, which google-auth's verify_oauth2_token reads), beside a second key of
+    another kid, as Google publishes two or three at a time."""
+
+    def __init__(self, work):
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec, rsa
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+        now = datetime.now(timezone.utc)
+
+        def name(cn):
+            return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+        def pem(obj):
+            if isinstance(obj, x509.Certificate):
+                return obj.public_bytes(serialization.Encoding.PEM)
+            return obj.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+        def write(file, data):
+            path = os.path.join(work, file)
+            with open(path, "wb") as f:
+                f.write(data)
+            return path
+
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca = (
+            x509.CertificateBuilder()
+            .subject_name(name("hookgate interop test CA"))
+            .issuer_name(name("hookgate interop test CA"))
+            .public_key(ca_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=False,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
+
+        def issue(public_key, names, server):
+            b = (
+                x509.CertificateBuilder()
+                .subject_name(name(names[0]))
+                .issuer_name(ca.subject)
+                .public_key(public_key)
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - timedelta(days=1))
+                .not_valid_after(now + timedelta(days=30))
+                .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            )
+            if server:
+                b = b.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            return b.sign(ca_key, hashes.SHA256())
+
+        self.ca_file = write("keyhost-ca.pem", pem(ca))
+        host_key = ec.generate_private_key(ec.SECP256R1())
+        self.host_cert_file = write("keyhost.pem", pem(issue(host_key.public_key(), list(KEY_HOST_NAMES), server=True)))
+        self.host_key_file = write("keyhost.key", pem(host_key))
+
+        with open(SIGNING_KEY_FILE, "rb") as f:
+            self.signing_key_pem = f.read()
+        self.signing_key = serialization.load_pem_private_key(self.signing_key_pem, None)
+        # SNS: the certificate at SigningCertURL, issued to sns.amazonaws.com.
+        self.sns_cert_path = f"/SimpleNotificationService-{secrets.token_hex(16)}.pem"
+        self.sns_cert = pem(issue(self.signing_key.public_key(), ["sns.amazonaws.com"], server=False))
+
+        # Google: the test key and another, each under a kid (40 hex digits, as Google's are).
+        other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        jwks, v1 = [], {}
+        for key in (self.signing_key, other):
+            der = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+            kid = hashlib.sha1(der).hexdigest()
+            numbers = key.public_key().public_numbers()
+            jwks.append(
+                {
+                    "kty": "RSA",
+                    "alg": "RS256",
+                    "use": "sig",
+                    "kid": kid,
+                    "n": b64url(numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")),
+                    "e": b64url(numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big")),
+                }
+            )
+            v1[kid] = pem(issue(key.public_key(), ["interop-" + kid[:8] + ".googleusercontent.com"], server=False)).decode()
+        self.kid = jwks[0]["kid"]
+        self.other_kid = jwks[1]["kid"]
+        self.jwks = compact({"keys": jwks[::-1]})  # the test key second: its kid picks it
+        self.v1_certs = json.dumps(v1, indent=2).encode()
+
+    def rsa_sign(self, message, sha1=False):
+        """RSA PKCS#1 v1.5 with the test key: SHA-256 (SHA-1 for SNS's version 1)."""
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        return self.signing_key.sign(message, padding.PKCS1v15(), hashes.SHA1() if sha1 else hashes.SHA256())
+
+
+class KeyHost:
+    """The HTTPS key host on 127.0.0.1: a document per path (whatever host name was asked
+    for), and a count of the gateway's requests for each path (its `User-Agent: hookgate`)."""
+
+    def __init__(self, pki):
+        import ssl
+
+        self.docs = {
+            pki.sns_cert_path: ("application/x-x509-ca-cert", "max-age=600", pki.sns_cert),
+            "/oauth2/v3/certs": ("application/json; charset=UTF-8", "public, max-age=3600", pki.jwks),
+            "/oauth2/v1/certs": ("application/json; charset=UTF-8", "public, max-age=3600", pki.v1_certs),
+        }
+        self.fetches = {}
+        self.lock = threading.Lock()
+        server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server_tls.load_cert_chain(pki.host_cert_file, pki.host_key_file)
+        # How the suite's own clients reach it (google-auth's transport below).
+        self.client_tls = ssl.create_default_context(cafile=pki.ca_file)
+        host = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self):
+                self.request.do_handshake()  # in this handler's thread, not the accept loop
+                super().setup()
+
+            def do_GET(self):
+                doc = host.docs.get(self.path)
+                if self.headers.get("User-Agent") == "hookgate":
+                    with host.lock:
+                        host.fetches[self.path] = host.fetches.get(self.path, 0) + 1
+                ctype, cache, body = doc or ("text/plain", "no-store", b"not found\n")
+                self.send_response(200 if doc else 404)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Cache-Control", cache)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+
+            def get_request(self):
+                sock, addr = self.socket.accept()
+                return server_tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+
+            def handle_error(self, request, client_address):
+                pass  # a client that gave up (the gateway's or Node's own TLS errors say why)
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def gateway_fetched(self, path, what):
+        """How often the gateway has fetched `path` (`what` it is), said for a check's detail."""
+        with self.lock:
+            n = self.fetches.get(path, 0)
+        return f"the gateway has fetched {what} {n} time{'s' if n != 1 else ''}"
+
+    def connect_to(self):
+        """`key_fetch.connect_to` for the gateway: every sender host name to this server."""
+        return {h: f"127.0.0.1:{self.port}" for h in KEY_HOST_NAMES if h != "localhost"}
+
+
+def google_auth_request(keyhost):
+    """A google.auth.transport.Request that fetches a key URL as the gateway does with
+    `key_fetch.connect_to`: by its own URL and host name (TLS checked for that name against
+    the test CA), connected to the loopback key host. So google-auth's verifiers run as Google
+    documents them, on Google's own certificate URLs (https://www.googleapis.com/oauth2/...)."""
+    import socket
+
+    import google.auth.exceptions
+    import google.auth.transport
+
+    class Connection(http.client.HTTPSConnection):
+        def connect(self):
+            sock = socket.create_connection(("127.0.0.1", keyhost.port), self.timeout)
+            self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+    class Response(google.auth.transport.Response):
+        def __init__(self, status, headers, data):
+            self._status, self._headers, self._data = status, headers, data
+
+        @property
+        def status(self):
+            return self._status
+
+        @property
+        def headers(self):
+            return self._headers
+
+        @property
+        def data(self):
+            return self._data
+
+    class Request(google.auth.transport.Request):
+        def __call__(self, url, method="GET", body=None, headers=None, timeout=None, **kwargs):
+            u = urllib.parse.urlsplit(url)
+            if u.scheme != "https" or u.hostname not in KEY_HOST_NAMES or u.port not in (None, 443):
+                raise google.auth.exceptions.TransportError(f"the suite's key host does not serve {url}")
+            conn = Connection(u.hostname, 443, timeout=timeout or 10, context=keyhost.client_tls)
+            try:
+                conn.request(method, u.path + (f"?{u.query}" if u.query else ""), body=body, headers=headers or {})
+                resp = conn.getresponse()
+                return Response(resp.status, dict(resp.getheaders()), resp.read())
+            except OSError as e:
+                raise google.auth.exceptions.TransportError(e) from e
+            finally:
+                conn.close()
+
+    return Request()
 
 
 # --------------------------------------------------------------------------------------------
@@ -1621,6 +1887,245 @@ def case_contentful(ctx):
     run_check("contentful(extra hdr)", "tampered", c)
 
 
+# Google Pub/Sub push: the route's audience and push service account.
+PUBSUB_PATH = "/webhooks/google-pubsub"
+PUBSUB_AUDIENCE = PUBLIC_URL + PUBSUB_PATH
+PUBSUB_EMAIL = "interop-push@interop-project.iam.gserviceaccount.com"
+
+
+def case_google_pubsub(ctx):
+    # google-auth (PyPI) signs ID tokens (google.auth.jwt.encode) and verifies them
+    # (google.oauth2.id_token), fetching Google's keys through google_auth_request(): the
+    # key host under www.googleapis.com, which the gateway reaches the same way.
+    import google.auth.crypt
+    import google.auth.jwt
+    from google.oauth2 import id_token
+
+    pki = ctx.pki
+    path = PUBSUB_PATH
+    request = google_auth_request(ctx.keyhost)
+    jwks_url = f"https://{GOOGLE_HOST}/oauth2/v3/certs"  # the preset's key URL
+    signer = google.auth.crypt.RSASigner.from_string(pki.signing_key_pem)
+
+    def push():
+        """A push delivery's body as Pub/Sub sends it (each field under both its spellings)."""
+        message_id = str(secrets.randbits(52))
+        published = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        data = base64.b64encode(compact({"order": 1042, "note": "Crème brûlée ☕ for Zoë"})).decode()
+        return compact(
+            {
+                "message": {
+                    "attributes": {"origin": "interop"},
+                    "data": data,
+                    "messageId": message_id,
+                    "message_id": message_id,
+                    "publishTime": published,
+                    "publish_time": published,
+                },
+                "subscription": "projects/interop-project/subscriptions/orders-push",
+            }
+        )
+
+    def claims(audience):
+        # What Google puts in a push token (its docs' example, with this route's values).
+        now = now_s()
+        sub = "113774264463038321964"
+        return {
+            "aud": audience,
+            "azp": sub,
+            "email": PUBSUB_EMAIL,
+            "email_verified": True,
+            "exp": now + 3600,
+            "iat": now,
+            "iss": "https://accounts.google.com",
+            "sub": sub,
+        }
+
+    def sdk_token(audience=PUBSUB_AUDIENCE):
+        return google.auth.jwt.encode(signer, claims(audience), key_id=pki.kid).decode()
+
+    def documented_token(audience=PUBSUB_AUDIENCE):
+        # A JWT as Google documents one (and RFC 7515): base64url(header) "." base64url(claims),
+        # signed with RSA SHA-256 (PKCS#1 v1.5); with `cryptography`, not google-auth.
+        header = b64url(compact({"alg": "RS256", "kid": pki.kid, "typ": "JWT"}))
+        payload = b64url(compact(claims(audience)))
+        return f"{header}.{payload}.{b64url(pki.rsa_sign(f'{header}.{payload}'.encode()))}"
+
+    def headers(token):
+        return {
+            "Content-Type": "application/json",
+            "User-Agent": "APIs-Google; (+https://developers.google.com/webmasters/APIs-Google.html)",
+            "Authorization": f"Bearer {token}",
+        }
+
+    def google_auth_accepts(token):
+        """google-auth's verifiers, as Google's Pub/Sub docs have an app call them:
+        verify_oauth2_token (Google's v1 certificates; it also checks `iss`), and verify_token
+        on the JWKS the gateway reads (google-auth hands a JWKS to PyJWT); then the app's own
+        check of the service account. Raises unless all accept."""
+        by_v1 = id_token.verify_oauth2_token(token, request, audience=PUBSUB_AUDIENCE)
+        by_jwks = id_token.verify_token(token, request, audience=PUBSUB_AUDIENCE, certs_url=jwks_url)
+        for seen in (by_v1, by_jwks):
+            if seen.get("email") != PUBSUB_EMAIL or seen.get("email_verified") is not True:
+                raise ValueError(f"google-auth read email {seen.get('email')!r}, email_verified {seen.get('email_verified')!r}")
+        return "verify_oauth2_token (v1 certs) and verify_token (v3 JWKS) accept it"
+
+    # (a) google-auth signs; google-auth accepts it first (so the token is right), then the gateway.
+    body = push()
+    sent = headers(sdk_token())
+
+    def a():
+        saw = google_auth_accepts(sent["Authorization"][len("Bearer ") :])
+        ok, detail = delivered(ctx, path, body, sent)
+        fetched = ctx.keyhost.gateway_fetched("/oauth2/v3/certs", "the JWKS")
+        return ok, f"google.auth.jwt.encode(RSASigner, kid) RS256; {saw}; {detail}; {fetched}"
+
+    run_check("google-pubsub", "sdk-signs", a)
+    # Pub/Sub's redelivery: the same message (same messageId), under a token of its own.
+    run_check("google-pubsub", "retry", lambda: duplicate(ctx, path, body, headers(sdk_token())))
+
+    # (b) a token signed without google-auth: google-auth's verifiers accept it, and so does the gateway.
+    def b():
+        token = documented_token()
+        saw = google_auth_accepts(token)
+        ok, detail = delivered(ctx, path, push(), headers(token))
+        fetched = ctx.keyhost.gateway_fetched("/oauth2/v3/certs", "the JWKS")
+        return ok, f"signed as documented (RS256 with `cryptography`); google-auth: {saw}; {detail}; {fetched}"
+
+    run_check("google-pubsub", "sdk-verifies", b)
+
+    # (c) a token for another audience (another project's push subscription to this URL):
+    # refused by google-auth and by the gateway, and nothing forwarded.
+    def c():
+        token = sdk_token("https://other.example.com/push")
+        said = []
+        for verify in (
+            lambda: id_token.verify_oauth2_token(token, request, audience=PUBSUB_AUDIENCE),
+            lambda: id_token.verify_token(token, request, audience=PUBSUB_AUDIENCE, certs_url=jwks_url),
+        ):
+            try:
+                verify()
+            except Exception as e:  # noqa: BLE001 - the refusal must be the audience's
+                if "audience" not in str(e).lower():
+                    return False, f"google-auth refused it for another reason: {type(e).__name__}: {e}"
+                said.append(f"{type(e).__name__}: {short(str(e), 40)}")
+                continue
+            return False, "google-auth accepted a token for another audience"
+        ok, detail = refused(ctx, path, push(), headers(token))
+        if ok and "aud" not in detail:
+            return False, f"gateway {detail}: refused, but not for its audience"
+        return ok, f"a token for another audience: google-auth refuses it ({'; '.join(said)}); gateway {detail}"
+
+    run_check("google-pubsub", "tampered", c)
+
+
+SNS_TOPIC = "arn:aws:sns:eu-west-1:123456789012:interop-orders"
+# The fields SNS signs, per message type (AWS's "Verifying the signatures of Amazon SNS messages").
+SNS_SIGNED = {
+    "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
+    "SubscriptionConfirmation": ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type"),
+}
+
+
+def case_aws_sns(ctx):
+    # sns-validator (npm, AWS's own) only verifies: messages are signed here as SNS signs them,
+    # with the test key whose certificate the key host serves. SigningCertURL is not signed, so
+    # the copy the validator gets names the key host as https://localhost:<port>/... (which it
+    # fetches itself, trusting the test CA through NODE_EXTRA_CA_CERTS), while the gateway's
+    # names SNS's own host, https://sns.eu-west-1.amazonaws.com/... (key_fetch.connect_to).
+    pki = ctx.pki
+    path = "/webhooks/aws-sns"
+    gateway_url = f"https://{SNS_HOST}{pki.sns_cert_path}"
+    validator_url = f"https://localhost:{ctx.keyhost.port}{pki.sns_cert_path}"
+    host_pattern = f"^localhost:{ctx.keyhost.port}$"  # MessageValidator tests the URL's host:port
+
+    def message(kind="Notification", version="2", subject=True):
+        """A message as SNS writes it (its fields in SNS's order), signed: `Key\\nvalue\\n` for
+        each signed field present, RSA with SHA-256 (SignatureVersion 2) or SHA-1 (1)."""
+        m = {"Type": kind, "MessageId": str(uuid.uuid4())}
+        if kind == "SubscriptionConfirmation":
+            m["Token"] = secrets.token_hex(64)
+        m["TopicArn"] = SNS_TOPIC
+        if kind == "Notification":
+            if subject:
+                m["Subject"] = "order placed"
+            # A JSON document as text, with a line break: both are signed as they are.
+            m["Message"] = json.dumps({"order": 1042, "note": "Café ☕ for Zoë"}, ensure_ascii=False) + "\nsecond line"
+        else:
+            m["Message"] = f"You have chosen to subscribe to the topic {SNS_TOPIC}.\nTo confirm the subscription, visit the SubscribeURL included in this message."
+            m["SubscribeURL"] = f"https://{SNS_HOST}/?Action=ConfirmSubscription&TopicArn={SNS_TOPIC}&Token={m['Token']}"
+        m["Timestamp"] = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        m["SignatureVersion"] = version
+        m["Signature"] = sns_signature(m)
+        m["SigningCertURL"] = gateway_url
+        if kind == "Notification":
+            m["UnsubscribeURL"] = f"https://{SNS_HOST}/?Action=Unsubscribe&SubscriptionArn={SNS_TOPIC}:{uuid.uuid4()}"
+        return m
+
+    def sns_signature(m):
+        text = "".join(f"{k}\n{m[k]}\n" for k in SNS_SIGNED[m["Type"]] if k in m)
+        return base64.b64encode(pki.rsa_sign(text.encode(), sha1=m["SignatureVersion"] == "1")).decode()
+
+    def body(m, cert_url=gateway_url):
+        # As SNS posts it: indented, `"Key" : value`, UTF-8 as it is.
+        return json.dumps(dict(m, SigningCertURL=cert_url), indent=2, separators=(",", " : "), ensure_ascii=False).encode()
+
+    def headers(m):
+        h = {
+            "Content-Type": "text/plain; charset=UTF-8",
+            "User-Agent": "Amazon Simple Notification Service Agent",
+            "x-amz-sns-message-type": m["Type"],
+            "x-amz-sns-message-id": m["MessageId"],
+            "x-amz-sns-topic-arn": m["TopicArn"],
+        }
+        if m["Type"] == "Notification":
+            h["x-amz-sns-subscription-arn"] = m["UnsubscribeURL"].rsplit("=", 1)[1]
+        return h
+
+    cases = {
+        "aws-sns": message(),
+        "aws-sns(v1)": message(version="1", subject=False),
+        "aws-sns(subscribe)": message("SubscriptionConfirmation"),
+    }
+    changed = dict(cases["aws-sns"], Message=cases["aws-sns"]["Message"].replace("1042", "9042"))
+    answers = {}
+
+    def validate():
+        """sns-validator on every message above and the changed one: one Node process."""
+        if not answers:
+            names = list(cases) + ["changed"]
+            messages = list(cases.values()) + [changed]
+            requests = [{"action": "verify", "provider": "aws-sns", "host_pattern": host_pattern, "body": body(m, validator_url).decode()} for m in messages]
+            answers.update(zip(names, node(ctx, requests, env={"NODE_EXTRA_CA_CERTS": pki.ca_file})))
+        return answers
+
+    for label, m in cases.items():
+
+        def check(label=label, m=m):
+            v = validate()[label]
+            if not v["ok"]:
+                return False, f"suite error: sns-validator refuses the message signed as SNS signs: {v['detail']}"
+            ok, detail = delivered(ctx, path, body(m), headers(m))
+            fetched = ctx.keyhost.gateway_fetched(pki.sns_cert_path, "the certificate")
+            return ok, f"{m['Type']} v{m['SignatureVersion']} signed as SNS signs; sns-validator accepts it; {detail}; {fetched}"
+
+        run_check(label, "sdk-verifies", check)
+
+    def tampered():
+        v = validate()["changed"]
+        if v["ok"]:
+            return False, "sns-validator accepted a changed Message"
+        ok, detail = refused(ctx, path, body(changed), headers(changed))
+        if ok and "signature does not match" not in detail:
+            return False, f"gateway {detail}: refused, but not for its signature"
+        return ok, f"Message changed: sns-validator refuses it ({v['detail']}); gateway {detail}"
+
+    run_check("aws-sns", "tampered", tampered)
+    # SNS's retry: the same message, MessageId and signature.
+    m = cases["aws-sns"]
+    run_check("aws-sns", "retry", lambda: duplicate(ctx, path, body(m), headers(m)))
+
+
 # --------------------------------------------------------------------------------------------
 # Configuration
 # --------------------------------------------------------------------------------------------
@@ -1709,6 +2214,18 @@ def write_config(ctx, upstream_port):
             "verify": {"preset": "braintree", "key_id": ctx.key_ids["braintree"], "secret": "${%s}" % env_name("braintree")},
         }
     )
+    # Senders whose keys live on the network: the gateway fetches them from the key host.
+    routes.append(
+        {
+            "name": "google-pubsub",
+            "path": PUBSUB_PATH,
+            "upstream": upstream,
+            "verify": {"preset": "google-pubsub", "jwt": {"audience": PUBSUB_AUDIENCE, "claims": {"email": PUBSUB_EMAIL}}},
+        }
+    )
+    routes.append(
+        {"name": "aws-sns", "path": "/webhooks/aws-sns", "upstream": upstream, "verify": {"preset": "aws-sns", "json_allowed": {"/TopicArn": [SNS_TOPIC]}}}
+    )
     # Every route deduplicates by its preset's default key (docs/configuration.md: "Default key by preset"),
     # so each delivery also shows that the provider's request carries the id the preset reads
     # (else: 400 replay_key_missing).
@@ -1720,6 +2237,9 @@ def write_config(ctx, upstream_port):
         "listeners": [{"addr": "127.0.0.1:0"}],
         "admin": {"addr": "127.0.0.1:0"},
         "limits": {"drain_delay": "0s", "shutdown_grace": "2s"},
+        # The senders' key hosts are the suite's loopback key host, under their own names, with
+        # a certificate from the suite's test CA (docs/network-keys.md: "Trying it on one machine").
+        "key_fetch": {"ca_file": ctx.pki.ca_file, "allow_private_addresses": True, "connect_to": ctx.keyhost.connect_to()},
         "routes": routes,
     }
     with open(ctx.config, "w") as f:
@@ -1733,8 +2253,8 @@ def write_config(ctx, upstream_port):
 # --------------------------------------------------------------------------------------------
 
 
-# The checks a full run makes (101 when last counted): a run with fewer skipped something.
-MIN_CHECKS = 101
+# The checks a full run makes (110 when last counted): a run with fewer skipped something.
+MIN_CHECKS = 110
 
 
 def main():
@@ -1771,6 +2291,8 @@ def main():
         with open(ctx.key_files[kind], "w") as f:
             f.write(k["private_hex"] + "\n")
 
+    ctx.pki = KeyHostPki(ctx.work)
+    ctx.keyhost = KeyHost(ctx.pki)
     ctx.recorder = Recorder()
     upstream = start_upstream(ctx.recorder)
     write_config(ctx, upstream.server_address[1])
@@ -1802,9 +2324,12 @@ def main():
         case_adyen(ctx)
         case_braintree(ctx)
         case_contentful(ctx)
+        case_google_pubsub(ctx)
+        case_aws_sns(ctx)
     finally:
         ctx.gw.stop()
         upstream.shutdown()
+        ctx.keyhost.server.shutdown()
 
     agree = sum(1 for r in RESULTS if r[0])
     print(f"{agree} of {len(RESULTS)} checks agree ({time.monotonic() - started:.1f} s; gateway log: {ctx.gw.log_path})")

@@ -13,6 +13,8 @@
 //       -> {"headers": {name: value, ...}}   (signRequest's answer as it is: lower-case names)
 //   {"action": "verify", "provider": P, "secret"|"public_key", "body", "headers", "url"?, "path"?}
 //       -> {"ok": true|false, "detail": "..."}
+//   {"action": "verify", "provider": "aws-sns", "body", "host_pattern"}
+//       -> {"ok": true|false, "detail": "..."}   (the SNS message is the body; host_pattern a RegExp source)
 //   [request, request, ...] -> [answer, answer, ...]
 //
 // `body` is the exact request body as a string (UTF-8). `headers` are as the app would see them.
@@ -237,6 +239,23 @@ async function verify(req) {
       } catch (e) {
         return { ok: false, detail: `verifyRequest(ttl 30) threw ${e && e.message ? e.message : e}` };
       }
+    }
+    case "aws-sns": {
+      // sns-validator: new MessageValidator(hostPattern).validate(message, callback). It checks
+      // the SigningCertURL against hostPattern (tested on the URL's host:port), fetches the
+      // certificate itself (Node's https; the suite's test CA comes in NODE_EXTRA_CA_CERTS),
+      // and verifies the signature over SNS's string to sign.
+      const { default: MessageValidator } = await import("sns-validator");
+      const validator = new MessageValidator(new RegExp(req.host_pattern));
+      return await new Promise((resolve) =>
+        validator.validate(req.body, (err) =>
+          resolve(
+            err
+              ? { ok: false, detail: `MessageValidator.validate(): ${err.message}` }
+              : { ok: true, detail: "MessageValidator.validate() accepted it" },
+          ),
+        ),
+      );
     }
     default:
       throw new Error(`verify: no verifier for ${req.provider}`);
