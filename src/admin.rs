@@ -121,6 +121,11 @@ async fn respond(req: &Request<Incoming>, admin: &Admin) -> Response<Full<Bytes>
     }
     match req.uri().path() {
         "/metrics" => {
+            let age = admin.keys.oldest_age().as_secs();
+            metrics
+                .keys
+                .oldest_age
+                .set(i64::try_from(age).unwrap_or(i64::MAX));
             let mut r = Response::new(Full::new(Bytes::from(metrics.render())));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,

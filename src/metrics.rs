@@ -97,6 +97,8 @@ pub struct KeyFetchMetrics {
     pub fetches: IntCounterVec,
     /// Lookups by requests by result: `hit`, `fetched`, `unavailable`.
     pub lookups: IntCounterVec,
+    /// How long ago the oldest document held was fetched, set at each scrape.
+    pub oldest_age: IntGauge,
 }
 
 impl KeyFetchMetrics {
@@ -135,13 +137,23 @@ impl KeyFetchMetrics {
         for result in ["hit", "fetched", "unavailable"] {
             lookups.with_label_values(&[result]);
         }
-        KeyFetchMetrics { fetches, lookups }
+        let oldest_age = IntGauge::new(
+            "hookgate_key_oldest_age_seconds",
+            "How long ago the oldest key or certificate held was fetched (0: none held).",
+        )
+        .expect("valid metric");
+        KeyFetchMetrics {
+            fetches,
+            lookups,
+            oldest_age,
+        }
     }
 
     fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
         vec![
             Box::new(self.fetches.clone()),
             Box::new(self.lookups.clone()),
+            Box::new(self.oldest_age.clone()),
         ]
     }
 }

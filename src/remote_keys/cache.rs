@@ -189,6 +189,20 @@ impl KeyCache {
         }
     }
 
+    /// How long ago the oldest document held was fetched (zero when none is held).
+    pub fn oldest_age(&self) -> Duration {
+        let now = (self.clock)();
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .values()
+            .filter_map(|e| match (e.held, &e.doc) {
+                (Held::Keys { at, .. }, Some(_)) => now.duration_since(at).ok(),
+                _ => None,
+            })
+            .max()
+            .unwrap_or_default()
+    }
+
     /// Every URL held, for the admin listener: what was fetched when, or when it failed.
     pub fn held(&self) -> Vec<HeldUrl> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());

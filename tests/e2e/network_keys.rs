@@ -465,6 +465,10 @@ async fn sns_notifications_verify_with_the_certificate_they_name_fetched_once() 
     assert_eq!(held["certificate"]["names"][0], "sns.amazonaws.com");
     assert_eq!(held["certificate"]["sha256"].as_str().unwrap().len(), 95);
     assert!(held["kept_until"].as_u64().unwrap() >= held["fetched_at"].as_u64().unwrap() + 600);
+    // And the age of what it holds, at each scrape.
+    let scraped = send("GET", &format!("http://{}/metrics", s.gw.admin), &[], b"").await;
+    let age = metric_value(&scraped.body, "hookgate_key_oldest_age_seconds", &[]);
+    assert!((0.0..60.0).contains(&age), "{age}");
 }
 
 #[tokio::test]
