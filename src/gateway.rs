@@ -303,7 +303,7 @@ async fn verify(
         Err(_) => return Ok(Signed::default()),
     };
     let verify_started = Instant::now();
-    let verdict = scheme.verify_with(request, (shared.clock)(), doc.as_ref());
+    let verdict = scheme.verify_with(request, (shared.clock)(), doc.as_deref());
     shared
         .metrics
         .verify_duration
@@ -334,7 +334,7 @@ async fn fetch_key(
     route: &Route,
     scheme: &crate::scheme::Scheme,
     request: &RequestView<'_>,
-) -> Result<Option<KeyDoc>, Refusal> {
+) -> Result<Option<Arc<KeyDoc>>, Refusal> {
     let crate::scheme::Keys::Fetched(key) = &scheme.keys else {
         return Ok(None);
     };
@@ -352,7 +352,8 @@ async fn fetch_key(
     // interval, in case the issuer has just added it.
     let kid = scheme.kid_wanted(request);
     let has = |doc: &KeyDoc| kid.as_deref().is_none_or(|k| doc.has(k));
-    let wanted = |doc: &Bytes| KeyDoc::parse(key, doc).is_ok_and(|d| has(&d));
+    let parsed = &shared.keys.parsed;
+    let wanted = |doc: &Bytes| parsed.get(key, doc).is_ok_and(|d| has(&d));
     let unavailable = |why: &str, retry_after: std::time::Duration| {
         // Each fetch that fails is logged once by the cache; the refusals it causes are in
         // the access log.
@@ -367,14 +368,15 @@ async fn fetch_key(
     let doc = shared.keys.get(&request, &wanted).await.map_err(|e| {
         // The issuer's keys are in hand and none is the one the token names: a forged or
         // foreign `kid`, refused as such, not an outage.
-        match e.lacking.as_deref().map(|d| KeyDoc::parse(key, d)) {
+        match e.lacking.as_deref().map(|d| parsed.get(key, d)) {
             Some(Ok(_)) => Refusal::Verify(VerifyError::KeyRefused(
                 "no key with the token's kid in the issuer's key set".into(),
             )),
             _ => unavailable(&e.why, e.retry_after),
         }
     })?;
-    KeyDoc::parse(key, &doc)
+    parsed
+        .get(key, &doc)
         .map(Some)
         .map_err(|e| unavailable(&e, std::time::Duration::from_secs(10)))
 }

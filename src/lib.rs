@@ -59,7 +59,7 @@
 //! - `remote_keys/`: keys fetched over the network (AWS SNS, PayPal): how long one is kept
 //!   (`freshness.rs`), one bounded fetch over verified TLS (`fetch.rs`), the process's cache
 //!   over them (`cache.rs`: one fetch per URL in flight, 503 with `Retry-After` when none can
-//!   be had); `key_fetch:` is `model/key_fetch.rs`.
+//!   be had), documents parsed once (`parsed.rs`); `key_fetch:` is `model/key_fetch.rs`.
 //! - `reload.rs`: what a reload keeps (a pure function of two configurations) and the
 //!   reload itself; `watch.rs`: `--watch`, on exactly the files the compiler read.
 //! - `delivery/`: queued delivery: the store's state machine (`store.rs`, shared types in

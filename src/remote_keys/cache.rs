@@ -110,6 +110,8 @@ pub struct KeyCache {
     /// last fetched. Each key id is a document of its own, so without this every forged id
     /// would be a call to the sender's API with the route's credentials.
     new_kids: Mutex<HashMap<KeyUrl, SystemTime>>,
+    /// The documents as the schemes read them, parsed once (`parsed.rs`).
+    pub parsed: super::parsed::ParsedDocs,
 }
 
 impl KeyCache {
@@ -132,6 +134,7 @@ impl KeyCache {
             fetches: std::sync::atomic::AtomicU64::new(0),
             metrics: None,
             new_kids: Mutex::new(HashMap::new()),
+            parsed: super::parsed::ParsedDocs::default(),
             budget: Mutex::new(FetchBudget {
                 tokens: f64::from(bounds.fetches_per_second),
                 at: std::time::Instant::now(),

@@ -9,6 +9,7 @@
 pub mod cache;
 pub mod fetch;
 pub mod freshness;
+pub mod parsed;
 
 use std::sync::Arc;
 use std::time::SystemTime;

@@ -112,7 +112,7 @@ impl From<KeyUrl> for KeyRequest {
 }
 
 /// What a fetched document is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DocFormat {
     /// A PEM signing certificate.
     Certificate,

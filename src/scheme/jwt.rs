@@ -48,7 +48,7 @@ pub struct BodyClaim {
 }
 
 /// The key families: a route's algorithms and keys must all be of one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Family {
     Hmac,
     Rsa,
