@@ -147,8 +147,8 @@ async fn respond(req: &Request<Incoming>, admin: &Admin) -> Response<Full<Bytes>
 }
 
 /// `/keys`: every key URL the cache holds, as JSON: when its document was fetched and until
-/// when it is kept (Unix seconds), its age, a failure if the last fetch failed, and for a
-/// certificate its names, validity and SHA-256 fingerprint. Public certificates only: nothing
+/// when it is kept (Unix seconds), its age, a failure if the last fetch failed, for a
+/// certificate its names, validity and SHA-256 fingerprint, and for a key set the key ids. Public certificates only: nothing
 /// here is secret.
 fn keys(cache: &crate::remote_keys::cache::KeyCache) -> Response<Full<Bytes>> {
     let unix = |t: std::time::SystemTime| {
@@ -169,8 +169,21 @@ fn keys(cache: &crate::remote_keys::cache::KeyCache) -> Response<Full<Bytes>> {
                     "sha256": c.fingerprint_text(),
                 }))
             });
+            // A key set, a key API's answer or a discovery document: the key ids it holds.
+            let kids = h.doc.as_deref().and_then(|d| {
+                let doc: serde_json::Value = serde_json::from_slice(d).ok()?;
+                let kid = |k: &serde_json::Value| k.get("kid").cloned();
+                let keys = doc.get("keys").and_then(|k| k.as_array());
+                let kids: Vec<serde_json::Value> = match (keys, doc.get("key")) {
+                    (Some(keys), _) => keys.iter().filter_map(kid).collect(),
+                    (None, Some(key)) => kid(key).into_iter().collect(),
+                    (None, None) => return None,
+                };
+                Some(kids)
+            });
             serde_json::json!({
                 "url": h.url,
+                "kids": kids,
                 "fetched_at": h.fetched.map(|(at, _)| unix(at)),
                 "kept_until": h.fetched.map(|(_, until)| unix(until)),
                 "age_seconds": h.fetched.map(|(at, _)| now.saturating_sub(unix(at))),

@@ -1048,6 +1048,13 @@ async fn pubsub_tokens_verify_with_the_issuers_jwks() {
     // One fetch for all: jku and x5u were not followed, and the forged kid found the set
     // fetched moments ago.
     assert_eq!(s.host.requests(), 1);
+    // The admin listener shows the key set's ids.
+    let keys = send("GET", &format!("http://{}/keys", s.gw.admin), &[], b"").await;
+    let keys: Value = serde_json::from_str(&keys.body).unwrap();
+    assert_eq!(
+        keys["keys"][0]["kids"],
+        json!(["unrelated-kid", "test-kid-1"])
+    );
 }
 
 #[tokio::test]
