@@ -455,6 +455,9 @@ pub struct RawKeyUrl {
     pub kid_field: Option<String>,
     /// Where the key (a JWK) is in the API's answer: a JSON pointer.
     pub key_at: Option<String>,
+    /// `true`: the JWKS is an issuer's that signs for this sender alone (your own FusionAuth
+    /// instance), so its tokens need name no audience.
+    pub private_issuer: Option<bool>,
     /// Host patterns the URL may name; a `*` is one whole label, `{region}` a cloud region.
     #[serde(default)]
     pub hosts: Vec<String>,
@@ -499,6 +502,7 @@ impl RawKeyUrl {
             }),
             kid_field: self.kid_field.or(b.kid_field),
             key_at: self.key_at.or(b.key_at),
+            private_issuer: self.private_issuer.or(b.private_issuer),
             hosts: or(self.hosts, b.hosts),
             paths: or(self.paths, b.paths),
             certificate_names: or(self.certificate_names, b.certificate_names),
@@ -530,6 +534,10 @@ impl RawKeyUrl {
             ),
             ("kid_field", self.kid_field.as_deref().map(yaml_str)),
             ("key_at", self.key_at.as_deref().map(yaml_str)),
+            (
+                "private_issuer",
+                self.private_issuer.map(serde_yaml::Value::Bool),
+            ),
             (
                 "hosts",
                 Some(&self.hosts)

@@ -36,7 +36,8 @@ pub struct JwtSpec {
     pub require: Vec<String>,
     /// The claim that holds the body's SHA-256, and how it is written.
     pub body_sha256: Option<BodyClaim>,
-    /// Claims that must equal these values (Google's `email` and `email_verified`).
+    /// Claims that must equal these values, or as lists hold them (Google's `email` and
+    /// `email_verified`, Entra ID's `roles`).
     pub claims: Vec<(String, Value)>,
 }
 
@@ -237,8 +238,14 @@ fn check_claims(
             return Err(VerifyError::ClaimMismatch("aud".into()));
         }
     }
+    // A claim equals its value, or, as a list (Entra ID's `roles`), holds it.
     for (name, value) in &spec.claims {
-        if claims.get(name) != Some(value) {
+        let holds = match claims.get(name) {
+            Some(Value::Array(items)) => items.contains(value),
+            Some(claim) => claim == value,
+            None => false,
+        };
+        if !holds {
             return Err(VerifyError::ClaimMismatch(name.clone()));
         }
     }

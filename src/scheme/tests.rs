@@ -1625,6 +1625,55 @@ fn rfc_7515s_hs256_example_verifies_and_its_claims_are_checked() {
 }
 
 #[test]
+fn jwt_claims_must_equal_their_values_or_as_lists_hold_them() {
+    let token = |claims: serde_json::Value| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(b"claims-secret"),
+        )
+        .unwrap()
+    };
+    let s = yaml_scheme(
+        "{ algorithm: jwt, signature: { header: authorization, prefix: \"Bearer \" }, \
+         jwt: { algorithms: [HS256], claims: { roles: AzureEventGridSecureWebhookSubscriber, \
+         email_verified: true } }, body_signed: false, secret: \"${SECRET}\" }",
+        "claims-secret",
+    );
+    let check_claims = |claims: serde_json::Value| {
+        let h = one_header("authorization", &format!("Bearer {}", token(claims)));
+        check(&s, &h, b"{}", at_unix(1_800_000_000))
+    };
+    let role = "AzureEventGridSecureWebhookSubscriber";
+    assert_eq!(
+        check_claims(serde_json::json!({ "roles": [ "Reader", role ], "email_verified": true })),
+        Ok(0)
+    );
+    assert_eq!(
+        check_claims(serde_json::json!({ "roles": role, "email_verified": true })),
+        Ok(0)
+    );
+    for (claims, claim) in [
+        (
+            serde_json::json!({ "roles": ["Reader"], "email_verified": true }),
+            "roles",
+        ),
+        (serde_json::json!({ "email_verified": true }), "roles"),
+        (
+            serde_json::json!({ "roles": [role], "email_verified": "true" }),
+            "email_verified",
+        ),
+        (serde_json::json!({ "roles": [role] }), "email_verified"),
+    ] {
+        assert_eq!(
+            check_claims(claims.clone()),
+            Err(VerifyError::ClaimMismatch(claim.into())),
+            "{claims}"
+        );
+    }
+}
+
+#[test]
 fn jwt_times_audience_and_required_claims_follow_the_clock_passed_in() {
     let s = yaml_scheme(
         "{ algorithm: jwt, signature: { header: authorization, prefix: \"Bearer \" }, \

@@ -65,15 +65,15 @@ pub(super) fn compile_jwt(
         .and_then(|b| body_claim(b, &jloc, r));
     // A preset's shape (`hookgate presets`) has no route to name its audience and claims.
     // A key API answers with keys for the route's own account; a JWKS is shared by all.
-    let shared_keys = v
-        .key_url
-        .as_ref()
-        .is_some_and(|k| k.url.is_some() || k.discovery.is_some());
+    let shared_keys = v.key_url.as_ref().is_some_and(|k| {
+        (k.url.is_some() || k.discovery.is_some()) && k.private_issuer != Some(true)
+    });
     if shared_keys && raw.audience.is_none() && !shape_only {
         r.error(
             format!("{jloc}.audience"),
             "missing: an issuer whose keys are fetched signs tokens for every one of its \
-             clients; name the audience this route's tokens are for",
+             clients; name the audience this route's tokens are for (or, for an issuer that \
+             signs for this sender alone, say `key_url.private_issuer: true`)",
         );
     }
     Some(JwtSpec {

@@ -2899,3 +2899,21 @@ fn jwt_blocks_refuse_algorithm_confusion_and_each_misuse_is_located() {
         "a token bound to the body's digest signs the body"
     );
 }
+
+#[test]
+fn a_jwks_route_names_its_audience_unless_its_issuer_signs_for_it_alone() {
+    let scheme = |extra: &str| {
+        let yaml = format!(
+            "{{ algorithm: jwt, signature: {{ header: authorization, prefix: \"Bearer \" }}, \
+             jwt: {{ algorithms: [RS256] }}, body_signed: false, \
+             key_url: {{ url: \"https://auth.example.com/.well-known/jwks.json\"{extra} }} }}"
+        );
+        let v: crate::config::file::RawVerify = serde_yaml::from_str(&yaml).unwrap();
+        super::compile_scheme(v, "v", Path::new("."), &|_| None, None)
+    };
+    let errors = scheme("").unwrap_err();
+    assert_eq!(errors[0].location, "v.jwt.audience", "{errors:?}");
+    assert!(errors[0].message.contains("private_issuer"), "{errors:?}");
+    let private = scheme(", private_issuer: true").unwrap();
+    assert!(private.fetches_key());
+}
