@@ -167,7 +167,7 @@ async fn confirm_subscription(
             "SubscribeURL is not a confirmation on the sender's host",
         ))?;
     match shared.keys.get_once(&url).await {
-        Ok(_) => {
+        Ok(()) => {
             tracing::info!(route = route.name.as_str(), "SNS subscription confirmed");
             let mut answer =
                 Response::new(Full::new(Bytes::from_static(b"subscription confirmed\n")));

@@ -48,8 +48,8 @@ pub enum HandshakeKind {
     /// `{"validationResponse": <data.validationCode>}`.
     EventGrid,
     /// AWS SNS: a signed `SubscriptionConfirmation` for one of the route's topics, confirmed
-    /// by the gateway itself with a `GET` of its `SubscribeURL` (on the SNS host the message's
-    /// certificate came from), answered 200 once SNS accepted it.
+    /// by the gateway itself with a `GET` of its `SubscribeURL` (on a pinned SNS host, once per
+    /// URL), answered 200 once SNS accepted it.
     SnsSubscription,
 }
 

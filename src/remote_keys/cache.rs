@@ -72,6 +72,9 @@ struct Entry {
     last_used: SystemTime,
     /// A refresh failed while the document was valid: it serves, unrefreshed, until then.
     quiet_until: Option<SystemTime>,
+    /// A fetch of it ever succeeded: its refreshes are not held to the budget for new URLs
+    /// (there are at most as many as the cache holds, each once per lifetime).
+    ever_held: bool,
 }
 
 /// The counters a cache moves (`metrics.rs` registers them).
@@ -112,6 +115,8 @@ pub struct KeyCache {
     new_kids: Mutex<HashMap<KeyUrl, SystemTime>>,
     /// The documents as the schemes read them, parsed once (`parsed.rs`).
     pub parsed: super::parsed::ParsedDocs,
+    /// The URLs `get_once` fetched.
+    done: Mutex<std::collections::HashSet<KeyUrl>>,
 }
 
 impl KeyCache {
@@ -135,6 +140,7 @@ impl KeyCache {
             metrics: None,
             new_kids: Mutex::new(HashMap::new()),
             parsed: super::parsed::ParsedDocs::default(),
+            done: Mutex::default(),
             budget: Mutex::new(FetchBudget {
                 tokens: f64::from(bounds.fetches_per_second),
                 at: std::time::Instant::now(),
@@ -142,17 +148,12 @@ impl KeyCache {
         }
     }
 
-    /// For a key API's key id never fetched: how long until one may be, if another was
-    /// fetched less than `unknown_kid_interval` ago (else it is recorded as fetched now).
-    fn new_kid_wait(&self, request: &KeyRequest) -> Option<Duration> {
+    /// For a key API's key id not held now (never fetched, or fetched and failed): how long
+    /// until one may be fetched, if another was less than `unknown_kid_interval` ago (else it
+    /// is recorded as fetched now). A key held is refreshed freely.
+    fn new_kid_wait(&self, request: &KeyRequest, held: bool) -> Option<Duration> {
         request.kid.as_ref()?;
-        let fetched_before = {
-            let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-            entries
-                .get(request)
-                .is_some_and(|e| !matches!(e.held, Held::Nothing))
-        };
-        if fetched_before {
+        if held {
             return None;
         }
         let now = (self.clock)();
@@ -229,8 +230,13 @@ impl KeyCache {
     }
 
     /// One `GET` of `url` through the same pinned, bounded fetcher and within the same
-    /// budget, not cached (SNS's `SubscribeURL`, which confirms a subscription).
-    pub async fn get_once(&self, url: &KeyUrl) -> Result<super::fetch::Fetched, String> {
+    /// budget, not cached, and made once: a URL fetched successfully is not fetched again
+    /// (SNS's `SubscribeURL` confirms a subscription once; a captured confirmation sent again
+    /// costs nothing). Remembered for the last 1,024 URLs.
+    pub async fn get_once(&self, url: &KeyUrl) -> Result<(), String> {
+        if self.lock_done().contains(url) {
+            return Ok(());
+        }
         if !self.may_start_fetch() {
             return Err("too many fetches right now".into());
         }
@@ -242,7 +248,17 @@ impl KeyCache {
             let result = fetched.as_ref().map_or_else(FetchError::label, |_| "ok");
             m.fetches.with_label_values(&[result]).inc();
         }
-        fetched.map_err(|e| e.to_string())
+        fetched.map_err(|e| e.to_string())?;
+        let mut done = self.lock_done();
+        if done.len() >= 1024 {
+            done.clear();
+        }
+        done.insert(url.clone());
+        Ok(())
+    }
+
+    fn lock_done(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<KeyUrl>> {
+        self.done.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn count(&self, lookup: &str) {
@@ -284,17 +300,8 @@ impl KeyCache {
         if let Some(answer) = answered(self, self.decide(url, wanted)) {
             return answer;
         }
-        if let Some(wait) = self.new_kid_wait(url) {
-            self.count("unavailable");
-            let mut e = self.unavailable(url, "a key id not asked for before, too soon".into());
-            e.retry_after = wait;
-            return Err(e);
-        }
-        if !self.may_start_fetch() {
-            self.count("unavailable");
-            let mut e = self.unavailable(url, "too many key fetches right now".into());
-            e.retry_after = Duration::from_secs(1);
-            return Err(e);
+        if let Some(refused) = self.may_fetch_now(url, wanted) {
+            return refused;
         }
         self.fetches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -315,17 +322,65 @@ impl KeyCache {
         answer
     }
 
+    /// Whether a fetch of `url` may start now: a key id never held waits for the API's
+    /// interval, and a URL never held for the budget. When it may not, a document still valid
+    /// serves; else the request is refused, and an entry that never held anything is dropped,
+    /// so refused requests leave nothing behind. `None`: fetch.
+    fn may_fetch_now(
+        &self,
+        url: &KeyRequest,
+        wanted: &(dyn Fn(&Bytes) -> bool + Sync),
+    ) -> Option<Result<Bytes, Unavailable>> {
+        let (valid, ever_held) = {
+            let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+            let now = (self.clock)();
+            entries.get(url).map_or((None, false), |e| {
+                let valid = match (e.held, &e.doc) {
+                    (Held::Keys { until, .. }, Some(doc)) if now < until && wanted(doc) => {
+                        Some(doc.clone())
+                    }
+                    _ => None,
+                };
+                (valid, e.ever_held)
+            })
+        };
+        let (why, retry_after) = if let Some(wait) = self.new_kid_wait(url, valid.is_some()) {
+            ("a key id not asked for before, too soon", wait)
+        } else if !ever_held && !self.may_start_fetch() {
+            ("too many key fetches right now", Duration::from_secs(1))
+        } else {
+            return None;
+        };
+        if let Some(doc) = valid {
+            self.count("hit");
+            return Some(Ok(doc));
+        }
+        self.count("unavailable");
+        if !ever_held {
+            let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+            entries.remove(url);
+        }
+        let mut e = self.unavailable(url, why.into());
+        e.retry_after = retry_after;
+        Some(Err(e))
+    }
+
     /// What the cache holds for `url` decides: serve it, refuse, or fetch (with the gate
     /// the fetch is made under).
     fn decide(&self, url: &KeyRequest, wanted: &(dyn Fn(&Bytes) -> bool + Sync)) -> Decided {
         let now = (self.clock)();
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if !entries.contains_key(url) {
+            // Room first: the cache never holds more than its bounds, whatever asks.
+            evict(&mut entries, self.bounds, 1);
+        }
         let entry = entries.entry(url.clone()).or_insert_with(|| Entry {
             held: Held::Nothing,
             doc: None,
             fetching: Arc::new(tokio::sync::Mutex::new(())),
             last_used: now,
             quiet_until: None,
+            ever_held: false,
         });
         entry.last_used = now;
         if let Held::Keys { until, .. } = entry.held {
@@ -384,6 +439,7 @@ impl KeyCache {
                     entry.doc = Some(f.body.clone());
                     entry.quiet_until = None;
                     if wanted(&f.body) {
+                        entry.ever_held = true;
                         Ok(f.body)
                     } else {
                         let mut e = self
@@ -409,7 +465,13 @@ impl KeyCache {
                 }
             }
         };
-        evict(&mut entries, self.bounds);
+        // A key id that was never held, and is not now: nothing is kept for it (a forged
+        // id is asked for again only through the API's interval).
+        let never = entries.get(url).is_some_and(|e| !e.ever_held);
+        if url.kid.is_some() && answer.is_err() && never {
+            entries.remove(url);
+        }
+        evict(&mut entries, self.bounds, 0);
         answer
     }
 
@@ -429,29 +491,37 @@ enum Decided {
     Fetch(Arc<tokio::sync::Mutex<()>>),
 }
 
-/// Drops entries until the cache is within its bounds: those without a document (failures,
-/// URLs never fetched) before those with one, each kind least recently used first, and
-/// never one being fetched (its fetcher is about to record into it). So URLs a request
-/// invented, which fail, cannot push out a document in use.
-fn evict(entries: &mut HashMap<KeyRequest, Entry>, bounds: Bounds) {
+/// Drops entries until the cache is within its bounds with room for `room` more: those
+/// without a document (failures, URLs never fetched) before those with one, each kind least
+/// recently used first, and never one being fetched (its fetcher is about to record into
+/// it). So URLs a request invented, which fail, cannot push out a document in use.
+fn evict(entries: &mut HashMap<KeyRequest, Entry>, bounds: Bounds, room: usize) {
     let size = |e: &Entry| e.doc.as_ref().map_or(0, Bytes::len);
     let mut bytes: usize = entries.values().map(size).sum();
-    if entries.len() <= bounds.max_entries && bytes <= bounds.max_bytes {
+    let mut count = entries.len();
+    let fits = |count: usize, bytes: usize| {
+        count + room <= bounds.max_entries && bytes <= bounds.max_bytes
+    };
+    if fits(count, bytes) {
         return;
     }
-    let mut order: Vec<(bool, SystemTime, KeyRequest)> = entries
+    let mut order: Vec<(bool, SystemTime, usize, &KeyRequest)> = entries
         .iter()
         .filter(|(_, e)| Arc::strong_count(&e.fetching) == 1)
-        .map(|(k, e)| (e.doc.is_some(), e.last_used, k.clone()))
+        .map(|(k, e)| (e.doc.is_some(), e.last_used, size(e), k))
         .collect();
-    order.sort_by_key(|(has_doc, used, _)| (*has_doc, *used));
-    for (_, _, url) in order {
-        if entries.len() <= bounds.max_entries && bytes <= bounds.max_bytes {
-            return;
+    order.sort_by_key(|(has_doc, used, _, _)| (*has_doc, *used));
+    let mut gone = Vec::new();
+    for (_, _, doc_bytes, url) in order {
+        if fits(count, bytes) {
+            break;
         }
-        if let Some(e) = entries.remove(&url) {
-            bytes -= size(&e);
-        }
+        gone.push(url.clone());
+        count -= 1;
+        bytes -= doc_bytes;
+    }
+    for url in gone {
+        entries.remove(&url);
     }
 }
 
@@ -571,6 +641,7 @@ mod tests {
             fetching: Arc::new(tokio::sync::Mutex::new(())),
             last_used: SystemTime::UNIX_EPOCH + Duration::from_secs(used),
             quiet_until: None,
+            ever_held: true,
         };
         let mut entries: HashMap<KeyRequest, Entry> =
             (0..5).map(|n| (key(n), entry(100 - n, 100))).collect();
@@ -581,6 +652,7 @@ mod tests {
                 max_bytes: 10_000,
                 ..Bounds::default()
             },
+            0,
         );
         let mut left: Vec<_> = entries.keys().map(|k| k.to_string()).collect();
         left.sort();
@@ -596,6 +668,7 @@ mod tests {
                 max_bytes: 150,
                 ..Bounds::default()
             },
+            0,
         );
         assert_eq!(entries.len(), 1);
         assert!(entries.contains_key(&key(0)), "the one used last stays");
@@ -615,6 +688,7 @@ mod tests {
                 max_entries: 4,
                 ..Bounds::default()
             },
+            0,
         );
         let mut left: Vec<u64> = entries
             .keys()

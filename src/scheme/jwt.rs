@@ -122,11 +122,18 @@ impl JwtKey {
     /// published with the public keys, is never taken: anyone could sign with it).
     pub fn from_jwk(family: Family, jwk: &jsonwebtoken::jwk::Jwk) -> Option<JwtKey> {
         use jsonwebtoken::jwk::{AlgorithmParameters as P, EllipticCurve as C};
+        // A key published for encryption is no signing key.
+        if matches!(
+            jwk.common.public_key_use,
+            Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
+        ) {
+            return None;
+        }
         let of = match &jwk.algorithm {
             P::RSA(_) => Family::Rsa,
             P::EllipticCurve(ec) if matches!(ec.curve, C::P256 | C::P384) => Family::Ec,
-            P::OctetKeyPair(_) => Family::Ed,
-            P::EllipticCurve(_) | P::OctetKey(_) => return None,
+            P::OctetKeyPair(okp) if okp.curve == C::Ed25519 => Family::Ed,
+            P::EllipticCurve(_) | P::OctetKeyPair(_) | P::OctetKey(_) => return None,
         };
         if of != family {
             return None;
@@ -139,14 +146,29 @@ impl JwtKey {
 /// the route's list.
 pub fn precheck(token: &str, spec: &JwtSpec) -> Result<(), VerifyError> {
     match jsonwebtoken::decode_header(token) {
-        Ok(header) if spec.algorithms.contains(&header.alg) => Ok(()),
+        Ok(header)
+            if spec.algorithms.contains(&header.alg)
+                && header.kid.as_deref().is_none_or(kid_fits) =>
+        {
+            Ok(())
+        }
         _ => Err(VerifyError::MalformedSignature("JWT".into())),
     }
 }
 
-/// The `kid` a token's header names, if any (to find its key in a fetched JWKS).
+/// The `kid` a token's header names, if any and well-formed (to find its key in a fetched
+/// JWKS).
 pub fn kid(token: &str) -> Option<String> {
-    jsonwebtoken::decode_header(token).ok()?.kid
+    jsonwebtoken::decode_header(token)
+        .ok()?
+        .kid
+        .filter(|k| kid_fits(k))
+}
+
+/// A key id as issuers write them: 1 to 128 visible ASCII characters. Anything else is no
+/// key's, and would only make the gateway keep or ask for it.
+fn kid_fits(kid: &str) -> bool {
+    (1..=128).contains(&kid.len()) && kid.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// Verifies `token` with the first key that takes it, then its claims at `now`. Returns the

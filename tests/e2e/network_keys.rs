@@ -1146,7 +1146,8 @@ async fn the_gateway_confirms_an_sns_subscription_when_the_route_says_so() {
         "    handshake: { kind: sns-subscription }\n    verify:\n      preset: aws-sns\n",
     );
     let gw = Hookgate::start(&yaml, &[]).await;
-    let a = post_sns(&gw, &sns_confirmation(TOPIC, &subscribe)).await;
+    let confirmation = sns_confirmation(TOPIC, &subscribe);
+    let a = post_sns(&gw, &confirmation).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     assert_eq!(a.body, "subscription confirmed\n");
     assert_eq!(gw.outcome("sns", "handshake"), 1.0);
@@ -1156,6 +1157,11 @@ async fn the_gateway_confirms_an_sns_subscription_when_the_route_says_so() {
         3,
         "a certificate fetch and the confirmation"
     );
+    // The same confirmation again (SNS's retry, or a captured one): confirmed already, no
+    // second call to SNS.
+    let a = post_sns(&gw, &confirmation).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(s.host.requests(), 3);
     // A SubscribeURL that is not a confirmation on the SNS host is not called.
     for other in [
         format!("https://{SNS_HOST}/?Action=Unsubscribe&SubscriptionArn=x"),
@@ -1168,9 +1174,11 @@ async fn the_gateway_confirms_an_sns_subscription_when_the_route_says_so() {
     let theirs = "arn:aws:sns:eu-west-1:999999999999:theirs";
     let a = post_sns(&gw, &sns_confirmation(theirs, &subscribe)).await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
-    // SNS down for the confirmation: 503, and SNS sends it again.
+    // SNS down for another confirmation: 503, and SNS sends it again.
     s.host.up.store(false, Ordering::SeqCst);
-    let a = post_sns(&gw, &sns_confirmation(TOPIC, &subscribe)).await;
+    let another =
+        format!("https://{SNS_HOST}/?Action=ConfirmSubscription&TopicArn={TOPIC}&Token=9");
+    let a = post_sns(&gw, &sns_confirmation(TOPIC, &another)).await;
     assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{}", a.body);
     assert_eq!(gw.outcome("sns", "handshake_unavailable"), 1.0);
     assert_eq!(s.up.count(), 1);
@@ -1285,6 +1293,14 @@ async fn plaid_keys_are_asked_for_by_id_with_the_routes_credentials() {
     assert!(a.headers.get("retry-after").is_some());
     assert_eq!(s.host.requests(), 2);
     assert_eq!(s.up.count(), 1);
+    // Refused key ids leave nothing behind: the cache holds the one real key alone.
+    let keys = send("GET", &format!("http://{}/keys", s.gw.admin), &[], b"").await;
+    let keys: Value = serde_json::from_str(&keys.body).unwrap();
+    assert_eq!(keys["keys"].as_array().unwrap().len(), 1, "{keys}");
+    assert!(
+        !keys.to_string().contains("plaid-secret-456"),
+        "credentials never shown"
+    );
 }
 
 #[tokio::test]

@@ -63,19 +63,7 @@ pub(super) fn compile_jwt(
         .body_sha256
         .as_ref()
         .and_then(|b| body_claim(b, &jloc, r));
-    // A preset's shape (`hookgate presets`) has no route to name its audience and claims.
-    // A key API answers with keys for the route's own account; a JWKS is shared by all.
-    let shared_keys = v.key_url.as_ref().is_some_and(|k| {
-        (k.url.is_some() || k.discovery.is_some()) && k.private_issuer != Some(true)
-    });
-    if shared_keys && raw.audience.is_none() && !shape_only {
-        r.error(
-            format!("{jloc}.audience"),
-            "missing: an issuer whose keys are fetched signs tokens for every one of its \
-             clients; name the audience this route's tokens are for (or, for an issuer that \
-             signs for this sender alone, say `key_url.private_issuer: true`)",
-        );
-    }
+    fetched_key_rules(v, raw, &jloc, shape_only, r);
     Some(JwtSpec {
         algorithms,
         issuer: raw.issuer.clone(),
@@ -86,6 +74,60 @@ pub(super) fn compile_jwt(
         body_sha256,
         claims: jwt_claims(raw, &jloc, shape_only, r),
     })
+}
+
+/// Issuers whose keys sign for all their clients: never a `private_issuer`.
+const PUBLIC_ISSUERS: &[&str] = &[
+    "www.googleapis.com",
+    "accounts.google.com",
+    "login.microsoftonline.com",
+    "sts.windows.net",
+    "appleid.apple.com",
+    "token.actions.githubusercontent.com",
+];
+
+/// What a JWT route whose keys come from a JWKS or discovery URL must say: the issuer (a
+/// discovery document must be that issuer's) and the audience, since a public issuer signs
+/// for every one of its clients; unless the route says the issuer signs for it alone
+/// (`key_url.private_issuer`), which a public issuer never does. A key API is asked with the
+/// route's own credentials (its keys may still be the sender's for all its customers: the
+/// app checks what the event names). A preset's shape (`hookgate presets`) has no route to
+/// name them.
+fn fetched_key_rules(v: &RawVerify, raw: &RawJwt, jloc: &str, shape_only: bool, r: &mut Report) {
+    let Some(key_url) = &v.key_url else { return };
+    let Some(url) = key_url.url.as_deref().or(key_url.discovery.as_deref()) else {
+        return;
+    };
+    let private = key_url.private_issuer == Some(true);
+    let host = url
+        .strip_prefix("https://")
+        .and_then(|rest| rest.split(['/', '?', ':']).next())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if private && PUBLIC_ISSUERS.contains(&host.as_str()) {
+        r.error(
+            format!("{}.key_url.private_issuer", jloc.trim_end_matches(".jwt")),
+            format!("{host} signs for all its clients: name the audience instead"),
+        );
+    }
+    if private || shape_only {
+        return;
+    }
+    if raw.issuer.is_none() {
+        r.error(
+            format!("{jloc}.issuer"),
+            "missing: name the issuer whose tokens these are (with a JWKS or discovery URL \
+             any of its clients' tokens would do)",
+        );
+    }
+    if raw.audience.is_none() {
+        r.error(
+            format!("{jloc}.audience"),
+            "missing: an issuer whose keys are fetched signs tokens for every one of its \
+             clients; name the audience this route's tokens are for (or, for an issuer that \
+             signs for this sender alone, say `key_url.private_issuer: true`)",
+        );
+    }
 }
 
 /// `jwt.body_sha256`: the claim bound to the body's SHA-256, and how it is written.

@@ -2912,8 +2912,18 @@ fn a_jwks_route_names_its_audience_unless_its_issuer_signs_for_it_alone() {
         super::compile_scheme(v, "v", Path::new("."), &|_| None, None)
     };
     let errors = scheme("").unwrap_err();
-    assert_eq!(errors[0].location, "v.jwt.audience", "{errors:?}");
-    assert!(errors[0].message.contains("private_issuer"), "{errors:?}");
+    let at: Vec<&str> = errors.iter().map(|e| e.location.as_str()).collect();
+    assert_eq!(at, ["v.jwt.issuer", "v.jwt.audience"], "{errors:?}");
+    assert!(errors[1].message.contains("private_issuer"), "{errors:?}");
     let private = scheme(", private_issuer: true").unwrap();
     assert!(private.fetches_key());
+    // Google's keys sign for every client: never a private issuer.
+    let v: crate::config::file::RawVerify = serde_yaml::from_str(
+        "{ algorithm: jwt, signature: { header: authorization }, jwt: { algorithms: [RS256] }, \
+         body_signed: false, key_url: { url: \"https://www.googleapis.com/oauth2/v3/certs\", \
+         private_issuer: true } }",
+    )
+    .unwrap();
+    let errors = super::compile_scheme(v, "v", Path::new("."), &|_| None, None).unwrap_err();
+    assert_eq!(errors[0].location, "v.key_url.private_issuer", "{errors:?}");
 }
