@@ -28,6 +28,9 @@
 //! - `json_field`: a request body, read as strict JSON and by a scheme that signs JSON fields.
 //! - `jwt`: byte 0 picks a mode (even: the rest is a token; odd: the rest flips bytes of a
 //!   valid RS256 token, `tests/vectors/jwt.json`, at positions and with masks it names).
+//! - `key_url`: byte 0 picks what the rest is: a key URL a request names (checked against
+//!   SNS's pinned hosts and paths), a certificate document, a JWKS, an OIDC discovery
+//!   document.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -44,6 +47,10 @@ use hookgate::config::compile::compile;
 use hookgate::config::ConfigError;
 use hookgate::model::routes::{is_clean_path, Match, PathPattern};
 use hookgate::model::Gateway;
+use hookgate::scheme::certificate::Certificate;
+use hookgate::scheme::fetched::{DocFormat, FetchedKey, KeyDoc, KeyFrom, MAX_JWKS_KEYS};
+use hookgate::scheme::jwt::Family;
+use hookgate::scheme::pin::{HostPattern, KeyUrl, PathPattern as KeyPath};
 use hookgate::scheme::{
     parse_timestamp_ms, Algorithm, Outgoing, Placement, RequestView, Scheme, SigningKey,
     TimestampUnit, VerifyError,
@@ -1543,5 +1550,98 @@ pub fn jwt(data: &[u8]) {
         assert!(result.is_ok(), "the fixture's token verifies: {result:?}");
     } else {
         assert!(result.is_err(), "a changed token verified: {token}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// key_url: what a request may make the gateway fetch, and the documents it reads (issue 23).
+
+/// SNS's pins, as the `aws-sns` preset has them.
+fn sns_pins() -> (Vec<HostPattern>, Vec<KeyPath>) {
+    (
+        [
+            "sns.{region}.amazonaws.com",
+            "sns.{region}.amazonaws.com.cn",
+        ]
+        .iter()
+        .map(|p| HostPattern::parse(p).expect("pin"))
+        .collect(),
+        vec![KeyPath::parse("/SimpleNotificationService-*.pem").expect("path")],
+    )
+}
+
+/// `key_url`: byte 0 picks what the rest is. 0: a key URL a request names, checked against
+/// SNS's pins; 1: a certificate document; 2: a JWKS; 3: an OIDC discovery document.
+pub fn key_url(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let (hosts, paths) = sns_pins();
+    let jwks_key = |format: DocFormat| FetchedKey {
+        from: KeyFrom::Json("/SigningCertURL".into()),
+        hosts: hosts.clone(),
+        paths: paths.clone(),
+        names: vec!["sns.amazonaws.com".into()],
+        format,
+    };
+    match mode % 4 {
+        0 => {
+            let text = String::from_utf8_lossy(rest);
+            if let Ok(url) = KeyUrl::parse_shaped(&text, &hosts, &paths) {
+                // Only https, on a pinned host, with a pinned path and no query; the URL is
+                // fetched as it reads, and reads back the same.
+                let shown = url.to_string();
+                assert!(shown.starts_with("https://"), "{shown}");
+                assert!(hosts.iter().any(|h| h.matches(url.host())), "{shown}");
+                assert!(
+                    paths.iter().any(|p| p.matches(url.path_and_query())),
+                    "{shown}"
+                );
+                assert!(!url.host().contains(['@', ':', '[', '%']), "{shown}");
+                assert!(!url.path_and_query().contains(['?', '#']), "{shown}");
+                assert!(!url.path_and_query().contains(".."), "{shown}");
+                assert_eq!(
+                    KeyUrl::parse_shaped(&shown, &hosts, &paths).ok(),
+                    Some(url.clone()),
+                    "{shown}"
+                );
+            }
+        }
+        1 => {
+            if let Ok(cert) = Certificate::from_pem(rest) {
+                // Only a document of PEM certificates is one, and what is read of it is the
+                // certificate's own: read again from its DER, the same.
+                let text = String::from_utf8_lossy(rest);
+                assert!(text.trim_start().starts_with("-----BEGIN CERTIFICATE-----"));
+                let again = Certificate::from_der(&cert.der).expect("its own DER reads");
+                assert_eq!(
+                    (
+                        again.names,
+                        again.not_before,
+                        again.not_after,
+                        again.fingerprint
+                    ),
+                    (
+                        cert.names,
+                        cert.not_before,
+                        cert.not_after,
+                        cert.fingerprint
+                    )
+                );
+            }
+        }
+        2 => {
+            if let Ok(KeyDoc::Jwks(keys)) =
+                KeyDoc::parse(&jwks_key(DocFormat::Jwks(Family::Rsa)), rest)
+            {
+                assert!(!keys.is_empty() && keys.len() <= MAX_JWKS_KEYS);
+            }
+        }
+        _ => {
+            let key = jwks_key(DocFormat::Jwks(Family::Rsa));
+            if let Ok(url) = key.jwks_uri(rest, Some("https://accounts.google.com")) {
+                assert!(hosts.iter().any(|h| h.matches(url.host())));
+            }
+        }
     }
 }

@@ -69,3 +69,8 @@ fn json_field_corpus_replays_cleanly() {
 fn jwt_corpus_replays_cleanly() {
     replay("jwt", targets::jwt);
 }
+
+#[test]
+fn key_url_corpus_replays_cleanly() {
+    replay("key_url", targets::key_url);
+}
