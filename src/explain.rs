@@ -72,6 +72,47 @@ pub struct Asked<'a> {
     pub route: Option<&'a str>,
     pub client: Option<IpAddr>,
     pub now: SystemTime,
+    /// For a scheme whose key is fetched: the document its key URL served (`--key-file`);
+    /// `explain` fetches nothing.
+    pub key_doc: Option<&'a [u8]>,
+}
+
+/// A scheme whose key is fetched: the URL the request names (or the route's), whether it is
+/// pinned, and the document given with `--key-file`, then `verify`'s verdict with it.
+fn fetched_key(
+    out: &mut Vec<String>,
+    scheme: &crate::scheme::Scheme,
+    view: &RequestView<'_>,
+    asked: &Asked<'_>,
+) -> Result<crate::scheme::Verified, crate::scheme::VerifyError> {
+    use crate::scheme::VerifyError;
+    match scheme.key_url(view, asked.now) {
+        Ok(Some(url)) => out.push(format!("key: from {url} (a pinned host and path)")),
+        Ok(None) => {}
+        Err(e) => {
+            out.push(format!("key: none fetched: {e}"));
+            return Err(e);
+        }
+    }
+    let crate::scheme::Keys::Fetched(key) = &scheme.keys else {
+        return scheme.verify(view, asked.now);
+    };
+    let Some(bytes) = asked.key_doc else {
+        out.push("key: not fetched by explain; give the document with --key-file".into());
+        return Err(VerifyError::KeyRefused(
+            "no key document given (--key-file)".into(),
+        ));
+    };
+    match crate::scheme::fetched::KeyDoc::parse(key, bytes) {
+        Ok(doc) => {
+            out.push(format!("key: {}", doc.describe()));
+            scheme.verify_with(view, asked.now, Some(&doc))
+        }
+        Err(e) => {
+            out.push(format!("key: the document given cannot be read: {e}"));
+            Err(VerifyError::KeyRefused(e))
+        }
+    }
 }
 
 /// Each step, as lines of text.
@@ -105,8 +146,11 @@ pub fn explain(gateway: &Gateway, asked: &Asked<'_>) -> Result<Vec<String>, Stri
         out.push("verdict: passes to delivery".into());
         return Ok(out);
     };
-    let explained = scheme.explain(&view, asked.now);
+    let mut explained = scheme.explain(&view, asked.now);
     out.extend(explained.steps);
+    if scheme.fetches_key() {
+        explained.verdict = fetched_key(&mut out, scheme, &view, asked);
+    }
     let signature = match &explained.verdict {
         Ok(v) => v.signature.clone(),
         Err(e) => {

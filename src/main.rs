@@ -85,6 +85,11 @@ enum Command {
         /// Check at this Unix time instead of now (for a request captured earlier).
         #[arg(long)]
         at: Option<u64>,
+        /// For a sender whose key is fetched (aws-sns, paypal, a JWKS): the document its key
+        /// URL served (a certificate, a JWKS, a key API's answer), read from this file.
+        /// `explain` fetches nothing.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
     },
     /// Make a key pair for an asymmetric scheme (Ed25519, ECDSA P-256): the private key as a
     /// PEM file (for `sign --private-key`, or to play the sender in tests), the public key
@@ -280,9 +285,17 @@ fn dispatch(
                 route,
                 client,
                 at,
+                key_file,
             },
             _,
-        ) => explain(&config, &request, route.as_deref(), client, at),
+        ) => explain(
+            &config,
+            &request,
+            route.as_deref(),
+            client,
+            at,
+            key_file.as_deref(),
+        ),
         (
             Command::Keygen {
                 config,
@@ -788,8 +801,12 @@ fn explain(
     route: Option<&str>,
     client: Option<std::net::IpAddr>,
     at: Option<u64>,
+    key_file: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
     let loaded = config::load(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let key_doc = key_file
+        .map(|f| std::fs::read(f).with_context(|| format!("reading {}", f.display())))
+        .transpose()?;
     let raw = std::fs::read(request).with_context(|| format!("reading {}", request.display()))?;
     let captured = hookgate::explain::parse_raw_http(&raw)
         .map_err(|e| anyhow::anyhow!("{}: {e}", request.display()))?;
@@ -801,6 +818,7 @@ fn explain(
         route,
         client,
         now,
+        key_doc: key_doc.as_deref(),
     };
     let steps =
         hookgate::explain::explain(&loaded.gateway, &asked).map_err(|e| anyhow::anyhow!(e))?;

@@ -1491,3 +1491,64 @@ fn explain_tells_each_step_and_the_verdict_of_a_captured_request() {
     assert_eq!(code, Some(1));
     assert!(text.contains("verdict: refused, ip_not_allowed"), "{text}");
 }
+
+/// `hookgate explain` for a sender whose key is fetched: it fetches nothing, names the key
+/// URL the request carries, and verifies with the document given as `--key-file` (a real
+/// AWS SNS message and its certificate, at the message's own time).
+#[test]
+fn explain_verifies_an_sns_message_with_the_certificate_given() {
+    let v: serde_json::Value = serde_json::from_str(include_str!("../vectors/sns.json")).unwrap();
+    let message = &v["cases"][1]["message"];
+    let dir = temp_dir("cli-explain-sns");
+    let config = dir.join("gateway.yaml");
+    std::fs::write(
+        &config,
+        Yaml::new().routes(&format!(
+            "  - name: sns\n    path: /sns\n    upstream: http://127.0.0.1:9\n    verify: {{ preset: aws-sns, json_allowed: {{ /TopicArn: [\"{}\"] }} }}\n",
+            message["TopicArn"].as_str().unwrap()
+        )),
+    )
+    .unwrap();
+    let cert = dir.join("cert.pem");
+    std::fs::write(&cert, v["certificate"].as_str().unwrap()).unwrap();
+    let captured = dir.join("sns.http");
+    let mut raw =
+        b"POST /sns HTTP/1.1\r\nHost: h\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n"
+            .to_vec();
+    raw.extend_from_slice(&serde_json::to_vec(message).unwrap());
+    std::fs::write(&captured, raw).unwrap();
+    let at =
+        humantime::parse_rfc3339_weak(message["Timestamp"].as_str().unwrap().trim_end_matches('Z'))
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 1;
+    let explain = |extra: &[&std::ffi::OsStr]| {
+        let out = bin()
+            .args(["explain", "-c"])
+            .arg(&config)
+            .arg(&captured)
+            .args(["--at", &at.to_string()])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, text) = explain(&["--key-file".as_ref(), cert.as_os_str()]);
+    assert_eq!(code, Some(0), "{text}");
+    for line in [
+        "key: from https://sns.us-east-2.amazonaws.com/SimpleNotificationService-",
+        "key: certificate for sns.amazonaws.com",
+        "verdict: verified",
+    ] {
+        assert!(text.contains(line), "{line} in:\n{text}");
+    }
+    let (code, text) = explain(&[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("give the document with --key-file"), "{text}");
+    assert!(text.contains("verdict: refused, key_refused"), "{text}");
+}
