@@ -1052,7 +1052,10 @@ fn describe(scheme: &Scheme, indent: &str) -> String {
         ..
     } = scheme;
     let encodings: Vec<&str> = signature.encodings.iter().map(|e| e.name()).collect();
-    let parts: Vec<String> = message.iter().map(Part::describe).collect();
+    let mut parts: Vec<String> = message.iter().map(Part::describe).collect();
+    if *algorithm == Algorithm::AwsSns {
+        parts.push("SNS's own fields per message type".to_owned());
+    }
     let layout = match (&signature.entries, &signature.list) {
         (_, Some(l)) => format!(
             "list: {{ separator: {:?}, first: {} }}",
@@ -1116,10 +1119,12 @@ fn describe_fetched(scheme: &Scheme, indent: &str) -> String {
     let mut out = String::new();
     if let Keys::Fetched(key) = &scheme.keys {
         let hosts: Vec<String> = key.hosts.iter().map(|h| h.to_string()).collect();
+        let paths: Vec<String> = key.paths.iter().map(|p| p.to_string()).collect();
         out += &format!(
-            "{indent}key_url: {{ {}, hosts: [{}], certificate_names: [{}] }}\n",
+            "{indent}key_url: {{ {}, hosts: [{}], paths: [{}], certificate_names: [{}] }}\n",
             key.from.describe(),
             hosts.join(", "),
+            paths.join(", "),
             key.names.join(", ")
         );
     }
