@@ -1394,3 +1394,32 @@ async fn an_issuers_jwks_is_found_through_its_discovery_document() {
     assert_eq!(host.requests(), 4, "the two documents only");
     assert_eq!(up.count(), 2);
 }
+
+#[tokio::test]
+async fn a_key_host_whose_tls_certificate_another_ca_issued_is_not_believed() {
+    // The gateway trusts `pki`'s CA; the key host presents a certificate from another one.
+    let trusted = pki("tls-trusted");
+    let other = pki("tls-other");
+    let host = KeyHost::start(&other).await;
+    host.serve(
+        SNS_CERT_PATH,
+        Doc::Ok(
+            other.signing_cert("sns.amazonaws.com", -1, 30),
+            "max-age=600",
+        ),
+    );
+    let up = Upstream::start().await;
+    let gw = Hookgate::start(&config(&trusted, &host, &up.url(), ""), &[]).await;
+    let a = post_sns(&gw, &sns_notification(TOPIC, "x", 2, &sns_url())).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{}", a.body);
+    assert_eq!(
+        gw.counter("hookgate_key_fetches_total", &[("result", "tls")]),
+        1.0
+    );
+    assert_eq!(
+        host.requests(),
+        0,
+        "no request made over a TLS session not verified"
+    );
+    assert_eq!(up.count(), 0);
+}
