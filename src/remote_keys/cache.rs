@@ -627,6 +627,55 @@ mod tests {
         assert_eq!(cache.fetches(), 6);
     }
 
+    // A clock of its own: tests run side by side.
+    static BUDGET_NOW: AtomicU64 = AtomicU64::new(1_800_000_000);
+
+    fn budget_clock() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(BUDGET_NOW.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn the_budget_holds_new_urls_back_never_the_documents_in_use() {
+        let (tls, client) = pki();
+        let server = KeyServer::start(
+            tls,
+            answer("200 OK", "Cache-Control: max-age=100\r\n", "doc"),
+        )
+        .await;
+        let pins = [crate::scheme::pin::HostPattern::parse("keys.test.example").unwrap()];
+        let at = |path: &str| {
+            KeyRequest::from(
+                KeyUrl::parse(&format!("https://keys.test.example/{path}"), &pins).unwrap(),
+            )
+        };
+        let cache = KeyCache::new(
+            Policy::default(),
+            Limits {
+                allow_private: true,
+                ..Limits::default()
+            },
+            Bounds {
+                fetches_per_second: 1,
+                ..Bounds::default()
+            },
+            client,
+            resolver(server.addr),
+            budget_clock,
+        );
+        let any = |_: &Bytes| true;
+        assert!(cache.get(&at("in-use"), &any).await.is_ok());
+        // The one fetch of this second is spent: a URL never held waits, and leaves nothing.
+        let e = cache.get(&at("invented"), &any).await.unwrap_err();
+        assert_eq!(e.retry_after, Duration::from_secs(1), "{e}");
+        assert_eq!(cache.held().len(), 1);
+        assert_eq!(server.requests(), 1);
+        // The document in use, due for its refresh (past nine tenths of its 100 s), is
+        // refreshed all the same: it is not a new URL.
+        BUDGET_NOW.fetch_add(95, Ordering::SeqCst);
+        assert!(cache.get(&at("in-use"), &any).await.is_ok());
+        assert_eq!(server.requests(), 2, "refreshed outside the budget");
+    }
+
     #[test]
     fn the_entries_used_least_recently_go_first_past_either_bound() {
         let pins = [crate::scheme::pin::HostPattern::parse("keys.test.example").unwrap()];
