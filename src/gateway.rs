@@ -358,9 +358,7 @@ async fn fetch_key(
         // Each fetch that fails is logged once by the cache; the refusals it causes are in
         // the access log.
         tracing::debug!(route = route.name.as_str(), url = %url, why, "no key for the request");
-        Refusal::KeyUnavailable {
-            retry_after: retry_after.as_secs().max(1),
-        }
+        Refusal::key_unavailable(retry_after)
     };
     let request = key
         .request(url.clone(), kid.as_deref())
@@ -391,9 +389,7 @@ async fn jwks_of_issuer(
 ) -> Result<crate::scheme::pin::KeyUrl, Refusal> {
     let issuer = scheme.jwt.as_ref().and_then(|j| j.issuer.as_deref());
     let names = |doc: &Bytes| key.jwks_uri(doc, issuer).is_ok();
-    let unavailable = |retry_after: std::time::Duration| Refusal::KeyUnavailable {
-        retry_after: retry_after.as_secs().max(1),
-    };
+    let unavailable = Refusal::key_unavailable;
     let doc = shared
         .keys
         .get(&discovery.into(), &names)

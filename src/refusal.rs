@@ -97,6 +97,13 @@ impl From<crate::body::BodyRefused> for Refusal {
 }
 
 impl Refusal {
+    /// No key could be had: `Retry-After` in whole seconds, at least one.
+    pub fn key_unavailable(retry_after: std::time::Duration) -> Refusal {
+        Refusal::KeyUnavailable {
+            retry_after: retry_after.as_secs().max(1),
+        }
+    }
+
     pub fn status(&self) -> http::StatusCode {
         use http::StatusCode as S;
         match self {

@@ -240,21 +240,30 @@ impl KeyCache {
         if !self.may_start_fetch() {
             return Err("too many fetches right now".into());
         }
-        self.fetches
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let request = KeyRequest::from(url.clone());
-        let fetched = fetch(&request, self.tls.clone(), &self.resolve, &self.limits).await;
-        if let Some(m) = &self.metrics {
-            let result = fetched.as_ref().map_or_else(FetchError::label, |_| "ok");
-            m.fetches.with_label_values(&[result]).inc();
-        }
-        fetched.map_err(|e| e.to_string())?;
+        self.fetch_counted(&KeyRequest::from(url.clone()))
+            .await
+            .map_err(|e| e.to_string())?;
         let mut done = self.lock_done();
         if done.len() >= 1024 {
             done.clear();
         }
         done.insert(url.clone());
         Ok(())
+    }
+
+    /// One fetch, counted (`fetches()` and `hookgate_key_fetches_total{result}`).
+    async fn fetch_counted(
+        &self,
+        request: &KeyRequest,
+    ) -> Result<super::fetch::Fetched, FetchError> {
+        self.fetches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let fetched = fetch(request, self.tls.clone(), &self.resolve, &self.limits).await;
+        if let Some(m) = &self.metrics {
+            let result = fetched.as_ref().map_or_else(FetchError::label, |_| "ok");
+            m.fetches.with_label_values(&[result]).inc();
+        }
+        fetched
     }
 
     fn lock_done(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<KeyUrl>> {
@@ -303,13 +312,7 @@ impl KeyCache {
         if let Some(refused) = self.may_fetch_now(url, wanted) {
             return refused;
         }
-        self.fetches
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let fetched = fetch(url, self.tls.clone(), &self.resolve, &self.limits).await;
-        if let Some(m) = &self.metrics {
-            let result = fetched.as_ref().map_or_else(FetchError::label, |_| "ok");
-            m.fetches.with_label_values(&[result]).inc();
-        }
+        let fetched = self.fetch_counted(url).await;
         if let Err(e) = &fetched {
             tracing::warn!(url = %url, error = %e, "key fetch failed");
         }

@@ -99,11 +99,7 @@ fn fetched_key_rules(v: &RawVerify, raw: &RawJwt, jloc: &str, shape_only: bool, 
         return;
     };
     let private = key_url.private_issuer == Some(true);
-    let host = url
-        .strip_prefix("https://")
-        .and_then(|rest| rest.split(['/', '?', ':']).next())
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+    let host = super::keys::url_host(url).unwrap_or_default();
     if private && PUBLIC_ISSUERS.contains(&host.as_str()) {
         r.error(
             format!("{}.key_url.private_issuer", jloc.trim_end_matches(".jwt")),

@@ -392,13 +392,17 @@ fn key_from(
     }
 }
 
+/// The host of an `https://` URL the route gives, lower-cased (`None`: not https).
+pub(super) fn url_host(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("https://")?;
+    let host = rest.split(['/', '?', ':']).next()?;
+    Some(host.to_ascii_lowercase())
+}
+
 /// A URL the route gives (a JWKS, a key API), pinned to `hosts` or, without them, to its
 /// own host.
 fn own_url(url: &str, hosts: &[HostPattern], loc: &str, r: &mut Report) -> Option<KeyUrl> {
-    let own = url
-        .strip_prefix("https://")
-        .and_then(|rest| rest.split(['/', '?']).next())
-        .and_then(|host| HostPattern::parse(&host.to_ascii_lowercase()));
+    let own = url_host(url).and_then(|host| HostPattern::parse(&host));
     let pins = if hosts.is_empty() {
         own.into_iter().collect()
     } else {
