@@ -148,14 +148,14 @@ async fn respond(req: &Request<Incoming>, admin: &Admin) -> Response<Full<Bytes>
 
 /// `/keys`: every key URL the cache holds, as JSON: when its document was fetched and until
 /// when it is kept (Unix seconds), its age, a failure if the last fetch failed, for a
-/// certificate its names, validity and SHA-256 fingerprint, and for a key set the key ids. Public certificates only: nothing
-/// here is secret.
+/// certificate its names, validity and SHA-256 fingerprint, for a key set the key ids, and
+/// for a key API's PEM key its fingerprint. Public documents only: nothing here is secret.
 fn keys(cache: &crate::remote_keys::cache::KeyCache) -> Response<Full<Bytes>> {
     let unix = |t: std::time::SystemTime| {
         t.duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs())
     };
-    let now = unix(std::time::SystemTime::now());
+    let now = unix(cache.now());
     let held: Vec<serde_json::Value> = cache
         .held()
         .into_iter()
@@ -181,9 +181,23 @@ fn keys(cache: &crate::remote_keys::cache::KeyCache) -> Response<Full<Bytes>> {
                 };
                 Some(kids)
             });
+            // A key API's PEM public key (eBay's): its SHA-256 fingerprint.
+            let public_key = h.doc.as_deref().and_then(|d| {
+                use base64::Engine as _;
+                use sha2::Digest as _;
+                let doc: serde_json::Value = serde_json::from_slice(d).ok()?;
+                let pem = doc.get("key")?.as_str()?.trim();
+                let inner = pem
+                    .strip_prefix("-----BEGIN PUBLIC KEY-----")?
+                    .strip_suffix("-----END PUBLIC KEY-----")?;
+                let b64: String = inner.split_ascii_whitespace().collect();
+                let der = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+                Some(serde_json::json!({ "sha256": hex::encode(sha2::Sha256::digest(der)) }))
+            });
             serde_json::json!({
                 "url": h.url,
                 "kids": kids,
+                "public_key": public_key,
                 "fetched_at": h.fetched.map(|(at, _)| unix(at)),
                 "kept_until": h.fetched.map(|(_, until)| unix(until)),
                 "age_seconds": h.fetched.map(|(at, _)| now.saturating_sub(unix(at))),

@@ -453,8 +453,10 @@ pub struct RawKeyUrl {
     /// id is added as `kid_field`.
     pub post: Option<std::collections::BTreeMap<String, String>>,
     pub kid_field: Option<String>,
-    /// Where the key (a JWK) is in the API's answer: a JSON pointer.
+    /// Where the key (a JWK, or a PEM public key) is in the API's answer: a JSON pointer.
     pub key_at: Option<String>,
+    /// The OAuth client-credentials grant whose token the key API takes (eBay's).
+    pub token: Option<RawKeyToken>,
     /// `true`: the JWKS is an issuer's that signs for this sender alone (your own FusionAuth
     /// instance), so its tokens need name no audience.
     pub private_issuer: Option<bool>,
@@ -467,6 +469,43 @@ pub struct RawKeyUrl {
     /// The DNS names the signing certificate may be issued to.
     #[serde(default)]
     pub certificate_names: Vec<String>,
+}
+
+/// `key_url.token:` an OAuth client-credentials grant (RFC 6749 §4.4): `{ url, client_id,
+/// client_secret, scope }`, the id and secret as `${ENV}` references.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawKeyToken {
+    pub url: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub scope: Option<String>,
+}
+
+impl RawKeyToken {
+    fn to_yaml(&self) -> serde_yaml::Value {
+        yaml_map([
+            ("url", self.url.as_deref().map(yaml_str)),
+            ("client_id", self.client_id.as_deref().map(yaml_str)),
+            (
+                "client_secret",
+                self.client_secret
+                    .as_deref()
+                    .map(|v| yaml_str(shown_credential(v))),
+            ),
+            ("scope", self.scope.as_deref().map(yaml_str)),
+        ])
+    }
+}
+
+/// A credential as `check --expand` prints it: an `${ENV}` reference or a preset's
+/// `"{route}"` as written, a literal never.
+fn shown_credential(v: &str) -> &str {
+    if v.starts_with("${") || v == ROUTE_GIVES {
+        v
+    } else {
+        "<literal, not shown>"
+    }
 }
 
 impl RawKeyUrl {
@@ -502,6 +541,12 @@ impl RawKeyUrl {
             }),
             kid_field: self.kid_field.or(b.kid_field),
             key_at: self.key_at.or(b.key_at),
+            token: merge(self.token, b.token, |o, b| RawKeyToken {
+                url: o.url.or(b.url),
+                client_id: o.client_id.or(b.client_id),
+                client_secret: o.client_secret.or(b.client_secret),
+                scope: o.scope.or(b.scope),
+            }),
             private_issuer: self.private_issuer.or(b.private_issuer),
             hosts: or(self.hosts, b.hosts),
             paths: or(self.paths, b.paths),
@@ -521,19 +566,14 @@ impl RawKeyUrl {
                 self.post.as_ref().map(|m| {
                     let mut out = serde_yaml::Mapping::new();
                     for (k, v) in m {
-                        // A literal credential is never printed.
-                        let shown = if v.starts_with("${") || v == ROUTE_GIVES {
-                            v.as_str()
-                        } else {
-                            "<literal, not shown>"
-                        };
-                        out.insert(yaml_str(k), yaml_str(shown));
+                        out.insert(yaml_str(k), yaml_str(shown_credential(v)));
                     }
                     serde_yaml::Value::Mapping(out)
                 }),
             ),
             ("kid_field", self.kid_field.as_deref().map(yaml_str)),
             ("key_at", self.key_at.as_deref().map(yaml_str)),
+            ("token", self.token.as_ref().map(RawKeyToken::to_yaml)),
             (
                 "private_issuer",
                 self.private_issuer.map(serde_yaml::Value::Bool),
@@ -578,6 +618,8 @@ pub struct RawSignature {
     pub entries: Option<RawEntries>,
     /// A positional list: `{first},{sig},{sig}` (Recurly).
     pub list: Option<RawList>,
+    /// The header is a base64 JSON object holding the signature (eBay).
+    pub envelope: Option<RawEnvelope>,
 }
 
 impl RawSignature {
@@ -630,6 +672,7 @@ impl RawSignature {
                     ])
                 }),
             ),
+            ("envelope", s.envelope.as_ref().map(RawEnvelope::to_yaml)),
         ])
     }
 }
@@ -727,6 +770,36 @@ pub struct RawList {
     pub first: String,
 }
 
+/// A signature header that is a base64 JSON object: `{ signature: signature, kid: kid,
+/// fixed: { alg: ecdsa, digest: SHA1 } }` (eBay's `X-EBAY-SIGNATURE`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEnvelope {
+    /// The field holding the signature.
+    pub signature: String,
+    /// The field holding the key id (for a key fetched by its id).
+    pub kid: Option<String>,
+    /// Fields that must hold exactly these values.
+    #[serde(default)]
+    pub fixed: std::collections::BTreeMap<String, String>,
+}
+
+impl RawEnvelope {
+    fn to_yaml(&self) -> serde_yaml::Value {
+        let fixed = serde_yaml::Mapping::from_iter(
+            self.fixed.iter().map(|(k, v)| (yaml_str(k), yaml_str(v))),
+        );
+        yaml_map([
+            ("signature", Some(yaml_str(&self.signature))),
+            ("kid", self.kid.as_deref().map(yaml_str)),
+            (
+                "fixed",
+                (!self.fixed.is_empty()).then_some(serde_yaml::Value::Mapping(fixed)),
+            ),
+        ])
+    }
+}
+
 /// A structured signature header: `{ separator: ",", assign: "=", key: v1 }`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -767,6 +840,7 @@ pub enum RawPart {
     QuerySorted,
     BodySha256Hex,
     BodyCrc32,
+    BodyJsonCompact,
     Header(String),
     Literal(String),
     SignatureEntry(String),
@@ -793,6 +867,7 @@ impl RawPart {
         ("query_sorted", RawPart::QuerySorted),
         ("body_sha256_hex", RawPart::BodySha256Hex),
         ("body_crc32", RawPart::BodyCrc32),
+        ("body_json_compact", RawPart::BodyJsonCompact),
         ("key_id", RawPart::KeyId),
     ];
 
@@ -901,6 +976,7 @@ impl RawVerify {
                     encoding: o.encoding.or(b.encoding),
                     entries: o.entries.or(b.entries),
                     list: o.list.or(b.list),
+                    envelope: o.envelope.or(b.envelope),
                 }
             }),
             message: self.message.or(base.message),

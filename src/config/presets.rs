@@ -11,8 +11,9 @@
 //! rest (docs/presets.md's table cites what each one signs).
 
 use crate::config::file::{
-    OneOrMany, RawBodyClaim, RawDuration, RawEntries, RawJwt, RawKeyUrl, RawList, RawNumbered,
-    RawPart, RawReplayKey, RawSignature, RawTimestamp, RawVerify, ROUTE_GIVES,
+    OneOrMany, RawBodyClaim, RawDuration, RawEntries, RawEnvelope, RawJwt, RawKeyToken, RawKeyUrl,
+    RawList, RawNumbered, RawPart, RawReplayKey, RawSignature, RawTimestamp, RawVerify,
+    ROUTE_GIVES,
 };
 use crate::model::handshake::HandshakeKind;
 use RawPart::{Body, FormParamsSorted, Url};
@@ -139,6 +140,7 @@ const SNS_VECTORS: &str = "tests/vectors/sns.json";
 const PAYPAL_VECTORS: &str = "tests/vectors/paypal.json";
 const PUBSUB_VECTORS: &str = "tests/vectors/pubsub.json";
 const PLAID_VECTORS: &str = "tests/vectors/plaid.json";
+const EBAY_VECTORS: &str = "tests/vectors/ebay.json";
 const NETWORK_KEY_TESTS: &str = "tests/e2e/network_keys.rs";
 
 /// Computed vectors only.
@@ -2273,6 +2275,51 @@ static PRESETS: &[Preset] = &[
                 published: &[],
             },
             test(NETWORK_KEY_TESTS, "plaid_keys_are_asked_for_by_id_with_the_routes_credentials"),
+        ],
+    },
+    Preset {
+        name: "ebay",
+        aliases: &[],
+        // eBay's Notification API (Marketplace Account Deletion and the other topics): X-EBAY-SIGNATURE is base64 of {"alg":"ecdsa","kid":..,"signature":..,"digest":"SHA1"}, an ECDSA P-256 signature with SHA-1 over the body as JSON.stringify writes it (compact). The key is asked of eBay's public key API by its kid (GET /commerce/notification/v1/public_key/{kid}) with an application token the gateway gets with the route's client id and secret (OAuth client credentials). Sandbox: `key_url: { api: https://api.sandbox.ebay.com/commerce/notification/v1/public_key/{kid}, token: { url: https://api.sandbox.ebay.com/identity/v1/oauth2/token } }`.
+        scheme: || RawVerify {
+            algorithm: Some("ecdsa-p256-sha1".into()),
+            signature: Some(RawSignature {
+                header: Some(OneOrMany::One("x-ebay-signature".into())),
+                encoding: Some(OneOrMany::One("base64".into())),
+                envelope: Some(RawEnvelope {
+                    signature: "signature".into(),
+                    kid: Some("kid".into()),
+                    fixed: [("alg", "ecdsa"), ("digest", "SHA1")]
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .collect(),
+                }),
+                ..RawSignature::default()
+            }),
+            message: Some(vec![RawPart::BodyJsonCompact]),
+            key_url: Some(RawKeyUrl {
+                api: Some("https://api.ebay.com/commerce/notification/v1/public_key/{kid}".into()),
+                key_at: Some("/key".into()),
+                token: Some(RawKeyToken {
+                    url: Some("https://api.ebay.com/identity/v1/oauth2/token".into()),
+                    client_id: Some(ROUTE_GIVES.into()),
+                    client_secret: Some(ROUTE_GIVES.into()),
+                    scope: Some("https://api.ebay.com/oauth/api_scope".into()),
+                }),
+                ..RawKeyUrl::default()
+            }),
+            ..RawVerify::default()
+        },
+        handshake: None,
+        replay_key: Some(ReplayKey::Json("/notification/notificationId")),
+        needs_app_answer: None,
+        acknowledgement: None,
+        evidence: &[
+            Evidence::Vectors {
+                file: EBAY_VECTORS,
+                published: &["https://github.com/eBay/event-notification-nodejs-sdk/blob/feaf3378ca263a81432cf5b8c8a6fd8cb3d3e2f3/test/test.json"],
+            },
+            test(NETWORK_KEY_TESTS, "a_real_ebay_notification_verifies_through_the_gateway"),
         ],
     },
     Preset {

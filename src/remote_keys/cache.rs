@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
-use super::fetch::{fetch, FetchError, Limits, Resolve};
+use super::fetch::{send, Call, FetchError, Limits, Resolve};
 use super::freshness::{Fetch, Held, Policy};
 use crate::scheme::fetched::KeyRequest;
 use crate::scheme::pin::KeyUrl;
@@ -109,14 +109,17 @@ pub struct KeyCache {
     fetches: std::sync::atomic::AtomicU64,
     metrics: Option<KeyMetrics>,
     budget: Mutex<FetchBudget>,
-    /// Per key API (its URL, from the configuration): when a key id not asked for before was
+    /// Per key API host: when a key id not asked for before was
     /// last fetched. Each key id is a document of its own, so without this every forged id
     /// would be a call to the sender's API with the route's credentials.
-    new_kids: Mutex<HashMap<KeyUrl, SystemTime>>,
+    /// Kept per host: a key API asked by path (eBay's) has a URL per key id.
+    new_kids: Mutex<HashMap<String, SystemTime>>,
     /// The documents as the schemes read them, parsed once (`parsed.rs`).
     pub parsed: super::parsed::ParsedDocs,
     /// The URLs `get_once` fetched.
     done: Mutex<std::collections::HashSet<KeyUrl>>,
+    /// The OAuth tokens of key APIs that take one.
+    tokens: super::token::Tokens,
 }
 
 impl KeyCache {
@@ -141,6 +144,7 @@ impl KeyCache {
             new_kids: Mutex::new(HashMap::new()),
             parsed: super::parsed::ParsedDocs::default(),
             done: Mutex::default(),
+            tokens: super::token::Tokens::default(),
             budget: Mutex::new(FetchBudget {
                 tokens: f64::from(bounds.fetches_per_second),
                 at: std::time::Instant::now(),
@@ -159,12 +163,12 @@ impl KeyCache {
         let now = (self.clock)();
         let mut last = self.new_kids.lock().unwrap_or_else(|e| e.into_inner());
         let next = last
-            .get(&request.url)
+            .get(request.url.host())
             .map(|t| *t + self.policy.unknown_kid_interval);
         match next {
             Some(next) if now < next => next.duration_since(now).ok(),
             _ => {
-                last.insert(request.url.clone(), now);
+                last.insert(request.url.host().to_owned(), now);
                 None
             }
         }
@@ -191,6 +195,11 @@ impl KeyCache {
             metrics: Some(metrics),
             ..self
         }
+    }
+
+    /// The cache's clock (the gateway's; a test's own).
+    pub fn now(&self) -> SystemTime {
+        (self.clock)()
     }
 
     /// How long ago the oldest document held was fetched (zero when none is held).
@@ -256,9 +265,28 @@ impl KeyCache {
         &self,
         request: &KeyRequest,
     ) -> Result<super::fetch::Fetched, FetchError> {
+        let Some(grant) = &request.token else {
+            return self.send_counted(&Call::of(request, None)).await;
+        };
+        let asked = Call::token(grant);
+        let bearer = self
+            .tokens
+            .bearer(grant, self.clock, || self.send_counted(&asked))
+            .await?;
+        let fetched = self.send_counted(&Call::of(request, Some(&bearer))).await;
+        if let Err(FetchError::Status { status, .. }) = &fetched {
+            if *status == http::StatusCode::UNAUTHORIZED {
+                self.tokens.forget(grant);
+            }
+        }
+        fetched
+    }
+
+    /// One exchange, counted.
+    async fn send_counted(&self, call: &Call<'_>) -> Result<super::fetch::Fetched, FetchError> {
         self.fetches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let fetched = fetch(request, self.tls.clone(), &self.resolve, &self.limits).await;
+        let fetched = send(call, self.tls.clone(), &self.resolve, &self.limits).await;
         if let Some(m) = &self.metrics {
             let result = fetched.as_ref().map_or_else(FetchError::label, |_| "ok");
             m.fetches.with_label_values(&[result]).inc();

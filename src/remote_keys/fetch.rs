@@ -17,8 +17,9 @@ use http::{header, Request, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper_util::rt::TokioIo;
 
-use crate::scheme::fetched::KeyRequest;
+use crate::scheme::fetched::{KeyRequest, TokenGrant};
 use crate::scheme::pin::address_allowed;
+use crate::scheme::pin::KeyUrl;
 
 /// The bounds of one fetch.
 #[derive(Clone, Copy, Debug)]
@@ -83,6 +84,8 @@ pub enum FetchError {
     Timeout { host: String, timeout: Duration },
     #[error("the exchange with {host} failed: {source}")]
     Http { host: String, source: hyper::Error },
+    #[error("{host} gave no usable token: {why}")]
+    Token { host: String, why: String },
 }
 
 impl FetchError {
@@ -98,6 +101,7 @@ impl FetchError {
             FetchError::TooLarge { .. } => "too_large",
             FetchError::Timeout { .. } => "timeout",
             FetchError::Http { .. } => "http",
+            FetchError::Token { .. } => "token",
         }
     }
 }
@@ -139,6 +143,43 @@ pub fn resolver_with(connect_to: Vec<(String, SocketAddr)>) -> Resolve {
     })
 }
 
+/// One exchange with a key host: a `GET` of a URL, or a `POST` of a body, with the
+/// `Authorization` a key API or token endpoint takes.
+pub struct Call<'a> {
+    pub url: &'a KeyUrl,
+    /// The content type and the body posted (`None`: a `GET`).
+    pub post: Option<(&'static str, Bytes)>,
+    /// Never logged.
+    pub authorization: Option<String>,
+}
+
+impl<'a> Call<'a> {
+    /// A key document's request: a `GET`, or a key API's JSON `POST`, with the token got for
+    /// it, if it takes one.
+    pub fn of(request: &'a KeyRequest, bearer: Option<&str>) -> Call<'a> {
+        Call {
+            url: &request.url,
+            post: request
+                .post
+                .as_ref()
+                .map(|b| ("application/json", Bytes::from(b.clone()))),
+            authorization: bearer.map(|t| format!("Bearer {t}")),
+        }
+    }
+
+    /// The token request of an OAuth client-credentials grant.
+    pub fn token(grant: &'a TokenGrant) -> Call<'a> {
+        Call {
+            url: &grant.url,
+            post: Some((
+                "application/x-www-form-urlencoded",
+                Bytes::from(grant.form()),
+            )),
+            authorization: Some(grant.basic()),
+        }
+    }
+}
+
 /// Fetches `request` once (a `GET` of its URL, or a `POST` of its JSON body), within
 /// `limits`, verifying TLS with `tls`.
 pub async fn fetch(
@@ -147,7 +188,17 @@ pub async fn fetch(
     resolve: &Resolve,
     limits: &Limits,
 ) -> Result<Fetched, FetchError> {
-    let url = &request.url;
+    send(&Call::of(request, None), tls, resolve, limits).await
+}
+
+/// Makes `call` once, within `limits`, verifying TLS with `tls`.
+pub async fn send(
+    call: &Call<'_>,
+    tls: Arc<rustls::ClientConfig>,
+    resolve: &Resolve,
+    limits: &Limits,
+) -> Result<Fetched, FetchError> {
+    let url = call.url;
     let host = url.host().to_owned();
     // Resolving and connecting share one deadline, whatever the resolver and the number of
     // addresses.
@@ -177,7 +228,7 @@ pub async fn fetch(
         });
     }
     let stream = connect(&host, &allowed, deadline).await?;
-    let exchange = exchange(request, stream, tls, limits.max_bytes);
+    let exchange = exchange(call, stream, tls, limits.max_bytes);
     match tokio::time::timeout(limits.read_timeout, exchange).await {
         Ok(result) => result,
         Err(_) => Err(FetchError::Timeout {
@@ -207,23 +258,26 @@ async fn connect(
     })
 }
 
-/// The request sent: a `GET` of the URL, or a `POST` of a key API's JSON body.
+/// The request sent: a `GET` of the URL, or a `POST` of the call's body.
 fn http_request(
-    request: &KeyRequest,
+    call: &Call<'_>,
     host: &str,
 ) -> Result<Request<http_body_util::Full<Bytes>>, http::Error> {
-    let (method, body) = match &request.post {
-        Some(body) => (http::Method::POST, Bytes::from(body.clone())),
+    let (method, body) = match &call.post {
+        Some((_, body)) => (http::Method::POST, body.clone()),
         None => (http::Method::GET, Bytes::new()),
     };
     let mut built = Request::builder()
         .method(method)
-        .uri(request.url.path_and_query())
+        .uri(call.url.path_and_query())
         .header(header::HOST, host)
         .header(header::ACCEPT, "*/*")
         .header(header::USER_AGENT, "hookgate");
-    if request.post.is_some() {
-        built = built.header(header::CONTENT_TYPE, "application/json");
+    if let Some((content_type, _)) = &call.post {
+        built = built.header(header::CONTENT_TYPE, *content_type);
+    }
+    if let Some(auth) = &call.authorization {
+        built = built.header(header::AUTHORIZATION, auth.as_str());
     }
     built.body(http_body_util::Full::new(body))
 }
@@ -231,12 +285,12 @@ fn http_request(
 /// TLS for the URL's host, one `GET` (or `POST`), and its answer's body if it is a 200
 /// within `max`.
 async fn exchange(
-    request: &KeyRequest,
+    call: &Call<'_>,
     stream: tokio::net::TcpStream,
     tls: Arc<rustls::ClientConfig>,
     max: usize,
 ) -> Result<Fetched, FetchError> {
-    let url = &request.url;
+    let url = call.url;
     let host = url.host().to_owned();
     let name =
         rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| FetchError::Tls {
@@ -258,7 +312,7 @@ async fn exchange(
         .await
         .map_err(http)?;
     tokio::spawn(conn);
-    let built = http_request(request, &host).map_err(|e| FetchError::Connect {
+    let built = http_request(call, &host).map_err(|e| FetchError::Connect {
         host: host.clone(),
         source: std::io::Error::other(e),
     })?;

@@ -10,6 +10,7 @@ pub mod cache;
 pub mod fetch;
 pub mod freshness;
 pub mod parsed;
+pub mod token;
 
 use std::sync::Arc;
 use std::time::SystemTime;

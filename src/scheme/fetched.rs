@@ -11,6 +11,7 @@
 //! I/O; the pipeline fetches between [`FetchedKey::url`] and `Scheme::verify_with`.
 
 use http::HeaderName;
+use sha2::Digest as _;
 
 use super::certificate::Certificate;
 use super::jwt::{Family, JwtKey};
@@ -50,17 +51,21 @@ pub enum KeyFrom {
     Api(KeyApi),
 }
 
-/// A key API: `POST` of a JSON object (the route's credentials and the key id) to `url`;
-/// the key, a JWK, is at `key_at` in the answer.
+/// A key API, asked for one key by its id with the route's credentials: a `POST` of a JSON
+/// object (the credentials and the key id, Plaid's), or, when the URL's path has a `{kid}`,
+/// a `GET` of that path (eBay's `/public_key/{kid}`) with an OAuth token got first. The key,
+/// a JWK or a PEM public key, is at `key_at` in the answer.
 #[derive(Clone, PartialEq, Eq)]
 pub struct KeyApi {
     pub url: KeyUrl,
-    /// The JSON object's fields, credentials among them: never shown.
+    /// The JSON object's fields, credentials among them: never shown. (`POST` only.)
     pub fields: Vec<(String, String)>,
-    /// The field the key id goes in (`key_id`).
-    pub kid_field: String,
+    /// The field the key id goes in (`key_id`); `None` for a `GET` by path.
+    pub kid_field: Option<String>,
     /// Where the key is in the answer (a JSON pointer, `/key`).
     pub key_at: String,
+    /// The OAuth client-credentials grant whose token the API takes as `Bearer`.
+    pub token: Option<std::sync::Arc<TokenGrant>>,
 }
 
 impl std::fmt::Debug for KeyApi {
@@ -71,12 +76,64 @@ impl std::fmt::Debug for KeyApi {
             .field("fields", &self.fields.len())
             .field("kid_field", &self.kid_field)
             .field("key_at", &self.key_at)
+            .field("token", &self.token)
             .finish()
     }
 }
 
-/// What the gateway fetches for a request: a URL, and for a key API the body it posts. The
-/// cache keeps one document per request, so one per key id for a key API.
+/// An OAuth 2.0 client-credentials grant (RFC 6749 §4.4): `POST` of
+/// `grant_type=client_credentials&scope=..` to `url` with the client's id and secret as HTTP
+/// Basic credentials; the answer's `access_token` is sent as `Bearer` until its `expires_in`.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct TokenGrant {
+    pub url: KeyUrl,
+    pub client_id: String,
+    /// Never shown.
+    pub client_secret: String,
+    pub scope: String,
+}
+
+impl std::fmt::Debug for TokenGrant {
+    // Hand-written: the secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenGrant")
+            .field("url", &self.url)
+            .field("client_id", &self.client_id)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenGrant {
+    /// The form posted: the grant type and the scope, form-urlencoded.
+    pub fn form(&self) -> Vec<u8> {
+        form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "client_credentials")
+            .append_pair("scope", &self.scope)
+            .finish()
+            .into_bytes()
+    }
+
+    /// The `Authorization` header value: the client's id and secret, HTTP Basic (RFC 6749
+    /// §2.3.1 form-encodes both first; the ids eBay issues need no encoding either way).
+    pub fn basic(&self) -> String {
+        use base64::Engine as _;
+        let encode = |v: &str| form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+        let pair = format!(
+            "{}:{}",
+            encode(&self.client_id),
+            encode(&self.client_secret)
+        );
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair)
+        )
+    }
+}
+
+/// What the gateway fetches for a request: a URL, and for a key API the body it posts and
+/// the token it sends. The cache keeps one document per request, so one per key id for a
+/// key API.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct KeyRequest {
     pub url: KeyUrl,
@@ -84,13 +141,15 @@ pub struct KeyRequest {
     pub kid: Option<String>,
     /// The JSON body posted, credentials included: never shown.
     pub post: Option<Vec<u8>>,
+    /// The grant whose token goes with the request (a key API's).
+    pub token: Option<std::sync::Arc<TokenGrant>>,
 }
 
 impl std::fmt::Display for KeyRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.kid {
-            Some(kid) => write!(f, "{} (key {kid:?})", self.url),
-            None => write!(f, "{}", self.url),
+            Some(kid) if self.post.is_some() => write!(f, "{} (key {kid:?})", self.url),
+            _ => write!(f, "{}", self.url),
         }
     }
 }
@@ -107,6 +166,7 @@ impl From<KeyUrl> for KeyRequest {
             url,
             kid: None,
             post: None,
+            token: None,
         }
     }
 }
@@ -120,6 +180,8 @@ pub enum DocFormat {
     Jwks(Family),
     /// One JWK of this family, at a key API's `key_at`, not expired (`expired_at` null).
     ApiJwk(Family),
+    /// One P-256 public key, a PEM `PUBLIC KEY` text at a key API's `key_at` (eBay's).
+    ApiP256,
 }
 
 /// The most keys a JWKS may hold: an issuer publishes a few (the current and the next);
@@ -162,16 +224,30 @@ impl FetchedKey {
         let KeyFrom::Api(api) = &self.from else {
             return Ok(url.into());
         };
-        let kid = kid.ok_or_else(|| VerifyError::MalformedSignature("JWT without a kid".into()))?;
+        let kid = kid.ok_or_else(|| VerifyError::MalformedSignature("no key id".into()))?;
+        let Some(kid_field) = &api.kid_field else {
+            let url = url.with_kid(kid).ok_or_else(|| {
+                VerifyError::MalformedSignature(
+                    "a key id of other characters than letters, digits, `-`, `_` and `.`".into(),
+                )
+            })?;
+            return Ok(KeyRequest {
+                url,
+                kid: Some(kid.to_owned()),
+                post: None,
+                token: api.token.clone(),
+            });
+        };
         let mut body = serde_json::Map::new();
         for (name, value) in &api.fields {
             body.insert(name.clone(), value.clone().into());
         }
-        body.insert(api.kid_field.clone(), kid.into());
+        body.insert(kid_field.clone(), kid.into());
         Ok(KeyRequest {
             url,
             kid: Some(kid.to_owned()),
             post: Some(serde_json::Value::Object(body).to_string().into_bytes()),
+            token: api.token.clone(),
         })
     }
 
@@ -211,6 +287,8 @@ pub enum KeyDoc {
     Certificate(Certificate),
     /// The keys of a JWKS of the route's family, each with its `kid`.
     Jwks(Vec<(Option<String>, JwtKey)>),
+    /// The one P-256 public key a key API gave for the key id asked.
+    P256(p256::ecdsa::VerifyingKey),
 }
 
 impl std::fmt::Debug for KeyDoc {
@@ -226,13 +304,15 @@ impl KeyDoc {
             DocFormat::Certificate => Certificate::from_pem(bytes).map(KeyDoc::Certificate),
             DocFormat::Jwks(family) => jwks(bytes, family).map(KeyDoc::Jwks),
             DocFormat::ApiJwk(family) => api_jwk(key, bytes, family).map(KeyDoc::Jwks),
+            DocFormat::ApiP256 => api_p256(key, bytes).map(KeyDoc::P256),
         }
     }
 
     /// Whether the document has a key with this `kid` (any key, for a certificate).
     pub fn has(&self, kid: &str) -> bool {
         match self {
-            KeyDoc::Certificate(_) => true,
+            // Fetched for this one request's key id (a key API's), or not keyed by one.
+            KeyDoc::Certificate(_) | KeyDoc::P256(_) => true,
             KeyDoc::Jwks(keys) => keys.iter().any(|(k, _)| k.as_deref() == Some(kid)),
         }
     }
@@ -249,6 +329,11 @@ impl KeyDoc {
             KeyDoc::Jwks(keys) => {
                 let kids: Vec<&str> = keys.iter().filter_map(|(k, _)| k.as_deref()).collect();
                 format!("JWKS with {} keys ({})", keys.len(), kids.join(", "))
+            }
+            KeyDoc::P256(key) => {
+                let point = key.to_encoded_point(true);
+                let digest = sha2::Sha256::digest(point.as_bytes());
+                format!("P-256 public key, SHA-256 {}", hex::encode(&digest[..8]))
             }
         }
     }
@@ -278,6 +363,34 @@ fn api_jwk(
     let kid = parsed.common.key_id.clone();
     let key = JwtKey::from_jwk(family, &parsed).ok_or(format!("not a {family:?} key"))?;
     Ok(vec![(kid, key)])
+}
+
+/// The one key a key API answered, at its `key_at`: a P-256 public key as PEM text. eBay
+/// writes it on one line (`-----BEGIN PUBLIC KEY-----MFkw...-----END PUBLIC KEY-----`), as
+/// its SDK reads it; the base64 between the armour lines is taken whatever the line breaks.
+fn api_p256(key: &FetchedKey, bytes: &[u8]) -> Result<p256::ecdsa::VerifyingKey, String> {
+    use base64::Engine as _;
+    use p256::pkcs8::DecodePublicKey as _;
+    let KeyFrom::Api(api) = &key.from else {
+        return Err("not a key API".into());
+    };
+    let doc: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+    let pem = doc
+        .pointer(&api.key_at)
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| format!("no PEM text at {}", api.key_at))?;
+    let inner = pem
+        .trim()
+        .strip_prefix("-----BEGIN PUBLIC KEY-----")
+        .and_then(|p| p.strip_suffix("-----END PUBLIC KEY-----"))
+        .ok_or("not a PEM public key")?;
+    let b64: String = inner.split_ascii_whitespace().collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| format!("not a PEM public key: {e}"))?;
+    p256::ecdsa::VerifyingKey::from_public_key_der(&der)
+        .map_err(|e| format!("not a P-256 public key: {e}"))
 }
 
 /// The keys of a JWKS that are of `family`, each with its `kid`; a key of another type, or one

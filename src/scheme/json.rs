@@ -57,6 +57,62 @@ pub fn render(value: &Value) -> Option<Cow<'_, str>> {
     }
 }
 
+/// The body written again as JavaScript's `JSON.stringify(JSON.parse(body))` writes it, for a
+/// sender that signs that (eBay's SDK verifies so): no whitespace between tokens, each string
+/// escaped the one way `JSON.stringify` escapes (`\"`, `\\`, `\b`, `\f`, `\n`, `\r`, `\t`,
+/// other control characters as lower-case `\u00xx`, everything else as itself), members in
+/// the order received. Numbers are kept as written: a number `JSON.stringify` would write
+/// otherwise (`1.0`, `1E3`) gives another text, and the signature fails rather than the
+/// gateway guessing. The body must already have passed [`parse_strict`], so one meaning holds
+/// for every body with this form. Borrowed when the body is already compact (eBay sends it so).
+pub fn compact(body: &[u8]) -> Result<Cow<'_, [u8]>, NotStrictJson> {
+    let mut out: Option<Vec<u8>> = None;
+    let mut i = 0;
+    while i < body.len() {
+        let b = body[i];
+        let (token, next) = match b {
+            b' ' | b'\t' | b'\n' | b'\r' => (None, i + 1),
+            b'"' => {
+                let end = string_end(body, i)
+                    .ok_or_else(|| NotStrictJson("an unterminated string".into()))?;
+                let raw = &body[i..end];
+                if raw.contains(&b'\\') {
+                    let text: String =
+                        serde_json::from_slice(raw).map_err(|e| NotStrictJson(e.to_string()))?;
+                    let again =
+                        serde_json::to_vec(&text).map_err(|e| NotStrictJson(e.to_string()))?;
+                    (Some(Cow::Owned(again)), end)
+                } else {
+                    (Some(Cow::Borrowed(raw)), end)
+                }
+            }
+            _ => (Some(Cow::Borrowed(&body[i..=i])), i + 1),
+        };
+        let same = token.as_deref() == Some(&body[i..next]);
+        if !same && out.is_none() {
+            out = Some(body[..i].to_vec());
+        }
+        if let (Some(out), Some(token)) = (out.as_mut(), token) {
+            out.extend_from_slice(&token);
+        }
+        i = next;
+    }
+    Ok(out.map_or(Cow::Borrowed(body), Cow::Owned))
+}
+
+/// The index just past the string that opens at `start` (a `"`), or `None` if it never ends.
+fn string_end(body: &[u8], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    while i < body.len() {
+        match body[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
 /// A JSON pointer (RFC 6901) from a configured field: `/data/id` as it is, `id` as `/id`.
 pub fn pointer(field: &str) -> String {
     if field.starts_with('/') {
@@ -294,6 +350,31 @@ impl<'de> Visitor<'de> for StrictVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_compact_form_is_the_one_json_stringify_writes() {
+        let compact_of = |body: &[u8]| compact(body).unwrap().into_owned();
+        // Already compact: the body itself, not a copy.
+        let already = br#"{"a":"x y","b":[1,2.5,null],"c":{"d":"\u00e9"}}"#;
+        assert!(matches!(compact(br#"{"a":1}"#).unwrap(), Cow::Borrowed(_)));
+        assert_eq!(
+            compact_of(b" {\n \"a\" : [ 1 , true ] }\n"),
+            br#"{"a":[1,true]}"#
+        );
+        // Strings keep their spaces; their escapes become JSON.stringify's.
+        assert_eq!(
+            compact_of(br#"{"a": "x y", "b": "\u0041\/\u00e9\u001F\n\""}"#),
+            "{\"a\":\"x y\",\"b\":\"A/\u{e9}\\u001f\\n\\\"\"}".as_bytes()
+        );
+        // A string escaped with a backslash at its end is read to its real end.
+        assert_eq!(compact_of(br#"{ "a\\" : "b" }"#), br#"{"a\\":"b"}"#);
+        // Numbers as written, member order as received.
+        assert_eq!(
+            compact_of(br#"{"z": 1.0, "a": 1E3}"#),
+            br#"{"z":1.0,"a":1E3}"#
+        );
+        assert_ne!(compact_of(already), Vec::<u8>::new());
+    }
 
     #[test]
     fn one_value_with_unique_keys_is_read() {

@@ -193,7 +193,7 @@ impl Keys {
         Ok(match algorithm {
             // Built by `Keys::jwt`, which knows the route's key family.
             Algorithm::Jwt => return Keys::jwt(super::jwt::Family::Hmac, keys),
-            Algorithm::RsaSha256 | Algorithm::AwsSns => {
+            Algorithm::RsaSha256 | Algorithm::AwsSns | Algorithm::EcdsaP256Sha1 => {
                 return Err((
                     0,
                     format!(

@@ -17,6 +17,9 @@ use super::{json, RequestView, VerifyError};
 pub enum Part {
     /// The raw request body, exactly as received.
     Body,
+    /// The JSON body as JavaScript's `JSON.stringify` writes it again ([`json::compact`]):
+    /// the body itself when it came compact (eBay's).
+    BodyJsonCompact,
     /// The value of a request header (its raw bytes).
     Header(HeaderName),
     /// Fixed bytes, such as a `.` or `:` separator.
@@ -72,13 +75,16 @@ impl Part {
     /// Whether signing the part pins down the whole body: the body itself or its SHA-256. A
     /// CRC-32 does not: anyone can change a body and four more bytes to keep its CRC.
     pub fn covers_body(&self) -> bool {
-        matches!(self, Part::Body | Part::BodyDigest(BodyDigest::Sha256Hex))
+        matches!(
+            self,
+            Part::Body | Part::BodyJsonCompact | Part::BodyDigest(BodyDigest::Sha256Hex)
+        )
     }
 
     /// Whether the part reads the JSON body.
     pub fn reads_json(&self) -> bool {
         match self {
-            Part::Json(_) => true,
+            Part::Json(_) | Part::BodyJsonCompact => true,
             Part::Optional(parts) => parts.iter().any(Part::reads_json),
             _ => false,
         }
@@ -88,6 +94,7 @@ impl Part {
     pub fn describe(&self) -> String {
         match self {
             Part::Body => "body".to_owned(),
+            Part::BodyJsonCompact => "body_json_compact".to_owned(),
             Part::Header(h) => format!("{{ header: {h} }}"),
             Part::Literal(l) => format!("{{ literal: {:?} }}", String::from_utf8_lossy(l)),
             Part::SignatureEntry(e) => format!("{{ signature_entry: {e} }}"),
@@ -141,6 +148,13 @@ fn feed_one(
             for chunk in req.body.chunks() {
                 sink(chunk);
             }
+        }
+        Part::BodyJsonCompact => {
+            // Strict first: one meaning for every body with this compact form.
+            req.json()?;
+            let compact = json::compact(req.body.contiguous())
+                .map_err(|e| VerifyError::NotStrictJson(e.0))?;
+            sink(&compact);
         }
         Part::Literal(bytes) => sink(bytes),
         Part::Header(name) => {

@@ -34,7 +34,7 @@ pub use keys::{KeyEncoding, Keys, SigningKey};
 pub use message::{BodyDigest, Part};
 pub use sign::{Outgoing, Placement, Signed};
 use signature::Found;
-pub use signature::{Entries, List, SignatureSource, SignatureSpec};
+pub use signature::{Entries, Envelope, List, SignatureSource, SignatureSpec};
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -69,6 +69,8 @@ pub enum Algorithm {
     /// with SHA-1 or SHA-256 as the message's `SignatureVersion` says, with the key of the
     /// certificate its `SigningCertURL` names.
     AwsSns,
+    /// ECDSA over P-256 with SHA-1, with a key fetched by its id (eBay); DER signatures.
+    EcdsaP256Sha1,
 }
 
 impl Algorithm {
@@ -87,6 +89,7 @@ impl Algorithm {
         Algorithm::Jwt,
         Algorithm::RsaSha256,
         Algorithm::AwsSns,
+        Algorithm::EcdsaP256Sha1,
     ];
 
     pub fn parse(s: &str) -> Option<Algorithm> {
@@ -104,6 +107,7 @@ impl Algorithm {
             "jwt" => Some(Algorithm::Jwt),
             "rsa-sha256" => Some(Algorithm::RsaSha256),
             "aws-sns" => Some(Algorithm::AwsSns),
+            "ecdsa-p256-sha1" => Some(Algorithm::EcdsaP256Sha1),
             _ => None,
         }
     }
@@ -123,6 +127,7 @@ impl Algorithm {
             Algorithm::Jwt => "jwt",
             Algorithm::RsaSha256 => "rsa-sha256",
             Algorithm::AwsSns => "aws-sns",
+            Algorithm::EcdsaP256Sha1 => "ecdsa-p256-sha1",
         }
     }
 
@@ -133,7 +138,10 @@ impl Algorithm {
 
     /// Whether the key is fetched from where the request says (`fetched.rs`), never held.
     pub fn fetches_key(self) -> bool {
-        matches!(self, Algorithm::RsaSha256 | Algorithm::AwsSns)
+        matches!(
+            self,
+            Algorithm::RsaSha256 | Algorithm::AwsSns | Algorithm::EcdsaP256Sha1
+        )
     }
 
     /// Whether decoded signature bytes have a shape this algorithm can produce. Anything else
@@ -146,7 +154,9 @@ impl Algorithm {
             Algorithm::HmacSha512 | Algorithm::DigestSha512 => bytes.len() == 64,
             Algorithm::Token => !bytes.is_empty(),
             Algorithm::Ed25519 => bytes.len() == 64,
-            Algorithm::EcdsaP256Sha256 => p256_signature(bytes).is_some(),
+            Algorithm::EcdsaP256Sha256 | Algorithm::EcdsaP256Sha1 => {
+                p256_signature(bytes).is_some()
+            }
             // A token is checked whole by `jwt.rs`.
             Algorithm::Jwt => !bytes.is_empty(),
             // RSA-2048 to RSA-8192.
@@ -674,6 +684,9 @@ impl Scheme {
 
     /// The `kid` a JWT scheme's token names, for finding its key in a fetched JWKS.
     pub fn kid_wanted(&self, req: &RequestView<'_>) -> Option<String> {
+        if self.signature.envelope.is_some() {
+            return self.signature.envelope_kid(req);
+        }
         self.jwt.as_ref()?;
         let found = self.signature.read(req, &|k| self.reads_entry(k)).ok()?;
         match found.candidates.as_slice() {
@@ -854,10 +867,16 @@ impl Scheme {
         now: SystemTime,
         doc: Option<&fetched::KeyDoc>,
     ) -> Result<Verified, VerifyError> {
-        let Some(fetched::KeyDoc::Certificate(cert)) = doc else {
-            return Err(VerifyError::KeyRefused(
-                "no key was fetched for this request".into(),
-            ));
+        let cert = match doc {
+            Some(fetched::KeyDoc::Certificate(cert)) => cert,
+            Some(fetched::KeyDoc::P256(key)) => {
+                return self.verify_p256_sha1(key, req, header, candidates);
+            }
+            _ => {
+                return Err(VerifyError::KeyRefused(
+                    "no key was fetched for this request".into(),
+                ))
+            }
         };
         let unix = now
             .duration_since(std::time::UNIX_EPOCH)
@@ -878,6 +897,39 @@ impl Scheme {
         Ok(Verified {
             key_index: 0,
             signature: candidates.swap_remove(c),
+        })
+    }
+
+    /// ECDSA P-256 with SHA-1 over the message (eBay's), with the key its API gave for the
+    /// request's key id. The replay key is the low-s form, as for SHA-256.
+    fn verify_p256_sha1(
+        &self,
+        key: &p256::ecdsa::VerifyingKey,
+        req: &RequestView<'_>,
+        header: &Found<'_>,
+        candidates: Vec<Vec<u8>>,
+    ) -> Result<Verified, VerifyError> {
+        use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
+        use sha1::Digest as _;
+        if self.algorithm != Algorithm::EcdsaP256Sha1 {
+            return Err(VerifyError::KeyRefused(format!(
+                "a P-256 key, and the scheme verifies with {}",
+                self.algorithm.name()
+            )));
+        }
+        let digest = sha1::Sha1::digest(self.message_bytes(req, header)?);
+        let signature = candidates
+            .iter()
+            .filter_map(|c| p256_signature(c))
+            .find(|sig| key.verify_prehash(&digest, sig).is_ok())
+            .ok_or(VerifyError::Mismatch)?;
+        Ok(Verified {
+            key_index: 0,
+            signature: signature
+                .normalize_s()
+                .unwrap_or(signature)
+                .to_bytes()
+                .to_vec(),
         })
     }
 

@@ -131,6 +131,9 @@ fn is_label(l: &str) -> bool {
         && !l.ends_with('-')
 }
 
+/// Where a key API's URL takes the key id in its path.
+pub const KID_IN_PATH: &str = "{kid}";
+
 /// A key URL that passed every rule, in the one form it is fetched and cached by.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct KeyUrl {
@@ -198,6 +201,29 @@ impl KeyUrl {
 
     pub fn host(&self) -> &str {
         &self.host
+    }
+
+    /// This URL with the `{kid}` in its path replaced by `kid`, for a key API that is asked
+    /// for a key by its path (eBay's `/public_key/{kid}`): `kid` must be 1 to 128 letters,
+    /// digits, `-`, `_` or `.`, and not all dots, so that it stays one path segment.
+    pub fn with_kid(&self, kid: &str) -> Option<KeyUrl> {
+        let segment = (1..=128).contains(&kid.len())
+            && kid
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+            && kid.bytes().any(|b| b != b'.');
+        (segment && self.takes_kid()).then(|| KeyUrl {
+            host: self.host.clone(),
+            path_and_query: self.path_and_query.replacen(KID_IN_PATH, kid, 1),
+        })
+    }
+
+    /// Whether the URL's path has a `{kid}` for a key id.
+    pub fn takes_kid(&self) -> bool {
+        self.path_and_query
+            .split('?')
+            .next()
+            .is_some_and(|p| p.contains(KID_IN_PATH))
     }
 
     pub fn path_and_query(&self) -> &str {
@@ -282,6 +308,38 @@ mod tests {
             .iter()
             .map(|p| HostPattern::parse(p).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn a_key_id_goes_into_a_key_apis_path_as_one_plain_segment() {
+        let pins = [HostPattern::parse("api.ebay.com").unwrap()];
+        let api = KeyUrl::parse(
+            "https://api.ebay.com/commerce/notification/v1/public_key/{kid}",
+            &pins,
+        )
+        .unwrap();
+        assert!(api.takes_kid());
+        assert_eq!(
+            api.with_kid("9936261a-7d7b-4621-a0f1-96ccb428af49")
+                .unwrap()
+                .to_string(),
+            "https://api.ebay.com/commerce/notification/v1/public_key/9936261a-7d7b-4621-a0f1-96ccb428af49"
+        );
+        for hostile in [
+            "",
+            "..",
+            ".",
+            "a/b",
+            "a?b",
+            "a%2fb",
+            "a#b",
+            "a b",
+            &"k".repeat(129),
+        ] {
+            assert!(api.with_kid(hostile).is_none(), "{hostile:?}");
+        }
+        let fixed = KeyUrl::parse("https://api.ebay.com/keys", &pins).unwrap();
+        assert!(!fixed.takes_kid() && fixed.with_kid("k").is_none());
     }
 
     #[test]

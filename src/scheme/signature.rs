@@ -28,7 +28,27 @@ pub struct SignatureSpec {
     pub entries: Option<Entries>,
     /// `Some`: the header is a positional list, its first item an entry, the rest signatures.
     pub list: Option<List>,
+    /// `Some`: the header is a base64 JSON object holding the signature (eBay's).
+    pub envelope: Option<Envelope>,
 }
+
+/// A signature header that is a JSON object in standard base64 (eBay's `X-EBAY-SIGNATURE`:
+/// `{"alg":"ecdsa","kid":..,"signature":..,"digest":"SHA1"}`): the signature and the key
+/// id are two of its string fields, and others must hold fixed values (the algorithm the
+/// scheme verifies with), so that the header cannot claim one algorithm while the gateway
+/// checks another.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    /// The field holding the signature, encoded as the spec's `encodings` say.
+    pub signature: String,
+    /// The field holding the id of the key to verify with.
+    pub kid: Option<String>,
+    /// Fields that must hold exactly these values.
+    pub fixed: Vec<(String, String)>,
+}
+
+/// The longest envelope header read.
+const MAX_ENVELOPE: usize = 4096;
 
 /// Where the signature is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -268,6 +288,23 @@ impl SignatureSpec {
         reads_entry: &dyn Fn(&str) -> bool,
     ) -> Result<Found<'a>, VerifyError> {
         let malformed = || VerifyError::MalformedSignature(self.source.describe());
+        if let Some(envelope) = &self.envelope {
+            let object = self.open(text)?;
+            let field = |name: &str| object.get(name).and_then(serde_json::Value::as_str);
+            for (name, value) in &envelope.fixed {
+                if field(name) != Some(value.as_str()) {
+                    return Err(VerifyError::MalformedSignature(format!(
+                        "{}: its {name} is not {value:?}",
+                        self.source.describe()
+                    )));
+                }
+            }
+            let signature = field(&envelope.signature).ok_or_else(malformed)?;
+            return Ok(Found {
+                candidates: vec![Cow::Owned(signature.to_owned())],
+                entries: Vec::new(),
+            });
+        }
         if let Some(list) = &self.list {
             let mut items = text.split(list.separator.as_str()).map(str::trim);
             let first = items
@@ -311,6 +348,39 @@ impl SignatureSpec {
             candidates,
             entries,
         })
+    }
+}
+
+impl SignatureSpec {
+    /// An envelope header's JSON object: standard base64 (padded or not) of one strict JSON
+    /// object (`json.rs`: no key twice), bounded in length.
+    fn open(&self, text: &str) -> Result<serde_json::Map<String, serde_json::Value>, VerifyError> {
+        use base64::Engine as _;
+        let malformed = || VerifyError::MalformedSignature(self.source.describe());
+        if text.len() > MAX_ENVELOPE {
+            return Err(malformed());
+        }
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(text))
+            .map_err(|_| malformed())?;
+        match super::json::parse_strict(&bytes) {
+            Ok(serde_json::Value::Object(object)) => Ok(object),
+            _ => Err(malformed()),
+        }
+    }
+
+    /// The key id an envelope header names (`None`: no envelope, or no id in it).
+    pub(super) fn envelope_kid(&self, req: &RequestView<'_>) -> Option<String> {
+        let field = self.envelope.as_ref()?.kid.as_deref()?;
+        let name = self.source.sign_header()?;
+        let mut values = req.headers.get_all(name).iter();
+        let text = values.next()?.to_str().ok()?;
+        if values.next().is_some() {
+            return None;
+        }
+        let object = self.open(text).ok()?;
+        object.get(field)?.as_str().map(str::to_owned)
     }
 }
 

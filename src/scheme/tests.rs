@@ -366,6 +366,7 @@ fn rotation_reports_which_secret_matched_and_sha_variants_work() {
                 also: Vec::new(),
             },
             list: None,
+            envelope: None,
             prefix: "v1=".into(),
             encodings: vec![Encoding::Base64, Encoding::Hex],
             entries: None,
@@ -437,6 +438,7 @@ fn a_missing_signed_header_is_refused() {
                 also: Vec::new(),
             },
             list: None,
+            envelope: None,
             prefix: String::new(),
             encodings: vec![Encoding::Hex],
             entries: None,
@@ -2039,4 +2041,132 @@ fn a_fields_only_body_the_app_could_read_another_way_is_refused() {
         Ok(0),
         "other names are the app's"
     );
+}
+
+/// The `ebay` preset with a route's credentials (the key API's token grant).
+fn ebay_scheme() -> Scheme {
+    use crate::config::file::{RawKeyToken, RawKeyUrl};
+    let v = RawVerify {
+        preset: Some("ebay".into()),
+        key_url: Some(RawKeyUrl {
+            token: Some(RawKeyToken {
+                client_id: Some("${ID}".into()),
+                client_secret: Some("${SECRET}".into()),
+                ..RawKeyToken::default()
+            }),
+            ..RawKeyUrl::default()
+        }),
+        ..RawVerify::default()
+    };
+    compile_scheme(
+        v,
+        "test",
+        Path::new("."),
+        &|_| Some("credential".into()),
+        None,
+    )
+    .expect("preset compiles")
+}
+
+#[test]
+fn ebays_own_sdk_vectors_verify_by_the_bodys_compact_form() {
+    let v: serde_json::Value =
+        serde_json::from_str(include_str!("../../tests/vectors/ebay.json")).unwrap();
+    let scheme = ebay_scheme();
+    let Keys::Fetched(key) = &scheme.keys else {
+        panic!("ebay fetches its key")
+    };
+    let doc = fetched::KeyDoc::parse(key, v["key_answer"].to_string().as_bytes()).unwrap();
+    let verify = |signature: &str, body: &str| {
+        let headers = headers(&[("x-ebay-signature", signature)]);
+        let body = RawBody::from(body.as_bytes().to_vec());
+        let json = JsonBody::default();
+        let view = RequestView {
+            method: &http::Method::POST,
+            json: &json,
+            headers: &headers,
+            body: &body,
+            path_and_query: "/webhooks/ebay",
+        };
+        assert_eq!(
+            scheme.kid_wanted(&view).as_deref(),
+            v["kid"].as_str(),
+            "the kid is the envelope's"
+        );
+        let url = scheme.key_url(&view, SystemTime::now()).unwrap().unwrap();
+        let asked = key
+            .request(url, scheme.kid_wanted(&view).as_deref())
+            .unwrap();
+        assert_eq!(
+            asked.url.to_string(),
+            "https://api.ebay.com/commerce/notification/v1/public_key/9936261a-7d7b-4621-a0f1-96ccb428af49"
+        );
+        assert!(asked.post.is_none() && asked.token.is_some());
+        scheme.verify_with(&view, SystemTime::now(), Some(&doc))
+    };
+    let cases = v["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 3);
+    for case in cases {
+        let (sig, body) = (
+            case["signature"].as_str().unwrap(),
+            case["body"].as_str().unwrap(),
+        );
+        let verdict = verify(sig, body);
+        if case["verifies"] == true {
+            assert!(verdict.is_ok(), "{}: {verdict:?}", case["name"]);
+            // The same message with whitespace, as the SDK's test file writes it.
+            let pretty = case["pretty"].as_str().unwrap();
+            assert_ne!(pretty, body);
+            assert!(verify(sig, pretty).is_ok(), "{}: pretty", case["name"]);
+        } else {
+            assert!(
+                matches!(verdict, Err(VerifyError::Mismatch)),
+                "{}: {verdict:?}",
+                case["name"]
+            );
+        }
+    }
+}
+
+#[test]
+fn an_ebay_envelope_must_claim_the_algorithm_the_gateway_checks() {
+    use base64::Engine as _;
+    let scheme = ebay_scheme();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let body = RawBody::from(b"{}".to_vec());
+    let json = JsonBody::default();
+    let read = |value: &str| {
+        let headers = headers(&[("x-ebay-signature", value)]);
+        let view = RequestView {
+            method: &http::Method::POST,
+            json: &json,
+            headers: &headers,
+            body: &body,
+            path_and_query: "/",
+        };
+        scheme.key_url(&view, SystemTime::now()).map(|_| ())
+    };
+    let sig = "MEYCIQCfxfIWuxmWcIBQJ9c5/X7iGDJqs2RCGsBEaAjinyrrfAIhAIV6wGcTiBuV5KJUif2hokyrL+Q9ssHkad+mx2nEE25w";
+    let ok = format!(r#"{{"alg":"ecdsa","kid":"k-1","signature":"{sig}","digest":"SHA1"}}"#);
+    assert!(read(&b64(&ok)).is_ok());
+    for bad in [
+        format!(r#"{{"alg":"rsa","kid":"k-1","signature":"{sig}","digest":"SHA1"}}"#),
+        format!(r#"{{"alg":"ecdsa","kid":"k-1","signature":"{sig}","digest":"SHA256"}}"#),
+        format!(r#"{{"alg":"ecdsa","kid":"k-1","signature":"{sig}"}}"#),
+        // A field twice: the gateway and the app could each read another.
+        format!(
+            r#"{{"alg":"ecdsa","alg":"ecdsa","kid":"k-1","signature":"{sig}","digest":"SHA1"}}"#
+        ),
+        r#"{"alg":"ecdsa","kid":"k-1","signature":"bm90IERFUg==","digest":"SHA1"}"#.to_owned(),
+        "[1]".to_owned(),
+    ] {
+        assert!(
+            matches!(read(&b64(&bad)), Err(VerifyError::MalformedSignature(_))),
+            "{bad}"
+        );
+    }
+    assert!(matches!(
+        read("not base64!"),
+        Err(VerifyError::MalformedSignature(_))
+    ));
 }

@@ -51,6 +51,8 @@ enum Doc {
     Huge(usize),
     /// Never answers.
     Silent,
+    /// This status, with no body.
+    Status(u16),
 }
 
 /// An HTTPS key host on loopback: the test CA's certificate for every name the tests use,
@@ -62,6 +64,8 @@ struct KeyHost {
     requests: Arc<AtomicUsize>,
     /// The last request's body (a key API's POST).
     last_body: Arc<Mutex<Vec<u8>>>,
+    /// Every request's head (request line and headers), in order.
+    heads: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -79,12 +83,14 @@ impl KeyHost {
         let up = Arc::new(AtomicBool::new(true));
         let requests = Arc::new(AtomicUsize::new(0));
         let last_body: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let heads: Arc<Mutex<Vec<String>>> = Arc::default();
         let acceptor = pki.host_tls.clone();
-        let (d, u, n, lb) = (
+        let (d, u, n, lb, hs) = (
             docs.clone(),
             up.clone(),
             requests.clone(),
             last_body.clone(),
+            heads.clone(),
         );
         let task = tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
@@ -93,7 +99,7 @@ impl KeyHost {
                     continue;
                 }
                 let (acceptor, docs, requests) = (acceptor.clone(), d.clone(), n.clone());
-                let last_body = lb.clone();
+                let (last_body, heads) = (lb.clone(), hs.clone());
                 tokio::spawn(async move {
                     let Ok(mut tls) = acceptor.accept(tcp).await else {
                         return;
@@ -110,6 +116,7 @@ impl KeyHost {
                     let end = head.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
                     let mut body = head.split_off(end);
                     let head = String::from_utf8_lossy(&head).to_string();
+                    heads.lock().unwrap().push(head.clone());
                     let length = head
                         .to_lowercase()
                         .lines()
@@ -147,6 +154,9 @@ impl KeyHost {
                             a.resize(a.len() + n, b'A');
                             a
                         }
+                        Some(Doc::Status(code)) => {
+                            format!("HTTP/1.1 {code} No\r\ncontent-length: 0\r\n\r\n").into_bytes()
+                        }
                         Some(Doc::Silent) => {
                             tokio::time::sleep(Duration::from_secs(60)).await;
                             return;
@@ -163,6 +173,7 @@ impl KeyHost {
             up,
             requests,
             last_body,
+            heads,
             task,
         }
     }
@@ -196,6 +207,7 @@ const HOSTS: &[&str] = &[
     "www.googleapis.com",
     "accounts.google.com",
     "production.plaid.com",
+    "api.ebay.com",
     "keys.internal.example",
 ];
 
@@ -1422,4 +1434,188 @@ async fn a_key_host_whose_tls_certificate_another_ca_issued_is_not_believed() {
         "no request made over a TLS session not verified"
     );
     assert_eq!(up.count(), 0);
+}
+
+// eBay: ECDSA P-256 with SHA-1, its key asked of a key API by path with an OAuth token.
+
+static EBAY_NOW: AtomicU64 = AtomicU64::new(1_700_000_000);
+
+fn ebay_clock() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(EBAY_NOW.load(Ordering::SeqCst))
+}
+
+/// The forged-kid test's own clock: it moves it.
+static FORGED_NOW: AtomicU64 = AtomicU64::new(1_700_000_000);
+
+fn forged_clock() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(FORGED_NOW.load(Ordering::SeqCst))
+}
+
+const EBAY_TOKEN_PATH: &str = "/identity/v1/oauth2/token";
+const EBAY_KEY_PATH: &str = "/commerce/notification/v1/public_key/";
+
+/// A gateway with an `ebay` route (credentials from the environment), the key host serving
+/// eBay's token endpoint and its key API for the SDK vector's kid.
+async fn ebay_setup(tag: &str, v: &Value, clock: fn() -> SystemTime) -> Setup {
+    let pki = pki(tag);
+    let host = KeyHost::start(&pki).await;
+    let token = json!({
+        "access_token": "v^1.1#i^1#test-application-token",
+        "expires_in": 7200,
+        "token_type": "Application Access Token",
+    });
+    host.serve(
+        EBAY_TOKEN_PATH,
+        Doc::Ok(token.to_string().into_bytes(), "no-store"),
+    );
+    host.serve(
+        &format!("{EBAY_KEY_PATH}{}", v["kid"].as_str().unwrap()),
+        Doc::Ok(v["key_answer"].to_string().into_bytes(), "max-age=3600"),
+    );
+    let up = Upstream::start().await;
+    let yaml = config(&pki, &host, &up.url(), "").replace(
+        "  - name: sns\n",
+        &format!(
+            "  - name: ebay\n    path: /ebay\n    upstream: {}\n    verify:\n      preset: ebay\n      key_url:\n        token: {{ client_id: \"${{EBAY_CLIENT_ID}}\", client_secret: \"${{EBAY_CLIENT_SECRET}}\" }}\n  - name: sns\n",
+            up.url()
+        ),
+    );
+    let env = [
+        ("EBAY_CLIENT_ID", "hookgate-app-PRD-1234"),
+        ("EBAY_CLIENT_SECRET", "PRD-ebay-secret-5678"),
+    ];
+    let gw = Hookgate::start_with_clock(&yaml, &env, clock).await;
+    Setup { pki, host, up, gw }
+}
+
+async fn post_ebay(gw: &Hookgate, signature: &str, body: &str) -> Answer {
+    post(
+        &gw.url("/ebay"),
+        &[
+            ("x-ebay-signature", signature),
+            ("content-type", "application/json"),
+        ],
+        body.as_bytes(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_real_ebay_notification_verifies_through_the_gateway() {
+    let v: Value = serde_json::from_str(include_str!("../vectors/ebay.json")).unwrap();
+    let s = ebay_setup("ebay", &v, ebay_clock).await;
+    let case = |name: &str| {
+        let c = v["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"].as_str().unwrap().starts_with(name))
+            .unwrap();
+        (c["signature"].as_str().unwrap(), c)
+    };
+    let (sig, valid) = case("VALID");
+    let body = valid["body"].as_str().unwrap();
+    let a = post_ebay(&s.gw, sig, body).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(s.up.received()[0].body, body.as_bytes());
+    // The same notification with whitespace verifies by its compact form, and the app gets
+    // the bytes as they came.
+    let pretty = valid["pretty"].as_str().unwrap();
+    let a = post_ebay(&s.gw, sig, pretty).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(s.up.received()[1].body, pretty.as_bytes());
+    // A token first (the client's id and secret, HTTP Basic), then the key by its id with it.
+    let heads = s.host.heads.lock().unwrap().clone();
+    assert_eq!(heads.len(), 2, "one token, one key: {heads:?}");
+    assert!(heads[0].starts_with(&format!("POST {EBAY_TOKEN_PATH} ")));
+    let basic = B64.encode("hookgate-app-PRD-1234:PRD-ebay-secret-5678");
+    assert!(heads[0]
+        .to_lowercase()
+        .contains(&format!("authorization: basic {}", basic.to_lowercase())));
+    assert!(heads[1].starts_with(&format!(
+        "GET {EBAY_KEY_PATH}{} ",
+        v["kid"].as_str().unwrap()
+    )));
+    assert!(heads[1].contains("v^1.1#i^1#test-application-token"));
+    assert!(heads[1].to_lowercase().contains("authorization: bearer "));
+    // eBay's other SDK cases: refused, nothing forwarded, nothing fetched.
+    for name in ["SIGNATURE_MISMATCH", "INVALID"] {
+        let (sig, c) = case(name);
+        let a = post_ebay(&s.gw, sig, c["body"].as_str().unwrap()).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{name}: {}", a.body);
+    }
+    // A tampered body, and an envelope claiming another algorithm.
+    let tampered = body.replace("test_user", "test_usr");
+    let a = post_ebay(&s.gw, sig, &tampered).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+    let mut envelope: Value = serde_json::from_slice(&B64.decode(sig).unwrap()).unwrap();
+    envelope["digest"] = json!("SHA256");
+    let a = post_ebay(&s.gw, &B64.encode(envelope.to_string()), body).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+    assert_eq!(s.gw.outcome("ebay", "signature_mismatch"), 3.0);
+    assert_eq!(s.up.count(), 2);
+    assert_eq!(s.host.requests(), 2, "refusals fetched nothing");
+    // Neither the token nor the secret is shown.
+    let keys = send("GET", &format!("http://{}/keys", s.gw.admin), &[], b"").await;
+    let listed: Value = serde_json::from_str(&keys.body).unwrap();
+    let key = &listed["keys"][0];
+    assert!(key["url"]
+        .as_str()
+        .unwrap()
+        .ends_with(v["kid"].as_str().unwrap()));
+    assert_eq!(
+        key["public_key"]["sha256"].as_str().unwrap().len(),
+        64,
+        "{key}"
+    );
+    assert_eq!(key["age_seconds"], 0, "by the gateway's clock");
+    for secret in ["PRD-ebay-secret-5678", "test-application-token"] {
+        assert!(!keys.body.contains(secret), "{}", keys.body);
+    }
+}
+
+#[tokio::test]
+async fn forged_ebay_key_ids_cost_one_call_per_interval_and_a_refused_token_is_renewed() {
+    let v: Value = serde_json::from_str(include_str!("../vectors/ebay.json")).unwrap();
+    let s = ebay_setup("ebay-forged", &v, forged_clock).await;
+    let (sig, body) = (
+        v["cases"][0]["signature"].as_str().unwrap(),
+        v["cases"][0]["body"].as_str().unwrap(),
+    );
+    let with_kid = |kid: &str| {
+        let mut envelope: Value = serde_json::from_slice(&B64.decode(sig).unwrap()).unwrap();
+        envelope["kid"] = json!(kid);
+        B64.encode(envelope.to_string())
+    };
+    // A kid eBay does not have (its API answers 404): one call, and no key.
+    let a = post_ebay(&s.gw, &with_kid("forged-1"), body).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{}", a.body);
+    assert_eq!(s.host.requests(), 2, "a token and the one key asked");
+    // More forged kids within the interval: no call at all.
+    for i in 2..6 {
+        let a = post_ebay(&s.gw, &with_kid(&format!("forged-{i}")), body).await;
+        assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{}", a.body);
+        assert!(a.headers.get("retry-after").is_some());
+    }
+    // A kid that is not one path segment is refused before any call.
+    let a = post_ebay(&s.gw, &with_kid("../../identity/v1/oauth2/token"), body).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+    assert_eq!(s.host.requests(), 2);
+    assert_eq!(s.up.count(), 0);
+    // The key API refuses the token (revoked): the next call gets a new token first.
+    let key_path = format!("{EBAY_KEY_PATH}{}", v["kid"].as_str().unwrap());
+    let key = v["key_answer"].to_string().into_bytes();
+    s.host.serve(&key_path, Doc::Status(401));
+    FORGED_NOW.fetch_add(31, Ordering::SeqCst);
+    let a = post_ebay(&s.gw, sig, body).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{}", a.body);
+    assert_eq!(s.host.requests(), 3, "the held token was sent");
+    s.host.serve(&key_path, Doc::Ok(key, "max-age=3600"));
+    FORGED_NOW.fetch_add(31, Ordering::SeqCst);
+    let a = post_ebay(&s.gw, sig, body).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let heads = s.host.heads.lock().unwrap().clone();
+    assert_eq!(heads.len(), 5, "{heads:?}");
+    assert!(heads[3].starts_with(&format!("POST {EBAY_TOKEN_PATH} ")));
+    assert_eq!(s.up.count(), 1);
 }

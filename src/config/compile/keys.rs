@@ -8,7 +8,7 @@ use super::{Ctx, Report};
 use crate::config::defaults;
 use crate::config::file::{RawKeyUrl, RawVerify};
 use crate::config::secret::{self, Origin};
-use crate::scheme::fetched::{DocFormat, FetchedKey, KeyApi, KeyFrom};
+use crate::scheme::fetched::{DocFormat, FetchedKey, KeyApi, KeyFrom, TokenGrant};
 use crate::scheme::jwt::Family;
 use crate::scheme::pin::{HostPattern, KeyUrl, PathPattern};
 use crate::scheme::{Algorithm, KeyEncoding, Keys};
@@ -281,11 +281,14 @@ pub(super) fn compile_key_url(
     let format = match (jwt_family, &raw.api) {
         (Some(family), Some(_)) => DocFormat::ApiJwk(family),
         (Some(family), None) => DocFormat::Jwks(family),
+        (None, _) if algorithm == Algorithm::EcdsaP256Sha1 => DocFormat::ApiP256,
         (None, _) => DocFormat::Certificate,
     };
     let mut hosts = key_hosts(raw, &kloc, r);
     let from = match format {
-        DocFormat::ApiJwk(_) => key_api(raw, &hosts, &kloc, ctx, r).map(KeyFrom::Api),
+        DocFormat::ApiJwk(_) | DocFormat::ApiP256 => {
+            key_api(raw, &hosts, &kloc, ctx, r).map(KeyFrom::Api)
+        }
         _ => key_from(raw, format, &hosts, &kloc, r),
     };
     // A URL the route gives pins its own host when the route names none (a discovery
@@ -298,6 +301,35 @@ pub(super) fn compile_key_url(
     if let (true, Some(url)) = (hosts.is_empty(), own) {
         hosts.extend(HostPattern::parse(url.host()));
     }
+    let paths = key_paths(raw, &kloc, r);
+    let names_missing =
+        raw.certificate_names.is_empty() || raw.certificate_names.iter().any(|n| n.is_empty());
+    match format {
+        DocFormat::Certificate if names_missing => r.error(
+            format!("{kloc}.certificate_names"),
+            "missing: the DNS names the sender's signing certificate is issued to",
+        ),
+        DocFormat::Jwks(_) | DocFormat::ApiJwk(_) | DocFormat::ApiP256
+            if !raw.certificate_names.is_empty() =>
+        {
+            r.error(
+                format!("{kloc}.certificate_names"),
+                "only for certificates; a JWKS or a key API gives keys, not certificates",
+            )
+        }
+        _ => {}
+    }
+    Some(FetchedKey {
+        from: from?,
+        hosts,
+        paths,
+        names: raw.certificate_names.clone(),
+        format,
+    })
+}
+
+/// `key_url.paths`: the paths a key URL the request names may have.
+fn key_paths(raw: &RawKeyUrl, kloc: &str, r: &mut Report) -> Vec<PathPattern> {
     let mut paths = Vec::new();
     for (i, p) in raw.paths.iter().enumerate() {
         match PathPattern::parse(p) {
@@ -308,26 +340,7 @@ pub(super) fn compile_key_url(
             ),
         }
     }
-    let names_missing =
-        raw.certificate_names.is_empty() || raw.certificate_names.iter().any(|n| n.is_empty());
-    match format {
-        DocFormat::Certificate if names_missing => r.error(
-            format!("{kloc}.certificate_names"),
-            "missing: the DNS names the sender's signing certificate is issued to",
-        ),
-        DocFormat::Jwks(_) | DocFormat::ApiJwk(_) if !raw.certificate_names.is_empty() => r.error(
-            format!("{kloc}.certificate_names"),
-            "only for certificates; a JWKS holds keys, not certificates",
-        ),
-        _ => {}
-    }
-    Some(FetchedKey {
-        from: from?,
-        hosts,
-        paths,
-        names: raw.certificate_names.clone(),
-        format,
-    })
+    paths
 }
 
 /// `key_url.hosts`: the host patterns a key URL may name.
@@ -381,7 +394,7 @@ fn key_from(
             let url = raw.discovery.as_deref().unwrap_or_default();
             own_url(url, hosts, &format!("{kloc}.discovery"), r).map(KeyFrom::Discovery)
         }
-        (DocFormat::Jwks(_) | DocFormat::ApiJwk(_), ..) => {
+        (DocFormat::Jwks(_) | DocFormat::ApiJwk(_) | DocFormat::ApiP256, ..) => {
             r.error(
                 kloc,
                 "a JWT's keys come from the route's `url` (its issuer's JWKS), never from \
@@ -413,8 +426,9 @@ fn own_url(url: &str, hosts: &[HostPattern], loc: &str, r: &mut Report) -> Optio
         .ok()
 }
 
-/// `key_url.api`: the key API, the credentials it is posted (each resolved as a secret,
-/// never a preset's `"{route}"`), the field the key id goes in and where the key is.
+/// `key_url.api`: the key API, asked by `POST` of the credentials (each resolved as a
+/// secret, never a preset's `"{route}"`) and the key id in `kid_field`, or by `GET` of a URL
+/// whose path has a `{kid}`; the OAuth grant whose token it takes, if any; where the key is.
 fn key_api(
     raw: &RawKeyUrl,
     hosts: &[HostPattern],
@@ -425,25 +439,19 @@ fn key_api(
     if raw.header.is_some() || raw.json.is_some() || raw.url.is_some() {
         r.error(kloc, "`api` takes no `header`, `json` or `url`");
     }
-    let url = own_url(raw.api.as_deref()?, hosts, &format!("{kloc}.api"), r);
+    let Some(api) = raw.api.as_deref() else {
+        r.error(
+            format!("{kloc}.api"),
+            "missing: the key API that gives each key by its id",
+        );
+        return None;
+    };
+    let url = own_url(api, hosts, &format!("{kloc}.api"), r);
+    let by_path = url.as_ref().is_some_and(KeyUrl::takes_kid);
     let mut fields = Vec::new();
     for (name, value) in raw.post.iter().flatten() {
-        let floc = format!("{kloc}.post.{name}");
-        if value == crate::config::file::ROUTE_GIVES {
-            if !ctx.shape_only {
-                r.error(floc, "set it: this route's credential (as \"${ENV_VAR}\")");
-            }
-            continue;
-        }
-        let mut resolved = Vec::new();
-        take_key(
-            secret::resolve_value(value, ctx.env),
-            floc,
-            &mut resolved,
-            r,
-        );
-        if let Some((bytes, _)) = resolved.pop() {
-            fields.push((name.clone(), String::from_utf8_lossy(&bytes).into_owned()));
+        if let Some(v) = credential(value, &format!("{kloc}.post.{name}"), ctx, r) {
+            fields.push((name.clone(), v));
         }
     }
     let required = |v: &Option<String>, field: &str, r: &mut Report| {
@@ -453,14 +461,87 @@ fn key_api(
         }
         value
     };
-    let kid_field = required(&raw.kid_field, "kid_field", r);
+    let kid_field = if by_path {
+        if raw.post.is_some() || raw.kid_field.is_some() {
+            r.error(
+                kloc,
+                "an `api` with `{kid}` in its path is asked by GET: no `post` or `kid_field`",
+            );
+        }
+        None
+    } else {
+        Some(required(&raw.kid_field, "kid_field", r)?)
+    };
     let key_at = required(&raw.key_at, "key_at", r);
+    let token = match &raw.token {
+        Some(t) => Some(std::sync::Arc::new(key_token(t, hosts, kloc, ctx, r)?)),
+        None => None,
+    };
     Some(KeyApi {
         url: url?,
         fields,
-        kid_field: kid_field?,
+        kid_field,
         key_at: crate::scheme::json::pointer(&key_at?),
+        token,
     })
+}
+
+/// `key_url.token`: the OAuth client-credentials grant, on one of the key API's hosts.
+fn key_token(
+    t: &crate::config::file::RawKeyToken,
+    hosts: &[HostPattern],
+    kloc: &str,
+    ctx: &Ctx<'_>,
+    r: &mut Report,
+) -> Option<TokenGrant> {
+    let tloc = format!("{kloc}.token");
+    let missing = |field: &str, r: &mut Report| {
+        r.error(format!("{tloc}.{field}"), "missing: needed with `token`");
+    };
+    let url = match t.url.as_deref() {
+        Some(u) => own_url(u, hosts, &format!("{tloc}.url"), r),
+        None => {
+            missing("url", r);
+            None
+        }
+    };
+    let secret = |v: &Option<String>, field: &str, r: &mut Report| match v {
+        Some(v) => credential(v, &format!("{tloc}.{field}"), ctx, r),
+        None => {
+            missing(field, r);
+            None
+        }
+    };
+    let client_id = secret(&t.client_id, "client_id", r);
+    let client_secret = secret(&t.client_secret, "client_secret", r);
+    let scope = t.scope.clone().unwrap_or_default();
+    Some(TokenGrant {
+        url: url?,
+        client_id: client_id?,
+        client_secret: client_secret?,
+        scope,
+    })
+}
+
+/// A credential a key API or token grant is given: resolved as a secret (`${ENV}`, a file);
+/// a preset's `"{route}"` the route must set. `None` after an error, or when only the shape
+/// is compiled (`hookgate presets`).
+fn credential(value: &str, loc: &str, ctx: &Ctx<'_>, r: &mut Report) -> Option<String> {
+    if value == crate::config::file::ROUTE_GIVES {
+        if !ctx.shape_only {
+            r.error(loc, "set it: this route's credential (as \"${ENV_VAR}\")");
+        }
+        return ctx.shape_only.then(String::new);
+    }
+    let mut resolved = Vec::new();
+    take_key(
+        secret::resolve_value(value, ctx.env),
+        loc.to_owned(),
+        &mut resolved,
+        r,
+    );
+    let (bytes, _) = resolved.pop()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// `json_allowed:`: each JSON pointer with the values it may hold. `aws-sns` requires the

@@ -2532,6 +2532,7 @@ fn every_preset_expanded_reads_back_to_the_same_scheme() {
                 "aws-sns" => "json_allowed: { /TopicArn: [\"arn:aws:sns:eu-west-1:1:t\"] }".into(),
                 "google-pubsub" => "jwt: { audience: \"https://h.example.com/p\", claims: { email: sa@p.iam.gserviceaccount.com } }".into(),
                 "plaid" => "key_url: { post: { client_id: \"${KEY}\", secret: \"${KEY_HEX}\" } }".into(),
+                "ebay" => "key_url: { token: { client_id: \"${KEY}\", client_secret: \"${KEY_HEX}\" } }".into(),
                 _ => "key_id: WH-1".into(),
             }
         } else if shape.algorithm.is_asymmetric() {

@@ -13,7 +13,7 @@ use crate::config::file::{OneOrMany, RawPart, RawSignature, RawTimestamp, RawVer
 use crate::config::ConfigError;
 use crate::config::{defaults, presets};
 use crate::scheme::{
-    Algorithm, BodyDigest, Encoding, Entries, Keys, List, Part, Scheme, SignatureSource,
+    Algorithm, BodyDigest, Encoding, Entries, Envelope, Keys, List, Part, Scheme, SignatureSource,
     SignatureSpec, TimestampSource, TimestampSpec, TimestampUnit, Window,
 };
 
@@ -254,12 +254,31 @@ fn compile_signature(
              field; `list` one header's value",
         );
     }
+    let envelope = s.envelope.as_ref().and_then(|e| {
+        let eloc = format!("{loc}.signature.envelope");
+        if !one_header || s.entries.is_some() || s.list.is_some() || !prefix.is_empty() {
+            r.error(
+                &eloc,
+                "an envelope is one header's whole value: no `entries`, `list` or `prefix`",
+            );
+        }
+        if e.signature.is_empty() || e.kid.as_deref() == Some("") {
+            r.error(&eloc, "signature and kid name fields of the envelope");
+            return None;
+        }
+        Some(Envelope {
+            signature: e.signature.clone(),
+            kid: e.kid.clone(),
+            fixed: e.fixed.clone().into_iter().collect(),
+        })
+    });
     source.map(|source| SignatureSpec {
         source,
         prefix,
         encodings,
         entries,
         list,
+        envelope,
     })
 }
 
@@ -548,6 +567,7 @@ fn compile_part(
         RawPart::QuerySorted => Some(Part::QuerySorted),
         RawPart::BodySha256Hex => Some(Part::BodyDigest(BodyDigest::Sha256Hex)),
         RawPart::BodyCrc32 => Some(Part::BodyDigest(BodyDigest::Crc32Decimal)),
+        RawPart::BodyJsonCompact => Some(Part::BodyJsonCompact),
         RawPart::Literal(s) => Some(Part::Literal(s.as_bytes().to_vec())),
         // The id the sender knows this endpoint by, as the sender signs it (PayPal's webhook
         // id).
