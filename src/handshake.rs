@@ -1,14 +1,16 @@
 //! Handshakes answered by the gateway: the questions senders ask an endpoint apart from
-//! their events (Meta's `hub.challenge`, X's CRC, Slack's `url_verification`, Zoom's URL
-//! validation, Discord's PING, ...). Answering them here means a queued route, whose app
-//! answers nothing, can take these senders, and no app re-implements them.
+//! their events (Meta's `hub.challenge`, X's CRC, eBay's `challenge_code`, Slack's
+//! `url_verification`, Zoom's URL validation, Discord's PING, ...). Answering them here means
+//! a queued route, whose app answers nothing, can take these senders, and no app
+//! re-implements them.
 //!
 //! Unsigned handshakes carry nothing to verify and are answered right after the allowlist,
-//! before the body is read; a token the operator set (Meta's verify token) is compared in
-//! constant time. Signed ones come like events and are answered only once the request
-//! verified. Any value echoed back is bounded in length and character set and answered as
-//! `text/plain` with `X-Content-Type-Options: nosniff`, or inside JSON, never reflected raw.
-//! A request that is not the route's handshake goes on down the pipeline.
+//! before the body is read; a token the operator set is compared in constant time (Meta's
+//! verify token) or hashed into the answer (eBay's verification token). Signed ones come like
+//! events and are answered only once the request verified. Any value echoed back is bounded
+//! in length and character set and answered as `text/plain` with `X-Content-Type-Options:
+//! nosniff`, or inside JSON, never reflected raw. A request that is not the route's handshake
+//! goes on down the pipeline.
 
 use std::borrow::Cow;
 
@@ -92,6 +94,10 @@ pub fn before_body(
             echo(value.map(Cow::Borrowed))
         }
         HandshakeKind::CloudEvents => cloudevents(hs, headers),
+        HandshakeKind::EbayChallenge => match param("challenge_code")? {
+            Some(code) => ebay(hs, checked(&code)?),
+            None => Ok(None),
+        },
         _ => Ok(None),
     }
 }
@@ -207,6 +213,24 @@ fn cloudevents(hs: &Handshake, headers: &HeaderMap) -> Answer {
     Ok(Some(response))
 }
 
+/// eBay's challenge: `{"challengeResponse": hex(SHA-256(code ‖ token ‖ endpoint))}`, as
+/// eBay's own SDK computes it: no separators, the endpoint exactly as registered with eBay.
+fn ebay(hs: &Handshake, code: &str) -> Answer {
+    let (Some(token), Some(endpoint)) = (&hs.answer_token, &hs.endpoint) else {
+        return Err(refused(
+            "the route has no verify token and endpoint to answer with",
+        ));
+    };
+    let digest = sha2::Sha256::new()
+        .chain_update(code)
+        .chain_update(token.expose())
+        .chain_update(endpoint)
+        .finalize();
+    Ok(Some(json_answer(
+        json!({ "challengeResponse": hex::encode(digest) }),
+    )))
+}
+
 /// An echo handshake: the value as text, if the request carries it.
 fn echo(value: Option<Cow<'_, str>>) -> Answer {
     match value {
@@ -294,12 +318,18 @@ fn empty(status: StatusCode) -> Response<Full<Bytes>> {
 mod tests {
     use super::*;
     use crate::body::RawBody;
+    use crate::model::handshake::AnswerToken;
     use crate::scheme::JsonBody;
+
+    /// eBay's verification token in the vector of its Node SDK's tests.
+    const EBAY_TOKEN: &str = "71745723-d031-455c-bfa5-f90d11b4f20a";
 
     fn hs(kind: HandshakeKind) -> Handshake {
         Handshake {
             kind,
             verify_token: Some(sha2::Sha256::digest(b"meta-verify").into()),
+            answer_token: Some(AnswerToken::new(EBAY_TOKEN.into())),
+            endpoint: Some("http://www.testendpoint.com/webhook".into()),
             origins: vec!["eventgrid.azure.net".into()],
             rate: None,
             method_for_handshake_only: false,
@@ -412,6 +442,55 @@ mod tests {
                 200,
                 "Validation: Testing client application reachability".into()
             )))
+        );
+    }
+
+    /// The vector of eBay's event-notification-nodejs-sdk: challenge and token
+    /// `71745723-d031-455c-bfa5-f90d11b4f20a`, endpoint `http://www.testendpoint.com/webhook`.
+    #[test]
+    fn ebays_challenge_is_answered_with_the_hash_of_code_token_and_endpoint() {
+        use HandshakeKind::EbayChallenge;
+        let code = "/h?challenge_code=71745723-d031-455c-bfa5-f90d11b4f20a";
+        let want = r#"{"challengeResponse":"048de9ffd0e35021fefc0388d5c52e0f475324f582f3778ca81a53354ccbbc97"}"#;
+        assert_eq!(
+            before(EbayChallenge, Method::GET, code, &[]),
+            Some(Ok((200, want.into())))
+        );
+        let answer = before_body(
+            &hs(EbayChallenge),
+            &Method::GET,
+            code,
+            &HeaderMap::new(),
+            None,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(answer.headers()[header::CONTENT_TYPE], "application/json");
+        // A GET without the code goes on; a repeated, empty, oversized or hostile one is
+        // refused, never hashed.
+        assert_eq!(before(EbayChallenge, Method::GET, "/h?x=1", &[]), None);
+        let long = format!("/h?challenge_code={}", "a".repeat(MAX_CHALLENGE + 1));
+        for target in [
+            "/h?challenge_code=a&challenge_code=b",
+            "/h?challenge_code=",
+            long.as_str(),
+            "/h?challenge_code=%3Cscript%3E",
+        ] {
+            assert_eq!(
+                before(EbayChallenge, Method::GET, target, &[]),
+                Some(Err("handshake_refused")),
+                "{target}"
+            );
+        }
+        // Only the token and endpoint configured answer it.
+        let no_token = Handshake {
+            answer_token: None,
+            ..hs(EbayChallenge)
+        };
+        assert!(before_body(&no_token, &Method::GET, code, &HeaderMap::new(), None).is_err());
+        assert_eq!(
+            format!("{:?}", hs(EbayChallenge).answer_token),
+            "Some(AnswerToken(..))"
         );
     }
 

@@ -315,7 +315,7 @@ pub struct RawRoute {
     #[serde(default)]
     pub verify: Option<RawVerify>,
     /// The sender's handshake, answered by the gateway: `off` (leave it to the app, sync
-    /// routes only) or `{ kind, verify_token, origins, rate }` over the preset's.
+    /// routes only) or `{ kind, verify_token, endpoint, origins, rate }` over the preset's.
     #[serde(default)]
     pub handshake: Option<RawHandshake>,
     /// The URL senders call, as they see it (for URL-signed schemes behind a load balancer).
@@ -354,8 +354,11 @@ pub enum RawHandshake {
 pub struct RawHandshakeBlock {
     /// Which protocol (`model::handshake::HandshakeKind`); the preset's when absent.
     pub kind: Option<String>,
-    /// Meta, Strava: the verify token set in the sender's dashboard (`${ENV}` or literal).
+    /// Meta, Strava, eBay: the verify token set in the sender's dashboard (`${ENV}` or
+    /// literal).
     pub verify_token: Option<String>,
+    /// eBay: the endpoint URL registered with eBay, exactly (its challenge's answer hashes it).
+    pub endpoint: Option<String>,
     /// CloudEvents: the origins granted.
     pub origins: Option<Vec<String>>,
     /// CloudEvents: the rate granted, per minute (default `*`).

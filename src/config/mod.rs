@@ -273,6 +273,7 @@ pub fn expand(path: &Path, loaded: &Loaded) -> Result<(String, Vec<String>), Str
         if let Some(replay) = &route.replay {
             m.insert("replay".into(), expand_replay(replay));
         }
+        hide_literal_verify_token(m, &loc, &mut notes);
     }
     hide_store_credentials(&mut doc, &mut notes);
     let yaml = serde_yaml::to_string(&doc).map_err(|e| e.to_string())?;
@@ -305,6 +306,26 @@ fn expand_verify(
         ));
     }
     Ok(v.to_yaml(LITERAL_SECRET_PLACEHOLDER))
+}
+
+/// A route's literal `handshake.verify_token` replaced by [`LITERAL_SECRET_PLACEHOLDER`]
+/// (with a note), as a literal secret is: whoever holds Meta's answers its challenge, and
+/// eBay's answer is computed from it.
+fn hide_literal_verify_token(route: &mut serde_yaml::Mapping, loc: &str, notes: &mut Vec<String>) {
+    let Some(token) = route
+        .get_mut("handshake")
+        .and_then(|h| h.get_mut("verify_token"))
+    else {
+        return;
+    };
+    if token.as_str().is_some_and(|t| t.starts_with("${")) {
+        return;
+    }
+    *token = LITERAL_SECRET_PLACEHOLDER.into();
+    notes.push(format!(
+        "{loc}.handshake.verify_token: a literal token is not printed; \
+         {LITERAL_SECRET_PLACEHOLDER} stands in for it"
+    ));
 }
 
 /// A route's compiled replay policy as a `replay:` block: key, TTL and store policy.

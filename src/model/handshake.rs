@@ -2,6 +2,8 @@
 //! events, which the gateway answers (`handshake.rs` has the answers). Each kind is one
 //! sender's protocol; a preset names its kind, and any route may set one.
 
+use std::fmt;
+
 use http::Method;
 
 /// Which protocol.
@@ -51,6 +53,10 @@ pub enum HandshakeKind {
     /// by the gateway itself with a `GET` of its `SubscribeURL` (on a pinned SNS host, once per
     /// URL), answered 200 once SNS accepted it.
     SnsSubscription,
+    /// eBay (Marketplace Account Deletion, Notification API): `GET ?challenge_code=C`,
+    /// answered `{"challengeResponse": hex(SHA-256(C ‖ verify token ‖ endpoint))}`, with the
+    /// token set in eBay's dashboard and the endpoint URL registered there, exactly.
+    EbayChallenge,
 }
 
 impl HandshakeKind {
@@ -71,6 +77,7 @@ impl HandshakeKind {
         HandshakeKind::Twitch,
         HandshakeKind::EventGrid,
         HandshakeKind::SnsSubscription,
+        HandshakeKind::EbayChallenge,
     ];
 
     pub fn name(self) -> &'static str {
@@ -91,6 +98,7 @@ impl HandshakeKind {
             HandshakeKind::Twitch => "twitch",
             HandshakeKind::EventGrid => "event-grid",
             HandshakeKind::SnsSubscription => "sns-subscription",
+            HandshakeKind::EbayChallenge => "ebay-challenge",
         }
     }
 
@@ -106,7 +114,8 @@ impl HandshakeKind {
             | HandshakeKind::XCrc
             | HandshakeKind::Challenge
             | HandshakeKind::Okta
-            | HandshakeKind::Worldline => Method::GET,
+            | HandshakeKind::Worldline
+            | HandshakeKind::EbayChallenge => Method::GET,
             HandshakeKind::TrelloHead => Method::HEAD,
             HandshakeKind::CloudEvents => Method::OPTIONS,
             _ => Method::POST,
@@ -133,6 +142,20 @@ impl HandshakeKind {
     pub fn needs_secret(self) -> bool {
         matches!(self, HandshakeKind::XCrc | HandshakeKind::Zoom)
     }
+
+    /// Whether the operator sets a `verify_token`, the token set in the sender's dashboard:
+    /// Meta's and Strava's challenge carries it, eBay's answer hashes it.
+    pub fn needs_verify_token(self) -> bool {
+        matches!(
+            self,
+            HandshakeKind::Meta | HandshakeKind::Strava | HandshakeKind::EbayChallenge
+        )
+    }
+
+    /// Whether the answer hashes the endpoint URL registered with the sender (`endpoint`).
+    pub fn needs_endpoint(self) -> bool {
+        self == HandshakeKind::EbayChallenge
+    }
 }
 
 /// A route's compiled handshake.
@@ -142,6 +165,12 @@ pub struct Handshake {
     /// Meta and Strava: the SHA-256 of the verify token the operator set in the sender's
     /// dashboard (compared in constant time, never kept as text).
     pub verify_token: Option<[u8; 32]>,
+    /// eBay: the verification token set in eBay's dashboard, kept as text because the answer
+    /// hashes it (never shown by `Debug`).
+    pub answer_token: Option<AnswerToken>,
+    /// eBay: the endpoint URL registered with eBay, exactly as registered (the answer hashes
+    /// it too).
+    pub endpoint: Option<String>,
     /// CloudEvents: the origins (`WebHook-Request-Origin`) granted.
     pub origins: Vec<String>,
     /// CloudEvents: the rate granted, per minute (`None`: `*`).
@@ -150,4 +179,25 @@ pub struct Handshake {
     /// route): any other request with that method is refused, so a captured event cannot be
     /// re-sent to the app with it.
     pub method_for_handshake_only: bool,
+}
+
+/// A token a handshake's answer is computed from, so kept as text; `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AnswerToken(String);
+
+impl AnswerToken {
+    pub fn new(token: String) -> AnswerToken {
+        AnswerToken(token)
+    }
+
+    /// The token itself, for the answer (never logged).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for AnswerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AnswerToken(..)")
+    }
 }

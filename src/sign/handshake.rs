@@ -2,7 +2,8 @@
 //! (`model::handshake`), which the gateway answers itself (`crate::handshake`). The request
 //! the sender sends, with a fresh random challenge, signed like an event where the handshake
 //! is signed (Slack, Zoom, Discord's two kinds, Twitch, Event Grid), and the answer the gateway gives it,
-//! computed here the way the sender checks it (Zoom's and X's with the route's secret).
+//! computed here the way the sender checks it (Zoom's and X's with the route's secret,
+//! eBay's with its verification token and endpoint).
 //! Printed as a curl command line followed by the expected answer as shell comments, so the
 //! output can be run as it is.
 
@@ -42,8 +43,8 @@ impl Answer {
 }
 
 /// The route's handshake at `now`, played with the key, path and extra headers `request`
-/// gives (its body and method are the handshake's own). `verify_token`: Meta's and Strava's,
-/// as configured.
+/// gives (its body and method are the handshake's own). `verify_token`: Meta's, Strava's and
+/// eBay's, as configured.
 pub fn play(
     sender: &Sender<'_>,
     request: &Request<'_>,
@@ -111,6 +112,28 @@ fn cloudevents(hs: &Handshake) -> Result<Question, SignError> {
     ))
 }
 
+/// The route's `verify_token` as the sender holds it, in text.
+fn text_token(verify_token: Option<&[u8]>) -> Result<&str, SignError> {
+    verify_token
+        .and_then(|t| std::str::from_utf8(t).ok())
+        .ok_or_else(|| {
+            SignError::Scheme("the route's handshake has no verify_token in text".into())
+        })
+}
+
+/// eBay's `GET ?challenge_code=C`, and the answer eBay checks: hex SHA-256 of the code, the
+/// verification token and the endpoint registered with eBay, one after the other.
+fn ebay(hs: &Handshake, token: &str, c: &str) -> Question {
+    use sha2::Digest as _;
+    let endpoint = hs.endpoint.as_deref().unwrap_or_default();
+    let digest = sha2::Sha256::digest(format!("{c}{token}{endpoint}"));
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("challenge_code", c)
+        .finish();
+    let answer = json!({ "challengeResponse": hex::encode(digest) }).to_string();
+    (query, Vec::new(), Answer::ok(answer))
+}
+
 /// An unsigned handshake: its query, its headers, and the answer.
 fn question(
     hs: &Handshake,
@@ -130,11 +153,7 @@ fn question(
     };
     Ok(match hs.kind {
         HandshakeKind::Meta | HandshakeKind::Strava => {
-            let token = verify_token
-                .and_then(|t| std::str::from_utf8(t).ok())
-                .ok_or_else(|| {
-                    SignError::Scheme("the route's handshake has no verify_token in text".into())
-                })?;
+            let token = text_token(verify_token)?;
             let q = query(&[
                 ("hub.mode", "subscribe"),
                 ("hub.challenge", c),
@@ -170,6 +189,7 @@ fn question(
             Answer::ok(c.into()),
         ),
         HandshakeKind::CloudEvents => cloudevents(hs)?,
+        HandshakeKind::EbayChallenge => ebay(hs, text_token(verify_token)?, c),
         signed => {
             return Err(SignError::Scheme(format!(
                 "the {} handshake is signed",

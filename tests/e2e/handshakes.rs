@@ -222,3 +222,60 @@ async fn worldline_endpoint_verification_is_echoed_by_the_worldline_preset() {
     assert_eq!(upstream.count(), 0);
     gw.shutdown().await;
 }
+
+/// eBay's challenge, from its Node SDK's test inputs: the verification token and the code are
+/// the same UUID, and the endpoint is the URL registered with eBay (not the path it comes to).
+const EBAY_CODE: &str = "71745723-d031-455c-bfa5-f90d11b4f20a";
+const EBAY_TOKEN: &str = "71745723-d031-455c-bfa5-f90d11b4f20a";
+const EBAY_ENDPOINT: &str = "http://www.testendpoint.com/webhook";
+
+/// eBay's `challenge_code`: a GET answered, before any signature, with the hex SHA-256 of the
+/// code, the verification token and the registered endpoint, in JSON; nothing reaches the
+/// app; a repeated code is refused; a signed event still goes through to the app.
+#[tokio::test]
+async fn ebays_challenge_code_is_answered_with_its_hash_and_events_still_reach_the_app() {
+    use sha2::Digest as _;
+    let upstream = Upstream::start().await;
+    let route = format!(
+        "  - name: ebay\n    path: /ebay\n    upstream: {}\n    verify: {{ signature: {{ header: x-signature }}, secret: \"${{HS_SECRET}}\" }}\n    handshake: {{ kind: ebay-challenge, verify_token: \"${{EBAY_VERIFY_TOKEN}}\", endpoint: \"{EBAY_ENDPOINT}\" }}\n",
+        upstream.url()
+    );
+    let env = [("HS_SECRET", SECRET), ("EBAY_VERIFY_TOKEN", EBAY_TOKEN)];
+    let gw = Hookgate::start(&Yaml::new().routes(&route), &env).await;
+
+    let challenge = gw.url(&format!("/ebay?challenge_code={EBAY_CODE}"));
+    let answer = send("GET", &challenge, &[], b"").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.headers["content-type"], "application/json");
+    let want = hex::encode(sha2::Sha256::digest(format!(
+        "{EBAY_CODE}{EBAY_TOKEN}{EBAY_ENDPOINT}"
+    )));
+    assert_eq!(
+        want, "048de9ffd0e35021fefc0388d5c52e0f475324f582f3778ca81a53354ccbbc97",
+        "the SDK's vector"
+    );
+    let got: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(got, serde_json::json!({ "challengeResponse": want }));
+
+    // Which of two codes would eBay mean? Refused, as the other handshakes refuse.
+    let twice = gw.url(&format!(
+        "/ebay?challenge_code={EBAY_CODE}&challenge_code=other"
+    ));
+    assert_eq!(
+        send("GET", &twice, &[], b"").await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(gw.outcome("ebay", "handshake"), 1.0);
+    assert_eq!(gw.outcome("ebay", "handshake_refused"), 1.0);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(upstream.count(), 0, "the app saw no handshake");
+
+    // A signed event goes through to the app, byte for byte.
+    let event = br#"{"metadata":{"topic":"MARKETPLACE_ACCOUNT_DELETION"},"notification":{"notificationId":"49feeaeb-4982-42d9-a377-9645b8479411"}}"#;
+    let signature = hex::encode(hmac_sha256(SECRET, &[event]));
+    let answer = post(&gw.url("/ebay"), &[("x-signature", &signature)], event).await;
+    assert!(answer.status.is_success(), "{}", answer.body);
+    eventually("the event reaches the app", || upstream.count() == 1).await;
+    assert_eq!(upstream.received()[0].body, event.to_vec());
+    gw.shutdown().await;
+}

@@ -19,6 +19,7 @@ const ENV: &[(&str, &str)] = &[
     ("MAILISH", "mailish-key"),
     ("SECRET", "hmac-secret"),
     ("META_TOKEN", "meta-verify-token"),
+    ("EBAY_TOKEN", "hookgate-ebay-verification-token-0123456789"),
     ("OKTA", "okta-authorization"),
 ];
 
@@ -332,7 +333,7 @@ async fn play(printed: &Printed) -> String {
 }
 
 /// `sign --handshake` for unsigned handshakes (Meta, X's CRC, Okta, Trello, CloudEvents,
-/// Microsoft Graph) and signed ones (Slack, Zoom, Discord's two kinds, Twitch): each curl line gets from the gateway the
+/// Microsoft Graph, eBay) and signed ones (Slack, Zoom, Discord's two kinds, Twitch): each curl line gets from the gateway the
 /// answer it says, and none reaches the app.
 #[tokio::test]
 async fn each_handshake_played_with_curl_gets_the_answer_sign_expects() {
@@ -361,7 +362,8 @@ async fn each_handshake_played_with_curl_gets_the_answer_sign_expects() {
          \x20 - {{ name: discord, path: /discord, upstream: \"{u}\", verify: {{ preset: discord, public_key: \"{discord_public}\" }} }}\n\
          \x20 - {{ name: discord-events, path: /discord-events, upstream: \"{u}\", verify: {{ preset: discord, public_key: \"{discord_public}\" }}, handshake: {{ kind: discord-events }} }}\n\
          \x20 - {{ name: msgraph, path: /msgraph, upstream: \"{u}\", allow_ips: [127.0.0.1/32], verify: {{ preset: msgraph, secret: \"${{TOKEN}}\" }} }}\n\
-         \x20 - {{ name: twitch, path: /twitch, upstream: \"{u}\", verify: {{ preset: twitch, secret: \"${{SECRET}}\" }} }}\n"
+         \x20 - {{ name: twitch, path: /twitch, upstream: \"{u}\", verify: {{ preset: twitch, secret: \"${{SECRET}}\" }} }}\n\
+         \x20 - {{ name: ebay, path: /ebay, upstream: \"{u}\", verify: {{ preset: github, secret: \"${{SECRET}}\" }}, handshake: {{ kind: ebay-challenge, verify_token: \"${{EBAY_TOKEN}}\", endpoint: \"https://hooks.example.com/ebay\" }} }}\n"
     );
     let config = write(&dir, "gateway.yaml", &Yaml::new().routes(&routes));
     let gateway = start(with_env(&mut run(&config)), Ready::default());
@@ -418,6 +420,18 @@ async fn each_handshake_played_with_curl_gets_the_answer_sign_expects() {
     play(&events).await;
     play(&handshake("msgraph", &[])).await;
     play(&handshake("twitch", &[])).await;
+    // eBay's answer hashes the token; the token itself is not printed.
+    let ebay = handshake("ebay", &[]);
+    assert!(
+        ebay.stdout.contains("/ebay?challenge_code=")
+            && ebay
+                .stdout
+                .contains("# expect body: {\"challengeResponse\":\"")
+            && !ebay.stdout.contains("hookgate-ebay-verification-token"),
+        "{}",
+        ebay.stdout
+    );
+    play(&ebay).await;
     assert_eq!(
         upstream.count(),
         0,

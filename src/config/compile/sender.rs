@@ -20,7 +20,7 @@ pub struct SenderSecrets {
     /// The route's keys, resolved and decoded with its `key_encoding`, in configuration
     /// order: shared secrets (HMAC, token, JWT HS*), or public keys.
     pub keys: Vec<Vec<u8>>,
-    /// The handshake's `verify_token` (Meta, Strava), as configured.
+    /// The handshake's `verify_token` (Meta, Strava, eBay), as configured.
     pub verify_token: Option<Vec<u8>>,
 }
 

@@ -2568,7 +2568,7 @@ fn every_preset_expanded_reads_back_to_the_same_scheme() {
         // Meta's handshake needs its verify token.
         let handshake = match crate::config::presets::find(name).and_then(|p| p.handshake) {
             Some(crate::model::handshake::HandshakeKind::Meta) => {
-                ", handshake: { verify_token: meta-verify }"
+                ", handshake: { verify_token: \"${KEY}\" }"
             }
             _ => "",
         };
@@ -2653,18 +2653,26 @@ fn shopify_dedupes_by_its_webhook_id_under_either_name() {
 #[test]
 fn expand_never_prints_a_literal_secret_or_store_password() {
     let dir = temp_dir("expand-secrets");
-    let text = "listeners:\n  - addr: 127.0.0.1:0\nreplay_store:\n  type: redis\n  url: \"redis://:hunter2pw@10.0.0.5:6379\"\nroutes:\n  - { name: r, path: /r, upstream: \"http://127.0.0.1:3000\", verify: { preset: lahza, secret: \"literal-hunter3\" } }\n";
+    let text = "listeners:\n  - addr: 127.0.0.1:0\nreplay_store:\n  type: redis\n  url: \"redis://:hunter2pw@10.0.0.5:6379\"\nroutes:\n  - { name: r, path: /r, upstream: \"http://127.0.0.1:3000\", verify: { preset: lahza, secret: \"literal-hunter3\" } }\n  - { name: e, path: /e, upstream: \"http://127.0.0.1:3000\", verify: { preset: lahza, secret: \"${LAHZA_SECRET}\" }, handshake: { kind: ebay-challenge, verify_token: literal-hunter4-ebay-verification-token, endpoint: \"https://hooks.example.com/e\" } }\n";
     let original = dir.join("gateway.yaml");
     std::fs::write(&original, text).unwrap();
     let loaded = compile(text, &dir, &env).unwrap_or_else(|e| panic!("{e}"));
     let (yaml, notes) = crate::config::expand(&original, &loaded).unwrap();
     assert!(
-        !yaml.contains("hunter2pw") && !yaml.contains("literal-hunter3"),
+        !yaml.contains("hunter2pw")
+            && !yaml.contains("literal-hunter3")
+            && !yaml.contains("literal-hunter4"),
         "{yaml}"
     );
     assert!(yaml.contains(crate::config::LITERAL_URL_PLACEHOLDER));
     assert!(yaml.contains(crate::config::LITERAL_SECRET_PLACEHOLDER));
-    assert_eq!(notes.len(), 2, "{notes:?}");
+    assert_eq!(notes.len(), 3, "{notes:?}");
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("routes[1] (e).handshake.verify_token: a literal token")),
+        "{notes:?}"
+    );
     // Pasted back unchanged, it fails to load instead of running with wrong values.
     assert!(compile(&yaml, &dir, &env).is_err());
 }
