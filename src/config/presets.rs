@@ -2310,7 +2310,7 @@ static PRESETS: &[Preset] = &[
             }),
             ..RawVerify::default()
         },
-        handshake: None,
+        handshake: Some(HandshakeKind::EbayChallenge),
         replay_key: Some(ReplayKey::Json("/notification/notificationId")),
         needs_app_answer: None,
         acknowledgement: None,

@@ -1453,6 +1453,8 @@ fn forged_clock() -> SystemTime {
 
 const EBAY_TOKEN_PATH: &str = "/identity/v1/oauth2/token";
 const EBAY_KEY_PATH: &str = "/commerce/notification/v1/public_key/";
+const EBAY_ENDPOINT: &str = "https://hooks.example.com/ebay";
+const EBAY_VERIFICATION_TOKEN: &str = "hookgate_ebay-verification-token_0123456789";
 
 /// A gateway with an `ebay` route (credentials from the environment), the key host serving
 /// eBay's token endpoint and its key API for the SDK vector's kid.
@@ -1476,13 +1478,14 @@ async fn ebay_setup(tag: &str, v: &Value, clock: fn() -> SystemTime) -> Setup {
     let yaml = config(&pki, &host, &up.url(), "").replace(
         "  - name: sns\n",
         &format!(
-            "  - name: ebay\n    path: /ebay\n    upstream: {}\n    verify:\n      preset: ebay\n      key_url:\n        token: {{ client_id: \"${{EBAY_CLIENT_ID}}\", client_secret: \"${{EBAY_CLIENT_SECRET}}\" }}\n  - name: sns\n",
+            "  - name: ebay\n    path: /ebay\n    upstream: {}\n    verify:\n      preset: ebay\n      key_url:\n        token: {{ client_id: \"${{EBAY_CLIENT_ID}}\", client_secret: \"${{EBAY_CLIENT_SECRET}}\" }}\n    handshake: {{ verify_token: \"${{EBAY_VERIFICATION_TOKEN}}\", endpoint: \"{EBAY_ENDPOINT}\" }}\n  - name: sns\n",
             up.url()
         ),
     );
     let env = [
         ("EBAY_CLIENT_ID", "hookgate-app-PRD-1234"),
         ("EBAY_CLIENT_SECRET", "PRD-ebay-secret-5678"),
+        ("EBAY_VERIFICATION_TOKEN", EBAY_VERIFICATION_TOKEN),
     ];
     let gw = Hookgate::start_with_clock(&yaml, &env, clock).await;
     Setup { pki, host, up, gw }
@@ -1538,6 +1541,24 @@ async fn a_real_ebay_notification_verifies_through_the_gateway() {
     )));
     assert!(heads[1].contains("v^1.1#i^1#test-application-token"));
     assert!(heads[1].to_lowercase().contains("authorization: bearer "));
+    // eBay's endpoint check: answered by the gateway, with no fetch and nothing forwarded.
+    let code = "71745723-d031-455c-bfa5-f90d11b4f20a";
+    let a = send(
+        "GET",
+        &s.gw.url(&format!("/ebay?challenge_code={code}")),
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    use sha2::Digest as _;
+    let expected = hex::encode(sha2::Sha256::digest(format!(
+        "{code}{EBAY_VERIFICATION_TOKEN}{EBAY_ENDPOINT}"
+    )));
+    assert_eq!(
+        serde_json::from_str::<Value>(&a.body).unwrap(),
+        json!({ "challengeResponse": expected })
+    );
     // eBay's other SDK cases: refused, nothing forwarded, nothing fetched.
     for name in ["SIGNATURE_MISMATCH", "INVALID"] {
         let (sig, c) = case(name);

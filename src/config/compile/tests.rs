@@ -2565,10 +2565,13 @@ fn every_preset_expanded_reads_back_to_the_same_scheme() {
             &"braintree" => format!("{keys}, key_id: my_public_key"),
             _ => keys,
         };
-        // Meta's handshake needs its verify token.
+        // Meta's and eBay's handshakes need their verify token (and eBay's its endpoint).
         let handshake = match crate::config::presets::find(name).and_then(|p| p.handshake) {
             Some(crate::model::handshake::HandshakeKind::Meta) => {
                 ", handshake: { verify_token: \"${KEY}\" }"
+            }
+            Some(crate::model::handshake::HandshakeKind::EbayChallenge) => {
+                ", handshake: { verify_token: \"${KEY_HEX}\", endpoint: \"https://hooks.example.com/p\" }"
             }
             _ => "",
         };
