@@ -373,10 +373,31 @@ async fn fetch_key(
             _ => unavailable(&e.why, e.retry_after),
         }
     })?;
-    parsed
+    let doc = parsed
         .get(key, &doc)
-        .map(Some)
-        .map_err(|e| unavailable(&e, std::time::Duration::from_secs(10)))
+        .map_err(|e| unavailable(&e, std::time::Duration::from_secs(10)))?;
+    chained(shared, key, &doc)?;
+    Ok(Some(doc))
+}
+
+/// A signing certificate that sends its chain, or whose route requires one, chains to the
+/// key fetcher's trust roots now (`key_url.require_chain`); a key needs no chain.
+fn chained(
+    shared: &Shared,
+    key: &crate::scheme::fetched::FetchedKey,
+    doc: &KeyDoc,
+) -> Result<(), Refusal> {
+    let KeyDoc::Certificate(cert) = doc else {
+        return Ok(());
+    };
+    if !key.chain.applies(cert) {
+        return Ok(());
+    }
+    let now = (shared.clock)()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    cert.check_chain(&key.chain.intermediates, shared.keys.anchors(), now)
+        .map_err(|e| Refusal::Verify(VerifyError::KeyRefused(e.to_string())))
 }
 
 /// The JWKS an OIDC issuer's discovery document names (fetched and kept like any key

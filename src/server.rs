@@ -381,25 +381,30 @@ fn open_key_cache(
         .routes()
         .iter()
         .any(|r| r.scheme.as_ref().is_some_and(|s| s.fetches_key()));
-    let tls = match crate::tls::upstream_config("keys", None, config.ca_file.as_deref(), None, None)
-    {
-        Ok(tls) => tls.config,
-        Err(e) if fetches => return Err(io::Error::other(format!("key_fetch: {e}"))),
-        Err(_) => Arc::new(
-            rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| io::Error::other(format!("TLS setup: {e}")))?
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth(),
-        ),
-    };
+    let (tls, roots) =
+        match crate::tls::upstream_config("keys", None, config.ca_file.as_deref(), None, None) {
+            Ok(tls) => (tls.config, tls.roots),
+            Err(e) if fetches => return Err(io::Error::other(format!("key_fetch: {e}"))),
+            Err(_) => (
+                Arc::new(
+                    rustls::ClientConfig::builder_with_provider(Arc::new(
+                        rustls::crypto::ring::default_provider(),
+                    ))
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| io::Error::other(format!("TLS setup: {e}")))?
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth(),
+                ),
+                Arc::new(rustls::RootCertStore::empty()),
+            ),
+        };
     let counters = crate::remote_keys::cache::KeyMetrics {
         fetches: metrics.keys.fetches.clone(),
         lookups: metrics.keys.lookups.clone(),
     };
-    Ok(crate::remote_keys::cache_for(config, tls, counters, clock))
+    Ok(crate::remote_keys::cache_for(
+        config, tls, roots, counters, clock,
+    ))
 }
 
 /// The replay store `replay_store:` names; says so when a route uses it.

@@ -94,7 +94,7 @@ pub fn upstream_config(
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| format!("TLS setup: {e}"))?
-        .with_root_certificates(roots);
+        .with_root_certificates(roots.clone());
     let mut config = match (cert_pem, key_pem) {
         (None, None) => builder.with_no_client_auth(),
         (Some(cert), Some(key)) => {
@@ -120,6 +120,7 @@ pub fn upstream_config(
         .map_err(|e| format!("`{name}` is not a DNS name or IP address to verify: {e}"))?;
     Ok(crate::model::UpstreamTls {
         config: Arc::new(config),
+        roots,
         server_name,
         fingerprint,
     })

@@ -1583,6 +1583,7 @@ pub fn key_url(data: &[u8]) {
         paths: paths.clone(),
         names: vec!["sns.amazonaws.com".into()],
         format,
+        chain: Default::default(),
     };
     match mode % 4 {
         0 => {

@@ -460,6 +460,13 @@ pub struct RawKeyUrl {
     pub key_at: Option<String>,
     /// The OAuth client-credentials grant whose token the key API takes (eBay's).
     pub token: Option<RawKeyToken>,
+    /// `true`: a signing certificate must chain to a trusted root (the key fetcher's: the
+    /// system's or `key_fetch.ca_file`) even when its document holds it alone; one that sends
+    /// its chain is always checked.
+    pub require_chain: Option<bool>,
+    /// PEM intermediates a signing certificate may chain through, for a sender that sends
+    /// its certificate alone (with `require_chain`).
+    pub intermediates_file: Option<PathBuf>,
     /// `true`: the JWKS is an issuer's that signs for this sender alone (your own FusionAuth
     /// instance), so its tokens need name no audience.
     pub private_issuer: Option<bool>,
@@ -551,6 +558,8 @@ impl RawKeyUrl {
                 scope: o.scope.or(b.scope),
             }),
             private_issuer: self.private_issuer.or(b.private_issuer),
+            require_chain: self.require_chain.or(b.require_chain),
+            intermediates_file: self.intermediates_file.or(b.intermediates_file),
             hosts: or(self.hosts, b.hosts),
             paths: or(self.paths, b.paths),
             certificate_names: or(self.certificate_names, b.certificate_names),
@@ -577,6 +586,16 @@ impl RawKeyUrl {
             ("kid_field", self.kid_field.as_deref().map(yaml_str)),
             ("key_at", self.key_at.as_deref().map(yaml_str)),
             ("token", self.token.as_ref().map(RawKeyToken::to_yaml)),
+            (
+                "require_chain",
+                self.require_chain.map(serde_yaml::Value::Bool),
+            ),
+            (
+                "intermediates_file",
+                self.intermediates_file
+                    .as_ref()
+                    .map(|p| yaml_str(&p.display().to_string())),
+            ),
             (
                 "private_issuer",
                 self.private_issuer.map(serde_yaml::Value::Bool),

@@ -292,6 +292,9 @@ impl Upstream {
 #[derive(Clone)]
 pub struct UpstreamTls {
     pub config: Arc<rustls::ClientConfig>,
+    /// The trust anchors `config` verifies with (`ca_file`'s, or the system's): the key
+    /// fetcher also chains signing certificates to them.
+    pub roots: Arc<rustls::RootCertStore>,
     pub server_name: rustls::pki_types::ServerName<'static>,
     /// Hex SHA-256 of `server_name` and the CA and client files' contents: a file replaced in
     /// place changes it, so connections made under the old one are not pooled with new ones.

@@ -120,6 +120,8 @@ pub struct KeyCache {
     done: Mutex<std::collections::HashSet<KeyUrl>>,
     /// The OAuth tokens of key APIs that take one.
     tokens: super::token::Tokens,
+    /// The roots key hosts are verified with: signing certificates chain to them too.
+    roots: Arc<rustls::RootCertStore>,
 }
 
 impl KeyCache {
@@ -145,6 +147,7 @@ impl KeyCache {
             parsed: super::parsed::ParsedDocs::default(),
             done: Mutex::default(),
             tokens: super::token::Tokens::default(),
+            roots: Arc::new(rustls::RootCertStore::empty()),
             budget: Mutex::new(FetchBudget {
                 tokens: f64::from(bounds.fetches_per_second),
                 at: std::time::Instant::now(),
@@ -195,6 +198,16 @@ impl KeyCache {
             metrics: Some(metrics),
             ..self
         }
+    }
+
+    /// The same cache, chaining signing certificates to `roots`.
+    pub fn with_roots(self, roots: Arc<rustls::RootCertStore>) -> KeyCache {
+        KeyCache { roots, ..self }
+    }
+
+    /// The trust anchors signing certificates chain to.
+    pub fn anchors(&self) -> &[rustls::pki_types::TrustAnchor<'static>] {
+        &self.roots.roots
     }
 
     /// The cache's clock (the gateway's; a test's own).

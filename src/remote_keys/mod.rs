@@ -22,6 +22,7 @@ use crate::model::key_fetch::KeyFetch;
 pub fn cache_for(
     config: &KeyFetch,
     tls: Arc<rustls::ClientConfig>,
+    roots: Arc<rustls::RootCertStore>,
     metrics: cache::KeyMetrics,
     clock: fn() -> SystemTime,
 ) -> cache::KeyCache {
@@ -44,5 +45,7 @@ pub fn cache_for(
         fetches_per_second: config.max_fetches_per_second,
     };
     let resolve = fetch::resolver_with(config.connect_to.clone());
-    cache::KeyCache::new(policy, limits, bounds, tls, resolve, clock).with_metrics(metrics)
+    cache::KeyCache::new(policy, limits, bounds, tls, resolve, clock)
+        .with_metrics(metrics)
+        .with_roots(roots)
 }

@@ -68,6 +68,7 @@ mod tests {
             paths: vec![],
             names: vec!["sns.amazonaws.com".into()],
             format: DocFormat::Certificate,
+            chain: Default::default(),
         };
         let pem = |name: &str| {
             let key = rcgen::KeyPair::generate().unwrap();

@@ -25,6 +25,8 @@ pub struct Certificate {
     pub fingerprint: [u8; 32],
     /// The DNS names of its subjectAltName.
     pub names: Vec<String>,
+    /// The certificates after it in the document (its chain, as the sender sent it), DER.
+    pub chain: Vec<Vec<u8>>,
 }
 
 /// Why a certificate may not sign a request.
@@ -36,6 +38,8 @@ pub enum CertificateError {
     Expired,
     #[error("the signing certificate is issued to {0}, not to a name this sender signs with")]
     WrongName(String),
+    #[error("the signing certificate does not chain to a trusted root: {0}")]
+    Unchained(String),
 }
 
 impl Certificate {
@@ -47,11 +51,15 @@ impl Certificate {
         if !only_certificates(doc) {
             return Err("the document is not PEM certificates alone".into());
         }
-        let first = CertificateDer::pem_slice_iter(doc)
-            .next()
-            .ok_or("no PEM certificate in the document")?
-            .map_err(|e| format!("the PEM document cannot be read: {e}"))?;
-        Certificate::from_der(first.as_ref())
+        let mut all = CertificateDer::pem_slice_iter(doc)
+            .map(|c| c.map(|c| c.as_ref().to_vec()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("the PEM document cannot be read: {e}"))?
+            .into_iter();
+        let first = all.next().ok_or("no PEM certificate in the document")?;
+        let mut cert = Certificate::from_der(&first)?;
+        cert.chain = all.collect();
+        Ok(cert)
     }
 
     pub fn from_der(der: &[u8]) -> Result<Certificate, String> {
@@ -67,6 +75,7 @@ impl Certificate {
             not_after,
             fingerprint: sha2::Sha256::digest(der).into(),
             names,
+            chain: Vec::new(),
         })
     }
 
@@ -88,6 +97,45 @@ impl Certificate {
             }));
         }
         Ok(())
+    }
+
+    /// Whether this certificate chains, at `now` (Unix seconds), to one of `anchors` through
+    /// the certificates its document sent after it and `intermediates` (the route's own,
+    /// for a sender that sends its certificate alone), as a TLS server's certificate would:
+    /// every certificate on the path valid now, each signed by the next, CA constraints
+    /// honoured, and no extended key usage that excludes a server certificate's.
+    pub fn check_chain(
+        &self,
+        intermediates: &[Vec<u8>],
+        anchors: &[rustls::pki_types::TrustAnchor<'_>],
+        now: i64,
+    ) -> Result<(), CertificateError> {
+        let unchained = |why: String| CertificateError::Unchained(why);
+        let der = CertificateDer::from(self.der.as_slice());
+        let leaf = webpki::EndEntityCert::try_from(&der).map_err(|e| unchained(e.to_string()))?;
+        let path: Vec<CertificateDer<'_>> = self
+            .chain
+            .iter()
+            .chain(intermediates)
+            .map(|c| CertificateDer::from(c.as_slice()))
+            .collect();
+        let time = rustls::pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+            u64::try_from(now).unwrap_or(0),
+        ));
+        let algorithms = rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .all;
+        leaf.verify_for_usage(
+            algorithms,
+            anchors,
+            &path,
+            time,
+            webpki::KeyUsage::server_auth(),
+            None,
+            None,
+        )
+        .map(|_| ())
+        .map_err(|e| unchained(format!("{e:?}")))
     }
 
     /// The fingerprint as operators read it: `AB:CD:...`.
@@ -200,6 +248,52 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// PayPal's real signing certificate (PayPal's SDK tests) chains to DigiCert's root
+    /// through the intermediate PayPal's Java SDK bundles, while all three were valid.
+    #[test]
+    fn paypals_real_certificate_chains_to_digicert_through_its_intermediate() {
+        let v: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/vectors/paypal.json")).unwrap();
+        let leaf = Certificate::from_pem(v["certificate"].as_str().unwrap().as_bytes()).unwrap();
+        assert!(leaf.chain.is_empty(), "PayPal sent its certificate alone");
+        let der = |pem: &str| {
+            CertificateDer::pem_slice_iter(pem.as_bytes())
+                .next()
+                .unwrap()
+                .unwrap()
+        };
+        let intermediate = der(include_str!(
+            "../../tests/fixtures/digicert-sha2-ev-server-ca.pem"
+        ))
+        .to_vec();
+        let root = der(include_str!(
+            "../../tests/fixtures/digicert-high-assurance-ev-root-ca.pem"
+        ));
+        let anchors = [webpki::anchor_from_trusted_cert(&root).unwrap()];
+        // 2016-06-01, inside the certificate's validity (2015-03-18 to 2017-03-22).
+        let mid = 1_464_739_200;
+        assert_eq!(
+            leaf.check_chain(std::slice::from_ref(&intermediate), &anchors, mid),
+            Ok(())
+        );
+        // Without the intermediate, or after the certificate expired, or to another root.
+        assert!(matches!(
+            leaf.check_chain(&[], &anchors, mid),
+            Err(CertificateError::Unchained(_))
+        ));
+        assert!(matches!(
+            leaf.check_chain(std::slice::from_ref(&intermediate), &anchors, 1_700_000_000),
+            Err(CertificateError::Unchained(_))
+        ));
+        let other = made(&["root.example"], (2010, 1, 1), (2040, 1, 1));
+        let other = CertificateDer::from(other.der.as_slice());
+        let others = [webpki::anchor_from_trusted_cert(&other).unwrap()];
+        assert!(matches!(
+            leaf.check_chain(std::slice::from_ref(&intermediate), &others, mid),
+            Err(CertificateError::Unchained(_))
+        ));
+    }
 
     fn made(names: &[&str], from: (i32, u8, u8), to: (i32, u8, u8)) -> Certificate {
         let mut params =

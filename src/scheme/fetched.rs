@@ -32,6 +32,25 @@ pub struct FetchedKey {
     pub names: Vec<String>,
     /// What the document is.
     pub format: DocFormat,
+    /// How a signing certificate must chain to a trusted root.
+    pub chain: ChainRule,
+}
+
+/// A signing certificate's chain to the key fetcher's trust roots: checked whenever the
+/// document sends one; `required`, also for a certificate sent alone, through
+/// `intermediates`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChainRule {
+    pub required: bool,
+    /// DER intermediates the route gives.
+    pub intermediates: Vec<Vec<u8>>,
+}
+
+impl ChainRule {
+    /// Whether `cert`'s chain is checked.
+    pub fn applies(&self, cert: &Certificate) -> bool {
+        self.required || !cert.chain.is_empty()
+    }
 }
 
 /// Where a key's URL is: in the request, or the route's own.
@@ -450,6 +469,7 @@ mod tests {
             paths: vec![PathPattern::parse("/SimpleNotificationService-*.pem").unwrap()],
             names: vec!["sns.amazonaws.com".into()],
             format: DocFormat::Certificate,
+            chain: ChainRule::default(),
         }
     }
 
@@ -505,6 +525,7 @@ mod tests {
             paths: vec![],
             names: vec![],
             format: DocFormat::Certificate,
+            chain: ChainRule::default(),
         };
         let body = RawBody::from(Vec::new());
         let json = JsonBody::default();

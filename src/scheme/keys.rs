@@ -184,7 +184,7 @@ pub enum Keys {
     /// JWT keys, all of the route's one family (`jwt.rs`).
     Jwt(Vec<super::jwt::JwtKey>),
     /// One key, fetched from where each request says (`fetched.rs`).
-    Fetched(super::fetched::FetchedKey),
+    Fetched(Box<super::fetched::FetchedKey>),
 }
 
 impl Keys {

@@ -1640,3 +1640,110 @@ async fn forged_ebay_key_ids_cost_one_call_per_interval_and_a_refused_token_is_r
     assert!(heads[3].starts_with(&format!("POST {EBAY_TOKEN_PATH} ")));
     assert_eq!(s.up.count(), 1);
 }
+
+// Signing certificates' chains (PayPal's SDKs check its certificate's chain).
+
+/// A CA for the chain tests: an intermediate the test CA issues, or a rogue root of its own.
+fn chain_ca(issuer: Option<&Pki>) -> (rcgen::Certificate, KeyPair) {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let key = KeyPair::generate().unwrap();
+    let cert = match issuer {
+        Some(pki) => params.signed_by(&key, &pki.ca, &pki.ca_key).unwrap(),
+        None => params.self_signed(&key).unwrap(),
+    };
+    (cert, key)
+}
+
+/// PayPal's signing certificate for the test RSA key, issued by `ca`, as PEM; with `ca`'s
+/// own certificate after it when `send_chain`.
+fn paypal_cert_from(ca: &(rcgen::Certificate, KeyPair), send_chain: bool) -> Vec<u8> {
+    let key = KeyPair::from_pem(SIGNING_KEY).unwrap();
+    let params =
+        CertificateParams::new(vec!["messageverificationcerts.paypal.com".to_owned()]).unwrap();
+    let leaf = params.signed_by(&key, &ca.0, &ca.1).unwrap();
+    let mut pem = leaf.pem();
+    if send_chain {
+        pem += &ca.0.pem();
+    }
+    pem.into_bytes()
+}
+
+#[tokio::test]
+async fn a_signing_certificate_that_sends_a_chain_or_must_have_one_chains_to_a_trusted_root() {
+    let pki = pki("chain");
+    let host = KeyHost::start(&pki).await;
+    let up = Upstream::start().await;
+    let intermediate = chain_ca(Some(&pki));
+    let rogue = chain_ca(None);
+    let file = pki.dir.join("paypal-intermediates.pem");
+    std::fs::write(&file, intermediate.0.pem()).unwrap();
+    let route = |name: &str, key_url: &str| {
+        format!(
+            "  - name: {name}\n    path: /{name}\n    upstream: {}\n    verify:\n      preset: paypal\n      key_id: {WEBHOOK_ID}\n      key_url: {key_url}\n",
+            up.url()
+        )
+    };
+    let yaml = config(&pki, &host, &up.url(), "").replace(
+        "  - name: sns\n",
+        &format!(
+            "{}{}  - name: sns\n",
+            route("chained", "{ require_chain: true }"),
+            route(
+                "given",
+                &format!(
+                    "{{ require_chain: true, intermediates_file: \"{}\" }}",
+                    file.display()
+                )
+            ),
+        ),
+    );
+    let gw = Hookgate::start(&yaml, &[]).await;
+    let direct = pki.signing_cert("messageverificationcerts.paypal.com", -1, 30);
+    let docs = [
+        ("direct", direct),
+        ("inter-sent", paypal_cert_from(&intermediate, true)),
+        ("inter-alone", paypal_cert_from(&intermediate, false)),
+        ("rogue-alone", paypal_cert_from(&rogue, false)),
+        ("rogue-sent", paypal_cert_from(&rogue, true)),
+    ];
+    for (name, pem) in &docs {
+        host.serve(
+            &format!("/v1/notifications/certs/CERT-{name}"),
+            Doc::Ok(pem.clone(), "max-age=600"),
+        );
+    }
+    let body = br#"{"id":"WH-2","event_type":"PAYMENT.CAPTURE.COMPLETED"}"#;
+    let status = |route: &'static str, doc: &'static str| {
+        let cert_url = format!("https://{PAYPAL_HOST}/v1/notifications/certs/CERT-{doc}");
+        let url = gw.url(&format!("/{route}"));
+        async move {
+            let headers = paypal_headers(body, WEBHOOK_ID, &cert_url);
+            post(&url, &as_refs(&headers), body).await.status.as_u16()
+        }
+    };
+    // (route, document, status): a chain sent is always checked; a route that requires one
+    // checks a certificate sent alone too, through the intermediates it gives.
+    let expected: &[(&str, &str, u16)] = &[
+        ("paypal", "direct", 200),
+        ("paypal", "inter-sent", 200),
+        ("paypal", "rogue-sent", 401),
+        // Not required: a certificate sent alone is trusted for its pinned host and path.
+        ("paypal", "inter-alone", 200),
+        ("paypal", "rogue-alone", 200),
+        ("chained", "direct", 200),
+        ("chained", "inter-sent", 200),
+        ("chained", "inter-alone", 401),
+        ("chained", "rogue-alone", 401),
+        ("chained", "rogue-sent", 401),
+        ("given", "inter-alone", 200),
+        ("given", "rogue-alone", 401),
+    ];
+    let mut forwarded = 0;
+    for &(route, doc, want) in expected {
+        assert_eq!(status(route, doc).await, want, "{route} with {doc}");
+        forwarded += usize::from(want == 200);
+    }
+    assert_eq!(up.count(), forwarded);
+    assert_eq!(gw.outcome("chained", "key_refused"), 3.0);
+}

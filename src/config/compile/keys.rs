@@ -8,7 +8,7 @@ use super::{Ctx, Report};
 use crate::config::defaults;
 use crate::config::file::{RawKeyUrl, RawVerify};
 use crate::config::secret::{self, Origin};
-use crate::scheme::fetched::{DocFormat, FetchedKey, KeyApi, KeyFrom, TokenGrant};
+use crate::scheme::fetched::{ChainRule, DocFormat, FetchedKey, KeyApi, KeyFrom, TokenGrant};
 use crate::scheme::jwt::Family;
 use crate::scheme::pin::{HostPattern, KeyUrl, PathPattern};
 use crate::scheme::{Algorithm, KeyEncoding, Keys};
@@ -319,13 +319,67 @@ pub(super) fn compile_key_url(
         }
         _ => {}
     }
+    let chain = chain_rule(raw, format, &kloc, ctx, r);
     Some(FetchedKey {
         from: from?,
         hosts,
         paths,
         names: raw.certificate_names.clone(),
         format,
+        chain,
     })
+}
+
+/// `key_url.require_chain` and `intermediates_file`: for signing certificates only; the
+/// intermediates are PEM certificates, read now.
+fn chain_rule(
+    raw: &RawKeyUrl,
+    format: DocFormat,
+    kloc: &str,
+    ctx: &Ctx<'_>,
+    r: &mut Report,
+) -> ChainRule {
+    let required = raw.require_chain == Some(true);
+    if required && format != DocFormat::Certificate {
+        r.error(
+            format!("{kloc}.require_chain"),
+            "only for signing certificates; keys have no chain",
+        );
+    }
+    let Some(file) = &raw.intermediates_file else {
+        return ChainRule {
+            required,
+            intermediates: Vec::new(),
+        };
+    };
+    let floc = format!("{kloc}.intermediates_file");
+    if !required {
+        r.error(&floc, "goes with `require_chain: true`");
+    }
+    let path = r.file(ctx.base.join(file));
+    let intermediates = std::fs::read(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+        .and_then(|pem| {
+            use rustls::pki_types::pem::PemObject as _;
+            let certs = rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
+                .map(|c| c.map(|c| c.as_ref().to_vec()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            if certs.is_empty() {
+                return Err(format!("no PEM certificate in {}", path.display()));
+            }
+            Ok(certs)
+        });
+    match intermediates {
+        Ok(intermediates) => ChainRule {
+            required,
+            intermediates,
+        },
+        Err(e) => {
+            r.error(floc, e);
+            ChainRule::default()
+        }
+    }
 }
 
 /// `key_url.paths`: the paths a key URL the request names may have.

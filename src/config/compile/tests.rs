@@ -2939,3 +2939,61 @@ fn a_jwks_route_names_its_audience_unless_its_issuer_signs_for_it_alone() {
     let errors = super::compile_scheme(v, "v", Path::new("."), &|_| None, None).unwrap_err();
     assert_eq!(errors[0].location, "v.key_url.private_issuer", "{errors:?}");
 }
+
+#[test]
+fn a_required_chain_is_for_certificates_and_its_intermediates_are_read_at_load() {
+    let dir = temp_dir("chain-rule");
+    let compile = |key_url: &str| {
+        let yaml = format!("{{ preset: paypal, key_id: WH-1, key_url: {key_url} }}");
+        let v: crate::config::file::RawVerify = serde_yaml::from_str(&yaml).unwrap();
+        super::compile_scheme(v, "v", &dir, &|_| None, None)
+    };
+    let at = |key_url: &str| -> Vec<String> {
+        compile(key_url)
+            .unwrap_err()
+            .iter()
+            .map(|e| format!("{}: {}", e.location, e.message))
+            .collect()
+    };
+    let ok = compile("{ require_chain: true }").unwrap();
+    let crate::scheme::Keys::Fetched(key) = &ok.keys else {
+        panic!("paypal fetches its key")
+    };
+    assert!(key.chain.required && key.chain.intermediates.is_empty());
+    let errors = at("{ intermediates_file: missing.pem }");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("v.key_url.intermediates_file: goes with")),
+        "{errors:?}"
+    );
+    let errors = at("{ require_chain: true, intermediates_file: missing.pem }");
+    assert!(
+        errors.iter().any(|e| e.contains("cannot read")),
+        "{errors:?}"
+    );
+    std::fs::write(dir.join("empty.pem"), "").unwrap();
+    let errors = at("{ require_chain: true, intermediates_file: empty.pem }");
+    assert!(
+        errors.iter().any(|e| e.contains("no PEM certificate")),
+        "{errors:?}"
+    );
+    std::fs::write(
+        dir.join("ca.pem"),
+        include_str!("../../../tests/fixtures/digicert-sha2-ev-server-ca.pem"),
+    )
+    .unwrap();
+    let given = compile("{ require_chain: true, intermediates_file: ca.pem }").unwrap();
+    let crate::scheme::Keys::Fetched(key) = &given.keys else {
+        panic!("paypal fetches its key")
+    };
+    assert_eq!(key.chain.intermediates.len(), 1);
+    // A key set has no chain.
+    let v: crate::config::file::RawVerify = serde_yaml::from_str(
+        "{ preset: google-pubsub, jwt: { audience: a, claims: { email: e } }, \
+         key_url: { require_chain: true } }",
+    )
+    .unwrap();
+    let errors = super::compile_scheme(v, "v", &dir, &|_| None, None).unwrap_err();
+    assert_eq!(errors[0].location, "v.key_url.require_chain", "{errors:?}");
+}

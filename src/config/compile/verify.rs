@@ -128,7 +128,7 @@ pub(super) fn compile_verify(
     let json_allowed = algorithm.map(|a| compile_json_allowed(&v, a, loc, ctx.shape_only, r));
     let keys = match algorithm {
         Some(alg) if alg.fetches_key() || v.key_url.is_some() => {
-            compile_key_url(&v, alg, family, loc, ctx, r).map(Keys::Fetched)
+            compile_key_url(&v, alg, family, loc, ctx, r).map(|k| Keys::Fetched(Box::new(k)))
         }
         Some(alg) if ctx.shape_only => Some(Keys::new(alg, &[]).expect("no keys to reject")),
         Some(alg) => compile_keys(&v, alg, family, loc, ctx, r),
