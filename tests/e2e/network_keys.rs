@@ -880,6 +880,62 @@ async fn real_sns_messages_verify_through_the_gateway() {
     assert_eq!(host.requests(), 2);
 }
 
+/// SHA-1 signatures (SNS signature version 1, the topic's default) can be refused by a
+/// route whose topics sign with version 2: `json_allowed` pins `/SignatureVersion`, checked
+/// before any fetch.
+#[tokio::test]
+async fn a_route_can_refuse_sns_signature_version_1() {
+    let v: Value = serde_json::from_str(include_str!("../vectors/sns.json")).unwrap();
+    let cert = v["certificate"].as_str().unwrap().as_bytes().to_vec();
+    let cases = v["cases"].as_array().unwrap();
+    let pki = pki("sns-v2-only");
+    let host = KeyHost::start(&pki).await;
+    let up = Upstream::start().await;
+    let first = &cases[0]["message"];
+    let (_, path) = host_and_path(first["SigningCertURL"].as_str().unwrap());
+    host.serve(&path, Doc::Ok(cert, "max-age=600"));
+    let topics: Vec<String> = cases
+        .iter()
+        .map(|c| c["message"]["TopicArn"].as_str().unwrap().to_owned())
+        .collect();
+    let yaml = config(&pki, &host, &up.url(), "").replace(
+        &format!("        /TopicArn: [{TOPIC}]\n"),
+        &format!(
+            "        /TopicArn: [{}]\n        /SignatureVersion: [\"2\"]\n",
+            topics.join(", ")
+        ),
+    );
+    let gw = Hookgate::start_with_clock(&yaml, &[], sns_v2_clock).await;
+    let (mut v1, mut v2) = (0, 0);
+    for case in cases {
+        let m = &case["message"];
+        SNS_V2_NOW.store(
+            unix_of(m["Timestamp"].as_str().unwrap()) + 1,
+            Ordering::SeqCst,
+        );
+        let body = serde_json::to_vec(m).unwrap();
+        let a = post(&gw.url("/sns"), &[("content-type", "text/plain")], &body).await;
+        if m["SignatureVersion"] == "1" {
+            assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+            v1 += 1;
+        } else {
+            assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+            v2 += 1;
+        }
+    }
+    assert_eq!((v1, v2), (2, 2));
+    assert_eq!(gw.outcome("sns", "value_not_allowed"), 2.0);
+    assert_eq!(up.count(), 2);
+    // The refused messages fetched nothing: one fetch per pair's time (90 minutes apart).
+    assert_eq!(host.requests(), 2);
+}
+
+static SNS_V2_NOW: AtomicU64 = AtomicU64::new(0);
+
+fn sns_v2_clock() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(SNS_V2_NOW.load(Ordering::SeqCst))
+}
+
 #[tokio::test]
 async fn a_real_paypal_delivery_verifies_through_the_gateway() {
     let v: Value = serde_json::from_str(include_str!("../vectors/paypal.json")).unwrap();
