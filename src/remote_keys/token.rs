@@ -17,6 +17,9 @@ use super::fetch::{FetchError, Fetched};
 /// The longest token taken (eBay's are about 2 KiB).
 const MAX_TOKEN: usize = 8 * 1024;
 
+/// The longest a token is kept, in seconds.
+const MAX_KEEP: u64 = 24 * 3600;
+
 /// How long a token is kept when its endpoint does not say (`expires_in` absent).
 const DEFAULT_KEEP: Duration = Duration::from_secs(60);
 
@@ -96,7 +99,8 @@ fn parse(body: &[u8]) -> Result<(String, Duration), String> {
         return Err("the access_token is not a header value of at most 8 KiB".into());
     }
     let keep = match doc.get("expires_in").and_then(serde_json::Value::as_u64) {
-        Some(secs) => Duration::from_secs(secs - (secs / 10).min(300)),
+        // At most a day, whatever the endpoint says (and no time overflow).
+        Some(secs) => Duration::from_secs(secs.min(MAX_KEEP) - (secs.min(MAX_KEEP) / 10).min(300)),
         None => DEFAULT_KEEP,
     };
     Ok((token.to_owned(), keep))
@@ -158,6 +162,14 @@ mod tests {
         let tokens = Tokens::default();
         let grant = grant();
         let now = || SystemTime::UNIX_EPOCH;
+        // An endpoint's absurd lifetime is capped, not overflowed.
+        let long = tokens
+            .bearer(&grant, now, || async {
+                answer(r#"{"access_token":"forever","expires_in":18446744073709551615}"#)
+            })
+            .await;
+        assert_eq!(long.unwrap(), "forever");
+        tokens.forget(&grant);
         for bad in [
             "not json",
             r#"{"error":"invalid_client"}"#,

@@ -350,9 +350,11 @@ impl KeyDoc {
                 format!("JWKS with {} keys ({})", keys.len(), kids.join(", "))
             }
             KeyDoc::P256(key) => {
-                let point = key.to_encoded_point(true);
-                let digest = sha2::Sha256::digest(point.as_bytes());
-                format!("P-256 public key, SHA-256 {}", hex::encode(&digest[..8]))
+                // As the admin listener's `/keys` shows it: SHA-256 of the key's DER.
+                use p256::pkcs8::EncodePublicKey as _;
+                let der = key.to_public_key_der().map(|d| d.as_bytes().to_vec());
+                let digest = sha2::Sha256::digest(der.unwrap_or_default());
+                format!("P-256 public key, SHA-256 {}", hex::encode(digest))
             }
         }
     }

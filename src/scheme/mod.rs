@@ -618,6 +618,10 @@ impl Scheme {
         };
         fields_only::check(self, req)?;
         self.check_allowed(req)?;
+        if self.reads_json() {
+            // A body the scheme cannot read costs no fetch.
+            req.json()?;
+        }
         let header = self.signature.read(req, &|k| self.reads_entry(k))?;
         match &self.jwt {
             Some(spec) => match header.candidates.as_slice() {

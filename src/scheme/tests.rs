@@ -2169,4 +2169,48 @@ fn an_ebay_envelope_must_claim_the_algorithm_the_gateway_checks() {
         read("not base64!"),
         Err(VerifyError::MalformedSignature(_))
     ));
+    // A body that reads two ways is refused before any key is fetched for it.
+    let ambiguous = RawBody::from(br#"{"a":1,"a":2}"#.to_vec());
+    let headers = headers(&[("x-ebay-signature", &b64(&ok))]);
+    let view = RequestView {
+        method: &http::Method::POST,
+        json: &JsonBody::default(),
+        headers: &headers,
+        body: &ambiguous,
+        path_and_query: "/",
+    };
+    assert!(matches!(
+        scheme.key_url(&view, SystemTime::now()),
+        Err(VerifyError::NotStrictJson(_))
+    ));
+}
+
+#[test]
+fn a_key_apis_token_endpoint_is_on_its_own_host_unless_the_route_names_hosts() {
+    use crate::config::file::{RawKeyToken, RawKeyUrl};
+    let compile = |token_url: &str, hosts: Vec<String>| {
+        let v = RawVerify {
+            preset: Some("ebay".into()),
+            key_url: Some(RawKeyUrl {
+                token: Some(RawKeyToken {
+                    url: Some(token_url.into()),
+                    client_id: Some("${ID}".into()),
+                    client_secret: Some("${SECRET}".into()),
+                    ..RawKeyToken::default()
+                }),
+                hosts,
+                ..RawKeyUrl::default()
+            }),
+            ..RawVerify::default()
+        };
+        compile_scheme(v, "t", Path::new("."), &|_| Some("c".into()), None)
+    };
+    assert!(compile("https://api.ebay.com/identity/v1/oauth2/token", vec![]).is_ok());
+    let errors = compile("https://auth.example.com/token", vec![]).unwrap_err();
+    assert_eq!(errors[0].location, "t.key_url.token.url", "{errors:?}");
+    assert!(compile(
+        "https://auth.example.com/token",
+        vec!["api.ebay.com".into(), "auth.example.com".into()]
+    )
+    .is_ok());
 }

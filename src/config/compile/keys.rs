@@ -527,8 +527,14 @@ fn key_api(
         Some(required(&raw.kid_field, "kid_field", r)?)
     };
     let key_at = required(&raw.key_at, "key_at", r);
+    // The token endpoint is on the route's hosts or, without them, the key API's own.
+    let api_host: Vec<HostPattern> = url
+        .iter()
+        .filter_map(|u| HostPattern::parse(u.host()))
+        .collect();
+    let pins = if hosts.is_empty() { &api_host } else { hosts };
     let token = match &raw.token {
-        Some(t) => Some(std::sync::Arc::new(key_token(t, hosts, kloc, ctx, r)?)),
+        Some(t) => Some(std::sync::Arc::new(key_token(t, pins, kloc, ctx, r)?)),
         None => None,
     };
     Some(KeyApi {
