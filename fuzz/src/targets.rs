@@ -1420,12 +1420,40 @@ fn json_headers() -> HeaderMap {
     h
 }
 
+/// The compact form eBay's signature covers (`json::compact`): one JSON value with the same
+/// meaning, written once (compacting it again changes nothing), and no longer than the body.
+fn check_compact(data: &[u8], strict: &serde_json::Value) {
+    use hookgate::scheme::json::{compact, parse_strict};
+    let once = compact(data).expect("a strict body has a compact form");
+    assert!(once.len() <= data.len(), "never longer than the body");
+    let again = parse_strict(&once).expect("the compact form is strict JSON");
+    assert_eq!(&again, strict, "the compact form means what the body means");
+    assert_eq!(
+        compact(&once).expect("compacts again").as_ref(),
+        once.as_ref(),
+        "written once"
+    );
+    // Outside strings, nothing but the tokens.
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in once.iter() {
+        match (in_string, escaped, b) {
+            (true, true, _) => escaped = false,
+            (true, false, b'\\') => escaped = true,
+            (_, false, b'"') => in_string = !in_string,
+            (false, _, b' ' | b'\n' | b'\r' | b'\t') => panic!("whitespace between tokens"),
+            _ => {}
+        }
+    }
+}
+
 pub fn json_field(data: &[u8]) {
     use hookgate::scheme::json::{parse_strict, render};
     if let Ok(strict) = parse_strict(data) {
         let lenient: serde_json::Value = serde_json::from_slice(data).expect("strict JSON is JSON");
         assert_eq!(strict, lenient, "strict and lenient parses agree");
         check_render(&strict, &render);
+        check_compact(data, &strict);
     }
     let body = RawBody::from(Bytes::copy_from_slice(data));
     let json = hookgate::scheme::JsonBody::default();
