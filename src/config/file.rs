@@ -631,10 +631,12 @@ pub struct RawSignature {
     pub headers: Option<Vec<String>>,
     /// ... or numbered headers `{prefix}1` to `{prefix}{max}` (DocuSign) ...
     pub numbered: Option<RawNumbered>,
-    /// ... or a query parameter, a form field or a JSON field of the body.
+    /// ... or a query parameter, a form field or a JSON field of the body ...
     pub query: Option<String>,
     pub form: Option<String>,
     pub json: Option<String>,
+    /// ... or the whole body is the signature: a JWT whose payload is the event (Kinde).
+    pub body: Option<bool>,
     pub prefix: Option<String>,
     pub encoding: Option<OneOrMany>,
     pub entries: Option<RawEntries>,
@@ -653,6 +655,7 @@ impl RawSignature {
             || self.query.is_some()
             || self.form.is_some()
             || self.json.is_some()
+            || self.body.is_some()
     }
 
     /// The block as the file writes it (`check --expand`).
@@ -673,6 +676,7 @@ impl RawSignature {
             ("query", s.query.as_deref().map(yaml_str)),
             ("form", s.form.as_deref().map(yaml_str)),
             ("json", s.json.as_deref().map(yaml_str)),
+            ("body", s.body.map(serde_yaml::Value::Bool)),
             ("prefix", s.prefix.as_deref().map(yaml_str)),
             ("encoding", s.encoding.as_ref().map(OneOrMany::to_yaml)),
             (
@@ -994,6 +998,7 @@ impl RawVerify {
                     query: src.query.clone(),
                     form: src.form.clone(),
                     json: src.json.clone(),
+                    body: src.body,
                     prefix: o.prefix.or(b.prefix),
                     encoding: o.encoding.or(b.encoding),
                     entries: o.entries.or(b.entries),

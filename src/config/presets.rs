@@ -2320,6 +2320,7 @@ static PRESETS: &[Preset] = &[
                 published: &["https://github.com/eBay/event-notification-nodejs-sdk/blob/feaf3378ca263a81432cf5b8c8a6fd8cb3d3e2f3/test/test.json"],
             },
             test(NETWORK_KEY_TESTS, "a_real_ebay_notification_verifies_through_the_gateway"),
+            sdk(Package::Npm("event-notification-nodejs-sdk"), "case_ebay"),
         ],
     },
     Preset {

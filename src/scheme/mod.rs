@@ -1094,6 +1094,7 @@ fn describe_source(signature: &SignatureSpec) -> String {
         SignatureSource::Form(f) => format!("form: {f}"),
         SignatureSource::Json(p) => format!("json: {p}"),
         SignatureSource::JsonEach { array, field } => format!("json: {array}/*{field}"),
+        SignatureSource::Body => "body: true".to_owned(),
     }
 }
 

@@ -393,6 +393,11 @@ fn place(
             }
             Ok(Placement::Json(format!("{array}/*{field}")))
         }
+        SignatureSource::Body => Err(
+            "the whole body is the sender's token (its claims are the event): sign cannot \
+             write it around a body"
+                .into(),
+        ),
     }
 }
 

@@ -72,6 +72,8 @@ pub enum SignatureSource {
     /// array must hold at least one item, each item the field, and every value must verify
     /// (Microsoft Graph's `clientState`, with a shared-secret scheme).
     JsonEach { array: String, field: String },
+    /// The whole body, as it came: a token that is itself the event (Kinde's JWT).
+    Body,
 }
 
 impl SignatureSource {
@@ -87,6 +89,7 @@ impl SignatureSource {
             SignatureSource::Form(f) => format!("form field {f}"),
             SignatureSource::Json(p) => format!("JSON field {p}"),
             SignatureSource::JsonEach { array, field } => format!("JSON field {array}/*{field}"),
+            SignatureSource::Body => "body".to_owned(),
         }
     }
 
@@ -230,7 +233,22 @@ impl SignatureSpec {
             SignatureSource::JsonEach { array, field } => {
                 self.field_of_every_item(req, array, field)
             }
+            SignatureSource::Body => self.whole_body(req),
         }
+    }
+
+    /// The whole body as the one candidate: the token exactly as sent, nothing around it
+    /// read or trimmed.
+    fn whole_body<'a>(&self, req: &RequestView<'a>) -> Result<Found<'a>, VerifyError> {
+        if req.body.is_empty() {
+            return Err(VerifyError::MissingSignature(self.source.describe()));
+        }
+        let text = std::str::from_utf8(req.body.contiguous())
+            .map_err(|_| VerifyError::MalformedSignature(self.source.describe()))?;
+        Ok(Found {
+            candidates: vec![Cow::Borrowed(text)],
+            entries: Vec::new(),
+        })
     }
 
     /// The same field of every item of a JSON array: each item's value a candidate.

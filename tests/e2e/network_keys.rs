@@ -209,6 +209,7 @@ const HOSTS: &[&str] = &[
     "production.plaid.com",
     "api.ebay.com",
     "keys.internal.example",
+    "acme.kinde.com",
 ];
 
 fn pki(tag: &str) -> Pki {
@@ -1802,4 +1803,102 @@ async fn a_signing_certificate_that_sends_a_chain_or_must_have_one_chains_to_a_t
     }
     assert_eq!(up.count(), forwarded);
     assert_eq!(gw.outcome("chained", "key_refused"), 3.0);
+}
+
+// A token that is the whole body (Kinde's webhooks): its JWKS fetched, its signature the
+// body's.
+
+/// The test RSA key as a JWKS entry (`n`, `e`), with `kid`.
+fn test_key_jwks(kid: &str) -> Value {
+    let der = rustls::pki_types::PrivateKeyDer::from_pem_slice(SIGNING_KEY.as_bytes()).unwrap();
+    let pair = ring::signature::RsaKeyPair::from_pkcs8(der.secret_der()).unwrap();
+    let b64u = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let public: ring::rsa::PublicKeyComponents<Vec<u8>> = pair.public().into();
+    json!({ "keys": [{ "kty": "RSA", "alg": "RS256", "use": "sig", "kid": kid,
+                       "n": b64u(&public.n), "e": b64u(&public.e) }] })
+}
+
+/// An RS256 token signed with the test key, as Kinde signs its webhook bodies.
+fn rs256_token(kid: &str, claims: &Value) -> String {
+    let b64u = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let header = json!({ "alg": "RS256", "kid": kid, "typ": "JWT" });
+    let input = format!(
+        "{}.{}",
+        b64u(header.to_string().as_bytes()),
+        b64u(claims.to_string().as_bytes())
+    );
+    let sig = rsa_sign(&ring::signature::RSA_PKCS1_SHA256, input.as_bytes());
+    format!("{input}.{}", b64u(&sig))
+}
+
+#[tokio::test]
+async fn a_token_that_is_the_whole_body_verifies_with_its_issuers_jwks() {
+    let pki = pki("kinde");
+    let host = KeyHost::start(&pki).await;
+    host.serve(
+        "/.well-known/jwks.json",
+        Doc::Ok(
+            test_key_jwks("kinde-1").to_string().into_bytes(),
+            "max-age=3600",
+        ),
+    );
+    let up = Upstream::start().await;
+    let yaml = config(&pki, &host, &up.url(), "").replace(
+        "  - name: sns\n",
+        &format!(
+            "  - name: kinde\n    path: /kinde\n    upstream: {}\n    verify:\n      algorithm: jwt\n      signature: {{ body: true }}\n      jwt: {{ algorithms: [RS256], issuer: \"https://acme.kinde.com\", require: [iat] }}\n      key_url: {{ url: \"https://acme.kinde.com/.well-known/jwks.json\", private_issuer: true }}\n  - name: sns\n",
+            up.url()
+        ),
+    );
+    let gw = Hookgate::start(&yaml, &[]).await;
+    let now = now_unix();
+    let claims = json!({
+        "iss": "https://acme.kinde.com",
+        "iat": now,
+        "exp": now + 300,
+        "type": "user.created",
+        "event_id": "event_0192",
+        "data": { "user": { "id": "kp_1", "email": "zoë@example.com" } },
+    });
+    let token = rs256_token("kinde-1", &claims);
+    let send_token = |body: String| {
+        let url = gw.url("/kinde");
+        async move {
+            post(
+                &url,
+                &[("content-type", "application/jwt")],
+                body.as_bytes(),
+            )
+            .await
+        }
+    };
+    let a = send_token(token.clone()).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(
+        up.received()[0].body,
+        token.as_bytes(),
+        "the app gets the token as sent"
+    );
+    // Another event under the same signature; a token signed by another issuer; bytes
+    // around the token; another issuer's claims.
+    let (head, rest) = token.split_once('.').unwrap();
+    let (_, sig) = rest.split_once('.').unwrap();
+    let mut changed = claims.clone();
+    changed["type"] = json!("user.deleted");
+    let b64u = |v: &Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string().as_bytes())
+    };
+    let mut other = claims.clone();
+    other["iss"] = json!("https://evil.kinde.com");
+    for (what, body) in [
+        ("another event", format!("{head}.{}.{sig}", b64u(&changed))),
+        ("a trailing newline", format!("{token}\n")),
+        ("another issuer", rs256_token("kinde-1", &other)),
+        ("an empty body", String::new()),
+    ] {
+        let a = send_token(body).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{what}: {}", a.body);
+    }
+    assert_eq!(up.count(), 1);
+    assert_eq!(host.requests(), 1, "the JWKS, fetched once");
 }

@@ -5,8 +5,9 @@
 #
 # Installs the pinned SDKs (PyPI: requirements.txt into target/interop/venv; npm:
 # package-lock.json into target/interop/node), each only when its pins changed; builds
-# target/debug/hookgate (cargo: a no-op when up to date); then runs interop.py, which starts hookgate and a
-# recording upstream on loopback ports of its own and prints one line per check.
+# target/debug/hookgate (under $CARGO_TARGET_DIR when that is set; cargo: a no-op when up to
+# date); then runs interop.py, which starts hookgate and a recording upstream on loopback
+# ports of its own and prints one line per check.
 # Needs python3 (3.10+) and node (20+) with npm; reaches PyPI and the npm registry only.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -45,7 +46,9 @@ fi
 # The gateway under test, built from the sources as they are (a no-op when it is up to date;
 # a stale binary would test old code). Another build may hold cargo's lock for a while: that
 # wait is normal.
-echo "== building target/debug/hookgate"
+# The binary is where cargo puts it: under $CARGO_TARGET_DIR when that is set.
+HOOKGATE=${CARGO_TARGET_DIR:-target}/debug/hookgate
+echo "== building $HOOKGATE"
 CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1} cargo build -q --bin hookgate
 
-exec "$VENV/bin/python" "$HERE/interop.py" --hookgate target/debug/hookgate --node-dir "$NODE_DIR" "$@"
+exec "$VENV/bin/python" "$HERE/interop.py" --hookgate "$HOOKGATE" --node-dir "$NODE_DIR" "$@"

@@ -15,12 +15,17 @@
 //       -> {"ok": true|false, "detail": "..."}
 //   {"action": "verify", "provider": "aws-sns", "body", "host_pattern"}
 //       -> {"ok": true|false, "detail": "..."}   (the SNS message is the body; host_pattern a RegExp source)
+//   {"action": "verify", "provider": "ebay", "body", "headers", "keys": {kid: key API answer}}
+//       -> {"ok": true|false, "status": 204|412|500, "detail": "..."}   (status: the SDK's process())
+//   {"action": "challenge", "provider": "ebay", "challenge_code", "verification_token", "endpoint"}
+//       -> {"challengeResponse": "<hex>"}   (the SDK's validateEndpoint())
 //   [request, request, ...] -> [answer, answer, ...]
 //
 // `body` is the exact request body as a string (UTF-8). `headers` are as the app would see them.
 // Anything the SDKs print goes to stderr, so stdout carries only the answer.
 
 import crypto from "node:crypto";
+import { createRequire } from "node:module";
 
 for (const level of ["log", "info", "debug", "warn"]) {
   console[level] = (...args) => process.stderr.write(args.map(String).join(" ") + "\n");
@@ -257,9 +262,57 @@ async function verify(req) {
         ),
       );
     }
+    case "ebay": {
+      // event-notification-nodejs-sdk: validateSignature(message, signatureHeader, config)
+      // decodes X-EBAY-SIGNATURE, asks getPublicKey(kid) for the key and verifies
+      // JSON.stringify(message) with it; process(message, signature, config, environment),
+      // which its express example calls with express.json()'s parse of the body, answers 204
+      // when that holds, else 412 (500 when it throws). Both on JSON.parse of the body.
+      const { validator, sdk } = ebaySdk(req.keys);
+      const signature = header(h, "X-EBAY-SIGNATURE");
+      if (!signature) return { ok: false, status: null, detail: "no X-EBAY-SIGNATURE" };
+      const keyset = { clientId: "interop-client-id", clientSecret: "interop-client-secret" };
+      let valid;
+      try {
+        valid = await validator.validateSignature(JSON.parse(req.body), signature, { ...keyset, environment: "PRODUCTION" });
+      } catch (e) {
+        valid = `threw ${e && e.message ? e.message : e}`;
+      }
+      const status = await sdk.process(JSON.parse(req.body), signature, { PRODUCTION: { ...keyset }, SANDBOX: {} }, "PRODUCTION");
+      return { ok: valid === true, status, detail: `validateSignature() -> ${valid}, process() -> ${status}` };
+    }
     default:
       throw new Error(`verify: no verifier for ${req.provider}`);
   }
+}
+
+// eBay's public keys by kid, as its key API answers for them (GET
+// /commerce/notification/v1/public_key/{kid}: {key: PEM on one line, algorithm, digest}).
+const ebayKeys = new Map();
+
+// event-notification-nodejs-sdk, offline: its client.getPublicKey(kid, config) would get an
+// OAuth token and ask eBay's key API with axios; the validator calls it through the client
+// module's exports, so it is replaced there with the answers the request gives.
+function ebaySdk(keys) {
+  for (const [kid, answer] of Object.entries(keys || {})) ebayKeys.set(kid, answer);
+  const require = createRequire(import.meta.url);
+  const client = require("event-notification-nodejs-sdk/lib/client.js");
+  client.getPublicKey = async (kid) => {
+    if (!ebayKeys.has(kid)) throw new Error(`eBay's key API: no key ${kid}`);
+    return ebayKeys.get(kid);
+  };
+  return { validator: require("event-notification-nodejs-sdk/lib/validator.js"), sdk: require("event-notification-nodejs-sdk") };
+}
+
+// A sender's endpoint check, answered as its SDK computes the answer.
+async function challenge(req) {
+  if (req.provider !== "ebay") throw new Error(`challenge: no handshake for ${req.provider}`);
+  // validateEndpoint(challengeCode, config): hex SHA-256 of the code, config.verificationToken
+  // and config.endpoint; its express example answers GET ?challenge_code= with
+  // {challengeResponse: ...}.
+  const { sdk } = ebaySdk();
+  const config = { verificationToken: req.verification_token, endpoint: req.endpoint };
+  return { challengeResponse: sdk.validateEndpoint(req.challenge_code, config) };
 }
 
 async function handle(req) {
@@ -267,6 +320,7 @@ async function handle(req) {
     if (req.action === "keygen") return await keygen(req);
     if (req.action === "sign") return await sign(req);
     if (req.action === "verify") return await verify(req);
+    if (req.action === "challenge") return await challenge(req);
     throw new Error(`unknown action ${req.action}`);
   } catch (e) {
     return { error: `${e && e.message ? e.message : e}`, stack: `${e && e.stack}` };

@@ -2997,3 +2997,35 @@ fn a_required_chain_is_for_certificates_and_its_intermediates_are_read_at_load()
     let errors = super::compile_scheme(v, "v", &dir, &|_| None, None).unwrap_err();
     assert_eq!(errors[0].location, "v.key_url.require_chain", "{errors:?}");
 }
+
+#[test]
+fn only_a_jwt_may_be_the_whole_body_and_then_it_signs_the_body() {
+    let compile = |yaml: &str| {
+        let v: crate::config::file::RawVerify = serde_yaml::from_str(yaml).unwrap();
+        super::compile_scheme(v, "v", Path::new("."), &|_| Some("k".into()), None)
+    };
+    let token = compile(
+        "{ algorithm: jwt, signature: { body: true }, jwt: { algorithms: [RS256], \
+         issuer: \"https://acme.kinde.com\" }, key_url: { url: \
+         \"https://acme.kinde.com/.well-known/jwks.json\", private_issuer: true } }",
+    )
+    .unwrap();
+    assert_eq!(token.strength(), crate::scheme::Strength::Signature);
+    let errors = compile("{ signature: { body: true }, secret: \"${K}\" }").unwrap_err();
+    assert_eq!(errors[0].location, "v.signature.body", "{errors:?}");
+    let errors = compile(
+        "{ algorithm: jwt, signature: { body: false }, jwt: { algorithms: [HS256] }, \
+         secret: \"${K}\" }",
+    )
+    .unwrap_err();
+    assert_eq!(errors[0].location, "v.signature.body", "{errors:?}");
+    let errors = compile(
+        "{ algorithm: jwt, signature: { body: true, header: x-token }, \
+         jwt: { algorithms: [HS256] }, secret: \"${K}\" }",
+    )
+    .unwrap_err();
+    assert!(
+        errors[0].message.contains("where is the signature"),
+        "{errors:?}"
+    );
+}

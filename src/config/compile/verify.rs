@@ -329,14 +329,26 @@ fn signature_source(s: &RawSignature, loc: &str, r: &mut Report) -> Option<Signa
         s.query.is_some(),
         s.form.is_some(),
         s.json.is_some(),
+        s.body.is_some(),
     ];
     if given.iter().filter(|g| **g).count() > 1 {
         r.error(
             format!("{loc}.signature"),
-            "set one of `header`, `headers`, `numbered`, `query`, `form` and `json`: where is \
-             the signature?",
+            "set one of `header`, `headers`, `numbered`, `query`, `form`, `json` and `body`: \
+             where is the signature?",
         );
         return None;
+    }
+    match s.body {
+        Some(true) => return Some(SignatureSource::Body),
+        Some(false) => {
+            r.error(
+                format!("{loc}.signature.body"),
+                "`true` (the whole body is the token), or leave it out",
+            );
+            return None;
+        }
+        None => {}
     }
     let named = |what: &str, name: &str, r: &mut Report| {
         if name.is_empty() {
@@ -476,6 +488,12 @@ fn signed_message(
         return Vec::new();
     }
     if algorithm != Some(Algorithm::Jwt) {
+        if v.signature.as_ref().and_then(|s| s.body).is_some() {
+            r.error(
+                format!("{loc}.signature.body"),
+                "only a JWT is a whole body (`algorithm: jwt`)",
+            );
+        }
         let message = compile_message(v.message.as_deref(), loc, ctx, has_entries, r);
         check_body_covered(v, algorithm, &message, loc, r);
         return message;
@@ -486,7 +504,9 @@ fn signed_message(
             "a JWT signs its own claims; bind the body with `jwt.body_sha256` instead",
         );
     }
-    let bound = jwt.is_some_and(|j| j.body_sha256.is_some());
+    // A token that is the whole body signs the body itself (Kinde's).
+    let whole_body = v.signature.as_ref().and_then(|s| s.body) == Some(true);
+    let bound = jwt.is_some_and(|j| j.body_sha256.is_some()) || whole_body;
     if jwt.is_some() && !bound && v.body_signed != Some(false) {
         r.error(
             format!("{loc}.jwt.body_sha256"),
