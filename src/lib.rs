@@ -56,8 +56,9 @@
 //!   every outcome. `request_id.rs`: each request's `X-Request-Id`.
 //! - `server.rs`, `tls.rs`, `proxy_protocol.rs`: listeners, TLS (also to upstreams), the
 //!   PROXY protocol, HTTP versions, drain and shutdown.
-//! - `remote_keys/`: keys fetched over the network (AWS SNS, PayPal): how long one is kept
-//!   (`freshness.rs`), one bounded fetch over verified TLS (`fetch.rs`), the process's cache
+//! - `remote_keys/`: keys fetched over the network (AWS SNS, PayPal, JWKS issuers, Plaid's
+//!   and eBay's key APIs): how long one is kept (`freshness.rs`), one bounded fetch over
+//!   verified TLS (`fetch.rs`), a key API's OAuth token (`token.rs`), the process's cache
 //!   over them (`cache.rs`: one fetch per URL in flight, 503 with `Retry-After` when none can
 //!   be had), documents parsed once (`parsed.rs`); `key_fetch:` is `model/key_fetch.rs`.
 //! - `reload.rs`: what a reload keeps (a pure function of two configurations) and the

@@ -1,10 +1,11 @@
 //! Keys that live on the network (issue 23: AWS SNS's and PayPal's certificates, Google's and
-//! other issuers' JWKS): how long one is kept and when it may be fetched again
-//! (`freshness.rs`, a pure decision with table tests; where one may come from is the
-//! scheme's `pin.rs`); one fetch of a document from a pinned URL
-//! (`fetch.rs`: verified TLS, no redirect, bounded in size and time); and the cache that
-//! ties them together (`cache.rs`: one fetch per URL in flight, kept and refreshed, bounded,
-//! 503 with `Retry-After` when no key can be had). The schemes that use it come next.
+//! other issuers' JWKS, Plaid's and eBay's key APIs): how long one is kept and when it may
+//! be fetched again (`freshness.rs`, a pure decision with table tests; where one may come
+//! from is the scheme's `pin.rs`); one fetch of a document from a pinned URL (`fetch.rs`:
+//! verified TLS, no redirect, bounded in size and time); the OAuth tokens a key API takes
+//! (`token.rs`); the documents parsed once (`parsed.rs`); and the cache that ties them
+//! together (`cache.rs`: one fetch per URL in flight, kept and refreshed, bounded, 503 with
+//! `Retry-After` when no key can be had). The schemes read what it holds (`scheme/fetched.rs`).
 
 pub mod cache;
 pub mod fetch;
