@@ -61,7 +61,8 @@ pub fn render(value: &Value) -> Option<Cow<'_, str>> {
 /// sender that signs that (eBay's SDK verifies so): no whitespace between tokens, each string
 /// escaped the one way `JSON.stringify` escapes (`\"`, `\\`, `\b`, `\f`, `\n`, `\r`, `\t`,
 /// other control characters as lower-case `\u00xx`, everything else as itself), members in
-/// the order received. Numbers are kept as written: a number `JSON.stringify` would write
+/// the order received (JavaScript would move keys like `"2"` first; eBay's bodies have none).
+/// Numbers are kept as written: a number `JSON.stringify` would write
 /// otherwise (`1.0`, `1E3`) gives another text, and the signature fails rather than the
 /// gateway guessing. The body must already have passed [`parse_strict`], so one meaning holds
 /// for every body with this form. Borrowed when the body is already compact (eBay sends it so).
