@@ -457,7 +457,80 @@ fn network_keys(c: &mut Criterion) {
     group.bench_function("hmac-sha256 (reference, same body)", |b| {
         b.iter(|| verify_once(&hmac, black_box(&signed), &body, "/", at))
     });
+    ebay_keys(&mut group, at);
     group.finish();
+}
+
+/// eBay's SDK vector with the key its API gave in hand: the envelope read, the body in its
+/// compact form, ECDSA P-256 with SHA-1; for a compact body (as eBay sends it) and the same
+/// body pretty-printed (re-written per request).
+fn ebay_keys(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    at: std::time::SystemTime,
+) {
+    use hookgate::scheme::fetched::KeyDoc;
+    use hookgate::scheme::Keys;
+    let v: serde_json::Value =
+        serde_json::from_str(include_str!("../tests/vectors/ebay.json")).unwrap();
+    let scheme = yaml_scheme(
+        "{ preset: ebay, key_url: { token: { client_id: \"${KEY}\", client_secret: \"${KEY}\" } } }",
+        "bench-client",
+    );
+    let Keys::Fetched(key) = &scheme.keys else {
+        panic!("ebay fetches its key")
+    };
+    let doc = KeyDoc::parse(key, v["key_answer"].to_string().as_bytes()).unwrap();
+    let mut headers = HeaderMap::new();
+    let signature = v["cases"][0]["signature"].as_str().unwrap();
+    headers.insert(
+        "x-ebay-signature",
+        HeaderValue::from_str(signature).unwrap(),
+    );
+    for form in ["body", "pretty"] {
+        let body = RawBody::from(v["cases"][0][form].as_str().unwrap().as_bytes().to_vec());
+        let verify = || {
+            let json = hookgate::scheme::JsonBody::default();
+            let request = RequestView {
+                method: &Method::POST,
+                json: &json,
+                headers: &headers,
+                body: &body,
+                path_and_query: "/",
+            };
+            scheme.verify_with(&request, at, Some(&doc)).is_ok()
+        };
+        assert!(verify(), "{form}");
+        let label = if form == "body" {
+            "compact"
+        } else {
+            "pretty-printed"
+        };
+        group.bench_function(format!("ebay, key in hand ({label} body)"), |b| {
+            b.iter(verify)
+        });
+    }
+    // The ECDSA check alone, over the same digest.
+    let Some(KeyDoc::P256(public)) = Some(&doc) else {
+        panic!("a P-256 key")
+    };
+    use base64::Engine as _;
+    use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
+    use sha1::Digest as _;
+    let envelope: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(signature)
+            .unwrap(),
+    )
+    .unwrap();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(envelope["signature"].as_str().unwrap())
+        .unwrap();
+    let sig = p256::ecdsa::Signature::from_der(&der).unwrap();
+    let digest = sha1::Sha1::digest(v["cases"][0]["body"].as_str().unwrap());
+    assert!(public.verify_prehash(&digest, &sig).is_ok());
+    group.bench_function("ecdsa p-256 verify alone (p256 crate)", |b| {
+        b.iter(|| public.verify_prehash(black_box(&digest), &sig).is_ok())
+    });
 }
 
 criterion_group!(
