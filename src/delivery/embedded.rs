@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::delivery::event::{Event, NewEvent};
 use crate::delivery::sql::{self, COLUMNS, DEAD, DELIVERED, DELIVERING, RETRYING};
-use crate::delivery::state::{Depth, Filter, Ingested, QueueStoreError, Settle, State};
+use crate::delivery::state::{Depth, Filter, Ingested, Paused, QueueStoreError, Settle, State};
 use crate::delivery::time::UnixMs;
 use crate::metrics::Metrics;
 
@@ -84,6 +84,13 @@ CREATE TABLE IF NOT EXISTS hookgate_requests (
     headers         BLOB NOT NULL,
     body            BLOB NOT NULL
 );
+-- An operator's pauses: a route's (destination '') or one destination's.
+CREATE TABLE IF NOT EXISTS hookgate_pauses (
+    route           TEXT NOT NULL,
+    destination     TEXT NOT NULL,
+    paused_at       INTEGER NOT NULL,
+    PRIMARY KEY (route, destination)
+);
 -- Pending events: queued, retrying, delivering. Written as NOT IN a list of two: SQLite
 -- checks an index's WHERE on every insert and update, and a list of three or more constants
 -- costs an ephemeral table (a pager and 85 KiB of page buffers) each time.
@@ -93,11 +100,12 @@ CREATE INDEX IF NOT EXISTS hookgate_events_finished ON hookgate_events (state, f
     WHERE state IN ('delivered', 'dead');
 ";
 
-/// The schema this code reads and writes (`PRAGMA user_version`). 4: `dead_reason` and
+/// The schema this code reads and writes (`PRAGMA user_version`). 5: `hookgate_pauses` (made
+/// by the schema itself on open). 4: `dead_reason` and
 /// `budget_from`, and `attempts` counts attempts made (3 counted leases). 3:
 /// `hookgate_events_due` says "pending" as `NOT IN ('delivered', 'dead')` (schema 2: `IN`
 /// the three pending states; the same rows).
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// What brings a store of schema 2 or 3 to [`SCHEMA_VERSION`], in the transaction that
 /// creates what is missing.
@@ -123,6 +131,8 @@ enum Answer {
     Events(Vec<Event>),
     Flag(bool),
     Count(u64),
+    /// When a pause that ended had begun.
+    Since(Option<UnixMs>),
 }
 
 type Reply = oneshot::Sender<Result<Answer, QueueStoreError>>;
@@ -163,6 +173,16 @@ enum Op {
     },
     Remove {
         id: String,
+    },
+    Pause {
+        route: String,
+        destination: String,
+        now: UnixMs,
+    },
+    Resume {
+        route: String,
+        destination: String,
+        now: UnixMs,
     },
     Purge {
         delivered_before: UnixMs,
@@ -390,6 +410,49 @@ impl Embedded {
         self.call(Op::Remove { id: id.to_owned() }).await?.flag()
     }
 
+    pub async fn pause(
+        &self,
+        route: &str,
+        destination: &str,
+        now: UnixMs,
+    ) -> Result<bool, QueueStoreError> {
+        let op = Op::Pause {
+            route: route.to_owned(),
+            destination: destination.to_owned(),
+            now,
+        };
+        self.call(op).await?.flag()
+    }
+
+    pub async fn resume(
+        &self,
+        route: &str,
+        destination: &str,
+        now: UnixMs,
+    ) -> Result<Option<UnixMs>, QueueStoreError> {
+        let op = Op::Resume {
+            route: route.to_owned(),
+            destination: destination.to_owned(),
+            now,
+        };
+        self.call(op).await?.since()
+    }
+
+    pub async fn pauses(&self) -> Result<Vec<Paused>, QueueStoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(sql::PAUSES)?;
+            let rows = stmt.query_map([], |r| {
+                Ok(Paused {
+                    route: r.get(0)?,
+                    destination: r.get(1)?,
+                    since: r.get(2)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
     pub async fn purge(
         &self,
         delivered_before: UnixMs,
@@ -516,6 +579,13 @@ impl Answer {
             _ => Err(unexpected()),
         }
     }
+
+    fn since(self) -> Result<Option<UnixMs>, QueueStoreError> {
+        match self {
+            Answer::Since(at) => Ok(at),
+            _ => Err(unexpected()),
+        }
+    }
 }
 
 /// Creates `dir` (0700), or restricts an existing one to its owner: it holds webhook
@@ -578,6 +648,7 @@ fn migrate(conn: &Connection, file: &Path) -> Result<(), Migrate> {
     let migrate = match version {
         2 => format!("DROP INDEX IF EXISTS hookgate_events_due; {MIGRATE_FROM_3}"),
         3 => MIGRATE_FROM_3.to_owned(),
+        // 4 lacks only `hookgate_pauses`, which the schema makes.
         _ => String::new(),
     };
     conn.execute_batch(&format!(
@@ -1117,6 +1188,19 @@ fn apply_one(tx: &Connection, op: &Op, ingest_pages: Option<i64>) -> rusqlite::R
             retry(tx, id.as_deref(), route.as_deref(), *now).map(|n| Answer::Count(n as u64))
         }
         Op::Remove { id } => remove(tx, id).map(Answer::Flag),
+        Op::Pause {
+            route,
+            destination,
+            now,
+        } => tx
+            .prepare_cached(&PAUSE)?
+            .execute(params![route, destination, now])
+            .map(|n| Answer::Flag(n > 0)),
+        Op::Resume {
+            route,
+            destination,
+            now,
+        } => resume(tx, route, destination, *now).map(Answer::Since),
         Op::Purge {
             delivered_before,
             dead_before,
@@ -1128,6 +1212,16 @@ fn apply_one(tx: &Connection, op: &Op, ingest_pages: Option<i64>) -> rusqlite::R
 /// Pending events (queued, retrying, delivering), as `hookgate_events_due` says it.
 static PENDING: LazyLock<String> = LazyLock::new(|| format!("state NOT IN ({DELIVERED}, {DEAD})"));
 static NEXT_DUE: LazyLock<String> = LazyLock::new(|| sql::next_due('?', &PENDING));
+static PAUSE: LazyLock<String> = LazyLock::new(|| sql::pause('?'));
+static UNPAUSE: LazyLock<String> = LazyLock::new(|| sql::unpause('?'));
+static UNPAUSE_AGES: LazyLock<String> = LazyLock::new(|| {
+    let values = sql::Resumed {
+        now: "?1",
+        since: "?2",
+        route: "?3",
+    };
+    sql::unpause_ages(&values, &PENDING, "max")
+});
 /// Each half matches one partial index; `delivered` (most rows) is left out.
 static DEPTHS: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -1350,6 +1444,25 @@ fn retry(
     now: UnixMs,
 ) -> rusqlite::Result<usize> {
     tx.prepare_cached(&RETRY)?.execute(params![now, id, route])
+}
+
+/// Ends a pause; its route's pending events then age from their start less the pause
+/// ([`sql::unpause_ages`]).
+fn resume(
+    tx: &Connection,
+    route: &str,
+    destination: &str,
+    now: UnixMs,
+) -> rusqlite::Result<Option<UnixMs>> {
+    let since: Option<UnixMs> = tx
+        .prepare_cached(&UNPAUSE)?
+        .query_row(params![route, destination], |r| r.get(0))
+        .optional()?;
+    if let Some(since) = since {
+        tx.prepare_cached(&UNPAUSE_AGES)?
+            .execute(params![now, since, route])?;
+    }
+    Ok(since)
 }
 
 /// Deletes an event not being delivered, and its request.

@@ -30,7 +30,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::delivery::event::{Event, NewEvent};
 use crate::delivery::sql::{self, COLUMNS, DEAD, DELIVERING, QUEUED, RETRYING};
-use crate::delivery::state::{Depth, Filter, Ingested, QueueStoreError, Settle, State};
+use crate::delivery::state::{Depth, Filter, Ingested, Paused, QueueStoreError, Settle, State};
 use crate::delivery::time::UnixMs;
 
 const SCHEMA: &str = "
@@ -61,6 +61,14 @@ CREATE TABLE IF NOT EXISTS hookgate_requests (
     headers         BYTEA NOT NULL,
     body            BYTEA NOT NULL
 );
+-- An operator's pauses: a route's (destination '') or one destination's. Shared by every
+-- replica.
+CREATE TABLE IF NOT EXISTS hookgate_pauses (
+    route           TEXT NOT NULL,
+    destination     TEXT NOT NULL,
+    paused_at       BIGINT NOT NULL,
+    PRIMARY KEY (route, destination)
+);
 -- Added after the first release; a store made before gets them here.
 ALTER TABLE hookgate_events ADD COLUMN IF NOT EXISTS dead_reason TEXT;
 ALTER TABLE hookgate_events ADD COLUMN IF NOT EXISTS budget_from INTEGER NOT NULL DEFAULT 0;
@@ -79,6 +87,25 @@ static SETTLE_DEAD: LazyLock<String> = LazyLock::new(|| sql::settle_dead('$'));
 static START: LazyLock<String> =
     LazyLock::new(|| format!("{} RETURNING attempts", sql::start('$')));
 static NEXT_DUE: LazyLock<String> = LazyLock::new(|| sql::next_due('$', &PENDING));
+static PAUSE: LazyLock<String> = LazyLock::new(|| sql::pause('$'));
+/// The pause ended and the route's events' ages moved, in one statement.
+static RESUME: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH gone AS ({unpause}), \
+         aged AS ({ages} AND EXISTS (SELECT 1 FROM gone)) \
+         SELECT paused_at FROM gone",
+        unpause = sql::unpause('$'),
+        ages = sql::unpause_ages(
+            &sql::Resumed {
+                now: "$3",
+                since: "(SELECT paused_at FROM gone)",
+                route: "$1",
+            },
+            &PENDING,
+            "GREATEST"
+        ),
+    )
+});
 /// The event and its request in one statement: stored whole or not at all.
 const INGEST: &str = "WITH ev AS (INSERT INTO hookgate_events (id, route, dedup_key, \
     dedup_until, idempotency_key, state, received_at, age_from, next_attempt_at, \
@@ -549,6 +576,59 @@ impl Postgres {
             Box::pin(async move {
                 let row = c.query_one(REMOVE.as_str(), &[&id]).await?;
                 Ok(row.get::<_, i64>(0) == 1)
+            })
+        })
+        .await
+    }
+
+    pub async fn pause(
+        &self,
+        route: &str,
+        destination: &str,
+        now: UnixMs,
+    ) -> Result<bool, QueueStoreError> {
+        let (route, destination) = (route.to_owned(), destination.to_owned());
+        self.with(move |c| {
+            Box::pin(async move {
+                let n = c
+                    .execute(PAUSE.as_str(), &[&route, &destination, &now])
+                    .await?;
+                Ok(n > 0)
+            })
+        })
+        .await
+    }
+
+    pub async fn resume(
+        &self,
+        route: &str,
+        destination: &str,
+        now: UnixMs,
+    ) -> Result<Option<UnixMs>, QueueStoreError> {
+        let (route, destination) = (route.to_owned(), destination.to_owned());
+        self.with(move |c| {
+            Box::pin(async move {
+                let row = c
+                    .query_opt(RESUME.as_str(), &[&route, &destination, &now])
+                    .await?;
+                Ok(row.map(|r| r.get::<_, UnixMs>(0)))
+            })
+        })
+        .await
+    }
+
+    pub async fn pauses(&self) -> Result<Vec<Paused>, QueueStoreError> {
+        self.with(|c| {
+            Box::pin(async move {
+                let rows = c.query(sql::PAUSES, &[]).await?;
+                Ok(rows
+                    .iter()
+                    .map(|r| Paused {
+                        route: r.get(0),
+                        destination: r.get(1),
+                        since: r.get(2),
+                    })
+                    .collect())
             })
         })
         .await

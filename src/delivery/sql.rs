@@ -131,6 +131,47 @@ pub fn purgeable(p: P) -> String {
     )
 }
 
+/// Pauses route `p1`'s destination `p2` (`''`: all of the route's) at `p3`; a pause already
+/// in place keeps its start.
+pub fn pause(p: P) -> String {
+    format!(
+        "INSERT INTO hookgate_pauses (route, destination, paused_at) VALUES ({p}1, {p}2, {p}3) \
+         ON CONFLICT (route, destination) DO NOTHING"
+    )
+}
+
+/// Ends the pause of route `p1`'s destination `p2`, giving when it began.
+pub fn unpause(p: P) -> String {
+    format!(
+        "DELETE FROM hookgate_pauses WHERE route = {p}1 AND destination = {p}2 \
+         RETURNING paused_at"
+    )
+}
+
+/// The values [`unpause_ages`] reads, as each engine's statement writes them.
+pub struct Resumed<'a> {
+    pub now: &'a str,
+    pub since: &'a str,
+    pub route: &'a str,
+}
+
+/// On resuming at `now` the route's events paused `since`: their age leaves out the time
+/// they spent paused, so a pause does not age them into dead letters (`max_age` counts
+/// time the gateway could deliver). An event that came during the pause ages from now.
+/// `pending` is the engine's condition for "not finished"; `greatest` its name of the
+/// two-argument maximum (`max` in SQLite, `GREATEST` in PostgreSQL).
+pub fn unpause_ages(r: &Resumed<'_>, pending: &str, greatest: &str) -> String {
+    let Resumed { now, since, route } = r;
+    format!(
+        "UPDATE hookgate_events SET age_from = age_from + ({now} - {greatest}(age_from, {since})) \
+         WHERE route = {route} AND {pending} AND age_from < {now}"
+    )
+}
+
+/// Every pause in place.
+pub const PAUSES: &str =
+    "SELECT route, destination, paused_at FROM hookgate_pauses ORDER BY route, destination";
+
 #[cfg(test)]
 mod tests {
     use super::*;

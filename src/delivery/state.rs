@@ -121,5 +121,14 @@ pub struct Depth {
     pub oldest_received_ms: UnixMs,
 }
 
+/// A pause an operator put in place: nothing of `route` (or only of its `destination`; `""`:
+/// every destination) is delivered until it is resumed; events are still taken and stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Paused {
+    pub route: String,
+    pub destination: String,
+    pub since: UnixMs,
+}
+
 /// Most events one purge call deletes (one store operation).
 pub const PURGE_BATCH: u64 = 10_000;

@@ -39,7 +39,9 @@ use crate::metrics::Metrics;
 use crate::model::QueueStoreConfig;
 
 // What the engines and the store's callers share, defined below both (`state.rs`).
-pub use crate::delivery::state::{Depth, Filter, Ingested, QueueStoreError, Settle, PURGE_BATCH};
+pub use crate::delivery::state::{
+    Depth, Filter, Ingested, Paused, QueueStoreError, Settle, PURGE_BATCH,
+};
 
 /// The queue store in use.
 ///
@@ -233,6 +235,43 @@ impl QueueStore {
         match self {
             QueueStore::Embedded(s) => s.remove(id).await,
             QueueStore::Postgres(s) => Box::pin(s.remove(id)).await,
+        }
+    }
+
+    /// Pauses `route` (`destination` `""`: all of it) from `now`: its events are still
+    /// stored, and none is delivered until it is resumed. True if it was not paused.
+    pub async fn pause(
+        &self,
+        route: &str,
+        destination: &str,
+        now: UnixMs,
+    ) -> Result<bool, QueueStoreError> {
+        match self {
+            QueueStore::Embedded(s) => s.pause(route, destination, now).await,
+            QueueStore::Postgres(s) => Box::pin(s.pause(route, destination, now)).await,
+        }
+    }
+
+    /// Ends a pause at `now`, in one operation with moving the route's pending events'
+    /// ages past it (a pause does not age events into dead letters); when it had begun, or
+    /// `None` if there was none.
+    pub async fn resume(
+        &self,
+        route: &str,
+        destination: &str,
+        now: UnixMs,
+    ) -> Result<Option<UnixMs>, QueueStoreError> {
+        match self {
+            QueueStore::Embedded(s) => s.resume(route, destination, now).await,
+            QueueStore::Postgres(s) => Box::pin(s.resume(route, destination, now)).await,
+        }
+    }
+
+    /// Every pause in place (every replica's, on a shared store).
+    pub async fn pauses(&self) -> Result<Vec<Paused>, QueueStoreError> {
+        match self {
+            QueueStore::Embedded(s) => s.pauses().await,
+            QueueStore::Postgres(s) => Box::pin(s.pauses()).await,
         }
     }
 

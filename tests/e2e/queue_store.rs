@@ -23,7 +23,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use hookgate::delivery::event::{Event, Lease, NewEvent, State};
 use hookgate::delivery::retry::DeadReason;
-use hookgate::delivery::store::{Depth, Filter, Ingested, Settle};
+use hookgate::delivery::store::{Depth, Filter, Ingested, Paused, Settle};
 use hookgate::delivery::{QueueStore, UnixMs};
 use hookgate::metrics::Metrics;
 use hookgate::model::{QueueStoreConfig, Retention};
@@ -169,6 +169,7 @@ cases! {
     an_event_stored_leased_is_not_leased_again_until_its_lease_runs_out,
     an_event_being_delivered_is_next_due_when_its_lease_runs_out_and_delivered_ones_are_not_counted,
     a_reopened_store_finds_its_events,
+    a_pause_is_stored_once_and_resuming_moves_pending_ages_past_it,
 }
 
 /// Runs every case (or those `QUEUE_STORE_CASE` names) against a fresh store of `engine`,
@@ -1181,4 +1182,41 @@ async fn a_reopened_store_finds_its_events(s: Subject) {
             .unwrap()),
         ["kept"]
     );
+}
+
+async fn a_pause_is_stored_once_and_resuming_moves_pending_ages_past_it(s: Subject) {
+    let store = &*s.store;
+    make_delivered(store, "done", ROUTE).await;
+    stored(store, new_event("old", ROUTE, at(0))).await;
+    stored(store, new_event("other", "other-route", at(0))).await;
+    assert!(store.pause(ROUTE, "", at(1_000)).await.unwrap());
+    // Paused again: the pause keeps its start.
+    assert!(!store.pause(ROUTE, "", at(2_000)).await.unwrap());
+    assert_eq!(
+        store.pauses().await.unwrap(),
+        vec![Paused {
+            route: ROUTE.into(),
+            destination: String::new(),
+            since: at(1_000),
+        }]
+    );
+    // An event that came during the pause.
+    stored(store, new_event("during", ROUTE, at(4_000))).await;
+    assert_eq!(
+        store.resume(ROUTE, "", at(10_000)).await.unwrap(),
+        Some(at(1_000))
+    );
+    assert!(store.pauses().await.unwrap().is_empty());
+    assert_eq!(store.resume(ROUTE, "", at(11_000)).await.unwrap(), None);
+    // The old event aged 1 s before the pause and none during it: 9 s are left out.
+    assert_eq!(get(store, "old").await.age_from_ms, at(9_000));
+    // The one that came during it ages from the resume.
+    assert_eq!(get(store, "during").await.age_from_ms, at(10_000));
+    // Another route's, and a finished event, are untouched.
+    assert_eq!(get(store, "other").await.age_from_ms, at(0));
+    let done = get(store, "done").await;
+    assert_eq!(done.state, State::Delivered);
+    assert_eq!(done.age_from_ms, at(0));
+    // The receive time is history.
+    assert_eq!(get(store, "old").await.received_ms, at(0));
 }
