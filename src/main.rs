@@ -182,6 +182,19 @@ enum QueueAction {
         #[arg(long)]
         route: String,
     },
+    /// Pause a route's delivery: its events are still taken and stored (the senders get
+    /// their 2xx), none is delivered until `resume`; the pause is stored, so it survives
+    /// restarts and holds on every replica.
+    Pause {
+        #[arg(long)]
+        route: String,
+    },
+    /// Resume a paused route: what waited is delivered at its concurrency, its age not
+    /// counting the pause.
+    Resume {
+        #[arg(long)]
+        route: String,
+    },
     /// Delete an event (not while it is being delivered).
     Drop { id: String },
 }
@@ -744,6 +757,8 @@ impl From<QueueAction> for api::Call {
             QueueAction::Show { id, body } => api::Call::Show { id, body },
             QueueAction::Retry { id } => api::Call::Retry { id },
             QueueAction::RetryDead { route } => api::Call::RetryDead { route },
+            QueueAction::Pause { route } => api::Call::Pause { route },
+            QueueAction::Resume { route } => api::Call::Resume { route },
             QueueAction::Drop { id } => api::Call::Drop { id },
         }
     }

@@ -180,6 +180,8 @@ pub struct QueueMetrics {
     /// 1 while a route's delivery is held back because its app looks down (probing one
     /// event at a time), by route.
     pub held_back: IntGaugeVec,
+    /// 1 while an operator has paused a route's delivery (`hookgate queue pause`), by route.
+    pub paused: IntGaugeVec,
     /// Time for one store commit (embedded: one transaction with its fsync).
     pub commit_duration: Histogram,
     /// Operations per commit (group commit at work).
@@ -219,10 +221,12 @@ pub enum StoreOp {
     /// Reading the depth and age gauges.
     Depths,
     Purge,
+    /// Reading the operators' pauses.
+    Pauses,
 }
 
 impl StoreOp {
-    pub const ALL: [StoreOp; 11] = [
+    pub const ALL: [StoreOp; 12] = [
         StoreOp::Ingest,
         StoreOp::Write,
         StoreOp::Commit,
@@ -234,6 +238,7 @@ impl StoreOp {
         StoreOp::Settle,
         StoreOp::Depths,
         StoreOp::Purge,
+        StoreOp::Pauses,
     ];
 
     pub fn label(self) -> &'static str {
@@ -249,6 +254,7 @@ impl StoreOp {
             StoreOp::Settle => "settle",
             StoreOp::Depths => "depths",
             StoreOp::Purge => "purge",
+            StoreOp::Pauses => "pauses",
         }
     }
 }
@@ -317,6 +323,14 @@ impl QueueMetrics {
                 &["route"],
             )
             .expect("valid metric"),
+            paused: IntGaugeVec::new(
+                Opts::new(
+                    "hookgate_queue_paused",
+                    "1 while an operator has paused a route's delivery (events are still stored).",
+                ),
+                &["route"],
+            )
+            .expect("valid metric"),
             commit_duration: Histogram::with_opts(
                 HistogramOpts::new(
                     "hookgate_queue_commit_duration_seconds",
@@ -375,6 +389,7 @@ impl QueueMetrics {
             Box::new(self.leased.clone()),
             Box::new(self.leases_lost.clone()),
             Box::new(self.held_back.clone()),
+            Box::new(self.paused.clone()),
             Box::new(self.commit_duration.clone()),
             Box::new(self.commit_batch.clone()),
             Box::new(self.store_errors.clone()),
@@ -400,6 +415,7 @@ impl QueueMetrics {
         self.leased.with_label_values(&[route]);
         self.leases_lost.with_label_values(&[route]);
         self.held_back.with_label_values(&[route]);
+        self.paused.with_label_values(&[route]);
     }
 }
 

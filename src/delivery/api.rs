@@ -10,6 +10,8 @@
 //! GET    /queue/events/ID[?body=true]                     one event; with the stored request
 //! POST   /queue/events/ID/retry                           dead or retrying -> due now
 //! POST   /queue/routes/R/retry-dead                       every dead event of a route
+//! POST   /queue/routes/R/pause                            store its events, deliver none
+//! POST   /queue/routes/R/resume                           deliver again (what waited, too)
 //! DELETE /queue/events/ID                                 drop (not while being delivered)
 //! ```
 //!
@@ -27,7 +29,7 @@ use serde_json::{json, Value};
 
 use crate::config::ConfigErrors;
 use crate::delivery::event::{Event, State};
-use crate::delivery::store::{Depth, Filter};
+use crate::delivery::store::{Depth, Filter, Paused};
 use crate::delivery::table::View;
 use crate::delivery::{Queue, QueueStoreError, UnixMs};
 use crate::model::{Delivery, Gateway};
@@ -79,6 +81,8 @@ pub async fn respond(
         (&Method::POST, ["routes", route, "retry-dead"]) => {
             retry_dead(queue, gateway, route, now_ms).await
         }
+        (&Method::POST, ["routes", route, "pause"]) => pause(queue, gateway, route, now_ms).await,
+        (&Method::POST, ["routes", route, "resume"]) => resume(queue, gateway, route, now_ms).await,
         (&Method::GET, ["events"]) => list_events(queue, gateway, &params).await,
         (&Method::GET, ["events", id]) => show_event(queue, id, &params).await,
         (&Method::POST, ["events", id, "retry"]) => retry_event(queue, id, now_ms).await,
@@ -87,7 +91,8 @@ pub async fn respond(
             StatusCode::NOT_FOUND,
             "unknown queue endpoint: GET /queue/routes, GET /queue/routes/ROUTE, \
              GET /queue/events, GET /queue/events/ID, POST /queue/events/ID/retry, \
-             POST /queue/routes/ROUTE/retry-dead, DELETE /queue/events/ID",
+             POST /queue/routes/ROUTE/retry-dead, POST /queue/routes/ROUTE/pause, \
+             POST /queue/routes/ROUTE/resume, DELETE /queue/events/ID",
         )),
     };
     result.unwrap_or_else(|e| store_error(&e))
@@ -143,16 +148,18 @@ impl Params {
 /// `GET /queue/routes`
 async fn all_routes(queue: &Queue, gateway: &Gateway, now_ms: UnixMs) -> Answered {
     let depths = queue.store.depths().await?;
+    let pauses = queue.store.pauses().await?;
     Ok(json_response(
         StatusCode::OK,
-        &routes(queue, gateway, &depths, None, now_ms),
+        &routes(queue, gateway, (&depths, &pauses), None, now_ms),
     ))
 }
 
 /// `GET /queue/routes/R`
 async fn one_route(queue: &Queue, gateway: &Gateway, route: &str, now_ms: UnixMs) -> Answered {
     let depths = queue.store.depths().await?;
-    let one = routes(queue, gateway, &depths, Some(route), now_ms);
+    let pauses = queue.store.pauses().await?;
+    let one = routes(queue, gateway, (&depths, &pauses), Some(route), now_ms);
     Ok(match one["routes"].as_array().and_then(|r| r.first()) {
         Some(r) => json_response(StatusCode::OK, r),
         None => unknown_route(route),
@@ -170,6 +177,57 @@ async fn retry_dead(queue: &Queue, gateway: &Gateway, route: &str, now_ms: UnixM
         tracing::info!(route, events = n, "dead events retried from the admin API");
     }
     Ok(json_response(StatusCode::OK, &json!({"retried": n})))
+}
+
+/// `POST /queue/routes/R/pause`: a queued route of the configuration only (a typo pauses
+/// nothing). The pause is stored first, then this process stops starting attempts at once;
+/// other replicas see it within a second.
+async fn pause(queue: &Queue, gateway: &Gateway, route: &str, now_ms: UnixMs) -> Answered {
+    if crate::delivery::queued_route(gateway, route).is_none() {
+        return Ok(unknown_route(route));
+    }
+    let paused_now = queue.store.pause(route, "", now_ms).await?;
+    let since = queue
+        .store
+        .pauses()
+        .await?
+        .into_iter()
+        .find(|p| p.route == route && p.destination.is_empty())
+        .map_or(now_ms, |p| p.since);
+    queue.set_operator_pause(route, Some(since));
+    if paused_now {
+        tracing::warn!(
+            route,
+            "delivery paused from the admin API; events are still stored"
+        );
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"route": route, "paused": true, "changed": paused_now, "paused_since": time(since.as_i64())}),
+    ))
+}
+
+/// `POST /queue/routes/R/resume`: what waited is delivered at the route's concurrency,
+/// its age not counting the pause.
+async fn resume(queue: &Queue, gateway: &Gateway, route: &str, now_ms: UnixMs) -> Answered {
+    if !known_route(queue, gateway, route).await? {
+        return Ok(unknown_route(route));
+    }
+    let since = queue.store.resume(route, "", now_ms).await?;
+    queue.set_operator_pause(route, None);
+    queue.wake.notify_one();
+    if let Some(since) = since {
+        tracing::warn!(
+            route,
+            paused_seconds = now_ms.since(since).as_secs(),
+            "delivery resumed from the admin API"
+        );
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"route": route, "paused": false, "changed": since.is_some(),
+                "was_paused_since": since.map_or(Value::Null, |s| time(s.as_i64()))}),
+    ))
 }
 
 /// `GET /queue/events?route=R&state=S&after=ID&limit=N`
@@ -290,11 +348,12 @@ async fn known_route(
 /// Each queued route (the configuration's, then any other the store holds events of; or
 /// only `only`): its events by state (delivered ones are not counted: they are history),
 /// the oldest pending event's age, the leases this process holds, and whether delivery is
-/// held back because the app looks down.
+/// held back because the app looks down, or paused by an operator (as the store says:
+/// every replica's pause).
 fn routes(
     queue: &Queue,
     gateway: &Gateway,
-    depths: &[Depth],
+    (depths, pauses): (&[Depth], &[Paused]),
     only: Option<&str>,
     now_ms: UnixMs,
 ) -> Value {
@@ -330,6 +389,10 @@ fn routes(
                 .min();
             let gate = queue.gate(&name);
             let pacing = gate.pacing();
+            let paused = pauses
+                .iter()
+                .find(|p| p.route == name && p.destination.is_empty())
+                .map(|p| p.since.as_i64());
             json!({
                 "route": name,
                 "configured": concurrency.is_some(),
@@ -346,6 +409,7 @@ fn routes(
                 "app_down_since": pacing.down_since_ms.map_or(Value::Null, time),
                 "held_back": pacing.down_since_ms.is_some(),
                 "next_probe_at": pacing.next_probe_ms.map_or(Value::Null, time),
+                "paused_since": paused.map_or(Value::Null, time),
             })
         })
         .collect();
@@ -480,6 +544,12 @@ pub enum Call {
     RetryDead {
         route: String,
     },
+    Pause {
+        route: String,
+    },
+    Resume {
+        route: String,
+    },
     Drop {
         id: String,
     },
@@ -532,6 +602,16 @@ impl Call {
                 Method::POST,
                 format!("/queue/routes/{}/retry-dead", enc(route)),
                 View::Changed,
+            ),
+            Call::Pause { route } => (
+                Method::POST,
+                format!("/queue/routes/{}/pause", enc(route)),
+                View::Paused,
+            ),
+            Call::Resume { route } => (
+                Method::POST,
+                format!("/queue/routes/{}/resume", enc(route)),
+                View::Paused,
             ),
             Call::Drop { id } => (
                 Method::DELETE,

@@ -65,6 +65,8 @@ pub struct Queue {
     /// [`Queue::handoff`]). Unbounded, but never longer than the gates let events in.
     handoff: tokio::sync::mpsc::UnboundedSender<Handoff>,
     handoff_rx: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Handoff>>>,
+    /// Moved by every pause or resume made here (see [`Queue::set_operator_pause`]).
+    pause_epoch: std::sync::atomic::AtomicU64,
 }
 
 /// An event the pipeline stored with its first attempt started, on its way to the worker.
@@ -84,6 +86,7 @@ impl Queue {
             gates: Default::default(),
             handoff,
             handoff_rx: std::sync::Mutex::new(Some(rx)),
+            pause_epoch: Default::default(),
         }
     }
 
@@ -119,6 +122,33 @@ impl Queue {
         }
         // Otherwise the worker is gone (shutting down): the lease goes back on drop, and the
         // stored lease runs out (or the next start releases it).
+    }
+
+    /// An operator's pause of `route` (or its end) in this process, at once: the store
+    /// holds it, and the worker reads it back every second. Moves the pause epoch, so that
+    /// a read of the store made before it is not applied after it.
+    pub fn set_operator_pause(&self, route: &str, since: Option<UnixMs>) {
+        self.pause_epoch
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.gate(route).set_operator_pause(since);
+    }
+
+    /// The pause epoch: read before reading the store's pauses, and compared after.
+    pub fn pause_epoch(&self) -> u64 {
+        self.pause_epoch.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Applies the store's pauses to this process's gates: a route with a whole-route pause
+    /// is paused, every other one is not.
+    pub fn apply_pauses(&self, pauses: &[crate::delivery::store::Paused]) {
+        let gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
+        for (route, gate) in gates.iter() {
+            let since = pauses
+                .iter()
+                .find(|p| p.route == *route && p.destination.is_empty())
+                .map(|p| p.since);
+            gate.set_operator_pause(since);
+        }
     }
 
     /// Lets no more events be stored with their attempt started (the worker is stopping):
@@ -174,6 +204,9 @@ pub struct Gate {
     /// Unix ms before which no event of the route is tried (the pause while its app is
     /// down; 0: none).
     paused_until_ms: std::sync::atomic::AtomicI64,
+    /// Unix ms since when an operator has paused the route (0: not paused), as the store
+    /// holds it: nothing is leased or started while it is.
+    operator_paused_ms: std::sync::atomic::AtomicI64,
 }
 
 impl Default for Gate {
@@ -185,6 +218,7 @@ impl Default for Gate {
             slots: std::sync::Mutex::new((0, Arc::new(tokio::sync::Semaphore::new(0)))),
             down_since_ms: Default::default(),
             paused_until_ms: Default::default(),
+            operator_paused_ms: Default::default(),
         }
     }
 }
@@ -271,6 +305,25 @@ impl Gate {
             .store(pacing.down_since_ms.unwrap_or(0), SeqCst);
         self.paused_until_ms
             .store(pacing.next_probe_ms.unwrap_or(0), SeqCst);
+    }
+
+    /// Records an operator's pause (`Some(since)`) or its end. While paused, the gate
+    /// admits nothing: the pipeline stores events without starting them.
+    pub fn set_operator_pause(&self, since: Option<UnixMs>) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.operator_paused_ms
+            .store(since.map_or(0, UnixMs::as_i64), SeqCst);
+        if since.is_some() {
+            self.set_limit(0);
+        }
+    }
+
+    /// Since when an operator has paused the route, if it is paused.
+    pub fn operator_pause(&self) -> Option<UnixMs> {
+        let since = self
+            .operator_paused_ms
+            .load(std::sync::atomic::Ordering::SeqCst);
+        (since != 0).then_some(UnixMs(since))
     }
 
     pub fn pacing(&self) -> Pacing {

@@ -15,6 +15,8 @@ pub enum View {
     Show,
     /// `retry`, `retry-dead`, `drop`: a count of what changed.
     Changed,
+    /// `pause`, `resume`: the route's state now.
+    Paused,
 }
 
 /// `answer` (the API's JSON) as a person reads it.
@@ -25,6 +27,7 @@ pub fn render(view: View, answer: &Value, now_ms: i64) -> String {
         View::List => list(answer),
         View::Show => show(answer),
         View::Changed => changed(answer),
+        View::Paused => paused(answer, now_ms),
     }
 }
 
@@ -88,6 +91,10 @@ fn routes(routes: &[Value], now_ms: i64) -> String {
         .iter()
         .map(|r| {
             let app = match (ms_of(&r["app_down_since"]), ms_of(&r["next_probe_at"])) {
+                _ if ms_of(&r["paused_since"]).is_some() => format!(
+                    "paused {} ago by an operator",
+                    age((now_ms - ms_of(&r["paused_since"]).unwrap_or(now_ms)) / 1000)
+                ),
                 (Some(since), probe) => {
                     let mut s = format!("down {} (held back)", age((now_ms - since) / 1000));
                     if let Some(p) = probe {
@@ -242,6 +249,24 @@ fn show(e: &Value) -> String {
     out
 }
 
+/// A pause or resume: what the route's delivery is now, and since when.
+fn paused(answer: &Value, now_ms: i64) -> String {
+    let route = text(&answer["route"]);
+    let since = |key: &str| ms_of(&answer[key]).map(|ms| age((now_ms - ms).max(0) / 1000));
+    match (answer["paused"].as_bool(), answer["changed"].as_bool()) {
+        (Some(true), Some(true)) => format!("{route}: paused; events are stored, none delivered\n"),
+        (Some(true), _) => format!(
+            "{route}: already paused (for {})\n",
+            since("paused_since").unwrap_or_else(|| "-".into())
+        ),
+        (_, Some(true)) => format!(
+            "{route}: resumed after {}; what waited is delivered\n",
+            since("was_paused_since").unwrap_or_else(|| "-".into())
+        ),
+        _ => format!("{route}: was not paused\n"),
+    }
+}
+
 fn changed(answer: &Value) -> String {
     let (verb, n) = [("retried", "retried"), ("dropped", "dropped")]
         .iter()
@@ -315,6 +340,48 @@ mod tests {
             render(View::List, &json!({"events": []}), NOW),
             "no events\n"
         );
+    }
+
+    #[test]
+    fn a_pause_and_a_resume_say_what_delivery_is_now() {
+        let at = rfc3339(NOW - 180_000);
+        assert_eq!(
+            render(
+                View::Paused,
+                &json!({"route": "stripe", "paused": true, "changed": true, "paused_since": at}),
+                NOW
+            ),
+            "stripe: paused; events are stored, none delivered\n"
+        );
+        assert_eq!(
+            render(
+                View::Paused,
+                &json!({"route": "stripe", "paused": true, "changed": false, "paused_since": at}),
+                NOW
+            ),
+            "stripe: already paused (for 3m00s)\n"
+        );
+        assert_eq!(
+            render(
+                View::Paused,
+                &json!({"route": "stripe", "paused": false, "changed": true, "was_paused_since": at}),
+                NOW
+            ),
+            "stripe: resumed after 3m00s; what waited is delivered\n"
+        );
+        assert_eq!(
+            render(
+                View::Paused,
+                &json!({"route": "stripe", "paused": false, "changed": false}),
+                NOW
+            ),
+            "stripe: was not paused\n"
+        );
+        let routes = json!({"routes": [{"route": "stripe", "configured": true, "concurrency": 4,
+            "depth": {"queued": 7, "delivering": 0, "retrying": 0, "dead": 0},
+            "oldest_pending_age_seconds": 60, "leased_here": 0, "app_down_since": null,
+            "held_back": false, "next_probe_at": null, "paused_since": at}]});
+        assert!(render(View::Routes, &routes, NOW).contains("paused 3m00s ago by an operator"));
     }
 
     #[test]

@@ -109,11 +109,16 @@ pub async fn run(
     };
     let mut renewals = tokio::time::interval(RENEW_EVERY);
     renewals.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pauses_read: Option<Instant> = None;
     loop {
         // Finished attempts are reaped here, all of them: one per wake-up would fall behind
         // thousands of deliveries a second, and each would stay allocated.
         while attempts.running.try_join_next().is_some() {}
         let current = live.load_full();
+        if pauses_read.is_none_or(|at| at.elapsed() >= POLL) {
+            read_pauses(&queue, &mut routes, &current, &metrics).await;
+            pauses_read = Some(Instant::now());
+        }
         let wake_at = lease_due(&mut routes, &current, &mut attempts).await;
         for (name, state) in &routes {
             let leased = i64::try_from(state.gate.outstanding()).unwrap_or(i64::MAX);
@@ -234,6 +239,11 @@ async fn lease_due(
         };
         let state = route_state(routes, route, &queue);
         state.gate.set_concurrency(policy.concurrency);
+        if state.gate.operator_pause().is_some() {
+            // Paused by an operator: nothing leased; events wait, stored.
+            state.gate.set_limit(0);
+            continue;
+        }
         let paused = state.paused_until.filter(|until| *until > now);
         if let Some(until) = paused {
             wake_at = wake_at.min(until);
@@ -260,6 +270,43 @@ async fn lease_due(
         }
     }
     wake_at
+}
+
+/// Reads the operators' pauses from the store (every replica's, on a shared one) into each
+/// queued route's gate, and `hookgate_queue_paused`. A store that cannot be read keeps the
+/// pauses as they were.
+async fn read_pauses(
+    queue: &Queue,
+    routes: &mut HashMap<String, RouteState>,
+    current: &InForce,
+    metrics: &Metrics,
+) {
+    let epoch = queue.pause_epoch();
+    let pauses = match queue.store.pauses().await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "queue store: cannot read the pauses; keeping them as they were");
+            metrics.queue.store_error(StoreOp::Pauses);
+            return;
+        }
+    };
+    for route in current.gateway.routes.routes() {
+        if let Delivery::Queued(_) = route.delivery {
+            route_state(routes, route, queue);
+        }
+    }
+    // A pause or resume made here while the store was read is newer than what was read.
+    if queue.pause_epoch() == epoch {
+        queue.apply_pauses(&pauses);
+    }
+    for (name, state) in routes.iter() {
+        let paused = state.gate.operator_pause().is_some();
+        metrics
+            .queue
+            .paused
+            .with_label_values(&[name])
+            .set(i64::from(paused));
+    }
 }
 
 /// On shutdown: waits for the attempts in flight, and for those of events still handed
@@ -543,9 +590,10 @@ impl Attempting {
                 return None;
             }
         };
-        if !started && self.held_back() {
-            // The app went down while this event waited for a slot: no attempt now. Its
-            // lease goes back; the route's probe comes first.
+        if !started && (self.held_back() || self.gate.operator_pause().is_some()) {
+            // The app went down, or an operator paused the route, while this event waited
+            // for a slot: no attempt now. Its lease goes back; the route's probe (or the
+            // resume) comes first.
             self.give_lease_back(event).await;
             return None;
         }

@@ -285,6 +285,8 @@ async fn hookgate_queue_lists_and_retries_dead_letters() {
         &["show", "0000"],
         &["retry", "0000"],
         &["retry-dead", "--route", "nope"],
+        &["pause", "--route", "nope"],
+        &["resume", "--route", "nope"],
     ] {
         let run = cli.clone();
         let (ok, out) = tokio::task::spawn_blocking(move || run(args))
@@ -299,6 +301,26 @@ async fn hookgate_queue_lists_and_retries_dead_letters() {
         .unwrap();
     assert!(ok, "{out}");
     within(5, "the CLI's retry is delivered", || upstream.count() == 2).await;
+
+    // Pause and resume from the command line.
+    let pause = cli.clone();
+    let (ok, out) = tokio::task::spawn_blocking(move || pause(&["pause", "--route", "laso"]))
+        .await
+        .unwrap();
+    assert!(ok, "{out}");
+    let paused: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(paused["paused"], true, "{out}");
+    let resume = cli.clone();
+    let (ok, out) = tokio::task::spawn_blocking(move || resume(&["resume", "--route", "laso"]))
+        .await
+        .unwrap();
+    assert!(ok, "{out}");
+    let resumed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (resumed["paused"].as_bool(), resumed["changed"].as_bool()),
+        (Some(false), Some(true)),
+        "{out}"
+    );
 
     // A wrong token is refused and the command fails.
     let wrong = dir.join("wrong");
@@ -315,5 +337,105 @@ async fn hookgate_queue_lists_and_retries_dead_letters() {
     .await
     .unwrap();
     assert!(!out.status.success());
+    gw.shutdown().await;
+}
+
+/// A pause that holds: events are taken and stored while the route is paused, none reaches
+/// the app, the pause survives a restart, the events do not age into dead letters while
+/// paused, and resuming delivers each of them once.
+#[tokio::test]
+async fn a_paused_route_stores_events_delivers_none_and_drains_once_on_resume() {
+    let dir = temp_dir("queue-pause");
+    // The lomi event's 200, then each paused event fails its first attempt once: retried only
+    // if the pause did not count against its max_age.
+    let upstream = Upstream::start_with(Reply::scripted(&[200, 500, 500, 500, 500, 500])).await;
+    // A short max_age: the pause outlasts it, and no event may die of it.
+    let queue = "      retry: { initial_interval: 50ms, max_interval: 200ms, max_age: 1500ms }\n";
+    let yaml = Yaml::new()
+        .top(&store(&dir))
+        .routes(&routes(&upstream.url(), queue));
+    let gw = Hookgate::start(&yaml, ENV).await;
+    let (status, paused) = admin(&gw, "POST", "/queue/routes/laso/pause", None).await;
+    assert_eq!(status, StatusCode::OK, "{paused}");
+    assert_eq!(
+        (paused["paused"].as_bool(), paused["changed"].as_bool()),
+        (Some(true), Some(true))
+    );
+    let (status, again) = admin(&gw, "POST", "/queue/routes/laso/pause", None).await;
+    assert_eq!(
+        (status, again["changed"].as_bool()),
+        (StatusCode::OK, Some(false))
+    );
+    assert_eq!(
+        again["paused_since"], paused["paused_since"],
+        "the pause keeps its start"
+    );
+    let (status, _) = admin(&gw, "POST", "/queue/routes/nope/pause", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    for n in 0..5 {
+        let (body, headers) = laso_event(n);
+        let a = post(&gw.url("/laso"), &as_refs(&headers), &body).await;
+        assert_eq!(
+            a.status,
+            StatusCode::OK,
+            "stored and acknowledged while paused"
+        );
+    }
+    // The other queued route is not paused.
+    let lomi = b"{\"id\":\"evt_1\",\"type\":\"charge.success\"}".to_vec();
+    let lomi_headers = sign_as("lomi", secret_of("lomi"), &lomi, now_unix());
+    post(&gw.url("/lomi"), &as_refs(&lomi_headers), &lomi).await;
+    within(5, "the unpaused route delivers", || upstream.count() == 1).await;
+    within(5, "the pause shows in the metrics", || {
+        gw.counter("hookgate_queue_paused", &[("route", "laso")]) == 1.0
+    })
+    .await;
+    let (_, route) = admin(&gw, "GET", "/queue/routes/laso", None).await;
+    assert_eq!(route["depth"]["queued"], 5, "{route}");
+    assert!(route["paused_since"].is_string(), "{route}");
+    gw.shutdown().await;
+
+    // Restarted: still paused, and nothing goes out.
+    let gw = Hookgate::start(&yaml, ENV).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(
+        upstream.count(),
+        1,
+        "nothing of the paused route was delivered"
+    );
+    let (_, route) = admin(&gw, "GET", "/queue/routes/laso", None).await;
+    assert!(
+        route["paused_since"].is_string(),
+        "the pause survives a restart: {route}"
+    );
+    assert_eq!(route["depth"]["queued"], 5, "{route}");
+
+    // Resumed, past max_age: the first attempts fail, and every event is retried (the
+    // pause is not counted in its age) and delivered; none is dead.
+    let (status, resumed) = admin(&gw, "POST", "/queue/routes/laso/resume", None).await;
+    assert_eq!(status, StatusCode::OK, "{resumed}");
+    assert_eq!(resumed["changed"].as_bool(), Some(true));
+    within(10, "what waited is delivered", || upstream.count() == 11).await;
+    let keys: std::collections::HashSet<String> = upstream
+        .received()
+        .iter()
+        .map(|r| header(r, "idempotency-key").to_owned())
+        .collect();
+    assert_eq!(keys.len(), 6, "six events, each retried at most once");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(upstream.count(), 11, "nothing after each was delivered");
+    assert_eq!(
+        gw.counter(
+            "hookgate_dead_letters_total",
+            &[("route", "laso"), ("reason", "expired")]
+        ),
+        0.0
+    );
+    let (_, again) = admin(&gw, "POST", "/queue/routes/laso/resume", None).await;
+    assert_eq!(again["changed"].as_bool(), Some(false));
+    within(5, "the metric reads unpaused", || {
+        gw.counter("hookgate_queue_paused", &[("route", "laso")]) == 0.0
+    })
+    .await;
     gw.shutdown().await;
 }
