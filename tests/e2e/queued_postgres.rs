@@ -288,3 +288,69 @@ async fn the_postgres_store_speaks_verified_tls_when_the_url_requires_it() {
         "the error names the TLS failure: {err}"
     );
 }
+
+/// A pause made on one replica holds on the other: events taken by either are stored, none
+/// delivered, until a resume (made on the other replica) drains each of them once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_on_one_replica_holds_on_every_replica_until_resumed() {
+    let pg = PostgresServer::start().await;
+    let upstream = Upstream::start().await;
+    let yaml = Yaml::new()
+        .top(&store(&pg.url(), ""))
+        .routes(&routes(&upstream.url()));
+    let a = Hookgate::start(&yaml, ENV).await;
+    let b = Hookgate::start(&yaml, ENV).await;
+    let pause = send(
+        "POST",
+        &format!("http://{}/queue/routes/laso/pause", a.admin),
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(pause.status, StatusCode::OK, "{}", pause.body);
+    // The other replica reads the pause within a second.
+    within(5, "replica b sees the pause", || {
+        b.counter("hookgate_queue_paused", &[("route", "laso")]) == 1.0
+    })
+    .await;
+    for n in 0..10 {
+        let gw = if n % 2 == 0 { &a } else { &b };
+        let (body, headers) = laso_event(n);
+        let answer = post(&gw.url("/laso"), &as_refs(&headers), &body).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        upstream.count(),
+        0,
+        "no replica delivers a paused route's events"
+    );
+    let routes = send(
+        "GET",
+        &format!("http://{}/queue/routes/laso", b.admin),
+        &[],
+        b"",
+    )
+    .await;
+    let route: serde_json::Value = serde_json::from_str(&routes.body).unwrap();
+    assert_eq!(route["depth"]["queued"], 10, "{route}");
+    assert!(route["paused_since"].is_string(), "{route}");
+    let resume = send(
+        "POST",
+        &format!("http://{}/queue/routes/laso/resume", b.admin),
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(resume.status, StatusCode::OK, "{}", resume.body);
+    within(10, "both replicas deliver again", || upstream.count() >= 10).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let keys: std::collections::HashSet<String> = upstream
+        .received()
+        .iter()
+        .map(|r| header(r, "idempotency-key").to_owned())
+        .collect();
+    assert_eq!((upstream.count(), keys.len()), (10, 10), "each event once");
+    a.shutdown().await;
+    b.shutdown().await;
+}
