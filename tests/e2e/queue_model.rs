@@ -83,6 +83,13 @@ enum Step {
         which: usize,
     },
     Purge,
+    /// An operator pauses a route, or resumes it.
+    Pause {
+        route: usize,
+    },
+    Resume {
+        route: usize,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -114,6 +121,8 @@ fn step() -> impl Strategy<Value = Step> {
         1 => route.clone().prop_map(|route| Step::RetryDead { route }),
         1 => any::<usize>().prop_map(|which| Step::Drop { which }),
         1 => Just(Step::Purge),
+        1 => route.clone().prop_map(|route| Step::Pause { route }),
+        1 => route.clone().prop_map(|route| Step::Resume { route }),
     ]
 }
 
@@ -146,6 +155,8 @@ struct Held {
 struct Model {
     events: BTreeMap<String, Modelled>,
     now: i64,
+    /// Paused routes, since when.
+    pauses: BTreeMap<String, i64>,
 }
 
 impl Model {
@@ -234,6 +245,7 @@ async fn run_case(engine: &Engine, steps: &[Step]) -> Result<(), TestCaseError> 
     let mut model = Model {
         events: BTreeMap::new(),
         now: 1_700_000_000_000,
+        pauses: BTreeMap::new(),
     };
     let mut held: Vec<Held> = Vec::new();
     let mut next_id = 0usize;
@@ -624,6 +636,33 @@ async fn apply(
                 !(finished_past && window_past)
             });
         }
+        Step::Pause { route } => {
+            let route = &routes[*route];
+            let newly = store.pause(route, "", UnixMs(now)).await.map_err(fail)?;
+            let want = !model.pauses.contains_key(route);
+            check(newly == want, || {
+                format!("pause said newly paused {newly}, the model {want}")
+            })?;
+            model.pauses.entry(route.clone()).or_insert(now);
+        }
+        Step::Resume { route } => {
+            let route = &routes[*route];
+            let got = store.resume(route, "", UnixMs(now)).await.map_err(fail)?;
+            let want = model.pauses.remove(route);
+            check(got.map(UnixMs::as_i64) == want, || {
+                format!("resume said paused since {got:?}, the model {want:?}")
+            })?;
+            if let Some(since) = want {
+                // The pause does not count in a pending event's age.
+                for e in model.events.values_mut().filter(|e| {
+                    e.route == *route
+                        && !matches!(e.state, State::Delivered | State::Dead)
+                        && e.age_from_ms < now
+                }) {
+                    e.age_from_ms += now - e.age_from_ms.max(since);
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -676,6 +715,20 @@ fn as_leased(h: &Held) -> Event {
 /// Every event the model knows is in the store as the model has it, and the store holds no
 /// other event of these routes.
 async fn compare(store: &QueueStore, model: &Model, routes: &[String]) -> Result<(), String> {
+    let pauses: BTreeMap<String, i64> = store
+        .pauses()
+        .await
+        .map_err(|e| format!("pauses: {e}"))?
+        .into_iter()
+        .filter(|p| routes.contains(&p.route))
+        .map(|p| (p.route, p.since.as_i64()))
+        .collect();
+    if pauses != model.pauses {
+        return Err(format!(
+            "pauses: store {pauses:?}, model {:?}",
+            model.pauses
+        ));
+    }
     let mut stored: HashMap<String, Event> = HashMap::new();
     for route in routes {
         let events = store
