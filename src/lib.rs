@@ -66,7 +66,8 @@
 //! - `delivery/`: queued delivery: the store's state machine (`store.rs`, shared types in
 //!   `state.rs`, SQL in `sql.rs`) and its two engines (embedded SQLite, PostgreSQL for
 //!   replicas), the delivery worker (leases bounded by each route's slots, attempts counted
-//!   when made), its pacing while an app is down (`pacing.rs`, pure decisions), the retry
+//!   when made), its pacing while an app is down (`pacing.rs`, pure decisions) and its rate limit
+//!   (`rate.rs`, a token bucket), the retry
 //!   policy, the queue API on the admin listener and its client, the
 //!   tables `hookgate queue` prints.
 //! - `admin.rs`, `metrics.rs`: `/metrics`, `/healthz`, `/readyz`, `/keys`, `/queue/`; every metric.

@@ -131,7 +131,19 @@ pub struct RawQueue {
     pub body: Option<String>,
     /// Deliveries in flight to the app at once (default 16).
     pub concurrency: Option<u64>,
+    /// Deliveries started per second, at most: `{ per_second: 50, burst: 50 }`.
+    pub rate_limit: Option<RawRateLimit>,
     pub retry: Option<RawRetry>,
+}
+
+/// `queue.rate_limit:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub per_second: f64,
+    /// Deliveries that may start at once after a quiet time (default: one second's worth,
+    /// at least 1).
+    pub burst: Option<u32>,
 }
 
 /// `queue.retry:`.

@@ -18,7 +18,8 @@
 //!   `sql.rs`: the SQL both engines share; `time.rs`: `UnixMs`, the store's times.
 //! - `retry.rs`: what an attempt's result means for the event (pure, clock passed in).
 //! - `worker.rs`: leases due events, delivers them, settles them; paces a route whose app is
-//!   down.
+//!   down (`pacing.rs`), within its rate limit (`rate.rs`), and not while an operator has
+//!   paused it.
 //! - `event.rs`: a stored request and its encoding at rest.
 //! - `api.rs`: the queue on the admin listener (list, show, retry, drop) and the client
 //!   `hookgate queue` uses.
@@ -28,6 +29,7 @@ pub mod embedded;
 pub mod event;
 pub mod pacing;
 pub mod postgres;
+pub mod rate;
 pub mod retry;
 pub mod sql;
 pub mod state;
@@ -110,6 +112,10 @@ impl Queue {
         let gate = self.gate(route);
         let lease = Gate::reserve(&gate)?;
         let slot = gate.slots().try_acquire_owned().ok()?;
+        // The attempt starts now: within the route's rate, or the event is stored queued.
+        if gate.take_tokens(1) == 0 {
+            return None;
+        }
         Some(Reserved { lease, slot })
     }
 
@@ -207,6 +213,9 @@ pub struct Gate {
     /// Unix ms since when an operator has paused the route (0: not paused), as the store
     /// holds it: nothing is leased or started while it is.
     operator_paused_ms: std::sync::atomic::AtomicI64,
+    /// The route's `queue.rate_limit` (`None`: none), on a monotonic clock from `origin`.
+    bucket: std::sync::Mutex<Option<rate::Bucket>>,
+    origin: std::time::Instant,
 }
 
 impl Default for Gate {
@@ -219,6 +228,8 @@ impl Default for Gate {
             down_since_ms: Default::default(),
             paused_until_ms: Default::default(),
             operator_paused_ms: Default::default(),
+            bucket: Default::default(),
+            origin: std::time::Instant::now(),
         }
     }
 }
@@ -305,6 +316,46 @@ impl Gate {
             .store(pacing.down_since_ms.unwrap_or(0), SeqCst);
         self.paused_until_ms
             .store(pacing.next_probe_ms.unwrap_or(0), SeqCst);
+    }
+
+    /// The monotonic time the bucket reads (the wall clock can jump; the rate cannot).
+    fn mono(&self) -> UnixMs {
+        UnixMs(i64::try_from(self.origin.elapsed().as_millis()).unwrap_or(i64::MAX))
+    }
+
+    fn lock_bucket(&self) -> std::sync::MutexGuard<'_, Option<rate::Bucket>> {
+        self.bucket.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets the route's rate limit; a bucket whose limit is unchanged keeps its tokens.
+    pub fn set_rate_limit(&self, limit: Option<crate::model::RateLimit>) {
+        let mut bucket = self.lock_bucket();
+        if bucket.map(|b| b.limit()) != limit {
+            *bucket = limit.map(|l| rate::Bucket::new(l, self.mono()));
+        }
+    }
+
+    /// Takes up to `n` attempts' tokens; `n` when the route has no rate limit.
+    pub fn take_tokens(&self, n: usize) -> usize {
+        let now = self.mono();
+        self.lock_bucket().as_mut().map_or(n, |b| b.take(n, now))
+    }
+
+    /// Gives back tokens taken for attempts that were not started.
+    pub fn give_back_tokens(&self, n: usize) {
+        if n > 0 {
+            if let Some(b) = self.lock_bucket().as_mut() {
+                b.give_back(n);
+            }
+        }
+    }
+
+    /// How long until the rate limit allows the next attempt (zero without one).
+    pub fn token_wait(&self) -> std::time::Duration {
+        let now = self.mono();
+        self.lock_bucket()
+            .as_mut()
+            .map_or(std::time::Duration::ZERO, |b| b.wait(now))
     }
 
     /// Records an operator's pause (`Some(since)`) or its end. While paused, the gate

@@ -12,6 +12,22 @@ use crate::model::RetryPolicy;
 /// The longest a route whose app is down waits before its next probe.
 pub const MAX_PAUSE: Duration = Duration::from_secs(30);
 
+/// The longest an app's `Retry-After` holds its whole route back.
+pub const MAX_RETRY_AFTER_PAUSE: Duration = Duration::from_secs(600);
+
+/// A pause lengthened to the app's `Retry-After` (on a 429 or 503 that says how long to
+/// wait), so that the whole route waits, not only the event that got it; at most
+/// [`MAX_RETRY_AFTER_PAUSE`]. Any other step is as it was.
+pub fn honour_retry_after(step: Step, retry_after: Option<Duration>) -> Step {
+    match (step, retry_after) {
+        (Step::Pause { pause, first }, Some(asked)) if asked > pause => Step::Pause {
+            pause: asked.min(MAX_RETRY_AFTER_PAUSE),
+            first,
+        },
+        _ => step,
+    }
+}
+
 /// What the worker knows of a route's app, from its attempts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AppState {
@@ -89,6 +105,24 @@ mod tests {
 
     fn at(ms: i64) -> UnixMs {
         UnixMs(ms)
+    }
+
+    #[test]
+    fn retry_after_holds_the_whole_route_back_up_to_ten_minutes() {
+        let pause = |secs| Step::Pause {
+            pause: Duration::from_secs(secs),
+            first: true,
+        };
+        let secs = |s| Some(Duration::from_secs(s));
+        assert_eq!(honour_retry_after(pause(1), secs(20)), pause(20));
+        assert_eq!(
+            honour_retry_after(pause(5), secs(2)),
+            pause(5),
+            "never shorter"
+        );
+        assert_eq!(honour_retry_after(pause(1), secs(7200)), pause(600));
+        assert_eq!(honour_retry_after(pause(1), None), pause(1));
+        assert_eq!(honour_retry_after(Step::Steady, secs(20)), Step::Steady);
     }
 
     #[test]

@@ -79,6 +79,8 @@ struct Done {
     route: String,
     /// `None`: no attempt was made (the lease was lost, or the store could not count it).
     app_down: Option<bool>,
+    /// The app's `Retry-After`, when it said one.
+    retry_after: Option<Duration>,
 }
 
 /// The leases this worker holds (event id to lease token), renewed together.
@@ -239,6 +241,7 @@ async fn lease_due(
         };
         let state = route_state(routes, route, &queue);
         state.gate.set_concurrency(policy.concurrency);
+        state.gate.set_rate_limit(policy.rate_limit);
         if state.gate.operator_pause().is_some() {
             // Paused by an operator: nothing leased; events wait, stored.
             state.gate.set_limit(0);
@@ -257,8 +260,29 @@ async fn lease_due(
         if room == 0 {
             continue;
         }
-        let leased = lease(&queue, current, route, &state.gate, room, &metrics, clock).await;
-        state.gate.release(room - leased.len());
+        // Each event leased is an attempt started soon: one token of the rate limit each.
+        let allowed = state.gate.take_tokens(room);
+        state.gate.release(room - allowed);
+        if allowed == 0 {
+            wake_at = wake_at.min(now + state.gate.token_wait());
+            continue;
+        }
+        let leased = lease(
+            &queue,
+            current,
+            route,
+            &state.gate,
+            allowed,
+            &metrics,
+            clock,
+        )
+        .await;
+        state.gate.release(allowed - leased.len());
+        state.gate.give_back_tokens(allowed - leased.len());
+        if allowed < room {
+            // Held back by the rate: come back when the next token is there.
+            wake_at = wake_at.min(now + state.gate.token_wait());
+        }
         if !leased.is_empty() {
             // Their settles wake the loop, which leases again.
         } else if let Ok(Some(due_ms)) = queue.store.next_due(&route.name).await {
@@ -505,6 +529,7 @@ fn pace(
     let retry = queued_route(&live.gateway, route).map(|(_, p)| &p.retry);
     let now_ms = UnixMs::from(clock());
     let (app, step) = state.app.after_attempt(app_down, now_ms, retry);
+    let step = crate::delivery::pacing::honour_retry_after(step, done.retry_after);
     state.app = app;
     let held_back = metrics.queue.held_back.with_label_values(&[route]);
     match step {
@@ -556,7 +581,11 @@ impl Attempting {
         slot: Option<OwnedSemaphorePermit>,
         done: &mpsc::UnboundedSender<Done>,
     ) {
-        let app_down = self.attempt(&mut event, slot).await;
+        let tried = self.attempt(&mut event, slot).await;
+        let (app_down, retry_after) = match tried {
+            Some((down, after)) => (Some(down), after),
+            None => (None, None),
+        };
         {
             let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
             // Only this attempt's lease: after a stall, the same event may be held again
@@ -569,12 +598,17 @@ impl Attempting {
         let _ = done.send(Done {
             route: self.route.name.clone(),
             app_down,
+            retry_after,
         });
     }
 
     /// Everything but the bookkeeping of [`Attempting::deliver`]; whether the app looked
-    /// down, or `None` if no attempt was made.
-    async fn attempt(&self, event: &mut Event, slot: Option<OwnedSemaphorePermit>) -> Option<bool> {
+    /// down and the `Retry-After` it said, or `None` if no attempt was made.
+    async fn attempt(
+        &self,
+        event: &mut Event,
+        slot: Option<OwnedSemaphorePermit>,
+    ) -> Option<(bool, Option<Duration>)> {
         // An event that arrives with its slot had its attempt counted as it was stored or
         // leased.
         let started = slot.is_some();
@@ -604,15 +638,21 @@ impl Attempting {
         // copied whole when spawned and again when it completes.
         let (attempt, status, cause) = Box::pin(self.send(event, outgoing)).await;
         drop(slot);
-        let app_down = match attempt {
-            Attempt::NoAnswer => true,
-            Attempt::Answered { status, .. } => matches!(status.as_u16(), 429 | 502 | 503 | 504),
+        let (app_down, retry_after) = match attempt {
+            Attempt::NoAnswer => (true, None),
+            Attempt::Answered {
+                status,
+                retry_after,
+            } => (
+                matches!(status.as_u16(), 429 | 502 | 503 | 504),
+                retry_after,
+            ),
         };
         let now = (self.clock)();
         let settle = self.settlement(event, attempt, status, cause, now);
         self.log_settlement(event, &settle, status, now);
         self.finish(event, settle, true).await;
-        Some(app_down)
+        Some((app_down, retry_after))
     }
 
     /// A stored event that cannot be turned back into a request: dead at once.

@@ -23,6 +23,8 @@ pub struct QueuePolicy {
     /// Deliveries to the app in flight at once (protects a slow app). 1 also delivers in
     /// order of arrival, unless an event has to be retried.
     pub concurrency: usize,
+    /// Deliveries started per second, at most (`None`: as fast as the slots allow).
+    pub rate_limit: Option<RateLimit>,
     pub retry: RetryPolicy,
 }
 
@@ -32,8 +34,24 @@ impl Default for QueuePolicy {
             answer_status: StatusCode::OK,
             answer_body: "queued\n".into(),
             concurrency: 16,
+            rate_limit: None,
             retry: RetryPolicy::default(),
         }
+    }
+}
+
+/// `queue.rate_limit`: a token bucket of `burst` tokens refilled at `per_second`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Thousandths of a token a second (whole numbers compare exactly: a reload that keeps
+    /// the rate keeps the bucket).
+    pub milli_per_second: u64,
+    pub burst: u32,
+}
+
+impl RateLimit {
+    pub fn per_second(self) -> f64 {
+        self.milli_per_second as f64 / 1000.0
     }
 }
 

@@ -545,3 +545,80 @@ async fn a_slow_but_healthy_app_gets_each_event_once() {
     assert_eq!(upstream.count(), 2, "each event once");
     gw.shutdown().await;
 }
+
+/// `queue.rate_limit` spaces a backlog's deliveries out, whatever the concurrency: 30 events
+/// at 20 a second (burst 1) take about 1.5 s, and no half second holds more than its share.
+#[tokio::test]
+async fn a_rate_limit_spaces_a_backlogs_deliveries() {
+    let dir = temp_dir("queued-rate");
+    let upstream = Upstream::start().await;
+    let queue = "      concurrency: 16\n      rate_limit: { per_second: 20, burst: 1 }\n";
+    let gw = Hookgate::start(
+        &Yaml::new()
+            .top(&store(&dir))
+            .routes(&routes(&upstream.url(), queue)),
+        ENV,
+    )
+    .await;
+    for n in 0..30 {
+        let (body, headers) = laso_event(n);
+        let a = post(&gw.url("/laso"), &as_refs(&headers), &body).await;
+        assert_eq!(a.status, StatusCode::OK);
+    }
+    within(10, "every event is delivered", || upstream.count() == 30).await;
+    let mut at: Vec<std::time::Instant> = upstream.received().iter().map(|r| r.at).collect();
+    at.sort();
+    let span = at[29] - at[0];
+    assert!(
+        span >= Duration::from_millis(1300),
+        "30 events at 20/s came in {span:?}"
+    );
+    // In any half second, at most its 10 tokens and the one of the burst (and one of slack
+    // for the clock's edges).
+    for (i, start) in at.iter().enumerate() {
+        let within_half = at[i..]
+            .iter()
+            .take_while(|t| **t - *start < Duration::from_millis(500))
+            .count();
+        assert!(within_half <= 12, "{within_half} deliveries within 500 ms");
+    }
+    gw.shutdown().await;
+}
+
+/// An app's `Retry-After` on a 429 holds its whole route back, not only the event that got
+/// it: the other events wait too, then all arrive.
+#[tokio::test]
+async fn retry_after_on_a_429_holds_the_whole_route_back() {
+    let dir = temp_dir("queued-route-retry-after");
+    let reply = Reply {
+        retry_after: Some("2"),
+        ..Reply::scripted(&[429])
+    };
+    let upstream = Upstream::start_with(reply).await;
+    let gw = Hookgate::start(
+        &Yaml::new()
+            .top(&store(&dir))
+            .routes(&routes(&upstream.url(), FAST)),
+        ENV,
+    )
+    .await;
+    let (body, headers) = laso_event(0);
+    post(&gw.url("/laso"), &as_refs(&headers), &body).await;
+    // Once the gateway has the 429 (the app records the request before it answers).
+    within(5, "the 429 holds the route back", || {
+        gw.counter("hookgate_queue_held_back", &[("route", "laso")]) == 1.0
+    })
+    .await;
+    for n in 1..4 {
+        let (body, headers) = laso_event(n);
+        post(&gw.url("/laso"), &as_refs(&headers), &body).await;
+    }
+    within(10, "every event arrives", || upstream.count() == 5).await;
+    let got = upstream.received();
+    let after_429: Vec<Duration> = got[1..].iter().map(|r| r.at - got[0].at).collect();
+    assert!(
+        after_429.iter().all(|d| *d >= Duration::from_millis(1900)),
+        "the route waited the app's Retry-After: 2: {after_429:?}"
+    );
+    gw.shutdown().await;
+}

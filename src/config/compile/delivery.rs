@@ -101,6 +101,24 @@ fn compile_queue_policy(q: &RawQueue, label: &str, r: &mut Report) -> QueuePolic
         Some(n) => policy.concurrency = n as usize,
         None => {}
     }
+    if let Some(rate) = &q.rate_limit {
+        let per_second = rate.per_second;
+        if !per_second.is_finite() || !(0.001..=100_000.0).contains(&per_second) {
+            r.error(
+                qloc("rate_limit.per_second"),
+                "from 0.001 (one a quarter hour) to 100000 deliveries a second",
+            );
+        } else {
+            let burst = rate.burst.unwrap_or(per_second.ceil() as u32).max(1);
+            if rate.burst == Some(0) {
+                r.error(qloc("rate_limit.burst"), "must be at least 1");
+            }
+            policy.rate_limit = Some(crate::model::RateLimit {
+                milli_per_second: (per_second * 1000.0).round() as u64,
+                burst,
+            });
+        }
+    }
     if let Some(retry) = &q.retry {
         compile_retry(retry, &mut policy.retry, label, r);
     }

@@ -2177,6 +2177,20 @@ fn queued_delivery_mistakes_are_located() {
         ),
         (
             queued_route(&format!(
+                "{v}, delivery: queued, queue: {{ rate_limit: {{ per_second: 0 }} }}"
+            )),
+            "routes[0] (r).queue.rate_limit.per_second",
+            "deliveries a second",
+        ),
+        (
+            queued_route(&format!(
+                "{v}, delivery: queued, queue: {{ rate_limit: {{ per_second: 5, burst: 0 }} }}"
+            )),
+            "routes[0] (r).queue.rate_limit.burst",
+            "at least 1",
+        ),
+        (
+            queued_route(&format!(
                 "{v}, delivery: queued, queue: {{ retry: {{ initial_interval: 1m, max_interval: 1s }} }}"
             )),
             "routes[0] (r).queue.retry.max_interval",
