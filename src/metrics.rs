@@ -182,6 +182,10 @@ pub struct QueueMetrics {
     pub held_back: IntGaugeVec,
     /// 1 while an operator has paused a route's delivery (`hookgate queue pause`), by route.
     pub paused: IntGaugeVec,
+    /// A route's circuit breaker: 0 closed, 1 open, 2 half-open.
+    pub breaker_state: IntGaugeVec,
+    /// Changes of a route's circuit breaker, by the state it went to.
+    pub breaker_transitions: IntCounterVec,
     /// Time for one store commit (embedded: one transaction with its fsync).
     pub commit_duration: Histogram,
     /// Operations per commit (group commit at work).
@@ -323,6 +327,22 @@ impl QueueMetrics {
                 &["route"],
             )
             .expect("valid metric"),
+            breaker_state: IntGaugeVec::new(
+                Opts::new(
+                    "hookgate_queue_breaker_state",
+                    "A route's circuit breaker: 0 closed, 1 open (nothing delivered), 2 half-open (probing).",
+                ),
+                &["route"],
+            )
+            .expect("valid metric"),
+            breaker_transitions: IntCounterVec::new(
+                Opts::new(
+                    "hookgate_queue_breaker_transitions_total",
+                    "Changes of a route's circuit breaker, by the state it went to.",
+                ),
+                &["route", "to"],
+            )
+            .expect("valid metric"),
             paused: IntGaugeVec::new(
                 Opts::new(
                     "hookgate_queue_paused",
@@ -390,6 +410,8 @@ impl QueueMetrics {
             Box::new(self.leases_lost.clone()),
             Box::new(self.held_back.clone()),
             Box::new(self.paused.clone()),
+            Box::new(self.breaker_state.clone()),
+            Box::new(self.breaker_transitions.clone()),
             Box::new(self.commit_duration.clone()),
             Box::new(self.commit_batch.clone()),
             Box::new(self.store_errors.clone()),
@@ -416,6 +438,10 @@ impl QueueMetrics {
         self.leases_lost.with_label_values(&[route]);
         self.held_back.with_label_values(&[route]);
         self.paused.with_label_values(&[route]);
+        self.breaker_state.with_label_values(&[route]);
+        for to in ["open", "half_open", "closed"] {
+            self.breaker_transitions.with_label_values(&[route, to]);
+        }
     }
 }
 

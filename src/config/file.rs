@@ -133,7 +133,22 @@ pub struct RawQueue {
     pub concurrency: Option<u64>,
     /// Deliveries started per second, at most: `{ per_second: 50, burst: 50 }`.
     pub rate_limit: Option<RawRateLimit>,
+    /// The circuit breaker: `{}` for its defaults, or `{ failure_rate: 50, window: 60s,
+    /// min_attempts: 20, open_for: 30s, probes: 3 }`.
+    pub breaker: Option<RawBreaker>,
     pub retry: Option<RawRetry>,
+}
+
+/// `queue.breaker:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBreaker {
+    /// Percent of the window's attempts that failed, from 1 to 100.
+    pub failure_rate: Option<u32>,
+    pub window: Option<RawDuration>,
+    pub min_attempts: Option<u32>,
+    pub open_for: Option<RawDuration>,
+    pub probes: Option<u32>,
 }
 
 /// `queue.rate_limit:`.

@@ -389,6 +389,7 @@ fn routes(
                 .min();
             let gate = queue.gate(&name);
             let pacing = gate.pacing();
+            let breaker = gate.breaker();
             let paused = pauses
                 .iter()
                 .find(|p| p.route == name && p.destination.is_empty())
@@ -410,6 +411,8 @@ fn routes(
                 "held_back": pacing.down_since_ms.is_some(),
                 "next_probe_at": pacing.next_probe_ms.map_or(Value::Null, time),
                 "paused_since": paused.map_or(Value::Null, time),
+                "breaker": breaker.0,
+                "breaker_since": breaker.1.map_or(Value::Null, |s| time(s.as_i64())),
             })
         })
         .collect();

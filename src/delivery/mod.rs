@@ -25,6 +25,7 @@
 //!   `hookgate queue` uses.
 
 pub mod api;
+pub mod breaker;
 pub mod embedded;
 pub mod event;
 pub mod pacing;
@@ -213,6 +214,10 @@ pub struct Gate {
     /// Unix ms since when an operator has paused the route (0: not paused), as the store
     /// holds it: nothing is leased or started while it is.
     operator_paused_ms: std::sync::atomic::AtomicI64,
+    /// The route's circuit breaker as operators see it: its state's gauge value (0 closed,
+    /// 1 open, 2 half-open) and since when (Unix ms).
+    breaker: std::sync::atomic::AtomicI64,
+    breaker_since_ms: std::sync::atomic::AtomicI64,
     /// The route's `queue.rate_limit` (`None`: none), on a monotonic clock from `origin`.
     bucket: std::sync::Mutex<Option<rate::Bucket>>,
     origin: std::time::Instant,
@@ -228,6 +233,8 @@ impl Default for Gate {
             down_since_ms: Default::default(),
             paused_until_ms: Default::default(),
             operator_paused_ms: Default::default(),
+            breaker: Default::default(),
+            breaker_since_ms: Default::default(),
             bucket: Default::default(),
             origin: std::time::Instant::now(),
         }
@@ -356,6 +363,26 @@ impl Gate {
         self.lock_bucket()
             .as_mut()
             .map_or(std::time::Duration::ZERO, |b| b.wait(now))
+    }
+
+    /// Records the breaker's state for operators.
+    pub fn set_breaker(&self, state: breaker::BreakerState, since: UnixMs) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.breaker.store(state.gauge(), SeqCst);
+        self.breaker_since_ms.store(since.as_i64(), SeqCst);
+    }
+
+    /// The breaker's state label and since when, as the API shows it (`None`: no breaker
+    /// configured, or never changed).
+    pub fn breaker(&self) -> (&'static str, Option<UnixMs>) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let since = self.breaker_since_ms.load(SeqCst);
+        let label = match self.breaker.load(SeqCst) {
+            1 => "open",
+            2 => "half_open",
+            _ => "closed",
+        };
+        (label, (since != 0).then_some(UnixMs(since)))
     }
 
     /// Records an operator's pause (`Some(since)`) or its end. While paused, the gate

@@ -39,6 +39,7 @@ use http::HeaderValue;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
 
 use crate::body::RawBody;
+use crate::delivery::breaker::{Breaker, Health, Transition};
 use crate::delivery::event::{Event, Unreadable};
 use crate::delivery::pacing::{AppState, Step};
 use crate::delivery::retry::{self, Attempt, Verdict};
@@ -72,6 +73,8 @@ struct RouteState {
     app: AppState,
     /// No lease for this route before this.
     paused_until: Option<Instant>,
+    /// Its circuit breaker, if it has one.
+    breaker: Option<Breaker>,
 }
 
 /// How an attempt went, for pacing.
@@ -81,6 +84,8 @@ struct Done {
     app_down: Option<bool>,
     /// The app's `Retry-After`, when it said one.
     retry_after: Option<Duration>,
+    /// What the attempt said of the app's health, for its breaker.
+    health: Option<Health>,
 }
 
 /// The leases this worker holds (event id to lease token), renewed together.
@@ -240,18 +245,10 @@ async fn lease_due(
             continue;
         };
         let state = route_state(routes, route, &queue);
-        state.gate.set_concurrency(policy.concurrency);
-        state.gate.set_rate_limit(policy.rate_limit);
-        if state.gate.operator_pause().is_some() {
-            // Paused by an operator: nothing leased; events wait, stored.
-            state.gate.set_limit(0);
-            continue;
+        let (limit, wake) = lease_limit(state, route, policy, &metrics, clock);
+        if let Some(wake) = wake {
+            wake_at = wake_at.min(wake);
         }
-        let paused = state.paused_until.filter(|until| *until > now);
-        if let Some(until) = paused {
-            wake_at = wake_at.min(until);
-        }
-        let limit = state.app.lease_limit(paused.is_some(), policy.concurrency);
         state.gate.set_limit(limit);
         if limit == 0 {
             continue;
@@ -277,6 +274,9 @@ async fn lease_due(
             clock,
         )
         .await;
+        if let Some(b) = state.breaker.as_mut() {
+            b.probing(u32::try_from(leased.len()).unwrap_or(u32::MAX));
+        }
         state.gate.release(allowed - leased.len());
         state.gate.give_back_tokens(allowed - leased.len());
         if allowed < room {
@@ -506,12 +506,103 @@ fn route_state<'a>(
             gate: queue.gate(&route.name),
             app: AppState::default(),
             paused_until: None,
+            breaker: None,
         };
         routes.insert(route.name.clone(), state);
     }
     routes
         .get_mut(&route.name)
         .expect("the route's state was inserted above")
+}
+
+/// How many of the route's events this process may hold leased now, and when to look again
+/// if something holds it back: none while an operator has paused it, none while its app is
+/// paced down (then one probe), and within its breaker's probes. Keeps the gate's
+/// concurrency and rate limit in step with the policy.
+fn lease_limit(
+    state: &mut RouteState,
+    route: &Route,
+    policy: &QueuePolicy,
+    metrics: &Metrics,
+    clock: Clock,
+) -> (usize, Option<Instant>) {
+    let now = Instant::now();
+    state.gate.set_concurrency(policy.concurrency);
+    state.gate.set_rate_limit(policy.rate_limit);
+    if state.gate.operator_pause().is_some() {
+        // Paused by an operator: nothing leased; events wait, stored.
+        return (0, None);
+    }
+    let paused = state.paused_until.filter(|until| *until > now);
+    let mut limit = state.app.lease_limit(paused.is_some(), policy.concurrency);
+    let mut wake = paused;
+    if let Some(probes) = breaker_allows(state, route, policy, metrics, clock) {
+        let reopens = state
+            .breaker
+            .as_ref()
+            .and_then(|b| b.reopens_in(UnixMs::from(clock())));
+        if let Some(reopens) = reopens {
+            wake = Some(wake.map_or(now + reopens, |w| w.min(now + reopens)));
+        }
+        limit = limit.min(state.gate.outstanding() + probes as usize);
+    }
+    (limit, wake)
+}
+
+/// The route's breaker, kept in step with its policy (a reload may add, change or remove
+/// it): how many attempts it lets start now (`None`: no limit of its own).
+fn breaker_allows(
+    state: &mut RouteState,
+    route: &Route,
+    policy: &QueuePolicy,
+    metrics: &Metrics,
+    clock: Clock,
+) -> Option<u32> {
+    let now_ms = UnixMs::from(clock());
+    if state.breaker.as_ref().map(Breaker::policy) != policy.breaker {
+        state.breaker = policy.breaker.map(|p| Breaker::new(p, now_ms));
+        if let Some(b) = &state.breaker {
+            state.gate.set_breaker(b.state(), b.since);
+            metrics
+                .queue
+                .breaker_state
+                .with_label_values(&[&route.name])
+                .set(0);
+        }
+    }
+    let breaker = state.breaker.as_mut()?;
+    let (allowed, change) = breaker.allowed(now_ms);
+    if let Some(change) = change {
+        breaker_changed(&route.name, change, &state.gate, metrics, now_ms);
+    }
+    allowed
+}
+
+/// A breaker's change of state: logged once, counted, shown.
+fn breaker_changed(route: &str, t: Transition, gate: &Gate, metrics: &Metrics, now: UnixMs) {
+    use crate::delivery::breaker::BreakerState;
+    match t.to {
+        BreakerState::Open { until } => tracing::warn!(
+            route,
+            failure_rate_percent = t.failure_rate,
+            open_for_ms = until.since(now).as_millis() as u64,
+            "circuit breaker open: the app fails too often; delivering nothing for a while"
+        ),
+        BreakerState::HalfOpen { .. } => {
+            tracing::info!(route, "circuit breaker half-open: probing the app")
+        }
+        BreakerState::Closed => {
+            tracing::info!(route, "circuit breaker closed: the app answers again")
+        }
+    }
+    let q = &metrics.queue;
+    q.breaker_state
+        .with_label_values(&[route])
+        .set(t.to.gauge());
+    q.breaker_transitions
+        .with_label_values(&[route, t.to.label()])
+        .inc();
+    gate.set_breaker(t.to, now);
 }
 
 /// Paces a route by how its last attempt went ([`AppState::after_attempt`] decides).
@@ -525,6 +616,12 @@ fn pace(
     let (Some(state), Some(app_down)) = (routes.get_mut(&done.route), done.app_down) else {
         return;
     };
+    if let (Some(breaker), Some(health)) = (state.breaker.as_mut(), done.health) {
+        let now_ms = UnixMs::from(clock());
+        if let Some(change) = breaker.record(health, now_ms) {
+            breaker_changed(&done.route, change, &state.gate, metrics, now_ms);
+        }
+    }
     let route = done.route.as_str();
     let retry = queued_route(&live.gateway, route).map(|(_, p)| &p.retry);
     let now_ms = UnixMs::from(clock());
@@ -582,9 +679,9 @@ impl Attempting {
         done: &mpsc::UnboundedSender<Done>,
     ) {
         let tried = self.attempt(&mut event, slot).await;
-        let (app_down, retry_after) = match tried {
-            Some((down, after)) => (Some(down), after),
-            None => (None, None),
+        let (app_down, retry_after, health) = match tried {
+            Some((down, after, health)) => (Some(down), after, Some(health)),
+            None => (None, None, None),
         };
         {
             let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
@@ -599,6 +696,7 @@ impl Attempting {
             route: self.route.name.clone(),
             app_down,
             retry_after,
+            health,
         });
     }
 
@@ -608,7 +706,7 @@ impl Attempting {
         &self,
         event: &mut Event,
         slot: Option<OwnedSemaphorePermit>,
-    ) -> Option<(bool, Option<Duration>)> {
+    ) -> Option<(bool, Option<Duration>, Health)> {
         // An event that arrives with its slot had its attempt counted as it was stored or
         // leased.
         let started = slot.is_some();
@@ -624,7 +722,8 @@ impl Attempting {
                 return None;
             }
         };
-        if !started && (self.held_back() || self.gate.operator_pause().is_some()) {
+        let stopped = self.gate.operator_pause().is_some() || self.gate.breaker().0 == "open";
+        if !started && (self.held_back() || stopped) {
             // The app went down, or an operator paused the route, while this event waited
             // for a slot: no attempt now. Its lease goes back; the route's probe (or the
             // resume) comes first.
@@ -651,8 +750,17 @@ impl Attempting {
         let now = (self.clock)();
         let settle = self.settlement(event, attempt, status, cause, now);
         self.log_settlement(event, &settle, status, now);
+        let health = match &settle {
+            Settle::Delivered { .. } => Health::Success,
+            // The app refused that one event: nothing of its health.
+            Settle::Dead {
+                reason: retry::DeadReason::Refused,
+                ..
+            } => Health::Neutral,
+            Settle::Retry { .. } | Settle::Dead { .. } => Health::Failure,
+        };
         self.finish(event, settle, true).await;
-        Some((app_down, retry_after))
+        Some((app_down, retry_after, health))
     }
 
     /// A stored event that cannot be turned back into a request: dead at once.

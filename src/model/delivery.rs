@@ -25,6 +25,8 @@ pub struct QueuePolicy {
     pub concurrency: usize,
     /// Deliveries started per second, at most (`None`: as fast as the slots allow).
     pub rate_limit: Option<RateLimit>,
+    /// The circuit breaker (`None`: none; pacing alone reacts to an app that is down).
+    pub breaker: Option<BreakerPolicy>,
     pub retry: RetryPolicy,
 }
 
@@ -35,7 +37,31 @@ impl Default for QueuePolicy {
             answer_body: "queued\n".into(),
             concurrency: 16,
             rate_limit: None,
+            breaker: None,
             retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// `queue.breaker`: open when `failure_rate_percent` of at least `min_attempts` attempts over
+/// `window` failed; closed again after `probes` successes in a row once `open_for` is over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BreakerPolicy {
+    pub failure_rate_percent: u32,
+    pub window: std::time::Duration,
+    pub min_attempts: u32,
+    pub open_for: std::time::Duration,
+    pub probes: u32,
+}
+
+impl Default for BreakerPolicy {
+    fn default() -> BreakerPolicy {
+        BreakerPolicy {
+            failure_rate_percent: 50,
+            window: std::time::Duration::from_secs(60),
+            min_attempts: 20,
+            open_for: std::time::Duration::from_secs(30),
+            probes: 3,
         }
     }
 }

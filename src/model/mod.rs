@@ -24,7 +24,9 @@ use http::uri::Authority;
 use http::Method;
 use ipnet::IpNet;
 
-pub use delivery::{Delivery, QueuePolicy, QueueStoreConfig, RateLimit, Retention, RetryPolicy};
+pub use delivery::{
+    BreakerPolicy, Delivery, QueuePolicy, QueueStoreConfig, RateLimit, Retention, RetryPolicy,
+};
 pub use replay::{KeySource, OnStoreError, ReplayPolicy, ReplayStoreConfig};
 pub use routes::{Match, PathPattern, RouteTable};
 

@@ -622,3 +622,62 @@ async fn retry_after_on_a_429_holds_the_whole_route_back() {
     );
     gw.shutdown().await;
 }
+
+/// The circuit breaker opens on a failure rate (here 4 of 4 attempts answered 500, which
+/// pacing alone does not hold back), delivers nothing while open, probes when half-open,
+/// and closes on a success; each change is counted once, and every event is delivered.
+#[tokio::test]
+async fn the_breaker_opens_on_a_failure_rate_probes_and_closes() {
+    let dir = temp_dir("queued-breaker");
+    let upstream = Upstream::start_with(Reply::scripted(&[500, 500, 500, 500])).await;
+    let queue = "      concurrency: 4\n      retry: { initial_interval: 50ms, max_interval: 100ms }\n      \
+                 breaker: { failure_rate: 50, window: 10s, min_attempts: 4, open_for: 1s, probes: 1 }\n";
+    let gw = Hookgate::start(
+        &Yaml::new()
+            .top(&store(&dir))
+            .routes(&routes(&upstream.url(), queue)),
+        ENV,
+    )
+    .await;
+    let transitions = |to: &str| {
+        gw.counter(
+            "hookgate_queue_breaker_transitions_total",
+            &[("route", "laso"), ("to", to)],
+        )
+    };
+    for n in 0..4 {
+        let (body, headers) = laso_event(n);
+        post(&gw.url("/laso"), &as_refs(&headers), &body).await;
+    }
+    within(5, "the breaker opens", || transitions("open") == 1.0).await;
+    assert_eq!(
+        gw.counter("hookgate_queue_breaker_state", &[("route", "laso")]),
+        1.0
+    );
+    let (_, route) = crate::queue_admin::admin(&gw, "GET", "/queue/routes/laso", None).await;
+    assert_eq!(route["breaker"], "open", "{route}");
+    // Open: no attempt for the rest of `open_for`, though the retries' backoff is 50 ms.
+    let at_open = upstream.count();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(upstream.count(), at_open, "nothing delivered while open");
+    within(5, "every event is delivered", || {
+        gw.counter(
+            "hookgate_delivery_attempts_total",
+            &[("route", "laso"), ("outcome", "delivered")],
+        ) == 4.0
+    })
+    .await;
+    assert_eq!(
+        (
+            transitions("open"),
+            transitions("half_open"),
+            transitions("closed")
+        ),
+        (1.0, 1.0, 1.0)
+    );
+    assert_eq!(
+        gw.counter("hookgate_queue_breaker_state", &[("route", "laso")]),
+        0.0
+    );
+    gw.shutdown().await;
+}

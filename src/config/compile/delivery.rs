@@ -119,10 +119,53 @@ fn compile_queue_policy(q: &RawQueue, label: &str, r: &mut Report) -> QueuePolic
             });
         }
     }
+    if let Some(breaker) = &q.breaker {
+        policy.breaker = Some(compile_breaker(breaker, label, r));
+    }
     if let Some(retry) = &q.retry {
         compile_retry(retry, &mut policy.retry, label, r);
     }
     policy
+}
+
+/// `queue.breaker:` over the breaker's defaults.
+fn compile_breaker(
+    b: &crate::config::file::RawBreaker,
+    label: &str,
+    r: &mut Report,
+) -> crate::model::BreakerPolicy {
+    let bloc = |field: &str| format!("{label}.queue.breaker.{field}");
+    let mut p = crate::model::BreakerPolicy::default();
+    let mut set = |raw: &Option<RawDuration>, field: &str, out: &mut Duration| {
+        if let Some(d) = raw
+            .as_deref()
+            .and_then(|s| parse_duration(s, &bloc(field), r))
+        {
+            if d.is_zero() {
+                r.error(bloc(field), "must be longer than 0s");
+            } else {
+                *out = d;
+            }
+        }
+    };
+    set(&b.window, "window", &mut p.window);
+    set(&b.open_for, "open_for", &mut p.open_for);
+    match b.failure_rate {
+        Some(n @ 1..=100) => p.failure_rate_percent = n,
+        Some(_) => r.error(bloc("failure_rate"), "a percentage from 1 to 100"),
+        None => {}
+    }
+    match b.min_attempts {
+        Some(0) => r.error(bloc("min_attempts"), "must be at least 1"),
+        Some(n) => p.min_attempts = n,
+        None => {}
+    }
+    match b.probes {
+        Some(n @ 1..=100) => p.probes = n,
+        Some(_) => r.error(bloc("probes"), "from 1 to 100"),
+        None => {}
+    }
+    p
 }
 
 /// `queue.retry:` over the default retry policy.

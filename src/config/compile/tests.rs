@@ -2177,6 +2177,20 @@ fn queued_delivery_mistakes_are_located() {
         ),
         (
             queued_route(&format!(
+                "{v}, delivery: queued, queue: {{ breaker: {{ failure_rate: 0 }} }}"
+            )),
+            "routes[0] (r).queue.breaker.failure_rate",
+            "percentage from 1 to 100",
+        ),
+        (
+            queued_route(&format!(
+                "{v}, delivery: queued, queue: {{ breaker: {{ open_for: 0s }} }}"
+            )),
+            "routes[0] (r).queue.breaker.open_for",
+            "greater than zero",
+        ),
+        (
+            queued_route(&format!(
                 "{v}, delivery: queued, queue: {{ rate_limit: {{ per_second: 0 }} }}"
             )),
             "routes[0] (r).queue.rate_limit.per_second",
