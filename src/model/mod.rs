@@ -10,6 +10,7 @@
 //! - `handshake.rs`: a route's handshake (the questions a sender asks apart from events).
 
 pub mod delivery;
+pub mod filter;
 pub mod handshake;
 pub mod key_fetch;
 pub mod replay;
