@@ -95,6 +95,11 @@ fn routes(routes: &[Value], now_ms: i64) -> String {
                     "paused {} ago by an operator",
                     age((now_ms - ms_of(&r["paused_since"]).unwrap_or(now_ms)) / 1000)
                 ),
+                _ if matches!(r["breaker"].as_str(), Some("open" | "half_open")) => format!(
+                    "breaker {} for {}",
+                    text(&r["breaker"]).replace('_', "-"),
+                    age((now_ms - ms_of(&r["breaker_since"]).unwrap_or(now_ms)) / 1000)
+                ),
                 (Some(since), probe) => {
                     let mut s = format!("down {} (held back)", age((now_ms - since) / 1000));
                     if let Some(p) = probe {
@@ -382,6 +387,11 @@ mod tests {
             "oldest_pending_age_seconds": 60, "leased_here": 0, "app_down_since": null,
             "held_back": false, "next_probe_at": null, "paused_since": at}]});
         assert!(render(View::Routes, &routes, NOW).contains("paused 3m00s ago by an operator"));
+        let mut open = routes.clone();
+        open["routes"][0]["paused_since"] = serde_json::Value::Null;
+        open["routes"][0]["breaker"] = json!("open");
+        open["routes"][0]["breaker_since"] = json!(at);
+        assert!(render(View::Routes, &open, NOW).contains("breaker open for 3m00s"));
     }
 
     #[test]
