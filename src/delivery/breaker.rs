@@ -155,6 +155,17 @@ impl Breaker {
         }
     }
 
+    /// A probe that ended without an attempt's verdict (its lease given back or lost, or a
+    /// final 4xx): another may go.
+    pub fn probe_done(&mut self) {
+        if let BreakerState::HalfOpen { in_flight, passed } = self.state {
+            self.state = BreakerState::HalfOpen {
+                in_flight: in_flight.saturating_sub(1),
+                passed,
+            };
+        }
+    }
+
     /// Counts `n` probes as sent (half-open only).
     pub fn probing(&mut self, n: u32) {
         if let BreakerState::HalfOpen { in_flight, passed } = self.state {
@@ -172,7 +183,11 @@ impl Breaker {
         match health {
             Health::Success => self.buckets[slot].0 += 1,
             Health::Failure => self.buckets[slot].1 += 1,
-            Health::Neutral => return None,
+            Health::Neutral => {
+                // A probe that says nothing of the app's health is done all the same.
+                self.probe_done();
+                return None;
+            }
         }
         match self.state {
             BreakerState::Closed => {
@@ -290,6 +305,22 @@ mod tests {
         // 11 s later the window (10 s) holds none of them.
         assert_eq!(b.record(Health::Failure, at(11_000)), None);
         assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    #[test]
+    fn a_probe_without_a_verdict_lets_another_go() {
+        let mut b = Breaker::new(policy(), at(0));
+        for i in 0..4 {
+            b.record(Health::Failure, at(i));
+        }
+        assert_eq!(b.allowed(at(30_003)).0, Some(2));
+        b.probing(2);
+        assert_eq!(b.allowed(at(30_004)).0, Some(0));
+        // A final 4xx, and a lease given back: neither judges the app, both end a probe.
+        assert_eq!(b.record(Health::Neutral, at(30_005)), None);
+        b.probe_done();
+        assert_eq!(b.allowed(at(30_006)).0, Some(2), "the probes may go again");
+        assert_eq!(b.state().label(), "half_open");
     }
 
     #[test]

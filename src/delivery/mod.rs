@@ -111,6 +111,10 @@ impl Queue {
     /// disk. Both go back when the [`Reserved`] is dropped without being handed over.
     pub fn reserve(&self, route: &str) -> Option<Reserved> {
         let gate = self.gate(route);
+        // Paused, or a breaker open or probing: the worker alone decides what starts.
+        if gate.operator_pause().is_some() || gate.breaker().0 != "closed" {
+            return None;
+        }
         let lease = Gate::reserve(&gate)?;
         let slot = gate.slots().try_acquire_owned().ok()?;
         // The attempt starts now: within the route's rate, or the event is stored queued.
@@ -135,9 +139,13 @@ impl Queue {
     /// holds it, and the worker reads it back every second. Moves the pause epoch, so that
     /// a read of the store made before it is not applied after it.
     pub fn set_operator_pause(&self, route: &str, since: Option<UnixMs>) {
+        let gate = self.gate(route);
+        // Under the gates' lock, as `apply_pauses` compares the epoch and applies: a read
+        // made before this cannot be applied after it.
+        let _gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
         self.pause_epoch
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.gate(route).set_operator_pause(since);
+        gate.set_operator_pause(since);
     }
 
     /// The pause epoch: read before reading the store's pauses, and compared after.
@@ -147,8 +155,13 @@ impl Queue {
 
     /// Applies the store's pauses to this process's gates: a route with a whole-route pause
     /// is paused, every other one is not.
-    pub fn apply_pauses(&self, pauses: &[crate::delivery::store::Paused]) {
+    /// `epoch` is [`Queue::pause_epoch`] as it was before the store was read: if a pause
+    /// or resume was made here since, the read is older than it and is not applied.
+    pub fn apply_pauses(&self, pauses: &[crate::delivery::store::Paused], epoch: u64) {
         let gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
+        if self.pause_epoch() != epoch {
+            return;
+        }
         for (route, gate) in gates.iter() {
             let since = pauses
                 .iter()

@@ -2,8 +2,8 @@
 //! value the gate keeps and the worker and the pipeline draw from, the clock passed in.
 //!
 //! Each attempt takes a token as it is started (leased with a free slot, started at
-//! ingest, or started after waiting for a slot); the bucket refills at `per_second` up to
-//! `burst`. Concurrency bounds how many deliveries are at the app at once; the rate bounds
+//! ingest, or, for an event leased while every slot was busy, once it has its slot); the
+//! bucket refills at `per_second` up to `burst`. Concurrency bounds how many deliveries are at the app at once; the rate bounds
 //! how many start each second, whatever the app's speed.
 
 use std::time::Duration;

@@ -164,7 +164,7 @@ pub fn unpause_ages(r: &Resumed<'_>, pending: &str, greatest: &str) -> String {
     let Resumed { now, since, route } = r;
     format!(
         "UPDATE hookgate_events SET age_from = age_from + ({now} - {greatest}(age_from, {since})) \
-         WHERE route = {route} AND {pending} AND age_from < {now}"
+         WHERE route = {route} AND {pending} AND age_from < {now} AND {since} < {now}"
     )
 }
 

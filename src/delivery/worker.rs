@@ -75,6 +75,8 @@ struct RouteState {
     paused_until: Option<Instant>,
     /// Its circuit breaker, if it has one.
     breaker: Option<Breaker>,
+    /// Until when the app's last `Retry-After` holds the route back.
+    retry_after_until: Option<Instant>,
 }
 
 /// How an attempt went, for pacing.
@@ -250,6 +252,11 @@ async fn lease_due(
             wake_at = wake_at.min(wake);
         }
         state.gate.set_limit(limit);
+        if state.gate.operator_pause().is_some() {
+            // Paused while the limit was worked out: the pause's limit stands.
+            state.gate.set_limit(0);
+            continue;
+        }
         if limit == 0 {
             continue;
         }
@@ -278,10 +285,16 @@ async fn lease_due(
             b.probing(u32::try_from(leased.len()).unwrap_or(u32::MAX));
         }
         state.gate.release(allowed - leased.len());
-        state.gate.give_back_tokens(allowed - leased.len());
-        if allowed < room {
-            // Held back by the rate: come back when the next token is there.
-            wake_at = wake_at.min(now + state.gate.token_wait());
+        // Tokens go with attempts as they start: those of events found missing, and of
+        // events that wait for a slot (each takes one when it gets its slot), go back.
+        let waiting = leased.iter().filter(|(_, slot)| slot.is_none()).count();
+        state
+            .gate
+            .give_back_tokens(allowed - leased.len() + waiting);
+        if allowed < room && leased.len() == allowed {
+            // Short of tokens, not of events: come back when the next token is there.
+            let wait = state.gate.token_wait().max(Duration::from_millis(1));
+            wake_at = wake_at.min(now + wait);
         }
         if !leased.is_empty() {
             // Their settles wake the loop, which leases again.
@@ -320,9 +333,7 @@ async fn read_pauses(
         }
     }
     // A pause or resume made here while the store was read is newer than what was read.
-    if queue.pause_epoch() == epoch {
-        queue.apply_pauses(&pauses);
-    }
+    queue.apply_pauses(&pauses, epoch);
     for (name, state) in routes.iter() {
         let paused = state.gate.operator_pause().is_some();
         metrics
@@ -507,6 +518,7 @@ fn route_state<'a>(
             app: AppState::default(),
             paused_until: None,
             breaker: None,
+            retry_after_until: None,
         };
         routes.insert(route.name.clone(), state);
     }
@@ -560,15 +572,16 @@ fn breaker_allows(
 ) -> Option<u32> {
     let now_ms = UnixMs::from(clock());
     if state.breaker.as_ref().map(Breaker::policy) != policy.breaker {
+        // A new, changed or removed breaker starts (or ends) closed, as operators see it.
         state.breaker = policy.breaker.map(|p| Breaker::new(p, now_ms));
-        if let Some(b) = &state.breaker {
-            state.gate.set_breaker(b.state(), b.since);
-            metrics
-                .queue
-                .breaker_state
-                .with_label_values(&[&route.name])
-                .set(0);
-        }
+        state
+            .gate
+            .set_breaker(crate::delivery::breaker::BreakerState::Closed, now_ms);
+        metrics
+            .queue
+            .breaker_state
+            .with_label_values(&[&route.name])
+            .set(0);
     }
     let breaker = state.breaker.as_mut()?;
     let (allowed, change) = breaker.allowed(now_ms);
@@ -613,28 +626,50 @@ fn pace(
     metrics: &Metrics,
     clock: Clock,
 ) {
-    let (Some(state), Some(app_down)) = (routes.get_mut(&done.route), done.app_down) else {
+    let Some(state) = routes.get_mut(&done.route) else {
         return;
     };
-    if let (Some(breaker), Some(health)) = (state.breaker.as_mut(), done.health) {
+    if let Some(breaker) = state.breaker.as_mut() {
         let now_ms = UnixMs::from(clock());
-        if let Some(change) = breaker.record(health, now_ms) {
-            breaker_changed(&done.route, change, &state.gate, metrics, now_ms);
+        match done.health {
+            Some(health) => {
+                if let Some(change) = breaker.record(health, now_ms) {
+                    breaker_changed(&done.route, change, &state.gate, metrics, now_ms);
+                }
+            }
+            // No attempt was made: a probe it held is free again.
+            None => breaker.probe_done(),
         }
     }
+    let Some(app_down) = done.app_down else {
+        return;
+    };
     let route = done.route.as_str();
     let retry = queued_route(&live.gateway, route).map(|(_, p)| &p.retry);
     let now_ms = UnixMs::from(clock());
     let (app, step) = state.app.after_attempt(app_down, now_ms, retry);
     let step = crate::delivery::pacing::honour_retry_after(step, done.retry_after);
+    if let (true, Step::Pause { pause, .. }) = (done.retry_after.is_some(), step) {
+        let until = Instant::now() + pause;
+        state.retry_after_until = Some(state.retry_after_until.map_or(until, |t| t.max(until)));
+    }
     state.app = app;
     let held_back = metrics.queue.held_back.with_label_values(&[route]);
     match step {
         Step::Steady => {}
         Step::Recovered => {
             tracing::info!(route, "app answering again; delivery resumes");
-            state.paused_until = None;
-            state.gate.set_pacing(Pacing::default());
+            // An app's Retry-After still holds, whatever answered meanwhile.
+            let hold = state.retry_after_until.filter(|t| *t > Instant::now());
+            state.paused_until = hold;
+            state.gate.set_pacing(Pacing {
+                down_since_ms: None,
+                next_probe_ms: hold.map(|t| {
+                    now_ms
+                        .after(t.saturating_duration_since(Instant::now()))
+                        .as_i64()
+                }),
+            });
             held_back.set(0);
         }
         Step::Pause { pause, first } => {
@@ -722,8 +757,13 @@ impl Attempting {
                 return None;
             }
         };
+        if !started {
+            // Within the route's rate: a token as the attempt starts.
+            self.wait_for_token().await;
+        }
         let stopped = self.gate.operator_pause().is_some() || self.gate.breaker().0 == "open";
         if !started && (self.held_back() || stopped) {
+            self.gate.give_back_tokens(1);
             // The app went down, or an operator paused the route, while this event waited
             // for a slot: no attempt now. Its lease goes back; the route's probe (or the
             // resume) comes first.
@@ -888,6 +928,14 @@ impl Attempting {
                     "delivery attempt failed"
                 );
             }
+        }
+    }
+
+    /// Waits for one token of the route's rate limit (at once without one).
+    async fn wait_for_token(&self) {
+        while self.gate.take_tokens(1) == 0 {
+            let wait = self.gate.token_wait().max(Duration::from_millis(1));
+            tokio::time::sleep(wait).await;
         }
     }
 

@@ -681,3 +681,44 @@ async fn the_breaker_opens_on_a_failure_rate_probes_and_closes() {
     );
     gw.shutdown().await;
 }
+
+/// A half-open probe that the app refuses with a final 4xx (it says nothing of the app's
+/// health) frees its probe all the same: the next probe goes, closes the breaker, and
+/// every event is delivered; the breaker never sticks half-open.
+#[tokio::test]
+async fn a_refused_probe_does_not_leave_the_breaker_stuck_half_open() {
+    let dir = temp_dir("queued-breaker-refused-probe");
+    let upstream = Upstream::start_with(Reply::scripted(&[500, 500, 500, 500, 400])).await;
+    let queue = "      concurrency: 4\n      retry: { initial_interval: 50ms, max_interval: 100ms }\n      \
+                 breaker: { failure_rate: 50, window: 10s, min_attempts: 4, open_for: 1s, probes: 1 }\n";
+    let gw = Hookgate::start(
+        &Yaml::new()
+            .top(&store(&dir))
+            .routes(&routes(&upstream.url(), queue)),
+        ENV,
+    )
+    .await;
+    for n in 0..4 {
+        let (body, headers) = laso_event(n);
+        post(&gw.url("/laso"), &as_refs(&headers), &body).await;
+    }
+    within(5, "the probe is refused", || upstream.count() >= 5).await;
+    for n in 10..12 {
+        let (body, headers) = laso_event(n);
+        post(&gw.url("/laso"), &as_refs(&headers), &body).await;
+    }
+    // The refused one is a dead letter; the other 3 and the 2 new ones are delivered.
+    within(10, "the rest is delivered", || {
+        gw.counter(
+            "hookgate_delivery_attempts_total",
+            &[("route", "laso"), ("outcome", "delivered")],
+        ) == 5.0
+    })
+    .await;
+    assert_eq!(
+        gw.counter("hookgate_queue_breaker_state", &[("route", "laso")]),
+        0.0,
+        "closed again"
+    );
+    gw.shutdown().await;
+}
