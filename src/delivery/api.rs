@@ -411,7 +411,7 @@ fn routes(
                 "held_back": pacing.down_since_ms.is_some(),
                 "next_probe_at": pacing.next_probe_ms.map_or(Value::Null, time),
                 "paused_since": paused.map_or(Value::Null, time),
-                "breaker": breaker.0,
+                "breaker": breaker.0.label(),
                 "breaker_since": breaker.1.map_or(Value::Null, |s| time(s.as_i64())),
             })
         })

@@ -33,23 +33,61 @@ pub enum BreakerState {
     },
 }
 
-impl BreakerState {
-    /// As the `hookgate_queue_breaker_state` gauge and the API say it.
+/// A breaker's state without its details: what operators are shown, and what the gate
+/// keeps for the pipeline and the API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+impl Phase {
+    /// As the API, the log and the `to` label say it.
     pub fn label(self) -> &'static str {
         match self {
-            BreakerState::Closed => "closed",
-            BreakerState::Open { .. } => "open",
-            BreakerState::HalfOpen { .. } => "half_open",
+            Phase::Closed => "closed",
+            Phase::Open => "open",
+            Phase::HalfOpen => "half_open",
         }
+    }
+
+    /// The `hookgate_queue_breaker_state` gauge's value: 0 closed, 1 open, 2 half-open.
+    pub fn gauge(self) -> i64 {
+        match self {
+            Phase::Closed => 0,
+            Phase::Open => 1,
+            Phase::HalfOpen => 2,
+        }
+    }
+
+    /// Back from [`Phase::gauge`] (anything else reads closed).
+    pub fn from_gauge(value: i64) -> Phase {
+        match value {
+            1 => Phase::Open,
+            2 => Phase::HalfOpen,
+            _ => Phase::Closed,
+        }
+    }
+}
+
+impl BreakerState {
+    pub fn phase(self) -> Phase {
+        match self {
+            BreakerState::Closed => Phase::Closed,
+            BreakerState::Open { .. } => Phase::Open,
+            BreakerState::HalfOpen { .. } => Phase::HalfOpen,
+        }
+    }
+
+    /// As the `hookgate_queue_breaker_state` gauge and the API say it.
+    pub fn label(self) -> &'static str {
+        self.phase().label()
     }
 
     /// The gauge's value: 0 closed, 1 open, 2 half-open.
     pub fn gauge(self) -> i64 {
-        match self {
-            BreakerState::Closed => 0,
-            BreakerState::Open { .. } => 1,
-            BreakerState::HalfOpen { .. } => 2,
-        }
+        self.phase().gauge()
     }
 }
 

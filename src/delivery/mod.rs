@@ -112,7 +112,7 @@ impl Queue {
     pub fn reserve(&self, route: &str) -> Option<Reserved> {
         let gate = self.gate(route);
         // Paused, or a breaker open or probing: the worker alone decides what starts.
-        if gate.operator_pause().is_some() || gate.breaker().0 != "closed" {
+        if gate.operator_pause().is_some() || gate.breaker().0 != breaker::Phase::Closed {
             return None;
         }
         let lease = Gate::reserve(&gate)?;
@@ -385,17 +385,13 @@ impl Gate {
         self.breaker_since_ms.store(since.as_i64(), SeqCst);
     }
 
-    /// The breaker's state label and since when, as the API shows it (`None`: no breaker
-    /// configured, or never changed).
-    pub fn breaker(&self) -> (&'static str, Option<UnixMs>) {
+    /// The breaker's phase and since when, as the API shows it (`None`: no breaker
+    /// configured yet).
+    pub fn breaker(&self) -> (breaker::Phase, Option<UnixMs>) {
         use std::sync::atomic::Ordering::SeqCst;
         let since = self.breaker_since_ms.load(SeqCst);
-        let label = match self.breaker.load(SeqCst) {
-            1 => "open",
-            2 => "half_open",
-            _ => "closed",
-        };
-        (label, (since != 0).then_some(UnixMs(since)))
+        let phase = breaker::Phase::from_gauge(self.breaker.load(SeqCst));
+        (phase, (since != 0).then_some(UnixMs(since)))
     }
 
     /// Records an operator's pause (`Some(since)`) or its end. While paused, the gate

@@ -761,7 +761,8 @@ impl Attempting {
             // Within the route's rate: a token as the attempt starts.
             self.wait_for_token().await;
         }
-        let stopped = self.gate.operator_pause().is_some() || self.gate.breaker().0 == "open";
+        let stopped = self.gate.operator_pause().is_some()
+            || self.gate.breaker().0 == crate::delivery::breaker::Phase::Open;
         if !started && (self.held_back() || stopped) {
             self.gate.give_back_tokens(1);
             // The app went down, or an operator paused the route, while this event waited
