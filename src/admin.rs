@@ -183,15 +183,10 @@ fn keys(cache: &crate::remote_keys::cache::KeyCache) -> Response<Full<Bytes>> {
             });
             // A key API's PEM public key (eBay's): its SHA-256 fingerprint.
             let public_key = h.doc.as_deref().and_then(|d| {
-                use base64::Engine as _;
                 use sha2::Digest as _;
                 let doc: serde_json::Value = serde_json::from_slice(d).ok()?;
-                let pem = doc.get("key")?.as_str()?.trim();
-                let inner = pem
-                    .strip_prefix("-----BEGIN PUBLIC KEY-----")?
-                    .strip_suffix("-----END PUBLIC KEY-----")?;
-                let b64: String = inner.split_ascii_whitespace().collect();
-                let der = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+                let pem = doc.get("key")?.as_str()?;
+                let der = crate::scheme::fetched::public_key_der(pem).ok()?;
                 Some(serde_json::json!({ "sha256": hex::encode(sha2::Sha256::digest(der)) }))
             });
             serde_json::json!({

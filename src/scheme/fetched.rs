@@ -390,7 +390,6 @@ fn api_jwk(
 /// writes it on one line (`-----BEGIN PUBLIC KEY-----MFkw...-----END PUBLIC KEY-----`), as
 /// its SDK reads it; the base64 between the armour lines is taken whatever the line breaks.
 fn api_p256(key: &FetchedKey, bytes: &[u8]) -> Result<p256::ecdsa::VerifyingKey, String> {
-    use base64::Engine as _;
     use p256::pkcs8::DecodePublicKey as _;
     let KeyFrom::Api(api) = &key.from else {
         return Err("not a key API".into());
@@ -401,17 +400,24 @@ fn api_p256(key: &FetchedKey, bytes: &[u8]) -> Result<p256::ecdsa::VerifyingKey,
         .pointer(&api.key_at)
         .and_then(serde_json::Value::as_str)
         .ok_or_else(|| format!("no PEM text at {}", api.key_at))?;
+    let der = public_key_der(pem)?;
+    p256::ecdsa::VerifyingKey::from_public_key_der(&der)
+        .map_err(|e| format!("not a P-256 public key: {e}"))
+}
+
+/// The DER of a PEM `PUBLIC KEY` text, whatever its line breaks: eBay writes it on one line
+/// (`-----BEGIN PUBLIC KEY-----MFkw...-----END PUBLIC KEY-----`), as its SDK reads it.
+pub fn public_key_der(pem: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine as _;
     let inner = pem
         .trim()
         .strip_prefix("-----BEGIN PUBLIC KEY-----")
         .and_then(|p| p.strip_suffix("-----END PUBLIC KEY-----"))
         .ok_or("not a PEM public key")?;
     let b64: String = inner.split_ascii_whitespace().collect();
-    let der = base64::engine::general_purpose::STANDARD
+    base64::engine::general_purpose::STANDARD
         .decode(b64)
-        .map_err(|e| format!("not a PEM public key: {e}"))?;
-    p256::ecdsa::VerifyingKey::from_public_key_der(&der)
-        .map_err(|e| format!("not a P-256 public key: {e}"))
+        .map_err(|e| format!("not a PEM public key: {e}"))
 }
 
 /// The keys of a JWKS that are of `family`, each with its `kid`; a key of another type, or one
