@@ -1,11 +1,11 @@
 //! One fetch of a key or certificate document from a pinned URL ([`KeyUrl`]): resolved, each
 //! address checked before any connection ([`address_allowed`]), TLS verified against the
 //! trust roots the caller gives (the system's, or a configured `ca_file`) for the URL's own
-//! host name, a plain `GET`, and the answer taken only if it is a 200 within the size and
+//! host name, one `GET` (or a key API's or token endpoint's `POST`), and the answer taken only if it is a 200 within the size and
 //! time bounds. A redirect is refused, never followed: a key host cannot send the gateway
 //! elsewhere.
 //!
-//! Neighbours: `pin.rs` decided the URL; the cache (next) decides when to call [`fetch`] and
+//! Neighbours: `pin.rs` decided the URL; the cache (next) decides when to call [`send`] and
 //! keeps what it returns for as long as `freshness.rs` says.
 
 use std::net::SocketAddr;
@@ -178,17 +178,6 @@ impl<'a> Call<'a> {
             authorization: Some(grant.basic()),
         }
     }
-}
-
-/// Fetches `request` once (a `GET` of its URL, or a `POST` of its JSON body), within
-/// `limits`, verifying TLS with `tls`.
-pub async fn fetch(
-    request: &KeyRequest,
-    tls: Arc<rustls::ClientConfig>,
-    resolve: &Resolve,
-    limits: &Limits,
-) -> Result<Fetched, FetchError> {
-    send(&Call::of(request, None), tls, resolve, limits).await
 }
 
 /// Makes `call` once, within `limits`, verifying TLS with `tls`.
@@ -364,6 +353,16 @@ pub(super) mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     const HOST: &str = "keys.test.example";
+
+    /// A key document's request made once, as the cache makes one without a token.
+    async fn fetch(
+        request: &KeyRequest,
+        tls: Arc<rustls::ClientConfig>,
+        resolve: &Resolve,
+        limits: &Limits,
+    ) -> Result<Fetched, FetchError> {
+        send(&Call::of(request, None), tls, resolve, limits).await
+    }
 
     /// A CA and a key server's certificate for `HOST` signed by it: the server's TLS, and
     /// a client TLS config trusting the CA.
