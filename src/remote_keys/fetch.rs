@@ -1,9 +1,9 @@
 //! One fetch of a key or certificate document from a pinned URL ([`KeyUrl`]): resolved, each
 //! address checked before any connection ([`address_allowed`]), TLS verified against the
 //! trust roots the caller gives (the system's, or a configured `ca_file`) for the URL's own
-//! host name, one `GET` (or a key API's or token endpoint's `POST`), and the answer taken only if it is a 200 within the size and
-//! time bounds. A redirect is refused, never followed: a key host cannot send the gateway
-//! elsewhere.
+//! host name, one `GET` (or a key API's or token endpoint's `POST`), and the answer taken
+//! only if it is a 200 within the size and time bounds. A redirect is refused, never
+//! followed: a key host cannot send the gateway elsewhere.
 //!
 //! Neighbours: `pin.rs` decided the URL; the cache (next) decides when to call [`send`] and
 //! keeps what it returns for as long as `freshness.rs` says.
