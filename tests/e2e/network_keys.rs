@@ -829,21 +829,50 @@ fn host_and_path(url: &str) -> (String, String) {
     (rest[..i].to_owned(), rest[i..].to_owned())
 }
 
-#[tokio::test]
-async fn real_sns_messages_verify_through_the_gateway() {
+/// What the tests of AWS's real messages (`tests/vectors/sns.json`) share: the messages,
+/// the key host serving their real certificate at its own path, an app, and the messages'
+/// topics for a route's `/TopicArn` list.
+struct RealSns {
+    pki: Pki,
+    host: KeyHost,
+    up: Upstream,
+    cases: Vec<Value>,
+    topics: Vec<String>,
+}
+
+async fn real_sns(tag: &str) -> RealSns {
     let v: Value = serde_json::from_str(include_str!("../vectors/sns.json")).unwrap();
     let cert = v["certificate"].as_str().unwrap().as_bytes().to_vec();
-    let cases = v["cases"].as_array().unwrap();
-    let pki = pki("sns-real");
+    let cases = v["cases"].as_array().unwrap().clone();
+    let pki = pki(tag);
     let host = KeyHost::start(&pki).await;
     let up = Upstream::start().await;
-    let first = &cases[0]["message"];
-    let (_, path) = host_and_path(first["SigningCertURL"].as_str().unwrap());
+    let url = cases[0]["message"]["SigningCertURL"].as_str().unwrap();
+    let (_, path) = host_and_path(url);
     host.serve(&path, Doc::Ok(cert, "max-age=600"));
-    let topics: Vec<String> = cases
+    let topics = cases
         .iter()
         .map(|c| c["message"]["TopicArn"].as_str().unwrap().to_owned())
         .collect();
+    RealSns {
+        pki,
+        host,
+        up,
+        cases,
+        topics,
+    }
+}
+
+#[tokio::test]
+async fn real_sns_messages_verify_through_the_gateway() {
+    let RealSns {
+        pki,
+        host,
+        up,
+        cases,
+        topics,
+    } = real_sns("sns-real").await;
+    let first = &cases[0]["message"];
     let yaml = config(&pki, &host, &up.url(), "").replace(TOPIC, &topics.join(", "));
     SNS_NOW.store(
         unix_of(first["Timestamp"].as_str().unwrap()),
@@ -886,19 +915,13 @@ async fn real_sns_messages_verify_through_the_gateway() {
 /// before any fetch.
 #[tokio::test]
 async fn a_route_can_refuse_sns_signature_version_1() {
-    let v: Value = serde_json::from_str(include_str!("../vectors/sns.json")).unwrap();
-    let cert = v["certificate"].as_str().unwrap().as_bytes().to_vec();
-    let cases = v["cases"].as_array().unwrap();
-    let pki = pki("sns-v2-only");
-    let host = KeyHost::start(&pki).await;
-    let up = Upstream::start().await;
-    let first = &cases[0]["message"];
-    let (_, path) = host_and_path(first["SigningCertURL"].as_str().unwrap());
-    host.serve(&path, Doc::Ok(cert, "max-age=600"));
-    let topics: Vec<String> = cases
-        .iter()
-        .map(|c| c["message"]["TopicArn"].as_str().unwrap().to_owned())
-        .collect();
+    let RealSns {
+        pki,
+        host,
+        up,
+        cases,
+        topics,
+    } = real_sns("sns-v2-only").await;
     let yaml = config(&pki, &host, &up.url(), "").replace(
         &format!("        /TopicArn: [{TOPIC}]\n"),
         &format!(
