@@ -31,6 +31,18 @@ pub fn routes(upstream: &str, queue: &str) -> String {
     )
 }
 
+/// A gateway with the embedded store in `dir` and the laso and lomi routes queued to
+/// `upstream`, with `queue` lines under each route's `queue:`.
+pub async fn queued_gateway(dir: &std::path::Path, upstream: &str, queue: &str) -> Hookgate {
+    Hookgate::start(
+        &Yaml::new()
+            .top(&store(dir))
+            .routes(&routes(upstream, queue)),
+        ENV,
+    )
+    .await
+}
+
 /// Fast retries for tests: 50 ms doubling up to 200 ms.
 pub const FAST: &str = "      retry: { initial_interval: 50ms, max_interval: 200ms }\n";
 
@@ -64,13 +76,7 @@ pub fn header<'a>(r: &'a Received, name: &str) -> &'a str {
 async fn a_queued_event_is_answered_once_stored_then_delivered_byte_for_byte() {
     let dir = temp_dir("queued-basic");
     let upstream = Upstream::start().await;
-    let gw = Hookgate::start(
-        &Yaml::new()
-            .top(&store(&dir))
-            .routes(&routes(&upstream.url(), FAST)),
-        ENV,
-    )
-    .await;
+    let gw = queued_gateway(&dir, &upstream.url(), FAST).await;
     let (body, headers) = laso_event(1);
     let answer = post(&gw.url("/laso?tenant=7"), &as_refs(&headers), &body).await;
     assert_eq!(answer.status, StatusCode::OK);
@@ -122,13 +128,7 @@ async fn a_queued_event_is_answered_once_stored_then_delivered_byte_for_byte() {
 async fn an_unverified_request_on_a_queued_route_is_refused_and_never_stored() {
     let dir = temp_dir("queued-forged");
     let upstream = Upstream::start().await;
-    let gw = Hookgate::start(
-        &Yaml::new()
-            .top(&store(&dir))
-            .routes(&routes(&upstream.url(), FAST)),
-        ENV,
-    )
-    .await;
+    let gw = queued_gateway(&dir, &upstream.url(), FAST).await;
     let (body, _) = laso_event(1);
     let forged = sign_as("laso", "not-the-secret", &body, now_unix());
     let answer = post(&gw.url("/laso"), &as_refs(&forged), &body).await;
@@ -145,13 +145,7 @@ async fn an_unverified_request_on_a_queued_route_is_refused_and_never_stored() {
 async fn while_the_app_is_down_senders_get_2xx_and_the_app_gets_every_event_when_it_is_up() {
     let dir = temp_dir("queued-down");
     let app = rebindable_addr().await;
-    let gw = Hookgate::start(
-        &Yaml::new()
-            .top(&store(&dir))
-            .routes(&routes(&format!("http://{app}"), FAST)),
-        ENV,
-    )
-    .await;
+    let gw = queued_gateway(&dir, &format!("http://{app}"), FAST).await;
     let mut ids = Vec::new();
     for n in 0..5 {
         let (body, headers) = laso_event(n);
@@ -213,13 +207,7 @@ async fn while_the_app_is_down_senders_get_2xx_and_the_app_gets_every_event_when
 async fn a_final_4xx_is_a_dead_letter_but_429_is_retried() {
     let dir = temp_dir("queued-dead");
     let upstream = Upstream::start_with(Reply::scripted(&[429, 422])).await;
-    let gw = Hookgate::start(
-        &Yaml::new()
-            .top(&store(&dir))
-            .routes(&routes(&upstream.url(), FAST)),
-        ENV,
-    )
-    .await;
+    let gw = queued_gateway(&dir, &upstream.url(), FAST).await;
     let (body, headers) = laso_event(1);
     let answer = post(&gw.url("/laso"), &as_refs(&headers), &body).await;
     assert_eq!(answer.status, StatusCode::OK);
@@ -250,13 +238,7 @@ async fn retry_after_from_the_app_is_honoured() {
         ..Reply::scripted(&[503])
     };
     let upstream = Upstream::start_with(reply).await;
-    let gw = Hookgate::start(
-        &Yaml::new()
-            .top(&store(&dir))
-            .routes(&routes(&upstream.url(), FAST)),
-        ENV,
-    )
-    .await;
+    let gw = queued_gateway(&dir, &upstream.url(), FAST).await;
     let (body, headers) = laso_event(1);
     post(&gw.url("/laso"), &as_refs(&headers), &body).await;
     within(5, "the retry arrives", || upstream.count() == 2).await;
@@ -278,13 +260,7 @@ async fn an_event_that_outlives_max_age_is_a_dead_letter() {
     })
     .await;
     let queue = "      retry: { initial_interval: 50ms, max_interval: 100ms, max_age: 400ms }\n";
-    let gw = Hookgate::start(
-        &Yaml::new()
-            .top(&store(&dir))
-            .routes(&routes(&upstream.url(), queue)),
-        ENV,
-    )
-    .await;
+    let gw = queued_gateway(&dir, &upstream.url(), queue).await;
     let (body, headers) = laso_event(1);
     post(&gw.url("/laso"), &as_refs(&headers), &body).await;
     within(5, "the event expires", || {
@@ -310,13 +286,7 @@ async fn max_attempts_ends_retries() {
     })
     .await;
     let queue = "      retry: { initial_interval: 20ms, max_interval: 40ms, max_attempts: 3 }\n";
-    let gw = Hookgate::start(
-        &Yaml::new()
-            .top(&store(&dir))
-            .routes(&routes(&upstream.url(), queue)),
-        ENV,
-    )
-    .await;
+    let gw = queued_gateway(&dir, &upstream.url(), queue).await;
     let (body, headers) = laso_event(1);
     post(&gw.url("/laso"), &as_refs(&headers), &body).await;
     within(5, "three attempts, then dead", || {
@@ -335,13 +305,7 @@ async fn max_attempts_ends_retries() {
 async fn a_duplicate_on_a_queued_route_is_recognized_by_the_store_and_delivered_once() {
     let dir = temp_dir("queued-dup");
     let upstream = Upstream::start().await;
-    let gw = Hookgate::start(
-        &Yaml::new()
-            .top(&store(&dir))
-            .routes(&routes(&upstream.url(), FAST)),
-        ENV,
-    )
-    .await;
+    let gw = queued_gateway(&dir, &upstream.url(), FAST).await;
     let body = br#"{"id":"evt_q_1","event":"PAYMENT_SUCCEEDED"}"#;
     let headers = sign_as("lomi", secret_of("lomi"), body, now_unix());
     let first = post(&gw.url("/lomi"), &as_refs(&headers), body).await;
@@ -553,13 +517,7 @@ async fn a_rate_limit_spaces_a_backlogs_deliveries() {
     let dir = temp_dir("queued-rate");
     let upstream = Upstream::start().await;
     let queue = "      concurrency: 16\n      rate_limit: { per_second: 20, burst: 1 }\n";
-    let gw = Hookgate::start(
-        &Yaml::new()
-            .top(&store(&dir))
-            .routes(&routes(&upstream.url(), queue)),
-        ENV,
-    )
-    .await;
+    let gw = queued_gateway(&dir, &upstream.url(), queue).await;
     for n in 0..30 {
         let (body, headers) = laso_event(n);
         let a = post(&gw.url("/laso"), &as_refs(&headers), &body).await;
@@ -595,13 +553,7 @@ async fn retry_after_on_a_429_holds_the_whole_route_back() {
         ..Reply::scripted(&[429])
     };
     let upstream = Upstream::start_with(reply).await;
-    let gw = Hookgate::start(
-        &Yaml::new()
-            .top(&store(&dir))
-            .routes(&routes(&upstream.url(), FAST)),
-        ENV,
-    )
-    .await;
+    let gw = queued_gateway(&dir, &upstream.url(), FAST).await;
     let (body, headers) = laso_event(0);
     post(&gw.url("/laso"), &as_refs(&headers), &body).await;
     // Once the gateway has the 429 (the app records the request before it answers).
@@ -632,13 +584,7 @@ async fn the_breaker_opens_on_a_failure_rate_probes_and_closes() {
     let upstream = Upstream::start_with(Reply::scripted(&[500, 500, 500, 500])).await;
     let queue = "      concurrency: 4\n      retry: { initial_interval: 50ms, max_interval: 100ms }\n      \
                  breaker: { failure_rate: 50, window: 10s, min_attempts: 4, open_for: 1s, probes: 1 }\n";
-    let gw = Hookgate::start(
-        &Yaml::new()
-            .top(&store(&dir))
-            .routes(&routes(&upstream.url(), queue)),
-        ENV,
-    )
-    .await;
+    let gw = queued_gateway(&dir, &upstream.url(), queue).await;
     let transitions = |to: &str| {
         gw.counter(
             "hookgate_queue_breaker_transitions_total",
@@ -691,13 +637,7 @@ async fn a_refused_probe_does_not_leave_the_breaker_stuck_half_open() {
     let upstream = Upstream::start_with(Reply::scripted(&[500, 500, 500, 500, 400])).await;
     let queue = "      concurrency: 4\n      retry: { initial_interval: 50ms, max_interval: 100ms }\n      \
                  breaker: { failure_rate: 50, window: 10s, min_attempts: 4, open_for: 1s, probes: 1 }\n";
-    let gw = Hookgate::start(
-        &Yaml::new()
-            .top(&store(&dir))
-            .routes(&routes(&upstream.url(), queue)),
-        ENV,
-    )
-    .await;
+    let gw = queued_gateway(&dir, &upstream.url(), queue).await;
     for n in 0..4 {
         let (body, headers) = laso_event(n);
         post(&gw.url("/laso"), &as_refs(&headers), &body).await;
