@@ -411,7 +411,7 @@ async fn concurrent_ingests_share_commits() {
 /// own checkpoint, which would stall a commit, is off).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wal_is_copied_into_the_database_and_starts_over_under_steady_writes() {
-    let (store, _metrics, dir) = open_fresh("checkpoint");
+    let (store, metrics, dir) = open_fresh("checkpoint");
     let store = Arc::new(store);
     let (wal, db) = (
         dir.path().join(format!("{DB_FILE}-wal")),
@@ -442,12 +442,22 @@ async fn the_wal_is_copied_into_the_database_and_starts_over_under_steady_writes
         "the WAL grew to {} MiB for 48 MiB written: it never started over",
         wal_peak / MIB
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // Copying is beside the writer, so it may trail it: on a slow shared disk (CI's)
+    // copying the last 30 MiB and syncing them once took more than 10 s. What is checked
+    // is that the pages get there, not how fast.
+    let deadline = Instant::now() + Duration::from_secs(60);
     while size(&db) < 40 * MIB {
         assert!(
             Instant::now() < deadline,
-            "only {} MiB of the 48 written reached the database file",
-            size(&db) / MIB
+            "only {} MiB of the 48 written reached the database file; the WAL is {} MiB, \
+             {} checkpoints failed",
+            size(&db) / MIB,
+            size(&wal) / MIB,
+            metrics
+                .queue
+                .store_errors
+                .with_label_values(&["checkpoint"])
+                .get()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
