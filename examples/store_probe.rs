@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use hookgate::delivery::embedded::Embedded;
-use hookgate::delivery::event::{Lease, NewEvent};
+use hookgate::delivery::event::{Lease, NewDelivery, NewEvent};
 use hookgate::delivery::store::Settle;
 
 fn cpu_us() -> f64 {
@@ -60,16 +60,19 @@ async fn main() {
                     route: "queued".into(),
                     dedup_key: None,
                     dedup_until: None,
-                    idempotency_key: format!("{i:032x}"),
                     received_ms: now,
                     verified_key: Some(0),
                     method: "POST".into(),
                     target: "/queued".into(),
                     headers: headers.clone(),
                     body: body.clone(),
-                    lease: Some(lease.clone()),
+                    deliveries: vec![NewDelivery {
+                        destination: String::new(),
+                        idempotency_key: format!("{i:032x}"),
+                        lease: Some(lease.clone()),
+                    }],
                 };
-                let leased = ev.leased_copy(&lease, None);
+                let leased = ev.leased_copy(&ev.deliveries[0], &lease, None);
                 store.ingest(ev).await.unwrap();
                 store
                     .settle(&leased, Settle::Delivered { status: 200 }, now)

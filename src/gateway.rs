@@ -696,10 +696,11 @@ async fn store_and_answer(
         lease,
     );
     let id = event.id.clone();
-    let handoff = event
-        .lease
-        .as_ref()
-        .map(|l| event.leased_copy(l, Some(outgoing.headers)));
+    let handoff = event.deliveries.first().and_then(|d| {
+        d.lease
+            .as_ref()
+            .map(|l| event.leased_copy(d, l, Some(outgoing.headers)))
+    });
     let ingested = queue.store.ingest(event).await;
     // Held until now: the body counted against the memory budget until it was on disk.
     drop(body);
@@ -768,14 +769,17 @@ fn new_event(
         route: route.name.clone(),
         dedup_key,
         dedup_until,
-        idempotency_key,
         received_ms,
         verified_key,
         method: outgoing.method.as_str().to_owned(),
         target: outgoing.target.as_str().to_owned(),
         headers: crate::delivery::event::encode_headers(&outgoing.headers),
         body: body.to_bytes(),
-        lease,
+        deliveries: vec![crate::delivery::event::NewDelivery {
+            destination: crate::delivery::store::WHOLE_ROUTE.to_owned(),
+            idempotency_key,
+            lease,
+        }],
     }
 }
 

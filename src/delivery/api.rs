@@ -6,14 +6,18 @@
 //! GET    /queue/routes                                    per queued route: depth by state,
 //!                                                         oldest age, leases, pacing
 //! GET    /queue/routes/R                                  the same for one route
-//! GET    /queue/events?route=R&state=S&after=ID&limit=N   list (no bodies), oldest id first
-//! GET    /queue/events/ID[?body=true]                     one event; with the stored request
-//! POST   /queue/events/ID/retry                           dead or retrying -> due now
-//! POST   /queue/routes/R/retry-dead                       every dead event of a route
+//! GET    /queue/events?route=R&destination=D&state=S&after=C&limit=N
+//!                                                         list deliveries (no bodies), by id
+//! GET    /queue/events/ID[?body=true]                     one event and its deliveries
+//! POST   /queue/events/ID/retry[?destination=D]           dead or retrying -> due now
+//! POST   /queue/routes/R/retry-dead[?destination=D]       every dead event of a route
 //! POST   /queue/routes/R/pause                            store its events, deliver none
 //! POST   /queue/routes/R/resume                           deliver again (what waited, too)
-//! DELETE /queue/events/ID                                 drop (not while being delivered)
+//! DELETE /queue/events/ID[?destination=D]                drop (not while being delivered)
 //! ```
+//!
+//! An event has one delivery per destination that took it (one `filtered` record if none
+//! did); `destination` names one of them, and without it a call acts on all of them.
 //!
 //! Every `/queue/` request needs `Authorization: Bearer <admin.token_file>` when a token is
 //! configured (always, when the admin listener is not on loopback). An unknown route or
@@ -79,14 +83,16 @@ pub async fn respond(
         (&Method::GET, ["routes"]) => all_routes(queue, gateway, now_ms).await,
         (&Method::GET, ["routes", route]) => one_route(queue, gateway, route, now_ms).await,
         (&Method::POST, ["routes", route, "retry-dead"]) => {
-            retry_dead(queue, gateway, route, now_ms).await
+            retry_dead(queue, gateway, route, params.get("destination"), now_ms).await
         }
         (&Method::POST, ["routes", route, "pause"]) => pause(queue, gateway, route, now_ms).await,
         (&Method::POST, ["routes", route, "resume"]) => resume(queue, gateway, route, now_ms).await,
         (&Method::GET, ["events"]) => list_events(queue, gateway, &params).await,
         (&Method::GET, ["events", id]) => show_event(queue, id, &params).await,
-        (&Method::POST, ["events", id, "retry"]) => retry_event(queue, id, now_ms).await,
-        (&Method::DELETE, ["events", id]) => drop_event(queue, id).await,
+        (&Method::POST, ["events", id, "retry"]) => {
+            retry_event(queue, id, params.get("destination"), now_ms).await
+        }
+        (&Method::DELETE, ["events", id]) => drop_event(queue, id, params.get("destination")).await,
         _ => Ok(error(
             StatusCode::NOT_FOUND,
             "unknown queue endpoint: GET /queue/routes, GET /queue/routes/ROUTE, \
@@ -167,14 +173,25 @@ async fn one_route(queue: &Queue, gateway: &Gateway, route: &str, now_ms: UnixMs
 }
 
 /// `POST /queue/routes/R/retry-dead`
-async fn retry_dead(queue: &Queue, gateway: &Gateway, route: &str, now_ms: UnixMs) -> Answered {
+async fn retry_dead(
+    queue: &Queue,
+    gateway: &Gateway,
+    route: &str,
+    destination: Option<&str>,
+    now_ms: UnixMs,
+) -> Answered {
     if !known_route(queue, gateway, route).await? {
         return Ok(unknown_route(route));
     }
-    let n = queue.store.retry_dead(route, now_ms).await?;
+    let n = queue.store.retry_dead(route, destination, now_ms).await?;
     if n > 0 {
         queue.wake.notify_one();
-        tracing::info!(route, events = n, "dead events retried from the admin API");
+        tracing::info!(
+            route,
+            destination,
+            events = n,
+            "dead events retried from the admin API"
+        );
     }
     Ok(json_response(StatusCode::OK, &json!({"retried": n})))
 }
@@ -244,7 +261,7 @@ async fn list_events(queue: &Queue, gateway: &Gateway, params: &Params) -> Answe
     let limit = filter.limit;
     let events = queue.store.list(filter).await?;
     let next = (events.len() == limit)
-        .then(|| events.last().map(|e| e.id.clone()))
+        .then(|| events.last().map(cursor))
         .flatten();
     let list: Vec<Value> = events.iter().map(summary).collect();
     Ok(json_response(
@@ -260,7 +277,7 @@ fn list_filter(params: &Params) -> Result<Filter, String> {
         Some((_, Some(s))) => Some(s),
         Some((s, None)) => {
             return Err(format!(
-                "unknown state {s:?}: use queued, delivering, retrying, delivered or dead"
+                "unknown state {s:?}: use queued, delivering, retrying, delivered, dead or filtered"
             ))
         }
     };
@@ -271,44 +288,72 @@ fn list_filter(params: &Params) -> Result<Filter, String> {
     };
     Ok(Filter {
         route: params.get("route").map(str::to_owned),
+        destination: params.get("destination").map(str::to_owned),
         state,
-        after: params.get("after").map(str::to_owned),
+        after: params
+            .get("after")
+            .map(|after| match after.split_once('/') {
+                Some((id, destination)) => (id.to_owned(), destination.to_owned()),
+                None => (after.to_owned(), String::new()),
+            }),
         limit,
     })
+}
+
+/// Where a listing goes on after `e`: its id, and its destination after a `/` (ids are
+/// hex, so the two never mix).
+fn cursor(e: &Event) -> String {
+    if e.destination.is_empty() {
+        e.id.clone()
+    } else {
+        format!("{}/{}", e.id, e.destination)
+    }
 }
 
 /// `GET /queue/events/ID[?body=true]`
 async fn show_event(queue: &Queue, id: &str, params: &Params) -> Answered {
     let with_body = matches!(params.get("body"), Some("true" | "1"));
-    Ok(match queue.store.get(id, with_body).await? {
-        None => error(StatusCode::NOT_FOUND, "no such event"),
-        Some(e) => json_response(StatusCode::OK, &detail(&e)),
-    })
+    let deliveries = queue.store.get(id, with_body).await?;
+    let Some(first) = deliveries.first() else {
+        return Ok(error(StatusCode::NOT_FOUND, "no such event"));
+    };
+    // The event (its request, and its first delivery's fields, as before destinations),
+    // then each delivery.
+    let mut event = detail(first);
+    event["deliveries"] = deliveries.iter().map(summary).collect();
+    Ok(json_response(StatusCode::OK, &event))
 }
 
-/// `POST /queue/events/ID/retry`
-async fn retry_event(queue: &Queue, id: &str, now_ms: UnixMs) -> Answered {
-    if !queue.store.retry(id, now_ms).await? {
+/// `POST /queue/events/ID/retry[?destination=D]`
+async fn retry_event(
+    queue: &Queue,
+    id: &str,
+    destination: Option<&str>,
+    now_ms: UnixMs,
+) -> Answered {
+    let n = queue.store.retry(id, destination, now_ms).await?;
+    if n == 0 {
         return Ok(error(
             StatusCode::NOT_FOUND,
-            "no dead or retrying event with this id",
+            "no dead or retrying event with this id (and destination)",
         ));
     }
     queue.wake.notify_one();
-    tracing::info!(event = id, "event retried from the admin API");
-    Ok(json_response(StatusCode::OK, &json!({"retried": 1})))
+    tracing::info!(event = id, destination, "event retried from the admin API");
+    Ok(json_response(StatusCode::OK, &json!({"retried": n})))
 }
 
-/// `DELETE /queue/events/ID`
-async fn drop_event(queue: &Queue, id: &str) -> Answered {
-    if !queue.store.remove(id).await? {
+/// `DELETE /queue/events/ID[?destination=D]`
+async fn drop_event(queue: &Queue, id: &str, destination: Option<&str>) -> Answered {
+    let n = queue.store.remove(id, destination).await?;
+    if n == 0 {
         return Ok(error(
             StatusCode::NOT_FOUND,
-            "no such event, or it is being delivered right now",
+            "no such event (or destination), or it is being delivered right now",
         ));
     }
-    tracing::info!(event = id, "event dropped from the admin API");
-    Ok(json_response(StatusCode::OK, &json!({"dropped": 1})))
+    tracing::info!(event = id, destination, "event dropped from the admin API");
+    Ok(json_response(StatusCode::OK, &json!({"dropped": n})))
 }
 
 fn store_error(e: &QueueStoreError) -> Response<Full<Bytes>> {
@@ -464,6 +509,7 @@ fn summary(e: &Event) -> Value {
     json!({
         "id": e.id,
         "route": e.route,
+        "destination": e.destination,
         "state": e.state.as_str(),
         "received_at": time(e.received_ms),
         "next_attempt_at": match e.state {
@@ -476,6 +522,7 @@ fn summary(e: &Event) -> Value {
         "last_error": e.last_error,
         "dead_reason": e.dead_reason,
         "idempotency_key": e.idempotency_key,
+        "replays": e.replays,
         "body_bytes": e.body_len,
     })
 }

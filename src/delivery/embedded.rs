@@ -31,7 +31,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::delivery::event::{Event, NewEvent};
-use crate::delivery::sql::{self, COLUMNS, DEAD, DELIVERED, DELIVERING, RETRYING};
+use crate::delivery::sql::{self, COLUMNS, DEAD, DELIVERING, RETRYING};
 use crate::delivery::state::{Depth, Filter, Ingested, Paused, QueueStoreError, Settle, State};
 use crate::delivery::time::UnixMs;
 use crate::metrics::Metrics;
@@ -51,9 +51,12 @@ const OP_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_LIMIT: Duration = Duration::from_secs(30);
 
 const SCHEMA: &str = "
+-- One row per event and destination (a route with one upstream has one destination, '').
 CREATE TABLE IF NOT EXISTS hookgate_events (
     seq             INTEGER PRIMARY KEY,
-    id              TEXT NOT NULL UNIQUE,
+    id              TEXT NOT NULL,
+    destination     TEXT NOT NULL DEFAULT '',
+    request         INTEGER NOT NULL,
     route           TEXT NOT NULL,
     dedup_key       TEXT,
     dedup_until     INTEGER,
@@ -74,11 +77,15 @@ CREATE TABLE IF NOT EXISTS hookgate_events (
     body_len        INTEGER NOT NULL,
     dead_reason     TEXT,
     budget_from     INTEGER NOT NULL DEFAULT 0,
+    replays         INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (id, destination),
+    -- Only an event's first row carries its dedup key.
     UNIQUE (route, dedup_key)
 );
--- The stored requests, written once: a lease or a settle rewrites the small row above, not
--- the payload (SQLite rewrites a whole row on any update).
--- Keyed by the event's `seq`: one B-tree, no second index.
+-- The stored requests, written once and shared by an event's rows (`request`): a lease or a
+-- settle rewrites the small row above, not the payload (SQLite rewrites a whole row on any
+-- update), and fan-out to three destinations stores one body, not three.
+-- Keyed by `seq`: one B-tree, no second index.
 CREATE TABLE IF NOT EXISTS hookgate_requests (
     seq             INTEGER PRIMARY KEY,
     headers         BLOB NOT NULL,
@@ -91,26 +98,43 @@ CREATE TABLE IF NOT EXISTS hookgate_pauses (
     paused_at       INTEGER NOT NULL,
     PRIMARY KEY (route, destination)
 );
--- Pending events: queued, retrying, delivering. Written as NOT IN a list of two: SQLite
--- checks an index's WHERE on every insert and update, and a list of three or more constants
--- costs an ephemeral table (a pager and 85 KiB of page buffers) each time.
-CREATE INDEX IF NOT EXISTS hookgate_events_due ON hookgate_events (route, next_attempt_at)
-    WHERE state NOT IN ('delivered', 'dead');
+-- Pending rows (queued, retrying, delivering) are exactly those not finished. Written as
+-- one IS NULL test: SQLite checks an index's WHERE on every insert and update, and a list of
+-- three or more constants costs an ephemeral table (a pager and 85 KiB of page buffers)
+-- each time.
+CREATE INDEX IF NOT EXISTS hookgate_events_due
+    ON hookgate_events (route, destination, next_attempt_at) WHERE finished_at IS NULL;
 CREATE INDEX IF NOT EXISTS hookgate_events_finished ON hookgate_events (state, finished_at)
-    WHERE state IN ('delivered', 'dead');
+    WHERE finished_at IS NOT NULL;
 ";
 
-/// The schema this code reads and writes (`PRAGMA user_version`). 5: `hookgate_pauses` (made
-/// by the schema itself on open). 4: `dead_reason` and
+/// The schema this code reads and writes (`PRAGMA user_version`). 6: a row per event and
+/// destination (`destination`, `request`, `replays`; `UNIQUE (id, destination)`), the
+/// `filtered` state, and indexes that say "pending" as `finished_at IS NULL`. 5:
+/// `hookgate_pauses` (made by the schema itself on open). 4: `dead_reason` and
 /// `budget_from`, and `attempts` counts attempts made (3 counted leases). 3:
 /// `hookgate_events_due` says "pending" as `NOT IN ('delivered', 'dead')` (schema 2: `IN`
 /// the three pending states; the same rows).
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
-/// What brings a store of schema 2 or 3 to [`SCHEMA_VERSION`], in the transaction that
-/// creates what is missing.
+/// What brings a store of schema 2 or 3 to 4.
 const MIGRATE_FROM_3: &str = "ALTER TABLE hookgate_events ADD COLUMN dead_reason TEXT; \
     ALTER TABLE hookgate_events ADD COLUMN budget_from INTEGER NOT NULL DEFAULT 0;";
+
+/// What brings a store of schema 4 or 5 to 6: the table is made anew (SQLite cannot change
+/// a table's unique constraints in place) with the rows as they were, each the delivery of
+/// its event to the route's one destination, sharing the request it had; the old indexes go
+/// with the old table, and the schema makes the new ones. The requests are not copied.
+const MIGRATE_FROM_5: &str = "ALTER TABLE hookgate_events RENAME TO hookgate_events_5; \
+    DROP INDEX IF EXISTS hookgate_events_due; DROP INDEX IF EXISTS hookgate_events_finished;";
+const MIGRATE_FROM_5_COPY: &str = "INSERT INTO hookgate_events (seq, id, destination, \
+    request, route, dedup_key, dedup_until, idempotency_key, state, received_at, age_from, \
+    next_attempt_at, attempts, lease, leased_until, finished_at, last_status, last_error, \
+    verified_key, method, target, body_len, dead_reason, budget_from) \
+    SELECT seq, id, '', seq, route, dedup_key, dedup_until, idempotency_key, state, \
+    received_at, age_from, next_attempt_at, attempts, lease, leased_until, finished_at, \
+    last_status, last_error, verified_key, method, target, body_len, dead_reason, \
+    budget_from FROM hookgate_events_5; DROP TABLE hookgate_events_5;";
 
 /// An open embedded store.
 pub struct Embedded {
@@ -142,6 +166,7 @@ enum Op {
     Ingest(Box<NewEvent>),
     Lease {
         route: String,
+        destination: String,
         limit: usize,
         now: UnixMs,
         until: UnixMs,
@@ -161,18 +186,21 @@ enum Op {
     },
     Settle {
         id: String,
+        destination: String,
         lease: String,
         settle: Settle,
         now: UnixMs,
     },
     Retry {
-        /// One event, or every dead event of `route`.
+        /// One event, or every dead event of `route`; of one destination, or of all.
         id: Option<String>,
         route: Option<String>,
+        destination: Option<String>,
         now: UnixMs,
     },
     Remove {
         id: String,
+        destination: Option<String>,
     },
     Pause {
         route: String,
@@ -331,7 +359,7 @@ impl Embedded {
 
     pub async fn lease(
         &self,
-        route: &str,
+        (route, destination): (&str, &str),
         limit: usize,
         now: UnixMs,
         until: UnixMs,
@@ -339,6 +367,7 @@ impl Embedded {
     ) -> Result<Vec<Event>, QueueStoreError> {
         let op = Op::Lease {
             route: route.to_owned(),
+            destination: destination.to_owned(),
             limit,
             now,
             until,
@@ -381,6 +410,7 @@ impl Embedded {
     ) -> Result<bool, QueueStoreError> {
         let op = Op::Settle {
             id: event.id.clone(),
+            destination: event.destination.clone(),
             lease: event.lease.clone().unwrap_or_default(),
             settle,
             now,
@@ -388,26 +418,46 @@ impl Embedded {
         self.call(op).await?.flag()
     }
 
-    pub async fn retry(&self, id: &str, now: UnixMs) -> Result<bool, QueueStoreError> {
+    pub async fn retry(
+        &self,
+        id: &str,
+        destination: Option<&str>,
+        now: UnixMs,
+    ) -> Result<u64, QueueStoreError> {
         let op = Op::Retry {
             id: Some(id.to_owned()),
             route: None,
-            now,
-        };
-        self.call(op).await?.count().map(|n| n > 0)
-    }
-
-    pub async fn retry_dead(&self, route: &str, now: UnixMs) -> Result<u64, QueueStoreError> {
-        let op = Op::Retry {
-            id: None,
-            route: Some(route.to_owned()),
+            destination: destination.map(str::to_owned),
             now,
         };
         self.call(op).await?.count()
     }
 
-    pub async fn remove(&self, id: &str) -> Result<bool, QueueStoreError> {
-        self.call(Op::Remove { id: id.to_owned() }).await?.flag()
+    pub async fn retry_dead(
+        &self,
+        route: &str,
+        destination: Option<&str>,
+        now: UnixMs,
+    ) -> Result<u64, QueueStoreError> {
+        let op = Op::Retry {
+            id: None,
+            route: Some(route.to_owned()),
+            destination: destination.map(str::to_owned),
+            now,
+        };
+        self.call(op).await?.count()
+    }
+
+    pub async fn remove(
+        &self,
+        id: &str,
+        destination: Option<&str>,
+    ) -> Result<u64, QueueStoreError> {
+        let op = Op::Remove {
+            id: id.to_owned(),
+            destination: destination.map(str::to_owned),
+        };
+        self.call(op).await?.count()
     }
 
     pub async fn pause(
@@ -467,10 +517,17 @@ impl Embedded {
         self.call(op).await?.count()
     }
 
-    pub async fn next_due(&self, route: &str) -> Result<Option<UnixMs>, QueueStoreError> {
-        let route = route.to_owned();
-        self.read(move |c| c.query_row(&NEXT_DUE, [route], |r| r.get::<_, Option<UnixMs>>(0)))
-            .await
+    pub async fn next_due(
+        &self,
+        (route, destination): (&str, &str),
+    ) -> Result<Option<UnixMs>, QueueStoreError> {
+        let (route, destination) = (route.to_owned(), destination.to_owned());
+        self.read(move |c| {
+            c.query_row(&NEXT_DUE, [route, destination], |r| {
+                r.get::<_, Option<UnixMs>>(0)
+            })
+        })
+        .await
     }
 
     pub async fn list(&self, filter: Filter) -> Result<Vec<Event>, QueueStoreError> {
@@ -478,15 +535,19 @@ impl Embedded {
             let sql = format!(
                 "SELECT {COLUMNS} FROM hookgate_events \
                  WHERE (?1 IS NULL OR route = ?1) AND (?2 IS NULL OR state = ?2) \
-                 AND (?3 IS NULL OR id > ?3) ORDER BY id LIMIT ?4"
+                 AND (?3 IS NULL OR id > ?3 OR (id = ?3 AND destination > ?5)) \
+                 AND (?6 IS NULL OR destination = ?6) ORDER BY id, destination LIMIT ?4"
             );
             let mut stmt = c.prepare_cached(&sql)?;
+            let (after, after_destination) = filter.after.unzip();
             let rows = stmt.query_map(
                 params![
                     filter.route,
                     filter.state.map(State::as_str),
-                    filter.after,
-                    i64::try_from(filter.limit).unwrap_or(i64::MAX)
+                    after,
+                    i64::try_from(filter.limit).unwrap_or(i64::MAX),
+                    after_destination,
+                    filter.destination,
                 ],
                 event_from,
             )?;
@@ -495,17 +556,21 @@ impl Embedded {
         .await
     }
 
-    pub async fn get(&self, id: &str, with_body: bool) -> Result<Option<Event>, QueueStoreError> {
+    pub async fn get(&self, id: &str, with_body: bool) -> Result<Vec<Event>, QueueStoreError> {
         let id = id.to_owned();
         self.read(move |c| {
-            let sql = format!("SELECT {COLUMNS} FROM hookgate_events WHERE id = ?1");
-            let Some(mut event) = c.query_row(&sql, [&id], event_from).optional()? else {
-                return Ok(None);
-            };
+            let sql =
+                format!("SELECT {COLUMNS} FROM hookgate_events WHERE id = ?1 ORDER BY destination");
+            let mut events = c
+                .prepare_cached(&sql)?
+                .query_map([&id], event_from)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
             if with_body {
-                read_request(c, &mut event)?;
+                for event in &mut events {
+                    read_request(c, event)?;
+                }
             }
-            Ok(Some(event))
+            Ok(events)
         })
         .await
     }
@@ -517,16 +582,18 @@ impl Embedded {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(2)?,
                     r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
                 ))
             })?;
             let mut out = Vec::new();
             for row in rows {
-                let (route, state, count, oldest) = row?;
+                let (route, destination, state, count, oldest) = row?;
                 if let Some(state) = State::parse(&state) {
                     out.push(Depth {
                         route,
+                        destination,
                         state,
                         count: u64::try_from(count).unwrap_or(0),
                         oldest_received_ms: UnixMs(oldest),
@@ -643,16 +710,20 @@ fn migrate(conn: &Connection, file: &Path) -> Result<(), Migrate> {
             file.display()
         )));
     }
-    // Schema 2 differs from 3 only in the due index's WHERE: dropped here, made again
-    // below; 3 lacks two columns. In one transaction with the new version.
-    let migrate = match version {
-        2 => format!("DROP INDEX IF EXISTS hookgate_events_due; {MIGRATE_FROM_3}"),
-        3 => MIGRATE_FROM_3.to_owned(),
-        // 4 lacks only `hookgate_pauses`, which the schema makes.
-        _ => String::new(),
+    // Schema 2 differs from 3 only in the due index's WHERE (its index goes with the old
+    // table); 3 lacks two columns; 4 lacks `hookgate_pauses`, which the schema makes; 5 has
+    // a row per event. In one transaction with the new version.
+    let (before, after) = match version {
+        2 | 3 => (
+            format!("{MIGRATE_FROM_3} {MIGRATE_FROM_5}"),
+            MIGRATE_FROM_5_COPY,
+        ),
+        4 | 5 => (MIGRATE_FROM_5.to_owned(), MIGRATE_FROM_5_COPY),
+        _ => (String::new(), ""),
     };
     conn.execute_batch(&format!(
-        "BEGIN IMMEDIATE; {migrate} {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        "BEGIN IMMEDIATE; {before} {SCHEMA} {after} \
+         PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
     ))
     .map_err(|e| Migrate::Failed("cannot create or update the schema in", e))?;
     if (2..SCHEMA_VERSION).contains(&version) {
@@ -761,9 +832,9 @@ fn read_request(c: &Connection, event: &mut Event) -> rusqlite::Result<()> {
     let (headers, body) = c
         .prepare_cached(
             "SELECT headers, body FROM hookgate_requests \
-             WHERE seq = (SELECT seq FROM hookgate_events WHERE id = ?1)",
+             WHERE seq = (SELECT request FROM hookgate_events WHERE id = ?1 AND destination = ?2)",
         )?
-        .query_row([&event.id], |r| {
+        .query_row([&event.id, &event.destination], |r| {
             Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
         })?;
     event.headers = headers;
@@ -812,6 +883,8 @@ fn event_from(r: &Row<'_>) -> rusqlite::Result<Event> {
         lease: r.get(15)?,
         dead_reason: r.get(16)?,
         budget_from: r.get::<_, i64>(17)?.clamp(0, i64::from(u32::MAX)) as u32,
+        destination: r.get(18)?,
+        replays: r.get::<_, i64>(19)?.clamp(0, i64::from(u32::MAX)) as u32,
         head: None,
     })
 }
@@ -1170,24 +1243,32 @@ fn apply_one(tx: &Connection, op: &Op, ingest_pages: Option<i64>) -> rusqlite::R
         Op::Ingest(e) => ingest(tx, e, ingest_pages).map(Answer::Ingested),
         Op::Lease {
             route,
+            destination,
             limit,
             now,
             until,
             start,
-        } => lease(tx, route, *limit, *now, *until, *start).map(Answer::Events),
+        } => lease(tx, (route, destination), *limit, *now, *until, *start).map(Answer::Events),
         Op::Settle {
             id,
+            destination,
             lease,
             settle: how,
             now,
-        } => settle(tx, id, lease, how, *now).map(Answer::Flag),
+        } => settle(tx, (id, destination), lease, how, *now).map(Answer::Flag),
         Op::Start { id, lease, until } => start(tx, id, lease, *until).map(Answer::Attempts),
         Op::Renew { leases, until } => renew(tx, leases, *until).map(Answer::Count),
         Op::Release { leases } => release(tx, leases).map(Answer::Count),
-        Op::Retry { id, route, now } => {
-            retry(tx, id.as_deref(), route.as_deref(), *now).map(|n| Answer::Count(n as u64))
-        }
-        Op::Remove { id } => remove(tx, id).map(Answer::Flag),
+        Op::Retry {
+            id,
+            route,
+            destination,
+            now,
+        } => tx
+            .prepare_cached(&RETRY)?
+            .execute(params![now, id, route, destination])
+            .map(|n| Answer::Count(n as u64)),
+        Op::Remove { id, destination } => remove(tx, id, destination.as_deref()).map(Answer::Count),
         Op::Pause {
             route,
             destination,
@@ -1209,9 +1290,10 @@ fn apply_one(tx: &Connection, op: &Op, ingest_pages: Option<i64>) -> rusqlite::R
     }
 }
 
-/// Pending events (queued, retrying, delivering), as `hookgate_events_due` says it.
-static PENDING: LazyLock<String> = LazyLock::new(|| format!("state NOT IN ({DELIVERED}, {DEAD})"));
-static NEXT_DUE: LazyLock<String> = LazyLock::new(|| sql::next_due('?', &PENDING));
+/// Pending rows (queued, retrying, delivering), as `hookgate_events_due` says it: a row is
+/// finished exactly when it is delivered, dead or filtered.
+const PENDING: &str = "finished_at IS NULL";
+static NEXT_DUE: LazyLock<String> = LazyLock::new(|| sql::next_due('?', PENDING));
 static PAUSE: LazyLock<String> = LazyLock::new(|| sql::pause('?'));
 static UNPAUSE: LazyLock<String> = LazyLock::new(|| sql::unpause('?'));
 static UNPAUSE_AGES: LazyLock<String> = LazyLock::new(|| {
@@ -1219,19 +1301,18 @@ static UNPAUSE_AGES: LazyLock<String> = LazyLock::new(|| {
         now: "?1",
         since: "?2",
         route: "?3",
+        destination: "?4",
     };
-    sql::unpause_ages(&values, &PENDING, "max")
+    sql::unpause_ages(&values, PENDING, "max")
 });
 /// Each half matches one partial index; `delivered` (most rows) is left out.
 static DEPTHS: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT route, state, count(*), min(received_at) FROM hookgate_events \
-         WHERE {pending} GROUP BY route, state \
+        "SELECT route, destination, state, count(*), min(received_at) FROM hookgate_events \
+         WHERE {PENDING} GROUP BY route, destination, state \
          UNION ALL \
-         SELECT route, state, count(*), min(received_at) FROM hookgate_events \
-         WHERE {finished} AND state = {DEAD} GROUP BY route, state",
-        pending = *PENDING,
-        finished = sql::finished(),
+         SELECT route, destination, state, count(*), min(received_at) FROM hookgate_events \
+         WHERE finished_at IS NOT NULL AND state = {DEAD} GROUP BY route, destination, state"
     )
 });
 static SETTLE_DELIVERED: LazyLock<String> = LazyLock::new(|| sql::settle_delivered('?'));
@@ -1242,8 +1323,8 @@ static LEASE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "UPDATE hookgate_events SET state = {DELIVERING}, lease = ?1, \
          leased_until = ?2, attempts = attempts + ?6 \
-         WHERE id IN ({due}) RETURNING {COLUMNS}",
-        due = sql::due('?', &PENDING)
+         WHERE seq IN ({due}) RETURNING {COLUMNS}",
+        due = sql::due('?', PENDING, "seq")
     )
 });
 static RENEW: LazyLock<String> = LazyLock::new(|| {
@@ -1260,22 +1341,27 @@ static RELEASE_ONE: LazyLock<String> = LazyLock::new(|| {
 });
 static RETRY: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "{} WHERE ((?2 IS NOT NULL AND id = ?2 AND state IN ({DEAD}, {RETRYING})) \
+        "{} WHERE (?4 IS NULL OR destination = ?4) \
+         AND ((?2 IS NOT NULL AND id = ?2 AND state IN ({DEAD}, {RETRYING})) \
              OR (?3 IS NOT NULL AND route = ?3 AND state = {DEAD}))",
         sql::retry('?')
     )
 });
 static REMOVE: LazyLock<String> = LazyLock::new(|| {
-    format!("DELETE FROM hookgate_events WHERE id = ?1 AND state <> {DELIVERING} RETURNING seq")
+    format!(
+        "DELETE FROM hookgate_events WHERE id = ?1 AND (?2 IS NULL OR destination = ?2) \
+         AND state <> {DELIVERING} RETURNING request"
+    )
 });
 static PURGE: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "DELETE FROM hookgate_events WHERE id IN ({}) RETURNING seq",
+        "DELETE FROM hookgate_events WHERE id IN ({}) RETURNING request",
         sql::purgeable('?')
     )
 });
 
-/// Stores a new event with its request, or finds the one with the same dedup key.
+/// Stores a new event: its request once, and a row for each destination that takes it (a
+/// `filtered` record if none does); or finds the event with the same dedup key.
 fn ingest(tx: &Connection, e: &NewEvent, ingest_pages: Option<i64>) -> rusqlite::Result<Ingested> {
     if let Some(limit) = ingest_pages {
         if used_pages(tx)? >= limit {
@@ -1285,57 +1371,110 @@ fn ingest(tx: &Connection, e: &NewEvent, ingest_pages: Option<i64>) -> rusqlite:
             ));
         }
     }
+    // One writer: nothing can store the same key between this look-up and the insert.
+    if let Some(key) = &e.dedup_key {
+        if let Some(first) = find_duplicate(tx, &e.route, key)? {
+            return Ok(first);
+        }
+    }
     // No `RETURNING`: SQLite builds an ephemeral table for it on every execution (a pager
     // and page buffers, some 100 KiB of allocations per event). The rowid of a row just
     // inserted is the connection's last one.
-    let inserted = tx
-        .prepare_cached(
-            "INSERT INTO hookgate_events (id, route, dedup_key, dedup_until, \
-             idempotency_key, state, received_at, age_from, next_attempt_at, \
-             verified_key, method, target, body_len, lease, leased_until, attempts) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?11, ?6, ?6, ?6, ?7, ?8, ?9, ?10, ?12, ?13, \
-             ?14) ON CONFLICT (route, dedup_key) DO NOTHING",
-        )?
-        .execute(params![
+    tx.prepare_cached("INSERT INTO hookgate_requests (headers, body) VALUES (?1, ?2)")?
+        .execute(params![e.headers, &e.body[..]])?;
+    let request = tx.last_insert_rowid();
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO hookgate_events (id, route, dedup_key, dedup_until, \
+         idempotency_key, state, received_at, age_from, next_attempt_at, \
+         verified_key, method, target, body_len, lease, leased_until, attempts, \
+         destination, request, finished_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?11, ?6, ?6, ?6, ?7, ?8, ?9, ?10, ?12, ?13, \
+         ?14, ?15, ?16, ?17)",
+    )?;
+    for (i, row) in rows(e).iter().enumerate() {
+        // The first row carries the event's dedup key (the constraint is on it).
+        let (dedup_key, dedup_until) = match i {
+            0 => (e.dedup_key.as_deref(), e.dedup_until),
+            _ => (None, None),
+        };
+        insert.execute(params![
             e.id,
             e.route,
-            e.dedup_key,
-            e.dedup_until,
-            e.idempotency_key,
+            dedup_key,
+            dedup_until,
+            row.idempotency_key,
             e.received_ms,
             e.verified_key,
             e.method,
             e.target,
             e.body.len() as i64,
-            e.state().as_str(),
-            e.lease.as_ref().map(|l| l.token.as_str()),
-            e.lease.as_ref().map(|l| l.until_ms),
-            i64::from(e.lease.is_some()),
+            row.state.as_str(),
+            row.lease.map(|l| l.token.as_str()),
+            row.lease.map(|l| l.until_ms),
+            i64::from(row.lease.is_some()),
+            row.destination,
+            request,
+            row.finished,
         ])?;
-    if inserted == 1 {
-        let seq = tx.last_insert_rowid();
-        tx.prepare_cached(
-            "INSERT INTO hookgate_requests (seq, headers, body) VALUES (?1, ?2, ?3)",
-        )?
-        .execute(params![seq, e.headers, &e.body[..]])?;
-        return Ok(Ingested::Stored);
     }
-    let (id, state): (String, String) = tx
-        .prepare_cached(
-            "SELECT id, state FROM hookgate_events WHERE route = ?1 AND dedup_key = ?2",
-        )?
-        .query_row(params![e.route, e.dedup_key], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
-    let state = State::parse(&state).unwrap_or(State::Queued);
-    Ok(Ingested::Duplicate { id, state })
+    Ok(Ingested::Stored)
 }
 
-/// Leases `route`'s due events under a new token, with their requests; with `start`, counts
-/// their attempts too.
+/// One row an ingest writes.
+struct NewRow<'a> {
+    destination: &'a str,
+    idempotency_key: &'a str,
+    state: State,
+    lease: Option<&'a crate::delivery::event::Lease>,
+    finished: Option<UnixMs>,
+}
+
+/// The rows of `e`: one per destination, or the `filtered` record when none takes it.
+fn rows(e: &NewEvent) -> Vec<NewRow<'_>> {
+    if e.deliveries.is_empty() {
+        return vec![NewRow {
+            destination: crate::delivery::state::WHOLE_ROUTE,
+            idempotency_key: &e.id,
+            state: State::Filtered,
+            lease: None,
+            finished: Some(e.received_ms),
+        }];
+    }
+    e.deliveries
+        .iter()
+        .map(|d| NewRow {
+            destination: &d.destination,
+            idempotency_key: &d.idempotency_key,
+            state: d.state(),
+            lease: d.lease.as_ref(),
+            finished: None,
+        })
+        .collect()
+}
+
+/// The event of `route` stored with dedup key `key`, if any: its id and where its
+/// deliveries are ([`State::of_event`]).
+fn find_duplicate(tx: &Connection, route: &str, key: &str) -> rusqlite::Result<Option<Ingested>> {
+    let id: Option<String> = tx
+        .prepare_cached("SELECT id FROM hookgate_events WHERE route = ?1 AND dedup_key = ?2")?
+        .query_row(params![route, key], |r| r.get(0))
+        .optional()?;
+    let Some(id) = id else {
+        return Ok(None);
+    };
+    let states = tx
+        .prepare_cached("SELECT state FROM hookgate_events WHERE id = ?1")?
+        .query_map([&id], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let state = State::of_event(states.iter().filter_map(|s| State::parse(s)));
+    Ok(Some(Ingested::Duplicate { id, state }))
+}
+
+/// Leases the due deliveries of `route` to `destination` under a new token, with their
+/// requests; with `start`, counts their attempts too.
 fn lease(
     tx: &Connection,
-    route: &str,
+    (route, destination): (&str, &str),
     limit: usize,
     now: UnixMs,
     until: UnixMs,
@@ -1351,7 +1490,8 @@ fn lease(
             route,
             now,
             i64::try_from(limit).unwrap_or(i64::MAX),
-            i64::from(start)
+            i64::from(start),
+            destination
         ],
         event_from,
     )?;
@@ -1366,16 +1506,17 @@ fn lease(
 /// Records how an attempt ended; true if that changed the event.
 fn settle(
     tx: &Connection,
-    id: &str,
+    (id, destination): (&str, &str),
     lease: &str,
     how: &Settle,
     now: UnixMs,
 ) -> rusqlite::Result<bool> {
     let changed = match how {
         // A 2xx wins: whatever raced with it, the app has the event.
-        Settle::Delivered { status } => tx
-            .prepare_cached(&SETTLE_DELIVERED)?
-            .execute(params![now, status, id])?,
+        Settle::Delivered { status } => {
+            tx.prepare_cached(&SETTLE_DELIVERED)?
+                .execute(params![now, status, id, destination])?
+        }
         Settle::Retry {
             at_ms,
             status,
@@ -1411,8 +1552,8 @@ fn start(tx: &Connection, id: &str, lease: &str, until: UnixMs) -> rusqlite::Res
         return Ok(None);
     }
     let attempts: i64 = tx
-        .prepare_cached("SELECT attempts FROM hookgate_events WHERE id = ?1")?
-        .query_row([id], |r| r.get(0))?;
+        .prepare_cached("SELECT attempts FROM hookgate_events WHERE id = ?1 AND lease = ?2")?
+        .query_row([id, lease], |r| r.get(0))?;
     Ok(Some(attempts.clamp(0, i64::from(u32::MAX)) as u32))
 }
 
@@ -1436,16 +1577,6 @@ fn release(tx: &Connection, leases: &[(String, String)]) -> rusqlite::Result<u64
     Ok(released)
 }
 
-/// An operator's retry of one event (dead or retrying), or of every dead event of `route`.
-fn retry(
-    tx: &Connection,
-    id: Option<&str>,
-    route: Option<&str>,
-    now: UnixMs,
-) -> rusqlite::Result<usize> {
-    tx.prepare_cached(&RETRY)?.execute(params![now, id, route])
-}
-
 /// Ends a pause; its route's pending events then age from their start less the pause
 /// ([`sql::unpause_ages`]).
 fn resume(
@@ -1460,41 +1591,49 @@ fn resume(
         .optional()?;
     if let Some(since) = since {
         tx.prepare_cached(&UNPAUSE_AGES)?
-            .execute(params![now, since, route])?;
+            .execute(params![now, since, route, destination])?;
     }
     Ok(since)
 }
 
-/// Deletes an event not being delivered, and its request.
-fn remove(tx: &Connection, id: &str) -> rusqlite::Result<bool> {
-    let seq: Option<i64> = tx
+/// Deletes an event's deliveries (to `destination`, or to all) that are not being
+/// delivered; its request goes with the last of them. How many went.
+fn remove(tx: &Connection, id: &str, destination: Option<&str>) -> rusqlite::Result<u64> {
+    let requests: Vec<i64> = tx
         .prepare_cached(&REMOVE)?
-        .query_row([id], |r| r.get(0))
-        .optional()?;
-    if let Some(seq) = seq {
-        tx.prepare_cached("DELETE FROM hookgate_requests WHERE seq = ?1")?
-            .execute([seq])?;
+        .query_map(params![id, destination], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if let Some(request) = requests.first() {
+        tx.prepare_cached(
+            "DELETE FROM hookgate_requests WHERE seq = ?1 \
+             AND NOT EXISTS (SELECT 1 FROM hookgate_events WHERE id = ?2)",
+        )?
+        .execute(params![request, id])?;
     }
-    Ok(seq.is_some())
+    Ok(requests.len() as u64)
 }
 
-/// Deletes up to [`crate::delivery::state::PURGE_BATCH`] finished events past their
-/// retention, and their requests.
+/// Deletes up to [`crate::delivery::state::PURGE_BATCH`] events whose every delivery is
+/// past its retention, and their requests; how many deliveries went.
 fn purge(
     tx: &Connection,
     delivered_before: UnixMs,
     dead_before: UnixMs,
     now: UnixMs,
 ) -> rusqlite::Result<u64> {
-    let purged: Vec<i64> = tx
+    let mut purged: Vec<i64> = tx
         .prepare_cached(&PURGE)?
         .query_map(params![delivered_before, dead_before, now], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
+    let rows = purged.len() as u64;
+    // An event's rows share one request.
+    purged.sort_unstable();
+    purged.dedup();
     let mut delete = tx.prepare_cached("DELETE FROM hookgate_requests WHERE seq = ?1")?;
     for seq in &purged {
         delete.execute([seq])?;
     }
-    Ok(purged.len() as u64)
+    Ok(rows)
 }
 
 #[cfg(test)]

@@ -7,8 +7,6 @@ use super::*;
 
 use bytes::Bytes;
 
-use crate::delivery::retry::DeadReason;
-
 /// A fixed "now" (2023-11-14): every clock value in these tests is an offset from it.
 const T0: UnixMs = UnixMs(1_700_000_000_000);
 const ROUTE: &str = "github";
@@ -84,14 +82,17 @@ fn new_event(id: &str, route: &str, received_ms: UnixMs) -> NewEvent {
         route: route.to_owned(),
         dedup_key: None,
         dedup_until: None,
-        idempotency_key: format!("idem-{id}"),
         received_ms,
         verified_key: Some(1),
         method: "POST".to_owned(),
         target: "/hooks/push?source=ci&x=%20".to_owned(),
         headers: b"content-type: application/json\r\nx-hub-signature-256: sha256=ab\r\n".to_vec(),
         body: Bytes::from([format!("{{\"id\":\"{id}\"}}").as_bytes(), b"\0\xff\r\n"].concat()),
-        lease: None,
+        deliveries: vec![crate::delivery::event::NewDelivery {
+            destination: String::new(),
+            idempotency_key: format!("idem-{id}"),
+            lease: None,
+        }],
     }
 }
 
@@ -105,11 +106,9 @@ async fn stored(store: &Embedded, event: NewEvent) {
 }
 
 async fn get(store: &Embedded, id: &str) -> Event {
-    store
-        .get(id, false)
-        .await
-        .expect("get")
-        .unwrap_or_else(|| panic!("{id} is not stored"))
+    let mut rows = store.get(id, false).await.expect("get");
+    assert_eq!(rows.len(), 1, "{id} is stored once");
+    rows.remove(0)
 }
 
 fn ids(events: &[Event]) -> Vec<&str> {
@@ -119,7 +118,7 @@ fn ids(events: &[Event]) -> Vec<&str> {
 /// Leases the one due event of `route` (there must be exactly one) and returns its copy.
 async fn lease_one(store: &Embedded, route: &str, now_ms: UnixMs, until_ms: UnixMs) -> Event {
     let mut leased = store
-        .lease(route, 10, now_ms, until_ms, false)
+        .lease((route, ""), 10, now_ms, until_ms, false)
         .await
         .expect("lease");
     assert_eq!(leased.len(), 1, "{:?}", ids(&leased));
@@ -130,7 +129,7 @@ async fn lease_one(store: &Embedded, route: &str, now_ms: UnixMs, until_ms: Unix
 async fn lease_one_of(store: &Embedded, route: &str, now_ms: UnixMs) -> Event {
     let mut leased = store
         .lease(
-            route,
+            (route, ""),
             1,
             now_ms,
             now_ms.after(Duration::from_secs(30)),
@@ -142,94 +141,109 @@ async fn lease_one_of(store: &Embedded, route: &str, now_ms: UnixMs) -> Event {
     leased.remove(0)
 }
 
-/// Stores `id`, leases it, starts one attempt and settles it dead at `T0 + 100`.
-async fn make_dead(store: &Embedded, id: &str, route: &str) {
-    stored(store, new_event(id, route, at(0))).await;
-    let leased = lease_one(store, route, at(0), at(30_000)).await;
-    let lease = leased.lease.as_deref().unwrap();
-    assert_eq!(store.start(id, lease, at(30_000)).await.unwrap(), Some(1));
-    assert!(store
-        .settle(&leased, dead(Some(422), "refused"), at(100))
-        .await
-        .unwrap());
-}
-
-fn dead(status: Option<u16>, error: &str) -> Settle {
-    Settle::Dead {
-        reason: DeadReason::Refused,
-        status,
-        error: error.to_owned(),
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // The directory: durability across reopen, one process, mode
 
-/// A store written with schema 2 (its due index said `IN` the three pending states) is
-/// updated in place when opened: the same events, the index's new `WHERE`, version 3, and
-/// the pending event is still leased through the index.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_schema_2_store_is_updated_in_place_and_keeps_its_events() {
-    let dir = Scratch::new("schema-2");
-    let metrics = metrics();
-    let store = Embedded::open(dir.path(), None, metrics.clone()).unwrap();
-    stored(&store, new_event("pending", ROUTE, at(0))).await;
-    make_dead(&store, "dead", "stripe").await;
-    drop(store);
-    let file = dir.path().join(DB_FILE);
-    let raw = Connection::open(&file).unwrap();
-    raw.busy_timeout(Duration::from_secs(5)).unwrap();
-    raw.execute_batch(
-        "BEGIN IMMEDIATE;
-         DROP INDEX hookgate_events_due;
-         CREATE INDEX hookgate_events_due ON hookgate_events (route, next_attempt_at)
-             WHERE state IN ('queued', 'retrying', 'delivering');
-         ALTER TABLE hookgate_events DROP COLUMN dead_reason;
-         ALTER TABLE hookgate_events DROP COLUMN budget_from;
-         PRAGMA user_version = 2;
-         COMMIT;",
-    )
-    .unwrap();
-    drop(raw);
+/// The tables as schema 5 made them (a row per event, its request keyed by the row's
+/// `seq`), with a pending event and a dead one.
+const SCHEMA_5_WITH_EVENTS: &str = "
+CREATE TABLE hookgate_events (
+    seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, route TEXT NOT NULL, dedup_key TEXT,
+    dedup_until INTEGER, idempotency_key TEXT NOT NULL, state TEXT NOT NULL,
+    received_at INTEGER NOT NULL, age_from INTEGER NOT NULL, next_attempt_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, lease TEXT, leased_until INTEGER, finished_at INTEGER,
+    last_status INTEGER, last_error TEXT, verified_key INTEGER, method TEXT NOT NULL,
+    target TEXT NOT NULL, body_len INTEGER NOT NULL, dead_reason TEXT,
+    budget_from INTEGER NOT NULL DEFAULT 0, UNIQUE (route, dedup_key));
+CREATE TABLE hookgate_requests (seq INTEGER PRIMARY KEY, headers BLOB NOT NULL,
+    body BLOB NOT NULL);
+CREATE TABLE hookgate_pauses (route TEXT NOT NULL, destination TEXT NOT NULL,
+    paused_at INTEGER NOT NULL, PRIMARY KEY (route, destination));
+CREATE INDEX hookgate_events_due ON hookgate_events (route, next_attempt_at)
+    WHERE state NOT IN ('delivered', 'dead');
+CREATE INDEX hookgate_events_finished ON hookgate_events (state, finished_at)
+    WHERE state IN ('delivered', 'dead');
+INSERT INTO hookgate_events (seq, id, route, dedup_key, idempotency_key, state, received_at,
+    age_from, next_attempt_at, method, target, body_len)
+    VALUES (7, 'pending', 'github', 'k1', 'idem-pending', 'queued', 0, 0, 0, 'POST', '/h', 9);
+INSERT INTO hookgate_events (seq, id, route, idempotency_key, state, received_at, age_from,
+    next_attempt_at, attempts, finished_at, last_status, method, target, body_len,
+    dead_reason) VALUES (9, 'dead', 'stripe', 'idem-dead', 'dead', 0, 0, 0, 1, 100, 422,
+    'POST', '/h', 4, 'refused');
+INSERT INTO hookgate_requests VALUES (7, X'782d613a20310d0a', X'70656e64696e670021');
+INSERT INTO hookgate_requests VALUES (9, X'', X'64656164');
+";
 
-    let store = reopen(dir.path(), metrics).await;
-    let raw = Connection::open_with_flags(&file, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    let version: i64 = raw
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(version, SCHEMA_VERSION);
-    let index: String = raw
-        .query_row(
-            "SELECT sql FROM sqlite_master WHERE name = 'hookgate_events_due'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert!(
-        index.contains("NOT IN ('delivered', 'dead')"),
-        "the due index was not rebuilt: {index}"
-    );
-    let plan: String = raw
-        .query_row(
-            "EXPLAIN QUERY PLAN SELECT id FROM hookgate_events WHERE route = 'github' \
-             AND state NOT IN ('delivered', 'dead') AND next_attempt_at <= 0",
-            [],
-            |r| r.get(3),
-        )
-        .unwrap();
-    assert!(plan.contains("hookgate_events_due"), "lease plan: {plan}");
-    let dead = get(&store, "dead").await;
-    assert_eq!(dead.state, State::Dead);
-    assert_eq!(dead.attempts, 1);
-    assert_eq!(dead.dead_reason, None, "not recorded before schema 4");
-    assert_eq!(dead.budget_from, 0);
-    assert_eq!(
-        ids(&store
-            .lease(ROUTE, 10, at(0), at(30_000), false)
+/// A store written with schema 5, 4, 3 or 2 (a row per event; before 4 without `dead_reason`
+/// and `budget_from`; 2's due index said `IN` the three pending states) is updated in place
+/// when opened: the same events, now each the delivery to its route's one destination with
+/// the request it had; the new indexes, used by the lease; version 6.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_store_is_updated_in_place_and_keeps_its_events() {
+    for version in [5, 4, 3, 2] {
+        let (dir, file) = Scratch::with_db(&format!("schema-{version}"));
+        let raw = Connection::open(&file).unwrap();
+        raw.execute_batch(SCHEMA_5_WITH_EVENTS).unwrap();
+        if version < 4 {
+            raw.execute_batch(
+                "ALTER TABLE hookgate_events DROP COLUMN dead_reason; \
+                 ALTER TABLE hookgate_events DROP COLUMN budget_from;",
+            )
+            .unwrap();
+        }
+        if version == 2 {
+            raw.execute_batch(
+                "DROP INDEX hookgate_events_due; \
+                 CREATE INDEX hookgate_events_due ON hookgate_events (route, next_attempt_at) \
+                 WHERE state IN ('queued', 'retrying', 'delivering');",
+            )
+            .unwrap();
+        }
+        raw.execute_batch(&format!("PRAGMA user_version = {version};"))
+            .unwrap();
+        drop(raw);
+
+        let store = Embedded::open(dir.path(), None, metrics()).unwrap();
+        let raw = Connection::open_with_flags(&file, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        let found: i64 = raw
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(found, SCHEMA_VERSION);
+        let plan: String = raw
+            .query_row(
+                &format!("EXPLAIN QUERY PLAN {}", sql::due('?', PENDING, "seq")),
+                params![0, 0, "github", 0, 10, 0, ""],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("hookgate_events_due"), "lease plan: {plan}");
+        let dead = get(&store, "dead").await;
+        assert_eq!((dead.state, dead.attempts), (State::Dead, 1));
+        assert_eq!(dead.destination, "");
+        let reason = (version >= 4).then(|| "refused".to_owned());
+        assert_eq!(dead.dead_reason, reason, "schema {version}");
+        let mut leased = store
+            .lease(("github", ""), 10, at(0), at(30_000), false)
             .await
-            .unwrap()),
-        ["pending"]
-    );
+            .unwrap();
+        assert_eq!(ids(&leased), ["pending"], "schema {version}");
+        let pending = leased.remove(0);
+        assert_eq!(pending.idempotency_key, "idem-pending");
+        assert_eq!(pending.body.as_deref(), Some(&b"pending\0!"[..]));
+        assert_eq!(pending.headers, b"x-a: 1\r\n");
+        // Its dedup key still finds it.
+        let mut again = new_event("again", "github", at(5));
+        again.dedup_key = Some("k1".into());
+        assert!(matches!(
+            store.ingest(again).await.unwrap(),
+            Ingested::Duplicate { id, .. } if id == "pending"
+        ));
+        // New requests do not take the old ones' keys.
+        stored(&store, new_event("new", "github", at(5))).await;
+        let new = store.get("new", true).await.unwrap().remove(0);
+        assert!(new.body.unwrap().starts_with(b"{\"id\":\"new\"}"));
+        store.close().await;
+    }
 }
 
 /// A store from a development build's schema 1 is refused, not guessed at.
@@ -341,7 +355,7 @@ async fn close_commits_what_was_handed_over_refuses_the_rest_and_frees_the_direc
         assert_eq!(get(&again, &id).await.state, State::Queued);
     }
     assert_eq!(get(&again, "before").await.state, State::Queued);
-    assert!(again.get("after", false).await.unwrap().is_none());
+    assert!(again.get("after", false).await.unwrap().is_empty());
     store.close().await; // Again: returns at once.
 }
 
@@ -660,7 +674,7 @@ async fn a_full_store_refuses_a_new_event_and_takes_it_once_room_is_made() {
         .get(&format!("fill{n:03}"), false)
         .await
         .unwrap()
-        .is_none());
+        .is_empty());
     let errors = &metrics.queue.store_errors;
     let counted =
         errors.with_label_values(&["write"]).get() + errors.with_label_values(&["commit"]).get();
@@ -693,7 +707,7 @@ async fn a_full_store_refuses_a_new_event_and_takes_it_once_room_is_made() {
 
     // Removing events makes room for new ones.
     for i in 0..n {
-        assert!(store.remove(&format!("fill{i:03}")).await.unwrap());
+        assert_eq!(store.remove(&format!("fill{i:03}"), None).await.unwrap(), 1);
     }
     stored(&store, big_event(&format!("fill{n:03}"), 16)).await;
 }
@@ -734,6 +748,7 @@ fn an_event_that_does_not_fit_fails_alone_and_the_rest_of_its_batch_commits() {
     let remove = [(
         Op::Remove {
             id: "fill000".to_owned(),
+            destination: None,
         },
         oneshot::channel().0,
     )];
@@ -766,6 +781,6 @@ fn an_event_that_does_not_fit_fails_alone_and_the_rest_of_its_batch_commits() {
 /// use them.
 #[test]
 fn the_schema_indexes_say_what_the_queries_say() {
-    assert!(SCHEMA.contains(&format!("WHERE {};", *PENDING)));
-    assert!(SCHEMA.contains(&format!("WHERE {};", sql::finished())));
+    assert!(SCHEMA.contains(&format!("WHERE {PENDING};")));
+    assert!(SCHEMA.contains("WHERE finished_at IS NOT NULL;"));
 }

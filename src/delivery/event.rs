@@ -10,10 +10,11 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 pub use crate::delivery::state::State;
 use crate::delivery::time::UnixMs;
 
-/// An event about to be stored.
+/// An event about to be stored: one request, and one delivery per destination that takes
+/// it.
 #[derive(Clone, Debug)]
 pub struct NewEvent {
-    /// Stable across attempts; the sender gets it in `Hookgate-Event-Id`.
+    /// Stable across attempts and destinations; the sender gets it in `Hookgate-Event-Id`.
     pub id: String,
     pub route: String,
     /// `replay::store_key` of the route's replay key, if the route has `replay:`: a second
@@ -21,23 +22,46 @@ pub struct NewEvent {
     pub dedup_key: Option<String>,
     /// Until when the dedup key must be remembered: the route's `replay.ttl`.
     pub dedup_until: Option<UnixMs>,
-    /// Sent to the app as `Idempotency-Key` on every attempt.
-    pub idempotency_key: String,
     pub received_ms: UnixMs,
     /// The index of the key that verified the signature (`None` on an allowlist-only route).
     pub verified_key: Option<u32>,
     pub method: String,
-    /// The request's path and query, as received (the route's upstream base path is added
-    /// at delivery, so a reload that moves the app applies to stored events too).
+    /// The request's path and query, as received (the destination's upstream base path is
+    /// added at delivery, so a reload that moves the app applies to stored events too).
     pub target: String,
     /// Encoded with [`encode_headers`].
     pub headers: Vec<u8>,
     pub body: Bytes,
+    /// Where it goes, in the route's order. Empty: no destination takes it; it is stored
+    /// `filtered` (acknowledged, kept for an operator, never delivered).
+    pub deliveries: Vec<NewDelivery>,
+}
+
+/// One destination's delivery of an event about to be stored.
+#[derive(Clone, Debug)]
+pub struct NewDelivery {
+    /// The destination's name ([`crate::delivery::state::WHOLE_ROUTE`] on a route with one
+    /// `upstream:`).
+    pub destination: String,
+    /// Sent to that destination as `Idempotency-Key` on every attempt.
+    pub idempotency_key: String,
     /// `Some`: stored already leased to this process with its first attempt starting now
-    /// (`attempts` 1): the pipeline holds one of the route's delivery slots and hands the
-    /// event to the worker in memory, which sends it at once. `None`: stored `queued`, for
-    /// a worker to lease.
+    /// (`attempts` 1): the pipeline holds one of the destination's delivery slots and hands
+    /// the event to the worker in memory, which sends it at once. `None`: stored `queued`,
+    /// for a worker to lease.
     pub lease: Option<Lease>,
+}
+
+impl NewDelivery {
+    /// The state it is stored in: leased to this process if it came with a lease, else
+    /// queued.
+    pub fn state(&self) -> State {
+        if self.lease.is_some() {
+            State::Delivering
+        } else {
+            State::Queued
+        }
+    }
 }
 
 /// A lease taken at ingest.
@@ -48,29 +72,22 @@ pub struct Lease {
 }
 
 impl NewEvent {
-    /// The state it is stored in: leased to this process if it came with a lease, else
-    /// queued.
-    pub fn state(&self) -> State {
-        if self.lease.is_some() {
-            State::Delivering
-        } else {
-            State::Queued
-        }
-    }
-
-    /// The event as the worker gets it when it was stored leased to this process, with its
-    /// headers as they were before encoding (`head`), so they are not parsed again.
-    pub fn leased_copy(&self, lease: &Lease, head: Option<HeaderMap>) -> Event {
+    /// The delivery to `d.destination` as the worker gets it when it was stored leased to
+    /// this process, with the headers as they were before encoding (`head`), so they are not
+    /// parsed again.
+    pub fn leased_copy(&self, d: &NewDelivery, lease: &Lease, head: Option<HeaderMap>) -> Event {
         Event {
             id: self.id.clone(),
             route: self.route.clone(),
-            idempotency_key: self.idempotency_key.clone(),
+            destination: d.destination.clone(),
+            idempotency_key: d.idempotency_key.clone(),
             state: State::Delivering,
             received_ms: self.received_ms,
             age_from_ms: self.received_ms,
             next_attempt_ms: self.received_ms,
             attempts: 1,
             budget_from: 0,
+            replays: 0,
             finished_ms: None,
             last_status: None,
             last_error: None,
@@ -91,11 +108,14 @@ impl NewEvent {
     }
 }
 
-/// A stored event as read back: for delivery, or for an operator.
+/// One destination's delivery of a stored event, as read back: for delivery, or for an
+/// operator. An event has one per destination that took it (or one `filtered` record).
 #[derive(Clone, Debug)]
 pub struct Event {
     pub id: String,
     pub route: String,
+    /// [`crate::delivery::state::WHOLE_ROUTE`] on a route with one `upstream:`.
+    pub destination: String,
     pub idempotency_key: String,
     pub state: State,
     pub received_ms: UnixMs,
@@ -108,6 +128,8 @@ pub struct Event {
     /// `attempts` when an operator last retried the event: `max_attempts` and the backoff
     /// count the attempts after it (0 if never retried).
     pub budget_from: u32,
+    /// Times an operator replayed it (0: never): the app is told (`Hookgate-Replay`).
+    pub replays: u32,
     pub finished_ms: Option<UnixMs>,
     pub last_status: Option<u16>,
     pub last_error: Option<String>,

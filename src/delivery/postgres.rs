@@ -30,12 +30,16 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::delivery::event::{Event, NewEvent};
 use crate::delivery::sql::{self, COLUMNS, DEAD, DELIVERING, QUEUED, RETRYING};
+#[cfg(test)]
+use crate::delivery::sql::{DELIVERED, FILTERED};
 use crate::delivery::state::{Depth, Filter, Ingested, Paused, QueueStoreError, Settle, State};
 use crate::delivery::time::UnixMs;
 
 const SCHEMA: &str = "
+-- One row per event and destination (a route with one upstream has one destination, '').
 CREATE TABLE IF NOT EXISTS hookgate_events (
-    id              TEXT PRIMARY KEY,
+    id              TEXT NOT NULL,
+    destination     TEXT NOT NULL DEFAULT '',
     route           TEXT NOT NULL,
     dedup_key       TEXT,
     dedup_until     BIGINT,
@@ -54,8 +58,14 @@ CREATE TABLE IF NOT EXISTS hookgate_events (
     method          TEXT NOT NULL,
     target          TEXT NOT NULL,
     body_len        BIGINT NOT NULL,
+    dead_reason     TEXT,
+    budget_from     INTEGER NOT NULL DEFAULT 0,
+    replays         INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (id, destination),
+    -- Only an event's first row carries its dedup key.
     UNIQUE (route, dedup_key)
 );
+-- One per event, shared by its rows.
 CREATE TABLE IF NOT EXISTS hookgate_requests (
     id              TEXT PRIMARY KEY,
     headers         BYTEA NOT NULL,
@@ -72,13 +82,31 @@ CREATE TABLE IF NOT EXISTS hookgate_pauses (
 -- Added after the first release; a store made before gets them here.
 ALTER TABLE hookgate_events ADD COLUMN IF NOT EXISTS dead_reason TEXT;
 ALTER TABLE hookgate_events ADD COLUMN IF NOT EXISTS budget_from INTEGER NOT NULL DEFAULT 0;
-CREATE INDEX IF NOT EXISTS hookgate_events_due ON hookgate_events (route, next_attempt_at)
+-- A row per event and destination: a store made with a row per event keeps its rows, each
+-- the delivery to the route's one destination ('').
+ALTER TABLE hookgate_events ADD COLUMN IF NOT EXISTS destination TEXT NOT NULL DEFAULT '';
+ALTER TABLE hookgate_events ADD COLUMN IF NOT EXISTS replays INTEGER NOT NULL DEFAULT 0;
+DO $$
+DECLARE pkey name;
+BEGIN
+    SELECT conname INTO pkey FROM pg_constraint
+        WHERE conrelid = 'hookgate_events'::regclass AND contype = 'p'
+        AND array_length(conkey, 1) = 1;
+    IF pkey IS NOT NULL THEN
+        EXECUTE format('ALTER TABLE hookgate_events DROP CONSTRAINT %I, \
+            ADD PRIMARY KEY (id, destination)', pkey);
+    END IF;
+END $$;
+DROP INDEX IF EXISTS hookgate_events_due;
+DROP INDEX IF EXISTS hookgate_events_finished;
+CREATE INDEX IF NOT EXISTS hookgate_events_pending
+    ON hookgate_events (route, destination, next_attempt_at)
     WHERE state IN ('queued', 'retrying', 'delivering');
-CREATE INDEX IF NOT EXISTS hookgate_events_finished ON hookgate_events (state, finished_at)
-    WHERE state IN ('delivered', 'dead');
+CREATE INDEX IF NOT EXISTS hookgate_events_done ON hookgate_events (state, finished_at)
+    WHERE state IN ('delivered', 'dead', 'filtered');
 ";
 
-/// Pending events (queued, retrying, delivering), as `hookgate_events_due` says it.
+/// Pending rows (queued, retrying, delivering), as `hookgate_events_pending` says it.
 static PENDING: LazyLock<String> =
     LazyLock::new(|| format!("state IN ({QUEUED}, {RETRYING}, {DELIVERING})"));
 static SETTLE_DELIVERED: LazyLock<String> = LazyLock::new(|| sql::settle_delivered('$'));
@@ -86,6 +114,10 @@ static SETTLE_RETRY: LazyLock<String> = LazyLock::new(|| sql::settle_retry('$'))
 static SETTLE_DEAD: LazyLock<String> = LazyLock::new(|| sql::settle_dead('$'));
 static START: LazyLock<String> =
     LazyLock::new(|| format!("{} RETURNING attempts", sql::start('$')));
+/// Finished rows, as `hookgate_events_done` says it.
+#[cfg(test)]
+static FINISHED: LazyLock<String> =
+    LazyLock::new(|| format!("state IN ({DELIVERED}, {DEAD}, {FILTERED})"));
 static NEXT_DUE: LazyLock<String> = LazyLock::new(|| sql::next_due('$', &PENDING));
 static PAUSE: LazyLock<String> = LazyLock::new(|| sql::pause('$'));
 /// The pause ended and the route's events' ages moved, in one statement.
@@ -100,31 +132,54 @@ static RESUME: LazyLock<String> = LazyLock::new(|| {
                 now: "$3",
                 since: "(SELECT paused_at FROM gone)",
                 route: "$1",
+                destination: "$2",
             },
             &PENDING,
             "GREATEST"
         ),
     )
 });
-/// The event and its request in one statement: stored whole or not at all.
-const INGEST: &str = "WITH ev AS (INSERT INTO hookgate_events (id, route, dedup_key, \
-    dedup_until, idempotency_key, state, received_at, age_from, next_attempt_at, \
-    verified_key, method, target, body_len, lease, leased_until, attempts) \
-    VALUES ($1, $2, $3, $4, $5, $13, $6, $6, $6, $7, $8, $9, $10, $14, $15, $16) \
-    ON CONFLICT (route, dedup_key) DO NOTHING RETURNING id), \
-    rq AS (INSERT INTO hookgate_requests (id, headers, body) \
-    SELECT id, $11, $12 FROM ev RETURNING id) \
-    SELECT id FROM rq";
+/// The event's rows and its request in one statement: stored whole or not at all. The
+/// first row carries the dedup key: if it conflicts, nothing is stored (the other rows and
+/// the request are inserted only with it). Rows as arrays: destination, idempotency key,
+/// state, lease, lease end, attempts, finished at.
+static INGEST: LazyLock<String> = LazyLock::new(|| {
+    let cols = "id, route, dedup_key, dedup_until, idempotency_key, state, received_at, \
+        age_from, next_attempt_at, verified_key, method, target, body_len, lease, \
+        leased_until, attempts, destination, finished_at";
+    let values = |dedup: &str| {
+        format!(
+            "SELECT $1::text, $2::text, {dedup}, d.key, d.state, $5::bigint, $5::bigint, \
+             $5::bigint, $6::bigint, $7::text, $8::text, $9::bigint, d.lease, d.until, \
+             d.attempts, d.destination, d.finished FROM d"
+        )
+    };
+    format!(
+        "WITH d AS (SELECT * FROM unnest($12::text[], $13::text[], $14::text[], $15::text[], \
+             $16::bigint[], $17::int[], $18::bigint[]) WITH ORDINALITY \
+             AS d(destination, key, state, lease, until, attempts, finished, n)), \
+         first AS (INSERT INTO hookgate_events ({cols}) {first} WHERE d.n = 1 \
+             ON CONFLICT (route, dedup_key) DO NOTHING RETURNING id), \
+         rest AS (INSERT INTO hookgate_events ({cols}) {rest} \
+             WHERE d.n > 1 AND EXISTS (SELECT 1 FROM first)), \
+         rq AS (INSERT INTO hookgate_requests (id, headers, body) \
+             SELECT id, $10::bytea, $11::bytea FROM first RETURNING id) \
+         SELECT id FROM rq",
+        first = values("$3::text, $4::bigint"),
+        rest = values("NULL, NULL"),
+    )
+});
 static LEASE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH picked AS ({due} FOR UPDATE SKIP LOCKED), \
          leased AS (UPDATE hookgate_events e SET state = {DELIVERING}, \
              lease = $1, leased_until = $2, attempts = e.attempts + $6 \
-             FROM picked WHERE e.id = picked.id RETURNING e.*) \
+             FROM picked WHERE e.id = picked.id AND e.destination = picked.destination \
+             RETURNING e.*) \
          SELECT {cols}, r.headers, r.body FROM leased \
          JOIN hookgate_requests r ON r.id = leased.id \
          ORDER BY leased.next_attempt_at, leased.received_at",
-        due = sql::due('$', &PENDING),
+        due = sql::due('$', &PENDING, "id, destination"),
         cols = COLUMNS
             .split(", ")
             .map(|c| format!("leased.{c}"))
@@ -150,7 +205,8 @@ static RELEASE: LazyLock<String> = LazyLock::new(|| {
 });
 static RETRY: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "{} WHERE (($2::text IS NOT NULL AND id = $2 AND state IN ({DEAD}, {RETRYING})) \
+        "{} WHERE ($4::text IS NULL OR destination = $4) \
+         AND (($2::text IS NOT NULL AND id = $2 AND state IN ({DEAD}, {RETRYING})) \
              OR ($3::text IS NOT NULL AND route = $3 AND state = {DEAD}))",
         sql::retry('$')
     )
@@ -158,16 +214,17 @@ static RETRY: LazyLock<String> = LazyLock::new(|| {
 static REMOVE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH ev AS (DELETE FROM hookgate_events WHERE id = $1 \
-         AND state <> {DELIVERING} RETURNING id), \
-         rq AS (DELETE FROM hookgate_requests WHERE id IN (SELECT id FROM ev)) \
+         AND ($2::text IS NULL OR destination = $2) AND state <> {DELIVERING} RETURNING id), \
+         rq AS (DELETE FROM hookgate_requests WHERE id = $1 \
+             AND (SELECT count(*) FROM ev) = (SELECT count(*) FROM hookgate_events WHERE id = $1)) \
          SELECT count(*) FROM ev"
     )
 });
 static DEPTHS: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT route, state, count(*), min(received_at) FROM hookgate_events \
+        "SELECT route, destination, state, count(*), min(received_at) FROM hookgate_events \
          WHERE state IN ({QUEUED}, {RETRYING}, {DELIVERING}, {DEAD}) \
-         GROUP BY route, state"
+         GROUP BY route, destination, state"
     )
 });
 static PURGE: LazyLock<String> = LazyLock::new(|| {
@@ -380,13 +437,13 @@ impl Postgres {
 
     pub async fn lease(
         &self,
-        route: &str,
+        (route, destination): (&str, &str),
         limit: usize,
         now: UnixMs,
         until: UnixMs,
         start: bool,
     ) -> Result<Vec<Event>, QueueStoreError> {
-        let route = route.to_owned();
+        let (route, destination) = (route.to_owned(), destination.to_owned());
         let lease = crate::request_id::unique_hex();
         let started = i32::from(start);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -395,15 +452,15 @@ impl Postgres {
                 let rows = c
                     .query(
                         LEASE.as_str(),
-                        &[&lease, &until, &route, &now, &limit, &started],
+                        &[&lease, &until, &route, &now, &limit, &started, &destination],
                     )
                     .await?;
                 Ok(rows
                     .iter()
                     .map(|r| {
                         let mut e = event_from(r);
-                        e.headers = r.get(18);
-                        e.body = Some(bytes::Bytes::from(r.get::<_, Vec<u8>>(19)));
+                        e.headers = r.get(20);
+                        e.body = Some(bytes::Bytes::from(r.get::<_, Vec<u8>>(21)));
                         e
                     })
                     .collect())
@@ -418,7 +475,7 @@ impl Postgres {
         settle: Settle,
         now: UnixMs,
     ) -> Result<bool, QueueStoreError> {
-        let id = event.id.clone();
+        let (id, destination) = (event.id.clone(), event.destination.clone());
         let lease = event.lease.clone().unwrap_or_default();
         self.with(move |c| {
             Box::pin(async move {
@@ -426,7 +483,7 @@ impl Postgres {
                     // A 2xx wins: whatever raced with it, the app has the event.
                     Settle::Delivered { status } => {
                         let status = i32::from(status);
-                        let args: [&(dyn ToSql + Sync); 3] = [&now, &status, &id];
+                        let args: [&(dyn ToSql + Sync); 4] = [&now, &status, &id, &destination];
                         c.execute(SETTLE_DELIVERED.as_str(), &args).await?
                     }
                     Settle::Retry {
@@ -491,11 +548,16 @@ impl Postgres {
         .await
     }
 
-    pub async fn next_due(&self, route: &str) -> Result<Option<UnixMs>, QueueStoreError> {
-        let route = route.to_owned();
+    pub async fn next_due(
+        &self,
+        (route, destination): (&str, &str),
+    ) -> Result<Option<UnixMs>, QueueStoreError> {
+        let (route, destination) = (route.to_owned(), destination.to_owned());
         self.with(move |c| {
             Box::pin(async move {
-                let row = c.query_one(NEXT_DUE.as_str(), &[&route]).await?;
+                let row = c
+                    .query_one(NEXT_DUE.as_str(), &[&route, &destination])
+                    .await?;
                 Ok(row.get::<_, Option<UnixMs>>(0))
             })
         })
@@ -510,27 +572,40 @@ impl Postgres {
                 let sql = format!(
                     "SELECT {COLUMNS} FROM hookgate_events \
                      WHERE ($1::text IS NULL OR route = $1) AND ($2::text IS NULL OR state = $2) \
-                     AND ($3::text IS NULL OR id > $3) ORDER BY id LIMIT $4"
+                     AND ($3::text IS NULL OR id > $3 OR (id = $3 AND destination > $5::text)) \
+                     AND ($6::text IS NULL OR destination = $6) \
+                     ORDER BY id, destination LIMIT $4"
                 );
-                let rows = c
-                    .query(&sql, &[&filter.route, &state, &filter.after, &limit])
-                    .await?;
+                let (after, after_destination) = filter.after.unzip();
+                let args: [&(dyn ToSql + Sync); 6] = [
+                    &filter.route,
+                    &state,
+                    &after,
+                    &limit,
+                    &after_destination,
+                    &filter.destination,
+                ];
+                let rows = c.query(&sql, &args).await?;
                 Ok(rows.iter().map(event_from).collect())
             })
         })
         .await
     }
 
-    pub async fn get(&self, id: &str, with_body: bool) -> Result<Option<Event>, QueueStoreError> {
+    pub async fn get(&self, id: &str, with_body: bool) -> Result<Vec<Event>, QueueStoreError> {
         let id = id.to_owned();
         self.with(move |c| {
             Box::pin(async move {
-                let sql = format!("SELECT {COLUMNS} FROM hookgate_events WHERE id = $1");
-                let Some(row) = c.query_opt(&sql, &[&id]).await? else {
-                    return Ok(None);
-                };
-                let mut event = event_from(&row);
-                if with_body {
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM hookgate_events WHERE id = $1 ORDER BY destination"
+                );
+                let mut events: Vec<Event> = c
+                    .query(&sql, &[&id])
+                    .await?
+                    .iter()
+                    .map(event_from)
+                    .collect();
+                if with_body && !events.is_empty() {
                     if let Some(r) = c
                         .query_opt(
                             "SELECT headers, body FROM hookgate_requests WHERE id = $1",
@@ -538,44 +613,66 @@ impl Postgres {
                         )
                         .await?
                     {
-                        event.headers = r.get(0);
-                        event.body = Some(bytes::Bytes::from(r.get::<_, Vec<u8>>(1)));
+                        let body = bytes::Bytes::from(r.get::<_, Vec<u8>>(1));
+                        for event in &mut events {
+                            event.headers = r.get(0);
+                            event.body = Some(body.clone());
+                        }
                     }
                 }
-                Ok(Some(event))
+                Ok(events)
             })
         })
         .await
     }
 
-    pub async fn retry(&self, id: &str, now: UnixMs) -> Result<bool, QueueStoreError> {
-        self.retry_where(Some(id.to_owned()), None, now)
+    pub async fn retry(
+        &self,
+        id: &str,
+        destination: Option<&str>,
+        now: UnixMs,
+    ) -> Result<u64, QueueStoreError> {
+        self.retry_where(Some(id.to_owned()), None, destination, now)
             .await
-            .map(|n| n > 0)
     }
 
-    pub async fn retry_dead(&self, route: &str, now: UnixMs) -> Result<u64, QueueStoreError> {
-        self.retry_where(None, Some(route.to_owned()), now).await
+    pub async fn retry_dead(
+        &self,
+        route: &str,
+        destination: Option<&str>,
+        now: UnixMs,
+    ) -> Result<u64, QueueStoreError> {
+        self.retry_where(None, Some(route.to_owned()), destination, now)
+            .await
     }
 
     async fn retry_where(
         &self,
         id: Option<String>,
         route: Option<String>,
+        destination: Option<&str>,
         now: UnixMs,
     ) -> Result<u64, QueueStoreError> {
+        let destination = destination.map(str::to_owned);
         self.with(move |c| {
-            Box::pin(async move { c.execute(RETRY.as_str(), &[&now, &id, &route]).await })
+            Box::pin(async move {
+                c.execute(RETRY.as_str(), &[&now, &id, &route, &destination])
+                    .await
+            })
         })
         .await
     }
 
-    pub async fn remove(&self, id: &str) -> Result<bool, QueueStoreError> {
-        let id = id.to_owned();
+    pub async fn remove(
+        &self,
+        id: &str,
+        destination: Option<&str>,
+    ) -> Result<u64, QueueStoreError> {
+        let (id, destination) = (id.to_owned(), destination.map(str::to_owned));
         self.with(move |c| {
             Box::pin(async move {
-                let row = c.query_one(REMOVE.as_str(), &[&id]).await?;
-                Ok(row.get::<_, i64>(0) == 1)
+                let row = c.query_one(REMOVE.as_str(), &[&id, &destination]).await?;
+                Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
             })
         })
         .await
@@ -641,12 +738,13 @@ impl Postgres {
                 Ok(rows
                     .iter()
                     .filter_map(|r| {
-                        let state = State::parse(r.get::<_, &str>(1))?;
+                        let state = State::parse(r.get::<_, &str>(2))?;
                         Some(Depth {
                             route: r.get(0),
+                            destination: r.get(1),
                             state,
-                            count: u64::try_from(r.get::<_, i64>(2)).unwrap_or(0),
-                            oldest_received_ms: r.get(3),
+                            count: u64::try_from(r.get::<_, i64>(3)).unwrap_or(0),
+                            oldest_received_ms: r.get(4),
                         })
                     })
                     .collect())
@@ -680,17 +778,12 @@ async fn insert_or_find(
     e: &NewEvent,
 ) -> Result<Option<Ingested>, tokio_postgres::Error> {
     let (verified_key, body_len) = (e.verified_key.map(i64::from), e.body.len() as i64);
-    let (lease, leased_until) = (
-        e.lease.as_ref().map(|l| l.token.as_str()),
-        e.lease.as_ref().map(|l| l.until_ms),
-    );
-    let (state, attempts) = (e.state().as_str(), i32::from(e.lease.is_some()));
-    let args: [&(dyn ToSql + Sync); 16] = [
+    let rows = Rows::of(e);
+    let args: [&(dyn ToSql + Sync); 18] = [
         &e.id,
         &e.route,
         &e.dedup_key,
         &e.dedup_until,
-        &e.idempotency_key,
         &e.received_ms,
         &verified_key,
         &e.method,
@@ -698,31 +791,80 @@ async fn insert_or_find(
         &body_len,
         &e.headers,
         &&e.body[..],
-        &state,
-        &lease,
-        &leased_until,
-        &attempts,
+        &rows.destination,
+        &rows.key,
+        &rows.state,
+        &rows.lease,
+        &rows.until,
+        &rows.attempts,
+        &rows.finished,
     ];
     // A conflicting event dropped between the insert and the look-up is gone: the insert
     // is tried again rather than answered as a duplicate.
     for _ in 0..2 {
-        if !c.query(INGEST, &args).await?.is_empty() {
+        if !c.query(INGEST.as_str(), &args).await?.is_empty() {
             return Ok(Some(Ingested::Stored));
         }
         let first = c
             .query_opt(
-                "SELECT id, state FROM hookgate_events WHERE route = $1 AND dedup_key = $2",
+                "SELECT id FROM hookgate_events WHERE route = $1 AND dedup_key = $2",
                 &[&e.route, &e.dedup_key],
             )
             .await?;
         if let Some(first) = first {
-            return Ok(Some(Ingested::Duplicate {
-                id: first.get(0),
-                state: State::parse(first.get(1)).unwrap_or(State::Queued),
-            }));
+            let id: String = first.get(0);
+            let states = c
+                .query("SELECT state FROM hookgate_events WHERE id = $1", &[&id])
+                .await?;
+            let state = State::of_event(states.iter().filter_map(|r| State::parse(r.get(0))));
+            return Ok(Some(Ingested::Duplicate { id, state }));
         }
     }
     Ok(None)
+}
+
+/// An ingest's rows as the arrays [`INGEST`] unnests: one per destination, or the
+/// `filtered` record when none takes the event.
+struct Rows<'a> {
+    destination: Vec<&'a str>,
+    key: Vec<&'a str>,
+    state: Vec<&'static str>,
+    lease: Vec<Option<&'a str>>,
+    until: Vec<Option<UnixMs>>,
+    attempts: Vec<i32>,
+    finished: Vec<Option<UnixMs>>,
+}
+
+impl<'a> Rows<'a> {
+    fn of(e: &'a NewEvent) -> Rows<'a> {
+        if e.deliveries.is_empty() {
+            return Rows {
+                destination: vec![crate::delivery::state::WHOLE_ROUTE],
+                key: vec![&e.id],
+                state: vec![State::Filtered.as_str()],
+                lease: vec![None],
+                until: vec![None],
+                attempts: vec![0],
+                finished: vec![Some(e.received_ms)],
+            };
+        }
+        let d = &e.deliveries;
+        Rows {
+            destination: d.iter().map(|d| d.destination.as_str()).collect(),
+            key: d.iter().map(|d| d.idempotency_key.as_str()).collect(),
+            state: d.iter().map(|d| d.state().as_str()).collect(),
+            lease: d
+                .iter()
+                .map(|d| d.lease.as_ref().map(|l| l.token.as_str()))
+                .collect(),
+            until: d
+                .iter()
+                .map(|d| d.lease.as_ref().map(|l| l.until_ms))
+                .collect(),
+            attempts: d.iter().map(|d| i32::from(d.lease.is_some())).collect(),
+            finished: d.iter().map(|_| None).collect(),
+        }
+    }
 }
 
 /// A time binds and reads as the `BIGINT` it is stored as.
@@ -782,6 +924,8 @@ fn event_from(r: &Row) -> Event {
         lease: r.get(15),
         dead_reason: r.get(16),
         budget_from: u32::try_from(r.get::<_, i32>(17)).unwrap_or(0),
+        destination: r.get(18),
+        replays: u32::try_from(r.get::<_, i32>(19)).unwrap_or(0),
         head: None,
     }
 }
@@ -797,7 +941,7 @@ mod tests {
     #[test]
     fn the_schema_indexes_say_what_the_queries_say() {
         assert!(super::SCHEMA.contains(&format!("WHERE {}", *super::PENDING)));
-        assert!(super::SCHEMA.contains(&format!("WHERE {};", super::sql::finished())));
+        assert!(super::SCHEMA.contains(&format!("WHERE {};", *super::FINISHED)));
     }
 
     #[test]

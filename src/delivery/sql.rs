@@ -6,8 +6,13 @@
 //! What differs stays in each engine: the schema (types), batch forms (`unnest` on
 //! PostgreSQL, a statement per row on SQLite), `RETURNING` (SQLite builds an ephemeral table
 //! for it), `FOR UPDATE SKIP LOCKED`, and which "pending" condition each engine's partial
-//! index is written with (SQLite `NOT IN` two states, PostgreSQL `IN` three: a query uses a
-//! partial index only when its condition is the index's).
+//! index is written with (SQLite `finished_at IS NULL`, PostgreSQL `IN` the three pending
+//! states: a query uses a partial index only when its condition is the index's).
+//!
+//! A row is one destination's delivery of an event: an event a route with three
+//! destinations takes has three rows (one `id`, three `destination`s) and one stored
+//! request. Statements that name one row name its id and destination, or its lease (a
+//! lease token is never shared by two rows).
 
 use std::fmt;
 
@@ -27,6 +32,7 @@ pub const DELIVERING: Lit = Lit(State::Delivering);
 pub const RETRYING: Lit = Lit(State::Retrying);
 pub const DELIVERED: Lit = Lit(State::Delivered);
 pub const DEAD: Lit = Lit(State::Dead);
+pub const FILTERED: Lit = Lit(State::Filtered);
 
 /// How an engine numbers parameters: `'?'` for SQLite (`?1`), `'$'` for PostgreSQL (`$1`).
 pub type P = char;
@@ -34,13 +40,7 @@ pub type P = char;
 /// The event's columns, in the order each engine's `event_from` reads them.
 pub const COLUMNS: &str = "id, route, idempotency_key, state, received_at, age_from, \
     next_attempt_at, attempts, finished_at, last_status, last_error, verified_key, method, \
-    target, body_len, lease, dead_reason, budget_from";
-
-/// Finished events (delivered or dead), as both engines' `hookgate_events_finished` index
-/// says it.
-pub fn finished() -> String {
-    format!("state IN ({DELIVERED}, {DEAD})")
-}
+    target, body_len, lease, dead_reason, budget_from, destination, replays";
 
 /// Gives a lease back: the event is due again for any worker, `queued` if it was never
 /// tried. Followed by the rows' condition.
@@ -52,24 +52,25 @@ pub fn release() -> String {
     )
 }
 
-/// The ids of `route`'s events due at `p4` (a lease that ran out is due again), oldest due
-/// first, at most `p5`; `pending` is the engine's condition for "not finished".
-pub fn due(p: P, pending: &str) -> String {
+/// The rows of `route`'s destination `p7` due at `p4` (a lease that ran out is due again),
+/// oldest due first, at most `p5`; `pending` is the engine's condition for "not finished",
+/// `key` the engine's name of a row (`seq` in SQLite, `(id, destination)` in PostgreSQL).
+pub fn due(p: P, pending: &str, key: &str) -> String {
     format!(
-        "SELECT id FROM hookgate_events \
-         WHERE route = {p}3 AND {pending} AND next_attempt_at <= {p}4 \
+        "SELECT {key} FROM hookgate_events \
+         WHERE route = {p}3 AND destination = {p}7 AND {pending} AND next_attempt_at <= {p}4 \
          AND (state <> {DELIVERING} OR leased_until < {p}4) \
          ORDER BY next_attempt_at, received_at LIMIT {p}5"
     )
 }
 
-/// When `route`'s (`p1`) next pending event is due: for one being delivered, when its lease
-/// runs out.
+/// When the next pending delivery of `route` (`p1`) to destination `p2` is due: for one
+/// being delivered, when its lease runs out.
 pub fn next_due(p: P, pending: &str) -> String {
     format!(
         "SELECT min(CASE WHEN state = {DELIVERING} THEN leased_until \
          ELSE next_attempt_at END) FROM hookgate_events \
-         WHERE route = {p}1 AND {pending}"
+         WHERE route = {p}1 AND destination = {p}2 AND {pending}"
     )
 }
 
@@ -81,13 +82,14 @@ pub fn start(p: P) -> String {
     )
 }
 
-/// Delivered at `p1` with status `p2`: in any state but delivered (a 2xx wins).
+/// Event `p3`'s delivery to destination `p4` delivered at `p1` with status `p2`: in any
+/// state but delivered (a 2xx wins).
 pub fn settle_delivered(p: P) -> String {
     format!(
         "UPDATE hookgate_events SET state = {DELIVERED}, finished_at = {p}1, \
          last_status = {p}2, last_error = NULL, dead_reason = NULL, \
          lease = NULL, leased_until = NULL \
-         WHERE id = {p}3 AND state <> {DELIVERED}"
+         WHERE id = {p}3 AND destination = {p}4 AND state <> {DELIVERED}"
     )
 }
 
@@ -120,14 +122,26 @@ pub fn retry(p: P) -> String {
     )
 }
 
-/// The ids of at most [`PURGE_BATCH`] finished events past their retention (delivered
-/// before `p1`, dead before `p2`) whose dedup window is over at `p3`.
+/// Whether row `r` is past its retention (delivered or filtered before `p1`, dead before
+/// `p2`) and its dedup window (over at `p3`): true or false, never NULL.
+fn past_retention(p: P, r: &str) -> String {
+    format!(
+        "({r}.finished_at IS NOT NULL \
+         AND ((({r}.state = {DELIVERED} OR {r}.state = {FILTERED}) AND {r}.finished_at < {p}1) \
+             OR ({r}.state = {DEAD} AND {r}.finished_at < {p}2)) \
+         AND ({r}.dedup_until IS NULL OR {r}.dedup_until < {p}3))"
+    )
+}
+
+/// The ids of at most [`PURGE_BATCH`] events every delivery of which is past its retention
+/// (see [`past_retention`]): an event goes whole, once its last destination is done with it.
 pub fn purgeable(p: P) -> String {
     format!(
-        "SELECT id FROM hookgate_events \
-         WHERE ((state = {DELIVERED} AND finished_at < {p}1) \
-             OR (state = {DEAD} AND finished_at < {p}2)) \
-         AND (dedup_until IS NULL OR dedup_until < {p}3) LIMIT {PURGE_BATCH}"
+        "SELECT DISTINCT e.id FROM hookgate_events e WHERE {this} \
+         AND NOT EXISTS (SELECT 1 FROM hookgate_events o \
+             WHERE o.id = e.id AND NOT {other}) LIMIT {PURGE_BATCH}",
+        this = past_retention(p, "e"),
+        other = past_retention(p, "o"),
     )
 }
 
@@ -153,6 +167,8 @@ pub struct Resumed<'a> {
     pub now: &'a str,
     pub since: &'a str,
     pub route: &'a str,
+    /// The destination resumed ([`crate::delivery::state::WHOLE_ROUTE`]: all of them).
+    pub destination: &'a str,
 }
 
 /// On resuming at `now` the route's events paused `since`: their age leaves out the time
@@ -161,10 +177,16 @@ pub struct Resumed<'a> {
 /// `pending` is the engine's condition for "not finished"; `greatest` its name of the
 /// two-argument maximum (`max` in SQLite, `GREATEST` in PostgreSQL).
 pub fn unpause_ages(r: &Resumed<'_>, pending: &str, greatest: &str) -> String {
-    let Resumed { now, since, route } = r;
+    let Resumed {
+        now,
+        since,
+        route,
+        destination,
+    } = r;
     format!(
         "UPDATE hookgate_events SET age_from = age_from + ({now} - {greatest}(age_from, {since})) \
-         WHERE route = {route} AND {pending} AND age_from < {now} AND {since} < {now}"
+         WHERE route = {route} AND ({destination} = '' OR destination = {destination}) \
+         AND {pending} AND age_from < {now} AND {since} < {now}"
     )
 }
 
@@ -181,7 +203,6 @@ mod tests {
         for state in State::ALL {
             assert_eq!(Lit(state).to_string(), format!("'{}'", state.as_str()));
         }
-        assert_eq!(finished(), "state IN ('delivered', 'dead')");
     }
 
     #[test]

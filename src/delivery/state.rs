@@ -20,15 +20,19 @@ pub enum State {
     Delivered,
     /// A dead letter: refused for good, or too old. Kept until retried, dropped or purged.
     Dead,
+    /// Taken by none of the route's destinations (their filters): acknowledged and kept
+    /// for the delivered retention, for an operator to see and replay, never delivered.
+    Filtered,
 }
 
 impl State {
-    pub const ALL: [State; 5] = [
+    pub const ALL: [State; 6] = [
         State::Queued,
         State::Delivering,
         State::Retrying,
         State::Delivered,
         State::Dead,
+        State::Filtered,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -38,7 +42,29 @@ impl State {
             State::Retrying => "retrying",
             State::Delivered => "delivered",
             State::Dead => "dead",
+            State::Filtered => "filtered",
         }
+    }
+
+    /// Whether it is over: nothing more will be tried unless an operator says so.
+    pub fn is_finished(self) -> bool {
+        matches!(self, State::Delivered | State::Dead | State::Filtered)
+    }
+
+    /// What one event's deliveries (one per destination) add up to, for a sender who sends
+    /// it again: delivered once every destination has it (or none takes it), on its way
+    /// while any delivery is, else dead.
+    pub fn of_event(states: impl IntoIterator<Item = State>) -> State {
+        let mut summary = State::Delivered;
+        for state in states {
+            summary = match (summary, state) {
+                (_, State::Delivered | State::Filtered) => summary,
+                (State::Delivered | State::Dead, pending) if !pending.is_finished() => pending,
+                (State::Delivered, State::Dead) => State::Dead,
+                _ => summary,
+            };
+        }
+        summary
     }
 
     pub fn parse(s: &str) -> Option<State> {
@@ -105,9 +131,10 @@ impl Settle {
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
     pub route: Option<String>,
+    pub destination: Option<String>,
     pub state: Option<State>,
-    /// Only events whose id sorts after this (paging).
-    pub after: Option<String>,
+    /// Only deliveries that sort after this event id and destination (paging).
+    pub after: Option<(String, String)>,
     pub limit: usize,
 }
 
@@ -115,6 +142,7 @@ pub struct Filter {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Depth {
     pub route: String,
+    pub destination: String,
     pub state: State,
     pub count: u64,
     /// When the oldest of them was received.
@@ -129,6 +157,10 @@ pub struct Paused {
     pub destination: String,
     pub since: UnixMs,
 }
+
+/// The destination of a route with one `upstream:` (every route before `destinations:`),
+/// and of a `filtered` record: a pause of it is a pause of the whole route.
+pub const WHOLE_ROUTE: &str = "";
 
 /// Most events one purge call deletes (one store operation).
 pub const PURGE_BATCH: u64 = 10_000;

@@ -6,6 +6,10 @@
 //!
 //! ## The state machine, the same on both engines
 //!
+//! An event is stored once (its request) with one row per destination that takes it; each
+//! row goes through this on its own (an event no destination takes is one `filtered` row,
+//! finished from the start):
+//!
 //! ```text
 //!  ingest ──> queued ──lease──> delivering ──settle 2xx──────────> delivered
 //!     │                          │    ▲  │ ──settle failure──> retrying ──lease──┐
@@ -40,7 +44,7 @@ use crate::model::QueueStoreConfig;
 
 // What the engines and the store's callers share, defined below both (`state.rs`).
 pub use crate::delivery::state::{
-    Depth, Filter, Ingested, Paused, QueueStoreError, Settle, PURGE_BATCH,
+    Depth, Filter, Ingested, Paused, QueueStoreError, Settle, PURGE_BATCH, WHOLE_ROUTE,
 };
 
 /// The queue store in use.
@@ -109,24 +113,23 @@ impl QueueStore {
         }
     }
 
-    /// Leases up to `limit` due events of `route` until `lease_until`, oldest due first,
-    /// with their requests. An event whose lease ran out (its worker died) is due again.
+    /// Leases up to `limit` due deliveries of `route` to `destination` until `lease_until`,
+    /// oldest due first, with their requests. An event whose lease ran out (its worker died) is due again.
     /// A lease alone is not an attempt: `attempts` is unchanged (see [`QueueStore::start`]),
     /// unless `start`: the caller holds a free delivery slot for each event and sends them
     /// at once, so the lease counts each one's attempt too (one operation, not two).
     pub async fn lease(
         &self,
-        route: &str,
+        route_destination: (&str, &str),
         limit: usize,
         now: UnixMs,
         lease_until: UnixMs,
         start: bool,
     ) -> Result<Vec<Event>, QueueStoreError> {
+        let rd = route_destination;
         match self {
-            QueueStore::Embedded(s) => s.lease(route, limit, now, lease_until, start).await,
-            QueueStore::Postgres(s) => {
-                Box::pin(s.lease(route, limit, now, lease_until, start)).await
-            }
+            QueueStore::Embedded(s) => s.lease(rd, limit, now, lease_until, start).await,
+            QueueStore::Postgres(s) => Box::pin(s.lease(rd, limit, now, lease_until, start)).await,
         }
     }
 
@@ -189,12 +192,15 @@ impl QueueStore {
         }
     }
 
-    /// The soonest time any pending event of `route` is due, if it has any; for
-    /// an event being delivered, when its lease runs out.
-    pub async fn next_due(&self, route: &str) -> Result<Option<UnixMs>, QueueStoreError> {
+    /// The soonest time any pending delivery of `route` to `destination` is due, if it has
+    /// any; for one being delivered, when its lease runs out.
+    pub async fn next_due(
+        &self,
+        route_destination: (&str, &str),
+    ) -> Result<Option<UnixMs>, QueueStoreError> {
         match self {
-            QueueStore::Embedded(s) => s.next_due(route).await,
-            QueueStore::Postgres(s) => Box::pin(s.next_due(route)).await,
+            QueueStore::Embedded(s) => s.next_due(route_destination).await,
+            QueueStore::Postgres(s) => Box::pin(s.next_due(route_destination)).await,
         }
     }
 
@@ -205,36 +211,54 @@ impl QueueStore {
         }
     }
 
-    pub async fn get(&self, id: &str, with_body: bool) -> Result<Option<Event>, QueueStoreError> {
+    /// Every delivery of event `id` (one per destination, by name; none if there is no
+    /// such event).
+    pub async fn get(&self, id: &str, with_body: bool) -> Result<Vec<Event>, QueueStoreError> {
         match self {
             QueueStore::Embedded(s) => s.get(id, with_body).await,
             QueueStore::Postgres(s) => Box::pin(s.get(id, with_body)).await,
         }
     }
 
-    /// Makes a dead (or retrying) event due now, with a fresh max age and a fresh
-    /// `max_attempts` budget (its `attempts` stay what they are: attempts made). False if
-    /// there is no such event in one of those states.
-    pub async fn retry(&self, id: &str, now: UnixMs) -> Result<bool, QueueStoreError> {
+    /// Makes event `id`'s dead (or retrying) deliveries (to `destination`, or to every
+    /// destination) due now, with a fresh max age and a fresh `max_attempts` budget (their
+    /// `attempts` stay what they are: attempts made); returns how many.
+    pub async fn retry(
+        &self,
+        id: &str,
+        destination: Option<&str>,
+        now: UnixMs,
+    ) -> Result<u64, QueueStoreError> {
         match self {
-            QueueStore::Embedded(s) => s.retry(id, now).await,
-            QueueStore::Postgres(s) => Box::pin(s.retry(id, now)).await,
+            QueueStore::Embedded(s) => s.retry(id, destination, now).await,
+            QueueStore::Postgres(s) => Box::pin(s.retry(id, destination, now)).await,
         }
     }
 
-    /// [`QueueStore::retry`] for every dead event of `route`; returns how many.
-    pub async fn retry_dead(&self, route: &str, now: UnixMs) -> Result<u64, QueueStoreError> {
+    /// [`QueueStore::retry`] for every dead delivery of `route` (to `destination`, or to
+    /// any); returns how many.
+    pub async fn retry_dead(
+        &self,
+        route: &str,
+        destination: Option<&str>,
+        now: UnixMs,
+    ) -> Result<u64, QueueStoreError> {
         match self {
-            QueueStore::Embedded(s) => s.retry_dead(route, now).await,
-            QueueStore::Postgres(s) => Box::pin(s.retry_dead(route, now)).await,
+            QueueStore::Embedded(s) => s.retry_dead(route, destination, now).await,
+            QueueStore::Postgres(s) => Box::pin(s.retry_dead(route, destination, now)).await,
         }
     }
 
-    /// Deletes an event that is not being delivered right now. False if there is none.
-    pub async fn remove(&self, id: &str) -> Result<bool, QueueStoreError> {
+    /// Deletes event `id`'s deliveries (to `destination`, or to all) that are not being
+    /// delivered right now; its request goes with the last of them. Returns how many went.
+    pub async fn remove(
+        &self,
+        id: &str,
+        destination: Option<&str>,
+    ) -> Result<u64, QueueStoreError> {
         match self {
-            QueueStore::Embedded(s) => s.remove(id).await,
-            QueueStore::Postgres(s) => Box::pin(s.remove(id)).await,
+            QueueStore::Embedded(s) => s.remove(id, destination).await,
+            QueueStore::Postgres(s) => Box::pin(s.remove(id, destination)).await,
         }
     }
 
@@ -275,7 +299,8 @@ impl QueueStore {
         }
     }
 
-    /// Counts by route and state, for every state but `delivered`.
+    /// Counts by route, destination and state, for every state but `delivered` and
+    /// `filtered`.
     pub async fn depths(&self) -> Result<Vec<Depth>, QueueStoreError> {
         match self {
             QueueStore::Embedded(s) => s.depths().await,
@@ -283,8 +308,8 @@ impl QueueStore {
         }
     }
 
-    /// Deletes finished events past their retention (and their dedup window); returns how
-    /// many.
+    /// Deletes events whose every delivery is finished and past its retention (and their
+    /// dedup window); returns how many deliveries went.
     pub async fn purge(
         &self,
         delivered_before: UnixMs,

@@ -43,7 +43,7 @@ use crate::delivery::breaker::{Breaker, Health, Transition};
 use crate::delivery::event::{Event, Unreadable};
 use crate::delivery::pacing::{AppState, Step};
 use crate::delivery::retry::{self, Attempt, Verdict};
-use crate::delivery::store::Settle;
+use crate::delivery::store::{Settle, WHOLE_ROUTE};
 use crate::delivery::{
     queued_route, Gate, Pacing, Queue, UnixMs, ATTEMPT_HEADER, IDEMPOTENCY_KEY, RENEW_EVERY,
 };
@@ -298,7 +298,7 @@ async fn lease_due(
         }
         if !leased.is_empty() {
             // Their settles wake the loop, which leases again.
-        } else if let Ok(Some(due_ms)) = queue.store.next_due(&route.name).await {
+        } else if let Ok(Some(due_ms)) = queue.store.next_due((&route.name, WHOLE_ROUTE)).await {
             wake_at = wake_at.min(now + due_ms.since(UnixMs::from(clock())));
         }
         let gate = state.gate.clone();
@@ -437,7 +437,7 @@ async fn lease(
         }
         match queue
             .store
-            .lease(&route.name, want, now_ms, until, start)
+            .lease((&route.name, WHOLE_ROUTE), want, now_ms, until, start)
             .await
         {
             Ok(events) => {

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use hookgate::delivery::event::{Event, Lease, NewEvent, State};
+use hookgate::delivery::event::{Event, Lease, NewDelivery, NewEvent, State};
 use hookgate::delivery::retry::DeadReason;
 use hookgate::delivery::store::{Filter, Ingested, Settle};
 use hookgate::delivery::{QueueStore, UnixMs};
@@ -170,7 +170,7 @@ impl Model {
             && match e.state {
                 State::Queued | State::Retrying => true,
                 State::Delivering => e.leased_until.is_some_and(|u| u < self.now),
-                State::Delivered | State::Dead => false,
+                State::Delivered | State::Dead | State::Filtered => false,
             }
     }
 
@@ -309,14 +309,17 @@ async fn apply(
                 route: route.clone(),
                 dedup_key: dedup.clone(),
                 dedup_until: dedup.as_ref().map(|_| UnixMs(now + DEDUP_TTL_MS)),
-                idempotency_key: id.clone(),
                 received_ms: UnixMs(now),
                 verified_key: Some(0),
                 method: "POST".into(),
                 target: "/hook".into(),
                 headers: b"content-type: application/json\r\n".to_vec(),
                 body: Bytes::from(format!("{{\"id\":\"{id}\"}}")),
-                lease: lease.clone(),
+                deliveries: vec![NewDelivery {
+                    destination: String::new(),
+                    idempotency_key: id.clone(),
+                    lease: lease.clone(),
+                }],
             };
             let got = store.ingest(event).await.map_err(fail)?;
             let first = dedup.as_ref().and_then(|key| {
@@ -378,7 +381,13 @@ async fn apply(
         } => {
             let route = &routes[*route];
             let leased = store
-                .lease(route, *limit, UnixMs(now), UnixMs(now + LEASE_MS), *start)
+                .lease(
+                    (route, ""),
+                    *limit,
+                    UnixMs(now),
+                    UnixMs(now + LEASE_MS),
+                    *start,
+                )
                 .await
                 .map_err(fail)?;
             let mut due: Vec<(String, Modelled)> = model
@@ -587,7 +596,7 @@ async fn apply(
             let Some(id) = pick(&ids, *which) else {
                 return Ok(());
             };
-            let got = store.retry(&id, UnixMs(now)).await.map_err(fail)?;
+            let got = store.retry(&id, None, UnixMs(now)).await.map_err(fail)? == 1;
             let e = model.events.get_mut(&id).expect("picked from the model");
             let want = matches!(e.state, State::Dead | State::Retrying);
             if want {
@@ -597,7 +606,10 @@ async fn apply(
         }
         Step::RetryDead { route } => {
             let route = &routes[*route];
-            let got = store.retry_dead(route, UnixMs(now)).await.map_err(fail)?;
+            let got = store
+                .retry_dead(route, None, UnixMs(now))
+                .await
+                .map_err(fail)?;
             let mut want = 0;
             for e in model.events.values_mut() {
                 if e.route == *route && e.state == State::Dead {
@@ -612,7 +624,7 @@ async fn apply(
             let Some(id) = pick(&ids, *which) else {
                 return Ok(());
             };
-            let got = store.remove(&id).await.map_err(fail)?;
+            let got = store.remove(&id, None).await.map_err(fail)? == 1;
             let want = model.events[&id].state != State::Delivering;
             if want {
                 model.events.remove(&id);
@@ -690,6 +702,7 @@ fn as_leased(h: &Held) -> Event {
     Event {
         id: h.id.clone(),
         route: String::new(),
+        destination: String::new(),
         idempotency_key: String::new(),
         state: State::Delivering,
         received_ms: UnixMs::EPOCH,
@@ -697,6 +710,7 @@ fn as_leased(h: &Held) -> Event {
         next_attempt_ms: UnixMs::EPOCH,
         attempts: 0,
         budget_from: 0,
+        replays: 0,
         finished_ms: None,
         last_status: None,
         last_error: None,

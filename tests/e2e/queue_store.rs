@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use hookgate::delivery::event::{Event, Lease, NewEvent, State};
+use hookgate::delivery::event::{Event, Lease, NewDelivery, NewEvent, State};
 use hookgate::delivery::retry::DeadReason;
 use hookgate::delivery::store::{Depth, Filter, Ingested, Paused, Settle};
 use hookgate::delivery::{QueueStore, UnixMs};
@@ -224,15 +224,24 @@ fn new_event(id: &str, route: &str, received_ms: UnixMs) -> NewEvent {
         route: route.to_owned(),
         dedup_key: None,
         dedup_until: None,
-        idempotency_key: format!("idem-{id}"),
         received_ms,
         verified_key: Some(1),
         method: "POST".to_owned(),
         target: "/hooks/push?source=ci&x=%20".to_owned(),
         headers: b"content-type: application/json\r\nx-hub-signature-256: sha256=ab\r\n".to_vec(),
         body: Bytes::from([format!("{{\"id\":\"{id}\"}}").as_bytes(), b"\0\xff\r\n"].concat()),
-        lease: None,
+        deliveries: vec![NewDelivery {
+            destination: String::new(),
+            idempotency_key: format!("idem-{id}"),
+            lease: None,
+        }],
     }
+}
+
+/// `event` stored leased, with its first attempt started, under `lease`.
+fn with_lease(mut event: NewEvent, lease: &Lease) -> NewEvent {
+    event.deliveries[0].lease = Some(lease.clone());
+    event
 }
 
 /// `new_event` with a dedup key remembered until `dedup_until`.
@@ -258,6 +267,7 @@ async fn get(store: &QueueStore, id: &str) -> Event {
         .get(id, false)
         .await
         .expect("get")
+        .pop()
         .unwrap_or_else(|| panic!("{id} is not stored"))
 }
 
@@ -268,7 +278,7 @@ fn ids(events: &[Event]) -> Vec<&str> {
 /// Leases the one due event of `route` (there must be exactly one) and returns its copy.
 async fn lease_one(store: &QueueStore, route: &str, now: UnixMs, until: UnixMs) -> Event {
     let mut leased = store
-        .lease(route, 10, now, until, false)
+        .lease((route, ""), 10, now, until, false)
         .await
         .expect("lease");
     assert_eq!(leased.len(), 1, "{:?}", ids(&leased));
@@ -278,7 +288,13 @@ async fn lease_one(store: &QueueStore, route: &str, now: UnixMs, until: UnixMs) 
 /// Leases exactly one event of `route` due by `now`.
 async fn lease_one_of(store: &QueueStore, route: &str, now: UnixMs) -> Event {
     let mut leased = store
-        .lease(route, 1, now, now.after(Duration::from_secs(30)), false)
+        .lease(
+            (route, ""),
+            1,
+            now,
+            now.after(Duration::from_secs(30)),
+            false,
+        )
         .await
         .unwrap();
     assert_eq!(leased.len(), 1);
@@ -328,7 +344,7 @@ async fn an_ingested_event_is_leased_once_with_its_exact_request(s: Subject) {
     assert_eq!(headers["x-hub-signature-256"], "sha256=ab");
 
     let again = store
-        .lease(ROUTE, 10, at(1), at(30_000), false)
+        .lease((ROUTE, ""), 10, at(1), at(30_000), false)
         .await
         .unwrap();
     assert!(again.is_empty(), "leased twice: {:?}", ids(&again));
@@ -343,17 +359,17 @@ async fn lease_takes_at_most_limit_events_oldest_due_first(s: Subject) {
     }
 
     let first = store
-        .lease(ROUTE, 2, at(10), at(30_000), false)
+        .lease((ROUTE, ""), 2, at(10), at(30_000), false)
         .await
         .unwrap();
     assert_eq!(ids(&first), ["a", "b"]);
     let second = store
-        .lease(ROUTE, 2, at(10), at(30_000), false)
+        .lease((ROUTE, ""), 2, at(10), at(30_000), false)
         .await
         .unwrap();
     assert_eq!(ids(&second), ["c", "d"]);
     assert!(store
-        .lease(ROUTE, 2, at(10), at(30_000), false)
+        .lease((ROUTE, ""), 2, at(10), at(30_000), false)
         .await
         .unwrap()
         .is_empty());
@@ -366,7 +382,7 @@ async fn an_event_is_not_leased_before_it_is_due_nor_by_another_route(s: Subject
     stored(store, new_event("other", "stripe", at(0))).await;
 
     let leased = store
-        .lease(ROUTE, 10, at(0), at(30_000), false)
+        .lease((ROUTE, ""), 10, at(0), at(30_000), false)
         .await
         .unwrap();
     assert_eq!(ids(&leased), ["now"]);
@@ -374,12 +390,12 @@ async fn an_event_is_not_leased_before_it_is_due_nor_by_another_route(s: Subject
     assert_eq!(get(store, "other").await.state, State::Queued);
     // Due exactly at its time, not a millisecond before.
     assert!(store
-        .lease(ROUTE, 10, at(4_999), at(30_000), false)
+        .lease((ROUTE, ""), 10, at(4_999), at(30_000), false)
         .await
         .unwrap()
         .is_empty());
     let leased = store
-        .lease(ROUTE, 10, at(5_000), at(30_000), false)
+        .lease((ROUTE, ""), 10, at(5_000), at(30_000), false)
         .await
         .unwrap();
     assert_eq!(ids(&leased), ["later"]);
@@ -389,7 +405,7 @@ async fn a_lease_of_zero_events_leases_nothing(s: Subject) {
     let store = &*s.store;
     stored(store, new_event("e1", ROUTE, at(0))).await;
     assert!(store
-        .lease(ROUTE, 0, at(0), at(30_000), false)
+        .lease((ROUTE, ""), 0, at(0), at(30_000), false)
         .await
         .unwrap()
         .is_empty());
@@ -399,18 +415,18 @@ async fn a_lease_of_zero_events_leases_nothing(s: Subject) {
 
 async fn next_due_is_the_soonest_pending_time_of_the_route(s: Subject) {
     let store = &*s.store;
-    assert_eq!(store.next_due(ROUTE).await.unwrap(), None);
+    assert_eq!(store.next_due((ROUTE, "")).await.unwrap(), None);
     stored(store, new_event("late", ROUTE, at(9_000))).await;
     stored(store, new_event("soon", ROUTE, at(2_000))).await;
     stored(store, new_event("other", "stripe", at(0))).await;
-    assert_eq!(store.next_due(ROUTE).await.unwrap(), Some(at(2_000)));
+    assert_eq!(store.next_due((ROUTE, "")).await.unwrap(), Some(at(2_000)));
 
     let soon = lease_one(store, ROUTE, at(2_000), at(32_000)).await;
     store
         .settle(&soon, Settle::Delivered { status: 200 }, at(2_100))
         .await
         .unwrap();
-    assert_eq!(store.next_due(ROUTE).await.unwrap(), Some(at(9_000)));
+    assert_eq!(store.next_due((ROUTE, "")).await.unwrap(), Some(at(9_000)));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -436,11 +452,11 @@ async fn a_delivered_event_records_its_status_and_finish_time_and_is_not_leased_
     assert_eq!(e.attempts, 1);
     assert_eq!(e.lease, None);
     assert!(store
-        .lease(ROUTE, 10, at(3_600_000), at(3_630_000), false)
+        .lease((ROUTE, ""), 10, at(3_600_000), at(3_630_000), false)
         .await
         .unwrap()
         .is_empty());
-    assert_eq!(store.next_due(ROUTE).await.unwrap(), None);
+    assert_eq!(store.next_due((ROUTE, "")).await.unwrap(), None);
     // Settling the same lease twice changes nothing.
     assert!(!store
         .settle(&leased, dead(Some(500), "late"), at(200))
@@ -468,10 +484,10 @@ async fn a_retried_event_is_leased_again_only_once_its_time_has_come(s: Subject)
     assert_eq!(e.last_error.as_deref(), Some("upstream answered 503"));
     assert_eq!(e.finished_ms, None);
     assert_eq!(e.lease, None);
-    assert_eq!(store.next_due(ROUTE).await.unwrap(), Some(at(60_000)));
+    assert_eq!(store.next_due((ROUTE, "")).await.unwrap(), Some(at(60_000)));
 
     assert!(store
-        .lease(ROUTE, 10, at(59_999), at(90_000), false)
+        .lease((ROUTE, ""), 10, at(59_999), at(90_000), false)
         .await
         .unwrap()
         .is_empty());
@@ -504,9 +520,9 @@ async fn a_dead_event_records_why_and_is_never_leased_again(s: Subject) {
     assert_eq!(e.dead_reason.as_deref(), Some("refused"));
     assert_eq!(e.finished_ms, Some(at(80)));
     assert_eq!(e.lease, None);
-    assert_eq!(store.next_due(ROUTE).await.unwrap(), None);
+    assert_eq!(store.next_due((ROUTE, "")).await.unwrap(), None);
     assert!(store
-        .lease(ROUTE, 10, at(86_400_000), at(86_430_000), false)
+        .lease((ROUTE, ""), 10, at(86_400_000), at(86_430_000), false)
         .await
         .unwrap()
         .is_empty());
@@ -519,7 +535,7 @@ async fn a_stale_lease_cannot_settle_an_event_another_worker_took(s: Subject) {
 
     // Still leased: nobody else may take it.
     assert!(store
-        .lease(ROUTE, 10, at(30_000), at(60_000), false)
+        .lease((ROUTE, ""), 10, at(30_000), at(60_000), false)
         .await
         .unwrap()
         .is_empty());
@@ -608,7 +624,7 @@ async fn a_second_event_with_the_same_dedup_key_is_a_duplicate_of_the_first(s: S
             state: State::Queued
         }
     );
-    assert!(store.get("second", false).await.unwrap().is_none());
+    assert!(store.get("second", false).await.unwrap().is_empty());
     // Still a duplicate once the first is delivered: the key outlives the attempt.
     let leased = lease_one(store, ROUTE, at(20), at(30_000)).await;
     store
@@ -723,7 +739,7 @@ async fn retrying_a_dead_event_makes_it_due_now_with_a_fresh_age(s: Subject) {
     make_dead(store, "e1", ROUTE).await;
     let now = at(7_200_000);
 
-    assert!(store.retry("e1", now).await.unwrap());
+    assert_eq!(store.retry("e1", None, now).await.unwrap(), 1);
     let e = get(store, "e1").await;
     assert_eq!(e.state, State::Retrying);
     assert_eq!(e.next_attempt_ms, now);
@@ -737,7 +753,7 @@ async fn retrying_a_dead_event_makes_it_due_now_with_a_fresh_age(s: Subject) {
     assert_eq!(e.budget_from, 1, "max_attempts counts from the retry");
     assert_eq!(e.dead_reason, None);
     assert_eq!(e.finished_ms, None);
-    assert_eq!(store.next_due(ROUTE).await.unwrap(), Some(now));
+    assert_eq!(store.next_due((ROUTE, "")).await.unwrap(), Some(now));
 
     let leased = lease_one(store, ROUTE, now, now.after(Duration::from_secs(30))).await;
     assert_eq!(
@@ -752,19 +768,19 @@ async fn retrying_a_dead_event_makes_it_due_now_with_a_fresh_age(s: Subject) {
 async fn retrying_a_delivered_or_unknown_event_is_refused(s: Subject) {
     let store = &*s.store;
     make_delivered(store, "e1", ROUTE).await;
-    assert!(!store.retry("e1", at(1_000)).await.unwrap());
+    assert_eq!(store.retry("e1", None, at(1_000)).await.unwrap(), 0);
     let e = get(store, "e1").await;
     assert_eq!(e.state, State::Delivered);
     assert_eq!(e.attempts, 1);
     assert_eq!(e.finished_ms, Some(at(100)));
-    assert!(!store.retry("nope", at(1_000)).await.unwrap());
+    assert_eq!(store.retry("nope", None, at(1_000)).await.unwrap(), 0);
 }
 
 async fn retrying_an_event_being_delivered_is_refused(s: Subject) {
     let store = &*s.store;
     stored(store, new_event("e1", ROUTE, at(0))).await;
     let leased = lease_one(store, ROUTE, at(0), at(30_000)).await;
-    assert!(!store.retry("e1", at(1_000)).await.unwrap());
+    assert_eq!(store.retry("e1", None, at(1_000)).await.unwrap(), 0);
     let e = get(store, "e1").await;
     assert_eq!(e.state, State::Delivering);
     assert_eq!(e.lease, leased.lease);
@@ -779,7 +795,7 @@ async fn retry_dead_revives_only_that_routes_dead_events(s: Subject) {
     make_dead(store, "s1", "stripe").await;
     let now = at(3_600_000);
 
-    assert_eq!(store.retry_dead(ROUTE, now).await.unwrap(), 2);
+    assert_eq!(store.retry_dead(ROUTE, None, now).await.unwrap(), 2);
     for id in ["g1", "g2"] {
         let e = get(store, id).await;
         assert_eq!((e.state, e.next_attempt_ms), (State::Retrying, now), "{id}");
@@ -787,19 +803,23 @@ async fn retry_dead_revives_only_that_routes_dead_events(s: Subject) {
     assert_eq!(get(store, "g3").await.state, State::Delivered);
     assert_eq!(get(store, "g4").await.state, State::Queued);
     assert_eq!(get(store, "s1").await.state, State::Dead);
-    assert_eq!(store.retry_dead(ROUTE, now).await.unwrap(), 0);
+    assert_eq!(store.retry_dead(ROUTE, None, now).await.unwrap(), 0);
 }
 
 async fn remove_deletes_a_dead_event_but_not_one_being_delivered(s: Subject) {
     let store = &*s.store;
     make_dead(store, "dead", ROUTE).await;
-    assert!(store.remove("dead").await.unwrap());
-    assert!(store.get("dead", true).await.unwrap().is_none());
-    assert!(!store.remove("dead").await.unwrap(), "removed twice");
+    assert_eq!(store.remove("dead", None).await.unwrap(), 1);
+    assert!(store.get("dead", true).await.unwrap().is_empty());
+    assert_eq!(
+        store.remove("dead", None).await.unwrap(),
+        0,
+        "removed twice"
+    );
 
     stored(store, new_event("busy", ROUTE, at(0))).await;
     let leased = lease_one(store, ROUTE, at(0), at(30_000)).await;
-    assert!(!store.remove("busy").await.unwrap());
+    assert_eq!(store.remove("busy", None).await.unwrap(), 0);
     assert_eq!(get(store, "busy").await.state, State::Delivering);
     // The worker can still settle what it was delivering.
     assert!(store
@@ -832,7 +852,7 @@ async fn purge_deletes_finished_events_past_retention_but_keeps_a_live_dedup_win
 
     let purged = store.purge(at(1_000), at(50), at(5_000)).await.unwrap();
     assert_eq!(purged, 1);
-    assert!(store.get("old-delivered", false).await.unwrap().is_none());
+    assert!(store.get("old-delivered", false).await.unwrap().is_empty());
     assert_eq!(get(store, "young-dead").await.state, State::Dead);
     assert_eq!(get(store, "pending").await.state, State::Queued);
     assert_eq!(get(store, "remembered").await.state, State::Delivered);
@@ -859,8 +879,8 @@ async fn purge_deletes_finished_events_past_retention_but_keeps_a_live_dedup_win
         .await
         .unwrap();
     assert_eq!(purged, 2);
-    assert!(store.get("young-dead", false).await.unwrap().is_none());
-    assert!(store.get("remembered", false).await.unwrap().is_none());
+    assert!(store.get("young-dead", false).await.unwrap().is_empty());
+    assert!(store.get("remembered", false).await.unwrap().is_empty());
     assert_eq!(get(store, "pending").await.state, State::Queued);
 }
 
@@ -881,7 +901,7 @@ async fn purge_never_deletes_pending_or_leased_events(s: Subject) {
     let far = at(365 * 86_400_000);
     assert_eq!(store.purge(far, far, far).await.unwrap(), 0);
     for id in ["queued", "leased", "retrying"] {
-        assert!(store.get(id, false).await.unwrap().is_some(), "{id}");
+        assert!(!store.get(id, false).await.unwrap().is_empty(), "{id}");
     }
 }
 
@@ -896,7 +916,7 @@ async fn list_filters_by_route_state_and_page_without_bodies(s: Subject) {
     stored(store, new_event("b1", "stripe", at(0))).await;
     // Two of the route's four are leased (all due at once: which two is the store's choice).
     let leased = store
-        .lease(ROUTE, 2, at(0), at(30_000), false)
+        .lease((ROUTE, ""), 2, at(0), at(30_000), false)
         .await
         .unwrap();
     assert_eq!(leased.len(), 2);
@@ -962,7 +982,7 @@ async fn list_filters_by_route_state_and_page_without_bodies(s: Subject) {
     assert_eq!(ids(&page1), ["a1", "a2"]);
     let page2 = store
         .list(Filter {
-            after: Some("a2".to_owned()),
+            after: Some(("a2".to_owned(), String::new())),
             limit: 2,
             ..Filter::default()
         })
@@ -971,7 +991,7 @@ async fn list_filters_by_route_state_and_page_without_bodies(s: Subject) {
     assert_eq!(ids(&page2), ["a3", "a4"]);
     let page3 = store
         .list(Filter {
-            after: Some("a4".to_owned()),
+            after: Some(("a4".to_owned(), String::new())),
             limit: 2,
             ..Filter::default()
         })
@@ -986,7 +1006,7 @@ async fn get_reads_one_event_with_or_without_its_body(s: Subject) {
     let body = event.body.clone();
     stored(store, event).await;
 
-    let with = store.get("e1", true).await.unwrap().expect("stored");
+    let with = store.get("e1", true).await.unwrap().pop().expect("stored");
     assert_eq!(with.body, Some(body.clone()));
     assert_eq!(with.body_len, body.len() as u64);
     assert_eq!(with.state, State::Queued);
@@ -996,7 +1016,7 @@ async fn get_reads_one_event_with_or_without_its_body(s: Subject) {
     assert_eq!(with.finished_ms, None);
     assert_eq!(with.last_status, None);
 
-    let without = store.get("e1", false).await.unwrap().expect("stored");
+    let without = store.get("e1", false).await.unwrap().pop().expect("stored");
     assert_eq!(without.body, None);
     assert_eq!(without.body_len, body.len() as u64);
     assert!(
@@ -1005,7 +1025,7 @@ async fn get_reads_one_event_with_or_without_its_body(s: Subject) {
     );
     assert!(!with.headers.is_empty());
 
-    assert!(store.get("missing", true).await.unwrap().is_none());
+    assert!(store.get("missing", true).await.unwrap().is_empty());
 }
 
 async fn an_empty_body_is_stored_and_read_back_empty(s: Subject) {
@@ -1044,18 +1064,21 @@ async fn depths_count_events_by_route_and_state_with_the_oldest_receive_time(s: 
     let expected = vec![
         Depth {
             route: ROUTE.to_owned(),
+            destination: String::new(),
             state: State::Dead,
             count: 1,
             oldest_received_ms: at(10),
         },
         Depth {
             route: ROUTE.to_owned(),
+            destination: String::new(),
             state: State::Queued,
             count: 2,
             oldest_received_ms: at(20),
         },
         Depth {
             route: "stripe".to_owned(),
+            destination: String::new(),
             state: State::Queued,
             count: 1,
             oldest_received_ms: at(5),
@@ -1075,11 +1098,8 @@ async fn an_event_stored_leased_is_not_leased_again_until_its_lease_runs_out(s: 
         token: "ingest-lease".to_owned(),
         until_ms: at(10_000),
     };
-    let event = NewEvent {
-        lease: Some(lease.clone()),
-        ..new_event("e1", ROUTE, at(0))
-    };
-    let copy = event.leased_copy(&lease, None);
+    let event = with_lease(new_event("e1", ROUTE, at(0)), &lease);
+    let copy = event.leased_copy(&event.deliveries[0], &lease, None);
     stored(store, event).await;
 
     let read = get(store, "e1").await;
@@ -1088,7 +1108,7 @@ async fn an_event_stored_leased_is_not_leased_again_until_its_lease_runs_out(s: 
     assert_eq!(read.lease.as_deref(), Some("ingest-lease"));
     assert!(
         store
-            .lease(ROUTE, 10, at(1), at(20_000), false)
+            .lease((ROUTE, ""), 10, at(1), at(20_000), false)
             .await
             .unwrap()
             .is_empty(),
@@ -1106,16 +1126,9 @@ async fn an_event_stored_leased_is_not_leased_again_until_its_lease_runs_out(s: 
         token: "dead-process".to_owned(),
         until_ms: at(10_000),
     };
-    stored(
-        store,
-        NewEvent {
-            lease: Some(lease),
-            ..new_event("e2", ROUTE, at(0))
-        },
-    )
-    .await;
+    stored(store, with_lease(new_event("e2", ROUTE, at(0)), &lease)).await;
     let again = store
-        .lease(ROUTE, 10, at(10_001), at(30_000), false)
+        .lease((ROUTE, ""), 10, at(10_001), at(30_000), false)
         .await
         .unwrap();
     assert_eq!(again.len(), 1);
@@ -1133,18 +1146,18 @@ async fn an_event_being_delivered_is_next_due_when_its_lease_runs_out_and_delive
     stored(store, new_event("e1", ROUTE, at(0))).await;
     stored(store, new_event("e2", ROUTE, at(0))).await;
     let leased = store
-        .lease(ROUTE, 1, at(0), at(60_000), false)
+        .lease((ROUTE, ""), 1, at(0), at(60_000), false)
         .await
         .unwrap();
     assert_eq!(leased.len(), 1);
     // e2 is due now; e1 (leased) only when its lease runs out.
-    assert_eq!(store.next_due(ROUTE).await.unwrap(), Some(at(0)));
+    assert_eq!(store.next_due((ROUTE, "")).await.unwrap(), Some(at(0)));
     let other = store
-        .lease(ROUTE, 1, at(0), at(60_000), false)
+        .lease((ROUTE, ""), 1, at(0), at(60_000), false)
         .await
         .unwrap();
     assert_eq!(
-        store.next_due(ROUTE).await.unwrap(),
+        store.next_due((ROUTE, "")).await.unwrap(),
         Some(at(60_000)),
         "nothing is due before the leases run out: a worker must not spin on them"
     );
@@ -1171,13 +1184,13 @@ async fn a_reopened_store_finds_its_events(s: Subject) {
 
     let s = s.reopen().await;
     let store = &*s.store;
-    let kept = store.get("kept", true).await.unwrap().expect("kept");
+    let kept = store.get("kept", true).await.unwrap().pop().expect("kept");
     assert_eq!(kept.state, State::Queued);
     assert_eq!(kept.body, Some(body));
     assert_eq!(get(store, "dead").await.state, State::Dead);
     assert_eq!(
         ids(&store
-            .lease(ROUTE, 10, at(0), at(30_000), false)
+            .lease((ROUTE, ""), 10, at(0), at(30_000), false)
             .await
             .unwrap()),
         ["kept"]
