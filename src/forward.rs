@@ -19,7 +19,7 @@ use http_body_util::{BodyExt, Full, Limited};
 
 use crate::body::{RawBody, UpstreamBody};
 use crate::metrics::RouteMetrics;
-use crate::model::{Limits, Route};
+use crate::model::{Limits, Route, Upstream};
 use crate::refusal::Refusal;
 use crate::upstream::{UpstreamError, Upstreams};
 
@@ -79,7 +79,10 @@ pub async fn forward(
     metrics: &RouteMetrics,
 ) -> Exchange {
     match prepare(route, parts, hop) {
-        Ok(outgoing) => send(upstreams, route, outgoing, body, limits, metrics).await,
+        Ok(outgoing) => {
+            let upstream = (&route.upstream, route.limits.upstream_timeout);
+            send(upstreams, upstream, outgoing, body, limits, metrics).await
+        }
         Err(e) => Exchange {
             result: Err(e),
             call: UpstreamCall {
@@ -91,18 +94,18 @@ pub async fn forward(
     }
 }
 
-/// Sends a prepared request with `body` to the route's upstream; the answer is read whole
-/// within the route's `upstream_timeout`.
+/// Sends a prepared request with `body` to `upstream` (a sync route's, or a queued route's
+/// destination's); the answer is read whole within `timeout` (its `upstream_timeout`).
 pub async fn send(
     upstreams: &Upstreams,
-    route: &Route,
+    (upstream, timeout): (&Upstream, Duration),
     outgoing: Outgoing,
     body: RawBody,
     limits: &Limits,
     metrics: &RouteMetrics,
 ) -> Exchange {
     let started = Instant::now();
-    let request = match upstream_request(route, outgoing, body) {
+    let request = match upstream_request(upstream, outgoing, body) {
         Ok(r) => r,
         Err(e) => {
             return Exchange {
@@ -118,7 +121,6 @@ pub async fn send(
     let mut upstream_status = None;
     let mut cause = None;
     let exchange = async {
-        let upstream = &route.upstream;
         let (response, lease) = upstreams
             .send(upstream, request)
             .await
@@ -148,7 +150,6 @@ pub async fn send(
         strip_hop_by_hop(&mut head.headers, &[]);
         Ok::<_, Refusal>(Response::from_parts(head, Full::new(body.to_bytes())))
     };
-    let timeout = route.limits.upstream_timeout;
     let result = match tokio::time::timeout(timeout, exchange).await {
         Ok(r) => r,
         Err(_) => {
@@ -174,10 +175,10 @@ pub async fn send(
     }
 }
 
-/// The request for the upstream: the route's base path before the target, the body's
-/// length, the prepared head moved (not copied) in.
+/// The request for the upstream: its base path before the target, the body's length, the
+/// prepared head moved (not copied) in.
 fn upstream_request(
-    route: &Route,
+    upstream: &Upstream,
     outgoing: Outgoing,
     body: RawBody,
 ) -> Result<http::Request<UpstreamBody>, Refusal> {
@@ -187,10 +188,10 @@ fn upstream_request(
         mut headers,
     } = outgoing;
     // Origin-form, as sent on an HTTP/1.1 connection to the upstream.
-    let target = if route.upstream.base_path.is_empty() {
+    let target = if upstream.base_path.is_empty() {
         Uri::from(target)
     } else {
-        let pq = format!("{}{}", route.upstream.base_path, target.as_str());
+        let pq = format!("{}{}", upstream.base_path, target.as_str());
         Uri::from(PathAndQuery::try_from(pq).map_err(|_| Refusal::BadPath)?)
     };
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));

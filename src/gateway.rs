@@ -675,40 +675,42 @@ async fn store_and_answer(
         .as_ref()
         .map(|replay| event_key(replay, &view(&parts, &body, &json), &verified.signature))
         .transpose()?;
+    let taken = destinations_taking(policy, &parts, &json, &body);
     let outgoing = forward::prepare(&route, parts, &hop)?;
-    // When one of the route's delivery slots is free (and this process may hold another
-    // of its events leased), the event is stored leased to this process with its first
+    let received_ms = crate::delivery::UnixMs::from((shared.clock)());
+    // For each destination with a delivery slot free (and room to hold another event
+    // leased), the event is stored leased to this process with that delivery's first
     // attempt started, and handed to the worker in memory with the slot: no lease round
     // trip, no reading it back, no wait. Under a backlog it is stored `queued` instead.
-    let reserved = queue.reserve(&route.name);
-    let received_ms = crate::delivery::UnixMs::from((shared.clock)());
-    let lease = reserved.as_ref().map(|_| crate::delivery::event::Lease {
-        token: request_id::unique_hex(),
-        until_ms: received_ms.after(crate::delivery::lease_for(limits, &route)),
-    });
+    let reserved: Vec<Option<crate::delivery::Reserved>> = taken
+        .iter()
+        .map(|d| queue.reserve(&route.name, &d.name))
+        .collect();
+    let stored = Stored {
+        key,
+        verified_key: verified.key_index,
+        received_ms,
+    };
     let event = new_event(
         &route,
-        key,
-        verified.key_index,
-        received_ms,
-        &outgoing,
-        &body,
-        lease,
+        stored,
+        (&taken, &reserved),
+        limits,
+        (&outgoing, &body),
     );
     let id = event.id.clone();
-    let handoff = event.deliveries.first().and_then(|d| {
-        d.lease
-            .as_ref()
-            .map(|l| event.leased_copy(d, l, Some(outgoing.headers)))
-    });
+    let handoffs = leased_copies(&event, reserved, &outgoing.headers);
     let ingested = queue.store.ingest(event).await;
     // Held until now: the body counted against the memory budget until it was on disk.
     drop(body);
     match ingested {
         Ok(Ingested::Stored) => {
-            match (handoff, reserved) {
-                (Some(event), Some(reserved)) => queue.handoff(event, reserved),
-                _ => queue.wake.notify_one(),
+            let queued = handoffs.len() < taken.len();
+            for (event, reserved) in handoffs {
+                queue.handoff(event, reserved);
+            }
+            if queued {
+                queue.wake.notify_one();
             }
             Ok((queued_response(&route, policy, &id), Outcome::Queued))
         }
@@ -724,6 +726,46 @@ async fn store_and_answer(
             Err(Refusal::QueueStoreUnavailable)
         }
     }
+}
+
+/// The destinations of a queued route whose filters take this request, as the sender sent
+/// it (its headers, its body parsed strictly if it is JSON), in the route's order.
+fn destinations_taking<'p>(
+    policy: &'p QueuePolicy,
+    parts: &http::request::Parts,
+    json: &JsonBody,
+    body: &body::RawBody,
+) -> Vec<&'p crate::model::Destination> {
+    policy
+        .destinations
+        .iter()
+        .filter(|d| {
+            d.filter
+                .as_ref()
+                .is_none_or(|f| f.matches(&parts.headers, json.value(body)))
+        })
+        .collect()
+}
+
+/// For each delivery stored leased (its destination had a slot free), the copy the worker
+/// gets in memory, with the reservation it holds.
+fn leased_copies(
+    event: &NewEvent,
+    reserved: Vec<Option<crate::delivery::Reserved>>,
+    headers: &http::HeaderMap,
+) -> Vec<(crate::delivery::Event, crate::delivery::Reserved)> {
+    event
+        .deliveries
+        .iter()
+        .zip(reserved)
+        .filter_map(|(d, reserved)| {
+            let lease = d.lease.as_ref()?;
+            Some((
+                event.leased_copy(d, lease, Some(headers.clone())),
+                reserved?,
+            ))
+        })
+        .collect()
 }
 
 /// An event the queue store already holds: counted, and answered as a duplicate.
@@ -744,17 +786,32 @@ fn stored_duplicate(
     )
 }
 
-/// The event a queued route stores: the outgoing request, its dedup key (hashed, with how
-/// long it is remembered), its `Idempotency-Key` and, when a slot was free, its lease.
-fn new_event(
-    route: &Route,
+/// What a stored event carries besides the request: its replay key, the key that verified
+/// it, when it came.
+struct Stored {
     key: Option<Vec<u8>>,
     verified_key: Option<u32>,
     received_ms: crate::delivery::UnixMs,
-    outgoing: &forward::Outgoing,
-    body: &body::RawBody,
-    lease: Option<crate::delivery::event::Lease>,
+}
+
+/// The event a queued route stores: the outgoing request, its dedup key (hashed, with how
+/// long it is remembered), and a delivery to each destination that takes it, with its
+/// `Idempotency-Key` and, when that destination had a slot free (`reserved`), its lease.
+fn new_event(
+    route: &Route,
+    stored: Stored,
+    (taken, reserved): (
+        &[&crate::model::Destination],
+        &[Option<crate::delivery::Reserved>],
+    ),
+    limits: &crate::model::Limits,
+    (outgoing, body): (&forward::Outgoing, &body::RawBody),
 ) -> NewEvent {
+    let Stored {
+        key,
+        verified_key,
+        received_ms,
+    } = stored;
     let id = request_id::unique_hex();
     let (dedup_key, dedup_until, idempotency_key) = match (&key, &route.replay) {
         (Some(key), Some(replay)) => (
@@ -764,6 +821,18 @@ fn new_event(
         ),
         _ => (None, None, id.clone()),
     };
+    let deliveries = taken
+        .iter()
+        .zip(reserved)
+        .map(|(d, reserved)| crate::delivery::event::NewDelivery {
+            destination: d.name.clone(),
+            idempotency_key: crate::delivery::destination_key(&idempotency_key, &d.name),
+            lease: reserved.as_ref().map(|_| crate::delivery::event::Lease {
+                token: request_id::unique_hex(),
+                until_ms: received_ms.after(crate::delivery::lease_for(limits, d)),
+            }),
+        })
+        .collect();
     NewEvent {
         id,
         route: route.name.clone(),
@@ -775,11 +844,7 @@ fn new_event(
         target: outgoing.target.as_str().to_owned(),
         headers: crate::delivery::event::encode_headers(&outgoing.headers),
         body: body.to_bytes(),
-        deliveries: vec![crate::delivery::event::NewDelivery {
-            destination: crate::delivery::store::WHOLE_ROUTE.to_owned(),
-            idempotency_key,
-            lease,
-        }],
+        deliveries,
     }
 }
 

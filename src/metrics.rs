@@ -274,81 +274,81 @@ impl QueueMetrics {
             events: IntGaugeVec::new(
                 Opts::new(
                     "hookgate_queue_events",
-                    "Events in the queue store by route and state.",
+                    "Events in the queue store by route, destination and state.",
                 ),
-                &["route", "state"],
+                &["route", "destination", "state"],
             )
             .expect("valid metric"),
             oldest_age: prometheus::GaugeVec::new(
                 Opts::new(
                     "hookgate_queue_oldest_event_age_seconds",
-                    "Age of the oldest event in the queue store by route and state.",
+                    "Age of the oldest event in the queue store by route, destination and state.",
                 ),
-                &["route", "state"],
+                &["route", "destination", "state"],
             )
             .expect("valid metric"),
             attempts: IntCounterVec::new(
                 Opts::new(
                     "hookgate_delivery_attempts_total",
-                    "Delivery attempts of queued events by route and outcome.",
+                    "Delivery attempts of queued events by route, destination and outcome.",
                 ),
-                &["route", "outcome"],
+                &["route", "destination", "outcome"],
             )
             .expect("valid metric"),
             dead_letters: IntCounterVec::new(
                 Opts::new(
                     "hookgate_dead_letters_total",
-                    "Queued events that became dead letters, by route and reason.",
+                    "Queued events that became dead letters, by route, destination and reason.",
                 ),
-                &["route", "reason"],
+                &["route", "destination", "reason"],
             )
             .expect("valid metric"),
             leased: IntGaugeVec::new(
                 Opts::new(
                     "hookgate_queue_leased",
-                    "Queued events this process holds leased, by route.",
+                    "Queued events this process holds leased, by route and destination.",
                 ),
-                &["route"],
+                &["route", "destination"],
             )
             .expect("valid metric"),
             leases_lost: IntCounterVec::new(
                 Opts::new(
                     "hookgate_queue_leases_lost_total",
-                    "Leases that ran out before their attempt was started or settled, by route.",
+                    "Leases that ran out before their attempt was started or settled, by route and destination.",
                 ),
-                &["route"],
+                &["route", "destination"],
             )
             .expect("valid metric"),
             held_back: IntGaugeVec::new(
                 Opts::new(
                     "hookgate_queue_held_back",
-                    "1 while a route's delivery is held back because its app looks down.",
+                    "1 while delivery to a route's destination is held back because its app looks down.",
                 ),
-                &["route"],
+                &["route", "destination"],
             )
             .expect("valid metric"),
             breaker_state: IntGaugeVec::new(
                 Opts::new(
                     "hookgate_queue_breaker_state",
-                    "A route's circuit breaker: 0 closed, 1 open (nothing delivered), 2 half-open (probing).",
+                    "A route's destination's circuit breaker: 0 closed, 1 open (nothing delivered), 2 half-open (probing).",
                 ),
-                &["route"],
+                &["route", "destination"],
             )
             .expect("valid metric"),
             breaker_transitions: IntCounterVec::new(
                 Opts::new(
                     "hookgate_queue_breaker_transitions_total",
-                    "Changes of a route's circuit breaker, by the state it went to.",
+                    "Changes of a route's destination's circuit breaker, by the state it went to.",
                 ),
-                &["route", "to"],
+                &["route", "destination", "to"],
             )
             .expect("valid metric"),
             paused: IntGaugeVec::new(
                 Opts::new(
                     "hookgate_queue_paused",
-                    "1 while an operator has paused a route's delivery (events are still stored).",
+                    "1 while an operator has paused delivery to a route's destination (events are still stored).",
                 ),
-                &["route"],
+                &["route", "destination"],
             )
             .expect("valid metric"),
             commit_duration: Histogram::with_opts(
@@ -422,25 +422,29 @@ impl QueueMetrics {
         ]
     }
 
-    /// The series of a queued route, at zero, so a dashboard shows them before any event.
-    pub fn init_route(&self, route: &str) {
+    /// The series of a queued route's destination, at zero, so a dashboard shows them
+    /// before any event.
+    pub fn init_destination(&self, route: &str, destination: &str) {
         for op in StoreOp::ALL {
             self.store_errors.with_label_values(&[op.label()]);
         }
         for outcome in ["delivered", "retry", "dead"] {
-            self.attempts.with_label_values(&[route, outcome]);
+            self.attempts
+                .with_label_values(&[route, destination, outcome]);
         }
         for reason in crate::delivery::retry::DeadReason::ALL {
             self.dead_letters
-                .with_label_values(&[route, reason.label()]);
+                .with_label_values(&[route, destination, reason.label()]);
         }
-        self.leased.with_label_values(&[route]);
-        self.leases_lost.with_label_values(&[route]);
-        self.held_back.with_label_values(&[route]);
-        self.paused.with_label_values(&[route]);
-        self.breaker_state.with_label_values(&[route]);
+        let labels = [route, destination];
+        self.leased.with_label_values(&labels);
+        self.leases_lost.with_label_values(&labels);
+        self.held_back.with_label_values(&labels);
+        self.paused.with_label_values(&labels);
+        self.breaker_state.with_label_values(&labels);
         for to in ["open", "half_open", "closed"] {
-            self.breaker_transitions.with_label_values(&[route, to]);
+            self.breaker_transitions
+                .with_label_values(&[route, destination, to]);
         }
     }
 }
@@ -742,9 +746,11 @@ impl Metrics {
             if r.handshake.is_some() {
                 self.requests.with_label_values(&[route, "handshake"]);
             }
-            if let crate::model::Delivery::Queued(_) = r.delivery {
+            if let crate::model::Delivery::Queued(p) = &r.delivery {
                 self.requests.with_label_values(&[route, "queued"]);
-                self.queue.init_route(route);
+                for d in &p.destinations {
+                    self.queue.init_destination(route, &d.name);
+                }
             }
             // Only the outcomes a request that matched this route can have.
             for label in Refusal::LABELS {

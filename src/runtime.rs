@@ -97,7 +97,14 @@ impl InForce {
         previous: Option<&Upstreams>,
     ) -> InForce {
         let limits = &gateway.limits;
-        let upstreams = gateway.routes.routes().iter().map(|r| &r.upstream);
+        // Every route's upstream, and every destination's of a queued route.
+        let upstreams = gateway.routes.routes().iter().flat_map(|r| {
+            let destinations = match &r.delivery {
+                crate::model::Delivery::Queued(p) => p.destinations.as_slice(),
+                crate::model::Delivery::Sync => &[],
+            };
+            std::iter::once(&r.upstream).chain(destinations.iter().map(|d| &d.upstream))
+        });
         let upstreams = Arc::new(Upstreams::new(
             upstreams,
             limits.upstream_connect_timeout,

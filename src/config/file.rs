@@ -139,6 +139,49 @@ pub struct RawQueue {
     pub retry: Option<RawRetry>,
 }
 
+/// One of a queued route's `destinations:`. Its `concurrency`, `rate_limit`, `breaker` and
+/// `retry` are laid over the route's `queue:` ones.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDestination {
+    pub name: String,
+    pub upstream: String,
+    #[serde(default)]
+    pub upstream_tls: Option<RawUpstreamTls>,
+    /// Time for this app to answer (default: the route's `limits.upstream_timeout`).
+    #[serde(default)]
+    pub upstream_timeout: Option<RawDuration>,
+    /// Only the events that match are delivered here.
+    #[serde(default)]
+    pub filter: Option<RawFilter>,
+    #[serde(default)]
+    pub concurrency: Option<u64>,
+    #[serde(default)]
+    pub rate_limit: Option<RawRateLimit>,
+    #[serde(default)]
+    pub breaker: Option<RawBreaker>,
+    #[serde(default)]
+    pub retry: Option<RawRetry>,
+}
+
+/// A destination's `filter:`: exactly one of `all`, `any`, `not`, or a test of one field
+/// (`json: /pointer` or `header: name`) with exactly one of `equals`, `one_of`, `prefix`,
+/// `exists`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFilter {
+    pub all: Option<Vec<RawFilter>>,
+    pub any: Option<Vec<RawFilter>>,
+    pub not: Option<Box<RawFilter>>,
+    pub json: Option<String>,
+    pub header: Option<String>,
+    /// A string, an integer or a boolean (compared as the field's one text).
+    pub equals: Option<serde_yaml::Value>,
+    pub one_of: Option<Vec<serde_yaml::Value>>,
+    pub prefix: Option<String>,
+    pub exists: Option<bool>,
+}
+
 /// `queue.breaker:`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -336,7 +379,13 @@ pub struct RawRoute {
     pub path: String,
     #[serde(default)]
     pub methods: Option<Vec<String>>,
-    pub upstream: String,
+    /// The app: `http(s)://host:port[/base]`. A queued route may list `destinations:`
+    /// instead.
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// A queued route's apps, each taking the events its filter matches.
+    #[serde(default)]
+    pub destinations: Option<Vec<RawDestination>>,
     #[serde(default)]
     pub allow_ips: Option<Vec<String>>,
     #[serde(default)]

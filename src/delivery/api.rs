@@ -11,8 +11,8 @@
 //! GET    /queue/events/ID[?body=true]                     one event and its deliveries
 //! POST   /queue/events/ID/retry[?destination=D]           dead or retrying -> due now
 //! POST   /queue/routes/R/retry-dead[?destination=D]       every dead event of a route
-//! POST   /queue/routes/R/pause                            store its events, deliver none
-//! POST   /queue/routes/R/resume                           deliver again (what waited, too)
+//! POST   /queue/routes/R/pause[?destination=D]            store its events, deliver none
+//! POST   /queue/routes/R/resume[?destination=D]           deliver again (what waited, too)
 //! DELETE /queue/events/ID[?destination=D]                drop (not while being delivered)
 //! ```
 //!
@@ -33,7 +33,7 @@ use serde_json::{json, Value};
 
 use crate::config::ConfigErrors;
 use crate::delivery::event::{Event, State};
-use crate::delivery::store::{Depth, Filter, Paused};
+use crate::delivery::store::{Depth, Filter, Paused, WHOLE_ROUTE};
 use crate::delivery::table::View;
 use crate::delivery::{Queue, QueueStoreError, UnixMs};
 use crate::model::{Delivery, Gateway};
@@ -85,8 +85,14 @@ pub async fn respond(
         (&Method::POST, ["routes", route, "retry-dead"]) => {
             retry_dead(queue, gateway, route, params.get("destination"), now_ms).await
         }
-        (&Method::POST, ["routes", route, "pause"]) => pause(queue, gateway, route, now_ms).await,
-        (&Method::POST, ["routes", route, "resume"]) => resume(queue, gateway, route, now_ms).await,
+        (&Method::POST, ["routes", route, "pause"]) => {
+            let target = (*route, params.get("destination").unwrap_or(WHOLE_ROUTE));
+            pause(queue, gateway, target, now_ms).await
+        }
+        (&Method::POST, ["routes", route, "resume"]) => {
+            let target = (*route, params.get("destination").unwrap_or(WHOLE_ROUTE));
+            resume(queue, gateway, target, now_ms).await
+        }
         (&Method::GET, ["events"]) => list_events(queue, gateway, &params).await,
         (&Method::GET, ["events", id]) => show_event(queue, id, &params).await,
         (&Method::POST, ["events", id, "retry"]) => {
@@ -196,53 +202,70 @@ async fn retry_dead(
     Ok(json_response(StatusCode::OK, &json!({"retried": n})))
 }
 
-/// `POST /queue/routes/R/pause`: a queued route of the configuration only (a typo pauses
-/// nothing). The pause is stored first, then this process stops starting attempts at once;
-/// other replicas see it within a second.
-async fn pause(queue: &Queue, gateway: &Gateway, route: &str, now_ms: UnixMs) -> Answered {
-    if crate::delivery::queued_route(gateway, route).is_none() {
+/// `POST /queue/routes/R/pause[?destination=D]`: a queued route (or one of its
+/// destinations) of the configuration only (a typo pauses nothing). The pause is stored
+/// first, then this process stops starting attempts at once; other replicas see it within
+/// a second.
+async fn pause(
+    queue: &Queue,
+    gateway: &Gateway,
+    (route, destination): (&str, &str),
+    now_ms: UnixMs,
+) -> Answered {
+    let known = match destination {
+        WHOLE_ROUTE => crate::delivery::queued_route(gateway, route).is_some(),
+        d => crate::delivery::queued_destination(gateway, route, d).is_some(),
+    };
+    if !known {
         return Ok(unknown_route(route));
     }
-    let paused_now = queue.store.pause(route, "", now_ms).await?;
-    let since = queue
-        .store
-        .pauses()
-        .await?
-        .into_iter()
-        .find(|p| p.route == route && p.destination.is_empty())
+    let paused_now = queue.store.pause(route, destination, now_ms).await?;
+    let pauses = queue.store.pauses().await?;
+    let since = pauses
+        .iter()
+        .find(|p| p.route == route && p.destination == destination)
         .map_or(now_ms, |p| p.since);
-    queue.set_operator_pause(route, Some(since));
+    queue.pauses_changed(&pauses);
     if paused_now {
         tracing::warn!(
             route,
+            destination,
             "delivery paused from the admin API; events are still stored"
         );
     }
     Ok(json_response(
         StatusCode::OK,
-        &json!({"route": route, "paused": true, "changed": paused_now, "paused_since": time(since.as_i64())}),
+        &json!({"route": route, "destination": destination, "paused": true,
+                "changed": paused_now, "paused_since": time(since.as_i64())}),
     ))
 }
 
-/// `POST /queue/routes/R/resume`: what waited is delivered at the route's concurrency,
-/// its age not counting the pause.
-async fn resume(queue: &Queue, gateway: &Gateway, route: &str, now_ms: UnixMs) -> Answered {
+/// `POST /queue/routes/R/resume[?destination=D]`: what waited is delivered at the
+/// destination's concurrency, its age not counting the pause.
+async fn resume(
+    queue: &Queue,
+    gateway: &Gateway,
+    (route, destination): (&str, &str),
+    now_ms: UnixMs,
+) -> Answered {
     if !known_route(queue, gateway, route).await? {
         return Ok(unknown_route(route));
     }
-    let since = queue.store.resume(route, "", now_ms).await?;
-    queue.set_operator_pause(route, None);
+    let since = queue.store.resume(route, destination, now_ms).await?;
+    queue.pauses_changed(&queue.store.pauses().await?);
     queue.wake.notify_one();
     if let Some(since) = since {
         tracing::warn!(
             route,
+            destination,
             paused_seconds = now_ms.since(since).as_secs(),
             "delivery resumed from the admin API"
         );
     }
     Ok(json_response(
         StatusCode::OK,
-        &json!({"route": route, "paused": false, "changed": since.is_some(),
+        &json!({"route": route, "destination": destination, "paused": false,
+                "changed": since.is_some(),
                 "was_paused_since": since.map_or(Value::Null, |s| time(s.as_i64()))}),
     ))
 }
@@ -391,10 +414,11 @@ async fn known_route(
 }
 
 /// Each queued route (the configuration's, then any other the store holds events of; or
-/// only `only`): its events by state (delivered ones are not counted: they are history),
-/// the oldest pending event's age, the leases this process holds, and whether delivery is
-/// held back because the app looks down, or paused by an operator (as the store says:
-/// every replica's pause).
+/// only `only`), with each of its destinations: events by state (delivered ones are not
+/// counted: they are history), the oldest pending event's age, the leases this process
+/// holds, and whether delivery is held back because the app looks down, broken off by the
+/// breaker, or paused by an operator (as the store says: every replica's pause). The
+/// route's own fields add up its destinations'.
 fn routes(
     queue: &Queue,
     gateway: &Gateway,
@@ -402,66 +426,150 @@ fn routes(
     only: Option<&str>,
     now_ms: UnixMs,
 ) -> Value {
-    let mut names: Vec<(String, Option<usize>)> = gateway
+    let mut names: Vec<(String, Vec<Named>)> = gateway
         .routes
         .routes()
         .iter()
         .filter_map(|r| match &r.delivery {
-            Delivery::Queued(p) => Some((r.name.clone(), Some(p.concurrency))),
+            Delivery::Queued(p) => Some((
+                r.name.clone(),
+                p.destinations
+                    .iter()
+                    .map(|d| (d.name.clone(), Some(d.pace.concurrency)))
+                    .collect(),
+            )),
             Delivery::Sync => None,
         })
         .collect();
     for d in depths {
-        if !names.iter().any(|(n, _)| *n == d.route) {
-            names.push((d.route.clone(), None));
+        match names.iter_mut().find(|(n, _)| *n == d.route) {
+            Some((_, dests)) if dests.iter().any(|(n, _)| *n == d.destination) => {}
+            Some((_, dests)) => dests.push((d.destination.clone(), None)),
+            None => names.push((d.route.clone(), vec![(d.destination.clone(), None)])),
         }
     }
     let list: Vec<Value> = names
         .into_iter()
         .filter(|(name, _)| only.is_none_or(|o| o == name))
-        .map(|(name, concurrency)| {
-            let mine: Vec<&Depth> = depths.iter().filter(|d| d.route == name).collect();
-            let count = |state: State| {
-                mine.iter()
-                    .filter(|d| d.state == state)
-                    .map(|d| d.count)
-                    .sum::<u64>()
-            };
-            let oldest_pending = mine
+        .map(|(name, dests)| {
+            let views: Vec<Value> = dests
                 .iter()
-                .filter(|d| d.state != State::Dead)
-                .map(|d| d.oldest_received_ms)
-                .min();
-            let gate = queue.gate(&name);
-            let pacing = gate.pacing();
-            let breaker = gate.breaker();
-            let paused = pauses
-                .iter()
-                .find(|p| p.route == name && p.destination.is_empty())
-                .map(|p| p.since.as_i64());
-            json!({
-                "route": name,
-                "configured": concurrency.is_some(),
-                "concurrency": concurrency,
-                "depth": {
-                    "queued": count(State::Queued),
-                    "delivering": count(State::Delivering),
-                    "retrying": count(State::Retrying),
-                    "dead": count(State::Dead),
-                },
-                "oldest_pending_age_seconds": oldest_pending
-                    .map(|ms| now_ms.since(ms).as_secs()),
-                "leased_here": gate.outstanding(),
-                "app_down_since": pacing.down_since_ms.map_or(Value::Null, time),
-                "held_back": pacing.down_since_ms.is_some(),
-                "next_probe_at": pacing.next_probe_ms.map_or(Value::Null, time),
-                "paused_since": paused.map_or(Value::Null, time),
-                "breaker": breaker.0.label(),
-                "breaker_since": breaker.1.map_or(Value::Null, |s| time(s.as_i64())),
-            })
+                .map(|(d, concurrency)| {
+                    let at = (name.as_str(), d.as_str(), *concurrency);
+                    destination_view(queue, at, (depths, pauses), now_ms)
+                })
+                .collect();
+            route_view(&name, views, pauses)
         })
         .collect();
     json!({ "routes": list })
+}
+
+/// A destination's name, and its concurrency if it is configured.
+type Named = (String, Option<usize>);
+
+/// One destination of a route, as [`routes`] shows it.
+fn destination_view(
+    queue: &Queue,
+    (route, destination, concurrency): (&str, &str, Option<usize>),
+    (depths, pauses): (&[Depth], &[Paused]),
+    now_ms: UnixMs,
+) -> Value {
+    let mine: Vec<&Depth> = depths
+        .iter()
+        .filter(|d| d.route == route && d.destination == destination)
+        .collect();
+    let count = |state: State| {
+        mine.iter()
+            .filter(|d| d.state == state)
+            .map(|d| d.count)
+            .sum::<u64>()
+    };
+    let oldest_pending = mine
+        .iter()
+        .filter(|d| d.state != State::Dead)
+        .map(|d| d.oldest_received_ms)
+        .min();
+    let gate = queue.gate(route, destination);
+    let pacing = gate.pacing();
+    let breaker = gate.breaker();
+    let paused = pauses
+        .iter()
+        .filter(|p| {
+            p.route == route && (p.destination == WHOLE_ROUTE || p.destination == destination)
+        })
+        .map(|p| p.since.as_i64())
+        .min();
+    json!({
+        "destination": destination,
+        "configured": concurrency.is_some(),
+        "concurrency": concurrency,
+        "depth": {
+            "queued": count(State::Queued),
+            "delivering": count(State::Delivering),
+            "retrying": count(State::Retrying),
+            "dead": count(State::Dead),
+        },
+        "oldest_pending_age_seconds": oldest_pending.map(|ms| now_ms.since(ms).as_secs()),
+        "leased_here": gate.outstanding(),
+        "app_down_since": pacing.down_since_ms.map_or(Value::Null, time),
+        "held_back": pacing.down_since_ms.is_some(),
+        "next_probe_at": pacing.next_probe_ms.map_or(Value::Null, time),
+        "paused_since": paused.map_or(Value::Null, time),
+        "breaker": breaker.0.label(),
+        "breaker_since": breaker.1.map_or(Value::Null, |s| time(s.as_i64())),
+    })
+}
+
+/// A route as [`routes`] shows it: its destinations, and what they add up to (a route with
+/// one destination reads as that destination).
+fn route_view(name: &str, dests: Vec<Value>, pauses: &[Paused]) -> Value {
+    let sum = |f: &dyn Fn(&Value) -> Option<u64>| dests.iter().filter_map(f).sum::<u64>();
+    let earliest = |key: &str| {
+        dests
+            .iter()
+            .filter(|d| !d[key].is_null())
+            .min_by_key(|d| d[key].as_str().map(str::to_owned))
+            .map_or(Value::Null, |d| d[key].clone())
+    };
+    // The worst breaker: open, then half-open, then closed.
+    let rank = |d: &&Value| match d["breaker"].as_str() {
+        Some("open") => 0,
+        Some("half_open") => 1,
+        _ => 2,
+    };
+    let worst = dests.iter().min_by_key(rank);
+    let configured = dests.iter().any(|d| d["configured"] == Value::Bool(true));
+    let route_pause = pauses
+        .iter()
+        .find(|p| p.route == name && p.destination == WHOLE_ROUTE);
+    json!({
+        "route": name,
+        "configured": configured,
+        "concurrency": configured.then(|| sum(&|d| d["concurrency"].as_u64())),
+        "depth": {
+            "queued": sum(&|d| d["depth"]["queued"].as_u64()),
+            "delivering": sum(&|d| d["depth"]["delivering"].as_u64()),
+            "retrying": sum(&|d| d["depth"]["retrying"].as_u64()),
+            "dead": sum(&|d| d["depth"]["dead"].as_u64()),
+        },
+        "oldest_pending_age_seconds": dests
+            .iter()
+            .filter_map(|d| d["oldest_pending_age_seconds"].as_u64())
+            .max(),
+        "leased_here": sum(&|d| d["leased_here"].as_u64()),
+        "app_down_since": earliest("app_down_since"),
+        "held_back": dests.iter().any(|d| d["held_back"] == Value::Bool(true)),
+        "next_probe_at": earliest("next_probe_at"),
+        "paused_since": match (route_pause, dests.as_slice()) {
+            (Some(p), _) => time(p.since.as_i64()),
+            (None, [one]) => one["paused_since"].clone(),
+            (None, _) => Value::Null,
+        },
+        "breaker": worst.map_or(json!("closed"), |d| d["breaker"].clone()),
+        "breaker_since": worst.map_or(Value::Null, |d| d["breaker_since"].clone()),
+        "destinations": dests,
+    })
 }
 
 /// `%XX` sequences decoded to bytes, the result UTF-8; `None` if either fails.

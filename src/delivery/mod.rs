@@ -60,15 +60,15 @@ pub struct Queue {
     /// Notified when an event is stored or made due by an operator: the worker leases at
     /// once instead of at its next poll.
     pub wake: tokio::sync::Notify,
-    /// Per route: how many of its events this process holds leased, how many it may, and
-    /// its delivery slots.
-    gates: std::sync::Mutex<std::collections::HashMap<String, Arc<Gate>>>,
+    /// Per route and destination: how many of its events this process holds leased, how
+    /// many it may, and its delivery slots.
+    gates: std::sync::Mutex<std::collections::HashMap<(String, String), Arc<Gate>>>,
     /// Events stored with their first attempt started, handed to the worker in memory with
     /// the delivery slot they hold: no lease round trip, no reading the body back (see
     /// [`Queue::handoff`]). Unbounded, but never longer than the gates let events in.
     handoff: tokio::sync::mpsc::UnboundedSender<Handoff>,
     handoff_rx: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Handoff>>>,
-    /// Moved by every pause or resume made here (see [`Queue::set_operator_pause`]).
+    /// Moved by every pause or resume made here (see [`Queue::pauses_changed`]).
     pause_epoch: std::sync::atomic::AtomicU64,
 }
 
@@ -93,24 +93,19 @@ impl Queue {
         }
     }
 
-    /// The lease accounting of `route` in this process.
-    pub fn gate(&self, route: &str) -> Arc<Gate> {
+    /// The lease accounting of `route`'s `destination` in this process.
+    pub fn gate(&self, route: &str, destination: &str) -> Arc<Gate> {
         let mut gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
-        match gates.get(route) {
-            Some(g) => g.clone(),
-            None => {
-                let g = Arc::new(Gate::default());
-                gates.insert(route.to_owned(), g.clone());
-                g
-            }
-        }
+        let key = (route.to_owned(), destination.to_owned());
+        gates.entry(key).or_default().clone()
     }
 
-    /// For an event about to be stored: one lease of `route`'s gate and one of its delivery
-    /// slots, if both are free now, so that its first attempt can start as soon as it is on
-    /// disk. Both go back when the [`Reserved`] is dropped without being handed over.
-    pub fn reserve(&self, route: &str) -> Option<Reserved> {
-        let gate = self.gate(route);
+    /// For an event about to be stored: one lease of the gate of `route`'s `destination`
+    /// and one of its delivery slots, if both are free now, so that its first attempt can
+    /// start as soon as it is on disk. Both go back when the [`Reserved`] is dropped without
+    /// being handed over.
+    pub fn reserve(&self, route: &str, destination: &str) -> Option<Reserved> {
+        let gate = self.gate(route, destination);
         // Paused, or a breaker open or probing: the worker alone decides what starts.
         if gate.operator_pause().is_some() || gate.breaker().0 != breaker::Phase::Closed {
             return None;
@@ -135,17 +130,17 @@ impl Queue {
         // stored lease runs out (or the next start releases it).
     }
 
-    /// An operator's pause of `route` (or its end) in this process, at once: the store
-    /// holds it, and the worker reads it back every second. Moves the pause epoch, so that
-    /// a read of the store made before it is not applied after it.
-    pub fn set_operator_pause(&self, route: &str, since: Option<UnixMs>) {
-        let gate = self.gate(route);
+    /// An operator's pause or resume, in this process at once: `pauses` are the store's
+    /// right after it (the store holds them, and the worker reads them back every second).
+    /// Moves the pause epoch, so that a read of the store made before it is not applied
+    /// after it.
+    pub fn pauses_changed(&self, pauses: &[crate::delivery::store::Paused]) {
         // Under the gates' lock, as `apply_pauses` compares the epoch and applies: a read
         // made before this cannot be applied after it.
-        let _gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
+        let gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
         self.pause_epoch
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        gate.set_operator_pause(since);
+        apply(&gates, pauses);
     }
 
     /// The pause epoch: read before reading the store's pauses, and compared after.
@@ -153,21 +148,13 @@ impl Queue {
         self.pause_epoch.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Applies the store's pauses to this process's gates: a route with a whole-route pause
-    /// is paused, every other one is not.
+    /// Applies the store's pauses to this process's gates (see [`apply`]).
     /// `epoch` is [`Queue::pause_epoch`] as it was before the store was read: if a pause
     /// or resume was made here since, the read is older than it and is not applied.
     pub fn apply_pauses(&self, pauses: &[crate::delivery::store::Paused], epoch: u64) {
         let gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
-        if self.pause_epoch() != epoch {
-            return;
-        }
-        for (route, gate) in gates.iter() {
-            let since = pauses
-                .iter()
-                .find(|p| p.route == *route && p.destination.is_empty())
-                .map(|p| p.since);
-            gate.set_operator_pause(since);
+        if self.pause_epoch() == epoch {
+            apply(&gates, pauses);
         }
     }
 
@@ -200,7 +187,26 @@ impl Queue {
     }
 }
 
-/// A lease of a route's gate and one of its delivery slots, taken for one event.
+/// Pauses each gate as `pauses` say: a destination is paused by a pause of its own or of
+/// its whole route (destination [`crate::delivery::store::WHOLE_ROUTE`]), since the earlier.
+fn apply(
+    gates: &std::collections::HashMap<(String, String), Arc<Gate>>,
+    pauses: &[crate::delivery::store::Paused],
+) {
+    use crate::delivery::store::WHOLE_ROUTE;
+    for ((route, destination), gate) in gates {
+        let since = pauses
+            .iter()
+            .filter(|p| {
+                p.route == *route && (p.destination == WHOLE_ROUTE || p.destination == *destination)
+            })
+            .map(|p| p.since)
+            .min();
+        gate.set_operator_pause(since);
+    }
+}
+
+/// A lease of a destination's gate and one of its delivery slots, taken for one event.
 pub struct Reserved {
     lease: GateSlot,
     slot: tokio::sync::OwnedSemaphorePermit,
@@ -442,8 +448,8 @@ impl Drop for GateSlot {
 /// it holds every [`RENEW_EVERY`] while their events wait for a slot or for the app, and an
 /// attempt's start renews its lease, so in a healthy process no lease runs out: one that
 /// does means its process died or stalled.
-pub fn lease_for(limits: &crate::model::Limits, route: &crate::model::Route) -> Duration {
-    (limits.upstream_connect_timeout + route.limits.upstream_timeout)
+pub fn lease_for(limits: &crate::model::Limits, dest: &crate::model::Destination) -> Duration {
+    (limits.upstream_connect_timeout + dest.upstream_timeout)
         .saturating_add(Duration::from_secs(15))
         .max(RENEW_EVERY * 3)
 }
@@ -467,8 +473,25 @@ pub fn queued_route<'a>(
         })
 }
 
+/// The queued route named `route` in `gateway`, and the index of its destination named
+/// `destination`.
+pub fn queued_destination<'a>(
+    gateway: &'a crate::model::Gateway,
+    route: &str,
+    destination: &str,
+) -> Option<(&'a Arc<crate::model::Route>, usize)> {
+    let (route, policy) = queued_route(gateway, route)?;
+    let index = policy
+        .destinations
+        .iter()
+        .position(|d| d.name == destination)?;
+    Some((route, index))
+}
+
 /// The header that tells the app which attempt this is (1 for the first).
 pub const ATTEMPT_HEADER: http::HeaderName = http::HeaderName::from_static("hookgate-attempt");
+/// The header that tells the app an operator replayed this delivery, and how many times.
+pub const REPLAY_HEADER: http::HeaderName = http::HeaderName::from_static("hookgate-replay");
 /// The header that names the event to the app, stable across attempts.
 pub const IDEMPOTENCY_KEY: http::HeaderName = http::HeaderName::from_static("idempotency-key");
 /// The header that tells the sender which event its request was stored as.
@@ -490,6 +513,19 @@ pub fn idempotency_key(source: &crate::model::KeySource, key: &[u8]) -> String {
         _ => {}
     }
     hex::encode(<sha2::Sha256 as sha2::Digest>::digest(key))
+}
+
+/// The `Idempotency-Key` a destination gets for an event whose key is `key`: the key itself
+/// for a route's one destination (as before destinations), else the key, `:` and the
+/// destination's name. Two destinations may be one app, or share one idempotency store (two
+/// paths of one service behind one middleware): with one key, the second delivery would
+/// look like a retry of the first and be dropped. Retries to one destination keep its key.
+pub fn destination_key(key: &str, destination: &str) -> String {
+    if destination == crate::model::UNNAMED {
+        key.to_owned()
+    } else {
+        format!("{key}:{destination}")
+    }
 }
 
 #[cfg(test)]

@@ -43,14 +43,14 @@ use crate::delivery::breaker::{Breaker, Health, Transition};
 use crate::delivery::event::{Event, Unreadable};
 use crate::delivery::pacing::{AppState, Step};
 use crate::delivery::retry::{self, Attempt, Verdict};
-use crate::delivery::store::{Settle, WHOLE_ROUTE};
+use crate::delivery::store::Settle;
 use crate::delivery::{
-    queued_route, Gate, Pacing, Queue, UnixMs, ATTEMPT_HEADER, IDEMPOTENCY_KEY, RENEW_EVERY,
+    queued_destination, Gate, Pacing, Queue, UnixMs, ATTEMPT_HEADER, IDEMPOTENCY_KEY, RENEW_EVERY,
+    REPLAY_HEADER,
 };
 use crate::forward::{self, Outgoing};
 use crate::metrics::{Metrics, StoreOp};
-use crate::model::Route;
-use crate::model::{Delivery, QueuePolicy};
+use crate::model::{Delivery, Destination, Route};
 use crate::runtime::Clock;
 use crate::runtime::{ConfigSlot, InForce};
 
@@ -63,11 +63,12 @@ const PURGE_EVERY: Duration = Duration::from_secs(60);
 /// The longest wait between two tries of a settle the store did not take.
 const SETTLE_RETRY_MAX: Duration = Duration::from_secs(5);
 
-/// A route's delivery state in this worker.
+/// A destination's delivery state in this worker (of a route: its one, or each of its
+/// `destinations:`).
 struct RouteState {
-    /// Events this process holds leased, against the most it may, and the route's delivery
-    /// slots; shared with the pipeline, which stores an event with its first attempt
-    /// started when both have room.
+    /// Events this process holds leased, against the most it may, and the destination's
+    /// delivery slots; shared with the pipeline, which stores an event with its first
+    /// attempt started when both have room.
     gate: Arc<Gate>,
     /// Whether its app looks down, from its attempts.
     app: AppState,
@@ -79,9 +80,13 @@ struct RouteState {
     retry_after_until: Option<Instant>,
 }
 
+/// Each destination's state, by route and destination name (looked up without allocating).
+type States = HashMap<String, HashMap<String, RouteState>>;
+
 /// How an attempt went, for pacing.
 struct Done {
     route: String,
+    destination: String,
     /// `None`: no attempt was made (the lease was lost, or the store could not count it).
     app_down: Option<bool>,
     /// The app's `Retry-After`, when it said one.
@@ -90,7 +95,8 @@ struct Done {
     health: Option<Health>,
 }
 
-/// The leases this worker holds (event id to lease token), renewed together.
+/// The leases this worker holds (lease token to event id: an event's deliveries to two
+/// destinations are two leases), renewed together.
 type Held = Mutex<HashMap<String, String>>;
 
 /// Runs the worker until `shutdown` turns true. `live` is the worker's own view of the
@@ -102,7 +108,7 @@ pub async fn run(
     clock: Clock,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut routes: HashMap<String, RouteState> = HashMap::new();
+    let mut routes: States = HashMap::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let mut attempts = Attempts {
         running: tokio::task::JoinSet::new(),
@@ -129,9 +135,12 @@ pub async fn run(
             pauses_read = Some(Instant::now());
         }
         let wake_at = lease_due(&mut routes, &current, &mut attempts).await;
-        for (name, state) in &routes {
-            let leased = i64::try_from(state.gate.outstanding()).unwrap_or(i64::MAX);
-            metrics.queue.leased.with_label_values(&[name]).set(leased);
+        for (route, destinations) in &routes {
+            for (destination, state) in destinations {
+                let leased = i64::try_from(state.gate.outstanding()).unwrap_or(i64::MAX);
+                let labels = [route.as_str(), destination.as_str()];
+                metrics.queue.leased.with_label_values(&labels).set(leased);
+            }
         }
         tokio::select! {
             _ = queue.wake.notified() => {}
@@ -181,8 +190,7 @@ impl Attempts {
     fn spawn(
         &mut self,
         live: &Arc<InForce>,
-        route: &Arc<Route>,
-        policy: &QueuePolicy,
+        (route, destination): (&Arc<Route>, usize),
         gate: &Arc<Gate>,
         event: Event,
         slot: Option<OwnedSemaphorePermit>,
@@ -191,15 +199,15 @@ impl Attempts {
             self.held
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(event.id.clone(), lease.clone());
+                .insert(lease.clone(), event.id.clone());
         }
         let job = Attempting {
             queue: self.queue.clone(),
             live: live.clone(),
             route: route.clone(),
+            destination,
             gate: gate.clone(),
             held: self.held.clone(),
-            retry: policy.retry,
             metrics: self.metrics.clone(),
             clock: self.clock,
         };
@@ -211,113 +219,126 @@ impl Attempts {
     /// Starts the attempt of an event handed over by the pipeline (see [`take_handoff`]).
     fn take_handoff(
         &mut self,
-        routes: &mut HashMap<String, RouteState>,
+        routes: &mut States,
         current: &Arc<InForce>,
         h: crate::delivery::Handoff,
     ) {
         let queue = self.queue.clone();
-        take_handoff(
-            routes,
-            current,
-            &queue,
-            h,
-            |route, policy, gate, event, slot| {
-                self.spawn(current, route, policy, gate, event, Some(slot));
-            },
-        );
+        take_handoff(routes, current, &queue, h, |target, gate, event, slot| {
+            self.spawn(current, target, gate, event, Some(slot));
+        });
     }
 }
 
-/// Leases, for every queued route not paused, as many due events as its gate has room
-/// for, and starts their attempts. Returns when the loop is to look again at the latest.
+/// Leases, for every destination of every queued route, not paused, as many due events as
+/// its gate has room for, and starts their attempts. Returns when the loop is to look again
+/// at the latest.
 async fn lease_due(
-    routes: &mut HashMap<String, RouteState>,
+    routes: &mut States,
     current: &Arc<InForce>,
     attempts: &mut Attempts,
 ) -> Instant {
-    let (queue, metrics, clock) = (
-        attempts.queue.clone(),
-        attempts.metrics.clone(),
-        attempts.clock,
-    );
-    let now = Instant::now();
-    let mut wake_at = now + POLL;
+    let mut wake_at = Instant::now() + POLL;
     for route in current.gateway.routes.routes() {
         let Delivery::Queued(policy) = &route.delivery else {
             continue;
         };
-        let state = route_state(routes, route, &queue);
-        let (limit, wake) = lease_limit(state, route, policy, &metrics, clock);
-        if let Some(wake) = wake {
-            wake_at = wake_at.min(wake);
-        }
-        state.gate.set_limit(limit);
-        if state.gate.operator_pause().is_some() {
-            // Paused while the limit was worked out: the pause's limit stands.
-            state.gate.set_limit(0);
-            continue;
-        }
-        if limit == 0 {
-            continue;
-        }
-        let room = state.gate.take(usize::MAX);
-        if room == 0 {
-            continue;
-        }
-        // Each event leased is an attempt started soon: one token of the rate limit each.
-        let allowed = state.gate.take_tokens(room);
-        state.gate.release(room - allowed);
-        if allowed == 0 {
-            wake_at = wake_at.min(now + state.gate.token_wait());
-            continue;
-        }
-        let leased = lease(
-            &queue,
-            current,
-            route,
-            &state.gate,
-            allowed,
-            &metrics,
-            clock,
-        )
-        .await;
-        if let Some(b) = state.breaker.as_mut() {
-            b.probing(u32::try_from(leased.len()).unwrap_or(u32::MAX));
-        }
-        state.gate.release(allowed - leased.len());
-        // Tokens go with attempts as they start: those of events found missing, and of
-        // events that wait for a slot (each takes one when it gets its slot), go back.
-        let waiting = leased.iter().filter(|(_, slot)| slot.is_none()).count();
-        state
-            .gate
-            .give_back_tokens(allowed - leased.len() + waiting);
-        if allowed < room && leased.len() == allowed {
-            // Short of tokens, not of events: come back when the next token is there.
-            let wait = state.gate.token_wait().max(Duration::from_millis(1));
-            wake_at = wake_at.min(now + wait);
-        }
-        if !leased.is_empty() {
-            // Their settles wake the loop, which leases again.
-        } else if let Ok(Some(due_ms)) = queue.store.next_due((&route.name, WHOLE_ROUTE)).await {
-            wake_at = wake_at.min(now + due_ms.since(UnixMs::from(clock())));
-        }
-        let gate = state.gate.clone();
-        for (event, slot) in leased {
-            attempts.spawn(current, route, policy, &gate, event, slot);
+        for index in 0..policy.destinations.len() {
+            if let Some(wake) = lease_destination(routes, current, (route, index), attempts).await {
+                wake_at = wake_at.min(wake);
+            }
         }
     }
     wake_at
 }
 
+/// [`lease_due`] for one destination of a queued route: when to look again, if sooner
+/// than the next poll.
+async fn lease_destination(
+    routes: &mut States,
+    current: &Arc<InForce>,
+    (route, index): (&Arc<Route>, usize),
+    attempts: &mut Attempts,
+) -> Option<Instant> {
+    let (queue, metrics, clock) = (
+        attempts.queue.clone(),
+        attempts.metrics.clone(),
+        attempts.clock,
+    );
+    let dest = destination_of(route, index)?;
+    let now = Instant::now();
+    let state = route_state(routes, route, &dest.name, &queue);
+    let (limit, mut wake_at) = lease_limit(state, route, dest, &metrics, clock);
+    state.gate.set_limit(limit);
+    if state.gate.operator_pause().is_some() {
+        // Paused while the limit was worked out: the pause's limit stands.
+        state.gate.set_limit(0);
+        return wake_at;
+    }
+    let room = if limit == 0 {
+        0
+    } else {
+        state.gate.take(usize::MAX)
+    };
+    if room == 0 {
+        return wake_at;
+    }
+    // Each event leased is an attempt started soon: one token of the rate limit each.
+    let allowed = state.gate.take_tokens(room);
+    state.gate.release(room - allowed);
+    if allowed == 0 {
+        return Some(now + state.gate.token_wait());
+    }
+    let leased = lease(
+        &queue,
+        current,
+        (route, dest),
+        &state.gate,
+        allowed,
+        &metrics,
+        clock,
+    )
+    .await;
+    if let Some(b) = state.breaker.as_mut() {
+        b.probing(u32::try_from(leased.len()).unwrap_or(u32::MAX));
+    }
+    state.gate.release(allowed - leased.len());
+    // Tokens go with attempts as they start: those of events found missing, and of
+    // events that wait for a slot (each takes one when it gets its slot), go back.
+    let waiting = leased.iter().filter(|(_, slot)| slot.is_none()).count();
+    state
+        .gate
+        .give_back_tokens(allowed - leased.len() + waiting);
+    let sooner = |at: Option<Instant>, w: Instant| Some(at.map_or(w, |at| at.min(w)));
+    if allowed < room && leased.len() == allowed {
+        // Short of tokens, not of events: come back when the next token is there.
+        let next_token = now + state.gate.token_wait().max(Duration::from_millis(1));
+        wake_at = sooner(wake_at, next_token);
+    }
+    if !leased.is_empty() {
+        // Their settles wake the loop, which leases again.
+    } else if let Ok(Some(due_ms)) = queue.store.next_due((&route.name, &dest.name)).await {
+        wake_at = sooner(wake_at, now + due_ms.since(UnixMs::from(clock())));
+    }
+    let gate = state.gate.clone();
+    for (event, slot) in leased {
+        attempts.spawn(current, (route, index), &gate, event, slot);
+    }
+    wake_at
+}
+
+/// The route's destination at `index`, if it is queued and has one.
+fn destination_of(route: &Route, index: usize) -> Option<&Destination> {
+    match &route.delivery {
+        Delivery::Queued(policy) => policy.destinations.get(index),
+        Delivery::Sync => None,
+    }
+}
+
 /// Reads the operators' pauses from the store (every replica's, on a shared one) into each
 /// queued route's gate, and `hookgate_queue_paused`. A store that cannot be read keeps the
 /// pauses as they were.
-async fn read_pauses(
-    queue: &Queue,
-    routes: &mut HashMap<String, RouteState>,
-    current: &InForce,
-    metrics: &Metrics,
-) {
+async fn read_pauses(queue: &Queue, routes: &mut States, current: &InForce, metrics: &Metrics) {
     let epoch = queue.pause_epoch();
     let pauses = match queue.store.pauses().await {
         Ok(p) => p,
@@ -328,26 +349,30 @@ async fn read_pauses(
         }
     };
     for route in current.gateway.routes.routes() {
-        if let Delivery::Queued(_) = route.delivery {
-            route_state(routes, route, queue);
+        if let Delivery::Queued(policy) = &route.delivery {
+            for d in &policy.destinations {
+                route_state(routes, route, &d.name, queue);
+            }
         }
     }
     // A pause or resume made here while the store was read is newer than what was read.
     queue.apply_pauses(&pauses, epoch);
-    for (name, state) in routes.iter() {
-        let paused = state.gate.operator_pause().is_some();
-        metrics
-            .queue
-            .paused
-            .with_label_values(&[name])
-            .set(i64::from(paused));
+    for (route, destinations) in routes.iter() {
+        for (destination, state) in destinations {
+            let paused = state.gate.operator_pause().is_some();
+            metrics
+                .queue
+                .paused
+                .with_label_values(&[route, destination])
+                .set(i64::from(paused));
+        }
     }
 }
 
 /// On shutdown: waits for the attempts in flight, and for those of events still handed
 /// over, up to `limits.shutdown_grace`; past it, cuts them off.
 async fn finish_in_flight(
-    routes: &mut HashMap<String, RouteState>,
+    routes: &mut States,
     current: &Arc<InForce>,
     attempts: &mut Attempts,
     handoff: &mut mpsc::UnboundedReceiver<crate::delivery::Handoff>,
@@ -392,6 +417,7 @@ async fn give_back_held(queue: &Queue, held: &Held, metrics: &Metrics) {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .drain()
+        .map(|(lease, id)| (id, lease))
         .collect();
     if !still_held.is_empty() {
         match queue.store.release(still_held).await {
@@ -405,14 +431,15 @@ async fn give_back_held(queue: &Queue, held: &Held, metrics: &Metrics) {
     }
 }
 
-/// Leases up to `room` due events of `route`. As many as the route has free delivery
-/// slots are leased with their attempt started, each with its slot, and go out at once (one
-/// store operation each, not a lease and a start); the rest wait for a slot, leased. The
-/// slots are taken before the lease, so an attempt is counted only with a slot to send it.
+/// Leases up to `room` due events of `route` for `dest`. As many as the destination has
+/// free delivery slots are leased with their attempt started, each with its slot, and go
+/// out at once (one store operation each, not a lease and a start); the rest wait for a
+/// slot, leased. The slots are taken before the lease, so an attempt is counted only with a
+/// slot to send it.
 async fn lease(
     queue: &Queue,
     live: &InForce,
-    route: &Route,
+    (route, dest): (&Route, &Destination),
     gate: &Gate,
     room: usize,
     metrics: &Metrics,
@@ -424,7 +451,7 @@ async fn lease(
             .take(room)
             .collect();
     let now_ms = UnixMs::from(clock());
-    let until = now_ms.after(crate::delivery::lease_for(&live.gateway.limits, route));
+    let until = now_ms.after(crate::delivery::lease_for(&live.gateway.limits, dest));
     let mut leased = Vec::new();
     for start in [true, false] {
         let want = if start {
@@ -437,7 +464,7 @@ async fn lease(
         }
         match queue
             .store
-            .lease((&route.name, WHOLE_ROUTE), want, now_ms, until, start)
+            .lease((&route.name, &dest.name), want, now_ms, until, start)
             .await
         {
             Ok(events) => {
@@ -451,7 +478,7 @@ async fn lease(
                 }
             }
             Err(e) => {
-                tracing::error!(route = route.name.as_str(), error = %e, "queue store: cannot lease events");
+                tracing::error!(route = route.name.as_str(), destination = dest.name.as_str(), error = %e, "queue store: cannot lease events");
                 metrics.queue.store_error(StoreOp::Lease);
                 break;
             }
@@ -461,21 +488,22 @@ async fn lease(
 }
 
 /// Starts the attempt of an event handed over by the pipeline, or, if a reload removed
-/// its route meanwhile, gives its lease back to the gate (the stored lease runs out, and
-/// the event waits for a configuration that has the route again).
+/// its route or destination meanwhile, gives its lease back to the gate (the stored lease
+/// runs out, and the event waits for a configuration that has them again).
 fn take_handoff(
-    routes: &mut HashMap<String, RouteState>,
+    routes: &mut States,
     current: &Arc<InForce>,
     queue: &Queue,
     h: crate::delivery::Handoff,
-    mut start: impl FnMut(&Arc<Route>, &QueuePolicy, &Arc<Gate>, Event, OwnedSemaphorePermit),
+    mut start: impl FnMut((&Arc<Route>, usize), &Arc<Gate>, Event, OwnedSemaphorePermit),
 ) {
-    let Some((route, policy)) = queued_route(&current.gateway, &h.event.route) else {
-        queue.gate(&h.event.route).release(1);
+    let (route, destination) = (&h.event.route, &h.event.destination);
+    let Some((route, index)) = queued_destination(&current.gateway, route, destination) else {
+        queue.gate(route, destination).release(1);
         return;
     };
-    let gate = route_state(routes, route, queue).gate.clone();
-    start(route, policy, &gate, h.event, h.slot);
+    let gate = route_state(routes, route, destination, queue).gate.clone();
+    start((route, index), &gate, h.event, h.slot);
 }
 
 /// Keeps every lease this worker holds alive for another lease length.
@@ -484,18 +512,23 @@ async fn renew(queue: &Queue, live: &InForce, held: &Held, metrics: &Metrics, cl
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .iter()
-        .map(|(id, lease)| (id.clone(), lease.clone()))
+        .map(|(lease, id)| (id.clone(), lease.clone()))
         .collect();
     if leases.is_empty() {
         return;
     }
-    // The longest lease any queued route needs: a renewal is not per route.
+    // The longest lease any destination needs: a renewal is not per destination.
     let lease = live
         .gateway
         .routes
         .routes()
         .iter()
-        .map(|r| crate::delivery::lease_for(&live.gateway.limits, r))
+        .filter_map(|r| match &r.delivery {
+            Delivery::Queued(p) => Some(&p.destinations),
+            Delivery::Sync => None,
+        })
+        .flatten()
+        .map(|d| crate::delivery::lease_for(&live.gateway.limits, d))
         .max()
         .unwrap_or(RENEW_EVERY * 3);
     let until = UnixMs::from(clock()).after(lease);
@@ -505,26 +538,33 @@ async fn renew(queue: &Queue, live: &InForce, held: &Held, metrics: &Metrics, cl
     }
 }
 
-/// `route`'s delivery state, made on first use (looked up by name without allocating one:
-/// this runs for every event).
+/// The delivery state of `route`'s `destination`, made on first use (looked up by name
+/// without allocating one: this runs for every event).
 fn route_state<'a>(
-    routes: &'a mut HashMap<String, RouteState>,
+    routes: &'a mut States,
     route: &Route,
+    destination: &str,
     queue: &Queue,
 ) -> &'a mut RouteState {
     if !routes.contains_key(&route.name) {
+        routes.insert(route.name.clone(), HashMap::new());
+    }
+    let of_route = routes
+        .get_mut(&route.name)
+        .expect("the route's states were inserted above");
+    if !of_route.contains_key(destination) {
         let state = RouteState {
-            gate: queue.gate(&route.name),
+            gate: queue.gate(&route.name, destination),
             app: AppState::default(),
             paused_until: None,
             breaker: None,
             retry_after_until: None,
         };
-        routes.insert(route.name.clone(), state);
+        of_route.insert(destination.to_owned(), state);
     }
-    routes
-        .get_mut(&route.name)
-        .expect("the route's state was inserted above")
+    of_route
+        .get_mut(destination)
+        .expect("the destination's state was inserted above")
 }
 
 /// How many of the route's events this process may hold leased now, and when to look again
@@ -534,21 +574,23 @@ fn route_state<'a>(
 fn lease_limit(
     state: &mut RouteState,
     route: &Route,
-    policy: &QueuePolicy,
+    dest: &Destination,
     metrics: &Metrics,
     clock: Clock,
 ) -> (usize, Option<Instant>) {
     let now = Instant::now();
-    state.gate.set_concurrency(policy.concurrency);
-    state.gate.set_rate_limit(policy.rate_limit);
+    state.gate.set_concurrency(dest.pace.concurrency);
+    state.gate.set_rate_limit(dest.pace.rate_limit);
     if state.gate.operator_pause().is_some() {
         // Paused by an operator: nothing leased; events wait, stored.
         return (0, None);
     }
     let paused = state.paused_until.filter(|until| *until > now);
-    let mut limit = state.app.lease_limit(paused.is_some(), policy.concurrency);
+    let mut limit = state
+        .app
+        .lease_limit(paused.is_some(), dest.pace.concurrency);
     let mut wake = paused;
-    if let Some(probes) = breaker_allows(state, route, policy, metrics, clock) {
+    if let Some(probes) = breaker_allows(state, (route, dest), metrics, clock) {
         let reopens = state
             .breaker
             .as_ref()
@@ -565,76 +607,91 @@ fn lease_limit(
 /// it): how many attempts it lets start now (`None`: no limit of its own).
 fn breaker_allows(
     state: &mut RouteState,
-    route: &Route,
-    policy: &QueuePolicy,
+    (route, dest): (&Route, &Destination),
     metrics: &Metrics,
     clock: Clock,
 ) -> Option<u32> {
     let now_ms = UnixMs::from(clock());
-    if state.breaker.as_ref().map(Breaker::policy) != policy.breaker {
+    let policy = dest.pace.breaker;
+    if state.breaker.as_ref().map(Breaker::policy) != policy {
         // A new, changed or removed breaker starts (or ends) closed, as operators see it.
-        state.breaker = policy.breaker.map(|p| Breaker::new(p, now_ms));
+        state.breaker = policy.map(|p| Breaker::new(p, now_ms));
         state
             .gate
             .set_breaker(crate::delivery::breaker::BreakerState::Closed, now_ms);
         metrics
             .queue
             .breaker_state
-            .with_label_values(&[&route.name])
+            .with_label_values(&[&route.name, &dest.name])
             .set(0);
     }
     let breaker = state.breaker.as_mut()?;
     let (allowed, change) = breaker.allowed(now_ms);
     if let Some(change) = change {
-        breaker_changed(&route.name, change, &state.gate, metrics, now_ms);
+        let target = (route.name.as_str(), dest.name.as_str());
+        breaker_changed(target, change, &state.gate, metrics, now_ms);
     }
     allowed
 }
 
 /// A breaker's change of state: logged once, counted, shown.
-fn breaker_changed(route: &str, t: Transition, gate: &Gate, metrics: &Metrics, now: UnixMs) {
+fn breaker_changed(
+    (route, destination): (&str, &str),
+    t: Transition,
+    gate: &Gate,
+    metrics: &Metrics,
+    now: UnixMs,
+) {
     use crate::delivery::breaker::BreakerState;
     match t.to {
         BreakerState::Open { until } => tracing::warn!(
             route,
+            destination,
             failure_rate_percent = t.failure_rate,
             open_for_ms = until.since(now).as_millis() as u64,
             "circuit breaker open: the app fails too often; delivering nothing for a while"
         ),
         BreakerState::HalfOpen { .. } => {
-            tracing::info!(route, "circuit breaker half-open: probing the app")
+            tracing::info!(
+                route,
+                destination,
+                "circuit breaker half-open: probing the app"
+            )
         }
         BreakerState::Closed => {
-            tracing::info!(route, "circuit breaker closed: the app answers again")
+            tracing::info!(
+                route,
+                destination,
+                "circuit breaker closed: the app answers again"
+            )
         }
     }
     let q = &metrics.queue;
     q.breaker_state
-        .with_label_values(&[route])
+        .with_label_values(&[route, destination])
         .set(t.to.gauge());
     q.breaker_transitions
-        .with_label_values(&[route, t.to.label()])
+        .with_label_values(&[route, destination, t.to.label()])
         .inc();
     gate.set_breaker(t.to, now);
 }
 
 /// Paces a route by how its last attempt went ([`AppState::after_attempt`] decides).
-fn pace(
-    routes: &mut HashMap<String, RouteState>,
-    done: Done,
-    live: &InForce,
-    metrics: &Metrics,
-    clock: Clock,
-) {
-    let Some(state) = routes.get_mut(&done.route) else {
+fn pace(routes: &mut States, done: Done, live: &InForce, metrics: &Metrics, clock: Clock) {
+    let Some(state) = routes
+        .get_mut(&done.route)
+        .and_then(|r| r.get_mut(&done.destination))
+    else {
         return;
     };
+    let (route, destination) = (done.route.as_str(), done.destination.as_str());
     if let Some(breaker) = state.breaker.as_mut() {
         let now_ms = UnixMs::from(clock());
         match done.health {
             Some(health) => {
                 if let Some(change) = breaker.record(health, now_ms) {
-                    breaker_changed(&done.route, change, &state.gate, metrics, now_ms);
+                    let target = (route, destination);
+                    breaker_changed(target, change, &state.gate, metrics, now_ms);
                 }
             }
             // No attempt was made: a probe it held is free again.
@@ -644,8 +701,9 @@ fn pace(
     let Some(app_down) = done.app_down else {
         return;
     };
-    let route = done.route.as_str();
-    let retry = queued_route(&live.gateway, route).map(|(_, p)| &p.retry);
+    let retry = queued_destination(&live.gateway, route, destination)
+        .and_then(|(r, i)| destination_of(r, i))
+        .map(|d| &d.pace.retry);
     let now_ms = UnixMs::from(clock());
     let (app, step) = state.app.after_attempt(app_down, now_ms, retry);
     let step = crate::delivery::pacing::honour_retry_after(step, done.retry_after);
@@ -654,11 +712,14 @@ fn pace(
         state.retry_after_until = Some(state.retry_after_until.map_or(until, |t| t.max(until)));
     }
     state.app = app;
-    let held_back = metrics.queue.held_back.with_label_values(&[route]);
+    let held_back = metrics
+        .queue
+        .held_back
+        .with_label_values(&[route, destination]);
     match step {
         Step::Steady => {}
         Step::Recovered => {
-            tracing::info!(route, "app answering again; delivery resumes");
+            tracing::info!(route, destination, "app answering again; delivery resumes");
             // An app's Retry-After still holds, whatever answered meanwhile.
             let hold = state.retry_after_until.filter(|t| *t > Instant::now());
             state.paused_until = hold;
@@ -676,6 +737,7 @@ fn pace(
             if first {
                 tracing::warn!(
                     route,
+                    destination,
                     "app not answering; pausing delivery, then probing one event at a time"
                 );
             }
@@ -689,20 +751,32 @@ fn pace(
     }
 }
 
-/// One leased event on its way.
+/// One leased event on its way to one destination.
 struct Attempting {
     queue: Arc<Queue>,
     live: Arc<InForce>,
+    /// The route as configured when the attempt started, and the index of the destination
+    /// in it: its upstream, timeout and retry policy.
     route: Arc<Route>,
+    destination: usize,
     gate: Arc<Gate>,
     held: Arc<Held>,
-    /// The route's retry policy when the attempt started.
-    retry: crate::model::RetryPolicy,
     metrics: Arc<Metrics>,
     clock: Clock,
 }
 
 impl Attempting {
+    /// The destination it goes to.
+    fn dest(&self) -> &Destination {
+        destination_of(&self.route, self.destination)
+            .expect("an attempt is made only for a destination of its route")
+    }
+
+    /// The route's and the destination's names, for labels and logs.
+    fn names(&self) -> [&str; 2] {
+        [self.route.name.as_str(), self.dest().name.as_str()]
+    }
+
     /// Waits for a delivery slot (unless it holds one), has the store count the attempt
     /// (unless it was counted at ingest), sends the event, judges the answer and settles
     /// the event; then gives its lease back to the gate and reports on `done` how the app
@@ -718,17 +792,18 @@ impl Attempting {
             Some((down, after, health)) => (Some(down), after, Some(health)),
             None => (None, None, None),
         };
-        {
-            let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(lease) = &event.lease {
             // Only this attempt's lease: after a stall, the same event may be held again
             // under a newer one.
-            if held.get(&event.id) == event.lease.as_ref() {
-                held.remove(&event.id);
-            }
+            self.held
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(lease);
         }
         self.gate.release(1);
         let _ = done.send(Done {
             route: self.route.name.clone(),
+            destination: self.dest().name.clone(),
             app_down,
             retry_after,
             health,
@@ -806,8 +881,8 @@ impl Attempting {
 
     /// A stored event that cannot be turned back into a request: dead at once.
     async fn dead_letter_unreadable(&self, event: &Event, unreadable: Unreadable) {
-        let route = self.route.name.as_str();
-        tracing::error!(route, event = event.id.as_str(), error = %unreadable, "stored event cannot be sent; dead letter");
+        let [route, destination] = self.names();
+        tracing::error!(route, destination, event = event.id.as_str(), error = %unreadable, "stored event cannot be sent; dead letter");
         let settle = Settle::Dead {
             reason: retry::DeadReason::Unreadable,
             status: None,
@@ -818,7 +893,7 @@ impl Attempting {
 
     /// Gives `event`'s lease back to the store, with no attempt made.
     async fn give_lease_back(&self, event: &Event) {
-        let route = self.route.name.as_str();
+        let [route, _] = self.names();
         let lease = (event.id.clone(), event.lease.clone().unwrap_or_default());
         if let Err(e) = self.queue.store.release(vec![lease]).await {
             tracing::warn!(route, event = event.id.as_str(), error = %e, "queue store: cannot give a lease back; it runs out");
@@ -829,10 +904,10 @@ impl Attempting {
     /// Has the store count the attempt before it is sent (an attempt that dies with this
     /// process still counts); whether it may be sent now.
     async fn count_attempt(&self, event: &mut Event) -> bool {
-        let route = self.route.name.as_str();
+        let [route, _] = self.names();
         let until = UnixMs::from((self.clock)()).after(crate::delivery::lease_for(
             &self.live.gateway.limits,
-            &self.route,
+            self.dest(),
         ));
         match self.queue.store.start(event, until).await {
             Ok(Some(attempts)) => {
@@ -863,7 +938,7 @@ impl Attempting {
         cause: Option<String>,
         now: std::time::SystemTime,
     ) -> Settle {
-        let verdict = self.retry.judge(
+        let verdict = self.dest().pace.retry.judge(
             attempt,
             event.attempts.saturating_sub(event.budget_from),
             event.age_from_ms.as_i64(),
@@ -902,10 +977,11 @@ impl Attempting {
         status: Option<u16>,
         now: std::time::SystemTime,
     ) {
-        let route = self.route.name.as_str();
+        let [route, destination] = self.names();
         match settle {
             Settle::Delivered { .. } => tracing::info!(
                 route,
+                destination,
                 event = event.id.as_str(),
                 attempt = event.attempts,
                 status = status.unwrap_or(0),
@@ -919,6 +995,7 @@ impl Attempting {
                 };
                 tracing::warn!(
                     route,
+                    destination,
                     event = event.id.as_str(),
                     attempt = event.attempts,
                     status = status.unwrap_or(0),
@@ -951,7 +1028,7 @@ impl Attempting {
     /// Settles the event, trying again while the store does not take it (the lease is
     /// renewed meanwhile), and counts the attempt (`made`) and a new dead letter.
     async fn finish(&self, event: &Event, settle: Settle, made: bool) {
-        let route = self.route.name.as_str();
+        let [route, destination] = self.names();
         let q = &self.metrics.queue;
         let mut wait = Duration::from_millis(100);
         let changed = loop {
@@ -974,13 +1051,13 @@ impl Attempting {
             // Counted once the store says so, so the metrics never run ahead of the queue
             // API.
             q.attempts
-                .with_label_values(&[route, settle.outcome()])
+                .with_label_values(&[route, destination, settle.outcome()])
                 .inc();
         }
         match (&settle, changed) {
             (Settle::Dead { reason, .. }, true) => {
                 q.dead_letters
-                    .with_label_values(&[route, reason.label()])
+                    .with_label_values(&[route, destination, reason.label()])
                     .inc();
             }
             (_, true) => {}
@@ -988,6 +1065,7 @@ impl Attempting {
             // dropped by an operator.
             (Settle::Delivered { .. }, false) => tracing::info!(
                 route,
+                destination,
                 event = event.id.as_str(),
                 "delivered again; the event was already settled as delivered or dropped"
             ),
@@ -999,25 +1077,30 @@ impl Attempting {
     /// settled): this process stalled, or the store was out of reach, for longer than a
     /// lease.
     fn lease_lost(&self, event: &Event, what: &str) {
-        let route = self.route.name.as_str();
+        let [route, destination] = self.names();
         self.metrics
             .queue
             .leases_lost
-            .with_label_values(&[route])
+            .with_label_values(&[route, destination])
             .inc();
         tracing::warn!(
             route,
+            destination,
             event = event.id.as_str(),
             "lease ran out before the attempt {what}; another worker has the event"
         );
     }
 
-    /// The stored request, with `Idempotency-Key`, as it will be sent.
+    /// The stored request, with `Idempotency-Key` (and `Hookgate-Replay` when an operator
+    /// replayed it), as it will be sent.
     fn request(&self, event: &mut Event) -> Result<(Outgoing, RawBody), Unreadable> {
         let (method, target, mut headers) = event.request_head()?;
         let key = HeaderValue::from_str(&event.idempotency_key)
             .map_err(|_| Unreadable::new("bad idempotency key"))?;
         headers.insert(IDEMPOTENCY_KEY, key);
+        if event.replays > 0 {
+            headers.insert(REPLAY_HEADER, HeaderValue::from(event.replays));
+        }
         let body = RawBody::from(event.body.clone().unwrap_or_default());
         let outgoing = Outgoing {
             method,
@@ -1037,9 +1120,10 @@ impl Attempting {
         outgoing
             .headers
             .insert(ATTEMPT_HEADER, HeaderValue::from(event.attempts));
+        let dest = self.dest();
         let exchange = forward::send(
             &self.live.upstreams,
-            &self.route,
+            (&dest.upstream, dest.upstream_timeout),
             outgoing,
             body,
             &self.live.gateway.limits,
@@ -1128,11 +1212,18 @@ async fn refresh_depths(
     // `delivered` is not counted, so it gets no series (a constant 0 would read as "none").
     use crate::delivery::event::State;
     for route in live.gateway.routes.routes() {
-        if let Delivery::Queued(_) = route.delivery {
-            for state in State::ALL.into_iter().filter(|s| *s != State::Delivered) {
-                let labels = [route.name.as_str(), state.as_str()];
-                q.events.with_label_values(&labels).set(0);
-                q.oldest_age.with_label_values(&labels).set(0.0);
+        if let Delivery::Queued(policy) = &route.delivery {
+            for d in &policy.destinations {
+                for state in [
+                    State::Queued,
+                    State::Delivering,
+                    State::Retrying,
+                    State::Dead,
+                ] {
+                    let labels = [route.name.as_str(), d.name.as_str(), state.as_str()];
+                    q.events.with_label_values(&labels).set(0);
+                    q.oldest_age.with_label_values(&labels).set(0.0);
+                }
             }
         }
     }
@@ -1140,16 +1231,18 @@ async fn refresh_depths(
     let warn_orphans = orphans_warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
     for d in depths {
         let pending = d.state != State::Dead;
-        if warn_orphans && pending && queued_route(&live.gateway, &d.route).is_none() {
+        let known = queued_destination(&live.gateway, &d.route, &d.destination).is_some();
+        if warn_orphans && pending && !known {
             *orphans_warned = Some(Instant::now());
             tracing::warn!(
                 route = d.route.as_str(),
+                destination = d.destination.as_str(),
                 events = d.count,
-                "events wait in the queue store for a route that is not queued in this \
-                 configuration; they are not delivered until it is again"
+                "events wait in the queue store for a route or destination that is not queued \
+                 in this configuration; they are not delivered until it is again"
             );
         }
-        let labels = [d.route.as_str(), d.state.as_str()];
+        let labels = [d.route.as_str(), d.destination.as_str(), d.state.as_str()];
         q.events
             .with_label_values(&labels)
             .set(i64::try_from(d.count).unwrap_or(i64::MAX));

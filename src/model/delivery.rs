@@ -1,12 +1,12 @@
 //! A route's delivery as compiled: sync (forward now) or queued (store, answer, deliver
-//! later with retries), and where queued events are stored.
+//! later with retries, to each of its destinations), and where queued events are stored.
 
 use std::time::Duration;
 
 use http::StatusCode;
 
 /// How a route delivers what passed its checks.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum Delivery {
     /// Forward now and relay the app's answer (the default).
     Sync,
@@ -14,12 +14,45 @@ pub enum Delivery {
     Queued(QueuePolicy),
 }
 
-/// A queued route's settings (`queue:` on the route).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A queued route's settings (`queue:` and `destinations:` on the route).
+#[derive(Clone, Debug)]
 pub struct QueuePolicy {
     /// What the sender gets once the event is on disk.
     pub answer_status: StatusCode,
     pub answer_body: String,
+    /// Where its events go, in the configuration's order, never empty: the one destination
+    /// [`UNNAMED`] of a route with `upstream:`, or the route's `destinations:`.
+    pub destinations: Vec<Destination>,
+}
+
+impl QueuePolicy {
+    pub fn destination(&self, name: &str) -> Option<&Destination> {
+        self.destinations.iter().find(|d| d.name == name)
+    }
+}
+
+/// The name of the one destination of a queued route with `upstream:` rather than
+/// `destinations:` (every queued route before destinations): the store's rows of such a
+/// route, and a pause of the whole route, carry it.
+pub const UNNAMED: &str = "";
+
+/// One app a queued route delivers to, with its own delivery state and settings (its
+/// `destinations:` entry over the route's `queue:`).
+#[derive(Clone, Debug)]
+pub struct Destination {
+    /// Unique in the route; [`UNNAMED`] for a route with `upstream:`.
+    pub name: String,
+    pub upstream: super::Upstream,
+    /// Time for this app to answer in full once the request is sent.
+    pub upstream_timeout: Duration,
+    /// `Some`: only the events that match are delivered here.
+    pub filter: Option<super::filter::Filter>,
+    pub pace: Pace,
+}
+
+/// How a destination is delivered to: in flight at once, per second, broken off, retried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pace {
     /// Deliveries to the app in flight at once (protects a slow app). 1 also delivers in
     /// order of arrival, unless an event has to be retried.
     pub concurrency: usize,
@@ -30,11 +63,9 @@ pub struct QueuePolicy {
     pub retry: RetryPolicy,
 }
 
-impl Default for QueuePolicy {
-    fn default() -> QueuePolicy {
-        QueuePolicy {
-            answer_status: StatusCode::OK,
-            answer_body: "queued\n".into(),
+impl Default for Pace {
+    fn default() -> Pace {
+        Pace {
             concurrency: 16,
             rate_limit: None,
             breaker: None,

@@ -26,7 +26,8 @@ use http::Method;
 use ipnet::IpNet;
 
 pub use delivery::{
-    BreakerPolicy, Delivery, QueuePolicy, QueueStoreConfig, RateLimit, Retention, RetryPolicy,
+    BreakerPolicy, Delivery, Destination, Pace, QueuePolicy, QueueStoreConfig, RateLimit,
+    Retention, RetryPolicy, UNNAMED,
 };
 pub use replay::{KeySource, OnStoreError, ReplayPolicy, ReplayStoreConfig};
 pub use routes::{Match, PathPattern, RouteTable};

@@ -465,6 +465,11 @@ impl JsonBody {
         JsonBody(std::sync::OnceLock::from(Ok(value)))
     }
 
+    /// The body parsed strictly, if it is JSON (parsed now unless it was already).
+    pub fn value<'a>(&'a self, body: &crate::body::RawBody) -> Option<&'a serde_json::Value> {
+        self.get(body).ok()
+    }
+
     fn get<'a>(
         &'a self,
         body: &crate::body::RawBody,

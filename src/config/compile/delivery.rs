@@ -1,22 +1,62 @@
 //! What happens to a route's verified request: `delivery:` (sync, or queued with the
-//! `queue:` answer, concurrency and retries) and `replay:` (each event delivered at most
-//! once: its key, how long it is remembered, what a store failure does).
+//! `queue:` answer, concurrency and retries, to its `upstream:` or each of its
+//! `destinations:`) and `replay:` (each event delivered at most once: its key, how long it
+//! is remembered, what a store failure does).
 
+use std::path::Path;
 use std::time::Duration;
 
 use http::HeaderName;
 
+use super::filter::compile_filter;
+use super::upstream::parse_upstream;
 use super::values::{parse_duration, parse_header};
 use super::{Report, Stores};
-use crate::config::file::{RawDuration, RawQueue, RawReplay, RawReplayKey, RawRetry};
+use crate::config::file::{
+    RawBreaker, RawDestination, RawDuration, RawQueue, RawRateLimit, RawReplay, RawReplayKey,
+    RawRetry,
+};
 use crate::config::presets;
-use crate::model::{Delivery, KeySource, OnStoreError, QueuePolicy, ReplayPolicy, RetryPolicy};
+use crate::model::{
+    Delivery, Destination, KeySource, OnStoreError, Pace, QueuePolicy, ReplayPolicy, RetryPolicy,
+    Upstream, UNNAMED,
+};
 use crate::scheme::{Algorithm, Scheme};
 
-/// A route's `delivery:` and `queue:`.
+/// What a route's `delivery:` is compiled from.
+pub(super) struct DeliveryInput<'a> {
+    pub mode: Option<&'a str>,
+    pub queue: Option<&'a RawQueue>,
+    /// The route's `upstream:`, compiled (`None`: absent, or in error and reported).
+    pub upstream: Option<&'a Upstream>,
+    pub destinations: Option<&'a [RawDestination]>,
+    /// The route's `limits.upstream_timeout` (or the top level's).
+    pub upstream_timeout: Duration,
+    /// Relative `upstream_tls` files are read from here.
+    pub base: &'a Path,
+}
+
+impl<'a> DeliveryInput<'a> {
+    pub fn of(
+        raw: &'a crate::config::file::RawRoute,
+        upstream: Option<&'a Upstream>,
+        upstream_timeout: Duration,
+        base: &'a Path,
+    ) -> DeliveryInput<'a> {
+        DeliveryInput {
+            mode: raw.delivery.as_deref(),
+            queue: raw.queue.as_ref(),
+            upstream,
+            destinations: raw.destinations.as_deref(),
+            upstream_timeout,
+            base,
+        }
+    }
+}
+
+/// A route's `delivery:`, `queue:` and `destinations:`.
 pub(super) fn compile_delivery(
-    mode: Option<&str>,
-    queue: Option<&RawQueue>,
+    input: DeliveryInput<'_>,
     label: &str,
     preset: Option<&str>,
     enforce: bool,
@@ -24,12 +64,19 @@ pub(super) fn compile_delivery(
     r: &mut Report,
 ) -> Delivery {
     let loc = format!("{label}.delivery");
-    match mode {
+    match input.mode {
         None | Some("sync") => {
-            if queue.is_some() {
+            if input.queue.is_some() {
                 r.error(
                     format!("{label}.queue"),
                     "only for `delivery: queued`; this route forwards synchronously",
+                );
+            }
+            if input.destinations.is_some() {
+                r.error(
+                    format!("{label}.destinations"),
+                    "only for `delivery: queued`: a synchronous route has one `upstream:`, \
+                     whose answer is the sender's",
                 );
             }
             return Delivery::Sync;
@@ -44,7 +91,101 @@ pub(super) fn compile_delivery(
         }
     }
     check_queued(&loc, preset, enforce, stores, r);
-    Delivery::Queued(queue.map_or_else(QueuePolicy::default, |q| compile_queue_policy(q, label, r)))
+    let mut policy = QueuePolicy {
+        answer_status: http::StatusCode::OK,
+        answer_body: "queued\n".into(),
+        destinations: Vec::new(),
+    };
+    let pace = match input.queue {
+        Some(q) => compile_queue(q, &mut policy, label, r),
+        None => Pace::default(),
+    };
+    policy.destinations = match (input.upstream, input.destinations) {
+        (Some(upstream), None) => vec![Destination {
+            name: UNNAMED.to_owned(),
+            upstream: upstream.clone(),
+            upstream_timeout: input.upstream_timeout,
+            filter: None,
+            pace,
+        }],
+        (None, Some(list)) => compile_destinations(list, pace, &input, label, r),
+        // Neither, or both: reported with the route's upstream.
+        _ => Vec::new(),
+    };
+    Delivery::Queued(policy)
+}
+
+/// `destinations:`: each over the route's `queue:` settings (`pace`), named uniquely.
+fn compile_destinations(
+    list: &[RawDestination],
+    pace: Pace,
+    input: &DeliveryInput<'_>,
+    label: &str,
+    r: &mut Report,
+) -> Vec<Destination> {
+    let loc = format!("{label}.destinations");
+    if list.is_empty() || list.len() > MAX_DESTINATIONS {
+        r.error(&loc, format!("list 1 to {MAX_DESTINATIONS} destinations"));
+        return Vec::new();
+    }
+    let mut out: Vec<Destination> = Vec::new();
+    for (i, raw) in list.iter().enumerate() {
+        let dloc = format!("{loc}[{i}] ({})", raw.name);
+        if !is_destination_name(&raw.name) {
+            r.error(
+                format!("{dloc}.name"),
+                "1 to 64 of a-z, 0-9, `_` and `-`, starting with a letter or digit (it names \
+                 the destination in metrics, the queue API and Idempotency-Key)",
+            );
+        } else if list[..i].iter().any(|d| d.name == raw.name) {
+            r.error(format!("{dloc}.name"), "another destination has this name");
+        }
+        let upstream = parse_upstream(
+            &raw.upstream,
+            raw.upstream_tls.as_ref(),
+            input.base,
+            &format!("{dloc}.upstream"),
+            r,
+        );
+        let upstream_timeout = raw
+            .upstream_timeout
+            .as_deref()
+            .and_then(|t| parse_duration(t, &format!("{dloc}.upstream_timeout"), r))
+            .unwrap_or(input.upstream_timeout);
+        let filter = raw
+            .filter
+            .as_ref()
+            .and_then(|f| compile_filter(f, &format!("{dloc}.filter"), r));
+        let fields = PaceFields {
+            concurrency: raw.concurrency,
+            rate_limit: raw.rate_limit.as_ref(),
+            breaker: raw.breaker.as_ref(),
+            retry: raw.retry.as_ref(),
+        };
+        let pace = compile_pace(fields, pace, &dloc, r);
+        if let Some(upstream) = upstream {
+            out.push(Destination {
+                name: raw.name.clone(),
+                upstream,
+                upstream_timeout,
+                filter,
+                pace,
+            });
+        }
+    }
+    out
+}
+
+/// The most destinations one route may list.
+pub const MAX_DESTINATIONS: usize = 16;
+
+/// A destination's name: what metrics, the queue API and `Idempotency-Key` carry.
+fn is_destination_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    (1..=64).contains(&b.len())
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'-'))
 }
 
 /// What a queued route needs around it: a queue store, enforcement, and (a warning) a
@@ -72,9 +213,9 @@ fn check_queued(loc: &str, preset: Option<&str>, enforce: bool, stores: Stores, 
     }
 }
 
-/// `queue:`: the answer the sender gets, the deliveries in flight, the retries.
-fn compile_queue_policy(q: &RawQueue, label: &str, r: &mut Report) -> QueuePolicy {
-    let mut policy = QueuePolicy::default();
+/// `queue:`: the answer the sender gets (into `policy`), and the deliveries in flight, the
+/// rate, the breaker and the retries every destination starts from.
+fn compile_queue(q: &RawQueue, policy: &mut QueuePolicy, label: &str, r: &mut Report) -> Pace {
     let qloc = |field: &str| format!("{label}.queue.{field}");
     if let Some(status) = q.status {
         match http::StatusCode::from_u16(status) {
@@ -95,47 +236,69 @@ fn compile_queue_policy(q: &RawQueue, label: &str, r: &mut Report) -> QueuePolic
             policy.answer_body = body.clone();
         }
     }
-    match q.concurrency {
-        Some(0) => r.error(qloc("concurrency"), "must be at least 1"),
-        Some(n) if n > 4096 => r.error(qloc("concurrency"), "more than 4096"),
-        Some(n) => policy.concurrency = n as usize,
+    let fields = PaceFields {
+        concurrency: q.concurrency,
+        rate_limit: q.rate_limit.as_ref(),
+        breaker: q.breaker.as_ref(),
+        retry: q.retry.as_ref(),
+    };
+    compile_pace(fields, Pace::default(), &format!("{label}.queue"), r)
+}
+
+/// The pace fields of a `queue:` or of a destination.
+struct PaceFields<'a> {
+    concurrency: Option<u64>,
+    rate_limit: Option<&'a RawRateLimit>,
+    breaker: Option<&'a RawBreaker>,
+    retry: Option<&'a RawRetry>,
+}
+
+/// `fields` (at `loc`) laid over `pace`: the concurrency and rate limit replace it, the
+/// breaker's and the retry's fields replace its fields one by one.
+fn compile_pace(fields: PaceFields<'_>, mut pace: Pace, loc: &str, r: &mut Report) -> Pace {
+    let at = |field: &str| format!("{loc}.{field}");
+    match fields.concurrency {
+        Some(0) => r.error(at("concurrency"), "must be at least 1"),
+        Some(n) if n > 4096 => r.error(at("concurrency"), "more than 4096"),
+        Some(n) => pace.concurrency = n as usize,
         None => {}
     }
-    if let Some(rate) = &q.rate_limit {
+    if let Some(rate) = fields.rate_limit {
         let per_second = rate.per_second;
         if !per_second.is_finite() || !(0.001..=100_000.0).contains(&per_second) {
             r.error(
-                qloc("rate_limit.per_second"),
+                at("rate_limit.per_second"),
                 "from 0.001 (one a quarter hour) to 100000 deliveries a second",
             );
         } else {
             let burst = rate.burst.unwrap_or(per_second.ceil() as u32).max(1);
             if rate.burst == Some(0) {
-                r.error(qloc("rate_limit.burst"), "must be at least 1");
+                r.error(at("rate_limit.burst"), "must be at least 1");
             }
-            policy.rate_limit = Some(crate::model::RateLimit {
+            pace.rate_limit = Some(crate::model::RateLimit {
                 milli_per_second: (per_second * 1000.0).round() as u64,
                 burst,
             });
         }
     }
-    if let Some(breaker) = &q.breaker {
-        policy.breaker = Some(compile_breaker(breaker, label, r));
+    if let Some(breaker) = fields.breaker {
+        let base = pace.breaker.unwrap_or_default();
+        pace.breaker = Some(compile_breaker(breaker, base, &at("breaker"), r));
     }
-    if let Some(retry) = &q.retry {
-        compile_retry(retry, &mut policy.retry, label, r);
+    if let Some(retry) = fields.retry {
+        compile_retry(retry, &mut pace.retry, &at("retry"), r);
     }
-    policy
+    pace
 }
 
-/// `queue.breaker:` over the breaker's defaults.
+/// `breaker:` (at `loc`) over `p`.
 fn compile_breaker(
-    b: &crate::config::file::RawBreaker,
-    label: &str,
+    b: &RawBreaker,
+    mut p: crate::model::BreakerPolicy,
+    loc: &str,
     r: &mut Report,
 ) -> crate::model::BreakerPolicy {
-    let bloc = |field: &str| format!("{label}.queue.breaker.{field}");
-    let mut p = crate::model::BreakerPolicy::default();
+    let bloc = |field: &str| format!("{loc}.{field}");
     let mut set = |raw: &Option<RawDuration>, field: &str, out: &mut Duration| {
         if let Some(d) = raw
             .as_deref()
@@ -168,9 +331,9 @@ fn compile_breaker(
     p
 }
 
-/// `queue.retry:` over the default retry policy.
-fn compile_retry(retry: &RawRetry, p: &mut RetryPolicy, label: &str, r: &mut Report) {
-    let rloc = |field: &str| format!("{label}.queue.retry.{field}");
+/// `retry:` (at `loc`) over `p`.
+fn compile_retry(retry: &RawRetry, p: &mut RetryPolicy, loc: &str, r: &mut Report) {
+    let rloc = |field: &str| format!("{loc}.{field}");
     let mut set = |raw: &Option<RawDuration>, field: &str, out: &mut Duration| {
         if let Some(d) = raw
             .as_deref()

@@ -17,6 +17,7 @@
 //! section imports one that imports it back.
 
 mod delivery;
+mod filter;
 mod handshake;
 mod jwt;
 mod key_fetch;

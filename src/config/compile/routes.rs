@@ -8,7 +8,7 @@ use std::path::Path;
 use http::Method;
 use ipnet::IpNet;
 
-use super::delivery::{compile_delivery, compile_replay};
+use super::delivery::{compile_delivery, compile_replay, DeliveryInput};
 use super::handshake::{compile_handshake, HandshakeFor};
 use super::limits::compile_route_limits;
 use super::readable::{raw_route, route_label};
@@ -146,7 +146,7 @@ pub(super) fn compile_routes(
 }
 
 fn compile_route(
-    raw: RawRoute,
+    mut raw: RawRoute,
     label: &str,
     base: &Path,
     env: &dyn Fn(&str) -> Option<String>,
@@ -158,8 +158,7 @@ fn compile_route(
     let route_limits = compile_route_limits(raw.limits.as_ref(), limits, label, r);
     let path = compile_path(&raw.path, label, r);
     let mut methods = compile_methods(raw.methods.as_deref(), label, r);
-    let uloc = format!("{label}.upstream");
-    let upstream = parse_upstream(&raw.upstream, raw.upstream_tls.as_ref(), base, &uloc, r);
+    let upstream = route_upstream(&raw, base, label, r);
     let allow_ips = compile_allow_ips(raw.allow_ips.as_deref(), label, r);
     let public_url = raw
         .public_url
@@ -174,7 +173,7 @@ fn compile_route(
     };
     let preset = raw.verify.as_ref().and_then(|v| v.preset.clone());
     let (scheme, replay) = compile_checks(
-        raw.verify,
+        raw.verify.take(),
         raw.replay.as_ref(),
         allow_ips.as_deref(),
         &ctx,
@@ -182,15 +181,8 @@ fn compile_route(
         r,
     );
     let enforce = raw.enforce.unwrap_or(true);
-    let delivery = compile_delivery(
-        raw.delivery.as_deref(),
-        raw.queue.as_ref(),
-        label,
-        preset.as_deref(),
-        enforce,
-        stores,
-        r,
-    );
+    let input = DeliveryInput::of(&raw, upstream.as_ref(), route_limits.upstream_timeout, base);
+    let delivery = compile_delivery(input, label, preset.as_deref(), enforce, stores, r);
     let handshake = compile_handshake(
         raw.handshake.as_ref(),
         HandshakeFor {
@@ -206,6 +198,7 @@ fn compile_route(
     if r.errors.len() > errors_before {
         return None;
     }
+    let upstream = upstream.or_else(|| first_destination(&delivery));
     Some(Route {
         index: 0,
         name: raw.name,
@@ -221,6 +214,52 @@ fn compile_route(
         handshake,
         acknowledgement: acknowledgement(raw.queue.as_ref(), preset.as_deref()),
     })
+}
+
+/// A route with `destinations:` shows its first one where one upstream is asked for.
+fn first_destination(delivery: &crate::model::Delivery) -> Option<crate::model::Upstream> {
+    match delivery {
+        crate::model::Delivery::Queued(p) => Some(p.destinations.first()?.upstream.clone()),
+        crate::model::Delivery::Sync => None,
+    }
+}
+
+/// The route's `upstream:`, compiled; or, with `destinations:` instead, nothing (each
+/// destination has its own). Exactly one of the two.
+fn route_upstream(
+    raw: &RawRoute,
+    base: &Path,
+    label: &str,
+    r: &mut Report,
+) -> Option<crate::model::Upstream> {
+    let uloc = format!("{label}.upstream");
+    match (&raw.upstream, &raw.destinations) {
+        (Some(u), None) => parse_upstream(u, raw.upstream_tls.as_ref(), base, &uloc, r),
+        (Some(_), Some(_)) => {
+            r.error(
+                format!("{label}.destinations"),
+                "a route has `upstream:` or `destinations:`, not both",
+            );
+            None
+        }
+        (None, Some(_)) => {
+            if raw.upstream_tls.is_some() {
+                r.error(
+                    format!("{label}.upstream_tls"),
+                    "for `upstream:`; give each destination its own `upstream_tls:`",
+                );
+            }
+            None
+        }
+        (None, None) => {
+            r.error(
+                uloc,
+                "missing: where the app is (`upstream: http://127.0.0.1:3000`), or a queued \
+                 route's `destinations:`",
+            );
+            None
+        }
+    }
 }
 
 /// The body the sender requires in a success: the route's own `queue.body`, or its preset's

@@ -2120,10 +2120,21 @@ fn a_queued_route_compiles_with_defaults_and_with_its_own_settings() {
     let loaded = ok(&queued_route(
         "verify: { preset: lahza, secret: \"${LAHZA_SECRET}\" }, delivery: queued",
     ));
+    let crate::model::Delivery::Queued(p) = &route(&loaded, "r").delivery else {
+        panic!("queued");
+    };
     assert_eq!(
-        route(&loaded, "r").delivery,
-        crate::model::Delivery::Queued(crate::model::QueuePolicy::default())
+        (p.answer_status, p.answer_body.as_str()),
+        (http::StatusCode::OK, "queued\n")
     );
+    // One destination, unnamed, with the route's upstream and the default pace.
+    let [d] = p.destinations.as_slice() else {
+        panic!("one destination: {:?}", p.destinations);
+    };
+    assert_eq!(d.name, "");
+    assert_eq!(d.upstream.authority.as_str(), "127.0.0.1:3000");
+    assert_eq!(d.pace, crate::model::Pace::default());
+    assert!(d.filter.is_none());
     let loaded = ok(&queued_route(
         "verify: { preset: lahza, secret: \"${LAHZA_SECRET}\" }, delivery: queued, queue: { \
          status: 202, body: accepted, concurrency: 1, retry: { initial_interval: 1s, \
@@ -2134,16 +2145,141 @@ fn a_queued_route_compiles_with_defaults_and_with_its_own_settings() {
     };
     assert_eq!(p.answer_status, http::StatusCode::ACCEPTED);
     assert_eq!(p.answer_body, "accepted");
-    assert_eq!(p.concurrency, 1);
-    assert_eq!(p.retry.initial_interval, Duration::from_secs(1));
-    assert_eq!(p.retry.max_interval, Duration::from_secs(10));
-    assert_eq!(p.retry.max_age, Duration::from_secs(24 * 3600));
-    assert_eq!(p.retry.max_attempts, Some(5));
+    let pace = &p.destinations[0].pace;
+    assert_eq!(pace.concurrency, 1);
+    assert_eq!(pace.retry.initial_interval, Duration::from_secs(1));
+    assert_eq!(pace.retry.max_interval, Duration::from_secs(10));
+    assert_eq!(pace.retry.max_age, Duration::from_secs(24 * 3600));
+    assert_eq!(pace.retry.max_attempts, Some(5));
     // A sync route (the default) has no queue.
     let loaded = ok(&one_route(
         "verify: { preset: lahza, secret: \"${LAHZA_SECRET}\" }",
     ));
-    assert_eq!(route(&loaded, "r").delivery, crate::model::Delivery::Sync);
+    assert!(matches!(
+        route(&loaded, "r").delivery,
+        crate::model::Delivery::Sync
+    ));
+}
+
+/// A queued route `r` with no `upstream:` and these `destinations:` (a YAML flow list).
+fn fan_out(destinations: &str, more: &str) -> String {
+    format!(
+        "{QUEUE_STORE}{}",
+        with_routes(&[&format!(
+            "{{ name: r, path: /r, verify: {{ preset: lahza, secret: \"${{LAHZA_SECRET}}\" }}, \
+             delivery: queued, destinations: {destinations}{more} }}"
+        )])
+    )
+}
+
+#[test]
+fn destinations_compile_over_the_routes_queue_settings() {
+    let loaded = ok(&fan_out(
+        "[{ name: billing, upstream: \"http://127.0.0.1:3001/in\", concurrency: 2, \
+         filter: { json: /type, prefix: invoice. } }, \
+         { name: analytics, upstream: \"http://127.0.0.1:3002\", upstream_timeout: 3s, \
+         retry: { max_attempts: 2 }, breaker: { probes: 1 } }]",
+        ", queue: { concurrency: 8, retry: { initial_interval: 1s }, breaker: { window: 10s } }",
+    ));
+    let r = route(&loaded, "r");
+    let crate::model::Delivery::Queued(p) = &r.delivery else {
+        panic!("queued");
+    };
+    let names: Vec<&str> = p.destinations.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["billing", "analytics"]);
+    // The route shows its first destination's upstream where one is asked for.
+    assert_eq!(r.upstream.authority.as_str(), "127.0.0.1:3001");
+    let (billing, analytics) = (&p.destinations[0], &p.destinations[1]);
+    assert_eq!(billing.upstream.base_path, "/in");
+    assert_eq!(billing.pace.concurrency, 2);
+    assert_eq!(billing.pace.retry.initial_interval, Duration::from_secs(1));
+    assert!(billing.filter.is_some());
+    assert_eq!(billing.upstream_timeout, Duration::from_secs(30));
+    assert_eq!(analytics.pace.concurrency, 8, "the route's");
+    assert_eq!(analytics.upstream_timeout, Duration::from_secs(3));
+    // Retry and breaker fields are laid one by one over the route's.
+    assert_eq!(
+        analytics.pace.retry.initial_interval,
+        Duration::from_secs(1)
+    );
+    assert_eq!(analytics.pace.retry.max_attempts, Some(2));
+    let breaker = analytics.pace.breaker.expect("a breaker");
+    assert_eq!(
+        (breaker.window, breaker.probes),
+        (Duration::from_secs(10), 1)
+    );
+    assert!(analytics.filter.is_none());
+}
+
+#[test]
+fn destination_mistakes_are_located() {
+    let v = "verify: { preset: lahza, secret: \"${LAHZA_SECRET}\" }";
+    let a = "{ name: a, upstream: \"http://127.0.0.1:3001\" }";
+    let cases = [
+        (
+            queued_route(&format!("{v}, destinations: [{a}]")),
+            "routes[0] (r).destinations",
+            "only for `delivery: queued`",
+        ),
+        (
+            queued_route(&format!("{v}, delivery: queued, destinations: [{a}]")),
+            "routes[0] (r).destinations",
+            "not both",
+        ),
+        (fan_out("[]", ""), "routes[0] (r).destinations", "1 to 16"),
+        (
+            fan_out(&format!("[{a}, {a}]"), ""),
+            "routes[0] (r).destinations[1] (a).name",
+            "another destination",
+        ),
+        (
+            fan_out("[{ name: Billing, upstream: \"http://127.0.0.1:1\" }]", ""),
+            "routes[0] (r).destinations[0] (Billing).name",
+            "a-z",
+        ),
+        (
+            fan_out("[{ name: b, upstream: \"ftp://x\" }]", ""),
+            "routes[0] (r).destinations[0] (b).upstream",
+            "",
+        ),
+        (
+            fan_out(
+                "[{ name: b, upstream: \"http://127.0.0.1:1\", concurrency: 0 }]",
+                "",
+            ),
+            "routes[0] (r).destinations[0] (b).concurrency",
+            "at least 1",
+        ),
+        (
+            fan_out(
+                "[{ name: b, upstream: \"http://127.0.0.1:1\", filter: { json: /t } }]",
+                "",
+            ),
+            "routes[0] (r).destinations[0] (b).filter",
+            "exactly one test",
+        ),
+        (
+            fan_out(&format!("[{a}]"), ", upstream_tls: { ca_file: /x }"),
+            "routes[0] (r).upstream_tls",
+            "each destination its own",
+        ),
+        (
+            format!(
+                "{QUEUE_STORE}{}",
+                with_routes(&[&format!("{{ name: r, path: /r, {v}, delivery: queued }}")])
+            ),
+            "routes[0] (r).upstream",
+            "missing",
+        ),
+    ];
+    for (text, location, message) in cases {
+        let errs = errors(&text);
+        assert!(
+            errs.iter()
+                .any(|e| e.location == location && e.message.contains(message)),
+            "{location}: {message}\n{errs:?}"
+        );
+    }
 }
 
 #[test]
@@ -2528,7 +2664,7 @@ fn type_errors_are_all_reported_at_once_each_located() {
             "routes[1] (b).verify.signature.prefixx",
             "unknown field `prefixx`",
         ),
-        ("routes[2] (c)", "missing field `upstream`"),
+        ("routes[2] (c).upstream", "missing: where the app is"),
     ];
     assert_eq!(found.len(), expected.len(), "{found:#?}");
     for ((location, message), (want_location, want_message)) in found.iter().zip(expected) {
