@@ -10,6 +10,7 @@ mod deploy_kit;
 mod docs;
 mod drain;
 mod engine;
+mod fanout;
 mod fuzz_corpus;
 mod handshakes;
 mod hostile;

@@ -1,0 +1,321 @@
+//! One queued route, three apps: each verified event is stored once and delivered to every
+//! destination whose filter takes it, each destination with its own state, pace, pause and
+//! breaker. Embedded store here; PostgreSQL with two replicas in `queued_postgres.rs`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use http::StatusCode;
+
+use crate::queue_admin::admin;
+use crate::queued::{header, store, within, ENV};
+use crate::support::*;
+
+/// The route `shop` at `/shop`, queued to `billing` (events whose `/event` starts with
+/// `invoice.`), `analytics` (every event but a `ping`) and `audit` (events whose
+/// `x-tenant` header is `acme`), each with `extra` lines (indented six spaces) under it.
+fn shop_route(billing: &str, analytics: &str, audit: &str, extra: [&str; 3]) -> String {
+    format!(
+        "  - name: shop\n    path: /shop\n\
+         \x20   verify: {{ preset: laso, secret: \"${{LASO_SECRET}}\" }}\n\
+         \x20   delivery: queued\n\
+         \x20   queue: {{ retry: {{ initial_interval: 50ms, max_interval: 200ms }} }}\n\
+         \x20   destinations:\n\
+         \x20     - name: billing\n        upstream: {billing}\n\
+         \x20       filter: {{ json: /event, prefix: invoice. }}\n{}\
+         \x20     - name: analytics\n        upstream: {analytics}\n\
+         \x20       filter: {{ not: {{ json: /event, equals: ping }} }}\n{}\
+         \x20     - name: audit\n        upstream: {audit}\n\
+         \x20       filter: {{ header: x-tenant, one_of: [acme] }}\n{}",
+        extra[0], extra[1], extra[2]
+    )
+}
+
+async fn shop_gateway(dir: &std::path::Path, apps: [&str; 3], extra: [&str; 3]) -> Hookgate {
+    let yaml = Yaml::new()
+        .top(&store(dir))
+        .routes(&shop_route(apps[0], apps[1], apps[2], extra));
+    Hookgate::start(&yaml, ENV).await
+}
+
+/// Posts event `n` of type `kind` (with `x-tenant: tenant` if given); returns its id.
+async fn send_event(gw: &Hookgate, n: usize, kind: &str, tenant: Option<&str>) -> String {
+    let body = format!(r#"{{"event":"{kind}","n":{n}}}"#).into_bytes();
+    let mut headers = sign_as("laso", secret_of("laso"), &body, now_unix());
+    if let Some(t) = tenant {
+        headers.push(("x-tenant".into(), t.into()));
+    }
+    let answer = post(&gw.url("/shop"), &as_refs(&headers), &body).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    answer.headers["hookgate-event-id"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// How many times the app got each `n`.
+fn counts(app: &Upstream) -> BTreeMap<u64, usize> {
+    let mut out = BTreeMap::new();
+    for r in app.received() {
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        *out.entry(v["n"].as_u64().unwrap()).or_default() += 1;
+    }
+    out
+}
+
+fn once_each(ns: impl IntoIterator<Item = u64>) -> BTreeMap<u64, usize> {
+    ns.into_iter().map(|n| (n, 1)).collect()
+}
+
+fn delivered(gw: &Hookgate, destination: &str) -> f64 {
+    gw.counter(
+        "hookgate_delivery_attempts_total",
+        &[
+            ("route", "shop"),
+            ("destination", destination),
+            ("outcome", "delivered"),
+        ],
+    )
+}
+
+#[tokio::test]
+async fn filters_send_each_event_to_its_apps_only_and_an_event_none_takes_is_kept() {
+    let dir = temp_dir("fanout-filters");
+    let (billing, analytics, audit) = (
+        Upstream::start().await,
+        Upstream::start().await,
+        Upstream::start().await,
+    );
+    let apps = [billing.url(), analytics.url(), audit.url()];
+    let gw = shop_gateway(&dir, [&apps[0], &apps[1], &apps[2]], ["", "", ""]).await;
+
+    let paid = send_event(&gw, 1, "invoice.paid", Some("acme")).await;
+    send_event(&gw, 2, "booking.created", None).await;
+    send_event(&gw, 3, "invoice.voided", Some("other")).await;
+    let ping = send_event(&gw, 4, "ping", None).await;
+
+    within(5, "every app has its events", || {
+        billing.count() == 2 && analytics.count() == 3 && audit.count() == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(counts(&billing), once_each([1, 3]));
+    assert_eq!(counts(&analytics), once_each([1, 2, 3]));
+    assert_eq!(counts(&audit), once_each([1]));
+
+    // One event, one id; each app its own Idempotency-Key, the same bytes.
+    let to = |app: &Upstream| {
+        app.received()
+            .into_iter()
+            .find(|r| r.body.starts_with(br#"{"event":"invoice.paid""#))
+            .expect("event 1")
+    };
+    for (app, name) in [
+        (&billing, "billing"),
+        (&analytics, "analytics"),
+        (&audit, "audit"),
+    ] {
+        let got = to(app);
+        assert_eq!(header(&got, "idempotency-key"), format!("{paid}:{name}"));
+        assert_eq!(header(&got, "hookgate-attempt"), "1");
+        assert_eq!(got.path_and_query, "/shop");
+    }
+    assert_eq!(to(&billing).body, to(&audit).body);
+
+    // Stored once, with a delivery per destination that took it.
+    let (status, event) = admin(&gw, "GET", &format!("/queue/events/{paid}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let deliveries: Vec<(&str, &str)> = event["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["destination"].as_str().unwrap(),
+                d["state"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        deliveries,
+        [
+            ("analytics", "delivered"),
+            ("audit", "delivered"),
+            ("billing", "delivered")
+        ]
+    );
+    // The ping went nowhere, and is kept as such: acknowledged, never lost.
+    let (_, event) = admin(&gw, "GET", &format!("/queue/events/{ping}"), None).await;
+    assert_eq!(event["state"], "filtered");
+    assert_eq!(event["deliveries"].as_array().unwrap().len(), 1);
+    let (_, listed) = admin(&gw, "GET", "/queue/events?route=shop&state=filtered", None).await;
+    assert_eq!(listed["events"].as_array().unwrap().len(), 1);
+
+    for (name, n) in [("billing", 2.0), ("analytics", 3.0), ("audit", 1.0)] {
+        within(2, "the attempts are counted", || delivered(&gw, name) == n).await;
+    }
+    // The route's view shows each destination.
+    let (_, route) = admin(&gw, "GET", "/queue/routes/shop", None).await;
+    let names: Vec<&str> = route["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["destination"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["billing", "analytics", "audit"]);
+    assert_eq!(route["concurrency"], 48);
+}
+
+#[tokio::test]
+async fn one_app_down_does_not_slow_the_others_and_gets_everything_once_it_is_back() {
+    let dir = temp_dir("fanout-down");
+    let (analytics, audit) = (Upstream::start().await, Upstream::start().await);
+    let billing_addr = rebindable_addr().await;
+    let apps = [
+        format!("http://{billing_addr}"),
+        analytics.url(),
+        audit.url(),
+    ];
+    let gw = shop_gateway(&dir, [&apps[0], &apps[1], &apps[2]], ["", "", ""]).await;
+    for n in 0..20 {
+        send_event(&gw, n, "invoice.paid", Some("acme")).await;
+    }
+    within(5, "the apps that answer have every event", || {
+        analytics.count() == 20 && audit.count() == 20
+    })
+    .await;
+    assert_eq!(counts(&analytics), once_each(0..20));
+    let (_, route) = admin(&gw, "GET", "/queue/routes/shop", None).await;
+    let billing_view = &route["destinations"][0];
+    assert_eq!(billing_view["destination"], "billing");
+    assert_eq!(billing_view["held_back"], true, "{billing_view}");
+    assert_eq!(route["destinations"][1]["held_back"], false);
+    assert_eq!(
+        gw.counter(
+            "hookgate_queue_held_back",
+            &[("route", "shop"), ("destination", "billing")]
+        ),
+        1.0
+    );
+
+    // Billing comes up: everything it missed, once each.
+    let billing = Upstream::start_at(billing_addr, Reply::default()).await;
+    within(30, "billing catches up", || billing.count() >= 20).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(counts(&billing), once_each(0..20));
+    assert_eq!(counts(&analytics), once_each(0..20), "nothing twice");
+}
+
+#[tokio::test]
+async fn a_paused_destination_holds_while_the_others_deliver_and_drains_once_on_resume() {
+    let dir = temp_dir("fanout-pause");
+    let (billing, analytics, audit) = (
+        Upstream::start().await,
+        Upstream::start().await,
+        Upstream::start().await,
+    );
+    let apps = [billing.url(), analytics.url(), audit.url()];
+    let gw = shop_gateway(&dir, [&apps[0], &apps[1], &apps[2]], ["", "", ""]).await;
+    let (status, paused) = admin(
+        &gw,
+        "POST",
+        "/queue/routes/shop/pause?destination=analytics",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(paused["destination"], "analytics");
+    let (status, _) = admin(
+        &gw,
+        "POST",
+        "/queue/routes/shop/pause?destination=nope",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a typo pauses nothing");
+    for n in 0..10 {
+        send_event(&gw, n, "invoice.paid", Some("acme")).await;
+    }
+    within(5, "the others deliver", || {
+        billing.count() == 10 && audit.count() == 10
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(analytics.count(), 0, "paused: nothing delivered");
+    let (_, route) = admin(&gw, "GET", "/queue/routes/shop", None).await;
+    assert!(route["destinations"][1]["paused_since"].is_string());
+    assert!(route["destinations"][0]["paused_since"].is_null());
+    assert!(route["paused_since"].is_null(), "the route is not paused");
+    assert_eq!(route["destinations"][1]["depth"]["queued"], 10);
+    assert_eq!(
+        gw.counter(
+            "hookgate_queue_paused",
+            &[("route", "shop"), ("destination", "analytics")]
+        ),
+        1.0
+    );
+
+    let (status, _) = admin(
+        &gw,
+        "POST",
+        "/queue/routes/shop/resume?destination=analytics",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    within(5, "analytics drains", || analytics.count() >= 10).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(counts(&analytics), once_each(0..10));
+    assert_eq!(counts(&billing), once_each(0..10));
+}
+
+#[tokio::test]
+async fn a_destination_breaker_opens_on_its_failure_rate_while_the_others_deliver() {
+    let dir = temp_dir("fanout-breaker");
+    // Billing fails its first eight attempts with 500 (which pacing alone lets through).
+    let billing = Upstream::start_with(Reply::scripted(&[500; 8])).await;
+    let (analytics, audit) = (Upstream::start().await, Upstream::start().await);
+    let apps = [billing.url(), analytics.url(), audit.url()];
+    let breaker = "        breaker: { failure_rate: 50, window: 10s, min_attempts: 4, \
+                   open_for: 500ms, probes: 1 }\n";
+    let gw = shop_gateway(&dir, [&apps[0], &apps[1], &apps[2]], [breaker, "", ""]).await;
+    for n in 0..6 {
+        send_event(&gw, n, "invoice.paid", None).await;
+    }
+    within(5, "analytics is not held up", || analytics.count() == 6).await;
+    let opened = |gw: &Hookgate| {
+        gw.counter(
+            "hookgate_queue_breaker_transitions_total",
+            &[
+                ("route", "shop"),
+                ("destination", "billing"),
+                ("to", "open"),
+            ],
+        )
+    };
+    within(5, "billing's breaker opens", || opened(&gw) >= 1.0).await;
+    assert_eq!(
+        gw.counter(
+            "hookgate_queue_breaker_transitions_total",
+            &[
+                ("route", "shop"),
+                ("destination", "analytics"),
+                ("to", "open")
+            ],
+        ),
+        0.0
+    );
+    within(30, "billing gets every event after probes close it", || {
+        counts(&billing).len() == 6
+    })
+    .await;
+    within(5, "closed again", || {
+        gw.counter(
+            "hookgate_queue_breaker_state",
+            &[("route", "shop"), ("destination", "billing")],
+        ) == 0.0
+    })
+    .await;
+    let ok: usize = billing.received().len().saturating_sub(8);
+    assert_eq!(ok, 6, "each event delivered once after the failures");
+}
