@@ -319,3 +319,72 @@ async fn a_destination_breaker_opens_on_its_failure_rate_while_the_others_delive
     let ok: usize = billing.received().len().saturating_sub(8);
     assert_eq!(ok, 6, "each event delivered once after the failures");
 }
+
+/// Two gateways on one PostgreSQL, the three apps behind each: every event reaches each
+/// app that takes it exactly once, whichever replica stored or delivered it; a pause of
+/// one destination made on one replica holds on both, and the other destinations go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_postgres_deliver_each_event_once_to_each_app_that_takes_it() {
+    let pg = crate::pg_server::PostgresServer::start().await;
+    let (billing, analytics, audit) = (
+        Upstream::start().await,
+        Upstream::start().await,
+        Upstream::start().await,
+    );
+    let yaml = Yaml::new()
+        .top(&format!(
+            "queue_store:\n  type: postgres\n  url: \"{}\"\n  timeout: 2s\n",
+            pg.url()
+        ))
+        .routes(&shop_route(
+            &billing.url(),
+            &analytics.url(),
+            &audit.url(),
+            ["", "", ""],
+        ));
+    let a = Hookgate::start(&yaml, ENV).await;
+    let b = Hookgate::start(&yaml, ENV).await;
+    let (status, _) = admin(
+        &a,
+        "POST",
+        "/queue/routes/shop/pause?destination=audit",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    // The other replica reads the pauses every second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for n in 0..30 {
+        let gw = if n % 2 == 0 { &a } else { &b };
+        let kind = if n % 3 == 0 {
+            "booking.created"
+        } else {
+            "invoice.paid"
+        };
+        send_event(gw, n as usize, kind, Some("acme")).await;
+    }
+    let invoices: Vec<u64> = (0..30).filter(|n| n % 3 != 0).collect();
+    within(15, "billing and analytics have theirs", || {
+        billing.count() >= invoices.len() && analytics.count() >= 30
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(counts(&billing), once_each(invoices.iter().copied()));
+    assert_eq!(counts(&analytics), once_each(0..30));
+    assert_eq!(audit.count(), 0, "paused on every replica");
+
+    // Resumed on the other replica: audit drains, once each.
+    let (status, _) = admin(
+        &b,
+        "POST",
+        "/queue/routes/shop/resume?destination=audit",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    within(15, "audit drains", || audit.count() >= 30).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(counts(&audit), once_each(0..30));
+    a.shutdown().await;
+    b.shutdown().await;
+}
