@@ -150,53 +150,108 @@ enum Command {
 
 #[derive(Subcommand)]
 enum QueueAction {
-    /// Each queued route: events by state, the oldest one's age, leases held, and whether
-    /// delivery is held back because the app looks down (since when, next probe).
+    /// Each queued route and its destinations: events by state, the oldest one's age,
+    /// leases held, and whether delivery is held back because the app looks down (since
+    /// when, next probe), broken off by its breaker, or paused.
     Routes {
         /// Only this route.
         route: Option<String>,
     },
-    /// List events (no bodies), oldest id first.
+    /// List deliveries (no bodies), by event id: one per event and destination.
     List {
         #[arg(long)]
         route: Option<String>,
-        /// queued, delivering, retrying, delivered or dead.
+        /// Only the deliveries to this destination.
+        #[arg(long)]
+        destination: Option<String>,
+        /// queued, delivering, retrying, delivered, dead or filtered.
         #[arg(long)]
         state: Option<String>,
         #[arg(long, default_value_t = 100)]
         limit: usize,
-        /// Only events after this id (the previous page's `next_after`).
+        /// Only deliveries after this one (the previous page's `next_after`).
         #[arg(long)]
         after: Option<String>,
     },
-    /// Show one event; with `--body`, the stored request (headers and body) too.
+    /// Show one event and its deliveries; with `--body`, the stored request (headers and
+    /// body) too.
     Show {
         id: String,
         #[arg(long)]
         body: bool,
     },
-    /// Make a dead (or retrying) event due now, starting its retries over.
-    Retry { id: String },
-    /// Retry every dead event of a route.
+    /// Make an event's dead (or retrying) deliveries due now, starting their retries over.
+    Retry {
+        id: String,
+        /// Only its delivery to this destination.
+        #[arg(long)]
+        destination: Option<String>,
+    },
+    /// Retry every dead delivery of a route.
     RetryDead {
         #[arg(long)]
         route: String,
+        /// Only those to this destination.
+        #[arg(long)]
+        destination: Option<String>,
     },
-    /// Pause a route's delivery: its events are still taken and stored (the senders get
-    /// their 2xx), none is delivered until `resume`; the pause is stored, so it survives
-    /// restarts and holds on every replica.
+    /// Pause a route's delivery (or one destination's): its events are still taken and
+    /// stored (the senders get their 2xx), none is delivered until `resume`; the pause is
+    /// stored, so it survives restarts and holds on every replica.
     Pause {
         #[arg(long)]
         route: String,
+        #[arg(long)]
+        destination: Option<String>,
     },
-    /// Resume a paused route: what waited is delivered at its concurrency, its age not
-    /// counting the pause.
+    /// Resume a paused route (or destination): what waited is delivered at its
+    /// concurrency, its age not counting the pause.
     Resume {
         #[arg(long)]
         route: String,
+        #[arg(long)]
+        destination: Option<String>,
     },
-    /// Delete an event (not while it is being delivered).
-    Drop { id: String },
+    /// Delete an event's deliveries (not while one is being delivered).
+    Drop {
+        id: String,
+        /// Only its delivery to this destination.
+        #[arg(long)]
+        destination: Option<String>,
+    },
+    /// Send again what a route's destinations got: counts what matches (a dry run), and
+    /// with `--yes` starts a job that replays it at the destination's pace, each delivery
+    /// with its original `Idempotency-Key` and `Hookgate-Replay`.
+    Replay {
+        #[arg(long)]
+        route: String,
+        /// Only the deliveries to this destination (default: every destination's).
+        #[arg(long)]
+        destination: Option<String>,
+        /// Send them to this destination of the route instead (e.g. staging).
+        #[arg(long)]
+        to: Option<String>,
+        /// Received since: a duration ago (1h) or an RFC 3339 time.
+        #[arg(long)]
+        since: String,
+        /// Received before (default: now).
+        #[arg(long)]
+        until: Option<String>,
+        /// States to replay, comma-separated (default: delivered,dead).
+        #[arg(long)]
+        state: Option<String>,
+        /// Only events whose stored request matches this filter, as in `destinations:`
+        /// (e.g. '{ json: /type, prefix: invoice. }').
+        #[arg(long)]
+        filter: Option<String>,
+        /// Start the job (without it: only count what it would replay).
+        #[arg(long)]
+        yes: bool,
+    },
+    /// The latest replay jobs and their progress, or one.
+    Replays { id: Option<String> },
+    /// Stop a running replay job (what it sent stays sent).
+    CancelReplay { id: String },
 }
 
 #[derive(clap::Args)]
@@ -741,25 +796,49 @@ fn queue(
 
 impl From<QueueAction> for api::Call {
     fn from(action: QueueAction) -> api::Call {
+        use api::Call;
         match action {
-            QueueAction::Routes { route } => api::Call::Routes { route },
+            QueueAction::Routes { route } => Call::Routes { route },
             QueueAction::List {
                 route,
+                destination,
                 state,
                 limit,
                 after,
-            } => api::Call::List {
+            } => Call::List {
                 route,
+                destination,
                 state,
                 limit,
                 after,
             },
-            QueueAction::Show { id, body } => api::Call::Show { id, body },
-            QueueAction::Retry { id } => api::Call::Retry { id },
-            QueueAction::RetryDead { route } => api::Call::RetryDead { route },
-            QueueAction::Pause { route } => api::Call::Pause { route },
-            QueueAction::Resume { route } => api::Call::Resume { route },
-            QueueAction::Drop { id } => api::Call::Drop { id },
+            QueueAction::Show { id, body } => Call::Show { id, body },
+            QueueAction::Retry { id, destination } => Call::Retry { id, destination },
+            QueueAction::RetryDead { route, destination } => Call::RetryDead { route, destination },
+            QueueAction::Pause { route, destination } => Call::Pause { route, destination },
+            QueueAction::Resume { route, destination } => Call::Resume { route, destination },
+            QueueAction::Drop { id, destination } => Call::Drop { id, destination },
+            QueueAction::Replay {
+                route,
+                destination,
+                to,
+                since,
+                until,
+                state,
+                filter,
+                yes,
+            } => Call::Replay(api::ReplayCall {
+                route,
+                destination,
+                to,
+                since,
+                until,
+                state,
+                filter,
+                dry_run: !yes,
+            }),
+            QueueAction::Replays { id } => Call::Replays { id },
+            QueueAction::CancelReplay { id } => Call::CancelReplay { id },
         }
     }
 }

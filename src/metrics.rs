@@ -227,10 +227,12 @@ pub enum StoreOp {
     Purge,
     /// Reading the operators' pauses.
     Pauses,
+    /// A bulk replay's look-up or batch.
+    Replay,
 }
 
 impl StoreOp {
-    pub const ALL: [StoreOp; 12] = [
+    pub const ALL: [StoreOp; 13] = [
         StoreOp::Ingest,
         StoreOp::Write,
         StoreOp::Commit,
@@ -243,6 +245,7 @@ impl StoreOp {
         StoreOp::Depths,
         StoreOp::Purge,
         StoreOp::Pauses,
+        StoreOp::Replay,
     ];
 
     pub fn label(self) -> &'static str {
@@ -259,6 +262,7 @@ impl StoreOp {
             StoreOp::Depths => "depths",
             StoreOp::Purge => "purge",
             StoreOp::Pauses => "pauses",
+            StoreOp::Replay => "replay",
         }
     }
 }

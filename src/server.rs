@@ -600,15 +600,15 @@ async fn open_queue(
     Ok(Arc::new(Queue::new(store)))
 }
 
-/// Starts the delivery worker of `queue` (and its upkeep: purges, depth gauges) on this
-/// runtime, with upstream pools of its own; both end on `shutdown`.
+/// Starts the delivery worker of `queue` (and its upkeep: purges, depth gauges; and the
+/// bulk replays) on this runtime, with upstream pools of its own; all end on `shutdown`.
 fn delivery_tasks(
     queue: &Arc<Queue>,
     live: &Arc<crate::runtime::ConfigSlot>,
     metrics: &Arc<Metrics>,
     clock: Clock,
     shutdown: &watch::Receiver<bool>,
-) -> [JoinHandle<()>; 2] {
+) -> [JoinHandle<()>; 3] {
     [
         tokio::spawn(crate::delivery::worker::run(
             queue.clone(),
@@ -618,6 +618,13 @@ fn delivery_tasks(
             shutdown.clone(),
         )),
         tokio::spawn(crate::delivery::worker::maintain(
+            queue.clone(),
+            live.clone(),
+            metrics.clone(),
+            clock,
+            shutdown.clone(),
+        )),
+        tokio::spawn(crate::delivery::replays::run(
             queue.clone(),
             live.clone(),
             metrics.clone(),

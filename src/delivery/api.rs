@@ -14,6 +14,12 @@
 //! POST   /queue/routes/R/pause[?destination=D]            store its events, deliver none
 //! POST   /queue/routes/R/resume[?destination=D]           deliver again (what waited, too)
 //! DELETE /queue/events/ID[?destination=D]                drop (not while being delivered)
+//! POST   /queue/replays?route=R&since=1h[&until=T][&destination=D][&to=T]
+//!               [&state=delivered,dead][&filter=YAML][&dry_run=true]
+//!                                                         count, then start a bulk replay
+//! GET    /queue/replays                                   the latest jobs and their progress
+//! GET    /queue/replays/ID                                one job
+//! POST   /queue/replays/ID/cancel                         stop it (what was sent stays sent)
 //! ```
 //!
 //! An event has one delivery per destination that took it (one `filtered` record if none
@@ -33,7 +39,7 @@ use serde_json::{json, Value};
 
 use crate::config::ConfigErrors;
 use crate::delivery::event::{Event, State};
-use crate::delivery::store::{Depth, Filter, Paused, WHOLE_ROUTE};
+use crate::delivery::store::{Depth, Filter, JobState, Paused, ReplayJob, ReplaySpec, WHOLE_ROUTE};
 use crate::delivery::table::View;
 use crate::delivery::{Queue, QueueStoreError, UnixMs};
 use crate::model::{Delivery, Gateway};
@@ -99,12 +105,17 @@ pub async fn respond(
             retry_event(queue, id, params.get("destination"), now_ms).await
         }
         (&Method::DELETE, ["events", id]) => drop_event(queue, id, params.get("destination")).await,
+        (&Method::POST, ["replays"]) => start_replay(queue, gateway, &params, now_ms).await,
+        (&Method::GET, ["replays"]) => replay_jobs(queue, None).await,
+        (&Method::GET, ["replays", id]) => replay_jobs(queue, Some(id)).await,
+        (&Method::POST, ["replays", id, "cancel"]) => cancel_replay(queue, id, now_ms).await,
         _ => Ok(error(
             StatusCode::NOT_FOUND,
             "unknown queue endpoint: GET /queue/routes, GET /queue/routes/ROUTE, \
              GET /queue/events, GET /queue/events/ID, POST /queue/events/ID/retry, \
              POST /queue/routes/ROUTE/retry-dead, POST /queue/routes/ROUTE/pause, \
-             POST /queue/routes/ROUTE/resume, DELETE /queue/events/ID",
+             POST /queue/routes/ROUTE/resume, DELETE /queue/events/ID, POST /queue/replays, \
+             GET /queue/replays, GET /queue/replays/ID, POST /queue/replays/ID/cancel",
         )),
     };
     result.unwrap_or_else(|e| store_error(&e))
@@ -377,6 +388,218 @@ async fn drop_event(queue: &Queue, id: &str, destination: Option<&str>) -> Answe
     }
     tracing::info!(event = id, destination, "event dropped from the admin API");
     Ok(json_response(StatusCode::OK, &json!({"dropped": n})))
+}
+
+/// `POST /queue/replays?…`: the spec checked against the configuration, what it matches
+/// counted (through its filter, if it has one), and, unless `dry_run`, the job stored for
+/// a process to run.
+async fn start_replay(
+    queue: &Queue,
+    gateway: &Gateway,
+    params: &Params,
+    now_ms: UnixMs,
+) -> Answered {
+    let spec = match replay_spec(gateway, params, now_ms) {
+        Ok(spec) => spec,
+        Err(why) => return Ok(error(StatusCode::BAD_REQUEST, &why)),
+    };
+    let matched = match &spec.filter {
+        None => queue.store.replay_count(&spec).await?,
+        Some(text) => {
+            let filter =
+                crate::config::compile::parse_filter(text).map_err(QueueStoreError::Engine)?;
+            count_through(queue, &spec, &filter).await?
+        }
+    };
+    let dry_run = matches!(params.get("dry_run"), Some("true" | "1"));
+    if dry_run {
+        return Ok(json_response(
+            StatusCode::OK,
+            &json!({"dry_run": true, "matched": matched, "spec": spec_json(&spec)}),
+        ));
+    }
+    let job = ReplayJob {
+        id: crate::request_id::unique_hex(),
+        spec,
+        matched,
+        replayed: 0,
+        skipped: 0,
+        cursor: (String::new(), String::new()),
+        state: JobState::Running,
+        error: None,
+        owner: None,
+        owned_until: None,
+        created: now_ms,
+        finished: None,
+    };
+    queue.store.replay_create(job.clone()).await?;
+    tracing::warn!(
+        job = job.id.as_str(),
+        route = job.spec.route.as_str(),
+        matched,
+        "bulk replay started from the admin API"
+    );
+    Ok(json_response(StatusCode::ACCEPTED, &job_json(&job)))
+}
+
+/// How many of what `spec` matches pass `filter` (read in pages, with their requests).
+async fn count_through(
+    queue: &Queue,
+    spec: &ReplaySpec,
+    filter: &crate::model::filter::Filter,
+) -> Result<u64, QueueStoreError> {
+    let mut cursor = (String::new(), String::new());
+    let mut seen: Option<String> = None;
+    let mut n = 0;
+    loop {
+        let rows = queue
+            .store
+            .replay_candidates(spec, cursor.clone(), 500, true)
+            .await?;
+        for row in &rows {
+            // With one target, an event counts once.
+            if spec.target.is_some() && seen.as_deref() == Some(row.id.as_str()) {
+                continue;
+            }
+            let headers = crate::delivery::event::decode_headers(&row.headers).unwrap_or_default();
+            let json = row
+                .body
+                .as_deref()
+                .and_then(|b| crate::scheme::json::parse_strict(b).ok());
+            if filter.matches(&headers, json.as_ref()) {
+                n += 1;
+                seen = Some(row.id.clone());
+            }
+        }
+        match rows.last() {
+            Some(last) if rows.len() == 500 => {
+                cursor = (last.id.clone(), last.destination.clone());
+            }
+            _ => return Ok(n),
+        }
+    }
+}
+
+/// A replay's spec from its query, checked against the configuration in force.
+fn replay_spec(gateway: &Gateway, params: &Params, now_ms: UnixMs) -> Result<ReplaySpec, String> {
+    let route = params.get("route").ok_or("give route=")?;
+    let Some((_, policy)) = crate::delivery::queued_route(gateway, route) else {
+        return Err(format!(
+            "no queued route named {route:?} in the configuration"
+        ));
+    };
+    let known = |name: &str| policy.destination(name).is_some();
+    let source = params.get("destination").map(str::to_owned);
+    let target = params.get("to").map(str::to_owned);
+    for name in source.iter().chain(&target) {
+        if !known(name) {
+            return Err(format!(
+                "route {route:?} has no destination {name:?}; a replay goes only to a \
+                 configured destination"
+            ));
+        }
+    }
+    let since = params
+        .get("since")
+        .ok_or("give since= (1h, or an RFC 3339 time)")?;
+    let since = when(since, now_ms).ok_or("since: a duration (1h) or an RFC 3339 time")?;
+    let until = match params.get("until") {
+        None => now_ms.after(Duration::from_millis(1)),
+        Some(u) => when(u, now_ms).ok_or("until: a duration (10m) or an RFC 3339 time")?,
+    };
+    if until <= since {
+        return Err("until is not after since".into());
+    }
+    let states: Vec<State> = match params.get("state") {
+        None => vec![State::Delivered, State::Dead],
+        Some(list) => list
+            .split(',')
+            .map(|s| State::parse(s.trim()).ok_or(format!("unknown state {s:?}")))
+            .collect::<Result<_, _>>()?,
+    };
+    if states.contains(&State::Filtered) && target.is_none() {
+        return Err(
+            "a filtered event went to no destination: give to= the one to send it to".into(),
+        );
+    }
+    let filter = params.get("filter").map(str::to_owned);
+    if let Some(f) = &filter {
+        crate::config::compile::parse_filter(f)?;
+    }
+    Ok(ReplaySpec {
+        route: route.to_owned(),
+        source,
+        target,
+        since,
+        until,
+        states,
+        filter,
+    })
+}
+
+/// `1h` (that long before `now`) or an RFC 3339 time.
+fn when(text: &str, now: UnixMs) -> Option<UnixMs> {
+    if let Ok(ago) = humantime::parse_duration(text) {
+        return Some(now.before(ago));
+    }
+    humantime::parse_rfc3339_weak(text).ok().map(UnixMs::from)
+}
+
+/// `GET /queue/replays[/ID]`
+async fn replay_jobs(queue: &Queue, id: Option<&str>) -> Answered {
+    let jobs = queue.store.replay_jobs().await?;
+    Ok(match id {
+        None => json_response(
+            StatusCode::OK,
+            &json!({"replays": jobs.iter().map(job_json).collect::<Vec<_>>()}),
+        ),
+        Some(id) => match jobs.iter().find(|j| j.id == id) {
+            Some(job) => json_response(StatusCode::OK, &job_json(job)),
+            None => error(
+                StatusCode::NOT_FOUND,
+                "no such replay job (among the latest 100)",
+            ),
+        },
+    })
+}
+
+/// `POST /queue/replays/ID/cancel`
+async fn cancel_replay(queue: &Queue, id: &str, now_ms: UnixMs) -> Answered {
+    if !queue.store.replay_cancel(id, now_ms).await? {
+        return Ok(error(
+            StatusCode::NOT_FOUND,
+            "no running replay job with this id",
+        ));
+    }
+    tracing::warn!(job = id, "bulk replay cancelled from the admin API");
+    replay_jobs(queue, Some(id)).await
+}
+
+fn spec_json(spec: &ReplaySpec) -> Value {
+    json!({
+        "route": spec.route,
+        "destination": spec.source,
+        "to": spec.target,
+        "since": time(spec.since.as_i64()),
+        "until": time(spec.until.as_i64()),
+        "states": spec.states.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        "filter": spec.filter,
+    })
+}
+
+fn job_json(j: &ReplayJob) -> Value {
+    json!({
+        "id": j.id,
+        "spec": spec_json(&j.spec),
+        "state": j.state.as_str(),
+        "matched": j.matched,
+        "replayed": j.replayed,
+        "skipped": j.skipped,
+        "error": j.error,
+        "running_on": j.owner,
+        "created_at": time(j.created.as_i64()),
+        "finished_at": j.finished.map_or(Value::Null, |f| time(f.as_i64())),
+    })
 }
 
 fn store_error(e: &QueueStoreError) -> Response<Full<Bytes>> {
@@ -679,7 +902,8 @@ fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
     json_response(status, &json!({ "error": message }))
 }
 
-/// What `hookgate queue` asks of the API above: one endpoint each.
+/// What `hookgate queue` asks of the API above: one endpoint each. `destination` narrows a
+/// call to one destination of a route (all of them without it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Call {
     /// Every queued route, or only `route`.
@@ -688,6 +912,7 @@ pub enum Call {
     },
     List {
         route: Option<String>,
+        destination: Option<String>,
         state: Option<String>,
         limit: usize,
         after: Option<String>,
@@ -698,19 +923,58 @@ pub enum Call {
     },
     Retry {
         id: String,
+        destination: Option<String>,
     },
     RetryDead {
         route: String,
+        destination: Option<String>,
     },
     Pause {
         route: String,
+        destination: Option<String>,
     },
     Resume {
         route: String,
+        destination: Option<String>,
     },
     Drop {
         id: String,
+        destination: Option<String>,
     },
+    Replay(ReplayCall),
+    /// The latest replay jobs, or one.
+    Replays {
+        id: Option<String>,
+    },
+    CancelReplay {
+        id: String,
+    },
+}
+
+/// `hookgate queue replay`: what to send again (see `POST /queue/replays`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplayCall {
+    pub route: String,
+    pub destination: Option<String>,
+    pub to: Option<String>,
+    pub since: String,
+    pub until: Option<String>,
+    pub state: Option<String>,
+    pub filter: Option<String>,
+    pub dry_run: bool,
+}
+
+/// `path` with the given query parameters (those set), percent-encoded.
+fn with_query(path: String, params: &[(&str, Option<&str>)]) -> String {
+    let query: Vec<String> = params
+        .iter()
+        .filter_map(|(k, v)| v.map(|v| format!("{k}={}", percent_encode(v))))
+        .collect();
+    if query.is_empty() {
+        path
+    } else {
+        format!("{path}?{}", query.join("&"))
+    }
 }
 
 impl Call {
@@ -724,24 +988,7 @@ impl Call {
                 format!("/queue/routes/{}", enc(r)),
                 View::Route,
             ),
-            Call::List {
-                route,
-                state,
-                limit,
-                after,
-            } => {
-                let mut q = vec![format!("limit={limit}")];
-                for (k, v) in [("route", route), ("state", state), ("after", after)] {
-                    if let Some(v) = v {
-                        q.push(format!("{k}={}", enc(v)));
-                    }
-                }
-                (
-                    Method::GET,
-                    format!("/queue/events?{}", q.join("&")),
-                    View::List,
-                )
-            }
+            Call::List { .. } => (Method::GET, self.list_target(), View::List),
             Call::Show { id, body } => (
                 Method::GET,
                 format!(
@@ -751,33 +998,98 @@ impl Call {
                 ),
                 View::Show,
             ),
-            Call::Retry { id } => (
+            Call::Retry { id, destination } => (
                 Method::POST,
-                format!("/queue/events/{}/retry", enc(id)),
+                with_query(format!("/queue/events/{}/retry", enc(id)), &d(destination)),
                 View::Changed,
             ),
-            Call::RetryDead { route } => (
+            Call::RetryDead { route, destination } => (
                 Method::POST,
-                format!("/queue/routes/{}/retry-dead", enc(route)),
+                with_query(
+                    format!("/queue/routes/{}/retry-dead", enc(route)),
+                    &d(destination),
+                ),
                 View::Changed,
             ),
-            Call::Pause { route } => (
+            Call::Pause { route, destination } => (
                 Method::POST,
-                format!("/queue/routes/{}/pause", enc(route)),
+                with_query(
+                    format!("/queue/routes/{}/pause", enc(route)),
+                    &d(destination),
+                ),
                 View::Paused,
             ),
-            Call::Resume { route } => (
+            Call::Resume { route, destination } => (
                 Method::POST,
-                format!("/queue/routes/{}/resume", enc(route)),
+                with_query(
+                    format!("/queue/routes/{}/resume", enc(route)),
+                    &d(destination),
+                ),
                 View::Paused,
             ),
-            Call::Drop { id } => (
+            Call::Drop { id, destination } => (
                 Method::DELETE,
-                format!("/queue/events/{}", enc(id)),
+                with_query(format!("/queue/events/{}", enc(id)), &d(destination)),
                 View::Changed,
+            ),
+            Call::Replay(r) => (Method::POST, replay_target(r), View::Replay),
+            Call::Replays { id: None } => (Method::GET, "/queue/replays".to_owned(), View::Replays),
+            Call::Replays { id: Some(id) } => (
+                Method::GET,
+                format!("/queue/replays/{}", enc(id)),
+                View::Replay,
+            ),
+            Call::CancelReplay { id } => (
+                Method::POST,
+                format!("/queue/replays/{}/cancel", enc(id)),
+                View::Replay,
             ),
         }
     }
+}
+
+impl Call {
+    /// A listing's target with its query.
+    fn list_target(&self) -> String {
+        let Call::List {
+            route,
+            destination,
+            state,
+            limit,
+            after,
+        } = self
+        else {
+            return "/queue/events".into();
+        };
+        let limit = limit.to_string();
+        let params = [
+            ("limit", Some(limit.as_str())),
+            ("route", route.as_deref()),
+            ("destination", destination.as_deref()),
+            ("state", state.as_deref()),
+            ("after", after.as_deref()),
+        ];
+        with_query("/queue/events".into(), &params)
+    }
+}
+
+/// `?destination=D` when one is given.
+fn d(destination: &Option<String>) -> [(&'static str, Option<&str>); 1] {
+    [("destination", destination.as_deref())]
+}
+
+fn replay_target(r: &ReplayCall) -> String {
+    let params = [
+        ("route", Some(r.route.as_str())),
+        ("destination", r.destination.as_deref()),
+        ("to", r.to.as_deref()),
+        ("since", Some(r.since.as_str())),
+        ("until", r.until.as_deref()),
+        ("state", r.state.as_deref()),
+        ("filter", r.filter.as_deref()),
+        ("dry_run", r.dry_run.then_some("true")),
+    ];
+    with_query("/queue/replays".into(), &params)
 }
 
 /// Where `hookgate queue` reaches the API, and with which bearer token.
@@ -955,6 +1267,7 @@ mod tests {
             (
                 Call::List {
                     route: Some("gh".into()),
+                    destination: None,
                     state: None,
                     limit: 5,
                     after: Some("a/1".into()),
@@ -971,19 +1284,54 @@ mod tests {
                 View::Show,
             ),
             (
-                Call::Retry { id: id() },
+                Call::Retry {
+                    id: id(),
+                    destination: None,
+                },
                 "POST /queue/events/e%201/retry",
                 View::Changed,
             ),
             (
-                Call::RetryDead { route: "gh".into() },
-                "POST /queue/routes/gh/retry-dead",
+                Call::RetryDead {
+                    route: "gh".into(),
+                    destination: Some("billing".into()),
+                },
+                "POST /queue/routes/gh/retry-dead?destination=billing",
                 View::Changed,
             ),
             (
-                Call::Drop { id: id() },
+                Call::Pause {
+                    route: "gh".into(),
+                    destination: Some("a b".into()),
+                },
+                "POST /queue/routes/gh/pause?destination=a%20b",
+                View::Paused,
+            ),
+            (
+                Call::Drop {
+                    id: id(),
+                    destination: None,
+                },
                 "DELETE /queue/events/e%201",
                 View::Changed,
+            ),
+            (
+                Call::Replay(ReplayCall {
+                    route: "gh".into(),
+                    to: Some("staging".into()),
+                    since: "1h".into(),
+                    filter: Some("{ json: /a, exists: true }".into()),
+                    dry_run: true,
+                    ..ReplayCall::default()
+                }),
+                "POST /queue/replays?route=gh&to=staging&since=1h\
+                 &filter=%7B%20json%3A%20%2Fa%2C%20exists%3A%20true%20%7D&dry_run=true",
+                View::Replay,
+            ),
+            (
+                Call::CancelReplay { id: id() },
+                "POST /queue/replays/e%201/cancel",
+                View::Replay,
             ),
         ];
         for (call, request, view) in table {

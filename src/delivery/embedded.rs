@@ -32,7 +32,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::delivery::event::{Event, NewEvent};
 use crate::delivery::sql::{self, COLUMNS, DEAD, DELIVERING, RETRYING};
-use crate::delivery::state::{Depth, Filter, Ingested, Paused, QueueStoreError, Settle, State};
+use crate::delivery::state::{
+    Depth, Filter, Ingested, JobState, Paused, QueueStoreError, ReplayBatch, ReplayJob, ReplaySpec,
+    Settle, State,
+};
 use crate::delivery::time::UnixMs;
 use crate::metrics::Metrics;
 
@@ -157,6 +160,7 @@ enum Answer {
     Count(u64),
     /// When a pause that ended had begun.
     Since(Option<UnixMs>),
+    Job(Option<Box<ReplayJob>>),
 }
 
 type Reply = oneshot::Sender<Result<Answer, QueueStoreError>>;
@@ -215,6 +219,17 @@ enum Op {
     Purge {
         delivered_before: UnixMs,
         dead_before: UnixMs,
+        now: UnixMs,
+    },
+    ReplayCreate(Box<ReplayJob>),
+    ReplayClaim {
+        owner: String,
+        now: UnixMs,
+        until: UnixMs,
+    },
+    ReplayBatch(Box<ReplayBatch>),
+    ReplayCancel {
+        id: String,
         now: UnixMs,
     },
 }
@@ -575,6 +590,113 @@ impl Embedded {
         .await
     }
 
+    pub async fn replay_create(&self, job: ReplayJob) -> Result<(), QueueStoreError> {
+        self.call(Op::ReplayCreate(Box::new(job))).await?.flag()?;
+        Ok(())
+    }
+
+    pub async fn replay_claim(
+        &self,
+        owner: &str,
+        now: UnixMs,
+        until: UnixMs,
+    ) -> Result<Option<ReplayJob>, QueueStoreError> {
+        let op = Op::ReplayClaim {
+            owner: owner.to_owned(),
+            now,
+            until,
+        };
+        self.call(op).await?.job()
+    }
+
+    pub async fn replay_batch(&self, batch: ReplayBatch) -> Result<bool, QueueStoreError> {
+        self.call(Op::ReplayBatch(Box::new(batch))).await?.flag()
+    }
+
+    pub async fn replay_cancel(&self, id: &str, now: UnixMs) -> Result<bool, QueueStoreError> {
+        let op = Op::ReplayCancel {
+            id: id.to_owned(),
+            now,
+        };
+        self.call(op).await?.flag()
+    }
+
+    pub async fn replay_jobs(&self) -> Result<Vec<ReplayJob>, QueueStoreError> {
+        self.read(|c| {
+            let sql = format!(
+                "SELECT {} FROM hookgate_replays ORDER BY created_at DESC LIMIT 100",
+                sql::JOB_COLUMNS
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map([], job_from)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    pub async fn replay_candidates(
+        &self,
+        spec: &ReplaySpec,
+        after: (String, String),
+        limit: usize,
+        with_body: bool,
+    ) -> Result<Vec<Event>, QueueStoreError> {
+        let spec = spec.clone();
+        self.read(move |c| {
+            let sql = sql::replay_candidates('?', &spec.states, "");
+            let mut events = c
+                .prepare_cached(&sql)?
+                .query_map(
+                    params![
+                        spec.route,
+                        spec.source,
+                        spec.since,
+                        spec.until,
+                        after.0,
+                        after.1,
+                        i64::try_from(limit).unwrap_or(i64::MAX)
+                    ],
+                    event_from,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            if with_body {
+                for event in &mut events {
+                    read_request(c, event)?;
+                }
+            }
+            Ok(events)
+        })
+        .await
+    }
+
+    pub async fn replay_count(&self, spec: &ReplaySpec) -> Result<u64, QueueStoreError> {
+        let spec = spec.clone();
+        self.read(move |c| {
+            let sql = sql::replay_count('?', &spec.states, "", spec.target.is_some());
+            let n: i64 = c.query_row(
+                &sql,
+                params![spec.route, spec.source, spec.since, spec.until],
+                |r| r.get(0),
+            )?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .await
+    }
+
+    pub async fn pending(
+        &self,
+        route: &str,
+        destination: Option<&str>,
+    ) -> Result<u64, QueueStoreError> {
+        let (route, destination) = (route.to_owned(), destination.map(str::to_owned));
+        self.read(move |c| {
+            let sql = sql::pending_count('?', PENDING, "");
+            let n: i64 = c.query_row(&sql, params![route, destination], |r| r.get(0))?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .await
+    }
+
     pub async fn depths(&self) -> Result<Vec<Depth>, QueueStoreError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(&DEPTHS)?;
@@ -653,6 +775,13 @@ impl Answer {
             _ => Err(unexpected()),
         }
     }
+
+    fn job(self) -> Result<Option<ReplayJob>, QueueStoreError> {
+        match self {
+            Answer::Job(job) => Ok(job.map(|j| *j)),
+            _ => Err(unexpected()),
+        }
+    }
 }
 
 /// Creates `dir` (0700), or restricts an existing one to its owner: it holds webhook
@@ -722,8 +851,9 @@ fn migrate(conn: &Connection, file: &Path) -> Result<(), Migrate> {
         _ => (String::new(), ""),
     };
     conn.execute_batch(&format!(
-        "BEGIN IMMEDIATE; {before} {SCHEMA} {after} \
-         PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        "BEGIN IMMEDIATE; {before} {SCHEMA} {replays} {after} \
+         PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;",
+        replays = sql::replays_table("INTEGER"),
     ))
     .map_err(|e| Migrate::Failed("cannot create or update the schema in", e))?;
     if (2..SCHEMA_VERSION).contains(&version) {
@@ -1287,6 +1417,15 @@ fn apply_one(tx: &Connection, op: &Op, ingest_pages: Option<i64>) -> rusqlite::R
             dead_before,
             now,
         } => purge(tx, *delivered_before, *dead_before, *now).map(Answer::Count),
+        Op::ReplayCreate(job) => replay_create(tx, job).map(|()| Answer::Flag(true)),
+        Op::ReplayClaim { owner, now, until } => {
+            replay_claim(tx, owner, *now, *until).map(|job| Answer::Job(job.map(Box::new)))
+        }
+        Op::ReplayBatch(batch) => replay_batch(tx, batch).map(Answer::Flag),
+        Op::ReplayCancel { id, now } => tx
+            .prepare_cached(&sql::replay_cancel('?'))?
+            .execute(params![id, now])
+            .map(|n| Answer::Flag(n > 0)),
     }
 }
 
@@ -1634,6 +1773,150 @@ fn purge(
         delete.execute([seq])?;
     }
     Ok(rows)
+}
+
+/// Stores a new replay job.
+fn replay_create(tx: &Connection, j: &ReplayJob) -> rusqlite::Result<()> {
+    let states: Vec<&str> = j.spec.states.iter().map(|s| s.as_str()).collect();
+    tx.prepare_cached(&sql::replay_create('?'))?
+        .execute(params![
+            j.id,
+            j.spec.route,
+            j.spec.source,
+            j.spec.target,
+            j.spec.since,
+            j.spec.until,
+            states.join(","),
+            j.spec.filter,
+            i64::try_from(j.matched).unwrap_or(i64::MAX),
+            j.created,
+        ])?;
+    Ok(())
+}
+
+/// Takes the oldest running job `owner` may run (see [`sql::replay_claimable`]) until
+/// `until`.
+fn replay_claim(
+    tx: &Connection,
+    owner: &str,
+    now: UnixMs,
+    until: UnixMs,
+) -> rusqlite::Result<Option<ReplayJob>> {
+    let claimable = sql::replay_claimable('?');
+    let id: Option<String> = tx
+        .query_row(
+            &format!(
+                "SELECT id FROM hookgate_replays WHERE {claimable} ORDER BY created_at LIMIT 1"
+            ),
+            params![owner, now],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(id) = id else {
+        return Ok(None);
+    };
+    tx.execute(
+        "UPDATE hookgate_replays SET owner = ?1, owned_until = ?2 WHERE id = ?3",
+        params![owner, until, id],
+    )?;
+    let sql = format!(
+        "SELECT {} FROM hookgate_replays WHERE id = ?1",
+        sql::JOB_COLUMNS
+    );
+    tx.query_row(&sql, [&id], job_from).optional()
+}
+
+/// One batch of a replay job, if the job is still `owner`'s and running: each mark made
+/// (a new delivery copied from another destination's, or a finished one made due again),
+/// then the job's progress; false (nothing done) if the job was cancelled or taken.
+fn replay_batch(tx: &Connection, b: &ReplayBatch) -> rusqlite::Result<bool> {
+    let owned: i64 = tx.query_row(
+        "SELECT count(*) FROM hookgate_replays WHERE id = ?1 AND owner = ?2 AND state = 'running'",
+        params![b.job, b.owner],
+        |r| r.get(0),
+    )?;
+    if owned != 1 {
+        return Ok(false);
+    }
+    let mut copy = tx.prepare_cached(
+        "INSERT INTO hookgate_events (id, destination, request, route, idempotency_key, \
+         state, received_at, age_from, next_attempt_at, verified_key, method, target, \
+         body_len, replays) \
+         SELECT id, ?3, request, route, ?4, 'queued', received_at, ?1, ?1, verified_key, \
+         method, target, body_len, 1 FROM hookgate_events WHERE id = ?2 AND destination = ?5 \
+         ON CONFLICT (id, destination) DO NOTHING",
+    )?;
+    let mut reset = tx.prepare_cached(&sql::replay_reset('?'))?;
+    let mut replayed = 0u64;
+    for m in &b.marks {
+        if m.from != m.destination
+            && copy.execute(params![
+                b.now,
+                m.id,
+                m.destination,
+                m.idempotency_key,
+                m.from
+            ])? == 1
+        {
+            replayed += 1;
+            continue;
+        }
+        replayed += reset.execute(params![b.now, m.id, m.destination])? as u64;
+    }
+    let skipped = b.skipped + (b.marks.len() as u64 - replayed);
+    let end = match (&b.error, b.done) {
+        (Some(_), _) => Some(JobState::Failed),
+        (None, true) => Some(JobState::Done),
+        (None, false) => None,
+    };
+    tx.prepare_cached(
+        "UPDATE hookgate_replays SET replayed = replayed + ?1, skipped = skipped + ?2, \
+         cursor_id = ?3, cursor_destination = ?4, owned_until = ?5, \
+         state = coalesce(?6, state), error = coalesce(?7, error), \
+         finished_at = CASE WHEN ?6 IS NULL THEN finished_at ELSE ?8 END WHERE id = ?9",
+    )?
+    .execute(params![
+        i64::try_from(replayed).unwrap_or(i64::MAX),
+        i64::try_from(skipped).unwrap_or(i64::MAX),
+        b.cursor.0,
+        b.cursor.1,
+        b.owned_until,
+        end.map(JobState::as_str),
+        b.error,
+        b.now,
+        b.job,
+    ])?;
+    Ok(true)
+}
+
+/// Reads a row selected with [`sql::JOB_COLUMNS`].
+fn job_from(r: &Row<'_>) -> rusqlite::Result<ReplayJob> {
+    let count =
+        |i: usize| -> rusqlite::Result<u64> { Ok(u64::try_from(r.get::<_, i64>(i)?).unwrap_or(0)) };
+    let states: String = r.get(6)?;
+    let state: String = r.get(13)?;
+    Ok(ReplayJob {
+        id: r.get(0)?,
+        spec: ReplaySpec {
+            route: r.get(1)?,
+            source: r.get(2)?,
+            target: r.get(3)?,
+            since: r.get(4)?,
+            until: r.get(5)?,
+            states: states.split(',').filter_map(State::parse).collect(),
+            filter: r.get(7)?,
+        },
+        matched: count(8)?,
+        replayed: count(9)?,
+        skipped: count(10)?,
+        cursor: (r.get(11)?, r.get(12)?),
+        state: JobState::parse(&state).unwrap_or(JobState::Failed),
+        error: r.get(14)?,
+        owner: r.get(15)?,
+        owned_until: r.get(16)?,
+        created: r.get(17)?,
+        finished: r.get(18)?,
+    })
 }
 
 #[cfg(test)]

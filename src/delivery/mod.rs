@@ -31,6 +31,7 @@ pub mod event;
 pub mod pacing;
 pub mod postgres;
 pub mod rate;
+pub mod replays;
 pub mod retry;
 pub mod sql;
 pub mod state;

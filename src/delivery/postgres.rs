@@ -32,7 +32,10 @@ use crate::delivery::event::{Event, NewEvent};
 use crate::delivery::sql::{self, COLUMNS, DEAD, DELIVERING, QUEUED, RETRYING};
 #[cfg(test)]
 use crate::delivery::sql::{DELIVERED, FILTERED};
-use crate::delivery::state::{Depth, Filter, Ingested, Paused, QueueStoreError, Settle, State};
+use crate::delivery::state::{
+    Depth, Filter, Ingested, JobState, Paused, QueueStoreError, ReplayBatch, ReplayJob, ReplaySpec,
+    Settle, State,
+};
 use crate::delivery::time::UnixMs;
 
 const SCHEMA: &str = "
@@ -236,6 +239,41 @@ static PURGE: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// One batch of a replay job in one statement, only while the job is the caller's and
+/// running: new deliveries copied from another destination's (`ins`), finished ones made due
+/// again (`upd`; a statement's parts see the rows as they were before it, so a row just
+/// copied is not also reset), and the job's progress. Marks as arrays: event id, from,
+/// destination, idempotency key.
+static REPLAY_BATCH: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH job AS (SELECT id FROM hookgate_replays \
+             WHERE id = $1 AND owner = $2 AND state = 'running' FOR UPDATE), \
+         m AS (SELECT * FROM unnest($3::text[], $4::text[], $5::text[], $6::text[]) \
+             AS m(id, src, dst, key)), \
+         ins AS (INSERT INTO hookgate_events (id, destination, route, idempotency_key, state, \
+             received_at, age_from, next_attempt_at, verified_key, method, target, body_len, \
+             replays) \
+             SELECT e.id, m.dst, e.route, m.key, {QUEUED}, e.received_at, $7, $7, \
+             e.verified_key, e.method, e.target, e.body_len, 1 \
+             FROM m JOIN hookgate_events e ON e.id = m.id AND e.destination = m.src \
+             WHERE m.dst <> m.src AND EXISTS (SELECT 1 FROM job) \
+             ON CONFLICT (id, destination) DO NOTHING RETURNING id), \
+         upd AS (UPDATE hookgate_events e SET state = {RETRYING}, next_attempt_at = $7, \
+             age_from = $7, budget_from = e.attempts, finished_at = NULL, dead_reason = NULL, \
+             replays = e.replays + 1 FROM m \
+             WHERE e.id = m.id AND e.destination = m.dst AND e.finished_at IS NOT NULL \
+             AND EXISTS (SELECT 1 FROM job) RETURNING e.id), \
+         done AS (SELECT (SELECT count(*) FROM ins) + (SELECT count(*) FROM upd) AS n), \
+         j AS (UPDATE hookgate_replays SET replayed = replayed + (SELECT n FROM done), \
+             skipped = skipped + $8 + cardinality($3::text[]) - (SELECT n FROM done), \
+             cursor_id = $9, cursor_destination = $10, owned_until = $11, \
+             state = coalesce($12, state), error = coalesce($13, error), \
+             finished_at = CASE WHEN $12::text IS NULL THEN finished_at ELSE $7 END \
+             WHERE id IN (SELECT id FROM job) RETURNING id) \
+         SELECT count(*) FROM j"
+    )
+});
+
 /// An open PostgreSQL store.
 pub struct Postgres {
     config: tokio_postgres::Config,
@@ -354,8 +392,10 @@ impl Postgres {
                 }
                 other => other,
             })?;
-        let setup =
-            format!("BEGIN; SELECT pg_advisory_xact_lock(7061746868676174); {SCHEMA} COMMIT;");
+        let setup = format!(
+            "BEGIN; SELECT pg_advisory_xact_lock(7061746868676174); {SCHEMA} {} COMMIT;",
+            sql::replays_table("BIGINT")
+        );
         tokio::time::timeout(
             timeout.max(Duration::from_secs(30)),
             conn.batch_execute(&setup),
@@ -731,6 +771,186 @@ impl Postgres {
         .await
     }
 
+    pub async fn replay_create(&self, j: ReplayJob) -> Result<(), QueueStoreError> {
+        self.with(move |c| {
+            Box::pin(async move {
+                let states: Vec<&str> = j.spec.states.iter().map(|s| s.as_str()).collect();
+                let matched = i64::try_from(j.matched).unwrap_or(i64::MAX);
+                let args: [&(dyn ToSql + Sync); 10] = [
+                    &j.id,
+                    &j.spec.route,
+                    &j.spec.source,
+                    &j.spec.target,
+                    &j.spec.since,
+                    &j.spec.until,
+                    &states.join(","),
+                    &j.spec.filter,
+                    &matched,
+                    &j.created,
+                ];
+                c.execute(&sql::replay_create('$'), &args).await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    pub async fn replay_claim(
+        &self,
+        owner: &str,
+        now: UnixMs,
+        until: UnixMs,
+    ) -> Result<Option<ReplayJob>, QueueStoreError> {
+        let owner = owner.to_owned();
+        self.with(move |c| {
+            Box::pin(async move {
+                let sql = format!(
+                    "UPDATE hookgate_replays SET owner = $1, owned_until = $3 \
+                     WHERE id = (SELECT id FROM hookgate_replays WHERE {} \
+                         ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
+                     RETURNING {}",
+                    sql::replay_claimable('$'),
+                    sql::JOB_COLUMNS
+                );
+                let row = c.query_opt(&sql, &[&owner, &now, &until]).await?;
+                Ok(row.as_ref().map(job_from))
+            })
+        })
+        .await
+    }
+
+    pub async fn replay_batch(&self, b: ReplayBatch) -> Result<bool, QueueStoreError> {
+        self.with(move |c| {
+            Box::pin(async move {
+                let ids: Vec<&str> = b.marks.iter().map(|m| m.id.as_str()).collect();
+                let from: Vec<&str> = b.marks.iter().map(|m| m.from.as_str()).collect();
+                let to: Vec<&str> = b.marks.iter().map(|m| m.destination.as_str()).collect();
+                let keys: Vec<&str> = b.marks.iter().map(|m| m.idempotency_key.as_str()).collect();
+                let skipped = i64::try_from(b.skipped).unwrap_or(i64::MAX);
+                let end = match (&b.error, b.done) {
+                    (Some(_), _) => Some(JobState::Failed.as_str()),
+                    (None, true) => Some(JobState::Done.as_str()),
+                    (None, false) => None,
+                };
+                let args: [&(dyn ToSql + Sync); 13] = [
+                    &b.job,
+                    &b.owner,
+                    &ids,
+                    &from,
+                    &to,
+                    &keys,
+                    &b.now,
+                    &skipped,
+                    &b.cursor.0,
+                    &b.cursor.1,
+                    &b.owned_until,
+                    &end,
+                    &b.error,
+                ];
+                let row = c.query_one(REPLAY_BATCH.as_str(), &args).await?;
+                Ok(row.get::<_, i64>(0) == 1)
+            })
+        })
+        .await
+    }
+
+    pub async fn replay_cancel(&self, id: &str, now: UnixMs) -> Result<bool, QueueStoreError> {
+        let id = id.to_owned();
+        self.with(move |c| {
+            Box::pin(async move {
+                let n = c.execute(&sql::replay_cancel('$'), &[&id, &now]).await?;
+                Ok(n > 0)
+            })
+        })
+        .await
+    }
+
+    pub async fn replay_jobs(&self) -> Result<Vec<ReplayJob>, QueueStoreError> {
+        self.with(|c| {
+            Box::pin(async move {
+                let sql = format!(
+                    "SELECT {} FROM hookgate_replays ORDER BY created_at DESC LIMIT 100",
+                    sql::JOB_COLUMNS
+                );
+                Ok(c.query(&sql, &[]).await?.iter().map(job_from).collect())
+            })
+        })
+        .await
+    }
+
+    pub async fn replay_candidates(
+        &self,
+        spec: &ReplaySpec,
+        after: (String, String),
+        limit: usize,
+        with_body: bool,
+    ) -> Result<Vec<Event>, QueueStoreError> {
+        let spec = spec.clone();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with(move |c| {
+            Box::pin(async move {
+                let sql = sql::replay_candidates('$', &spec.states, "::text");
+                let args: [&(dyn ToSql + Sync); 7] = [
+                    &spec.route,
+                    &spec.source,
+                    &spec.since,
+                    &spec.until,
+                    &after.0,
+                    &after.1,
+                    &limit,
+                ];
+                let mut events: Vec<Event> =
+                    c.query(&sql, &args).await?.iter().map(event_from).collect();
+                if with_body {
+                    for e in &mut events {
+                        if let Some(r) = c
+                            .query_opt(
+                                "SELECT headers, body FROM hookgate_requests WHERE id = $1",
+                                &[&e.id],
+                            )
+                            .await?
+                        {
+                            e.headers = r.get(0);
+                            e.body = Some(bytes::Bytes::from(r.get::<_, Vec<u8>>(1)));
+                        }
+                    }
+                }
+                Ok(events)
+            })
+        })
+        .await
+    }
+
+    pub async fn replay_count(&self, spec: &ReplaySpec) -> Result<u64, QueueStoreError> {
+        let spec = spec.clone();
+        self.with(move |c| {
+            Box::pin(async move {
+                let sql = sql::replay_count('$', &spec.states, "::text", spec.target.is_some());
+                let args: [&(dyn ToSql + Sync); 4] =
+                    [&spec.route, &spec.source, &spec.since, &spec.until];
+                let row = c.query_one(&sql, &args).await?;
+                Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+            })
+        })
+        .await
+    }
+
+    pub async fn pending(
+        &self,
+        route: &str,
+        destination: Option<&str>,
+    ) -> Result<u64, QueueStoreError> {
+        let (route, destination) = (route.to_owned(), destination.map(str::to_owned));
+        self.with(move |c| {
+            Box::pin(async move {
+                let sql = sql::pending_count('$', &PENDING, "::text");
+                let row = c.query_one(&sql, &[&route, &destination]).await?;
+                Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+            })
+        })
+        .await
+    }
+
     pub async fn depths(&self) -> Result<Vec<Depth>, QueueStoreError> {
         self.with(|c| {
             Box::pin(async move {
@@ -927,6 +1147,34 @@ fn event_from(r: &Row) -> Event {
         destination: r.get(18),
         replays: u32::try_from(r.get::<_, i32>(19)).unwrap_or(0),
         head: None,
+    }
+}
+
+/// Reads a row selected with [`sql::JOB_COLUMNS`].
+fn job_from(r: &Row) -> ReplayJob {
+    let count = |i: usize| u64::try_from(r.get::<_, i64>(i)).unwrap_or(0);
+    let states: &str = r.get(6);
+    ReplayJob {
+        id: r.get(0),
+        spec: ReplaySpec {
+            route: r.get(1),
+            source: r.get(2),
+            target: r.get(3),
+            since: r.get(4),
+            until: r.get(5),
+            states: states.split(',').filter_map(State::parse).collect(),
+            filter: r.get(7),
+        },
+        matched: count(8),
+        replayed: count(9),
+        skipped: count(10),
+        cursor: (r.get(11), r.get(12)),
+        state: JobState::parse(r.get(13)).unwrap_or(JobState::Failed),
+        error: r.get(14),
+        owner: r.get(15),
+        owned_until: r.get(16),
+        created: r.get(17),
+        finished: r.get(18),
     }
 }
 

@@ -190,6 +190,120 @@ pub fn unpause_ages(r: &Resumed<'_>, pending: &str, greatest: &str) -> String {
     )
 }
 
+/// The table of bulk replays, the same in both engines but for integer types (`int`).
+pub fn replays_table(int: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS hookgate_replays (
+    id                 TEXT PRIMARY KEY,
+    route              TEXT NOT NULL,
+    source             TEXT,
+    target             TEXT,
+    since_ms           {int} NOT NULL,
+    until_ms           {int} NOT NULL,
+    states             TEXT NOT NULL,
+    filter             TEXT,
+    matched            {int} NOT NULL,
+    replayed           {int} NOT NULL DEFAULT 0,
+    skipped            {int} NOT NULL DEFAULT 0,
+    cursor_id          TEXT NOT NULL DEFAULT '',
+    cursor_destination TEXT NOT NULL DEFAULT '',
+    state              TEXT NOT NULL,
+    error              TEXT,
+    owner              TEXT,
+    owned_until        {int},
+    created_at         {int} NOT NULL,
+    finished_at        {int}
+);"
+    )
+}
+
+/// A replay job's columns, in the order each engine's `job_from` reads them.
+pub const JOB_COLUMNS: &str = "id, route, source, target, since_ms, until_ms, states, filter, \
+    matched, replayed, skipped, cursor_id, cursor_destination, state, error, owner, \
+    owned_until, created_at, finished_at";
+
+/// A new job: `p1`..`p9` are its id, route, source, target, since, until, states, filter
+/// and matched; `p10` when it was made.
+pub fn replay_create(p: P) -> String {
+    format!(
+        "INSERT INTO hookgate_replays (id, route, source, target, since_ms, until_ms, states, \
+         filter, matched, state, created_at) \
+         VALUES ({p}1, {p}2, {p}3, {p}4, {p}5, {p}6, {p}7, {p}8, {p}9, 'running', {p}10)"
+    )
+}
+
+/// The condition of a running job owner `p1` may take at `p2`: unowned, its own, or one
+/// whose owner's hold ran out (its process died).
+pub fn replay_claimable(p: P) -> String {
+    format!("state = 'running' AND (owner IS NULL OR owner = {p}1 OR owned_until < {p}2)")
+}
+
+/// Ends running job `p1` as cancelled at `p2`.
+pub fn replay_cancel(p: P) -> String {
+    format!(
+        "UPDATE hookgate_replays SET state = 'cancelled', finished_at = {p}2, owner = NULL \
+         WHERE id = {p}1 AND state = 'running'"
+    )
+}
+
+/// The deliveries a replay looks at, after the cursor (`p5`, `p6`), in id order: of route
+/// `p1` (to destination `p2`, or any), received in `[p3, p4)`, in one of `states`; at most
+/// `p7`.
+pub fn replay_candidates(p: P, states: &[State], text: &str) -> String {
+    format!(
+        "SELECT {COLUMNS} FROM hookgate_events \
+         WHERE route = {p}1 AND ({p}2{text} IS NULL OR destination = {p}2) \
+         AND received_at >= {p}3 AND received_at < {p}4 AND state IN ({states}) \
+         AND (id > {p}5 OR (id = {p}5 AND destination > {p}6)) \
+         ORDER BY id, destination LIMIT {p}7",
+        states = state_list(states),
+    )
+}
+
+/// How many deliveries [`replay_candidates`] would go through (events, with one target:
+/// each is replayed once whatever destinations it went to).
+pub fn replay_count(p: P, states: &[State], text: &str, events: bool) -> String {
+    format!(
+        "SELECT count({what}) FROM hookgate_events \
+         WHERE route = {p}1 AND ({p}2{text} IS NULL OR destination = {p}2) \
+         AND received_at >= {p}3 AND received_at < {p}4 AND state IN ({states})",
+        what = if events { "DISTINCT id" } else { "*" },
+        states = state_list(states),
+    )
+}
+
+/// `'delivered', 'dead'`: states as SQL literals (an empty list matches nothing).
+fn state_list(states: &[State]) -> String {
+    if states.is_empty() {
+        return "NULL".into();
+    }
+    states
+        .iter()
+        .map(|s| Lit(*s).to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Makes event `p2`'s finished delivery to destination `p3` due again at `p1`, as an
+/// operator's retry does, and counts the replay (the app is told: `Hookgate-Replay`). A
+/// delivery still on its way is left as it is.
+pub fn replay_reset(p: P) -> String {
+    format!(
+        "UPDATE hookgate_events SET state = {RETRYING}, next_attempt_at = {p}1, \
+         age_from = {p}1, budget_from = attempts, finished_at = NULL, dead_reason = NULL, \
+         replays = replays + 1 \
+         WHERE id = {p}2 AND destination = {p}3 AND finished_at IS NOT NULL"
+    )
+}
+
+/// Pending deliveries of route `p1` (to destination `p2`, or to any).
+pub fn pending_count(p: P, pending: &str, text: &str) -> String {
+    format!(
+        "SELECT count(*) FROM hookgate_events \
+         WHERE route = {p}1 AND ({p}2{text} IS NULL OR destination = {p}2) AND {pending}"
+    )
+}
+
 /// Every pause in place.
 pub const PAUSES: &str =
     "SELECT route, destination, paused_at FROM hookgate_pauses ORDER BY route, destination";

@@ -164,3 +164,102 @@ pub const WHOLE_ROUTE: &str = "";
 
 /// Most events one purge call deletes (one store operation).
 pub const PURGE_BATCH: u64 = 10_000;
+
+/// What a bulk replay sends again: the deliveries of `route` (to `source`, or to any
+/// destination) received in `[since, until)` and now in one of `states`, whose stored request
+/// matches `filter`, each to its own destination or to `target` (another destination of the
+/// route: staging, or one whose filter left the event out).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplaySpec {
+    pub route: String,
+    pub source: Option<String>,
+    pub target: Option<String>,
+    pub since: UnixMs,
+    pub until: UnixMs,
+    pub states: Vec<State>,
+    /// A destination filter in its YAML form (compiled by whoever runs the job).
+    pub filter: Option<String>,
+}
+
+/// Where a replay job is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobState {
+    Running,
+    Done,
+    Cancelled,
+    Failed,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 4] = [
+        JobState::Running,
+        JobState::Done,
+        JobState::Cancelled,
+        JobState::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Running => "running",
+            JobState::Done => "done",
+            JobState::Cancelled => "cancelled",
+            JobState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobState> {
+        JobState::ALL.into_iter().find(|j| j.as_str() == s)
+    }
+}
+
+/// A bulk replay, as the store keeps it: one process runs it at a time (its `owner`, until
+/// `owned_until`), marking deliveries due in batches; each batch and the job's progress are
+/// one store operation, so a process that dies leaves a cursor the next one resumes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplayJob {
+    pub id: String,
+    pub spec: ReplaySpec,
+    /// Deliveries the spec matched when the job was made (the dry run's count).
+    pub matched: u64,
+    /// Deliveries made due again so far.
+    pub replayed: u64,
+    /// Matched but not sent again: still on their way already, or for a destination the
+    /// configuration no longer has, or left out by the filter.
+    pub skipped: u64,
+    /// The last delivery done: event id and destination.
+    pub cursor: (String, String),
+    pub state: JobState,
+    pub error: Option<String>,
+    pub owner: Option<String>,
+    pub owned_until: Option<UnixMs>,
+    pub created: UnixMs,
+    pub finished: Option<UnixMs>,
+}
+
+/// One delivery a replay batch makes due again: event `id`'s delivery to `destination`,
+/// made from its delivery to `from` (the same destination, or another whose row is copied)
+/// with `idempotency_key` if it is new.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplayMark {
+    pub id: String,
+    pub from: String,
+    pub destination: String,
+    pub idempotency_key: String,
+}
+
+/// A batch of a replay job: what to mark, where the job is after it, and whether it ends
+/// the job.
+#[derive(Clone, Debug)]
+pub struct ReplayBatch {
+    pub job: String,
+    pub owner: String,
+    pub marks: Vec<ReplayMark>,
+    pub skipped: u64,
+    pub cursor: (String, String),
+    /// Ends the job: done, or (with `error`) failed.
+    pub done: bool,
+    pub error: Option<String>,
+    pub now: UnixMs,
+    /// The job stays this process's until then.
+    pub owned_until: UnixMs,
+}

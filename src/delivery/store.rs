@@ -44,7 +44,8 @@ use crate::model::QueueStoreConfig;
 
 // What the engines and the store's callers share, defined below both (`state.rs`).
 pub use crate::delivery::state::{
-    Depth, Filter, Ingested, Paused, QueueStoreError, Settle, PURGE_BATCH, WHOLE_ROUTE,
+    Depth, Filter, Ingested, JobState, Paused, QueueStoreError, ReplayBatch, ReplayJob, ReplayMark,
+    ReplaySpec, Settle, PURGE_BATCH, WHOLE_ROUTE,
 };
 
 /// The queue store in use.
@@ -296,6 +297,91 @@ impl QueueStore {
         match self {
             QueueStore::Embedded(s) => s.pauses().await,
             QueueStore::Postgres(s) => Box::pin(s.pauses()).await,
+        }
+    }
+
+    /// Stores a new bulk replay job, running and unowned.
+    pub async fn replay_create(&self, job: ReplayJob) -> Result<(), QueueStoreError> {
+        match self {
+            QueueStore::Embedded(s) => s.replay_create(job).await,
+            QueueStore::Postgres(s) => Box::pin(s.replay_create(job)).await,
+        }
+    }
+
+    /// Takes the oldest running job that is unowned, `owner`'s, or whose owner's hold ran
+    /// out (its process died), for `owner` until `until`.
+    pub async fn replay_claim(
+        &self,
+        owner: &str,
+        now: UnixMs,
+        until: UnixMs,
+    ) -> Result<Option<ReplayJob>, QueueStoreError> {
+        match self {
+            QueueStore::Embedded(s) => s.replay_claim(owner, now, until).await,
+            QueueStore::Postgres(s) => Box::pin(s.replay_claim(owner, now, until)).await,
+        }
+    }
+
+    /// Applies one batch of a job and its progress in one operation; false (nothing done)
+    /// if the job is no longer the batch's owner's or no longer running (cancelled).
+    pub async fn replay_batch(&self, batch: ReplayBatch) -> Result<bool, QueueStoreError> {
+        match self {
+            QueueStore::Embedded(s) => s.replay_batch(batch).await,
+            QueueStore::Postgres(s) => Box::pin(s.replay_batch(batch)).await,
+        }
+    }
+
+    /// Cancels a running job; false if there is none with that id running.
+    pub async fn replay_cancel(&self, id: &str, now: UnixMs) -> Result<bool, QueueStoreError> {
+        match self {
+            QueueStore::Embedded(s) => s.replay_cancel(id, now).await,
+            QueueStore::Postgres(s) => Box::pin(s.replay_cancel(id, now)).await,
+        }
+    }
+
+    /// The latest 100 jobs, newest first.
+    pub async fn replay_jobs(&self) -> Result<Vec<ReplayJob>, QueueStoreError> {
+        match self {
+            QueueStore::Embedded(s) => s.replay_jobs().await,
+            QueueStore::Postgres(s) => Box::pin(s.replay_jobs()).await,
+        }
+    }
+
+    /// Up to `limit` deliveries `spec` matches after `after` (event id, destination), in
+    /// that order; with their requests if `with_body`.
+    pub async fn replay_candidates(
+        &self,
+        spec: &ReplaySpec,
+        after: (String, String),
+        limit: usize,
+        with_body: bool,
+    ) -> Result<Vec<Event>, QueueStoreError> {
+        match self {
+            QueueStore::Embedded(s) => s.replay_candidates(spec, after, limit, with_body).await,
+            QueueStore::Postgres(s) => {
+                Box::pin(s.replay_candidates(spec, after, limit, with_body)).await
+            }
+        }
+    }
+
+    /// How many deliveries `spec` matches (events, when it has one target), before its
+    /// filter.
+    pub async fn replay_count(&self, spec: &ReplaySpec) -> Result<u64, QueueStoreError> {
+        match self {
+            QueueStore::Embedded(s) => s.replay_count(spec).await,
+            QueueStore::Postgres(s) => Box::pin(s.replay_count(spec)).await,
+        }
+    }
+
+    /// Pending deliveries of `route` (to `destination`, or to any).
+    pub async fn pending(
+        &self,
+        route: &str,
+        destination: Option<&str>,
+    ) -> Result<u64, QueueStoreError> {
+        match self {
+            QueueStore::Embedded(s) => s.pending(route, destination).await,
+            QueueStore::Postgres(s) => Box::pin(s.pending(route, destination)).await,
         }
     }
 

@@ -17,6 +17,10 @@ pub enum View {
     Changed,
     /// `pause`, `resume`: the route's state now.
     Paused,
+    /// A replay job (or a dry run's count).
+    Replay,
+    /// The latest replay jobs.
+    Replays,
 }
 
 /// `answer` (the API's JSON) as a person reads it.
@@ -28,7 +32,62 @@ pub fn render(view: View, answer: &Value, now_ms: i64) -> String {
         View::Show => show(answer),
         View::Changed => changed(answer),
         View::Paused => paused(answer, now_ms),
+        View::Replay => replay(answer),
+        View::Replays => replays(answer["replays"].as_array().map_or(&[][..], |r| r)),
     }
+}
+
+/// A dry run's count, or a job's progress.
+fn replay(answer: &Value) -> String {
+    if answer["dry_run"] == Value::Bool(true) {
+        return format!(
+            "would replay {} deliver{} (dry run; nothing sent: add --yes to start it)\n",
+            text(&answer["matched"]),
+            if answer["matched"] == 1 { "y" } else { "ies" }
+        );
+    }
+    replays(std::slice::from_ref(answer))
+}
+
+fn replays(jobs: &[Value]) -> String {
+    if jobs.is_empty() {
+        return "no replay jobs\n".into();
+    }
+    let rows: Vec<Vec<String>> = jobs
+        .iter()
+        .map(|j| {
+            let spec = &j["spec"];
+            let to = match (&spec["destination"], &spec["to"]) {
+                (from, Value::Null) => text(from),
+                (Value::Null, to) => format!("-> {}", text(to)),
+                (from, to) => format!("{} -> {}", text(from), text(to)),
+            };
+            vec![
+                text(&j["id"]),
+                text(&spec["route"]),
+                to,
+                match &j["error"] {
+                    Value::Null => text(&j["state"]),
+                    e => format!("{} ({})", text(&j["state"]), text(e)),
+                },
+                format!("{}/{}", text(&j["replayed"]), text(&j["matched"])),
+                text(&j["skipped"]),
+                text(&j["created_at"]),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "JOB",
+            "ROUTE",
+            "DESTINATION",
+            "STATE",
+            "REPLAYED",
+            "SKIPPED",
+            "STARTED",
+        ],
+        &rows,
+    )
 }
 
 /// Columns padded to their widest cell, two spaces apart.
@@ -83,13 +142,29 @@ fn ms_of(v: &Value) -> Option<i64> {
     Some(crate::delivery::UnixMs::from(t).as_i64())
 }
 
+/// A route with one unnamed destination is one line; a route with `destinations:` is a
+/// line per destination (`route/destination`).
 fn routes(routes: &[Value], now_ms: i64) -> String {
     if routes.is_empty() {
         return "no queued routes\n".into();
     }
-    let rows: Vec<Vec<String>> = routes
+    let mut lines: Vec<(String, &Value)> = Vec::new();
+    for r in routes {
+        let dests = r["destinations"].as_array().map_or(&[][..], |d| d);
+        match dests {
+            [one] if one["destination"] == "" => lines.push((text(&r["route"]), r)),
+            [] => lines.push((text(&r["route"]), r)),
+            _ => {
+                for d in dests {
+                    let name = format!("{}/{}", text(&r["route"]), text(&d["destination"]));
+                    lines.push((name, d));
+                }
+            }
+        }
+    }
+    let rows: Vec<Vec<String>> = lines
         .iter()
-        .map(|r| {
+        .map(|(name, r)| {
             let app = match (ms_of(&r["app_down_since"]), ms_of(&r["next_probe_at"])) {
                 _ if ms_of(&r["paused_since"]).is_some() => format!(
                     "paused {} ago by an operator",
@@ -113,7 +188,7 @@ fn routes(routes: &[Value], now_ms: i64) -> String {
                 (None, _) => "answering".into(),
             };
             vec![
-                text(&r["route"]),
+                name.clone(),
                 text(&r["depth"]["queued"]),
                 text(&r["depth"]["delivering"]),
                 text(&r["depth"]["retrying"]),

@@ -55,6 +55,23 @@ use stores::{compile_queue_store, compile_replay_store};
 use values::{parse_addr, parse_net};
 
 pub use sender::{sender_secrets, SenderSecrets};
+
+/// A destination filter written on its own (`hookgate filter test`, a replay's `--filter`):
+/// `{ json: /type, prefix: invoice. }`; or every mistake in it, located, in one message.
+pub fn parse_filter(text: &str) -> Result<crate::model::filter::Filter, String> {
+    let raw: crate::config::file::RawFilter =
+        serde_yaml::from_str(text).map_err(|e| format!("filter: {e}"))?;
+    let mut r = Report::default();
+    match filter::compile_filter(&raw, "filter", &mut r) {
+        Some(f) if r.errors.is_empty() => Ok(f),
+        _ => Err(r
+            .errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")),
+    }
+}
 pub use verify::{compile_scheme, expand_preset, preset_shape};
 
 /// Accumulates errors and warnings while compiling, and the files read.
