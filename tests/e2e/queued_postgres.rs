@@ -354,3 +354,134 @@ async fn a_pause_on_one_replica_holds_on_every_replica_until_resumed() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// A bulk replay whose process is killed mid-job: the job's hold runs out, the other
+/// replica takes it from its cursor, and it ends with every event replayed, its numbers
+/// saying exactly that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_whose_replica_is_killed_is_resumed_by_the_other_from_its_cursor() {
+    let pg = PostgresServer::start().await;
+    let dir = temp_dir("pg-replay-kill");
+    // A slow app, one delivery at a time: the replay is still going when the kill comes.
+    let upstream = Upstream::start_with(Reply {
+        delay: Duration::from_millis(100),
+        ..Reply::default()
+    })
+    .await;
+    let mut children: Vec<KillOnDrop> = Vec::new();
+    let (mut urls, mut admins) = (Vec::new(), Vec::new());
+    let mut configs = Vec::new();
+    for name in ["a", "b"] {
+        let (listen, admin) = (rebindable_addr().await, rebindable_addr().await);
+        let yaml = Yaml::new()
+            .listeners(&format!("  - addr: {listen}\n"))
+            .admin(&format!("  addr: {admin}\n"))
+            .top(&format!(
+                "workers: 1\n\
+                 limits:\n  upstream_connect_timeout: 500ms\n  upstream_timeout: 1s\n\
+                 queue_store:\n  type: postgres\n  url: \"{}\"\n",
+                pg.url()
+            ))
+            .routes(&format!(
+                "  - name: laso\n    path: /laso\n    upstream: {}\n\
+                 \x20   verify: {{ preset: laso, secret: \"laso_whsec_3f1c9a\" }}\n\
+                 \x20   delivery: queued\n    queue:\n      concurrency: 1\n",
+                upstream.url()
+            ));
+        let path = dir.join(format!("{name}.yaml"));
+        std::fs::write(&path, yaml).unwrap();
+        configs.push(path);
+        urls.push(format!("http://{listen}/laso"));
+        admins.push(admin);
+    }
+    // Only a runs at first: it takes the job.
+    children.push(start_gateway(&configs[0], &dir.join("a.log")));
+    wait_listening(&urls[0]).await;
+    for n in 0..40 {
+        let (body, headers) = laso_event(2000 + n);
+        let answer = post(&urls[0], &as_refs(&headers), &body).await;
+        assert_eq!(answer.status, StatusCode::OK);
+    }
+    within(20, "all 40 delivered", || upstream.count() == 40).await;
+    let admin_a = format!("http://{}", admins[0]);
+    // And settled as delivered (the app has the last one before its answer is recorded).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = send("GET", &format!("{admin_a}/queue/routes/laso"), &[], b"").await;
+        let route: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+        let depth = &route["depth"];
+        if depth["queued"] == 0 && depth["delivering"] == 0 && depth["retrying"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never settled: {route}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let started = send(
+        "POST",
+        &format!("{admin_a}/queue/replays?route=laso&since=1h"),
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.body);
+    let job: serde_json::Value = serde_json::from_str(&started.body).unwrap();
+    let id = job["id"].as_str().unwrap().to_owned();
+    assert_eq!(job["matched"], 40);
+    // Kill a once the replay is under way, not done.
+    within(10, "the replay is under way", || upstream.count() > 42).await;
+    {
+        let a = &mut children[0];
+        signal(a, Signal::Kill);
+        a.wait().unwrap();
+    }
+    let at_kill = upstream.count() - 40;
+    assert!(
+        at_kill < 40,
+        "the replay was over before the kill ({at_kill})"
+    );
+    children.push(start_gateway(&configs[1], &dir.join("b.log")));
+    wait_listening(&urls[1]).await;
+    let admin_b = format!("http://{}", admins[1]);
+    // b takes the job once a's hold (15 s) runs out, and finishes it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let job = loop {
+        let answer = send("GET", &format!("{admin_b}/queue/replays/{id}"), &[], b"").await;
+        let job: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+        if job["state"] != "running" {
+            break job;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never resumed: {job}; logs in {}",
+            dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(job["replayed"], 40, "every event once: {job}");
+    assert_eq!(job["skipped"], 0, "{job}");
+    within(30, "every event replayed", || {
+        let replayed: std::collections::HashSet<String> = upstream
+            .received()
+            .iter()
+            .filter(|r| header(r, "hookgate-replay") == "1")
+            .map(|r| header(r, "idempotency-key").to_owned())
+            .collect();
+        replayed.len() == 40
+    })
+    .await;
+    println!(
+        "replay takeover: {at_kill} replayed before the kill, {} deliveries in all",
+        upstream.count()
+    );
+}
+
+/// Waits for a gateway started as a process to listen at `url`.
+async fn wait_listening(url: &str) {
+    let addr: std::net::SocketAddr = url[7..url.len() - 5].parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < deadline, "gateway did not start: {url}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
