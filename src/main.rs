@@ -146,6 +146,45 @@ enum Command {
         #[command(subcommand)]
         action: QueueAction,
     },
+    /// Try a destination filter on the events a queued route has stored (through the
+    /// admin listener).
+    Filter {
+        /// Configuration file: the admin address and `admin.token_file` are read from it
+        /// unless given below.
+        #[arg(short, long, default_value = "gateway.yaml")]
+        config: PathBuf,
+        #[arg(long)]
+        admin: Option<String>,
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// Print the admin API's JSON as it is.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        action: FilterAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum FilterAction {
+    /// How many of the route's stored events a filter takes, and which: the one given
+    /// (`--filter '{ json: /type, prefix: invoice. }'`), or a destination's configured one.
+    Test {
+        #[arg(long)]
+        route: String,
+        /// The filter, in the YAML form `destinations:` takes.
+        #[arg(long, conflicts_with = "destination")]
+        filter: Option<String>,
+        /// The filter this destination has in the configuration in force.
+        #[arg(long)]
+        destination: Option<String>,
+        /// Events received since: a duration ago (default 24h) or an RFC 3339 time.
+        #[arg(long, default_value = "24h")]
+        since: String,
+        /// The most events to look at (1 to 10000).
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -391,7 +430,17 @@ fn dispatch(
                 action,
             },
             _,
-        ) => queue(&config, admin, token_file, json, action),
+        ) => queue(&config, admin, token_file, json, api::Call::from(action)),
+        (
+            Command::Filter {
+                config,
+                admin,
+                token_file,
+                json,
+                action,
+            },
+            _,
+        ) => queue(&config, admin, token_file, json, api::Call::from(action)),
         (Command::Run { .. }, None) => unreachable!("run's configuration is loaded above"),
     }
 }
@@ -761,11 +810,11 @@ fn queue(
     admin: Option<String>,
     token_file: Option<PathBuf>,
     json: bool,
-    action: QueueAction,
+    call: api::Call,
 ) -> anyhow::Result<ExitCode> {
     use std::io::IsTerminal as _;
     let client = api::Client::new(path, admin, token_file.as_deref())?;
-    let (method, target, view) = api::Call::from(action).request();
+    let (method, target, view) = call.request();
     let (status, body) = admin_call(
         &client.addr,
         client.token.as_deref(),
@@ -839,6 +888,25 @@ impl From<QueueAction> for api::Call {
             }),
             QueueAction::Replays { id } => Call::Replays { id },
             QueueAction::CancelReplay { id } => Call::CancelReplay { id },
+        }
+    }
+}
+
+impl From<FilterAction> for api::Call {
+    fn from(action: FilterAction) -> api::Call {
+        let FilterAction::Test {
+            route,
+            filter,
+            destination,
+            since,
+            limit,
+        } = action;
+        api::Call::FilterTest {
+            route,
+            filter,
+            destination,
+            since,
+            limit,
         }
     }
 }

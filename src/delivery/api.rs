@@ -20,6 +20,8 @@
 //! GET    /queue/replays                                   the latest jobs and their progress
 //! GET    /queue/replays/ID                                one job
 //! POST   /queue/replays/ID/cancel                         stop it (what was sent stays sent)
+//! GET    /queue/filter-test?route=R&filter=YAML|destination=D[&since=1h][&limit=N]
+//!                                                         a filter run on stored events
 //! ```
 //!
 //! An event has one delivery per destination that took it (one `filtered` record if none
@@ -109,6 +111,7 @@ pub async fn respond(
         (&Method::GET, ["replays"]) => replay_jobs(queue, None).await,
         (&Method::GET, ["replays", id]) => replay_jobs(queue, Some(id)).await,
         (&Method::POST, ["replays", id, "cancel"]) => cancel_replay(queue, id, now_ms).await,
+        (&Method::GET, ["filter-test"]) => filter_test(queue, gateway, &params, now_ms).await,
         _ => Ok(error(
             StatusCode::NOT_FOUND,
             "unknown queue endpoint: GET /queue/routes, GET /queue/routes/ROUTE, \
@@ -575,6 +578,103 @@ async fn cancel_replay(queue: &Queue, id: &str, now_ms: UnixMs) -> Answered {
     replay_jobs(queue, Some(id)).await
 }
 
+/// `GET /queue/filter-test?…`: a filter (given, or a destination's) run on the route's
+/// stored events received since `since` (default 24h), up to `limit` events (default 1000,
+/// at most 10000): how many it takes, and some of each.
+async fn filter_test(
+    queue: &Queue,
+    gateway: &Gateway,
+    params: &Params,
+    now_ms: UnixMs,
+) -> Answered {
+    let filter = match test_filter(gateway, params) {
+        Ok(f) => f,
+        Err(why) => return Ok(error(StatusCode::BAD_REQUEST, &why)),
+    };
+    let since = match when(params.get("since").unwrap_or("24h"), now_ms) {
+        Some(t) => t,
+        None => {
+            return Ok(error(
+                StatusCode::BAD_REQUEST,
+                "since: a duration (1h) or an RFC 3339 time",
+            ))
+        }
+    };
+    let limit = match params.get("limit").map(str::parse::<usize>) {
+        None => 1000,
+        Some(Ok(n)) if (1..=10_000).contains(&n) => n,
+        Some(_) => return Ok(error(StatusCode::BAD_REQUEST, "limit must be 1 to 10000")),
+    };
+    let spec = ReplaySpec {
+        route: params.get("route").unwrap_or_default().to_owned(),
+        source: None,
+        target: None,
+        since,
+        until: now_ms.after(Duration::from_millis(1)),
+        states: State::ALL.to_vec(),
+        filter: None,
+    };
+    let (mut cursor, mut last) = ((String::new(), String::new()), String::new());
+    let (mut taken, mut left) = (Vec::new(), Vec::new());
+    while taken.len() + left.len() < limit {
+        let rows = queue
+            .store
+            .replay_candidates(&spec, cursor.clone(), 500, true)
+            .await?;
+        for row in &rows {
+            // One verdict per event, whatever its deliveries.
+            if row.id == last || taken.len() + left.len() >= limit {
+                continue;
+            }
+            last = row.id.clone();
+            let headers = crate::delivery::event::decode_headers(&row.headers).unwrap_or_default();
+            let json = row
+                .body
+                .as_deref()
+                .and_then(|b| crate::scheme::json::parse_strict(b).ok());
+            let verdict = if filter.matches(&headers, json.as_ref()) {
+                &mut taken
+            } else {
+                &mut left
+            };
+            verdict.push(row.id.clone());
+        }
+        match rows.last() {
+            Some(r) if rows.len() == 500 => cursor = (r.id.clone(), r.destination.clone()),
+            _ => break,
+        }
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"route": spec.route, "examined": taken.len() + left.len(),
+                "matched": taken.len(), "not_matched": left.len(),
+                "matched_ids": &taken[..taken.len().min(20)],
+                "not_matched_ids": &left[..left.len().min(20)]}),
+    ))
+}
+
+/// The filter a filter test runs: `filter=` (YAML), or the configured one of
+/// `destination=`, on a queued route of the configuration.
+fn test_filter(gateway: &Gateway, params: &Params) -> Result<crate::model::filter::Filter, String> {
+    let route = params.get("route").ok_or("give route=")?;
+    let Some((_, policy)) = crate::delivery::queued_route(gateway, route) else {
+        return Err(format!(
+            "no queued route named {route:?} in the configuration"
+        ));
+    };
+    match (params.get("filter"), params.get("destination")) {
+        (Some(text), None) => crate::config::compile::parse_filter(text),
+        (None, Some(d)) => match policy.destination(d) {
+            Some(dest) => Ok(dest
+                .filter
+                .clone()
+                .unwrap_or(crate::model::filter::Filter::All(Vec::new()))),
+            None => Err(format!("route {route:?} has no destination {d:?}")),
+        },
+        _ => Err("give filter= (YAML) or destination= (its configured filter)".into()),
+    }
+}
+
 fn spec_json(spec: &ReplaySpec) -> Value {
     json!({
         "route": spec.route,
@@ -949,6 +1049,14 @@ pub enum Call {
     CancelReplay {
         id: String,
     },
+    /// `hookgate filter test`: a filter (or a destination's) on a route's stored events.
+    FilterTest {
+        route: String,
+        filter: Option<String>,
+        destination: Option<String>,
+        since: String,
+        limit: usize,
+    },
 }
 
 /// `hookgate queue replay`: what to send again (see `POST /queue/replays`).
@@ -1044,6 +1152,7 @@ impl Call {
                 format!("/queue/replays/{}/cancel", enc(id)),
                 View::Replay,
             ),
+            Call::FilterTest { .. } => (Method::GET, self.filter_test_target(), View::FilterTest),
         }
     }
 }
@@ -1070,6 +1179,31 @@ impl Call {
             ("after", after.as_deref()),
         ];
         with_query("/queue/events".into(), &params)
+    }
+}
+
+impl Call {
+    /// A filter test's target with its query.
+    fn filter_test_target(&self) -> String {
+        let Call::FilterTest {
+            route,
+            filter,
+            destination,
+            since,
+            limit,
+        } = self
+        else {
+            return "/queue/filter-test".into();
+        };
+        let limit = limit.to_string();
+        let params = [
+            ("route", Some(route.as_str())),
+            ("filter", filter.as_deref()),
+            ("destination", destination.as_deref()),
+            ("since", Some(since.as_str())),
+            ("limit", Some(limit.as_str())),
+        ];
+        with_query("/queue/filter-test".into(), &params)
     }
 }
 

@@ -21,6 +21,8 @@ pub enum View {
     Replay,
     /// The latest replay jobs.
     Replays,
+    /// `hookgate filter test`: how many events a filter takes.
+    FilterTest,
 }
 
 /// `answer` (the API's JSON) as a person reads it.
@@ -34,7 +36,30 @@ pub fn render(view: View, answer: &Value, now_ms: i64) -> String {
         View::Paused => paused(answer, now_ms),
         View::Replay => replay(answer),
         View::Replays => replays(answer["replays"].as_array().map_or(&[][..], |r| r)),
+        View::FilterTest => filter_test(answer),
     }
+}
+
+/// How many of the events looked at a filter takes, and a few of each.
+fn filter_test(answer: &Value) -> String {
+    let ids = |key: &str| {
+        answer[key].as_array().map_or(String::new(), |ids| {
+            ids.iter().map(text).collect::<Vec<_>>().join("\n  ")
+        })
+    };
+    let mut out = format!(
+        "{}: the filter takes {} of {} stored events\n",
+        text(&answer["route"]),
+        text(&answer["matched"]),
+        text(&answer["examined"])
+    );
+    for (key, title) in [("matched_ids", "taken"), ("not_matched_ids", "left out")] {
+        let list = ids(key);
+        if !list.is_empty() {
+            let _ = write!(out, "{title}:\n  {list}\n");
+        }
+    }
+    out
 }
 
 /// A dry run's count, or a job's progress.

@@ -164,6 +164,50 @@ async fn filters_send_each_event_to_its_apps_only_and_an_event_none_takes_is_kep
         .collect();
     assert_eq!(names, ["billing", "analytics", "audit"]);
     assert_eq!(route["concurrency"], 48);
+
+    // A filter tried on what is stored: billing's, then one given.
+    let (status, test) = admin(
+        &gw,
+        "GET",
+        "/queue/filter-test?route=shop&destination=billing&since=1h",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{test}");
+    assert_eq!(
+        (test["examined"].clone(), test["matched"].clone()),
+        (4.into(), 2.into())
+    );
+    assert!(test["matched_ids"]
+        .as_array()
+        .unwrap()
+        .contains(&paid.as_str().into()));
+    let (token, addr) = (dir.join("token"), gw.admin.to_string());
+    std::fs::write(&token, "unused").unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        bin()
+            .args(["filter", "--admin", &addr, "--token-file"])
+            .arg(&token)
+            .args([
+                "test",
+                "--route",
+                "shop",
+                "--filter",
+                "{ json: /event, equals: ping }",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let test: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(test["matched_ids"], serde_json::json!([ping]));
+    assert_eq!(test["not_matched"], 3);
 }
 
 #[tokio::test]
