@@ -268,9 +268,14 @@ fn list(answer: &Value) -> String {
                 Some(reason) => format!("dead ({reason})"),
                 None => text(&e["state"]),
             };
+            // A route with destinations shows which one: `route/destination`.
+            let route = match e["destination"].as_str() {
+                Some(d) if !d.is_empty() => format!("{}/{d}", text(&e["route"])),
+                _ => text(&e["route"]),
+            };
             vec![
                 text(&e["id"]),
-                text(&e["route"]),
+                route,
                 state,
                 text(&e["attempts"]),
                 text(&e["received_at"]),
