@@ -270,3 +270,183 @@ async fn backlog(dir: &std::path::Path, store: &str) {
     drop(child);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Three apps behind one route, with concurrency 2, 4 and 8, each slow (20 ms): the
+/// backlog's invariants hold per destination. Each holds at most twice its concurrency
+/// leased, each app gets every event exactly once as attempt 1, no lease runs out, and
+/// each destination's delivered count is the number of events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_fanned_out_to_three_apps_is_bounded_and_counted_per_destination() {
+    let dir = temp_dir("backlog-fanout");
+    let store = format!("  path: {}\n", dir.join("queue").display());
+    fanned_backlog(&dir, &store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_fanned_out_on_postgres_is_bounded_and_counted_per_destination() {
+    let dir = temp_dir("backlog-fanout-pg");
+    let pg = crate::pg_server::PostgresServer::start().await;
+    let store = format!("  type: postgres\n  url: \"{}\"\n", pg.url());
+    fanned_backlog(&dir, &store).await;
+    drop(pg);
+}
+
+const FANNED: [(&str, usize); 3] = [("a", 2), ("b", 4), ("c", 8)];
+
+async fn fanned_backlog(dir: &std::path::Path, store: &str) {
+    let mut apps = Vec::new();
+    let mut destinations = String::new();
+    for (name, concurrency) in FANNED {
+        let app = Upstream::start_with(Reply {
+            delay: Duration::from_millis(20),
+            ..Reply::default()
+        })
+        .await;
+        destinations += &format!(
+            "      - {{ name: {name}, upstream: \"{}\", concurrency: {concurrency} }}\n",
+            app.url()
+        );
+        apps.push(app);
+    }
+    let config = dir.join("gateway.yaml");
+    std::fs::write(
+        &config,
+        Yaml::new()
+            .top(&format!("queue_store:\n{store}"))
+            .routes(&format!(
+                "  - name: laso\n    path: /laso\n\
+                 \x20   verify: {{ preset: laso, secret: \"${{LASO_SECRET}}\" }}\n\
+                 \x20   delivery: queued\n    destinations:\n{destinations}"
+            )),
+    )
+    .unwrap();
+    let started = start(
+        run(&config).env("LASO_SECRET", secret_of("laso")),
+        Ready {
+            admin: true,
+            no_errors: false,
+        },
+    );
+    let child = started.process;
+    let (addr, admin) = (started.addr, started.admin.expect("admin address"));
+    let lines = started.lines;
+    std::thread::spawn(move || for _ in lines.iter() {});
+
+    // The most each destination held leased, by the gateway's count and the store's.
+    let watching = Arc::new(AtomicBool::new(true));
+    let peaks = Arc::new(Mutex::new([0f64; 3]));
+    let watcher = {
+        let (watching, peaks) = (watching.clone(), peaks.clone());
+        tokio::spawn(async move {
+            while watching.load(Ordering::SeqCst) {
+                let text = scrape(admin).await;
+                let view = route_view(admin).await;
+                {
+                    let mut peaks = peaks.lock().unwrap();
+                    for (i, (name, _)) in FANNED.iter().enumerate() {
+                        let labels = [("route", "laso"), ("destination", *name)];
+                        let leased = metric_value(&text, "hookgate_queue_leased", &labels);
+                        let delivering = view["destinations"][i]["depth"]["delivering"]
+                            .as_f64()
+                            .unwrap_or(0.0);
+                        peaks[i] = peaks[i].max(leased).max(delivering);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        })
+    };
+    let acked = send_load(&format!("http://{addr}/laso"), Duration::from_secs(2), 600).await;
+    assert!(acked.len() > 100, "{} events", acked.len());
+    // The slowest destination: 2 slots of 20 ms, about 100 a second.
+    let drain = 10 + (acked.len() / 50) as u64;
+    within(drain, "every app has every event", || {
+        apps.iter().all(|a| a.count() >= acked.len())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    watching.store(false, Ordering::SeqCst);
+    watcher.await.unwrap();
+
+    let text = scrape(admin).await;
+    let peaks = *peaks.lock().unwrap();
+    for (i, (name, concurrency)) in FANNED.iter().enumerate() {
+        let got = apps[i].received();
+        let mut times: HashMap<String, usize> = HashMap::new();
+        for r in &got {
+            *times
+                .entry(header(r, "idempotency-key").to_owned())
+                .or_default() += 1;
+            assert_eq!(header(r, "hookgate-attempt"), "1", "{name}");
+        }
+        for id in &acked {
+            let key = format!("{id}:{name}");
+            assert_eq!(times.get(&key), Some(&1), "{key} reached {name} once");
+        }
+        assert_eq!(got.len(), acked.len(), "nothing reached {name} twice");
+        assert!(
+            peaks[i] <= (2 * concurrency) as f64 && peaks[i] >= 1.0,
+            "{name}: {} leased at once, the bound is {}",
+            peaks[i],
+            2 * concurrency
+        );
+        let labels = [("route", "laso"), ("destination", *name)];
+        assert_eq!(
+            metric_value(&text, "hookgate_queue_leases_lost_total", &labels),
+            0.0
+        );
+        let delivered = [
+            ("route", "laso"),
+            ("destination", *name),
+            ("outcome", "delivered"),
+        ];
+        assert_eq!(
+            metric_value(&text, "hookgate_delivery_attempts_total", &delivered),
+            acked.len() as f64,
+            "{name}: one attempt per event"
+        );
+    }
+    drop(child);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Eight keep-alive senders posting distinct signed events to `url` for `secs` (or until
+/// `most` are stored): the ids of the events acknowledged. Every one must be.
+async fn send_load(url: &str, secs: Duration, most: usize) -> Vec<String> {
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let until = Instant::now() + secs;
+    let mut senders = Vec::new();
+    for s in 0..SENDERS {
+        let (url, acked) = (url.to_owned(), acked.clone());
+        senders.push(tokio::spawn(async move {
+            let client =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build_http::<Full<Bytes>>();
+            let mut n = 0;
+            while Instant::now() < until && acked.lock().unwrap().len() < most {
+                n += 1;
+                let body = format!(r#"{{"event":"booking.created","sender":{s},"n":{n}}}"#);
+                let mut req = http::Request::builder().method("POST").uri(&url);
+                for (k, v) in sign_as("laso", secret_of("laso"), body.as_bytes(), now_unix()) {
+                    req = req.header(k, v);
+                }
+                let resp = client
+                    .request(req.body(Full::new(Bytes::from(body))).unwrap())
+                    .await
+                    .expect("the gateway answers");
+                assert!(resp.status().is_success(), "{}", resp.status());
+                let id = resp.headers()["hookgate-event-id"]
+                    .to_str()
+                    .unwrap()
+                    .to_owned();
+                let _ = resp.into_body().collect().await;
+                acked.lock().unwrap().push(id);
+            }
+        }));
+    }
+    for s in senders {
+        s.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    acked
+}
