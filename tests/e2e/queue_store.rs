@@ -4,6 +4,11 @@
 //! ([`QueueStore`]). What the state machine in `src/delivery/store.rs` promises is asserted
 //! here once; the engine decides nothing. (After riverqueue/river's `riverdrivertest`.)
 //!
+//! An event fanned out to several destinations is a row per destination sharing one stored
+//! request (an event none takes, one `filtered` record): the fan-out cases check that
+//! through the API on both engines, and on PostgreSQL also count the requests table (the
+//! embedded store's file is not opened here).
+//!
 //! Tests of what only one engine has stay beside it: the embedded store's directory, lock,
 //! schema migrations, group commit, WAL and `max_bytes` in `src/delivery/embedded_tests.rs`.
 //!
@@ -170,6 +175,16 @@ cases! {
     an_event_being_delivered_is_next_due_when_its_lease_runs_out_and_delivered_ones_are_not_counted,
     a_reopened_store_finds_its_events,
     a_pause_is_stored_once_and_resuming_moves_pending_ages_past_it,
+    a_fanned_out_event_stores_one_request_and_each_destination_leases_only_its_row,
+    a_fanned_out_event_stored_with_one_slot_free_leases_only_that_row,
+    a_filtered_event_is_one_finished_row_never_leased_and_purged_with_the_delivered,
+    a_duplicate_of_a_fanned_out_event_answers_what_its_deliveries_add_up_to,
+    a_duplicate_of_a_filtered_event_is_answered_delivered,
+    purge_takes_a_fanned_out_event_whole_once_every_delivery_is_past_retention,
+    purge_keeps_a_fanned_out_event_for_its_dedup_window,
+    retry_and_remove_name_one_destination_or_all,
+    resuming_one_destination_moves_only_its_ages_and_resuming_the_route_moves_all,
+    list_pages_through_every_delivery_of_fanned_out_events_exactly_once,
 }
 
 /// Runs every case (or those `QUEUE_STORE_CASE` names) against a fresh store of `engine`,
@@ -1232,4 +1247,646 @@ async fn a_pause_is_stored_once_and_resuming_moves_pending_ages_past_it(s: Subje
     assert_eq!(done.age_from_ms, at(0));
     // The receive time is history.
     assert_eq!(get(store, "old").await.received_ms, at(0));
+}
+
+// ---------------------------------------------------------------------------------------
+// Fan-out: a row per destination, one request
+
+/// `new_event` taken by each of `destinations` (none: no destination takes it, and it is
+/// stored as a `filtered` record).
+fn fanned(id: &str, route: &str, received_ms: UnixMs, destinations: &[&str]) -> NewEvent {
+    NewEvent {
+        deliveries: destinations
+            .iter()
+            .map(|d| NewDelivery {
+                destination: (*d).to_owned(),
+                idempotency_key: format!("idem-{id}-{d}"),
+                lease: None,
+            })
+            .collect(),
+        ..new_event(id, route, received_ms)
+    }
+}
+
+/// Event `id`'s rows as `(destination, state)`, by destination.
+async fn rows(store: &QueueStore, id: &str) -> Vec<(String, State)> {
+    let rows = store.get(id, false).await.expect("get");
+    rows.into_iter().map(|e| (e.destination, e.state)).collect()
+}
+
+/// `(destination, state)` pairs, spelled as literals.
+fn expect(rows: &[(&str, State)]) -> Vec<(String, State)> {
+    rows.iter().map(|(d, s)| ((*d).to_owned(), *s)).collect()
+}
+
+/// Event `id`'s row for `destination`.
+async fn row(store: &QueueStore, id: &str, destination: &str) -> Event {
+    let rows = store.get(id, false).await.expect("get");
+    rows.into_iter()
+        .find(|e| e.destination == destination)
+        .unwrap_or_else(|| panic!("{id} has no row for {destination:?}"))
+}
+
+/// Leases the one due row of `route`'s `destination` (there must be exactly one).
+async fn lease_row(store: &QueueStore, route: &str, destination: &str, now: UnixMs) -> Event {
+    let until = now.after(Duration::from_secs(30));
+    let mut leased = store
+        .lease((route, destination), 10, now, until, false)
+        .await
+        .expect("lease");
+    assert_eq!(leased.len(), 1, "{destination:?}: {:?}", ids(&leased));
+    leased.remove(0)
+}
+
+/// On PostgreSQL, that it holds `want` requests (`hookgate_requests`): an event's rows share
+/// one, which goes with the last of them. The embedded store is read through the API only
+/// (the cases do not open its file): there `get(id, true)` of each row shows its request.
+async fn requests_are(s: &Subject, want: i64, why: &str) {
+    let QueueStoreConfig::Postgres { url, .. } = &s.config else {
+        return;
+    };
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the case's database");
+    let connection = tokio::spawn(connection);
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM hookgate_requests", &[])
+        .await
+        .expect("count the requests")
+        .get(0);
+    drop(client);
+    let _ = connection.await;
+    assert_eq!(n, want, "requests stored: {why}");
+}
+
+async fn a_fanned_out_event_stores_one_request_and_each_destination_leases_only_its_row(
+    s: Subject,
+) {
+    let store = &*s.store;
+    let sent = fanned("e1", ROUTE, at(0), &["a", "b", "c"]);
+    stored(store, sent.clone()).await;
+    stored(store, fanned("other", "stripe", at(0), &["a"])).await;
+
+    let read = store.get("e1", true).await.unwrap();
+    assert_eq!(read.len(), 3, "a row per destination");
+    for (e, d) in read.iter().zip(["a", "b", "c"]) {
+        assert_eq!((e.id.as_str(), e.destination.as_str()), ("e1", d));
+        assert_eq!((e.state, e.attempts), (State::Queued, 0), "{d}");
+        assert_eq!(
+            e.idempotency_key,
+            format!("idem-e1-{d}"),
+            "a key per destination"
+        );
+        assert_eq!(
+            e.body.as_ref(),
+            Some(&sent.body),
+            "{d}: the event's one request"
+        );
+        assert_eq!(e.headers, sent.headers, "{d}");
+    }
+    requests_are(&s, 2, "one request per event").await;
+
+    // No row of the route's whole (`""`): nothing to lease there.
+    let none = store.lease((ROUTE, ""), 10, at(0), at(30_000), false).await;
+    assert!(none.unwrap().is_empty());
+    let mut leased = Vec::new();
+    for d in ["a", "b", "c"] {
+        let e = lease_row(store, ROUTE, d, at(0)).await;
+        assert_eq!((e.id.as_str(), e.destination.as_str()), ("e1", d));
+        assert_eq!(e.body.as_ref(), Some(&sent.body));
+        leased.push(e);
+    }
+    let tokens: std::collections::BTreeSet<_> = leased.iter().map(|e| e.lease.clone()).collect();
+    assert_eq!(tokens.len(), 3, "a lease token per row: {tokens:?}");
+    assert_eq!(
+        row(store, "other", "a").await.state,
+        State::Queued,
+        "another route's"
+    );
+    each_row_settles_on_its_own(store, &leased).await;
+}
+
+/// `e1`'s rows to a, b and c, `leased` in that order, settled one by one: each changes only
+/// its own row, and the depths and due times are per destination.
+async fn each_row_settles_on_its_own(store: &QueueStore, leased: &[Event]) {
+    let retry = Settle::Retry {
+        at_ms: at(60_000),
+        status: Some(503),
+        error: "c answered 503".into(),
+    };
+    assert!(store
+        .settle(&leased[1], Settle::Delivered { status: 200 }, at(10))
+        .await
+        .unwrap());
+    assert_eq!(
+        row(store, "e1", "a").await.lease,
+        leased[0].lease,
+        "a is still leased"
+    );
+    assert!(store.settle(&leased[2], retry, at(20)).await.unwrap());
+    assert!(store
+        .settle(&leased[0], dead(Some(410), "gone"), at(30))
+        .await
+        .unwrap());
+    let want = [
+        ("a", State::Dead),
+        ("b", State::Delivered),
+        ("c", State::Retrying),
+    ];
+    assert_eq!(rows(store, "e1").await, expect(&want));
+    assert_eq!(row(store, "e1", "b").await.finished_ms, Some(at(10)));
+    assert_eq!(row(store, "e1", "c").await.last_status, Some(503));
+    assert_eq!(
+        store.next_due((ROUTE, "c")).await.unwrap(),
+        Some(at(60_000))
+    );
+    assert_eq!(store.next_due((ROUTE, "a")).await.unwrap(), None);
+    assert_eq!(store.next_due((ROUTE, "")).await.unwrap(), None);
+    // Counted by destination: a's dead row, c's retrying one, e2's queued ones, and
+    // stripe's a.
+    stored(store, fanned("e2", ROUTE, at(40), &["a", "b"])).await;
+    let depth = |r: &str, d: &str, state| (r.to_owned(), d.to_owned(), state, 1);
+    let want = [
+        depth(ROUTE, "a", State::Dead),
+        depth(ROUTE, "a", State::Queued),
+        depth(ROUTE, "b", State::Queued),
+        depth(ROUTE, "c", State::Retrying),
+        depth("stripe", "a", State::Queued),
+    ];
+    assert_eq!(depths(store).await, want);
+}
+
+/// The store's depths as `(route, destination, state, count)`, sorted.
+async fn depths(store: &QueueStore) -> Vec<(String, String, State, u64)> {
+    let mut depths: Vec<_> = store
+        .depths()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.route, d.destination, d.state, d.count))
+        .collect();
+    depths.sort_by(|x, y| (&x.0, &x.1, x.2.as_str()).cmp(&(&y.0, &y.1, y.2.as_str())));
+    depths
+}
+
+/// An event stored leased to one destination's free slot: that row only is leased, under
+/// the token it came with.
+async fn a_fanned_out_event_stored_with_one_slot_free_leases_only_that_row(s: Subject) {
+    let store = &*s.store;
+    let lease = Lease {
+        token: "ingest-b".to_owned(),
+        until_ms: at(10_000),
+    };
+    let mut event = fanned("e1", ROUTE, at(0), &["a", "b"]);
+    event.deliveries[1].lease = Some(lease.clone());
+    let copy = event.leased_copy(&event.deliveries[1], &lease, None);
+    stored(store, event).await;
+
+    let b = row(store, "e1", "b").await;
+    assert_eq!((b.state, b.attempts), (State::Delivering, 1));
+    assert_eq!(b.lease.as_deref(), Some("ingest-b"));
+    let a = row(store, "e1", "a").await;
+    assert_eq!((a.state, a.attempts, a.lease), (State::Queued, 0, None));
+    assert!(store
+        .lease((ROUTE, "b"), 10, at(1), at(30_000), false)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .settle(&copy, Settle::Delivered { status: 200 }, at(2))
+        .await
+        .unwrap());
+    let want = [("a", State::Queued), ("b", State::Delivered)];
+    assert_eq!(rows(store, "e1").await, expect(&want));
+    assert_eq!(lease_row(store, ROUTE, "a", at(3)).await.attempts, 0);
+}
+
+async fn a_filtered_event_is_one_finished_row_never_leased_and_purged_with_the_delivered(
+    s: Subject,
+) {
+    let store = &*s.store;
+    let sent = fanned("f1", ROUTE, at(0), &[]);
+    stored(store, sent.clone()).await;
+    stored(store, fanned("q1", ROUTE, at(0), &["a"])).await;
+
+    let read = store.get("f1", true).await.unwrap();
+    assert_eq!(
+        read.len(),
+        1,
+        "one record for an event no destination takes"
+    );
+    let f = &read[0];
+    assert_eq!((f.destination.as_str(), f.state), ("", State::Filtered));
+    assert_eq!(f.finished_ms, Some(at(0)), "finished when it was received");
+    assert_eq!((f.attempts, f.lease.as_deref()), (0, None));
+    assert_eq!(
+        f.body.as_ref(),
+        Some(&sent.body),
+        "kept for an operator to see"
+    );
+
+    // Never due, on any destination, however late.
+    let far = at(365 * 86_400_000);
+    for d in ["", "a"] {
+        let leased = store.lease((ROUTE, d), 10, far, far, true).await.unwrap();
+        assert!(
+            leased.iter().all(|e| e.id != "f1"),
+            "{d:?}: {:?}",
+            ids(&leased)
+        );
+    }
+    assert_eq!(store.next_due((ROUTE, "")).await.unwrap(), None);
+    assert!(store
+        .depths()
+        .await
+        .unwrap()
+        .iter()
+        .all(|d| !d.destination.is_empty()));
+    assert_eq!(
+        store.retry("f1", None, at(1)).await.unwrap(),
+        0,
+        "not a failure"
+    );
+    assert_eq!(rows(store, "f1").await, expect(&[("", State::Filtered)]));
+
+    let listed = |state| {
+        store.list(Filter {
+            state: Some(state),
+            limit: 100,
+            ..Filter::default()
+        })
+    };
+    assert_eq!(ids(&listed(State::Filtered).await.unwrap()), ["f1"]);
+    assert!(listed(State::Queued)
+        .await
+        .unwrap()
+        .iter()
+        .all(|e| e.id != "f1"));
+
+    // Kept for the delivered retention (from its receive time), not the dead one.
+    assert_eq!(store.purge(at(0), far, far).await.unwrap(), 0);
+    assert_eq!(store.purge(at(1), at(0), at(1)).await.unwrap(), 1);
+    assert!(store.get("f1", true).await.unwrap().is_empty());
+    requests_are(&s, 1, "q1's only").await;
+}
+
+async fn a_duplicate_of_a_fanned_out_event_answers_what_its_deliveries_add_up_to(s: Subject) {
+    let store = &*s.store;
+    let until = at(300_000);
+    let first = NewEvent {
+        deliveries: fanned("first", ROUTE, at(0), &["a", "b"]).deliveries,
+        ..deduped("first", ROUTE, at(0), "k", until)
+    };
+    stored(store, first.clone()).await;
+    let again = |id: &str| {
+        store.ingest(NewEvent {
+            id: id.to_owned(),
+            ..first.clone()
+        })
+    };
+    let answer = |state| Ingested::Duplicate {
+        id: "first".to_owned(),
+        state,
+    };
+    assert_eq!(again("d1").await.unwrap(), answer(State::Queued));
+
+    // a delivered, b retrying: on its way.
+    let a = lease_row(store, ROUTE, "a", at(1)).await;
+    assert!(store
+        .settle(&a, Settle::Delivered { status: 200 }, at(2))
+        .await
+        .unwrap());
+    let b = lease_row(store, ROUTE, "b", at(3)).await;
+    let retry = Settle::Retry {
+        at_ms: at(1_000),
+        status: Some(503),
+        error: "503".into(),
+    };
+    assert!(store.settle(&b, retry, at(4)).await.unwrap());
+    assert_eq!(again("d2").await.unwrap(), answer(State::Retrying));
+
+    // a delivered, b dead: dead (an operator may retry it).
+    let b = lease_row(store, ROUTE, "b", at(1_000)).await;
+    assert!(store
+        .settle(&b, dead(Some(410), "gone"), at(1_001))
+        .await
+        .unwrap());
+    assert_eq!(again("d3").await.unwrap(), answer(State::Dead));
+
+    // Both delivered: delivered.
+    assert_eq!(store.retry("first", Some("b"), at(2_000)).await.unwrap(), 1);
+    let b = lease_row(store, ROUTE, "b", at(2_000)).await;
+    assert!(store
+        .settle(&b, Settle::Delivered { status: 200 }, at(2_001))
+        .await
+        .unwrap());
+    assert_eq!(again("d4").await.unwrap(), answer(State::Delivered));
+    for id in ["d1", "d2", "d3", "d4"] {
+        assert!(
+            store.get(id, false).await.unwrap().is_empty(),
+            "{id} stored"
+        );
+    }
+}
+
+/// An event no destination took is, for its sender, delivered.
+async fn a_duplicate_of_a_filtered_event_is_answered_delivered(s: Subject) {
+    let store = &*s.store;
+    let filtered = NewEvent {
+        deliveries: Vec::new(),
+        ..deduped("f", ROUTE, at(0), "kf", at(300_000))
+    };
+    stored(store, filtered.clone()).await;
+    let dup = store
+        .ingest(NewEvent {
+            id: "f2".into(),
+            ..filtered
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        dup,
+        Ingested::Duplicate {
+            id: "f".to_owned(),
+            state: State::Delivered
+        }
+    );
+}
+
+/// `e1` to a, b and c: a delivered at `T0 + 100`, b dead at `T0 + 100`, c still queued.
+async fn delivered_dead_and_queued(store: &QueueStore, first: NewEvent) {
+    stored(store, first).await;
+    let a = lease_row(store, ROUTE, "a", at(0)).await;
+    assert!(store
+        .settle(&a, Settle::Delivered { status: 200 }, at(100))
+        .await
+        .unwrap());
+    let b = lease_row(store, ROUTE, "b", at(0)).await;
+    assert!(store
+        .settle(&b, dead(Some(422), "refused"), at(100))
+        .await
+        .unwrap());
+}
+
+async fn purge_takes_a_fanned_out_event_whole_once_every_delivery_is_past_retention(s: Subject) {
+    let store = &*s.store;
+    delivered_dead_and_queued(store, fanned("e1", ROUTE, at(0), &["a", "b", "c"])).await;
+    let far = at(365 * 86_400_000);
+    assert_eq!(store.purge(far, far, far).await.unwrap(), 0, "c is pending");
+    assert_eq!(rows(store, "e1").await.len(), 3, "no row goes alone");
+
+    let c = lease_row(store, ROUTE, "c", at(1_000)).await;
+    assert!(store
+        .settle(&c, Settle::Delivered { status: 200 }, at(5_000))
+        .await
+        .unwrap());
+    // c delivered at 5_000: within a retention that keeps what finished from 1_000.
+    assert_eq!(
+        store.purge(at(1_000), at(1_000), at(6_000)).await.unwrap(),
+        0
+    );
+    // b dead at 100: within a dead retention that keeps what finished from 50.
+    assert_eq!(
+        store.purge(at(10_000), at(50), at(10_000)).await.unwrap(),
+        0
+    );
+    assert_eq!(rows(store, "e1").await.len(), 3);
+
+    // All three past their retention: the event goes whole, with its request.
+    assert_eq!(
+        store
+            .purge(at(10_000), at(10_000), at(10_000))
+            .await
+            .unwrap(),
+        3
+    );
+    assert!(store.get("e1", true).await.unwrap().is_empty());
+    requests_are(&s, 0, "the event went whole").await;
+}
+
+async fn purge_keeps_a_fanned_out_event_for_its_dedup_window(s: Subject) {
+    let store = &*s.store;
+    // The dedup key (and its window, until T0 + 20_000) is on the event's first row only.
+    let first = NewEvent {
+        deliveries: fanned("e1", ROUTE, at(0), &["a", "b", "c"]).deliveries,
+        ..deduped("e1", ROUTE, at(0), "k", at(20_000))
+    };
+    delivered_dead_and_queued(store, first.clone()).await;
+    let c = lease_row(store, ROUTE, "c", at(0)).await;
+    assert!(store
+        .settle(&c, Settle::Delivered { status: 200 }, at(100))
+        .await
+        .unwrap());
+
+    // Every row past its retention, the window not over: kept, and still a duplicate.
+    assert_eq!(
+        store.purge(at(1_000), at(1_000), at(10_000)).await.unwrap(),
+        0
+    );
+    let again = store
+        .ingest(NewEvent {
+            id: "e2".into(),
+            ..first
+        })
+        .await
+        .unwrap();
+    let answer = Ingested::Duplicate {
+        id: "e1".into(),
+        state: State::Dead,
+    };
+    assert_eq!(again, answer);
+    assert_eq!(
+        store.purge(at(1_000), at(1_000), at(20_001)).await.unwrap(),
+        3
+    );
+    assert!(store.get("e1", true).await.unwrap().is_empty());
+}
+
+/// Every row of `id` made dead at `T0 + 100`.
+async fn all_dead(store: &QueueStore, id: &str, destinations: &[&str]) {
+    stored(store, fanned(id, ROUTE, at(0), destinations)).await;
+    for d in destinations {
+        let e = lease_row(store, ROUTE, d, at(0)).await;
+        assert!(store
+            .settle(&e, dead(Some(422), "refused"), at(100))
+            .await
+            .unwrap());
+    }
+}
+
+async fn retry_and_remove_name_one_destination_or_all(s: Subject) {
+    let store = &*s.store;
+    all_dead(store, "e1", &["a", "b", "c"]).await;
+    all_dead(store, "e2", &["a", "b"]).await;
+    let now = at(1_000);
+
+    assert_eq!(store.retry("e1", Some("a"), now).await.unwrap(), 1);
+    let want = [
+        ("a", State::Retrying),
+        ("b", State::Dead),
+        ("c", State::Dead),
+    ];
+    assert_eq!(rows(store, "e1").await, expect(&want));
+    assert_eq!(row(store, "e1", "a").await.age_from_ms, now);
+    assert_eq!(row(store, "e1", "b").await.age_from_ms, at(0));
+    assert_eq!(
+        store.retry("e1", Some("zz"), now).await.unwrap(),
+        0,
+        "no such row"
+    );
+    // Retry-dead of one destination: that destination's dead rows, of every event.
+    assert_eq!(store.retry_dead(ROUTE, Some("b"), now).await.unwrap(), 2);
+    assert_eq!(row(store, "e2", "a").await.state, State::Dead);
+    assert_eq!(row(store, "e2", "b").await.state, State::Retrying);
+    // Without a destination: every dead or retrying row of the event.
+    assert_eq!(store.retry("e1", None, now).await.unwrap(), 3);
+    assert_eq!(
+        store.retry_dead(ROUTE, None, now).await.unwrap(),
+        1,
+        "e2's a"
+    );
+    assert_eq!(store.remove("e2", None).await.unwrap(), 2);
+    assert!(store.get("e2", false).await.unwrap().is_empty());
+    requests_are(&s, 1, "e1's only").await;
+
+    // Remove one destination's row: the others keep the request.
+    assert_eq!(store.remove("e1", Some("b")).await.unwrap(), 1);
+    assert_eq!(rows(store, "e1").await.len(), 2);
+    let a = lease_row(store, ROUTE, "a", now).await;
+    assert_eq!(a.id, "e1");
+    assert_eq!(
+        a.body,
+        Some(new_event("e1", ROUTE, at(0)).body),
+        "the request stays"
+    );
+    // Without a destination: every row not being delivered (c), not a.
+    assert_eq!(store.remove("e1", None).await.unwrap(), 1);
+    assert_eq!(rows(store, "e1").await, expect(&[("a", State::Delivering)]));
+    let kept = store.get("e1", true).await.unwrap();
+    assert_eq!(kept[0].body, a.body, "the request stays with the last row");
+    requests_are(&s, 1, "a is left").await;
+    assert!(store
+        .settle(&a, Settle::Delivered { status: 200 }, now)
+        .await
+        .unwrap());
+    // The last row goes, and the request with it.
+    assert_eq!(store.remove("e1", Some("a")).await.unwrap(), 1);
+    assert!(store.get("e1", true).await.unwrap().is_empty());
+    requests_are(&s, 0, "the last row took it").await;
+}
+
+async fn resuming_one_destination_moves_only_its_ages_and_resuming_the_route_moves_all(s: Subject) {
+    let store = &*s.store;
+    stored(store, fanned("e1", ROUTE, at(0), &["a", "b", "c"])).await;
+    stored(store, fanned("f1", ROUTE, at(0), &[])).await;
+    stored(store, fanned("o1", "stripe", at(0), &["a"])).await;
+    let c = lease_row(store, ROUTE, "c", at(0)).await;
+    assert!(store
+        .settle(&c, Settle::Delivered { status: 200 }, at(1))
+        .await
+        .unwrap());
+
+    assert!(store.pause(ROUTE, "a", at(1_000)).await.unwrap());
+    let paused = store.pauses().await.unwrap();
+    assert_eq!(
+        paused,
+        vec![Paused {
+            route: ROUTE.into(),
+            destination: "a".into(),
+            since: at(1_000),
+        }]
+    );
+    assert_eq!(
+        store.resume(ROUTE, "a", at(10_000)).await.unwrap(),
+        Some(at(1_000))
+    );
+    let age =
+        |id: &'static str, d: &'static str| async move { row(store, id, d).await.age_from_ms };
+    assert_eq!(
+        age("e1", "a").await,
+        at(9_000),
+        "a's 9 s paused are left out"
+    );
+    assert_eq!(age("e1", "b").await, at(0), "b was not paused");
+    assert_eq!(age("o1", "a").await, at(0), "another route's a");
+
+    assert!(store.pause(ROUTE, "", at(20_000)).await.unwrap());
+    assert_eq!(
+        store.resume(ROUTE, "", at(30_000)).await.unwrap(),
+        Some(at(20_000))
+    );
+    // The whole route's pause: every pending row's age leaves out its 10 s.
+    assert_eq!(age("e1", "a").await, at(19_000));
+    assert_eq!(age("e1", "b").await, at(10_000));
+    // Finished rows (delivered, filtered) and another route's are untouched.
+    assert_eq!(age("e1", "c").await, at(0));
+    assert_eq!(age("f1", "").await, at(0));
+    assert_eq!(age("o1", "a").await, at(0));
+}
+
+async fn list_pages_through_every_delivery_of_fanned_out_events_exactly_once(s: Subject) {
+    let store = &*s.store;
+    stored(store, fanned("e1", ROUTE, at(0), &["a", "b", "c"])).await;
+    stored(store, fanned("e2", ROUTE, at(0), &[])).await;
+    stored(store, fanned("e3", ROUTE, at(0), &["b"])).await;
+    stored(store, fanned("e4", ROUTE, at(0), &["a", "c"])).await;
+    stored(store, fanned("e0", "stripe", at(0), &["a", "b"])).await;
+    let key = |(id, d): &(&str, &str)| ((*id).to_owned(), (*d).to_owned());
+    let all = [
+        ("e1", "a"),
+        ("e1", "b"),
+        ("e1", "c"),
+        ("e2", ""),
+        ("e3", "b"),
+        ("e4", "a"),
+        ("e4", "c"),
+    ];
+    for limit in 1..=4 {
+        let got = pages(store, Some(ROUTE), None, limit).await;
+        assert_eq!(
+            got,
+            all.iter().map(key).collect::<Vec<_>>(),
+            "limit {limit}"
+        );
+    }
+    let to_a = pages(store, Some(ROUTE), Some("a"), 1).await;
+    assert_eq!(
+        to_a,
+        [("e1", "a"), ("e4", "a")]
+            .iter()
+            .map(key)
+            .collect::<Vec<_>>()
+    );
+    let everything = pages(store, None, None, 2).await;
+    assert_eq!(everything.len(), all.len() + 2);
+    assert_eq!(everything[..2], [key(&("e0", "a")), key(&("e0", "b"))]);
+}
+
+/// Every `(id, destination)` listed `limit` at a time, each page after the last row of the
+/// one before.
+async fn pages(
+    store: &QueueStore,
+    route: Option<&str>,
+    destination: Option<&str>,
+    limit: usize,
+) -> Vec<(String, String)> {
+    let mut keys: Vec<(String, String)> = Vec::new();
+    loop {
+        let page = store
+            .list(Filter {
+                route: route.map(str::to_owned),
+                destination: destination.map(str::to_owned),
+                after: keys.last().cloned(),
+                limit,
+                ..Filter::default()
+            })
+            .await
+            .unwrap();
+        assert!(page.len() <= limit, "a page of {limit} had {}", page.len());
+        if page.is_empty() {
+            return keys;
+        }
+        keys.extend(page.into_iter().map(|e| (e.id, e.destination)));
+        assert!(keys.len() <= 100, "paging does not end: {keys:?}");
+    }
 }
