@@ -60,6 +60,7 @@ async fn main() {
                     route: "queued".into(),
                     dedup_key: None,
                     dedup_until: None,
+                    idempotency_key: format!("{i:032x}"),
                     received_ms: now,
                     verified_key: Some(0),
                     method: "POST".into(),

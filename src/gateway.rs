@@ -838,6 +838,7 @@ fn new_event(
         route: route.name.clone(),
         dedup_key,
         dedup_until,
+        idempotency_key,
         received_ms,
         verified_key,
         method: outgoing.method.as_str().to_owned(),

@@ -1573,7 +1573,7 @@ fn rows(e: &NewEvent) -> Vec<NewRow<'_>> {
     if e.deliveries.is_empty() {
         return vec![NewRow {
             destination: crate::delivery::state::WHOLE_ROUTE,
-            idempotency_key: &e.id,
+            idempotency_key: &e.idempotency_key,
             state: State::Filtered,
             lease: None,
             finished: Some(e.received_ms),

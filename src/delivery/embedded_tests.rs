@@ -82,6 +82,7 @@ fn new_event(id: &str, route: &str, received_ms: UnixMs) -> NewEvent {
         route: route.to_owned(),
         dedup_key: None,
         dedup_until: None,
+        idempotency_key: format!("idem-{id}"),
         received_ms,
         verified_key: Some(1),
         method: "POST".to_owned(),

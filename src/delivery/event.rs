@@ -22,6 +22,10 @@ pub struct NewEvent {
     pub dedup_key: Option<String>,
     /// Until when the dedup key must be remembered: the route's `replay.ttl`.
     pub dedup_until: Option<UnixMs>,
+    /// The event's own `Idempotency-Key` (from the route's replay key, else its id): a
+    /// route's one destination gets it as it is, a named destination with its name after a
+    /// `:` (each delivery carries its own); a `filtered` record keeps it, for a replay.
+    pub idempotency_key: String,
     pub received_ms: UnixMs,
     /// The index of the key that verified the signature (`None` on an allowlist-only route).
     pub verified_key: Option<u32>,

@@ -1060,7 +1060,7 @@ impl<'a> Rows<'a> {
         if e.deliveries.is_empty() {
             return Rows {
                 destination: vec![crate::delivery::state::WHOLE_ROUTE],
-                key: vec![&e.id],
+                key: vec![&e.idempotency_key],
                 state: vec![State::Filtered.as_str()],
                 lease: vec![None],
                 until: vec![None],

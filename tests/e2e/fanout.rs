@@ -555,6 +555,22 @@ async fn a_bulk_replay_counts_first_then_sends_each_event_again_once_with_its_ke
     }
     let (_, jobs) = admin(&gw, "GET", "/queue/replays", None).await;
     assert_eq!(jobs["replays"].as_array().unwrap().len(), 2);
+
+    // An event no destination took, replayed to one: it gets that destination's key.
+    let ping = send_event(&gw, 99, "ping", None).await;
+    let q = "/queue/replays?route=shop&to=analytics&state=filtered&since=1h";
+    let (status, job) = admin(&gw, "POST", q, None).await;
+    assert_eq!(
+        (status, job["matched"].clone()),
+        (StatusCode::ACCEPTED, 1.into()),
+        "{job}"
+    );
+    let job = job_over(&gw, job["id"].as_str().unwrap(), 10).await;
+    assert_eq!(job["replayed"], 1, "{job}");
+    within(5, "analytics gets the ping", || analytics.count() == 13).await;
+    let got = analytics.received().pop().unwrap();
+    assert_eq!(header(&got, "idempotency-key"), format!("{ping}:analytics"));
+    assert_eq!(header(&got, "hookgate-replay"), "1");
 }
 
 #[tokio::test]

@@ -226,6 +226,7 @@ fn new_event(id: &str, route: &str, dedup_key: Option<String>, now: i64) -> NewE
         route: route.to_owned(),
         dedup_until: dedup_key.as_ref().map(|_| UnixMs(now + DEDUP_TTL_MS)),
         dedup_key,
+        idempotency_key: format!("key-{id}"),
         received_ms: UnixMs(now),
         verified_key: Some(0),
         method: "POST".into(),
@@ -396,7 +397,7 @@ impl Model {
     }
 
     /// Stores event `id` as the store does: a row per delivery, the first carrying the
-    /// dedup key; a `filtered` record when there is none.
+    /// dedup key; a `filtered` record, with the event's own key, when there is none.
     fn store_event(&mut self, e: &NewEvent) {
         let now = e.received_ms.as_i64();
         let row = |idempotency_key: &str, first: bool| Row {
@@ -420,7 +421,7 @@ impl Model {
             let filtered = Row {
                 state: State::Filtered,
                 finished_ms: Some(now),
-                ..row(&e.id, true)
+                ..row(&e.idempotency_key, true)
             };
             self.rows.insert((e.id.clone(), String::new()), filtered);
         }

@@ -239,6 +239,7 @@ fn new_event(id: &str, route: &str, received_ms: UnixMs) -> NewEvent {
         route: route.to_owned(),
         dedup_key: None,
         dedup_until: None,
+        idempotency_key: format!("idem-{id}"),
         received_ms,
         verified_key: Some(1),
         method: "POST".to_owned(),
@@ -1597,6 +1598,12 @@ async fn a_duplicate_of_a_filtered_event_is_answered_delivered(s: Subject) {
         ..deduped("f", ROUTE, at(0), "kf", at(300_000))
     };
     stored(store, filtered.clone()).await;
+    // The record keeps the event's own key, for a replay to a destination.
+    let [record] = store.get("f", false).await.unwrap().try_into().unwrap();
+    assert_eq!(
+        (record.state, record.idempotency_key.as_str()),
+        (State::Filtered, "idem-f")
+    );
     let dup = store
         .ingest(NewEvent {
             id: "f2".into(),
