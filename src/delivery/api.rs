@@ -445,6 +445,10 @@ async fn start_replay(
     Ok(json_response(StatusCode::ACCEPTED, &job_json(&job)))
 }
 
+/// Stored events read at once, with their requests, by a filter test or a filtered count
+/// (fewer when their bodies pass the store's page budget).
+const PAGE: usize = 100;
+
 /// How many of what `spec` matches pass `filter` (read in pages, with their requests).
 async fn count_through(
     queue: &Queue,
@@ -457,7 +461,7 @@ async fn count_through(
     loop {
         let rows = queue
             .store
-            .replay_candidates(spec, cursor.clone(), 500, true)
+            .replay_candidates(spec, cursor.clone(), PAGE, true)
             .await?;
         for row in &rows {
             // With one target, an event counts once.
@@ -475,10 +479,8 @@ async fn count_through(
             }
         }
         match rows.last() {
-            Some(last) if rows.len() == 500 => {
-                cursor = (last.id.clone(), last.destination.clone());
-            }
-            _ => return Ok(n),
+            Some(last) => cursor = (last.id.clone(), last.destination.clone()),
+            None => return Ok(n),
         }
     }
 }
@@ -520,6 +522,14 @@ fn replay_spec(gateway: &Gateway, params: &Params, now_ms: UnixMs) -> Result<Rep
             .map(|s| State::parse(s.trim()).ok_or(format!("unknown state {s:?}")))
             .collect::<Result<_, _>>()?,
     };
+    if let Some(pending) = states.iter().find(|s| !s.is_finished()) {
+        return Err(format!(
+            "state {}: a replay sends again what is finished (delivered, dead, filtered); \
+             what is {} is still on its way",
+            pending.as_str(),
+            pending.as_str()
+        ));
+    }
     if states.contains(&State::Filtered) && target.is_none() {
         return Err(
             "a filtered event went to no destination: give to= the one to send it to".into(),
@@ -619,7 +629,7 @@ async fn filter_test(
     while taken.len() + left.len() < limit {
         let rows = queue
             .store
-            .replay_candidates(&spec, cursor.clone(), 500, true)
+            .replay_candidates(&spec, cursor.clone(), PAGE, true)
             .await?;
         for row in &rows {
             // One verdict per event, whatever its deliveries.
@@ -640,8 +650,8 @@ async fn filter_test(
             verdict.push(row.id.clone());
         }
         match rows.last() {
-            Some(r) if rows.len() == 500 => cursor = (r.id.clone(), r.destination.clone()),
-            _ => break,
+            Some(r) => cursor = (r.id.clone(), r.destination.clone()),
+            None => break,
         }
     }
     Ok(json_response(

@@ -34,7 +34,7 @@ use crate::delivery::event::{Event, NewEvent};
 use crate::delivery::sql::{self, COLUMNS, DEAD, DELIVERING, RETRYING};
 use crate::delivery::state::{
     Depth, Filter, Ingested, JobState, Paused, QueueStoreError, ReplayBatch, ReplayJob, ReplaySpec,
-    Settle, State,
+    Settle, State, CANDIDATE_BODY_BYTES,
 };
 use crate::delivery::time::UnixMs;
 use crate::metrics::Metrics;
@@ -550,7 +550,7 @@ impl Embedded {
             let sql = format!(
                 "SELECT {COLUMNS} FROM hookgate_events \
                  WHERE (?1 IS NULL OR route = ?1) AND (?2 IS NULL OR state = ?2) \
-                 AND (?3 IS NULL OR id > ?3 OR (id = ?3 AND destination > ?5)) \
+                 AND (?3 IS NULL OR (id, destination) > (?3, coalesce(?5, ''))) \
                  AND (?6 IS NULL OR destination = ?6) ORDER BY id, destination LIMIT ?4"
             );
             let mut stmt = c.prepare_cached(&sql)?;
@@ -660,9 +660,18 @@ impl Embedded {
                 )?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             if with_body {
+                // Within the page's byte budget: the rows past it come in the next page.
+                let mut bytes = 0u64;
+                let mut read = 0;
                 for event in &mut events {
+                    if read > 0 && bytes >= CANDIDATE_BODY_BYTES {
+                        break;
+                    }
                     read_request(c, event)?;
+                    bytes += event.body_len + event.headers.len() as u64;
+                    read += 1;
                 }
+                events.truncate(read);
             }
             Ok(events)
         })
@@ -687,11 +696,12 @@ impl Embedded {
         &self,
         route: &str,
         destination: Option<&str>,
+        now: UnixMs,
     ) -> Result<u64, QueueStoreError> {
         let (route, destination) = (route.to_owned(), destination.map(str::to_owned));
         self.read(move |c| {
             let sql = sql::pending_count('?', PENDING, "");
-            let n: i64 = c.query_row(&sql, params![route, destination], |r| r.get(0))?;
+            let n: i64 = c.query_row(&sql, params![route, destination, now], |r| r.get(0))?;
             Ok(u64::try_from(n).unwrap_or(0))
         })
         .await
@@ -957,18 +967,23 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File, QueueStoreError> {
     Ok(file)
 }
 
-/// Fills in the stored request (headers and body) of `event`.
+/// Fills in the stored request (headers and body) of `event`; one that is missing (the
+/// store never leaves one so) leaves the body `None`, and the worker dead-letters the
+/// delivery as unreadable.
 fn read_request(c: &Connection, event: &mut Event) -> rusqlite::Result<()> {
-    let (headers, body) = c
+    let found = c
         .prepare_cached(
             "SELECT headers, body FROM hookgate_requests \
              WHERE seq = (SELECT request FROM hookgate_events WHERE id = ?1 AND destination = ?2)",
         )?
         .query_row([&event.id, &event.destination], |r| {
             Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
-        })?;
-    event.headers = headers;
-    event.body = Some(bytes::Bytes::from(body));
+        })
+        .optional()?;
+    if let Some((headers, body)) = found {
+        event.headers = headers;
+        event.body = Some(bytes::Bytes::from(body));
+    }
     Ok(())
 }
 
@@ -1738,6 +1753,16 @@ fn resume(
 /// Deletes an event's deliveries (to `destination`, or to all) that are not being
 /// delivered; its request goes with the last of them. How many went.
 fn remove(tx: &Connection, id: &str, destination: Option<&str>) -> rusqlite::Result<u64> {
+    // The event's dedup key is on one row: if that one goes and others stay, the key moves
+    // to one of them, or a copy sent again would be stored as a new event.
+    let carried: Option<(String, Option<i64>)> = tx
+        .prepare_cached(&format!(
+            "SELECT dedup_key, dedup_until FROM hookgate_events WHERE id = ?1 \
+             AND (?2 IS NULL OR destination = ?2) AND state <> {DELIVERING} \
+             AND dedup_key IS NOT NULL"
+        ))?
+        .query_row(params![id, destination], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
     let requests: Vec<i64> = tx
         .prepare_cached(&REMOVE)?
         .query_map(params![id, destination], |r| r.get(0))?
@@ -1748,6 +1773,14 @@ fn remove(tx: &Connection, id: &str, destination: Option<&str>) -> rusqlite::Res
              AND NOT EXISTS (SELECT 1 FROM hookgate_events WHERE id = ?2)",
         )?
         .execute(params![request, id])?;
+    }
+    if let Some((key, until)) = carried {
+        tx.prepare_cached(
+            "UPDATE hookgate_events SET dedup_key = ?1, dedup_until = ?2 \
+             WHERE seq = (SELECT seq FROM hookgate_events WHERE id = ?3 \
+                 ORDER BY destination LIMIT 1)",
+        )?
+        .execute(params![key, until, id])?;
     }
     Ok(requests.len() as u64)
 }

@@ -34,7 +34,7 @@ use crate::delivery::sql::{self, COLUMNS, DEAD, DELIVERING, QUEUED, RETRYING};
 use crate::delivery::sql::{DELIVERED, FILTERED};
 use crate::delivery::state::{
     Depth, Filter, Ingested, JobState, Paused, QueueStoreError, ReplayBatch, ReplayJob, ReplaySpec,
-    Settle, State,
+    Settle, State, CANDIDATE_BODY_BYTES,
 };
 use crate::delivery::time::UnixMs;
 
@@ -180,7 +180,7 @@ static LEASE: LazyLock<String> = LazyLock::new(|| {
              FROM picked WHERE e.id = picked.id AND e.destination = picked.destination \
              RETURNING e.*) \
          SELECT {cols}, r.headers, r.body FROM leased \
-         JOIN hookgate_requests r ON r.id = leased.id \
+         LEFT JOIN hookgate_requests r ON r.id = leased.id \
          ORDER BY leased.next_attempt_at, leased.received_at",
         due = sql::due('$', &PENDING, "id, destination"),
         cols = COLUMNS
@@ -214,15 +214,35 @@ static RETRY: LazyLock<String> = LazyLock::new(|| {
         sql::retry('$')
     )
 });
-static REMOVE: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "WITH ev AS (DELETE FROM hookgate_events WHERE id = $1 \
-         AND ($2::text IS NULL OR destination = $2) AND state <> {DELIVERING} RETURNING id), \
-         rq AS (DELETE FROM hookgate_requests WHERE id = $1 \
-             AND (SELECT count(*) FROM ev) = (SELECT count(*) FROM hookgate_events WHERE id = $1)) \
-         SELECT count(*) FROM ev"
-    )
-});
+/// Drops an event's deliveries (to `p_destination`, or all) not being delivered, in one
+/// transaction and in order: its request goes with the last of them, and if the row that
+/// carried the event's dedup key went while others stay, the key moves to one of them (a
+/// copy sent again must still be a duplicate). A function, because one statement's parts
+/// run in no set order, and the key cannot move before the row that holds it is gone.
+const DROP_FUNCTION: &str = "
+CREATE OR REPLACE FUNCTION hookgate_drop(p_id text, p_destination text) RETURNS bigint
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    n bigint;
+    k text;
+    u bigint;
+BEGIN
+    SELECT dedup_key, dedup_until INTO k, u FROM hookgate_events
+        WHERE id = p_id AND (p_destination IS NULL OR destination = p_destination)
+        AND state <> 'delivering' AND dedup_key IS NOT NULL;
+    DELETE FROM hookgate_events WHERE id = p_id
+        AND (p_destination IS NULL OR destination = p_destination) AND state <> 'delivering';
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF NOT EXISTS (SELECT 1 FROM hookgate_events WHERE id = p_id) THEN
+        DELETE FROM hookgate_requests WHERE id = p_id;
+    ELSIF k IS NOT NULL THEN
+        UPDATE hookgate_events SET dedup_key = k, dedup_until = u
+            WHERE (id, destination) = (SELECT id, destination FROM hookgate_events
+                WHERE id = p_id ORDER BY destination LIMIT 1);
+    END IF;
+    RETURN n;
+END $fn$;
+";
 static DEPTHS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT route, destination, state, count(*), min(received_at) FROM hookgate_events \
@@ -393,7 +413,8 @@ impl Postgres {
                 other => other,
             })?;
         let setup = format!(
-            "BEGIN; SELECT pg_advisory_xact_lock(7061746868676174); {SCHEMA} {} COMMIT;",
+            "BEGIN; SELECT pg_advisory_xact_lock(7061746868676174); {SCHEMA} {} {DROP_FUNCTION} \
+             COMMIT;",
             sql::replays_table("BIGINT")
         );
         tokio::time::timeout(
@@ -499,8 +520,11 @@ impl Postgres {
                     .iter()
                     .map(|r| {
                         let mut e = event_from(r);
-                        e.headers = r.get(20);
-                        e.body = Some(bytes::Bytes::from(r.get::<_, Vec<u8>>(21)));
+                        // A row whose request is gone (a drop or purge raced with a
+                        // replay) comes back without a body: the worker dead-letters it
+                        // as unreadable rather than lease it for ever.
+                        e.headers = r.get::<_, Option<Vec<u8>>>(20).unwrap_or_default();
+                        e.body = r.get::<_, Option<Vec<u8>>>(21).map(bytes::Bytes::from);
                         e
                     })
                     .collect())
@@ -612,7 +636,7 @@ impl Postgres {
                 let sql = format!(
                     "SELECT {COLUMNS} FROM hookgate_events \
                      WHERE ($1::text IS NULL OR route = $1) AND ($2::text IS NULL OR state = $2) \
-                     AND ($3::text IS NULL OR id > $3 OR (id = $3 AND destination > $5::text)) \
+                     AND ($3::text IS NULL OR (id, destination) > ($3, coalesce($5::text, ''))) \
                      AND ($6::text IS NULL OR destination = $6) \
                      ORDER BY id, destination LIMIT $4"
                 );
@@ -711,7 +735,9 @@ impl Postgres {
         let (id, destination) = (id.to_owned(), destination.map(str::to_owned));
         self.with(move |c| {
             Box::pin(async move {
-                let row = c.query_one(REMOVE.as_str(), &[&id, &destination]).await?;
+                let row = c
+                    .query_one("SELECT hookgate_drop($1, $2)", &[&id, &destination])
+                    .await?;
                 Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
             })
         })
@@ -902,7 +928,14 @@ impl Postgres {
                 let mut events: Vec<Event> =
                     c.query(&sql, &args).await?.iter().map(event_from).collect();
                 if with_body {
+                    // Within the page's byte budget: the rows past it come in the next page.
+                    let (mut bytes, mut read) = (0u64, 0);
                     for e in &mut events {
+                        if read > 0 && bytes >= CANDIDATE_BODY_BYTES {
+                            break;
+                        }
+                        read += 1;
+                        bytes += e.body_len;
                         if let Some(r) = c
                             .query_opt(
                                 "SELECT headers, body FROM hookgate_requests WHERE id = $1",
@@ -914,6 +947,7 @@ impl Postgres {
                             e.body = Some(bytes::Bytes::from(r.get::<_, Vec<u8>>(1)));
                         }
                     }
+                    events.truncate(read);
                 }
                 Ok(events)
             })
@@ -939,12 +973,13 @@ impl Postgres {
         &self,
         route: &str,
         destination: Option<&str>,
+        now: UnixMs,
     ) -> Result<u64, QueueStoreError> {
         let (route, destination) = (route.to_owned(), destination.map(str::to_owned));
         self.with(move |c| {
             Box::pin(async move {
                 let sql = sql::pending_count('$', &PENDING, "::text");
-                let row = c.query_one(&sql, &[&route, &destination]).await?;
+                let row = c.query_one(&sql, &[&route, &destination, &now]).await?;
                 Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
             })
         })

@@ -165,29 +165,38 @@ impl Runner<'_> {
             Ok(rows) => rows,
             Err(e) => return self.trouble(&e).await,
         };
-        let done = rows.len() < limit;
-        let (marks, skipped) = marks(&rows, spec, policy, filter, last_marked);
-        if let Some(last) = rows.last() {
-            *cursor = (last.id.clone(), last.destination.clone());
-        }
+        // The last rows' pages come back short of the limit (or empty).
+        let done = rows.is_empty();
+        // Where the job will be once this batch is recorded; until then, nothing moves: a
+        // batch the store did not take is read and made again.
+        let mut marked = last_marked.clone();
+        let (marks, skipped) = marks(&rows, spec, policy, filter, &mut marked);
+        let next = rows
+            .last()
+            .map_or_else(|| cursor.clone(), |r| (r.id.clone(), r.destination.clone()));
         let now = UnixMs::from((self.clock)());
         let batch = ReplayBatch {
             job: job.id.clone(),
             owner: self.owner.to_owned(),
             marks,
             skipped,
-            cursor: cursor.clone(),
+            cursor: next.clone(),
             done,
             error: None,
             now,
             owned_until: now.after(HOLD),
         };
-        self.apply(job, batch).await
+        let (step, recorded) = self.apply(job, batch).await;
+        if recorded {
+            *cursor = next;
+            *last_marked = marked;
+        }
+        step
     }
 
     /// How many more deliveries may be made due now: twice the concurrency of the
-    /// destinations the job sends to, less what they have pending (at least 10, at most
-    /// 1000 in all).
+    /// destinations the job sends to (at least 10, at most 1000 in all), less what they
+    /// have to send now (deliveries waiting out a retry's backoff do not hold it back).
     async fn room(&self, spec: &ReplaySpec, policy: &QueuePolicy) -> Option<usize> {
         let to = spec.target.as_deref().or(spec.source.as_deref());
         let window: usize = policy
@@ -197,7 +206,8 @@ impl Runner<'_> {
             .map(|d| d.pace.concurrency * 2)
             .sum::<usize>()
             .clamp(10, 1000);
-        match self.queue.store.pending(&spec.route, to).await {
+        let now = UnixMs::from((self.clock)());
+        match self.queue.store.pending(&spec.route, to, now).await {
             Ok(pending) => Some(window.saturating_sub(usize::try_from(pending).unwrap_or(0))),
             Err(e) => {
                 self.trouble(&e).await;
@@ -206,8 +216,9 @@ impl Runner<'_> {
         }
     }
 
-    /// Records a batch; the worker is woken for what it made due.
-    async fn apply(&self, job: &ReplayJob, batch: ReplayBatch) -> Step {
+    /// Records a batch; the worker is woken for what it made due. Whether the store took
+    /// it (else nothing of it was done).
+    async fn apply(&self, job: &ReplayJob, batch: ReplayBatch) -> (Step, bool) {
         let (done, marked) = (batch.done, batch.marks.len());
         match self.queue.store.replay_batch(batch).await {
             Ok(true) => {
@@ -216,18 +227,18 @@ impl Runner<'_> {
                 }
                 if done {
                     tracing::info!(job = job.id.as_str(), "replay job done");
-                    return Step::Over;
+                    return (Step::Over, true);
                 }
-                Step::Again
+                (Step::Again, true)
             }
             Ok(false) => {
                 tracing::info!(
                     job = job.id.as_str(),
                     "replay job cancelled (or taken over); stopping"
                 );
-                Step::Over
+                (Step::Over, false)
             }
-            Err(e) => self.trouble(&e).await,
+            Err(e) => (self.trouble(&e).await, false),
         }
     }
 
@@ -245,8 +256,9 @@ impl Runner<'_> {
             now,
             owned_until: now.after(HOLD),
         };
-        let step = self.apply(job, batch).await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (step, _) = self.apply(job, batch).await;
+        // The destination is busy: look again in a while, not in a spin.
+        tokio::time::sleep(Duration::from_millis(500)).await;
         step
     }
 

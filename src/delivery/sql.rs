@@ -11,8 +11,9 @@
 //!
 //! A row is one destination's delivery of an event: an event a route with three
 //! destinations takes has three rows (one `id`, three `destination`s) and one stored
-//! request. Statements that name one row name its id and destination, or its lease (a
-//! lease token is never shared by two rows).
+//! request. Statements that name one row name its id and destination, or its id and
+//! lease: one lease call takes one destination's rows under one token, so an event id and a
+//! token name one row.
 
 use std::fmt;
 
@@ -253,11 +254,23 @@ pub fn replay_candidates(p: P, states: &[State], text: &str) -> String {
     format!(
         "SELECT {COLUMNS} FROM hookgate_events \
          WHERE route = {p}1 AND ({p}2{text} IS NULL OR destination = {p}2) \
-         AND received_at >= {p}3 AND received_at < {p}4 AND state IN ({states}) \
-         AND (id > {p}5 OR (id = {p}5 AND destination > {p}6)) \
+         AND received_at >= {p}3 AND received_at < {p}4 AND state IN ({states}){finished} \
+         AND (id, destination) > ({p}5, {p}6) \
          ORDER BY id, destination LIMIT {p}7",
         states = state_list(states),
+        finished = finished_since(p, states),
     )
+}
+
+/// For finished states only (what a replay takes): `finished_at >= since` (`p3`), true of
+/// every such row received since then, so the store reads the rows finished since `since`
+/// (its finished-rows index) rather than all of the route's.
+fn finished_since(p: P, states: &[State]) -> String {
+    if !states.is_empty() && states.iter().all(|s| s.is_finished()) {
+        format!(" AND finished_at IS NOT NULL AND finished_at >= {p}3")
+    } else {
+        String::new()
+    }
 }
 
 /// How many deliveries [`replay_candidates`] would go through (events, with one target:
@@ -266,9 +279,10 @@ pub fn replay_count(p: P, states: &[State], text: &str, events: bool) -> String 
     format!(
         "SELECT count({what}) FROM hookgate_events \
          WHERE route = {p}1 AND ({p}2{text} IS NULL OR destination = {p}2) \
-         AND received_at >= {p}3 AND received_at < {p}4 AND state IN ({states})",
+         AND received_at >= {p}3 AND received_at < {p}4 AND state IN ({states}){finished}",
         what = if events { "DISTINCT id" } else { "*" },
         states = state_list(states),
+        finished = finished_since(p, states),
     )
 }
 
@@ -296,11 +310,13 @@ pub fn replay_reset(p: P) -> String {
     )
 }
 
-/// Pending deliveries of route `p1` (to destination `p2`, or to any).
+/// Deliveries of route `p1` (to destination `p2`, or to any) the worker has to send now:
+/// being delivered, or due by `p3` (not those waiting out a retry's backoff).
 pub fn pending_count(p: P, pending: &str, text: &str) -> String {
     format!(
         "SELECT count(*) FROM hookgate_events \
-         WHERE route = {p}1 AND ({p}2{text} IS NULL OR destination = {p}2) AND {pending}"
+         WHERE route = {p}1 AND ({p}2{text} IS NULL OR destination = {p}2) AND {pending} \
+         AND (state = {DELIVERING} OR next_attempt_at <= {p}3)"
     )
 }
 

@@ -162,6 +162,11 @@ pub struct Paused {
 /// and of a `filtered` record: a pause of it is a pause of the whole route.
 pub const WHOLE_ROUTE: &str = "";
 
+/// The most body bytes one page of replay candidates read with their requests holds
+/// (always at least one row): a filter test or a filtered replay reads stored requests in
+/// pages this size, whatever the routes' body limits.
+pub const CANDIDATE_BODY_BYTES: u64 = 16 * 1024 * 1024;
+
 /// Most events one purge call deletes (one store operation).
 pub const PURGE_BATCH: u64 = 10_000;
 

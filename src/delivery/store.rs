@@ -373,15 +373,16 @@ impl QueueStore {
         }
     }
 
-    /// Pending deliveries of `route` (to `destination`, or to any).
+    /// Deliveries of `route` (to `destination`, or to any) being sent or due by `now`.
     pub async fn pending(
         &self,
         route: &str,
         destination: Option<&str>,
+        now: UnixMs,
     ) -> Result<u64, QueueStoreError> {
         match self {
-            QueueStore::Embedded(s) => s.pending(route, destination).await,
-            QueueStore::Postgres(s) => Box::pin(s.pending(route, destination)).await,
+            QueueStore::Embedded(s) => s.pending(route, destination, now).await,
+            QueueStore::Postgres(s) => Box::pin(s.pending(route, destination, now)).await,
         }
     }
 

@@ -95,9 +95,10 @@ struct Done {
     health: Option<Health>,
 }
 
-/// The leases this worker holds (lease token to event id: an event's deliveries to two
-/// destinations are two leases), renewed together.
-type Held = Mutex<HashMap<String, String>>;
+/// The leases this worker holds, by event id and destination (an event's deliveries to two
+/// destinations are two leases; one lease call gives one token to all the rows it takes),
+/// with each one's token; renewed together.
+type Held = Mutex<HashMap<(String, String), String>>;
 
 /// Runs the worker until `shutdown` turns true. `live` is the worker's own view of the
 /// configuration (its upstream pools live on this runtime); reloads swap it.
@@ -199,7 +200,7 @@ impl Attempts {
             self.held
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(lease.clone(), event.id.clone());
+                .insert((event.id.clone(), event.destination.clone()), lease.clone());
         }
         let job = Attempting {
             queue: self.queue.clone(),
@@ -417,7 +418,7 @@ async fn give_back_held(queue: &Queue, held: &Held, metrics: &Metrics) {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .drain()
-        .map(|(lease, id)| (id, lease))
+        .map(|((id, _), lease)| (id, lease))
         .collect();
     if !still_held.is_empty() {
         match queue.store.release(still_held).await {
@@ -512,7 +513,7 @@ async fn renew(queue: &Queue, live: &InForce, held: &Held, metrics: &Metrics, cl
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .iter()
-        .map(|(lease, id)| (id.clone(), lease.clone()))
+        .map(|((id, _), lease)| (id.clone(), lease.clone()))
         .collect();
     if leases.is_empty() {
         return;
@@ -792,13 +793,14 @@ impl Attempting {
             Some((down, after, health)) => (Some(down), after, Some(health)),
             None => (None, None, None),
         };
-        if let Some(lease) = &event.lease {
-            // Only this attempt's lease: after a stall, the same event may be held again
+        {
+            let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+            // Only this attempt's lease: after a stall, the same delivery may be held again
             // under a newer one.
-            self.held
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(lease);
+            let key = (event.id.clone(), event.destination.clone());
+            if held.get(&key) == event.lease.as_ref() {
+                held.remove(&key);
+            }
         }
         self.gate.release(1);
         let _ = done.send(Done {
@@ -1101,7 +1103,12 @@ impl Attempting {
         if event.replays > 0 {
             headers.insert(REPLAY_HEADER, HeaderValue::from(event.replays));
         }
-        let body = RawBody::from(event.body.clone().unwrap_or_default());
+        let body = RawBody::from(
+            event
+                .body
+                .clone()
+                .ok_or_else(|| Unreadable::new("stored request missing"))?,
+        );
         let outgoing = Outgoing {
             method,
             target,

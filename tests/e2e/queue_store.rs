@@ -180,6 +180,7 @@ cases! {
     a_filtered_event_is_one_finished_row_never_leased_and_purged_with_the_delivered,
     a_duplicate_of_a_fanned_out_event_answers_what_its_deliveries_add_up_to,
     a_duplicate_of_a_filtered_event_is_answered_delivered,
+    dropping_the_delivery_that_carries_the_dedup_key_keeps_the_event_a_duplicate,
     purge_takes_a_fanned_out_event_whole_once_every_delivery_is_past_retention,
     purge_keeps_a_fanned_out_event_for_its_dedup_window,
     retry_and_remove_name_one_destination_or_all,
@@ -1587,6 +1588,53 @@ async fn a_duplicate_of_a_fanned_out_event_answers_what_its_deliveries_add_up_to
             store.get(id, false).await.unwrap().is_empty(),
             "{id} stored"
         );
+    }
+}
+
+/// The event's dedup key is on one of its rows; dropping that row alone moves it to
+/// another, so a copy sent again is still answered as a duplicate (and once every row is
+/// gone, the key goes with them).
+async fn dropping_the_delivery_that_carries_the_dedup_key_keeps_the_event_a_duplicate(s: Subject) {
+    let store = &*s.store;
+    let first = NewEvent {
+        id: "k1".into(),
+        ..fanned_deduped(&["a", "b"])
+    };
+    stored(store, first.clone()).await;
+    // "a" is the first row, with the key.
+    assert_eq!(store.remove("k1", Some("a")).await.unwrap(), 1);
+    let again = store
+        .ingest(NewEvent {
+            id: "k2".into(),
+            ..first.clone()
+        })
+        .await
+        .unwrap();
+    assert!(
+        matches!(&again, Ingested::Duplicate { id, .. } if id == "k1"),
+        "{again:?}"
+    );
+    assert_eq!(store.remove("k1", None).await.unwrap(), 1);
+    let after = store
+        .ingest(NewEvent {
+            id: "k3".into(),
+            ..first
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        after,
+        Ingested::Stored,
+        "the key went with the event's last row"
+    );
+}
+
+/// Event `k` fanned out to `destinations`, with dedup key `kk`.
+fn fanned_deduped(destinations: &[&str]) -> NewEvent {
+    NewEvent {
+        dedup_key: Some("kk".into()),
+        dedup_until: Some(at(300_000)),
+        ..fanned("k", ROUTE, at(0), destinations)
     }
 }
 
