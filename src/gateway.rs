@@ -675,8 +675,8 @@ async fn store_and_answer(
         .as_ref()
         .map(|replay| event_key(replay, &view(&parts, &body, &json), &verified.signature))
         .transpose()?;
-    let taken = destinations_taking(policy, &parts, &json, &body);
     let outgoing = forward::prepare(&route, parts, &hop)?;
+    let taken = destinations_taking(policy, &outgoing.headers, &json, &body);
     let received_ms = crate::delivery::UnixMs::from((shared.clock)());
     // For each destination with a delivery slot free (and room to hold another event
     // leased), the event is stored leased to this process with that delivery's first
@@ -728,11 +728,13 @@ async fn store_and_answer(
     }
 }
 
-/// The destinations of a queued route whose filters take this request, as the sender sent
-/// it (its headers, its body parsed strictly if it is JSON), in the route's order.
+/// The destinations of a queued route whose filters take this request, as it is stored
+/// and as the app will get it (its headers after hop-by-hop hygiene, so a filter tested on
+/// stored events or a filtered replay judges the same headers; its body parsed strictly if
+/// it is JSON and a filter reads it), in the route's order.
 fn destinations_taking<'p>(
     policy: &'p QueuePolicy,
-    parts: &http::request::Parts,
+    headers: &http::HeaderMap,
     json: &JsonBody,
     body: &body::RawBody,
 ) -> Vec<&'p crate::model::Destination> {
@@ -740,9 +742,14 @@ fn destinations_taking<'p>(
         .destinations
         .iter()
         .filter(|d| {
-            d.filter
-                .as_ref()
-                .is_none_or(|f| f.matches(&parts.headers, json.value(body)))
+            d.filter.as_ref().is_none_or(|f| {
+                let json = if f.reads_json() {
+                    json.value(body)
+                } else {
+                    None
+                };
+                f.matches(headers, json)
+            })
         })
         .collect()
 }

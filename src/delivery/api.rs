@@ -226,12 +226,16 @@ async fn pause(
     (route, destination): (&str, &str),
     now_ms: UnixMs,
 ) -> Answered {
-    let known = match destination {
-        WHOLE_ROUTE => crate::delivery::queued_route(gateway, route).is_some(),
-        d => crate::delivery::queued_destination(gateway, route, d).is_some(),
-    };
-    if !known {
+    if crate::delivery::queued_route(gateway, route).is_none() {
         return Ok(unknown_route(route));
+    }
+    if destination != WHOLE_ROUTE
+        && crate::delivery::queued_destination(gateway, route, destination).is_none()
+    {
+        return Ok(error(
+            StatusCode::NOT_FOUND,
+            &format!("route {route:?} has no destination {destination:?} in the configuration"),
+        ));
     }
     let paused_now = queue.store.pause(route, destination, now_ms).await?;
     let pauses = queue.store.pauses().await?;
@@ -585,7 +589,12 @@ async fn cancel_replay(queue: &Queue, id: &str, now_ms: UnixMs) -> Answered {
         ));
     }
     tracing::warn!(job = id, "bulk replay cancelled from the admin API");
-    replay_jobs(queue, Some(id)).await
+    let jobs = queue.store.replay_jobs().await?;
+    Ok(match jobs.iter().find(|j| j.id == id) {
+        Some(job) => json_response(StatusCode::OK, &job_json(job)),
+        // Cancelled, though older than the latest 100 jobs listed.
+        None => json_response(StatusCode::OK, &json!({"id": id, "state": "cancelled"})),
+    })
 }
 
 /// `GET /queue/filter-test?…`: a filter (given, or a destination's) run on the route's

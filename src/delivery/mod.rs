@@ -117,18 +117,23 @@ impl Queue {
         if gate.take_tokens(1) == 0 {
             return None;
         }
-        Some(Reserved { lease, slot })
+        Some(Reserved {
+            lease,
+            slot: Some(slot),
+        })
     }
 
     /// Hands an event stored with its first attempt started to the worker, which now
     /// accounts for its lease and slot.
-    pub fn handoff(&self, event: Event, reserved: Reserved) {
-        let Reserved { mut lease, slot } = reserved;
+    pub fn handoff(&self, event: Event, mut reserved: Reserved) {
+        let Some(slot) = reserved.slot.take() else {
+            return;
+        };
         if self.handoff.send(Handoff { event, slot }).is_ok() {
-            lease.gate = None;
+            reserved.lease.gate = None;
         }
-        // Otherwise the worker is gone (shutting down): the lease goes back on drop, and the
-        // stored lease runs out (or the next start releases it).
+        // Otherwise the worker is gone (shutting down): the lease and the rate token go
+        // back on drop, and the stored lease runs out (or the next start releases it).
     }
 
     /// An operator's pause or resume, in this process at once: `pauses` are the store's
@@ -207,10 +212,20 @@ fn apply(
     }
 }
 
-/// A lease of a destination's gate and one of its delivery slots, taken for one event.
+/// A lease of a destination's gate, one of its delivery slots and one token of its rate
+/// limit, taken for one event; all go back if it is dropped without being handed over (the
+/// event was a duplicate, or the store did not take it).
 pub struct Reserved {
     lease: GateSlot,
-    slot: tokio::sync::OwnedSemaphorePermit,
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        if let Some(gate) = &self.lease.gate {
+            gate.give_back_tokens(1);
+        }
+    }
 }
 
 /// How many of a route's events this process holds leased (`outstanding`) against how many
@@ -547,6 +562,34 @@ mod tests {
         assert_eq!(gate.take(1), 0, "still two out of two");
         drop(held);
         assert_eq!(gate.take(5), 2);
+    }
+
+    /// An event stored with a reservation it could not use (a duplicate, a store error)
+    /// gives back its lease, its slot and its rate token: a storm of 503s does not drain
+    /// a destination's rate.
+    #[tokio::test]
+    async fn a_reservation_not_handed_over_gives_back_its_rate_token() {
+        let (store, dir) = {
+            let dir = std::env::temp_dir().join(format!("hookgate-reserve-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let metrics = Arc::new(crate::metrics::Metrics::new());
+            let store = embedded::Embedded::open(&dir, None, metrics).unwrap();
+            (QueueStore::Embedded(store), dir)
+        };
+        let queue = Queue::new(store);
+        let gate = queue.gate("r", "");
+        gate.set_limit(4);
+        gate.set_concurrency(4);
+        gate.set_rate_limit(Some(crate::model::RateLimit {
+            milli_per_second: 1,
+            burst: 1,
+        }));
+        let first = queue.reserve("r", "").expect("one token");
+        assert!(queue.reserve("r", "").is_none(), "the one token is taken");
+        drop(first);
+        assert!(queue.reserve("r", "").is_some(), "and back once unused");
+        queue.store.close().await;
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

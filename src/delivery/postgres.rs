@@ -294,6 +294,9 @@ static REPLAY_BATCH: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// The longest a start waits for the tables to be created or brought up to date.
+const SCHEMA_SETUP_LIMIT: Duration = Duration::from_secs(600);
+
 /// An open PostgreSQL store.
 pub struct Postgres {
     config: tokio_postgres::Config,
@@ -417,13 +420,20 @@ impl Postgres {
              COMMIT;",
             sql::replays_table("BIGINT")
         );
-        tokio::time::timeout(
-            timeout.max(Duration::from_secs(30)),
-            conn.batch_execute(&setup),
-        )
-        .await
-        .map_err(|_| QueueStoreError::Open("PostgreSQL: creating the tables timed out".into()))?
-        .map_err(|e| QueueStoreError::Open(format!("PostgreSQL: cannot create the tables: {e}")))?;
+        // Long enough for a large store's one-time schema change (a new primary key and
+        // indexes on every row) on the first start of a new version; other replicas wait
+        // for it behind the advisory lock.
+        tokio::time::timeout(timeout.max(SCHEMA_SETUP_LIMIT), conn.batch_execute(&setup))
+            .await
+            .map_err(|_| {
+                QueueStoreError::Open(format!(
+                    "PostgreSQL: creating or updating the tables took longer than {}",
+                    humantime::format_duration(SCHEMA_SETUP_LIMIT)
+                ))
+            })?
+            .map_err(|e| {
+                QueueStoreError::Open(format!("PostgreSQL: cannot create the tables: {e}"))
+            })?;
         drop(conn);
         Ok(store)
     }
