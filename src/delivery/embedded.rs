@@ -1617,7 +1617,7 @@ fn find_duplicate(tx: &Connection, route: &str, key: &str) -> rusqlite::Result<O
         return Ok(None);
     };
     let states = tx
-        .prepare_cached("SELECT state FROM hookgate_events WHERE id = ?1")?
+        .prepare_cached("SELECT state FROM hookgate_events WHERE id = ?1 ORDER BY destination")?
         .query_map([&id], |r| r.get::<_, String>(0))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let state = State::of_event(states.iter().filter_map(|s| State::parse(s)));

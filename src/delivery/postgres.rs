@@ -1079,7 +1079,10 @@ async fn insert_or_find(
         if let Some(first) = first {
             let id: String = first.get(0);
             let states = c
-                .query("SELECT state FROM hookgate_events WHERE id = $1", &[&id])
+                .query(
+                    "SELECT state FROM hookgate_events WHERE id = $1 ORDER BY destination",
+                    &[&id],
+                )
                 .await?;
             let state = State::of_event(states.iter().filter_map(|r| State::parse(r.get(0))));
             return Ok(Some(Ingested::Duplicate { id, state }));

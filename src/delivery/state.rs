@@ -51,9 +51,10 @@ impl State {
         matches!(self, State::Delivered | State::Dead | State::Filtered)
     }
 
-    /// What one event's deliveries (one per destination) add up to, for a sender who sends
-    /// it again: delivered once every destination has it (or none takes it), on its way
-    /// while any delivery is, else dead.
+    /// What one event's deliveries (one per destination, read in destination order) add up
+    /// to, for a sender who sends it again: delivered once every destination has it (or
+    /// none takes it), on its way while any delivery is (the first such one's state), else
+    /// dead.
     pub fn of_event(states: impl IntoIterator<Item = State>) -> State {
         let mut summary = State::Delivered;
         for state in states {
