@@ -1,6 +1,7 @@
 //! One queued route, three apps: each verified event is stored once and delivered to every
 //! destination whose filter takes it, each destination with its own state, pace, pause and
-//! breaker. Embedded store here; PostgreSQL with two replicas in `queued_postgres.rs`.
+//! breaker; each scenario on the embedded store and on PostgreSQL, and two PostgreSQL
+//! replicas sharing the work (a replica killed mid-replay: `queued_postgres.rs`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -31,11 +32,69 @@ fn shop_route(billing: &str, analytics: &str, audit: &str, extra: [&str; 3]) -> 
     )
 }
 
-async fn shop_gateway(dir: &std::path::Path, apps: [&str; 3], extra: [&str; 3]) -> Hookgate {
+async fn shop_gateway(top: &str, apps: [&str; 3], extra: [&str; 3]) -> Hookgate {
     let yaml = Yaml::new()
-        .top(&store(dir))
+        .top(top)
         .routes(&shop_route(apps[0], apps[1], apps[2], extra));
     Hookgate::start(&yaml, ENV).await
+}
+
+/// Which store a test runs on.
+#[derive(Clone, Copy)]
+enum On {
+    Embedded,
+    Postgres,
+}
+
+/// A scratch directory, the `queue_store:` lines for `on`, and the PostgreSQL server if
+/// any (stopped when dropped).
+async fn setup(
+    on: On,
+    tag: &str,
+) -> (
+    std::path::PathBuf,
+    String,
+    Option<crate::pg_server::PostgresServer>,
+) {
+    let dir = temp_dir(tag);
+    match on {
+        On::Embedded => {
+            let top = store(&dir);
+            (dir, top, None)
+        }
+        On::Postgres => {
+            let pg = crate::pg_server::PostgresServer::start().await;
+            let top = format!(
+                "queue_store:\n  type: postgres\n  url: \"{}\"\n  timeout: 2s\n",
+                pg.url()
+            );
+            (dir, top, Some(pg))
+        }
+    }
+}
+
+/// Each scenario on the embedded store and on PostgreSQL.
+macro_rules! on_both {
+    ($($body:ident => $embedded:ident, $postgres:ident;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $embedded() {
+            $body(On::Embedded).await
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $postgres() {
+            $body(On::Postgres).await
+        }
+    )*};
+}
+
+on_both! {
+    filters_send_each_event_to_its_apps_only_and_an_event_none_takes_is_kept_on => filters_send_each_event_to_its_apps_only_and_an_event_none_takes_is_kept, filters_send_each_event_to_its_apps_only_and_an_event_none_takes_is_kept_on_postgres;
+    one_app_down_does_not_slow_the_others_and_gets_everything_once_it_is_back_on => one_app_down_does_not_slow_the_others_and_gets_everything_once_it_is_back, one_app_down_does_not_slow_the_others_and_gets_everything_once_it_is_back_on_postgres;
+    a_paused_destination_holds_while_the_others_deliver_and_drains_once_on_resume_on => a_paused_destination_holds_while_the_others_deliver_and_drains_once_on_resume, a_paused_destination_holds_while_the_others_deliver_and_drains_once_on_resume_on_postgres;
+    a_destination_breaker_opens_on_its_failure_rate_while_the_others_deliver_on => a_destination_breaker_opens_on_its_failure_rate_while_the_others_deliver, a_destination_breaker_opens_on_its_failure_rate_while_the_others_deliver_on_postgres;
+    a_bulk_replay_counts_first_then_sends_each_event_again_once_with_its_key_and_a_marker_on => a_bulk_replay_counts_first_then_sends_each_event_again_once_with_its_key_and_a_marker, a_bulk_replay_counts_first_then_sends_each_event_again_once_with_its_key_and_a_marker_on_postgres;
+    a_cancelled_replay_stops_and_its_numbers_are_what_was_sent_on => a_cancelled_replay_stops_and_its_numbers_are_what_was_sent, a_cancelled_replay_stops_and_its_numbers_are_what_was_sent_on_postgres;
 }
 
 /// Posts event `n` of type `kind` (with `x-tenant: tenant` if given); returns its id.
@@ -78,16 +137,15 @@ fn delivered(gw: &Hookgate, destination: &str) -> f64 {
     )
 }
 
-#[tokio::test]
-async fn filters_send_each_event_to_its_apps_only_and_an_event_none_takes_is_kept() {
-    let dir = temp_dir("fanout-filters");
+async fn filters_send_each_event_to_its_apps_only_and_an_event_none_takes_is_kept_on(on: On) {
+    let (dir, top, _pg) = setup(on, "fanout-filters").await;
     let (billing, analytics, audit) = (
         Upstream::start().await,
         Upstream::start().await,
         Upstream::start().await,
     );
     let apps = [billing.url(), analytics.url(), audit.url()];
-    let gw = shop_gateway(&dir, [&apps[0], &apps[1], &apps[2]], ["", "", ""]).await;
+    let gw = shop_gateway(&top, [&apps[0], &apps[1], &apps[2]], ["", "", ""]).await;
 
     let paid = send_event(&gw, 1, "invoice.paid", Some("acme")).await;
     send_event(&gw, 2, "booking.created", None).await;
@@ -210,9 +268,8 @@ async fn filters_send_each_event_to_its_apps_only_and_an_event_none_takes_is_kep
     assert_eq!(test["not_matched"], 3);
 }
 
-#[tokio::test]
-async fn one_app_down_does_not_slow_the_others_and_gets_everything_once_it_is_back() {
-    let dir = temp_dir("fanout-down");
+async fn one_app_down_does_not_slow_the_others_and_gets_everything_once_it_is_back_on(on: On) {
+    let (dir, top, _pg) = setup(on, "fanout-down").await;
     let (analytics, audit) = (Upstream::start().await, Upstream::start().await);
     let billing_addr = rebindable_addr().await;
     let apps = [
@@ -220,7 +277,7 @@ async fn one_app_down_does_not_slow_the_others_and_gets_everything_once_it_is_ba
         analytics.url(),
         audit.url(),
     ];
-    let gw = shop_gateway(&dir, [&apps[0], &apps[1], &apps[2]], ["", "", ""]).await;
+    let gw = shop_gateway(&top, [&apps[0], &apps[1], &apps[2]], ["", "", ""]).await;
     for n in 0..20 {
         send_event(&gw, n, "invoice.paid", Some("acme")).await;
     }
@@ -250,16 +307,15 @@ async fn one_app_down_does_not_slow_the_others_and_gets_everything_once_it_is_ba
     assert_eq!(counts(&analytics), once_each(0..20), "nothing twice");
 }
 
-#[tokio::test]
-async fn a_paused_destination_holds_while_the_others_deliver_and_drains_once_on_resume() {
-    let dir = temp_dir("fanout-pause");
+async fn a_paused_destination_holds_while_the_others_deliver_and_drains_once_on_resume_on(on: On) {
+    let (dir, top, _pg) = setup(on, "fanout-pause").await;
     let (billing, analytics, audit) = (
         Upstream::start().await,
         Upstream::start().await,
         Upstream::start().await,
     );
     let apps = [billing.url(), analytics.url(), audit.url()];
-    let gw = shop_gateway(&dir, [&apps[0], &apps[1], &apps[2]], ["", "", ""]).await;
+    let gw = shop_gateway(&top, [&apps[0], &apps[1], &apps[2]], ["", "", ""]).await;
     let (status, paused) = admin(
         &gw,
         "POST",
@@ -313,16 +369,15 @@ async fn a_paused_destination_holds_while_the_others_deliver_and_drains_once_on_
     assert_eq!(counts(&billing), once_each(0..10));
 }
 
-#[tokio::test]
-async fn a_destination_breaker_opens_on_its_failure_rate_while_the_others_deliver() {
-    let dir = temp_dir("fanout-breaker");
+async fn a_destination_breaker_opens_on_its_failure_rate_while_the_others_deliver_on(on: On) {
+    let (dir, top, _pg) = setup(on, "fanout-breaker").await;
     // Billing fails its first eight attempts with 500 (which pacing alone lets through).
     let billing = Upstream::start_with(Reply::scripted(&[500; 8])).await;
     let (analytics, audit) = (Upstream::start().await, Upstream::start().await);
     let apps = [billing.url(), analytics.url(), audit.url()];
     let breaker = "        breaker: { failure_rate: 50, window: 10s, min_attempts: 4, \
                    open_for: 500ms, probes: 1 }\n";
-    let gw = shop_gateway(&dir, [&apps[0], &apps[1], &apps[2]], [breaker, "", ""]).await;
+    let gw = shop_gateway(&top, [&apps[0], &apps[1], &apps[2]], [breaker, "", ""]).await;
     for n in 0..6 {
         send_event(&gw, n, "invoice.paid", None).await;
     }
@@ -455,16 +510,17 @@ pub async fn job_over(gw: &Hookgate, id: &str, secs: u64) -> serde_json::Value {
     }
 }
 
-#[tokio::test]
-async fn a_bulk_replay_counts_first_then_sends_each_event_again_once_with_its_key_and_a_marker() {
-    let dir = temp_dir("fanout-replay");
+async fn a_bulk_replay_counts_first_then_sends_each_event_again_once_with_its_key_and_a_marker_on(
+    on: On,
+) {
+    let (dir, top, _pg) = setup(on, "fanout-replay").await;
     let (billing, analytics, audit) = (
         Upstream::start().await,
         Upstream::start().await,
         Upstream::start().await,
     );
     let apps = [billing.url(), analytics.url(), audit.url()];
-    let gw = shop_gateway(&dir, [&apps[0], &apps[1], &apps[2]], ["", "", ""]).await;
+    let gw = shop_gateway(&top, [&apps[0], &apps[1], &apps[2]], ["", "", ""]).await;
     for n in 0..12 {
         let kind = if n < 8 {
             "invoice.paid"
@@ -573,9 +629,8 @@ async fn a_bulk_replay_counts_first_then_sends_each_event_again_once_with_its_ke
     assert_eq!(header(&got, "hookgate-replay"), "1");
 }
 
-#[tokio::test]
-async fn a_cancelled_replay_stops_and_its_numbers_are_what_was_sent() {
-    let dir = temp_dir("fanout-replay-cancel");
+async fn a_cancelled_replay_stops_and_its_numbers_are_what_was_sent_on(on: On) {
+    let (dir, top, _pg) = setup(on, "fanout-replay-cancel").await;
     let (billing, analytics, audit) = (
         Upstream::start().await,
         Upstream::start().await,
@@ -583,7 +638,7 @@ async fn a_cancelled_replay_stops_and_its_numbers_are_what_was_sent() {
     );
     let apps = [billing.url(), analytics.url(), audit.url()];
     let one = "        concurrency: 1\n";
-    let gw = shop_gateway(&dir, [&apps[0], &apps[1], &apps[2]], [one, "", ""]).await;
+    let gw = shop_gateway(&top, [&apps[0], &apps[1], &apps[2]], [one, "", ""]).await;
     for n in 0..40 {
         send_event(&gw, n, "invoice.paid", None).await;
     }
