@@ -269,7 +269,7 @@ async fn filters_send_each_event_to_its_apps_only_and_an_event_none_takes_is_kep
 }
 
 async fn one_app_down_does_not_slow_the_others_and_gets_everything_once_it_is_back_on(on: On) {
-    let (dir, top, _pg) = setup(on, "fanout-down").await;
+    let (_dir, top, _pg) = setup(on, "fanout-down").await;
     let (analytics, audit) = (Upstream::start().await, Upstream::start().await);
     let billing_addr = rebindable_addr().await;
     let apps = [
@@ -308,7 +308,7 @@ async fn one_app_down_does_not_slow_the_others_and_gets_everything_once_it_is_ba
 }
 
 async fn a_paused_destination_holds_while_the_others_deliver_and_drains_once_on_resume_on(on: On) {
-    let (dir, top, _pg) = setup(on, "fanout-pause").await;
+    let (_dir, top, _pg) = setup(on, "fanout-pause").await;
     let (billing, analytics, audit) = (
         Upstream::start().await,
         Upstream::start().await,
@@ -370,7 +370,7 @@ async fn a_paused_destination_holds_while_the_others_deliver_and_drains_once_on_
 }
 
 async fn a_destination_breaker_opens_on_its_failure_rate_while_the_others_deliver_on(on: On) {
-    let (dir, top, _pg) = setup(on, "fanout-breaker").await;
+    let (_dir, top, _pg) = setup(on, "fanout-breaker").await;
     // Billing fails its first eight attempts with 500 (which pacing alone lets through).
     let billing = Upstream::start_with(Reply::scripted(&[500; 8])).await;
     let (analytics, audit) = (Upstream::start().await, Upstream::start().await);
@@ -513,7 +513,7 @@ pub async fn job_over(gw: &Hookgate, id: &str, secs: u64) -> serde_json::Value {
 async fn a_bulk_replay_counts_first_then_sends_each_event_again_once_with_its_key_and_a_marker_on(
     on: On,
 ) {
-    let (dir, top, _pg) = setup(on, "fanout-replay").await;
+    let (_dir, top, _pg) = setup(on, "fanout-replay").await;
     let (billing, analytics, audit) = (
         Upstream::start().await,
         Upstream::start().await,
@@ -630,7 +630,7 @@ async fn a_bulk_replay_counts_first_then_sends_each_event_again_once_with_its_ke
 }
 
 async fn a_cancelled_replay_stops_and_its_numbers_are_what_was_sent_on(on: On) {
-    let (dir, top, _pg) = setup(on, "fanout-replay-cancel").await;
+    let (_dir, top, _pg) = setup(on, "fanout-replay-cancel").await;
     let (billing, analytics, audit) = (
         Upstream::start().await,
         Upstream::start().await,
