@@ -427,6 +427,54 @@ mod tests {
     }
 
     #[test]
+    fn a_route_with_destinations_is_a_line_per_destination_and_a_replay_reads_as_progress() {
+        let dest = |name: &str, queued: u64, paused: serde_json::Value| {
+            json!({"destination": name, "configured": true, "concurrency": 2,
+                   "depth": {"queued": queued, "delivering": 0, "retrying": 0, "dead": 0},
+                   "oldest_pending_age_seconds": null, "leased_here": 0,
+                   "app_down_since": null, "held_back": false, "next_probe_at": null,
+                   "paused_since": paused, "breaker": "closed", "breaker_since": null})
+        };
+        let answer = json!({"routes": [
+            {"route": "shop", "depth": {}, "destinations": [
+                dest("billing", 0, serde_json::Value::Null),
+                dest("analytics", 10, json!(rfc3339(NOW - 60_000))),
+            ]},
+        ]});
+        let out = render(View::Routes, &answer, NOW);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 3, "{out}");
+        assert!(lines[1].starts_with("shop/billing "), "{out}");
+        assert!(lines[2].starts_with("shop/analytics  10"), "{out}");
+        assert!(
+            lines[2].ends_with("paused 1m00s ago by an operator"),
+            "{out}"
+        );
+
+        let dry = json!({"dry_run": true, "matched": 1240});
+        assert_eq!(
+            render(View::Replay, &dry, NOW),
+            "would replay 1240 deliveries (dry run; nothing sent: add --yes to start it)\n"
+        );
+        let job = json!({"id": "j1", "spec": {"route": "shop", "destination": "billing",
+                         "to": "staging"}, "state": "running", "matched": 1240,
+                         "replayed": 200, "skipped": 3, "error": null,
+                         "created_at": rfc3339(NOW)});
+        let out = render(View::Replay, &job, NOW);
+        let row = out.lines().nth(1).unwrap();
+        for part in [
+            "j1",
+            "shop",
+            "billing -> staging",
+            "running",
+            "200/1240",
+            "3",
+        ] {
+            assert!(row.contains(part), "{part}: {out}");
+        }
+    }
+
+    #[test]
     fn a_listing_is_one_line_per_event_with_its_real_attempts_and_why_it_waits() {
         let answer = json!({"events": [
             {"id": "a1", "route": "github", "state": "retrying", "attempts": 3,
