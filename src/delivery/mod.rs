@@ -71,6 +71,9 @@ pub struct Queue {
     handoff_rx: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Handoff>>>,
     /// Moved by every pause or resume made here (see [`Queue::pauses_changed`]).
     pause_epoch: std::sync::atomic::AtomicU64,
+    /// The pauses last applied to the gates: a gate made later (a destination a reload
+    /// added) starts paused as they say, not open until the worker's next read.
+    pauses: std::sync::Mutex<Vec<crate::delivery::store::Paused>>,
 }
 
 /// An event the pipeline stored with its first attempt started, on its way to the worker.
@@ -91,6 +94,7 @@ impl Queue {
             handoff,
             handoff_rx: std::sync::Mutex::new(Some(rx)),
             pause_epoch: Default::default(),
+            pauses: Default::default(),
         }
     }
 
@@ -98,7 +102,14 @@ impl Queue {
     pub fn gate(&self, route: &str, destination: &str) -> Arc<Gate> {
         let mut gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
         let key = (route.to_owned(), destination.to_owned());
-        gates.entry(key).or_default().clone()
+        if let Some(gate) = gates.get(&key) {
+            return gate.clone();
+        }
+        let gate = Arc::new(Gate::default());
+        let pauses = self.pauses.lock().unwrap_or_else(|p| p.into_inner());
+        gate.set_operator_pause(paused_since(&pauses, route, destination));
+        gates.insert(key, gate.clone());
+        gate
     }
 
     /// For an event about to be stored: one lease of the gate of `route`'s `destination`
@@ -147,6 +158,7 @@ impl Queue {
         self.pause_epoch
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         apply(&gates, pauses);
+        *self.pauses.lock().unwrap_or_else(|p| p.into_inner()) = pauses.to_vec();
     }
 
     /// The pause epoch: read before reading the store's pauses, and compared after.
@@ -161,6 +173,7 @@ impl Queue {
         let gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
         if self.pause_epoch() == epoch {
             apply(&gates, pauses);
+            *self.pauses.lock().unwrap_or_else(|p| p.into_inner()) = pauses.to_vec();
         }
     }
 
@@ -199,17 +212,25 @@ fn apply(
     gates: &std::collections::HashMap<(String, String), Arc<Gate>>,
     pauses: &[crate::delivery::store::Paused],
 ) {
-    use crate::delivery::store::WHOLE_ROUTE;
     for ((route, destination), gate) in gates {
-        let since = pauses
-            .iter()
-            .filter(|p| {
-                p.route == *route && (p.destination == WHOLE_ROUTE || p.destination == *destination)
-            })
-            .map(|p| p.since)
-            .min();
-        gate.set_operator_pause(since);
+        gate.set_operator_pause(paused_since(pauses, route, destination));
     }
+}
+
+/// Since when `route`'s `destination` is paused, by its own pause or its whole route's.
+fn paused_since(
+    pauses: &[crate::delivery::store::Paused],
+    route: &str,
+    destination: &str,
+) -> Option<UnixMs> {
+    use crate::delivery::store::WHOLE_ROUTE;
+    pauses
+        .iter()
+        .filter(|p| {
+            p.route == route && (p.destination == WHOLE_ROUTE || p.destination == destination)
+        })
+        .map(|p| p.since)
+        .min()
 }
 
 /// A lease of a destination's gate, one of its delivery slots and one token of its rate
@@ -588,6 +609,35 @@ mod tests {
         assert!(queue.reserve("r", "").is_none(), "the one token is taken");
         drop(first);
         assert!(queue.reserve("r", "").is_some(), "and back once unused");
+        queue.store.close().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A destination a reload adds is paused at once by its route's pause, not open until
+    /// the worker's next read of the store.
+    #[tokio::test]
+    async fn a_gate_made_after_a_route_pause_starts_paused() {
+        let dir = std::env::temp_dir().join(format!("hookgate-late-gate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let store = embedded::Embedded::open(&dir, None, metrics).unwrap();
+        let queue = Queue::new(QueueStore::Embedded(store));
+        let pause = |destination: &str, since: i64| store::Paused {
+            route: "r".into(),
+            destination: destination.into(),
+            since: UnixMs(since),
+        };
+        queue.pauses_changed(&[pause("", 7), pause("b", 5)]);
+        assert_eq!(queue.gate("r", "a").operator_pause(), Some(UnixMs(7)));
+        assert_eq!(
+            queue.gate("r", "b").operator_pause(),
+            Some(UnixMs(5)),
+            "the earlier"
+        );
+        assert_eq!(queue.gate("other", "a").operator_pause(), None);
+        queue.pauses_changed(&[]);
+        assert_eq!(queue.gate("r", "a").operator_pause(), None);
+        assert_eq!(queue.gate("r", "c").operator_pause(), None);
         queue.store.close().await;
         let _ = std::fs::remove_dir_all(dir);
     }
