@@ -699,7 +699,7 @@ async fn store_and_answer(
         (&outgoing, &body),
     );
     let id = event.id.clone();
-    let handoffs = leased_copies(&event, reserved, &outgoing.headers);
+    let handoffs = leased_copies(&event, reserved, outgoing.headers);
     let ingested = queue.store.ingest(event).await;
     // Held until now: the body counted against the memory budget until it was on disk.
     drop(body);
@@ -755,22 +755,31 @@ fn destinations_taking<'p>(
 }
 
 /// For each delivery stored leased (its destination had a slot free), the copy the worker
-/// gets in memory, with the reservation it holds.
+/// gets in memory, with the reservation it holds. The parsed `headers` move into the last
+/// copy (the only one, on a route with one upstream); the others get a clone.
 fn leased_copies(
     event: &NewEvent,
     reserved: Vec<Option<crate::delivery::Reserved>>,
-    headers: &http::HeaderMap,
+    headers: http::HeaderMap,
 ) -> Vec<(crate::delivery::Event, crate::delivery::Reserved)> {
-    event
+    let leased: Vec<_> = event
         .deliveries
         .iter()
         .zip(reserved)
-        .filter_map(|(d, reserved)| {
-            let lease = d.lease.as_ref()?;
-            Some((
-                event.leased_copy(d, lease, Some(headers.clone())),
-                reserved?,
-            ))
+        .filter_map(|(d, reserved)| Some((d, d.lease.as_ref()?, reserved?)))
+        .collect();
+    let mut headers = Some(headers);
+    let last = leased.len().saturating_sub(1);
+    leased
+        .into_iter()
+        .enumerate()
+        .map(|(i, (d, lease, reserved))| {
+            let head = if i == last {
+                headers.take()
+            } else {
+                headers.clone()
+            };
+            (event.leased_copy(d, lease, head), reserved)
         })
         .collect()
 }
