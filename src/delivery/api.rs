@@ -459,32 +459,42 @@ async fn count_through(
     spec: &ReplaySpec,
     filter: &crate::model::filter::Filter,
 ) -> Result<u64, QueueStoreError> {
-    let mut cursor = (String::new(), String::new());
     let mut seen: Option<String> = None;
     let mut n = 0;
+    each_stored(queue, spec, |row| {
+        // With one target, an event counts once.
+        let counted = spec.target.is_some() && seen.as_deref() == Some(row.id.as_str());
+        if !counted && row.taken_by(filter) {
+            n += 1;
+            seen = Some(row.id.clone());
+        }
+        true
+    })
+    .await?;
+    Ok(n)
+}
+
+/// Goes through what `spec` matches, a page of rows with their requests at a time, in id
+/// order, until `visit` says stop (false) or there is no more.
+async fn each_stored(
+    queue: &Queue,
+    spec: &ReplaySpec,
+    mut visit: impl FnMut(&Event) -> bool,
+) -> Result<(), QueueStoreError> {
+    let mut cursor = (String::new(), String::new());
     loop {
         let rows = queue
             .store
             .replay_candidates(spec, cursor.clone(), PAGE, true)
             .await?;
         for row in &rows {
-            // With one target, an event counts once.
-            if spec.target.is_some() && seen.as_deref() == Some(row.id.as_str()) {
-                continue;
-            }
-            let headers = crate::delivery::event::decode_headers(&row.headers).unwrap_or_default();
-            let json = row
-                .body
-                .as_deref()
-                .and_then(|b| crate::scheme::json::parse_strict(b).ok());
-            if filter.matches(&headers, json.as_ref()) {
-                n += 1;
-                seen = Some(row.id.clone());
+            if !visit(row) {
+                return Ok(());
             }
         }
         match rows.last() {
             Some(last) => cursor = (last.id.clone(), last.destination.clone()),
-            None => return Ok(n),
+            None => return Ok(()),
         }
     }
 }
@@ -633,36 +643,22 @@ async fn filter_test(
         states: State::ALL.to_vec(),
         filter: None,
     };
-    let (mut cursor, mut last) = ((String::new(), String::new()), String::new());
+    let mut last = String::new();
     let (mut taken, mut left) = (Vec::new(), Vec::new());
-    while taken.len() + left.len() < limit {
-        let rows = queue
-            .store
-            .replay_candidates(&spec, cursor.clone(), PAGE, true)
-            .await?;
-        for row in &rows {
-            // One verdict per event, whatever its deliveries.
-            if row.id == last || taken.len() + left.len() >= limit {
-                continue;
-            }
+    each_stored(queue, &spec, |row| {
+        // One verdict per event, whatever its deliveries.
+        if row.id != last {
             last = row.id.clone();
-            let headers = crate::delivery::event::decode_headers(&row.headers).unwrap_or_default();
-            let json = row
-                .body
-                .as_deref()
-                .and_then(|b| crate::scheme::json::parse_strict(b).ok());
-            let verdict = if filter.matches(&headers, json.as_ref()) {
+            let verdict = if row.taken_by(&filter) {
                 &mut taken
             } else {
                 &mut left
             };
             verdict.push(row.id.clone());
         }
-        match rows.last() {
-            Some(r) => cursor = (r.id.clone(), r.destination.clone()),
-            None => break,
-        }
-    }
+        taken.len() + left.len() < limit
+    })
+    .await?;
     Ok(json_response(
         StatusCode::OK,
         &json!({"route": spec.route, "examined": taken.len() + left.len(),

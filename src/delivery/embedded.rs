@@ -623,11 +623,7 @@ impl Embedded {
 
     pub async fn replay_jobs(&self) -> Result<Vec<ReplayJob>, QueueStoreError> {
         self.read(|c| {
-            let sql = format!(
-                "SELECT {} FROM hookgate_replays ORDER BY created_at DESC LIMIT 100",
-                sql::JOB_COLUMNS
-            );
-            let mut stmt = c.prepare_cached(&sql)?;
+            let mut stmt = c.prepare_cached(&sql::replay_jobs())?;
             let rows = stmt.query_map([], job_from)?;
             rows.collect()
         })

@@ -203,6 +203,17 @@ pub fn decode_headers(bytes: &[u8]) -> Result<HeaderMap, Unreadable> {
 }
 
 impl Event {
+    /// Whether its stored request (read with its body) matches a destination filter, as
+    /// the request did at ingest: its headers, its body parsed strictly if it is JSON.
+    pub fn taken_by(&self, filter: &crate::model::filter::Filter) -> bool {
+        let headers = decode_headers(&self.headers).unwrap_or_default();
+        let json = match (filter.reads_json(), self.body.as_deref()) {
+            (true, Some(body)) => crate::scheme::json::parse_strict(body).ok(),
+            _ => None,
+        };
+        filter.matches(&headers, json.as_ref())
+    }
+
     /// The request head to send: method, target and headers, checked. Takes the parsed
     /// headers the event carries, if any.
     pub fn request_head(

@@ -904,11 +904,8 @@ impl Postgres {
     pub async fn replay_jobs(&self) -> Result<Vec<ReplayJob>, QueueStoreError> {
         self.with(|c| {
             Box::pin(async move {
-                let sql = format!(
-                    "SELECT {} FROM hookgate_replays ORDER BY created_at DESC LIMIT 100",
-                    sql::JOB_COLUMNS
-                );
-                Ok(c.query(&sql, &[]).await?.iter().map(job_from).collect())
+                let rows = c.query(&sql::replay_jobs(), &[]).await?;
+                Ok(rows.iter().map(job_from).collect())
             })
         })
         .await

@@ -174,17 +174,11 @@ impl Runner<'_> {
         let next = rows
             .last()
             .map_or_else(|| cursor.clone(), |r| (r.id.clone(), r.destination.clone()));
-        let now = UnixMs::from((self.clock)());
         let batch = ReplayBatch {
-            job: job.id.clone(),
-            owner: self.owner.to_owned(),
             marks,
             skipped,
-            cursor: next.clone(),
             done,
-            error: None,
-            now,
-            owned_until: now.after(HOLD),
+            ..self.batch_at(job, next.clone())
         };
         let (step, recorded) = self.apply(job, batch).await;
         if recorded {
@@ -242,21 +236,26 @@ impl Runner<'_> {
         }
     }
 
-    /// Keeps holding the job while the destination is busy.
-    async fn keep(&self, job: &ReplayJob, cursor: &(String, String)) -> Step {
+    /// A batch of `job` that leaves it at `cursor`, marks nothing, and holds it for
+    /// another [`HOLD`]; the other batches are this with their own fields.
+    fn batch_at(&self, job: &ReplayJob, cursor: (String, String)) -> ReplayBatch {
         let now = UnixMs::from((self.clock)());
-        let batch = ReplayBatch {
+        ReplayBatch {
             job: job.id.clone(),
             owner: self.owner.to_owned(),
             marks: Vec::new(),
             skipped: 0,
-            cursor: cursor.clone(),
+            cursor,
             done: false,
             error: None,
             now,
             owned_until: now.after(HOLD),
-        };
-        let (step, _) = self.apply(job, batch).await;
+        }
+    }
+
+    /// Keeps holding the job while the destination is busy.
+    async fn keep(&self, job: &ReplayJob, cursor: &(String, String)) -> Step {
+        let (step, _) = self.apply(job, self.batch_at(job, cursor.clone())).await;
         // The destination is busy: look again in a while, not in a spin.
         tokio::time::sleep(Duration::from_millis(500)).await;
         step
@@ -271,17 +270,13 @@ impl Runner<'_> {
                 "replay job failed"
             );
         }
-        let now = UnixMs::from((self.clock)());
+        let batch = self.batch_at(job, cursor);
         let batch = ReplayBatch {
-            job: job.id.clone(),
-            owner: self.owner.to_owned(),
-            marks: Vec::new(),
-            skipped: 0,
-            cursor,
             done: true,
             error,
-            now,
-            owned_until: now,
+            // Let go at once.
+            owned_until: batch.now,
+            ..batch
         };
         self.apply(job, batch).await;
         Step::Over
@@ -317,7 +312,7 @@ fn marks(
             || (last_marked.as_deref() != Some(row.id.as_str()) && seen.insert(&row.id));
         let goes = policy.destination(destination).is_some()
             && !(row.state == State::Filtered && spec.target.is_none())
-            && filter.is_none_or(|f| matches(f, row));
+            && filter.is_none_or(|f| row.taken_by(f));
         if !(once && goes) {
             skipped += 1;
             continue;
@@ -343,14 +338,4 @@ fn event_key(row: &Event) -> String {
         .strip_suffix(&suffix)
         .unwrap_or(&row.idempotency_key)
         .to_owned()
-}
-
-/// Whether `row`'s stored request matches `filter`.
-fn matches(filter: &Filter, row: &Event) -> bool {
-    let headers = crate::delivery::event::decode_headers(&row.headers).unwrap_or_default();
-    let json = row
-        .body
-        .as_deref()
-        .and_then(|b| crate::scheme::json::parse_strict(b).ok());
-    filter.matches(&headers, json.as_ref())
 }

@@ -223,6 +223,11 @@ pub const JOB_COLUMNS: &str = "id, route, source, target, since_ms, until_ms, st
     matched, replayed, skipped, cursor_id, cursor_destination, state, error, owner, \
     owned_until, created_at, finished_at";
 
+/// The latest jobs, newest first: the 100 the queue API lists.
+pub fn replay_jobs() -> String {
+    format!("SELECT {JOB_COLUMNS} FROM hookgate_replays ORDER BY created_at DESC LIMIT 100")
+}
+
 /// A new job: `p1`..`p9` are its id, route, source, target, since, until, states, filter
 /// and matched; `p10` when it was made.
 pub fn replay_create(p: P) -> String {
