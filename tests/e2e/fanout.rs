@@ -32,10 +32,10 @@ fn shop_route(billing: &str, analytics: &str, audit: &str, extra: [&str; 3]) -> 
     )
 }
 
-async fn shop_gateway(top: &str, apps: [&str; 3], extra: [&str; 3]) -> Hookgate {
+async fn shop_gateway(top: &str, apps: &[String; 3], extra: [&str; 3]) -> Hookgate {
     let yaml = Yaml::new()
         .top(top)
-        .routes(&shop_route(apps[0], apps[1], apps[2], extra));
+        .routes(&shop_route(&apps[0], &apps[1], &apps[2], extra));
     Hookgate::start(&yaml, ENV).await
 }
 
@@ -97,6 +97,15 @@ on_both! {
     a_cancelled_replay_stops_and_its_numbers_are_what_was_sent_on => a_cancelled_replay_stops_and_its_numbers_are_what_was_sent, a_cancelled_replay_stops_and_its_numbers_are_what_was_sent_on_postgres;
 }
 
+/// Billing, analytics and audit: three fast apps.
+async fn three_apps() -> (Upstream, Upstream, Upstream) {
+    (
+        Upstream::start().await,
+        Upstream::start().await,
+        Upstream::start().await,
+    )
+}
+
 /// Posts event `n` of type `kind` (with `x-tenant: tenant` if given); returns its id.
 async fn send_event(gw: &Hookgate, n: usize, kind: &str, tenant: Option<&str>) -> String {
     let body = format!(r#"{{"event":"{kind}","n":{n}}}"#).into_bytes();
@@ -139,13 +148,9 @@ fn delivered(gw: &Hookgate, destination: &str) -> f64 {
 
 async fn filters_send_each_event_to_its_apps_only_and_an_event_none_takes_is_kept_on(on: On) {
     let (dir, top, _pg) = setup(on, "fanout-filters").await;
-    let (billing, analytics, audit) = (
-        Upstream::start().await,
-        Upstream::start().await,
-        Upstream::start().await,
-    );
+    let (billing, analytics, audit) = three_apps().await;
     let apps = [billing.url(), analytics.url(), audit.url()];
-    let gw = shop_gateway(&top, [&apps[0], &apps[1], &apps[2]], ["", "", ""]).await;
+    let gw = shop_gateway(&top, &apps, ["", "", ""]).await;
 
     let paid = send_event(&gw, 1, "invoice.paid", Some("acme")).await;
     send_event(&gw, 2, "booking.created", None).await;
@@ -277,7 +282,7 @@ async fn one_app_down_does_not_slow_the_others_and_gets_everything_once_it_is_ba
         analytics.url(),
         audit.url(),
     ];
-    let gw = shop_gateway(&top, [&apps[0], &apps[1], &apps[2]], ["", "", ""]).await;
+    let gw = shop_gateway(&top, &apps, ["", "", ""]).await;
     for n in 0..20 {
         send_event(&gw, n, "invoice.paid", Some("acme")).await;
     }
@@ -309,13 +314,9 @@ async fn one_app_down_does_not_slow_the_others_and_gets_everything_once_it_is_ba
 
 async fn a_paused_destination_holds_while_the_others_deliver_and_drains_once_on_resume_on(on: On) {
     let (_dir, top, _pg) = setup(on, "fanout-pause").await;
-    let (billing, analytics, audit) = (
-        Upstream::start().await,
-        Upstream::start().await,
-        Upstream::start().await,
-    );
+    let (billing, analytics, audit) = three_apps().await;
     let apps = [billing.url(), analytics.url(), audit.url()];
-    let gw = shop_gateway(&top, [&apps[0], &apps[1], &apps[2]], ["", "", ""]).await;
+    let gw = shop_gateway(&top, &apps, ["", "", ""]).await;
     let (status, paused) = admin(
         &gw,
         "POST",
@@ -377,7 +378,7 @@ async fn a_destination_breaker_opens_on_its_failure_rate_while_the_others_delive
     let apps = [billing.url(), analytics.url(), audit.url()];
     let breaker = "        breaker: { failure_rate: 50, window: 10s, min_attempts: 4, \
                    open_for: 500ms, probes: 1 }\n";
-    let gw = shop_gateway(&top, [&apps[0], &apps[1], &apps[2]], [breaker, "", ""]).await;
+    let gw = shop_gateway(&top, &apps, [breaker, "", ""]).await;
     for n in 0..6 {
         send_event(&gw, n, "invoice.paid", None).await;
     }
@@ -429,23 +430,14 @@ async fn a_destination_breaker_opens_on_its_failure_rate_while_the_others_delive
 /// one destination made on one replica holds on both, and the other destinations go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_on_postgres_deliver_each_event_once_to_each_app_that_takes_it() {
-    let pg = crate::pg_server::PostgresServer::start().await;
-    let (billing, analytics, audit) = (
-        Upstream::start().await,
-        Upstream::start().await,
-        Upstream::start().await,
-    );
-    let yaml = Yaml::new()
-        .top(&format!(
-            "queue_store:\n  type: postgres\n  url: \"{}\"\n  timeout: 2s\n",
-            pg.url()
-        ))
-        .routes(&shop_route(
-            &billing.url(),
-            &analytics.url(),
-            &audit.url(),
-            ["", "", ""],
-        ));
+    let (_dir, top, _pg) = setup(On::Postgres, "fanout-replicas").await;
+    let (billing, analytics, audit) = three_apps().await;
+    let yaml = Yaml::new().top(&top).routes(&shop_route(
+        &billing.url(),
+        &analytics.url(),
+        &audit.url(),
+        ["", "", ""],
+    ));
     let a = Hookgate::start(&yaml, ENV).await;
     let b = Hookgate::start(&yaml, ENV).await;
     let (status, _) = admin(
@@ -514,13 +506,9 @@ async fn a_bulk_replay_counts_first_then_sends_each_event_again_once_with_its_ke
     on: On,
 ) {
     let (_dir, top, _pg) = setup(on, "fanout-replay").await;
-    let (billing, analytics, audit) = (
-        Upstream::start().await,
-        Upstream::start().await,
-        Upstream::start().await,
-    );
+    let (billing, analytics, audit) = three_apps().await;
     let apps = [billing.url(), analytics.url(), audit.url()];
-    let gw = shop_gateway(&top, [&apps[0], &apps[1], &apps[2]], ["", "", ""]).await;
+    let gw = shop_gateway(&top, &apps, ["", "", ""]).await;
     for n in 0..12 {
         let kind = if n < 8 {
             "invoice.paid"
@@ -631,14 +619,10 @@ async fn a_bulk_replay_counts_first_then_sends_each_event_again_once_with_its_ke
 
 async fn a_cancelled_replay_stops_and_its_numbers_are_what_was_sent_on(on: On) {
     let (_dir, top, _pg) = setup(on, "fanout-replay-cancel").await;
-    let (billing, analytics, audit) = (
-        Upstream::start().await,
-        Upstream::start().await,
-        Upstream::start().await,
-    );
+    let (billing, analytics, audit) = three_apps().await;
     let apps = [billing.url(), analytics.url(), audit.url()];
     let one = "        concurrency: 1\n";
-    let gw = shop_gateway(&top, [&apps[0], &apps[1], &apps[2]], [one, "", ""]).await;
+    let gw = shop_gateway(&top, &apps, [one, "", ""]).await;
     for n in 0..40 {
         send_event(&gw, n, "invoice.paid", None).await;
     }

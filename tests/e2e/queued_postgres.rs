@@ -163,12 +163,7 @@ async fn a_replica_killed_mid_delivery_loses_its_leases_to_the_other() {
     }
     // Wait for both to listen.
     for url in &urls {
-        let addr: std::net::SocketAddr = url[7..url.len() - 5].parse().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
-            assert!(Instant::now() < deadline, "gateway did not start: {url}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_listening(url).await;
     }
     // Events go to replica a only; its worker leases them (b's worker may take some too).
     let mut acked = Vec::new();
